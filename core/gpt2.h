@@ -1,0 +1,75 @@
+/* GPT-2 model: configuration, named parameter tensors, and the checkpoint loader.
+ *
+ * The loader reads a Hugging Face GPT-2 snapshot folder (config.json,
+ * model.safetensors, and the tokenizer files). F32 tensors are used in place
+ * inside a read-only mmap of model.safetensors; F16/BF16 tensors are converted
+ * to F32 once at load time into memory owned by the model.
+ *
+ * Layout (Conv1D style, `in x out`, applied as y = x W + b), C = n_embd:
+ *   attn_w (C, 3C): columns [0,C) query, [C,2C) key, [2C,3C) value;
+ *   head h owns columns h*dh .. (h+1)*dh-1 inside each third.
+ *   attn_proj_w (C, C): head h owns rows h*dh .. (h+1)*dh-1.
+ */
+#ifndef TW_GPT2_H
+#define TW_GPT2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int n_layer;      /* L, number of transformer blocks */
+    int n_head;       /* H */
+    int n_embd;       /* C (d) */
+    int n_inner;      /* MLP width, 4C unless config.json says otherwise */
+    int n_ctx;        /* positions in wpe */
+    int vocab_size;   /* V, rows of wte */
+    float ln_eps;     /* layer_norm_epsilon, 1e-5 for GPT-2 */
+} gpt2_config;
+
+typedef struct {
+    const float *ln_1_w;      /* (C) gamma of ln_1 */
+    const float *ln_1_b;      /* (C) beta of ln_1 */
+    const float *attn_w;      /* (C, 3C) c_attn.weight */
+    const float *attn_b;      /* (3C)    c_attn.bias */
+    const float *attn_proj_w; /* (C, C)  attn.c_proj.weight */
+    const float *attn_proj_b; /* (C)     attn.c_proj.bias */
+    const float *ln_2_w;      /* (C) */
+    const float *ln_2_b;      /* (C) */
+    const float *fc_w;        /* (C, n_inner) mlp.c_fc.weight */
+    const float *fc_b;        /* (n_inner) */
+    const float *fc_proj_w;   /* (n_inner, C) mlp.c_proj.weight */
+    const float *fc_proj_b;   /* (C) */
+} gpt2_block;
+
+typedef struct {
+    const float *wte;   /* (V, C) token embeddings, also the tied LM head */
+    const float *wpe;   /* (n_ctx, C) position embeddings */
+    gpt2_block *h;      /* (L) blocks, array owned by the model */
+    const float *ln_f_w;/* (C) */
+    const float *ln_f_b;/* (C) */
+} gpt2_params;
+
+typedef struct {
+    gpt2_config cfg;
+    gpt2_params p;
+    size_t n_params;          /* number of scalar parameters (buffers excluded) */
+    uint64_t file_size;       /* bytes of model.safetensors */
+    char *dir;                /* model folder as given (owned) */
+    /* storage: private to the loader */
+    void *map;                /* mmap of model.safetensors */
+    size_t map_len;
+    float **owned;            /* converted F16/BF16 tensors */
+    size_t n_owned;
+} gpt2_model;
+
+/* Loads the snapshot in `dir` into *m. Returns 0 on success. On failure
+ * returns -1, leaves *m empty (safe to gpt2_free), and writes one line into
+ * err naming the file and, where there is one, the tensor, e.g.
+ *   "model.safetensors: tensor 'h.3.attn.c_attn.weight': shape [768, 2000], expected [768, 2304]"
+ * Never aborts on bad input. */
+int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen);
+
+/* Releases everything gpt2_load acquired; idempotent. */
+void gpt2_free(gpt2_model *m);
+
+#endif

@@ -1,0 +1,43 @@
+/* GPT-2 byte-level BPE tokenizer (exact): the GPT-2 pre-tokenization pattern
+ * with Unicode letter/number classes, byte-to-unicode map, merge ranks.
+ * A loaded tokenizer is immutable and safe to share between threads. */
+#ifndef TW_TOKENIZER_H
+#define TW_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tokenizer tokenizer;
+
+/* Loads vocab.json + merges.txt, or encoder.json + vocab.bpe, from `dir`.
+ * NULL on failure with one line in err naming the file and the problem. */
+tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen);
+void tokenizer_free(tokenizer *t);
+
+int tokenizer_vocab_size(const tokenizer *t);   /* number of ids (max id + 1) */
+int tokenizer_eot(const tokenizer *t);          /* id of <|endoftext|>, or -1 */
+
+/* Encodes `len` bytes of UTF-8 text. Invalid UTF-8 is first replaced by
+ * U+FFFD. The literal text "<|endoftext|>" becomes the special token.
+ * Returns the number of tokens and stores a malloc'd array in *ids (caller
+ * frees; NULL when 0 tokens), or -1 on allocation failure. */
+long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t **ids);
+
+/* The exact bytes of token `id` (not NUL-terminated), or NULL if id is out of
+ * range. Points into the tokenizer; valid while it lives. */
+const uint8_t *tokenizer_token_bytes(const tokenizer *t, int id, size_t *len);
+
+/* Token id of an exact byte string (a whole vocabulary entry), or -1. */
+int tokenizer_lookup(const tokenizer *t, const uint8_t *bytes, size_t len);
+
+/* Writes a deterministic synthetic GPT-2-format tokenizer (vocab.json and
+ * merges.txt) into `dir` with exactly `vocab_size` ids: the 256 byte tokens,
+ * merges learned by byte-level BPE from a built-in English corpus (so common
+ * words, including the paper's common nouns, are single tokens), further
+ * deterministic merges of existing tokens when the corpus runs out, and
+ * <|endoftext|> as the last id. vocab_size must be >= 257. 0 on success,
+ * -1 with a message in err. */
+int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
+                              char *err, size_t errlen);
+
+#endif
