@@ -1,0 +1,18 @@
+/* Layer normalisation over the rows of a matrix (SPEC.md, Notation):
+ *   LN(x) = gamma * (x - mean(x)) / sqrt(var(x) + eps) + beta,
+ * var the biased variance (divide by d). */
+#ifndef TW_LNORM_H
+#define TW_LNORM_H
+
+#include <stddef.h>
+
+/* out (rows, d) = LN(in (rows, d)) row by row.
+ * gamma, beta: (d), or NULL for 1 and 0 (NULL gamma and NULL beta is LN_0).
+ * Mean, variance and the affine map are computed in double and rounded to
+ * float once, so the result does not depend on how rows are split between
+ * calls. out may equal in (in place); other overlaps are not allowed.
+ * No allocation, no failure; a row of d == 0 is a no-op. Thread-safe. */
+void layernorm_rows(float *out, const float *in, const float *gamma,
+                    const float *beta, size_t rows, size_t d, float eps);
+
+#endif
