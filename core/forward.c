@@ -1,34 +1,12 @@
 /* GPT-2 forward pass: see forward.h for the contract. */
 #include "core/forward.h"
 
+#include "core/lnorm.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- Layer norm ----
- * TEMPORARY: the team's single implementation is core/lnorm.{c,h}
- * (layernorm_rows); switch to it as soon as it lands. */
-static void layernorm_rows(float *out, const float *in, const float *gamma,
-                           const float *beta, size_t rows, size_t d, float eps)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *x = in + r * d;
-        float *y = out + r * d;
-        double mean = 0.0;
-        for (size_t i = 0; i < d; i++) mean += x[i];
-        mean /= (double)d;
-        double var = 0.0;
-        for (size_t i = 0; i < d; i++) {
-            double c = x[i] - mean;
-            var += c * c;
-        }
-        var /= (double)d;
-        double rstd = 1.0 / sqrt(var + (double)eps);
-        for (size_t i = 0; i < d; i++)
-            y[i] = (float)((x[i] - mean) * rstd) * gamma[i] + beta[i];
-    }
-}
 
 /* ---- Matrix products ---- */
 
