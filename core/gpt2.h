@@ -60,13 +60,51 @@ typedef struct {
     size_t map_len;
     float **owned;            /* converted F16/BF16 tensors */
     size_t n_owned;
+    /* provenance, from config.json (written by core/synth) */
+    int synthetic;            /* 1 when "twd_synthetic": true */
+    uint64_t synthetic_seed;  /* "twd_seed" when synthetic, else 0 */
+    char dtype[8];            /* stored dtype of wte: "F32", "F16" or "BF16" */
 } gpt2_model;
+
+/* Sanity bounds on config.json values (gpt2-xl is 48/25/1600/1024/50257). */
+#define GPT2_MAX_LAYER 1024
+#define GPT2_MAX_HEAD 1024
+#define GPT2_MAX_EMBD 65536
+#define GPT2_MAX_INNER (4 * 65536)
+#define GPT2_MAX_CTX (1 << 20)
+#define GPT2_MAX_VOCAB (1 << 24)
+
+/* Reads and validates `path` (a GPT-2 config.json) into *cfg: n_layer,
+ * n_head, n_embd, n_positions (or n_ctx), vocab_size must be integers in
+ * 1..GPT2_MAX_*, n_embd % n_head == 0; n_inner absent or null means
+ * 4*n_embd; layer_norm_epsilon defaults to 1e-5 and must be > 0 and finite.
+ * If synthetic is not NULL it receives 1 when "twd_synthetic" is true (and
+ * *seed the "twd_seed"), else 0. Returns 0, or -1 with one line in err
+ * naming the file and the key. */
+int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
+                     uint64_t *seed, char *err, size_t errlen);
+
+/* Number of scalar parameters a checkpoint of this config holds (wte, wpe,
+ * every block's weights and biases, ln_f; no buffers, no separate lm_head). */
+size_t gpt2_param_count(const gpt2_config *cfg);
 
 /* Loads the snapshot in `dir` into *m. Returns 0 on success. On failure
  * returns -1, leaves *m empty (safe to gpt2_free), and writes one line into
  * err naming the file and, where there is one, the tensor, e.g.
- *   "model.safetensors: tensor 'h.3.attn.c_attn.weight': shape [768, 2000], expected [768, 2304]"
- * Never aborts on bad input. */
+ *   "/models/gpt2/model.safetensors: tensor 'h.3.attn.c_attn.weight': shape [768, 2000], expected [768, 2304]"
+ * Never aborts on bad input. The file in the message is the full path
+ * (dir/model.safetensors or dir/config.json).
+ * Tensor names are accepted with or without the "transformer." prefix (the
+ * same tensor under both names is an error); h.N.attn.bias and
+ * h.N.attn.masked_bias and any tensor the model does not use (lm_head.weight)
+ * are ignored. Used tensors must be F32, F16 or BF16 with exactly the shape
+ * the config implies. F32 data 4-byte aligned in the file is used in place
+ * (pointers into the mmap, valid until gpt2_free); otherwise, and for
+ * F16/BF16, it is converted into buffers owned by the model. Only the
+ * safetensors header is read at load, so loading costs about the same
+ * whatever the model size once the page cache is warm.
+ * Not thread-safe on the same *m; a loaded model is read-only and may be
+ * shared between threads. */
 int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen);
 
 /* Releases everything gpt2_load acquired; idempotent. */
