@@ -1,0 +1,166 @@
+#include "api/answer_cache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/ext.h"
+
+typedef struct entry {
+    struct entry *prev, *next;   /* LRU list, most recent at head */
+    struct entry *chain;         /* hash bucket chain */
+    uint64_t hash;
+    char *key;
+    size_t klen;
+    char *body;
+    size_t len;
+    int status;
+    const char *content_type;
+} entry;
+
+struct answer_cache {
+    pthread_mutex_t lock;
+    entry **buckets;
+    size_t n_buckets;
+    entry *head, *tail;
+    size_t bytes, budget, entries;
+    uint64_t hits, misses;
+};
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static size_t entry_bytes(const entry *e) { return sizeof *e + e->klen + e->len; }
+
+answer_cache *answer_cache_new(size_t budget)
+{
+    answer_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->n_buckets = 1024;
+    c->buckets = calloc(c->n_buckets, sizeof *c->buckets);
+    if (!c->buckets) { free(c); return NULL; }
+    c->budget = budget;
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+static void unlink_lru(answer_cache *c, entry *e)
+{
+    if (e->prev) e->prev->next = e->next; else c->head = e->next;
+    if (e->next) e->next->prev = e->prev; else c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void push_front(answer_cache *c, entry *e)
+{
+    e->prev = NULL;
+    e->next = c->head;
+    if (c->head) c->head->prev = e;
+    c->head = e;
+    if (!c->tail) c->tail = e;
+}
+
+static void drop(answer_cache *c, entry *e)
+{
+    entry **pp = &c->buckets[e->hash % c->n_buckets];
+    while (*pp != e) pp = &(*pp)->chain;
+    *pp = e->chain;
+    unlink_lru(c, e);
+    c->bytes -= entry_bytes(e);
+    c->entries--;
+    free(e->key);
+    free(e->body);
+    free(e);
+}
+
+void answer_cache_free(answer_cache *c)
+{
+    if (!c) return;
+    while (c->head) drop(c, c->head);
+    free(c->buckets);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static entry *find(answer_cache *c, uint64_t h, const char *key, size_t klen)
+{
+    for (entry *e = c->buckets[h % c->n_buckets]; e; e = e->chain)
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
+    return NULL;
+}
+
+int answer_cache_get(twd_app *app, const char *key, size_t klen, api_response *res)
+{
+    answer_cache *c = app->ext ? app->ext->answers : NULL;
+    if (!c) return -1;
+    uint64_t h = fnv1a(key, klen);
+    pthread_mutex_lock(&c->lock);
+    entry *e = find(c, h, key, klen);
+    int rc = -1;
+    if (e) {
+        char *copy = malloc(e->len + 1);
+        if (copy) {
+            memcpy(copy, e->body, e->len + 1);
+            api_response_free(res);
+            res->body = copy;
+            res->len = e->len;
+            res->status = e->status;
+            res->content_type = e->content_type;
+            unlink_lru(c, e);
+            push_front(c, e);
+            rc = 0;
+        }
+    }
+    if (rc == 0) c->hits++; else c->misses++;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+void answer_cache_put(twd_app *app, const char *key, size_t klen, const api_response *res)
+{
+    answer_cache *c = app->ext ? app->ext->answers : NULL;
+    if (!c || !res->body) return;
+    entry *e = calloc(1, sizeof *e);
+    if (!e) return;
+    e->key = malloc(klen);
+    e->body = malloc(res->len + 1);
+    if (!e->key || !e->body) { free(e->key); free(e->body); free(e); return; }
+    memcpy(e->key, key, klen);
+    memcpy(e->body, res->body, res->len);
+    e->body[res->len] = '\0';
+    e->klen = klen;
+    e->len = res->len;
+    e->status = res->status;
+    e->content_type = res->content_type;
+    e->hash = fnv1a(key, klen);
+    pthread_mutex_lock(&c->lock);
+    if (entry_bytes(e) > c->budget || find(c, e->hash, key, klen)) {
+        pthread_mutex_unlock(&c->lock);
+        free(e->key); free(e->body); free(e);
+        return;
+    }
+    while (c->bytes + entry_bytes(e) > c->budget && c->tail) drop(c, c->tail);
+    e->chain = c->buckets[e->hash % c->n_buckets];
+    c->buckets[e->hash % c->n_buckets] = e;
+    push_front(c, e);
+    c->bytes += entry_bytes(e);
+    c->entries++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void answer_cache_get_stats(answer_cache *c, answer_cache_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!c) return;
+    pthread_mutex_lock(&c->lock);
+    s->hits = c->hits;
+    s->misses = c->misses;
+    s->entries = c->entries;
+    s->bytes = c->bytes;
+    s->budget = c->budget;
+    pthread_mutex_unlock(&c->lock);
+}

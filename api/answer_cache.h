@@ -1,0 +1,28 @@
+/* Finished answers, kept because the model never changes while running:
+ * a byte-budgeted LRU map from a request's canonical key to its body. */
+#ifndef TW_ANSWER_CACHE_H
+#define TW_ANSWER_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/api.h"
+
+typedef struct answer_cache answer_cache;
+
+answer_cache *answer_cache_new(size_t budget_bytes);
+void answer_cache_free(answer_cache *c);
+
+/* 0 and a copy of the cached answer in *res (status, body, content type) on a
+ * hit; -1 on a miss. Thread-safe. */
+int answer_cache_get(twd_app *app, const char *key, size_t klen, api_response *res);
+/* Stores a copy of res under key when it fits the budget, evicting the least
+ * recently used answers. Thread-safe. */
+void answer_cache_put(twd_app *app, const char *key, size_t klen, const api_response *res);
+
+typedef struct {
+    uint64_t hits, misses, entries, bytes, budget;
+} answer_cache_stats;
+void answer_cache_get_stats(answer_cache *c, answer_cache_stats *s);
+
+#endif

@@ -1,0 +1,169 @@
+/* api/: the route table, parameter validation, and JSON answers.
+ *
+ * The server hands over a parsed request (method, decoded path, strictly
+ * percent-decoded query pairs, raw body) and gets back a finished response
+ * (status, content type, body). Nothing here touches sockets. Every route is
+ * one row of api_routes[]: its parameters are declared there with type and
+ * bounds, validated before the handler runs, and described in /openapi.json
+ * from the same rows. */
+#ifndef TW_API_H
+#define TW_API_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/gpt2.h"
+#include "core/tokenizer.h"
+#include "server/config.h"
+
+typedef enum { APP_LOADING = 0, APP_READY = 1, APP_FAILED = 2 } app_state;
+
+struct api_ext;  /* analysis state (caches, UMAP), owned by the analysis modules */
+
+/* Everything a handler may read. The model never changes once READY. */
+typedef struct twd_app {
+    const twd_config *cfg;
+    _Atomic int state;             /* app_state */
+    char status[256];              /* what loading is doing now (guarded by lock) */
+    void *status_lock;             /* pthread_mutex_t*, owned by the server */
+    gpt2_model model;
+    tokenizer *tok;
+    char model_name[256];          /* e.g. "gpt2" or the folder name */
+    char model_source[4096];       /* folder the weights were read from */
+    char model_origin[64];         /* "configured", "hub-cache", "demo" */
+    bool synthetic;                /* weights generated, not trained */
+    uint64_t synthetic_seed;
+    double load_seconds;           /* wall time of gpt2_load + tokenizer_load */
+    double started_at;             /* monotonic seconds at start */
+    struct api_ext *ext;
+} twd_app;
+
+enum { API_GET = 1, API_POST = 2, API_HEAD = 4, API_OPTIONS = 8, API_OTHER = 16 };
+
+typedef struct {
+    char *key;
+    size_t key_len;
+    char *val;
+    size_t val_len;
+} api_kv;
+
+typedef struct {
+    int method;                    /* one of API_GET.. */
+    const char *path;              /* decoded path, NUL-terminated */
+    const api_kv *query;           /* decoded query pairs (may contain NUL bytes) */
+    size_t n_query;
+    const char *body;              /* raw body bytes (not NUL-terminated) */
+    size_t body_len;
+    const char *content_type;      /* Content-Type header or NULL */
+} api_request;
+
+typedef struct {
+    int status;
+    char *body;                    /* malloc'd, owned by the response */
+    size_t len;
+    const char *content_type;      /* static string */
+    int retry_after;               /* seconds for Retry-After, 0 = none */
+    char allow[48];                /* Allow header for 405, empty = none */
+    bool cached;                   /* served from the answer cache */
+} api_response;
+
+/* ---- parameters ---- */
+typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL } api_ptype;
+/* Upper bounds that depend on the model or the configuration. */
+typedef enum {
+    APB_CONST, APB_LAST_LAYER, APB_LAST_HEAD, APB_MAX_K, APB_MAX_TOP, APB_MAX_WORDS,
+    APB_MAX_TEXT, APB_UMAP_ROWS
+} api_bound;
+
+typedef struct {
+    const char *name;
+    api_ptype type;
+    bool required;
+    const char *def;               /* default as text, NULL = absent */
+    int64_t min;
+    api_bound max_ref;
+    int64_t max;                   /* when max_ref == APB_CONST */
+    const char *const *choices;    /* AP_ENUM: NULL-terminated */
+    const char *doc;
+} api_param;
+
+#define API_MAX_PARAMS 16
+
+typedef struct {
+    const api_param *spec;
+    bool present;                  /* given by the client (not defaulted) */
+    int64_t i;                     /* AP_INT, AP_BOOL */
+    const char *s;                 /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
+    size_t s_len;
+    char **list;                   /* AP_LIST: valid UTF-8 strings */
+    size_t n_list;
+} api_arg;
+
+typedef struct {
+    api_arg v[API_MAX_PARAMS];
+    size_t n;
+    void *arena;                   /* owns strings; freed by api_args_free */
+} api_args;
+
+const api_arg *api_arg_get(const api_args *a, const char *name);
+int64_t api_int(const api_args *a, const char *name);   /* 0 if absent */
+const char *api_str(const api_args *a, const char *name); /* NULL if absent */
+
+/* ---- routes ---- */
+typedef int (*api_handler)(twd_app *app, const api_request *req, const api_args *args,
+                           api_response *res);
+
+enum {
+    API_NEEDS_MODEL = 1,   /* 503 until the model is loaded */
+    API_HEAVY = 2,         /* runs on a worker thread, never on an HTTP thread */
+    API_CACHEABLE = 4,     /* finished answers are kept (keyed by route + args) */
+};
+
+typedef struct {
+    const char *path;
+    int methods;                   /* API_GET | API_POST ... */
+    api_handler fn;
+    const api_param *params;       /* terminated by {NULL} */
+    int flags;
+    const char *summary;
+    const char *description;
+    const char *answer;            /* short description of the 200 answer */
+} api_route;
+
+extern const api_route api_routes[];
+
+/* Route lookup: returns the route for `path`, or NULL. */
+const api_route *api_find_route(const char *path);
+
+/* Handles a request end to end: method check (405 + Allow), readiness (503 +
+ * Retry-After), parameter parsing and validation (400 naming the parameter and
+ * its allowed range), the answer cache, then the handler. Always fills *res. */
+void api_dispatch(twd_app *app, const api_route *route, const api_request *req,
+                  api_response *res);
+
+/* ---- answers ---- */
+/* Sets *res to the one JSON error shape
+ *   {"error": {"code": status, "type": "...", "message": "..."}}
+ * The type is derived from the status. Returns -1 for handler convenience. */
+int api_error(api_response *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+struct json_t;
+/* Serialises and takes ownership of `root` (decref'd). Returns 0. */
+int api_json(api_response *res, int status, struct json_t *root);
+
+/* Plain text answer with the given static content type; copies the text. */
+int api_text(api_response *res, int status, const char *content_type, const char *text, size_t len);
+
+void api_response_free(api_response *res);
+
+/* Token as {"id", "text" (invalid UTF-8 replaced), "bytes" (array of 0..255)}. */
+struct json_t *api_token_json(const tokenizer *tok, int id);
+
+/* Initialisation after the model is READY (caches etc.) and tear-down. */
+int api_init(twd_app *app, char *err, size_t errlen);
+void api_shutdown(twd_app *app);
+
+#endif

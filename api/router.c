@@ -1,0 +1,494 @@
+/* Route lookup, parameter validation, the error shape and answer helpers. */
+#include "api/api.h"
+#include "api/answer_cache.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/utf8.h"
+
+/* ---------- answers ---------- */
+
+static const char *error_type(int status)
+{
+    switch (status) {
+    case 400: return "invalid_request";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 413: return "payload_too_large";
+    case 414: return "uri_too_long";
+    case 503: return "unavailable";
+    default: return status >= 500 ? "internal_error" : "invalid_request";
+    }
+}
+
+void api_response_free(api_response *res)
+{
+    free(res->body);
+    res->body = NULL;
+    res->len = 0;
+}
+
+int api_text(api_response *res, int status, const char *content_type, const char *text, size_t len)
+{
+    api_response_free(res);
+    res->status = status;
+    res->content_type = content_type;
+    res->body = malloc(len + 1);
+    if (!res->body) {
+        res->status = 500;
+        res->len = 0;
+        return -1;
+    }
+    memcpy(res->body, text, len);
+    res->body[len] = '\0';
+    res->len = len;
+    return 0;
+}
+
+int api_json(api_response *res, int status, json_t *root)
+{
+    api_response_free(res);
+    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!s) {
+        /* Only reachable on allocation failure or a NULL built by a handler
+         * (e.g. json_real(NaN)); say so instead of answering nothing. */
+        static const char fallback[] =
+            "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"could not build the answer\"}}";
+        api_text(res, 500, "application/json", fallback, sizeof fallback - 1);
+        return -1;
+    }
+    res->status = status;
+    res->content_type = "application/json";
+    res->body = s;
+    res->len = strlen(s);
+    return 0;
+}
+
+int api_error(api_response *res, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* messages may quote client input: never let invalid UTF-8 through */
+    char *clean = utf8_sanitize(msg, strlen(msg), NULL);
+    json_t *root = json_pack("{s:{s:i,s:s,s:s}}", "error", "code", status, "type", error_type(status),
+                             "message", clean ? clean : "error");
+    free(clean);
+    api_json(res, status, root);
+    return -1;
+}
+
+json_t *api_token_json(const tokenizer *tok, int id)
+{
+    size_t n = 0;
+    const uint8_t *b = tok ? tokenizer_token_bytes(tok, id, &n) : NULL;
+    json_t *bytes = json_array();
+    char *text = NULL;
+    if (b) {
+        for (size_t i = 0; i < n; i++) json_array_append_new(bytes, json_integer(b[i]));
+        text = utf8_sanitize((const char *)b, n, NULL);
+    }
+    json_t *o = json_pack("{s:i,s:s,s:o}", "id", id, "text", text ? text : "", "bytes", bytes);
+    free(text);
+    return o;
+}
+
+/* ---------- routes ---------- */
+
+const api_route *api_find_route(const char *path)
+{
+    for (const api_route *r = api_routes; r->path; r++)
+        if (strcmp(r->path, path) == 0) return r;
+    return NULL;
+}
+
+const api_arg *api_arg_get(const api_args *a, const char *name)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i].spec->name, name) == 0) return &a->v[i];
+    return NULL;
+}
+
+int64_t api_int(const api_args *a, const char *name)
+{
+    const api_arg *v = api_arg_get(a, name);
+    return v ? v->i : 0;
+}
+
+const char *api_str(const api_args *a, const char *name)
+{
+    const api_arg *v = api_arg_get(a, name);
+    return v ? v->s : NULL;
+}
+
+/* ---------- argument storage ---------- */
+
+typedef struct {
+    void **p;
+    size_t n, cap;
+} arena;
+
+static void *arena_keep(api_args *a, void *p)
+{
+    if (!p) return NULL;
+    arena *ar = a->arena;
+    if (!ar) {
+        ar = a->arena = calloc(1, sizeof *ar);
+        if (!ar) { free(p); return NULL; }
+    }
+    if (ar->n == ar->cap) {
+        size_t nc = ar->cap ? ar->cap * 2 : 16;
+        void **np = realloc(ar->p, nc * sizeof *np);
+        if (!np) { free(p); return NULL; }
+        ar->p = np;
+        ar->cap = nc;
+    }
+    ar->p[ar->n++] = p;
+    return p;
+}
+
+static char *arena_strndup(api_args *a, const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return arena_keep(a, d);
+}
+
+static void api_args_free(api_args *a)
+{
+    arena *ar = a->arena;
+    if (ar) {
+        for (size_t i = 0; i < ar->n; i++) free(ar->p[i]);
+        free(ar->p);
+        free(ar);
+    }
+    a->arena = NULL;
+}
+
+/* ---------- validation ---------- */
+
+static int64_t bound_value(const twd_app *app, const api_param *p)
+{
+    const twd_config *c = app->cfg;
+    const gpt2_config *m = &app->model.cfg;
+    switch (p->max_ref) {
+    case APB_CONST: return p->max;
+    case APB_LAST_LAYER: return m->n_layer - 1;
+    case APB_LAST_HEAD: return m->n_head - 1;
+    case APB_MAX_K: return c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
+    case APB_MAX_TOP: return c->max_top;
+    case APB_MAX_WORDS: return c->max_words;
+    case APB_MAX_TEXT: return c->max_text;
+    case APB_UMAP_ROWS: return c->umap_rows < m->vocab_size ? c->umap_rows : m->vocab_size;
+    }
+    return p->max;
+}
+
+static void choices_text(const api_param *p, char *out, size_t n)
+{
+    out[0] = '\0';
+    size_t o = 0;
+    for (const char *const *c = p->choices; c && *c; c++) {
+        int w = snprintf(out + o, n - o, "%s%s", o ? ", " : "", *c);
+        if (w < 0 || (size_t)w >= n - o) break;
+        o += (size_t)w;
+    }
+}
+
+static int word_item_check(api_response *res, const api_param *p, const char *s, size_t n, size_t idx)
+{
+    if (n == 0) return api_error(res, 400, "parameter '%s': item %zu is empty", p->name, idx);
+    if (n > 256) return api_error(res, 400, "parameter '%s': item %zu is longer than 256 bytes", p->name, idx);
+    if (!utf8_valid(s, n)) return api_error(res, 400, "parameter '%s': item %zu is not valid UTF-8", p->name, idx);
+    if (memchr(s, '\0', n)) return api_error(res, 400, "parameter '%s': item %zu contains a NUL byte", p->name, idx);
+    return 0;
+}
+
+/* Validates one value given as text (query string) or JSON (body). */
+static int parse_value(const twd_app *app, const api_param *p, const char *s, size_t n,
+                       const json_t *j, api_arg *out, api_args *args, api_response *res)
+{
+    int64_t hi = bound_value(app, p);
+    char shown[64];
+    if (s) {
+        size_t k = n < 40 ? n : 40;
+        memcpy(shown, s, k);
+        shown[k] = '\0';
+        if (n > 40) strcat(shown, "...");
+    }
+    switch (p->type) {
+    case AP_INT: {
+        long long v;
+        if (j) {
+            if (!json_is_integer(j))
+                return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64,
+                                 p->name, p->min, hi);
+            v = json_integer_value(j);
+        } else {
+            char buf[32];
+            char *end = NULL;
+            if (n == 0 || n >= sizeof buf)
+                return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64 ", got '%s'",
+                                 p->name, p->min, hi, shown);
+            memcpy(buf, s, n);
+            buf[n] = '\0';
+            errno = 0;
+            v = strtoll(buf, &end, 10);
+            if (*end || errno)
+                return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64 ", got '%s'",
+                                 p->name, p->min, hi, shown);
+        }
+        if (v < p->min || v > hi)
+            return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld",
+                             p->name, p->min, hi, v);
+        out->i = v;
+        return 0;
+    }
+    case AP_BOOL:
+        if (j) {
+            if (!json_is_boolean(j)) return api_error(res, 400, "parameter '%s' must be true or false", p->name);
+            out->i = json_is_true(j);
+            return 0;
+        }
+        if ((n == 4 && !memcmp(s, "true", 4)) || (n == 1 && s[0] == '1')) { out->i = 1; return 0; }
+        if ((n == 5 && !memcmp(s, "false", 5)) || (n == 1 && s[0] == '0')) { out->i = 0; return 0; }
+        return api_error(res, 400, "parameter '%s' must be true or false, got '%s'", p->name, shown);
+    case AP_ENUM:
+    case AP_TEXT:
+        if (j) {
+            if (!json_is_string(j)) return api_error(res, 400, "parameter '%s' must be a string", p->name);
+            s = json_string_value(j);
+            n = json_string_length(j);
+        }
+        if (!utf8_valid(s, n)) return api_error(res, 400, "parameter '%s' is not valid UTF-8", p->name);
+        if (p->type == AP_ENUM) {
+            for (const char *const *c = p->choices; *c; c++)
+                if (strlen(*c) == n && memcmp(*c, s, n) == 0) {
+                    out->s = *c;
+                    out->s_len = n;
+                    return 0;
+                }
+            char ch[256];
+            choices_text(p, ch, sizeof ch);
+            return api_error(res, 400, "parameter '%s' must be one of %s, got '%s'", p->name, ch,
+                             j ? json_string_value(j) : shown);
+        }
+        if (memchr(s, '\0', n)) return api_error(res, 400, "parameter '%s' contains a NUL byte", p->name);
+        if ((int64_t)n < p->min)
+            return api_error(res, 400, "parameter '%s' must not be empty", p->name);
+        if ((int64_t)n > hi)
+            return api_error(res, 400, "parameter '%s' is %zu bytes long; the limit is %" PRId64 " bytes",
+                             p->name, n, hi);
+        out->s = arena_strndup(args, s, n);
+        out->s_len = n;
+        return out->s ? 0 : api_error(res, 500, "out of memory");
+    case AP_LIST: {
+        size_t count = 0;
+        if (j) {
+            if (!json_is_array(j)) return api_error(res, 400, "parameter '%s' must be an array of strings", p->name);
+            count = json_array_size(j);
+        } else {
+            if (n == 0) count = 0;
+            else {
+                count = 1;
+                for (size_t i = 0; i < n; i++) count += s[i] == ',';
+            }
+        }
+        if ((int64_t)count < p->min)
+            return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
+        if ((int64_t)count > hi)
+            return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count, hi);
+        out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
+        if (!out->list) return api_error(res, 500, "out of memory");
+        const char *cur = s;
+        for (size_t i = 0; i < count; i++) {
+            const char *item;
+            size_t len;
+            if (j) {
+                const json_t *e = json_array_get(j, i);
+                if (!json_is_string(e))
+                    return api_error(res, 400, "parameter '%s': item %zu is not a string", p->name, i);
+                item = json_string_value(e);
+                len = json_string_length(e);
+            } else {
+                const char *comma = memchr(cur, ',', (size_t)(s + n - cur));
+                item = cur;
+                len = comma ? (size_t)(comma - cur) : (size_t)(s + n - cur);
+                cur = item + len + 1;
+            }
+            if (word_item_check(res, p, item, len, i) != 0) return -1;
+            if (!(out->list[i] = arena_strndup(args, item, len))) return api_error(res, 500, "out of memory");
+        }
+        out->n_list = count;
+        return 0;
+    }
+    }
+    return api_error(res, 500, "unknown parameter type");
+}
+
+static const api_param *find_param(const api_route *r, const char *name, size_t n)
+{
+    for (const api_param *p = r->params; p && p->name; p++)
+        if (strlen(p->name) == n && memcmp(p->name, name, n) == 0) return p;
+    return NULL;
+}
+
+static void allowed_names(const api_route *r, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (const api_param *p = r->params; p && p->name; p++) {
+        int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", p->name);
+        if (w < 0 || (size_t)w >= cap - o) break;
+        o += (size_t)w;
+    }
+    if (!o) snprintf(out, cap, "none");
+}
+
+static int set_arg(const twd_app *app, const api_route *r, api_args *args, const char *key, size_t klen,
+                   const char *s, size_t n, const json_t *j, api_response *res)
+{
+    const api_param *p = find_param(r, key, klen);
+    if (!p) {
+        char allowed[512], shown[64];
+        size_t k = klen < 40 ? klen : 40;
+        memcpy(shown, key, k);
+        shown[k] = '\0';
+        allowed_names(r, allowed, sizeof allowed);
+        return api_error(res, 400, "unknown parameter '%s' for %s; allowed: %s", shown, r->path, allowed);
+    }
+    api_arg *a = NULL;
+    for (size_t i = 0; i < args->n; i++)
+        if (args->v[i].spec == p) a = &args->v[i];
+    if (a->present) return api_error(res, 400, "parameter '%s' is given more than once", p->name);
+    if (parse_value(app, p, s, n, j, a, args, res) != 0) return -1;
+    a->present = true;
+    return 0;
+}
+
+static int parse_args(const twd_app *app, const api_route *r, const api_request *req, api_args *args,
+                      api_response *res)
+{
+    memset(args, 0, sizeof *args);
+    for (const api_param *p = r->params; p && p->name; p++) {
+        if (args->n == API_MAX_PARAMS) return api_error(res, 500, "route has too many parameters");
+        args->v[args->n++].spec = p;
+    }
+    for (size_t i = 0; i < req->n_query; i++) {
+        const api_kv *kv = &req->query[i];
+        if (set_arg(app, r, args, kv->key, kv->key_len, kv->val, kv->val_len, NULL, res) != 0) return -1;
+    }
+    if (req->method == API_POST && req->body_len > 0) {
+        json_error_t jerr;
+        json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+            return api_error(res, 400, "body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                             jerr.column);
+        if (!json_is_object(root)) {
+            json_decref(root);
+            return api_error(res, 400, "body must be a JSON object");
+        }
+        const char *key;
+        json_t *val;
+        int rc = 0;
+        json_object_foreach(root, key, val) {
+            if ((rc = set_arg(app, r, args, key, strlen(key), NULL, 0, val, res)) != 0) break;
+        }
+        json_decref(root);
+        if (rc) return -1;
+    }
+    for (size_t i = 0; i < args->n; i++) {
+        api_arg *a = &args->v[i];
+        if (a->present) continue;
+        if (a->spec->required) return api_error(res, 400, "parameter '%s' is required", a->spec->name);
+        if (a->spec->def && parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void method_names(int methods, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s%s", methods & API_GET ? "GET, HEAD" : "", (methods & API_GET) && (methods & API_POST) ? ", " : "",
+             methods & API_POST ? "POST" : "");
+}
+
+/* Canonical key of a request for the answer cache: route and every
+ * parameter (defaults included) in table order, length-prefixed. */
+static char *cache_key(const api_route *r, const api_args *args, size_t *len)
+{
+    size_t cap = strlen(r->path) + 16, n = 0;
+    for (size_t i = 0; i < args->n; i++) {
+        const api_arg *a = &args->v[i];
+        cap += 48 + a->s_len;
+        for (size_t j = 0; j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
+    }
+    char *k = malloc(cap);
+    if (!k) return NULL;
+    n += (size_t)sprintf(k, "%s", r->path);
+    for (size_t i = 0; i < args->n; i++) {
+        const api_arg *a = &args->v[i];
+        n += (size_t)sprintf(k + n, "|%zu:%" PRId64 ":%zu:", i, a->i, a->s ? a->s_len : (size_t)-1);
+        if (a->s) { memcpy(k + n, a->s, a->s_len); n += a->s_len; }
+        n += (size_t)sprintf(k + n, ":%zu", a->n_list);
+        for (size_t j = 0; j < a->n_list; j++) {
+            size_t l = strlen(a->list[j]);
+            n += (size_t)sprintf(k + n, ":%zu:", l);
+            memcpy(k + n, a->list[j], l);
+            n += l;
+        }
+    }
+    *len = n;
+    return k;
+}
+
+void api_dispatch(twd_app *app, const api_route *route, const api_request *req, api_response *res)
+{
+    memset(res, 0, sizeof *res);
+    int m = req->method == API_HEAD ? API_GET : req->method;
+    if (!(route->methods & m)) {
+        method_names(route->methods, res->allow, sizeof res->allow);
+        api_error(res, 405, "method not allowed on %s; allowed: %s", route->path, res->allow);
+        return;
+    }
+    if (route->flags & API_NEEDS_MODEL) {
+        int st = atomic_load(&app->state);
+        if (st != APP_READY) {
+            api_error(res, 503, "the model is %s; retry shortly", st == APP_LOADING ? "still loading" : "not available");
+            res->retry_after = 2;
+            return;
+        }
+    }
+    api_args args;
+    if (parse_args(app, route, req, &args, res) != 0) {
+        api_args_free(&args);
+        return;
+    }
+    char *key = NULL;
+    size_t klen = 0;
+    if ((route->flags & API_CACHEABLE) && app->ext) {
+        key = cache_key(route, &args, &klen);
+        if (key && answer_cache_get(app, key, klen, res) == 0) {
+            res->cached = true;
+            free(key);
+            api_args_free(&args);
+            return;
+        }
+    }
+    int rc = route->fn(app, req, &args, res);
+    if (rc == 0 && key && res->status == 200) answer_cache_put(app, key, klen, res);
+    if (!res->content_type) api_error(res, 500, "handler produced no answer");
+    free(key);
+    api_args_free(&args);
+}

@@ -1,0 +1,238 @@
+/* The one route table, and the handlers of the service's own routes
+ * (/health, /model, /tokenize, /metrics, /openapi.json). The analyses'
+ * handlers live in their own files and are declared in api/handlers.h. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/ext.h"
+#include "api/handlers.h"
+#include "server/metrics.h"
+
+/* ---------- parameter tables ---------- */
+
+static const api_param p_none[] = {{NULL}};
+
+static const api_param p_tokenize[] = {
+    {"text", AP_TEXT, true, NULL, 0, APB_MAX_TEXT, 0, NULL,
+     "Text to encode (UTF-8). Invalid UTF-8 is rejected with 400."},
+    {NULL},
+};
+
+/* ---------- handlers ---------- */
+
+static int h_health(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req; (void)a;
+    int st = atomic_load(&app->state);
+    if (st == APP_READY)
+        return api_json(res, 200, json_pack("{s:s,s:s,s:b}", "status", "ok", "model", app->model_name,
+                                            "synthetic", app->synthetic));
+    char status[256];
+    pthread_mutex_lock(app->status_lock);
+    snprintf(status, sizeof status, "%s", app->status);
+    pthread_mutex_unlock(app->status_lock);
+    api_error(res, 503, "%s: %s", st == APP_LOADING ? "the model is loading" : "the model failed to load", status);
+    res->retry_after = st == APP_LOADING ? 1 : 0;
+    return 0;
+}
+
+static int h_model(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req; (void)a;
+    const gpt2_config *c = &app->model.cfg;
+    json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:f,s:f,s:s,s:s}",
+                          "name", app->model_name, "source", app->model_source, "origin", app->model_origin,
+                          "synthetic", app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd",
+                          c->n_embd, "n_inner", c->n_inner, "n_ctx", c->n_ctx, "vocab_size", c->vocab_size,
+                          "tokenizer_vocab_size", app->tok ? tokenizer_vocab_size(app->tok) : 0, "n_params",
+                          (json_int_t)app->model.n_params, "file_size", (json_int_t)app->model.file_size,
+                          "load_seconds", app->load_seconds, "layer_norm_epsilon", (double)c->ln_eps,
+                          "gelu_default", "tanh", "note",
+                          app->synthetic ? "SYNTHETIC WEIGHTS: this model was generated from a seed, not "
+                                           "trained; analyses show structure of random weights only."
+                                         : "trained weights");
+    if (o && app->synthetic) json_object_set_new(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
+    api_ext_model_info(app, o);
+    return api_json(res, 200, o);
+}
+
+static int h_tokenize(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req;
+    const api_arg *t = api_arg_get(a, "text");
+    int32_t *ids = NULL;
+    long n = tokenizer_encode(app->tok, t->s, t->s_len, &ids);
+    if (n < 0) return api_error(res, 500, "out of memory while tokenizing");
+    json_t *toks = json_array();
+    for (long i = 0; i < n; i++) json_array_append_new(toks, api_token_json(app->tok, ids[i]));
+    free(ids);
+    return api_json(res, 200, json_pack("{s:s,s:i,s:o}", "text", t->s, "n_tokens", (int)n, "tokens", toks));
+}
+
+static int h_metrics(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)app; (void)req; (void)a;
+    size_t len = 0;
+    char *s = metrics_render(&len);
+    if (!s) return api_error(res, 500, "out of memory");
+    api_response_free(res);
+    res->status = 200;
+    res->body = s;
+    res->len = len;
+    res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return 0;
+}
+
+/* ---------- OpenAPI ---------- */
+
+static json_t *param_schema(const twd_app *app, const api_param *p)
+{
+    json_t *s = json_object();
+    switch (p->type) {
+    case AP_INT: {
+        json_object_set_new(s, "type", json_string("integer"));
+        json_object_set_new(s, "minimum", json_integer(p->min));
+        if (p->max_ref == APB_CONST) json_object_set_new(s, "maximum", json_integer(p->max));
+        else if (atomic_load(&app->state) == APP_READY) {
+            /* bounds that follow the loaded model or the configuration */
+            api_param q = *p;
+            int64_t hi;
+            switch (p->max_ref) {
+            case APB_LAST_LAYER: hi = app->model.cfg.n_layer - 1; break;
+            case APB_LAST_HEAD: hi = app->model.cfg.n_head - 1; break;
+            case APB_MAX_K: hi = app->cfg->max_k < app->model.cfg.vocab_size ? app->cfg->max_k : app->model.cfg.vocab_size; break;
+            case APB_MAX_TOP: hi = app->cfg->max_top; break;
+            case APB_UMAP_ROWS: hi = app->cfg->umap_rows < app->model.cfg.vocab_size ? app->cfg->umap_rows : app->model.cfg.vocab_size; break;
+            default: hi = q.max;
+            }
+            json_object_set_new(s, "maximum", json_integer(hi));
+        }
+        if (p->def) json_object_set_new(s, "default", json_integer(strtoll(p->def, NULL, 10)));
+        break;
+    }
+    case AP_BOOL:
+        json_object_set_new(s, "type", json_string("boolean"));
+        if (p->def) json_object_set_new(s, "default", json_boolean(strcmp(p->def, "true") == 0 || strcmp(p->def, "1") == 0));
+        break;
+    case AP_ENUM: {
+        json_object_set_new(s, "type", json_string("string"));
+        json_t *e = json_array();
+        for (const char *const *c = p->choices; *c; c++) json_array_append_new(e, json_string(*c));
+        json_object_set_new(s, "enum", e);
+        if (p->def) json_object_set_new(s, "default", json_string(p->def));
+        break;
+    }
+    case AP_TEXT:
+        json_object_set_new(s, "type", json_string("string"));
+        json_object_set_new(s, "minLength", json_integer(p->min));
+        if (p->max_ref == APB_MAX_TEXT) json_object_set_new(s, "maxLength", json_integer(app->cfg->max_text));
+        break;
+    case AP_LIST:
+        json_object_set_new(s, "type", json_string("array"));
+        json_object_set_new(s, "items", json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
+        json_object_set_new(s, "minItems", json_integer(p->min));
+        if (p->max_ref == APB_MAX_WORDS) json_object_set_new(s, "maxItems", json_integer(app->cfg->max_words));
+        break;
+    }
+    return s;
+}
+
+static json_t *error_responses(void)
+{
+    json_t *r = json_object();
+    static const struct { const char *code, *desc; } errs[] = {
+        {"400", "Invalid parameter (the message names it and its allowed range)."},
+        {"404", "No such route."},
+        {"405", "Method not allowed (see the Allow header)."},
+        {"413", "Request target or body too large."},
+        {"503", "The model is still loading, or a background computation is not ready (see Retry-After)."},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
+        json_object_set_new(r, errs[i].code,
+                            json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", errs[i].desc, "content",
+                                      "application/json", "schema", "$ref", "#/components/schemas/Error"));
+    return r;
+}
+
+static json_t *operation(const twd_app *app, const api_route *r, int method)
+{
+    json_t *op = json_pack("{s:s,s:s}", "summary", r->summary, "description", r->description ? r->description : r->summary);
+    json_t *responses = error_responses();
+    const char *ctype = strcmp(r->path, "/metrics") == 0 ? "text/plain" : "application/json";
+    json_object_set_new(responses, "200", json_pack("{s:s,s:{s:{}}}", "description", r->answer ? r->answer : "OK",
+                                                    "content", ctype));
+    json_object_set_new(op, "responses", responses);
+    if (method == API_GET) {
+        json_t *params = json_array();
+        for (const api_param *p = r->params; p && p->name; p++) {
+            json_t *schema = p->type == AP_LIST ? json_pack("{s:s,s:s}", "type", "string", "description",
+                                                            "comma-separated list")
+                                                : param_schema(app, p);
+            json_array_append_new(params, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", p->name, "in", "query", "required",
+                                                    p->required, "description", p->doc, "schema", schema));
+        }
+        json_object_set_new(op, "parameters", params);
+    } else {
+        json_t *props = json_object(), *req = json_array();
+        for (const api_param *p = r->params; p && p->name; p++) {
+            json_t *schema = param_schema(app, p);
+            json_object_set_new(schema, "description", json_string(p->doc));
+            json_object_set_new(props, p->name, schema);
+            if (p->required) json_array_append_new(req, json_string(p->name));
+        }
+        json_t *schema = json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
+        if (json_array_size(req)) json_object_set_new(schema, "required", req);
+        else json_decref(req);
+        json_object_set_new(op, "requestBody",
+                            json_pack("{s:b,s:{s:{s:o}}}", "required", 0, "content", "application/json", "schema", schema));
+    }
+    return op;
+}
+
+static int h_openapi(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req; (void)a;
+    json_t *paths = json_object();
+    for (const api_route *r = api_routes; r->path; r++) {
+        json_t *item = json_object();
+        if (r->methods & API_GET) json_object_set_new(item, "get", operation(app, r, API_GET));
+        if (r->methods & API_POST) json_object_set_new(item, "post", operation(app, r, API_POST));
+        json_object_set_new(paths, r->path, item);
+    }
+    json_t *doc = json_pack(
+        "{s:s,s:{s:s,s:s,s:s},s:[{s:s}],s:o,s:{s:{s:{s:s,s:{s:{s:s,s:{s:{s:s},s:{s:s},s:{s:s}},s:[s,s,s]}},s:[s]}}}}",
+        "openapi", "3.0.3", "info", "title", "twd: Traveling Words analysis service", "version", "0.1.0",
+        "description",
+        "GPT-2 analyses of 'Traveling Words: A Geometric Interpretation of Transformers' (arXiv 2309.07315). "
+        "Every error has the shape {\"error\": {\"code\", \"type\", \"message\"}}.",
+        "servers", "url", "/", "paths", paths, "components", "schemas", "Error", "type", "object", "properties",
+        "error", "type", "object", "properties", "code", "type", "integer", "type", "type", "string", "message",
+        "type", "string", "required", "code", "type", "message", "required", "error");
+    return api_json(res, 200, doc);
+}
+
+/* ---------- the table ---------- */
+
+const api_route api_routes[] = {
+    {"/health", API_GET, h_health, p_none, 0, "Liveness and readiness",
+     "200 when the model is loaded; 503 (with Retry-After) while it loads. Never waits behind a computation.",
+     "{status, model, synthetic}"},
+    {"/model", API_GET, h_model, p_none, API_NEEDS_MODEL, "The loaded model",
+     "Name, source, whether the weights are synthetic, shapes, parameter count, file size, load time, and the "
+     "state of background work (UMAP fit).",
+     "model description"},
+    {"/tokenize", API_GET | API_POST, h_tokenize, p_tokenize, API_NEEDS_MODEL, "GPT-2 tokenization",
+     "Byte-level BPE exactly as GPT-2; '<|endoftext|>' is the special token. Each token has its id, its text "
+     "(invalid UTF-8 replaced by U+FFFD) and its exact bytes.",
+     "{text, n_tokens, tokens: [{id, text, bytes}]}"},
+    {"/metrics", API_GET, h_metrics, p_none, 0, "Prometheus metrics",
+     "Requests by route and status, latency histogram, in-flight requests, model load time, cache use.",
+     "Prometheus text exposition"},
+    {"/openapi.json", API_GET, h_openapi, p_none, 0, "This API description (OpenAPI 3)", NULL, "OpenAPI document"},
+    API_ANALYSIS_ROUTES
+    {NULL},
+};

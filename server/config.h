@@ -1,0 +1,88 @@
+/* Daemon configuration: one table row per option (name, type, bounds,
+ * default, documentation), read from a `key = value` file and overridden by
+ * command-line flags. config/twd.conf is the documented example. */
+#ifndef TW_CONFIG_H
+#define TW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL } cfg_type;
+
+typedef struct twd_config {
+    char listen[64];        /* listen address (IPv4 or IPv6 literal) */
+    int64_t port;
+    char model[4096];       /* model folder; empty = default model */
+    char cache_dir[4096];   /* downloads, demo model, UMAP layouts */
+    char static_dir[4096];  /* files served under / */
+    char hub_url[512];      /* Hugging Face hub base URL for the default model */
+    char hub_repo[256];     /* repository of the default model */
+    int64_t fetch_timeout;  /* seconds to give up connecting to the hub */
+    bool fetch;             /* try to download the default model at all */
+    int64_t threads;        /* HTTP threads (connection handling) */
+    int64_t workers;        /* threads computing analyses */
+    int64_t blas_threads;   /* OpenBLAS threads per computation */
+    int64_t max_body;       /* bytes of a request body */
+    int64_t max_url;        /* bytes of the request target (path + query) */
+    int64_t max_text;       /* bytes of a text parameter */
+    int64_t max_tokens;     /* tokens of a phrase (also capped by n_ctx) */
+    int64_t max_words;      /* words in a probe word list */
+    int64_t max_k;          /* cap on k (tokens per list) */
+    int64_t max_top;        /* cap on SVD directions per head */
+    int64_t max_connections;/* simultaneous connections */
+    int64_t timeout;        /* idle connection timeout, seconds */
+    int64_t cache_mb;       /* intermediate-matrix cache budget, MiB */
+    int64_t answer_cache_mb;/* finished-answer cache budget, MiB */
+    bool access_log;        /* one line per request on stderr */
+    char cors_origin[512];  /* exact Origin allowed for CORS; empty = none */
+    bool umap;              /* fit the UMAP layout in the background */
+    int64_t umap_rows;      /* rows of wte the UMAP layout is fitted on */
+    int64_t umap_neighbors;
+    int64_t umap_epochs;    /* 0 = umap-learn's default rule */
+    int64_t umap_seed;
+} twd_config;
+
+typedef struct {
+    const char *name;
+    cfg_type type;
+    size_t offset;          /* into twd_config */
+    size_t size;            /* for CFG_STRING: buffer size */
+    int64_t min, max;       /* bounds for CFG_INT / CFG_SIZE */
+    const char *def;        /* default, as text */
+    bool runtime;           /* may change while running (reserved) */
+    const char *doc;
+} cfg_option;
+
+extern const cfg_option cfg_options[];
+extern const size_t cfg_n_options;
+
+/* Fills every option with its default. Defaults that depend on the
+ * environment (cache_dir from $XDG_CACHE_HOME or $HOME) are resolved here. */
+void config_defaults(twd_config *c);
+
+/* Sets one option from text. 0 on success; -1 with a message naming the
+ * option and the allowed range/values in err. */
+int config_set(twd_config *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Reads a `key = value` file ('#' comments, blank lines). 0 on success;
+ * -1 with "FILE:LINE: message" in err. */
+int config_load_file(twd_config *c, const char *path, char *err, size_t errlen);
+
+/* Applies argv (after argv[0]): --config FILE is read first, then the other
+ * flags in order: --model DIR, --port N, --listen ADDR, --threads N,
+ * --workers N, --cache-dir DIR, --static-dir DIR, --set KEY=VALUE, --no-fetch.
+ * Returns 0 to run, 1 if help/usage was printed (exit 0), -1 on error (err). */
+int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t errlen);
+
+const cfg_option *config_find(const char *name);
+
+/* Writes the option table as documentation (used by --help and tests). */
+void config_print_table(FILE *out);
+
+/* Writes a complete, commented configuration file with every default
+ * (config/twd.conf is this output). */
+void config_print_conf(FILE *out);
+
+#endif

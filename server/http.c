@@ -1,0 +1,613 @@
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/metrics.h"
+
+enum { PH_NEW, PH_BODY, PH_QUEUED, PH_ANSWERED };
+
+typedef struct req_state {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    struct req_state *next_job;    /* worker queue link */
+    char *raw;                     /* request target as sent */
+    size_t raw_len;
+    double t0;
+    int phase;
+    int method;
+    const char *label;             /* route label for metrics (static string) */
+    const api_route *route;
+    char *path;
+    api_kv *query;
+    size_t n_query;
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+    int status;
+    size_t sent_bytes;
+    bool cache_hit;
+    api_response res;
+} req_state;
+
+struct http_server {
+    struct MHD_Daemon *d;
+    twd_app *app;
+    const twd_config *cfg;
+    char static_root[PATH_MAX];
+    int port;
+    /* workers */
+    pthread_t *workers;
+    size_t n_workers;
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    req_state *qhead, *qtail;
+    size_t busy;
+    bool stopping;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---------- decoding ---------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int http_percent_decode(const char *s, size_t n, int plus_is_space, char *out, size_t *out_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= n) return -1;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            out[o++] = ' ';
+        } else {
+            out[o++] = c;
+        }
+    }
+    *out_len = o;
+    return 0;
+}
+
+static void free_query(req_state *rs)
+{
+    for (size_t i = 0; i < rs->n_query; i++) {
+        free(rs->query[i].key);
+        free(rs->query[i].val);
+    }
+    free(rs->query);
+    rs->query = NULL;
+    rs->n_query = 0;
+}
+
+/* Splits the raw target into a decoded path and decoded query pairs.
+ * Returns 0, or -1 with a client-facing message in msg. */
+static int parse_target(req_state *rs, char *msg, size_t msglen)
+{
+    const char *q = memchr(rs->raw, '?', rs->raw_len);
+    size_t plen = q ? (size_t)(q - rs->raw) : rs->raw_len;
+    size_t n;
+    rs->path = malloc(plen + 1);
+    if (!rs->path) { snprintf(msg, msglen, "out of memory"); return -1; }
+    if (http_percent_decode(rs->raw, plen, 0, rs->path, &n) != 0) {
+        snprintf(msg, msglen, "bad percent-encoding in the path");
+        return -1;
+    }
+    rs->path[n] = '\0';
+    if (memchr(rs->path, '\0', n)) { snprintf(msg, msglen, "NUL byte in the path"); return -1; }
+    if (!q) return 0;
+    const char *s = q + 1, *end = rs->raw + rs->raw_len;
+    size_t cap = 1;
+    for (const char *p = s; p < end; p++) cap += *p == '&';
+    rs->query = calloc(cap, sizeof *rs->query);
+    if (!rs->query) { snprintf(msg, msglen, "out of memory"); return -1; }
+    while (s < end) {
+        const char *amp = memchr(s, '&', (size_t)(end - s));
+        const char *e = amp ? amp : end;
+        if (e > s) {
+            const char *eq = memchr(s, '=', (size_t)(e - s));
+            const char *ke = eq ? eq : e;
+            const char *vs = eq ? eq + 1 : e;
+            api_kv *kv = &rs->query[rs->n_query++];
+            kv->key = malloc((size_t)(ke - s) + 1);
+            kv->val = malloc((size_t)(e - vs) + 1);
+            if (!kv->key || !kv->val) { snprintf(msg, msglen, "out of memory"); return -1; }
+            if (http_percent_decode(s, (size_t)(ke - s), 1, kv->key, &kv->key_len) != 0) {
+                snprintf(msg, msglen, "bad percent-encoding in a query parameter name");
+                return -1;
+            }
+            kv->key[kv->key_len] = '\0';
+            if (http_percent_decode(vs, (size_t)(e - vs), 1, kv->val, &kv->val_len) != 0) {
+                char shown[48];
+                size_t k = kv->key_len < 40 ? kv->key_len : 40;
+                memcpy(shown, kv->key, k);
+                shown[k] = '\0';
+                for (size_t i = 0; i < k; i++)
+                    if ((unsigned char)shown[i] < 0x20 || (unsigned char)shown[i] >= 0x7f) shown[i] = '?';
+                snprintf(msg, msglen, "bad percent-encoding in query parameter '%s'", shown);
+                return -1;
+            }
+            kv->val[kv->val_len] = '\0';
+        }
+        s = e + 1;
+    }
+    return 0;
+}
+
+/* ---------- responses ---------- */
+
+static void add_common_headers(http_server *srv, struct MHD_Connection *c, struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (origin && srv->cfg->cors_origin[0] && strcmp(origin, srv->cfg->cors_origin) == 0) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", srv->cfg->cors_origin);
+        MHD_add_response_header(r, "Vary", "Origin");
+    }
+}
+
+static enum MHD_Result queue_api_response(req_state *rs)
+{
+    api_response *res = &rs->res;
+    struct MHD_Response *r = MHD_create_response_from_buffer(res->len, res->body, MHD_RESPMEM_MUST_FREE);
+    if (!r) return MHD_NO;
+    res->body = NULL; /* owned by MHD now */
+    MHD_add_response_header(r, "Content-Type", res->content_type ? res->content_type : "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (res->retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", res->retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    if (res->allow[0]) MHD_add_response_header(r, "Allow", res->allow);
+    if (rs->route && (rs->route->flags & API_CACHEABLE))
+        MHD_add_response_header(r, "X-Twd-Cache", res->cached ? "hit" : "miss");
+    add_common_headers(rs->srv, rs->conn, r);
+    rs->status = res->status;
+    rs->sent_bytes = res->len;
+    rs->cache_hit = res->cached;
+    rs->phase = PH_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(rs->conn, (unsigned)res->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result reply_error(req_state *rs, int status, const char *fmt, const char *arg)
+{
+    api_response_free(&rs->res);
+    memset(&rs->res, 0, sizeof rs->res);
+    api_error(&rs->res, status, fmt, arg);
+    return queue_api_response(rs);
+}
+
+/* ---------- static files ---------- */
+
+static const char *mime_type(const char *path)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        {".html", "text/html; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},           {".png", "image/png"},
+        {".svg", "image/svg+xml"},               {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},   {".map", "application/json"},
+        {".woff2", "font/woff2"},                {".jpg", "image/jpeg"},
+    };
+    const char *dot = strrchr(path, '.');
+    if (dot)
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            if (strcasecmp(dot, types[i].ext) == 0) return types[i].type;
+    return "application/octet-stream";
+}
+
+static enum MHD_Result serve_static(req_state *rs)
+{
+    http_server *srv = rs->srv;
+    rs->label = "static";
+    const char *p = rs->path;
+    if (p[0] != '/') return reply_error(rs, 404, "no such route: %s", "(relative path)");
+    if (strstr(p, "/../") || strstr(p, "/./") || strstr(p, "//") || strstr(p, "\\") ||
+        (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
+        return reply_error(rs, 404, "no such route: %s", "(path outside the web root)");
+    char want[PATH_MAX], real[PATH_MAX];
+    int w = snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
+    if (w < 0 || (size_t)w >= sizeof want || !srv->static_root[0] || !realpath(want, real)) {
+        char shown[128];
+        snprintf(shown, sizeof shown, "%.100s", p);
+        return reply_error(rs, 404, "no such route or file: %s (see /openapi.json)", shown);
+    }
+    size_t rl = strlen(srv->static_root);
+    if (strncmp(real, srv->static_root, rl) != 0 || real[rl] != '/')
+        return reply_error(rs, 404, "no such route: %s", "(path outside the web root)");
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        return reply_error(rs, 404, "no such file: %s", "(not a regular file)");
+    }
+    struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", mime_type(real));
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    add_common_headers(srv, rs->conn, r);
+    rs->status = 200;
+    rs->sent_bytes = (size_t)st.st_size;
+    rs->phase = PH_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(rs->conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---------- workers ---------- */
+
+/* True when the client has already closed its side: no point computing. */
+static bool client_gone(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0;
+}
+
+static void build_request(req_state *rs, api_request *req)
+{
+    memset(req, 0, sizeof *req);
+    req->method = rs->method;
+    req->path = rs->path;
+    req->query = rs->query;
+    req->n_query = rs->n_query;
+    req->body = rs->body;
+    req->body_len = rs->body_len;
+    req->content_type = MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "Content-Type");
+}
+
+static void *worker_main(void *arg)
+{
+    http_server *srv = arg;
+    for (;;) {
+        pthread_mutex_lock(&srv->qlock);
+        while (!srv->qhead && !srv->stopping) pthread_cond_wait(&srv->qcond, &srv->qlock);
+        req_state *rs = srv->qhead;
+        if (!rs) {
+            pthread_mutex_unlock(&srv->qlock);
+            return NULL;
+        }
+        srv->qhead = rs->next_job;
+        if (!srv->qhead) srv->qtail = NULL;
+        bool stopping = srv->stopping;
+        srv->busy++;
+        pthread_mutex_unlock(&srv->qlock);
+
+        if (stopping) {
+            api_error(&rs->res, 503, "the service is shutting down");
+        } else if (client_gone(rs->conn)) {
+            api_error(&rs->res, 400, "client closed the connection before the answer was computed");
+        } else {
+            api_request req;
+            build_request(rs, &req);
+            api_dispatch(srv->app, rs->route, &req, &rs->res);
+        }
+        pthread_mutex_lock(&srv->qlock);
+        srv->busy--;
+        pthread_mutex_unlock(&srv->qlock);
+        MHD_resume_connection(rs->conn);
+    }
+}
+
+/* ---------- MHD callbacks ---------- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    req_state *rs = calloc(1, sizeof *rs);
+    if (!rs) return NULL;
+    rs->srv = cls;
+    rs->conn = c;
+    rs->t0 = now_s();
+    rs->raw_len = strlen(uri);
+    rs->raw = strdup(uri);
+    rs->label = "unknown";
+    rs->status = 500;
+    metrics_request_start();
+    return rs;
+}
+
+static int method_code(const char *m)
+{
+    if (strcmp(m, "GET") == 0) return API_GET;
+    if (strcmp(m, "POST") == 0) return API_POST;
+    if (strcmp(m, "HEAD") == 0) return API_HEAD;
+    if (strcmp(m, "OPTIONS") == 0) return API_OPTIONS;
+    return API_OTHER;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **req_cls)
+{
+    http_server *srv = cls;
+    req_state *rs = *req_cls;
+    (void)url; (void)version;
+    if (!rs || !rs->raw) return MHD_NO; /* out of memory in on_uri */
+
+    if (rs->phase == PH_NEW) {
+        rs->phase = PH_BODY;
+        rs->method = method_code(method);
+        char msg[256];
+        if (rs->raw_len > (size_t)srv->cfg->max_url) {
+            snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld", rs->raw_len, (long long)srv->cfg->max_url);
+            return reply_error(rs, 413, "request target too long: %s", msg);
+        }
+        if (parse_target(rs, msg, sizeof msg) != 0) return reply_error(rs, 400, "%s", msg);
+        rs->route = api_find_route(rs->path);
+        if (rs->route) rs->label = rs->route->path;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || *end || v > (unsigned long long)srv->cfg->max_body) {
+                snprintf(msg, sizeof msg, "%s bytes; the limit is %lld", cl, (long long)srv->cfg->max_body);
+                return reply_error(rs, 413, "request body too large: %s", msg);
+            }
+        }
+        return MHD_YES;
+    }
+    if (rs->phase == PH_BODY && *upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (rs->body_too_large) return MHD_YES;
+        if (rs->body_len + n > (size_t)srv->cfg->max_body) {
+            rs->body_too_large = true;
+            free(rs->body);
+            rs->body = NULL;
+            rs->body_len = rs->body_cap = 0;
+            return MHD_YES;
+        }
+        if (rs->body_len + n > rs->body_cap) {
+            size_t nc = rs->body_cap ? rs->body_cap : 4096;
+            while (nc < rs->body_len + n) nc *= 2;
+            char *nb = realloc(rs->body, nc);
+            if (!nb) return MHD_NO;
+            rs->body = nb;
+            rs->body_cap = nc;
+        }
+        memcpy(rs->body + rs->body_len, upload, n);
+        rs->body_len += n;
+        return MHD_YES;
+    }
+    if (rs->phase == PH_QUEUED) return queue_api_response(rs); /* resumed by a worker */
+    if (rs->phase == PH_ANSWERED) return MHD_YES;
+
+    /* the request is complete */
+    if (rs->body_too_large) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "the limit is %lld bytes", (long long)srv->cfg->max_body);
+        return reply_error(rs, 413, "request body too large: %s", msg);
+    }
+    if (!rs->route) {
+        if (rs->method == API_GET || rs->method == API_HEAD) return serve_static(rs);
+        rs->label = "not_found";
+        char shown[128];
+        snprintf(shown, sizeof shown, "%.100s", rs->path);
+        return reply_error(rs, 404, "no such route: %s (see /openapi.json)", shown);
+    }
+    if (rs->method == API_OPTIONS) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        const char *allow = (rs->route->methods & API_POST) ? "GET, HEAD, POST, OPTIONS" : "GET, HEAD, OPTIONS";
+        MHD_add_response_header(r, "Allow", allow);
+        const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+        if (origin && srv->cfg->cors_origin[0] && strcmp(origin, srv->cfg->cors_origin) == 0) {
+            MHD_add_response_header(r, "Access-Control-Allow-Methods", allow);
+            MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type");
+            MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+        }
+        add_common_headers(srv, c, r);
+        rs->status = 204;
+        rs->phase = PH_ANSWERED;
+        enum MHD_Result ret = MHD_queue_response(c, 204, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    int m = rs->method == API_HEAD ? API_GET : rs->method;
+    if ((rs->route->flags & API_HEAVY) && (rs->route->methods & m) &&
+        atomic_load(&srv->app->state) == APP_READY) {
+        pthread_mutex_lock(&srv->qlock);
+        if (srv->stopping) {
+            pthread_mutex_unlock(&srv->qlock);
+            return reply_error(rs, 503, "%s", "the service is shutting down");
+        }
+        rs->phase = PH_QUEUED;
+        MHD_suspend_connection(c);
+        rs->next_job = NULL;
+        if (srv->qtail) srv->qtail->next_job = rs; else srv->qhead = rs;
+        srv->qtail = rs;
+        pthread_cond_signal(&srv->qcond);
+        pthread_mutex_unlock(&srv->qlock);
+        return MHD_YES;
+    }
+    api_request req;
+    build_request(rs, &req);
+    api_dispatch(srv->app, rs->route, &req, &rs->res);
+    return queue_api_response(rs);
+}
+
+static void log_line(req_state *rs, double dt)
+{
+    char target[256];
+    size_t n = rs->raw_len < 200 ? rs->raw_len : 200, o = 0;
+    for (size_t i = 0; i < n && o + 5 < sizeof target; i++) {
+        unsigned char ch = (unsigned char)rs->raw[i];
+        if (ch < 0x20 || ch >= 0x7f || ch == '"') o += (size_t)snprintf(target + o, sizeof target - o, "\\x%02x", ch);
+        else target[o++] = (char)ch;
+    }
+    target[o] = '\0';
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rs->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char addr[INET6_ADDRSTRLEN] = "-";
+    if (ci && ci->client_addr) {
+        if (ci->client_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
+        else if (ci->client_addr->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, addr, sizeof addr);
+    }
+    static const char *mn[] = {"?", "GET", "POST", "?", "HEAD", "?", "?", "?", "OPTIONS"};
+    const char *m = rs->method > 0 && rs->method <= 8 ? mn[rs->method] : "OTHER";
+    time_t t = time(NULL);
+    struct tm tm;
+    char ts[32];
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s %s \"%s %s%s\" %d %zu %.2fms%s\n", ts, addr, m, target, rs->raw_len > 200 ? "..." : "",
+            rs->status, rs->sent_bytes, dt * 1e3, rs->cache_hit ? " cache=hit" : "");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    http_server *srv = cls;
+    req_state *rs = *req_cls;
+    (void)c;
+    if (!rs) return;
+    double dt = now_s() - rs->t0;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rs->phase != PH_ANSWERED) rs->status = 499;
+    metrics_request_done(rs->label, rs->status, dt);
+    if (srv->cfg->access_log) log_line(rs, dt);
+    api_response_free(&rs->res);
+    free_query(rs);
+    free(rs->path);
+    free(rs->body);
+    free(rs->raw);
+    free(rs);
+    *req_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    fputs("twd: http: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+/* ---------- life cycle ---------- */
+
+http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t errlen)
+{
+    http_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->app = app;
+    srv->cfg = cfg;
+    if (!realpath(cfg->static_dir, srv->static_root)) {
+        fprintf(stderr, "twd: warning: static_dir %s: %s; the page will not be served\n", cfg->static_dir,
+                strerror(errno));
+        srv->static_root[0] = '\0';
+    }
+    pthread_mutex_init(&srv->qlock, NULL);
+    pthread_cond_init(&srv->qcond, NULL);
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cfg->listen, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)cfg->port);
+    } else if (inet_pton(AF_INET6, cfg->listen, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)cfg->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "listen address '%s' is not an IPv4 or IPv6 address", cfg->listen);
+        free(srv);
+        return NULL;
+    }
+    /* The connection's memory pool holds the request line and headers: keep it
+     * above max_url so that our own 413 (JSON) answers long targets. */
+    size_t pool = (size_t)cfg->max_url * 2 + 65536;
+    srv->d = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_END);
+    if (!srv->d) {
+        snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not available)", cfg->listen,
+                 (long long)cfg->port);
+        pthread_mutex_destroy(&srv->qlock);
+        pthread_cond_destroy(&srv->qcond);
+        free(srv);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : (int)cfg->port;
+    srv->n_workers = (size_t)cfg->workers;
+    srv->workers = calloc(srv->n_workers, sizeof *srv->workers);
+    for (size_t i = 0; srv->workers && i < srv->n_workers; i++)
+        if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0) {
+            srv->n_workers = i;
+            break;
+        }
+    if (!srv->workers || srv->n_workers == 0) {
+        snprintf(err, errlen, "cannot start worker threads");
+        http_stop(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int http_port(const http_server *s) { return s->port; }
+
+void http_stop(http_server *srv)
+{
+    if (!srv) return;
+    /* Queued jobs are answered 503 by the workers; running ones finish. */
+    MHD_socket ls = MHD_quiesce_daemon(srv->d);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
+    pthread_mutex_lock(&srv->qlock);
+    srv->stopping = true;
+    pthread_cond_broadcast(&srv->qcond);
+    pthread_mutex_unlock(&srv->qlock);
+    for (size_t i = 0; srv->workers && i < srv->n_workers; i++) pthread_join(srv->workers[i], NULL);
+    /* Let the polling threads send the answers of the connections just resumed. */
+    for (int i = 0; i < 50; i++) {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!di || di->num_connections == 0) break;
+        usleep(10000);
+    }
+    MHD_stop_daemon(srv->d);
+    free(srv->workers);
+    pthread_mutex_destroy(&srv->qlock);
+    pthread_cond_destroy(&srv->qcond);
+    free(srv);
+}

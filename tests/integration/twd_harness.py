@@ -1,0 +1,137 @@
+"""Starts the real twd binary on a free loopback port and talks to it over HTTP.
+
+Used by the integration tests (run with Debian's /usr/bin/python3; standard
+library only). Environment: TWD (path of twd), TWD_SYNTH (path of twd-synth).
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+TWD = os.environ.get("TWD", "build/server/twd")
+TWD_SYNTH = os.environ.get("TWD_SYNTH", "build/tools/twd-synth")
+
+# Sanitizer reports that must never appear in the daemon's stderr.
+SANITIZER = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: \w+Sanitizer")
+
+
+def make_checkpoint(folder, shape="tiny", *extra):
+    """Writes a synthetic checkpoint with twd-synth; returns the folder."""
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        subprocess.run([TWD_SYNTH, "--out", folder, "--shape", shape, *extra], check=True,
+                       stdout=subprocess.DEVNULL)
+    return folder
+
+
+class Daemon:
+    """One twd process. Use as a context manager."""
+
+    def __init__(self, *args, model=None, wait_ready=True, env=None):
+        self.args = list(args)
+        self.model = model
+        self.wait_ready = wait_ready
+        self.env = dict(os.environ, **(env or {}))
+        self.cache = tempfile.mkdtemp(prefix="twd-cache-")
+        self.port = None
+        self.proc = None
+        self.stderr_lines = []
+        self._reader = None
+        self._port_seen = threading.Event()
+
+    def start(self):
+        cmd = [TWD, "--port", "0", "--cache-dir", self.cache, "--no-fetch", "--set", "umap=false"]
+        if self.model:
+            cmd += ["--model", self.model]
+        cmd += self.args
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env)
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        if not self._port_seen.wait(30):
+            self.stop()
+            raise RuntimeError("twd printed no listening line:\n" + self.stderr())
+        if self.wait_ready:
+            self.wait_health()
+        return self
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            self.stderr_lines.append(line)
+            m = re.search(r"listening on http://[^ ]*:(\d+)/", line)
+            if m and self.port is None:
+                self.port = int(m.group(1))
+                self._port_seen.set()
+
+    def stderr(self):
+        return "".join(self.stderr_lines)
+
+    def wait_health(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("twd exited with %s:\n%s" % (self.proc.returncode, self.stderr()))
+            try:
+                st, _, _ = self.request("GET", "/health")
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("twd never became healthy:\n" + self.stderr())
+
+    def request(self, method, target, body=None, headers=None, timeout=120):
+        """Returns (status, headers dict lower-cased, body bytes)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, target, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            conn.close()
+
+    def get(self, path, **params):
+        target = path + ("?" + urllib.parse.urlencode(params) if params else "")
+        return self.request("GET", target)
+
+    def get_json(self, path, **params):
+        st, h, body = self.get(path, **params)
+        return st, json.loads(body)
+
+    def post_json(self, path, obj):
+        st, h, body = self.request("POST", path, json.dumps(obj).encode(),
+                                   {"Content-Type": "application/json"})
+        return st, json.loads(body)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._reader:
+            self._reader.join(5)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p

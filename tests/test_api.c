@@ -1,0 +1,250 @@
+/* The JSON error shape, parameter validation and strict percent-decoding,
+ * without a model or sockets. */
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "server/http.h"
+
+static twd_config cfg;
+static twd_app app;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void setup(void)
+{
+    config_defaults(&cfg);
+    memset(&app, 0, sizeof app);
+    app.cfg = &cfg;
+    app.status_lock = &lock;
+    strcpy(app.status, "loading the checkpoint");
+    app.model.cfg = (gpt2_config){.n_layer = 12, .n_head = 12, .n_embd = 768, .n_inner = 3072, .n_ctx = 1024,
+                                  .vocab_size = 50257, .ln_eps = 1e-5f};
+    atomic_store(&app.state, APP_LOADING);
+}
+
+/* Parses res as the error shape and checks code/type; returns the message. */
+static const char *check_error(api_response *res, int code, const char *type, json_t **keep)
+{
+    ck_assert_int_eq(res->status, code);
+    ck_assert_str_eq(res->content_type, "application/json");
+    json_error_t e;
+    json_t *root = json_loadb(res->body, res->len, 0, &e);
+    ck_assert_msg(root != NULL, "not JSON: %s", res->body);
+    ck_assert_int_eq(json_object_size(root), 1);
+    json_t *err = json_object_get(root, "error");
+    ck_assert(json_is_object(err));
+    ck_assert_int_eq(json_object_size(err), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(err, "code")), code);
+    ck_assert_str_eq(json_string_value(json_object_get(err, "type")), type);
+    *keep = root;
+    return json_string_value(json_object_get(err, "message"));
+}
+
+START_TEST(error_shape_for_each_status)
+{
+    static const struct { int code; const char *type; } cases[] = {
+        {400, "invalid_request"}, {404, "not_found"}, {405, "method_not_allowed"},
+        {413, "payload_too_large"}, {503, "unavailable"}, {500, "internal_error"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        api_response res = {0};
+        api_error(&res, cases[i].code, "problem %d with \"%s\"", cases[i].code, "quotes");
+        json_t *root;
+        const char *msg = check_error(&res, cases[i].code, cases[i].type, &root);
+        ck_assert_msg(strstr(msg, "with \"quotes\""), "message: %s", msg);
+        json_decref(root);
+        api_response_free(&res);
+    }
+    /* invalid UTF-8 quoted from a client never breaks the JSON */
+    api_response res = {0};
+    api_error(&res, 400, "bad word '%s'", "\xff\xfe" "abc");
+    json_t *root;
+    const char *msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_ptr_nonnull(strstr(msg, "\xef\xbf\xbd"));
+    json_decref(root);
+    api_response_free(&res);
+}
+END_TEST
+
+static void dispatch(const char *path, int method, const char *const *kv, size_t n, const char *body,
+                     api_response *res)
+{
+    api_kv q[8];
+    for (size_t i = 0; i < n; i++) {
+        q[i].key = (char *)kv[2 * i];
+        q[i].key_len = strlen(kv[2 * i]);
+        q[i].val = (char *)kv[2 * i + 1];
+        q[i].val_len = strlen(kv[2 * i + 1]);
+    }
+    api_request req = {.method = method, .path = path, .query = q, .n_query = n, .body = body,
+                       .body_len = body ? strlen(body) : 0};
+    const api_route *r = api_find_route(path);
+    ck_assert_msg(r != NULL, "route %s missing", path);
+    api_dispatch(&app, r, &req, res);
+}
+
+START_TEST(health_and_readiness)
+{
+    api_response res;
+    dispatch("/health", API_GET, NULL, 0, NULL, &res);
+    json_t *root;
+    const char *msg = check_error(&res, 503, "unavailable", &root);
+    ck_assert_msg(strstr(msg, "loading the checkpoint"), "message: %s", msg);
+    ck_assert_int_gt(res.retry_after, 0);
+    json_decref(root);
+    api_response_free(&res);
+    /* routes that need the model answer 503 while loading, before validation */
+    const char *kv[] = {"text", "hello"};
+    dispatch("/tokenize", API_GET, kv, 1, NULL, &res);
+    check_error(&res, 503, "unavailable", &root);
+    json_decref(root);
+    api_response_free(&res);
+}
+END_TEST
+
+START_TEST(method_checks)
+{
+    api_response res;
+    json_t *root;
+    dispatch("/health", API_POST, NULL, 0, "{}", &res);
+    check_error(&res, 405, "method_not_allowed", &root);
+    ck_assert_str_eq(res.allow, "GET, HEAD");
+    json_decref(root);
+    api_response_free(&res);
+    ck_assert_ptr_null(api_find_route("/nope"));
+}
+END_TEST
+
+START_TEST(parameter_validation)
+{
+    atomic_store(&app.state, APP_READY);
+    api_response res;
+    json_t *root;
+    const char *msg;
+    const char *missing[] = {"other", "1"};
+    dispatch("/tokenize", API_GET, missing, 1, NULL, &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_msg(strstr(msg, "unknown parameter 'other'") && strstr(msg, "allowed: text"), "message: %s", msg);
+    json_decref(root);
+    api_response_free(&res);
+
+    dispatch("/tokenize", API_GET, NULL, 0, NULL, &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_str_eq(msg, "parameter 'text' is required");
+    json_decref(root);
+    api_response_free(&res);
+
+    const char *twice[] = {"text", "a", "text", "b"};
+    dispatch("/tokenize", API_GET, twice, 2, NULL, &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_str_eq(msg, "parameter 'text' is given more than once");
+    json_decref(root);
+    api_response_free(&res);
+
+    const char *bad_utf8[] = {"text", "ab\xc3"};
+    dispatch("/tokenize", API_GET, bad_utf8, 1, NULL, &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_str_eq(msg, "parameter 'text' is not valid UTF-8");
+    json_decref(root);
+    api_response_free(&res);
+
+    cfg.max_text = 4;
+    const char *too_long[] = {"text", "hello"};
+    dispatch("/tokenize", API_GET, too_long, 1, NULL, &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_msg(strstr(msg, "5 bytes long; the limit is 4"), "message: %s", msg);
+    json_decref(root);
+    api_response_free(&res);
+
+    dispatch("/tokenize", API_POST, NULL, 0, "{\"text\": 5}", &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_str_eq(msg, "parameter 'text' must be a string");
+    json_decref(root);
+    api_response_free(&res);
+
+    dispatch("/tokenize", API_POST, NULL, 0, "[1,2]", &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_str_eq(msg, "body must be a JSON object");
+    json_decref(root);
+    api_response_free(&res);
+
+    dispatch("/tokenize", API_POST, NULL, 0, "{\"text\": ", &res);
+    msg = check_error(&res, 400, "invalid_request", &root);
+    ck_assert_msg(strncmp(msg, "body is not valid JSON", 22) == 0, "message: %s", msg);
+    json_decref(root);
+    api_response_free(&res);
+}
+END_TEST
+
+START_TEST(openapi_lists_every_route)
+{
+    api_response res;
+    dispatch("/openapi.json", API_GET, NULL, 0, NULL, &res);
+    ck_assert_int_eq(res.status, 200);
+    json_t *doc = json_loadb(res.body, res.len, 0, NULL);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "openapi")), "3.0.3");
+    json_t *paths = json_object_get(doc, "paths");
+    size_t n = 0;
+    for (const api_route *r = api_routes; r->path; r++, n++) {
+        json_t *item = json_object_get(paths, r->path);
+        ck_assert_msg(item != NULL, "%s missing from openapi", r->path);
+        if (r->methods & API_GET) ck_assert_ptr_nonnull(json_object_get(item, "get"));
+        if (r->methods & API_POST) ck_assert_ptr_nonnull(json_object_get(item, "post"));
+        json_t *get = json_object_get(item, "get");
+        if (get) {
+            size_t np = 0;
+            for (const api_param *p = r->params; p && p->name; p++) np++;
+            ck_assert_int_eq(json_array_size(json_object_get(get, "parameters")), np);
+        }
+    }
+    ck_assert_int_eq(json_object_size(paths), n);
+    json_decref(doc);
+    api_response_free(&res);
+}
+END_TEST
+
+START_TEST(percent_decoding)
+{
+    char out[64];
+    size_t n;
+    ck_assert_int_eq(http_percent_decode("a%20b+c", 7, 1, out, &n), 0);
+    ck_assert_int_eq(n, 5);
+    ck_assert(memcmp(out, "a b c", 5) == 0);
+    ck_assert_int_eq(http_percent_decode("a+b", 3, 0, out, &n), 0);
+    ck_assert(memcmp(out, "a+b", 3) == 0);
+    ck_assert_int_eq(http_percent_decode("%e2%82%AC", 9, 1, out, &n), 0);
+    ck_assert_int_eq(n, 3);
+    ck_assert(memcmp(out, "\xe2\x82\xac", 3) == 0);
+    ck_assert_int_eq(http_percent_decode("%00", 3, 1, out, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(out[0], 0);
+    ck_assert_int_eq(http_percent_decode("%", 1, 1, out, &n), -1);
+    ck_assert_int_eq(http_percent_decode("%4", 2, 1, out, &n), -1);
+    ck_assert_int_eq(http_percent_decode("%zz", 3, 1, out, &n), -1);
+    ck_assert_int_eq(http_percent_decode("ab%4g", 5, 1, out, &n), -1);
+}
+END_TEST
+
+int main(void)
+{
+    json_object_seed(0);
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("api");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, error_shape_for_each_status);
+    tcase_add_test(tc, health_and_readiness);
+    tcase_add_test(tc, method_checks);
+    tcase_add_test(tc, parameter_validation);
+    tcase_add_test(tc, openapi_lists_every_route);
+    tcase_add_test(tc, percent_decoding);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

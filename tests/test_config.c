@@ -1,0 +1,143 @@
+/* The configuration table, file parser and flags. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/config.h"
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/twd-test-conf-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+START_TEST(defaults_within_bounds)
+{
+    twd_config c;
+    config_defaults(&c);
+    ck_assert_str_eq(c.listen, "127.0.0.1");
+    ck_assert_int_eq(c.port, 8080);
+    for (size_t i = 0; i < cfg_n_options; i++) {
+        const cfg_option *o = &cfg_options[i];
+        ck_assert_msg(o->doc && strlen(o->doc) > 5, "option %s lacks documentation", o->name);
+        if (o->type == CFG_INT || o->type == CFG_SIZE) {
+            int64_t v = *(int64_t *)((char *)&c + o->offset);
+            ck_assert_msg(v >= o->min && v <= o->max, "default of %s out of its bounds", o->name);
+        }
+        for (size_t j = 0; j < i; j++) ck_assert_msg(strcmp(cfg_options[j].name, o->name), "duplicate %s", o->name);
+    }
+}
+END_TEST
+
+START_TEST(set_checks_types_and_bounds)
+{
+    twd_config c;
+    char err[256];
+    config_defaults(&c);
+    ck_assert_int_eq(config_set(&c, "port", "9000", err, sizeof err), 0);
+    ck_assert_int_eq(c.port, 9000);
+    ck_assert_int_eq(config_set(&c, "port", "70000", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "port") && strstr(err, "0..65535"), "message: %s", err);
+    ck_assert_int_eq(c.port, 9000);
+    ck_assert_int_eq(config_set(&c, "port", "12x", err, sizeof err), -1);
+    ck_assert_int_eq(config_set(&c, "port", "", err, sizeof err), -1);
+    ck_assert_int_eq(config_set(&c, "nope", "1", err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "unknown option 'nope'"));
+    ck_assert_int_eq(config_set(&c, "max_body", "2m", err, sizeof err), 0);
+    ck_assert_int_eq(c.max_body, 2 * 1048576);
+    ck_assert_int_eq(config_set(&c, "max_body", "2g", err, sizeof err), -1); /* above 1 GiB */
+    ck_assert_int_eq(config_set(&c, "threads", "2k", err, sizeof err), -1); /* no suffix on plain ints */
+    ck_assert_int_eq(config_set(&c, "access_log", "off", err, sizeof err), 0);
+    ck_assert(!c.access_log);
+    ck_assert_int_eq(config_set(&c, "access_log", "maybe", err, sizeof err), -1);
+    char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    ck_assert_int_eq(config_set(&c, "model", big, err, sizeof err), -1);
+}
+END_TEST
+
+START_TEST(file_and_flags)
+{
+    twd_config c;
+    char err[512];
+    config_defaults(&c);
+    char *p = write_tmp("# comment\n\n port = 8181  # trailing\nlisten=\"::1\"\nworkers = 3\n");
+    char *argv[] = {"twd", "--port", "9191", "--config", p, "--set", "max_k=7", "--no-fetch", NULL};
+    ck_assert_int_eq(config_from_args(&c, 8, argv, err, sizeof err), 0);
+    ck_assert_int_eq(c.port, 9191); /* flag beats file, wherever it stands */
+    ck_assert_str_eq(c.listen, "::1");
+    ck_assert_int_eq(c.workers, 3);
+    ck_assert_int_eq(c.max_k, 7);
+    ck_assert(!c.fetch);
+    unlink(p);
+
+    p = write_tmp("port = 80\nthreads = 0\n");
+    config_defaults(&c);
+    ck_assert_int_eq(config_load_file(&c, p, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, ":2:") && strstr(err, "threads"), "message: %s", err);
+    unlink(p);
+
+    p = write_tmp("just words\n");
+    ck_assert_int_eq(config_load_file(&c, p, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, ":1: expected 'key = value'"));
+    unlink(p);
+
+    char *bad[] = {"twd", "--bogus", NULL};
+    ck_assert_int_eq(config_from_args(&c, 2, bad, err, sizeof err), -1);
+    char *noval[] = {"twd", "--port", NULL};
+    ck_assert_int_eq(config_from_args(&c, 2, noval, err, sizeof err), -1);
+    char *badset[] = {"twd", "--set", "port", NULL};
+    ck_assert_int_eq(config_from_args(&c, 3, badset, err, sizeof err), -1);
+}
+END_TEST
+
+/* config/twd.conf documents every option: it must equal what the table prints. */
+START_TEST(shipped_conf_matches_table)
+{
+    char *gen = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&gen, &n);
+    config_print_conf(m);
+    fclose(m);
+    FILE *f = fopen(TWD_SOURCE_ROOT "/config/twd.conf", "r");
+    ck_assert_msg(f != NULL, "config/twd.conf missing");
+    char *file = calloc(1, n + 2);
+    size_t got = fread(file, 1, n + 1, f);
+    fclose(f);
+    ck_assert_msg(got == n && memcmp(file, gen, n) == 0,
+                  "config/twd.conf differs from `twd --print-config`; regenerate it");
+    twd_config c;
+    char err[512];
+    config_defaults(&c);
+    ck_assert_msg(config_load_file(&c, TWD_SOURCE_ROOT "/config/twd.conf", err, sizeof err) == 0, "%s", err);
+    twd_config d;
+    config_defaults(&d);
+    ck_assert_msg(memcmp(&c, &d, sizeof c) == 0, "loading the shipped file changes a default");
+    free(gen);
+    free(file);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, defaults_within_bounds);
+    tcase_add_test(tc, set_checks_types_and_bounds);
+    tcase_add_test(tc, file_and_flags);
+    tcase_add_test(tc, shipped_conf_matches_table);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
