@@ -2,6 +2,7 @@
 
 #include "core/safetensors.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -67,15 +68,16 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
     memset(cfg, 0, sizeof *cfg);
     if (synthetic) *synthetic = 0;
     if (seed) *seed = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &je);
+    fclose(fp);
     if (!root) {
-        /* jansson reports a missing file as "unable to open <path>: ..." */
-        if (je.line == -1)
-            set_err(err, errlen, "%s: cannot read: %s", path, je.text);
-        else
-            set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line,
-                    je.text);
+        set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
         return -1;
     }
     int rc = -1, have;

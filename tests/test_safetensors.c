@@ -1,0 +1,612 @@
+/* Unit tests of core/safetensors: a valid file, every kind of corruption,
+ * and the exact F16/BF16 conversions against an independent arithmetic
+ * reference (ldexp) over all 65536 bit patterns. */
+#include "core/safetensors.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+static char path[512];
+
+static void setup(void)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/twd-st-XXXXXX", base && *base ? base : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
+}
+
+static void teardown(void)
+{
+    unlink(path);
+    rmdir(tmpdir);
+}
+
+/* Writes raw bytes to `path`. */
+static void write_raw(const void *p, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fwrite(p, 1, n, fp), n);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+/* Writes [u64 len][header][data_len bytes of data]; the header length field
+ * is `hlen_field` when not (uint64_t)-1, else strlen(header). Data byte k is
+ * (k * 7 + 3) & 0xff. */
+static void write_st_len(const char *header, size_t data_len, uint64_t hlen_field)
+{
+    size_t hl = strlen(header);
+    size_t n = 8 + hl + data_len;
+    unsigned char *b = malloc(n);
+    ck_assert_ptr_nonnull(b);
+    uint64_t L = hlen_field == (uint64_t)-1 ? hl : hlen_field;
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(L >> (8 * i));
+    memcpy(b + 8, header, hl);
+    for (size_t k = 0; k < data_len; k++) b[8 + hl + k] = (unsigned char)((k * 7 + 3) & 0xff);
+    write_raw(b, n);
+    free(b);
+}
+
+static void write_st(const char *header, size_t data_len)
+{
+    write_st_len(header, data_len, (uint64_t)-1);
+}
+
+/* Opens `path` expecting failure; checks the message starts with the path,
+ * contains every fragment given (NULL-terminated list), is one line, and
+ * that *f is left empty. */
+static void expect_fail(const char *frag1, const char *frag2)
+{
+    st_file f;
+    char err[512] = "";
+    int rc = st_open(path, &f, err, sizeof err);
+    ck_assert_msg(rc == -1, "st_open succeeded, expected failure containing '%s'", frag1);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':',
+                  "message does not start with the file path: %s", err);
+    ck_assert_msg(strchr(err, '\n') == NULL, "message is not one line: %s", err);
+    ck_assert_msg(strstr(err, frag1) != NULL, "message '%s' lacks '%s'", err, frag1);
+    if (frag2) ck_assert_msg(strstr(err, frag2) != NULL, "message '%s' lacks '%s'", err, frag2);
+    ck_assert_ptr_null(f.map);
+    ck_assert_ptr_null(f.tensors);
+    ck_assert_uint_eq(f.n_tensors, 0);
+    st_close(&f);
+    st_close(&f); /* idempotent */
+}
+
+START_TEST(t_valid)
+{
+    /* header padded with spaces as HF does; tensors out of name order in
+     * the file; a scalar; an empty tensor; a gap before 'c'; trailing bytes */
+    const char *h =
+        "{\"__metadata__\":{\"format\":\"pt\"},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[8,32]},"
+        "\"a\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]},"
+        "\"s\":{\"dtype\":\"F16\",\"shape\":[],\"data_offsets\":[32,34]},"
+        "\"e\":{\"dtype\":\"I64\",\"shape\":[0,5],\"data_offsets\":[34,34]},"
+        "\"c\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[40,43]}}      ";
+    write_st(h, 48);
+    st_file f;
+    char err[512] = "";
+    ck_assert_msg(st_open(path, &f, err, sizeof err) == 0, "st_open: %s", err);
+    ck_assert_uint_eq(f.n_tensors, 5);
+    ck_assert_uint_eq(f.data_start, 8 + strlen(h));
+    ck_assert_uint_eq(f.size, 8 + strlen(h) + 48);
+    const st_tensor *b = st_find(&f, "b");
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(b->dtype, ST_F32);
+    ck_assert_int_eq(b->ndim, 2);
+    ck_assert_uint_eq(b->shape[0], 2);
+    ck_assert_uint_eq(b->shape[1], 3);
+    ck_assert_uint_eq(b->numel, 6);
+    ck_assert_uint_eq(b->nbytes, 24);
+    ck_assert_uint_eq(b->offset, f.data_start + 8);
+    const unsigned char *d = st_data(&f, b);
+    for (size_t k = 0; k < 24; k++)
+        ck_assert_uint_eq(d[k], ((8 + k) * 7 + 3) & 0xff);
+    const st_tensor *s = st_find(&f, "s");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(s->ndim, 0);
+    ck_assert_uint_eq(s->numel, 1);
+    ck_assert_int_eq(s->dtype, ST_F16);
+    const st_tensor *e = st_find(&f, "e");
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(e->numel, 0);
+    ck_assert_int_eq(st_find(&f, "a")->dtype, ST_BF16);
+    ck_assert_int_eq(st_find(&f, "c")->dtype, ST_U8);
+    ck_assert_ptr_null(st_find(&f, "__metadata__"));
+    ck_assert_ptr_null(st_find(&f, "z"));
+    ck_assert_ptr_null(st_find(&f, ""));
+    st_close(&f);
+    ck_assert_ptr_null(f.map);
+}
+END_TEST
+
+START_TEST(t_empty_header_object)
+{
+    write_st("{}", 0);
+    st_file f;
+    char err[256];
+    ck_assert_msg(st_open(path, &f, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(f.n_tensors, 0);
+    st_close(&f);
+}
+END_TEST
+
+START_TEST(t_missing_file)
+{
+    expect_fail("cannot open", "No such file");
+}
+END_TEST
+
+START_TEST(t_directory)
+{
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    expect_fail("not a regular file", NULL);
+    rmdir(path);
+}
+END_TEST
+
+START_TEST(t_empty_file)
+{
+    write_raw("", 0);
+    expect_fail("file is empty", NULL);
+}
+END_TEST
+
+START_TEST(t_truncated_length)
+{
+    write_raw("\x10\x00\x00\x00\x00", 5);
+    expect_fail("5 bytes", "too short");
+}
+END_TEST
+
+START_TEST(t_length_beyond_file)
+{
+    write_st_len("{}", 0, 1000);
+    expect_fail("header length 1000", "past the end");
+}
+END_TEST
+
+START_TEST(t_length_huge)
+{
+    write_st_len("{}", 0, (uint64_t)1 << 62);
+    expect_fail("header length", "limit");
+}
+END_TEST
+
+START_TEST(t_malformed_json)
+{
+    write_st("{\"a\": {\"dtype\": ", 0);
+    expect_fail("not valid JSON", NULL);
+}
+END_TEST
+
+START_TEST(t_nul_in_header)
+{
+    unsigned char b[8 + 5] = {5, 0, 0, 0, 0, 0, 0, 0, '{', '}', 0, '{', '}'};
+    write_raw(b, sizeof b);
+    expect_fail("not valid JSON", NULL);
+}
+END_TEST
+
+START_TEST(t_duplicate_key)
+{
+    write_st("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+             "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2);
+    expect_fail("not valid JSON", "duplicate");
+}
+END_TEST
+
+START_TEST(t_not_object)
+{
+    write_st("[1, 2, 3]", 0);
+    expect_fail("not a JSON object", NULL);
+}
+END_TEST
+
+START_TEST(t_entry_not_object)
+{
+    write_st("{\"w\": 3}", 0);
+    expect_fail("tensor 'w'", "not a JSON object");
+}
+END_TEST
+
+START_TEST(t_metadata_not_object)
+{
+    write_st("{\"__metadata__\": 3}", 0);
+    expect_fail("__metadata__", NULL);
+}
+END_TEST
+
+START_TEST(t_missing_dtype)
+{
+    write_st("{\"w\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "missing \"dtype\"");
+}
+END_TEST
+
+START_TEST(t_missing_shape)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "missing \"shape\"");
+}
+END_TEST
+
+START_TEST(t_missing_offsets)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8);
+    expect_fail("tensor 'w'", "missing \"data_offsets\"");
+}
+END_TEST
+
+START_TEST(t_unknown_dtype)
+{
+    write_st("{\"w\":{\"dtype\":\"F99\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "unknown dtype \"F99\"");
+}
+END_TEST
+
+START_TEST(t_dtype_not_string)
+{
+    write_st("{\"w\":{\"dtype\":4,\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "dtype");
+}
+END_TEST
+
+START_TEST(t_bad_shape_entry)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,-1],\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "shape entry 1");
+}
+END_TEST
+
+START_TEST(t_shape_not_array)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "\"shape\" is not an array");
+}
+END_TEST
+
+START_TEST(t_too_many_dims)
+{
+    write_st("{\"w\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],"
+             "\"data_offsets\":[0,1]}}", 1);
+    expect_fail("tensor 'w'", "dimensions");
+}
+END_TEST
+
+START_TEST(t_shape_overflow)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
+             "\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "overflows");
+}
+END_TEST
+
+START_TEST(t_bytes_overflow)
+{
+    /* numel fits in 64 bits, numel * 8 does not */
+    write_st("{\"w\":{\"dtype\":\"F64\",\"shape\":[4611686018427387904],"
+             "\"data_offsets\":[0,8]}}", 8);
+    expect_fail("tensor 'w'", "overflows");
+}
+END_TEST
+
+START_TEST(t_offsets_not_pair)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", 8);
+    expect_fail("tensor 'w'", "data_offsets");
+}
+END_TEST
+
+START_TEST(t_offsets_negative)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8);
+    expect_fail("tensor 'w'", "data_offsets");
+}
+END_TEST
+
+START_TEST(t_offsets_reversed)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8);
+    expect_fail("tensor 'w'", "reversed");
+}
+END_TEST
+
+START_TEST(t_offsets_out_of_range)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[100,108]}}", 8);
+    expect_fail("tensor 'w'", "past the end of the data area");
+}
+END_TEST
+
+START_TEST(t_size_mismatch)
+{
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 16);
+    expect_fail("tensor 'w'", "hold 12 bytes");
+}
+END_TEST
+
+START_TEST(t_overlap)
+{
+    write_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[12,28]}}", 28);
+    expect_fail("tensor 'b'", "overlaps tensor 'a'");
+}
+END_TEST
+
+START_TEST(t_overlap_same_start)
+{
+    write_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+             "\"z\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 16);
+    expect_fail("overlaps", NULL);
+}
+END_TEST
+
+START_TEST(t_truncated_data)
+{
+    /* a valid header whose last tensor ends after the end of the file */
+    write_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[16,80]}}", 40);
+    expect_fail("tensor 'b'", "truncated");
+}
+END_TEST
+
+START_TEST(t_name_sanitised)
+{
+    write_st("{\"bad\\nname\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8);
+    expect_fail("tensor 'bad?name'", NULL); /* expect_fail also checks one line */
+}
+END_TEST
+
+START_TEST(t_long_name_cut)
+{
+    char h[1024];
+    char name[400];
+    memset(name, 'x', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    snprintf(h, sizeof h, "{\"%s\":{\"dtype\":\"Q\",\"shape\":[],\"data_offsets\":[0,1]}}", name);
+    write_st(h, 1);
+    expect_fail("...'", "unknown dtype");
+}
+END_TEST
+
+START_TEST(t_small_err_buffer)
+{
+    write_raw("", 0);
+    st_file f;
+    char err[8];
+    memset(err, 'Z', sizeof err);
+    ck_assert_int_eq(st_open(path, &f, err, sizeof err), -1);
+    ck_assert_uint_lt(strnlen(err, sizeof err), sizeof err); /* NUL-terminated */
+    ck_assert_int_eq(st_open(path, &f, NULL, 0), -1);      /* no buffer at all */
+}
+END_TEST
+
+/* ---- conversions ---- */
+
+/* Independent reference: IEEE half value by arithmetic. */
+static double ref_f16(uint16_t h)
+{
+    int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    double v;
+    if (e == 0) v = ldexp((double)m, -24);
+    else if (e == 31) v = m ? NAN : INFINITY;
+    else v = ldexp((double)(1024 + m), e - 25);
+    return s ? -v : v;
+}
+
+/* Independent reference: bfloat16 value by arithmetic (8-bit exponent,
+ * 7-bit mantissa, bias 127). */
+static double ref_bf16(uint16_t b)
+{
+    int s = b >> 15, e = (b >> 7) & 255, m = b & 127;
+    double v;
+    if (e == 0) v = ldexp((double)m, -133);
+    else if (e == 255) v = m ? NAN : INFINITY;
+    else v = ldexp((double)(128 + m), e - 134);
+    return s ? -v : v;
+}
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+START_TEST(t_f16_to_f32_all)
+{
+    long bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float got = st_f16_to_f32((uint16_t)h);
+        double want = ref_f16((uint16_t)h);
+        if (isnan(want)) {
+            /* NaN stays NaN, the payload is kept in the top mantissa bits */
+            if (!isnan(got) || ((fbits(got) >> 13) & 0x3ff) != (h & 0x3ff) ||
+                (fbits(got) >> 31) != (h >> 15))
+                bad++;
+        } else if ((double)got != want || !signbit(got) != !signbit(want)) {
+            if (bad < 5) fprintf(stderr, "f16 %04x: got %a want %a\n", h, got, want);
+            bad++;
+        }
+    }
+    ck_assert_msg(bad == 0, "%ld of 65536 F16 patterns converted wrongly", bad);
+    /* the bulk version reads little-endian pairs at any alignment */
+    unsigned char raw[7] = {0xff, 0x00, 0x3c, 0x01, 0x00, 0x00, 0xfc};
+    float out[3];
+    st_f16_to_f32_n(out, raw + 1, 3);
+    ck_assert(out[0] == 1.0f);
+    ck_assert(out[1] == (float)ldexp(1.0, -24));
+    ck_assert(isinf(out[2]) && out[2] < 0);
+}
+END_TEST
+
+START_TEST(t_bf16_to_f32_all)
+{
+    long bad = 0;
+    for (uint32_t b = 0; b < 65536; b++) {
+        float got = st_bf16_to_f32((uint16_t)b);
+        double want = ref_bf16((uint16_t)b);
+        if (isnan(want)) {
+            if (!isnan(got)) bad++;
+        } else if ((double)got != want || !signbit(got) != !signbit(want)) {
+            if (bad < 5) fprintf(stderr, "bf16 %04x: got %a want %a\n", b, got, want);
+            bad++;
+        }
+    }
+    ck_assert_msg(bad == 0, "%ld of 65536 BF16 patterns converted wrongly", bad);
+    unsigned char raw[5] = {0, 0x80, 0x3f, 0x00, 0xc0};
+    float out[2];
+    st_bf16_to_f32_n(out, raw + 1, 2);
+    ck_assert(out[0] == 1.0f);
+    ck_assert(out[1] == -2.0f);
+}
+END_TEST
+
+/* F32 -> F16: every half value round-trips, and for every pair of
+ * neighbouring finite halves the exact midpoint rounds to the even one while
+ * the floats just below / above it round down / up. */
+START_TEST(t_f32_to_f16_rounding)
+{
+    long bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float v = st_f16_to_f32((uint16_t)h);
+        uint16_t back = st_f32_to_f16(v);
+        if (isnan(v) ? !isnan(st_f16_to_f32(back)) : back != h) bad++;
+    }
+    ck_assert_msg(bad == 0, "%ld half values do not round-trip", bad);
+    for (uint32_t h = 0; h < 0x7c00; h++) {           /* positive finite */
+        double a = ref_f16((uint16_t)h);
+        double b = (h + 1 == 0x7c00) ? 65536.0 : ref_f16((uint16_t)(h + 1));
+        /* the half after 65504 would be 65536: its midpoint rounds to inf */
+        float mid = (float)((a + b) / 2);                 /* exact in F32 */
+        ck_assert((double)mid == (a + b) / 2);
+        uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
+        uint16_t lo = st_f32_to_f16(nextafterf(mid, 0.0f));
+        uint16_t mi = st_f32_to_f16(mid);
+        uint16_t hi = st_f32_to_f16(nextafterf(mid, INFINITY));
+        if (lo != h || mi != even || hi != h + 1) {
+            if (bad < 5)
+                fprintf(stderr, "half %04x: below %04x mid %04x above %04x\n", h, lo, mi, hi);
+            bad++;
+        }
+        /* negative values mirror */
+        if (st_f32_to_f16(-mid) != (uint16_t)(even | 0x8000)) bad++;
+    }
+    ck_assert_msg(bad == 0, "%ld rounding cases wrong", bad);
+    ck_assert_uint_eq(st_f32_to_f16(1e10f), 0x7c00);
+    ck_assert_uint_eq(st_f32_to_f16(-INFINITY), 0xfc00);
+    ck_assert_uint_eq(st_f32_to_f16(1e-30f), 0);
+    ck_assert_uint_eq(st_f32_to_f16(-0.0f), 0x8000);
+    ck_assert(isnan(st_f16_to_f32(st_f32_to_f16(NAN))));
+}
+END_TEST
+
+START_TEST(t_f32_to_bf16_rounding)
+{
+    long bad = 0;
+    for (uint32_t b = 0; b < 65536; b++) {
+        float v = st_bf16_to_f32((uint16_t)b);
+        uint16_t back = st_f32_to_bf16(v);
+        if (isnan(v) ? !isnan(st_bf16_to_f32(back)) : back != b) bad++;
+    }
+    ck_assert_msg(bad == 0, "%ld bf16 values do not round-trip", bad);
+    for (uint32_t b = 0; b < 0x7f80; b++) {
+        double a = ref_bf16((uint16_t)b);
+        double c = (b + 1 == 0x7f80) ? ldexp(1.0, 128) : ref_bf16((uint16_t)(b + 1));
+        double m = (a + c) / 2; /* for b = 0x7f7f, 0x1.ffp127 rounds to inf */
+        float mid = (float)m;
+        ck_assert((double)mid == m);
+        uint16_t even = (b & 1) ? (uint16_t)(b + 1) : (uint16_t)b;
+        if (st_f32_to_bf16(nextafterf(mid, 0.0f)) != b || st_f32_to_bf16(mid) != even ||
+            st_f32_to_bf16(nextafterf(mid, INFINITY)) != b + 1) {
+            if (bad < 5) fprintf(stderr, "bf16 %04x rounding wrong\n", b);
+            bad++;
+        }
+    }
+    ck_assert_msg(bad == 0, "%ld bf16 rounding cases wrong", bad);
+    ck_assert(isnan(st_bf16_to_f32(st_f32_to_bf16(NAN))));
+}
+END_TEST
+
+START_TEST(t_dtype_table)
+{
+    st_dtype d;
+    ck_assert_int_eq(st_dtype_parse("BF16", &d), 0);
+    ck_assert_int_eq(d, ST_BF16);
+    ck_assert_uint_eq(st_dtype_size(d), 2);
+    ck_assert_int_eq(st_dtype_parse("F64", &d), 0);
+    ck_assert_uint_eq(st_dtype_size(d), 8);
+    ck_assert_str_eq(st_dtype_name(ST_F32), "F32");
+    ck_assert_int_eq(st_dtype_parse("f32", &d), -1); /* case matters */
+    ck_assert_int_eq(st_dtype_parse("", &d), -1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("safetensors");
+    TCase *tc = tcase_create("parse");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, t_valid);
+    tcase_add_test(tc, t_empty_header_object);
+    tcase_add_test(tc, t_missing_file);
+    tcase_add_test(tc, t_directory);
+    tcase_add_test(tc, t_empty_file);
+    tcase_add_test(tc, t_truncated_length);
+    tcase_add_test(tc, t_length_beyond_file);
+    tcase_add_test(tc, t_length_huge);
+    tcase_add_test(tc, t_malformed_json);
+    tcase_add_test(tc, t_nul_in_header);
+    tcase_add_test(tc, t_duplicate_key);
+    tcase_add_test(tc, t_not_object);
+    tcase_add_test(tc, t_entry_not_object);
+    tcase_add_test(tc, t_metadata_not_object);
+    tcase_add_test(tc, t_missing_dtype);
+    tcase_add_test(tc, t_missing_shape);
+    tcase_add_test(tc, t_missing_offsets);
+    tcase_add_test(tc, t_unknown_dtype);
+    tcase_add_test(tc, t_dtype_not_string);
+    tcase_add_test(tc, t_bad_shape_entry);
+    tcase_add_test(tc, t_shape_not_array);
+    tcase_add_test(tc, t_too_many_dims);
+    tcase_add_test(tc, t_shape_overflow);
+    tcase_add_test(tc, t_bytes_overflow);
+    tcase_add_test(tc, t_offsets_not_pair);
+    tcase_add_test(tc, t_offsets_negative);
+    tcase_add_test(tc, t_offsets_reversed);
+    tcase_add_test(tc, t_offsets_out_of_range);
+    tcase_add_test(tc, t_size_mismatch);
+    tcase_add_test(tc, t_overlap);
+    tcase_add_test(tc, t_overlap_same_start);
+    tcase_add_test(tc, t_truncated_data);
+    tcase_add_test(tc, t_name_sanitised);
+    tcase_add_test(tc, t_long_name_cut);
+    tcase_add_test(tc, t_small_err_buffer);
+    suite_add_tcase(s, tc);
+    TCase *cv = tcase_create("convert");
+    tcase_add_test(cv, t_f16_to_f32_all);
+    tcase_add_test(cv, t_bf16_to_f32_all);
+    tcase_add_test(cv, t_f32_to_f16_rounding);
+    tcase_add_test(cv, t_f32_to_bf16_rounding);
+    tcase_add_test(cv, t_dtype_table);
+    suite_add_tcase(s, cv);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
