@@ -1,10 +1,75 @@
-/* Life cycle of the api layer's state (struct api_ext). */
+/* Life cycle of the api layer's state (struct api_ext), and its metrics. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
+#include "core/utf8.h"
+#include "server/metrics.h"
+
+/* One word per line; blank lines and '#' comments skipped. */
+static int load_words(struct api_ext *x, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open the default word list", path);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0, n = 0, alloc = 0;
+    ssize_t len;
+    int rc = 0;
+    while ((len = getline(&line, &cap, f)) != -1) {
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (!len || line[0] == '#') continue;
+        if (!utf8_valid(line, (size_t)len) || len > 256) {
+            snprintf(err, errlen, "%s:%zu: not a word (invalid UTF-8 or longer than 256 bytes)", path, n + 1);
+            rc = -1;
+            break;
+        }
+        if (n == alloc) {
+            alloc = alloc ? alloc * 2 : 128;
+            char **nw = realloc(x->default_words, alloc * sizeof *nw);
+            if (!nw) { rc = -1; snprintf(err, errlen, "out of memory"); break; }
+            x->default_words = nw;
+        }
+        if (!(x->default_words[n] = strdup(line))) { rc = -1; snprintf(err, errlen, "out of memory"); break; }
+        x->n_default_words = ++n;
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && n == 0) {
+        snprintf(err, errlen, "%s: the default word list is empty", path);
+        rc = -1;
+    }
+    return rc;
+}
+
+static void cache_metrics(void *ctx, char **b, size_t *len, size_t *cap)
+{
+    twd_app *app = ctx;
+    if (atomic_load(&app->state) != APP_READY || !app->ext) return;
+    blockcache_stats s;
+    blockcache_get_stats(app->ext->cache, &s);
+    answer_cache_stats a;
+    answer_cache_get_stats(app->ext->answers, &a);
+    metrics_appendf(b, len, cap,
+                    "# HELP twd_cache_bytes Bytes held by a cache.\n# TYPE twd_cache_bytes gauge\n"
+                    "twd_cache_bytes{cache=\"intermediates\"} %zu\ntwd_cache_bytes{cache=\"answers\"} %llu\n"
+                    "# HELP twd_cache_budget_bytes Configured budget of a cache.\n# TYPE twd_cache_budget_bytes gauge\n"
+                    "twd_cache_budget_bytes{cache=\"intermediates\"} %zu\ntwd_cache_budget_bytes{cache=\"answers\"} %llu\n"
+                    "# HELP twd_cache_hits_total Lookups served from a cache.\n# TYPE twd_cache_hits_total counter\n"
+                    "twd_cache_hits_total{cache=\"intermediates\"} %llu\ntwd_cache_hits_total{cache=\"answers\"} %llu\n"
+                    "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
+                    "twd_cache_misses_total{cache=\"intermediates\"} %llu\ntwd_cache_misses_total{cache=\"answers\"} %llu\n"
+                    "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
+                    "# TYPE twd_cache_evictions_total counter\ntwd_cache_evictions_total{cache=\"intermediates\"} %llu\n",
+                    s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
+                    (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
+                    (unsigned long long)a.misses, (unsigned long long)s.evictions);
+}
 
 int api_init(twd_app *app, char *err, size_t errlen)
 {
@@ -14,20 +79,32 @@ int api_init(twd_app *app, char *err, size_t errlen)
         return -1;
     }
     x->answers = answer_cache_new((size_t)app->cfg->answer_cache_mb << 20);
-    if (!x->answers) {
-        free(x);
+    x->cache = blockcache_new((size_t)app->cfg->cache_mb << 20);
+    if (!x->answers || !x->cache) {
         snprintf(err, errlen, "out of memory");
+        app->ext = x;
+        api_shutdown(app);
         return -1;
     }
     app->ext = x;
+    if (load_words(x, app->cfg->words_file, err, errlen) != 0) {
+        api_shutdown(app);
+        return -1;
+    }
+    metrics_set_extra(cache_metrics, app);
     return 0;
 }
 
 void api_shutdown(twd_app *app)
 {
-    if (!app->ext) return;
-    answer_cache_free(app->ext->answers);
-    free(app->ext);
+    struct api_ext *x = app->ext;
+    if (!x) return;
+    metrics_set_extra(NULL, NULL);
+    answer_cache_free(x->answers);
+    blockcache_free(x->cache);
+    for (size_t i = 0; i < x->n_default_words; i++) free(x->default_words[i]);
+    free(x->default_words);
+    free(x);
     app->ext = NULL;
 }
 

@@ -2,10 +2,16 @@
 #ifndef TW_API_EXT_H
 #define TW_API_EXT_H
 
+#include <stddef.h>
+
 #include "api/answer_cache.h"
+#include "core/blockcache.h"
 
 struct api_ext {
-    answer_cache *answers;
+    answer_cache *answers;      /* finished answers */
+    blockcache *cache;          /* per-block intermediates (LN_b(E), SVD factors) */
+    char **default_words;       /* the words file (the paper's 100 nouns) */
+    size_t n_default_words;
 };
 
 #endif

@@ -1,5 +1,5 @@
 /* Handlers of the analysis routes, spliced into api_routes[] (api/routes.c)
- * through API_ANALYSIS_ROUTES, and hooks into /model. */
+ * and hooks into /model. */
 #ifndef TW_API_HANDLERS_H
 #define TW_API_HANDLERS_H
 
@@ -10,6 +10,11 @@
 /* Adds the state of background work (e.g. the UMAP fit) to the /model answer. */
 void api_ext_model_info(twd_app *app, json_t *model);
 
-#define API_ANALYSIS_ROUTES
+/* api/analyses.c (SPEC sections 1-3) */
+int api_embeddings(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+int api_embeddings_normalization(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+int api_probe(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+int api_svd(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+int api_svd_bias(twd_app *app, const api_request *req, const api_args *a, api_response *res);
 
 #endif

@@ -22,6 +22,48 @@ static const api_param p_tokenize[] = {
     {NULL},
 };
 
+static const char *const fmt_json_csv[] = {"json", "csv", NULL};
+static const char *const fmt_svd[] = {"json", "csv", "latex", NULL};
+static const char *const schemes[] = {"all", "norm", "scaled", "bias", "scaled_bias", NULL};
+static const char *const matrices[] = {"both", "qk", "vo", NULL};
+
+#define P_K {"k", AP_INT, false, "5", 1, APB_MAX_K, 0, NULL, "Tokens per list (top-k by dot product)."}
+#define P_BLOCK {"block", AP_INT, true, NULL, 0, APB_LAST_LAYER, 0, NULL, "Transformer block (0-based)."}
+#define P_FORMAT(choices) {"format", AP_ENUM, false, "json", 0, APB_CONST, 0, choices, "Answer format."}
+
+static const api_param p_embeddings[] = {
+    {"scheme", AP_ENUM, false, "all", 0, APB_CONST, 0, schemes,
+     "Scoring scheme (SPEC 1): norm, scaled (by ln_f gamma), bias (plus beta.E), scaled_bias, or all."},
+    P_K,
+    P_FORMAT(fmt_json_csv),
+    {NULL},
+};
+
+static const api_param p_format[] = {P_FORMAT(fmt_json_csv), {NULL}};
+
+static const api_param p_probe[] = {
+    P_BLOCK,
+    P_K,
+    {"words", AP_LIST, false, NULL, 1, APB_MAX_WORDS, 0, NULL,
+     "Words to probe, encoded without a leading space; words that are not one token are skipped and "
+     "listed. Default: the paper's 100 most common English nouns."},
+    P_FORMAT(fmt_json_csv),
+    {NULL},
+};
+
+static const api_param p_svd[] = {
+    P_BLOCK,
+    {"matrix", AP_ENUM, false, "both", 0, APB_CONST, 0, matrices, "W_qk, W_vo or both."},
+    {"top", AP_INT, false, "20", 0, APB_MAX_TOP, 0, NULL,
+     "Singular directions reported per head (at most the head dimension; 0: spectra only)."},
+    P_K,
+    {"head", AP_INT, false, NULL, 0, APB_LAST_HEAD, 0, NULL, "One head (default: all heads)."},
+    P_FORMAT(fmt_svd),
+    {NULL},
+};
+
+static const api_param p_svd_bias[] = {P_BLOCK, P_K, P_FORMAT(fmt_json_csv), {NULL}};
+
 /* ---------- handlers ---------- */
 
 static int h_health(twd_app *app, const api_request *req, const api_args *a, api_response *res)
@@ -233,6 +275,29 @@ const api_route api_routes[] = {
      "Requests by route and status, latency histogram, in-flight requests, model load time, cache use.",
      "Prometheus text exposition"},
     {"/openapi.json", API_GET, h_openapi, p_none, 0, "This API description (OpenAPI 3)", NULL, "OpenAPI document"},
-    API_ANALYSIS_ROUTES
+    {"/embeddings", API_GET, api_embeddings, p_embeddings, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     "Embedding norms under ln_f (SPEC 1)",
+     "Per scheme the top-k and bottom-k tokens of norm ||E_i||, scaled ||gamma*E_i||, bias ||E_i|| + beta.E_i "
+     "and scaled_bias, with their scores.",
+     "{k, scheme, schemes: {name: {top: [token+score], bottom: [token+score]}}}"},
+    {"/embeddings/normalization", API_GET, api_embeddings_normalization, p_format,
+     API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE, "Normalisation statistics of the embeddings (SPEC 1)",
+     "Average row norm, and mean/std of the L2 and cosine distances of E, E-c, sE, s(E-c) to LN_0(E).",
+     "{avg_norm, scale, rows: [{matrix, l2_mean, l2_std, cos_mean, cos_std}]}"},
+    {"/probe", API_GET | API_POST, api_probe, p_probe, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     "Attention heads as ellipsoids: word probes (SPEC 2)",
+     "For each word, per head the top-k keys (q Wqk_h against LN_b(E)) and values (LN_f(E + u_h + b_o) "
+     "against E) with ||u_h||, and the same for the layer sum.",
+     "{block, k, n_heads, skipped, words: [{word, token, heads: [{head, keys, values, value_norm}], layer}]}"},
+    {"/svd", API_GET, api_svd, p_svd, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     "SVD of W_qk and W_vo per head (SPEC 3)",
+     "All non-zero singular values, the coverage curve and the fraction of directions reaching 99 %, and for "
+     "the top directions the sign-aligned top-k tokens of the left and right singular vectors. "
+     "format=latex gives the paper-style tables.",
+     "{block, matrix, top, k, dh, heads: [{head, qk|vo: {singular_values, coverage, frac99, directions}}]}"},
+    {"/svd/bias", API_GET, api_svd_bias, p_svd_bias, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     "Bias probes of the attention heads (SPEC 3)",
+     "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
+     "{block, k, heads: [{head, a, -a, c, -c}]}"},
     {NULL},
 };

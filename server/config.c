@@ -27,6 +27,9 @@ const cfg_option cfg_options[] = {
      "Empty: $XDG_CACHE_HOME/twd or ~/.cache/twd."},
     {"static_dir", STR(static_dir), "", false,
      "Folder of the web page served under /. Empty: the static/ folder of the source tree."},
+    {"words_file", STR(words_file), "", false,
+     "Default word list of /probe, one word per line. Empty: config/common_nouns.txt of the source tree "
+     "(the paper's 100 most common English nouns)."},
     {"hub_url", STR(hub_url), "https://huggingface.co", false,
      "Base URL of the Hugging Face hub used for the default model."},
     {"hub_repo", STR(hub_repo), "openai-community/gpt2", false,
@@ -151,6 +154,7 @@ void config_defaults(twd_config *c)
     else if (home && *home) snprintf(c->cache_dir, sizeof c->cache_dir, "%s/.cache/twd", home);
     else snprintf(c->cache_dir, sizeof c->cache_dir, "/tmp/twd-cache");
     snprintf(c->static_dir, sizeof c->static_dir, "%s/static", TWD_SOURCE_ROOT);
+    snprintf(c->words_file, sizeof c->words_file, "%s/config/common_nouns.txt", TWD_SOURCE_ROOT);
 }
 
 static char *trim(char *s)

@@ -17,6 +17,7 @@ typedef struct twd_config {
     char model[4096];       /* model folder; empty = default model */
     char cache_dir[4096];   /* downloads, demo model, UMAP layouts */
     char static_dir[4096];  /* files served under / */
+    char words_file[4096];  /* default word list of /probe */
     char hub_url[512];      /* Hugging Face hub base URL for the default model */
     char hub_repo[256];     /* repository of the default model */
     int64_t fetch_timeout;  /* seconds to give up connecting to the hub */

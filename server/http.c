@@ -374,10 +374,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             char *end;
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
-            if (errno || *end || v > (unsigned long long)srv->cfg->max_body) {
-                snprintf(msg, sizeof msg, "%s bytes; the limit is %lld", cl, (long long)srv->cfg->max_body);
+            /* A body over the cap is read and dropped, so that ordinary
+             * clients (which send the whole body before reading) see the
+             * 413; one too large to be worth reading is refused at once and
+             * the connection closed. */
+            if (errno || *end || v > (unsigned long long)srv->cfg->max_body * 16 + (64u << 20)) {
+                snprintf(msg, sizeof msg, "%.40s bytes; the limit is %lld", cl, (long long)srv->cfg->max_body);
                 return reply_error(rs, 413, "request body too large: %s", msg);
             }
+            if (v > (unsigned long long)srv->cfg->max_body) rs->body_too_large = true;
         }
         return MHD_YES;
     }

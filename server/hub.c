@@ -1,4 +1,5 @@
 #include "server/hub.h"
+#include "server/fsutil.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -28,24 +29,10 @@ typedef struct {
     int last_pct;
 } xfer;
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return (mkdir(buf, 0755) == 0 || errno == EEXIST) ? 0 : -1;
-}
-
 int hub_complete(const char *dest)
 {
     char p[4096];
-    snprintf(p, sizeof p, "%s/.complete", dest);
-    return access(p, F_OK) == 0;
+    return fs_path(p, sizeof p, "%s/.complete", dest) == 0 && access(p, F_OK) == 0;
 }
 
 static size_t on_header(char *b, size_t sz, size_t n, void *ud)
@@ -210,16 +197,19 @@ int hub_fetch(const char *base_url, const char *repo, const char *dest, long tim
               void *ctx, char *err, size_t errlen)
 {
     char partial[4096], url[4096], part[4096], final[4096];
-    snprintf(partial, sizeof partial, "%s/.partial", dest);
-    if (mkdir_p(partial) != 0) {
-        snprintf(err, errlen, "%s: %s", partial, strerror(errno));
+    if (fs_path(partial, sizeof partial, "%s/.partial", dest) != 0 || fs_mkdir_p(partial) != 0) {
+        snprintf(err, errlen, "%.1000s/.partial: %s", dest, strerror(errno));
         return -1;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = 0;
     for (size_t i = 0; i < N_FILES && rc == 0; i++) {
-        snprintf(url, sizeof url, "%s/%s/resolve/main/%s", base_url, repo, files[i]);
-        snprintf(part, sizeof part, "%s/%s", partial, files[i]);
+        if (fs_path(url, sizeof url, "%s/%s/resolve/main/%s", base_url, repo, files[i]) != 0 ||
+            fs_path(part, sizeof part, "%s/%s", partial, files[i]) != 0) {
+            snprintf(err, errlen, "hub URL or cache path too long");
+            rc = -1;
+            break;
+        }
         remote_info ri;
         if (head_info(url, timeout, &ri, err, errlen) != 0) { rc = -1; break; }
         if (fetch_one(url, part, files[i], timeout, &ri, progress, ctx, err, errlen) != 0) { rc = -1; break; }
@@ -247,15 +237,13 @@ int hub_fetch(const char *base_url, const char *repo, const char *dest, long tim
     }
     if (rc == 0) {
         for (size_t i = 0; i < N_FILES && rc == 0; i++) {
-            snprintf(part, sizeof part, "%s/%s", partial, files[i]);
-            snprintf(final, sizeof final, "%s/%s", dest, files[i]);
-            if (rename(part, final) != 0) {
+            if (fs_path(part, sizeof part, "%s/%s", partial, files[i]) != 0 ||
+                fs_path(final, sizeof final, "%s/%s", dest, files[i]) != 0 || rename(part, final) != 0) {
                 snprintf(err, errlen, "%s: %s", final, strerror(errno));
                 rc = -1;
             }
         }
-        snprintf(final, sizeof final, "%s/.complete", dest);
-        FILE *f = rc == 0 ? fopen(final, "w") : NULL;
+        FILE *f = rc == 0 && fs_path(final, sizeof final, "%s/.complete", dest) == 0 ? fopen(final, "w") : NULL;
         if (f) {
             fprintf(f, "%s/%s\n", base_url, repo);
             fclose(f);

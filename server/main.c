@@ -25,6 +25,7 @@
 #include "core/synth.h"
 #include "core/tokenizer.h"
 #include "server/config.h"
+#include "server/fsutil.h"
 #include "server/http.h"
 #include "server/hub.h"
 #include "server/metrics.h"
@@ -52,19 +53,6 @@ static void on_fetch_progress(void *ctx, const char *s)
     else if (strstr(s, "0%") || strncmp(s, "verifying", 9) == 0) fprintf(stderr, "twd: %s\n", s);
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return (mkdir(buf, 0755) == 0 || errno == EEXIST) ? 0 : -1;
-}
-
 /* Picks the folder to load (see the comment at the top). */
 static int resolve_model(twd_app *app, char *dir, size_t dirlen, char *err, size_t errlen)
 {
@@ -79,7 +67,10 @@ static int resolve_model(twd_app *app, char *dir, size_t dirlen, char *err, size
     for (char *p = repo; *p; p++)
         if (*p == '/') *p = '-';
     char hub_dir[4096];
-    snprintf(hub_dir, sizeof hub_dir, "%s/hub/%s", cfg->cache_dir, repo);
+    if (fs_path(hub_dir, sizeof hub_dir, "%s/hub/%s", cfg->cache_dir, repo) != 0) {
+        snprintf(err, errlen, "cache_dir is too long");
+        return -1;
+    }
     if (!hub_complete(hub_dir) && cfg->fetch) {
         char ferr[1024];
         set_status(app, "contacting the model hub");
@@ -98,15 +89,18 @@ static int resolve_model(twd_app *app, char *dir, size_t dirlen, char *err, size
         return 0;
     }
     /* The demo model: GPT-2 architecture at reduced width, generated once. */
-    snprintf(dir, dirlen, "%s/demo-v1", cfg->cache_dir);
-    snprintf(app->model_origin, sizeof app->model_origin, "demo");
     char probe[4200];
-    snprintf(probe, sizeof probe, "%s/config.json", dir);
+    if (fs_path(dir, dirlen, "%s/demo-v1", cfg->cache_dir) != 0 ||
+        fs_path(probe, sizeof probe, "%s/config.json", dir) != 0) {
+        snprintf(err, errlen, "cache_dir is too long");
+        return -1;
+    }
+    snprintf(app->model_origin, sizeof app->model_origin, "demo");
     if (access(probe, F_OK) == 0) return 0;
     set_status(app, "generating the synthetic demo model");
     fprintf(stderr, "twd: generating the synthetic demo model into %s\n", dir);
-    if (mkdir_p(dir) != 0) {
-        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+    if (fs_mkdir_p(dir) != 0) {
+        snprintf(err, errlen, "%.1500s: %s", dir, strerror(errno));
         return -1;
     }
     synth_opts o;
@@ -140,7 +134,7 @@ static void *load_main(void *arg)
         return NULL;
     }
     if (tokenizer_vocab_size(app->tok) > app->model.cfg.vocab_size) {
-        snprintf(ld->err, sizeof ld->err, "%s: tokenizer has %d ids but wte has only %d rows", dir,
+        snprintf(ld->err, sizeof ld->err, "%.1500s: tokenizer has %d ids but wte has only %d rows", dir,
                  tokenizer_vocab_size(app->tok), app->model.cfg.vocab_size);
         atomic_store(&app->state, APP_FAILED);
         atomic_store(&ld->done, 1);
@@ -150,9 +144,9 @@ static void *load_main(void *arg)
     char real[4096];
     snprintf(app->model_source, sizeof app->model_source, "%s", realpath(dir, real) ? real : dir);
     const char *base = strrchr(app->model_source, '/');
-    if (strcmp(app->model_origin, "hub-cache") == 0) snprintf(app->model_name, sizeof app->model_name, "%s", app->cfg->hub_repo);
+    if (strcmp(app->model_origin, "hub-cache") == 0) snprintf(app->model_name, sizeof app->model_name, "%.200s", app->cfg->hub_repo);
     else if (strcmp(app->model_origin, "demo") == 0) snprintf(app->model_name, sizeof app->model_name, "twd-demo (synthetic)");
-    else snprintf(app->model_name, sizeof app->model_name, "%s", base && base[1] ? base + 1 : app->model_source);
+    else snprintf(app->model_name, sizeof app->model_name, "%.200s", base && base[1] ? base + 1 : app->model_source);
     app->synthetic = app->model.synthetic != 0;
     app->synthetic_seed = app->model.synthetic_seed;
     if (api_init(app, ld->err, sizeof ld->err) != 0) {

@@ -5,6 +5,7 @@ Run: TWD=build/server/twd TWD_SYNTH=build/tools/twd-synth /usr/bin/python3 -m un
 """
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -78,7 +79,7 @@ class ServiceTest(unittest.TestCase):
             header = json.loads(f.read(n))
         total = 0
         for name, t in header.items():
-            if name == "__metadata__" or name.endswith("attn.bias") or name.endswith("masked_bias"):
+            if name == "__metadata__" or re.search(r"h\.\d+\.attn\.(bias|masked_bias)$", name):
                 continue
             p = 1
             for s in t["shape"]:
@@ -129,10 +130,23 @@ class ServiceTest(unittest.TestCase):
         error_of(self, st, body, 400, ["'text'", "limit is 16384"])
 
     def test_oversized(self):
-        # 10 MB body: refused from its Content-Length, without reading it all
+        # 10 MB body: read, dropped, refused
         body = b"x" * (10 * 1024 * 1024)
         st, h, data = self.d.request("POST", "/tokenize", body, {"Content-Type": "application/json"})
         error_of(self, st, data, 413, ["body too large"])
+        # a declared 1 GB body: refused at once, before any of it is sent
+        conn = socket.create_connection(("127.0.0.1", self.d.port))
+        conn.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+        conn.settimeout(10)
+        resp = b""
+        while not resp.rstrip().endswith(b"}"):
+            part = conn.recv(65536)
+            if not part:
+                break
+            resp += part
+        conn.close()
+        self.assertTrue(resp.startswith(b"HTTP/1.1 413"), resp[:200])
+        self.assertIn(b'"payload_too_large"', resp)
         # the same without Content-Length (chunked): counted while reading
         conn = socket.create_connection(("127.0.0.1", self.d.port))
         conn.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
