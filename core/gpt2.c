@@ -13,6 +13,11 @@
 
 #define PREFIX "transformer."
 
+/* safetensors data is little-endian; F32 tensors are used in place. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "gpt2.c assumes a little-endian host"
+#endif
+
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0) return;

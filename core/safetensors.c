@@ -409,26 +409,15 @@ static inline uint32_t f32_to_bits(float f)
 
 float st_f16_to_f32(uint16_t h)
 {
+    /* Place exponent and mantissa at the F32 positions and rescale by
+     * 2^(127-15): exact for normals, and for subnormals too (an F32
+     * subnormal times a power of two that lands in the normal range is
+     * exact). Inf/NaN get the all-ones exponent and keep the payload. */
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    uint32_t u;
-    if (exp == 0x1f) {                 /* inf / NaN: keep the payload */
-        u = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {             /* normal: rebias 15 -> 127 */
-        u = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man == 0) {             /* +-0 */
-        u = sign;
-    } else {                           /* subnormal: normalise the mantissa */
-        int e = -1;
-        do {
-            e++;
-            man <<= 1;
-        } while (!(man & 0x400u));
-        /* value = man' * 2^(-14-e-10), with man' having its leading bit at 10 */
-        u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
-    }
-    return bits_to_f32(u);
+    uint32_t em = (uint32_t)(h & 0x7fffu) << 13;
+    uint32_t u = f32_to_bits(bits_to_f32(em) * 0x1p112f);
+    if ((h & 0x7c00u) == 0x7c00u) u = 0x7f800000u | em;
+    return bits_to_f32(u | sign);
 }
 
 float st_bf16_to_f32(uint16_t b)

@@ -390,6 +390,72 @@ START_TEST(t_small_err_buffer)
 }
 END_TEST
 
+/* Random byte mutations of a valid file: st_open must either fail with a
+ * message naming the file, or succeed with every tensor inside the data
+ * area and no two non-empty tensors overlapping (checked here, pairwise). */
+START_TEST(t_fuzz_mutations)
+{
+    const char *h =
+        "{\"__metadata__\":{\"format\":\"pt\"},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+        "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]},"
+        "\"c\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[32,33]}}";
+    size_t hl = strlen(h), n = 8 + hl + 40;
+    unsigned char *orig = malloc(n), *buf = malloc(n);
+    ck_assert_ptr_nonnull(orig);
+    ck_assert_ptr_nonnull(buf);
+    for (int i = 0; i < 8; i++) orig[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(orig + 8, h, hl);
+    memset(orig + 8 + hl, 0x5a, 40);
+    uint64_t x = 88172645463325252ull; /* xorshift64 */
+    int ok = 0, failed = 0;
+    for (int it = 0; it < 800; it++) {
+        memcpy(buf, orig, n);
+        size_t len = n;
+        int nmut = 1 + (int)(it % 4);
+        for (int k = 0; k < nmut; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            size_t pos = (size_t)(x % (8 + hl));           /* length field or header */
+            static const char pool[] = "0123456789[]{},:\"-eE. FBI";
+            buf[pos] = (x >> 40) & 1 ? (unsigned char)pool[(x >> 20) % (sizeof pool - 1)]
+                                     : (unsigned char)(x >> 32);
+        }
+        if (it % 7 == 0) len = (size_t)(x % n);            /* truncation */
+        write_raw(buf, len);
+        st_file f;
+        char err[512] = "";
+        if (st_open(path, &f, err, sizeof err) == 0) {
+            ok++;
+            for (size_t i = 0; i < f.n_tensors; i++) {
+                const st_tensor *t = &f.tensors[i];
+                ck_assert_uint_le(t->offset, f.size);
+                ck_assert_uint_le(t->nbytes, f.size - t->offset);
+                ck_assert_uint_ge(t->offset, f.data_start);
+                for (size_t j = 0; j < i; j++) {
+                    const st_tensor *u = &f.tensors[j];
+                    if (!t->nbytes || !u->nbytes) continue;
+                    ck_assert_msg(t->offset + t->nbytes <= u->offset ||
+                                      u->offset + u->nbytes <= t->offset,
+                                  "accepted overlapping tensors");
+                }
+            }
+            st_close(&f);
+        } else {
+            failed++;
+            ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "bad message: %s", err);
+            ck_assert_ptr_null(strchr(err, '\n'));
+        }
+    }
+    ck_assert_int_gt(failed, 100);
+    fprintf(stderr, "fuzz: %d accepted, %d rejected\n", ok, failed);
+    ck_assert_int_gt(ok, 0);
+    free(orig);
+    free(buf);
+}
+END_TEST
+
 /* ---- conversions ---- */
 
 /* Independent reference: IEEE half value by arithmetic. */
@@ -556,6 +622,7 @@ static Suite *suite(void)
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("parse");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, t_valid);
     tcase_add_test(tc, t_empty_header_object);
     tcase_add_test(tc, t_missing_file);
@@ -591,6 +658,7 @@ static Suite *suite(void)
     tcase_add_test(tc, t_name_sanitised);
     tcase_add_test(tc, t_long_name_cut);
     tcase_add_test(tc, t_small_err_buffer);
+    tcase_add_test(tc, t_fuzz_mutations);
     suite_add_tcase(s, tc);
     TCase *cv = tcase_create("convert");
     tcase_add_test(cv, t_f16_to_f32_all);
