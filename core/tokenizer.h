@@ -27,8 +27,18 @@ long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t 
  * range. Points into the tokenizer; valid while it lives. */
 const uint8_t *tokenizer_token_bytes(const tokenizer *t, int id, size_t *len);
 
+/* Decodes ids[0..n) into the concatenation of their bytes: a malloc'd
+ * NUL-terminated buffer in *out (caller frees; the bytes may hold NULs and
+ * invalid UTF-8). Returns its length, -1 on allocation failure, -2 if an id
+ * is out of range (then *out is NULL). */
+long tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, char **out);
+
 /* Token id of an exact byte string (a whole vocabulary entry), or -1. */
 int tokenizer_lookup(const tokenizer *t, const uint8_t *bytes, size_t len);
+
+/* Unicode version of the character tables (PCRE2's) behind \p{L} and \p{N}
+ * in pre-tokenization, e.g. "14.0.0". Static string. */
+const char *tokenizer_unicode_version(void);
 
 /* Writes a deterministic synthetic GPT-2-format tokenizer (vocab.json and
  * merges.txt) into `dir` with exactly `vocab_size` ids: the 256 byte tokens,

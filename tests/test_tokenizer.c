@@ -1,0 +1,849 @@
+/* Unit tests of the GPT-2 tokenizer (core/tokenizer.c): handwritten merge
+ * tables with known answers, malformed files, round trips, the synthetic
+ * vocabulary, long inputs and concurrent use. The comparison with the real
+ * GPT-2 vocabulary and OpenAI's encoder is tests/tokenizer_ref/. */
+#include "core/tokenizer.h"
+#include "core/utf8.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ helpers */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *make_tmpdir(void)
+{
+    char tmpl[] = "/tmp/twd-tok-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    ck_assert_ptr_nonnull(d);
+    return strdup(d);
+}
+
+/* Removes a directory of plain files (and empty subdirectories). */
+static void remove_dir(char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (unlink(p) != 0) rmdir(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
+static void write_file(const char *dir, const char *name, const char *data, size_t len)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static char *read_file(const char *dir, const char *name, size_t *len)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    b[n] = '\0';
+    *len = (size_t)n;
+    return b;
+}
+
+/* GPT-2's byte-to-unicode map, written out independently of the library:
+ * printable Latin-1 bytes stand for themselves, the rest become U+0100 + k
+ * in byte order. Also the GPT-2 id of each byte token. */
+static unsigned b2u[256];
+static int byte_gpt2_id[256];
+
+static void init_byte_map(void)
+{
+    int k = 0, id = 0;
+    for (int b = 0; b < 256; b++) {
+        int keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        if (keep) { b2u[b] = (unsigned)b; byte_gpt2_id[b] = id++; }
+    }
+    for (int b = 0; b < 256; b++) {
+        int keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        if (!keep) { b2u[b] = 256u + (unsigned)k++; byte_gpt2_id[b] = id++; }
+    }
+}
+
+/* Appends the unicode (vocab file) form of raw bytes, JSON-escaped. */
+static size_t put_token(char *out, const char *bytes)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)bytes; *p; p++) {
+        unsigned c = b2u[*p];
+        if (c == '"' || c == '\\') { out[o++] = '\\'; out[o++] = (char)c; }
+        else if (c < 0x80) out[o++] = (char)c;
+        else { out[o++] = (char)(0xC0 | (c >> 6)); out[o++] = (char)(0x80 | (c & 0x3F)); }
+    }
+    return o;
+}
+
+/* Writes vocab.json (256 byte tokens at GPT-2 ids, then `extra` tokens from
+ * id 256) and merges.txt (`merges`, raw bytes "left right" per entry) to dir. */
+static void write_tiny(const char *dir, const char *const *extra, size_t n_extra,
+                       const char *const (*merges)[2], size_t n_merges)
+{
+    size_t cap = 64 * 1024, o = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    buf[o++] = '{';
+    for (int b = 0; b < 256; b++) {
+        char one[2] = { (char)b, 0 };
+        if (o > 1) buf[o++] = ',';
+        buf[o++] = '"';
+        if (b == 0) { o += (size_t)sprintf(buf + o, "\\u0100"); }  /* byte 0 -> U+0100 */
+        else o += put_token(buf + o, one);
+        o += (size_t)sprintf(buf + o, "\": %d", byte_gpt2_id[b]);
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        if (!strcmp(extra[i], "<|endoftext|>"))
+            o += (size_t)sprintf(buf + o, ", \"<|endoftext|>\": %zu", 256 + i);
+        else {
+            buf[o++] = ','; buf[o++] = '"';
+            o += put_token(buf + o, extra[i]);
+            o += (size_t)sprintf(buf + o, "\": %zu", 256 + i);
+        }
+    }
+    buf[o++] = '}';
+    write_file(dir, "vocab.json", buf, o);
+    o = (size_t)sprintf(buf, "#version: 0.2\n");
+    for (size_t i = 0; i < n_merges; i++) {
+        o += put_token(buf + o, merges[i][0]);
+        buf[o++] = ' ';
+        o += put_token(buf + o, merges[i][1]);
+        buf[o++] = '\n';
+    }
+    write_file(dir, "merges.txt", buf, o);
+    free(buf);
+}
+
+static tokenizer *load_ok(const char *dir)
+{
+    char err[512] = "";
+    tokenizer *t = tokenizer_load(dir, err, sizeof err);
+    ck_assert_msg(t != NULL, "tokenizer_load(%s) failed: %s", dir, err);
+    return t;
+}
+
+static long encode_str(const tokenizer *t, const char *s, size_t len, int32_t **ids)
+{
+    long n = tokenizer_encode(t, s, len, ids);
+    ck_assert_int_ge(n, 0);
+    return n;
+}
+
+static void check_ids(const tokenizer *t, const char *text, const int32_t *want, long nwant)
+{
+    int32_t *ids;
+    long n = encode_str(t, text, strlen(text), &ids);
+    char got[512] = "", exp[512] = "";
+    for (long i = 0; i < n && strlen(got) < 480; i++) sprintf(got + strlen(got), " %d", ids[i]);
+    for (long i = 0; i < nwant && strlen(exp) < 480; i++) sprintf(exp + strlen(exp), " %d", want[i]);
+    ck_assert_msg(n == nwant && (n == 0 || memcmp(ids, want, (size_t)n * sizeof *ids) == 0),
+                  "encode(\"%s\"): got [%s ] want [%s ]", text, got, exp);
+    free(ids);
+}
+
+/* decode(encode(s)) must equal utf8_sanitize(s). */
+static void check_round_trip(const tokenizer *t, const char *s, size_t len)
+{
+    int32_t *ids;
+    long n = encode_str(t, s, len, &ids);
+    char *dec;
+    long dl = tokenizer_decode(t, ids, (size_t)n, &dec);
+    ck_assert_int_ge(dl, 0);
+    size_t cl;
+    char *clean = utf8_sanitize(s, len, &cl);
+    ck_assert_ptr_nonnull(clean);
+    size_t first = 0;
+    while (first < cl && first < (size_t)dl && clean[first] == dec[first]) first++;
+    ck_assert_msg((size_t)dl == cl && first == cl,
+                  "round trip of %zu bytes differs at byte %zu (decoded %ld bytes, expected %zu)",
+                  len, first, dl, cl);
+    for (long i = 0; i < n; i++) ck_assert_int_lt(ids[i], tokenizer_vocab_size(t));
+    free(clean);
+    free(dec);
+    free(ids);
+}
+
+#define B(c) byte_gpt2_id[(unsigned char)(c)]
+
+/* ---------------------------------------------------- handwritten merges */
+
+static const char *const hello_extra[] = {
+    "he", "ll", "hell", "hello", " w", "or", " wor", "<|endoftext|>", "xyz", "  ",
+};
+static const char *const hello_merges[][2] = {
+    { "h", "e" }, { "l", "l" }, { "he", "ll" }, { "hell", "o" }, { " ", "w" }, { "o", "r" },
+    { " w", "or" },
+};
+
+START_TEST(test_known_merges)
+{
+    char *dir = make_tmpdir();
+    write_tiny(dir, hello_extra, 10, hello_merges, 7);
+    tokenizer *t = load_ok(dir);
+    ck_assert_int_eq(tokenizer_vocab_size(t), 266);
+    ck_assert_int_eq(tokenizer_eot(t), 263);
+    check_ids(t, "hello", (int32_t[]){ 259 }, 1);
+    check_ids(t, "hello world", (int32_t[]){ 259, 262, B('l'), B('d') }, 4);
+    check_ids(t, "hellohello", (int32_t[]){ 259, 259 }, 2);
+    check_ids(t, "Hello", (int32_t[]){ B('H'), B('e'), 257, B('o') }, 4);  /* no "H e" merge */
+    check_ids(t, "helo", (int32_t[]){ 256, B('l'), B('o') }, 3);
+    check_ids(t, "wor", (int32_t[]){ B('w'), 261 }, 2);                   /* no space: no " w" */
+    /* pre-tokenization: contractions, spaces before letters, space runs */
+    check_ids(t, "hello's", (int32_t[]){ 259, B('\''), B('s') }, 3);
+    check_ids(t, "a  hello", (int32_t[]){ B('a'), B(' '), B(' '), 259 }, 4);  /* "a" " " " hello" */
+    check_ids(t, "hello  ", (int32_t[]){ 259, B(' '), B(' ') }, 3);
+    check_ids(t, "", NULL, 0);
+    /* the special token, only when spelled exactly */
+    check_ids(t, "hello<|endoftext|>hello", (int32_t[]){ 259, 263, 259 }, 3);
+    check_ids(t, "<|endoftext|><|endoftext|>", (int32_t[]){ 263, 263 }, 2);
+    check_ids(t, "<|endoftext|", (int32_t[]){ B('<'), B('|'), B('e'), B('n'), B('d'), B('o'),
+                                              B('f'), B('t'), B('e'), B('x'), B('t'), B('|') }, 12);
+    /* invalid UTF-8 becomes U+FFFD = EF BF BD */
+    check_ids(t, "he\xff", (int32_t[]){ 256, B('\xEF'), B('\xBF'), B('\xBD') }, 4);
+    check_ids(t, "\xC3", (int32_t[]){ B('\xEF'), B('\xBF'), B('\xBD') }, 3);
+
+    ck_assert_int_eq(tokenizer_lookup(t, (const uint8_t *)"hell", 4), 258);
+    ck_assert_int_eq(tokenizer_lookup(t, (const uint8_t *)"hel", 3), -1);
+    ck_assert_int_eq(tokenizer_lookup(t, (const uint8_t *)"\x00", 1), B('\0'));
+    size_t len;
+    const uint8_t *b = tokenizer_token_bytes(t, 262, &len);
+    ck_assert_uint_eq(len, 4);
+    ck_assert_mem_eq(b, " wor", 4);
+    ck_assert_ptr_null(tokenizer_token_bytes(t, 266, &len));
+    ck_assert_ptr_null(tokenizer_token_bytes(t, -1, &len));
+    char *out;
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ 259, 263, 266 }, 3, &out), -2);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ -5 }, 1, &out), -2);
+    ck_assert_int_eq(tokenizer_decode(t, NULL, 0, &out), 0);
+    ck_assert_str_eq(out, "");
+    free(out);
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ 259, 263, B('\0') }, 3, &out), 19);
+    ck_assert_mem_eq(out, "hello<|endoftext|>\0", 19);
+    free(out);
+    tokenizer_free(t);
+    remove_dir(dir);
+}
+END_TEST
+
+/* GPT-2 merges every occurrence of the best pair before looking again; a
+ * pair created by a merge is considered only after that, even if it has a
+ * better rank. Here "aa a" outranks "a a". */
+START_TEST(test_merge_order_semantics)
+{
+    static const char *const extra[] = { "aa", "aaa" };
+    static const char *const merges[][2] = { { "aa", "a" }, { "a", "a" } };
+    char *dir = make_tmpdir();
+    write_tiny(dir, extra, 2, merges, 2);
+    tokenizer *t = load_ok(dir);
+    ck_assert_int_eq(tokenizer_eot(t), -1);
+    check_ids(t, "aa", (int32_t[]){ 256 }, 1);
+    check_ids(t, "aaa", (int32_t[]){ 257 }, 1);          /* (a a) a -> (aa a) */
+    check_ids(t, "aaaa", (int32_t[]){ 256, 256 }, 2);     /* both (a a) first */
+    check_ids(t, "aaaaa", (int32_t[]){ 256, 257 }, 2);    /* aa aa a -> aa aaa */
+    check_ids(t, "aaaaaaa", (int32_t[]){ 256, 256, 257 }, 3);
+    /* without an EOT token the text stays text */
+    check_ids(t, "<|endoftext|>", (int32_t[]){ B('<'), B('|'), B('e'), B('n'), B('d'), B('o'),
+                                               B('f'), B('t'), B('e'), B('x'), B('t'), B('|'),
+                                               B('>') }, 13);
+    tokenizer_free(t);
+    remove_dir(dir);
+}
+END_TEST
+
+/* Left-to-right, non-overlapping merging of one pair. */
+START_TEST(test_merge_left_to_right)
+{
+    static const char *const extra[] = { "aa", "aaaa" };
+    static const char *const merges[][2] = { { "a", "a" }, { "aa", "aa" } };
+    char *dir = make_tmpdir();
+    write_tiny(dir, extra, 2, merges, 2);
+    tokenizer *t = load_ok(dir);
+    check_ids(t, "aaa", (int32_t[]){ 256, B('a') }, 2);
+    check_ids(t, "aaaaa", (int32_t[]){ 257, B('a') }, 2);
+    check_ids(t, "aaaaaa", (int32_t[]){ 257, 256 }, 2);
+    tokenizer_free(t);
+    remove_dir(dir);
+}
+END_TEST
+
+/* encoder.json + vocab.bpe are accepted too; ids may have gaps. */
+START_TEST(test_alternate_names_and_gaps)
+{
+    char *dir = make_tmpdir();
+    write_tiny(dir, hello_extra, 4, hello_merges, 4);
+    char p1[512], p2[512];
+    snprintf(p1, sizeof p1, "%s/vocab.json", dir);
+    snprintf(p2, sizeof p2, "%s/encoder.json", dir);
+    ck_assert_int_eq(rename(p1, p2), 0);
+    snprintf(p1, sizeof p1, "%s/merges.txt", dir);
+    snprintf(p2, sizeof p2, "%s/vocab.bpe", dir);
+    ck_assert_int_eq(rename(p1, p2), 0);
+    tokenizer *t = load_ok(dir);
+    check_ids(t, "hello", (int32_t[]){ 259 }, 1);
+    tokenizer_free(t);
+
+    /* a gap: ids 256..299 unused, "he" at 300 */
+    size_t len;
+    char *v = read_file(dir, "encoder.json", &len);
+    char *pos = strstr(v, "\"he\": 256");
+    ck_assert_ptr_nonnull(pos);
+    memcpy(pos, "\"he\": 300", 9);
+    write_file(dir, "encoder.json", v, len);
+    write_file(dir, "vocab.bpe", "#version: 0.2\nh e\n", 18);
+    free(v);
+    t = load_ok(dir);
+    ck_assert_int_eq(tokenizer_vocab_size(t), 301);
+    ck_assert_ptr_null(tokenizer_token_bytes(t, 280, &len));
+    check_ids(t, "hello", (int32_t[]){ 300, B('l'), B('l'), B('o') }, 4);
+    char *out;
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ 280 }, 1, &out), -2);
+    tokenizer_free(t);
+    remove_dir(dir);
+}
+END_TEST
+
+/* ---------------------------------------------------------- malformed */
+
+typedef struct {
+    const char *what;       /* description */
+    const char *vocab;      /* vocab.json content, NULL: the valid tiny one, "-": absent */
+    const char *merges;     /* merges.txt content, NULL: the valid tiny one, "-": absent */
+    const char *file;       /* the file the error must name */
+    const char *needle;     /* further text the error must contain, or NULL */
+} bad_case;
+
+START_TEST(test_malformed_files)
+{
+    static const bad_case cases[] = {
+        { "no files", "-", "-", "no tokenizer files", NULL },
+        { "no merges", NULL, "-", "merges.txt", NULL },
+        { "empty vocab", "", NULL, "vocab.json", "invalid JSON" },
+        { "truncated vocab", "{\"a\": 1, \"b\"", NULL, "vocab.json", "invalid JSON" },
+        { "array vocab", "[1, 2]", NULL, "vocab.json", "object" },
+        { "empty object", "{}", NULL, "vocab.json", "object" },
+        { "string id", "{\"a\": \"1\"}", NULL, "vocab.json", "not an integer" },
+        { "float id", "{\"a\": 1.5}", NULL, "vocab.json", "not an integer" },
+        { "negative id", "{\"a\": -1}", NULL, "vocab.json", "out of range" },
+        { "huge id", "{\"a\": 99999999999}", NULL, "vocab.json", "out of range" },
+        { "duplicate key", "{\"a\": 1, \"a\": 2}", NULL, "vocab.json", NULL },
+        { "duplicate id", "{\"a\": 1, \"b\": 1}", NULL, "vocab.json", "used by two" },
+        { "missing bytes", "{\"a\": 0, \"b\": 1}", NULL, "vocab.json", "byte" },
+        { "outside alphabet", "{\"\\u65e5\": 0}", NULL, "vocab.json", "alphabet" },
+        { "raw space in token", "{\"a b\": 0}", NULL, "vocab.json", "alphabet" },
+        { "empty token", "{\"\": 0}", NULL, "vocab.json", "length" },
+        { "binary vocab", "\x01\xff\xfe{\x80", NULL, "vocab.json", NULL },
+        { "one-token merge", NULL, "#version: 0.2\nh e\nl\n", "merges.txt", "line 3" },
+        { "three-token merge", NULL, "#version: 0.2\nh e l\n", "merges.txt", "line 2" },
+        { "double space", NULL, "#version: 0.2\nh  e\n", "merges.txt", "line 2" },
+        { "unknown part", NULL, "#version: 0.2\nh e\nzz q\n", "merges.txt", "not in the vocabulary" },
+        { "unknown result", NULL, "#version: 0.2\nq q\n", "merges.txt", "merge of" },
+        { "bad bytes in merges", NULL, "#version: 0.2\n\xff\xfe e\n", "merges.txt", "line 2" },
+        { "control char in merges", NULL, "#version: 0.2\nh\x01 e\n", "merges.txt", "line 2" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const bad_case *c = &cases[i];
+        char *dir = make_tmpdir();
+        write_tiny(dir, hello_extra, 10, hello_merges, 7);
+        char p[512];
+        if (c->vocab && !strcmp(c->vocab, "-")) { snprintf(p, sizeof p, "%s/vocab.json", dir); unlink(p); }
+        else if (c->vocab) write_file(dir, "vocab.json", c->vocab, strlen(c->vocab));
+        if (c->merges && !strcmp(c->merges, "-")) { snprintf(p, sizeof p, "%s/merges.txt", dir); unlink(p); }
+        else if (c->merges) write_file(dir, "merges.txt", c->merges, strlen(c->merges));
+        char err[512] = "";
+        tokenizer *t = tokenizer_load(dir, err, sizeof err);
+        ck_assert_msg(t == NULL, "%s: loaded", c->what);
+        ck_assert_msg(strstr(err, c->file) != NULL, "%s: error does not name %s: %s", c->what, c->file, err);
+        ck_assert_msg(!c->needle || strstr(err, c->needle), "%s: error lacks \"%s\": %s", c->what,
+                      c->needle, err);
+        ck_assert_msg(strchr(err, '\n') == NULL, "%s: error is not one line", c->what);
+        remove_dir(dir);
+    }
+    /* vocab.json that is a directory; missing folder; tiny error buffer */
+    char *dir = make_tmpdir();
+    write_tiny(dir, hello_extra, 10, hello_merges, 7);
+    char p[512], err[512];
+    snprintf(p, sizeof p, "%s/vocab.json", dir);
+    unlink(p);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    ck_assert_ptr_null(tokenizer_load(dir, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "vocab.json"));
+    ck_assert_ptr_null(tokenizer_load("/nonexistent/twd", err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/twd"));
+    ck_assert_ptr_null(tokenizer_load("/nonexistent/twd", err, 4));
+    ck_assert_uint_eq(strlen(err), 3);
+    ck_assert_ptr_null(tokenizer_load("/nonexistent/twd", NULL, 0));
+    remove_dir(dir);
+}
+END_TEST
+
+/* Random corruptions of a valid vocabulary must never crash the loader. */
+START_TEST(test_corrupted_files_fuzz)
+{
+    char *dir = make_tmpdir();
+    write_tiny(dir, hello_extra, 10, hello_merges, 7);
+    size_t vl, ml;
+    char *v = read_file(dir, "vocab.json", &vl), *m = read_file(dir, "merges.txt", &ml);
+    unsigned seed = 12345;
+    int loaded = 0;
+    for (int it = 0; it < 300; it++) {
+        char *cv = malloc(vl), *cm = malloc(ml);
+        ck_assert(cv && cm);
+        memcpy(cv, v, vl);
+        memcpy(cm, m, ml);
+        int target = it % 2;
+        char *buf = target ? cm : cv;
+        size_t len = target ? ml : vl;
+        for (int k = 0; k < 1 + it % 4; k++) buf[rand_r(&seed) % len] = (char)rand_r(&seed);
+        size_t cut = it % 5 == 0 ? rand_r(&seed) % len : len;
+        write_file(dir, "vocab.json", cv, target ? vl : cut);
+        write_file(dir, "merges.txt", cm, target ? cut : ml);
+        char err[256];
+        tokenizer *t = tokenizer_load(dir, err, sizeof err);
+        if (t) {
+            loaded++;
+            check_round_trip(t, "hello world <|endoftext|> \xff", 27);
+            tokenizer_free(t);
+        } else {
+            ck_assert_msg(strstr(err, "merges.txt") || strstr(err, "vocab.json"), "error: %s", err);
+            ck_assert_ptr_null(strchr(err, '\n'));
+        }
+        free(cv);
+        free(cm);
+    }
+    printf("corruption fuzz: %d of 300 corrupted vocabularies still loaded\n", loaded);
+    free(v);
+    free(m);
+    remove_dir(dir);
+}
+END_TEST
+
+/* --------------------------------------------------------- synthetic */
+
+static const char *const nouns[] = {   /* shared/data/common_nouns.txt */
+    "time", "year", "people", "way", "day", "man", "thing", "woman", "life", "child",
+    "world", "school", "state", "family", "student", "group", "country", "problem", "hand",
+    "part", "place", "case", "week", "company", "system", "program", "question", "work",
+    "government", "number", "night", "point", "home", "water", "room", "mother", "area",
+    "money", "story", "fact", "month", "lot", "right", "study", "book", "eye", "job", "word",
+    "business", "issue", "side", "kind", "head", "house", "service", "friend", "father",
+    "power", "hour", "game", "line", "end", "member", "law", "car", "city", "community",
+    "name", "president", "team", "minute", "idea", "kid", "body", "information", "back",
+    "parent", "face", "others", "level", "office", "door", "health", "person", "art", "war",
+    "history", "party", "result", "change", "morning", "reason", "research", "girl", "guy",
+    "moment", "air", "teacher", "force", "education",
+};
+
+/* The list above must be the paper's list, when the shared copy is present. */
+START_TEST(test_noun_list_matches_shared_file)
+{
+    FILE *f = fopen("/work/shared/data/common_nouns.txt", "r");
+    if (!f) return;   /* not on this machine; the list above is then the reference */
+    char line[64];
+    size_t i = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0]) continue;
+        ck_assert_uint_lt(i, 100);
+        ck_assert_str_eq(line, nouns[i]);
+        i++;
+    }
+    fclose(f);
+    ck_assert_uint_eq(i, 100);
+}
+END_TEST
+
+static char *write_synth(int vocab_size, uint64_t seed)
+{
+    char *dir = make_tmpdir();
+    char err[512] = "";
+    int rc = tokenizer_write_synthetic(dir, vocab_size, seed, err, sizeof err);
+    ck_assert_msg(rc == 0, "tokenizer_write_synthetic(%d): %s", vocab_size, err);
+    return dir;
+}
+
+static size_t count_lines(const char *dir, const char *name)
+{
+    size_t len, n = 0;
+    char *b = read_file(dir, name, &len);
+    for (size_t i = 0; i < len; i++) n += b[i] == '\n';
+    free(b);
+    return n;
+}
+
+START_TEST(test_synthetic_sizes)
+{
+    static const int sizes[] = { 257, 258, 300, 1000, 4096, 50257 };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int n = sizes[i];
+        char *dir = write_synth(n, 42);
+        tokenizer *t = load_ok(dir);
+        ck_assert_int_eq(tokenizer_vocab_size(t), n);
+        ck_assert_int_eq(tokenizer_eot(t), n - 1);
+        ck_assert_uint_eq(count_lines(dir, "merges.txt"), (size_t)(n - 257) + 1);
+        /* byte tokens in GPT-2's order: '!' is 0, NUL 188, space 220, 0xAD 255 */
+        for (int b = 0; b < 256; b++) {
+            size_t len;
+            const uint8_t *p = tokenizer_token_bytes(t, byte_gpt2_id[b], &len);
+            ck_assert_uint_eq(len, 1);
+            ck_assert_int_eq(p[0], b);
+        }
+        ck_assert_int_eq(byte_gpt2_id['!'], 0);
+        ck_assert_int_eq(byte_gpt2_id[0], 188);
+        ck_assert_int_eq(byte_gpt2_id[' '], 220);
+        ck_assert_int_eq(byte_gpt2_id[0xAD], 255);
+        /* every token is a distinct byte string */
+        for (int id = 0; id < n; id++) {
+            size_t len;
+            const uint8_t *p = tokenizer_token_bytes(t, id, &len);
+            ck_assert_ptr_nonnull(p);
+            ck_assert_int_eq(tokenizer_lookup(t, p, len), id);
+        }
+        const char *s = "The teacher's book, 42 times: <|endoftext|> \xff done.";
+        check_round_trip(t, s, strlen(s));
+        tokenizer_free(t);
+        remove_dir(dir);
+    }
+    char err[256];
+    ck_assert_int_eq(tokenizer_write_synthetic("/tmp", 256, 1, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "256"));
+    ck_assert_int_eq(tokenizer_write_synthetic("/nonexistent/a/b", 300, 1, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/a/b"));
+}
+END_TEST
+
+START_TEST(test_synthetic_nouns_single_tokens)
+{
+    char *dir = write_synth(4096, 7);
+    tokenizer *t = load_ok(dir);
+    char buf[64];
+    for (size_t i = 0; i < 100; i++) {
+        for (int space = 0; space < 2; space++) {
+            snprintf(buf, sizeof buf, "%s%s", space ? " " : "", nouns[i]);
+            int32_t *ids;
+            long n = encode_str(t, buf, strlen(buf), &ids);
+            ck_assert_msg(n == 1, "\"%s\" is %ld tokens at vocab 4096", buf, n);
+            size_t len;
+            const uint8_t *p = tokenizer_token_bytes(t, ids[0], &len);
+            ck_assert(len == strlen(buf) && memcmp(p, buf, len) == 0);
+            free(ids);
+        }
+    }
+    static const char *const common[] = { "the", " the", " of", " and", " to", "The", " is", " was" };
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
+        int32_t *ids;
+        long n = encode_str(t, common[i], strlen(common[i]), &ids);
+        ck_assert_msg(n == 1, "\"%s\" is %ld tokens", common[i], n);
+        free(ids);
+    }
+    /* running text comes out in whole words */
+    const char *s = "The people of the city went to work in the morning.";
+    int32_t *ids;
+    long n = encode_str(t, s, strlen(s), &ids);
+    ck_assert_int_eq(n, 12);
+    free(ids);
+    tokenizer_free(t);
+    remove_dir(dir);
+}
+END_TEST
+
+static int same_file(const char *d1, const char *d2, const char *name)
+{
+    size_t l1, l2;
+    char *a = read_file(d1, name, &l1), *b = read_file(d2, name, &l2);
+    int same = l1 == l2 && memcmp(a, b, l1) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
+START_TEST(test_synthetic_deterministic)
+{
+    double t0 = now_s();
+    char *a = write_synth(50257, 1);
+    double dt = now_s() - t0;
+    printf("synthetic vocabulary of 50257 ids written in %.3f s\n", dt);
+    ck_assert_msg(dt < 5.0, "writing 50257 ids took %.3f s", dt);
+    char *b = write_synth(50257, 1);
+    char *c = write_synth(50257, 2);
+    ck_assert(same_file(a, b, "vocab.json") && same_file(a, b, "merges.txt"));
+    ck_assert(!same_file(a, c, "merges.txt"));
+    remove_dir(a);
+    remove_dir(b);
+    remove_dir(c);
+    /* the corpus part does not depend on the seed */
+    a = write_synth(1000, 1);
+    b = write_synth(1000, 99);
+    ck_assert(same_file(a, b, "merges.txt"));
+    remove_dir(a);
+    remove_dir(b);
+}
+END_TEST
+
+/* -------------------------------------------- round trips, long, threads */
+
+static tokenizer *synth_tok;
+static char *synth_dir;
+
+static void synth_setup(void)
+{
+    init_byte_map();
+    synth_dir = write_synth(50257, 3);
+    synth_tok = load_ok(synth_dir);
+}
+
+static void synth_teardown(void)
+{
+    tokenizer_free(synth_tok);
+    remove_dir(synth_dir);
+}
+
+static const char *const hard[] = {
+    "", " ", "  ", "\n\n", "\t x", "it's", "IT'S", "they'll've", "café naïve", "日本語のテキスト",
+    "👨‍👩‍👧‍👦 family", "🇩🇪", "1234567", "  leading", "trailing   ", "a\r\nb", "<|endoftext|>",
+    "x<|endoftext|>y<|endoftext|>", "<|endoftext", "Zalgo Z\xcd\x91" "a", "\xf0\x9f\x99", "\xc0\xaf",
+    "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\x00b", "\xef\xbb\xbf" "bom", "a\xc2\x85" "b",
+};
+
+START_TEST(test_round_trips)
+{
+    for (size_t i = 0; i < sizeof hard / sizeof hard[0]; i++)
+        check_round_trip(synth_tok, hard[i], strlen(hard[i]));
+    check_round_trip(synth_tok, "a\x00b", 3);
+    /* random bytes, and random picks from a pool of UTF-8 pieces */
+    static const char *const pool[] = { "a", "the", " ", "  ", "\n", "'s", "'", "é", "日", "🙂",
+                                        "1", "23", ".", ",!", "\xff", "\xc3", "\xe2\x82", "\t",
+                                        "<|endoftext|>", "\xcd\x81", "\xe3\x80\x80" };
+    unsigned seed = 777;
+    char buf[256];
+    for (int it = 0; it < 400; it++) {
+        size_t len = (size_t)(rand_r(&seed) % 60);
+        if (it % 2) {
+            for (size_t k = 0; k < len; k++) buf[k] = (char)rand_r(&seed);
+        } else {
+            size_t o = 0;
+            while (o < len && o < sizeof buf - 16) {
+                const char *p = pool[rand_r(&seed) % (sizeof pool / sizeof pool[0])];
+                memcpy(buf + o, p, strlen(p));
+                o += strlen(p);
+            }
+            len = o;
+        }
+        check_round_trip(synth_tok, buf, len);
+    }
+}
+END_TEST
+
+static void time_long(const char *what, const char *s, size_t len)
+{
+    double t0 = now_s();
+    int32_t *ids;
+    long n = encode_str(synth_tok, s, len, &ids);
+    double dt = now_s() - t0;
+    printf("encode %-28s %8zu bytes -> %7ld tokens in %.3f s\n", what, len, n, dt);
+    ck_assert_msg(dt < 30.0, "%s took %.1f s", what, dt);
+    char *dec;
+    long dl = tokenizer_decode(synth_tok, ids, (size_t)n, &dec);
+    ck_assert_int_ge(dl, 0);
+    size_t cl;
+    char *clean = utf8_sanitize(s, len, &cl);
+    ck_assert(cl == (size_t)dl && memcmp(clean, dec, cl) == 0);
+    free(clean);
+    free(dec);
+    free(ids);
+}
+
+START_TEST(test_long_inputs)
+{
+    size_t n = 1 << 20;
+    char *s = malloc(n + 16);
+    ck_assert_ptr_nonnull(s);
+    memset(s, 'a', n);
+    time_long("1 MiB of 'a'", s, n);
+    memset(s, ' ', n);
+    time_long("1 MiB of spaces", s, n);
+    memset(s, ' ', n);
+    s[n - 1] = 'x';
+    time_long("1 MiB of spaces then x", s, n);
+    memset(s, '\n', n);
+    time_long("1 MiB of newlines", s, n);
+    memset(s, '!', n);
+    time_long("1 MiB of '!'", s, n);
+    for (size_t i = 0; i + 1 < n; i += 2) memcpy(s + i, "\xc3\xa9", 2);
+    time_long("1 MiB of 'e-acute'", s, n);
+    memset(s, '7', n);
+    time_long("1 MiB of digits", s, n);
+    memset(s, 0xff, n);
+    time_long("1 MiB of invalid bytes", s, n);
+    static const char *const words[] = { "the ", "people ", "of ", "time, ", "it's ", "work. ",
+                                         "\n", "12 ", "日本 " };
+    unsigned seed = 5;
+    size_t o = 0;
+    while (o + 16 < n) {
+        const char *w = words[rand_r(&seed) % 9];
+        memcpy(s + o, w, strlen(w));
+        o += strlen(w);
+    }
+    time_long("1 MiB of text", s, o);
+    free(s);
+}
+END_TEST
+
+/* One pre-token of 1 MiB with many applicable merges: a vocabulary of runs
+ * "a" x 2^k and " " x 2^k, each the merge of two halves. */
+START_TEST(test_long_pretoken_many_merges)
+{
+    static char tok[22][1025];
+    static const char *extra[22];
+    static const char *merges[22][2];
+    for (int k = 1; k <= 10; k++) {
+        for (int c = 0; c < 2; c++) {
+            int i = 2 * (k - 1) + c;
+            memset(tok[i], c ? ' ' : 'a', (size_t)1 << k);
+            tok[i][(size_t)1 << k] = '\0';
+            extra[i] = tok[i];
+            /* tok[i] is the merge of two copies of tok[i - 2] */
+            merges[i][0] = merges[i][1] = k == 1 ? (c ? " " : "a") : tok[i - 2];
+        }
+    }
+    char *dir = make_tmpdir();
+    write_tiny(dir, extra, 20, (const char *const (*)[2])merges, 20);
+    tokenizer *t = load_ok(dir);
+    size_t n = 1 << 20;
+    char *s = malloc(n);
+    ck_assert_ptr_nonnull(s);
+    memset(s, 'a', n);
+    double t0 = now_s();
+    int32_t *ids;
+    long nt = encode_str(t, s, n, &ids);
+    double dt = now_s() - t0;
+    printf("encode 1 MiB of 'a' with doubling merges -> %ld tokens in %.3f s\n", nt, dt);
+    ck_assert_int_eq(nt, 1024);                /* 1024 tokens of 1024 bytes */
+    for (long i = 0; i < nt; i++) ck_assert_int_eq(ids[i], 256 + 18);
+    free(ids);
+    memset(s, ' ', n);
+    s[n - 1] = 'x';                            /* spaces: (n-2) run, then " x" */
+    nt = encode_str(t, s, n, &ids);
+    ck_assert_int_eq(ids[nt - 1], B('x'));
+    ck_assert_int_eq(ids[nt - 2], B(' '));
+    free(ids);
+    check_round_trip(t, s, n);
+    free(s);
+    tokenizer_free(t);
+    remove_dir(dir);
+}
+END_TEST
+
+typedef struct { const tokenizer *t; const char *text; size_t len; int32_t *ids; long n; } job;
+
+static void *encode_job(void *arg)
+{
+    job *j = arg;
+    for (int rep = 0; rep < 20; rep++) {
+        int32_t *ids;
+        long n = tokenizer_encode(j->t, j->text, j->len, &ids);
+        if (rep == 0) { j->ids = ids; j->n = n; continue; }
+        if (n != j->n || (n > 0 && memcmp(ids, j->ids, (size_t)n * sizeof *ids) != 0)) j->n = -2;
+        free(ids);
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_encode)
+{
+    const char *text = "Concurrent users share one tokenizer: it's immutable. 日本語 🙂 <|endoftext|> 42\n\n";
+    job jobs[4];
+    pthread_t th[4];
+    int32_t *want;
+    long nwant = encode_str(synth_tok, text, strlen(text), &want);
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (job){ synth_tok, text, strlen(text), NULL, 0 };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, encode_job, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(jobs[i].n, nwant);
+        ck_assert_mem_eq(jobs[i].ids, want, (size_t)nwant * sizeof *want);
+        free(jobs[i].ids);
+    }
+    free(want);
+}
+END_TEST
+
+static Suite *tokenizer_suite(void)
+{
+    Suite *s = suite_create("tokenizer");
+    TCase *tc = tcase_create("handwritten");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, init_byte_map, NULL);
+    tcase_add_test(tc, test_known_merges);
+    tcase_add_test(tc, test_merge_order_semantics);
+    tcase_add_test(tc, test_merge_left_to_right);
+    tcase_add_test(tc, test_alternate_names_and_gaps);
+    tcase_add_test(tc, test_malformed_files);
+    tcase_add_test(tc, test_corrupted_files_fuzz);
+    tcase_add_test(tc, test_long_pretoken_many_merges);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("synthetic");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, init_byte_map, NULL);
+    tcase_add_test(tc, test_noun_list_matches_shared_file);
+    tcase_add_test(tc, test_synthetic_sizes);
+    tcase_add_test(tc, test_synthetic_nouns_single_tokens);
+    tcase_add_test(tc, test_synthetic_deterministic);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("encode");
+    tcase_set_timeout(tc, 100);
+    tcase_add_checked_fixture(tc, synth_setup, synth_teardown);
+    tcase_add_test(tc, test_round_trips);
+    tcase_add_test(tc, test_long_inputs);
+    tcase_add_test(tc, test_concurrent_encode);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(tokenizer_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
