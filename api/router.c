@@ -93,11 +93,13 @@ json_t *api_token_json(const tokenizer *tok, int id)
     const uint8_t *b = tok ? tokenizer_token_bytes(tok, id, &n) : NULL;
     json_t *bytes = json_array();
     char *text = NULL;
+    size_t tlen = 0;
     if (b) {
         for (size_t i = 0; i < n; i++) json_array_append_new(bytes, json_integer(b[i]));
-        text = utf8_sanitize((const char *)b, n, NULL);
+        text = utf8_sanitize((const char *)b, n, &tlen);
     }
-    json_t *o = json_pack("{s:i,s:s,s:o}", "id", id, "text", text ? text : "", "bytes", bytes);
+    /* by length: a token may be a NUL byte */
+    json_t *o = json_pack("{s:i,s:s#,s:o}", "id", id, "text", text ? text : "", (int)(text ? tlen : 0), "bytes", bytes);
     free(text);
     return o;
 }

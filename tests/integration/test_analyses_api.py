@@ -1,0 +1,266 @@
+"""Integration tests of issue 3's routes on the real twd binary.
+
+The numbers themselves are checked against an independent numpy reference by
+tests/ref (suite 'ana'); here: the answers' shape and contract, formats, the
+answer cache, single computation of a cold block, and every bad input.
+"""
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
+
+TMP = tempfile.mkdtemp(prefix="twd-ana-")
+MODEL = os.path.join(TMP, "small")
+# 4 blocks, 4 heads of width 16, a vocabulary where the common nouns are tokens
+SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--ctx", "64", "--seed", "3")
+TOKEN_KEYS = {"id", "text", "bytes"}
+
+
+def setUpModule():
+    make_checkpoint(MODEL, "tiny", *SHAPE)
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+class AnalysesApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon("--set", "max_k=50", "--set", "max_words=200", model=MODEL).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.d.stop()
+        assert rc == 0, cls.d.stderr()
+        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+
+    def assertToken(self, t, score=True):
+        self.assertTrue(TOKEN_KEYS <= set(t), t)
+        self.assertEqual(t["text"], bytes(t["bytes"]).decode("utf-8", "replace"))
+        if score:
+            self.assertIsInstance(t["score"], float)
+
+    def assertError(self, target, code, *words, method="GET", body=None):
+        st, h, data = self.d.request(method, target, body)
+        self.assertEqual(st, code, data)
+        err = json.loads(data)["error"]
+        self.assertEqual(err["code"], code)
+        for w in words:
+            self.assertIn(w, err["message"])
+
+    # ---- /embeddings ----
+    def test_embeddings(self):
+        st, doc = self.d.get_json("/embeddings", scheme="all", k=5)
+        self.assertEqual(st, 200)
+        self.assertEqual(set(doc["schemes"]), {"norm", "scaled", "bias", "scaled_bias"})
+        for name, s in doc["schemes"].items():
+            top = [t["score"] for t in s["top"]]
+            bottom = [t["score"] for t in s["bottom"]]
+            self.assertEqual(len(top), 5)
+            self.assertEqual(top, sorted(top, reverse=True))
+            self.assertEqual(bottom, sorted(bottom))
+            self.assertGreaterEqual(min(top), max(bottom))
+            for t in s["top"] + s["bottom"]:
+                self.assertToken(t)
+        st, one = self.d.get_json("/embeddings", scheme="scaled", k=3)
+        self.assertEqual(list(one["schemes"]), ["scaled"])
+        self.assertEqual([t["id"] for t in one["schemes"]["scaled"]["top"]],
+                         [t["id"] for t in doc["schemes"]["scaled"]["top"][:3]])
+
+    def test_embeddings_csv(self):
+        st, h, body = self.d.get("/embeddings", scheme="norm", k=4, format="csv")
+        self.assertEqual(st, 200)
+        self.assertTrue(h["content-type"].startswith("text/csv"))
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
+        self.assertEqual(len(rows), 8)
+        self.assertEqual(set(r["list"] for r in rows), {"top", "bottom"})
+        st, doc = self.d.get_json("/embeddings", scheme="norm", k=4)
+        self.assertEqual([int(r["id"]) for r in rows if r["list"] == "top"],
+                         [t["id"] for t in doc["schemes"]["norm"]["top"]])
+
+    def test_normalization(self):
+        st, doc = self.d.get_json("/embeddings/normalization")
+        self.assertEqual(st, 200)
+        self.assertGreater(doc["avg_norm"], 0)
+        self.assertEqual([r["matrix"] for r in doc["rows"]], ["E", "E - c", "sE", "s(E - c)"])
+        for r in doc["rows"]:
+            self.assertGreaterEqual(r["l2_mean"], 0)
+            self.assertGreaterEqual(r["cos_std"], 0)
+
+    # ---- /probe ----
+    def test_probe_default_words(self):
+        st, doc = self.d.get_json("/probe", block=1, k=3)
+        self.assertEqual(st, 200)
+        self.assertTrue(doc["default_words"])
+        nouns = [l.strip() for l in open(os.path.join(os.path.dirname(__file__), "..", "..", "config",
+                                                      "common_nouns.txt")) if l.strip()]
+        got = [w["word"] for w in doc["words"]] + [s["word"] for s in doc["skipped"]]
+        self.assertEqual(sorted(got), sorted(nouns))
+        w = doc["words"][0]
+        self.assertToken(w["token"], score=False)
+        self.assertEqual(len(w["heads"]), 4)
+        for h in w["heads"]:
+            self.assertEqual(len(h["keys"]), 3)
+            self.assertEqual(len(h["values"]), 3)
+            self.assertIsInstance(h["value_norm"], float)
+            self.assertGreater(h["value_norm"], 0)
+        self.assertEqual(len(w["layer"]["values"]), 3)
+
+    def test_probe_get_post_and_skips(self):
+        st, g = self.d.get_json("/probe", block=2, k=2, words="time,year,xqzjv")
+        self.assertEqual(st, 200)
+        st, p = self.d.post_json("/probe", {"block": 2, "k": 2, "words": ["time", "year", "xqzjv"]})
+        self.assertEqual(st, 200)
+        self.assertEqual(g, p)
+        self.assertEqual([w["word"] for w in g["words"]], ["time", "year"])
+        self.assertEqual(g["skipped"][0]["word"], "xqzjv")
+        self.assertGreater(g["skipped"][0]["n_tokens"], 1)
+
+    def test_probe_csv(self):
+        st, h, body = self.d.get("/probe", block=0, k=2, words="time", format="csv")
+        self.assertEqual(st, 200)
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
+        # 4 heads x (keys + values) x 2 + layer values x 2
+        self.assertEqual(len(rows), 4 * 2 * 2 + 2)
+
+    # ---- /svd ----
+    def test_svd(self):
+        st, doc = self.d.get_json("/svd", block=3, top=5, k=4)
+        self.assertEqual(st, 200)
+        self.assertEqual((doc["dh"], len(doc["heads"])), (16, 4))
+        for h in doc["heads"]:
+            for m in ("qk", "vo"):
+                sv = h[m]["singular_values"]
+                self.assertEqual(len(sv), 16)
+                self.assertEqual(sv, sorted(sv, reverse=True))
+                cov = h[m]["coverage"]
+                self.assertAlmostEqual(cov[-1], 1.0, places=6)
+                first = next(i for i, c in enumerate(cov) if c > 0.99)
+                self.assertAlmostEqual(h[m]["frac99"], (first + 1) / 16)
+                self.assertEqual(len(h[m]["directions"]), 5)
+                for r, d in enumerate(h[m]["directions"]):
+                    self.assertEqual(d["rank"], r)
+                    self.assertAlmostEqual(d["s"], sv[r])
+                    self.assertIn(d["sign"], (1, -1))
+                    self.assertEqual(len(d["left"]), 4)
+                    for t in d["left"] + d["right"]:
+                        self.assertToken(t)
+
+    def test_svd_one_head_matches_all(self):
+        st, all_ = self.d.get_json("/svd", block=1, matrix="vo", top=3, k=2)
+        st, one = self.d.get_json("/svd", block=1, matrix="vo", top=3, k=2, head=2)
+        self.assertEqual(len(one["heads"]), 1)
+        self.assertEqual(one["heads"][0]["head"], 2)
+        a, o = all_["heads"][2]["vo"], one["heads"][0]["vo"]
+        for key in ("singular_values", "coverage"):
+            for x, y in zip(a[key], o[key]):
+                self.assertAlmostEqual(x, y, delta=1e-6 * max(1.0, abs(x)))
+        for da, do in zip(a["directions"], o["directions"]):
+            self.assertEqual(da["sign"], do["sign"])
+            for side in ("left", "right"):
+                self.assertEqual([t["id"] for t in da[side]], [t["id"] for t in do[side]])
+                for ta, to in zip(da[side], do[side]):
+                    self.assertAlmostEqual(ta["score"], to["score"], delta=1e-5 * max(1.0, abs(ta["score"])))
+        self.assertNotIn("qk", one["heads"][0])
+
+    def test_svd_formats(self):
+        st, h, body = self.d.get("/svd", block=0, top=2, k=3, format="latex")
+        self.assertEqual(st, 200)
+        self.assertIn("latex", h["content-type"])
+        text = body.decode()
+        self.assertEqual(text.count("\\begin{tabular}"), 8)  # 4 heads x 2 matrices
+        # no unescaped special characters inside the token cells
+        for cell in re.findall(r"\\texttt\{((?:[^{}\\]|\\[#$%&_{}]|\\text\w+\{\})*)\}", text):
+            self.assertNotRegex(cell, r"(?<!\\)[#$%&_]")
+        st, h, body = self.d.get("/svd", block=0, top=2, k=3, format="csv")
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
+        self.assertEqual(len(rows), 4 * 2 * 2 * 2 * 3)
+
+    def test_svd_spectrum_only(self):
+        st, doc = self.d.get_json("/svd", block=0, top=0)
+        self.assertEqual(st, 200)
+        self.assertEqual(doc["heads"][0]["qk"]["directions"], [])
+        self.assertEqual(len(doc["heads"][0]["qk"]["singular_values"]), 16)
+
+    def test_svd_bias(self):
+        st, doc = self.d.get_json("/svd/bias", block=2, k=3)
+        self.assertEqual(st, 200)
+        self.assertEqual(len(doc["heads"]), 4)
+        for h in doc["heads"]:
+            for key in ("a", "-a", "c", "-c"):
+                self.assertEqual(len(h[key]), 3)
+            # the top of -a is the bottom of a: disjoint from the top of a here
+            self.assertFalse({t["id"] for t in h["a"]} & {t["id"] for t in h["-a"]})
+
+    # ---- caching and concurrency ----
+    def test_answer_cache(self):
+        target = "/svd?block=2&top=4&k=2&matrix=qk"
+        st, h1, b1 = self.d.request("GET", target)
+        st, h2, b2 = self.d.request("GET", target)
+        self.assertEqual(b1, b2)
+        self.assertEqual(h2["x-twd-cache"], "hit")
+        # the same parameters spelled differently are the same answer
+        st, h3, b3 = self.d.request("GET", "/svd?k=2&matrix=qk&top=4&block=2&format=json")
+        self.assertEqual((h3["x-twd-cache"], b3), ("hit", b1))
+
+    def test_cold_block_computed_once(self):
+        def misses():
+            text = self.d.get("/metrics")[2].decode()
+            return int(re.search(r'twd_cache_misses_total\{cache="intermediates"\} (\d+)', text).group(1))
+
+        before = misses()
+        results = []
+
+        def worker(i):
+            results.append(self.d.get_json("/probe", block=3, k=2 + i % 2, words="time,year")[0])
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(results, [200] * 6)
+        # LN_3(E) is the one intermediate of a word probe: filled once
+        self.assertEqual(misses() - before, 1)
+
+    # ---- bad input ----
+    def test_bad_input(self):
+        self.assertError("/svd", 400, "'block'", "required")
+        self.assertError("/svd?block=4", 400, "'block'", "0..3")
+        self.assertError("/svd?block=-1", 400, "'block'", "0..3")
+        self.assertError("/svd?block=x", 400, "'block'", "integer")
+        self.assertError("/svd?block=1&head=4", 400, "'head'", "0..3")
+        self.assertError("/svd?block=1&k=0", 400, "'k'", "1..50")
+        self.assertError("/svd?block=1&k=51", 400, "'k'", "1..50")
+        self.assertError("/svd?block=1&top=17", 400, "'top'", "0..16")
+        self.assertError("/svd?block=1&matrix=qv", 400, "'matrix'", "both, qk, vo")
+        self.assertError("/svd?block=1&format=xml", 400, "'format'", "json, csv, latex")
+        self.assertError("/embeddings?scheme=cosine", 400, "'scheme'", "norm")
+        self.assertError("/embeddings?format=latex", 400, "'format'")
+        self.assertError("/probe?block=0&words=", 400, "'words'", "at least 1")
+        self.assertError("/probe?block=0&words=a,,b", 400, "'words'", "item 1 is empty")
+        self.assertError("/probe?block=0&words=ok,%ff", 400, "'words'", "UTF-8")
+        many = ",".join(["w%d" % i for i in range(201)])
+        self.assertError("/probe?block=0&words=" + many, 400, "'words'", "limit is 200")
+        self.assertError("/probe", 400, "'words'", "array", method="POST", body=b'{"block": 0, "words": "time"}')
+        self.assertError("/probe", 400, "'block'", "integer", method="POST", body=b'{"block": "0"}')
+        self.assertError("/probe", 400, "'k'", method="POST", body=b'{"block": 0, "k": 1.5}')
+        self.assertError("/probe", 400, "'words'", "item 0 is not a string", method="POST",
+                         body=b'{"block": 0, "words": [1]}')
+        self.assertError("/svd/bias?block=9", 400, "'block'")
+        self.assertError("/svd/bias", 405, method="POST", body=b"{}")
+        self.assertEqual(self.d.get("/health")[0], 200)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
