@@ -1,0 +1,30 @@
+#!/bin/sh
+# Forward-pass timings on the GPT-2 124M shape (synthetic weights: the time
+# does not depend on the values).
+#
+#   bench/forward.sh [BUILD_DIR]      (default: build)
+#
+# Generates the checkpoint once with BUILD_DIR/tools/twd-synth into
+# $TWD_BENCH_MODEL (default /tmp/twd-bench-124M), then times a 10-token and a
+# 1024-token phrase with tools/twd-forward: the attention patterns kept (as
+# /trajectory needs them) and skipped, with 1 and 2 OpenBLAS threads.
+set -eu
+build=${1:-build}
+model=${TWD_BENCH_MODEL:-/tmp/twd-bench-124M}
+fwd="$build/tools/twd-forward"
+synth="$build/tools/twd-synth"
+[ -x "$fwd" ] || { echo "missing $fwd: build first (ninja -C $build)" >&2; exit 1; }
+if [ ! -f "$model/config.json" ]; then
+    [ -x "$synth" ] || { echo "missing $synth" >&2; exit 1; }
+    echo "writing the 124M-shaped checkpoint into $model"
+    "$synth" --out "$model" --shape 124M --no-tokenizer
+fi
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+for threads in 1 2; do
+    export OPENBLAS_NUM_THREADS=$threads
+    echo "OPENBLAS_NUM_THREADS=$threads"
+    "$fwd" --model "$model" --random 10 --bench 20
+    "$fwd" --model "$model" --random 10 --bench 20 --gelu erf
+    "$fwd" --model "$model" --random 1024 --bench 3
+    "$fwd" --model "$model" --random 1024 --bench 3 --skip-attention
+done
