@@ -1,0 +1,991 @@
+/* Unit tests for core/umap and core/pca. References: umap-learn 0.5.3's
+ * find_ab_params values, hand-computed smooth kNN distances, a naive kNN,
+ * a dense fuzzy union, dense LAPACK eigenvectors against ARPACK with the
+ * eigen-equation residual, a naive power iteration for PCA; layout
+ * properties (separated clusters, transform of training points, seeded
+ * determinism); file round trip and rejection of bad files. */
+#include "core/pca.h"
+#include "core/umap.h"
+
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- seeded data ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static double rng_uniform(void) /* [0, 1), xorshift64* */
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static double rng_normal(void)
+{
+    double u1 = 1.0 - rng_uniform(), u2 = rng_uniform();
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* n_clusters Gaussian blobs of `per` points in dim dimensions: centres with
+ * N(0, centre_sd^2) coordinates, points N(centre, 1). label (n) optional. */
+static float *make_clusters(size_t n_clusters, size_t per, size_t dim,
+                            double centre_sd, uint64_t seed, int *label)
+{
+    rng_state = seed * 0x9E3779B97F4A7C15ULL + 7;
+    double *centre = malloc(n_clusters * dim * sizeof *centre);
+    float *x = malloc(n_clusters * per * dim * sizeof *x);
+    ck_assert_ptr_nonnull(centre);
+    ck_assert_ptr_nonnull(x);
+    for (size_t t = 0; t < n_clusters * dim; t++)
+        centre[t] = centre_sd * rng_normal();
+    /* interleave the clusters so no vertex range is one cluster */
+    for (size_t i = 0; i < n_clusters * per; i++) {
+        size_t c = i % n_clusters;
+        if (label)
+            label[i] = (int)c;
+        for (size_t j = 0; j < dim; j++)
+            x[i * dim + j] = (float)(centre[c * dim + j] + rng_normal());
+    }
+    free(centre);
+    return x;
+}
+
+/* Points along a smooth open curve in dim dimensions plus small noise. */
+static float *make_curve(size_t n, size_t dim, uint64_t seed)
+{
+    rng_state = seed * 0x9E3779B97F4A7C15ULL + 3;
+    float *x = malloc(n * dim * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < n; i++) {
+        double t = 3.0 * rng_uniform();
+        for (size_t j = 0; j < dim; j++)
+            x[i * dim + j] = (float)(cos(t * (double)(j + 1) * 0.7 + (double)j) *
+                                         2.0 + 0.02 * rng_normal());
+    }
+    return x;
+}
+
+static double dist_f(const float *a, const float *b, size_t d)
+{
+    double s = 0.0;
+    for (size_t t = 0; t < d; t++)
+        s += ((double)a[t] - b[t]) * ((double)a[t] - b[t]);
+    return sqrt(s);
+}
+
+/* ---- find_ab --------------------------------------------------------------- */
+
+START_TEST(test_find_ab_matches_umap_learn)
+{
+    /* umap.umap_.find_ab_params(spread, min_dist) from umap-learn 0.5.3 */
+    static const double ref[][4] = {
+        {1.0, 0.1, 1.5769434601962196, 0.8950608779914887},
+        {1.0, 0.5, 0.583030020479462, 1.3341669929263487},
+        {2.0, 0.0, 0.646046672809973, 0.7904944901548902},
+        {0.5, 0.25, 3.7062902044323978, 1.334167247308424},
+    };
+    double worst = 0.0;
+    for (size_t t = 0; t < sizeof ref / sizeof ref[0]; t++) {
+        float a, b;
+        ck_assert_int_eq(umap_find_ab((float)ref[t][0], (float)ref[t][1], &a, &b),
+                         UMAP_OK);
+        double ea = fabs(a - ref[t][2]) / ref[t][2];
+        double eb = fabs(b - ref[t][3]) / ref[t][3];
+        if (ea > worst)
+            worst = ea;
+        if (eb > worst)
+            worst = eb;
+        ck_assert_msg(ea < 1e-4 && eb < 1e-4,
+                      "spread %g min_dist %g: a=%.7f (ref %.7f) b=%.7f (ref %.7f)",
+                      ref[t][0], ref[t][1], (double)a, ref[t][2], (double)b,
+                      ref[t][3]);
+    }
+    printf("find_ab: largest relative difference to umap-learn %.2e\n", worst);
+    float a, b;
+    ck_assert_int_eq(umap_find_ab(0.0f, 0.1f, &a, &b), UMAP_EINVAL);
+    ck_assert_int_eq(umap_find_ab(1.0f, NAN, &a, &b), UMAP_EINVAL);
+}
+END_TEST
+
+/* ---- smooth kNN distances ------------------------------------------------ */
+
+START_TEST(test_smooth_knn_dist_hand)
+{
+    /* k = 4, target log2(4) = 2 over columns 1..3.
+     * row 0: rho = 1; 1 + t + t^2 = 2 with t = exp(-1/sigma):
+     *        t = (sqrt 5 - 1)/2, sigma = -1 / ln t.
+     * row 1: rho = 5, every term 1 -> psum 3 > 2 always, sigma shrinks to
+     *        the floor 1e-3 * mean(row) = 1e-3 * 15/4.
+     * row 2: all zero, rho = 0 -> floor 1e-3 * mean of all 12 = 21/12e3. */
+    const float d[12] = {0, 1, 2, 3, 0, 5, 5, 5, 0, 0, 0, 0};
+    float sigma[3], rho[3];
+    umap_smooth_knn_dist(d, 3, 4, 1.0f, 1.0f, sigma, rho);
+    double s0 = -1.0 / log((sqrt(5.0) - 1.0) / 2.0);
+    printf("smooth_knn: sigma0 %.7f (hand %.7f)\n", (double)sigma[0], s0);
+    ck_assert_msg(fabs(sigma[0] - s0) < 1e-4, "sigma0 %.7f hand %.7f",
+                  (double)sigma[0], s0);
+    ck_assert_float_eq_tol(rho[0], 1.0f, 1e-7f);
+    ck_assert_float_eq_tol(rho[1], 5.0f, 1e-7f);
+    ck_assert_msg(fabs(sigma[1] - 3.75e-3) < 1e-9, "sigma1 %.9g", (double)sigma[1]);
+    ck_assert_float_eq(rho[2], 0.0f);
+    ck_assert_msg(fabs(sigma[2] - 21.0 / 12.0 * 1e-3) < 1e-9, "sigma2 %.9g",
+                  (double)sigma[2]);
+
+    /* local_connectivity 1.5: rho interpolates between 1st and 2nd non-zero */
+    umap_smooth_knn_dist(d, 1, 4, 1.5f, 1.0f, sigma, rho);
+    ck_assert_float_eq_tol(rho[0], 1.5f, 1e-6f);
+    /* local_connectivity 0 (transform): rho 0; 2 = e^(-1/s) + e^(-2/s) +
+     * e^(-3/s); solve by bisection here to check */
+    umap_smooth_knn_dist(d, 1, 4, 0.0f, 1.0f, sigma, rho);
+    ck_assert_float_eq(rho[0], 0.0f);
+    double lo = 0.01, hi = 100.0;
+    for (int it = 0; it < 200; it++) {
+        double mid = 0.5 * (lo + hi);
+        double ps = exp(-1 / mid) + exp(-2 / mid) + exp(-3 / mid);
+        if (ps > 2.0)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    ck_assert_msg(fabs(sigma[0] - lo) < 1e-4 * lo, "sigma %.7f ref %.7f",
+                  (double)sigma[0], lo);
+}
+END_TEST
+
+/* ---- kNN ------------------------------------------------------------------- */
+
+START_TEST(test_knn_against_naive)
+{
+    const size_t n = 700, dim = 24, k = 15, m = 90;
+    float *x = make_clusters(4, n / 4, dim, 3.0, 11, NULL);
+    float *q = make_clusters(3, m / 3, dim, 3.0, 12, NULL);
+    int32_t *i1 = malloc(n * k * sizeof *i1), *i2 = malloc(n * k * sizeof *i2);
+    float *d1 = malloc(n * k * sizeof *d1), *d2 = malloc(n * k * sizeof *d2);
+    char err[200];
+    for (int same = 1; same >= 0; same--) {
+        const float *qq = same ? x : q;
+        size_t mm = same ? n : m;
+        ck_assert_int_eq(umap_knn(x, n, qq, mm, dim, k, same, i1, d1, NULL, err,
+                                  sizeof err),
+                         UMAP_OK);
+        umap_knn_naive(x, n, qq, mm, dim, k, same, i2, d2);
+        double worst = 0.0;
+        size_t diff_idx = 0;
+        for (size_t t = 0; t < mm * k; t++) {
+            diff_idx += i1[t] != i2[t];
+            double e = fabs(d1[t] - d2[t]) / (d2[t] + 1e-6);
+            worst = e > worst ? e : worst;
+        }
+        printf("knn (same_set %d): %zu index differences, largest relative "
+               "distance difference %.2e\n", same, diff_idx, worst);
+        ck_assert_uint_eq(diff_idx, 0);
+        ck_assert_msg(worst < 1e-6, "distance difference %.3e", worst);
+        if (same)
+            for (size_t i = 0; i < n; i++) {
+                ck_assert_int_eq(i1[i * k], (int32_t)i);
+                ck_assert_float_eq(d1[i * k], 0.0f);
+            }
+    }
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, n + 1, 1, i1, d1, NULL, err,
+                              sizeof err),
+                     UMAP_EINVAL);
+    free(x);
+    free(q);
+    free(i1);
+    free(i2);
+    free(d1);
+    free(d2);
+}
+END_TEST
+
+/* ---- fuzzy union ----------------------------------------------------------- */
+
+START_TEST(test_fuzzy_graph_dense_reference)
+{
+    const size_t n = 60, dim = 5, k = 6;
+    float *x = make_clusters(2, n / 2, dim, 1.5, 21, NULL);
+    int32_t *idx = malloc(n * k * sizeof *idx);
+    float *dist = malloc(n * k * sizeof *dist), sigma[60], rho[60];
+    char err[200];
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err,
+                              sizeof err),
+                     UMAP_OK);
+    umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
+    const float mixes[2] = {1.0f, 0.3f};
+    for (int mi = 0; mi < 2; mi++) {
+        float mix = mixes[mi];
+        double *a = calloc(n * n, sizeof *a);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < k; j++) {
+                size_t c = (size_t)idx[i * k + j];
+                if (c == i)
+                    continue;
+                double e = dist[i * k + j] - rho[i];
+                a[i * n + c] = e <= 0 ? 1.0 : exp(-e / sigma[i]);
+            }
+        umap_graph g;
+        ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, mix, &g,
+                                          err, sizeof err),
+                         UMAP_OK);
+        double worst = 0.0;
+        size_t dense_nnz = 0;
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = 0; j < n; j++) {
+                double p = a[i * n + j] * a[j * n + i];
+                double want = mix * (a[i * n + j] + a[j * n + i] - p) + (1 - mix) * p;
+                dense_nnz += want > 0.0;
+                double got = 0.0;
+                for (size_t t = g.indptr[i]; t < g.indptr[i + 1]; t++) {
+                    if (t > g.indptr[i])
+                        ck_assert_int_lt(g.indices[t - 1], g.indices[t]);
+                    if ((size_t)g.indices[t] == j)
+                        got = g.data[t];
+                }
+                double e = fabs(got - want);
+                worst = e > worst ? e : worst;
+            }
+        }
+        printf("fuzzy union (mix %.1f): nnz %zu (dense %zu), largest difference "
+               "%.2e\n", (double)mix, g.nnz, dense_nnz, worst);
+        ck_assert_uint_eq(g.nnz, dense_nnz);
+        ck_assert_msg(worst < 1e-6, "fuzzy union difference %.3e", worst);
+        umap_graph_free(&g);
+        free(a);
+    }
+    free(x);
+    free(idx);
+    free(dist);
+}
+END_TEST
+
+/* ---- spectral initialisation ----------------------------------------------- */
+
+static void build_graph(const float *x, size_t n, size_t dim, size_t k,
+                        umap_graph *g)
+{
+    int32_t *idx = malloc(n * k * sizeof *idx);
+    float *dist = malloc(n * k * sizeof *dist);
+    float *sigma = malloc(n * sizeof *sigma), *rho = malloc(n * sizeof *rho);
+    char err[200];
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err,
+                              sizeof err),
+                     UMAP_OK);
+    umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
+    ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, 1.0f, g, err,
+                                      sizeof err),
+                     UMAP_OK);
+    free(idx);
+    free(dist);
+    free(sigma);
+    free(rho);
+}
+
+START_TEST(test_spectral_arpack_vs_dense)
+{
+    const size_t n = 600, dim = 8, k = 15, nc = 3;
+    float *x = make_curve(n, dim, 5);
+    umap_graph g;
+    build_graph(x, n, dim, k, &g);
+    float *e_arpack = malloc(n * nc * sizeof(float));
+    float *e_dense = malloc(n * nc * sizeof(float));
+    char note[160], err[200];
+    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 1, e_arpack, note,
+                                        sizeof note, err, sizeof err),
+                     UMAP_OK);
+    ck_assert_msg(strstr(note, "ARPACK") != NULL, "note: %s", note);
+    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 100000, 1, e_dense, note,
+                                        sizeof note, err, sizeof err),
+                     UMAP_OK);
+    ck_assert_msg(strstr(note, "LAPACK") != NULL, "note: %s", note);
+    /* eigen-equation residual |M v - (v.Mv) v| of each ARPACK vector, with
+     * M = D^-1/2 W D^-1/2, and agreement with the dense vectors */
+    double *deg = calloc(n, sizeof *deg);
+    for (size_t i = 0; i < n; i++)
+        for (size_t t = g.indptr[i]; t < g.indptr[i + 1]; t++)
+            deg[i] += g.data[t];
+    double worst_res = 0.0, worst_diff = 0.0;
+    for (size_t c = 0; c < nc; c++) {
+        double *v = malloc(n * sizeof *v), *mv = calloc(n, sizeof *mv);
+        double nv = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            v[i] = e_arpack[i * nc + c];
+            nv += v[i] * v[i];
+        }
+        for (size_t i = 0; i < n; i++)
+            v[i] /= sqrt(nv);
+        for (size_t i = 0; i < n; i++)
+            for (size_t t = g.indptr[i]; t < g.indptr[i + 1]; t++)
+                mv[i] += g.data[t] * v[g.indices[t]] / sqrt(deg[i] * deg[g.indices[t]]);
+        double lam = 0.0, res = 0.0;
+        for (size_t i = 0; i < n; i++)
+            lam += v[i] * mv[i];
+        for (size_t i = 0; i < n; i++)
+            res += (mv[i] - lam * v[i]) * (mv[i] - lam * v[i]);
+        res = sqrt(res);
+        worst_res = res > worst_res ? res : worst_res;
+        ck_assert_msg(lam < 1.0 - 1e-6, "vector %zu has eigenvalue %.8f (the "
+                      "trivial one must be dropped)", c, lam);
+        for (size_t i = 0; i < n; i++) {
+            double e = fabs(e_arpack[i * nc + c] - e_dense[i * nc + c]);
+            worst_diff = e > worst_diff ? e : worst_diff;
+        }
+        free(v);
+        free(mv);
+    }
+    printf("spectral: ARPACK residual %.2e, largest difference to dense "
+           "LAPACK %.2e\n", worst_res, worst_diff);
+    ck_assert_msg(worst_res < 1e-3, "eigen residual %.3e", worst_res);
+    ck_assert_msg(worst_diff < 1e-3, "ARPACK vs dense %.3e", worst_diff);
+    umap_graph_free(&g);
+    free(deg);
+    free(x);
+    free(e_arpack);
+    free(e_dense);
+}
+END_TEST
+
+START_TEST(test_spectral_disconnected)
+{
+    /* 3 far-apart blobs: 3 components, each laid out around its anchor */
+    const size_t per = 80, n = 3 * per, dim = 6, nc = 3;
+    int label[240];
+    float *x = make_clusters(3, per, dim, 60.0, 9, label);
+    umap_graph g;
+    build_graph(x, n, dim, 10, &g);
+    float *e = malloc(n * nc * sizeof *e);
+    char note[160], err[200];
+    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 3, e, note,
+                                        sizeof note, err, sizeof err),
+                     UMAP_OK);
+    printf("spectral (disconnected): %s\n", note);
+    ck_assert_msg(strstr(note, "3 components") != NULL, "note: %s", note);
+    /* each point nearer its own blob's anchor region than any other */
+    double cen[3][3] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        for (size_t d = 0; d < nc; d++) {
+            ck_assert(isfinite(e[i * nc + d]));
+            cen[label[i]][d] += e[i * nc + d] / (double)per;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        double best = INFINITY;
+        int arg = -1;
+        for (int c = 0; c < 3; c++) {
+            double s = 0.0;
+            for (size_t d = 0; d < nc; d++)
+                s += (e[i * nc + d] - cen[c][d]) * (e[i * nc + d] - cen[c][d]);
+            if (s < best) {
+                best = s;
+                arg = c;
+            }
+        }
+        ck_assert_int_eq(arg, label[i]);
+    }
+    umap_graph_free(&g);
+    free(x);
+    free(e);
+}
+END_TEST
+
+/* ---- fits ------------------------------------------------------------------ */
+
+/* Share of points whose nearest layout neighbour has their label, and the
+ * ratio of the smallest centroid distance to the largest RMS cluster radius. */
+static void layout_quality(const float *e, size_t n, size_t nc, const int *label,
+                           size_t n_labels, double *same_nn, double *sep)
+{
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) {
+        double best = INFINITY;
+        size_t arg = i;
+        for (size_t j = 0; j < n; j++) {
+            if (j == i)
+                continue;
+            double d = dist_f(e + i * nc, e + j * nc, nc);
+            if (d < best) {
+                best = d;
+                arg = j;
+            }
+        }
+        same += label[arg] == label[i];
+    }
+    *same_nn = (double)same / (double)n;
+    double cen[16][UMAP_MAX_COMPONENTS] = {{0}}, cnt[16] = {0}, rad[16] = {0};
+    for (size_t i = 0; i < n; i++) {
+        cnt[label[i]]++;
+        for (size_t d = 0; d < nc; d++)
+            cen[label[i]][d] += e[i * nc + d];
+    }
+    for (size_t c = 0; c < n_labels; c++)
+        for (size_t d = 0; d < nc; d++)
+            cen[c][d] /= cnt[c];
+    for (size_t i = 0; i < n; i++) {
+        double s = 0.0;
+        for (size_t d = 0; d < nc; d++)
+            s += (e[i * nc + d] - cen[label[i]][d]) * (e[i * nc + d] - cen[label[i]][d]);
+        rad[label[i]] += s / cnt[label[i]];
+    }
+    double rmax = 0.0, cmin = INFINITY;
+    for (size_t c = 0; c < n_labels; c++) {
+        rmax = sqrt(rad[c]) > rmax ? sqrt(rad[c]) : rmax;
+        for (size_t o = c + 1; o < n_labels; o++) {
+            double s = 0.0;
+            for (size_t d = 0; d < nc; d++)
+                s += (cen[c][d] - cen[o][d]) * (cen[c][d] - cen[o][d]);
+            cmin = sqrt(s) < cmin ? sqrt(s) : cmin;
+        }
+    }
+    *sep = cmin / rmax;
+}
+
+static umap_params small_params(size_t threads, uint64_t seed)
+{
+    umap_params p;
+    umap_params_default(&p);
+    p.n_epochs = 200;
+    p.n_threads = threads;
+    p.seed = seed;
+    return p;
+}
+
+START_TEST(test_fit_separates_clusters)
+{
+    /* two settings: far-apart blobs (disconnected kNN graph, per-component
+     * spectral start) and nearer blobs (connected graph, ARPACK start) */
+    const double centre_sd[2] = {12.0, 1.2};
+    for (int s = 0; s < 2; s++) {
+        const size_t nl = 5, per = 120, n = nl * per, dim = 20;
+        int *label = malloc(n * sizeof *label);
+        float *x = make_clusters(nl, per, dim, centre_sd[s], 100 + s, label);
+        umap_params p = small_params(2, 7);
+        umap_model m;
+        umap_progress prog;
+        umap_progress_reset(&prog);
+        char err[200];
+        int rc = umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err);
+        ck_assert_msg(rc == UMAP_OK, "fit: %s", err);
+        ck_assert_int_eq(atomic_load(&prog.stage), UMAP_STAGE_DONE);
+        ck_assert(umap_progress_fraction(&prog) == 1.0);
+        double same, sep;
+        layout_quality(m.embedding, n, 3, label, nl, &same, &sep);
+        printf("clusters (centre sd %.1f; %s): nearest layout neighbour in the "
+               "same cluster %.4f, centroid gap / radius %.2f, a=%.4f b=%.4f\n",
+               centre_sd[s], m.init_note, same, sep, (double)m.a, (double)m.b);
+        ck_assert_msg(same > 0.95, "same-cluster nearest neighbour %.4f", same);
+        ck_assert_msg(sep > 2.0, "centroid separation / radius %.3f", sep);
+        umap_model_free(&m);
+        free(x);
+        free(label);
+    }
+}
+END_TEST
+
+START_TEST(test_fit_deterministic)
+{
+    const size_t n = 400, dim = 12;
+    float *x = make_clusters(4, n / 4, dim, 3.0, 31, NULL);
+    char err[200];
+    for (size_t threads = 1; threads <= 3; threads += 2) {
+        umap_params p = small_params(threads, 99);
+        p.n_epochs = 60;
+        umap_model m1, m2, m3;
+        ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m1, err, sizeof err), UMAP_OK);
+        ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m2, err, sizeof err), UMAP_OK);
+        p.seed = 100;
+        ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m3, err, sizeof err), UMAP_OK);
+        size_t differ12 = 0, differ13 = 0;
+        for (size_t t = 0; t < n * 3; t++) {
+            differ12 += memcmp(&m1.embedding[t], &m2.embedding[t], sizeof(float)) != 0;
+            differ13 += m1.embedding[t] != m3.embedding[t];
+        }
+        printf("determinism (%zu threads): same seed %zu coordinates differ, "
+               "other seed %zu differ\n", threads, differ12, differ13);
+        ck_assert_uint_eq(differ12, 0);
+        ck_assert_uint_gt(differ13, n * 3 / 2);
+        umap_model_free(&m1);
+        umap_model_free(&m2);
+        umap_model_free(&m3);
+    }
+    free(x);
+}
+END_TEST
+
+START_TEST(test_transform_training_points)
+{
+    const size_t nl = 4, per = 100, n = nl * per, dim = 16, nc = 3;
+    int *label = malloc(n * sizeof *label);
+    float *x = make_clusters(nl, per, dim, 3.0, 41, label);
+    umap_params p = small_params(1, 5);
+    umap_model m;
+    char err[200];
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), UMAP_OK);
+    /* every 10th training row, transformed as a new point */
+    const size_t mq = n / 10;
+    float *q = malloc(mq * dim * sizeof *q), *out = malloc(mq * nc * sizeof *out);
+    for (size_t i = 0; i < mq; i++)
+        memcpy(q + i * dim, x + i * 10 * dim, dim * sizeof *q);
+    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), UMAP_OK);
+    /* reference scale: median over the layout of the distance from a point
+     * to its 5th nearest layout neighbour */
+    double *d5 = malloc(n * sizeof *d5), *row = malloc(n * sizeof *row);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n; j++)
+            row[j] = dist_f(m.embedding + i * nc, m.embedding + j * nc, nc);
+        for (size_t r = 0; r <= 5; r++) /* partial selection sort */
+            for (size_t j = r + 1; j < n; j++)
+                if (row[j] < row[r]) {
+                    double t = row[r];
+                    row[r] = row[j];
+                    row[j] = t;
+                }
+        d5[i] = row[5];
+    }
+    for (size_t i = 1; i < n; i++) /* insertion sort for the median */
+        for (size_t j = i; j > 0 && d5[j] < d5[j - 1]; j--) {
+            double t = d5[j];
+            d5[j] = d5[j - 1];
+            d5[j - 1] = t;
+        }
+    /* umap-learn 0.5.3 on the same kind of data (4 blobs, 400 points, 200
+     * epochs): median distance 1.1 and largest 2.6 times this scale; its
+     * start is the fitted position and the SGD then moves it a little */
+    double scale = d5[n / 2], worst = 0.0, *dd = malloc(mq * sizeof *dd);
+    size_t wrong_cluster = 0;
+    for (size_t i = 0; i < mq; i++) {
+        dd[i] = dist_f(out + i * nc, m.embedding + i * 10 * nc, nc);
+        worst = dd[i] > worst ? dd[i] : worst;
+        double best = INFINITY;
+        size_t arg = 0;
+        for (size_t j = 0; j < n; j++) {
+            double d = dist_f(out + i * nc, m.embedding + j * nc, nc);
+            if (d < best) {
+                best = d;
+                arg = j;
+            }
+        }
+        wrong_cluster += label[arg] != label[i * 10];
+    }
+    for (size_t i = 1; i < mq; i++)
+        for (size_t j = i; j > 0 && dd[j] < dd[j - 1]; j--) {
+            double t = dd[j];
+            dd[j] = dd[j - 1];
+            dd[j - 1] = t;
+        }
+    double median = dd[mq / 2];
+    printf("transform of training points: distance to the fitted position "
+           "median %.4f, largest %.4f (median 5-NN radius of the layout %.4f); "
+           "%zu nearest to another cluster\n", median, worst, scale,
+           wrong_cluster);
+    ck_assert_msg(median < 1.5 * scale, "median distance %.4f (scale %.4f)",
+                  median, scale);
+    ck_assert_msg(worst < 3.0 * scale, "largest distance %.4f (scale %.4f)",
+                  worst, scale);
+    ck_assert_uint_eq(wrong_cluster, 0);
+    free(dd);
+
+    /* deterministic: a second call gives the same bytes */
+    float *out2 = malloc(mq * nc * sizeof *out2);
+    ck_assert_int_eq(umap_transform(&m, x, q, mq, out2, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(memcmp(out, out2, mq * nc * sizeof *out), 0);
+    umap_model_free(&m);
+    free(x);
+    free(q);
+    free(out);
+    free(out2);
+    free(d5);
+    free(row);
+    free(label);
+}
+END_TEST
+
+START_TEST(test_transform_new_points_land_in_their_cluster)
+{
+    const size_t nl = 4, per = 100, n = nl * per, dim = 16, nc = 3;
+    int *label = malloc(n * sizeof *label);
+    float *x = make_clusters(nl, per, dim, 3.0, 41, label);
+    /* the same centres (same seed), fresh points: regenerate 2x and keep the
+     * second half */
+    int *label2 = malloc(2 * n * sizeof *label2);
+    float *x2 = make_clusters(nl, 2 * per, dim, 3.0, 41, label2);
+    umap_params p = small_params(2, 5);
+    umap_model m;
+    char err[200];
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), UMAP_OK);
+    const size_t mq = 100;
+    float *out = malloc(mq * nc * sizeof *out);
+    const float *q = x2 + (2 * n - mq) * dim;
+    const int *ql = label2 + (2 * n - mq);
+    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), UMAP_OK);
+    size_t right = 0;
+    for (size_t i = 0; i < mq; i++) {
+        double best = INFINITY;
+        size_t arg = 0;
+        for (size_t j = 0; j < n; j++) {
+            double d = dist_f(out + i * nc, m.embedding + j * nc, nc);
+            if (d < best) {
+                best = d;
+                arg = j;
+            }
+        }
+        right += label[arg] == ql[i];
+    }
+    printf("transform of new points: %zu of %zu next to their own cluster\n",
+           right, mq);
+    ck_assert_uint_ge(right, 95);
+    umap_model_free(&m);
+    free(x);
+    free(x2);
+    free(out);
+    free(label);
+    free(label2);
+}
+END_TEST
+
+/* ---- progress and cancel ----------------------------------------------------- */
+
+typedef struct {
+    umap_progress *prog;
+    int saw_optimize;
+} canceller;
+
+static void *cancel_when_optimizing(void *arg)
+{
+    canceller *c = arg;
+    for (int i = 0; i < 200000; i++) {
+        int st = atomic_load(&c->prog->stage);
+        if (st == UMAP_STAGE_OPTIMIZE && atomic_load(&c->prog->done) >= 2) {
+            c->saw_optimize = 1;
+            double f = umap_progress_fraction(c->prog);
+            if (f > 0.0 && f < 1.0)
+                c->saw_optimize = 2;
+            atomic_store(&c->prog->cancel, 1);
+            return NULL;
+        }
+        if (st == UMAP_STAGE_DONE)
+            return NULL;
+        usleep(50);
+    }
+    return NULL;
+}
+
+START_TEST(test_cancel)
+{
+    const size_t n = 500, dim = 10;
+    float *x = make_clusters(5, n / 5, dim, 3.0, 51, NULL);
+    umap_params p = small_params(2, 1);
+    p.n_epochs = 5000; /* long enough to be caught mid-way */
+    umap_progress prog;
+    umap_progress_reset(&prog);
+    canceller c = {&prog, 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, cancel_when_optimizing, &c), 0);
+    umap_model m;
+    char err[200];
+    int rc = umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(c.saw_optimize, 2);
+    ck_assert_msg(rc == UMAP_ECANCELED, "rc %d: %s", rc, err);
+    ck_assert_ptr_null(m.embedding);
+    /* cancel set before the start stops in the kNN stage */
+    umap_progress_reset(&prog);
+    atomic_store(&prog.cancel, 1);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err),
+                     UMAP_ECANCELED);
+    free(x);
+}
+END_TEST
+
+START_TEST(test_params_rejected)
+{
+    float x[40] = {0};
+    umap_params p;
+    umap_params_default(&p);
+    umap_model m;
+    char err[200];
+    /* 10 rows cannot have 15 neighbours */
+    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), UMAP_EINVAL);
+    ck_assert(strstr(err, "n_neighbors") != NULL);
+    p.n_neighbors = 3;
+    p.min_dist = 2.0f;
+    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), UMAP_EINVAL);
+    p.min_dist = 0.1f;
+    x[7] = NAN;
+    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), UMAP_EINVAL);
+    ck_assert(strstr(err, "row 1") != NULL);
+}
+END_TEST
+
+/* ---- persistence ------------------------------------------------------------ */
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/twd_test_umap_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void write_bytes(const char *path, const void *b, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
+    fclose(f);
+}
+
+static unsigned char *read_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*len);
+    ck_assert_uint_eq(fread(b, 1, *len, f), *len);
+    fclose(f);
+    return b;
+}
+
+START_TEST(test_save_load)
+{
+    const size_t n = 300, dim = 8, nc = 3;
+    float *x = make_clusters(3, n / 3, dim, 4.0, 61, NULL);
+    umap_params p = small_params(1, 3);
+    p.n_epochs = 50;
+    umap_model m, l;
+    char err[300], path[400];
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), UMAP_OK);
+    uint64_t key = umap_cache_key(umap_hash_floats(x, n * dim, 0), &p);
+    m.key = key;
+    make_tmpdir();
+    snprintf(path, sizeof path, "%s/layout.bin", tmpdir);
+    ck_assert_int_eq(umap_load(path, key, n, dim, &l, err, sizeof err), UMAP_ENOENT);
+    ck_assert_int_eq(umap_save(&m, path, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_load(path, key, n, dim, &l, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(memcmp(l.embedding, m.embedding, n * nc * sizeof(float)), 0);
+    ck_assert(l.a == m.a && l.b == m.b && l.n_epochs_fit == m.n_epochs_fit);
+    ck_assert_int_eq(memcmp(&l.params, &m.params, sizeof l.params), 0);
+    /* the loaded model transforms exactly as the fitted one */
+    float t1[6], t2[6];
+    ck_assert_int_eq(umap_transform(&m, x, x + 5 * dim, 2, t1, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_transform(&l, x, x + 5 * dim, 2, t2, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(memcmp(t1, t2, sizeof t1), 0);
+    umap_model_free(&l);
+
+    /* other key, other shape */
+    ck_assert_int_eq(umap_load(path, key ^ 1, n, dim, &l, err, sizeof err), UMAP_EMISMATCH);
+    ck_assert_int_eq(umap_load(path, key, n + 1, dim, &l, err, sizeof err), UMAP_EMISMATCH);
+    ck_assert_int_eq(umap_load(path, key, n, dim - 1, &l, err, sizeof err), UMAP_EMISMATCH);
+    ck_assert_ptr_null(l.embedding);
+
+    size_t len;
+    unsigned char *b = read_bytes(path, &len);
+    ck_assert_uint_eq(len, 128 + n * nc * 4);
+    char bad[420];
+    snprintf(bad, sizeof bad, "%s/bad.bin", tmpdir);
+    /* one flipped bit in the payload, in the header, a truncated file, junk */
+    b[128 + 77] ^= 0x10;
+    write_bytes(bad, b, len);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    ck_assert_msg(strstr(err, "checksum") != NULL, "%s", err);
+    b[128 + 77] ^= 0x10;
+    b[45] ^= 0x01; /* a */
+    write_bytes(bad, b, len);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    b[45] ^= 0x01;
+    write_bytes(bad, b, len - 4);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    write_bytes(bad, "hello", 5);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    write_bytes(bad, b, len); /* intact copy loads */
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_OK);
+    umap_model_free(&l);
+    free(b);
+
+    /* saving over an existing file replaces it, leaving no temporary file */
+    m.key = key + 1;
+    ck_assert_int_eq(umap_save(&m, path, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_load(path, key + 1, n, dim, &l, err, sizeof err), UMAP_OK);
+    umap_model_free(&l);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 2", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+    /* unwritable place */
+    ck_assert_int_eq(umap_save(&m, "/nonexistent-dir/x.bin", err, sizeof err), UMAP_EIO);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+    umap_model_free(&m);
+    free(x);
+}
+END_TEST
+
+START_TEST(test_hash_and_key)
+{
+    float v[1001];
+    for (size_t i = 0; i < 1001; i++)
+        v[i] = (float)i * 0.25f;
+    uint64_t h = umap_hash_floats(v, 1001, 0);
+    ck_assert(h == umap_hash_floats(v, 1001, 0));
+    ck_assert(h != umap_hash_floats(v, 1001, 1));
+    ck_assert(h != umap_hash_floats(v, 1000, 0));
+    v[1000] = -v[1000];
+    ck_assert(h != umap_hash_floats(v, 1001, 0));
+    v[1000] = -v[1000];
+    v[3] = nextafterf(v[3], 10.0f);
+    ck_assert(h != umap_hash_floats(v, 1001, 0));
+
+    umap_params p, q;
+    umap_params_default(&p);
+    uint64_t k0 = umap_cache_key(h, &p);
+    ck_assert(k0 == umap_cache_key(h, &p));
+    ck_assert(k0 != umap_cache_key(h + 1, &p));
+    q = p; q.n_components = 2; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p; q.n_neighbors = 16; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p; q.min_dist = 0.2f; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p; q.spread = 1.5f; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p; q.n_epochs = 100; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p; q.seed = 43; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p; q.n_threads = 2; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p; q.init = UMAP_INIT_RANDOM; ck_assert(k0 != umap_cache_key(h, &q));
+}
+END_TEST
+
+/* ---- PCA --------------------------------------------------------------------- */
+
+START_TEST(test_pca_against_power_iteration)
+{
+    const size_t n = 500, dim = 30, k = 3;
+    rng_state = 777;
+    /* anisotropic data: coordinates with decreasing scales, mixed by a
+     * random rotation-like matrix, plus an offset */
+    float *x = malloc(n * dim * sizeof *x);
+    double *mix = malloc(dim * dim * sizeof *mix);
+    for (size_t t = 0; t < dim * dim; t++)
+        mix[t] = rng_normal() / sqrt((double)dim);
+    for (size_t i = 0; i < n; i++) {
+        double z[30];
+        for (size_t j = 0; j < dim; j++)
+            z[j] = rng_normal() * 10.0 / (double)(j + 1);
+        for (size_t j = 0; j < dim; j++) {
+            double s = 3.0 + (double)j;
+            for (size_t l = 0; l < dim; l++)
+                s += mix[j * dim + l] * z[l];
+            x[i * dim + j] = (float)s;
+        }
+    }
+    pca_model pm;
+    char err[200];
+    ck_assert_int_eq(pca_fit(x, n, dim, k, &pm, err, sizeof err), 0);
+    /* reference: naive covariance, power iteration with deflation */
+    double mean[30] = {0}, cov[900] = {0};
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < dim; j++)
+            mean[j] += x[i * dim + j] / (double)n;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < dim; j++)
+            for (size_t l = 0; l < dim; l++)
+                cov[j * dim + l] += (x[i * dim + j] - mean[j]) *
+                                    (x[i * dim + l] - mean[l]) / (double)(n - 1);
+    double worst_val = 0.0, worst_vec = 0.0;
+    for (size_t c = 0; c < k; c++) {
+        double v[30], w[30];
+        for (size_t j = 0; j < dim; j++)
+            v[j] = 1.0 + 0.01 * (double)j;
+        double lam = 0.0;
+        for (int it = 0; it < 5000; it++) {
+            double nv = 0.0;
+            for (size_t j = 0; j < dim; j++) {
+                w[j] = 0.0;
+                for (size_t l = 0; l < dim; l++)
+                    w[j] += cov[j * dim + l] * v[l];
+                nv += w[j] * w[j];
+            }
+            nv = sqrt(nv);
+            lam = nv;
+            for (size_t j = 0; j < dim; j++)
+                v[j] = w[j] / nv;
+        }
+        /* sign convention: largest-magnitude coordinate positive */
+        size_t arg = 0;
+        for (size_t j = 1; j < dim; j++)
+            if (fabs(v[j]) > fabs(v[arg]))
+                arg = j;
+        if (v[arg] < 0)
+            for (size_t j = 0; j < dim; j++)
+                v[j] = -v[j];
+        double ev = fabs(pm.variance[c] - lam) / lam;
+        worst_val = ev > worst_val ? ev : worst_val;
+        for (size_t j = 0; j < dim; j++) {
+            double e = fabs(pm.components[c * dim + j] - v[j]);
+            worst_vec = e > worst_vec ? e : worst_vec;
+        }
+        for (size_t j = 0; j < dim; j++) /* deflate */
+            for (size_t l = 0; l < dim; l++)
+                cov[j * dim + l] -= lam * v[j] * v[l];
+    }
+    printf("pca: variances %.4f %.4f %.4f; largest relative eigenvalue "
+           "difference %.2e, vector difference %.2e\n", pm.variance[0],
+           pm.variance[1], pm.variance[2], worst_val, worst_vec);
+    ck_assert_msg(worst_val < 1e-8, "eigenvalue difference %.3e", worst_val);
+    ck_assert_msg(worst_vec < 1e-6, "eigenvector difference %.3e", worst_vec);
+    /* projection against the definition */
+    float proj[3 * 4];
+    pca_transform(&pm, x, 4, proj);
+    double worst_p = 0.0;
+    for (size_t i = 0; i < 4; i++)
+        for (size_t c = 0; c < k; c++) {
+            double s = 0.0;
+            for (size_t j = 0; j < dim; j++)
+                s += (x[i * dim + j] - mean[j]) * pm.components[c * dim + j];
+            double e = fabs(proj[i * k + c] - s) / (fabs(s) + 1.0);
+            worst_p = e > worst_p ? e : worst_p;
+        }
+    ck_assert_msg(worst_p < 1e-5, "projection difference %.3e", worst_p);
+    pca_free(&pm);
+    ck_assert_int_eq(pca_fit(x, 1, dim, k, &pm, err, sizeof err), -1);
+    ck_assert_int_eq(pca_fit(x, n, dim, dim + 1, &pm, err, sizeof err), -1);
+    free(x);
+    free(mix);
+}
+END_TEST
+
+static Suite *umap_suite(void)
+{
+    Suite *s = suite_create("umap");
+    TCase *tc = tcase_create("umap");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_find_ab_matches_umap_learn);
+    tcase_add_test(tc, test_smooth_knn_dist_hand);
+    tcase_add_test(tc, test_knn_against_naive);
+    tcase_add_test(tc, test_fuzzy_graph_dense_reference);
+    tcase_add_test(tc, test_spectral_arpack_vs_dense);
+    tcase_add_test(tc, test_spectral_disconnected);
+    tcase_add_test(tc, test_fit_separates_clusters);
+    tcase_add_test(tc, test_fit_deterministic);
+    tcase_add_test(tc, test_transform_training_points);
+    tcase_add_test(tc, test_transform_new_points_land_in_their_cluster);
+    tcase_add_test(tc, test_cancel);
+    tcase_add_test(tc, test_params_rejected);
+    tcase_add_test(tc, test_save_load);
+    tcase_add_test(tc, test_hash_and_key);
+    tcase_add_test(tc, test_pca_against_power_iteration);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(umap_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
