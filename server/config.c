@@ -40,8 +40,13 @@ const cfg_option cfg_options[] = {
     {"threads", INT(threads, 1, 256), "8", false,
      "HTTP threads. They never compute analyses, so /health answers while work runs."},
     {"workers", INT(workers, 1, 64), "2", false, "Threads that compute analyses concurrently."},
-    {"blas_threads", INT(blas_threads, 1, 64), "1", false,
-     "OpenBLAS threads used by one computation (workers x blas_threads should not exceed the cores)."},
+    {"blas_threads", INT(blas_threads, 0, 64), "0", false,
+     "OpenBLAS threads used by one computation; 0: one per core. Concurrent computations share them."},
+    {"blas_coretype", STR(blas_coretype), "auto", false,
+     "OpenBLAS kernel family. auto: when OpenBLAS does not recognise the CPU and would run its generic "
+     "kernels on an AVX2/AVX-512 machine, restart once with OPENBLAS_CORETYPE set (about 3x faster GEMM); "
+     "off: leave OpenBLAS alone; or a name such as Haswell or SkylakeX. An OPENBLAS_CORETYPE already in "
+     "the environment always wins."},
     {"max_body", SIZE(max_body, 1024, 1073741824), "1048576", false,
      "Largest request body in bytes; larger bodies get 413."},
     {"max_url", SIZE(max_url, 256, 1048576), "65536", false,

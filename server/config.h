@@ -24,7 +24,8 @@ typedef struct twd_config {
     bool fetch;             /* try to download the default model at all */
     int64_t threads;        /* HTTP threads (connection handling) */
     int64_t workers;        /* threads computing analyses */
-    int64_t blas_threads;   /* OpenBLAS threads per computation */
+    int64_t blas_threads;   /* OpenBLAS threads per computation, 0 = cores */
+    char blas_coretype[32]; /* "auto", "off" or an OPENBLAS_CORETYPE name */
     int64_t max_body;       /* bytes of a request body */
     int64_t max_url;        /* bytes of the request target (path + query) */
     int64_t max_text;       /* bytes of a text parameter */

@@ -24,6 +24,7 @@
 #include "core/gpt2.h"
 #include "core/synth.h"
 #include "core/tokenizer.h"
+#include "core/topk.h"
 #include "server/config.h"
 #include "server/fsutil.h"
 #include "server/http.h"
@@ -165,6 +166,22 @@ static void *load_main(void *arg)
     return NULL;
 }
 
+/* OpenBLAS picks its kernels when it loads, before main: when it fell back
+ * to generic kernels on a CPU it does not know, restart once with the
+ * family the CPU supports (see blas_coretype in config/twd.conf). */
+static void maybe_reexec_for_blas(const twd_config *cfg, char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE") || strcmp(cfg->blas_coretype, "off") == 0) return;
+    const char *want = strcmp(cfg->blas_coretype, "auto") == 0 ? topk_blas_coretype_hint() : cfg->blas_coretype;
+    if (!want || !*want) return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    fprintf(stderr, "twd: OpenBLAS chose %s kernels on this CPU; restarting with OPENBLAS_CORETYPE=%s\n",
+            openblas_get_corename(), want);
+    fflush(stderr);
+    execv("/proc/self/exe", argv);
+    fprintf(stderr, "twd: restart failed (%s); continuing with %s kernels\n", strerror(errno), openblas_get_corename());
+}
+
 int main(int argc, char **argv)
 {
     static twd_config cfg;
@@ -176,8 +193,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "twd: %s\n", err);
         return 2;
     }
+    maybe_reexec_for_blas(&cfg, argv);
     json_object_seed(0); /* before any thread: jansson's hash seed */
-    openblas_set_num_threads((int)cfg.blas_threads);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    openblas_set_num_threads(cfg.blas_threads > 0 ? (int)cfg.blas_threads : (int)(cores > 0 ? cores : 1));
 
     /* Signals are taken synchronously by the main thread only. */
     sigset_t sigs;

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""End-to-end timings of twd over HTTP on the 124M-shaped checkpoint.
+
+Prints numbers; asserts nothing (speed targets belong here, not in tests).
+    /usr/bin/python3 bench/http_bench.py [--build build] [--model DIR]
+Generates the 124M-shaped synthetic checkpoint (tools/twd-synth --shape 124M)
+into $TWD_BENCH_DIR (default build/bench-models/124M) when --model is not given.
+Each "cold" figure is the first request of its kind after a fresh start.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rss_mb(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Twd:
+    def __init__(self, exe, model, extra):
+        self.proc = subprocess.Popen([exe, "--model", model, "--port", "0", "--no-fetch", "--set", "access_log=false",
+                                      *extra], stderr=subprocess.PIPE, text=True)
+        self.t0 = time.time()
+        self.port = None
+        for line in self.proc.stderr:
+            m = re.search(r"listening on http://[^ ]*:(\d+)/", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        while True:
+            try:
+                if self.get("/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        self.ready = time.time() - self.t0
+
+    def get(self, target):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        c.request("GET", target)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
+    def timed(self, target):
+        t = time.perf_counter()
+        st, body = self.get(target)
+        dt = time.perf_counter() - t
+        if st != 200:
+            raise RuntimeError("%s -> %d %s" % (target, st, body[:300]))
+        return dt, body
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--model")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--cache-mb", type=int, default=2048)
+    a = ap.parse_args()
+    exe = os.path.join(a.build, "server", "twd")
+    model = a.model or os.environ.get("TWD_BENCH_DIR") or os.path.join(a.build, "bench-models", "124M")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        print("generating the 124M-shaped checkpoint into", model, flush=True)
+        subprocess.run([os.path.join(a.build, "tools", "twd-synth"), "--out", model, "--shape", "124M"], check=True)
+    size_mb = os.path.getsize(os.path.join(model, "model.safetensors")) / 2**20
+    # warm the page cache so that load time is the daemon's, not the disk's
+    with open(os.path.join(model, "model.safetensors"), "rb") as f:
+        while f.read(1 << 24):
+            pass
+    extra = ["--set", "cache_mb=%d" % a.cache_mb, "--set", "umap=false"]
+    print("checkpoint %s (%.0f MiB), cache budget %d MiB, %d cores" % (model, size_mb, a.cache_mb, os.cpu_count()))
+
+    def run(label, target, fresh=True):
+        d = Twd(exe, model, extra) if fresh else None
+        return d
+
+    rows = []
+    d = Twd(exe, model, extra)
+    rows.append(("ready after start (warm page cache)", d.ready * 1e3, "ms"))
+    st, body = d.get("/model")
+    rows.append(("load_seconds reported by /model", json.loads(body)["load_seconds"] * 1e3, "ms"))
+    for label, target in (
+        ("/embeddings?scheme=all cold", "/embeddings?scheme=all&k=5"),
+        ("/embeddings/normalization cold", "/embeddings/normalization"),
+        ("/svd?block=11 (both, top 20, k 5) cold", "/svd?block=11&matrix=both&top=20&k=5"),
+        ("/probe 100 nouns block 0 cold", "/probe?block=0&k=5"),
+        ("/svd/bias?block=5 cold", "/svd/bias?block=5&k=5"),
+    ):
+        dt, body = d.timed(target)
+        rows.append((label, dt * 1e3, "ms"))
+        reps = [d.timed(target)[0] for _ in range(a.repeat)]
+        reps.sort()
+        rows.append((label.replace("cold", "repeated (median)"), reps[len(reps) // 2] * 1e3, "ms"))
+    dt, _ = d.timed("/probe?block=5&k=5")
+    rows.append(("/probe 100 nouns block 5 cold (another block)", dt * 1e3, "ms"))
+    rows.append(("resident size after these", rss_mb(d.proc.pid), "MiB"))
+    rows.append(("checkpoint + cache budget", size_mb + a.cache_mb, "MiB"))
+    d.stop()
+    # a cold /svd on a fresh daemon, as the very first request
+    d = Twd(exe, model, extra)
+    dt, _ = d.timed("/svd?block=11&matrix=both&top=20&k=5")
+    rows.append(("/svd?block=11 first request after start", dt * 1e3, "ms"))
+    d.stop()
+    w = max(len(r[0]) for r in rows)
+    for label, v, unit in rows:
+        print("%-*s %10.1f %s" % (w, label, v, unit))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
