@@ -91,6 +91,10 @@ int api_init(twd_app *app, char *err, size_t errlen)
         api_shutdown(app);
         return -1;
     }
+    if (!(x->proj = projection_start(app, err, errlen))) {
+        api_shutdown(app);
+        return -1;
+    }
     metrics_set_extra(cache_metrics, app);
     return 0;
 }
@@ -100,16 +104,11 @@ void api_shutdown(twd_app *app)
     struct api_ext *x = app->ext;
     if (!x) return;
     metrics_set_extra(NULL, NULL);
+    projection_stop(x->proj);
     answer_cache_free(x->answers);
     blockcache_free(x->cache);
     for (size_t i = 0; i < x->n_default_words; i++) free(x->default_words[i]);
     free(x->default_words);
     free(x);
     app->ext = NULL;
-}
-
-void api_ext_model_info(twd_app *app, json_t *model)
-{
-    (void)app;
-    (void)model;
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "api/answer_cache.h"
+#include "api/projection.h"
 #include "core/blockcache.h"
 
 struct api_ext {
@@ -12,6 +13,7 @@ struct api_ext {
     blockcache *cache;          /* per-block intermediates (LN_b(E), SVD factors) */
     char **default_words;       /* the words file (the paper's 100 nouns) */
     size_t n_default_words;
+    projection *proj;           /* PCA and the (background) UMAP layout */
 };
 
 #endif

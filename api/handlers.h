@@ -17,4 +17,9 @@ int api_probe(twd_app *app, const api_request *req, const api_args *a, api_respo
 int api_svd(twd_app *app, const api_request *req, const api_args *a, api_response *res);
 int api_svd_bias(twd_app *app, const api_request *req, const api_args *a, api_response *res);
 
+/* api/trajectory.c (SPEC section 4) */
+int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+int api_umap_status(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+
 #endif

@@ -64,6 +64,28 @@ static const api_param p_svd[] = {
 
 static const api_param p_svd_bias[] = {P_BLOCK, P_K, P_FORMAT(fmt_json_csv), {NULL}};
 
+static const char *const projections[] = {"umap", "pca", NULL};
+static const char *const gelus[] = {"tanh", "erf", NULL};
+
+static const api_param p_trajectory[] = {
+    {"text", AP_TEXT, true, NULL, 1, APB_MAX_TEXT, 0, NULL,
+     "The phrase (UTF-8), encoded as-is; at most max_tokens tokens and the model's n_ctx."},
+    {"projection", AP_ENUM, false, "umap", 0, APB_CONST, 0, projections,
+     "umap (the layout fitted in the background; 503 with Retry-After until it is ready) or pca "
+     "(available at once)."},
+    {"gelu", AP_ENUM, false, "tanh", 0, APB_CONST, 0, gelus,
+     "GELU form of the forward pass: GPT-2's tanh approximation, or the exact erf form nanoGPT uses."},
+    P_K,
+    {NULL},
+};
+
+static const api_param p_layout[] = {
+    {"projection", AP_ENUM, false, "umap", 0, APB_CONST, 0, projections, "Which fitted layout."},
+    {"limit", AP_INT, false, "0", 0, APB_UMAP_ROWS, 0, NULL,
+     "Points to return, spread evenly over the fitted rows; 0: all of them."},
+    {NULL},
+};
+
 /* ---------- handlers ---------- */
 
 static int h_health(twd_app *app, const api_request *req, const api_args *a, api_response *res)
@@ -295,6 +317,21 @@ const api_route api_routes[] = {
      "the top directions the sign-aligned top-k tokens of the left and right singular vectors. "
      "format=latex gives the paper-style tables.",
      "{block, matrix, top, k, dh, heads: [{head, qk|vo: {singular_values, coverage, frac99, directions}}]}"},
+    {"/trajectory", API_GET | API_POST, api_trajectory, p_trajectory, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     "Trajectory of a phrase through the layers (SPEC 4)",
+     "The phrase's tokens and, for each state (embedding, embedding+position, its ln_f, then ln_f of the "
+     "residual stream after every block), the 3D point of every token and its k nearest vocabulary tokens "
+     "by dot product with wte (the logit lens), plus the top next tokens.",
+     "{text, projection, gelu, k, tokens, states: [{index, name, block, points, nearest}], next_tokens}"},
+    {"/umap/layout", API_GET, api_umap_layout, p_layout, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     "The fitted background points",
+     "3D coordinates of the vocabulary rows the projection was fitted on, with their token ids and texts, "
+     "for drawing the cloud a trajectory moves through.",
+     "{projection, rows, n, points, ids, texts}"},
+    {"/umap", API_GET, api_umap_status, p_none, API_NEEDS_MODEL, "State of the UMAP layout",
+     "disabled, fitting (with progress and stage), ready (loaded from the disk cache or fitted, with the fit "
+     "time) or failed.",
+     "{state, progress, stage, rows, from_cache, fit_seconds}"},
     {"/svd/bias", API_GET, api_svd_bias, p_svd_bias, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
      "Bias probes of the attention heads (SPEC 3)",
      "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",

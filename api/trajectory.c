@@ -1,0 +1,178 @@
+/* Words travelling through the layers (SPEC 4): /trajectory, /umap/layout
+ * and /umap (the state of the background fit). */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/ext.h"
+#include "api/handlers.h"
+#include "api/projection.h"
+#include "core/forward.h"
+#include "core/topk.h"
+
+static proj_kind kind_of(const api_args *a)
+{
+    const char *p = api_str(a, "projection");
+    return p && strcmp(p, "pca") == 0 ? PROJ_PCA : PROJ_UMAP;
+}
+
+static int not_ready(api_response *res, double progress, const char *msg)
+{
+    api_error(res, 503, "%s", msg);
+    res->retry_after = progress > 0.9 ? 1 : 5;
+    return 0;
+}
+
+static json_t *point_json(const float *p)
+{
+    return json_pack("[f,f,f]", isfinite(p[0]) ? p[0] : 0.0, isfinite(p[1]) ? p[1] : 0.0, isfinite(p[2]) ? p[2] : 0.0);
+}
+
+int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req;
+    const api_arg *text = api_arg_get(a, "text");
+    const char *gelu = api_str(a, "gelu");
+    size_t k = (size_t)api_int(a, "k");
+    proj_kind kind = kind_of(a);
+    const gpt2_config *c = &app->model.cfg;
+    int32_t *ids = NULL;
+    long n = tokenizer_encode(app->tok, text->s, text->s_len, &ids);
+    if (n < 0) return api_error(res, 503, "out of memory while tokenizing");
+    long cap = app->cfg->max_tokens < c->n_ctx ? (long)app->cfg->max_tokens : c->n_ctx;
+    if (n == 0) {
+        free(ids);
+        return api_error(res, 400, "parameter 'text' encodes to no tokens");
+    }
+    if (n > cap) {
+        free(ids);
+        return api_error(res, 400, "parameter 'text' is %ld tokens long; the limit is %ld tokens", n, cap);
+    }
+    for (long i = 0; i < n; i++)
+        if (ids[i] >= c->vocab_size) {
+            free(ids);
+            return api_error(res, 400, "parameter 'text': token %d is outside the model's vocabulary", ids[i]);
+        }
+    double progress;
+    char msg[512];
+    size_t dummy;
+    if (kind == PROJ_UMAP && !projection_layout(app->ext->proj, PROJ_UMAP, &dummy, &progress, msg, sizeof msg)) {
+        free(ids);
+        return not_ready(res, progress, msg);
+    }
+    gpt2_forward_opts opts = {.gelu = strcmp(gelu, "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH,
+                              .logits = GPT2_LOGITS_LAST, .skip_attention = 1};
+    gpt2_forward_result *fr = NULL;
+    int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
+    free(ids);
+    if (rc != GPT2_FWD_OK)
+        return api_error(res, rc == GPT2_FWD_ENOMEM ? 503 : 400, "forward pass: %s", gpt2_forward_strerror(rc));
+
+    size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, S = 3 + L, N = (size_t)n, rows = S * N;
+    float *y = malloc(rows * C * sizeof *y), *pts = malloc(rows * 3 * sizeof *pts);
+    topk_hit *near = malloc(rows * k * sizeof *near);
+    topk_hit next[5];
+    size_t n_next = (size_t)c->vocab_size < 5 ? (size_t)c->vocab_size : 5;
+    double *logits = malloc((size_t)c->vocab_size * sizeof *logits);
+    if (!y || !pts || !near || !logits) {
+        free(y); free(pts); free(near); free(logits);
+        gpt2_forward_free(fr);
+        return api_error(res, 503, "not enough memory for this request");
+    }
+    /* states in order: e, x0, LN_f(x0), LN_f(x_l) for each block */
+    memcpy(y, fr->emb, N * C * sizeof *y);
+    memcpy(y + N * C, fr->x0, N * C * sizeof *y);
+    memcpy(y + 2 * N * C, fr->x0_lnf, N * C * sizeof *y);
+    memcpy(y + 3 * N * C, fr->resid_lnf, L * N * C * sizeof *y);
+    for (size_t v = 0; v < (size_t)c->vocab_size; v++) logits[v] = fr->logits[v];
+    int trc = topk_vec(logits, (size_t)c->vocab_size, n_next, next, NULL);
+    free(logits);
+    int prc = projection_apply(app->ext->proj, kind, y, rows, pts, &progress, msg, sizeof msg);
+    int krc = prc == 0 ? topk_rows(app->model.p.wte, (size_t)c->vocab_size, C, y, rows, k, near, NULL) : 0;
+    free(y);
+    if (prc != 0 || krc != 0 || trc != 0) {
+        free(pts); free(near);
+        gpt2_forward_free(fr);
+        if (prc == -1) return not_ready(res, progress, msg);
+        return api_error(res, prc ? 500 : 503, "%s", prc ? msg : "not enough memory for the nearest tokens");
+    }
+    json_t *tokens = json_array();
+    for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
+    json_t *states = json_array();
+    for (size_t s = 0; s < S; s++) {
+        char name[64];
+        if (s == 0) snprintf(name, sizeof name, "embedding");
+        else if (s == 1) snprintf(name, sizeof name, "embedding+position");
+        else if (s == 2) snprintf(name, sizeof name, "embedding+position, ln_f");
+        else snprintf(name, sizeof name, "block %zu", s - 3);
+        json_t *points = json_array(), *nearest = json_array();
+        for (size_t t = 0; t < N; t++) {
+            json_array_append_new(points, point_json(pts + (s * N + t) * 3));
+            json_t *list = json_array();
+            for (size_t j = 0; j < k; j++) {
+                const topk_hit *h = &near[(s * N + t) * k + j];
+                json_t *o = api_token_json(app->tok, h->id);
+                json_object_set_new(o, "score", json_real(isfinite(h->score) ? h->score : 0.0));
+                json_array_append_new(list, o);
+            }
+            json_array_append_new(nearest, list);
+        }
+        json_t *st = json_pack("{s:i,s:s,s:o,s:o}", "index", (int)s, "name", name, "points", points, "nearest", nearest);
+        json_object_set_new(st, "block", s >= 3 ? json_integer((json_int_t)(s - 3)) : json_null());
+        json_array_append_new(states, st);
+    }
+    json_t *pred = json_array();
+    for (size_t j = 0; j < n_next; j++) {
+        json_t *o = api_token_json(app->tok, next[j].id);
+        json_object_set_new(o, "logit", json_real(isfinite(next[j].score) ? next[j].score : 0.0));
+        json_array_append_new(pred, o);
+    }
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:o,s:s}", "text", text->s, "projection",
+                            kind == PROJ_PCA ? "pca" : "umap", "gelu", gpt2_gelu_name(fr->gelu), "k", (int)k,
+                            "n_tokens", (int)N, "n_states", (int)S, "tokens", tokens, "states", states, "next_tokens",
+                            pred, "definition",
+                            "states: e = wte[t], x0 = e + wpe, LN_f(x0), then LN_f of the residual stream after "
+                            "each block; points: the projection of each state; nearest: top-k tokens of wte by dot "
+                            "product with the state (logit lens); next_tokens: top logits at the last position");
+    free(pts);
+    free(near);
+    gpt2_forward_free(fr);
+    return api_json(res, 200, doc);
+}
+
+int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req;
+    proj_kind kind = kind_of(a);
+    size_t n = 0, limit = (size_t)api_int(a, "limit");
+    double progress;
+    char msg[512];
+    const float *pts = projection_layout(app->ext->proj, kind, &n, &progress, msg, sizeof msg);
+    if (!pts) return not_ready(res, progress, msg);
+    if (limit > n) limit = n;
+    json_t *points = json_array(), *ids = json_array(), *texts = json_array();
+    for (size_t i = 0; i < limit; i++) {
+        size_t r = i * n / limit; /* an even spread over the fitted rows */
+        json_array_append_new(points, point_json(pts + r * 3));
+        json_array_append_new(ids, json_integer((json_int_t)r));
+        json_t *tok = api_token_json(app->tok, (int)r);
+        json_array_append(texts, json_object_get(tok, "text"));
+        json_decref(tok);
+    }
+    return api_json(res, 200,
+                    json_pack("{s:s,s:i,s:i,s:o,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap", "rows",
+                              (int)n, "n", (int)limit, "points", points, "ids", ids, "texts", texts));
+}
+
+int api_umap_status(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req; (void)a;
+    return api_json(res, 200, projection_status_json(app->ext->proj));
+}
+
+void api_ext_model_info(twd_app *app, json_t *model)
+{
+    if (app->ext && app->ext->proj) json_object_set_new(model, "umap", projection_status_json(app->ext->proj));
+}
