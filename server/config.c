@@ -120,24 +120,17 @@ int config_set(twd_config *c, const char *name, const char *value, char *err, si
         errno = 0;
         char *end = NULL;
         long long v = strtoll(value, &end, 10);
-        if (end == value || errno == ERANGE || v < o->min || v > o->max ||
-            (*end && !(o->type == CFG_SIZE && end[1] == '\0' && strchr("kKmMgG", *end)))) {
-            snprintf(err, errlen, "option '%s': '%s' is not an integer in %" PRId64 "..%" PRId64,
-                     name, value, o->min, o->max);
+        int64_t mul = 1;
+        if (o->type == CFG_SIZE && end != value && *end && end[1] == '\0' && strchr("kKmMgG", *end)) {
+            mul = (*end == 'k' || *end == 'K') ? 1024 : (*end == 'm' || *end == 'M') ? 1048576 : 1073741824;
+            end++;
+        }
+        if (end == value || *end || errno == ERANGE || (mul > 1 && v < 0) || v > o->max / mul || v * mul < o->min) {
+            snprintf(err, errlen, "option '%s': '%s' is not %s in %" PRId64 "..%" PRId64, name, value,
+                     o->type == CFG_SIZE ? "a size (bytes, or with k/m/g)" : "an integer", o->min, o->max);
             return -1;
         }
-        if (*end) {  /* size suffix */
-            int64_t mul = (*end == 'k' || *end == 'K') ? 1024 : (*end == 'm' || *end == 'M') ? 1048576 : 1073741824;
-            if (v > o->max / mul) {
-                snprintf(err, errlen, "option '%s': '%s' is above %" PRId64, name, value, o->max);
-                return -1;
-            }
-            v *= mul;
-            if (v < o->min) {
-                snprintf(err, errlen, "option '%s': '%s' is below %" PRId64, name, value, o->min);
-                return -1;
-            }
-        }
+        v *= mul;
         *(int64_t *)field = v;
         return 0;
     }
