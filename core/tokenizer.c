@@ -341,17 +341,30 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Shows a token (unicode form) safely in an error message. */
+/* Shows a token safely in an error message (which must stay valid UTF-8 on
+ * one line): control and invalid bytes as \xNN, long tokens cut with "...".
+ * outlen >= 16. */
 static void quote_token(char *out, size_t outlen, const char *s, size_t n)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 5 < outlen; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7F) o += (size_t)snprintf(out + o, outlen - o, "\\x%02X", c);
-        else out[o++] = (char)c;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0, i = 0;
+    while (i < n && o + 8 < outlen) {
+        size_t l = u[i] < 0x80 ? 1 : u[i] >= 0xC2 && u[i] <= 0xDF ? 2
+                 : u[i] >= 0xE0 && u[i] <= 0xEF ? 3 : u[i] >= 0xF0 && u[i] <= 0xF4 ? 4 : 0;
+        bool ok = l > 0 && i + l <= n && utf8_valid(s + i, l) && !(l == 1 && (u[i] < 0x20 || u[i] == 0x7F));
+        if (ok && o + l + 8 < outlen) {
+            memcpy(out + o, s + i, l);
+            o += l;
+            i += l;
+        } else if (ok) {
+            break;
+        } else {
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02X", u[i]);
+            i++;
+        }
     }
-    if (n && o + 5 >= outlen && o + 4 < outlen) { memcpy(out + o, "...", 3); o += 3; }
-    out[o < outlen ? o : outlen - 1] = '\0';
+    if (i < n) { memcpy(out + o, "...", 3); o += 3; }
+    out[o] = '\0';
 }
 
 static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
@@ -517,6 +530,15 @@ tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
     }
     snprintf(vpath, dl + 16, "%s/vocab.json", dir);
     snprintf(mpath, dl + 16, "%s/merges.txt", dir);
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        set_err(err, errlen, "%s: not a directory", dir);
+        goto fail;
+    }
     if (!file_exists(vpath)) {
         char *alt_v = malloc(dl + 16), *alt_m = malloc(dl + 16);
         if (!alt_v || !alt_m) {
@@ -695,19 +717,24 @@ static int heap_push(bpe_scratch *s, uint64_t v)
     return 0;
 }
 
-static uint64_t heap_pop(bpe_scratch *s)
+/* Moves v down from slot i of the heap's first n entries to its place. */
+static void heap_sift_down(uint64_t *h, size_t n, size_t i, uint64_t v)
 {
-    uint64_t top = s->heap[0], v = s->heap[--s->hn];
-    size_t i = 0, n = s->hn;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n) break;
-        if (c + 1 < n && s->heap[c + 1] < s->heap[c]) c++;
-        if (v <= s->heap[c]) break;
-        s->heap[i] = s->heap[c];
+        if (c + 1 < n && h[c + 1] < h[c]) c++;
+        if (v <= h[c]) break;
+        h[i] = h[c];
         i = c;
     }
-    if (n) s->heap[i] = v;
+    h[i] = v;
+}
+
+static uint64_t heap_pop(bpe_scratch *s)
+{
+    uint64_t top = s->heap[0], v = s->heap[--s->hn];
+    if (s->hn) heap_sift_down(s->heap, s->hn, 0, v);
     return top;
 }
 
@@ -731,9 +758,19 @@ static int bpe_piece(const tokenizer *t, const uint8_t *p, size_t n, bpe_scratch
         s->prev[i] = i ? (uint32_t)(i - 1) : NO_ID;
         s->next[i] = i + 1 < n ? (uint32_t)(i + 1) : NO_ID;
     }
+    /* all adjacent pairs with a rank, then heapify in O(n) */
+    if (s->hcap < n) {
+        uint64_t *h = realloc(s->heap, n * sizeof *h);
+        if (!h) return -1;
+        s->heap = h;
+        s->hcap = n;
+    }
     s->hn = 0;
-    for (size_t i = 0; i + 1 < n; i++)
-        if (queue_pair(t, s, (uint32_t)i) != 0) return -1;
+    for (size_t i = 0; i + 1 < n; i++) {
+        const int64_t *r = pairmap_find(&t->ranks, pair_key(s->sym[i], s->sym[i + 1]));
+        if (r) s->heap[s->hn++] = ((uint64_t)*r << 32) | i;
+    }
+    for (size_t i = s->hn / 2; i-- > 0;) heap_sift_down(s->heap, s->hn, i, s->heap[i]);
     while (s->hn) {
         /* Merge every occurrence of the lowest-ranked pair, left to right
          * (heap order within one rank is by position), then queue the pairs
@@ -752,8 +789,10 @@ static int bpe_piece(const tokenizer *t, const uint8_t *p, size_t n, bpe_scratch
             s->merged[nm++] = a;
         }
         for (size_t k = 0; k < nm; k++) {
-            uint32_t a = s->merged[k];
-            if (s->prev[a] != NO_ID && queue_pair(t, s, s->prev[a]) != 0) return -1;
+            uint32_t a = s->merged[k], p = s->prev[a];
+            /* (p, a) was already queued as (merged[k-1], next) if p merged too */
+            bool p_queued = k > 0 && s->merged[k - 1] == p;
+            if (p != NO_ID && !p_queued && queue_pair(t, s, p) != 0) return -1;
             if (queue_pair(t, s, a) != 0) return -1;
         }
     }

