@@ -151,7 +151,7 @@ int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api
     char msg[512];
     const float *pts = projection_layout(app->ext->proj, kind, &n, &progress, msg, sizeof msg);
     if (!pts) return not_ready(res, progress, msg);
-    if (limit > n) limit = n;
+    if (limit == 0 || limit > n) limit = n;
     json_t *points = json_array(), *ids = json_array(), *texts = json_array();
     for (size_t i = 0; i < limit; i++) {
         size_t r = i * n / limit; /* an even spread over the fitted rows */

@@ -1,0 +1,203 @@
+"""Integration tests of issue 4's routes: /trajectory, /umap/layout, /umap."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
+
+TMP = tempfile.mkdtemp(prefix="twd-traj-")
+MODEL = os.path.join(TMP, "small")
+SHAPE = ("--layers", "3", "--heads", "2", "--embd", "32", "--vocab", "1024", "--ctx", "32", "--seed", "5")
+UMAP = ("--set", "umap=true", "--set", "umap_rows=400")
+
+
+def setUpModule():
+    make_checkpoint(MODEL, "tiny", *SHAPE)
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def wait_umap(d, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, doc = d.get_json("/umap")
+        if doc["state"] != "fitting":
+            return doc
+        time.sleep(0.1)
+    raise AssertionError("UMAP fit did not finish")
+
+
+class TrajectoryTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cache = tempfile.mkdtemp(prefix="twd-traj-cache-", dir=TMP)
+        cls.d = Daemon(*UMAP, "--set", "max_tokens=12", model=MODEL)
+        shutil.rmtree(cls.d.cache)
+        cls.d.cache = cls.cache
+        cls.d.start()
+        cls.status = wait_umap(cls.d)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.d.stop() == 0, cls.d.stderr()
+        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+
+    def check_answer(self, doc, text, k):
+        st, tok = self.d.get_json("/tokenize", text=text)
+        n = tok["n_tokens"]
+        self.assertEqual(doc["n_tokens"], n)
+        self.assertEqual([t["id"] for t in doc["tokens"]], [t["id"] for t in tok["tokens"]])
+        self.assertEqual(doc["n_states"], 3 + 3)
+        names = [s["name"] for s in doc["states"]]
+        self.assertEqual(names, ["embedding", "embedding+position", "embedding+position, ln_f",
+                                 "block 0", "block 1", "block 2"])
+        self.assertEqual([s["block"] for s in doc["states"]], [None, None, None, 0, 1, 2])
+        for s in doc["states"]:
+            self.assertEqual(len(s["points"]), n)
+            for p in s["points"]:
+                self.assertEqual(len(p), 3)
+            self.assertEqual(len(s["nearest"]), n)
+            for lst in s["nearest"]:
+                self.assertEqual(len(lst), k)
+                scores = [t["score"] for t in lst]
+                self.assertEqual(scores, sorted(scores, reverse=True))
+        self.assertEqual(len(doc["next_tokens"]), 5)
+
+    def test_umap_ready(self):
+        self.assertEqual(self.status["state"], "ready")
+        self.assertEqual(self.status["rows"], 400)
+        self.assertFalse(self.status["from_cache"])
+        self.assertGreater(self.status["fit_seconds"], 0)
+
+    def test_trajectory_umap_and_pca(self):
+        text = "the time of the year"
+        for proj in ("umap", "pca"):
+            st, doc = self.d.get_json("/trajectory", text=text, projection=proj, k=3)
+            self.assertEqual(st, 200, doc)
+            self.assertEqual(doc["projection"], proj)
+            self.check_answer(doc, text, 3)
+
+    def test_post_equals_get(self):
+        st, g = self.d.get_json("/trajectory", text="a day at work", projection="pca", k=2)
+        st2, p = self.d.post_json("/trajectory", {"text": "a day at work", "projection": "pca", "k": 2})
+        self.assertEqual((st, st2), (200, 200))
+        self.assertEqual(g, p)
+
+    def test_embedding_state_is_its_own_token(self):
+        # a token's raw embedding row is a vocabulary row: with a dot-product
+        # logit lens, the nearest list contains it unless norms dominate, so
+        # check the definition instead: scores are e . wte_j, and the first
+        # state's point equals the layout point of that token (same row)
+        st, doc = self.d.get_json("/trajectory", text="time", projection="pca", k=1)
+        tid = doc["tokens"][0]["id"]
+        if tid < 400:
+            st, lay = self.d.get_json("/umap/layout", projection="pca")
+            i = lay["ids"].index(tid)
+            for a, b in zip(doc["states"][0]["points"][0], lay["points"][i]):
+                self.assertAlmostEqual(a, b, places=4)
+
+    def test_gelu_forms(self):
+        st, t = self.d.get_json("/trajectory", text="people and places", projection="pca", gelu="tanh")
+        st, e = self.d.get_json("/trajectory", text="people and places", projection="pca", gelu="erf")
+        self.assertEqual((t["gelu"], e["gelu"]), ("tanh", "erf"))
+        # identical before the first MLP, different (slightly) after it
+        for i in range(3):
+            self.assertEqual(t["states"][i]["points"], e["states"][i]["points"])
+        self.assertNotEqual(t["states"][3]["points"], e["states"][3]["points"])
+        diff = max(abs(a - b) for pa, pb in zip(t["states"][5]["points"], e["states"][5]["points"])
+                   for a, b in zip(pa, pb))
+        self.assertLess(diff, 1.0)
+
+    def test_layout(self):
+        st, doc = self.d.get_json("/umap/layout", limit=50)
+        self.assertEqual(st, 200)
+        self.assertEqual((doc["n"], doc["rows"], len(doc["points"]), len(doc["ids"]), len(doc["texts"])),
+                         (50, 400, 50, 50, 50))
+        self.assertEqual(doc["ids"], sorted(set(doc["ids"])))
+        st, full = self.d.get_json("/umap/layout")
+        self.assertEqual(full["n"], 400)
+        self.assertEqual(full["points"][doc["ids"][7]], doc["points"][7])
+
+    def test_model_reports_umap(self):
+        st, doc = self.d.get_json("/model")
+        self.assertEqual(doc["umap"]["state"], "ready")
+
+    def test_bad_input(self):
+        def err(target, code, *words, method="GET", body=None):
+            st, h, data = self.d.request(method, target, body)
+            self.assertEqual(st, code, data)
+            msg = json.loads(data)["error"]["message"]
+            for w in words:
+                self.assertIn(w, msg)
+
+        err("/trajectory", 400, "'text'", "required")
+        err("/trajectory?text=", 400, "'text'", "empty")
+        err("/trajectory?text=%c3%28", 400, "'text'", "UTF-8")
+        err("/trajectory?text=" + "+word" * 13, 400, "'text'", "13 tokens", "limit is 12")
+        err("/trajectory?text=a&projection=tsne", 400, "'projection'", "umap, pca")
+        err("/trajectory?text=a&gelu=relu", 400, "'gelu'", "tanh, erf")
+        err("/trajectory?text=a&k=0", 400, "'k'")
+        err("/umap/layout?limit=401", 400, "'limit'", "0..400")
+        err("/umap/layout?limit=-1", 400, "'limit'")
+        err("/trajectory", 400, "'text'", method="POST", body=b'{"text": ["a"]}')
+
+
+class UmapLifecycleTest(unittest.TestCase):
+    def test_503_while_fitting_then_cached_across_restart(self):
+        cache = tempfile.mkdtemp(prefix="twd-traj-life-", dir=TMP)
+        # a deliberately long fit: the answer while it runs is 503 + Retry-After
+        d = Daemon(*UMAP, "--set", "umap_epochs=10000", model=MODEL)
+        shutil.rmtree(d.cache)
+        d.cache = cache
+        with d:
+            st, h, body = d.request("GET", "/trajectory?text=time")
+            self.assertEqual(st, 503, body)
+            self.assertIn("retry-after", h)
+            err = json.loads(body)["error"]
+            self.assertEqual(err["type"], "unavailable")
+            self.assertIn("being fitted", err["message"])
+            st, h, body = d.request("GET", "/umap/layout")
+            self.assertEqual(st, 503)
+            self.assertEqual(d.get_json("/umap")[1]["state"], "fitting")
+            # PCA is there at once
+            self.assertEqual(d.get("/trajectory", text="time", projection="pca")[0], 200)
+            self.assertEqual(d.get("/health")[0], 200)
+        # stopping cancels the fit promptly and cleanly
+        self.assertEqual(d.proc.returncode, 0, d.stderr())
+
+        # a normal fit, then a restart on the same cache reuses the file
+        d1 = Daemon(*UMAP, model=MODEL)
+        shutil.rmtree(d1.cache)
+        d1.cache = cache
+        with d1:
+            self.assertEqual(wait_umap(d1)["state"], "ready")
+            first = d1.get_json("/umap/layout")[1]
+            traj1 = d1.get_json("/trajectory", text="the year")[1]
+        d2 = Daemon(*UMAP, model=MODEL)
+        shutil.rmtree(d2.cache)
+        d2.cache = cache
+        with d2:
+            st, status = d2.get_json("/umap")
+            self.assertEqual(status["state"], "ready")
+            self.assertTrue(status["from_cache"])
+            self.assertEqual(d2.get_json("/umap/layout")[1], first)
+            self.assertEqual(d2.get_json("/trajectory", text="the year")[1], traj1)
+        self.assertIn("layout loaded from", d2.stderr())
+
+    def test_disabled(self):
+        with Daemon(model=MODEL) as d:  # the harness passes umap=false
+            st, h, body = d.request("GET", "/trajectory?text=time")
+            self.assertEqual(st, 503)
+            self.assertIn("disabled", json.loads(body)["error"]["message"])
+            self.assertEqual(d.get_json("/umap")[1]["state"], "disabled")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
