@@ -13,7 +13,7 @@
 
 /* ---- A small random model built from seeded arrays ---- */
 
-enum { T_L = 3, T_H = 4, T_C = 32, T_NI = 128, T_CTX = 24, T_V = 97 };
+enum { T_L = 3, T_H = 4, T_C = 32, T_NI = 128, T_CTX = 140, T_V = 97 };  /* T_CTX > 128: crosses an attention row block */
 
 typedef struct {
     gpt2_model m;
@@ -216,6 +216,33 @@ START_TEST(test_attention_blas_vs_naive)
     for (size_t h = 0; h < H; h++)
         for (size_t i = 0; i < C / H; i++)
             ck_assert_float_eq(out2[h * (C / H) + i], qkv[2 * C + h * (C / H) + i]);
+}
+END_TEST
+
+/* Long phrase: spans several row blocks of the BLAS path, the last partial. */
+START_TEST(test_attention_blocks)
+{
+    const size_t N = 300, C = 8, H = 2;
+    float *qkv = malloc(N * 3 * C * sizeof(float));
+    float *out1 = malloc(N * C * sizeof(float)), *out2 = malloc(N * C * sizeof(float));
+    float *att1 = malloc(H * N * N * sizeof(float)), *att2 = malloc(H * N * N * sizeof(float));
+    ck_assert(qkv && out1 && out2 && att1 && att2);
+    rng_state = 11;
+    for (size_t i = 0; i < N * 3 * C; i++) qkv[i] = (float)(4.0 * rng_uniform() - 2.0);
+    for (size_t i = 0; i < H * N * N; i++) att1[i] = NAN;   /* every entry must be written */
+    attention_forward(out1, att1, qkv, N, C, H);
+    attention_forward_naive(out2, att2, qkv, N, C, H);
+    expect_close("blocked attention out", out1, out2, N * C, 1e-5);
+    expect_close("blocked attention pattern", att1, att2, H * N * N, 1e-5);
+    for (size_t h = 0; h < H; h++)
+        for (size_t t = 0; t < N; t++)
+            for (size_t u = t + 1; u < N; u++)
+                ck_assert_float_eq(att1[(h * N + t) * N + u], 0.0f);
+    free(qkv);
+    free(out1);
+    free(out2);
+    free(att1);
+    free(att2);
 }
 END_TEST
 
@@ -464,6 +491,7 @@ static Suite *forward_suite(void)
     tcase_add_test(k, test_matmul_blas_vs_naive);
     tcase_add_test(k, test_gelu_values);
     tcase_add_test(k, test_attention_blas_vs_naive);
+    tcase_add_test(k, test_attention_blocks);
     tcase_add_test(k, test_attention_large_scores);
     suite_add_tcase(s, k);
     TCase *f = tcase_create("forward");

@@ -11,6 +11,7 @@
 #include "core/forward.h"
 #include "core/gpt2.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,9 +212,10 @@ int main(int argc, char **argv)
             status = 1;
         } else {
             qsort(t, (size_t)bench, sizeof *t, cmp_double);
-            printf("model L=%d H=%d C=%d V=%d  n=%ld  gelu=%s kernels=%s att=%s  load %.1f ms  "
-                   "forward over %ld runs: min %.1f ms, median %.1f ms, max %.1f ms\n",
+            printf("model L=%d H=%d C=%d V=%d  n=%ld  blas %s x%d  gelu=%s kernels=%s att=%s  "
+                   "load %.1f ms  forward over %ld runs: min %.1f ms, median %.1f ms, max %.1f ms\n",
                    m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, n,
+                   openblas_get_corename(), openblas_get_num_threads(),
                    gpt2_gelu_name(o.gelu), o.kernels ? "naive" : "blas",
                    o.skip_attention ? "skipped" : "kept", 1e3 * t_load, bench,
                    1e3 * t[0], 1e3 * t[bench / 2], 1e3 * t[bench - 1]);

@@ -139,7 +139,7 @@ def top5(logits):
 
 # ---------------------------------------------------------------- own checkpoint
 
-def write_checkpoint(folder, seed=0, prefix=False, L=2, H=4, C=32, V=211, n_ctx=40):
+def write_checkpoint(folder, seed=0, prefix=False, L=2, H=4, C=32, V=211, n_ctx=150):
     """A small F32 checkpoint with larger-than-GPT-2 weights, so attention
     patterns are sharp and every term matters."""
     rng = np.random.default_rng(seed)
