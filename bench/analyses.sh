@@ -1,0 +1,60 @@
+#!/bin/sh
+# Weight-analysis timings and the numpy reference comparison on the GPT-2 124M
+# shape (synthetic weights: times do not depend on the values).
+#
+#   bench/analyses.sh [BUILD_DIR] [--no-ref]     (default: build)
+#
+# Generates the checkpoint once with BUILD_DIR/tools/twd-synth into
+# $TWD_BENCH_MODEL (default /tmp/twd-bench-124M, shared with bench/forward.sh).
+# Then, with BUILD_DIR/tools/twd-analyses bench (core calls, no HTTP):
+#   svd block 11, qk and vo, top 20, k 5     (target: cold < 1.5 s)
+#   probe of 100 words on block 11, k 5      (target: cold < 3 s)
+#   embeddings, all four schemes, k 5        (target: cold < 0.5 s)
+#   normalization statistics, bias probes
+# "cold" = empty block cache (the first request for that block after start:
+# LN_b(E) and the SVD factors are computed), "warm-cache" = the same call
+# again with them cached (the API layer's answer cache makes a true repeat
+# cheaper still). Best of 3. First with OpenBLAS's own CPU detection, then,
+# if the tool reports that OpenBLAS picked a slower core than the CPU
+# supports, again with OPENBLAS_CORETYPE set as suggested.
+# Finally the numpy reference (tests/ref/analyses_ref.py) on blocks 0, 5, 11
+# with the same 100 ids: identical ids, values within 1e-4; id swaps between
+# reference scores closer than 1e-6 of the list scale are reported, not failed.
+# The machine is shared: the load average is printed with the figures.
+set -eu
+build=${1:-build}
+ref=1
+[ "${2:-}" = "--no-ref" ] && ref=0
+here=$(cd "$(dirname "$0")/.." && pwd)
+model=${TWD_BENCH_MODEL:-/tmp/twd-bench-124M}
+ana="$build/tools/twd-analyses"
+synth="$build/tools/twd-synth"
+for exe in "$ana" "$synth"; do
+    [ -x "$exe" ] || { echo "missing $exe: build first (ninja -C $build)" >&2; exit 1; }
+done
+if [ ! -f "$model/config.json" ] || [ ! -f "$model/model.safetensors" ]; then
+    echo "writing the 124M-shaped checkpoint into $model"
+    "$synth" --out "$model" --shape 124M --no-tokenizer
+fi
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+cat "$model/model.safetensors" >/dev/null   # warm page cache: measure compute, not disk
+
+ids=$(awk 'BEGIN { for (w = 0; w < 100; w++) printf("%s%d", w ? "," : "", (w * 7919 + 13) % 50257) }')
+
+out=$(mktemp)
+"$ana" bench --model "$model" --block 11 --ids "$ids" --k 5 --top 20 --reps 3 | tee "$out"
+hint=$(sed -n 's/.*hint: OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p' "$out")
+rm -f "$out"
+if [ -n "$hint" ]; then
+    echo "== again with OPENBLAS_CORETYPE=$hint"
+    OPENBLAS_CORETYPE=$hint "$ana" bench --model "$model" --block 11 --ids "$ids" --k 5 --top 20 --reps 3
+fi
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ "$ref" = 1 ]; then
+    echo "== numpy reference, blocks 0,5,11"
+    ${hint:+env OPENBLAS_CORETYPE=$hint} /usr/bin/python3 "$here/tests/ref/analyses_ref.py" check \
+        --driver "$ana" --model "$model" --blocks 0,5,11 --ids "$ids" --k 5 --top 20 \
+        --near-tie 1e-6
+fi
