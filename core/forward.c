@@ -251,7 +251,8 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n,
         !mul_ok(n, Ni, &nI) || !mul_ok(nC, 3, &n3C))
         return GPT2_FWD_ENOMEM;
     if (SIZE_MAX / sizeof(float) < LHnN || SIZE_MAX / sizeof(float) < LnC ||
-        SIZE_MAX / sizeof(float) < nlV || SIZE_MAX / sizeof(float) < nI)
+        SIZE_MAX / sizeof(float) < nlV || SIZE_MAX / sizeof(float) < nI ||
+        SIZE_MAX / sizeof(float) < n3C)
         return GPT2_FWD_ENOMEM;
 
     /* Result: one allocation holding the struct and every array. */
