@@ -815,7 +815,7 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
                     double sign = rp[0].s >= rn[0].s ? 1 : -1;
                     scored *right = sign > 0 ? rp : rn;
                     scored *left = naive_rank(u, En, V, d, sign);
-                    char what[64];
+                    char what[128];
                     snprintf(what, sizeof what, "block %d %s head %zu dir %zu right", block,
                              probe_svd_matrix_name(matrix), h, t);
                     check_list(what, r.right + (h * top + t) * k, right, k, 1e-4);
