@@ -2,14 +2,37 @@
 # Installs the Debian 12 packages twd needs (as root; uses sudo otherwise).
 #   scripts/deps.sh          build and run the daemon
 #   scripts/deps.sh --test   also what the test suite needs
+#   scripts/deps.sh --vendor only the web page's npm packages (static/vendor)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 build_pkgs=(build-essential pkg-config meson ninja-build
             libmicrohttpd-dev libjansson-dev libopenblas-dev liblapacke-dev
             libpcre2-dev libcurl4-openssl-dev libssl-dev libarpack2-dev check curl)
-test_pkgs=(python3 python3-numpy nodejs npm)
+# the web page's plotting library comes from the npm registry
+web_pkgs=(nodejs npm)
+# chromium drives the browser test (tests/browser)
+test_pkgs=(python3 python3-numpy nodejs npm chromium chromium-driver)
 
-want=("${build_pkgs[@]}")
+# The page's plotting library, served by twd from static/vendor/node_modules
+# (git-ignored; never from a CDN). Exact version, no package.json or lock file.
+plotly_version=2.35.3
+vendor_web() {
+  local pkg=static/vendor/node_modules/plotly.js-dist-min
+  local have=""
+  [[ -f $pkg/plotly.min.js ]] && have=$(node -p 'require(process.argv[1]).version' "$PWD/$pkg/package.json" 2>/dev/null || true)
+  [[ "$have" == "$plotly_version" ]] && return 0
+  echo "installing plotly.js-dist-min@$plotly_version under static/vendor" >&2
+  (
+    command -v flock >/dev/null && flock 9
+    npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+      --fetch-retries=2 --fetch-timeout=30000 \
+      --prefix static/vendor "plotly.js-dist-min@$plotly_version" >&2
+  ) 9>"${TMPDIR:-/tmp}/twd-vendor.lock"
+}
+if [[ "${1:-}" == "--vendor" ]]; then vendor_web; exit 0; fi
+
+want=("${build_pkgs[@]}" "${web_pkgs[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${test_pkgs[@]}")
 
 missing=()
@@ -21,10 +44,11 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   tmp=(); for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || tmp+=("$p"); done
   missing=("${tmp[@]}")
 fi
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
-SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
-echo "installing: ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ ${#missing[@]} -gt 0 ]]; then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+vendor_web

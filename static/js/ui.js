@@ -1,0 +1,40 @@
+// Messages in place of (or above) a figure: errors from the daemon, waiting
+// for the UMAP fit, work in progress. Built with textContent only.
+import { el } from './text.js';
+
+// Shows a message in box `box` (an element with class "message").
+//   kind: 'error' | 'wait' | 'info'; title: bold first line; text: the daemon's
+//   own message (shown verbatim, monospace); note: a plain explanation;
+//   progress: 0..1 or undefined; actions: [{label, onClick, id}].
+export function showMessage(box, { kind = 'info', title = '', text = '', note = '', progress, actions = [] }) {
+  box.replaceChildren();
+  box.className = `message ${kind}`;
+  box.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  box.dataset.kind = kind;
+  if (title) box.append(el('p', { class: 'title' }, title));
+  if (text) box.append(el('p', { class: 'server-text' }, text));
+  if (note) box.append(el('p', {}, note));
+  if (typeof progress === 'number' && Number.isFinite(progress)) {
+    const pct = Math.round(Math.max(0, Math.min(1, progress)) * 100);
+    box.append(el('p', {},
+      el('progress', { max: 100, value: pct, 'aria-label': 'UMAP fit progress' }), ` ${pct} %`));
+  }
+  if (actions.length) {
+    const row = el('div', { class: 'buttons' });
+    for (const a of actions) row.append(el('button', { type: 'button', id: a.id, onclick: a.onClick }, a.label));
+    box.append(row);
+  }
+  box.hidden = false;
+}
+
+export function hideMessage(box) {
+  box.hidden = true;
+  box.replaceChildren();
+  box.dataset.kind = '';
+}
+
+// The text of an error for the user: the daemon's message, or what went wrong.
+export function errorText(e) {
+  if (e && typeof e.message === 'string' && e.message) return e.message;
+  return String(e);
+}
