@@ -89,7 +89,7 @@ typedef struct {
  * epoch) and return UMAP_ECANCELED. */
 typedef enum {
     UMAP_STAGE_IDLE = 0,
-    UMAP_STAGE_KNN = 1,      /* done/total: rows */
+    UMAP_STAGE_KNN = 1,      /* done/total: units of 1024 distances */
     UMAP_STAGE_GRAPH = 2,    /* smooth kNN distances and fuzzy union */
     UMAP_STAGE_INIT = 3,     /* spectral initialisation */
     UMAP_STAGE_OPTIMIZE = 4, /* done/total: epochs */
@@ -166,11 +166,13 @@ uint64_t umap_cache_key(uint64_t data_hash, const umap_params *p);
 /* Exact k nearest neighbours, Euclidean. For each query row i of q (m, dim)
  * writes the k nearest reference rows of x (n, dim) into idx (m, k) and their
  * distances (not squared) into dist (m, k), ascending, ties by index.
- * same_set != 0 means q is x (m == n): row i is its own first neighbour at
- * distance exactly 0, as in umap-learn. Squared distances come from blocked
- * sgemm (|x|^2 + |y|^2 - 2 x.y); the best k + 8 candidates per row are then
- * measured again directly in double. Requires k <= n. prog may be NULL (its
- * KNN stage counts query rows; cancel is honoured per block). */
+ * same_set != 0 means q is x (same pointer, m == n): row i is its own first
+ * neighbour at distance exactly 0, as in umap-learn, and only the upper
+ * triangle of row panels is multiplied (half the flops). Squared distances
+ * come from blocked sgemm (|x|^2 + |y|^2 - 2 x.y); the best k + 8 candidates
+ * per row are then measured again directly in double. Requires k <= n. prog
+ * may be NULL (its KNN stage counts units of 1024 distances; cancel is
+ * honoured per panel). */
 int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
              size_t k, int same_set, int32_t *idx, float *dist,
              umap_progress *prog, char *err, size_t errlen);

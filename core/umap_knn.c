@@ -82,80 +82,155 @@ static void knn_finish_row(const float *x, const float *qrow, size_t dim,
     }
 }
 
-int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
-             size_t k, int same_set, int32_t *idx, float *dist,
-             umap_progress *prog, char *err, size_t errlen)
+/* Squared norms of the rows of x (n, dim), accumulated in double. */
+static void row_norms(const float *x, size_t n, size_t dim, float *xn)
 {
-    if (!x || !q || !idx || !dist || n == 0 || dim == 0 || k == 0 || k > n ||
-        n > INT32_MAX || (same_set && m != n)) {
-        umap_set_err(err, errlen, "umap_knn: bad arguments (n=%zu m=%zu k=%zu)",
-                     n, m, k);
-        return UMAP_EINVAL;
-    }
-    size_t cap = k + KNN_MARGIN < n ? k + KNN_MARGIN : n;
-    size_t bs = KNN_BLOCK_FLOATS / n;
-    if (bs < 16)
-        bs = 16;
-    if (bs > 512)
-        bs = 512;
-    if (bs > m)
-        bs = m;
-    float *xn = malloc(n * sizeof *xn);
-    float *gram = malloc(bs * n * sizeof *gram);
-    float *cval = malloc(cap * sizeof *cval);
-    int32_t *cidx = malloc(cap * sizeof *cidx);
-    knn_cand *tmp = malloc(cap * sizeof *tmp);
-    int rc = UMAP_OK;
-    if (!xn || !gram || !cval || !cidx || !tmp) {
-        umap_set_err(err, errlen, "umap_knn: out of memory (%zu x %zu block)",
-                     bs, n);
-        rc = UMAP_ENOMEM;
-        goto done;
-    }
     for (size_t j = 0; j < n; j++) {
         double s = 0.0;
         for (size_t t = 0; t < dim; t++)
             s += (double)x[j * dim + t] * x[j * dim + t];
         xn[j] = (float)s;
     }
-    umap_progress_set(prog, UMAP_STAGE_KNN, 0, (long)m);
+}
+
+/* Candidate lists: cap entries per row, ascending, with the current worst
+ * value of each full list in thr (FLT_MAX while not full). */
+typedef struct {
+    size_t cap;
+    float *val;   /* (rows, cap) */
+    int32_t *idx; /* (rows, cap) */
+    size_t *cnt;  /* (rows) */
+    float *thr;   /* (rows) */
+} cand_lists;
+
+static void cand_offer(cand_lists *c, size_t row, float v, int32_t j)
+{
+    if (!(v < c->thr[row]))
+        return;
+    topk_insert(c->val + row * c->cap, c->idx + row * c->cap, &c->cnt[row],
+                c->cap, v, j);
+    if (c->cnt[row] == c->cap)
+        c->thr[row] = c->val[row * c->cap + c->cap - 1];
+}
+
+/* Rows per sgemm panel for a panel width of n columns. */
+static size_t panel_rows(size_t n, size_t m)
+{
+    size_t bs = KNN_BLOCK_FLOATS / n;
+    if (bs < 16)
+        bs = 16;
+    if (bs > 512)
+        bs = 512;
+    return bs > m ? m : bs;
+}
+
+int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
+             size_t k, int same_set, int32_t *idx, float *dist,
+             umap_progress *prog, char *err, size_t errlen)
+{
+    if (!x || !q || !idx || !dist || n == 0 || dim == 0 || k == 0 || k > n ||
+        n > INT32_MAX || m > INT32_MAX || (same_set && (m != n || q != x))) {
+        umap_set_err(err, errlen, "umap_knn: bad arguments (n=%zu m=%zu k=%zu)",
+                     n, m, k);
+        return UMAP_EINVAL;
+    }
+    const size_t cap = k + KNN_MARGIN < n ? k + KNN_MARGIN : n;
+    const size_t bs = panel_rows(n, m);
+    cand_lists c = {cap, NULL, NULL, NULL, NULL};
+    float *xn = malloc(n * sizeof *xn);
+    float *gram = malloc(bs * n * sizeof *gram);
+    knn_cand *tmp = malloc(cap * sizeof *tmp);
+    /* same set: lists for every row, filled over all panels; otherwise one
+     * panel's rows at a time */
+    const size_t lists = same_set ? n : bs;
+    c.val = malloc(lists * cap * sizeof *c.val);
+    c.idx = malloc(lists * cap * sizeof *c.idx);
+    c.cnt = malloc(lists * sizeof *c.cnt);
+    c.thr = malloc(lists * sizeof *c.thr);
+    int rc = UMAP_OK;
+    if (!xn || !gram || !tmp || !c.val || !c.idx || !c.cnt || !c.thr) {
+        umap_set_err(err, errlen, "umap_knn: out of memory (%zu x %zu block)",
+                     bs, n);
+        rc = UMAP_ENOMEM;
+        goto done;
+    }
+    row_norms(x, n, dim, xn);
+    /* progress in units of computed distances (the same-set path computes
+     * the upper triangle of panels only) */
+    long total = 0;
+    for (size_t i0 = 0; i0 < m; i0 += bs)
+        total += (long)((m - i0 < bs ? m - i0 : bs) * (same_set ? n - i0 : n) / 1024);
+    umap_progress_set(prog, UMAP_STAGE_KNN, 0, total);
+    long done_units = 0;
+    if (same_set)
+        for (size_t i = 0; i < n; i++) {
+            c.cnt[i] = 0;
+            c.thr[i] = FLT_MAX;
+            cand_offer(&c, i, -FLT_MAX, (int32_t)i); /* itself, always first */
+        }
     for (size_t i0 = 0; i0 < m; i0 += bs) {
         if (umap_cancelled(prog)) {
             umap_set_err(err, errlen, "umap_knn: cancelled");
             rc = UMAP_ECANCELED;
             goto done;
         }
-        size_t rows = m - i0 < bs ? m - i0 : bs;
-        /* gram (rows, n) = -2 q[i0..] x^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n,
-                    (int)dim, -2.0f, q + i0 * dim, (int)dim, x, (int)dim, 0.0f,
-                    gram, (int)n);
-        for (size_t r = 0; r < rows; r++) {
-            size_t qi = i0 + r;
-            const float *g = gram + r * n;
-            size_t cnt = 0;
-            if (same_set) /* the point itself always makes the list */
-                topk_insert(cval, cidx, &cnt, cap, -FLT_MAX, (int32_t)qi);
-            for (size_t j = 0; j < n; j++) {
-                if (same_set && j == qi)
-                    continue;
-                /* |q|^2 is constant along the row: ranking needs the rest */
-                float v = g[j] + xn[j];
-                if (cnt < cap || v < cval[cap - 1])
-                    topk_insert(cval, cidx, &cnt, cap, v, (int32_t)j);
+        const size_t rows = m - i0 < bs ? m - i0 : bs;
+        /* |q|^2 is constant along a row: ranking row r needs only
+         * |x_j|^2 - 2 q_r.x_j */
+        if (same_set) {
+            /* gram (rows, cols) = -2 x[i0..] x[i0..n)^T: the panel's rows
+             * against themselves and every later row; earlier rows reach
+             * these lists through the transposed pass of their panels */
+            const size_t cols = n - i0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
+                        (int)cols, (int)dim, -2.0f, x + i0 * dim, (int)dim,
+                        x + i0 * dim, (int)dim, 0.0f, gram, (int)cols);
+            for (size_t r = 0; r < rows; r++) {
+                const float *g = gram + r * cols;
+                const size_t i = i0 + r;
+                for (size_t t = 0; t < cols; t++)
+                    if (t != r)
+                        cand_offer(&c, i, g[t] + xn[i0 + t], (int32_t)(i0 + t));
+                /* transposed: row i as a candidate of every later row */
+                const float xi = xn[i];
+                for (size_t t = rows; t < cols; t++) {
+                    float v = g[t] + xi;
+                    if (v < c.thr[i0 + t])
+                        cand_offer(&c, i0 + t, v, (int32_t)i);
+                }
             }
-            knn_finish_row(x, q + qi * dim, dim, k, same_set, (int32_t)qi,
-                           cidx, cnt, tmp, idx + qi * k, dist + qi * k);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
+                        (int)n, (int)dim, -2.0f, q + i0 * dim, (int)dim, x,
+                        (int)dim, 0.0f, gram, (int)n);
+            for (size_t r = 0; r < rows; r++) {
+                const float *g = gram + r * n;
+                c.cnt[r] = 0;
+                c.thr[r] = FLT_MAX;
+                for (size_t j = 0; j < n; j++)
+                    cand_offer(&c, r, g[j] + xn[j], (int32_t)j);
+                knn_finish_row(x, q + (i0 + r) * dim, dim, k, 0, -1,
+                               c.idx + r * cap, c.cnt[r], tmp,
+                               idx + (i0 + r) * k, dist + (i0 + r) * k);
+            }
         }
+        done_units += (long)(rows * (same_set ? n - i0 : n) / 1024);
         if (prog)
-            atomic_store(&prog->done, (long)(i0 + rows));
+            atomic_store(&prog->done, done_units);
     }
+    if (same_set)
+        for (size_t i = 0; i < n; i++)
+            knn_finish_row(x, x + i * dim, dim, k, 1, (int32_t)i,
+                           c.idx + i * cap, c.cnt[i], tmp, idx + i * k,
+                           dist + i * k);
 done:
     free(xn);
     free(gram);
-    free(cval);
-    free(cidx);
     free(tmp);
+    free(c.val);
+    free(c.idx);
+    free(c.cnt);
+    free(c.thr);
     return rc;
 }
 

@@ -109,7 +109,7 @@ static inline float clip4(float v)
     return v > 4.0f ? 4.0f : (v < -4.0f ? -4.0f : v);
 }
 
-static inline float rdist(const float *x, const float *y, size_t nc)
+static inline __attribute__((always_inline)) float rdist(const float *x, const float *y, size_t nc)
 {
     float s = 0.0f;
     for (size_t d = 0; d < nc; d++) {
@@ -128,9 +128,12 @@ static inline float epoch_alpha(float alpha0, size_t e, size_t n_epochs)
     return alpha0 * (1.0f - (float)done / (float)n_epochs);
 }
 
-/* Pull of cur towards other (one umap-learn attractive update). */
-static inline void attract(float *cur, const float *other, size_t nc, float a,
-                           float b, float alpha)
+/* Pull of cur towards other: umap-learn's attractive update, applied
+ * `times` times from one gradient evaluation (2 in a fit: the edge and,
+ * standing in for move_other, its reverse). */
+static inline __attribute__((always_inline)) void
+attract(float *cur, const float *other, size_t nc, float a, float b,
+        float step)
 {
     float d2 = rdist(cur, other, nc);
     float gc = 0.0f;
@@ -139,13 +142,18 @@ static inline void attract(float *cur, const float *other, size_t nc, float a,
         gc = (-2.0f * a * b * (pb / d2)) / (a * pb + 1.0f);
     }
     for (size_t d = 0; d < nc; d++)
-        cur[d] += clip4(gc * (cur[d] - other[d])) * alpha;
+        cur[d] += clip4(gc * (cur[d] - other[d])) * step;
 }
 
-/* Push of cur away from a negative sample; same_vertex when the sample is
- * cur's own vertex (then a zero distance means "skip"). */
-static inline void repel(float *cur, const float *other, size_t nc, float a,
-                         float b, float gamma, float alpha, int same_vertex)
+/* Adds the clipped repulsive gradient of one negative sample at cur into
+ * acc; same_vertex when the sample is cur's own vertex (a zero distance
+ * then means "skip", otherwise umap-learn pushes by 4 in every
+ * coordinate). The negative samples of one positive sample are evaluated at
+ * the same position and applied together: their power functions do not
+ * wait for each other. */
+static inline __attribute__((always_inline)) void
+repel_grad(const float *cur, const float *other, size_t nc, float a, float b,
+           float gamma, int same_vertex, float *acc)
 {
     float d2 = rdist(cur, other, nc);
     float gc;
@@ -155,10 +163,8 @@ static inline void repel(float *cur, const float *other, size_t nc, float a,
         return;
     else
         gc = 0.0f;
-    for (size_t d = 0; d < nc; d++) {
-        float gd = gc > 0.0f ? clip4(gc * (cur[d] - other[d])) : 4.0f;
-        cur[d] += gd * alpha;
-    }
+    for (size_t d = 0; d < nc; d++)
+        acc[d] += gc > 0.0f ? clip4(gc * (cur[d] - other[d])) : 4.0f;
 }
 
 typedef struct {
@@ -190,11 +196,13 @@ typedef struct {
     size_t t;
 } sgd_arg;
 
-/* One epoch of thread t's edges. */
-static void sgd_epoch(sgd_shared *sh, size_t t, size_t e, uint64_t *rng)
+/* One epoch of thread t's edges; inlined with a constant nc for the
+ * common widths so the coordinate loops unroll. */
+static inline __attribute__((always_inline)) void
+sgd_epoch_nc(sgd_shared *sh, size_t t, size_t e, uint64_t *rng, const size_t nc)
 {
     const umap_graph *g = sh->g;
-    const size_t v0 = sh->vstart[t], v1 = sh->vstart[t + 1], nc = sh->nc;
+    const size_t v0 = sh->vstart[t], v1 = sh->vstart[t + 1];
     const float alpha = epoch_alpha(sh->alpha0, e, sh->n_epochs);
     const float a = sh->a, b = sh->b, gamma = sh->gamma;
     const double en = (double)e;
@@ -208,18 +216,36 @@ static void sgd_epoch(sgd_shared *sh, size_t t, size_t e, uint64_t *rng)
             size_t k = (size_t)g->indices[i];
             const float *other = (k >= v0 && k < v1) ? emb + k * nc
                                                       : snap + k * nc;
-            attract(cur, other, nc, a, b, alpha); /* edge (j, k) */
-            attract(cur, other, nc, a, b, alpha); /* edge (k, j), move_other */
+            /* edge (j, k) and, for umap-learn's move_other, (k, j) */
+            attract(cur, other, nc, a, b, 2.0f * alpha);
             sh->next_sample[i] += sh->eps[i];
             long n_neg = (long)((en - sh->next_neg[i]) / sh->eps_neg[i]);
+            float acc[UMAP_MAX_COMPONENTS] = {0};
             for (long p = 0; p < n_neg; p++) {
                 size_t s = umap_rng_below(rng, (uint32_t)sh->n);
                 const float *o = (s >= v0 && s < v1) ? emb + s * nc
                                                       : snap + s * nc;
-                repel(cur, o, nc, a, b, gamma, alpha, s == j);
+                repel_grad(cur, o, nc, a, b, gamma, s == j, acc);
             }
+            for (size_t d = 0; d < nc; d++)
+                cur[d] += acc[d] * alpha;
             sh->next_neg[i] += (double)n_neg * sh->eps_neg[i];
         }
+    }
+}
+
+static void sgd_epoch(sgd_shared *sh, size_t t, size_t e, uint64_t *rng)
+{
+    switch (sh->nc) {
+    case 2:
+        sgd_epoch_nc(sh, t, e, rng, 2);
+        break;
+    case 3:
+        sgd_epoch_nc(sh, t, e, rng, 3);
+        break;
+    default:
+        sgd_epoch_nc(sh, t, e, rng, sh->nc);
+        break;
     }
 }
 
@@ -396,10 +422,13 @@ void umap_optimize_transform(float *head, size_t m, const float *tail,
                 attract(cur, tail + (size_t)indices[i] * nc, nc, a, b, alpha);
                 next_sample[q] += eps[i];
                 long n_neg = (long)((en - next_neg[q]) / eps_neg[q]);
+                float acc[UMAP_MAX_COMPONENTS] = {0};
                 for (long p = 0; p < n_neg; p++) {
                     size_t s = umap_rng_below(&rng, (uint32_t)n);
-                    repel(cur, tail + s * nc, nc, a, b, gamma, alpha, 0);
+                    repel_grad(cur, tail + s * nc, nc, a, b, gamma, 0, acc);
                 }
+                for (size_t d = 0; d < nc; d++)
+                    cur[d] += acc[d] * alpha;
                 next_neg[q] += (double)n_neg * eps_neg[q];
             }
         }
