@@ -1,3 +1,4 @@
+#include "core/errmsg.h"
 #include "core/gpt2.h"
 
 #include "core/safetensors.h"
@@ -17,15 +18,6 @@
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gpt2.c assumes a little-endian host"
 #endif
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *path_join(const char *dir, const char *file)
 {
@@ -50,16 +42,16 @@ static int cfg_int(const char *path, json_t *root, const char *key, int max,
     if (present) *present = (v != NULL);
     if (!v) {
         if (present) return 0;
-        set_err(err, errlen, "%s: missing key \"%s\"", path, key);
+        tw_set_err(err, errlen, "%s: missing key \"%s\"", path, key);
         return -1;
     }
     if (!json_is_integer(v)) {
-        set_err(err, errlen, "%s: \"%s\" must be an integer", path, key);
+        tw_set_err(err, errlen, "%s: \"%s\" must be an integer", path, key);
         return -1;
     }
     json_int_t x = json_integer_value(v);
     if (x < 1 || x > max) {
-        set_err(err, errlen, "%s: \"%s\" is %lld, must be 1..%d", path, key,
+        tw_set_err(err, errlen, "%s: \"%s\" is %lld, must be 1..%d", path, key,
                 (long long)x, max);
         return -1;
     }
@@ -75,19 +67,19 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
     if (seed) *seed = 0;
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        tw_set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         return -1;
     }
     json_error_t je;
     json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &je);
     fclose(fp);
     if (!root) {
-        set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+        tw_set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
         return -1;
     }
     int rc = -1, have;
     if (!json_is_object(root)) {
-        set_err(err, errlen, "%s: not a JSON object", path);
+        tw_set_err(err, errlen, "%s: not a JSON object", path);
         goto out;
     }
     if (cfg_int(path, root, "n_layer", GPT2_MAX_LAYER, &cfg->n_layer, NULL, err, errlen) ||
@@ -99,14 +91,14 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
         goto out;
     if (!have) {
         if (!json_object_get(root, "n_ctx")) {
-            set_err(err, errlen, "%s: missing key \"n_positions\" (or \"n_ctx\")", path);
+            tw_set_err(err, errlen, "%s: missing key \"n_positions\" (or \"n_ctx\")", path);
             goto out;
         }
         if (cfg_int(path, root, "n_ctx", GPT2_MAX_CTX, &cfg->n_ctx, NULL, err, errlen))
             goto out;
     }
     if (cfg->n_embd % cfg->n_head != 0) {
-        set_err(err, errlen, "%s: \"n_embd\" %d is not divisible by \"n_head\" %d", path,
+        tw_set_err(err, errlen, "%s: \"n_embd\" %d is not divisible by \"n_head\" %d", path,
                 cfg->n_embd, cfg->n_head);
         goto out;
     }
@@ -121,12 +113,12 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
     if (!eps || json_is_null(eps)) {
         cfg->ln_eps = 1e-5f;
     } else if (!json_is_number(eps)) {
-        set_err(err, errlen, "%s: \"layer_norm_epsilon\" must be a number", path);
+        tw_set_err(err, errlen, "%s: \"layer_norm_epsilon\" must be a number", path);
         goto out;
     } else {
         double e = json_number_value(eps);
         if (!(e > 0.0 && e < 1.0)) {
-            set_err(err, errlen, "%s: \"layer_norm_epsilon\" is %g, must be in (0, 1)",
+            tw_set_err(err, errlen, "%s: \"layer_norm_epsilon\" is %g, must be in (0, 1)",
                     path, e);
             goto out;
         }
@@ -180,18 +172,18 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name,
     snprintf(pname, sizeof pname, PREFIX "%s", name);
     const st_tensor *a = st_find(f, name), *b = st_find(f, pname);
     if (a && b) {
-        set_err(err, errlen, "%s: tensor '%s': present both with and without the '"
+        tw_set_err(err, errlen, "%s: tensor '%s': present both with and without the '"
                 PREFIX "' prefix", f->path, name);
         return -1;
     }
     const st_tensor *t = a ? a : b;
     if (!t) {
-        set_err(err, errlen, "%s: tensor '%s': missing (looked for '%s' and '%s')",
+        tw_set_err(err, errlen, "%s: tensor '%s': missing (looked for '%s' and '%s')",
                 f->path, name, name, pname);
         return -1;
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
-        set_err(err, errlen, "%s: tensor '%s': dtype %s not supported (F32, F16 or BF16)",
+        tw_set_err(err, errlen, "%s: tensor '%s': dtype %s not supported (F32, F16 or BF16)",
                 f->path, t->name, st_dtype_name(t->dtype));
         return -1;
     }
@@ -201,7 +193,7 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name,
         char got[160], want[160];
         shape_str(got, sizeof got, t->shape, t->ndim);
         shape_str(want, sizeof want, shape, ndim);
-        set_err(err, errlen, "%s: tensor '%s': shape %s, expected %s", f->path, t->name,
+        tw_set_err(err, errlen, "%s: tensor '%s': shape %s, expected %s", f->path, t->name,
                 got, want);
         return -1;
     }
@@ -212,7 +204,7 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name,
     }
     float *buf = malloc(t->numel ? t->numel * sizeof(float) : 1);
     if (!buf) {
-        set_err(err, errlen, "%s: tensor '%s': out of memory converting %zu values",
+        tw_set_err(err, errlen, "%s: tensor '%s': out of memory converting %zu values",
                 f->path, t->name, t->numel);
         return -1;
     }
@@ -285,7 +277,7 @@ int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
     cfg_path = path_join(dir, "config.json");
     st_path = path_join(dir, "model.safetensors");
     if (!m->dir || !cfg_path || !st_path) {
-        set_err(err, errlen, "%s: out of memory", dir);
+        tw_set_err(err, errlen, "%s: out of memory", dir);
         goto out;
     }
     if (gpt2_config_load(cfg_path, &m->cfg, &m->synthetic, &m->synthetic_seed, err,
@@ -297,7 +289,7 @@ int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
     m->p.h = calloc((size_t)m->cfg.n_layer, sizeof *m->p.h);
     m->owned = calloc(n_tensors, sizeof *m->owned);
     if (!m->p.h || !m->owned) {
-        set_err(err, errlen, "%s: out of memory", st_path);
+        tw_set_err(err, errlen, "%s: out of memory", st_path);
         goto out;
     }
     if (bind_all(m, &f, err, errlen)) goto out;

@@ -1,3 +1,4 @@
+#include "core/errmsg.h"
 #include "core/synth.h"
 
 #include "core/gpt2.h"
@@ -17,15 +18,6 @@
 
 #define PREFIX "transformer."
 #define CHUNK ((size_t)1 << 16) /* values generated per step */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- named shapes ------------------------------------------------------- */
 
@@ -74,7 +66,7 @@ int synth_opts_shape(synth_opts *o, const char *shape)
 static int check_range(const char *what, int v, int max, char *err, size_t errlen)
 {
     if (v < 1 || v > max) {
-        set_err(err, errlen, "%s is %d, must be 1..%d", what, v, max);
+        tw_set_err(err, errlen, "%s is %d, must be 1..%d", what, v, max);
         return -1;
     }
     return 0;
@@ -89,30 +81,30 @@ int synth_check(const synth_opts *o, char *err, size_t errlen)
         check_range("vocab_size", o->vocab_size, GPT2_MAX_VOCAB, err, errlen))
         return -1;
     if (o->n_embd % o->n_head != 0) {
-        set_err(err, errlen, "n_embd %d is not divisible by n_head %d", o->n_embd,
+        tw_set_err(err, errlen, "n_embd %d is not divisible by n_head %d", o->n_embd,
                 o->n_head);
         return -1;
     }
     if (o->seed > (uint64_t)INT64_MAX) {
-        set_err(err, errlen, "seed must be 0..%lld", (long long)INT64_MAX);
+        tw_set_err(err, errlen, "seed must be 0..%lld", (long long)INT64_MAX);
         return -1;
     }
     if (o->dtype != SYNTH_F32 && o->dtype != SYNTH_F16 && o->dtype != SYNTH_BF16) {
-        set_err(err, errlen, "unknown dtype %d", (int)o->dtype);
+        tw_set_err(err, errlen, "unknown dtype %d", (int)o->dtype);
         return -1;
     }
     if (o->tokenizer && o->vocab_from && o->vocab_size != 50257) {
-        set_err(err, errlen, "copying a real GPT-2 vocabulary needs vocab_size 50257, "
+        tw_set_err(err, errlen, "copying a real GPT-2 vocabulary needs vocab_size 50257, "
                 "not %d", o->vocab_size);
         return -1;
     }
     if (o->tokenizer && !o->vocab_from && o->vocab_size < 257) {
-        set_err(err, errlen, "a synthetic tokenizer needs vocab_size >= 257, not %d",
+        tw_set_err(err, errlen, "a synthetic tokenizer needs vocab_size >= 257, not %d",
                 o->vocab_size);
         return -1;
     }
     if (o->attn_bias && o->n_ctx > 16384) {
-        set_err(err, errlen, "n_ctx %d is too large for attn.bias buffers "
+        tw_set_err(err, errlen, "n_ctx %d is too large for attn.bias buffers "
                 "(n_ctx^2 values per layer); use at most 16384 or no buffers", o->n_ctx);
         return -1;
     }
@@ -411,7 +403,7 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
     FILE *fp = NULL;
     int rc = -1;
     if (!ts || !vals || !half) {
-        set_err(err, errlen, "%s: out of memory", path);
+        tw_set_err(err, errlen, "%s: out of memory", path);
         goto out;
     }
     size_t nt = build_list(o, ts);
@@ -432,13 +424,13 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
     bad |= sb_printf(&h, "}");
     while (!bad && h.len % 8 != 0) bad |= sb_printf(&h, " ");
     if (bad) {
-        set_err(err, errlen, "%s: out of memory", path);
+        tw_set_err(err, errlen, "%s: out of memory", path);
         goto out;
     }
 
     fp = fopen(path, "wb");
     if (!fp) {
-        set_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        tw_set_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
         goto out;
     }
     setvbuf(fp, NULL, _IOFBF, (size_t)1 << 20);
@@ -449,7 +441,7 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
     for (size_t i = 0; i < nt; i++) {
         gen g;
         if (gen_init(&g, o, &ts[i]) != 0) {
-            set_err(err, errlen, "%s: out of memory", path);
+            tw_set_err(err, errlen, "%s: out of memory", path);
             goto out;
         }
         int wbad = 0;
@@ -479,7 +471,7 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
     rc = 0;
     goto out;
 werr:
-    set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    tw_set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
 out:
     if (fp) fclose(fp);
     free(h.s);
@@ -525,12 +517,12 @@ static int write_config(const char *path, const synth_opts *o, char *err, size_t
     int rc = json_dump_file(c, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(c);
     if (rc != 0) {
-        set_err(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+        tw_set_err(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         return -1;
     }
     return 0;
 oom:
-    set_err(err, errlen, "%s: out of memory", path);
+    tw_set_err(err, errlen, "%s: out of memory", path);
     return -1;
 }
 
@@ -546,12 +538,12 @@ static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
 {
     FILE *in = fopen(src, "rb");
     if (!in) {
-        set_err(err, errlen, "%s: cannot open: %s", src, strerror(errno));
+        tw_set_err(err, errlen, "%s: cannot open: %s", src, strerror(errno));
         return -1;
     }
     FILE *out = fopen(dst, "wb");
     if (!out) {
-        set_err(err, errlen, "%s: cannot create: %s", dst, strerror(errno));
+        tw_set_err(err, errlen, "%s: cannot create: %s", dst, strerror(errno));
         fclose(in);
         return -1;
     }
@@ -560,18 +552,18 @@ static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
     int rc = 0;
     while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
         if (fwrite(buf, 1, n, out) != n) {
-            set_err(err, errlen, "%s: write failed: %s", dst, strerror(errno));
+            tw_set_err(err, errlen, "%s: write failed: %s", dst, strerror(errno));
             rc = -1;
             break;
         }
     }
     if (rc == 0 && ferror(in)) {
-        set_err(err, errlen, "%s: read failed", src);
+        tw_set_err(err, errlen, "%s: read failed", src);
         rc = -1;
     }
     fclose(in);
     if (fclose(out) != 0 && rc == 0) {
-        set_err(err, errlen, "%s: write failed: %s", dst, strerror(errno));
+        tw_set_err(err, errlen, "%s: write failed: %s", dst, strerror(errno));
         rc = -1;
     }
     return rc;
@@ -588,15 +580,15 @@ static int copy_vocab(const char *tmp, const synth_opts *o, char *err, size_t er
         char *m = path_join(o->vocab_from, pairs[k][1]);
         char *dv = path_join(tmp, "vocab.json"), *dm = path_join(tmp, "merges.txt");
         if (!v || !m || !dv || !dm) {
-            set_err(err, errlen, "%s: out of memory", o->vocab_from);
+            tw_set_err(err, errlen, "%s: out of memory", o->vocab_from);
         } else if (access(v, R_OK) == 0 && access(m, R_OK) == 0) {
             json_error_t je;
             json_t *j = json_load_file(v, 0, &je);
             if (!j || !json_is_object(j)) {
-                set_err(err, errlen, "%s: not a JSON object%s%s", v, j ? "" : ": ",
+                tw_set_err(err, errlen, "%s: not a JSON object%s%s", v, j ? "" : ": ",
                         j ? "" : je.text);
             } else if (json_object_size(j) != (size_t)o->vocab_size) {
-                set_err(err, errlen, "%s: %zu entries, expected %d", v,
+                tw_set_err(err, errlen, "%s: %zu entries, expected %d", v,
                         json_object_size(j), o->vocab_size);
             } else if (copy_file(v, dv, err, errlen) == 0 &&
                        copy_file(m, dm, err, errlen) == 0) {
@@ -605,7 +597,7 @@ static int copy_vocab(const char *tmp, const synth_opts *o, char *err, size_t er
             json_decref(j);
             k = 2; /* found a pair: stop looking */
         } else if (k == 1) {
-            set_err(err, errlen, "%s: no vocab.json + merges.txt or encoder.json + "
+            tw_set_err(err, errlen, "%s: no vocab.json + merges.txt or encoder.json + "
                     "vocab.bpe", o->vocab_from);
         }
         free(v);
@@ -621,7 +613,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
 {
     char *p = strdup(dir);
     if (!p) {
-        set_err(err, errlen, "%s: out of memory", dir);
+        tw_set_err(err, errlen, "%s: out of memory", dir);
         return -1;
     }
     for (char *s = p + 1;; s++) {
@@ -629,7 +621,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
             char c = *s;
             *s = '\0';
             if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                set_err(err, errlen, "%s: cannot create folder: %s", p, strerror(errno));
+                tw_set_err(err, errlen, "%s: cannot create folder: %s", p, strerror(errno));
                 free(p);
                 return -1;
             }
@@ -640,7 +632,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     free(p);
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        set_err(err, errlen, "%s: not a folder", dir);
+        tw_set_err(err, errlen, "%s: not a folder", dir);
         return -1;
     }
     return 0;
@@ -668,7 +660,7 @@ static int publish(const char *tmp, const char *dir, char *err, size_t errlen)
 {
     DIR *d = opendir(tmp);
     if (!d) {
-        set_err(err, errlen, "%s: cannot read folder: %s", tmp, strerror(errno));
+        tw_set_err(err, errlen, "%s: cannot read folder: %s", tmp, strerror(errno));
         return -1;
     }
     int rc = 0, have_config = 0;
@@ -681,7 +673,7 @@ static int publish(const char *tmp, const char *dir, char *err, size_t errlen)
         }
         char *a = path_join(tmp, e->d_name), *b = path_join(dir, e->d_name);
         if (!a || !b || rename(a, b) != 0) {
-            set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir,
+            tw_set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir,
                     strerror(errno));
             rc = -1;
         }
@@ -692,7 +684,7 @@ static int publish(const char *tmp, const char *dir, char *err, size_t errlen)
     if (rc == 0 && have_config) {
         char *a = path_join(tmp, "config.json"), *b = path_join(dir, "config.json");
         if (!a || !b || rename(a, b) != 0) {
-            set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir,
+            tw_set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir,
                     strerror(errno));
             rc = -1;
         }
@@ -707,19 +699,19 @@ int synth_write(const char *dir, const synth_opts *o, char *err, size_t errlen)
     if (err && errlen) err[0] = '\0';
     char msg[512];
     if (synth_check(o, msg, sizeof msg) != 0) {
-        set_err(err, errlen, "%s: %s", dir, msg);
+        tw_set_err(err, errlen, "%s: %s", dir, msg);
         return -1;
     }
     if (make_dirs(dir, err, errlen) != 0) return -1;
 
     char *tmp = NULL;
     if (asprintf(&tmp, "%s/.twd-synth.%ld.tmp", dir, (long)getpid()) < 0) {
-        set_err(err, errlen, "%s: out of memory", dir);
+        tw_set_err(err, errlen, "%s: out of memory", dir);
         return -1;
     }
     remove_tmp(tmp); /* a leftover of a killed run with the same pid */
     if (mkdir(tmp, 0755) != 0) {
-        set_err(err, errlen, "%s: cannot create folder: %s", tmp, strerror(errno));
+        tw_set_err(err, errlen, "%s: cannot create folder: %s", tmp, strerror(errno));
         free(tmp);
         return -1;
     }
@@ -727,7 +719,7 @@ int synth_write(const char *dir, const synth_opts *o, char *err, size_t errlen)
     char *st = path_join(tmp, "model.safetensors");
     char *cj = path_join(tmp, "config.json");
     if (!st || !cj) {
-        set_err(err, errlen, "%s: out of memory", dir);
+        tw_set_err(err, errlen, "%s: out of memory", dir);
         goto out;
     }
     if (o->tokenizer) {

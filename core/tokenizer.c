@@ -24,6 +24,7 @@
  * "merge every occurrence of the best bigram, then recompute" exactly even
  * for merge tables where a newly created pair outranks the one just merged.
  */
+#include "core/errmsg.h"
 #include "core/tokenizer.h"
 #include "core/utf8.h"
 
@@ -56,17 +57,6 @@ static const char gpt2_pattern[] =
     "|[" WS "]+(?![^" WS "])|[" WS "]+";
 
 /* ---------------------------------------------------------------- errors */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *p = err; *p; p++)           /* keep it one line */
-        if (*p == '\n' || *p == '\r') *p = ' ';
-}
 
 /* ---------------------------------------------------- byte <-> unicode map */
 
@@ -286,7 +276,7 @@ static pcre2_code *compile_pattern(char *err, size_t errlen)
     if (!re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        set_err(err, errlen, "tokenizer: cannot compile pre-tokenization pattern at %zu: %s",
+        tw_set_err(err, errlen, "tokenizer: cannot compile pre-tokenization pattern at %zu: %s",
                 (size_t)eo, (const char *)msg);
         return NULL;
     }
@@ -309,7 +299,7 @@ void tokenizer_free(tokenizer *t)
 static char *read_whole_file(const char *path, size_t *n, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) { set_err(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    if (!f) { tw_set_err(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -323,9 +313,9 @@ static char *read_whole_file(const char *path, size_t *n, char *err, size_t errl
         len += r;
         if (r == 0) break;
     }
-    if (!buf) { fclose(f); set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (!buf) { fclose(f); tw_set_err(err, errlen, "%s: out of memory", path); return NULL; }
     if (ferror(f)) {
-        set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+        tw_set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
         fclose(f); free(buf);
         return NULL;
     }
@@ -377,12 +367,12 @@ static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
     json_t *root = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
     free(buf);
     if (!root) {
-        set_err(err, errlen, "%s: invalid JSON at line %d column %d: %s", path, jerr.line,
+        tw_set_err(err, errlen, "%s: invalid JSON at line %d column %d: %s", path, jerr.line,
                 jerr.column, jerr.text);
         return -1;
     }
     if (!json_is_object(root) || json_object_size(root) == 0) {
-        set_err(err, errlen, "%s: expected a non-empty JSON object mapping token to id", path);
+        tw_set_err(err, errlen, "%s: expected a non-empty JSON object mapping token to id", path);
         json_decref(root);
         return -1;
     }
@@ -399,37 +389,37 @@ static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
 #endif
         quote_token(shown, sizeof shown, key, klen);
         if (!json_is_integer(val)) {
-            set_err(err, errlen, "%s: id of token \"%s\" is not an integer", path, shown);
+            tw_set_err(err, errlen, "%s: id of token \"%s\" is not an integer", path, shown);
             goto done;
         }
         json_int_t id = json_integer_value(val);
         if (id < 0 || id >= MAX_IDS) {
-            set_err(err, errlen, "%s: id %lld of token \"%s\" is out of range 0..%d", path,
+            tw_set_err(err, errlen, "%s: id %lld of token \"%s\" is out of range 0..%d", path,
                     (long long)id, shown, MAX_IDS - 1);
             goto done;
         }
         if (klen == 0 || klen > MAX_TOKEN_BYTES) {
-            set_err(err, errlen, "%s: token with id %lld has length %zu (allowed 1..%d)", path,
+            tw_set_err(err, errlen, "%s: token with id %lld has length %zu (allowed 1..%d)", path,
                     (long long)id, klen, MAX_TOKEN_BYTES);
             goto done;
         }
         long blen = unicode_to_bytes(u2b, key, klen, tmp);
         if (blen < 0) {
-            set_err(err, errlen, "%s: token \"%s\" (id %lld) has characters outside GPT-2's "
+            tw_set_err(err, errlen, "%s: token \"%s\" (id %lld) has characters outside GPT-2's "
                     "byte-level alphabet", path, shown, (long long)id);
             goto done;
         }
         if ((size_t)id < t->vocab.n && t->vocab.len[id] != NO_ID) {
-            set_err(err, errlen, "%s: id %lld is used by two tokens (\"%s\" and another)", path,
+            tw_set_err(err, errlen, "%s: id %lld is used by two tokens (\"%s\" and another)", path,
                     (long long)id, shown);
             goto done;
         }
         if (strtab_find(&t->vocab, tmp, (size_t)blen) != NO_ID) {
-            set_err(err, errlen, "%s: token \"%s\" appears twice", path, shown);
+            tw_set_err(err, errlen, "%s: token \"%s\" appears twice", path, shown);
             goto done;
         }
         if (strtab_put(&t->vocab, (uint32_t)id, tmp, (size_t)blen) != 0) {
-            set_err(err, errlen, "%s: out of memory", path);
+            tw_set_err(err, errlen, "%s: out of memory", path);
             goto done;
         }
     }
@@ -459,7 +449,7 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
     size_t cap = 0, pos = 0, lineno = 0;
     uint8_t *tmp = malloc(2 * MAX_TOKEN_BYTES);
     char shown[64];
-    if (!tmp) { set_err(err, errlen, "%s: out of memory", path); goto done; }
+    if (!tmp) { tw_set_err(err, errlen, "%s: out of memory", path); goto done; }
     while (pos < n) {
         const char *line = buf + pos;
         const char *nl = memchr(line, '\n', n - pos);
@@ -472,7 +462,7 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         const char *sp = memchr(line, ' ', ll);
         if (!sp || sp == line || sp == line + ll - 1 || memchr(sp + 1, ' ', (size_t)(line + ll - sp - 1))) {
             quote_token(shown, sizeof shown, line, ll);
-            set_err(err, errlen, "%s: line %zu: expected two tokens separated by one space, "
+            tw_set_err(err, errlen, "%s: line %zu: expected two tokens separated by one space, "
                     "got \"%s\"", path, lineno, shown);
             goto done;
         }
@@ -481,7 +471,7 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         uint32_t b = merge_part_id(t, u2b, sp + 1, lb, tmp);
         if (a == NO_ID || b == NO_ID) {
             quote_token(shown, sizeof shown, a == NO_ID ? line : sp + 1, a == NO_ID ? la : lb);
-            set_err(err, errlen, "%s: line %zu: token \"%s\" is not in the vocabulary", path,
+            tw_set_err(err, errlen, "%s: line %zu: token \"%s\" is not in the vocabulary", path,
                     lineno, shown);
             goto done;
         }
@@ -491,23 +481,23 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         uint32_t r = strtab_find(&t->vocab, tmp, na + nb);
         if (r == NO_ID) {
             quote_token(shown, sizeof shown, line, ll);
-            set_err(err, errlen, "%s: line %zu: the merge of \"%s\" is not in the vocabulary",
+            tw_set_err(err, errlen, "%s: line %zu: the merge of \"%s\" is not in the vocabulary",
                     path, lineno, shown);
             goto done;
         }
         if (t->n_merges == cap) {
             cap = cap ? cap * 2 : 1024;
             merge_rule *m = realloc(t->merges, cap * sizeof *m);
-            if (!m) { set_err(err, errlen, "%s: out of memory", path); goto done; }
+            if (!m) { tw_set_err(err, errlen, "%s: out of memory", path); goto done; }
             t->merges = m;
         }
         if (t->n_merges >= UINT32_MAX - 1) {
-            set_err(err, errlen, "%s: too many merges", path);
+            tw_set_err(err, errlen, "%s: too many merges", path);
             goto done;
         }
         /* A repeated pair takes the later rank, as dict(zip(merges, ranks)). */
         int64_t *slot = pairmap_get(&t->ranks, pair_key(a, b), 0);
-        if (!slot) { set_err(err, errlen, "%s: out of memory", path); goto done; }
+        if (!slot) { tw_set_err(err, errlen, "%s: out of memory", path); goto done; }
         *slot = (int64_t)t->n_merges;
         t->merges[t->n_merges++] = (merge_rule){ a, b, r };
     }
@@ -520,30 +510,30 @@ done:
 
 tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
 {
-    if (!dir) { set_err(err, errlen, "tokenizer: no directory given"); return NULL; }
+    if (!dir) { tw_set_err(err, errlen, "tokenizer: no directory given"); return NULL; }
     size_t dl = strlen(dir);
     char *vpath = malloc(dl + 16), *mpath = malloc(dl + 16);
     tokenizer *t = calloc(1, sizeof *t);
     if (!vpath || !mpath || !t) {
-        set_err(err, errlen, "tokenizer: out of memory");
+        tw_set_err(err, errlen, "tokenizer: out of memory");
         goto fail;
     }
     snprintf(vpath, dl + 16, "%s/vocab.json", dir);
     snprintf(mpath, dl + 16, "%s/merges.txt", dir);
     struct stat st;
     if (stat(dir, &st) != 0) {
-        set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        tw_set_err(err, errlen, "%s: %s", dir, strerror(errno));
         goto fail;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s: not a directory", dir);
+        tw_set_err(err, errlen, "%s: not a directory", dir);
         goto fail;
     }
     if (!file_exists(vpath)) {
         char *alt_v = malloc(dl + 16), *alt_m = malloc(dl + 16);
         if (!alt_v || !alt_m) {
             free(alt_v); free(alt_m);
-            set_err(err, errlen, "tokenizer: out of memory");
+            tw_set_err(err, errlen, "tokenizer: out of memory");
             goto fail;
         }
         snprintf(alt_v, dl + 16, "%s/encoder.json", dir);
@@ -553,7 +543,7 @@ tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
             vpath = alt_v; mpath = alt_m;
         } else {
             free(alt_v); free(alt_m);
-            set_err(err, errlen, "%s: no tokenizer files (vocab.json + merges.txt or "
+            tw_set_err(err, errlen, "%s: no tokenizer files (vocab.json + merges.txt or "
                     "encoder.json + vocab.bpe)", dir);
             goto fail;
         }
@@ -568,7 +558,7 @@ tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
         uint8_t c = (uint8_t)b;
         t->byte_id[b] = strtab_find(&t->vocab, &c, 1);
         if (t->byte_id[b] == NO_ID) {
-            set_err(err, errlen, "%s: no token for byte 0x%02X (all 256 byte tokens are required)",
+            tw_set_err(err, errlen, "%s: no token for byte 0x%02X (all 256 byte tokens are required)",
                     vpath, b);
             goto fail;
         }
@@ -1166,7 +1156,7 @@ static int synth_write(const synth_state *S, const char *dir, const uint32_t b2u
 {
     size_t dl = strlen(dir);
     char *path = malloc(dl + 16);
-    if (!path) { set_err(err, errlen, "tokenizer: out of memory"); return -1; }
+    if (!path) { tw_set_err(err, errlen, "tokenizer: out of memory"); return -1; }
     snprintf(path, dl + 16, "%s/vocab.json", dir);
     FILE *f = fopen(path, "wb");
     if (!f) goto io_fail;
@@ -1192,7 +1182,7 @@ static int synth_write(const synth_state *S, const char *dir, const uint32_t b2u
     free(path);
     return 0;
 io_fail:
-    set_err(err, errlen, "%s: %s", path, strerror(errno));
+    tw_set_err(err, errlen, "%s: %s", path, strerror(errno));
     free(path);
     return -1;
 }
@@ -1200,13 +1190,13 @@ io_fail:
 int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
                               char *err, size_t errlen)
 {
-    if (!dir) { set_err(err, errlen, "tokenizer: no directory given"); return -1; }
+    if (!dir) { tw_set_err(err, errlen, "tokenizer: no directory given"); return -1; }
     if (vocab_size < 257 || vocab_size > MAX_IDS) {
-        set_err(err, errlen, "tokenizer: vocab_size %d out of range 257..%d", vocab_size, MAX_IDS);
+        tw_set_err(err, errlen, "tokenizer: vocab_size %d out of range 257..%d", vocab_size, MAX_IDS);
         return -1;
     }
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        tw_set_err(err, errlen, "%s: %s", dir, strerror(errno));
         return -1;
     }
     uint32_t b2u[256];
@@ -1237,7 +1227,7 @@ int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
         size_t len = strlen(line), off = 0;
         while (off < len) {
             int mr = pcre2_match(re, (PCRE2_SPTR)line, len, off, 0, md, NULL);
-            if (mr < 0) { set_err(err, errlen, "tokenizer: corpus pre-tokenization failed"); goto done; }
+            if (mr < 0) { tw_set_err(err, errlen, "tokenizer: corpus pre-tokenization failed"); goto done; }
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             if (synth_add_word(&S, (const uint8_t *)line + ov[0], ov[1] - ov[0], 1) != 0) goto oom;
             off = ov[1];
@@ -1248,7 +1238,7 @@ int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
     rc = synth_write(&S, dir, b2u, err, errlen);
     goto done;
 oom:
-    set_err(err, errlen, "tokenizer: out of memory while building the synthetic vocabulary");
+    tw_set_err(err, errlen, "tokenizer: out of memory while building the synthetic vocabulary");
 done:
     pcre2_match_data_free(md);
     pcre2_code_free(re);
