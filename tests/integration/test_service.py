@@ -267,6 +267,17 @@ class ConfigTest(unittest.TestCase):
             st, h, body = d.get("/tokenize", text="x" * 11)
             error_of(self, st, body, 400, ["limit is 10"])
 
+    def test_cors_exact_origin(self):
+        with Daemon("--set", "cors_origin=http://notebook.example:8888", model=TINY) as d:
+            st, h, _ = d.request("GET", "/health", headers={"Origin": "http://notebook.example:8888"})
+            self.assertEqual(h.get("access-control-allow-origin"), "http://notebook.example:8888")
+            self.assertEqual(h.get("vary"), "Origin")
+            st, h, _ = d.request("GET", "/health", headers={"Origin": "http://other.example"})
+            self.assertNotIn("access-control-allow-origin", h)
+            st, h, _ = d.request("OPTIONS", "/probe", headers={"Origin": "http://notebook.example:8888"})
+            self.assertEqual(st, 204)
+            self.assertIn("POST", h["access-control-allow-methods"])
+
     def test_bad_config_exits(self):
         r = subprocess.run([TWD, "--set", "port=99999"], capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2)
