@@ -155,6 +155,9 @@ int api_probe(twd_app *app, const api_request *req, const api_args *a, api_respo
     const api_arg *w = api_arg_get(a, "words");
     char **words = w->present ? w->list : app->ext->default_words;
     size_t n_words = w->present ? w->n_list : app->ext->n_default_words;
+    if (api_check_answer_size(app, res, (double)n_words * (2.0 * app->model.cfg.n_head + 1) * (double)k + n_words,
+                              "the number of words or k") != 0)
+        return -1;
     int32_t *ids = malloc((n_words ? n_words : 1) * sizeof *ids);
     size_t *which = malloc((n_words ? n_words : 1) * sizeof *which);
     if (!ids || !which) {
@@ -314,6 +317,9 @@ int api_svd(twd_app *app, const api_request *req, const api_args *a, api_respons
     size_t dh = (size_t)(app->model.cfg.n_embd / app->model.cfg.n_head);
     if (top > dh) return api_error(res, 400, "parameter 'top' must be in 0..%zu (the head dimension), got %zu", dh, top);
     const char *fmt = api_str(a, "format");
+    double heads = head >= 0 ? 1 : app->model.cfg.n_head;
+    if (api_check_answer_size(app, res, heads * 2 * (double)top * 2 * (double)k, "top, k, or ask for one head") != 0)
+        return -1;
     probe_svd_result r[2];
     int mats[2], nm = 0;
     if (strcmp(matrix, "vo") != 0) mats[nm++] = PROBE_SVD_QK;

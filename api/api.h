@@ -159,6 +159,10 @@ int api_text(api_response *res, int status, const char *content_type, const char
 
 void api_response_free(api_response *res);
 
+/* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
+ * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */
+int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what);
+
 /* Token as {"id", "text" (invalid UTF-8 replaced), "bytes" (array of 0..255)}. */
 struct json_t *api_token_json(const tokenizer *tok, int id);
 

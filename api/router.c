@@ -87,6 +87,13 @@ int api_error(api_response *res, int status, const char *fmt, ...)
     return -1;
 }
 
+int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what)
+{
+    if (n <= (double)app->cfg->max_answer_tokens) return 0;
+    return api_error(res, 400, "the answer would list %.0f tokens; the limit is %lld (max_answer_tokens): reduce %s", n,
+                     (long long)app->cfg->max_answer_tokens, what);
+}
+
 json_t *api_token_json(const tokenizer *tok, int id)
 {
     size_t n = 0;

@@ -55,6 +55,10 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
             free(ids);
             return api_error(res, 400, "parameter 'text': token %d is outside the model's vocabulary", ids[i]);
         }
+    if (api_check_answer_size(app, res, (double)n * (3.0 + c->n_layer) * (double)(k + 1), "the text or k") != 0) {
+        free(ids);
+        return -1;
+    }
     double progress;
     char msg[512];
     size_t dummy;

@@ -57,6 +57,8 @@ const cfg_option cfg_options[] = {
     {"max_words", INT(max_words, 1, 100000), "1000", false, "Most words in a probe word list."},
     {"max_k", INT(max_k, 1, 100000), "100", false, "Largest k (tokens per list)."},
     {"max_top", INT(max_top, 1, 100000), "64", false, "Most SVD directions reported per head."},
+    {"max_answer_tokens", INT(max_answer_tokens, 1000, 100000000), "300000", false,
+     "Most tokens one answer may list (e.g. words x heads x k); larger requests get 400 and are not computed."},
     {"max_connections", INT(max_connections, 1, 100000), "256", false, "Simultaneous connections."},
     {"timeout", INT(timeout, 1, 86400), "60", false, "Seconds before an idle connection is closed."},
     {"cache_mb", SIZE(cache_mb, 0, 1048576), "2048", false,

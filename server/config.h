@@ -33,6 +33,7 @@ typedef struct twd_config {
     int64_t max_words;      /* words in a probe word list */
     int64_t max_k;          /* cap on k (tokens per list) */
     int64_t max_top;        /* cap on SVD directions per head */
+    int64_t max_answer_tokens; /* cap on tokens listed by one answer */
     int64_t max_connections;/* simultaneous connections */
     int64_t timeout;        /* idle connection timeout, seconds */
     int64_t cache_mb;       /* intermediate-matrix cache budget, MiB */

@@ -36,7 +36,8 @@ def tearDownModule():
 class AnalysesApiTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon("--set", "max_k=50", "--set", "max_words=200", model=MODEL).start()
+        cls.d = Daemon("--set", "max_k=50", "--set", "max_words=200", "--set", "max_answer_tokens=50000",
+                       model=MODEL).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -52,7 +53,7 @@ class AnalysesApiTest(unittest.TestCase):
 
     def assertError(self, target, code, *words, method="GET", body=None):
         st, h, data = self.d.request(method, target, body)
-        self.assertEqual(st, code, data)
+        self.assertEqual(st, code, data[:300])
         err = json.loads(data)["error"]
         self.assertEqual(err["code"], code)
         for w in words:
@@ -258,6 +259,9 @@ class AnalysesApiTest(unittest.TestCase):
         self.assertError("/probe", 400, "'words'", "item 0 is not a string", method="POST",
                          body=b'{"block": 0, "words": [1]}')
         self.assertError("/svd/bias?block=9", 400, "'block'")
+        # an answer too large to build is refused before any work
+        words = ",".join(["time"] * 200)
+        self.assertError("/probe?block=0&k=50&words=" + words, 400, "max_answer_tokens", "words or k")
         self.assertError("/svd/bias", 405, method="POST", body=b"{}")
         self.assertEqual(self.d.get("/health")[0], 200)
 
