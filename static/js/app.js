@@ -86,7 +86,7 @@ function initTabs() {
     }
     if (focus) tab.focus();
     if (tab.id === 'tab-svd') showSpectra();
-    else if ($('traj-plot')._fullLayout) Plotly.Plots.resize($('traj-plot'));
+    else window.dispatchEvent(new Event('resize'));  // the figure may need the new size
   };
   tabs.forEach((t, i) => {
     t.addEventListener('click', () => select(t, false));

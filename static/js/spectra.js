@@ -53,14 +53,18 @@ function figure() {
   const data = [], shapes = [], annotations = [];
   const layout = {
     grid: { rows, columns: cols, pattern: 'independent', xgap: 0.12, ygap: narrow ? 0.32 : 0.28 },
-    margin: { l: 48, r: 12, t: 56, b: 44 },
+    margin: { l: 48, r: 12, t: 84, b: 44 },
     height: Math.max(320, rows * (narrow ? 190 : 205) + 100),
     paper_bgcolor: '#ffffff', plot_bgcolor: '#fbfcfe',
     title: {
-      text: `${plotlyText(sv.model.name)}${sv.model.synthetic ? ' (synthetic)' : ''} · block ${sv.spectra.block}: ` +
-        'singular value coverage per head', x: 0.01, xanchor: 'left', font: { size: 14 },
+      text: narrow ? `block ${sv.spectra.block}: coverage of the spectrum per head`
+        : `${plotlyText(sv.model.name)}${sv.model.synthetic ? ' (synthetic)' : ''} · block ${sv.spectra.block}: ` +
+          'singular value coverage per head',
+      x: 0.01, xanchor: 'left', y: 0.99, yanchor: 'top', yref: 'container', font: { size: 14 },
     },
-    legend: { orientation: 'h', x: 1, xanchor: 'right', y: 1.0, yanchor: 'bottom', font: { size: 12 } },
+    // between the title and the first row of heads
+    legend: { orientation: 'h', x: narrow ? 0 : 1, xanchor: narrow ? 'left' : 'right', y: 0, yanchor: 'top',
+      yref: 'container', font: { size: 12 } },
     hovermode: 'closest',
     showlegend: true,
   };
@@ -95,12 +99,14 @@ function figure() {
         y0: 0, y1: 1, line: { color: m.color, width: 1, dash: 'dot' } });
       f99.push(`${m.key.toUpperCase()} ${Math.round(100 * spec.frac99)}%`);
     }
+    const label = narrow ? `<b>head ${hd.head}</b> ${f99.join(' ')}` : `<b>head ${hd.head}</b>  99 %: ${f99.join(' · ')}`;
     annotations.push({
       xref: `${xr} domain`, yref: `${yr} domain`, x: 0, y: 1.02, xanchor: 'left', yanchor: 'bottom',
       showarrow: false, align: 'left', font: { size: 11, color: hd.head === sv.head ? '#2855c5' : '#1d2330' },
-      text: `<b>head ${hd.head}</b>  99 %: ${f99.join(' · ')}`,
+      text: label,
     });
   });
+  layout.legend.y = 1 - 30 / layout.height;  // just under the title
   layout.shapes = shapes;
   layout.annotations = annotations;
   return { data, layout };
@@ -217,6 +223,11 @@ export function initSpectra(m) {
   });
   $('svd-json').addEventListener('click', downloadJson);
   $('svd-plot').classList.add('empty');
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { if (sv.spectra && !$('view-svd').hidden) draw(); }, 150);
+  });
 }
 
 // Called when the view becomes visible.
@@ -225,7 +236,7 @@ export function showSpectra() {
   if (!sv.loaded) {
     sv.loaded = true;
     loadBlock(Number($('svd-block').value) || 0);
-  } else if (sv.spectra && gd._fullLayout) {
-    Plotly.Plots.resize(gd);
+  } else if (sv.spectra) {
+    draw();  // the window may have changed while the view was hidden
   }
 }

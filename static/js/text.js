@@ -5,17 +5,21 @@
 
 const INVISIBLE = /[\p{Cc}\p{Cf}\p{Z}\p{Cs}\p{Co}\p{Cn}]/u;
 
-// A one-line, visible form of a token's text: ' ' -> '␣', control characters
-// -> their control pictures (U+2400..), other invisible or spacing characters
-// -> ⟨U+XXXX⟩; the empty text -> '∅'. U+FFFD stays '�'.
+const ESCAPES = { '\n': '\\n', '\t': '\\t', '\r': '\\r', '\\': '\\\\' };
+
+// A one-line, visible form of a token's text, unambiguous and drawable with
+// common fonts: ' ' -> '␣'; newline, tab, carriage return and backslash as in
+// a Python repr (\n \t \r \\); other control characters -> \xHH; other
+// invisible or spacing characters -> \uHHHH; the empty text -> '∅'. U+FFFD
+// (an incomplete UTF-8 sequence) stays '�'.
 export function visibleToken(text) {
   let out = '';
   for (const ch of String(text)) {
     const cp = ch.codePointAt(0);
     if (cp === 0x20) out += '\u2423';
-    else if (cp < 0x20) out += String.fromCodePoint(0x2400 + cp);
-    else if (cp === 0x7f) out += '\u2421';
-    else if (INVISIBLE.test(ch)) out += `\u27e8U+${cp.toString(16).toUpperCase().padStart(4, '0')}\u27e9`;
+    else if (ESCAPES[ch]) out += ESCAPES[ch];
+    else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) out += `\\x${cp.toString(16).toUpperCase().padStart(2, '0')}`;
+    else if (INVISIBLE.test(ch)) out += `\\u${cp.toString(16).toUpperCase().padStart(4, '0')}`;
     else out += ch;
   }
   return out || '\u2205';

@@ -256,14 +256,21 @@ function colorbar(r, narrow) {
   });
   const common = { title: { text: 'state' }, tickvals, ticktext, thickness: 12, outlinewidth: 0 };
   return narrow
-    ? { ...common, orientation: 'h', x: 0.5, xanchor: 'center', y: 0, yanchor: 'top', len: 0.9, title: { text: '' } }
+    ? { ...common, orientation: 'h', x: 0.5, xanchor: 'center', y: 0.01, yanchor: 'bottom', len: 0.94, thickness: 10,
+        title: { text: '' }, tickfont: { size: 10 } }
     : { ...common, x: 1, xanchor: 'right', len: 0.7 };
 }
 
 function phraseTraces(r, p, narrow) {
   const S = r.n_states, N = r.n_tokens, h = st.highlight[p], L = st.layer;
   const letter = LETTERS[p];
-  const group = { legendgroup: letter, legendgrouptitle: { text: `${letter}: “${plotlyText(shortPhrase(r.text))}”` } };
+  // wide: a legend group per phrase with the phrase as its title; narrow: a short
+  // one-line legend (A:/B: prefixes, no group, only the followed path and the layer)
+  const group = narrow
+    ? { showlegend: true }
+    : { legendgroup: letter, legendgrouptitle: { text: `${letter}: “${plotlyText(shortPhrase(r.text))}”` } };
+  const pre = narrow && st.results.length > 1 ? `${letter}: ` : '';
+  const minor = narrow ? { showlegend: false } : {};
   const labels = r.tokens.map(t => sceneText(visibleToken(t.text)));
   const pt = (t, s) => r.states[s].points[t];
   const cmap = { colorscale: COLORSCALE, cmin: 0, cmax: Math.max(1, S - 1) };
@@ -281,7 +288,7 @@ function phraseTraces(r, p, narrow) {
   const traces = [];
   if (N > 1) {
     traces.push({
-      type: 'scatter3d', mode: 'lines+markers', name: 'paths of the other tokens', ...group,
+      type: 'scatter3d', mode: 'lines+markers', name: 'paths of the other tokens', ...group, ...minor,
       x: o.x, y: o.y, z: o.z, hovertext: o.h, hoverinfo: 'text', customdata: o.d, connectgaps: false,
       line: { color: o.c, ...cmap, width: 2, dash: DASHES[p] },
       marker: { color: o.c, ...cmap, size: 2, symbol: SYMBOLS[p] },
@@ -292,7 +299,7 @@ function phraseTraces(r, p, narrow) {
   // the followed token's path
   const idx = [...Array(S).keys()];
   traces.push({
-    type: 'scatter3d', mode: 'lines+markers', name: `path of ${plotlyText(visibleToken(r.tokens[h].text))}`, ...group,
+    type: 'scatter3d', mode: 'lines+markers', name: `${pre}path of ${plotlyText(visibleToken(r.tokens[h].text))}`, ...group,
     x: idx.map(s => pt(h, s)[0]), y: idx.map(s => pt(h, s)[1]), z: idx.map(s => pt(h, s)[2]),
     hovertext: idx.map(s => hoverText(r, p, h, s)), hoverinfo: 'text', customdata: idx.map(s => [p, h, s]),
     line: { color: idx, ...cmap, width: 7, dash: DASHES[p] },
@@ -301,7 +308,7 @@ function phraseTraces(r, p, narrow) {
   });
   // the tokens at the input
   traces.push({
-    type: 'scatter3d', mode: 'markers+text', name: 'tokens at the input', ...group,
+    type: 'scatter3d', mode: 'markers+text', name: 'tokens at the input', ...group, ...minor,
     x: r.tokens.map((_, t) => pt(t, 0)[0]), y: r.tokens.map((_, t) => pt(t, 0)[1]), z: r.tokens.map((_, t) => pt(t, 0)[2]),
     text: labels, textposition: 'top center', textfont: { size: 11, color: layerColor(0, S) },
     hovertext: r.tokens.map((_, t) => hoverText(r, p, t, 0)), hoverinfo: 'text', customdata: r.tokens.map((_, t) => [p, t, 0]),
@@ -311,7 +318,7 @@ function phraseTraces(r, p, narrow) {
   // the chosen layer's states
   const cur = r.states[L];
   traces.push({
-    type: 'scatter3d', mode: 'markers+text', name: `at ${plotlyText(cur.name)}`, ...group,
+    type: 'scatter3d', mode: 'markers+text', name: `${pre}at ${plotlyText(cur.name)}`, ...group,
     x: cur.points.map(q => q[0]), y: cur.points.map(q => q[1]), z: cur.points.map(q => q[2]),
     text: labels, textposition: 'top center', textfont: { size: 12, color: '#1d2330' },
     hovertext: r.tokens.map((_, t) => hoverText(r, p, t, L)), hoverinfo: 'text', customdata: r.tokens.map((_, t) => [p, t, L]),
@@ -324,9 +331,13 @@ function phraseTraces(r, p, narrow) {
   return traces;
 }
 
+function isNarrow() {
+  return $('traj-plot').clientWidth < 700;
+}
+
 function figure() {
-  const gd = $('traj-plot');
-  const narrow = gd.clientWidth < 700;
+  const narrow = isNarrow();
+  st.narrow = narrow;
   const data = [];
   if (st.cloud) data.push(cloudTrace(st.cloud));
   st.results.forEach((r, p) => data.push(...phraseTraces(r, p, narrow)));
@@ -342,20 +353,21 @@ function figure() {
       text: `${plotlyText(model)} · ${proj} · ${plotlyText(r0.states[st.layer].name)}`,
       x: 0.01, xanchor: 'left', font: { size: 14 },
     },
-    margin: { l: 0, r: 0, t: 34, b: narrow ? 40 : 0 },
+    margin: { l: 0, r: 0, t: 34, b: 0 },
     paper_bgcolor: '#ffffff',
     showlegend: true,
+    // narrow: the legend above the scene and the colour bar below it, both inside the figure
     legend: narrow
-      ? { orientation: 'h', x: 0, y: 1, yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.85)', font: { size: 10 } }
+      ? { orientation: 'h', x: 0, y: 1, yanchor: 'top', bgcolor: 'rgba(255,255,255,0.85)', font: { size: 10 } }
       : { x: 0.01, y: 0.97, bgcolor: 'rgba(255,255,255,0.85)', bordercolor: '#d9dde4', borderwidth: 1, font: { size: 11 } },
     scene: {
       aspectmode: 'data', xaxis: axis('1'), yaxis: axis('2'), zaxis: axis('3'), hovermode: 'closest',
-      camera: { eye: narrow ? { x: 1.5, y: 1.5, z: 1.0 } : { x: 1.05, y: 1.05, z: 0.7 } },
+      camera: { eye: narrow ? { x: 1.3, y: 1.3, z: 0.9 } : { x: 1.05, y: 1.05, z: 0.7 } },
+      domain: narrow ? { x: [0, 1], y: [0.1, 0.86] } : { x: [0, 1], y: [0, 1] },
     },
     hoverlabel: { bgcolor: '#ffffff', bordercolor: '#8a93a3', font: { family: 'DejaVu Sans Mono, monospace', size: 12, color: '#1d2330' }, align: 'left' },
     uirevision: `${st.request.projection}`,
   };
-  if (narrow) layout.legend = { ...layout.legend, y: -0.02, yanchor: 'top' };
   return { data, layout };
 }
 
@@ -565,6 +577,14 @@ export function initTrajectory(m, onUmap) {
   $('traj-json').addEventListener('click', downloadJson);
 
   $('traj-plot').classList.add('empty');
+  // legend and colour bar move below the figure on a narrow window
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      if (st.results.length && !$('view-traj').hidden && isNarrow() !== st.narrow) draw();
+    }, 150);
+  });
   run(readForm());
 }
 
