@@ -13,12 +13,12 @@
  * OpenBLAS's own thread pool: the caller decides its size
  * (openblas_set_num_threads) before calling.
  *
- * Determinism: a fit is a pure function of (data, every field of
- * umap_params); in particular the same seed and n_threads give a
- * bit-identical layout. A different n_threads gives an equally valid but
- * different layout (edges are split between threads, each with its own
- * random stream). Transform is deterministic for a given model and input and
- * does not depend on the thread count.
+ * Determinism: a fit is a pure function of the data and the settings other
+ * than n_threads: the same seed gives a bit-identical layout whatever the
+ * thread count (the SGD works on a fixed split of the vertices into chunks,
+ * each with its own random streams, reading other chunks from a per-epoch
+ * snapshot; threads only decide who processes a chunk). Transform is
+ * deterministic for a given model and input, also thread-independent.
  *
  * Split over: umap.c (fit/transform orchestration, progress),
  * umap_knn.c (kNN, smooth kNN distances, fuzzy graph), umap_spectral.c
@@ -66,7 +66,8 @@ typedef struct {
     float set_op_mix_ratio;      /* 1 = fuzzy union, 0 = intersection (1.0) */
     umap_init init;              /* (UMAP_INIT_SPECTRAL) */
     uint64_t seed;               /* random seed (42) */
-    size_t n_threads;            /* SGD threads, 1..256 (1) */
+    size_t n_threads;            /* SGD threads, 1..256 (1); does not
+                                    change the result */
 } umap_params;
 
 /* A fitted layout. Holds no pointer to the training data: transform takes
@@ -158,7 +159,8 @@ uint64_t umap_hash_floats(const float *x, size_t count, uint64_t seed);
 
 /* Cache key of a layout: combines data_hash (e.g. umap_hash_floats of the
  * training rows, or a checkpoint content hash mixed with the row count) with
- * every field of p and the file format version. */
+ * every field of p except n_threads (it does not change the layout) and the
+ * file format version. */
 uint64_t umap_cache_key(uint64_t data_hash, const umap_params *p);
 
 /* ---- building blocks (exposed for tests and reuse) ---------------------- */

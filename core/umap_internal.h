@@ -75,12 +75,16 @@ static inline void umap_progress_set(umap_progress *p, int stage, long done,
 
 /* SGD of a fit (umap_layout.c). emb (n, nc) is optimised in place over the
  * symmetric graph g (both directions stored) with eps (g->nnz) from
- * umap_epochs_per_sample. Vertices are split into n_threads contiguous
- * ranges of similar work; a thread moves only its own vertices and reads the
- * others from a snapshot refreshed after every epoch (two barriers per
- * epoch), so the result depends only on the seed and n_threads. Each
- * sampling of edge (j, k) pulls j twice, standing in for umap-learn's
- * move_other update of the reverse edge (k, j). Returns UMAP_OK,
+ * umap_epochs_per_sample. The vertices are split into up to 64 chunks of
+ * similar work (fixed by the graph, not by n_threads); in each epoch the
+ * threads take chunks as they become free. A chunk reads its own vertices
+ * live and the others from a snapshot of the previous epoch's end (two
+ * alternating buffers, one barrier per epoch) and draws from its own random
+ * streams, so the result depends on the seed only. Each sampling of edge
+ * (j, k) pulls j by twice the attractive step, standing in for umap-learn's
+ * move_other update of the reverse edge (k, j); its negative samples are
+ * evaluated at one position and applied together. Gradients, clipping,
+ * sampling schedule and learning rate are umap-learn's. Returns UMAP_OK,
  * UMAP_ECANCELED or UMAP_ENOMEM. */
 int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
                       const double *eps, size_t n_epochs, float a, float b,

@@ -155,7 +155,9 @@ uint64_t umap_cache_key(uint64_t data_hash, const umap_params *p)
     unsigned char b[8 + 4 + PARAM_BYTES];
     put_u64(b, data_hash);
     put_u32(b + 8, UMAP_FILE_VERSION);
-    pack_params(b + 12, p);
+    umap_params q = *p;
+    q.n_threads = 0; /* does not change the layout */
+    pack_params(b + 12, &q);
     return hash_bytes(b, sizeof b, 0x75D3A9B1C0FFEEull);
 }
 

@@ -2,6 +2,7 @@
  * layout optimisation (umap-learn's optimize_layout_euclidean). */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,7 @@ static inline float clip4(float v)
 static inline __attribute__((always_inline)) float rdist(const float *x, const float *y, size_t nc)
 {
     float s = 0.0f;
+#pragma GCC unroll 16
     for (size_t d = 0; d < nc; d++) {
         float t = x[d] - y[d];
         s += t * t;
@@ -167,9 +169,15 @@ repel_grad(const float *cur, const float *other, size_t nc, float a, float b,
         acc[d] += gc > 0.0f ? clip4(gc * (cur[d] - other[d])) : 4.0f;
 }
 
+/* Vertices per SGD chunk (at most UMAP_SGD_MAX_CHUNKS chunks). */
+#define UMAP_SGD_CHUNK_MIN 128
+#define UMAP_SGD_MAX_CHUNKS 64
+
 typedef struct {
-    float *emb;        /* (n, nc) live positions; a thread writes its rows */
-    float *snap;       /* (n, nc) positions at the start of the epoch */
+    float *emb;        /* (n, nc) live positions */
+    float *snap[2];    /* (n, nc) each: positions at the end of the previous
+                          epoch, alternating: epoch e reads snap[e % 2] and
+                          leaves its result in snap[(e + 1) % 2] */
     size_t n, nc;
     const umap_graph *g;
     const double *eps;
@@ -178,13 +186,19 @@ typedef struct {
     double *eps_neg;         /* (nnz) */
     size_t n_epochs;
     float a, b, gamma, alpha0;
-    size_t neg_rate;
+    size_t n_chunks;
+    const size_t *cstart;    /* (n_chunks + 1) vertex ranges */
+    const size_t *cmid;      /* (n_chunks) first edge of each chunk's
+                                second half */
+    const int32_t *head;     /* (nnz) row of each edge */
+    uint64_t *rng;           /* (2 n_chunks) one stream per chunk half */
+    atomic_size_t next_chunk[2]; /* epoch e claims chunks from [e % 2] */
     size_t n_threads;
-    const size_t *vstart;    /* (n_threads + 1) vertex ranges */
-    uint64_t seed;
     umap_progress *prog;
     pthread_barrier_t barrier;
-    int stop;                /* written by thread 0 between barriers */
+    atomic_int stop[2];      /* thread 0's cancel verdict after epoch e in
+                                stop[e % 2], read by all after the barrier */
+    int stopped;             /* epochs were cut short */
     /* start gate: workers wait until every thread exists (or abort) */
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
@@ -196,55 +210,83 @@ typedef struct {
     size_t t;
 } sgd_arg;
 
-/* One epoch of thread t's edges; inlined with a constant nc for the
- * common widths so the coordinate loops unroll. */
+/* One positive sample of edge i = (j, k), due in this epoch; vertices of
+ * the chunk [v0, v1) are read live, the others from snap. */
 static inline __attribute__((always_inline)) void
-sgd_epoch_nc(sgd_shared *sh, size_t t, size_t e, uint64_t *rng, const size_t nc)
+sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
+         size_t v1, const float *snap, uint64_t *rng, const size_t nc)
 {
-    const umap_graph *g = sh->g;
-    const size_t v0 = sh->vstart[t], v1 = sh->vstart[t + 1];
-    const float alpha = epoch_alpha(sh->alpha0, e, sh->n_epochs);
-    const float a = sh->a, b = sh->b, gamma = sh->gamma;
-    const double en = (double)e;
     float *emb = sh->emb;
-    const float *snap = sh->snap ? sh->snap : sh->emb;
-    for (size_t j = v0; j < v1; j++) {
-        float *cur = emb + j * nc;
-        for (size_t i = g->indptr[j]; i < g->indptr[j + 1]; i++) {
-            if (sh->eps[i] <= 0.0 || !(sh->next_sample[i] <= en))
-                continue;
-            size_t k = (size_t)g->indices[i];
-            const float *other = (k >= v0 && k < v1) ? emb + k * nc
-                                                      : snap + k * nc;
-            /* edge (j, k) and, for umap-learn's move_other, (k, j) */
-            attract(cur, other, nc, a, b, 2.0f * alpha);
-            sh->next_sample[i] += sh->eps[i];
-            long n_neg = (long)((en - sh->next_neg[i]) / sh->eps_neg[i]);
-            float acc[UMAP_MAX_COMPONENTS] = {0};
-            for (long p = 0; p < n_neg; p++) {
-                size_t s = umap_rng_below(rng, (uint32_t)sh->n);
-                const float *o = (s >= v0 && s < v1) ? emb + s * nc
-                                                      : snap + s * nc;
-                repel_grad(cur, o, nc, a, b, gamma, s == j, acc);
-            }
-            for (size_t d = 0; d < nc; d++)
-                cur[d] += acc[d] * alpha;
-            sh->next_neg[i] += (double)n_neg * sh->eps_neg[i];
-        }
+    const float a = sh->a, b = sh->b, gamma = sh->gamma;
+    const size_t j = (size_t)sh->head[i], k = (size_t)sh->g->indices[i];
+    float *cur = emb + j * nc;
+    const float *other = (k >= v0 && k < v1) ? emb + k * nc : snap + k * nc;
+    sh->next_sample[i] += sh->eps[i];
+    long n_neg = (long)((en - sh->next_neg[i]) / sh->eps_neg[i]);
+    /* edge (j, k) and, for umap-learn's move_other, (k, j) */
+    attract(cur, other, nc, a, b, 2.0f * alpha);
+    float acc[UMAP_MAX_COMPONENTS] = {0};
+    for (long p = 0; p < n_neg; p++) {
+        size_t s = umap_rng_below(rng, (uint32_t)sh->n);
+        const float *o = (s >= v0 && s < v1) ? emb + s * nc : snap + s * nc;
+        repel_grad(cur, o, nc, a, b, gamma, s == j, acc);
     }
+#pragma GCC unroll 16
+    for (size_t d = 0; d < nc; d++)
+        cur[d] += acc[d] * alpha;
+    sh->next_neg[i] += (double)n_neg * sh->eps_neg[i];
 }
 
-static void sgd_epoch(sgd_shared *sh, size_t t, size_t e, uint64_t *rng)
+/* First edge at or after i, before end, that is due in epoch en. */
+static inline size_t next_due(const sgd_shared *sh, size_t i, size_t end,
+                              double en)
+{
+    while (i < end && !(sh->eps[i] > 0.0 && sh->next_sample[i] <= en))
+        i++;
+    return i;
+}
+
+/* Epoch e of chunk c. The chunk's vertices form two halves whose edges are
+ * processed alternately, one sample of each in turn, each half with its own
+ * random stream: the two update chains are independent, so the CPU
+ * overlaps their work. Then the chunk's rows go to the next snapshot.
+ * Inlined with a constant nc for the common widths. */
+static inline __attribute__((always_inline)) void
+sgd_chunk_nc(sgd_shared *sh, size_t c, size_t e, const size_t nc)
+{
+    const size_t v0 = sh->cstart[c], v1 = sh->cstart[c + 1];
+    const float alpha = epoch_alpha(sh->alpha0, e, sh->n_epochs);
+    const double en = (double)e;
+    const float *snap = sh->snap[e % 2];
+    uint64_t *rng = sh->rng + 2 * c;
+    const size_t ea = sh->g->indptr[v0], em = sh->cmid[c],
+                 eb = sh->g->indptr[v1];
+    size_t ia = next_due(sh, ea, em, en), ib = next_due(sh, em, eb, en);
+    while (ia < em && ib < eb) {
+        sgd_edge(sh, ia, alpha, en, v0, v1, snap, &rng[0], nc);
+        sgd_edge(sh, ib, alpha, en, v0, v1, snap, &rng[1], nc);
+        ia = next_due(sh, ia + 1, em, en);
+        ib = next_due(sh, ib + 1, eb, en);
+    }
+    for (; ia < em; ia = next_due(sh, ia + 1, em, en))
+        sgd_edge(sh, ia, alpha, en, v0, v1, snap, &rng[0], nc);
+    for (; ib < eb; ib = next_due(sh, ib + 1, eb, en))
+        sgd_edge(sh, ib, alpha, en, v0, v1, snap, &rng[1], nc);
+    memcpy(sh->snap[(e + 1) % 2] + v0 * nc, sh->emb + v0 * nc,
+           (v1 - v0) * nc * sizeof(float));
+}
+
+static void sgd_chunk(sgd_shared *sh, size_t c, size_t e)
 {
     switch (sh->nc) {
     case 2:
-        sgd_epoch_nc(sh, t, e, rng, 2);
+        sgd_chunk_nc(sh, c, e, 2);
         break;
     case 3:
-        sgd_epoch_nc(sh, t, e, rng, 3);
+        sgd_chunk_nc(sh, c, e, 3);
         break;
     default:
-        sgd_epoch_nc(sh, t, e, rng, sh->nc);
+        sgd_chunk_nc(sh, c, e, sh->nc);
         break;
     }
 }
@@ -263,24 +305,28 @@ static void *sgd_worker(void *p)
         if (go < 0)
             return NULL;
     }
-    uint64_t rng = umap_rng_derive(sh->seed, t);
-    const size_t v0 = sh->vstart[t], v1 = sh->vstart[t + 1], nc = sh->nc;
     for (size_t e = 0; e < sh->n_epochs; e++) {
-        sgd_epoch(sh, t, e, &rng);
-        if (sh->n_threads > 1) {
-            pthread_barrier_wait(&sh->barrier);
-            memcpy(sh->snap + v0 * nc, sh->emb + v0 * nc,
-                   (v1 - v0) * nc * sizeof(float));
-        }
+        /* chunks go to whichever thread is free: a thread the scheduler
+         * holds back delays the epoch by one chunk at most */
+        size_t c;
+        while ((c = atomic_fetch_add(&sh->next_chunk[e % 2], 1)) < sh->n_chunks)
+            sgd_chunk(sh, c, e);
         if (t == 0) {
             if (sh->prog)
                 atomic_store(&sh->prog->done, (long)(e + 1));
-            sh->stop = umap_cancelled(sh->prog);
+            atomic_store(&sh->stop[e % 2], umap_cancelled(sh->prog));
         }
         if (sh->n_threads > 1)
             pthread_barrier_wait(&sh->barrier);
-        if (sh->stop)
+        /* counter e % 2 is next used in epoch e + 2, after the next
+         * barrier, which thread 0 reaches only after this reset */
+        if (t == 0)
+            atomic_store(&sh->next_chunk[e % 2], 0);
+        if (atomic_load(&sh->stop[e % 2])) {
+            if (t == 0)
+                sh->stopped = 1;
             break;
+        }
     }
     return NULL;
 }
@@ -291,10 +337,15 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
                       size_t n_threads, uint64_t seed, umap_progress *prog)
 {
     const size_t nnz = g->nnz;
+    size_t n_chunks = n / UMAP_SGD_CHUNK_MIN;
+    if (n_chunks < 1)
+        n_chunks = 1;
+    if (n_chunks > UMAP_SGD_MAX_CHUNKS)
+        n_chunks = UMAP_SGD_MAX_CHUNKS;
     if (n_threads < 1)
         n_threads = 1;
-    if (n_threads > n)
-        n_threads = n;
+    if (n_threads > n_chunks)
+        n_threads = n_chunks;
     sgd_shared sh;
     memset(&sh, 0, sizeof sh);
     sh.emb = emb;
@@ -307,21 +358,29 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     sh.b = b;
     sh.gamma = gamma;
     sh.alpha0 = alpha0;
-    sh.neg_rate = neg_rate;
+    sh.n_chunks = n_chunks;
     sh.n_threads = n_threads;
-    sh.seed = seed;
     sh.prog = prog;
+    atomic_init(&sh.next_chunk[0], 0);
+    atomic_init(&sh.next_chunk[1], 0);
+    atomic_init(&sh.stop[0], 0);
+    atomic_init(&sh.stop[1], 0);
     sh.next_sample = malloc((nnz ? nnz : 1) * sizeof(double));
     sh.next_neg = malloc((nnz ? nnz : 1) * sizeof(double));
     sh.eps_neg = malloc((nnz ? nnz : 1) * sizeof(double));
-    size_t *vstart = malloc((n_threads + 1) * sizeof *vstart);
+    sh.snap[0] = malloc(n * nc * sizeof(float));
+    sh.snap[1] = malloc(n * nc * sizeof(float));
+    size_t *split = malloc((2 * n_chunks + 1) * sizeof *split);
+    size_t *cstart = malloc((n_chunks + 1) * sizeof *cstart);
+    size_t *cmid = malloc(n_chunks * sizeof *cmid);
+    int32_t *head = malloc((nnz ? nnz : 1) * sizeof *head);
+    sh.rng = malloc(2 * n_chunks * sizeof *sh.rng);
     pthread_t *tid = calloc(n_threads, sizeof *tid);
     sgd_arg *args = calloc(n_threads, sizeof *args);
-    if (n_threads > 1)
-        sh.snap = malloc(n * nc * sizeof(float));
     int rc = UMAP_ENOMEM;
-    if (!sh.next_sample || !sh.next_neg || !sh.eps_neg || !vstart || !tid ||
-        !args || (n_threads > 1 && !sh.snap))
+    if (!sh.next_sample || !sh.next_neg || !sh.eps_neg || !sh.snap[0] ||
+        !sh.snap[1] || !split || !cstart || !cmid || !head || !sh.rng ||
+        !tid || !args)
         goto done;
     /* umap-learn: a negative sample every eps/neg_rate epochs */
     for (size_t i = 0; i < nnz; i++) {
@@ -329,33 +388,47 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
         sh.next_neg[i] = sh.eps_neg[i];
         sh.next_sample[i] = eps[i];
     }
-    /* split vertices so each thread gets a similar number of samples */
+    /* 2 n_chunks vertex ranges of similar numbers of samples; chunk c is
+     * ranges 2c and 2c + 1. The split depends on the graph only, not on
+     * the thread count. */
+    const size_t parts = 2 * n_chunks;
     double total = 0.0;
     for (size_t i = 0; i < nnz; i++)
         if (eps[i] > 0.0)
             total += 1.0 / eps[i];
-    vstart[0] = 0;
+    split[0] = 0;
     {
         size_t t = 1;
         double acc = 0.0;
-        for (size_t j = 0; j < n && t < n_threads; j++) {
+        for (size_t j = 0; j < n && t < parts; j++) {
             for (size_t i = g->indptr[j]; i < g->indptr[j + 1]; i++)
                 if (eps[i] > 0.0)
                     acc += 1.0 / eps[i];
-            while (t < n_threads && acc >= total * (double)t / (double)n_threads)
-                vstart[t++] = j + 1;
+            while (t < parts && acc >= total * (double)t / (double)parts)
+                split[t++] = j + 1;
         }
-        while (t < n_threads)
-            vstart[t++] = n;
-        vstart[n_threads] = n;
+        while (t < parts)
+            split[t++] = n;
+        split[parts] = n;
     }
-    sh.vstart = vstart;
+    for (size_t c = 0; c <= n_chunks; c++)
+        cstart[c] = split[2 * c];
+    for (size_t c = 0; c < n_chunks; c++)
+        cmid[c] = g->indptr[split[2 * c + 1]];
+    for (size_t j = 0; j < n; j++)
+        for (size_t i = g->indptr[j]; i < g->indptr[j + 1]; i++)
+            head[i] = (int32_t)j;
+    for (size_t r = 0; r < 2 * n_chunks; r++)
+        sh.rng[r] = umap_rng_derive(seed, r);
+    sh.cstart = cstart;
+    sh.cmid = cmid;
+    sh.head = head;
+    memcpy(sh.snap[0], emb, n * nc * sizeof(float));
     umap_progress_set(prog, UMAP_STAGE_OPTIMIZE, 0, (long)n_epochs);
     if (n_threads == 1) {
         args[0] = (sgd_arg){&sh, 0};
         sgd_worker(&args[0]);
     } else {
-        memcpy(sh.snap, emb, n * nc * sizeof(float));
         pthread_barrier_init(&sh.barrier, NULL, (unsigned)n_threads);
         pthread_mutex_init(&sh.gate_mu, NULL);
         pthread_cond_init(&sh.gate_cv, NULL);
@@ -382,13 +455,18 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
         if (started != n_threads)
             goto done; /* UMAP_ENOMEM: could not start the threads */
     }
-    rc = sh.stop ? UMAP_ECANCELED : UMAP_OK;
+    rc = sh.stopped ? UMAP_ECANCELED : UMAP_OK;
 done:
     free(sh.next_sample);
     free(sh.next_neg);
     free(sh.eps_neg);
-    free(sh.snap);
-    free(vstart);
+    free(sh.snap[0]);
+    free(sh.snap[1]);
+    free(split);
+    free(cstart);
+    free(cmid);
+    free(head);
+    free(sh.rng);
     free(tid);
     free(args);
     return rc;
