@@ -44,6 +44,14 @@ function curve(cov) {
   return { x: [0, ...cov.map((_, r) => (100 * (r + 1)) / dh)], y: [0, ...cov.map(c => 100 * c)] };
 }
 
+// Pixel height of a row of heads: the whole grid in the visible column when
+// that leaves each row at least 150 px, never more than 205 px.
+function rowHeight(rows, narrow) {
+  if (narrow) return 190;
+  const stage = $('svd-plot').parentElement.clientHeight - 12;
+  return Math.max(150, Math.min(205, Math.floor((stage - 100) / rows)));
+}
+
 function figure() {
   const gd = $('svd-plot');
   const narrow = gd.clientWidth < 600;
@@ -54,7 +62,7 @@ function figure() {
   const layout = {
     grid: { rows, columns: cols, pattern: 'independent', xgap: 0.12, ygap: narrow ? 0.32 : 0.28 },
     margin: { l: 48, r: 12, t: 84, b: 44 },
-    height: Math.max(320, rows * (narrow ? 190 : 205) + 100),
+    height: Math.max(320, rows * rowHeight(rows, narrow) + 100),
     paper_bgcolor: '#ffffff', plot_bgcolor: '#fbfcfe',
     title: {
       text: narrow ? `block ${sv.spectra.block}: coverage of the spectrum per head`

@@ -122,7 +122,7 @@ export async function run(req) {
     const [cloud, ...results] = await Promise.all([cloudJob, ...jobs]);
     if (seq !== st.seq) return;
     const prev = st.results;
-    st.request = req;
+    st.request = { texts: req.texts, projection: req.projection, gelu: req.gelu, k: req.k, limit: req.limit };
     st.results = results;
     st.cloud = cloud;
     st.cloudKey = cloudKey;

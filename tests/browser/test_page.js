@@ -254,7 +254,8 @@ async function main() {
 
   try {
     // ===== 1. a daemon still fitting its UMAP layout =====
-    const slow = new Daemon('fitting', ckpt, ['--set', `umap_rows=${UMAP_ROWS}`, '--set', 'umap_epochs=10000',
+    // 5000 epochs: about 10 s of fitting here, several times the page's load time
+    const slow = new Daemon('fitting', ckpt, ['--set', `umap_rows=${UMAP_ROWS}`, '--set', 'umap_epochs=5000',
       '--set', `max_tokens=${MAX_TOKENS}`]);
     daemons.push(slow);
     await slow.start();
@@ -280,6 +281,16 @@ async function main() {
     const model = (await slow.get('/model')).body;
     await checkFigure(page, slow, { text: DEFAULT_PHRASE, projection: 'pca', nLayer: model.n_layer });
     ok((await messageOf(page, 'traj-msg')).hidden, 'the message goes away once the figure is drawn');
+    // back to UMAP: the page waits for the fit and draws by itself when it is done
+    await page.check('input[name="projection"][value="umap"]');
+    await page.waitForFunction(() => document.getElementById('traj-msg').dataset.kind === 'wait' ||
+      document.getElementById('traj-plot').dataset.projection === 'umap', null, { timeout: 30000 });
+    const waited = (await messageOf(page, 'traj-msg')).kind === 'wait';
+    if (!waited) console.log('# note: the fit ended before the page asked again; the redraw after waiting is not exercised');
+    await page.waitForFunction(() => document.getElementById('traj-plot').dataset.projection === 'umap', null, { timeout: 180000 });
+    ok((await slow.get('/umap')).body.state === 'ready' && (await messageOf(page, 'traj-msg')).hidden,
+      waited ? 'after waiting for the fit the page draws the UMAP figure by itself' : 'the UMAP figure is drawn once the fit is done');
+    await checkFigure(page, slow, { text: DEFAULT_PHRASE, projection: 'umap', nLayer: model.n_layer });
     await slow.stop();
 
     // ===== 2. the main daemon, UMAP ready =====
