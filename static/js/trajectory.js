@@ -24,6 +24,7 @@ const st = {
   results: [],        // /trajectory answers, phrase A then B
   cloud: null,        // /umap/layout answer drawn behind, or null
   cloudKey: '',
+  cloudTrace: null,   // {source, trace}: the plotly trace of `cloud`
   layer: 0,           // state index shown by the slider
   highlight: [0, 0],  // token index followed in each phrase
   focus: null,        // {p, t, s} of the point the details panel shows (hover), or null
@@ -192,8 +193,9 @@ async function umapUnavailable(req, err, seq) {
     actions: [usePca],
   });
   markStale(true);
-  const wait = Math.max(1, Math.min(err.retryAfter || 1, 3)) * 1000;
-  st.pollTimer = setTimeout(() => pollUmap(req, seq), Math.min(wait, 1000));
+  // /umap is cheap: poll it every second (rather than the Retry-After of
+  // /trajectory) so that the progress bar moves
+  st.pollTimer = setTimeout(() => pollUmap(req, seq), 1000);
 }
 
 async function pollUmap(req, seq) {
@@ -339,7 +341,11 @@ function figure() {
   const narrow = isNarrow();
   st.narrow = narrow;
   const data = [];
-  if (st.cloud) data.push(cloudTrace(st.cloud));
+  if (st.cloud) {
+    // built once per layout: the same arrays let plotly skip them when redrawing
+    if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
+    data.push(st.cloudTrace.trace);
+  }
   st.results.forEach((r, p) => data.push(...phraseTraces(r, p, narrow)));
   const r0 = st.results[0];
   const proj = st.request.projection.toUpperCase();
