@@ -8,10 +8,12 @@
  * that can fail return 0 on success or a negative UMAP_E* code and write one
  * line into err (err may be NULL when errlen is 0).
  *
- * Threads: n_threads counts the pthreads this module starts itself (graph
- * work and SGD). Matrix products go through cblas_sgemm, which uses
- * OpenBLAS's own thread pool: the caller decides its size
- * (openblas_set_num_threads) before calling.
+ * Threads: n_threads counts the pthreads the SGD of a fit starts (the
+ * calling thread is one of them). Matrix products (kNN) go through
+ * cblas_sgemm, which uses OpenBLAS's own thread pool: the caller decides its
+ * size (openblas_set_num_threads) before calling. Only the eigensolver
+ * (ARPACK keeps global state) is serialised by a lock: fits may run
+ * concurrently, and transforms always can.
  *
  * Determinism: a fit is a pure function of the data and the settings other
  * than n_threads: the same seed gives a bit-identical layout whatever the
