@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -87,10 +88,6 @@ def main():
     extra = ["--set", "cache_mb=%d" % a.cache_mb, "--set", "umap=false"]
     print("checkpoint %s (%.0f MiB), cache budget %d MiB, %d cores" % (model, size_mb, a.cache_mb, os.cpu_count()))
 
-    def run(label, target, fresh=True):
-        d = Twd(exe, model, extra) if fresh else None
-        return d
-
     rows = []
     d = Twd(exe, model, extra)
     rows.append(("ready after start (warm page cache)", d.ready * 1e3, "ms"))
@@ -117,6 +114,29 @@ def main():
     d = Twd(exe, model, extra)
     dt, _ = d.timed("/svd?block=11&matrix=both&top=20&k=5")
     rows.append(("/svd?block=11 first request after start", dt * 1e3, "ms"))
+    d.stop()
+    # trajectories: a daemon that fits (or reloads) the UMAP layout of 10,000 rows
+    cache = os.path.join(a.build, "bench-cache")
+    shutil.rmtree(os.path.join(cache, "umap"), ignore_errors=True)
+    d = Twd(exe, model, ["--set", "umap=true", "--cache-dir", cache])
+    t0 = time.time()
+    while json.loads(d.get("/umap")[1])["state"] == "fitting":
+        time.sleep(0.05)
+    status = json.loads(d.get("/umap")[1])
+    rows.append(("UMAP fit of 10,000 rows in the daemon (%s)" % status["state"], time.time() - t0 + d.ready, "s"))
+    phrase = "/trajectory?text=To%20kill%20two%20birds%20with%20one%20stone"
+    for proj in ("umap", "pca"):
+        dt, body = d.timed(phrase + "&projection=" + proj)
+        rows.append(("/trajectory %s, 8-word phrase (%d tokens), cold" % (proj, json.loads(body)["n_tokens"]),
+                     dt * 1e3, "ms"))
+    long_text = "%20".join(["word"] * 200)
+    dt, body = d.timed("/trajectory?projection=umap&k=1&text=" + long_text)
+    rows.append(("/trajectory umap, %d tokens, cold" % json.loads(body)["n_tokens"], dt * 1e3, "ms"))
+    d.stop()
+    d = Twd(exe, model, ["--set", "umap=true", "--cache-dir", cache])
+    rows.append(("ready with the UMAP layout reloaded from disk", d.ready * 1e3, "ms"))
+    rows.append(("  layout state right after start", 1.0 if json.loads(d.get("/umap")[1])["state"] == "ready" else 0.0,
+                 "(1 = ready)"))
     d.stop()
     w = max(len(r[0]) for r in rows)
     for label, v, unit in rows:
