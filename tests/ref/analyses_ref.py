@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -36,49 +35,15 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from st_numpy import load_model  # noqa: E402
+
 TOL = 1e-4
 COV_TOL = 1e-6
 EXTRA = 2  # reference lists carry k + EXTRA entries
 
 
 # ---------------------------------------------------------------- checkpoint
-
-def read_safetensors(path):
-    """name -> float64 array, names without the "transformer." prefix."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (hlen,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + hlen].decode("utf-8"))
-    base = 8 + hlen
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        lo, hi = info["data_offsets"]
-        buf = raw[base + lo:base + hi]
-        dt = info["dtype"]
-        if dt == "F32":
-            a = np.frombuffer(buf, dtype="<f4").astype(np.float64)
-        elif dt == "F16":
-            a = np.frombuffer(buf, dtype="<f2").astype(np.float64)
-        elif dt == "BF16":
-            u = np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16
-            a = u.view(np.float32).astype(np.float64)
-        else:
-            continue  # buffers of other dtypes are not parameters
-        a = a.reshape(info["shape"])
-        if name.startswith("transformer."):
-            name = name[len("transformer."):]
-        out[name] = a
-    return out
-
-
-def load(model_dir):
-    with open(os.path.join(model_dir, "config.json")) as f:
-        cfg = json.load(f)
-    t = read_safetensors(os.path.join(model_dir, "model.safetensors"))
-    return cfg, t
-
 
 def ln(x, g=None, b=None, eps=1e-5):
     mu = x.mean(axis=-1, keepdims=True)
@@ -114,7 +79,7 @@ def negated(lists):
 # ---------------------------------------------------------------- reference
 
 def reference(model_dir, blocks, ids, k, top):
-    cfg, t = load(model_dir)
+    cfg, t = load_model(model_dir)
     L, H, d, V = cfg["n_layer"], cfg["n_head"], cfg["n_embd"], cfg["vocab_size"]
     eps = float(cfg.get("layer_norm_epsilon", 1e-5))
     dh = d // H

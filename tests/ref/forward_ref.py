@@ -28,51 +28,13 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from st_numpy import load_model  # noqa: E402
+
 TOL = 1e-4
 
 
 # ---------------------------------------------------------------- checkpoint
-
-def read_safetensors(path):
-    """name -> float64 array; names without the "transformer." prefix."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (hlen,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + hlen].decode("utf-8"))
-    base = 8 + hlen
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        key = name[len("transformer."):] if name.startswith("transformer.") else name
-        if key.endswith(".attn.bias") or key.endswith(".attn.masked_bias"):
-            continue  # causal-mask buffers, not parameters
-        a, b = info["data_offsets"]
-        buf = raw[base + a:base + b]
-        dt = info["dtype"]
-        if dt == "F32":
-            arr = np.frombuffer(buf, dtype="<f4")
-        elif dt == "F16":
-            arr = np.frombuffer(buf, dtype="<f2")
-        elif dt == "BF16":
-            u = np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16
-            arr = u.view(np.float32)
-        elif dt == "F64":
-            arr = np.frombuffer(buf, dtype="<f8")
-        else:
-            raise ValueError("%s: unsupported dtype %s" % (name, dt))
-        if key in out:
-            raise ValueError("tensor %s present twice" % key)
-        out[key] = arr.astype(np.float64).reshape(info["shape"])
-    return out
-
-
-def load_model(folder):
-    with open(os.path.join(folder, "config.json")) as f:
-        cfg = json.load(f)
-    w = read_safetensors(os.path.join(folder, "model.safetensors"))
-    return cfg, w
-
 
 # ---------------------------------------------------------------- the maths
 
