@@ -1,5 +1,7 @@
 /* PCA by the eigendecomposition of the covariance (see pca.h). */
-#include "pca.h"
+#include "core/pca.h"
+
+#include "core/errmsg.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -12,17 +14,6 @@
 /* Centred rows per dsyrk call. */
 #define PCA_BLOCK 256
 
-static void pca_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void pca_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void pca_free(pca_model *m)
 {
@@ -39,7 +30,7 @@ int pca_fit(const float *x, size_t n, size_t dim, size_t k, pca_model *out,
 {
     memset(out, 0, sizeof *out);
     if (!x || n < 2 || dim == 0 || k == 0 || k > dim || dim > 1u << 20) {
-        pca_err(err, errlen, "pca_fit: bad arguments (n=%zu dim=%zu k=%zu)", n,
+        tw_set_err(err, errlen, "pca_fit: bad arguments (n=%zu dim=%zu k=%zu)", n,
                 dim, k);
         return -1;
     }
@@ -54,7 +45,7 @@ int pca_fit(const float *x, size_t n, size_t dim, size_t k, pca_model *out,
     int rc = -1;
     if (!cov || !blk || !w || !z || !isuppz || !out->mean || !out->components ||
         !out->variance) {
-        pca_err(err, errlen, "pca_fit: out of memory (dim=%zu)", dim);
+        tw_set_err(err, errlen, "pca_fit: out of memory (dim=%zu)", dim);
         goto done;
     }
     out->dim = dim;
@@ -85,7 +76,7 @@ int pca_fit(const float *x, size_t n, size_t dim, size_t k, pca_model *out,
         0.0, 0.0, (lapack_int)(dim - k + 1), (lapack_int)dim, 0.0, &found, w,
         z, (lapack_int)k, isuppz);
     if (info != 0 || found != (lapack_int)k) {
-        pca_err(err, errlen, "pca_fit: dsyevr failed (info=%d, found %d of %zu)",
+        tw_set_err(err, errlen, "pca_fit: dsyevr failed (info=%d, found %d of %zu)",
                 (int)info, (int)found, k);
         goto done;
     }

@@ -5,6 +5,8 @@
  * computation written here: explicit d x d matrices, a dense LAPACKE SVD,
  * full sorts. The model is a small random gpt2_model built in memory. */
 #include <check.h>
+
+#include "tests/tw_check.h"
 #include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
@@ -1028,9 +1030,5 @@ static Suite *analyses_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(analyses_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tw_check_run(analyses_suite());
 }

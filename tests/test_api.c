@@ -1,6 +1,8 @@
 /* The JSON error shape, parameter validation and strict percent-decoding,
  * without a model or sockets. */
 #include <check.h>
+
+#include "tests/tw_check.h"
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -242,9 +244,5 @@ int main(void)
     tcase_add_test(tc, openapi_lists_every_route);
     tcase_add_test(tc, percent_decoding);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tw_check_run(s);
 }

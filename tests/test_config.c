@@ -1,5 +1,7 @@
 /* The configuration table, file parser and flags. */
 #include <check.h>
+
+#include "tests/tw_check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,9 +137,5 @@ int main(void)
     tcase_add_test(tc, file_and_flags);
     tcase_add_test(tc, shipped_conf_matches_table);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tw_check_run(s);
 }

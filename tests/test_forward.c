@@ -5,6 +5,8 @@
 #include "core/forward.h"
 
 #include <check.h>
+
+#include "tests/tw_check.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -508,9 +510,5 @@ static Suite *forward_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(forward_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tw_check_run(forward_suite());
 }

@@ -13,6 +13,8 @@
 #include "core/tokenizer.h"
 
 #include <check.h>
+
+#include "tests/tw_check.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1106,9 +1108,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tw_check_run(suite());
 }

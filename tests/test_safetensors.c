@@ -4,6 +4,8 @@
 #include "core/safetensors.h"
 
 #include <check.h>
+
+#include "tests/tw_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -672,9 +674,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tw_check_run(suite());
 }

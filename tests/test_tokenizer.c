@@ -6,6 +6,8 @@
 #include "core/utf8.h"
 
 #include <check.h>
+
+#include "tests/tw_check.h"
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -846,9 +848,5 @@ static Suite *tokenizer_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(tokenizer_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tw_check_run(tokenizer_suite());
 }
