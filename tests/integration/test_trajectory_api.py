@@ -14,6 +14,7 @@ TMP = tempfile.mkdtemp(prefix="twd-traj-")
 MODEL = os.path.join(TMP, "small")
 SHAPE = ("--layers", "3", "--heads", "2", "--embd", "32", "--vocab", "1024", "--ctx", "32", "--seed", "5")
 UMAP = ("--set", "umap=true", "--set", "umap_rows=400")
+FULL = ("--set", "umap=true", "--set", "umap_rows=1024")  # every token of the vocabulary
 
 
 def setUpModule():
@@ -38,7 +39,7 @@ class TrajectoryTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.cache = tempfile.mkdtemp(prefix="twd-traj-cache-", dir=TMP)
-        cls.d = Daemon(*UMAP, "--set", "max_tokens=12", model=MODEL)
+        cls.d = Daemon(*FULL, "--set", "max_tokens=12", model=MODEL)
         shutil.rmtree(cls.d.cache)
         cls.d.cache = cls.cache
         cls.d.start()
@@ -72,7 +73,7 @@ class TrajectoryTest(unittest.TestCase):
 
     def test_umap_ready(self):
         self.assertEqual(self.status["state"], "ready")
-        self.assertEqual(self.status["rows"], 400)
+        self.assertEqual(self.status["rows"], 1024)
         self.assertFalse(self.status["from_cache"])
         self.assertGreater(self.status["fit_seconds"], 0)
 
@@ -90,17 +91,14 @@ class TrajectoryTest(unittest.TestCase):
         self.assertEqual((st, st2), (200, 200))
         self.assertEqual(g, p)
 
-    def test_embedding_state_is_its_own_token(self):
-        # a token's raw embedding row is a vocabulary row: with a dot-product
-        # logit lens, the nearest list contains it unless norms dominate, so
-        # check the definition instead: scores are e . wte_j, and the first
-        # state's point equals the layout point of that token (same row)
-        st, doc = self.d.get_json("/trajectory", text="time", projection="pca", k=1)
-        tid = doc["tokens"][0]["id"]
-        if tid < 400:
-            st, lay = self.d.get_json("/umap/layout", projection="pca")
-            i = lay["ids"].index(tid)
-            for a, b in zip(doc["states"][0]["points"][0], lay["points"][i]):
+    def test_embedding_state_is_placed_like_its_vocabulary_row(self):
+        # the first state of a token is its wte row, which the layout was
+        # fitted on: PCA maps it exactly where the layout has that row
+        st, doc = self.d.get_json("/trajectory", text="time of day", projection="pca", k=1)
+        st, lay = self.d.get_json("/umap/layout", projection="pca")
+        self.assertEqual(lay["ids"], list(range(1024)))
+        for t, tok in enumerate(doc["tokens"]):
+            for a, b in zip(doc["states"][0]["points"][t], lay["points"][tok["id"]]):
                 self.assertAlmostEqual(a, b, places=4)
 
     def test_gelu_forms(self):
@@ -119,10 +117,10 @@ class TrajectoryTest(unittest.TestCase):
         st, doc = self.d.get_json("/umap/layout", limit=50)
         self.assertEqual(st, 200)
         self.assertEqual((doc["n"], doc["rows"], len(doc["points"]), len(doc["ids"]), len(doc["texts"])),
-                         (50, 400, 50, 50, 50))
+                         (50, 1024, 50, 50, 50))
         self.assertEqual(doc["ids"], sorted(set(doc["ids"])))
         st, full = self.d.get_json("/umap/layout")
-        self.assertEqual(full["n"], 400)
+        self.assertEqual(full["n"], 1024)
         self.assertEqual(full["points"][doc["ids"][7]], doc["points"][7])
 
     def test_model_reports_umap(self):
@@ -144,7 +142,7 @@ class TrajectoryTest(unittest.TestCase):
         err("/trajectory?text=a&projection=tsne", 400, "'projection'", "umap, pca")
         err("/trajectory?text=a&gelu=relu", 400, "'gelu'", "tanh, erf")
         err("/trajectory?text=a&k=0", 400, "'k'")
-        err("/umap/layout?limit=401", 400, "'limit'", "0..400")
+        err("/umap/layout?limit=1025", 400, "'limit'", "0..1024")
         err("/umap/layout?limit=-1", 400, "'limit'")
         err("/trajectory", 400, "'text'", method="POST", body=b'{"text": ["a"]}')
 
