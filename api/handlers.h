@@ -19,6 +19,7 @@ int api_svd_bias(twd_app *app, const api_request *req, const api_args *a, api_re
 
 /* api/trajectory.c (SPEC section 4) */
 int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+int api_attention(twd_app *app, const api_request *req, const api_args *a, api_response *res);
 int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api_response *res);
 int api_umap_status(twd_app *app, const api_request *req, const api_args *a, api_response *res);
 

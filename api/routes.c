@@ -79,6 +79,14 @@ static const api_param p_trajectory[] = {
     {NULL},
 };
 
+static const api_param p_attention[] = {
+    {"text", AP_TEXT, true, NULL, 1, APB_MAX_TEXT, 0, NULL, "The phrase (UTF-8), encoded as-is."},
+    {"block", AP_INT, false, NULL, 0, APB_LAST_LAYER, 0, NULL, "One block (default: all blocks)."},
+    {"head", AP_INT, false, NULL, 0, APB_LAST_HEAD, 0, NULL, "One head (default: all heads)."},
+    {"gelu", AP_ENUM, false, "tanh", 0, APB_CONST, 0, gelus, "GELU form of the forward pass."},
+    {NULL},
+};
+
 static const api_param p_layout[] = {
     {"projection", AP_ENUM, false, "umap", 0, APB_CONST, 0, projections, "Which fitted layout."},
     {"limit", AP_INT, false, "0", 0, APB_UMAP_ROWS, 0, NULL,
@@ -323,6 +331,11 @@ const api_route api_routes[] = {
      "residual stream after every block), the 3D point of every token and its k nearest vocabulary tokens "
      "by dot product with wte (the logit lens), plus the top next tokens.",
      "{text, projection, gelu, k, tokens, states: [{index, name, block, points, nearest}], next_tokens}"},
+    {"/attention", API_GET | API_POST, api_attention, p_attention, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     "Attention patterns of a phrase",
+     "Per block and head, the causal softmax weights of the forward pass: row t lists the weights query t "
+     "gives to keys 0..t.",
+     "{text, gelu, n_tokens, tokens, blocks: [{block, heads: [{head, pattern}]}]}"},
     {"/umap/layout", API_GET, api_umap_layout, p_layout, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
      "The fitted background points",
      "3D coordinates of the vocabulary rows the projection was fitted on, with their token ids and texts, "

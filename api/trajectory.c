@@ -146,6 +146,61 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
     return api_json(res, 200, doc);
 }
 
+/* The causal attention patterns of a phrase: per block and head, the n x n
+ * softmax weights (row t: how much query t attends to each key u <= t). */
+int api_attention(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+{
+    (void)req;
+    const api_arg *text = api_arg_get(a, "text"), *ba = api_arg_get(a, "block"), *ha = api_arg_get(a, "head");
+    const char *gelu = api_str(a, "gelu");
+    const gpt2_config *c = &app->model.cfg;
+    int32_t *ids = NULL;
+    long n = tokenizer_encode(app->tok, text->s, text->s_len, &ids);
+    if (n < 0) return api_error(res, 503, "out of memory while tokenizing");
+    long cap = app->cfg->max_tokens < c->n_ctx ? (long)app->cfg->max_tokens : c->n_ctx;
+    int b0 = ba->present ? (int)ba->i : 0, b1 = ba->present ? (int)ba->i + 1 : c->n_layer;
+    int h0 = ha->present ? (int)ha->i : 0, h1 = ha->present ? (int)ha->i + 1 : c->n_head;
+    if (n == 0 || n > cap) {
+        free(ids);
+        if (n == 0) return api_error(res, 400, "parameter 'text' encodes to no tokens");
+        return api_error(res, 400, "parameter 'text' is %ld tokens long; the limit is %ld tokens", n, cap);
+    }
+    if (api_check_answer_size(app, res, (double)(b1 - b0) * (h1 - h0) * (double)n * (double)(n + 1) / 2,
+                              "the text, or ask for one block or head") != 0) {
+        free(ids);
+        return -1;
+    }
+    gpt2_forward_opts opts = {.gelu = strcmp(gelu, "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH,
+                              .logits = GPT2_LOGITS_NONE};
+    gpt2_forward_result *fr = NULL;
+    int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
+    free(ids);
+    if (rc != GPT2_FWD_OK)
+        return api_error(res, rc == GPT2_FWD_ENOMEM ? 503 : 400, "forward pass: %s", gpt2_forward_strerror(rc));
+    size_t N = (size_t)n, H = (size_t)c->n_head;
+    json_t *tokens = json_array(), *blocks = json_array();
+    for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
+    for (int b = b0; b < b1; b++) {
+        json_t *heads = json_array();
+        for (int h = h0; h < h1; h++) {
+            const float *att = fr->att + ((size_t)b * H + (size_t)h) * N * N;
+            json_t *rows = json_array();
+            for (size_t t = 0; t < N; t++) {
+                json_t *row = json_array(); /* keys 0..t; later keys are masked (0) */
+                for (size_t u = 0; u <= t; u++) json_array_append_new(row, json_real(att[t * N + u]));
+                json_array_append_new(rows, row);
+            }
+            json_array_append_new(heads, json_pack("{s:i,s:o}", "head", h, "pattern", rows));
+        }
+        json_array_append_new(blocks, json_pack("{s:i,s:o}", "block", b, "heads", heads));
+    }
+    json_t *doc = json_pack("{s:s,s:s,s:i,s:o,s:o,s:s}", "text", text->s, "gelu", gpt2_gelu_name(fr->gelu), "n_tokens",
+                            (int)N, "tokens", tokens, "blocks", blocks, "definition",
+                            "pattern[t][u]: softmax weight of key u for query t (u <= t; causal), scale 1/sqrt(dh)");
+    gpt2_forward_free(fr);
+    return api_json(res, 200, doc);
+}
+
 int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api_response *res)
 {
     (void)req;

@@ -127,6 +127,25 @@ class TrajectoryTest(unittest.TestCase):
         st, doc = self.d.get_json("/model")
         self.assertEqual(doc["umap"]["state"], "ready")
 
+    def test_attention(self):
+        st, doc = self.d.get_json("/attention", text="the time of the year")
+        self.assertEqual(st, 200)
+        n = doc["n_tokens"]
+        self.assertEqual([b["block"] for b in doc["blocks"]], [0, 1, 2])
+        for b in doc["blocks"]:
+            self.assertEqual([h["head"] for h in b["heads"]], [0, 1])
+            for h in b["heads"]:
+                rows = h["pattern"]
+                self.assertEqual([len(r) for r in rows], list(range(1, n + 1)))  # causal
+                for r in rows:
+                    self.assertAlmostEqual(sum(r), 1.0, places=5)
+                    self.assertTrue(all(w >= 0 for w in r))
+        st, one = self.d.get_json("/attention", text="the time of the year", block=2, head=1)
+        self.assertEqual(one["blocks"][0]["heads"][0]["pattern"], doc["blocks"][2]["heads"][1]["pattern"])
+        st, h, body = self.d.request("GET", "/attention?text=a&block=3")
+        self.assertEqual(st, 400)
+        self.assertIn("0..2", json.loads(body)["error"]["message"])
+
     def test_bad_input(self):
         def err(target, code, *words, method="GET", body=None):
             st, h, data = self.d.request(method, target, body)
