@@ -69,6 +69,17 @@ static void cache_metrics(void *ctx, char **b, size_t *len, size_t *cap)
                     s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
                     (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
                     (unsigned long long)a.misses, (unsigned long long)s.evictions);
+    if (app->ext->proj) {
+        json_t *u = projection_status_json(app->ext->proj);
+        const char *state = json_string_value(json_object_get(u, "state"));
+        metrics_appendf(b, len, cap,
+                        "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
+                        "twd_umap_ready %d\n# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n"
+                        "# TYPE twd_umap_progress gauge\ntwd_umap_progress %g\n",
+                        state && strcmp(state, "ready") == 0,
+                        json_number_value(json_object_get(u, "progress")));
+        json_decref(u);
+    }
 }
 
 int api_init(twd_app *app, char *err, size_t errlen)

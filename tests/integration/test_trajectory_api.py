@@ -126,6 +126,9 @@ class TrajectoryTest(unittest.TestCase):
     def test_model_reports_umap(self):
         st, doc = self.d.get_json("/model")
         self.assertEqual(doc["umap"]["state"], "ready")
+        text = self.d.get("/metrics")[2].decode()
+        self.assertIn("twd_umap_ready 1\n", text)
+        self.assertIn("twd_umap_progress 1\n", text)
 
     def test_attention(self):
         st, doc = self.d.get_json("/attention", text="the time of the year")
