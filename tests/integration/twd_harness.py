@@ -120,6 +120,8 @@ class Daemon:
                 self.proc.wait()
         if self._reader:
             self._reader.join(5)
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
         return self.proc.returncode
 
     def __enter__(self):
