@@ -103,8 +103,8 @@ class AnalysesApiTest(unittest.TestCase):
         st, doc = self.d.get_json("/probe", block=1, k=3)
         self.assertEqual(st, 200)
         self.assertTrue(doc["default_words"])
-        nouns = [l.strip() for l in open(os.path.join(os.path.dirname(__file__), "..", "..", "config",
-                                                      "common_nouns.txt")) if l.strip()]
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "config", "common_nouns.txt")) as f:
+            nouns = [line.strip() for line in f if line.strip()]
         got = [w["word"] for w in doc["words"]] + [s["word"] for s in doc["skipped"]]
         self.assertEqual(sorted(got), sorted(nouns))
         w = doc["words"][0]

@@ -15,6 +15,11 @@ import tempfile
 import threading
 import unittest
 
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
 sys.path.insert(0, os.path.dirname(__file__))
 from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
 
@@ -49,7 +54,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _lfs_headers(self, name):
         p = os.path.join(SRC, name)
-        digest = hashlib.sha256(open(p, "rb").read()).hexdigest()
+        digest = hashlib.sha256(read_bytes(p)).hexdigest()
         if self.server.bad_hash:
             digest = "0" * 64
         self.send_header("X-Linked-Size", str(os.path.getsize(p)))
@@ -74,7 +79,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        data = open(os.path.join(SRC, name), "rb").read()
+        data = read_bytes(os.path.join(SRC, name))
         start = 0
         rng = self.headers.get("Range")
         if not head:
@@ -144,7 +149,7 @@ class HubTest(unittest.TestCase):
         self.assertIn("bytes=%d-" % (size // 2), self.hub.ranges)
         final = os.path.join(cache, "hub", "openai-community-gpt2")
         for f in FILES:
-            self.assertEqual(open(os.path.join(final, f), "rb").read(), open(os.path.join(SRC, f), "rb").read())
+            self.assertEqual(read_bytes(os.path.join(final, f)), read_bytes(os.path.join(SRC, f)))
         # third start: nothing is downloaded again
         self.hub.gets.clear()
         with self.daemon(cache) as d:

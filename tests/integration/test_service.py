@@ -66,7 +66,8 @@ class ServiceTest(unittest.TestCase):
     def test_model(self):
         st, doc = self.d.get_json("/model")
         self.assertEqual(st, 200)
-        cfg = json.load(open(os.path.join(TINY, "config.json")))
+        with open(os.path.join(TINY, "config.json")) as f:
+            cfg = json.load(f)
         for k in ("n_layer", "n_head", "n_embd", "vocab_size"):
             self.assertEqual(doc[k], cfg[k], k)
         self.assertEqual(doc["n_ctx"], cfg["n_positions"])
@@ -336,13 +337,15 @@ class BadCheckpointTest(unittest.TestCase):
 
     def rewrite_header(self, d, edit):
         p = os.path.join(d, "model.safetensors")
-        raw = open(p, "rb").read()
+        with open(p, "rb") as f:
+            raw = f.read()
         n = struct.unpack("<Q", raw[:8])[0]
         header = json.loads(raw[8:8 + n])
         edit(header)
         hb = json.dumps(header).encode()
         hb += b" " * (-len(hb) % 8)
-        open(p, "wb").write(struct.pack("<Q", len(hb)) + hb + raw[8 + n:])
+        with open(p, "wb") as f:
+            f.write(struct.pack("<Q", len(hb)) + hb + raw[8 + n:])
 
     def test_wrong_shape(self):
         def edit(h):
@@ -362,9 +365,11 @@ class BadCheckpointTest(unittest.TestCase):
     def test_bad_config(self):
         def edit(d):
             p = os.path.join(d, "config.json")
-            c = json.load(open(p))
+            with open(p) as f:
+                c = json.load(f)
             c["n_head"] = 3
-            json.dump(c, open(p, "w"))
+            with open(p, "w") as f:
+                json.dump(c, f)
         self.expect_failure(self.corrupt("config", edit), "config.json")
 
     def test_missing_vocab(self):
