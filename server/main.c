@@ -146,7 +146,7 @@ static void *load_main(void *arg)
     snprintf(app->model_source, sizeof app->model_source, "%s", realpath(dir, real) ? real : dir);
     const char *base = strrchr(app->model_source, '/');
     if (strcmp(app->model_origin, "hub-cache") == 0) snprintf(app->model_name, sizeof app->model_name, "%.200s", app->cfg->hub_repo);
-    else if (strcmp(app->model_origin, "demo") == 0) snprintf(app->model_name, sizeof app->model_name, "twd-demo (synthetic)");
+    else if (strcmp(app->model_origin, "demo") == 0) snprintf(app->model_name, sizeof app->model_name, "twd-demo");
     else snprintf(app->model_name, sizeof app->model_name, "%.200s", base && base[1] ? base + 1 : app->model_source);
     app->synthetic = app->model.synthetic != 0;
     app->synthetic_seed = app->model.synthetic_seed;
