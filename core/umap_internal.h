@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "umap.h"
 
@@ -44,6 +45,110 @@ static inline uint64_t umap_rng_derive(uint64_t seed, uint64_t k)
 {
     uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (k + 1));
     return umap_rng_next(&s);
+}
+
+/* ---- fast power for the SGD -------------------------------------------
+ * The layout gradients need d2^b (d2 a squared distance, b from
+ * umap_find_ab) hundreds of millions of times per fit. x^b = exp2(b log2 x)
+ * with both parts reduced to small polynomials: relative error about 1e-6
+ * over [FLT_MIN, FLT_MAX] for |b| <= 4 (tests/test_umap.c measures it),
+ * far below the noise of the stochastic descent. Plain float arithmetic
+ * (no table, no branch) so that loops over a block of samples vectorise;
+ * IEEE round-to-nearest only, nothing that -ffast-math would be needed
+ * for. */
+
+/* log2 x for normal x > 0 (x >= FLT_MIN, finite). */
+static inline float umap_log2_fast(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    /* exponent e and mantissa m = x / 2^e in [sqrt(1/2), sqrt(2)) */
+    int32_t e = (int32_t)(u - 0x3f3504f3u) >> 23;
+    uint32_t mu = u - ((uint32_t)e << 23);
+    float m;
+    memcpy(&m, &mu, sizeof m);
+    /* ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: series to t^9 */
+    float t = (m - 1.0f) / (m + 1.0f);
+    float t2 = t * t;
+    float ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f +
+                     t2 * (0.2857142857f + t2 * 0.2222222222f))));
+    return (float)e + ln_m * 1.4426950409f;
+}
+
+/* 2^y, y clamped to [-126, 126] (the result is then a normal float). */
+static inline float umap_exp2_fast(float y)
+{
+    y = y < -126.0f ? -126.0f : y;
+    y = y > 126.0f ? 126.0f : y;
+    /* adding 1.5 * 2^23 rounds y to the nearest integer k, held in the low
+     * mantissa bits of r; f = y - k in [-0.5, 0.5] */
+    float r = y + 12582912.0f;
+    float f = y - (r - 12582912.0f);
+    uint32_t ru;
+    memcpy(&ru, &r, sizeof ru);
+    uint32_t su = (ru - 0x4b400000u + 127u) << 23; /* bits of 2^k */
+    float scale;
+    memcpy(&scale, &su, sizeof scale);
+    /* 2^f = e^(f ln 2), Taylor to degree 7: error below 2e-8 on the range */
+    float p = 1.0f + f * (0.6931471806f + f * (0.2402265070f +
+              f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f +
+              f * (0.0001540353f + f * 0.0000152527f))))));
+    return p * scale;
+}
+
+/* x^b for x > 0 (x below FLT_MIN is taken as FLT_MIN). */
+static inline float umap_pow_fast(float x, float b)
+{
+    x = x < 0x1.0p-126f ? 0x1.0p-126f : x;
+    return umap_exp2_fast(b * umap_log2_fast(x));
+}
+
+/* The same three functions on 4 lanes (GCC vector extensions: SSE2 on
+ * x86-64, generic code elsewhere), operation for operation, so lane results
+ * equal the scalar ones bit for bit. */
+typedef float umap_v4f __attribute__((vector_size(16)));
+typedef int32_t umap_v4i __attribute__((vector_size(16)));
+typedef uint32_t umap_v4u __attribute__((vector_size(16)));
+
+/* m ? x : y per lane, m from a vector comparison (all ones or zero). */
+static inline umap_v4f umap_v4_select(umap_v4i m, umap_v4f x, umap_v4f y)
+{
+    return (umap_v4f)(((umap_v4i)x & m) | ((umap_v4i)y & ~m));
+}
+
+static inline umap_v4f umap_log2_fast4(umap_v4f x)
+{
+    umap_v4u u = (umap_v4u)x;
+    umap_v4i e = (umap_v4i)(u - 0x3f3504f3u) >> 23;
+    umap_v4f m = (umap_v4f)(u - ((umap_v4u)e << 23));
+    umap_v4f t = (m - 1.0f) / (m + 1.0f);
+    umap_v4f t2 = t * t;
+    umap_v4f ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f +
+                        t2 * (0.2857142857f + t2 * 0.2222222222f))));
+    return __builtin_convertvector(e, umap_v4f) + ln_m * 1.4426950409f;
+}
+
+static inline umap_v4f umap_exp2_fast4(umap_v4f y)
+{
+    const umap_v4f lo = {-126.0f, -126.0f, -126.0f, -126.0f};
+    const umap_v4f hi = {126.0f, 126.0f, 126.0f, 126.0f};
+    y = umap_v4_select(y < lo, lo, y);
+    y = umap_v4_select(y > hi, hi, y);
+    umap_v4f r = y + 12582912.0f;
+    umap_v4f f = y - (r - 12582912.0f);
+    umap_v4f scale = (umap_v4f)(((umap_v4u)r - 0x4b400000u + 127u) << 23);
+    umap_v4f p = 1.0f + f * (0.6931471806f + f * (0.2402265070f +
+                 f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f +
+                 f * (0.0001540353f + f * 0.0000152527f))))));
+    return p * scale;
+}
+
+static inline umap_v4f umap_pow_fast4(umap_v4f x, float b)
+{
+    const umap_v4f tiny = {0x1.0p-126f, 0x1.0p-126f, 0x1.0p-126f,
+                           0x1.0p-126f};
+    x = umap_v4_select(x < tiny, tiny, x);
+    return umap_exp2_fast4(b * umap_log2_fast4(x));
 }
 
 static inline void umap_set_err(char *err, size_t errlen, const char *fmt, ...)

@@ -105,22 +105,6 @@ void umap_epochs_per_sample(const float *w, size_t nnz, size_t n_epochs,
 
 /* ---- SGD ---------------------------------------------------------------- */
 
-static inline float clip4(float v)
-{
-    return v > 4.0f ? 4.0f : (v < -4.0f ? -4.0f : v);
-}
-
-static inline __attribute__((always_inline)) float rdist(const float *x, const float *y, size_t nc)
-{
-    float s = 0.0f;
-#pragma GCC unroll 16
-    for (size_t d = 0; d < nc; d++) {
-        float t = x[d] - y[d];
-        s += t * t;
-    }
-    return s;
-}
-
 /* Learning rate of epoch e: umap-learn runs epoch 0 and 1 at alpha0 and
  * then decays linearly (it updates alpha after each epoch from the epoch
  * just finished). */
@@ -130,43 +114,84 @@ static inline float epoch_alpha(float alpha0, size_t e, size_t n_epochs)
     return alpha0 * (1.0f - (float)done / (float)n_epochs);
 }
 
-/* Pull of cur towards other: umap-learn's attractive update, applied
- * `times` times from one gradient evaluation (2 in a fit: the edge and,
- * standing in for move_other, its reverse). */
+/* Negative samples are evaluated in blocks of UMAP_NEG_BLOCK lanes, as
+ * UMAP_NEG_VECS vectors of 4. */
+#define UMAP_NEG_VECS 2
+#define UMAP_NEG_BLOCK (4 * UMAP_NEG_VECS)
+
+/* Lane q of o[d][v] = src[4 v + q][d]: the rows of a block of samples
+ * as vectors per coordinate (built in registers: storing lanes one by one
+ * and loading the vector back would stall store forwarding). */
 static inline __attribute__((always_inline)) void
-attract(float *cur, const float *other, size_t nc, float a, float b,
-        float step)
+gather_block(const float *const *src, size_t nc, umap_v4f o[][UMAP_NEG_VECS])
 {
-    float d2 = rdist(cur, other, nc);
-    float gc = 0.0f;
-    if (d2 > 0.0f) {
-        float pb = powf(d2, b);
-        gc = (-2.0f * a * b * (pb / d2)) / (a * pb + 1.0f);
+    for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
+        const float *p0 = src[4 * v], *p1 = src[4 * v + 1],
+                    *p2 = src[4 * v + 2], *p3 = src[4 * v + 3];
+#pragma GCC unroll 16
+        for (size_t d = 0; d < nc; d++) {
+            const umap_v4f t = {p0[d], p1[d], p2[d], p3[d]};
+            o[d][v] = t;
+        }
     }
-    for (size_t d = 0; d < nc; d++)
-        cur[d] += clip4(gc * (cur[d] - other[d])) * step;
 }
 
-/* Adds the clipped repulsive gradient of one negative sample at cur into
- * acc; same_vertex when the sample is cur's own vertex (a zero distance
- * then means "skip", otherwise umap-learn pushes by 4 in every
- * coordinate). The negative samples of one positive sample are evaluated at
- * the same position and applied together: their power functions do not
- * wait for each other. */
+/* Adds to acc (nc) the clipped gradients of one block of a positive
+ * sample at cur, all evaluated at cur: lane q of o[d][v] is coordinate d of
+ * lane 4 v + q. With `first`, lane 0 is the edge's other end: umap-learn's
+ * attraction -2ab d2^(b-1) / (a d2^b + 1), weighted by att_w (2 in a fit:
+ * the edge and, for move_other, its reverse). The other lanes are negative
+ * samples: repulsion 2 gamma b / ((0.001 + d2) (a d2^b + 1)); lane q of
+ * same[v] all ones when the sample is cur's own vertex (a zero distance then
+ * means "no push"; to another vertex umap-learn pushes by 4 in every
+ * coordinate, as it does when gamma = 0). Lanes not drawn are cur itself
+ * marked same: they add 0. Lanes are summed in a fixed order. */
 static inline __attribute__((always_inline)) void
-repel_grad(const float *cur, const float *other, size_t nc, float a, float b,
-           float gamma, int same_vertex, float *acc)
+sample_block(const float *cur, const umap_v4f o[][UMAP_NEG_VECS],
+             const umap_v4i *same, int first, size_t nc, float a, float b,
+             float gamma, float att_w, float *acc)
 {
-    float d2 = rdist(cur, other, nc);
-    float gc;
-    if (d2 > 0.0f)
-        gc = (2.0f * gamma * b) / ((0.001f + d2) * (a * powf(d2, b) + 1.0f));
-    else if (same_vertex)
-        return;
-    else
-        gc = 0.0f;
-    for (size_t d = 0; d < nc; d++)
-        acc[d] += gc > 0.0f ? clip4(gc * (cur[d] - other[d])) : 4.0f;
+    const umap_v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    const umap_v4f four = {4.0f, 4.0f, 4.0f, 4.0f};
+    const umap_v4f mfour = -four;
+    const umap_v4i no = {0, 0, 0, 0};
+    const umap_v4i lane0 = {-1, 0, 0, 0};
+    const umap_v4f one = {1.0f, 1.0f, 1.0f, 1.0f};
+    const umap_v4f w0 = {att_w, 1.0f, 1.0f, 1.0f};
+    const float rep_num = 2.0f * gamma * b, att_num = -2.0f * a * b;
+    umap_v4f c[UMAP_NEG_VECS], flat[UMAP_NEG_VECS], w[UMAP_NEG_VECS];
+    umap_v4i use[UMAP_NEG_VECS];
+    for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
+        const umap_v4i att = (first && v == 0) ? lane0 : no;
+        w[v] = (first && v == 0) ? w0 : one;
+        umap_v4f d2 = zero;
+#pragma GCC unroll 16
+        for (size_t d = 0; d < nc; d++) {
+            umap_v4f t = cur[d] - o[d][v];
+            d2 += t * t;
+        }
+        umap_v4f pb = umap_pow_fast4(d2, b);
+        umap_v4f num = umap_v4_select(att, att_num * pb, rep_num + zero);
+        umap_v4f den = umap_v4_select(att, d2, 0.001f + d2);
+        c[v] = num / (den * (a * pb + 1.0f));
+        umap_v4i pos = d2 > zero;
+        /* the gradient where d2 > 0 (for a negative sample: and c > 0);
+         * elsewhere 4, or 0 for a zero distance to the vertex itself or
+         * to the attracting vertex */
+        use[v] = pos & (att | (c[v] > zero));
+        flat[v] = umap_v4_select(pos | ~(same[v] | att), four, zero);
+    }
+#pragma GCC unroll 16
+    for (size_t d = 0; d < nc; d++) {
+        umap_v4f sum = zero;
+        for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
+            umap_v4f t = c[v] * (cur[d] - o[d][v]);
+            t = umap_v4_select(t > four, four, t);
+            t = umap_v4_select(t < mfour, mfour, t);
+            sum += umap_v4_select(use[v], t, flat[v]) * w[v];
+        }
+        acc[d] += (sum[0] + sum[1]) + (sum[2] + sum[3]);
+    }
 }
 
 /* Vertices per SGD chunk (at most UMAP_SGD_MAX_CHUNKS chunks). */
@@ -211,7 +236,9 @@ typedef struct {
 } sgd_arg;
 
 /* One positive sample of edge i = (j, k), due in this epoch; vertices of
- * the chunk [v0, v1) are read live, the others from snap. */
+ * the chunk [v0, v1) are read live, the others from snap. The attraction
+ * and the negative samples are all evaluated at j's current position, in
+ * vector blocks, and applied together. */
 static inline __attribute__((always_inline)) void
 sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
          size_t v1, const float *snap, uint64_t *rng, const size_t nc)
@@ -220,16 +247,31 @@ sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
     const float a = sh->a, b = sh->b, gamma = sh->gamma;
     const size_t j = (size_t)sh->head[i], k = (size_t)sh->g->indices[i];
     float *cur = emb + j * nc;
-    const float *other = (k >= v0 && k < v1) ? emb + k * nc : snap + k * nc;
     sh->next_sample[i] += sh->eps[i];
-    long n_neg = (long)((en - sh->next_neg[i]) / sh->eps_neg[i]);
-    /* edge (j, k) and, for umap-learn's move_other, (k, j) */
-    attract(cur, other, nc, a, b, 2.0f * alpha);
+    const long n_neg = (long)((en - sh->next_neg[i]) / sh->eps_neg[i]);
     float acc[UMAP_MAX_COMPONENTS] = {0};
-    for (long p = 0; p < n_neg; p++) {
-        size_t s = umap_rng_below(rng, (uint32_t)sh->n);
-        const float *o = (s >= v0 && s < v1) ? emb + s * nc : snap + s * nc;
-        repel_grad(cur, o, nc, a, b, gamma, s == j, acc);
+    /* lane 0 of the first block: edge (j, k); then the negative samples */
+    for (long p0 = -1; p0 < n_neg; p0 += UMAP_NEG_BLOCK) {
+        const float *src[UMAP_NEG_BLOCK];
+        int32_t sv[UMAP_NEG_BLOCK];
+        for (long q = 0; q < UMAP_NEG_BLOCK; q++) {
+            /* unused lanes: the vertex itself, no push */
+            size_t s = j;
+            if (p0 + q < n_neg)
+                s = p0 + q < 0 ? k : umap_rng_below(rng, (uint32_t)sh->n);
+            src[q] = (s >= v0 && s < v1) ? emb + s * nc : snap + s * nc;
+            sv[q] = (int32_t)s;
+        }
+        umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
+        umap_v4i same[UMAP_NEG_VECS];
+        for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
+            const umap_v4i sl = {sv[4 * v], sv[4 * v + 1], sv[4 * v + 2],
+                                 sv[4 * v + 3]};
+            same[v] = sl == (int32_t)j;
+        }
+        gather_block(src, nc, o);
+        sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o, same, p0 < 0,
+                     nc, a, b, gamma, 2.0f, acc);
     }
 #pragma GCC unroll 16
     for (size_t d = 0; d < nc; d++)
@@ -497,13 +539,33 @@ void umap_optimize_transform(float *head, size_t m, const float *tail,
                 size_t q = i - e0;
                 if (eps[i] <= 0.0 || !(next_sample[q] <= en))
                     continue;
-                attract(cur, tail + (size_t)indices[i] * nc, nc, a, b, alpha);
                 next_sample[q] += eps[i];
-                long n_neg = (long)((en - next_neg[q]) / eps_neg[q]);
+                const long n_neg = (long)((en - next_neg[q]) / eps_neg[q]);
                 float acc[UMAP_MAX_COMPONENTS] = {0};
-                for (long p = 0; p < n_neg; p++) {
-                    size_t s = umap_rng_below(&rng, (uint32_t)n);
-                    repel_grad(cur, tail + s * nc, nc, a, b, gamma, 0, acc);
+                for (long p0 = -1; p0 < n_neg; p0 += UMAP_NEG_BLOCK) {
+                    const float *src[UMAP_NEG_BLOCK];
+                    int32_t sl[UMAP_NEG_BLOCK];
+                    for (long l = 0; l < UMAP_NEG_BLOCK; l++) {
+                        /* unused lanes: cur itself marked same, no push */
+                        src[l] = cur;
+                        sl[l] = -1;
+                        if (p0 + l < n_neg) {
+                            src[l] = p0 + l < 0
+                                ? tail + (size_t)indices[i] * nc
+                                : tail + umap_rng_below(&rng, (uint32_t)n) * nc;
+                            sl[l] = 0;
+                        }
+                    }
+                    umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
+                    umap_v4i same[UMAP_NEG_VECS];
+                    for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
+                        const umap_v4i t = {sl[4 * v], sl[4 * v + 1],
+                                            sl[4 * v + 2], sl[4 * v + 3]};
+                        same[v] = t;
+                    }
+                    gather_block(src, nc, o);
+                    sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o,
+                                 same, p0 < 0, nc, a, b, gamma, 1.0f, acc);
                 }
                 for (size_t d = 0; d < nc; d++)
                     cur[d] += acc[d] * alpha;

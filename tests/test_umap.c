@@ -6,6 +6,7 @@
  * determinism); file round trip and rejection of bad files. */
 #include "core/pca.h"
 #include "core/umap.h"
+#include "core/umap_internal.h"
 
 #include <check.h>
 #include <math.h>
@@ -455,6 +456,56 @@ static umap_params small_params(size_t threads, uint64_t seed)
     p.seed = seed;
     return p;
 }
+
+START_TEST(test_pow_fast_accuracy)
+{
+    /* umap_pow_fast / umap_pow_fast4 (the SGD's d2^b) against pow() in
+     * double: x over the whole normal float range (results that stay normal
+     * floats), b from umap_find_ab at several settings plus a few round
+     * values; the vector lanes equal the scalar bit for bit */
+    float bs[8] = {0.5f, 1.0f, 1.5f, 2.0f, 0, 0, 0, 0};
+    static const float settings[4][2] = {
+        {1.0f, 0.1f}, {1.0f, 0.0f}, {1.0f, 0.5f}, {2.0f, 0.05f}};
+    for (int s = 0; s < 4; s++) {
+        float a;
+        ck_assert_int_eq(umap_find_ab(settings[s][0], settings[s][1], &a,
+                                      &bs[4 + s]), UMAP_OK);
+    }
+    double worst = 0.0;
+    float worst_x = 0.0f, worst_b = 0.0f;
+    size_t lanes_differ = 0, checked = 0;
+    for (int bi = 0; bi < 8; bi++) {
+        const float b = bs[bi];
+        for (double l2 = -126.0; l2 < 128.0; l2 += 0.0137) {
+            umap_v4f xv;
+            for (int q = 0; q < 4; q++)
+                xv[q] = (float)exp2(l2 + 0.0031 * q);
+            umap_v4f pv = umap_pow_fast4(xv, b);
+            for (int q = 0; q < 4; q++) {
+                const float x = xv[q];
+                const double ref = pow((double)x, (double)b);
+                if (!(ref >= 0x1.0p-126) || !(ref <= 0x1.0p126))
+                    continue;
+                const float got = umap_pow_fast(x, b);
+                lanes_differ += memcmp(&got, &pv[q], sizeof got) != 0;
+                const double rel = fabs((double)got / ref - 1.0);
+                if (rel > worst) {
+                    worst = rel;
+                    worst_x = x;
+                    worst_b = b;
+                }
+                checked++;
+            }
+        }
+    }
+    printf("pow_fast: largest relative error %.3g (x %g, b %g) over %zu "
+           "values; %zu vector lanes differ from the scalar\n", worst,
+           (double)worst_x, (double)worst_b, checked, lanes_differ);
+    ck_assert_uint_gt(checked, 100000);
+    ck_assert_double_lt(worst, 2e-5);
+    ck_assert_uint_eq(lanes_differ, 0);
+}
+END_TEST
 
 START_TEST(test_fit_separates_clusters)
 {
@@ -973,6 +1024,7 @@ static Suite *umap_suite(void)
     tcase_add_test(tc, test_fuzzy_graph_dense_reference);
     tcase_add_test(tc, test_spectral_arpack_vs_dense);
     tcase_add_test(tc, test_spectral_disconnected);
+    tcase_add_test(tc, test_pow_fast_accuracy);
     tcase_add_test(tc, test_fit_separates_clusters);
     tcase_add_test(tc, test_fit_deterministic);
     tcase_add_test(tc, test_transform_training_points);
