@@ -205,10 +205,15 @@ typedef struct {
                           leaves its result in snap[(e + 1) % 2] */
     size_t n, nc;
     const umap_graph *g;
-    const double *eps;
-    double *next_sample;     /* (nnz) */
-    double *next_neg;        /* (nnz) */
-    double *eps_neg;         /* (nnz) */
+    /* sampling schedule, integers: edge i's relative weight w / max w as
+     * wfix[i] / 2^31; it has been sampled floor(e wfix / 2^31) times by
+     * epoch e (umap-learn: every eps = max w / w epochs, from epoch eps
+     * on), is next due in epoch due[i] and was last sampled in prev[i]
+     * (0: never) */
+    uint32_t *wfix;          /* (nnz) */
+    uint32_t *due;           /* (nnz) */
+    uint32_t *prev;          /* (nnz) */
+    uint64_t neg_rate;
     size_t n_epochs;
     float a, b, gamma, alpha0;
     size_t n_chunks;
@@ -247,8 +252,16 @@ sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
     const float a = sh->a, b = sh->b, gamma = sh->gamma;
     const size_t j = (size_t)sh->head[i], k = (size_t)sh->g->indices[i];
     float *cur = emb + j * nc;
-    sh->next_sample[i] += sh->eps[i];
-    const long n_neg = (long)((en - sh->next_neg[i]) / sh->eps_neg[i]);
+    /* umap-learn draws a negative sample every eps / neg_rate epochs,
+     * the first at eps / neg_rate: by epoch e, floor(e neg_rate w) - 1 */
+    const uint64_t w = sh->wfix[i], e = (uint64_t)en;
+    const uint64_t negs = (e * sh->neg_rate * w) >> 31;
+    const long n_neg = sh->prev[i] == 0
+        ? (long)negs - 1
+        : (long)(negs - (((uint64_t)sh->prev[i] * sh->neg_rate * w) >> 31));
+    const uint64_t m = ((e * w) >> 31) + 1; /* samples after the next */
+    sh->due[i] = (uint32_t)(((m << 31) + w - 1) / w);
+    sh->prev[i] = (uint32_t)e;
     float acc[UMAP_MAX_COMPONENTS] = {0};
     /* lane 0 of the first block: edge (j, k); then the negative samples */
     for (long p0 = -1; p0 < n_neg; p0 += UMAP_NEG_BLOCK) {
@@ -276,14 +289,14 @@ sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
 #pragma GCC unroll 16
     for (size_t d = 0; d < nc; d++)
         cur[d] += acc[d] * alpha;
-    sh->next_neg[i] += (double)n_neg * sh->eps_neg[i];
 }
 
 /* First edge at or after i, before end, that is due in epoch en. */
 static inline size_t next_due(const sgd_shared *sh, size_t i, size_t end,
                               double en)
 {
-    while (i < end && !(sh->eps[i] > 0.0 && sh->next_sample[i] <= en))
+    const uint32_t e = (uint32_t)en;
+    while (i < end && sh->due[i] != e)
         i++;
     return i;
 }
@@ -300,7 +313,10 @@ sgd_chunk_nc(sgd_shared *sh, size_t c, size_t e, const size_t nc)
     const float alpha = epoch_alpha(sh->alpha0, e, sh->n_epochs);
     const double en = (double)e;
     const float *snap = sh->snap[e % 2];
-    uint64_t *rng = sh->rng + 2 * c;
+    /* the streams live in registers while the chunk runs: neighbouring
+     * chunks' states share cache lines, and two threads writing them on
+     * every draw would bounce the line between the cores */
+    uint64_t rng[2] = {sh->rng[2 * c], sh->rng[2 * c + 1]};
     const size_t ea = sh->g->indptr[v0], em = sh->cmid[c],
                  eb = sh->g->indptr[v1];
     size_t ia = next_due(sh, ea, em, en), ib = next_due(sh, em, eb, en);
@@ -314,6 +330,8 @@ sgd_chunk_nc(sgd_shared *sh, size_t c, size_t e, const size_t nc)
         sgd_edge(sh, ia, alpha, en, v0, v1, snap, &rng[0], nc);
     for (; ib < eb; ib = next_due(sh, ib + 1, eb, en))
         sgd_edge(sh, ib, alpha, en, v0, v1, snap, &rng[1], nc);
+    sh->rng[2 * c] = rng[0];
+    sh->rng[2 * c + 1] = rng[1];
     memcpy(sh->snap[(e + 1) % 2] + v0 * nc, sh->emb + v0 * nc,
            (v1 - v0) * nc * sizeof(float));
 }
@@ -394,7 +412,6 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     sh.n = n;
     sh.nc = nc;
     sh.g = g;
-    sh.eps = eps;
     sh.n_epochs = n_epochs;
     sh.a = a;
     sh.b = b;
@@ -407,9 +424,9 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     atomic_init(&sh.next_chunk[1], 0);
     atomic_init(&sh.stop[0], 0);
     atomic_init(&sh.stop[1], 0);
-    sh.next_sample = malloc((nnz ? nnz : 1) * sizeof(double));
-    sh.next_neg = malloc((nnz ? nnz : 1) * sizeof(double));
-    sh.eps_neg = malloc((nnz ? nnz : 1) * sizeof(double));
+    sh.wfix = malloc((nnz ? nnz : 1) * sizeof *sh.wfix);
+    sh.due = malloc((nnz ? nnz : 1) * sizeof *sh.due);
+    sh.prev = malloc((nnz ? nnz : 1) * sizeof *sh.prev);
     sh.snap[0] = malloc(n * nc * sizeof(float));
     sh.snap[1] = malloc(n * nc * sizeof(float));
     size_t *split = malloc((2 * n_chunks + 1) * sizeof *split);
@@ -420,15 +437,22 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     pthread_t *tid = calloc(n_threads, sizeof *tid);
     sgd_arg *args = calloc(n_threads, sizeof *args);
     int rc = UMAP_ENOMEM;
-    if (!sh.next_sample || !sh.next_neg || !sh.eps_neg || !sh.snap[0] ||
+    if (!sh.wfix || !sh.due || !sh.prev || !sh.snap[0] ||
         !sh.snap[1] || !split || !cstart || !cmid || !head || !sh.rng ||
         !tid || !args)
         goto done;
-    /* umap-learn: a negative sample every eps/neg_rate epochs */
+    /* relative weights 1 / eps in 31-bit fixed point; first sample in
+     * epoch ceil(eps) (never for eps <= 0) */
+    sh.neg_rate = neg_rate;
     for (size_t i = 0; i < nnz; i++) {
-        sh.eps_neg[i] = eps[i] / (double)neg_rate;
-        sh.next_neg[i] = sh.eps_neg[i];
-        sh.next_sample[i] = eps[i];
+        /* (eps below 1: still once per epoch, as umap-learn) */
+        double wf = eps[i] > 0.0 ? 0x1.0p31 / (eps[i] > 1.0 ? eps[i] : 1.0)
+                                 : 0.0;
+        uint64_t w = (uint64_t)llround(wf);
+        sh.wfix[i] = (uint32_t)w;
+        sh.due[i] = w > 0 ? (uint32_t)((((uint64_t)1 << 31) + w - 1) / w)
+                          : UINT32_MAX;
+        sh.prev[i] = 0;
     }
     /* 2 n_chunks vertex ranges of similar numbers of samples; chunk c is
      * ranges 2c and 2c + 1. The split depends on the graph only, not on
@@ -499,9 +523,9 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     }
     rc = sh.stopped ? UMAP_ECANCELED : UMAP_OK;
 done:
-    free(sh.next_sample);
-    free(sh.next_neg);
-    free(sh.eps_neg);
+    free(sh.wfix);
+    free(sh.due);
+    free(sh.prev);
     free(sh.snap[0]);
     free(sh.snap[1]);
     free(split);
