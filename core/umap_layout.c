@@ -137,33 +137,30 @@ gather_block(const float *const *src, size_t nc, umap_v4f o[][UMAP_NEG_VECS])
 }
 
 /* Adds to acc (nc) the clipped gradients of one block of a positive
- * sample at cur, all evaluated at cur: lane q of o[d][v] is coordinate d of
- * lane 4 v + q. With `first`, lane 0 is the edge's other end: umap-learn's
- * attraction -2ab d2^(b-1) / (a d2^b + 1), weighted by att_w (2 in a fit:
- * the edge and, for move_other, its reverse). The other lanes are negative
- * samples: repulsion 2 gamma b / ((0.001 + d2) (a d2^b + 1)); lane q of
- * same[v] all ones when the sample is cur's own vertex (a zero distance then
- * means "no push"; to another vertex umap-learn pushes by 4 in every
- * coordinate, as it does when gamma = 0). Lanes not drawn are cur itself
- * marked same: they add 0. Lanes are summed in a fixed order. */
+ * sample at cur, all evaluated at cur, lane q of vector v weighted by
+ * lane q of wv[v] (0 for lanes not drawn): lane q of o[d][v] is coordinate
+ * d of lane 4 v + q. With `first`, lane 0 is the edge's other end:
+ * umap-learn's attraction -2ab d2^(b-1) / (a d2^b + 1) (0 at d2 = 0). The
+ * other lanes are negative samples: repulsion 2 gamma b / ((0.001 + d2)
+ * (a d2^b + 1)), and at d2 = 0 (or for gamma = 0) umap-learn's push by 4
+ * in every coordinate. Lanes are summed in a fixed order. */
 static inline __attribute__((always_inline)) void
 sample_block(const float *cur, const umap_v4f o[][UMAP_NEG_VECS],
-             const umap_v4i *same, int first, size_t nc, float a, float b,
-             float gamma, float att_w, float *acc)
+             const umap_v4f *wv, int first, size_t nc, float a, float b,
+             float gamma, float *acc)
 {
     const umap_v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
     const umap_v4f four = {4.0f, 4.0f, 4.0f, 4.0f};
     const umap_v4f mfour = -four;
     const umap_v4i no = {0, 0, 0, 0};
     const umap_v4i lane0 = {-1, 0, 0, 0};
-    const umap_v4f one = {1.0f, 1.0f, 1.0f, 1.0f};
-    const umap_v4f w0 = {att_w, 1.0f, 1.0f, 1.0f};
+    const umap_v4f flat0 = {0.0f, 4.0f, 4.0f, 4.0f};
     const float rep_num = 2.0f * gamma * b, att_num = -2.0f * a * b;
-    umap_v4f c[UMAP_NEG_VECS], flat[UMAP_NEG_VECS], w[UMAP_NEG_VECS];
+    umap_v4f c[UMAP_NEG_VECS], flat[UMAP_NEG_VECS];
     umap_v4i use[UMAP_NEG_VECS];
     for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
         const umap_v4i att = (first && v == 0) ? lane0 : no;
-        w[v] = (first && v == 0) ? w0 : one;
+        flat[v] = (first && v == 0) ? flat0 : four;
         umap_v4f d2 = zero;
 #pragma GCC unroll 16
         for (size_t d = 0; d < nc; d++) {
@@ -174,24 +171,36 @@ sample_block(const float *cur, const umap_v4f o[][UMAP_NEG_VECS],
         umap_v4f num = umap_v4_select(att, att_num * pb, rep_num + zero);
         umap_v4f den = umap_v4_select(att, d2, 0.001f + d2);
         c[v] = num / (den * (a * pb + 1.0f));
-        umap_v4i pos = d2 > zero;
-        /* the gradient where d2 > 0 (for a negative sample: and c > 0);
-         * elsewhere 4, or 0 for a zero distance to the vertex itself or
-         * to the attracting vertex */
-        use[v] = pos & (att | (c[v] > zero));
-        flat[v] = umap_v4_select(pos | ~(same[v] | att), four, zero);
+        /* the gradient where d2 > 0 (for a negative sample: and c > 0),
+         * elsewhere flat */
+        use[v] = (d2 > zero) & (att | (c[v] > zero));
     }
 #pragma GCC unroll 16
     for (size_t d = 0; d < nc; d++) {
         umap_v4f sum = zero;
         for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
             umap_v4f t = c[v] * (cur[d] - o[d][v]);
-            t = umap_v4_select(t > four, four, t);
-            t = umap_v4_select(t < mfour, mfour, t);
-            sum += umap_v4_select(use[v], t, flat[v]) * w[v];
+            t = umap_v4_min(umap_v4_max(t, mfour), four);
+            sum += umap_v4_select(use[v], t, flat[v]) * wv[v];
         }
         acc[d] += (sum[0] + sum[1]) + (sum[2] + sum[3]);
     }
+}
+
+/* Lane weights of a block of which the first `used` lanes (0..8) count. */
+static inline void lane_weights(long used, float att_w, int first,
+                                umap_v4f *wv)
+{
+    for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
+        const long base = 4 * (long)v;
+        const umap_v4f t = {base < used ? 1.0f : 0.0f,
+                            base + 1 < used ? 1.0f : 0.0f,
+                            base + 2 < used ? 1.0f : 0.0f,
+                            base + 3 < used ? 1.0f : 0.0f};
+        wv[v] = t;
+    }
+    if (first)
+        wv[0][0] = att_w;
 }
 
 /* Vertices per SGD chunk (at most UMAP_SGD_MAX_CHUNKS chunks). */
@@ -238,6 +247,7 @@ typedef struct {
 typedef struct {
     sgd_shared *sh;
     size_t t;
+    uint32_t *list; /* scratch: due edges of one chunk */
 } sgd_arg;
 
 /* One positive sample of edge i = (j, k), due in this epoch; vertices of
@@ -263,51 +273,66 @@ sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
     sh->due[i] = (uint32_t)(((m << 31) + w - 1) / w);
     sh->prev[i] = (uint32_t)e;
     float acc[UMAP_MAX_COMPONENTS] = {0};
-    /* lane 0 of the first block: edge (j, k); then the negative samples */
+    /* lane 0 of the first block: edge (j, k), read live when k is in the
+     * chunk; then the negative samples, read from the snapshot (a sample
+     * of j itself gets weight 0: umap-learn skips it) */
+    const uint64_t n64 = sh->n;
     for (long p0 = -1; p0 < n_neg; p0 += UMAP_NEG_BLOCK) {
         const float *src[UMAP_NEG_BLOCK];
-        int32_t sv[UMAP_NEG_BLOCK];
+        uint32_t r[UMAP_NEG_BLOCK];
+        int self = 0;
+        for (long q = 0; q < UMAP_NEG_BLOCK; q += 2) {
+            const uint64_t z = umap_rng_next(rng); /* two lanes per draw */
+            r[q] = (uint32_t)(((z >> 32) * n64) >> 32);
+            r[q + 1] = (uint32_t)(((z & 0xffffffffu) * n64) >> 32);
+        }
         for (long q = 0; q < UMAP_NEG_BLOCK; q++) {
-            /* unused lanes: the vertex itself, no push */
-            size_t s = j;
-            if (p0 + q < n_neg)
-                s = p0 + q < 0 ? k : umap_rng_below(rng, (uint32_t)sh->n);
-            src[q] = (s >= v0 && s < v1) ? emb + s * nc : snap + s * nc;
-            sv[q] = (int32_t)s;
+            src[q] = snap + (size_t)r[q] * nc;
+            self |= r[q] == j;
         }
+        if (p0 < 0)
+            src[0] = (k >= v0 && k < v1) ? emb + k * nc : snap + k * nc;
+        const long left = n_neg - p0;
+        umap_v4f wv[UMAP_NEG_VECS];
+        lane_weights(left < UMAP_NEG_BLOCK ? left : UMAP_NEG_BLOCK, 2.0f,
+                     p0 < 0, wv);
+        if (self) /* rare */
+            for (long q = p0 < 0; q < UMAP_NEG_BLOCK; q++)
+                if (r[q] == j)
+                    wv[q / 4][q % 4] = 0.0f;
         umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
-        umap_v4i same[UMAP_NEG_VECS];
-        for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
-            const umap_v4i sl = {sv[4 * v], sv[4 * v + 1], sv[4 * v + 2],
-                                 sv[4 * v + 3]};
-            same[v] = sl == (int32_t)j;
-        }
         gather_block(src, nc, o);
-        sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o, same, p0 < 0,
-                     nc, a, b, gamma, 2.0f, acc);
+        sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o, wv, p0 < 0,
+                     nc, a, b, gamma, acc);
     }
 #pragma GCC unroll 16
     for (size_t d = 0; d < nc; d++)
         cur[d] += acc[d] * alpha;
 }
 
-/* First edge at or after i, before end, that is due in epoch en. */
-static inline size_t next_due(const sgd_shared *sh, size_t i, size_t end,
-                              double en)
+/* Writes the edges of [begin, end) due in epoch e into list (in order)
+ * and returns their count. Branch-free: about 30% of the edges are due in
+ * an epoch, in no predictable pattern. */
+static inline size_t due_edges(const sgd_shared *sh, size_t begin, size_t end,
+                               uint32_t e, uint32_t *list)
 {
-    const uint32_t e = (uint32_t)en;
-    while (i < end && sh->due[i] != e)
-        i++;
-    return i;
+    size_t cnt = 0;
+    for (size_t i = begin; i < end; i++) {
+        list[cnt] = (uint32_t)i;
+        cnt += sh->due[i] == e;
+    }
+    return cnt;
 }
 
 /* Epoch e of chunk c. The chunk's vertices form two halves whose edges are
  * processed alternately, one sample of each in turn, each half with its own
  * random stream: the two update chains are independent, so the CPU
  * overlaps their work. Then the chunk's rows go to the next snapshot.
+ * list: scratch for the chunk's due edges (at least its edge count).
  * Inlined with a constant nc for the common widths. */
 static inline __attribute__((always_inline)) void
-sgd_chunk_nc(sgd_shared *sh, size_t c, size_t e, const size_t nc)
+sgd_chunk_nc(sgd_shared *sh, size_t c, size_t e, uint32_t *list,
+             const size_t nc)
 {
     const size_t v0 = sh->cstart[c], v1 = sh->cstart[c + 1];
     const float alpha = epoch_alpha(sh->alpha0, e, sh->n_epochs);
@@ -319,34 +344,35 @@ sgd_chunk_nc(sgd_shared *sh, size_t c, size_t e, const size_t nc)
     uint64_t rng[2] = {sh->rng[2 * c], sh->rng[2 * c + 1]};
     const size_t ea = sh->g->indptr[v0], em = sh->cmid[c],
                  eb = sh->g->indptr[v1];
-    size_t ia = next_due(sh, ea, em, en), ib = next_due(sh, em, eb, en);
-    while (ia < em && ib < eb) {
-        sgd_edge(sh, ia, alpha, en, v0, v1, snap, &rng[0], nc);
-        sgd_edge(sh, ib, alpha, en, v0, v1, snap, &rng[1], nc);
-        ia = next_due(sh, ia + 1, em, en);
-        ib = next_due(sh, ib + 1, eb, en);
+    uint32_t *la = list, *lb = list + (em - ea);
+    const size_t na = due_edges(sh, ea, em, (uint32_t)e, la),
+                 nb = due_edges(sh, em, eb, (uint32_t)e, lb);
+    const size_t nboth = na < nb ? na : nb;
+    for (size_t t = 0; t < nboth; t++) {
+        sgd_edge(sh, la[t], alpha, en, v0, v1, snap, &rng[0], nc);
+        sgd_edge(sh, lb[t], alpha, en, v0, v1, snap, &rng[1], nc);
     }
-    for (; ia < em; ia = next_due(sh, ia + 1, em, en))
-        sgd_edge(sh, ia, alpha, en, v0, v1, snap, &rng[0], nc);
-    for (; ib < eb; ib = next_due(sh, ib + 1, eb, en))
-        sgd_edge(sh, ib, alpha, en, v0, v1, snap, &rng[1], nc);
+    for (size_t t = nboth; t < na; t++)
+        sgd_edge(sh, la[t], alpha, en, v0, v1, snap, &rng[0], nc);
+    for (size_t t = nboth; t < nb; t++)
+        sgd_edge(sh, lb[t], alpha, en, v0, v1, snap, &rng[1], nc);
     sh->rng[2 * c] = rng[0];
     sh->rng[2 * c + 1] = rng[1];
     memcpy(sh->snap[(e + 1) % 2] + v0 * nc, sh->emb + v0 * nc,
            (v1 - v0) * nc * sizeof(float));
 }
 
-static void sgd_chunk(sgd_shared *sh, size_t c, size_t e)
+static void sgd_chunk(sgd_shared *sh, size_t c, size_t e, uint32_t *list)
 {
     switch (sh->nc) {
     case 2:
-        sgd_chunk_nc(sh, c, e, 2);
+        sgd_chunk_nc(sh, c, e, list, 2);
         break;
     case 3:
-        sgd_chunk_nc(sh, c, e, 3);
+        sgd_chunk_nc(sh, c, e, list, 3);
         break;
     default:
-        sgd_chunk_nc(sh, c, e, sh->nc);
+        sgd_chunk_nc(sh, c, e, list, sh->nc);
         break;
     }
 }
@@ -370,7 +396,7 @@ static void *sgd_worker(void *p)
          * holds back delays the epoch by one chunk at most */
         size_t c;
         while ((c = atomic_fetch_add(&sh->next_chunk[e % 2], 1)) < sh->n_chunks)
-            sgd_chunk(sh, c, e);
+            sgd_chunk(sh, c, e, arg->list);
         if (t == 0) {
             if (sh->prog)
                 atomic_store(&sh->prog->done, (long)(e + 1));
@@ -436,6 +462,7 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     sh.rng = malloc(2 * n_chunks * sizeof *sh.rng);
     pthread_t *tid = calloc(n_threads, sizeof *tid);
     sgd_arg *args = calloc(n_threads, sizeof *args);
+    uint32_t *lists = NULL;
     int rc = UMAP_ENOMEM;
     if (!sh.wfix || !sh.due || !sh.prev || !sh.snap[0] ||
         !sh.snap[1] || !split || !cstart || !cmid || !head || !sh.rng ||
@@ -486,13 +513,21 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
             head[i] = (int32_t)j;
     for (size_t r = 0; r < 2 * n_chunks; r++)
         sh.rng[r] = umap_rng_derive(seed, r);
+    size_t max_edges = 1;
+    for (size_t c = 0; c < n_chunks; c++) {
+        size_t ne = g->indptr[cstart[c + 1]] - g->indptr[cstart[c]];
+        max_edges = ne > max_edges ? ne : max_edges;
+    }
+    lists = malloc(n_threads * max_edges * sizeof *lists);
+    if (!lists)
+        goto done;
     sh.cstart = cstart;
     sh.cmid = cmid;
     sh.head = head;
     memcpy(sh.snap[0], emb, n * nc * sizeof(float));
     umap_progress_set(prog, UMAP_STAGE_OPTIMIZE, 0, (long)n_epochs);
     if (n_threads == 1) {
-        args[0] = (sgd_arg){&sh, 0};
+        args[0] = (sgd_arg){&sh, 0, lists};
         sgd_worker(&args[0]);
     } else {
         pthread_barrier_init(&sh.barrier, NULL, (unsigned)n_threads);
@@ -500,7 +535,7 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
         pthread_cond_init(&sh.gate_cv, NULL);
         size_t started = 1;
         for (size_t t = 1; t < n_threads; t++) {
-            args[t] = (sgd_arg){&sh, t};
+            args[t] = (sgd_arg){&sh, t, lists + t * max_edges};
             if (pthread_create(&tid[t], NULL, sgd_worker, &args[t]) != 0)
                 break;
             started++;
@@ -510,7 +545,7 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
         pthread_cond_broadcast(&sh.gate_cv);
         pthread_mutex_unlock(&sh.gate_mu);
         if (started == n_threads) {
-            args[0] = (sgd_arg){&sh, 0};
+            args[0] = (sgd_arg){&sh, 0, lists};
             sgd_worker(&args[0]);
         }
         for (size_t t = 1; t < started; t++)
@@ -533,6 +568,7 @@ done:
     free(cmid);
     free(head);
     free(sh.rng);
+    free(lists);
     free(tid);
     free(args);
     return rc;
@@ -568,28 +604,19 @@ void umap_optimize_transform(float *head, size_t m, const float *tail,
                 float acc[UMAP_MAX_COMPONENTS] = {0};
                 for (long p0 = -1; p0 < n_neg; p0 += UMAP_NEG_BLOCK) {
                     const float *src[UMAP_NEG_BLOCK];
-                    int32_t sl[UMAP_NEG_BLOCK];
-                    for (long l = 0; l < UMAP_NEG_BLOCK; l++) {
-                        /* unused lanes: cur itself marked same, no push */
-                        src[l] = cur;
-                        sl[l] = -1;
-                        if (p0 + l < n_neg) {
-                            src[l] = p0 + l < 0
-                                ? tail + (size_t)indices[i] * nc
-                                : tail + umap_rng_below(&rng, (uint32_t)n) * nc;
-                            sl[l] = 0;
-                        }
-                    }
+                    for (long l = 0; l < UMAP_NEG_BLOCK; l++)
+                        src[l] = p0 + l < 0 ? tail + (size_t)indices[i] * nc
+                               : p0 + l < n_neg
+                                   ? tail + umap_rng_below(&rng, (uint32_t)n) * nc
+                                   : cur; /* unused lane, weight 0 */
+                    const long left = n_neg - p0;
+                    umap_v4f wv[UMAP_NEG_VECS];
+                    lane_weights(left < UMAP_NEG_BLOCK ? left : UMAP_NEG_BLOCK,
+                                 1.0f, p0 < 0, wv);
                     umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
-                    umap_v4i same[UMAP_NEG_VECS];
-                    for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
-                        const umap_v4i t = {sl[4 * v], sl[4 * v + 1],
-                                            sl[4 * v + 2], sl[4 * v + 3]};
-                        same[v] = t;
-                    }
                     gather_block(src, nc, o);
                     sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o,
-                                 same, p0 < 0, nc, a, b, gamma, 1.0f, acc);
+                                 wv, p0 < 0, nc, a, b, gamma, acc);
                 }
                 for (size_t d = 0; d < nc; d++)
                     cur[d] += acc[d] * alpha;
