@@ -18,14 +18,29 @@
 #define MIN_K_DIST_SCALE 1e-3
 #define SMOOTH_K_ITERS 64
 
+/* Squared distance in double: four interleaved partial sums (a fixed
+ * order, so still deterministic) instead of one chain of dependent adds,
+ * which made this latency-bound: the re-measuring of the candidates took
+ * as long as half the sgemm. */
 static double dist2_double(const float *a, const float *b, size_t dim)
 {
-    double s = 0.0;
-    for (size_t t = 0; t < dim; t++) {
-        double d = (double)a[t] - (double)b[t];
-        s += d * d;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t t = 0;
+    for (; t + 4 <= dim; t += 4) {
+        double d0 = (double)a[t] - (double)b[t];
+        double d1 = (double)a[t + 1] - (double)b[t + 1];
+        double d2 = (double)a[t + 2] - (double)b[t + 2];
+        double d3 = (double)a[t + 3] - (double)b[t + 3];
+        s0 += d0 * d0;
+        s1 += d1 * d1;
+        s2 += d2 * d2;
+        s3 += d3 * d3;
     }
-    return s;
+    for (; t < dim; t++) {
+        double d = (double)a[t] - (double)b[t];
+        s0 += d * d;
+    }
+    return (s0 + s1) + (s2 + s3);
 }
 
 typedef struct {
@@ -188,9 +203,11 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
             for (size_t r = 0; r < rows; r++) {
                 const float *g = gram + r * cols;
                 const size_t i = i0 + r;
-                for (size_t t = 0; t < cols; t++)
-                    if (t != r)
-                        cand_offer(&c, i, g[t] + xn[i0 + t], (int32_t)(i0 + t));
+                for (size_t t = 0; t < cols; t++) {
+                    float v = g[t] + xn[i0 + t];
+                    if (v < c.thr[i] && t != r)
+                        cand_offer(&c, i, v, (int32_t)(i0 + t));
+                }
                 /* transposed: row i as a candidate of every later row */
                 const float xi = xn[i];
                 for (size_t t = rows; t < cols; t++) {
