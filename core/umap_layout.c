@@ -119,15 +119,39 @@ static inline float epoch_alpha(float alpha0, size_t e, size_t n_epochs)
 #define UMAP_NEG_VECS 2
 #define UMAP_NEG_BLOCK (4 * UMAP_NEG_VECS)
 
+/* Floats readable past the last row of the SGD's position buffers. */
+#define UMAP_ROW_PAD 4
+
 /* Lane q of o[d][v] = src[4 v + q][d]: the rows of a block of samples
- * as vectors per coordinate (built in registers: storing lanes one by one
- * and loading the vector back would stall store forwarding). */
+ * as vectors per coordinate, built in registers (storing lanes one by one
+ * and loading the vector back would stall store forwarding). Width 3 with
+ * `padded` (every src row has a readable float after it): four 16-byte
+ * row loads (the 4th float is the next row's, or padding) and a 4x4
+ * transpose. */
 static inline __attribute__((always_inline)) void
-gather_block(const float *const *src, size_t nc, umap_v4f o[][UMAP_NEG_VECS])
+gather_block(const float *const *src, size_t nc, int padded,
+             umap_v4f o[][UMAP_NEG_VECS])
 {
     for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
         const float *p0 = src[4 * v], *p1 = src[4 * v + 1],
                     *p2 = src[4 * v + 2], *p3 = src[4 * v + 3];
+        if (nc == 3 && padded) {
+            umap_v4f l0, l1, l2, l3;
+            memcpy(&l0, p0, sizeof l0);
+            memcpy(&l1, p1, sizeof l1);
+            memcpy(&l2, p2, sizeof l2);
+            memcpy(&l3, p3, sizeof l3);
+            const umap_v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};
+            const umap_v4i m_lo = {0, 1, 4, 5}, m_hi = {2, 3, 6, 7};
+            umap_v4f t0 = __builtin_shuffle(l0, l1, lo); /* x0 x1 y0 y1 */
+            umap_v4f t1 = __builtin_shuffle(l2, l3, lo); /* x2 x3 y2 y3 */
+            umap_v4f t2 = __builtin_shuffle(l0, l1, hi); /* z0 z1 .. .. */
+            umap_v4f t3 = __builtin_shuffle(l2, l3, hi); /* z2 z3 .. .. */
+            o[0][v] = __builtin_shuffle(t0, t1, m_lo);
+            o[1][v] = __builtin_shuffle(t0, t1, m_hi);
+            o[2][v] = __builtin_shuffle(t2, t3, m_lo);
+            continue;
+        }
 #pragma GCC unroll 16
         for (size_t d = 0; d < nc; d++) {
             const umap_v4f t = {p0[d], p1[d], p2[d], p3[d]};
@@ -301,7 +325,7 @@ sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
                 if (r[q] == j)
                     wv[q / 4][q % 4] = 0.0f;
         umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
-        gather_block(src, nc, o);
+        gather_block(src, nc, 1, o);
         sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o, wv, p0 < 0,
                      nc, a, b, gamma, acc);
     }
@@ -434,7 +458,9 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
         n_threads = n_chunks;
     sgd_shared sh;
     memset(&sh, 0, sizeof sh);
-    sh.emb = emb;
+    /* live positions in a padded copy: the width-3 gather loads 16 bytes
+     * per row (UMAP_ROW_PAD floats past the end) */
+    sh.emb = malloc((n * nc + UMAP_ROW_PAD) * sizeof(float));
     sh.n = n;
     sh.nc = nc;
     sh.g = g;
@@ -453,8 +479,8 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     sh.wfix = malloc((nnz ? nnz : 1) * sizeof *sh.wfix);
     sh.due = malloc((nnz ? nnz : 1) * sizeof *sh.due);
     sh.prev = malloc((nnz ? nnz : 1) * sizeof *sh.prev);
-    sh.snap[0] = malloc(n * nc * sizeof(float));
-    sh.snap[1] = malloc(n * nc * sizeof(float));
+    sh.snap[0] = malloc((n * nc + UMAP_ROW_PAD) * sizeof(float));
+    sh.snap[1] = malloc((n * nc + UMAP_ROW_PAD) * sizeof(float));
     size_t *split = malloc((2 * n_chunks + 1) * sizeof *split);
     size_t *cstart = malloc((n_chunks + 1) * sizeof *cstart);
     size_t *cmid = malloc(n_chunks * sizeof *cmid);
@@ -464,7 +490,7 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     sgd_arg *args = calloc(n_threads, sizeof *args);
     uint32_t *lists = NULL;
     int rc = UMAP_ENOMEM;
-    if (!sh.wfix || !sh.due || !sh.prev || !sh.snap[0] ||
+    if (!sh.emb || !sh.wfix || !sh.due || !sh.prev || !sh.snap[0] ||
         !sh.snap[1] || !split || !cstart || !cmid || !head || !sh.rng ||
         !tid || !args)
         goto done;
@@ -524,7 +550,11 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
     sh.cstart = cstart;
     sh.cmid = cmid;
     sh.head = head;
+    memcpy(sh.emb, emb, n * nc * sizeof(float));
     memcpy(sh.snap[0], emb, n * nc * sizeof(float));
+    for (size_t t = 0; t < UMAP_ROW_PAD; t++)
+        sh.emb[n * nc + t] = sh.snap[0][n * nc + t] =
+            sh.snap[1][n * nc + t] = 0.0f;
     umap_progress_set(prog, UMAP_STAGE_OPTIMIZE, 0, (long)n_epochs);
     if (n_threads == 1) {
         args[0] = (sgd_arg){&sh, 0, lists};
@@ -556,8 +586,10 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
         if (started != n_threads)
             goto done; /* UMAP_ENOMEM: could not start the threads */
     }
+    memcpy(emb, sh.emb, n * nc * sizeof(float));
     rc = sh.stopped ? UMAP_ECANCELED : UMAP_OK;
 done:
+    free(sh.emb);
     free(sh.wfix);
     free(sh.due);
     free(sh.prev);
@@ -614,7 +646,7 @@ void umap_optimize_transform(float *head, size_t m, const float *tail,
                     lane_weights(left < UMAP_NEG_BLOCK ? left : UMAP_NEG_BLOCK,
                                  1.0f, p0 < 0, wv);
                     umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
-                    gather_block(src, nc, o);
+                    gather_block(src, nc, 0, o);
                     sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o,
                                  wv, p0 < 0, nc, a, b, gamma, acc);
                 }
