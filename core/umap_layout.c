@@ -122,54 +122,50 @@ static inline float epoch_alpha(float alpha0, size_t e, size_t n_epochs)
 /* Floats readable past the last row of the SGD's position buffers. */
 #define UMAP_ROW_PAD 4
 
-/* Lane q of o[d][v] = src[4 v + q][d]: the rows of a block of samples
- * as vectors per coordinate, built in registers (storing lanes one by one
- * and loading the vector back would stall store forwarding). Width 3 with
- * `padded` (every src row has a readable float after it): four 16-byte
- * row loads (the 4th float is the next row's, or padding) and a 4x4
- * transpose. */
+/* Lane q of o[d] = src[q][d] (q < 4): four rows as vectors per
+ * coordinate, built in registers (storing lanes one by one and loading the
+ * vector back would stall store forwarding). Width 3 with `padded` (every
+ * src row has a readable float after it): four 16-byte row loads (the 4th
+ * float is the next row's, or padding) and a 4x4 transpose. */
 static inline __attribute__((always_inline)) void
-gather_block(const float *const *src, size_t nc, int padded,
-             umap_v4f o[][UMAP_NEG_VECS])
+gather_rows(const float *const *src, size_t nc, int padded, umap_v4f *o)
 {
-    for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
-        const float *p0 = src[4 * v], *p1 = src[4 * v + 1],
-                    *p2 = src[4 * v + 2], *p3 = src[4 * v + 3];
-        if (nc == 3 && padded) {
-            umap_v4f l0, l1, l2, l3;
-            memcpy(&l0, p0, sizeof l0);
-            memcpy(&l1, p1, sizeof l1);
-            memcpy(&l2, p2, sizeof l2);
-            memcpy(&l3, p3, sizeof l3);
-            const umap_v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};
-            const umap_v4i m_lo = {0, 1, 4, 5}, m_hi = {2, 3, 6, 7};
-            umap_v4f t0 = __builtin_shuffle(l0, l1, lo); /* x0 x1 y0 y1 */
-            umap_v4f t1 = __builtin_shuffle(l2, l3, lo); /* x2 x3 y2 y3 */
-            umap_v4f t2 = __builtin_shuffle(l0, l1, hi); /* z0 z1 .. .. */
-            umap_v4f t3 = __builtin_shuffle(l2, l3, hi); /* z2 z3 .. .. */
-            o[0][v] = __builtin_shuffle(t0, t1, m_lo);
-            o[1][v] = __builtin_shuffle(t0, t1, m_hi);
-            o[2][v] = __builtin_shuffle(t2, t3, m_lo);
-            continue;
-        }
+    const float *p0 = src[0], *p1 = src[1], *p2 = src[2], *p3 = src[3];
+    if (nc == 3 && padded) {
+        umap_v4f l0, l1, l2, l3;
+        memcpy(&l0, p0, sizeof l0);
+        memcpy(&l1, p1, sizeof l1);
+        memcpy(&l2, p2, sizeof l2);
+        memcpy(&l3, p3, sizeof l3);
+        const umap_v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};
+        const umap_v4i m_lo = {0, 1, 4, 5}, m_hi = {2, 3, 6, 7};
+        umap_v4f t0 = __builtin_shuffle(l0, l1, lo); /* x0 x1 y0 y1 */
+        umap_v4f t1 = __builtin_shuffle(l2, l3, lo); /* x2 x3 y2 y3 */
+        umap_v4f t2 = __builtin_shuffle(l0, l1, hi); /* z0 z1 .. .. */
+        umap_v4f t3 = __builtin_shuffle(l2, l3, hi); /* z2 z3 .. .. */
+        o[0] = __builtin_shuffle(t0, t1, m_lo);
+        o[1] = __builtin_shuffle(t0, t1, m_hi);
+        o[2] = __builtin_shuffle(t2, t3, m_lo);
+        return;
+    }
 #pragma GCC unroll 16
-        for (size_t d = 0; d < nc; d++) {
-            const umap_v4f t = {p0[d], p1[d], p2[d], p3[d]};
-            o[d][v] = t;
-        }
+    for (size_t d = 0; d < nc; d++) {
+        const umap_v4f t = {p0[d], p1[d], p2[d], p3[d]};
+        o[d] = t;
     }
 }
 
 /* Adds to acc (nc) the clipped gradients of one block of a positive
  * sample at cur, all evaluated at cur, lane q of vector v weighted by
- * lane q of wv[v] (0 for lanes not drawn): lane q of o[d][v] is coordinate
- * d of lane 4 v + q. With `first`, lane 0 is the edge's other end:
- * umap-learn's attraction -2ab d2^(b-1) / (a d2^b + 1) (0 at d2 = 0). The
- * other lanes are negative samples: repulsion 2 gamma b / ((0.001 + d2)
- * (a d2^b + 1)), and at d2 = 0 (or for gamma = 0) umap-learn's push by 4
- * in every coordinate. Lanes are summed in a fixed order. */
+ * lane q of wv[v] (0 for lanes not drawn); lane 4 v + q reads row
+ * src[4 v + q] (padded: see gather_rows). With `first`, lane 0 is the
+ * edge's other end: umap-learn's attraction -2ab d2^(b-1) / (a d2^b + 1)
+ * (0 at d2 = 0). The other lanes are negative samples: repulsion
+ * 2 gamma b / ((0.001 + d2) (a d2^b + 1)), and at d2 = 0 (or for
+ * gamma = 0) umap-learn's push by 4 in every coordinate. Lanes are summed
+ * in a fixed order. One vector at a time, to stay within the registers. */
 static inline __attribute__((always_inline)) void
-sample_block(const float *cur, const umap_v4f o[][UMAP_NEG_VECS],
+sample_block(const float *cur, const float *const *src, int padded,
              const umap_v4f *wv, int first, size_t nc, float a, float b,
              float gamma, float *acc)
 {
@@ -180,35 +176,34 @@ sample_block(const float *cur, const umap_v4f o[][UMAP_NEG_VECS],
     const umap_v4i lane0 = {-1, 0, 0, 0};
     const umap_v4f flat0 = {0.0f, 4.0f, 4.0f, 4.0f};
     const float rep_num = 2.0f * gamma * b, att_num = -2.0f * a * b;
-    umap_v4f c[UMAP_NEG_VECS], flat[UMAP_NEG_VECS];
-    umap_v4i use[UMAP_NEG_VECS];
+    umap_v4f sum[UMAP_MAX_COMPONENTS] = {{0}};
     for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
         const umap_v4i att = (first && v == 0) ? lane0 : no;
-        flat[v] = (first && v == 0) ? flat0 : four;
+        const umap_v4f flat = (first && v == 0) ? flat0 : four;
+        umap_v4f o[UMAP_MAX_COMPONENTS] = {{0}};
+        gather_rows(src + 4 * v, nc, padded, o);
         umap_v4f d2 = zero;
 #pragma GCC unroll 16
         for (size_t d = 0; d < nc; d++) {
-            umap_v4f t = cur[d] - o[d][v];
-            d2 += t * t;
+            o[d] = cur[d] - o[d];
+            d2 += o[d] * o[d];
         }
         umap_v4f pb = umap_pow_fast4(d2, b);
         umap_v4f num = umap_v4_select(att, att_num * pb, rep_num + zero);
         umap_v4f den = umap_v4_select(att, d2, 0.001f + d2);
-        c[v] = num / (den * (a * pb + 1.0f));
+        umap_v4f c = num / (den * (a * pb + 1.0f));
         /* the gradient where d2 > 0 (for a negative sample: and c > 0),
          * elsewhere flat */
-        use[v] = (d2 > zero) & (att | (c[v] > zero));
+        umap_v4i use = (d2 > zero) & (att | (c > zero));
+#pragma GCC unroll 16
+        for (size_t d = 0; d < nc; d++) {
+            umap_v4f t = umap_v4_min(umap_v4_max(c * o[d], mfour), four);
+            sum[d] += umap_v4_select(use, t, flat) * wv[v];
+        }
     }
 #pragma GCC unroll 16
-    for (size_t d = 0; d < nc; d++) {
-        umap_v4f sum = zero;
-        for (size_t v = 0; v < UMAP_NEG_VECS; v++) {
-            umap_v4f t = c[v] * (cur[d] - o[d][v]);
-            t = umap_v4_min(umap_v4_max(t, mfour), four);
-            sum += umap_v4_select(use[v], t, flat[v]) * wv[v];
-        }
-        acc[d] += (sum[0] + sum[1]) + (sum[2] + sum[3]);
-    }
+    for (size_t d = 0; d < nc; d++)
+        acc[d] += (sum[d][0] + sum[d][1]) + (sum[d][2] + sum[d][3]);
 }
 
 /* Lane weights of a block of which the first `used` lanes (0..8) count. */
@@ -324,10 +319,7 @@ sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
             for (long q = p0 < 0; q < UMAP_NEG_BLOCK; q++)
                 if (r[q] == j)
                     wv[q / 4][q % 4] = 0.0f;
-        umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
-        gather_block(src, nc, 1, o);
-        sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o, wv, p0 < 0,
-                     nc, a, b, gamma, acc);
+        sample_block(cur, src, 1, wv, p0 < 0, nc, a, b, gamma, acc);
     }
 #pragma GCC unroll 16
     for (size_t d = 0; d < nc; d++)
@@ -633,25 +625,27 @@ void umap_optimize_transform(float *head, size_t m, const float *tail,
                     continue;
                 next_sample[q] += eps[i];
                 const long n_neg = (long)((en - next_neg[q]) / eps_neg[q]);
-                float acc[UMAP_MAX_COMPONENTS] = {0};
-                for (long p0 = -1; p0 < n_neg; p0 += UMAP_NEG_BLOCK) {
+                /* as umap-learn: the attraction first (a block of one
+                 * lane), then the negative samples at the moved point */
+                for (long p0 = -1; p0 < n_neg;
+                     p0 = p0 < 0 ? 0 : p0 + UMAP_NEG_BLOCK) {
+                    float acc[UMAP_MAX_COMPONENTS] = {0};
                     const float *src[UMAP_NEG_BLOCK];
                     for (long l = 0; l < UMAP_NEG_BLOCK; l++)
-                        src[l] = p0 + l < 0 ? tail + (size_t)indices[i] * nc
+                        src[l] = p0 < 0 ? (l == 0 ? tail + (size_t)indices[i] * nc
+                                                  : cur)
                                : p0 + l < n_neg
                                    ? tail + umap_rng_below(&rng, (uint32_t)n) * nc
                                    : cur; /* unused lane, weight 0 */
-                    const long left = n_neg - p0;
+                    const long left = p0 < 0 ? 1 : n_neg - p0;
                     umap_v4f wv[UMAP_NEG_VECS];
                     lane_weights(left < UMAP_NEG_BLOCK ? left : UMAP_NEG_BLOCK,
                                  1.0f, p0 < 0, wv);
-                    umap_v4f o[UMAP_MAX_COMPONENTS][UMAP_NEG_VECS];
-                    gather_block(src, nc, 0, o);
-                    sample_block(cur, (const umap_v4f(*)[UMAP_NEG_VECS])o,
-                                 wv, p0 < 0, nc, a, b, gamma, acc);
+                    sample_block(cur, src, 0, wv, p0 < 0, nc, a, b, gamma,
+                                 acc);
+                    for (size_t d = 0; d < nc; d++)
+                        cur[d] += acc[d] * alpha;
                 }
-                for (size_t d = 0; d < nc; d++)
-                    cur[d] += acc[d] * alpha;
                 next_neg[q] += (double)n_neg * eps_neg[q];
             }
         }
