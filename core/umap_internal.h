@@ -204,15 +204,18 @@ static inline void umap_progress_set(umap_progress *p, int stage, long done,
  * symmetric graph g (both directions stored) with eps (g->nnz) from
  * umap_epochs_per_sample. The vertices are split into up to 64 chunks of
  * similar work (fixed by the graph, not by n_threads); in each epoch the
- * threads take chunks as they become free. A chunk reads its own vertices
- * live and the others from a snapshot of the previous epoch's end (two
- * alternating buffers, one barrier per epoch) and draws from its own random
- * streams, so the result depends on the seed only. Each sampling of edge
- * (j, k) pulls j by twice the attractive step, standing in for umap-learn's
- * move_other update of the reverse edge (k, j); its negative samples are
- * evaluated at one position and applied together. Gradients, clipping,
- * sampling schedule and learning rate are umap-learn's. Returns UMAP_OK,
- * UMAP_ECANCELED or UMAP_ENOMEM. */
+ * threads take chunks as they become free. A chunk reads the attraction
+ * targets among its own vertices live, every other position (all negative
+ * samples included) from a snapshot of the previous epoch's end (two
+ * alternating buffers, one barrier per epoch), and draws from its own
+ * random streams, so the result depends on the seed only. Each sampling of
+ * edge (j, k) pulls j by twice the attractive step, standing in for
+ * umap-learn's move_other update of the reverse edge (k, j); the attraction
+ * and the edge's negative samples are evaluated at j's position in one
+ * vector block (d^(2b) by umap_pow_fast4) and applied together.
+ * Gradients, clipping, sampling schedule (in integers) and learning rate
+ * are umap-learn's. emb is copied to a padded buffer and back. Returns
+ * UMAP_OK, UMAP_ECANCELED or UMAP_ENOMEM. */
 int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
                       const double *eps, size_t n_epochs, float a, float b,
                       float gamma, float alpha0, size_t neg_rate,
