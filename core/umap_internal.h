@@ -50,8 +50,9 @@ static inline uint64_t umap_rng_derive(uint64_t seed, uint64_t k)
 /* ---- fast power for the SGD -------------------------------------------
  * The layout gradients need d2^b (d2 a squared distance, b from
  * umap_find_ab) hundreds of millions of times per fit. x^b = exp2(b log2 x)
- * with both parts reduced to small polynomials: relative error about 1e-6
- * over [FLT_MIN, FLT_MAX] for |b| <= 4 (tests/test_umap.c measures it),
+ * with both parts reduced to small polynomials: relative error below 1e-5
+ * (mostly the float rounding of b log2 x) wherever x and x^b are normal
+ * floats below 2^126 (tests/test_umap.c measures it: 6.7e-6),
  * far below the noise of the stochastic descent. Plain float arithmetic
  * (no table, no branch) so that loops over a block of samples vectorise;
  * IEEE round-to-nearest only, nothing that -ffast-math would be needed
@@ -67,11 +68,12 @@ static inline float umap_log2_fast(float x)
     uint32_t mu = u - ((uint32_t)e << 23);
     float m;
     memcpy(&m, &mu, sizeof m);
-    /* ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: series to t^9 */
+    /* ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: series to t^7
+     * (truncation below 3.1e-8) */
     float t = (m - 1.0f) / (m + 1.0f);
     float t2 = t * t;
     float ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f +
-                     t2 * (0.2857142857f + t2 * 0.2222222222f))));
+                     t2 * 0.2857142857f)));
     return (float)e + ln_m * 1.4426950409f;
 }
 
@@ -89,10 +91,11 @@ static inline float umap_exp2_fast(float y)
     uint32_t su = (ru - 0x4b400000u + 127u) << 23; /* bits of 2^k */
     float scale;
     memcpy(&scale, &su, sizeof scale);
-    /* 2^f = e^(f ln 2), Taylor to degree 7: error below 2e-8 on the range */
+    /* 2^f = e^(f ln 2), Taylor to degree 6: relative truncation error
+     * below 1.3e-7 on the range */
     float p = 1.0f + f * (0.6931471806f + f * (0.2402265070f +
               f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f +
-              f * (0.0001540353f + f * 0.0000152527f))))));
+              f * 0.0001540353f)))));
     return p * scale;
 }
 
@@ -147,7 +150,7 @@ static inline umap_v4f umap_log2_fast4(umap_v4f x)
     umap_v4f t = (m - 1.0f) / (m + 1.0f);
     umap_v4f t2 = t * t;
     umap_v4f ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f +
-                        t2 * (0.2857142857f + t2 * 0.2222222222f))));
+                        t2 * 0.2857142857f)));
     return __builtin_convertvector(e, umap_v4f) + ln_m * 1.4426950409f;
 }
 
@@ -161,7 +164,7 @@ static inline umap_v4f umap_exp2_fast4(umap_v4f y)
     umap_v4f scale = (umap_v4f)(((umap_v4u)r - 0x4b400000u + 127u) << 23);
     umap_v4f p = 1.0f + f * (0.6931471806f + f * (0.2402265070f +
                  f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f +
-                 f * (0.0001540353f + f * 0.0000152527f))))));
+                 f * 0.0001540353f)))));
     return p * scale;
 }
 
