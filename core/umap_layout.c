@@ -201,6 +201,25 @@ sample_block(const float *cur, const float *const *src, int padded,
             sum[d] += umap_v4_select(use, t, flat) * wv[v];
         }
     }
+    if (nc == 3) {
+        /* transpose (sum x, y, z, 0) so that one vector addition tree gives
+         * the three lane sums, in the same order as below */
+        const umap_v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};
+        const umap_v4i m_lo = {0, 1, 4, 5}, m_hi = {2, 3, 6, 7};
+        umap_v4f t0 = __builtin_shuffle(sum[0], sum[1], lo); /* x0 y0 x1 y1 */
+        umap_v4f t1 = __builtin_shuffle(sum[2], zero, lo);   /* z0 0 z1 0 */
+        umap_v4f t2 = __builtin_shuffle(sum[0], sum[1], hi); /* x2 y2 x3 y3 */
+        umap_v4f t3 = __builtin_shuffle(sum[2], zero, hi);   /* z2 0 z3 0 */
+        umap_v4f l0 = __builtin_shuffle(t0, t1, m_lo);       /* lane 0 */
+        umap_v4f l1 = __builtin_shuffle(t0, t1, m_hi);       /* lane 1 */
+        umap_v4f l2 = __builtin_shuffle(t2, t3, m_lo);       /* lane 2 */
+        umap_v4f l3 = __builtin_shuffle(t2, t3, m_hi);       /* lane 3 */
+        umap_v4f h = (l0 + l1) + (l2 + l3);
+        acc[0] += h[0];
+        acc[1] += h[1];
+        acc[2] += h[2];
+        return;
+    }
 #pragma GCC unroll 16
     for (size_t d = 0; d < nc; d++)
         acc[d] += (sum[d][0] + sum[d][1]) + (sum[d][2] + sum[d][3]);
@@ -302,12 +321,13 @@ sgd_edge(sgd_shared *sh, size_t i, float alpha, double en, size_t v0,
         int self = 0;
         for (long q = 0; q < UMAP_NEG_BLOCK; q += 2) {
             const uint64_t z = umap_rng_next(rng); /* two lanes per draw */
-            r[q] = (uint32_t)(((z >> 32) * n64) >> 32);
-            r[q + 1] = (uint32_t)(((z & 0xffffffffu) * n64) >> 32);
-        }
-        for (long q = 0; q < UMAP_NEG_BLOCK; q++) {
-            src[q] = snap + (size_t)r[q] * nc;
-            self |= r[q] == j;
+            const uint32_t ra = (uint32_t)(((z >> 32) * n64) >> 32);
+            const uint32_t rb = (uint32_t)(((z & 0xffffffffu) * n64) >> 32);
+            r[q] = ra;
+            r[q + 1] = rb;
+            src[q] = snap + (size_t)ra * nc;
+            src[q + 1] = snap + (size_t)rb * nc;
+            self |= (ra == j) | (rb == j);
         }
         if (p0 < 0)
             src[0] = (k >= v0 && k < v1) ? emb + k * nc : snap + k * nc;
