@@ -119,6 +119,19 @@ static inline float epoch_alpha(float alpha0, size_t e, size_t n_epochs)
 #define UMAP_NEG_VECS 2
 #define UMAP_NEG_BLOCK (4 * UMAP_NEG_VECS)
 
+/* Lanes i0..i3 of the 8 lanes of (x, y): GCC >= 12 and clang have
+ * __builtin_shufflevector, older GCC only __builtin_shuffle. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define UMAP_SHUFFLE(x, y, i0, i1, i2, i3)                                    \
+    __builtin_shufflevector(x, y, i0, i1, i2, i3)
+#endif
+#endif
+#ifndef UMAP_SHUFFLE
+#define UMAP_SHUFFLE(x, y, i0, i1, i2, i3)                                    \
+    __builtin_shuffle(x, y, (umap_v4i){i0, i1, i2, i3})
+#endif
+
 /* Floats readable past the last row of the SGD's position buffers. */
 #define UMAP_ROW_PAD 4
 
@@ -137,15 +150,13 @@ gather_rows(const float *const *src, size_t nc, int padded, umap_v4f *o)
         memcpy(&l1, p1, sizeof l1);
         memcpy(&l2, p2, sizeof l2);
         memcpy(&l3, p3, sizeof l3);
-        const umap_v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};
-        const umap_v4i m_lo = {0, 1, 4, 5}, m_hi = {2, 3, 6, 7};
-        umap_v4f t0 = __builtin_shuffle(l0, l1, lo); /* x0 x1 y0 y1 */
-        umap_v4f t1 = __builtin_shuffle(l2, l3, lo); /* x2 x3 y2 y3 */
-        umap_v4f t2 = __builtin_shuffle(l0, l1, hi); /* z0 z1 .. .. */
-        umap_v4f t3 = __builtin_shuffle(l2, l3, hi); /* z2 z3 .. .. */
-        o[0] = __builtin_shuffle(t0, t1, m_lo);
-        o[1] = __builtin_shuffle(t0, t1, m_hi);
-        o[2] = __builtin_shuffle(t2, t3, m_lo);
+        umap_v4f t0 = UMAP_SHUFFLE(l0, l1, 0, 4, 1, 5); /* x0 x1 y0 y1 */
+        umap_v4f t1 = UMAP_SHUFFLE(l2, l3, 0, 4, 1, 5); /* x2 x3 y2 y3 */
+        umap_v4f t2 = UMAP_SHUFFLE(l0, l1, 2, 6, 3, 7); /* z0 z1 .. .. */
+        umap_v4f t3 = UMAP_SHUFFLE(l2, l3, 2, 6, 3, 7); /* z2 z3 .. .. */
+        o[0] = UMAP_SHUFFLE(t0, t1, 0, 1, 4, 5);
+        o[1] = UMAP_SHUFFLE(t0, t1, 2, 3, 6, 7);
+        o[2] = UMAP_SHUFFLE(t2, t3, 0, 1, 4, 5);
         return;
     }
 #pragma GCC unroll 16
@@ -204,16 +215,14 @@ sample_block(const float *cur, const float *const *src, int padded,
     if (nc == 3) {
         /* transpose (sum x, y, z, 0) so that one vector addition tree gives
          * the three lane sums, in the same order as below */
-        const umap_v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};
-        const umap_v4i m_lo = {0, 1, 4, 5}, m_hi = {2, 3, 6, 7};
-        umap_v4f t0 = __builtin_shuffle(sum[0], sum[1], lo); /* x0 y0 x1 y1 */
-        umap_v4f t1 = __builtin_shuffle(sum[2], zero, lo);   /* z0 0 z1 0 */
-        umap_v4f t2 = __builtin_shuffle(sum[0], sum[1], hi); /* x2 y2 x3 y3 */
-        umap_v4f t3 = __builtin_shuffle(sum[2], zero, hi);   /* z2 0 z3 0 */
-        umap_v4f l0 = __builtin_shuffle(t0, t1, m_lo);       /* lane 0 */
-        umap_v4f l1 = __builtin_shuffle(t0, t1, m_hi);       /* lane 1 */
-        umap_v4f l2 = __builtin_shuffle(t2, t3, m_lo);       /* lane 2 */
-        umap_v4f l3 = __builtin_shuffle(t2, t3, m_hi);       /* lane 3 */
+        umap_v4f t0 = UMAP_SHUFFLE(sum[0], sum[1], 0, 4, 1, 5); /* x0 y0 x1 y1 */
+        umap_v4f t1 = UMAP_SHUFFLE(sum[2], zero, 0, 4, 1, 5);   /* z0 0 z1 0 */
+        umap_v4f t2 = UMAP_SHUFFLE(sum[0], sum[1], 2, 6, 3, 7); /* x2 y2 x3 y3 */
+        umap_v4f t3 = UMAP_SHUFFLE(sum[2], zero, 2, 6, 3, 7);   /* z2 0 z3 0 */
+        umap_v4f l0 = UMAP_SHUFFLE(t0, t1, 0, 1, 4, 5);       /* lane 0 */
+        umap_v4f l1 = UMAP_SHUFFLE(t0, t1, 2, 3, 6, 7);       /* lane 1 */
+        umap_v4f l2 = UMAP_SHUFFLE(t2, t3, 0, 1, 4, 5);       /* lane 2 */
+        umap_v4f l3 = UMAP_SHUFFLE(t2, t3, 2, 3, 6, 7);       /* lane 3 */
         umap_v4f h = (l0 + l1) + (l2 + l3);
         acc[0] += h[0];
         acc[1] += h[1];
