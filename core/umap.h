@@ -163,6 +163,8 @@ uint64_t umap_hash_floats(const float *x, size_t count, uint64_t seed);
  * training rows, or a checkpoint content hash mixed with the row count) with
  * every field of p except n_threads (it does not change the layout) and the
  * file format version. */
+/* The key also covers the fit's algorithm revision, so a daemon updated to a
+ * fit that draws differently refits instead of loading an older layout. */
 uint64_t umap_cache_key(uint64_t data_hash, const umap_params *p);
 
 /* ---- building blocks (exposed for tests and reuse) ---------------------- */

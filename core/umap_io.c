@@ -12,6 +12,11 @@
 
 #define UMAP_FILE_MAGIC "TWDUMAP1"
 #define UMAP_FILE_VERSION 1u
+/* Revision of the fit itself: bump it whenever the same data and settings
+ * give a different layout (e.g. a change to the SGD), so that layouts cached
+ * on disk by older code are refitted rather than reused. 2: joint
+ * attraction/negative evaluation and the fast power (cf5d80b and before). */
+#define UMAP_ALGORITHM_REVISION 2u
 #define UMAP_HEADER_BYTES 128u
 #define UMAP_CHECKSUM_AT 120u
 
@@ -152,12 +157,13 @@ static void unpack_params(const unsigned char *b, umap_params *p)
 
 uint64_t umap_cache_key(uint64_t data_hash, const umap_params *p)
 {
-    unsigned char b[8 + 4 + PARAM_BYTES];
+    unsigned char b[8 + 4 + 4 + PARAM_BYTES];
     put_u64(b, data_hash);
     put_u32(b + 8, UMAP_FILE_VERSION);
+    put_u32(b + 12, UMAP_ALGORITHM_REVISION);
     umap_params q = *p;
     q.n_threads = 0; /* does not change the layout */
-    pack_params(b + 12, &q);
+    pack_params(b + 16, &q);
     return hash_bytes(b, sizeof b, 0x75D3A9B1C0FFEEull);
 }
 
