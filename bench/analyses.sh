@@ -26,17 +26,9 @@ build=${1:-build}
 ref=1
 [ "${2:-}" = "--no-ref" ] && ref=0
 here=$(cd "$(dirname "$0")/.." && pwd)
-model=${TWD_BENCH_MODEL:-/tmp/twd-bench-124M}
+. "$here/bench/common.sh"
+bench_setup "$build" twd-analyses
 ana="$build/tools/twd-analyses"
-synth="$build/tools/twd-synth"
-for exe in "$ana" "$synth"; do
-    [ -x "$exe" ] || { echo "missing $exe: build first (ninja -C $build)" >&2; exit 1; }
-done
-if [ ! -f "$model/config.json" ] || [ ! -f "$model/model.safetensors" ]; then
-    echo "writing the 124M-shaped checkpoint into $model"
-    "$synth" --out "$model" --shape 124M --no-tokenizer
-fi
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$model/model.safetensors" >/dev/null   # warm page cache: measure compute, not disk
 

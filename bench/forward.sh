@@ -11,16 +11,9 @@
 # OpenBLAS core as detected and as forced.
 set -eu
 build=${1:-build}
-model=${TWD_BENCH_MODEL:-/tmp/twd-bench-124M}
+. "$(dirname "$0")/common.sh"
+bench_setup "$build" twd-forward
 fwd="$build/tools/twd-forward"
-synth="$build/tools/twd-synth"
-[ -x "$fwd" ] || { echo "missing $fwd: build first (ninja -C $build)" >&2; exit 1; }
-if [ ! -f "$model/config.json" ]; then
-    [ -x "$synth" ] || { echo "missing $synth" >&2; exit 1; }
-    echo "writing the 124M-shaped checkpoint into $model"
-    "$synth" --out "$model" --shape 124M --no-tokenizer
-fi
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 # OpenBLAS's DYNAMIC_ARCH may not recognise a virtual CPU and fall back to
 # its generic "Prescott" (SSE3) kernels, 4-6x slower; OPENBLAS_CORETYPE
 # (read when the library loads) selects the right ones.

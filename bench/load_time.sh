@@ -5,7 +5,7 @@
 #
 # Writes the 124M-shaped synthetic checkpoint once (F32, with the attn.bias
 # buffers, like the real openai-community/gpt2 model.safetensors: 548 MB)
-# into $TWD_BENCH_DIR (default BUILD_DIR/bench-models/124M), then times
+# into $TWD_BENCH_MODEL (default /tmp/twd-bench-124M), then times
 # gpt2_load with BUILD_DIR/tools/twd-loadbench:
 #   cold: model.safetensors evicted from the page cache before each load
 #         (fsync + posix_fadvise DONTNEED, no root needed);
@@ -14,17 +14,9 @@
 # cost the mmap defers to the first analyses.
 set -eu
 build=${1:-build}
-model=${TWD_BENCH_DIR:-$build/bench-models/124M}
-synth="$build/tools/twd-synth"
+. "$(dirname "$0")/common.sh"
+bench_setup "$build" twd-loadbench
 bench="$build/tools/twd-loadbench"
-for exe in "$synth" "$bench"; do
-    [ -x "$exe" ] || { echo "missing $exe: build first (ninja -C $build)" >&2; exit 1; }
-done
-if [ ! -f "$model/config.json" ] || [ ! -f "$model/model.safetensors" ]; then
-    echo "writing the 124M-shaped checkpoint into $model"
-    "$synth" --out "$model" --shape 124M --no-tokenizer
-fi
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 echo "model: $model ($(du -h "$model/model.safetensors" | cut -f1))"
 echo "== cold page cache"
 "$bench" --cold --touch --repeat 3 "$model"
