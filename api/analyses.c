@@ -29,9 +29,7 @@ static int core_error(api_response *res, int rc)
 
 static json_t *hit_json(const tokenizer *tok, const topk_hit *h)
 {
-    json_t *o = api_token_json(tok, h->id);
-    json_object_set_new(o, "score", json_real(isfinite(h->score) ? h->score : 0.0));
-    return o;
+    return api_scored_token_json(tok, h->id, "score", h->score);
 }
 
 static json_t *hits_json(const tokenizer *tok, const topk_hit *h, size_t k)

@@ -107,6 +107,9 @@ typedef struct {
     void *arena;                   /* owns strings; freed by api_args_free */
 } api_args;
 
+/* The upper bound of a parameter for the loaded model and configuration. */
+int64_t api_param_max(const twd_app *app, const api_param *p);
+
 const api_arg *api_arg_get(const api_args *a, const char *name);
 int64_t api_int(const api_args *a, const char *name);   /* 0 if absent */
 const char *api_str(const api_args *a, const char *name); /* NULL if absent */
@@ -165,6 +168,9 @@ int api_check_answer_size(const twd_app *app, api_response *res, double n, const
 
 /* Token as {"id", "text" (invalid UTF-8 replaced), "bytes" (array of 0..255)}. */
 struct json_t *api_token_json(const tokenizer *tok, int id);
+/* The same with one number added under `field` ("score", "logit"); a
+ * non-finite value is sent as 0 (JSON has no NaN). */
+struct json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value);
 
 /* Initialisation after the model is READY (caches etc.) and tear-down. */
 int api_init(twd_app *app, char *err, size_t errlen);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,13 @@ int api_check_answer_size(const twd_app *app, api_response *res, double n, const
     if (n <= (double)app->cfg->max_answer_tokens) return 0;
     return api_error(res, 400, "the answer would list %.0f tokens; the limit is %lld (max_answer_tokens): reduce %s", n,
                      (long long)app->cfg->max_answer_tokens, what);
+}
+
+json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value)
+{
+    json_t *o = api_token_json(tok, id);
+    json_object_set_new(o, field, json_real(isfinite(value) ? value : 0.0));
+    return o;
 }
 
 json_t *api_token_json(const tokenizer *tok, int id)
@@ -187,7 +195,7 @@ static void api_args_free(api_args *a)
 
 /* ---------- validation ---------- */
 
-static int64_t bound_value(const twd_app *app, const api_param *p)
+int64_t api_param_max(const twd_app *app, const api_param *p)
 {
     const twd_config *c = app->cfg;
     const gpt2_config *m = &app->model.cfg;
@@ -228,7 +236,7 @@ static int word_item_check(api_response *res, const api_param *p, const char *s,
 static int parse_value(const twd_app *app, const api_param *p, const char *s, size_t n,
                        const json_t *j, api_arg *out, api_args *args, api_response *res)
 {
-    int64_t hi = bound_value(app, p);
+    int64_t hi = api_param_max(app, p);
     char shown[64];
     if (s) {
         size_t k = n < 40 ? n : 40;

@@ -168,21 +168,9 @@ static json_t *param_schema(const twd_app *app, const api_param *p)
     case AP_INT: {
         json_object_set_new(s, "type", json_string("integer"));
         json_object_set_new(s, "minimum", json_integer(p->min));
-        if (p->max_ref == APB_CONST) json_object_set_new(s, "maximum", json_integer(p->max));
-        else if (atomic_load(&app->state) == APP_READY) {
-            /* bounds that follow the loaded model or the configuration */
-            api_param q = *p;
-            int64_t hi;
-            switch (p->max_ref) {
-            case APB_LAST_LAYER: hi = app->model.cfg.n_layer - 1; break;
-            case APB_LAST_HEAD: hi = app->model.cfg.n_head - 1; break;
-            case APB_MAX_K: hi = app->cfg->max_k < app->model.cfg.vocab_size ? app->cfg->max_k : app->model.cfg.vocab_size; break;
-            case APB_MAX_TOP: hi = app->cfg->max_top; break;
-            case APB_UMAP_ROWS: hi = app->cfg->umap_rows < app->model.cfg.vocab_size ? app->cfg->umap_rows : app->model.cfg.vocab_size; break;
-            default: hi = q.max;
-            }
-            json_object_set_new(s, "maximum", json_integer(hi));
-        }
+        /* bounds that follow the model are known once it is loaded */
+        if (p->max_ref == APB_CONST || atomic_load(&app->state) == APP_READY)
+            json_object_set_new(s, "maximum", json_integer(api_param_max(app, p)));
         if (p->def) json_object_set_new(s, "default", json_integer(strtoll(p->def, NULL, 10)));
         break;
     }
@@ -201,13 +189,13 @@ static json_t *param_schema(const twd_app *app, const api_param *p)
     case AP_TEXT:
         json_object_set_new(s, "type", json_string("string"));
         json_object_set_new(s, "minLength", json_integer(p->min));
-        if (p->max_ref == APB_MAX_TEXT) json_object_set_new(s, "maxLength", json_integer(app->cfg->max_text));
+        if (p->max_ref == APB_MAX_TEXT) json_object_set_new(s, "maxLength", json_integer(api_param_max(app, p)));
         break;
     case AP_LIST:
         json_object_set_new(s, "type", json_string("array"));
         json_object_set_new(s, "items", json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
         json_object_set_new(s, "minItems", json_integer(p->min));
-        if (p->max_ref == APB_MAX_WORDS) json_object_set_new(s, "maxItems", json_integer(app->cfg->max_words));
+        if (p->max_ref == APB_MAX_WORDS) json_object_set_new(s, "maxItems", json_integer(api_param_max(app, p)));
         break;
     }
     return s;

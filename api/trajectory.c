@@ -2,6 +2,7 @@
  * and /umap (the state of the background fit). */
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,31 +31,48 @@ static json_t *point_json(const float *p)
     return json_pack("[f,f,f]", isfinite(p[0]) ? p[0] : 0.0, isfinite(p[1]) ? p[1] : 0.0, isfinite(p[2]) ? p[2] : 0.0);
 }
 
+static gpt2_gelu gelu_of(const api_args *a)
+{
+    return strcmp(api_str(a, "gelu"), "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH;
+}
+
+/* Encodes the 'text' parameter as the phrase of a forward pass: 1 to
+ * min(max_tokens, n_ctx) tokens, all inside the model's vocabulary. Returns
+ * the token count with the ids in *ids (caller frees), or -1 with *res set. */
+static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids)
+{
+    const gpt2_config *c = &app->model.cfg;
+    long n = tokenizer_encode(app->tok, text->s, text->s_len, ids);
+    if (n < 0) return api_error(res, 503, "out of memory while tokenizing");
+    long cap = app->cfg->max_tokens < c->n_ctx ? (long)app->cfg->max_tokens : c->n_ctx;
+    const char *bad = NULL;
+    char msg[160];
+    if (n == 0) bad = "encodes to no tokens";
+    else if (n > cap) {
+        snprintf(msg, sizeof msg, "is %ld tokens long; the limit is %ld tokens", n, cap);
+        bad = msg;
+    }
+    for (long i = 0; !bad && i < n; i++)
+        if ((*ids)[i] >= c->vocab_size) {
+            snprintf(msg, sizeof msg, ": token %d is outside the model's vocabulary", (*ids)[i]);
+            bad = msg;
+        }
+    if (!bad) return n;
+    free(*ids);
+    *ids = NULL;
+    return api_error(res, 400, "parameter 'text'%s%s", bad[0] == ':' ? "" : " ", bad);
+}
+
 int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_response *res)
 {
     (void)req;
     const api_arg *text = api_arg_get(a, "text");
-    const char *gelu = api_str(a, "gelu");
     size_t k = (size_t)api_int(a, "k");
     proj_kind kind = kind_of(a);
     const gpt2_config *c = &app->model.cfg;
     int32_t *ids = NULL;
-    long n = tokenizer_encode(app->tok, text->s, text->s_len, &ids);
-    if (n < 0) return api_error(res, 503, "out of memory while tokenizing");
-    long cap = app->cfg->max_tokens < c->n_ctx ? (long)app->cfg->max_tokens : c->n_ctx;
-    if (n == 0) {
-        free(ids);
-        return api_error(res, 400, "parameter 'text' encodes to no tokens");
-    }
-    if (n > cap) {
-        free(ids);
-        return api_error(res, 400, "parameter 'text' is %ld tokens long; the limit is %ld tokens", n, cap);
-    }
-    for (long i = 0; i < n; i++)
-        if (ids[i] >= c->vocab_size) {
-            free(ids);
-            return api_error(res, 400, "parameter 'text': token %d is outside the model's vocabulary", ids[i]);
-        }
+    long n = encode_phrase(app, text, res, &ids);
+    if (n < 0) return -1;
     if (api_check_answer_size(app, res, (double)n * (3.0 + c->n_layer) * (double)(k + 1), "the text or k") != 0) {
         free(ids);
         return -1;
@@ -66,8 +84,7 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
         free(ids);
         return not_ready(res, progress, msg);
     }
-    gpt2_forward_opts opts = {.gelu = strcmp(gelu, "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH,
-                              .logits = GPT2_LOGITS_LAST, .skip_attention = 1};
+    gpt2_forward_opts opts = {.gelu = gelu_of(a), .logits = GPT2_LOGITS_LAST, .skip_attention = 1};
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);
@@ -117,9 +134,7 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
             json_t *list = json_array();
             for (size_t j = 0; j < k; j++) {
                 const topk_hit *h = &near[(s * N + t) * k + j];
-                json_t *o = api_token_json(app->tok, h->id);
-                json_object_set_new(o, "score", json_real(isfinite(h->score) ? h->score : 0.0));
-                json_array_append_new(list, o);
+                json_array_append_new(list, api_scored_token_json(app->tok, h->id, "score", h->score));
             }
             json_array_append_new(nearest, list);
         }
@@ -128,11 +143,8 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
         json_array_append_new(states, st);
     }
     json_t *pred = json_array();
-    for (size_t j = 0; j < n_next; j++) {
-        json_t *o = api_token_json(app->tok, next[j].id);
-        json_object_set_new(o, "logit", json_real(isfinite(next[j].score) ? next[j].score : 0.0));
-        json_array_append_new(pred, o);
-    }
+    for (size_t j = 0; j < n_next; j++)
+        json_array_append_new(pred, api_scored_token_json(app->tok, next[j].id, "logit", next[j].score));
     json_t *doc = json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:o,s:s}", "text", text->s, "projection",
                             kind == PROJ_PCA ? "pca" : "umap", "gelu", gpt2_gelu_name(fr->gelu), "k", (int)k,
                             "n_tokens", (int)N, "n_states", (int)S, "tokens", tokens, "states", states, "next_tokens",
@@ -152,26 +164,18 @@ int api_attention(twd_app *app, const api_request *req, const api_args *a, api_r
 {
     (void)req;
     const api_arg *text = api_arg_get(a, "text"), *ba = api_arg_get(a, "block"), *ha = api_arg_get(a, "head");
-    const char *gelu = api_str(a, "gelu");
     const gpt2_config *c = &app->model.cfg;
     int32_t *ids = NULL;
-    long n = tokenizer_encode(app->tok, text->s, text->s_len, &ids);
-    if (n < 0) return api_error(res, 503, "out of memory while tokenizing");
-    long cap = app->cfg->max_tokens < c->n_ctx ? (long)app->cfg->max_tokens : c->n_ctx;
+    long n = encode_phrase(app, text, res, &ids);
+    if (n < 0) return -1;
     int b0 = ba->present ? (int)ba->i : 0, b1 = ba->present ? (int)ba->i + 1 : c->n_layer;
     int h0 = ha->present ? (int)ha->i : 0, h1 = ha->present ? (int)ha->i + 1 : c->n_head;
-    if (n == 0 || n > cap) {
-        free(ids);
-        if (n == 0) return api_error(res, 400, "parameter 'text' encodes to no tokens");
-        return api_error(res, 400, "parameter 'text' is %ld tokens long; the limit is %ld tokens", n, cap);
-    }
     if (api_check_answer_size(app, res, (double)(b1 - b0) * (h1 - h0) * (double)n * (double)(n + 1) / 2,
                               "the text, or ask for one block or head") != 0) {
         free(ids);
         return -1;
     }
-    gpt2_forward_opts opts = {.gelu = strcmp(gelu, "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH,
-                              .logits = GPT2_LOGITS_NONE};
+    gpt2_forward_opts opts = {.gelu = gelu_of(a), .logits = GPT2_LOGITS_NONE};
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);

@@ -161,6 +161,8 @@ class TrajectoryTest(unittest.TestCase):
         err("/trajectory?text=", 400, "'text'", "empty")
         err("/trajectory?text=%c3%28", 400, "'text'", "UTF-8")
         err("/trajectory?text=" + "+word" * 13, 400, "'text'", "13 tokens", "limit is 12")
+        err("/attention?text=" + "+word" * 13, 400, "'text'", "13 tokens", "limit is 12")
+        err("/attention?text=", 400, "'text'", "empty")
         err("/trajectory?text=a&projection=tsne", 400, "'projection'", "umap, pca")
         err("/trajectory?text=a&gelu=relu", 400, "'gelu'", "tanh, erf")
         err("/trajectory?text=a&k=0", 400, "'k'")
