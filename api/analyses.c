@@ -10,22 +10,12 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
-#include "api/textbuf.h"
-#include "core/embed_norms.h"
-#include "core/probe_svd.h"
-#include "core/probe_words.h"
-#include "core/utf8.h"
+#include "api/format.h"
+#include "core/ana/embed_norms.h"
+#include "core/ana/probe_svd.h"
+#include "core/ana/probe_words.h"
+#include "base/utf8.h"
 
-#define CSV_TYPE "text/csv; charset=utf-8"
-
-/* Maps a core status to an answer. Range errors should have been caught by
- * the router; if one gets here it is still the client's parameter. */
-static int core_error(api_response *res, int rc)
-{
-    if (rc == ANA_ENOMEM) return api_error(res, 503, "not enough memory for this request; retry later");
-    if (rc == ANA_EINVAL) return api_error(res, 500, "internal error: %s", ana_strerror(rc));
-    return api_error(res, 400, "%s", ana_strerror(rc));
-}
 
 static json_t *hit_json(const tokenizer *tok, const topk_hit *h)
 {
@@ -74,7 +64,7 @@ int api_embeddings(twd_app *app, const api_request *req, const api_args *a, api_
     const char *scheme = api_str(a, "scheme");
     embed_norms_result r;
     int rc = embed_norms(&app->model, app->ext->cache, k, &r);
-    if (rc != ANA_OK) return core_error(res, rc);
+    if (rc != TW_OK) return api_status_error(res, rc, "embedding norms");
     textbuf tb;
     bool csv = fmt_is(a, "csv");
     if (csv) {
@@ -116,7 +106,7 @@ int api_embeddings_normalization(twd_app *app, const api_request *req, const api
     (void)req;
     embed_normalization_result r;
     int rc = embed_normalization(&app->model, &r);
-    if (rc != ANA_OK) return core_error(res, rc);
+    if (rc != TW_OK) return api_status_error(res, rc, "normalisation statistics");
     if (fmt_is(a, "csv")) {
         textbuf tb;
         tb_init(&tb);
@@ -161,7 +151,7 @@ int api_probe(twd_app *app, const api_request *req, const api_args *a, api_respo
     if (!ids || !which) {
         free(ids);
         free(which);
-        return api_error(res, 503, "not enough memory for this request");
+        return api_status_error(res, TW_ENOMEM, "word probes");
     }
     json_t *skipped = json_array();
     size_t n = 0;
@@ -179,10 +169,10 @@ int api_probe(twd_app *app, const api_request *req, const api_args *a, api_respo
     probe_words_result r;
     int rc = probe_words(&app->model, app->ext->cache, block, ids, n, k, &r);
     free(ids);
-    if (rc != ANA_OK) {
+    if (rc != TW_OK) {
         free(which);
         json_decref(skipped);
-        return core_error(res, rc);
+        return api_status_error(res, rc, "word probes");
     }
     size_t H = r.n_head;
     if (fmt_is(a, "csv")) {
@@ -324,9 +314,9 @@ int api_svd(twd_app *app, const api_request *req, const api_args *a, api_respons
     if (strcmp(matrix, "qk") != 0) mats[nm++] = PROBE_SVD_VO;
     for (int i = 0; i < nm; i++) {
         int rc = probe_svd(&app->model, app->ext->cache, block, mats[i], head, top, k, &r[i]);
-        if (rc != ANA_OK) {
+        if (rc != TW_OK) {
             for (int j = 0; j < i; j++) probe_svd_result_free(&r[j]);
-            return core_error(res, rc);
+            return api_status_error(res, rc, "SVD");
         }
     }
     int ret;
@@ -363,7 +353,7 @@ int api_svd_bias(twd_app *app, const api_request *req, const api_args *a, api_re
     size_t k = (size_t)api_int(a, "k");
     probe_bias_result r;
     int rc = probe_svd_bias(&app->model, app->ext->cache, block, k, &r);
-    if (rc != ANA_OK) return core_error(res, rc);
+    if (rc != TW_OK) return api_status_error(res, rc, "bias probes");
     if (fmt_is(a, "csv")) {
         textbuf tb;
         tb_init(&tb);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/ext.h"
+#include "base/hash.h"
 
 typedef struct entry {
     struct entry *prev, *next;   /* LRU list, most recent at head */
@@ -27,12 +27,7 @@ struct answer_cache {
     uint64_t hits, misses;
 };
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
+static uint64_t key_hash(const char *s, size_t n) { return tw_fnv1a(s, n, TW_FNV1A_INIT); }
 
 static size_t entry_bytes(const entry *e) { return sizeof *e + e->klen + e->len; }
 
@@ -93,11 +88,10 @@ static entry *find(answer_cache *c, uint64_t h, const char *key, size_t klen)
     return NULL;
 }
 
-int answer_cache_get(twd_app *app, const char *key, size_t klen, api_response *res)
+int answer_cache_get(answer_cache *c, const char *key, size_t klen, api_response *res)
 {
-    answer_cache *c = app->ext ? app->ext->answers : NULL;
     if (!c) return -1;
-    uint64_t h = fnv1a(key, klen);
+    uint64_t h = key_hash(key, klen);
     pthread_mutex_lock(&c->lock);
     entry *e = find(c, h, key, klen);
     int rc = -1;
@@ -120,9 +114,8 @@ int answer_cache_get(twd_app *app, const char *key, size_t klen, api_response *r
     return rc;
 }
 
-void answer_cache_put(twd_app *app, const char *key, size_t klen, const api_response *res)
+void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_response *res)
 {
-    answer_cache *c = app->ext ? app->ext->answers : NULL;
     if (!c || !res->body) return;
     entry *e = calloc(1, sizeof *e);
     if (!e) return;
@@ -136,7 +129,7 @@ void answer_cache_put(twd_app *app, const char *key, size_t klen, const api_resp
     e->len = res->len;
     e->status = res->status;
     e->content_type = res->content_type;
-    e->hash = fnv1a(key, klen);
+    e->hash = key_hash(key, klen);
     pthread_mutex_lock(&c->lock);
     if (entry_bytes(e) > c->budget || find(c, e->hash, key, klen)) {
         pthread_mutex_unlock(&c->lock);

@@ -14,11 +14,11 @@ answer_cache *answer_cache_new(size_t budget_bytes);
 void answer_cache_free(answer_cache *c);
 
 /* 0 and a copy of the cached answer in *res (status, body, content type) on a
- * hit; -1 on a miss. Thread-safe. */
-int answer_cache_get(twd_app *app, const char *key, size_t klen, api_response *res);
+ * hit; -1 on a miss. c may be NULL (always a miss). Thread-safe. */
+int answer_cache_get(answer_cache *c, const char *key, size_t klen, api_response *res);
 /* Stores a copy of res under key when it fits the budget, evicting the least
  * recently used answers. Thread-safe. */
-void answer_cache_put(twd_app *app, const char *key, size_t klen, const api_response *res);
+void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_response *res);
 
 typedef struct {
     uint64_t hits, misses, entries, bytes, budget;

@@ -9,25 +9,52 @@
 #ifndef TW_API_H
 #define TW_API_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/gpt2.h"
-#include "core/tokenizer.h"
-#include "server/config.h"
+#include "base/status.h"
+#include "base/strbuf.h"
+#include "core/model/gpt2.h"
+#include "core/proj/layout.h"
+#include "core/tok/tokenizer.h"
 
 typedef enum { APP_LOADING = 0, APP_READY = 1, APP_FAILED = 2 } app_state;
 
-struct api_ext;  /* analysis state (caches, UMAP), owned by the analysis modules */
+/* Bounds on what one request may ask for; the server fills them from its
+ * configuration (server/config.c documents each). */
+typedef struct {
+    int64_t max_text;          /* bytes of a text parameter */
+    int64_t max_tokens;        /* tokens of a phrase (also capped by n_ctx) */
+    int64_t max_words;         /* words in a probe word list */
+    int64_t max_k;             /* tokens per list */
+    int64_t max_top;           /* SVD directions per head */
+    int64_t max_answer_tokens; /* tokens one answer may list */
+} api_limits;
+
+/* Everything the api layer is configured with. */
+typedef struct {
+    api_limits limits;
+    size_t cache_bytes;        /* budget of the per-block intermediates */
+    size_t answer_cache_bytes; /* budget of the finished answers */
+    char words_file[4096];     /* default word list of /probe */
+    layout_settings layout;    /* the background projections (rows, UMAP settings, cache folder) */
+} api_settings;
+
+/* The server's own counters (requests, latency, load time) in Prometheus
+ * text, written into the /metrics answer before the api layer's gauges. */
+typedef void (*api_metrics_render_fn)(void *ctx, strbuf *out);
+
+struct api_ext;  /* analysis state (caches, layouts), owned by the api layer */
 
 /* Everything a handler may read. The model never changes once READY. */
 typedef struct twd_app {
-    const twd_config *cfg;
+    api_settings set;
     _Atomic int state;             /* app_state */
-    char status[256];              /* what loading is doing now (guarded by lock) */
-    void *status_lock;             /* pthread_mutex_t*, owned by the server */
+    pthread_mutex_t status_lock;   /* guards status */
+    char status[256];              /* what loading is doing now */
     gpt2_model model;
     tokenizer *tok;
     char model_name[256];          /* e.g. "gpt2" or the folder name */
@@ -36,9 +63,16 @@ typedef struct twd_app {
     bool synthetic;                /* weights generated, not trained */
     uint64_t synthetic_seed;
     double load_seconds;           /* wall time of gpt2_load + tokenizer_load */
-    double started_at;             /* monotonic seconds at start */
+    api_metrics_render_fn metrics_render;
+    void *metrics_ctx;
     struct api_ext *ext;
 } twd_app;
+
+/* Prepares *app (LOADING, status "starting"); the caller then fills set,
+ * the metrics hook and, once loaded, the model fields. */
+void api_app_init(twd_app *app);
+/* Sets the loading status shown by /health (printf-style). Thread-safe. */
+void api_app_set_status(twd_app *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 enum { API_GET = 1, API_POST = 2, API_HEAD = 4, API_OPTIONS = 8, API_OTHER = 16 };
 
@@ -51,12 +85,10 @@ typedef struct {
 
 typedef struct {
     int method;                    /* one of API_GET.. */
-    const char *path;              /* decoded path, NUL-terminated */
     const api_kv *query;           /* decoded query pairs (may contain NUL bytes) */
     size_t n_query;
     const char *body;              /* raw body bytes (not NUL-terminated) */
     size_t body_len;
-    const char *content_type;      /* Content-Type header or NULL */
 } api_request;
 
 typedef struct {
@@ -161,6 +193,16 @@ int api_json(api_response *res, int status, struct json_t *root);
 int api_text(api_response *res, int status, const char *content_type, const char *text, size_t len);
 
 void api_response_free(api_response *res);
+
+/* The one mapping of a core status code (base/status.h) to an answer:
+ * arguments out of range 400; out of memory 503 with Retry-After; a
+ * background result not ready 503 with Retry-After; canceled or past its
+ * deadline 503; anything else (a bug, a file fault) 500. The message is
+ * "<what>: <reason>". Returns -1 (docs/ARCHITECTURE.md, Errors). */
+int api_status_error(api_response *res, int rc, const char *what);
+
+/* The api layer's gauges (caches, the UMAP fit) in Prometheus text. */
+void api_render_metrics(twd_app *app, strbuf *out);
 
 /* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
  * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */

@@ -1,4 +1,5 @@
 /* Life cycle of the api layer's state (struct api_ext), and its metrics. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,8 +7,7 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
-#include "core/utf8.h"
-#include "server/metrics.h"
+#include "base/utf8.h"
 
 /* One word per line; blank lines and '#' comments skipped. */
 static int load_words(struct api_ext *x, const char *path, char *err, size_t errlen)
@@ -47,39 +47,54 @@ static int load_words(struct api_ext *x, const char *path, char *err, size_t err
     return rc;
 }
 
-static void cache_metrics(void *ctx, char **b, size_t *len, size_t *cap)
+void api_render_metrics(twd_app *app, strbuf *b)
 {
-    twd_app *app = ctx;
     if (atomic_load(&app->state) != APP_READY || !app->ext) return;
     blockcache_stats s;
     blockcache_get_stats(app->ext->cache, &s);
     answer_cache_stats a;
     answer_cache_get_stats(app->ext->answers, &a);
-    metrics_appendf(b, len, cap,
-                    "# HELP twd_cache_bytes Bytes held by a cache.\n# TYPE twd_cache_bytes gauge\n"
-                    "twd_cache_bytes{cache=\"intermediates\"} %zu\ntwd_cache_bytes{cache=\"answers\"} %llu\n"
-                    "# HELP twd_cache_budget_bytes Configured budget of a cache.\n# TYPE twd_cache_budget_bytes gauge\n"
-                    "twd_cache_budget_bytes{cache=\"intermediates\"} %zu\ntwd_cache_budget_bytes{cache=\"answers\"} %llu\n"
-                    "# HELP twd_cache_hits_total Lookups served from a cache.\n# TYPE twd_cache_hits_total counter\n"
-                    "twd_cache_hits_total{cache=\"intermediates\"} %llu\ntwd_cache_hits_total{cache=\"answers\"} %llu\n"
-                    "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
-                    "twd_cache_misses_total{cache=\"intermediates\"} %llu\ntwd_cache_misses_total{cache=\"answers\"} %llu\n"
-                    "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
-                    "# TYPE twd_cache_evictions_total counter\ntwd_cache_evictions_total{cache=\"intermediates\"} %llu\n",
-                    s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
-                    (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
-                    (unsigned long long)a.misses, (unsigned long long)s.evictions);
-    if (app->ext->proj) {
-        json_t *u = projection_status_json(app->ext->proj);
-        const char *state = json_string_value(json_object_get(u, "state"));
-        metrics_appendf(b, len, cap,
-                        "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
-                        "twd_umap_ready %d\n# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n"
-                        "# TYPE twd_umap_progress gauge\ntwd_umap_progress %g\n",
-                        state && strcmp(state, "ready") == 0,
-                        json_number_value(json_object_get(u, "progress")));
-        json_decref(u);
+    sb_printf(b,
+              "# HELP twd_cache_bytes Bytes held by a cache.\n# TYPE twd_cache_bytes gauge\n"
+              "twd_cache_bytes{cache=\"intermediates\"} %zu\ntwd_cache_bytes{cache=\"answers\"} %llu\n"
+              "# HELP twd_cache_budget_bytes Configured budget of a cache.\n# TYPE twd_cache_budget_bytes gauge\n"
+              "twd_cache_budget_bytes{cache=\"intermediates\"} %zu\ntwd_cache_budget_bytes{cache=\"answers\"} %llu\n"
+              "# HELP twd_cache_hits_total Lookups served from a cache.\n# TYPE twd_cache_hits_total counter\n"
+              "twd_cache_hits_total{cache=\"intermediates\"} %llu\ntwd_cache_hits_total{cache=\"answers\"} %llu\n"
+              "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
+              "twd_cache_misses_total{cache=\"intermediates\"} %llu\ntwd_cache_misses_total{cache=\"answers\"} %llu\n"
+              "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
+              "# TYPE twd_cache_evictions_total counter\ntwd_cache_evictions_total{cache=\"intermediates\"} %llu\n",
+              s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
+              (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
+              (unsigned long long)a.misses, (unsigned long long)s.evictions);
+    if (app->ext->layout) {
+        double progress;
+        int ready = layout_umap_ready(app->ext->layout, &progress);
+        sb_printf(b,
+                  "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
+                  "twd_umap_ready %d\n# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n"
+                  "# TYPE twd_umap_progress gauge\ntwd_umap_progress %g\n",
+                  ready, progress);
     }
+}
+
+void api_app_init(twd_app *app)
+{
+    memset(app, 0, sizeof *app);
+    pthread_mutex_init(&app->status_lock, NULL);
+    atomic_store(&app->state, APP_LOADING);
+    snprintf(app->status, sizeof app->status, "starting");
+}
+
+void api_app_set_status(twd_app *app, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&app->status_lock);
+    vsnprintf(app->status, sizeof app->status, fmt, ap);
+    pthread_mutex_unlock(&app->status_lock);
+    va_end(ap);
 }
 
 int api_init(twd_app *app, char *err, size_t errlen)
@@ -89,8 +104,8 @@ int api_init(twd_app *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    x->answers = answer_cache_new((size_t)app->cfg->answer_cache_mb << 20);
-    x->cache = blockcache_new((size_t)app->cfg->cache_mb << 20);
+    x->answers = answer_cache_new(app->set.answer_cache_bytes);
+    x->cache = blockcache_new(app->set.cache_bytes);
     if (!x->answers || !x->cache) {
         snprintf(err, errlen, "out of memory");
         app->ext = x;
@@ -98,15 +113,16 @@ int api_init(twd_app *app, char *err, size_t errlen)
         return -1;
     }
     app->ext = x;
-    if (load_words(x, app->cfg->words_file, err, errlen) != 0) {
+    if (load_words(x, app->set.words_file, err, errlen) != 0) {
         api_shutdown(app);
         return -1;
     }
-    if (!(x->proj = projection_start(app, err, errlen))) {
+    const gpt2_config *c = &app->model.cfg;
+    if (!(x->layout = layout_start(app->model.p.wte, (size_t)c->vocab_size, (size_t)c->n_embd, &app->set.layout,
+                                   err, errlen))) {
         api_shutdown(app);
         return -1;
     }
-    metrics_set_extra(cache_metrics, app);
     return 0;
 }
 
@@ -114,8 +130,7 @@ void api_shutdown(twd_app *app)
 {
     struct api_ext *x = app->ext;
     if (!x) return;
-    metrics_set_extra(NULL, NULL);
-    projection_stop(x->proj);
+    layout_stop(x->layout);
     answer_cache_free(x->answers);
     blockcache_free(x->cache);
     for (size_t i = 0; i < x->n_default_words; i++) free(x->default_words[i]);

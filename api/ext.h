@@ -5,15 +5,15 @@
 #include <stddef.h>
 
 #include "api/answer_cache.h"
-#include "api/projection.h"
-#include "core/blockcache.h"
+#include "core/ana/blockcache.h"
+#include "core/proj/layout.h"
 
 struct api_ext {
     answer_cache *answers;      /* finished answers */
     blockcache *cache;          /* per-block intermediates (LN_b(E), SVD factors) */
     char **default_words;       /* the words file (the paper's 100 nouns) */
     size_t n_default_words;
-    projection *proj;           /* PCA and the (background) UMAP layout */
+    layout_service *layout;     /* PCA and the (background) UMAP layout */
 };
 
 #endif

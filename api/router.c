@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/utf8.h"
+#include "api/ext.h"
+#include "base/utf8.h"
 
 /* ---------- answers ---------- */
 
@@ -88,11 +89,30 @@ int api_error(api_response *res, int status, const char *fmt, ...)
     return -1;
 }
 
+int api_status_error(api_response *res, int rc, const char *what)
+{
+    const char *why = tw_strerror(rc);
+    if (tw_status_is_range(rc)) return api_error(res, 400, "%s: %s", what, why);
+    switch (rc) {
+    case TW_ENOMEM:
+        api_error(res, 503, "%s: not enough memory for this request; retry later", what);
+        res->retry_after = 5;
+        return -1;
+    case TW_ENOTREADY:
+        api_error(res, 503, "%s: not ready yet; retry shortly", what);
+        res->retry_after = 2;
+        return -1;
+    case TW_ECANCELED: return api_error(res, 503, "%s: canceled", what);
+    case TW_ETIMEDOUT: return api_error(res, 503, "%s: the computation passed its deadline", what);
+    default: return api_error(res, 500, "%s: internal error: %s", what, why);
+    }
+}
+
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what)
 {
-    if (n <= (double)app->cfg->max_answer_tokens) return 0;
+    if (n <= (double)app->set.limits.max_answer_tokens) return 0;
     return api_error(res, 400, "the answer would list %.0f tokens; the limit is %lld (max_answer_tokens): reduce %s", n,
-                     (long long)app->cfg->max_answer_tokens, what);
+                     (long long)app->set.limits.max_answer_tokens, what);
 }
 
 json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value)
@@ -197,7 +217,7 @@ static void api_args_free(api_args *a)
 
 int64_t api_param_max(const twd_app *app, const api_param *p)
 {
-    const twd_config *c = app->cfg;
+    const api_limits *c = &app->set.limits;
     const gpt2_config *m = &app->model.cfg;
     switch (p->max_ref) {
     case APB_CONST: return p->max;
@@ -207,7 +227,10 @@ int64_t api_param_max(const twd_app *app, const api_param *p)
     case APB_MAX_TOP: return c->max_top;
     case APB_MAX_WORDS: return c->max_words;
     case APB_MAX_TEXT: return c->max_text;
-    case APB_UMAP_ROWS: return c->umap_rows < m->vocab_size ? c->umap_rows : m->vocab_size;
+    case APB_UMAP_ROWS: {
+        int64_t rows = (int64_t)app->set.layout.rows;
+        return rows < m->vocab_size ? rows : m->vocab_size;
+    }
     }
     return p->max;
 }
@@ -309,7 +332,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
                              p->name, n, hi);
         out->s = arena_strndup(args, s, n);
         out->s_len = n;
-        return out->s ? 0 : api_error(res, 500, "out of memory");
+        return out->s ? 0 : api_status_error(res, TW_ENOMEM, "parameters");
     case AP_LIST: {
         size_t count = 0;
         if (j) {
@@ -327,7 +350,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
         if ((int64_t)count > hi)
             return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count, hi);
         out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
-        if (!out->list) return api_error(res, 500, "out of memory");
+        if (!out->list) return api_status_error(res, TW_ENOMEM, "parameters");
         const char *cur = s;
         for (size_t i = 0; i < count; i++) {
             const char *item;
@@ -345,7 +368,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
                 cur = item + len + 1;
             }
             if (word_item_check(res, p, item, len, i) != 0) return -1;
-            if (!(out->list[i] = arena_strndup(args, item, len))) return api_error(res, 500, "out of memory");
+            if (!(out->list[i] = arena_strndup(args, item, len))) return api_status_error(res, TW_ENOMEM, "parameters");
         }
         out->n_list = count;
         return 0;
@@ -496,7 +519,7 @@ void api_dispatch(twd_app *app, const api_route *route, const api_request *req, 
     size_t klen = 0;
     if ((route->flags & API_CACHEABLE) && app->ext) {
         key = cache_key(route, &args, &klen);
-        if (key && answer_cache_get(app, key, klen, res) == 0) {
+        if (key && answer_cache_get(app->ext->answers, key, klen, res) == 0) {
             res->cached = true;
             free(key);
             api_args_free(&args);
@@ -504,7 +527,7 @@ void api_dispatch(twd_app *app, const api_route *route, const api_request *req, 
         }
     }
     int rc = route->fn(app, req, &args, res);
-    if (rc == 0 && key && res->status == 200) answer_cache_put(app, key, klen, res);
+    if (rc == 0 && key && res->status == 200) answer_cache_put(app->ext->answers, key, klen, res);
     if (!res->content_type) api_error(res, 500, "handler produced no answer");
     free(key);
     api_args_free(&args);

@@ -10,7 +10,6 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
-#include "server/metrics.h"
 
 /* ---------- parameter tables ---------- */
 
@@ -104,9 +103,9 @@ static int h_health(twd_app *app, const api_request *req, const api_args *a, api
         return api_json(res, 200, json_pack("{s:s,s:s,s:b}", "status", "ok", "model", app->model_name,
                                             "synthetic", app->synthetic));
     char status[256];
-    pthread_mutex_lock(app->status_lock);
+    pthread_mutex_lock(&app->status_lock);
     snprintf(status, sizeof status, "%s", app->status);
-    pthread_mutex_unlock(app->status_lock);
+    pthread_mutex_unlock(&app->status_lock);
     api_error(res, 503, "%s: %s", st == APP_LOADING ? "the model is loading" : "the model failed to load", status);
     res->retry_after = st == APP_LOADING ? 1 : 0;
     return 0;
@@ -138,7 +137,7 @@ static int h_tokenize(twd_app *app, const api_request *req, const api_args *a, a
     const api_arg *t = api_arg_get(a, "text");
     int32_t *ids = NULL;
     long n = tokenizer_encode(app->tok, t->s, t->s_len, &ids);
-    if (n < 0) return api_error(res, 500, "out of memory while tokenizing");
+    if (n < 0) return api_status_error(res, TW_ENOMEM, "tokenizing");
     json_t *toks = json_array();
     for (long i = 0; i < n; i++) json_array_append_new(toks, api_token_json(app->tok, ids[i]));
     free(ids);
@@ -147,10 +146,13 @@ static int h_tokenize(twd_app *app, const api_request *req, const api_args *a, a
 
 static int h_metrics(twd_app *app, const api_request *req, const api_args *a, api_response *res)
 {
-    (void)app; (void)req; (void)a;
+    (void)req; (void)a;
+    strbuf b = STRBUF_INIT;
+    if (app->metrics_render) app->metrics_render(app->metrics_ctx, &b);
+    api_render_metrics(app, &b);
     size_t len = 0;
-    char *s = metrics_render(&len);
-    if (!s) return api_error(res, 500, "out of memory");
+    char *s = sb_take(&b, &len);
+    if (!s) return api_status_error(res, TW_ENOMEM, "metrics");
     api_response_free(res);
     res->status = 200;
     res->body = s;

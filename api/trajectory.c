@@ -9,9 +9,9 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
-#include "api/projection.h"
-#include "core/forward.h"
-#include "core/topk.h"
+#include "core/proj/layout.h"
+#include "core/nn/forward.h"
+#include "core/nn/topk.h"
 
 static proj_kind kind_of(const api_args *a)
 {
@@ -19,11 +19,14 @@ static proj_kind kind_of(const api_args *a)
     return p && strcmp(p, "pca") == 0 ? PROJ_PCA : PROJ_UMAP;
 }
 
-static int not_ready(api_response *res, double progress, const char *msg)
+/* The answer when a layout cannot be used: while UMAP is being fitted, 503
+ * with a Retry-After that follows the progress; when it will never be
+ * there (turned off, failed), 503 without one: retrying cannot help. */
+static int layout_unavailable(api_response *res, int rc, double progress, const char *msg)
 {
-    api_error(res, 503, "%s", msg);
-    res->retry_after = progress > 0.9 ? 1 : 5;
-    return 0;
+    api_error(res, 503, "%s; %suse projection=pca", msg, rc == TW_ENOTREADY ? "retry shortly, or " : "");
+    res->retry_after = rc != TW_ENOTREADY ? 0 : progress > 0.9 ? 1 : 5;
+    return -1;
 }
 
 static json_t *point_json(const float *p)
@@ -43,8 +46,8 @@ static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, 
 {
     const gpt2_config *c = &app->model.cfg;
     long n = tokenizer_encode(app->tok, text->s, text->s_len, ids);
-    if (n < 0) return api_error(res, 503, "out of memory while tokenizing");
-    long cap = app->cfg->max_tokens < c->n_ctx ? (long)app->cfg->max_tokens : c->n_ctx;
+    if (n < 0) return api_status_error(res, TW_ENOMEM, "tokenizing");
+    long cap = app->set.limits.max_tokens < c->n_ctx ? (long)app->set.limits.max_tokens : c->n_ctx;
     const char *bad = NULL;
     char msg[160];
     if (n == 0) bad = "encodes to no tokens";
@@ -80,16 +83,17 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
     double progress;
     char msg[512];
     size_t dummy;
-    if (kind == PROJ_UMAP && !projection_layout(app->ext->proj, PROJ_UMAP, &dummy, &progress, msg, sizeof msg)) {
+    int lrc;
+    if (kind == PROJ_UMAP && !layout_points(app->ext->layout, PROJ_UMAP, &dummy, &lrc, &progress, msg, sizeof msg)) {
         free(ids);
-        return not_ready(res, progress, msg);
+        return layout_unavailable(res, lrc, progress, msg);
     }
     gpt2_forward_opts opts = {.gelu = gelu_of(a), .logits = GPT2_LOGITS_LAST, .skip_attention = 1};
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);
-    if (rc != GPT2_FWD_OK)
-        return api_error(res, rc == GPT2_FWD_ENOMEM ? 503 : 400, "forward pass: %s", gpt2_forward_strerror(rc));
+    if (rc != TW_OK)
+        return api_status_error(res, rc, "forward pass");
 
     size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, S = 3 + L, N = (size_t)n, rows = S * N;
     float *y = malloc(rows * C * sizeof *y), *pts = malloc(rows * 3 * sizeof *pts);
@@ -100,7 +104,7 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
     if (!y || !pts || !near || !logits) {
         free(y); free(pts); free(near); free(logits);
         gpt2_forward_free(fr);
-        return api_error(res, 503, "not enough memory for this request");
+        return api_status_error(res, TW_ENOMEM, "trajectory");
     }
     /* states in order: e, x0, LN_f(x0), LN_f(x_l) for each block */
     memcpy(y, fr->emb, N * C * sizeof *y);
@@ -110,14 +114,15 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
     for (size_t v = 0; v < (size_t)c->vocab_size; v++) logits[v] = fr->logits[v];
     int trc = topk_vec(logits, (size_t)c->vocab_size, n_next, next, NULL);
     free(logits);
-    int prc = projection_apply(app->ext->proj, kind, y, rows, pts, &progress, msg, sizeof msg);
+    int prc = layout_apply(app->ext->layout, kind, y, rows, pts, &progress, msg, sizeof msg);
     int krc = prc == 0 ? topk_rows(app->model.p.wte, (size_t)c->vocab_size, C, y, rows, k, near, NULL) : 0;
     free(y);
     if (prc != 0 || krc != 0 || trc != 0) {
         free(pts); free(near);
         gpt2_forward_free(fr);
-        if (prc == -1) return not_ready(res, progress, msg);
-        return api_error(res, prc ? 500 : 503, "%s", prc ? msg : "not enough memory for the nearest tokens");
+        if (prc == TW_ENOTREADY) return layout_unavailable(res, prc, progress, msg);
+        if (prc) return api_error(res, 500, "projection: %s", msg);
+        return api_status_error(res, krc ? krc : trc, "nearest tokens");
     }
     json_t *tokens = json_array();
     for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
@@ -179,8 +184,8 @@ int api_attention(twd_app *app, const api_request *req, const api_args *a, api_r
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);
-    if (rc != GPT2_FWD_OK)
-        return api_error(res, rc == GPT2_FWD_ENOMEM ? 503 : 400, "forward pass: %s", gpt2_forward_strerror(rc));
+    if (rc != TW_OK)
+        return api_status_error(res, rc, "forward pass");
     size_t N = (size_t)n, H = (size_t)c->n_head;
     json_t *tokens = json_array(), *blocks = json_array();
     for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
@@ -212,8 +217,9 @@ int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api
     size_t n = 0, limit = (size_t)api_int(a, "limit");
     double progress;
     char msg[512];
-    const float *pts = projection_layout(app->ext->proj, kind, &n, &progress, msg, sizeof msg);
-    if (!pts) return not_ready(res, progress, msg);
+    int rc;
+    const float *pts = layout_points(app->ext->layout, kind, &n, &rc, &progress, msg, sizeof msg);
+    if (!pts) return layout_unavailable(res, rc, progress, msg);
     if (limit == 0 || limit > n) limit = n;
     json_t *points = json_array(), *ids = json_array(), *texts = json_array();
     for (size_t i = 0; i < limit; i++) {
@@ -232,10 +238,10 @@ int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api
 int api_umap_status(twd_app *app, const api_request *req, const api_args *a, api_response *res)
 {
     (void)req; (void)a;
-    return api_json(res, 200, projection_status_json(app->ext->proj));
+    return api_json(res, 200, layout_status_json(app->ext->layout));
 }
 
 void api_ext_model_info(twd_app *app, json_t *model)
 {
-    if (app->ext && app->ext->proj) json_object_set_new(model, "umap", projection_status_json(app->ext->proj));
+    if (app->ext && app->ext->layout) json_object_set_new(model, "umap", layout_status_json(app->ext->layout));
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fs.h"
+
 #define OFF(f) offsetof(twd_config, f)
 #define SZ(f) sizeof(((twd_config *)0)->f)
 #define STR(f) CFG_STRING, OFF(f), SZ(f), 0, 0
@@ -289,4 +291,26 @@ void config_print_conf(FILE *out)
         fprintf(out, "; default: %s\n", *o->def ? o->def : "(empty)");
         fprintf(out, "%s%s = %s\n", *o->def ? "" : "# ", o->name, *o->def ? o->def : "");
     }
+}
+
+/* The api layer's settings, from the daemon's configuration. */
+void config_api_settings(const twd_config *cfg, api_settings *s)
+{
+    memset(s, 0, sizeof *s);
+    s->limits = (api_limits){.max_text = cfg->max_text,
+                             .max_tokens = cfg->max_tokens,
+                             .max_words = cfg->max_words,
+                             .max_k = cfg->max_k,
+                             .max_top = cfg->max_top,
+                             .max_answer_tokens = cfg->max_answer_tokens};
+    s->cache_bytes = (size_t)cfg->cache_mb << 20;
+    s->answer_cache_bytes = (size_t)cfg->answer_cache_mb << 20;
+    snprintf(s->words_file, sizeof s->words_file, "%s", cfg->words_file);
+    layout_settings *l = &s->layout;
+    l->rows = (size_t)cfg->umap_rows;
+    l->umap = cfg->umap;
+    l->umap_neighbors = (size_t)cfg->umap_neighbors;
+    l->umap_epochs = (size_t)cfg->umap_epochs;
+    l->umap_seed = (uint64_t)cfg->umap_seed;
+    if (fs_join(l->cache_dir, sizeof l->cache_dir, cfg->cache_dir, "umap") != 0) l->cache_dir[0] = '\0';
 }

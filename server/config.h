@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "api/api.h"
+
 typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL } cfg_type;
 
 typedef struct twd_config {
@@ -87,5 +89,8 @@ void config_print_table(FILE *out);
 /* Writes a complete, commented configuration file with every default
  * (config/twd.conf is this output). */
 void config_print_conf(FILE *out);
+
+/* The api layer's settings (limits, cache budgets, layouts) from c. */
+void config_api_settings(const twd_config *c, api_settings *s);
 
 #endif

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "server/metrics.h"
 
 enum { PH_NEW, PH_BODY, PH_QUEUED, PH_ANSWERED };
@@ -54,16 +55,9 @@ struct http_server {
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
     req_state *qhead, *qtail;
-    size_t busy;
     bool stopping;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---------- decoding ---------- */
 
@@ -283,12 +277,10 @@ static void build_request(req_state *rs, api_request *req)
 {
     memset(req, 0, sizeof *req);
     req->method = rs->method;
-    req->path = rs->path;
     req->query = rs->query;
     req->n_query = rs->n_query;
     req->body = rs->body;
     req->body_len = rs->body_len;
-    req->content_type = MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "Content-Type");
 }
 
 static void *worker_main(void *arg)
@@ -305,7 +297,6 @@ static void *worker_main(void *arg)
         srv->qhead = rs->next_job;
         if (!srv->qhead) srv->qtail = NULL;
         bool stopping = srv->stopping;
-        srv->busy++;
         pthread_mutex_unlock(&srv->qlock);
 
         if (stopping) {
@@ -317,9 +308,6 @@ static void *worker_main(void *arg)
             build_request(rs, &req);
             api_dispatch(srv->app, rs->route, &req, &rs->res);
         }
-        pthread_mutex_lock(&srv->qlock);
-        srv->busy--;
-        pthread_mutex_unlock(&srv->qlock);
         MHD_resume_connection(rs->conn);
     }
 }
@@ -332,7 +320,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     if (!rs) return NULL;
     rs->srv = cls;
     rs->conn = c;
-    rs->t0 = now_s();
+    rs->t0 = tw_now();
     rs->raw_len = strlen(uri);
     rs->raw = strdup(uri);
     rs->label = "unknown";
@@ -500,7 +488,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     req_state *rs = *req_cls;
     (void)c;
     if (!rs) return;
-    double dt = now_s() - rs->t0;
+    double dt = tw_now() - rs->t0;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rs->phase != PH_ANSWERED) rs->status = 499;
     metrics_request_done(rs->label, rs->status, dt);
     if (srv->cfg->access_log) log_line(rs, dt);

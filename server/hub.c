@@ -1,5 +1,5 @@
 #include "server/hub.h"
-#include "server/fsutil.h"
+#include "base/fs.h"
 
 #include <ctype.h>
 #include <curl/curl.h>

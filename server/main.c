@@ -21,31 +21,19 @@
 #include <unistd.h>
 
 #include "api/api.h"
-#include "core/gpt2.h"
-#include "core/synth.h"
-#include "core/tokenizer.h"
-#include "core/topk.h"
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "core/model/gpt2.h"
+#include "core/model/synth.h"
+#include "core/tok/tokenizer.h"
+#include "core/nn/blas.h"
 #include "server/config.h"
-#include "server/fsutil.h"
 #include "server/http.h"
 #include "server/hub.h"
 #include "server/metrics.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static pthread_mutex_t status_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void set_status(twd_app *app, const char *s)
-{
-    pthread_mutex_lock(&status_lock);
-    snprintf(app->status, sizeof app->status, "%s", s);
-    pthread_mutex_unlock(&status_lock);
-}
+static void set_status(twd_app *app, const char *s) { api_app_set_status(app, "%s", s); }
 
 static void on_fetch_progress(void *ctx, const char *s)
 {
@@ -55,9 +43,8 @@ static void on_fetch_progress(void *ctx, const char *s)
 }
 
 /* Picks the folder to load (see the comment at the top). */
-static int resolve_model(twd_app *app, char *dir, size_t dirlen, char *err, size_t errlen)
+static int resolve_model(twd_app *app, const twd_config *cfg, char *dir, size_t dirlen, char *err, size_t errlen)
 {
-    const twd_config *cfg = app->cfg;
     if (cfg->model[0]) {
         snprintf(dir, dirlen, "%s", cfg->model);
         snprintf(app->model_origin, sizeof app->model_origin, "configured");
@@ -112,56 +99,50 @@ static int resolve_model(twd_app *app, char *dir, size_t dirlen, char *err, size
 
 typedef struct {
     twd_app *app;
+    const twd_config *cfg;
     char err[2048];
     _Atomic int done;
 } loader;
 
+/* Resolves, loads and prepares the model; one exit path. */
 static void *load_main(void *arg)
 {
     loader *ld = arg;
     twd_app *app = ld->app;
     char dir[4096];
-    if (resolve_model(app, dir, sizeof dir, ld->err, sizeof ld->err) != 0) {
-        atomic_store(&app->state, APP_FAILED);
-        atomic_store(&ld->done, 1);
-        return NULL;
-    }
+    int ok = 0;
+    if (resolve_model(app, ld->cfg, dir, sizeof dir, ld->err, sizeof ld->err) != 0) goto out;
     set_status(app, "loading the checkpoint");
-    double t0 = now_s();
-    if (gpt2_load(dir, &app->model, ld->err, sizeof ld->err) != 0 ||
-        !(app->tok = tokenizer_load(dir, ld->err, sizeof ld->err))) {
-        atomic_store(&app->state, APP_FAILED);
-        atomic_store(&ld->done, 1);
-        return NULL;
-    }
+    double t0 = tw_now();
+    if (gpt2_load(dir, &app->model, ld->err, sizeof ld->err) != 0) goto out;
+    if (!(app->tok = tokenizer_load(dir, ld->err, sizeof ld->err))) goto out;
     if (tokenizer_vocab_size(app->tok) > app->model.cfg.vocab_size) {
         snprintf(ld->err, sizeof ld->err, "%.1500s: tokenizer has %d ids but wte has only %d rows", dir,
                  tokenizer_vocab_size(app->tok), app->model.cfg.vocab_size);
-        atomic_store(&app->state, APP_FAILED);
-        atomic_store(&ld->done, 1);
-        return NULL;
+        goto out;
     }
-    app->load_seconds = now_s() - t0;
+    app->load_seconds = tw_now() - t0;
     char real[4096];
     snprintf(app->model_source, sizeof app->model_source, "%s", realpath(dir, real) ? real : dir);
     const char *base = strrchr(app->model_source, '/');
-    if (strcmp(app->model_origin, "hub-cache") == 0) snprintf(app->model_name, sizeof app->model_name, "%.200s", app->cfg->hub_repo);
-    else if (strcmp(app->model_origin, "demo") == 0) snprintf(app->model_name, sizeof app->model_name, "twd-demo");
-    else snprintf(app->model_name, sizeof app->model_name, "%.200s", base && base[1] ? base + 1 : app->model_source);
+    if (strcmp(app->model_origin, "hub-cache") == 0)
+        snprintf(app->model_name, sizeof app->model_name, "%.200s", ld->cfg->hub_repo);
+    else if (strcmp(app->model_origin, "demo") == 0)
+        snprintf(app->model_name, sizeof app->model_name, "twd-demo");
+    else
+        snprintf(app->model_name, sizeof app->model_name, "%.200s", base && base[1] ? base + 1 : app->model_source);
     app->synthetic = app->model.synthetic != 0;
     app->synthetic_seed = app->model.synthetic_seed;
-    if (api_init(app, ld->err, sizeof ld->err) != 0) {
-        atomic_store(&app->state, APP_FAILED);
-        atomic_store(&ld->done, 1);
-        return NULL;
-    }
+    if (api_init(app, ld->err, sizeof ld->err) != 0) goto out;
     metrics_set_load_seconds(app->load_seconds);
-    set_status(app, "ready");
-    atomic_store(&app->state, APP_READY);
+    ok = 1;
     const gpt2_config *c = &app->model.cfg;
-    fprintf(stderr, "twd: model %s ready in %.3f s: %d layers, %d heads, width %d, vocab %d, %zu parameters%s\n",
-            app->model_name, app->load_seconds, c->n_layer, c->n_head, c->n_embd, c->vocab_size, app->model.n_params,
-            app->synthetic ? " (SYNTHETIC weights)" : "");
+    tw_log("model %s ready in %.3f s: %d layers, %d heads, width %d, vocab %d, %zu parameters%s", app->model_name,
+           app->load_seconds, c->n_layer, c->n_head, c->n_embd, c->vocab_size, app->model.n_params,
+           app->synthetic ? " (SYNTHETIC weights)" : "");
+out:
+    set_status(app, ok ? "ready" : "failed");
+    atomic_store(&app->state, ok ? APP_READY : APP_FAILED);
     atomic_store(&ld->done, 1);
     return NULL;
 }
@@ -172,14 +153,35 @@ static void *load_main(void *arg)
 static void maybe_reexec_for_blas(const twd_config *cfg, char **argv)
 {
     if (getenv("OPENBLAS_CORETYPE") || strcmp(cfg->blas_coretype, "off") == 0) return;
-    const char *want = strcmp(cfg->blas_coretype, "auto") == 0 ? topk_blas_coretype_hint() : cfg->blas_coretype;
+    const char *want = strcmp(cfg->blas_coretype, "auto") == 0 ? blas_coretype_hint() : cfg->blas_coretype;
     if (!want || !*want) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
-    fprintf(stderr, "twd: OpenBLAS chose %s kernels on this CPU; restarting with OPENBLAS_CORETYPE=%s\n",
-            openblas_get_corename(), want);
+    tw_log("OpenBLAS chose %s kernels on this CPU; restarting with OPENBLAS_CORETYPE=%s", blas_corename(),
+           want);
     fflush(stderr);
     execv("/proc/self/exe", argv);
-    fprintf(stderr, "twd: restart failed (%s); continuing with %s kernels\n", strerror(errno), openblas_get_corename());
+    tw_log("restart failed (%s); continuing with %s kernels", strerror(errno), blas_corename());
+}
+
+/* Waits for a signal or for the loader to finish; returns the exit code. */
+static int run(loader *ld, pthread_t lt, sigset_t *sigs, bool *joined)
+{
+    for (;;) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            tw_log("%s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return 0;
+        }
+        if (!*joined && atomic_load(&ld->done)) {
+            pthread_join(lt, NULL);
+            *joined = true;
+            if (atomic_load(&ld->app->state) == APP_FAILED) {
+                tw_log("cannot load the model: %s", ld->err);
+                return 1;
+            }
+        }
+    }
 }
 
 int main(int argc, char **argv)
@@ -190,7 +192,7 @@ int main(int argc, char **argv)
     int rc = config_from_args(&cfg, argc, argv, err, sizeof err);
     if (rc == 1) return 0;
     if (rc != 0) {
-        fprintf(stderr, "twd: %s\n", err);
+        tw_log("%s", err);
         return 2;
     }
     maybe_reexec_for_blas(&cfg, argv);
@@ -207,58 +209,40 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     static twd_app app;
-    app.cfg = &cfg;
-    app.status_lock = &status_lock;
-    app.started_at = now_s();
-    atomic_store(&app.state, APP_LOADING);
-    set_status(&app, "starting");
+    api_app_init(&app);
+    config_api_settings(&cfg, &app.set);
+    app.metrics_render = metrics_render;
     metrics_init();
 
     http_server *srv = http_start(&app, &cfg, err, sizeof err);
     if (!srv) {
-        fprintf(stderr, "twd: %s\n", err);
+        tw_log("%s", err);
         return 1;
     }
-    fprintf(stderr, "twd: listening on http://%s%s%s:%d/\n", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
-            strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
+    tw_log("listening on http://%s%s%s:%d/", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
+           strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
 
     static loader ld;
     ld.app = &app;
+    ld.cfg = &cfg;
     pthread_t lt;
     if (pthread_create(&lt, NULL, load_main, &ld) != 0) {
-        fprintf(stderr, "twd: cannot start the loader thread\n");
+        tw_log("cannot start the loader thread");
         http_stop(srv);
         return 1;
     }
-    int exit_code = 0;
     bool joined = false;
-    for (;;) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        int sig = sigtimedwait(&sigs, NULL, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            fprintf(stderr, "twd: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-            break;
-        }
-        if (!joined && atomic_load(&ld.done)) {
-            pthread_join(lt, NULL);
-            joined = true;
-            if (atomic_load(&app.state) == APP_FAILED) {
-                fprintf(stderr, "twd: cannot load the model: %s\n", ld.err);
-                exit_code = 1;
-                break;
-            }
-        }
-    }
+    int exit_code = run(&ld, lt, &sigs, &joined);
     http_stop(srv);
     if (!joined) {
         /* Still loading (e.g. a download): the thread holds no lock we need;
          * leave without waiting for it. */
-        fprintf(stderr, "twd: stopped while loading\n");
+        tw_log("stopped while loading");
         return exit_code;
     }
     api_shutdown(&app);
     tokenizer_free(app.tok);
     gpt2_free(&app.model);
-    fprintf(stderr, "twd: stopped\n");
+    tw_log("stopped");
     return exit_code;
 }

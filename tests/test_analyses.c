@@ -6,7 +6,7 @@
  * full sorts. The model is a small random gpt2_model built in memory. */
 #include <check.h>
 
-#include "tests/tw_check.h"
+#include "tests/support/tw_check.h"
 #include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
@@ -17,12 +17,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/blockcache.h"
-#include "core/embed_norms.h"
-#include "core/lnorm.h"
-#include "core/probe_svd.h"
-#include "core/probe_words.h"
-#include "core/topk.h"
+#include "core/ana/blockcache.h"
+#include "core/ana/embed_norms.h"
+#include "core/nn/lnorm.h"
+#include "core/ana/probe_svd.h"
+#include "core/ana/probe_words.h"
+#include "core/nn/topk.h"
 
 /* ---- Random numbers ---- */
 
@@ -327,12 +327,12 @@ START_TEST(test_topk_errors)
 {
     float M[6] = {0}, q[2] = {0};
     topk_hit h[4];
-    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 0, h, NULL), TOPK_EINVAL);
-    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 4, h, NULL), TOPK_EINVAL);
-    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 2, NULL, NULL), TOPK_EINVAL);
-    ck_assert_int_eq(topk_rows_naive(M, 3, 2, q, 1, 4, h, NULL), TOPK_EINVAL);
+    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 0, h, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 4, h, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 2, NULL, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows_naive(M, 3, 2, q, 1, 4, h, NULL), TW_EINVAL);
     double s[3] = {0};
-    ck_assert_int_eq(topk_vec(s, 3, 4, h, NULL), TOPK_EINVAL);
+    ck_assert_int_eq(topk_vec(s, 3, 4, h, NULL), TW_EINVAL);
     ck_assert_int_eq(topk_rows(M, 3, 2, q, 0, 2, h, NULL), 0); // no queries: nothing to do
 }
 END_TEST
@@ -433,7 +433,7 @@ START_TEST(test_cache_budget_lru_refcount)
     // same key, other size: refused
     ck_assert_int_eq(blockcache_acquire(c, "F", X, fill_const, &f, &a), 0);
     blockcache_release(c, a);
-    ck_assert_int_eq(blockcache_acquire(c, "F", X + 1, fill_const, &f, &a), BLOCKCACHE_EINVAL);
+    ck_assert_int_eq(blockcache_acquire(c, "F", X + 1, fill_const, &f, &a), TW_EINVAL);
     // clear drops everything unreferenced
     blockcache_clear(c);
     blockcache_get_stats(c, &st);
@@ -557,8 +557,8 @@ START_TEST(test_embed_norms_vs_naive)
     ck_assert_uint_eq(st.hits, 1);
     embed_norms_result_free(&r);
     embed_norms_result_free(&r2);
-    ck_assert_int_eq(embed_norms(m, NULL, 0, &r), ANA_EK);
-    ck_assert_int_eq(embed_norms(m, NULL, V + 1, &r), ANA_EK);
+    ck_assert_int_eq(embed_norms(m, NULL, 0, &r), TW_EK);
+    ck_assert_int_eq(embed_norms(m, NULL, V + 1, &r), TW_EK);
     free(sc);
     blockcache_free(c);
     model_free(&tm);
@@ -726,11 +726,11 @@ START_TEST(test_probe_words_vs_naive)
     // errors
     probe_words_result r;
     int32_t bad = (int32_t)V;
-    ck_assert_int_eq(probe_words(m, c, M_L, ids, W, k, &r), ANA_EBLOCK);
-    ck_assert_int_eq(probe_words(m, c, -1, ids, W, k, &r), ANA_EBLOCK);
-    ck_assert_int_eq(probe_words(m, c, 0, ids, W, 0, &r), ANA_EK);
-    ck_assert_int_eq(probe_words(m, c, 0, ids, W, V + 1, &r), ANA_EK);
-    ck_assert_int_eq(probe_words(m, c, 0, &bad, 1, k, &r), ANA_ETOKEN);
+    ck_assert_int_eq(probe_words(m, c, M_L, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, c, -1, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, c, 0, ids, W, 0, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, c, 0, ids, W, V + 1, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, c, 0, &bad, 1, k, &r), TW_ETOKEN);
     ck_assert_ptr_null(r.keys);
     probe_words_result_free(&r);
     ck_assert_int_eq(probe_words(m, c, 0, ids, 0, k, &r), 0);
@@ -906,13 +906,13 @@ START_TEST(test_probe_svd_sign_rule)
     ck_assert_double_gt(r.s[0], 0);
     probe_svd_result_free(&r);
     // errors
-    ck_assert_int_eq(probe_svd(m, NULL, M_L, 0, -1, 5, 5, &r), ANA_EBLOCK);
-    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, M_H, 5, 5, &r), ANA_EHEAD);
-    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -2, 5, 5, &r), ANA_EHEAD);
-    ck_assert_int_eq(probe_svd(m, NULL, 0, 2, -1, 5, 5, &r), ANA_EINVAL);
-    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, M_D / M_H + 1, 5, &r), ANA_ETOP);
-    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, 0, &r), ANA_EK);
-    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, V + 1, &r), ANA_EK);
+    ck_assert_int_eq(probe_svd(m, NULL, M_L, 0, -1, 5, 5, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, M_H, 5, 5, &r), TW_EHEAD);
+    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -2, 5, 5, &r), TW_EHEAD);
+    ck_assert_int_eq(probe_svd(m, NULL, 0, 2, -1, 5, 5, &r), TW_EINVAL);
+    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, M_D / M_H + 1, 5, &r), TW_ETOP);
+    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, 0, &r), TW_EK);
+    ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, V + 1, &r), TW_EK);
     ck_assert_ptr_null(r.s);
     model_free(&tm);
 }
@@ -950,8 +950,8 @@ START_TEST(test_probe_bias_vs_naive)
         probe_bias_result_free(&r);
     }
     probe_bias_result r;
-    ck_assert_int_eq(probe_svd_bias(m, NULL, M_L, k, &r), ANA_EBLOCK);
-    ck_assert_int_eq(probe_svd_bias(m, NULL, 0, 0, &r), ANA_EK);
+    ck_assert_int_eq(probe_svd_bias(m, NULL, M_L, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_svd_bias(m, NULL, 0, 0, &r), TW_EK);
     free(a);
     free(cv);
     model_free(&tm);

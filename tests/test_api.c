@@ -2,26 +2,25 @@
  * without a model or sockets. */
 #include <check.h>
 
-#include "tests/tw_check.h"
+#include "tests/support/tw_check.h"
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "server/config.h"
 #include "server/http.h"
 
 static twd_config cfg;
 static twd_app app;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void setup(void)
 {
     config_defaults(&cfg);
-    memset(&app, 0, sizeof app);
-    app.cfg = &cfg;
-    app.status_lock = &lock;
-    strcpy(app.status, "loading the checkpoint");
+    api_app_init(&app);
+    config_api_settings(&cfg, &app.set);
+    api_app_set_status(&app, "loading the checkpoint");
     app.model.cfg = (gpt2_config){.n_layer = 12, .n_head = 12, .n_embd = 768, .n_inner = 3072, .n_ctx = 1024,
                                   .vocab_size = 50257, .ln_eps = 1e-5f};
     atomic_store(&app.state, APP_LOADING);
@@ -81,7 +80,7 @@ static void dispatch(const char *path, int method, const char *const *kv, size_t
         q[i].val = (char *)kv[2 * i + 1];
         q[i].val_len = strlen(kv[2 * i + 1]);
     }
-    api_request req = {.method = method, .path = path, .query = q, .n_query = n, .body = body,
+    api_request req = {.method = method, .query = q, .n_query = n, .body = body,
                        .body_len = body ? strlen(body) : 0};
     const api_route *r = api_find_route(path);
     ck_assert_msg(r != NULL, "route %s missing", path);
@@ -153,7 +152,7 @@ START_TEST(parameter_validation)
     json_decref(root);
     api_response_free(&res);
 
-    cfg.max_text = 4;
+    app.set.limits.max_text = 4;
     const char *too_long[] = {"text", "hello"};
     dispatch("/tokenize", API_GET, too_long, 1, NULL, &res);
     msg = check_error(&res, 400, "invalid_request", &root);

@@ -1,7 +1,7 @@
 /* The configuration table, file parser and flags. */
 #include <check.h>
 
-#include "tests/tw_check.h"
+#include "tests/support/tw_check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

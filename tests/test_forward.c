@@ -2,11 +2,11 @@
  * path on a small in-memory random model, causality, GELU forms, logits
  * options and error codes. The numpy reference test (forward_ref.py) checks
  * both paths' maths independently on a checkpoint. */
-#include "core/forward.h"
+#include "core/nn/forward.h"
 
 #include <check.h>
 
-#include "tests/tw_check.h"
+#include "tests/support/tw_check.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,7 +98,7 @@ static gpt2_forward_result *run(const gpt2_model *m, const int32_t *tok, size_t 
     gpt2_forward_opts o = { .gelu = g, .kernels = k, .logits = lg };
     gpt2_forward_result *r = NULL;
     int rc = gpt2_forward(m, tok, n, &o, &r);
-    ck_assert_msg(rc == GPT2_FWD_OK, "gpt2_forward: %s", gpt2_forward_strerror(rc));
+    ck_assert_msg(rc == TW_OK, "gpt2_forward: %s", tw_strerror(rc));
     ck_assert_ptr_nonnull(r);
     return r;
 }
@@ -428,13 +428,13 @@ START_TEST(test_logits_options)
     /* skip_attention keeps the states, drops the patterns */
     gpt2_forward_opts o = { .skip_attention = 1 };
     gpt2_forward_result *sk = NULL;
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, n, &o, &sk), GPT2_FWD_OK);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, n, &o, &sk), TW_OK);
     ck_assert_ptr_null(sk->att);
     ck_assert_mem_eq(sk->resid_lnf, last->resid_lnf, T_L * n * C * sizeof(float));
     ck_assert_mem_eq(sk->logits, last->logits, T_V * sizeof(float));
     /* NULL options = defaults: tanh, BLAS, last logits */
     gpt2_forward_result *d = NULL;
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, n, NULL, &d), GPT2_FWD_OK);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, n, NULL, &d), TW_OK);
     ck_assert_int_eq(d->gelu, GPT2_GELU_TANH);
     ck_assert_mem_eq(d->logits, last->logits, T_V * sizeof(float));
     gpt2_forward_free(all);
@@ -453,32 +453,32 @@ START_TEST(test_errors)
     int32_t tok[T_CTX + 1];
     tokens_fill(tok, T_CTX + 1, 6);
     gpt2_forward_result *r = (gpt2_forward_result *)&tok; /* must be overwritten with NULL */
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 0, NULL, &r), GPT2_FWD_ELENGTH);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 0, NULL, &r), TW_ELENGTH);
     ck_assert_ptr_null(r);
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX + 1, NULL, &r), GPT2_FWD_ELENGTH);
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, SIZE_MAX, NULL, &r), GPT2_FWD_ELENGTH);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX + 1, NULL, &r), TW_ELENGTH);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, SIZE_MAX, NULL, &r), TW_ELENGTH);
     tok[3] = T_V;
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), GPT2_FWD_ETOKEN);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_ETOKEN);
     tok[3] = -1;
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), GPT2_FWD_ETOKEN);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_ETOKEN);
     ck_assert_ptr_null(r);
     tok[3] = T_V - 1;
-    ck_assert_int_eq(gpt2_forward(NULL, tok, 5, NULL, &r), GPT2_FWD_EINVAL);
-    ck_assert_int_eq(gpt2_forward(&tm.m, NULL, 5, NULL, &r), GPT2_FWD_EINVAL);
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, NULL), GPT2_FWD_EINVAL);
+    ck_assert_int_eq(gpt2_forward(NULL, tok, 5, NULL, &r), TW_EINVAL);
+    ck_assert_int_eq(gpt2_forward(&tm.m, NULL, 5, NULL, &r), TW_EINVAL);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, NULL), TW_EINVAL);
     gpt2_forward_opts bad = { .gelu = (gpt2_gelu)7 };
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, &bad, &r), GPT2_FWD_EINVAL);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, &bad, &r), TW_EINVAL);
     const float *keep = tm.m.p.h[1].fc_w;
     tm.m.p.h[1].fc_w = NULL;
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), GPT2_FWD_EINVAL);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_EINVAL);
     tm.m.p.h[1].fc_w = keep;
     tm.m.cfg.n_head = 5;   /* 32 % 5 != 0 */
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), GPT2_FWD_EINVAL);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_EINVAL);
     tm.m.cfg.n_head = T_H;
     ck_assert_ptr_null(r);
-    ck_assert_str_eq(gpt2_forward_strerror(GPT2_FWD_ETOKEN), "token id out of range");
+    ck_assert_str_eq(tw_strerror(TW_ETOKEN), "token id out of range");
     /* the full context is accepted */
-    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX, NULL, &r), GPT2_FWD_OK);
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX, NULL, &r), TW_OK);
     ck_assert_int_eq(r->n, T_CTX);
     gpt2_forward_free(r);
     gpt2_forward_free(NULL);

@@ -7,14 +7,14 @@
  * tell from the values which tensor a pointer of gpt2_params points at.
  * Expected parameter counts are summed from the shapes here, not taken from
  * gpt2_param_count. */
-#include "core/gpt2.h"
-#include "core/safetensors.h"
-#include "core/synth.h"
-#include "core/tokenizer.h"
+#include "core/model/gpt2.h"
+#include "core/model/safetensors.h"
+#include "core/model/synth.h"
+#include "core/tok/tokenizer.h"
 
 #include <check.h>
 
-#include "tests/tw_check.h"
+#include "tests/support/tw_check.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>

@@ -1,11 +1,11 @@
 /* Unit tests of core/safetensors: a valid file, every kind of corruption,
  * and the exact F16/BF16 conversions against an independent arithmetic
  * reference (ldexp) over all 65536 bit patterns. */
-#include "core/safetensors.h"
+#include "core/model/safetensors.h"
 
 #include <check.h>
 
-#include "tests/tw_check.h"
+#include "tests/support/tw_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,12 +2,12 @@
  * tables with known answers, malformed files, round trips, the synthetic
  * vocabulary, long inputs and concurrent use. The comparison with the real
  * GPT-2 vocabulary and OpenAI's encoder is tests/tokenizer_ref/. */
-#include "core/tokenizer.h"
-#include "core/utf8.h"
+#include "core/tok/tokenizer.h"
+#include "base/utf8.h"
 
 #include <check.h>
 
-#include "tests/tw_check.h"
+#include "tests/support/tw_check.h"
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -4,9 +4,9 @@
  * eigen-equation residual, a naive power iteration for PCA; layout
  * properties (separated clusters, transform of training points, seeded
  * determinism); file round trip and rejection of bad files. */
-#include "core/pca.h"
-#include "core/umap.h"
-#include "core/umap_internal.h"
+#include "core/proj/pca.h"
+#include "core/proj/umap.h"
+#include "core/proj/umap_internal.h"
 
 #include <check.h>
 #include <math.h>
@@ -97,7 +97,7 @@ START_TEST(test_find_ab_matches_umap_learn)
     for (size_t t = 0; t < sizeof ref / sizeof ref[0]; t++) {
         float a, b;
         ck_assert_int_eq(umap_find_ab((float)ref[t][0], (float)ref[t][1], &a, &b),
-                         UMAP_OK);
+                         TW_OK);
         double ea = fabs(a - ref[t][2]) / ref[t][2];
         double eb = fabs(b - ref[t][3]) / ref[t][3];
         if (ea > worst)
@@ -111,8 +111,8 @@ START_TEST(test_find_ab_matches_umap_learn)
     }
     printf("find_ab: largest relative difference to umap-learn %.2e\n", worst);
     float a, b;
-    ck_assert_int_eq(umap_find_ab(0.0f, 0.1f, &a, &b), UMAP_EINVAL);
-    ck_assert_int_eq(umap_find_ab(1.0f, NAN, &a, &b), UMAP_EINVAL);
+    ck_assert_int_eq(umap_find_ab(0.0f, 0.1f, &a, &b), TW_EINVAL);
+    ck_assert_int_eq(umap_find_ab(1.0f, NAN, &a, &b), TW_EINVAL);
 }
 END_TEST
 
@@ -176,7 +176,7 @@ START_TEST(test_knn_against_naive)
         size_t mm = same ? n : m;
         ck_assert_int_eq(umap_knn(x, n, qq, mm, dim, k, same, i1, d1, NULL, err,
                                   sizeof err),
-                         UMAP_OK);
+                         TW_OK);
         umap_knn_naive(x, n, qq, mm, dim, k, same, i2, d2);
         double worst = 0.0;
         size_t diff_idx = 0;
@@ -197,7 +197,7 @@ START_TEST(test_knn_against_naive)
     }
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, n + 1, 1, i1, d1, NULL, err,
                               sizeof err),
-                     UMAP_EINVAL);
+                     TW_EINVAL);
     free(x);
     free(q);
     free(i1);
@@ -218,7 +218,7 @@ START_TEST(test_fuzzy_graph_dense_reference)
     char err[200];
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err,
                               sizeof err),
-                     UMAP_OK);
+                     TW_OK);
     umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
     const float mixes[2] = {1.0f, 0.3f};
     for (int mi = 0; mi < 2; mi++) {
@@ -235,7 +235,7 @@ START_TEST(test_fuzzy_graph_dense_reference)
         umap_graph g;
         ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, mix, &g,
                                           err, sizeof err),
-                         UMAP_OK);
+                         TW_OK);
         double worst = 0.0;
         size_t dense_nnz = 0;
         for (size_t i = 0; i < n; i++) {
@@ -278,11 +278,11 @@ static void build_graph(const float *x, size_t n, size_t dim, size_t k,
     char err[200];
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err,
                               sizeof err),
-                     UMAP_OK);
+                     TW_OK);
     umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
     ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, 1.0f, g, err,
                                       sizeof err),
-                     UMAP_OK);
+                     TW_OK);
     free(idx);
     free(dist);
     free(sigma);
@@ -300,11 +300,11 @@ START_TEST(test_spectral_arpack_vs_dense)
     char note[160], err[200];
     ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 1, e_arpack, note,
                                         sizeof note, err, sizeof err),
-                     UMAP_OK);
+                     TW_OK);
     ck_assert_msg(strstr(note, "ARPACK") != NULL, "note: %s", note);
     ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 100000, 1, e_dense, note,
                                         sizeof note, err, sizeof err),
-                     UMAP_OK);
+                     TW_OK);
     ck_assert_msg(strstr(note, "LAPACK") != NULL, "note: %s", note);
     /* eigen-equation residual |M v - (v.Mv) v| of each ARPACK vector, with
      * M = D^-1/2 W D^-1/2, and agreement with the dense vectors */
@@ -365,7 +365,7 @@ START_TEST(test_spectral_disconnected)
     char note[160], err[200];
     ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 3, e, note,
                                         sizeof note, err, sizeof err),
-                     UMAP_OK);
+                     TW_OK);
     printf("spectral (disconnected): %s\n", note);
     ck_assert_msg(strstr(note, "3 components") != NULL, "note: %s", note);
     /* each point nearer its own blob's anchor region than any other */
@@ -469,7 +469,7 @@ START_TEST(test_pow_fast_accuracy)
     for (int s = 0; s < 4; s++) {
         float a;
         ck_assert_int_eq(umap_find_ab(settings[s][0], settings[s][1], &a,
-                                      &bs[4 + s]), UMAP_OK);
+                                      &bs[4 + s]), TW_OK);
     }
     double worst = 0.0;
     float worst_x = 0.0f, worst_b = 0.0f;
@@ -522,7 +522,7 @@ START_TEST(test_fit_separates_clusters)
         umap_progress_reset(&prog);
         char err[200];
         int rc = umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err);
-        ck_assert_msg(rc == UMAP_OK, "fit: %s", err);
+        ck_assert_msg(rc == TW_OK, "fit: %s", err);
         ck_assert_int_eq(atomic_load(&prog.stage), UMAP_STAGE_DONE);
         ck_assert(umap_progress_fraction(&prog) == 1.0);
         double same, sep;
@@ -548,12 +548,12 @@ START_TEST(test_fit_deterministic)
     umap_params p = small_params(1, 99);
     p.n_epochs = 40;
     umap_model m1, m2, m3, m4;
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m1, err, sizeof err), UMAP_OK);
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m2, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m1, err, sizeof err), TW_OK);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m2, err, sizeof err), TW_OK);
     p.n_threads = 3;
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m3, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m3, err, sizeof err), TW_OK);
     p.seed = 100;
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m4, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m4, err, sizeof err), TW_OK);
     size_t differ12 = 0, differ13 = 0, differ14 = 0;
     for (size_t t = 0; t < n * 3; t++) {
         differ12 += memcmp(&m1.embedding[t], &m2.embedding[t], sizeof(float)) != 0;
@@ -582,13 +582,13 @@ START_TEST(test_transform_training_points)
     umap_params p = small_params(1, 5);
     umap_model m;
     char err[200];
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), TW_OK);
     /* every 10th training row, transformed as a new point */
     const size_t mq = n / 10;
     float *q = malloc(mq * dim * sizeof *q), *out = malloc(mq * nc * sizeof *out);
     for (size_t i = 0; i < mq; i++)
         memcpy(q + i * dim, x + i * 10 * dim, dim * sizeof *q);
-    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), TW_OK);
     /* reference scale: median over the layout of the distance from a point
      * to its 5th nearest layout neighbour */
     double *d5 = malloc(n * sizeof *d5), *row = malloc(n * sizeof *row);
@@ -649,7 +649,7 @@ START_TEST(test_transform_training_points)
 
     /* deterministic: a second call gives the same bytes */
     float *out2 = malloc(mq * nc * sizeof *out2);
-    ck_assert_int_eq(umap_transform(&m, x, q, mq, out2, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_transform(&m, x, q, mq, out2, err, sizeof err), TW_OK);
     ck_assert_int_eq(memcmp(out, out2, mq * nc * sizeof *out), 0);
     umap_model_free(&m);
     free(x);
@@ -674,12 +674,12 @@ START_TEST(test_transform_new_points_land_in_their_cluster)
     umap_params p = small_params(2, 5);
     umap_model m;
     char err[200];
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), TW_OK);
     const size_t mq = 100;
     float *out = malloc(mq * nc * sizeof *out);
     const float *q = x2 + (2 * n - mq) * dim;
     const int *ql = label2 + (2 * n - mq);
-    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), TW_OK);
     size_t right = 0;
     for (size_t i = 0; i < mq; i++) {
         double best = INFINITY;
@@ -748,13 +748,13 @@ START_TEST(test_cancel)
     int rc = umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err);
     pthread_join(th, NULL);
     ck_assert_int_eq(c.saw_optimize, 2);
-    ck_assert_msg(rc == UMAP_ECANCELED, "rc %d: %s", rc, err);
+    ck_assert_msg(rc == TW_ECANCELED, "rc %d: %s", rc, err);
     ck_assert_ptr_null(m.embedding);
     /* cancel set before the start stops in the kNN stage */
     umap_progress_reset(&prog);
     atomic_store(&prog.cancel, 1);
     ck_assert_int_eq(umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err),
-                     UMAP_ECANCELED);
+                     TW_ECANCELED);
     free(x);
 }
 END_TEST
@@ -767,14 +767,14 @@ START_TEST(test_params_rejected)
     umap_model m;
     char err[200];
     /* 10 rows cannot have 15 neighbours */
-    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), UMAP_EINVAL);
+    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), TW_EINVAL);
     ck_assert(strstr(err, "n_neighbors") != NULL);
     p.n_neighbors = 3;
     p.min_dist = 2.0f;
-    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), UMAP_EINVAL);
+    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), TW_EINVAL);
     p.min_dist = 0.1f;
     x[7] = NAN;
-    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), UMAP_EINVAL);
+    ck_assert_int_eq(umap_fit(x, 10, 4, &p, NULL, &m, err, sizeof err), TW_EINVAL);
     ck_assert(strstr(err, "row 1") != NULL);
 }
 END_TEST
@@ -818,28 +818,28 @@ START_TEST(test_save_load)
     p.n_epochs = 50;
     umap_model m, l;
     char err[300], path[400];
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), TW_OK);
     uint64_t key = umap_cache_key(umap_hash_floats(x, n * dim, 0), &p);
     m.key = key;
     make_tmpdir();
     snprintf(path, sizeof path, "%s/layout.bin", tmpdir);
-    ck_assert_int_eq(umap_load(path, key, n, dim, &l, err, sizeof err), UMAP_ENOENT);
-    ck_assert_int_eq(umap_save(&m, path, err, sizeof err), UMAP_OK);
-    ck_assert_int_eq(umap_load(path, key, n, dim, &l, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_load(path, key, n, dim, &l, err, sizeof err), TW_ENOENT);
+    ck_assert_int_eq(umap_save(&m, path, err, sizeof err), TW_OK);
+    ck_assert_int_eq(umap_load(path, key, n, dim, &l, err, sizeof err), TW_OK);
     ck_assert_int_eq(memcmp(l.embedding, m.embedding, n * nc * sizeof(float)), 0);
     ck_assert(l.a == m.a && l.b == m.b && l.n_epochs_fit == m.n_epochs_fit);
     ck_assert_int_eq(memcmp(&l.params, &m.params, sizeof l.params), 0);
     /* the loaded model transforms exactly as the fitted one */
     float t1[6], t2[6];
-    ck_assert_int_eq(umap_transform(&m, x, x + 5 * dim, 2, t1, err, sizeof err), UMAP_OK);
-    ck_assert_int_eq(umap_transform(&l, x, x + 5 * dim, 2, t2, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_transform(&m, x, x + 5 * dim, 2, t1, err, sizeof err), TW_OK);
+    ck_assert_int_eq(umap_transform(&l, x, x + 5 * dim, 2, t2, err, sizeof err), TW_OK);
     ck_assert_int_eq(memcmp(t1, t2, sizeof t1), 0);
     umap_model_free(&l);
 
     /* other key, other shape */
-    ck_assert_int_eq(umap_load(path, key ^ 1, n, dim, &l, err, sizeof err), UMAP_EMISMATCH);
-    ck_assert_int_eq(umap_load(path, key, n + 1, dim, &l, err, sizeof err), UMAP_EMISMATCH);
-    ck_assert_int_eq(umap_load(path, key, n, dim - 1, &l, err, sizeof err), UMAP_EMISMATCH);
+    ck_assert_int_eq(umap_load(path, key ^ 1, n, dim, &l, err, sizeof err), TW_EMISMATCH);
+    ck_assert_int_eq(umap_load(path, key, n + 1, dim, &l, err, sizeof err), TW_EMISMATCH);
+    ck_assert_int_eq(umap_load(path, key, n, dim - 1, &l, err, sizeof err), TW_EMISMATCH);
     ck_assert_ptr_null(l.embedding);
 
     size_t len;
@@ -850,32 +850,32 @@ START_TEST(test_save_load)
     /* one flipped bit in the payload, in the header, a truncated file, junk */
     b[128 + 77] ^= 0x10;
     write_bytes(bad, b, len);
-    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), TW_EFORMAT);
     ck_assert_msg(strstr(err, "checksum") != NULL, "%s", err);
     b[128 + 77] ^= 0x10;
     b[45] ^= 0x01; /* a */
     write_bytes(bad, b, len);
-    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), TW_EFORMAT);
     b[45] ^= 0x01;
     write_bytes(bad, b, len - 4);
-    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), TW_EFORMAT);
     write_bytes(bad, "hello", 5);
-    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_EBADFILE);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), TW_EFORMAT);
     write_bytes(bad, b, len); /* intact copy loads */
-    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_load(bad, key, n, dim, &l, err, sizeof err), TW_OK);
     umap_model_free(&l);
     free(b);
 
     /* saving over an existing file replaces it, leaving no temporary file */
     m.key = key + 1;
-    ck_assert_int_eq(umap_save(&m, path, err, sizeof err), UMAP_OK);
-    ck_assert_int_eq(umap_load(path, key + 1, n, dim, &l, err, sizeof err), UMAP_OK);
+    ck_assert_int_eq(umap_save(&m, path, err, sizeof err), TW_OK);
+    ck_assert_int_eq(umap_load(path, key + 1, n, dim, &l, err, sizeof err), TW_OK);
     umap_model_free(&l);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 2", tmpdir);
     ck_assert_int_eq(system(cmd), 0);
     /* unwritable place */
-    ck_assert_int_eq(umap_save(&m, "/nonexistent-dir/x.bin", err, sizeof err), UMAP_EIO);
+    ck_assert_int_eq(umap_save(&m, "/nonexistent-dir/x.bin", err, sizeof err), TW_EIO);
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     ck_assert_int_eq(system(cmd), 0);
     umap_model_free(&m);

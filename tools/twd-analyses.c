@@ -20,12 +20,13 @@
 
 #include <cblas.h>
 
-#include "core/blockcache.h"
-#include "core/embed_norms.h"
-#include "core/gpt2.h"
-#include "core/probe_svd.h"
-#include "core/probe_words.h"
-#include "core/topk.h"
+#include "core/ana/blockcache.h"
+#include "core/ana/embed_norms.h"
+#include "core/model/gpt2.h"
+#include "core/ana/probe_svd.h"
+#include "core/ana/probe_words.h"
+#include "core/nn/topk.h"
+#include "core/nn/blas.h"
 
 static double now(void)
 {
@@ -36,7 +37,7 @@ static double now(void)
 
 static void die(const char *what, int rc)
 {
-    fprintf(stderr, "twd-analyses: %s: %s (%d)\n", what, ana_strerror(rc), rc);
+    fprintf(stderr, "twd-analyses: %s: %s (%d)\n", what, tw_strerror(rc), rc);
     exit(1);
 }
 
@@ -319,7 +320,7 @@ int main(int argc, char **argv)
     free(idl);
 
     blockcache *c = blockcache_new(budget_mb << 20);
-    if (!c) die("blockcache_new", ANA_ENOMEM);
+    if (!c) die("blockcache_new", TW_ENOMEM);
 
     if (!bench) {
         long *bl = NULL;
@@ -343,10 +344,10 @@ int main(int argc, char **argv)
         free(bl);
     } else {
         if (block < 0) block = m.cfg.n_layer - 1;
-        const char *hint = topk_blas_coretype_hint();
+        const char *hint = blas_coretype_hint();
         printf("model %s: L=%d H=%d d=%d V=%d, loaded in %.3f s\n", dir, m.cfg.n_layer,
                m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, t_load);
-        printf("OpenBLAS core %s, threads %d%s%s\n", openblas_get_corename(),
+        printf("OpenBLAS core %s, threads %d%s%s\n", blas_corename(),
                openblas_get_num_threads(), hint ? "; hint: OPENBLAS_CORETYPE=" : "",
                hint ? hint : "");
         bench_args a = {&m, c, block, ids, W, k, top};

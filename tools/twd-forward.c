@@ -8,8 +8,9 @@
  * plus the top-5 next tokens; tests/ref/forward_ref.py compares it with numpy.
  * --bench runs the pass R times after one warm-up and prints the timings.
  * Exit status 0 on success, 1 on a bad argument, checkpoint or forward error. */
-#include "core/forward.h"
-#include "core/gpt2.h"
+#include "core/nn/blas.h"
+#include "core/nn/forward.h"
+#include "core/model/gpt2.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -197,25 +198,25 @@ int main(int argc, char **argv)
     gpt2_forward_result *r = NULL;
     if (bench > 0) {
         double *t = malloc((size_t)bench * sizeof *t);
-        int rc = t ? gpt2_forward(&m, tok, (size_t)n, &o, &r) : GPT2_FWD_ENOMEM; /* warm-up */
+        int rc = t ? gpt2_forward(&m, tok, (size_t)n, &o, &r) : TW_ENOMEM; /* warm-up */
         gpt2_forward_free(r);
         r = NULL;
-        for (long i = 0; rc == GPT2_FWD_OK && i < bench; i++) {
+        for (long i = 0; rc == TW_OK && i < bench; i++) {
             double a = now_s();
             rc = gpt2_forward(&m, tok, (size_t)n, &o, &r);
             t[i] = now_s() - a;
             gpt2_forward_free(r);
             r = NULL;
         }
-        if (rc != GPT2_FWD_OK) {
-            fprintf(stderr, "twd-forward: %s\n", gpt2_forward_strerror(rc));
+        if (rc != TW_OK) {
+            fprintf(stderr, "twd-forward: %s\n", tw_strerror(rc));
             status = 1;
         } else {
             qsort(t, (size_t)bench, sizeof *t, cmp_double);
             printf("model L=%d H=%d C=%d V=%d  n=%ld  blas %s x%d  gelu=%s kernels=%s att=%s  "
                    "load %.1f ms  forward over %ld runs: min %.1f ms, median %.1f ms, max %.1f ms\n",
                    m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, n,
-                   openblas_get_corename(), openblas_get_num_threads(),
+                   blas_corename(), openblas_get_num_threads(),
                    gpt2_gelu_name(o.gelu), o.kernels ? "naive" : "blas",
                    o.skip_attention ? "skipped" : "kept", 1e3 * t_load, bench,
                    1e3 * t[0], 1e3 * t[bench / 2], 1e3 * t[bench - 1]);
@@ -223,8 +224,8 @@ int main(int argc, char **argv)
         free(t);
     } else {
         int rc = gpt2_forward(&m, tok, (size_t)n, &o, &r);
-        if (rc != GPT2_FWD_OK) {
-            fprintf(stderr, "twd-forward: %s\n", gpt2_forward_strerror(rc));
+        if (rc != TW_OK) {
+            fprintf(stderr, "twd-forward: %s\n", tw_strerror(rc));
             status = 1;
         } else if (json) {
             print_json(r);

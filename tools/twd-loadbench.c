@@ -9,7 +9,7 @@
  * --touch  after each load, also times one pass reading every parameter
  *          (the cost the mmap defers to the first analyses).
  * Prints one line per run and a summary (min / median seconds). */
-#include "core/gpt2.h"
+#include "core/model/gpt2.h"
 
 #include <fcntl.h>
 #include <getopt.h>

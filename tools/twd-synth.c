@@ -1,6 +1,6 @@
 /* twd-synth: writes a deterministic synthetic GPT-2 checkpoint (HF layout)
  * of any size. See core/synth.h for what the weights are. */
-#include "core/synth.h"
+#include "core/model/synth.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -8,8 +8,9 @@
  *            [--min-dist F] [--save FILE] [--pca]
  *
  * Files are raw little-endian float32, row-major (numpy's tofile). */
-#include "core/pca.h"
-#include "core/umap.h"
+#include "core/nn/blas.h"
+#include "core/proj/pca.h"
+#include "core/proj/umap.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -189,7 +190,7 @@ int main(int argc, char **argv)
     for (int s = UMAP_STAGE_KNN; s <= UMAP_STAGE_DONE; s++) /* missed: short */
         if (w.stage_start[s] == 0.0)
             w.stage_start[s] = s == UMAP_STAGE_KNN ? 0.0 : t_fit;
-    if (rc != UMAP_OK) {
+    if (rc != TW_OK) {
         fprintf(stderr, "twd-umap: fit: %s\n", err);
         return 1;
     }
@@ -200,7 +201,7 @@ int main(int argc, char **argv)
         double t0 = now_s();
         rc = umap_transform(&m, x, q, qrows, t, err, sizeof err);
         t_tr = now_s() - t0;
-        if (rc != UMAP_OK) {
+        if (rc != TW_OK) {
             fprintf(stderr, "twd-umap: transform: %s\n", err);
             return 1;
         }
@@ -212,14 +213,14 @@ int main(int argc, char **argv)
         t_hash = now_s() - t0;
         m.key = umap_cache_key(h, &p);
         t0 = now_s();
-        if (umap_save(&m, save, err, sizeof err) != UMAP_OK) {
+        if (umap_save(&m, save, err, sizeof err) != TW_OK) {
             fprintf(stderr, "twd-umap: %s\n", err);
             return 1;
         }
         t_save = now_s() - t0;
         umap_model l;
         t0 = now_s();
-        if (umap_load(save, m.key, rows, dim, &l, err, sizeof err) != UMAP_OK) {
+        if (umap_load(save, m.key, rows, dim, &l, err, sizeof err) != TW_OK) {
             fprintf(stderr, "twd-umap: %s\n", err);
             return 1;
         }
@@ -240,7 +241,7 @@ int main(int argc, char **argv)
            ss[UMAP_STAGE_OPTIMIZE] - ss[UMAP_STAGE_INIT],
            end - ss[UMAP_STAGE_OPTIMIZE], t_tr, t_hash, t_save, t_load,
            m.n_epochs_fit, p.n_threads, (double)m.a, (double)m.b, m.init_note,
-           openblas_get_corename());
+           blas_corename());
     umap_model_free(&m);
     free(t);
     free(x);

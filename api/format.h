@@ -1,0 +1,38 @@
+/* The non-JSON answer formats: CSV (RFC 4180) and LaTeX, written into a
+ * growing buffer (base/strbuf.h; allocation failure is sticky and reported
+ * once by tb_respond). */
+#ifndef TW_API_FORMAT_H
+#define TW_API_FORMAT_H
+
+#include <stddef.h>
+
+#include "api/api.h"
+#include "base/strbuf.h"
+
+#define CSV_TYPE "text/csv; charset=utf-8"
+#define LATEX_TYPE "application/x-latex; charset=utf-8"
+
+typedef struct {
+    strbuf sb;
+    int cells; /* cells written on the current CSV row */
+} textbuf;
+
+void tb_init(textbuf *b);
+void tb_printf(textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* CSV: one cell (quoted when it holds a comma, quote, CR or LF), a number
+ * cell (%.9g), an integer cell, and the end of a row (CRLF, as RFC 4180). */
+void tb_csv_str(textbuf *b, const char *s);
+void tb_csv_num(textbuf *b, double v);
+void tb_csv_int(textbuf *b, long long v);
+void tb_csv_end(textbuf *b);
+
+/* LaTeX: s with the ten special characters escaped; invalid UTF-8 must have
+ * been replaced beforehand. */
+void tb_latex(textbuf *b, const char *s);
+
+/* Moves the buffer into res with the given content type (200), or a 500 if
+ * an allocation failed. Returns 0 or -1. */
+int tb_respond(textbuf *b, api_response *res, const char *content_type);
+
+#endif

@@ -1,0 +1,113 @@
+#include "base/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/err.h"
+
+int fs_path(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+    if (w < 0 || (size_t)w >= n) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+int fs_join(char *out, size_t n, const char *dir, const char *name)
+{
+    size_t l = strlen(dir);
+    return fs_path(out, n, "%s%s%s", dir, l && dir[l - 1] == '/' ? "" : "/", name);
+}
+
+int fs_mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (fs_path(buf, sizeof buf, "%s", path) != 0) return -1;
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return (mkdir(buf, 0755) == 0 || errno == EEXIST) ? 0 : -1;
+}
+
+int fs_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        tw_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, st) != 0) {
+        tw_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        tw_set_err(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+char *fs_read_file(const char *path, size_t max_bytes, size_t *len, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = fs_open_regular(path, &st, err, errlen);
+    if (fd < 0) return NULL;
+    if ((unsigned long long)st.st_size > (unsigned long long)max_bytes) {
+        tw_set_err(err, errlen, "%s: %lld bytes; the limit is %zu", path, (long long)st.st_size, max_bytes);
+        close(fd);
+        return NULL;
+    }
+    size_t cap = (size_t)st.st_size, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        tw_set_err(err, errlen, "%s: out of memory", path);
+        close(fd);
+        return NULL;
+    }
+    /* The file may grow while it is read: never past what was allocated. */
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            tw_set_err(err, errlen, "%s: %s", path, strerror(errno));
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+int fs_is_regular(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int fs_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}

@@ -1,0 +1,84 @@
+/* A thread-safe cache of computed buffers (per-block intermediates such as
+ * LN_b(E)) with a byte budget, LRU eviction, reference counting and
+ * single-flight filling.
+ *
+ * - An entry is a buffer of a fixed size under a string key. The first
+ *   request for a key (a miss) allocates the buffer and runs the caller's fill
+ *   function on it, without holding the cache lock; concurrent requests for
+ *   the same key wait on a condition variable and share the result, so a cold
+ *   entry is computed once. A failed fill is handed to every waiter and not
+ *   cached (the next request tries again).
+ * - Acquired entries are reference counted: eviction never frees a buffer
+ *   somebody holds.
+ * - Budget: before allocating a new entry, and whenever an entry loses its
+ *   last reference, unreferenced entries are evicted least recently used first
+ *   until the total size fits the budget. An entry that cannot fit (bigger than
+ *   the budget, or everything else in use) is still computed and handed out,
+ *   and evicted when its last reference goes. So the bytes held never exceed
+ *   budget + the bytes of entries currently referenced, and with no entry
+ *   referenced they never exceed the budget.
+ * - Keys identify contents within one model: use one cache per model.
+ * The number of entries is small (a few per block), so lookup is a list scan. */
+#ifndef TW_BLOCKCACHE_H
+#define TW_BLOCKCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+
+typedef struct blockcache blockcache;
+typedef struct blockcache_entry blockcache_entry;
+
+
+/* Longest key, in bytes, without the terminating NUL. */
+#define BLOCKCACHE_KEY_MAX 63
+
+/* Fills data (bytes, 64-byte aligned, contents undefined) for one entry.
+ * Returns 0, or a negative error code that acquire returns to the filler and
+ * to every waiter. Called without any cache lock held, in the thread that
+ * missed; it may acquire other entries of the same cache. */
+typedef int (*blockcache_fill_fn)(void *data, size_t bytes, void *ctx);
+
+typedef struct {
+    size_t bytes;        /* bytes held by all entries (cached, in use, filling) */
+    size_t budget;       /* the configured budget */
+    size_t entries;      /* number of entries held */
+    uint64_t hits;       /* acquires served by an existing entry (incl. waits) */
+    uint64_t misses;     /* acquires that ran the fill function */
+    uint64_t waits;      /* hits that had to wait for a concurrent fill */
+    uint64_t evictions;  /* entries freed to respect the budget */
+    uint64_t fill_errors;/* fills that returned an error */
+} blockcache_stats;
+
+/* A new empty cache that keeps at most budget_bytes of unreferenced entries.
+ * NULL on allocation failure. budget 0 caches nothing (every entry is freed
+ * at its last release, but concurrent requests still share one fill). */
+blockcache *blockcache_new(size_t budget_bytes);
+
+/* Frees the cache and every entry. No entry may still be acquired. NULL ok. */
+void blockcache_free(blockcache *c);
+
+/* Returns in *out a referenced entry of `bytes` bytes under `key`, filling it
+ * with fill(data, bytes, ctx) if it is not present. The caller must call
+ * blockcache_release once per successful acquire. c may be NULL: then the
+ * entry is private to the caller (filled every time, freed at release).
+ * Returns 0, a BLOCKCACHE_E* code, or the fill function's error. */
+int blockcache_acquire(blockcache *c, const char *key, size_t bytes,
+                       blockcache_fill_fn fill, void *ctx,
+                       blockcache_entry **out);
+
+/* The entry's buffer (valid until its release) and its size. */
+const void *blockcache_data(const blockcache_entry *e);
+size_t blockcache_size(const blockcache_entry *e);
+
+/* Drops one reference (c as given to acquire, possibly NULL). NULL e ok. */
+void blockcache_release(blockcache *c, blockcache_entry *e);
+
+/* Evicts every unreferenced entry (for cold-start measurements). */
+void blockcache_clear(blockcache *c);
+
+/* A consistent snapshot of the counters, for /metrics. */
+void blockcache_get_stats(blockcache *c, blockcache_stats *s);
+
+#endif

@@ -1,0 +1,48 @@
+/* Shared pieces of the weight analyses (SPEC.md sections 1-3): status codes,
+ * per-head weight slices, and the cached per-block intermediate LN_b(E).
+ *
+ * Every analysis function is deterministic (same model, same arguments, same
+ * BLAS thread count -> bitwise the same answer), touches the model read-only,
+ * and is safe to call from several threads at once with one shared cache. */
+#ifndef TW_ANA_COMMON_H
+#define TW_ANA_COMMON_H
+
+#include <stddef.h>
+
+#include "base/status.h"
+#include "core/ana/blockcache.h"
+#include "core/model/gpt2.h"
+
+/* The analysis functions return TW_OK or a base/status.h code. Range checks
+ * belong to the api layer; the range codes (TW_EBLOCK, TW_EHEAD, TW_EK,
+ * TW_ETOP, TW_ETOKEN) exist so that a missed check is an error answer,
+ * never a crash. */
+
+/* TW_OK if the model's config and the pointers the analyses read are usable
+ * (dimensions >= 1, n_embd % n_head == 0, wte/ln_f/blocks present). */
+int ana_check_model(const gpt2_model *m);
+
+/* Per-head slices of block b (SPEC.md, Notation), as (pointer, leading
+ * dimension) into the checkpoint's row-major storage:
+ *   Wq_h, Wk_h, Wv_h: (d, dh), element (i, j) at w[i * ld + j], ld = 3d
+ *   Wo_h:             (dh, d), element (i, j) at w[i * ld + j], ld = d
+ *   bq_h, bk_h, bv_h: (dh) contiguous. */
+typedef struct {
+    const float *wq, *wk, *wv; /* ld = ld_qkv */
+    const float *wo;           /* ld = ld_o */
+    const float *bq, *bk, *bv;
+    size_t ld_qkv, ld_o;
+} ana_head;
+
+/* Fills *h for head `head` of block `block`; no range check (callers check). */
+void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h);
+
+/* Acquires LN_b(E) (V, d) floats for block b (ln_1 of that block, the
+ * model's ln_eps), filling it on a miss; 4 V d bytes (154 MB for 124M). The
+ * buffer is at blockcache_data(*e) until blockcache_release(c, *e). c may be
+ * NULL (a private copy). Returns TW_OK, TW_EBLOCK, or TW_ENOMEM. */
+int ana_acquire_ln1_embeddings(const gpt2_model *m, blockcache *c, int block,
+                               blockcache_entry **e);
+
+
+#endif

@@ -1,0 +1,357 @@
+/* SVD of W_qk / W_vo per head and bias probes: see probe_svd.h. */
+#include "core/ana/probe_svd.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *probe_svd_matrix_name(int matrix)
+{
+    if (matrix == PROBE_SVD_QK) return "qk";
+    if (matrix == PROBE_SVD_VO) return "vo";
+    return NULL;
+}
+
+const char *probe_bias_name(int list)
+{
+    static const char *const names[PROBE_BIAS_N] = {"a", "-a", "c", "-c"};
+    if (list < 0 || list >= PROBE_BIAS_N) return NULL;
+    return names[list];
+}
+
+/* ---- Per-head factors, cached ----
+ * Layout of one cache entry (doubles), col-major matrices:
+ *   S   (dh)        singular values, descending
+ *   Qx  (d, dh)     orthonormal basis of X's columns
+ *   Qy  (d, dh)
+ *   Us  (dh, dh)    left singular vectors of Rx Ry^T
+ *   VsT (dh, dh)    right singular vectors, transposed (row r = Vs[:, r]) */
+
+typedef struct {
+    const double *S, *Qx, *Qy, *Us, *VsT;
+} svd_factors;
+
+static size_t factors_doubles(size_t d, size_t dh)
+{
+    return dh + 2 * d * dh + 2 * dh * dh;
+}
+
+static void factors_view(const double *p, size_t d, size_t dh, svd_factors *f)
+{
+    f->S = p;
+    f->Qx = f->S + dh;
+    f->Qy = f->Qx + d * dh;
+    f->Us = f->Qy + d * dh;
+    f->VsT = f->Us + dh * dh;
+}
+
+typedef struct {
+    const gpt2_model *m;
+    int block, matrix, head;
+} factors_ctx;
+
+/* X (d, dh) col-major -> Q in place, R (dh, dh) col-major upper triangular. */
+static int thin_qr(double *X, size_t d, size_t dh, double *R, double *tau)
+{
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)d,
+                                     (lapack_int)dh, X, (lapack_int)d, tau);
+    if (info != 0) return TW_EINVAL;
+    for (size_t j = 0; j < dh; j++)
+        for (size_t i = 0; i < dh; i++)
+            R[i + j * dh] = i <= j ? X[i + j * d] : 0.0;
+    info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh,
+                          (lapack_int)dh, X, (lapack_int)d, tau);
+    return info == 0 ? TW_OK : TW_EINVAL;
+}
+
+static int fill_factors(void *data, size_t bytes, void *ctx)
+{
+    const factors_ctx *x = ctx;
+    const gpt2_model *m = x->m;
+    const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
+    if (bytes != factors_doubles(d, dh) * sizeof(double)) return TW_EINVAL;
+    double *S = data, *Qx = S + dh, *Qy = Qx + d * dh, *Us = Qy + d * dh,
+           *VsT = Us + dh * dh;
+
+    double *work = malloc((3 * dh * dh + 2 * dh) * sizeof(double));
+    if (!work) return TW_ENOMEM;
+    double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh,
+           *tau = B + dh * dh, *sup = tau + dh;
+
+    ana_head hs;
+    ana_head_slices(m, x->block, x->head, &hs);
+    // X, Y (d, dh) col-major: element (i, j) at [i + j * d]
+    if (x->matrix == PROBE_SVD_QK) {
+        double scale = 1.0 / sqrt((double)dh);
+        for (size_t i = 0; i < d; i++)
+            for (size_t j = 0; j < dh; j++) {
+                Qx[i + j * d] = scale * hs.wq[i * hs.ld_qkv + j];
+                Qy[i + j * d] = hs.wk[i * hs.ld_qkv + j];
+            }
+    } else {
+        for (size_t i = 0; i < d; i++)
+            for (size_t j = 0; j < dh; j++) {
+                Qx[i + j * d] = hs.wv[i * hs.ld_qkv + j];
+                Qy[i + j * d] = hs.wo[j * hs.ld_o + i]; // Wo_h^T
+            }
+    }
+    int rc = thin_qr(Qx, d, dh, Rx, tau);
+    if (!rc) rc = thin_qr(Qy, d, dh, Ry, tau);
+    if (rc) {
+        free(work);
+        return rc;
+    }
+    // B (dh, dh) = Rx Ry^T
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dh, (int)dh,
+                (int)dh, 1.0, Rx, (int)dh, Ry, (int)dh, 0.0, B, (int)dh);
+    memcpy(Rx, B, dh * dh * sizeof(double)); // keep a copy for the fallback
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)dh,
+                                     (lapack_int)dh, B, (lapack_int)dh, S, Us,
+                                     (lapack_int)dh, VsT, (lapack_int)dh);
+    if (info > 0) // did not converge: the slower, more robust driver
+        info = LAPACKE_dgesvd(LAPACK_COL_MAJOR, 'S', 'S', (lapack_int)dh,
+                              (lapack_int)dh, Rx, (lapack_int)dh, S, Us,
+                              (lapack_int)dh, VsT, (lapack_int)dh, sup);
+    free(work);
+    return info == 0 ? TW_OK : TW_EINVAL;
+}
+
+static int acquire_factors(const gpt2_model *m, blockcache *c, int block,
+                           int matrix, int head, blockcache_entry **e)
+{
+    const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
+    char key[48];
+    snprintf(key, sizeof key, "svd-%s:%d:%d", probe_svd_matrix_name(matrix),
+             block, head);
+    factors_ctx x = {m, block, matrix, head};
+    int rc = blockcache_acquire(c, key, factors_doubles(d, dh) * sizeof(double),
+                                fill_factors, &x, e);
+    return rc;
+}
+
+/* ---- probe_svd ---- */
+
+void probe_svd_result_free(probe_svd_result *r)
+{
+    if (!r) return;
+    free(r->s); // the single allocation starts there
+    memset(r, 0, sizeof *r);
+}
+
+static void coverage_of(const double *S, size_t dh, double *cov, double *frac)
+{
+    double sum = 0.0;
+    for (size_t r = 0; r < dh; r++) sum += S[r];
+    *frac = 0.0;
+    if (!(sum > 0.0)) {
+        for (size_t r = 0; r < dh; r++) cov[r] = 0.0;
+        return;
+    }
+    double acc = 0.0;
+    int found = 0;
+    for (size_t r = 0; r < dh; r++) {
+        acc += S[r];
+        cov[r] = acc / sum;
+        if (!found && cov[r] > 0.99) {
+            *frac = (double)(r + 1) / (double)dh;
+            found = 1;
+        }
+    }
+}
+
+/* Negated copy of a bottom-k list: the top-k of -v. */
+static void negate_hits(topk_hit *dst, const topk_hit *src, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        dst[i].id = src[i].id;
+        dst[i].score = -src[i].score;
+    }
+}
+
+int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix,
+              int head, size_t top, size_t k, probe_svd_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (matrix != PROBE_SVD_QK && matrix != PROBE_SVD_VO) return TW_EINVAL;
+    if (head < -1 || head >= (int)H) return TW_EHEAD;
+    if (top > dh) return TW_ETOP;
+    if (k < 1 || k > V) return TW_EK;
+
+    const size_t nh = head < 0 ? H : 1;
+    const int h0 = head < 0 ? 0 : head;
+    const size_t nd = nh * top; // directions probed
+    size_t bytes = (2 * nh * dh + nh) * sizeof(double) +
+                   2 * nd * k * sizeof(topk_hit) + nd * sizeof(int);
+    probe_svd_result r = {0};
+    char *p = malloc(bytes);
+    if (!p) return TW_ENOMEM;
+    r.s = (double *)p;
+    r.coverage = r.s + nh * dh;
+    r.frac99 = r.coverage + nh * dh;
+    r.left = (topk_hit *)(r.frac99 + nh);
+    r.right = r.left + nd * k;
+    r.sign = (int *)(r.right + nd * k);
+    r.block = block;
+    r.matrix = matrix;
+    r.first_head = h0;
+    r.n_heads = nh;
+    r.dh = dh;
+    r.top = top;
+    r.k = k;
+
+    // Left and right queries (float), rows i * top + r; in one (2 nd, d)
+    // array so that QK can probe both against En in a single pass.
+    float *q = nd ? malloc(2 * nd * d * sizeof(float)) : NULL;
+    double *tmp = malloc(d * sizeof(double));
+    topk_hit *tops = nd ? malloc(2 * nd * k * sizeof(topk_hit)) : NULL;
+    topk_hit *bots = nd ? malloc(2 * nd * k * sizeof(topk_hit)) : NULL;
+    blockcache_entry *en_e = NULL;
+    int rc = TW_OK;
+    if (!tmp || (nd && (!q || !tops || !bots))) {
+        rc = TW_ENOMEM;
+        goto done;
+    }
+    float *ql = q, *qr = q ? q + nd * d : NULL;
+
+    for (size_t i = 0; i < nh && rc == TW_OK; i++) {
+        blockcache_entry *fe = NULL;
+        rc = acquire_factors(m, c, block, matrix, h0 + (int)i, &fe);
+        if (rc) break;
+        svd_factors f;
+        factors_view(blockcache_data(fe), d, dh, &f);
+        memcpy(r.s + i * dh, f.S, dh * sizeof(double));
+        coverage_of(f.S, dh, r.coverage + i * dh, &r.frac99[i]);
+        for (size_t t = 0; t < top; t++) {
+            // left: S_t Qx Us[:, t]
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, f.S[t],
+                        f.Qx, (int)d, f.Us + t * dh, 1, 0.0, tmp, 1);
+            for (size_t j = 0; j < d; j++) ql[(i * top + t) * d + j] = (float)tmp[j];
+            // right: Qy Vs[:, t], Vs[:, t] = row t of VsT (stride dh)
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, 1.0,
+                        f.Qy, (int)d, f.VsT + t, (int)dh, 0.0, tmp, 1);
+            for (size_t j = 0; j < d; j++) qr[(i * top + t) * d + j] = (float)tmp[j];
+        }
+        blockcache_release(c, fe);
+    }
+    if (rc || nd == 0) goto done;
+
+    rc = ana_acquire_ln1_embeddings(m, c, block, &en_e);
+    if (rc) goto done;
+    const float *En = blockcache_data(en_e);
+    if (matrix == PROBE_SVD_QK) { // left and right both against En
+        rc = topk_rows(En, V, d, q, 2 * nd, k, tops, bots);
+    } else {
+        rc = topk_rows(En, V, d, ql, nd, k, tops, bots);
+        if (!rc)
+            rc = topk_rows(m->p.wte, V, d, qr, nd, k, tops + nd * k, bots + nd * k);
+    }
+    if (rc) goto done;
+
+    for (size_t n = 0; n < nd; n++) {
+        const topk_hit *lt = tops + n * k, *lb = bots + n * k;
+        const topk_hit *rt = tops + (nd + n) * k, *rb = bots + (nd + n) * k;
+        // max_j v.Mr_j = rt[0].score; max_j (-v.Mr_j) = -rb[0].score
+        int sgn = rt[0].score >= -rb[0].score ? 1 : -1;
+        r.sign[n] = sgn;
+        if (sgn > 0) {
+            memcpy(r.left + n * k, lt, k * sizeof(topk_hit));
+            memcpy(r.right + n * k, rt, k * sizeof(topk_hit));
+        } else {
+            negate_hits(r.left + n * k, lb, k);
+            negate_hits(r.right + n * k, rb, k);
+        }
+    }
+
+done:
+    blockcache_release(c, en_e);
+    free(q);
+    free(tmp);
+    free(tops);
+    free(bots);
+    if (rc) {
+        probe_svd_result_free(&r);
+        return rc;
+    }
+    *out = r;
+    return TW_OK;
+}
+
+/* ---- Bias probes ---- */
+
+void probe_bias_result_free(probe_bias_result *r)
+{
+    if (!r) return;
+    free(r->hits);
+    memset(r, 0, sizeof *r);
+}
+
+int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k,
+                   probe_bias_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (k < 1 || k > V) return TW_EK;
+
+    topk_hit *hits = malloc(H * PROBE_BIAS_N * k * sizeof(topk_hit));
+    float *q = malloc(2 * H * d * sizeof(float));      // (2H, d): a_h, c_h
+    topk_hit *tops = malloc(2 * H * k * sizeof(topk_hit));
+    topk_hit *bots = malloc(2 * H * k * sizeof(topk_hit));
+    blockcache_entry *en_e = NULL;
+    int rc = TW_OK;
+    if (!hits || !q || !tops || !bots) {
+        rc = TW_ENOMEM;
+        goto done;
+    }
+    for (size_t h = 0; h < H; h++) {
+        ana_head hs;
+        ana_head_slices(m, block, (int)h, &hs);
+        float *a = q + (2 * h) * d, *cv = q + (2 * h + 1) * d;
+        for (size_t i = 0; i < d; i++) {
+            double sa = 0.0, sc = 0.0;
+            for (size_t j = 0; j < dh; j++) {
+                sa += (double)hs.wq[i * hs.ld_qkv + j] * hs.bk[j];
+                sc += (double)hs.wk[i * hs.ld_qkv + j] * hs.bq[j];
+            }
+            a[i] = (float)sa;
+            cv[i] = (float)sc;
+        }
+    }
+    rc = ana_acquire_ln1_embeddings(m, c, block, &en_e);
+    if (rc) goto done;
+    rc = topk_rows(blockcache_data(en_e), V, d, q, 2 * H, k, tops, bots);
+    if (rc) goto done;
+    for (size_t h = 0; h < H; h++) {
+        topk_hit *dst = hits + h * PROBE_BIAS_N * k;
+        memcpy(dst + PROBE_BIAS_A * k, tops + (2 * h) * k, k * sizeof(topk_hit));
+        negate_hits(dst + PROBE_BIAS_A_NEG * k, bots + (2 * h) * k, k);
+        memcpy(dst + PROBE_BIAS_C * k, tops + (2 * h + 1) * k, k * sizeof(topk_hit));
+        negate_hits(dst + PROBE_BIAS_C_NEG * k, bots + (2 * h + 1) * k, k);
+    }
+
+done:
+    blockcache_release(c, en_e);
+    free(q);
+    free(tops);
+    free(bots);
+    if (rc) {
+        free(hits);
+        return rc;
+    }
+    out->block = block;
+    out->n_head = H;
+    out->k = k;
+    out->hits = hits;
+    return TW_OK;
+}

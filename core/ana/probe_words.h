@@ -1,0 +1,48 @@
+/* Attention as an ellipsoid: word probes of one block (SPEC.md section 2).
+ *
+ * For block b, En = LN_b(E) (ln_1 of block b over all V rows of E = wte),
+ * and each word's token id with q = En[id]:
+ *   keys, head h:    top-k of q Wqk_h against En,
+ *                    Wqk_h = Wq_h Wk_h^T / sqrt(dh)
+ *   values, head h:  u_h = q Wvo_h + bv_h Wo_h  (computed as (q Wv_h + bv_h) Wo_h),
+ *                    top-k of LN_f(E[id] + u_h + b_o) against E; ||u_h||
+ *   layer:           U = sum_h u_h, top-k of LN_f(E[id] + U + b_o) against E; ||U||
+ * All words and heads are batched: the n_words * H key queries share one
+ * blocked GEMM pass over En, the n_words * (H + 1) value queries one pass
+ * over E (core/topk.h). Tokenising words (and skipping those that are not a
+ * single token) is the caller's job: this takes token ids. */
+#ifndef TW_PROBE_WORDS_H
+#define TW_PROBE_WORDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ana/common.h"
+#include "core/nn/topk.h"
+
+/* Everything probe_words computed. All arrays live in one allocation owned by
+ * the result and released by probe_words_result_free. */
+typedef struct {
+    int block;
+    size_t n_words;          /* W */
+    size_t n_head;           /* H */
+    size_t k;
+    int32_t *ids;            /* (W) copy of the input ids */
+    topk_hit *keys;          /* (W, H, k): keys + (w * H + h) * k */
+    topk_hit *values;        /* (W, H, k) */
+    double *value_norm;      /* (W, H): ||u_h||, the real value */
+    topk_hit *layer_values;  /* (W, k) */
+    double *layer_norm;      /* (W): ||U|| */
+} probe_words_result;
+
+/* Probes block `block` with the W token ids `ids` (W may be 0: an empty
+ * result). k in [1, V]. Acquires LN_b(E) from the cache c (NULL: computed
+ * privately). Returns TW_OK, or TW_EBLOCK / TW_EK / TW_ETOKEN /
+ * TW_EINVAL / TW_ENOMEM with *out left empty (safe to free). */
+int probe_words(const gpt2_model *m, blockcache *c, int block,
+                const int32_t *ids, size_t n_words, size_t k,
+                probe_words_result *out);
+
+void probe_words_result_free(probe_words_result *r);
+
+#endif

@@ -1,0 +1,324 @@
+#include "base/err.h"
+#include "core/model/gpt2.h"
+
+#include "core/model/safetensors.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define PREFIX "transformer."
+
+/* safetensors data is little-endian; F32 tensors are used in place. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "gpt2.c assumes a little-endian host"
+#endif
+
+static char *path_join(const char *dir, const char *file)
+{
+    size_t a = strlen(dir), b = strlen(file);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t n = a;
+    if (n == 0 || p[n - 1] != '/') p[n++] = '/';
+    memcpy(p + n, file, b + 1);
+    return p;
+}
+
+/* ---- config.json ------------------------------------------------------- */
+
+/* Reads integer key `key` into *out, checking 1..max. present receives
+ * whether the key exists (when NULL, the key is required). */
+static int cfg_int(const char *path, json_t *root, const char *key, int max,
+                   int *out, int *present, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(root, key);
+    if (present) *present = (v != NULL);
+    if (!v) {
+        if (present) return 0;
+        tw_set_err(err, errlen, "%s: missing key \"%s\"", path, key);
+        return -1;
+    }
+    if (!json_is_integer(v)) {
+        tw_set_err(err, errlen, "%s: \"%s\" must be an integer", path, key);
+        return -1;
+    }
+    json_int_t x = json_integer_value(v);
+    if (x < 1 || x > max) {
+        tw_set_err(err, errlen, "%s: \"%s\" is %lld, must be 1..%d", path, key,
+                (long long)x, max);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
+                     uint64_t *seed, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    if (synthetic) *synthetic = 0;
+    if (seed) *seed = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        tw_set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    json_error_t je;
+    json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &je);
+    fclose(fp);
+    if (!root) {
+        tw_set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+        return -1;
+    }
+    int rc = -1, have;
+    if (!json_is_object(root)) {
+        tw_set_err(err, errlen, "%s: not a JSON object", path);
+        goto out;
+    }
+    if (cfg_int(path, root, "n_layer", GPT2_MAX_LAYER, &cfg->n_layer, NULL, err, errlen) ||
+        cfg_int(path, root, "n_head", GPT2_MAX_HEAD, &cfg->n_head, NULL, err, errlen) ||
+        cfg_int(path, root, "n_embd", GPT2_MAX_EMBD, &cfg->n_embd, NULL, err, errlen) ||
+        cfg_int(path, root, "vocab_size", GPT2_MAX_VOCAB, &cfg->vocab_size, NULL, err, errlen))
+        goto out;
+    if (cfg_int(path, root, "n_positions", GPT2_MAX_CTX, &cfg->n_ctx, &have, err, errlen))
+        goto out;
+    if (!have) {
+        if (!json_object_get(root, "n_ctx")) {
+            tw_set_err(err, errlen, "%s: missing key \"n_positions\" (or \"n_ctx\")", path);
+            goto out;
+        }
+        if (cfg_int(path, root, "n_ctx", GPT2_MAX_CTX, &cfg->n_ctx, NULL, err, errlen))
+            goto out;
+    }
+    if (cfg->n_embd % cfg->n_head != 0) {
+        tw_set_err(err, errlen, "%s: \"n_embd\" %d is not divisible by \"n_head\" %d", path,
+                cfg->n_embd, cfg->n_head);
+        goto out;
+    }
+    json_t *ni = json_object_get(root, "n_inner");
+    if (!ni || json_is_null(ni)) {
+        cfg->n_inner = 4 * cfg->n_embd;
+    } else if (cfg_int(path, root, "n_inner", GPT2_MAX_INNER, &cfg->n_inner, NULL, err,
+                       errlen)) {
+        goto out;
+    }
+    json_t *eps = json_object_get(root, "layer_norm_epsilon");
+    if (!eps || json_is_null(eps)) {
+        cfg->ln_eps = 1e-5f;
+    } else if (!json_is_number(eps)) {
+        tw_set_err(err, errlen, "%s: \"layer_norm_epsilon\" must be a number", path);
+        goto out;
+    } else {
+        double e = json_number_value(eps);
+        if (!(e > 0.0 && e < 1.0)) {
+            tw_set_err(err, errlen, "%s: \"layer_norm_epsilon\" is %g, must be in (0, 1)",
+                    path, e);
+            goto out;
+        }
+        cfg->ln_eps = (float)e;
+    }
+    json_t *syn = json_object_get(root, "twd_synthetic");
+    if (synthetic && json_is_true(syn)) {
+        *synthetic = 1;
+        json_t *s = json_object_get(root, "twd_seed");
+        if (seed && json_is_integer(s) && json_integer_value(s) >= 0)
+            *seed = (uint64_t)json_integer_value(s);
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    if (rc != 0) memset(cfg, 0, sizeof *cfg);
+    return rc;
+}
+
+size_t gpt2_param_count(const gpt2_config *c)
+{
+    size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
+    size_t block = 2 * C                 /* ln_1 */
+                   + C * 3 * C + 3 * C   /* c_attn */
+                   + C * C + C           /* attn.c_proj */
+                   + 2 * C               /* ln_2 */
+                   + C * I + I           /* c_fc */
+                   + I * C + C;          /* mlp.c_proj */
+    return (size_t)c->vocab_size * C + (size_t)c->n_ctx * C
+           + (size_t)c->n_layer * block + 2 * C;
+}
+
+/* ---- tensors ------------------------------------------------------------ */
+
+static void shape_str(char *out, size_t n, const size_t *shape, int ndim)
+{
+    size_t k = 0;
+    k += (size_t)snprintf(out + k, n - k, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(out + k, n - k, i ? ", %zu" : "%zu", shape[i]);
+    if (k < n) snprintf(out + k, n - k, "]");
+}
+
+/* Finds `name` or PREFIX`name`, checks dtype and shape, and stores an F32
+ * pointer for it in *dst (in place or converted into m->owned). */
+static int bind_tensor(gpt2_model *m, const st_file *f, const char *name,
+                       const size_t *shape, int ndim, const float **dst,
+                       char *err, size_t errlen)
+{
+    char pname[256];
+    snprintf(pname, sizeof pname, PREFIX "%s", name);
+    const st_tensor *a = st_find(f, name), *b = st_find(f, pname);
+    if (a && b) {
+        tw_set_err(err, errlen, "%s: tensor '%s': present both with and without the '"
+                PREFIX "' prefix", f->path, name);
+        return -1;
+    }
+    const st_tensor *t = a ? a : b;
+    if (!t) {
+        tw_set_err(err, errlen, "%s: tensor '%s': missing (looked for '%s' and '%s')",
+                f->path, name, name, pname);
+        return -1;
+    }
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
+        tw_set_err(err, errlen, "%s: tensor '%s': dtype %s not supported (F32, F16 or BF16)",
+                f->path, t->name, st_dtype_name(t->dtype));
+        return -1;
+    }
+    int same = (t->ndim == ndim);
+    for (int i = 0; same && i < ndim; i++) same = (t->shape[i] == shape[i]);
+    if (!same) {
+        char got[160], want[160];
+        shape_str(got, sizeof got, t->shape, t->ndim);
+        shape_str(want, sizeof want, shape, ndim);
+        tw_set_err(err, errlen, "%s: tensor '%s': shape %s, expected %s", f->path, t->name,
+                got, want);
+        return -1;
+    }
+    const void *src = st_data(f, t);
+    if (t->dtype == ST_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
+        *dst = src;
+        return 0;
+    }
+    float *buf = malloc(t->numel ? t->numel * sizeof(float) : 1);
+    if (!buf) {
+        tw_set_err(err, errlen, "%s: tensor '%s': out of memory converting %zu values",
+                f->path, t->name, t->numel);
+        return -1;
+    }
+    if (t->dtype == ST_F32) memcpy(buf, src, t->nbytes);   /* unaligned F32 */
+    else if (t->dtype == ST_F16) st_f16_to_f32_n(buf, src, t->numel);
+    else st_bf16_to_f32_n(buf, src, t->numel);
+    m->owned[m->n_owned++] = buf;
+    *dst = buf;
+    return 0;
+}
+
+/* Binds every tensor of the model; shapes from m->cfg. */
+static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
+{
+    const size_t C = (size_t)m->cfg.n_embd, I = (size_t)m->cfg.n_inner;
+    const size_t V = (size_t)m->cfg.vocab_size, T = (size_t)m->cfg.n_ctx;
+    const size_t s_vc[2] = {V, C}, s_tc[2] = {T, C}, s_c[1] = {C};
+    const size_t s_c3c[2] = {C, 3 * C}, s_3c[1] = {3 * C}, s_cc[2] = {C, C};
+    const size_t s_ci[2] = {C, I}, s_i[1] = {I}, s_ic[2] = {I, C};
+    gpt2_params *p = &m->p;
+
+    if (bind_tensor(m, f, "wte.weight", s_vc, 2, &p->wte, err, errlen) ||
+        bind_tensor(m, f, "wpe.weight", s_tc, 2, &p->wpe, err, errlen))
+        return -1;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        gpt2_block *h = &p->h[l];
+        const struct {
+            const char *suffix;
+            const size_t *shape;
+            int ndim;
+            const float **dst;
+        } want[] = {
+            {"ln_1.weight", s_c, 1, &h->ln_1_w},
+            {"ln_1.bias", s_c, 1, &h->ln_1_b},
+            {"attn.c_attn.weight", s_c3c, 2, &h->attn_w},
+            {"attn.c_attn.bias", s_3c, 1, &h->attn_b},
+            {"attn.c_proj.weight", s_cc, 2, &h->attn_proj_w},
+            {"attn.c_proj.bias", s_c, 1, &h->attn_proj_b},
+            {"ln_2.weight", s_c, 1, &h->ln_2_w},
+            {"ln_2.bias", s_c, 1, &h->ln_2_b},
+            {"mlp.c_fc.weight", s_ci, 2, &h->fc_w},
+            {"mlp.c_fc.bias", s_i, 1, &h->fc_b},
+            {"mlp.c_proj.weight", s_ic, 2, &h->fc_proj_w},
+            {"mlp.c_proj.bias", s_c, 1, &h->fc_proj_b},
+        };
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "h.%d.%s", l, want[k].suffix);
+            if (bind_tensor(m, f, name, want[k].shape, want[k].ndim, want[k].dst, err,
+                            errlen))
+                return -1;
+        }
+    }
+    if (bind_tensor(m, f, "ln_f.weight", s_c, 1, &p->ln_f_w, err, errlen) ||
+        bind_tensor(m, f, "ln_f.bias", s_c, 1, &p->ln_f_b, err, errlen))
+        return -1;
+    return 0;
+}
+
+int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    if (err && errlen) err[0] = '\0';
+    char *cfg_path = NULL, *st_path = NULL;
+    st_file f;
+    memset(&f, 0, sizeof f);
+    int rc = -1;
+
+    m->dir = strdup(dir);
+    cfg_path = path_join(dir, "config.json");
+    st_path = path_join(dir, "model.safetensors");
+    if (!m->dir || !cfg_path || !st_path) {
+        tw_set_err(err, errlen, "%s: out of memory", dir);
+        goto out;
+    }
+    if (gpt2_config_load(cfg_path, &m->cfg, &m->synthetic, &m->synthetic_seed, err,
+                         errlen))
+        goto out;
+    if (st_open(st_path, &f, err, errlen)) goto out;
+
+    size_t n_tensors = 4 + 12 * (size_t)m->cfg.n_layer;
+    m->p.h = calloc((size_t)m->cfg.n_layer, sizeof *m->p.h);
+    m->owned = calloc(n_tensors, sizeof *m->owned);
+    if (!m->p.h || !m->owned) {
+        tw_set_err(err, errlen, "%s: out of memory", st_path);
+        goto out;
+    }
+    if (bind_all(m, &f, err, errlen)) goto out;
+
+    const st_tensor *wte = st_find(&f, "wte.weight");
+    if (!wte) wte = st_find(&f, PREFIX "wte.weight");
+    snprintf(m->dtype, sizeof m->dtype, "%s", st_dtype_name(wte->dtype));
+    m->n_params = gpt2_param_count(&m->cfg);
+    m->file_size = f.size;
+    st_release_map(&f, &m->map, &m->map_len);
+    /* Ask the kernel to start reading the file in the background; the
+     * analyses will touch most of it. Advisory: failure is harmless. */
+    (void)madvise(m->map, m->map_len, MADV_WILLNEED);
+    rc = 0;
+out:
+    st_close(&f);
+    free(cfg_path);
+    free(st_path);
+    if (rc != 0) gpt2_free(m);
+    return rc;
+}
+
+void gpt2_free(gpt2_model *m)
+{
+    if (!m) return;
+    if (m->map) munmap(m->map, m->map_len);
+    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->p.h);
+    free(m->dir);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,32 @@
+/* Layer norm over rows: see lnorm.h for the contract. */
+#include "core/nn/lnorm.h"
+
+#include <math.h>
+
+void layernorm_rows(float *out, const float *in, const float *gamma,
+                    const float *beta, size_t rows, size_t d, float eps)
+{
+    // out, in (rows, d); gamma, beta (d) or NULL
+    if (d == 0) return;
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = in + r * d;
+        float *y = out + r * d;
+        double mean = 0.0;
+        for (size_t i = 0; i < d; i++) mean += x[i];
+        mean /= (double)d;
+        double var = 0.0;
+        for (size_t i = 0; i < d; i++) {
+            double c = (double)x[i] - mean;
+            var += c * c;
+        }
+        var /= (double)d;
+        double rstd = 1.0 / sqrt(var + (double)eps);
+        // x[i] is read before y[i] is written: in place is safe.
+        for (size_t i = 0; i < d; i++) {
+            double v = ((double)x[i] - mean) * rstd;
+            if (gamma) v *= (double)gamma[i];
+            if (beta) v += (double)beta[i];
+            y[i] = (float)v;
+        }
+    }
+}

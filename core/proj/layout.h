@@ -1,0 +1,61 @@
+/* The 3D layouts trajectories are drawn in (docs/MATH.md, projections): PCA
+ * of a set of rows (fitted at start, available at once) and UMAP of the same
+ * rows, fitted once in a background thread and kept on disk under
+ * `cache_dir`, keyed by the rows' content hash and the settings, so that a
+ * restarted daemon reloads the layout instead of refitting it.
+ *
+ * Threads: layout_start spawns at most one thread (the UMAP fit); every
+ * other function may be called from any thread at any time. The rows must
+ * stay valid and unchanged until layout_stop. */
+#ifndef TW_LAYOUT_H
+#define TW_LAYOUT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct layout_service layout_service;
+
+typedef enum { PROJ_PCA = 0, PROJ_UMAP = 1 } proj_kind;
+
+typedef struct {
+    size_t rows;              /* rows of the matrix to fit on (from the first) */
+    bool umap;                /* fit the UMAP layout at all */
+    size_t umap_neighbors;
+    size_t umap_epochs;       /* 0: umap-learn's rule */
+    uint64_t umap_seed;
+    size_t threads;           /* threads of the fit; 0: one per core */
+    char cache_dir[4096];     /* folder of saved layouts; empty: keep none */
+} layout_settings;
+
+/* Fits PCA of the first s->rows rows of data (n, dim) now and starts the
+ * UMAP thread (or loads the saved layout) unless s->umap is false. NULL with
+ * one line in err when PCA cannot be fitted or memory runs out. */
+layout_service *layout_start(const float *data, size_t n, size_t dim, const layout_settings *s, char *err,
+                             size_t errlen);
+
+/* Cancels a running fit, joins the thread, frees everything. NULL ok. */
+void layout_stop(layout_service *p);
+
+/* Projects m rows y (m, dim) into out (m, 3). TW_OK; TW_ENOTREADY while
+ * the UMAP layout is being fitted (then *progress in [0,1) and a message in
+ * msg); another code when it failed or is disabled (message in msg). */
+int layout_apply(layout_service *p, proj_kind kind, const float *y, size_t m, float *out, double *progress,
+                 char *msg, size_t msglen);
+
+/* The fitted rows' 3D points: a pointer valid while p lives, and the count;
+ * NULL (with *rc, progress and msg as layout_apply's) when not ready. */
+const float *layout_points(layout_service *p, proj_kind kind, size_t *n, int *rc, double *progress, char *msg,
+                           size_t msglen);
+
+/* Number of rows the layouts are fitted on. */
+size_t layout_rows(const layout_service *p);
+
+/* {"state", "progress", "stage", "rows", "from_cache", "fit_seconds", ...} */
+json_t *layout_status_json(layout_service *p);
+
+/* 1 when the UMAP layout is ready, and the fit's progress in [0, 1]. */
+int layout_umap_ready(layout_service *p, double *progress);
+
+#endif
