@@ -1,4 +1,4 @@
-/* The paper's weight analyses as routes (SPEC sections 1-3):
+/* The paper's weight analyses as routes (docs/MATH.md §3-§6):
  *   /embeddings, /embeddings/normalization, /probe, /svd, /svd/bias.
  * Parameters are validated by the router before these run; the core
  * functions compute, this file only shapes answers (JSON, CSV, LaTeX). */
@@ -57,9 +57,8 @@ static double real_or_zero(double v) { return isfinite(v) ? v : 0.0; }
 
 /* ---------- /embeddings ---------- */
 
-int api_embeddings(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_embeddings(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     size_t k = (size_t)api_int(a, "k");
     const char *scheme = api_str(a, "scheme");
     embed_norms_result r;
@@ -101,9 +100,8 @@ int api_embeddings(twd_app *app, const api_request *req, const api_args *a, api_
                               "||gamma*E_i|| + beta.E_i; gamma, beta of ln_f"));
 }
 
-int api_embeddings_normalization(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     embed_normalization_result r;
     int rc = embed_normalization(&app->model, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "normalisation statistics");
@@ -135,9 +133,8 @@ int api_embeddings_normalization(twd_app *app, const api_request *req, const api
 
 /* ---------- /probe ---------- */
 
-int api_probe(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_probe(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     int block = (int)api_int(a, "block");
     size_t k = (size_t)api_int(a, "k");
     const api_arg *w = api_arg_get(a, "words");
@@ -294,16 +291,14 @@ static void svd_latex(textbuf *tb, const tokenizer *tok, const probe_svd_result 
     }
 }
 
-int api_svd(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_svd(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     int block = (int)api_int(a, "block");
     const char *matrix = api_str(a, "matrix");
     size_t top = (size_t)api_int(a, "top"), k = (size_t)api_int(a, "k");
     const api_arg *ha = api_arg_get(a, "head");
     int head = ha->present ? (int)ha->i : -1;
     size_t dh = (size_t)(app->model.cfg.n_embd / app->model.cfg.n_head);
-    if (top > dh) return api_error(res, 400, "parameter 'top' must be in 0..%zu (the head dimension), got %zu", dh, top);
     const char *fmt = api_str(a, "format");
     double heads = head >= 0 ? 1 : app->model.cfg.n_head;
     if (api_check_answer_size(app, res, heads * 2 * (double)top * 2 * (double)k, "top, k, or ask for one head") != 0)
@@ -346,9 +341,8 @@ int api_svd(twd_app *app, const api_request *req, const api_args *a, api_respons
     return ret;
 }
 
-int api_svd_bias(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     int block = (int)api_int(a, "block");
     size_t k = (size_t)api_int(a, "k");
     probe_bias_result r;

@@ -97,7 +97,7 @@ typedef struct {
     size_t len;
     const char *content_type;      /* static string */
     int retry_after;               /* seconds for Retry-After, 0 = none */
-    char allow[48];                /* Allow header for 405, empty = none */
+    char allow[48];                /* Allow header of a 405, empty = none */
     bool cached;                   /* served from the answer cache */
 } api_response;
 
@@ -105,8 +105,14 @@ typedef struct {
 typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL } api_ptype;
 /* Upper bounds that depend on the model or the configuration. */
 typedef enum {
-    APB_CONST, APB_LAST_LAYER, APB_LAST_HEAD, APB_MAX_K, APB_MAX_TOP, APB_MAX_WORDS,
-    APB_MAX_TEXT, APB_UMAP_ROWS
+    APB_CONST,      /* the row's own max */
+    APB_LAST_LAYER, /* n_layer - 1 */
+    APB_LAST_HEAD,  /* n_head - 1 */
+    APB_MAX_K,      /* min(max_k, vocab_size) */
+    APB_MAX_TOP_DH, /* min(max_top, head dimension) */
+    APB_MAX_WORDS,  /* max_words */
+    APB_MAX_TEXT,   /* max_text (bytes) */
+    APB_UMAP_ROWS,  /* rows the layouts are fitted on */
 } api_bound;
 
 typedef struct {
@@ -120,6 +126,9 @@ typedef struct {
     const char *const *choices;    /* AP_ENUM: NULL-terminated */
     const char *doc;
 } api_param;
+
+/* The sentinel row that ends a parameter table. */
+#define API_PARAMS_END {.name = NULL}
 
 #define API_MAX_PARAMS 16
 
@@ -142,13 +151,16 @@ typedef struct {
 /* The upper bound of a parameter for the loaded model and configuration. */
 int64_t api_param_max(const twd_app *app, const api_param *p);
 
+/* The argument `name` of the route being served. A name the route's table
+ * does not have is a bug in the handler: these abort with a message rather
+ * than answer with a silent default. */
 const api_arg *api_arg_get(const api_args *a, const char *name);
-int64_t api_int(const api_args *a, const char *name);   /* 0 if absent */
-const char *api_str(const api_args *a, const char *name); /* NULL if absent */
+int64_t api_int(const api_args *a, const char *name);   /* 0 if not given and no default */
+const char *api_str(const api_args *a, const char *name); /* NULL if not given and no default */
 
 /* ---- routes ---- */
-typedef int (*api_handler)(twd_app *app, const api_request *req, const api_args *args,
-                           api_response *res);
+/* A route's handler: computes the answer from validated arguments. */
+typedef int (*api_handler)(twd_app *app, const api_args *args, api_response *res);
 
 enum {
     API_NEEDS_MODEL = 1,   /* 503 until the model is loaded */
@@ -172,13 +184,43 @@ extern const api_route api_routes[];
 /* Route lookup: returns the route for `path`, or NULL. */
 const api_route *api_find_route(const char *path);
 
-/* Handles a request end to end: method check (405 + Allow), readiness (503 +
- * Retry-After), parameter parsing and validation (400 naming the parameter and
- * its allowed range), the answer cache, then the handler. Always fills *res. */
-void api_dispatch(twd_app *app, const api_route *route, const api_request *req,
-                  api_response *res);
+/* The Allow header of a route ("GET, HEAD", "GET, HEAD, POST"), for 405
+ * answers and OPTIONS alike. */
+const char *api_allow_header(const api_route *r);
+
+/* A request that passed every check and waits for its handler. */
+typedef struct {
+    const api_route *route;
+    api_args args;
+    char *key;        /* answer-cache key, or NULL */
+    size_t klen;
+} api_call;
+
+enum { API_DONE = 0, API_COMPUTE = 1 };
+
+/* The checks of every request, in one place and in this order: method (405
+ * with Allow), readiness (503 with Retry-After), parameters (400 naming the
+ * parameter and its allowed range), the answer cache. Cheap: meant for the
+ * HTTP thread. Returns API_DONE when *res holds the answer (an error, a
+ * cached answer, or the answer of a light route, computed here), or
+ * API_COMPUTE when the route is heavy: then *call must be passed to
+ * api_compute (on a worker) or api_call_free. */
+int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call, api_response *res);
+
+/* Runs the handler of a prepared call, keeps a 200 answer in the answer
+ * cache, and frees the call. */
+void api_compute(twd_app *app, api_call *call, api_response *res);
+void api_call_free(api_call *call);
+
+/* api_prepare then, when needed, api_compute: a request end to end. */
+void api_dispatch(twd_app *app, const api_route *route, const api_request *req, api_response *res);
 
 /* ---- answers ---- */
+/* Client input quoted in a message: at most 40 bytes (then "..."), control
+ * bytes as '?'. out has room for at least 48 bytes. (api_error also
+ * replaces invalid UTF-8.) */
+void api_quote(char *out, size_t outlen, const char *s, size_t n);
+
 /* Sets *res to the one JSON error shape
  *   {"error": {"code": status, "type": "...", "message": "..."}}
  * The type is derived from the status. Returns -1 for handler convenience. */

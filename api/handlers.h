@@ -10,17 +10,17 @@
 /* Adds the state of background work (e.g. the UMAP fit) to the /model answer. */
 void api_ext_model_info(twd_app *app, json_t *model);
 
-/* api/analyses.c (SPEC sections 1-3) */
-int api_embeddings(twd_app *app, const api_request *req, const api_args *a, api_response *res);
-int api_embeddings_normalization(twd_app *app, const api_request *req, const api_args *a, api_response *res);
-int api_probe(twd_app *app, const api_request *req, const api_args *a, api_response *res);
-int api_svd(twd_app *app, const api_request *req, const api_args *a, api_response *res);
-int api_svd_bias(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+/* api/analyses.c (docs/MATH.md §3-§6) */
+int api_embeddings(twd_app *app, const api_args *a, api_response *res);
+int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *res);
+int api_probe(twd_app *app, const api_args *a, api_response *res);
+int api_svd(twd_app *app, const api_args *a, api_response *res);
+int api_svd_bias(twd_app *app, const api_args *a, api_response *res);
 
-/* api/trajectory.c (SPEC section 4) */
-int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_response *res);
-int api_attention(twd_app *app, const api_request *req, const api_args *a, api_response *res);
-int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api_response *res);
-int api_umap_status(twd_app *app, const api_request *req, const api_args *a, api_response *res);
+/* api/trajectory.c (docs/MATH.md §7-§8) */
+int api_trajectory(twd_app *app, const api_args *a, api_response *res);
+int api_attention(twd_app *app, const api_args *a, api_response *res);
+int api_umap_layout(twd_app *app, const api_args *a, api_response *res);
+int api_umap_status(twd_app *app, const api_args *a, api_response *res);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/ext.h"
+#include "base/log.h"
 #include "base/utf8.h"
 
 /* ---------- answers ---------- */
@@ -71,6 +72,15 @@ int api_json(api_response *res, int status, json_t *root)
     res->body = s;
     res->len = strlen(s);
     return 0;
+}
+
+void api_quote(char *out, size_t outlen, const char *s, size_t n)
+{
+    size_t k = n < 40 ? n : 40;
+    if (k + 4 > outlen) k = outlen > 4 ? outlen - 4 : 0;
+    for (size_t i = 0; i < k; i++) out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    out[k] = '\0';
+    if (k < n) strcat(out, "...");
 }
 
 int api_error(api_response *res, int status, const char *fmt, ...)
@@ -152,20 +162,13 @@ const api_arg *api_arg_get(const api_args *a, const char *name)
 {
     for (size_t i = 0; i < a->n; i++)
         if (strcmp(a->v[i].spec->name, name) == 0) return &a->v[i];
-    return NULL;
+    tw_log("BUG: a handler asked for parameter '%s', which its route does not declare", name);
+    abort();
 }
 
-int64_t api_int(const api_args *a, const char *name)
-{
-    const api_arg *v = api_arg_get(a, name);
-    return v ? v->i : 0;
-}
+int64_t api_int(const api_args *a, const char *name) { return api_arg_get(a, name)->i; }
 
-const char *api_str(const api_args *a, const char *name)
-{
-    const api_arg *v = api_arg_get(a, name);
-    return v ? v->s : NULL;
-}
+const char *api_str(const api_args *a, const char *name) { return api_arg_get(a, name)->s; }
 
 /* ---------- argument storage ---------- */
 
@@ -224,7 +227,10 @@ int64_t api_param_max(const twd_app *app, const api_param *p)
     case APB_LAST_LAYER: return m->n_layer - 1;
     case APB_LAST_HEAD: return m->n_head - 1;
     case APB_MAX_K: return c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
-    case APB_MAX_TOP: return c->max_top;
+    case APB_MAX_TOP_DH: {
+        int64_t dh = m->n_head > 0 ? m->n_embd / m->n_head : 0;
+        return c->max_top < dh ? c->max_top : dh;
+    }
     case APB_MAX_WORDS: return c->max_words;
     case APB_MAX_TEXT: return c->max_text;
     case APB_UMAP_ROWS: {
@@ -255,124 +261,170 @@ static int word_item_check(api_response *res, const api_param *p, const char *s,
     return 0;
 }
 
-/* Validates one value given as text (query string) or JSON (body). */
-static int parse_value(const twd_app *app, const api_param *p, const char *s, size_t n,
-                       const json_t *j, api_arg *out, api_args *args, api_response *res)
+/* One value as the client gave it: text from the query string (s, n), or a
+ * JSON value from the body (j, with s NULL). */
+typedef struct {
+    const char *s;
+    size_t n;
+    const json_t *j;
+    char shown[64]; /* the text, cut for messages */
+} raw_value;
+
+static void raw_init(raw_value *v, const char *s, size_t n, const json_t *j)
+{
+    v->s = s;
+    v->n = n;
+    v->j = j;
+    v->shown[0] = '\0';
+    if (s) api_quote(v->shown, sizeof v->shown, s, n);
+}
+
+/* Strict decimal: an optional '-' and 1..18 digits, nothing else (no
+ * spaces, no '+', no NUL). */
+static int strict_integer(const char *s, size_t n, long long *out)
+{
+    size_t i = n && s[0] == '-';
+    if (n == i || n - i > 18) return -1;
+    long long v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = s[0] == '-' ? -v : v;
+    return 0;
+}
+
+static int parse_int(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_response *res)
 {
     int64_t hi = api_param_max(app, p);
-    char shown[64];
-    if (s) {
-        size_t k = n < 40 ? n : 40;
-        memcpy(shown, s, k);
-        shown[k] = '\0';
-        if (n > 40) strcat(shown, "...");
+    long long x;
+    if (v->j) {
+        if (!json_is_integer(v->j))
+            return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64, p->name,
+                             p->min, hi);
+        x = json_integer_value(v->j);
+    } else if (strict_integer(v->s, v->n, &x) != 0) {
+        return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64 ", got '%s'",
+                         p->name, p->min, hi, v->shown);
     }
+    if (x < p->min || x > hi)
+        return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld", p->name, p->min,
+                         hi, x);
+    out->i = x;
+    return 0;
+}
+
+static int parse_bool(const api_param *p, const raw_value *v, api_arg *out, api_response *res)
+{
+    if (v->j) {
+        if (!json_is_boolean(v->j)) return api_error(res, 400, "parameter '%s' must be true or false", p->name);
+        out->i = json_is_true(v->j);
+        return 0;
+    }
+    if ((v->n == 4 && !memcmp(v->s, "true", 4)) || (v->n == 1 && v->s[0] == '1')) out->i = 1;
+    else if ((v->n == 5 && !memcmp(v->s, "false", 5)) || (v->n == 1 && v->s[0] == '0')) out->i = 0;
+    else return api_error(res, 400, "parameter '%s' must be true or false, got '%s'", p->name, v->shown);
+    return 0;
+}
+
+/* AP_ENUM and AP_TEXT: a string. */
+static int parse_string(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_args *args,
+                        api_response *res)
+{
+    const char *s = v->s;
+    size_t n = v->n;
+    if (v->j) {
+        if (!json_is_string(v->j)) return api_error(res, 400, "parameter '%s' must be a string", p->name);
+        s = json_string_value(v->j);
+        n = json_string_length(v->j);
+    }
+    if (!utf8_valid(s, n)) return api_error(res, 400, "parameter '%s' is not valid UTF-8", p->name);
+    if (p->type == AP_ENUM) {
+        for (const char *const *c = p->choices; *c; c++)
+            if (strlen(*c) == n && memcmp(*c, s, n) == 0) {
+                out->s = *c;
+                out->s_len = n;
+                return 0;
+            }
+        char ch[256];
+        choices_text(p, ch, sizeof ch);
+        return api_error(res, 400, "parameter '%s' must be one of %s, got '%s'", p->name, ch,
+                         v->j ? json_string_value(v->j) : v->shown);
+    }
+    int64_t hi = api_param_max(app, p);
+    if (memchr(s, '\0', n)) return api_error(res, 400, "parameter '%s' contains a NUL byte", p->name);
+    if ((int64_t)n < p->min) return api_error(res, 400, "parameter '%s' must not be empty", p->name);
+    if ((int64_t)n > hi)
+        return api_error(res, 400, "parameter '%s' is %zu bytes long; the limit is %" PRId64 " bytes", p->name, n,
+                         hi);
+    out->s = arena_strndup(args, s, n);
+    out->s_len = n;
+    return out->s ? 0 : api_status_error(res, TW_ENOMEM, "parameters");
+}
+
+/* The i-th item of a list: the i-th string of a JSON array, or the i-th
+ * comma-separated piece of the text (*cur walks the text). */
+static int list_item(const api_param *p, const raw_value *v, size_t i, const char **cur, const char **item,
+                     size_t *len, api_response *res)
+{
+    if (v->j) {
+        const json_t *e = json_array_get(v->j, i);
+        if (!json_is_string(e)) return api_error(res, 400, "parameter '%s': item %zu is not a string", p->name, i);
+        *item = json_string_value(e);
+        *len = json_string_length(e);
+        return 0;
+    }
+    const char *end = v->s + v->n;
+    const char *comma = memchr(*cur, ',', (size_t)(end - *cur));
+    *item = *cur;
+    *len = comma ? (size_t)(comma - *cur) : (size_t)(end - *cur);
+    *cur = *item + *len + 1;
+    return 0;
+}
+
+static int parse_list(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_args *args,
+                      api_response *res)
+{
+    int64_t hi = api_param_max(app, p);
+    size_t count = 0;
+    if (v->j) {
+        if (!json_is_array(v->j))
+            return api_error(res, 400, "parameter '%s' must be an array of strings", p->name);
+        count = json_array_size(v->j);
+    } else if (v->n) {
+        count = 1;
+        for (size_t i = 0; i < v->n; i++) count += v->s[i] == ',';
+    }
+    if ((int64_t)count < p->min)
+        return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
+    if ((int64_t)count > hi)
+        return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count, hi);
+    out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
+    if (!out->list) return api_status_error(res, TW_ENOMEM, "parameters");
+    const char *cur = v->s;
+    for (size_t i = 0; i < count; i++) {
+        const char *item = NULL;
+        size_t len = 0;
+        if (list_item(p, v, i, &cur, &item, &len, res) != 0) return -1;
+        if (word_item_check(res, p, item, len, i) != 0) return -1;
+        if (!(out->list[i] = arena_strndup(args, item, len))) return api_status_error(res, TW_ENOMEM, "parameters");
+    }
+    out->n_list = count;
+    return 0;
+}
+
+/* Validates one value given as text (query string) or JSON (body). */
+static int parse_value(const twd_app *app, const api_param *p, const char *s, size_t n, const json_t *j,
+                       api_arg *out, api_args *args, api_response *res)
+{
+    raw_value v;
+    raw_init(&v, s, n, j);
     switch (p->type) {
-    case AP_INT: {
-        long long v;
-        if (j) {
-            if (!json_is_integer(j))
-                return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64,
-                                 p->name, p->min, hi);
-            v = json_integer_value(j);
-        } else {
-            char buf[32];
-            char *end = NULL;
-            if (n == 0 || n >= sizeof buf)
-                return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64 ", got '%s'",
-                                 p->name, p->min, hi, shown);
-            memcpy(buf, s, n);
-            buf[n] = '\0';
-            errno = 0;
-            v = strtoll(buf, &end, 10);
-            if (*end || errno)
-                return api_error(res, 400, "parameter '%s' must be an integer in %" PRId64 "..%" PRId64 ", got '%s'",
-                                 p->name, p->min, hi, shown);
-        }
-        if (v < p->min || v > hi)
-            return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld",
-                             p->name, p->min, hi, v);
-        out->i = v;
-        return 0;
-    }
-    case AP_BOOL:
-        if (j) {
-            if (!json_is_boolean(j)) return api_error(res, 400, "parameter '%s' must be true or false", p->name);
-            out->i = json_is_true(j);
-            return 0;
-        }
-        if ((n == 4 && !memcmp(s, "true", 4)) || (n == 1 && s[0] == '1')) { out->i = 1; return 0; }
-        if ((n == 5 && !memcmp(s, "false", 5)) || (n == 1 && s[0] == '0')) { out->i = 0; return 0; }
-        return api_error(res, 400, "parameter '%s' must be true or false, got '%s'", p->name, shown);
+    case AP_INT: return parse_int(app, p, &v, out, res);
+    case AP_BOOL: return parse_bool(p, &v, out, res);
     case AP_ENUM:
-    case AP_TEXT:
-        if (j) {
-            if (!json_is_string(j)) return api_error(res, 400, "parameter '%s' must be a string", p->name);
-            s = json_string_value(j);
-            n = json_string_length(j);
-        }
-        if (!utf8_valid(s, n)) return api_error(res, 400, "parameter '%s' is not valid UTF-8", p->name);
-        if (p->type == AP_ENUM) {
-            for (const char *const *c = p->choices; *c; c++)
-                if (strlen(*c) == n && memcmp(*c, s, n) == 0) {
-                    out->s = *c;
-                    out->s_len = n;
-                    return 0;
-                }
-            char ch[256];
-            choices_text(p, ch, sizeof ch);
-            return api_error(res, 400, "parameter '%s' must be one of %s, got '%s'", p->name, ch,
-                             j ? json_string_value(j) : shown);
-        }
-        if (memchr(s, '\0', n)) return api_error(res, 400, "parameter '%s' contains a NUL byte", p->name);
-        if ((int64_t)n < p->min)
-            return api_error(res, 400, "parameter '%s' must not be empty", p->name);
-        if ((int64_t)n > hi)
-            return api_error(res, 400, "parameter '%s' is %zu bytes long; the limit is %" PRId64 " bytes",
-                             p->name, n, hi);
-        out->s = arena_strndup(args, s, n);
-        out->s_len = n;
-        return out->s ? 0 : api_status_error(res, TW_ENOMEM, "parameters");
-    case AP_LIST: {
-        size_t count = 0;
-        if (j) {
-            if (!json_is_array(j)) return api_error(res, 400, "parameter '%s' must be an array of strings", p->name);
-            count = json_array_size(j);
-        } else {
-            if (n == 0) count = 0;
-            else {
-                count = 1;
-                for (size_t i = 0; i < n; i++) count += s[i] == ',';
-            }
-        }
-        if ((int64_t)count < p->min)
-            return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
-        if ((int64_t)count > hi)
-            return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count, hi);
-        out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
-        if (!out->list) return api_status_error(res, TW_ENOMEM, "parameters");
-        const char *cur = s;
-        for (size_t i = 0; i < count; i++) {
-            const char *item;
-            size_t len;
-            if (j) {
-                const json_t *e = json_array_get(j, i);
-                if (!json_is_string(e))
-                    return api_error(res, 400, "parameter '%s': item %zu is not a string", p->name, i);
-                item = json_string_value(e);
-                len = json_string_length(e);
-            } else {
-                const char *comma = memchr(cur, ',', (size_t)(s + n - cur));
-                item = cur;
-                len = comma ? (size_t)(comma - cur) : (size_t)(s + n - cur);
-                cur = item + len + 1;
-            }
-            if (word_item_check(res, p, item, len, i) != 0) return -1;
-            if (!(out->list[i] = arena_strndup(args, item, len))) return api_status_error(res, TW_ENOMEM, "parameters");
-        }
-        out->n_list = count;
-        return 0;
-    }
+    case AP_TEXT: return parse_string(app, p, &v, out, args, res);
+    case AP_LIST: return parse_list(app, p, &v, out, args, res);
     }
     return api_error(res, 500, "unknown parameter type");
 }
@@ -402,9 +454,7 @@ static int set_arg(const twd_app *app, const api_route *r, api_args *args, const
     const api_param *p = find_param(r, key, klen);
     if (!p) {
         char allowed[512], shown[64];
-        size_t k = klen < 40 ? klen : 40;
-        memcpy(shown, key, k);
-        shown[k] = '\0';
+        api_quote(shown, sizeof shown, key, klen);
         allowed_names(r, allowed, sizeof allowed);
         return api_error(res, 400, "unknown parameter '%s' for %s; allowed: %s", shown, r->path, allowed);
     }
@@ -458,10 +508,9 @@ static int parse_args(const twd_app *app, const api_route *r, const api_request 
     return 0;
 }
 
-static void method_names(int methods, char *out, size_t n)
+const char *api_allow_header(const api_route *r)
 {
-    snprintf(out, n, "%s%s%s", methods & API_GET ? "GET, HEAD" : "", (methods & API_GET) && (methods & API_POST) ? ", " : "",
-             methods & API_POST ? "POST" : "");
+    return (r->methods & API_POST) ? ((r->methods & API_GET) ? "GET, HEAD, POST" : "POST") : "GET, HEAD";
 }
 
 /* Canonical key of a request for the answer cache: route and every
@@ -493,42 +542,59 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
     return k;
 }
 
-void api_dispatch(twd_app *app, const api_route *route, const api_request *req, api_response *res)
+void api_call_free(api_call *call)
+{
+    free(call->key);
+    api_args_free(&call->args);
+    call->key = NULL;
+}
+
+int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call, api_response *res)
 {
     memset(res, 0, sizeof *res);
+    memset(call, 0, sizeof *call);
+    call->route = route;
     int m = req->method == API_HEAD ? API_GET : req->method;
     if (!(route->methods & m)) {
-        method_names(route->methods, res->allow, sizeof res->allow);
+        snprintf(res->allow, sizeof res->allow, "%s", api_allow_header(route));
         api_error(res, 405, "method not allowed on %s; allowed: %s", route->path, res->allow);
-        return;
+        return API_DONE;
     }
     if (route->flags & API_NEEDS_MODEL) {
         int st = atomic_load(&app->state);
         if (st != APP_READY) {
             api_error(res, 503, "the model is %s; retry shortly", st == APP_LOADING ? "still loading" : "not available");
             res->retry_after = 2;
-            return;
+            return API_DONE;
         }
     }
-    api_args args;
-    if (parse_args(app, route, req, &args, res) != 0) {
-        api_args_free(&args);
-        return;
+    if (parse_args(app, route, req, &call->args, res) != 0) {
+        api_call_free(call);
+        return API_DONE;
     }
-    char *key = NULL;
-    size_t klen = 0;
     if ((route->flags & API_CACHEABLE) && app->ext) {
-        key = cache_key(route, &args, &klen);
-        if (key && answer_cache_get(app->ext->answers, key, klen, res) == 0) {
+        call->key = cache_key(route, &call->args, &call->klen);
+        if (call->key && answer_cache_get(app->ext->answers, call->key, call->klen, res) == 0) {
             res->cached = true;
-            free(key);
-            api_args_free(&args);
-            return;
+            api_call_free(call);
+            return API_DONE;
         }
     }
-    int rc = route->fn(app, req, &args, res);
-    if (rc == 0 && key && res->status == 200) answer_cache_put(app->ext->answers, key, klen, res);
+    if (route->flags & API_HEAVY) return API_COMPUTE;
+    api_compute(app, call, res);
+    return API_DONE;
+}
+
+void api_compute(twd_app *app, api_call *call, api_response *res)
+{
+    int rc = call->route->fn(app, &call->args, res);
+    if (rc == 0 && call->key && res->status == 200) answer_cache_put(app->ext->answers, call->key, call->klen, res);
     if (!res->content_type) api_error(res, 500, "handler produced no answer");
-    free(key);
-    api_args_free(&args);
+    api_call_free(call);
+}
+
+void api_dispatch(twd_app *app, const api_route *route, const api_request *req, api_response *res)
+{
+    api_call call;
+    if (api_prepare(app, route, req, &call, res) == API_COMPUTE) api_compute(app, &call, res);
 }

@@ -13,91 +13,98 @@
 
 /* ---------- parameter tables ---------- */
 
-static const api_param p_none[] = {{NULL}};
+static const api_param p_none[] = {API_PARAMS_END};
 
 static const api_param p_tokenize[] = {
-    {"text", AP_TEXT, true, NULL, 0, APB_MAX_TEXT, 0, NULL,
-     "Text to encode (UTF-8). Invalid UTF-8 is rejected with 400."},
-    {NULL},
+    {.name = "text", .type = AP_TEXT, .required = true, .max_ref = APB_MAX_TEXT,
+     .doc = "Text to encode (UTF-8). Invalid UTF-8 is rejected with 400."},
+    API_PARAMS_END,
 };
 
 static const char *const fmt_json_csv[] = {"json", "csv", NULL};
 static const char *const fmt_svd[] = {"json", "csv", "latex", NULL};
 static const char *const schemes[] = {"all", "norm", "scaled", "bias", "scaled_bias", NULL};
 static const char *const matrices[] = {"both", "qk", "vo", NULL};
+static const char *const projections[] = {"umap", "pca", NULL};
+static const char *const gelus[] = {"tanh", "erf", NULL};
 
-#define P_K {"k", AP_INT, false, "5", 1, APB_MAX_K, 0, NULL, "Tokens per list (top-k by dot product)."}
-#define P_BLOCK {"block", AP_INT, true, NULL, 0, APB_LAST_LAYER, 0, NULL, "Transformer block (0-based)."}
-#define P_FORMAT(choices) {"format", AP_ENUM, false, "json", 0, APB_CONST, 0, choices, "Answer format."}
+#define P_K \
+    {.name = "k", .type = AP_INT, .def = "5", .min = 1, .max_ref = APB_MAX_K, \
+     .doc = "Tokens per list (top-k by dot product)."}
+#define P_BLOCK \
+    {.name = "block", .type = AP_INT, .required = true, .max_ref = APB_LAST_LAYER, \
+     .doc = "Transformer block (0-based)."}
+#define P_FORMAT(list) \
+    {.name = "format", .type = AP_ENUM, .def = "json", .choices = (list), .doc = "Answer format."}
+#define P_GELU(text) {.name = "gelu", .type = AP_ENUM, .def = "tanh", .choices = gelus, .doc = (text)}
 
 static const api_param p_embeddings[] = {
-    {"scheme", AP_ENUM, false, "all", 0, APB_CONST, 0, schemes,
-     "Scoring scheme (SPEC 1): norm, scaled (by ln_f gamma), bias (plus beta.E), scaled_bias, or all."},
+    {.name = "scheme", .type = AP_ENUM, .def = "all", .choices = schemes,
+     .doc = "Scoring scheme (docs/MATH.md §3.1): norm, scaled (by ln_f gamma), bias (plus beta.E), "
+            "scaled_bias, or all."},
     P_K,
     P_FORMAT(fmt_json_csv),
-    {NULL},
+    API_PARAMS_END,
 };
 
-static const api_param p_format[] = {P_FORMAT(fmt_json_csv), {NULL}};
+static const api_param p_format[] = {P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_probe[] = {
     P_BLOCK,
     P_K,
-    {"words", AP_LIST, false, NULL, 1, APB_MAX_WORDS, 0, NULL,
-     "Words to probe, encoded without a leading space; words that are not one token are skipped and "
-     "listed. Default: the paper's 100 most common English nouns."},
+    {.name = "words", .type = AP_LIST, .min = 1, .max_ref = APB_MAX_WORDS,
+     .doc = "Words to probe, encoded without a leading space; words that are not one token are skipped and "
+            "listed. Default: the paper's 100 most common English nouns."},
     P_FORMAT(fmt_json_csv),
-    {NULL},
+    API_PARAMS_END,
 };
 
 static const api_param p_svd[] = {
     P_BLOCK,
-    {"matrix", AP_ENUM, false, "both", 0, APB_CONST, 0, matrices, "W_qk, W_vo or both."},
-    {"top", AP_INT, false, "20", 0, APB_MAX_TOP, 0, NULL,
-     "Singular directions reported per head (at most the head dimension; 0: spectra only)."},
+    {.name = "matrix", .type = AP_ENUM, .def = "both", .choices = matrices, .doc = "W_qk, W_vo or both."},
+    {.name = "top", .type = AP_INT, .def = "20", .max_ref = APB_MAX_TOP_DH,
+     .doc = "Singular directions reported per head (at most the head dimension and max_top; 0: spectra "
+            "only)."},
     P_K,
-    {"head", AP_INT, false, NULL, 0, APB_LAST_HEAD, 0, NULL, "One head (default: all heads)."},
+    {.name = "head", .type = AP_INT, .max_ref = APB_LAST_HEAD, .doc = "One head (default: all heads)."},
     P_FORMAT(fmt_svd),
-    {NULL},
+    API_PARAMS_END,
 };
 
-static const api_param p_svd_bias[] = {P_BLOCK, P_K, P_FORMAT(fmt_json_csv), {NULL}};
-
-static const char *const projections[] = {"umap", "pca", NULL};
-static const char *const gelus[] = {"tanh", "erf", NULL};
+static const api_param p_svd_bias[] = {P_BLOCK, P_K, P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_trajectory[] = {
-    {"text", AP_TEXT, true, NULL, 1, APB_MAX_TEXT, 0, NULL,
-     "The phrase (UTF-8), encoded as-is; at most max_tokens tokens and the model's n_ctx."},
-    {"projection", AP_ENUM, false, "umap", 0, APB_CONST, 0, projections,
-     "umap (the layout fitted in the background; 503 with Retry-After until it is ready) or pca "
-     "(available at once)."},
-    {"gelu", AP_ENUM, false, "tanh", 0, APB_CONST, 0, gelus,
-     "GELU form of the forward pass: GPT-2's tanh approximation, or the exact erf form nanoGPT uses."},
+    {.name = "text", .type = AP_TEXT, .required = true, .min = 1, .max_ref = APB_MAX_TEXT,
+     .doc = "The phrase (UTF-8), encoded as-is; at most max_tokens tokens and the model's n_ctx."},
+    {.name = "projection", .type = AP_ENUM, .def = "umap", .choices = projections,
+     .doc = "umap (the layout fitted in the background; 503 with Retry-After until it is ready) or pca "
+            "(available at once)."},
+    P_GELU("GELU form of the forward pass: GPT-2's tanh approximation, or the exact erf form nanoGPT uses."),
     P_K,
-    {NULL},
+    API_PARAMS_END,
 };
 
 static const api_param p_attention[] = {
-    {"text", AP_TEXT, true, NULL, 1, APB_MAX_TEXT, 0, NULL, "The phrase (UTF-8), encoded as-is."},
-    {"block", AP_INT, false, NULL, 0, APB_LAST_LAYER, 0, NULL, "One block (default: all blocks)."},
-    {"head", AP_INT, false, NULL, 0, APB_LAST_HEAD, 0, NULL, "One head (default: all heads)."},
-    {"gelu", AP_ENUM, false, "tanh", 0, APB_CONST, 0, gelus, "GELU form of the forward pass."},
-    {NULL},
+    {.name = "text", .type = AP_TEXT, .required = true, .min = 1, .max_ref = APB_MAX_TEXT,
+     .doc = "The phrase (UTF-8), encoded as-is."},
+    {.name = "block", .type = AP_INT, .max_ref = APB_LAST_LAYER, .doc = "One block (default: all blocks)."},
+    {.name = "head", .type = AP_INT, .max_ref = APB_LAST_HEAD, .doc = "One head (default: all heads)."},
+    P_GELU("GELU form of the forward pass."),
+    API_PARAMS_END,
 };
 
 static const api_param p_layout[] = {
-    {"projection", AP_ENUM, false, "umap", 0, APB_CONST, 0, projections, "Which fitted layout."},
-    {"limit", AP_INT, false, "0", 0, APB_UMAP_ROWS, 0, NULL,
-     "Points to return, spread evenly over the fitted rows; 0: all of them."},
-    {NULL},
+    {.name = "projection", .type = AP_ENUM, .def = "umap", .choices = projections, .doc = "Which fitted layout."},
+    {.name = "limit", .type = AP_INT, .def = "0", .max_ref = APB_UMAP_ROWS,
+     .doc = "Points to return, spread evenly over the fitted rows; 0: all of them."},
+    API_PARAMS_END,
 };
 
 /* ---------- handlers ---------- */
 
-static int h_health(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+static int h_health(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req; (void)a;
+    (void)a;
     int st = atomic_load(&app->state);
     if (st == APP_READY)
         return api_json(res, 200, json_pack("{s:s,s:s,s:b}", "status", "ok", "model", app->model_name,
@@ -111,9 +118,9 @@ static int h_health(twd_app *app, const api_request *req, const api_args *a, api
     return 0;
 }
 
-static int h_model(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+static int h_model(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req; (void)a;
+    (void)a;
     const gpt2_config *c = &app->model.cfg;
     json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:f,s:f,s:s,s:s}",
                           "name", app->model_name, "source", app->model_source, "origin", app->model_origin,
@@ -131,9 +138,8 @@ static int h_model(twd_app *app, const api_request *req, const api_args *a, api_
     return api_json(res, 200, o);
 }
 
-static int h_tokenize(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+static int h_tokenize(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     const api_arg *t = api_arg_get(a, "text");
     int32_t *ids = NULL;
     long n = tokenizer_encode(app->tok, t->s, t->s_len, &ids);
@@ -144,9 +150,9 @@ static int h_tokenize(twd_app *app, const api_request *req, const api_args *a, a
     return api_json(res, 200, json_pack("{s:s,s:i,s:o}", "text", t->s, "n_tokens", (int)n, "tokens", toks));
 }
 
-static int h_metrics(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+static int h_metrics(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req; (void)a;
+    (void)a;
     strbuf b = STRBUF_INIT;
     if (app->metrics_render) app->metrics_render(app->metrics_ctx, &b);
     api_render_metrics(app, &b);
@@ -255,9 +261,9 @@ static json_t *operation(const twd_app *app, const api_route *r, int method)
     return op;
 }
 
-static int h_openapi(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+static int h_openapi(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req; (void)a;
+    (void)a;
     json_t *paths = json_object();
     for (const api_route *r = api_routes; r->path; r++) {
         json_t *item = json_object();
@@ -280,64 +286,141 @@ static int h_openapi(twd_app *app, const api_request *req, const api_args *a, ap
 /* ---------- the table ---------- */
 
 const api_route api_routes[] = {
-    {"/health", API_GET, h_health, p_none, 0, "Liveness and readiness",
-     "200 when the model is loaded; 503 (with Retry-After) while it loads. Never waits behind a computation.",
-     "{status, model, synthetic}"},
-    {"/model", API_GET, h_model, p_none, API_NEEDS_MODEL, "The loaded model",
-     "Name, source, whether the weights are synthetic, shapes, parameter count, file size, load time, and the "
-     "state of background work (UMAP fit).",
-     "model description"},
-    {"/tokenize", API_GET | API_POST, h_tokenize, p_tokenize, API_NEEDS_MODEL, "GPT-2 tokenization",
-     "Byte-level BPE exactly as GPT-2; '<|endoftext|>' is the special token. Each token has its id, its text "
-     "(invalid UTF-8 replaced by U+FFFD) and its exact bytes.",
-     "{text, n_tokens, tokens: [{id, text, bytes}]}"},
-    {"/metrics", API_GET, h_metrics, p_none, 0, "Prometheus metrics",
-     "Requests by route and status, latency histogram, in-flight requests, model load time, cache use.",
-     "Prometheus text exposition"},
-    {"/openapi.json", API_GET, h_openapi, p_none, 0, "This API description (OpenAPI 3)", NULL, "OpenAPI document"},
-    {"/embeddings", API_GET, api_embeddings, p_embeddings, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
-     "Embedding norms under ln_f (SPEC 1)",
-     "Per scheme the top-k and bottom-k tokens of norm ||E_i||, scaled ||gamma*E_i||, bias ||E_i|| + beta.E_i "
-     "and scaled_bias, with their scores.",
-     "{k, scheme, schemes: {name: {top: [token+score], bottom: [token+score]}}}"},
-    {"/embeddings/normalization", API_GET, api_embeddings_normalization, p_format,
-     API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE, "Normalisation statistics of the embeddings (SPEC 1)",
-     "Average row norm, and mean/std of the L2 and cosine distances of E, E-c, sE, s(E-c) to LN_0(E).",
-     "{avg_norm, scale, rows: [{matrix, l2_mean, l2_std, cos_mean, cos_std}]}"},
-    {"/probe", API_GET | API_POST, api_probe, p_probe, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
-     "Attention heads as ellipsoids: word probes (SPEC 2)",
-     "For each word, per head the top-k keys (q Wqk_h against LN_b(E)) and values (LN_f(E + u_h + b_o) "
-     "against E) with ||u_h||, and the same for the layer sum.",
-     "{block, k, n_heads, skipped, words: [{word, token, heads: [{head, keys, values, value_norm}], layer}]}"},
-    {"/svd", API_GET, api_svd, p_svd, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
-     "SVD of W_qk and W_vo per head (SPEC 3)",
-     "All non-zero singular values, the coverage curve and the fraction of directions reaching 99 %, and for "
-     "the top directions the sign-aligned top-k tokens of the left and right singular vectors. "
-     "format=latex gives the paper-style tables.",
-     "{block, matrix, top, k, dh, heads: [{head, qk|vo: {singular_values, coverage, frac99, directions}}]}"},
-    {"/trajectory", API_GET | API_POST, api_trajectory, p_trajectory, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
-     "Trajectory of a phrase through the layers (SPEC 4)",
-     "The phrase's tokens and, for each state (embedding, embedding+position, its ln_f, then ln_f of the "
-     "residual stream after every block), the 3D point of every token and its k nearest vocabulary tokens "
-     "by dot product with wte (the logit lens), plus the top next tokens.",
-     "{text, projection, gelu, k, tokens, states: [{index, name, block, points, nearest}], next_tokens}"},
-    {"/attention", API_GET | API_POST, api_attention, p_attention, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
-     "Attention patterns of a phrase",
-     "Per block and head, the causal softmax weights of the forward pass: row t lists the weights query t "
-     "gives to keys 0..t.",
-     "{text, gelu, n_tokens, tokens, blocks: [{block, heads: [{head, pattern}]}]}"},
-    {"/umap/layout", API_GET, api_umap_layout, p_layout, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
-     "The fitted background points",
-     "3D coordinates of the vocabulary rows the projection was fitted on, with their token ids and texts, "
-     "for drawing the cloud a trajectory moves through.",
-     "{projection, rows, n, points, ids, texts}"},
-    {"/umap", API_GET, api_umap_status, p_none, API_NEEDS_MODEL, "State of the UMAP layout",
-     "disabled, fitting (with progress and stage), ready (loaded from the disk cache or fitted, with the fit "
-     "time) or failed.",
-     "{state, progress, stage, rows, from_cache, fit_seconds}"},
-    {"/svd/bias", API_GET, api_svd_bias, p_svd_bias, API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
-     "Bias probes of the attention heads (SPEC 3)",
-     "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
-     "{block, k, heads: [{head, a, -a, c, -c}]}"},
-    {NULL},
+    {
+     .path = "/health",
+     .methods = API_GET,
+     .fn = h_health,
+     .params = p_none,
+     .summary = "Liveness and readiness",
+     .description = "200 when the model is loaded; 503 (with Retry-After) while it loads. Never waits behind a computation.",
+     .answer = "{status, model, synthetic}",
+    },
+    {
+     .path = "/model",
+     .methods = API_GET,
+     .fn = h_model,
+     .params = p_none,
+     .flags = API_NEEDS_MODEL,
+     .summary = "The loaded model",
+     .description = "Name, source, whether the weights are synthetic, shapes, parameter count, file size, load time, and the state of background work (UMAP fit).",
+     .answer = "model description",
+    },
+    {
+     .path = "/tokenize",
+     .methods = API_GET | API_POST,
+     .fn = h_tokenize,
+     .params = p_tokenize,
+     .flags = API_NEEDS_MODEL,
+     .summary = "GPT-2 tokenization",
+     .description = "Byte-level BPE exactly as GPT-2; '<|endoftext|>' is the special token. Each token has its id, its text (invalid UTF-8 replaced by U+FFFD) and its exact bytes.",
+     .answer = "{text, n_tokens, tokens: [{id, text, bytes}]}",
+    },
+    {
+     .path = "/metrics",
+     .methods = API_GET,
+     .fn = h_metrics,
+     .params = p_none,
+     .summary = "Prometheus metrics",
+     .description = "Requests by route and status, latency histogram, in-flight requests, model load time, cache use.",
+     .answer = "Prometheus text exposition",
+    },
+    {
+     .path = "/openapi.json",
+     .methods = API_GET,
+     .fn = h_openapi,
+     .params = p_none,
+     .summary = "This API description (OpenAPI 3)",
+     .answer = "OpenAPI document",
+    },
+    {
+     .path = "/embeddings",
+     .methods = API_GET,
+     .fn = api_embeddings,
+     .params = p_embeddings,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "Embedding norms under ln_f (docs/MATH.md §3.1)",
+     .description = "Per scheme the top-k and bottom-k tokens of norm ||E_i||, scaled ||gamma*E_i||, bias ||E_i|| + beta.E_i and scaled_bias, with their scores.",
+     .answer = "{k, scheme, schemes: {name: {top: [token+score], bottom: [token+score]}}}",
+    },
+    {
+     .path = "/embeddings/normalization",
+     .methods = API_GET,
+     .fn = api_embeddings_normalization,
+     .params = p_format,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "Normalisation statistics of the embeddings (docs/MATH.md §3.2)",
+     .description = "Average row norm, and mean/std of the L2 and cosine distances of E, E-c, sE, s(E-c) to LN_0(E).",
+     .answer = "{avg_norm, scale, rows: [{matrix, l2_mean, l2_std, cos_mean, cos_std}]}",
+    },
+    {
+     .path = "/probe",
+     .methods = API_GET | API_POST,
+     .fn = api_probe,
+     .params = p_probe,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "Attention heads as ellipsoids: word probes (docs/MATH.md §4)",
+     .description = "For each word, per head the top-k keys (q Wqk_h against LN_b(E)) and values (LN_f(E + u_h + b_o) against E) with ||u_h||, and the same for the layer sum.",
+     .answer = "{block, k, n_heads, skipped, words: [{word, token, heads: [{head, keys, values, value_norm}], layer}]}",
+    },
+    {
+     .path = "/svd",
+     .methods = API_GET,
+     .fn = api_svd,
+     .params = p_svd,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "SVD of W_qk and W_vo per head (docs/MATH.md §5)",
+     .description = "All non-zero singular values, the coverage curve and the fraction of directions reaching 99 %, and for the top directions the sign-aligned top-k tokens of the left and right singular vectors. format=latex gives the paper-style tables.",
+     .answer = "{block, matrix, top, k, dh, heads: [{head, qk|vo: {singular_values, coverage, frac99, directions}}]}",
+    },
+    {
+     .path = "/trajectory",
+     .methods = API_GET | API_POST,
+     .fn = api_trajectory,
+     .params = p_trajectory,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "Trajectory of a phrase through the layers (docs/MATH.md §7-§8)",
+     .description = "The phrase's tokens and, for each state (embedding, embedding+position, its ln_f, then ln_f of the residual stream after every block), the 3D point of every token and its k nearest vocabulary tokens by dot product with wte (the logit lens), plus the top next tokens.",
+     .answer = "{text, projection, gelu, k, tokens, states: [{index, name, block, points, nearest}], next_tokens}",
+    },
+    {
+     .path = "/attention",
+     .methods = API_GET | API_POST,
+     .fn = api_attention,
+     .params = p_attention,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "Attention patterns of a phrase",
+     .description = "Per block and head, the causal softmax weights of the forward pass: row t lists the weights query t gives to keys 0..t.",
+     .answer = "{text, gelu, n_tokens, tokens, blocks: [{block, heads: [{head, pattern}]}]}",
+    },
+    {
+     .path = "/umap/layout",
+     .methods = API_GET,
+     .fn = api_umap_layout,
+     .params = p_layout,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "The fitted background points",
+     .description = "3D coordinates of the vocabulary rows the projection was fitted on, with their token ids and texts, for drawing the cloud a trajectory moves through.",
+     .answer = "{projection, rows, n, points, ids, texts}",
+    },
+    {
+     .path = "/umap",
+     .methods = API_GET,
+     .fn = api_umap_status,
+     .params = p_none,
+     .flags = API_NEEDS_MODEL,
+     .summary = "State of the UMAP layout",
+     .description = "disabled, fitting (with progress and stage), ready (loaded from the disk cache or fitted, with the fit time) or failed.",
+     .answer = "{state, progress, stage, rows, from_cache, fit_seconds}",
+    },
+    {
+     .path = "/svd/bias",
+     .methods = API_GET,
+     .fn = api_svd_bias,
+     .params = p_svd_bias,
+     .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+     .summary = "Bias probes of the attention heads (docs/MATH.md §6)",
+     .description = "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
+     .answer = "{block, k, heads: [{head, a, -a, c, -c}]}",
+    },
+    {.path = NULL},
 };

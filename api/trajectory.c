@@ -1,4 +1,4 @@
-/* Words travelling through the layers (SPEC 4): /trajectory, /umap/layout
+/* Words travelling through the layers (docs/MATH.md §7-§8): /trajectory, /umap/layout
  * and /umap (the state of the background fit). */
 #include <jansson.h>
 #include <math.h>
@@ -66,9 +66,8 @@ static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, 
     return api_error(res, 400, "parameter 'text'%s%s", bad[0] == ':' ? "" : " ", bad);
 }
 
-int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_trajectory(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     const api_arg *text = api_arg_get(a, "text");
     size_t k = (size_t)api_int(a, "k");
     proj_kind kind = kind_of(a);
@@ -165,9 +164,8 @@ int api_trajectory(twd_app *app, const api_request *req, const api_args *a, api_
 
 /* The causal attention patterns of a phrase: per block and head, the n x n
  * softmax weights (row t: how much query t attends to each key u <= t). */
-int api_attention(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_attention(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     const api_arg *text = api_arg_get(a, "text"), *ba = api_arg_get(a, "block"), *ha = api_arg_get(a, "head");
     const gpt2_config *c = &app->model.cfg;
     int32_t *ids = NULL;
@@ -210,9 +208,8 @@ int api_attention(twd_app *app, const api_request *req, const api_args *a, api_r
     return api_json(res, 200, doc);
 }
 
-int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req;
     proj_kind kind = kind_of(a);
     size_t n = 0, limit = (size_t)api_int(a, "limit");
     double progress;
@@ -235,9 +232,9 @@ int api_umap_layout(twd_app *app, const api_request *req, const api_args *a, api
                               (int)n, "n", (int)limit, "points", points, "ids", ids, "texts", texts));
 }
 
-int api_umap_status(twd_app *app, const api_request *req, const api_args *a, api_response *res)
+int api_umap_status(twd_app *app, const api_args *a, api_response *res)
 {
-    (void)req; (void)a;
+    (void)a;
     return api_json(res, 200, layout_status_json(app->ext->layout));
 }
 

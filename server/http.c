@@ -40,6 +40,7 @@ typedef struct req_state {
     int status;
     size_t sent_bytes;
     bool cache_hit;
+    api_call call;                 /* a heavy request waiting for a worker */
     api_response res;
 } req_state;
 
@@ -139,12 +140,8 @@ static int parse_target(req_state *rs, char *msg, size_t msglen)
             }
             kv->key[kv->key_len] = '\0';
             if (http_percent_decode(vs, (size_t)(e - vs), 1, kv->val, &kv->val_len) != 0) {
-                char shown[48];
-                size_t k = kv->key_len < 40 ? kv->key_len : 40;
-                memcpy(shown, kv->key, k);
-                shown[k] = '\0';
-                for (size_t i = 0; i < k; i++)
-                    if ((unsigned char)shown[i] < 0x20 || (unsigned char)shown[i] >= 0x7f) shown[i] = '?';
+                char shown[64];
+                api_quote(shown, sizeof shown, kv->key, kv->key_len);
                 snprintf(msg, msglen, "bad percent-encoding in query parameter '%s'", shown);
                 return -1;
             }
@@ -157,11 +154,17 @@ static int parse_target(req_state *rs, char *msg, size_t msglen)
 
 /* ---------- responses ---------- */
 
+/* True when the request's Origin is the one configured cors_origin. */
+static bool origin_allowed(http_server *srv, struct MHD_Connection *c)
+{
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    return origin && srv->cfg->cors_origin[0] && strcmp(origin, srv->cfg->cors_origin) == 0;
+}
+
 static void add_common_headers(http_server *srv, struct MHD_Connection *c, struct MHD_Response *r)
 {
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    if (origin && srv->cfg->cors_origin[0] && strcmp(origin, srv->cfg->cors_origin) == 0) {
+    if (origin_allowed(srv, c)) {
         MHD_add_response_header(r, "Access-Control-Allow-Origin", srv->cfg->cors_origin);
         MHD_add_response_header(r, "Vary", "Origin");
     }
@@ -232,8 +235,8 @@ static enum MHD_Result serve_static(req_state *rs)
     char want[PATH_MAX], real[PATH_MAX];
     int w = snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
     if (w < 0 || (size_t)w >= sizeof want || !srv->static_root[0] || !realpath(want, real)) {
-        char shown[128];
-        snprintf(shown, sizeof shown, "%.100s", p);
+        char shown[64];
+        api_quote(shown, sizeof shown, p, strlen(p));
         return reply_error(rs, 404, "no such route or file: %s (see /openapi.json)", shown);
     }
     size_t rl = strlen(srv->static_root);
@@ -300,13 +303,13 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&srv->qlock);
 
         if (stopping) {
+            api_call_free(&rs->call);
             api_error(&rs->res, 503, "the service is shutting down");
         } else if (client_gone(rs->conn)) {
+            api_call_free(&rs->call);
             api_error(&rs->res, 400, "client closed the connection before the answer was computed");
         } else {
-            api_request req;
-            build_request(rs, &req);
-            api_dispatch(srv->app, rs->route, &req, &rs->res);
+            api_compute(srv->app, &rs->call, &rs->res);
         }
         MHD_resume_connection(rs->conn);
     }
@@ -338,119 +341,147 @@ static int method_code(const char *m)
     return API_OTHER;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **req_cls)
+/* The request line and headers have arrived: bound the target, decode it,
+ * find the route, check the declared body size. */
+static enum MHD_Result on_headers(req_state *rs, const char *method)
 {
-    http_server *srv = cls;
-    req_state *rs = *req_cls;
-    (void)url; (void)version;
-    if (!rs || !rs->raw) return MHD_NO; /* out of memory in on_uri */
+    http_server *srv = rs->srv;
+    rs->phase = PH_BODY;
+    rs->method = method_code(method);
+    char msg[256];
+    if (rs->raw_len > (size_t)srv->cfg->max_url) {
+        snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld", rs->raw_len, (long long)srv->cfg->max_url);
+        return reply_error(rs, 413, "request target too long: %s", msg);
+    }
+    if (parse_target(rs, msg, sizeof msg) != 0) return reply_error(rs, 400, "%s", msg);
+    rs->route = api_find_route(rs->path);
+    if (rs->route) rs->label = rs->route->path;
+    const char *cl = MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        /* A body over the cap is read and dropped, so that ordinary clients
+         * (which send the whole body before reading) see the 413; one too
+         * large to be worth reading is refused at once and the connection
+         * closed. */
+        if (errno || *end || v > (unsigned long long)srv->cfg->max_body * 16 + (64u << 20)) {
+            api_quote(msg, sizeof msg, cl, strlen(cl));
+            char lim[64];
+            snprintf(lim, sizeof lim, "; the limit is %lld", (long long)srv->cfg->max_body);
+            strncat(msg, lim, sizeof msg - strlen(msg) - 1);
+            return reply_error(rs, 413, "request body too large: %s bytes", msg);
+        }
+        if (v > (unsigned long long)srv->cfg->max_body) rs->body_too_large = true;
+    }
+    return MHD_YES;
+}
 
-    if (rs->phase == PH_NEW) {
-        rs->phase = PH_BODY;
-        rs->method = method_code(method);
-        char msg[256];
-        if (rs->raw_len > (size_t)srv->cfg->max_url) {
-            snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld", rs->raw_len, (long long)srv->cfg->max_url);
-            return reply_error(rs, 413, "request target too long: %s", msg);
-        }
-        if (parse_target(rs, msg, sizeof msg) != 0) return reply_error(rs, 400, "%s", msg);
-        rs->route = api_find_route(rs->path);
-        if (rs->route) rs->label = rs->route->path;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(cl, &end, 10);
-            /* A body over the cap is read and dropped, so that ordinary
-             * clients (which send the whole body before reading) see the
-             * 413; one too large to be worth reading is refused at once and
-             * the connection closed. */
-            if (errno || *end || v > (unsigned long long)srv->cfg->max_body * 16 + (64u << 20)) {
-                snprintf(msg, sizeof msg, "%.40s bytes; the limit is %lld", cl, (long long)srv->cfg->max_body);
-                return reply_error(rs, 413, "request body too large: %s", msg);
-            }
-            if (v > (unsigned long long)srv->cfg->max_body) rs->body_too_large = true;
-        }
+/* A piece of the body: kept up to max_body, dropped beyond. */
+static enum MHD_Result on_body(req_state *rs, const char *upload, size_t *upload_size)
+{
+    size_t n = *upload_size, cap = (size_t)rs->srv->cfg->max_body;
+    *upload_size = 0;
+    if (rs->body_too_large) return MHD_YES;
+    if (rs->body_len + n > cap) {
+        rs->body_too_large = true;
+        free(rs->body);
+        rs->body = NULL;
+        rs->body_len = rs->body_cap = 0;
         return MHD_YES;
     }
-    if (rs->phase == PH_BODY && *upload_size) {
-        size_t n = *upload_size;
-        *upload_size = 0;
-        if (rs->body_too_large) return MHD_YES;
-        if (rs->body_len + n > (size_t)srv->cfg->max_body) {
-            rs->body_too_large = true;
-            free(rs->body);
-            rs->body = NULL;
-            rs->body_len = rs->body_cap = 0;
-            return MHD_YES;
-        }
-        if (rs->body_len + n > rs->body_cap) {
-            size_t nc = rs->body_cap ? rs->body_cap : 4096;
-            while (nc < rs->body_len + n) nc *= 2;
-            char *nb = realloc(rs->body, nc);
-            if (!nb) return MHD_NO;
-            rs->body = nb;
-            rs->body_cap = nc;
-        }
-        memcpy(rs->body + rs->body_len, upload, n);
-        rs->body_len += n;
-        return MHD_YES;
+    if (rs->body_len + n > rs->body_cap) {
+        size_t nc = rs->body_cap ? rs->body_cap : 4096;
+        while (nc < rs->body_len + n) nc *= 2;
+        char *nb = realloc(rs->body, nc);
+        if (!nb) return MHD_NO;
+        rs->body = nb;
+        rs->body_cap = nc;
     }
-    if (rs->phase == PH_QUEUED) return queue_api_response(rs); /* resumed by a worker */
-    if (rs->phase == PH_ANSWERED) return MHD_YES;
+    memcpy(rs->body + rs->body_len, upload, n);
+    rs->body_len += n;
+    return MHD_YES;
+}
 
-    /* the request is complete */
+/* CORS preflight and OPTIONS: 204 with the route's Allow header. */
+static enum MHD_Result answer_options(req_state *rs)
+{
+    http_server *srv = rs->srv;
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    const char *allow = api_allow_header(rs->route);
+    MHD_add_response_header(r, "Allow", allow);
+    if (origin_allowed(srv, rs->conn)) {
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", allow);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    }
+    add_common_headers(srv, rs->conn, r);
+    rs->status = 204;
+    rs->phase = PH_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(rs->conn, 204, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Hands a prepared heavy request to the workers; the connection sleeps
+ * until a worker resumes it with the answer. */
+static enum MHD_Result enqueue(req_state *rs)
+{
+    http_server *srv = rs->srv;
+    pthread_mutex_lock(&srv->qlock);
+    if (srv->stopping) {
+        pthread_mutex_unlock(&srv->qlock);
+        api_call_free(&rs->call);
+        return reply_error(rs, 503, "%s", "the service is shutting down");
+    }
+    rs->phase = PH_QUEUED;
+    MHD_suspend_connection(rs->conn);
+    rs->next_job = NULL;
+    if (srv->qtail) srv->qtail->next_job = rs;
+    else srv->qhead = rs;
+    srv->qtail = rs;
+    pthread_cond_signal(&srv->qcond);
+    pthread_mutex_unlock(&srv->qlock);
+    return MHD_YES;
+}
+
+/* The whole request is here: answer it, or queue it for a worker. Every
+ * check of the route (method, readiness, parameters, the answer cache) is
+ * api_prepare's. */
+static enum MHD_Result on_complete(req_state *rs)
+{
     if (rs->body_too_large) {
         char msg[64];
-        snprintf(msg, sizeof msg, "the limit is %lld bytes", (long long)srv->cfg->max_body);
+        snprintf(msg, sizeof msg, "the limit is %lld bytes", (long long)rs->srv->cfg->max_body);
         return reply_error(rs, 413, "request body too large: %s", msg);
     }
     if (!rs->route) {
         if (rs->method == API_GET || rs->method == API_HEAD) return serve_static(rs);
         rs->label = "not_found";
-        char shown[128];
-        snprintf(shown, sizeof shown, "%.100s", rs->path);
+        char shown[64];
+        api_quote(shown, sizeof shown, rs->path, strlen(rs->path));
         return reply_error(rs, 404, "no such route: %s (see /openapi.json)", shown);
     }
-    if (rs->method == API_OPTIONS) {
-        struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        const char *allow = (rs->route->methods & API_POST) ? "GET, HEAD, POST, OPTIONS" : "GET, HEAD, OPTIONS";
-        MHD_add_response_header(r, "Allow", allow);
-        const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-        if (origin && srv->cfg->cors_origin[0] && strcmp(origin, srv->cfg->cors_origin) == 0) {
-            MHD_add_response_header(r, "Access-Control-Allow-Methods", allow);
-            MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type");
-            MHD_add_response_header(r, "Access-Control-Max-Age", "600");
-        }
-        add_common_headers(srv, c, r);
-        rs->status = 204;
-        rs->phase = PH_ANSWERED;
-        enum MHD_Result ret = MHD_queue_response(c, 204, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
-    int m = rs->method == API_HEAD ? API_GET : rs->method;
-    if ((rs->route->flags & API_HEAVY) && (rs->route->methods & m) &&
-        atomic_load(&srv->app->state) == APP_READY) {
-        pthread_mutex_lock(&srv->qlock);
-        if (srv->stopping) {
-            pthread_mutex_unlock(&srv->qlock);
-            return reply_error(rs, 503, "%s", "the service is shutting down");
-        }
-        rs->phase = PH_QUEUED;
-        MHD_suspend_connection(c);
-        rs->next_job = NULL;
-        if (srv->qtail) srv->qtail->next_job = rs; else srv->qhead = rs;
-        srv->qtail = rs;
-        pthread_cond_signal(&srv->qcond);
-        pthread_mutex_unlock(&srv->qlock);
-        return MHD_YES;
-    }
+    if (rs->method == API_OPTIONS) return answer_options(rs);
     api_request req;
     build_request(rs, &req);
-    api_dispatch(srv->app, rs->route, &req, &rs->res);
+    if (api_prepare(rs->srv->app, rs->route, &req, &rs->call, &rs->res) == API_COMPUTE) return enqueue(rs);
     return queue_api_response(rs);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **req_cls)
+{
+    req_state *rs = *req_cls;
+    (void)cls; (void)c; (void)url; (void)version;
+    if (!rs || !rs->raw) return MHD_NO; /* out of memory in on_uri */
+    switch (rs->phase) {
+    case PH_NEW: return on_headers(rs, method);
+    case PH_BODY: return *upload_size ? on_body(rs, upload, upload_size) : on_complete(rs);
+    case PH_QUEUED: return queue_api_response(rs); /* resumed by a worker */
+    default: return MHD_YES;
+    }
 }
 
 static void log_line(req_state *rs, double dt)

@@ -1,4 +1,4 @@
-/* Unit tests for the weight analyses (SPEC.md sections 1-3): core/topk fast
+/* Unit tests for the weight analyses (docs/MATH.md §2-§6): core/topk fast
  * path against its naive reference (including exact ties across GEMM
  * blocks), layer norm, the block cache (budget, LRU, reference counts,
  * single-flight), and every analysis against a straightforward double

@@ -2,6 +2,7 @@
  * tables with known answers, malformed files, round trips, the synthetic
  * vocabulary, long inputs and concurrent use. The comparison with the real
  * GPT-2 vocabulary and OpenAI's encoder is tests/tokenizer_ref/. */
+#include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
 #include "base/utf8.h"
 

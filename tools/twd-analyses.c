@@ -1,4 +1,4 @@
-/* twd-analyses: runs the weight analyses of SPEC.md sections 1-3 on a
+/* twd-analyses: runs the weight analyses of docs/MATH.md §3-§6 on a
  * checkpoint, for the numpy reference test (JSON on stdout) and for the
  * benchmark (cold / warm timings).
  *

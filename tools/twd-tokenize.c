@@ -10,6 +10,7 @@
  *
  * DIR holds vocab.json + merges.txt or encoder.json + vocab.bpe. Ids are
  * separated by single spaces. Exit status 0 on success, 1 on any error. */
+#include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
 
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* Shared pieces of the weight analyses (SPEC.md sections 1-3): status codes,
+/* Shared pieces of the weight analyses (docs/MATH.md §1.3, §3-§6): status codes,
  * per-head weight slices, and the cached per-block intermediate LN_b(E).
  *
  * Every analysis function is deterministic (same model, same arguments, same
@@ -22,7 +22,7 @@
  * (dimensions >= 1, n_embd % n_head == 0, wte/ln_f/blocks present). */
 int ana_check_model(const gpt2_model *m);
 
-/* Per-head slices of block b (SPEC.md, Notation), as (pointer, leading
+/* Per-head slices of block b (docs/MATH.md §1.3), as (pointer, leading
  * dimension) into the checkpoint's row-major storage:
  *   Wq_h, Wk_h, Wv_h: (d, dh), element (i, j) at w[i * ld + j], ld = 3d
  *   Wo_h:             (dh, d), element (i, j) at w[i * ld + j], ld = d

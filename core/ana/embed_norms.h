@@ -1,5 +1,5 @@
 /* Embedding norms under ln_f's gamma and beta, and the normalisation
- * statistics of the embedding matrix (SPEC.md section 1).
+ * statistics of the embedding matrix (docs/MATH.md §3).
  *
  * E = wte (V, d); gamma, beta = ln_f. Scores per token i:
  *   norm         ||E_i||

@@ -1,5 +1,5 @@
 /* Singular directions of W_qk and W_vo per head, and the bias probes
- * (SPEC.md section 3).
+ * (docs/MATH.md §5-§6).
  *
  * For head h of block b, A = X Y^T with X, Y (d, dh):
  *   QK: X = Wq_h / sqrt(dh), Y = Wk_h     (A = Wqk_h)

@@ -1,4 +1,4 @@
-/* Attention as an ellipsoid: word probes of one block (SPEC.md section 2).
+/* Attention as an ellipsoid: word probes of one block (docs/MATH.md §4).
  *
  * For block b, En = LN_b(E) (ln_1 of block b over all V rows of E = wte),
  * and each word's token id with q = En[id]:

@@ -1,5 +1,7 @@
 #include "core/model/safetensors.h"
 
+#include "base/err.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -75,7 +77,7 @@ static void st_error(char *err, size_t errlen, const char *path,
     if (n < 0 || (size_t)n >= errlen) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    tw_vset_err(err, errlen, (size_t)n, fmt, ap);
     va_end(ap);
 }
 

@@ -1,8 +1,12 @@
 #include "base/err.h"
+#include "base/hash.h"
+#include "base/rng.h"
+#include "base/strbuf.h"
 #include "core/model/synth.h"
 
 #include "core/model/gpt2.h"
 #include "core/model/safetensors.h"
+#include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
 
 #include <dirent.h>
@@ -111,73 +115,13 @@ int synth_check(const synth_opts *o, char *err, size_t errlen)
     return 0;
 }
 
-/* ---- random numbers ----------------------------------------------------- */
-
-typedef struct {
-    uint64_t s[4];      /* xoshiro256** state */
-    int have_spare;     /* Box-Muller gives normals in pairs */
-    double spare;
-} rng;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
+/* ---- random numbers ------------------------------------------------------ */
 
 /* Seeds the stream of one tensor from the global seed and its canonical
  * name (FNV-1a), so values do not depend on the order tensors are written. */
-static void rng_seed(rng *r, uint64_t seed, const char *name)
+static void rng_seed(tw_rng *r, uint64_t seed, const char *name)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ull;
-    }
-    uint64_t x = h ^ (seed * 0x9e3779b97f4a7c15ull);
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
-    r->have_spare = 0;
-}
-
-/* Standard normal: Marsaglia's polar form of Box-Muller in double
- * precision (one log and one sqrt per pair, no trigonometry). */
-static double rng_normal(rng *r)
-{
-    if (r->have_spare) {
-        r->have_spare = 0;
-        return r->spare;
-    }
-    double u, v, s;
-    do {
-        u = (double)(rng_next(r) >> 11) * 0x1p-52 - 1.0; /* [-1, 1) */
-        v = (double)(rng_next(r) >> 11) * 0x1p-52 - 1.0;
-        s = u * u + v * v;
-    } while (s >= 1.0 || s == 0.0);
-    double f = sqrt(-2.0 * log(s) / s);
-    r->spare = v * f;
-    r->have_spare = 1;
-    return u * f;
+    tw_rng_seed(r, tw_fnv1a_str(name, TW_FNV1A_INIT) ^ (seed * 0x9e3779b97f4a7c15ull));
 }
 
 /* ---- tensor list -------------------------------------------------------- */
@@ -261,7 +205,7 @@ static int cmp_tdesc(const void *a, const void *b)
 /* Generator of one tensor's values, produced in order in chunks. */
 typedef struct {
     const tdesc *t;
-    rng r;
+    tw_rng r;
     size_t pos;         /* next element index */
     float *mu;          /* (C) wte mean direction, K_WTE only */
     size_t cols;        /* row length for K_WTE / K_MASK */
@@ -278,9 +222,9 @@ static int gen_init(gen *g, const synth_opts *o, const tdesc *t)
         g->cols = t->shape[1];
         g->mu = malloc(g->cols * sizeof *g->mu);
         if (!g->mu) return -1;
-        rng mr;
+        tw_rng mr;
         rng_seed(&mr, o->seed, "wte.weight#mean");
-        for (size_t j = 0; j < g->cols; j++) g->mu[j] = (float)(0.01 * rng_normal(&mr));
+        for (size_t j = 0; j < g->cols; j++) g->mu[j] = (float)(0.01 * tw_rng_normal(&mr));
     } else if (t->k == K_MASK) {
         g->rows = t->shape[2];
         g->cols = t->shape[3];
@@ -305,7 +249,7 @@ static void gen_next(gen *g, float *out, size_t n)
         case K_WTE: {
             size_t i = idx / g->cols, j = idx % g->cols;
             double r = g->rows > 1 ? 1.5 - (double)i / (double)(g->rows - 1) : 1.0;
-            v = g->mu[j] + r * t->std * rng_normal(&g->r);
+            v = g->mu[j] + r * t->std * tw_rng_normal(&g->r);
             break;
         }
         case K_MASK: {
@@ -317,7 +261,7 @@ static void gen_next(gen *g, float *out, size_t n)
             v = t->mean;
             break;
         default:
-            v = t->mean + t->std * rng_normal(&g->r);
+            v = t->mean + t->std * tw_rng_normal(&g->r);
             break;
         }
         out[k] = (float)v;
@@ -359,33 +303,6 @@ static size_t dtype_bytes(synth_dtype d)
     return d == SYNTH_F32 ? 4 : 2;
 }
 
-/* Appends to a growing string; returns -1 on allocation failure. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} sbuf;
-
-static int sb_printf(sbuf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) return -1;
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return 0;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) return -1;
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
 static int write_all(FILE *fp, const void *p, size_t n)
 {
     return fwrite(p, 1, n, fp) == n ? 0 : -1;
@@ -399,7 +316,7 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
     tdesc *ts = malloc(cap * sizeof *ts);
     float *vals = malloc(CHUNK * sizeof *vals);
     uint16_t *half = malloc(CHUNK * sizeof *half);
-    sbuf h = {0};
+    strbuf h = STRBUF_INIT;
     FILE *fp = NULL;
     int rc = -1;
     if (!ts || !vals || !half) {
@@ -411,19 +328,18 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
 
     const char *pre = o->prefix ? PREFIX : "";
     size_t es = dtype_bytes(o->dtype), off = 0;
-    int bad = sb_printf(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
-    for (size_t i = 0; i < nt && !bad; i++) {
+    sb_printf(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (size_t i = 0; i < nt; i++) {
         size_t nb = ts[i].numel * es;
-        bad |= sb_printf(&h, ",\"%s%s\":{\"dtype\":\"%s\",\"shape\":[", pre, ts[i].name,
-                         dtype_st_name(o->dtype));
+        sb_printf(&h, ",\"%s%s\":{\"dtype\":\"%s\",\"shape\":[", pre, ts[i].name, dtype_st_name(o->dtype));
         for (int d = 0; d < ts[i].ndim; d++)
-            bad |= sb_printf(&h, d ? ",%zu" : "%zu", ts[i].shape[d]);
-        bad |= sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
+            sb_printf(&h, d ? ",%zu" : "%zu", ts[i].shape[d]);
+        sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
         off += nb;
     }
-    bad |= sb_printf(&h, "}");
-    while (!bad && h.len % 8 != 0) bad |= sb_printf(&h, " ");
-    if (bad) {
+    sb_putc(&h, '}');
+    while (!h.failed && h.len % 8 != 0) sb_putc(&h, ' ');
+    if (h.failed) {
         tw_set_err(err, errlen, "%s: out of memory", path);
         goto out;
     }
@@ -474,7 +390,7 @@ werr:
     tw_set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
 out:
     if (fp) fclose(fp);
-    free(h.s);
+    sb_free(&h);
     free(half);
     free(vals);
     free(ts);

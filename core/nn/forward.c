@@ -170,6 +170,15 @@ const char *gpt2_gelu_name(gpt2_gelu g)
 }
 
 /* a*b into *r; 0 on overflow. */
+/* ---- Sizing: one table per allocation, as llm.c sizes its activations ---- */
+
+/* The arrays of a result, in allocation order. */
+enum { R_TOKENS, R_EMB, R_X0, R_X0_LNF, R_RESID, R_RESID_LNF, R_ATT, R_LOGITS, R_N };
+/* The per-block temporaries. */
+enum { S_LN, S_QKV, S_ATY, S_TMP, S_FCH, S_ATT, S_N };
+#define MAX_ARRAYS 8 /* >= R_N and S_N */
+
+/* a * b into *r; 0 on overflow. */
 static int mul_ok(size_t a, size_t b, size_t *r)
 {
     if (a != 0 && b > SIZE_MAX / a) return 0;
@@ -177,14 +186,66 @@ static int mul_ok(size_t a, size_t b, size_t *r)
     return 1;
 }
 
-/* Reserves `bytes` at a 64-byte aligned offset of a layout being sized. */
-static int layout_take(size_t *total, size_t bytes, size_t *offset)
+/* Byte offsets of `count` arrays of bytes[i] bytes each, every one 64-byte
+ * aligned, after `head` bytes; the total (rounded to 64) in *total. 0 on
+ * overflow. */
+static int layout_arrays(size_t head, const size_t *bytes, size_t count, size_t *off, size_t *total)
 {
-    size_t off = (*total + 63) & ~(size_t)63;
-    if (off < *total || bytes > SIZE_MAX - off) return 0;
-    *offset = off;
-    *total = off + bytes;
+    size_t t = head;
+    for (size_t i = 0; i < count; i++) {
+        size_t o = (t + 63) & ~(size_t)63;
+        if (o < t || bytes[i] > SIZE_MAX - o) return 0;
+        off[i] = o;
+        t = o + bytes[i];
+    }
+    if (t > SIZE_MAX - 64) return 0;
+    *total = (t + 63) & ~(size_t)63;
     return 1;
+}
+
+/* Element counts of every array (result and scratch) for n tokens; 0 when
+ * a size overflows. Arrays that the options leave out have 0 elements. */
+static int size_tables(const gpt2_config *c, size_t n, const gpt2_forward_opts *o, size_t n_logits,
+                       size_t rel[R_N], size_t sel[S_N])
+{
+    const size_t L = (size_t)c->n_layer, H = (size_t)c->n_head, C = (size_t)c->n_embd;
+    size_t nC, LnC, HnN, LHnN, nlV, nI, n3C;
+    if (!mul_ok(n, C, &nC) || !mul_ok(L, nC, &LnC) || !mul_ok(n, n, &HnN) || !mul_ok(H, HnN, &HnN) ||
+        !mul_ok(L, HnN, &LHnN) || !mul_ok(n_logits, (size_t)c->vocab_size, &nlV) ||
+        !mul_ok(n, (size_t)c->n_inner, &nI) || !mul_ok(nC, 3, &n3C))
+        return 0;
+    rel[R_TOKENS] = n;              /* int32 */
+    rel[R_EMB] = nC;                /* (n, C) */
+    rel[R_X0] = nC;                 /* (n, C) */
+    rel[R_X0_LNF] = nC;             /* (n, C) */
+    rel[R_RESID] = LnC;             /* (L, n, C) */
+    rel[R_RESID_LNF] = LnC;         /* (L, n, C) */
+    rel[R_ATT] = o->skip_attention ? 0 : LHnN; /* (L, H, n, n) */
+    rel[R_LOGITS] = nlV;            /* (n_logits, V) */
+    sel[S_LN] = nC;                 /* (n, C)  LN1 or LN2 output */
+    sel[S_QKV] = n3C;               /* (n, 3C) */
+    sel[S_ATY] = nC;                /* (n, C)  attention output before c_proj */
+    sel[S_TMP] = nC;                /* (n, C)  a branch's output before the add */
+    sel[S_FCH] = nI;                /* (n, I)  MLP hidden */
+    sel[S_ATT] = o->skip_attention ? HnN : 0; /* (H, n, n) when the patterns are not kept */
+    for (int i = 0; i < R_N; i++)
+        if (rel[i] > SIZE_MAX / sizeof(float)) return 0;
+    for (int i = 0; i < S_N; i++)
+        if (sel[i] > SIZE_MAX / sizeof(float)) return 0;
+    return 1;
+}
+
+/* One 64-byte aligned allocation holding `head` bytes and then the arrays;
+ * ptrs[i] points at array i. NULL on overflow or allocation failure. */
+static char *alloc_arrays(size_t head, const size_t *elems, size_t count, void **ptrs)
+{
+    size_t bytes[MAX_ARRAYS], off[MAX_ARRAYS], total;
+    for (size_t i = 0; i < count; i++) bytes[i] = elems[i] * sizeof(float); /* int32 is as wide */
+    if (!layout_arrays(head, bytes, count, off, &total)) return NULL;
+    char *mem = aligned_alloc(64, total);
+    if (!mem) return NULL;
+    for (size_t i = 0; i < count; i++) ptrs[i] = elems[i] ? mem + off[i] : NULL;
+    return mem;
 }
 
 static int model_usable(const gpt2_model *m)
@@ -206,154 +267,118 @@ static int model_usable(const gpt2_model *m)
     return 1;
 }
 
-int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n,
-                 const gpt2_forward_opts *opts, gpt2_forward_result **out)
+static int check_args(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt2_forward_opts *o)
+{
+    if (!m || !tokens || !model_usable(m)) return TW_EINVAL;
+    if ((o->gelu != GPT2_GELU_TANH && o->gelu != GPT2_GELU_ERF) ||
+        (o->logits != GPT2_LOGITS_LAST && o->logits != GPT2_LOGITS_ALL && o->logits != GPT2_LOGITS_NONE) ||
+        (o->kernels != GPT2_KERNELS_BLAS && o->kernels != GPT2_KERNELS_NAIVE))
+        return TW_EINVAL;
+    if (n < 1 || n > (size_t)m->cfg.n_ctx) return TW_ELENGTH;
+    for (size_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->cfg.vocab_size) return TW_ETOKEN;
+    return TW_OK;
+}
+
+/* ---- The pass ---- */
+
+/* x (count) += y (count): the residual connection. */
+static void residual_forward(float *x, const float *y, size_t count)
+{
+    for (size_t i = 0; i < count; i++) x[i] += y[i];
+}
+
+/* e = wte[tokens], x0 = e + wpe[0..n-1]. */
+static void embed_forward(float *emb, float *x0, const int32_t *tokens, const float *wte, const float *wpe, size_t n,
+                          size_t C)
+{
+    for (size_t t = 0; t < n; t++) {
+        const float *e = wte + (size_t)tokens[t] * C;
+        const float *pe = wpe + t * C;
+        for (size_t i = 0; i < C; i++) {
+            emb[t * C + i] = e[i];
+            x0[t * C + i] = e[i] + pe[i];
+        }
+    }
+}
+
+typedef void (*matmul_fn)(float *, const float *, const float *, const float *, size_t, size_t, size_t);
+typedef void (*attention_fn)(float *, float *, const float *, size_t, size_t, size_t);
+
+/* One pre-LN block on the residual stream x (n, C), in place:
+ *   x += c_proj(attention(c_attn(LN1(x)))),  x += c_proj(GELU(c_fc(LN2(x)))).
+ * att (H, n, n) receives the attention probabilities. */
+static void block_forward(float *x, float *att, void *const *s, const gpt2_block *b, const gpt2_config *c, size_t n,
+                          gpt2_gelu gelu, matmul_fn matmul, attention_fn attention)
+{
+    const size_t C = (size_t)c->n_embd, F = (size_t)c->n_inner, H = (size_t)c->n_head;
+    float *ln = s[S_LN], *qkv = s[S_QKV], *aty = s[S_ATY], *tmp = s[S_TMP], *fch = s[S_FCH];
+    layernorm_rows(ln, x, b->ln_1_w, b->ln_1_b, n, C, c->ln_eps);
+    matmul(qkv, ln, b->attn_w, b->attn_b, n, C, 3 * C);
+    attention(aty, att, qkv, n, C, H);
+    matmul(tmp, aty, b->attn_proj_w, b->attn_proj_b, n, C, C);
+    residual_forward(x, tmp, n * C);
+    layernorm_rows(ln, x, b->ln_2_w, b->ln_2_b, n, C, c->ln_eps);
+    matmul(fch, ln, b->fc_w, b->fc_b, n, C, F);
+    gelu_forward(fch, fch, n * F, gelu);
+    matmul(tmp, fch, b->fc_proj_w, b->fc_proj_b, n, F, C);
+    residual_forward(x, tmp, n * C);
+}
+
+int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt2_forward_opts *opts,
+                 gpt2_forward_result **out)
 {
     if (!out) return TW_EINVAL;
     *out = NULL;
     gpt2_forward_opts o = {0};
     if (opts) o = *opts;
-    if (!m || !tokens || !model_usable(m)) return TW_EINVAL;
-    if ((o.gelu != GPT2_GELU_TANH && o.gelu != GPT2_GELU_ERF) ||
-        (o.logits != GPT2_LOGITS_LAST && o.logits != GPT2_LOGITS_ALL &&
-         o.logits != GPT2_LOGITS_NONE) ||
-        (o.kernels != GPT2_KERNELS_BLAS && o.kernels != GPT2_KERNELS_NAIVE))
-        return TW_EINVAL;
+    int rc = check_args(m, tokens, n, &o);
+    if (rc != TW_OK) return rc;
 
     const gpt2_config *cfg = &m->cfg;
-    if (n < 1 || n > (size_t)cfg->n_ctx) return TW_ELENGTH;
-    for (size_t t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= cfg->vocab_size) return TW_ETOKEN;
-
-    const size_t L = (size_t)cfg->n_layer, H = (size_t)cfg->n_head;
-    const size_t C = (size_t)cfg->n_embd, Ni = (size_t)cfg->n_inner;
-    const size_t V = (size_t)cfg->vocab_size;
-    const size_t n_logits = o.logits == GPT2_LOGITS_ALL ? n
-                          : o.logits == GPT2_LOGITS_LAST ? 1 : 0;
+    const gpt2_params *p = &m->p;
+    const size_t L = (size_t)cfg->n_layer, H = (size_t)cfg->n_head, C = (size_t)cfg->n_embd;
+    const size_t n_logits = o.logits == GPT2_LOGITS_ALL ? n : o.logits == GPT2_LOGITS_LAST ? 1 : 0;
     const int naive = o.kernels == GPT2_KERNELS_NAIVE;
 
-    /* Element counts (overflow-checked). */
-    size_t nC, LnC, HnN, LHnN, nlV, nI, n3C;
-    if (!mul_ok(n, C, &nC) || !mul_ok(L, nC, &LnC) || !mul_ok(n, n, &HnN) ||
-        !mul_ok(H, HnN, &HnN) || !mul_ok(L, HnN, &LHnN) || !mul_ok(n_logits, V, &nlV) ||
-        !mul_ok(n, Ni, &nI) || !mul_ok(nC, 3, &n3C))
-        return TW_ENOMEM;
-    if (SIZE_MAX / sizeof(float) < LHnN || SIZE_MAX / sizeof(float) < LnC ||
-        SIZE_MAX / sizeof(float) < nlV || SIZE_MAX / sizeof(float) < nI ||
-        SIZE_MAX / sizeof(float) < n3C)
-        return TW_ENOMEM;
-
-    /* Result: one allocation holding the struct and every array. */
-    size_t total = 0, o_hdr, o_tok, o_emb, o_x0, o_x0l, o_res, o_resl, o_att = 0, o_log = 0;
-    int ok = layout_take(&total, sizeof(gpt2_forward_result), &o_hdr) &&
-             layout_take(&total, n * sizeof(int32_t), &o_tok) &&
-             layout_take(&total, nC * sizeof(float), &o_emb) &&
-             layout_take(&total, nC * sizeof(float), &o_x0) &&
-             layout_take(&total, nC * sizeof(float), &o_x0l) &&
-             layout_take(&total, LnC * sizeof(float), &o_res) &&
-             layout_take(&total, LnC * sizeof(float), &o_resl) &&
-             (o.skip_attention || layout_take(&total, LHnN * sizeof(float), &o_att)) &&
-             (n_logits == 0 || layout_take(&total, nlV * sizeof(float), &o_log));
-    if (!ok || total > SIZE_MAX - 64) return TW_ENOMEM;
-    total = (total + 63) & ~(size_t)63;
-
-    /* Scratch: one allocation for the per-block temporaries. */
-    size_t stotal = 0, s_ln, s_qkv, s_aty, s_tmp, s_fch, s_att = 0;
-    ok = layout_take(&stotal, nC * sizeof(float), &s_ln) &&
-         layout_take(&stotal, n3C * sizeof(float), &s_qkv) &&
-         layout_take(&stotal, nC * sizeof(float), &s_aty) &&
-         layout_take(&stotal, nC * sizeof(float), &s_tmp) &&
-         layout_take(&stotal, nI * sizeof(float), &s_fch) &&
-         (!o.skip_attention || layout_take(&stotal, HnN * sizeof(float), &s_att));
-    if (!ok || stotal > SIZE_MAX - 64) return TW_ENOMEM;
-    stotal = (stotal + 63) & ~(size_t)63;
-
-    char *mem = aligned_alloc(64, total);
-    char *scr = aligned_alloc(64, stotal);
+    size_t rel[R_N], sel[S_N];
+    void *ra[R_N], *sa[S_N];
+    if (!size_tables(cfg, n, &o, n_logits, rel, sel)) return TW_ENOMEM;
+    char *mem = alloc_arrays(sizeof(gpt2_forward_result), rel, R_N, ra);
+    char *scr = alloc_arrays(0, sel, S_N, sa);
     if (!mem || !scr) {
         free(mem);
         free(scr);
         return TW_ENOMEM;
     }
 
-    gpt2_forward_result *r = (gpt2_forward_result *)(mem + o_hdr);
-    memset(r, 0, sizeof *r);
-    r->n = (int)n;
-    r->C = (int)C;
-    r->H = (int)H;
-    r->L = (int)L;
-    r->V = (int)V;
-    r->gelu = o.gelu;
-    r->kernels = o.kernels;
-    r->tokens = (int32_t *)(mem + o_tok);
-    r->emb = (float *)(mem + o_emb);
-    r->x0 = (float *)(mem + o_x0);
-    r->x0_lnf = (float *)(mem + o_x0l);
-    r->resid = (float *)(mem + o_res);
-    r->resid_lnf = (float *)(mem + o_resl);
-    r->att = o.skip_attention ? NULL : (float *)(mem + o_att);
-    r->n_logits = (int)n_logits;
-    r->logits_pos0 = o.logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1;
-    r->logits = n_logits ? (float *)(mem + o_log) : NULL;
+    gpt2_forward_result *r = (gpt2_forward_result *)mem;
+    *r = (gpt2_forward_result){
+        .n = (int)n, .C = (int)C, .H = (int)H, .L = (int)L, .V = cfg->vocab_size,
+        .gelu = o.gelu, .kernels = o.kernels,
+        .tokens = ra[R_TOKENS], .emb = ra[R_EMB], .x0 = ra[R_X0], .x0_lnf = ra[R_X0_LNF],
+        .resid = ra[R_RESID], .resid_lnf = ra[R_RESID_LNF], .att = ra[R_ATT],
+        .n_logits = (int)n_logits, .logits_pos0 = o.logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1,
+        .logits = ra[R_LOGITS],
+    };
+    matmul_fn matmul = naive ? matmul_forward_naive : matmul_forward;
+    attention_fn attention = naive ? attention_forward_naive : attention_forward;
 
-    float *ln = (float *)(scr + s_ln);    // (n, C)  LN1 or LN2 output
-    float *qkv = (float *)(scr + s_qkv);  // (n, 3C)
-    float *aty = (float *)(scr + s_aty);  // (n, C)  attention output before c_proj
-    float *tmp = (float *)(scr + s_tmp);  // (n, C)  a branch's output before the add
-    float *fch = (float *)(scr + s_fch);  // (n, Ni) MLP hidden
-    float *att_scr = o.skip_attention ? (float *)(scr + s_att) : NULL; // (H, n, n)
-
-    void (*matmul)(float *, const float *, const float *, const float *,
-                   size_t, size_t, size_t) = naive ? matmul_forward_naive : matmul_forward;
-    void (*attention)(float *, float *, const float *, size_t, size_t, size_t) =
-        naive ? attention_forward_naive : attention_forward;
-
-    const gpt2_params *p = &m->p;
-    const float eps = cfg->ln_eps;
-
-    /* Embeddings. */
     memcpy(r->tokens, tokens, n * sizeof(int32_t));
-    for (size_t t = 0; t < n; t++) {
-        const float *e = p->wte + (size_t)tokens[t] * C;
-        const float *pe = p->wpe + t * C;
-        for (size_t i = 0; i < C; i++) {
-            r->emb[t * C + i] = e[i];
-            r->x0[t * C + i] = e[i] + pe[i];
-        }
-    }
-    layernorm_rows(r->x0_lnf, r->x0, p->ln_f_w, p->ln_f_b, n, C, eps);
-
-    /* Blocks. */
-    const float *x_prev = r->x0;
+    embed_forward(r->emb, r->x0, tokens, p->wte, p->wpe, n, C);
+    layernorm_rows(r->x0_lnf, r->x0, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
     for (size_t l = 0; l < L; l++) {
-        const gpt2_block *b = &p->h[l];
-        float *x = r->resid + l * nC;     // (n, C) residual stream of this block
-        float *att = r->att ? r->att + l * HnN : att_scr;
-        memcpy(x, x_prev, nC * sizeof(float));
-
-        layernorm_rows(ln, x, b->ln_1_w, b->ln_1_b, n, C, eps);
-        matmul(qkv, ln, b->attn_w, b->attn_b, n, C, 3 * C);
-        attention(aty, att, qkv, n, C, H);
-        matmul(tmp, aty, b->attn_proj_w, b->attn_proj_b, n, C, C);
-        for (size_t i = 0; i < nC; i++) x[i] += tmp[i];
-
-        layernorm_rows(ln, x, b->ln_2_w, b->ln_2_b, n, C, eps);
-        matmul(fch, ln, b->fc_w, b->fc_b, n, C, Ni);
-        gelu_forward(fch, fch, nI, o.gelu);
-        matmul(tmp, fch, b->fc_proj_w, b->fc_proj_b, n, Ni, C);
-        for (size_t i = 0; i < nC; i++) x[i] += tmp[i];
-
-        layernorm_rows(r->resid_lnf + l * nC, x, p->ln_f_w, p->ln_f_b, n, C, eps);
-        x_prev = x;
+        float *x = r->resid + l * n * C; /* the residual stream after block l */
+        memcpy(x, l ? x - n * C : r->x0, n * C * sizeof(float));
+        float *att = r->att ? r->att + l * H * n * n : sa[S_ATT];
+        block_forward(x, att, sa, &p->h[l], cfg, n, o.gelu, matmul, attention);
+        layernorm_rows(r->resid_lnf + l * n * C, x, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
     }
-
-    /* Tied LM head on LN_f(x_L). */
-    if (n_logits) {
-        const float *lnf = r->resid_lnf + (L - 1) * nC + (size_t)r->logits_pos0 * C;
-        if (naive) lm_head_forward_naive(r->logits, lnf, p->wte, n_logits, C, V);
-        else lm_head_forward(r->logits, lnf, p->wte, n_logits, C, V);
+    if (n_logits) { /* the tied LM head on LN_f(x_L) */
+        const float *lnf = r->resid_lnf + (L - 1) * n * C + (size_t)r->logits_pos0 * C;
+        if (naive) lm_head_forward_naive(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
+        else lm_head_forward(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
     }
-
     free(scr);
     *out = r;
     return TW_OK;

@@ -1,5 +1,5 @@
 /* GPT-2 forward pass for one phrase, keeping every intermediate the analyses
- * need (SPEC.md section 4).
+ * need (docs/MATH.md §7).
  *
  * Notation: n tokens, C = n_embd, H = n_head, dh = C/H, L = n_layer,
  * V = vocab_size, I = n_inner. All tensors are row-major float32.

@@ -1,4 +1,4 @@
-/* Layer normalisation over the rows of a matrix (SPEC.md, Notation):
+/* Layer normalisation over the rows of a matrix (docs/MATH.md §1.4):
  *   LN(x) = gamma * (x - mean(x)) / sqrt(var(x) + eps) + beta,
  * var the biased variance (divide by d). */
 #ifndef TW_LNORM_H

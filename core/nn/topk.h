@@ -1,7 +1,7 @@
 /* Top-k selection: the k best rows of a matrix for many query vectors at
  * once, and the k largest / smallest entries of a score vector.
  *
- * Definition (SPEC.md, Notation): the top-k of a vector s against a matrix M
+ * Definition (docs/MATH.md §2): the top-k of a vector s against a matrix M
  * are the k row indices j with the largest dot product s . M_j, in descending
  * order. Equal scores are ordered by lower row index first, so every answer is
  * deterministic. The bottom-k are the k smallest scores in ascending order,

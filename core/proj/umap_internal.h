@@ -8,17 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/err.h"
+#include "base/hash.h"
 #include "core/proj/umap.h"
 
 /* splitmix64: a counter through a 64-bit finaliser. Small state, so every
  * thread and every transformed point can own an independent stream. */
-static inline uint64_t umap_rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t umap_rng_next(uint64_t *s) { return tw_splitmix64(s); }
 
 /* Integer in [0, n), n >= 1 (multiply-shift; bias below 2^-32 * n). */
 static inline uint32_t umap_rng_below(uint64_t *s, uint32_t n)
@@ -180,11 +176,9 @@ static inline void umap_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static inline void umap_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || errlen == 0)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    tw_vset_err(err, errlen, 0, fmt, ap);
     va_end(ap);
 }
 

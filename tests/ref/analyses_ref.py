@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent numpy reference for the weight analyses (SPEC.md sections 1-3).
+"""Independent numpy reference for the weight analyses (docs/MATH.md §3-§6).
 
 Run with /usr/bin/python3 (Debian's python3-numpy). Reads a Hugging Face GPT-2
 checkpoint folder directly (config.json, and model.safetensors parsed here: an

@@ -53,7 +53,7 @@ def gelu(x, form):
 
 
 def forward(cfg, w, tokens, form):
-    """All states of SPEC.md section 4, float64."""
+    """All states of docs/MATH.md §7.3, float64."""
     L, H, C = cfg["n_layer"], cfg["n_head"], cfg["n_embd"]
     eps = cfg.get("layer_norm_epsilon", 1e-5)
     dh = C // H
