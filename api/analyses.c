@@ -9,13 +9,12 @@
 
 #include "api/api.h"
 #include "api/ext.h"
-#include "api/handlers.h"
 #include "api/format.h"
+#include "api/handlers.h"
+#include "base/utf8.h"
 #include "core/ana/embed_norms.h"
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
-#include "base/utf8.h"
-
 
 static json_t *hit_json(const tokenizer *tok, const topk_hit *h)
 {
@@ -86,8 +85,8 @@ int api_embeddings(twd_app *app, const api_args *a, api_response *res)
             continue;
         }
         json_object_set_new(schemes, name,
-                            json_pack("{s:o,s:o}", "top", hits_json(app->tok, r.top + (size_t)s * k, k), "bottom",
-                                      hits_json(app->tok, r.bottom + (size_t)s * k, k)));
+                            json_pack("{s:o,s:o}", "top", hits_json(app->tok, r.top + (size_t)s * k, k),
+                                      "bottom", hits_json(app->tok, r.bottom + (size_t)s * k, k)));
     }
     embed_norms_result_free(&r);
     if (csv) {
@@ -95,7 +94,8 @@ int api_embeddings(twd_app *app, const api_args *a, api_response *res)
         return tb_respond(&tb, res, CSV_TYPE);
     }
     return api_json(res, 200,
-                    json_pack("{s:i,s:s,s:o,s:s}", "k", (int)k, "scheme", scheme, "schemes", schemes, "definition",
+                    json_pack("{s:i,s:s,s:o,s:s}", "k", (int)k, "scheme", scheme, "schemes", schemes,
+                              "definition",
                               "norm ||E_i||; scaled ||gamma*E_i||; bias ||E_i|| + beta.E_i; scaled_bias "
                               "||gamma*E_i|| + beta.E_i; gamma, beta of ln_f"));
 }
@@ -121,14 +121,16 @@ int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *
     }
     json_t *rows = json_array();
     for (int i = 0; i < 4; i++)
-        json_array_append_new(rows, json_pack("{s:s,s:f,s:f,s:f,s:f}", "matrix", embed_normalization_row_name(i),
-                                              "l2_mean", r.rows[i].l2_mean, "l2_std", r.rows[i].l2_std, "cos_mean",
-                                              r.rows[i].cos_mean, "cos_std", r.rows[i].cos_std));
-    return api_json(res, 200,
-                    json_pack("{s:f,s:f,s:o,s:s}", "avg_norm", r.avg_norm, "scale", real_or_zero(r.scale), "rows", rows,
-                              "definition",
-                              "distances of E, E-c, sE, s(E-c) to LN_0(E) (c mean row, s = sqrt(d)/avg_norm); "
-                              "mean and unbiased std over rows of the L2 and cosine distances"));
+        json_array_append_new(rows,
+                              json_pack("{s:s,s:f,s:f,s:f,s:f}", "matrix", embed_normalization_row_name(i),
+                                        "l2_mean", r.rows[i].l2_mean, "l2_std", r.rows[i].l2_std, "cos_mean",
+                                        r.rows[i].cos_mean, "cos_std", r.rows[i].cos_std));
+    return api_json(
+        res, 200,
+        json_pack("{s:f,s:f,s:o,s:s}", "avg_norm", r.avg_norm, "scale", real_or_zero(r.scale), "rows", rows,
+                  "definition",
+                  "distances of E, E-c, sE, s(E-c) to LN_0(E) (c mean row, s = sqrt(d)/avg_norm); "
+                  "mean and unbiased std over rows of the L2 and cosine distances"));
 }
 
 /* ---------- /probe ---------- */
@@ -140,7 +142,8 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
     const api_arg *w = api_arg_get(a, "words");
     char **words = w->present ? w->list : app->ext->default_words;
     size_t n_words = w->present ? w->n_list : app->ext->n_default_words;
-    if (api_check_answer_size(app, res, (double)n_words * (2.0 * app->model.cfg.n_head + 1) * (double)k + n_words,
+    if (api_check_answer_size(app, res,
+                              (double)n_words * (2.0 * app->model.cfg.n_head + 1) * (double)k + n_words,
                               "the number of words or k") != 0)
         return -1;
     int32_t *ids = malloc((n_words ? n_words : 1) * sizeof *ids);
@@ -181,20 +184,24 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
             for (size_t h = 0; h <= H; h++) {
                 for (int list = 0; list < 2; list++) {
                     if (h == H && list == 0) continue; /* the layer sum has values only */
-                    const topk_hit *hits = h == H ? r.layer_values + i * k
+                    const topk_hit *hits = h == H      ? r.layer_values + i * k
                                            : list == 0 ? r.keys + (i * H + h) * k
                                                        : r.values + (i * H + h) * k;
                     double norm = h == H ? r.layer_norm[i] : r.value_norm[i * H + h];
                     for (size_t j = 0; j < k; j++) {
                         tb_csv_str(&tb, words[which[i]]);
                         tb_csv_int(&tb, r.ids[i]);
-                        if (h == H) tb_csv_str(&tb, "layer");
-                        else tb_csv_int(&tb, (long long)h);
+                        if (h == H)
+                            tb_csv_str(&tb, "layer");
+                        else
+                            tb_csv_int(&tb, (long long)h);
                         tb_csv_str(&tb, list == 0 ? "keys" : "values");
                         tb_csv_int(&tb, (long long)j + 1);
                         csv_hit(&tb, app->tok, &hits[j]);
-                        if (list == 1) tb_csv_num(&tb, norm);
-                        else tb_csv_str(&tb, "");
+                        if (list == 1)
+                            tb_csv_num(&tb, norm);
+                        else
+                            tb_csv_str(&tb, "");
                         tb_csv_end(&tb);
                     }
                 }
@@ -210,11 +217,11 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
         for (size_t h = 0; h < H; h++)
             json_array_append_new(heads, json_pack("{s:i,s:o,s:o,s:f}", "head", (int)h, "keys",
                                                    hits_json(app->tok, r.keys + (i * H + h) * k, k), "values",
-                                                   hits_json(app->tok, r.values + (i * H + h) * k, k), "value_norm",
-                                                   real_or_zero(r.value_norm[i * H + h])));
+                                                   hits_json(app->tok, r.values + (i * H + h) * k, k),
+                                                   "value_norm", real_or_zero(r.value_norm[i * H + h])));
         json_array_append_new(out, json_pack("{s:s,s:o,s:o,s:{s:o,s:f}}", "word", words[which[i]], "token",
-                                             api_token_json(app->tok, r.ids[i]), "heads", heads, "layer", "values",
-                                             hits_json(app->tok, r.layer_values + i * k, k), "norm",
+                                             api_token_json(app->tok, r.ids[i]), "heads", heads, "layer",
+                                             "values", hits_json(app->tok, r.layer_values + i * k, k), "norm",
                                              real_or_zero(r.layer_norm[i])));
     }
     json_t *doc = json_pack("{s:i,s:i,s:i,s:b,s:o,s:o}", "block", block, "k", (int)k, "n_heads", (int)H,
@@ -236,8 +243,8 @@ static json_t *svd_json(const tokenizer *tok, const probe_svd_result *r, size_t 
     }
     for (size_t t = 0; t < top; t++)
         json_array_append_new(dirs, json_pack("{s:i,s:f,s:i,s:o,s:o}", "rank", (int)t, "s",
-                                              real_or_zero(r->s[i * dh + t]), "sign", r->sign[i * top + t], "left",
-                                              hits_json(tok, r->left + (i * top + t) * k, k), "right",
+                                              real_or_zero(r->s[i * dh + t]), "sign", r->sign[i * top + t],
+                                              "left", hits_json(tok, r->left + (i * top + t) * k, k), "right",
                                               hits_json(tok, r->right + (i * top + t) * k, k)));
     return json_pack("{s:o,s:o,s:f,s:o}", "singular_values", sv, "coverage", cov, "frac99",
                      real_or_zero(r->frac99[i]), "directions", dirs);
@@ -268,8 +275,10 @@ static void svd_latex(textbuf *tb, const tokenizer *tok, const probe_svd_result 
     for (size_t i = 0; i < r->n_heads; i++) {
         tb_printf(tb, "%% block %d, head %zu, W_%s\n", r->block, r->first_head + i,
                   probe_svd_matrix_name(r->matrix));
-        tb_printf(tb, "\\begin{table}[h]\n\\centering\n\\begin{tabular}{r l l}\n\\hline\n"
-                      "Rank & Left (top %zu) & Right (top %zu) \\\\\n\\hline\n", shown, shown);
+        tb_printf(tb,
+                  "\\begin{table}[h]\n\\centering\n\\begin{tabular}{r l l}\n\\hline\n"
+                  "Rank & Left (top %zu) & Right (top %zu) \\\\\n\\hline\n",
+                  shown, shown);
         for (size_t t = 0; t < r->top; t++) {
             tb_printf(tb, "%zu", t);
             for (int side = 0; side < 2; side++) {
@@ -285,8 +294,9 @@ static void svd_latex(textbuf *tb, const tokenizer *tok, const probe_svd_result 
             }
             tb_printf(tb, " \\\\\n");
         }
-        tb_printf(tb, "\\hline\n\\end{tabular}\n\\caption{Block %d, head %zu: singular directions of "
-                      "$W_{%s}$}\n\\end{table}\n\n",
+        tb_printf(tb,
+                  "\\hline\n\\end{tabular}\n\\caption{Block %d, head %zu: singular directions of "
+                  "$W_{%s}$}\n\\end{table}\n\n",
                   r->block, r->first_head + i, r->matrix == PROBE_SVD_QK ? "qk" : "vo");
     }
 }
@@ -301,7 +311,8 @@ int api_svd(twd_app *app, const api_args *a, api_response *res)
     size_t dh = (size_t)(app->model.cfg.n_embd / app->model.cfg.n_head);
     const char *fmt = api_str(a, "format");
     double heads = head >= 0 ? 1 : app->model.cfg.n_head;
-    if (api_check_answer_size(app, res, heads * 2 * (double)top * 2 * (double)k, "top, k, or ask for one head") != 0)
+    if (api_check_answer_size(app, res, heads * 2 * (double)top * 2 * (double)k,
+                              "top, k, or ask for one head") != 0)
         return -1;
     probe_svd_result r[2];
     int mats[2], nm = 0;
@@ -318,24 +329,29 @@ int api_svd(twd_app *app, const api_args *a, api_response *res)
     if (strcmp(fmt, "json") != 0) {
         textbuf tb;
         tb_init(&tb);
-        if (strcmp(fmt, "csv") == 0) tb_printf(&tb, "head,matrix,rank,s,side,pos,id,text,score\r\n");
-        else tb_printf(&tb, "%% twd: SVD of W_qk / W_vo, %s, block %d (sign-aligned as the paper)\n\n",
-                       app->model_name, block);
+        if (strcmp(fmt, "csv") == 0)
+            tb_printf(&tb, "head,matrix,rank,s,side,pos,id,text,score\r\n");
+        else
+            tb_printf(&tb, "%% twd: SVD of W_qk / W_vo, %s, block %d (sign-aligned as the paper)\n\n",
+                      app->model_name, block);
         for (int i = 0; i < nm; i++) {
-            if (strcmp(fmt, "csv") == 0) svd_csv(&tb, app->tok, &r[i]);
-            else svd_latex(&tb, app->tok, &r[i]);
+            if (strcmp(fmt, "csv") == 0)
+                svd_csv(&tb, app->tok, &r[i]);
+            else
+                svd_latex(&tb, app->tok, &r[i]);
         }
         ret = tb_respond(&tb, res, strcmp(fmt, "csv") == 0 ? CSV_TYPE : "application/x-latex; charset=utf-8");
     } else {
         json_t *heads = json_array();
         for (size_t i = 0; i < r[0].n_heads; i++) {
             json_t *h = json_pack("{s:i}", "head", r[0].first_head + (int)i);
-            for (int m = 0; m < nm; m++) json_object_set_new(h, probe_svd_matrix_name(mats[m]), svd_json(app->tok, &r[m], i));
+            for (int m = 0; m < nm; m++)
+                json_object_set_new(h, probe_svd_matrix_name(mats[m]), svd_json(app->tok, &r[m], i));
             json_array_append_new(heads, h);
         }
         ret = api_json(res, 200,
-                       json_pack("{s:i,s:s,s:i,s:i,s:i,s:o}", "block", block, "matrix", matrix, "top", (int)top, "k",
-                                 (int)k, "dh", (int)dh, "heads", heads));
+                       json_pack("{s:i,s:s,s:i,s:i,s:i,s:o}", "block", block, "matrix", matrix, "top",
+                                 (int)top, "k", (int)k, "dh", (int)dh, "heads", heads));
     }
     for (int i = 0; i < nm; i++) probe_svd_result_free(&r[i]);
     return ret;
@@ -368,12 +384,14 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
     for (size_t h = 0; h < r.n_head; h++) {
         json_t *o = json_pack("{s:i}", "head", (int)h);
         for (int l = 0; l < PROBE_BIAS_N; l++)
-            json_object_set_new(o, probe_bias_name(l), hits_json(app->tok, r.hits + (h * PROBE_BIAS_N + (size_t)l) * k, k));
+            json_object_set_new(o, probe_bias_name(l),
+                                hits_json(app->tok, r.hits + (h * PROBE_BIAS_N + (size_t)l) * k, k));
         json_array_append_new(heads, o);
     }
     probe_bias_result_free(&r);
-    return api_json(res, 200,
-                    json_pack("{s:i,s:i,s:o,s:s}", "block", block, "k", (int)k, "heads", heads, "definition",
-                              "a = Wq_h bk_h (query direction the key bias rewards), c = Wk_h bq_h (key direction the "
-                              "query bias rewards); top-k of a, -a, c, -c against LN_b(E)"));
+    return api_json(
+        res, 200,
+        json_pack("{s:i,s:i,s:o,s:s}", "block", block, "k", (int)k, "heads", heads, "definition",
+                  "a = Wq_h bk_h (query direction the key bias rewards), c = Wk_h bq_h (key direction the "
+                  "query bias rewards); top-k of a, -a, c, -c against LN_b(E)"));
 }

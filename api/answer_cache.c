@@ -7,8 +7,8 @@
 #include "base/hash.h"
 
 typedef struct entry {
-    struct entry *prev, *next;   /* LRU list, most recent at head */
-    struct entry *chain;         /* hash bucket chain */
+    struct entry *prev, *next; /* LRU list, most recent at head */
+    struct entry *chain;       /* hash bucket chain */
     uint64_t hash;
     char *key;
     size_t klen;
@@ -37,7 +37,10 @@ answer_cache *answer_cache_new(size_t budget)
     if (!c) return NULL;
     c->n_buckets = 1024;
     c->buckets = calloc(c->n_buckets, sizeof *c->buckets);
-    if (!c->buckets) { free(c); return NULL; }
+    if (!c->buckets) {
+        free(c);
+        return NULL;
+    }
     c->budget = budget;
     pthread_mutex_init(&c->lock, NULL);
     return c;
@@ -45,8 +48,14 @@ answer_cache *answer_cache_new(size_t budget)
 
 static void unlink_lru(answer_cache *c, entry *e)
 {
-    if (e->prev) e->prev->next = e->next; else c->head = e->next;
-    if (e->next) e->next->prev = e->prev; else c->tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
     e->prev = e->next = NULL;
 }
 
@@ -109,7 +118,10 @@ int answer_cache_get(answer_cache *c, const char *key, size_t klen, api_response
             rc = 0;
         }
     }
-    if (rc == 0) c->hits++; else c->misses++;
+    if (rc == 0)
+        c->hits++;
+    else
+        c->misses++;
     pthread_mutex_unlock(&c->lock);
     return rc;
 }
@@ -121,7 +133,12 @@ void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_r
     if (!e) return;
     e->key = malloc(klen);
     e->body = malloc(res->len + 1);
-    if (!e->key || !e->body) { free(e->key); free(e->body); free(e); return; }
+    if (!e->key || !e->body) {
+        free(e->key);
+        free(e->body);
+        free(e);
+        return;
+    }
     memcpy(e->key, key, klen);
     memcpy(e->body, res->body, res->len);
     e->body[res->len] = '\0';
@@ -133,7 +150,9 @@ void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_r
     pthread_mutex_lock(&c->lock);
     if (entry_bytes(e) > c->budget || find(c, e->hash, key, klen)) {
         pthread_mutex_unlock(&c->lock);
-        free(e->key); free(e->body); free(e);
+        free(e->key);
+        free(e->body);
+        free(e);
         return;
     }
     while (c->bytes + entry_bytes(e) > c->budget && c->tail) drop(c, c->tail);

@@ -47,22 +47,22 @@ typedef struct {
  * text, written into the /metrics answer before the api layer's gauges. */
 typedef void (*api_metrics_render_fn)(void *ctx, strbuf *out);
 
-struct api_ext;  /* analysis state (caches, layouts), owned by the api layer */
+struct api_ext; /* analysis state (caches, layouts), owned by the api layer */
 
 /* Everything a handler may read. The model never changes once READY. */
 typedef struct twd_app {
     api_settings set;
-    _Atomic int state;             /* app_state */
-    pthread_mutex_t status_lock;   /* guards status */
-    char status[256];              /* what loading is doing now */
+    _Atomic int state;           /* app_state */
+    pthread_mutex_t status_lock; /* guards status */
+    char status[256];            /* what loading is doing now */
     gpt2_model model;
     tokenizer *tok;
-    char model_name[256];          /* e.g. "gpt2" or the folder name */
-    char model_source[4096];       /* folder the weights were read from */
-    char model_origin[64];         /* "configured", "hub-cache", "demo" */
-    bool synthetic;                /* weights generated, not trained */
+    char model_name[256];    /* e.g. "gpt2" or the folder name */
+    char model_source[4096]; /* folder the weights were read from */
+    char model_origin[64];   /* "configured", "hub-cache", "demo" */
+    bool synthetic;          /* weights generated, not trained */
     uint64_t synthetic_seed;
-    double load_seconds;           /* wall time of gpt2_load + tokenizer_load */
+    double load_seconds; /* wall time of gpt2_load + tokenizer_load */
     api_metrics_render_fn metrics_render;
     void *metrics_ctx;
     struct api_ext *ext;
@@ -84,21 +84,21 @@ typedef struct {
 } api_kv;
 
 typedef struct {
-    int method;                    /* one of API_GET.. */
-    const api_kv *query;           /* decoded query pairs (may contain NUL bytes) */
+    int method;          /* one of API_GET.. */
+    const api_kv *query; /* decoded query pairs (may contain NUL bytes) */
     size_t n_query;
-    const char *body;              /* raw body bytes (not NUL-terminated) */
+    const char *body; /* raw body bytes (not NUL-terminated) */
     size_t body_len;
 } api_request;
 
 typedef struct {
     int status;
-    char *body;                    /* malloc'd, owned by the response */
+    char *body; /* malloc'd, owned by the response */
     size_t len;
-    const char *content_type;      /* static string */
-    int retry_after;               /* seconds for Retry-After, 0 = none */
-    char allow[48];                /* Allow header of a 405, empty = none */
-    bool cached;                   /* served from the answer cache */
+    const char *content_type; /* static string */
+    int retry_after;          /* seconds for Retry-After, 0 = none */
+    char allow[48];           /* Allow header of a 405, empty = none */
+    bool cached;              /* served from the answer cache */
 } api_response;
 
 /* ---- parameters ---- */
@@ -119,33 +119,36 @@ typedef struct {
     const char *name;
     api_ptype type;
     bool required;
-    const char *def;               /* default as text, NULL = absent */
+    const char *def; /* default as text, NULL = absent */
     int64_t min;
     api_bound max_ref;
-    int64_t max;                   /* when max_ref == APB_CONST */
-    const char *const *choices;    /* AP_ENUM: NULL-terminated */
+    int64_t max;                /* when max_ref == APB_CONST */
+    const char *const *choices; /* AP_ENUM: NULL-terminated */
     const char *doc;
 } api_param;
 
 /* The sentinel row that ends a parameter table. */
-#define API_PARAMS_END {.name = NULL}
+#define API_PARAMS_END                                                                                       \
+    {                                                                                                        \
+        .name = NULL                                                                                         \
+    }
 
 #define API_MAX_PARAMS 16
 
 typedef struct {
     const api_param *spec;
-    bool present;                  /* given by the client (not defaulted) */
-    int64_t i;                     /* AP_INT, AP_BOOL */
-    const char *s;                 /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
+    bool present;  /* given by the client (not defaulted) */
+    int64_t i;     /* AP_INT, AP_BOOL */
+    const char *s; /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
     size_t s_len;
-    char **list;                   /* AP_LIST: valid UTF-8 strings */
+    char **list; /* AP_LIST: valid UTF-8 strings */
     size_t n_list;
 } api_arg;
 
 typedef struct {
     api_arg v[API_MAX_PARAMS];
     size_t n;
-    void *arena;                   /* owns strings; freed by api_args_free */
+    void *arena; /* owns strings; freed by api_args_free */
 } api_args;
 
 /* The upper bound of a parameter for the loaded model and configuration. */
@@ -155,7 +158,7 @@ int64_t api_param_max(const twd_app *app, const api_param *p);
  * does not have is a bug in the handler: these abort with a message rather
  * than answer with a silent default. */
 const api_arg *api_arg_get(const api_args *a, const char *name);
-int64_t api_int(const api_args *a, const char *name);   /* 0 if not given and no default */
+int64_t api_int(const api_args *a, const char *name);     /* 0 if not given and no default */
 const char *api_str(const api_args *a, const char *name); /* NULL if not given and no default */
 
 /* ---- routes ---- */
@@ -163,20 +166,20 @@ const char *api_str(const api_args *a, const char *name); /* NULL if not given a
 typedef int (*api_handler)(twd_app *app, const api_args *args, api_response *res);
 
 enum {
-    API_NEEDS_MODEL = 1,   /* 503 until the model is loaded */
-    API_HEAVY = 2,         /* runs on a worker thread, never on an HTTP thread */
-    API_CACHEABLE = 4,     /* finished answers are kept (keyed by route + args) */
+    API_NEEDS_MODEL = 1, /* 503 until the model is loaded */
+    API_HEAVY = 2,       /* runs on a worker thread, never on an HTTP thread */
+    API_CACHEABLE = 4,   /* finished answers are kept (keyed by route + args) */
 };
 
 typedef struct {
     const char *path;
-    int methods;                   /* API_GET | API_POST ... */
+    int methods; /* API_GET | API_POST ... */
     api_handler fn;
-    const api_param *params;       /* terminated by {NULL} */
+    const api_param *params; /* terminated by {NULL} */
     int flags;
     const char *summary;
     const char *description;
-    const char *answer;            /* short description of the 200 answer */
+    const char *answer; /* short description of the 200 answer */
 } api_route;
 
 extern const api_route api_routes[];
@@ -192,7 +195,7 @@ const char *api_allow_header(const api_route *r);
 typedef struct {
     const api_route *route;
     api_args args;
-    char *key;        /* answer-cache key, or NULL */
+    char *key; /* answer-cache key, or NULL */
     size_t klen;
 } api_call;
 
@@ -205,7 +208,8 @@ enum { API_DONE = 0, API_COMPUTE = 1 };
  * cached answer, or the answer of a light route, computed here), or
  * API_COMPUTE when the route is heavy: then *call must be passed to
  * api_compute (on a worker) or api_call_free. */
-int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call, api_response *res);
+int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call,
+                api_response *res);
 
 /* Runs the handler of a prepared call, keeps a 200 answer in the answer
  * cache, and frees the call. */
@@ -224,8 +228,7 @@ void api_quote(char *out, size_t outlen, const char *s, size_t n);
 /* Sets *res to the one JSON error shape
  *   {"error": {"code": status, "type": "...", "message": "..."}}
  * The type is derived from the status. Returns -1 for handler convenience. */
-int api_error(api_response *res, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int api_error(api_response *res, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 struct json_t;
 /* Serialises and takes ownership of `root` (decref'd). Returns 0. */

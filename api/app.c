@@ -32,10 +32,18 @@ static int load_words(struct api_ext *x, const char *path, char *err, size_t err
         if (n == alloc) {
             alloc = alloc ? alloc * 2 : 128;
             char **nw = realloc(x->default_words, alloc * sizeof *nw);
-            if (!nw) { rc = -1; snprintf(err, errlen, "out of memory"); break; }
+            if (!nw) {
+                rc = -1;
+                snprintf(err, errlen, "out of memory");
+                break;
+            }
             x->default_words = nw;
         }
-        if (!(x->default_words[n] = strdup(line))) { rc = -1; snprintf(err, errlen, "out of memory"); break; }
+        if (!(x->default_words[n] = strdup(line))) {
+            rc = -1;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
         x->n_default_words = ++n;
     }
     free(line);
@@ -54,20 +62,23 @@ void api_render_metrics(twd_app *app, strbuf *b)
     blockcache_get_stats(app->ext->cache, &s);
     answer_cache_stats a;
     answer_cache_get_stats(app->ext->answers, &a);
-    sb_printf(b,
-              "# HELP twd_cache_bytes Bytes held by a cache.\n# TYPE twd_cache_bytes gauge\n"
-              "twd_cache_bytes{cache=\"intermediates\"} %zu\ntwd_cache_bytes{cache=\"answers\"} %llu\n"
-              "# HELP twd_cache_budget_bytes Configured budget of a cache.\n# TYPE twd_cache_budget_bytes gauge\n"
-              "twd_cache_budget_bytes{cache=\"intermediates\"} %zu\ntwd_cache_budget_bytes{cache=\"answers\"} %llu\n"
-              "# HELP twd_cache_hits_total Lookups served from a cache.\n# TYPE twd_cache_hits_total counter\n"
-              "twd_cache_hits_total{cache=\"intermediates\"} %llu\ntwd_cache_hits_total{cache=\"answers\"} %llu\n"
-              "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
-              "twd_cache_misses_total{cache=\"intermediates\"} %llu\ntwd_cache_misses_total{cache=\"answers\"} %llu\n"
-              "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
-              "# TYPE twd_cache_evictions_total counter\ntwd_cache_evictions_total{cache=\"intermediates\"} %llu\n",
-              s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
-              (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
-              (unsigned long long)a.misses, (unsigned long long)s.evictions);
+    sb_printf(
+        b,
+        "# HELP twd_cache_bytes Bytes held by a cache.\n# TYPE twd_cache_bytes gauge\n"
+        "twd_cache_bytes{cache=\"intermediates\"} %zu\ntwd_cache_bytes{cache=\"answers\"} %llu\n"
+        "# HELP twd_cache_budget_bytes Configured budget of a cache.\n# TYPE twd_cache_budget_bytes gauge\n"
+        "twd_cache_budget_bytes{cache=\"intermediates\"} %zu\ntwd_cache_budget_bytes{cache=\"answers\"} "
+        "%llu\n"
+        "# HELP twd_cache_hits_total Lookups served from a cache.\n# TYPE twd_cache_hits_total counter\n"
+        "twd_cache_hits_total{cache=\"intermediates\"} %llu\ntwd_cache_hits_total{cache=\"answers\"} %llu\n"
+        "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
+        "twd_cache_misses_total{cache=\"intermediates\"} %llu\ntwd_cache_misses_total{cache=\"answers\"} "
+        "%llu\n"
+        "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
+        "# TYPE twd_cache_evictions_total counter\ntwd_cache_evictions_total{cache=\"intermediates\"} %llu\n",
+        s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
+        (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
+        (unsigned long long)a.misses, (unsigned long long)s.evictions);
     if (app->ext->layout) {
         double progress;
         int ready = layout_umap_ready(app->ext->layout, &progress);
@@ -118,8 +129,8 @@ int api_init(twd_app *app, char *err, size_t errlen)
         return -1;
     }
     const gpt2_config *c = &app->model.cfg;
-    if (!(x->layout = layout_start(app->model.p.wte, (size_t)c->vocab_size, (size_t)c->n_embd, &app->set.layout,
-                                   err, errlen))) {
+    if (!(x->layout = layout_start(app->model.p.wte, (size_t)c->vocab_size, (size_t)c->n_embd,
+                                   &app->set.layout, err, errlen))) {
         api_shutdown(app);
         return -1;
     }

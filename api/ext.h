@@ -9,11 +9,11 @@
 #include "core/proj/layout.h"
 
 struct api_ext {
-    answer_cache *answers;      /* finished answers */
-    blockcache *cache;          /* per-block intermediates (LN_b(E), SVD factors) */
-    char **default_words;       /* the words file (the paper's 100 nouns) */
+    answer_cache *answers; /* finished answers */
+    blockcache *cache;     /* per-block intermediates (LN_b(E), SVD factors) */
+    char **default_words;  /* the words file (the paper's 100 nouns) */
     size_t n_default_words;
-    layout_service *layout;     /* PCA and the (background) UMAP layout */
+    layout_service *layout; /* PCA and the (background) UMAP layout */
 };
 
 #endif

@@ -1,10 +1,10 @@
 #include "api/format.h"
 
-#include "base/status.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "base/status.h"
 
 void tb_init(textbuf *b)
 {
@@ -65,7 +65,13 @@ void tb_latex(textbuf *b, const char *s)
         case '\\': sb_puts(&b->sb, "\\textbackslash{}"); break;
         case '~': sb_puts(&b->sb, "\\textasciitilde{}"); break;
         case '^': sb_puts(&b->sb, "\\textasciicircum{}"); break;
-        case '#': case '$': case '%': case '&': case '_': case '{': case '}':
+        case '#':
+        case '$':
+        case '%':
+        case '&':
+        case '_':
+        case '{':
+        case '}':
             sb_putc(&b->sb, '\\');
             sb_putc(&b->sb, *p);
             break;

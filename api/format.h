@@ -9,7 +9,7 @@
 #include "api/api.h"
 #include "base/strbuf.h"
 
-#define CSV_TYPE "text/csv; charset=utf-8"
+#define CSV_TYPE   "text/csv; charset=utf-8"
 #define LATEX_TYPE "application/x-latex; charset=utf-8"
 
 typedef struct {

@@ -1,7 +1,4 @@
 /* Route lookup, parameter validation, the error shape and answer helpers. */
-#include "api/api.h"
-#include "api/answer_cache.h"
-
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -11,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/answer_cache.h"
+#include "api/api.h"
 #include "api/ext.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -62,8 +61,8 @@ int api_json(api_response *res, int status, json_t *root)
     if (!s) {
         /* Only reachable on allocation failure or a NULL built by a handler
          * (e.g. json_real(NaN)); say so instead of answering nothing. */
-        static const char fallback[] =
-            "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"could not build the answer\"}}";
+        static const char fallback[] = "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":"
+                                       "\"could not build the answer\"}}";
         api_text(res, 500, "application/json", fallback, sizeof fallback - 1);
         return -1;
     }
@@ -121,7 +120,8 @@ int api_status_error(api_response *res, int rc, const char *what)
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what)
 {
     if (n <= (double)app->set.limits.max_answer_tokens) return 0;
-    return api_error(res, 400, "the answer would list %.0f tokens; the limit is %lld (max_answer_tokens): reduce %s", n,
+    return api_error(res, 400,
+                     "the answer would list %.0f tokens; the limit is %lld (max_answer_tokens): reduce %s", n,
                      (long long)app->set.limits.max_answer_tokens, what);
 }
 
@@ -144,7 +144,8 @@ json_t *api_token_json(const tokenizer *tok, int id)
         text = utf8_sanitize((const char *)b, n, &tlen);
     }
     /* by length: a token may be a NUL byte */
-    json_t *o = json_pack("{s:i,s:s#,s:o}", "id", id, "text", text ? text : "", (int)(text ? tlen : 0), "bytes", bytes);
+    json_t *o = json_pack("{s:i,s:s#,s:o}", "id", id, "text", text ? text : "", (int)(text ? tlen : 0),
+                          "bytes", bytes);
     free(text);
     return o;
 }
@@ -183,12 +184,18 @@ static void *arena_keep(api_args *a, void *p)
     arena *ar = a->arena;
     if (!ar) {
         ar = a->arena = calloc(1, sizeof *ar);
-        if (!ar) { free(p); return NULL; }
+        if (!ar) {
+            free(p);
+            return NULL;
+        }
     }
     if (ar->n == ar->cap) {
         size_t nc = ar->cap ? ar->cap * 2 : 16;
         void **np = realloc(ar->p, nc * sizeof *np);
-        if (!np) { free(p); return NULL; }
+        if (!np) {
+            free(p);
+            return NULL;
+        }
         ar->p = np;
         ar->cap = nc;
     }
@@ -255,9 +262,12 @@ static void choices_text(const api_param *p, char *out, size_t n)
 static int word_item_check(api_response *res, const api_param *p, const char *s, size_t n, size_t idx)
 {
     if (n == 0) return api_error(res, 400, "parameter '%s': item %zu is empty", p->name, idx);
-    if (n > 256) return api_error(res, 400, "parameter '%s': item %zu is longer than 256 bytes", p->name, idx);
-    if (!utf8_valid(s, n)) return api_error(res, 400, "parameter '%s': item %zu is not valid UTF-8", p->name, idx);
-    if (memchr(s, '\0', n)) return api_error(res, 400, "parameter '%s': item %zu contains a NUL byte", p->name, idx);
+    if (n > 256)
+        return api_error(res, 400, "parameter '%s': item %zu is longer than 256 bytes", p->name, idx);
+    if (!utf8_valid(s, n))
+        return api_error(res, 400, "parameter '%s': item %zu is not valid UTF-8", p->name, idx);
+    if (memchr(s, '\0', n))
+        return api_error(res, 400, "parameter '%s': item %zu contains a NUL byte", p->name, idx);
     return 0;
 }
 
@@ -294,7 +304,8 @@ static int strict_integer(const char *s, size_t n, long long *out)
     return 0;
 }
 
-static int parse_int(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_response *res)
+static int parse_int(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
+                     api_response *res)
 {
     int64_t hi = api_param_max(app, p);
     long long x;
@@ -308,8 +319,8 @@ static int parse_int(const twd_app *app, const api_param *p, const raw_value *v,
                          p->name, p->min, hi, v->shown);
     }
     if (x < p->min || x > hi)
-        return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld", p->name, p->min,
-                         hi, x);
+        return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld", p->name,
+                         p->min, hi, x);
     out->i = x;
     return 0;
 }
@@ -317,19 +328,23 @@ static int parse_int(const twd_app *app, const api_param *p, const raw_value *v,
 static int parse_bool(const api_param *p, const raw_value *v, api_arg *out, api_response *res)
 {
     if (v->j) {
-        if (!json_is_boolean(v->j)) return api_error(res, 400, "parameter '%s' must be true or false", p->name);
+        if (!json_is_boolean(v->j))
+            return api_error(res, 400, "parameter '%s' must be true or false", p->name);
         out->i = json_is_true(v->j);
         return 0;
     }
-    if ((v->n == 4 && !memcmp(v->s, "true", 4)) || (v->n == 1 && v->s[0] == '1')) out->i = 1;
-    else if ((v->n == 5 && !memcmp(v->s, "false", 5)) || (v->n == 1 && v->s[0] == '0')) out->i = 0;
-    else return api_error(res, 400, "parameter '%s' must be true or false, got '%s'", p->name, v->shown);
+    if ((v->n == 4 && !memcmp(v->s, "true", 4)) || (v->n == 1 && v->s[0] == '1'))
+        out->i = 1;
+    else if ((v->n == 5 && !memcmp(v->s, "false", 5)) || (v->n == 1 && v->s[0] == '0'))
+        out->i = 0;
+    else
+        return api_error(res, 400, "parameter '%s' must be true or false, got '%s'", p->name, v->shown);
     return 0;
 }
 
 /* AP_ENUM and AP_TEXT: a string. */
-static int parse_string(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_args *args,
-                        api_response *res)
+static int parse_string(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
+                        api_args *args, api_response *res)
 {
     const char *s = v->s;
     size_t n = v->n;
@@ -355,8 +370,8 @@ static int parse_string(const twd_app *app, const api_param *p, const raw_value 
     if (memchr(s, '\0', n)) return api_error(res, 400, "parameter '%s' contains a NUL byte", p->name);
     if ((int64_t)n < p->min) return api_error(res, 400, "parameter '%s' must not be empty", p->name);
     if ((int64_t)n > hi)
-        return api_error(res, 400, "parameter '%s' is %zu bytes long; the limit is %" PRId64 " bytes", p->name, n,
-                         hi);
+        return api_error(res, 400, "parameter '%s' is %zu bytes long; the limit is %" PRId64 " bytes",
+                         p->name, n, hi);
     out->s = arena_strndup(args, s, n);
     out->s_len = n;
     return out->s ? 0 : api_status_error(res, TW_ENOMEM, "parameters");
@@ -369,7 +384,8 @@ static int list_item(const api_param *p, const raw_value *v, size_t i, const cha
 {
     if (v->j) {
         const json_t *e = json_array_get(v->j, i);
-        if (!json_is_string(e)) return api_error(res, 400, "parameter '%s': item %zu is not a string", p->name, i);
+        if (!json_is_string(e))
+            return api_error(res, 400, "parameter '%s': item %zu is not a string", p->name, i);
         *item = json_string_value(e);
         *len = json_string_length(e);
         return 0;
@@ -382,8 +398,8 @@ static int list_item(const api_param *p, const raw_value *v, size_t i, const cha
     return 0;
 }
 
-static int parse_list(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_args *args,
-                      api_response *res)
+static int parse_list(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
+                      api_args *args, api_response *res)
 {
     int64_t hi = api_param_max(app, p);
     size_t count = 0;
@@ -398,7 +414,8 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
     if ((int64_t)count < p->min)
         return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
     if ((int64_t)count > hi)
-        return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count, hi);
+        return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count,
+                         hi);
     out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
     if (!out->list) return api_status_error(res, TW_ENOMEM, "parameters");
     const char *cur = v->s;
@@ -407,7 +424,8 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
         size_t len = 0;
         if (list_item(p, v, i, &cur, &item, &len, res) != 0) return -1;
         if (word_item_check(res, p, item, len, i) != 0) return -1;
-        if (!(out->list[i] = arena_strndup(args, item, len))) return api_status_error(res, TW_ENOMEM, "parameters");
+        if (!(out->list[i] = arena_strndup(args, item, len)))
+            return api_status_error(res, TW_ENOMEM, "parameters");
     }
     out->n_list = count;
     return 0;
@@ -483,8 +501,8 @@ static int parse_args(const twd_app *app, const api_route *r, const api_request 
         json_error_t jerr;
         json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
-            return api_error(res, 400, "body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                             jerr.column);
+            return api_error(res, 400, "body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                             jerr.line, jerr.column);
         if (!json_is_object(root)) {
             json_decref(root);
             return api_error(res, 400, "body must be a JSON object");
@@ -492,7 +510,8 @@ static int parse_args(const twd_app *app, const api_route *r, const api_request 
         const char *key;
         json_t *val;
         int rc = 0;
-        json_object_foreach(root, key, val) {
+        json_object_foreach(root, key, val)
+        {
             if ((rc = set_arg(app, r, args, key, strlen(key), NULL, 0, val, res)) != 0) break;
         }
         json_decref(root);
@@ -502,7 +521,8 @@ static int parse_args(const twd_app *app, const api_route *r, const api_request 
         api_arg *a = &args->v[i];
         if (a->present) continue;
         if (a->spec->required) return api_error(res, 400, "parameter '%s' is required", a->spec->name);
-        if (a->spec->def && parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0)
+        if (a->spec->def &&
+            parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0)
             return -1;
     }
     return 0;
@@ -529,7 +549,10 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
         n += (size_t)sprintf(k + n, "|%zu:%" PRId64 ":%zu:", i, a->i, a->s ? a->s_len : (size_t)-1);
-        if (a->s) { memcpy(k + n, a->s, a->s_len); n += a->s_len; }
+        if (a->s) {
+            memcpy(k + n, a->s, a->s_len);
+            n += a->s_len;
+        }
         n += (size_t)sprintf(k + n, ":%zu", a->n_list);
         for (size_t j = 0; j < a->n_list; j++) {
             size_t l = strlen(a->list[j]);
@@ -549,7 +572,8 @@ void api_call_free(api_call *call)
     call->key = NULL;
 }
 
-int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call, api_response *res)
+int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call,
+                api_response *res)
 {
     memset(res, 0, sizeof *res);
     memset(call, 0, sizeof *call);
@@ -563,7 +587,8 @@ int api_prepare(twd_app *app, const api_route *route, const api_request *req, ap
     if (route->flags & API_NEEDS_MODEL) {
         int st = atomic_load(&app->state);
         if (st != APP_READY) {
-            api_error(res, 503, "the model is %s; retry shortly", st == APP_LOADING ? "still loading" : "not available");
+            api_error(res, 503, "the model is %s; retry shortly",
+                      st == APP_LOADING ? "still loading" : "not available");
             res->retry_after = 2;
             return API_DONE;
         }
@@ -588,7 +613,8 @@ int api_prepare(twd_app *app, const api_route *route, const api_request *req, ap
 void api_compute(twd_app *app, api_call *call, api_response *res)
 {
     int rc = call->route->fn(app, &call->args, res);
-    if (rc == 0 && call->key && res->status == 200) answer_cache_put(app->ext->answers, call->key, call->klen, res);
+    if (rc == 0 && call->key && res->status == 200)
+        answer_cache_put(app->ext->answers, call->key, call->klen, res);
     if (!res->content_type) api_error(res, 500, "handler produced no answer");
     api_call_free(call);
 }

@@ -9,9 +9,9 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
-#include "core/proj/layout.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
+#include "core/proj/layout.h"
 
 static proj_kind kind_of(const api_args *a)
 {
@@ -31,7 +31,8 @@ static int layout_unavailable(api_response *res, int rc, double progress, const 
 
 static json_t *point_json(const float *p)
 {
-    return json_pack("[f,f,f]", isfinite(p[0]) ? p[0] : 0.0, isfinite(p[1]) ? p[1] : 0.0, isfinite(p[2]) ? p[2] : 0.0);
+    return json_pack("[f,f,f]", isfinite(p[0]) ? p[0] : 0.0, isfinite(p[1]) ? p[1] : 0.0,
+                     isfinite(p[2]) ? p[2] : 0.0);
 }
 
 static gpt2_gelu gelu_of(const api_args *a)
@@ -50,7 +51,8 @@ static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, 
     long cap = app->set.limits.max_tokens < c->n_ctx ? (long)app->set.limits.max_tokens : c->n_ctx;
     const char *bad = NULL;
     char msg[160];
-    if (n == 0) bad = "encodes to no tokens";
+    if (n == 0)
+        bad = "encodes to no tokens";
     else if (n > cap) {
         snprintf(msg, sizeof msg, "is %ld tokens long; the limit is %ld tokens", n, cap);
         bad = msg;
@@ -75,7 +77,8 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     int32_t *ids = NULL;
     long n = encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
-    if (api_check_answer_size(app, res, (double)n * (3.0 + c->n_layer) * (double)(k + 1), "the text or k") != 0) {
+    if (api_check_answer_size(app, res, (double)n * (3.0 + c->n_layer) * (double)(k + 1), "the text or k") !=
+        0) {
         free(ids);
         return -1;
     }
@@ -83,7 +86,8 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     char msg[512];
     size_t dummy;
     int lrc;
-    if (kind == PROJ_UMAP && !layout_points(app->ext->layout, PROJ_UMAP, &dummy, &lrc, &progress, msg, sizeof msg)) {
+    if (kind == PROJ_UMAP &&
+        !layout_points(app->ext->layout, PROJ_UMAP, &dummy, &lrc, &progress, msg, sizeof msg)) {
         free(ids);
         return layout_unavailable(res, lrc, progress, msg);
     }
@@ -91,8 +95,7 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);
-    if (rc != TW_OK)
-        return api_status_error(res, rc, "forward pass");
+    if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
 
     size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, S = 3 + L, N = (size_t)n, rows = S * N;
     float *y = malloc(rows * C * sizeof *y), *pts = malloc(rows * 3 * sizeof *pts);
@@ -101,7 +104,10 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     size_t n_next = (size_t)c->vocab_size < 5 ? (size_t)c->vocab_size : 5;
     double *logits = malloc((size_t)c->vocab_size * sizeof *logits);
     if (!y || !pts || !near || !logits) {
-        free(y); free(pts); free(near); free(logits);
+        free(y);
+        free(pts);
+        free(near);
+        free(logits);
         gpt2_forward_free(fr);
         return api_status_error(res, TW_ENOMEM, "trajectory");
     }
@@ -117,7 +123,8 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     int krc = prc == 0 ? topk_rows(app->model.p.wte, (size_t)c->vocab_size, C, y, rows, k, near, NULL) : 0;
     free(y);
     if (prc != 0 || krc != 0 || trc != 0) {
-        free(pts); free(near);
+        free(pts);
+        free(near);
         gpt2_forward_free(fr);
         if (prc == TW_ENOTREADY) return layout_unavailable(res, prc, progress, msg);
         if (prc) return api_error(res, 500, "projection: %s", msg);
@@ -128,10 +135,14 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     json_t *states = json_array();
     for (size_t s = 0; s < S; s++) {
         char name[64];
-        if (s == 0) snprintf(name, sizeof name, "embedding");
-        else if (s == 1) snprintf(name, sizeof name, "embedding+position");
-        else if (s == 2) snprintf(name, sizeof name, "embedding+position, ln_f");
-        else snprintf(name, sizeof name, "block %zu", s - 3);
+        if (s == 0)
+            snprintf(name, sizeof name, "embedding");
+        else if (s == 1)
+            snprintf(name, sizeof name, "embedding+position");
+        else if (s == 2)
+            snprintf(name, sizeof name, "embedding+position, ln_f");
+        else
+            snprintf(name, sizeof name, "block %zu", s - 3);
         json_t *points = json_array(), *nearest = json_array();
         for (size_t t = 0; t < N; t++) {
             json_array_append_new(points, point_json(pts + (s * N + t) * 3));
@@ -142,20 +153,21 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
             }
             json_array_append_new(nearest, list);
         }
-        json_t *st = json_pack("{s:i,s:s,s:o,s:o}", "index", (int)s, "name", name, "points", points, "nearest", nearest);
+        json_t *st = json_pack("{s:i,s:s,s:o,s:o}", "index", (int)s, "name", name, "points", points,
+                               "nearest", nearest);
         json_object_set_new(st, "block", s >= 3 ? json_integer((json_int_t)(s - 3)) : json_null());
         json_array_append_new(states, st);
     }
     json_t *pred = json_array();
     for (size_t j = 0; j < n_next; j++)
         json_array_append_new(pred, api_scored_token_json(app->tok, next[j].id, "logit", next[j].score));
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:o,s:s}", "text", text->s, "projection",
-                            kind == PROJ_PCA ? "pca" : "umap", "gelu", gpt2_gelu_name(fr->gelu), "k", (int)k,
-                            "n_tokens", (int)N, "n_states", (int)S, "tokens", tokens, "states", states, "next_tokens",
-                            pred, "definition",
-                            "states: e = wte[t], x0 = e + wpe, LN_f(x0), then LN_f of the residual stream after "
-                            "each block; points: the projection of each state; nearest: top-k tokens of wte by dot "
-                            "product with the state (logit lens); next_tokens: top logits at the last position");
+    json_t *doc = json_pack(
+        "{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:o,s:s}", "text", text->s, "projection",
+        kind == PROJ_PCA ? "pca" : "umap", "gelu", gpt2_gelu_name(fr->gelu), "k", (int)k, "n_tokens", (int)N,
+        "n_states", (int)S, "tokens", tokens, "states", states, "next_tokens", pred, "definition",
+        "states: e = wte[t], x0 = e + wpe, LN_f(x0), then LN_f of the residual stream after "
+        "each block; points: the projection of each state; nearest: top-k tokens of wte by dot "
+        "product with the state (logit lens); next_tokens: top logits at the last position");
     free(pts);
     free(near);
     gpt2_forward_free(fr);
@@ -182,8 +194,7 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);
-    if (rc != TW_OK)
-        return api_status_error(res, rc, "forward pass");
+    if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
     size_t N = (size_t)n, H = (size_t)c->n_head;
     json_t *tokens = json_array(), *blocks = json_array();
     for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
@@ -201,9 +212,10 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
         }
         json_array_append_new(blocks, json_pack("{s:i,s:o}", "block", b, "heads", heads));
     }
-    json_t *doc = json_pack("{s:s,s:s,s:i,s:o,s:o,s:s}", "text", text->s, "gelu", gpt2_gelu_name(fr->gelu), "n_tokens",
-                            (int)N, "tokens", tokens, "blocks", blocks, "definition",
-                            "pattern[t][u]: softmax weight of key u for query t (u <= t; causal), scale 1/sqrt(dh)");
+    json_t *doc =
+        json_pack("{s:s,s:s,s:i,s:o,s:o,s:s}", "text", text->s, "gelu", gpt2_gelu_name(fr->gelu), "n_tokens",
+                  (int)N, "tokens", tokens, "blocks", blocks, "definition",
+                  "pattern[t][u]: softmax weight of key u for query t (u <= t; causal), scale 1/sqrt(dh)");
     gpt2_forward_free(fr);
     return api_json(res, 200, doc);
 }
@@ -228,8 +240,8 @@ int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
         json_decref(tok);
     }
     return api_json(res, 200,
-                    json_pack("{s:s,s:i,s:i,s:o,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap", "rows",
-                              (int)n, "n", (int)limit, "points", points, "ids", ids, "texts", texts));
+                    json_pack("{s:s,s:i,s:i,s:o,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap",
+                              "rows", (int)n, "n", (int)limit, "points", points, "ids", ids, "texts", texts));
 }
 
 int api_umap_status(twd_app *app, const api_args *a, api_response *res)
@@ -240,5 +252,6 @@ int api_umap_status(twd_app *app, const api_args *a, api_response *res)
 
 void api_ext_model_info(twd_app *app, json_t *model)
 {
-    if (app->ext && app->ext->layout) json_object_set_new(model, "umap", layout_status_json(app->ext->layout));
+    if (app->ext && app->ext->layout)
+        json_object_set_new(model, "umap", layout_status_json(app->ext->layout));
 }

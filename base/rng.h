@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 typedef struct {
-    uint64_t s[4];     /* xoshiro256** state, never all zero */
-    int have_spare;    /* tw_rng_normal produces normals in pairs */
+    uint64_t s[4];  /* xoshiro256** state, never all zero */
+    int have_spare; /* tw_rng_normal produces normals in pairs */
     double spare;
 } tw_rng;
 

@@ -11,19 +11,19 @@
 enum {
     TW_OK = 0,
     /* a caller's mistake that the api layer should have caught: a bug */
-    TW_EINVAL = -1,     /* NULL pointer, unusable model config, bad option */
+    TW_EINVAL = -1, /* NULL pointer, unusable model config, bad option */
     /* resources */
-    TW_ENOMEM = -2,     /* allocation failed, or sizes overflow */
-    TW_ECANCELED = -3,  /* the caller's cancel flag was set (client gone) */
-    TW_ETIMEDOUT = -4,  /* the computation passed its deadline */
+    TW_ENOMEM = -2,    /* allocation failed, or sizes overflow */
+    TW_ECANCELED = -3, /* the caller's cancel flag was set (client gone) */
+    TW_ETIMEDOUT = -4, /* the computation passed its deadline */
     /* arguments out of range (the client's parameter) */
-    TW_EBLOCK = -10,    /* block outside [0, n_layer) */
-    TW_EHEAD = -11,     /* head outside [0, n_head) */
-    TW_EK = -12,        /* k outside [1, vocab_size] */
-    TW_ETOP = -13,      /* number of directions outside [0, dh] */
-    TW_ETOKEN = -14,    /* a token id outside [0, vocab_size) */
-    TW_ELENGTH = -15,   /* phrase length outside [1, n_ctx] */
-    TW_ERANGE = -16,    /* another argument out of range */
+    TW_EBLOCK = -10,  /* block outside [0, n_layer) */
+    TW_EHEAD = -11,   /* head outside [0, n_head) */
+    TW_EK = -12,      /* k outside [1, vocab_size] */
+    TW_ETOP = -13,    /* number of directions outside [0, dh] */
+    TW_ETOKEN = -14,  /* a token id outside [0, vocab_size) */
+    TW_ELENGTH = -15, /* phrase length outside [1, n_ctx] */
+    TW_ERANGE = -16,  /* another argument out of range */
     /* files and numerics */
     TW_EIO = -20,       /* a file could not be read or written */
     TW_ENOENT = -21,    /* a file does not exist */

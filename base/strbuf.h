@@ -10,12 +10,15 @@
 #include <stddef.h>
 
 typedef struct {
-    char *s;        /* NULL until the first write, or after a failure */
+    char *s; /* NULL until the first write, or after a failure */
     size_t len, cap;
-    bool failed;    /* an allocation failed: the contents are gone */
+    bool failed; /* an allocation failed: the contents are gone */
 } strbuf;
 
-#define STRBUF_INIT {NULL, 0, 0, false}
+#define STRBUF_INIT                                                                                          \
+    {                                                                                                        \
+        NULL, 0, 0, false                                                                                    \
+    }
 
 /* Ensures room for `extra` more bytes (plus the NUL). 0, or -1 (failed). */
 int sb_reserve(strbuf *b, size_t extra);

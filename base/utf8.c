@@ -13,21 +13,42 @@ static size_t seq_len(const unsigned char *s, size_t n, size_t i, size_t *bad)
     size_t need;
     unsigned char lo = 0x80, hi = 0xBF;
     if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c == 0xE0) { need = 2; lo = 0xA0; }
-    else if (c >= 0xE1 && c <= 0xEC) need = 2;
-    else if (c == 0xED) { need = 2; hi = 0x9F; }
-    else if (c >= 0xEE && c <= 0xEF) need = 2;
-    else if (c == 0xF0) { need = 3; lo = 0x90; }
-    else if (c >= 0xF1 && c <= 0xF3) need = 3;
-    else if (c == 0xF4) { need = 3; hi = 0x8F; }
-    else { *bad = 1; return 0; }
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 1;
+    else if (c == 0xE0) {
+        need = 2;
+        lo = 0xA0;
+    } else if (c >= 0xE1 && c <= 0xEC)
+        need = 2;
+    else if (c == 0xED) {
+        need = 2;
+        hi = 0x9F;
+    } else if (c >= 0xEE && c <= 0xEF)
+        need = 2;
+    else if (c == 0xF0) {
+        need = 3;
+        lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3)
+        need = 3;
+    else if (c == 0xF4) {
+        need = 3;
+        hi = 0x8F;
+    } else {
+        *bad = 1;
+        return 0;
+    }
     size_t k;
     for (k = 1; k <= need; k++) {
-        if (i + k >= n) { *bad = k; return 0; }
+        if (i + k >= n) {
+            *bad = k;
+            return 0;
+        }
         unsigned char b = s[i + k];
         unsigned char l = (k == 1) ? lo : 0x80, h = (k == 1) ? hi : 0xBF;
-        if (b < l || b > h) { *bad = k; return 0; }
+        if (b < l || b > h) {
+            *bad = k;
+            return 0;
+        }
     }
     return need + 1;
 }
@@ -59,7 +80,9 @@ char *utf8_sanitize(const char *s, size_t len, size_t *out_len)
             o += l;
             i += l;
         } else {
-            out[o++] = (char)0xEF; out[o++] = (char)0xBF; out[o++] = (char)0xBD;
+            out[o++] = (char)0xEF;
+            out[o++] = (char)0xBF;
+            out[o++] = (char)0xBD;
             i += bad;
         }
     }

@@ -8,12 +8,12 @@
 
 #include "base/fs.h"
 
-#define OFF(f) offsetof(twd_config, f)
-#define SZ(f) sizeof(((twd_config *)0)->f)
-#define STR(f) CFG_STRING, OFF(f), SZ(f), 0, 0
-#define INT(f, lo, hi) CFG_INT, OFF(f), 0, lo, hi
+#define OFF(f)          offsetof(twd_config, f)
+#define SZ(f)           sizeof(((twd_config *)0)->f)
+#define STR(f)          CFG_STRING, OFF(f), SZ(f), 0, 0
+#define INT(f, lo, hi)  CFG_INT, OFF(f), 0, lo, hi
 #define SIZE(f, lo, hi) CFG_SIZE, OFF(f), 0, lo, hi
-#define BOOL(f) CFG_BOOL, OFF(f), 0, 0, 1
+#define BOOL(f)         CFG_BOOL, OFF(f), 0, 0, 1
 
 /* The one table of options: name, type, bounds, default, runtime, doc. */
 const cfg_option cfg_options[] = {
@@ -34,8 +34,7 @@ const cfg_option cfg_options[] = {
      "(the paper's 100 most common English nouns)."},
     {"hub_url", STR(hub_url), "https://huggingface.co", false,
      "Base URL of the Hugging Face hub used for the default model."},
-    {"hub_repo", STR(hub_repo), "openai-community/gpt2", false,
-     "Hub repository of the default model."},
+    {"hub_repo", STR(hub_repo), "openai-community/gpt2", false, "Hub repository of the default model."},
     {"fetch_timeout", INT(fetch_timeout, 1, 60), "3", false,
      "Seconds to wait for the hub to answer before falling back to the demo model."},
     {"fetch", BOOL(fetch), "true", false, "Try to download the default model when it is not cached."},
@@ -60,7 +59,8 @@ const cfg_option cfg_options[] = {
     {"max_k", INT(max_k, 1, 100000), "100", false, "Largest k (tokens per list)."},
     {"max_top", INT(max_top, 1, 100000), "64", false, "Most SVD directions reported per head."},
     {"max_answer_tokens", INT(max_answer_tokens, 1000, 100000000), "300000", false,
-     "Most tokens one answer may list (e.g. words x heads x k); larger requests get 400 and are not computed."},
+     "Most tokens one answer may list (e.g. words x heads x k); larger requests get 400 and are not "
+     "computed."},
     {"max_connections", INT(max_connections, 1, 100000), "256", false, "Simultaneous connections."},
     {"timeout", INT(timeout, 1, 86400), "60", false, "Seconds before an idle connection is closed."},
     {"cache_mb", SIZE(cache_mb, 0, 1048576), "2048", false,
@@ -91,8 +91,14 @@ static int parse_bool(const char *v, bool *out)
 {
     static const char *yes[] = {"1", "true", "yes", "on"}, *no[] = {"0", "false", "no", "off"};
     for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(v, yes[i]) == 0) { *out = true; return 0; }
-        if (strcasecmp(v, no[i]) == 0) { *out = false; return 0; }
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
     }
     return -1;
 }
@@ -129,7 +135,8 @@ int config_set(twd_config *c, const char *name, const char *value, char *err, si
             mul = (*end == 'k' || *end == 'K') ? 1024 : (*end == 'm' || *end == 'M') ? 1048576 : 1073741824;
             end++;
         }
-        if (end == value || *end || errno == ERANGE || (mul > 1 && v < 0) || v > o->max / mul || v * mul < o->min) {
+        if (end == value || *end || errno == ERANGE || (mul > 1 && v < 0) || v > o->max / mul ||
+            v * mul < o->min) {
             snprintf(err, errlen, "option '%s': '%s' is not %s in %" PRId64 "..%" PRId64, name, value,
                      o->type == CFG_SIZE ? "a size (bytes, or with k/m/g)" : "an integer", o->min, o->max);
             return -1;
@@ -152,9 +159,12 @@ void config_defaults(twd_config *c)
             abort();
         }
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(c->cache_dir, sizeof c->cache_dir, "%s/twd", xdg);
-    else if (home && *home) snprintf(c->cache_dir, sizeof c->cache_dir, "%s/.cache/twd", home);
-    else snprintf(c->cache_dir, sizeof c->cache_dir, "/tmp/twd-cache");
+    if (xdg && *xdg)
+        snprintf(c->cache_dir, sizeof c->cache_dir, "%s/twd", xdg);
+    else if (home && *home)
+        snprintf(c->cache_dir, sizeof c->cache_dir, "%s/.cache/twd", home);
+    else
+        snprintf(c->cache_dir, sizeof c->cache_dir, "/tmp/twd-cache");
     snprintf(c->static_dir, sizeof c->static_dir, "%s/static", TWD_SOURCE_ROOT);
     snprintf(c->words_file, sizeof c->words_file, "%s/config/common_nouns.txt", TWD_SOURCE_ROOT);
 }
@@ -192,7 +202,10 @@ int config_load_file(twd_config *c, const char *path, char *err, size_t errlen)
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
         size_t vl = strlen(val);
-        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') { val[vl - 1] = '\0'; val++; }
+        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+            val[vl - 1] = '\0';
+            val++;
+        }
         char msg[512];
         if (config_set(c, key, val, msg, sizeof msg) != 0) {
             snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
@@ -207,47 +220,69 @@ int config_load_file(twd_config *c, const char *path, char *err, size_t errlen)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: twd [--config FILE] [--model DIR] [--listen ADDR] [--port N]\n"
-            "           [--threads N] [--workers N] [--cache-dir DIR] [--static-dir DIR]\n"
-            "           [--no-fetch] [--set KEY=VALUE ...] [--print-config]\n\n"
-            "Traveling Words daemon: serves the analyses of arXiv 2309.07315 on a GPT-2\n"
-            "checkpoint over HTTP/JSON. Options (config file keys; --set KEY=VALUE):\n\n");
+    fprintf(out, "usage: twd [--config FILE] [--model DIR] [--listen ADDR] [--port N]\n"
+                 "           [--threads N] [--workers N] [--cache-dir DIR] [--static-dir DIR]\n"
+                 "           [--no-fetch] [--set KEY=VALUE ...] [--print-config]\n\n"
+                 "Traveling Words daemon: serves the analyses of arXiv 2309.07315 on a GPT-2\n"
+                 "checkpoint over HTTP/JSON. Options (config file keys; --set KEY=VALUE):\n\n");
     config_print_table(out);
 }
 
 int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t errlen)
 {
-    static const struct { const char *flag, *key; } flags[] = {
-        {"--model", "model"},       {"--port", "port"},           {"--listen", "listen"},
-        {"--threads", "threads"},   {"--workers", "workers"},     {"--cache-dir", "cache_dir"},
+    static const struct {
+        const char *flag, *key;
+    } flags[] = {
+        {"--model", "model"},           {"--port", "port"},       {"--listen", "listen"},
+        {"--threads", "threads"},       {"--workers", "workers"}, {"--cache-dir", "cache_dir"},
         {"--static-dir", "static_dir"},
     };
     /* --config first, so that flags override the file wherever they stand. */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) { snprintf(err, errlen, "--config needs a file"); return -1; }
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--config needs a file");
+                return -1;
+            }
             if (config_load_file(c, argv[i + 1], err, errlen) != 0) return -1;
         }
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 1; }
-        if (strcmp(a, "--config") == 0) { i++; continue; }
-        if (strcmp(a, "--no-fetch") == 0) { c->fetch = false; continue; }
-        if (strcmp(a, "--print-config") == 0) { config_print_conf(stdout); return 1; }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--no-fetch") == 0) {
+            c->fetch = false;
+            continue;
+        }
+        if (strcmp(a, "--print-config") == 0) {
+            config_print_conf(stdout);
+            return 1;
+        }
         const char *key = NULL;
         for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++)
             if (strcmp(a, flags[f].flag) == 0) key = flags[f].key;
         if (key || strcmp(a, "--set") == 0) {
-            if (i + 1 >= argc) { snprintf(err, errlen, "%s needs a value", a); return -1; }
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "%s needs a value", a);
+                return -1;
+            }
             const char *v = argv[++i];
             if (key) {
                 if (config_set(c, key, v, err, errlen) != 0) return -1;
                 continue;
             }
             const char *eq = strchr(v, '=');
-            if (!eq || eq == v) { snprintf(err, errlen, "--set needs KEY=VALUE, got '%s'", v); return -1; }
+            if (!eq || eq == v) {
+                snprintf(err, errlen, "--set needs KEY=VALUE, got '%s'", v);
+                return -1;
+            }
             char name[128];
             size_t n = (size_t)(eq - v);
             if (n >= sizeof name) n = sizeof name - 1;
@@ -277,12 +312,11 @@ void config_print_table(FILE *out)
 void config_print_conf(FILE *out)
 {
     static const char *tn[] = {"integer", "size in bytes (suffix k, m or g allowed)", "string", "boolean"};
-    fprintf(out,
-            "# twd configuration. Every option, its type, bounds and default; this file is\n"
-            "# generated by `twd --print-config` from the option table in server/config.c and\n"
-            "# a unit test keeps the two identical. Command-line flags override the file:\n"
-            "#   twd --config FILE [--model DIR] [--port N] [--listen ADDR] [--set KEY=VALUE]\n"
-            "# Lines are `key = value`; '#' starts a comment.\n");
+    fprintf(out, "# twd configuration. Every option, its type, bounds and default; this file is\n"
+                 "# generated by `twd --print-config` from the option table in server/config.c and\n"
+                 "# a unit test keeps the two identical. Command-line flags override the file:\n"
+                 "#   twd --config FILE [--model DIR] [--port N] [--listen ADDR] [--set KEY=VALUE]\n"
+                 "# Lines are `key = value`; '#' starts a comment.\n");
     for (size_t i = 0; i < cfg_n_options; i++) {
         const cfg_option *o = &cfg_options[i];
         fprintf(out, "\n# %s\n# type: %s", o->doc, tn[o->type]);

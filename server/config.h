@@ -14,49 +14,49 @@
 typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL } cfg_type;
 
 typedef struct twd_config {
-    char listen[64];        /* listen address (IPv4 or IPv6 literal) */
+    char listen[64]; /* listen address (IPv4 or IPv6 literal) */
     int64_t port;
-    char model[4096];       /* model folder; empty = default model */
-    char cache_dir[4096];   /* downloads, demo model, UMAP layouts */
-    char static_dir[4096];  /* files served under / */
-    char words_file[4096];  /* default word list of /probe */
-    char hub_url[512];      /* Hugging Face hub base URL for the default model */
-    char hub_repo[256];     /* repository of the default model */
-    int64_t fetch_timeout;  /* seconds to give up connecting to the hub */
-    bool fetch;             /* try to download the default model at all */
-    int64_t threads;        /* HTTP threads (connection handling) */
-    int64_t workers;        /* threads computing analyses */
-    int64_t blas_threads;   /* OpenBLAS threads per computation, 0 = cores */
-    char blas_coretype[32]; /* "auto", "off" or an OPENBLAS_CORETYPE name */
-    int64_t max_body;       /* bytes of a request body */
-    int64_t max_url;        /* bytes of the request target (path + query) */
-    int64_t max_text;       /* bytes of a text parameter */
-    int64_t max_tokens;     /* tokens of a phrase (also capped by n_ctx) */
-    int64_t max_words;      /* words in a probe word list */
-    int64_t max_k;          /* cap on k (tokens per list) */
-    int64_t max_top;        /* cap on SVD directions per head */
+    char model[4096];          /* model folder; empty = default model */
+    char cache_dir[4096];      /* downloads, demo model, UMAP layouts */
+    char static_dir[4096];     /* files served under / */
+    char words_file[4096];     /* default word list of /probe */
+    char hub_url[512];         /* Hugging Face hub base URL for the default model */
+    char hub_repo[256];        /* repository of the default model */
+    int64_t fetch_timeout;     /* seconds to give up connecting to the hub */
+    bool fetch;                /* try to download the default model at all */
+    int64_t threads;           /* HTTP threads (connection handling) */
+    int64_t workers;           /* threads computing analyses */
+    int64_t blas_threads;      /* OpenBLAS threads per computation, 0 = cores */
+    char blas_coretype[32];    /* "auto", "off" or an OPENBLAS_CORETYPE name */
+    int64_t max_body;          /* bytes of a request body */
+    int64_t max_url;           /* bytes of the request target (path + query) */
+    int64_t max_text;          /* bytes of a text parameter */
+    int64_t max_tokens;        /* tokens of a phrase (also capped by n_ctx) */
+    int64_t max_words;         /* words in a probe word list */
+    int64_t max_k;             /* cap on k (tokens per list) */
+    int64_t max_top;           /* cap on SVD directions per head */
     int64_t max_answer_tokens; /* cap on tokens listed by one answer */
-    int64_t max_connections;/* simultaneous connections */
-    int64_t timeout;        /* idle connection timeout, seconds */
-    int64_t cache_mb;       /* intermediate-matrix cache budget, MiB */
-    int64_t answer_cache_mb;/* finished-answer cache budget, MiB */
-    bool access_log;        /* one line per request on stderr */
-    char cors_origin[512];  /* exact Origin allowed for CORS; empty = none */
-    bool umap;              /* fit the UMAP layout in the background */
-    int64_t umap_rows;      /* rows of wte the UMAP layout is fitted on */
+    int64_t max_connections;   /* simultaneous connections */
+    int64_t timeout;           /* idle connection timeout, seconds */
+    int64_t cache_mb;          /* intermediate-matrix cache budget, MiB */
+    int64_t answer_cache_mb;   /* finished-answer cache budget, MiB */
+    bool access_log;           /* one line per request on stderr */
+    char cors_origin[512];     /* exact Origin allowed for CORS; empty = none */
+    bool umap;                 /* fit the UMAP layout in the background */
+    int64_t umap_rows;         /* rows of wte the UMAP layout is fitted on */
     int64_t umap_neighbors;
-    int64_t umap_epochs;    /* 0 = umap-learn's default rule */
+    int64_t umap_epochs; /* 0 = umap-learn's default rule */
     int64_t umap_seed;
 } twd_config;
 
 typedef struct {
     const char *name;
     cfg_type type;
-    size_t offset;          /* into twd_config */
-    size_t size;            /* for CFG_STRING: buffer size */
-    int64_t min, max;       /* bounds for CFG_INT / CFG_SIZE */
-    const char *def;        /* default, as text */
-    bool runtime;           /* may change while running (reserved) */
+    size_t offset;    /* into twd_config */
+    size_t size;      /* for CFG_STRING: buffer size */
+    int64_t min, max; /* bounds for CFG_INT / CFG_SIZE */
+    const char *def;  /* default, as text */
+    bool runtime;     /* may change while running (reserved) */
     const char *doc;
 } cfg_option;
 

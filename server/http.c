@@ -23,13 +23,13 @@ enum { PH_NEW, PH_BODY, PH_QUEUED, PH_ANSWERED };
 typedef struct req_state {
     struct http_server *srv;
     struct MHD_Connection *conn;
-    struct req_state *next_job;    /* worker queue link */
-    char *raw;                     /* request target as sent */
+    struct req_state *next_job; /* worker queue link */
+    char *raw;                  /* request target as sent */
     size_t raw_len;
     double t0;
     int phase;
     int method;
-    const char *label;             /* route label for metrics (static string) */
+    const char *label; /* route label for metrics (static string) */
     const api_route *route;
     char *path;
     api_kv *query;
@@ -40,7 +40,7 @@ typedef struct req_state {
     int status;
     size_t sent_bytes;
     bool cache_hit;
-    api_call call;                 /* a heavy request waiting for a worker */
+    api_call call; /* a heavy request waiting for a worker */
     api_response res;
 } req_state;
 
@@ -58,7 +58,6 @@ struct http_server {
     req_state *qhead, *qtail;
     bool stopping;
 };
-
 
 /* ---------- decoding ---------- */
 
@@ -110,19 +109,28 @@ static int parse_target(req_state *rs, char *msg, size_t msglen)
     size_t plen = q ? (size_t)(q - rs->raw) : rs->raw_len;
     size_t n;
     rs->path = malloc(plen + 1);
-    if (!rs->path) { snprintf(msg, msglen, "out of memory"); return -1; }
+    if (!rs->path) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
     if (http_percent_decode(rs->raw, plen, 0, rs->path, &n) != 0) {
         snprintf(msg, msglen, "bad percent-encoding in the path");
         return -1;
     }
     rs->path[n] = '\0';
-    if (memchr(rs->path, '\0', n)) { snprintf(msg, msglen, "NUL byte in the path"); return -1; }
+    if (memchr(rs->path, '\0', n)) {
+        snprintf(msg, msglen, "NUL byte in the path");
+        return -1;
+    }
     if (!q) return 0;
     const char *s = q + 1, *end = rs->raw + rs->raw_len;
     size_t cap = 1;
     for (const char *p = s; p < end; p++) cap += *p == '&';
     rs->query = calloc(cap, sizeof *rs->query);
-    if (!rs->query) { snprintf(msg, msglen, "out of memory"); return -1; }
+    if (!rs->query) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
     while (s < end) {
         const char *amp = memchr(s, '&', (size_t)(end - s));
         const char *e = amp ? amp : end;
@@ -133,7 +141,10 @@ static int parse_target(req_state *rs, char *msg, size_t msglen)
             api_kv *kv = &rs->query[rs->n_query++];
             kv->key = malloc((size_t)(ke - s) + 1);
             kv->val = malloc((size_t)(e - vs) + 1);
-            if (!kv->key || !kv->val) { snprintf(msg, msglen, "out of memory"); return -1; }
+            if (!kv->key || !kv->val) {
+                snprintf(msg, msglen, "out of memory");
+                return -1;
+            }
             if (http_percent_decode(s, (size_t)(ke - s), 1, kv->key, &kv->key_len) != 0) {
                 snprintf(msg, msglen, "bad percent-encoding in a query parameter name");
                 return -1;
@@ -208,13 +219,21 @@ static enum MHD_Result reply_error(req_state *rs, int status, const char *fmt, c
 
 static const char *mime_type(const char *path)
 {
-    static const struct { const char *ext, *type; } types[] = {
-        {".html", "text/html; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
-        {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-        {".json", "application/json"},           {".png", "image/png"},
-        {".svg", "image/svg+xml"},               {".ico", "image/x-icon"},
-        {".txt", "text/plain; charset=utf-8"},   {".map", "application/json"},
-        {".woff2", "font/woff2"},                {".jpg", "image/jpeg"},
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".png", "image/png"},
+        {".svg", "image/svg+xml"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".map", "application/json"},
+        {".woff2", "font/woff2"},
+        {".jpg", "image/jpeg"},
     };
     const char *dot = strrchr(path, '.');
     if (dot)
@@ -233,7 +252,8 @@ static enum MHD_Result serve_static(req_state *rs)
         (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
         return reply_error(rs, 404, "no such route: %s", "(path outside the web root)");
     char want[PATH_MAX], real[PATH_MAX];
-    int w = snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
+    int w =
+        snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
     if (w < 0 || (size_t)w >= sizeof want || !srv->static_root[0] || !realpath(want, real)) {
         char shown[64];
         api_quote(shown, sizeof shown, p, strlen(p));
@@ -438,8 +458,10 @@ static enum MHD_Result enqueue(req_state *rs)
     rs->phase = PH_QUEUED;
     MHD_suspend_connection(rs->conn);
     rs->next_job = NULL;
-    if (srv->qtail) srv->qtail->next_job = rs;
-    else srv->qhead = rs;
+    if (srv->qtail)
+        srv->qtail->next_job = rs;
+    else
+        srv->qhead = rs;
     srv->qtail = rs;
     pthread_cond_signal(&srv->qcond);
     pthread_mutex_unlock(&srv->qlock);
@@ -471,10 +493,14 @@ static enum MHD_Result on_complete(req_state *rs)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **req_cls)
+                                  const char *version, const char *upload, size_t *upload_size,
+                                  void **req_cls)
 {
     req_state *rs = *req_cls;
-    (void)cls; (void)c; (void)url; (void)version;
+    (void)cls;
+    (void)c;
+    (void)url;
+    (void)version;
     if (!rs || !rs->raw) return MHD_NO; /* out of memory in on_uri */
     switch (rs->phase) {
     case PH_NEW: return on_headers(rs, method);
@@ -490,17 +516,21 @@ static void log_line(req_state *rs, double dt)
     size_t n = rs->raw_len < 200 ? rs->raw_len : 200, o = 0;
     for (size_t i = 0; i < n && o + 5 < sizeof target; i++) {
         unsigned char ch = (unsigned char)rs->raw[i];
-        if (ch < 0x20 || ch >= 0x7f || ch == '"') o += (size_t)snprintf(target + o, sizeof target - o, "\\x%02x", ch);
-        else target[o++] = (char)ch;
+        if (ch < 0x20 || ch >= 0x7f || ch == '"')
+            o += (size_t)snprintf(target + o, sizeof target - o, "\\x%02x", ch);
+        else
+            target[o++] = (char)ch;
     }
     target[o] = '\0';
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rs->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rs->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char addr[INET6_ADDRSTRLEN] = "-";
     if (ci && ci->client_addr) {
         if (ci->client_addr->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
         else if (ci->client_addr->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, addr, sizeof addr);
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, addr,
+                      sizeof addr);
     }
     static const char *mn[] = {"?", "GET", "POST", "?", "HEAD", "?", "?", "?", "OPTIONS"};
     const char *m = rs->method > 0 && rs->method <= 8 ? mn[rs->method] : "OTHER";
@@ -509,11 +539,13 @@ static void log_line(req_state *rs, double dt)
     char ts[32];
     gmtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s %s \"%s %s%s\" %d %zu %.2fms%s\n", ts, addr, m, target, rs->raw_len > 200 ? "..." : "",
-            rs->status, rs->sent_bytes, dt * 1e3, rs->cache_hit ? " cache=hit" : "");
+    fprintf(stderr, "%s %s \"%s %s%s\" %d %zu %.2fms%s\n", ts, addr, m, target,
+            rs->raw_len > 200 ? "..." : "", rs->status, rs->sent_bytes, dt * 1e3,
+            rs->cache_hit ? " cache=hit" : "");
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
 {
     http_server *srv = cls;
     req_state *rs = *req_cls;
@@ -560,7 +592,8 @@ http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t e
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, cfg->listen, &s4->sin_addr) == 1) {
@@ -580,11 +613,10 @@ http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t e
     size_t pool = (size_t)cfg->max_url * 2 + 65536;
     srv->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+        srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->d) {
         snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not available)", cfg->listen,
                  (long long)cfg->port);

@@ -1,5 +1,4 @@
 #include "server/hub.h"
-#include "base/fs.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -12,19 +11,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fs.h"
+
 static const char *const files[] = {"config.json", "vocab.json", "merges.txt", "model.safetensors"};
 #define N_FILES (sizeof files / sizeof files[0])
 
 typedef struct {
-    char etag[128];        /* X-Linked-Etag (sha256 of LFS files), unquoted */
-    long long size;        /* X-Linked-Size or Content-Length, -1 unknown */
+    char etag[128]; /* X-Linked-Etag (sha256 of LFS files), unquoted */
+    long long size; /* X-Linked-Size or Content-Length, -1 unknown */
 } remote_info;
 
 typedef struct {
     const char *file;
     hub_progress_fn progress;
     void *ctx;
-    curl_off_t already;    /* bytes present before this transfer */
+    curl_off_t already; /* bytes present before this transfer */
     time_t last;
     int last_pct;
 } xfer;
@@ -62,7 +63,8 @@ static size_t on_header(char *b, size_t sz, size_t n, void *ud)
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ut, curl_off_t un)
 {
-    (void)ut; (void)un;
+    (void)ut;
+    (void)un;
     xfer *x = ud;
     if (!x->progress || dltotal <= 0) return 0;
     curl_off_t total = dltotal + x->already, now = dlnow + x->already;
@@ -102,7 +104,10 @@ static int head_info(const char *url, long timeout, remote_info *ri, char *err, 
 {
     char ebuf[CURL_ERROR_SIZE] = "";
     CURL *h = new_handle(url, timeout, ebuf);
-    if (!h) { snprintf(err, errlen, "curl init failed"); return -1; }
+    if (!h) {
+        snprintf(err, errlen, "curl init failed");
+        return -1;
+    }
     ri->etag[0] = '\0';
     ri->size = -1;
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -172,7 +177,11 @@ static int fetch_one(const char *url, const char *part, const char *file, long t
     }
     char ebuf[CURL_ERROR_SIZE] = "";
     CURL *h = new_handle(url, timeout, ebuf);
-    if (!h) { fclose(f); snprintf(err, errlen, "curl init failed"); return -1; }
+    if (!h) {
+        fclose(f);
+        snprintf(err, errlen, "curl init failed");
+        return -1;
+    }
     xfer x = {file, progress, ctx, have, 0, -1};
     curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(h, CURLOPT_RESUME_FROM_LARGE, have);
@@ -193,8 +202,8 @@ static int fetch_one(const char *url, const char *part, const char *file, long t
     return 0;
 }
 
-int hub_fetch(const char *base_url, const char *repo, const char *dest, long timeout, hub_progress_fn progress,
-              void *ctx, char *err, size_t errlen)
+int hub_fetch(const char *base_url, const char *repo, const char *dest, long timeout,
+              hub_progress_fn progress, void *ctx, char *err, size_t errlen)
 {
     char partial[4096], url[4096], part[4096], final[4096];
     if (fs_path(partial, sizeof partial, "%s/.partial", dest) != 0 || fs_mkdir_p(partial) != 0) {
@@ -211,11 +220,18 @@ int hub_fetch(const char *base_url, const char *repo, const char *dest, long tim
             break;
         }
         remote_info ri;
-        if (head_info(url, timeout, &ri, err, errlen) != 0) { rc = -1; break; }
-        if (fetch_one(url, part, files[i], timeout, &ri, progress, ctx, err, errlen) != 0) { rc = -1; break; }
+        if (head_info(url, timeout, &ri, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        if (fetch_one(url, part, files[i], timeout, &ri, progress, ctx, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
         struct stat st;
         if (stat(part, &st) != 0 || (ri.size >= 0 && st.st_size != ri.size)) {
-            snprintf(err, errlen, "%s: size %lld, the hub announced %lld", part, (long long)st.st_size, ri.size);
+            snprintf(err, errlen, "%s: size %lld, the hub announced %lld", part, (long long)st.st_size,
+                     ri.size);
             unlink(part);
             rc = -1;
             break;
@@ -228,7 +244,8 @@ int hub_fetch(const char *base_url, const char *repo, const char *dest, long tim
                 progress(ctx, s);
             }
             if (sha256_file(part, hex) != 0 || strcasecmp(hex, ri.etag) != 0) {
-                snprintf(err, errlen, "%s: SHA-256 %s does not match the hub's %s; removed", part, hex, ri.etag);
+                snprintf(err, errlen, "%s: SHA-256 %s does not match the hub's %s; removed", part, hex,
+                         ri.etag);
                 unlink(part);
                 rc = -1;
                 break;
@@ -243,7 +260,8 @@ int hub_fetch(const char *base_url, const char *repo, const char *dest, long tim
                 rc = -1;
             }
         }
-        FILE *f = rc == 0 && fs_path(final, sizeof final, "%s/.complete", dest) == 0 ? fopen(final, "w") : NULL;
+        FILE *f =
+            rc == 0 && fs_path(final, sizeof final, "%s/.complete", dest) == 0 ? fopen(final, "w") : NULL;
         if (f) {
             fprintf(f, "%s/%s\n", base_url, repo);
             fclose(f);

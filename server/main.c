@@ -26,8 +26,8 @@
 #include "base/log.h"
 #include "core/model/gpt2.h"
 #include "core/model/synth.h"
-#include "core/tok/tokenizer.h"
 #include "core/nn/blas.h"
+#include "core/tok/tokenizer.h"
 #include "server/config.h"
 #include "server/http.h"
 #include "server/hub.h"
@@ -38,12 +38,15 @@ static void set_status(twd_app *app, const char *s) { api_app_set_status(app, "%
 static void on_fetch_progress(void *ctx, const char *s)
 {
     set_status(ctx, s);
-    if (isatty(2)) fprintf(stderr, "\rtwd: %-70s", s);
-    else if (strstr(s, "0%") || strncmp(s, "verifying", 9) == 0) fprintf(stderr, "twd: %s\n", s);
+    if (isatty(2))
+        fprintf(stderr, "\rtwd: %-70s", s);
+    else if (strstr(s, "0%") || strncmp(s, "verifying", 9) == 0)
+        fprintf(stderr, "twd: %s\n", s);
 }
 
 /* Picks the folder to load (see the comment at the top). */
-static int resolve_model(twd_app *app, const twd_config *cfg, char *dir, size_t dirlen, char *err, size_t errlen)
+static int resolve_model(twd_app *app, const twd_config *cfg, char *dir, size_t dirlen, char *err,
+                         size_t errlen)
 {
     if (cfg->model[0]) {
         snprintf(dir, dirlen, "%s", cfg->model);
@@ -62,11 +65,13 @@ static int resolve_model(twd_app *app, const twd_config *cfg, char *dir, size_t 
     if (!hub_complete(hub_dir) && cfg->fetch) {
         char ferr[1024];
         set_status(app, "contacting the model hub");
-        fprintf(stderr, "twd: no model configured; fetching %s from %s into %s\n", cfg->hub_repo, cfg->hub_url, hub_dir);
-        if (hub_fetch(cfg->hub_url, cfg->hub_repo, hub_dir, (long)cfg->fetch_timeout, on_fetch_progress, app, ferr,
-                      sizeof ferr) != 0) {
+        fprintf(stderr, "twd: no model configured; fetching %s from %s into %s\n", cfg->hub_repo,
+                cfg->hub_url, hub_dir);
+        if (hub_fetch(cfg->hub_url, cfg->hub_repo, hub_dir, (long)cfg->fetch_timeout, on_fetch_progress, app,
+                      ferr, sizeof ferr) != 0) {
             if (isatty(2)) fputc('\n', stderr);
-            fprintf(stderr, "twd: download failed: %s\ntwd: falling back to the synthetic demo model\n", ferr);
+            fprintf(stderr, "twd: download failed: %s\ntwd: falling back to the synthetic demo model\n",
+                    ferr);
         } else if (isatty(2)) {
             fputc('\n', stderr);
         }
@@ -130,16 +135,17 @@ static void *load_main(void *arg)
     else if (strcmp(app->model_origin, "demo") == 0)
         snprintf(app->model_name, sizeof app->model_name, "twd-demo");
     else
-        snprintf(app->model_name, sizeof app->model_name, "%.200s", base && base[1] ? base + 1 : app->model_source);
+        snprintf(app->model_name, sizeof app->model_name, "%.200s",
+                 base && base[1] ? base + 1 : app->model_source);
     app->synthetic = app->model.synthetic != 0;
     app->synthetic_seed = app->model.synthetic_seed;
     if (api_init(app, ld->err, sizeof ld->err) != 0) goto out;
     metrics_set_load_seconds(app->load_seconds);
     ok = 1;
     const gpt2_config *c = &app->model.cfg;
-    tw_log("model %s ready in %.3f s: %d layers, %d heads, width %d, vocab %d, %zu parameters%s", app->model_name,
-           app->load_seconds, c->n_layer, c->n_head, c->n_embd, c->vocab_size, app->model.n_params,
-           app->synthetic ? " (SYNTHETIC weights)" : "");
+    tw_log("model %s ready in %.3f s: %d layers, %d heads, width %d, vocab %d, %zu parameters%s",
+           app->model_name, app->load_seconds, c->n_layer, c->n_head, c->n_embd, c->vocab_size,
+           app->model.n_params, app->synthetic ? " (SYNTHETIC weights)" : "");
 out:
     set_status(app, ok ? "ready" : "failed");
     atomic_store(&app->state, ok ? APP_READY : APP_FAILED);

@@ -111,7 +111,8 @@ static void process_metrics(strbuf *b)
         fds--; /* the descriptor of the listing itself */
     }
     struct rlimit rl;
-    long long max_fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long long)rl.rlim_cur : 0;
+    long long max_fds =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long long)rl.rlim_cur : 0;
     sb_printf(b,
               "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
               "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n"
@@ -135,8 +136,9 @@ void metrics_render(void *ctx, strbuf *b)
 {
     (void)ctx;
     pthread_mutex_lock(&lock);
-    sb_printf(b, "# HELP twd_build_info The twd version (always 1).\n# TYPE twd_build_info gauge\n"
-                 "twd_build_info{version=\"%s\"} 1\n",
+    sb_printf(b,
+              "# HELP twd_build_info The twd version (always 1).\n# TYPE twd_build_info gauge\n"
+              "twd_build_info{version=\"%s\"} 1\n",
               TWD_VERSION);
     sb_printf(b, "# HELP twd_requests_total HTTP requests by route and status.\n"
                  "# TYPE twd_requests_total counter\n");
@@ -150,23 +152,25 @@ void metrics_render(void *ctx, strbuf *b)
         for (size_t k = 0; k <= NB; k++) {
             cum += lat[i].buckets[k];
             if (k < NB)
-                sb_printf(b, "twd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", lat[i].route,
-                          bounds[k], (unsigned long long)cum);
+                sb_printf(b, "twd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                          lat[i].route, bounds[k], (unsigned long long)cum);
             else
-                sb_printf(b, "twd_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", lat[i].route,
-                          (unsigned long long)cum);
+                sb_printf(b, "twd_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                          lat[i].route, (unsigned long long)cum);
         }
         sb_printf(b, "twd_request_duration_seconds_sum{route=\"%s\"} %.6f\n", lat[i].route, lat[i].sum);
         sb_printf(b, "twd_request_duration_seconds_count{route=\"%s\"} %llu\n", lat[i].route,
                   (unsigned long long)lat[i].count);
     }
-    sb_printf(b, "# HELP twd_requests_in_flight Requests being handled now.\n"
-                 "# TYPE twd_requests_in_flight gauge\ntwd_requests_in_flight %ld\n",
+    sb_printf(b,
+              "# HELP twd_requests_in_flight Requests being handled now.\n"
+              "# TYPE twd_requests_in_flight gauge\ntwd_requests_in_flight %ld\n",
               in_flight);
     /* absent until the model is loaded: no sentinel values */
     if (load_seconds >= 0)
-        sb_printf(b, "# HELP twd_model_load_seconds Time taken to load the model.\n"
-                     "# TYPE twd_model_load_seconds gauge\ntwd_model_load_seconds %.6f\n",
+        sb_printf(b,
+                  "# HELP twd_model_load_seconds Time taken to load the model.\n"
+                  "# TYPE twd_model_load_seconds gauge\ntwd_model_load_seconds %.6f\n",
                   load_seconds);
     pthread_mutex_unlock(&lock);
     process_metrics(b);

@@ -5,8 +5,6 @@
  * computation written here: explicit d x d matrices, a dense LAPACKE SVD,
  * full sorts. The model is a small random gpt2_model built in memory. */
 #include <check.h>
-
-#include "tests/support/tw_check.h"
 #include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
@@ -19,10 +17,11 @@
 
 #include "core/ana/blockcache.h"
 #include "core/ana/embed_norms.h"
-#include "core/nn/lnorm.h"
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
+#include "core/nn/lnorm.h"
 #include "core/nn/topk.h"
+#include "tests/support/tw_check.h"
 
 /* ---- Random numbers ---- */
 
@@ -71,8 +70,13 @@ static void model_build(test_model *tm, int L, int H, int d, int V, uint64_t see
     tm->store = malloc(tm->cap * sizeof(float));
     ck_assert_ptr_nonnull(tm->store);
     gpt2_model *m = &tm->m;
-    m->cfg = (gpt2_config){.n_layer = L, .n_head = H, .n_embd = d, .n_inner = 4 * d,
-                           .n_ctx = 8, .vocab_size = V, .ln_eps = 1e-5f};
+    m->cfg = (gpt2_config){.n_layer = L,
+                           .n_head = H,
+                           .n_embd = d,
+                           .n_inner = 4 * d,
+                           .n_ctx = 8,
+                           .vocab_size = V,
+                           .ln_eps = 1e-5f};
     m->p.h = calloc((size_t)L, sizeof(gpt2_block));
     ck_assert_ptr_nonnull(m->p.h);
     // E: a shared mean direction plus per-row noise of varying size
@@ -108,16 +112,14 @@ enum { M_L = 2, M_H = 4, M_D = 48, M_V = 600 };
 /* ---- Naive helpers (double) ---- */
 
 /* LN of one row in double, written independently of core/lnorm. */
-static void ln_row(const float *x, const float *g, const float *b, size_t d,
-                   double eps, double *out)
+static void ln_row(const float *x, const float *g, const float *b, size_t d, double eps, double *out)
 {
     double s = 0, ss = 0;
     for (size_t i = 0; i < d; i++) s += x[i];
     double mean = s / d;
     for (size_t i = 0; i < d; i++) ss += (x[i] - mean) * (x[i] - mean);
     double sd = sqrt(ss / d + eps);
-    for (size_t i = 0; i < d; i++)
-        out[i] = (g ? g[i] : 1.0) * (x[i] - mean) / sd + (b ? b[i] : 0.0);
+    for (size_t i = 0; i < d; i++) out[i] = (g ? g[i] : 1.0) * (x[i] - mean) / sd + (b ? b[i] : 0.0);
 }
 
 /* En (V, d) double for block b. */
@@ -126,8 +128,7 @@ static double *naive_en(const gpt2_model *m, int block)
     size_t V = m->cfg.vocab_size, d = m->cfg.n_embd;
     double *en = malloc(V * d * sizeof(double));
     for (size_t i = 0; i < V; i++)
-        ln_row(m->p.wte + i * d, m->p.h[block].ln_1_w, m->p.h[block].ln_1_b, d,
-               m->cfg.ln_eps, en + i * d);
+        ln_row(m->p.wte + i * d, m->p.h[block].ln_1_w, m->p.h[block].ln_1_b, d, m->cfg.ln_eps, en + i * d);
     return en;
 }
 
@@ -167,19 +168,17 @@ static scored *naive_rank(const double *v, const double *M, size_t n, size_t d, 
 
 /* Fails unless hits (k) has exactly the ids of ref's first k and scores
  * within tol * (1 + max |score|). Returns the largest score difference. */
-static double check_list(const char *what, const topk_hit *hits, const scored *ref,
-                         size_t k, double tol)
+static double check_list(const char *what, const topk_hit *hits, const scored *ref, size_t k, double tol)
 {
     double scale = 1.0, worst = 0.0;
     for (size_t t = 0; t < k; t++) scale = fmax(scale, fabs(ref[t].s));
     for (size_t t = 0; t < k; t++) {
         double diff = fabs(hits[t].score - ref[t].s);
         worst = fmax(worst, diff);
-        ck_assert_msg(hits[t].id == ref[t].id,
-                      "%s: rank %zu id %d (score %.9g) != reference %d (score %.9g)",
+        ck_assert_msg(hits[t].id == ref[t].id, "%s: rank %zu id %d (score %.9g) != reference %d (score %.9g)",
                       what, t, hits[t].id, hits[t].score, ref[t].id, ref[t].s);
-        ck_assert_msg(diff <= tol * scale, "%s: rank %zu score %.9g vs %.9g (diff %.3g > %.3g)",
-                      what, t, hits[t].score, ref[t].s, diff, tol * scale);
+        ck_assert_msg(diff <= tol * scale, "%s: rank %zu score %.9g vs %.9g (diff %.3g > %.3g)", what, t,
+                      hits[t].score, ref[t].s, diff, tol * scale);
     }
     return worst;
 }
@@ -188,9 +187,8 @@ static double check_list(const char *what, const topk_hit *hits, const scored *r
 static void assert_hits_equal(const topk_hit *a, const topk_hit *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        ck_assert_msg(a[i].id == b[i].id && a[i].score == b[i].score,
-                      "hit %zu: %d (%.17g) vs %d (%.17g)", i, a[i].id, a[i].score, b[i].id,
-                      b[i].score);
+        ck_assert_msg(a[i].id == b[i].id && a[i].score == b[i].score, "hit %zu: %d (%.17g) vs %d (%.17g)", i,
+                      a[i].id, a[i].score, b[i].id, b[i].score);
 }
 
 /* ---- topk ---- */
@@ -217,8 +215,8 @@ START_TEST(test_topk_fast_vs_naive)
         ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
         for (size_t i = 0; i < nq * k; i++) {
             ck_assert_msg(ft[i].id == nt[i].id && fb[i].id == nb[i].id,
-                          "k=%zu item %zu: top %d/%d bottom %d/%d", k, i, ft[i].id,
-                          nt[i].id, fb[i].id, nb[i].id);
+                          "k=%zu item %zu: top %d/%d bottom %d/%d", k, i, ft[i].id, nt[i].id, fb[i].id,
+                          nb[i].id);
             worst = fmax(worst, fabs(ft[i].score - nt[i].score));
             worst = fmax(worst, fabs(fb[i].score - nb[i].score));
         }
@@ -257,11 +255,11 @@ START_TEST(test_topk_exact_ties)
     size_t tied = 0;
     for (size_t i = 0; i < nq * k; i++) {
         ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score,
-                      "top item %zu: %d (%g) vs naive %d (%g)", i, ft[i].id, ft[i].score,
-                      nt[i].id, nt[i].score);
+                      "top item %zu: %d (%g) vs naive %d (%g)", i, ft[i].id, ft[i].score, nt[i].id,
+                      nt[i].score);
         ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score,
-                      "bottom item %zu: %d (%g) vs naive %d (%g)", i, fb[i].id, fb[i].score,
-                      nb[i].id, nb[i].score);
+                      "bottom item %zu: %d (%g) vs naive %d (%g)", i, fb[i].id, fb[i].score, nb[i].id,
+                      nb[i].score);
         if (i % k && ft[i].score == ft[i - 1].score) {
             tied++;
             ck_assert_int_lt(ft[i - 1].id, ft[i].id); // lower id first
@@ -352,8 +350,7 @@ START_TEST(test_layernorm_rows)
     for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(y[4 + i], (x[4 + i] - 1) / sd, 1e-6);
     layernorm_rows(y, x, g, b, 2, 4, 1e-5f);
     sd = sqrt(1.25 + 1e-5);
-    for (int i = 0; i < 4; i++)
-        ck_assert_double_eq_tol(y[i], g[i] * (x[i] - 2.5) / sd + b[i], 1e-6);
+    for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(y[i], g[i] * (x[i] - 2.5) / sd + b[i], 1e-6);
     layernorm_rows(x, x, g, b, 2, 4, 1e-5f); // in place gives the same
     for (int i = 0; i < 8; i++) ck_assert_float_eq(x[i], y[i]);
 }
@@ -611,17 +608,14 @@ START_TEST(test_embed_normalization_vs_naive)
         }
     }
     for (int k = 0; k < 4; k++) {
-        double got[2][2] = {{r.rows[k].l2_mean, r.rows[k].l2_std},
-                            {r.rows[k].cos_mean, r.rows[k].cos_std}};
+        double got[2][2] = {{r.rows[k].l2_mean, r.rows[k].l2_std}, {r.rows[k].cos_mean, r.rows[k].cos_std}};
         for (int t = 0; t < 2; t++) {
             double mean = sum[k][t] / V;
             double sd = sqrt((sq[k][t] - V * mean * mean) / (V - 1));
-            ck_assert_msg(fabs(got[t][0] - mean) <= 1e-9 * fabs(mean),
-                          "row %s stat %d mean %.12g vs %.12g", embed_normalization_row_name(k), t,
-                          got[t][0], mean);
-            ck_assert_msg(fabs(got[t][1] - sd) <= 1e-6 * fabs(sd),
-                          "row %s stat %d std %.12g vs %.12g", embed_normalization_row_name(k), t,
-                          got[t][1], sd);
+            ck_assert_msg(fabs(got[t][0] - mean) <= 1e-9 * fabs(mean), "row %s stat %d mean %.12g vs %.12g",
+                          embed_normalization_row_name(k), t, got[t][0], mean);
+            ck_assert_msg(fabs(got[t][1] - sd) <= 1e-6 * fabs(sd), "row %s stat %d std %.12g vs %.12g",
+                          embed_normalization_row_name(k), t, got[t][1], sd);
         }
     }
     free(c);
@@ -692,8 +686,8 @@ START_TEST(test_probe_words_vs_naive)
                 }
                 double got = r.value_norm[w * H + h];
                 worst_norm = fmax(worst_norm, fabs(got - sqrt(nn)) / sqrt(nn));
-                ck_assert_msg(fabs(got - sqrt(nn)) <= 1e-5 * sqrt(nn), "value_norm %.9g vs %.9g",
-                              got, sqrt(nn));
+                ck_assert_msg(fabs(got - sqrt(nn)) <= 1e-5 * sqrt(nn), "value_norm %.9g vs %.9g", got,
+                              sqrt(nn));
                 ln_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
                 scored *rv = naive_rank(x, E, V, d, 1);
                 check_list("values", r.values + (w * H + h) * k, rv, k, 1e-4);
@@ -704,8 +698,8 @@ START_TEST(test_probe_words_vs_naive)
                 nn += U[j] * U[j];
                 xf[j] = (float)(m->p.wte[(size_t)ids[w] * d + j] + U[j] + b->attn_proj_b[j]);
             }
-            ck_assert_msg(fabs(r.layer_norm[w] - sqrt(nn)) <= 1e-5 * sqrt(nn),
-                          "layer norm %.9g vs %.9g", r.layer_norm[w], sqrt(nn));
+            ck_assert_msg(fabs(r.layer_norm[w] - sqrt(nn)) <= 1e-5 * sqrt(nn), "layer norm %.9g vs %.9g",
+                          r.layer_norm[w], sqrt(nn));
             ln_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
             scored *rv = naive_rank(x, E, V, d, 1);
             check_list("layer values", r.layer_values + w * k, rv, k, 1e-4);
@@ -788,14 +782,14 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
             for (size_t h = 0; h < H; h++) {
                 explicit_matrix(m, block, (int)h, matrix, A);
                 // dense SVD of the d x d matrix (row-major)
-                ck_assert_int_eq(LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'A', (int)d, (int)d, A, (int)d,
-                                                S, Ud, (int)d, VTd, (int)d),
+                ck_assert_int_eq(LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'A', (int)d, (int)d, A, (int)d, S, Ud,
+                                                (int)d, VTd, (int)d),
                                  0);
                 for (size_t t = 0; t < dh; t++) {
                     double rel = fabs(r.s[h * dh + t] - S[t]) / S[t];
                     worst_s = fmax(worst_s, rel);
-                    ck_assert_msg(rel <= 1e-4, "block %d %s head %zu s[%zu] %.12g vs dense %.12g",
-                                  block, probe_svd_matrix_name(matrix), h, t, r.s[h * dh + t], S[t]);
+                    ck_assert_msg(rel <= 1e-4, "block %d %s head %zu s[%zu] %.12g vs dense %.12g", block,
+                                  probe_svd_matrix_name(matrix), h, t, r.s[h * dh + t], S[t]);
                 }
                 for (size_t t = dh; t < d; t++) ck_assert_double_le(S[t], 1e-10 * S[0]);
                 // coverage and frac99
@@ -849,8 +843,8 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
         }
         free(En);
     }
-    fprintf(stderr, "probe_svd d=%zu H=%zu: largest relative singular value difference %.3g\n", d,
-            H, worst_s);
+    fprintf(stderr, "probe_svd d=%zu H=%zu: largest relative singular value difference %.3g\n", d, H,
+            worst_s);
     free(E);
     free(A);
     free(S);
@@ -941,8 +935,7 @@ START_TEST(test_probe_bias_vs_naive)
             }
             for (int list = 0; list < PROBE_BIAS_N; list++) {
                 scored *ref = naive_rank(list < 2 ? a : cv, En, V, d, list % 2 ? -1 : 1);
-                check_list(probe_bias_name(list), r.hits + (h * PROBE_BIAS_N + list) * k, ref, k,
-                           1e-4);
+                check_list(probe_bias_name(list), r.hits + (h * PROBE_BIAS_N + list) * k, ref, k, 1e-4);
                 free(ref);
             }
         }
@@ -1028,7 +1021,4 @@ static Suite *analyses_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return tw_check_run(analyses_suite());
-}
+int main(void) { return tw_check_run(analyses_suite()); }

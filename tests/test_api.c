@@ -1,8 +1,6 @@
 /* The JSON error shape, parameter validation and strict percent-decoding,
  * without a model or sockets. */
 #include <check.h>
-
-#include "tests/support/tw_check.h"
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -11,6 +9,7 @@
 #include "api/api.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "tests/support/tw_check.h"
 
 static twd_config cfg;
 static twd_app app;
@@ -21,8 +20,13 @@ static void setup(void)
     api_app_init(&app);
     config_api_settings(&cfg, &app.set);
     api_app_set_status(&app, "loading the checkpoint");
-    app.model.cfg = (gpt2_config){.n_layer = 12, .n_head = 12, .n_embd = 768, .n_inner = 3072, .n_ctx = 1024,
-                                  .vocab_size = 50257, .ln_eps = 1e-5f};
+    app.model.cfg = (gpt2_config){.n_layer = 12,
+                                  .n_head = 12,
+                                  .n_embd = 768,
+                                  .n_inner = 3072,
+                                  .n_ctx = 1024,
+                                  .vocab_size = 50257,
+                                  .ln_eps = 1e-5f};
     atomic_store(&app.state, APP_LOADING);
 }
 
@@ -46,8 +50,11 @@ static const char *check_error(api_response *res, int code, const char *type, js
 
 START_TEST(error_shape_for_each_status)
 {
-    static const struct { int code; const char *type; } cases[] = {
-        {400, "invalid_request"}, {404, "not_found"}, {405, "method_not_allowed"},
+    static const struct {
+        int code;
+        const char *type;
+    } cases[] = {
+        {400, "invalid_request"},   {404, "not_found"},   {405, "method_not_allowed"},
         {413, "payload_too_large"}, {503, "unavailable"}, {500, "internal_error"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -61,7 +68,9 @@ START_TEST(error_shape_for_each_status)
     }
     /* invalid UTF-8 quoted from a client never breaks the JSON */
     api_response res = {0};
-    api_error(&res, 400, "bad word '%s'", "\xff\xfe" "abc");
+    api_error(&res, 400, "bad word '%s'",
+              "\xff\xfe"
+              "abc");
     json_t *root;
     const char *msg = check_error(&res, 400, "invalid_request", &root);
     ck_assert_ptr_nonnull(strstr(msg, "\xef\xbf\xbd"));
@@ -80,8 +89,8 @@ static void dispatch(const char *path, int method, const char *const *kv, size_t
         q[i].val = (char *)kv[2 * i + 1];
         q[i].val_len = strlen(kv[2 * i + 1]);
     }
-    api_request req = {.method = method, .query = q, .n_query = n, .body = body,
-                       .body_len = body ? strlen(body) : 0};
+    api_request req = {
+        .method = method, .query = q, .n_query = n, .body = body, .body_len = body ? strlen(body) : 0};
     const api_route *r = api_find_route(path);
     ck_assert_msg(r != NULL, "route %s missing", path);
     api_dispatch(&app, r, &req, res);
@@ -128,7 +137,8 @@ START_TEST(parameter_validation)
     const char *missing[] = {"other", "1"};
     dispatch("/tokenize", API_GET, missing, 1, NULL, &res);
     msg = check_error(&res, 400, "invalid_request", &root);
-    ck_assert_msg(strstr(msg, "unknown parameter 'other'") && strstr(msg, "allowed: text"), "message: %s", msg);
+    ck_assert_msg(strstr(msg, "unknown parameter 'other'") && strstr(msg, "allowed: text"), "message: %s",
+                  msg);
     json_decref(root);
     api_response_free(&res);
 

@@ -1,13 +1,12 @@
 /* The configuration table, file parser and flags. */
 #include <check.h>
-
-#include "tests/support/tw_check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "server/config.h"
+#include "tests/support/tw_check.h"
 
 static char *write_tmp(const char *text)
 {
@@ -33,7 +32,8 @@ START_TEST(defaults_within_bounds)
             int64_t v = *(int64_t *)((char *)&c + o->offset);
             ck_assert_msg(v >= o->min && v <= o->max, "default of %s out of its bounds", o->name);
         }
-        for (size_t j = 0; j < i; j++) ck_assert_msg(strcmp(cfg_options[j].name, o->name), "duplicate %s", o->name);
+        for (size_t j = 0; j < i; j++)
+            ck_assert_msg(strcmp(cfg_options[j].name, o->name), "duplicate %s", o->name);
     }
 }
 END_TEST
@@ -55,7 +55,7 @@ START_TEST(set_checks_types_and_bounds)
     ck_assert_int_eq(config_set(&c, "max_body", "2m", err, sizeof err), 0);
     ck_assert_int_eq(c.max_body, 2 * 1048576);
     ck_assert_int_eq(config_set(&c, "max_body", "2g", err, sizeof err), -1); /* above 1 GiB */
-    ck_assert_int_eq(config_set(&c, "threads", "2k", err, sizeof err), -1); /* no suffix on plain ints */
+    ck_assert_int_eq(config_set(&c, "threads", "2k", err, sizeof err), -1);  /* no suffix on plain ints */
     ck_assert_int_eq(config_set(&c, "access_log", "off", err, sizeof err), 0);
     ck_assert(!c.access_log);
     ck_assert_int_eq(config_set(&c, "access_log", "maybe", err, sizeof err), -1);

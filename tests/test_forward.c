@@ -2,30 +2,36 @@
  * path on a small in-memory random model, causality, GELU forms, logits
  * options and error codes. The numpy reference test (forward_ref.py) checks
  * both paths' maths independently on a checkpoint. */
-#include "core/nn/forward.h"
-
 #include <check.h>
-
-#include "tests/support/tw_check.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/forward.h"
+#include "tests/support/tw_check.h"
+
 /* ---- A small random model built from seeded arrays ---- */
 
-enum { T_L = 3, T_H = 4, T_C = 32, T_NI = 128, T_CTX = 140, T_V = 97 };  /* T_CTX > 128: crosses an attention row block */
+enum {
+    T_L = 3,
+    T_H = 4,
+    T_C = 32,
+    T_NI = 128,
+    T_CTX = 140,
+    T_V = 97
+}; /* T_CTX > 128: crosses an attention row block */
 
 typedef struct {
     gpt2_model m;
-    float *store;   /* every tensor, one buffer */
+    float *store; /* every tensor, one buffer */
     size_t used, cap;
 } test_model;
 
 static uint64_t rng_state;
 
-static double rng_uniform(void)   /* [0, 1), xorshift64* */
+static double rng_uniform(void) /* [0, 1), xorshift64* */
 {
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
@@ -38,8 +44,7 @@ static float *take(test_model *tm, size_t count, float center, float spread)
 {
     ck_assert_uint_le(tm->used + count, tm->cap);
     float *p = tm->store + tm->used;
-    for (size_t i = 0; i < count; i++)
-        p[i] = center + spread * (float)(2.0 * rng_uniform() - 1.0);
+    for (size_t i = 0; i < count; i++) p[i] = center + spread * (float)(2.0 * rng_uniform() - 1.0);
     tm->used += count;
     return p;
 }
@@ -54,8 +59,13 @@ static void model_build(test_model *tm, uint64_t seed)
     tm->store = malloc(tm->cap * sizeof(float));
     ck_assert_ptr_nonnull(tm->store);
     gpt2_model *m = &tm->m;
-    m->cfg = (gpt2_config){ .n_layer = T_L, .n_head = T_H, .n_embd = T_C, .n_inner = T_NI,
-                            .n_ctx = T_CTX, .vocab_size = T_V, .ln_eps = 1e-5f };
+    m->cfg = (gpt2_config){.n_layer = T_L,
+                           .n_head = T_H,
+                           .n_embd = T_C,
+                           .n_inner = T_NI,
+                           .n_ctx = T_CTX,
+                           .vocab_size = T_V,
+                           .ln_eps = 1e-5f};
     m->p.h = calloc(L, sizeof(gpt2_block));
     ck_assert_ptr_nonnull(m->p.h);
     m->p.wte = take(tm, (size_t)T_V * C, 0.0f, 0.5f);
@@ -92,10 +102,10 @@ static void tokens_fill(int32_t *tok, size_t n, uint64_t seed)
     for (size_t t = 0; t < n; t++) tok[t] = (int32_t)(rng_uniform() * T_V);
 }
 
-static gpt2_forward_result *run(const gpt2_model *m, const int32_t *tok, size_t n,
-                                gpt2_gelu g, gpt2_kernels k, gpt2_logits lg)
+static gpt2_forward_result *run(const gpt2_model *m, const int32_t *tok, size_t n, gpt2_gelu g,
+                                gpt2_kernels k, gpt2_logits lg)
 {
-    gpt2_forward_opts o = { .gelu = g, .kernels = k, .logits = lg };
+    gpt2_forward_opts o = {.gelu = g, .kernels = k, .logits = lg};
     gpt2_forward_result *r = NULL;
     int rc = gpt2_forward(m, tok, n, &o, &r);
     ck_assert_msg(rc == TW_OK, "gpt2_forward: %s", tw_strerror(rc));
@@ -109,7 +119,7 @@ static double max_abs_diff(const float *a, const float *b, size_t count, double 
     double d = 0.0, s = 0.0;
     for (size_t i = 0; i < count; i++) {
         double e = fabs((double)a[i] - b[i]);
-        if (!(e <= d)) d = e;   /* NaN propagates as a failure */
+        if (!(e <= d)) d = e; /* NaN propagates as a failure */
         if (fabs(b[i]) > s) s = fabs(b[i]);
     }
     if (scale) *scale = s;
@@ -117,19 +127,18 @@ static double max_abs_diff(const float *a, const float *b, size_t count, double 
 }
 
 /* Fails with the largest difference when rel. error exceeds tol. */
-static void expect_close(const char *what, const float *got, const float *ref,
-                         size_t count, double tol)
+static void expect_close(const char *what, const float *got, const float *ref, size_t count, double tol)
 {
     double scale;
     double d = max_abs_diff(got, ref, count, &scale);
     double rel = d / (scale > 0 ? scale : 1.0);
-    ck_assert_msg(rel < tol, "%s: max abs diff %.3g, scale %.3g, relative %.3g >= %.1g",
-                  what, d, scale, rel, tol);
+    ck_assert_msg(rel < tol, "%s: max abs diff %.3g, scale %.3g, relative %.3g >= %.1g", what, d, scale, rel,
+                  tol);
 }
 
 /* Compares every kept state of two results with relative tolerance tol. */
-static void expect_results_close(const gpt2_forward_result *a, const gpt2_forward_result *b,
-                                 double tol, const char *tag)
+static void expect_results_close(const gpt2_forward_result *a, const gpt2_forward_result *b, double tol,
+                                 const char *tag)
 {
     ck_assert_int_eq(a->n, b->n);
     const size_t n = (size_t)a->n, C = T_C, L = T_L, H = T_H;
@@ -147,8 +156,7 @@ static void expect_results_close(const gpt2_forward_result *a, const gpt2_forwar
     }
     ck_assert_int_eq(a->n_logits, b->n_logits);
     snprintf(what, sizeof what, "%s logits", tag);
-    if (a->n_logits)
-        expect_close(what, a->logits, b->logits, (size_t)a->n_logits * T_V, tol);
+    if (a->n_logits) expect_close(what, a->logits, b->logits, (size_t)a->n_logits * T_V, tol);
 }
 
 /* ---- Kernels ---- */
@@ -177,9 +185,8 @@ END_TEST
 START_TEST(test_gelu_values)
 {
     /* Reference values: exact GELU(x) = x Phi(x); tanh form from its formula. */
-    const float x[] = { -3.0f, -1.0f, 0.0f, 0.5f, 1.0f, 2.0f };
-    const double exact[] = { -0.0040496974, -0.15865525393, 0.0, 0.34573123063,
-                             0.84134474607, 1.95449973610 };
+    const float x[] = {-3.0f, -1.0f, 0.0f, 0.5f, 1.0f, 2.0f};
+    const double exact[] = {-0.0040496974, -0.15865525393, 0.0, 0.34573123063, 0.84134474607, 1.95449973610};
     float y[6];
     gelu_forward(y, x, 6, GPT2_GELU_ERF);
     for (int i = 0; i < 6; i++) ck_assert_double_eq_tol(y[i], exact[i], 5e-7);
@@ -208,8 +215,10 @@ START_TEST(test_attention_blas_vs_naive)
             double s = 0.0;
             for (size_t u = 0; u < N; u++) {
                 float p = att1[(h * N + t) * N + u];
-                if (u > t) ck_assert_float_eq(p, 0.0f);
-                else ck_assert_float_ge(p, 0.0f);
+                if (u > t)
+                    ck_assert_float_eq(p, 0.0f);
+                else
+                    ck_assert_float_ge(p, 0.0f);
                 s += p;
             }
             ck_assert_double_eq_tol(s, 1.0, 1e-5);
@@ -231,15 +240,14 @@ START_TEST(test_attention_blocks)
     ck_assert(qkv && out1 && out2 && att1 && att2);
     rng_state = 11;
     for (size_t i = 0; i < N * 3 * C; i++) qkv[i] = (float)(4.0 * rng_uniform() - 2.0);
-    for (size_t i = 0; i < H * N * N; i++) att1[i] = NAN;   /* every entry must be written */
+    for (size_t i = 0; i < H * N * N; i++) att1[i] = NAN; /* every entry must be written */
     attention_forward(out1, att1, qkv, N, C, H);
     attention_forward_naive(out2, att2, qkv, N, C, H);
     expect_close("blocked attention out", out1, out2, N * C, 1e-5);
     expect_close("blocked attention pattern", att1, att2, H * N * N, 1e-5);
     for (size_t h = 0; h < H; h++)
         for (size_t t = 0; t < N; t++)
-            for (size_t u = t + 1; u < N; u++)
-                ck_assert_float_eq(att1[(h * N + t) * N + u], 0.0f);
+            for (size_t u = t + 1; u < N; u++) ck_assert_float_eq(att1[(h * N + t) * N + u], 0.0f);
     free(qkv);
     free(out1);
     free(out2);
@@ -252,11 +260,11 @@ END_TEST
 START_TEST(test_attention_large_scores)
 {
     const size_t N = 3, C = 2, H = 1;
-    float qkv[3 * 6] = { 0 };
+    float qkv[3 * 6] = {0};
     for (size_t t = 0; t < N; t++) {
-        qkv[t * 6 + 0] = 100.0f;             /* q */
-        qkv[t * 6 + 2] = 100.0f * (float)t;  /* k: score grows to 1e4/sqrt(2) */
-        qkv[t * 6 + 4] = (float)t;           /* v */
+        qkv[t * 6 + 0] = 100.0f;            /* q */
+        qkv[t * 6 + 2] = 100.0f * (float)t; /* k: score grows to 1e4/sqrt(2) */
+        qkv[t * 6 + 4] = (float)t;          /* v */
     }
     float out[6], att[9];
     attention_forward(out, att, qkv, N, C, H);
@@ -273,7 +281,7 @@ START_TEST(test_fast_vs_naive)
     test_model tm;
     model_build(&tm, 1);
     int32_t tok[T_CTX];
-    const size_t lens[] = { 1, 5, T_CTX };
+    const size_t lens[] = {1, 5, T_CTX};
     for (int gi = 0; gi < 2; gi++)
         for (size_t li = 0; li < 3; li++) {
             size_t n = lens[li];
@@ -302,9 +310,8 @@ START_TEST(test_embeddings_direct)
 {
     test_model tm;
     model_build(&tm, 2);
-    int32_t tok[4] = { 0, 96, 5, 5 };
-    gpt2_forward_result *r = run(&tm.m, tok, 4, GPT2_GELU_TANH, GPT2_KERNELS_BLAS,
-                                 GPT2_LOGITS_LAST);
+    int32_t tok[4] = {0, 96, 5, 5};
+    gpt2_forward_result *r = run(&tm.m, tok, 4, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_LAST);
     const gpt2_params *p = &tm.m.p;
     for (size_t t = 0; t < 4; t++) {
         double mean = 0, var = 0;
@@ -336,7 +343,7 @@ START_TEST(test_causality)
     tokens_fill(a, n, 9);
     memcpy(b, a, sizeof a);
     b[n - 1] = (a[n - 1] + 1) % T_V;
-    b[n - 3] = (a[n - 3] + 7) % T_V;   /* changes positions >= n-3 */
+    b[n - 3] = (a[n - 3] + 7) % T_V; /* changes positions >= n-3 */
     const size_t first = n - 3;
     for (int k = 0; k < 2; k++) {
         gpt2_kernels kk = k ? GPT2_KERNELS_NAIVE : GPT2_KERNELS_BLAS;
@@ -344,23 +351,20 @@ START_TEST(test_causality)
         gpt2_forward_result *rb = run(&tm.m, b, n, GPT2_GELU_TANH, kk, GPT2_LOGITS_ALL);
         for (size_t l = 0; l < T_L; l++) {
             const float *xa = ra->resid_lnf + l * n * C, *xb = rb->resid_lnf + l * n * C;
-            expect_close("earlier positions after a later change",
-                         xa, xb, first * C, 1e-6);
+            expect_close("earlier positions after a later change", xa, xb, first * C, 1e-6);
             double sc;
             double d = max_abs_diff(xa + first * C, xb + first * C, (n - first) * C, &sc);
             ck_assert_msg(d > 1e-3 * sc, "changed positions did not change (block %zu)", l);
             for (size_t h = 0; h < H; h++)
-                expect_close("earlier attention rows",
-                             ra->att + ((l * H + h) * n) * n, rb->att + ((l * H + h) * n) * n,
-                             first * n, 1e-6);
+                expect_close("earlier attention rows", ra->att + ((l * H + h) * n) * n,
+                             rb->att + ((l * H + h) * n) * n, first * n, 1e-6);
         }
         expect_close("earlier logits", ra->logits, rb->logits, first * T_V, 1e-6);
 
         /* the prefix alone gives the same states as inside the longer phrase */
         gpt2_forward_result *rp = run(&tm.m, a, first, GPT2_GELU_TANH, kk, GPT2_LOGITS_ALL);
         for (size_t l = 0; l < T_L; l++)
-            expect_close("prefix run", rp->resid + l * first * C, ra->resid + l * n * C,
-                         first * C, 1e-5);
+            expect_close("prefix run", rp->resid + l * first * C, ra->resid + l * n * C, first * C, 1e-5);
         expect_close("prefix logits", rp->logits, ra->logits, first * T_V, 1e-5);
         gpt2_forward_free(ra);
         gpt2_forward_free(rb);
@@ -392,8 +396,8 @@ START_TEST(test_gelu_forms)
     for (size_t l = 0; l < T_L; l++) {
         double sc;
         double d = max_abs_diff(t->resid + l * n * C, e->resid + l * n * C, n * C, &sc);
-        ck_assert_msg(d > 1e-7 * sc && d < 1e-2 * sc,
-                      "block %zu: tanh vs erf differ by %.3g (scale %.3g)", l, d, sc);
+        ck_assert_msg(d > 1e-7 * sc && d < 1e-2 * sc, "block %zu: tanh vs erf differ by %.3g (scale %.3g)", l,
+                      d, sc);
     }
     gpt2_forward_free(t);
     gpt2_forward_free(e);
@@ -426,7 +430,7 @@ START_TEST(test_logits_options)
         ck_assert_double_eq_tol(all->logits[2 * T_V + v], s, 1e-4);
     }
     /* skip_attention keeps the states, drops the patterns */
-    gpt2_forward_opts o = { .skip_attention = 1 };
+    gpt2_forward_opts o = {.skip_attention = 1};
     gpt2_forward_result *sk = NULL;
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, n, &o, &sk), TW_OK);
     ck_assert_ptr_null(sk->att);
@@ -466,13 +470,13 @@ START_TEST(test_errors)
     ck_assert_int_eq(gpt2_forward(NULL, tok, 5, NULL, &r), TW_EINVAL);
     ck_assert_int_eq(gpt2_forward(&tm.m, NULL, 5, NULL, &r), TW_EINVAL);
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, NULL), TW_EINVAL);
-    gpt2_forward_opts bad = { .gelu = (gpt2_gelu)7 };
+    gpt2_forward_opts bad = {.gelu = (gpt2_gelu)7};
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, &bad, &r), TW_EINVAL);
     const float *keep = tm.m.p.h[1].fc_w;
     tm.m.p.h[1].fc_w = NULL;
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_EINVAL);
     tm.m.p.h[1].fc_w = keep;
-    tm.m.cfg.n_head = 5;   /* 32 % 5 != 0 */
+    tm.m.cfg.n_head = 5; /* 32 % 5 != 0 */
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_EINVAL);
     tm.m.cfg.n_head = T_H;
     ck_assert_ptr_null(r);
@@ -508,7 +512,4 @@ static Suite *forward_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return tw_check_run(forward_suite());
-}
+int main(void) { return tw_check_run(forward_suite()); }

@@ -7,14 +7,7 @@
  * tell from the values which tensor a pointer of gpt2_params points at.
  * Expected parameter counts are summed from the shapes here, not taken from
  * gpt2_param_count. */
-#include "core/model/gpt2.h"
-#include "core/model/safetensors.h"
-#include "core/model/synth.h"
-#include "core/tok/tokenizer.h"
-
 #include <check.h>
-
-#include "tests/support/tw_check.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
@@ -23,6 +16,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/model/gpt2.h"
+#include "core/model/safetensors.h"
+#include "core/model/synth.h"
+#include "core/tok/tokenizer.h"
+#include "tests/support/tw_check.h"
 
 static char tmpdir[256];
 
@@ -36,8 +35,10 @@ static void rm_rf(const char *dir)
         char p[1024];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) rm_rf(p);
-        else unlink(p);
+        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+            rm_rf(p);
+        else
+            unlink(p);
     }
     closedir(d);
     rmdir(dir);
@@ -50,10 +51,7 @@ static void setup(void)
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
-static void teardown(void)
-{
-    rm_rf(tmpdir);
-}
+static void teardown(void) { rm_rf(tmpdir); }
 
 /* ---- a small independent checkpoint writer ---- */
 
@@ -61,20 +59,20 @@ typedef struct {
     char name[96];
     int ndim;
     size_t shape[4];
-    const char *dtype;   /* "F32" unless changed */
-    int id;              /* value tag */
+    const char *dtype; /* "F32" unless changed */
+    int id;            /* value tag */
 } tspec;
 
 typedef struct {
     int L, H, C, I, V, T;
-    int prefix;          /* "transformer." names */
-    int buffers;         /* add attn.bias / masked_bias and lm_head.weight */
-    int misalign;        /* data area starts 2 bytes off 4-byte alignment */
-    const char *drop;    /* canonical name of a tensor to leave out */
-    const char *reshape; /* canonical name of a tensor whose last dim gets -1 */
-    const char *dtype_of;/* canonical name of a tensor stored as `dtype` */
+    int prefix;           /* "transformer." names */
+    int buffers;          /* add attn.bias / masked_bias and lm_head.weight */
+    int misalign;         /* data area starts 2 bytes off 4-byte alignment */
+    const char *drop;     /* canonical name of a tensor to leave out */
+    const char *reshape;  /* canonical name of a tensor whose last dim gets -1 */
+    const char *dtype_of; /* canonical name of a tensor stored as `dtype` */
     const char *dtype;
-    const char *twice;   /* canonical name also written with the other prefix */
+    const char *twice; /* canonical name also written with the other prefix */
 } ckpt;
 
 static size_t numel(const tspec *t)
@@ -91,8 +89,7 @@ static size_t dsize(const char *dtype)
     return 2;
 }
 
-static int add(tspec *ts, int n, const char *name, int ndim, size_t a, size_t b, size_t c,
-               size_t d)
+static int add(tspec *ts, int n, const char *name, int ndim, size_t a, size_t b, size_t c, size_t d)
 {
     tspec *t = &ts[n];
     memset(t, 0, sizeof *t);
@@ -117,9 +114,9 @@ static int used_tensors(const ckpt *k, tspec *ts)
     n = add(ts, n, "wpe.weight", 2, (size_t)k->T, C, 0, 0);
     for (int l = 0; l < k->L; l++) {
         char b[96];
-#define A(suf, nd, x, y)                                       \
-        snprintf(b, sizeof b, "h.%d." suf, l);                 \
-        n = add(ts, n, b, nd, x, y, 0, 0)
+#define A(suf, nd, x, y)                                                                                     \
+    snprintf(b, sizeof b, "h.%d." suf, l);                                                                   \
+    n = add(ts, n, b, nd, x, y, 0, 0)
         A("ln_1.weight", 1, C, 0);
         A("ln_1.bias", 1, C, 0);
         A("attn.c_attn.weight", 2, C, 3 * C);
@@ -139,10 +136,7 @@ static int used_tensors(const ckpt *k, tspec *ts)
     return n;
 }
 
-static float tag_value(int id, size_t i)
-{
-    return (float)(id * 8192 + (int)(i % 8192));
-}
+static float tag_value(int id, size_t i) { return (float)(id * 8192 + (int)(i % 8192)); }
 
 static void write_file(const char *name, const char *text)
 {
@@ -158,8 +152,10 @@ static void write_config(const ckpt *k, int n_inner_null)
 {
     char buf[1024];
     char inner[32];
-    if (n_inner_null) snprintf(inner, sizeof inner, "null");
-    else snprintf(inner, sizeof inner, "%d", k->I);
+    if (n_inner_null)
+        snprintf(inner, sizeof inner, "null");
+    else
+        snprintf(inner, sizeof inner, "%d", k->I);
     snprintf(buf, sizeof buf,
              "{\"model_type\": \"gpt2\", \"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d,"
              " \"n_positions\": %d, \"n_ctx\": %d, \"vocab_size\": %d, \"n_inner\": %s,"
@@ -200,8 +196,8 @@ static int write_ckpt(const ckpt *k)
         size_t nb = numel(&ts[i]) * dsize(ts[i].dtype);
         const char *pre = k->prefix ? "transformer." : "";
         if (!strncmp(ts[i].name, "lm_head", 7)) pre = "";
-        hl += (size_t)sprintf(hdr + hl, ",\"%s%s\":{\"dtype\":\"%s\",\"shape\":[", pre,
-                              ts[i].name, ts[i].dtype);
+        hl += (size_t)sprintf(hdr + hl, ",\"%s%s\":{\"dtype\":\"%s\",\"shape\":[", pre, ts[i].name,
+                              ts[i].dtype);
         for (int d = 0; d < ts[i].ndim; d++)
             hl += (size_t)sprintf(hdr + hl, d ? ",%zu" : "%zu", ts[i].shape[d]);
         hl += (size_t)sprintf(hdr + hl, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
@@ -211,8 +207,8 @@ static int write_ckpt(const ckpt *k)
             hl += (size_t)sprintf(hdr + hl,
                                   ",\"%s%s\":{\"dtype\":\"F32\",\"shape\":[%zu],"
                                   "\"data_offsets\":[%zu,%zu]}",
-                                  k->prefix ? "" : "transformer.", ts[i].name, numel(&ts[i]),
-                                  off, off + 4 * numel(&ts[i]));
+                                  k->prefix ? "" : "transformer.", ts[i].name, numel(&ts[i]), off,
+                                  off + 4 * numel(&ts[i]));
             off += 4 * numel(&ts[i]);
         }
     }
@@ -279,9 +275,8 @@ static int model_ptrs(const gpt2_model *m, const float **out)
     out[n++] = m->p.wpe;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const gpt2_block *h = &m->p.h[l];
-        const float *b[12] = {h->ln_1_w, h->ln_1_b, h->attn_w, h->attn_b,
-                              h->attn_proj_w, h->attn_proj_b, h->ln_2_w, h->ln_2_b,
-                              h->fc_w, h->fc_b, h->fc_proj_w, h->fc_proj_b};
+        const float *b[12] = {h->ln_1_w, h->ln_1_b, h->attn_w, h->attn_b, h->attn_proj_w, h->attn_proj_b,
+                              h->ln_2_w, h->ln_2_b, h->fc_w,   h->fc_b,   h->fc_proj_w,   h->fc_proj_b};
         for (int i = 0; i < 12; i++) out[n++] = b[i];
     }
     out[n++] = m->p.ln_f_w;
@@ -321,9 +316,8 @@ static void check_loaded(const ckpt *k, gpt2_model *m, int expect_in_place)
         size_t ne = numel(&ts[i]);
         ck_assert_ptr_nonnull(ptr[i]);
         for (size_t j = 0; j < ne; j++)
-            ck_assert_msg(ptr[i][j] == tag_value(ts[i].id, j),
-                          "tensor %s element %zu: %g, expected %g", ts[i].name, j,
-                          (double)ptr[i][j], (double)tag_value(ts[i].id, j));
+            ck_assert_msg(ptr[i][j] == tag_value(ts[i].id, j), "tensor %s element %zu: %g, expected %g",
+                          ts[i].name, j, (double)ptr[i][j], (double)tag_value(ts[i].id, j));
         const char *a = (const char *)ptr[i], *mb = (const char *)m->map;
         if (a >= mb && a < mb + m->map_len) in_place++;
     }
@@ -409,10 +403,9 @@ START_TEST(t_load_f16_bf16_tensor)
         ck_assert_msg(gpt2_load(tmpdir, &m, err, sizeof err) == 0, "%s", err);
         for (size_t j = 0; j < 8; j++) {
             float v = tag_value(1, j);
-            float want = d == 0 ? st_bf16_to_f32(st_f32_to_bf16(v))
-                                : st_f16_to_f32(st_f32_to_f16(v));
-            ck_assert_msg(m.p.wpe[j] == want, "%s wpe[%zu] = %g, want %g", dts[d], j,
-                          (double)m.p.wpe[j], (double)want);
+            float want = d == 0 ? st_bf16_to_f32(st_f32_to_bf16(v)) : st_f16_to_f32(st_f32_to_f16(v));
+            ck_assert_msg(m.p.wpe[j] == want, "%s wpe[%zu] = %g, want %g", dts[d], j, (double)m.p.wpe[j],
+                          (double)want);
         }
         ck_assert_uint_eq(m.n_owned, 1);
         ck_assert(m.p.wte[5] == tag_value(0, 5));
@@ -446,8 +439,7 @@ static void expect_error_in(const char *file, const char *frag)
     int rc = gpt2_load(tmpdir, &m, err, sizeof err);
     ck_assert_msg(rc == -1, "gpt2_load succeeded, expected an error with '%s'", frag);
     snprintf(head, sizeof head, "%s/%s: ", tmpdir, file);
-    ck_assert_msg(strncmp(err, head, strlen(head)) == 0, "'%s' does not start with '%s'",
-                  err, head);
+    ck_assert_msg(strncmp(err, head, strlen(head)) == 0, "'%s' does not start with '%s'", err, head);
     ck_assert_msg(strstr(err, frag) != NULL, "'%s' lacks '%s'", err, frag);
     ck_assert_msg(strchr(err, '\n') == NULL, "not one line: %s", err);
     gpt2_free(&m);
@@ -462,7 +454,8 @@ START_TEST(t_missing_tensor)
     char want[1024];
     snprintf(want, sizeof want,
              "%s/model.safetensors: tensor 'h.1.mlp.c_fc.bias': missing (looked for "
-             "'h.1.mlp.c_fc.bias' and 'transformer.h.1.mlp.c_fc.bias')", tmpdir);
+             "'h.1.mlp.c_fc.bias' and 'transformer.h.1.mlp.c_fc.bias')",
+             tmpdir);
     expect_error(want);
 }
 END_TEST
@@ -477,7 +470,8 @@ START_TEST(t_wrong_shape)
     char want[1024];
     snprintf(want, sizeof want,
              "%s/model.safetensors: tensor 'transformer.h.2.attn.c_attn.weight': shape "
-             "[8, 23], expected [8, 24]", tmpdir);
+             "[8, 23], expected [8, 24]",
+             tmpdir);
     expect_error(want);
 }
 END_TEST
@@ -490,8 +484,7 @@ START_TEST(t_wrong_shape_wpe_vs_config)
     k.T = 6;
     write_config(&k, 1);
     char want[1024];
-    snprintf(want, sizeof want,
-             "%s/model.safetensors: tensor 'wpe.weight': shape [5, 8], expected [6, 8]",
+    snprintf(want, sizeof want, "%s/model.safetensors: tensor 'wpe.weight': shape [5, 8], expected [6, 8]",
              tmpdir);
     expect_error(want);
 }
@@ -514,8 +507,7 @@ START_TEST(t_unsupported_dtype)
     k.dtype = "I64";
     write_config(&k, 1);
     write_ckpt(&k);
-    expect_error_in("model.safetensors",
-                    "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)");
+    expect_error_in("model.safetensors", "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)");
 }
 END_TEST
 
@@ -555,8 +547,7 @@ START_TEST(t_missing_files)
     snprintf(p, sizeof p, "%s/model.safetensors", tmpdir);
     unlink(p);
     char want[1024];
-    snprintf(want, sizeof want, "%s/model.safetensors: cannot open: No such file or directory",
-             tmpdir);
+    snprintf(want, sizeof want, "%s/model.safetensors: cannot open: No such file or directory", tmpdir);
     expect_error(want);
     /* a folder that does not exist at all */
     gpt2_model m;
@@ -573,10 +564,8 @@ START_TEST(t_bad_config)
     static const struct {
         const char *json, *frag;
     } rows[] = {
-        {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_positions\":5}",
-         "missing key \"vocab_size\""},
-        {"{\"n_head\":2,\"n_embd\":8,\"n_positions\":5,\"vocab_size\":11}",
-         "missing key \"n_layer\""},
+        {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_positions\":5}", "missing key \"vocab_size\""},
+        {"{\"n_head\":2,\"n_embd\":8,\"n_positions\":5,\"vocab_size\":11}", "missing key \"n_layer\""},
         {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"vocab_size\":11}",
          "missing key \"n_positions\" (or \"n_ctx\")"},
         {"{\"n_layer\":0,\"n_head\":2,\"n_embd\":8,\"n_positions\":5,\"vocab_size\":11}",
@@ -592,17 +581,21 @@ START_TEST(t_bad_config)
         {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_positions\":5,\"vocab_size\":99999999}",
          "\"vocab_size\" is 99999999"},
         {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_positions\":5,\"vocab_size\":11,"
-         "\"n_inner\":0}", "\"n_inner\" is 0"},
+         "\"n_inner\":0}",
+         "\"n_inner\" is 0"},
         {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_positions\":5,\"vocab_size\":11,"
-         "\"layer_norm_epsilon\":-1}", "\"layer_norm_epsilon\" is -1"},
+         "\"layer_norm_epsilon\":-1}",
+         "\"layer_norm_epsilon\" is -1"},
         {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_positions\":5,\"vocab_size\":11,"
-         "\"layer_norm_epsilon\":\"x\"}", "\"layer_norm_epsilon\" must be a number"},
+         "\"layer_norm_epsilon\":\"x\"}",
+         "\"layer_norm_epsilon\" must be a number"},
         {"{\"n_layer\":3,\"n_layer\":3}", "invalid JSON"},
         {"{\"n_layer\": 3,", "invalid JSON at line 1"},
         {"[1, 2]", "not a JSON object"},
         {"", "invalid JSON"},
         {"{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_positions\":99999999999,"
-         "\"vocab_size\":11}", "\"n_positions\" is 99999999999"},
+         "\"vocab_size\":11}",
+         "\"n_positions\" is 99999999999"},
     };
     ckpt k = base;
     write_ckpt(&k);
@@ -618,8 +611,7 @@ START_TEST(t_config_n_ctx_only_and_defaults)
     /* n_ctx instead of n_positions, no n_inner, no epsilon: defaults */
     ckpt k = base;
     write_ckpt(&k);
-    write_file("config.json",
-               "{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_ctx\":5,\"vocab_size\":11}");
+    write_file("config.json", "{\"n_layer\":3,\"n_head\":2,\"n_embd\":8,\"n_ctx\":5,\"vocab_size\":11}");
     gpt2_model m;
     char err[512];
     ck_assert_msg(gpt2_load(tmpdir, &m, err, sizeof err) == 0, "%s", err);
@@ -635,8 +627,7 @@ END_TEST
 static size_t count_formula(size_t L, size_t C, size_t V, size_t T)
 {
     size_t I = 4 * C;
-    size_t per_block = (C + C) + (C * 3 * C + 3 * C) + (C * C + C) + (C + C) + (C * I + I) +
-                       (I * C + C);
+    size_t per_block = (C + C) + (C * 3 * C + 3 * C) + (C * C + C) + (C + C) + (C * I + I) + (I * C + C);
     return V * C + T * C + L * per_block + (C + C);
 }
 
@@ -653,11 +644,14 @@ START_TEST(t_param_count_real_sizes)
         {48, 25, 1600, 1557611200},
     };
     for (size_t i = 0; i < 4; i++) {
-        gpt2_config c = {.n_layer = rows[i].L, .n_head = rows[i].H, .n_embd = rows[i].C,
-                         .n_inner = 4 * rows[i].C, .n_ctx = 1024, .vocab_size = 50257,
+        gpt2_config c = {.n_layer = rows[i].L,
+                         .n_head = rows[i].H,
+                         .n_embd = rows[i].C,
+                         .n_inner = 4 * rows[i].C,
+                         .n_ctx = 1024,
+                         .vocab_size = 50257,
                          .ln_eps = 1e-5f};
-        ck_assert_uint_eq(count_formula((size_t)c.n_layer, (size_t)c.n_embd, 50257, 1024),
-                          rows[i].want);
+        ck_assert_uint_eq(count_formula((size_t)c.n_layer, (size_t)c.n_embd, 50257, 1024), rows[i].want);
         ck_assert_uint_eq(gpt2_param_count(&c), rows[i].want);
     }
 }
@@ -681,8 +675,7 @@ static void load_sub(const char *sub, gpt2_model *m)
 
 /* Largest |a - b| - (rel |a| + abs) over all tensors of two models (<= 0
  * when everything is within tolerance); *max_diff receives max |a - b|. */
-static double max_excess(const gpt2_model *a, const gpt2_model *b, double rel, double abs,
-                         double *max_diff)
+static double max_excess(const gpt2_model *a, const gpt2_model *b, double rel, double abs, double *max_diff)
 {
     const gpt2_config *c = &a->cfg;
     size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
@@ -748,7 +741,7 @@ START_TEST(t_synth_dtypes_and_prefix_agree)
     ck_assert_str_eq(a.dtype, "F32");
     ck_assert_str_eq(h.dtype, "F16");
     ck_assert_str_eq(bf.dtype, "BF16");
-    ck_assert_uint_eq(a.n_owned, 0);        /* F32 used in place */
+    ck_assert_uint_eq(a.n_owned, 0); /* F32 used in place */
     ck_assert_uint_eq(h.n_owned, 4 + 12 * 2);
 
     double d;
@@ -829,10 +822,9 @@ START_TEST(t_synth_init_statistics)
         mu2 += (s / 1000) * (s / 1000);
     }
     /* expected squared norms: C (0.01^2 + r^2 0.02^2), r ~ 1.45 vs 0.55 */
-    ck_assert_msg(n_first / n_last > 3, "wte norms do not fall with the id: %g vs %g",
-                  n_first / 100, n_last / 100);
-    ck_assert_msg(sqrt(mu2) > 0.5 * 0.01 * sqrt((double)C), "wte mean direction too small: %g",
-                  sqrt(mu2));
+    ck_assert_msg(n_first / n_last > 3, "wte norms do not fall with the id: %g vs %g", n_first / 100,
+                  n_last / 100);
+    ck_assert_msg(sqrt(mu2) > 0.5 * 0.01 * sqrt((double)C), "wte mean direction too small: %g", sqrt(mu2));
     gpt2_free(&m);
 }
 END_TEST
@@ -848,8 +840,8 @@ START_TEST(t_synth_file_layout)
     snprintf(p, sizeof p, "%s/x/model.safetensors", tmpdir);
     st_file f;
     ck_assert_msg(st_open(p, &f, err, sizeof err) == 0, "%s", err);
-    ck_assert_uint_eq(f.data_start % 8, 0);                   /* padded header */
-    ck_assert_uint_eq(f.n_tensors, 4 + 14 * 2);               /* with the buffers */
+    ck_assert_uint_eq(f.data_start % 8, 0);     /* padded header */
+    ck_assert_uint_eq(f.n_tensors, 4 + 14 * 2); /* with the buffers */
     const st_tensor *b = st_find(&f, "transformer.h.1.attn.bias");
     ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(b->ndim, 4);
@@ -959,14 +951,16 @@ START_TEST(t_synth_gpt2_family_shapes)
         ck_assert_int_eq(m.cfg.n_layer, full.n_layer);
         ck_assert_int_eq(m.cfg.n_head, full.n_head);
         ck_assert_int_eq(m.cfg.n_embd / m.cfg.n_head, 2);
-        ck_assert_uint_eq(m.n_params,
-                          count_formula((size_t)full.n_layer, (size_t)rows[i].C, 300, 8));
+        ck_assert_uint_eq(m.n_params, count_formula((size_t)full.n_layer, (size_t)rows[i].C, 300, 8));
         ck_assert_ptr_nonnull(m.p.h[full.n_layer - 1].fc_proj_b);
         gpt2_free(&m);
         /* the full-size named shapes are the real GPT-2 sizes */
-        gpt2_config c = {.n_layer = full.n_layer, .n_head = full.n_head,
-                         .n_embd = full.n_embd, .n_inner = 4 * full.n_embd,
-                         .n_ctx = full.n_ctx, .vocab_size = full.vocab_size};
+        gpt2_config c = {.n_layer = full.n_layer,
+                         .n_head = full.n_head,
+                         .n_embd = full.n_embd,
+                         .n_inner = 4 * full.n_embd,
+                         .n_ctx = full.n_ctx,
+                         .vocab_size = full.vocab_size};
         static const size_t real[4] = {124439808, 354823168, 774030080, 1557611200};
         ck_assert_uint_eq(gpt2_param_count(&c), real[i]);
     }
@@ -1106,7 +1100,4 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    return tw_check_run(suite());
-}
+int main(void) { return tw_check_run(suite()); }

@@ -1,17 +1,16 @@
 /* Unit tests of core/safetensors: a valid file, every kind of corruption,
  * and the exact F16/BF16 conversions against an independent arithmetic
  * reference (ldexp) over all 65536 bit patterns. */
-#include "core/model/safetensors.h"
-
 #include <check.h>
-
-#include "tests/support/tw_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/model/safetensors.h"
+#include "tests/support/tw_check.h"
 
 static char tmpdir[256];
 static char path[512];
@@ -56,10 +55,7 @@ static void write_st_len(const char *header, size_t data_len, uint64_t hlen_fiel
     free(b);
 }
 
-static void write_st(const char *header, size_t data_len)
-{
-    write_st_len(header, data_len, (uint64_t)-1);
-}
+static void write_st(const char *header, size_t data_len) { write_st_len(header, data_len, (uint64_t)-1); }
 
 /* Opens `path` expecting failure; checks the message starts with the path,
  * contains every fragment given (NULL-terminated list), is one line, and
@@ -86,13 +82,12 @@ START_TEST(t_valid)
 {
     /* header padded with spaces as HF does; tensors out of name order in
      * the file; a scalar; an empty tensor; a gap before 'c'; trailing bytes */
-    const char *h =
-        "{\"__metadata__\":{\"format\":\"pt\"},"
-        "\"b\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[8,32]},"
-        "\"a\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]},"
-        "\"s\":{\"dtype\":\"F16\",\"shape\":[],\"data_offsets\":[32,34]},"
-        "\"e\":{\"dtype\":\"I64\",\"shape\":[0,5],\"data_offsets\":[34,34]},"
-        "\"c\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[40,43]}}      ";
+    const char *h = "{\"__metadata__\":{\"format\":\"pt\"},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[8,32]},"
+                    "\"a\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]},"
+                    "\"s\":{\"dtype\":\"F16\",\"shape\":[],\"data_offsets\":[32,34]},"
+                    "\"e\":{\"dtype\":\"I64\",\"shape\":[0,5],\"data_offsets\":[34,34]},"
+                    "\"c\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[40,43]}}      ";
     write_st(h, 48);
     st_file f;
     char err[512] = "";
@@ -110,8 +105,7 @@ START_TEST(t_valid)
     ck_assert_uint_eq(b->nbytes, 24);
     ck_assert_uint_eq(b->offset, f.data_start + 8);
     const unsigned char *d = st_data(&f, b);
-    for (size_t k = 0; k < 24; k++)
-        ck_assert_uint_eq(d[k], ((8 + k) * 7 + 3) & 0xff);
+    for (size_t k = 0; k < 24; k++) ck_assert_uint_eq(d[k], ((8 + k) * 7 + 3) & 0xff);
     const st_tensor *s = st_find(&f, "s");
     ck_assert_ptr_nonnull(s);
     ck_assert_int_eq(s->ndim, 0);
@@ -141,10 +135,7 @@ START_TEST(t_empty_header_object)
 }
 END_TEST
 
-START_TEST(t_missing_file)
-{
-    expect_fail("cannot open", "No such file");
-}
+START_TEST(t_missing_file) { expect_fail("cannot open", "No such file"); }
 END_TEST
 
 START_TEST(t_directory)
@@ -201,7 +192,8 @@ END_TEST
 START_TEST(t_duplicate_key)
 {
     write_st("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-             "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2);
+             "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+             2);
     expect_fail("not valid JSON", "duplicate");
 }
 END_TEST
@@ -279,7 +271,8 @@ END_TEST
 START_TEST(t_too_many_dims)
 {
     write_st("{\"w\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],"
-             "\"data_offsets\":[0,1]}}", 1);
+             "\"data_offsets\":[0,1]}}",
+             1);
     expect_fail("tensor 'w'", "dimensions");
 }
 END_TEST
@@ -287,7 +280,8 @@ END_TEST
 START_TEST(t_shape_overflow)
 {
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
-             "\"data_offsets\":[0,8]}}", 8);
+             "\"data_offsets\":[0,8]}}",
+             8);
     expect_fail("tensor 'w'", "overflows");
 }
 END_TEST
@@ -296,7 +290,8 @@ START_TEST(t_bytes_overflow)
 {
     /* numel fits in 64 bits, numel * 8 does not */
     write_st("{\"w\":{\"dtype\":\"F64\",\"shape\":[4611686018427387904],"
-             "\"data_offsets\":[0,8]}}", 8);
+             "\"data_offsets\":[0,8]}}",
+             8);
     expect_fail("tensor 'w'", "overflows");
 }
 END_TEST
@@ -339,7 +334,8 @@ END_TEST
 START_TEST(t_overlap)
 {
     write_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[12,28]}}", 28);
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[12,28]}}",
+             28);
     expect_fail("tensor 'b'", "overlaps tensor 'a'");
 }
 END_TEST
@@ -347,7 +343,8 @@ END_TEST
 START_TEST(t_overlap_same_start)
 {
     write_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-             "\"z\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 16);
+             "\"z\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}",
+             16);
     expect_fail("overlaps", NULL);
 }
 END_TEST
@@ -356,7 +353,8 @@ START_TEST(t_truncated_data)
 {
     /* a valid header whose last tensor ends after the end of the file */
     write_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[16,80]}}", 40);
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[16,80]}}",
+             40);
     expect_fail("tensor 'b'", "truncated");
 }
 END_TEST
@@ -388,7 +386,7 @@ START_TEST(t_small_err_buffer)
     memset(err, 'Z', sizeof err);
     ck_assert_int_eq(st_open(path, &f, err, sizeof err), -1);
     ck_assert_uint_lt(strnlen(err, sizeof err), sizeof err); /* NUL-terminated */
-    ck_assert_int_eq(st_open(path, &f, NULL, 0), -1);      /* no buffer at all */
+    ck_assert_int_eq(st_open(path, &f, NULL, 0), -1);        /* no buffer at all */
 }
 END_TEST
 
@@ -397,11 +395,10 @@ END_TEST
  * area and no two non-empty tensors overlapping (checked here, pairwise). */
 START_TEST(t_fuzz_mutations)
 {
-    const char *h =
-        "{\"__metadata__\":{\"format\":\"pt\"},"
-        "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-        "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]},"
-        "\"c\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[32,33]}}";
+    const char *h = "{\"__metadata__\":{\"format\":\"pt\"},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                    "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]},"
+                    "\"c\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[32,33]}}";
     size_t hl = strlen(h), n = 8 + hl + 40;
     unsigned char *orig = malloc(n), *buf = malloc(n);
     ck_assert_ptr_nonnull(orig);
@@ -419,12 +416,12 @@ START_TEST(t_fuzz_mutations)
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            size_t pos = (size_t)(x % (8 + hl));           /* length field or header */
+            size_t pos = (size_t)(x % (8 + hl)); /* length field or header */
             static const char pool[] = "0123456789[]{},:\"-eE. FBI";
-            buf[pos] = (x >> 40) & 1 ? (unsigned char)pool[(x >> 20) % (sizeof pool - 1)]
-                                     : (unsigned char)(x >> 32);
+            buf[pos] =
+                (x >> 40) & 1 ? (unsigned char)pool[(x >> 20) % (sizeof pool - 1)] : (unsigned char)(x >> 32);
         }
-        if (it % 7 == 0) len = (size_t)(x % n);            /* truncation */
+        if (it % 7 == 0) len = (size_t)(x % n); /* truncation */
         write_raw(buf, len);
         st_file f;
         char err[512] = "";
@@ -438,8 +435,7 @@ START_TEST(t_fuzz_mutations)
                 for (size_t j = 0; j < i; j++) {
                     const st_tensor *u = &f.tensors[j];
                     if (!t->nbytes || !u->nbytes) continue;
-                    ck_assert_msg(t->offset + t->nbytes <= u->offset ||
-                                      u->offset + u->nbytes <= t->offset,
+                    ck_assert_msg(t->offset + t->nbytes <= u->offset || u->offset + u->nbytes <= t->offset,
                                   "accepted overlapping tensors");
                 }
             }
@@ -465,9 +461,12 @@ static double ref_f16(uint16_t h)
 {
     int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
     double v;
-    if (e == 0) v = ldexp((double)m, -24);
-    else if (e == 31) v = m ? NAN : INFINITY;
-    else v = ldexp((double)(1024 + m), e - 25);
+    if (e == 0)
+        v = ldexp((double)m, -24);
+    else if (e == 31)
+        v = m ? NAN : INFINITY;
+    else
+        v = ldexp((double)(1024 + m), e - 25);
     return s ? -v : v;
 }
 
@@ -477,9 +476,12 @@ static double ref_bf16(uint16_t b)
 {
     int s = b >> 15, e = (b >> 7) & 255, m = b & 127;
     double v;
-    if (e == 0) v = ldexp((double)m, -133);
-    else if (e == 255) v = m ? NAN : INFINITY;
-    else v = ldexp((double)(128 + m), e - 134);
+    if (e == 0)
+        v = ldexp((double)m, -133);
+    else if (e == 255)
+        v = m ? NAN : INFINITY;
+    else
+        v = ldexp((double)(128 + m), e - 134);
     return s ? -v : v;
 }
 
@@ -498,8 +500,7 @@ START_TEST(t_f16_to_f32_all)
         double want = ref_f16((uint16_t)h);
         if (isnan(want)) {
             /* NaN stays NaN, the payload is kept in the top mantissa bits */
-            if (!isnan(got) || ((fbits(got) >> 13) & 0x3ff) != (h & 0x3ff) ||
-                (fbits(got) >> 31) != (h >> 15))
+            if (!isnan(got) || ((fbits(got) >> 13) & 0x3ff) != (h & 0x3ff) || (fbits(got) >> 31) != (h >> 15))
                 bad++;
         } else if ((double)got != want || !signbit(got) != !signbit(want)) {
             if (bad < 5) fprintf(stderr, "f16 %04x: got %a want %a\n", h, got, want);
@@ -551,19 +552,18 @@ START_TEST(t_f32_to_f16_rounding)
         if (isnan(v) ? !isnan(st_f16_to_f32(back)) : back != h) bad++;
     }
     ck_assert_msg(bad == 0, "%ld half values do not round-trip", bad);
-    for (uint32_t h = 0; h < 0x7c00; h++) {           /* positive finite */
+    for (uint32_t h = 0; h < 0x7c00; h++) { /* positive finite */
         double a = ref_f16((uint16_t)h);
         double b = (h + 1 == 0x7c00) ? 65536.0 : ref_f16((uint16_t)(h + 1));
         /* the half after 65504 would be 65536: its midpoint rounds to inf */
-        float mid = (float)((a + b) / 2);                 /* exact in F32 */
+        float mid = (float)((a + b) / 2); /* exact in F32 */
         ck_assert((double)mid == (a + b) / 2);
         uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
         uint16_t lo = st_f32_to_f16(nextafterf(mid, 0.0f));
         uint16_t mi = st_f32_to_f16(mid);
         uint16_t hi = st_f32_to_f16(nextafterf(mid, INFINITY));
         if (lo != h || mi != even || hi != h + 1) {
-            if (bad < 5)
-                fprintf(stderr, "half %04x: below %04x mid %04x above %04x\n", h, lo, mi, hi);
+            if (bad < 5) fprintf(stderr, "half %04x: below %04x mid %04x above %04x\n", h, lo, mi, hi);
             bad++;
         }
         /* negative values mirror */
@@ -672,7 +672,4 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    return tw_check_run(suite());
-}
+int main(void) { return tw_check_run(suite()); }

@@ -2,13 +2,7 @@
  * tables with known answers, malformed files, round trips, the synthetic
  * vocabulary, long inputs and concurrent use. The comparison with the real
  * GPT-2 vocabulary and OpenAI's encoder is tests/tokenizer_ref/. */
-#include "core/tok/synth_vocab.h"
-#include "core/tok/tokenizer.h"
-#include "base/utf8.h"
-
 #include <check.h>
-
-#include "tests/support/tw_check.h"
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +11,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "base/utf8.h"
+#include "core/tok/synth_vocab.h"
+#include "core/tok/tokenizer.h"
+#include "tests/support/tw_check.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -92,11 +91,17 @@ static void init_byte_map(void)
     int k = 0, id = 0;
     for (int b = 0; b < 256; b++) {
         int keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-        if (keep) { b2u[b] = (unsigned)b; byte_gpt2_id[b] = id++; }
+        if (keep) {
+            b2u[b] = (unsigned)b;
+            byte_gpt2_id[b] = id++;
+        }
     }
     for (int b = 0; b < 256; b++) {
         int keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-        if (!keep) { b2u[b] = 256u + (unsigned)k++; byte_gpt2_id[b] = id++; }
+        if (!keep) {
+            b2u[b] = 256u + (unsigned)k++;
+            byte_gpt2_id[b] = id++;
+        }
     }
 }
 
@@ -106,9 +111,15 @@ static size_t put_token(char *out, const char *bytes)
     size_t o = 0;
     for (const unsigned char *p = (const unsigned char *)bytes; *p; p++) {
         unsigned c = b2u[*p];
-        if (c == '"' || c == '\\') { out[o++] = '\\'; out[o++] = (char)c; }
-        else if (c < 0x80) out[o++] = (char)c;
-        else { out[o++] = (char)(0xC0 | (c >> 6)); out[o++] = (char)(0x80 | (c & 0x3F)); }
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x80)
+            out[o++] = (char)c;
+        else {
+            out[o++] = (char)(0xC0 | (c >> 6));
+            out[o++] = (char)(0x80 | (c & 0x3F));
+        }
     }
     return o;
 }
@@ -123,18 +134,22 @@ static void write_tiny(const char *dir, const char *const *extra, size_t n_extra
     ck_assert_ptr_nonnull(buf);
     buf[o++] = '{';
     for (int b = 0; b < 256; b++) {
-        char one[2] = { (char)b, 0 };
+        char one[2] = {(char)b, 0};
         if (o > 1) buf[o++] = ',';
         buf[o++] = '"';
-        if (b == 0) { o += (size_t)sprintf(buf + o, "\\u0100"); }  /* byte 0 -> U+0100 */
-        else o += put_token(buf + o, one);
+        if (b == 0) {
+            o += (size_t)sprintf(buf + o, "\\u0100");
+        } /* byte 0 -> U+0100 */
+        else
+            o += put_token(buf + o, one);
         o += (size_t)sprintf(buf + o, "\": %d", byte_gpt2_id[b]);
     }
     for (size_t i = 0; i < n_extra; i++) {
         if (!strcmp(extra[i], "<|endoftext|>"))
             o += (size_t)sprintf(buf + o, ", \"<|endoftext|>\": %zu", 256 + i);
         else {
-            buf[o++] = ','; buf[o++] = '"';
+            buf[o++] = ',';
+            buf[o++] = '"';
             o += put_token(buf + o, extra[i]);
             o += (size_t)sprintf(buf + o, "\": %zu", 256 + i);
         }
@@ -193,8 +208,8 @@ static void check_round_trip(const tokenizer *t, const char *s, size_t len)
     size_t first = 0;
     while (first < cl && first < (size_t)dl && clean[first] == dec[first]) first++;
     ck_assert_msg((size_t)dl == cl && first == cl,
-                  "round trip of %zu bytes differs at byte %zu (decoded %ld bytes, expected %zu)",
-                  len, first, dl, cl);
+                  "round trip of %zu bytes differs at byte %zu (decoded %ld bytes, expected %zu)", len, first,
+                  dl, cl);
     for (long i = 0; i < n; i++) ck_assert_int_lt(ids[i], tokenizer_vocab_size(t));
     free(clean);
     free(dec);
@@ -209,8 +224,7 @@ static const char *const hello_extra[] = {
     "he", "ll", "hell", "hello", " w", "or", " wor", "<|endoftext|>", "xyz", "  ",
 };
 static const char *const hello_merges[][2] = {
-    { "h", "e" }, { "l", "l" }, { "he", "ll" }, { "hell", "o" }, { " ", "w" }, { "o", "r" },
-    { " w", "or" },
+    {"h", "e"}, {"l", "l"}, {"he", "ll"}, {"hell", "o"}, {" ", "w"}, {"o", "r"}, {" w", "or"},
 };
 
 START_TEST(test_known_merges)
@@ -220,25 +234,27 @@ START_TEST(test_known_merges)
     tokenizer *t = load_ok(dir);
     ck_assert_int_eq(tokenizer_vocab_size(t), 266);
     ck_assert_int_eq(tokenizer_eot(t), 263);
-    check_ids(t, "hello", (int32_t[]){ 259 }, 1);
-    check_ids(t, "hello world", (int32_t[]){ 259, 262, B('l'), B('d') }, 4);
-    check_ids(t, "hellohello", (int32_t[]){ 259, 259 }, 2);
-    check_ids(t, "Hello", (int32_t[]){ B('H'), B('e'), 257, B('o') }, 4);  /* no "H e" merge */
-    check_ids(t, "helo", (int32_t[]){ 256, B('l'), B('o') }, 3);
-    check_ids(t, "wor", (int32_t[]){ B('w'), 261 }, 2);                   /* no space: no " w" */
+    check_ids(t, "hello", (int32_t[]){259}, 1);
+    check_ids(t, "hello world", (int32_t[]){259, 262, B('l'), B('d')}, 4);
+    check_ids(t, "hellohello", (int32_t[]){259, 259}, 2);
+    check_ids(t, "Hello", (int32_t[]){B('H'), B('e'), 257, B('o')}, 4); /* no "H e" merge */
+    check_ids(t, "helo", (int32_t[]){256, B('l'), B('o')}, 3);
+    check_ids(t, "wor", (int32_t[]){B('w'), 261}, 2); /* no space: no " w" */
     /* pre-tokenization: contractions, spaces before letters, space runs */
-    check_ids(t, "hello's", (int32_t[]){ 259, B('\''), B('s') }, 3);
-    check_ids(t, "a  hello", (int32_t[]){ B('a'), B(' '), B(' '), 259 }, 4);  /* "a" " " " hello" */
-    check_ids(t, "hello  ", (int32_t[]){ 259, B(' '), B(' ') }, 3);
+    check_ids(t, "hello's", (int32_t[]){259, B('\''), B('s')}, 3);
+    check_ids(t, "a  hello", (int32_t[]){B('a'), B(' '), B(' '), 259}, 4); /* "a" " " " hello" */
+    check_ids(t, "hello  ", (int32_t[]){259, B(' '), B(' ')}, 3);
     check_ids(t, "", NULL, 0);
     /* the special token, only when spelled exactly */
-    check_ids(t, "hello<|endoftext|>hello", (int32_t[]){ 259, 263, 259 }, 3);
-    check_ids(t, "<|endoftext|><|endoftext|>", (int32_t[]){ 263, 263 }, 2);
-    check_ids(t, "<|endoftext|", (int32_t[]){ B('<'), B('|'), B('e'), B('n'), B('d'), B('o'),
-                                              B('f'), B('t'), B('e'), B('x'), B('t'), B('|') }, 12);
+    check_ids(t, "hello<|endoftext|>hello", (int32_t[]){259, 263, 259}, 3);
+    check_ids(t, "<|endoftext|><|endoftext|>", (int32_t[]){263, 263}, 2);
+    check_ids(t, "<|endoftext|",
+              (int32_t[]){B('<'), B('|'), B('e'), B('n'), B('d'), B('o'), B('f'), B('t'), B('e'), B('x'),
+                          B('t'), B('|')},
+              12);
     /* invalid UTF-8 becomes U+FFFD = EF BF BD */
-    check_ids(t, "he\xff", (int32_t[]){ 256, B('\xEF'), B('\xBF'), B('\xBD') }, 4);
-    check_ids(t, "\xC3", (int32_t[]){ B('\xEF'), B('\xBF'), B('\xBD') }, 3);
+    check_ids(t, "he\xff", (int32_t[]){256, B('\xEF'), B('\xBF'), B('\xBD')}, 4);
+    check_ids(t, "\xC3", (int32_t[]){B('\xEF'), B('\xBF'), B('\xBD')}, 3);
 
     ck_assert_int_eq(tokenizer_lookup(t, (const uint8_t *)"hell", 4), 258);
     ck_assert_int_eq(tokenizer_lookup(t, (const uint8_t *)"hel", 3), -1);
@@ -250,13 +266,13 @@ START_TEST(test_known_merges)
     ck_assert_ptr_null(tokenizer_token_bytes(t, 266, &len));
     ck_assert_ptr_null(tokenizer_token_bytes(t, -1, &len));
     char *out;
-    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ 259, 263, 266 }, 3, &out), -2);
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){259, 263, 266}, 3, &out), -2);
     ck_assert_ptr_null(out);
-    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ -5 }, 1, &out), -2);
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){-5}, 1, &out), -2);
     ck_assert_int_eq(tokenizer_decode(t, NULL, 0, &out), 0);
     ck_assert_str_eq(out, "");
     free(out);
-    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ 259, 263, B('\0') }, 3, &out), 19);
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){259, 263, B('\0')}, 3, &out), 19);
     ck_assert_mem_eq(out, "hello<|endoftext|>\0", 19);
     free(out);
     tokenizer_free(t);
@@ -269,21 +285,22 @@ END_TEST
  * better rank. Here "aa a" outranks "a a". */
 START_TEST(test_merge_order_semantics)
 {
-    static const char *const extra[] = { "aa", "aaa" };
-    static const char *const merges[][2] = { { "aa", "a" }, { "a", "a" } };
+    static const char *const extra[] = {"aa", "aaa"};
+    static const char *const merges[][2] = {{"aa", "a"}, {"a", "a"}};
     char *dir = make_tmpdir();
     write_tiny(dir, extra, 2, merges, 2);
     tokenizer *t = load_ok(dir);
     ck_assert_int_eq(tokenizer_eot(t), -1);
-    check_ids(t, "aa", (int32_t[]){ 256 }, 1);
-    check_ids(t, "aaa", (int32_t[]){ 257 }, 1);          /* (a a) a -> (aa a) */
-    check_ids(t, "aaaa", (int32_t[]){ 256, 256 }, 2);     /* both (a a) first */
-    check_ids(t, "aaaaa", (int32_t[]){ 256, 257 }, 2);    /* aa aa a -> aa aaa */
-    check_ids(t, "aaaaaaa", (int32_t[]){ 256, 256, 257 }, 3);
+    check_ids(t, "aa", (int32_t[]){256}, 1);
+    check_ids(t, "aaa", (int32_t[]){257}, 1);        /* (a a) a -> (aa a) */
+    check_ids(t, "aaaa", (int32_t[]){256, 256}, 2);  /* both (a a) first */
+    check_ids(t, "aaaaa", (int32_t[]){256, 257}, 2); /* aa aa a -> aa aaa */
+    check_ids(t, "aaaaaaa", (int32_t[]){256, 256, 257}, 3);
     /* without an EOT token the text stays text */
-    check_ids(t, "<|endoftext|>", (int32_t[]){ B('<'), B('|'), B('e'), B('n'), B('d'), B('o'),
-                                               B('f'), B('t'), B('e'), B('x'), B('t'), B('|'),
-                                               B('>') }, 13);
+    check_ids(t, "<|endoftext|>",
+              (int32_t[]){B('<'), B('|'), B('e'), B('n'), B('d'), B('o'), B('f'), B('t'), B('e'), B('x'),
+                          B('t'), B('|'), B('>')},
+              13);
     tokenizer_free(t);
     remove_dir(dir);
 }
@@ -292,14 +309,14 @@ END_TEST
 /* Left-to-right, non-overlapping merging of one pair. */
 START_TEST(test_merge_left_to_right)
 {
-    static const char *const extra[] = { "aa", "aaaa" };
-    static const char *const merges[][2] = { { "a", "a" }, { "aa", "aa" } };
+    static const char *const extra[] = {"aa", "aaaa"};
+    static const char *const merges[][2] = {{"a", "a"}, {"aa", "aa"}};
     char *dir = make_tmpdir();
     write_tiny(dir, extra, 2, merges, 2);
     tokenizer *t = load_ok(dir);
-    check_ids(t, "aaa", (int32_t[]){ 256, B('a') }, 2);
-    check_ids(t, "aaaaa", (int32_t[]){ 257, B('a') }, 2);
-    check_ids(t, "aaaaaa", (int32_t[]){ 257, 256 }, 2);
+    check_ids(t, "aaa", (int32_t[]){256, B('a')}, 2);
+    check_ids(t, "aaaaa", (int32_t[]){257, B('a')}, 2);
+    check_ids(t, "aaaaaa", (int32_t[]){257, 256}, 2);
     tokenizer_free(t);
     remove_dir(dir);
 }
@@ -318,7 +335,7 @@ START_TEST(test_alternate_names_and_gaps)
     snprintf(p2, sizeof p2, "%s/vocab.bpe", dir);
     ck_assert_int_eq(rename(p1, p2), 0);
     tokenizer *t = load_ok(dir);
-    check_ids(t, "hello", (int32_t[]){ 259 }, 1);
+    check_ids(t, "hello", (int32_t[]){259}, 1);
     tokenizer_free(t);
 
     /* a gap: ids 256..299 unused, "he" at 300 */
@@ -333,9 +350,9 @@ START_TEST(test_alternate_names_and_gaps)
     t = load_ok(dir);
     ck_assert_int_eq(tokenizer_vocab_size(t), 301);
     ck_assert_ptr_null(tokenizer_token_bytes(t, 280, &len));
-    check_ids(t, "hello", (int32_t[]){ 300, B('l'), B('l'), B('o') }, 4);
+    check_ids(t, "hello", (int32_t[]){300, B('l'), B('l'), B('o')}, 4);
     char *out;
-    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){ 280 }, 1, &out), -2);
+    ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){280}, 1, &out), -2);
     tokenizer_free(t);
     remove_dir(dir);
 }
@@ -344,61 +361,68 @@ END_TEST
 /* ---------------------------------------------------------- malformed */
 
 typedef struct {
-    const char *what;       /* description */
-    const char *vocab;      /* vocab.json content, NULL: the valid tiny one, "-": absent */
-    const char *merges;     /* merges.txt content, NULL: the valid tiny one, "-": absent */
-    const char *file;       /* the file the error must name */
-    const char *needle;     /* further text the error must contain, or NULL */
+    const char *what;   /* description */
+    const char *vocab;  /* vocab.json content, NULL: the valid tiny one, "-": absent */
+    const char *merges; /* merges.txt content, NULL: the valid tiny one, "-": absent */
+    const char *file;   /* the file the error must name */
+    const char *needle; /* further text the error must contain, or NULL */
 } bad_case;
 
 START_TEST(test_malformed_files)
 {
     static const bad_case cases[] = {
-        { "no files", "-", "-", "no tokenizer files", NULL },
-        { "no merges", NULL, "-", "merges.txt", NULL },
-        { "empty vocab", "", NULL, "vocab.json", "invalid JSON" },
-        { "truncated vocab", "{\"a\": 1, \"b\"", NULL, "vocab.json", "invalid JSON" },
-        { "array vocab", "[1, 2]", NULL, "vocab.json", "object" },
-        { "empty object", "{}", NULL, "vocab.json", "object" },
-        { "string id", "{\"a\": \"1\"}", NULL, "vocab.json", "not an integer" },
-        { "float id", "{\"a\": 1.5}", NULL, "vocab.json", "not an integer" },
-        { "negative id", "{\"a\": -1}", NULL, "vocab.json", "out of range" },
-        { "huge id", "{\"a\": 99999999999}", NULL, "vocab.json", "out of range" },
-        { "duplicate key", "{\"a\": 1, \"a\": 2}", NULL, "vocab.json", NULL },
-        { "duplicate id", "{\"a\": 1, \"b\": 1}", NULL, "vocab.json", "used by two" },
-        { "missing bytes", "{\"a\": 0, \"b\": 1}", NULL, "vocab.json", "byte" },
-        { "outside alphabet", "{\"\\u65e5\": 0}", NULL, "vocab.json", "alphabet" },
-        { "raw space in token", "{\"a b\": 0}", NULL, "vocab.json", "alphabet" },
-        { "empty token", "{\"\": 0}", NULL, "vocab.json", "length" },
-        { "binary vocab", "\x01\xff\xfe{\x80", NULL, "vocab.json", NULL },
-        { "one-token merge", NULL, "#version: 0.2\nh e\nl\n", "merges.txt", "line 3" },
-        { "three-token merge", NULL, "#version: 0.2\nh e l\n", "merges.txt", "line 2" },
-        { "double space", NULL, "#version: 0.2\nh  e\n", "merges.txt", "line 2" },
-        { "unknown part", NULL, "#version: 0.2\nh e\nzz q\n", "merges.txt", "not in the vocabulary" },
-        { "unknown result", NULL, "#version: 0.2\nq q\n", "merges.txt", "merge of" },
-        { "bad bytes in merges", NULL, "#version: 0.2\n\xff\xfe e\n", "merges.txt", "line 2" },
-        { "control char in merges", NULL, "#version: 0.2\nh\x01 e\n", "merges.txt", "h\\x01" },
-        { "long bad merge line", NULL, "#version: 0.2\n\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0"
-          "\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0"
-          "\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0"
-          "\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xff\n",
-          "merges.txt", "..." },
+        {"no files", "-", "-", "no tokenizer files", NULL},
+        {"no merges", NULL, "-", "merges.txt", NULL},
+        {"empty vocab", "", NULL, "vocab.json", "invalid JSON"},
+        {"truncated vocab", "{\"a\": 1, \"b\"", NULL, "vocab.json", "invalid JSON"},
+        {"array vocab", "[1, 2]", NULL, "vocab.json", "object"},
+        {"empty object", "{}", NULL, "vocab.json", "object"},
+        {"string id", "{\"a\": \"1\"}", NULL, "vocab.json", "not an integer"},
+        {"float id", "{\"a\": 1.5}", NULL, "vocab.json", "not an integer"},
+        {"negative id", "{\"a\": -1}", NULL, "vocab.json", "out of range"},
+        {"huge id", "{\"a\": 99999999999}", NULL, "vocab.json", "out of range"},
+        {"duplicate key", "{\"a\": 1, \"a\": 2}", NULL, "vocab.json", NULL},
+        {"duplicate id", "{\"a\": 1, \"b\": 1}", NULL, "vocab.json", "used by two"},
+        {"missing bytes", "{\"a\": 0, \"b\": 1}", NULL, "vocab.json", "byte"},
+        {"outside alphabet", "{\"\\u65e5\": 0}", NULL, "vocab.json", "alphabet"},
+        {"raw space in token", "{\"a b\": 0}", NULL, "vocab.json", "alphabet"},
+        {"empty token", "{\"\": 0}", NULL, "vocab.json", "length"},
+        {"binary vocab", "\x01\xff\xfe{\x80", NULL, "vocab.json", NULL},
+        {"one-token merge", NULL, "#version: 0.2\nh e\nl\n", "merges.txt", "line 3"},
+        {"three-token merge", NULL, "#version: 0.2\nh e l\n", "merges.txt", "line 2"},
+        {"double space", NULL, "#version: 0.2\nh  e\n", "merges.txt", "line 2"},
+        {"unknown part", NULL, "#version: 0.2\nh e\nzz q\n", "merges.txt", "not in the vocabulary"},
+        {"unknown result", NULL, "#version: 0.2\nq q\n", "merges.txt", "merge of"},
+        {"bad bytes in merges", NULL, "#version: 0.2\n\xff\xfe e\n", "merges.txt", "line 2"},
+        {"control char in merges", NULL, "#version: 0.2\nh\x01 e\n", "merges.txt", "h\\x01"},
+        {"long bad merge line", NULL,
+         "#version: 0.2\n\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0"
+         "\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0"
+         "\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0"
+         "\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xff\n",
+         "merges.txt", "..."},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bad_case *c = &cases[i];
         char *dir = make_tmpdir();
         write_tiny(dir, hello_extra, 10, hello_merges, 7);
         char p[512];
-        if (c->vocab && !strcmp(c->vocab, "-")) { snprintf(p, sizeof p, "%s/vocab.json", dir); unlink(p); }
-        else if (c->vocab) write_file(dir, "vocab.json", c->vocab, strlen(c->vocab));
-        if (c->merges && !strcmp(c->merges, "-")) { snprintf(p, sizeof p, "%s/merges.txt", dir); unlink(p); }
-        else if (c->merges) write_file(dir, "merges.txt", c->merges, strlen(c->merges));
+        if (c->vocab && !strcmp(c->vocab, "-")) {
+            snprintf(p, sizeof p, "%s/vocab.json", dir);
+            unlink(p);
+        } else if (c->vocab)
+            write_file(dir, "vocab.json", c->vocab, strlen(c->vocab));
+        if (c->merges && !strcmp(c->merges, "-")) {
+            snprintf(p, sizeof p, "%s/merges.txt", dir);
+            unlink(p);
+        } else if (c->merges)
+            write_file(dir, "merges.txt", c->merges, strlen(c->merges));
         char err[512] = "";
         tokenizer *t = tokenizer_load(dir, err, sizeof err);
         ck_assert_msg(t == NULL, "%s: loaded", c->what);
         ck_assert_msg(strstr(err, c->file) != NULL, "%s: error does not name %s: %s", c->what, c->file, err);
-        ck_assert_msg(!c->needle || strstr(err, c->needle), "%s: error lacks \"%s\": %s", c->what,
-                      c->needle, err);
+        ck_assert_msg(!c->needle || strstr(err, c->needle), "%s: error lacks \"%s\": %s", c->what, c->needle,
+                      err);
         ck_assert_msg(strchr(err, '\n') == NULL, "%s: error is not one line", c->what);
         ck_assert_msg(utf8_valid(err, strlen(err)), "%s: error is not valid UTF-8", c->what);
         remove_dir(dir);
@@ -503,7 +527,7 @@ static size_t count_lines(const char *dir, const char *name)
 
 START_TEST(test_synthetic_sizes)
 {
-    static const int sizes[] = { 257, 258, 300, 1000, 4096, 50257 };
+    static const int sizes[] = {257, 258, 300, 1000, 4096, 50257};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         int n = sizes[i];
         char *dir = write_synth(n, 42);
@@ -562,7 +586,7 @@ START_TEST(test_synthetic_nouns_single_tokens)
             free(ids);
         }
     }
-    static const char *const common[] = { "the", " the", " of", " and", " to", "The", " is", " was" };
+    static const char *const common[] = {"the", " the", " of", " and", " to", "The", " is", " was"};
     for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
         int32_t *ids;
         long n = encode_str(t, common[i], strlen(common[i]), &ids);
@@ -632,10 +656,36 @@ static void synth_teardown(void)
 }
 
 static const char *const hard[] = {
-    "", " ", "  ", "\n\n", "\t x", "it's", "IT'S", "they'll've", "café naïve", "日本語のテキスト",
-    "👨‍👩‍👧‍👦 family", "🇩🇪", "1234567", "  leading", "trailing   ", "a\r\nb", "<|endoftext|>",
-    "x<|endoftext|>y<|endoftext|>", "<|endoftext", "Zalgo Z\xcd\x91" "a", "\xf0\x9f\x99", "\xc0\xaf",
-    "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\x00b", "\xef\xbb\xbf" "bom", "a\xc2\x85" "b",
+    "",
+    " ",
+    "  ",
+    "\n\n",
+    "\t x",
+    "it's",
+    "IT'S",
+    "they'll've",
+    "café naïve",
+    "日本語のテキスト",
+    "👨‍👩‍👧‍👦 family",
+    "🇩🇪",
+    "1234567",
+    "  leading",
+    "trailing   ",
+    "a\r\nb",
+    "<|endoftext|>",
+    "x<|endoftext|>y<|endoftext|>",
+    "<|endoftext",
+    "Zalgo Z\xcd\x91"
+    "a",
+    "\xf0\x9f\x99",
+    "\xc0\xaf",
+    "\xed\xa0\x80",
+    "\xf4\x90\x80\x80",
+    "a\x00b",
+    "\xef\xbb\xbf"
+    "bom",
+    "a\xc2\x85"
+    "b",
 };
 
 START_TEST(test_round_trips)
@@ -644,9 +694,27 @@ START_TEST(test_round_trips)
         check_round_trip(synth_tok, hard[i], strlen(hard[i]));
     check_round_trip(synth_tok, "a\x00b", 3);
     /* random bytes, and random picks from a pool of UTF-8 pieces */
-    static const char *const pool[] = { "a", "the", " ", "  ", "\n", "'s", "'", "é", "日", "🙂",
-                                        "1", "23", ".", ",!", "\xff", "\xc3", "\xe2\x82", "\t",
-                                        "<|endoftext|>", "\xcd\x81", "\xe3\x80\x80" };
+    static const char *const pool[] = {"a",
+                                       "the",
+                                       " ",
+                                       "  ",
+                                       "\n",
+                                       "'s",
+                                       "'",
+                                       "é",
+                                       "日",
+                                       "🙂",
+                                       "1",
+                                       "23",
+                                       ".",
+                                       ",!",
+                                       "\xff",
+                                       "\xc3",
+                                       "\xe2\x82",
+                                       "\t",
+                                       "<|endoftext|>",
+                                       "\xcd\x81",
+                                       "\xe3\x80\x80"};
     unsigned seed = 777;
     char buf[256];
     for (int it = 0; it < 400; it++) {
@@ -702,8 +770,8 @@ START_TEST(test_long_inputs)
     time_long("1 MiB of 'e-acute'", s, n);
     memset(s, 0xff, n / 4);
     time_long("256 KiB of invalid bytes", s, n / 4);
-    static const char *const words[] = { "the ", "people ", "of ", "time, ", "it's ", "work. ",
-                                         "\n", "12 ", "日本 " };
+    static const char *const words[] = {"the ",   "people ", "of ", "time, ", "it's ",
+                                        "work. ", "\n",      "12 ", "日本 "};
     unsigned seed = 5;
     size_t o = 0;
     while (o + 16 < n) {
@@ -734,7 +802,7 @@ START_TEST(test_long_pretoken_many_merges)
         }
     }
     char *dir = make_tmpdir();
-    write_tiny(dir, extra, 20, (const char *const (*)[2])merges, 20);
+    write_tiny(dir, extra, 20, (const char *const(*)[2])merges, 20);
     tokenizer *t = load_ok(dir);
     size_t n = 1 << 20;
     char *s = malloc(n);
@@ -745,15 +813,15 @@ START_TEST(test_long_pretoken_many_merges)
     long nt = encode_str(t, s, n, &ids);
     double dt = now_s() - t0;
     printf("encode 1 MiB of 'a' with doubling merges -> %ld tokens in %.3f s\n", nt, dt);
-    ck_assert_int_eq(nt, 1024);                /* 1024 tokens of 1024 bytes */
+    ck_assert_int_eq(nt, 1024); /* 1024 tokens of 1024 bytes */
     for (long i = 0; i < nt; i++) ck_assert_int_eq(ids[i], 256 + 18);
     free(ids);
     memset(s, ' ', n);
-    s[n - 1] = 'x';          /* pre-tokens: n - 2 spaces, then " x" */
+    s[n - 1] = 'x'; /* pre-tokens: n - 2 spaces, then " x" */
     nt = encode_str(t, s, n, &ids);
     ck_assert_int_eq(ids[nt - 1], B('x'));
     ck_assert_int_eq(ids[nt - 2], B(' '));
-    size_t run = n - 2, k = 0;   /* the run: greedy halves from 1024 down */
+    size_t run = n - 2, k = 0; /* the run: greedy halves from 1024 down */
     for (int bit = 10; bit >= 0; bit--)
         for (; run >= ((size_t)1 << bit) && bit > 0; run -= (size_t)1 << bit, k++)
             ck_assert_int_eq(ids[k], 256 + 2 * (bit - 1) + 1);
@@ -766,7 +834,13 @@ START_TEST(test_long_pretoken_many_merges)
 }
 END_TEST
 
-typedef struct { const tokenizer *t; const char *text; size_t len; int32_t *ids; long n; } job;
+typedef struct {
+    const tokenizer *t;
+    const char *text;
+    size_t len;
+    int32_t *ids;
+    long n;
+} job;
 
 static void *encode_job(void *arg)
 {
@@ -774,7 +848,11 @@ static void *encode_job(void *arg)
     for (int rep = 0; rep < 20; rep++) {
         int32_t *ids;
         long n = tokenizer_encode(j->t, j->text, j->len, &ids);
-        if (rep == 0) { j->ids = ids; j->n = n; continue; }
+        if (rep == 0) {
+            j->ids = ids;
+            j->n = n;
+            continue;
+        }
         if (n != j->n || (n > 0 && memcmp(ids, j->ids, (size_t)n * sizeof *ids) != 0)) j->n = -2;
         free(ids);
     }
@@ -783,13 +861,14 @@ static void *encode_job(void *arg)
 
 START_TEST(test_concurrent_encode)
 {
-    const char *text = "Concurrent users share one tokenizer: it's immutable. 日本語 🙂 <|endoftext|> 42\n\n";
+    const char *text =
+        "Concurrent users share one tokenizer: it's immutable. 日本語 🙂 <|endoftext|> 42\n\n";
     job jobs[4];
     pthread_t th[4];
     int32_t *want;
     long nwant = encode_str(synth_tok, text, strlen(text), &want);
     for (int i = 0; i < 4; i++) {
-        jobs[i] = (job){ synth_tok, text, strlen(text), NULL, 0 };
+        jobs[i] = (job){synth_tok, text, strlen(text), NULL, 0};
         ck_assert_int_eq(pthread_create(&th[i], NULL, encode_job, &jobs[i]), 0);
     }
     for (int i = 0; i < 4; i++) {
@@ -835,7 +914,4 @@ static Suite *tokenizer_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return tw_check_run(tokenizer_suite());
-}
+int main(void) { return tw_check_run(tokenizer_suite()); }

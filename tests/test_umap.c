@@ -4,10 +4,6 @@
  * eigen-equation residual, a naive power iteration for PCA; layout
  * properties (separated clusters, transform of training points, seeded
  * determinism); file round trip and rejection of bad files. */
-#include "core/proj/pca.h"
-#include "core/proj/umap.h"
-#include "core/proj/umap_internal.h"
-
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
@@ -16,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "core/proj/pca.h"
+#include "core/proj/umap.h"
+#include "core/proj/umap_internal.h"
 
 /* ---- seeded data ---------------------------------------------------------- */
 
@@ -37,23 +37,20 @@ static double rng_normal(void)
 
 /* n_clusters Gaussian blobs of `per` points in dim dimensions: centres with
  * N(0, centre_sd^2) coordinates, points N(centre, 1). label (n) optional. */
-static float *make_clusters(size_t n_clusters, size_t per, size_t dim,
-                            double centre_sd, uint64_t seed, int *label)
+static float *make_clusters(size_t n_clusters, size_t per, size_t dim, double centre_sd, uint64_t seed,
+                            int *label)
 {
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 7;
     double *centre = malloc(n_clusters * dim * sizeof *centre);
     float *x = malloc(n_clusters * per * dim * sizeof *x);
     ck_assert_ptr_nonnull(centre);
     ck_assert_ptr_nonnull(x);
-    for (size_t t = 0; t < n_clusters * dim; t++)
-        centre[t] = centre_sd * rng_normal();
+    for (size_t t = 0; t < n_clusters * dim; t++) centre[t] = centre_sd * rng_normal();
     /* interleave the clusters so no vertex range is one cluster */
     for (size_t i = 0; i < n_clusters * per; i++) {
         size_t c = i % n_clusters;
-        if (label)
-            label[i] = (int)c;
-        for (size_t j = 0; j < dim; j++)
-            x[i * dim + j] = (float)(centre[c * dim + j] + rng_normal());
+        if (label) label[i] = (int)c;
+        for (size_t j = 0; j < dim; j++) x[i * dim + j] = (float)(centre[c * dim + j] + rng_normal());
     }
     free(centre);
     return x;
@@ -68,8 +65,7 @@ static float *make_curve(size_t n, size_t dim, uint64_t seed)
     for (size_t i = 0; i < n; i++) {
         double t = 3.0 * rng_uniform();
         for (size_t j = 0; j < dim; j++)
-            x[i * dim + j] = (float)(cos(t * (double)(j + 1) * 0.7 + (double)j) *
-                                         2.0 + 0.02 * rng_normal());
+            x[i * dim + j] = (float)(cos(t * (double)(j + 1) * 0.7 + (double)j) * 2.0 + 0.02 * rng_normal());
     }
     return x;
 }
@@ -77,8 +73,7 @@ static float *make_curve(size_t n, size_t dim, uint64_t seed)
 static double dist_f(const float *a, const float *b, size_t d)
 {
     double s = 0.0;
-    for (size_t t = 0; t < d; t++)
-        s += ((double)a[t] - b[t]) * ((double)a[t] - b[t]);
+    for (size_t t = 0; t < d; t++) s += ((double)a[t] - b[t]) * ((double)a[t] - b[t]);
     return sqrt(s);
 }
 
@@ -96,18 +91,13 @@ START_TEST(test_find_ab_matches_umap_learn)
     double worst = 0.0;
     for (size_t t = 0; t < sizeof ref / sizeof ref[0]; t++) {
         float a, b;
-        ck_assert_int_eq(umap_find_ab((float)ref[t][0], (float)ref[t][1], &a, &b),
-                         TW_OK);
+        ck_assert_int_eq(umap_find_ab((float)ref[t][0], (float)ref[t][1], &a, &b), TW_OK);
         double ea = fabs(a - ref[t][2]) / ref[t][2];
         double eb = fabs(b - ref[t][3]) / ref[t][3];
-        if (ea > worst)
-            worst = ea;
-        if (eb > worst)
-            worst = eb;
-        ck_assert_msg(ea < 1e-4 && eb < 1e-4,
-                      "spread %g min_dist %g: a=%.7f (ref %.7f) b=%.7f (ref %.7f)",
-                      ref[t][0], ref[t][1], (double)a, ref[t][2], (double)b,
-                      ref[t][3]);
+        if (ea > worst) worst = ea;
+        if (eb > worst) worst = eb;
+        ck_assert_msg(ea < 1e-4 && eb < 1e-4, "spread %g min_dist %g: a=%.7f (ref %.7f) b=%.7f (ref %.7f)",
+                      ref[t][0], ref[t][1], (double)a, ref[t][2], (double)b, ref[t][3]);
     }
     printf("find_ab: largest relative difference to umap-learn %.2e\n", worst);
     float a, b;
@@ -131,14 +121,12 @@ START_TEST(test_smooth_knn_dist_hand)
     umap_smooth_knn_dist(d, 3, 4, 1.0f, 1.0f, sigma, rho);
     double s0 = -1.0 / log((sqrt(5.0) - 1.0) / 2.0);
     printf("smooth_knn: sigma0 %.7f (hand %.7f)\n", (double)sigma[0], s0);
-    ck_assert_msg(fabs(sigma[0] - s0) < 1e-4, "sigma0 %.7f hand %.7f",
-                  (double)sigma[0], s0);
+    ck_assert_msg(fabs(sigma[0] - s0) < 1e-4, "sigma0 %.7f hand %.7f", (double)sigma[0], s0);
     ck_assert_float_eq_tol(rho[0], 1.0f, 1e-7f);
     ck_assert_float_eq_tol(rho[1], 5.0f, 1e-7f);
     ck_assert_msg(fabs(sigma[1] - 3.75e-3) < 1e-9, "sigma1 %.9g", (double)sigma[1]);
     ck_assert_float_eq(rho[2], 0.0f);
-    ck_assert_msg(fabs(sigma[2] - 21.0 / 12.0 * 1e-3) < 1e-9, "sigma2 %.9g",
-                  (double)sigma[2]);
+    ck_assert_msg(fabs(sigma[2] - 21.0 / 12.0 * 1e-3) < 1e-9, "sigma2 %.9g", (double)sigma[2]);
 
     /* local_connectivity 1.5: rho interpolates between 1st and 2nd non-zero */
     umap_smooth_knn_dist(d, 1, 4, 1.5f, 1.0f, sigma, rho);
@@ -156,8 +144,7 @@ START_TEST(test_smooth_knn_dist_hand)
         else
             lo = mid;
     }
-    ck_assert_msg(fabs(sigma[0] - lo) < 1e-4 * lo, "sigma %.7f ref %.7f",
-                  (double)sigma[0], lo);
+    ck_assert_msg(fabs(sigma[0] - lo) < 1e-4 * lo, "sigma %.7f ref %.7f", (double)sigma[0], lo);
 }
 END_TEST
 
@@ -174,9 +161,7 @@ START_TEST(test_knn_against_naive)
     for (int same = 1; same >= 0; same--) {
         const float *qq = same ? x : q;
         size_t mm = same ? n : m;
-        ck_assert_int_eq(umap_knn(x, n, qq, mm, dim, k, same, i1, d1, NULL, err,
-                                  sizeof err),
-                         TW_OK);
+        ck_assert_int_eq(umap_knn(x, n, qq, mm, dim, k, same, i1, d1, NULL, err, sizeof err), TW_OK);
         umap_knn_naive(x, n, qq, mm, dim, k, same, i2, d2);
         double worst = 0.0;
         size_t diff_idx = 0;
@@ -186,7 +171,8 @@ START_TEST(test_knn_against_naive)
             worst = e > worst ? e : worst;
         }
         printf("knn (same_set %d): %zu index differences, largest relative "
-               "distance difference %.2e\n", same, diff_idx, worst);
+               "distance difference %.2e\n",
+               same, diff_idx, worst);
         ck_assert_uint_eq(diff_idx, 0);
         ck_assert_msg(worst < 1e-6, "distance difference %.3e", worst);
         if (same)
@@ -195,9 +181,7 @@ START_TEST(test_knn_against_naive)
                 ck_assert_float_eq(d1[i * k], 0.0f);
             }
     }
-    ck_assert_int_eq(umap_knn(x, n, x, n, dim, n + 1, 1, i1, d1, NULL, err,
-                              sizeof err),
-                     TW_EINVAL);
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, n + 1, 1, i1, d1, NULL, err, sizeof err), TW_EINVAL);
     free(x);
     free(q);
     free(i1);
@@ -216,9 +200,7 @@ START_TEST(test_fuzzy_graph_dense_reference)
     int32_t *idx = malloc(n * k * sizeof *idx);
     float *dist = malloc(n * k * sizeof *dist), sigma[60], rho[60];
     char err[200];
-    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err,
-                              sizeof err),
-                     TW_OK);
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err, sizeof err), TW_OK);
     umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
     const float mixes[2] = {1.0f, 0.3f};
     for (int mi = 0; mi < 2; mi++) {
@@ -227,15 +209,12 @@ START_TEST(test_fuzzy_graph_dense_reference)
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < k; j++) {
                 size_t c = (size_t)idx[i * k + j];
-                if (c == i)
-                    continue;
+                if (c == i) continue;
                 double e = dist[i * k + j] - rho[i];
                 a[i * n + c] = e <= 0 ? 1.0 : exp(-e / sigma[i]);
             }
         umap_graph g;
-        ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, mix, &g,
-                                          err, sizeof err),
-                         TW_OK);
+        ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, mix, &g, err, sizeof err), TW_OK);
         double worst = 0.0;
         size_t dense_nnz = 0;
         for (size_t i = 0; i < n; i++) {
@@ -245,17 +224,16 @@ START_TEST(test_fuzzy_graph_dense_reference)
                 dense_nnz += want > 0.0;
                 double got = 0.0;
                 for (size_t t = g.indptr[i]; t < g.indptr[i + 1]; t++) {
-                    if (t > g.indptr[i])
-                        ck_assert_int_lt(g.indices[t - 1], g.indices[t]);
-                    if ((size_t)g.indices[t] == j)
-                        got = g.data[t];
+                    if (t > g.indptr[i]) ck_assert_int_lt(g.indices[t - 1], g.indices[t]);
+                    if ((size_t)g.indices[t] == j) got = g.data[t];
                 }
                 double e = fabs(got - want);
                 worst = e > worst ? e : worst;
             }
         }
         printf("fuzzy union (mix %.1f): nnz %zu (dense %zu), largest difference "
-               "%.2e\n", (double)mix, g.nnz, dense_nnz, worst);
+               "%.2e\n",
+               (double)mix, g.nnz, dense_nnz, worst);
         ck_assert_uint_eq(g.nnz, dense_nnz);
         ck_assert_msg(worst < 1e-6, "fuzzy union difference %.3e", worst);
         umap_graph_free(&g);
@@ -269,20 +247,15 @@ END_TEST
 
 /* ---- spectral initialisation ----------------------------------------------- */
 
-static void build_graph(const float *x, size_t n, size_t dim, size_t k,
-                        umap_graph *g)
+static void build_graph(const float *x, size_t n, size_t dim, size_t k, umap_graph *g)
 {
     int32_t *idx = malloc(n * k * sizeof *idx);
     float *dist = malloc(n * k * sizeof *dist);
     float *sigma = malloc(n * sizeof *sigma), *rho = malloc(n * sizeof *rho);
     char err[200];
-    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err,
-                              sizeof err),
-                     TW_OK);
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err, sizeof err), TW_OK);
     umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
-    ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, 1.0f, g, err,
-                                      sizeof err),
-                     TW_OK);
+    ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, 1.0f, g, err, sizeof err), TW_OK);
     free(idx);
     free(dist);
     free(sigma);
@@ -298,20 +271,17 @@ START_TEST(test_spectral_arpack_vs_dense)
     float *e_arpack = malloc(n * nc * sizeof(float));
     float *e_dense = malloc(n * nc * sizeof(float));
     char note[160], err[200];
-    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 1, e_arpack, note,
-                                        sizeof note, err, sizeof err),
+    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 1, e_arpack, note, sizeof note, err, sizeof err),
                      TW_OK);
     ck_assert_msg(strstr(note, "ARPACK") != NULL, "note: %s", note);
-    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 100000, 1, e_dense, note,
-                                        sizeof note, err, sizeof err),
-                     TW_OK);
+    ck_assert_int_eq(
+        umap_spectral_init(&g, x, dim, nc, 100000, 1, e_dense, note, sizeof note, err, sizeof err), TW_OK);
     ck_assert_msg(strstr(note, "LAPACK") != NULL, "note: %s", note);
     /* eigen-equation residual |M v - (v.Mv) v| of each ARPACK vector, with
      * M = D^-1/2 W D^-1/2, and agreement with the dense vectors */
     double *deg = calloc(n, sizeof *deg);
     for (size_t i = 0; i < n; i++)
-        for (size_t t = g.indptr[i]; t < g.indptr[i + 1]; t++)
-            deg[i] += g.data[t];
+        for (size_t t = g.indptr[i]; t < g.indptr[i + 1]; t++) deg[i] += g.data[t];
     double worst_res = 0.0, worst_diff = 0.0;
     for (size_t c = 0; c < nc; c++) {
         double *v = malloc(n * sizeof *v), *mv = calloc(n, sizeof *mv);
@@ -320,20 +290,19 @@ START_TEST(test_spectral_arpack_vs_dense)
             v[i] = e_arpack[i * nc + c];
             nv += v[i] * v[i];
         }
-        for (size_t i = 0; i < n; i++)
-            v[i] /= sqrt(nv);
+        for (size_t i = 0; i < n; i++) v[i] /= sqrt(nv);
         for (size_t i = 0; i < n; i++)
             for (size_t t = g.indptr[i]; t < g.indptr[i + 1]; t++)
                 mv[i] += g.data[t] * v[g.indices[t]] / sqrt(deg[i] * deg[g.indices[t]]);
         double lam = 0.0, res = 0.0;
-        for (size_t i = 0; i < n; i++)
-            lam += v[i] * mv[i];
-        for (size_t i = 0; i < n; i++)
-            res += (mv[i] - lam * v[i]) * (mv[i] - lam * v[i]);
+        for (size_t i = 0; i < n; i++) lam += v[i] * mv[i];
+        for (size_t i = 0; i < n; i++) res += (mv[i] - lam * v[i]) * (mv[i] - lam * v[i]);
         res = sqrt(res);
         worst_res = res > worst_res ? res : worst_res;
-        ck_assert_msg(lam < 1.0 - 1e-6, "vector %zu has eigenvalue %.8f (the "
-                      "trivial one must be dropped)", c, lam);
+        ck_assert_msg(lam < 1.0 - 1e-6,
+                      "vector %zu has eigenvalue %.8f (the "
+                      "trivial one must be dropped)",
+                      c, lam);
         for (size_t i = 0; i < n; i++) {
             double e = fabs(e_arpack[i * nc + c] - e_dense[i * nc + c]);
             worst_diff = e > worst_diff ? e : worst_diff;
@@ -342,7 +311,8 @@ START_TEST(test_spectral_arpack_vs_dense)
         free(mv);
     }
     printf("spectral: ARPACK residual %.2e, largest difference to dense "
-           "LAPACK %.2e\n", worst_res, worst_diff);
+           "LAPACK %.2e\n",
+           worst_res, worst_diff);
     ck_assert_msg(worst_res < 1e-3, "eigen residual %.3e", worst_res);
     ck_assert_msg(worst_diff < 1e-3, "ARPACK vs dense %.3e", worst_diff);
     umap_graph_free(&g);
@@ -363,9 +333,7 @@ START_TEST(test_spectral_disconnected)
     build_graph(x, n, dim, 10, &g);
     float *e = malloc(n * nc * sizeof *e);
     char note[160], err[200];
-    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 3, e, note,
-                                        sizeof note, err, sizeof err),
-                     TW_OK);
+    ck_assert_int_eq(umap_spectral_init(&g, x, dim, nc, 0, 3, e, note, sizeof note, err, sizeof err), TW_OK);
     printf("spectral (disconnected): %s\n", note);
     ck_assert_msg(strstr(note, "3 components") != NULL, "note: %s", note);
     /* each point nearer its own blob's anchor region than any other */
@@ -381,8 +349,7 @@ START_TEST(test_spectral_disconnected)
         int arg = -1;
         for (int c = 0; c < 3; c++) {
             double s = 0.0;
-            for (size_t d = 0; d < nc; d++)
-                s += (e[i * nc + d] - cen[c][d]) * (e[i * nc + d] - cen[c][d]);
+            for (size_t d = 0; d < nc; d++) s += (e[i * nc + d] - cen[c][d]) * (e[i * nc + d] - cen[c][d]);
             if (s < best) {
                 best = s;
                 arg = c;
@@ -400,16 +367,15 @@ END_TEST
 
 /* Share of points whose nearest layout neighbour has their label, and the
  * ratio of the smallest centroid distance to the largest RMS cluster radius. */
-static void layout_quality(const float *e, size_t n, size_t nc, const int *label,
-                           size_t n_labels, double *same_nn, double *sep)
+static void layout_quality(const float *e, size_t n, size_t nc, const int *label, size_t n_labels,
+                           double *same_nn, double *sep)
 {
     size_t same = 0;
     for (size_t i = 0; i < n; i++) {
         double best = INFINITY;
         size_t arg = i;
         for (size_t j = 0; j < n; j++) {
-            if (j == i)
-                continue;
+            if (j == i) continue;
             double d = dist_f(e + i * nc, e + j * nc, nc);
             if (d < best) {
                 best = d;
@@ -422,12 +388,10 @@ static void layout_quality(const float *e, size_t n, size_t nc, const int *label
     double cen[16][UMAP_MAX_COMPONENTS] = {{0}}, cnt[16] = {0}, rad[16] = {0};
     for (size_t i = 0; i < n; i++) {
         cnt[label[i]]++;
-        for (size_t d = 0; d < nc; d++)
-            cen[label[i]][d] += e[i * nc + d];
+        for (size_t d = 0; d < nc; d++) cen[label[i]][d] += e[i * nc + d];
     }
     for (size_t c = 0; c < n_labels; c++)
-        for (size_t d = 0; d < nc; d++)
-            cen[c][d] /= cnt[c];
+        for (size_t d = 0; d < nc; d++) cen[c][d] /= cnt[c];
     for (size_t i = 0; i < n; i++) {
         double s = 0.0;
         for (size_t d = 0; d < nc; d++)
@@ -439,8 +403,7 @@ static void layout_quality(const float *e, size_t n, size_t nc, const int *label
         rmax = sqrt(rad[c]) > rmax ? sqrt(rad[c]) : rmax;
         for (size_t o = c + 1; o < n_labels; o++) {
             double s = 0.0;
-            for (size_t d = 0; d < nc; d++)
-                s += (cen[c][d] - cen[o][d]) * (cen[c][d] - cen[o][d]);
+            for (size_t d = 0; d < nc; d++) s += (cen[c][d] - cen[o][d]) * (cen[c][d] - cen[o][d]);
             cmin = sqrt(s) < cmin ? sqrt(s) : cmin;
         }
     }
@@ -464,12 +427,10 @@ START_TEST(test_pow_fast_accuracy)
      * floats), b from umap_find_ab at several settings plus a few round
      * values; the vector lanes equal the scalar bit for bit */
     float bs[8] = {0.5f, 1.0f, 1.5f, 2.0f, 0, 0, 0, 0};
-    static const float settings[4][2] = {
-        {1.0f, 0.1f}, {1.0f, 0.0f}, {1.0f, 0.5f}, {2.0f, 0.05f}};
+    static const float settings[4][2] = {{1.0f, 0.1f}, {1.0f, 0.0f}, {1.0f, 0.5f}, {2.0f, 0.05f}};
     for (int s = 0; s < 4; s++) {
         float a;
-        ck_assert_int_eq(umap_find_ab(settings[s][0], settings[s][1], &a,
-                                      &bs[4 + s]), TW_OK);
+        ck_assert_int_eq(umap_find_ab(settings[s][0], settings[s][1], &a, &bs[4 + s]), TW_OK);
     }
     double worst = 0.0;
     float worst_x = 0.0f, worst_b = 0.0f;
@@ -478,14 +439,12 @@ START_TEST(test_pow_fast_accuracy)
         const float b = bs[bi];
         for (double l2 = -126.0; l2 < 128.0; l2 += 0.0137) {
             umap_v4f xv;
-            for (int q = 0; q < 4; q++)
-                xv[q] = (float)exp2(l2 + 0.0031 * q);
+            for (int q = 0; q < 4; q++) xv[q] = (float)exp2(l2 + 0.0031 * q);
             umap_v4f pv = umap_pow_fast4(xv, b);
             for (int q = 0; q < 4; q++) {
                 const float x = xv[q];
                 const double ref = pow((double)x, (double)b);
-                if (!(ref >= 0x1.0p-126) || !(ref <= 0x1.0p126))
-                    continue;
+                if (!(ref >= 0x1.0p-126) || !(ref <= 0x1.0p126)) continue;
                 const float got = umap_pow_fast(x, b);
                 const float lane = pv[q];
                 lanes_differ += memcmp(&got, &lane, sizeof got) != 0;
@@ -500,8 +459,8 @@ START_TEST(test_pow_fast_accuracy)
         }
     }
     printf("pow_fast: largest relative error %.3g (x %g, b %g) over %zu "
-           "values; %zu vector lanes differ from the scalar\n", worst,
-           (double)worst_x, (double)worst_b, checked, lanes_differ);
+           "values; %zu vector lanes differ from the scalar\n",
+           worst, (double)worst_x, (double)worst_b, checked, lanes_differ);
     ck_assert_uint_gt(checked, 100000);
     ck_assert_double_lt(worst, 2e-5);
     ck_assert_uint_eq(lanes_differ, 0);
@@ -562,8 +521,8 @@ START_TEST(test_fit_deterministic)
         differ14 += m1.embedding[t] != m4.embedding[t];
     }
     printf("determinism: same seed %zu coordinates differ (1 vs 1 thread), "
-           "%zu (1 vs 3 threads); other seed %zu of %zu differ\n", differ12,
-           differ13, differ14, n * 3);
+           "%zu (1 vs 3 threads); other seed %zu of %zu differ\n",
+           differ12, differ13, differ14, n * 3);
     ck_assert_uint_eq(differ12, 0);
     ck_assert_uint_eq(differ13, 0);
     ck_assert_uint_gt(differ14, n * 3 / 2);
@@ -587,15 +546,13 @@ START_TEST(test_transform_training_points)
     /* every 10th training row, transformed as a new point */
     const size_t mq = n / 10;
     float *q = malloc(mq * dim * sizeof *q), *out = malloc(mq * nc * sizeof *out);
-    for (size_t i = 0; i < mq; i++)
-        memcpy(q + i * dim, x + i * 10 * dim, dim * sizeof *q);
+    for (size_t i = 0; i < mq; i++) memcpy(q + i * dim, x + i * 10 * dim, dim * sizeof *q);
     ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), TW_OK);
     /* reference scale: median over the layout of the distance from a point
      * to its 5th nearest layout neighbour */
     double *d5 = malloc(n * sizeof *d5), *row = malloc(n * sizeof *row);
     for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < n; j++)
-            row[j] = dist_f(m.embedding + i * nc, m.embedding + j * nc, nc);
+        for (size_t j = 0; j < n; j++) row[j] = dist_f(m.embedding + i * nc, m.embedding + j * nc, nc);
         for (size_t r = 0; r <= 5; r++) /* partial selection sort */
             for (size_t j = r + 1; j < n; j++)
                 if (row[j] < row[r]) {
@@ -639,12 +596,10 @@ START_TEST(test_transform_training_points)
     double median = dd[mq / 2];
     printf("transform of training points: distance to the fitted position "
            "median %.4f, largest %.4f (median 5-NN radius of the layout %.4f); "
-           "%zu nearest to another cluster\n", median, worst, scale,
-           wrong_cluster);
-    ck_assert_msg(median < 1.5 * scale, "median distance %.4f (scale %.4f)",
-                  median, scale);
-    ck_assert_msg(worst < 3.0 * scale, "largest distance %.4f (scale %.4f)",
-                  worst, scale);
+           "%zu nearest to another cluster\n",
+           median, worst, scale, wrong_cluster);
+    ck_assert_msg(median < 1.5 * scale, "median distance %.4f (scale %.4f)", median, scale);
+    ck_assert_msg(worst < 3.0 * scale, "largest distance %.4f (scale %.4f)", worst, scale);
     ck_assert_uint_eq(wrong_cluster, 0);
     free(dd);
 
@@ -694,8 +649,7 @@ START_TEST(test_transform_new_points_land_in_their_cluster)
         }
         right += label[arg] == ql[i];
     }
-    printf("transform of new points: %zu of %zu next to their own cluster\n",
-           right, mq);
+    printf("transform of new points: %zu of %zu next to their own cluster\n", right, mq);
     ck_assert_uint_ge(right, 95);
     umap_model_free(&m);
     free(x);
@@ -721,13 +675,11 @@ static void *cancel_when_optimizing(void *arg)
         if (st == UMAP_STAGE_OPTIMIZE && atomic_load(&c->prog->done) >= 2) {
             c->saw_optimize = 1;
             double f = umap_progress_fraction(c->prog);
-            if (f > 0.0 && f < 1.0)
-                c->saw_optimize = 2;
+            if (f > 0.0 && f < 1.0) c->saw_optimize = 2;
             atomic_store(&c->prog->cancel, 1);
             return NULL;
         }
-        if (st == UMAP_STAGE_DONE)
-            return NULL;
+        if (st == UMAP_STAGE_DONE) return NULL;
         usleep(50);
     }
     return NULL;
@@ -754,8 +706,7 @@ START_TEST(test_cancel)
     /* cancel set before the start stops in the kNN stage */
     umap_progress_reset(&prog);
     atomic_store(&prog.cancel, 1);
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err),
-                     TW_ECANCELED);
+    ck_assert_int_eq(umap_fit(x, n, dim, &p, &prog, &m, err, sizeof err), TW_ECANCELED);
     free(x);
 }
 END_TEST
@@ -887,8 +838,7 @@ END_TEST
 START_TEST(test_hash_and_key)
 {
     float v[1001];
-    for (size_t i = 0; i < 1001; i++)
-        v[i] = (float)i * 0.25f;
+    for (size_t i = 0; i < 1001; i++) v[i] = (float)i * 0.25f;
     uint64_t h = umap_hash_floats(v, 1001, 0);
     ck_assert(h == umap_hash_floats(v, 1001, 0));
     ck_assert(h != umap_hash_floats(v, 1001, 1));
@@ -904,14 +854,30 @@ START_TEST(test_hash_and_key)
     uint64_t k0 = umap_cache_key(h, &p);
     ck_assert(k0 == umap_cache_key(h, &p));
     ck_assert(k0 != umap_cache_key(h + 1, &p));
-    q = p; q.n_components = 2; ck_assert(k0 != umap_cache_key(h, &q));
-    q = p; q.n_neighbors = 16; ck_assert(k0 != umap_cache_key(h, &q));
-    q = p; q.min_dist = 0.2f; ck_assert(k0 != umap_cache_key(h, &q));
-    q = p; q.spread = 1.5f; ck_assert(k0 != umap_cache_key(h, &q));
-    q = p; q.n_epochs = 100; ck_assert(k0 != umap_cache_key(h, &q));
-    q = p; q.seed = 43; ck_assert(k0 != umap_cache_key(h, &q));
-    q = p; q.n_threads = 2; ck_assert(k0 == umap_cache_key(h, &q));
-    q = p; q.init = UMAP_INIT_RANDOM; ck_assert(k0 != umap_cache_key(h, &q));
+    q = p;
+    q.n_components = 2;
+    ck_assert(k0 != umap_cache_key(h, &q));
+    q = p;
+    q.n_neighbors = 16;
+    ck_assert(k0 != umap_cache_key(h, &q));
+    q = p;
+    q.min_dist = 0.2f;
+    ck_assert(k0 != umap_cache_key(h, &q));
+    q = p;
+    q.spread = 1.5f;
+    ck_assert(k0 != umap_cache_key(h, &q));
+    q = p;
+    q.n_epochs = 100;
+    ck_assert(k0 != umap_cache_key(h, &q));
+    q = p;
+    q.seed = 43;
+    ck_assert(k0 != umap_cache_key(h, &q));
+    q = p;
+    q.n_threads = 2;
+    ck_assert(k0 == umap_cache_key(h, &q));
+    q = p;
+    q.init = UMAP_INIT_RANDOM;
+    ck_assert(k0 != umap_cache_key(h, &q));
 }
 END_TEST
 
@@ -925,16 +891,13 @@ START_TEST(test_pca_against_power_iteration)
      * random rotation-like matrix, plus an offset */
     float *x = malloc(n * dim * sizeof *x);
     double *mix = malloc(dim * dim * sizeof *mix);
-    for (size_t t = 0; t < dim * dim; t++)
-        mix[t] = rng_normal() / sqrt((double)dim);
+    for (size_t t = 0; t < dim * dim; t++) mix[t] = rng_normal() / sqrt((double)dim);
     for (size_t i = 0; i < n; i++) {
         double z[30];
-        for (size_t j = 0; j < dim; j++)
-            z[j] = rng_normal() * 10.0 / (double)(j + 1);
+        for (size_t j = 0; j < dim; j++) z[j] = rng_normal() * 10.0 / (double)(j + 1);
         for (size_t j = 0; j < dim; j++) {
             double s = 3.0 + (double)j;
-            for (size_t l = 0; l < dim; l++)
-                s += mix[j * dim + l] * z[l];
+            for (size_t l = 0; l < dim; l++) s += mix[j * dim + l] * z[l];
             x[i * dim + j] = (float)s;
         }
     }
@@ -944,40 +907,33 @@ START_TEST(test_pca_against_power_iteration)
     /* reference: naive covariance, power iteration with deflation */
     double mean[30] = {0}, cov[900] = {0};
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < dim; j++)
-            mean[j] += x[i * dim + j] / (double)n;
+        for (size_t j = 0; j < dim; j++) mean[j] += x[i * dim + j] / (double)n;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < dim; j++)
             for (size_t l = 0; l < dim; l++)
-                cov[j * dim + l] += (x[i * dim + j] - mean[j]) *
-                                    (x[i * dim + l] - mean[l]) / (double)(n - 1);
+                cov[j * dim + l] += (x[i * dim + j] - mean[j]) * (x[i * dim + l] - mean[l]) / (double)(n - 1);
     double worst_val = 0.0, worst_vec = 0.0;
     for (size_t c = 0; c < k; c++) {
         double v[30], w[30];
-        for (size_t j = 0; j < dim; j++)
-            v[j] = 1.0 + 0.01 * (double)j;
+        for (size_t j = 0; j < dim; j++) v[j] = 1.0 + 0.01 * (double)j;
         double lam = 0.0;
         for (int it = 0; it < 5000; it++) {
             double nv = 0.0;
             for (size_t j = 0; j < dim; j++) {
                 w[j] = 0.0;
-                for (size_t l = 0; l < dim; l++)
-                    w[j] += cov[j * dim + l] * v[l];
+                for (size_t l = 0; l < dim; l++) w[j] += cov[j * dim + l] * v[l];
                 nv += w[j] * w[j];
             }
             nv = sqrt(nv);
             lam = nv;
-            for (size_t j = 0; j < dim; j++)
-                v[j] = w[j] / nv;
+            for (size_t j = 0; j < dim; j++) v[j] = w[j] / nv;
         }
         /* sign convention: largest-magnitude coordinate positive */
         size_t arg = 0;
         for (size_t j = 1; j < dim; j++)
-            if (fabs(v[j]) > fabs(v[arg]))
-                arg = j;
+            if (fabs(v[j]) > fabs(v[arg])) arg = j;
         if (v[arg] < 0)
-            for (size_t j = 0; j < dim; j++)
-                v[j] = -v[j];
+            for (size_t j = 0; j < dim; j++) v[j] = -v[j];
         double ev = fabs(pm.variance[c] - lam) / lam;
         worst_val = ev > worst_val ? ev : worst_val;
         for (size_t j = 0; j < dim; j++) {
@@ -985,12 +941,11 @@ START_TEST(test_pca_against_power_iteration)
             worst_vec = e > worst_vec ? e : worst_vec;
         }
         for (size_t j = 0; j < dim; j++) /* deflate */
-            for (size_t l = 0; l < dim; l++)
-                cov[j * dim + l] -= lam * v[j] * v[l];
+            for (size_t l = 0; l < dim; l++) cov[j * dim + l] -= lam * v[j] * v[l];
     }
     printf("pca: variances %.4f %.4f %.4f; largest relative eigenvalue "
-           "difference %.2e, vector difference %.2e\n", pm.variance[0],
-           pm.variance[1], pm.variance[2], worst_val, worst_vec);
+           "difference %.2e, vector difference %.2e\n",
+           pm.variance[0], pm.variance[1], pm.variance[2], worst_val, worst_vec);
     ck_assert_msg(worst_val < 1e-8, "eigenvalue difference %.3e", worst_val);
     ck_assert_msg(worst_vec < 1e-6, "eigenvector difference %.3e", worst_vec);
     /* projection against the definition */
@@ -1000,8 +955,7 @@ START_TEST(test_pca_against_power_iteration)
     for (size_t i = 0; i < 4; i++)
         for (size_t c = 0; c < k; c++) {
             double s = 0.0;
-            for (size_t j = 0; j < dim; j++)
-                s += (x[i * dim + j] - mean[j]) * pm.components[c * dim + j];
+            for (size_t j = 0; j < dim; j++) s += (x[i * dim + j] - mean[j]) * pm.components[c * dim + j];
             double e = fabs(proj[i * k + c] - s) / (fabs(s) + 1.0);
             worst_p = e > worst_p ? e : worst_p;
         }

@@ -11,6 +11,7 @@
  * for all heads (top directions) and the bias probes. Lists are [id, score]
  * pairs. bench prints one line per measurement: cold = fresh cache (first
  * request of a block after start), warm = the same request again. */
+#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,15 +19,13 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include <cblas.h>
-
 #include "core/ana/blockcache.h"
 #include "core/ana/embed_norms.h"
-#include "core/model/gpt2.h"
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
-#include "core/nn/topk.h"
+#include "core/model/gpt2.h"
 #include "core/nn/blas.h"
+#include "core/nn/topk.h"
 
 static double now(void)
 {
@@ -69,8 +68,7 @@ static size_t parse_list(const char *s, long **out)
 static void print_hits(const topk_hit *h, size_t k)
 {
     putchar('[');
-    for (size_t i = 0; i < k; i++)
-        printf("%s[%d,%.9g]", i ? "," : "", h[i].id, h[i].score);
+    for (size_t i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", h[i].id, h[i].score);
     putchar(']');
 }
 
@@ -100,18 +98,17 @@ static void dump_embeddings(const gpt2_model *m, blockcache *c, size_t k)
     embed_normalization_result n;
     rc = embed_normalization(m, &n);
     if (rc) die("embed_normalization", rc);
-    printf("\"normalization\":{\"avg_norm\":%.17g,\"scale\":%.17g,\"rows\":[", n.avg_norm,
-           n.scale);
+    printf("\"normalization\":{\"avg_norm\":%.17g,\"scale\":%.17g,\"rows\":[", n.avg_norm, n.scale);
     for (int i = 0; i < 4; i++)
         printf("%s{\"name\":\"%s\",\"l2_mean\":%.17g,\"l2_std\":%.17g,\"cos_mean\":%.17g,"
                "\"cos_std\":%.17g}",
-               i ? "," : "", embed_normalization_row_name(i), n.rows[i].l2_mean,
-               n.rows[i].l2_std, n.rows[i].cos_mean, n.rows[i].cos_std);
+               i ? "," : "", embed_normalization_row_name(i), n.rows[i].l2_mean, n.rows[i].l2_std,
+               n.rows[i].cos_mean, n.rows[i].cos_std);
     printf("]}");
 }
 
-static void dump_block(const gpt2_model *m, blockcache *c, int block, const int32_t *ids,
-                       size_t W, size_t k, size_t top)
+static void dump_block(const gpt2_model *m, blockcache *c, int block, const int32_t *ids, size_t W, size_t k,
+                       size_t top)
 {
     const size_t H = (size_t)m->cfg.n_head;
     printf("{\"block\":%d,", block);
@@ -257,8 +254,7 @@ static void bench_one(const char *name, void (*fn)(const bench_args *), bench_ar
         if (t1 - t0 < best_cold) best_cold = t1 - t0;
         if (t2 - t1 < best_warm) best_warm = t2 - t1;
     }
-    printf("%-44s cold %8.3f s   warm-cache %8.3f s   (best of %d)\n", name, best_cold, best_warm,
-           reps);
+    printf("%-44s cold %8.3f s   warm-cache %8.3f s   (best of %d)\n", name, best_cold, best_warm, reps);
     fflush(stdout);
 }
 
@@ -279,14 +275,22 @@ int main(int argc, char **argv)
             fprintf(stderr, "twd-analyses: %s needs a value\n", argv[i]);
             return 2;
         }
-        if (!strcmp(argv[i], "--model")) dir = v;
-        else if (!strcmp(argv[i], "--blocks")) blocks_s = v;
-        else if (!strcmp(argv[i], "--block")) block = atoi(v);
-        else if (!strcmp(argv[i], "--ids")) ids_s = v;
-        else if (!strcmp(argv[i], "--k")) k = (size_t)atol(v);
-        else if (!strcmp(argv[i], "--top")) top = (size_t)atol(v);
-        else if (!strcmp(argv[i], "--budget-mb")) budget_mb = (size_t)atol(v);
-        else if (!strcmp(argv[i], "--reps")) reps = atoi(v);
+        if (!strcmp(argv[i], "--model"))
+            dir = v;
+        else if (!strcmp(argv[i], "--blocks"))
+            blocks_s = v;
+        else if (!strcmp(argv[i], "--block"))
+            block = atoi(v);
+        else if (!strcmp(argv[i], "--ids"))
+            ids_s = v;
+        else if (!strcmp(argv[i], "--k"))
+            k = (size_t)atol(v);
+        else if (!strcmp(argv[i], "--top"))
+            top = (size_t)atol(v);
+        else if (!strcmp(argv[i], "--budget-mb"))
+            budget_mb = (size_t)atol(v);
+        else if (!strcmp(argv[i], "--reps"))
+            reps = atoi(v);
         else {
             fprintf(stderr, "twd-analyses: unknown option %s\n", argv[i]);
             return 2;
@@ -331,8 +335,8 @@ int main(int argc, char **argv)
             bl = malloc(nb * sizeof *bl);
             for (size_t i = 0; i < nb; i++) bl[i] = (long)i;
         }
-        printf("{\"config\":{\"n_layer\":%d,\"n_head\":%d,\"n_embd\":%d,\"vocab_size\":%d},",
-               m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size);
+        printf("{\"config\":{\"n_layer\":%d,\"n_head\":%d,\"n_embd\":%d,\"vocab_size\":%d},", m.cfg.n_layer,
+               m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size);
         printf("\"k\":%zu,\"top\":%zu,", k, top);
         dump_embeddings(&m, c, k);
         printf(",\"blocks\":[");
@@ -345,11 +349,10 @@ int main(int argc, char **argv)
     } else {
         if (block < 0) block = m.cfg.n_layer - 1;
         const char *hint = blas_coretype_hint();
-        printf("model %s: L=%d H=%d d=%d V=%d, loaded in %.3f s\n", dir, m.cfg.n_layer,
-               m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, t_load);
-        printf("OpenBLAS core %s, threads %d%s%s\n", blas_corename(),
-               openblas_get_num_threads(), hint ? "; hint: OPENBLAS_CORETYPE=" : "",
-               hint ? hint : "");
+        printf("model %s: L=%d H=%d d=%d V=%d, loaded in %.3f s\n", dir, m.cfg.n_layer, m.cfg.n_head,
+               m.cfg.n_embd, m.cfg.vocab_size, t_load);
+        printf("OpenBLAS core %s, threads %d%s%s\n", blas_corename(), openblas_get_num_threads(),
+               hint ? "; hint: OPENBLAS_CORETYPE=" : "", hint ? hint : "");
         bench_args a = {&m, c, block, ids, W, k, top};
         char name[128];
         snprintf(name, sizeof name, "svd block %d qk+vo top %zu k %zu", block, top, k);
@@ -363,9 +366,8 @@ int main(int argc, char **argv)
         bench_one(name, run_bias, &a, reps);
         blockcache_stats st;
         blockcache_get_stats(c, &st);
-        printf("cache: %zu bytes in %zu entries, budget %zu, hits %llu, misses %llu\n",
-               st.bytes, st.entries, st.budget, (unsigned long long)st.hits,
-               (unsigned long long)st.misses);
+        printf("cache: %zu bytes in %zu entries, budget %zu, hits %llu, misses %llu\n", st.bytes, st.entries,
+               st.budget, (unsigned long long)st.hits, (unsigned long long)st.misses);
         printf("peak RSS %.0f MB (checkpoint file %.0f MB)\n", peak_rss_mb(),
                (double)m.file_size / 1048576.0);
     }

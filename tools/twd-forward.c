@@ -8,10 +8,6 @@
  * plus the top-5 next tokens; tests/ref/forward_ref.py compares it with numpy.
  * --bench runs the pass R times after one warm-up and prints the timings.
  * Exit status 0 on success, 1 on a bad argument, checkpoint or forward error. */
-#include "core/nn/blas.h"
-#include "core/nn/forward.h"
-#include "core/model/gpt2.h"
-
 #include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
@@ -19,12 +15,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/model/gpt2.h"
+#include "core/nn/blas.h"
+#include "core/nn/forward.h"
+
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: twd-forward --model DIR (--tokens ID,ID,... | --random N [--seed S])\n"
-            "                   [--gelu tanh|erf] [--kernels blas|naive] [--logits last|all|none]\n"
-            "                   [--skip-attention] [--json | --bench R]\n");
+    fprintf(f, "usage: twd-forward --model DIR (--tokens ID,ID,... | --random N [--seed S])\n"
+               "                   [--gelu tanh|erf] [--kernels blas|naive] [--logits last|all|none]\n"
+               "                   [--skip-attention] [--json | --bench R]\n");
 }
 
 static void print_array(const char *name, const float *a, size_t count)
@@ -51,9 +50,8 @@ static void print_json(const gpt2_forward_result *r)
 {
     const size_t n = (size_t)r->n, C = (size_t)r->C, L = (size_t)r->L, H = (size_t)r->H;
     const size_t V = (size_t)r->V;
-    printf("{\"n\":%d,\"C\":%d,\"H\":%d,\"L\":%d,\"V\":%d,\"gelu\":\"%s\",\"kernels\":\"%s\",",
-           r->n, r->C, r->H, r->L, r->V, gpt2_gelu_name(r->gelu),
-           r->kernels == GPT2_KERNELS_NAIVE ? "naive" : "blas");
+    printf("{\"n\":%d,\"C\":%d,\"H\":%d,\"L\":%d,\"V\":%d,\"gelu\":\"%s\",\"kernels\":\"%s\",", r->n, r->C,
+           r->H, r->L, r->V, gpt2_gelu_name(r->gelu), r->kernels == GPT2_KERNELS_NAIVE ? "naive" : "blas");
     printf("\"tokens\":[");
     for (size_t t = 0; t < n; t++) printf(t ? ",%d" : "%d", (int)r->tokens[t]);
     printf("],\"logits_pos0\":%d,\"n_logits\":%d,", r->logits_pos0, r->n_logits);
@@ -115,7 +113,10 @@ static long parse_tokens(const char *s, int32_t **out)
         }
         if (n == cap) {
             int32_t *b = realloc(a, 2 * cap * sizeof *a);
-            if (!b) { free(a); return -1; }
+            if (!b) {
+                free(a);
+                return -1;
+            }
             a = b;
             cap *= 2;
         }
@@ -136,23 +137,47 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!strcmp(a, "--skip-attention")) { o.skip_attention = 1; continue; }
-        if (!strcmp(a, "--help")) { usage(stdout); return 0; }
-        if (!v) { usage(stderr); return 1; }
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--skip-attention")) {
+            o.skip_attention = 1;
+            continue;
+        }
+        if (!strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!v) {
+            usage(stderr);
+            return 1;
+        }
         i++;
-        if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--tokens")) tokens_arg = v;
-        else if (!strcmp(a, "--random")) random_n = strtol(v, NULL, 10);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--bench")) bench = strtol(v, NULL, 10);
-        else if (!strcmp(a, "--gelu") && !strcmp(v, "tanh")) o.gelu = GPT2_GELU_TANH;
-        else if (!strcmp(a, "--gelu") && !strcmp(v, "erf")) o.gelu = GPT2_GELU_ERF;
-        else if (!strcmp(a, "--kernels") && !strcmp(v, "blas")) o.kernels = GPT2_KERNELS_BLAS;
-        else if (!strcmp(a, "--kernels") && !strcmp(v, "naive")) o.kernels = GPT2_KERNELS_NAIVE;
-        else if (!strcmp(a, "--logits") && !strcmp(v, "last")) o.logits = GPT2_LOGITS_LAST;
-        else if (!strcmp(a, "--logits") && !strcmp(v, "all")) o.logits = GPT2_LOGITS_ALL;
-        else if (!strcmp(a, "--logits") && !strcmp(v, "none")) o.logits = GPT2_LOGITS_NONE;
+        if (!strcmp(a, "--model"))
+            model_dir = v;
+        else if (!strcmp(a, "--tokens"))
+            tokens_arg = v;
+        else if (!strcmp(a, "--random"))
+            random_n = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--seed"))
+            seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--bench"))
+            bench = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--gelu") && !strcmp(v, "tanh"))
+            o.gelu = GPT2_GELU_TANH;
+        else if (!strcmp(a, "--gelu") && !strcmp(v, "erf"))
+            o.gelu = GPT2_GELU_ERF;
+        else if (!strcmp(a, "--kernels") && !strcmp(v, "blas"))
+            o.kernels = GPT2_KERNELS_BLAS;
+        else if (!strcmp(a, "--kernels") && !strcmp(v, "naive"))
+            o.kernels = GPT2_KERNELS_NAIVE;
+        else if (!strcmp(a, "--logits") && !strcmp(v, "last"))
+            o.logits = GPT2_LOGITS_LAST;
+        else if (!strcmp(a, "--logits") && !strcmp(v, "all"))
+            o.logits = GPT2_LOGITS_ALL;
+        else if (!strcmp(a, "--logits") && !strcmp(v, "none"))
+            o.logits = GPT2_LOGITS_NONE;
         else {
             fprintf(stderr, "twd-forward: bad argument %s %s\n", a, v);
             usage(stderr);
@@ -186,7 +211,10 @@ int main(int argc, char **argv)
     } else {
         n = random_n;
         tok = malloc((size_t)n * sizeof *tok);
-        if (!tok) { gpt2_free(&m); return 1; }
+        if (!tok) {
+            gpt2_free(&m);
+            return 1;
+        }
         unsigned long long s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         for (long t = 0; t < n; t++) {
             s = s * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -215,11 +243,10 @@ int main(int argc, char **argv)
             qsort(t, (size_t)bench, sizeof *t, cmp_double);
             printf("model L=%d H=%d C=%d V=%d  n=%ld  blas %s x%d  gelu=%s kernels=%s att=%s  "
                    "load %.1f ms  forward over %ld runs: min %.1f ms, median %.1f ms, max %.1f ms\n",
-                   m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, n,
-                   blas_corename(), openblas_get_num_threads(),
-                   gpt2_gelu_name(o.gelu), o.kernels ? "naive" : "blas",
-                   o.skip_attention ? "skipped" : "kept", 1e3 * t_load, bench,
-                   1e3 * t[0], 1e3 * t[bench / 2], 1e3 * t[bench - 1]);
+                   m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, n, blas_corename(),
+                   openblas_get_num_threads(), gpt2_gelu_name(o.gelu), o.kernels ? "naive" : "blas",
+                   o.skip_attention ? "skipped" : "kept", 1e3 * t_load, bench, 1e3 * t[0], 1e3 * t[bench / 2],
+                   1e3 * t[bench - 1]);
         }
         free(t);
     } else {

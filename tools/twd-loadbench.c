@@ -9,8 +9,6 @@
  * --touch  after each load, also times one pass reading every parameter
  *          (the cost the mmap defers to the first analyses).
  * Prints one line per run and a summary (min / median seconds). */
-#include "core/model/gpt2.h"
-
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -18,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/model/gpt2.h"
 
 static double now(void)
 {
@@ -53,8 +53,8 @@ static double touch_all(const gpt2_model *m)
     double s = touch(m->p.wte, (size_t)c->vocab_size * C) + touch(m->p.wpe, (size_t)c->n_ctx * C);
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_block *h = &m->p.h[l];
-        s += touch(h->attn_w, 3 * C * C) + touch(h->attn_proj_w, C * C) +
-             touch(h->fc_w, C * I) + touch(h->fc_proj_w, I * C);
+        s += touch(h->attn_w, 3 * C * C) + touch(h->attn_proj_w, C * C) + touch(h->fc_w, C * I) +
+             touch(h->fc_proj_w, I * C);
     }
     return s;
 }
@@ -80,9 +80,7 @@ int main(int argc, char **argv)
         case 'c': cold = 1; break;
         case 'r': repeat = atoi(optarg); break;
         case 't': do_touch = 1; break;
-        case 'h':
-            printf("usage: twd-loadbench [--cold] [--repeat N] [--touch] DIR\n");
-            return 0;
+        case 'h': printf("usage: twd-loadbench [--cold] [--repeat N] [--touch] DIR\n"); return 0;
         default: return 2;
         }
     }
@@ -114,13 +112,12 @@ int main(int argc, char **argv)
             (void)s;
             printf(", touch all pages %.3f s", now() - t1);
         }
-        printf("  (%zu params, %.1f MB, %s)\n", m.n_params, (double)m.file_size / 1e6,
-               m.dtype);
+        printf("  (%zu params, %.1f MB, %s)\n", m.n_params, (double)m.file_size / 1e6, m.dtype);
         gpt2_free(&m);
     }
     qsort(t, (size_t)repeat, sizeof *t, cmp_double);
-    printf("%s load: min %.4f s, median %.4f s over %d runs\n", cold ? "cold" : "warm",
-           t[0], t[repeat / 2], repeat);
+    printf("%s load: min %.4f s, median %.4f s over %d runs\n", cold ? "cold" : "warm", t[0], t[repeat / 2],
+           repeat);
     free(t);
     return 0;
 }

@@ -1,7 +1,5 @@
 /* twd-synth: writes a deterministic synthetic GPT-2 checkpoint (HF layout)
  * of any size. See core/synth.h for what the weights are. */
-#include "core/model/synth.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -9,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "core/model/synth.h"
 
 static void usage(FILE *fp)
 {
@@ -39,15 +39,13 @@ static void usage(FILE *fp)
 }
 
 /* Parses a decimal integer in [lo, hi]; prints an error and returns -1. */
-static int parse_int(const char *flag, const char *s, long long lo, long long hi,
-                     long long *out)
+static int parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "twd-synth: %s: '%s' is not an integer in %lld..%lld\n", flag, s,
-                lo, hi);
+        fprintf(stderr, "twd-synth: %s: '%s' is not an integer in %lld..%lld\n", flag, s, lo, hi);
         return -1;
     }
     *out = v;
@@ -57,8 +55,20 @@ static int parse_int(const char *flag, const char *s, long long lo, long long hi
 int main(int argc, char **argv)
 {
     enum {
-        O_OUT = 256, O_SHAPE, O_LAYERS, O_HEADS, O_EMBD, O_VOCAB, O_CTX, O_DTYPE,
-        O_NOPREFIX, O_PREFIX, O_NOBIAS, O_NOTOK, O_SEED, O_VOCABFROM
+        O_OUT = 256,
+        O_SHAPE,
+        O_LAYERS,
+        O_HEADS,
+        O_EMBD,
+        O_VOCAB,
+        O_CTX,
+        O_DTYPE,
+        O_NOPREFIX,
+        O_PREFIX,
+        O_NOBIAS,
+        O_NOTOK,
+        O_SEED,
+        O_VOCABFROM
     };
     static const struct option longopts[] = {
         {"out", required_argument, NULL, O_OUT},
@@ -87,16 +97,31 @@ int main(int argc, char **argv)
         switch (c) {
         case O_OUT: out = optarg; break;
         case O_SHAPE: shape = optarg; break;
-        case O_LAYERS: if (parse_int("--layers", optarg, 1, 1024, &layers)) return 2; break;
-        case O_HEADS: if (parse_int("--heads", optarg, 1, 1024, &heads)) return 2; break;
-        case O_EMBD: if (parse_int("--embd", optarg, 1, 65536, &embd)) return 2; break;
-        case O_VOCAB: if (parse_int("--vocab", optarg, 1, 1 << 24, &vocab)) return 2; break;
-        case O_CTX: if (parse_int("--ctx", optarg, 1, 1 << 20, &ctx)) return 2; break;
-        case O_SEED: if (parse_int("--seed", optarg, 0, INT64_MAX, &seed)) return 2; break;
+        case O_LAYERS:
+            if (parse_int("--layers", optarg, 1, 1024, &layers)) return 2;
+            break;
+        case O_HEADS:
+            if (parse_int("--heads", optarg, 1, 1024, &heads)) return 2;
+            break;
+        case O_EMBD:
+            if (parse_int("--embd", optarg, 1, 65536, &embd)) return 2;
+            break;
+        case O_VOCAB:
+            if (parse_int("--vocab", optarg, 1, 1 << 24, &vocab)) return 2;
+            break;
+        case O_CTX:
+            if (parse_int("--ctx", optarg, 1, 1 << 20, &ctx)) return 2;
+            break;
+        case O_SEED:
+            if (parse_int("--seed", optarg, 0, INT64_MAX, &seed)) return 2;
+            break;
         case O_DTYPE:
-            if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "F32") == 0) dtype = SYNTH_F32;
-            else if (strcmp(optarg, "f16") == 0 || strcmp(optarg, "F16") == 0) dtype = SYNTH_F16;
-            else if (strcmp(optarg, "bf16") == 0 || strcmp(optarg, "BF16") == 0) dtype = SYNTH_BF16;
+            if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "F32") == 0)
+                dtype = SYNTH_F32;
+            else if (strcmp(optarg, "f16") == 0 || strcmp(optarg, "F16") == 0)
+                dtype = SYNTH_F16;
+            else if (strcmp(optarg, "bf16") == 0 || strcmp(optarg, "BF16") == 0)
+                dtype = SYNTH_BF16;
             else {
                 fprintf(stderr, "twd-synth: --dtype: '%s' is not f32, f16 or bf16\n", optarg);
                 return 2;
@@ -109,14 +134,11 @@ int main(int argc, char **argv)
         case O_VOCABFROM: vocab_from = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: /* getopt has printed what is wrong */
-            fprintf(stderr, "try 'twd-synth --help'\n");
-            return 2;
+        default: /* getopt has printed what is wrong */ fprintf(stderr, "try 'twd-synth --help'\n"); return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "twd-synth: unexpected argument '%s'\ntry 'twd-synth --help'\n",
-                argv[optind]);
+        fprintf(stderr, "twd-synth: unexpected argument '%s'\ntry 'twd-synth --help'\n", argv[optind]);
         return 2;
     }
     if (!out) {
@@ -125,8 +147,7 @@ int main(int argc, char **argv)
     }
     synth_opts o;
     if (synth_opts_shape(&o, shape) != 0) {
-        fprintf(stderr, "twd-synth: --shape: unknown shape '%s' (one of: %s)\n", shape,
-                synth_shape_names());
+        fprintf(stderr, "twd-synth: --shape: unknown shape '%s' (one of: %s)\n", shape, synth_shape_names());
         return 2;
     }
     if (layers) o.n_layer = (int)layers;
@@ -155,10 +176,12 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (!quiet) {
         double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        printf("twd-synth: wrote %s (L=%d H=%d C=%d V=%d ctx=%d, %s, seed %" PRIu64
-               ") in %.2f s\n",
-               out, o.n_layer, o.n_head, o.n_embd, o.vocab_size, o.n_ctx,
-               dtype == SYNTH_F16 ? "f16" : dtype == SYNTH_BF16 ? "bf16" : "f32", o.seed, s);
+        printf("twd-synth: wrote %s (L=%d H=%d C=%d V=%d ctx=%d, %s, seed %" PRIu64 ") in %.2f s\n", out,
+               o.n_layer, o.n_head, o.n_embd, o.vocab_size, o.n_ctx,
+               dtype == SYNTH_F16    ? "f16"
+               : dtype == SYNTH_BF16 ? "bf16"
+                                     : "f32",
+               o.seed, s);
     }
     return 0;
 }

@@ -8,10 +8,6 @@
  *            [--min-dist F] [--save FILE] [--pca]
  *
  * Files are raw little-endian float32, row-major (numpy's tofile). */
-#include "core/nn/blas.h"
-#include "core/proj/pca.h"
-#include "core/proj/umap.h"
-
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +17,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/nn/blas.h"
+#include "core/proj/pca.h"
+#include "core/proj/umap.h"
 
 static double now_s(void)
 {
@@ -51,8 +51,7 @@ static int write_f32(const char *path, const float *x, size_t count)
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(x, sizeof *x, count, f) != count) {
         fprintf(stderr, "twd-umap: %s: write failed\n", path);
-        if (f)
-            fclose(f);
+        if (f) fclose(f);
         return -1;
     }
     return fclose(f);
@@ -74,8 +73,7 @@ static void *watch(void *arg)
         int st = atomic_load(&w->prog->stage);
         if (st != last && st >= 0 && st <= UMAP_STAGE_DONE) {
             for (int s = last + 1; s <= st; s++)
-                if (s >= 0 && w->stage_start[s] == 0.0)
-                    w->stage_start[s] = now_s() - w->t0;
+                if (s >= 0 && w->stage_start[s] == 0.0) w->stage_start[s] = now_s() - w->t0;
             last = st;
         }
         usleep(200);
@@ -97,24 +95,28 @@ static long long parse_ll(const char *s, const char *flag)
 
 int main(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *query = NULL, *qout = NULL,
-               *save = NULL;
+    const char *data = NULL, *out = NULL, *query = NULL, *qout = NULL, *save = NULL;
     size_t rows = 0, dim = 0, qrows = 0;
     int use_pca = 0;
     umap_params p;
     umap_params_default(&p);
     p.n_threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN);
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},   {"rows", required_argument, 0, 'n'},
-        {"dim", required_argument, 0, 'D'},    {"out", required_argument, 0, 'o'},
-        {"query", required_argument, 0, 'q'},  {"qrows", required_argument, 0, 'm'},
-        {"qout", required_argument, 0, 'Q'},   {"threads", required_argument, 0, 't'},
-        {"seed", required_argument, 0, 's'},   {"epochs", required_argument, 0, 'e'},
-        {"neighbors", required_argument, 0, 'k'},
-        {"components", required_argument, 0, 'c'},
-        {"min-dist", required_argument, 0, 'M'},
-        {"save", required_argument, 0, 'S'},   {"pca", no_argument, 0, 'P'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                         {"rows", required_argument, 0, 'n'},
+                                         {"dim", required_argument, 0, 'D'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"query", required_argument, 0, 'q'},
+                                         {"qrows", required_argument, 0, 'm'},
+                                         {"qout", required_argument, 0, 'Q'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"epochs", required_argument, 0, 'e'},
+                                         {"neighbors", required_argument, 0, 'k'},
+                                         {"components", required_argument, 0, 'c'},
+                                         {"min-dist", required_argument, 0, 'M'},
+                                         {"save", required_argument, 0, 'S'},
+                                         {"pca", no_argument, 0, 'P'},
+                                         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -133,9 +135,7 @@ int main(int argc, char **argv)
         case 'M': p.min_dist = strtof(optarg, NULL); break;
         case 'S': save = optarg; break;
         case 'P': use_pca = 1; break;
-        default:
-            fprintf(stderr, "usage: see the comment at the top of twd-umap.c\n");
-            return 2;
+        default: fprintf(stderr, "usage: see the comment at the top of twd-umap.c\n"); return 2;
         }
     }
     if (!data || !out || rows == 0 || dim == 0 || (query && (!qout || qrows == 0))) {
@@ -145,8 +145,7 @@ int main(int argc, char **argv)
     }
     float *x = read_f32(data, rows * dim);
     float *q = query ? read_f32(query, qrows * dim) : NULL;
-    if (!x || (query && !q))
-        return 1;
+    if (!x || (query && !q)) return 1;
     const size_t nc = p.n_components;
     char err[300];
 
@@ -162,13 +161,10 @@ int main(int argc, char **argv)
         double t_fit = now_s() - t0;
         float *t = q ? malloc(qrows * nc * sizeof *t) : NULL;
         t0 = now_s();
-        if (q)
-            pca_transform(&pm, q, qrows, t);
+        if (q) pca_transform(&pm, q, qrows, t);
         double t_tr = now_s() - t0;
-        if (write_f32(out, e, rows * nc) || (q && write_f32(qout, t, qrows * nc)))
-            return 1;
-        printf("{\"method\": \"pca\", \"fit_s\": %.4f, \"transform_s\": %.5f}\n",
-               t_fit, t_tr);
+        if (write_f32(out, e, rows * nc) || (q && write_f32(qout, t, qrows * nc))) return 1;
+        printf("{\"method\": \"pca\", \"fit_s\": %.4f, \"transform_s\": %.5f}\n", t_fit, t_tr);
         pca_free(&pm);
         free(e);
         free(t);
@@ -188,8 +184,7 @@ int main(int argc, char **argv)
     w.stop = 1;
     pthread_join(th, NULL);
     for (int s = UMAP_STAGE_KNN; s <= UMAP_STAGE_DONE; s++) /* missed: short */
-        if (w.stage_start[s] == 0.0)
-            w.stage_start[s] = s == UMAP_STAGE_KNN ? 0.0 : t_fit;
+        if (w.stage_start[s] == 0.0) w.stage_start[s] = s == UMAP_STAGE_KNN ? 0.0 : t_fit;
     if (rc != TW_OK) {
         fprintf(stderr, "twd-umap: fit: %s\n", err);
         return 1;
@@ -227,8 +222,7 @@ int main(int argc, char **argv)
         t_load = now_s() - t0;
         umap_model_free(&l);
     }
-    if (write_f32(out, m.embedding, rows * nc) || (q && write_f32(qout, t, qrows * nc)))
-        return 1;
+    if (write_f32(out, m.embedding, rows * nc) || (q && write_f32(qout, t, qrows * nc))) return 1;
     double *ss = w.stage_start;
     double end = t_fit;
     printf("{\"method\": \"umap\", \"fit_s\": %.3f, \"knn_s\": %.3f, "
@@ -236,12 +230,9 @@ int main(int argc, char **argv)
            "\"transform_s\": %.4f, \"hash_s\": %.4f, \"save_s\": %.4f, "
            "\"load_s\": %.4f, \"n_epochs\": %zu, \"threads\": %zu, "
            "\"a\": %.6f, \"b\": %.6f, \"init\": \"%s\", \"blas_core\": \"%s\"}\n",
-           t_fit, ss[UMAP_STAGE_GRAPH] - ss[UMAP_STAGE_KNN],
-           ss[UMAP_STAGE_INIT] - ss[UMAP_STAGE_GRAPH],
-           ss[UMAP_STAGE_OPTIMIZE] - ss[UMAP_STAGE_INIT],
-           end - ss[UMAP_STAGE_OPTIMIZE], t_tr, t_hash, t_save, t_load,
-           m.n_epochs_fit, p.n_threads, (double)m.a, (double)m.b, m.init_note,
-           blas_corename());
+           t_fit, ss[UMAP_STAGE_GRAPH] - ss[UMAP_STAGE_KNN], ss[UMAP_STAGE_INIT] - ss[UMAP_STAGE_GRAPH],
+           ss[UMAP_STAGE_OPTIMIZE] - ss[UMAP_STAGE_INIT], end - ss[UMAP_STAGE_OPTIMIZE], t_tr, t_hash, t_save,
+           t_load, m.n_epochs_fit, p.n_threads, (double)m.a, (double)m.b, m.init_note, blas_corename());
     umap_model_free(&m);
     free(t);
     free(x);

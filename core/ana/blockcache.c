@@ -10,11 +10,11 @@ enum { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
 struct blockcache_entry {
     char key[BLOCKCACHE_KEY_MAX + 1];
     size_t bytes;
-    void *data;          /* (bytes), 64-byte aligned, owned by the entry */
-    int state;           /* ENTRY_* */
-    int err;             /* the fill's error when FAILED */
-    int refs;            /* outstanding acquires */
-    int linked;          /* in the cache's list (findable) */
+    void *data;                           /* (bytes), 64-byte aligned, owned by the entry */
+    int state;                            /* ENTRY_* */
+    int err;                              /* the fill's error when FAILED */
+    int refs;                             /* outstanding acquires */
+    int linked;                           /* in the cache's list (findable) */
     struct blockcache_entry *prev, *next; /* list, head = most recently used */
 };
 
@@ -22,7 +22,7 @@ struct blockcache {
     pthread_mutex_t mu;
     pthread_cond_t filled; /* broadcast whenever a fill finishes */
     size_t budget;
-    size_t bytes;          /* sum of bytes of every entry not yet freed */
+    size_t bytes; /* sum of bytes of every entry not yet freed */
     size_t entries;
     blockcache_entry *head, *tail;
     uint64_t hits, misses, waits, evictions, fill_errors;
@@ -54,10 +54,14 @@ static void entry_free(blockcache_entry *e)
 static void unlink_entry(blockcache *c, blockcache_entry *e)
 {
     if (!e->linked) return;
-    if (e->prev) e->prev->next = e->next;
-    else c->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else c->tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
     e->prev = e->next = NULL;
     e->linked = 0;
 }
@@ -127,12 +131,10 @@ static blockcache_entry *entry_new(const char *key, size_t bytes)
     return e;
 }
 
-int blockcache_acquire(blockcache *c, const char *key, size_t bytes,
-                       blockcache_fill_fn fill, void *ctx,
+int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill, void *ctx,
                        blockcache_entry **out)
 {
-    if (!key || !fill || !out || bytes == 0 || bytes > SIZE_MAX - 64 ||
-        strlen(key) > BLOCKCACHE_KEY_MAX)
+    if (!key || !fill || !out || bytes == 0 || bytes > SIZE_MAX - 64 || strlen(key) > BLOCKCACHE_KEY_MAX)
         return TW_EINVAL;
     *out = NULL;
 
@@ -160,8 +162,7 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes,
         c->hits++;
         if (e->state == ENTRY_FILLING) {
             c->waits++;
-            while (e->state == ENTRY_FILLING)
-                pthread_cond_wait(&c->filled, &c->mu);
+            while (e->state == ENTRY_FILLING) pthread_cond_wait(&c->filled, &c->mu);
         }
         if (e->state == ENTRY_FAILED) {
             int err = e->err;

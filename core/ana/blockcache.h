@@ -30,7 +30,6 @@
 typedef struct blockcache blockcache;
 typedef struct blockcache_entry blockcache_entry;
 
-
 /* Longest key, in bytes, without the terminating NUL. */
 #define BLOCKCACHE_KEY_MAX 63
 
@@ -41,14 +40,14 @@ typedef struct blockcache_entry blockcache_entry;
 typedef int (*blockcache_fill_fn)(void *data, size_t bytes, void *ctx);
 
 typedef struct {
-    size_t bytes;        /* bytes held by all entries (cached, in use, filling) */
-    size_t budget;       /* the configured budget */
-    size_t entries;      /* number of entries held */
-    uint64_t hits;       /* acquires served by an existing entry (incl. waits) */
-    uint64_t misses;     /* acquires that ran the fill function */
-    uint64_t waits;      /* hits that had to wait for a concurrent fill */
-    uint64_t evictions;  /* entries freed to respect the budget */
-    uint64_t fill_errors;/* fills that returned an error */
+    size_t bytes;         /* bytes held by all entries (cached, in use, filling) */
+    size_t budget;        /* the configured budget */
+    size_t entries;       /* number of entries held */
+    uint64_t hits;        /* acquires served by an existing entry (incl. waits) */
+    uint64_t misses;      /* acquires that ran the fill function */
+    uint64_t waits;       /* hits that had to wait for a concurrent fill */
+    uint64_t evictions;   /* entries freed to respect the budget */
+    uint64_t fill_errors; /* fills that returned an error */
 } blockcache_stats;
 
 /* A new empty cache that keeps at most budget_bytes of unreferenced entries.
@@ -64,8 +63,7 @@ void blockcache_free(blockcache *c);
  * blockcache_release once per successful acquire. c may be NULL: then the
  * entry is private to the caller (filled every time, freed at release).
  * Returns 0, a BLOCKCACHE_E* code, or the fill function's error. */
-int blockcache_acquire(blockcache *c, const char *key, size_t bytes,
-                       blockcache_fill_fn fill, void *ctx,
+int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill, void *ctx,
                        blockcache_entry **out);
 
 /* The entry's buffer (valid until its release) and its size. */

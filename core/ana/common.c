@@ -10,8 +10,8 @@ int ana_check_model(const gpt2_model *m)
 {
     if (!m) return TW_EINVAL;
     const gpt2_config *c = &m->cfg;
-    if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->vocab_size < 1 ||
-        c->n_embd % c->n_head != 0 || !(c->ln_eps > 0.0f))
+    if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->vocab_size < 1 || c->n_embd % c->n_head != 0 ||
+        !(c->ln_eps > 0.0f))
         return TW_EINVAL;
     if (!m->p.wte || !m->p.ln_f_w || !m->p.ln_f_b || !m->p.h) return TW_EINVAL;
     return TW_OK;
@@ -50,8 +50,7 @@ static int fill_ln1(void *data, size_t bytes, void *ctx)
     return TW_OK;
 }
 
-int ana_acquire_ln1_embeddings(const gpt2_model *m, blockcache *c, int block,
-                               blockcache_entry **e)
+int ana_acquire_ln1_embeddings(const gpt2_model *m, blockcache *c, int block, blockcache_entry **e)
 {
     if (ana_check_model(m) || !e) return TW_EINVAL;
     if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;

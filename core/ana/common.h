@@ -41,8 +41,6 @@ void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h);
  * model's ln_eps), filling it on a miss; 4 V d bytes (154 MB for 124M). The
  * buffer is at blockcache_data(*e) until blockcache_release(c, *e). c may be
  * NULL (a private copy). Returns TW_OK, TW_EBLOCK, or TW_ENOMEM. */
-int ana_acquire_ln1_embeddings(const gpt2_model *m, blockcache *c, int block,
-                               blockcache_entry **e);
-
+int ana_acquire_ln1_embeddings(const gpt2_model *m, blockcache *c, int block, blockcache_entry **e);
 
 #endif

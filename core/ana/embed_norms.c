@@ -7,8 +7,7 @@
 
 const char *embed_scheme_name(int scheme)
 {
-    static const char *const names[EMBED_N_SCHEMES] = {
-        "norm", "scaled", "bias", "scaled_bias"};
+    static const char *const names[EMBED_N_SCHEMES] = {"norm", "scaled", "bias", "scaled_bias"};
     if (scheme < 0 || scheme >= EMBED_N_SCHEMES) return NULL;
     return names[scheme];
 }
@@ -47,8 +46,7 @@ int embed_norm_scores(const gpt2_model *m, double *scores)
 static int fill_scores(void *data, size_t bytes, void *ctx)
 {
     const gpt2_model *m = ctx;
-    if (bytes != EMBED_N_SCHEMES * (size_t)m->cfg.vocab_size * sizeof(double))
-        return TW_EINVAL;
+    if (bytes != EMBED_N_SCHEMES * (size_t)m->cfg.vocab_size * sizeof(double)) return TW_EINVAL;
     return embed_norm_scores(m, data);
 }
 
@@ -59,8 +57,7 @@ void embed_norms_result_free(embed_norms_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int embed_norms(const gpt2_model *m, blockcache *c, size_t k,
-                embed_norms_result *out)
+int embed_norms(const gpt2_model *m, blockcache *c, size_t k, embed_norms_result *out)
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
@@ -71,9 +68,8 @@ int embed_norms(const gpt2_model *m, blockcache *c, size_t k,
     topk_hit *hits = malloc(2 * EMBED_N_SCHEMES * k * sizeof *hits);
     if (!hits) return TW_ENOMEM;
     blockcache_entry *e = NULL;
-    int rc = blockcache_acquire(c, "embed-scores",
-                                EMBED_N_SCHEMES * V * sizeof(double),
-                                fill_scores, (void *)m, &e);
+    int rc = blockcache_acquire(c, "embed-scores", EMBED_N_SCHEMES * V * sizeof(double), fill_scores,
+                                (void *)m, &e);
     if (rc) {
         free(hits);
         return rc;
@@ -81,8 +77,7 @@ int embed_norms(const gpt2_model *m, blockcache *c, size_t k,
     const double *scores = blockcache_data(e);
     topk_hit *top = hits, *bottom = hits + EMBED_N_SCHEMES * k;
     for (int s = 0; s < EMBED_N_SCHEMES && rc == 0; s++)
-        rc = topk_vec(scores + (size_t)s * V, V, k, top + (size_t)s * k,
-                      bottom + (size_t)s * k);
+        rc = topk_vec(scores + (size_t)s * V, V, k, top + (size_t)s * k, bottom + (size_t)s * k);
     blockcache_release(c, e);
     if (rc) {
         free(hits);
@@ -177,10 +172,8 @@ int embed_normalization(const gpt2_model *m, embed_normalization_result *out)
     out->avg_norm = a;
     out->scale = s;
     for (int r = 0; r < 4; r++) {
-        mean_std(dist + (size_t)(2 * r) * V, V, &out->rows[r].l2_mean,
-                 &out->rows[r].l2_std);
-        mean_std(dist + (size_t)(2 * r + 1) * V, V, &out->rows[r].cos_mean,
-                 &out->rows[r].cos_std);
+        mean_std(dist + (size_t)(2 * r) * V, V, &out->rows[r].l2_mean, &out->rows[r].l2_std);
+        mean_std(dist + (size_t)(2 * r + 1) * V, V, &out->rows[r].cos_mean, &out->rows[r].cos_std);
     }
     free(cm);
     free(dist);

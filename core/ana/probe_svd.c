@@ -34,10 +34,7 @@ typedef struct {
     const double *S, *Qx, *Qy, *Us, *VsT;
 } svd_factors;
 
-static size_t factors_doubles(size_t d, size_t dh)
-{
-    return dh + 2 * d * dh + 2 * dh * dh;
-}
+static size_t factors_doubles(size_t d, size_t dh) { return dh + 2 * d * dh + 2 * dh * dh; }
 
 static void factors_view(const double *p, size_t d, size_t dh, svd_factors *f)
 {
@@ -56,14 +53,12 @@ typedef struct {
 /* X (d, dh) col-major -> Q in place, R (dh, dh) col-major upper triangular. */
 static int thin_qr(double *X, size_t d, size_t dh, double *R, double *tau)
 {
-    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)d,
-                                     (lapack_int)dh, X, (lapack_int)d, tau);
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, X, (lapack_int)d, tau);
     if (info != 0) return TW_EINVAL;
     for (size_t j = 0; j < dh; j++)
-        for (size_t i = 0; i < dh; i++)
-            R[i + j * dh] = i <= j ? X[i + j * d] : 0.0;
-    info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh,
-                          (lapack_int)dh, X, (lapack_int)d, tau);
+        for (size_t i = 0; i < dh; i++) R[i + j * dh] = i <= j ? X[i + j * d] : 0.0;
+    info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, (lapack_int)dh, X, (lapack_int)d,
+                          tau);
     return info == 0 ? TW_OK : TW_EINVAL;
 }
 
@@ -73,13 +68,11 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     const gpt2_model *m = x->m;
     const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
     if (bytes != factors_doubles(d, dh) * sizeof(double)) return TW_EINVAL;
-    double *S = data, *Qx = S + dh, *Qy = Qx + d * dh, *Us = Qy + d * dh,
-           *VsT = Us + dh * dh;
+    double *S = data, *Qx = S + dh, *Qy = Qx + d * dh, *Us = Qy + d * dh, *VsT = Us + dh * dh;
 
     double *work = malloc((3 * dh * dh + 2 * dh) * sizeof(double));
     if (!work) return TW_ENOMEM;
-    double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh,
-           *tau = B + dh * dh, *sup = tau + dh;
+    double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh, *tau = B + dh * dh, *sup = tau + dh;
 
     ana_head hs;
     ana_head_slices(m, x->block, x->head, &hs);
@@ -105,30 +98,26 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
         return rc;
     }
     // B (dh, dh) = Rx Ry^T
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dh, (int)dh,
-                (int)dh, 1.0, Rx, (int)dh, Ry, (int)dh, 0.0, B, (int)dh);
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dh, (int)dh, (int)dh, 1.0, Rx, (int)dh, Ry,
+                (int)dh, 0.0, B, (int)dh);
     memcpy(Rx, B, dh * dh * sizeof(double)); // keep a copy for the fallback
-    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)dh,
-                                     (lapack_int)dh, B, (lapack_int)dh, S, Us,
-                                     (lapack_int)dh, VsT, (lapack_int)dh);
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)dh, (lapack_int)dh, B, (lapack_int)dh,
+                                     S, Us, (lapack_int)dh, VsT, (lapack_int)dh);
     if (info > 0) // did not converge: the slower, more robust driver
-        info = LAPACKE_dgesvd(LAPACK_COL_MAJOR, 'S', 'S', (lapack_int)dh,
-                              (lapack_int)dh, Rx, (lapack_int)dh, S, Us,
-                              (lapack_int)dh, VsT, (lapack_int)dh, sup);
+        info = LAPACKE_dgesvd(LAPACK_COL_MAJOR, 'S', 'S', (lapack_int)dh, (lapack_int)dh, Rx, (lapack_int)dh,
+                              S, Us, (lapack_int)dh, VsT, (lapack_int)dh, sup);
     free(work);
     return info == 0 ? TW_OK : TW_EINVAL;
 }
 
-static int acquire_factors(const gpt2_model *m, blockcache *c, int block,
-                           int matrix, int head, blockcache_entry **e)
+static int acquire_factors(const gpt2_model *m, blockcache *c, int block, int matrix, int head,
+                           blockcache_entry **e)
 {
     const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
     char key[48];
-    snprintf(key, sizeof key, "svd-%s:%d:%d", probe_svd_matrix_name(matrix),
-             block, head);
+    snprintf(key, sizeof key, "svd-%s:%d:%d", probe_svd_matrix_name(matrix), block, head);
     factors_ctx x = {m, block, matrix, head};
-    int rc = blockcache_acquire(c, key, factors_doubles(d, dh) * sizeof(double),
-                                fill_factors, &x, e);
+    int rc = blockcache_acquire(c, key, factors_doubles(d, dh) * sizeof(double), fill_factors, &x, e);
     return rc;
 }
 
@@ -171,8 +160,8 @@ static void negate_hits(topk_hit *dst, const topk_hit *src, size_t k)
     }
 }
 
-int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix,
-              int head, size_t top, size_t k, probe_svd_result *out)
+int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix, int head, size_t top, size_t k,
+              probe_svd_result *out)
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
@@ -188,8 +177,7 @@ int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix,
     const size_t nh = head < 0 ? H : 1;
     const int h0 = head < 0 ? 0 : head;
     const size_t nd = nh * top; // directions probed
-    size_t bytes = (2 * nh * dh + nh) * sizeof(double) +
-                   2 * nd * k * sizeof(topk_hit) + nd * sizeof(int);
+    size_t bytes = (2 * nh * dh + nh) * sizeof(double) + 2 * nd * k * sizeof(topk_hit) + nd * sizeof(int);
     probe_svd_result r = {0};
     char *p = malloc(bytes);
     if (!p) return TW_ENOMEM;
@@ -231,12 +219,12 @@ int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix,
         coverage_of(f.S, dh, r.coverage + i * dh, &r.frac99[i]);
         for (size_t t = 0; t < top; t++) {
             // left: S_t Qx Us[:, t]
-            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, f.S[t],
-                        f.Qx, (int)d, f.Us + t * dh, 1, 0.0, tmp, 1);
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, f.S[t], f.Qx, (int)d, f.Us + t * dh, 1,
+                        0.0, tmp, 1);
             for (size_t j = 0; j < d; j++) ql[(i * top + t) * d + j] = (float)tmp[j];
             // right: Qy Vs[:, t], Vs[:, t] = row t of VsT (stride dh)
-            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, 1.0,
-                        f.Qy, (int)d, f.VsT + t, (int)dh, 0.0, tmp, 1);
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, 1.0, f.Qy, (int)d, f.VsT + t, (int)dh,
+                        0.0, tmp, 1);
             for (size_t j = 0; j < d; j++) qr[(i * top + t) * d + j] = (float)tmp[j];
         }
         blockcache_release(c, fe);
@@ -250,8 +238,7 @@ int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix,
         rc = topk_rows(En, V, d, q, 2 * nd, k, tops, bots);
     } else {
         rc = topk_rows(En, V, d, ql, nd, k, tops, bots);
-        if (!rc)
-            rc = topk_rows(m->p.wte, V, d, qr, nd, k, tops + nd * k, bots + nd * k);
+        if (!rc) rc = topk_rows(m->p.wte, V, d, qr, nd, k, tops + nd * k, bots + nd * k);
     }
     if (rc) goto done;
 
@@ -293,8 +280,7 @@ void probe_bias_result_free(probe_bias_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k,
-                   probe_bias_result *out)
+int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k, probe_bias_result *out)
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
@@ -305,7 +291,7 @@ int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k,
     if (k < 1 || k > V) return TW_EK;
 
     topk_hit *hits = malloc(H * PROBE_BIAS_N * k * sizeof(topk_hit));
-    float *q = malloc(2 * H * d * sizeof(float));      // (2H, d): a_h, c_h
+    float *q = malloc(2 * H * d * sizeof(float)); // (2H, d): a_h, c_h
     topk_hit *tops = malloc(2 * H * k * sizeof(topk_hit));
     topk_hit *bots = malloc(2 * H * k * sizeof(topk_hit));
     blockcache_entry *en_e = NULL;

@@ -41,16 +41,16 @@ const char *probe_svd_matrix_name(int matrix);
  * probe_svd_result_free. Head row i is model head first_head + i. */
 typedef struct {
     int block;
-    int matrix;          /* probe_svd_matrix */
+    int matrix; /* probe_svd_matrix */
     int first_head;
-    size_t n_heads;      /* 1, or n_head when all heads were asked */
+    size_t n_heads; /* 1, or n_head when all heads were asked */
     size_t dh, top, k;
-    double *s;           /* (n_heads, dh) singular values, descending */
-    double *coverage;    /* (n_heads, dh) cumulative coverage */
-    double *frac99;      /* (n_heads) */
-    int *sign;           /* (n_heads, top) +1 or -1, applied to the lists */
-    topk_hit *left;      /* (n_heads, top, k): left + (i * top + r) * k */
-    topk_hit *right;     /* (n_heads, top, k) */
+    double *s;        /* (n_heads, dh) singular values, descending */
+    double *coverage; /* (n_heads, dh) cumulative coverage */
+    double *frac99;   /* (n_heads) */
+    int *sign;        /* (n_heads, top) +1 or -1, applied to the lists */
+    topk_hit *left;   /* (n_heads, top, k): left + (i * top + r) * k */
+    topk_hit *right;  /* (n_heads, top, k) */
 } probe_svd_result;
 
 /* Computes the spectra and the first `top` directions of `matrix` for one
@@ -59,21 +59,15 @@ typedef struct {
  * when top == 0). c: the cache for LN_b(E) and the factors (NULL: private).
  * Returns TW_OK or TW_EBLOCK / TW_EHEAD / TW_ETOP / TW_EK / TW_EINVAL /
  * TW_ENOMEM, *out then empty (safe to free). */
-int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix,
-              int head, size_t top, size_t k, probe_svd_result *out);
+int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix, int head, size_t top, size_t k,
+              probe_svd_result *out);
 
 void probe_svd_result_free(probe_svd_result *r);
 
 /* Bias probes, per head h: a_h = Wq_h bk_h (the query direction the key bias
  * rewards) and c_h = Wk_h bq_h (the key direction the query bias rewards), d
  * vectors; lists: top-k of a_h, -a_h, c_h, -c_h against En = LN_b(E). */
-enum {
-    PROBE_BIAS_A = 0,
-    PROBE_BIAS_A_NEG = 1,
-    PROBE_BIAS_C = 2,
-    PROBE_BIAS_C_NEG = 3,
-    PROBE_BIAS_N = 4
-};
+enum { PROBE_BIAS_A = 0, PROBE_BIAS_A_NEG = 1, PROBE_BIAS_C = 2, PROBE_BIAS_C_NEG = 3, PROBE_BIAS_N = 4 };
 
 /* "a", "-a", "c", "-c"; NULL outside the enum. */
 const char *probe_bias_name(int list);
@@ -82,12 +76,11 @@ const char *probe_bias_name(int list);
 typedef struct {
     int block;
     size_t n_head, k;
-    topk_hit *hits;      /* (n_head, PROBE_BIAS_N, k): hits + (h * 4 + list) * k */
+    topk_hit *hits; /* (n_head, PROBE_BIAS_N, k): hits + (h * 4 + list) * k */
 } probe_bias_result;
 
 /* All heads of block `block`; k in [1, V]. Same errors as probe_svd. */
-int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k,
-                   probe_bias_result *out);
+int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k, probe_bias_result *out);
 
 void probe_bias_result_free(probe_bias_result *r);
 

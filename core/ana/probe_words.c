@@ -20,8 +20,7 @@ void probe_words_result_free(probe_words_result *r)
 static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
 {
     size_t n_hits = 2 * W * H * k + W * k, n_dbl = W * H + W;
-    size_t bytes = n_dbl * sizeof(double) + n_hits * sizeof(topk_hit) +
-                   W * sizeof(int32_t) + 1;
+    size_t bytes = n_dbl * sizeof(double) + n_hits * sizeof(topk_hit) + W * sizeof(int32_t) + 1;
     char *p = malloc(bytes);
     if (!p) return TW_ENOMEM;
     r->value_norm = (double *)p;
@@ -33,8 +32,7 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
     return TW_OK;
 }
 
-int probe_words(const gpt2_model *m, blockcache *c, int block,
-                const int32_t *ids, size_t n_words, size_t k,
+int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *ids, size_t n_words, size_t k,
                 probe_words_result *out)
 {
     if (!out) return TW_EINVAL;
@@ -63,9 +61,9 @@ int probe_words(const gpt2_model *m, blockcache *c, int block,
 
     const gpt2_block *blk = &m->p.h[block];
     const float *E = m->p.wte;
-    float *qn = malloc(W * d * sizeof(float));           // (W, d) En[id]
-    float *qa = malloc(W * d * sizeof(float));           // (W, d) q Wq / sqrt(dh), then q Wv + bv
-    float *keyq = malloc(W * H * d * sizeof(float));     // (W, H, d) q Wqk_h
+    float *qn = malloc(W * d * sizeof(float));             // (W, d) En[id]
+    float *qa = malloc(W * d * sizeof(float));             // (W, d) q Wq / sqrt(dh), then q Wv + bv
+    float *keyq = malloc(W * H * d * sizeof(float));       // (W, H, d) q Wqk_h
     float *valq = malloc(W * (H + 1) * d * sizeof(float)); // (W, H+1, d) value queries
     topk_hit *vhits = malloc(W * (H + 1) * k * sizeof(topk_hit));
     blockcache_entry *en_e = NULL;
@@ -76,20 +74,17 @@ int probe_words(const gpt2_model *m, blockcache *c, int block,
     rc = ana_acquire_ln1_embeddings(m, c, block, &en_e);
     if (rc) goto done;
     const float *En = blockcache_data(en_e);
-    for (size_t w = 0; w < W; w++)
-        memcpy(qn + w * d, En + (size_t)ids[w] * d, d * sizeof(float));
+    for (size_t w = 0; w < W; w++) memcpy(qn + w * d, En + (size_t)ids[w] * d, d * sizeof(float));
 
     // Keys. qa (W, d) = qn (W, d) . Wq (d, d; ld 3d) / sqrt(dh), all heads.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d,
-                (int)d, (float)(1.0 / sqrt((double)dh)), qn, (int)d,
-                blk->attn_w, (int)(3 * d), 0.0f, qa, (int)d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d, (int)d,
+                (float)(1.0 / sqrt((double)dh)), qn, (int)d, blk->attn_w, (int)(3 * d), 0.0f, qa, (int)d);
     // keyq[w, h] (d) = qa[w, h-slice] (dh) . Wk_h^T (dh, d)
     for (size_t h = 0; h < H; h++) {
         ana_head hs;
         ana_head_slices(m, block, (int)h, &hs);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)d,
-                    (int)dh, 1.0f, qa + h * dh, (int)d, hs.wk, (int)hs.ld_qkv,
-                    0.0f, keyq + h * d, (int)(H * d));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)d, (int)dh, 1.0f, qa + h * dh,
+                    (int)d, hs.wk, (int)hs.ld_qkv, 0.0f, keyq + h * d, (int)(H * d));
     }
     rc = topk_rows(En, V, d, keyq, W * H, k, r.keys, NULL);
     blockcache_release(c, en_e);
@@ -97,18 +92,15 @@ int probe_words(const gpt2_model *m, blockcache *c, int block,
     if (rc) goto done;
 
     // Values. qa (W, d) = qn . Wv (d, d; ld 3d) + bv, all heads.
-    for (size_t w = 0; w < W; w++)
-        memcpy(qa + w * d, blk->attn_b + 2 * d, d * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d,
-                (int)d, 1.0f, qn, (int)d, blk->attn_w + 2 * d, (int)(3 * d),
-                1.0f, qa, (int)d);
+    for (size_t w = 0; w < W; w++) memcpy(qa + w * d, blk->attn_b + 2 * d, d * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d, (int)d, 1.0f, qn, (int)d,
+                blk->attn_w + 2 * d, (int)(3 * d), 1.0f, qa, (int)d);
     // u_h = qa[w, h-slice] (dh) . Wo_h (dh, d), into valq[w, h]
     for (size_t h = 0; h < H; h++) {
         ana_head hs;
         ana_head_slices(m, block, (int)h, &hs);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d,
-                    (int)dh, 1.0f, qa + h * dh, (int)d, hs.wo, (int)hs.ld_o,
-                    0.0f, valq + h * d, (int)((H + 1) * d));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d, (int)dh, 1.0f, qa + h * dh,
+                    (int)d, hs.wo, (int)hs.ld_o, 0.0f, valq + h * d, (int)((H + 1) * d));
     }
     // Norms, layer sum U, then E[id] + u + b_o in place, then LN_f.
     const float *bo = blk->attn_proj_b;
@@ -131,19 +123,15 @@ int probe_words(const gpt2_model *m, blockcache *c, int block,
                 for (size_t i = 0; i < d; i++) nn += (double)u[i] * u[i];
                 r.value_norm[w * H + h] = sqrt(nn);
             }
-            for (size_t i = 0; i < d; i++)
-                u[i] = (float)((double)e[i] + (double)u[i] + (double)bo[i]);
+            for (size_t i = 0; i < d; i++) u[i] = (float)((double)e[i] + (double)u[i] + (double)bo[i]);
         }
     }
-    layernorm_rows(valq, valq, m->p.ln_f_w, m->p.ln_f_b, W * (H + 1), d,
-                   m->cfg.ln_eps);
+    layernorm_rows(valq, valq, m->p.ln_f_w, m->p.ln_f_b, W * (H + 1), d, m->cfg.ln_eps);
     rc = topk_rows(E, V, d, valq, W * (H + 1), k, vhits, NULL);
     if (rc) goto done;
     for (size_t w = 0; w < W; w++) {
-        memcpy(r.values + w * H * k, vhits + w * (H + 1) * k,
-               H * k * sizeof(topk_hit));
-        memcpy(r.layer_values + w * k, vhits + (w * (H + 1) + H) * k,
-               k * sizeof(topk_hit));
+        memcpy(r.values + w * H * k, vhits + w * (H + 1) * k, H * k * sizeof(topk_hit));
+        memcpy(r.layer_values + w * k, vhits + (w * (H + 1) + H) * k, k * sizeof(topk_hit));
     }
 
 done:

@@ -24,23 +24,22 @@
  * the result and released by probe_words_result_free. */
 typedef struct {
     int block;
-    size_t n_words;          /* W */
-    size_t n_head;           /* H */
+    size_t n_words; /* W */
+    size_t n_head;  /* H */
     size_t k;
-    int32_t *ids;            /* (W) copy of the input ids */
-    topk_hit *keys;          /* (W, H, k): keys + (w * H + h) * k */
-    topk_hit *values;        /* (W, H, k) */
-    double *value_norm;      /* (W, H): ||u_h||, the real value */
-    topk_hit *layer_values;  /* (W, k) */
-    double *layer_norm;      /* (W): ||U|| */
+    int32_t *ids;           /* (W) copy of the input ids */
+    topk_hit *keys;         /* (W, H, k): keys + (w * H + h) * k */
+    topk_hit *values;       /* (W, H, k) */
+    double *value_norm;     /* (W, H): ||u_h||, the real value */
+    topk_hit *layer_values; /* (W, k) */
+    double *layer_norm;     /* (W): ||U|| */
 } probe_words_result;
 
 /* Probes block `block` with the W token ids `ids` (W may be 0: an empty
  * result). k in [1, V]. Acquires LN_b(E) from the cache c (NULL: computed
  * privately). Returns TW_OK, or TW_EBLOCK / TW_EK / TW_ETOKEN /
  * TW_EINVAL / TW_ENOMEM with *out left empty (safe to free). */
-int probe_words(const gpt2_model *m, blockcache *c, int block,
-                const int32_t *ids, size_t n_words, size_t k,
+int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *ids, size_t n_words, size_t k,
                 probe_words_result *out);
 
 void probe_words_result_free(probe_words_result *r);

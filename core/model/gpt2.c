@@ -1,7 +1,4 @@
-#include "base/err.h"
 #include "core/model/gpt2.h"
-
-#include "core/model/safetensors.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -11,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#include "base/err.h"
+#include "core/model/safetensors.h"
 
 #define PREFIX "transformer."
 
@@ -35,8 +35,8 @@ static char *path_join(const char *dir, const char *file)
 
 /* Reads integer key `key` into *out, checking 1..max. present receives
  * whether the key exists (when NULL, the key is required). */
-static int cfg_int(const char *path, json_t *root, const char *key, int max,
-                   int *out, int *present, char *err, size_t errlen)
+static int cfg_int(const char *path, json_t *root, const char *key, int max, int *out, int *present,
+                   char *err, size_t errlen)
 {
     json_t *v = json_object_get(root, key);
     if (present) *present = (v != NULL);
@@ -51,16 +51,15 @@ static int cfg_int(const char *path, json_t *root, const char *key, int max,
     }
     json_int_t x = json_integer_value(v);
     if (x < 1 || x > max) {
-        tw_set_err(err, errlen, "%s: \"%s\" is %lld, must be 1..%d", path, key,
-                (long long)x, max);
+        tw_set_err(err, errlen, "%s: \"%s\" is %lld, must be 1..%d", path, key, (long long)x, max);
         return -1;
     }
     *out = (int)x;
     return 0;
 }
 
-int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
-                     uint64_t *seed, char *err, size_t errlen)
+int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic, uint64_t *seed, char *err,
+                     size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
     if (synthetic) *synthetic = 0;
@@ -87,26 +86,23 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
         cfg_int(path, root, "n_embd", GPT2_MAX_EMBD, &cfg->n_embd, NULL, err, errlen) ||
         cfg_int(path, root, "vocab_size", GPT2_MAX_VOCAB, &cfg->vocab_size, NULL, err, errlen))
         goto out;
-    if (cfg_int(path, root, "n_positions", GPT2_MAX_CTX, &cfg->n_ctx, &have, err, errlen))
-        goto out;
+    if (cfg_int(path, root, "n_positions", GPT2_MAX_CTX, &cfg->n_ctx, &have, err, errlen)) goto out;
     if (!have) {
         if (!json_object_get(root, "n_ctx")) {
             tw_set_err(err, errlen, "%s: missing key \"n_positions\" (or \"n_ctx\")", path);
             goto out;
         }
-        if (cfg_int(path, root, "n_ctx", GPT2_MAX_CTX, &cfg->n_ctx, NULL, err, errlen))
-            goto out;
+        if (cfg_int(path, root, "n_ctx", GPT2_MAX_CTX, &cfg->n_ctx, NULL, err, errlen)) goto out;
     }
     if (cfg->n_embd % cfg->n_head != 0) {
-        tw_set_err(err, errlen, "%s: \"n_embd\" %d is not divisible by \"n_head\" %d", path,
-                cfg->n_embd, cfg->n_head);
+        tw_set_err(err, errlen, "%s: \"n_embd\" %d is not divisible by \"n_head\" %d", path, cfg->n_embd,
+                   cfg->n_head);
         goto out;
     }
     json_t *ni = json_object_get(root, "n_inner");
     if (!ni || json_is_null(ni)) {
         cfg->n_inner = 4 * cfg->n_embd;
-    } else if (cfg_int(path, root, "n_inner", GPT2_MAX_INNER, &cfg->n_inner, NULL, err,
-                       errlen)) {
+    } else if (cfg_int(path, root, "n_inner", GPT2_MAX_INNER, &cfg->n_inner, NULL, err, errlen)) {
         goto out;
     }
     json_t *eps = json_object_get(root, "layer_norm_epsilon");
@@ -118,8 +114,7 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
     } else {
         double e = json_number_value(eps);
         if (!(e > 0.0 && e < 1.0)) {
-            tw_set_err(err, errlen, "%s: \"layer_norm_epsilon\" is %g, must be in (0, 1)",
-                    path, e);
+            tw_set_err(err, errlen, "%s: \"layer_norm_epsilon\" is %g, must be in (0, 1)", path, e);
             goto out;
         }
         cfg->ln_eps = (float)e;
@@ -128,8 +123,7 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
     if (synthetic && json_is_true(syn)) {
         *synthetic = 1;
         json_t *s = json_object_get(root, "twd_seed");
-        if (seed && json_is_integer(s) && json_integer_value(s) >= 0)
-            *seed = (uint64_t)json_integer_value(s);
+        if (seed && json_is_integer(s) && json_integer_value(s) >= 0) *seed = (uint64_t)json_integer_value(s);
     }
     rc = 0;
 out:
@@ -141,14 +135,13 @@ out:
 size_t gpt2_param_count(const gpt2_config *c)
 {
     size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
-    size_t block = 2 * C                 /* ln_1 */
-                   + C * 3 * C + 3 * C   /* c_attn */
-                   + C * C + C           /* attn.c_proj */
-                   + 2 * C               /* ln_2 */
-                   + C * I + I           /* c_fc */
-                   + I * C + C;          /* mlp.c_proj */
-    return (size_t)c->vocab_size * C + (size_t)c->n_ctx * C
-           + (size_t)c->n_layer * block + 2 * C;
+    size_t block = 2 * C               /* ln_1 */
+                   + C * 3 * C + 3 * C /* c_attn */
+                   + C * C + C         /* attn.c_proj */
+                   + 2 * C             /* ln_2 */
+                   + C * I + I         /* c_fc */
+                   + I * C + C;        /* mlp.c_proj */
+    return (size_t)c->vocab_size * C + (size_t)c->n_ctx * C + (size_t)c->n_layer * block + 2 * C;
 }
 
 /* ---- tensors ------------------------------------------------------------ */
@@ -164,27 +157,26 @@ static void shape_str(char *out, size_t n, const size_t *shape, int ndim)
 
 /* Finds `name` or PREFIX`name`, checks dtype and shape, and stores an F32
  * pointer for it in *dst (in place or converted into m->owned). */
-static int bind_tensor(gpt2_model *m, const st_file *f, const char *name,
-                       const size_t *shape, int ndim, const float **dst,
-                       char *err, size_t errlen)
+static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const size_t *shape, int ndim,
+                       const float **dst, char *err, size_t errlen)
 {
     char pname[256];
     snprintf(pname, sizeof pname, PREFIX "%s", name);
     const st_tensor *a = st_find(f, name), *b = st_find(f, pname);
     if (a && b) {
-        tw_set_err(err, errlen, "%s: tensor '%s': present both with and without the '"
-                PREFIX "' prefix", f->path, name);
+        tw_set_err(err, errlen, "%s: tensor '%s': present both with and without the '" PREFIX "' prefix",
+                   f->path, name);
         return -1;
     }
     const st_tensor *t = a ? a : b;
     if (!t) {
-        tw_set_err(err, errlen, "%s: tensor '%s': missing (looked for '%s' and '%s')",
-                f->path, name, name, pname);
+        tw_set_err(err, errlen, "%s: tensor '%s': missing (looked for '%s' and '%s')", f->path, name, name,
+                   pname);
         return -1;
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
-        tw_set_err(err, errlen, "%s: tensor '%s': dtype %s not supported (F32, F16 or BF16)",
-                f->path, t->name, st_dtype_name(t->dtype));
+        tw_set_err(err, errlen, "%s: tensor '%s': dtype %s not supported (F32, F16 or BF16)", f->path,
+                   t->name, st_dtype_name(t->dtype));
         return -1;
     }
     int same = (t->ndim == ndim);
@@ -193,8 +185,7 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name,
         char got[160], want[160];
         shape_str(got, sizeof got, t->shape, t->ndim);
         shape_str(want, sizeof want, shape, ndim);
-        tw_set_err(err, errlen, "%s: tensor '%s': shape %s, expected %s", f->path, t->name,
-                got, want);
+        tw_set_err(err, errlen, "%s: tensor '%s': shape %s, expected %s", f->path, t->name, got, want);
         return -1;
     }
     const void *src = st_data(f, t);
@@ -204,13 +195,16 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name,
     }
     float *buf = malloc(t->numel ? t->numel * sizeof(float) : 1);
     if (!buf) {
-        tw_set_err(err, errlen, "%s: tensor '%s': out of memory converting %zu values",
-                f->path, t->name, t->numel);
+        tw_set_err(err, errlen, "%s: tensor '%s': out of memory converting %zu values", f->path, t->name,
+                   t->numel);
         return -1;
     }
-    if (t->dtype == ST_F32) memcpy(buf, src, t->nbytes);   /* unaligned F32 */
-    else if (t->dtype == ST_F16) st_f16_to_f32_n(buf, src, t->numel);
-    else st_bf16_to_f32_n(buf, src, t->numel);
+    if (t->dtype == ST_F32)
+        memcpy(buf, src, t->nbytes); /* unaligned F32 */
+    else if (t->dtype == ST_F16)
+        st_f16_to_f32_n(buf, src, t->numel);
+    else
+        st_bf16_to_f32_n(buf, src, t->numel);
     m->owned[m->n_owned++] = buf;
     *dst = buf;
     return 0;
@@ -253,9 +247,7 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
         for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
             char name[96];
             snprintf(name, sizeof name, "h.%d.%s", l, want[k].suffix);
-            if (bind_tensor(m, f, name, want[k].shape, want[k].ndim, want[k].dst, err,
-                            errlen))
-                return -1;
+            if (bind_tensor(m, f, name, want[k].shape, want[k].ndim, want[k].dst, err, errlen)) return -1;
         }
     }
     if (bind_tensor(m, f, "ln_f.weight", s_c, 1, &p->ln_f_w, err, errlen) ||
@@ -280,9 +272,7 @@ int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
         tw_set_err(err, errlen, "%s: out of memory", dir);
         goto out;
     }
-    if (gpt2_config_load(cfg_path, &m->cfg, &m->synthetic, &m->synthetic_seed, err,
-                         errlen))
-        goto out;
+    if (gpt2_config_load(cfg_path, &m->cfg, &m->synthetic, &m->synthetic_seed, err, errlen)) goto out;
     if (st_open(st_path, &f, err, errlen)) goto out;
 
     size_t n_tensors = 4 + 12 * (size_t)m->cfg.n_layer;

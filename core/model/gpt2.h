@@ -17,13 +17,13 @@
 #include <stdint.h>
 
 typedef struct {
-    int n_layer;      /* L, number of transformer blocks */
-    int n_head;       /* H */
-    int n_embd;       /* C (d) */
-    int n_inner;      /* MLP width, 4C unless config.json says otherwise */
-    int n_ctx;        /* positions in wpe */
-    int vocab_size;   /* V, rows of wte */
-    float ln_eps;     /* layer_norm_epsilon, 1e-5 for GPT-2 */
+    int n_layer;    /* L, number of transformer blocks */
+    int n_head;     /* H */
+    int n_embd;     /* C (d) */
+    int n_inner;    /* MLP width, 4C unless config.json says otherwise */
+    int n_ctx;      /* positions in wpe */
+    int vocab_size; /* V, rows of wte */
+    float ln_eps;   /* layer_norm_epsilon, 1e-5 for GPT-2 */
 } gpt2_config;
 
 typedef struct {
@@ -42,36 +42,36 @@ typedef struct {
 } gpt2_block;
 
 typedef struct {
-    const float *wte;   /* (V, C) token embeddings, also the tied LM head */
-    const float *wpe;   /* (n_ctx, C) position embeddings */
-    gpt2_block *h;      /* (L) blocks, array owned by the model */
-    const float *ln_f_w;/* (C) */
-    const float *ln_f_b;/* (C) */
+    const float *wte;    /* (V, C) token embeddings, also the tied LM head */
+    const float *wpe;    /* (n_ctx, C) position embeddings */
+    gpt2_block *h;       /* (L) blocks, array owned by the model */
+    const float *ln_f_w; /* (C) */
+    const float *ln_f_b; /* (C) */
 } gpt2_params;
 
 typedef struct {
     gpt2_config cfg;
     gpt2_params p;
-    size_t n_params;          /* number of scalar parameters (buffers excluded) */
-    uint64_t file_size;       /* bytes of model.safetensors */
-    char *dir;                /* model folder as given (owned) */
+    size_t n_params;    /* number of scalar parameters (buffers excluded) */
+    uint64_t file_size; /* bytes of model.safetensors */
+    char *dir;          /* model folder as given (owned) */
     /* storage: private to the loader */
-    void *map;                /* mmap of model.safetensors */
+    void *map; /* mmap of model.safetensors */
     size_t map_len;
-    float **owned;            /* converted F16/BF16 tensors */
+    float **owned; /* converted F16/BF16 tensors */
     size_t n_owned;
     /* provenance, from config.json (written by core/synth) */
-    int synthetic;            /* 1 when "twd_synthetic": true */
-    uint64_t synthetic_seed;  /* "twd_seed" when synthetic, else 0 */
-    char dtype[8];            /* stored dtype of wte: "F32", "F16" or "BF16" */
+    int synthetic;           /* 1 when "twd_synthetic": true */
+    uint64_t synthetic_seed; /* "twd_seed" when synthetic, else 0 */
+    char dtype[8];           /* stored dtype of wte: "F32", "F16" or "BF16" */
 } gpt2_model;
 
 /* Sanity bounds on config.json values (gpt2-xl is 48/25/1600/1024/50257). */
 #define GPT2_MAX_LAYER 1024
-#define GPT2_MAX_HEAD 1024
-#define GPT2_MAX_EMBD 65536
+#define GPT2_MAX_HEAD  1024
+#define GPT2_MAX_EMBD  65536
 #define GPT2_MAX_INNER (4 * 65536)
-#define GPT2_MAX_CTX (1 << 20)
+#define GPT2_MAX_CTX   (1 << 20)
 #define GPT2_MAX_VOCAB (1 << 24)
 
 /* Reads and validates `path` (a GPT-2 config.json) into *cfg: n_layer,
@@ -81,8 +81,8 @@ typedef struct {
  * If synthetic is not NULL it receives 1 when "twd_synthetic" is true (and
  * *seed the "twd_seed"), else 0. Returns 0, or -1 with one line in err
  * naming the file and the key. */
-int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic,
-                     uint64_t *seed, char *err, size_t errlen);
+int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic, uint64_t *seed, char *err,
+                     size_t errlen);
 
 /* Number of scalar parameters a checkpoint of this config holds (wte, wpe,
  * every block's weights and biases, ln_f; no buffers, no separate lm_head). */

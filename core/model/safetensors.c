@@ -1,7 +1,5 @@
 #include "core/model/safetensors.h"
 
-#include "base/err.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -13,27 +11,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/err.h"
+
 static const struct {
     const char *name;
     size_t size;
 } dtypes[ST_N_DTYPES] = {
-    [ST_BOOL] = {"BOOL", 1},   [ST_U8] = {"U8", 1},     [ST_I8] = {"I8", 1},
-    [ST_I16] = {"I16", 2},     [ST_U16] = {"U16", 2},   [ST_F16] = {"F16", 2},
-    [ST_BF16] = {"BF16", 2},   [ST_I32] = {"I32", 4},   [ST_U32] = {"U32", 4},
-    [ST_F32] = {"F32", 4},     [ST_F64] = {"F64", 8},   [ST_I64] = {"I64", 8},
-    [ST_U64] = {"U64", 8},     [ST_F8_E4M3] = {"F8_E4M3", 1},
-    [ST_F8_E5M2] = {"F8_E5M2", 1},
+    [ST_BOOL] = {"BOOL", 1}, [ST_U8] = {"U8", 1},           [ST_I8] = {"I8", 1},
+    [ST_I16] = {"I16", 2},   [ST_U16] = {"U16", 2},         [ST_F16] = {"F16", 2},
+    [ST_BF16] = {"BF16", 2}, [ST_I32] = {"I32", 4},         [ST_U32] = {"U32", 4},
+    [ST_F32] = {"F32", 4},   [ST_F64] = {"F64", 8},         [ST_I64] = {"I64", 8},
+    [ST_U64] = {"U64", 8},   [ST_F8_E4M3] = {"F8_E4M3", 1}, [ST_F8_E5M2] = {"F8_E5M2", 1},
 };
 
-const char *st_dtype_name(st_dtype d)
-{
-    return (unsigned)d < ST_N_DTYPES ? dtypes[d].name : "?";
-}
+const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_N_DTYPES ? dtypes[d].name : "?"; }
 
-size_t st_dtype_size(st_dtype d)
-{
-    return (unsigned)d < ST_N_DTYPES ? dtypes[d].size : 0;
-}
+size_t st_dtype_size(st_dtype d) { return (unsigned)d < ST_N_DTYPES ? dtypes[d].size : 0; }
 
 int st_dtype_parse(const char *s, st_dtype *d)
 {
@@ -62,8 +55,7 @@ void st_printable_name(char *out, const char *name)
 }
 
 /* Writes "<path>: [tensor '<name>': ]<message>" into err. */
-static void st_error(char *err, size_t errlen, const char *path,
-                     const char *tensor, const char *fmt, ...)
+static void st_error(char *err, size_t errlen, const char *path, const char *tensor, const char *fmt, ...)
 {
     if (!err || errlen == 0) return;
     int n;
@@ -81,10 +73,7 @@ static void st_error(char *err, size_t errlen, const char *path,
     va_end(ap);
 }
 
-static void st_clear(st_file *f)
-{
-    memset(f, 0, sizeof *f);
-}
+static void st_clear(st_file *f) { memset(f, 0, sizeof *f); }
 
 void st_close(st_file *f)
 {
@@ -124,8 +113,10 @@ const st_tensor *st_find(const st_file *f, const char *name)
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(name, f->tensors[mid].name);
         if (c == 0) return &f->tensors[mid];
-        if (c < 0) hi = mid;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }
@@ -143,9 +134,8 @@ static int json_to_size(const json_t *v, size_t *out)
 
 /* Validates one header entry and fills *t (name not yet set). data_len is
  * the size of the data area; data_start its absolute offset. */
-static int parse_entry(const char *path, const char *name, const json_t *e,
-                       size_t data_start, size_t data_len, st_tensor *t,
-                       char *err, size_t errlen)
+static int parse_entry(const char *path, const char *name, const json_t *e, size_t data_start,
+                       size_t data_len, st_tensor *t, char *err, size_t errlen)
 {
     if (!json_is_object(e)) {
         st_error(err, errlen, path, name, "entry is not a JSON object");
@@ -154,9 +144,18 @@ static int parse_entry(const char *path, const char *name, const json_t *e,
     const json_t *jd = json_object_get(e, "dtype");
     const json_t *js = json_object_get(e, "shape");
     const json_t *jo = json_object_get(e, "data_offsets");
-    if (!jd) { st_error(err, errlen, path, name, "missing \"dtype\""); return -1; }
-    if (!js) { st_error(err, errlen, path, name, "missing \"shape\""); return -1; }
-    if (!jo) { st_error(err, errlen, path, name, "missing \"data_offsets\""); return -1; }
+    if (!jd) {
+        st_error(err, errlen, path, name, "missing \"dtype\"");
+        return -1;
+    }
+    if (!js) {
+        st_error(err, errlen, path, name, "missing \"shape\"");
+        return -1;
+    }
+    if (!jo) {
+        st_error(err, errlen, path, name, "missing \"data_offsets\"");
+        return -1;
+    }
 
     if (!json_is_string(jd)) {
         st_error(err, errlen, path, name, "\"dtype\" is not a string");
@@ -175,8 +174,7 @@ static int parse_entry(const char *path, const char *name, const json_t *e,
     }
     size_t nd = json_array_size(js);
     if (nd > ST_MAX_DIMS) {
-        st_error(err, errlen, path, name, "shape has %zu dimensions (at most %d)",
-                 nd, ST_MAX_DIMS);
+        st_error(err, errlen, path, name, "shape has %zu dimensions (at most %d)", nd, ST_MAX_DIMS);
         return -1;
     }
     t->ndim = (int)nd;
@@ -184,8 +182,7 @@ static int parse_entry(const char *path, const char *name, const json_t *e,
     for (size_t i = 0; i < nd; i++) {
         size_t d;
         if (json_to_size(json_array_get(js, i), &d) != 0) {
-            st_error(err, errlen, path, name,
-                     "shape entry %zu is not a non-negative integer", i);
+            st_error(err, errlen, path, name, "shape entry %zu is not a non-negative integer", i);
             return -1;
         }
         t->shape[i] = d;
@@ -201,11 +198,9 @@ static int parse_entry(const char *path, const char *name, const json_t *e,
     }
 
     size_t b, en;
-    if (!json_is_array(jo) || json_array_size(jo) != 2 ||
-        json_to_size(json_array_get(jo, 0), &b) != 0 ||
+    if (!json_is_array(jo) || json_array_size(jo) != 2 || json_to_size(json_array_get(jo, 0), &b) != 0 ||
         json_to_size(json_array_get(jo, 1), &en) != 0) {
-        st_error(err, errlen, path, name,
-                 "\"data_offsets\" is not a pair of non-negative integers");
+        st_error(err, errlen, path, name, "\"data_offsets\" is not a pair of non-negative integers");
         return -1;
     }
     if (b > en) {
@@ -215,14 +210,15 @@ static int parse_entry(const char *path, const char *name, const json_t *e,
     if (en > data_len) {
         st_error(err, errlen, path, name,
                  "data_offsets [%zu, %zu] go past the end of the data area "
-                 "(%zu bytes; file truncated?)", b, en, data_len);
+                 "(%zu bytes; file truncated?)",
+                 b, en, data_len);
         return -1;
     }
     if (en - b != t->nbytes) {
         st_error(err, errlen, path, name,
                  "data_offsets [%zu, %zu] hold %zu bytes, but %s shape of %zu "
-                 "elements needs %zu", b, en, en - b, st_dtype_name(t->dtype),
-                 t->numel, t->nbytes);
+                 "elements needs %zu",
+                 b, en, en - b, st_dtype_name(t->dtype), t->numel, t->nbytes);
         return -1;
     }
     t->offset = data_start + b;
@@ -230,8 +226,7 @@ static int parse_entry(const char *path, const char *name, const json_t *e,
 }
 
 /* Checks that no two non-empty tensors share a byte. */
-static int check_overlap(const char *path, st_tensor *ts, size_t n,
-                         char *err, size_t errlen)
+static int check_overlap(const char *path, st_tensor *ts, size_t n, char *err, size_t errlen)
 {
     if (n < 2) return 0;
     const st_tensor **by = malloc(n * sizeof *by);
@@ -267,25 +262,24 @@ static int parse_header(st_file *f, char *err, size_t errlen)
     if (hlen > ST_MAX_HEADER) {
         st_error(err, errlen, path, NULL,
                  "header length %llu is larger than the %llu-byte limit "
-                 "(not a safetensors file?)", (unsigned long long)hlen,
-                 (unsigned long long)ST_MAX_HEADER);
+                 "(not a safetensors file?)",
+                 (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
         return -1;
     }
     if (hlen > f->size - 8) {
         st_error(err, errlen, path, NULL,
                  "header length %llu goes past the end of the %zu-byte file "
-                 "(truncated?)", (unsigned long long)hlen, f->size);
+                 "(truncated?)",
+                 (unsigned long long)hlen, f->size);
         return -1;
     }
     f->data_start = 8 + (size_t)hlen;
     size_t data_len = f->size - f->data_start;
 
     json_error_t je;
-    json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen,
-                              JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        st_error(err, errlen, path, NULL, "header is not valid JSON: %s (byte %d)",
-                 je.text, je.position);
+        st_error(err, errlen, path, NULL, "header is not valid JSON: %s (byte %d)", je.text, je.position);
         return -1;
     }
     if (!json_is_object(root)) {
@@ -304,7 +298,8 @@ static int parse_header(st_file *f, char *err, size_t errlen)
     int rc = 0;
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(val)) {
                 st_error(err, errlen, path, NULL, "\"__metadata__\" is not an object");
@@ -379,8 +374,7 @@ int st_open(const char *path, st_file *f, char *err, size_t errlen)
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        st_error(err, errlen, path, NULL, "cannot mmap %zu bytes: %s", size,
-                 strerror(errno));
+        st_error(err, errlen, path, NULL, "cannot mmap %zu bytes: %s", size, strerror(errno));
         st_close(f);
         return -1;
     }
@@ -422,18 +416,15 @@ float st_f16_to_f32(uint16_t h)
     return bits_to_f32(u | sign);
 }
 
-float st_bf16_to_f32(uint16_t b)
-{
-    return bits_to_f32((uint32_t)b << 16);
-}
+float st_bf16_to_f32(uint16_t b) { return bits_to_f32((uint32_t)b << 16); }
 
 uint16_t st_f32_to_bf16(float f)
 {
     uint32_t u = f32_to_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u)        /* NaN: keep it a quiet NaN */
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a quiet NaN */
         return (uint16_t)((u >> 16) | 0x0040u);
     uint32_t lsb = (u >> 16) & 1u;
-    u += 0x7fffu + lsb;                         /* round to nearest even */
+    u += 0x7fffu + lsb; /* round to nearest even */
     return (uint16_t)(u >> 16);
 }
 
@@ -442,17 +433,17 @@ uint16_t st_f32_to_f16(float f)
     uint32_t u = f32_to_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u)                        /* NaN */
+    if (a > 0x7f800000u) /* NaN */
         return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u)                       /* >= 65520 rounds to inf */
+    if (a >= 0x477ff000u) /* >= 65520 rounds to inf */
         return (uint16_t)(sign | 0x7c00u);
     if (a >= 0x38800000u) {                     /* normal half (>= 2^-14) */
         uint32_t r = a - ((uint32_t)112 << 23); /* rebias 127 -> 15 */
         uint32_t lsb = (r >> 13) & 1u;
-        r += 0xfffu + lsb;                      /* nearest even on bit 13 */
+        r += 0xfffu + lsb; /* nearest even on bit 13 */
         return (uint16_t)(sign | (r >> 13));
     }
-    if (a < 0x33000000u)                        /* < 2^-25: rounds to 0 */
+    if (a < 0x33000000u) /* < 2^-25: rounds to 0 */
         return sign;
     /* subnormal half: value = m * 2^-24, m in [0, 1024] after rounding */
     uint32_t e = a >> 23;                       /* biased f32 exponent */
@@ -462,19 +453,17 @@ uint16_t st_f32_to_f16(float f)
     uint32_t rem = man & ((1u << shift) - 1u);
     uint32_t half = 1u << (shift - 1);
     if (rem > half || (rem == half && (m & 1u))) m++;
-    return (uint16_t)(sign | m);                /* m == 1024 is the smallest normal */
+    return (uint16_t)(sign | m); /* m == 1024 is the smallest normal */
 }
 
 void st_f16_to_f32_n(float *dst, const void *src, size_t n)
 {
     const uint8_t *s = src;
-    for (size_t i = 0; i < n; i++)
-        dst[i] = st_f16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
+    for (size_t i = 0; i < n; i++) dst[i] = st_f16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
 }
 
 void st_bf16_to_f32_n(float *dst, const void *src, size_t n)
 {
     const uint8_t *s = src;
-    for (size_t i = 0; i < n; i++)
-        dst[i] = st_bf16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
+    for (size_t i = 0; i < n; i++) dst[i] = st_bf16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
 }

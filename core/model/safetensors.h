@@ -33,31 +33,44 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ST_MAX_DIMS 8
+#define ST_MAX_DIMS   8
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000) /* as the reference library */
 
 typedef enum {
-    ST_BOOL, ST_U8, ST_I8, ST_I16, ST_U16, ST_F16, ST_BF16, ST_I32, ST_U32,
-    ST_F32, ST_F64, ST_I64, ST_U64, ST_F8_E4M3, ST_F8_E5M2,
+    ST_BOOL,
+    ST_U8,
+    ST_I8,
+    ST_I16,
+    ST_U16,
+    ST_F16,
+    ST_BF16,
+    ST_I32,
+    ST_U32,
+    ST_F32,
+    ST_F64,
+    ST_I64,
+    ST_U64,
+    ST_F8_E4M3,
+    ST_F8_E5M2,
     ST_N_DTYPES
 } st_dtype;
 
 typedef struct {
-    char *name;                 /* owned, NUL-terminated */
+    char *name; /* owned, NUL-terminated */
     st_dtype dtype;
-    int ndim;                   /* 0 for a scalar */
+    int ndim; /* 0 for a scalar */
     size_t shape[ST_MAX_DIMS];
-    size_t numel;               /* product of shape (1 for a scalar) */
-    size_t offset;              /* absolute byte offset in the file */
-    size_t nbytes;              /* numel * st_dtype_size(dtype) */
+    size_t numel;  /* product of shape (1 for a scalar) */
+    size_t offset; /* absolute byte offset in the file */
+    size_t nbytes; /* numel * st_dtype_size(dtype) */
 } st_tensor;
 
 typedef struct {
-    char *path;                 /* owned copy, used in messages */
-    const uint8_t *map;         /* read-only mapping of the whole file */
-    size_t size;                /* file size in bytes */
-    size_t data_start;          /* 8 + header length */
-    st_tensor *tensors;         /* (n_tensors) sorted by name, owned */
+    char *path;         /* owned copy, used in messages */
+    const uint8_t *map; /* read-only mapping of the whole file */
+    size_t size;        /* file size in bytes */
+    size_t data_start;  /* 8 + header length */
+    st_tensor *tensors; /* (n_tensors) sorted by name, owned */
     size_t n_tensors;
 } st_file;
 
@@ -70,10 +83,7 @@ int st_open(const char *path, st_file *f, char *err, size_t errlen);
 const st_tensor *st_find(const st_file *f, const char *name);
 
 /* First byte of the tensor's data inside the mapping. */
-static inline const void *st_data(const st_file *f, const st_tensor *t)
-{
-    return f->map + t->offset;
-}
+static inline const void *st_data(const st_file *f, const st_tensor *t) { return f->map + t->offset; }
 
 /* Unmaps and frees; idempotent. */
 void st_close(st_file *f);
@@ -82,8 +92,8 @@ void st_close(st_file *f);
  * closes the rest of *f. */
 void st_release_map(st_file *f, void **map, size_t *size);
 
-const char *st_dtype_name(st_dtype d);   /* "F32", ... */
-size_t st_dtype_size(st_dtype d);        /* bytes per element */
+const char *st_dtype_name(st_dtype d);          /* "F32", ... */
+size_t st_dtype_size(st_dtype d);               /* bytes per element */
 int st_dtype_parse(const char *s, st_dtype *d); /* 0 or -1 if unknown */
 
 /* Exact conversions. F16/BF16 -> F32 is exact for every value (normals,

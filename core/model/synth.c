@@ -1,13 +1,4 @@
-#include "base/err.h"
-#include "base/hash.h"
-#include "base/rng.h"
-#include "base/strbuf.h"
 #include "core/model/synth.h"
-
-#include "core/model/gpt2.h"
-#include "core/model/safetensors.h"
-#include "core/tok/synth_vocab.h"
-#include "core/tok/tokenizer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,8 +11,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/rng.h"
+#include "base/strbuf.h"
+#include "core/model/gpt2.h"
+#include "core/model/safetensors.h"
+#include "core/tok/synth_vocab.h"
+#include "core/tok/tokenizer.h"
+
 #define PREFIX "transformer."
-#define CHUNK ((size_t)1 << 16) /* values generated per step */
+#define CHUNK  ((size_t)1 << 16) /* values generated per step */
 
 /* ---- named shapes ------------------------------------------------------- */
 
@@ -52,8 +52,7 @@ int synth_opts_shape(synth_opts *o, const char *shape)
     size_t n = sizeof shapes / sizeof shapes[0], k = 0;
     int found = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(shape, shapes[i].name) == 0 ||
-            (shapes[i].alias && strcmp(shape, shapes[i].alias) == 0)) {
+        if (strcmp(shape, shapes[i].name) == 0 || (shapes[i].alias && strcmp(shape, shapes[i].alias) == 0)) {
             k = i;
             found = 1;
             break;
@@ -85,8 +84,7 @@ int synth_check(const synth_opts *o, char *err, size_t errlen)
         check_range("vocab_size", o->vocab_size, GPT2_MAX_VOCAB, err, errlen))
         return -1;
     if (o->n_embd % o->n_head != 0) {
-        tw_set_err(err, errlen, "n_embd %d is not divisible by n_head %d", o->n_embd,
-                o->n_head);
+        tw_set_err(err, errlen, "n_embd %d is not divisible by n_head %d", o->n_embd, o->n_head);
         return -1;
     }
     if (o->seed > (uint64_t)INT64_MAX) {
@@ -98,18 +96,21 @@ int synth_check(const synth_opts *o, char *err, size_t errlen)
         return -1;
     }
     if (o->tokenizer && o->vocab_from && o->vocab_size != 50257) {
-        tw_set_err(err, errlen, "copying a real GPT-2 vocabulary needs vocab_size 50257, "
-                "not %d", o->vocab_size);
+        tw_set_err(err, errlen,
+                   "copying a real GPT-2 vocabulary needs vocab_size 50257, "
+                   "not %d",
+                   o->vocab_size);
         return -1;
     }
     if (o->tokenizer && !o->vocab_from && o->vocab_size < 257) {
-        tw_set_err(err, errlen, "a synthetic tokenizer needs vocab_size >= 257, not %d",
-                o->vocab_size);
+        tw_set_err(err, errlen, "a synthetic tokenizer needs vocab_size >= 257, not %d", o->vocab_size);
         return -1;
     }
     if (o->attn_bias && o->n_ctx > 16384) {
-        tw_set_err(err, errlen, "n_ctx %d is too large for attn.bias buffers "
-                "(n_ctx^2 values per layer); use at most 16384 or no buffers", o->n_ctx);
+        tw_set_err(err, errlen,
+                   "n_ctx %d is too large for attn.bias buffers "
+                   "(n_ctx^2 values per layer); use at most 16384 or no buffers",
+                   o->n_ctx);
         return -1;
     }
     return 0;
@@ -127,14 +128,14 @@ static void rng_seed(tw_rng *r, uint64_t seed, const char *name)
 /* ---- tensor list -------------------------------------------------------- */
 
 typedef enum {
-    K_NORMAL,   /* mean + std * N(0,1) */
-    K_WTE,      /* structured embeddings, see synth.h */
-    K_MASK,     /* lower-triangular ones (T, T) per layer */
-    K_CONST,    /* every element = mean */
+    K_NORMAL, /* mean + std * N(0,1) */
+    K_WTE,    /* structured embeddings, see synth.h */
+    K_MASK,   /* lower-triangular ones (T, T) per layer */
+    K_CONST,  /* every element = mean */
 } kind;
 
 typedef struct {
-    char name[64];      /* canonical name, no prefix */
+    char name[64]; /* canonical name, no prefix */
     kind k;
     double mean, std;
     int ndim;
@@ -142,8 +143,8 @@ typedef struct {
     size_t numel;
 } tdesc;
 
-static void td_set(tdesc *t, const char *name, kind k, double mean, double std, int ndim,
-                   size_t d0, size_t d1, size_t d2, size_t d3)
+static void td_set(tdesc *t, const char *name, kind k, double mean, double std, int ndim, size_t d0,
+                   size_t d1, size_t d2, size_t d3)
 {
     snprintf(t->name, sizeof t->name, "%s", name);
     t->k = k;
@@ -169,11 +170,11 @@ static size_t build_list(const synth_opts *o, tdesc *ts)
     td_set(&ts[n++], "wpe.weight", K_NORMAL, 0, 0.02, 2, T, C, 0, 0);
     for (int l = 0; l < o->n_layer; l++) {
         char nm[64];
-#define T_ADD(suffix, k, mean, std, nd, a, b, c, d)                      \
-        do {                                                             \
-            snprintf(nm, sizeof nm, "h.%d.%s", l, suffix);               \
-            td_set(&ts[n++], nm, k, mean, std, nd, a, b, c, d);          \
-        } while (0)
+#define T_ADD(suffix, k, mean, std, nd, a, b, c, d)                                                          \
+    do {                                                                                                     \
+        snprintf(nm, sizeof nm, "h.%d.%s", l, suffix);                                                       \
+        td_set(&ts[n++], nm, k, mean, std, nd, a, b, c, d);                                                  \
+    } while (0)
         T_ADD("ln_1.weight", K_NORMAL, 1.0, 0.05, 1, C, 0, 0, 0);
         T_ADD("ln_1.bias", K_NORMAL, 0.0, 0.02, 1, C, 0, 0, 0);
         T_ADD("attn.c_attn.weight", K_NORMAL, 0.0, 0.02, 2, C, 3 * C, 0, 0);
@@ -206,9 +207,9 @@ static int cmp_tdesc(const void *a, const void *b)
 typedef struct {
     const tdesc *t;
     tw_rng r;
-    size_t pos;         /* next element index */
-    float *mu;          /* (C) wte mean direction, K_WTE only */
-    size_t cols;        /* row length for K_WTE / K_MASK */
+    size_t pos;  /* next element index */
+    float *mu;   /* (C) wte mean direction, K_WTE only */
+    size_t cols; /* row length for K_WTE / K_MASK */
     size_t rows;
 } gen;
 
@@ -257,12 +258,8 @@ static void gen_next(gen *g, float *out, size_t n)
             v = (j <= i) ? 1.0 : 0.0;
             break;
         }
-        case K_CONST:
-            v = t->mean;
-            break;
-        default:
-            v = t->mean + t->std * tw_rng_normal(&g->r);
-            break;
+        case K_CONST: v = t->mean; break;
+        default: v = t->mean + t->std * tw_rng_normal(&g->r); break;
         }
         out[k] = (float)v;
     }
@@ -298,19 +295,12 @@ static const char *dtype_st_name(synth_dtype d)
     return d == SYNTH_F16 ? "F16" : d == SYNTH_BF16 ? "BF16" : "F32";
 }
 
-static size_t dtype_bytes(synth_dtype d)
-{
-    return d == SYNTH_F32 ? 4 : 2;
-}
+static size_t dtype_bytes(synth_dtype d) { return d == SYNTH_F32 ? 4 : 2; }
 
-static int write_all(FILE *fp, const void *p, size_t n)
-{
-    return fwrite(p, 1, n, fp) == n ? 0 : -1;
-}
+static int write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n, fp) == n ? 0 : -1; }
 
 /* Streams model.safetensors to `path`. */
-static int write_safetensors(const char *path, const synth_opts *o, char *err,
-                             size_t errlen)
+static int write_safetensors(const char *path, const synth_opts *o, char *err, size_t errlen)
 {
     size_t cap = 4 + 14 * (size_t)o->n_layer;
     tdesc *ts = malloc(cap * sizeof *ts);
@@ -332,8 +322,7 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
     for (size_t i = 0; i < nt; i++) {
         size_t nb = ts[i].numel * es;
         sb_printf(&h, ",\"%s%s\":{\"dtype\":\"%s\",\"shape\":[", pre, ts[i].name, dtype_st_name(o->dtype));
-        for (int d = 0; d < ts[i].ndim; d++)
-            sb_printf(&h, d ? ",%zu" : "%zu", ts[i].shape[d]);
+        for (int d = 0; d < ts[i].ndim; d++) sb_printf(&h, d ? ",%zu" : "%zu", ts[i].shape[d]);
         sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
         off += nb;
     }
@@ -369,8 +358,7 @@ static int write_safetensors(const char *path, const synth_opts *o, char *err,
                 wbad = write_all(fp, vals, n * 4);
             } else {
                 for (size_t k = 0; k < n; k++)
-                    half[k] = o->dtype == SYNTH_F16 ? st_f32_to_f16(vals[k])
-                                                    : st_f32_to_bf16(vals[k]);
+                    half[k] = o->dtype == SYNTH_F16 ? st_f32_to_f16(vals[k]) : st_f32_to_bf16(vals[k]);
                 wbad = write_all(fp, half, n * 2);
             }
             done += n;
@@ -501,20 +489,20 @@ static int copy_vocab(const char *tmp, const synth_opts *o, char *err, size_t er
             json_error_t je;
             json_t *j = json_load_file(v, 0, &je);
             if (!j || !json_is_object(j)) {
-                tw_set_err(err, errlen, "%s: not a JSON object%s%s", v, j ? "" : ": ",
-                        j ? "" : je.text);
+                tw_set_err(err, errlen, "%s: not a JSON object%s%s", v, j ? "" : ": ", j ? "" : je.text);
             } else if (json_object_size(j) != (size_t)o->vocab_size) {
-                tw_set_err(err, errlen, "%s: %zu entries, expected %d", v,
-                        json_object_size(j), o->vocab_size);
-            } else if (copy_file(v, dv, err, errlen) == 0 &&
-                       copy_file(m, dm, err, errlen) == 0) {
+                tw_set_err(err, errlen, "%s: %zu entries, expected %d", v, json_object_size(j),
+                           o->vocab_size);
+            } else if (copy_file(v, dv, err, errlen) == 0 && copy_file(m, dm, err, errlen) == 0) {
                 rc = 0;
             }
             json_decref(j);
             k = 2; /* found a pair: stop looking */
         } else if (k == 1) {
-            tw_set_err(err, errlen, "%s: no vocab.json + merges.txt or encoder.json + "
-                    "vocab.bpe", o->vocab_from);
+            tw_set_err(err, errlen,
+                       "%s: no vocab.json + merges.txt or encoder.json + "
+                       "vocab.bpe",
+                       o->vocab_from);
         }
         free(v);
         free(m);
@@ -589,8 +577,7 @@ static int publish(const char *tmp, const char *dir, char *err, size_t errlen)
         }
         char *a = path_join(tmp, e->d_name), *b = path_join(dir, e->d_name);
         if (!a || !b || rename(a, b) != 0) {
-            tw_set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir,
-                    strerror(errno));
+            tw_set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir, strerror(errno));
             rc = -1;
         }
         free(a);
@@ -600,8 +587,7 @@ static int publish(const char *tmp, const char *dir, char *err, size_t errlen)
     if (rc == 0 && have_config) {
         char *a = path_join(tmp, "config.json"), *b = path_join(dir, "config.json");
         if (!a || !b || rename(a, b) != 0) {
-            tw_set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir,
-                    strerror(errno));
+            tw_set_err(err, errlen, "%s: cannot move into place: %s", b ? b : dir, strerror(errno));
             rc = -1;
         }
         free(a);
@@ -641,8 +627,7 @@ int synth_write(const char *dir, const synth_opts *o, char *err, size_t errlen)
     if (o->tokenizer) {
         if (o->vocab_from) {
             if (copy_vocab(tmp, o, err, errlen) != 0) goto out;
-        } else if (tokenizer_write_synthetic(tmp, o->vocab_size, o->seed, err, errlen)
-                   != 0) {
+        } else if (tokenizer_write_synthetic(tmp, o->vocab_size, o->seed, err, errlen) != 0) {
             goto out;
         }
     }

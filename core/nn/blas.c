@@ -10,10 +10,10 @@ char *openblas_get_corename(void);
 /* The x86-64 names OpenBLAS's dynamic-arch build accepts in
  * OPENBLAS_CORETYPE (driver/others/dynamic.c of OpenBLAS 0.3.21). */
 static const char *const known[] = {
-    "Katmai", "Coppermine", "Northwood", "Prescott", "Banias", "Atom", "Core2", "Penryn", "Dunnington",
-    "Nehalem", "Athlon", "Opteron", "Opteron_SSE3", "Barcelona", "Nano", "Sandybridge", "Bulldozer",
-    "Piledriver", "Haswell", "Steamroller", "Excavator", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids",
-    NULL};
+    "Katmai", "Coppermine",  "Northwood",  "Prescott",       "Banias",  "Atom",         "Core2",
+    "Penryn", "Dunnington",  "Nehalem",    "Athlon",         "Opteron", "Opteron_SSE3", "Barcelona",
+    "Nano",   "Sandybridge", "Bulldozer",  "Piledriver",     "Haswell", "Steamroller",  "Excavator",
+    "Zen",    "SkylakeX",    "Cooperlake", "SapphireRapids", NULL};
 
 static int core_in(const char *core, const char *const *names)
 {
@@ -32,15 +32,18 @@ int blas_coretype_known(const char *name) { return core_in(name, known); }
 
 const char *blas_coretype_names(void)
 {
-    return "Katmai, Coppermine, Northwood, Prescott, Banias, Atom, Core2, Penryn, Dunnington, Nehalem, Athlon, "
-           "Opteron, Opteron_SSE3, Barcelona, Nano, Sandybridge, Bulldozer, Piledriver, Haswell, Steamroller, "
+    return "Katmai, Coppermine, Northwood, Prescott, Banias, Atom, Core2, Penryn, Dunnington, Nehalem, "
+           "Athlon, "
+           "Opteron, Opteron_SSE3, Barcelona, Nano, Sandybridge, Bulldozer, Piledriver, Haswell, "
+           "Steamroller, "
            "Excavator, Zen, SkylakeX, Cooperlake, SapphireRapids";
 }
 
 const char *blas_coretype_hint(void)
 {
     static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
-    static const char *const avx2_cores[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+    static const char *const avx2_cores[] = {"Haswell",        "Zen", "SkylakeX", "Cooperlake",
+                                             "SapphireRapids", NULL};
     const char *core = openblas_get_corename();
     if (!core) return NULL;
     __builtin_cpu_init();

@@ -1,17 +1,17 @@
 /* GPT-2 forward pass: see forward.h for the contract. */
 #include "core/nn/forward.h"
 
-#include "core/nn/lnorm.h"
-
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/lnorm.h"
+
 /* ---- Matrix products ---- */
 
-void matmul_forward(float *out, const float *inp, const float *weight,
-                    const float *bias, size_t N, size_t IC, size_t OC)
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, size_t N, size_t IC,
+                    size_t OC)
 {
     // out (N, OC), inp (N, IC), weight (IC, OC), bias (OC)
     float beta = 0.0f;
@@ -19,37 +19,31 @@ void matmul_forward(float *out, const float *inp, const float *weight,
         for (size_t i = 0; i < N; i++) memcpy(out + i * OC, bias, OC * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                (blasint)N, (blasint)OC, (blasint)IC,
-                1.0f, inp, (blasint)IC, weight, (blasint)OC,
-                beta, out, (blasint)OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)N, (blasint)OC, (blasint)IC, 1.0f, inp,
+                (blasint)IC, weight, (blasint)OC, beta, out, (blasint)OC);
 }
 
-void matmul_forward_naive(float *out, const float *inp, const float *weight,
-                          const float *bias, size_t N, size_t IC, size_t OC)
+void matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias, size_t N,
+                          size_t IC, size_t OC)
 {
     for (size_t i = 0; i < N; i++) {
         for (size_t o = 0; o < OC; o++) {
             double s = bias ? bias[o] : 0.0;
-            for (size_t k = 0; k < IC; k++)
-                s += (double)inp[i * IC + k] * weight[k * OC + o];
+            for (size_t k = 0; k < IC; k++) s += (double)inp[i * IC + k] * weight[k * OC + o];
             out[i * OC + o] = (float)s;
         }
     }
 }
 
 /* Tied LM head: out (N, V) = inp (N, C) @ wte^T, wte (V, C). */
-static void lm_head_forward(float *out, const float *inp, const float *wte,
-                            size_t N, size_t C, size_t V)
+static void lm_head_forward(float *out, const float *inp, const float *wte, size_t N, size_t C, size_t V)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                (blasint)N, (blasint)V, (blasint)C,
-                1.0f, inp, (blasint)C, wte, (blasint)C,
-                0.0f, out, (blasint)V);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)N, (blasint)V, (blasint)C, 1.0f, inp,
+                (blasint)C, wte, (blasint)C, 0.0f, out, (blasint)V);
 }
 
-static void lm_head_forward_naive(float *out, const float *inp, const float *wte,
-                                  size_t N, size_t C, size_t V)
+static void lm_head_forward_naive(float *out, const float *inp, const float *wte, size_t N, size_t C,
+                                  size_t V)
 {
     for (size_t i = 0; i < N; i++)
         for (size_t v = 0; v < V; v++) {
@@ -66,8 +60,7 @@ static void lm_head_forward_naive(float *out, const float *inp, const float *wte
  * (about 44% of the work at N = 1024) while keeping the products large. */
 #define ATT_ROW_BLOCK 128
 
-void attention_forward(float *out, float *att, const float *qkv,
-                       size_t N, size_t C, size_t H)
+void attention_forward(float *out, float *att, const float *qkv, size_t N, size_t C, size_t H)
 {
     // out (N, C), att (H, N, N), qkv (N, 3C)
     size_t dh = C / H;
@@ -79,16 +72,15 @@ void attention_forward(float *out, float *att, const float *qkv,
         const float *v = qkv + 2 * C + h * dh;
         for (size_t r0 = 0; r0 < N; r0 += ATT_ROW_BLOCK) {
             size_t r1 = r0 + ATT_ROW_BLOCK < N ? r0 + ATT_ROW_BLOCK : N;
-            float *S = att + (h * N + r0) * N;   // rows r0..r1-1 of this head's (N, N)
+            float *S = att + (h * N + r0) * N; // rows r0..r1-1 of this head's (N, N)
             // S[:, 0..r1) (r1-r0, r1) = scale * Q_h[r0..r1) K_h[0..r1)^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        (blasint)(r1 - r0), (blasint)r1, (blasint)dh,
-                        scale, q + r0 * C3, (blasint)C3, k, (blasint)C3,
-                        0.0f, S, (blasint)N);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)(r1 - r0), (blasint)r1, (blasint)dh,
+                        scale, q + r0 * C3, (blasint)C3, k, (blasint)C3, 0.0f, S, (blasint)N);
             for (size_t t = r0; t < r1; t++) {
                 float *row = S + (t - r0) * N;
                 float mx = row[0];
-                for (size_t u = 1; u <= t; u++) if (row[u] > mx) mx = row[u];
+                for (size_t u = 1; u <= t; u++)
+                    if (row[u] > mx) mx = row[u];
                 float sum = 0.0f;
                 for (size_t u = 0; u <= t; u++) {
                     row[u] = expf(row[u] - mx);
@@ -99,16 +91,14 @@ void attention_forward(float *out, float *att, const float *qkv,
                 memset(row + t + 1, 0, (N - t - 1) * sizeof(float));
             }
             // out[r0..r1), h*dh..] (r1-r0, dh) = S[:, 0..r1) @ V_h[0..r1) (r1, dh)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        (blasint)(r1 - r0), (blasint)dh, (blasint)r1,
-                        1.0f, S, (blasint)N, v, (blasint)C3,
-                        0.0f, out + r0 * C + h * dh, (blasint)C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)(r1 - r0), (blasint)dh,
+                        (blasint)r1, 1.0f, S, (blasint)N, v, (blasint)C3, 0.0f, out + r0 * C + h * dh,
+                        (blasint)C);
         }
     }
 }
 
-void attention_forward_naive(float *out, float *att, const float *qkv,
-                             size_t N, size_t C, size_t H)
+void attention_forward_naive(float *out, float *att, const float *qkv, size_t N, size_t C, size_t H)
 {
     size_t dh = C / H;
     size_t C3 = 3 * C;
@@ -128,12 +118,10 @@ void attention_forward_naive(float *out, float *att, const float *qkv,
             }
             double sum = 0.0;
             for (size_t u = 0; u <= t; u++) sum += exp((double)row[u] - mx);
-            for (size_t u = 0; u < N; u++)
-                row[u] = u <= t ? (float)(exp((double)row[u] - mx) / sum) : 0.0f;
+            for (size_t u = 0; u < N; u++) row[u] = u <= t ? (float)(exp((double)row[u] - mx) / sum) : 0.0f;
             for (size_t i = 0; i < dh; i++) {
                 double s = 0.0;
-                for (size_t u = 0; u <= t; u++)
-                    s += (double)row[u] * qkv[u * C3 + 2 * C + h * dh + i];
+                for (size_t u = 0; u <= t; u++) s += (double)row[u] * qkv[u * C3 + 2 * C + h * dh + i];
                 out[t * C + h * dh + i] = (float)s;
             }
         }
@@ -164,10 +152,7 @@ void gelu_forward(float *out, const float *inp, size_t count, gpt2_gelu form)
 
 /* ---- Top level ---- */
 
-const char *gpt2_gelu_name(gpt2_gelu g)
-{
-    return g == GPT2_GELU_ERF ? "erf" : "tanh";
-}
+const char *gpt2_gelu_name(gpt2_gelu g) { return g == GPT2_GELU_ERF ? "erf" : "tanh"; }
 
 /* a*b into *r; 0 on overflow. */
 /* ---- Sizing: one table per allocation, as llm.c sizes its activations ---- */
@@ -214,20 +199,20 @@ static int size_tables(const gpt2_config *c, size_t n, const gpt2_forward_opts *
         !mul_ok(L, HnN, &LHnN) || !mul_ok(n_logits, (size_t)c->vocab_size, &nlV) ||
         !mul_ok(n, (size_t)c->n_inner, &nI) || !mul_ok(nC, 3, &n3C))
         return 0;
-    rel[R_TOKENS] = n;              /* int32 */
-    rel[R_EMB] = nC;                /* (n, C) */
-    rel[R_X0] = nC;                 /* (n, C) */
-    rel[R_X0_LNF] = nC;             /* (n, C) */
-    rel[R_RESID] = LnC;             /* (L, n, C) */
-    rel[R_RESID_LNF] = LnC;         /* (L, n, C) */
+    rel[R_TOKENS] = n;                         /* int32 */
+    rel[R_EMB] = nC;                           /* (n, C) */
+    rel[R_X0] = nC;                            /* (n, C) */
+    rel[R_X0_LNF] = nC;                        /* (n, C) */
+    rel[R_RESID] = LnC;                        /* (L, n, C) */
+    rel[R_RESID_LNF] = LnC;                    /* (L, n, C) */
     rel[R_ATT] = o->skip_attention ? 0 : LHnN; /* (L, H, n, n) */
-    rel[R_LOGITS] = nlV;            /* (n_logits, V) */
-    sel[S_LN] = nC;                 /* (n, C)  LN1 or LN2 output */
-    sel[S_QKV] = n3C;               /* (n, 3C) */
-    sel[S_ATY] = nC;                /* (n, C)  attention output before c_proj */
-    sel[S_TMP] = nC;                /* (n, C)  a branch's output before the add */
-    sel[S_FCH] = nI;                /* (n, I)  MLP hidden */
-    sel[S_ATT] = o->skip_attention ? HnN : 0; /* (H, n, n) when the patterns are not kept */
+    rel[R_LOGITS] = nlV;                       /* (n_logits, V) */
+    sel[S_LN] = nC;                            /* (n, C)  LN1 or LN2 output */
+    sel[S_QKV] = n3C;                          /* (n, 3C) */
+    sel[S_ATY] = nC;                           /* (n, C)  attention output before c_proj */
+    sel[S_TMP] = nC;                           /* (n, C)  a branch's output before the add */
+    sel[S_FCH] = nI;                           /* (n, I)  MLP hidden */
+    sel[S_ATT] = o->skip_attention ? HnN : 0;  /* (H, n, n) when the patterns are not kept */
     for (int i = 0; i < R_N; i++)
         if (rel[i] > SIZE_MAX / sizeof(float)) return 0;
     for (int i = 0; i < S_N; i++)
@@ -251,17 +236,15 @@ static char *alloc_arrays(size_t head, const size_t *elems, size_t count, void *
 static int model_usable(const gpt2_model *m)
 {
     const gpt2_config *c = &m->cfg;
-    if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->n_inner < 1 ||
-        c->n_ctx < 1 || c->vocab_size < 1 || c->n_embd % c->n_head != 0 ||
-        !(c->ln_eps >= 0.0f))
+    if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->n_inner < 1 || c->n_ctx < 1 ||
+        c->vocab_size < 1 || c->n_embd % c->n_head != 0 || !(c->ln_eps >= 0.0f))
         return 0;
     const gpt2_params *p = &m->p;
     if (!p->wte || !p->wpe || !p->h || !p->ln_f_w || !p->ln_f_b) return 0;
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_block *b = &p->h[l];
-        if (!b->ln_1_w || !b->ln_1_b || !b->attn_w || !b->attn_b || !b->attn_proj_w ||
-            !b->attn_proj_b || !b->ln_2_w || !b->ln_2_b || !b->fc_w || !b->fc_b ||
-            !b->fc_proj_w || !b->fc_proj_b)
+        if (!b->ln_1_w || !b->ln_1_b || !b->attn_w || !b->attn_b || !b->attn_proj_w || !b->attn_proj_b ||
+            !b->ln_2_w || !b->ln_2_b || !b->fc_w || !b->fc_b || !b->fc_proj_w || !b->fc_proj_b)
             return 0;
     }
     return 1;
@@ -289,8 +272,8 @@ static void residual_forward(float *x, const float *y, size_t count)
 }
 
 /* e = wte[tokens], x0 = e + wpe[0..n-1]. */
-static void embed_forward(float *emb, float *x0, const int32_t *tokens, const float *wte, const float *wpe, size_t n,
-                          size_t C)
+static void embed_forward(float *emb, float *x0, const int32_t *tokens, const float *wte, const float *wpe,
+                          size_t n, size_t C)
 {
     for (size_t t = 0; t < n; t++) {
         const float *e = wte + (size_t)tokens[t] * C;
@@ -308,8 +291,8 @@ typedef void (*attention_fn)(float *, float *, const float *, size_t, size_t, si
 /* One pre-LN block on the residual stream x (n, C), in place:
  *   x += c_proj(attention(c_attn(LN1(x)))),  x += c_proj(GELU(c_fc(LN2(x)))).
  * att (H, n, n) receives the attention probabilities. */
-static void block_forward(float *x, float *att, void *const *s, const gpt2_block *b, const gpt2_config *c, size_t n,
-                          gpt2_gelu gelu, matmul_fn matmul, attention_fn attention)
+static void block_forward(float *x, float *att, void *const *s, const gpt2_block *b, const gpt2_config *c,
+                          size_t n, gpt2_gelu gelu, matmul_fn matmul, attention_fn attention)
 {
     const size_t C = (size_t)c->n_embd, F = (size_t)c->n_inner, H = (size_t)c->n_head;
     float *ln = s[S_LN], *qkv = s[S_QKV], *aty = s[S_ATY], *tmp = s[S_TMP], *fch = s[S_FCH];
@@ -354,11 +337,22 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
 
     gpt2_forward_result *r = (gpt2_forward_result *)mem;
     *r = (gpt2_forward_result){
-        .n = (int)n, .C = (int)C, .H = (int)H, .L = (int)L, .V = cfg->vocab_size,
-        .gelu = o.gelu, .kernels = o.kernels,
-        .tokens = ra[R_TOKENS], .emb = ra[R_EMB], .x0 = ra[R_X0], .x0_lnf = ra[R_X0_LNF],
-        .resid = ra[R_RESID], .resid_lnf = ra[R_RESID_LNF], .att = ra[R_ATT],
-        .n_logits = (int)n_logits, .logits_pos0 = o.logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1,
+        .n = (int)n,
+        .C = (int)C,
+        .H = (int)H,
+        .L = (int)L,
+        .V = cfg->vocab_size,
+        .gelu = o.gelu,
+        .kernels = o.kernels,
+        .tokens = ra[R_TOKENS],
+        .emb = ra[R_EMB],
+        .x0 = ra[R_X0],
+        .x0_lnf = ra[R_X0_LNF],
+        .resid = ra[R_RESID],
+        .resid_lnf = ra[R_RESID_LNF],
+        .att = ra[R_ATT],
+        .n_logits = (int)n_logits,
+        .logits_pos0 = o.logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1,
         .logits = ra[R_LOGITS],
     };
     matmul_fn matmul = naive ? matmul_forward_naive : matmul_forward;
@@ -376,8 +370,10 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
     }
     if (n_logits) { /* the tied LM head on LN_f(x_L) */
         const float *lnf = r->resid_lnf + (L - 1) * n * C + (size_t)r->logits_pos0 * C;
-        if (naive) lm_head_forward_naive(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
-        else lm_head_forward(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
+        if (naive)
+            lm_head_forward_naive(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
+        else
+            lm_head_forward(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
     }
     free(scr);
     *out = r;

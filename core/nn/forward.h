@@ -27,18 +27,18 @@
 #include "core/model/gpt2.h"
 
 typedef enum {
-    GPT2_GELU_TANH = 0,   /* GPT-2's 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))), default */
-    GPT2_GELU_ERF  = 1,   /* exact 0.5x(1+erf(x/sqrt(2))), as nanoGPT */
+    GPT2_GELU_TANH = 0, /* GPT-2's 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))), default */
+    GPT2_GELU_ERF = 1,  /* exact 0.5x(1+erf(x/sqrt(2))), as nanoGPT */
 } gpt2_gelu;
 
 typedef enum {
     GPT2_LOGITS_LAST = 0, /* logits of the last position only: (1, V), default */
-    GPT2_LOGITS_ALL  = 1, /* logits of every position: (n, V) */
+    GPT2_LOGITS_ALL = 1,  /* logits of every position: (n, V) */
     GPT2_LOGITS_NONE = 2, /* no logits */
 } gpt2_logits;
 
 typedef enum {
-    GPT2_KERNELS_BLAS  = 0, /* cblas_sgemm for every matrix product, default */
+    GPT2_KERNELS_BLAS = 0,  /* cblas_sgemm for every matrix product, default */
     GPT2_KERNELS_NAIVE = 1, /* slow reference loops */
 } gpt2_kernels;
 
@@ -47,7 +47,7 @@ typedef struct {
     gpt2_gelu gelu;
     gpt2_logits logits;
     gpt2_kernels kernels;
-    int skip_attention;   /* nonzero: do not keep the attention patterns (att = NULL).
+    int skip_attention; /* nonzero: do not keep the attention patterns (att = NULL).
                              They take L*H*n*n floats: 604 MB for 124M at n = 1024. */
 } gpt2_forward_opts;
 
@@ -60,30 +60,30 @@ typedef struct {
  * allocation owned by the caller and released by gpt2_forward_free. The
  * arrays do not alias the model. */
 typedef struct {
-    int n, C, H, L, V;     /* dimensions as above */
-    gpt2_gelu gelu;        /* which GELU form was used: report it */
-    gpt2_kernels kernels;  /* which kernel path was used */
-    int32_t *tokens;       /* (n) copy of the input ids */
-    float *emb;            /* (n, C)     e = wte[tokens] */
-    float *x0;             /* (n, C)     x_0 = e + wpe[0..n-1] */
-    float *x0_lnf;         /* (n, C)     LN_f(x_0) */
-    float *resid;          /* (L, n, C)  residual stream after block l: resid + (l*n + t)*C */
-    float *resid_lnf;      /* (L, n, C)  LN_f of it */
-    float *att;            /* (L, H, n, n) attention probabilities, element
+    int n, C, H, L, V;    /* dimensions as above */
+    gpt2_gelu gelu;       /* which GELU form was used: report it */
+    gpt2_kernels kernels; /* which kernel path was used */
+    int32_t *tokens;      /* (n) copy of the input ids */
+    float *emb;           /* (n, C)     e = wte[tokens] */
+    float *x0;            /* (n, C)     x_0 = e + wpe[0..n-1] */
+    float *x0_lnf;        /* (n, C)     LN_f(x_0) */
+    float *resid;         /* (L, n, C)  residual stream after block l: resid + (l*n + t)*C */
+    float *resid_lnf;     /* (L, n, C)  LN_f of it */
+    float *att;           /* (L, H, n, n) attention probabilities, element
                               ((l*H + h)*n + t)*n + u = weight of key u for query t;
                               rows sum to 1 over u <= t, entries u > t are exactly 0.
                               NULL when opts.skip_attention. */
-    int n_logits;          /* rows of logits: 1 (last position), n (all) or 0 (none) */
-    int logits_pos0;       /* position of the first logits row: n-1 (last) or 0 (all) */
-    float *logits;         /* (n_logits, V) LN_f(x_L) wte^T, NULL when n_logits = 0 */
+    int n_logits;         /* rows of logits: 1 (last position), n (all) or 0 (none) */
+    int logits_pos0;      /* position of the first logits row: n-1 (last) or 0 (all) */
+    float *logits;        /* (n_logits, V) LN_f(x_L) wte^T, NULL when n_logits = 0 */
 } gpt2_forward_result;
 
 /* Runs the model on tokens[0..n). On success returns TW_OK and stores a
  * new result in *out (free with gpt2_forward_free). On error returns a
  * negative GPT2_FWD_* code, sets *out = NULL, and leaves nothing allocated.
  * Allocates the result and one scratch block; never aborts on bad input. */
-int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n,
-                 const gpt2_forward_opts *opts, gpt2_forward_result **out);
+int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt2_forward_opts *opts,
+                 gpt2_forward_result **out);
 
 /* Releases a result; NULL is fine. */
 void gpt2_forward_free(gpt2_forward_result *r);
@@ -95,20 +95,18 @@ const char *gpt2_gelu_name(gpt2_gelu g);
 
 /* out (N, OC) = inp (N, IC) @ weight (IC, OC) + bias (OC); bias may be NULL.
  * Conv1D layout. out must not alias inp. */
-void matmul_forward(float *out, const float *inp, const float *weight,
-                    const float *bias, size_t N, size_t IC, size_t OC);
-void matmul_forward_naive(float *out, const float *inp, const float *weight,
-                          const float *bias, size_t N, size_t IC, size_t OC);
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, size_t N, size_t IC,
+                    size_t OC);
+void matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias, size_t N,
+                          size_t IC, size_t OC);
 
 /* Causal multi-head self-attention core.
  *   out   (N, C)        concatenated head outputs (before c_proj)
  *   att   (H, N, N)     written: softmax probabilities, zero above the diagonal
  *   qkv   (N, 3C)       query | key | value, head h at columns h*dh.. in each third
  * Scale 1/sqrt(C/H); softmax subtracts the row maximum. C % H == 0. */
-void attention_forward(float *out, float *att, const float *qkv,
-                       size_t N, size_t C, size_t H);
-void attention_forward_naive(float *out, float *att, const float *qkv,
-                             size_t N, size_t C, size_t H);
+void attention_forward(float *out, float *att, const float *qkv, size_t N, size_t C, size_t H);
+void attention_forward_naive(float *out, float *att, const float *qkv, size_t N, size_t C, size_t H);
 
 /* out[i] = GELU(inp[i]) for i < count; out may equal inp. */
 void gelu_forward(float *out, const float *inp, size_t count, gpt2_gelu form);

@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-void layernorm_rows(float *out, const float *in, const float *gamma,
-                    const float *beta, size_t rows, size_t d, float eps)
+void layernorm_rows(float *out, const float *in, const float *gamma, const float *beta, size_t rows, size_t d,
+                    float eps)
 {
     // out, in (rows, d); gamma, beta (d) or NULL
     if (d == 0) return;

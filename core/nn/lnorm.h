@@ -12,7 +12,7 @@
  * float once, so the result does not depend on how rows are split between
  * calls. out may equal in (in place); other overlaps are not allowed.
  * No allocation, no failure; a row of d == 0 is a no-op. Thread-safe. */
-void layernorm_rows(float *out, const float *in, const float *gamma,
-                    const float *beta, size_t rows, size_t d, float eps);
+void layernorm_rows(float *out, const float *in, const float *gamma, const float *beta, size_t rows, size_t d,
+                    float eps);
 
 #endif

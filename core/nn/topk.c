@@ -20,10 +20,7 @@ typedef struct {
     int32_t id;
 } heap_item;
 
-static int better(double ka, int32_t ia, double kb, int32_t ib)
-{
-    return ka > kb || (ka == kb && ia < ib);
-}
+static int better(double ka, int32_t ia, double kb, int32_t ib) { return ka > kb || (ka == kb && ia < ib); }
 
 static void heap_init(heap_item *h, size_t k)
 {
@@ -36,8 +33,7 @@ static void heap_init(heap_item *h, size_t k)
 
 /* Replaces the root by (key, score, id) and restores the heap property
  * (every parent worse than its children). */
-static void heap_replace_root(heap_item *h, size_t k, double key, double score,
-                              int32_t id)
+static void heap_replace_root(heap_item *h, size_t k, double key, double score, int32_t id)
 {
     size_t i = 0;
     for (;;) {
@@ -59,11 +55,9 @@ static void heap_replace_root(heap_item *h, size_t k, double key, double score,
     h[i].id = id;
 }
 
-static inline void heap_offer(heap_item *h, size_t k, double key,
-                              double score, int32_t id)
+static inline void heap_offer(heap_item *h, size_t k, double key, double score, int32_t id)
 {
-    if (better(key, id, h[0].key, h[0].id))
-        heap_replace_root(h, k, key, score, id);
+    if (better(key, id, h[0].key, h[0].id)) heap_replace_root(h, k, key, score, id);
 }
 
 static int cmp_best_first(const void *a, const void *b)
@@ -92,8 +86,7 @@ static double bottom_key(double s) { return isnan(s) ? -INFINITY : -s; }
 /* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap. The float
  * threshold test passes every candidate that could enter (ties included, NaN
  * included), so the exact test in heap_offer decides. */
-static void scan_top(heap_item *h, size_t k, const float *s, size_t b,
-                     int32_t id0)
+static void scan_top(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
 {
     float thr = (float)h[0].key; /* exact: keys come from floats or -inf */
     for (size_t j = 0; j < b; j++) {
@@ -105,8 +98,7 @@ static void scan_top(heap_item *h, size_t k, const float *s, size_t b,
     }
 }
 
-static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b,
-                        int32_t id0)
+static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
 {
     float thr = (float)-h[0].key; /* candidates need v <= thr */
     for (size_t j = 0; j < b; j++) {
@@ -118,9 +110,8 @@ static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b,
     }
 }
 
-static int check_args(const void *M, size_t n, size_t d, const void *Q,
-                      size_t nq, size_t k, const topk_hit *top,
-                      const topk_hit *bottom)
+static int check_args(const void *M, size_t n, size_t d, const void *Q, size_t nq, size_t k,
+                      const topk_hit *top, const topk_hit *bottom)
 {
     if (!M || !Q || (!top && !bottom)) return TW_EINVAL;
     if (k < 1 || k > n || n >= (size_t)INT32_MAX) return TW_EINVAL;
@@ -132,8 +123,8 @@ static int check_args(const void *M, size_t n, size_t d, const void *Q,
 /* Scratch target for one GEMM block of scores (nq x b floats). */
 #define TOPK_SCRATCH_BYTES ((size_t)8 << 20)
 
-int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq,
-              size_t k, topk_hit *top, topk_hit *bottom)
+int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+              topk_hit *bottom)
 {
     // M (n, d), Q (nq, d); top, bottom (nq, k)
     int rc = check_args(M, n, d, Q, nq, k, top, bottom);
@@ -163,9 +154,8 @@ int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq,
     for (size_t j0 = 0; j0 < n; j0 += b) {
         size_t bj = n - j0 < b ? n - j0 : b;
         // S (nq, bj) = Q (nq, d) . M[j0 .. j0+bj)^T (d, bj)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj,
-                    (int)d, 1.0f, Q, (int)d, M + j0 * d, (int)d, 0.0f, S,
-                    (int)bj);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
+                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
         for (size_t i = 0; i < nq; i++) {
             const float *s = S + i * bj;
             if (ht) scan_top(ht + i * k, k, s, bj, (int32_t)j0);
@@ -209,8 +199,8 @@ static int cmp_naive_bottom(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q,
-                    size_t nq, size_t k, topk_hit *top, topk_hit *bottom)
+int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+                    topk_hit *bottom)
 {
     int rc = check_args(M, n, d, Q, nq, k, top, bottom);
     if (rc) return rc;
@@ -246,8 +236,7 @@ int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q,
 
 /* ---- Plain score vector ---- */
 
-int topk_vec(const double *s, size_t n, size_t k, topk_hit *top,
-             topk_hit *bottom)
+int topk_vec(const double *s, size_t n, size_t k, topk_hit *top, topk_hit *bottom)
 {
     if (!s || (!top && !bottom)) return TW_EINVAL;
     if (k < 1 || k > n || n >= (size_t)INT32_MAX) return TW_EINVAL;
@@ -255,14 +244,12 @@ int topk_vec(const double *s, size_t n, size_t k, topk_hit *top,
     if (!h) return TW_ENOMEM;
     if (top) {
         heap_init(h, k);
-        for (size_t j = 0; j < n; j++)
-            heap_offer(h, k, top_key(s[j]), s[j], (int32_t)j);
+        for (size_t j = 0; j < n; j++) heap_offer(h, k, top_key(s[j]), s[j], (int32_t)j);
         heap_emit(h, k, top);
     }
     if (bottom) {
         heap_init(h, k);
-        for (size_t j = 0; j < n; j++)
-            heap_offer(h, k, bottom_key(s[j]), s[j], (int32_t)j);
+        for (size_t j = 0; j < n; j++) heap_offer(h, k, bottom_key(s[j]), s[j], (int32_t)j);
         heap_emit(h, k, bottom);
     }
     free(h);

@@ -34,7 +34,6 @@ typedef struct {
     double score;
 } topk_hit;
 
-
 /* For each query row q_i of Q (nq, d), the top-k and bottom-k of q_i against
  * M (n, d). top and bottom are (nq, k) arrays, row i for query i, owned by the
  * caller; either may be NULL if that list is not wanted (not both).
@@ -43,19 +42,18 @@ typedef struct {
  * a bounded heap per query and list: O(nq * n * d) flops, O(nq * n * log k)
  * worst-case selection, never a sort of n. Allocates about 8 MiB of scratch
  * (freed before returning). */
-int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq,
-              size_t k, topk_hit *top, topk_hit *bottom);
+int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+              topk_hit *bottom);
 
 /* The slow, obviously-correct reference of topk_rows: double dot products,
  * a full stable ordering. Same contract; scores agree with topk_rows to float
  * rounding (ids agree except between scores closer than that rounding). */
-int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q,
-                    size_t nq, size_t k, topk_hit *top, topk_hit *bottom);
+int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+                    topk_hit *bottom);
 
 /* Top-k (descending) and bottom-k (ascending) of the plain score vector
  * s (n), ties lower index first; top or bottom (k each) may be NULL (not
  * both). Bounded heaps, O(n log k). */
-int topk_vec(const double *s, size_t n, size_t k, topk_hit *top,
-             topk_hit *bottom);
+int topk_vec(const double *s, size_t n, size_t k, topk_hit *top, topk_hit *bottom);
 
 #endif

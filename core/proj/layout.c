@@ -35,7 +35,7 @@ struct layout_service {
     umap_params params;
     umap_model model; /* valid once state == U_READY */
     uint64_t key;
-    char path[4200];  /* where the layout is kept; empty: kept in memory only */
+    char path[4200]; /* where the layout is kept; empty: kept in memory only */
     bool from_cache;
     double fit_seconds;
     char error[512];
@@ -91,11 +91,11 @@ static void *fit_main(void *arg)
         tw_log("umap: layout of %zu rows fitted in %.1f s (%s); kept in memory only", p->n, p->fit_seconds,
                m.init_note);
     else if (umap_save(&p->model, p->path, serr, sizeof serr) != TW_OK)
-        tw_log("umap: layout of %zu rows fitted in %.1f s (%s); it will not be kept: %s", p->n, p->fit_seconds,
-               m.init_note, serr);
+        tw_log("umap: layout of %zu rows fitted in %.1f s (%s); it will not be kept: %s", p->n,
+               p->fit_seconds, m.init_note, serr);
     else
-        tw_log("umap: layout of %zu rows fitted in %.1f s (%s); saved to %s", p->n, p->fit_seconds, m.init_note,
-               p->path);
+        tw_log("umap: layout of %zu rows fitted in %.1f s (%s); saved to %s", p->n, p->fit_seconds,
+               m.init_note, p->path);
     return NULL;
 }
 
@@ -106,8 +106,9 @@ static void choose_path(layout_service *p, const char *cache_dir)
     p->path[0] = '\0';
     if (!cache_dir[0]) return;
     if (fs_mkdir_p(cache_dir) != 0 || access(cache_dir, W_OK) != 0) {
-        tw_log("umap: cannot write the cache folder %s (%s); the layout will be fitted in memory and not kept",
-               cache_dir, strerror(errno));
+        tw_log(
+            "umap: cannot write the cache folder %s (%s); the layout will be fitted in memory and not kept",
+            cache_dir, strerror(errno));
         return;
     }
     char name[64];
@@ -214,8 +215,8 @@ static int not_ready(layout_service *p, double *progress, char *msg, size_t msgl
     return TW_ENUMERIC;
 }
 
-int layout_apply(layout_service *p, proj_kind kind, const float *y, size_t m, float *out, double *progress, char *msg,
-                 size_t msglen)
+int layout_apply(layout_service *p, proj_kind kind, const float *y, size_t m, float *out, double *progress,
+                 char *msg, size_t msglen)
 {
     *progress = 1;
     if (kind == PROJ_PCA) {
@@ -255,9 +256,10 @@ json_t *layout_status_json(layout_service *p)
     static const char *stages[] = {"idle", "knn", "graph", "init", "optimize", "done"};
     int st = atomic_load(&p->state);
     int stage = atomic_load(&p->prog.stage);
-    json_t *o = json_pack("{s:s,s:i,s:i,s:i,s:f,s:b,s:b}", "state", states[st], "rows", (int)p->n, "n_neighbors",
-                          (int)p->params.n_neighbors, "n_components", 3, "min_dist", (double)p->params.min_dist,
-                          "from_cache", p->from_cache, "kept_on_disk", p->path[0] != '\0');
+    json_t *o =
+        json_pack("{s:s,s:i,s:i,s:i,s:f,s:b,s:b}", "state", states[st], "rows", (int)p->n, "n_neighbors",
+                  (int)p->params.n_neighbors, "n_components", 3, "min_dist", (double)p->params.min_dist,
+                  "from_cache", p->from_cache, "kept_on_disk", p->path[0] != '\0');
     if (st == U_FITTING) {
         json_object_set_new(o, "progress", json_real(umap_progress_fraction(&p->prog)));
         json_object_set_new(o, "stage", json_string(stage >= 0 && stage <= 5 ? stages[stage] : "?"));

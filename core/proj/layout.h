@@ -20,13 +20,13 @@ typedef struct layout_service layout_service;
 typedef enum { PROJ_PCA = 0, PROJ_UMAP = 1 } proj_kind;
 
 typedef struct {
-    size_t rows;              /* rows of the matrix to fit on (from the first) */
-    bool umap;                /* fit the UMAP layout at all */
+    size_t rows; /* rows of the matrix to fit on (from the first) */
+    bool umap;   /* fit the UMAP layout at all */
     size_t umap_neighbors;
-    size_t umap_epochs;       /* 0: umap-learn's rule */
+    size_t umap_epochs; /* 0: umap-learn's rule */
     uint64_t umap_seed;
-    size_t threads;           /* threads of the fit; 0: one per core */
-    char cache_dir[4096];     /* folder of saved layouts; empty: keep none */
+    size_t threads;       /* threads of the fit; 0: one per core */
+    char cache_dir[4096]; /* folder of saved layouts; empty: keep none */
 } layout_settings;
 
 /* Fits PCA of the first s->rows rows of data (n, dim) now and starts the

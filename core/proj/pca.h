@@ -11,19 +11,18 @@
 #include <stddef.h>
 
 typedef struct {
-    size_t dim;          /* input width D */
-    size_t n_components; /* k */
-    double *mean;        /* (D) column means, owned */
-    double *components;  /* (k, D) unit rows, by descending variance, owned */
-    double *variance;    /* (k) variance along each component, owned */
+    size_t dim;            /* input width D */
+    size_t n_components;   /* k */
+    double *mean;          /* (D) column means, owned */
+    double *components;    /* (k, D) unit rows, by descending variance, owned */
+    double *variance;      /* (k) variance along each component, owned */
     double total_variance; /* trace of the covariance */
 } pca_model;
 
 /* Fits k components (1 <= k <= dim, n >= 2) of x (n, dim). Returns 0, or -1
  * with one line in err (bad arguments, out of memory, LAPACK failure); *out
  * is empty on failure and must be released with pca_free on success. */
-int pca_fit(const float *x, size_t n, size_t dim, size_t k, pca_model *out,
-            char *err, size_t errlen);
+int pca_fit(const float *x, size_t n, size_t dim, size_t k, pca_model *out, char *err, size_t errlen);
 
 /* Projects x (n, m->dim) onto the components: out (n, k) =
  * (x - mean) components^T, computed in double. */

@@ -32,43 +32,33 @@ void umap_params_default(umap_params *p)
 
 int umap_params_check(const umap_params *p, size_t n, char *err, size_t errlen)
 {
-#define BAD(...)                                                              \
-    do {                                                                      \
-        umap_set_err(err, errlen, __VA_ARGS__);                               \
-        return TW_EINVAL;                                                   \
+#define BAD(...)                                                                                             \
+    do {                                                                                                     \
+        umap_set_err(err, errlen, __VA_ARGS__);                                                              \
+        return TW_EINVAL;                                                                                    \
     } while (0)
-    if (!p)
-        BAD("umap: no parameters");
+    if (!p) BAD("umap: no parameters");
     if (p->n_components < 1 || p->n_components > UMAP_MAX_COMPONENTS)
         BAD("umap: n_components must be 1..%d", UMAP_MAX_COMPONENTS);
     if (p->n_neighbors < 2 || p->n_neighbors > UMAP_MAX_NEIGHBORS)
         BAD("umap: n_neighbors must be 2..%d", UMAP_MAX_NEIGHBORS);
-    if (n <= p->n_neighbors)
-        BAD("umap: %zu rows, need more than n_neighbors (%zu)", n,
-            p->n_neighbors);
-    if (n > INT32_MAX)
-        BAD("umap: too many rows (%zu)", n);
-    if (!(p->spread > 0.0f) || !isfinite(p->spread))
-        BAD("umap: spread must be > 0");
-    if (!(p->min_dist >= 0.0f) || !(p->min_dist <= p->spread))
-        BAD("umap: min_dist must be in [0, spread]");
-    if (p->n_epochs > 100000)
-        BAD("umap: n_epochs must be at most 100000");
-    if (!(p->learning_rate > 0.0f) || !isfinite(p->learning_rate))
-        BAD("umap: learning_rate must be > 0");
+    if (n <= p->n_neighbors) BAD("umap: %zu rows, need more than n_neighbors (%zu)", n, p->n_neighbors);
+    if (n > INT32_MAX) BAD("umap: too many rows (%zu)", n);
+    if (!(p->spread > 0.0f) || !isfinite(p->spread)) BAD("umap: spread must be > 0");
+    if (!(p->min_dist >= 0.0f) || !(p->min_dist <= p->spread)) BAD("umap: min_dist must be in [0, spread]");
+    if (p->n_epochs > 100000) BAD("umap: n_epochs must be at most 100000");
+    if (!(p->learning_rate > 0.0f) || !isfinite(p->learning_rate)) BAD("umap: learning_rate must be > 0");
     if (!(p->repulsion_strength >= 0.0f) || !isfinite(p->repulsion_strength))
         BAD("umap: repulsion_strength must be >= 0");
     if (p->negative_sample_rate < 1 || p->negative_sample_rate > 1000)
         BAD("umap: negative_sample_rate must be 1..1000");
-    if (!(p->local_connectivity >= 0.0f) ||
-        !(p->local_connectivity <= (float)p->n_neighbors))
+    if (!(p->local_connectivity >= 0.0f) || !(p->local_connectivity <= (float)p->n_neighbors))
         BAD("umap: local_connectivity must be in [0, n_neighbors]");
     if (!(p->set_op_mix_ratio >= 0.0f) || !(p->set_op_mix_ratio <= 1.0f))
         BAD("umap: set_op_mix_ratio must be in [0, 1]");
     if (p->init != UMAP_INIT_SPECTRAL && p->init != UMAP_INIT_RANDOM)
         BAD("umap: unknown init %d", (int)p->init);
-    if (p->n_threads < 1 || p->n_threads > 256)
-        BAD("umap: n_threads must be 1..256");
+    if (p->n_threads < 1 || p->n_threads > 256) BAD("umap: n_threads must be 1..256");
     return TW_OK;
 #undef BAD
 }
@@ -89,25 +79,19 @@ double umap_progress_fraction(const umap_progress *p)
     static const double begin[] = {0.0, 0.0, 0.20, 0.22, 0.25, 1.0};
     umap_progress *q = (umap_progress *)p; /* atomic loads of a const view */
     int stage = atomic_load(&q->stage);
-    if (stage < UMAP_STAGE_IDLE || stage > UMAP_STAGE_DONE)
-        return 0.0;
-    if (stage == UMAP_STAGE_DONE)
-        return 1.0;
-    if (stage == UMAP_STAGE_IDLE)
-        return 0.0;
+    if (stage < UMAP_STAGE_IDLE || stage > UMAP_STAGE_DONE) return 0.0;
+    if (stage == UMAP_STAGE_DONE) return 1.0;
+    if (stage == UMAP_STAGE_IDLE) return 0.0;
     long done = atomic_load(&q->done), total = atomic_load(&q->total);
     double within = total > 0 ? (double)done / (double)total : 0.0;
-    if (within < 0.0)
-        within = 0.0;
-    if (within > 1.0)
-        within = 1.0;
+    if (within < 0.0) within = 0.0;
+    if (within > 1.0) within = 1.0;
     return begin[stage] + within * (begin[stage + 1] - begin[stage]);
 }
 
 void umap_model_free(umap_model *m)
 {
-    if (!m)
-        return;
+    if (!m) return;
     free(m->embedding);
     memset(m, 0, sizeof *m);
 }
@@ -115,8 +99,7 @@ void umap_model_free(umap_model *m)
 /* umap-learn's epoch rule for a fit of n rows. */
 static size_t fit_epochs(const umap_params *p, size_t n)
 {
-    if (p->n_epochs > 0)
-        return p->n_epochs;
+    if (p->n_epochs > 0) return p->n_epochs;
     return n <= 10000 ? 500 : 200;
 }
 
@@ -126,8 +109,7 @@ static void graph_prune(umap_graph *g, size_t n_epochs)
 {
     float wmax = 0.0f;
     for (size_t t = 0; t < g->nnz; t++)
-        if (g->data[t] > wmax)
-            wmax = g->data[t];
+        if (g->data[t] > wmax) wmax = g->data[t];
     const float cut = wmax / (float)n_epochs;
     size_t w = 0, row_begin = 0;
     for (size_t i = 0; i < g->n; i++) {
@@ -147,29 +129,24 @@ static void graph_prune(umap_graph *g, size_t n_epochs)
 /* Spectral/random start as umap-learn's simplicial_set_embedding: spectral
  * layout scaled to max |entry| 10 plus N(0, 1e-4) noise, or uniform
  * [-10, 10]; then every column mapped onto [0, 10]. */
-static int initial_layout(const umap_graph *g, const float *x, size_t dim,
-                          const umap_params *p, float *emb, char *note,
-                          size_t notelen, char *err, size_t errlen)
+static int initial_layout(const umap_graph *g, const float *x, size_t dim, const umap_params *p, float *emb,
+                          char *note, size_t notelen, char *err, size_t errlen)
 {
     const size_t n = g->n, nc = p->n_components;
     uint64_t rng = umap_rng_derive(p->seed, 0x1417);
     if (p->init == UMAP_INIT_RANDOM) {
-        for (size_t t = 0; t < n * nc; t++)
-            emb[t] = (float)(-10.0 + 20.0 * umap_rng_uniform(&rng));
+        for (size_t t = 0; t < n * nc; t++) emb[t] = (float)(-10.0 + 20.0 * umap_rng_uniform(&rng));
         umap_set_err(note, notelen, "random (uniform in [-10, 10])");
     } else {
-        int rc = umap_spectral_init(g, x, dim, nc, UMAP_DENSE_EIGEN_MAX,
-                                    p->seed, emb, note, notelen, err, errlen);
-        if (rc != TW_OK)
-            return rc;
+        int rc =
+            umap_spectral_init(g, x, dim, nc, UMAP_DENSE_EIGEN_MAX, p->seed, emb, note, notelen, err, errlen);
+        if (rc != TW_OK) return rc;
         double amax = 0.0;
         for (size_t t = 0; t < n * nc; t++)
-            if (fabs(emb[t]) > amax)
-                amax = fabs(emb[t]);
+            if (fabs(emb[t]) > amax) amax = fabs(emb[t]);
         double expansion = amax > 0.0 ? 10.0 / amax : 1.0;
         for (size_t t = 0; t < n * nc; t++)
-            emb[t] = (float)(emb[t] * expansion) +
-                     (float)(1e-4 * umap_rng_normal(&rng));
+            emb[t] = (float)(emb[t] * expansion) + (float)(1e-4 * umap_rng_normal(&rng));
     }
     for (size_t d = 0; d < nc; d++) {
         float lo = emb[d], hi = emb[d];
@@ -180,14 +157,13 @@ static int initial_layout(const umap_graph *g, const float *x, size_t dim,
         }
         float span = hi - lo;
         for (size_t i = 0; i < n; i++)
-            emb[i * nc + d] =
-                span > 0.0f ? 10.0f * (emb[i * nc + d] - lo) / span : 0.0f;
+            emb[i * nc + d] = span > 0.0f ? 10.0f * (emb[i * nc + d] - lo) / span : 0.0f;
     }
     return TW_OK;
 }
 
-int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
-             umap_progress *prog, umap_model *out, char *err, size_t errlen)
+int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p, umap_progress *prog, umap_model *out,
+             char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (!x || dim == 0) {
@@ -195,20 +171,18 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
         return TW_EINVAL;
     }
     int rc = umap_params_check(p, n, err, errlen);
-    if (rc != TW_OK)
-        return rc;
+    if (rc != TW_OK) return rc;
     for (size_t t = 0; t < n * dim; t++)
         if (!isfinite(x[t])) {
-            umap_set_err(err, errlen, "umap_fit: non-finite value at row %zu",
-                         t / dim);
+            umap_set_err(err, errlen, "umap_fit: non-finite value at row %zu", t / dim);
             return TW_EINVAL;
         }
     const size_t k = p->n_neighbors, nc = p->n_components;
     const size_t n_epochs = fit_epochs(p, n);
     float a, b;
     if (umap_find_ab(p->spread, p->min_dist, &a, &b) != TW_OK) {
-        umap_set_err(err, errlen, "umap_fit: a/b fit failed (spread %g, min_dist %g)",
-                     (double)p->spread, (double)p->min_dist);
+        umap_set_err(err, errlen, "umap_fit: a/b fit failed (spread %g, min_dist %g)", (double)p->spread,
+                     (double)p->min_dist);
         return TW_ENUMERIC;
     }
     int32_t *idx = malloc(n * k * sizeof *idx);
@@ -224,15 +198,12 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
         goto done;
     }
     rc = umap_knn(x, n, x, n, dim, k, 1, idx, dist, prog, err, errlen);
-    if (rc != TW_OK)
-        goto done;
+    if (rc != TW_OK) goto done;
 
     umap_progress_set(prog, UMAP_STAGE_GRAPH, 0, 1);
     umap_smooth_knn_dist(dist, n, k, p->local_connectivity, 1.0f, sigma, rho);
-    rc = umap_fuzzy_graph(idx, dist, n, k, sigma, rho, p->set_op_mix_ratio, &g,
-                          err, errlen);
-    if (rc != TW_OK)
-        goto done;
+    rc = umap_fuzzy_graph(idx, dist, n, k, sigma, rho, p->set_op_mix_ratio, &g, err, errlen);
+    if (rc != TW_OK) goto done;
     graph_prune(&g, n_epochs > 10 ? n_epochs : (n <= 10000 ? 500 : 200));
     if (umap_cancelled(prog)) {
         rc = TW_ECANCELED;
@@ -241,10 +212,8 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
     }
 
     umap_progress_set(prog, UMAP_STAGE_INIT, 0, 1);
-    rc = initial_layout(&g, x, dim, p, emb, out->init_note,
-                        sizeof out->init_note, err, errlen);
-    if (rc != TW_OK)
-        goto done;
+    rc = initial_layout(&g, x, dim, p, emb, out->init_note, sizeof out->init_note, err, errlen);
+    if (rc != TW_OK) goto done;
     if (umap_cancelled(prog)) {
         rc = TW_ECANCELED;
         umap_set_err(err, errlen, "umap_fit: cancelled");
@@ -258,17 +227,13 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
         goto done;
     }
     umap_epochs_per_sample(g.data, g.nnz, n_epochs, eps);
-    rc = umap_optimize_fit(emb, n, nc, &g, eps, n_epochs, a, b,
-                           p->repulsion_strength, p->learning_rate,
-                           p->negative_sample_rate, p->n_threads,
-                           umap_rng_derive(p->seed, 0x5d9), prog);
+    rc = umap_optimize_fit(emb, n, nc, &g, eps, n_epochs, a, b, p->repulsion_strength, p->learning_rate,
+                           p->negative_sample_rate, p->n_threads, umap_rng_derive(p->seed, 0x5d9), prog);
     if (rc == TW_ECANCELED)
         umap_set_err(err, errlen, "umap_fit: cancelled");
     else if (rc != TW_OK)
-        umap_set_err(err, errlen, "umap_fit: could not start %zu threads",
-                     p->n_threads);
-    if (rc != TW_OK)
-        goto done;
+        umap_set_err(err, errlen, "umap_fit: could not start %zu threads", p->n_threads);
+    if (rc != TW_OK) goto done;
 
     out->params = *p;
     out->n = n;
@@ -280,8 +245,7 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
     emb = NULL;
     umap_progress_set(prog, UMAP_STAGE_DONE, 1, 1);
 done:
-    if (rc != TW_OK)
-        out->init_note[0] = '\0';
+    if (rc != TW_OK) out->init_note[0] = '\0';
     free(idx);
     free(dist);
     free(sigma);
@@ -292,24 +256,19 @@ done:
     return rc;
 }
 
-int umap_transform(const umap_model *model, const float *x_train,
-                   const float *y, size_t m, float *out, char *err,
-                   size_t errlen)
+int umap_transform(const umap_model *model, const float *x_train, const float *y, size_t m, float *out,
+                   char *err, size_t errlen)
 {
-    if (!model || !model->embedding || !x_train || (!y && m > 0) ||
-        (!out && m > 0)) {
+    if (!model || !model->embedding || !x_train || (!y && m > 0) || (!out && m > 0)) {
         umap_set_err(err, errlen, "umap_transform: bad arguments");
         return TW_EINVAL;
     }
-    if (m == 0)
-        return TW_OK;
+    if (m == 0) return TW_OK;
     const umap_params *p = &model->params;
-    const size_t n = model->n, dim = model->dim, k = p->n_neighbors,
-                 nc = p->n_components;
+    const size_t n = model->n, dim = model->dim, k = p->n_neighbors, nc = p->n_components;
     for (size_t t = 0; t < m * dim; t++)
         if (!isfinite(y[t])) {
-            umap_set_err(err, errlen,
-                         "umap_transform: non-finite value at row %zu", t / dim);
+            umap_set_err(err, errlen, "umap_transform: non-finite value at row %zu", t / dim);
             return TW_EINVAL;
         }
     int32_t *idx = malloc(m * k * sizeof *idx);
@@ -322,14 +281,12 @@ int umap_transform(const umap_model *model, const float *x_train,
     float *vals = malloc(m * k * sizeof *vals);
     double *eps = malloc(m * k * sizeof *eps);
     int rc = TW_ENOMEM;
-    if (!idx || !dist || !sigma || !rho || !w || !indptr || !cols || !vals ||
-        !eps) {
+    if (!idx || !dist || !sigma || !rho || !w || !indptr || !cols || !vals || !eps) {
         umap_set_err(err, errlen, "umap_transform: out of memory (m=%zu)", m);
         goto done;
     }
     rc = umap_knn(x_train, n, y, m, dim, k, 0, idx, dist, NULL, err, errlen);
-    if (rc != TW_OK)
-        goto done;
+    if (rc != TW_OK) goto done;
     /* umap-learn lowers local_connectivity by one for new points */
     float lc = p->local_connectivity - 1.0f;
     umap_smooth_knn_dist(dist, m, k, lc > 0.0f ? lc : 0.0f, 1.0f, sigma, rho);
@@ -340,13 +297,10 @@ int umap_transform(const umap_model *model, const float *x_train,
         int32_t exact = -1;
         for (size_t j = 0; j < k; j++) {
             double e = (double)dist[i * k + j] - rho[i];
-            float v = (e <= 0.0 || sigma[i] == 0.0f)
-                          ? 1.0f
-                          : (float)exp(-(e / sigma[i]));
+            float v = (e <= 0.0 || sigma[i] == 0.0f) ? 1.0f : (float)exp(-(e / sigma[i]));
             w[i * k + j] = v;
             wsum += v;
-            if (v == 1.0f && (exact < 0 || idx[i * k + j] < exact))
-                exact = idx[i * k + j];
+            if (v == 1.0f && (exact < 0 || idx[i * k + j] < exact)) exact = idx[i * k + j];
         }
         float *o = out + i * nc;
         if (exact >= 0 || !(wsum > 0.0)) {
@@ -358,8 +312,7 @@ int umap_transform(const umap_model *model, const float *x_train,
             for (size_t d = 0; d < nc; d++) {
                 double s = 0.0;
                 for (size_t j = 0; j < k; j++)
-                    s += w[i * k + j] *
-                         (double)model->embedding[(size_t)idx[i * k + j] * nc + d];
+                    s += w[i * k + j] * (double)model->embedding[(size_t)idx[i * k + j] * nc + d];
                 o[d] = (float)(s / wsum);
             }
         }
@@ -370,8 +323,7 @@ int umap_transform(const umap_model *model, const float *x_train,
     else
         n_epochs = p->n_epochs / 3 > 0 ? p->n_epochs / 3 : 1;
     float wmax = 0.0f;
-    for (size_t t = 0; t < m * k; t++)
-        wmax = w[t] > wmax ? w[t] : wmax;
+    for (size_t t = 0; t < m * k; t++) wmax = w[t] > wmax ? w[t] : wmax;
     const float cut = wmax / (float)n_epochs;
     size_t nnz = 0;
     indptr[0] = 0;
@@ -385,9 +337,8 @@ int umap_transform(const umap_model *model, const float *x_train,
         indptr[i + 1] = nnz;
     }
     umap_epochs_per_sample(vals, nnz, n_epochs, eps);
-    umap_optimize_transform(out, m, model->embedding, n, nc, indptr, cols, eps,
-                            n_epochs, model->a, model->b, p->repulsion_strength,
-                            p->learning_rate / 4.0f, p->negative_sample_rate,
+    umap_optimize_transform(out, m, model->embedding, n, nc, indptr, cols, eps, n_epochs, model->a, model->b,
+                            p->repulsion_strength, p->learning_rate / 4.0f, p->negative_sample_rate,
                             umap_rng_derive(p->seed, 0x7a5f));
     rc = TW_OK;
 done:

@@ -43,7 +43,7 @@
  * TW_ENUMERIC when the eigensolver or the fit did not converge). */
 
 #define UMAP_MAX_COMPONENTS 16
-#define UMAP_MAX_NEIGHBORS 256
+#define UMAP_MAX_NEIGHBORS  256
 
 typedef enum {
     UMAP_INIT_SPECTRAL = 0, /* Laplacian eigenmap of the fuzzy graph */
@@ -72,14 +72,14 @@ typedef struct {
 /* A fitted layout. Holds no pointer to the training data: transform takes
  * the same rows again from the caller. */
 typedef struct {
-    umap_params params;   /* settings of the fit (n_epochs as requested) */
-    size_t n;             /* training rows */
-    size_t dim;           /* input width D */
-    size_t n_epochs_fit;  /* epochs the fit actually ran (resolved rule) */
-    float a, b;           /* curve 1 / (1 + a d^(2b)) */
-    float *embedding;     /* (n, n_components) owned; umap_model_free */
-    uint64_t key;         /* caller's cache key, stored by umap_save */
-    char init_note[160];  /* how the layout was initialised, for the log */
+    umap_params params;  /* settings of the fit (n_epochs as requested) */
+    size_t n;            /* training rows */
+    size_t dim;          /* input width D */
+    size_t n_epochs_fit; /* epochs the fit actually ran (resolved rule) */
+    float a, b;          /* curve 1 / (1 + a d^(2b)) */
+    float *embedding;    /* (n, n_components) owned; umap_model_free */
+    uint64_t key;        /* caller's cache key, stored by umap_save */
+    char init_note[160]; /* how the layout was initialised, for the log */
 } umap_model;
 
 /* Progress of a running fit, shared with other threads. The caller owns the
@@ -97,10 +97,10 @@ typedef enum {
 } umap_stage;
 
 typedef struct {
-    atomic_int stage;   /* umap_stage */
-    atomic_long done;   /* units finished within the stage */
-    atomic_long total;  /* units of the stage */
-    atomic_int cancel;  /* written by the caller */
+    atomic_int stage;  /* umap_stage */
+    atomic_long done;  /* units finished within the stage */
+    atomic_long total; /* units of the stage */
+    atomic_int cancel; /* written by the caller */
 } umap_progress;
 
 void umap_progress_reset(umap_progress *p);
@@ -119,8 +119,8 @@ int umap_params_check(const umap_params *p, size_t n, char *err, size_t errlen);
  * owns a new embedding (umap_model_free), out->key is 0. On failure *out is
  * left empty (safe to free). prog may be NULL. x must stay unchanged during
  * the call; it is not retained. */
-int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
-             umap_progress *prog, umap_model *out, char *err, size_t errlen);
+int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p, umap_progress *prog, umap_model *out,
+             char *err, size_t errlen);
 
 /* Places m new rows y (m, dim) into the fitted layout: kNN of y among the
  * training rows x_train (model->n, model->dim) — the same matrix the model
@@ -128,8 +128,7 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p,
  * positions as start, then SGD of the new points only against the fixed
  * layout. out (m, n_components) is written by the caller's buffer.
  * Thread-safe: the model and x_train are only read. */
-int umap_transform(const umap_model *model, const float *x_train,
-                   const float *y, size_t m, float *out,
+int umap_transform(const umap_model *model, const float *x_train, const float *y, size_t m, float *out,
                    char *err, size_t errlen);
 
 /* Releases the embedding; idempotent; leaves *m zeroed. */
@@ -149,8 +148,8 @@ int umap_save(const umap_model *m, const char *path, char *err, size_t errlen);
  * `key` for a fit of n rows of width dim. Returns TW_ENOENT when the file
  * does not exist, TW_EMISMATCH for another key or shape, TW_EFORMAT for
  * a corrupt file; *out is empty on any failure. */
-int umap_load(const char *path, uint64_t key, size_t n, size_t dim,
-              umap_model *out, char *err, size_t errlen);
+int umap_load(const char *path, uint64_t key, size_t n, size_t dim, umap_model *out, char *err,
+              size_t errlen);
 
 /* 64-bit hash of count floats (their bytes as stored, host order; the
  * project targets little-endian hosts). Not cryptographic; for cache keys. */
@@ -176,14 +175,12 @@ uint64_t umap_cache_key(uint64_t data_hash, const umap_params *p);
  * per row are then measured again directly in double. Requires k <= n. prog
  * may be NULL (its KNN stage counts units of 1024 distances; cancel is
  * honoured per panel). */
-int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
-             size_t k, int same_set, int32_t *idx, float *dist,
-             umap_progress *prog, char *err, size_t errlen);
+int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,
+             int32_t *idx, float *dist, umap_progress *prog, char *err, size_t errlen);
 
 /* Slow reference: the same result by direct double-precision distances. */
-void umap_knn_naive(const float *x, size_t n, const float *q, size_t m,
-                    size_t dim, size_t k, int same_set, int32_t *idx,
-                    float *dist);
+void umap_knn_naive(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,
+                    int32_t *idx, float *dist);
 
 /* umap-learn's smooth_knn_dist. dist (n, k) ascending kNN distances of each
  * row (first column the point itself in a fit). For each row: rho = the
@@ -191,8 +188,7 @@ void umap_knn_naive(const float *x, size_t n, const float *q, size_t m,
  * 64 steps of bisection so that sum_{j>=1} exp(-max(0, d_j - rho)/sigma) =
  * log2(k) * bandwidth, floored at 1e-3 times the row's mean distance (or the
  * global mean when rho is 0). Writes sigma (n) and rho (n). */
-void umap_smooth_knn_dist(const float *dist, size_t n, size_t k,
-                          float local_connectivity, float bandwidth,
+void umap_smooth_knn_dist(const float *dist, size_t n, size_t k, float local_connectivity, float bandwidth,
                           float *sigma, float *rho);
 
 /* Sparse symmetric graph in CSR: row i's entries are indices/data
@@ -211,9 +207,8 @@ void umap_graph_free(umap_graph *g);
  * exp(-(d - rho_i) / sigma_i) (1 when d <= rho_i or sigma_i == 0; the point
  * itself excluded), then mix * (A + A^T - A.A^T) + (1 - mix) * A.A^T with
  * zeros removed. idx/dist (n, k) from umap_knn, sigma/rho (n). */
-int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n,
-                     size_t k, const float *sigma, const float *rho,
-                     float mix_ratio, umap_graph *g, char *err, size_t errlen);
+int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n, size_t k, const float *sigma,
+                     const float *rho, float mix_ratio, umap_graph *g, char *err, size_t errlen);
 
 /* umap-learn's find_ab_params: least-squares fit (Levenberg-Marquardt, from
  * a = b = 1) of 1 / (1 + a x^(2b)) to 1 for x < min_dist and
@@ -222,8 +217,7 @@ int umap_find_ab(float spread, float min_dist, float *a, float *b);
 
 /* Epochs between samples of each edge: n_epochs / (n_epochs * w / max w),
  * -1 for zero weights. w (nnz) -> eps (nnz). */
-void umap_epochs_per_sample(const float *w, size_t nnz, size_t n_epochs,
-                            double *eps);
+void umap_epochs_per_sample(const float *w, size_t nnz, size_t n_epochs, double *eps);
 
 /* Spectral initialisation, unscaled: for each connected component the
  * eigenvectors 2..n_components+1 of I - D^-1/2 W D^-1/2 (largest of
@@ -235,9 +229,7 @@ void umap_epochs_per_sample(const float *w, size_t nnz, size_t n_epochs,
  * anchors are used). Falls back to uniform random in [-10, 10] if the
  * eigensolver fails; note (may be NULL) receives one line saying what was
  * done. out (g->n, n_components). */
-int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
-                       size_t n_components, size_t dense_max, uint64_t seed,
-                       float *out, char *note, size_t notelen,
-                       char *err, size_t errlen);
+int umap_spectral_init(const umap_graph *g, const float *x, size_t dim, size_t n_components, size_t dense_max,
+                       uint64_t seed, float *out, char *note, size_t notelen, char *err, size_t errlen);
 
 #endif

@@ -23,10 +23,7 @@ static inline uint32_t umap_rng_below(uint64_t *s, uint32_t n)
 }
 
 /* Uniform double in [0, 1). */
-static inline double umap_rng_uniform(uint64_t *s)
-{
-    return (double)(umap_rng_next(s) >> 11) * 0x1.0p-53;
-}
+static inline double umap_rng_uniform(uint64_t *s) { return (double)(umap_rng_next(s) >> 11) * 0x1.0p-53; }
 
 /* Standard normal (Box-Muller, one value per call). */
 static inline double umap_rng_normal(uint64_t *s)
@@ -68,8 +65,7 @@ static inline float umap_log2_fast(float x)
      * (truncation below 3.1e-8) */
     float t = (m - 1.0f) / (m + 1.0f);
     float t2 = t * t;
-    float ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f +
-                     t2 * 0.2857142857f)));
+    float ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f + t2 * 0.2857142857f)));
     return (float)e + ln_m * 1.4426950409f;
 }
 
@@ -89,9 +85,10 @@ static inline float umap_exp2_fast(float y)
     memcpy(&scale, &su, sizeof scale);
     /* 2^f = e^(f ln 2), Taylor to degree 6: relative truncation error
      * below 1.3e-7 on the range */
-    float p = 1.0f + f * (0.6931471806f + f * (0.2402265070f +
-              f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f +
-              f * 0.0001540353f)))));
+    float p = 1.0f +
+              f * (0.6931471806f +
+                   f * (0.2402265070f +
+                        f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f + f * 0.0001540353f)))));
     return p * scale;
 }
 
@@ -128,14 +125,8 @@ static inline umap_v4f umap_v4_max(umap_v4f x, umap_v4f y)
     return (umap_v4f)_mm_max_ps((__m128)x, (__m128)y);
 }
 #else
-static inline umap_v4f umap_v4_min(umap_v4f x, umap_v4f y)
-{
-    return umap_v4_select(x < y, x, y);
-}
-static inline umap_v4f umap_v4_max(umap_v4f x, umap_v4f y)
-{
-    return umap_v4_select(x > y, x, y);
-}
+static inline umap_v4f umap_v4_min(umap_v4f x, umap_v4f y) { return umap_v4_select(x < y, x, y); }
+static inline umap_v4f umap_v4_max(umap_v4f x, umap_v4f y) { return umap_v4_select(x > y, x, y); }
 #endif
 
 static inline umap_v4f umap_log2_fast4(umap_v4f x)
@@ -145,8 +136,7 @@ static inline umap_v4f umap_log2_fast4(umap_v4f x)
     umap_v4f m = (umap_v4f)(u - ((umap_v4u)e << 23));
     umap_v4f t = (m - 1.0f) / (m + 1.0f);
     umap_v4f t2 = t * t;
-    umap_v4f ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f +
-                        t2 * 0.2857142857f)));
+    umap_v4f ln_m = t * (2.0f + t2 * (0.6666666667f + t2 * (0.4f + t2 * 0.2857142857f)));
     return __builtin_convertvector(e, umap_v4f) + ln_m * 1.4426950409f;
 }
 
@@ -158,16 +148,17 @@ static inline umap_v4f umap_exp2_fast4(umap_v4f y)
     umap_v4f r = y + 12582912.0f;
     umap_v4f f = y - (r - 12582912.0f);
     umap_v4f scale = (umap_v4f)(((umap_v4u)r - 0x4b400000u + 127u) << 23);
-    umap_v4f p = 1.0f + f * (0.6931471806f + f * (0.2402265070f +
-                 f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f +
-                 f * 0.0001540353f)))));
+    umap_v4f p =
+        1.0f +
+        f * (0.6931471806f +
+             f * (0.2402265070f +
+                  f * (0.0555041087f + f * (0.0096181291f + f * (0.0013333558f + f * 0.0001540353f)))));
     return p * scale;
 }
 
 static inline umap_v4f umap_pow_fast4(umap_v4f x, float b)
 {
-    const umap_v4f tiny = {0x1.0p-126f, 0x1.0p-126f, 0x1.0p-126f,
-                           0x1.0p-126f};
+    const umap_v4f tiny = {0x1.0p-126f, 0x1.0p-126f, 0x1.0p-126f, 0x1.0p-126f};
     x = umap_v4_max(x, tiny);
     return umap_exp2_fast4(b * umap_log2_fast4(x));
 }
@@ -187,11 +178,9 @@ static inline int umap_cancelled(umap_progress *p)
     return p && atomic_load_explicit(&p->cancel, memory_order_relaxed) != 0;
 }
 
-static inline void umap_progress_set(umap_progress *p, int stage, long done,
-                                     long total)
+static inline void umap_progress_set(umap_progress *p, int stage, long done, long total)
 {
-    if (!p)
-        return;
+    if (!p) return;
     atomic_store(&p->total, total);
     atomic_store(&p->done, done);
     atomic_store(&p->stage, stage);
@@ -213,9 +202,8 @@ static inline void umap_progress_set(umap_progress *p, int stage, long done,
  * Gradients, clipping, sampling schedule (in integers) and learning rate
  * are umap-learn's. emb is copied to a padded buffer and back. Returns
  * TW_OK, TW_ECANCELED or TW_ENOMEM. */
-int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
-                      const double *eps, size_t n_epochs, float a, float b,
-                      float gamma, float alpha0, size_t neg_rate,
+int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g, const double *eps,
+                      size_t n_epochs, float a, float b, float gamma, float alpha0, size_t neg_rate,
                       size_t n_threads, uint64_t seed, umap_progress *prog);
 
 /* SGD of new points (umap_layout.c): head (m, nc) moves, tail (n, nc) is
@@ -223,11 +211,9 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g,
  * indices[] with eps[] (-1 = never sampled). Each new point is independent
  * and owns a random stream derived from (seed, i), so the result does not
  * depend on the processing order. */
-void umap_optimize_transform(float *head, size_t m, const float *tail,
-                             size_t n, size_t nc, const size_t *indptr,
-                             const int32_t *indices, const double *eps,
-                             size_t n_epochs, float a, float b, float gamma,
-                             float alpha0, size_t neg_rate, uint64_t seed);
+void umap_optimize_transform(float *head, size_t m, const float *tail, size_t n, size_t nc,
+                             const size_t *indptr, const int32_t *indices, const double *eps, size_t n_epochs,
+                             float a, float b, float gamma, float alpha0, size_t neg_rate, uint64_t seed);
 
 /* Connected components: label (n) receives 0..count-1 in order of first
  * vertex; returns the count, or 0 on allocation failure. */

@@ -10,15 +10,15 @@
 
 #include "core/proj/umap_internal.h"
 
-#define UMAP_FILE_MAGIC "TWDUMAP1"
+#define UMAP_FILE_MAGIC   "TWDUMAP1"
 #define UMAP_FILE_VERSION 1u
 /* Revision of the fit itself: bump it whenever the same data and settings
  * give a different layout (e.g. a change to the SGD), so that layouts cached
  * on disk by older code are refitted rather than reused. 2: joint
  * attraction/negative evaluation and the fast power (cf5d80b and before). */
 #define UMAP_ALGORITHM_REVISION 2u
-#define UMAP_HEADER_BYTES 128u
-#define UMAP_CHECKSUM_AT 120u
+#define UMAP_HEADER_BYTES       128u
+#define UMAP_CHECKSUM_AT        120u
 
 /* ---- hashing ------------------------------------------------------------
  * 64-bit words folded into the state by multiply/rotate rounds, then a
@@ -27,10 +27,7 @@
 static const uint64_t H_P1 = 0x9E3779B185EBCA87ull;
 static const uint64_t H_P2 = 0xC2B2AE3D27D4EB4Full;
 
-static inline uint64_t rotl64(uint64_t v, int r)
-{
-    return (v << r) | (v >> (64 - r));
-}
+static inline uint64_t rotl64(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
 
 static inline uint64_t hash_round(uint64_t h, uint64_t w)
 {
@@ -75,14 +72,12 @@ uint64_t umap_hash_floats(const float *x, size_t count, uint64_t seed)
 
 static void put_u32(unsigned char *b, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (8 * i));
 }
 
 static void put_u64(unsigned char *b, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
 }
 
 static void put_f32(unsigned char *b, float f)
@@ -95,16 +90,14 @@ static void put_f32(unsigned char *b, float f)
 static uint32_t get_u32(const unsigned char *b)
 {
     uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)b[i] << (8 * i);
+    for (int i = 0; i < 4; i++) v |= (uint32_t)b[i] << (8 * i);
     return v;
 }
 
 static uint64_t get_u64(const unsigned char *b)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
+    for (int i = 0; i < 8; i++) v |= (uint64_t)b[i] << (8 * i);
     return v;
 }
 
@@ -187,8 +180,7 @@ static void pack_header(unsigned char *h, const umap_model *m)
     pack_params(h + 52, &m->params);
 }
 
-static uint64_t file_checksum(const unsigned char *header,
-                              const unsigned char *payload, size_t len)
+static uint64_t file_checksum(const unsigned char *header, const unsigned char *payload, size_t len)
 {
     uint64_t h = hash_bytes(header, UMAP_CHECKSUM_AT, 0x51CEull);
     return hash_bytes(payload, len, h);
@@ -200,8 +192,7 @@ static int write_all(int fd, const void *buf, size_t len)
     while (len > 0) {
         ssize_t w = write(fd, p, len);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         p += w;
@@ -212,8 +203,7 @@ static int write_all(int fd, const void *buf, size_t len)
 
 int umap_save(const umap_model *m, const char *path, char *err, size_t errlen)
 {
-    if (!m || !m->embedding || !path || m->n == 0 ||
-        m->params.n_components == 0 ||
+    if (!m || !m->embedding || !path || m->n == 0 || m->params.n_components == 0 ||
         m->params.n_components > UMAP_MAX_COMPONENTS) {
         umap_set_err(err, errlen, "umap_save: nothing to save");
         return TW_EINVAL;
@@ -226,8 +216,7 @@ int umap_save(const umap_model *m, const char *path, char *err, size_t errlen)
         umap_set_err(err, errlen, "umap_save: out of memory");
         return TW_ENOMEM;
     }
-    for (size_t i = 0; i < count; i++)
-        put_f32(payload + 4 * i, m->embedding[i]);
+    for (size_t i = 0; i < count; i++) put_f32(payload + 4 * i, m->embedding[i]);
     pack_header(header, m);
     put_u64(header + UMAP_CHECKSUM_AT, file_checksum(header, payload, len));
 
@@ -239,16 +228,14 @@ int umap_save(const umap_model *m, const char *path, char *err, size_t errlen)
         umap_set_err(err, errlen, "umap_save: out of memory");
         return TW_ENOMEM;
     }
-    snprintf(tmp, plen + 64, "%s.tmp.%ld.%u", path, (long)getpid(),
-             atomic_fetch_add(&counter, 1));
+    snprintf(tmp, plen + 64, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
     int rc = TW_EIO;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         umap_set_err(err, errlen, "umap_save: %s: %s", tmp, strerror(errno));
         goto done;
     }
-    if (write_all(fd, header, sizeof header) != 0 ||
-        write_all(fd, payload, len) != 0 || fsync(fd) != 0) {
+    if (write_all(fd, header, sizeof header) != 0 || write_all(fd, payload, len) != 0 || fsync(fd) != 0) {
         umap_set_err(err, errlen, "umap_save: %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
@@ -276,8 +263,7 @@ done:
     return rc;
 }
 
-int umap_load(const char *path, uint64_t key, size_t n, size_t dim,
-              umap_model *out, char *err, size_t errlen)
+int umap_load(const char *path, uint64_t key, size_t n, size_t dim, umap_model *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (!path) {
@@ -302,30 +288,26 @@ int umap_load(const char *path, uint64_t key, size_t n, size_t dim,
     ssize_t got = pread(fd, header, sizeof header, 0);
     if (got != (ssize_t)sizeof header || memcmp(header, UMAP_FILE_MAGIC, 8) != 0 ||
         get_u32(header + 12) != UMAP_HEADER_BYTES) {
-        umap_set_err(err, errlen, "umap_load: %s: not a twd UMAP layout file",
-                     path);
+        umap_set_err(err, errlen, "umap_load: %s: not a twd UMAP layout file", path);
         goto done;
     }
     if (get_u32(header + 8) != UMAP_FILE_VERSION) {
-        umap_set_err(err, errlen, "umap_load: %s: format version %u, expected %u",
-                     path, get_u32(header + 8), UMAP_FILE_VERSION);
+        umap_set_err(err, errlen, "umap_load: %s: format version %u, expected %u", path, get_u32(header + 8),
+                     UMAP_FILE_VERSION);
         rc = TW_EMISMATCH;
         goto done;
     }
     umap_params p;
     unpack_params(header + 52, &p);
-    uint64_t fkey = get_u64(header + 16), fn = get_u64(header + 24),
-             fdim = get_u64(header + 32);
-    if (p.n_components < 1 || p.n_components > UMAP_MAX_COMPONENTS ||
-        fn == 0 || fn > INT32_MAX || fdim == 0 || fdim > (1u << 24)) {
+    uint64_t fkey = get_u64(header + 16), fn = get_u64(header + 24), fdim = get_u64(header + 32);
+    if (p.n_components < 1 || p.n_components > UMAP_MAX_COMPONENTS || fn == 0 || fn > INT32_MAX ||
+        fdim == 0 || fdim > (1u << 24)) {
         umap_set_err(err, errlen, "umap_load: %s: implausible header", path);
         goto done;
     }
     const size_t len = (size_t)fn * p.n_components * 4;
     if ((uint64_t)st.st_size != UMAP_HEADER_BYTES + (uint64_t)len) {
-        umap_set_err(err, errlen,
-                     "umap_load: %s: %lld bytes, header says %llu", path,
-                     (long long)st.st_size,
+        umap_set_err(err, errlen, "umap_load: %s: %lld bytes, header says %llu", path, (long long)st.st_size,
                      (unsigned long long)(UMAP_HEADER_BYTES + len));
         goto done;
     }
@@ -337,10 +319,8 @@ int umap_load(const char *path, uint64_t key, size_t n, size_t dim,
     }
     size_t off = 0;
     while (off < len) {
-        ssize_t r = pread(fd, payload + off, len - off,
-                          (off_t)(UMAP_HEADER_BYTES + off));
-        if (r < 0 && errno == EINTR)
-            continue;
+        ssize_t r = pread(fd, payload + off, len - off, (off_t)(UMAP_HEADER_BYTES + off));
+        if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             umap_set_err(err, errlen, "umap_load: %s: short read", path);
             goto done;
@@ -348,16 +328,15 @@ int umap_load(const char *path, uint64_t key, size_t n, size_t dim,
         off += (size_t)r;
     }
     if (file_checksum(header, payload, len) != get_u64(header + UMAP_CHECKSUM_AT)) {
-        umap_set_err(err, errlen, "umap_load: %s: checksum mismatch (corrupt file)",
-                     path);
+        umap_set_err(err, errlen, "umap_load: %s: checksum mismatch (corrupt file)", path);
         goto done;
     }
     if (fkey != key || fn != n || fdim != dim) {
         umap_set_err(err, errlen,
                      "umap_load: %s: layout of key %016llx (%llu x %llu), "
                      "wanted %016llx (%zu x %zu)",
-                     path, (unsigned long long)fkey, (unsigned long long)fn,
-                     (unsigned long long)fdim, (unsigned long long)key, n, dim);
+                     path, (unsigned long long)fkey, (unsigned long long)fn, (unsigned long long)fdim,
+                     (unsigned long long)key, n, dim);
         rc = TW_EMISMATCH;
         goto done;
     }
@@ -381,8 +360,7 @@ int umap_load(const char *path, uint64_t key, size_t n, size_t dim,
     for (size_t i = 0; i < count; i++) {
         out->embedding[i] = get_f32(payload + 4 * i);
         if (!isfinite(out->embedding[i])) {
-            umap_set_err(err, errlen, "umap_load: %s: non-finite coordinate",
-                         path);
+            umap_set_err(err, errlen, "umap_load: %s: non-finite coordinate", path);
             umap_model_free(out);
             goto done;
         }

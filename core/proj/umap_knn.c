@@ -15,8 +15,8 @@
 
 /* umap-learn's constants (umap_.py). */
 #define SMOOTH_K_TOLERANCE 1e-5
-#define MIN_K_DIST_SCALE 1e-3
-#define SMOOTH_K_ITERS 64
+#define MIN_K_DIST_SCALE   1e-3
+#define SMOOTH_K_ITERS     64
 
 /* Squared distance in double: four interleaved partial sums (a fixed
  * order, so still deterministic) instead of one chain of dependent adds,
@@ -52,21 +52,17 @@ typedef struct {
 static int knn_cand_cmp(const void *pa, const void *pb)
 {
     const knn_cand *a = pa, *b = pb;
-    if (a->d < b->d)
-        return -1;
-    if (a->d > b->d)
-        return 1;
+    if (a->d < b->d) return -1;
+    if (a->d > b->d) return 1;
     return (a->j > b->j) - (a->j < b->j);
 }
 
 /* Inserts (v, j) into the ascending list val/idx of *cnt entries, capacity
  * cap, dropping the last when full. */
-static void topk_insert(float *val, int32_t *idx, size_t *cnt, size_t cap,
-                        float v, int32_t j)
+static void topk_insert(float *val, int32_t *idx, size_t *cnt, size_t cap, float v, int32_t j)
 {
     size_t pos = *cnt < cap ? *cnt : cap - 1;
-    if (*cnt < cap)
-        (*cnt)++;
+    if (*cnt < cap) (*cnt)++;
     while (pos > 0 && val[pos - 1] > v) {
         val[pos] = val[pos - 1];
         idx[pos] = idx[pos - 1];
@@ -78,10 +74,8 @@ static void topk_insert(float *val, int32_t *idx, size_t *cnt, size_t cap,
 
 /* Exact distances of the candidates of query row qi, sorted; the best k go
  * to idx/dist. The point itself (same_set) is first with distance 0. */
-static void knn_finish_row(const float *x, const float *qrow, size_t dim,
-                           size_t k, int same_set, int32_t qi,
-                           const int32_t *cidx, size_t cnt, knn_cand *tmp,
-                           int32_t *idx, float *dist)
+static void knn_finish_row(const float *x, const float *qrow, size_t dim, size_t k, int same_set, int32_t qi,
+                           const int32_t *cidx, size_t cnt, knn_cand *tmp, int32_t *idx, float *dist)
 {
     for (size_t c = 0; c < cnt; c++) {
         tmp[c].j = cidx[c];
@@ -102,8 +96,7 @@ static void row_norms(const float *x, size_t n, size_t dim, float *xn)
 {
     for (size_t j = 0; j < n; j++) {
         double s = 0.0;
-        for (size_t t = 0; t < dim; t++)
-            s += (double)x[j * dim + t] * x[j * dim + t];
+        for (size_t t = 0; t < dim; t++) s += (double)x[j * dim + t] * x[j * dim + t];
         xn[j] = (float)s;
     }
 }
@@ -120,33 +113,26 @@ typedef struct {
 
 static void cand_offer(cand_lists *c, size_t row, float v, int32_t j)
 {
-    if (!(v < c->thr[row]))
-        return;
-    topk_insert(c->val + row * c->cap, c->idx + row * c->cap, &c->cnt[row],
-                c->cap, v, j);
-    if (c->cnt[row] == c->cap)
-        c->thr[row] = c->val[row * c->cap + c->cap - 1];
+    if (!(v < c->thr[row])) return;
+    topk_insert(c->val + row * c->cap, c->idx + row * c->cap, &c->cnt[row], c->cap, v, j);
+    if (c->cnt[row] == c->cap) c->thr[row] = c->val[row * c->cap + c->cap - 1];
 }
 
 /* Rows per sgemm panel for a panel width of n columns. */
 static size_t panel_rows(size_t n, size_t m)
 {
     size_t bs = KNN_BLOCK_FLOATS / n;
-    if (bs < 16)
-        bs = 16;
-    if (bs > 512)
-        bs = 512;
+    if (bs < 16) bs = 16;
+    if (bs > 512) bs = 512;
     return bs > m ? m : bs;
 }
 
-int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
-             size_t k, int same_set, int32_t *idx, float *dist,
-             umap_progress *prog, char *err, size_t errlen)
+int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,
+             int32_t *idx, float *dist, umap_progress *prog, char *err, size_t errlen)
 {
-    if (!x || !q || !idx || !dist || n == 0 || dim == 0 || k == 0 || k > n ||
-        n > INT32_MAX || m > INT32_MAX || (same_set && (m != n || q != x))) {
-        umap_set_err(err, errlen, "umap_knn: bad arguments (n=%zu m=%zu k=%zu)",
-                     n, m, k);
+    if (!x || !q || !idx || !dist || n == 0 || dim == 0 || k == 0 || k > n || n > INT32_MAX ||
+        m > INT32_MAX || (same_set && (m != n || q != x))) {
+        umap_set_err(err, errlen, "umap_knn: bad arguments (n=%zu m=%zu k=%zu)", n, m, k);
         return TW_EINVAL;
     }
     const size_t cap = k + KNN_MARGIN < n ? k + KNN_MARGIN : n;
@@ -164,8 +150,7 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
     c.thr = malloc(lists * sizeof *c.thr);
     int rc = TW_OK;
     if (!xn || !gram || !tmp || !c.val || !c.idx || !c.cnt || !c.thr) {
-        umap_set_err(err, errlen, "umap_knn: out of memory (%zu x %zu block)",
-                     bs, n);
+        umap_set_err(err, errlen, "umap_knn: out of memory (%zu x %zu block)", bs, n);
         rc = TW_ENOMEM;
         goto done;
     }
@@ -197,48 +182,40 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim,
              * against themselves and every later row; earlier rows reach
              * these lists through the transposed pass of their panels */
             const size_t cols = n - i0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
-                        (int)cols, (int)dim, -2.0f, x + i0 * dim, (int)dim,
-                        x + i0 * dim, (int)dim, 0.0f, gram, (int)cols);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)dim, -2.0f,
+                        x + i0 * dim, (int)dim, x + i0 * dim, (int)dim, 0.0f, gram, (int)cols);
             for (size_t r = 0; r < rows; r++) {
                 const float *g = gram + r * cols;
                 const size_t i = i0 + r;
                 for (size_t t = 0; t < cols; t++) {
                     float v = g[t] + xn[i0 + t];
-                    if (v < c.thr[i] && t != r)
-                        cand_offer(&c, i, v, (int32_t)(i0 + t));
+                    if (v < c.thr[i] && t != r) cand_offer(&c, i, v, (int32_t)(i0 + t));
                 }
                 /* transposed: row i as a candidate of every later row */
                 const float xi = xn[i];
                 for (size_t t = rows; t < cols; t++) {
                     float v = g[t] + xi;
-                    if (v < c.thr[i0 + t])
-                        cand_offer(&c, i0 + t, v, (int32_t)i);
+                    if (v < c.thr[i0 + t]) cand_offer(&c, i0 + t, v, (int32_t)i);
                 }
             }
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
-                        (int)n, (int)dim, -2.0f, q + i0 * dim, (int)dim, x,
-                        (int)dim, 0.0f, gram, (int)n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)dim, -2.0f,
+                        q + i0 * dim, (int)dim, x, (int)dim, 0.0f, gram, (int)n);
             for (size_t r = 0; r < rows; r++) {
                 const float *g = gram + r * n;
                 c.cnt[r] = 0;
                 c.thr[r] = FLT_MAX;
-                for (size_t j = 0; j < n; j++)
-                    cand_offer(&c, r, g[j] + xn[j], (int32_t)j);
-                knn_finish_row(x, q + (i0 + r) * dim, dim, k, 0, -1,
-                               c.idx + r * cap, c.cnt[r], tmp,
+                for (size_t j = 0; j < n; j++) cand_offer(&c, r, g[j] + xn[j], (int32_t)j);
+                knn_finish_row(x, q + (i0 + r) * dim, dim, k, 0, -1, c.idx + r * cap, c.cnt[r], tmp,
                                idx + (i0 + r) * k, dist + (i0 + r) * k);
             }
         }
         done_units += (long)(rows * (same_set ? n - i0 : n) / 1024);
-        if (prog)
-            atomic_store(&prog->done, done_units);
+        if (prog) atomic_store(&prog->done, done_units);
     }
     if (same_set)
         for (size_t i = 0; i < n; i++)
-            knn_finish_row(x, x + i * dim, dim, k, 1, (int32_t)i,
-                           c.idx + i * cap, c.cnt[i], tmp, idx + i * k,
+            knn_finish_row(x, x + i * dim, dim, k, 1, (int32_t)i, c.idx + i * cap, c.cnt[i], tmp, idx + i * k,
                            dist + i * k);
 done:
     free(xn);
@@ -251,19 +228,15 @@ done:
     return rc;
 }
 
-void umap_knn_naive(const float *x, size_t n, const float *q, size_t m,
-                    size_t dim, size_t k, int same_set, int32_t *idx,
-                    float *dist)
+void umap_knn_naive(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,
+                    int32_t *idx, float *dist)
 {
     knn_cand *all = malloc(n * sizeof *all);
-    if (!all)
-        return;
+    if (!all) return;
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++) {
             all[j].j = (int32_t)j;
-            all[j].d = (same_set && j == i)
-                           ? -1.0
-                           : sqrt(dist2_double(q + i * dim, x + j * dim, dim));
+            all[j].d = (same_set && j == i) ? -1.0 : sqrt(dist2_double(q + i * dim, x + j * dim, dim));
         }
         qsort(all, n, sizeof *all, knn_cand_cmp);
         for (size_t c = 0; c < k; c++) {
@@ -274,14 +247,12 @@ void umap_knn_naive(const float *x, size_t n, const float *q, size_t m,
     free(all);
 }
 
-void umap_smooth_knn_dist(const float *dist, size_t n, size_t k,
-                          float local_connectivity, float bandwidth,
+void umap_smooth_knn_dist(const float *dist, size_t n, size_t k, float local_connectivity, float bandwidth,
                           float *sigma, float *rho)
 {
     const double target = log2((double)k) * bandwidth;
     double mean_all = 0.0;
-    for (size_t t = 0; t < n * k; t++)
-        mean_all += dist[t];
+    for (size_t t = 0; t < n * k; t++) mean_all += dist[t];
     mean_all /= (double)(n * k);
     const size_t index = (size_t)floor(local_connectivity);
     const double interp = local_connectivity - (double)index;
@@ -293,11 +264,9 @@ void umap_smooth_knn_dist(const float *dist, size_t n, size_t k,
         double max_nz = 0.0;
         for (size_t j = 0; j < k; j++)
             if (d[j] > 0.0f) {
-                if (nz == 0)
-                    first_nz = j;
+                if (nz == 0) first_nz = j;
                 nz++;
-                if (d[j] > max_nz)
-                    max_nz = d[j];
+                if (d[j] > max_nz) max_nz = d[j];
             }
         double r = 0.0;
         if ((double)nz >= local_connectivity) {
@@ -320,8 +289,7 @@ void umap_smooth_knn_dist(const float *dist, size_t n, size_t k,
                 double e = d[j] - r;
                 psum += e > 0.0 ? exp(-(e / mid)) : 1.0;
             }
-            if (fabs(psum - target) < SMOOTH_K_TOLERANCE)
-                break;
+            if (fabs(psum - target) < SMOOTH_K_TOLERANCE) break;
             if (psum > target) {
                 hi = mid;
                 mid = (lo + hi) / 2.0;
@@ -332,11 +300,9 @@ void umap_smooth_knn_dist(const float *dist, size_t n, size_t k,
         }
         if (r > 0.0) {
             double mean_i = 0.0;
-            for (size_t j = 0; j < k; j++)
-                mean_i += d[j];
+            for (size_t j = 0; j < k; j++) mean_i += d[j];
             mean_i /= (double)k;
-            if (mid < MIN_K_DIST_SCALE * mean_i)
-                mid = MIN_K_DIST_SCALE * mean_i;
+            if (mid < MIN_K_DIST_SCALE * mean_i) mid = MIN_K_DIST_SCALE * mean_i;
         } else if (mid < MIN_K_DIST_SCALE * mean_all) {
             mid = MIN_K_DIST_SCALE * mean_all;
         }
@@ -347,8 +313,7 @@ void umap_smooth_knn_dist(const float *dist, size_t n, size_t k,
 
 void umap_graph_free(umap_graph *g)
 {
-    if (!g)
-        return;
+    if (!g) return;
     free(g->indptr);
     free(g->indices);
     free(g->data);
@@ -367,8 +332,7 @@ static int graph_entry_cmp(const void *pa, const void *pb)
 }
 
 /* Value of A[i, j] in the row-sorted k-wide membership table, 0 if absent. */
-static float row_lookup(const graph_entry *rows, const size_t *len, size_t k,
-                        size_t i, int32_t j)
+static float row_lookup(const graph_entry *rows, const size_t *len, size_t k, size_t i, int32_t j)
 {
     const graph_entry *r = rows + i * k;
     size_t lo = 0, hi = len[i];
@@ -382,9 +346,8 @@ static float row_lookup(const graph_entry *rows, const size_t *len, size_t k,
     return (lo < len[i] && r[lo].col == j) ? r[lo].val : 0.0f;
 }
 
-int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n,
-                     size_t k, const float *sigma, const float *rho,
-                     float mix_ratio, umap_graph *g, char *err, size_t errlen)
+int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n, size_t k, const float *sigma,
+                     const float *rho, float mix_ratio, umap_graph *g, char *err, size_t errlen)
 {
     memset(g, 0, sizeof *g);
     if (!idx || !dist || !sigma || !rho || n == 0 || k == 0 || n > INT32_MAX) {
@@ -398,26 +361,21 @@ int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n,
     size_t *fill = NULL;
     graph_entry *out = NULL;
     int rc = TW_ENOMEM;
-    if (!a || !alen || !count)
-        goto fail;
+    if (!a || !alen || !count) goto fail;
     for (size_t i = 0; i < n; i++) {
         graph_entry *r = a + i * k;
         size_t len = 0;
         for (size_t j = 0; j < k; j++) {
             int32_t c = idx[i * k + j];
             if (c < 0 || (size_t)c >= n) {
-                umap_set_err(err, errlen,
-                             "umap_fuzzy_graph: neighbour %d of row %zu out of range",
-                             (int)c, i);
+                umap_set_err(err, errlen, "umap_fuzzy_graph: neighbour %d of row %zu out of range", (int)c,
+                             i);
                 rc = TW_EINVAL;
                 goto fail;
             }
-            if ((size_t)c == i)
-                continue;
+            if ((size_t)c == i) continue;
             double e = (double)dist[i * k + j] - rho[i];
-            float v = (e <= 0.0 || sigma[i] == 0.0f)
-                          ? 1.0f
-                          : (float)exp(-(e / sigma[i]));
+            float v = (e <= 0.0 || sigma[i] == 0.0f) ? 1.0f : (float)exp(-(e / sigma[i]));
             if (v > 0.0f) {
                 r[len].col = c;
                 r[len].val = v;
@@ -428,8 +386,7 @@ int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n,
         /* a repeated neighbour would be a kNN bug; keep its first entry */
         size_t w = 0;
         for (size_t t = 0; t < len; t++)
-            if (w == 0 || r[w - 1].col != r[t].col)
-                r[w++] = r[t];
+            if (w == 0 || r[w - 1].col != r[t].col) r[w++] = r[t];
         alen[i] = w;
     }
     /* union: (i,j) for every entry of A, and (j,i) too when A[j,i] is 0 */
@@ -438,16 +395,13 @@ int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n,
             const graph_entry *e = a + i * k + t;
             float tv = row_lookup(a, alen, k, (size_t)e->col, (int32_t)i);
             count[i + 1]++;
-            if (tv == 0.0f)
-                count[e->col + 1]++;
+            if (tv == 0.0f) count[e->col + 1]++;
         }
-    for (size_t i = 0; i < n; i++)
-        count[i + 1] += count[i];
+    for (size_t i = 0; i < n; i++) count[i + 1] += count[i];
     size_t cap = count[n];
     out = malloc((cap ? cap : 1) * sizeof *out);
     fill = malloc(n * sizeof *fill);
-    if (!out || !fill)
-        goto fail;
+    if (!out || !fill) goto fail;
     memcpy(fill, count, n * sizeof *fill);
     for (size_t i = 0; i < n; i++)
         for (size_t t = 0; t < alen[i]; t++) {
@@ -455,19 +409,16 @@ int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n,
             double v = e->val;
             double tv = row_lookup(a, alen, k, (size_t)e->col, (int32_t)i);
             double prod = v * tv;
-            float w = (float)(mix_ratio * (v + tv - prod) +
-                              (1.0 - mix_ratio) * prod);
+            float w = (float)(mix_ratio * (v + tv - prod) + (1.0 - mix_ratio) * prod);
             out[fill[i]++] = (graph_entry){e->col, w};
-            if (tv == 0.0)
-                out[fill[e->col]++] = (graph_entry){(int32_t)i, w};
+            if (tv == 0.0) out[fill[e->col]++] = (graph_entry){(int32_t)i, w};
         }
     /* sort rows, drop zeros, pack into CSR */
     g->n = n;
     g->indptr = malloc((n + 1) * sizeof *g->indptr);
     g->indices = malloc((cap ? cap : 1) * sizeof *g->indices);
     g->data = malloc((cap ? cap : 1) * sizeof *g->data);
-    if (!g->indptr || !g->indices || !g->data)
-        goto fail;
+    if (!g->indptr || !g->indices || !g->data) goto fail;
     size_t nnz = 0;
     g->indptr[0] = 0;
     for (size_t i = 0; i < n; i++) {
@@ -485,11 +436,8 @@ int umap_fuzzy_graph(const int32_t *idx, const float *dist, size_t n,
     g->nnz = nnz;
     rc = TW_OK;
 fail:
-    if (rc == TW_ENOMEM)
-        umap_set_err(err, errlen, "umap_fuzzy_graph: out of memory (n=%zu k=%zu)",
-                     n, k);
-    if (rc != TW_OK)
-        umap_graph_free(g);
+    if (rc == TW_ENOMEM) umap_set_err(err, errlen, "umap_fuzzy_graph: out of memory (n=%zu k=%zu)", n, k);
+    if (rc != TW_OK) umap_graph_free(g);
     free(a);
     free(alen);
     free(count);
@@ -501,14 +449,11 @@ fail:
 size_t umap_graph_components(const umap_graph *g, int32_t *label)
 {
     int32_t *queue = malloc((g->n ? g->n : 1) * sizeof *queue);
-    if (!queue)
-        return 0;
-    for (size_t i = 0; i < g->n; i++)
-        label[i] = -1;
+    if (!queue) return 0;
+    for (size_t i = 0; i < g->n; i++) label[i] = -1;
     size_t count = 0;
     for (size_t s = 0; s < g->n; s++) {
-        if (label[s] >= 0)
-            continue;
+        if (label[s] >= 0) continue;
         size_t head = 0, tail = 0;
         queue[tail++] = (int32_t)s;
         label[s] = (int32_t)count;

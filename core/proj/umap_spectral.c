@@ -46,26 +46,23 @@ static int eig_dense(const sym_op *op, size_t nev, double *val, double *vec)
     double *z = malloc(m * nev * sizeof *z);
     lapack_int *isuppz = malloc(2 * nev * sizeof *isuppz);
     int rc = TW_ENOMEM;
-    if (!a || !w || !z || !isuppz)
-        goto done;
+    if (!a || !w || !z || !isuppz) goto done;
     for (size_t i = 0; i < m; i++)
         for (size_t t = op->indptr[i]; t < op->indptr[i + 1]; t++) {
             size_t j = (size_t)op->indices[t];
             a[i * m + j] += (double)op->data[t] * op->dinv[i] * op->dinv[j];
         }
     lapack_int found = 0;
-    lapack_int info = LAPACKE_dsyevr(
-        LAPACK_ROW_MAJOR, 'V', 'I', 'U', (lapack_int)m, a, (lapack_int)m, 0.0,
-        0.0, (lapack_int)(m - nev + 1), (lapack_int)m, 0.0, &found, w, z,
-        (lapack_int)nev, isuppz);
+    lapack_int info =
+        LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'V', 'I', 'U', (lapack_int)m, a, (lapack_int)m, 0.0, 0.0,
+                       (lapack_int)(m - nev + 1), (lapack_int)m, 0.0, &found, w, z, (lapack_int)nev, isuppz);
     if (info != 0 || found != (lapack_int)nev) {
         rc = TW_ENUMERIC;
         goto done;
     }
     for (size_t c = 0; c < nev; c++) {
         val[c] = w[nev - 1 - c];
-        for (size_t i = 0; i < m; i++)
-            vec[i * nev + c] = z[i * nev + (nev - 1 - c)];
+        for (size_t i = 0; i < m; i++) vec[i * nev + c] = z[i * nev + (nev - 1 - c)];
     }
     rc = TW_OK;
 done:
@@ -79,18 +76,14 @@ done:
 /* Same by ARPACK (dsaupd/dseupd, which="LA", tol 1e-4, start vector of
  * ones, ncv = max(2 nev + 1, sqrt(m)), at most 5 m restarts: the settings
  * umap-learn passes to eigsh). *arpack_info receives the failing info. */
-static int eig_arpack(const sym_op *op, size_t nev, double *val, double *vec,
-                      int *arpack_info)
+static int eig_arpack(const sym_op *op, size_t nev, double *val, double *vec, int *arpack_info)
 {
     const a_int n = (a_int)op->m;
     a_int ncv = (a_int)(2 * nev + 1);
     a_int sq = (a_int)sqrt((double)op->m);
-    if (sq > ncv)
-        ncv = sq;
-    if (ncv > n)
-        ncv = n;
-    if ((a_int)nev >= ncv)
-        return TW_EINVAL;
+    if (sq > ncv) ncv = sq;
+    if (ncv > n) ncv = n;
+    if ((a_int)nev >= ncv) return TW_EINVAL;
     const a_int lworkl = ncv * (ncv + 8);
     double *resid = malloc((size_t)n * sizeof *resid);
     double *v = malloc((size_t)n * (size_t)ncv * sizeof *v);
@@ -100,27 +93,24 @@ static int eig_arpack(const sym_op *op, size_t nev, double *val, double *vec,
     double *z = malloc((size_t)n * nev * sizeof *z);
     a_int *select = calloc((size_t)ncv, sizeof *select);
     int rc = TW_ENOMEM;
-    if (!resid || !v || !workd || !workl || !d || !z || !select)
-        goto done;
-    for (a_int i = 0; i < n; i++)
-        resid[i] = 1.0;
+    if (!resid || !v || !workd || !workl || !d || !z || !select) goto done;
+    for (a_int i = 0; i < n; i++) resid[i] = 1.0;
     a_int iparam[11] = {0}, ipntr[14] = {0};
-    iparam[0] = 1;                 /* exact shifts */
-    iparam[2] = 5 * n;             /* max iterations */
-    iparam[6] = 1;                 /* mode 1: A x = lambda x */
-    a_int ido = 0, info = 1;       /* info 1: resid is the start vector */
+    iparam[0] = 1;           /* exact shifts */
+    iparam[2] = 5 * n;       /* max iterations */
+    iparam[6] = 1;           /* mode 1: A x = lambda x */
+    a_int ido = 0, info = 1; /* info 1: resid is the start vector */
     const double tol = 1e-4;
     pthread_mutex_lock(&arpack_mu);
     for (;;) {
-        dsaupd_c(&ido, "I", n, "LA", (a_int)nev, tol, resid, ncv, v, n, iparam,
-                 ipntr, workd, workl, lworkl, &info);
-        if (ido != -1 && ido != 1)
-            break;
+        dsaupd_c(&ido, "I", n, "LA", (a_int)nev, tol, resid, ncv, v, n, iparam, ipntr, workd, workl, lworkl,
+                 &info);
+        if (ido != -1 && ido != 1) break;
         sym_matvec(op, workd + ipntr[0] - 1, workd + ipntr[1] - 1);
     }
     if (info == 0) {
-        dseupd_c(1, "A", select, d, z, n, 0.0, "I", n, "LA", (a_int)nev, tol,
-                 resid, ncv, v, n, iparam, ipntr, workd, workl, lworkl, &info);
+        dseupd_c(1, "A", select, d, z, n, 0.0, "I", n, "LA", (a_int)nev, tol, resid, ncv, v, n, iparam, ipntr,
+                 workd, workl, lworkl, &info);
     }
     pthread_mutex_unlock(&arpack_mu);
     if (info != 0 || iparam[4] < (a_int)nev) {
@@ -132,11 +122,9 @@ static int eig_arpack(const sym_op *op, size_t nev, double *val, double *vec,
     for (size_t c = 0; c < nev; c++) {
         size_t best = 0;
         for (size_t t = 1; t < nev; t++)
-            if (d[t] > d[best])
-                best = t;
+            if (d[t] > d[best]) best = t;
         val[c] = d[best];
-        for (a_int i = 0; i < n; i++)
-            vec[(size_t)i * nev + c] = z[(size_t)best * (size_t)n + (size_t)i];
+        for (a_int i = 0; i < n; i++) vec[(size_t)i * nev + c] = z[(size_t)best * (size_t)n + (size_t)i];
         d[best] = -INFINITY;
     }
     rc = TW_OK;
@@ -154,36 +142,30 @@ done:
 /* Eigenvectors 2..nc+1 of the normalised Laplacian of op into emb (m, nc)
  * (row stride ld), each sign-fixed and scaled by `scale / max |entry|` over
  * the block when scale > 0. */
-static int spectral_block(sym_op *op, size_t nc, size_t dense_max,
-                          double scale, double *emb, int *arpack_info)
+static int spectral_block(sym_op *op, size_t nc, size_t dense_max, double scale, double *emb,
+                          int *arpack_info)
 {
     const size_t nev = nc + 1, m = op->m;
     double *val = malloc(nev * sizeof *val);
     double *vec = malloc(m * nev * sizeof *vec);
     int rc = TW_ENOMEM;
-    if (!val || !vec)
-        goto done;
-    rc = (m <= dense_max) ? eig_dense(op, nev, val, vec)
-                          : eig_arpack(op, nev, val, vec, arpack_info);
-    if (rc != TW_OK)
-        goto done;
+    if (!val || !vec) goto done;
+    rc = (m <= dense_max) ? eig_dense(op, nev, val, vec) : eig_arpack(op, nev, val, vec, arpack_info);
+    if (rc != TW_OK) goto done;
     double amax = 0.0;
     for (size_t c = 1; c < nev; c++) {
         size_t arg = 0;
         for (size_t i = 0; i < m; i++)
-            if (fabs(vec[i * nev + c]) > fabs(vec[arg * nev + c]))
-                arg = i;
+            if (fabs(vec[i * nev + c]) > fabs(vec[arg * nev + c])) arg = i;
         double sign = vec[arg * nev + c] < 0.0 ? -1.0 : 1.0;
         for (size_t i = 0; i < m; i++) {
             double v = sign * vec[i * nev + c];
             emb[i * nc + (c - 1)] = v;
-            if (fabs(v) > amax)
-                amax = fabs(v);
+            if (fabs(v) > amax) amax = fabs(v);
         }
     }
     if (scale > 0.0 && amax > 0.0)
-        for (size_t i = 0; i < m * nc; i++)
-            emb[i] *= scale / amax;
+        for (size_t i = 0; i < m * nc; i++) emb[i] *= scale / amax;
     rc = TW_OK;
 done:
     free(val);
@@ -194,35 +176,29 @@ done:
 static int degrees(sym_op *op)
 {
     op->dinv = malloc((op->m ? op->m : 1) * sizeof *op->dinv);
-    if (!op->dinv)
-        return TW_ENOMEM;
+    if (!op->dinv) return TW_ENOMEM;
     for (size_t i = 0; i < op->m; i++) {
         double s = 0.0;
-        for (size_t t = op->indptr[i]; t < op->indptr[i + 1]; t++)
-            s += op->data[t];
+        for (size_t t = op->indptr[i]; t < op->indptr[i + 1]; t++) s += op->data[t];
         op->dinv[i] = s > 0.0 ? 1.0 / sqrt(s) : 0.0;
     }
     return TW_OK;
 }
 
-static void random_fill(float *out, size_t count, double lo, double hi,
-                        uint64_t *rng)
+static void random_fill(float *out, size_t count, double lo, double hi, uint64_t *rng)
 {
-    for (size_t i = 0; i < count; i++)
-        out[i] = (float)(lo + (hi - lo) * umap_rng_uniform(rng));
+    for (size_t i = 0; i < count; i++) out[i] = (float)(lo + (hi - lo) * umap_rng_uniform(rng));
 }
 
 /* Anchor positions of `count` components (count, nc), max |entry| 1. */
-static int component_anchors(const int32_t *label, size_t n, size_t count,
-                             const float *x, size_t dim, size_t nc,
-                             uint64_t *rng, double *meta, const char **how)
+static int component_anchors(const int32_t *label, size_t n, size_t count, const float *x, size_t dim,
+                             size_t nc, uint64_t *rng, double *meta, const char **how)
 {
     memset(meta, 0, count * nc * sizeof *meta);
     if (count <= 2 * nc) {
         /* umap-learn: +-unit vectors */
         size_t half = (count + 1) / 2;
-        for (size_t c = 0; c < count; c++)
-            meta[c * nc + (c % half)] = c < half ? 1.0 : -1.0;
+        for (size_t c = 0; c < count; c++) meta[c * nc + (c % half)] = c < half ? 1.0 : -1.0;
         *how = "unit-vector anchors";
         return TW_OK;
     }
@@ -236,8 +212,7 @@ static int component_anchors(const int32_t *label, size_t n, size_t count,
         if (ok) {
             for (size_t i = 0; i < n; i++) {
                 sz[label[i]]++;
-                for (size_t j = 0; j < dim; j++)
-                    acc[(size_t)label[i] * dim + j] += x[i * dim + j];
+                for (size_t j = 0; j < dim; j++) acc[(size_t)label[i] * dim + j] += x[i * dim + j];
             }
             for (size_t c = 0; c < count; c++)
                 for (size_t j = 0; j < dim; j++)
@@ -252,12 +227,10 @@ static int component_anchors(const int32_t *label, size_t n, size_t count,
                 for (size_t c = 0; c < count; c++)
                     for (size_t d = 0; d < k; d++) {
                         meta[c * nc + d] = proj[c * k + d];
-                        if (fabs(proj[c * k + d]) > amax)
-                            amax = fabs(proj[c * k + d]);
+                        if (fabs(proj[c * k + d]) > amax) amax = fabs(proj[c * k + d]);
                     }
                 if (amax > 0.0) {
-                    for (size_t t = 0; t < count * nc; t++)
-                        meta[t] /= amax;
+                    for (size_t t = 0; t < count * nc; t++) meta[t] /= amax;
                     *how = "PCA anchors of component centroids";
                 } else {
                     ok = 0;
@@ -270,18 +243,15 @@ static int component_anchors(const int32_t *label, size_t n, size_t count,
         free(cent);
         free(acc);
         free(sz);
-        if (ok)
-            return TW_OK;
+        if (ok) return TW_OK;
     }
-    for (size_t t = 0; t < count * nc; t++)
-        meta[t] = 2.0 * umap_rng_uniform(rng) - 1.0;
+    for (size_t t = 0; t < count * nc; t++) meta[t] = 2.0 * umap_rng_uniform(rng) - 1.0;
     *how = "random anchors";
     return TW_OK;
 }
 
-int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
-                       size_t nc, size_t dense_max, uint64_t seed, float *out,
-                       char *note, size_t notelen, char *err, size_t errlen)
+int umap_spectral_init(const umap_graph *g, const float *x, size_t dim, size_t nc, size_t dense_max,
+                       uint64_t seed, float *out, char *note, size_t notelen, char *err, size_t errlen)
 {
     const size_t n = g->n;
     if (n == 0 || nc == 0 || nc > UMAP_MAX_COMPONENTS || !out) {
@@ -297,8 +267,7 @@ int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
     }
     size_t count = 0;
     for (size_t i = 0; i < n; i++)
-        if ((size_t)label[i] + 1 > count)
-            count = (size_t)label[i] + 1;
+        if ((size_t)label[i] + 1 > count) count = (size_t)label[i] + 1;
     int rc = TW_OK, arpack_info = 0;
 
     if (count == 1) {
@@ -310,15 +279,12 @@ int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
         else if (rc == TW_OK)
             rc = TW_ENUMERIC; /* too few vertices for nc + 1 eigenvectors */
         if (rc == TW_OK) {
-            for (size_t t = 0; t < n * nc; t++)
-                out[t] = (float)emb[t];
+            for (size_t t = 0; t < n * nc; t++) out[t] = (float)emb[t];
             umap_set_err(note, notelen, "spectral (%s, connected graph)",
                          n <= dense_max ? "LAPACK" : "ARPACK");
         } else if (rc == TW_ENUMERIC) {
             random_fill(out, n * nc, -10.0, 10.0, &rng);
-            umap_set_err(note, notelen,
-                         "random: the eigensolver failed (ARPACK info %d)",
-                         arpack_info);
+            umap_set_err(note, notelen, "random: the eigensolver failed (ARPACK info %d)", arpack_info);
             rc = TW_OK;
         } else {
             umap_set_err(err, errlen, "umap_spectral_init: out of memory");
@@ -331,25 +297,22 @@ int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
 
     /* several components: umap-learn's multi_component_layout */
     double *meta = malloc(count * nc * sizeof *meta);
-    size_t *members = malloc(n * sizeof *members);   /* vertices by label */
+    size_t *members = malloc(n * sizeof *members); /* vertices by label */
     size_t *start = calloc(count + 1, sizeof *start);
-    int32_t *local = malloc(n * sizeof *local);       /* global -> local */
+    int32_t *local = malloc(n * sizeof *local); /* global -> local */
     size_t *sub_ptr = malloc((n + 1) * sizeof *sub_ptr);
     int32_t *sub_idx = malloc((g->nnz ? g->nnz : 1) * sizeof *sub_idx);
     float *sub_val = malloc((g->nnz ? g->nnz : 1) * sizeof *sub_val);
     double *emb = malloc(n * nc * sizeof *emb);
     const char *anchors = "";
     size_t n_spectral = 0, n_random = 0, n_failed = 0;
-    if (!meta || !members || !start || !local || !sub_ptr || !sub_idx ||
-        !sub_val || !emb) {
+    if (!meta || !members || !start || !local || !sub_ptr || !sub_idx || !sub_val || !emb) {
         rc = TW_ENOMEM;
         goto multi_done;
     }
     component_anchors(label, n, count, x, dim, nc, &rng, meta, &anchors);
-    for (size_t i = 0; i < n; i++)
-        start[label[i] + 1]++;
-    for (size_t c = 0; c < count; c++)
-        start[c + 1] += start[c];
+    for (size_t i = 0; i < n; i++) start[label[i] + 1]++;
+    for (size_t c = 0; c < count; c++) start[c + 1] += start[c];
     {
         size_t *fill = sub_ptr; /* borrowed as a cursor, rebuilt below */
         memcpy(fill, start, count * sizeof *fill);
@@ -368,8 +331,7 @@ int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
                 double t = meta[c * nc + d] - meta[o * nc + d];
                 s += t * t;
             }
-            if (s > 0.0 && sqrt(s) < range)
-                range = sqrt(s);
+            if (s > 0.0 && sqrt(s) < range) range = sqrt(s);
         }
         range = isinf(range) ? 1.0 : range / 2.0;
         int spectral = !(m < 2 * nc || m <= nc + 1);
@@ -396,14 +358,12 @@ int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
                 }
             }
             free(op.dinv);
-            if (rc != TW_OK)
-                break;
+            if (rc != TW_OK) break;
             if (spectral) {
                 n_spectral++;
                 for (size_t v = 0; v < m; v++)
                     for (size_t d = 0; d < nc; d++)
-                        out[mem[v] * nc + d] =
-                            (float)(emb[v * nc + d] + meta[c * nc + d]);
+                        out[mem[v] * nc + d] = (float)(emb[v * nc + d] + meta[c * nc + d]);
             }
         }
         if (!spectral) {
@@ -411,8 +371,7 @@ int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
             for (size_t v = 0; v < m; v++)
                 for (size_t d = 0; d < nc; d++)
                     out[mem[v] * nc + d] =
-                        (float)(meta[c * nc + d] +
-                                range * (2.0 * umap_rng_uniform(&rng) - 1.0));
+                        (float)(meta[c * nc + d] + range * (2.0 * umap_rng_uniform(&rng) - 1.0));
         }
     }
     if (rc == TW_OK)
@@ -421,8 +380,7 @@ int umap_spectral_init(const umap_graph *g, const float *x, size_t dim,
                      "spectral, %zu random (%zu eigensolver failures)",
                      count, anchors, n_spectral, n_random, n_failed);
 multi_done:
-    if (rc == TW_ENOMEM)
-        umap_set_err(err, errlen, "umap_spectral_init: out of memory");
+    if (rc == TW_ENOMEM) umap_set_err(err, errlen, "umap_spectral_init: out of memory");
     free(meta);
     free(members);
     free(start);

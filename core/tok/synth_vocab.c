@@ -110,45 +110,51 @@ static const char *const synth_corpus[] = {
 
 /* The paper's 100 common nouns (docs/MATH.md §4.1; config/common_nouns.txt). */
 static const char *const synth_nouns[] = {
-    "time", "year", "people", "way", "day", "man", "thing", "woman", "life", "child",
-    "world", "school", "state", "family", "student", "group", "country", "problem", "hand",
-    "part", "place", "case", "week", "company", "system", "program", "question", "work",
-    "government", "number", "night", "point", "home", "water", "room", "mother", "area",
-    "money", "story", "fact", "month", "lot", "right", "study", "book", "eye", "job", "word",
-    "business", "issue", "side", "kind", "head", "house", "service", "friend", "father",
-    "power", "hour", "game", "line", "end", "member", "law", "car", "city", "community",
-    "name", "president", "team", "minute", "idea", "kid", "body", "information", "back",
-    "parent", "face", "others", "level", "office", "door", "health", "person", "art", "war",
-    "history", "party", "result", "change", "morning", "reason", "research", "girl", "guy",
-    "moment", "air", "teacher", "force", "education",
+    "time",     "year",    "people",      "way",       "day",        "man",    "thing",   "woman",
+    "life",     "child",   "world",       "school",    "state",      "family", "student", "group",
+    "country",  "problem", "hand",        "part",      "place",      "case",   "week",    "company",
+    "system",   "program", "question",    "work",      "government", "number", "night",   "point",
+    "home",     "water",   "room",        "mother",    "area",       "money",  "story",   "fact",
+    "month",    "lot",     "right",       "study",     "book",       "eye",    "job",     "word",
+    "business", "issue",   "side",        "kind",      "head",       "house",  "service", "friend",
+    "father",   "power",   "hour",        "game",      "line",       "end",    "member",  "law",
+    "car",      "city",    "community",   "name",      "president",  "team",   "minute",  "idea",
+    "kid",      "body",    "information", "back",      "parent",     "face",   "others",  "level",
+    "office",   "door",    "health",      "person",    "art",        "war",    "history", "party",
+    "result",   "change",  "morning",     "reason",    "research",   "girl",   "guy",     "moment",
+    "air",      "teacher", "force",       "education",
 };
 
 /* Common English words, added alone and with a leading space like the nouns
  * (in running text most of them only occur with the space, or capitalized). */
 static const char *const synth_common[] = {
-    "the", "of", "and", "to", "a", "in", "is", "it", "you", "that", "he", "was", "for",
-    "on", "are", "with", "as", "I", "his", "they", "be", "at", "one", "have", "this", "from",
-    "or", "had", "by", "not", "but", "what", "some", "we", "can", "out", "other", "were",
-    "all", "there", "when", "up", "use", "your", "how", "said", "an", "each", "she", "which",
-    "do", "their", "if", "will", "about", "many", "then", "them", "would", "like", "so",
-    "these", "her", "long", "make", "see", "him", "two", "has", "look", "more", "could", "go",
-    "come", "did", "my", "no", "most", "who", "over", "know", "than", "first", "may", "down",
-    "been", "now", "find", "new", "good", "just", "very", "after", "before", "also", "only",
-    "The", "It", "He", "She", "We", "They", "This", "In", "There", "What",
+    "the",   "of",    "and", "to",    "a",    "in",   "is",    "it",   "you",   "that",   "he",    "was",
+    "for",   "on",    "are", "with",  "as",   "I",    "his",   "they", "be",    "at",     "one",   "have",
+    "this",  "from",  "or",  "had",   "by",   "not",  "but",   "what", "some",  "we",     "can",   "out",
+    "other", "were",  "all", "there", "when", "up",   "use",   "your", "how",   "said",   "an",    "each",
+    "she",   "which", "do",  "their", "if",   "will", "about", "many", "then",  "them",   "would", "like",
+    "so",    "these", "her", "long",  "make", "see",  "him",   "two",  "has",   "look",   "more",  "could",
+    "go",    "come",  "did", "my",    "no",   "most", "who",   "over", "know",  "than",   "first", "may",
+    "down",  "been",  "now", "find",  "new",  "good", "just",  "very", "after", "before", "also",  "only",
+    "The",   "It",    "He",  "She",   "We",   "They", "This",  "In",   "There", "What",
 };
 
 /* One distinct pre-token of the corpus, as a sequence of token ids. */
-typedef struct { uint32_t *sym; size_t n; int64_t count; } synth_word;
+typedef struct {
+    uint32_t *sym;
+    size_t n;
+    int64_t count;
+} synth_word;
 
 typedef struct {
-    strtab vocab;            /* tokens so far */
-    uint32_t (*merges)[2];   /* (n_merges, 2) */
+    strtab vocab;          /* tokens so far */
+    uint32_t (*merges)[2]; /* (n_merges, 2) */
     size_t n_merges, cap_merges;
-    strtab words;            /* distinct pre-tokens -> word index */
-    synth_word *w;           /* (words.n) */
+    strtab words;  /* distinct pre-tokens -> word index */
+    synth_word *w; /* (words.n) */
     size_t cap_w;
-    pairmap counts;          /* pair -> weighted count over all words */
-    pairmap banned;          /* pairs whose concatenation already is a token */
+    pairmap counts; /* pair -> weighted count over all words */
+    pairmap banned; /* pairs whose concatenation already is a token */
 } synth_state;
 
 static void synth_free(synth_state *S)
@@ -165,7 +171,10 @@ static void synth_free(synth_state *S)
 static int synth_add_word(synth_state *S, const uint8_t *p, size_t n, int64_t count)
 {
     uint32_t wi = strtab_find(&S->words, p, n);
-    if (wi != NO_ID) { S->w[wi].count += count; return 0; }
+    if (wi != NO_ID) {
+        S->w[wi].count += count;
+        return 0;
+    }
     if (S->words.n == S->cap_w) {
         size_t cap = S->cap_w ? S->cap_w * 2 : 256;
         synth_word *w = realloc(S->w, cap * sizeof *w);
@@ -177,8 +186,11 @@ static int synth_add_word(synth_state *S, const uint8_t *p, size_t n, int64_t co
     if (!sym) return -1;
     for (size_t i = 0; i < n; i++) sym[i] = strtab_find(&S->vocab, p + i, 1);
     wi = (uint32_t)S->words.n;
-    if (strtab_put(&S->words, wi, p, n) != 0) { free(sym); return -1; }
-    S->w[wi] = (synth_word){ sym, n, count };
+    if (strtab_put(&S->words, wi, p, n) != 0) {
+        free(sym);
+        return -1;
+    }
+    S->w[wi] = (synth_word){sym, n, count};
     return 0;
 }
 
@@ -200,7 +212,7 @@ static int synth_add_merge(synth_state *S, uint32_t a, uint32_t b, uint8_t *tmp)
     memcpy(tmp + na, strtab_bytes(&S->vocab, b), nb);
     if (S->n_merges == S->cap_merges) {
         size_t cap = S->cap_merges ? S->cap_merges * 2 : 1024;
-        uint32_t (*m)[2] = realloc(S->merges, cap * sizeof *m);
+        uint32_t(*m)[2] = realloc(S->merges, cap * sizeof *m);
         if (!m) return -1;
         S->merges = m;
         S->cap_merges = cap;
@@ -247,14 +259,16 @@ static int synth_learn(synth_state *S, size_t target, uint8_t *tmp)
         for (size_t i = 0; i < S->words.n; i++) {
             synth_word *w = &S->w[i];
             bool has = false;
-            for (size_t j = 0; j + 1 < w->n && !has; j++)
-                has = w->sym[j] == a && w->sym[j + 1] == b;
+            for (size_t j = 0; j + 1 < w->n && !has; j++) has = w->sym[j] == a && w->sym[j + 1] == b;
             if (!has) continue;
             if (synth_count_word(S, w, -1) != 0) return -1;
             size_t o = 0;
             for (size_t j = 0; j < w->n; j++) {
-                if (j + 1 < w->n && w->sym[j] == a && w->sym[j + 1] == b) { w->sym[o++] = r; j++; }
-                else w->sym[o++] = w->sym[j];
+                if (j + 1 < w->n && w->sym[j] == a && w->sym[j + 1] == b) {
+                    w->sym[o++] = r;
+                    j++;
+                } else
+                    w->sym[o++] = w->sym[j];
             }
             w->n = o;
             if (synth_count_word(S, w, +1) != 0) return -1;
@@ -285,7 +299,10 @@ static int synth_seeded(synth_state *S, size_t target, uint64_t seed, uint8_t *t
             size_t nx = S->vocab.len[x], ny = S->vocab.len[y];
             memcpy(tmp, strtab_bytes(&S->vocab, x), nx);
             memcpy(tmp + nx, strtab_bytes(&S->vocab, y), ny);
-            if (strtab_find(&S->vocab, tmp, nx + ny) == NO_ID) { a = x; b = y; }
+            if (strtab_find(&S->vocab, tmp, nx + ny) == NO_ID) {
+                a = x;
+                b = y;
+            }
         }
         if (a == NO_ID || synth_add_merge(S, a, b, tmp) != 0) goto done;
         uint32_t id = (uint32_t)(S->vocab.n - 1);
@@ -304,18 +321,27 @@ static void put_unicode(FILE *f, const uint32_t b2u[256], const uint8_t *p, size
 {
     for (size_t i = 0; i < n; i++) {
         uint32_t cp = b2u[p[i]];
-        if (json && (cp == '"' || cp == '\\')) { fputc('\\', f); fputc((int)cp, f); }
-        else if (cp < 0x80) fputc((int)cp, f);
-        else { fputc((int)(0xC0 | (cp >> 6)), f); fputc((int)(0x80 | (cp & 0x3F)), f); }
+        if (json && (cp == '"' || cp == '\\')) {
+            fputc('\\', f);
+            fputc((int)cp, f);
+        } else if (cp < 0x80)
+            fputc((int)cp, f);
+        else {
+            fputc((int)(0xC0 | (cp >> 6)), f);
+            fputc((int)(0x80 | (cp & 0x3F)), f);
+        }
     }
 }
 
-static int synth_write(const synth_state *S, const char *dir, const uint32_t b2u[256],
-                       char *err, size_t errlen)
+static int synth_write(const synth_state *S, const char *dir, const uint32_t b2u[256], char *err,
+                       size_t errlen)
 {
     size_t dl = strlen(dir);
     char *path = malloc(dl + 16);
-    if (!path) { tw_set_err(err, errlen, "tokenizer: out of memory"); return -1; }
+    if (!path) {
+        tw_set_err(err, errlen, "tokenizer: out of memory");
+        return -1;
+    }
     snprintf(path, dl + 16, "%s/vocab.json", dir);
     FILE *f = fopen(path, "wb");
     if (!f) goto io_fail;
@@ -346,10 +372,12 @@ io_fail:
     return -1;
 }
 
-int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
-                              char *err, size_t errlen)
+int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed, char *err, size_t errlen)
 {
-    if (!dir) { tw_set_err(err, errlen, "tokenizer: no directory given"); return -1; }
+    if (!dir) {
+        tw_set_err(err, errlen, "tokenizer: no directory given");
+        return -1;
+    }
     if (vocab_size < 257 || vocab_size > MAX_IDS) {
         tw_set_err(err, errlen, "tokenizer: vocab_size %d out of range 257..%d", vocab_size, MAX_IDS);
         return -1;
@@ -362,12 +390,12 @@ int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
     int u2b[U2B_SIZE];
     uint8_t order[256];
     byte_unicode_tables(b2u, u2b, order);
-    synth_state S = { 0 };
+    synth_state S = {0};
     uint8_t *tmp = malloc(2 * MAX_TOKEN_BYTES);
     pcre2_code *re = tok_compile_pattern(err, errlen);
     pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
     int rc = -1;
-    size_t target = (size_t)vocab_size - 1;    /* ids before <|endoftext|> */
+    size_t target = (size_t)vocab_size - 1; /* ids before <|endoftext|> */
     if (!re) goto done;
     if (!tmp || !md) goto oom;
     for (int i = 0; i < 256; i++)
@@ -380,13 +408,18 @@ int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
     for (size_t i = 0; i < nc + 2 * (nn + nw); i++) {
         char line[512];
         size_t k = (i - nc) / 2;
-        if (i < nc) snprintf(line, sizeof line, "%s\n", synth_corpus[i]);
-        else snprintf(line, sizeof line, "%s%s", (i - nc) % 2 ? " " : "",
-                      k < nn ? synth_nouns[k] : synth_common[k - nn]);
+        if (i < nc)
+            snprintf(line, sizeof line, "%s\n", synth_corpus[i]);
+        else
+            snprintf(line, sizeof line, "%s%s", (i - nc) % 2 ? " " : "",
+                     k < nn ? synth_nouns[k] : synth_common[k - nn]);
         size_t len = strlen(line), off = 0;
         while (off < len) {
             int mr = pcre2_match(re, (PCRE2_SPTR)line, len, off, 0, md, NULL);
-            if (mr < 0) { tw_set_err(err, errlen, "tokenizer: corpus pre-tokenization failed"); goto done; }
+            if (mr < 0) {
+                tw_set_err(err, errlen, "tokenizer: corpus pre-tokenization failed");
+                goto done;
+            }
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             if (synth_add_word(&S, (const uint8_t *)line + ov[0], ov[1] - ov[0], 1) != 0) goto oom;
             off = ov[1];

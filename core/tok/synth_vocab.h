@@ -12,7 +12,6 @@
  * deterministic merges of existing tokens when the corpus runs out, and
  * <|endoftext|> as the last id. vocab_size must be >= 257. 0 on success,
  * -1 with a message in err. */
-int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed,
-                              char *err, size_t errlen);
+int tokenizer_write_synthetic(const char *dir, int vocab_size, uint64_t seed, char *err, size_t errlen);
 
 #endif

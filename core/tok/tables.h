@@ -11,11 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EOT_TEXT "<|endoftext|>"
-#define EOT_LEN (sizeof(EOT_TEXT) - 1)
-#define MAX_IDS (1 << 24)          /* loader limit on vocabulary ids */
-#define MAX_TOKEN_BYTES 4096       /* loader limit on one token's length */
-#define NO_ID UINT32_MAX
+#define EOT_TEXT        "<|endoftext|>"
+#define EOT_LEN         (sizeof(EOT_TEXT) - 1)
+#define MAX_IDS         (1 << 24) /* loader limit on vocabulary ids */
+#define MAX_TOKEN_BYTES 4096      /* loader limit on one token's length */
+#define NO_ID           UINT32_MAX
 
 /* GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the
  * other 68 bytes to U+0100.. in byte order. b2u[byte] = code point;
@@ -34,11 +34,12 @@ static inline uint64_t pair_key(uint32_t a, uint32_t b) { return ((uint64_t)a <<
 /* Byte strings indexed by id, with a hash index from bytes to id. Ids may
  * have gaps (len == NO_ID). */
 typedef struct {
-    uint8_t *blob; size_t blob_len, blob_cap;
-    size_t *off;          /* (cap) start of id's bytes in blob */
-    uint32_t *len;        /* (cap) byte length, NO_ID for a missing id */
-    size_t n, cap;        /* ids in use (max id + 1), allocated */
-    uint32_t *slots;      /* (nslots) id or NO_ID; open addressing */
+    uint8_t *blob;
+    size_t blob_len, blob_cap;
+    size_t *off;     /* (cap) start of id's bytes in blob */
+    uint32_t *len;   /* (cap) byte length, NO_ID for a missing id */
+    size_t n, cap;   /* ids in use (max id + 1), allocated */
+    uint32_t *slots; /* (nslots) id or NO_ID; open addressing */
     size_t nslots, used;
 } strtab;
 
@@ -51,7 +52,11 @@ int strtab_put(strtab *st, uint32_t id, const uint8_t *p, size_t n);
 
 /* uint64 key -> int64 value, open addressing; key UINT64_MAX is "empty"
  * (never a real key: ids are < 2^24). */
-typedef struct { uint64_t *keys; int64_t *vals; size_t cap, used; } pairmap;
+typedef struct {
+    uint64_t *keys;
+    int64_t *vals;
+    size_t cap, used;
+} pairmap;
 
 void pairmap_free(pairmap *m);
 /* The value of key, or NULL. */

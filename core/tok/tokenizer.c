@@ -24,15 +24,10 @@
  * "merge every occurrence of the best bigram, then recompute" exactly even
  * for merge tables where a newly created pair outranks the one just merged.
  */
-#include "base/err.h"
-#include "base/fs.h"
 #include "core/tok/tokenizer.h"
-#include "core/tok/tables.h"
-#include "base/utf8.h"
-
-#include <jansson.h>
 
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -42,19 +37,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/err.h"
+#include "base/fs.h"
+#include "base/utf8.h"
+#include "core/tok/tables.h"
 
 /* ------------------------------------------------------------ tokenizer */
 
-typedef struct { uint32_t left, right, result; } merge_rule;
+typedef struct {
+    uint32_t left, right, result;
+} merge_rule;
 
 struct tokenizer {
-    strtab vocab;            /* id -> bytes, bytes -> id */
-    merge_rule *merges;      /* (n_merges) indexed by rank */
+    strtab vocab;       /* id -> bytes, bytes -> id */
+    merge_rule *merges; /* (n_merges) indexed by rank */
     size_t n_merges;
-    pairmap ranks;           /* pair_key(left, right) -> rank */
-    uint32_t byte_id[256];   /* id of each single-byte token */
-    int eot;                 /* id of <|endoftext|>, or -1 */
-    pcre2_code *re;          /* compiled pre-tokenization pattern */
+    pairmap ranks;         /* pair_key(left, right) -> rank */
+    uint32_t byte_id[256]; /* id of each single-byte token */
+    int eot;               /* id of <|endoftext|>, or -1 */
+    pcre2_code *re;        /* compiled pre-tokenization pattern */
 };
 
 void tokenizer_free(tokenizer *t)
@@ -90,8 +91,11 @@ static void quote_token(char *out, size_t outlen, const char *s, size_t n)
     const unsigned char *u = (const unsigned char *)s;
     size_t o = 0, i = 0;
     while (i < n && o + 8 < outlen) {
-        size_t l = u[i] < 0x80 ? 1 : u[i] >= 0xC2 && u[i] <= 0xDF ? 2
-                 : u[i] >= 0xE0 && u[i] <= 0xEF ? 3 : u[i] >= 0xF0 && u[i] <= 0xF4 ? 4 : 0;
+        size_t l = u[i] < 0x80                    ? 1
+                   : u[i] >= 0xC2 && u[i] <= 0xDF ? 2
+                   : u[i] >= 0xE0 && u[i] <= 0xEF ? 3
+                   : u[i] >= 0xF0 && u[i] <= 0xF4 ? 4
+                                                  : 0;
         bool ok = l > 0 && i + l <= n && utf8_valid(s + i, l) && !(l == 1 && (u[i] < 0x20 || u[i] == 0x7F));
         if (ok && o + l + 8 < outlen) {
             memcpy(out + o, s + i, l);
@@ -104,12 +108,14 @@ static void quote_token(char *out, size_t outlen, const char *s, size_t n)
             i++;
         }
     }
-    if (i < n) { memcpy(out + o, "...", 3); o += 3; }
+    if (i < n) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
     out[o] = '\0';
 }
 
-static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
-                      char *err, size_t errlen)
+static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE], char *err, size_t errlen)
 {
     size_t n;
     char *buf = read_whole_file(path, &n, err, errlen);
@@ -118,8 +124,8 @@ static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
     json_t *root = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
     free(buf);
     if (!root) {
-        tw_set_err(err, errlen, "%s: invalid JSON at line %d column %d: %s", path, jerr.line,
-                jerr.column, jerr.text);
+        tw_set_err(err, errlen, "%s: invalid JSON at line %d column %d: %s", path, jerr.line, jerr.column,
+                   jerr.text);
         return -1;
     }
     if (!json_is_object(root) || json_object_size(root) == 0) {
@@ -132,7 +138,8 @@ static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
     char shown[64];
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
 #if JANSSON_VERSION_HEX >= 0x020E00
         size_t klen = json_object_iter_key_len(json_object_key_to_iter(key));
 #else
@@ -145,24 +152,26 @@ static int load_vocab(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         }
         json_int_t id = json_integer_value(val);
         if (id < 0 || id >= MAX_IDS) {
-            tw_set_err(err, errlen, "%s: id %lld of token \"%s\" is out of range 0..%d", path,
-                    (long long)id, shown, MAX_IDS - 1);
+            tw_set_err(err, errlen, "%s: id %lld of token \"%s\" is out of range 0..%d", path, (long long)id,
+                       shown, MAX_IDS - 1);
             goto done;
         }
         if (klen == 0 || klen > MAX_TOKEN_BYTES) {
             tw_set_err(err, errlen, "%s: token with id %lld has length %zu (allowed 1..%d)", path,
-                    (long long)id, klen, MAX_TOKEN_BYTES);
+                       (long long)id, klen, MAX_TOKEN_BYTES);
             goto done;
         }
         long blen = unicode_to_bytes(u2b, key, klen, tmp);
         if (blen < 0) {
-            tw_set_err(err, errlen, "%s: token \"%s\" (id %lld) has characters outside GPT-2's "
-                    "byte-level alphabet", path, shown, (long long)id);
+            tw_set_err(err, errlen,
+                       "%s: token \"%s\" (id %lld) has characters outside GPT-2's "
+                       "byte-level alphabet",
+                       path, shown, (long long)id);
             goto done;
         }
         if ((size_t)id < t->vocab.n && t->vocab.len[id] != NO_ID) {
             tw_set_err(err, errlen, "%s: id %lld is used by two tokens (\"%s\" and another)", path,
-                    (long long)id, shown);
+                       (long long)id, shown);
             goto done;
         }
         if (strtab_find(&t->vocab, tmp, (size_t)blen) != NO_ID) {
@@ -181,8 +190,8 @@ done:
 }
 
 /* Parses one merges-file token (unicode form) into an id. */
-static uint32_t merge_part_id(const tokenizer *t, const int u2b[U2B_SIZE], const char *s,
-                              size_t n, uint8_t *tmp)
+static uint32_t merge_part_id(const tokenizer *t, const int u2b[U2B_SIZE], const char *s, size_t n,
+                              uint8_t *tmp)
 {
     if (n == 0 || n > MAX_TOKEN_BYTES) return NO_ID;
     long b = unicode_to_bytes(u2b, s, n, tmp);
@@ -190,8 +199,7 @@ static uint32_t merge_part_id(const tokenizer *t, const int u2b[U2B_SIZE], const
     return strtab_find(&t->vocab, tmp, (size_t)b);
 }
 
-static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
-                       char *err, size_t errlen)
+static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE], char *err, size_t errlen)
 {
     size_t n;
     char *buf = read_whole_file(path, &n, err, errlen);
@@ -200,7 +208,10 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
     size_t cap = 0, pos = 0, lineno = 0;
     uint8_t *tmp = malloc(2 * MAX_TOKEN_BYTES);
     char shown[64];
-    if (!tmp) { tw_set_err(err, errlen, "%s: out of memory", path); goto done; }
+    if (!tmp) {
+        tw_set_err(err, errlen, "%s: out of memory", path);
+        goto done;
+    }
     while (pos < n) {
         const char *line = buf + pos;
         const char *nl = memchr(line, '\n', n - pos);
@@ -209,12 +220,14 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         lineno++;
         if (ll && line[ll - 1] == '\r') ll--;
         if (ll == 0) continue;
-        if (lineno == 1 && line[0] == '#') continue;            /* "#version: 0.2" */
+        if (lineno == 1 && line[0] == '#') continue; /* "#version: 0.2" */
         const char *sp = memchr(line, ' ', ll);
         if (!sp || sp == line || sp == line + ll - 1 || memchr(sp + 1, ' ', (size_t)(line + ll - sp - 1))) {
             quote_token(shown, sizeof shown, line, ll);
-            tw_set_err(err, errlen, "%s: line %zu: expected two tokens separated by one space, "
-                    "got \"%s\"", path, lineno, shown);
+            tw_set_err(err, errlen,
+                       "%s: line %zu: expected two tokens separated by one space, "
+                       "got \"%s\"",
+                       path, lineno, shown);
             goto done;
         }
         size_t la = (size_t)(sp - line), lb = ll - la - 1;
@@ -222,8 +235,8 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         uint32_t b = merge_part_id(t, u2b, sp + 1, lb, tmp);
         if (a == NO_ID || b == NO_ID) {
             quote_token(shown, sizeof shown, a == NO_ID ? line : sp + 1, a == NO_ID ? la : lb);
-            tw_set_err(err, errlen, "%s: line %zu: token \"%s\" is not in the vocabulary", path,
-                    lineno, shown);
+            tw_set_err(err, errlen, "%s: line %zu: token \"%s\" is not in the vocabulary", path, lineno,
+                       shown);
             goto done;
         }
         size_t na = t->vocab.len[a], nb = t->vocab.len[b];
@@ -232,14 +245,17 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         uint32_t r = strtab_find(&t->vocab, tmp, na + nb);
         if (r == NO_ID) {
             quote_token(shown, sizeof shown, line, ll);
-            tw_set_err(err, errlen, "%s: line %zu: the merge of \"%s\" is not in the vocabulary",
-                    path, lineno, shown);
+            tw_set_err(err, errlen, "%s: line %zu: the merge of \"%s\" is not in the vocabulary", path,
+                       lineno, shown);
             goto done;
         }
         if (t->n_merges == cap) {
             cap = cap ? cap * 2 : 1024;
             merge_rule *m = realloc(t->merges, cap * sizeof *m);
-            if (!m) { tw_set_err(err, errlen, "%s: out of memory", path); goto done; }
+            if (!m) {
+                tw_set_err(err, errlen, "%s: out of memory", path);
+                goto done;
+            }
             t->merges = m;
         }
         if (t->n_merges >= UINT32_MAX - 1) {
@@ -248,9 +264,12 @@ static int load_merges(tokenizer *t, const char *path, const int u2b[U2B_SIZE],
         }
         /* A repeated pair takes the later rank, as dict(zip(merges, ranks)). */
         int64_t *slot = pairmap_get(&t->ranks, pair_key(a, b), 0);
-        if (!slot) { tw_set_err(err, errlen, "%s: out of memory", path); goto done; }
+        if (!slot) {
+            tw_set_err(err, errlen, "%s: out of memory", path);
+            goto done;
+        }
         *slot = (int64_t)t->n_merges;
-        t->merges[t->n_merges++] = (merge_rule){ a, b, r };
+        t->merges[t->n_merges++] = (merge_rule){a, b, r};
     }
     rc = 0;
 done:
@@ -261,7 +280,10 @@ done:
 
 tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
 {
-    if (!dir) { tw_set_err(err, errlen, "tokenizer: no directory given"); return NULL; }
+    if (!dir) {
+        tw_set_err(err, errlen, "tokenizer: no directory given");
+        return NULL;
+    }
     size_t dl = strlen(dir);
     char *vpath = malloc(dl + 16), *mpath = malloc(dl + 16);
     tokenizer *t = calloc(1, sizeof *t);
@@ -283,19 +305,25 @@ tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
     if (!file_exists(vpath)) {
         char *alt_v = malloc(dl + 16), *alt_m = malloc(dl + 16);
         if (!alt_v || !alt_m) {
-            free(alt_v); free(alt_m);
+            free(alt_v);
+            free(alt_m);
             tw_set_err(err, errlen, "tokenizer: out of memory");
             goto fail;
         }
         snprintf(alt_v, dl + 16, "%s/encoder.json", dir);
         snprintf(alt_m, dl + 16, "%s/vocab.bpe", dir);
         if (file_exists(alt_v)) {
-            free(vpath); free(mpath);
-            vpath = alt_v; mpath = alt_m;
+            free(vpath);
+            free(mpath);
+            vpath = alt_v;
+            mpath = alt_m;
         } else {
-            free(alt_v); free(alt_m);
-            tw_set_err(err, errlen, "%s: no tokenizer files (vocab.json + merges.txt or "
-                    "encoder.json + vocab.bpe)", dir);
+            free(alt_v);
+            free(alt_m);
+            tw_set_err(err, errlen,
+                       "%s: no tokenizer files (vocab.json + merges.txt or "
+                       "encoder.json + vocab.bpe)",
+                       dir);
             goto fail;
         }
     }
@@ -309,8 +337,8 @@ tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
         uint8_t c = (uint8_t)b;
         t->byte_id[b] = strtab_find(&t->vocab, &c, 1);
         if (t->byte_id[b] == NO_ID) {
-            tw_set_err(err, errlen, "%s: no token for byte 0x%02X (all 256 byte tokens are required)",
-                    vpath, b);
+            tw_set_err(err, errlen, "%s: no token for byte 0x%02X (all 256 byte tokens are required)", vpath,
+                       b);
             goto fail;
         }
     }
@@ -319,10 +347,12 @@ tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen)
     if (load_merges(t, mpath, u2b, err, errlen) != 0) goto fail;
     t->re = tok_compile_pattern(err, errlen);
     if (!t->re) goto fail;
-    free(vpath); free(mpath);
+    free(vpath);
+    free(mpath);
     return t;
 fail:
-    free(vpath); free(mpath);
+    free(vpath);
+    free(mpath);
     tokenizer_free(t);
     return NULL;
 }
@@ -332,8 +362,8 @@ static char unicode_version[32] = "unknown";
 static void unicode_version_init(void)
 {
     char buf[sizeof unicode_version];
-    if (pcre2_config(PCRE2_CONFIG_UNICODE_VERSION, buf) > 0 && (size_t)pcre2_config(
-            PCRE2_CONFIG_UNICODE_VERSION, NULL) <= sizeof buf)
+    if (pcre2_config(PCRE2_CONFIG_UNICODE_VERSION, buf) > 0 &&
+        (size_t)pcre2_config(PCRE2_CONFIG_UNICODE_VERSION, NULL) <= sizeof buf)
         memcpy(unicode_version, buf, sizeof buf);
 }
 
@@ -389,7 +419,10 @@ long tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, char **o
 
 /* ----------------------------------------------------------------- encode */
 
-typedef struct { int32_t *v; size_t n, cap; } idbuf;
+typedef struct {
+    int32_t *v;
+    size_t n, cap;
+} idbuf;
 
 static int idbuf_push(idbuf *b, uint32_t id)
 {
@@ -406,17 +439,21 @@ static int idbuf_push(idbuf *b, uint32_t id)
 
 /* Per-call scratch for bpe_piece, grown to the longest pre-token. */
 typedef struct {
-    uint32_t *sym;        /* (cap) token id at each position, NO_ID when merged away */
-    uint32_t *prev, *next;/* (cap) linked list over live positions, NO_ID at the ends */
-    uint32_t *merged;     /* (cap) positions merged in the current rank */
+    uint32_t *sym;         /* (cap) token id at each position, NO_ID when merged away */
+    uint32_t *prev, *next; /* (cap) linked list over live positions, NO_ID at the ends */
+    uint32_t *merged;      /* (cap) positions merged in the current rank */
     size_t cap;
-    uint64_t *heap;       /* (hcap) (rank << 32) | position, min-heap */
+    uint64_t *heap; /* (hcap) (rank << 32) | position, min-heap */
     size_t hn, hcap;
 } bpe_scratch;
 
 static void scratch_free(bpe_scratch *s)
 {
-    free(s->sym); free(s->prev); free(s->next); free(s->merged); free(s->heap);
+    free(s->sym);
+    free(s->prev);
+    free(s->next);
+    free(s->merged);
+    free(s->heap);
     memset(s, 0, sizeof *s);
 }
 
@@ -522,7 +559,7 @@ static int bpe_piece(const tokenizer *t, const uint8_t *p, size_t n, bpe_scratch
         while (s->hn && (uint32_t)(s->heap[0] >> 32) == rank) {
             uint32_t a = (uint32_t)heap_pop(s);
             uint32_t b = s->next[a];
-            if (s->sym[a] != m->left || b == NO_ID || s->sym[b] != m->right) continue;  /* stale */
+            if (s->sym[a] != m->left || b == NO_ID || s->sym[b] != m->right) continue; /* stale */
             s->sym[a] = m->result;
             s->sym[b] = NO_ID;
             s->next[a] = s->next[b];
@@ -543,21 +580,23 @@ static int bpe_piece(const tokenizer *t, const uint8_t *p, size_t n, bpe_scratch
 }
 
 /* Pre-tokenizes and encodes text[0..len) (valid UTF-8, no special tokens). */
-static int encode_ordinary(const tokenizer *t, const char *text, size_t len,
-                           pcre2_match_data *md, bpe_scratch *s, idbuf *out)
+static int encode_ordinary(const tokenizer *t, const char *text, size_t len, pcre2_match_data *md,
+                           bpe_scratch *s, idbuf *out)
 {
     size_t off = 0;
     while (off < len) {
         int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, md, NULL);
         size_t a, b;
         if (rc == PCRE2_ERROR_NOMATCH) {
-            a = off; b = len;     /* unreachable: every character matches some branch */
+            a = off;
+            b = len; /* unreachable: every character matches some branch */
         } else if (rc < 0) {
             return -1;
         } else {
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-            a = ov[0]; b = ov[1];
-            if (b <= off) return -1;   /* the pattern has no empty matches */
+            a = ov[0];
+            b = ov[1];
+            if (b <= off) return -1; /* the pattern has no empty matches */
         }
         if (a > off && bpe_piece(t, (const uint8_t *)text + off, a - off, s, out) != 0) return -1;
         if (bpe_piece(t, (const uint8_t *)text + a, b - a, s, out) != 0) return -1;
@@ -577,8 +616,8 @@ long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t 
         text = clean;
     }
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
-    bpe_scratch s = { 0 };
-    idbuf out = { 0 };
+    bpe_scratch s = {0};
+    idbuf out = {0};
     int rc = md ? 0 : -1;
     size_t pos = 0;
     while (rc == 0 && pos < len) {
@@ -592,7 +631,10 @@ long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t 
     pcre2_match_data_free(md);
     scratch_free(&s);
     free(clean);
-    if (rc != 0 || out.n > (size_t)LONG_MAX) { free(out.v); return -1; }
+    if (rc != 0 || out.n > (size_t)LONG_MAX) {
+        free(out.v);
+        return -1;
+    }
     *ids = out.v;
     return (long)out.n;
 }

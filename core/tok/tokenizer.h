@@ -14,8 +14,8 @@ typedef struct tokenizer tokenizer;
 tokenizer *tokenizer_load(const char *dir, char *err, size_t errlen);
 void tokenizer_free(tokenizer *t);
 
-int tokenizer_vocab_size(const tokenizer *t);   /* number of ids (max id + 1) */
-int tokenizer_eot(const tokenizer *t);          /* id of <|endoftext|>, or -1 */
+int tokenizer_vocab_size(const tokenizer *t); /* number of ids (max id + 1) */
+int tokenizer_eot(const tokenizer *t);        /* id of <|endoftext|>, or -1 */
 
 /* Encodes `len` bytes of UTF-8 text. Invalid UTF-8 is first replaced by
  * U+FFFD. The literal text "<|endoftext|>" becomes the special token.
