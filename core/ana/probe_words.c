@@ -61,47 +61,49 @@ int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *id
 
     const gpt2_block *blk = &m->p.h[block];
     const float *E = m->p.wte;
-    float *qn = malloc(W * d * sizeof(float));             // (W, d) En[id]
-    float *qa = malloc(W * d * sizeof(float));             // (W, d) q Wq / sqrt(dh), then q Wv + bv
+    float *qa = malloc(d * sizeof(float));                 // (d) q Wq / sqrt(dh), then q Wv + bv
     float *keyq = malloc(W * H * d * sizeof(float));       // (W, H, d) q Wqk_h
     float *valq = malloc(W * (H + 1) * d * sizeof(float)); // (W, H+1, d) value queries
     topk_hit *vhits = malloc(W * (H + 1) * k * sizeof(topk_hit));
     blockcache_entry *en_e = NULL;
-    if (!qn || !qa || !keyq || !valq || !vhits) {
+    if (!qa || !keyq || !valq || !vhits) {
         rc = TW_ENOMEM;
         goto done;
     }
     rc = ana_acquire_ln1_embeddings(m, c, block, &en_e);
     if (rc) goto done;
     const float *En = blockcache_data(en_e);
-    for (size_t w = 0; w < W; w++) memcpy(qn + w * d, En + (size_t)ids[w] * d, d * sizeof(float));
-
-    // Keys. qa (W, d) = qn (W, d) . Wq (d, d; ld 3d) / sqrt(dh), all heads.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d, (int)d,
-                (float)(1.0 / sqrt((double)dh)), qn, (int)d, blk->attn_w, (int)(3 * d), 0.0f, qa, (int)d);
-    // keyq[w, h] (d) = qa[w, h-slice] (dh) . Wk_h^T (dh, d)
-    for (size_t h = 0; h < H; h++) {
-        ana_head hs;
-        ana_head_slices(m, block, (int)h, &hs);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)d, (int)dh, 1.0f, qa + h * dh,
-                    (int)d, hs.wk, (int)hs.ld_qkv, 0.0f, keyq + h * d, (int)(H * d));
+    /* Every word's query vectors are computed on their own (matrix-vector
+     * products, never a GEMM over the batch), so a word's answer does not
+     * depend on which other words are probed with it (docs/MATH.md §2). */
+    for (size_t w = 0; w < W; w++) {
+        const float *q = En + (size_t)ids[w] * d;
+        // keys: qa (d) = q . Wq (d, d; ld 3d) / sqrt(dh); keyq[w, h] = qa_h (dh) . Wk_h^T (dh, d)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)d, (float)(1.0 / sqrt((double)dh)), blk->attn_w,
+                    (int)(3 * d), q, 1, 0.0f, qa, 1);
+        for (size_t h = 0; h < H; h++) {
+            ana_head hs;
+            ana_head_slices(m, block, (int)h, &hs);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)dh, 1.0f, hs.wk, (int)hs.ld_qkv, qa + h * dh, 1,
+                        0.0f, keyq + (w * H + h) * d, 1);
+        }
+        // values: qa (d) = q . Wv (d, d; ld 3d) + bv; u_h = qa_h (dh) . Wo_h (dh, d)
+        memcpy(qa, blk->attn_b + 2 * d, d * sizeof(float));
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)d, 1.0f, blk->attn_w + 2 * d, (int)(3 * d), q, 1, 1.0f,
+                    qa, 1);
+        float *rowsw = valq + w * (H + 1) * d; // (H+1, d)
+        for (size_t h = 0; h < H; h++) {
+            ana_head hs;
+            ana_head_slices(m, block, (int)h, &hs);
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)dh, (int)d, 1.0f, hs.wo, (int)hs.ld_o, qa + h * dh, 1, 0.0f,
+                        rowsw + h * d, 1);
+        }
     }
     rc = topk_rows(En, V, d, keyq, W * H, k, r.keys, NULL);
     blockcache_release(c, en_e);
     en_e = NULL;
     if (rc) goto done;
 
-    // Values. qa (W, d) = qn . Wv (d, d; ld 3d) + bv, all heads.
-    for (size_t w = 0; w < W; w++) memcpy(qa + w * d, blk->attn_b + 2 * d, d * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d, (int)d, 1.0f, qn, (int)d,
-                blk->attn_w + 2 * d, (int)(3 * d), 1.0f, qa, (int)d);
-    // u_h = qa[w, h-slice] (dh) . Wo_h (dh, d), into valq[w, h]
-    for (size_t h = 0; h < H; h++) {
-        ana_head hs;
-        ana_head_slices(m, block, (int)h, &hs);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)d, (int)dh, 1.0f, qa + h * dh,
-                    (int)d, hs.wo, (int)hs.ld_o, 0.0f, valq + h * d, (int)((H + 1) * d));
-    }
     // Norms, layer sum U, then E[id] + u + b_o in place, then LN_f.
     const float *bo = blk->attn_proj_b;
     for (size_t w = 0; w < W; w++) {
@@ -136,7 +138,6 @@ int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *id
 
 done:
     blockcache_release(c, en_e);
-    free(qn);
     free(qa);
     free(keyq);
     free(valq);

@@ -7,9 +7,11 @@
  *   values, head h:  u_h = q Wvo_h + bv_h Wo_h  (computed as (q Wv_h + bv_h) Wo_h),
  *                    top-k of LN_f(E[id] + u_h + b_o) against E; ||u_h||
  *   layer:           U = sum_h u_h, top-k of LN_f(E[id] + U + b_o) against E; ||U||
- * All words and heads are batched: the n_words * H key queries share one
- * blocked GEMM pass over En, the n_words * (H + 1) value queries one pass
- * over E (core/topk.h). Tokenising words (and skipping those that are not a
+ * Each word's query vectors are computed on their own (matrix-vector
+ * products), so its answer never depends on the other words of the request;
+ * then the n_words * H key queries share one blocked GEMM pass over En and
+ * the n_words * (H + 1) value queries one pass over E (core/nn/topk.h, whose
+ * scores are exact). Tokenising words (and skipping those that are not a
  * single token) is the caller's job: this takes token ids. */
 #ifndef TW_PROBE_WORDS_H
 #define TW_PROBE_WORDS_H

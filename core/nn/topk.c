@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,20 +117,103 @@ static int check_args(const void *M, size_t n, size_t d, const void *Q, size_t n
     if (!M || !Q || (!top && !bottom)) return TW_EINVAL;
     if (k < 1 || k > n || n >= (size_t)INT32_MAX) return TW_EINVAL;
     if (d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX) return TW_EINVAL;
-    if (nq > SIZE_MAX / k / sizeof(heap_item) / 2) return TW_EINVAL;
+    if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return TW_EINVAL;
     return TW_OK;
 }
+
+/* ---- Exact scores ---- */
+
+double topk_dot(const float *a, const float *b, size_t d)
+{
+    /* Products of two floats are exact in double; four partial sums in a
+     * fixed pattern, so the result never depends on anything but a and b. */
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t t = 0;
+    for (; t + 4 <= d; t += 4) {
+        s0 += (double)a[t] * (double)b[t];
+        s1 += (double)a[t + 1] * (double)b[t + 1];
+        s2 += (double)a[t + 2] * (double)b[t + 2];
+        s3 += (double)a[t + 3] * (double)b[t + 3];
+    }
+    for (; t < d; t++) s0 += (double)a[t] * (double)b[t];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static double norm2(const float *a, size_t d) { return sqrt(topk_dot(a, a, d)); }
+
+float topk_max_row_norm(const float *M, size_t n, size_t d)
+{
+    double r = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        double v = norm2(M + j * d, d);
+        if (!(v <= r)) r = v; /* NaN wins: then nothing is certified */
+    }
+    return (float)r;
+}
+
+/* Bound on |float GEMM score - exact score| for a query of norm qn against
+ * rows of norm at most R: gamma_{d+1} * qn * R, u = 2^-24 (any summation
+ * order, with or without FMA), widened by 2 for the float rounding of R. */
+static double screen_error(size_t d, double qn, double R)
+{
+    double nu = (double)(d + 1) * 0x1p-24;
+    return 2.0 * nu / (1.0 - nu) * qn * R;
+}
+
+/* Exact top or bottom list of one query over every row of M (the fallback
+ * when screening cannot certify a list, and the naive reference). */
+static void exact_scan(const float *M, size_t n, size_t d, const float *q, size_t k, int bottom, heap_item *h,
+                       topk_hit *out)
+{
+    heap_init(h, k);
+    for (size_t j = 0; j < n; j++) {
+        double s = topk_dot(q, M + j * d, d);
+        heap_offer(h, k, bottom ? bottom_key(s) : top_key(s), s, (int32_t)j);
+    }
+    heap_emit(h, k, out);
+}
+
+/* The screened candidates of one list (kc of them, float scores) become
+ * the exact list: every candidate rescored exactly, the best k kept. The
+ * list is certified when no row outside the candidates can reach it: the
+ * worst candidate's float score, moved by the screening error, stays below
+ * the k-th exact score. Otherwise the list is computed by an exact scan.
+ * Returns 1 when it had to scan. */
+static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom, double err,
+                   heap_item *cand, heap_item *tmp, topk_hit *out)
+{
+    double worst = cand[0].key; /* the heap root: the worst candidate's key (float score, or its negation) */
+    heap_init(tmp, k);
+    for (size_t c = 0; c < kc; c++) {
+        if (cand[c].id == INT32_MAX) continue;
+        double s = topk_dot(q, M + (size_t)cand[c].id * d, d);
+        heap_offer(tmp, k, bottom ? bottom_key(s) : top_key(s), s, cand[c].id);
+    }
+    if (kc >= n || worst + err < tmp[0].key) { /* kc >= n: every row was a candidate */
+        heap_emit(tmp, k, out);
+        return 0;
+    }
+    exact_scan(M, n, d, q, k, bottom, tmp, out);
+    return 1;
+}
+
+static _Atomic unsigned long long exact_scans;
+
+unsigned long long topk_exact_scans(void) { return atomic_load(&exact_scans); }
 
 /* Scratch target for one GEMM block of scores (nq x b floats). */
 #define TOPK_SCRATCH_BYTES ((size_t)8 << 20)
 
-int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
-              topk_hit *bottom)
+int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+                  topk_hit *bottom, const topk_opts *opts)
 {
     // M (n, d), Q (nq, d); top, bottom (nq, k)
     int rc = check_args(M, n, d, Q, nq, k, top, bottom);
     if (rc) return rc;
     if (nq == 0) return TW_OK;
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
+    size_t kc = 2 * k + TOPK_MARGIN; /* candidates kept per list */
+    if (kc > n) kc = n;
 
     size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / nq;
     b = b / 16 * 16;
@@ -138,99 +222,72 @@ int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, siz
     if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
 
     float *S = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
-    heap_item *ht = top ? malloc(nq * k * sizeof(heap_item)) : NULL;
-    heap_item *hb = bottom ? malloc(nq * k * sizeof(heap_item)) : NULL;
-    if (!S || (top && !ht) || (bottom && !hb)) {
-        free(S);
-        free(ht);
-        free(hb);
-        return TW_ENOMEM;
+    heap_item *ht = top ? malloc(nq * kc * sizeof(heap_item)) : NULL;
+    heap_item *hb = bottom ? malloc(nq * kc * sizeof(heap_item)) : NULL;
+    heap_item *tmp = malloc(k * sizeof(heap_item));
+    if (!S || (top && !ht) || (bottom && !hb) || !tmp) {
+        rc = TW_ENOMEM;
+        goto out;
     }
     for (size_t i = 0; i < nq; i++) {
-        if (ht) heap_init(ht + i * k, k);
-        if (hb) heap_init(hb + i * k, k);
+        if (ht) heap_init(ht + i * kc, kc);
+        if (hb) heap_init(hb + i * kc, kc);
     }
 
+    /* Screening: float GEMM of a block of rows against every query, the
+     * best kc per list kept. */
     for (size_t j0 = 0; j0 < n; j0 += b) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
         size_t bj = n - j0 < b ? n - j0 : b;
         // S (nq, bj) = Q (nq, d) . M[j0 .. j0+bj)^T (d, bj)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
                     M + j0 * d, (int)d, 0.0f, S, (int)bj);
         for (size_t i = 0; i < nq; i++) {
             const float *s = S + i * bj;
-            if (ht) scan_top(ht + i * k, k, s, bj, (int32_t)j0);
-            if (hb) scan_bottom(hb + i * k, k, s, bj, (int32_t)j0);
+            if (ht) scan_top(ht + i * kc, kc, s, bj, (int32_t)j0);
+            if (hb) scan_bottom(hb + i * kc, kc, s, bj, (int32_t)j0);
         }
     }
 
+    /* Certification: exact scores of the candidates, the best k of them. */
+    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+    unsigned long long scans = 0;
     for (size_t i = 0; i < nq; i++) {
-        if (ht) heap_emit(ht + i * k, k, top + i * k);
-        if (hb) heap_emit(hb + i * k, k, bottom + i * k);
+        const float *q = Q + i * d;
+        double err = screen_error(d, norm2(q, d), R);
+        if (!(err < INFINITY)) err = INFINITY; /* NaN: never certified */
+        if (ht) scans += certify(M, n, d, q, k, kc, 0, err, ht + i * kc, tmp, top + i * k);
+        if (hb) scans += certify(M, n, d, q, k, kc, 1, err, hb + i * kc, tmp, bottom + i * k);
     }
+    if (scans) atomic_fetch_add(&exact_scans, scans);
+out:
     free(S);
     free(ht);
     free(hb);
-    return TW_OK;
+    free(tmp);
+    return rc;
+}
+
+int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+              topk_hit *bottom)
+{
+    return topk_rows_opt(M, n, d, Q, nq, k, top, bottom, NULL);
 }
 
 /* ---- Naive reference ---- */
-
-typedef struct {
-    double s;
-    int32_t id;
-} naive_item;
-
-static int cmp_naive_top(const void *a, const void *b)
-{
-    const naive_item *x = a, *y = b;
-    double kx = top_key(x->s), ky = top_key(y->s);
-    if (kx > ky) return -1;
-    if (kx < ky) return 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-static int cmp_naive_bottom(const void *a, const void *b)
-{
-    const naive_item *x = a, *y = b;
-    double kx = isnan(x->s) ? INFINITY : x->s;
-    double ky = isnan(y->s) ? INFINITY : y->s;
-    if (kx < ky) return -1;
-    if (kx > ky) return 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
 
 int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                     topk_hit *bottom)
 {
     int rc = check_args(M, n, d, Q, nq, k, top, bottom);
     if (rc) return rc;
-    naive_item *all = malloc(n * sizeof *all);
-    if (!all) return TW_ENOMEM;
+    heap_item *h = malloc(k * sizeof *h);
+    if (!h) return TW_ENOMEM;
     for (size_t i = 0; i < nq; i++) {
-        const float *q = Q + i * d;
-        for (size_t j = 0; j < n; j++) {
-            const float *m = M + j * d;
-            double acc = 0.0;
-            for (size_t t = 0; t < d; t++) acc += (double)q[t] * (double)m[t];
-            all[j].s = acc;
-            all[j].id = (int32_t)j;
-        }
-        if (top) {
-            qsort(all, n, sizeof *all, cmp_naive_top);
-            for (size_t t = 0; t < k; t++) {
-                top[i * k + t].id = all[t].id;
-                top[i * k + t].score = all[t].s;
-            }
-        }
-        if (bottom) {
-            qsort(all, n, sizeof *all, cmp_naive_bottom);
-            for (size_t t = 0; t < k; t++) {
-                bottom[i * k + t].id = all[t].id;
-                bottom[i * k + t].score = all[t].s;
-            }
-        }
+        if (top) exact_scan(M, n, d, Q + i * d, k, 0, h, top + i * k);
+        if (bottom) exact_scan(M, n, d, Q + i * d, k, 1, h, bottom + i * k);
     }
-    free(all);
+    free(h);
     return TW_OK;
 }
 

@@ -10,6 +10,18 @@
  * NaN scores rank below every number in both lists (they are only returned
  * when fewer than k other rows exist).
  *
+ * Exactness: every score is the exact dot product of the float inputs,
+ * computed in double in one fixed order (topk_dot), so a query's list and
+ * scores never depend on the other queries of the batch, the block sizes,
+ * the thread count or the BLAS kernels. topk_rows screens with a float GEMM,
+ * keeping 2k + TOPK_MARGIN candidates per list, rescores the candidates
+ * exactly, and certifies the result: a row outside the candidates could
+ * only enter the list if its float score were off by more than the proven
+ * error bound of the GEMM (gamma_{d+1} |q| max_j |M_j|); when that cannot be
+ * ruled out (near-ties), that one list is recomputed by an exact scan of
+ * every row. So topk_rows gives the same ids and scores as
+ * topk_rows_naive, bit for bit, always (docs/MATH.md §2).
+ *
  * Threads: topk_rows calls cblas_sgemm, which uses as many OpenBLAS threads
  * as OpenBLAS is configured for (by default every core); the selection after
  * each GEMM block runs in the calling thread. Every function here touches only
@@ -17,18 +29,23 @@
  * >= 0.3.7 is thread-safe; concurrent GEMMs share its thread pool). The
  * process owner decides the BLAS thread budget with openblas_set_num_threads.
  *
- * Errors: functions return 0, or a negative code from the TOPK_E* list; they
- * never abort. */
+ * Errors: functions return TW_OK or a base/status.h code (TW_EINVAL,
+ * TW_ENOMEM, and TW_ECANCELED / TW_ETIMEDOUT from topk_rows_opt's cancel);
+ * they never abort. */
 #ifndef TW_TOPK_H
 #define TW_TOPK_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cancel.h"
 #include "base/status.h"
 
-/* One selected row: its index and its score (the float dot product, or the
- * double score of topk_vec, widened to double). */
+/* Candidates kept per list beyond 2k while screening. */
+#define TOPK_MARGIN 8
+
+/* One selected row: its index and its score (the exact dot product in
+ * double, or the score given to topk_vec). */
 typedef struct {
     int32_t id;
     double score;
@@ -45,9 +62,29 @@ typedef struct {
 int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
               topk_hit *bottom);
 
-/* The slow, obviously-correct reference of topk_rows: double dot products,
- * a full stable ordering. Same contract; scores agree with topk_rows to float
- * rounding (ids agree except between scores closer than that rounding). */
+/* Options of topk_rows_opt; a zeroed struct (or NULL) means defaults. */
+typedef struct {
+    float max_row_norm;       /* max_j |M_j| when the caller knows it (> 0); else computed */
+    const tw_cancel *cancel;  /* checked between GEMM blocks; NULL: never stops */
+} topk_opts;
+
+/* topk_rows with options. */
+int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+                  topk_hit *bottom, const topk_opts *opts);
+
+/* The exact dot product of two float vectors, in double, in a fixed order:
+ * the score of every list. */
+double topk_dot(const float *a, const float *b, size_t d);
+
+/* max_j |M_j| over the n rows of M (n, d) (NaN if a row holds NaN). */
+float topk_max_row_norm(const float *M, size_t n, size_t d);
+
+/* How many lists, since the process started, could not be certified from
+ * the screened candidates and were recomputed by an exact scan. */
+unsigned long long topk_exact_scans(void);
+
+/* The slow, obviously-correct reference of topk_rows: every row scored by
+ * topk_dot. Same contract and the same answer, bit for bit. */
 int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                     topk_hit *bottom);
 
