@@ -12,8 +12,7 @@ typedef struct entry {
     uint64_t hash;
     char *key;
     size_t klen;
-    char *body;
-    size_t len;
+    api_blob *blob; /* one reference, shared with the responses that send it */
     int status;
     const char *content_type;
 } entry;
@@ -29,7 +28,7 @@ struct answer_cache {
 
 static uint64_t key_hash(const char *s, size_t n) { return tw_fnv1a(s, n, TW_FNV1A_INIT); }
 
-static size_t entry_bytes(const entry *e) { return sizeof *e + e->klen + e->len; }
+static size_t entry_bytes(const entry *e) { return sizeof *e + e->klen + api_blob_len(e->blob); }
 
 answer_cache *answer_cache_new(size_t budget)
 {
@@ -77,7 +76,7 @@ static void drop(answer_cache *c, entry *e)
     c->bytes -= entry_bytes(e);
     c->entries--;
     free(e->key);
-    free(e->body);
+    api_blob_unref(e->blob);
     free(e);
 }
 
@@ -103,47 +102,31 @@ int answer_cache_get(answer_cache *c, const char *key, size_t klen, api_response
     uint64_t h = key_hash(key, klen);
     pthread_mutex_lock(&c->lock);
     entry *e = find(c, h, key, klen);
-    int rc = -1;
     if (e) {
-        char *copy = malloc(e->len + 1);
-        if (copy) {
-            memcpy(copy, e->body, e->len + 1);
-            api_response_free(res);
-            res->body = copy;
-            res->len = e->len;
-            res->status = e->status;
-            res->content_type = e->content_type;
-            unlink_lru(c, e);
-            push_front(c, e);
-            rc = 0;
-        }
-    }
-    if (rc == 0)
+        api_respond_blob(res, e->status, e->content_type, e->blob); /* a reference, not a copy */
+        unlink_lru(c, e);
+        push_front(c, e);
         c->hits++;
-    else
+    } else {
         c->misses++;
+    }
     pthread_mutex_unlock(&c->lock);
-    return rc;
+    return e ? 0 : -1;
 }
 
 void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_response *res)
 {
-    if (!c || !res->body) return;
+    if (!c || !res->blob) return;
     entry *e = calloc(1, sizeof *e);
     if (!e) return;
     e->key = malloc(klen);
-    e->body = malloc(res->len + 1);
-    if (!e->key || !e->body) {
-        free(e->key);
-        free(e->body);
+    if (!e->key) {
         free(e);
         return;
     }
     memcpy(e->key, key, klen);
-    memcpy(e->body, res->body, res->len);
-    e->body[res->len] = '\0';
     e->klen = klen;
-    e->len = res->len;
+    e->blob = api_blob_ref(res->blob);
     e->status = res->status;
     e->content_type = res->content_type;
     e->hash = key_hash(key, klen);
@@ -151,7 +134,7 @@ void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_r
     if (entry_bytes(e) > c->budget || find(c, e->hash, key, klen)) {
         pthread_mutex_unlock(&c->lock);
         free(e->key);
-        free(e->body);
+        api_blob_unref(e->blob);
         free(e);
         return;
     }

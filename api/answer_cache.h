@@ -13,11 +13,12 @@ typedef struct answer_cache answer_cache;
 answer_cache *answer_cache_new(size_t budget_bytes);
 void answer_cache_free(answer_cache *c);
 
-/* 0 and a copy of the cached answer in *res (status, body, content type) on a
- * hit; -1 on a miss. c may be NULL (always a miss). Thread-safe. */
+/* 0 and the cached answer in *res (status, content type, and a reference to
+ * its bytes: never a copy) on a hit; -1 on a miss. c may be NULL (always a
+ * miss). Thread-safe. */
 int answer_cache_get(answer_cache *c, const char *key, size_t klen, api_response *res);
-/* Stores a copy of res under key when it fits the budget, evicting the least
- * recently used answers. Thread-safe. */
+/* Keeps a reference to res's bytes under key when they fit the budget,
+ * evicting the least recently used answers. Thread-safe. */
 void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_response *res);
 
 typedef struct {

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cancel.h"
 #include "base/status.h"
 #include "base/strbuf.h"
 #include "core/model/gpt2.h"
@@ -91,15 +92,34 @@ typedef struct {
     size_t body_len;
 } api_request;
 
+/* The bytes of an answer: immutable once made, shared by reference between
+ * the answer cache and every connection that sends them, so a cached answer
+ * exists once in memory however many clients receive it. */
+typedef struct api_blob api_blob;
+
 typedef struct {
     int status;
-    char *body; /* malloc'd, owned by the response */
+    const char *body;         /* the answer's bytes, NUL-terminated; inside blob */
     size_t len;
+    api_blob *blob;           /* owns body (one reference) */
     const char *content_type; /* static string */
     int retry_after;          /* seconds for Retry-After, 0 = none */
     char allow[48];           /* Allow header of a 405, empty = none */
     bool cached;              /* served from the answer cache */
 } api_response;
+
+/* Makes *res a `status` answer of the malloc'd bytes (len of them, followed by
+ * a NUL), which it adopts. On allocation failure frees them and answers 500.
+ * Returns 0 or -1. */
+int api_respond(api_response *res, int status, const char *content_type, char *bytes, size_t len);
+
+/* Sets *res to the answer held by blob (one more reference). */
+void api_respond_blob(api_response *res, int status, const char *content_type, api_blob *blob);
+
+api_blob *api_blob_ref(api_blob *b);
+void api_blob_unref(api_blob *b); /* frees the bytes with the last reference; NULL ok */
+const char *api_blob_data(const api_blob *b);
+size_t api_blob_len(const api_blob *b);
 
 /* ---- parameters ---- */
 typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL } api_ptype;
@@ -148,7 +168,8 @@ typedef struct {
 typedef struct {
     api_arg v[API_MAX_PARAMS];
     size_t n;
-    void *arena; /* owns strings; freed by api_args_free */
+    void *arena;             /* owns strings; freed with the call */
+    const tw_cancel *cancel; /* the request's cancel flag and deadline; NULL: never stops */
 } api_args;
 
 /* The upper bound of a parameter for the loaded model and configuration. */

@@ -88,10 +88,5 @@ int tb_respond(textbuf *b, api_response *res, const char *content_type)
     size_t len = 0;
     char *s = sb_take(&b->sb, &len);
     if (!s) return api_status_error(res, TW_ENOMEM, "formatting the answer");
-    api_response_free(res);
-    res->status = 200;
-    res->body = s;
-    res->len = len;
-    res->content_type = content_type;
-    return 0;
+    return api_respond(res, 200, content_type, s, len);
 }

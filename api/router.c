@@ -29,48 +29,94 @@ static const char *error_type(int status)
     }
 }
 
+struct api_blob {
+    _Atomic long refs;
+    size_t len;
+    char *data;
+};
+
+api_blob *api_blob_ref(api_blob *b)
+{
+    if (b) atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+void api_blob_unref(api_blob *b)
+{
+    if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
+    free(b->data);
+    free(b);
+}
+
+const char *api_blob_data(const api_blob *b) { return b->data; }
+size_t api_blob_len(const api_blob *b) { return b->len; }
+
 void api_response_free(api_response *res)
 {
-    free(res->body);
+    api_blob_unref(res->blob);
+    res->blob = NULL;
     res->body = NULL;
     res->len = 0;
 }
 
-int api_text(api_response *res, int status, const char *content_type, const char *text, size_t len)
+void api_respond_blob(api_response *res, int status, const char *content_type, api_blob *blob)
 {
     api_response_free(res);
     res->status = status;
     res->content_type = content_type;
-    res->body = malloc(len + 1);
-    if (!res->body) {
-        res->status = 500;
-        res->len = 0;
+    res->blob = api_blob_ref(blob);
+    res->body = blob->data;
+    res->len = blob->len;
+}
+
+/* The answer of last resort, when even an error cannot be allocated. */
+static char oom_text[] = "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"out of memory\"}}";
+static api_blob oom_blob = {1, sizeof oom_text - 1, oom_text};
+
+int api_respond(api_response *res, int status, const char *content_type, char *bytes, size_t len)
+{
+    api_blob *b = bytes ? malloc(sizeof *b) : NULL;
+    if (!b) {
+        free(bytes);
+        api_respond_blob(res, 500, "application/json", &oom_blob);
         return -1;
     }
-    memcpy(res->body, text, len);
-    res->body[len] = '\0';
+    atomic_init(&b->refs, 1);
+    b->len = len;
+    b->data = bytes;
+    api_response_free(res);
+    res->status = status;
+    res->content_type = content_type;
+    res->blob = b;
+    res->body = b->data;
     res->len = len;
     return 0;
 }
 
+int api_text(api_response *res, int status, const char *content_type, const char *text, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+    }
+    return api_respond(res, status, content_type, copy, len);
+}
+
 int api_json(api_response *res, int status, json_t *root)
 {
-    api_response_free(res);
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (!s) {
         /* Only reachable on allocation failure or a NULL built by a handler
          * (e.g. json_real(NaN)); say so instead of answering nothing. */
-        static const char fallback[] = "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":"
-                                       "\"could not build the answer\"}}";
+        tw_log("could not build a JSON answer (out of memory, or a value JSON cannot hold)");
+        static const char fallback[] =
+            "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"could not build the answer\"}}";
         api_text(res, 500, "application/json", fallback, sizeof fallback - 1);
         return -1;
     }
-    res->status = status;
-    res->content_type = "application/json";
-    res->body = s;
-    res->len = strlen(s);
-    return 0;
+    return api_respond(res, status, "application/json", s, strlen(s));
 }
 
 void api_quote(char *out, size_t outlen, const char *s, size_t n)

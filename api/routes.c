@@ -201,12 +201,7 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     size_t len = 0;
     char *s = sb_take(&b, &len);
     if (!s) return api_status_error(res, TW_ENOMEM, "metrics");
-    api_response_free(res);
-    res->status = 200;
-    res->body = s;
-    res->len = len;
-    res->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    return 0;
+    return api_respond(res, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
 }
 
 /* ---------- OpenAPI ---------- */

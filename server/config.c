@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -77,6 +78,30 @@ const cfg_option cfg_options[] = {
     {"umap_epochs", INT(umap_epochs, 0, 10000), "0", false,
      "UMAP epochs; 0 follows umap-learn (200 above 10,000 rows, else 500)."},
     {"umap_seed", INT(umap_seed, 0, INT64_MAX), "42", false, "UMAP random seed."},
+    {"max_connections_per_ip", INT(max_connections_per_ip, 1, 100000), "128", false,
+     "Connections one client address may hold (waiting, being read, computed or answered)."},
+    {"max_pending", INT(max_pending, 1, 100000), "256", false,
+     "Accepted connections whose request line has not begun; beyond, the oldest is dropped."},
+    {"first_byte_timeout", INT(first_byte_timeout, 1, 3600), "5", false,
+     "Seconds a new connection may take to begin its request line."},
+    {"header_timeout", INT(header_timeout, 1, 3600), "10", false,
+     "Seconds a request may take to send its headers (a deadline, not an idle timeout)."},
+    {"body_timeout", INT(body_timeout, 1, 3600), "30", false,
+     "Seconds a request may take to send its body once the headers are in."},
+    {"max_queue", INT(max_queue, 1, 100000), "64", false,
+     "Heavy requests waiting for a worker; beyond, 503 with Retry-After."},
+    {"max_queue_per_client", INT(max_queue_per_client, 1, 100000), "16", false,
+     "Heavy requests one client address may have waiting or running; beyond, 503 with Retry-After."},
+    {"max_request_seconds", INT(max_request_seconds, 1, 86400), "120", false,
+     "Deadline of one computation, from the moment it is queued; past it the work stops with a 503."},
+    {"allowed_hosts", STR(allowed_hosts), "", false,
+     "Host names, besides localhost, 127.0.0.1, ::1 and the listen address, that requests may name in "
+     "their Host header (comma-separated); any other Host gets 421 (a defence against DNS rebinding)."},
+    {"api_key", STR(api_key), "", false,
+     "When set, every route but /health (and the page's static files) needs 'Authorization: Bearer "
+     "<api_key>' (401 otherwise)."},
+    {"insecure", BOOL(insecure), "false", false,
+     "Allow a listen address that is not loopback without api_key (otherwise twd refuses to start)."},
 };
 const size_t cfg_n_options = sizeof(cfg_options) / sizeof(cfg_options[0]);
 
@@ -347,4 +372,31 @@ void config_api_settings(const twd_config *cfg, api_settings *s)
     l->umap_epochs = (size_t)cfg->umap_epochs;
     l->umap_seed = (uint64_t)cfg->umap_seed;
     if (fs_join(l->cache_dir, sizeof l->cache_dir, cfg->cache_dir, "umap") != 0) l->cache_dir[0] = '\0';
+}
+
+/* True for 127.0.0.0/8 and ::1. */
+static bool loopback_address(const char *a)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, a, &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, a, &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+    return false;
+}
+
+int config_check(const twd_config *c, char *err, size_t errlen)
+{
+    if (strcmp(c->cors_origin, "null") == 0) {
+        snprintf(err, errlen, "option 'cors_origin': 'null' is refused: sandboxed pages and local files all send "
+                              "Origin: null, so it would let any of them read answers");
+        return -1;
+    }
+    if (!loopback_address(c->listen) && !c->api_key[0] && !c->insecure) {
+        snprintf(err, errlen,
+                 "listen address %s is not loopback and no api_key is set: anyone who can reach it could use "
+                 "the service; set api_key (recommended) or --set insecure=true",
+                 c->listen);
+        return -1;
+    }
+    return 0;
 }

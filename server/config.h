@@ -47,6 +47,19 @@ typedef struct twd_config {
     int64_t umap_neighbors;
     int64_t umap_epochs; /* 0 = umap-learn's default rule */
     int64_t umap_seed;
+    /* what a client may hold (docs/ARCHITECTURE.md, server/guard.h) */
+    int64_t max_connections_per_ip; /* connections per client address */
+    int64_t max_pending;    /* accepted connections whose request line has not begun */
+    int64_t first_byte_timeout; /* seconds for a new connection's request line to begin */
+    int64_t header_timeout; /* seconds for a request's headers */
+    int64_t body_timeout;   /* seconds for a request's body */
+    int64_t max_queue;      /* heavy requests waiting for a worker */
+    int64_t max_queue_per_client; /* of them, from one client address */
+    int64_t max_request_seconds; /* deadline of one computation */
+    /* who may talk to the daemon */
+    char allowed_hosts[1024]; /* extra Host names accepted, comma-separated */
+    char api_key[256];      /* bearer token required by every route but /health; empty: none */
+    bool insecure;          /* allow a non-loopback listen address without api_key */
 } twd_config;
 
 typedef struct {
@@ -89,6 +102,11 @@ void config_print_table(FILE *out);
 /* Writes a complete, commented configuration file with every default
  * (config/twd.conf is this output). */
 void config_print_conf(FILE *out);
+
+/* Checks that the options make sense together (cors_origin is not "null";
+ * a non-loopback listen address has an api_key or insecure). 0, or -1 with
+ * one line in err. */
+int config_check(const twd_config *c, char *err, size_t errlen);
 
 /* The api layer's settings (limits, cache budgets, layouts) from c. */
 void config_api_settings(const twd_config *c, api_settings *s);

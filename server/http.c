@@ -1,6 +1,7 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,12 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/log.h"
+#include "server/guard.h"
 #include "server/metrics.h"
 
 enum { PH_NEW, PH_BODY, PH_QUEUED, PH_ANSWERED };
@@ -40,12 +44,16 @@ typedef struct req_state {
     int status;
     size_t sent_bytes;
     bool cache_hit;
-    api_call call; /* a heavy request waiting for a worker */
+    gconn *gc;        /* the connection as the guard sees it */
+    bool queued;      /* counted in the worker queue */
+    tw_cancel cancel; /* raised when the client goes away; the computation's deadline */
+    api_call call;    /* a heavy request waiting for a worker */
     api_response res;
 } req_state;
 
 struct http_server {
     struct MHD_Daemon *d;
+    guard *guard;
     twd_app *app;
     const twd_config *cfg;
     char static_root[PATH_MAX];
@@ -56,7 +64,14 @@ struct http_server {
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
     req_state *qhead, *qtail;
+    size_t queued;   /* heavy requests waiting or running */
     bool stopping;
+    /* per client address: heavy requests waiting or running (qlock) */
+    struct {
+        char addr[INET6_ADDRSTRLEN];
+        size_t n;
+    } *clients;
+    size_t n_clients, cap_clients;
 };
 
 /* ---------- decoding ---------- */
@@ -181,12 +196,19 @@ static void add_common_headers(http_server *srv, struct MHD_Connection *c, struc
     }
 }
 
+static void unref_blob(void *blob) { api_blob_unref(blob); }
+
 static enum MHD_Result queue_api_response(req_state *rs)
 {
     api_response *res = &rs->res;
-    struct MHD_Response *r = MHD_create_response_from_buffer(res->len, res->body, MHD_RESPMEM_MUST_FREE);
-    if (!r) return MHD_NO;
-    res->body = NULL; /* owned by MHD now */
+    /* the response holds its own reference to the (possibly cached) bytes */
+    api_blob *blob = api_blob_ref(res->blob);
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+        res->len, (void *)api_blob_data(blob), unref_blob, blob);
+    if (!r) {
+        api_blob_unref(blob);
+        return MHD_NO;
+    }
     MHD_add_response_header(r, "Content-Type", res->content_type ? res->content_type : "application/json");
     MHD_add_response_header(r, "Cache-Control", "no-store");
     if (res->retry_after > 0) {
@@ -202,6 +224,7 @@ static enum MHD_Result queue_api_response(req_state *rs)
     rs->sent_bytes = res->len;
     rs->cache_hit = res->cached;
     rs->phase = PH_ANSWERED;
+    gconn_phase_set(rs->srv->guard, rs->gc, GC_SEND, NULL);
     enum MHD_Result ret = MHD_queue_response(rs->conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -248,9 +271,8 @@ static enum MHD_Result serve_static(req_state *rs)
     rs->label = "static";
     const char *p = rs->path;
     if (p[0] != '/') return reply_error(rs, 404, "no such route: %s", "(relative path)");
-    if (strstr(p, "/../") || strstr(p, "/./") || strstr(p, "//") || strstr(p, "\\") ||
-        (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
-        return reply_error(rs, 404, "no such route: %s", "(path outside the web root)");
+    if (strstr(p, "/.") || strstr(p, "//") || strstr(p, "\\"))
+        return reply_error(rs, 404, "no such route: %s", "(dot files and paths outside the web root are not served)");
     char want[PATH_MAX], real[PATH_MAX];
     int w =
         snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
@@ -262,7 +284,8 @@ static enum MHD_Result serve_static(req_state *rs)
     size_t rl = strlen(srv->static_root);
     if (strncmp(real, srv->static_root, rl) != 0 || real[rl] != '/')
         return reply_error(rs, 404, "no such route: %s", "(path outside the web root)");
-    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must never block an HTTP thread */
+    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0) close(fd);
@@ -279,22 +302,13 @@ static enum MHD_Result serve_static(req_state *rs)
     rs->status = 200;
     rs->sent_bytes = (size_t)st.st_size;
     rs->phase = PH_ANSWERED;
+    gconn_phase_set(srv->guard, rs->gc, GC_SEND, NULL);
     enum MHD_Result ret = MHD_queue_response(rs->conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
 }
 
 /* ---------- workers ---------- */
-
-/* True when the client has already closed its side: no point computing. */
-static bool client_gone(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return false;
-    char b;
-    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0;
-}
 
 static void build_request(req_state *rs, api_request *req)
 {
@@ -304,6 +318,38 @@ static void build_request(req_state *rs, api_request *req)
     req->n_query = rs->n_query;
     req->body = rs->body;
     req->body_len = rs->body_len;
+}
+
+/* Per-client count of heavy requests waiting or running (qlock held). */
+static size_t *client_slot(http_server *srv, const char *addr, bool create)
+{
+    for (size_t i = 0; i < srv->n_clients; i++)
+        if (strcmp(srv->clients[i].addr, addr) == 0) return &srv->clients[i].n;
+    if (!create) return NULL;
+    if (srv->n_clients == srv->cap_clients) {
+        size_t nc = srv->cap_clients ? 2 * srv->cap_clients : 16;
+        void *n = realloc(srv->clients, nc * sizeof *srv->clients);
+        if (!n) return NULL;
+        srv->clients = n;
+        srv->cap_clients = nc;
+    }
+    snprintf(srv->clients[srv->n_clients].addr, sizeof srv->clients[0].addr, "%s", addr);
+    srv->clients[srv->n_clients].n = 0;
+    return &srv->clients[srv->n_clients++].n;
+}
+
+/* A heavy request leaves the queue's books (done, or refused). qlock held. */
+static void unqueue(http_server *srv, req_state *rs)
+{
+    if (!rs->queued) return;
+    rs->queued = false;
+    srv->queued--;
+    size_t *n = client_slot(srv, gconn_addr(rs->gc), false);
+    if (n && *n) --*n;
+    if (n && *n == 0) {
+        size_t i = (size_t)((char *)n - (char *)&srv->clients[0].n) / sizeof srv->clients[0];
+        srv->clients[i] = srv->clients[--srv->n_clients];
+    }
 }
 
 static void *worker_main(void *arg)
@@ -322,15 +368,21 @@ static void *worker_main(void *arg)
         bool stopping = srv->stopping;
         pthread_mutex_unlock(&srv->qlock);
 
+        int why = stopping ? TW_ECANCELED : tw_cancel_check(&rs->cancel);
         if (stopping) {
             api_call_free(&rs->call);
             api_error(&rs->res, 503, "the service is shutting down");
-        } else if (client_gone(rs->conn)) {
+        } else if (why != TW_OK) {
+            /* the client went away, or the request waited past its deadline */
             api_call_free(&rs->call);
-            api_error(&rs->res, 400, "client closed the connection before the answer was computed");
+            api_status_error(&rs->res, why, "request");
         } else {
+            rs->call.args.cancel = &rs->cancel;
             api_compute(srv->app, &rs->call, &rs->res);
         }
+        pthread_mutex_lock(&srv->qlock);
+        unqueue(srv, rs);
+        pthread_mutex_unlock(&srv->qlock);
         MHD_resume_connection(rs->conn);
     }
 }
@@ -348,6 +400,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     rs->raw = strdup(uri);
     rs->label = "unknown";
     rs->status = 500;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    rs->gc = ci ? ci->socket_context : NULL;
+    gconn_phase_set(rs->srv->guard, rs->gc, GC_HEADERS, NULL);
     metrics_request_start();
     return rs;
 }
@@ -361,13 +416,114 @@ static int method_code(const char *m)
     return API_OTHER;
 }
 
+/* Counts the values of header `name` (case-insensitive). */
+typedef struct {
+    const char *name;
+    int n;
+} header_count;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    header_count *h = cls;
+    (void)kind; (void)value;
+    if (key && strcasecmp(key, h->name) == 0) h->n++;
+    return MHD_YES;
+}
+
+static int header_occurrences(struct MHD_Connection *c, const char *name)
+{
+    header_count h = {name, 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &h);
+    return h.n;
+}
+
+/* Is `host` (the Host header: a name or [v6], optionally :port) one this
+ * daemon listens as? localhost, 127.0.0.1, ::1, the listen address and
+ * allowed_hosts; the port, when given, must be ours. */
+static bool host_allowed(const http_server *srv, const char *host)
+{
+    char name[256];
+    size_t n = strlen(host);
+    if (n == 0 || n >= sizeof name) return false;
+    memcpy(name, host, n + 1);
+    char *port = NULL;
+    if (name[0] == '[') {
+        char *close = strchr(name, ']');
+        if (!close) return false;
+        if (close[1] == ':') port = close + 2;
+        else if (close[1]) return false;
+        *close = '\0';
+        memmove(name, name + 1, strlen(name + 1) + 1);
+    } else if ((port = strchr(name, ':'))) {
+        *port++ = '\0';
+    }
+    if (port) {
+        char *end;
+        long p = strtol(port, &end, 10);
+        if (*end || end == port || p != srv->port) return false;
+    }
+    for (char *q = name; *q; q++) *q = (char)tolower((unsigned char)*q);
+    if (!strcmp(name, "localhost") || !strcmp(name, "127.0.0.1") || !strcmp(name, "::1") ||
+        !strcasecmp(name, srv->cfg->listen))
+        return true;
+    const char *list = srv->cfg->allowed_hosts;
+    size_t len = strlen(name);
+    while (*list) {
+        while (*list == ',' || *list == ' ') list++;
+        const char *e = list;
+        while (*e && *e != ',' && *e != ' ') e++;
+        if ((size_t)(e - list) == len && strncasecmp(list, name, len) == 0) return true;
+        list = e;
+    }
+    return false;
+}
+
+/* The checks of who may ask (HTTP level, before any route logic): Host
+ * (DNS rebinding), request smuggling shapes, the bearer key. Fills msg and
+ * returns the status to answer, or 0. */
+static int check_client(req_state *rs, char *msg, size_t msglen)
+{
+    http_server *srv = rs->srv;
+    struct MHD_Connection *c = rs->conn;
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (host && !host_allowed(srv, host)) {
+        char shown[64];
+        api_quote(shown, sizeof shown, host, strlen(host));
+        snprintf(msg, msglen, "this server does not answer for host '%s' (see allowed_hosts)", shown);
+        return 421;
+    }
+    if (header_occurrences(c, "Content-Length") > 1) {
+        snprintf(msg, msglen, "more than one Content-Length header");
+        return 400;
+    }
+    if (header_occurrences(c, "Content-Length") && header_occurrences(c, "Transfer-Encoding")) {
+        snprintf(msg, msglen, "both Content-Length and Transfer-Encoding");
+        return 400;
+    }
+    /* the key guards the API; the page's static files and /health stay open */
+    if (srv->cfg->api_key[0] && rs->route && strcmp(rs->route->path, "/health") != 0) {
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        size_t kl = strlen(srv->cfg->api_key);
+        bool ok = auth && strncmp(auth, "Bearer ", 7) == 0 && strlen(auth + 7) == kl;
+        /* compared in constant time */
+        unsigned diff = 0;
+        for (size_t i = 0; ok && i < kl; i++) diff |= (unsigned char)(auth[7 + i] ^ srv->cfg->api_key[i]);
+        if (!ok || diff) {
+            snprintf(msg, msglen, "this route needs 'Authorization: Bearer <api_key>'");
+            return 401;
+        }
+    }
+    return 0;
+}
+
 /* The request line and headers have arrived: bound the target, decode it,
- * find the route, check the declared body size. */
+ * find the route, check the client and the declared body size. */
 static enum MHD_Result on_headers(req_state *rs, const char *method)
 {
     http_server *srv = rs->srv;
     rs->phase = PH_BODY;
     rs->method = method_code(method);
+    gconn_phase_set(srv->guard, rs->gc, GC_BODY, NULL);
     char msg[256];
     if (rs->raw_len > (size_t)srv->cfg->max_url) {
         snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld", rs->raw_len, (long long)srv->cfg->max_url);
@@ -376,6 +532,8 @@ static enum MHD_Result on_headers(req_state *rs, const char *method)
     if (parse_target(rs, msg, sizeof msg) != 0) return reply_error(rs, 400, "%s", msg);
     rs->route = api_find_route(rs->path);
     if (rs->route) rs->label = rs->route->path;
+    int status = check_client(rs, msg, sizeof msg);
+    if (status) return reply_error(rs, status, "%s", msg);
     const char *cl = MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end;
@@ -385,7 +543,8 @@ static enum MHD_Result on_headers(req_state *rs, const char *method)
          * (which send the whole body before reading) see the 413; one too
          * large to be worth reading is refused at once and the connection
          * closed. */
-        if (errno || *end || v > (unsigned long long)srv->cfg->max_body * 16 + (64u << 20)) {
+        if (errno || *end || !isdigit((unsigned char)cl[0]) ||
+            v > (unsigned long long)srv->cfg->max_body * 16 + (64u << 20)) {
             api_quote(msg, sizeof msg, cl, strlen(cl));
             char lim[64];
             snprintf(lim, sizeof lim, "; the limit is %lld", (long long)srv->cfg->max_body);
@@ -445,23 +604,38 @@ static enum MHD_Result answer_options(req_state *rs)
 }
 
 /* Hands a prepared heavy request to the workers; the connection sleeps
- * until a worker resumes it with the answer. */
+ * until a worker resumes it with the answer. The queue is bounded, in all
+ * and per client address, so that one client cannot fill it. */
 static enum MHD_Result enqueue(req_state *rs)
 {
     http_server *srv = rs->srv;
+    const char *why = NULL;
+    const char *addr = gconn_addr(rs->gc);
     pthread_mutex_lock(&srv->qlock);
-    if (srv->stopping) {
+    size_t *mine = client_slot(srv, addr, false);
+    if (srv->stopping) why = "the service is shutting down";
+    else if (srv->queued >= (size_t)srv->cfg->max_queue) why = "too many requests are waiting (max_queue)";
+    else if (mine && *mine >= (size_t)srv->cfg->max_queue_per_client)
+        why = "this client has too many requests waiting (max_queue_per_client)";
+    else if (!(mine = client_slot(srv, addr, true))) why = "out of memory";
+    if (why) {
         pthread_mutex_unlock(&srv->qlock);
         api_call_free(&rs->call);
-        return reply_error(rs, 503, "%s", "the service is shutting down");
+        api_response_free(&rs->res);
+        api_error(&rs->res, 503, "%s; retry shortly", why);
+        rs->res.retry_after = srv->stopping ? 0 : 1;
+        return queue_api_response(rs);
     }
+    ++*mine;
+    srv->queued++;
+    rs->queued = true;
+    rs->cancel.deadline = tw_now() + (double)srv->cfg->max_request_seconds;
+    gconn_phase_set(srv->guard, rs->gc, GC_WORK, &rs->cancel);
     rs->phase = PH_QUEUED;
     MHD_suspend_connection(rs->conn);
     rs->next_job = NULL;
-    if (srv->qtail)
-        srv->qtail->next_job = rs;
-    else
-        srv->qhead = rs;
+    if (srv->qtail) srv->qtail->next_job = rs;
+    else srv->qhead = rs;
     srv->qtail = rs;
     pthread_cond_signal(&srv->qcond);
     pthread_mutex_unlock(&srv->qlock);
@@ -486,6 +660,13 @@ static enum MHD_Result on_complete(req_state *rs)
         return reply_error(rs, 404, "no such route: %s (see /openapi.json)", shown);
     }
     if (rs->method == API_OPTIONS) return answer_options(rs);
+    if (rs->method == API_POST && rs->body_len > 0 && (rs->route->methods & API_POST)) {
+        const char *ct = MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "Content-Type");
+        size_t n = strlen("application/json");
+        if (!ct || strncasecmp(ct, "application/json", n) != 0 || (ct[n] && ct[n] != ';' && ct[n] != ' '))
+            return reply_error(rs, 415, "a request body must be JSON, sent with %s",
+                               "'Content-Type: application/json'");
+    }
     api_request req;
     build_request(rs, &req);
     if (api_prepare(rs->srv->app, rs->route, &req, &rs->call, &rs->res) == API_COMPUTE) return enqueue(rs);
@@ -553,6 +734,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (!rs) return;
     double dt = tw_now() - rs->t0;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rs->phase != PH_ANSWERED) rs->status = 499;
+    gconn_phase_set(srv->guard, rs->gc, GC_IDLE, NULL);
     metrics_request_done(rs->label, rs->status, dt);
     if (srv->cfg->access_log) log_line(rs, dt);
     api_response_free(&rs->res);
@@ -571,7 +753,62 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vfprintf(stderr, fmt, ap);
 }
 
+/* libmicrohttpd took over a connection from the guard, or closed one. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ad = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        struct sockaddr_storage none = {0};
+        *socket_context = fd ? gconn_open(srv->guard, fd->connect_fd,
+                                          ad && ad->client_addr ? ad->client_addr : (struct sockaddr *)&none)
+                             : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        gconn_close(srv->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
 /* ---------- life cycle ---------- */
+
+/* A listening, non-blocking socket on cfg's address and port; the bound port
+ * in *port. -1 with a message in err. */
+static int listen_socket(const twd_config *cfg, int *port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
+    if (inet_pton(AF_INET, cfg->listen, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)cfg->port);
+        len = sizeof *s4;
+    } else if (inet_pton(AF_INET6, cfg->listen, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)cfg->port);
+        len = sizeof *s6;
+    } else {
+        snprintf(err, errlen, "listen address '%s' is not an IPv4 or IPv6 address", cfg->listen);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd >= 0 && ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%lld (%s)", cfg->listen, (long long)cfg->port,
+                 strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    len = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    *port = ntohs(ss.ss_family == AF_INET6 ? s6->sin6_port : s4->sin_port);
+    return fd;
+}
 
 http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t errlen)
 {
@@ -583,50 +820,49 @@ http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t e
     srv->app = app;
     srv->cfg = cfg;
     if (!realpath(cfg->static_dir, srv->static_root)) {
-        fprintf(stderr, "twd: warning: static_dir %s: %s; the page will not be served\n", cfg->static_dir,
-                strerror(errno));
+        tw_log("warning: static_dir %s: %s; the page will not be served", cfg->static_dir, strerror(errno));
         srv->static_root[0] = '\0';
     }
     pthread_mutex_init(&srv->qlock, NULL);
     pthread_cond_init(&srv->qcond, NULL);
-
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, cfg->listen, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)cfg->port);
-    } else if (inet_pton(AF_INET6, cfg->listen, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)cfg->port);
-        flags |= MHD_USE_IPv6;
-    } else {
-        snprintf(err, errlen, "listen address '%s' is not an IPv4 or IPv6 address", cfg->listen);
-        free(srv);
+    int lfd = listen_socket(cfg, &srv->port, err, errlen);
+    if (lfd < 0) {
+        http_stop(srv);
         return NULL;
     }
     /* The connection's memory pool holds the request line and headers: keep it
      * above max_url so that our own 413 (JSON) answers long targets. */
     size_t pool = (size_t)cfg->max_url * 2 + 65536;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     srv->d = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
-        srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->max_connections + cfg->max_connections / 4 + 16), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_END);
+    guard_settings gs = {
+        .max_connections = (size_t)cfg->max_connections,
+        .max_pending = (size_t)cfg->max_pending,
+        .max_per_ip = (size_t)cfg->max_connections_per_ip,
+        .first_byte_timeout = (double)cfg->first_byte_timeout,
+        .header_timeout = (double)cfg->header_timeout,
+        .body_timeout = (double)cfg->body_timeout,
+        .idle_timeout = (double)cfg->timeout,
+    };
     if (!srv->d) {
-        snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not available)", cfg->listen,
-                 (long long)cfg->port);
-        pthread_mutex_destroy(&srv->qlock);
-        pthread_cond_destroy(&srv->qcond);
-        free(srv);
+        snprintf(err, errlen, "cannot start the HTTP server");
+        close(lfd);
+        http_stop(srv);
         return NULL;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : (int)cfg->port;
+    if (!(srv->guard = guard_start(lfd, srv->d, &gs, err, errlen))) {
+        close(lfd);
+        http_stop(srv);
+        return NULL;
+    }
     srv->n_workers = (size_t)cfg->workers;
     srv->workers = calloc(srv->n_workers, sizeof *srv->workers);
     for (size_t i = 0; srv->workers && i < srv->n_workers; i++)
@@ -644,25 +880,33 @@ http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t e
 
 int http_port(const http_server *s) { return s->port; }
 
+void http_guard_stats(http_server *srv, guard_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (srv && srv->guard) guard_get_stats(srv->guard, st);
+}
+
 void http_stop(http_server *srv)
 {
     if (!srv) return;
-    /* Queued jobs are answered 503 by the workers; running ones finish. */
-    MHD_socket ls = MHD_quiesce_daemon(srv->d);
-    if (ls != MHD_INVALID_SOCKET) close(ls);
+    /* No new connections; queued jobs are answered 503 by the workers; the
+     * running ones finish. */
+    guard_stop(srv->guard);
     pthread_mutex_lock(&srv->qlock);
     srv->stopping = true;
     pthread_cond_broadcast(&srv->qcond);
     pthread_mutex_unlock(&srv->qlock);
     for (size_t i = 0; srv->workers && i < srv->n_workers; i++) pthread_join(srv->workers[i], NULL);
     /* Let the polling threads send the answers of the connections just resumed. */
-    for (int i = 0; i < 50; i++) {
+    for (int i = 0; srv->d && i < 50; i++) {
         const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         if (!di || di->num_connections == 0) break;
         usleep(10000);
     }
-    MHD_stop_daemon(srv->d);
+    if (srv->d) MHD_stop_daemon(srv->d);
+    guard_free(srv->guard);
     free(srv->workers);
+    free(srv->clients);
     pthread_mutex_destroy(&srv->qlock);
     pthread_cond_destroy(&srv->qcond);
     free(srv);

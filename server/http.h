@@ -18,6 +18,10 @@ http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t e
 /* The port actually bound (useful with port 0 in tests). */
 int http_port(const http_server *s);
 
+/* The connection guard's counters (server/guard.h), for /metrics. */
+#include "server/guard.h"
+void http_guard_stats(http_server *s, guard_stats *st);
+
 /* Stops accepting, answers queued work with 503, joins every thread. */
 void http_stop(http_server *s);
 

@@ -197,6 +197,7 @@ int main(int argc, char **argv)
     config_defaults(&cfg);
     int rc = config_from_args(&cfg, argc, argv, err, sizeof err);
     if (rc == 1) return 0;
+    if (rc == 0) rc = config_check(&cfg, err, sizeof err);
     if (rc != 0) {
         tw_log("%s", err);
         return 2;

@@ -137,7 +137,7 @@ class ServiceTest(unittest.TestCase):
         error_of(self, st, data, 413, ["body too large"])
         # a declared 1 GB body: refused at once, before any of it is sent
         conn = socket.create_connection(("127.0.0.1", self.d.port))
-        conn.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+        conn.sendall(b"POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n\r\n")
         conn.settimeout(10)
         resp = b""
         while not resp.rstrip().endswith(b"}"):
@@ -150,7 +150,7 @@ class ServiceTest(unittest.TestCase):
         self.assertIn(b'"payload_too_large"', resp)
         # the same without Content-Length (chunked): counted while reading
         conn = socket.create_connection(("127.0.0.1", self.d.port))
-        conn.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        conn.sendall(b"POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                      b"Content-Type: application/json\r\n\r\n")
         chunk = b"y" * 65536
         try:

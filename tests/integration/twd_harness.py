@@ -53,9 +53,11 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
-        if not self._port_seen.wait(30):
-            self.stop()
-            raise RuntimeError("twd printed no listening line:\n" + self.stderr())
+        deadline = time.time() + 30
+        while not self._port_seen.wait(0.05):
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError("twd printed no listening line:\n" + self.stderr())
         if self.wait_ready:
             self.wait_health()
         return self
@@ -89,8 +91,13 @@ class Daemon:
     def request(self, method, target, body=None, headers=None, timeout=120):
         """Returns (status, headers dict lower-cased, body bytes)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = dict(headers or {})
+        # a body is JSON unless the test says otherwise (twd answers 415 to
+        # a body of another type)
+        if body and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
         try:
-            conn.request(method, target, body=body, headers=headers or {})
+            conn.request(method, target, body=body, headers=headers)
             r = conn.getresponse()
             data = r.read()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, data
