@@ -868,7 +868,7 @@ START_TEST(t_pk_containers)
     static const char pkl[] =
         "\x80\x04}\x94("
         "X\x01\x00\x00\x00" "a" "]q\x05(K\x01K\x02" "e" "\x8c\x01y" "0" "K\x03" "a"
-        "X\x01\x00\x00\x00" "b" "\x8c\x01x" "r\x00\x01\x00\x00" "j\x00\x01\x00\x00" "\x86"
+        "X\x01\x00\x00\x00" "b" "\x8c\x01x" "r\x80\x00\x00\x00" "j\x80\x00\x00\x00" "\x86"
         "K\x07" "\x8f\x94(K\x01K\x02\x90" "(K\x05\x91" "\x86"
         "\x8c\x01z" "\x8c\x01z" "2" "\x86"
         "\x8c\x01" "c" "\x8c\x0b" "collections" "\x8c\x0b" "OrderedDict" "\x93)R"
@@ -915,6 +915,25 @@ START_TEST(t_pk_containers)
     ck_assert_ptr_null(pk_dict_get(a, "a"));
     pk_free(d);
     freebuf(&p);
+}
+END_TEST
+
+/* MARK over an empty stack (found by the fuzzer: UB on a NULL stack) */
+START_TEST(t_pk_mark_empty_stack)
+{
+    static const struct { const char *p; pk_kind kind; } cases[] = {
+        {"(t.", PK_TUPLE}, {"(l.", PK_LIST}, {"(d.", PK_DICT}, {"(\x91.", PK_SET},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        buf p = {0};
+        puts_(&p, cases[i].p);
+        pk_doc *d = pk_ok(&p, 0);
+        ck_assert_int_eq(pk_root(d)->kind, cases[i].kind);
+        ck_assert_uint_eq(pk_root(d)->u.seq.n, 0);
+        pk_free(d);
+        freebuf(&p);
+    }
+    PKF("(1.", 1, "0 values on the stack at STOP", NULL);
 }
 END_TEST
 
@@ -1060,7 +1079,7 @@ START_TEST(t_pk_memo)
     PKF("Np-1\n.", 1, "malformed memo index", NULL);
     PKF("g5\n.", 1, "memo index 5 was never set", NULL);
     /* a memo index below the limit but sparse is fine */
-    static const char ok[] = "Nr\x00\x00\x01\x00j\x00\x00\x01\x00\x86.";
+    static const char ok[] = "Nr\x09\x00\x00\x00j\x09\x00\x00\x00\x86.";
     buf p = {0};
     put(&p, ok, sizeof ok - 1);
     pk_doc *d = pk_ok(&p, 0);
@@ -1068,6 +1087,9 @@ START_TEST(t_pk_memo)
     freebuf(&p);
     pk_options o = {.max_memo = 100};
     pk_fail_opt("Nq\x64.", 4, &o, "memo index 100 is beyond the limit of 100", NULL);
+    /* an index no pickler would write for an input this short */
+    PKF("Nr\x00\x00\x01\x00j\x00\x00\x01\x00\x86.", 1,
+        "memo index 65536 is beyond the 13-byte input", NULL);
 }
 END_TEST
 
@@ -1448,6 +1470,23 @@ START_TEST(t_ck_valid)
     ck_assert_msg(torch_ckpt_verify_crc(&c, err, sizeof err) == 0, "%s", err);
     torch_ckpt_close(&c);
     torch_ckpt_close(&c);
+
+    /* TWD_FUZZ_CORPUS=DIR: leave this archive and its pickle as fuzz seeds */
+    const char *dir = getenv("TWD_FUZZ_CORPUS");
+    if (dir && *dir) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/zip/handbuilt_ckpt.pt", dir);
+        FILE *f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(z.b, 1, z.n, f), z.n);
+        fclose(f);
+        snprintf(path, sizeof path, "%s/pickle/handbuilt_data.pkl", dir);
+        f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(z.b + L.data[0], 1, L.data[1] - L.data[0], f),
+                          L.data[1] - L.data[0]);
+        fclose(f);
+    }
     freebuf(&z);
 }
 END_TEST
@@ -1527,6 +1566,10 @@ START_TEST(t_ck_bad_tensors)
     ck_tensor_fail(t, 1, 24, "elements reach index 8", NULL);
     t[0] = (tspec){"w", "FloatStorage", "0", 6, 0, 1, {2}, {1LL << 40}};
     ck_tensor_fail(t, 1, 24, "elements reach index 1099511627776", NULL);
+    /* stride 0 (expand): fine while the view is not larger than the file */
+    t[0] = (tspec){"w", "FloatStorage", "0", 6, 0, 2, {1 << 20, 6}, {0, 1}};
+    ck_tensor_fail(t, 1, 24, "tensor 'w': 6291456 elements of F32 (25165824 bytes) are more than",
+                   NULL);
     t[0] = (tspec){"w", "FloatStorage", "0", 6, 0, 2, {1LL << 40, 1LL << 40}, {0, 0}};
     ck_tensor_fail(t, 1, 24, "tensor 'w': shape and strides overflow", NULL);
     t[0] = (tspec){"w", "FloatStorage", "0", 6, 0, 2, {3, 2}, {INT64_MAX, 1}};
@@ -2065,6 +2108,7 @@ static Suite *suite(void)
     tcase_set_timeout(p, 60);
     tcase_add_test(p, t_pk_scalars);
     tcase_add_test(p, t_pk_containers);
+    tcase_add_test(p, t_pk_mark_empty_stack);
     tcase_add_test(p, t_pk_meta_python);
     tcase_add_test(p, t_pk_forbidden_globals);
     tcase_add_test(p, t_pk_forbidden_opcodes);

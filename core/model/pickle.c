@@ -725,6 +725,12 @@ static int memo_put(unpickler *u, uint64_t idx)
     if (idx >= u->o.max_memo)
         return fail(u, "memo index %llu is beyond the limit of %zu", (unsigned long long)idx,
                     u->o.max_memo);
+    /* picklers number memo slots 0, 1, 2, ..., one per memo opcode, so an
+     * index at or past the input length is not from one: refusing it keeps
+     * the memo array (8 bytes a slot) within a small multiple of the input */
+    if (idx >= u->len)
+        return fail(u, "memo index %llu is beyond the %zu-byte input", (unsigned long long)idx,
+                    u->len);
     if (idx >= u->memo_cap) {
         size_t nc = u->memo_cap ? u->memo_cap : 64;
         while (nc <= idx && nc <= SIZE_MAX / 2) nc *= 2;
@@ -1097,8 +1103,11 @@ int pk_parse(const uint8_t *buf, size_t len, const pk_options *opt, pk_doc **out
     if (u.o.max_values < 3) u.o.max_values = 3;
     u.doc = calloc(1, sizeof *u.doc);
     u.marks = malloc(u.o.max_marks * sizeof *u.marks);
+    /* never NULL, so that a MARK frame over an empty stack has a base */
+    u.stack_cap = u.o.max_stack < 64 ? u.o.max_stack : 64;
+    u.stack = malloc(u.stack_cap * sizeof *u.stack);
     int rc = -1;
-    if (!u.doc || !u.marks) {
+    if (!u.doc || !u.marks || !u.stack) {
         tw_set_err(err, errlen, "pickle: out of memory");
         goto out;
     }

@@ -42,7 +42,8 @@
  * are safe.
  *
  * Limits (pk_options, 0 = default): values created, stack size, memo size
- * and index, MARK nesting, result nesting depth, total bytes of strings.
+ * and index (also below the input length, as any pickler numbers them), MARK
+ * nesting, result nesting depth, total bytes of strings.
  * Independently of them, every value and container slot comes from an
  * opcode of the input, so memory is O(input length).
  */

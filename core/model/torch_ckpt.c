@@ -158,6 +158,14 @@ static int layout_tensor(const torch_ckpt *c, const char *name, const pk_tensor 
         return -1;
     }
     out->numel = (size_t)numel;
+    /* stride-0 views (expand) can show more elements than the storage has;
+     * one larger than the whole file would make any copy of it unbounded */
+    if (numel * es > c->size) {
+        ck_err(err, errlen, c->path, name, "%llu elements of %s (%llu bytes) are more than the "
+               "%zu-byte file holds", (unsigned long long)numel, st_dtype_name(s->dtype),
+               (unsigned long long)(numel * es), c->size);
+        return -1;
+    }
     if (numel == 0) {
         if ((uint64_t)pt->offset > s->numel) {
             ck_err(err, errlen, c->path, name, "storage offset %lld is past the end of "
@@ -265,7 +273,8 @@ static void sort_by_name(size_t *idx, size_t *tmp, size_t n, const tc_tensor *ts
     sort_by_name(idx, tmp, h, ts);
     sort_by_name(idx + h, tmp, n - h, ts);
     size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) tmp[k++] = cmp_tensor_idx(&idx[j], &idx[i], ts) < 0 ? idx[j++] : idx[i++];
+    while (i < h && j < n)
+        tmp[k++] = cmp_tensor_idx(&idx[j], &idx[i], ts) < 0 ? idx[j++] : idx[i++];
     while (i < h) tmp[k++] = idx[i++];
     while (j < n) tmp[k++] = idx[j++];
     memcpy(idx, tmp, n * sizeof *idx);
@@ -811,8 +820,9 @@ static int meta_from_doc(const pk_value *root, const char *label, tc_meta *m,
     }
     size_t V = (size_t)vs->u.i;
     if (!pk_is_dict(itos) || !pk_is_dict(stoi)) {
-        ck_err(err, errlen, label, NULL, "%s is a %s, not a dict", pk_is_dict(itos) ? "stoi" : "itos",
-               kind_of(pk_is_dict(itos) ? stoi : itos));
+        const pk_value *bad = pk_is_dict(itos) ? stoi : itos;
+        ck_err(err, errlen, label, NULL, "%s is a %s, not a dict", bad == itos ? "itos" : "stoi",
+               kind_of(bad));
         return -1;
     }
     if (itos->u.dict.n != V || stoi->u.dict.n != V) {

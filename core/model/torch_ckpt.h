@@ -26,7 +26,9 @@
  *     exactly numel * element size bytes, starts aligned to its element
  *     size, and every reference to it agrees on dtype and numel;
  *   - every tensor's elements (offset + sum((shape_i - 1) * stride_i)) lie
- *     inside its storage, with overflow-checked arithmetic;
+ *     inside its storage, with overflow-checked arithmetic, and its logical
+ *     size (numel * element size, which stride-0 views can make larger than
+ *     the storage) is at most the file size, so a copy of it is bounded;
  *   - model_args values have the right types and ranges; config.dataset is
  *     a str; iter_num an int; best_val_loss a number or 0-dim float tensor.
  * The optimizer state is not looked at beyond the pickle (which is parsed
