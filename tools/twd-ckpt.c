@@ -56,6 +56,17 @@ static json_t *elem_json(st_dtype dt, const void *p, double *d)
     return json_integer(i);
 }
 
+static void elem_double(st_dtype dt, const void *p, double *d)
+{
+    if (dt == ST_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        *d = f;
+        return;
+    }
+    json_decref(elem_json(dt, p, d));
+}
+
 static json_t *int_array(const int64_t *a, int n)
 {
     json_t *j = json_array();
@@ -85,12 +96,17 @@ static json_t *tensor_json(const torch_ckpt *c, const tc_tensor *t, int values)
     double sum = 0, d;
     json_t *vals = values ? json_array() : NULL;
     for (size_t i = 0; i < t->numel; i++) {
-        json_t *e = elem_json(t->dtype, tc_tensor_elem(t, i), &d);
+        const void *p = tc_tensor_elem(t, i);
+        if (vals || i == 0 || i + 1 == t->numel) {
+            json_t *e = elem_json(t->dtype, p, &d);
+            if (i == 0) json_object_set(j, "first", e);
+            if (i + 1 == t->numel) json_object_set(j, "last", e);
+            if (vals) json_array_append(vals, e);
+            json_decref(e);
+        } else {
+            elem_double(t->dtype, p, &d);
+        }
         sum += d;
-        if (i == 0) json_object_set(j, "first", e);
-        if (i + 1 == t->numel) json_object_set(j, "last", e);
-        if (vals) json_array_append(vals, e);
-        json_decref(e);
     }
     json_object_set_new(j, "sum", num(sum));
     if (vals) json_object_set_new(j, "values", vals);
