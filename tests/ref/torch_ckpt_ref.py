@@ -170,7 +170,7 @@ def train_checkpoint(seed, bias, vocab_size, compiled, n_layer=2, n_head=2, n_em
                              {"params": nodecay, "weight_decay": 0.0}],
                             lr=1e-3, betas=(0.9, 0.99))
     for _ in range(steps):
-        idx = torch.randint(0, vocab_size, (2, 16))
+        idx = torch.randint(0, vocab_size, (2, min(16, block_size)))
         loss = model(idx, torch.roll(idx, -1, 1))
         opt.zero_grad()
         loss.backward()
