@@ -30,7 +30,10 @@
  *
  * The result is validated after STOP: it must not contain itself (cycles can
  * be built through the memo) and its nesting depth is at most max_depth, so
- * consumers may recurse over it to that depth.
+ * consumers may recurse over it to that depth. Values may be shared (the
+ * memo makes a DAG, as in Python): a recursive walk that does not remember
+ * what it visited can take time exponential in the depth, so walk only the
+ * parts you need (torch_ckpt does) or bound the walk.
  *
  * Errors: one line, "pickle: <problem> (<OPCODE> at byte N)" or
  * "pickle: <problem>", without a path; the caller adds its own prefix.
