@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "base/err.h"
+#include "base/fs.h"
 #include "core/model/safetensors.h"
 
 #define PREFIX "transformer."
@@ -64,14 +65,18 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic, uint64_
     memset(cfg, 0, sizeof *cfg);
     if (synthetic) *synthetic = 0;
     if (seed) *seed = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        tw_set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    size_t len = 0;
+    char why[1024];
+    char *text = fs_read_file(path, GPT2_MAX_CONFIG_BYTES, &len, why, sizeof why);
+    if (!text) {
+        /* fs_read_file's message starts with the path */
+        const char *p = strncmp(why, path, strlen(path)) == 0 ? why + strlen(path) : why;
+        tw_set_err(err, errlen, "%s: cannot read%s", path, p);
         return -1;
     }
     json_error_t je;
-    json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &je);
-    fclose(fp);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root) {
         tw_set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
         return -1;
@@ -155,6 +160,38 @@ static void shape_str(char *out, size_t n, const size_t *shape, int ndim)
     if (k < n) snprintf(out + k, n - k, "]");
 }
 
+/* Index of the first NaN or infinity of x (n), or n when every value is
+ * finite: an exponent of all ones, tested on the bits so that the loop
+ * vectorizes. */
+static size_t first_nonfinite(const float *x, size_t n)
+{
+    const size_t B = 4096;
+    for (size_t i0 = 0; i0 < n; i0 += B) {
+        size_t e = n - i0 < B ? n - i0 : B;
+        unsigned bad = 0;
+        for (size_t i = 0; i < e; i++) {
+            uint32_t u;
+            memcpy(&u, x + i0 + i, 4);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad)
+            for (size_t i = 0; i < e; i++)
+                if (!isfinite(x[i0 + i])) return i0 + i;
+    }
+    return n;
+}
+
+/* Refuses a tensor holding a value that is not a number: every analysis
+ * would silently answer garbage from it. */
+static int check_finite(const st_file *f, const st_tensor *t, const float *x, char *err, size_t errlen)
+{
+    size_t i = first_nonfinite(x, t->numel);
+    if (i == t->numel) return 0;
+    tw_set_err(err, errlen, "%s: tensor '%s': element %zu is %s; the checkpoint is corrupt", f->path, t->name, i,
+               isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf");
+    return -1;
+}
+
 /* Finds `name` or PREFIX`name`, checks dtype and shape, and stores an F32
  * pointer for it in *dst (in place or converted into m->owned). */
 static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const size_t *shape, int ndim,
@@ -190,6 +227,7 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const 
     }
     const void *src = st_data(f, t);
     if (t->dtype == ST_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
+        if (check_finite(f, t, src, err, errlen)) return -1;
         *dst = src;
         return 0;
     }
@@ -207,7 +245,7 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const 
         st_bf16_to_f32_n(buf, src, t->numel);
     m->owned[m->n_owned++] = buf;
     *dst = buf;
-    return 0;
+    return check_finite(f, t, buf, err, errlen);
 }
 
 /* Binds every tensor of the model; shapes from m->cfg. */

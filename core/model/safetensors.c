@@ -336,7 +336,9 @@ int st_open(const char *path, st_file *f, char *err, size_t errlen)
         st_error(err, errlen, path, NULL, "out of memory");
         return -1;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in place of the file must not block start-up; it is
+     * refused as not regular below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         st_error(err, errlen, path, NULL, "cannot open: %s", strerror(errno));
         st_close(f);
