@@ -13,23 +13,31 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
 #include "core/model/gpt2.h"
+#include "tool_common.h"
 
-static double now(void)
+static void usage(FILE *f)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    fprintf(f, "usage: twd-loadbench [--cold] [--repeat N (1..1000)] [--touch] DIR\n");
+    if (f != stdout) return;
+    fprintf(f, "Times gpt2_load on the checkpoint in DIR: one line per run, then min / median.\n"
+               "\n"
+               "  --cold        evict model.safetensors and config.json from the page cache\n"
+               "                before each load (fsync + posix_fadvise DONTNEED; no root needed)\n"
+               "  --repeat N    number of loads (default 5)\n"
+               "  --touch       after each load, also time one read of every parameter page\n"
+               "  -h, --help    this text\n");
 }
 
 static void evict(const char *dir, const char *file)
 {
     char p[4096];
-    snprintf(p, sizeof p, "%s/%s", dir, file);
+    if (fs_join(p, sizeof p, dir, file) != 0) return;
     int fd = open(p, O_RDONLY);
     if (fd < 0) return;
     fsync(fd);
@@ -59,13 +67,13 @@ static double touch_all(const gpt2_model *m)
     return s;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+typedef struct {
+    int cold, repeat, touch;
+    const char *dir;
+} lb_args;
 
-int main(int argc, char **argv)
+/* 0: run; 1: --help printed; -1: bad arguments (usage on stderr). */
+static int parse_args(int argc, char **argv, lb_args *a)
 {
     static const struct option longopts[] = {
         {"cold", no_argument, NULL, 'c'},
@@ -74,50 +82,67 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int cold = 0, repeat = 5, do_touch = 0, c;
+    *a = (lb_args){.repeat = 5};
+    long long r;
+    int c;
     while ((c = getopt_long(argc, argv, "cr:th", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': cold = 1; break;
-        case 'r': repeat = atoi(optarg); break;
-        case 't': do_touch = 1; break;
-        case 'h': printf("usage: twd-loadbench [--cold] [--repeat N] [--touch] DIR\n"); return 0;
-        default: return 2;
+        case 'c': a->cold = 1; break;
+        case 'r':
+            if (tool_parse_ll("--repeat", optarg, 1, 1000, &r)) return -1;
+            a->repeat = (int)r;
+            break;
+        case 't': a->touch = 1; break;
+        case 'h': usage(stdout); return 1;
+        default: usage(stderr); return -1;
         }
     }
-    if (optind + 1 != argc || repeat < 1 || repeat > 1000) {
-        fprintf(stderr, "usage: twd-loadbench [--cold] [--repeat N (1..1000)] [--touch] DIR\n");
-        return 2;
+    if (optind + 1 != argc) {
+        usage(stderr);
+        return -1;
     }
-    const char *dir = argv[optind];
-    double *t = malloc((size_t)repeat * sizeof *t);
+    a->dir = argv[optind];
+    return 0;
+}
+
+/* One load (and touch); prints its line and returns its load time, or -1. */
+static double load_once(const lb_args *a, int run)
+{
+    if (a->cold) {
+        evict(a->dir, "model.safetensors");
+        evict(a->dir, "config.json");
+    }
+    gpt2_model m;
+    double t;
+    if (tool_load_model(a->dir, &m, &t)) return -1;
+    printf("run %d: load %.4f s", run, t);
+    if (a->touch) {
+        double t1 = tw_now();
+        volatile double s = touch_all(&m);
+        (void)s;
+        printf(", touch all pages %.3f s", tw_now() - t1);
+    }
+    printf("  (%zu params, %.1f MB, %s)\n", m.n_params, (double)m.file_size / 1e6, m.dtype);
+    gpt2_free(&m);
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    tool_init("twd-loadbench");
+    lb_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc > 0 ? 0 : 2;
+    double *t = malloc((size_t)a.repeat * sizeof *t);
     if (!t) return 1;
-    char err[1024];
-    for (int i = 0; i < repeat; i++) {
-        if (cold) {
-            evict(dir, "model.safetensors");
-            evict(dir, "config.json");
-        }
-        gpt2_model m;
-        double t0 = now();
-        if (gpt2_load(dir, &m, err, sizeof err) != 0) {
-            fprintf(stderr, "twd-loadbench: %s\n", err);
+    for (int i = 0; i < a.repeat; i++)
+        if ((t[i] = load_once(&a, i + 1)) < 0) {
             free(t);
             return 1;
         }
-        t[i] = now() - t0;
-        printf("run %d: load %.4f s", i + 1, t[i]);
-        if (do_touch) {
-            double t1 = now();
-            volatile double s = touch_all(&m);
-            (void)s;
-            printf(", touch all pages %.3f s", now() - t1);
-        }
-        printf("  (%zu params, %.1f MB, %s)\n", m.n_params, (double)m.file_size / 1e6, m.dtype);
-        gpt2_free(&m);
-    }
-    qsort(t, (size_t)repeat, sizeof *t, cmp_double);
-    printf("%s load: min %.4f s, median %.4f s over %d runs\n", cold ? "cold" : "warm", t[0], t[repeat / 2],
-           repeat);
+    tool_times s = tool_time_stats(t, (size_t)a.repeat);
+    printf("%s load: min %.4f s, median %.4f s over %d runs\n", a.cold ? "cold" : "warm", s.min, s.median,
+           a.repeat);
     free(t);
     return 0;
 }
