@@ -6,16 +6,16 @@
 #include <unistd.h>
 
 #include "server/config.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
+/* text as a file in a new temporary directory; its path (static storage). */
 static char *write_tmp(const char *text)
 {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/twd-test-conf-XXXXXX");
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    static char dir[512], path[600];
+    tt_tmpdir(dir, sizeof dir, "conf");
+    snprintf(path, sizeof path, "%s/twd.conf", dir);
+    tt_write_file(path, text, strlen(text));
     return path;
 }
 

@@ -21,37 +21,14 @@
 #include "core/model/safetensors.h"
 #include "core/model/synth.h"
 #include "core/tok/tokenizer.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
 static char tmpdir[256];
 
-static void rm_rf(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            rm_rf(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
+static void setup(void) { tt_tmpdir(tmpdir, sizeof tmpdir, "load"); }
 
-static void setup(void)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/twd-load-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void) { rm_rf(tmpdir); }
+static void teardown(void) { tt_rmtree(tmpdir); }
 
 /* ---- a small independent checkpoint writer ---- */
 
@@ -138,15 +115,7 @@ static int used_tensors(const ckpt *k, tspec *ts)
 
 static float tag_value(int id, size_t i) { return (float)(id * 8192 + (int)(i % 8192)); }
 
-static void write_file(const char *name, const char *text)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    FILE *fp = fopen(p, "w");
-    ck_assert_ptr_nonnull(fp);
-    fputs(text, fp);
-    ck_assert_int_eq(fclose(fp), 0);
-}
+static void write_file(const char *name, const char *text) { tt_write_in(tmpdir, name, text, strlen(text)); }
 
 static void write_config(const ckpt *k, int n_inner_null)
 {
@@ -875,22 +844,6 @@ START_TEST(t_synth_file_layout)
 }
 END_TEST
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    ck_assert_ptr_nonnull(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, fp), (size_t)n);
-    b[n] = '\0';
-    fclose(fp);
-    *len = (size_t)n;
-    return b;
-}
-
 START_TEST(t_synth_deterministic)
 {
     synth_opts o;
@@ -904,11 +857,11 @@ START_TEST(t_synth_deterministic)
     char p[512];
     size_t la, lb, lc;
     snprintf(p, sizeof p, "%s/a/model.safetensors", tmpdir);
-    char *a = slurp(p, &la);
+    char *a = tt_read_file(p, &la);
     snprintf(p, sizeof p, "%s/b/model.safetensors", tmpdir);
-    char *b = slurp(p, &lb);
+    char *b = tt_read_file(p, &lb);
     snprintf(p, sizeof p, "%s/c/model.safetensors", tmpdir);
-    char *c = slurp(p, &lc);
+    char *c = tt_read_file(p, &lc);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(memcmp(a, b, la), 0);
     ck_assert_uint_eq(la, lc);
@@ -917,7 +870,7 @@ START_TEST(t_synth_deterministic)
     synth_into("a", &o);
     free(a);
     snprintf(p, sizeof p, "%s/a/model.safetensors", tmpdir);
-    a = slurp(p, &la);
+    a = tt_read_file(p, &la);
     ck_assert_int_eq(memcmp(a, c, la), 0);
     free(a);
     free(b);
@@ -1027,13 +980,13 @@ START_TEST(t_synth_vocab_from)
     size_t la, lb;
     snprintf(a, sizeof a, "%s/real/encoder.json", tmpdir);
     snprintf(b, sizeof b, "%s/cp/vocab.json", tmpdir);
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    char *x = tt_read_file(a, &la), *y = tt_read_file(b, &lb);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(memcmp(x, y, la), 0);
     free(x);
     free(y);
     snprintf(b, sizeof b, "%s/cp/merges.txt", tmpdir);
-    y = slurp(b, &lb);
+    y = tt_read_file(b, &lb);
     ck_assert_str_eq(y, "#version: 0.2\nt 0\n");
     free(y);
     gpt2_model m;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "core/model/safetensors.h"
+#include "tests/support/test_fs.h"
+#include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
 static char tmpdir[256];
@@ -17,26 +19,14 @@ static char path[512];
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/twd-st-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tt_tmpdir(tmpdir, sizeof tmpdir, "st");
     snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
 }
 
-static void teardown(void)
-{
-    unlink(path);
-    rmdir(tmpdir);
-}
+static void teardown(void) { tt_rmtree(tmpdir); }
 
 /* Writes raw bytes to `path`. */
-static void write_raw(const void *p, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_uint_eq(fwrite(p, 1, n, fp), n);
-    ck_assert_int_eq(fclose(fp), 0);
-}
+static void write_raw(const void *p, size_t n) { tt_write_file(path, p, n); }
 
 /* Writes [u64 len][header][data_len bytes of data]; the header length field
  * is `hlen_field` when not (uint64_t)-1, else strlen(header). Data byte k is
@@ -406,16 +396,15 @@ START_TEST(t_fuzz_mutations)
     for (int i = 0; i < 8; i++) orig[i] = (unsigned char)((uint64_t)hl >> (8 * i));
     memcpy(orig + 8, h, hl);
     memset(orig + 8 + hl, 0x5a, 40);
-    uint64_t x = 88172645463325252ull; /* xorshift64 */
+    tw_rng r = tt_rng(88172645463325252ull);
+    uint64_t x = 0;
     int ok = 0, failed = 0;
     for (int it = 0; it < 800; it++) {
         memcpy(buf, orig, n);
         size_t len = n;
         int nmut = 1 + (int)(it % 4);
         for (int k = 0; k < nmut; k++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = tw_rng_next(&r);
             size_t pos = (size_t)(x % (8 + hl)); /* length field or header */
             static const char pool[] = "0123456789[]{},:\"-eE. FBI";
             buf[pos] =

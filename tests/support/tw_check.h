@@ -3,17 +3,11 @@
 #define TW_CHECK_H
 
 #include <check.h>
-#include <stdlib.h>
 
-/* Runs every test of s (forking, as check does by default) and returns the
+/* Runs every test of s (forking, as check does by default) inside a fresh
+ * directory for temporary files (see tt_tmpdir, tests/support/test_fs.h),
+ * removes that directory with all that the tests left in it, and returns the
  * process exit status: EXIT_FAILURE if any test failed. */
-static inline int tw_check_run(Suite *s)
-{
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int tw_check_run(Suite *s);
 
 #endif
