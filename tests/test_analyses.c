@@ -585,22 +585,19 @@ START_TEST(test_concurrent_probes_share_fill)
 }
 END_TEST
 
-static Suite *analyses_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("analyses");
-    TCase *a = tcase_create("analyses");
-    tcase_set_timeout(a, 120);
-    tcase_add_test(a, test_embed_norms_vs_naive);
-    tcase_add_test(a, test_embed_normalization_vs_naive);
-    tcase_add_test(a, test_probe_words_vs_naive);
-    tcase_add_test(a, test_probe_svd_vs_dense);
-    tcase_add_test(a, test_probe_svd_sign_rule);
-    tcase_add_test(a, test_probe_bias_vs_naive);
-    suite_add_tcase(s, a);
-    TCase *c = tcase_create("cache");
-    tcase_add_test(c, test_concurrent_probes_share_fill);
-    suite_add_tcase(s, c);
-    return s;
+    const TTest *const analyses_tests[] = {test_embed_norms_vs_naive,
+                                           test_embed_normalization_vs_naive,
+                                           test_probe_words_vs_naive,
+                                           test_probe_svd_vs_dense,
+                                           test_probe_svd_sign_rule,
+                                           test_probe_bias_vs_naive,
+                                           NULL};
+    const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
+    const tw_case cases[] = {
+        {"analyses", 120, NULL, NULL, analyses_tests},
+        {"cache", 0, NULL, NULL, cache_tests},
+    };
+    return tw_check_main("analyses", cases, 2);
 }
-
-int main(void) { return tw_check_run(analyses_suite()); }

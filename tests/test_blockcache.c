@@ -164,14 +164,9 @@ START_TEST(test_cache_single_flight)
 }
 END_TEST
 
-static Suite *blockcache_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("blockcache");
-    TCase *c = tcase_create("cache");
-    tcase_add_test(c, test_cache_budget_lru_refcount);
-    tcase_add_test(c, test_cache_single_flight);
-    suite_add_tcase(s, c);
-    return s;
+    const TTest *const cache_tests[] = {test_cache_budget_lru_refcount, test_cache_single_flight, NULL};
+    const tw_case cache = {"cache", 0, NULL, NULL, cache_tests};
+    return tw_check_main("blockcache", &cache, 1);
 }
-
-int main(void) { return tw_check_run(blockcache_suite()); }

@@ -130,12 +130,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("config");
-    tcase_add_test(tc, defaults_within_bounds);
-    tcase_add_test(tc, set_checks_types_and_bounds);
-    tcase_add_test(tc, file_and_flags);
-    tcase_add_test(tc, shipped_conf_matches_table);
-    suite_add_tcase(s, tc);
-    return tw_check_run(s);
+    const TTest *const config_tests[] = {defaults_within_bounds, set_checks_types_and_bounds, file_and_flags,
+                                         shipped_conf_matches_table, NULL};
+    const tw_case config = {"config", 0, NULL, NULL, config_tests};
+    return tw_check_main("config", &config, 1);
 }

@@ -421,26 +421,21 @@ START_TEST(test_errors)
 }
 END_TEST
 
-static Suite *forward_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("forward");
-    TCase *k = tcase_create("kernels");
-    tcase_add_test(k, test_matmul_blas_vs_naive);
-    tcase_add_test(k, test_gelu_values);
-    tcase_add_test(k, test_attention_blas_vs_naive);
-    tcase_add_test(k, test_attention_blocks);
-    tcase_add_test(k, test_attention_large_scores);
-    suite_add_tcase(s, k);
-    TCase *f = tcase_create("forward");
-    tcase_set_timeout(f, 60);
-    tcase_add_test(f, test_fast_vs_naive);
-    tcase_add_test(f, test_embeddings_direct);
-    tcase_add_test(f, test_causality);
-    tcase_add_test(f, test_gelu_forms);
-    tcase_add_test(f, test_logits_options);
-    tcase_add_test(f, test_errors);
-    suite_add_tcase(s, f);
-    return s;
+    const TTest *const kernels_tests[] = {test_matmul_blas_vs_naive,    test_gelu_values,
+                                          test_attention_blas_vs_naive, test_attention_blocks,
+                                          test_attention_large_scores,  NULL};
+    const TTest *const forward_tests[] = {test_fast_vs_naive,
+                                          test_embeddings_direct,
+                                          test_causality,
+                                          test_gelu_forms,
+                                          test_logits_options,
+                                          test_errors,
+                                          NULL};
+    const tw_case cases[] = {
+        {"kernels", 0, NULL, NULL, kernels_tests},
+        {"forward", 60, NULL, NULL, forward_tests},
+    };
+    return tw_check_main("forward", cases, 2);
 }
-
-int main(void) { return tw_check_run(forward_suite()); }

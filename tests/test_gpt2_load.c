@@ -1015,42 +1015,37 @@ START_TEST(t_synth_with_tokenizer)
 }
 END_TEST
 
-static Suite *suite(void)
+int main(void)
 {
-    Suite *s = suite_create("gpt2_load");
-    TCase *tc = tcase_create("load");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, t_load_plain_names);
-    tcase_add_test(tc, t_load_prefixed_names);
-    tcase_add_test(tc, t_load_unaligned_copies);
-    tcase_add_test(tc, t_load_explicit_n_inner);
-    tcase_add_test(tc, t_load_f16_bf16_tensor);
-    tcase_add_test(tc, t_missing_tensor);
-    tcase_add_test(tc, t_wrong_shape);
-    tcase_add_test(tc, t_wrong_shape_wpe_vs_config);
-    tcase_add_test(tc, t_wrong_dims);
-    tcase_add_test(tc, t_unsupported_dtype);
-    tcase_add_test(tc, t_both_prefixes);
-    tcase_add_test(tc, t_corrupt_safetensors);
-    tcase_add_test(tc, t_missing_files);
-    tcase_add_test(tc, t_bad_config);
-    tcase_add_test(tc, t_config_n_ctx_only_and_defaults);
-    tcase_add_test(tc, t_param_count_real_sizes);
-    suite_add_tcase(s, tc);
-    TCase *ts = tcase_create("synth");
-    tcase_add_checked_fixture(ts, setup, teardown);
-    tcase_set_timeout(ts, 60);
-    tcase_add_test(ts, t_synth_dtypes_and_prefix_agree);
-    tcase_add_test(ts, t_synth_init_statistics);
-    tcase_add_test(ts, t_synth_file_layout);
-    tcase_add_test(ts, t_synth_deterministic);
-    tcase_add_test(ts, t_synth_gpt2_family_shapes);
-    tcase_add_test(ts, t_synth_bad_options);
-    tcase_add_test(ts, t_synth_vocab_from);
-    tcase_add_test(ts, t_synth_with_tokenizer);
-    suite_add_tcase(s, ts);
-    return s;
+    const TTest *const load_tests[] = {t_load_plain_names,
+                                       t_load_prefixed_names,
+                                       t_load_unaligned_copies,
+                                       t_load_explicit_n_inner,
+                                       t_load_f16_bf16_tensor,
+                                       t_missing_tensor,
+                                       t_wrong_shape,
+                                       t_wrong_shape_wpe_vs_config,
+                                       t_wrong_dims,
+                                       t_unsupported_dtype,
+                                       t_both_prefixes,
+                                       t_corrupt_safetensors,
+                                       t_missing_files,
+                                       t_bad_config,
+                                       t_config_n_ctx_only_and_defaults,
+                                       t_param_count_real_sizes,
+                                       NULL};
+    const TTest *const synth_tests[] = {t_synth_dtypes_and_prefix_agree,
+                                        t_synth_init_statistics,
+                                        t_synth_file_layout,
+                                        t_synth_deterministic,
+                                        t_synth_gpt2_family_shapes,
+                                        t_synth_bad_options,
+                                        t_synth_vocab_from,
+                                        t_synth_with_tokenizer,
+                                        NULL};
+    const tw_case cases[] = {
+        {"load", 60, setup, teardown, load_tests},
+        {"synth", 60, setup, teardown, synth_tests},
+    };
+    return tw_check_main("gpt2_load", cases, 2);
 }
-
-int main(void) { return tw_check_run(suite()); }

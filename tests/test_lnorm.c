@@ -25,13 +25,9 @@ START_TEST(test_layernorm_rows)
 }
 END_TEST
 
-static Suite *lnorm_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("lnorm");
-    TCase *t = tcase_create("lnorm");
-    tcase_add_test(t, test_layernorm_rows);
-    suite_add_tcase(s, t);
-    return s;
+    const TTest *const lnorm_tests[] = {test_layernorm_rows, NULL};
+    const tw_case lnorm = {"lnorm", 0, NULL, NULL, lnorm_tests};
+    return tw_check_main("lnorm", &lnorm, 1);
 }
-
-int main(void) { return tw_check_run(lnorm_suite()); }

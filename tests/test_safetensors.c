@@ -608,57 +608,50 @@ START_TEST(t_dtype_table)
 }
 END_TEST
 
-static Suite *suite(void)
+int main(void)
 {
-    Suite *s = suite_create("safetensors");
-    TCase *tc = tcase_create("parse");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, t_valid);
-    tcase_add_test(tc, t_empty_header_object);
-    tcase_add_test(tc, t_missing_file);
-    tcase_add_test(tc, t_directory);
-    tcase_add_test(tc, t_empty_file);
-    tcase_add_test(tc, t_truncated_length);
-    tcase_add_test(tc, t_length_beyond_file);
-    tcase_add_test(tc, t_length_huge);
-    tcase_add_test(tc, t_malformed_json);
-    tcase_add_test(tc, t_nul_in_header);
-    tcase_add_test(tc, t_duplicate_key);
-    tcase_add_test(tc, t_not_object);
-    tcase_add_test(tc, t_entry_not_object);
-    tcase_add_test(tc, t_metadata_not_object);
-    tcase_add_test(tc, t_missing_dtype);
-    tcase_add_test(tc, t_missing_shape);
-    tcase_add_test(tc, t_missing_offsets);
-    tcase_add_test(tc, t_unknown_dtype);
-    tcase_add_test(tc, t_dtype_not_string);
-    tcase_add_test(tc, t_bad_shape_entry);
-    tcase_add_test(tc, t_shape_not_array);
-    tcase_add_test(tc, t_too_many_dims);
-    tcase_add_test(tc, t_shape_overflow);
-    tcase_add_test(tc, t_bytes_overflow);
-    tcase_add_test(tc, t_offsets_not_pair);
-    tcase_add_test(tc, t_offsets_negative);
-    tcase_add_test(tc, t_offsets_reversed);
-    tcase_add_test(tc, t_offsets_out_of_range);
-    tcase_add_test(tc, t_size_mismatch);
-    tcase_add_test(tc, t_overlap);
-    tcase_add_test(tc, t_overlap_same_start);
-    tcase_add_test(tc, t_truncated_data);
-    tcase_add_test(tc, t_name_sanitised);
-    tcase_add_test(tc, t_long_name_cut);
-    tcase_add_test(tc, t_small_err_buffer);
-    tcase_add_test(tc, t_fuzz_mutations);
-    suite_add_tcase(s, tc);
-    TCase *cv = tcase_create("convert");
-    tcase_add_test(cv, t_f16_to_f32_all);
-    tcase_add_test(cv, t_bf16_to_f32_all);
-    tcase_add_test(cv, t_f32_to_f16_rounding);
-    tcase_add_test(cv, t_f32_to_bf16_rounding);
-    tcase_add_test(cv, t_dtype_table);
-    suite_add_tcase(s, cv);
-    return s;
+    const TTest *const parse_tests[] = {t_valid,
+                                        t_empty_header_object,
+                                        t_missing_file,
+                                        t_directory,
+                                        t_empty_file,
+                                        t_truncated_length,
+                                        t_length_beyond_file,
+                                        t_length_huge,
+                                        t_malformed_json,
+                                        t_nul_in_header,
+                                        t_duplicate_key,
+                                        t_not_object,
+                                        t_entry_not_object,
+                                        t_metadata_not_object,
+                                        t_missing_dtype,
+                                        t_missing_shape,
+                                        t_missing_offsets,
+                                        t_unknown_dtype,
+                                        t_dtype_not_string,
+                                        t_bad_shape_entry,
+                                        t_shape_not_array,
+                                        t_too_many_dims,
+                                        t_shape_overflow,
+                                        t_bytes_overflow,
+                                        t_offsets_not_pair,
+                                        t_offsets_negative,
+                                        t_offsets_reversed,
+                                        t_offsets_out_of_range,
+                                        t_size_mismatch,
+                                        t_overlap,
+                                        t_overlap_same_start,
+                                        t_truncated_data,
+                                        t_name_sanitised,
+                                        t_long_name_cut,
+                                        t_small_err_buffer,
+                                        t_fuzz_mutations,
+                                        NULL};
+    const TTest *const convert_tests[] = {t_f16_to_f32_all,       t_bf16_to_f32_all, t_f32_to_f16_rounding,
+                                          t_f32_to_bf16_rounding, t_dtype_table,     NULL};
+    const tw_case cases[] = {
+        {"parse", 60, setup, teardown, parse_tests},
+        {"convert", 0, NULL, NULL, convert_tests},
+    };
+    return tw_check_main("safetensors", cases, 2);
 }
-
-int main(void) { return tw_check_run(suite()); }

@@ -834,37 +834,23 @@ START_TEST(test_concurrent_encode)
 }
 END_TEST
 
-static Suite *tokenizer_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("tokenizer");
-    TCase *tc = tcase_create("handwritten");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, init_byte_map, NULL);
-    tcase_add_test(tc, test_known_merges);
-    tcase_add_test(tc, test_merge_order_semantics);
-    tcase_add_test(tc, test_merge_left_to_right);
-    tcase_add_test(tc, test_alternate_names_and_gaps);
-    tcase_add_test(tc, test_malformed_files);
-    tcase_add_test(tc, test_corrupted_files_fuzz);
-    tcase_add_test(tc, test_long_pretoken_many_merges);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("synthetic");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, init_byte_map, NULL);
-    tcase_add_test(tc, test_synthetic_sizes);
-    tcase_add_test(tc, test_synthetic_nouns_single_tokens);
-    tcase_add_test(tc, test_synthetic_deterministic);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("encode");
-    tcase_set_timeout(tc, 100);
-    tcase_add_checked_fixture(tc, synth_setup, synth_teardown);
-    tcase_add_test(tc, test_round_trips);
-    tcase_add_test(tc, test_long_inputs);
-    tcase_add_test(tc, test_concurrent_encode);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *const handwritten_tests[] = {test_known_merges,
+                                              test_merge_order_semantics,
+                                              test_merge_left_to_right,
+                                              test_alternate_names_and_gaps,
+                                              test_malformed_files,
+                                              test_corrupted_files_fuzz,
+                                              test_long_pretoken_many_merges,
+                                              NULL};
+    const TTest *const synthetic_tests[] = {test_synthetic_sizes, test_synthetic_nouns_single_tokens,
+                                            test_synthetic_deterministic, NULL};
+    const TTest *const encode_tests[] = {test_round_trips, test_long_inputs, test_concurrent_encode, NULL};
+    const tw_case cases[] = {
+        {"handwritten", 60, init_byte_map, NULL, handwritten_tests},
+        {"synthetic", 60, init_byte_map, NULL, synthetic_tests},
+        {"encode", 100, synth_setup, synth_teardown, encode_tests},
+    };
+    return tw_check_main("tokenizer", cases, 3);
 }
-
-int main(void) { return tw_check_run(tokenizer_suite()); }

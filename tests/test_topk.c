@@ -148,16 +148,10 @@ START_TEST(test_topk_errors)
 }
 END_TEST
 
-static Suite *topk_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("topk");
-    TCase *t = tcase_create("topk");
-    tcase_add_test(t, test_topk_fast_vs_naive);
-    tcase_add_test(t, test_topk_exact_ties);
-    tcase_add_test(t, test_topk_vec_and_nan);
-    tcase_add_test(t, test_topk_errors);
-    suite_add_tcase(s, t);
-    return s;
+    const TTest *const topk_tests[] = {test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
+                                       test_topk_errors, NULL};
+    const tw_case topk = {"topk", 0, NULL, NULL, topk_tests};
+    return tw_check_main("topk", &topk, 1);
 }
-
-int main(void) { return tw_check_run(topk_suite()); }

@@ -930,29 +930,25 @@ START_TEST(test_pca_against_power_iteration)
 }
 END_TEST
 
-static Suite *umap_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("umap");
-    TCase *tc = tcase_create("umap");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_find_ab_matches_umap_learn);
-    tcase_add_test(tc, test_smooth_knn_dist_hand);
-    tcase_add_test(tc, test_knn_against_naive);
-    tcase_add_test(tc, test_fuzzy_graph_dense_reference);
-    tcase_add_test(tc, test_spectral_arpack_vs_dense);
-    tcase_add_test(tc, test_spectral_disconnected);
-    tcase_add_test(tc, test_pow_fast_accuracy);
-    tcase_add_test(tc, test_fit_separates_clusters);
-    tcase_add_test(tc, test_fit_deterministic);
-    tcase_add_test(tc, test_transform_training_points);
-    tcase_add_test(tc, test_transform_new_points_land_in_their_cluster);
-    tcase_add_test(tc, test_cancel);
-    tcase_add_test(tc, test_params_rejected);
-    tcase_add_test(tc, test_save_load);
-    tcase_add_test(tc, test_hash_and_key);
-    tcase_add_test(tc, test_pca_against_power_iteration);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *const umap_tests[] = {test_find_ab_matches_umap_learn,
+                                       test_smooth_knn_dist_hand,
+                                       test_knn_against_naive,
+                                       test_fuzzy_graph_dense_reference,
+                                       test_spectral_arpack_vs_dense,
+                                       test_spectral_disconnected,
+                                       test_pow_fast_accuracy,
+                                       test_fit_separates_clusters,
+                                       test_fit_deterministic,
+                                       test_transform_training_points,
+                                       test_transform_new_points_land_in_their_cluster,
+                                       test_cancel,
+                                       test_params_rejected,
+                                       test_save_load,
+                                       test_hash_and_key,
+                                       test_pca_against_power_iteration,
+                                       NULL};
+    const tw_case umap = {"umap", 120, NULL, NULL, umap_tests};
+    return tw_check_main("umap", &umap, 1);
 }
-
-int main(void) { return tw_check_run(umap_suite()); }

@@ -3,11 +3,26 @@
 #define TW_CHECK_H
 
 #include <check.h>
+#include <stddef.h>
+
+/* One test case of a suite: its name, check's timeout in seconds (0: check's
+ * default, CK_DEFAULT_TIMEOUT), a checked fixture run around each test in
+ * the test's own process (setup and teardown may be NULL) and the tests, a
+ * NULL-terminated list of START_TEST names. */
+typedef struct {
+    const char *name;
+    double timeout;
+    SFun setup, teardown;
+    const TTest *const *tests;
+} tw_case;
 
 /* Runs every test of s (forking, as check does by default) inside a fresh
  * directory for temporary files (see tt_tmpdir, tests/support/test_fs.h),
  * removes that directory with all that the tests left in it, and returns the
  * process exit status: EXIT_FAILURE if any test failed. */
 int tw_check_run(Suite *s);
+
+/* The suite `name` of cases[0..n), run with tw_check_run: a test's main(). */
+int tw_check_main(const char *name, const tw_case *cases, size_t n);
 
 #endif
