@@ -1,6 +1,7 @@
 #include "tool_common.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,9 +27,40 @@ void tool_init(const char *prog)
     tw_log_set_sink(stderr_sink, NULL);
 }
 
+int tool_start(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+               int bad_status)
+{
+    tool_init(prog);
+    int rc = parse(argc, argv, args);
+    return rc == 0 ? -1 : rc > 0 ? 0 : bad_status;
+}
+
 const char *tool_name(void) { return prog_name; }
 
 /* ---- arguments ---- */
+
+void tool_usage(FILE *f, const tool_help *h)
+{
+    fputs(h->synopsis, f);
+    if (f == stdout && h->details) fputs(h->details, f);
+}
+
+int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+                const tool_help *help, tool_set_fn set, void *ctx)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        if (c == 'h') {
+            tool_usage(stdout, help);
+            return 1;
+        }
+        if (c == '?' || set(ctx, c, optarg) != 0) {
+            tool_usage(stderr, help);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, long long *out)
 {
@@ -128,40 +160,43 @@ static json_t *append(json_t *a, json_t *v)
     return NULL;
 }
 
-json_t *tool_json_doubles(const double *x, size_t n)
+/* An array of item(x, i) for i < n. */
+static json_t *array_of(const void *x, size_t n, json_t *(*item)(const void *x, size_t i))
 {
     json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) a = append(a, tool_json_real(x[i]));
+    for (size_t i = 0; a && i < n; i++) a = append(a, item(x, i));
     return a;
 }
 
-json_t *tool_json_floats(const float *x, size_t n)
+static json_t *double_at(const void *x, size_t i) { return tool_json_real(((const double *)x)[i]); }
+static json_t *float_at(const void *x, size_t i) { return tool_json_real((double)((const float *)x)[i]); }
+static json_t *int_at(const void *x, size_t i) { return json_integer(((const int *)x)[i]); }
+
+static json_t *hit_at(const void *x, size_t i)
 {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) a = append(a, tool_json_real((double)x[i]));
-    return a;
+    const topk_hit *h = (const topk_hit *)x + i;
+    return json_pack("[io]", (int)h->id, tool_json_real(h->score));
 }
 
-json_t *tool_json_ints(const int *x, size_t n)
+typedef struct {
+    const topk_hit *h;
+    size_t k;
+} hit_lists;
+
+static json_t *hit_list_at(const void *x, size_t i)
 {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) a = append(a, json_integer(x[i]));
-    return a;
+    const hit_lists *l = x;
+    return tool_json_hits(l->h + i * l->k, l->k);
 }
 
-json_t *tool_json_hits(const topk_hit *h, size_t k)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < k; i++)
-        a = append(a, json_pack("[io]", (int)h[i].id, tool_json_real(h[i].score)));
-    return a;
-}
+json_t *tool_json_doubles(const double *x, size_t n) { return array_of(x, n, double_at); }
+json_t *tool_json_floats(const float *x, size_t n) { return array_of(x, n, float_at); }
+json_t *tool_json_ints(const int *x, size_t n) { return array_of(x, n, int_at); }
+json_t *tool_json_hits(const topk_hit *h, size_t k) { return array_of(h, k, hit_at); }
 
 json_t *tool_json_hit_lists(const topk_hit *h, size_t count, size_t k)
 {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < count; i++) a = append(a, tool_json_hits(h + i * k, k));
-    return a;
+    return array_of(&(hit_lists){h, k}, count, hit_list_at);
 }
 
 int tool_print_json(json_t *v, int digits)

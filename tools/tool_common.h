@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/model/gpt2.h"
 #include "core/nn/topk.h"
@@ -16,10 +17,40 @@
  * as "<prog>: <message>". Call first in main. */
 void tool_init(const char *prog);
 
+/* tool_init(prog), then parse(argc, argv, args), a tool's parse_args (0:
+ * run, 1: --help printed, -1: bad arguments, reported). Returns the exit
+ * status to end main with, 0 after --help or bad_status after bad
+ * arguments, or -1 to go on. */
+int tool_start(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+               int bad_status);
+
 /* The name given to tool_init ("tool" before). */
 const char *tool_name(void);
 
 /* ---- arguments ---- */
+
+struct option;
+
+/* What --help prints: the synopsis (also printed on stderr after a usage
+ * error) and the details below it. */
+typedef struct {
+    const char *synopsis, *details;
+} tool_help;
+
+/* h->synopsis on f, and on stdout also h->details. */
+void tool_usage(FILE *f, const tool_help *h);
+
+/* Takes one option c (its argument arg, NULL for a flag) into ctx: 0, or -1
+ * after logging what is wrong. */
+typedef int (*tool_set_fn)(void *ctx, int c, const char *arg);
+
+/* The getopt_long loop of a tool: every option goes to set, except -h and
+ * --help (which must map to 'h'), which print the help on stdout. 0 when
+ * every option was taken (optind then indexes the first operand), 1 after
+ * --help, -1 after an unknown option or a failed set (then the synopsis is
+ * printed on stderr). */
+int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+                const tool_help *help, tool_set_fn set, void *ctx);
 
 /* Parses a whole decimal integer in [lo, hi] into *out: 0, or -1 after
  * logging "<flag>: '<s>' is not an integer in <lo>..<hi>". */

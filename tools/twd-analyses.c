@@ -28,24 +28,22 @@
 #include "core/nn/blas.h"
 #include "tool_common.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: twd-analyses dump|bench --model DIR [options]\n"
-               "Runs the weight analyses (docs/MATH.md §3-§6) on the checkpoint in DIR.\n"
-               "  dump   prints one JSON object: embeddings, normalization and, per block,\n"
-               "         the word probes, the SVD of qk and vo (all heads) and the bias probes\n"
-               "  bench  prints cold (empty block cache) and warm timings of each analysis\n"
-               "\n"
-               "  --model DIR       checkpoint folder (required)\n"
-               "  --blocks LIST     dump: blocks to analyse, e.g. 0,5,11 (default all)\n"
-               "  --block B         bench: the block to time (default the last)\n"
-               "  --ids LIST        token ids to probe (default 100 spread over the vocabulary)\n"
-               "  --k K             hits per list (default 5)\n"
-               "  --top T           SVD directions per head (default 20)\n"
-               "  --budget-mb MB    block cache budget (default 2048)\n"
-               "  --reps N          bench: best of N (default 3)\n"
-               "  -h, --help        this text\n");
-}
+static const tool_help help = {
+    "usage: twd-analyses dump|bench --model DIR [options]\n",
+    "Runs the weight analyses (docs/MATH.md §3-§6) on the checkpoint in DIR.\n"
+    "  dump   prints one JSON object: embeddings, normalization and, per block,\n"
+    "         the word probes, the SVD of qk and vo (all heads) and the bias probes\n"
+    "  bench  prints cold (empty block cache) and warm timings of each analysis\n"
+    "\n"
+    "  --model DIR       checkpoint folder (required)\n"
+    "  --blocks LIST     dump: blocks to analyse, e.g. 0,5,11 (default all)\n"
+    "  --block B         bench: the block to time (default the last)\n"
+    "  --ids LIST        token ids to probe (default 100 spread over the vocabulary)\n"
+    "  --k K             hits per list (default 5)\n"
+    "  --top T           SVD directions per head (default 20)\n"
+    "  --budget-mb MB    block cache budget (default 2048)\n"
+    "  --reps N          bench: best of N (default 3)\n"
+    "  -h, --help        this text\n"};
 
 typedef struct {
     int bench;
@@ -55,8 +53,9 @@ typedef struct {
 } ana_args;
 
 /* One option of argv into *a: 0, or -1 (reported). */
-static int set_option(ana_args *a, int c, const char *v)
+static int set_option(void *ctx, int c, const char *v)
 {
+    ana_args *a = ctx;
     long long x;
     switch (c) {
     case 'm': a->dir = v; return 0;
@@ -73,40 +72,33 @@ static int set_option(ana_args *a, int c, const char *v)
         if (tool_parse_ll("--reps", v, 1, 1000, &x)) return -1;
         a->reps = (int)x;
         return 0;
-    default: return -1; /* getopt has said what is wrong */
+    default: return -1;
     }
 }
 
 /* 0: run; 1: --help printed; -1: bad arguments (reported). The command
  * (dump or bench) is the one argument that is not an option. */
-static int parse_args(int argc, char **argv, ana_args *a)
+static int parse_args(int argc, char **argv, void *ctx)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"blocks", required_argument, NULL, 'B'},
-        {"block", required_argument, NULL, 'b'},
-        {"ids", required_argument, NULL, 'i'},
-        {"k", required_argument, NULL, 'k'},
-        {"top", required_argument, NULL, 't'},
-        {"budget-mb", required_argument, NULL, 'M'},
-        {"reps", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    ana_args *a = ctx;
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"blocks", required_argument, NULL, 'B'},
+                                         {"block", required_argument, NULL, 'b'},
+                                         {"ids", required_argument, NULL, 'i'},
+                                         {"k", required_argument, NULL, 'k'},
+                                         {"top", required_argument, NULL, 't'},
+                                         {"budget-mb", required_argument, NULL, 'M'},
+                                         {"reps", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (set_option(a, c, optarg)) return -1;
-    }
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
     const char *cmd = optind < argc ? argv[optind] : "";
-    if (optind + 1 != argc || (strcmp(cmd, "dump") && strcmp(cmd, "bench"))) {
-        usage(stderr);
-        return -1;
+    if (!rc && (optind + 1 != argc || (strcmp(cmd, "dump") && strcmp(cmd, "bench")))) {
+        tool_usage(stderr, &help);
+        rc = -1;
     }
+    if (rc) return rc;
     a->bench = strcmp(cmd, "bench") == 0;
     if (!a->dir) {
         tw_log("--model DIR is required");
@@ -361,10 +353,9 @@ static int run_bench(const ana_args *aa, const gpt2_model *m, blockcache *c, con
 
 int main(int argc, char **argv)
 {
-    tool_init("twd-analyses");
     ana_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc > 0 ? 0 : 2;
+    int rc = tool_start("twd-analyses", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
     gpt2_model m;
     double t_load;
     if (tool_load_model(a.dir, &m, &t_load)) return 1;

@@ -23,27 +23,24 @@
 #include "core/nn/topk.h"
 #include "tool_common.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: twd-forward --model DIR (--tokens ID,ID,... | --random N [--seed S])\n"
-               "                   [--gelu tanh|erf] [--kernels blas|naive] [--logits last|all|none]\n"
-               "                   [--skip-attention] [--json | --bench R]\n");
-    if (f != stdout) return;
-    fprintf(f, "Runs the GPT-2 forward pass of the checkpoint in DIR on one phrase.\n"
-               "\n"
-               "  --model DIR          checkpoint folder (required)\n"
-               "  --tokens LIST        the phrase as comma-separated token ids\n"
-               "  --random N           a phrase of N seeded random ids instead\n"
-               "  --seed S             seed of --random (default 1)\n"
-               "  --gelu tanh|erf      GELU form (default tanh)\n"
-               "  --kernels blas|naive BLAS or the naive reference kernels (default blas)\n"
-               "  --logits last|all|none  which positions get logits (default last)\n"
-               "  --skip-attention     do not keep the attention patterns\n"
-               "  --json               print every kept state as JSON (see tests/ref/forward_ref.py)\n"
-               "  --bench R            time R passes after one warm-up; print min / median / max\n"
-               "  -h, --help           this text\n"
-               "Without --json or --bench: one line with the top-5 next tokens.\n");
-}
+static const tool_help help = {
+    "usage: twd-forward --model DIR (--tokens ID,ID,... | --random N [--seed S])\n"
+    "                   [--gelu tanh|erf] [--kernels blas|naive] [--logits last|all|none]\n"
+    "                   [--skip-attention] [--json | --bench R]\n",
+    "Runs the GPT-2 forward pass of the checkpoint in DIR on one phrase.\n"
+    "\n"
+    "  --model DIR          checkpoint folder (required)\n"
+    "  --tokens LIST        the phrase as comma-separated token ids\n"
+    "  --random N           a phrase of N seeded random ids instead\n"
+    "  --seed S             seed of --random (default 1)\n"
+    "  --gelu tanh|erf      GELU form (default tanh)\n"
+    "  --kernels blas|naive BLAS or the naive reference kernels (default blas)\n"
+    "  --logits last|all|none  which positions get logits (default last)\n"
+    "  --skip-attention     do not keep the attention patterns\n"
+    "  --json               print every kept state as JSON (see tests/ref/forward_ref.py)\n"
+    "  --bench R            time R passes after one warm-up; print min / median / max\n"
+    "  -h, --help           this text\n"
+    "Without --json or --bench: one line with the top-5 next tokens.\n"};
 
 typedef struct {
     const char *model_dir, *tokens_arg;
@@ -81,8 +78,9 @@ static int set_choice(fwd_args *a, int c, const char *v)
 }
 
 /* One option into *a: 0, or -1 (reported). */
-static int set_option(fwd_args *a, int c, const char *v)
+static int set_option(void *ctx, int c, const char *v)
 {
+    fwd_args *a = ctx;
     long long x;
     switch (c) {
     case 'm': a->model_dir = v; return 0;
@@ -101,13 +99,14 @@ static int set_option(fwd_args *a, int c, const char *v)
         if (set_choice(a, c, v) == 0) return 0;
         tw_log("bad argument --%s %s", c == 'g' ? "gelu" : c == 'K' ? "kernels" : "logits", v);
         return -1;
-    default: return -1; /* getopt has said what is wrong */
+    default: return -1;
     }
 }
 
 /* 0: run; 1: --help printed; -1: bad arguments (reported, usage on stderr). */
-static int parse_args(int argc, char **argv, fwd_args *a)
+static int parse_args(int argc, char **argv, void *ctx)
 {
+    fwd_args *a = ctx;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},    {"tokens", required_argument, NULL, 't'},
         {"random", required_argument, NULL, 'r'},   {"seed", required_argument, NULL, 's'},
@@ -117,19 +116,12 @@ static int parse_args(int argc, char **argv, fwd_args *a)
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     *a = (fwd_args){.seed = 1};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (set_option(a, c, optarg)) break;
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    if (!rc && (optind < argc || !a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {
+        tool_usage(stderr, &help);
+        rc = -1;
     }
-    if (c != -1 || optind < argc || !a->model_dir || (!a->tokens_arg && a->random_n <= 0)) {
-        usage(stderr);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* The phrase: --tokens, or --random N ids of a generator seeded with --seed. */
@@ -257,10 +249,9 @@ static int run_bench(const fwd_args *a, const gpt2_model *m, const int32_t *tok,
 
 int main(int argc, char **argv)
 {
-    tool_init("twd-forward");
     fwd_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc > 0 ? 0 : 1;
+    int rc = tool_start("twd-forward", argc, argv, parse_args, &a, 1);
+    if (rc >= 0) return rc;
     gpt2_model m;
     double t_load;
     if (tool_load_model(a.model_dir, &m, &t_load)) return 1;

@@ -21,18 +21,15 @@
 #include "core/model/gpt2.h"
 #include "tool_common.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: twd-loadbench [--cold] [--repeat N (1..1000)] [--touch] DIR\n");
-    if (f != stdout) return;
-    fprintf(f, "Times gpt2_load on the checkpoint in DIR: one line per run, then min / median.\n"
-               "\n"
-               "  --cold        evict model.safetensors and config.json from the page cache\n"
-               "                before each load (fsync + posix_fadvise DONTNEED; no root needed)\n"
-               "  --repeat N    number of loads (default 5)\n"
-               "  --touch       after each load, also time one read of every parameter page\n"
-               "  -h, --help    this text\n");
-}
+static const tool_help help = {
+    "usage: twd-loadbench [--cold] [--repeat N (1..1000)] [--touch] DIR\n",
+    "Times gpt2_load on the checkpoint in DIR: one line per run, then min / median.\n"
+    "\n"
+    "  --cold        evict model.safetensors and config.json from the page cache\n"
+    "                before each load (fsync + posix_fadvise DONTNEED; no root needed)\n"
+    "  --repeat N    number of loads (default 5)\n"
+    "  --touch       after each load, also time one read of every parameter page\n"
+    "  -h, --help    this text\n"};
 
 static void evict(const char *dir, const char *file)
 {
@@ -72,37 +69,34 @@ typedef struct {
     const char *dir;
 } lb_args;
 
-/* 0: run; 1: --help printed; -1: bad arguments (usage on stderr). */
-static int parse_args(int argc, char **argv, lb_args *a)
+static int set_option(void *ctx, int c, const char *v)
 {
-    static const struct option longopts[] = {
-        {"cold", no_argument, NULL, 'c'},
-        {"repeat", required_argument, NULL, 'r'},
-        {"touch", no_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *a = (lb_args){.repeat = 5};
-    long long r;
-    int c;
-    while ((c = getopt_long(argc, argv, "cr:th", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c': a->cold = 1; break;
-        case 'r':
-            if (tool_parse_ll("--repeat", optarg, 1, 1000, &r)) return -1;
-            a->repeat = (int)r;
-            break;
-        case 't': a->touch = 1; break;
-        case 'h': usage(stdout); return 1;
-        default: usage(stderr); return -1;
-        }
-    }
-    if (optind + 1 != argc) {
-        usage(stderr);
-        return -1;
-    }
-    a->dir = argv[optind];
+    lb_args *a = ctx;
+    long long r = 0;
+    if (c == 'r' && tool_parse_ll("--repeat", v, 1, 1000, &r)) return -1;
+    a->cold |= c == 'c';
+    a->touch |= c == 't';
+    if (r) a->repeat = (int)r;
     return 0;
+}
+
+/* 0: run; 1: --help printed; -1: bad arguments (usage on stderr). */
+static int parse_args(int argc, char **argv, void *ctx)
+{
+    lb_args *a = ctx;
+    static const struct option longopts[] = {{"cold", no_argument, NULL, 'c'},
+                                             {"repeat", required_argument, NULL, 'r'},
+                                             {"touch", no_argument, NULL, 't'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    *a = (lb_args){.repeat = 5};
+    int rc = tool_getopt(argc, argv, "cr:th", longopts, &help, set_option, a);
+    if (!rc && optind + 1 != argc) {
+        tool_usage(stderr, &help);
+        rc = -1;
+    }
+    if (!rc) a->dir = argv[optind];
+    return rc;
 }
 
 /* One load (and touch); prints its line and returns its load time, or -1. */
@@ -129,10 +123,9 @@ static double load_once(const lb_args *a, int run)
 
 int main(int argc, char **argv)
 {
-    tool_init("twd-loadbench");
     lb_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc > 0 ? 0 : 2;
+    int rc = tool_start("twd-loadbench", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
     double *t = malloc((size_t)a.repeat * sizeof *t);
     if (!t) return 1;
     for (int i = 0; i < a.repeat; i++)

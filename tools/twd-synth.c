@@ -10,33 +10,28 @@
 #include "core/model/synth.h"
 #include "tool_common.h"
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: twd-synth --out DIR [options]\n"
-            "Writes a synthetic GPT-2 checkpoint (config.json, model.safetensors,\n"
-            "vocab.json, merges.txt) into DIR, deterministically from the seed.\n"
-            "\n"
-            "  --out DIR          folder to write (created if missing)\n"
-            "  --shape NAME       %s\n"
-            "                     (default tiny); the flags below override it\n"
-            "  --layers N         number of blocks\n"
-            "  --heads N          attention heads (must divide --embd)\n"
-            "  --embd N           model width\n"
-            "  --vocab N          vocabulary size (>= 257 for the synthetic tokenizer)\n"
-            "  --ctx N            positions\n"
-            "  --dtype T          f32 (default), f16 or bf16\n"
-            "  --no-prefix        tensor names without 'transformer.' (default)\n"
-            "  --prefix           tensor names with 'transformer.'\n"
-            "  --no-attn-bias     omit the h.N.attn.bias/masked_bias buffers\n"
-            "  --no-tokenizer     write only config.json and model.safetensors\n"
-            "  --seed N           0..2^63-1 (default 0)\n"
-            "  --vocab-from DIR   copy the real GPT-2 vocab.json/merges.txt (or\n"
-            "                     encoder.json/vocab.bpe) from DIR; needs vocab 50257\n"
-            "  -q, --quiet        no summary line\n"
-            "  -h, --help         this text\n",
-            synth_shape_names());
-}
+/* The help text; %s: the shape names. */
+static const char details[] = "Writes a synthetic GPT-2 checkpoint (config.json, model.safetensors,\n"
+                              "vocab.json, merges.txt) into DIR, deterministically from the seed.\n"
+                              "\n"
+                              "  --out DIR          folder to write (created if missing)\n"
+                              "  --shape NAME       %s\n"
+                              "                     (default tiny); the flags below override it\n"
+                              "  --layers N         number of blocks\n"
+                              "  --heads N          attention heads (must divide --embd)\n"
+                              "  --embd N           model width\n"
+                              "  --vocab N          vocabulary size (>= 257 for the synthetic tokenizer)\n"
+                              "  --ctx N            positions\n"
+                              "  --dtype T          f32 (default), f16 or bf16\n"
+                              "  --no-prefix        tensor names without 'transformer.' (default)\n"
+                              "  --prefix           tensor names with 'transformer.'\n"
+                              "  --no-attn-bias     omit the h.N.attn.bias/masked_bias buffers\n"
+                              "  --no-tokenizer     write only config.json and model.safetensors\n"
+                              "  --seed N           0..2^63-1 (default 0)\n"
+                              "  --vocab-from DIR   copy the real GPT-2 vocab.json/merges.txt (or\n"
+                              "                     encoder.json/vocab.bpe) from DIR; needs vocab 50257\n"
+                              "  -q, --quiet        no summary line\n"
+                              "  -h, --help         this text\n";
 
 typedef struct {
     const char *out, *shape, *vocab_from;
@@ -80,8 +75,9 @@ static int set_dtype(synth_args *a, const char *v)
 }
 
 /* One option into *a: 0, or -1 (reported). */
-static int set_option(synth_args *a, int c, const char *v)
+static int set_option(void *ctx, int c, const char *v)
 {
+    synth_args *a = ctx;
     switch (c) {
     case O_OUT: a->out = v; return 0;
     case O_SHAPE: a->shape = v; return 0;
@@ -98,13 +94,14 @@ static int set_option(synth_args *a, int c, const char *v)
     case O_NOTOK: a->tok = 0; return 0;
     case O_VOCABFROM: a->vocab_from = v; return 0;
     case 'q': a->quiet = 1; return 0;
-    default: return -1; /* getopt has printed what is wrong */
+    default: return -1;
     }
 }
 
 /* 0: run; 1: --help printed; -1: bad arguments (reported). */
-static int parse_args(int argc, char **argv, synth_args *a)
+static int parse_args(int argc, char **argv, void *ctx)
 {
+    synth_args *a = ctx;
     static const struct option longopts[] = {
         {"out", required_argument, NULL, O_OUT},
         {"shape", required_argument, NULL, O_SHAPE},
@@ -124,26 +121,16 @@ static int parse_args(int argc, char **argv, synth_args *a)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    static char text[2048];
+    snprintf(text, sizeof text, details, synth_shape_names());
+    const tool_help help = {"usage: twd-synth --out DIR [options]\n", text};
     *a = (synth_args){.shape = "tiny", .dtype = SYNTH_F32, .attn_bias = 1, .tok = 1};
-    int c;
-    while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (set_option(a, c, optarg) != 0) {
-            fprintf(stderr, "try 'twd-synth --help'\n");
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        tw_log("unexpected argument '%s'", argv[optind]);
-        fprintf(stderr, "try 'twd-synth --help'\n");
-        return -1;
-    }
-    if (!a->out) {
-        tw_log("--out DIR is required");
-        fprintf(stderr, "try 'twd-synth --help'\n");
+    int rc = tool_getopt(argc, argv, "qh", longopts, &help, set_option, a);
+    if (rc) return rc;
+    if (optind < argc) tw_log("unexpected argument '%s'", argv[optind]);
+    if (!a->out) tw_log("--out DIR is required");
+    if (optind < argc || !a->out) {
+        tool_usage(stderr, &help);
         return -1;
     }
     return 0;
@@ -177,11 +164,10 @@ static int make_opts(const synth_args *a, synth_opts *o)
 
 int main(int argc, char **argv)
 {
-    tool_init("twd-synth");
     synth_args a;
     synth_opts o;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc > 0 ? 0 : 2;
+    int rc = tool_start("twd-synth", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
     if (make_opts(&a, &o) != 0) return 2;
     char err[1024];
     double t0 = tw_now();

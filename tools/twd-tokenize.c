@@ -22,22 +22,18 @@
 #include "core/tok/tokenizer.h"
 #include "tool_common.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: twd-tokenize [--hex] DIR < text\n"
-               "       twd-tokenize --unicode-version\n"
-               "       twd-tokenize --synthetic VOCAB_SIZE SEED DIR\n");
-    if (f != stdout) return;
-    fprintf(f, "Prints the GPT-2 token ids of stdin with the tokenizer in DIR (vocab.json +\n"
-               "merges.txt, or encoder.json + vocab.bpe), separated by single spaces.\n"
-               "\n"
-               "  --hex              each stdin line is a hex-encoded byte string; one line\n"
-               "                     of ids per input line\n"
-               "  --unicode-version  print the Unicode version of the pre-tokenizer\n"
-               "  --synthetic N      write a synthetic vocabulary of N (257..2^24) ids,\n"
-               "                     generated from SEED, into DIR\n"
-               "  -h, --help         this text\n");
-}
+static const tool_help help = {"usage: twd-tokenize [--hex] DIR < text\n"
+                               "       twd-tokenize --unicode-version\n"
+                               "       twd-tokenize --synthetic VOCAB_SIZE SEED DIR\n",
+                               "Prints the GPT-2 token ids of stdin with the tokenizer in DIR (vocab.json +\n"
+                               "merges.txt, or encoder.json + vocab.bpe), separated by single spaces.\n"
+                               "\n"
+                               "  --hex              each stdin line is a hex-encoded byte string; one line\n"
+                               "                     of ids per input line\n"
+                               "  --unicode-version  print the Unicode version of the pre-tokenizer\n"
+                               "  --synthetic N      write a synthetic vocabulary of N (257..2^24) ids,\n"
+                               "                     generated from SEED, into DIR\n"
+                               "  -h, --help         this text\n"};
 
 /* Encodes text and prints its ids as one line. 0 or -1 (reported). */
 static int print_ids(const tokenizer *t, const char *text, size_t len)
@@ -149,32 +145,36 @@ static int run_encode(const char *dir, int hex)
     return rc;
 }
 
+typedef struct {
+    int hex, unicode;
+    const char *synthetic;
+} tok_args;
+
+static int set_option(void *ctx, int c, const char *v)
+{
+    tok_args *a = ctx;
+    a->hex |= c == 'x';
+    a->unicode |= c == 'u';
+    if (c == 's') a->synthetic = v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"hex", no_argument, NULL, 'x'},
-        {"unicode-version", no_argument, NULL, 'u'},
-        {"synthetic", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    static const struct option opts[] = {{"hex", no_argument, NULL, 'x'},
+                                         {"unicode-version", no_argument, NULL, 'u'},
+                                         {"synthetic", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     tool_init("twd-tokenize");
-    int hex = 0, unicode = 0, c;
-    const char *synthetic = NULL;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'x': hex = 1; break;
-        case 'u': unicode = 1; break;
-        case 's': synthetic = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
-        }
-    }
-    const int rest = argc - optind, modes = hex + unicode + (synthetic != NULL);
-    if (unicode && modes == 1 && rest == 0) return puts(tokenizer_unicode_version()) < 0;
-    if (synthetic && modes == 1 && rest == 2)
-        return run_synthetic(synthetic, argv[optind], argv[optind + 1]) ? 1 : 0;
-    if (!unicode && !synthetic && rest == 1) return run_encode(argv[optind], hex) ? 1 : 0;
-    usage(stderr);
+    tok_args a = {0};
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, &a);
+    if (rc) return rc > 0 ? 0 : 1;
+    const int rest = argc - optind, modes = a.hex + a.unicode + (a.synthetic != NULL);
+    if (a.unicode && modes == 1 && rest == 0) return puts(tokenizer_unicode_version()) < 0;
+    if (a.synthetic && modes == 1 && rest == 2)
+        return run_synthetic(a.synthetic, argv[optind], argv[optind + 1]) ? 1 : 0;
+    if (!a.unicode && !a.synthetic && rest == 1) return run_encode(argv[optind], a.hex) ? 1 : 0;
+    tool_usage(stderr, &help);
     return 1;
 }

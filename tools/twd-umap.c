@@ -23,25 +23,22 @@
 #include "core/proj/umap.h"
 #include "tool_common.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: twd-umap --data X.f32 --rows N --dim D --out E.f32\n"
-               "                [--query Q.f32 --qrows M --qout T.f32] [--threads T]\n"
-               "                [--seed S] [--epochs E] [--neighbors K] [--components C]\n"
-               "                [--min-dist F] [--save FILE] [--pca]\n");
-    if (f != stdout) return;
-    fprintf(f, "Fits UMAP (or PCA) on the N x D float32 matrix in X.f32 (raw, row-major, as\n"
-               "numpy's tofile writes it), writes the layout to E.f32 and prints the timings\n"
-               "as one JSON line.\n"
-               "\n"
-               "  --query Q.f32     also transform the M rows of Q.f32 (--qrows) into T.f32 (--qout)\n"
-               "  --threads T       SGD threads (default: every core)\n"
-               "  --seed, --epochs, --neighbors, --components, --min-dist\n"
-               "                    UMAP settings (core/proj/umap.h; defaults are umap-learn's)\n"
-               "  --save FILE       also time saving the layout to FILE and loading it back\n"
-               "  --pca             PCA instead of UMAP\n"
-               "  -h, --help        this text\n");
-}
+static const tool_help help = {
+    "usage: twd-umap --data X.f32 --rows N --dim D --out E.f32\n"
+    "                [--query Q.f32 --qrows M --qout T.f32] [--threads T]\n"
+    "                [--seed S] [--epochs E] [--neighbors K] [--components C]\n"
+    "                [--min-dist F] [--save FILE] [--pca]\n",
+    "Fits UMAP (or PCA) on the N x D float32 matrix in X.f32 (raw, row-major, as\n"
+    "numpy's tofile writes it), writes the layout to E.f32 and prints the timings\n"
+    "as one JSON line.\n"
+    "\n"
+    "  --query Q.f32     also transform the M rows of Q.f32 (--qrows) into T.f32 (--qout)\n"
+    "  --threads T       SGD threads (default: every core)\n"
+    "  --seed, --epochs, --neighbors, --components, --min-dist\n"
+    "                    UMAP settings (core/proj/umap.h; defaults are umap-learn's)\n"
+    "  --save FILE       also time saving the layout to FILE and loading it back\n"
+    "  --pca             PCA instead of UMAP\n"
+    "  -h, --help        this text\n"};
 
 typedef struct {
     const char *data, *out, *query, *qout, *save;
@@ -51,8 +48,9 @@ typedef struct {
 } umap_args;
 
 /* One option into *a: 0, or -1 (reported). */
-static int set_option(umap_args *a, int c, const char *v)
+static int set_option(void *ctx, int c, const char *v)
 {
+    umap_args *a = ctx;
     const size_t big = (size_t)1 << 40;
     long long seed;
     double md;
@@ -78,13 +76,14 @@ static int set_option(umap_args *a, int c, const char *v)
         if (tool_parse_double("--min-dist", v, &md)) return -1;
         a->p.min_dist = (float)md;
         return 0;
-    default: usage(stderr); return -1;
+    default: return -1;
     }
 }
 
 /* 0: run; 1: --help printed; -1: bad arguments (reported). */
-static int parse_args(int argc, char **argv, umap_args *a)
+static int parse_args(int argc, char **argv, void *ctx)
 {
+    umap_args *a = ctx;
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},
         {"rows", required_argument, 0, 'n'},
@@ -107,14 +106,8 @@ static int parse_args(int argc, char **argv, umap_args *a)
     *a = (umap_args){0};
     umap_params_default(&a->p);
     a->p.n_threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN);
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (set_option(a, c, optarg)) return -1;
-    }
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    if (rc) return rc;
     if (optind < argc || !a->data || !a->out || a->rows == 0 || a->dim == 0 ||
         (a->query && (!a->qout || a->qrows == 0))) {
         tw_log("need --data, --rows, --dim, --out (and --qrows, --qout with --query)");
@@ -312,10 +305,9 @@ static int run_umap(const umap_args *a, const float *x, const float *q)
 
 int main(int argc, char **argv)
 {
-    tool_init("twd-umap");
     umap_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc > 0 ? 0 : 2;
+    int rc = tool_start("twd-umap", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
     float *x = read_f32(a.data, a.rows * a.dim);
     float *q = a.query ? read_f32(a.query, a.qrows * a.dim) : NULL;
     int status = !x || (a.query && !q) ? 1 : a.use_pca ? run_pca(&a, x, q) : run_umap(&a, x, q);
