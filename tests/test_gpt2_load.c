@@ -222,6 +222,13 @@ static int write_ckpt(const ckpt *k)
     return n_used;
 }
 
+/* config.json (n_inner null) and model.safetensors of k. */
+static void write_checkpoint(const ckpt *k)
+{
+    write_config(k, 1);
+    write_ckpt(k);
+}
+
 /* Parameter count summed from the shape list (independent of the loader). */
 static size_t count_from_shapes(const ckpt *k)
 {
@@ -305,8 +312,7 @@ START_TEST(t_load_plain_names)
 {
     ckpt k = base;
     k.buffers = 1;
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     gpt2_model m;
     check_loaded(&k, &m, 1);
     ck_assert_str_eq(m.dtype, "F32");
@@ -321,8 +327,7 @@ START_TEST(t_load_prefixed_names)
     ckpt k = base;
     k.prefix = 1;
     k.buffers = 1;
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     gpt2_model m;
     check_loaded(&k, &m, 1);
     gpt2_free(&m);
@@ -336,8 +341,7 @@ START_TEST(t_load_unaligned_copies)
      * unchanged */
     ckpt k = base;
     k.misalign = 1;
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     gpt2_model m;
     check_loaded(&k, &m, 0);
     gpt2_free(&m);
@@ -399,6 +403,14 @@ static void expect_error(const char *want)
     gpt2_free(&m);
 }
 
+/* expect_error of "<tmpdir>/model.safetensors: <msg>". */
+static void expect_st_error(const char *msg)
+{
+    char want[1024];
+    snprintf(want, sizeof want, "%s/model.safetensors: %s", tmpdir, msg);
+    expect_error(want);
+}
+
 /* Loads tmpdir expecting failure with a message that starts with
  * "<tmpdir>/<file>: " and contains `frag`. */
 static void expect_error_in(const char *file, const char *frag)
@@ -418,14 +430,9 @@ START_TEST(t_missing_tensor)
 {
     ckpt k = base;
     k.drop = "h.1.mlp.c_fc.bias";
-    write_config(&k, 1);
-    write_ckpt(&k);
-    char want[1024];
-    snprintf(want, sizeof want,
-             "%s/model.safetensors: tensor 'h.1.mlp.c_fc.bias': missing (looked for "
-             "'h.1.mlp.c_fc.bias' and 'transformer.h.1.mlp.c_fc.bias')",
-             tmpdir);
-    expect_error(want);
+    write_checkpoint(&k);
+    expect_st_error("tensor 'h.1.mlp.c_fc.bias': missing (looked for 'h.1.mlp.c_fc.bias' and "
+                    "'transformer.h.1.mlp.c_fc.bias')");
 }
 END_TEST
 
@@ -434,14 +441,8 @@ START_TEST(t_wrong_shape)
     ckpt k = base;
     k.prefix = 1;
     k.reshape = "h.2.attn.c_attn.weight";
-    write_config(&k, 1);
-    write_ckpt(&k);
-    char want[1024];
-    snprintf(want, sizeof want,
-             "%s/model.safetensors: tensor 'transformer.h.2.attn.c_attn.weight': shape "
-             "[8, 23], expected [8, 24]",
-             tmpdir);
-    expect_error(want);
+    write_checkpoint(&k);
+    expect_st_error("tensor 'transformer.h.2.attn.c_attn.weight': shape [8, 23], expected [8, 24]");
 }
 END_TEST
 
@@ -452,10 +453,7 @@ START_TEST(t_wrong_shape_wpe_vs_config)
     write_ckpt(&k);
     k.T = 6;
     write_config(&k, 1);
-    char want[1024];
-    snprintf(want, sizeof want, "%s/model.safetensors: tensor 'wpe.weight': shape [5, 8], expected [6, 8]",
-             tmpdir);
-    expect_error(want);
+    expect_st_error("tensor 'wpe.weight': shape [5, 8], expected [6, 8]");
 }
 END_TEST
 
@@ -463,8 +461,7 @@ START_TEST(t_wrong_dims)
 {
     ckpt k = base;
     k.reshape = "ln_f.bias"; /* [8] -> [7] */
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     expect_error_in("model.safetensors", "tensor 'ln_f.bias': shape [7], expected [8]");
 }
 END_TEST
@@ -474,8 +471,7 @@ START_TEST(t_unsupported_dtype)
     ckpt k = base;
     k.dtype_of = "wte.weight";
     k.dtype = "I64";
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     expect_error_in("model.safetensors", "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)");
 }
 END_TEST
@@ -484,8 +480,7 @@ START_TEST(t_both_prefixes)
 {
     ckpt k = base;
     k.twice = "ln_f.weight";
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     expect_error_in("model.safetensors", "tensor 'ln_f.weight': present both with and without");
 }
 END_TEST
@@ -515,9 +510,7 @@ START_TEST(t_missing_files)
     char p[512];
     snprintf(p, sizeof p, "%s/model.safetensors", tmpdir);
     unlink(p);
-    char want[1024];
-    snprintf(want, sizeof want, "%s/model.safetensors: cannot open: No such file or directory", tmpdir);
-    expect_error(want);
+    expect_st_error("cannot open: No such file or directory");
     /* a folder that does not exist at all */
     gpt2_model m;
     char err[512];

@@ -445,34 +445,27 @@ END_TEST
 
 /* ---- conversions ---- */
 
-/* Independent reference: IEEE half value by arithmetic. */
-static double ref_f16(uint16_t h)
+/* Independent reference: the value of a 16-bit float with ebits exponent
+ * bits (bias 2^(ebits-1) - 1) and mbits mantissa bits, by arithmetic. */
+static double ref_float16(uint16_t h, int ebits, int mbits)
 {
-    int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    const int emax = (1 << ebits) - 1, bias = emax / 2;
+    int s = h >> 15, e = (h >> mbits) & emax, m = h & ((1 << mbits) - 1);
     double v;
     if (e == 0)
-        v = ldexp((double)m, -24);
-    else if (e == 31)
+        v = ldexp((double)m, 1 - bias - mbits);
+    else if (e == emax)
         v = m ? NAN : INFINITY;
     else
-        v = ldexp((double)(1024 + m), e - 25);
+        v = ldexp((double)((1 << mbits) + m), e - bias - mbits);
     return s ? -v : v;
 }
 
-/* Independent reference: bfloat16 value by arithmetic (8-bit exponent,
- * 7-bit mantissa, bias 127). */
-static double ref_bf16(uint16_t b)
-{
-    int s = b >> 15, e = (b >> 7) & 255, m = b & 127;
-    double v;
-    if (e == 0)
-        v = ldexp((double)m, -133);
-    else if (e == 255)
-        v = m ? NAN : INFINITY;
-    else
-        v = ldexp((double)(128 + m), e - 134);
-    return s ? -v : v;
-}
+/* IEEE half: 5 exponent bits, 10 mantissa bits, bias 15. */
+static double ref_f16(uint16_t h) { return ref_float16(h, 5, 10); }
+
+/* bfloat16: 8 exponent bits, 7 mantissa bits, bias 127. */
+static double ref_bf16(uint16_t b) { return ref_float16(b, 8, 7); }
 
 static uint32_t fbits(float f)
 {

@@ -65,6 +65,23 @@ static double dist_f(const float *a, const float *b, size_t d)
     return sqrt(s);
 }
 
+/* Index of the point of emb (n, nc) nearest to pt (nc), other than point
+ * skip (SIZE_MAX: none). */
+static size_t nearest(const float *pt, const float *emb, size_t n, size_t nc, size_t skip)
+{
+    double best = INFINITY;
+    size_t arg = skip < n ? skip : 0;
+    for (size_t j = 0; j < n; j++) {
+        if (j == skip) continue;
+        double d = dist_f(pt, emb + j * nc, nc);
+        if (d < best) {
+            best = d;
+            arg = j;
+        }
+    }
+    return arg;
+}
+
 /* ---- find_ab --------------------------------------------------------------- */
 
 START_TEST(test_find_ab_matches_umap_learn)
@@ -359,19 +376,7 @@ static void layout_quality(const float *e, size_t n, size_t nc, const int *label
                            double *same_nn, double *sep)
 {
     size_t same = 0;
-    for (size_t i = 0; i < n; i++) {
-        double best = INFINITY;
-        size_t arg = i;
-        for (size_t j = 0; j < n; j++) {
-            if (j == i) continue;
-            double d = dist_f(e + i * nc, e + j * nc, nc);
-            if (d < best) {
-                best = d;
-                arg = j;
-            }
-        }
-        same += label[arg] == label[i];
-    }
+    for (size_t i = 0; i < n; i++) same += label[nearest(e + i * nc, e, n, nc, i)] == label[i];
     *same_nn = (double)same / (double)n;
     double cen[16][UMAP_MAX_COMPONENTS] = {{0}}, cnt[16] = {0}, rad[16] = {0};
     for (size_t i = 0; i < n; i++) {
@@ -522,18 +527,31 @@ START_TEST(test_fit_deterministic)
 }
 END_TEST
 
+/* The transform tests' data: 4 blobs (centre sd 3) of `per` points each in
+ * 16 dimensions from data seed `seed` (labels in label[4 per]). Without m,
+ * the data only; with m, also its UMAP fit (seed 5) on `threads` threads. */
+enum { T_NL = 4, T_PER = 100, T_DIM = 16 };
+
+static float *transform_data(size_t per, uint64_t seed, int *label, size_t threads, umap_model *m)
+{
+    float *x = make_clusters(T_NL, per, T_DIM, 3.0, seed, label);
+    umap_params p = small_params(threads, 5);
+    char err[200];
+    if (m)
+        ck_assert_msg(umap_fit(x, T_NL * per, T_DIM, &p, NULL, m, err, sizeof err) == TW_OK, "fit: %s", err);
+    return x;
+}
+
 START_TEST(test_transform_training_points)
 {
-    const size_t nl = 4, per = 100, n = nl * per, dim = 16, nc = 3;
+    const size_t n = T_NL * T_PER, dim = T_DIM, nc = 3;
     int *label = malloc(n * sizeof *label);
+    umap_model m;
+    char err[200];
     /* Data seed 42: with the base/rng.h generator, seed 41 puts the largest
      * distance below at 3.11 scales, over the bound of 3; over seeds 1..20 the
      * largest distance ranges from 1.8 to 3.5 scales (3 of 20 over 3). */
-    float *x = make_clusters(nl, per, dim, 3.0, 42, label);
-    umap_params p = small_params(1, 5);
-    umap_model m;
-    char err[200];
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), TW_OK);
+    float *x = transform_data(T_PER, 42, label, 1, &m);
     /* every 10th training row, transformed as a new point */
     const size_t mq = n / 10;
     float *q = malloc(mq * dim * sizeof *q), *out = malloc(mq * nc * sizeof *out);
@@ -567,16 +585,7 @@ START_TEST(test_transform_training_points)
     for (size_t i = 0; i < mq; i++) {
         dd[i] = dist_f(out + i * nc, m.embedding + i * 10 * nc, nc);
         worst = dd[i] > worst ? dd[i] : worst;
-        double best = INFINITY;
-        size_t arg = 0;
-        for (size_t j = 0; j < n; j++) {
-            double d = dist_f(out + i * nc, m.embedding + j * nc, nc);
-            if (d < best) {
-                best = d;
-                arg = j;
-            }
-        }
-        wrong_cluster += label[arg] != label[i * 10];
+        wrong_cluster += label[nearest(out + i * nc, m.embedding, n, nc, SIZE_MAX)] != label[i * 10];
     }
     for (size_t i = 1; i < mq; i++)
         for (size_t j = i; j > 0 && dd[j] < dd[j - 1]; j--) {
@@ -611,35 +620,23 @@ END_TEST
 
 START_TEST(test_transform_new_points_land_in_their_cluster)
 {
-    const size_t nl = 4, per = 100, n = nl * per, dim = 16, nc = 3;
+    const size_t n = T_NL * T_PER, dim = T_DIM, nc = 3;
     int *label = malloc(n * sizeof *label);
-    float *x = make_clusters(nl, per, dim, 3.0, 41, label);
+    umap_model m;
+    char err[200];
+    float *x = transform_data(T_PER, 41, label, 2, &m);
     /* the same centres (same seed), fresh points: regenerate 2x and keep the
      * second half */
     int *label2 = malloc(2 * n * sizeof *label2);
-    float *x2 = make_clusters(nl, 2 * per, dim, 3.0, 41, label2);
-    umap_params p = small_params(2, 5);
-    umap_model m;
-    char err[200];
-    ck_assert_int_eq(umap_fit(x, n, dim, &p, NULL, &m, err, sizeof err), TW_OK);
+    float *x2 = transform_data(2 * T_PER, 41, label2, 0, NULL);
     const size_t mq = 100;
     float *out = malloc(mq * nc * sizeof *out);
     const float *q = x2 + (2 * n - mq) * dim;
     const int *ql = label2 + (2 * n - mq);
     ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), TW_OK);
     size_t right = 0;
-    for (size_t i = 0; i < mq; i++) {
-        double best = INFINITY;
-        size_t arg = 0;
-        for (size_t j = 0; j < n; j++) {
-            double d = dist_f(out + i * nc, m.embedding + j * nc, nc);
-            if (d < best) {
-                best = d;
-                arg = j;
-            }
-        }
-        right += label[arg] == ql[i];
-    }
+    for (size_t i = 0; i < mq; i++)
+        right += label[nearest(out + i * nc, m.embedding, n, nc, SIZE_MAX)] == ql[i];
     printf("transform of new points: %zu of %zu next to their own cluster\n", right, mq);
     ck_assert_uint_ge(right, 95);
     umap_model_free(&m);
@@ -816,30 +813,17 @@ START_TEST(test_hash_and_key)
     uint64_t k0 = umap_cache_key(h, &p);
     ck_assert(k0 == umap_cache_key(h, &p));
     ck_assert(k0 != umap_cache_key(h + 1, &p));
-    q = p;
-    q.n_components = 2;
-    ck_assert(k0 != umap_cache_key(h, &q));
-    q = p;
-    q.n_neighbors = 16;
-    ck_assert(k0 != umap_cache_key(h, &q));
-    q = p;
-    q.min_dist = 0.2f;
-    ck_assert(k0 != umap_cache_key(h, &q));
-    q = p;
-    q.spread = 1.5f;
-    ck_assert(k0 != umap_cache_key(h, &q));
-    q = p;
-    q.n_epochs = 100;
-    ck_assert(k0 != umap_cache_key(h, &q));
-    q = p;
-    q.seed = 43;
-    ck_assert(k0 != umap_cache_key(h, &q));
-    q = p;
-    q.n_threads = 2;
-    ck_assert(k0 == umap_cache_key(h, &q));
-    q = p;
-    q.init = UMAP_INIT_RANDOM;
-    ck_assert(k0 != umap_cache_key(h, &q));
+    /* every setting that changes the layout changes the key; threads do not */
+#define KEY_WITH(field, value) (q = p, q.field = (value), umap_cache_key(h, &q))
+    ck_assert(k0 != KEY_WITH(n_components, 2));
+    ck_assert(k0 != KEY_WITH(n_neighbors, 16));
+    ck_assert(k0 != KEY_WITH(min_dist, 0.2f));
+    ck_assert(k0 != KEY_WITH(spread, 1.5f));
+    ck_assert(k0 != KEY_WITH(n_epochs, 100));
+    ck_assert(k0 != KEY_WITH(seed, 43));
+    ck_assert(k0 == KEY_WITH(n_threads, 2));
+    ck_assert(k0 != KEY_WITH(init, UMAP_INIT_RANDOM));
+#undef KEY_WITH
 }
 END_TEST
 
