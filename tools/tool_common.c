@@ -35,8 +35,6 @@ int tool_start(const char *prog, int argc, char **argv, int (*parse)(int, char *
     return rc == 0 ? -1 : rc > 0 ? 0 : bad_status;
 }
 
-const char *tool_name(void) { return prog_name; }
-
 /* ---- arguments ---- */
 
 void tool_usage(FILE *f, const tool_help *h)

@@ -14,7 +14,7 @@
 #include "core/nn/topk.h"
 
 /* Names the running tool and sends every base/log.h line (tw_log) to stderr
- * as "<prog>: <message>". Call first in main. */
+ * as "<prog>: <message>". Called first in main (tool_start calls it). */
 void tool_init(const char *prog);
 
 /* tool_init(prog), then parse(argc, argv, args), a tool's parse_args (0:
@@ -23,9 +23,6 @@ void tool_init(const char *prog);
  * arguments, or -1 to go on. */
 int tool_start(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
                int bad_status);
-
-/* The name given to tool_init ("tool" before). */
-const char *tool_name(void);
 
 /* ---- arguments ---- */
 
