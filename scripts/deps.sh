@@ -18,17 +18,7 @@ test_pkgs=(python3 python3-numpy python3-torch nodejs npm chromium chromium-driv
 # (git-ignored; never from a CDN). Exact version, no package.json or lock file.
 plotly_version=2.35.3
 vendor_web() {
-  local pkg=static/vendor/node_modules/plotly.js-dist-min
-  local have=""
-  [[ -f $pkg/plotly.min.js ]] && have=$(node -p 'require(process.argv[1]).version' "$PWD/$pkg/package.json" 2>/dev/null || true)
-  [[ "$have" == "$plotly_version" ]] && return 0
-  echo "installing plotly.js-dist-min@$plotly_version under static/vendor" >&2
-  (
-    command -v flock >/dev/null && flock 9
-    npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-      --fetch-retries=2 --fetch-timeout=30000 \
-      --prefix static/vendor "plotly.js-dist-min@$plotly_version" >&2
-  ) 9>"${TMPDIR:-/tmp}/twd-vendor.lock"
+  scripts/npm-pin plotly.js-dist-min "$plotly_version" static/vendor plotly.min.js
 }
 if [[ "${1:-}" == "--vendor" ]]; then vendor_web; exit 0; fi
 

@@ -243,15 +243,9 @@ END_TEST
 int main(void)
 {
     json_object_seed(0);
-    Suite *s = suite_create("api");
-    TCase *tc = tcase_create("api");
-    tcase_add_checked_fixture(tc, setup, NULL);
-    tcase_add_test(tc, error_shape_for_each_status);
-    tcase_add_test(tc, health_and_readiness);
-    tcase_add_test(tc, method_checks);
-    tcase_add_test(tc, parameter_validation);
-    tcase_add_test(tc, openapi_lists_every_route);
-    tcase_add_test(tc, percent_decoding);
-    suite_add_tcase(s, tc);
-    return tw_check_run(s);
+    const TTest *const api_tests[] = {
+        error_shape_for_each_status, health_and_readiness, method_checks, parameter_validation,
+        openapi_lists_every_route,   percent_decoding,     NULL};
+    const tw_case api = {"api", 0, setup, NULL, api_tests};
+    return tw_check_main("api", &api, 1);
 }

@@ -6,16 +6,16 @@
 #include <unistd.h>
 
 #include "server/config.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
+/* text as a file in a new temporary directory; its path (static storage). */
 static char *write_tmp(const char *text)
 {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/twd-test-conf-XXXXXX");
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    static char dir[512], path[600];
+    tt_tmpdir(dir, sizeof dir, "conf");
+    snprintf(path, sizeof path, "%s/twd.conf", dir);
+    tt_write_file(path, text, strlen(text));
     return path;
 }
 
@@ -130,12 +130,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("config");
-    tcase_add_test(tc, defaults_within_bounds);
-    tcase_add_test(tc, set_checks_types_and_bounds);
-    tcase_add_test(tc, file_and_flags);
-    tcase_add_test(tc, shipped_conf_matches_table);
-    suite_add_tcase(s, tc);
-    return tw_check_run(s);
+    const TTest *const config_tests[] = {defaults_within_bounds, set_checks_types_and_bounds, file_and_flags,
+                                         shipped_conf_matches_table, NULL};
+    const tw_case config = {"config", 0, NULL, NULL, config_tests};
+    return tw_check_main("config", &config, 1);
 }

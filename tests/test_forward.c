@@ -10,96 +10,27 @@
 #include <string.h>
 
 #include "core/nn/forward.h"
+#include "tests/support/test_model.h"
+#include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
-/* ---- A small random model built from seeded arrays ---- */
+/* ---- A small random model (tests/support/test_model.h) ---- */
 
-enum {
-    T_L = 3,
-    T_H = 4,
-    T_C = 32,
-    T_NI = 128,
-    T_CTX = 140,
-    T_V = 97
-}; /* T_CTX > 128: crosses an attention row block */
+enum { T_L = 3, T_H = 4, T_C = 32, T_CTX = 140, T_V = 97 }; /* T_CTX > 128: crosses an attention row block */
 
-typedef struct {
-    gpt2_model m;
-    float *store; /* every tensor, one buffer */
-    size_t used, cap;
-} test_model;
-
-static uint64_t rng_state;
-
-static double rng_uniform(void) /* [0, 1), xorshift64* */
+static void model_build(tt_model *tm, uint64_t seed)
 {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    tt_model_build(
+        tm,
+        &(tt_model_opts){
+            .n_layer = T_L, .n_head = T_H, .n_embd = T_C, .n_ctx = T_CTX, .vocab_size = T_V, .seed = seed});
 }
 
-/* A tensor of `count` values: center + uniform(-spread, spread). */
-static float *take(test_model *tm, size_t count, float center, float spread)
-{
-    ck_assert_uint_le(tm->used + count, tm->cap);
-    float *p = tm->store + tm->used;
-    for (size_t i = 0; i < count; i++) p[i] = center + spread * (float)(2.0 * rng_uniform() - 1.0);
-    tm->used += count;
-    return p;
-}
-
-static void model_build(test_model *tm, uint64_t seed)
-{
-    memset(tm, 0, sizeof *tm);
-    rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
-    const size_t C = T_C, Ni = T_NI, L = T_L;
-    tm->cap = (size_t)T_V * C + (size_t)T_CTX * C + 2 * C +
-              L * (4 * C + C * 3 * C + 3 * C + C * C + C + C * Ni + Ni + Ni * C + C);
-    tm->store = malloc(tm->cap * sizeof(float));
-    ck_assert_ptr_nonnull(tm->store);
-    gpt2_model *m = &tm->m;
-    m->cfg = (gpt2_config){.n_layer = T_L,
-                           .n_head = T_H,
-                           .n_embd = T_C,
-                           .n_inner = T_NI,
-                           .n_ctx = T_CTX,
-                           .vocab_size = T_V,
-                           .ln_eps = 1e-5f};
-    m->p.h = calloc(L, sizeof(gpt2_block));
-    ck_assert_ptr_nonnull(m->p.h);
-    m->p.wte = take(tm, (size_t)T_V * C, 0.0f, 0.5f);
-    m->p.wpe = take(tm, (size_t)T_CTX * C, 0.0f, 0.2f);
-    for (size_t l = 0; l < L; l++) {
-        gpt2_block *b = &m->p.h[l];
-        b->ln_1_w = take(tm, C, 1.0f, 0.2f);
-        b->ln_1_b = take(tm, C, 0.0f, 0.1f);
-        b->attn_w = take(tm, C * 3 * C, 0.0f, 0.35f);
-        b->attn_b = take(tm, 3 * C, 0.0f, 0.1f);
-        b->attn_proj_w = take(tm, C * C, 0.0f, 0.2f);
-        b->attn_proj_b = take(tm, C, 0.0f, 0.1f);
-        b->ln_2_w = take(tm, C, 1.0f, 0.2f);
-        b->ln_2_b = take(tm, C, 0.0f, 0.1f);
-        b->fc_w = take(tm, C * Ni, 0.0f, 0.3f);
-        b->fc_b = take(tm, Ni, 0.0f, 0.1f);
-        b->fc_proj_w = take(tm, Ni * C, 0.0f, 0.1f);
-        b->fc_proj_b = take(tm, C, 0.0f, 0.1f);
-    }
-    m->p.ln_f_w = take(tm, C, 1.0f, 0.2f);
-    m->p.ln_f_b = take(tm, C, 0.0f, 0.1f);
-    ck_assert_uint_eq(tm->used, tm->cap);
-}
-
-static void model_release(test_model *tm)
-{
-    free(tm->m.p.h);
-    free(tm->store);
-}
-
+/* n random token ids of the vocabulary. */
 static void tokens_fill(int32_t *tok, size_t n, uint64_t seed)
 {
-    rng_state = seed * 0xD1B54A32D192ED03ULL + 7;
-    for (size_t t = 0; t < n; t++) tok[t] = (int32_t)(rng_uniform() * T_V);
+    tw_rng r = tt_rng(seed);
+    for (size_t t = 0; t < n; t++) tok[t] = (int32_t)tw_rng_below(&r, T_V);
 }
 
 static gpt2_forward_result *run(const gpt2_model *m, const int32_t *tok, size_t n, gpt2_gelu g,
@@ -165,10 +96,10 @@ START_TEST(test_matmul_blas_vs_naive)
 {
     const size_t N = 7, IC = 13, OC = 11;
     float inp[7 * 13], w[13 * 11], bias[11], out1[7 * 11], out2[7 * 11];
-    rng_state = 42;
-    for (size_t i = 0; i < N * IC; i++) inp[i] = (float)(rng_uniform() - 0.5);
-    for (size_t i = 0; i < IC * OC; i++) w[i] = (float)(rng_uniform() - 0.5);
-    for (size_t i = 0; i < OC; i++) bias[i] = (float)(rng_uniform() - 0.5);
+    tw_rng r = tt_rng(42);
+    tt_fill_uniform(&r, inp, N * IC, -0.5, 0.5);
+    tt_fill_uniform(&r, w, IC * OC, -0.5, 0.5);
+    tt_fill_uniform(&r, bias, OC, -0.5, 0.5);
     matmul_forward(out1, inp, w, bias, N, IC, OC);
     matmul_forward_naive(out2, inp, w, bias, N, IC, OC);
     expect_close("matmul with bias", out1, out2, N * OC, 1e-6);
@@ -204,8 +135,8 @@ START_TEST(test_attention_blas_vs_naive)
 {
     const size_t N = 9, C = 12, H = 3;
     float qkv[9 * 36], out1[9 * 12], out2[9 * 12], att1[3 * 81], att2[3 * 81];
-    rng_state = 7;
-    for (size_t i = 0; i < N * 3 * C; i++) qkv[i] = (float)(4.0 * rng_uniform() - 2.0);
+    tw_rng r = tt_rng(7);
+    tt_fill_uniform(&r, qkv, N * 3 * C, -2.0, 2.0);
     attention_forward(out1, att1, qkv, N, C, H);
     attention_forward_naive(out2, att2, qkv, N, C, H);
     expect_close("attention out", out1, out2, N * C, 1e-5);
@@ -238,8 +169,8 @@ START_TEST(test_attention_blocks)
     float *out1 = malloc(N * C * sizeof(float)), *out2 = malloc(N * C * sizeof(float));
     float *att1 = malloc(H * N * N * sizeof(float)), *att2 = malloc(H * N * N * sizeof(float));
     ck_assert(qkv && out1 && out2 && att1 && att2);
-    rng_state = 11;
-    for (size_t i = 0; i < N * 3 * C; i++) qkv[i] = (float)(4.0 * rng_uniform() - 2.0);
+    tw_rng r = tt_rng(11);
+    tt_fill_uniform(&r, qkv, N * 3 * C, -2.0, 2.0);
     for (size_t i = 0; i < H * N * N; i++) att1[i] = NAN; /* every entry must be written */
     attention_forward(out1, att1, qkv, N, C, H);
     attention_forward_naive(out2, att2, qkv, N, C, H);
@@ -278,7 +209,7 @@ END_TEST
 
 START_TEST(test_fast_vs_naive)
 {
-    test_model tm;
+    tt_model tm;
     model_build(&tm, 1);
     int32_t tok[T_CTX];
     const size_t lens[] = {1, 5, T_CTX};
@@ -301,14 +232,14 @@ START_TEST(test_fast_vs_naive)
             gpt2_forward_free(f);
             gpt2_forward_free(s);
         }
-    model_release(&tm);
+    tt_model_free(&tm);
 }
 END_TEST
 
 /* e, x0 and the LN of x0 computed directly from the parameters. */
 START_TEST(test_embeddings_direct)
 {
-    test_model tm;
+    tt_model tm;
     model_build(&tm, 2);
     int32_t tok[4] = {0, 96, 5, 5};
     gpt2_forward_result *r = run(&tm.m, tok, 4, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_LAST);
@@ -330,13 +261,13 @@ START_TEST(test_embeddings_direct)
     }
     ck_assert_int_eq(r->tokens[1], 96);
     gpt2_forward_free(r);
-    model_release(&tm);
+    tt_model_free(&tm);
 }
 END_TEST
 
 START_TEST(test_causality)
 {
-    test_model tm;
+    tt_model tm;
     model_build(&tm, 3);
     const size_t n = 11, C = T_C, H = T_H;
     int32_t a[11], b[11];
@@ -370,13 +301,13 @@ START_TEST(test_causality)
         gpt2_forward_free(rb);
         gpt2_forward_free(rp);
     }
-    model_release(&tm);
+    tt_model_free(&tm);
 }
 END_TEST
 
 START_TEST(test_gelu_forms)
 {
-    test_model tm;
+    tt_model tm;
     model_build(&tm, 4);
     const size_t n = 8, C = T_C;
     int32_t tok[8];
@@ -401,13 +332,13 @@ START_TEST(test_gelu_forms)
     }
     gpt2_forward_free(t);
     gpt2_forward_free(e);
-    model_release(&tm);
+    tt_model_free(&tm);
 }
 END_TEST
 
 START_TEST(test_logits_options)
 {
-    test_model tm;
+    tt_model tm;
     model_build(&tm, 5);
     const size_t n = 6, C = T_C;
     int32_t tok[6];
@@ -446,13 +377,13 @@ START_TEST(test_logits_options)
     gpt2_forward_free(none);
     gpt2_forward_free(sk);
     gpt2_forward_free(d);
-    model_release(&tm);
+    tt_model_free(&tm);
 }
 END_TEST
 
 START_TEST(test_errors)
 {
-    test_model tm;
+    tt_model tm;
     model_build(&tm, 6);
     int32_t tok[T_CTX + 1];
     tokens_fill(tok, T_CTX + 1, 6);
@@ -486,30 +417,25 @@ START_TEST(test_errors)
     ck_assert_int_eq(r->n, T_CTX);
     gpt2_forward_free(r);
     gpt2_forward_free(NULL);
-    model_release(&tm);
+    tt_model_free(&tm);
 }
 END_TEST
 
-static Suite *forward_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("forward");
-    TCase *k = tcase_create("kernels");
-    tcase_add_test(k, test_matmul_blas_vs_naive);
-    tcase_add_test(k, test_gelu_values);
-    tcase_add_test(k, test_attention_blas_vs_naive);
-    tcase_add_test(k, test_attention_blocks);
-    tcase_add_test(k, test_attention_large_scores);
-    suite_add_tcase(s, k);
-    TCase *f = tcase_create("forward");
-    tcase_set_timeout(f, 60);
-    tcase_add_test(f, test_fast_vs_naive);
-    tcase_add_test(f, test_embeddings_direct);
-    tcase_add_test(f, test_causality);
-    tcase_add_test(f, test_gelu_forms);
-    tcase_add_test(f, test_logits_options);
-    tcase_add_test(f, test_errors);
-    suite_add_tcase(s, f);
-    return s;
+    const TTest *const kernels_tests[] = {test_matmul_blas_vs_naive,    test_gelu_values,
+                                          test_attention_blas_vs_naive, test_attention_blocks,
+                                          test_attention_large_scores,  NULL};
+    const TTest *const forward_tests[] = {test_fast_vs_naive,
+                                          test_embeddings_direct,
+                                          test_causality,
+                                          test_gelu_forms,
+                                          test_logits_options,
+                                          test_errors,
+                                          NULL};
+    const tw_case cases[] = {
+        {"kernels", 0, NULL, NULL, kernels_tests},
+        {"forward", 60, NULL, NULL, forward_tests},
+    };
+    return tw_check_main("forward", cases, 2);
 }
-
-int main(void) { return tw_check_run(forward_suite()); }

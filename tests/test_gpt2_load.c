@@ -21,37 +21,14 @@
 #include "core/model/safetensors.h"
 #include "core/model/synth.h"
 #include "core/tok/tokenizer.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
 static char tmpdir[256];
 
-static void rm_rf(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            rm_rf(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
+static void setup(void) { tt_tmpdir(tmpdir, sizeof tmpdir, "load"); }
 
-static void setup(void)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/twd-load-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void) { rm_rf(tmpdir); }
+static void teardown(void) { tt_rmtree(tmpdir); }
 
 /* ---- a small independent checkpoint writer ---- */
 
@@ -138,15 +115,7 @@ static int used_tensors(const ckpt *k, tspec *ts)
 
 static float tag_value(int id, size_t i) { return (float)(id * 8192 + (int)(i % 8192)); }
 
-static void write_file(const char *name, const char *text)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    FILE *fp = fopen(p, "w");
-    ck_assert_ptr_nonnull(fp);
-    fputs(text, fp);
-    ck_assert_int_eq(fclose(fp), 0);
-}
+static void write_file(const char *name, const char *text) { tt_write_in(tmpdir, name, text, strlen(text)); }
 
 static void write_config(const ckpt *k, int n_inner_null)
 {
@@ -253,6 +222,13 @@ static int write_ckpt(const ckpt *k)
     return n_used;
 }
 
+/* config.json (n_inner null) and model.safetensors of k. */
+static void write_checkpoint(const ckpt *k)
+{
+    write_config(k, 1);
+    write_ckpt(k);
+}
+
 /* Parameter count summed from the shape list (independent of the loader). */
 static size_t count_from_shapes(const ckpt *k)
 {
@@ -336,8 +312,7 @@ START_TEST(t_load_plain_names)
 {
     ckpt k = base;
     k.buffers = 1;
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     gpt2_model m;
     check_loaded(&k, &m, 1);
     ck_assert_str_eq(m.dtype, "F32");
@@ -352,8 +327,7 @@ START_TEST(t_load_prefixed_names)
     ckpt k = base;
     k.prefix = 1;
     k.buffers = 1;
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     gpt2_model m;
     check_loaded(&k, &m, 1);
     gpt2_free(&m);
@@ -367,8 +341,7 @@ START_TEST(t_load_unaligned_copies)
      * unchanged */
     ckpt k = base;
     k.misalign = 1;
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     gpt2_model m;
     check_loaded(&k, &m, 0);
     gpt2_free(&m);
@@ -430,6 +403,14 @@ static void expect_error(const char *want)
     gpt2_free(&m);
 }
 
+/* expect_error of "<tmpdir>/model.safetensors: <msg>". */
+static void expect_st_error(const char *msg)
+{
+    char want[1024];
+    snprintf(want, sizeof want, "%s/model.safetensors: %s", tmpdir, msg);
+    expect_error(want);
+}
+
 /* Loads tmpdir expecting failure with a message that starts with
  * "<tmpdir>/<file>: " and contains `frag`. */
 static void expect_error_in(const char *file, const char *frag)
@@ -449,14 +430,9 @@ START_TEST(t_missing_tensor)
 {
     ckpt k = base;
     k.drop = "h.1.mlp.c_fc.bias";
-    write_config(&k, 1);
-    write_ckpt(&k);
-    char want[1024];
-    snprintf(want, sizeof want,
-             "%s/model.safetensors: tensor 'h.1.mlp.c_fc.bias': missing (looked for "
-             "'h.1.mlp.c_fc.bias' and 'transformer.h.1.mlp.c_fc.bias')",
-             tmpdir);
-    expect_error(want);
+    write_checkpoint(&k);
+    expect_st_error("tensor 'h.1.mlp.c_fc.bias': missing (looked for 'h.1.mlp.c_fc.bias' and "
+                    "'transformer.h.1.mlp.c_fc.bias')");
 }
 END_TEST
 
@@ -465,14 +441,8 @@ START_TEST(t_wrong_shape)
     ckpt k = base;
     k.prefix = 1;
     k.reshape = "h.2.attn.c_attn.weight";
-    write_config(&k, 1);
-    write_ckpt(&k);
-    char want[1024];
-    snprintf(want, sizeof want,
-             "%s/model.safetensors: tensor 'transformer.h.2.attn.c_attn.weight': shape "
-             "[8, 23], expected [8, 24]",
-             tmpdir);
-    expect_error(want);
+    write_checkpoint(&k);
+    expect_st_error("tensor 'transformer.h.2.attn.c_attn.weight': shape [8, 23], expected [8, 24]");
 }
 END_TEST
 
@@ -483,10 +453,7 @@ START_TEST(t_wrong_shape_wpe_vs_config)
     write_ckpt(&k);
     k.T = 6;
     write_config(&k, 1);
-    char want[1024];
-    snprintf(want, sizeof want, "%s/model.safetensors: tensor 'wpe.weight': shape [5, 8], expected [6, 8]",
-             tmpdir);
-    expect_error(want);
+    expect_st_error("tensor 'wpe.weight': shape [5, 8], expected [6, 8]");
 }
 END_TEST
 
@@ -494,8 +461,7 @@ START_TEST(t_wrong_dims)
 {
     ckpt k = base;
     k.reshape = "ln_f.bias"; /* [8] -> [7] */
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     expect_error_in("model.safetensors", "tensor 'ln_f.bias': shape [7], expected [8]");
 }
 END_TEST
@@ -505,8 +471,7 @@ START_TEST(t_unsupported_dtype)
     ckpt k = base;
     k.dtype_of = "wte.weight";
     k.dtype = "I64";
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     expect_error_in("model.safetensors", "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)");
 }
 END_TEST
@@ -515,8 +480,7 @@ START_TEST(t_both_prefixes)
 {
     ckpt k = base;
     k.twice = "ln_f.weight";
-    write_config(&k, 1);
-    write_ckpt(&k);
+    write_checkpoint(&k);
     expect_error_in("model.safetensors", "tensor 'ln_f.weight': present both with and without");
 }
 END_TEST
@@ -546,9 +510,7 @@ START_TEST(t_missing_files)
     char p[512];
     snprintf(p, sizeof p, "%s/model.safetensors", tmpdir);
     unlink(p);
-    char want[1024];
-    snprintf(want, sizeof want, "%s/model.safetensors: cannot open: No such file or directory", tmpdir);
-    expect_error(want);
+    expect_st_error("cannot open: No such file or directory");
     /* a folder that does not exist at all */
     gpt2_model m;
     char err[512];
@@ -875,22 +837,6 @@ START_TEST(t_synth_file_layout)
 }
 END_TEST
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    ck_assert_ptr_nonnull(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, fp), (size_t)n);
-    b[n] = '\0';
-    fclose(fp);
-    *len = (size_t)n;
-    return b;
-}
-
 START_TEST(t_synth_deterministic)
 {
     synth_opts o;
@@ -904,11 +850,11 @@ START_TEST(t_synth_deterministic)
     char p[512];
     size_t la, lb, lc;
     snprintf(p, sizeof p, "%s/a/model.safetensors", tmpdir);
-    char *a = slurp(p, &la);
+    char *a = tt_read_file(p, &la);
     snprintf(p, sizeof p, "%s/b/model.safetensors", tmpdir);
-    char *b = slurp(p, &lb);
+    char *b = tt_read_file(p, &lb);
     snprintf(p, sizeof p, "%s/c/model.safetensors", tmpdir);
-    char *c = slurp(p, &lc);
+    char *c = tt_read_file(p, &lc);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(memcmp(a, b, la), 0);
     ck_assert_uint_eq(la, lc);
@@ -917,7 +863,7 @@ START_TEST(t_synth_deterministic)
     synth_into("a", &o);
     free(a);
     snprintf(p, sizeof p, "%s/a/model.safetensors", tmpdir);
-    a = slurp(p, &la);
+    a = tt_read_file(p, &la);
     ck_assert_int_eq(memcmp(a, c, la), 0);
     free(a);
     free(b);
@@ -1027,13 +973,13 @@ START_TEST(t_synth_vocab_from)
     size_t la, lb;
     snprintf(a, sizeof a, "%s/real/encoder.json", tmpdir);
     snprintf(b, sizeof b, "%s/cp/vocab.json", tmpdir);
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    char *x = tt_read_file(a, &la), *y = tt_read_file(b, &lb);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(memcmp(x, y, la), 0);
     free(x);
     free(y);
     snprintf(b, sizeof b, "%s/cp/merges.txt", tmpdir);
-    y = slurp(b, &lb);
+    y = tt_read_file(b, &lb);
     ck_assert_str_eq(y, "#version: 0.2\nt 0\n");
     free(y);
     gpt2_model m;
@@ -1062,42 +1008,37 @@ START_TEST(t_synth_with_tokenizer)
 }
 END_TEST
 
-static Suite *suite(void)
+int main(void)
 {
-    Suite *s = suite_create("gpt2_load");
-    TCase *tc = tcase_create("load");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, t_load_plain_names);
-    tcase_add_test(tc, t_load_prefixed_names);
-    tcase_add_test(tc, t_load_unaligned_copies);
-    tcase_add_test(tc, t_load_explicit_n_inner);
-    tcase_add_test(tc, t_load_f16_bf16_tensor);
-    tcase_add_test(tc, t_missing_tensor);
-    tcase_add_test(tc, t_wrong_shape);
-    tcase_add_test(tc, t_wrong_shape_wpe_vs_config);
-    tcase_add_test(tc, t_wrong_dims);
-    tcase_add_test(tc, t_unsupported_dtype);
-    tcase_add_test(tc, t_both_prefixes);
-    tcase_add_test(tc, t_corrupt_safetensors);
-    tcase_add_test(tc, t_missing_files);
-    tcase_add_test(tc, t_bad_config);
-    tcase_add_test(tc, t_config_n_ctx_only_and_defaults);
-    tcase_add_test(tc, t_param_count_real_sizes);
-    suite_add_tcase(s, tc);
-    TCase *ts = tcase_create("synth");
-    tcase_add_checked_fixture(ts, setup, teardown);
-    tcase_set_timeout(ts, 60);
-    tcase_add_test(ts, t_synth_dtypes_and_prefix_agree);
-    tcase_add_test(ts, t_synth_init_statistics);
-    tcase_add_test(ts, t_synth_file_layout);
-    tcase_add_test(ts, t_synth_deterministic);
-    tcase_add_test(ts, t_synth_gpt2_family_shapes);
-    tcase_add_test(ts, t_synth_bad_options);
-    tcase_add_test(ts, t_synth_vocab_from);
-    tcase_add_test(ts, t_synth_with_tokenizer);
-    suite_add_tcase(s, ts);
-    return s;
+    const TTest *const load_tests[] = {t_load_plain_names,
+                                       t_load_prefixed_names,
+                                       t_load_unaligned_copies,
+                                       t_load_explicit_n_inner,
+                                       t_load_f16_bf16_tensor,
+                                       t_missing_tensor,
+                                       t_wrong_shape,
+                                       t_wrong_shape_wpe_vs_config,
+                                       t_wrong_dims,
+                                       t_unsupported_dtype,
+                                       t_both_prefixes,
+                                       t_corrupt_safetensors,
+                                       t_missing_files,
+                                       t_bad_config,
+                                       t_config_n_ctx_only_and_defaults,
+                                       t_param_count_real_sizes,
+                                       NULL};
+    const TTest *const synth_tests[] = {t_synth_dtypes_and_prefix_agree,
+                                        t_synth_init_statistics,
+                                        t_synth_file_layout,
+                                        t_synth_deterministic,
+                                        t_synth_gpt2_family_shapes,
+                                        t_synth_bad_options,
+                                        t_synth_vocab_from,
+                                        t_synth_with_tokenizer,
+                                        NULL};
+    const tw_case cases[] = {
+        {"load", 60, setup, teardown, load_tests},
+        {"synth", 60, setup, teardown, synth_tests},
+    };
+    return tw_check_main("gpt2_load", cases, 2);
 }
-
-int main(void) { return tw_check_run(suite()); }

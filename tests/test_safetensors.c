@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "core/model/safetensors.h"
+#include "tests/support/test_fs.h"
+#include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
 static char tmpdir[256];
@@ -17,26 +19,14 @@ static char path[512];
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/twd-st-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tt_tmpdir(tmpdir, sizeof tmpdir, "st");
     snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
 }
 
-static void teardown(void)
-{
-    unlink(path);
-    rmdir(tmpdir);
-}
+static void teardown(void) { tt_rmtree(tmpdir); }
 
 /* Writes raw bytes to `path`. */
-static void write_raw(const void *p, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_uint_eq(fwrite(p, 1, n, fp), n);
-    ck_assert_int_eq(fclose(fp), 0);
-}
+static void write_raw(const void *p, size_t n) { tt_write_file(path, p, n); }
 
 /* Writes [u64 len][header][data_len bytes of data]; the header length field
  * is `hlen_field` when not (uint64_t)-1, else strlen(header). Data byte k is
@@ -406,16 +396,15 @@ START_TEST(t_fuzz_mutations)
     for (int i = 0; i < 8; i++) orig[i] = (unsigned char)((uint64_t)hl >> (8 * i));
     memcpy(orig + 8, h, hl);
     memset(orig + 8 + hl, 0x5a, 40);
-    uint64_t x = 88172645463325252ull; /* xorshift64 */
+    tw_rng r = tt_rng(88172645463325252ull);
+    uint64_t x = 0;
     int ok = 0, failed = 0;
     for (int it = 0; it < 800; it++) {
         memcpy(buf, orig, n);
         size_t len = n;
         int nmut = 1 + (int)(it % 4);
         for (int k = 0; k < nmut; k++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = tw_rng_next(&r);
             size_t pos = (size_t)(x % (8 + hl)); /* length field or header */
             static const char pool[] = "0123456789[]{},:\"-eE. FBI";
             buf[pos] =
@@ -456,34 +445,27 @@ END_TEST
 
 /* ---- conversions ---- */
 
-/* Independent reference: IEEE half value by arithmetic. */
-static double ref_f16(uint16_t h)
+/* Independent reference: the value of a 16-bit float with ebits exponent
+ * bits (bias 2^(ebits-1) - 1) and mbits mantissa bits, by arithmetic. */
+static double ref_float16(uint16_t h, int ebits, int mbits)
 {
-    int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    const int emax = (1 << ebits) - 1, bias = emax / 2;
+    int s = h >> 15, e = (h >> mbits) & emax, m = h & ((1 << mbits) - 1);
     double v;
     if (e == 0)
-        v = ldexp((double)m, -24);
-    else if (e == 31)
+        v = ldexp((double)m, 1 - bias - mbits);
+    else if (e == emax)
         v = m ? NAN : INFINITY;
     else
-        v = ldexp((double)(1024 + m), e - 25);
+        v = ldexp((double)((1 << mbits) + m), e - bias - mbits);
     return s ? -v : v;
 }
 
-/* Independent reference: bfloat16 value by arithmetic (8-bit exponent,
- * 7-bit mantissa, bias 127). */
-static double ref_bf16(uint16_t b)
-{
-    int s = b >> 15, e = (b >> 7) & 255, m = b & 127;
-    double v;
-    if (e == 0)
-        v = ldexp((double)m, -133);
-    else if (e == 255)
-        v = m ? NAN : INFINITY;
-    else
-        v = ldexp((double)(128 + m), e - 134);
-    return s ? -v : v;
-}
+/* IEEE half: 5 exponent bits, 10 mantissa bits, bias 15. */
+static double ref_f16(uint16_t h) { return ref_float16(h, 5, 10); }
+
+/* bfloat16: 8 exponent bits, 7 mantissa bits, bias 127. */
+static double ref_bf16(uint16_t b) { return ref_float16(b, 8, 7); }
 
 static uint32_t fbits(float f)
 {
@@ -619,57 +601,50 @@ START_TEST(t_dtype_table)
 }
 END_TEST
 
-static Suite *suite(void)
+int main(void)
 {
-    Suite *s = suite_create("safetensors");
-    TCase *tc = tcase_create("parse");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, t_valid);
-    tcase_add_test(tc, t_empty_header_object);
-    tcase_add_test(tc, t_missing_file);
-    tcase_add_test(tc, t_directory);
-    tcase_add_test(tc, t_empty_file);
-    tcase_add_test(tc, t_truncated_length);
-    tcase_add_test(tc, t_length_beyond_file);
-    tcase_add_test(tc, t_length_huge);
-    tcase_add_test(tc, t_malformed_json);
-    tcase_add_test(tc, t_nul_in_header);
-    tcase_add_test(tc, t_duplicate_key);
-    tcase_add_test(tc, t_not_object);
-    tcase_add_test(tc, t_entry_not_object);
-    tcase_add_test(tc, t_metadata_not_object);
-    tcase_add_test(tc, t_missing_dtype);
-    tcase_add_test(tc, t_missing_shape);
-    tcase_add_test(tc, t_missing_offsets);
-    tcase_add_test(tc, t_unknown_dtype);
-    tcase_add_test(tc, t_dtype_not_string);
-    tcase_add_test(tc, t_bad_shape_entry);
-    tcase_add_test(tc, t_shape_not_array);
-    tcase_add_test(tc, t_too_many_dims);
-    tcase_add_test(tc, t_shape_overflow);
-    tcase_add_test(tc, t_bytes_overflow);
-    tcase_add_test(tc, t_offsets_not_pair);
-    tcase_add_test(tc, t_offsets_negative);
-    tcase_add_test(tc, t_offsets_reversed);
-    tcase_add_test(tc, t_offsets_out_of_range);
-    tcase_add_test(tc, t_size_mismatch);
-    tcase_add_test(tc, t_overlap);
-    tcase_add_test(tc, t_overlap_same_start);
-    tcase_add_test(tc, t_truncated_data);
-    tcase_add_test(tc, t_name_sanitised);
-    tcase_add_test(tc, t_long_name_cut);
-    tcase_add_test(tc, t_small_err_buffer);
-    tcase_add_test(tc, t_fuzz_mutations);
-    suite_add_tcase(s, tc);
-    TCase *cv = tcase_create("convert");
-    tcase_add_test(cv, t_f16_to_f32_all);
-    tcase_add_test(cv, t_bf16_to_f32_all);
-    tcase_add_test(cv, t_f32_to_f16_rounding);
-    tcase_add_test(cv, t_f32_to_bf16_rounding);
-    tcase_add_test(cv, t_dtype_table);
-    suite_add_tcase(s, cv);
-    return s;
+    const TTest *const parse_tests[] = {t_valid,
+                                        t_empty_header_object,
+                                        t_missing_file,
+                                        t_directory,
+                                        t_empty_file,
+                                        t_truncated_length,
+                                        t_length_beyond_file,
+                                        t_length_huge,
+                                        t_malformed_json,
+                                        t_nul_in_header,
+                                        t_duplicate_key,
+                                        t_not_object,
+                                        t_entry_not_object,
+                                        t_metadata_not_object,
+                                        t_missing_dtype,
+                                        t_missing_shape,
+                                        t_missing_offsets,
+                                        t_unknown_dtype,
+                                        t_dtype_not_string,
+                                        t_bad_shape_entry,
+                                        t_shape_not_array,
+                                        t_too_many_dims,
+                                        t_shape_overflow,
+                                        t_bytes_overflow,
+                                        t_offsets_not_pair,
+                                        t_offsets_negative,
+                                        t_offsets_reversed,
+                                        t_offsets_out_of_range,
+                                        t_size_mismatch,
+                                        t_overlap,
+                                        t_overlap_same_start,
+                                        t_truncated_data,
+                                        t_name_sanitised,
+                                        t_long_name_cut,
+                                        t_small_err_buffer,
+                                        t_fuzz_mutations,
+                                        NULL};
+    const TTest *const convert_tests[] = {t_f16_to_f32_all,       t_bf16_to_f32_all, t_f32_to_f16_rounding,
+                                          t_f32_to_bf16_rounding, t_dtype_table,     NULL};
+    const tw_case cases[] = {
+        {"parse", 60, setup, teardown, parse_tests},
+        {"convert", 0, NULL, NULL, convert_tests},
+    };
+    return tw_check_main("safetensors", cases, 2);
 }
-
-int main(void) { return tw_check_run(suite()); }

@@ -3,81 +3,34 @@
  * vocabulary, long inputs and concurrent use. The comparison with the real
  * GPT-2 vocabulary and OpenAI's encoder is tests/tokenizer_ref/. */
 #include <check.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/utf8.h"
 #include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
 /* ------------------------------------------------------------ helpers */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
+/* A new temporary directory (malloc'd path; remove_dir removes and frees it). */
 static char *make_tmpdir(void)
 {
-    char tmpl[] = "/tmp/twd-tok-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    ck_assert_ptr_nonnull(d);
+    char d[512];
+    tt_tmpdir(d, sizeof d, "tok");
     return strdup(d);
 }
 
-/* Removes a directory of plain files (and empty subdirectories). */
 static void remove_dir(char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            if (unlink(p) != 0) rmdir(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
+    tt_rmtree(dir);
     free(dir);
-}
-
-static void write_file(const char *dir, const char *name, const char *data, size_t len)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static char *read_file(const char *dir, const char *name, size_t *len)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    b[n] = '\0';
-    *len = (size_t)n;
-    return b;
 }
 
 /* GPT-2's byte-to-unicode map, written out independently of the library:
@@ -155,7 +108,7 @@ static void write_tiny(const char *dir, const char *const *extra, size_t n_extra
         }
     }
     buf[o++] = '}';
-    write_file(dir, "vocab.json", buf, o);
+    tt_write_in(dir, "vocab.json", buf, o);
     o = (size_t)sprintf(buf, "#version: 0.2\n");
     for (size_t i = 0; i < n_merges; i++) {
         o += put_token(buf + o, merges[i][0]);
@@ -163,7 +116,7 @@ static void write_tiny(const char *dir, const char *const *extra, size_t n_extra
         o += put_token(buf + o, merges[i][1]);
         buf[o++] = '\n';
     }
-    write_file(dir, "merges.txt", buf, o);
+    tt_write_in(dir, "merges.txt", buf, o);
     free(buf);
 }
 
@@ -347,12 +300,12 @@ START_TEST(test_alternate_names_and_gaps)
 
     /* a gap: ids 256..299 unused, "he" at 300 */
     size_t len;
-    char *v = read_file(dir, "encoder.json", &len);
+    char *v = tt_read_in(dir, "encoder.json", &len);
     char *pos = strstr(v, "\"he\": 256");
     ck_assert_ptr_nonnull(pos);
     memcpy(pos, "\"he\": 300", 9);
-    write_file(dir, "encoder.json", v, len);
-    write_file(dir, "vocab.bpe", "#version: 0.2\nh e\n", 18);
+    tt_write_in(dir, "encoder.json", v, len);
+    tt_write_in(dir, "vocab.bpe", "#version: 0.2\nh e\n", 18);
     free(v);
     t = load_ok(dir);
     ck_assert_int_eq(tokenizer_vocab_size(t), 301);
@@ -418,12 +371,12 @@ START_TEST(test_malformed_files)
             snprintf(p, sizeof p, "%s/vocab.json", dir);
             unlink(p);
         } else if (c->vocab)
-            write_file(dir, "vocab.json", c->vocab, strlen(c->vocab));
+            tt_write_in(dir, "vocab.json", c->vocab, strlen(c->vocab));
         if (c->merges && !strcmp(c->merges, "-")) {
             snprintf(p, sizeof p, "%s/merges.txt", dir);
             unlink(p);
         } else if (c->merges)
-            write_file(dir, "merges.txt", c->merges, strlen(c->merges));
+            tt_write_in(dir, "merges.txt", c->merges, strlen(c->merges));
         char err[512] = "";
         tokenizer *t = tokenizer_load(dir, err, sizeof err);
         ck_assert_msg(t == NULL, "%s: loaded", c->what);
@@ -458,7 +411,7 @@ START_TEST(test_corrupted_files_fuzz)
     char *dir = make_tmpdir();
     write_tiny(dir, hello_extra, 10, hello_merges, 7);
     size_t vl, ml;
-    char *v = read_file(dir, "vocab.json", &vl), *m = read_file(dir, "merges.txt", &ml);
+    char *v = tt_read_in(dir, "vocab.json", &vl), *m = tt_read_in(dir, "merges.txt", &ml);
     unsigned seed = 12345;
     int loaded = 0;
     for (int it = 0; it < 300; it++) {
@@ -471,8 +424,8 @@ START_TEST(test_corrupted_files_fuzz)
         size_t len = target ? ml : vl;
         for (int k = 0; k < 1 + it % 4; k++) buf[rand_r(&seed) % len] = (char)rand_r(&seed);
         size_t cut = it % 5 == 0 ? rand_r(&seed) % len : len;
-        write_file(dir, "vocab.json", cv, target ? vl : cut);
-        write_file(dir, "merges.txt", cm, target ? cut : ml);
+        tt_write_in(dir, "vocab.json", cv, target ? vl : cut);
+        tt_write_in(dir, "merges.txt", cm, target ? cut : ml);
         char err[256];
         tokenizer *t = tokenizer_load(dir, err, sizeof err);
         if (t) {
@@ -526,7 +479,7 @@ static char *write_synth(int vocab_size, uint64_t seed)
 static size_t count_lines(const char *dir, const char *name)
 {
     size_t len, n = 0;
-    char *b = read_file(dir, name, &len);
+    char *b = tt_read_in(dir, name, &len);
     for (size_t i = 0; i < len; i++) n += b[i] == '\n';
     free(b);
     return n;
@@ -614,7 +567,7 @@ END_TEST
 static int same_file(const char *d1, const char *d2, const char *name)
 {
     size_t l1, l2;
-    char *a = read_file(d1, name, &l1), *b = read_file(d2, name, &l2);
+    char *a = tt_read_in(d1, name, &l1), *b = tt_read_in(d2, name, &l2);
     int same = l1 == l2 && memcmp(a, b, l1) == 0;
     free(a);
     free(b);
@@ -623,9 +576,9 @@ static int same_file(const char *d1, const char *d2, const char *name)
 
 START_TEST(test_synthetic_deterministic)
 {
-    double t0 = now_s();
+    double t0 = tw_now();
     char *a = write_synth(50257, 1);
-    double dt = now_s() - t0;
+    double dt = tw_now() - t0;
     printf("synthetic vocabulary of 50257 ids written in %.3f s\n", dt);
     ck_assert_msg(dt < 5.0, "writing 50257 ids took %.3f s", dt);
     char *b = write_synth(50257, 1);
@@ -744,10 +697,10 @@ END_TEST
 
 static void time_long(const char *what, const char *s, size_t len)
 {
-    double t0 = now_s();
+    double t0 = tw_now();
     int32_t *ids;
     long n = encode_str(synth_tok, s, len, &ids);
-    double dt = now_s() - t0;
+    double dt = tw_now() - t0;
     printf("encode %-28s %8zu bytes -> %7ld tokens in %.3f s\n", what, len, n, dt);
     ck_assert_msg(dt < 30.0, "%s took %.1f s", what, dt);
     char *dec;
@@ -815,10 +768,10 @@ START_TEST(test_long_pretoken_many_merges)
     char *s = malloc(n);
     ck_assert_ptr_nonnull(s);
     memset(s, 'a', n);
-    double t0 = now_s();
+    double t0 = tw_now();
     int32_t *ids;
     long nt = encode_str(t, s, n, &ids);
-    double dt = now_s() - t0;
+    double dt = tw_now() - t0;
     printf("encode 1 MiB of 'a' with doubling merges -> %ld tokens in %.3f s\n", nt, dt);
     ck_assert_int_eq(nt, 1024); /* 1024 tokens of 1024 bytes */
     for (long i = 0; i < nt; i++) ck_assert_int_eq(ids[i], 256 + 18);
@@ -888,37 +841,23 @@ START_TEST(test_concurrent_encode)
 }
 END_TEST
 
-static Suite *tokenizer_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("tokenizer");
-    TCase *tc = tcase_create("handwritten");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, init_byte_map, NULL);
-    tcase_add_test(tc, test_known_merges);
-    tcase_add_test(tc, test_merge_order_semantics);
-    tcase_add_test(tc, test_merge_left_to_right);
-    tcase_add_test(tc, test_alternate_names_and_gaps);
-    tcase_add_test(tc, test_malformed_files);
-    tcase_add_test(tc, test_corrupted_files_fuzz);
-    tcase_add_test(tc, test_long_pretoken_many_merges);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("synthetic");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, init_byte_map, NULL);
-    tcase_add_test(tc, test_synthetic_sizes);
-    tcase_add_test(tc, test_synthetic_nouns_single_tokens);
-    tcase_add_test(tc, test_synthetic_deterministic);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("encode");
-    tcase_set_timeout(tc, 100);
-    tcase_add_checked_fixture(tc, synth_setup, synth_teardown);
-    tcase_add_test(tc, test_round_trips);
-    tcase_add_test(tc, test_long_inputs);
-    tcase_add_test(tc, test_concurrent_encode);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *const handwritten_tests[] = {test_known_merges,
+                                              test_merge_order_semantics,
+                                              test_merge_left_to_right,
+                                              test_alternate_names_and_gaps,
+                                              test_malformed_files,
+                                              test_corrupted_files_fuzz,
+                                              test_long_pretoken_many_merges,
+                                              NULL};
+    const TTest *const synthetic_tests[] = {test_synthetic_sizes, test_synthetic_nouns_single_tokens,
+                                            test_synthetic_deterministic, NULL};
+    const TTest *const encode_tests[] = {test_round_trips, test_long_inputs, test_concurrent_encode, NULL};
+    const tw_case cases[] = {
+        {"handwritten", 60, init_byte_map, NULL, handwritten_tests},
+        {"synthetic", 60, init_byte_map, NULL, synthetic_tests},
+        {"encode", 100, synth_setup, synth_teardown, encode_tests},
+    };
+    return tw_check_main("tokenizer", cases, 3);
 }
-
-int main(void) { return tw_check_run(tokenizer_suite()); }

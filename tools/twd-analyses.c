@@ -12,185 +12,241 @@
  * pairs. bench prints one line per measurement: cold = fresh cache (first
  * request of a block after start), warm = the same request again. */
 #include <cblas.h>
-#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "core/ana/blockcache.h"
 #include "core/ana/embed_norms.h"
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
 #include "core/model/gpt2.h"
 #include "core/nn/blas.h"
-#include "core/nn/topk.h"
+#include "tool_common.h"
 
-static double now(void)
+static const tool_help help = {
+    "usage: twd-analyses dump|bench --model DIR [options]\n",
+    "Runs the weight analyses (docs/MATH.md §3-§6) on the checkpoint in DIR.\n"
+    "  dump   prints one JSON object: embeddings, normalization and, per block,\n"
+    "         the word probes, the SVD of qk and vo (all heads) and the bias probes\n"
+    "  bench  prints cold (empty block cache) and warm timings of each analysis\n"
+    "\n"
+    "  --model DIR       checkpoint folder (required)\n"
+    "  --blocks LIST     dump: blocks to analyse, e.g. 0,5,11 (default all)\n"
+    "  --block B         bench: the block to time (default the last)\n"
+    "  --ids LIST        token ids to probe (default 100 spread over the vocabulary)\n"
+    "  --k K             hits per list (default 5)\n"
+    "  --top T           SVD directions per head (default 20)\n"
+    "  --budget-mb MB    block cache budget (default 2048)\n"
+    "  --reps N          bench: best of N (default 3)\n"
+    "  -h, --help        this text\n"};
+
+typedef struct {
+    int bench;
+    const char *dir, *blocks_s, *ids_s;
+    size_t k, top, budget_mb;
+    int block, reps;
+} ana_args;
+
+/* One option of argv into *a: 0, or -1 (reported). */
+static int set_option(void *ctx, int c, const char *v)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    ana_args *a = ctx;
+    long long x;
+    switch (c) {
+    case 'm': a->dir = v; return 0;
+    case 'B': a->blocks_s = v; return 0;
+    case 'i': a->ids_s = v; return 0;
+    case 'k': return tool_parse_size("--k", v, (size_t)1 << 30, &a->k);
+    case 't': return tool_parse_size("--top", v, (size_t)1 << 30, &a->top);
+    case 'M': return tool_parse_size("--budget-mb", v, (size_t)1 << 30, &a->budget_mb);
+    case 'b':
+        if (tool_parse_ll("--block", v, -1, 1 << 20, &x)) return -1;
+        a->block = (int)x;
+        return 0;
+    case 'r':
+        if (tool_parse_ll("--reps", v, 1, 1000, &x)) return -1;
+        a->reps = (int)x;
+        return 0;
+    default: return -1;
+    }
+}
+
+/* 0: run; 1: --help printed; -1: bad arguments (reported). The command
+ * (dump or bench) is the one argument that is not an option. */
+static int parse_args(int argc, char **argv, void *ctx)
+{
+    ana_args *a = ctx;
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"blocks", required_argument, NULL, 'B'},
+                                         {"block", required_argument, NULL, 'b'},
+                                         {"ids", required_argument, NULL, 'i'},
+                                         {"k", required_argument, NULL, 'k'},
+                                         {"top", required_argument, NULL, 't'},
+                                         {"budget-mb", required_argument, NULL, 'M'},
+                                         {"reps", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3};
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    const char *cmd = optind < argc ? argv[optind] : "";
+    if (!rc && (optind + 1 != argc || (strcmp(cmd, "dump") && strcmp(cmd, "bench")))) {
+        tool_usage(stderr, &help);
+        rc = -1;
+    }
+    if (rc) return rc;
+    a->bench = strcmp(cmd, "bench") == 0;
+    if (!a->dir) {
+        tw_log("--model DIR is required");
+        return -1;
+    }
+    return 0;
+}
+
+/* The list s of flag into *out (*n items, never NULL). 0, or -1 (reported). */
+static int parse_list(const char *flag, const char *s, int32_t **out, size_t *n)
+{
+    if (tool_parse_ids(s, out, n) != 0) {
+        tw_log("%s: bad number list '%s'", flag, s);
+        return -1;
+    }
+    if (!*out && !(*out = malloc(sizeof **out))) return -1;
+    return 0;
+}
+
+/* n ids (first + w * step) % mod, w = 0..n-1: the default lists. */
+static int32_t *spread_ids(size_t n, size_t first, size_t step, size_t mod)
+{
+    int32_t *v = malloc((n + 1) * sizeof *v);
+    for (size_t w = 0; v && w < n; w++) v[w] = (int32_t)((first + w * step) % mod);
+    return v;
 }
 
 static void die(const char *what, int rc)
 {
-    fprintf(stderr, "twd-analyses: %s: %s (%d)\n", what, tw_strerror(rc), rc);
+    tw_log("%s: %s (%d)", what, tw_strerror(rc), rc);
     exit(1);
 }
 
-/* Parses "1,2,3" into a malloc'd array; returns the count. */
-static size_t parse_list(const char *s, long **out)
-{
-    size_t n = 0, cap = 16;
-    long *v = malloc(cap * sizeof *v);
-    while (s && *s) {
-        char *end;
-        errno = 0;
-        long x = strtol(s, &end, 10);
-        if (end == s || errno) {
-            fprintf(stderr, "twd-analyses: bad number list '%s'\n", s);
-            exit(2);
-        }
-        if (n == cap) v = realloc(v, (cap *= 2) * sizeof *v);
-        v[n++] = x;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') {
-            fprintf(stderr, "twd-analyses: bad number list\n");
-            exit(2);
-        }
-    }
-    *out = v;
-    return n;
-}
+/* ---- dump ---- */
 
-static void print_hits(const topk_hit *h, size_t k)
-{
-    putchar('[');
-    for (size_t i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", h[i].id, h[i].score);
-    putchar(']');
-}
-
-static void print_doubles(const double *x, size_t n)
-{
-    putchar('[');
-    for (size_t i = 0; i < n; i++) printf("%s%.17g", i ? "," : "", x[i]);
-    putchar(']');
-}
-
-static void dump_embeddings(const gpt2_model *m, blockcache *c, size_t k)
+static json_t *embeddings_json(const gpt2_model *m, blockcache *c, size_t k)
 {
     embed_norms_result r;
     int rc = embed_norms(m, c, k, &r);
     if (rc) die("embed_norms", rc);
-    printf("\"embeddings\":{\"k\":%zu,\"schemes\":{", k);
-    for (int s = 0; s < EMBED_N_SCHEMES; s++) {
-        printf("%s\"%s\":{\"top\":", s ? "," : "", embed_scheme_name(s));
-        print_hits(r.top + (size_t)s * k, k);
-        printf(",\"bottom\":");
-        print_hits(r.bottom + (size_t)s * k, k);
-        putchar('}');
-    }
-    printf("}},");
+    json_t *schemes = json_object();
+    for (int s = 0; s < EMBED_N_SCHEMES; s++)
+        json_object_set_new(schemes, embed_scheme_name(s),
+                            json_pack("{s:o,s:o}", "top", tool_json_hits(r.top + (size_t)s * k, k), "bottom",
+                                      tool_json_hits(r.bottom + (size_t)s * k, k)));
     embed_norms_result_free(&r);
-
-    embed_normalization_result n;
-    rc = embed_normalization(m, &n);
-    if (rc) die("embed_normalization", rc);
-    printf("\"normalization\":{\"avg_norm\":%.17g,\"scale\":%.17g,\"rows\":[", n.avg_norm, n.scale);
-    for (int i = 0; i < 4; i++)
-        printf("%s{\"name\":\"%s\",\"l2_mean\":%.17g,\"l2_std\":%.17g,\"cos_mean\":%.17g,"
-               "\"cos_std\":%.17g}",
-               i ? "," : "", embed_normalization_row_name(i), n.rows[i].l2_mean, n.rows[i].l2_std,
-               n.rows[i].cos_mean, n.rows[i].cos_std);
-    printf("]}");
+    return json_pack("{s:I,s:o}", "k", (json_int_t)k, "schemes", schemes);
 }
 
-static void dump_block(const gpt2_model *m, blockcache *c, int block, const int32_t *ids, size_t W, size_t k,
-                       size_t top)
+static json_t *normalization_json(const gpt2_model *m)
+{
+    embed_normalization_result n;
+    int rc = embed_normalization(m, &n);
+    if (rc) die("embed_normalization", rc);
+    json_t *rows = json_array();
+    for (int i = 0; i < 4; i++) {
+        const embed_distance_stats *s = &n.rows[i];
+        json_array_append_new(
+            rows, json_pack("{s:s,s:o,s:o,s:o,s:o}", "name", embed_normalization_row_name(i), "l2_mean",
+                            tool_json_real(s->l2_mean), "l2_std", tool_json_real(s->l2_std), "cos_mean",
+                            tool_json_real(s->cos_mean), "cos_std", tool_json_real(s->cos_std)));
+    }
+    return json_pack("{s:o,s:o,s:o}", "avg_norm", tool_json_real(n.avg_norm), "scale",
+                     tool_json_real(n.scale), "rows", rows);
+}
+
+static json_t *probe_json(const gpt2_model *m, blockcache *c, int block, const int32_t *ids, size_t W,
+                          size_t k)
 {
     const size_t H = (size_t)m->cfg.n_head;
-    printf("{\"block\":%d,", block);
-
     probe_words_result pw;
     int rc = probe_words(m, c, block, ids, W, k, &pw);
     if (rc) die("probe_words", rc);
-    printf("\"probe\":{\"ids\":[");
-    for (size_t w = 0; w < W; w++) printf("%s%d", w ? "," : "", ids[w]);
-    printf("],\"words\":[");
-    for (size_t w = 0; w < W; w++) {
-        printf("%s{\"keys\":[", w ? "," : "");
-        for (size_t h = 0; h < H; h++) {
-            if (h) putchar(',');
-            print_hits(pw.keys + (w * H + h) * k, k);
-        }
-        printf("],\"values\":[");
-        for (size_t h = 0; h < H; h++) {
-            if (h) putchar(',');
-            print_hits(pw.values + (w * H + h) * k, k);
-        }
-        printf("],\"value_norm\":");
-        print_doubles(pw.value_norm + w * H, H);
-        printf(",\"layer_values\":");
-        print_hits(pw.layer_values + w * k, k);
-        printf(",\"layer_norm\":%.17g}", pw.layer_norm[w]);
-    }
-    printf("]},");
+    json_t *words = json_array();
+    for (size_t w = 0; w < W; w++)
+        json_array_append_new(words, json_pack("{s:o,s:o,s:o,s:o,s:o}", "keys",
+                                               tool_json_hit_lists(pw.keys + w * H * k, H, k), "values",
+                                               tool_json_hit_lists(pw.values + w * H * k, H, k), "value_norm",
+                                               tool_json_doubles(pw.value_norm + w * H, H), "layer_values",
+                                               tool_json_hits(pw.layer_values + w * k, k), "layer_norm",
+                                               tool_json_real(pw.layer_norm[w])));
     probe_words_result_free(&pw);
+    return json_pack("{s:o,s:o}", "ids", tool_json_ints(ids, W), "words", words);
+}
 
-    printf("\"svd\":{");
+static json_t *svd_json(const gpt2_model *m, blockcache *c, int block, size_t k, size_t top)
+{
+    json_t *svd = json_object();
     for (int mat = 0; mat < 2; mat++) {
         probe_svd_result r;
-        rc = probe_svd(m, c, block, mat, -1, top, k, &r);
+        int rc = probe_svd(m, c, block, mat, -1, top, k, &r);
         if (rc) die("probe_svd", rc);
-        printf("%s\"%s\":{\"heads\":[", mat ? "," : "", probe_svd_matrix_name(mat));
-        for (size_t i = 0; i < r.n_heads; i++) {
-            printf("%s{\"s\":", i ? "," : "");
-            print_doubles(r.s + i * r.dh, r.dh);
-            printf(",\"coverage\":");
-            print_doubles(r.coverage + i * r.dh, r.dh);
-            printf(",\"frac99\":%.17g,\"sign\":[", r.frac99[i]);
-            for (size_t t = 0; t < top; t++) printf("%s%d", t ? "," : "", r.sign[i * top + t]);
-            printf("],\"left\":[");
-            for (size_t t = 0; t < top; t++) {
-                if (t) putchar(',');
-                print_hits(r.left + (i * top + t) * k, k);
-            }
-            printf("],\"right\":[");
-            for (size_t t = 0; t < top; t++) {
-                if (t) putchar(',');
-                print_hits(r.right + (i * top + t) * k, k);
-            }
-            printf("]}");
-        }
-        printf("]}");
+        json_t *heads = json_array();
+        for (size_t i = 0; i < r.n_heads; i++)
+            json_array_append_new(
+                heads, json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "s", tool_json_doubles(r.s + i * r.dh, r.dh),
+                                 "coverage", tool_json_doubles(r.coverage + i * r.dh, r.dh), "frac99",
+                                 tool_json_real(r.frac99[i]), "sign", tool_json_ints(r.sign + i * top, top),
+                                 "left", tool_json_hit_lists(r.left + i * top * k, top, k), "right",
+                                 tool_json_hit_lists(r.right + i * top * k, top, k)));
+        json_object_set_new(svd, probe_svd_matrix_name(mat), json_pack("{s:o}", "heads", heads));
         probe_svd_result_free(&r);
     }
-    printf("},");
-
-    probe_bias_result b;
-    rc = probe_svd_bias(m, c, block, k, &b);
-    if (rc) die("probe_svd_bias", rc);
-    printf("\"bias\":[");
-    for (size_t h = 0; h < H; h++) {
-        printf("%s{", h ? "," : "");
-        for (int l = 0; l < PROBE_BIAS_N; l++) {
-            printf("%s\"%s\":", l ? "," : "", probe_bias_name(l));
-            print_hits(b.hits + (h * PROBE_BIAS_N + (size_t)l) * k, k);
-        }
-        putchar('}');
-    }
-    printf("]}");
-    probe_bias_result_free(&b);
+    return svd;
 }
 
-static double peak_rss_mb(void)
+static json_t *bias_json(const gpt2_model *m, blockcache *c, int block, size_t k)
 {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (double)u.ru_maxrss / 1024.0;
+    const size_t H = (size_t)m->cfg.n_head;
+    probe_bias_result b;
+    int rc = probe_svd_bias(m, c, block, k, &b);
+    if (rc) die("probe_svd_bias", rc);
+    json_t *heads = json_array();
+    for (size_t h = 0; h < H; h++) {
+        json_t *lists = json_object();
+        for (int l = 0; l < PROBE_BIAS_N; l++)
+            json_object_set_new(lists, probe_bias_name(l),
+                                tool_json_hits(b.hits + (h * PROBE_BIAS_N + (size_t)l) * k, k));
+        json_array_append_new(heads, lists);
+    }
+    probe_bias_result_free(&b);
+    return heads;
 }
+
+static int run_dump(const ana_args *a, const gpt2_model *m, blockcache *c, const int32_t *ids, size_t W)
+{
+    int32_t *bl;
+    size_t nb = (size_t)m->cfg.n_layer; /* default: every block */
+    if (a->blocks_s ? parse_list("--blocks", a->blocks_s, &bl, &nb) : !(bl = spread_ids(nb, 0, 1, nb)))
+        return 2;
+    const gpt2_config *g = &m->cfg;
+    json_t *doc = json_pack("{s:{s:i,s:i,s:i,s:i},s:I,s:I}", "config", "n_layer", g->n_layer, "n_head",
+                            g->n_head, "n_embd", g->n_embd, "vocab_size", g->vocab_size, "k",
+                            (json_int_t)a->k, "top", (json_int_t)a->top);
+    json_object_set_new(doc, "embeddings", embeddings_json(m, c, a->k));
+    json_object_set_new(doc, "normalization", normalization_json(m));
+    json_t *blocks = json_array();
+    for (size_t i = 0; i < nb; i++)
+        json_array_append_new(blocks, json_pack("{s:i,s:o,s:o,s:o}", "block", (int)bl[i], "probe",
+                                                probe_json(m, c, bl[i], ids, W, a->k), "svd",
+                                                svd_json(m, c, bl[i], a->k, a->top), "bias",
+                                                bias_json(m, c, bl[i], a->k)));
+    json_object_set_new(doc, "blocks", blocks);
+    free(bl);
+    return tool_print_json(doc, 0) ? 1 : 0;
+}
+
+/* ---- bench ---- */
 
 typedef struct {
     const gpt2_model *m;
@@ -241,16 +297,17 @@ static void run_bias(const bench_args *a)
     probe_bias_result_free(&r);
 }
 
-static void bench_one(const char *name, void (*fn)(const bench_args *), bench_args *a, int reps)
+/* Best of reps of fn on an empty cache (cold) and right after, cached (warm). */
+static void bench_one(const char *name, void (*fn)(const bench_args *), const bench_args *a, int reps)
 {
     double best_cold = 1e30, best_warm = 1e30;
     for (int i = 0; i < reps; i++) {
         blockcache_clear(a->c);
-        double t0 = now();
+        double t0 = tw_now();
         fn(a);
-        double t1 = now();
+        double t1 = tw_now();
         fn(a);
-        double t2 = now();
+        double t2 = tw_now();
         if (t1 - t0 < best_cold) best_cold = t1 - t0;
         if (t2 - t1 < best_warm) best_warm = t2 - t1;
     }
@@ -258,121 +315,62 @@ static void bench_one(const char *name, void (*fn)(const bench_args *), bench_ar
     fflush(stdout);
 }
 
+static double peak_rss_mb(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_maxrss / 1024.0;
+}
+
+static int run_bench(const ana_args *aa, const gpt2_model *m, blockcache *c, const int32_t *ids, size_t W,
+                     double t_load)
+{
+    const gpt2_config *g = &m->cfg;
+    const int block = aa->block < 0 ? g->n_layer - 1 : aa->block;
+    const char *hint = blas_coretype_hint();
+    printf("model %s: L=%d H=%d d=%d V=%d, loaded in %.3f s\n", aa->dir, g->n_layer, g->n_head, g->n_embd,
+           g->vocab_size, t_load);
+    printf("OpenBLAS core %s, threads %d%s%s\n", blas_corename(), openblas_get_num_threads(),
+           hint ? "; hint: OPENBLAS_CORETYPE=" : "", hint ? hint : "");
+    const bench_args a = {m, c, block, ids, W, aa->k, aa->top};
+    char name[128];
+    snprintf(name, sizeof name, "svd block %d qk+vo top %zu k %zu", block, a.top, a.k);
+    bench_one(name, run_svd_both, &a, aa->reps);
+    snprintf(name, sizeof name, "probe block %d, %zu words, k %zu", block, W, a.k);
+    bench_one(name, run_probe, &a, aa->reps);
+    snprintf(name, sizeof name, "embeddings all schemes k %zu", a.k);
+    bench_one(name, run_embeddings, &a, aa->reps);
+    bench_one("embeddings normalization", run_normalization, &a, aa->reps);
+    snprintf(name, sizeof name, "svd bias block %d k %zu", block, a.k);
+    bench_one(name, run_bias, &a, aa->reps);
+    blockcache_stats st;
+    blockcache_get_stats(c, &st);
+    printf("cache: %zu bytes in %zu entries, budget %zu, hits %llu, misses %llu\n", st.bytes, st.entries,
+           st.budget, (unsigned long long)st.hits, (unsigned long long)st.misses);
+    printf("peak RSS %.0f MB (checkpoint file %.0f MB)\n", peak_rss_mb(), (double)m->file_size / 1048576.0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || (strcmp(argv[1], "dump") && strcmp(argv[1], "bench"))) {
-        fprintf(stderr, "usage: twd-analyses dump|bench --model DIR [--blocks LIST] [--block B]"
-                        " [--ids LIST] [--k K] [--top T] [--budget-mb MB] [--reps N]\n");
-        return 2;
-    }
-    int bench = strcmp(argv[1], "bench") == 0;
-    const char *dir = NULL, *blocks_s = NULL, *ids_s = NULL;
-    size_t k = 5, top = 20, budget_mb = 2048;
-    int block = -1, reps = 3;
-    for (int i = 2; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            fprintf(stderr, "twd-analyses: %s needs a value\n", argv[i]);
-            return 2;
-        }
-        if (!strcmp(argv[i], "--model"))
-            dir = v;
-        else if (!strcmp(argv[i], "--blocks"))
-            blocks_s = v;
-        else if (!strcmp(argv[i], "--block"))
-            block = atoi(v);
-        else if (!strcmp(argv[i], "--ids"))
-            ids_s = v;
-        else if (!strcmp(argv[i], "--k"))
-            k = (size_t)atol(v);
-        else if (!strcmp(argv[i], "--top"))
-            top = (size_t)atol(v);
-        else if (!strcmp(argv[i], "--budget-mb"))
-            budget_mb = (size_t)atol(v);
-        else if (!strcmp(argv[i], "--reps"))
-            reps = atoi(v);
-        else {
-            fprintf(stderr, "twd-analyses: unknown option %s\n", argv[i]);
-            return 2;
-        }
-        i++;
-    }
-    if (!dir) {
-        fprintf(stderr, "twd-analyses: --model DIR is required\n");
-        return 2;
-    }
+    ana_args a;
+    int rc = tool_start("twd-analyses", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
     gpt2_model m;
-    char err[512];
-    double t0 = now();
-    if (gpt2_load(dir, &m, err, sizeof err) != 0) {
-        fprintf(stderr, "twd-analyses: %s\n", err);
-        return 1;
-    }
-    double t_load = now() - t0;
+    double t_load;
+    if (tool_load_model(a.dir, &m, &t_load)) return 1;
     const size_t V = (size_t)m.cfg.vocab_size;
-
-    long *idl = NULL;
-    size_t W = parse_list(ids_s, &idl);
-    if (!ids_s) { // default: 100 ids spread over the vocabulary
-        free(idl);
-        W = 100 < V ? 100 : V;
-        idl = malloc(W * sizeof *idl);
-        for (size_t w = 0; w < W; w++) idl[w] = (long)((w * 7919 + 13) % V);
+    int32_t *ids;
+    size_t W = 100 < V ? 100 : V; /* default: 100 ids spread over the vocabulary */
+    if (a.ids_s ? parse_list("--ids", a.ids_s, &ids, &W) : !(ids = spread_ids(W, 13, 7919, V))) {
+        gpt2_free(&m);
+        return 2;
     }
-    int32_t *ids = malloc((W + 1) * sizeof *ids);
-    for (size_t w = 0; w < W; w++) ids[w] = (int32_t)idl[w];
-    free(idl);
-
-    blockcache *c = blockcache_new(budget_mb << 20);
+    blockcache *c = blockcache_new(a.budget_mb << 20);
     if (!c) die("blockcache_new", TW_ENOMEM);
-
-    if (!bench) {
-        long *bl = NULL;
-        size_t nb = parse_list(blocks_s, &bl);
-        if (!blocks_s) {
-            free(bl);
-            nb = (size_t)m.cfg.n_layer;
-            bl = malloc(nb * sizeof *bl);
-            for (size_t i = 0; i < nb; i++) bl[i] = (long)i;
-        }
-        printf("{\"config\":{\"n_layer\":%d,\"n_head\":%d,\"n_embd\":%d,\"vocab_size\":%d},", m.cfg.n_layer,
-               m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size);
-        printf("\"k\":%zu,\"top\":%zu,", k, top);
-        dump_embeddings(&m, c, k);
-        printf(",\"blocks\":[");
-        for (size_t i = 0; i < nb; i++) {
-            if (i) putchar(',');
-            dump_block(&m, c, (int)bl[i], ids, W, k, top);
-        }
-        printf("]}\n");
-        free(bl);
-    } else {
-        if (block < 0) block = m.cfg.n_layer - 1;
-        const char *hint = blas_coretype_hint();
-        printf("model %s: L=%d H=%d d=%d V=%d, loaded in %.3f s\n", dir, m.cfg.n_layer, m.cfg.n_head,
-               m.cfg.n_embd, m.cfg.vocab_size, t_load);
-        printf("OpenBLAS core %s, threads %d%s%s\n", blas_corename(), openblas_get_num_threads(),
-               hint ? "; hint: OPENBLAS_CORETYPE=" : "", hint ? hint : "");
-        bench_args a = {&m, c, block, ids, W, k, top};
-        char name[128];
-        snprintf(name, sizeof name, "svd block %d qk+vo top %zu k %zu", block, top, k);
-        bench_one(name, run_svd_both, &a, reps);
-        snprintf(name, sizeof name, "probe block %d, %zu words, k %zu", block, W, k);
-        bench_one(name, run_probe, &a, reps);
-        snprintf(name, sizeof name, "embeddings all schemes k %zu", k);
-        bench_one(name, run_embeddings, &a, reps);
-        bench_one("embeddings normalization", run_normalization, &a, reps);
-        snprintf(name, sizeof name, "svd bias block %d k %zu", block, k);
-        bench_one(name, run_bias, &a, reps);
-        blockcache_stats st;
-        blockcache_get_stats(c, &st);
-        printf("cache: %zu bytes in %zu entries, budget %zu, hits %llu, misses %llu\n", st.bytes, st.entries,
-               st.budget, (unsigned long long)st.hits, (unsigned long long)st.misses);
-        printf("peak RSS %.0f MB (checkpoint file %.0f MB)\n", peak_rss_mb(),
-               (double)m.file_size / 1048576.0);
-    }
+    int status = a.bench ? run_bench(&a, &m, c, ids, W, t_load) : run_dump(&a, &m, c, ids, W);
     blockcache_free(c);
     free(ids);
     gpt2_free(&m);
-    return 0;
+    return status;
 }

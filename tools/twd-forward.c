@@ -9,266 +9,255 @@
  * --bench runs the pass R times after one warm-up and prints the timings.
  * Exit status 0 on success, 1 on a bad argument, checkpoint or forward error. */
 #include <cblas.h>
-#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/rng.h"
 #include "core/model/gpt2.h"
 #include "core/nn/blas.h"
 #include "core/nn/forward.h"
+#include "core/nn/topk.h"
+#include "tool_common.h"
 
-static void usage(FILE *f)
+static const tool_help help = {
+    "usage: twd-forward --model DIR (--tokens ID,ID,... | --random N [--seed S])\n"
+    "                   [--gelu tanh|erf] [--kernels blas|naive] [--logits last|all|none]\n"
+    "                   [--skip-attention] [--json | --bench R]\n",
+    "Runs the GPT-2 forward pass of the checkpoint in DIR on one phrase.\n"
+    "\n"
+    "  --model DIR          checkpoint folder (required)\n"
+    "  --tokens LIST        the phrase as comma-separated token ids\n"
+    "  --random N           a phrase of N seeded random ids instead\n"
+    "  --seed S             seed of --random (default 1)\n"
+    "  --gelu tanh|erf      GELU form (default tanh)\n"
+    "  --kernels blas|naive BLAS or the naive reference kernels (default blas)\n"
+    "  --logits last|all|none  which positions get logits (default last)\n"
+    "  --skip-attention     do not keep the attention patterns\n"
+    "  --json               print every kept state as JSON (see tests/ref/forward_ref.py)\n"
+    "  --bench R            time R passes after one warm-up; print min / median / max\n"
+    "  -h, --help           this text\n"
+    "Without --json or --bench: one line with the top-5 next tokens.\n"};
+
+typedef struct {
+    const char *model_dir, *tokens_arg;
+    long long random_n, bench;
+    unsigned long long seed;
+    int json;
+    gpt2_forward_opts o;
+} fwd_args;
+
+/* Index of v in names[0..n) or -1. */
+static int pick(const char *v, const char *const *names, int n)
 {
-    fprintf(f, "usage: twd-forward --model DIR (--tokens ID,ID,... | --random N [--seed S])\n"
-               "                   [--gelu tanh|erf] [--kernels blas|naive] [--logits last|all|none]\n"
-               "                   [--skip-attention] [--json | --bench R]\n");
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) return i;
+    return -1;
 }
 
-static void print_array(const char *name, const float *a, size_t count)
+static int set_choice(fwd_args *a, int c, const char *v)
 {
-    printf("\"%s\":[", name);
-    for (size_t i = 0; i < count; i++) printf(i ? ",%.9g" : "%.9g", (double)a[i]);
-    printf("]");
+    static const char *const gelu[] = {"tanh", "erf"}, *const kernels[] = {"blas", "naive"},
+                             *const logits[] = {"last", "all", "none"};
+    static const gpt2_gelu gelu_v[] = {GPT2_GELU_TANH, GPT2_GELU_ERF};
+    static const gpt2_kernels kernels_v[] = {GPT2_KERNELS_BLAS, GPT2_KERNELS_NAIVE};
+    static const gpt2_logits logits_v[] = {GPT2_LOGITS_LAST, GPT2_LOGITS_ALL, GPT2_LOGITS_NONE};
+    int i;
+    if (c == 'g' && (i = pick(v, gelu, 2)) >= 0)
+        a->o.gelu = gelu_v[i];
+    else if (c == 'K' && (i = pick(v, kernels, 2)) >= 0)
+        a->o.kernels = kernels_v[i];
+    else if (c == 'l' && (i = pick(v, logits, 3)) >= 0)
+        a->o.logits = logits_v[i];
+    else
+        return -1;
+    return 0;
 }
 
-/* Indices of the k largest of a[0..n), descending (ties: lower index first). */
-static void top_k(const float *a, size_t n, int *idx, int k)
+/* One option into *a: 0, or -1 (reported). */
+static int set_option(void *ctx, int c, const char *v)
 {
-    for (int j = 0; j < k; j++) idx[j] = -1;
-    for (size_t i = 0; i < n; i++) {
-        int j = k;
-        while (j > 0 && (idx[j - 1] < 0 || a[i] > a[idx[j - 1]])) j--;
-        if (j >= k) continue;
-        memmove(idx + j + 1, idx + j, (size_t)(k - 1 - j) * sizeof(int));
-        idx[j] = (int)i;
+    fwd_args *a = ctx;
+    long long x;
+    switch (c) {
+    case 'm': a->model_dir = v; return 0;
+    case 't': a->tokens_arg = v; return 0;
+    case 'j': a->json = 1; return 0;
+    case 'A': a->o.skip_attention = 1; return 0;
+    case 'r': return tool_parse_ll("--random", v, 0, 1 << 30, &a->random_n);
+    case 'b': return tool_parse_ll("--bench", v, 0, 1 << 30, &a->bench);
+    case 's':
+        if (tool_parse_ll("--seed", v, 0, INT64_MAX, &x)) return -1;
+        a->seed = (unsigned long long)x;
+        return 0;
+    case 'g':
+    case 'K':
+    case 'l':
+        if (set_choice(a, c, v) == 0) return 0;
+        tw_log("bad argument --%s %s", c == 'g' ? "gelu" : c == 'K' ? "kernels" : "logits", v);
+        return -1;
+    default: return -1;
     }
 }
 
-static void print_json(const gpt2_forward_result *r)
+/* 0: run; 1: --help printed; -1: bad arguments (reported, usage on stderr). */
+static int parse_args(int argc, char **argv, void *ctx)
 {
-    const size_t n = (size_t)r->n, C = (size_t)r->C, L = (size_t)r->L, H = (size_t)r->H;
-    const size_t V = (size_t)r->V;
-    printf("{\"n\":%d,\"C\":%d,\"H\":%d,\"L\":%d,\"V\":%d,\"gelu\":\"%s\",\"kernels\":\"%s\",", r->n, r->C,
-           r->H, r->L, r->V, gpt2_gelu_name(r->gelu), r->kernels == GPT2_KERNELS_NAIVE ? "naive" : "blas");
-    printf("\"tokens\":[");
-    for (size_t t = 0; t < n; t++) printf(t ? ",%d" : "%d", (int)r->tokens[t]);
-    printf("],\"logits_pos0\":%d,\"n_logits\":%d,", r->logits_pos0, r->n_logits);
-    printf("\"shapes\":{\"emb\":[%zu,%zu],\"x0\":[%zu,%zu],\"x0_lnf\":[%zu,%zu],"
-           "\"resid\":[%zu,%zu,%zu],\"resid_lnf\":[%zu,%zu,%zu],\"att\":[%zu,%zu,%zu,%zu],"
-           "\"logits\":[%d,%zu]},",
-           n, C, n, C, n, C, L, n, C, L, n, C, L, H, n, n, r->n_logits, V);
-    print_array("emb", r->emb, n * C);
-    printf(",");
-    print_array("x0", r->x0, n * C);
-    printf(",");
-    print_array("x0_lnf", r->x0_lnf, n * C);
-    printf(",");
-    print_array("resid", r->resid, L * n * C);
-    printf(",");
-    print_array("resid_lnf", r->resid_lnf, L * n * C);
-    if (r->att) {
-        printf(",");
-        print_array("att", r->att, L * H * n * n);
+    fwd_args *a = ctx;
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'},    {"tokens", required_argument, NULL, 't'},
+        {"random", required_argument, NULL, 'r'},   {"seed", required_argument, NULL, 's'},
+        {"bench", required_argument, NULL, 'b'},    {"gelu", required_argument, NULL, 'g'},
+        {"kernels", required_argument, NULL, 'K'},  {"logits", required_argument, NULL, 'l'},
+        {"skip-attention", no_argument, NULL, 'A'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    *a = (fwd_args){.seed = 1};
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    if (!rc && (optind < argc || !a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {
+        tool_usage(stderr, &help);
+        rc = -1;
     }
-    if (r->n_logits) {
-        printf(",");
-        print_array("logits", r->logits, (size_t)r->n_logits * V);
+    return rc;
+}
+
+/* The phrase: --tokens, or --random N ids of a generator seeded with --seed. */
+static int32_t *phrase(const fwd_args *a, int vocab_size, size_t *n)
+{
+    int32_t *tok = NULL;
+    if (a->tokens_arg) {
+        if (tool_parse_ids(a->tokens_arg, &tok, n) != 0) {
+            tw_log("--tokens must be comma-separated integers");
+            return NULL;
+        }
+        return tok ? tok : malloc(sizeof *tok); /* "": the forward pass reports the length */
+    }
+    *n = (size_t)a->random_n;
+    tok = malloc(*n * sizeof *tok);
+    tw_rng r;
+    tw_rng_seed(&r, a->seed);
+    for (size_t t = 0; tok && t < *n; t++) tok[t] = (int32_t)tw_rng_below(&r, (uint32_t)vocab_size);
+    return tok;
+}
+
+/* The k <= 5 best next tokens after the last position of r (r->n_logits > 0). */
+static int top5(const gpt2_forward_result *r, int top[5])
+{
+    const size_t V = (size_t)r->V, k = V < 5 ? V : 5;
+    const float *last = r->logits + (size_t)(r->n_logits - 1) * V;
+    double *s = calloc(V, sizeof *s);
+    topk_hit h[5];
+    if (!s) return 0;
+    for (size_t i = 0; i < V; i++) s[i] = last[i];
+    int rc = topk_vec(s, V, k, h, NULL);
+    free(s);
+    if (rc != 0) return 0;
+    for (size_t j = 0; j < k; j++) top[j] = h[j].id;
+    return (int)k;
+}
+
+static json_t *shape(size_t nd, const size_t *dims)
+{
+    json_t *v = json_array();
+    for (size_t i = 0; i < nd; i++) json_array_append_new(v, json_integer((json_int_t)dims[i]));
+    return v;
+}
+
+static json_t *result_json(const gpt2_forward_result *r)
+{
+    const size_t n = (size_t)r->n, C = (size_t)r->C, L = (size_t)r->L, H = (size_t)r->H, V = (size_t)r->V;
+    const size_t nl = (size_t)r->n_logits;
+    json_t *doc = json_pack(
+        "{s:i,s:i,s:i,s:i,s:i,s:s,s:s,s:o,s:i,s:i}", "n", r->n, "C", r->C, "H", r->H, "L", r->L, "V", r->V,
+        "gelu", gpt2_gelu_name(r->gelu), "kernels", r->kernels == GPT2_KERNELS_NAIVE ? "naive" : "blas",
+        "tokens", tool_json_ints(r->tokens, n), "logits_pos0", r->logits_pos0, "n_logits", r->n_logits);
+    json_object_set_new(doc, "shapes",
+                        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "emb", shape(2, (size_t[]){n, C}), "x0",
+                                  shape(2, (size_t[]){n, C}), "x0_lnf", shape(2, (size_t[]){n, C}), "resid",
+                                  shape(3, (size_t[]){L, n, C}), "resid_lnf", shape(3, (size_t[]){L, n, C}),
+                                  "att", shape(4, (size_t[]){L, H, n, n}), "logits",
+                                  shape(2, (size_t[]){nl, V})));
+    json_object_set_new(doc, "emb", tool_json_floats(r->emb, n * C));
+    json_object_set_new(doc, "x0", tool_json_floats(r->x0, n * C));
+    json_object_set_new(doc, "x0_lnf", tool_json_floats(r->x0_lnf, n * C));
+    json_object_set_new(doc, "resid", tool_json_floats(r->resid, L * n * C));
+    json_object_set_new(doc, "resid_lnf", tool_json_floats(r->resid_lnf, L * n * C));
+    if (r->att) json_object_set_new(doc, "att", tool_json_floats(r->att, L * H * n * n));
+    if (nl) {
         int top[5];
-        top_k(r->logits + (size_t)(r->n_logits - 1) * V, V, top, V < 5 ? (int)V : 5);
-        printf(",\"top5\":[");
-        for (int j = 0; j < 5 && j < (int)V; j++) printf(j ? ",%d" : "%d", top[j]);
-        printf("]");
+        json_object_set_new(doc, "logits", tool_json_floats(r->logits, nl * V));
+        json_object_set_new(doc, "top5", tool_json_ints(top, (size_t)top5(r, top)));
     }
-    printf("}\n");
+    return doc;
 }
 
-static double now_s(void)
+/* One forward pass, printed as JSON or as one line. 0 or 1. */
+static int run_once(const fwd_args *a, const gpt2_model *m, const int32_t *tok, size_t n)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Parses "1,2,3" into a malloc'd array; -1 on a malformed list. */
-static long parse_tokens(const char *s, int32_t **out)
-{
-    size_t cap = 16, n = 0;
-    int32_t *a = malloc(cap * sizeof *a);
-    if (!a) return -1;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < INT32_MIN || v > INT32_MAX || (*end && *end != ',')) {
-            free(a);
-            return -1;
-        }
-        if (n == cap) {
-            int32_t *b = realloc(a, 2 * cap * sizeof *a);
-            if (!b) {
-                free(a);
-                return -1;
-            }
-            a = b;
-            cap *= 2;
-        }
-        a[n++] = (int32_t)v;
-        s = *end ? end + 1 : end;
+    gpt2_forward_result *r = NULL;
+    int rc = gpt2_forward(m, tok, n, &a->o, &r);
+    if (rc != TW_OK) {
+        tw_log("%s", tw_strerror(rc));
+        return 1;
     }
-    *out = a;
-    return (long)n;
+    int status = 0;
+    if (a->json) {
+        status = tool_print_json(result_json(r), 9) ? 1 : 0;
+    } else {
+        printf("n=%d gelu=%s", r->n, gpt2_gelu_name(r->gelu));
+        int top[5], k = r->n_logits ? top5(r, top) : 0;
+        if (r->n_logits) printf(" top5 next:");
+        for (int j = 0; j < k; j++) printf(" %d", top[j]);
+        printf("\n");
+    }
+    gpt2_forward_free(r);
+    return status;
+}
+
+/* One warm-up and a->bench timed passes; prints the statistics line. 0 or 1. */
+static int run_bench(const fwd_args *a, const gpt2_model *m, const int32_t *tok, size_t n, double t_load)
+{
+    const size_t R = (size_t)a->bench;
+    double *t = malloc(R * sizeof *t);
+    int rc = t ? TW_OK : TW_ENOMEM;
+    for (size_t i = 0; rc == TW_OK && i <= R; i++) { /* i == 0: the warm-up */
+        gpt2_forward_result *r = NULL;
+        double t0 = tw_now();
+        rc = gpt2_forward(m, tok, n, &a->o, &r);
+        if (i) t[i - 1] = tw_now() - t0;
+        gpt2_forward_free(r);
+    }
+    if (rc != TW_OK) {
+        tw_log("%s", tw_strerror(rc));
+        free(t);
+        return 1;
+    }
+    tool_times s = tool_time_stats(t, R);
+    const gpt2_config *c = &m->cfg;
+    printf("model L=%d H=%d C=%d V=%d  n=%zu  blas %s x%d  gelu=%s kernels=%s att=%s  "
+           "load %.1f ms  forward over %zu runs: min %.1f ms, median %.1f ms, max %.1f ms\n",
+           c->n_layer, c->n_head, c->n_embd, c->vocab_size, n, blas_corename(), openblas_get_num_threads(),
+           gpt2_gelu_name(a->o.gelu), a->o.kernels ? "naive" : "blas",
+           a->o.skip_attention ? "skipped" : "kept", 1e3 * t_load, R, 1e3 * s.min, 1e3 * s.median,
+           1e3 * s.max);
+    free(t);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *model_dir = NULL, *tokens_arg = NULL;
-    long random_n = 0, bench = 0;
-    unsigned long long seed = 1;
-    int json = 0;
-    gpt2_forward_opts o = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (!strcmp(a, "--skip-attention")) {
-            o.skip_attention = 1;
-            continue;
-        }
-        if (!strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!v) {
-            usage(stderr);
-            return 1;
-        }
-        i++;
-        if (!strcmp(a, "--model"))
-            model_dir = v;
-        else if (!strcmp(a, "--tokens"))
-            tokens_arg = v;
-        else if (!strcmp(a, "--random"))
-            random_n = strtol(v, NULL, 10);
-        else if (!strcmp(a, "--seed"))
-            seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--bench"))
-            bench = strtol(v, NULL, 10);
-        else if (!strcmp(a, "--gelu") && !strcmp(v, "tanh"))
-            o.gelu = GPT2_GELU_TANH;
-        else if (!strcmp(a, "--gelu") && !strcmp(v, "erf"))
-            o.gelu = GPT2_GELU_ERF;
-        else if (!strcmp(a, "--kernels") && !strcmp(v, "blas"))
-            o.kernels = GPT2_KERNELS_BLAS;
-        else if (!strcmp(a, "--kernels") && !strcmp(v, "naive"))
-            o.kernels = GPT2_KERNELS_NAIVE;
-        else if (!strcmp(a, "--logits") && !strcmp(v, "last"))
-            o.logits = GPT2_LOGITS_LAST;
-        else if (!strcmp(a, "--logits") && !strcmp(v, "all"))
-            o.logits = GPT2_LOGITS_ALL;
-        else if (!strcmp(a, "--logits") && !strcmp(v, "none"))
-            o.logits = GPT2_LOGITS_NONE;
-        else {
-            fprintf(stderr, "twd-forward: bad argument %s %s\n", a, v);
-            usage(stderr);
-            return 1;
-        }
-    }
-    if (!model_dir || (!tokens_arg && random_n <= 0) || bench < 0) {
-        usage(stderr);
-        return 1;
-    }
-
-    char err[512];
+    fwd_args a;
+    int rc = tool_start("twd-forward", argc, argv, parse_args, &a, 1);
+    if (rc >= 0) return rc;
     gpt2_model m;
-    memset(&m, 0, sizeof m);
-    double t0 = now_s();
-    if (gpt2_load(model_dir, &m, err, sizeof err) != 0) {
-        fprintf(stderr, "twd-forward: %s\n", err);
-        return 1;
-    }
-    double t_load = now_s() - t0;
-
-    int32_t *tok = NULL;
-    long n;
-    if (tokens_arg) {
-        n = parse_tokens(tokens_arg, &tok);
-        if (n < 0) {
-            fprintf(stderr, "twd-forward: --tokens must be comma-separated integers\n");
-            gpt2_free(&m);
-            return 1;
-        }
-    } else {
-        n = random_n;
-        tok = malloc((size_t)n * sizeof *tok);
-        if (!tok) {
-            gpt2_free(&m);
-            return 1;
-        }
-        unsigned long long s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        for (long t = 0; t < n; t++) {
-            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-            tok[t] = (int32_t)((s >> 33) % (unsigned long long)m.cfg.vocab_size);
-        }
-    }
-
-    int status = 0;
-    gpt2_forward_result *r = NULL;
-    if (bench > 0) {
-        double *t = malloc((size_t)bench * sizeof *t);
-        int rc = t ? gpt2_forward(&m, tok, (size_t)n, &o, &r) : TW_ENOMEM; /* warm-up */
-        gpt2_forward_free(r);
-        r = NULL;
-        for (long i = 0; rc == TW_OK && i < bench; i++) {
-            double a = now_s();
-            rc = gpt2_forward(&m, tok, (size_t)n, &o, &r);
-            t[i] = now_s() - a;
-            gpt2_forward_free(r);
-            r = NULL;
-        }
-        if (rc != TW_OK) {
-            fprintf(stderr, "twd-forward: %s\n", tw_strerror(rc));
-            status = 1;
-        } else {
-            qsort(t, (size_t)bench, sizeof *t, cmp_double);
-            printf("model L=%d H=%d C=%d V=%d  n=%ld  blas %s x%d  gelu=%s kernels=%s att=%s  "
-                   "load %.1f ms  forward over %ld runs: min %.1f ms, median %.1f ms, max %.1f ms\n",
-                   m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, n, blas_corename(),
-                   openblas_get_num_threads(), gpt2_gelu_name(o.gelu), o.kernels ? "naive" : "blas",
-                   o.skip_attention ? "skipped" : "kept", 1e3 * t_load, bench, 1e3 * t[0], 1e3 * t[bench / 2],
-                   1e3 * t[bench - 1]);
-        }
-        free(t);
-    } else {
-        int rc = gpt2_forward(&m, tok, (size_t)n, &o, &r);
-        if (rc != TW_OK) {
-            fprintf(stderr, "twd-forward: %s\n", tw_strerror(rc));
-            status = 1;
-        } else if (json) {
-            print_json(r);
-        } else {
-            printf("n=%d gelu=%s", r->n, gpt2_gelu_name(r->gelu));
-            if (r->n_logits) {
-                int top[5];
-                int k = r->V < 5 ? r->V : 5;
-                top_k(r->logits + (size_t)(r->n_logits - 1) * (size_t)r->V, (size_t)r->V, top, k);
-                printf(" top5 next:");
-                for (int j = 0; j < k; j++) printf(" %d", top[j]);
-            }
-            printf("\n");
-        }
-        gpt2_forward_free(r);
-    }
+    double t_load;
+    if (tool_load_model(a.model_dir, &m, &t_load)) return 1;
+    size_t n = 0;
+    int32_t *tok = phrase(&a, m.cfg.vocab_size, &n);
+    int status = !tok ? 1 : a.bench > 0 ? run_bench(&a, &m, tok, n, t_load) : run_once(&a, &m, tok, n);
     free(tok);
     gpt2_free(&m);
     return status;

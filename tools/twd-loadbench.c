@@ -13,23 +13,28 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
 #include "core/model/gpt2.h"
+#include "tool_common.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+static const tool_help help = {
+    "usage: twd-loadbench [--cold] [--repeat N (1..1000)] [--touch] DIR\n",
+    "Times gpt2_load on the checkpoint in DIR: one line per run, then min / median.\n"
+    "\n"
+    "  --cold        evict model.safetensors and config.json from the page cache\n"
+    "                before each load (fsync + posix_fadvise DONTNEED; no root needed)\n"
+    "  --repeat N    number of loads (default 5)\n"
+    "  --touch       after each load, also time one read of every parameter page\n"
+    "  -h, --help    this text\n"};
 
 static void evict(const char *dir, const char *file)
 {
     char p[4096];
-    snprintf(p, sizeof p, "%s/%s", dir, file);
+    if (fs_join(p, sizeof p, dir, file) != 0) return;
     int fd = open(p, O_RDONLY);
     if (fd < 0) return;
     fsync(fd);
@@ -59,65 +64,78 @@ static double touch_all(const gpt2_model *m)
     return s;
 }
 
-static int cmp_double(const void *a, const void *b)
+typedef struct {
+    int cold, repeat, touch;
+    const char *dir;
+} lb_args;
+
+static int set_option(void *ctx, int c, const char *v)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    lb_args *a = ctx;
+    long long r = 0;
+    if (c == 'r' && tool_parse_ll("--repeat", v, 1, 1000, &r)) return -1;
+    a->cold |= c == 'c';
+    a->touch |= c == 't';
+    if (r) a->repeat = (int)r;
+    return 0;
+}
+
+/* 0: run; 1: --help printed; -1: bad arguments (usage on stderr). */
+static int parse_args(int argc, char **argv, void *ctx)
+{
+    lb_args *a = ctx;
+    static const struct option longopts[] = {{"cold", no_argument, NULL, 'c'},
+                                             {"repeat", required_argument, NULL, 'r'},
+                                             {"touch", no_argument, NULL, 't'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    *a = (lb_args){.repeat = 5};
+    int rc = tool_getopt(argc, argv, "cr:th", longopts, &help, set_option, a);
+    if (!rc && optind + 1 != argc) {
+        tool_usage(stderr, &help);
+        rc = -1;
+    }
+    if (!rc) a->dir = argv[optind];
+    return rc;
+}
+
+/* One load (and touch); prints its line and returns its load time, or -1. */
+static double load_once(const lb_args *a, int run)
+{
+    if (a->cold) {
+        evict(a->dir, "model.safetensors");
+        evict(a->dir, "config.json");
+    }
+    gpt2_model m;
+    double t;
+    if (tool_load_model(a->dir, &m, &t)) return -1;
+    printf("run %d: load %.4f s", run, t);
+    if (a->touch) {
+        double t1 = tw_now();
+        volatile double s = touch_all(&m);
+        (void)s;
+        printf(", touch all pages %.3f s", tw_now() - t1);
+    }
+    printf("  (%zu params, %.1f MB, %s)\n", m.n_params, (double)m.file_size / 1e6, m.dtype);
+    gpt2_free(&m);
+    return t;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"cold", no_argument, NULL, 'c'},
-        {"repeat", required_argument, NULL, 'r'},
-        {"touch", no_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int cold = 0, repeat = 5, do_touch = 0, c;
-    while ((c = getopt_long(argc, argv, "cr:th", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c': cold = 1; break;
-        case 'r': repeat = atoi(optarg); break;
-        case 't': do_touch = 1; break;
-        case 'h': printf("usage: twd-loadbench [--cold] [--repeat N] [--touch] DIR\n"); return 0;
-        default: return 2;
-        }
-    }
-    if (optind + 1 != argc || repeat < 1 || repeat > 1000) {
-        fprintf(stderr, "usage: twd-loadbench [--cold] [--repeat N (1..1000)] [--touch] DIR\n");
-        return 2;
-    }
-    const char *dir = argv[optind];
-    double *t = malloc((size_t)repeat * sizeof *t);
+    lb_args a;
+    int rc = tool_start("twd-loadbench", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
+    double *t = malloc((size_t)a.repeat * sizeof *t);
     if (!t) return 1;
-    char err[1024];
-    for (int i = 0; i < repeat; i++) {
-        if (cold) {
-            evict(dir, "model.safetensors");
-            evict(dir, "config.json");
-        }
-        gpt2_model m;
-        double t0 = now();
-        if (gpt2_load(dir, &m, err, sizeof err) != 0) {
-            fprintf(stderr, "twd-loadbench: %s\n", err);
+    for (int i = 0; i < a.repeat; i++)
+        if ((t[i] = load_once(&a, i + 1)) < 0) {
             free(t);
             return 1;
         }
-        t[i] = now() - t0;
-        printf("run %d: load %.4f s", i + 1, t[i]);
-        if (do_touch) {
-            double t1 = now();
-            volatile double s = touch_all(&m);
-            (void)s;
-            printf(", touch all pages %.3f s", now() - t1);
-        }
-        printf("  (%zu params, %.1f MB, %s)\n", m.n_params, (double)m.file_size / 1e6, m.dtype);
-        gpt2_free(&m);
-    }
-    qsort(t, (size_t)repeat, sizeof *t, cmp_double);
-    printf("%s load: min %.4f s, median %.4f s over %d runs\n", cold ? "cold" : "warm", t[0], t[repeat / 2],
-           repeat);
+    tool_times s = tool_time_stats(t, (size_t)a.repeat);
+    printf("%s load: min %.4f s, median %.4f s over %d runs\n", a.cold ? "cold" : "warm", s.min, s.median,
+           a.repeat);
     free(t);
     return 0;
 }

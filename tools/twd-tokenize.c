@@ -10,24 +10,50 @@
  *
  * DIR holds vocab.json + merges.txt or encoder.json + vocab.bpe. Ids are
  * separated by single spaces. Exit status 0 on success, 1 on any error. */
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
+#include "base/strbuf.h"
 #include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
+#include "tool_common.h"
 
+static const tool_help help = {"usage: twd-tokenize [--hex] DIR < text\n"
+                               "       twd-tokenize --unicode-version\n"
+                               "       twd-tokenize --synthetic VOCAB_SIZE SEED DIR\n",
+                               "Prints the GPT-2 token ids of stdin with the tokenizer in DIR (vocab.json +\n"
+                               "merges.txt, or encoder.json + vocab.bpe), separated by single spaces.\n"
+                               "\n"
+                               "  --hex              each stdin line is a hex-encoded byte string; one line\n"
+                               "                     of ids per input line\n"
+                               "  --unicode-version  print the Unicode version of the pre-tokenizer\n"
+                               "  --synthetic N      write a synthetic vocabulary of N (257..2^24) ids,\n"
+                               "                     generated from SEED, into DIR\n"
+                               "  -h, --help         this text\n"};
+
+/* Encodes text and prints its ids as one line. 0 or -1 (reported). */
 static int print_ids(const tokenizer *t, const char *text, size_t len)
 {
     int32_t *ids;
     long n = tokenizer_encode(t, text, len, &ids);
     if (n < 0) {
-        fprintf(stderr, "twd-tokenize: encoding failed (out of memory)\n");
+        tw_log("encoding failed (out of memory)");
         return -1;
     }
-    for (long i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
-    putchar('\n');
+    strbuf line = STRBUF_INIT;
+    for (long i = 0; i < n; i++) sb_printf(&line, i ? " %d" : "%d", ids[i]);
+    sb_putc(&line, '\n');
     free(ids);
+    if (line.failed) {
+        tw_log("out of memory");
+        return -1;
+    }
+    fwrite(line.s, 1, line.len, stdout);
+    sb_free(&line);
     return 0;
 }
 
@@ -37,6 +63,24 @@ static int hex_value(int c)
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
+}
+
+/* Decodes the n hex digits of line in place; the byte count, or -1 (reported). */
+static long unhex(char *line, size_t n, long lineno)
+{
+    if (n % 2) {
+        tw_log("line %ld: odd number of hex digits", lineno);
+        return -1;
+    }
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hex_value(line[2 * i]), lo = hex_value(line[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            tw_log("line %ld: bad hex digit", lineno);
+            return -1;
+        }
+        line[i] = (char)(hi * 16 + lo);
+    }
+    return (long)(n / 2);
 }
 
 static int run_hex(const tokenizer *t)
@@ -49,22 +93,8 @@ static int run_hex(const tokenizer *t)
     while (rc == 0 && (n = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-        if (n % 2) {
-            fprintf(stderr, "twd-tokenize: line %ld: odd number of hex digits\n", lineno);
-            rc = -1;
-            break;
-        }
-        size_t len = (size_t)n / 2;
-        for (size_t i = 0; i < len; i++) {
-            int hi = hex_value(line[2 * i]), lo = hex_value(line[2 * i + 1]);
-            if (hi < 0 || lo < 0) {
-                fprintf(stderr, "twd-tokenize: line %ld: bad hex digit\n", lineno);
-                rc = -1;
-                break;
-            }
-            line[i] = (char)(hi * 16 + lo);
-        }
-        if (rc == 0) rc = print_ids(t, line, len);
+        long len = unhex(line, (size_t)n, lineno);
+        rc = len < 0 ? -1 : print_ids(t, line, (size_t)len);
     }
     free(line);
     return rc;
@@ -72,71 +102,79 @@ static int run_hex(const tokenizer *t)
 
 static int run_stdin(const tokenizer *t)
 {
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + len, 1, cap - len, stdin);
-        if (r == 0) break;
-        len += r;
-    }
-    if (!buf) {
-        fprintf(stderr, "twd-tokenize: out of memory\n");
+    strbuf in = STRBUF_INIT;
+    char chunk[1 << 16];
+    size_t r;
+    while ((r = fread(chunk, 1, sizeof chunk, stdin)) > 0) sb_putn(&in, chunk, r);
+    size_t len;
+    char *text = sb_take(&in, &len);
+    if (!text) {
+        tw_log("out of memory");
         return -1;
     }
-    int rc = print_ids(t, buf, len);
-    free(buf);
+    int rc = print_ids(t, text, len);
+    free(text);
     return rc;
 }
 
-int main(int argc, char **argv)
+static int run_synthetic(const char *n_arg, const char *seed_arg, const char *dir)
+{
+    long long n, seed;
+    char err[512];
+    if (tool_parse_ll("--synthetic", n_arg, 257, 1 << 24, &n) ||
+        tool_parse_ll("SEED", seed_arg, 0, LLONG_MAX, &seed))
+        return -1;
+    if (tokenizer_write_synthetic(dir, (int)n, (unsigned long long)seed, err, sizeof err) != 0) {
+        tw_log("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int run_encode(const char *dir, int hex)
 {
     char err[512];
-    if (argc == 2 && strcmp(argv[1], "--unicode-version") == 0) {
-        puts(tokenizer_unicode_version());
-        return 0;
-    }
-    if (argc == 5 && strcmp(argv[1], "--synthetic") == 0) {
-        char *end;
-        long n = strtol(argv[2], &end, 10);
-        if (*end || n < 257 || n > 1 << 24) {
-            fprintf(stderr, "twd-tokenize: bad vocabulary size %s\n", argv[2]);
-            return 1;
-        }
-        unsigned long long seed = strtoull(argv[3], &end, 10);
-        if (*end) {
-            fprintf(stderr, "twd-tokenize: bad seed %s\n", argv[3]);
-            return 1;
-        }
-        if (tokenizer_write_synthetic(argv[4], (int)n, seed, err, sizeof err) != 0) {
-            fprintf(stderr, "twd-tokenize: %s\n", err);
-            return 1;
-        }
-        return 0;
-    }
-    int hex = argc == 3 && strcmp(argv[1], "--hex") == 0;
-    if (argc != 2 + hex || argv[1 + hex][0] == '-') {
-        fprintf(stderr, "usage: twd-tokenize [--hex] DIR < text\n"
-                        "       twd-tokenize --unicode-version\n"
-                        "       twd-tokenize --synthetic VOCAB_SIZE SEED DIR\n");
-        return 1;
-    }
-    tokenizer *t = tokenizer_load(argv[1 + hex], err, sizeof err);
+    tokenizer *t = tokenizer_load(dir, err, sizeof err);
     if (!t) {
-        fprintf(stderr, "twd-tokenize: %s\n", err);
-        return 1;
+        tw_log("%s", err);
+        return -1;
     }
     int rc = hex ? run_hex(t) : run_stdin(t);
     tokenizer_free(t);
     if (fflush(stdout) != 0) rc = -1;
-    return rc == 0 ? 0 : 1;
+    return rc;
+}
+
+typedef struct {
+    int hex, unicode;
+    const char *synthetic;
+} tok_args;
+
+static int set_option(void *ctx, int c, const char *v)
+{
+    tok_args *a = ctx;
+    a->hex |= c == 'x';
+    a->unicode |= c == 'u';
+    if (c == 's') a->synthetic = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"hex", no_argument, NULL, 'x'},
+                                         {"unicode-version", no_argument, NULL, 'u'},
+                                         {"synthetic", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    tool_init("twd-tokenize");
+    tok_args a = {0};
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, &a);
+    if (rc) return rc > 0 ? 0 : 1;
+    const int rest = argc - optind, modes = a.hex + a.unicode + (a.synthetic != NULL);
+    if (a.unicode && modes == 1 && rest == 0) return puts(tokenizer_unicode_version()) < 0;
+    if (a.synthetic && modes == 1 && rest == 2)
+        return run_synthetic(a.synthetic, argv[optind], argv[optind + 1]) ? 1 : 0;
+    if (!a.unicode && !a.synthetic && rest == 1) return run_encode(argv[optind], a.hex) ? 1 : 0;
+    tool_usage(stderr, &help);
+    return 1;
 }

@@ -8,37 +8,129 @@
  *            [--min-dist F] [--save FILE] [--pca]
  *
  * Files are raw little-endian float32, row-major (numpy's tofile). */
-#include <cblas.h>
-#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
 #include "core/nn/blas.h"
 #include "core/proj/pca.h"
 #include "core/proj/umap.h"
+#include "tool_common.h"
 
-static double now_s(void)
+static const tool_help help = {
+    "usage: twd-umap --data X.f32 --rows N --dim D --out E.f32\n"
+    "                [--query Q.f32 --qrows M --qout T.f32] [--threads T]\n"
+    "                [--seed S] [--epochs E] [--neighbors K] [--components C]\n"
+    "                [--min-dist F] [--save FILE] [--pca]\n",
+    "Fits UMAP (or PCA) on the N x D float32 matrix in X.f32 (raw, row-major, as\n"
+    "numpy's tofile writes it), writes the layout to E.f32 and prints the timings\n"
+    "as one JSON line.\n"
+    "\n"
+    "  --query Q.f32     also transform the M rows of Q.f32 (--qrows) into T.f32 (--qout)\n"
+    "  --threads T       SGD threads (default: every core)\n"
+    "  --seed, --epochs, --neighbors, --components, --min-dist\n"
+    "                    UMAP settings (core/proj/umap.h; defaults are umap-learn's)\n"
+    "  --save FILE       also time saving the layout to FILE and loading it back\n"
+    "  --pca             PCA instead of UMAP\n"
+    "  -h, --help        this text\n"};
+
+typedef struct {
+    const char *data, *out, *query, *qout, *save;
+    size_t rows, dim, qrows;
+    int use_pca;
+    umap_params p;
+} umap_args;
+
+/* One option into *a: 0, or -1 (reported). */
+static int set_option(void *ctx, int c, const char *v)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    umap_args *a = ctx;
+    const size_t big = (size_t)1 << 40;
+    long long seed;
+    double md;
+    switch (c) {
+    case 'd': a->data = v; return 0;
+    case 'o': a->out = v; return 0;
+    case 'q': a->query = v; return 0;
+    case 'Q': a->qout = v; return 0;
+    case 'S': a->save = v; return 0;
+    case 'P': a->use_pca = 1; return 0;
+    case 'n': return tool_parse_size("--rows", v, big, &a->rows);
+    case 'D': return tool_parse_size("--dim", v, big, &a->dim);
+    case 'm': return tool_parse_size("--qrows", v, big, &a->qrows);
+    case 't': return tool_parse_size("--threads", v, big, &a->p.n_threads);
+    case 'e': return tool_parse_size("--epochs", v, big, &a->p.n_epochs);
+    case 'k': return tool_parse_size("--neighbors", v, big, &a->p.n_neighbors);
+    case 'c': return tool_parse_size("--components", v, big, &a->p.n_components);
+    case 's':
+        if (tool_parse_ll("--seed", v, 0, LLONG_MAX, &seed)) return -1;
+        a->p.seed = (uint64_t)seed;
+        return 0;
+    case 'M':
+        if (tool_parse_double("--min-dist", v, &md)) return -1;
+        a->p.min_dist = (float)md;
+        return 0;
+    default: return -1;
+    }
 }
 
+/* 0: run; 1: --help printed; -1: bad arguments (reported). */
+static int parse_args(int argc, char **argv, void *ctx)
+{
+    umap_args *a = ctx;
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},
+        {"rows", required_argument, 0, 'n'},
+        {"dim", required_argument, 0, 'D'},
+        {"out", required_argument, 0, 'o'},
+        {"query", required_argument, 0, 'q'},
+        {"qrows", required_argument, 0, 'm'},
+        {"qout", required_argument, 0, 'Q'},
+        {"threads", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 's'},
+        {"epochs", required_argument, 0, 'e'},
+        {"neighbors", required_argument, 0, 'k'},
+        {"components", required_argument, 0, 'c'},
+        {"min-dist", required_argument, 0, 'M'},
+        {"save", required_argument, 0, 'S'},
+        {"pca", no_argument, 0, 'P'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    *a = (umap_args){0};
+    umap_params_default(&a->p);
+    a->p.n_threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN);
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    if (rc) return rc;
+    if (optind < argc || !a->data || !a->out || a->rows == 0 || a->dim == 0 ||
+        (a->query && (!a->qout || a->qrows == 0))) {
+        tw_log("need --data, --rows, --dim, --out (and --qrows, --qout with --query)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The first count floats of the regular file path, malloc'd; NULL (reported). */
 static float *read_f32(const char *path, size_t count)
 {
-    FILE *f = fopen(path, "rb");
+    char err[512];
+    struct stat st;
+    int fd = fs_open_regular(path, &st, err, sizeof err);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
     if (!f) {
-        fprintf(stderr, "twd-umap: %s: %s\n", path, strerror(errno));
+        if (fd < 0) tw_log("%s", err);
+        if (fd >= 0) close(fd);
         return NULL;
     }
     float *x = malloc(count * sizeof *x);
     if (!x || fread(x, sizeof *x, count, f) != count) {
-        fprintf(stderr, "twd-umap: %s: could not read %zu floats\n", path, count);
+        tw_log("%s: could not read %zu floats", path, count);
         free(x);
         x = NULL;
     }
@@ -50,12 +142,46 @@ static int write_f32(const char *path, const float *x, size_t count)
 {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(x, sizeof *x, count, f) != count) {
-        fprintf(stderr, "twd-umap: %s: write failed\n", path);
+        tw_log("%s: write failed", path);
         if (f) fclose(f);
         return -1;
     }
     return fclose(f);
 }
+
+/* ---- PCA ---- */
+
+static int run_pca(const umap_args *a, const float *x, const float *q)
+{
+    const size_t nc = a->p.n_components;
+    char err[300];
+    pca_model pm;
+    double t0 = tw_now();
+    if (pca_fit(x, a->rows, a->dim, nc, &pm, err, sizeof err) != 0) {
+        tw_log("%s", err);
+        return 1;
+    }
+    float *e = malloc(a->rows * nc * sizeof *e);
+    float *t = q ? malloc(a->qrows * nc * sizeof *t) : NULL;
+    int status = !e || (q && !t);
+    if (!status) pca_transform(&pm, x, a->rows, e);
+    double t_fit = tw_now() - t0;
+    t0 = tw_now();
+    if (!status && q) pca_transform(&pm, q, a->qrows, t);
+    double t_tr = tw_now() - t0;
+    if (status || write_f32(a->out, e, a->rows * nc) || (q && write_f32(a->qout, t, a->qrows * nc)))
+        status = 1;
+    else
+        status =
+            tool_print_json(json_pack("{s:s,s:f,s:f}", "method", "pca", "fit_s", t_fit, "transform_s", t_tr),
+                            9) != 0;
+    pca_free(&pm);
+    free(e);
+    free(t);
+    return status;
+}
+
+/* ---- UMAP ---- */
 
 /* Watches the progress struct and records when each stage starts. */
 typedef struct {
@@ -73,7 +199,7 @@ static void *watch(void *arg)
         int st = atomic_load(&w->prog->stage);
         if (st != last && st >= 0 && st <= UMAP_STAGE_DONE) {
             for (int s = last + 1; s <= st; s++)
-                if (s >= 0 && w->stage_start[s] == 0.0) w->stage_start[s] = now_s() - w->t0;
+                if (s >= 0 && w->stage_start[s] == 0.0) w->stage_start[s] = tw_now() - w->t0;
             last = st;
         }
         usleep(200);
@@ -81,161 +207,111 @@ static void *watch(void *arg)
     return NULL;
 }
 
-static long long parse_ll(const char *s, const char *flag)
+typedef struct {
+    double fit, transform, hash, save, load;
+    double stage[UMAP_STAGE_DONE + 1]; /* seconds into the fit each stage started */
+} umap_times;
+
+/* The fit, timed stage by stage by a watcher thread. 0 or 1 (reported). */
+static int fit_timed(const umap_args *a, const float *x, umap_model *m, umap_times *tm)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < 0) {
-        fprintf(stderr, "twd-umap: %s: bad number '%s'\n", flag, s);
-        exit(2);
+    char err[300];
+    umap_progress prog;
+    umap_progress_reset(&prog);
+    watcher w = {.prog = &prog, .t0 = tw_now()};
+    pthread_t th;
+    int watching = pthread_create(&th, NULL, watch, &w) == 0;
+    int rc = umap_fit(x, a->rows, a->dim, &a->p, &prog, m, err, sizeof err);
+    tm->fit = tw_now() - w.t0;
+    w.stop = 1;
+    if (watching) pthread_join(th, NULL);
+    for (int s = UMAP_STAGE_KNN; s <= UMAP_STAGE_DONE; s++) /* missed: short */
+        tm->stage[s] = w.stage_start[s] != 0.0 ? w.stage_start[s] : s == UMAP_STAGE_KNN ? 0.0 : tm->fit;
+    if (rc != TW_OK) {
+        tw_log("fit: %s", err);
+        return 1;
     }
-    return v;
+    return 0;
+}
+
+/* Hashes the data, saves the layout to a->save and loads it back, timed. */
+static int save_and_load(const umap_args *a, const float *x, umap_model *m, umap_times *tm)
+{
+    char err[300];
+    double t0 = tw_now();
+    uint64_t h = umap_hash_floats(x, a->rows * a->dim, 0);
+    tm->hash = tw_now() - t0;
+    m->key = umap_cache_key(h, &a->p);
+    t0 = tw_now();
+    if (umap_save(m, a->save, err, sizeof err) != TW_OK) {
+        tw_log("%s", err);
+        return 1;
+    }
+    tm->save = tw_now() - t0;
+    umap_model l;
+    t0 = tw_now();
+    if (umap_load(a->save, m->key, a->rows, a->dim, &l, err, sizeof err) != TW_OK) {
+        tw_log("%s", err);
+        return 1;
+    }
+    tm->load = tw_now() - t0;
+    umap_model_free(&l);
+    return 0;
+}
+
+static int print_umap(const umap_args *a, const umap_model *m, const umap_times *tm)
+{
+    const double *ss = tm->stage;
+    return tool_print_json(
+        json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:f,s:s,s:s}", "method", "umap",
+                  "fit_s", tm->fit, "knn_s", ss[UMAP_STAGE_GRAPH] - ss[UMAP_STAGE_KNN], "graph_s",
+                  ss[UMAP_STAGE_INIT] - ss[UMAP_STAGE_GRAPH], "init_s",
+                  ss[UMAP_STAGE_OPTIMIZE] - ss[UMAP_STAGE_INIT], "optimize_s",
+                  tm->fit - ss[UMAP_STAGE_OPTIMIZE], "transform_s", tm->transform, "hash_s", tm->hash,
+                  "save_s", tm->save, "load_s", tm->load, "n_epochs", (json_int_t)m->n_epochs_fit, "threads",
+                  (json_int_t)a->p.n_threads, "a", (double)m->a, "b", (double)m->b, "init", m->init_note,
+                  "blas_core", blas_corename()),
+        9);
+}
+
+static int run_umap(const umap_args *a, const float *x, const float *q)
+{
+    const size_t nc = a->p.n_components;
+    char err[300];
+    umap_times tm = {0};
+    umap_model m;
+    if (fit_timed(a, x, &m, &tm)) return 1;
+    float *t = NULL;
+    int status = 0;
+    if (q) {
+        t = malloc(a->qrows * nc * sizeof *t);
+        double t0 = tw_now();
+        int rc = t ? umap_transform(&m, x, q, a->qrows, t, err, sizeof err) : TW_ENOMEM;
+        tm.transform = tw_now() - t0;
+        if (rc != TW_OK) {
+            tw_log("transform: %s", t ? err : tw_strerror(rc));
+            status = 1;
+        }
+    }
+    if (!status && a->save) status = save_and_load(a, x, &m, &tm);
+    if (!status &&
+        (write_f32(a->out, m.embedding, a->rows * nc) || (q && write_f32(a->qout, t, a->qrows * nc))))
+        status = 1;
+    if (!status) status = print_umap(a, &m, &tm) != 0;
+    umap_model_free(&m);
+    free(t);
+    return status;
 }
 
 int main(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *query = NULL, *qout = NULL, *save = NULL;
-    size_t rows = 0, dim = 0, qrows = 0;
-    int use_pca = 0;
-    umap_params p;
-    umap_params_default(&p);
-    p.n_threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN);
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"rows", required_argument, 0, 'n'},
-                                         {"dim", required_argument, 0, 'D'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"query", required_argument, 0, 'q'},
-                                         {"qrows", required_argument, 0, 'm'},
-                                         {"qout", required_argument, 0, 'Q'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"seed", required_argument, 0, 's'},
-                                         {"epochs", required_argument, 0, 'e'},
-                                         {"neighbors", required_argument, 0, 'k'},
-                                         {"components", required_argument, 0, 'c'},
-                                         {"min-dist", required_argument, 0, 'M'},
-                                         {"save", required_argument, 0, 'S'},
-                                         {"pca", no_argument, 0, 'P'},
-                                         {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': data = optarg; break;
-        case 'n': rows = (size_t)parse_ll(optarg, "--rows"); break;
-        case 'D': dim = (size_t)parse_ll(optarg, "--dim"); break;
-        case 'o': out = optarg; break;
-        case 'q': query = optarg; break;
-        case 'm': qrows = (size_t)parse_ll(optarg, "--qrows"); break;
-        case 'Q': qout = optarg; break;
-        case 't': p.n_threads = (size_t)parse_ll(optarg, "--threads"); break;
-        case 's': p.seed = (uint64_t)parse_ll(optarg, "--seed"); break;
-        case 'e': p.n_epochs = (size_t)parse_ll(optarg, "--epochs"); break;
-        case 'k': p.n_neighbors = (size_t)parse_ll(optarg, "--neighbors"); break;
-        case 'c': p.n_components = (size_t)parse_ll(optarg, "--components"); break;
-        case 'M': p.min_dist = strtof(optarg, NULL); break;
-        case 'S': save = optarg; break;
-        case 'P': use_pca = 1; break;
-        default: fprintf(stderr, "usage: see the comment at the top of twd-umap.c\n"); return 2;
-        }
-    }
-    if (!data || !out || rows == 0 || dim == 0 || (query && (!qout || qrows == 0))) {
-        fprintf(stderr, "twd-umap: need --data, --rows, --dim, --out "
-                        "(and --qrows, --qout with --query)\n");
-        return 2;
-    }
-    float *x = read_f32(data, rows * dim);
-    float *q = query ? read_f32(query, qrows * dim) : NULL;
-    if (!x || (query && !q)) return 1;
-    const size_t nc = p.n_components;
-    char err[300];
-
-    if (use_pca) {
-        pca_model pm;
-        double t0 = now_s();
-        if (pca_fit(x, rows, dim, nc, &pm, err, sizeof err) != 0) {
-            fprintf(stderr, "twd-umap: %s\n", err);
-            return 1;
-        }
-        float *e = malloc(rows * nc * sizeof *e);
-        pca_transform(&pm, x, rows, e);
-        double t_fit = now_s() - t0;
-        float *t = q ? malloc(qrows * nc * sizeof *t) : NULL;
-        t0 = now_s();
-        if (q) pca_transform(&pm, q, qrows, t);
-        double t_tr = now_s() - t0;
-        if (write_f32(out, e, rows * nc) || (q && write_f32(qout, t, qrows * nc))) return 1;
-        printf("{\"method\": \"pca\", \"fit_s\": %.4f, \"transform_s\": %.5f}\n", t_fit, t_tr);
-        pca_free(&pm);
-        free(e);
-        free(t);
-        free(x);
-        free(q);
-        return 0;
-    }
-
-    umap_progress prog;
-    umap_progress_reset(&prog);
-    watcher w = {.prog = &prog, .t0 = now_s()};
-    pthread_t th;
-    pthread_create(&th, NULL, watch, &w);
-    umap_model m;
-    int rc = umap_fit(x, rows, dim, &p, &prog, &m, err, sizeof err);
-    double t_fit = now_s() - w.t0;
-    w.stop = 1;
-    pthread_join(th, NULL);
-    for (int s = UMAP_STAGE_KNN; s <= UMAP_STAGE_DONE; s++) /* missed: short */
-        if (w.stage_start[s] == 0.0) w.stage_start[s] = s == UMAP_STAGE_KNN ? 0.0 : t_fit;
-    if (rc != TW_OK) {
-        fprintf(stderr, "twd-umap: fit: %s\n", err);
-        return 1;
-    }
-    double t_tr = 0.0;
-    float *t = NULL;
-    if (q) {
-        t = malloc(qrows * nc * sizeof *t);
-        double t0 = now_s();
-        rc = umap_transform(&m, x, q, qrows, t, err, sizeof err);
-        t_tr = now_s() - t0;
-        if (rc != TW_OK) {
-            fprintf(stderr, "twd-umap: transform: %s\n", err);
-            return 1;
-        }
-    }
-    double t_save = 0.0, t_load = 0.0, t_hash = 0.0;
-    if (save) {
-        double t0 = now_s();
-        uint64_t h = umap_hash_floats(x, rows * dim, 0);
-        t_hash = now_s() - t0;
-        m.key = umap_cache_key(h, &p);
-        t0 = now_s();
-        if (umap_save(&m, save, err, sizeof err) != TW_OK) {
-            fprintf(stderr, "twd-umap: %s\n", err);
-            return 1;
-        }
-        t_save = now_s() - t0;
-        umap_model l;
-        t0 = now_s();
-        if (umap_load(save, m.key, rows, dim, &l, err, sizeof err) != TW_OK) {
-            fprintf(stderr, "twd-umap: %s\n", err);
-            return 1;
-        }
-        t_load = now_s() - t0;
-        umap_model_free(&l);
-    }
-    if (write_f32(out, m.embedding, rows * nc) || (q && write_f32(qout, t, qrows * nc))) return 1;
-    double *ss = w.stage_start;
-    double end = t_fit;
-    printf("{\"method\": \"umap\", \"fit_s\": %.3f, \"knn_s\": %.3f, "
-           "\"graph_s\": %.3f, \"init_s\": %.3f, \"optimize_s\": %.3f, "
-           "\"transform_s\": %.4f, \"hash_s\": %.4f, \"save_s\": %.4f, "
-           "\"load_s\": %.4f, \"n_epochs\": %zu, \"threads\": %zu, "
-           "\"a\": %.6f, \"b\": %.6f, \"init\": \"%s\", \"blas_core\": \"%s\"}\n",
-           t_fit, ss[UMAP_STAGE_GRAPH] - ss[UMAP_STAGE_KNN], ss[UMAP_STAGE_INIT] - ss[UMAP_STAGE_GRAPH],
-           ss[UMAP_STAGE_OPTIMIZE] - ss[UMAP_STAGE_INIT], end - ss[UMAP_STAGE_OPTIMIZE], t_tr, t_hash, t_save,
-           t_load, m.n_epochs_fit, p.n_threads, (double)m.a, (double)m.b, m.init_note, blas_corename());
-    umap_model_free(&m);
-    free(t);
+    umap_args a;
+    int rc = tool_start("twd-umap", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
+    float *x = read_f32(a.data, a.rows * a.dim);
+    float *q = a.query ? read_f32(a.query, a.qrows * a.dim) : NULL;
+    int status = !x || (a.query && !q) ? 1 : a.use_pca ? run_pca(&a, x, q) : run_umap(&a, x, q);
     free(x);
     free(q);
-    return 0;
+    return status;
 }

@@ -14,7 +14,6 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 want=1.65.1
-pkg="$here/node_modules/playwright-core"
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
 if [ ! -x "$CHROMIUM" ]; then
@@ -27,27 +26,14 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 command -v node >/dev/null 2>&1 || { echo "FAIL: node is missing (scripts/deps.sh --test installs nodejs)"; exit 1; }
 
-installed_version() {
-    [ -f "$pkg/package.json" ] || return 1
-    node -p "require(process.argv[1]).version" "$pkg/package.json" 2>/dev/null
-}
-
-if [ "$(installed_version)" != "$want" ]; then
-    command -v npm >/dev/null 2>&1 || { echo "FAIL: npm is missing (scripts/deps.sh --test installs it)"; exit 1; }
-    echo "installing playwright-core@$want under $here/node_modules"
-    # The normal and the sanitizer build may run this test at once: one install at a time.
-    (
-        command -v flock >/dev/null 2>&1 && flock 9
-        [ "$(installed_version)" = "$want" ] ||
-            npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-                --fetch-retries=2 --fetch-retry-maxtimeout=10000 --fetch-timeout=30000 \
-                --prefix "$here" "playwright-core@$want"
-    ) 9>"${TMPDIR:-/tmp}/twd-playwright-core.lock"
-    if [ "$(installed_version)" != "$want" ]; then
-        echo "FAIL: could not install playwright-core@$want with npm (see the npm output above)"
-        exit 1
-    fi
-fi
+# The normal and the sanitizer build may run this test at once: npm-pin
+# installs one at a time.
+"$root/scripts/npm-pin" playwright-core "$want" "$here"
+case $? in
+    0) ;;
+    3) echo "FAIL: npm is missing (scripts/deps.sh --test installs it)"; exit 1 ;;
+    *) echo "FAIL: could not install playwright-core@$want with npm (see the npm output above)"; exit 1 ;;
+esac
 
 # the page's plotting library (normally installed by scripts/deps.sh)
 "$root/scripts/deps.sh" --vendor || { echo "FAIL: could not install the page's plotly.js (scripts/deps.sh --vendor)"; exit 1; }

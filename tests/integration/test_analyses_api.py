@@ -6,7 +6,6 @@ answer cache, single computation of a cold block, and every bad input.
 """
 import csv
 import io
-import json
 import os
 import re
 import shutil
@@ -16,7 +15,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
+from twd_harness import SANITIZER, Daemon, error_at, make_checkpoint  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-ana-")
 MODEL = os.path.join(TMP, "small")
@@ -50,14 +49,6 @@ class AnalysesApiTest(unittest.TestCase):
         self.assertEqual(t["text"], bytes(t["bytes"]).decode("utf-8", "replace"))
         if score:
             self.assertIsInstance(t["score"], float)
-
-    def assertError(self, target, code, *words, method="GET", body=None):
-        st, h, data = self.d.request(method, target, body)
-        self.assertEqual(st, code, data[:300])
-        err = json.loads(data)["error"]
-        self.assertEqual(err["code"], code)
-        for w in words:
-            self.assertIn(w, err["message"])
 
     # ---- /embeddings ----
     def test_embeddings(self):
@@ -236,33 +227,33 @@ class AnalysesApiTest(unittest.TestCase):
 
     # ---- bad input ----
     def test_bad_input(self):
-        self.assertError("/svd", 400, "'block'", "required")
-        self.assertError("/svd?block=4", 400, "'block'", "0..3")
-        self.assertError("/svd?block=-1", 400, "'block'", "0..3")
-        self.assertError("/svd?block=x", 400, "'block'", "integer")
-        self.assertError("/svd?block=1&head=4", 400, "'head'", "0..3")
-        self.assertError("/svd?block=1&k=0", 400, "'k'", "1..50")
-        self.assertError("/svd?block=1&k=51", 400, "'k'", "1..50")
-        self.assertError("/svd?block=1&top=17", 400, "'top'", "0..16")
-        self.assertError("/svd?block=1&matrix=qv", 400, "'matrix'", "both, qk, vo")
-        self.assertError("/svd?block=1&format=xml", 400, "'format'", "json, csv, latex")
-        self.assertError("/embeddings?scheme=cosine", 400, "'scheme'", "norm")
-        self.assertError("/embeddings?format=latex", 400, "'format'")
-        self.assertError("/probe?block=0&words=", 400, "'words'", "at least 1")
-        self.assertError("/probe?block=0&words=a,,b", 400, "'words'", "item 1 is empty")
-        self.assertError("/probe?block=0&words=ok,%ff", 400, "'words'", "UTF-8")
+        error_at(self, self.d, "/svd", 400, "'block'", "required")
+        error_at(self, self.d, "/svd?block=4", 400, "'block'", "0..3")
+        error_at(self, self.d, "/svd?block=-1", 400, "'block'", "0..3")
+        error_at(self, self.d, "/svd?block=x", 400, "'block'", "integer")
+        error_at(self, self.d, "/svd?block=1&head=4", 400, "'head'", "0..3")
+        error_at(self, self.d, "/svd?block=1&k=0", 400, "'k'", "1..50")
+        error_at(self, self.d, "/svd?block=1&k=51", 400, "'k'", "1..50")
+        error_at(self, self.d, "/svd?block=1&top=17", 400, "'top'", "0..16")
+        error_at(self, self.d, "/svd?block=1&matrix=qv", 400, "'matrix'", "both, qk, vo")
+        error_at(self, self.d, "/svd?block=1&format=xml", 400, "'format'", "json, csv, latex")
+        error_at(self, self.d, "/embeddings?scheme=cosine", 400, "'scheme'", "norm")
+        error_at(self, self.d, "/embeddings?format=latex", 400, "'format'")
+        error_at(self, self.d, "/probe?block=0&words=", 400, "'words'", "at least 1")
+        error_at(self, self.d, "/probe?block=0&words=a,,b", 400, "'words'", "item 1 is empty")
+        error_at(self, self.d, "/probe?block=0&words=ok,%ff", 400, "'words'", "UTF-8")
         many = ",".join(["w%d" % i for i in range(201)])
-        self.assertError("/probe?block=0&words=" + many, 400, "'words'", "limit is 200")
-        self.assertError("/probe", 400, "'words'", "array", method="POST", body=b'{"block": 0, "words": "time"}')
-        self.assertError("/probe", 400, "'block'", "integer", method="POST", body=b'{"block": "0"}')
-        self.assertError("/probe", 400, "'k'", method="POST", body=b'{"block": 0, "k": 1.5}')
-        self.assertError("/probe", 400, "'words'", "item 0 is not a string", method="POST",
+        error_at(self, self.d, "/probe?block=0&words=" + many, 400, "'words'", "limit is 200")
+        error_at(self, self.d, "/probe", 400, "'words'", "array", method="POST", body=b'{"block": 0, "words": "time"}')
+        error_at(self, self.d, "/probe", 400, "'block'", "integer", method="POST", body=b'{"block": "0"}')
+        error_at(self, self.d, "/probe", 400, "'k'", method="POST", body=b'{"block": 0, "k": 1.5}')
+        error_at(self, self.d, "/probe", 400, "'words'", "item 0 is not a string", method="POST",
                          body=b'{"block": 0, "words": [1]}')
-        self.assertError("/svd/bias?block=9", 400, "'block'")
+        error_at(self, self.d, "/svd/bias?block=9", 400, "'block'")
         # an answer too large to build is refused before any work
         words = ",".join(["time"] * 200)
-        self.assertError("/probe?block=0&k=50&words=" + words, 400, "max_answer_tokens", "words or k")
-        self.assertError("/svd/bias", 405, method="POST", body=b"{}")
+        error_at(self, self.d, "/probe?block=0&k=50&words=" + words, 400, "max_answer_tokens", "words or k")
+        error_at(self, self.d, "/svd/bias", 405, method="POST", body=b"{}")
         self.assertEqual(self.d.get("/health")[0], 200)
 
 

@@ -17,23 +17,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, TWD, Daemon, make_checkpoint  # noqa: E402
+from twd_harness import SANITIZER, TWD, Daemon, error_of, make_checkpoint  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-it-")
 TINY = os.path.join(TMP, "tiny")
-
-
-def error_of(test, status, body, code, words=()):
-    """Asserts the one JSON error shape and returns its message."""
-    test.assertEqual(status, code, body)
-    doc = json.loads(body)
-    test.assertEqual(set(doc), {"error"})
-    err = doc["error"]
-    test.assertEqual(set(err), {"code", "type", "message"})
-    test.assertEqual(err["code"], code)
-    for w in words:
-        test.assertIn(w, err["message"])
-    return err["message"]
 
 
 def setUpModule():

@@ -1,5 +1,4 @@
 """Integration tests of issue 4's routes: /trajectory, /umap/layout, /umap."""
-import json
 import os
 import shutil
 import sys
@@ -8,7 +7,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
+from twd_harness import SANITIZER, Daemon, error_at, error_of, make_checkpoint  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-traj-")
 MODEL = os.path.join(TMP, "small")
@@ -145,30 +144,21 @@ class TrajectoryTest(unittest.TestCase):
                     self.assertTrue(all(w >= 0 for w in r))
         st, one = self.d.get_json("/attention", text="the time of the year", block=2, head=1)
         self.assertEqual(one["blocks"][0]["heads"][0]["pattern"], doc["blocks"][2]["heads"][1]["pattern"])
-        st, h, body = self.d.request("GET", "/attention?text=a&block=3")
-        self.assertEqual(st, 400)
-        self.assertIn("0..2", json.loads(body)["error"]["message"])
+        error_at(self, self.d, "/attention?text=a&block=3", 400, "0..2")
 
     def test_bad_input(self):
-        def err(target, code, *words, method="GET", body=None):
-            st, h, data = self.d.request(method, target, body)
-            self.assertEqual(st, code, data)
-            msg = json.loads(data)["error"]["message"]
-            for w in words:
-                self.assertIn(w, msg)
-
-        err("/trajectory", 400, "'text'", "required")
-        err("/trajectory?text=", 400, "'text'", "empty")
-        err("/trajectory?text=%c3%28", 400, "'text'", "UTF-8")
-        err("/trajectory?text=" + "+word" * 13, 400, "'text'", "13 tokens", "limit is 12")
-        err("/attention?text=" + "+word" * 13, 400, "'text'", "13 tokens", "limit is 12")
-        err("/attention?text=", 400, "'text'", "empty")
-        err("/trajectory?text=a&projection=tsne", 400, "'projection'", "umap, pca")
-        err("/trajectory?text=a&gelu=relu", 400, "'gelu'", "tanh, erf")
-        err("/trajectory?text=a&k=0", 400, "'k'")
-        err("/umap/layout?limit=1025", 400, "'limit'", "0..1024")
-        err("/umap/layout?limit=-1", 400, "'limit'")
-        err("/trajectory", 400, "'text'", method="POST", body=b'{"text": ["a"]}')
+        error_at(self, self.d, "/trajectory", 400, "'text'", "required")
+        error_at(self, self.d, "/trajectory?text=", 400, "'text'", "empty")
+        error_at(self, self.d, "/trajectory?text=%c3%28", 400, "'text'", "UTF-8")
+        error_at(self, self.d, "/trajectory?text=" + "+word" * 13, 400, "'text'", "13 tokens", "limit is 12")
+        error_at(self, self.d, "/attention?text=" + "+word" * 13, 400, "'text'", "13 tokens", "limit is 12")
+        error_at(self, self.d, "/attention?text=", 400, "'text'", "empty")
+        error_at(self, self.d, "/trajectory?text=a&projection=tsne", 400, "'projection'", "umap, pca")
+        error_at(self, self.d, "/trajectory?text=a&gelu=relu", 400, "'gelu'", "tanh, erf")
+        error_at(self, self.d, "/trajectory?text=a&k=0", 400, "'k'")
+        error_at(self, self.d, "/umap/layout?limit=1025", 400, "'limit'", "0..1024")
+        error_at(self, self.d, "/umap/layout?limit=-1", 400, "'limit'")
+        error_at(self, self.d, "/trajectory", 400, "'text'", method="POST", body=b'{"text": ["a"]}')
 
 
 class UmapLifecycleTest(unittest.TestCase):
@@ -180,11 +170,9 @@ class UmapLifecycleTest(unittest.TestCase):
         d.cache = cache
         with d:
             st, h, body = d.request("GET", "/trajectory?text=time")
-            self.assertEqual(st, 503, body)
+            err = error_of(self, st, body, 503, ["being fitted"])
             self.assertIn("retry-after", h)
-            err = json.loads(body)["error"]
             self.assertEqual(err["type"], "unavailable")
-            self.assertIn("being fitted", err["message"])
             st, h, body = d.request("GET", "/umap/layout")
             self.assertEqual(st, 503)
             self.assertEqual(d.get_json("/umap")[1]["state"], "fitting")
@@ -215,9 +203,7 @@ class UmapLifecycleTest(unittest.TestCase):
 
     def test_disabled(self):
         with Daemon(model=MODEL) as d:  # the harness passes umap=false
-            st, h, body = d.request("GET", "/trajectory?text=time")
-            self.assertEqual(st, 503)
-            self.assertIn("disabled", json.loads(body)["error"]["message"])
+            error_at(self, d, "/trajectory?text=time", 503, "disabled")
             self.assertEqual(d.get_json("/umap")[1]["state"], "disabled")
 
 

@@ -22,6 +22,27 @@ TWD_SYNTH = os.environ.get("TWD_SYNTH", "build/tools/twd-synth")
 SANITIZER = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: \w+Sanitizer")
 
 
+def error_of(test, status, body, code, words=()):
+    """Asserts that an answer (HTTP status, body bytes) is the one JSON error
+    shape, {"error": {"code", "type", "message"}}, with status and "code" both
+    `code` and a message containing each of `words`; returns the error object."""
+    test.assertEqual(status, code, body[:300])
+    doc = json.loads(body)
+    test.assertEqual(set(doc), {"error"})
+    err = doc["error"]
+    test.assertEqual(set(err), {"code", "type", "message"})
+    test.assertEqual(err["code"], code)
+    for w in words:
+        test.assertIn(w, err["message"])
+    return err
+
+
+def error_at(test, daemon, target, code, *words, method="GET", body=None):
+    """Requests target from daemon and asserts error_of on the answer."""
+    st, _, data = daemon.request(method, target, body)
+    return error_of(test, st, data, code, words)
+
+
 def make_checkpoint(folder, shape="tiny", *extra):
     """Writes a synthetic checkpoint with twd-synth; returns the folder."""
     if not os.path.exists(os.path.join(folder, "config.json")):

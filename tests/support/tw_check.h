@@ -3,17 +3,26 @@
 #define TW_CHECK_H
 
 #include <check.h>
-#include <stdlib.h>
+#include <stddef.h>
 
-/* Runs every test of s (forking, as check does by default) and returns the
+/* One test case of a suite: its name, check's timeout in seconds (0: check's
+ * default, CK_DEFAULT_TIMEOUT), a checked fixture run around each test in
+ * the test's own process (setup and teardown may be NULL) and the tests, a
+ * NULL-terminated list of START_TEST names. */
+typedef struct {
+    const char *name;
+    double timeout;
+    SFun setup, teardown;
+    const TTest *const *tests;
+} tw_case;
+
+/* Runs every test of s (forking, as check does by default) inside a fresh
+ * directory for temporary files (see tt_tmpdir, tests/support/test_fs.h),
+ * removes that directory with all that the tests left in it, and returns the
  * process exit status: EXIT_FAILURE if any test failed. */
-static inline int tw_check_run(Suite *s)
-{
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int tw_check_run(Suite *s);
+
+/* The suite `name` of cases[0..n), run with tw_check_run: a test's main(). */
+int tw_check_main(const char *name, const tw_case *cases, size_t n);
 
 #endif

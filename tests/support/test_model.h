@@ -1,0 +1,32 @@
+/* A small random GPT-2 model built in memory, for the unit tests of the
+ * forward pass and the analyses: every tensor of gpt2_params, seeded. */
+#ifndef TW_TEST_MODEL_H
+#define TW_TEST_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/model/gpt2.h"
+
+typedef struct {
+    int n_layer, n_head, n_embd; /* n_inner is 4 n_embd */
+    int n_ctx, vocab_size;
+    uint64_t seed;
+} tt_model_opts;
+
+typedef struct {
+    gpt2_model m;
+    float *store; /* every tensor, one buffer */
+    size_t used, cap;
+} tt_model;
+
+/* Builds the model of o (ln_eps 1e-5). Weights are normal: gains 1 +- 0.2,
+ * biases sd 0.1 (the attention's 0.2), matrices sd 0.2 (the MLP's output
+ * 0.1), positions sd 0.1; token embeddings share a mean direction (sd 0.05)
+ * plus noise of sd 0.1 scaled by 1.5 - i / V, so that row norms spread out.
+ * Fails the test when memory runs out. */
+void tt_model_build(tt_model *tm, const tt_model_opts *o);
+
+void tt_model_free(tt_model *tm);
+
+#endif

@@ -1,0 +1,157 @@
+/* Unit tests of core/nn/topk: the fast path against its naive reference
+ * (including exact ties across GEMM blocks), the score-vector selection with
+ * NaN and infinities, and the argument errors. */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "core/nn/topk.h"
+#include "tests/support/test_rank.h"
+#include "tests/support/test_rng.h"
+#include "tests/support/tw_check.h"
+
+START_TEST(test_topk_fast_vs_naive)
+{
+    tw_rng r = tt_rng(11);
+    const size_t n = 1500, d = 37, nq = 60;
+    float *M = malloc(n * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
+    tt_fill_uniform(&r, M, n * d, -1, 1);
+    tt_fill_uniform(&r, Q, nq * d, -1, 1);
+    const size_t ks[] = {1, 5, 17};
+    double worst = 0;
+    for (size_t ki = 0; ki < 3; ki++) {
+        size_t k = ks[ki];
+        topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
+        topk_hit *nt = malloc(nq * k * sizeof *nt), *nb = malloc(nq * k * sizeof *nb);
+        ck_assert_int_eq(topk_rows(M, n, d, Q, nq, k, ft, fb), 0);
+        ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
+        for (size_t i = 0; i < nq * k; i++) {
+            ck_assert_msg(ft[i].id == nt[i].id && fb[i].id == nb[i].id,
+                          "k=%zu item %zu: top %d/%d bottom %d/%d", k, i, ft[i].id, nt[i].id, fb[i].id,
+                          nb[i].id);
+            worst = fmax(worst, fabs(ft[i].score - nt[i].score));
+            worst = fmax(worst, fabs(fb[i].score - nb[i].score));
+        }
+        // descending / ascending
+        for (size_t i = 0; i < nq; i++)
+            for (size_t t = 1; t < k; t++) {
+                ck_assert(ft[i * k + t - 1].score >= ft[i * k + t].score);
+                ck_assert(fb[i * k + t - 1].score <= fb[i * k + t].score);
+            }
+        free(ft);
+        free(fb);
+        free(nt);
+        free(nb);
+    }
+    ck_assert_msg(worst < 1e-5, "largest score difference fast vs naive %.3g", worst);
+    free(M);
+    free(Q);
+}
+END_TEST
+
+/* Integer data: every dot product is exact in float, so there are many exact
+ * ties, and with 2100 queries the rows are scanned in several GEMM blocks. */
+START_TEST(test_topk_exact_ties)
+{
+    tw_rng r = tt_rng(12);
+    const size_t n = 2000, d = 16, nq = 2100, k = 7;
+    float *M = malloc(n * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
+    tt_fill_int(&r, M, n * d, -2, 2);
+    tt_fill_int(&r, Q, nq * d, -2, 2);
+    // the best row overall duplicated on both sides of block boundaries
+    for (size_t t = 0; t < d; t++) M[1990 * d + t] = M[3 * d + t] = M[1000 * d + t] = 2.0f;
+    topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
+    topk_hit *nt = malloc(nq * k * sizeof *nt), *nb = malloc(nq * k * sizeof *nb);
+    ck_assert_int_eq(topk_rows(M, n, d, Q, nq, k, ft, fb), 0);
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
+    size_t tied = 0;
+    for (size_t i = 0; i < nq * k; i++) {
+        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score,
+                      "top item %zu: %d (%g) vs naive %d (%g)", i, ft[i].id, ft[i].score, nt[i].id,
+                      nt[i].score);
+        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score,
+                      "bottom item %zu: %d (%g) vs naive %d (%g)", i, fb[i].id, fb[i].score, nb[i].id,
+                      nb[i].score);
+        if (i % k && ft[i].score == ft[i - 1].score) {
+            tied++;
+            ck_assert_int_lt(ft[i - 1].id, ft[i].id); // lower id first
+        }
+        if (i % k && fb[i].score == fb[i - 1].score) ck_assert_int_lt(fb[i - 1].id, fb[i].id);
+    }
+    ck_assert_uint_gt(tied, nq); // the test did exercise ties
+    // the all-2 query's top list is the three duplicated rows, in id order
+    for (size_t t = 0; t < d; t++) Q[t] = 1.0f;
+    ck_assert_int_eq(topk_rows(M, n, d, Q, 1, 3, ft, NULL), 0);
+    ck_assert_int_eq(ft[0].id, 3);
+    ck_assert_int_eq(ft[1].id, 1000);
+    ck_assert_int_eq(ft[2].id, 1990);
+    free(M);
+    free(Q);
+    free(ft);
+    free(fb);
+    free(nt);
+    free(nb);
+}
+END_TEST
+
+START_TEST(test_topk_vec_and_nan)
+{
+    tw_rng r = tt_rng(13);
+    const size_t n = 3000, k = 9;
+    double *s = malloc(n * sizeof *s);
+    for (size_t i = 0; i < n; i++) s[i] = (double)tw_rng_below(&r, 200);
+    s[17] = NAN;
+    s[18] = INFINITY;
+    s[19] = -INFINITY;
+    topk_hit top[9], bot[9];
+    ck_assert_int_eq(topk_vec(s, n, k, top, bot), 0);
+    tt_scored *all = malloc(n * sizeof *all);
+    for (size_t i = 0; i < n; i++) all[i] = (tt_scored){isnan(s[i]) ? -INFINITY : s[i], (int)i};
+    tt_sort_desc(all, n);
+    for (size_t t = 0; t < k; t++) ck_assert_int_eq(top[t].id, all[t].id);
+    ck_assert_int_eq(top[0].id, 18);
+    for (size_t i = 0; i < n; i++) all[i] = (tt_scored){isnan(s[i]) ? -INFINITY : -s[i], (int)i};
+    tt_sort_desc(all, n);
+    for (size_t t = 0; t < k; t++) ck_assert_int_eq(bot[t].id, all[t].id);
+    ck_assert_int_eq(bot[0].id, 19);
+    // NaN rows of a matrix never enter a list while other rows remain
+    float M[4 * 2] = {1, 1, NAN, 0, 5, 5, -3, -3};
+    float q[2] = {1, 1};
+    topk_hit t3[3], b3[3];
+    ck_assert_int_eq(topk_rows(M, 4, 2, q, 1, 3, t3, b3), 0);
+    ck_assert_int_eq(t3[0].id, 2);
+    ck_assert_int_eq(t3[1].id, 0);
+    ck_assert_int_eq(t3[2].id, 3);
+    ck_assert_int_eq(b3[0].id, 3);
+    ck_assert_int_eq(b3[2].id, 2);
+    topk_hit t4[4];
+    ck_assert_int_eq(topk_rows(M, 4, 2, q, 1, 4, t4, NULL), 0);
+    ck_assert_int_eq(t4[3].id, 1); // the NaN row comes last
+    ck_assert(isnan(t4[3].score));
+    free(s);
+    free(all);
+}
+END_TEST
+
+START_TEST(test_topk_errors)
+{
+    float M[6] = {0}, q[2] = {0};
+    topk_hit h[4];
+    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 0, h, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 4, h, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows(M, 3, 2, q, 1, 2, NULL, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows_naive(M, 3, 2, q, 1, 4, h, NULL), TW_EINVAL);
+    double s[3] = {0};
+    ck_assert_int_eq(topk_vec(s, 3, 4, h, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows(M, 3, 2, q, 0, 2, h, NULL), 0); // no queries: nothing to do
+}
+END_TEST
+
+int main(void)
+{
+    const TTest *const topk_tests[] = {test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
+                                       test_topk_errors, NULL};
+    const tw_case topk = {"topk", 0, NULL, NULL, topk_tests};
+    return tw_check_main("topk", &topk, 1);
+}

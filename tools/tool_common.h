@@ -1,0 +1,104 @@
+/* What the command-line tools in tools/ share: their error lines (through
+ * base/log.h, prefixed with the tool's name), number and list arguments,
+ * checkpoint loading with the error printed, timing statistics and the
+ * JSON they print (jansson). Built as the static library twtool. */
+#ifndef TW_TOOL_COMMON_H
+#define TW_TOOL_COMMON_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/model/gpt2.h"
+#include "core/nn/topk.h"
+
+/* Names the running tool and sends every base/log.h line (tw_log) to stderr
+ * as "<prog>: <message>". Called first in main (tool_start calls it). */
+void tool_init(const char *prog);
+
+/* tool_init(prog), then parse(argc, argv, args), a tool's parse_args (0:
+ * run, 1: --help printed, -1: bad arguments, reported). Returns the exit
+ * status to end main with, 0 after --help or bad_status after bad
+ * arguments, or -1 to go on. */
+int tool_start(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+               int bad_status);
+
+/* ---- arguments ---- */
+
+struct option;
+
+/* What --help prints: the synopsis (also printed on stderr after a usage
+ * error) and the details below it. */
+typedef struct {
+    const char *synopsis, *details;
+} tool_help;
+
+/* h->synopsis on f, and on stdout also h->details. */
+void tool_usage(FILE *f, const tool_help *h);
+
+/* Takes one option c (its argument arg, NULL for a flag) into ctx: 0, or -1
+ * after logging what is wrong. */
+typedef int (*tool_set_fn)(void *ctx, int c, const char *arg);
+
+/* The getopt_long loop of a tool: every option goes to set, except -h and
+ * --help (which must map to 'h'), which print the help on stdout. 0 when
+ * every option was taken (optind then indexes the first operand), 1 after
+ * --help, -1 after an unknown option or a failed set (then the synopsis is
+ * printed on stderr). */
+int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+                const tool_help *help, tool_set_fn set, void *ctx);
+
+/* Parses a whole decimal integer in [lo, hi] into *out: 0, or -1 after
+ * logging "<flag>: '<s>' is not an integer in <lo>..<hi>". */
+int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, long long *out);
+
+/* The same for a size (0..hi). */
+int tool_parse_size(const char *flag, const char *s, size_t hi, size_t *out);
+
+/* Parses a whole finite decimal number into *out: 0, or -1 after logging
+ * "<flag>: '<s>' is not a number". */
+int tool_parse_double(const char *flag, const char *s, double *out);
+
+/* Parses "1,2,3" (a trailing comma is allowed, "" is the empty list) into a
+ * malloc'd array (*out, *n items; *out may be NULL when *n is 0). -1, with
+ * nothing allocated, for an item that is not an integer or lies outside
+ * int32, or when memory runs out. Logs nothing: callers name the flag. */
+int tool_parse_ids(const char *s, int32_t **out, size_t *n);
+
+/* ---- checkpoints and timing ---- */
+
+/* gpt2_load(dir) into *m; the seconds it took in *seconds (may be NULL).
+ * 0, or -1 after logging gpt2_load's one-line error. */
+int tool_load_model(const char *dir, gpt2_model *m, double *seconds);
+
+typedef struct {
+    double min, median, max; /* median: t[n / 2] of the sorted times */
+} tool_times;
+
+/* Sorts t[0..n) (n >= 1) ascending and returns its minimum, median, maximum. */
+tool_times tool_time_stats(double *t, size_t n);
+
+/* ---- JSON on stdout ---- */
+
+/* A JSON number of x (null when x is not finite: JSON has no NaN). */
+json_t *tool_json_real(double x);
+
+/* Arrays of numbers. */
+json_t *tool_json_doubles(const double *x, size_t n);
+json_t *tool_json_floats(const float *x, size_t n);
+json_t *tool_json_ints(const int *x, size_t n);
+
+/* A hit list as [[id, score], ...]. */
+json_t *tool_json_hits(const topk_hit *h, size_t k);
+
+/* count hit lists of k hits each, h[0..count * k), as an array of lists. */
+json_t *tool_json_hit_lists(const topk_hit *h, size_t count, size_t k);
+
+/* Writes v as one line of compact JSON on stdout, keys in insertion order,
+ * numbers with `digits` significant digits (0: 17, enough for any double),
+ * and releases v. 0, or -1 after logging when v is NULL (a builder ran out
+ * of memory) or the write failed. */
+int tool_print_json(json_t *v, int digits);
+
+#endif
