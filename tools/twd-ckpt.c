@@ -13,6 +13,7 @@
  * tests/ref/torch_ckpt_ref.py compares the output with torch.load.
  * Exit status 0 on success, 1 when the file is refused (one line on
  * stderr), 2 on a bad argument. */
+#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,11 +21,47 @@
 #include <string.h>
 
 #include "core/model/torch_ckpt.h"
+#include "tool_common.h"
 
-static void usage(FILE *f)
+static const tool_help help = {"usage: twd-ckpt [--verify] [--values] CKPT\n"
+                               "       twd-ckpt --meta META\n",
+                               "Prints a nanoGPT checkpoint's tensor table, model_args and config as JSON.\n"
+                               "\n"
+                               "  --verify     also check the CRC-32 of data.pkl and the model's storages\n"
+                               "  --values     also print every tensor's values\n"
+                               "  --meta META  print a nanoGPT meta.pkl (the character vocabulary) instead\n"
+                               "  -h, --help   this text\n"};
+
+typedef struct {
+    int verify, values;
+    const char *meta, *ckpt;
+} ckpt_args;
+
+static int set_option(void *ctx, int c, const char *arg)
 {
-    fprintf(f, "usage: twd-ckpt [--verify] [--values] CKPT\n"
-               "       twd-ckpt --meta META\n");
+    ckpt_args *a = ctx;
+    if (c == 'v') a->verify = 1;
+    else if (c == 'V') a->values = 1;
+    else if (c == 'm') a->meta = arg;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, void *ctx)
+{
+    static const struct option opts[] = {{"verify", no_argument, NULL, 'v'},
+                                         {"values", no_argument, NULL, 'V'},
+                                         {"meta", required_argument, NULL, 'm'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    ckpt_args *a = ctx;
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    if (rc) return rc;
+    if (optind < argc) a->ckpt = argv[optind++];
+    if (optind < argc || !!a->meta == !!a->ckpt) {
+        tool_usage(stderr, &help);
+        return -1;
+    }
+    return 0;
 }
 
 static json_t *num(double x)
@@ -199,28 +236,8 @@ static int dump_meta(const char *path)
 
 int main(int argc, char **argv)
 {
-    int verify = 0, values = 0;
-    const char *meta = NULL, *ckpt = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--verify") == 0) {
-            verify = 1;
-        } else if (strcmp(argv[i], "--values") == 0) {
-            values = 1;
-        } else if (strcmp(argv[i], "--meta") == 0 && i + 1 < argc) {
-            meta = argv[++i];
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (argv[i][0] == '-' || ckpt) {
-            usage(stderr);
-            return 2;
-        } else {
-            ckpt = argv[i];
-        }
-    }
-    if (!!meta == !!ckpt) {
-        usage(stderr);
-        return 2;
-    }
-    return meta ? dump_meta(meta) : dump_ckpt(ckpt, verify, values);
+    ckpt_args a = {0};
+    int rc = tool_start("twd-ckpt", argc, argv, parse_args, &a, 2);
+    if (rc >= 0) return rc;
+    return a.meta ? dump_meta(a.meta) : dump_ckpt(a.ckpt, a.verify, a.values);
 }
