@@ -250,8 +250,8 @@ START_TEST(test_probe_words_vs_naive)
                     for (size_t j = 0; j < d; j++) {
                         double sqk = 0, svo = 0;
                         for (size_t t = 0; t < dh; t++) {
-                            sqk += (double)hs.wq[i * 3 * d + t] * hs.wk[j * 3 * d + t];
-                            svo += (double)hs.wv[i * 3 * d + t] * hs.wo[t * d + j];
+                            sqk += (double)GPT2_AT(hs.wq, i, t) * GPT2_AT(hs.wk, j, t);
+                            svo += (double)GPT2_AT(hs.wv, i, t) * GPT2_AT(hs.wo, t, j);
                         }
                         Wqk[i * d + j] = sqk / sqrt((double)dh);
                         Wvo[i * d + j] = svo;
@@ -262,7 +262,7 @@ START_TEST(test_probe_words_vs_naive)
                         a += q[i] * Wqk[i * d + j];
                         v += q[i] * Wvo[i * d + j];
                     }
-                    for (size_t t = 0; t < dh; t++) v += (double)hs.bv[t] * hs.wo[t * d + j];
+                    for (size_t t = 0; t < dh; t++) v += (double)hs.bv[t] * GPT2_AT(hs.wo, t, j);
                     kq[j] = a;
                     u[j] = v;
                     U[j] += v;
@@ -347,8 +347,8 @@ static void explicit_matrix(const gpt2_model *m, int block, int head, int matrix
             double s = 0;
             for (size_t t = 0; t < dh; t++)
                 s += matrix == PROBE_SVD_QK
-                         ? (double)hs.wq[i * 3 * d + t] * hs.wk[j * 3 * d + t] / sqrt((double)dh)
-                         : (double)hs.wv[i * 3 * d + t] * hs.wo[t * d + j];
+                         ? (double)GPT2_AT(hs.wq, i, t) * GPT2_AT(hs.wk, j, t) / sqrt((double)dh)
+                         : (double)GPT2_AT(hs.wv, i, t) * GPT2_AT(hs.wo, t, j);
             A[i * d + j] = s;
         }
 }
@@ -520,8 +520,8 @@ START_TEST(test_probe_bias_vs_naive)
             for (size_t i = 0; i < d; i++) {
                 a[i] = cv[i] = 0;
                 for (size_t t = 0; t < dh; t++) {
-                    a[i] += (double)hs.wq[i * 3 * d + t] * hs.bk[t];
-                    cv[i] += (double)hs.wk[i * 3 * d + t] * hs.bq[t];
+                    a[i] += (double)GPT2_AT(hs.wq, i, t) * hs.bk[t];
+                    cv[i] += (double)GPT2_AT(hs.wk, i, t) * hs.bq[t];
                 }
             }
             for (int list = 0; list < PROBE_BIAS_N; list++) {
@@ -585,15 +585,68 @@ START_TEST(test_concurrent_probes_share_fill)
 }
 END_TEST
 
+/* The analyses of a model whose weights are stored as nn.Linear's (out, in)
+ * give the same ids, and scores to float rounding, as the Hugging Face
+ * layout; a model without biases runs every analysis. */
+START_TEST(test_layouts_and_no_bias)
+{
+    tt_model hf, lin, nob;
+    tt_model_opts o = {
+        .n_layer = M_L, .n_head = M_H, .n_embd = M_D, .n_ctx = 8, .vocab_size = M_V, .seed = 61};
+    tt_model_build(&hf, &o);
+    o.linear_layout = 1;
+    tt_model_build(&lin, &o);
+    o.linear_layout = 0;
+    o.no_bias = 1;
+    tt_model_build(&nob, &o);
+    const int32_t ids[] = {3, 77, 431};
+    const size_t W = 3, k = 6, H = M_H;
+    for (int block = 0; block < M_L; block++) {
+        probe_words_result a, b, c;
+        ck_assert_int_eq(probe_words(&hf.m, NULL, block, ids, W, k, &a), TW_OK);
+        ck_assert_int_eq(probe_words(&lin.m, NULL, block, ids, W, k, &b), TW_OK);
+        ck_assert_int_eq(probe_words(&nob.m, NULL, block, ids, W, k, &c), TW_OK);
+        for (size_t i = 0; i < W * H * k; i++) {
+            ck_assert_int_eq(a.keys[i].id, b.keys[i].id);
+            ck_assert_int_eq(a.values[i].id, b.values[i].id);
+            ck_assert(fabs(a.keys[i].score - b.keys[i].score) <= 1e-5 * (1 + fabs(a.keys[i].score)));
+        }
+        probe_words_result_free(&a);
+        probe_words_result_free(&b);
+        probe_words_result_free(&c);
+        for (int mat = 0; mat < 2; mat++) {
+            probe_svd_result sa, sb, sc;
+            int which = mat ? PROBE_SVD_VO : PROBE_SVD_QK;
+            ck_assert_int_eq(probe_svd(&hf.m, NULL, block, which, -1, 4, k, &sa), TW_OK);
+            ck_assert_int_eq(probe_svd(&lin.m, NULL, block, which, -1, 4, k, &sb), TW_OK);
+            ck_assert_int_eq(probe_svd(&nob.m, NULL, block, which, -1, 4, k, &sc), TW_OK);
+            for (size_t i = 0; i < H * (M_D / M_H); i++)
+                ck_assert(fabs(sa.s[i] - sb.s[i]) <= 1e-9 * (1 + sa.s[i]));
+            for (size_t i = 0; i < H * 4 * k; i++) ck_assert_int_eq(sa.left[i].id, sb.left[i].id);
+            probe_svd_result_free(&sa);
+            probe_svd_result_free(&sb);
+            probe_svd_result_free(&sc);
+        }
+        probe_bias_result br;
+        ck_assert_int_eq(probe_svd_bias(&nob.m, NULL, block, k, &br), TW_OK);
+        for (size_t i = 0; i < H * PROBE_BIAS_N * k; i++) ck_assert(br.hits[i].score == 0.0); /* a = c = 0 */
+        probe_bias_result_free(&br);
+    }
+    embed_norms_result en;
+    ck_assert_int_eq(embed_norms(&nob.m, NULL, k, &en), TW_OK);
+    embed_norms_result_free(&en);
+    tt_model_free(&hf);
+    tt_model_free(&lin);
+    tt_model_free(&nob);
+}
+END_TEST
+
 int main(void)
 {
-    const TTest *const analyses_tests[] = {test_embed_norms_vs_naive,
-                                           test_embed_normalization_vs_naive,
-                                           test_probe_words_vs_naive,
-                                           test_probe_svd_vs_dense,
-                                           test_probe_svd_sign_rule,
-                                           test_probe_bias_vs_naive,
-                                           NULL};
+    const TTest *const analyses_tests[] = {test_embed_norms_vs_naive, test_embed_normalization_vs_naive,
+                                           test_probe_words_vs_naive, test_probe_svd_vs_dense,
+                                           test_probe_svd_sign_rule,  test_probe_bias_vs_naive,
+                                           test_layouts_and_no_bias,  NULL};
     const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
     const tw_case cases[] = {
         {"analyses", 120, NULL, NULL, analyses_tests},

@@ -100,12 +100,22 @@ START_TEST(test_matmul_blas_vs_naive)
     tt_fill_uniform(&r, inp, N * IC, -0.5, 0.5);
     tt_fill_uniform(&r, w, IC * OC, -0.5, 0.5);
     tt_fill_uniform(&r, bias, OC, -0.5, 0.5);
-    matmul_forward(out1, inp, w, bias, N, IC, OC);
-    matmul_forward_naive(out2, inp, w, bias, N, IC, OC);
+    gpt2_mat W = gpt2_mat_rowmajor(w, OC);
+    matmul_forward(out1, inp, W, bias, N, IC, OC);
+    matmul_forward_naive(out2, inp, W, bias, N, IC, OC);
     expect_close("matmul with bias", out1, out2, N * OC, 1e-6);
-    matmul_forward(out1, inp, w, NULL, N, IC, OC);
-    matmul_forward_naive(out2, inp, w, NULL, N, IC, OC);
+    matmul_forward(out1, inp, W, NULL, N, IC, OC);
+    matmul_forward_naive(out2, inp, W, NULL, N, IC, OC);
     expect_close("matmul without bias", out1, out2, N * OC, 1e-6);
+    /* the same matrix stored as nn.Linear's (out, in) */
+    float wt[13 * 11];
+    for (size_t i = 0; i < IC; i++)
+        for (size_t j = 0; j < OC; j++) wt[j * IC + i] = w[i * OC + j];
+    gpt2_mat WT = {wt, 1, IC};
+    float out3[7 * 11];
+    matmul_forward(out3, inp, WT, bias, N, IC, OC);
+    matmul_forward_naive(out1, inp, W, bias, N, IC, OC);
+    expect_close("matmul of the (out, in) layout", out3, out1, N * OC, 1e-6);
     /* one element by hand: out[2][5] = sum_k inp[2][k] w[k][5] */
     double s = 0.0;
     for (size_t k = 0; k < IC; k++) s += (double)inp[2 * IC + k] * w[k * OC + 5];
@@ -403,10 +413,10 @@ START_TEST(test_errors)
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, NULL), TW_EINVAL);
     gpt2_forward_opts bad = {.gelu = (gpt2_gelu)7};
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, &bad, &r), TW_EINVAL);
-    const float *keep = tm.m.p.h[1].fc_w;
-    tm.m.p.h[1].fc_w = NULL;
+    const float *keep = tm.m.p.h[1].fc_w.p;
+    tm.m.p.h[1].fc_w.p = NULL;
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_EINVAL);
-    tm.m.p.h[1].fc_w = keep;
+    tm.m.p.h[1].fc_w.p = keep;
     tm.m.cfg.n_head = 5; /* 32 % 5 != 0 */
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, 5, NULL, &r), TW_EINVAL);
     tm.m.cfg.n_head = T_H;
@@ -421,18 +431,63 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* The same weights stored as nn.Linear's (out, in), nanoGPT's layout, give
+ * the same pass (up to the rounding of the other GEMM kernel); a model
+ * without biases runs, and equals the model whose biases are all zero. */
+START_TEST(test_layouts_and_no_bias)
+{
+    tt_model hf, lin, nob;
+    tt_model_opts o = {
+        .n_layer = T_L, .n_head = T_H, .n_embd = T_C, .n_ctx = T_CTX, .vocab_size = T_V, .seed = 77};
+    tt_model_build(&hf, &o);
+    o.linear_layout = 1;
+    tt_model_build(&lin, &o);
+    o.linear_layout = 0;
+    o.no_bias = 1;
+    tt_model_build(&nob, &o);
+    int32_t tok[19];
+    tokens_fill(tok, 19, 5);
+    gpt2_forward_result *a = run(&hf.m, tok, 19, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_ALL);
+    gpt2_forward_result *b = run(&lin.m, tok, 19, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_ALL);
+    expect_close("resid_lnf, (out, in) layout", b->resid_lnf, a->resid_lnf, (size_t)T_L * 19 * T_C, 1e-5);
+    expect_close("logits, (out, in) layout", b->logits, a->logits, (size_t)19 * T_V, 1e-5);
+    gpt2_forward_result *c = run(&nob.m, tok, 19, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_ALL);
+    /* the reference: the biased model with every bias and beta zeroed */
+    float *zeros = calloc(4 * T_C, sizeof(float));
+    ck_assert_ptr_nonnull(zeros);
+    gpt2_model z = nob.m;
+    gpt2_block *blocks = calloc(T_L, sizeof *blocks);
+    ck_assert_ptr_nonnull(blocks);
+    for (int l = 0; l < T_L; l++) {
+        blocks[l] = nob.m.p.h[l];
+        blocks[l].ln_1_b = blocks[l].ln_2_b = blocks[l].attn_proj_b = blocks[l].fc_proj_b = zeros;
+        blocks[l].attn_b = blocks[l].fc_b = zeros;
+    }
+    z.p.h = blocks;
+    z.p.ln_f_b = zeros;
+    gpt2_forward_result *d = run(&z, tok, 19, GPT2_GELU_TANH, GPT2_KERNELS_NAIVE, GPT2_LOGITS_ALL);
+    expect_close("resid_lnf, no biases", c->resid_lnf, d->resid_lnf, (size_t)T_L * 19 * T_C, 1e-5);
+    gpt2_forward_free(a);
+    gpt2_forward_free(b);
+    gpt2_forward_free(c);
+    gpt2_forward_free(d);
+    free(blocks);
+    free(zeros);
+    tt_model_free(&hf);
+    tt_model_free(&lin);
+    tt_model_free(&nob);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const kernels_tests[] = {test_matmul_blas_vs_naive,    test_gelu_values,
                                           test_attention_blas_vs_naive, test_attention_blocks,
                                           test_attention_large_scores,  NULL};
-    const TTest *const forward_tests[] = {test_fast_vs_naive,
-                                          test_embeddings_direct,
-                                          test_causality,
-                                          test_gelu_forms,
-                                          test_logits_options,
-                                          test_errors,
-                                          NULL};
+    const TTest *const forward_tests[] = {test_fast_vs_naive,       test_embeddings_direct,
+                                          test_causality,           test_gelu_forms,
+                                          test_logits_options,      test_errors,
+                                          test_layouts_and_no_bias, NULL};
     const tw_case cases[] = {
         {"kernels", 0, NULL, NULL, kernels_tests},
         {"forward", 60, NULL, NULL, forward_tests},

@@ -251,8 +251,8 @@ static int model_ptrs(const gpt2_model *m, const float **out)
     out[n++] = m->p.wpe;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const gpt2_block *h = &m->p.h[l];
-        const float *b[12] = {h->ln_1_w, h->ln_1_b, h->attn_w, h->attn_b, h->attn_proj_w, h->attn_proj_b,
-                              h->ln_2_w, h->ln_2_b, h->fc_w,   h->fc_b,   h->fc_proj_w,   h->fc_proj_b};
+        const float *b[12] = {h->ln_1_w, h->ln_1_b, h->attn_w.p, h->attn_b, h->attn_proj_w.p, h->attn_proj_b,
+                              h->ln_2_w, h->ln_2_b, h->fc_w.p,   h->fc_b,   h->fc_proj_w.p,   h->fc_proj_b};
         for (int i = 0; i < 12; i++) out[n++] = b[i];
     }
     out[n++] = m->p.ln_f_w;
@@ -760,12 +760,12 @@ START_TEST(t_synth_init_statistics)
     size_t C = 64;
     double mean, sd;
     /* 12288 samples: the sd estimate is within ~1%; allow 5% */
-    stats(m.p.h[0].attn_w, C * 3 * C, &mean, &sd);
+    stats(m.p.h[0].attn_w.p, C * 3 * C, &mean, &sd);
     ck_assert_msg(fabs(sd - 0.02) < 0.001 && fabs(mean) < 0.001, "c_attn sd %g mean %g", sd, mean);
-    stats(m.p.h[3].fc_proj_w, 4 * C * C, &mean, &sd);
+    stats(m.p.h[3].fc_proj_w.p, 4 * C * C, &mean, &sd);
     double want = 0.02 / sqrt(8.0);
     ck_assert_msg(fabs(sd - want) < 0.05 * want, "mlp.c_proj sd %g, want %g", sd, want);
-    stats(m.p.h[2].attn_proj_w, C * C, &mean, &sd);
+    stats(m.p.h[2].attn_proj_w.p, C * C, &mean, &sd);
     ck_assert_msg(fabs(sd - want) < 0.05 * want, "attn.c_proj sd %g, want %g", sd, want);
     stats(m.p.h[1].ln_2_w, C, &mean, &sd); /* 64 samples: loose */
     ck_assert_msg(fabs(mean - 1) < 0.03 && sd > 0.03 && sd < 0.07, "ln gamma %g %g", mean, sd);

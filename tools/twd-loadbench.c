@@ -58,8 +58,8 @@ static double touch_all(const gpt2_model *m)
     double s = touch(m->p.wte, (size_t)c->vocab_size * C) + touch(m->p.wpe, (size_t)c->n_ctx * C);
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_block *h = &m->p.h[l];
-        s += touch(h->attn_w, 3 * C * C) + touch(h->attn_proj_w, C * C) + touch(h->fc_w, C * I) +
-             touch(h->fc_proj_w, I * C);
+        s += touch(h->attn_w.p, 3 * C * C) + touch(h->attn_proj_w.p, C * C) + touch(h->fc_w.p, C * I) +
+             touch(h->fc_proj_w.p, I * C);
     }
     return s;
 }

@@ -13,7 +13,7 @@ int ana_check_model(const gpt2_model *m)
     if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->vocab_size < 1 || c->n_embd % c->n_head != 0 ||
         !(c->ln_eps > 0.0f))
         return TW_EINVAL;
-    if (!m->p.wte || !m->p.ln_f_w || !m->p.ln_f_b || !m->p.h) return TW_EINVAL;
+    if (!m->p.wte || !m->p.ln_f_w || !m->p.h) return TW_EINVAL;
     return TW_OK;
 }
 
@@ -23,15 +23,13 @@ void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h)
     size_t dh = d / (size_t)m->cfg.n_head;
     size_t off = (size_t)head * dh;
     const gpt2_block *b = &m->p.h[block];
-    h->ld_qkv = 3 * d;
-    h->ld_o = d;
-    h->wq = b->attn_w + off;
-    h->wk = b->attn_w + d + off;
-    h->wv = b->attn_w + 2 * d + off;
-    h->wo = b->attn_proj_w + off * d;
-    h->bq = b->attn_b + off;
-    h->bk = b->attn_b + d + off;
-    h->bv = b->attn_b + 2 * d + off;
+    h->wq = gpt2_mat_at(b->attn_w, 0, off);
+    h->wk = gpt2_mat_at(b->attn_w, 0, d + off);
+    h->wv = gpt2_mat_at(b->attn_w, 0, 2 * d + off);
+    h->wo = gpt2_mat_at(b->attn_proj_w, off, 0);
+    h->bq = b->attn_b ? b->attn_b + off : NULL;
+    h->bk = b->attn_b ? b->attn_b + d + off : NULL;
+    h->bv = b->attn_b ? b->attn_b + 2 * d + off : NULL;
 }
 
 typedef struct {

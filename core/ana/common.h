@@ -22,16 +22,14 @@
  * (dimensions >= 1, n_embd % n_head == 0, wte/ln_f/blocks present). */
 int ana_check_model(const gpt2_model *m);
 
-/* Per-head slices of block b (docs/MATH.md §1.3), as (pointer, leading
- * dimension) into the checkpoint's row-major storage:
- *   Wq_h, Wk_h, Wv_h: (d, dh), element (i, j) at w[i * ld + j], ld = 3d
- *   Wo_h:             (dh, d), element (i, j) at w[i * ld + j], ld = d
- *   bq_h, bk_h, bv_h: (dh) contiguous. */
+/* Per-head slices of block b (docs/MATH.md §1.3), as views into the
+ * checkpoint's storage in whichever layout it has (GPT2_AT(h.wq, i, j)):
+ *   Wq_h, Wk_h, Wv_h: (d, dh);  Wo_h: (dh, d);
+ *   bq_h, bk_h, bv_h: (dh) contiguous, or NULL in a model without biases. */
 typedef struct {
-    const float *wq, *wk, *wv; /* ld = ld_qkv */
-    const float *wo;           /* ld = ld_o */
+    gpt2_mat wq, wk, wv;
+    gpt2_mat wo;
     const float *bq, *bk, *bv;
-    size_t ld_qkv, ld_o;
 } ana_head;
 
 /* Fills *h for head `head` of block `block`; no range check (callers check). */

@@ -32,7 +32,7 @@ int embed_norm_scores(const gpt2_model *m, double *scores)
             double x = e[j], gx = (double)g[j] * x;
             ee += x * x;
             gg += gx * gx;
-            be += (double)b[j] * x;
+            if (b) be += (double)b[j] * x; /* no beta: the bias schemes equal the others */
         }
         double n = sqrt(ee), sn = sqrt(gg);
         scores[EMBED_NORM * V + i] = n;

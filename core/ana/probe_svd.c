@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/linalg.h"
+
 const char *probe_svd_matrix_name(int matrix)
 {
     if (matrix == PROBE_SVD_QK) return "qk";
@@ -78,18 +80,12 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     ana_head_slices(m, x->block, x->head, &hs);
     // X, Y (d, dh) col-major: element (i, j) at [i + j * d]
     if (x->matrix == PROBE_SVD_QK) {
-        double scale = 1.0 / sqrt((double)dh);
-        for (size_t i = 0; i < d; i++)
-            for (size_t j = 0; j < dh; j++) {
-                Qx[i + j * d] = scale * hs.wq[i * hs.ld_qkv + j];
-                Qy[i + j * d] = hs.wk[i * hs.ld_qkv + j];
-            }
+        mat_copy_colmajor(Qx, d, hs.wq, d, dh, 1.0 / sqrt((double)dh));
+        mat_copy_colmajor(Qy, d, hs.wk, d, dh, 1.0);
     } else {
+        mat_copy_colmajor(Qx, d, hs.wv, d, dh, 1.0);
         for (size_t i = 0; i < d; i++)
-            for (size_t j = 0; j < dh; j++) {
-                Qx[i + j * d] = hs.wv[i * hs.ld_qkv + j];
-                Qy[i + j * d] = hs.wo[j * hs.ld_o + i]; // Wo_h^T
-            }
+            for (size_t j = 0; j < dh; j++) Qy[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
     }
     int rc = thin_qr(Qx, d, dh, Rx, tau);
     if (!rc) rc = thin_qr(Qy, d, dh, Ry, tau);
@@ -304,11 +300,12 @@ int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k, prob
         ana_head hs;
         ana_head_slices(m, block, (int)h, &hs);
         float *a = q + (2 * h) * d, *cv = q + (2 * h + 1) * d;
+        /* a model without biases has a = c = 0 (docs/MATH.md §6) */
         for (size_t i = 0; i < d; i++) {
             double sa = 0.0, sc = 0.0;
-            for (size_t j = 0; j < dh; j++) {
-                sa += (double)hs.wq[i * hs.ld_qkv + j] * hs.bk[j];
-                sc += (double)hs.wk[i * hs.ld_qkv + j] * hs.bq[j];
+            for (size_t j = 0; hs.bk && j < dh; j++) {
+                sa += (double)GPT2_AT(hs.wq, i, j) * hs.bk[j];
+                sc += (double)GPT2_AT(hs.wk, i, j) * hs.bq[j];
             }
             a[i] = (float)sa;
             cv[i] = (float)sc;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
 
 void probe_words_result_free(probe_words_result *r)
@@ -78,25 +79,21 @@ int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *id
      * depend on which other words are probed with it (docs/MATH.md §2). */
     for (size_t w = 0; w < W; w++) {
         const float *q = En + (size_t)ids[w] * d;
-        // keys: qa (d) = q . Wq (d, d; ld 3d) / sqrt(dh); keyq[w, h] = qa_h (dh) . Wk_h^T (dh, d)
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)d, (float)(1.0 / sqrt((double)dh)), blk->attn_w,
-                    (int)(3 * d), q, 1, 0.0f, qa, 1);
+        // keys: qa (d) = q . Wq (d, d) / sqrt(dh); keyq[w, h] = qa_h (dh) . Wk_h^T (dh, d)
+        mat_xm(qa, q, blk->attn_w, d, d, (float)(1.0 / sqrt((double)dh)), 0.0f);
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
             ana_head_slices(m, block, (int)h, &hs);
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)dh, 1.0f, hs.wk, (int)hs.ld_qkv, qa + h * dh, 1,
-                        0.0f, keyq + (w * H + h) * d, 1);
+            mat_mx(keyq + (w * H + h) * d, hs.wk, qa + h * dh, d, dh, 1.0f, 0.0f);
         }
-        // values: qa (d) = q . Wv (d, d; ld 3d) + bv; u_h = qa_h (dh) . Wo_h (dh, d)
-        memcpy(qa, blk->attn_b + 2 * d, d * sizeof(float));
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)d, 1.0f, blk->attn_w + 2 * d, (int)(3 * d), q, 1, 1.0f,
-                    qa, 1);
+        // values: qa (d) = q . Wv (d, d) + bv; u_h = qa_h (dh) . Wo_h (dh, d)
+        if (blk->attn_b) memcpy(qa, blk->attn_b + 2 * d, d * sizeof(float));
+        mat_xm(qa, q, gpt2_mat_at(blk->attn_w, 0, 2 * d), d, d, 1.0f, blk->attn_b ? 1.0f : 0.0f);
         float *rowsw = valq + w * (H + 1) * d; // (H+1, d)
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
             ana_head_slices(m, block, (int)h, &hs);
-            cblas_sgemv(CblasRowMajor, CblasTrans, (int)dh, (int)d, 1.0f, hs.wo, (int)hs.ld_o, qa + h * dh, 1, 0.0f,
-                        rowsw + h * d, 1);
+            mat_xm(rowsw + h * d, qa + h * dh, hs.wo, dh, d, 1.0f, 0.0f);
         }
     }
     rc = topk_rows(En, V, d, keyq, W * H, k, r.keys, NULL);
@@ -125,7 +122,8 @@ int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *id
                 for (size_t i = 0; i < d; i++) nn += (double)u[i] * u[i];
                 r.value_norm[w * H + h] = sqrt(nn);
             }
-            for (size_t i = 0; i < d; i++) u[i] = (float)((double)e[i] + (double)u[i] + (double)bo[i]);
+            for (size_t i = 0; i < d; i++)
+                u[i] = (float)((double)e[i] + (double)u[i] + (bo ? (double)bo[i] : 0.0));
         }
     }
     layernorm_rows(valq, valq, m->p.ln_f_w, m->p.ln_f_b, W * (H + 1), d, m->cfg.ln_eps);

@@ -263,6 +263,7 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
         return -1;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2_block *h = &p->h[l];
+        const float *attn_w, *attn_proj_w, *fc_w, *fc_proj_w;
         const struct {
             const char *suffix;
             const size_t *shape;
@@ -271,15 +272,15 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
         } want[] = {
             {"ln_1.weight", s_c, 1, &h->ln_1_w},
             {"ln_1.bias", s_c, 1, &h->ln_1_b},
-            {"attn.c_attn.weight", s_c3c, 2, &h->attn_w},
+            {"attn.c_attn.weight", s_c3c, 2, &attn_w},
             {"attn.c_attn.bias", s_3c, 1, &h->attn_b},
-            {"attn.c_proj.weight", s_cc, 2, &h->attn_proj_w},
+            {"attn.c_proj.weight", s_cc, 2, &attn_proj_w},
             {"attn.c_proj.bias", s_c, 1, &h->attn_proj_b},
             {"ln_2.weight", s_c, 1, &h->ln_2_w},
             {"ln_2.bias", s_c, 1, &h->ln_2_b},
-            {"mlp.c_fc.weight", s_ci, 2, &h->fc_w},
+            {"mlp.c_fc.weight", s_ci, 2, &fc_w},
             {"mlp.c_fc.bias", s_i, 1, &h->fc_b},
-            {"mlp.c_proj.weight", s_ic, 2, &h->fc_proj_w},
+            {"mlp.c_proj.weight", s_ic, 2, &fc_proj_w},
             {"mlp.c_proj.bias", s_c, 1, &h->fc_proj_b},
         };
         for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
@@ -287,6 +288,11 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
             snprintf(name, sizeof name, "h.%d.%s", l, want[k].suffix);
             if (bind_tensor(m, f, name, want[k].shape, want[k].ndim, want[k].dst, err, errlen)) return -1;
         }
+        /* the Hugging Face layout: Conv1D weights are (in, out) row-major */
+        h->attn_w = gpt2_mat_rowmajor(attn_w, 3 * C);
+        h->attn_proj_w = gpt2_mat_rowmajor(attn_proj_w, C);
+        h->fc_w = gpt2_mat_rowmajor(fc_w, I);
+        h->fc_proj_w = gpt2_mat_rowmajor(fc_proj_w, C);
     }
     if (bind_tensor(m, f, "ln_f.weight", s_c, 1, &p->ln_f_w, err, errlen) ||
         bind_tensor(m, f, "ln_f.bias", s_c, 1, &p->ln_f_b, err, errlen))

@@ -26,19 +26,48 @@ typedef struct {
     float ln_eps;   /* layer_norm_epsilon, 1e-5 for GPT-2 */
 } gpt2_config;
 
+/* The weight of a linear map y = x W + b, W (in, out), as it is stored:
+ * element (i, j) of W is p[i * rs + j * cs]. The Hugging Face layout
+ * (Conv1D) stores W itself row-major: rs = out, cs = 1. nanoGPT's nn.Linear
+ * stores W^T, (out, in) row-major: rs = 1, cs = in. Both are used in place
+ * from the mapping; one of rs and cs is always 1. */
+typedef struct {
+    const float *p;
+    size_t rs, cs;
+} gpt2_mat;
+
+/* Element (i, j) of a gpt2_mat. */
+#define GPT2_AT(m, i, j) ((m).p[(size_t)(i) * (m).rs + (size_t)(j) * (m).cs])
+
+/* The sub-matrix of m from row i0 and column j0 (its shape is the caller's). */
+static inline gpt2_mat gpt2_mat_at(gpt2_mat m, size_t i0, size_t j0)
+{
+    m.p += i0 * m.rs + j0 * m.cs;
+    return m;
+}
+
+/* W stored (in, out) row-major (the Hugging Face layout). */
+static inline gpt2_mat gpt2_mat_rowmajor(const float *p, size_t out)
+{
+    gpt2_mat m = {p, out, 1};
+    return m;
+}
+
+/* Biases and LayerNorm betas are NULL in a model trained without biases
+ * (nanoGPT's bias=False): every computation then takes them as zero. */
 typedef struct {
     const float *ln_1_w;      /* (C) gamma of ln_1 */
-    const float *ln_1_b;      /* (C) beta of ln_1 */
-    const float *attn_w;      /* (C, 3C) c_attn.weight */
-    const float *attn_b;      /* (3C)    c_attn.bias */
-    const float *attn_proj_w; /* (C, C)  attn.c_proj.weight */
-    const float *attn_proj_b; /* (C)     attn.c_proj.bias */
+    const float *ln_1_b;      /* (C) beta of ln_1, or NULL */
+    gpt2_mat attn_w;          /* (C, 3C) c_attn.weight */
+    const float *attn_b;      /* (3C)    c_attn.bias, or NULL */
+    gpt2_mat attn_proj_w;     /* (C, C)  attn.c_proj.weight */
+    const float *attn_proj_b; /* (C) attn.c_proj.bias, or NULL */
     const float *ln_2_w;      /* (C) */
-    const float *ln_2_b;      /* (C) */
-    const float *fc_w;        /* (C, n_inner) mlp.c_fc.weight */
-    const float *fc_b;        /* (n_inner) */
-    const float *fc_proj_w;   /* (n_inner, C) mlp.c_proj.weight */
-    const float *fc_proj_b;   /* (C) */
+    const float *ln_2_b;      /* (C), or NULL */
+    gpt2_mat fc_w;            /* (C, n_inner) mlp.c_fc.weight */
+    const float *fc_b;        /* (n_inner), or NULL */
+    gpt2_mat fc_proj_w;       /* (n_inner, C) mlp.c_proj.weight */
+    const float *fc_proj_b;   /* (C), or NULL */
 } gpt2_block;
 
 typedef struct {
@@ -46,7 +75,7 @@ typedef struct {
     const float *wpe;    /* (n_ctx, C) position embeddings */
     gpt2_block *h;       /* (L) blocks, array owned by the model */
     const float *ln_f_w; /* (C) */
-    const float *ln_f_b; /* (C) */
+    const float *ln_f_b; /* (C), or NULL */
 } gpt2_params;
 
 typedef struct {
@@ -67,12 +96,12 @@ typedef struct {
 } gpt2_model;
 
 /* Sanity bounds on config.json values (gpt2-xl is 48/25/1600/1024/50257). */
-#define GPT2_MAX_LAYER 1024
-#define GPT2_MAX_HEAD  1024
-#define GPT2_MAX_EMBD  65536
-#define GPT2_MAX_INNER (4 * 65536)
-#define GPT2_MAX_CTX   (1 << 20)
-#define GPT2_MAX_VOCAB (1 << 24)
+#define GPT2_MAX_LAYER        1024
+#define GPT2_MAX_HEAD         1024
+#define GPT2_MAX_EMBD         65536
+#define GPT2_MAX_INNER        (4 * 65536)
+#define GPT2_MAX_CTX          (1 << 20)
+#define GPT2_MAX_VOCAB        (1 << 24)
 #define GPT2_MAX_CONFIG_BYTES ((size_t)16 << 20) /* config.json larger than this is refused */
 
 /* Reads and validates `path` (a GPT-2 config.json) into *cfg: n_layer,

@@ -6,33 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
 
 /* ---- Matrix products ---- */
 
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, size_t N, size_t IC,
+void matmul_forward(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N, size_t IC,
                     size_t OC)
 {
-    // out (N, OC), inp (N, IC), weight (IC, OC), bias (OC)
-    float beta = 0.0f;
-    if (bias) {
-        for (size_t i = 0; i < N; i++) memcpy(out + i * OC, bias, OC * sizeof(float));
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)N, (blasint)OC, (blasint)IC, 1.0f, inp,
-                (blasint)IC, weight, (blasint)OC, beta, out, (blasint)OC);
+    mat_gemm(out, inp, weight, bias, N, IC, OC);
 }
 
-void matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias, size_t N,
-                          size_t IC, size_t OC)
+void matmul_forward_naive(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N, size_t IC,
+                          size_t OC)
 {
-    for (size_t i = 0; i < N; i++) {
-        for (size_t o = 0; o < OC; o++) {
-            double s = bias ? bias[o] : 0.0;
-            for (size_t k = 0; k < IC; k++) s += (double)inp[i * IC + k] * weight[k * OC + o];
-            out[i * OC + o] = (float)s;
-        }
-    }
+    mat_gemm_naive(out, inp, weight, bias, N, IC, OC);
 }
 
 /* Tied LM head: out (N, V) = inp (N, C) @ wte^T, wte (V, C). */
@@ -240,11 +228,11 @@ static int model_usable(const gpt2_model *m)
         c->vocab_size < 1 || c->n_embd % c->n_head != 0 || !(c->ln_eps >= 0.0f))
         return 0;
     const gpt2_params *p = &m->p;
-    if (!p->wte || !p->wpe || !p->h || !p->ln_f_w || !p->ln_f_b) return 0;
+    if (!p->wte || !p->wpe || !p->h || !p->ln_f_w) return 0;
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_block *b = &p->h[l];
-        if (!b->ln_1_w || !b->ln_1_b || !b->attn_w || !b->attn_b || !b->attn_proj_w || !b->attn_proj_b ||
-            !b->ln_2_w || !b->ln_2_b || !b->fc_w || !b->fc_b || !b->fc_proj_w || !b->fc_proj_b)
+        /* biases may be absent (bias=False models); weights may not */
+        if (!b->ln_1_w || !b->attn_w.p || !b->attn_proj_w.p || !b->ln_2_w || !b->fc_w.p || !b->fc_proj_w.p)
             return 0;
     }
     return 1;
@@ -285,7 +273,7 @@ static void embed_forward(float *emb, float *x0, const int32_t *tokens, const fl
     }
 }
 
-typedef void (*matmul_fn)(float *, const float *, const float *, const float *, size_t, size_t, size_t);
+typedef void (*matmul_fn)(float *, const float *, gpt2_mat, const float *, size_t, size_t, size_t);
 typedef void (*attention_fn)(float *, float *, const float *, size_t, size_t, size_t);
 
 /* One pre-LN block on the residual stream x (n, C), in place:

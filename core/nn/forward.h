@@ -94,11 +94,11 @@ const char *gpt2_gelu_name(gpt2_gelu g);
 /* ---- Per-operation kernels (no allocation; exposed for tests) ---- */
 
 /* out (N, OC) = inp (N, IC) @ weight (IC, OC) + bias (OC); bias may be NULL.
- * Conv1D layout. out must not alias inp. */
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, size_t N, size_t IC,
+ * weight in either stored layout (gpt2_mat). out must not alias inp. */
+void matmul_forward(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N, size_t IC,
                     size_t OC);
-void matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias, size_t N,
-                          size_t IC, size_t OC);
+void matmul_forward_naive(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N, size_t IC,
+                          size_t OC);
 
 /* Causal multi-head self-attention core.
  *   out   (N, C)        concatenated head outputs (before c_proj)

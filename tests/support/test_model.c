@@ -16,20 +16,44 @@ static float *take(tt_model *tm, tw_rng *r, size_t n, double mean, double sd)
     return p;
 }
 
-static void block_build(tt_model *tm, tw_rng *r, gpt2_block *b, size_t C)
+/* A weight (in, out) drawn in that order; stored as nn.Linear's (out, in)
+ * when `linear`: the same matrix in the other layout. */
+static gpt2_mat take_mat(tt_model *tm, tw_rng *r, size_t in, size_t out, double sd, int linear)
+{
+    float *w = take(tm, r, in * out, 0.0, sd);
+    if (!linear) return gpt2_mat_rowmajor(w, out);
+    float *t = malloc(in * out * sizeof *t);
+    ck_assert_ptr_nonnull(t);
+    for (size_t i = 0; i < in; i++)
+        for (size_t j = 0; j < out; j++) t[j * in + i] = w[i * out + j];
+    memcpy(w, t, in * out * sizeof *t);
+    free(t);
+    gpt2_mat m = {w, 1, in};
+    return m;
+}
+
+/* NULL when the model has no biases: the values are still drawn, so that
+ * the weights do not depend on the option. */
+static const float *take_bias(tt_model *tm, tw_rng *r, size_t n, double sd, int no_bias)
+{
+    const float *b = take(tm, r, n, 0.0, sd);
+    return no_bias ? NULL : b;
+}
+
+static void block_build(tt_model *tm, tw_rng *r, gpt2_block *b, size_t C, const tt_model_opts *o)
 {
     b->ln_1_w = take(tm, r, C, 1.0, 0.2);
-    b->ln_1_b = take(tm, r, C, 0.0, 0.1);
-    b->attn_w = take(tm, r, C * 3 * C, 0.0, 0.2);
-    b->attn_b = take(tm, r, 3 * C, 0.0, 0.2);
-    b->attn_proj_w = take(tm, r, C * C, 0.0, 0.2);
-    b->attn_proj_b = take(tm, r, C, 0.0, 0.1);
+    b->ln_1_b = take_bias(tm, r, C, 0.1, o->no_bias);
+    b->attn_w = take_mat(tm, r, C, 3 * C, 0.2, o->linear_layout);
+    b->attn_b = take_bias(tm, r, 3 * C, 0.2, o->no_bias);
+    b->attn_proj_w = take_mat(tm, r, C, C, 0.2, o->linear_layout);
+    b->attn_proj_b = take_bias(tm, r, C, 0.1, o->no_bias);
     b->ln_2_w = take(tm, r, C, 1.0, 0.2);
-    b->ln_2_b = take(tm, r, C, 0.0, 0.1);
-    b->fc_w = take(tm, r, C * 4 * C, 0.0, 0.2);
-    b->fc_b = take(tm, r, 4 * C, 0.0, 0.1);
-    b->fc_proj_w = take(tm, r, 4 * C * C, 0.0, 0.1);
-    b->fc_proj_b = take(tm, r, C, 0.0, 0.1);
+    b->ln_2_b = take_bias(tm, r, C, 0.1, o->no_bias);
+    b->fc_w = take_mat(tm, r, C, 4 * C, 0.2, o->linear_layout);
+    b->fc_b = take_bias(tm, r, 4 * C, 0.1, o->no_bias);
+    b->fc_proj_w = take_mat(tm, r, 4 * C, C, 0.1, o->linear_layout);
+    b->fc_proj_b = take_bias(tm, r, C, 0.1, o->no_bias);
 }
 
 void tt_model_build(tt_model *tm, const tt_model_opts *o)
@@ -58,8 +82,8 @@ void tt_model_build(tt_model *tm, const tt_model_opts *o)
     m->p.wte = E;
     m->p.wpe = take(tm, &r, (size_t)o->n_ctx * C, 0.0, 0.1);
     m->p.ln_f_w = take(tm, &r, C, 1.0, 0.2);
-    m->p.ln_f_b = take(tm, &r, C, 0.0, 0.1);
-    for (size_t l = 0; l < L; l++) block_build(tm, &r, &m->p.h[l], C);
+    m->p.ln_f_b = take_bias(tm, &r, C, 0.1, o->no_bias);
+    for (size_t l = 0; l < L; l++) block_build(tm, &r, &m->p.h[l], C, o);
     ck_assert_uint_eq(tm->used, tm->cap);
 }
 

@@ -12,6 +12,8 @@ typedef struct {
     int n_layer, n_head, n_embd; /* n_inner is 4 n_embd */
     int n_ctx, vocab_size;
     uint64_t seed;
+    int linear_layout; /* store the linear weights as nn.Linear (out, in): nanoGPT's layout */
+    int no_bias;       /* no biases and no LayerNorm betas (bias=False); the weights stay the same */
 } tt_model_opts;
 
 typedef struct {
