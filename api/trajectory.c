@@ -91,7 +91,8 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
         free(ids);
         return layout_unavailable(res, lrc, progress, msg);
     }
-    gpt2_forward_opts opts = {.gelu = gelu_of(a), .logits = GPT2_LOGITS_LAST, .skip_attention = 1};
+    gpt2_forward_opts opts = {
+        .gelu = gelu_of(a), .logits = GPT2_LOGITS_LAST, .skip_attention = 1, .cancel = a->cancel};
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);
@@ -190,18 +191,28 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
         free(ids);
         return -1;
     }
-    gpt2_forward_opts opts = {.gelu = gelu_of(a), .logits = GPT2_LOGITS_NONE};
+    /* only the patterns asked for are kept (the whole L x H x n x n tensor
+     * is 380 MB for 124M at 774 tokens) */
+    gpt2_forward_opts opts = {.gelu = gelu_of(a),
+                              .logits = GPT2_LOGITS_NONE,
+                              .att_select =
+                                  (ba->present ? GPT2_ATT_BLOCK : 0) | (ha->present ? GPT2_ATT_HEAD : 0),
+                              .att_block = b0,
+                              .att_head = h0,
+                              .cancel = a->cancel};
     gpt2_forward_result *fr = NULL;
     int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
     free(ids);
     if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
-    size_t N = (size_t)n, H = (size_t)c->n_head;
+    size_t N = (size_t)n;
     json_t *tokens = json_array(), *blocks = json_array();
     for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
     for (int b = b0; b < b1; b++) {
         json_t *heads = json_array();
         for (int h = h0; h < h1; h++) {
-            const float *att = fr->att + ((size_t)b * H + (size_t)h) * N * N;
+            const float *att =
+                fr->att +
+                ((size_t)(b - fr->att_block0) * (size_t)fr->att_heads + (size_t)(h - fr->att_head0)) * N * N;
             json_t *rows = json_array();
             for (size_t t = 0; t < N; t++) {
                 json_t *row = json_array(); /* keys 0..t; later keys are masked (0) */

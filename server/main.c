@@ -169,6 +169,28 @@ static void maybe_reexec_for_blas(const twd_config *cfg, char **argv)
     tw_log("restart failed (%s); continuing with %s kernels", strerror(errno), blas_corename());
 }
 
+/* The server's counters for /metrics: requests, latency, the process, and
+ * what the connection guard refused. */
+static void render_metrics(void *ctx, strbuf *b)
+{
+    metrics_render(NULL, b);
+    guard_stats g;
+    http_guard_stats(ctx, &g);
+    sb_printf(b,
+              "# HELP twd_connections Connections by state.\n# TYPE twd_connections gauge\n"
+              "twd_connections{state=\"pending\"} %zu\ntwd_connections{state=\"active\"} %zu\n"
+              "# HELP twd_connections_total Connections accepted, and how the guard ended those it refused.\n"
+              "# TYPE twd_connections_total counter\n"
+              "twd_connections_total{outcome=\"accepted\"} %llu\ntwd_connections_total{outcome=\"garbage\"} %llu\n"
+              "twd_connections_total{outcome=\"per_ip_limit\"} %llu\n"
+              "twd_connections_total{outcome=\"pending_dropped\"} %llu\n"
+              "twd_connections_total{outcome=\"deadline\"} %llu\ntwd_connections_total{outcome=\"evicted\"} %llu\n"
+              "# HELP twd_requests_canceled_total Computations canceled because the client went away.\n"
+              "# TYPE twd_requests_canceled_total counter\ntwd_requests_canceled_total %llu\n",
+              g.pending, g.active, g.accepted, g.rejected_garbage, g.rejected_per_ip, g.dropped_pending, g.timed_out,
+              g.evicted, g.canceled);
+}
+
 /* Waits for a signal or for the loader to finish; returns the exit code. */
 static int run(loader *ld, pthread_t lt, sigset_t *sigs, bool *joined)
 {
@@ -218,7 +240,6 @@ int main(int argc, char **argv)
     static twd_app app;
     api_app_init(&app);
     config_api_settings(&cfg, &app.set);
-    app.metrics_render = metrics_render;
     metrics_init();
 
     http_server *srv = http_start(&app, &cfg, err, sizeof err);
@@ -226,6 +247,8 @@ int main(int argc, char **argv)
         tw_log("%s", err);
         return 1;
     }
+    app.metrics_ctx = srv;
+    app.metrics_render = render_metrics;
     tw_log("listening on http://%s%s%s:%d/", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
            strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
 

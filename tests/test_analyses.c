@@ -112,7 +112,7 @@ START_TEST(test_embed_norms_vs_naive)
     size_t V = M_V, d = M_D, k = 6;
     embed_norms_result r;
     blockcache *c = blockcache_new(1 << 24);
-    ck_assert_int_eq(embed_norms(m, c, k, &r), 0);
+    ck_assert_int_eq(embed_norms(m, ANA_CTX(c), k, &r), 0);
     const float *g = m->p.ln_f_w, *b = m->p.ln_f_b;
     tt_scored *sc = malloc(V * sizeof *sc);
     for (int s = 0; s < EMBED_N_SCHEMES; s++) {
@@ -138,7 +138,7 @@ START_TEST(test_embed_norms_vs_naive)
     }
     // cached scores give the same answer
     embed_norms_result r2;
-    ck_assert_int_eq(embed_norms(m, c, k, &r2), 0);
+    ck_assert_int_eq(embed_norms(m, ANA_CTX(c), k, &r2), 0);
     assert_hits_equal(r.top, r2.top, 2 * EMBED_N_SCHEMES * k);
     blockcache_stats st;
     blockcache_get_stats(c, &st);
@@ -235,7 +235,7 @@ START_TEST(test_probe_words_vs_naive)
     double worst_norm = 0;
     for (int block = 0; block < M_L; block++) {
         probe_words_result r;
-        ck_assert_int_eq(probe_words(m, c, block, ids, W, k, &r), 0);
+        ck_assert_int_eq(probe_words(m, ANA_CTX(c), block, ids, W, k, &r), 0);
         ck_assert_uint_eq(r.n_words, W);
         double *En = naive_en(m, block);
         const gpt2_block *b = &m->p.h[block];
@@ -311,14 +311,14 @@ START_TEST(test_probe_words_vs_naive)
     // errors
     probe_words_result r;
     int32_t bad = (int32_t)V;
-    ck_assert_int_eq(probe_words(m, c, M_L, ids, W, k, &r), TW_EBLOCK);
-    ck_assert_int_eq(probe_words(m, c, -1, ids, W, k, &r), TW_EBLOCK);
-    ck_assert_int_eq(probe_words(m, c, 0, ids, W, 0, &r), TW_EK);
-    ck_assert_int_eq(probe_words(m, c, 0, ids, W, V + 1, &r), TW_EK);
-    ck_assert_int_eq(probe_words(m, c, 0, &bad, 1, k, &r), TW_ETOKEN);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), M_L, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), -1, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, 0, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, V + 1, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, &bad, 1, k, &r), TW_ETOKEN);
     ck_assert_ptr_null(r.keys);
     probe_words_result_free(&r);
-    ck_assert_int_eq(probe_words(m, c, 0, ids, 0, k, &r), 0);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, 0, k, &r), 0);
     ck_assert_uint_eq(r.n_words, 0);
     probe_words_result_free(&r);
     free(E);
@@ -366,7 +366,7 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
         double *En = naive_en(m, block);
         for (int matrix = 0; matrix < 2; matrix++) {
             probe_svd_result r;
-            ck_assert_int_eq(probe_svd(m, c, block, matrix, -1, top, k, &r), 0);
+            ck_assert_int_eq(probe_svd(m, ANA_CTX(c), block, matrix, -1, top, k, &r), 0);
             ck_assert_uint_eq(r.n_heads, H);
             ck_assert_uint_eq(r.dh, dh);
             const double *Mr = matrix == PROBE_SVD_QK ? En : E;
@@ -416,7 +416,7 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
             }
             // one head alone equals its row of the all-heads answer
             probe_svd_result r1;
-            ck_assert_int_eq(probe_svd(m, c, block, matrix, (int)H - 1, top, k, &r1), 0);
+            ck_assert_int_eq(probe_svd(m, ANA_CTX(c), block, matrix, (int)H - 1, top, k, &r1), 0);
             ck_assert_uint_eq(r1.n_heads, 1);
             ck_assert_int_eq(r1.first_head, (int)H - 1);
             ck_assert_mem_eq(r1.s, r.s + (H - 1) * dh, dh * sizeof(double));
@@ -554,7 +554,7 @@ static void *probe_thread(void *p)
     probe_arg *a = p;
     const int32_t ids[] = {1, 2, 3};
     probe_words_result r;
-    a->rc = probe_words(a->m, a->c, 1, ids, 3, 4, &r);
+    a->rc = probe_words(a->m, ANA_CTX(a->c), 1, ids, 3, 4, &r);
     probe_words_result_free(&r);
     return NULL;
 }

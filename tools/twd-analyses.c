@@ -137,7 +137,7 @@ static void die(const char *what, int rc)
 static json_t *embeddings_json(const gpt2_model *m, blockcache *c, size_t k)
 {
     embed_norms_result r;
-    int rc = embed_norms(m, c, k, &r);
+    int rc = embed_norms(m, ANA_CTX(c), k, &r);
     if (rc) die("embed_norms", rc);
     json_t *schemes = json_object();
     for (int s = 0; s < EMBED_N_SCHEMES; s++)
@@ -170,7 +170,7 @@ static json_t *probe_json(const gpt2_model *m, blockcache *c, int block, const i
 {
     const size_t H = (size_t)m->cfg.n_head;
     probe_words_result pw;
-    int rc = probe_words(m, c, block, ids, W, k, &pw);
+    int rc = probe_words(m, ANA_CTX(c), block, ids, W, k, &pw);
     if (rc) die("probe_words", rc);
     json_t *words = json_array();
     for (size_t w = 0; w < W; w++)
@@ -189,7 +189,7 @@ static json_t *svd_json(const gpt2_model *m, blockcache *c, int block, size_t k,
     json_t *svd = json_object();
     for (int mat = 0; mat < 2; mat++) {
         probe_svd_result r;
-        int rc = probe_svd(m, c, block, mat, -1, top, k, &r);
+        int rc = probe_svd(m, ANA_CTX(c), block, mat, -1, top, k, &r);
         if (rc) die("probe_svd", rc);
         json_t *heads = json_array();
         for (size_t i = 0; i < r.n_heads; i++)
@@ -209,7 +209,7 @@ static json_t *bias_json(const gpt2_model *m, blockcache *c, int block, size_t k
 {
     const size_t H = (size_t)m->cfg.n_head;
     probe_bias_result b;
-    int rc = probe_svd_bias(m, c, block, k, &b);
+    int rc = probe_svd_bias(m, ANA_CTX(c), block, k, &b);
     if (rc) die("probe_svd_bias", rc);
     json_t *heads = json_array();
     for (size_t h = 0; h < H; h++) {
@@ -260,7 +260,7 @@ static void run_svd_both(const bench_args *a)
 {
     for (int mat = 0; mat < 2; mat++) {
         probe_svd_result r;
-        int rc = probe_svd(a->m, a->c, a->block, mat, -1, a->top, a->k, &r);
+        int rc = probe_svd(a->m, ANA_CTX(a->c), a->block, mat, -1, a->top, a->k, &r);
         if (rc) die("probe_svd", rc);
         probe_svd_result_free(&r);
     }
@@ -269,7 +269,7 @@ static void run_svd_both(const bench_args *a)
 static void run_probe(const bench_args *a)
 {
     probe_words_result r;
-    int rc = probe_words(a->m, a->c, a->block, a->ids, a->W, a->k, &r);
+    int rc = probe_words(a->m, ANA_CTX(a->c), a->block, a->ids, a->W, a->k, &r);
     if (rc) die("probe_words", rc);
     probe_words_result_free(&r);
 }
@@ -277,7 +277,7 @@ static void run_probe(const bench_args *a)
 static void run_embeddings(const bench_args *a)
 {
     embed_norms_result r;
-    int rc = embed_norms(a->m, a->c, a->k, &r);
+    int rc = embed_norms(a->m, ANA_CTX(a->c), a->k, &r);
     if (rc) die("embed_norms", rc);
     embed_norms_result_free(&r);
 }
@@ -292,7 +292,7 @@ static void run_normalization(const bench_args *a)
 static void run_bias(const bench_args *a)
 {
     probe_bias_result r;
-    int rc = probe_svd_bias(a->m, a->c, a->block, a->k, &r);
+    int rc = probe_svd_bias(a->m, ANA_CTX(a->c), a->block, a->k, &r);
     if (rc) die("probe_svd_bias", rc);
     probe_bias_result_free(&r);
 }

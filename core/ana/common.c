@@ -48,13 +48,14 @@ static int fill_ln1(void *data, size_t bytes, void *ctx)
     return TW_OK;
 }
 
-int ana_acquire_ln1_embeddings(const gpt2_model *m, blockcache *c, int block, blockcache_entry **e)
+int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
 {
+    blockcache *c = ana_cache(x);
     if (ana_check_model(m) || !e) return TW_EINVAL;
     if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     char key[32];
     snprintf(key, sizeof key, "ln1(E):%d", block);
-    ln1_ctx x = {m, block};
-    return blockcache_acquire(c, key, V * d * sizeof(float), fill_ln1, &x, e);
+    ln1_ctx fx = {m, block};
+    return blockcache_acquire(c, key, V * d * sizeof(float), fill_ln1, &fx, e);
 }

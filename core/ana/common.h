@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "base/cancel.h"
 #include "base/status.h"
 #include "core/ana/blockcache.h"
 #include "core/model/gpt2.h"
@@ -17,6 +18,23 @@
  * belong to the api layer; the range codes (TW_EBLOCK, TW_EHEAD, TW_EK,
  * TW_ETOP, TW_ETOKEN) exist so that a missed check is an error answer,
  * never a crash. */
+
+/* What every analysis runs with: the cache of intermediates it may share
+ * with other requests (NULL: private copies, freed at the end) and the
+ * request's cancel flag and deadline, checked between blocks of work (NULL:
+ * never stops; the analysis then returns TW_ECANCELED or TW_ETIMEDOUT). A
+ * NULL ana_ctx means both defaults. */
+typedef struct {
+    blockcache *cache;
+    const tw_cancel *cancel;
+} ana_ctx;
+
+/* A context with only a cache, for tools and tests. */
+#define ANA_CTX(c) (&(ana_ctx){.cache = (c), .cancel = NULL})
+
+/* The parts of x, NULL-safe. */
+static inline blockcache *ana_cache(const ana_ctx *x) { return x ? x->cache : NULL; }
+static inline const tw_cancel *ana_cancel(const ana_ctx *x) { return x ? x->cancel : NULL; }
 
 /* TW_OK if the model's config and the pointers the analyses read are usable
  * (dimensions >= 1, n_embd % n_head == 0, wte/ln_f/blocks present). */
@@ -38,7 +56,8 @@ void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h);
 /* Acquires LN_b(E) (V, d) floats for block b (ln_1 of that block, the
  * model's ln_eps), filling it on a miss; 4 V d bytes (154 MB for 124M). The
  * buffer is at blockcache_data(*e) until blockcache_release(c, *e). c may be
- * NULL (a private copy). Returns TW_OK, TW_EBLOCK, or TW_ENOMEM. */
-int ana_acquire_ln1_embeddings(const gpt2_model *m, blockcache *c, int block, blockcache_entry **e);
+ * NULL (a private copy). Returns TW_OK, TW_EBLOCK, or TW_ENOMEM. Release with
+ * blockcache_release(ana_cache(x), *e). */
+int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 
 #endif

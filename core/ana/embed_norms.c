@@ -57,8 +57,9 @@ void embed_norms_result_free(embed_norms_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int embed_norms(const gpt2_model *m, blockcache *c, size_t k, embed_norms_result *out)
+int embed_norms(const gpt2_model *m, const ana_ctx *x, size_t k, embed_norms_result *out)
 {
+    blockcache *c = ana_cache(x);
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
     if (ana_check_model(m)) return TW_EINVAL;

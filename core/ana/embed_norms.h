@@ -43,7 +43,7 @@ typedef struct {
  * under "embed-scores" (4 V doubles, 1.6 MB for 124M); c may be NULL.
  * k in [1, V] (else TW_EK). Returns TW_OK or an ANA_* error, leaving *out
  * empty (safe to free) on error. */
-int embed_norms(const gpt2_model *m, blockcache *c, size_t k, embed_norms_result *out);
+int embed_norms(const gpt2_model *m, const ana_ctx *x, size_t k, embed_norms_result *out);
 void embed_norms_result_free(embed_norms_result *r);
 
 /* Normalisation statistics. a = mean row norm of E, s = sqrt(d) / a,

@@ -156,9 +156,10 @@ static void negate_hits(topk_hit *dst, const topk_hit *src, size_t k)
     }
 }
 
-int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix, int head, size_t top, size_t k,
+int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int head, size_t top, size_t k,
               probe_svd_result *out)
 {
+    blockcache *c = ana_cache(x);
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
     if (ana_check_model(m)) return TW_EINVAL;
@@ -207,6 +208,7 @@ int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix, int hea
 
     for (size_t i = 0; i < nh && rc == TW_OK; i++) {
         blockcache_entry *fe = NULL;
+        if ((rc = tw_cancel_check(ana_cancel(x))) != TW_OK) break;
         rc = acquire_factors(m, c, block, matrix, h0 + (int)i, &fe);
         if (rc) break;
         svd_factors f;
@@ -227,14 +229,16 @@ int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix, int hea
     }
     if (rc || nd == 0) goto done;
 
-    rc = ana_acquire_ln1_embeddings(m, c, block, &en_e);
+    rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
     if (rc) goto done;
     const float *En = blockcache_data(en_e);
     if (matrix == PROBE_SVD_QK) { // left and right both against En
-        rc = topk_rows(En, V, d, q, 2 * nd, k, tops, bots);
+        rc = topk_rows_opt(En, V, d, q, 2 * nd, k, tops, bots, &(topk_opts){.cancel = ana_cancel(x)});
     } else {
-        rc = topk_rows(En, V, d, ql, nd, k, tops, bots);
-        if (!rc) rc = topk_rows(m->p.wte, V, d, qr, nd, k, tops + nd * k, bots + nd * k);
+        rc = topk_rows_opt(En, V, d, ql, nd, k, tops, bots, &(topk_opts){.cancel = ana_cancel(x)});
+        if (!rc)
+            rc = topk_rows_opt(m->p.wte, V, d, qr, nd, k, tops + nd * k, bots + nd * k,
+                               &(topk_opts){.cancel = ana_cancel(x)});
     }
     if (rc) goto done;
 
@@ -276,8 +280,9 @@ void probe_bias_result_free(probe_bias_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k, probe_bias_result *out)
+int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out)
 {
+    blockcache *c = ana_cache(x);
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
     if (ana_check_model(m)) return TW_EINVAL;
@@ -311,9 +316,10 @@ int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k, prob
             cv[i] = (float)sc;
         }
     }
-    rc = ana_acquire_ln1_embeddings(m, c, block, &en_e);
+    rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
     if (rc) goto done;
-    rc = topk_rows(blockcache_data(en_e), V, d, q, 2 * H, k, tops, bots);
+    rc = topk_rows_opt(blockcache_data(en_e), V, d, q, 2 * H, k, tops, bots,
+                       &(topk_opts){.cancel = ana_cancel(x)});
     if (rc) goto done;
     for (size_t h = 0; h < H; h++) {
         topk_hit *dst = hits + h * PROBE_BIAS_N * k;

@@ -59,7 +59,7 @@ typedef struct {
  * when top == 0). c: the cache for LN_b(E) and the factors (NULL: private).
  * Returns TW_OK or TW_EBLOCK / TW_EHEAD / TW_ETOP / TW_EK / TW_EINVAL /
  * TW_ENOMEM, *out then empty (safe to free). */
-int probe_svd(const gpt2_model *m, blockcache *c, int block, int matrix, int head, size_t top, size_t k,
+int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int head, size_t top, size_t k,
               probe_svd_result *out);
 
 void probe_svd_result_free(probe_svd_result *r);
@@ -80,7 +80,7 @@ typedef struct {
 } probe_bias_result;
 
 /* All heads of block `block`; k in [1, V]. Same errors as probe_svd. */
-int probe_svd_bias(const gpt2_model *m, blockcache *c, int block, size_t k, probe_bias_result *out);
+int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out);
 
 void probe_bias_result_free(probe_bias_result *r);
 

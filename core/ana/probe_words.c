@@ -33,9 +33,10 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
     return TW_OK;
 }
 
-int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *ids, size_t n_words, size_t k,
-                probe_words_result *out)
+int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                size_t k, probe_words_result *out)
 {
+    blockcache *c = ana_cache(x);
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
     if (ana_check_model(m) || (n_words && !ids)) return TW_EINVAL;
@@ -71,7 +72,7 @@ int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *id
         rc = TW_ENOMEM;
         goto done;
     }
-    rc = ana_acquire_ln1_embeddings(m, c, block, &en_e);
+    rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
     if (rc) goto done;
     const float *En = blockcache_data(en_e);
     /* Every word's query vectors are computed on their own (matrix-vector
@@ -96,7 +97,7 @@ int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *id
             mat_xm(rowsw + h * d, qa + h * dh, hs.wo, dh, d, 1.0f, 0.0f);
         }
     }
-    rc = topk_rows(En, V, d, keyq, W * H, k, r.keys, NULL);
+    rc = topk_rows_opt(En, V, d, keyq, W * H, k, r.keys, NULL, &(topk_opts){.cancel = ana_cancel(x)});
     blockcache_release(c, en_e);
     en_e = NULL;
     if (rc) goto done;
@@ -127,7 +128,7 @@ int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *id
         }
     }
     layernorm_rows(valq, valq, m->p.ln_f_w, m->p.ln_f_b, W * (H + 1), d, m->cfg.ln_eps);
-    rc = topk_rows(E, V, d, valq, W * (H + 1), k, vhits, NULL);
+    rc = topk_rows_opt(E, V, d, valq, W * (H + 1), k, vhits, NULL, &(topk_opts){.cancel = ana_cancel(x)});
     if (rc) goto done;
     for (size_t w = 0; w < W; w++) {
         memcpy(r.values + w * H * k, vhits + w * (H + 1) * k, H * k * sizeof(topk_hit));

@@ -41,7 +41,7 @@ typedef struct {
  * result). k in [1, V]. Acquires LN_b(E) from the cache c (NULL: computed
  * privately). Returns TW_OK, or TW_EBLOCK / TW_EK / TW_ETOKEN /
  * TW_EINVAL / TW_ENOMEM with *out left empty (safe to free). */
-int probe_words(const gpt2_model *m, blockcache *c, int block, const int32_t *ids, size_t n_words, size_t k,
+int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words, size_t k,
                 probe_words_result *out);
 
 void probe_words_result_free(probe_words_result *r);

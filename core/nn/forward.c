@@ -17,8 +17,8 @@ void matmul_forward(float *out, const float *inp, gpt2_mat weight, const float *
     mat_gemm(out, inp, weight, bias, N, IC, OC);
 }
 
-void matmul_forward_naive(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N, size_t IC,
-                          size_t OC)
+void matmul_forward_naive(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N,
+                          size_t IC, size_t OC)
 {
     mat_gemm_naive(out, inp, weight, bias, N, IC, OC);
 }
@@ -182,25 +182,27 @@ static int size_tables(const gpt2_config *c, size_t n, const gpt2_forward_opts *
                        size_t rel[R_N], size_t sel[S_N])
 {
     const size_t L = (size_t)c->n_layer, H = (size_t)c->n_head, C = (size_t)c->n_embd;
-    size_t nC, LnC, HnN, LHnN, nlV, nI, n3C;
+    size_t nC, LnC, HnN, nlV, nI, n3C;
     if (!mul_ok(n, C, &nC) || !mul_ok(L, nC, &LnC) || !mul_ok(n, n, &HnN) || !mul_ok(H, HnN, &HnN) ||
-        !mul_ok(L, HnN, &LHnN) || !mul_ok(n_logits, (size_t)c->vocab_size, &nlV) ||
-        !mul_ok(n, (size_t)c->n_inner, &nI) || !mul_ok(nC, 3, &n3C))
+        !mul_ok(n_logits, (size_t)c->vocab_size, &nlV) || !mul_ok(n, (size_t)c->n_inner, &nI) ||
+        !mul_ok(nC, 3, &n3C))
         return 0;
-    rel[R_TOKENS] = n;                         /* int32 */
-    rel[R_EMB] = nC;                           /* (n, C) */
-    rel[R_X0] = nC;                            /* (n, C) */
-    rel[R_X0_LNF] = nC;                        /* (n, C) */
-    rel[R_RESID] = LnC;                        /* (L, n, C) */
-    rel[R_RESID_LNF] = LnC;                    /* (L, n, C) */
-    rel[R_ATT] = o->skip_attention ? 0 : LHnN; /* (L, H, n, n) */
+    rel[R_TOKENS] = n;      /* int32 */
+    rel[R_EMB] = nC;        /* (n, C) */
+    rel[R_X0] = nC;         /* (n, C) */
+    rel[R_X0_LNF] = nC;     /* (n, C) */
+    rel[R_RESID] = LnC;     /* (L, n, C) */
+    rel[R_RESID_LNF] = LnC; /* (L, n, C) */
+    size_t nb = (o->att_select & GPT2_ATT_BLOCK) ? 1 : L, nh = (o->att_select & GPT2_ATT_HEAD) ? 1 : H, kept;
+    if (!mul_ok(nb * nh, n * n, &kept)) return 0;
+    rel[R_ATT] = o->skip_attention ? 0 : kept; /* (blocks, heads, n, n) of those kept */
     rel[R_LOGITS] = nlV;                       /* (n_logits, V) */
     sel[S_LN] = nC;                            /* (n, C)  LN1 or LN2 output */
     sel[S_QKV] = n3C;                          /* (n, 3C) */
     sel[S_ATY] = nC;                           /* (n, C)  attention output before c_proj */
     sel[S_TMP] = nC;                           /* (n, C)  a branch's output before the add */
     sel[S_FCH] = nI;                           /* (n, I)  MLP hidden */
-    sel[S_ATT] = o->skip_attention ? HnN : 0;  /* (H, n, n) when the patterns are not kept */
+    sel[S_ATT] = HnN;                          /* (H, n, n) one block's patterns */
     for (int i = 0; i < R_N; i++)
         if (rel[i] > SIZE_MAX / sizeof(float)) return 0;
     for (int i = 0; i < S_N; i++)
@@ -245,6 +247,9 @@ static int check_args(const gpt2_model *m, const int32_t *tokens, size_t n, cons
         (o->logits != GPT2_LOGITS_LAST && o->logits != GPT2_LOGITS_ALL && o->logits != GPT2_LOGITS_NONE) ||
         (o->kernels != GPT2_KERNELS_BLAS && o->kernels != GPT2_KERNELS_NAIVE))
         return TW_EINVAL;
+    if (((o->att_select & GPT2_ATT_BLOCK) && (o->att_block < 0 || o->att_block >= m->cfg.n_layer)) ||
+        ((o->att_select & GPT2_ATT_HEAD) && (o->att_head < 0 || o->att_head >= m->cfg.n_head)))
+        return TW_ERANGE;
     if (n < 1 || n > (size_t)m->cfg.n_ctx) return TW_ELENGTH;
     for (size_t t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= m->cfg.vocab_size) return TW_ETOKEN;
@@ -296,6 +301,15 @@ static void block_forward(float *x, float *att, void *const *s, const gpt2_block
     residual_forward(x, tmp, n * C);
 }
 
+/* Copies block l's patterns (H, n, n) into the result when they are kept. */
+static void keep_patterns(gpt2_forward_result *r, const float *att, int l)
+{
+    if (!r->att || l < r->att_block0 || l >= r->att_block0 + r->att_blocks) return;
+    size_t nn = (size_t)r->n * (size_t)r->n;
+    float *dst = r->att + (size_t)(l - r->att_block0) * (size_t)r->att_heads * nn;
+    memcpy(dst, att + (size_t)r->att_head0 * nn, (size_t)r->att_heads * nn * sizeof(float));
+}
+
 int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt2_forward_opts *opts,
                  gpt2_forward_result **out)
 {
@@ -339,6 +353,10 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
         .resid = ra[R_RESID],
         .resid_lnf = ra[R_RESID_LNF],
         .att = ra[R_ATT],
+        .att_block0 = (o.att_select & GPT2_ATT_BLOCK) ? o.att_block : 0,
+        .att_blocks = (o.att_select & GPT2_ATT_BLOCK) ? 1 : (int)L,
+        .att_head0 = (o.att_select & GPT2_ATT_HEAD) ? o.att_head : 0,
+        .att_heads = (o.att_select & GPT2_ATT_HEAD) ? 1 : (int)H,
         .n_logits = (int)n_logits,
         .logits_pos0 = o.logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1,
         .logits = ra[R_LOGITS],
@@ -349,12 +367,18 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
     memcpy(r->tokens, tokens, n * sizeof(int32_t));
     embed_forward(r->emb, r->x0, tokens, p->wte, p->wpe, n, C);
     layernorm_rows(r->x0_lnf, r->x0, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
-    for (size_t l = 0; l < L; l++) {
+    for (size_t l = 0; l < L && rc == TW_OK; l++) {
         float *x = r->resid + l * n * C; /* the residual stream after block l */
         memcpy(x, l ? x - n * C : r->x0, n * C * sizeof(float));
-        float *att = r->att ? r->att + l * H * n * n : sa[S_ATT];
-        block_forward(x, att, sa, &p->h[l], cfg, n, o.gelu, matmul, attention);
+        block_forward(x, sa[S_ATT], sa, &p->h[l], cfg, n, o.gelu, matmul, attention);
         layernorm_rows(r->resid_lnf + l * n * C, x, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
+        keep_patterns(r, sa[S_ATT], (int)l);
+        rc = tw_cancel_check(o.cancel);
+    }
+    if (rc != TW_OK) {
+        free(scr);
+        free(mem);
+        return rc;
     }
     if (n_logits) { /* the tied LM head on LN_f(x_L) */
         const float *lnf = r->resid_lnf + (L - 1) * n * C + (size_t)r->logits_pos0 * C;

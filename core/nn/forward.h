@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cancel.h"
 #include "base/status.h"
 #include "core/model/gpt2.h"
 
@@ -47,35 +48,44 @@ typedef struct {
     gpt2_gelu gelu;
     gpt2_logits logits;
     gpt2_kernels kernels;
-    int skip_attention; /* nonzero: do not keep the attention patterns (att = NULL).
+    int skip_attention;      /* nonzero: do not keep the attention patterns (att = NULL).
                              They take L*H*n*n floats: 604 MB for 124M at n = 1024. */
+    int att_select;          /* GPT2_ATT_* bits: keep the patterns of one block and/or one head only */
+    int att_block;           /* with GPT2_ATT_BLOCK */
+    int att_head;            /* with GPT2_ATT_HEAD */
+    const tw_cancel *cancel; /* checked between blocks; NULL: never stops */
 } gpt2_forward_opts;
+
+enum { GPT2_ATT_BLOCK = 1, GPT2_ATT_HEAD = 2 };
 
 /* gpt2_forward returns TW_OK or a base/status.h code: TW_EINVAL (NULL pointer,
  * bad option value, unusable config), TW_ELENGTH (n < 1 or n > n_ctx),
  * TW_ETOKEN (a token id outside [0, V)), TW_ENOMEM (allocation failed or
- * sizes overflow size_t). */
+ * sizes overflow size_t), TW_ECANCELED / TW_ETIMEDOUT (opts.cancel). */
 
 /* Everything one forward pass produced. The struct and all arrays live in ONE
  * allocation owned by the caller and released by gpt2_forward_free. The
  * arrays do not alias the model. */
 typedef struct {
-    int n, C, H, L, V;    /* dimensions as above */
-    gpt2_gelu gelu;       /* which GELU form was used: report it */
-    gpt2_kernels kernels; /* which kernel path was used */
-    int32_t *tokens;      /* (n) copy of the input ids */
-    float *emb;           /* (n, C)     e = wte[tokens] */
-    float *x0;            /* (n, C)     x_0 = e + wpe[0..n-1] */
-    float *x0_lnf;        /* (n, C)     LN_f(x_0) */
-    float *resid;         /* (L, n, C)  residual stream after block l: resid + (l*n + t)*C */
-    float *resid_lnf;     /* (L, n, C)  LN_f of it */
-    float *att;           /* (L, H, n, n) attention probabilities, element
-                              ((l*H + h)*n + t)*n + u = weight of key u for query t;
-                              rows sum to 1 over u <= t, entries u > t are exactly 0.
-                              NULL when opts.skip_attention. */
-    int n_logits;         /* rows of logits: 1 (last position), n (all) or 0 (none) */
-    int logits_pos0;      /* position of the first logits row: n-1 (last) or 0 (all) */
-    float *logits;        /* (n_logits, V) LN_f(x_L) wte^T, NULL when n_logits = 0 */
+    int n, C, H, L, V;          /* dimensions as above */
+    gpt2_gelu gelu;             /* which GELU form was used: report it */
+    gpt2_kernels kernels;       /* which kernel path was used */
+    int32_t *tokens;            /* (n) copy of the input ids */
+    float *emb;                 /* (n, C)     e = wte[tokens] */
+    float *x0;                  /* (n, C)     x_0 = e + wpe[0..n-1] */
+    float *x0_lnf;              /* (n, C)     LN_f(x_0) */
+    float *resid;               /* (L, n, C)  residual stream after block l: resid + (l*n + t)*C */
+    float *resid_lnf;           /* (L, n, C)  LN_f of it */
+    int att_block0, att_blocks; /* the blocks and heads whose patterns att holds */
+    int att_head0, att_heads;
+    float *att;      /* (att_blocks, att_heads, n, n) attention probabilities: element
+                   ((b*att_heads + h)*n + t)*n + u is the weight of key u for query t
+                   in block att_block0 + b, head att_head0 + h; rows sum to 1 over
+                   u <= t, entries u > t are exactly 0. All L x H of them unless
+                   opts.att_select says otherwise; NULL when opts.skip_attention. */
+    int n_logits;    /* rows of logits: 1 (last position), n (all) or 0 (none) */
+    int logits_pos0; /* position of the first logits row: n-1 (last) or 0 (all) */
+    float *logits;   /* (n_logits, V) LN_f(x_L) wte^T, NULL when n_logits = 0 */
 } gpt2_forward_result;
 
 /* Runs the model on tokens[0..n). On success returns TW_OK and stores a
@@ -97,8 +107,8 @@ const char *gpt2_gelu_name(gpt2_gelu g);
  * weight in either stored layout (gpt2_mat). out must not alias inp. */
 void matmul_forward(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N, size_t IC,
                     size_t OC);
-void matmul_forward_naive(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N, size_t IC,
-                          size_t OC);
+void matmul_forward_naive(float *out, const float *inp, gpt2_mat weight, const float *bias, size_t N,
+                          size_t IC, size_t OC);
 
 /* Causal multi-head self-attention core.
  *   out   (N, C)        concatenated head outputs (before c_proj)
