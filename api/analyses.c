@@ -161,6 +161,9 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
         if (nt == 1 && t[0] < app->model.cfg.vocab_size) {
             ids[n] = t[0];
             which[n++] = i;
+        } else if (nt == -2) {
+            json_array_append_new(skipped, json_pack("{s:s,s:s}", "word", words[i], "reason",
+                                                     "a character is not in the model's vocabulary"));
         } else {
             json_array_append_new(skipped, json_pack("{s:s,s:i}", "word", words[i], "n_tokens", (int)nt));
         }

@@ -270,6 +270,12 @@ int api_status_error(api_response *res, int rc, const char *what);
 /* The api layer's gauges (caches, the UMAP fit) in Prometheus text. */
 void api_render_metrics(twd_app *app, strbuf *out);
 
+/* Encodes client text (the parameter `param`) with the model's tokenizer:
+ * the token count with the ids in *ids (caller frees), or -1 with *res set
+ * (400 naming the character a character-level vocabulary lacks; 503 when
+ * memory runs out). */
+long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids, api_response *res);
+
 /* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
  * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what);

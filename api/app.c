@@ -55,6 +55,33 @@ static int load_words(struct api_ext *x, const char *path, char *err, size_t err
     return rc;
 }
 
+/* Every printable entry of a character vocabulary, as the default words. */
+static int vocabulary_words(struct api_ext *x, const tokenizer *tok, char *err, size_t errlen)
+{
+    int n = tokenizer_vocab_size(tok);
+    x->default_words = calloc((size_t)n + 1, sizeof *x->default_words);
+    if (!x->default_words) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        const uint8_t *b = tokenizer_token_bytes(tok, i, &len);
+        if (!b || len == 0 || !utf8_valid((const char *)b, len) || memchr(b, '\0', len) ||
+            (len == 1 && (b[0] < 0x20 || b[0] == ',')))
+            continue; /* control characters cannot be given as words either */
+        char *w = malloc(len + 1);
+        if (!w) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(w, b, len);
+        w[len] = '\0';
+        x->default_words[x->n_default_words++] = w;
+    }
+    return 0;
+}
+
 void api_render_metrics(twd_app *app, strbuf *b)
 {
     if (atomic_load(&app->state) != APP_READY || !app->ext) return;
@@ -124,7 +151,11 @@ int api_init(twd_app *app, char *err, size_t errlen)
         return -1;
     }
     app->ext = x;
-    if (load_words(x, app->set.words_file, err, errlen) != 0) {
+    /* a character-level model's words are its characters; a BPE model's the
+     * word list (the paper's 100 nouns) */
+    int rc = app->tok && tokenizer_is_chars(app->tok) ? vocabulary_words(x, app->tok, err, errlen)
+                                                      : load_words(x, app->set.words_file, err, errlen);
+    if (rc != 0) {
         api_shutdown(app);
         return -1;
     }

@@ -163,6 +163,23 @@ int api_status_error(api_response *res, int rc, const char *what)
     }
 }
 
+long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids, api_response *res)
+{
+    long n = tokenizer_encode(app->tok, text, len, ids);
+    if (n >= 0) return n;
+    if (n == -1) return api_status_error(res, TW_ENOMEM, "tokenizing");
+    size_t cl = 0;
+    long at = tokenizer_unknown_char(app->tok, text, len, &cl);
+    char shown[64];
+    api_quote(shown, sizeof shown, at >= 0 ? text + at : "", at >= 0 ? cl : 0);
+    if (at < 0)
+        return api_error(res, 400, "parameter '%s' is not valid UTF-8 for this model's character vocabulary", param);
+    return api_error(res, 400,
+                     "parameter '%s': the character '%s' at byte %ld is not in this model's vocabulary "
+                     "(a character-level model knows only the characters it was trained on)",
+                     param, shown, at);
+}
+
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what)
 {
     if (n <= (double)app->set.limits.max_answer_tokens) return 0;

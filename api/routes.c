@@ -159,23 +159,46 @@ static int h_health(twd_app *app, const api_args *a, api_response *res)
     return 0;
 }
 
+/* What /model can say of where the weights come from: never a claim that
+ * they are trained unless the checkpoint says so (twd's demo model). */
+static const char *model_note(const twd_app *app)
+{
+    if (app->synthetic)
+        return "SYNTHETIC WEIGHTS: this model was generated from a seed, not trained; analyses show the "
+               "structure of random weights only.";
+    if (app->model.demo)
+        return "twd's demo model: a small GPT-2-architecture model trained by tools/demo-model/train.py, "
+               "not GPT-2 (see 'corpus').";
+    return app->model.format == GPT2_FORMAT_NANOGPT ? "a nanoGPT checkpoint read from disk (see 'source')"
+                                                    : "a Hugging Face GPT-2 snapshot read from disk (see 'source')";
+}
+
 static int h_model(twd_app *app, const api_args *a, api_response *res)
 {
     (void)a;
-    const gpt2_config *c = &app->model.cfg;
-    json_t *o =
-        json_pack("{s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:f,s:f,s:s,s:s}", "name",
-                  app->model_name, "source", app->model_source, "origin", app->model_origin, "synthetic",
-                  app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "n_inner",
-                  c->n_inner, "n_ctx", c->n_ctx, "vocab_size", c->vocab_size, "tokenizer_vocab_size",
-                  app->tok ? tokenizer_vocab_size(app->tok) : 0, "n_params", (json_int_t)app->model.n_params,
-                  "file_size", (json_int_t)app->model.file_size, "load_seconds", app->load_seconds,
-                  "layer_norm_epsilon", (double)c->ln_eps, "gelu_default", "tanh", "note",
-                  app->synthetic ? "SYNTHETIC WEIGHTS: this model was generated from a seed, not "
-                                   "trained; analyses show structure of random weights only."
-                                 : "trained weights");
-    if (o && app->synthetic)
-        json_object_set_new(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
+    const gpt2_model *m = &app->model;
+    const gpt2_config *c = &m->cfg;
+    json_t *o = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:b,s:I,s:I,s:f,s:f,s:s,s:s}", "name",
+        app->model_name, "source", app->model_source, "origin", app->model_origin, "format",
+        m->format == GPT2_FORMAT_NANOGPT ? "nanogpt" : "safetensors", "dtype", m->dtype, "synthetic",
+        app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "n_inner", c->n_inner,
+        "n_ctx", c->n_ctx, "vocab_size", c->vocab_size, "vocab_rows", m->vocab_rows, "padding_rows_excluded",
+        m->vocab_rows - c->vocab_size, "tokenizer_vocab_size", app->tok ? tokenizer_vocab_size(app->tok) : 0,
+        "tokenizer", app->tok && tokenizer_is_chars(app->tok) ? "characters" : "gpt2-bpe", "bias", m->has_bias,
+        "n_params", (json_int_t)m->n_params, "file_size", (json_int_t)m->file_size, "load_seconds",
+        app->load_seconds, "layer_norm_epsilon", (double)c->ln_eps, "gelu_default", "tanh", "note",
+        model_note(app));
+    if (o && app->synthetic) json_object_set_new(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
+    if (o && m->corpus[0]) json_object_set_new(o, "corpus", json_string(m->corpus));
+    if (o && m->default_phrase[0]) json_object_set_new(o, "default_phrase", json_string(m->default_phrase));
+    if (o && m->format == GPT2_FORMAT_NANOGPT) {
+        json_t *n = json_object();
+        if (m->has_iter_num) json_object_set_new(n, "iter_num", json_integer((json_int_t)m->iter_num));
+        if (m->dataset[0]) json_object_set_new(n, "dataset", json_string(m->dataset));
+        json_object_set_new(n, "compiled", json_boolean(m->compiled));
+        json_object_set_new(o, "nanogpt", n);
+    }
     api_ext_model_info(app, o);
     return api_json(res, 200, o);
 }
@@ -184,8 +207,8 @@ static int h_tokenize(twd_app *app, const api_args *a, api_response *res)
 {
     const api_arg *t = api_arg_get(a, "text");
     int32_t *ids = NULL;
-    long n = tokenizer_encode(app->tok, t->s, t->s_len, &ids);
-    if (n < 0) return api_status_error(res, TW_ENOMEM, "tokenizing");
+    long n = api_encode(app, "text", t->s, t->s_len, &ids, res);
+    if (n < 0) return -1;
     json_t *toks = json_array();
     for (long i = 0; i < n; i++) json_array_append_new(toks, api_token_json(app->tok, ids[i]));
     free(ids);

@@ -46,8 +46,8 @@ static gpt2_gelu gelu_of(const api_args *a)
 static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids)
 {
     const gpt2_config *c = &app->model.cfg;
-    long n = tokenizer_encode(app->tok, text->s, text->s_len, ids);
-    if (n < 0) return api_status_error(res, TW_ENOMEM, "tokenizing");
+    long n = api_encode(app, "text", text->s, text->s_len, ids, res);
+    if (n < 0) return -1;
     long cap = app->set.limits.max_tokens < c->n_ctx ? (long)app->set.limits.max_tokens : c->n_ctx;
     const char *bad = NULL;
     char msg[160];
