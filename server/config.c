@@ -13,6 +13,7 @@
 #define STR(f)          CFG_STRING, OFF(f), SZ(f), 0, 0
 #define INT(f, lo, hi)  CFG_INT, OFF(f), 0, lo, hi
 #define SIZE(f, lo, hi) CFG_SIZE, OFF(f), 0, lo, hi
+#define MIB(f, lo, hi)  CFG_MIB, OFF(f), 0, lo, hi
 #define BOOL(f)         CFG_BOOL, OFF(f), 0, 0, 1
 
 /* The one table of options: name, type, bounds, default, runtime, doc. */
@@ -63,10 +64,10 @@ const cfg_option cfg_options[] = {
      "computed."},
     {"max_connections", INT(max_connections, 1, 100000), "256", false, "Simultaneous connections."},
     {"timeout", INT(timeout, 1, 86400), "60", false, "Seconds before an idle connection is closed."},
-    {"cache_mb", SIZE(cache_mb, 0, 1048576), "2048", false,
-     "Budget in MiB for cached intermediate matrices (e.g. LN_b(E) per block)."},
-    {"answer_cache_mb", SIZE(answer_cache_mb, 0, 1048576), "256", false,
-     "Budget in MiB for cached finished answers."},
+    {"cache_mb", MIB(cache_mb, 0, 1048576), "2048", false,
+     "Budget in MiB for cached intermediate matrices (e.g. LN_b(E) per block): 2048, or 2g."},
+    {"answer_cache_mb", MIB(answer_cache_mb, 0, 1048576), "256", false,
+     "Budget in MiB for cached finished answers: 256, or 256m."},
     {"access_log", BOOL(access_log), "true", false, "Write one line per request to stderr."},
     {"cors_origin", STR(cors_origin), "", false,
      "The one Origin allowed to read answers cross-site (exact match, never reflected). Empty: none."},
@@ -103,6 +104,25 @@ static int parse_bool(const char *v, bool *out)
     return -1;
 }
 
+/* A decimal integer, with suffix_ok optionally followed by one binary unit
+ * letter (k, m, g, t; either case) whose power of two goes to *shift. */
+static int parse_number(const char *s, bool suffix_ok, long long *v, int *shift)
+{
+    static const char units[] = "kmgt";
+    char *end = NULL;
+    errno = 0;
+    *v = strtoll(s, &end, 10);
+    *shift = 0;
+    if (end == s || errno == ERANGE) return -1;
+    if (suffix_ok && *end && end[1] == '\0') {
+        const char *u = strchr(units, tolower((unsigned char)*end));
+        if (!u) return -1;
+        *shift = 10 * (int)(u - units + 1);
+        end++;
+    }
+    return *end ? -1 : 0;
+}
+
 int config_set(twd_config *c, const char *name, const char *value, char *err, size_t errlen)
 {
     const cfg_option *o = config_find(name);
@@ -126,22 +146,38 @@ int config_set(twd_config *c, const char *name, const char *value, char *err, si
         }
         return 0;
     case CFG_INT:
-    case CFG_SIZE: {
-        errno = 0;
-        char *end = NULL;
-        long long v = strtoll(value, &end, 10);
-        int64_t mul = 1;
-        if (o->type == CFG_SIZE && end != value && *end && end[1] == '\0' && strchr("kKmMgG", *end)) {
-            mul = (*end == 'k' || *end == 'K') ? 1024 : (*end == 'm' || *end == 'M') ? 1048576 : 1073741824;
-            end++;
+    case CFG_SIZE:
+    case CFG_MIB: {
+        long long v = 0;
+        int shift = 0;
+        bool ok = parse_number(value, o->type != CFG_INT, &v, &shift) == 0;
+        if (ok && o->type == CFG_MIB) {
+            /* a plain number is MiB; a suffix gives bytes, which must be whole MiB */
+            if (shift == 10) {
+                if (v % 1024 != 0) {
+                    snprintf(err, errlen,
+                             "option '%s': '%s' is not a whole number of MiB (in MiB, or a multiple of "
+                             "1024k, or with m, g, t)",
+                             name, value);
+                    return -1;
+                }
+                v /= 1024;
+            } else if (shift > 20) {
+                ok = v >= 0 && v <= (o->max >> (shift - 20));
+                v = ok ? v << (shift - 20) : 0;
+            }
+        } else if (ok && shift) {
+            ok = v >= 0 && v <= (o->max >> shift);
+            v = ok ? v << shift : 0;
         }
-        if (end == value || *end || errno == ERANGE || (mul > 1 && v < 0) || v > o->max / mul ||
-            v * mul < o->min) {
+        if (!ok || v < o->min || v > o->max) {
             snprintf(err, errlen, "option '%s': '%s' is not %s in %" PRId64 "..%" PRId64, name, value,
-                     o->type == CFG_SIZE ? "a size (bytes, or with k/m/g)" : "an integer", o->min, o->max);
+                     o->type == CFG_INT    ? "an integer"
+                     : o->type == CFG_SIZE ? "a size in bytes (a number, or with k, m, g, t)"
+                                           : "a size in MiB (a number of MiB, or with k, m, g, t)",
+                     o->min, o->max);
             return -1;
         }
-        v *= mul;
         *(int64_t *)field = v;
         return 0;
     }
@@ -299,11 +335,11 @@ int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t err
 
 void config_print_table(FILE *out)
 {
-    static const char *tn[] = {"int", "size", "string", "bool"};
+    static const char *tn[] = {"int", "size", "string", "bool", "MiB"};
     for (size_t i = 0; i < cfg_n_options; i++) {
         const cfg_option *o = &cfg_options[i];
         fprintf(out, "  %-16s %-6s default %-24s", o->name, tn[o->type], *o->def ? o->def : "\"\"");
-        if (o->type == CFG_INT || o->type == CFG_SIZE)
+        if (o->type == CFG_INT || o->type == CFG_SIZE || o->type == CFG_MIB)
             fprintf(out, " range %" PRId64 "..%" PRId64, o->min, o->max);
         fprintf(out, "\n      %s\n", o->doc);
     }
@@ -311,7 +347,8 @@ void config_print_table(FILE *out)
 
 void config_print_conf(FILE *out)
 {
-    static const char *tn[] = {"integer", "size in bytes (suffix k, m or g allowed)", "string", "boolean"};
+    static const char *tn[] = {"integer", "size in bytes (suffix k, m, g or t allowed)", "string", "boolean",
+                               "size in MiB (a number of MiB, or with suffix k, m, g or t)"};
     fprintf(out, "# twd configuration. Every option, its type, bounds and default; this file is\n"
                  "# generated by `twd --print-config` from the option table in server/config.c and\n"
                  "# a unit test keeps the two identical. Command-line flags override the file:\n"
@@ -320,7 +357,7 @@ void config_print_conf(FILE *out)
     for (size_t i = 0; i < cfg_n_options; i++) {
         const cfg_option *o = &cfg_options[i];
         fprintf(out, "\n# %s\n# type: %s", o->doc, tn[o->type]);
-        if (o->type == CFG_INT || o->type == CFG_SIZE)
+        if (o->type == CFG_INT || o->type == CFG_SIZE || o->type == CFG_MIB)
             fprintf(out, "; range %" PRId64 "..%" PRId64, o->min, o->max);
         fprintf(out, "; default: %s\n", *o->def ? o->def : "(empty)");
         fprintf(out, "%s%s = %s\n", *o->def ? "" : "# ", o->name, *o->def ? o->def : "");

@@ -11,7 +11,10 @@
 
 #include "api/api.h"
 
-typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL } cfg_type;
+/* CFG_SIZE: bytes, a plain number or with a binary suffix k, m, g, t.
+ * CFG_MIB: MiB, a plain number of MiB or a size with a binary suffix that is
+ * a whole number of MiB ("2g" = 2048, "512k" is refused). */
+typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL, CFG_MIB } cfg_type;
 
 typedef struct twd_config {
     char listen[64]; /* listen address (IPv4 or IPv6 literal) */
@@ -54,7 +57,7 @@ typedef struct {
     cfg_type type;
     size_t offset;    /* into twd_config */
     size_t size;      /* for CFG_STRING: buffer size */
-    int64_t min, max; /* bounds for CFG_INT / CFG_SIZE */
+    int64_t min, max; /* bounds for CFG_INT / CFG_SIZE (bytes) / CFG_MIB (MiB) */
     const char *def;  /* default, as text */
     bool runtime;     /* may change while running (reserved) */
     const char *doc;

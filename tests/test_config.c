@@ -28,7 +28,7 @@ START_TEST(defaults_within_bounds)
     for (size_t i = 0; i < cfg_n_options; i++) {
         const cfg_option *o = &cfg_options[i];
         ck_assert_msg(o->doc && strlen(o->doc) > 5, "option %s lacks documentation", o->name);
-        if (o->type == CFG_INT || o->type == CFG_SIZE) {
+        if (o->type == CFG_INT || o->type == CFG_SIZE || o->type == CFG_MIB) {
             int64_t v = *(int64_t *)((char *)&c + o->offset);
             ck_assert_msg(v >= o->min && v <= o->max, "default of %s out of its bounds", o->name);
         }
@@ -63,6 +63,54 @@ START_TEST(set_checks_types_and_bounds)
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     ck_assert_int_eq(config_set(&c, "model", big, err, sizeof err), -1);
+}
+END_TEST
+
+/* cache_mb and answer_cache_mb are MiB: a plain number is MiB, a suffix is
+ * a binary size that must come to whole MiB. */
+START_TEST(mib_options)
+{
+    twd_config c;
+    char err[256];
+    config_defaults(&c);
+    ck_assert_int_eq(c.cache_mb, 2048);
+    ck_assert_int_eq(c.answer_cache_mb, 256);
+    static const struct {
+        const char *v;
+        int64_t mib;
+    } ok[] = {{"0", 0},       {"512", 512},     {"2g", 2048},      {"2G", 2048},       {"1m", 1},
+              {"1024k", 1},   {"3072K", 3},     {"1t", 1048576},   {"1048576", 1048576}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        ck_assert_msg(config_set(&c, "cache_mb", ok[i].v, err, sizeof err) == 0, "%s: %s", ok[i].v, err);
+        ck_assert_msg(c.cache_mb == ok[i].mib, "%s gave %lld MiB", ok[i].v, (long long)c.cache_mb);
+        ck_assert_int_eq(config_set(&c, "answer_cache_mb", ok[i].v, err, sizeof err), 0);
+        ck_assert_int_eq(c.answer_cache_mb, ok[i].mib);
+    }
+    ck_assert_int_eq(config_set(&c, "cache_mb", "64", err, sizeof err), 0);
+    /* not a whole MiB: refused with a message saying so, the old value kept */
+    static const char *const partial[] = {"1k", "1023k", "1025k", "-1k"};
+    for (size_t i = 0; i < sizeof partial / sizeof partial[0]; i++) {
+        ck_assert_int_eq(config_set(&c, "cache_mb", partial[i], err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "cache_mb") && strstr(err, "whole number of MiB"), "%s: %s", partial[i], err);
+    }
+    /* out of range, malformed, negative, overflowing */
+    static const char *const bad[] = {"2t",    "1048577", "-1",  "", "12x", "1kb", "k",
+                                      "1.5g", "9223372036854775807g", "99999999999999999999", "1 g"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(config_set(&c, "cache_mb", bad[i], err, sizeof err) == -1, "'%s' accepted", bad[i]);
+        ck_assert_msg(strstr(err, "cache_mb") && strstr(err, "MiB") && strstr(err, "0..1048576"), "%s: %s",
+                      bad[i], err);
+    }
+    ck_assert_int_eq(c.cache_mb, 64);
+    /* byte sizes keep their meaning, now with t as well */
+    ck_assert_int_eq(config_set(&c, "max_text", "1k", err, sizeof err), 0);
+    ck_assert_int_eq(c.max_text, 1024);
+    ck_assert_int_eq(config_set(&c, "max_body", "1t", err, sizeof err), -1);
+    ck_assert_int_eq(config_set(&c, "max_body", "9223372036854775807k", err, sizeof err), -1);
+    api_settings s;
+    ck_assert_int_eq(config_set(&c, "cache_mb", "3g", err, sizeof err), 0);
+    config_api_settings(&c, &s);
+    ck_assert_uint_eq(s.cache_bytes, (size_t)3 << 30);
 }
 END_TEST
 
@@ -134,6 +182,7 @@ int main(void)
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, defaults_within_bounds);
     tcase_add_test(tc, set_checks_types_and_bounds);
+    tcase_add_test(tc, mib_options);
     tcase_add_test(tc, file_and_flags);
     tcase_add_test(tc, shipped_conf_matches_table);
     suite_add_tcase(s, tc);
