@@ -137,7 +137,14 @@ int config_set(twd_config *c, const char *name, const char *value, char *err, si
             snprintf(err, errlen, "option '%s': value longer than %zu bytes", name, o->size - 1);
             return -1;
         }
-        memcpy(field, value, strlen(value) + 1);
+        for (const char *p = value; *p; p++)
+            if ((unsigned char)*p < 0x20 && *p != '\t') {
+                snprintf(err, errlen, "option '%s': the value contains a control character (0x%02x)", name,
+                         (unsigned)(unsigned char)*p);
+                return -1;
+            }
+        memset(field, 0, o->size); /* no trace of an earlier value: configurations compare with memcmp */
+        memcpy(field, value, strlen(value));
         return 0;
     case CFG_BOOL:
         if (parse_bool(value, (bool *)field) != 0) {
@@ -213,44 +220,83 @@ static char *trim(char *s)
     return s;
 }
 
-int config_load_file(twd_config *c, const char *path, char *err, size_t errlen)
+/* One line of a configuration file (NUL-terminated, no newline). A '#'
+ * before the '=' or after an unquoted value starts a comment; a value in
+ * double quotes is taken as written. 0, or -1 with "FILE:LINE: message". */
+static int load_line(twd_config *c, char *line, const char *path, int lineno, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    char *hash = strchr(line, '#'), *eq = strchr(line, '=');
+    if (hash && (!eq || hash < eq)) {
+        *hash = '\0';
+        eq = NULL;
+    }
+    char *s = trim(line);
+    if (!*s) return 0;
+    if (!eq) {
+        snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
         return -1;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    int lineno = 0, rc = 0;
-    while (getline(&line, &cap, f) != -1) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
-        char *s = trim(line);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
-            rc = -1;
-            break;
-        }
-        *eq = '\0';
-        char *key = trim(s), *val = trim(eq + 1);
-        size_t vl = strlen(val);
-        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
-            val[vl - 1] = '\0';
-            val++;
-        }
-        char msg[512];
-        if (config_set(c, key, val, msg, sizeof msg) != 0) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
-            rc = -1;
-            break;
-        }
+    *eq = '\0';
+    char *key = trim(s), *val = eq + 1;
+    while (isspace((unsigned char)*val)) val++;
+    if (!*key) {
+        snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+        return -1;
     }
-    free(line);
-    fclose(f);
+    if (*val == '"') {
+        char *close = strchr(val + 1, '"');
+        if (!close) {
+            snprintf(err, errlen, "%s:%d: the value of '%s' has no closing quote", path, lineno, key);
+            return -1;
+        }
+        *close = '\0';
+        char *rest = close + 1;
+        while (isspace((unsigned char)*rest)) rest++;
+        if (*rest && *rest != '#') {
+            snprintf(err, errlen, "%s:%d: text after the closing quote of '%s'", path, lineno, key);
+            return -1;
+        }
+        val++;
+    } else {
+        char *h = strchr(val, '#');
+        if (h) *h = '\0';
+        val = trim(val);
+    }
+    char msg[1024];
+    if (config_set(c, key, val, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
+        return -1;
+    }
+    return 0;
+}
+
+#define CONF_MAX_BYTES (1 << 20)
+
+int config_load_file(twd_config *c, const char *path, char *err, size_t errlen)
+{
+    char ferr[1024];
+    size_t len = 0;
+    /* a regular file only: a FIFO or a device must not block or feed start-up */
+    char *text = fs_read_file(path, CONF_MAX_BYTES, &len, ferr, sizeof ferr);
+    if (!text) {
+        snprintf(err, errlen, "config file %s", ferr);
+        return -1;
+    }
+    int lineno = 0, rc = 0;
+    char *p = text, *end = text + len;
+    while (rc == 0 && p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
+        lineno++;
+        if (memchr(p, '\0', (size_t)(eol - p))) {
+            snprintf(err, errlen, "%s:%d: NUL byte (not a text file?)", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eol = '\0';
+        rc = load_line(c, p, path, lineno, err, errlen);
+        p = eol + 1;
+    }
+    free(text);
     return rc;
 }
 
@@ -258,77 +304,120 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: twd [--config FILE] [--model DIR] [--listen ADDR] [--port N]\n"
                  "           [--threads N] [--workers N] [--cache-dir DIR] [--static-dir DIR]\n"
-                 "           [--no-fetch] [--set KEY=VALUE ...] [--print-config]\n\n"
+                 "           [--no-fetch] [--set KEY=VALUE ...] [--print-config] [--version]\n\n"
                  "Traveling Words daemon: serves the analyses of arXiv 2309.07315 on a GPT-2\n"
-                 "checkpoint over HTTP/JSON. Options (config file keys; --set KEY=VALUE):\n\n");
+                 "checkpoint over HTTP/JSON. --config FILE is read first, then the flags apply in\n"
+                 "order (a value may also be given as --flag=VALUE). --print-config prints the\n"
+                 "resulting configuration as a file and exits. Options (config file keys;\n"
+                 "--set KEY=VALUE):\n\n");
     config_print_table(out);
+}
+
+/* The flags: those with a key set that option; --config and --set are
+ * handled apart. */
+static const struct {
+    const char *flag, *key;
+    bool value;
+} flag_defs[] = {
+    {"--config", NULL, true},           {"--set", NULL, true},
+    {"--model", "model", true},         {"--port", "port", true},
+    {"--listen", "listen", true},       {"--threads", "threads", true},
+    {"--workers", "workers", true},     {"--cache-dir", "cache_dir", true},
+    {"--static-dir", "static_dir", true}, {"--no-fetch", NULL, false},
+    {"--print-config", NULL, false},    {"--help", NULL, false},
+    {"-h", NULL, false},                {"--version", NULL, false},
+};
+#define N_FLAGS (sizeof flag_defs / sizeof flag_defs[0])
+
+/* argv[*i] as a flag (index into flag_defs) and its value (the next
+ * argument, or the text after '=' in --flag=VALUE); advances *i past the
+ * value. -1 with a message for an unknown flag or a missing value. */
+static int next_flag(int argc, char **argv, int *i, const char **val, char *err, size_t errlen)
+{
+    const char *a = argv[*i], *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    *val = NULL;
+    for (size_t f = 0; f < N_FLAGS; f++) {
+        if (strlen(flag_defs[f].flag) != n || strncmp(a, flag_defs[f].flag, n) != 0) continue;
+        if (!flag_defs[f].value) {
+            if (eq) {
+                snprintf(err, errlen, "%s takes no value", flag_defs[f].flag);
+                return -1;
+            }
+            return (int)f;
+        }
+        if (eq) {
+            *val = eq + 1;
+        } else if (*i + 1 < argc) {
+            *val = argv[++*i];
+        } else {
+            snprintf(err, errlen, "%s needs a value", flag_defs[f].flag);
+            return -1;
+        }
+        return (int)f;
+    }
+    snprintf(err, errlen, "unknown argument '%.200s' (see twd --help)", a);
+    return -1;
+}
+
+static int apply_set(twd_config *c, const char *v, char *err, size_t errlen)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v) {
+        snprintf(err, errlen, "--set needs KEY=VALUE, got '%.200s'", v);
+        return -1;
+    }
+    char name[128];
+    size_t n = (size_t)(eq - v);
+    if (n >= sizeof name) {
+        snprintf(err, errlen, "unknown option '%.100s...'", v);
+        return -1;
+    }
+    memcpy(name, v, n);
+    name[n] = '\0';
+    return config_set(c, name, eq + 1, err, errlen);
 }
 
 int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t errlen)
 {
-    static const struct {
-        const char *flag, *key;
-    } flags[] = {
-        {"--model", "model"},           {"--port", "port"},       {"--listen", "listen"},
-        {"--threads", "threads"},       {"--workers", "workers"}, {"--cache-dir", "cache_dir"},
-        {"--static-dir", "static_dir"},
-    };
-    /* --config first, so that flags override the file wherever they stand. */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "--config needs a file");
+    /* Three passes: --help and --version (nothing else matters then), every
+     * --config file, then the flags in order, so that flags override the
+     * file wherever they stand. */
+    bool print = false;
+    for (int pass = 0; pass < 3; pass++) {
+        for (int i = 1; i < argc; i++) {
+            const char *v = NULL;
+            int f = next_flag(argc, argv, &i, &v, err, errlen);
+            if (f < 0) {
+                if (pass == 0) continue; /* reported in the last pass, unless --help comes */
                 return -1;
             }
-            if (config_load_file(c, argv[i + 1], err, errlen) != 0) return -1;
+            const char *flag = flag_defs[f].flag, *key = flag_defs[f].key;
+            if (pass == 0) {
+                if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
+                    usage(stdout);
+                    return 1;
+                }
+                if (strcmp(flag, "--version") == 0) {
+                    printf("twd %s\n", TWD_VERSION);
+                    return 1;
+                }
+            } else if (pass == 1) {
+                if (strcmp(flag, "--config") == 0 && config_load_file(c, v, err, errlen) != 0) return -1;
+            } else if (key) {
+                if (config_set(c, key, v, err, errlen) != 0) return -1;
+            } else if (strcmp(flag, "--set") == 0) {
+                if (apply_set(c, v, err, errlen) != 0) return -1;
+            } else if (strcmp(flag, "--no-fetch") == 0) {
+                c->fetch = false;
+            } else if (strcmp(flag, "--print-config") == 0) {
+                print = true;
+            }
         }
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        if (strcmp(a, "--config") == 0) {
-            i++;
-            continue;
-        }
-        if (strcmp(a, "--no-fetch") == 0) {
-            c->fetch = false;
-            continue;
-        }
-        if (strcmp(a, "--print-config") == 0) {
-            config_print_conf(stdout);
-            return 1;
-        }
-        const char *key = NULL;
-        for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++)
-            if (strcmp(a, flags[f].flag) == 0) key = flags[f].key;
-        if (key || strcmp(a, "--set") == 0) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "%s needs a value", a);
-                return -1;
-            }
-            const char *v = argv[++i];
-            if (key) {
-                if (config_set(c, key, v, err, errlen) != 0) return -1;
-                continue;
-            }
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v) {
-                snprintf(err, errlen, "--set needs KEY=VALUE, got '%s'", v);
-                return -1;
-            }
-            char name[128];
-            size_t n = (size_t)(eq - v);
-            if (n >= sizeof name) n = sizeof name - 1;
-            memcpy(name, v, n);
-            name[n] = '\0';
-            if (config_set(c, name, eq + 1, err, errlen) != 0) return -1;
-            continue;
-        }
-        snprintf(err, errlen, "unknown argument '%s' (see twd --help)", a);
-        return -1;
+    if (print) {
+        config_print_conf(stdout, c);
+        return 1;
     }
     return 0;
 }
@@ -345,10 +434,51 @@ void config_print_table(FILE *out)
     }
 }
 
-void config_print_conf(FILE *out)
+/* True when option o has the same value in a and b. */
+static bool same_value(const cfg_option *o, const twd_config *a, const twd_config *b)
+{
+    const char *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+    switch (o->type) {
+    case CFG_STRING:
+        return strcmp(fa, fb) == 0;
+    case CFG_BOOL:
+        return *(const bool *)fa == *(const bool *)fb;
+    default:
+        return *(const int64_t *)fa == *(const int64_t *)fb;
+    }
+}
+
+/* The `key = value` line of option o as set in c, in the form
+ * config_load_file reads back. */
+static void print_value_line(FILE *out, const cfg_option *o, const twd_config *c)
+{
+    const char *field = (const char *)c + o->offset;
+    if (o->type == CFG_BOOL) {
+        fprintf(out, "%s = %s\n", o->name, *(const bool *)field ? "true" : "false");
+        return;
+    }
+    if (o->type != CFG_STRING) {
+        fprintf(out, "%s = %" PRId64 "\n", o->name, *(const int64_t *)field);
+        return;
+    }
+    size_t n = strlen(field);
+    bool quote = n == 0 || isspace((unsigned char)field[0]) || isspace((unsigned char)field[n - 1]) ||
+                 field[0] == '"' || strchr(field, '#');
+    if (!quote)
+        fprintf(out, "%s = %s\n", o->name, field);
+    else if (!strchr(field, '"'))
+        fprintf(out, "%s = \"%s\"\n", o->name, field);
+    else /* no escapes in this format: say so rather than write a line that reads back differently */
+        fprintf(out, "# %s: the value set (%s) cannot be written in this format\n", o->name, field);
+}
+
+void config_print_conf(FILE *out, const twd_config *c)
 {
     static const char *tn[] = {"integer", "size in bytes (suffix k, m, g or t allowed)", "string", "boolean",
                                "size in MiB (a number of MiB, or with suffix k, m, g or t)"};
+    static twd_config defaults; /* large: not on the stack */
+    config_defaults(&defaults);
+    if (!c) c = &defaults;
     fprintf(out, "# twd configuration. Every option, its type, bounds and default; this file is\n"
                  "# generated by `twd --print-config` from the option table in server/config.c and\n"
                  "# a unit test keeps the two identical. Command-line flags override the file:\n"
@@ -360,7 +490,10 @@ void config_print_conf(FILE *out)
         if (o->type == CFG_INT || o->type == CFG_SIZE || o->type == CFG_MIB)
             fprintf(out, "; range %" PRId64 "..%" PRId64, o->min, o->max);
         fprintf(out, "; default: %s\n", *o->def ? o->def : "(empty)");
-        fprintf(out, "%s%s = %s\n", *o->def ? "" : "# ", o->name, *o->def ? o->def : "");
+        if (same_value(o, c, &defaults))
+            fprintf(out, "%s%s = %s\n", *o->def ? "" : "# ", o->name, *o->def ? o->def : "");
+        else
+            print_value_line(out, o, c);
     }
 }
 

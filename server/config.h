@@ -1,6 +1,7 @@
 /* Daemon configuration: one table row per option (name, type, bounds,
  * default, documentation), read from a `key = value` file and overridden by
- * command-line flags. config/twd.conf is the documented example. */
+ * command-line flags. config/twd.conf is the documented example: what
+ * `twd --print-config` prints with no file and no flags. */
 #ifndef TW_CONFIG_H
 #define TW_CONFIG_H
 
@@ -74,14 +75,19 @@ void config_defaults(twd_config *c);
  * option and the allowed range/values in err. */
 int config_set(twd_config *c, const char *name, const char *value, char *err, size_t errlen);
 
-/* Reads a `key = value` file ('#' comments, blank lines). 0 on success;
- * -1 with "FILE:LINE: message" in err. */
+/* Reads a `key = value` file ('#' comments, blank lines; a value in double
+ * quotes keeps its spaces and '#'). It must be a regular file of at most
+ * 1 MiB. 0 on success; -1 with "config file FILE: problem" (cannot be read)
+ * or "FILE:LINE: message" in err. */
 int config_load_file(twd_config *c, const char *path, char *err, size_t errlen);
 
 /* Applies argv (after argv[0]): --config FILE is read first, then the other
  * flags in order: --model DIR, --port N, --listen ADDR, --threads N,
- * --workers N, --cache-dir DIR, --static-dir DIR, --set KEY=VALUE, --no-fetch.
- * Returns 0 to run, 1 if help/usage was printed (exit 0), -1 on error (err). */
+ * --workers N, --cache-dir DIR, --static-dir DIR, --set KEY=VALUE,
+ * --no-fetch (a value may also be written --flag=VALUE). --help and
+ * --version print and stop; --print-config prints the effective
+ * configuration once everything is applied. Returns 0 to run, 1 when
+ * something was printed instead (exit 0), -1 on error (one line in err). */
 int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t errlen);
 
 const cfg_option *config_find(const char *name);
@@ -89,9 +95,11 @@ const cfg_option *config_find(const char *name);
 /* Writes the option table as documentation (used by --help and tests). */
 void config_print_table(FILE *out);
 
-/* Writes a complete, commented configuration file with every default
- * (config/twd.conf is this output). */
-void config_print_conf(FILE *out);
+/* Writes a complete, commented configuration file: every option with its
+ * documentation and default, set to its value in c (NULL: the defaults).
+ * Options at their default are written as with no file and no flags, so
+ * config/twd.conf is this output for the defaults. */
+void config_print_conf(FILE *out, const twd_config *c);
 
 /* The api layer's settings (limits, cache budgets, layouts) from c. */
 void config_api_settings(const twd_config *c, api_settings *s);

@@ -196,7 +196,13 @@ int main(int argc, char **argv)
     char err[2048];
     config_defaults(&cfg);
     int rc = config_from_args(&cfg, argc, argv, err, sizeof err);
-    if (rc == 1) return 0;
+    if (rc == 1) { /* --help, --version or --print-config: its output must have been written */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            tw_log("cannot write to standard output: %s", strerror(errno));
+            return 1;
+        }
+        return 0;
+    }
     if (rc != 0) {
         tw_log("%s", err);
         return 2;

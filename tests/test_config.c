@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "server/config.h"
@@ -146,6 +147,114 @@ START_TEST(file_and_flags)
     ck_assert_int_eq(config_from_args(&c, 2, noval, err, sizeof err), -1);
     char *badset[] = {"twd", "--set", "port", NULL};
     ck_assert_int_eq(config_from_args(&c, 3, badset, err, sizeof err), -1);
+
+    /* --flag=VALUE, and a flag's value is never taken for a flag */
+    config_defaults(&c);
+    char *eqform[] = {"twd", "--port=9292", "--set=max_k=9", "--model", "--no-fetch", NULL};
+    ck_assert_msg(config_from_args(&c, 5, eqform, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.port, 9292);
+    ck_assert_int_eq(c.max_k, 9);
+    ck_assert_str_eq(c.model, "--no-fetch");
+    ck_assert(c.fetch);
+    char *noarg[] = {"twd", "--no-fetch=yes", NULL};
+    ck_assert_int_eq(config_from_args(&c, 2, noarg, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "--no-fetch takes no value"), "%s", err);
+    /* --help wins over a config file that cannot be read */
+    char *help[] = {"twd", "--config", "/nonexistent/twd.conf", "--help", NULL};
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    int rc = config_from_args(&c, 4, help, err, sizeof err);
+    fclose(stdout);
+    stdout = saved;
+    ck_assert_int_eq(rc, 1);
+}
+END_TEST
+
+/* A --config file that cannot be read is named as the config file; one that
+ * is not a regular file is refused without blocking. */
+START_TEST(config_file_errors)
+{
+    twd_config c;
+    char err[512];
+    config_defaults(&c);
+    ck_assert_int_eq(config_load_file(&c, "/x/y.conf", err, sizeof err), -1);
+    ck_assert_str_eq(err, "config file /x/y.conf: No such file or directory");
+    char *argv[] = {"twd", "--config", "/x/y.conf", NULL};
+    ck_assert_int_eq(config_from_args(&c, 3, argv, err, sizeof err), -1);
+    ck_assert_str_eq(err, "config file /x/y.conf: No such file or directory");
+    ck_assert_int_eq(config_load_file(&c, "/tmp", err, sizeof err), -1);
+    ck_assert_str_eq(err, "config file /tmp: not a regular file");
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "/tmp/twd-test-fifo-%d", (int)getpid());
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(config_load_file(&c, fifo, err, sizeof err), -1); /* must not block */
+    ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+    unlink(fifo);
+    char *p = write_tmp("port = 1");
+    ck_assert_int_eq(truncate(p, 12), 0); /* "port = 1" and four NUL bytes */
+    ck_assert_int_eq(config_load_file(&c, p, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, ":1: NUL byte"), "%s", err);
+    unlink(p);
+}
+END_TEST
+
+/* Quoted values keep spaces and '#'; comments elsewhere are dropped. */
+START_TEST(file_quoting)
+{
+    twd_config c;
+    char err[512];
+    config_defaults(&c);
+    char *p = write_tmp("# only a comment = not a setting\n"
+                        "cors_origin = \"http://x.test/#a\"   # a comment\n"
+                        "hub_repo = \" two words \"\r\n"
+                        "model = /m/gpt2 # comment\n"
+                        "cache_dir=\"\"\n");
+    ck_assert_msg(config_load_file(&c, p, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.cors_origin, "http://x.test/#a");
+    ck_assert_str_eq(c.hub_repo, " two words ");
+    ck_assert_str_eq(c.model, "/m/gpt2");
+    ck_assert_str_eq(c.cache_dir, "");
+    unlink(p);
+    static const char *const bad[] = {"model = \"open\n", "model = \"a\" b\n", " = 3\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = write_tmp(bad[i]);
+        ck_assert_int_eq(config_load_file(&c, p, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, ":1: "), "%s", err);
+        unlink(p);
+    }
+}
+END_TEST
+
+/* --print-config writes the effective configuration, and it reads back to
+ * the same configuration. */
+START_TEST(print_conf_round_trip)
+{
+    static twd_config c, d;
+    char err[512];
+    config_defaults(&c);
+    static const char *const sets[][2] = {
+        {"port", "9999"},          {"listen", "::1"},         {"cache_mb", "3g"},
+        {"max_body", "2m"},        {"fetch", "off"},          {"model", "/srv/models/gpt2"},
+        {"cache_dir", "/var/cache/twd"}, {"cors_origin", "http://a.test/#x"}, {"hub_repo", " padded "},
+        {"hub_url", ""},           {"umap_seed", "7"},
+    };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        ck_assert_msg(config_set(&c, sets[i][0], sets[i][1], err, sizeof err) == 0, "%s", err);
+    char *text = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&text, &n);
+    config_print_conf(m, &c);
+    fclose(m);
+    ck_assert_msg(strstr(text, "\nport = 9999\n") && strstr(text, "\ncache_mb = 3072\n") &&
+                      strstr(text, "\nmodel = /srv/models/gpt2\n") && strstr(text, "\nfetch = false\n") &&
+                      strstr(text, "\nhub_url = \"\"\n") && strstr(text, "\n# static_dir = \n"),
+                  "%s", text);
+    char *p = write_tmp(text);
+    config_defaults(&d);
+    ck_assert_msg(config_load_file(&d, p, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(memcmp(&c, &d, sizeof c) == 0, "the printed configuration reads back differently");
+    unlink(p);
+    free(text);
 }
 END_TEST
 
@@ -155,7 +264,7 @@ START_TEST(shipped_conf_matches_table)
     char *gen = NULL;
     size_t n = 0;
     FILE *m = open_memstream(&gen, &n);
-    config_print_conf(m);
+    config_print_conf(m, NULL);
     fclose(m);
     FILE *f = fopen(TWD_SOURCE_ROOT "/config/twd.conf", "r");
     ck_assert_msg(f != NULL, "config/twd.conf missing");
@@ -184,6 +293,9 @@ int main(void)
     tcase_add_test(tc, set_checks_types_and_bounds);
     tcase_add_test(tc, mib_options);
     tcase_add_test(tc, file_and_flags);
+    tcase_add_test(tc, config_file_errors);
+    tcase_add_test(tc, file_quoting);
+    tcase_add_test(tc, print_conf_round_trip);
     tcase_add_test(tc, shipped_conf_matches_table);
     suite_add_tcase(s, tc);
     return tw_check_run(s);
