@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/fs.h"
+#include "core/nn/blas.h"
 
 #define OFF(f)          offsetof(twd_config, f)
 #define SZ(f)           sizeof(((twd_config *)0)->f)
@@ -15,6 +16,26 @@
 #define SIZE(f, lo, hi) CFG_SIZE, OFF(f), 0, lo, hi
 #define MIB(f, lo, hi)  CFG_MIB, OFF(f), 0, lo, hi
 #define BOOL(f)         CFG_BOOL, OFF(f), 0, 0, 1
+
+/* blas_coretype: auto, off, or a name this OpenBLAS accepts (it would
+ * otherwise ignore the name silently and keep its own choice). Returns the
+ * value to store, or NULL with the message in err. */
+static const char *check_coretype(const char *v, char *err, size_t errlen)
+{
+    if (strcasecmp(v, "auto") == 0) return "auto";
+    if (strcasecmp(v, "off") == 0) return "off";
+    if (blas_coretype_known(v)) return v;
+    snprintf(err, errlen,
+             "option 'blas_coretype': '%.64s' is not auto, off or a kernel family OpenBLAS accepts (%s)", v,
+             blas_coretype_names());
+    return NULL;
+}
+
+/* String options whose values are checked beyond their length. */
+static const struct {
+    const char *name;
+    const char *(*check)(const char *value, char *err, size_t errlen);
+} string_checks[] = {{"blas_coretype", check_coretype}};
 
 /* The one table of options: name, type, bounds, default, runtime, doc. */
 const cfg_option cfg_options[] = {
@@ -47,8 +68,9 @@ const cfg_option cfg_options[] = {
     {"blas_coretype", STR(blas_coretype), "auto", false,
      "OpenBLAS kernel family. auto: when OpenBLAS does not recognise the CPU and would run its generic "
      "kernels on an AVX2/AVX-512 machine, restart once with OPENBLAS_CORETYPE set (about 3x faster GEMM); "
-     "off: leave OpenBLAS alone; or a name such as Haswell or SkylakeX. An OPENBLAS_CORETYPE already in "
-     "the environment always wins."},
+     "off: leave OpenBLAS alone; or a kernel family OpenBLAS accepts, such as Haswell, Zen or SkylakeX (any "
+     "other name is refused at start with the list). An OPENBLAS_CORETYPE already in the environment "
+     "always wins."},
     {"max_body", SIZE(max_body, 1024, 1073741824), "1048576", false,
      "Largest request body in bytes; larger bodies get 413."},
     {"max_url", SIZE(max_url, 256, 1048576), "65536", false,
@@ -143,6 +165,10 @@ int config_set(twd_config *c, const char *name, const char *value, char *err, si
                          (unsigned)(unsigned char)*p);
                 return -1;
             }
+        for (size_t i = 0; i < sizeof string_checks / sizeof string_checks[0]; i++)
+            if (strcmp(name, string_checks[i].name) == 0 &&
+                !(value = string_checks[i].check(value, err, errlen)))
+                return -1;
         memset(field, 0, o->size); /* no trace of an earlier value: configurations compare with memcmp */
         memcpy(field, value, strlen(value));
         return 0;
@@ -319,13 +345,20 @@ static const struct {
     const char *flag, *key;
     bool value;
 } flag_defs[] = {
-    {"--config", NULL, true},           {"--set", NULL, true},
-    {"--model", "model", true},         {"--port", "port", true},
-    {"--listen", "listen", true},       {"--threads", "threads", true},
-    {"--workers", "workers", true},     {"--cache-dir", "cache_dir", true},
-    {"--static-dir", "static_dir", true}, {"--no-fetch", NULL, false},
-    {"--print-config", NULL, false},    {"--help", NULL, false},
-    {"-h", NULL, false},                {"--version", NULL, false},
+    {"--config", NULL, true},
+    {"--set", NULL, true},
+    {"--model", "model", true},
+    {"--port", "port", true},
+    {"--listen", "listen", true},
+    {"--threads", "threads", true},
+    {"--workers", "workers", true},
+    {"--cache-dir", "cache_dir", true},
+    {"--static-dir", "static_dir", true},
+    {"--no-fetch", NULL, false},
+    {"--print-config", NULL, false},
+    {"--help", NULL, false},
+    {"-h", NULL, false},
+    {"--version", NULL, false},
 };
 #define N_FLAGS (sizeof flag_defs / sizeof flag_defs[0])
 
@@ -439,12 +472,9 @@ static bool same_value(const cfg_option *o, const twd_config *a, const twd_confi
 {
     const char *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
     switch (o->type) {
-    case CFG_STRING:
-        return strcmp(fa, fb) == 0;
-    case CFG_BOOL:
-        return *(const bool *)fa == *(const bool *)fb;
-    default:
-        return *(const int64_t *)fa == *(const int64_t *)fb;
+    case CFG_STRING: return strcmp(fa, fb) == 0;
+    case CFG_BOOL: return *(const bool *)fa == *(const bool *)fb;
+    default: return *(const int64_t *)fa == *(const int64_t *)fb;
     }
 }
 

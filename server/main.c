@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,9 +159,10 @@ out:
  * family the CPU supports (see blas_coretype in config/twd.conf). */
 static void maybe_reexec_for_blas(const twd_config *cfg, char **argv)
 {
-    if (getenv("OPENBLAS_CORETYPE") || strcmp(cfg->blas_coretype, "off") == 0) return;
-    const char *want = strcmp(cfg->blas_coretype, "auto") == 0 ? blas_coretype_hint() : cfg->blas_coretype;
-    if (!want || !*want) return;
+    if (getenv("OPENBLAS_CORETYPE") || strcasecmp(cfg->blas_coretype, "off") == 0) return;
+    const char *want =
+        strcasecmp(cfg->blas_coretype, "auto") == 0 ? blas_coretype_hint() : cfg->blas_coretype;
+    if (!want || !*want || strcasecmp(want, blas_corename()) == 0) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
     tw_log("OpenBLAS chose %s kernels on this CPU; restarting with OPENBLAS_CORETYPE=%s", blas_corename(),
            want);

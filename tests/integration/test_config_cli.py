@@ -127,5 +127,38 @@ class MiBOptions(unittest.TestCase):
         self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
 
 
+class BlasCoretype(unittest.TestCase):
+    def test_unknown_name_is_refused_with_the_list(self):
+        for name in ("Cooperlake", "SapphireRapids", "NoSuchCore"):
+            rc, _, err = twd("--set", "blas_coretype=" + name)
+            self.assertEqual(rc, 2)
+            self.assertEqual(err.count("\n"), 1, err)
+            self.assertIn("option 'blas_coretype': '%s'" % name, err)
+            self.assertIn("Haswell", err)
+            self.assertIn("SkylakeX", err)
+        conf = write("blas.conf", "blas_coretype = Skylake\n")
+        rc, _, err = twd("--config", conf)
+        self.assertEqual(rc, 2)
+        self.assertIn("%s:1: option 'blas_coretype'" % conf, err)
+
+    def test_known_names_and_keywords(self):
+        for name in ("auto", "off", "Haswell", "zen", "Prescott"):
+            rc, out, err = twd("--set", "blas_coretype=" + name, "--print-config")
+            self.assertEqual(rc, 0, err)
+
+    def test_forced_name_is_used(self):
+        model = make_checkpoint(os.path.join(TMP, "tiny"))
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+        d = Daemon("--set", "blas_coretype=Katmai", model=model)
+        d.env = env
+        with d:
+            self.assertEqual(d.get("/health")[0], 200)
+        log = d.stderr()
+        # OpenBLAS never reports Katmai (it runs Prescott kernels for it), so
+        # twd always restarts once with the name set
+        self.assertIn("restarting with OPENBLAS_CORETYPE=Katmai", log)
+        self.assertFalse(SANITIZER.search(log), log)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
