@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 #include "core/nn/blas.h"
@@ -50,10 +51,13 @@ const cfg_option cfg_options[] = {
      "Folder for the downloaded model, the demo model and fitted UMAP layouts. "
      "Empty: $XDG_CACHE_HOME/twd or ~/.cache/twd."},
     {"static_dir", STR(static_dir), "", false,
-     "Folder of the web page served under /. Empty: the static/ folder of the source tree."},
+     "Folder of the web page served under /. Empty: static/ of the source tree when twd runs from its build "
+     "directory, else static/ under PREFIX/share/twd (an installed twd); each falls back to the other when "
+     "it has no static/."},
     {"words_file", STR(words_file), "", false,
-     "Default word list of /probe, one word per line. Empty: config/common_nouns.txt of the source tree "
-     "(the paper's 100 most common English nouns)."},
+     "Default word list of /probe, one word per line. Empty: config/common_nouns.txt (the paper's 100 most "
+     "common English nouns), found as static_dir is: the source tree's for a twd run from its build "
+     "directory, else the one under PREFIX/share/twd, each falling back to the other."},
     {"hub_url", STR(hub_url), "https://huggingface.co", false,
      "Base URL of the Hugging Face hub used for the default model."},
     {"hub_repo", STR(hub_repo), "openai-community/gpt2", false, "Hub repository of the default model."},
@@ -234,8 +238,38 @@ void config_defaults(twd_config *c)
         snprintf(c->cache_dir, sizeof c->cache_dir, "%s/.cache/twd", home);
     else
         snprintf(c->cache_dir, sizeof c->cache_dir, "/tmp/twd-cache");
-    snprintf(c->static_dir, sizeof c->static_dir, "%s/static", TWD_SOURCE_ROOT);
-    snprintf(c->words_file, sizeof c->words_file, "%s/config/common_nouns.txt", TWD_SOURCE_ROOT);
+    if (config_data_path(c->static_dir, sizeof c->static_dir, "static") != 0) c->static_dir[0] = '\0';
+    if (config_data_path(c->words_file, sizeof c->words_file, "config/common_nouns.txt") != 0)
+        c->words_file[0] = '\0';
+}
+
+/* True when this process's executable lies in a meson build directory: its
+ * folder, or that folder's parent, holds build.ninja (build/server/twd,
+ * build/tests/test_config). An installed twd (PREFIX/bin/twd) does not. */
+static bool runs_from_build_dir(void)
+{
+    char dir[4096];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0) return false;
+    dir[n] = '\0';
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(dir, '/'), probe[4200];
+        if (!slash) return false;
+        *slash = '\0';
+        if (fs_path(probe, sizeof probe, "%s/build.ninja", dir) == 0 && fs_is_regular(probe)) return true;
+    }
+    return false;
+}
+
+int config_data_path(char *out, size_t n, const char *rel)
+{
+    char src[4096], inst[4096];
+    if (fs_join(src, sizeof src, TWD_SOURCE_ROOT, rel) != 0 ||
+        fs_join(inst, sizeof inst, TWD_DATADIR, rel) != 0)
+        return -1;
+    bool build = runs_from_build_dir();
+    const char *first = build ? src : inst, *second = build ? inst : src;
+    return fs_path(out, n, "%s", access(first, F_OK) == 0 || access(second, F_OK) != 0 ? first : second);
 }
 
 static char *trim(char *s)
@@ -328,6 +362,9 @@ int config_load_file(twd_config *c, const char *path, char *err, size_t errlen)
 
 static void usage(FILE *out)
 {
+    char example[4096];
+    if (config_data_path(example, sizeof example, "config/twd.conf") != 0)
+        snprintf(example, sizeof example, "twd.conf");
     fprintf(out, "usage: twd [--config FILE] [--model DIR] [--listen ADDR] [--port N]\n"
                  "           [--threads N] [--workers N] [--cache-dir DIR] [--static-dir DIR]\n"
                  "           [--no-fetch] [--set KEY=VALUE ...] [--print-config] [--version]\n\n"
@@ -337,6 +374,7 @@ static void usage(FILE *out)
                  "resulting configuration as a file and exits. Options (config file keys;\n"
                  "--set KEY=VALUE):\n\n");
     config_print_table(out);
+    fprintf(out, "\nA documented configuration file with every default: %s\n", example);
 }
 
 /* The flags: those with a key set that option; --config and --set are

@@ -68,8 +68,19 @@ extern const cfg_option cfg_options[];
 extern const size_t cfg_n_options;
 
 /* Fills every option with its default. Defaults that depend on the
- * environment (cache_dir from $XDG_CACHE_HOME or $HOME) are resolved here. */
+ * environment are resolved here: cache_dir from $XDG_CACHE_HOME or $HOME,
+ * static_dir and words_file with config_data_path. */
 void config_defaults(twd_config *c);
+
+/* Where a data file of the distribution is (rel: "static",
+ * "config/common_nouns.txt", "config/twd.conf"): a twd run from its meson
+ * build directory (its executable's folder or that folder's parent holds
+ * build.ninja) prefers the source tree (TWD_SOURCE_ROOT); any other, i.e.
+ * an installed twd, prefers TWD_DATADIR (PREFIX/share/twd). The other place
+ * is used when the preferred one lacks rel, and the preferred path is given
+ * when neither has it (so that a message names it). 0, or -1 when the path
+ * does not fit in out. */
+int config_data_path(char *out, size_t n, const char *rel);
 
 /* Sets one option from text. 0 on success; -1 with a message naming the
  * option and the allowed range/values in err. */

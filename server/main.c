@@ -210,6 +210,7 @@ int main(int argc, char **argv)
         return 2;
     }
     maybe_reexec_for_blas(&cfg, argv);
+    tw_log("page from %s; default /probe words from %s", cfg.static_dir, cfg.words_file);
     json_object_seed(0); /* before any thread: jansson's hash seed */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     openblas_set_num_threads(cfg.blas_threads > 0 ? (int)cfg.blas_threads : (int)(cores > 0 ? cores : 1));
