@@ -62,7 +62,8 @@ const cfg_option cfg_options[] = {
      "Base URL of the Hugging Face hub used for the default model."},
     {"hub_repo", STR(hub_repo), "openai-community/gpt2", false, "Hub repository of the default model."},
     {"fetch_timeout", INT(fetch_timeout, 1, 60), "3", false,
-     "Seconds to wait for the hub to answer before falling back to the demo model."},
+     "Seconds the hub has to be reached and answer its first request (connecting and the answer) before "
+     "twd falls back to the demo model; a download under way is only abandoned when it stalls."},
     {"fetch", BOOL(fetch), "true", false, "Try to download the default model when it is not cached."},
     {"threads", INT(threads, 1, 256), "8", false,
      "HTTP threads. They never compute analyses, so /health answers while work runs."},

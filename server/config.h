@@ -26,7 +26,7 @@ typedef struct twd_config {
     char words_file[4096];     /* default word list of /probe */
     char hub_url[512];         /* Hugging Face hub base URL for the default model */
     char hub_repo[256];        /* repository of the default model */
-    int64_t fetch_timeout;     /* seconds to give up connecting to the hub */
+    int64_t fetch_timeout;     /* seconds for the hub to be reached and answer */
     bool fetch;                /* try to download the default model at all */
     int64_t threads;           /* HTTP threads (connection handling) */
     int64_t workers;           /* threads computing analyses */
