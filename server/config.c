@@ -43,6 +43,10 @@ const cfg_option cfg_options[] = {
     {"listen", STR(listen), "127.0.0.1", false,
      "Address to listen on. Loopback by default; the service has no authentication."},
     {"port", INT(port, 0, 65535), "8080", false, "TCP port (0: any free port, printed at start)."},
+    {"pid_file", STR(pid_file), "", false,
+     "File written once the port is bound, in three lines: the pid, the URL twd listens on and 'listening' "
+     "('stopping' once it is asked to stop); replaced atomically, removed at exit (scripts/up reads it). "
+     "Empty: none."},
     {"model", STR(model), "", false,
      "Hugging Face GPT-2 snapshot folder (config.json, model.safetensors, vocab.json + merges.txt). "
      "Empty: the cached openai-community/gpt2, downloaded on first start when the hub is reachable, "
@@ -368,7 +372,8 @@ static void usage(FILE *out)
         snprintf(example, sizeof example, "twd.conf");
     fprintf(out, "usage: twd [--config FILE] [--model DIR] [--listen ADDR] [--port N]\n"
                  "           [--threads N] [--workers N] [--cache-dir DIR] [--static-dir DIR]\n"
-                 "           [--no-fetch] [--set KEY=VALUE ...] [--print-config] [--version]\n\n"
+                 "           [--pid-file FILE] [--no-fetch] [--set KEY=VALUE ...]\n"
+                 "           [--print-config] [--version]\n\n"
                  "Traveling Words daemon: serves the analyses of arXiv 2309.07315 on a GPT-2\n"
                  "checkpoint over HTTP/JSON. --config FILE is read first, then the flags apply in\n"
                  "order (a value may also be given as --flag=VALUE). --print-config prints the\n"
@@ -393,6 +398,7 @@ static const struct {
     {"--workers", "workers", true},
     {"--cache-dir", "cache_dir", true},
     {"--static-dir", "static_dir", true},
+    {"--pid-file", "pid_file", true},
     {"--no-fetch", NULL, false},
     {"--print-config", NULL, false},
     {"--help", NULL, false},

@@ -20,6 +20,7 @@ typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL, CFG_MIB } cfg_type;
 typedef struct twd_config {
     char listen[64]; /* listen address (IPv4 or IPv6 literal) */
     int64_t port;
+    char pid_file[4096];       /* pid, URL and state, written once listening; empty = none */
     char model[4096];          /* model folder; empty = default model */
     char cache_dir[4096];      /* downloads, demo model, UMAP layouts */
     char static_dir[4096];     /* files served under / */
@@ -94,7 +95,7 @@ int config_load_file(twd_config *c, const char *path, char *err, size_t errlen);
 
 /* Applies argv (after argv[0]): --config FILE is read first, then the other
  * flags in order: --model DIR, --port N, --listen ADDR, --threads N,
- * --workers N, --cache-dir DIR, --static-dir DIR, --set KEY=VALUE,
+ * --workers N, --cache-dir DIR, --static-dir DIR, --pid-file FILE, --set KEY=VALUE,
  * --no-fetch (a value may also be written --flag=VALUE). --help and
  * --version print and stop; --print-config prints the effective
  * configuration once everything is applied. Returns 0 to run, 1 when

@@ -127,6 +127,26 @@ class MiBOptions(unittest.TestCase):
         self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
 
 
+class PidFile(unittest.TestCase):
+    def test_written_once_listening_and_removed_at_exit(self):
+        model = make_checkpoint(os.path.join(TMP, "tiny"))
+        pid_file = os.path.join(TMP, "twd.pid")
+        with Daemon("--pid-file", pid_file, model=model) as d:
+            with open(pid_file) as f:
+                lines = f.read().splitlines()
+            self.assertEqual(lines, [str(d.proc.pid), "http://127.0.0.1:%d/" % d.port, "listening"])
+            self.assertEqual([n for n in os.listdir(TMP) if n.startswith("twd.pid.")], [])  # no temporary left
+        self.assertEqual(d.proc.returncode, 0)
+        self.assertFalse(os.path.exists(pid_file))
+        self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
+
+    def test_unwritable_pid_file_stops_start(self):
+        p = subprocess.run([TWD, "--port", "0", "--no-fetch", "--cache-dir", os.path.join(TMP, "c"),
+                            "--pid-file", "/nonexistent/dir/twd.pid"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("twd: pid_file /nonexistent/dir/twd.pid: No such file or directory\n", p.stderr)
+
+
 class BlasCoretype(unittest.TestCase):
     def test_unknown_name_is_refused_with_the_list(self):
         for name in ("Cooperlake", "SapphireRapids", "NoSuchCore"):
