@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -32,11 +33,21 @@ static const char *check_coretype(const char *v, char *err, size_t errlen)
     return NULL;
 }
 
+/* listen: an address literal (the HTTP layer binds it as such). */
+static const char *check_listen(const char *v, char *err, size_t errlen)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, v, buf) == 1 || inet_pton(AF_INET6, v, buf) == 1) return v;
+    snprintf(err, errlen,
+             "option 'listen': '%.100s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, 0.0.0.0)", v);
+    return NULL;
+}
+
 /* String options whose values are checked beyond their length. */
 static const struct {
     const char *name;
     const char *(*check)(const char *value, char *err, size_t errlen);
-} string_checks[] = {{"blas_coretype", check_coretype}};
+} string_checks[] = {{"blas_coretype", check_coretype}, {"listen", check_listen}};
 
 /* The one table of options: name, type, bounds, default, runtime, doc. */
 const cfg_option cfg_options[] = {

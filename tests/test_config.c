@@ -57,6 +57,11 @@ START_TEST(set_checks_types_and_bounds)
     ck_assert_int_eq(c.max_body, 2 * 1048576);
     ck_assert_int_eq(config_set(&c, "max_body", "2g", err, sizeof err), -1); /* above 1 GiB */
     ck_assert_int_eq(config_set(&c, "threads", "2k", err, sizeof err), -1);  /* no suffix on plain ints */
+    ck_assert_int_eq(config_set(&c, "listen", "::1", err, sizeof err), 0);
+    ck_assert_int_eq(config_set(&c, "listen", "0.0.0.0", err, sizeof err), 0);
+    ck_assert_int_eq(config_set(&c, "listen", "localhost", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "option 'listen': 'localhost' is not an IPv4 or IPv6 address"), "%s", err);
+    ck_assert_str_eq(c.listen, "0.0.0.0");
     ck_assert_int_eq(config_set(&c, "access_log", "off", err, sizeof err), 0);
     ck_assert(!c.access_log);
     ck_assert_int_eq(config_set(&c, "access_log", "maybe", err, sizeof err), -1);

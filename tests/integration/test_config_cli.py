@@ -72,6 +72,11 @@ class VersionAndPrintConfig(unittest.TestCase):
         rc, out, err = twd("--print-config", "--port", "70000")
         self.assertEqual((rc, out), (2, ""))
         self.assertIn("option 'port'", err)
+        # a listen address is checked with the configuration, before anything starts
+        rc, out, err = twd("--listen", "localhost", "--print-config")
+        self.assertEqual((rc, out), (2, ""))
+        self.assertEqual(err, "twd: option 'listen': 'localhost' is not an IPv4 or IPv6 address "
+                              "(e.g. 127.0.0.1, ::1, 0.0.0.0)\n")
 
     def test_output_errors_are_reported(self):
         with open("/dev/full", "w") as full:
