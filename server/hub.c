@@ -99,8 +99,9 @@ static CURL *new_handle(const char *url, long connect_timeout, char *ebuf)
 
 /* HEAD of a file: the size and hash the hub announces. The hub answers a
  * resolve URL of an LFS file with a redirect carrying X-Linked-* headers, so
- * redirects are not followed here. */
-static int head_info(const char *url, long timeout, remote_info *ri, char *err, size_t errlen)
+ * redirects are not followed here. `total` bounds the whole request
+ * (resolving, connecting, TLS, the answer), in seconds. */
+static int head_info(const char *url, long timeout, long total, remote_info *ri, char *err, size_t errlen)
 {
     char ebuf[CURL_ERROR_SIZE] = "";
     CURL *h = new_handle(url, timeout, ebuf);
@@ -112,7 +113,7 @@ static int head_info(const char *url, long timeout, remote_info *ri, char *err, 
     ri->size = -1;
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout * 3);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, total);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, ri);
     CURLcode rc = curl_easy_perform(h);
@@ -219,8 +220,12 @@ int hub_fetch(const char *base_url, const char *repo, const char *dest, long tim
             rc = -1;
             break;
         }
+        /* The first request decides whether the hub can be reached and is
+         * answering: all of it, not only the connection, fits in the
+         * timeout, so a hub that accepts and then stalls costs no more. Once
+         * it has answered, the others get three times as long. */
         remote_info ri;
-        if (head_info(url, timeout, &ri, err, errlen) != 0) {
+        if (head_info(url, timeout, i == 0 ? timeout : timeout * 3, &ri, err, errlen) != 0) {
             rc = -1;
             break;
         }

@@ -15,9 +15,11 @@ typedef void (*hub_progress_fn)(void *ctx, const char *status);
  * `repo` from `base_url` into `dest` (created). Partial files are kept under
  * dest/.partial and resumed by a later call; the files are moved into place
  * only once all are complete and verified, and dest/.complete is written
- * last. `connect_timeout` bounds the wait for the hub to answer (seconds).
+ * last. `timeout` (seconds) bounds the decision whether the hub is there:
+ * the first request, from resolving the name to the end of its answer; the
+ * downloads themselves are abandoned (to be resumed) only when they stall.
  * 0 on success, -1 with one line in err. */
-int hub_fetch(const char *base_url, const char *repo, const char *dest, long connect_timeout,
+int hub_fetch(const char *base_url, const char *repo, const char *dest, long timeout,
               hub_progress_fn progress, void *ctx, char *err, size_t errlen);
 
 /* True when dest/.complete exists (a finished download). */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,9 +159,10 @@ out:
  * family the CPU supports (see blas_coretype in config/twd.conf). */
 static void maybe_reexec_for_blas(const twd_config *cfg, char **argv)
 {
-    if (getenv("OPENBLAS_CORETYPE") || strcmp(cfg->blas_coretype, "off") == 0) return;
-    const char *want = strcmp(cfg->blas_coretype, "auto") == 0 ? blas_coretype_hint() : cfg->blas_coretype;
-    if (!want || !*want) return;
+    if (getenv("OPENBLAS_CORETYPE") || strcasecmp(cfg->blas_coretype, "off") == 0) return;
+    const char *want =
+        strcasecmp(cfg->blas_coretype, "auto") == 0 ? blas_coretype_hint() : cfg->blas_coretype;
+    if (!want || !*want || strcasecmp(want, blas_corename()) == 0) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
     tw_log("OpenBLAS chose %s kernels on this CPU; restarting with OPENBLAS_CORETYPE=%s", blas_corename(),
            want);
@@ -191,6 +193,43 @@ static void render_metrics(void *ctx, strbuf *b)
               g.evicted, g.canceled);
 }
 
+/* The pid_file option: "<pid>\n<url>\n<state>\n", replaced atomically (a
+ * temporary file beside it, renamed over it), so a reader never sees half
+ * of it. 0, or -1 with one line naming the option and the file. */
+static int write_pid_file(const char *path, const char *url, const char *state, char *err, size_t errlen)
+{
+    char tmp[4200];
+    if (fs_path(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) != 0) {
+        snprintf(err, errlen, "pid_file %.1000s: the path is too long", path);
+        return -1;
+    }
+    FILE *f = fopen(tmp, "we");
+    if (!f) {
+        snprintf(err, errlen, "pid_file %.1000s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "%ld\n%s\n%s\n", (long)getpid(), url, state);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        int e = errno ? errno : EIO;
+        unlink(tmp);
+        snprintf(err, errlen, "pid_file %.1000s: %s", path, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes the pid file at exit, unless another twd has since replaced it. */
+static void remove_pid_file(const char *path)
+{
+    FILE *f = path[0] ? fopen(path, "re") : NULL;
+    long pid = 0;
+    if (!f) return;
+    int ok = fscanf(f, "%ld", &pid) == 1;
+    fclose(f);
+    if (ok && pid == (long)getpid()) unlink(path);
+}
+
 /* Waits for a signal or for the loader to finish; returns the exit code. */
 static int run(loader *ld, pthread_t lt, sigset_t *sigs, bool *joined)
 {
@@ -218,13 +257,20 @@ int main(int argc, char **argv)
     char err[2048];
     config_defaults(&cfg);
     int rc = config_from_args(&cfg, argc, argv, err, sizeof err);
-    if (rc == 1) return 0;
+    if (rc == 1) { /* --help, --version or --print-config: its output must have been written */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            tw_log("cannot write to standard output: %s", strerror(errno));
+            return 1;
+        }
+        return 0;
+    }
     if (rc == 0) rc = config_check(&cfg, err, sizeof err);
     if (rc != 0) {
         tw_log("%s", err);
         return 2;
     }
     maybe_reexec_for_blas(&cfg, argv);
+    tw_log("page from %s; default /probe words from %s", cfg.static_dir, cfg.words_file);
     json_object_seed(0); /* before any thread: jansson's hash seed */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     openblas_set_num_threads(cfg.blas_threads > 0 ? (int)cfg.blas_threads : (int)(cores > 0 ? cores : 1));
@@ -249,8 +295,15 @@ int main(int argc, char **argv)
     }
     app.metrics_ctx = srv;
     app.metrics_render = render_metrics;
-    tw_log("listening on http://%s%s%s:%d/", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
-           strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
+    char url[128];
+    snprintf(url, sizeof url, "http://%s%s%s:%d/", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
+             strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
+    tw_log("listening on %s", url);
+    if (cfg.pid_file[0] && write_pid_file(cfg.pid_file, url, "listening", err, sizeof err) != 0) {
+        tw_log("%s", err);
+        http_stop(srv);
+        return 1;
+    }
 
     static loader ld;
     ld.app = &app;
@@ -259,20 +312,30 @@ int main(int argc, char **argv)
     if (pthread_create(&lt, NULL, load_main, &ld) != 0) {
         tw_log("cannot start the loader thread");
         http_stop(srv);
+        remove_pid_file(cfg.pid_file);
         return 1;
     }
     bool joined = false;
     int exit_code = run(&ld, lt, &sigs, &joined);
+    /* going away: whoever waits for this twd to stop may now wait for it */
+    if (cfg.pid_file[0] && write_pid_file(cfg.pid_file, url, "stopping", err, sizeof err) != 0)
+        tw_log("%s", err);
     http_stop(srv);
+    if (!joined && atomic_load(&ld.done)) { /* finished just as the signal came */
+        pthread_join(lt, NULL);
+        joined = true;
+    }
     if (!joined) {
         /* Still loading (e.g. a download): the thread holds no lock we need;
          * leave without waiting for it. */
         tw_log("stopped while loading");
+        remove_pid_file(cfg.pid_file);
         return exit_code;
     }
     api_shutdown(&app);
     tokenizer_free(app.tok);
     gpt2_free(&app.model);
+    remove_pid_file(cfg.pid_file);
     tw_log("stopped");
     return exit_code;
 }

@@ -10,9 +10,11 @@ import hashlib
 import http.server
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 
@@ -164,6 +166,72 @@ class HubTest(unittest.TestCase):
             self.assertEqual(d.get_json("/model")[1]["origin"], "demo")
         self.assertIn("does not match", d.stderr())
         self.assertFalse(os.path.exists(os.path.join(cache, "hub", "openai-community-gpt2", "model.safetensors")))
+
+
+class StallingHub:
+    """Accepts connections and then never finishes an answer: silent, or
+    after the first bytes of a status line."""
+
+    def __init__(self, first_bytes=b""):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.first_bytes = first_bytes
+        self.conns = []
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if self.first_bytes:
+                c.sendall(self.first_bytes)
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class StalledHubTest(unittest.TestCase):
+    """fetch_timeout bounds the whole decision whether the hub answers: with
+    a hub that accepts and stalls, twd serves the demo model within
+    fetch_timeout plus a margin (it took 3 x fetch_timeout before)."""
+
+    FETCH_TIMEOUT = 3
+    MARGIN = 2
+
+    def check(self, first_bytes):
+        hub = StallingHub(first_bytes)
+        self.addCleanup(hub.close)
+        cache = tempfile.mkdtemp(dir=TMP)
+        # the demo model already generated (as by an earlier start), so that the
+        # time measured is the hub's, not that of writing 6M weights (slow under ASan)
+        make_checkpoint(os.path.join(cache, "demo-v1"), "demo", "--seed", "1")
+        d = Daemon("--set", "fetch=true", "--set", "hub_url=" + hub.url,
+                   "--set", "fetch_timeout=%d" % self.FETCH_TIMEOUT)
+        shutil.rmtree(d.cache)
+        d.cache = cache
+        t0 = time.monotonic()
+        with d:
+            elapsed = time.monotonic() - t0
+            self.assertEqual(d.get_json("/model")[1]["origin"], "demo")
+        self.assertTrue(hub.conns, "twd never contacted the stand-in hub")
+        self.assertLess(elapsed, self.FETCH_TIMEOUT + self.MARGIN, d.stderr())
+        self.assertGreater(elapsed, self.FETCH_TIMEOUT - 0.5, d.stderr())  # it did wait for the hub
+        self.assertIn("timed out", d.stderr())
+        self.assertIn("falling back to the synthetic demo model", d.stderr())
+        self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
+
+    def test_silent_hub(self):
+        self.check(b"")
+
+    def test_hub_stalls_after_first_bytes(self):
+        self.check(b"HTTP/1.1 200 OK\r\nContent-")
 
 
 if __name__ == "__main__":
