@@ -51,6 +51,10 @@ typedef void (*api_metrics_render_fn)(void *ctx, strbuf *out);
 struct api_ext; /* analysis state (caches, layouts), owned by the api layer */
 
 /* Everything a handler may read. The model never changes once READY. */
+struct api_service;
+
+/* One model being served, and everything a handler may read of it. The
+ * model never changes once READY. */
 typedef struct twd_app {
     api_settings set;
     _Atomic int state;           /* app_state */
@@ -58,16 +62,28 @@ typedef struct twd_app {
     char status[256];            /* what loading is doing now */
     gpt2_model model;
     tokenizer *tok;
-    char model_name[256];    /* e.g. "gpt2" or the folder name */
-    char model_source[4096]; /* folder the weights were read from */
-    char model_origin[64];   /* "configured", "hub-cache", "demo" */
+    char model_name[256];    /* e.g. "openai-community/gpt2" or the folder's name; unique in the service */
+    char model_source[4096]; /* the checkpoint read */
+    char model_origin[64];   /* "configured", "hf-cache", "twd-cache", "download", "demo" */
     bool synthetic;          /* weights generated, not trained */
     uint64_t synthetic_seed;
     double load_seconds; /* wall time of gpt2_load + tokenizer_load */
+    struct api_ext *ext;
+    struct api_service *svc; /* the service this model belongs to */
+} twd_app;
+
+/* Every model the daemon serves: routes that need a model take `model=`
+ * (a name; default the first), the others (/health, /metrics, /models,
+ * /openapi.json) speak for all. */
+typedef struct api_service {
+    twd_app **models;
+    size_t n_models;
     api_metrics_render_fn metrics_render;
     void *metrics_ctx;
-    struct api_ext *ext;
-} twd_app;
+} api_service;
+
+/* The model named `name`, or NULL. */
+twd_app *api_find_model(const api_service *svc, const char *name, size_t len);
 
 /* Prepares *app (LOADING, status "starting"); the caller then fills set,
  * the metrics hook and, once loaded, the model fields. */
@@ -215,6 +231,7 @@ const char *api_allow_header(const api_route *r);
 /* A request that passed every check and waits for its handler. */
 typedef struct {
     const api_route *route;
+    twd_app *app; /* the model it is about */
     api_args args;
     char *key; /* answer-cache key, or NULL */
     size_t klen;
@@ -229,16 +246,16 @@ enum { API_DONE = 0, API_COMPUTE = 1 };
  * cached answer, or the answer of a light route, computed here), or
  * API_COMPUTE when the route is heavy: then *call must be passed to
  * api_compute (on a worker) or api_call_free. */
-int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call,
+int api_prepare(api_service *svc, const api_route *route, const api_request *req, api_call *call,
                 api_response *res);
 
 /* Runs the handler of a prepared call, keeps a 200 answer in the answer
  * cache, and frees the call. */
-void api_compute(twd_app *app, api_call *call, api_response *res);
+void api_compute(api_call *call, api_response *res);
 void api_call_free(api_call *call);
 
 /* api_prepare then, when needed, api_compute: a request end to end. */
-void api_dispatch(twd_app *app, const api_route *route, const api_request *req, api_response *res);
+void api_dispatch(api_service *svc, const api_route *route, const api_request *req, api_response *res);
 
 /* ---- answers ---- */
 /* Client input quoted in a message: at most 40 bytes (then "..."), control
@@ -268,7 +285,7 @@ void api_response_free(api_response *res);
 int api_status_error(api_response *res, int rc, const char *what);
 
 /* The api layer's gauges (caches, the UMAP fit) in Prometheus text. */
-void api_render_metrics(twd_app *app, strbuf *out);
+void api_render_metrics(const api_service *svc, strbuf *out);
 
 /* Encodes client text (the parameter `param`) with the model's tokenizer:
  * the token count with the ids in *ids (caller frees), or -1 with *res set

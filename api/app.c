@@ -82,38 +82,48 @@ static int vocabulary_words(struct api_ext *x, const tokenizer *tok, char *err, 
     return 0;
 }
 
-void api_render_metrics(twd_app *app, strbuf *b)
+void api_render_metrics(const api_service *svc, strbuf *b)
 {
-    if (atomic_load(&app->state) != APP_READY || !app->ext) return;
-    blockcache_stats s;
-    blockcache_get_stats(app->ext->cache, &s);
-    answer_cache_stats a;
-    answer_cache_get_stats(app->ext->answers, &a);
-    sb_printf(
+    sb_puts(
         b,
         "# HELP twd_cache_bytes Bytes held by a cache.\n# TYPE twd_cache_bytes gauge\n"
-        "twd_cache_bytes{cache=\"intermediates\"} %zu\ntwd_cache_bytes{cache=\"answers\"} %llu\n"
         "# HELP twd_cache_budget_bytes Configured budget of a cache.\n# TYPE twd_cache_budget_bytes gauge\n"
-        "twd_cache_budget_bytes{cache=\"intermediates\"} %zu\ntwd_cache_budget_bytes{cache=\"answers\"} "
-        "%llu\n"
         "# HELP twd_cache_hits_total Lookups served from a cache.\n# TYPE twd_cache_hits_total counter\n"
-        "twd_cache_hits_total{cache=\"intermediates\"} %llu\ntwd_cache_hits_total{cache=\"answers\"} %llu\n"
         "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
-        "twd_cache_misses_total{cache=\"intermediates\"} %llu\ntwd_cache_misses_total{cache=\"answers\"} "
-        "%llu\n"
         "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
-        "# TYPE twd_cache_evictions_total counter\ntwd_cache_evictions_total{cache=\"intermediates\"} %llu\n",
-        s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
-        (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
-        (unsigned long long)a.misses, (unsigned long long)s.evictions);
-    if (app->ext->layout) {
-        double progress;
-        int ready = layout_umap_ready(app->ext->layout, &progress);
-        sb_printf(b,
-                  "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
-                  "twd_umap_ready %d\n# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n"
-                  "# TYPE twd_umap_progress gauge\ntwd_umap_progress %g\n",
-                  ready, progress);
+        "# TYPE twd_cache_evictions_total counter\n"
+        "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
+        "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n");
+    for (size_t i = 0; i < svc->n_models; i++) {
+        twd_app *app = svc->models[i];
+        if (atomic_load(&app->state) != APP_READY || !app->ext) continue;
+        const char *m = app->model_name;
+        blockcache_stats s;
+        blockcache_get_stats(app->ext->cache, &s);
+        answer_cache_stats a;
+        answer_cache_get_stats(app->ext->answers, &a);
+        const struct {
+            const char *metric, *cache;
+            unsigned long long v;
+        } rows[] = {
+            {"twd_cache_bytes", "intermediates", s.bytes},
+            {"twd_cache_bytes", "answers", a.bytes},
+            {"twd_cache_budget_bytes", "intermediates", s.budget},
+            {"twd_cache_budget_bytes", "answers", a.budget},
+            {"twd_cache_hits_total", "intermediates", s.hits},
+            {"twd_cache_hits_total", "answers", a.hits},
+            {"twd_cache_misses_total", "intermediates", s.misses},
+            {"twd_cache_misses_total", "answers", a.misses},
+            {"twd_cache_evictions_total", "intermediates", s.evictions},
+        };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            sb_printf(b, "%s{model=\"%s\",cache=\"%s\"} %llu\n", rows[r].metric, m, rows[r].cache, rows[r].v);
+        if (app->ext->layout) {
+            double progress;
+            int ready = layout_umap_ready(app->ext->layout, &progress);
+            sb_printf(b, "twd_umap_ready{model=\"%s\"} %d\ntwd_umap_progress{model=\"%s\"} %g\n", m, ready, m,
+                      progress);
+        }
     }
 }
 

@@ -70,7 +70,8 @@ void api_respond_blob(api_response *res, int status, const char *content_type, a
 }
 
 /* The answer of last resort, when even an error cannot be allocated. */
-static char oom_text[] = "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"out of memory\"}}";
+static char oom_text[] =
+    "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"out of memory\"}}";
 static api_blob oom_blob = {1, sizeof oom_text - 1, oom_text};
 
 int api_respond(api_response *res, int status, const char *content_type, char *bytes, size_t len)
@@ -111,8 +112,8 @@ int api_json(api_response *res, int status, json_t *root)
         /* Only reachable on allocation failure or a NULL built by a handler
          * (e.g. json_real(NaN)); say so instead of answering nothing. */
         tw_log("could not build a JSON answer (out of memory, or a value JSON cannot hold)");
-        static const char fallback[] =
-            "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"could not build the answer\"}}";
+        static const char fallback[] = "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":"
+                                       "\"could not build the answer\"}}";
         api_text(res, 500, "application/json", fallback, sizeof fallback - 1);
         return -1;
     }
@@ -163,7 +164,8 @@ int api_status_error(api_response *res, int rc, const char *what)
     }
 }
 
-long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids, api_response *res)
+long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids,
+                api_response *res)
 {
     long n = tokenizer_encode(app->tok, text, len, ids);
     if (n >= 0) return n;
@@ -173,7 +175,8 @@ long api_encode(twd_app *app, const char *param, const char *text, size_t len, i
     char shown[64];
     api_quote(shown, sizeof shown, at >= 0 ? text + at : "", at >= 0 ? cl : 0);
     if (at < 0)
-        return api_error(res, 400, "parameter '%s' is not valid UTF-8 for this model's character vocabulary", param);
+        return api_error(res, 400, "parameter '%s' is not valid UTF-8 for this model's character vocabulary",
+                         param);
     return api_error(res, 400,
                      "parameter '%s': the character '%s' at byte %ld is not in this model's vocabulary "
                      "(a character-level model knows only the characters it was trained on)",
@@ -548,37 +551,93 @@ static int set_arg(const twd_app *app, const api_route *r, api_args *args, const
     return 0;
 }
 
-static int parse_args(const twd_app *app, const api_route *r, const api_request *req, api_args *args,
-                      api_response *res)
+/* The request's JSON body as an object (*root, NULL without a body). 0, or
+ * -1 with a 400. */
+static int parse_body(const api_request *req, json_t **root, api_response *res)
+{
+    *root = NULL;
+    if (req->method != API_POST || req->body_len == 0) return 0;
+    json_error_t jerr;
+    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j)
+        return api_error(res, 400, "body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                         jerr.column);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return api_error(res, 400, "body must be a JSON object");
+    }
+    *root = j;
+    return 0;
+}
+
+twd_app *api_find_model(const api_service *svc, const char *name, size_t len)
+{
+    for (size_t i = 0; i < svc->n_models; i++)
+        if (strlen(svc->models[i]->model_name) == len && memcmp(svc->models[i]->model_name, name, len) == 0)
+            return svc->models[i];
+    return NULL;
+}
+
+/* The `model` a route that needs one is asked about (query or body; the
+ * first model when not given). 0, or -1 with a 400 listing the models. */
+static int select_model(api_service *svc, const api_route *r, const api_request *req, const json_t *body,
+                        twd_app **out, api_response *res)
+{
+    *out = svc->models[0];
+    if (!(r->flags & API_NEEDS_MODEL)) return 0;
+    const char *name = NULL;
+    size_t len = 0;
+    int given = 0;
+    for (size_t i = 0; i < req->n_query; i++)
+        if (req->query[i].key_len == 5 && memcmp(req->query[i].key, "model", 5) == 0) {
+            name = req->query[i].val;
+            len = req->query[i].val_len;
+            given++;
+        }
+    const json_t *j = body ? json_object_get(body, "model") : NULL;
+    if (j) {
+        if (!json_is_string(j)) return api_error(res, 400, "parameter 'model' must be a string");
+        name = json_string_value(j);
+        len = json_string_length(j);
+        given++;
+    }
+    if (given > 1) return api_error(res, 400, "parameter 'model' is given more than once");
+    if (!given) return 0;
+    twd_app *app = api_find_model(svc, name, len);
+    if (app) {
+        *out = app;
+        return 0;
+    }
+    strbuf names = STRBUF_INIT;
+    for (size_t i = 0; i < svc->n_models; i++)
+        sb_printf(&names, "%s%s", i ? ", " : "", svc->models[i]->model_name);
+    char shown[64];
+    api_quote(shown, sizeof shown, name, len);
+    api_error(res, 400, "unknown model '%s'; the models are: %s", shown, names.s ? names.s : "");
+    sb_free(&names);
+    return -1;
+}
+
+static int parse_args(const twd_app *app, const api_route *r, const api_request *req, const json_t *body,
+                      api_args *args, api_response *res)
 {
     memset(args, 0, sizeof *args);
     for (const api_param *p = r->params; p && p->name; p++) {
         if (args->n == API_MAX_PARAMS) return api_error(res, 500, "route has too many parameters");
         args->v[args->n++].spec = p;
     }
+    bool model_param = (r->flags & API_NEEDS_MODEL) != 0; /* taken by select_model */
     for (size_t i = 0; i < req->n_query; i++) {
         const api_kv *kv = &req->query[i];
+        if (model_param && kv->key_len == 5 && memcmp(kv->key, "model", 5) == 0) continue;
         if (set_arg(app, r, args, kv->key, kv->key_len, kv->val, kv->val_len, NULL, res) != 0) return -1;
     }
-    if (req->method == API_POST && req->body_len > 0) {
-        json_error_t jerr;
-        json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!root)
-            return api_error(res, 400, "body is not valid JSON: %s (line %d, column %d)", jerr.text,
-                             jerr.line, jerr.column);
-        if (!json_is_object(root)) {
-            json_decref(root);
-            return api_error(res, 400, "body must be a JSON object");
-        }
-        const char *key;
-        json_t *val;
-        int rc = 0;
-        json_object_foreach(root, key, val)
-        {
-            if ((rc = set_arg(app, r, args, key, strlen(key), NULL, 0, val, res)) != 0) break;
-        }
-        json_decref(root);
-        if (rc) return -1;
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)body, key, val)
+    {
+        if (model_param && strcmp(key, "model") == 0) continue;
+        if (set_arg(app, r, args, key, strlen(key), NULL, 0, val, res) != 0) return -1;
     }
     for (size_t i = 0; i < args->n; i++) {
         api_arg *a = &args->v[i];
@@ -635,7 +694,7 @@ void api_call_free(api_call *call)
     call->key = NULL;
 }
 
-int api_prepare(twd_app *app, const api_route *route, const api_request *req, api_call *call,
+int api_prepare(api_service *svc, const api_route *route, const api_request *req, api_call *call,
                 api_response *res)
 {
     memset(res, 0, sizeof *res);
@@ -647,16 +706,26 @@ int api_prepare(twd_app *app, const api_route *route, const api_request *req, ap
         api_error(res, 405, "method not allowed on %s; allowed: %s", route->path, res->allow);
         return API_DONE;
     }
+    json_t *body = NULL;
+    twd_app *app = NULL;
+    if (parse_body(req, &body, res) != 0 || select_model(svc, route, req, body, &app, res) != 0) {
+        json_decref(body);
+        return API_DONE;
+    }
+    call->app = app;
     if (route->flags & API_NEEDS_MODEL) {
         int st = atomic_load(&app->state);
         if (st != APP_READY) {
+            json_decref(body);
             api_error(res, 503, "the model is %s; retry shortly",
                       st == APP_LOADING ? "still loading" : "not available");
             res->retry_after = 2;
             return API_DONE;
         }
     }
-    if (parse_args(app, route, req, &call->args, res) != 0) {
+    int prc = parse_args(app, route, req, body, &call->args, res);
+    json_decref(body);
+    if (prc != 0) {
         api_call_free(call);
         return API_DONE;
     }
@@ -669,12 +738,13 @@ int api_prepare(twd_app *app, const api_route *route, const api_request *req, ap
         }
     }
     if (route->flags & API_HEAVY) return API_COMPUTE;
-    api_compute(app, call, res);
+    api_compute(call, res);
     return API_DONE;
 }
 
-void api_compute(twd_app *app, api_call *call, api_response *res)
+void api_compute(api_call *call, api_response *res)
 {
+    twd_app *app = call->app;
     int rc = call->route->fn(app, &call->args, res);
     if (rc == 0 && call->key && res->status == 200)
         answer_cache_put(app->ext->answers, call->key, call->klen, res);
@@ -682,8 +752,8 @@ void api_compute(twd_app *app, api_call *call, api_response *res)
     api_call_free(call);
 }
 
-void api_dispatch(twd_app *app, const api_route *route, const api_request *req, api_response *res)
+void api_dispatch(api_service *svc, const api_route *route, const api_request *req, api_response *res)
 {
     api_call call;
-    if (api_prepare(app, route, req, &call, res) == API_COMPUTE) api_compute(app, &call, res);
+    if (api_prepare(svc, route, req, &call, res) == API_COMPUTE) api_compute(&call, res);
 }

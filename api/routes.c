@@ -141,22 +141,66 @@ static const api_param p_layout[] = {
 
 /* ---------- handlers ---------- */
 
+/* 200 when every model is ready; 503 with the first one still loading (or
+ * failed) and what it is doing. */
 static int h_health(twd_app *app, const api_args *a, api_response *res)
 {
     (void)a;
-    int st = atomic_load(&app->state);
-    if (st == APP_READY)
-        return api_json(res, 200,
-                        json_pack("{s:s,s:s,s:b}", "status", "ok", "model", app->model_name, "synthetic",
-                                  app->synthetic));
-    char status[256];
-    pthread_mutex_lock(&app->status_lock);
-    snprintf(status, sizeof status, "%s", app->status);
-    pthread_mutex_unlock(&app->status_lock);
-    api_error(res, 503, "%s: %s", st == APP_LOADING ? "the model is loading" : "the model failed to load",
-              status);
-    res->retry_after = st == APP_LOADING ? 1 : 0;
-    return 0;
+    const api_service *svc = app->svc;
+    json_t *models = json_array();
+    for (size_t i = 0; i < svc->n_models; i++) {
+        twd_app *m = svc->models[i];
+        int st = atomic_load(&m->state);
+        if (st == APP_READY) {
+            json_array_append_new(models,
+                                  json_pack("{s:s,s:b}", "name", m->model_name, "synthetic", m->synthetic));
+            continue;
+        }
+        json_decref(models);
+        char status[256];
+        pthread_mutex_lock(&m->status_lock);
+        snprintf(status, sizeof status, "%s", m->status);
+        pthread_mutex_unlock(&m->status_lock);
+        api_error(res, 503, "%s%s%s: %s",
+                  st == APP_LOADING ? "the model is loading" : "the model failed to load",
+                  svc->n_models > 1 ? " " : "", svc->n_models > 1 ? m->model_name : "", status);
+        res->retry_after = st == APP_LOADING ? 1 : 0;
+        return 0;
+    }
+    twd_app *first = svc->models[0];
+    return api_json(res, 200,
+                    json_pack("{s:s,s:s,s:b,s:o}", "status", "ok", "model", first->model_name, "synthetic",
+                              first->synthetic, "models", models));
+}
+
+/* Every model served, with its shape: the names `model=` takes. */
+static int h_models(twd_app *app, const api_args *a, api_response *res)
+{
+    (void)a;
+    const api_service *svc = app->svc;
+    json_t *list = json_array();
+    for (size_t i = 0; i < svc->n_models; i++) {
+        twd_app *m = svc->models[i];
+        int st = atomic_load(&m->state);
+        const gpt2_config *c = &m->model.cfg;
+        json_t *o = json_pack("{s:s,s:b,s:s,s:s}", "name", m->model_name, "default", i == 0, "state",
+                              st == APP_READY     ? "ready"
+                              : st == APP_LOADING ? "loading"
+                                                  : "failed",
+                              "origin", m->model_origin);
+        if (st == APP_READY) {
+            json_object_set_new(o, "source", json_string(m->model_source));
+            json_object_set_new(o, "synthetic", json_boolean(m->synthetic));
+            json_object_set_new(o, "n_layer", json_integer(c->n_layer));
+            json_object_set_new(o, "n_head", json_integer(c->n_head));
+            json_object_set_new(o, "n_embd", json_integer(c->n_embd));
+            json_object_set_new(o, "n_ctx", json_integer(c->n_ctx));
+            json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
+            json_object_set_new(o, "n_params", json_integer((json_int_t)m->model.n_params));
+        }
+        json_array_append_new(list, o);
+    }
+    return api_json(res, 200, json_pack("{s:o}", "models", list));
 }
 
 /* What /model can say of where the weights come from: never a claim that
@@ -169,8 +213,9 @@ static const char *model_note(const twd_app *app)
     if (app->model.demo)
         return "twd's demo model: a small GPT-2-architecture model trained by tools/demo-model/train.py, "
                "not GPT-2 (see 'corpus').";
-    return app->model.format == GPT2_FORMAT_NANOGPT ? "a nanoGPT checkpoint read from disk (see 'source')"
-                                                    : "a Hugging Face GPT-2 snapshot read from disk (see 'source')";
+    return app->model.format == GPT2_FORMAT_NANOGPT
+               ? "a nanoGPT checkpoint read from disk (see 'source')"
+               : "a Hugging Face GPT-2 snapshot read from disk (see 'source')";
 }
 
 static int h_model(twd_app *app, const api_args *a, api_response *res)
@@ -179,17 +224,18 @@ static int h_model(twd_app *app, const api_args *a, api_response *res)
     const gpt2_model *m = &app->model;
     const gpt2_config *c = &m->cfg;
     json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:b,s:I,s:I,s:f,s:f,s:s,s:s}", "name",
-        app->model_name, "source", app->model_source, "origin", app->model_origin, "format",
+        "{s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:b,s:I,s:I,s:f,s:f,s:s,s:s}",
+        "name", app->model_name, "source", app->model_source, "origin", app->model_origin, "format",
         m->format == GPT2_FORMAT_NANOGPT ? "nanogpt" : "safetensors", "dtype", m->dtype, "synthetic",
-        app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "n_inner", c->n_inner,
-        "n_ctx", c->n_ctx, "vocab_size", c->vocab_size, "vocab_rows", m->vocab_rows, "padding_rows_excluded",
-        m->vocab_rows - c->vocab_size, "tokenizer_vocab_size", app->tok ? tokenizer_vocab_size(app->tok) : 0,
-        "tokenizer", app->tok && tokenizer_is_chars(app->tok) ? "characters" : "gpt2-bpe", "bias", m->has_bias,
-        "n_params", (json_int_t)m->n_params, "file_size", (json_int_t)m->file_size, "load_seconds",
-        app->load_seconds, "layer_norm_epsilon", (double)c->ln_eps, "gelu_default", "tanh", "note",
-        model_note(app));
-    if (o && app->synthetic) json_object_set_new(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
+        app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "n_inner",
+        c->n_inner, "n_ctx", c->n_ctx, "vocab_size", c->vocab_size, "vocab_rows", m->vocab_rows,
+        "padding_rows_excluded", m->vocab_rows - c->vocab_size, "tokenizer_vocab_size",
+        app->tok ? tokenizer_vocab_size(app->tok) : 0, "tokenizer",
+        app->tok && tokenizer_is_chars(app->tok) ? "characters" : "gpt2-bpe", "bias", m->has_bias, "n_params",
+        (json_int_t)m->n_params, "file_size", (json_int_t)m->file_size, "load_seconds", app->load_seconds,
+        "layer_norm_epsilon", (double)c->ln_eps, "gelu_default", "tanh", "note", model_note(app));
+    if (o && app->synthetic)
+        json_object_set_new(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
     if (o && m->corpus[0]) json_object_set_new(o, "corpus", json_string(m->corpus));
     if (o && m->default_phrase[0]) json_object_set_new(o, "default_phrase", json_string(m->default_phrase));
     if (o && m->format == GPT2_FORMAT_NANOGPT) {
@@ -219,8 +265,9 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
 {
     (void)a;
     strbuf b = STRBUF_INIT;
-    if (app->metrics_render) app->metrics_render(app->metrics_ctx, &b);
-    api_render_metrics(app, &b);
+    const api_service *svc = app->svc;
+    if (svc->metrics_render) svc->metrics_render(svc->metrics_ctx, &b);
+    api_render_metrics(svc, &b);
     size_t len = 0;
     char *s = sb_take(&b, &len);
     if (!s) return api_status_error(res, TW_ENOMEM, "metrics");
@@ -381,6 +428,17 @@ const api_route api_routes[] = {
         .description = "Name, source, whether the weights are synthetic, shapes, parameter count, file size, "
                        "load time, and the state of background work (UMAP fit).",
         .answer = "model description",
+    },
+    {
+        .path = "/models",
+        .methods = API_GET,
+        .fn = h_models,
+        .params = p_none,
+        .summary = "The models served",
+        .description = "Every model the daemon serves with its name (what model= takes on the other routes), "
+                       "state, origin and shape; the first is the default.",
+        .answer = "{models: [{name, default, state, origin, source, synthetic, n_layer, n_head, n_embd, "
+                  "n_ctx, vocab_size, n_params}]}",
     },
     {
         .path = "/tokenize",

@@ -58,10 +58,21 @@ const cfg_option cfg_options[] = {
      "File written once the port is bound, in three lines: the pid, the URL twd listens on and 'listening' "
      "('stopping' once it is asked to stop); replaced atomically, removed at exit (scripts/up reads it). "
      "Empty: none."},
-    {"model", STR(model), "", false,
-     "Hugging Face GPT-2 snapshot folder (config.json, model.safetensors, vocab.json + merges.txt). "
-     "Empty: the cached openai-community/gpt2, downloaded on first start when the hub is reachable, "
-     "else the built-in synthetic demo model."},
+    {"models", STR(models), "", false,
+     "The models to serve, comma-separated (--model may be given several times; 'model' is the same "
+     "option). Each is a folder holding a Hugging Face snapshot (config.json + model.safetensors) or a "
+     "nanoGPT ckpt.pt, the ckpt.pt or model.safetensors file itself, a models--org--name folder of the "
+     "Hugging Face cache, or a hub id such as openai-community/gpt2-medium (looked up in the Hugging Face "
+     "cache, then twd's cache, then downloaded when the hub is reachable). The first is the default of "
+     "model= on every route. Empty: hub_repo the same way, else twd's demo model."},
+    {"revision", STR(revision), "main", false,
+     "Hub revision (a branch, tag or commit) of the models given as hub ids."},
+    {"tokenizer", STR(tokenizer), "", false,
+     "Folder of GPT-2 BPE files (vocab.json + merges.txt, or encoder.json + vocab.bpe) for checkpoints "
+     "that have no tokenizer beside them. Empty: GPT-2's own files that twd ships."},
+    {"demo_model", STR(demo_model), "", false,
+     "The demo model, served when no model is given and none is cached: a small GPT-2-architecture model "
+     "trained by tools/demo-model/train.py. Empty: the one twd ships."},
     {"cache_dir", STR(cache_dir), "", false,
      "Folder for the downloaded model, the demo model and fitted UMAP layouts. "
      "Empty: $XDG_CACHE_HOME/twd or ~/.cache/twd."},
@@ -149,6 +160,7 @@ const size_t cfg_n_options = sizeof(cfg_options) / sizeof(cfg_options[0]);
 
 const cfg_option *config_find(const char *name)
 {
+    if (strcmp(name, "model") == 0) name = "models"; /* the singular reads better with one */
     for (size_t i = 0; i < cfg_n_options; i++)
         if (strcmp(cfg_options[i].name, name) == 0) return &cfg_options[i];
     return NULL;
@@ -426,7 +438,7 @@ static const struct {
 } flag_defs[] = {
     {"--config", NULL, true},
     {"--set", NULL, true},
-    {"--model", "model", true},
+    {"--model", NULL, true},
     {"--port", "port", true},
     {"--listen", "listen", true},
     {"--threads", "threads", true},
@@ -491,12 +503,48 @@ static int apply_set(twd_config *c, const char *v, char *err, size_t errlen)
     return config_set(c, name, eq + 1, err, errlen);
 }
 
+/* Appends one model spec to the models list (clearing it first when
+ * `replace`). A spec holding a comma cannot be listed. */
+static int add_model(twd_config *c, const char *spec, bool replace, char *err, size_t errlen)
+{
+    if (!spec[0] || strchr(spec, ',')) {
+        snprintf(err, errlen, "--model '%s': %s", spec, spec[0] ? "a model spec may not contain a comma" : "empty");
+        return -1;
+    }
+    if (replace) c->models[0] = '\0';
+    size_t have = strlen(c->models), add = strlen(spec);
+    if (have + add + 3 > sizeof c->models) {
+        snprintf(err, errlen, "--model: the list of models is longer than %zu bytes", sizeof c->models - 1);
+        return -1;
+    }
+    snprintf(c->models + have, sizeof c->models - have, "%s%s", have ? ", " : "", spec);
+    return 0;
+}
+
+size_t config_model_list(const twd_config *c, char specs[][4096], size_t max)
+{
+    size_t n = 0;
+    const char *p = c->models;
+    while (*p && n < max) {
+        while (*p == ',' || *p == ' ' || *p == '\t') p++;
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        if (len && len < 4096) {
+            memcpy(specs[n], p, len);
+            specs[n++][len] = '\0';
+        }
+        p += e ? (size_t)(e - p) + 1 : strlen(p);
+    }
+    return n;
+}
+
 int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t errlen)
 {
     /* Three passes: --help and --version (nothing else matters then), every
      * --config file, then the flags in order, so that flags override the
      * file wherever they stand. */
-    bool print = false;
+    bool print = false, models_from_flags = false;
     for (int pass = 0; pass < 3; pass++) {
         for (int i = 1; i < argc; i++) {
             const char *v = NULL;
@@ -521,6 +569,10 @@ int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t err
                 if (config_set(c, key, v, err, errlen) != 0) return -1;
             } else if (strcmp(flag, "--set") == 0) {
                 if (apply_set(c, v, err, errlen) != 0) return -1;
+            } else if (strcmp(flag, "--model") == 0) {
+                /* each --model adds one; the flags replace the file's list */
+                if (add_model(c, v, !models_from_flags, err, errlen) != 0) return -1;
+                models_from_flags = true;
             } else if (strcmp(flag, "--no-fetch") == 0) {
                 c->fetch = false;
             } else if (strcmp(flag, "--print-config") == 0) {

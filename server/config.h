@@ -21,7 +21,10 @@ typedef struct twd_config {
     char listen[64]; /* listen address (IPv4 or IPv6 literal) */
     int64_t port;
     char pid_file[4096];       /* pid, URL and state, written once listening; empty = none */
-    char model[4096];          /* model folder; empty = default model */
+    char models[16384];        /* the models to serve, comma-separated specs; empty = the default model */
+    char revision[256];        /* hub revision (branch, tag or commit) of hub ids */
+    char tokenizer[4096];      /* folder of GPT-2 BPE files for checkpoints that have none beside them */
+    char demo_model[4096];     /* the demo model's folder; empty = the one twd ships */
     char cache_dir[4096];      /* downloads, demo model, UMAP layouts */
     char static_dir[4096];     /* files served under / */
     char words_file[4096];     /* default word list of /probe */
@@ -125,6 +128,11 @@ void config_print_table(FILE *out);
  * Options at their default are written as with no file and no flags, so
  * config/twd.conf is this output for the defaults. */
 void config_print_conf(FILE *out, const twd_config *c);
+
+/* The models option split into its specs (at most max, each < 4096
+ * bytes, blanks trimmed). Returns how many. */
+#define TWD_MAX_MODELS 16
+size_t config_model_list(const twd_config *c, char specs[][4096], size_t max);
 
 /* Checks that the options make sense together (cors_origin is not "null";
  * a non-loopback listen address has an api_key or insecure). 0, or -1 with

@@ -13,11 +13,14 @@
 
 static twd_config cfg;
 static twd_app app;
+static twd_app *app_list[1] = {&app};
+static api_service svc = {.models = app_list, .n_models = 1};
 
 static void setup(void)
 {
     config_defaults(&cfg);
     api_app_init(&app);
+    app.svc = &svc;
     config_api_settings(&cfg, &app.set);
     api_app_set_status(&app, "loading the checkpoint");
     app.model.cfg = (gpt2_config){.n_layer = 12,
@@ -93,7 +96,7 @@ static void dispatch(const char *path, int method, const char *const *kv, size_t
         .method = method, .query = q, .n_query = n, .body = body, .body_len = body ? strlen(body) : 0};
     const api_route *r = api_find_route(path);
     ck_assert_msg(r != NULL, "route %s missing", path);
-    api_dispatch(&app, r, &req, res);
+    api_dispatch(&svc, r, &req, res);
 }
 
 START_TEST(health_and_readiness)

@@ -65,7 +65,7 @@ START_TEST(set_checks_types_and_bounds)
     ck_assert_int_eq(config_set(&c, "access_log", "off", err, sizeof err), 0);
     ck_assert(!c.access_log);
     ck_assert_int_eq(config_set(&c, "access_log", "maybe", err, sizeof err), -1);
-    char big[5000];
+    char big[20000];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     ck_assert_int_eq(config_set(&c, "model", big, err, sizeof err), -1);
@@ -186,7 +186,7 @@ START_TEST(file_and_flags)
     ck_assert_msg(config_from_args(&c, 5, eqform, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(c.port, 9292);
     ck_assert_int_eq(c.max_k, 9);
-    ck_assert_str_eq(c.model, "--no-fetch");
+    ck_assert_str_eq(c.models, "--no-fetch");
     ck_assert(c.fetch);
     char *noarg[] = {"twd", "--no-fetch=yes", NULL};
     ck_assert_int_eq(config_from_args(&c, 2, noarg, err, sizeof err), -1);
@@ -244,7 +244,7 @@ START_TEST(file_quoting)
     ck_assert_msg(config_load_file(&c, p, err, sizeof err) == 0, "%s", err);
     ck_assert_str_eq(c.cors_origin, "http://x.test/#a");
     ck_assert_str_eq(c.hub_repo, " two words ");
-    ck_assert_str_eq(c.model, "/m/gpt2");
+    ck_assert_str_eq(c.models, "/m/gpt2");
     ck_assert_str_eq(c.cache_dir, "");
     unlink(p);
     static const char *const bad[] = {"model = \"open\n", "model = \"a\" b\n", " = 3\n"};
@@ -285,7 +285,7 @@ START_TEST(print_conf_round_trip)
     config_print_conf(m, &c);
     fclose(m);
     ck_assert_msg(strstr(text, "\nport = 9999\n") && strstr(text, "\ncache_mb = 3072\n") &&
-                      strstr(text, "\nmodel = /srv/models/gpt2\n") && strstr(text, "\nfetch = false\n") &&
+                      strstr(text, "\nmodels = /srv/models/gpt2\n") && strstr(text, "\nfetch = false\n") &&
                       strstr(text, "\nhub_url = \"\"\n") && strstr(text, "\n# static_dir = \n"),
                   "%s", text);
     char *p = write_tmp(text);

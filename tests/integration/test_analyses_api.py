@@ -208,7 +208,7 @@ class AnalysesApiTest(unittest.TestCase):
     def test_cold_block_computed_once(self):
         def misses():
             text = self.d.get("/metrics")[2].decode()
-            return int(re.search(r'twd_cache_misses_total\{cache="intermediates"\} (\d+)', text).group(1))
+            return int(re.search(r'twd_cache_misses_total\{model="[^"]*",cache="intermediates"\} (\d+)', text).group(1))
 
         before = misses()
         results = []

@@ -127,8 +127,8 @@ class MiBOptions(unittest.TestCase):
             st, _, body = d.get("/metrics")
             self.assertEqual(st, 200)
             text = body.decode()
-        self.assertIn('twd_cache_budget_bytes{cache="intermediates"} %d' % (3 << 30), text)
-        self.assertIn('twd_cache_budget_bytes{cache="answers"} %d' % (512 << 20), text)
+        self.assertRegex(text, r'twd_cache_budget_bytes\{model="[^"]*",cache="intermediates"\} %d\n' % (3 << 30))
+        self.assertRegex(text, r'twd_cache_budget_bytes\{model="[^"]*",cache="answers"\} %d\n' % (512 << 20))
         self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
 
 

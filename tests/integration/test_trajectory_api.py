@@ -126,8 +126,8 @@ class TrajectoryTest(unittest.TestCase):
         st, doc = self.d.get_json("/model")
         self.assertEqual(doc["umap"]["state"], "ready")
         text = self.d.get("/metrics")[2].decode()
-        self.assertIn("twd_umap_ready 1\n", text)
-        self.assertIn("twd_umap_progress 1\n", text)
+        self.assertRegex(text, r'twd_umap_ready\{model="[^"]*"\} 1\n')
+        self.assertRegex(text, r'twd_umap_progress\{model="[^"]*"\} 1\n')
 
     def test_attention(self):
         st, doc = self.d.get_json("/attention", text="the time of the year")
