@@ -224,7 +224,7 @@ class StalledHubTest(unittest.TestCase):
         self.assertLess(elapsed, self.FETCH_TIMEOUT + self.MARGIN, d.stderr())
         self.assertGreater(elapsed, self.FETCH_TIMEOUT - 0.5, d.stderr())  # it did wait for the hub
         self.assertIn("timed out", d.stderr())
-        self.assertIn("falling back to the synthetic demo model", d.stderr())
+        self.assertIn("falling back to the demo model", d.stderr())
         self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
 
     def test_silent_hub(self):
