@@ -454,8 +454,17 @@ int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
          * else a Hugging Face snapshot (whose loader names what is missing) */
         snprintf(dir, sizeof dir, "%s", path);
         m->dir = strdup(dir);
-        int nano = fs_join(probe, sizeof probe, dir, "model.safetensors") == 0 && !fs_is_regular(probe) &&
-                   fs_join(probe, sizeof probe, dir, "ckpt.pt") == 0 && fs_is_regular(probe);
+        char st[4200];
+        int have_st = fs_join(st, sizeof st, dir, "model.safetensors") == 0 && fs_is_regular(st);
+        /* ckpt.pt beside, or in out/ of a nanoGPT folder */
+        int nano = !have_st && ((fs_join(probe, sizeof probe, dir, "ckpt.pt") == 0 && fs_is_regular(probe)) ||
+                                (fs_join(probe, sizeof probe, dir, "out/ckpt.pt") == 0 && fs_is_regular(probe)));
+        if (nano && strstr(probe + strlen(dir), "out/ckpt.pt")) {
+            free(m->dir);
+            m->dir = NULL;
+            snprintf(dir, sizeof dir, "%.*s", (int)(strlen(probe) - strlen("/ckpt.pt")), probe);
+            m->dir = strdup(dir);
+        }
         rc = !m->dir ? -1
              : nano  ? nanogpt_load(probe, m, err, errlen)
                      : safetensors_load(dir, m, err, errlen);

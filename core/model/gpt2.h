@@ -143,8 +143,8 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic, uint64_
 size_t gpt2_param_count(const gpt2_config *cfg);
 
 /* Loads a checkpoint into *m: `path` is a folder holding model.safetensors
- * (with config.json: a Hugging Face snapshot) or ckpt.pt (nanoGPT), or the
- * ckpt.pt / model.safetensors file itself. nanoGPT checkpoints are read by
+ * (with config.json: a Hugging Face snapshot) or ckpt.pt (nanoGPT; also in
+ * out/ of a nanoGPT folder), or the ckpt.pt / model.safetensors file itself. nanoGPT checkpoints are read by
  * core/model/torch_ckpt.h without Python (nothing in them is executed), their
  * nn.Linear weights used in place in their (out, in) layout; the
  * "_orig_mod." prefix of torch.compile, bias=False models (biases NULL), the

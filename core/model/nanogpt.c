@@ -179,7 +179,9 @@ int nanogpt_load(const char *file, gpt2_model *m, char *err, size_t errlen)
         tw_set_err(err, errlen, "%s: out of memory", file);
         return -1;
     }
-    if (torch_ckpt_open(file, c, err, errlen)) return -1;
+    /* the CRC of every storage the model uses is checked: one pass, like the
+     * finiteness check, so that a corrupt archive never starts serving */
+    if (torch_ckpt_open(file, c, err, errlen) || torch_ckpt_verify_crc(c, err, errlen)) return -1;
     int bias;
     if (config_from_args(c, &m->cfg, &bias, err, errlen)) return -1;
     m->has_bias = bias;
