@@ -33,6 +33,7 @@ typedef struct {
     int64_t max_k;             /* tokens per list */
     int64_t max_top;           /* SVD directions per head */
     int64_t max_answer_tokens; /* tokens one answer may list */
+    double max_answer_bytes;   /* bytes of one answer (estimated before computing) */
 } api_limits;
 
 /* Everything the api layer is configured with. */
@@ -115,7 +116,7 @@ typedef struct api_blob api_blob;
 
 typedef struct {
     int status;
-    const char *body;         /* the answer's bytes, NUL-terminated; inside blob */
+    const char *body; /* the answer's bytes, NUL-terminated; inside blob */
     size_t len;
     api_blob *blob;           /* owns body (one reference) */
     const char *content_type; /* static string */
@@ -138,7 +139,9 @@ const char *api_blob_data(const api_blob *b);
 size_t api_blob_len(const api_blob *b);
 
 /* ---- parameters ---- */
-typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL } api_ptype;
+/* AP_IDS: token ids, comma-separated in a query or a JSON array of integers,
+ * each in 0..vocab_size-1. */
+typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_IDS } api_ptype;
 /* Upper bounds that depend on the model or the configuration. */
 typedef enum {
     APB_CONST,      /* the row's own max */
@@ -148,7 +151,7 @@ typedef enum {
     APB_MAX_TOP_DH, /* min(max_top, head dimension) */
     APB_MAX_WORDS,  /* max_words */
     APB_MAX_TEXT,   /* max_text (bytes) */
-    APB_UMAP_ROWS,  /* rows the layouts are fitted on */
+    APB_MAX_TOKENS, /* max_tokens */
 } api_bound;
 
 typedef struct {
@@ -177,8 +180,9 @@ typedef struct {
     int64_t i;     /* AP_INT, AP_BOOL */
     const char *s; /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
     size_t s_len;
-    char **list; /* AP_LIST: valid UTF-8 strings */
-    size_t n_list;
+    char **list;   /* AP_LIST: valid UTF-8 strings */
+    size_t n_list; /* items of list or ids */
+    int32_t *ids;  /* AP_IDS */
 } api_arg;
 
 typedef struct {
@@ -291,17 +295,17 @@ void api_render_metrics(const api_service *svc, strbuf *out);
  * the token count with the ids in *ids (caller frees), or -1 with *res set
  * (400 naming the character a character-level vocabulary lacks; 503 when
  * memory runs out). */
-long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids, api_response *res);
+long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids,
+                api_response *res);
 
 /* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
  * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what);
 
-/* Token as {"id", "text" (invalid UTF-8 replaced), "bytes" (array of 0..255)}. */
-struct json_t *api_token_json(const tokenizer *tok, int id);
-/* The same with one number added under `field` ("score", "logit"); a
- * non-finite value is sent as 0 (JSON has no NaN). */
-struct json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value);
+/* 0 if an answer of about `bytes` bytes (or, for JSON, the memory that
+ * building it takes) is within max_answer_mb; otherwise a 400 naming what to
+ * reduce and -1. */
+int api_check_answer_bytes(const twd_app *app, api_response *res, double bytes, const char *what);
 
 /* Initialisation after the model is READY (caches etc.) and tear-down. */
 int api_init(twd_app *app, char *err, size_t errlen);

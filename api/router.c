@@ -11,6 +11,7 @@
 #include "api/answer_cache.h"
 #include "api/api.h"
 #include "api/ext.h"
+#include "api/json.h"
 #include "base/log.h"
 #include "base/utf8.h"
 
@@ -106,12 +107,18 @@ int api_text(api_response *res, int status, const char *content_type, const char
 
 int api_json(api_response *res, int status, json_t *root)
 {
-    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    const char *fault = api_fault_take();
+    if (fault || !root) {
+        json_decref(root);
+        tw_log("could not build a JSON answer: %s", fault ? fault : "out of memory");
+        return api_error(res, 500, "could not build the answer: it holds %s; this is a bug, please report it",
+                         fault ? fault : "a value that could not be built (out of memory)");
+    }
+    /* 9 significant digits: what float32 carries (docs/API.md, Numbers) */
+    char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(root);
     if (!s) {
-        /* Only reachable on allocation failure or a NULL built by a handler
-         * (e.g. json_real(NaN)); say so instead of answering nothing. */
-        tw_log("could not build a JSON answer (out of memory, or a value JSON cannot hold)");
+        tw_log("could not serialise a JSON answer (out of memory)");
         static const char fallback[] = "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":"
                                        "\"could not build the answer\"}}";
         api_text(res, 500, "application/json", fallback, sizeof fallback - 1);
@@ -183,37 +190,20 @@ long api_encode(twd_app *app, const char *param, const char *text, size_t len, i
                      param, shown, at);
 }
 
+int api_check_answer_bytes(const twd_app *app, api_response *res, double bytes, const char *what)
+{
+    if (bytes <= app->set.limits.max_answer_bytes) return 0;
+    return api_error(res, 400,
+                     "the answer would take about %.0f MiB; the limit is %.0f MiB (max_answer_mb): %s",
+                     bytes / 1048576.0, app->set.limits.max_answer_bytes / 1048576.0, what);
+}
+
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what)
 {
     if (n <= (double)app->set.limits.max_answer_tokens) return 0;
     return api_error(res, 400,
                      "the answer would list %.0f tokens; the limit is %lld (max_answer_tokens): reduce %s", n,
                      (long long)app->set.limits.max_answer_tokens, what);
-}
-
-json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value)
-{
-    json_t *o = api_token_json(tok, id);
-    json_object_set_new(o, field, json_real(isfinite(value) ? value : 0.0));
-    return o;
-}
-
-json_t *api_token_json(const tokenizer *tok, int id)
-{
-    size_t n = 0;
-    const uint8_t *b = tok ? tokenizer_token_bytes(tok, id, &n) : NULL;
-    json_t *bytes = json_array();
-    char *text = NULL;
-    size_t tlen = 0;
-    if (b) {
-        for (size_t i = 0; i < n; i++) json_array_append_new(bytes, json_integer(b[i]));
-        text = utf8_sanitize((const char *)b, n, &tlen);
-    }
-    /* by length: a token may be a NUL byte */
-    json_t *o = json_pack("{s:i,s:s#,s:o}", "id", id, "text", text ? text : "", (int)(text ? tlen : 0),
-                          "bytes", bytes);
-    free(text);
-    return o;
 }
 
 /* ---------- routes ---------- */
@@ -306,10 +296,7 @@ int64_t api_param_max(const twd_app *app, const api_param *p)
     }
     case APB_MAX_WORDS: return c->max_words;
     case APB_MAX_TEXT: return c->max_text;
-    case APB_UMAP_ROWS: {
-        int64_t rows = (int64_t)app->set.layout.rows;
-        return rows < m->vocab_size ? rows : m->vocab_size;
-    }
+    case APB_MAX_TOKENS: return c->max_tokens;
     }
     return p->max;
 }
@@ -464,24 +451,34 @@ static int list_item(const api_param *p, const raw_value *v, size_t i, const cha
     return 0;
 }
 
+/* The item count of a list (a JSON array, or comma-separated text), checked
+ * against the parameter's bounds. */
+static int list_count(const twd_app *app, const api_param *p, const raw_value *v, const char *items,
+                      size_t *count, api_response *res)
+{
+    int64_t hi = api_param_max(app, p);
+    size_t n = 0;
+    if (v->j) {
+        if (!json_is_array(v->j))
+            return api_error(res, 400, "parameter '%s' must be an array of %s", p->name, items);
+        n = json_array_size(v->j);
+    } else if (v->n) {
+        n = 1;
+        for (size_t i = 0; i < v->n; i++) n += v->s[i] == ',';
+    }
+    if ((int64_t)n < p->min)
+        return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
+    if ((int64_t)n > hi)
+        return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, n, hi);
+    *count = n;
+    return 0;
+}
+
 static int parse_list(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
                       api_args *args, api_response *res)
 {
-    int64_t hi = api_param_max(app, p);
-    size_t count = 0;
-    if (v->j) {
-        if (!json_is_array(v->j))
-            return api_error(res, 400, "parameter '%s' must be an array of strings", p->name);
-        count = json_array_size(v->j);
-    } else if (v->n) {
-        count = 1;
-        for (size_t i = 0; i < v->n; i++) count += v->s[i] == ',';
-    }
-    if ((int64_t)count < p->min)
-        return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
-    if ((int64_t)count > hi)
-        return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count,
-                         hi);
+    size_t count;
+    if (list_count(app, p, v, "strings", &count, res) != 0) return -1;
     out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
     if (!out->list) return api_status_error(res, TW_ENOMEM, "parameters");
     const char *cur = v->s;
@@ -492,6 +489,43 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
         if (word_item_check(res, p, item, len, i) != 0) return -1;
         if (!(out->list[i] = arena_strndup(args, item, len)))
             return api_status_error(res, TW_ENOMEM, "parameters");
+    }
+    out->n_list = count;
+    return 0;
+}
+
+/* AP_IDS: token ids of the model's vocabulary. */
+static int parse_ids(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_args *args,
+                     api_response *res)
+{
+    /* ids both the model and its tokenizer know */
+    int64_t vmax = app->model.cfg.vocab_size - 1;
+    if (app->tok && tokenizer_vocab_size(app->tok) - 1 < vmax) vmax = tokenizer_vocab_size(app->tok) - 1;
+    size_t count;
+    if (list_count(app, p, v, "token ids", &count, res) != 0) return -1;
+    out->ids = arena_keep(args, malloc((count ? count : 1) * sizeof *out->ids));
+    if (!out->ids) return api_status_error(res, TW_ENOMEM, "parameters");
+    const char *cur = v->s;
+    for (size_t i = 0; i < count; i++) {
+        long long x = -1;
+        bool ok;
+        if (v->j) {
+            const json_t *e = json_array_get(v->j, i);
+            ok = json_is_integer(e);
+            if (ok) x = json_integer_value(e);
+        } else {
+            const char *end = v->s + v->n, *comma = memchr(cur, ',', (size_t)(end - cur));
+            size_t len = comma ? (size_t)(comma - cur) : (size_t)(end - cur);
+            ok = strict_integer(cur, len, &x) == 0;
+            cur += len + 1;
+        }
+        if (!ok)
+            return api_error(res, 400, "parameter '%s': item %zu is not an integer token id in 0..%" PRId64,
+                             p->name, i, vmax);
+        if (x < 0 || x > vmax)
+            return api_error(res, 400, "parameter '%s': item %zu is %lld; token ids are 0..%" PRId64, p->name,
+                             i, x, vmax);
+        out->ids[i] = (int32_t)x;
     }
     out->n_list = count;
     return 0;
@@ -509,6 +543,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
     case AP_ENUM:
     case AP_TEXT: return parse_string(app, p, &v, out, args, res);
     case AP_LIST: return parse_list(app, p, &v, out, args, res);
+    case AP_IDS: return parse_ids(app, p, &v, out, args, res);
     }
     return api_error(res, 500, "unknown parameter type");
 }
@@ -663,7 +698,8 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
         cap += 48 + a->s_len;
-        for (size_t j = 0; j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
+        for (size_t j = 0; a->list && j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
+        if (a->ids) cap += 12 * a->n_list;
     }
     char *k = malloc(cap);
     if (!k) return NULL;
@@ -676,7 +712,8 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
             n += a->s_len;
         }
         n += (size_t)sprintf(k + n, ":%zu", a->n_list);
-        for (size_t j = 0; j < a->n_list; j++) {
+        for (size_t j = 0; a->ids && j < a->n_list; j++) n += (size_t)sprintf(k + n, ":%" PRId32, a->ids[j]);
+        for (size_t j = 0; a->list && j < a->n_list; j++) {
             size_t l = strlen(a->list[j]);
             n += (size_t)sprintf(k + n, ":%zu:", l);
             memcpy(k + n, a->list[j], l);
@@ -745,6 +782,7 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
 void api_compute(api_call *call, api_response *res)
 {
     twd_app *app = call->app;
+    api_fault_take(); /* a mark left by an earlier answer on this thread is not this one's */
     int rc = call->route->fn(app, &call->args, res);
     if (rc == 0 && call->key && res->status == 200)
         answer_cache_put(app->ext->answers, call->key, call->klen, res);

@@ -9,23 +9,20 @@
 
 #include "api/api.h"
 #include "api/ext.h"
+#include "api/format.h"
 #include "api/handlers.h"
+#include "api/json.h"
+#include "base/utf8.h"
 
 /* ---------- parameter tables ---------- */
 
 static const api_param p_none[] = {API_PARAMS_END};
 
-static const api_param p_tokenize[] = {
-    {.name = "text",
-     .type = AP_TEXT,
-     .required = true,
-     .max_ref = APB_MAX_TEXT,
-     .doc = "Text to encode (UTF-8). Invalid UTF-8 is rejected with 400."},
-    API_PARAMS_END,
-};
-
 static const char *const fmt_json_csv[] = {"json", "csv", NULL};
 static const char *const fmt_svd[] = {"json", "csv", "latex", NULL};
+static const char *const svd_tables[] = {"directions", "spectra", NULL};
+static const char *const fmt_traj[] = {"json", "csv", "npy", NULL};
+static const char *const traj_tables[] = {"points", "nearest", "vectors", NULL};
 static const char *const schemes[] = {"all", "norm", "scaled", "bias", "scaled_bias", NULL};
 static const char *const matrices[] = {"both", "qk", "vo", NULL};
 static const char *const projections[] = {"umap", "pca", NULL};
@@ -50,6 +47,27 @@ static const char *const gelus[] = {"tanh", "erf", NULL};
         .name = "gelu", .type = AP_ENUM, .def = "tanh", .choices = gelus, .doc = (text)                      \
     }
 
+static const api_param p_tokenize[] = {
+    {.name = "text",
+     .type = AP_TEXT,
+     .required = true,
+     .max_ref = APB_MAX_TEXT,
+     .doc = "Text to encode (UTF-8). Invalid UTF-8 is rejected with 400."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_detokenize[] = {
+    {.name = "ids",
+     .type = AP_IDS,
+     .required = true,
+     .min = 1,
+     .max_ref = APB_MAX_TOKENS,
+     .doc = "Token ids (comma-separated, or a JSON array in a POST body), each in 0..vocab_size-1."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
 static const api_param p_embeddings[] = {
     {.name = "scheme",
      .type = AP_ENUM,
@@ -71,8 +89,14 @@ static const api_param p_probe[] = {
      .type = AP_LIST,
      .min = 1,
      .max_ref = APB_MAX_WORDS,
-     .doc = "Words to probe, encoded without a leading space; words that are not one token are skipped and "
-            "listed. Default: the paper's 100 most common English nouns."},
+     .doc = "Words to probe; words that are not one token are skipped and listed with their token split. "
+            "Default: the paper's 100 most common English nouns (or, for a character-level model, its "
+            "characters)."},
+    {.name = "leading_space",
+     .type = AP_BOOL,
+     .def = "false",
+     .doc = "Encode each word with a leading space, as it appears inside a sentence (' idea' is one GPT-2 "
+            "token, 'idea' two). The paper encodes words without one."},
     P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
@@ -89,6 +113,11 @@ static const api_param p_svd[] = {
     P_K,
     {.name = "head", .type = AP_INT, .max_ref = APB_LAST_HEAD, .doc = "One head (default: all heads)."},
     P_FORMAT(fmt_svd),
+    {.name = "table",
+     .type = AP_ENUM,
+     .choices = svd_tables,
+     .doc = "Which table format=csv answers: directions (the top directions' tokens; the default when "
+            "top > 0) or spectra (every singular value with its coverage; the default when top = 0)."},
     API_PARAMS_END,
 };
 
@@ -109,6 +138,29 @@ static const api_param p_trajectory[] = {
             "(available at once)."},
     P_GELU("GELU form of the forward pass: GPT-2's tanh approximation, or the exact erf form nanoGPT uses."),
     P_K,
+    {.name = "target",
+     .type = AP_TEXT,
+     .min = 1,
+     .max = 256,
+     .doc = "A token whose logit-lens rank and probability are reported at every state and position: its "
+            "id (digits), or text that is exactly one token (e.g. ' Paris')."},
+    {.name = "vectors",
+     .type = AP_BOOL,
+     .def = "false",
+     .doc = "Include every state's full d-dimensional vector per token (bounded by max_answer_mb)."},
+    {.name = "format",
+     .type = AP_ENUM,
+     .def = "json",
+     .choices = fmt_traj,
+     .doc = "json; csv (the table chosen by 'table'); npy (the state vectors only, as a float32 array "
+            "(states, tokens, d) in numpy's .npy format, without projection or logit lens)."},
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "points",
+     .choices = traj_tables,
+     .doc = "Which table format=csv answers: points (one row per state and position: point, entropy, the "
+            "next and target tokens' rank and probability), nearest (one row per state, position and rank "
+            "of the logit lens) or vectors (one row per state and position, d value columns)."},
     API_PARAMS_END,
 };
 
@@ -122,6 +174,7 @@ static const api_param p_attention[] = {
     {.name = "block", .type = AP_INT, .max_ref = APB_LAST_LAYER, .doc = "One block (default: all blocks)."},
     {.name = "head", .type = AP_INT, .max_ref = APB_LAST_HEAD, .doc = "One head (default: all heads)."},
     P_GELU("GELU form of the forward pass."),
+    P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
 
@@ -134,8 +187,10 @@ static const api_param p_layout[] = {
     {.name = "limit",
      .type = AP_INT,
      .def = "0",
-     .max_ref = APB_UMAP_ROWS,
-     .doc = "Points to return, spread evenly over the fitted rows; 0: all of them."},
+     .max = INT32_MAX,
+     .doc = "Points to return, spread evenly over the fitted rows; 0, or more than the layout holds: all of "
+            "them."},
+    P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
 
@@ -152,8 +207,7 @@ static int h_health(twd_app *app, const api_args *a, api_response *res)
         twd_app *m = svc->models[i];
         int st = atomic_load(&m->state);
         if (st == APP_READY) {
-            json_array_append_new(models,
-                                  json_pack("{s:s,s:b}", "name", m->model_name, "synthetic", m->synthetic));
+            api_push(models, json_pack("{s:s,s:b}", "name", m->model_name, "synthetic", m->synthetic));
             continue;
         }
         json_decref(models);
@@ -189,16 +243,16 @@ static int h_models(twd_app *app, const api_args *a, api_response *res)
                                                   : "failed",
                               "origin", m->model_origin);
         if (st == APP_READY) {
-            json_object_set_new(o, "source", json_string(m->model_source));
-            json_object_set_new(o, "synthetic", json_boolean(m->synthetic));
-            json_object_set_new(o, "n_layer", json_integer(c->n_layer));
-            json_object_set_new(o, "n_head", json_integer(c->n_head));
-            json_object_set_new(o, "n_embd", json_integer(c->n_embd));
-            json_object_set_new(o, "n_ctx", json_integer(c->n_ctx));
-            json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-            json_object_set_new(o, "n_params", json_integer((json_int_t)m->model.n_params));
+            api_put(o, "source", json_string(m->model_source));
+            api_put(o, "synthetic", json_boolean(m->synthetic));
+            api_put(o, "n_layer", json_integer(c->n_layer));
+            api_put(o, "n_head", json_integer(c->n_head));
+            api_put(o, "n_embd", json_integer(c->n_embd));
+            api_put(o, "n_ctx", json_integer(c->n_ctx));
+            api_put(o, "vocab_size", json_integer(c->vocab_size));
+            api_put(o, "n_params", json_integer((json_int_t)m->model.n_params));
         }
-        json_array_append_new(list, o);
+        api_push(list, o);
     }
     return api_json(res, 200, json_pack("{s:o}", "models", list));
 }
@@ -223,30 +277,57 @@ static int h_model(twd_app *app, const api_args *a, api_response *res)
     (void)a;
     const gpt2_model *m = &app->model;
     const gpt2_config *c = &m->cfg;
-    json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:b,s:I,s:I,s:f,s:f,s:s,s:s}",
-        "name", app->model_name, "source", app->model_source, "origin", app->model_origin, "format",
-        m->format == GPT2_FORMAT_NANOGPT ? "nanogpt" : "safetensors", "dtype", m->dtype, "synthetic",
-        app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "n_inner",
-        c->n_inner, "n_ctx", c->n_ctx, "vocab_size", c->vocab_size, "vocab_rows", m->vocab_rows,
-        "padding_rows_excluded", m->vocab_rows - c->vocab_size, "tokenizer_vocab_size",
-        app->tok ? tokenizer_vocab_size(app->tok) : 0, "tokenizer",
-        app->tok && tokenizer_is_chars(app->tok) ? "characters" : "gpt2-bpe", "bias", m->has_bias, "n_params",
-        (json_int_t)m->n_params, "file_size", (json_int_t)m->file_size, "load_seconds", app->load_seconds,
-        "layer_norm_epsilon", (double)c->ln_eps, "gelu_default", "tanh", "note", model_note(app));
-    if (o && app->synthetic)
-        json_object_set_new(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
-    if (o && m->corpus[0]) json_object_set_new(o, "corpus", json_string(m->corpus));
-    if (o && m->default_phrase[0]) json_object_set_new(o, "default_phrase", json_string(m->default_phrase));
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:b,s:I,s:I,s:s,s:s}",
+                  "name", app->model_name, "source", app->model_source, "origin", app->model_origin, "format",
+                  m->format == GPT2_FORMAT_NANOGPT ? "nanogpt" : "safetensors", "dtype", m->dtype,
+                  "synthetic", app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd",
+                  c->n_embd, "n_inner", c->n_inner, "n_ctx", c->n_ctx, "vocab_size", c->vocab_size,
+                  "vocab_rows", m->vocab_rows, "padding_rows_excluded", m->vocab_rows - c->vocab_size,
+                  "tokenizer_vocab_size", app->tok ? tokenizer_vocab_size(app->tok) : 0, "tokenizer",
+                  app->tok && tokenizer_is_chars(app->tok) ? "characters" : "gpt2-bpe", "bias", m->has_bias,
+                  "n_params", (json_int_t)m->n_params, "file_size", (json_int_t)m->file_size, "gelu_default",
+                  "tanh", "note", model_note(app));
+    if (o) {
+        api_put(o, "load_seconds", api_num(app->load_seconds));
+        api_put(o, "layer_norm_epsilon", api_f32(c->ln_eps));
+    }
+    if (o && app->synthetic) api_put(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
+    if (o && m->corpus[0]) api_put(o, "corpus", json_string(m->corpus));
+    if (o && m->default_phrase[0]) api_put(o, "default_phrase", json_string(m->default_phrase));
     if (o && m->format == GPT2_FORMAT_NANOGPT) {
         json_t *n = json_object();
-        if (m->has_iter_num) json_object_set_new(n, "iter_num", json_integer((json_int_t)m->iter_num));
-        if (m->dataset[0]) json_object_set_new(n, "dataset", json_string(m->dataset));
-        json_object_set_new(n, "compiled", json_boolean(m->compiled));
-        json_object_set_new(o, "nanogpt", n);
+        if (m->has_iter_num) api_put(n, "iter_num", json_integer((json_int_t)m->iter_num));
+        if (m->dataset[0]) api_put(n, "dataset", json_string(m->dataset));
+        api_put(n, "compiled", json_boolean(m->compiled));
+        api_put(o, "nanogpt", n);
     }
     api_ext_model_info(app, o);
     return api_json(res, 200, o);
+}
+
+/* The tokens of ids[0..n) as an answer: JSON {text?, n_tokens, tokens} or
+ * the CSV position,id,text. */
+static int tokens_answer(twd_app *app, const api_args *a, const int32_t *ids, size_t n, json_t *doc,
+                         api_response *res)
+{
+    if (api_format_is(a, "csv")) {
+        json_decref(doc);
+        textbuf tb;
+        tb_init(&tb);
+        tb_printf(&tb, "position,id,text\r\n");
+        for (size_t i = 0; i < n; i++) {
+            tb_csv_int(&tb, (long long)i);
+            tb_csv_token(&tb, app->tok, ids[i]);
+            tb_csv_end(&tb);
+        }
+        return tb_respond(&tb, res, CSV_TYPE);
+    }
+    json_t *toks = json_array();
+    for (size_t i = 0; i < n; i++) api_push(toks, api_token_json(app->tok, ids[i]));
+    api_put(doc, "n_tokens", json_integer((json_int_t)n));
+    api_put(doc, "tokens", toks);
+    return api_json(res, 200, doc);
 }
 
 static int h_tokenize(twd_app *app, const api_args *a, api_response *res)
@@ -255,10 +336,31 @@ static int h_tokenize(twd_app *app, const api_args *a, api_response *res)
     int32_t *ids = NULL;
     long n = api_encode(app, "text", t->s, t->s_len, &ids, res);
     if (n < 0) return -1;
-    json_t *toks = json_array();
-    for (long i = 0; i < n; i++) json_array_append_new(toks, api_token_json(app->tok, ids[i]));
+    int rc = tokens_answer(app, a, ids, (size_t)n, json_pack("{s:s#}", "text", t->s, (int)t->s_len), res);
     free(ids);
-    return api_json(res, 200, json_pack("{s:s,s:i,s:o}", "text", t->s, "n_tokens", (int)n, "tokens", toks));
+    return rc;
+}
+
+/* Ids back to text: each token and the whole decoded text, as UTF-8 with
+ * invalid sequences replaced (text) and exactly (bytes). */
+static int h_detokenize(twd_app *app, const api_args *a, api_response *res)
+{
+    const api_arg *ids = api_arg_get(a, "ids");
+    char *raw = NULL;
+    long n = tokenizer_decode(app->tok, ids->ids, ids->n_list, &raw);
+    if (n < 0) return api_status_error(res, n == -2 ? TW_ETOKEN : TW_ENOMEM, "detokenizing");
+    size_t tlen = 0;
+    char *text = utf8_sanitize(raw, (size_t)n, &tlen);
+    json_t *bytes = json_array();
+    for (long i = 0; i < n; i++) api_push(bytes, json_integer((unsigned char)raw[i]));
+    free(raw);
+    json_t *doc = text ? json_pack("{s:s#,s:o}", "text", text, (int)tlen, "bytes", bytes) : NULL;
+    free(text);
+    if (!doc) {
+        json_decref(bytes);
+        return api_status_error(res, TW_ENOMEM, "detokenizing");
+    }
+    return tokens_answer(app, a, ids->ids, ids->n_list, doc, res);
 }
 
 static int h_metrics(twd_app *app, const api_args *a, api_response *res)
@@ -281,41 +383,45 @@ static json_t *param_schema(const twd_app *app, const api_param *p)
     json_t *s = json_object();
     switch (p->type) {
     case AP_INT: {
-        json_object_set_new(s, "type", json_string("integer"));
-        json_object_set_new(s, "minimum", json_integer(p->min));
+        api_put(s, "type", json_string("integer"));
+        api_put(s, "minimum", json_integer(p->min));
         /* bounds that follow the model are known once it is loaded */
         if (p->max_ref == APB_CONST || atomic_load(&app->state) == APP_READY)
-            json_object_set_new(s, "maximum", json_integer(api_param_max(app, p)));
-        if (p->def) json_object_set_new(s, "default", json_integer(strtoll(p->def, NULL, 10)));
+            api_put(s, "maximum", json_integer(api_param_max(app, p)));
+        if (p->def) api_put(s, "default", json_integer(strtoll(p->def, NULL, 10)));
         break;
     }
     case AP_BOOL:
-        json_object_set_new(s, "type", json_string("boolean"));
+        api_put(s, "type", json_string("boolean"));
         if (p->def)
-            json_object_set_new(s, "default",
-                                json_boolean(strcmp(p->def, "true") == 0 || strcmp(p->def, "1") == 0));
+            api_put(s, "default", json_boolean(strcmp(p->def, "true") == 0 || strcmp(p->def, "1") == 0));
         break;
     case AP_ENUM: {
-        json_object_set_new(s, "type", json_string("string"));
+        api_put(s, "type", json_string("string"));
         json_t *e = json_array();
-        for (const char *const *c = p->choices; *c; c++) json_array_append_new(e, json_string(*c));
-        json_object_set_new(s, "enum", e);
-        if (p->def) json_object_set_new(s, "default", json_string(p->def));
+        for (const char *const *c = p->choices; *c; c++) api_push(e, json_string(*c));
+        api_put(s, "enum", e);
+        if (p->def) api_put(s, "default", json_string(p->def));
         break;
     }
     case AP_TEXT:
-        json_object_set_new(s, "type", json_string("string"));
-        json_object_set_new(s, "minLength", json_integer(p->min));
-        if (p->max_ref == APB_MAX_TEXT)
-            json_object_set_new(s, "maxLength", json_integer(api_param_max(app, p)));
+        api_put(s, "type", json_string("string"));
+        api_put(s, "minLength", json_integer(p->min));
+        if (p->max_ref == APB_MAX_TEXT) api_put(s, "maxLength", json_integer(api_param_max(app, p)));
+        break;
+    case AP_IDS:
+        api_put(s, "type", json_string("array"));
+        api_put(s, "items",
+                json_pack("{s:s,s:i,s:i}", "type", "integer", "minimum", 0, "maximum",
+                          app->model.cfg.vocab_size > 0 ? app->model.cfg.vocab_size - 1 : 0));
+        api_put(s, "minItems", json_integer(p->min));
+        api_put(s, "maxItems", json_integer(api_param_max(app, p)));
         break;
     case AP_LIST:
-        json_object_set_new(s, "type", json_string("array"));
-        json_object_set_new(s, "items",
-                            json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
-        json_object_set_new(s, "minItems", json_integer(p->min));
-        if (p->max_ref == APB_MAX_WORDS)
-            json_object_set_new(s, "maxItems", json_integer(api_param_max(app, p)));
+        api_put(s, "type", json_string("array"));
+        api_put(s, "items", json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
+        api_put(s, "minItems", json_integer(p->min));
+        if (p->max_ref == APB_MAX_WORDS) api_put(s, "maxItems", json_integer(api_param_max(app, p)));
         break;
     }
     return s;
@@ -334,9 +440,9 @@ static json_t *error_responses(void)
         {"503", "The model is still loading, or a background computation is not ready (see Retry-After)."},
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
-        json_object_set_new(r, errs[i].code,
-                            json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", errs[i].desc, "content",
-                                      "application/json", "schema", "$ref", "#/components/schemas/Error"));
+        api_put(r, errs[i].code,
+                json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", errs[i].desc, "content", "application/json",
+                          "schema", "$ref", "#/components/schemas/Error"));
     return r;
 }
 
@@ -346,36 +452,35 @@ static json_t *operation(const twd_app *app, const api_route *r, int method)
                            r->description ? r->description : r->summary);
     json_t *responses = error_responses();
     const char *ctype = strcmp(r->path, "/metrics") == 0 ? "text/plain" : "application/json";
-    json_object_set_new(
-        responses, "200",
-        json_pack("{s:s,s:{s:{}}}", "description", r->answer ? r->answer : "OK", "content", ctype));
-    json_object_set_new(op, "responses", responses);
+    api_put(responses, "200",
+            json_pack("{s:s,s:{s:{}}}", "description", r->answer ? r->answer : "OK", "content", ctype));
+    api_put(op, "responses", responses);
     if (method == API_GET) {
         json_t *params = json_array();
         for (const api_param *p = r->params; p && p->name; p++) {
-            json_t *schema = p->type == AP_LIST ? json_pack("{s:s,s:s}", "type", "string", "description",
-                                                            "comma-separated list")
-                                                : param_schema(app, p);
-            json_array_append_new(params, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", p->name, "in", "query",
-                                                    "required", p->required, "description", p->doc, "schema",
-                                                    schema));
+            json_t *schema =
+                p->type == AP_LIST || p->type == AP_IDS
+                    ? json_pack("{s:s,s:s}", "type", "string", "description", "comma-separated list")
+                    : param_schema(app, p);
+            api_push(params, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", p->name, "in", "query", "required",
+                                       p->required, "description", p->doc, "schema", schema));
         }
-        json_object_set_new(op, "parameters", params);
+        api_put(op, "parameters", params);
     } else {
         json_t *props = json_object(), *req = json_array();
         for (const api_param *p = r->params; p && p->name; p++) {
             json_t *schema = param_schema(app, p);
-            json_object_set_new(schema, "description", json_string(p->doc));
-            json_object_set_new(props, p->name, schema);
-            if (p->required) json_array_append_new(req, json_string(p->name));
+            api_put(schema, "description", json_string(p->doc));
+            api_put(props, p->name, schema);
+            if (p->required) api_push(req, json_string(p->name));
         }
         json_t *schema =
             json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
         if (json_array_size(req))
-            json_object_set_new(schema, "required", req);
+            api_put(schema, "required", req);
         else
             json_decref(req);
-        json_object_set_new(
+        api_put(
             op, "requestBody",
             json_pack("{s:b,s:{s:{s:o}}}", "required", 0, "content", "application/json", "schema", schema));
     }
@@ -388,9 +493,9 @@ static int h_openapi(twd_app *app, const api_args *a, api_response *res)
     json_t *paths = json_object();
     for (const api_route *r = api_routes; r->path; r++) {
         json_t *item = json_object();
-        if (r->methods & API_GET) json_object_set_new(item, "get", operation(app, r, API_GET));
-        if (r->methods & API_POST) json_object_set_new(item, "post", operation(app, r, API_POST));
-        json_object_set_new(paths, r->path, item);
+        if (r->methods & API_GET) api_put(item, "get", operation(app, r, API_GET));
+        if (r->methods & API_POST) api_put(item, "post", operation(app, r, API_POST));
+        api_put(paths, r->path, item);
     }
     json_t *doc = json_pack(
         "{s:s,s:{s:s,s:s,s:s},s:[{s:s}],s:o,s:{s:{s:{s:s,s:{s:{s:s,s:{s:{s:s},s:{s:s},s:{s:s}},s:[s,s,s]}},s:"
@@ -452,6 +557,17 @@ const api_route api_routes[] = {
         .answer = "{text, n_tokens, tokens: [{id, text, bytes}]}",
     },
     {
+        .path = "/detokenize",
+        .methods = API_GET | API_POST,
+        .fn = h_detokenize,
+        .params = p_detokenize,
+        .flags = API_NEEDS_MODEL,
+        .summary = "Token ids back to text",
+        .description = "Each token with its text and exact bytes, and the decoded text of all of them "
+                       "(invalid UTF-8 replaced by U+FFFD in text, exact in bytes).",
+        .answer = "{text, bytes, n_tokens, tokens: [{id, text, bytes}]}",
+    },
+    {
         .path = "/metrics",
         .methods = API_GET,
         .fn = h_metrics,
@@ -500,8 +616,8 @@ const api_route api_routes[] = {
         .summary = "Attention heads as ellipsoids: word probes (docs/MATH.md §4)",
         .description = "For each word, per head the top-k keys (q Wqk_h against LN_b(E)) and values (LN_f(E "
                        "+ u_h + b_o) against E) with ||u_h||, and the same for the layer sum.",
-        .answer = "{block, k, n_heads, skipped, words: [{word, token, heads: [{head, keys, values, "
-                  "value_norm}], layer}]}",
+        .answer = "{block, k, n_heads, leading_space, default_words, skipped: [{word, reason, tokens}], "
+                  "words: [{word, token, heads: [{head, keys, values, norm}], layer: {values, norm}}]}",
     },
     {
         .path = "/svd",
@@ -527,8 +643,8 @@ const api_route api_routes[] = {
             "The phrase's tokens and, for each state (embedding, embedding+position, its ln_f, then ln_f of "
             "the residual stream after every block), the 3D point of every token and its k nearest "
             "vocabulary tokens by dot product with wte (the logit lens), plus the top next tokens.",
-        .answer = "{text, projection, gelu, k, tokens, states: [{index, name, block, points, nearest}], "
-                  "next_tokens}",
+        .answer = "{text, projection, gelu, k, n_tokens, n_states, vectors, tokens, target, states: [{index, "
+                  "name, block, points, nearest, entropy, next, target, vectors}], next_tokens}",
     },
     {
         .path = "/attention",
@@ -550,7 +666,7 @@ const api_route api_routes[] = {
         .summary = "The fitted background points",
         .description = "3D coordinates of the vocabulary rows the projection was fitted on, with their token "
                        "ids and texts, for drawing the cloud a trajectory moves through.",
-        .answer = "{projection, rows, n, points, ids, texts}",
+        .answer = "{projection, rows, n, tokens, points}",
     },
     {
         .path = "/umap",

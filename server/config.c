@@ -115,6 +115,9 @@ const cfg_option cfg_options[] = {
     {"max_answer_tokens", INT(max_answer_tokens, 1000, 100000000), "300000", false,
      "Most tokens one answer may list (e.g. words x heads x k); larger requests get 400 and are not "
      "computed."},
+    {"max_answer_mb", MIB(max_answer_mb, 1, 1048576), "256", false,
+     "Largest answer in MiB, as estimated before computing (vectors, matrices); larger requests get 400 "
+     "and are not computed."},
     {"max_connections", INT(max_connections, 1, 100000), "256", false, "Simultaneous connections."},
     {"timeout", INT(timeout, 1, 86400), "60", false, "Seconds before an idle connection is closed."},
     {"cache_mb", MIB(cache_mb, 0, 1048576), "2048", false,
@@ -668,7 +671,8 @@ void config_api_settings(const twd_config *cfg, api_settings *s)
                              .max_words = cfg->max_words,
                              .max_k = cfg->max_k,
                              .max_top = cfg->max_top,
-                             .max_answer_tokens = cfg->max_answer_tokens};
+                             .max_answer_tokens = cfg->max_answer_tokens,
+                             .max_answer_bytes = (double)cfg->max_answer_mb * 1048576.0};
     s->cache_bytes = (size_t)cfg->cache_mb << 20;
     s->answer_cache_bytes = (size_t)cfg->answer_cache_mb << 20;
     snprintf(s->words_file, sizeof s->words_file, "%s", cfg->words_file);

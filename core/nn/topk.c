@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,9 +113,9 @@ static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b, int32_
 }
 
 static int check_args(const void *M, size_t n, size_t d, const void *Q, size_t nq, size_t k,
-                      const topk_hit *top, const topk_hit *bottom)
+                      const topk_hit *top, const topk_hit *bottom, bool lists_optional)
 {
-    if (!M || !Q || (!top && !bottom)) return TW_EINVAL;
+    if (!M || !Q || (!top && !bottom && !lists_optional)) return TW_EINVAL;
     if (k < 1 || k > n || n >= (size_t)INT32_MAX) return TW_EINVAL;
     if (d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX) return TW_EINVAL;
     if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return TW_EINVAL;
@@ -154,7 +155,7 @@ float topk_max_row_norm(const float *M, size_t n, size_t d)
 /* Bound on |float GEMM score - exact score| for a query of norm qn against
  * rows of norm at most R: gamma_{d+1} * qn * R, u = 2^-24 (any summation
  * order, with or without FMA), widened by 2 for the float rounding of R. */
-static double screen_error(size_t d, double qn, double R)
+double topk_screen_error(size_t d, double qn, double R)
 {
     double nu = (double)(d + 1) * 0x1p-24;
     return 2.0 * nu / (1.0 - nu) * qn * R;
@@ -179,8 +180,8 @@ static void exact_scan(const float *M, size_t n, size_t d, const float *q, size_
  * worst candidate's float score, moved by the screening error, stays below
  * the k-th exact score. Otherwise the list is computed by an exact scan.
  * Returns 1 when it had to scan. */
-static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom, double err,
-                   heap_item *cand, heap_item *tmp, topk_hit *out)
+static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom,
+                   double err, heap_item *cand, heap_item *tmp, topk_hit *out)
 {
     double worst = cand[0].key; /* the heap root: the worst candidate's key (float score, or its negation) */
     heap_init(tmp, k);
@@ -208,7 +209,7 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
                   topk_hit *bottom, const topk_opts *opts)
 {
     // M (n, d), Q (nq, d); top, bottom (nq, k)
-    int rc = check_args(M, n, d, Q, nq, k, top, bottom);
+    int rc = check_args(M, n, d, Q, nq, k, top, bottom, opts && opts->on_block);
     if (rc) return rc;
     if (nq == 0) return TW_OK;
     const tw_cancel *cancel = opts ? opts->cancel : NULL;
@@ -242,19 +243,21 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
         // S (nq, bj) = Q (nq, d) . M[j0 .. j0+bj)^T (d, bj)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
                     M + j0 * d, (int)d, 0.0f, S, (int)bj);
-        for (size_t i = 0; i < nq; i++) {
+        for (size_t i = 0; i < nq && (ht || hb); i++) {
             const float *s = S + i * bj;
             if (ht) scan_top(ht + i * kc, kc, s, bj, (int32_t)j0);
             if (hb) scan_bottom(hb + i * kc, kc, s, bj, (int32_t)j0);
         }
+        if (opts && opts->on_block && (rc = opts->on_block(opts->ctx, S, nq, j0, bj)) != TW_OK) goto out;
     }
+    if (!ht && !hb) goto out;
 
     /* Certification: exact scores of the candidates, the best k of them. */
     double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
     unsigned long long scans = 0;
     for (size_t i = 0; i < nq; i++) {
         const float *q = Q + i * d;
-        double err = screen_error(d, norm2(q, d), R);
+        double err = topk_screen_error(d, norm2(q, d), R);
         if (!(err < INFINITY)) err = INFINITY; /* NaN: never certified */
         if (ht) scans += certify(M, n, d, q, k, kc, 0, err, ht + i * kc, tmp, top + i * k);
         if (hb) scans += certify(M, n, d, q, k, kc, 1, err, hb + i * kc, tmp, bottom + i * k);
@@ -279,7 +282,7 @@ int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, siz
 int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                     topk_hit *bottom)
 {
-    int rc = check_args(M, n, d, Q, nq, k, top, bottom);
+    int rc = check_args(M, n, d, Q, nq, k, top, bottom, false);
     if (rc) return rc;
     heap_item *h = malloc(k * sizeof *h);
     if (!h) return TW_ENOMEM;

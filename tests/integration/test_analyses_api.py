@@ -104,8 +104,9 @@ class AnalysesApiTest(unittest.TestCase):
         for h in w["heads"]:
             self.assertEqual(len(h["keys"]), 3)
             self.assertEqual(len(h["values"]), 3)
-            self.assertIsInstance(h["value_norm"], float)
-            self.assertGreater(h["value_norm"], 0)
+            self.assertIsInstance(h["norm"], float)
+            self.assertGreater(h["norm"], 0)
+            self.assertNotIn("value_norm", h)
         self.assertEqual(len(w["layer"]["values"]), 3)
 
     def test_probe_get_post_and_skips(self):
@@ -115,8 +116,15 @@ class AnalysesApiTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(g, p)
         self.assertEqual([w["word"] for w in g["words"]], ["time", "year"])
-        self.assertEqual(g["skipped"][0]["word"], "xqzjv")
-        self.assertGreater(g["skipped"][0]["n_tokens"], 1)
+        sk = g["skipped"][0]
+        self.assertEqual(sk["word"], "xqzjv")
+        self.assertEqual(sk["reason"], "encodes to more than one token")
+        self.assertGreater(len(sk["tokens"]), 1)
+        for t in sk["tokens"]:
+            self.assertToken(t, score=False)
+        # the split is the tokenizer's own
+        st, tk = self.d.get_json("/tokenize", text="xqzjv")
+        self.assertEqual(sk["tokens"], tk["tokens"])
 
     def test_probe_csv(self):
         st, h, body = self.d.get("/probe", block=0, k=2, words="time", format="csv")
@@ -141,8 +149,8 @@ class AnalysesApiTest(unittest.TestCase):
                 self.assertAlmostEqual(h[m]["frac99"], (first + 1) / 16)
                 self.assertEqual(len(h[m]["directions"]), 5)
                 for r, d in enumerate(h[m]["directions"]):
-                    self.assertEqual(d["rank"], r)
-                    self.assertAlmostEqual(d["s"], sv[r])
+                    self.assertEqual(d["rank"], r + 1)  # 1-based, as every rank
+                    self.assertAlmostEqual(d["singular_value"], sv[r])
                     self.assertIn(d["sign"], (1, -1))
                     self.assertEqual(len(d["left"]), 4)
                     for t in d["left"] + d["right"]:
