@@ -344,8 +344,15 @@ static CURL *new_handle(const char *url, long connect_timeout, char *ebuf)
     CURL *h = curl_easy_init();
     if (!h) return NULL;
     curl_easy_setopt(h, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85 */
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    /* sizes and hashes are of the file itself, never of a compressed answer */
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "identity");
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect_timeout);
     /* a stalled transfer (under 1 kB/s for 30 s) is abandoned, to be resumed */
@@ -493,9 +500,10 @@ static int download(const remote *f, const char *part, long timeout, hub_progres
 {
     for (int attempt = 0;; attempt++) {
         struct stat st;
-        curl_off_t have = stat(part, &st) == 0 ? (curl_off_t)st.st_size : 0;
-        if (f->size >= 0 && have > f->size) have = 0;  /* stale: start again */
-        if (f->size >= 0 && have == f->size) return 0; /* complete from an earlier run */
+        int exists = stat(part, &st) == 0;
+        curl_off_t have = exists ? (curl_off_t)st.st_size : 0;
+        if (f->size >= 0 && have > f->size) have = 0, exists = 0; /* stale: start again */
+        if (f->size >= 0 && have == f->size && exists) return 0;  /* complete from an earlier run */
         FILE *out = fopen(part, have ? "abe" : "wbe");
         if (!out) {
             tw_set_err(err, errlen, "%s: %s", part, strerror(errno));
@@ -665,7 +673,12 @@ static int ensure_blob(const cache *c, const remote *f, char *err, size_t errlen
             goto out;
         }
         struct stat st;
-        if (stat(part, &st) != 0 || (f->size >= 0 && st.st_size != f->size)) {
+        if (stat(part, &st) != 0) {
+            tw_set_err(err, errlen, "%s: %s", part, strerror(errno));
+            rc = -1;
+            goto out;
+        }
+        if (f->size >= 0 && st.st_size != f->size) {
             tw_set_err(err, errlen, "%s: %lld bytes, the hub announced %lld; removed", part,
                        (long long)st.st_size, f->size);
             unlink(part);
@@ -889,7 +902,7 @@ int hub_fetch(const char *base_url, const char *repo, const char *revision, cons
     /* last: the ref, now that everything it leads to is in place */
     if (!(is_hex(rev, 40) && strcmp(rev, commit) == 0) && write_ref(c.dir, rev, commit, err, errlen) != 0)
         return -1;
-    if (fs_path(snapshot_dir, n, "%s", snap) != 0) {
+    if (snapshot_dir && fs_path(snapshot_dir, n, "%s", snap) != 0) {
         tw_set_err(err, errlen, "%s: path too long", snap);
         return -1;
     }

@@ -41,9 +41,11 @@ typedef void (*hub_progress_fn)(void *ctx, const char *status);
  * refs/<revision> is written last, so it never names an incomplete snapshot.
  *
  * `timeout` (seconds) bounds the decision whether the hub is there: the
- * first request, from resolving the name to the end of its answer; the
- * downloads themselves are abandoned (to be resumed) only when they stall.
- * 0 on success, -1 with one line in err. */
+ * first request, from resolving the name to the end of its answer (the
+ * later HEAD requests get three times as long); the downloads themselves
+ * are abandoned (to be resumed) only when they stall. snapshot_dir may be
+ * NULL. Safe to call from several threads. 0 on success, -1 with one line
+ * in err. */
 int hub_fetch(const char *base_url, const char *repo, const char *revision, const char *cache_root,
               long timeout, hub_progress_fn progress, void *ctx, char *snapshot_dir, size_t n, char *err,
               size_t errlen);

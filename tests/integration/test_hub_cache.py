@@ -163,6 +163,14 @@ class CacheTest(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(self.repo_dir(BPE_REPO), ".no_exist", self.bpe, "vocab.json")))
         self.assertEqual(self.cached(BPE_REPO)["found"], 1)
 
+    def test_empty_file(self):
+        files = dict(SRC["main"], **{"merges.txt": b""})
+        commit = self.hub.add_revision("x/empty", "main", files)
+        self.fetch("x/empty")
+        self.assert_layout("x/empty", commit, files, "main")
+        self.assertTrue(os.path.exists(os.path.join(self.repo_dir("x/empty"), "blobs", git_blob_sha1(b""))))
+        self.assertEqual(git_blob_sha1(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")  # git's own
+
     def test_renamed_repo_follows_the_relative_redirect(self):
         self.hub.renames["gpt2"] = REPO
         snap = self.fetch("gpt2")
