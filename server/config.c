@@ -74,7 +74,8 @@ const cfg_option cfg_options[] = {
      "The demo model, served when no model is given and none is cached: a small GPT-2-architecture model "
      "trained by tools/demo-model/train.py. Empty: the one twd ships."},
     {"cache_dir", STR(cache_dir), "", false,
-     "Folder for the downloaded model, the demo model and fitted UMAP layouts. "
+     "Folder for the synthetic demo model and the fitted UMAP layouts (downloads go to the Hugging Face "
+     "cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). "
      "Empty: $XDG_CACHE_HOME/twd or ~/.cache/twd."},
     {"static_dir", STR(static_dir), "", false,
      "Folder of the web page served under /. Empty: static/ of the source tree when twd runs from its build "

@@ -2,10 +2,9 @@
 stand-in for the hub (hub_standin.py: the real hub's headers, redirects and
 Range behaviour).
 
-Until server/main.c calls server/hub.h's new functions, it goes through the
-transitional server/hub_legacy.h: the download lands in the Hugging Face
-cache layout under cache_dir/hub, and cache_dir/hub/openai-community-gpt2
-links to the snapshot. test_hub_cache.py tests the layout itself.
+The download lands in the Hugging Face cache (HF_HUB_CACHE), where a later
+start, or huggingface_hub, finds it; test_hub_cache.py tests the layout
+itself.
 """
 import hashlib
 import os
@@ -48,8 +47,9 @@ class HubTest(unittest.TestCase):
         self.addCleanup(self.hub.stop)
         self.url = self.hub.url
 
-    def daemon(self, cache):
-        d = Daemon("--set", "fetch=true", "--set", "hub_url=" + self.url, "--set", "fetch_timeout=5")
+    def daemon(self, cache, *args):
+        d = Daemon("--set", "fetch=true", "--set", "hub_url=" + self.url, "--set", "fetch_timeout=5", *args,
+                   env={"HF_HUB_CACHE": os.path.join(cache, "hf")})
         shutil.rmtree(d.cache)
         d.cache = cache
         return d
@@ -58,7 +58,7 @@ class HubTest(unittest.TestCase):
         cache = os.path.join(TMP, "cache-resume")
         model = read_bytes(os.path.join(SRC, "model.safetensors"))
         size, digest = len(model), hashlib.sha256(model).hexdigest()
-        repo_dir = os.path.join(cache, "hub", "models--openai-community--gpt2")
+        repo_dir = os.path.join(cache, "hf", "models--openai-community--gpt2")
         self.hub.cut_after = size // 2
         # first start: the transfer is cut; twd falls back to the demo model
         with self.daemon(cache) as d:
@@ -71,7 +71,7 @@ class HubTest(unittest.TestCase):
         # second start: resumes from the middle, verifies, loads the hub model
         with self.daemon(cache) as d:
             st, doc = d.get_json("/model")
-            self.assertEqual(doc["origin"], "hub-cache")
+            self.assertEqual(doc["origin"], "download")
             self.assertEqual(doc["name"], REPO)
             self.assertEqual(doc["n_embd"], 32)
         self.assertIn("bytes=%d-" % (size // 2), self.hub.ranges())
@@ -83,9 +83,42 @@ class HubTest(unittest.TestCase):
         # third start: nothing is downloaded again
         self.hub.clear_log()
         with self.daemon(cache) as d:
-            self.assertEqual(d.get_json("/model")[1]["origin"], "hub-cache")
+            self.assertEqual(d.get_json("/model")[1]["origin"], "hf-cache")
         self.assertEqual(self.hub.gets(), [])
         self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
+        # the cache's folders as --model: named by the repository, never by a commit hash
+        for path in (repo_dir, snap):
+            with Daemon("--model", path) as d:
+                st, doc = d.get_json("/model")
+                self.assertEqual((doc["name"], doc["origin"], doc["n_embd"]), (REPO, "hf-cache", 32))
+        # a hub id as --model, offline, from the cache
+        with Daemon("--model", REPO, env={"HF_HUB_CACHE": os.path.join(cache, "hf")}) as d:
+            self.assertEqual(d.get_json("/model")[1]["origin"], "hf-cache")
+
+    def test_revision(self):
+        cache = os.path.join(TMP, "cache-rev")
+        dev = self.hub.add_revision(REPO, "dev", {f: read_bytes(os.path.join(SRC, f)) for f in FILES})
+        with self.daemon(cache, "--set", "revision=dev") as d:
+            self.assertEqual(d.get_json("/model")[1]["origin"], "download")
+        refs = os.path.join(cache, "hf", "models--openai-community--gpt2", "refs")
+        self.assertEqual(read_bytes(os.path.join(refs, "dev")), dev.encode())
+        self.assertFalse(os.path.exists(os.path.join(refs, "main")))
+        self.hub.clear_log()
+        with self.daemon(cache, "--set", "revision=dev") as d:
+            self.assertEqual(d.get_json("/model")[1]["origin"], "hf-cache")
+        self.assertEqual(self.hub.gets(), [])
+
+    def test_twd_older_cache_is_still_read(self):
+        cache = os.path.join(TMP, "cache-old")
+        old = os.path.join(cache, "hub", "openai-community-gpt2")
+        shutil.copytree(SRC, old)
+        open(os.path.join(old, ".complete"), "w").close()
+        d = Daemon(env={"HF_HUB_CACHE": os.path.join(cache, "hf")})
+        shutil.rmtree(d.cache)
+        d.cache = cache
+        with d:
+            st, doc = d.get_json("/model")
+            self.assertEqual((doc["origin"], doc["name"]), ("twd-cache", REPO))
 
     def test_hash_mismatch_is_rejected(self):
         cache = os.path.join(TMP, "cache-bad")
@@ -93,9 +126,9 @@ class HubTest(unittest.TestCase):
         with self.daemon(cache) as d:
             self.assertEqual(d.get_json("/model")[1]["origin"], "demo")
         self.assertIn("does not match", d.stderr())
-        blobs = os.path.join(cache, "hub", "models--openai-community--gpt2", "blobs")
+        blobs = os.path.join(cache, "hf", "models--openai-community--gpt2", "blobs")
         self.assertEqual([b for b in os.listdir(blobs) if b.startswith("0" * 64)], [])
-        self.assertFalse(os.path.exists(os.path.join(cache, "hub", "models--openai-community--gpt2", "refs", "main")))
+        self.assertFalse(os.path.exists(os.path.join(cache, "hf", "models--openai-community--gpt2", "refs", "main")))
 
 
 class StallingHub:
