@@ -268,6 +268,66 @@ out:
     return rc;
 }
 
+int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
+                   size_t *ranks, const topk_opts *opts)
+{
+    if (!M || !Q || (nq && (!ids || !ranks))) return TW_EINVAL;
+    if (n < 1 || n >= (size_t)INT32_MAX || d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX)
+        return TW_EINVAL;
+    for (size_t i = 0; i < nq; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= n) return TW_EINVAL;
+    if (nq == 0) return TW_OK;
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
+    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / nq;
+    b = b / 16 * 16;
+    if (b < 16) b = 16;
+    if (b > n) b = n;
+    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
+    float *S = malloc(nq * b * sizeof(float));
+    double *st = malloc(nq * 2 * sizeof(double)); /* per query: exact score of its row, error bound */
+    if (!S || !st) {
+        free(S);
+        free(st);
+        return TW_ENOMEM;
+    }
+    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = Q + i * d;
+        st[2 * i] = top_key(topk_dot(q, M + (size_t)ids[i] * d, d));
+        double err = screen_error(d, norm2(q, d), R);
+        st[2 * i + 1] = err < INFINITY ? err : INFINITY; /* NaN: every row rescored */
+        ranks[i] = 1;
+    }
+    int rc = TW_OK;
+    for (size_t j0 = 0; j0 < n; j0 += b) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
+        size_t bj = n - j0 < b ? n - j0 : b;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
+                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
+        for (size_t i = 0; i < nq; i++) {
+            const float *s = S + i * bj;
+            const double key = st[2 * i], err = st[2 * i + 1];
+            const int32_t t = ids[i];
+            size_t above = 0;
+            for (size_t j = 0; j < bj; j++) {
+                double f = s[j];
+                int32_t id = (int32_t)(j0 + j);
+                if (id == t) continue;
+                if (f - err > key) { /* surely better (and not NaN) */
+                    above++;
+                } else if (!(f + err < key)) { /* undecided (or NaN): exact */
+                    double e = top_key(topk_dot(Q + i * d, M + (size_t)id * d, d));
+                    above += (size_t)better(e, id, key, t);
+                }
+            }
+            ranks[i] += above;
+        }
+    }
+    free(S);
+    free(st);
+    return rc;
+}
+
 int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
               topk_hit *bottom)
 {
