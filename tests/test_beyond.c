@@ -321,11 +321,14 @@ END_TEST
 
 START_TEST(test_mlp_svd_vs_dense)
 {
-    for (int var = 0; var < 3; var++) {
+    for (int var = 0; var < 4; var++) {
         tt_model tm;
-        model_variant(&tm, var, 23);
+        model_variant(&tm, var % 3, 23);
+        /* variant 3: an MLP narrower than the model (the first d/2 neurons),
+         * which takes the other Gram matrix */
+        if (var == 3) tm.m.cfg.n_inner = B_D / 2;
         const gpt2_model *m = &tm.m;
-        const size_t V = B_V, d = B_D, F = B_F, r = d, top = 6, k = 4;
+        const size_t V = B_V, d = B_D, F = (size_t)m->cfg.n_inner, r = d < F ? d : F, top = 6, k = 4;
         double *E = as_double(m->p.wte, V * d), *En2 = malloc(V * d * sizeof(double));
         double *A = malloc(d * F * sizeof(double)), *S = malloc(r * sizeof(double));
         double *U = malloc(d * r * sizeof(double)), *VT = malloc(r * F * sizeof(double));

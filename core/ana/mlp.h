@@ -112,9 +112,9 @@ typedef struct {
     topk_hit *neurons; /* (top, k) the neuron-space vector's largest components */
 } mlp_svd_result;
 
-/* The factors (S, U, V in double, dgesdd of the (d, I) orientation) are
+/* The factors (S, U, V in double, through the Gram matrix of the (d, I) orientation) are
  * cached under "mlp-svd-<matrix>:<b>". top in [0, r], k in [1, min(V, I)].
- * Errors: TW_EBLOCK, TW_ETOP, TW_EK, TW_EINVAL (matrix), TW_ENUMERIC (the SVD
+ * Errors: TW_EBLOCK, TW_ETOP, TW_EK, TW_EINVAL (matrix), TW_ENUMERIC (the eigensolver
  * did not converge), TW_ENOMEM, cancel codes. */
 int mlp_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, size_t top, size_t k,
             mlp_svd_result *out);
