@@ -176,18 +176,60 @@ int lngeom_layers(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_resu
         l->rows = rows;
     }
     if (!fr) {
-        /* every layer reads the rows of wte: the row statistics once, the
-         * change of each layer's gamma and beta from the same normalised row */
-        row_acc a = {0};
-        for (size_t j = 0; j < V; j++) {
-            if (j % 4096 == 0 && (rc = tw_cancel_check(ana_cancel(x)))) goto done;
-            row_stats(m->p.wte + j * d, d, m->cfg.ln_eps, &a, nrow, tmp);
-            for (size_t li = 0; li < NL; li++) {
-                const float *g, *b;
-                layer_params(m, li, &g, &b);
-                acc_add(&chg[li], change_of(nrow, g, b, d));
+        /* Every layer reads the rows of wte: the row statistics once, and the
+         * change of all layers at once from blocks of normalised rows n:
+         * ||(gamma - 1) n + beta||^2 = sum_i a_i n_i^2 + sum_i b_i n_i + ||beta||^2
+         * with a = (gamma - 1)^2, b = 2 (gamma - 1) beta, two GEMMs per block. */
+        enum { RB = 256 };
+        double *A = malloc(2 * NL * d * sizeof(double)), *Bc = A ? A + NL * d : NULL;
+        double *Nb = malloc(2 * RB * d * sizeof(double)), *N2 = Nb ? Nb + RB * d : NULL;
+        double *G = malloc(2 * RB * NL * sizeof(double)), *G2 = G ? G + RB * NL : NULL;
+        double *cb = malloc(NL * sizeof(double)), den[RB];
+        if (!A || !Nb || !G || !cb) {
+            free(A);
+            free(Nb);
+            free(G);
+            free(cb);
+            rc = TW_ENOMEM;
+            goto done;
+        }
+        for (size_t li = 0; li < NL; li++) {
+            const float *g, *b;
+            layer_params(m, li, &g, &b);
+            cb[li] = 0.0;
+            for (size_t i = 0; i < d; i++) {
+                double gm = (double)g[i] - 1.0, be = b ? (double)b[i] : 0.0;
+                A[li * d + i] = gm * gm;
+                Bc[li * d + i] = 2.0 * gm * be;
+                cb[li] += be * be;
             }
         }
+        row_acc a = {0};
+        for (size_t j0 = 0; j0 < V && rc == TW_OK; j0 += RB) {
+            if ((rc = tw_cancel_check(ana_cancel(x)))) break;
+            size_t nr = V - j0 < RB ? V - j0 : RB;
+            for (size_t j = 0; j < nr; j++) {
+                double *nrow_j = Nb + j * d;
+                row_stats(m->p.wte + (j0 + j) * d, d, m->cfg.ln_eps, &a, nrow_j, tmp);
+                double ss = 0.0;
+                for (size_t i = 0; i < d; i++) ss += (N2[j * d + i] = nrow_j[i] * nrow_j[i]);
+                den[j] = ss;
+            }
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, N2, (int)d, A,
+                        (int)d, 0.0, G, (int)NL);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, Nb, (int)d,
+                        Bc, (int)d, 0.0, G2, (int)NL);
+            for (size_t j = 0; j < nr; j++)
+                for (size_t li = 0; li < NL; li++) {
+                    double num = G[j * NL + li] + G2[j * NL + li] + cb[li];
+                    acc_add(&chg[li], den[j] > 0.0 ? sqrt(fmax(num, 0.0) / den[j]) : 0.0);
+                }
+        }
+        free(A);
+        free(Nb);
+        free(G);
+        free(cb);
+        if (rc) goto done;
         for (size_t li = 0; li < NL; li++) finish_row_stats(&r.layers[li], &a, rows);
     } else {
         for (size_t li = 0; li < NL; li++) {
