@@ -122,7 +122,10 @@ const char *api_blob_data(const api_blob *b);
 size_t api_blob_len(const api_blob *b);
 
 /* ---- parameters ---- */
-typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL } api_ptype;
+/* AP_INTS: a list of integers, comma-separated in a query string or a JSON
+ * array of integers in a body; every item in [min, max], between min_items
+ * and max_items of them. */
+typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_INTS } api_ptype;
 /* Upper bounds that depend on the model or the configuration. */
 typedef enum {
     APB_CONST,      /* the row's own max */
@@ -133,6 +136,11 @@ typedef enum {
     APB_MAX_WORDS,  /* max_words */
     APB_MAX_TEXT,   /* max_text (bytes) */
     APB_UMAP_ROWS,  /* rows the layouts are fitted on */
+    APB_LAST_FF,    /* n_inner - 1 (an MLP neuron) */
+    APB_LAST_DIM,   /* n_embd - 1 (a coordinate of the residual stream) */
+    APB_MAX_K_FF,   /* min(max_k, vocab_size, n_inner): lists over tokens and neurons */
+    APB_TOP_MLP,    /* min(max_top, n_embd, n_inner): singular directions of c_fc / c_proj */
+    APB_TOP_FF,     /* min(max_top, n_inner): sub-updates per token */
 } api_bound;
 
 typedef struct {
@@ -145,6 +153,7 @@ typedef struct {
     int64_t max;                /* when max_ref == APB_CONST */
     const char *const *choices; /* AP_ENUM: NULL-terminated */
     const char *doc;
+    int64_t min_items, max_items; /* AP_INTS: item count bounds (max_items 0: 1 << 20) */
 } api_param;
 
 /* The sentinel row that ends a parameter table. */
@@ -161,8 +170,9 @@ typedef struct {
     int64_t i;     /* AP_INT, AP_BOOL */
     const char *s; /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
     size_t s_len;
-    char **list; /* AP_LIST: valid UTF-8 strings */
+    char **list; /* AP_LIST: valid UTF-8 strings; AP_INTS: the items in canonical decimal */
     size_t n_list;
+    int64_t *ints; /* AP_INTS: the items (n_list of them) */
 } api_arg;
 
 typedef struct {

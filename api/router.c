@@ -290,6 +290,17 @@ int64_t api_param_max(const twd_app *app, const api_param *p)
         int64_t rows = (int64_t)app->set.layout.rows;
         return rows < m->vocab_size ? rows : m->vocab_size;
     }
+    case APB_LAST_FF: return m->n_inner - 1;
+    case APB_LAST_DIM: return m->n_embd - 1;
+    case APB_MAX_K_FF: {
+        int64_t k = c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
+        return k < m->n_inner ? k : m->n_inner;
+    }
+    case APB_TOP_MLP: {
+        int64_t r = m->n_embd < m->n_inner ? m->n_embd : m->n_inner;
+        return c->max_top < r ? c->max_top : r;
+    }
+    case APB_TOP_FF: return c->max_top < m->n_inner ? c->max_top : m->n_inner;
     }
     return p->max;
 }
@@ -477,6 +488,65 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
     return 0;
 }
 
+/* AP_INTS: integers in [min, max], min_items..max_items of them, kept as
+ * numbers and as canonical decimal strings (the answer cache's key). */
+static int parse_ints(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
+                      api_args *args, api_response *res)
+{
+    int64_t hi = api_param_max(app, p), most = p->max_items > 0 ? p->max_items : (int64_t)1 << 20;
+    size_t count = 0;
+    if (v->j) {
+        if (!json_is_array(v->j))
+            return api_error(res, 400, "parameter '%s' must be an array of integers", p->name);
+        count = json_array_size(v->j);
+    } else if (v->n) {
+        count = 1;
+        for (size_t i = 0; i < v->n; i++) count += v->s[i] == ',';
+    }
+    if ((int64_t)count < p->min_items || (int64_t)count > most) {
+        if (p->min_items == most)
+            return api_error(res, 400, "parameter '%s' must hold exactly %" PRId64 " integers", p->name,
+                             most);
+        return api_error(res, 400, "parameter '%s' must hold %" PRId64 " to %" PRId64 " integers, got %zu",
+                         p->name, p->min_items, most, count);
+    }
+    out->ints = arena_keep(args, malloc((count ? count : 1) * sizeof(int64_t)));
+    out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
+    if (!out->ints || !out->list) return api_status_error(res, TW_ENOMEM, "parameters");
+    const char *cur = v->s;
+    for (size_t i = 0; i < count; i++) {
+        long long x;
+        if (v->j) {
+            const json_t *e = json_array_get(v->j, i);
+            if (!json_is_integer(e))
+                return api_error(res, 400, "parameter '%s': item %zu is not an integer", p->name, i);
+            x = json_integer_value(e);
+        } else {
+            const char *end = v->s + v->n, *comma = memchr(cur, ',', (size_t)(end - cur));
+            size_t len = comma ? (size_t)(comma - cur) : (size_t)(end - cur);
+            char shown[64];
+            api_quote(shown, sizeof shown, cur, len);
+            if (strict_integer(cur, len, &x) != 0)
+                return api_error(res, 400,
+                                 "parameter '%s': item %zu must be an integer in %" PRId64 "..%" PRId64
+                                 ", got '%s'",
+                                 p->name, i, p->min, hi, shown);
+            cur += len + 1;
+        }
+        if (x < p->min || x > hi)
+            return api_error(res, 400,
+                             "parameter '%s': item %zu must be in %" PRId64 "..%" PRId64 ", got %lld",
+                             p->name, i, p->min, hi, x);
+        char num[24];
+        int w = snprintf(num, sizeof num, "%lld", x);
+        out->ints[i] = x;
+        if (!(out->list[i] = arena_strndup(args, num, (size_t)w)))
+            return api_status_error(res, TW_ENOMEM, "parameters");
+    }
+    out->n_list = count;
+    return 0;
+}
+
 /* Validates one value given as text (query string) or JSON (body). */
 static int parse_value(const twd_app *app, const api_param *p, const char *s, size_t n, const json_t *j,
                        api_arg *out, api_args *args, api_response *res)
@@ -489,6 +559,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
     case AP_ENUM:
     case AP_TEXT: return parse_string(app, p, &v, out, args, res);
     case AP_LIST: return parse_list(app, p, &v, out, args, res);
+    case AP_INTS: return parse_ints(app, p, &v, out, args, res);
     }
     return api_error(res, 500, "unknown parameter type");
 }
