@@ -392,7 +392,9 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
     probe_bias_result_free(&r);
     return api_json(
         res, 200,
-        json_pack("{s:i,s:i,s:o,s:s}", "block", block, "k", (int)k, "heads", heads, "definition",
+        json_pack("{s:i,s:i,s:o,s:s,s:s}", "block", block, "k", (int)k, "heads", heads, "definition",
                   "a = Wq_h bk_h (query direction the key bias rewards), c = Wk_h bq_h (key direction the "
-                  "query bias rewards); top-k of a, -a, c, -c against LN_b(E)"));
+                  "query bias rewards); top-k of a, -a, c, -c against LN_b(E)",
+                  "note", "x Wq bk^T = x.a is the same for every key of a query, so it cancels in the softmax "
+                  "and never changes the attention pattern; only c (bq Wk^T y^T) does (MATH §6.2, /selfcheck)"));
 }
