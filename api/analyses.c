@@ -358,6 +358,11 @@ int api_svd(twd_app *app, const api_args *a, api_response *res)
     return ret;
 }
 
+/* Why the a lists never change a pattern (docs/MATH.md §6.2; /selfcheck shows it on the weights). */
+#define SVD_BIAS_NOTE                                                                                        \
+    "x Wq bk^T = x.a is the same for every key of a query, so it cancels in the softmax and never changes "  \
+    "the attention pattern; only c (bq Wk^T y^T) does"
+
 int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
 {
     int block = (int)api_int(a, "block");
@@ -395,6 +400,5 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
         json_pack("{s:i,s:i,s:o,s:s,s:s}", "block", block, "k", (int)k, "heads", heads, "definition",
                   "a = Wq_h bk_h (query direction the key bias rewards), c = Wk_h bq_h (key direction the "
                   "query bias rewards); top-k of a, -a, c, -c against LN_b(E)",
-                  "note", "x Wq bk^T = x.a is the same for every key of a query, so it cancels in the softmax "
-                  "and never changes the attention pattern; only c (bq Wk^T y^T) does (MATH §6.2, /selfcheck)"));
+                  "note", SVD_BIAS_NOTE));
 }
