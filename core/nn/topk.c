@@ -84,31 +84,44 @@ static double bottom_key(double s) { return isnan(s) ? -INFINITY : -s; }
 
 /* ---- Scanning one query's scores for one block of rows ---- */
 
-/* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap. The float
- * threshold test passes every candidate that could enter (ties included, NaN
- * included), so the exact test in heap_offer decides. */
-static void scan_top(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
+/* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap (ht) and the
+ * bottom heap (hb), either may be NULL. The float threshold tests pass every
+ * candidate that could enter (ties included, NaN included), so the exact
+ * test in heap_offer decides. Most scores enter neither list: a chunk of
+ * SCAN_CHUNK scores is first tested as a whole against the thresholds as
+ * they stand at its start (thresholds only tighten within a chunk, so a
+ * chunk that passes nothing then passes nothing later either), a branch-free
+ * loop the compiler vectorises. */
+#define SCAN_CHUNK 16
+
+static void scan_one(heap_item *ht, heap_item *hb, size_t k, float v, int32_t id, float *tt, float *tb)
 {
-    float thr = (float)h[0].key; /* exact: keys come from floats or -inf */
-    for (size_t j = 0; j < b; j++) {
-        float v = s[j];
-        if (v >= thr || v != v) {
-            heap_offer(h, k, top_key(v), v, id0 + (int32_t)j);
-            thr = (float)h[0].key;
-        }
+    if (ht && (v >= *tt || v != v)) {
+        heap_offer(ht, k, top_key(v), v, id);
+        *tt = (float)ht[0].key; /* exact: keys come from floats or -inf */
+    }
+    if (hb && (v <= *tb || v != v)) {
+        heap_offer(hb, k, bottom_key(v), v, id);
+        *tb = (float)-hb[0].key;
     }
 }
 
-static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
+static void scan_block(heap_item *ht, heap_item *hb, size_t k, const float *s, size_t b, int32_t id0)
 {
-    float thr = (float)-h[0].key; /* candidates need v <= thr */
-    for (size_t j = 0; j < b; j++) {
-        float v = s[j];
-        if (v <= thr || v != v) {
-            heap_offer(h, k, bottom_key(v), v, id0 + (int32_t)j);
-            thr = (float)-h[0].key;
+    float tt = ht ? (float)ht[0].key : INFINITY;   /* top candidates need v >= tt */
+    float tb = hb ? (float)-hb[0].key : -INFINITY; /* bottom candidates need v <= tb */
+    size_t j = 0;
+    for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
+        int pass = 0;
+        for (size_t u = 0; u < SCAN_CHUNK; u++) {
+            float v = s[j + u];
+            pass |= (v >= tt) | (v <= tb) | (v != v);
         }
+        if (!pass) continue;
+        for (size_t u = 0; u < SCAN_CHUNK; u++)
+            scan_one(ht, hb, k, s[j + u], id0 + (int32_t)(j + u), &tt, &tb);
     }
+    for (; j < b; j++) scan_one(ht, hb, k, s[j], id0 + (int32_t)j, &tt, &tb);
 }
 
 static int check_args(const void *M, size_t n, size_t d, const void *Q, size_t nq, size_t k,
@@ -244,8 +257,7 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
                     M + j0 * d, (int)d, 0.0f, S, (int)bj);
         for (size_t i = 0; i < nq; i++) {
             const float *s = S + i * bj;
-            if (ht) scan_top(ht + i * kc, kc, s, bj, (int32_t)j0);
-            if (hb) scan_bottom(hb + i * kc, kc, s, bj, (int32_t)j0);
+            scan_block(ht ? ht + i * kc : NULL, hb ? hb + i * kc : NULL, kc, s, bj, (int32_t)j0);
         }
     }
 
