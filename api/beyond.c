@@ -381,16 +381,15 @@ int api_layernorm(twd_app *app, const api_args *a, api_response *res)
     const size_t k = (size_t)api_int(a, "k");
     const char *keys = api_str(a, "keys"), *table = api_str(a, "table");
     const api_arg *kb = api_arg_get(a, "keys_block");
-    const size_t queries = (size_t)api_int(a, "queries");
+    size_t queries = (size_t)api_int(a, "queries");
     const uint64_t seed = (uint64_t)api_int(a, "seed");
     const gpt2_config *c = &app->model.cfg;
     const size_t NL = 2 * (size_t)c->n_layer + 1;
     if (api_check_answer_size(app, res, (double)NL * LNG_N_LISTS * (double)k, "k") != 0) return -1;
     int method = strcmp(keys, "targeted") == 0 ? LNG_KEYS_TARGETED : LNG_KEYS_RANDOM;
     bool do_keys = strcmp(keys, "none") != 0;
-    if (do_keys && method == LNG_KEYS_TARGETED && queries > (size_t)c->vocab_size)
-        return api_error(res, 400, "parameter 'queries': with keys=targeted at most the vocabulary size, %d",
-                         c->vocab_size);
+    /* targeted draws distinct keys: more than the vocabulary holds is all of them */
+    if (method == LNG_KEYS_TARGETED && queries > (size_t)c->vocab_size) queries = (size_t)c->vocab_size;
     gpt2_forward_result *fr = NULL;
     int32_t *ids = NULL;
     if (text->present) {
@@ -493,7 +492,7 @@ int api_layernorm(twd_app *app, const api_args *a, api_response *res)
             const topk_hit *lists = r.lists + li * LNG_N_LISTS * k;
             lngeom_layer_name(l, name, sizeof name);
             json_t *o = json_pack(
-                "{s:s,s:o,s:s,s:I,s:{s:o,s:o,s:o,s:o},s:{s:o,s:o},s:{s:o,s:o},s:{s:o,s:o},s:{s:o,s:o}}",
+                "{s:s,s:o,s:s,s:I,s:{s:o,s:o,s:o,s:o},s:{s:o,s:o},s:{s:o,s:o},s:o,s:{s:o},s:{s:o,s:o}}",
                 "name", name, "block", l->block >= 0 ? json_integer(l->block) : json_null(), "kind",
                 kind_name(l->kind), "rows", (json_int_t)l->rows, "mean", "before", api_num(l->mean_mean),
                 "before_abs", api_num(l->mean_abs), "after_abs", api_num(l->after_mean_abs), "after_max_abs",
@@ -504,7 +503,7 @@ int api_layernorm(twd_app *app, const api_args *a, api_response *res)
                 "min",
                 axis_json(app->tok, l->gmin_index, l->gmin, lists + LNG_GMIN_TOP * k,
                           lists + LNG_GMIN_BOTTOM * k, k),
-                "beta", "norm", api_num(l->beta_norm), "top",
+                "beta_norm", api_num(l->beta_norm), "beta", "top",
                 api_hits_json(app->tok, lists + LNG_BETA * k, k), "change", "mean", api_num(l->change_mean),
                 "std", api_num(l->change_std));
             api_push(layers, o);

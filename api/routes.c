@@ -286,16 +286,18 @@ static const api_param p_layernorm[] = {
     P_K,
     {.name = "keys",
      .type = AP_ENUM,
-     .def = "random",
+     .def = "targeted",
      .choices = key_methods,
-     .doc = "Unselectable keys: random (N random unit queries per head), targeted (N drawn keys, each with "
-            "its own query), or none."},
+     .doc =
+         "Unselectable keys: targeted (N drawn keys, each with its own query: an estimate meaningful at any "
+         "N), random (N random unit queries per head: never below 1 - N/V), or none."},
     {.name = "queries",
      .type = AP_INT,
-     .def = "1024",
+     .def = "256",
      .min = 1,
      .max = 65536,
-     .doc = "N, the queries per head of the unselectable-keys estimate."},
+     .doc = "N, the queries per head of the unselectable-keys estimate (targeted: at most the vocabulary; a "
+            "larger N draws every key)."},
     {.name = "keys_block",
      .type = AP_INT,
      .max_ref = APB_LAST_LAYER,

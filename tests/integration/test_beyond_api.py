@@ -195,7 +195,7 @@ class BeyondApiTest(unittest.TestCase):
 
     # ---- /layernorm ----
     def test_layernorm(self):
-        doc = self.ok_json("/layernorm", k=3, queries=128)
+        doc = self.ok_json("/layernorm", k=3, keys="random", queries=128)
         self.assertEqual(doc["states"], "wte")
         self.assertEqual(doc["n_states"], 4096)
         names = [l["name"] for l in doc["layers"]]
@@ -207,7 +207,8 @@ class BeyondApiTest(unittest.TestCase):
             self.assertGreaterEqual(abs(l["gamma"]["max"]["value"]), abs(l["gamma"]["min"]["value"]))
             for key in ("top", "bottom"):
                 self.assertEqual(len(l["gamma"]["max"][key]), 3)
-            self.assertGreater(l["beta"]["norm"], 0)
+            self.assertGreater(l["beta_norm"], 0)
+            self.assertEqual(len(l["beta"]["top"]), 3)
             self.assertGreater(l["change"]["mean"], 0)
         self.assertIsNone(doc["layers"][-1]["block"])
         keys = doc["keys"]
@@ -220,6 +221,11 @@ class BeyondApiTest(unittest.TestCase):
         t = self.ok_json("/layernorm", k=3, keys="targeted", queries=64, keys_block=2)
         self.assertEqual([h["block"] for h in t["keys"]["heads"]], [2] * 4)
         self.assertEqual(t["keys"]["description"], "targeted, 64 drawn keys")
+        # targeted is the default; asking for more keys than the vocabulary has draws all of them
+        dflt = self.ok_json("/layernorm", k=1, keys_block=1)
+        self.assertEqual((dflt["keys"]["method"], dflt["keys"]["queries"]), ("targeted", 256))
+        every = self.ok_json("/layernorm", k=1, keys_block=1, queries=5000)
+        self.assertEqual(every["keys"]["queries"], 4096)
         # with a phrase: the states of the forward pass
         p = self.ok_json("/layernorm", text=PHRASE, k=3, keys="none")
         self.assertEqual(p["states"], "phrase")
@@ -362,7 +368,6 @@ class BeyondApiTest(unittest.TestCase):
         E("/layernorm?keys=exact", "'keys'", "random, targeted, none")
         E("/layernorm?queries=0", "'queries'", "1..65536")
         E("/layernorm?queries=65537", "'queries'", "1..65536")
-        E("/layernorm?keys=targeted&queries=5000", "'queries'", "vocabulary")
         E("/layernorm?keys_block=4", "'keys_block'", "0..3")
         E("/layernorm?seed=-1", "'seed'")
         E("/layernorm?table=heads", "'table'", "layers, lists, keys")
