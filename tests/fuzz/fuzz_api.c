@@ -3,7 +3,9 @@
  *
  *   [method byte][route byte][query string] ['\n' [body]]
  *
- * The method byte picks GET, POST, HEAD or another method, the route byte
+ * The method byte picks GET, POST, HEAD or another method (bits 0-1) and
+ * the request limits (bits 2-3: the defaults, the smallest or the largest
+ * the configuration allows; fz_app_limits), the route byte
  * one row of api_routes[]; the query string ("block=0&k=5") is decoded as
  * server/http.c decodes it (a bad escape is the server's 400, not sent
  * on); the rest is the body (read by POST routes as a JSON object). Every
@@ -33,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2 || size > (1u << 20)) return 0; /* max_body */
     static const int methods[] = {API_GET, API_POST, API_HEAD, API_OTHER};
     static const char *const names[] = {"GET", "POST", "HEAD", "OTHER"};
-    int mi = data[0] % 4;
+    int mi = data[0] & 3, profile = (data[0] >> 2) & 3;
+    fz_app_limits(profile == 3 ? 0 : profile);
     const api_route *r = &api_routes[data[1] % n_routes];
     const char *rest = (const char *)data + 2;
     size_t n = size - 2;
@@ -60,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         api_response res;
         api_dispatch(fz_app(), r, &req, &res);
         char what[96];
-        snprintf(what, sizeof what, "%s %s", names[mi], r->path);
+        snprintf(what, sizeof what, "%s %s (limits %d)", names[mi], r->path, profile);
         fz_check_answer(&res, what);
         api_response_free(&res);
         free(b);

@@ -13,6 +13,7 @@
 #include "tests/fuzz/fuzz_util.h"
 
 static twd_app app;
+static api_limits limits[3];
 
 static void app_free(void)
 {
@@ -47,6 +48,19 @@ twd_app *fz_app(void)
     FZ_CHECK(config_set(&cfg, "cache_mb", "1", err, sizeof err) == 0, "%s", err);
     api_app_init(&app);
     config_api_settings(&cfg, &app.set);
+    limits[0] = app.set.limits;
+    limits[1] = (api_limits){.max_text = config_find("max_text")->min,
+                             .max_tokens = config_find("max_tokens")->min,
+                             .max_words = config_find("max_words")->min,
+                             .max_k = config_find("max_k")->min,
+                             .max_top = config_find("max_top")->min,
+                             .max_answer_tokens = config_find("max_answer_tokens")->min};
+    limits[2] = (api_limits){.max_text = config_find("max_text")->max,
+                             .max_tokens = config_find("max_tokens")->max,
+                             .max_words = config_find("max_words")->max,
+                             .max_k = config_find("max_k")->max,
+                             .max_top = config_find("max_top")->max,
+                             .max_answer_tokens = config_find("max_answer_tokens")->max};
     FZ_CHECK(gpt2_load(model, &app.model, err, sizeof err) == 0, "%s", err);
     app.tok = tokenizer_load(model, err, sizeof err);
     FZ_CHECK(app.tok != NULL, "%s", err);
@@ -61,6 +75,12 @@ twd_app *fz_app(void)
     atomic_store(&app.state, APP_READY);
     atexit(app_free);
     return &app;
+}
+
+void fz_app_limits(int profile)
+{
+    fz_app();
+    app.set.limits = limits[profile >= 0 && profile < 3 ? profile : 0];
 }
 
 /* ---- the request target ---- */

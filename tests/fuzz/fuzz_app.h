@@ -13,6 +13,13 @@
  * built on the first call (UMAP off, as config_defaults otherwise). */
 twd_app *fz_app(void);
 
+/* Request limits of the app: 0 the defaults; 1 the smallest the
+ * configuration allows (max_text 1, max_tokens 1, max_answer_tokens 1000,
+ * ...); 2 the largest (every cap at its maximum, so the model's shape is
+ * the bound). The server never changes them while running; the fuzzer
+ * does between inputs, to reach the checks of every bound. */
+void fz_app_limits(int profile);
+
 /* A decoded request target: path and query pairs. */
 typedef struct {
     char *path;

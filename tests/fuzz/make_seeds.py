@@ -181,11 +181,18 @@ def main():
         (GET, "/metrics", "", None), (GET, "/openapi.json", "", None), (GET, "/umap", "", None),
         (GET, "/embeddings/normalization", "format=json", None),
     ]
-    for i, (m, path, q, body) in enumerate(calls):
+    # the same calls under the smallest (bits 2-3: 1) and largest (2) limits
+    big = [(GET, "/probe", "block=0&k=512&words=" + ",".join(["the", "cat", "of", "and"] * 30), None),
+           (POST, "/attention", "", '{"text": "%s"}' % ("the cat sat on the mat " * 3)),
+           (GET, "/svd", "block=1&top=16&k=512", None)]
+    for i, (m, path, q, body) in enumerate(calls + big):
         data = bytes([m, routes.index(path)]) + q.encode()
         if body is not None:
             data += b"\n" + body.encode()
-        put("api", "c%02d" % i, data)
+        for limits in (0, 1, 2):
+            if limits and not (path in ("/probe", "/svd", "/trajectory", "/attention", "/tokenize")):
+                continue
+            put("api", "c%02d%s" % (i, ["", "_small", "_large"][limits]), bytes([data[0] | limits << 2]) + data[1:])
     subprocess.run(["rm", "-rf", tmp], check=True)
 
 
