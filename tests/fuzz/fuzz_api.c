@@ -65,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char what[96];
         snprintf(what, sizeof what, "%s %s (limits %d)", names[mi], r->path, profile);
         fz_check_answer(&res, what);
+        fz_check_uncached(r, &req, &res, what);
         api_response_free(&res);
         free(b);
     }

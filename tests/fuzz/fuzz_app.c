@@ -12,11 +12,12 @@
 #include "server/http.h"
 #include "tests/fuzz/fuzz_util.h"
 
-static twd_app app;
+static twd_app app, twin;
 static api_limits limits[3];
 
 static void app_free(void)
 {
+    api_shutdown(&twin); /* shares app's model and tokenizer */
     api_shutdown(&app);
     tokenizer_free(app.tok);
     gpt2_free(&app.model);
@@ -48,7 +49,12 @@ twd_app *fz_app(void)
     FZ_CHECK(config_set(&cfg, "cache_mb", "1", err, sizeof err) == 0, "%s", err);
     api_app_init(&app);
     config_api_settings(&cfg, &app.set);
+    /* Answers of up to 5000 tokens, below every profile's max_answer_tokens
+     * but the smallest: the sanitizers and coverage make a listed token cost
+     * about 0.2 ms, and a 300000-token answer (the default) would take a
+     * minute per input. The bound's checks are reached either way. */
     limits[0] = app.set.limits;
+    limits[0].max_answer_tokens = 5000;
     limits[1] = (api_limits){.max_text = config_find("max_text")->min,
                              .max_tokens = config_find("max_tokens")->min,
                              .max_words = config_find("max_words")->min,
@@ -60,7 +66,8 @@ twd_app *fz_app(void)
                              .max_words = config_find("max_words")->max,
                              .max_k = config_find("max_k")->max,
                              .max_top = config_find("max_top")->max,
-                             .max_answer_tokens = config_find("max_answer_tokens")->max};
+                             .max_answer_tokens = 5000};
+    app.set.limits = limits[0];
     FZ_CHECK(gpt2_load(model, &app.model, err, sizeof err) == 0, "%s", err);
     app.tok = tokenizer_load(model, err, sizeof err);
     FZ_CHECK(app.tok != NULL, "%s", err);
@@ -73,6 +80,20 @@ twd_app *fz_app(void)
     FZ_CHECK(api_init(&app, err, sizeof err) == 0, "%s", err);
     api_app_set_status(&app, "ready");
     atomic_store(&app.state, APP_READY);
+
+    api_app_init(&twin);
+    twin.set = app.set;
+    twin.set.cache_bytes = 0;
+    twin.set.answer_cache_bytes = 0;
+    twin.model = app.model;
+    twin.tok = app.tok;
+    memcpy(twin.model_name, app.model_name, sizeof app.model_name);
+    memcpy(twin.model_source, app.model_source, sizeof app.model_source);
+    memcpy(twin.model_origin, app.model_origin, sizeof app.model_origin);
+    twin.synthetic = app.synthetic;
+    twin.synthetic_seed = app.synthetic_seed;
+    FZ_CHECK(api_init(&twin, err, sizeof err) == 0, "%s", err);
+    atomic_store(&twin.state, APP_READY);
     atexit(app_free);
     return &app;
 }
@@ -81,6 +102,20 @@ void fz_app_limits(int profile)
 {
     fz_app();
     app.set.limits = limits[profile >= 0 && profile < 3 ? profile : 0];
+    twin.set.limits = app.set.limits;
+}
+
+void fz_check_uncached(const api_route *r, const api_request *req, const api_response *res, const char *what)
+{
+    if (!(r->flags & API_CACHEABLE)) return;
+    api_response fresh;
+    api_dispatch(&twin, r, req, &fresh);
+    FZ_CHECK(!fresh.cached, "%s: the twin has no answer cache", what);
+    FZ_CHECK(fresh.status == res->status && fresh.len == res->len &&
+                 strcmp(fresh.content_type, res->content_type) == 0 && memcmp(fresh.body, res->body, res->len) == 0,
+             "%s: the %s answer differs from the one computed without caches:\n  %d %.300s\n  %d %.300s", what,
+             res->cached ? "cached" : "computed", res->status, res->body, fresh.status, fresh.body);
+    api_response_free(&fresh);
 }
 
 /* ---- the request target ---- */

@@ -16,9 +16,18 @@ twd_app *fz_app(void);
 /* Request limits of the app: 0 the defaults; 1 the smallest the
  * configuration allows (max_text 1, max_tokens 1, max_answer_tokens 1000,
  * ...); 2 the largest (every cap at its maximum, so the model's shape is
- * the bound). The server never changes them while running; the fuzzer
- * does between inputs, to reach the checks of every bound. */
+ * the bound). Profiles 0 and 2 cap max_answer_tokens at 5000, so that no
+ * input takes seconds under the sanitizers. The server never changes its
+ * limits while running; the fuzzer does between inputs, to reach the
+ * checks of every bound. fz_app starts with profile 0. */
 void fz_app_limits(int profile);
+
+/* The caches must never change an answer: the same request is dispatched
+ * on a twin of the app that shares the model but has no answer cache and
+ * no block cache (budgets 0), and status, content type and body must be
+ * identical to res. For the cacheable routes, whose answers the caches
+ * keep and reuse. */
+void fz_check_uncached(const api_route *r, const api_request *req, const api_response *res, const char *what);
 
 /* A decoded request target: path and query pairs. */
 typedef struct {

@@ -161,6 +161,10 @@ def main():
         "/attention?text=The%20cat&block=0&head=1",
         "/attention?text=x+y+z&gelu=erf",
         "/umap/layout?projection=pca&limit=10",
+        # optional parameters without a default, given as 0 and absent (and
+        # the same requests above): once one cache entry
+        "/svd?block=0&k=5&head=0",
+        "/attention?text=x+y+z&gelu=erf&block=0",
     ]
     for i, t in enumerate(targets):
         put("target", "t%02d" % i, t)
@@ -182,9 +186,9 @@ def main():
         (GET, "/embeddings/normalization", "format=json", None),
     ]
     # the same calls under the smallest (bits 2-3: 1) and largest (2) limits
-    big = [(GET, "/probe", "block=0&k=512&words=" + ",".join(["the", "cat", "of", "and"] * 30), None),
-           (POST, "/attention", "", '{"text": "%s"}' % ("the cat sat on the mat " * 3)),
-           (GET, "/svd", "block=1&top=16&k=512", None)]
+    big = [(GET, "/probe", "block=0&k=100&words=" + ",".join(["the", "cat", "of", "and"] * 2), None),
+           (POST, "/attention", "", '{"text": "%s", "block": 1, "head": 0}' % ("the cat sat on the mat " * 5)),
+           (GET, "/svd", "block=1&top=16&k=64&head=1", None)]
     for i, (m, path, q, body) in enumerate(calls + big):
         data = bytes([m, routes.index(path)]) + q.encode()
         if body is not None:
