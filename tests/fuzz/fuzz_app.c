@@ -49,10 +49,11 @@ twd_app *fz_app(void)
     FZ_CHECK(config_set(&cfg, "cache_mb", "1", err, sizeof err) == 0, "%s", err);
     api_app_init(&app);
     config_api_settings(&cfg, &app.set);
-    /* Answers of up to 5000 tokens, below every profile's max_answer_tokens
-     * but the smallest: the sanitizers and coverage make a listed token cost
-     * about 0.2 ms, and a 300000-token answer (the default) would take a
-     * minute per input. The bound's checks are reached either way. */
+    /* Profiles 0 and 2 allow answers of up to 5000 tokens (profile 1: 1000,
+     * the configuration's minimum): under the sanitizers and coverage a
+     * listed token costs about 0.2 ms, and a 300000-token answer (the
+     * default) would take a minute per input. The bound's checks are
+     * reached either way. */
     limits[0] = app.set.limits;
     limits[0].max_answer_tokens = 5000;
     limits[1] = (api_limits){.max_text = config_find("max_text")->min,
