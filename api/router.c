@@ -794,13 +794,17 @@ const char *api_allow_header(const api_route *r)
 }
 
 /* Canonical key of a request for the answer cache: route and every
- * parameter (defaults included) in table order, length-prefixed. */
+ * parameter (defaults included) in table order, length-prefixed, with
+ * whether it has a value: an optional parameter without a default (head,
+ * block) absent means "all", given as 0 means the first, and both hold
+ * i == 0 and no string. (A default spelled out is the same request.) */
 static char *cache_key(const api_route *r, const api_args *args, size_t *len)
 {
     size_t cap = strlen(r->path) + 16, n = 0;
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
-        cap += 48 + a->s_len;
+        /* "|i:p:int64:size:" + string + ":size": at most 69 bytes + string */
+        cap += 72 + a->s_len;
         for (size_t j = 0; j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
     }
     char *k = malloc(cap);
@@ -808,7 +812,8 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
     n += (size_t)sprintf(k, "%s", r->path);
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
-        n += (size_t)sprintf(k + n, "|%zu:%" PRId64 ":%zu:", i, a->i, a->s ? a->s_len : (size_t)-1);
+        n += (size_t)sprintf(k + n, "|%zu:%d:%" PRId64 ":%zu:", i, a->present || a->spec->def != NULL, a->i,
+                             a->s ? a->s_len : (size_t)-1);
         if (a->s) {
             memcpy(k + n, a->s, a->s_len);
             n += a->s_len;
