@@ -8,7 +8,7 @@
 Every table is read from the daemon's CSV with token texts kept as text
 ("NA", "null" and "nan" are real GPT-2 tokens). Errors raise TwdError.
 """
-from .client import Client, TwdError, read_csv
+from .client import ROUTES, Client, TwdError, read_csv
 
-__all__ = ["Client", "TwdError", "read_csv"]
+__all__ = ["Client", "TwdError", "read_csv", "ROUTES"]
 __version__ = "0.2.0"

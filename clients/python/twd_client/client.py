@@ -20,6 +20,27 @@ import requests
 TEXT_COLUMNS = frozenset(
     {"text", "word", "state", "kind", "list", "side", "probe", "scheme", "matrix", "name", "projection"})
 
+# Every route of twd and the Client method that asks it (a test checks that
+# every path of the daemon's /openapi.json is here).
+ROUTES = {
+    "/health": "health",
+    "/model": "model",
+    "/models": "models",
+    "/tokenize": "tokenize",
+    "/detokenize": "detokenize",
+    "/metrics": "metrics",
+    "/openapi.json": "openapi",
+    "/embeddings": "embeddings",
+    "/embeddings/normalization": "embeddings_normalization",
+    "/probe": "probe",
+    "/svd": "svd",
+    "/svd/bias": "svd_bias",
+    "/trajectory": "trajectory",
+    "/attention": "attention",
+    "/umap": "umap",
+    "/umap/layout": "umap_layout",
+}
+
 # Above this many bytes of query string a route that takes POST is asked by
 # POST with a JSON body (twd's default max_url is 64 KiB).
 _MAX_QUERY = 4096
@@ -130,6 +151,16 @@ class Client:
 
     def __repr__(self):
         return "Client(%r, model=%r)" % (self.url, self.model_name)
+
+    def close(self):
+        """Closes the connections (also ``with Client(...) as c:``)."""
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def with_model(self, model):
         """A client of the same daemon (and connection) that asks ``model``."""
