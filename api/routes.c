@@ -59,10 +59,11 @@ static const api_param p_tokenize[] = {
 
 static const api_param p_detokenize[] = {
     {.name = "ids",
-     .type = AP_IDS,
+     .type = AP_INTS,
      .required = true,
-     .min = 1,
-     .max_ref = APB_MAX_TOKENS,
+     .max_ref = APB_LAST_TOKEN,
+     .min_items = 1,
+     .max_items_ref = APB_MAX_TOKENS,
      .doc = "Token ids (comma-separated, or a JSON array in a POST body), each in 0..vocab_size-1."},
     P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
@@ -190,6 +191,155 @@ static const api_param p_layout[] = {
      .max = INT32_MAX,
      .doc = "Points to return, spread evenly over the fitted rows; 0, or more than the layout holds: all of "
             "them."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+/* docs/MATH.md §9-§13 (api/beyond.c) */
+static const char *const mlp_matrices[] = {"both", "in", "out", NULL};
+static const char *const key_methods[] = {"random", "targeted", "none", NULL};
+static const char *const ln_tables[] = {"layers", "lists", "keys", NULL};
+
+#define P_OPT_BLOCK(text)                                                                                    \
+    {                                                                                                        \
+        .name = "block", .type = AP_INT, .max_ref = APB_LAST_LAYER, .doc = (text)                            \
+    }
+#define P_PHRASE(req)                                                                                        \
+    {                                                                                                        \
+        .name = "text", .type = AP_TEXT, .required = (req), .min = 1, .max_ref = APB_MAX_TEXT,               \
+        .doc = "The phrase (UTF-8), encoded as-is; at most max_tokens tokens and the model's n_ctx."         \
+    }
+#define P_SEED(text)                                                                                         \
+    {                                                                                                        \
+        .name = "seed", .type = AP_INT, .def = "0", .max = INT64_C(999999999999999999), .doc = (text)        \
+    }
+
+static const api_param p_mlp_values[] = {
+    P_BLOCK,
+    P_K,
+    {.name = "neurons",
+     .type = AP_INTS,
+     .max_ref = APB_LAST_FF,
+     .min_items = 1,
+     .doc = "MLP neurons (0-based, comma-separated; default: all d_ff of them)."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_svd[] = {
+    P_BLOCK,
+    {.name = "matrix",
+     .type = AP_ENUM,
+     .def = "both",
+     .choices = mlp_matrices,
+     .doc = "in: mlp.c_fc (d x d_ff), out: mlp.c_proj (d_ff x d), or both."},
+    {.name = "top",
+     .type = AP_INT,
+     .def = "20",
+     .max_ref = APB_TOP_MLP,
+     .doc = "Singular directions with token lists (at most max_top and min(d, d_ff); 0: spectra only)."},
+    {.name = "k",
+     .type = AP_INT,
+     .def = "5",
+     .min = 1,
+     .max_ref = APB_MAX_K_FF,
+     .doc = "Tokens (and neurons) per list."},
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "directions",
+     .choices = svd_tables,
+     .doc = "With format=csv: the directions' lists, or the spectra and coverage."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_updates[] = {
+    P_PHRASE(true),
+    P_OPT_BLOCK("One block (default: every block)."),
+    {.name = "top",
+     .type = AP_INT,
+     .def = "10",
+     .min = 1,
+     .max_ref = APB_TOP_FF,
+     .doc = "Sub-updates per token and block (at most max_top and d_ff)."},
+    P_K,
+    P_GELU("GELU form of the forward pass."),
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_search[] = {
+    {.name = "token",
+     .type = AP_TEXT,
+     .required = true,
+     .min = 1,
+     .max_ref = APB_MAX_TEXT,
+     .doc = "A token id (a decimal number), or a text that encodes to exactly one token."},
+    P_OPT_BLOCK("One block (default: every block)."),
+    {.name = "k", .type = AP_INT, .def = "10", .min = 1, .max_ref = APB_MAX_K, .doc = "Neurons to list."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_layernorm[] = {
+    P_PHRASE(false),
+    P_K,
+    {.name = "keys",
+     .type = AP_ENUM,
+     .def = "targeted",
+     .choices = key_methods,
+     .doc =
+         "Unselectable keys: targeted (N drawn keys, each with its own query: an estimate meaningful at any "
+         "N), random (N random unit queries per head: never below 1 - N/V), or none."},
+    {.name = "queries",
+     .type = AP_INT,
+     .def = "256",
+     .min = 1,
+     .max = 65536,
+     .doc = "N, the queries per head of the unselectable-keys estimate (targeted: at most the vocabulary; a "
+            "larger N draws every key)."},
+    {.name = "keys_block",
+     .type = AP_INT,
+     .max_ref = APB_LAST_LAYER,
+     .doc = "The block whose heads get the unselectable-keys estimate (default: every block)."},
+    P_SEED("Seed of the queries (or of the drawn keys)."),
+    P_GELU("GELU form of the forward pass (with a text)."),
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "layers",
+     .choices = ln_tables,
+     .doc = "With format=csv: the statistics per LayerNorm, the token lists, or the keys per head."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_layernorm_sketch[] = {
+    {.name = "block",
+     .type = AP_INT,
+     .def = "0",
+     .max_ref = APB_LAST_LAYER,
+     .doc = "The block: its ln_1 and W_qk."},
+    {.name = "head",
+     .type = AP_INT,
+     .def = "0",
+     .max_ref = APB_LAST_HEAD,
+     .doc = "The head whose W_qk is drawn."},
+    {.name = "dims",
+     .type = AP_INTS,
+     .max_ref = APB_LAST_DIM,
+     .min_items = 2,
+     .max_items = 2,
+     .doc = "The two coordinates i,j (default: the two largest |gamma| of the block's ln_1)."},
+    {.name = "points", .type = AP_INT, .def = "64", .min = 3, .max = 4096, .doc = "Points on the circle."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_selfcheck[] = {
+    P_PHRASE(true),
+    P_OPT_BLOCK("One block (default: every block)."),
+    P_SEED("Seed of the random b_k."),
+    P_GELU("GELU form of the forward pass."),
     P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
@@ -323,10 +473,8 @@ static int tokens_answer(twd_app *app, const api_args *a, const int32_t *ids, si
         }
         return tb_respond(&tb, res, CSV_TYPE);
     }
-    json_t *toks = json_array();
-    for (size_t i = 0; i < n; i++) api_push(toks, api_token_json(app->tok, ids[i]));
     api_put(doc, "n_tokens", json_integer((json_int_t)n));
-    api_put(doc, "tokens", toks);
+    api_put(doc, "tokens", api_tokens_json(app->tok, ids, n));
     return api_json(res, 200, doc);
 }
 
@@ -347,8 +495,14 @@ static int h_detokenize(twd_app *app, const api_args *a, api_response *res)
 {
     const api_arg *ids = api_arg_get(a, "ids");
     char *raw = NULL;
-    long n = tokenizer_decode(app->tok, ids->ids, ids->n_list, &raw);
-    if (n < 0) return api_status_error(res, n == -2 ? TW_ETOKEN : TW_ENOMEM, "detokenizing");
+    int32_t *tok = malloc((ids->n_list ? ids->n_list : 1) * sizeof *tok);
+    if (!tok) return api_status_error(res, TW_ENOMEM, "detokenizing");
+    for (size_t i = 0; i < ids->n_list; i++) tok[i] = (int32_t)ids->ints[i]; /* in 0..vocab_size-1 */
+    long n = tokenizer_decode(app->tok, tok, ids->n_list, &raw);
+    if (n < 0) {
+        free(tok);
+        return api_status_error(res, n == -2 ? TW_ETOKEN : TW_ENOMEM, "detokenizing");
+    }
     size_t tlen = 0;
     char *text = utf8_sanitize(raw, (size_t)n, &tlen);
     json_t *bytes = json_array();
@@ -356,11 +510,11 @@ static int h_detokenize(twd_app *app, const api_args *a, api_response *res)
     free(raw);
     json_t *doc = text ? json_pack("{s:s#,s:o}", "text", text, (int)tlen, "bytes", bytes) : NULL;
     free(text);
-    if (!doc) {
-        json_decref(bytes);
-        return api_status_error(res, TW_ENOMEM, "detokenizing");
-    }
-    return tokens_answer(app, a, ids->ids, ids->n_list, doc, res);
+    int rc = doc ? tokens_answer(app, a, tok, ids->n_list, doc, res)
+                 : api_status_error(res, TW_ENOMEM, "detokenizing");
+    if (!doc) json_decref(bytes);
+    free(tok);
+    return rc;
 }
 
 static int h_metrics(twd_app *app, const api_args *a, api_response *res)
@@ -409,20 +563,23 @@ static json_t *param_schema(const twd_app *app, const api_param *p)
         api_put(s, "minLength", json_integer(p->min));
         if (p->max_ref == APB_MAX_TEXT) api_put(s, "maxLength", json_integer(api_param_max(app, p)));
         break;
-    case AP_IDS:
-        api_put(s, "type", json_string("array"));
-        api_put(s, "items",
-                json_pack("{s:s,s:i,s:i}", "type", "integer", "minimum", 0, "maximum",
-                          app->model.cfg.vocab_size > 0 ? app->model.cfg.vocab_size - 1 : 0));
-        api_put(s, "minItems", json_integer(p->min));
-        api_put(s, "maxItems", json_integer(api_param_max(app, p)));
-        break;
     case AP_LIST:
         api_put(s, "type", json_string("array"));
         api_put(s, "items", json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
         api_put(s, "minItems", json_integer(p->min));
         if (p->max_ref == APB_MAX_WORDS) api_put(s, "maxItems", json_integer(api_param_max(app, p)));
         break;
+    case AP_INTS: {
+        json_t *item = json_pack("{s:s,s:I}", "type", "integer", "minimum", (json_int_t)p->min);
+        if (p->max_ref == APB_CONST || atomic_load(&app->state) == APP_READY)
+            api_put(item, "maximum", json_integer(api_param_max(app, p)));
+        api_put(s, "type", json_string("array"));
+        api_put(s, "items", item);
+        api_put(s, "minItems", json_integer(p->min_items));
+        if (p->max_items_ref == APB_CONST ? p->max_items > 0 : atomic_load(&app->state) == APP_READY)
+            api_put(s, "maxItems", json_integer(api_param_max_items(app, p)));
+        break;
+    }
     }
     return s;
 }
@@ -459,7 +616,7 @@ static json_t *operation(const twd_app *app, const api_route *r, int method)
         json_t *params = json_array();
         for (const api_param *p = r->params; p && p->name; p++) {
             json_t *schema =
-                p->type == AP_LIST || p->type == AP_IDS
+                p->type == AP_LIST || p->type == AP_INTS
                     ? json_pack("{s:s,s:s}", "type", "string", "description", "comma-separated list")
                     : param_schema(app, p);
             api_push(params, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", p->name, "in", "query", "required",
@@ -689,6 +846,94 @@ const api_route api_routes[] = {
         .description =
             "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
         .answer = "{block, k, heads: [{head, a, -a, c, -c}]}",
+    },
+    {
+        .path = "/mlp/values",
+        .methods = API_GET,
+        .fn = api_mlp_values,
+        .params = p_mlp_values,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "MLP value vectors and their tokens (docs/MATH.md §9.1)",
+        .description = "For each neuron of the block (all d_ff, or a list), its value vector (row of "
+                       "mlp.c_proj.weight): norm and the top-k and bottom-k tokens against wte.",
+        .answer = "{block, k, n_neurons, neurons: [{neuron, norm, top, bottom}]}",
+    },
+    {
+        .path = "/mlp/svd",
+        .methods = API_GET,
+        .fn = api_mlp_svd,
+        .params = p_mlp_svd,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "SVD of mlp.c_fc and mlp.c_proj (docs/MATH.md §10)",
+        .description =
+            "All singular values, coverage and 99 % fraction, and for the top directions the "
+            "sign-aligned tokens of the left and right singular vectors (the neuron-space side through "
+            "the other half of the MLP) and the neurons of the neuron-space side.",
+        .answer = "{block, matrix, top, k, rank, matrices: {in|out: {singular_values, coverage, frac99, "
+                  "directions}}}",
+    },
+    {
+        .path = "/mlp/updates",
+        .methods = API_GET | API_POST,
+        .fn = api_mlp_updates,
+        .params = p_mlp_updates,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The MLP sub-updates of a phrase (docs/MATH.md §11)",
+        .description =
+            "Per block and token, the heaviest sub-updates m_i v_i (GELU activation times value "
+            "vector, ranked by |m_i| ||v_i||), with the coefficient, ||v_i|| and v_i's top tokens.",
+        .answer = "{text, gelu, top, k, tokens, blocks: [{block, bias_norm, positions: [{position, token, "
+                  "update_norm, updates: [{rank, neuron, coefficient, norm, weight, top}]}]}]}",
+    },
+    {
+        .path = "/mlp/search",
+        .methods = API_GET,
+        .fn = api_mlp_search,
+        .params = p_mlp_search,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The neurons whose value vectors promote a token (docs/MATH.md §9.2)",
+        .description = "The top-k neurons (one block or all) by v_i . E[token], with the token's exact rank "
+                       "among each value vector's own tokens.",
+        .answer = "{token, block, k, n_neurons, neurons: [{rank, block, neuron, score, norm, token_rank}]}",
+    },
+    {
+        .path = "/layernorm",
+        .methods = API_GET | API_POST,
+        .fn = api_layernorm,
+        .params = p_layernorm,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Layer normalisation as projection onto a sphere, on the real weights (docs/MATH.md §12)",
+        .description =
+            "Per LayerNorm (every ln_1, ln_2 and ln_f) on the states that reach it (wte's rows, or a "
+            "phrase's states): mean before and after centring, radius, gamma's axes and their tokens, "
+            "beta's tokens, how much gamma and beta change a state; and per head the estimated "
+            "fraction of unselectable keys.",
+        .answer = "{text, states, n_states, k, layers: [{name, block, kind, rows, mean, radius, gamma, beta, "
+                  "change}], keys: {method, description, queries, seed, floor, heads}}",
+    },
+    {
+        .path = "/layernorm/sketch",
+        .methods = API_GET,
+        .fn = api_layernorm_sketch,
+        .params = p_layernorm_sketch,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The paper's 2D layer-norm sketch on real weights (docs/MATH.md §12.4)",
+        .description = "For two coordinates: the unit circle, its image under gamma, then + beta, then under "
+                       "the head's W_qk restricted to those coordinates.",
+        .answer = "{block, head, dims, gamma, beta, w_qk, stages: [{name, points}]}",
+    },
+    {
+        .path = "/selfcheck",
+        .methods = API_GET | API_POST,
+        .fn = api_selfcheck,
+        .params = p_selfcheck,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Attention rebuilt from the paper's per-head factors (docs/MATH.md §13)",
+        .description =
+            "Per head, scores, patterns and outputs from W_qk,h, W_vo,h and the bias terms, compared "
+            "with the forward pass; and the pattern with b_k randomised, unchanged.",
+        .answer = "{text, gelu, n_tokens, tokens, seed, blocks: [{block, heads: [{head, scores, patterns, "
+                  "outputs, bk_randomised}], total_output}], max}",
     },
     {.path = NULL},
 };
