@@ -176,6 +176,86 @@ def rows_attention(doc):
             for b in doc["blocks"] for h in b["heads"] for q in range(doc["n_tokens"]) for k in range(q + 1)]
 
 
+def rows_mlp_values(doc):
+    return [dict(block=doc["block"], neuron=n["neuron"], norm=n["norm"], list=lst, rank=r + 1, **tok_cols(t),
+                 score=t["score"])
+            for n in doc["neurons"] for lst in ("top", "bottom") for r, t in enumerate(n[lst])]
+
+
+def rows_mlp_svd_directions(doc):
+    out = []
+    for m in ("in", "out"):
+        if m not in doc["matrices"]:
+            continue
+        for d in doc["matrices"][m]["directions"]:
+            base = dict(block=doc["block"], matrix=m, direction=d["rank"], singular_value=d["singular_value"],
+                        sign=d["sign"])
+            for side in ("left", "right"):
+                for r, t in enumerate(d[side]):
+                    out.append(dict(base, side=side, list="tokens", rank=r + 1, **tok_cols(t), neuron=None,
+                                    score=t["score"]))
+            for r, n in enumerate(d["neurons"]):
+                out.append(dict(base, side=d["neuron_side"], list="neurons", rank=r + 1, id=None, text=None,
+                                neuron=n["neuron"], score=n["score"]))
+    return out
+
+
+def rows_mlp_svd_spectra(doc):
+    return [dict(block=doc["block"], matrix=m, rank=i + 1, singular_value=v, coverage=doc["matrices"][m]["coverage"][i])
+            for m in ("in", "out") if m in doc["matrices"]
+            for i, v in enumerate(doc["matrices"][m]["singular_values"])]
+
+
+def rows_mlp_updates(doc):
+    return [dict(block=b["block"], position=p["position"], token_id=p["token"]["id"],
+                 token_text=csv_text(p["token"]["text"]), update_norm=p["update_norm"], rank=u["rank"],
+                 neuron=u["neuron"], coefficient=u["coefficient"], norm=u["norm"], weight=u["weight"],
+                 value_rank=r + 1, **tok_cols(t), score=t["score"])
+            for b in doc["blocks"] for p in b["positions"] for u in p["updates"] for r, t in enumerate(u["top"])]
+
+
+def rows_layernorm_layers(doc):
+    return [dict(name=L["name"], block=L["block"], kind=L["kind"], rows=L["rows"], mean_before=L["mean"]["before"],
+                 mean_abs_before=L["mean"]["before_abs"], mean_abs_after=L["mean"]["after_abs"],
+                 max_abs_after=L["mean"]["after_max_abs"], radius_mean=L["radius"]["mean"],
+                 radius_std=L["radius"]["std"], gamma_max_index=L["gamma"]["max"]["index"],
+                 gamma_max=L["gamma"]["max"]["value"], gamma_min_index=L["gamma"]["min"]["index"],
+                 gamma_min=L["gamma"]["min"]["value"], beta_norm=L["beta_norm"], change_mean=L["change"]["mean"],
+                 change_std=L["change"]["std"])
+            for L in doc["layers"]]
+
+
+def rows_layernorm_lists(doc):
+    out = []
+    for L in doc["layers"]:
+        lists = [("gamma_%s_%s" % (e, tb), L["gamma"][e][tb]) for e in ("max", "min") for tb in ("top", "bottom")]
+        for name, lst in lists + [("beta", L["beta"]["top"])]:
+            out += [dict(name=L["name"], list=name, rank=r + 1, **tok_cols(t), score=t["score"])
+                    for r, t in enumerate(lst)]
+    return out
+
+
+def rows_layernorm_keys(doc):
+    k = doc["keys"]
+    return [dict(block=h["block"], head=h["head"], method=k["method"], queries=k["queries"],
+                 selectable=h["selectable"], unselectable_fraction=h["unselectable_fraction"]) for h in k["heads"]]
+
+
+def rows_selfcheck(doc):
+    out = []
+    for b in doc["blocks"]:
+        for h in b["heads"]:
+            base = dict(block=b["block"], head=h["head"])
+            for q in ("scores", "patterns", "outputs"):
+                out.append(dict(base, quantity=q, **h[q]))
+            r = h["bk_randomised"]
+            for q, key in (("patterns", "pattern_max_abs_diff"), ("patterns_exact", "pattern_max_abs_diff_exact"),
+                           ("score_shift", "score_shift_max"), ("shift_spread", "shift_spread")):
+                out.append(dict(base, quantity="bk_randomised_" + q, max_abs_diff=r[key], max_rel_diff=None))
+        out.append(dict(block=b["block"], head=None, quantity="total_output", **b["total_output"]))
+    return out
+
+
 class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -540,6 +620,80 @@ class PythonClientTest(unittest.TestCase):
             df = self.c.umap_layout("pca", limit)
             self.assertFrame(df, rows, ["id", "text", "x", "y", "z"], ints=("id",), texts=("text",))
             self.assertEqual(len(df), 5 if limit == 5 else 1024)
+
+    # ---- beyond the paper (MATH §9-§13) ----
+    def test_mlp_values(self):
+        for kw in (dict(neurons=[3, 0, 7], k=2), dict(k=1)):
+            js = self.c.mlp_values(1, as_json=True, **kw)
+            df = self.c.mlp_values(1, **kw)
+            self.assertFrame(df, rows_mlp_values(js), ["block", "neuron", "norm", "list", "rank", "id", "text", "score"],
+                             ints=("block", "neuron", "rank", "id"), texts=("list", "text"))
+        self.assertEqual(df["neuron"].nunique(), 128)  # every d_ff neuron of the 32-wide model
+        self.assertEqual(self.c.mlp_values(0, neurons=np.array([5, 2]), k=1)["neuron"].unique().tolist(), [5, 2])
+
+    def test_mlp_svd(self):
+        DIR = ["block", "matrix", "direction", "singular_value", "sign", "side", "list", "rank", "id", "text",
+               "neuron", "score"]
+        for kw in (dict(top=2, k=2), dict(matrix="out", top=1, k=3)):
+            js = self.c.mlp_svd(0, as_json=True, **kw)
+            self.assertFrame(self.c.mlp_svd(0, **kw), rows_mlp_svd_directions(js), DIR,
+                             ints=("block", "direction", "sign", "rank", "id", "neuron"),
+                             texts=("matrix", "side", "list", "text"))
+            self.assertFrame(self.c.mlp_svd(0, table="spectra", **kw), rows_mlp_svd_spectra(js),
+                             ["block", "matrix", "rank", "singular_value", "coverage"], ints=("block", "rank"),
+                             texts=("matrix",))
+
+    def test_mlp_updates(self):
+        COLS = ["block", "position", "token_id", "token_text", "update_norm", "rank", "neuron", "coefficient", "norm",
+                "weight", "value_rank", "id", "text", "score"]
+        for kw in (dict(top=3, k=2), dict(block=1, top=1, k=1, gelu="erf")):
+            js = self.c.mlp_updates(TEXT, as_json=True, **kw)
+            self.assertFrame(self.c.mlp_updates(TEXT, **kw), rows_mlp_updates(js), COLS,
+                             ints=("block", "position", "token_id", "rank", "neuron", "value_rank", "id"),
+                             texts=("token_text", "text"))
+
+    def test_mlp_search(self):
+        tid = self.c.tokenize("the", as_json=True)["tokens"][0]["id"]
+        for token, kw in ((tid, dict(k=4)), ("the", dict(block=1, k=2))):
+            js = self.c.mlp_search(token, as_json=True, **kw)
+            self.assertEqual(js["token"]["id"], tid)
+            self.assertFrame(self.c.mlp_search(token, **kw), js["neurons"],
+                             ["rank", "block", "neuron", "score", "norm", "token_rank"],
+                             ints=("rank", "block", "neuron", "token_rank"))
+
+    def test_layernorm(self):
+        LAYERS = ["name", "block", "kind", "rows", "mean_before", "mean_abs_before", "mean_abs_after",
+                  "max_abs_after", "radius_mean", "radius_std", "gamma_max_index", "gamma_max", "gamma_min_index",
+                  "gamma_min", "beta_norm", "change_mean", "change_std"]
+        ints = ("block", "rows", "gamma_max_index", "gamma_min_index")
+        for kw in (dict(k=2, queries=16), dict(text=TEXT, k=1, keys="random", queries=8, keys_block=1, seed=3)):
+            js = self.c.layernorm(as_json=True, **kw)
+            self.assertFrame(self.c.layernorm(**kw), rows_layernorm_layers(js), LAYERS, ints=ints,
+                             texts=("name", "kind"))
+            self.assertFrame(self.c.layernorm(table="lists", **kw), rows_layernorm_lists(js),
+                             ["name", "list", "rank", "id", "text", "score"], ints=("rank", "id"),
+                             texts=("name", "list", "text"))
+            self.assertFrame(self.c.layernorm(table="keys", **kw), rows_layernorm_keys(js),
+                             ["block", "head", "method", "queries", "selectable", "unselectable_fraction"],
+                             ints=("block", "head", "queries", "selectable"), texts=("method",))
+        self.assertEqual(js["keys"]["method"], "random")
+
+    def test_layernorm_sketch(self):
+        for kw in (dict(points=8), dict(block=1, head=1, dims=[3, 5], points=5)):
+            js = self.c.layernorm_sketch(as_json=True, **kw)
+            n = js["points"]
+            rows = [dict(stage=st["name"], point=i, theta=2 * math.pi * i / n, x=p[0], y=p[1])
+                    for st in js["stages"] for i, p in enumerate(st["points"])]
+            self.assertFrame(self.c.layernorm_sketch(**kw), rows, ["stage", "point", "theta", "x", "y"],
+                             ints=("point",), texts=("stage",))
+        self.assertEqual(js["dims"], [3, 5])
+
+    def test_selfcheck(self):
+        for kw in (dict(), dict(block=1, seed=4, gelu="erf")):
+            js = self.c.selfcheck(TEXT, as_json=True, **kw)
+            self.assertFrame(self.c.selfcheck(TEXT, **kw), rows_selfcheck(js),
+                             ["block", "head", "quantity", "max_abs_diff", "max_rel_diff"], ints=("block", "head"),
+                             texts=("quantity",))
 
     # ---- errors ----
     def test_bad_parameters_raise_twderror_with_the_servers_message(self):

@@ -18,7 +18,8 @@ import requests
 # be "123", "NA" or "nan", a probe word "1". Any column whose name ends in
 # "_text" is text too.
 TEXT_COLUMNS = frozenset(
-    {"text", "word", "state", "kind", "list", "side", "probe", "scheme", "matrix", "name", "projection"})
+    {"text", "word", "state", "kind", "list", "side", "probe", "scheme", "matrix", "name", "projection", "stage",
+     "quantity", "method"})
 
 # Every route of twd and the Client method that asks it (a test checks that
 # every path of the daemon's /openapi.json is here).
@@ -39,6 +40,13 @@ ROUTES = {
     "/attention": "attention",
     "/umap": "umap",
     "/umap/layout": "umap_layout",
+    "/mlp/values": "mlp_values",
+    "/mlp/svd": "mlp_svd",
+    "/mlp/updates": "mlp_updates",
+    "/mlp/search": "mlp_search",
+    "/layernorm": "layernorm",
+    "/layernorm/sketch": "layernorm_sketch",
+    "/selfcheck": "selfcheck",
 }
 
 # Above this many bytes of query string a route that takes POST is asked by
@@ -415,3 +423,83 @@ class Client:
         """GET /umap: the state of the background UMAP fit (disabled, fitting
         with progress, ready, failed). A dict."""
         return self.request("/umap")
+
+    # ------------------------------------------------------------------
+    # beyond the paper: the MLP, layer normalisation, the self-check
+    # (MATH §9-§13). A parameter left at None is not sent: the daemon's
+    # default (given in brackets) applies.
+
+    def mlp_values(self, block, neurons=None, k=None, as_json=False):
+        """GET /mlp/values (MATH §9.1): each neuron's value vector (row of
+        mlp.c_proj.weight), its norm and top-k and bottom-k tokens against wte.
+        ``neurons``: a list of neuron indices [all d_ff]; ``k`` [5].
+        Columns: block, neuron, norm, list (top|bottom), rank, id, text, score."""
+        return self._data("/mlp/values", {"block": block, "neurons": None if neurons is None else list(neurons),
+                                          "k": k}, as_json)
+
+    def mlp_svd(self, block, matrix=None, top=None, k=None, table=None, as_json=False):
+        """GET /mlp/svd (MATH §10): SVD of mlp.c_fc (``matrix`` in) and
+        mlp.c_proj (out) [both]; ``top`` directions with lists [20] (0: spectra
+        only), ``k`` tokens and neurons per list [5]; ``table``: directions or
+        spectra [directions].
+        directions columns: block, matrix, direction, singular_value, sign, side
+        (left|right), list (tokens|neurons), rank, id, text, neuron, score
+        (id and text NaN on neuron rows, neuron NaN on token rows).
+        spectra columns: block, matrix, rank, singular_value, coverage."""
+        return self._data("/mlp/svd", {"block": block, "matrix": matrix, "top": top, "k": k,
+                                       "table": None if as_json else table}, as_json)
+
+    def mlp_updates(self, text, block=None, top=None, k=None, gelu=None, as_json=False):
+        """GET/POST /mlp/updates (MATH §11): per block and token the heaviest
+        MLP sub-updates m_i v_i. ``block`` [every block]; ``top`` sub-updates
+        per token and block [10]; ``k`` tokens per value vector [5]; ``gelu``
+        [tanh].
+        Columns: block, position, token_id, token_text, update_norm, rank,
+        neuron, coefficient, norm, weight, value_rank, id, text, score (one row
+        per sub-update and token of its value vector)."""
+        return self._data("/mlp/updates", {"text": text, "block": block, "top": top, "k": k, "gelu": gelu},
+                          as_json, post=True)
+
+    def mlp_search(self, token, block=None, k=None, as_json=False):
+        """GET /mlp/search (MATH §9.2): the neurons whose value vectors promote
+        ``token`` (an id, or a text that is one token). ``block`` [every
+        block]; ``k`` neurons [10].
+        Columns: rank, block, neuron, score, norm, token_rank."""
+        return self._data("/mlp/search", {"token": str(token), "block": block, "k": k}, as_json)
+
+    def layernorm(self, text=None, k=None, keys=None, queries=None, keys_block=None, seed=None, gelu=None,
+                  table=None, as_json=False):
+        """GET/POST /layernorm (MATH §12): every LayerNorm on the states that
+        reach it (wte's rows, or ``text``'s states). ``keys``: the estimate of
+        unselectable keys, targeted, random or none [targeted], with
+        ``queries`` per head [256], for ``keys_block`` [every block], ``seed``
+        [0]; ``table``: layers, lists or keys [layers].
+        layers columns: name, block, kind, rows, mean_before, mean_abs_before,
+        mean_abs_after, max_abs_after, radius_mean, radius_std,
+        gamma_max_index, gamma_max, gamma_min_index, gamma_min, beta_norm,
+        change_mean, change_std.
+        lists columns: name, list, rank, id, text, score.
+        keys columns: block, head, method, queries, selectable,
+        unselectable_fraction."""
+        return self._data("/layernorm", {"text": text, "k": k, "keys": keys, "queries": queries,
+                                         "keys_block": keys_block, "seed": seed, "gelu": gelu,
+                                         "table": None if as_json else table}, as_json, post=True)
+
+    def layernorm_sketch(self, block=None, head=None, dims=None, points=None, as_json=False):
+        """GET /layernorm/sketch (MATH §12.4): the paper's 2D sketch on real
+        weights: the unit circle in coordinates ``dims`` (two indices [the two
+        largest |gamma| of ln_1]) of ``block`` [0], under gamma, + beta, then
+        ``head``'s [0] W_qk; ``points`` on the circle [64].
+        Columns: stage (circle|gamma|gamma+beta|w_qk), point, theta, x, y."""
+        return self._data("/layernorm/sketch", {"block": block, "head": head,
+                                                "dims": None if dims is None else list(dims), "points": points},
+                          as_json)
+
+    def selfcheck(self, text, block=None, seed=None, gelu=None, as_json=False):
+        """GET/POST /selfcheck (MATH §13): attention rebuilt from the paper's
+        per-head factors, compared with the forward pass, and with b_k
+        randomised. ``block`` [every block]; ``seed`` of the random b_k [0].
+        Columns: block, head (NaN on the block's total_output row), quantity,
+        max_abs_diff, max_rel_diff (NaN where it does not apply)."""
+        return self._data("/selfcheck", {"text": text, "block": block, "seed": seed, "gelu": gelu}, as_json,
+                          post=True)
