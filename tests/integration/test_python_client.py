@@ -32,7 +32,6 @@ sys.dont_write_bytecode = True  # nothing written into clients/python
 try:
     import numpy as np
     import pandas as pd
-    import requests  # noqa: F401
     import twd_client
     from twd_client import Client, TwdError
 except ImportError as e:  # pragma: no cover - the packages of scripts/deps.sh --test
@@ -528,6 +527,9 @@ class PythonClientTest(unittest.TestCase):
             self.assertTrue(df.loc[df["kind"] == "layer", "head"].isna().all())
         self.assertTrue(js["default_words"])
         self.assertIn("x,y", set(self.c.probe(0, words=words, k=1)["word"]))
+        # the generic request, by POST only
+        df = self.c.request("/probe", {"block": 1, "k": 1, "words": ["time"]}, "csv", post="always")
+        self.assertTrue(df.equals(self.c.probe(1, words=["time"], k=1)))
 
     SVD_DIR = ["block", "matrix", "head", "direction", "singular_value", "sign", "side", "rank", "id", "text", "score"]
     SVD_SPEC = ["block", "matrix", "head", "rank", "singular_value", "coverage"]
@@ -567,7 +569,8 @@ class PythonClientTest(unittest.TestCase):
         self.assertFrame(self.c.trajectory(TEXT, **kw), rows_trajectory_points(js),
                          self.KEYS + ["x", "y", "z", "entropy", "next_id", "next_rank", "next_prob", "target_id",
                                       "target_rank", "target_prob"],
-                         ints=ints + ("next_id", "next_rank", "target_id", "target_rank"), texts=("state", "token_text"))
+                         ints=ints + ("next_id", "next_rank", "target_id", "target_rank"),
+                         texts=("state", "token_text"))
         self.assertFrame(self.c.trajectory(TEXT, table="nearest", **kw), rows_trajectory_nearest(js),
                          self.KEYS + ["rank", "id", "text", "score", "prob"], ints=ints + ("rank", "id"),
                          texts=("state", "token_text", "text"))
@@ -626,7 +629,8 @@ class PythonClientTest(unittest.TestCase):
         for kw in (dict(neurons=[3, 0, 7], k=2), dict(k=1)):
             js = self.c.mlp_values(1, as_json=True, **kw)
             df = self.c.mlp_values(1, **kw)
-            self.assertFrame(df, rows_mlp_values(js), ["block", "neuron", "norm", "list", "rank", "id", "text", "score"],
+            self.assertFrame(df, rows_mlp_values(js),
+                             ["block", "neuron", "norm", "list", "rank", "id", "text", "score"],
                              ints=("block", "neuron", "rank", "id"), texts=("list", "text"))
         self.assertEqual(df["neuron"].nunique(), 128)  # every d_ff neuron of the 32-wide model
         self.assertEqual(self.c.mlp_values(0, neurons=np.array([5, 2]), k=1)["neuron"].unique().tolist(), [5, 2])

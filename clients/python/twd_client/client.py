@@ -187,8 +187,9 @@ class Client:
           is sent) and "text": a str; "bytes": the raw body;
         - "response": the requests.Response.
 
-        ``post``: True when the route takes POST; then a request with a list
-        parameter or a long query goes as POST with a JSON body. ``model``:
+        ``post``: True when the route takes GET and POST: a request with a list
+        parameter or a long query then goes as POST with a JSON body;
+        "always" for a route that takes POST only. ``model``:
         False for the routes that are about the daemon, not a model (they
         refuse a ``model`` parameter). Use it for routes this client does not
         know yet: ``client.request("/new/route", {"block": 3}, "csv")``."""
@@ -197,8 +198,8 @@ class Client:
             q["format"] = format
         if model and self.model_name is not None:
             q["model"] = self.model_name
-        use_post = False
-        if post:
+        use_post = post == "always"
+        if post and not use_post:
             has_list = any(isinstance(v, (list, tuple, np.ndarray)) for v in q.values())
             use_post = has_list or len(urllib.parse.urlencode({k: _query_value(v) for k, v in q.items()})) > _MAX_QUERY
         if use_post:
