@@ -527,6 +527,10 @@ class PythonClientTest(unittest.TestCase):
             self.assertTrue(df.loc[df["kind"] == "layer", "head"].isna().all())
         self.assertTrue(js["default_words"])
         self.assertIn("x,y", set(self.c.probe(0, words=words, k=1)["word"]))
+        # a str is a comma-separated list, numpy values are plain ones
+        self.assertTrue(self.c.probe(1, words="time,year", k=1).equals(self.c.probe(1, words=["time", "year"], k=1)))
+        self.assertTrue(self.c.probe(1, words="time", k=1, leading_space=np.bool_(True)).equals(
+            self.c.probe(1, words=["time"], k=1, leading_space=True)))
         # the generic request, by POST only
         df = self.c.request("/probe", {"block": 1, "k": 1, "words": ["time"]}, "csv", post="always")
         self.assertTrue(df.equals(self.c.probe(1, words=["time"], k=1)))
@@ -634,6 +638,8 @@ class PythonClientTest(unittest.TestCase):
                              ints=("block", "neuron", "rank", "id"), texts=("list", "text"))
         self.assertEqual(df["neuron"].nunique(), 128)  # every d_ff neuron of the 32-wide model
         self.assertEqual(self.c.mlp_values(0, neurons=np.array([5, 2]), k=1)["neuron"].unique().tolist(), [5, 2])
+        self.assertEqual(self.c.mlp_values(0, neurons=6, k=1)["neuron"].unique().tolist(), [6])
+        self.assertEqual(self.c.mlp_values(0, neurons="6,1", k=np.int64(1))["neuron"].unique().tolist(), [6, 1])
 
     def test_mlp_svd(self):
         DIR = ["block", "matrix", "direction", "singular_value", "sign", "side", "list", "rank", "id", "text",

@@ -95,11 +95,24 @@ def read_csv(body):
 
 
 def _query_value(v):
+    v = _json_value(v)
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return ",".join(str(_json_value(x)) for x in v)
-    return str(_json_value(v))
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def _listify(v, item=str):
+    """A list parameter as a list: None stays None, a str is split at commas
+    as the daemon splits a query ("time,year"), anything else is iterated."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return [item(x) for x in v.split(",")]
+    if isinstance(v, (int, np.integer)):
+        return [v]
+    return list(v)
 
 
 def _json_value(v):
@@ -299,7 +312,7 @@ class Client:
         """GET/POST /detokenize: token ids back to text.
         Columns: position, id, text. JSON: {text, bytes, n_tokens, tokens} with
         the decoded text of all the ids and its exact bytes."""
-        return self._data("/detokenize", {"ids": list(ids)}, as_json, post=True)
+        return self._data("/detokenize", {"ids": _listify(ids, int)}, as_json, post=True)
 
     def metrics(self):
         """GET /metrics: the Prometheus text exposition (a str)."""
@@ -328,14 +341,14 @@ class Client:
 
     def probe(self, block, words=None, k=5, leading_space=False, as_json=False):
         """GET/POST /probe (MATH §4): attention heads probed with words.
-        ``words``: a list (sent by POST, so words may hold commas); None: the
-        paper's 100 nouns. ``leading_space``: encode " word" as inside a
+        ``words``: a list (sent by POST, so words may hold commas), or one str
+        of comma-separated words; None: the paper's 100 nouns. ``leading_space``: encode " word" as inside a
         sentence. Words that are not one token are listed as ``kind`` =
         skipped, one row per token of their split.
         Columns: block, word, token_id, kind (head|layer|skipped), head (NaN on
         layer and skipped rows), list (keys|values), rank, id, text, score,
         norm (||u_h|| per head, ||U|| for the layer; NaN on keys rows)."""
-        return self._data("/probe", {"block": block, "words": None if words is None else list(words), "k": k,
+        return self._data("/probe", {"block": block, "words": _listify(words), "k": k,
                                      "leading_space": leading_space}, as_json, post=True)
 
     def svd(self, block, matrix="both", top=20, k=5, head=None, table=None, as_json=False):
@@ -435,7 +448,7 @@ class Client:
         mlp.c_proj.weight), its norm and top-k and bottom-k tokens against wte.
         ``neurons``: a list of neuron indices [all d_ff]; ``k`` [5].
         Columns: block, neuron, norm, list (top|bottom), rank, id, text, score."""
-        return self._data("/mlp/values", {"block": block, "neurons": None if neurons is None else list(neurons),
+        return self._data("/mlp/values", {"block": block, "neurons": _listify(neurons, int),
                                           "k": k}, as_json)
 
     def mlp_svd(self, block, matrix=None, top=None, k=None, table=None, as_json=False):
@@ -493,7 +506,7 @@ class Client:
         ``head``'s [0] W_qk; ``points`` on the circle [64].
         Columns: stage (circle|gamma|gamma+beta|w_qk), point, theta, x, y."""
         return self._data("/layernorm/sketch", {"block": block, "head": head,
-                                                "dims": None if dims is None else list(dims), "points": points},
+                                                "dims": _listify(dims, int), "points": points},
                           as_json)
 
     def selfcheck(self, text, block=None, seed=None, gelu=None, as_json=False):
