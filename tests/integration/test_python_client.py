@@ -556,6 +556,15 @@ class PythonClientTest(unittest.TestCase):
         js = self.c.svd(0, matrix="qk", top=1, k=1, as_json=True)
         for h in js["heads"]:
             self.assertIn("Block 0, head %d" % h["head"], tex)
+        # decoded as UTF-8: the tokens of a wider table (the paper's top 3 of
+        # each side), non-ASCII ones too
+        tex = self.c.svd_latex(1, top=4, k=3)
+        js = self.c.svd(1, top=4, k=3, as_json=True)
+        texts = {r["text"] for r in rows_svd_directions(js) if r["text"]}
+        plain = [t for t in texts if not any(c in t for c in "\\{}$&#^_%~\x00") and t.strip()]
+        self.assertTrue(any(ord(c) > 127 for t in plain for c in t))
+        for t in plain:
+            self.assertIn("\\texttt{%s}" % t, tex)
 
     def test_svd_bias(self):
         js = self.c.svd_bias(1, k=2, as_json=True)

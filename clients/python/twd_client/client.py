@@ -227,7 +227,8 @@ class Client:
         if format == "npy":
             return np.load(io.BytesIO(r.content), allow_pickle=False)
         if format in ("text", "latex"):
-            r.encoding = r.encoding or "utf-8"
+            if "charset=" not in r.headers.get("Content-Type", ""):
+                r.encoding = "utf-8"  # twd's text is UTF-8 (requests would guess Latin-1)
             return r.text
         if format == "bytes":
             return r.content
@@ -244,21 +245,21 @@ class Client:
             r = self.session.request(method, self.url + path, headers=headers, timeout=self.timeout, **kw)
             if r.status_code < 400:
                 return r
-            wait = _retry_seconds(r.headers.get("Retry-After"))
-            if self.retry and r.status_code == 503 and wait is not None:
-                wait = min(max(wait, 0.1), 30.0)
+            after = _retry_seconds(r.headers.get("Retry-After"))
+            if self.retry and r.status_code == 503 and after is not None:
+                wait = min(max(after, 0.1), 30.0)
                 if time.monotonic() + wait <= deadline:
                     time.sleep(wait)
                     continue
-            raise self._error(r, wait)
+            raise self._error(r, after)
 
     @staticmethod
     def _error(r, retry_after):
         try:
             body = r.json()
             err = body["error"]
-            return TwdError(err.get("code", r.status_code), err.get("type", "error"), err.get("message", ""),
-                            retry_after, r.url, body)
+            return TwdError(r.status_code, err.get("type", "error"), err.get("message", ""), retry_after, r.url,
+                            body)
         except (ValueError, KeyError, TypeError, AttributeError):
             text = r.text
             return TwdError(r.status_code, "http", text.strip()[:500] or r.reason, retry_after, r.url, text)
@@ -323,12 +324,14 @@ class Client:
         return self.request("/openapi.json", model=False)
 
     # ------------------------------------------------------------------
-    # the analyses (docs/MATH.md in the twd repository)
+    # the analyses (docs/MATH.md in the twd repository). A parameter left at
+    # None is not sent: the daemon's default, given in brackets, applies
+    # (and its bounds, which follow the model: top <= the head dimension).
 
-    def embeddings(self, scheme="all", k=5, as_json=False):
+    def embeddings(self, scheme=None, k=None, as_json=False):
         """GET /embeddings (MATH §3.1): per scheme the top-k and bottom-k tokens
-        of the embedding norms under ln_f. ``scheme``: all, norm, scaled, bias,
-        scaled_bias.
+        of the embedding norms under ln_f. ``scheme``: all, norm, scaled, bias
+        or scaled_bias [all]; ``k`` [5].
         Columns: scheme, list (top|bottom), rank, id, text, score."""
         return self._data("/embeddings", {"scheme": scheme, "k": k}, as_json)
 
@@ -339,51 +342,54 @@ class Client:
         avg_norm and scale)."""
         return self._data("/embeddings/normalization", {}, as_json)
 
-    def probe(self, block, words=None, k=5, leading_space=False, as_json=False):
+    def probe(self, block, words=None, k=None, leading_space=None, as_json=False):
         """GET/POST /probe (MATH §4): attention heads probed with words.
         ``words``: a list (sent by POST, so words may hold commas), or one str
-        of comma-separated words; None: the paper's 100 nouns. ``leading_space``: encode " word" as inside a
-        sentence. Words that are not one token are listed as ``kind`` =
-        skipped, one row per token of their split.
+        of comma-separated words [the paper's 100 nouns]; ``k`` [5];
+        ``leading_space``: encode " word", as inside a sentence [False]. Words
+        that are not one token are the rows of ``kind`` skipped, one per token
+        of their split.
         Columns: block, word, token_id, kind (head|layer|skipped), head (NaN on
         layer and skipped rows), list (keys|values), rank, id, text, score,
         norm (||u_h|| per head, ||U|| for the layer; NaN on keys rows)."""
         return self._data("/probe", {"block": block, "words": _listify(words), "k": k,
                                      "leading_space": leading_space}, as_json, post=True)
 
-    def svd(self, block, matrix="both", top=20, k=5, head=None, table=None, as_json=False):
+    def svd(self, block, matrix=None, top=None, k=None, head=None, table=None, as_json=False):
         """GET /svd (MATH §5): SVD of W_qk and W_vo per head.
-        ``matrix``: both, qk, vo; ``top``: directions per head (0: spectra
-        only); ``head``: one head (None: all); ``table``: directions (the
-        default when top > 0) or spectra.
+        ``matrix``: both, qk or vo [both]; ``top``: directions per head, at most
+        the head dimension [20] (0: spectra only); ``k`` tokens per side [5];
+        ``head``: one head [all]; ``table``: directions or spectra [directions
+        when top > 0].
         directions columns: block, matrix, head, direction, singular_value,
         sign, side (left|right), rank, id, text, score.
         spectra columns: block, matrix, head, rank, singular_value, coverage."""
         return self._data("/svd", {"block": block, "matrix": matrix, "top": top, "k": k, "head": head,
                                    "table": None if as_json else table}, as_json)
 
-    def svd_latex(self, block, matrix="both", top=20, k=5, head=None):
+    def svd_latex(self, block, matrix=None, top=None, k=None, head=None):
         """GET /svd?format=latex: the paper's tables (rank, top-k left and
-        right tokens) as LaTeX source (a str)."""
+        right tokens) as LaTeX source (a str); parameters as svd()."""
         return self.request("/svd", {"block": block, "matrix": matrix, "top": top, "k": k, "head": head},
                             "latex")
 
-    def svd_bias(self, block, k=5, as_json=False):
+    def svd_bias(self, block, k=None, as_json=False):
         """GET /svd/bias (MATH §6): per head the tokens of a = W_q b_k, -a,
-        c = W_k b_q, -c.
+        c = W_k b_q, -c; ``k`` [5].
         Columns: block, head, probe (a|-a|c|-c), rank, id, text, score."""
         return self._data("/svd/bias", {"block": block, "k": k}, as_json)
 
-    def trajectory(self, text, projection="umap", gelu="tanh", k=5, target=None, table="points", vectors=False,
+    def trajectory(self, text, projection=None, gelu=None, k=None, target=None, table=None, vectors=None,
                    as_json=False):
         """GET/POST /trajectory (MATH §7-§8): the phrase's tokens through the
         layers, projected to 3D, with the logit lens.
         ``projection``: umap (503 until the background fit is ready; see
-        retry) or pca; ``gelu``: tanh or erf; ``k``: nearest tokens per state
-        and position; ``target``: a token id or a text that is one token, whose
-        rank and probability are reported; ``table``: points, nearest or
-        vectors; ``vectors``: include the state vectors in the JSON answer (see
-        trajectory_vectors for them as an array).
+        retry) or pca [umap]; ``gelu``: tanh or erf [tanh]; ``k``: nearest
+        tokens per state and position [5]; ``target``: a token id or a text
+        that is one token, whose rank and probability are reported;
+        ``table``: points, nearest or vectors [points]; ``vectors``: include the
+        state vectors in the JSON answer [False] (trajectory_vectors gives
+        them as an array).
         Every table starts with state_index, state, block (NaN before the
         first block), position, token_id, token_text; then
         points: x, y, z, entropy, next_id, next_rank, next_prob, target_id,
@@ -398,22 +404,22 @@ class Client:
             params["table"] = table
         return self._data("/trajectory", params, as_json, post=True)
 
-    def trajectory_vectors(self, text, gelu="tanh"):
+    def trajectory_vectors(self, text, gelu=None):
         """GET/POST /trajectory?format=npy: every state vector of the phrase as
         one float32 array of shape (states, tokens, d): the embedding, +
         position, its ln_f, then ln_f of the residual stream after each
-        block (MATH §7.3)."""
+        block (MATH §7.3). ``gelu``: tanh or erf [tanh]."""
         return self.request("/trajectory", {"text": text, "gelu": gelu}, "npy", post=True)
 
-    def attention(self, text, block=None, head=None, gelu="tanh", as_json=False):
-        """GET/POST /attention: the attention patterns of the forward pass
-        (None: every block, every head).
+    def attention(self, text, block=None, head=None, gelu=None, as_json=False):
+        """GET/POST /attention: the attention patterns of the forward pass.
+        ``block`` [all], ``head`` [all], ``gelu`` [tanh].
         Columns: block, head, query_pos, key_pos, weight (the causal rows only:
         key_pos <= query_pos)."""
         return self._data("/attention", {"text": text, "block": block, "head": head, "gelu": gelu}, as_json,
                           post=True)
 
-    def attention_matrix(self, text, block=None, head=None, gelu="tanh"):
+    def attention_matrix(self, text, block=None, head=None, gelu=None):
         """The attention patterns as a float32 array (blocks, heads, T, T),
         row t the weights query t gives to keys 0..T-1 (zero above the
         diagonal). The block axis is left out when ``block`` is given and the
@@ -426,10 +432,11 @@ class Client:
             m = m[0]
         return m
 
-    def umap_layout(self, projection="umap", limit=0, as_json=False):
+    def umap_layout(self, projection=None, limit=None, as_json=False):
         """GET /umap/layout: the fitted background points (the vocabulary
-        rows the projection was fitted on). ``limit``: points, spread evenly
-        (0 or more than there are: all).
+        rows the projection was fitted on). ``projection``: umap or pca
+        [umap]; ``limit``: points, spread evenly [0: all; more than there are:
+        all].
         Columns: id, text, x, y, z."""
         return self._data("/umap/layout", {"projection": projection, "limit": limit}, as_json)
 
@@ -440,8 +447,7 @@ class Client:
 
     # ------------------------------------------------------------------
     # beyond the paper: the MLP, layer normalisation, the self-check
-    # (MATH §9-§13). A parameter left at None is not sent: the daemon's
-    # default (given in brackets) applies.
+    # (MATH §9-§13); None: the daemon's default, in brackets.
 
     def mlp_values(self, block, neurons=None, k=None, as_json=False):
         """GET /mlp/values (MATH §9.1): each neuron's value vector (row of
