@@ -76,20 +76,8 @@ def f32(x):
     return None if x is None else float(np.float32(x))
 
 
-# The CSV writer (api/format.c) writes a text holding a NUL byte (GPT-2's
-# token of byte 0) cut at the NUL, so that token's cell is empty where JSON
-# says "\u0000": a daemon defect, reported. test_nul_token_text fails
-# (expectedly) until it is fixed; then set this to False and drop its
-# expectedFailure.
-NUL_CUT = True
-
-
-def csv_text(text):
-    return (text.split("\x00")[0] or None) if NUL_CUT and "\x00" in text else text
-
-
 def tok_cols(t, prefix=""):
-    return {prefix + "id": t["id"], prefix + "text": csv_text(t["text"])}
+    return {prefix + "id": t["id"], prefix + "text": t["text"]}
 
 
 # ---- the JSON answers flattened into the rows their CSV should have ----
@@ -147,7 +135,7 @@ def rows_svd_bias(doc):
 def state_keys(doc, s, t):
     tok = doc["tokens"][t]
     return dict(state_index=s["index"], state=s["name"], block=s["block"], position=t, token_id=tok["id"],
-                token_text=csv_text(tok["text"]))
+                token_text=tok["text"])
 
 
 def rows_trajectory_points(doc):
@@ -207,7 +195,7 @@ def rows_mlp_svd_spectra(doc):
 
 def rows_mlp_updates(doc):
     return [dict(block=b["block"], position=p["position"], token_id=p["token"]["id"],
-                 token_text=csv_text(p["token"]["text"]), update_norm=p["update_norm"], rank=u["rank"],
+                 token_text=p["token"]["text"], update_norm=p["update_norm"], rank=u["rank"],
                  neuron=u["neuron"], coefficient=u["coefficient"], norm=u["norm"], weight=u["weight"],
                  value_rank=r + 1, **tok_cols(t), score=t["score"])
             for b in doc["blocks"] for p in b["positions"] for u in p["updates"] for r, t in enumerate(u["top"])]
@@ -454,17 +442,10 @@ class PythonClientTest(unittest.TestCase):
         df = self.c.detokenize(ids)
         self.assertEqual(df["id"].tolist(), ids)
         for t, got in zip(js, df["text"]):
-            want = csv_text(t["text"])
-            if want is None:
-                self.assertTrue(pd.isna(got), t)
-            else:
-                self.assertEqual(got, want, t)
+            self.assertEqual(got, t["text"], t)
 
-    @unittest.expectedFailure
     def test_nul_token_text(self):
-        # the CSV writer (api/format.c) writes the token of byte 0 as an empty
-        # cell where JSON says "\u0000": a daemon defect, reported; this test
-        # fails (expectedly) until it is fixed, then it must lose the decorator
+        # the token of byte 0 is "\u0000" in the CSV as in the JSON
         js = self.c.detokenize(list(range(256)), as_json=True)["tokens"]
         nul = next(t for t in js if t["bytes"] == [0])
         self.assertEqual(self.c.detokenize([nul["id"]])["text"].tolist(), [nul["text"]])

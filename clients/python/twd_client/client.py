@@ -91,7 +91,11 @@ def read_csv(body):
     # the header is names without quotes or commas (the vocabulary's)
     cols = body.split(b"\n", 1)[0].decode("utf-8").strip().split(",")
     dtype = {c: str for c in cols if _text_column(c)}
-    return pd.read_csv(io.BytesIO(body), keep_default_na=False, na_values=[""], dtype=dtype, encoding="utf-8")
+    # pandas' C parser ends a cell at a NUL byte (GPT-2 has a token of the
+    # byte 0); its Python parser keeps it
+    engine = "python" if b"\x00" in body else "c"
+    return pd.read_csv(io.BytesIO(body), keep_default_na=False, na_values=[""], dtype=dtype, encoding="utf-8",
+                       engine=engine)
 
 
 def _query_value(v):
