@@ -65,10 +65,10 @@ static void check_model(const gpt2_model *m, const gpt2_config *c)
                  touch(m, m->p.ln_f_w, C) + touch(m, m->p.ln_f_b, C);
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_block *b = &m->p.h[l];
-        h += touch(m, b->ln_1_w, C) + touch(m, b->ln_1_b, C) + touch(m, b->attn_w, C * 3 * C) +
-             touch(m, b->attn_b, 3 * C) + touch(m, b->attn_proj_w, C * C) + touch(m, b->attn_proj_b, C) +
-             touch(m, b->ln_2_w, C) + touch(m, b->ln_2_b, C) + touch(m, b->fc_w, C * I) +
-             touch(m, b->fc_b, I) + touch(m, b->fc_proj_w, I * C) + touch(m, b->fc_proj_b, C);
+        h += touch(m, b->ln_1_w, C) + touch(m, b->ln_1_b, C) + touch(m, b->attn_w.p, C * 3 * C) +
+             touch(m, b->attn_b, 3 * C) + touch(m, b->attn_proj_w.p, C * C) + touch(m, b->attn_proj_b, C) +
+             touch(m, b->ln_2_w, C) + touch(m, b->ln_2_b, C) + touch(m, b->fc_w.p, C * I) +
+             touch(m, b->fc_b, I) + touch(m, b->fc_proj_w.p, I * C) + touch(m, b->fc_proj_b, C);
     }
     volatile uint64_t keep = h;
     (void)keep;
