@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "base/scratch.h"
 #include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
 
@@ -143,145 +144,201 @@ static void finish_row_stats(lngeom_layer *l, const row_acc *a, size_t rows)
     acc_done(&a->radius, rows, &l->radius_mean, &l->radius_std);
 }
 
+/* TW_OK if lngeom_layers can run on these arguments, else TW_EINVAL or TW_EK. */
+static int layers_check(const gpt2_model *m, const gpt2_forward_result *fr, size_t k)
+{
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size;
+    const int d = m->cfg.n_embd, L = m->cfg.n_layer;
+    if (k < 1 || k > V) return TW_EK;
+    if (fr && (fr->C != d || fr->L != L || !fr->resid_mid || fr->keep_block0 != 0 || fr->keep_blocks != L ||
+               fr->n < 1))
+        return TW_EINVAL;
+    return TW_OK;
+}
+
+/* The change of a layer over n = the normalised row, in quadratic form:
+ * ||(gamma - 1) n + beta||^2 = sum_i a_i n_i^2 + sum_i b_i n_i + ||beta||^2
+ * with a = (gamma - 1)^2, b = 2 (gamma - 1) beta; a and b (NL, d), c = ||beta||^2 (NL). */
+static void change_coefficients(const gpt2_model *m, size_t NL, double *a, double *b2, double *c)
+{
+    const size_t d = (size_t)m->cfg.n_embd;
+    for (size_t li = 0; li < NL; li++) {
+        const float *g, *b;
+        layer_params(m, li, &g, &b);
+        c[li] = 0.0;
+        for (size_t i = 0; i < d; i++) {
+            double gm = (double)g[i] - 1.0, be = b ? (double)b[i] : 0.0;
+            a[li * d + i] = gm * gm;
+            b2[li * d + i] = 2.0 * gm * be;
+            c[li] += be * be;
+        }
+    }
+}
+
+/* Without a phrase every layer reads the rows of wte: the row statistics
+ * once (into *a), and the change of all NL layers at once (into chg) from
+ * blocks of normalised rows, two GEMMs per block. */
+static int wte_changes(const gpt2_model *m, const ana_ctx *x, size_t NL, row_acc *a, acc2 *chg)
+{
+    enum { RB = 256 };
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    scratch s = {.n = 0};
+    double *A = scratch_alloc(&s, 2 * NL * d, sizeof(double));  /* a, then b */
+    double *Nb = scratch_alloc(&s, 2 * RB * d, sizeof(double)); /* n, then n^2 */
+    double *G = scratch_alloc(&s, 2 * RB * NL, sizeof(double)); /* n^2 . a, then n . b */
+    double *cb = scratch_alloc(&s, NL, sizeof(double)), den[RB];
+    float *tmp = scratch_alloc(&s, d, sizeof(float));
+    if (s.failed) {
+        scratch_free(&s);
+        return TW_ENOMEM;
+    }
+    double *Bc = A + NL * d, *N2 = Nb + RB * d, *G2 = G + RB * NL;
+    change_coefficients(m, NL, A, Bc, cb);
+    int rc = TW_OK;
+    for (size_t j0 = 0; j0 < V; j0 += RB) {
+        if ((rc = tw_cancel_check(ana_cancel(x)))) break;
+        size_t nr = V - j0 < RB ? V - j0 : RB;
+        for (size_t j = 0; j < nr; j++) {
+            double *nrow_j = Nb + j * d;
+            row_stats(m->p.wte + (j0 + j) * d, d, m->cfg.ln_eps, a, nrow_j, tmp);
+            double ss = 0.0;
+            for (size_t i = 0; i < d; i++) ss += (N2[j * d + i] = nrow_j[i] * nrow_j[i]);
+            den[j] = ss;
+        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, N2, (int)d, A,
+                    (int)d, 0.0, G, (int)NL);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, Nb, (int)d, Bc,
+                    (int)d, 0.0, G2, (int)NL);
+        for (size_t j = 0; j < nr; j++)
+            for (size_t li = 0; li < NL; li++) {
+                double num = G[j * NL + li] + G2[j * NL + li] + cb[li];
+                acc_add(&chg[li], den[j] > 0.0 ? sqrt(fmax(num, 0.0) / den[j]) : 0.0);
+            }
+    }
+    scratch_free(&s);
+    return rc;
+}
+
+/* With a phrase each layer reads its own states: row statistics and change
+ * per layer. */
+static int phrase_changes(const gpt2_model *m, const gpt2_forward_result *fr, lngeom_result *r, acc2 *chg)
+{
+    const size_t d = (size_t)m->cfg.n_embd, rows = (size_t)fr->n;
+    scratch s = {.n = 0};
+    double *nrow = scratch_alloc(&s, d, sizeof(double));
+    float *tmp = scratch_alloc(&s, d, sizeof(float));
+    if (s.failed) {
+        scratch_free(&s);
+        return TW_ENOMEM;
+    }
+    for (size_t li = 0; li < r->n_layers; li++) {
+        const float *g, *b, *X = phrase_states(fr, li);
+        layer_params(m, li, &g, &b);
+        row_acc a = {0};
+        for (size_t t = 0; t < rows; t++) {
+            row_stats(X + t * d, d, m->cfg.ln_eps, &a, nrow, tmp);
+            acc_add(&chg[li], change_of(nrow, g, b, d));
+        }
+        finish_row_stats(&r->layers[li], &a, rows);
+    }
+    scratch_free(&s);
+    return TW_OK;
+}
+
+/* The row statistics of every layer, and the sums of its change into chg. */
+static int measure_rows(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr,
+                        lngeom_result *r, acc2 *chg)
+{
+    if (fr) return phrase_changes(m, fr, r, chg);
+    row_acc a = {0};
+    int rc = wte_changes(m, x, r->n_layers, &a, chg);
+    if (rc) return rc;
+    for (size_t li = 0; li < r->n_layers; li++)
+        finish_row_stats(&r->layers[li], &a, (size_t)m->cfg.vocab_size);
+    return TW_OK;
+}
+
+/* Layer li's own figures: the change's mean and std, ||beta||, gamma's
+ * longest and shortest axes (lower index on ties) and their top and bottom
+ * lists against wte. col: V doubles of scratch. */
+static int layer_axes(const gpt2_model *m, size_t li, const acc2 *chg, lngeom_result *r, double *col)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, k = r->k;
+    lngeom_layer *l = &r->layers[li];
+    const float *g, *b;
+    layer_params(m, li, &g, &b);
+    double sd;
+    acc_done(chg, l->rows, &l->change_mean, &sd);
+    l->change_std = sd;
+    int imax = 0, imin = 0;
+    for (size_t i = 1; i < d; i++) {
+        if (fabsf(g[i]) > fabsf(g[imax])) imax = (int)i;
+        if (fabsf(g[i]) < fabsf(g[imin])) imin = (int)i;
+    }
+    l->gmax_index = imax;
+    l->gmin_index = imin;
+    l->gmax = g[imax];
+    l->gmin = g[imin];
+    l->beta_norm = b ? sqrt(topk_dot(b, b, d)) : 0.0;
+    topk_hit *lists = r->lists + li * LNG_N_LISTS * k;
+    for (int ax = 0; ax < 2; ax++) {
+        size_t i = (size_t)(ax ? imin : imax);
+        for (size_t j = 0; j < V; j++) col[j] = m->p.wte[j * d + i]; /* e_i . E_j */
+        int rc = topk_vec(col, V, k, lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k,
+                          lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k);
+        if (rc) return rc;
+    }
+    return TW_OK;
+}
+
+/* The top-k of every layer's beta (zero without biases) against wte, in one
+ * call over all layers, into each layer's LNG_BETA list. */
+static int beta_lists(const gpt2_model *m, const ana_ctx *x, lngeom_result *r)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, NL = r->n_layers, k = r->k;
+    scratch s = {.n = 0};
+    float *betas = scratch_zalloc(&s, NL * d, sizeof(float));
+    topk_hit *bh = scratch_alloc(&s, NL * k, sizeof(topk_hit));
+    int rc = s.failed ? TW_ENOMEM : TW_OK;
+    for (size_t li = 0; li < NL && !rc; li++) {
+        const float *g, *b;
+        layer_params(m, li, &g, &b);
+        if (b) memcpy(betas + li * d, b, d * sizeof(float));
+    }
+    if (!rc)
+        rc = topk_rows_opt(m->p.wte, V, d, betas, NL, k, bh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    for (size_t li = 0; li < NL && !rc; li++)
+        memcpy(r->lists + (li * LNG_N_LISTS + LNG_BETA) * k, bh + li * k, k * sizeof(topk_hit));
+    scratch_free(&s);
+    return rc;
+}
+
 int lngeom_layers(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t k,
                   lngeom_result *out)
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
-    if (ana_check_model(m)) return TW_EINVAL;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, L = (size_t)m->cfg.n_layer;
-    const size_t NL = 2 * L + 1;
-    if (k < 1 || k > V) return TW_EK;
-    if (fr && (fr->C != (int)d || fr->L != (int)L || !fr->resid_mid || fr->keep_block0 != 0 ||
-               fr->keep_blocks != (int)L || fr->n < 1))
-        return TW_EINVAL;
-    const size_t rows = fr ? (size_t)fr->n : V;
-
+    int rc = layers_check(m, fr, k);
+    if (rc) return rc;
+    const size_t V = (size_t)m->cfg.vocab_size, L = (size_t)m->cfg.n_layer, NL = 2 * L + 1;
     lngeom_result r = {.n_layers = NL, .k = k, .from_phrase = fr != NULL};
     r.layers = calloc(NL, sizeof *r.layers);
     r.lists = malloc(NL * LNG_N_LISTS * k * sizeof(topk_hit));
-    double *nrow = malloc(d * sizeof(double)), *col = malloc(V * sizeof(double));
-    float *tmp = malloc(d * sizeof(float)), *betas = calloc(NL * d, sizeof(float));
-    acc2 *chg = calloc(NL, sizeof(acc2));
-    topk_hit *bh = malloc(NL * k * sizeof(topk_hit));
-    int rc = TW_OK;
-    if (!r.layers || !r.lists || !nrow || !col || !tmp || !betas || !chg || !bh) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    for (size_t li = 0; li < NL; li++) {
+    scratch s = {.n = 0};
+    acc2 *chg = scratch_zalloc(&s, NL, sizeof(acc2));
+    double *col = scratch_alloc(&s, V, sizeof(double));
+    if (!r.layers || !r.lists || s.failed) rc = TW_ENOMEM;
+    for (size_t li = 0; li < NL && !rc; li++) {
         lngeom_layer *l = &r.layers[li];
         l->kind = li == 2 * L ? LNG_LNF : (int)(li % 2);
         l->block = li == 2 * L ? -1 : (int)(li / 2);
-        l->rows = rows;
+        l->rows = fr ? (size_t)fr->n : V;
     }
-    if (!fr) {
-        /* Every layer reads the rows of wte: the row statistics once, and the
-         * change of all layers at once from blocks of normalised rows n:
-         * ||(gamma - 1) n + beta||^2 = sum_i a_i n_i^2 + sum_i b_i n_i + ||beta||^2
-         * with a = (gamma - 1)^2, b = 2 (gamma - 1) beta, two GEMMs per block. */
-        enum { RB = 256 };
-        double *A = malloc(2 * NL * d * sizeof(double)), *Bc = A ? A + NL * d : NULL;
-        double *Nb = malloc(2 * RB * d * sizeof(double)), *N2 = Nb ? Nb + RB * d : NULL;
-        double *G = malloc(2 * RB * NL * sizeof(double)), *G2 = G ? G + RB * NL : NULL;
-        double *cb = malloc(NL * sizeof(double)), den[RB];
-        if (!A || !Nb || !G || !cb) {
-            free(A);
-            free(Nb);
-            free(G);
-            free(cb);
-            rc = TW_ENOMEM;
-            goto done;
-        }
-        for (size_t li = 0; li < NL; li++) {
-            const float *g, *b;
-            layer_params(m, li, &g, &b);
-            cb[li] = 0.0;
-            for (size_t i = 0; i < d; i++) {
-                double gm = (double)g[i] - 1.0, be = b ? (double)b[i] : 0.0;
-                A[li * d + i] = gm * gm;
-                Bc[li * d + i] = 2.0 * gm * be;
-                cb[li] += be * be;
-            }
-        }
-        row_acc a = {0};
-        for (size_t j0 = 0; j0 < V && rc == TW_OK; j0 += RB) {
-            if ((rc = tw_cancel_check(ana_cancel(x)))) break;
-            size_t nr = V - j0 < RB ? V - j0 : RB;
-            for (size_t j = 0; j < nr; j++) {
-                double *nrow_j = Nb + j * d;
-                row_stats(m->p.wte + (j0 + j) * d, d, m->cfg.ln_eps, &a, nrow_j, tmp);
-                double ss = 0.0;
-                for (size_t i = 0; i < d; i++) ss += (N2[j * d + i] = nrow_j[i] * nrow_j[i]);
-                den[j] = ss;
-            }
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, N2, (int)d, A,
-                        (int)d, 0.0, G, (int)NL);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, Nb, (int)d,
-                        Bc, (int)d, 0.0, G2, (int)NL);
-            for (size_t j = 0; j < nr; j++)
-                for (size_t li = 0; li < NL; li++) {
-                    double num = G[j * NL + li] + G2[j * NL + li] + cb[li];
-                    acc_add(&chg[li], den[j] > 0.0 ? sqrt(fmax(num, 0.0) / den[j]) : 0.0);
-                }
-        }
-        free(A);
-        free(Nb);
-        free(G);
-        free(cb);
-        if (rc) goto done;
-        for (size_t li = 0; li < NL; li++) finish_row_stats(&r.layers[li], &a, rows);
-    } else {
-        for (size_t li = 0; li < NL; li++) {
-            const float *g, *b, *X = phrase_states(fr, li);
-            layer_params(m, li, &g, &b);
-            row_acc a = {0};
-            for (size_t t = 0; t < rows; t++) {
-                row_stats(X + t * d, d, m->cfg.ln_eps, &a, nrow, tmp);
-                acc_add(&chg[li], change_of(nrow, g, b, d));
-            }
-            finish_row_stats(&r.layers[li], &a, rows);
-        }
-    }
-    for (size_t li = 0; li < NL; li++) {
-        lngeom_layer *l = &r.layers[li];
-        const float *g, *b;
-        layer_params(m, li, &g, &b);
-        double sd;
-        acc_done(&chg[li], rows, &l->change_mean, &sd);
-        l->change_std = sd;
-        /* the gamma ellipsoid's longest and shortest axes (lower index on ties) */
-        int imax = 0, imin = 0;
-        for (size_t i = 1; i < d; i++) {
-            if (fabsf(g[i]) > fabsf(g[imax])) imax = (int)i;
-            if (fabsf(g[i]) < fabsf(g[imin])) imin = (int)i;
-        }
-        l->gmax_index = imax;
-        l->gmin_index = imin;
-        l->gmax = g[imax];
-        l->gmin = g[imin];
-        l->beta_norm = b ? sqrt(topk_dot(b, b, d)) : 0.0;
-        if (b) memcpy(betas + li * d, b, d * sizeof(float));
-        topk_hit *lists = r.lists + li * LNG_N_LISTS * k;
-        for (int ax = 0; ax < 2; ax++) {
-            size_t i = (size_t)(ax ? imin : imax);
-            for (size_t j = 0; j < V; j++) col[j] = m->p.wte[j * d + i]; /* e_i . E_j */
-            rc = topk_vec(col, V, k, lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k,
-                          lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k);
-            if (rc) goto done;
-        }
-    }
-    rc = topk_rows_opt(m->p.wte, V, d, betas, NL, k, bh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
-    if (rc) goto done;
-    for (size_t li = 0; li < NL; li++)
-        memcpy(r.lists + (li * LNG_N_LISTS + LNG_BETA) * k, bh + li * k, k * sizeof(topk_hit));
-done:
-    free(nrow);
-    free(col);
-    free(tmp);
-    free(betas);
-    free(chg);
-    free(bh);
+    if (!rc) rc = measure_rows(m, x, fr, &r, chg);
+    for (size_t li = 0; li < NL && !rc; li++) rc = layer_axes(m, li, &chg[li], &r, col);
+    if (!rc) rc = beta_lists(m, x, &r);
+    scratch_free(&s);
     if (rc) {
         lngeom_result_free(&r);
         return rc;
