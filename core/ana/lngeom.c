@@ -403,11 +403,12 @@ static int draw_keys(int32_t *out, size_t N, size_t V, uint64_t seed)
  * a ridge is added if it is not positive definite. */
 static int targeted_queries(const float *K, size_t V, size_t dh, const int32_t *drawn, size_t N, float *q)
 {
-    double *Kc = malloc(V * dh * sizeof(double)), *mu = calloc(dh, sizeof(double));
-    double *Sg = malloc(dh * dh * sizeof(double)), *Sc = malloc(dh * dh * sizeof(double));
-    double *B = malloc(N * dh * sizeof(double));
+    scratch s = {.n = 0};
+    double *Kc = scratch_alloc(&s, V * dh, sizeof(double)), *mu = scratch_zalloc(&s, dh, sizeof(double));
+    double *Sg = scratch_alloc(&s, dh * dh, sizeof(double)), *Sc = scratch_alloc(&s, dh * dh, sizeof(double));
+    double *B = scratch_alloc(&s, N * dh, sizeof(double));
     int rc = TW_OK;
-    if (!Kc || !mu || !Sg || !Sc || !B) {
+    if (s.failed) {
         rc = TW_ENOMEM;
         goto done;
     }
@@ -446,12 +447,94 @@ static int targeted_queries(const float *K, size_t V, size_t dh, const int32_t *
         for (size_t t = 0; t < dh; t++) q[i * dh + t] = (float)(B[i * dh + t] * inv);
     }
 done:
-    free(Kc);
-    free(mu);
-    free(Sg);
-    free(Sc);
-    free(B);
+    scratch_free(&s);
     return rc;
+}
+
+/* TW_OK if lngeom_keys can run on these arguments, else TW_EINVAL,
+ * TW_EBLOCK or TW_ERANGE. */
+static int keys_check(const gpt2_model *m, int block, size_t N, int method)
+{
+    if (ana_check_model(m)) return TW_EINVAL;
+    if (block < -1 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (method != LNG_KEYS_RANDOM && method != LNG_KEYS_TARGETED) return TW_EINVAL;
+    size_t most = method == LNG_KEYS_TARGETED ? (size_t)m->cfg.vocab_size : (size_t)1 << 20;
+    if (N < 1 || N > most) return TW_ERANGE;
+    return TW_OK;
+}
+
+/* The method's draws, kept in r: the random queries (also copied to Q,
+ * the same for every head) or the drawn key ids. */
+static int draw_for_method(lngeom_keys_result *r, size_t V, size_t dh, float *Q)
+{
+    const size_t N = r->queries;
+    if (r->method == LNG_KEYS_TARGETED) {
+        if (!(r->drawn = malloc(N * sizeof(int32_t)))) return TW_ENOMEM;
+        return draw_keys(r->drawn, N, V, r->seed);
+    }
+    if (!(r->q = malloc(N * dh * sizeof(float)))) return TW_ENOMEM;
+    int rc = random_queries(r->q, N, dh, r->seed);
+    if (!rc) memcpy(Q, r->q, N * dh * sizeof(float));
+    return rc;
+}
+
+/* The keys found selectable from the argmax best[i] of each query, and the
+ * estimated unselectable fraction (hit: V bytes of scratch). */
+static size_t count_selectable(const lngeom_keys_result *r, const topk_hit *best, size_t V,
+                               unsigned char *hit, double *unselectable)
+{
+    const size_t N = r->queries;
+    size_t count = 0;
+    if (r->method == LNG_KEYS_TARGETED) {
+        for (size_t i = 0; i < N; i++) count += best[i].id == r->drawn[i];
+        *unselectable = 1.0 - (double)count / (double)N;
+        return count;
+    }
+    memset(hit, 0, V);
+    for (size_t i = 0; i < N; i++) {
+        count += !hit[best[i].id];
+        hit[best[i].id] = 1;
+    }
+    *unselectable = 1.0 - (double)count / (double)V;
+    return count;
+}
+
+/* The scratch arrays of lngeom_keys. */
+typedef struct {
+    float *K, *Kh, *Q;  /* (V, d) all keys, (V, dh) one head's, (N, dh) queries */
+    topk_hit *best;     /* (N) */
+    unsigned char *hit; /* (V) */
+} keys_work;
+
+/* Block blk's keys K (V, d) = LN_b(E) W_k + b_k: every head's keys, one GEMM. */
+static int block_keys(const gpt2_model *m, const ana_ctx *x, int blk, float *K)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const gpt2_block *gb = &m->p.h[blk];
+    blockcache_entry *en = NULL;
+    int rc = tw_cancel_check(ana_cancel(x));
+    if (!rc) rc = ana_acquire_ln1_embeddings(m, x, blk, &en);
+    if (rc) return rc;
+    mat_gemm(K, blockcache_data(en), gpt2_mat_at(gb->attn_w, 0, d), gb->attn_b ? gb->attn_b + d : NULL, V, d,
+             d);
+    blockcache_release(ana_cache(x), en);
+    return TW_OK;
+}
+
+/* The estimate for head h of block b0 + b, into r. */
+static int head_keys(const gpt2_model *m, const ana_ctx *x, lngeom_keys_result *r, size_t b, size_t h,
+                     keys_work *w)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, dh = d / r->n_head, N = r->queries;
+    int rc = tw_cancel_check(ana_cancel(x));
+    if (rc) return rc;
+    for (size_t j = 0; j < V; j++) memcpy(w->Kh + j * dh, w->K + j * d + h * dh, dh * sizeof(float));
+    if (r->method == LNG_KEYS_TARGETED && (rc = targeted_queries(w->Kh, V, dh, r->drawn, N, w->Q))) return rc;
+    rc = topk_rows_opt(w->Kh, V, dh, w->Q, N, 1, w->best, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    if (rc) return rc;
+    size_t at = b * r->n_head + h;
+    r->selectable[at] = count_selectable(r, w->best, V, w->hit, &r->unselectable[at]);
+    return TW_OK;
 }
 
 int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries, int method, uint64_t seed,
@@ -459,12 +542,10 @@ int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
-    if (ana_check_model(m)) return TW_EINVAL;
+    int rc = keys_check(m, block, queries, method);
+    if (rc) return rc;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
     const size_t dh = d / H, N = queries;
-    if (block < -1 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    if (method != LNG_KEYS_RANDOM && method != LNG_KEYS_TARGETED) return TW_EINVAL;
-    if (N < 1 || (method == LNG_KEYS_TARGETED ? N > V : N > ((size_t)1 << 20))) return TW_ERANGE;
     const int b0 = block < 0 ? 0 : block;
     const size_t nb = block < 0 ? (size_t)m->cfg.n_layer : 1;
 
@@ -472,63 +553,18 @@ int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries
         .block0 = b0, .n_blocks = nb, .n_head = H, .queries = N, .method = method, .seed = seed};
     r.selectable = calloc(nb * H, sizeof(size_t));
     r.unselectable = calloc(nb * H, sizeof(double));
-    float *K = malloc(V * d * sizeof(float)), *Kh = malloc(V * dh * sizeof(float));
-    float *Q = malloc(N * dh * sizeof(float));
-    topk_hit *best = malloc(N * sizeof(topk_hit));
-    unsigned char *hit = malloc(V);
-    int rc = TW_OK;
-    if (!r.selectable || !r.unselectable || !K || !Kh || !Q || !best || !hit) {
-        rc = TW_ENOMEM;
-        goto done;
+    scratch s = {.n = 0};
+    keys_work w = {.K = scratch_alloc(&s, V * d, sizeof(float)),
+                   .Kh = scratch_alloc(&s, V * dh, sizeof(float)),
+                   .Q = scratch_alloc(&s, N * dh, sizeof(float)),
+                   .best = scratch_alloc(&s, N, sizeof(topk_hit)),
+                   .hit = scratch_alloc(&s, V, 1)};
+    rc = !r.selectable || !r.unselectable || s.failed ? TW_ENOMEM : draw_for_method(&r, V, dh, w.Q);
+    for (size_t b = 0; b < nb && !rc; b++) {
+        rc = block_keys(m, x, b0 + (int)b, w.K);
+        for (size_t h = 0; h < H && !rc; h++) rc = head_keys(m, x, &r, b, h, &w);
     }
-    if (method == LNG_KEYS_RANDOM) {
-        if (!(r.q = malloc(N * dh * sizeof(float))) || (rc = random_queries(r.q, N, dh, seed))) {
-            rc = rc ? rc : TW_ENOMEM;
-            goto done;
-        }
-        memcpy(Q, r.q, N * dh * sizeof(float));
-    } else {
-        if (!(r.drawn = malloc(N * sizeof(int32_t))) || (rc = draw_keys(r.drawn, N, V, seed))) {
-            rc = rc ? rc : TW_ENOMEM;
-            goto done;
-        }
-    }
-    for (size_t b = 0; b < nb && rc == TW_OK; b++) {
-        const int blk = b0 + (int)b;
-        const gpt2_block *gb = &m->p.h[blk];
-        blockcache_entry *en = NULL;
-        if ((rc = tw_cancel_check(ana_cancel(x))) || (rc = ana_acquire_ln1_embeddings(m, x, blk, &en))) break;
-        /* K (V, d) = LN_b(E) W_k + b_k: every head's keys, one GEMM */
-        mat_gemm(K, blockcache_data(en), gpt2_mat_at(gb->attn_w, 0, d), gb->attn_b ? gb->attn_b + d : NULL, V,
-                 d, d);
-        blockcache_release(ana_cache(x), en);
-        for (size_t h = 0; h < H && rc == TW_OK; h++) {
-            if ((rc = tw_cancel_check(ana_cancel(x)))) break;
-            for (size_t j = 0; j < V; j++) memcpy(Kh + j * dh, K + j * d + h * dh, dh * sizeof(float));
-            if (method == LNG_KEYS_TARGETED && (rc = targeted_queries(Kh, V, dh, r.drawn, N, Q))) break;
-            rc = topk_rows_opt(Kh, V, dh, Q, N, 1, best, NULL, &(topk_opts){.cancel = ana_cancel(x)});
-            if (rc) break;
-            size_t count = 0;
-            if (method == LNG_KEYS_RANDOM) {
-                memset(hit, 0, V);
-                for (size_t i = 0; i < N; i++) {
-                    count += !hit[best[i].id];
-                    hit[best[i].id] = 1;
-                }
-                r.unselectable[b * H + h] = 1.0 - (double)count / (double)V;
-            } else {
-                for (size_t i = 0; i < N; i++) count += best[i].id == r.drawn[i];
-                r.unselectable[b * H + h] = 1.0 - (double)count / (double)N;
-            }
-            r.selectable[b * H + h] = count;
-        }
-    }
-done:
-    free(K);
-    free(Kh);
-    free(Q);
-    free(best);
-    free(hit);
+    scratch_free(&s);
     if (rc) {
         lngeom_keys_result_free(&r);
         return rc;
