@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/scratch.h"
 #include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
 
@@ -312,104 +313,152 @@ static void negate_hits(topk_hit *dst, const topk_hit *src, size_t k)
     for (size_t i = 0; i < k; i++) dst[i] = (topk_hit){src[i].id, -src[i].score};
 }
 
+/* TW_OK if mlp_svd can run on these arguments, else TW_EINVAL, TW_EBLOCK,
+ * TW_ETOP or TW_EK. */
+static int svd_check(const gpt2_model *m, int block, int matrix, size_t top, size_t k)
+{
+    if (!mlp_model_ok(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (matrix != MLP_SVD_IN && matrix != MLP_SVD_OUT) return TW_EINVAL;
+    if (top > (d < F ? d : F)) return TW_ETOP;
+    if (k < 1 || k > V || k > F) return TW_EK;
+    return TW_OK;
+}
+
+/* The arrays of res (r, top, k set) in one allocation, starting at res->s. */
+static int svd_result_alloc(mlp_svd_result *res)
+{
+    const size_t r = res->r, top = res->top, k = res->k;
+    char *p = malloc(2 * r * sizeof(double) + 3 * top * k * sizeof(topk_hit) + top * sizeof(int) + 1);
+    if (!p) return TW_ENOMEM;
+    res->s = (double *)p;
+    res->coverage = res->s + r;
+    res->left = (topk_hit *)(res->coverage + r);
+    res->right = res->left + top * k;
+    res->neurons = res->right + top * k;
+    res->sign = (int *)(res->neurons + top * k);
+    return TW_OK;
+}
+
+/* The singular values, their cumulative share and the fraction of
+ * directions it takes to pass 99%. */
+static void svd_spectrum(mlp_svd_result *res, const double *S)
+{
+    const size_t r = res->r;
+    memcpy(res->s, S, r * sizeof(double));
+    double sum = 0.0, acc = 0.0;
+    for (size_t t = 0; t < r; t++) sum += S[t];
+    res->frac99 = 0.0;
+    for (size_t t = 0; t < r; t++) {
+        acc += S[t];
+        res->coverage[t] = sum > 0.0 ? acc / sum : 0.0;
+        if (sum > 0.0 && res->frac99 == 0.0 && res->coverage[t] > 0.99)
+            res->frac99 = (double)(t + 1) / (double)r;
+    }
+}
+
+/* A neuron-space vector y (F) through the other half of the MLP, in double,
+ * into q (d floats): in: y W_proj; out: W_fc y. z: d doubles of scratch. */
+static void through_other_half(const gpt2_block *blk, int in, const double *y, size_t F, size_t d, double *z,
+                               float *q)
+{
+    for (size_t j = 0; j < d; j++) z[j] = 0.0;
+    for (size_t i = 0; i < F; i++) {
+        double yi = y[i];
+        if (in)
+            for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_proj_w, i, j);
+        else
+            for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_w, j, i);
+    }
+    for (size_t j = 0; j < d; j++) q[j] = (float)z[j];
+}
+
+/* The scratch arrays of the direction lists. */
+typedef struct {
+    float *qd, *qt;        /* (top, d): the d-space vectors, the neuron side through the other matrix */
+    double *y, *z;         /* (F), (d) */
+    topk_hit *tops, *bots; /* (top, k): both ends of the d-space lists */
+} svd_work;
+
+/* Direction t: its sign (the larger end of the d-space lists), its d-side
+ * list, its neurons, and its neuron-side vector into w->qt. */
+static int svd_direction(const gpt2_model *m, mlp_svd_result *res, const double *S, const double *VT,
+                         size_t t, svd_work *w)
+{
+    const size_t d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner, r = res->r, k = res->k;
+    const int in = res->matrix == MLP_SVD_IN;
+    const topk_hit *tt = w->tops + t * k, *bb = w->bots + t * k;
+    int sg = tt[0].score >= -bb[0].score ? 1 : -1;
+    res->sign[t] = sg;
+    topk_hit *dside = in ? res->left : res->right;
+    if (sg > 0)
+        memcpy(dside + t * k, tt, k * sizeof(topk_hit));
+    else
+        negate_hits(dside + t * k, bb, k);
+    /* the neuron-space vector y_t (in: V_t, out: S_t V_t), signed */
+    double sc = sg * (in ? 1.0 : S[t]);
+    for (size_t i = 0; i < F; i++) w->y[i] = sc * VT[t + i * r];
+    int rc = topk_vec(w->y, F, k, res->neurons + t * k, NULL);
+    if (rc) return rc;
+    through_other_half(&m->p.h[res->block], in, w->y, F, d, w->z, w->qt + t * d);
+    return TW_OK;
+}
+
+/* The lists of the top >= 1 directions from the factors S, U, VT. */
+static int svd_lists(const gpt2_model *m, const ana_ctx *x, mlp_svd_result *res, const double *S,
+                     const double *U, const double *VT)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    const size_t top = res->top, k = res->k;
+    const int in = res->matrix == MLP_SVD_IN;
+    scratch s = {.n = 0};
+    svd_work w = {.qd = scratch_alloc(&s, top * d, sizeof(float)),
+                  .qt = scratch_alloc(&s, top * d, sizeof(float)),
+                  .y = scratch_alloc(&s, F, sizeof(double)),
+                  .z = scratch_alloc(&s, d, sizeof(double)),
+                  .tops = scratch_alloc(&s, top * k, sizeof(topk_hit)),
+                  .bots = scratch_alloc(&s, top * k, sizeof(topk_hit))};
+    blockcache_entry *ln2 = NULL;
+    int rc = s.failed ? TW_ENOMEM : mlp_acquire_ln2_embeddings(m, x, res->block, &ln2);
+    if (rc) goto done;
+    /* d-space vectors x_t (in: S_t U_t, out: U_t), rounded to float */
+    for (size_t t = 0; t < top; t++)
+        for (size_t i = 0; i < d; i++) w.qd[t * d + i] = (float)((in ? S[t] : 1.0) * U[i + t * d]);
+    const float *E = m->p.wte, *En2 = blockcache_data(ln2);
+    const float *Mx = in ? En2 : E, *My = in ? E : En2; /* references of the two sides */
+    rc = topk_rows_opt(Mx, V, d, w.qd, top, k, w.tops, w.bots, &(topk_opts){.cancel = ana_cancel(x)});
+    for (size_t t = 0; t < top && !rc; t++) rc = svd_direction(m, res, S, VT, t, &w);
+    if (!rc)
+        rc = topk_rows_opt(My, V, d, w.qt, top, k, in ? res->right : res->left, NULL,
+                           &(topk_opts){.cancel = ana_cancel(x)});
+done:
+    blockcache_release(ana_cache(x), ln2);
+    scratch_free(&s);
+    return rc;
+}
+
 int mlp_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, size_t top, size_t k,
             mlp_svd_result *out)
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
-    if (!mlp_model_ok(m)) return TW_EINVAL;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
-    const size_t r = d < F ? d : F;
-    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    if (matrix != MLP_SVD_IN && matrix != MLP_SVD_OUT) return TW_EINVAL;
-    if (top > r) return TW_ETOP;
-    if (k < 1 || k > V || k > F) return TW_EK;
-
+    int rc = svd_check(m, block, matrix, top, k);
+    if (rc) return rc;
+    const size_t d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner, r = d < F ? d : F;
     mlp_svd_result res = {.block = block, .matrix = matrix, .r = r, .top = top, .k = k};
-    char *p = malloc(2 * r * sizeof(double) + 3 * top * k * sizeof(topk_hit) + top * sizeof(int) + 1);
-    if (!p) return TW_ENOMEM;
-    res.s = (double *)p;
-    res.coverage = res.s + r;
-    res.left = (topk_hit *)(res.coverage + r);
-    res.right = res.left + top * k;
-    res.neurons = res.right + top * k;
-    res.sign = (int *)(res.neurons + top * k);
-
-    const int in = matrix == MLP_SVD_IN;
-    blockcache_entry *fe = NULL, *ln2 = NULL;
-    float *qd = malloc((top ? top : 1) * d * sizeof(float)); /* the d-space vectors */
-    float *qt = malloc((top ? top : 1) * d * sizeof(float)); /* the neuron side, through the other matrix */
-    double *y = malloc(F * sizeof(double)), *z = malloc(d * sizeof(double));
-    topk_hit *tops = malloc((top ? top : 1) * k * sizeof(topk_hit));
-    topk_hit *bots = malloc((top ? top : 1) * k * sizeof(topk_hit));
-    int rc = TW_OK;
-    if (!qd || !qt || !y || !z || !tops || !bots) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
+    if ((rc = svd_result_alloc(&res))) return rc;
     char key[48];
     snprintf(key, sizeof key, "mlp-svd-%s:%d", mlp_svd_matrix_name(matrix), block);
     svd_ctx sx = {m, block, matrix};
-    if ((rc = blockcache_acquire(ana_cache(x), key, svd_doubles(d, F) * sizeof(double), fill_svd, &sx, &fe)))
-        goto done;
-    const double *S = blockcache_data(fe), *U = S + r, *VT = U + d * r;
-    memcpy(res.s, S, r * sizeof(double));
-    double sum = 0.0, acc = 0.0;
-    for (size_t t = 0; t < r; t++) sum += S[t];
-    res.frac99 = 0.0;
-    for (size_t t = 0; t < r; t++) {
-        acc += S[t];
-        res.coverage[t] = sum > 0.0 ? acc / sum : 0.0;
-        if (sum > 0.0 && res.frac99 == 0.0 && res.coverage[t] > 0.99)
-            res.frac99 = (double)(t + 1) / (double)r;
+    blockcache_entry *fe = NULL;
+    rc = blockcache_acquire(ana_cache(x), key, svd_doubles(d, F) * sizeof(double), fill_svd, &sx, &fe);
+    if (!rc) {
+        const double *S = blockcache_data(fe), *U = S + r, *VT = U + d * r;
+        svd_spectrum(&res, S);
+        if (top > 0) rc = svd_lists(m, x, &res, S, U, VT);
     }
-    if (top == 0) goto done;
-
-    /* d-space vectors x_t (in: S_t U_t, out: U_t), rounded to float */
-    for (size_t t = 0; t < top; t++)
-        for (size_t i = 0; i < d; i++) qd[t * d + i] = (float)((in ? S[t] : 1.0) * U[i + t * d]);
-    const float *E = m->p.wte;
-    if ((rc = mlp_acquire_ln2_embeddings(m, x, block, &ln2))) goto done;
-    const float *En2 = blockcache_data(ln2);
-    const float *Mx = in ? En2 : E, *My = in ? E : En2; /* references of the two sides */
-    if ((rc = topk_rows_opt(Mx, V, d, qd, top, k, tops, bots, &(topk_opts){.cancel = ana_cancel(x)})))
-        goto done;
-    const gpt2_block *blk = &m->p.h[block];
-    for (size_t t = 0; t < top; t++) {
-        const topk_hit *tt = tops + t * k, *bb = bots + t * k;
-        int sg = tt[0].score >= -bb[0].score ? 1 : -1;
-        res.sign[t] = sg;
-        topk_hit *dside = in ? res.left : res.right;
-        if (sg > 0)
-            memcpy(dside + t * k, tt, k * sizeof(topk_hit));
-        else
-            negate_hits(dside + t * k, bb, k);
-        /* the neuron-space vector y_t (in: V_t, out: S_t V_t), signed */
-        double sc = sg * (in ? 1.0 : S[t]);
-        for (size_t i = 0; i < F; i++) y[i] = sc * VT[t + i * r];
-        if ((rc = topk_vec(y, F, k, res.neurons + t * k, NULL))) goto done;
-        /* through the other half: in: y W_proj (d); out: W_fc y (d) */
-        for (size_t j = 0; j < d; j++) z[j] = 0.0;
-        for (size_t i = 0; i < F; i++) {
-            double yi = y[i];
-            if (in)
-                for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_proj_w, i, j);
-            else
-                for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_w, j, i);
-        }
-        for (size_t j = 0; j < d; j++) qt[t * d + j] = (float)z[j];
-    }
-    rc = topk_rows_opt(My, V, d, qt, top, k, in ? res.right : res.left, NULL,
-                       &(topk_opts){.cancel = ana_cancel(x)});
-done:
     blockcache_release(ana_cache(x), fe);
-    blockcache_release(ana_cache(x), ln2);
-    free(qd);
-    free(qt);
-    free(y);
-    free(z);
-    free(tops);
-    free(bots);
     if (rc) {
         mlp_svd_result_free(&res);
         return rc;
