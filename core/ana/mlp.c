@@ -476,11 +476,10 @@ void mlp_updates_result_free(mlp_updates_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int mlp_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t top, size_t k,
-                mlp_updates_result *out)
+/* TW_OK if mlp_updates can run on these arguments, else TW_EINVAL, TW_ETOP
+ * or TW_EK. */
+static int updates_check(const gpt2_model *m, const gpt2_forward_result *fr, size_t top, size_t k)
 {
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
     if (!mlp_model_ok(m) || !fr || !fr->mlp_act) return TW_EINVAL;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
     if ((size_t)fr->n_inner != F || (size_t)fr->C != d || fr->L != m->cfg.n_layer || fr->n < 1 ||
@@ -488,74 +487,116 @@ int mlp_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result
         return TW_EINVAL;
     if (top < 1 || top > F) return TW_ETOP;
     if (k < 1 || k > V) return TW_EK;
-    const size_t n = (size_t)fr->n, nb = (size_t)fr->keep_blocks;
+    return TW_OK;
+}
 
-    mlp_updates_result r = {.block0 = fr->keep_block0, .n_blocks = nb, .n_tokens = n, .top = top, .k = k};
+/* The arrays of r (n_blocks, n_tokens, top, k set) in one allocation,
+ * starting at r->update_norm. */
+static int updates_result_alloc(mlp_updates_result *r)
+{
+    const size_t nb = r->n_blocks, n = r->n_tokens, top = r->top, k = r->k;
     char *p = malloc((nb * n + nb) * sizeof(double) + nb * n * top * sizeof(mlp_update) +
                      nb * n * top * k * sizeof(topk_hit));
     if (!p) return TW_ENOMEM;
-    r.update_norm = (double *)p;
-    r.bias_norm = r.update_norm + nb * n;
-    r.updates = (mlp_update *)(r.bias_norm + nb);
-    r.tokens = (topk_hit *)(r.updates + nb * n * top);
+    r->update_norm = (double *)p;
+    r->bias_norm = r->update_norm + nb * n;
+    r->updates = (mlp_update *)(r->bias_norm + nb);
+    r->tokens = (topk_hit *)(r->updates + nb * n * top);
+    return TW_OK;
+}
 
-    double *w = malloc(F * sizeof(double));
-    topk_hit *best = malloc(top * sizeof(topk_hit));
-    int32_t *slot = malloc(F * sizeof(int32_t)); /* neuron -> row of the unique list, or -1 */
-    int32_t *uniq = malloc(F * sizeof(int32_t));
-    float *q = malloc(F * d * sizeof(float)), *out_rows = malloc(n * d * sizeof(float));
-    topk_hit *uh = malloc(F * k * sizeof(topk_hit));
-    int rc = TW_OK;
-    if (!w || !best || !slot || !uniq || !q || !out_rows || !uh) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    for (size_t b = 0; b < nb && rc == TW_OK; b++) {
-        const int block = fr->keep_block0 + (int)b;
-        blockcache_entry *e = NULL;
-        if ((rc = tw_cancel_check(ana_cancel(x))) || (rc = mlp_acquire_values(m, x, block, &e))) break;
-        mlp_values_view vv = mlp_values_of(m, e);
-        const float *act = fr->mlp_act + b * n * F;
-        const float *bp = m->p.h[block].fc_proj_b;
-        r.bias_norm[b] = bp ? sqrt(topk_dot(bp, bp, d)) : 0.0;
-        /* the MLP output without b_proj, sum_i m_i v_i, by one float GEMM */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d, (int)F, 1.0f, act, (int)F,
-                    vv.v, (int)d, 0.0f, out_rows, (int)d);
-        size_t nu = 0;
-        for (size_t i = 0; i < F; i++) slot[i] = -1;
-        for (size_t t = 0; t < n && rc == TW_OK; t++) {
-            const float *a = act + t * F;
-            r.update_norm[b * n + t] = sqrt(topk_dot(out_rows + t * d, out_rows + t * d, d));
-            for (size_t i = 0; i < F; i++) w[i] = fabs((double)a[i]) * vv.norm[i];
-            if ((rc = topk_vec(w, F, top, best, NULL))) break;
-            for (size_t j = 0; j < top; j++) {
-                int32_t i = best[j].id;
-                r.updates[(b * n + t) * top + j] =
-                    (mlp_update){.neuron = i, .coef = a[i], .norm = vv.norm[i], .weight = best[j].score};
-                if (slot[i] < 0) {
-                    slot[i] = (int32_t)nu;
-                    uniq[nu++] = i;
-                }
-            }
+/* The scratch arrays of mlp_updates. */
+typedef struct {
+    double *w;           /* (F) weights |m_i| ||v_i|| of one position */
+    topk_hit *best;      /* (top) */
+    int32_t *slot;       /* (F) neuron -> row of the unique list, or -1 */
+    int32_t *uniq;       /* (F) the unique list of the block's neurons */
+    size_t nu;           /* its length */
+    float *q, *out_rows; /* (F, d) their value vectors, (n, d) the MLP outputs */
+    topk_hit *uh;        /* (F, k) their top-k tokens */
+} updates_work;
+
+/* Position t of block b: the update's norm and its `top` heaviest
+ * sub-updates, their neurons added to the block's unique list. */
+static int position_updates(const mlp_values_view *vv, const float *a, size_t F, size_t d, size_t b, size_t t,
+                            mlp_updates_result *r, updates_work *w)
+{
+    const size_t n = r->n_tokens, top = r->top;
+    const float *o = w->out_rows + t * d;
+    r->update_norm[b * n + t] = sqrt(topk_dot(o, o, d));
+    for (size_t i = 0; i < F; i++) w->w[i] = fabs((double)a[i]) * vv->norm[i];
+    int rc = topk_vec(w->w, F, top, w->best, NULL);
+    if (rc) return rc;
+    for (size_t j = 0; j < top; j++) {
+        int32_t i = w->best[j].id;
+        r->updates[(b * n + t) * top + j] =
+            (mlp_update){.neuron = i, .coef = a[i], .norm = vv->norm[i], .weight = w->best[j].score};
+        if (w->slot[i] < 0) {
+            w->slot[i] = (int32_t)w->nu;
+            w->uniq[w->nu++] = i;
         }
-        for (size_t u = 0; u < nu; u++) memcpy(q + u * d, vv.v + (size_t)uniq[u] * d, d * sizeof(float));
-        if (!rc)
-            rc = topk_rows_opt(m->p.wte, V, d, q, nu, k, uh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
-        blockcache_release(ana_cache(x), e);
-        for (size_t t = 0; t < n && !rc; t++)
-            for (size_t j = 0; j < top; j++) {
-                size_t at = (b * n + t) * top + j;
-                memcpy(r.tokens + at * k, uh + (size_t)slot[r.updates[at].neuron] * k, k * sizeof(topk_hit));
-            }
     }
-done:
-    free(w);
-    free(best);
-    free(slot);
-    free(uniq);
-    free(q);
-    free(out_rows);
-    free(uh);
+    return TW_OK;
+}
+
+/* Every position of block b (the fr's b-th kept block), and the top-k
+ * tokens of the value vectors they list, each computed once. */
+static int block_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t b,
+                         mlp_updates_result *r, updates_work *w)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    const size_t n = r->n_tokens, top = r->top, k = r->k;
+    const int block = fr->keep_block0 + (int)b;
+    blockcache_entry *e = NULL;
+    int rc = tw_cancel_check(ana_cancel(x));
+    if (!rc) rc = mlp_acquire_values(m, x, block, &e);
+    if (rc) return rc;
+    mlp_values_view vv = mlp_values_of(m, e);
+    const float *act = fr->mlp_act + b * n * F;
+    const float *bp = m->p.h[block].fc_proj_b;
+    r->bias_norm[b] = bp ? sqrt(topk_dot(bp, bp, d)) : 0.0;
+    /* the MLP output without b_proj, sum_i m_i v_i, by one float GEMM */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d, (int)F, 1.0f, act, (int)F, vv.v,
+                (int)d, 0.0f, w->out_rows, (int)d);
+    w->nu = 0;
+    for (size_t i = 0; i < F; i++) w->slot[i] = -1;
+    for (size_t t = 0; t < n && !rc; t++) rc = position_updates(&vv, act + t * F, F, d, b, t, r, w);
+    for (size_t u = 0; u < w->nu; u++) memcpy(w->q + u * d, vv.v + (size_t)w->uniq[u] * d, d * sizeof(float));
+    if (!rc)
+        rc =
+            topk_rows_opt(m->p.wte, V, d, w->q, w->nu, k, w->uh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    blockcache_release(ana_cache(x), e);
+    for (size_t t = 0; t < n && !rc; t++)
+        for (size_t j = 0; j < top; j++) {
+            size_t at = (b * n + t) * top + j;
+            memcpy(r->tokens + at * k, w->uh + (size_t)w->slot[r->updates[at].neuron] * k,
+                   k * sizeof(topk_hit));
+        }
+    return rc;
+}
+
+int mlp_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t top, size_t k,
+                mlp_updates_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    int rc = updates_check(m, fr, top, k);
+    if (rc) return rc;
+    const size_t d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    const size_t n = (size_t)fr->n, nb = (size_t)fr->keep_blocks;
+    mlp_updates_result r = {.block0 = fr->keep_block0, .n_blocks = nb, .n_tokens = n, .top = top, .k = k};
+    if ((rc = updates_result_alloc(&r))) return rc;
+    scratch s = {.n = 0};
+    updates_work w = {.w = scratch_alloc(&s, F, sizeof(double)),
+                      .best = scratch_alloc(&s, top, sizeof(topk_hit)),
+                      .slot = scratch_alloc(&s, F, sizeof(int32_t)),
+                      .uniq = scratch_alloc(&s, F, sizeof(int32_t)),
+                      .q = scratch_alloc(&s, F * d, sizeof(float)),
+                      .out_rows = scratch_alloc(&s, n * d, sizeof(float)),
+                      .uh = scratch_alloc(&s, F * k, sizeof(topk_hit))};
+    if (s.failed) rc = TW_ENOMEM;
+    for (size_t b = 0; b < nb && !rc; b++) rc = block_updates(m, x, fr, b, &r, &w);
+    scratch_free(&s);
     if (rc) {
         mlp_updates_result_free(&r);
         return rc;
