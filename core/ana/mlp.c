@@ -167,14 +167,15 @@ int mlp_search(const gpt2_model *m, const ana_ctx *x, int block, int32_t token, 
     const size_t N = (size_t)nb * F;
     if (k < 1 || k > N) return TW_EK;
 
-    double *score = malloc(N * sizeof(double));
-    topk_hit *best = malloc(k * sizeof(topk_hit));
     mlp_search_hit *hits = calloc(k, sizeof *hits);
-    float *q = malloc(k * d * sizeof(float));
-    int32_t *tok = malloc(k * sizeof(int32_t));
-    size_t *rank = malloc(k * sizeof(size_t));
+    scratch s = {.n = 0};
+    double *score = scratch_alloc(&s, N, sizeof(double));
+    topk_hit *best = scratch_alloc(&s, k, sizeof(topk_hit));
+    float *q = scratch_alloc(&s, k * d, sizeof(float));
+    int32_t *tok = scratch_alloc(&s, k, sizeof(int32_t));
+    size_t *rank = scratch_alloc(&s, k, sizeof(size_t));
     int rc = TW_OK;
-    if (!score || !best || !hits || !q || !tok || !rank) {
+    if (!hits || s.failed) {
         rc = TW_ENOMEM;
         goto done;
     }
@@ -205,11 +206,7 @@ int mlp_search(const gpt2_model *m, const ana_ctx *x, int block, int32_t token, 
     if (rc) goto done;
     for (size_t r = 0; r < k; r++) hits[r].rank = rank[r];
 done:
-    free(score);
-    free(best);
-    free(q);
-    free(tok);
-    free(rank);
+    scratch_free(&s);
     if (rc) {
         free(hits);
         return rc;
