@@ -374,6 +374,28 @@ static int read_central(zip_archive *z, size_t n, char *err, size_t errlen)
     return 0;
 }
 
+/* The data descriptor after e's data at *end: [signature] crc32 csize
+ * usize, sizes of 4 or (ZIP64) 8 bytes, agreeing with the central
+ * directory. Moves *end past it; -1 if it is missing or disagrees. */
+static int descriptor_end(const zip_archive *z, const zip_entry *e, uint64_t *end)
+{
+    const uint64_t limit = z->cd_offset;
+    const uint8_t *b = z->buf;
+    uint64_t q = *end;
+    if (in_range(q, 4, limit) && rd32(b + q) == SIG_DESCRIPTOR) q += 4;
+    if (in_range(q, 12, limit) && rd32(b + q) == e->crc32 && rd32(b + q + 4) == e->comp_size &&
+        rd32(b + q + 8) == e->size) {
+        *end = q + 12;
+        return 0;
+    }
+    if (in_range(q, 20, limit) && rd32(b + q) == e->crc32 && rd64(b + q + 4) == e->comp_size &&
+        rd64(b + q + 12) == e->size) {
+        *end = q + 20;
+        return 0;
+    }
+    return -1;
+}
+
 /* Checks the local header of e against the central directory and fills
  * data_offset and end_offset. Local headers and data lie before the
  * central directory. */
@@ -445,27 +467,11 @@ static int read_local(const zip_archive *z, zip_entry *e, char *err, size_t errl
         return -1;
     }
     uint64_t end = data + e->comp_size;
-    if (desc) {
-        /* [signature] crc32 csize usize, sizes of 4 or (ZIP64) 8 bytes */
-        uint64_t q = end;
-        if (in_range(q, 4, limit) && rd32(z->buf + q) == SIG_DESCRIPTOR) q += 4;
-        int ok = 0;
-        if (in_range(q, 12, limit) && rd32(z->buf + q) == e->crc32 && rd32(z->buf + q + 4) == e->comp_size &&
-            rd32(z->buf + q + 8) == e->size) {
-            ok = 1;
-            q += 12;
-        } else if (in_range(q, 20, limit) && rd32(z->buf + q) == e->crc32 &&
-                   rd64(z->buf + q + 4) == e->comp_size && rd64(z->buf + q + 12) == e->size) {
-            ok = 1;
-            q += 20;
-        }
-        if (!ok) {
-            entry_err(err, errlen, nm, nl,
-                      "data descriptor is missing or disagrees with the "
-                      "central directory");
-            return -1;
-        }
-        end = q;
+    if (desc && descriptor_end(z, e, &end) != 0) {
+        entry_err(err, errlen, nm, nl,
+                  "data descriptor is missing or disagrees with the "
+                  "central directory");
+        return -1;
     }
     e->data_offset = data;
     e->end_offset = end;
