@@ -10,7 +10,6 @@
 
 #include "base/scratch.h"
 #include "core/nn/linalg.h"
-#include "core/nn/lnorm.h"
 
 /* ---- Cached intermediates ---- */
 
@@ -59,28 +58,6 @@ mlp_values_view mlp_values_of(const gpt2_model *m, const blockcache_entry *e)
     const char *p = blockcache_data(e);
     mlp_values_view v = {(const float *)p, (const double *)(p + values_norm_offset(F, d))};
     return v;
-}
-
-static int fill_ln2(void *data, size_t bytes, void *ctx)
-{
-    const block_ctx *x = ctx;
-    const gpt2_model *m = x->m;
-    size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    if (bytes != V * d * sizeof(float)) return TW_EINVAL;
-    const gpt2_block *b = &m->p.h[x->block];
-    layernorm_rows(data, m->p.wte, b->ln_2_w, b->ln_2_b, V, d, m->cfg.ln_eps);
-    return TW_OK;
-}
-
-int mlp_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
-{
-    if (ana_check_model(m) || !e) return TW_EINVAL;
-    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    char key[32];
-    snprintf(key, sizeof key, "ln2(E):%d", block);
-    block_ctx fx = {m, block};
-    return blockcache_acquire(ana_cache(x), key, V * d * sizeof(float), fill_ln2, &fx, e);
 }
 
 static int mlp_model_ok(const gpt2_model *m) { return ana_check_model(m) == TW_OK && m->cfg.n_inner >= 1; }
@@ -417,7 +394,7 @@ static int svd_lists(const gpt2_model *m, const ana_ctx *x, mlp_svd_result *res,
                   .tops = scratch_alloc(&s, top * k, sizeof(topk_hit)),
                   .bots = scratch_alloc(&s, top * k, sizeof(topk_hit))};
     blockcache_entry *ln2 = NULL;
-    int rc = s.failed ? TW_ENOMEM : mlp_acquire_ln2_embeddings(m, x, res->block, &ln2);
+    int rc = s.failed ? TW_ENOMEM : ana_acquire_ln2_embeddings(m, x, res->block, &ln2);
     if (rc) goto done;
     /* d-space vectors x_t (in: S_t U_t, out: U_t), rounded to float */
     for (size_t t = 0; t < top; t++)
