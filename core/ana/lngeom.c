@@ -339,12 +339,9 @@ int lngeom_layers(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_resu
     for (size_t li = 0; li < NL && !rc; li++) rc = layer_axes(m, li, &chg[li], &r, col);
     if (!rc) rc = beta_lists(m, x, &r);
     scratch_free(&s);
-    if (rc) {
-        lngeom_result_free(&r);
-        return rc;
-    }
     *out = r;
-    return TW_OK;
+    if (rc) lngeom_result_free(out);
+    return rc;
 }
 
 /* ---- Unselectable keys ---- */
@@ -565,12 +562,9 @@ int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries
         for (size_t h = 0; h < H && !rc; h++) rc = head_keys(m, x, &r, b, h, &w);
     }
     scratch_free(&s);
-    if (rc) {
-        lngeom_keys_result_free(&r);
-        return rc;
-    }
     *out = r;
-    return TW_OK;
+    if (rc) lngeom_keys_result_free(out);
+    return rc;
 }
 
 /* ---- 2D sketch ---- */

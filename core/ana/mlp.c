@@ -114,12 +114,9 @@ int mlp_values(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *
 done:
     blockcache_release(ana_cache(x), e);
     free(q);
-    if (rc) {
-        mlp_values_result_free(&r);
-        return rc;
-    }
     *out = r;
-    return TW_OK;
+    if (rc) mlp_values_result_free(out);
+    return rc;
 }
 
 /* ---- Search ---- */
@@ -433,12 +430,9 @@ int mlp_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, size_t
         if (top > 0) rc = svd_lists(m, x, &res, S, U, VT);
     }
     blockcache_release(ana_cache(x), fe);
-    if (rc) {
-        mlp_svd_result_free(&res);
-        return rc;
-    }
     *out = res;
-    return TW_OK;
+    if (rc) mlp_svd_result_free(out);
+    return rc;
 }
 
 /* ---- Sub-updates ---- */
@@ -571,10 +565,7 @@ int mlp_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result
     if (s.failed) rc = TW_ENOMEM;
     for (size_t b = 0; b < nb && !rc; b++) rc = block_updates(m, x, fr, b, &r, &w);
     scratch_free(&s);
-    if (rc) {
-        mlp_updates_result_free(&r);
-        return rc;
-    }
     *out = r;
-    return TW_OK;
+    if (rc) mlp_updates_result_free(out);
+    return rc;
 }

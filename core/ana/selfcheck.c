@@ -351,10 +351,7 @@ int selfcheck(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *
     for (size_t b = 0; b < nb && rc == TW_OK; b++)
         rc = check_block(m, x, fr, r.block0 + (int)b, seed, &s, r.heads + b * H, r.total + b);
     free(mem);
-    if (rc) {
-        selfcheck_result_free(&r);
-        return rc;
-    }
     *out = r;
-    return TW_OK;
+    if (rc) selfcheck_result_free(out);
+    return rc;
 }
