@@ -18,9 +18,7 @@
 void pca_free(pca_model *m)
 {
     if (!m) return;
-    free(m->mean);
-    free(m->components);
-    free(m->variance);
+    free(m->mean); /* the one allocation of mean, components and variance */
     memset(m, 0, sizeof *m);
 }
 
@@ -80,14 +78,14 @@ int pca_fit(const float *x, size_t n, size_t dim, size_t k, pca_model *out, char
     double *w = scratch_alloc(&s, dim, sizeof *w);
     double *z = scratch_alloc(&s, dim * k, sizeof *z);
     lapack_int *isuppz = scratch_alloc(&s, 2 * k, sizeof *isuppz);
-    out->mean = calloc(dim, sizeof *out->mean);
-    out->components = malloc(k * dim * sizeof *out->components);
-    out->variance = malloc(k * sizeof *out->variance);
+    out->mean = calloc(dim + k * dim + k, sizeof(double));
     int rc = -1;
-    if (s.failed || !out->mean || !out->components || !out->variance) {
+    if (s.failed || !out->mean) {
         tw_set_err(err, errlen, "pca_fit: out of memory (dim=%zu)", dim);
         goto done;
     }
+    out->components = out->mean + dim;
+    out->variance = out->components + k * dim;
     out->dim = dim;
     out->n_components = k;
     covariance(x, n, dim, out, cov, blk);
