@@ -186,19 +186,7 @@ static int fail(unpickler *u, const char *fmt, ...)
 }
 
 /* Printable, bounded copy of s[0..n) for messages (out: 100 bytes). */
-static void printable(char *out, const char *s, size_t n)
-{
-    size_t i, keep = 96;
-    for (i = 0; i < n && i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-    }
-    if (i < n) {
-        memcpy(out + i, "...", 3);
-        i += 3;
-    }
-    out[i] = '\0';
-}
+static void printable(char *out, const char *s, size_t n) { tw_printable(out, 100, s, n); }
 
 static node *node_of(const pk_value *v) { return (node *)(void *)v; }
 

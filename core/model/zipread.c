@@ -42,20 +42,7 @@ static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)r
 /* True if [off, off + n) lies inside [0, limit). */
 static int in_range(uint64_t off, uint64_t n, uint64_t limit) { return off <= limit && n <= limit - off; }
 
-void zip_printable(char *out, const char *s, size_t len)
-{
-    const size_t keep = ZIP_NAME_BUF - 4;
-    size_t i;
-    for (i = 0; i < len && i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-    }
-    if (i < len) {
-        memcpy(out + i, "...", 3);
-        i += 3;
-    }
-    out[i] = '\0';
-}
+void zip_printable(char *out, const char *s, size_t len) { tw_printable(out, ZIP_NAME_BUF, s, len); }
 
 /* "entry '<name>': <message>" */
 static void entry_err(char *err, size_t errlen, const char *name, size_t name_len, const char *fmt, ...)
