@@ -375,6 +375,171 @@ static void keys_method_text(const lngeom_keys_result *kr, char *buf, size_t len
         snprintf(buf, len, "targeted, %zu drawn keys", kr->queries);
 }
 
+static const char *keys_method_name(const lngeom_keys_result *kr)
+{
+    return kr->method == LNG_KEYS_RANDOM ? "random" : "targeted";
+}
+
+/* table=lists: every list of every layer, one row a hit. */
+static void layernorm_csv_lists(textbuf *tb, const tokenizer *tok, const lngeom_result *r)
+{
+    char name[32];
+    tb_printf(tb, "name,list,rank,id,text,score\r\n");
+    for (size_t li = 0; li < r->n_layers; li++) {
+        lngeom_layer_name(&r->layers[li], name, sizeof name);
+        for (int l = 0; l < LNG_N_LISTS; l++)
+            for (size_t j = 0; j < r->k; j++) {
+                const topk_hit *h = &r->lists[(li * LNG_N_LISTS + (size_t)l) * r->k + j];
+                tb_csv_str(tb, name);
+                tb_csv_str(tb, lngeom_list_name(l));
+                tb_csv_int(tb, (long long)j + 1);
+                tb_csv_token(tb, tok, h->id);
+                tb_csv_num(tb, h->score);
+                tb_csv_end(tb);
+            }
+    }
+}
+
+/* table=keys: one row a head (only the header without keys). */
+static void layernorm_csv_keys(textbuf *tb, const lngeom_keys_result *kr, bool do_keys)
+{
+    tb_printf(tb, "block,head,method,queries,selectable,unselectable_fraction\r\n");
+    for (size_t b = 0; do_keys && b < kr->n_blocks; b++)
+        for (size_t h = 0; h < kr->n_head; h++) {
+            tb_csv_int(tb, kr->block0 + (long long)b);
+            tb_csv_int(tb, (long long)h);
+            tb_csv_str(tb, keys_method_name(kr));
+            tb_csv_int(tb, (long long)kr->queries);
+            tb_csv_int(tb, (long long)kr->selectable[b * kr->n_head + h]);
+            tb_csv_num(tb, kr->unselectable[b * kr->n_head + h]);
+            tb_csv_end(tb);
+        }
+}
+
+/* table=layers: one row a LayerNorm. */
+static void layernorm_csv_layers(textbuf *tb, const lngeom_result *r)
+{
+    char name[32];
+    tb_printf(tb, "name,block,kind,rows,mean_before,mean_abs_before,mean_abs_after,max_abs_after,"
+                  "radius_mean,radius_std,gamma_max_index,gamma_max,gamma_min_index,gamma_min,beta_norm,"
+                  "change_mean,change_std\r\n");
+    for (size_t li = 0; li < r->n_layers; li++) {
+        const lngeom_layer *l = &r->layers[li];
+        lngeom_layer_name(l, name, sizeof name);
+        tb_csv_str(tb, name);
+        if (l->block >= 0)
+            tb_csv_int(tb, l->block);
+        else
+            tb_csv_empty(tb);
+        tb_csv_str(tb, kind_name(l->kind));
+        tb_csv_int(tb, (long long)l->rows);
+        const double nums[6] = {l->mean_mean,     l->mean_abs,    l->after_mean_abs,
+                                l->after_max_abs, l->radius_mean, l->radius_std};
+        for (size_t i = 0; i < 6; i++) tb_csv_num(tb, nums[i]);
+        tb_csv_int(tb, l->gmax_index);
+        tb_csv_num(tb, l->gmax);
+        tb_csv_int(tb, l->gmin_index);
+        tb_csv_num(tb, l->gmin);
+        tb_csv_num(tb, l->beta_norm);
+        tb_csv_num(tb, l->change_mean);
+        tb_csv_num(tb, l->change_std);
+        tb_csv_end(tb);
+    }
+}
+
+/* One LayerNorm of the JSON answer. */
+static json_t *layernorm_layer_json(const tokenizer *tok, const lngeom_result *r, size_t li)
+{
+    const lngeom_layer *l = &r->layers[li];
+    const size_t k = r->k;
+    const topk_hit *lists = r->lists + li * LNG_N_LISTS * k;
+    char name[32];
+    lngeom_layer_name(l, name, sizeof name);
+    return json_pack(
+        "{s:s,s:o,s:s,s:I,s:{s:o,s:o,s:o,s:o},s:{s:o,s:o},s:{s:o,s:o},s:o,s:{s:o},s:{s:o,s:o}}", "name", name,
+        "block", l->block >= 0 ? json_integer(l->block) : json_null(), "kind", kind_name(l->kind), "rows",
+        (json_int_t)l->rows, "mean", "before", api_num(l->mean_mean), "before_abs", api_num(l->mean_abs),
+        "after_abs", api_num(l->after_mean_abs), "after_max_abs", api_num(l->after_max_abs), "radius", "mean",
+        api_num(l->radius_mean), "std", api_num(l->radius_std), "gamma", "max",
+        axis_json(tok, l->gmax_index, l->gmax, lists + LNG_GMAX_TOP * k, lists + LNG_GMAX_BOTTOM * k, k),
+        "min",
+        axis_json(tok, l->gmin_index, l->gmin, lists + LNG_GMIN_TOP * k, lists + LNG_GMIN_BOTTOM * k, k),
+        "beta_norm", api_num(l->beta_norm), "beta", "top", api_hits_json(tok, lists + LNG_BETA * k, k),
+        "change", "mean", api_num(l->change_mean), "std", api_num(l->change_std));
+}
+
+/* The "keys" member of the JSON answer. */
+static json_t *layernorm_keys_json(const lngeom_keys_result *kr, int vocab_size)
+{
+    const int random = kr->method == LNG_KEYS_RANDOM;
+    char method_text[64] = "";
+    keys_method_text(kr, method_text, sizeof method_text);
+    json_t *heads = json_array();
+    for (size_t b = 0; b < kr->n_blocks; b++)
+        for (size_t h = 0; h < kr->n_head; h++)
+            api_push(heads,
+                     json_pack("{s:i,s:i,s:I,s:o}", "block", kr->block0 + (int)b, "head", (int)h,
+                               "selectable", (json_int_t)kr->selectable[b * kr->n_head + h],
+                               "unselectable_fraction", api_num(kr->unselectable[b * kr->n_head + h])));
+    double floor = random ? 1.0 - (double)kr->queries / vocab_size : 0.0;
+    return json_pack("{s:s,s:s,s:I,s:I,s:o,s:o,s:s}", "method", keys_method_name(kr), "description",
+                     method_text, "queries", (json_int_t)kr->queries, "seed", (json_int_t)kr->seed, "floor",
+                     api_num(floor > 0 ? floor : 0.0), "heads", heads, "definition",
+                     random ? "keys k_j = LN_b(E)_j W_k,h + b_k,h over the vocabulary; selectable: the "
+                              "argmax of q.k for "
+                              "one of N random unit queries q in the head's dh-dimensional space; "
+                              "unselectable_fraction = "
+                              "1 - selectable / V, an upper bound of the true fraction (keys inside the "
+                              "convex hull of the "
+                              "others), and never below floor = 1 - N / V"
+                            : "keys k_j = LN_b(E)_j W_k,h + b_k,h over the vocabulary; N keys drawn at "
+                              "random, each with "
+                              "the query Sigma^-1 (k_j - mu) of the keys' covariance; selectable: key j "
+                              "is the argmax of "
+                              "its own query (a certificate); unselectable_fraction = 1 - selectable / N");
+}
+
+/* The JSON answer of /layernorm. */
+static json_t *layernorm_json(twd_app *app, const api_arg *text, const gpt2_forward_result *fr,
+                              const lngeom_result *r, const lngeom_keys_result *kr, bool do_keys)
+{
+    json_t *layers = json_array();
+    for (size_t li = 0; li < r->n_layers; li++) api_push(layers, layernorm_layer_json(app->tok, r, li));
+    json_t *kj = do_keys ? layernorm_keys_json(kr, app->model.cfg.vocab_size) : json_null();
+    json_t *doc =
+        json_pack("{s:o,s:s,s:i,s:o,s:o,s:s}", "text", text->present ? json_string(text->s) : json_null(),
+                  "states", fr ? "phrase" : "wte", "k", (int)r->k, "layers", layers, "keys", kj, "definition",
+                  "per LayerNorm, on the states that reach it (the rows of wte, or the phrase's "
+                  "states): mean of x before centring and of LN_0(x) after; radius sqrt(d) "
+                  "sqrt(var/(var+eps)) of the normalised state; gamma's largest and smallest |gamma_i| "
+                  "with the tokens of largest/smallest component i; beta's norm and tokens; change = "
+                  "||gamma n + beta - n|| / ||n||");
+    if (doc) api_put(doc, "n_states", json_integer(fr ? fr->n : app->model.cfg.vocab_size));
+    if (doc && fr) api_put(doc, "tokens", api_tokens_json(app->tok, fr->tokens, (size_t)fr->n));
+    return doc;
+}
+
+/* The phrase's states for /layernorm (a forward pass keeping the state
+ * between attention and MLP), or *fr NULL without a phrase. 0, or -1 with
+ * the error answer in res. */
+static int layernorm_states(twd_app *app, const api_args *a, const api_arg *text, api_response *res,
+                            gpt2_forward_result **fr)
+{
+    *fr = NULL;
+    if (!text->present) return 0;
+    int32_t *ids = NULL;
+    long n = api_encode_phrase(app, text, res, &ids);
+    if (n < 0) return -1;
+    gpt2_forward_opts o = {.gelu = api_gelu(a),
+                           .logits = GPT2_LOGITS_NONE,
+                           .skip_attention = 1,
+                           .keep_mid = 1,
+                           .cancel = a->cancel};
+    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, fr);
+    free(ids);
+    return rc == TW_OK ? 0 : api_status_error(res, rc, "forward pass");
+}
+
 int api_layernorm(twd_app *app, const api_args *a, api_response *res)
 {
     const api_arg *text = api_arg_get(a, "text");
@@ -390,22 +555,8 @@ int api_layernorm(twd_app *app, const api_args *a, api_response *res)
     bool do_keys = strcmp(keys, "none") != 0;
     /* targeted draws distinct keys: more than the vocabulary holds is all of them */
     if (method == LNG_KEYS_TARGETED && queries > (size_t)c->vocab_size) queries = (size_t)c->vocab_size;
-    gpt2_forward_result *fr = NULL;
-    int32_t *ids = NULL;
-    if (text->present) {
-        long n = api_encode_phrase(app, text, res, &ids);
-        if (n < 0) return -1;
-        gpt2_forward_opts o = {.gelu = api_gelu(a),
-                               .logits = GPT2_LOGITS_NONE,
-                               .skip_attention = 1,
-                               .keep_mid = 1,
-                               .cancel = a->cancel};
-        int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, &fr);
-        if (rc != TW_OK) {
-            free(ids);
-            return api_status_error(res, rc, "forward pass");
-        }
-    }
+    gpt2_forward_result *fr;
+    if (layernorm_states(app, a, text, res, &fr) != 0) return -1;
     ana_ctx x = ctx_of(app, a);
     lngeom_result r;
     lngeom_keys_result kr = {0};
@@ -415,140 +566,23 @@ int api_layernorm(twd_app *app, const api_args *a, api_response *res)
         if (rc != TW_OK) lngeom_result_free(&r);
     }
     if (rc != TW_OK) {
-        free(ids);
         gpt2_forward_free(fr);
         return api_status_error(res, rc, "layer-norm geometry");
     }
-    char method_text[64] = "";
-    if (do_keys) keys_method_text(&kr, method_text, sizeof method_text);
-    char name[32];
     int ret;
     if (api_format_is(a, "csv")) {
         textbuf tb;
         tb_init(&tb);
-        if (strcmp(table, "lists") == 0) {
-            tb_printf(&tb, "name,list,rank,id,text,score\r\n");
-            for (size_t li = 0; li < r.n_layers; li++) {
-                lngeom_layer_name(&r.layers[li], name, sizeof name);
-                for (int l = 0; l < LNG_N_LISTS; l++)
-                    for (size_t j = 0; j < k; j++) {
-                        const topk_hit *h = &r.lists[(li * LNG_N_LISTS + (size_t)l) * k + j];
-                        tb_csv_str(&tb, name);
-                        tb_csv_str(&tb, lngeom_list_name(l));
-                        tb_csv_int(&tb, (long long)j + 1);
-                        tb_csv_token(&tb, app->tok, h->id);
-                        tb_csv_num(&tb, h->score);
-                        tb_csv_end(&tb);
-                    }
-            }
-        } else if (strcmp(table, "keys") == 0) {
-            tb_printf(&tb, "block,head,method,queries,selectable,unselectable_fraction\r\n");
-            for (size_t b = 0; do_keys && b < kr.n_blocks; b++)
-                for (size_t h = 0; h < kr.n_head; h++) {
-                    tb_csv_int(&tb, kr.block0 + (long long)b);
-                    tb_csv_int(&tb, (long long)h);
-                    tb_csv_str(&tb, method == LNG_KEYS_RANDOM ? "random" : "targeted");
-                    tb_csv_int(&tb, (long long)kr.queries);
-                    tb_csv_int(&tb, (long long)kr.selectable[b * kr.n_head + h]);
-                    tb_csv_num(&tb, kr.unselectable[b * kr.n_head + h]);
-                    tb_csv_end(&tb);
-                }
-        } else {
-            tb_printf(&tb,
-                      "name,block,kind,rows,mean_before,mean_abs_before,mean_abs_after,max_abs_after,"
-                      "radius_mean,radius_std,gamma_max_index,gamma_max,gamma_min_index,gamma_min,beta_norm,"
-                      "change_mean,change_std\r\n");
-            for (size_t li = 0; li < r.n_layers; li++) {
-                const lngeom_layer *l = &r.layers[li];
-                lngeom_layer_name(l, name, sizeof name);
-                tb_csv_str(&tb, name);
-                if (l->block >= 0)
-                    tb_csv_int(&tb, l->block);
-                else
-                    tb_csv_empty(&tb);
-                tb_csv_str(&tb, kind_name(l->kind));
-                tb_csv_int(&tb, (long long)l->rows);
-                tb_csv_num(&tb, l->mean_mean);
-                tb_csv_num(&tb, l->mean_abs);
-                tb_csv_num(&tb, l->after_mean_abs);
-                tb_csv_num(&tb, l->after_max_abs);
-                tb_csv_num(&tb, l->radius_mean);
-                tb_csv_num(&tb, l->radius_std);
-                tb_csv_int(&tb, l->gmax_index);
-                tb_csv_num(&tb, l->gmax);
-                tb_csv_int(&tb, l->gmin_index);
-                tb_csv_num(&tb, l->gmin);
-                tb_csv_num(&tb, l->beta_norm);
-                tb_csv_num(&tb, l->change_mean);
-                tb_csv_num(&tb, l->change_std);
-                tb_csv_end(&tb);
-            }
-        }
+        if (strcmp(table, "lists") == 0)
+            layernorm_csv_lists(&tb, app->tok, &r);
+        else if (strcmp(table, "keys") == 0)
+            layernorm_csv_keys(&tb, &kr, do_keys);
+        else
+            layernorm_csv_layers(&tb, &r);
         ret = tb_respond(&tb, res, CSV_TYPE);
     } else {
-        json_t *layers = json_array();
-        for (size_t li = 0; li < r.n_layers; li++) {
-            const lngeom_layer *l = &r.layers[li];
-            const topk_hit *lists = r.lists + li * LNG_N_LISTS * k;
-            lngeom_layer_name(l, name, sizeof name);
-            json_t *o = json_pack(
-                "{s:s,s:o,s:s,s:I,s:{s:o,s:o,s:o,s:o},s:{s:o,s:o},s:{s:o,s:o},s:o,s:{s:o},s:{s:o,s:o}}",
-                "name", name, "block", l->block >= 0 ? json_integer(l->block) : json_null(), "kind",
-                kind_name(l->kind), "rows", (json_int_t)l->rows, "mean", "before", api_num(l->mean_mean),
-                "before_abs", api_num(l->mean_abs), "after_abs", api_num(l->after_mean_abs), "after_max_abs",
-                api_num(l->after_max_abs), "radius", "mean", api_num(l->radius_mean), "std",
-                api_num(l->radius_std), "gamma", "max",
-                axis_json(app->tok, l->gmax_index, l->gmax, lists + LNG_GMAX_TOP * k,
-                          lists + LNG_GMAX_BOTTOM * k, k),
-                "min",
-                axis_json(app->tok, l->gmin_index, l->gmin, lists + LNG_GMIN_TOP * k,
-                          lists + LNG_GMIN_BOTTOM * k, k),
-                "beta_norm", api_num(l->beta_norm), "beta", "top",
-                api_hits_json(app->tok, lists + LNG_BETA * k, k), "change", "mean", api_num(l->change_mean),
-                "std", api_num(l->change_std));
-            api_push(layers, o);
-        }
-        json_t *kj = json_null();
-        if (do_keys) {
-            json_t *heads = json_array();
-            for (size_t b = 0; b < kr.n_blocks; b++)
-                for (size_t h = 0; h < kr.n_head; h++)
-                    api_push(heads,
-                             json_pack("{s:i,s:i,s:I,s:o}", "block", kr.block0 + (int)b, "head", (int)h,
-                                       "selectable", (json_int_t)kr.selectable[b * kr.n_head + h],
-                                       "unselectable_fraction", api_num(kr.unselectable[b * kr.n_head + h])));
-            double floor = method == LNG_KEYS_RANDOM ? 1.0 - (double)kr.queries / c->vocab_size : 0.0;
-            kj = json_pack("{s:s,s:s,s:I,s:I,s:o,s:o,s:s}", "method",
-                           method == LNG_KEYS_RANDOM ? "random" : "targeted", "description", method_text,
-                           "queries", (json_int_t)kr.queries, "seed", (json_int_t)kr.seed, "floor",
-                           api_num(floor > 0 ? floor : 0.0), "heads", heads, "definition",
-                           method == LNG_KEYS_RANDOM
-                               ? "keys k_j = LN_b(E)_j W_k,h + b_k,h over the vocabulary; selectable: the "
-                                 "argmax of q.k for "
-                                 "one of N random unit queries q in the head's dh-dimensional space; "
-                                 "unselectable_fraction = "
-                                 "1 - selectable / V, an upper bound of the true fraction (keys inside the "
-                                 "convex hull of the "
-                                 "others), and never below floor = 1 - N / V"
-                               : "keys k_j = LN_b(E)_j W_k,h + b_k,h over the vocabulary; N keys drawn at "
-                                 "random, each with "
-                                 "the query Sigma^-1 (k_j - mu) of the keys' covariance; selectable: key j "
-                                 "is the argmax of "
-                                 "its own query (a certificate); unselectable_fraction = 1 - selectable / N");
-        }
-        json_t *doc = json_pack(
-            "{s:o,s:s,s:i,s:o,s:o,s:s}", "text", text->present ? json_string(text->s) : json_null(), "states",
-            fr ? "phrase" : "wte", "k", (int)k, "layers", layers, "keys", kj, "definition",
-            "per LayerNorm, on the states that reach it (the rows of wte, or the phrase's "
-            "states): mean of x before centring and of LN_0(x) after; radius sqrt(d) "
-            "sqrt(var/(var+eps)) of the normalised state; gamma's largest and smallest |gamma_i| "
-            "with the tokens of largest/smallest component i; beta's norm and tokens; change = "
-            "||gamma n + beta - n|| / ||n||");
-        if (doc) api_put(doc, "n_states", json_integer(fr ? fr->n : c->vocab_size));
-        if (doc && fr) api_put(doc, "tokens", api_tokens_json(app->tok, fr->tokens, (size_t)fr->n));
-        ret = api_json(res, 200, doc);
+        ret = api_json(res, 200, layernorm_json(app, text, fr, &r, &kr, do_keys));
     }
-    free(ids);
     gpt2_forward_free(fr);
     lngeom_result_free(&r);
     lngeom_keys_result_free(&kr);

@@ -775,136 +775,197 @@ enum { F_CONFIG, F_MODEL, F_VOCAB, F_MERGES, F_ENCODER, F_BPE, N_FILES };
 static const char *const file_names[N_FILES] = {"config.json", "model.safetensors", "vocab.json",
                                                 "merges.txt",  "encoder.json",      "vocab.bpe"};
 
-int hub_fetch(const char *base_url, const char *repo, const char *revision, const char *cache_root,
-              long timeout, hub_progress_fn progress, void *ctx, char *snapshot_dir, size_t n, char *err,
-              size_t errlen)
+/* One hub_fetch: what is asked, what the hub answered, where it goes. */
+typedef struct {
+    const char *repo, *rev;
+    char folder[256];            /* models--org--name */
+    char base[PATH_N];           /* the hub's URL without a trailing '/' */
+    char url_rev[3 * 256];       /* rev with its '/' encoded (a branch such as refs/pr/1) */
+    const char *at;              /* the commit the hub named (X-Repo-Commit), or "" */
+    char commit[SERVER_MAX + 2]; /* that commit, else rev: the snapshot's name */
+    remote f[N_FILES];
+    int want[4]; /* the files to keep: config, the tokenizer's two, the model */
+    cache c;
+    char *err;
+    size_t errlen;
+} fetch;
+
+/* Checks the arguments and makes the cache's folders of the repo. */
+static int fetch_start(fetch *q, const char *base_url, const char *cache_root)
 {
-    const char *rev = default_rev(revision);
-    char folder[256];
-    if (repo_folder(repo, folder, sizeof folder) != 0) {
-        tw_set_err(err, errlen, "'%.300s' is not a repo id (org/name, each of [A-Za-z0-9._-])",
-                   repo ? repo : "");
+    if (repo_folder(q->repo, q->folder, sizeof q->folder) != 0) {
+        tw_set_err(q->err, q->errlen, "'%.300s' is not a repo id (org/name, each of [A-Za-z0-9._-])",
+                   q->repo ? q->repo : "");
         return -1;
     }
-    if (!valid_revision(rev)) {
-        tw_set_err(err, errlen,
-                   "'%.300s' is not a revision (a branch, tag or commit: [A-Za-z0-9._/-], no '..')", rev);
+    if (!valid_revision(q->rev)) {
+        tw_set_err(q->err, q->errlen,
+                   "'%.300s' is not a revision (a branch, tag or commit: [A-Za-z0-9._/-], no '..')", q->rev);
         return -1;
     }
     if (!cache_root || !*cache_root || !base_url || !*base_url) {
-        tw_set_err(err, errlen, "hub_fetch: no cache folder or hub URL");
+        tw_set_err(q->err, q->errlen, "hub_fetch: no cache folder or hub URL");
         return -1;
     }
-    cache c = {cache_root, folder, "", timeout, progress, ctx};
-    char p[PATH_N];
-    if (fs_path(c.dir, sizeof c.dir, "%s/%s", cache_root, folder) != 0) {
-        tw_set_err(err, errlen, "%.300s: path too long", cache_root);
+    q->c.root = cache_root;
+    q->c.folder = q->folder;
+    if (fs_path(q->c.dir, sizeof q->c.dir, "%s/%s", cache_root, q->folder) != 0) {
+        tw_set_err(q->err, q->errlen, "%.300s: path too long", cache_root);
         return -1;
     }
     static const char *const subs[] = {"blobs", "snapshots", "refs"};
+    char p[PATH_N];
     for (size_t i = 0; i < 3; i++)
-        if (fs_path(p, sizeof p, "%s/%s", c.dir, subs[i]) != 0 || fs_mkdir_p(p) != 0) {
-            tw_set_err(err, errlen, "%s: %s", p, strerror(errno));
+        if (fs_path(p, sizeof p, "%s/%s", q->c.dir, subs[i]) != 0 || fs_mkdir_p(p) != 0) {
+            tw_set_err(q->err, q->errlen, "%s: %s", p, strerror(errno));
             return -1;
         }
-    pthread_once(&curl_once, curl_init_once);
+    return 0;
+}
 
-    /* the revision in a URL: a branch such as refs/pr/1 has its '/' encoded */
-    char url_rev[3 * 256], base[PATH_N];
+/* The hub's URL without trailing '/', and the revision as a URL path part. */
+static void fetch_urls(fetch *q, const char *base_url)
+{
     size_t k = 0;
-    for (const char *s = rev; *s; s++) {
+    for (const char *s = q->rev; *s; s++) {
         if (*s == '/') {
-            memcpy(url_rev + k, "%2F", 3);
+            memcpy(q->url_rev + k, "%2F", 3);
             k += 3;
         } else {
-            url_rev[k++] = *s;
+            q->url_rev[k++] = *s;
         }
     }
-    url_rev[k] = '\0';
+    q->url_rev[k] = '\0';
     size_t bl = strlen(base_url);
     while (bl && base_url[bl - 1] == '/') bl--;
-    snprintf(base, sizeof base, "%.*s", (int)bl, base_url);
+    snprintf(q->base, sizeof q->base, "%.*s", (int)bl, base_url);
+    for (int i = 0; i < N_FILES; i++) q->f[i].name = file_names[i];
+}
 
-    remote f[N_FILES];
-    memset(f, 0, sizeof f);
-    for (int i = 0; i < N_FILES; i++) f[i].name = file_names[i];
-    /* config.json first, at the revision asked for: it decides whether the
-     * hub answers at all (within `timeout`), and names the commit */
-    if (fs_path(f[F_CONFIG].url, sizeof f[F_CONFIG].url, "%s/%s/resolve/%s/%s", base, repo, url_rev,
-                f[F_CONFIG].name) != 0) {
-        tw_set_err(err, errlen, "%.300s: URL too long", base);
-        return -1;
-    }
-    if (head_file(&f[F_CONFIG], timeout, timeout, err, errlen) != 0) return -1;
-    if (!f[F_CONFIG].found) {
-        tw_set_err(err, errlen, "%s: not found (is %s a model repo with revision %s?)", f[F_CONFIG].url, repo,
-                   rev);
-        return -1;
-    }
-    char commit[SERVER_MAX + 2];
-    const char *at = f[F_CONFIG].commit;
-    if (at[0] && !valid_server_name(at)) {
-        tw_set_err(err, errlen, "%s: the X-Repo-Commit header is not a commit", f[F_CONFIG].url);
-        return -1;
-    }
-    if (!at[0] && strchr(rev, '/')) {
-        tw_set_err(err, errlen, "%s: no X-Repo-Commit header, and revision %s cannot name a snapshot folder",
-                   f[F_CONFIG].url, rev);
-        return -1;
-    }
-    snprintf(commit, sizeof commit, "%s", at[0] ? at : rev);
+/* The resolve URL of file i at revision (or commit) `at_rev`. */
+static int file_url(fetch *q, int i, const char *at_rev)
+{
+    if (fs_path(q->f[i].url, sizeof q->f[i].url, "%s/%s/resolve/%s/%s", q->base, q->repo, at_rev,
+                q->f[i].name) == 0)
+        return 0;
+    tw_set_err(q->err, q->errlen, "%.300s: URL too long", q->base);
+    return -1;
+}
 
-    /* the others at that commit (or at the revision, from a mirror that
-     * names none), each answer allowed three times as long */
+/* config.json first, at the revision asked for: it decides whether the hub
+ * answers at all (within `timeout`), and names the commit. */
+static int resolve_commit(fetch *q)
+{
+    remote *cf = &q->f[F_CONFIG];
+    if (file_url(q, F_CONFIG, q->url_rev) != 0) return -1;
+    if (head_file(cf, q->c.timeout, q->c.timeout, q->err, q->errlen) != 0) return -1;
+    if (!cf->found) {
+        tw_set_err(q->err, q->errlen, "%s: not found (is %s a model repo with revision %s?)", cf->url,
+                   q->repo, q->rev);
+        return -1;
+    }
+    q->at = cf->commit;
+    if (q->at[0] && !valid_server_name(q->at)) {
+        tw_set_err(q->err, q->errlen, "%s: the X-Repo-Commit header is not a commit", cf->url);
+        return -1;
+    }
+    if (!q->at[0] && strchr(q->rev, '/')) {
+        tw_set_err(q->err, q->errlen,
+                   "%s: no X-Repo-Commit header, and revision %s cannot name a snapshot folder", cf->url,
+                   q->rev);
+        return -1;
+    }
+    snprintf(q->commit, sizeof q->commit, "%s", q->at[0] ? q->at : q->rev);
+    return 0;
+}
+
+/* The other files at that commit (or at the revision, from a mirror that
+ * names none), each answer allowed three times as long; the tokenizer's
+ * second pair only without the first. */
+static int head_others(fetch *q)
+{
+    remote *f = q->f;
     for (int i = 1; i < N_FILES; i++) {
-        if (fs_path(f[i].url, sizeof f[i].url, "%s/%s/resolve/%s/%s", base, repo, at[0] ? commit : url_rev,
-                    f[i].name) != 0) {
-            tw_set_err(err, errlen, "%.300s: URL too long", base);
-            return -1;
-        }
+        if (file_url(q, i, q->at[0] ? q->commit : q->url_rev) != 0) return -1;
         if (i == F_MERGES && !f[F_VOCAB].found) continue;
         if (i >= F_ENCODER && f[F_VOCAB].found && f[F_MERGES].found) break;
         if (i == F_BPE && !f[F_ENCODER].found) break;
-        if (head_file(&f[i], timeout, 3 * timeout, err, errlen) != 0) return -1;
-        if (!f[i].found && at[0]) mark_missing(c.dir, commit, f[i].name);
+        if (head_file(&f[i], q->c.timeout, 3 * q->c.timeout, q->err, q->errlen) != 0) return -1;
+        if (!f[i].found && q->at[0]) mark_missing(q->c.dir, q->commit, f[i].name);
     }
+    return 0;
+}
+
+/* The four files to keep (q->want): the model, a tokenizer pair, each with
+ * an ETag usable as a file name. */
+static int choose_files(fetch *q)
+{
+    const remote *f = q->f;
     if (!f[F_MODEL].found) {
-        tw_set_err(err, errlen, "%s: not found (twd loads safetensors checkpoints)", f[F_MODEL].url);
+        tw_set_err(q->err, q->errlen, "%s: not found (twd loads safetensors checkpoints)", f[F_MODEL].url);
         return -1;
     }
     int tok = f[F_VOCAB].found && f[F_MERGES].found  ? F_VOCAB
               : f[F_ENCODER].found && f[F_BPE].found ? F_ENCODER
                                                      : -1;
     if (tok < 0) {
-        tw_set_err(err, errlen,
+        tw_set_err(q->err, q->errlen,
                    "%s at %s has no tokenizer: neither vocab.json + merges.txt nor encoder.json + vocab.bpe",
-                   repo, rev);
+                   q->repo, q->rev);
         return -1;
     }
-    const int want[] = {F_CONFIG, tok, tok + 1, F_MODEL};
+    const int want[4] = {F_CONFIG, tok, tok + 1, F_MODEL};
+    memcpy(q->want, want, sizeof want);
     for (size_t i = 0; i < 4; i++)
         if (!valid_server_name(f[want[i]].etag)) {
-            tw_set_err(err, errlen, "%s: %s", f[want[i]].url,
+            tw_set_err(q->err, q->errlen, "%s: %s", f[want[i]].url,
                        f[want[i]].etag[0] ? "the ETag is not a usable file name"
                                           : "no ETag (not a Hugging Face hub?)");
             return -1;
         }
-
-    char snap[PATH_N];
-    if (fs_path(snap, sizeof snap, "%s/snapshots/%s", c.dir, commit) != 0 || fs_mkdir_p(snap) != 0) {
-        tw_set_err(err, errlen, "%s: %s", snap, strerror(errno));
-        return -1;
-    }
-    for (size_t i = 0; i < 4; i++)
-        if (ensure_blob(&c, &f[want[i]], err, errlen) != 0 ||
-            link_snapshot(snap, &f[want[i]], err, errlen) != 0)
-            return -1;
-    /* last: the ref, now that everything it leads to is in place */
-    if (!(is_hex(rev, 40) && strcmp(rev, commit) == 0) && write_ref(c.dir, rev, commit, err, errlen) != 0)
-        return -1;
-    if (snapshot_dir && fs_path(snapshot_dir, n, "%s", snap) != 0) {
-        tw_set_err(err, errlen, "%s: path too long", snap);
-        return -1;
-    }
     return 0;
+}
+
+/* The blobs, the snapshot's links to them and, last, the ref, now that
+ * everything it leads to is in place. The snapshot folder into snap. */
+static int store_snapshot(fetch *q, char *snap, size_t n)
+{
+    if (fs_path(snap, n, "%s/snapshots/%s", q->c.dir, q->commit) != 0 || fs_mkdir_p(snap) != 0) {
+        tw_set_err(q->err, q->errlen, "%s: %s", snap, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        const remote *f = &q->f[q->want[i]];
+        if (ensure_blob(&q->c, f, q->err, q->errlen) != 0 || link_snapshot(snap, f, q->err, q->errlen) != 0)
+            return -1;
+    }
+    int pinned = is_hex(q->rev, 40) && strcmp(q->rev, q->commit) == 0;
+    if (!pinned && write_ref(q->c.dir, q->rev, q->commit, q->err, q->errlen) != 0) return -1;
+    return 0;
+}
+
+int hub_fetch(const char *base_url, const char *repo, const char *revision, const char *cache_root,
+              long timeout, hub_progress_fn progress, void *ctx, char *snapshot_dir, size_t n, char *err,
+              size_t errlen)
+{
+    fetch q = {.repo = repo,
+               .rev = default_rev(revision),
+               .c = {.timeout = timeout, .progress = progress, .ctx = ctx},
+               .err = err,
+               .errlen = errlen};
+    char snap[PATH_N];
+    int rc = fetch_start(&q, base_url, cache_root);
+    if (rc == 0) {
+        pthread_once(&curl_once, curl_init_once);
+        fetch_urls(&q, base_url);
+        rc = resolve_commit(&q);
+    }
+    if (rc == 0) rc = head_others(&q);
+    if (rc == 0) rc = choose_files(&q);
+    if (rc == 0) rc = store_snapshot(&q, snap, sizeof snap);
+    if (rc == 0 && snapshot_dir && fs_path(snapshot_dir, n, "%s", snap) != 0) {
+        tw_set_err(err, errlen, "%s: path too long", snap);
+        rc = -1;
+    }
+    return rc;
 }

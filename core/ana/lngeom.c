@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "base/scratch.h"
 #include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
 
@@ -143,151 +144,204 @@ static void finish_row_stats(lngeom_layer *l, const row_acc *a, size_t rows)
     acc_done(&a->radius, rows, &l->radius_mean, &l->radius_std);
 }
 
+/* TW_OK if lngeom_layers can run on these arguments, else TW_EINVAL or TW_EK. */
+static int layers_check(const gpt2_model *m, const gpt2_forward_result *fr, size_t k)
+{
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size;
+    const int d = m->cfg.n_embd, L = m->cfg.n_layer;
+    if (k < 1 || k > V) return TW_EK;
+    if (fr && (fr->C != d || fr->L != L || !fr->resid_mid || fr->keep_block0 != 0 || fr->keep_blocks != L ||
+               fr->n < 1))
+        return TW_EINVAL;
+    return TW_OK;
+}
+
+/* The change of a layer over n = the normalised row, in quadratic form:
+ * ||(gamma - 1) n + beta||^2 = sum_i a_i n_i^2 + sum_i b_i n_i + ||beta||^2
+ * with a = (gamma - 1)^2, b = 2 (gamma - 1) beta; a and b (NL, d), c = ||beta||^2 (NL). */
+static void change_coefficients(const gpt2_model *m, size_t NL, double *a, double *b2, double *c)
+{
+    const size_t d = (size_t)m->cfg.n_embd;
+    for (size_t li = 0; li < NL; li++) {
+        const float *g, *b;
+        layer_params(m, li, &g, &b);
+        c[li] = 0.0;
+        for (size_t i = 0; i < d; i++) {
+            double gm = (double)g[i] - 1.0, be = b ? (double)b[i] : 0.0;
+            a[li * d + i] = gm * gm;
+            b2[li * d + i] = 2.0 * gm * be;
+            c[li] += be * be;
+        }
+    }
+}
+
+/* Without a phrase every layer reads the rows of wte: the row statistics
+ * once (into *a), and the change of all NL layers at once (into chg) from
+ * blocks of normalised rows, two GEMMs per block. */
+static int wte_changes(const gpt2_model *m, const ana_ctx *x, size_t NL, row_acc *a, acc2 *chg)
+{
+    enum { RB = 256 };
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    scratch s = {.n = 0};
+    double *A = scratch_alloc(&s, 2 * NL * d, sizeof(double));  /* a, then b */
+    double *Nb = scratch_alloc(&s, 2 * RB * d, sizeof(double)); /* n, then n^2 */
+    double *G = scratch_alloc(&s, 2 * RB * NL, sizeof(double)); /* n^2 . a, then n . b */
+    double *cb = scratch_alloc(&s, NL, sizeof(double)), den[RB];
+    float *tmp = scratch_alloc(&s, d, sizeof(float));
+    if (s.failed) {
+        scratch_free(&s);
+        return TW_ENOMEM;
+    }
+    double *Bc = A + NL * d, *N2 = Nb + RB * d, *G2 = G + RB * NL;
+    change_coefficients(m, NL, A, Bc, cb);
+    int rc = TW_OK;
+    for (size_t j0 = 0; j0 < V; j0 += RB) {
+        if ((rc = tw_cancel_check(ana_cancel(x)))) break;
+        size_t nr = V - j0 < RB ? V - j0 : RB;
+        for (size_t j = 0; j < nr; j++) {
+            double *nrow_j = Nb + j * d;
+            row_stats(m->p.wte + (j0 + j) * d, d, m->cfg.ln_eps, a, nrow_j, tmp);
+            double ss = 0.0;
+            for (size_t i = 0; i < d; i++) ss += (N2[j * d + i] = nrow_j[i] * nrow_j[i]);
+            den[j] = ss;
+        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, N2, (int)d, A,
+                    (int)d, 0.0, G, (int)NL);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, Nb, (int)d, Bc,
+                    (int)d, 0.0, G2, (int)NL);
+        for (size_t j = 0; j < nr; j++)
+            for (size_t li = 0; li < NL; li++) {
+                double num = G[j * NL + li] + G2[j * NL + li] + cb[li];
+                acc_add(&chg[li], den[j] > 0.0 ? sqrt(fmax(num, 0.0) / den[j]) : 0.0);
+            }
+    }
+    scratch_free(&s);
+    return rc;
+}
+
+/* With a phrase each layer reads its own states: row statistics and change
+ * per layer. */
+static int phrase_changes(const gpt2_model *m, const gpt2_forward_result *fr, lngeom_result *r, acc2 *chg)
+{
+    const size_t d = (size_t)m->cfg.n_embd, rows = (size_t)fr->n;
+    scratch s = {.n = 0};
+    double *nrow = scratch_alloc(&s, d, sizeof(double));
+    float *tmp = scratch_alloc(&s, d, sizeof(float));
+    if (s.failed) {
+        scratch_free(&s);
+        return TW_ENOMEM;
+    }
+    for (size_t li = 0; li < r->n_layers; li++) {
+        const float *g, *b, *X = phrase_states(fr, li);
+        layer_params(m, li, &g, &b);
+        row_acc a = {0};
+        for (size_t t = 0; t < rows; t++) {
+            row_stats(X + t * d, d, m->cfg.ln_eps, &a, nrow, tmp);
+            acc_add(&chg[li], change_of(nrow, g, b, d));
+        }
+        finish_row_stats(&r->layers[li], &a, rows);
+    }
+    scratch_free(&s);
+    return TW_OK;
+}
+
+/* The row statistics of every layer, and the sums of its change into chg. */
+static int measure_rows(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr,
+                        lngeom_result *r, acc2 *chg)
+{
+    if (fr) return phrase_changes(m, fr, r, chg);
+    row_acc a = {0};
+    int rc = wte_changes(m, x, r->n_layers, &a, chg);
+    if (rc) return rc;
+    for (size_t li = 0; li < r->n_layers; li++)
+        finish_row_stats(&r->layers[li], &a, (size_t)m->cfg.vocab_size);
+    return TW_OK;
+}
+
+/* Layer li's own figures: the change's mean and std, ||beta||, gamma's
+ * longest and shortest axes (lower index on ties) and their top and bottom
+ * lists against wte. col: V doubles of scratch. */
+static int layer_axes(const gpt2_model *m, size_t li, const acc2 *chg, lngeom_result *r, double *col)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, k = r->k;
+    lngeom_layer *l = &r->layers[li];
+    const float *g, *b;
+    layer_params(m, li, &g, &b);
+    double sd;
+    acc_done(chg, l->rows, &l->change_mean, &sd);
+    l->change_std = sd;
+    int imax = 0, imin = 0;
+    for (size_t i = 1; i < d; i++) {
+        if (fabsf(g[i]) > fabsf(g[imax])) imax = (int)i;
+        if (fabsf(g[i]) < fabsf(g[imin])) imin = (int)i;
+    }
+    l->gmax_index = imax;
+    l->gmin_index = imin;
+    l->gmax = g[imax];
+    l->gmin = g[imin];
+    l->beta_norm = b ? sqrt(topk_dot(b, b, d)) : 0.0;
+    topk_hit *lists = r->lists + li * LNG_N_LISTS * k;
+    for (int ax = 0; ax < 2; ax++) {
+        size_t i = (size_t)(ax ? imin : imax);
+        for (size_t j = 0; j < V; j++) col[j] = m->p.wte[j * d + i]; /* e_i . E_j */
+        int rc = topk_vec(col, V, k, lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k,
+                          lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k);
+        if (rc) return rc;
+    }
+    return TW_OK;
+}
+
+/* The top-k of every layer's beta (zero without biases) against wte, in one
+ * call over all layers, into each layer's LNG_BETA list. */
+static int beta_lists(const gpt2_model *m, const ana_ctx *x, lngeom_result *r)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, NL = r->n_layers, k = r->k;
+    scratch s = {.n = 0};
+    float *betas = scratch_zalloc(&s, NL * d, sizeof(float));
+    topk_hit *bh = scratch_alloc(&s, NL * k, sizeof(topk_hit));
+    int rc = s.failed ? TW_ENOMEM : TW_OK;
+    for (size_t li = 0; li < NL && !rc; li++) {
+        const float *g, *b;
+        layer_params(m, li, &g, &b);
+        if (b) memcpy(betas + li * d, b, d * sizeof(float));
+    }
+    if (!rc)
+        rc = topk_rows_opt(m->p.wte, V, d, betas, NL, k, bh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    for (size_t li = 0; li < NL && !rc; li++)
+        memcpy(r->lists + (li * LNG_N_LISTS + LNG_BETA) * k, bh + li * k, k * sizeof(topk_hit));
+    scratch_free(&s);
+    return rc;
+}
+
 int lngeom_layers(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t k,
                   lngeom_result *out)
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
-    if (ana_check_model(m)) return TW_EINVAL;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, L = (size_t)m->cfg.n_layer;
-    const size_t NL = 2 * L + 1;
-    if (k < 1 || k > V) return TW_EK;
-    if (fr && (fr->C != (int)d || fr->L != (int)L || !fr->resid_mid || fr->keep_block0 != 0 ||
-               fr->keep_blocks != (int)L || fr->n < 1))
-        return TW_EINVAL;
-    const size_t rows = fr ? (size_t)fr->n : V;
-
+    int rc = layers_check(m, fr, k);
+    if (rc) return rc;
+    const size_t V = (size_t)m->cfg.vocab_size, L = (size_t)m->cfg.n_layer, NL = 2 * L + 1;
     lngeom_result r = {.n_layers = NL, .k = k, .from_phrase = fr != NULL};
     r.layers = calloc(NL, sizeof *r.layers);
     r.lists = malloc(NL * LNG_N_LISTS * k * sizeof(topk_hit));
-    double *nrow = malloc(d * sizeof(double)), *col = malloc(V * sizeof(double));
-    float *tmp = malloc(d * sizeof(float)), *betas = calloc(NL * d, sizeof(float));
-    acc2 *chg = calloc(NL, sizeof(acc2));
-    topk_hit *bh = malloc(NL * k * sizeof(topk_hit));
-    int rc = TW_OK;
-    if (!r.layers || !r.lists || !nrow || !col || !tmp || !betas || !chg || !bh) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    for (size_t li = 0; li < NL; li++) {
+    scratch s = {.n = 0};
+    acc2 *chg = scratch_zalloc(&s, NL, sizeof(acc2));
+    double *col = scratch_alloc(&s, V, sizeof(double));
+    if (!r.layers || !r.lists || s.failed) rc = TW_ENOMEM;
+    for (size_t li = 0; li < NL && !rc; li++) {
         lngeom_layer *l = &r.layers[li];
         l->kind = li == 2 * L ? LNG_LNF : (int)(li % 2);
         l->block = li == 2 * L ? -1 : (int)(li / 2);
-        l->rows = rows;
+        l->rows = fr ? (size_t)fr->n : V;
     }
-    if (!fr) {
-        /* Every layer reads the rows of wte: the row statistics once, and the
-         * change of all layers at once from blocks of normalised rows n:
-         * ||(gamma - 1) n + beta||^2 = sum_i a_i n_i^2 + sum_i b_i n_i + ||beta||^2
-         * with a = (gamma - 1)^2, b = 2 (gamma - 1) beta, two GEMMs per block. */
-        enum { RB = 256 };
-        double *A = malloc(2 * NL * d * sizeof(double)), *Bc = A ? A + NL * d : NULL;
-        double *Nb = malloc(2 * RB * d * sizeof(double)), *N2 = Nb ? Nb + RB * d : NULL;
-        double *G = malloc(2 * RB * NL * sizeof(double)), *G2 = G ? G + RB * NL : NULL;
-        double *cb = malloc(NL * sizeof(double)), den[RB];
-        if (!A || !Nb || !G || !cb) {
-            free(A);
-            free(Nb);
-            free(G);
-            free(cb);
-            rc = TW_ENOMEM;
-            goto done;
-        }
-        for (size_t li = 0; li < NL; li++) {
-            const float *g, *b;
-            layer_params(m, li, &g, &b);
-            cb[li] = 0.0;
-            for (size_t i = 0; i < d; i++) {
-                double gm = (double)g[i] - 1.0, be = b ? (double)b[i] : 0.0;
-                A[li * d + i] = gm * gm;
-                Bc[li * d + i] = 2.0 * gm * be;
-                cb[li] += be * be;
-            }
-        }
-        row_acc a = {0};
-        for (size_t j0 = 0; j0 < V && rc == TW_OK; j0 += RB) {
-            if ((rc = tw_cancel_check(ana_cancel(x)))) break;
-            size_t nr = V - j0 < RB ? V - j0 : RB;
-            for (size_t j = 0; j < nr; j++) {
-                double *nrow_j = Nb + j * d;
-                row_stats(m->p.wte + (j0 + j) * d, d, m->cfg.ln_eps, &a, nrow_j, tmp);
-                double ss = 0.0;
-                for (size_t i = 0; i < d; i++) ss += (N2[j * d + i] = nrow_j[i] * nrow_j[i]);
-                den[j] = ss;
-            }
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, N2, (int)d, A,
-                        (int)d, 0.0, G, (int)NL);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)NL, (int)d, 1.0, Nb, (int)d,
-                        Bc, (int)d, 0.0, G2, (int)NL);
-            for (size_t j = 0; j < nr; j++)
-                for (size_t li = 0; li < NL; li++) {
-                    double num = G[j * NL + li] + G2[j * NL + li] + cb[li];
-                    acc_add(&chg[li], den[j] > 0.0 ? sqrt(fmax(num, 0.0) / den[j]) : 0.0);
-                }
-        }
-        free(A);
-        free(Nb);
-        free(G);
-        free(cb);
-        if (rc) goto done;
-        for (size_t li = 0; li < NL; li++) finish_row_stats(&r.layers[li], &a, rows);
-    } else {
-        for (size_t li = 0; li < NL; li++) {
-            const float *g, *b, *X = phrase_states(fr, li);
-            layer_params(m, li, &g, &b);
-            row_acc a = {0};
-            for (size_t t = 0; t < rows; t++) {
-                row_stats(X + t * d, d, m->cfg.ln_eps, &a, nrow, tmp);
-                acc_add(&chg[li], change_of(nrow, g, b, d));
-            }
-            finish_row_stats(&r.layers[li], &a, rows);
-        }
-    }
-    for (size_t li = 0; li < NL; li++) {
-        lngeom_layer *l = &r.layers[li];
-        const float *g, *b;
-        layer_params(m, li, &g, &b);
-        double sd;
-        acc_done(&chg[li], rows, &l->change_mean, &sd);
-        l->change_std = sd;
-        /* the gamma ellipsoid's longest and shortest axes (lower index on ties) */
-        int imax = 0, imin = 0;
-        for (size_t i = 1; i < d; i++) {
-            if (fabsf(g[i]) > fabsf(g[imax])) imax = (int)i;
-            if (fabsf(g[i]) < fabsf(g[imin])) imin = (int)i;
-        }
-        l->gmax_index = imax;
-        l->gmin_index = imin;
-        l->gmax = g[imax];
-        l->gmin = g[imin];
-        l->beta_norm = b ? sqrt(topk_dot(b, b, d)) : 0.0;
-        if (b) memcpy(betas + li * d, b, d * sizeof(float));
-        topk_hit *lists = r.lists + li * LNG_N_LISTS * k;
-        for (int ax = 0; ax < 2; ax++) {
-            size_t i = (size_t)(ax ? imin : imax);
-            for (size_t j = 0; j < V; j++) col[j] = m->p.wte[j * d + i]; /* e_i . E_j */
-            rc = topk_vec(col, V, k, lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k,
-                          lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k);
-            if (rc) goto done;
-        }
-    }
-    rc = topk_rows_opt(m->p.wte, V, d, betas, NL, k, bh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
-    if (rc) goto done;
-    for (size_t li = 0; li < NL; li++)
-        memcpy(r.lists + (li * LNG_N_LISTS + LNG_BETA) * k, bh + li * k, k * sizeof(topk_hit));
-done:
-    free(nrow);
-    free(col);
-    free(tmp);
-    free(betas);
-    free(chg);
-    free(bh);
-    if (rc) {
-        lngeom_result_free(&r);
-        return rc;
-    }
+    if (!rc) rc = measure_rows(m, x, fr, &r, chg);
+    for (size_t li = 0; li < NL && !rc; li++) rc = layer_axes(m, li, &chg[li], &r, col);
+    if (!rc) rc = beta_lists(m, x, &r);
+    scratch_free(&s);
     *out = r;
-    return TW_OK;
+    if (rc) lngeom_result_free(out);
+    return rc;
 }
 
 /* ---- Unselectable keys ---- */
@@ -346,11 +400,12 @@ static int draw_keys(int32_t *out, size_t N, size_t V, uint64_t seed)
  * a ridge is added if it is not positive definite. */
 static int targeted_queries(const float *K, size_t V, size_t dh, const int32_t *drawn, size_t N, float *q)
 {
-    double *Kc = malloc(V * dh * sizeof(double)), *mu = calloc(dh, sizeof(double));
-    double *Sg = malloc(dh * dh * sizeof(double)), *Sc = malloc(dh * dh * sizeof(double));
-    double *B = malloc(N * dh * sizeof(double));
+    scratch s = {.n = 0};
+    double *Kc = scratch_alloc(&s, V * dh, sizeof(double)), *mu = scratch_zalloc(&s, dh, sizeof(double));
+    double *Sg = scratch_alloc(&s, dh * dh, sizeof(double)), *Sc = scratch_alloc(&s, dh * dh, sizeof(double));
+    double *B = scratch_alloc(&s, N * dh, sizeof(double));
     int rc = TW_OK;
-    if (!Kc || !mu || !Sg || !Sc || !B) {
+    if (s.failed) {
         rc = TW_ENOMEM;
         goto done;
     }
@@ -389,12 +444,94 @@ static int targeted_queries(const float *K, size_t V, size_t dh, const int32_t *
         for (size_t t = 0; t < dh; t++) q[i * dh + t] = (float)(B[i * dh + t] * inv);
     }
 done:
-    free(Kc);
-    free(mu);
-    free(Sg);
-    free(Sc);
-    free(B);
+    scratch_free(&s);
     return rc;
+}
+
+/* TW_OK if lngeom_keys can run on these arguments, else TW_EINVAL,
+ * TW_EBLOCK or TW_ERANGE. */
+static int keys_check(const gpt2_model *m, int block, size_t N, int method)
+{
+    if (ana_check_model(m)) return TW_EINVAL;
+    if (block < -1 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (method != LNG_KEYS_RANDOM && method != LNG_KEYS_TARGETED) return TW_EINVAL;
+    size_t most = method == LNG_KEYS_TARGETED ? (size_t)m->cfg.vocab_size : (size_t)1 << 20;
+    if (N < 1 || N > most) return TW_ERANGE;
+    return TW_OK;
+}
+
+/* The method's draws, kept in r: the random queries (also copied to Q,
+ * the same for every head) or the drawn key ids. */
+static int draw_for_method(lngeom_keys_result *r, size_t V, size_t dh, float *Q)
+{
+    const size_t N = r->queries;
+    if (r->method == LNG_KEYS_TARGETED) {
+        if (!(r->drawn = malloc(N * sizeof(int32_t)))) return TW_ENOMEM;
+        return draw_keys(r->drawn, N, V, r->seed);
+    }
+    if (!(r->q = malloc(N * dh * sizeof(float)))) return TW_ENOMEM;
+    int rc = random_queries(r->q, N, dh, r->seed);
+    if (!rc) memcpy(Q, r->q, N * dh * sizeof(float));
+    return rc;
+}
+
+/* The keys found selectable from the argmax best[i] of each query, and the
+ * estimated unselectable fraction (hit: V bytes of scratch). */
+static size_t count_selectable(const lngeom_keys_result *r, const topk_hit *best, size_t V,
+                               unsigned char *hit, double *unselectable)
+{
+    const size_t N = r->queries;
+    size_t count = 0;
+    if (r->method == LNG_KEYS_TARGETED) {
+        for (size_t i = 0; i < N; i++) count += best[i].id == r->drawn[i];
+        *unselectable = 1.0 - (double)count / (double)N;
+        return count;
+    }
+    memset(hit, 0, V);
+    for (size_t i = 0; i < N; i++) {
+        count += !hit[best[i].id];
+        hit[best[i].id] = 1;
+    }
+    *unselectable = 1.0 - (double)count / (double)V;
+    return count;
+}
+
+/* The scratch arrays of lngeom_keys. */
+typedef struct {
+    float *K, *Kh, *Q;  /* (V, d) all keys, (V, dh) one head's, (N, dh) queries */
+    topk_hit *best;     /* (N) */
+    unsigned char *hit; /* (V) */
+} keys_work;
+
+/* Block blk's keys K (V, d) = LN_b(E) W_k + b_k: every head's keys, one GEMM. */
+static int block_keys(const gpt2_model *m, const ana_ctx *x, int blk, float *K)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const gpt2_block *gb = &m->p.h[blk];
+    blockcache_entry *en = NULL;
+    int rc = tw_cancel_check(ana_cancel(x));
+    if (!rc) rc = ana_acquire_ln1_embeddings(m, x, blk, &en);
+    if (rc) return rc;
+    mat_gemm(K, blockcache_data(en), gpt2_mat_at(gb->attn_w, 0, d), gb->attn_b ? gb->attn_b + d : NULL, V, d,
+             d);
+    blockcache_release(ana_cache(x), en);
+    return TW_OK;
+}
+
+/* The estimate for head h of block b0 + b, into r. */
+static int head_keys(const gpt2_model *m, const ana_ctx *x, lngeom_keys_result *r, size_t b, size_t h,
+                     keys_work *w)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, dh = d / r->n_head, N = r->queries;
+    int rc = tw_cancel_check(ana_cancel(x));
+    if (rc) return rc;
+    for (size_t j = 0; j < V; j++) memcpy(w->Kh + j * dh, w->K + j * d + h * dh, dh * sizeof(float));
+    if (r->method == LNG_KEYS_TARGETED && (rc = targeted_queries(w->Kh, V, dh, r->drawn, N, w->Q))) return rc;
+    rc = topk_rows_opt(w->Kh, V, dh, w->Q, N, 1, w->best, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    if (rc) return rc;
+    size_t at = b * r->n_head + h;
+    r->selectable[at] = count_selectable(r, w->best, V, w->hit, &r->unselectable[at]);
+    return TW_OK;
 }
 
 int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries, int method, uint64_t seed,
@@ -402,12 +539,10 @@ int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
-    if (ana_check_model(m)) return TW_EINVAL;
+    int rc = keys_check(m, block, queries, method);
+    if (rc) return rc;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
     const size_t dh = d / H, N = queries;
-    if (block < -1 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    if (method != LNG_KEYS_RANDOM && method != LNG_KEYS_TARGETED) return TW_EINVAL;
-    if (N < 1 || (method == LNG_KEYS_TARGETED ? N > V : N > ((size_t)1 << 20))) return TW_ERANGE;
     const int b0 = block < 0 ? 0 : block;
     const size_t nb = block < 0 ? (size_t)m->cfg.n_layer : 1;
 
@@ -415,69 +550,21 @@ int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries
         .block0 = b0, .n_blocks = nb, .n_head = H, .queries = N, .method = method, .seed = seed};
     r.selectable = calloc(nb * H, sizeof(size_t));
     r.unselectable = calloc(nb * H, sizeof(double));
-    float *K = malloc(V * d * sizeof(float)), *Kh = malloc(V * dh * sizeof(float));
-    float *Q = malloc(N * dh * sizeof(float));
-    topk_hit *best = malloc(N * sizeof(topk_hit));
-    unsigned char *hit = malloc(V);
-    int rc = TW_OK;
-    if (!r.selectable || !r.unselectable || !K || !Kh || !Q || !best || !hit) {
-        rc = TW_ENOMEM;
-        goto done;
+    scratch s = {.n = 0};
+    keys_work w = {.K = scratch_alloc(&s, V * d, sizeof(float)),
+                   .Kh = scratch_alloc(&s, V * dh, sizeof(float)),
+                   .Q = scratch_alloc(&s, N * dh, sizeof(float)),
+                   .best = scratch_alloc(&s, N, sizeof(topk_hit)),
+                   .hit = scratch_alloc(&s, V, 1)};
+    rc = !r.selectable || !r.unselectable || s.failed ? TW_ENOMEM : draw_for_method(&r, V, dh, w.Q);
+    for (size_t b = 0; b < nb && !rc; b++) {
+        rc = block_keys(m, x, b0 + (int)b, w.K);
+        for (size_t h = 0; h < H && !rc; h++) rc = head_keys(m, x, &r, b, h, &w);
     }
-    if (method == LNG_KEYS_RANDOM) {
-        if (!(r.q = malloc(N * dh * sizeof(float))) || (rc = random_queries(r.q, N, dh, seed))) {
-            rc = rc ? rc : TW_ENOMEM;
-            goto done;
-        }
-        memcpy(Q, r.q, N * dh * sizeof(float));
-    } else {
-        if (!(r.drawn = malloc(N * sizeof(int32_t))) || (rc = draw_keys(r.drawn, N, V, seed))) {
-            rc = rc ? rc : TW_ENOMEM;
-            goto done;
-        }
-    }
-    for (size_t b = 0; b < nb && rc == TW_OK; b++) {
-        const int blk = b0 + (int)b;
-        const gpt2_block *gb = &m->p.h[blk];
-        blockcache_entry *en = NULL;
-        if ((rc = tw_cancel_check(ana_cancel(x))) || (rc = ana_acquire_ln1_embeddings(m, x, blk, &en))) break;
-        /* K (V, d) = LN_b(E) W_k + b_k: every head's keys, one GEMM */
-        mat_gemm(K, blockcache_data(en), gpt2_mat_at(gb->attn_w, 0, d), gb->attn_b ? gb->attn_b + d : NULL, V,
-                 d, d);
-        blockcache_release(ana_cache(x), en);
-        for (size_t h = 0; h < H && rc == TW_OK; h++) {
-            if ((rc = tw_cancel_check(ana_cancel(x)))) break;
-            for (size_t j = 0; j < V; j++) memcpy(Kh + j * dh, K + j * d + h * dh, dh * sizeof(float));
-            if (method == LNG_KEYS_TARGETED && (rc = targeted_queries(Kh, V, dh, r.drawn, N, Q))) break;
-            rc = topk_rows_opt(Kh, V, dh, Q, N, 1, best, NULL, &(topk_opts){.cancel = ana_cancel(x)});
-            if (rc) break;
-            size_t count = 0;
-            if (method == LNG_KEYS_RANDOM) {
-                memset(hit, 0, V);
-                for (size_t i = 0; i < N; i++) {
-                    count += !hit[best[i].id];
-                    hit[best[i].id] = 1;
-                }
-                r.unselectable[b * H + h] = 1.0 - (double)count / (double)V;
-            } else {
-                for (size_t i = 0; i < N; i++) count += best[i].id == r.drawn[i];
-                r.unselectable[b * H + h] = 1.0 - (double)count / (double)N;
-            }
-            r.selectable[b * H + h] = count;
-        }
-    }
-done:
-    free(K);
-    free(Kh);
-    free(Q);
-    free(best);
-    free(hit);
-    if (rc) {
-        lngeom_keys_result_free(&r);
-        return rc;
-    }
+    scratch_free(&s);
     *out = r;
-    return TW_OK;
+    if (rc) lngeom_keys_result_free(out);
+    return rc;
 }
 
 /* ---- 2D sketch ---- */

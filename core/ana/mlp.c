@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/scratch.h"
 #include "core/nn/linalg.h"
-#include "core/nn/lnorm.h"
 
 /* ---- Cached intermediates ---- */
 
@@ -58,28 +58,6 @@ mlp_values_view mlp_values_of(const gpt2_model *m, const blockcache_entry *e)
     const char *p = blockcache_data(e);
     mlp_values_view v = {(const float *)p, (const double *)(p + values_norm_offset(F, d))};
     return v;
-}
-
-static int fill_ln2(void *data, size_t bytes, void *ctx)
-{
-    const block_ctx *x = ctx;
-    const gpt2_model *m = x->m;
-    size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    if (bytes != V * d * sizeof(float)) return TW_EINVAL;
-    const gpt2_block *b = &m->p.h[x->block];
-    layernorm_rows(data, m->p.wte, b->ln_2_w, b->ln_2_b, V, d, m->cfg.ln_eps);
-    return TW_OK;
-}
-
-int mlp_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
-{
-    if (ana_check_model(m) || !e) return TW_EINVAL;
-    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    char key[32];
-    snprintf(key, sizeof key, "ln2(E):%d", block);
-    block_ctx fx = {m, block};
-    return blockcache_acquire(ana_cache(x), key, V * d * sizeof(float), fill_ln2, &fx, e);
 }
 
 static int mlp_model_ok(const gpt2_model *m) { return ana_check_model(m) == TW_OK && m->cfg.n_inner >= 1; }
@@ -136,12 +114,9 @@ int mlp_values(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *
 done:
     blockcache_release(ana_cache(x), e);
     free(q);
-    if (rc) {
-        mlp_values_result_free(&r);
-        return rc;
-    }
     *out = r;
-    return TW_OK;
+    if (rc) mlp_values_result_free(out);
+    return rc;
 }
 
 /* ---- Search ---- */
@@ -166,14 +141,15 @@ int mlp_search(const gpt2_model *m, const ana_ctx *x, int block, int32_t token, 
     const size_t N = (size_t)nb * F;
     if (k < 1 || k > N) return TW_EK;
 
-    double *score = malloc(N * sizeof(double));
-    topk_hit *best = malloc(k * sizeof(topk_hit));
     mlp_search_hit *hits = calloc(k, sizeof *hits);
-    float *q = malloc(k * d * sizeof(float));
-    int32_t *tok = malloc(k * sizeof(int32_t));
-    size_t *rank = malloc(k * sizeof(size_t));
+    scratch s = {.n = 0};
+    double *score = scratch_alloc(&s, N, sizeof(double));
+    topk_hit *best = scratch_alloc(&s, k, sizeof(topk_hit));
+    float *q = scratch_alloc(&s, k * d, sizeof(float));
+    int32_t *tok = scratch_alloc(&s, k, sizeof(int32_t));
+    size_t *rank = scratch_alloc(&s, k, sizeof(size_t));
     int rc = TW_OK;
-    if (!score || !best || !hits || !q || !tok || !rank) {
+    if (!hits || s.failed) {
         rc = TW_ENOMEM;
         goto done;
     }
@@ -204,11 +180,7 @@ int mlp_search(const gpt2_model *m, const ana_ctx *x, int block, int32_t token, 
     if (rc) goto done;
     for (size_t r = 0; r < k; r++) hits[r].rank = rank[r];
 done:
-    free(score);
-    free(best);
-    free(q);
-    free(tok);
-    free(rank);
+    scratch_free(&s);
     if (rc) {
         free(hits);
         return rc;
@@ -312,110 +284,155 @@ static void negate_hits(topk_hit *dst, const topk_hit *src, size_t k)
     for (size_t i = 0; i < k; i++) dst[i] = (topk_hit){src[i].id, -src[i].score};
 }
 
+/* TW_OK if mlp_svd can run on these arguments, else TW_EINVAL, TW_EBLOCK,
+ * TW_ETOP or TW_EK. */
+static int svd_check(const gpt2_model *m, int block, int matrix, size_t top, size_t k)
+{
+    if (!mlp_model_ok(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (matrix != MLP_SVD_IN && matrix != MLP_SVD_OUT) return TW_EINVAL;
+    if (top > (d < F ? d : F)) return TW_ETOP;
+    if (k < 1 || k > V || k > F) return TW_EK;
+    return TW_OK;
+}
+
+/* The arrays of res (r, top, k set) in one allocation, starting at res->s. */
+static int svd_result_alloc(mlp_svd_result *res)
+{
+    const size_t r = res->r, top = res->top, k = res->k;
+    char *p = malloc(2 * r * sizeof(double) + 3 * top * k * sizeof(topk_hit) + top * sizeof(int) + 1);
+    if (!p) return TW_ENOMEM;
+    res->s = (double *)p;
+    res->coverage = res->s + r;
+    res->left = (topk_hit *)(res->coverage + r);
+    res->right = res->left + top * k;
+    res->neurons = res->right + top * k;
+    res->sign = (int *)(res->neurons + top * k);
+    return TW_OK;
+}
+
+/* The singular values, their cumulative share and the fraction of
+ * directions it takes to pass 99%. */
+static void svd_spectrum(mlp_svd_result *res, const double *S)
+{
+    const size_t r = res->r;
+    memcpy(res->s, S, r * sizeof(double));
+    double sum = 0.0, acc = 0.0;
+    for (size_t t = 0; t < r; t++) sum += S[t];
+    res->frac99 = 0.0;
+    for (size_t t = 0; t < r; t++) {
+        acc += S[t];
+        res->coverage[t] = sum > 0.0 ? acc / sum : 0.0;
+        if (sum > 0.0 && res->frac99 == 0.0 && res->coverage[t] > 0.99)
+            res->frac99 = (double)(t + 1) / (double)r;
+    }
+}
+
+/* A neuron-space vector y (F) through the other half of the MLP, in double,
+ * into q (d floats): in: y W_proj; out: W_fc y. z: d doubles of scratch. */
+static void through_other_half(const gpt2_block *blk, int in, const double *y, size_t F, size_t d, double *z,
+                               float *q)
+{
+    for (size_t j = 0; j < d; j++) z[j] = 0.0;
+    for (size_t i = 0; i < F; i++) {
+        double yi = y[i];
+        if (in)
+            for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_proj_w, i, j);
+        else
+            for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_w, j, i);
+    }
+    for (size_t j = 0; j < d; j++) q[j] = (float)z[j];
+}
+
+/* The scratch arrays of the direction lists. */
+typedef struct {
+    float *qd, *qt;        /* (top, d): the d-space vectors, the neuron side through the other matrix */
+    double *y, *z;         /* (F), (d) */
+    topk_hit *tops, *bots; /* (top, k): both ends of the d-space lists */
+} svd_work;
+
+/* Direction t: its sign (the larger end of the d-space lists), its d-side
+ * list, its neurons, and its neuron-side vector into w->qt. */
+static int svd_direction(const gpt2_model *m, mlp_svd_result *res, const double *S, const double *VT,
+                         size_t t, svd_work *w)
+{
+    const size_t d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner, r = res->r, k = res->k;
+    const int in = res->matrix == MLP_SVD_IN;
+    const topk_hit *tt = w->tops + t * k, *bb = w->bots + t * k;
+    int sg = tt[0].score >= -bb[0].score ? 1 : -1;
+    res->sign[t] = sg;
+    topk_hit *dside = in ? res->left : res->right;
+    if (sg > 0)
+        memcpy(dside + t * k, tt, k * sizeof(topk_hit));
+    else
+        negate_hits(dside + t * k, bb, k);
+    /* the neuron-space vector y_t (in: V_t, out: S_t V_t), signed */
+    double sc = sg * (in ? 1.0 : S[t]);
+    for (size_t i = 0; i < F; i++) w->y[i] = sc * VT[t + i * r];
+    int rc = topk_vec(w->y, F, k, res->neurons + t * k, NULL);
+    if (rc) return rc;
+    through_other_half(&m->p.h[res->block], in, w->y, F, d, w->z, w->qt + t * d);
+    return TW_OK;
+}
+
+/* The lists of the top >= 1 directions from the factors S, U, VT. */
+static int svd_lists(const gpt2_model *m, const ana_ctx *x, mlp_svd_result *res, const double *S,
+                     const double *U, const double *VT)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    const size_t top = res->top, k = res->k;
+    const int in = res->matrix == MLP_SVD_IN;
+    scratch s = {.n = 0};
+    svd_work w = {.qd = scratch_alloc(&s, top * d, sizeof(float)),
+                  .qt = scratch_alloc(&s, top * d, sizeof(float)),
+                  .y = scratch_alloc(&s, F, sizeof(double)),
+                  .z = scratch_alloc(&s, d, sizeof(double)),
+                  .tops = scratch_alloc(&s, top * k, sizeof(topk_hit)),
+                  .bots = scratch_alloc(&s, top * k, sizeof(topk_hit))};
+    blockcache_entry *ln2 = NULL;
+    int rc = s.failed ? TW_ENOMEM : ana_acquire_ln2_embeddings(m, x, res->block, &ln2);
+    if (rc) goto done;
+    /* d-space vectors x_t (in: S_t U_t, out: U_t), rounded to float */
+    for (size_t t = 0; t < top; t++)
+        for (size_t i = 0; i < d; i++) w.qd[t * d + i] = (float)((in ? S[t] : 1.0) * U[i + t * d]);
+    const float *E = m->p.wte, *En2 = blockcache_data(ln2);
+    const float *Mx = in ? En2 : E, *My = in ? E : En2; /* references of the two sides */
+    rc = topk_rows_opt(Mx, V, d, w.qd, top, k, w.tops, w.bots, &(topk_opts){.cancel = ana_cancel(x)});
+    for (size_t t = 0; t < top && !rc; t++) rc = svd_direction(m, res, S, VT, t, &w);
+    if (!rc)
+        rc = topk_rows_opt(My, V, d, w.qt, top, k, in ? res->right : res->left, NULL,
+                           &(topk_opts){.cancel = ana_cancel(x)});
+done:
+    blockcache_release(ana_cache(x), ln2);
+    scratch_free(&s);
+    return rc;
+}
+
 int mlp_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, size_t top, size_t k,
             mlp_svd_result *out)
 {
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
-    if (!mlp_model_ok(m)) return TW_EINVAL;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
-    const size_t r = d < F ? d : F;
-    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    if (matrix != MLP_SVD_IN && matrix != MLP_SVD_OUT) return TW_EINVAL;
-    if (top > r) return TW_ETOP;
-    if (k < 1 || k > V || k > F) return TW_EK;
-
+    int rc = svd_check(m, block, matrix, top, k);
+    if (rc) return rc;
+    const size_t d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner, r = d < F ? d : F;
     mlp_svd_result res = {.block = block, .matrix = matrix, .r = r, .top = top, .k = k};
-    char *p = malloc(2 * r * sizeof(double) + 3 * top * k * sizeof(topk_hit) + top * sizeof(int) + 1);
-    if (!p) return TW_ENOMEM;
-    res.s = (double *)p;
-    res.coverage = res.s + r;
-    res.left = (topk_hit *)(res.coverage + r);
-    res.right = res.left + top * k;
-    res.neurons = res.right + top * k;
-    res.sign = (int *)(res.neurons + top * k);
-
-    const int in = matrix == MLP_SVD_IN;
-    blockcache_entry *fe = NULL, *ln2 = NULL;
-    float *qd = malloc((top ? top : 1) * d * sizeof(float)); /* the d-space vectors */
-    float *qt = malloc((top ? top : 1) * d * sizeof(float)); /* the neuron side, through the other matrix */
-    double *y = malloc(F * sizeof(double)), *z = malloc(d * sizeof(double));
-    topk_hit *tops = malloc((top ? top : 1) * k * sizeof(topk_hit));
-    topk_hit *bots = malloc((top ? top : 1) * k * sizeof(topk_hit));
-    int rc = TW_OK;
-    if (!qd || !qt || !y || !z || !tops || !bots) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
+    if ((rc = svd_result_alloc(&res))) return rc;
     char key[48];
     snprintf(key, sizeof key, "mlp-svd-%s:%d", mlp_svd_matrix_name(matrix), block);
     svd_ctx sx = {m, block, matrix};
-    if ((rc = blockcache_acquire(ana_cache(x), key, svd_doubles(d, F) * sizeof(double), fill_svd, &sx, &fe)))
-        goto done;
-    const double *S = blockcache_data(fe), *U = S + r, *VT = U + d * r;
-    memcpy(res.s, S, r * sizeof(double));
-    double sum = 0.0, acc = 0.0;
-    for (size_t t = 0; t < r; t++) sum += S[t];
-    res.frac99 = 0.0;
-    for (size_t t = 0; t < r; t++) {
-        acc += S[t];
-        res.coverage[t] = sum > 0.0 ? acc / sum : 0.0;
-        if (sum > 0.0 && res.frac99 == 0.0 && res.coverage[t] > 0.99)
-            res.frac99 = (double)(t + 1) / (double)r;
+    blockcache_entry *fe = NULL;
+    rc = blockcache_acquire(ana_cache(x), key, svd_doubles(d, F) * sizeof(double), fill_svd, &sx, &fe);
+    if (!rc) {
+        const double *S = blockcache_data(fe), *U = S + r, *VT = U + d * r;
+        svd_spectrum(&res, S);
+        if (top > 0) rc = svd_lists(m, x, &res, S, U, VT);
     }
-    if (top == 0) goto done;
-
-    /* d-space vectors x_t (in: S_t U_t, out: U_t), rounded to float */
-    for (size_t t = 0; t < top; t++)
-        for (size_t i = 0; i < d; i++) qd[t * d + i] = (float)((in ? S[t] : 1.0) * U[i + t * d]);
-    const float *E = m->p.wte;
-    if ((rc = mlp_acquire_ln2_embeddings(m, x, block, &ln2))) goto done;
-    const float *En2 = blockcache_data(ln2);
-    const float *Mx = in ? En2 : E, *My = in ? E : En2; /* references of the two sides */
-    if ((rc = topk_rows_opt(Mx, V, d, qd, top, k, tops, bots, &(topk_opts){.cancel = ana_cancel(x)})))
-        goto done;
-    const gpt2_block *blk = &m->p.h[block];
-    for (size_t t = 0; t < top; t++) {
-        const topk_hit *tt = tops + t * k, *bb = bots + t * k;
-        int sg = tt[0].score >= -bb[0].score ? 1 : -1;
-        res.sign[t] = sg;
-        topk_hit *dside = in ? res.left : res.right;
-        if (sg > 0)
-            memcpy(dside + t * k, tt, k * sizeof(topk_hit));
-        else
-            negate_hits(dside + t * k, bb, k);
-        /* the neuron-space vector y_t (in: V_t, out: S_t V_t), signed */
-        double sc = sg * (in ? 1.0 : S[t]);
-        for (size_t i = 0; i < F; i++) y[i] = sc * VT[t + i * r];
-        if ((rc = topk_vec(y, F, k, res.neurons + t * k, NULL))) goto done;
-        /* through the other half: in: y W_proj (d); out: W_fc y (d) */
-        for (size_t j = 0; j < d; j++) z[j] = 0.0;
-        for (size_t i = 0; i < F; i++) {
-            double yi = y[i];
-            if (in)
-                for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_proj_w, i, j);
-            else
-                for (size_t j = 0; j < d; j++) z[j] += yi * (double)GPT2_AT(blk->fc_w, j, i);
-        }
-        for (size_t j = 0; j < d; j++) qt[t * d + j] = (float)z[j];
-    }
-    rc = topk_rows_opt(My, V, d, qt, top, k, in ? res.right : res.left, NULL,
-                       &(topk_opts){.cancel = ana_cancel(x)});
-done:
     blockcache_release(ana_cache(x), fe);
-    blockcache_release(ana_cache(x), ln2);
-    free(qd);
-    free(qt);
-    free(y);
-    free(z);
-    free(tops);
-    free(bots);
-    if (rc) {
-        mlp_svd_result_free(&res);
-        return rc;
-    }
     *out = res;
-    return TW_OK;
+    if (rc) mlp_svd_result_free(out);
+    return rc;
 }
 
 /* ---- Sub-updates ---- */
@@ -427,11 +444,10 @@ void mlp_updates_result_free(mlp_updates_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int mlp_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t top, size_t k,
-                mlp_updates_result *out)
+/* TW_OK if mlp_updates can run on these arguments, else TW_EINVAL, TW_ETOP
+ * or TW_EK. */
+static int updates_check(const gpt2_model *m, const gpt2_forward_result *fr, size_t top, size_t k)
 {
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
     if (!mlp_model_ok(m) || !fr || !fr->mlp_act) return TW_EINVAL;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
     if ((size_t)fr->n_inner != F || (size_t)fr->C != d || fr->L != m->cfg.n_layer || fr->n < 1 ||
@@ -439,78 +455,117 @@ int mlp_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result
         return TW_EINVAL;
     if (top < 1 || top > F) return TW_ETOP;
     if (k < 1 || k > V) return TW_EK;
-    const size_t n = (size_t)fr->n, nb = (size_t)fr->keep_blocks;
+    return TW_OK;
+}
 
-    mlp_updates_result r = {.block0 = fr->keep_block0, .n_blocks = nb, .n_tokens = n, .top = top, .k = k};
+/* The arrays of r (n_blocks, n_tokens, top, k set) in one allocation,
+ * starting at r->update_norm. */
+static int updates_result_alloc(mlp_updates_result *r)
+{
+    const size_t nb = r->n_blocks, n = r->n_tokens, top = r->top, k = r->k;
     char *p = malloc((nb * n + nb) * sizeof(double) + nb * n * top * sizeof(mlp_update) +
                      nb * n * top * k * sizeof(topk_hit));
     if (!p) return TW_ENOMEM;
-    r.update_norm = (double *)p;
-    r.bias_norm = r.update_norm + nb * n;
-    r.updates = (mlp_update *)(r.bias_norm + nb);
-    r.tokens = (topk_hit *)(r.updates + nb * n * top);
-
-    double *w = malloc(F * sizeof(double));
-    topk_hit *best = malloc(top * sizeof(topk_hit));
-    int32_t *slot = malloc(F * sizeof(int32_t)); /* neuron -> row of the unique list, or -1 */
-    int32_t *uniq = malloc(F * sizeof(int32_t));
-    float *q = malloc(F * d * sizeof(float)), *out_rows = malloc(n * d * sizeof(float));
-    topk_hit *uh = malloc(F * k * sizeof(topk_hit));
-    int rc = TW_OK;
-    if (!w || !best || !slot || !uniq || !q || !out_rows || !uh) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    for (size_t b = 0; b < nb && rc == TW_OK; b++) {
-        const int block = fr->keep_block0 + (int)b;
-        blockcache_entry *e = NULL;
-        if ((rc = tw_cancel_check(ana_cancel(x))) || (rc = mlp_acquire_values(m, x, block, &e))) break;
-        mlp_values_view vv = mlp_values_of(m, e);
-        const float *act = fr->mlp_act + b * n * F;
-        const float *bp = m->p.h[block].fc_proj_b;
-        r.bias_norm[b] = bp ? sqrt(topk_dot(bp, bp, d)) : 0.0;
-        /* the MLP output without b_proj, sum_i m_i v_i, by one float GEMM */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d, (int)F, 1.0f, act, (int)F,
-                    vv.v, (int)d, 0.0f, out_rows, (int)d);
-        size_t nu = 0;
-        for (size_t i = 0; i < F; i++) slot[i] = -1;
-        for (size_t t = 0; t < n && rc == TW_OK; t++) {
-            const float *a = act + t * F;
-            r.update_norm[b * n + t] = sqrt(topk_dot(out_rows + t * d, out_rows + t * d, d));
-            for (size_t i = 0; i < F; i++) w[i] = fabs((double)a[i]) * vv.norm[i];
-            if ((rc = topk_vec(w, F, top, best, NULL))) break;
-            for (size_t j = 0; j < top; j++) {
-                int32_t i = best[j].id;
-                r.updates[(b * n + t) * top + j] =
-                    (mlp_update){.neuron = i, .coef = a[i], .norm = vv.norm[i], .weight = best[j].score};
-                if (slot[i] < 0) {
-                    slot[i] = (int32_t)nu;
-                    uniq[nu++] = i;
-                }
-            }
-        }
-        for (size_t u = 0; u < nu; u++) memcpy(q + u * d, vv.v + (size_t)uniq[u] * d, d * sizeof(float));
-        if (!rc)
-            rc = topk_rows_opt(m->p.wte, V, d, q, nu, k, uh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
-        blockcache_release(ana_cache(x), e);
-        for (size_t t = 0; t < n && !rc; t++)
-            for (size_t j = 0; j < top; j++) {
-                size_t at = (b * n + t) * top + j;
-                memcpy(r.tokens + at * k, uh + (size_t)slot[r.updates[at].neuron] * k, k * sizeof(topk_hit));
-            }
-    }
-done:
-    free(w);
-    free(best);
-    free(slot);
-    free(uniq);
-    free(q);
-    free(out_rows);
-    free(uh);
-    if (rc) {
-        mlp_updates_result_free(&r);
-        return rc;
-    }
-    *out = r;
+    r->update_norm = (double *)p;
+    r->bias_norm = r->update_norm + nb * n;
+    r->updates = (mlp_update *)(r->bias_norm + nb);
+    r->tokens = (topk_hit *)(r->updates + nb * n * top);
     return TW_OK;
+}
+
+/* The scratch arrays of mlp_updates. */
+typedef struct {
+    double *w;           /* (F) weights |m_i| ||v_i|| of one position */
+    topk_hit *best;      /* (top) */
+    int32_t *slot;       /* (F) neuron -> row of the unique list, or -1 */
+    int32_t *uniq;       /* (F) the unique list of the block's neurons */
+    size_t nu;           /* its length */
+    float *q, *out_rows; /* (F, d) their value vectors, (n, d) the MLP outputs */
+    topk_hit *uh;        /* (F, k) their top-k tokens */
+} updates_work;
+
+/* Position t of block b: the update's norm and its `top` heaviest
+ * sub-updates, their neurons added to the block's unique list. */
+static int position_updates(const mlp_values_view *vv, const float *a, size_t F, size_t d, size_t b, size_t t,
+                            mlp_updates_result *r, updates_work *w)
+{
+    const size_t n = r->n_tokens, top = r->top;
+    const float *o = w->out_rows + t * d;
+    r->update_norm[b * n + t] = sqrt(topk_dot(o, o, d));
+    for (size_t i = 0; i < F; i++) w->w[i] = fabs((double)a[i]) * vv->norm[i];
+    int rc = topk_vec(w->w, F, top, w->best, NULL);
+    if (rc) return rc;
+    for (size_t j = 0; j < top; j++) {
+        int32_t i = w->best[j].id;
+        r->updates[(b * n + t) * top + j] =
+            (mlp_update){.neuron = i, .coef = a[i], .norm = vv->norm[i], .weight = w->best[j].score};
+        if (w->slot[i] < 0) {
+            w->slot[i] = (int32_t)w->nu;
+            w->uniq[w->nu++] = i;
+        }
+    }
+    return TW_OK;
+}
+
+/* Every position of block b (the fr's b-th kept block), and the top-k
+ * tokens of the value vectors they list, each computed once. */
+static int block_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t b,
+                         mlp_updates_result *r, updates_work *w)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    const size_t n = r->n_tokens, top = r->top, k = r->k;
+    const int block = fr->keep_block0 + (int)b;
+    blockcache_entry *e = NULL;
+    int rc = tw_cancel_check(ana_cancel(x));
+    if (!rc) rc = mlp_acquire_values(m, x, block, &e);
+    if (rc) return rc;
+    mlp_values_view vv = mlp_values_of(m, e);
+    const float *act = fr->mlp_act + b * n * F;
+    const float *bp = m->p.h[block].fc_proj_b;
+    r->bias_norm[b] = bp ? sqrt(topk_dot(bp, bp, d)) : 0.0;
+    /* the MLP output without b_proj, sum_i m_i v_i, by one float GEMM */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d, (int)F, 1.0f, act, (int)F, vv.v,
+                (int)d, 0.0f, w->out_rows, (int)d);
+    w->nu = 0;
+    for (size_t i = 0; i < F; i++) w->slot[i] = -1;
+    for (size_t t = 0; t < n && !rc; t++) rc = position_updates(&vv, act + t * F, F, d, b, t, r, w);
+    for (size_t u = 0; u < w->nu; u++) memcpy(w->q + u * d, vv.v + (size_t)w->uniq[u] * d, d * sizeof(float));
+    if (!rc)
+        rc =
+            topk_rows_opt(m->p.wte, V, d, w->q, w->nu, k, w->uh, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    blockcache_release(ana_cache(x), e);
+    for (size_t t = 0; t < n && !rc; t++)
+        for (size_t j = 0; j < top; j++) {
+            size_t at = (b * n + t) * top + j;
+            memcpy(r->tokens + at * k, w->uh + (size_t)w->slot[r->updates[at].neuron] * k,
+                   k * sizeof(topk_hit));
+        }
+    return rc;
+}
+
+int mlp_updates(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_result *fr, size_t top, size_t k,
+                mlp_updates_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    int rc = updates_check(m, fr, top, k);
+    if (rc) return rc;
+    const size_t d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    const size_t n = (size_t)fr->n, nb = (size_t)fr->keep_blocks;
+    mlp_updates_result r = {.block0 = fr->keep_block0, .n_blocks = nb, .n_tokens = n, .top = top, .k = k};
+    if ((rc = updates_result_alloc(&r))) return rc;
+    scratch s = {.n = 0};
+    updates_work w = {.w = scratch_alloc(&s, F, sizeof(double)),
+                      .best = scratch_alloc(&s, top, sizeof(topk_hit)),
+                      .slot = scratch_alloc(&s, F, sizeof(int32_t)),
+                      .uniq = scratch_alloc(&s, F, sizeof(int32_t)),
+                      .q = scratch_alloc(&s, F * d, sizeof(float)),
+                      .out_rows = scratch_alloc(&s, n * d, sizeof(float)),
+                      .uh = scratch_alloc(&s, F * k, sizeof(topk_hit))};
+    if (s.failed) rc = TW_ENOMEM;
+    for (size_t b = 0; b < nb && !rc; b++) rc = block_updates(m, x, fr, b, &r, &w);
+    scratch_free(&s);
+    *out = r;
+    if (rc) mlp_updates_result_free(out);
+    return rc;
 }

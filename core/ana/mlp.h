@@ -33,10 +33,6 @@ typedef struct {
 int mlp_acquire_values(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 mlp_values_view mlp_values_of(const gpt2_model *m, const blockcache_entry *e);
 
-/* LN2_b(E): the embeddings through block b's ln_2 (V, d) floats, cached under
- * "ln2(E):<b>" like ana_acquire_ln1_embeddings. */
-int mlp_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
-
 /* ---- §9: value vectors ---- */
 
 typedef struct {
