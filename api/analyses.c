@@ -132,8 +132,7 @@ static long probe_encode(twd_app *app, char **words, size_t n_words, bool space,
                           : nt == 0 ? "encodes to no tokens"
                           : nt == 1 ? "its token is outside the model's embedding rows"
                                     : "encodes to more than one token";
-        json_t *split = json_array();
-        for (long j = 0; j < nt; j++) api_push(split, api_token_json(app->tok, t[j]));
+        json_t *split = api_tokens_json(app->tok, t, nt > 0 ? (size_t)nt : 0);
         free(t);
         api_push(skipped, json_pack("{s:s,s:s,s:o}", "word", words[i], "reason", why, "tokens", split));
     }
@@ -420,6 +419,11 @@ int api_svd(twd_app *app, const api_args *a, api_response *res)
     return ret;
 }
 
+/* Why the a lists never change a pattern (docs/MATH.md §6.2; /selfcheck shows it on the weights). */
+#define SVD_BIAS_NOTE                                                                                        \
+    "x Wq bk^T = x.a is the same for every key of a query, so it cancels in the softmax and never changes "  \
+    "the attention pattern; only c (bq Wk^T y^T) does"
+
 int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
 {
     int block = (int)api_int(a, "block");
@@ -455,7 +459,8 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
     probe_bias_result_free(&r);
     return api_json(
         res, 200,
-        json_pack("{s:i,s:i,s:o,s:s}", "block", block, "k", (int)k, "heads", heads, "definition",
+        json_pack("{s:i,s:i,s:o,s:s,s:s}", "block", block, "k", (int)k, "heads", heads, "definition",
                   "a = Wq_h bk_h (query direction the key bias rewards), c = Wk_h bq_h (key direction the "
-                  "query bias rewards); top-k of a, -a, c, -c against LN_b(E)"));
+                  "query bias rewards); top-k of a, -a, c, -c against LN_b(E)",
+                  "note", SVD_BIAS_NOTE));
 }

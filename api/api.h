@@ -19,6 +19,7 @@
 #include "base/status.h"
 #include "base/strbuf.h"
 #include "core/model/gpt2.h"
+#include "core/nn/forward.h"
 #include "core/proj/layout.h"
 #include "core/tok/tokenizer.h"
 
@@ -139,9 +140,10 @@ const char *api_blob_data(const api_blob *b);
 size_t api_blob_len(const api_blob *b);
 
 /* ---- parameters ---- */
-/* AP_IDS: token ids, comma-separated in a query or a JSON array of integers,
- * each in 0..vocab_size-1. */
-typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_IDS } api_ptype;
+/* AP_INTS: a list of integers, comma-separated in a query string or a JSON
+ * array of integers in a body; every item in [min, max], between min_items
+ * and max_items of them. */
+typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_INTS } api_ptype;
 /* Upper bounds that depend on the model or the configuration. */
 typedef enum {
     APB_CONST,      /* the row's own max */
@@ -152,6 +154,12 @@ typedef enum {
     APB_MAX_WORDS,  /* max_words */
     APB_MAX_TEXT,   /* max_text (bytes) */
     APB_MAX_TOKENS, /* max_tokens */
+    APB_LAST_TOKEN, /* the last id both the model and its tokenizer know */
+    APB_LAST_FF,    /* n_inner - 1 (an MLP neuron) */
+    APB_LAST_DIM,   /* n_embd - 1 (a coordinate of the residual stream) */
+    APB_MAX_K_FF,   /* min(max_k, vocab_size, n_inner): lists over tokens and neurons */
+    APB_TOP_MLP,    /* min(max_top, n_embd, n_inner): singular directions of c_fc / c_proj */
+    APB_TOP_FF,     /* min(max_top, n_inner): sub-updates per token */
 } api_bound;
 
 typedef struct {
@@ -164,6 +172,9 @@ typedef struct {
     int64_t max;                /* when max_ref == APB_CONST */
     const char *const *choices; /* AP_ENUM: NULL-terminated */
     const char *doc;
+    /* AP_INTS: item count bounds; max_items_ref as max_ref (APB_CONST: max_items, 0 meaning 1 << 20) */
+    int64_t min_items, max_items;
+    api_bound max_items_ref;
 } api_param;
 
 /* The sentinel row that ends a parameter table. */
@@ -180,9 +191,9 @@ typedef struct {
     int64_t i;     /* AP_INT, AP_BOOL */
     const char *s; /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
     size_t s_len;
-    char **list;   /* AP_LIST: valid UTF-8 strings */
-    size_t n_list; /* items of list or ids */
-    int32_t *ids;  /* AP_IDS */
+    char **list; /* AP_LIST: valid UTF-8 strings; AP_INTS: the items in canonical decimal */
+    size_t n_list;
+    int64_t *ints; /* AP_INTS: the items (n_list of them) */
 } api_arg;
 
 typedef struct {
@@ -192,8 +203,10 @@ typedef struct {
     const tw_cancel *cancel; /* the request's cancel flag and deadline; NULL: never stops */
 } api_args;
 
-/* The upper bound of a parameter for the loaded model and configuration. */
+/* The upper bound of a parameter for the loaded model and configuration,
+ * and of an AP_INTS parameter's item count. */
 int64_t api_param_max(const twd_app *app, const api_param *p);
+int64_t api_param_max_items(const twd_app *app, const api_param *p);
 
 /* The argument `name` of the route being served. A name the route's table
  * does not have is a bug in the handler: these abort with a message rather
@@ -317,6 +330,19 @@ void api_render_metrics(const api_service *svc, strbuf *out);
  * memory runs out). */
 long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids,
                 api_response *res);
+
+/* Encodes the 'text' parameter as the phrase of a forward pass: 1 to
+ * min(max_tokens, n_ctx) tokens, all inside the model's vocabulary. Returns
+ * the token count with the ids in *ids (caller frees), or -1 with *res set. */
+long api_encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids);
+
+/* A parameter naming one token (e.g. 'target', 'token'): digits are an id,
+ * anything else must encode to exactly one token. The id; -1 when absent;
+ * -2 with *res set (400). */
+int32_t api_token_arg(twd_app *app, const api_arg *t, api_response *res);
+
+/* The 'gelu' parameter as the forward pass's GELU form. */
+gpt2_gelu api_gelu(const api_args *a);
 
 /* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
  * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */

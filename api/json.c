@@ -98,3 +98,10 @@ char *api_token_text(const tokenizer *tok, int id)
     const uint8_t *b = tokenizer_token_bytes(tok, id, &n);
     return utf8_sanitize(b ? (const char *)b : "", b ? n : 0, NULL);
 }
+
+json_t *api_tokens_json(const tokenizer *tok, const int32_t *ids, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) api_push(a, api_token_json(tok, ids[i]));
+    return a;
+}

@@ -38,6 +38,8 @@ const char *api_fault_take(void);
 json_t *api_token_json(const tokenizer *tok, int id);
 /* The same with one number added under `field` ("score", "prob"). */
 json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value);
+/* The tokens ids[0..n) as an array of tokens. */
+json_t *api_tokens_json(const tokenizer *tok, const int32_t *ids, size_t n);
 /* A ranked list of k hits as scored tokens ("score"). */
 json_t *api_hits_json(const tokenizer *tok, const topk_hit *h, size_t k);
 /* The token's text with invalid UTF-8 replaced (malloc'd; NULL on

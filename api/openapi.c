@@ -155,6 +155,18 @@ static size_t ident_len(const char *s)
 
 static bool is(const char *s, size_t n, const char *word) { return strlen(word) == n && !memcmp(s, word, n); }
 
+/* The model values of the notation. */
+static const char *const value_names[] = {"layer", "head", "ff", "d", "dh", NULL};
+
+static int64_t value_of(const gpt2_config *c, const char *name, size_t n)
+{
+    if (is(name, n, "layer")) return c->n_layer - 1;
+    if (is(name, n, "head")) return c->n_head - 1;
+    if (is(name, n, "ff")) return c->n_inner - 1;
+    if (is(name, n, "d")) return c->n_embd;
+    return c->n_head > 0 ? c->n_embd / c->n_head : 0; /* dh */
+}
+
 /* A model value ($layer ...) over every model served: the largest (a
  * bound) or the one they all share (a count). */
 static bool model_value(const api_service *svc, const char *name, size_t n, bool count, int64_t *out)
@@ -164,11 +176,7 @@ static bool model_value(const api_service *svc, const char *name, size_t n, bool
     for (size_t i = 0; svc && i < svc->n_models; i++) {
         const twd_app *m = svc->models[i];
         if (atomic_load(&m->state) != APP_READY) return false;
-        const gpt2_config *c = &m->model.cfg;
-        int64_t x = is(name, n, "layer")  ? c->n_layer - 1
-                    : is(name, n, "head") ? c->n_head - 1
-                    : is(name, n, "d")    ? c->n_embd
-                                          : (c->n_head > 0 ? c->n_embd / c->n_head : 0);
+        int64_t x = value_of(&m->model.cfg, name, n);
         if (any && count && x != v) return false;
         if (!any || x > v) v = x;
         any = true;
@@ -186,8 +194,10 @@ static int parse_value(parser *P, bool count, int64_t *v)
         P->p++;
         size_t n = ident_len(P->p);
         const char *name = P->p;
-        if (!(is(name, n, "layer") || is(name, n, "head") || is(name, n, "d") || is(name, n, "dh"))) {
-            fail(P, "unknown model value (known: $layer, $head, $d, $dh)");
+        bool known = false;
+        for (const char *const *k = value_names; *k; k++) known |= is(name, n, *k);
+        if (!known) {
+            fail(P, "unknown model value (known: $layer, $head, $ff, $d, $dh)");
             return -1;
         }
         P->p += n;
@@ -526,37 +536,23 @@ json_t *api_schema_of(const api_service *svc, const char *notation, char *err, s
 
 /* ---------- parameters ---------- */
 
+/* Bounds that only the configuration sets; every other follows the model. */
 static bool bound_follows_model(api_bound b)
 {
-    return b == APB_LAST_LAYER || b == APB_LAST_HEAD || b == APB_MAX_K || b == APB_MAX_TOP_DH;
+    return !(b == APB_CONST || b == APB_MAX_WORDS || b == APB_MAX_TEXT || b == APB_MAX_TOKENS);
 }
 
-/* The largest upper bound of p over the models served; false when it is not
- * known yet (a model is still loading). */
-static bool param_bound(const api_service *svc, const api_param *p, int64_t *hi)
+/* The largest upper bound of p (of its items' count with `items`) over the
+ * models served; false when it is not known yet (a model is still loading). */
+static bool param_bound(const api_service *svc, const api_param *p, bool items, int64_t *hi)
 {
     bool any = false;
     for (size_t i = 0; i < svc->n_models; i++) {
         const twd_app *m = svc->models[i];
-        if (bound_follows_model(p->max_ref) && atomic_load(&m->state) != APP_READY) return false;
-        int64_t x = api_param_max(m, p);
+        if (bound_follows_model(items ? p->max_items_ref : p->max_ref) && atomic_load(&m->state) != APP_READY)
+            return false;
+        int64_t x = items ? api_param_max_items(m, p) : api_param_max(m, p);
         if (!any || x > *hi) *hi = x;
-        any = true;
-    }
-    return any;
-}
-
-/* The largest token id a parameter may name (what both the model and its
- * tokenizer know), over the models served. */
-static bool ids_bound(const api_service *svc, int64_t *hi)
-{
-    bool any = false;
-    for (size_t i = 0; i < svc->n_models; i++) {
-        const twd_app *m = svc->models[i];
-        if (atomic_load(&m->state) != APP_READY) return false;
-        int64_t v = m->model.cfg.vocab_size - 1;
-        if (m->tok && tokenizer_vocab_size(m->tok) - 1 < v) v = tokenizer_vocab_size(m->tok) - 1;
-        if (!any || v > *hi) *hi = v;
         any = true;
     }
     return any;
@@ -568,7 +564,7 @@ static json_t *param_schema(const api_service *svc, const api_param *p, bool que
 {
     json_t *s = json_object();
     int64_t hi = 0;
-    bool has_hi = param_bound(svc, p, &hi);
+    bool has_hi = param_bound(svc, p, false, &hi);
     switch (p->type) {
     case AP_INT: {
         api_put(s, "type", json_string("integer"));
@@ -614,14 +610,15 @@ static json_t *param_schema(const api_service *svc, const api_param *p, bool que
                       hi);
         }
         break;
-    case AP_IDS: {
-        int64_t vmax = 0;
-        json_t *items = json_pack("{s:s,s:i}", "type", "integer", "minimum", 0);
-        if (ids_bound(svc, &vmax)) api_put(items, "maximum", json_integer(vmax));
+    case AP_INTS: {
+        json_t *items = json_pack("{s:s,s:I}", "type", "integer", "minimum", (json_int_t)p->min);
+        if (has_hi) api_put(items, "maximum", json_integer(hi));
+        int64_t most = 0;
         api_put(s, "type", json_string("array"));
         api_put(s, "items", items);
-        api_put(s, "minItems", json_integer(p->min));
-        if (has_hi) api_put(s, "maxItems", json_integer(hi));
+        api_put(s, "minItems", json_integer(p->min_items));
+        if (param_bound(svc, p, true, &most)) api_put(s, "maxItems", json_integer(most));
+        if (bound_follows_model(p->max_ref)) sb_printf(note, " The bounds follow the model.");
         if (query) sb_printf(note, " In the query string: comma-separated.");
         break;
     }
@@ -656,7 +653,7 @@ static json_t *query_parameters(const api_service *svc, const api_route *r)
         json_t *schema = param_schema(svc, p, true, &note);
         json_t *o = json_pack("{s:s,s:s,s:b,s:s+,s:o}", "name", p->name, "in", "query", "required",
                               p->required, "description", p->doc, note.s ? note.s : "", "schema", schema);
-        if (p->type == AP_LIST || p->type == AP_IDS) {
+        if (p->type == AP_LIST || p->type == AP_INTS) {
             api_put(o, "style", json_string("form"));
             api_put(o, "explode", json_false());
         }

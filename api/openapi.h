@@ -18,8 +18,8 @@
  *   Token                a shared component (api/openapi.c, components[])
  *   T `text`             a description
  *
- * Model values, taken over every model served ($layer, $head: the last block
- * and head; $d: the width; $dh: the head dimension): as a bound the largest;
+ * Model values, taken over every model served ($layer, $head, $ff: the last
+ * block, head and MLP neuron; $d: the width; $dh: the head dimension): as a bound the largest;
  * as a count the one all models share. A value the models cannot give yet
  * (one is loading; the counts differ) leaves the bound or count out. */
 #ifndef TW_API_OPENAPI_H

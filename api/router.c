@@ -190,6 +190,62 @@ long api_encode(twd_app *app, const char *param, const char *text, size_t len, i
                      param, shown, at);
 }
 
+gpt2_gelu api_gelu(const api_args *a)
+{
+    return strcmp(api_str(a, "gelu"), "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH;
+}
+
+long api_encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids)
+{
+    const gpt2_config *c = &app->model.cfg;
+    long n = api_encode(app, "text", text->s, text->s_len, ids, res);
+    if (n < 0) return -1;
+    long cap = app->set.limits.max_tokens < c->n_ctx ? (long)app->set.limits.max_tokens : c->n_ctx;
+    const char *bad = NULL;
+    char msg[160];
+    if (n == 0)
+        bad = "encodes to no tokens";
+    else if (n > cap) {
+        snprintf(msg, sizeof msg, "is %ld tokens long; the limit is %ld tokens", n, cap);
+        bad = msg;
+    }
+    for (long i = 0; !bad && i < n; i++)
+        if ((*ids)[i] >= c->vocab_size) {
+            snprintf(msg, sizeof msg, ": token %d is outside the model's vocabulary", (*ids)[i]);
+            bad = msg;
+        }
+    if (!bad) return n;
+    free(*ids);
+    *ids = NULL;
+    return api_error(res, 400, "parameter 'text'%s%s", bad[0] == ':' ? "" : " ", bad);
+}
+
+int32_t api_token_arg(twd_app *app, const api_arg *t, api_response *res)
+{
+    if (!t->present) return -1;
+    int V = app->model.cfg.vocab_size;
+    bool digits = t->s_len > 0 && t->s_len <= 9;
+    for (size_t i = 0; digits && i < t->s_len; i++) digits = t->s[i] >= '0' && t->s[i] <= '9';
+    if (digits) {
+        long id = strtol(t->s, NULL, 10);
+        if (id < V) return (int32_t)id;
+        api_error(res, 400, "parameter '%s': token id %ld is outside 0..%d", t->spec->name, id, V - 1);
+        return -2;
+    }
+    int32_t *ids = NULL;
+    long n = api_encode(app, t->spec->name, t->s, t->s_len, &ids, res);
+    if (n < 0) return -2;
+    int32_t id = n == 1 ? ids[0] : -1;
+    free(ids);
+    if (n == 1 && id < V) return id;
+    char shown[64];
+    api_quote(shown, sizeof shown, t->s, t->s_len);
+    api_error(res, 400,
+              "parameter '%s' must be a token id or text that is exactly one token; '%s' is %ld tokens",
+              t->spec->name, shown, n);
+    return -2;
+}
+
 int api_check_answer_bytes(const twd_app *app, api_response *res, double bytes, const char *what)
 {
     if (bytes <= app->set.limits.max_answer_bytes) return 0;
@@ -281,12 +337,14 @@ static void api_args_free(api_args *a)
 
 /* ---------- validation ---------- */
 
-int64_t api_param_max(const twd_app *app, const api_param *p)
+/* The value of bound `ref` for the loaded model and configuration (konst
+ * for APB_CONST). */
+static int64_t bound_value(const twd_app *app, api_bound ref, int64_t konst)
 {
     const api_limits *c = &app->set.limits;
     const gpt2_config *m = &app->model.cfg;
-    switch (p->max_ref) {
-    case APB_CONST: return p->max;
+    switch (ref) {
+    case APB_CONST: return konst;
     case APB_LAST_LAYER: return m->n_layer - 1;
     case APB_LAST_HEAD: return m->n_head - 1;
     case APB_MAX_K: return c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
@@ -297,8 +355,31 @@ int64_t api_param_max(const twd_app *app, const api_param *p)
     case APB_MAX_WORDS: return c->max_words;
     case APB_MAX_TEXT: return c->max_text;
     case APB_MAX_TOKENS: return c->max_tokens;
+    case APB_LAST_TOKEN: {
+        int64_t v = m->vocab_size;
+        if (app->tok && tokenizer_vocab_size(app->tok) < v) v = tokenizer_vocab_size(app->tok);
+        return v - 1;
     }
-    return p->max;
+    case APB_LAST_FF: return m->n_inner - 1;
+    case APB_LAST_DIM: return m->n_embd - 1;
+    case APB_MAX_K_FF: {
+        int64_t k = c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
+        return k < m->n_inner ? k : m->n_inner;
+    }
+    case APB_TOP_MLP: {
+        int64_t r = m->n_embd < m->n_inner ? m->n_embd : m->n_inner;
+        return c->max_top < r ? c->max_top : r;
+    }
+    case APB_TOP_FF: return c->max_top < m->n_inner ? c->max_top : m->n_inner;
+    }
+    return konst;
+}
+
+int64_t api_param_max(const twd_app *app, const api_param *p) { return bound_value(app, p->max_ref, p->max); }
+
+int64_t api_param_max_items(const twd_app *app, const api_param *p)
+{
+    return bound_value(app, p->max_items_ref, p->max_items > 0 ? p->max_items : (int64_t)1 << 20);
 }
 
 static void choices_text(const api_param *p, char *out, size_t n)
@@ -477,7 +558,7 @@ static int list_count(const twd_app *app, const api_param *p, const raw_value *v
 static int parse_list(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
                       api_args *args, api_response *res)
 {
-    size_t count;
+    size_t count = 0;
     if (list_count(app, p, v, "strings", &count, res) != 0) return -1;
     out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
     if (!out->list) return api_status_error(res, TW_ENOMEM, "parameters");
@@ -494,38 +575,60 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
     return 0;
 }
 
-/* AP_IDS: token ids of the model's vocabulary. */
-static int parse_ids(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out, api_args *args,
-                     api_response *res)
+/* AP_INTS: integers in [min, max], min_items..max_items of them, kept as
+ * numbers and as canonical decimal strings (the answer cache's key). */
+static int parse_ints(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
+                      api_args *args, api_response *res)
 {
-    /* ids both the model and its tokenizer know */
-    int64_t vmax = app->model.cfg.vocab_size - 1;
-    if (app->tok && tokenizer_vocab_size(app->tok) - 1 < vmax) vmax = tokenizer_vocab_size(app->tok) - 1;
-    size_t count;
-    if (list_count(app, p, v, "token ids", &count, res) != 0) return -1;
-    out->ids = arena_keep(args, malloc((count ? count : 1) * sizeof *out->ids));
-    if (!out->ids) return api_status_error(res, TW_ENOMEM, "parameters");
+    int64_t hi = api_param_max(app, p), most = api_param_max_items(app, p);
+    size_t count = 0;
+    if (v->j) {
+        if (!json_is_array(v->j))
+            return api_error(res, 400, "parameter '%s' must be an array of integers", p->name);
+        count = json_array_size(v->j);
+    } else if (v->n) {
+        count = 1;
+        for (size_t i = 0; i < v->n; i++) count += v->s[i] == ',';
+    }
+    if ((int64_t)count < p->min_items || (int64_t)count > most) {
+        if (p->min_items == most)
+            return api_error(res, 400, "parameter '%s' must hold exactly %" PRId64 " integers", p->name,
+                             most);
+        return api_error(res, 400, "parameter '%s' must hold %" PRId64 " to %" PRId64 " integers, got %zu",
+                         p->name, p->min_items, most, count);
+    }
+    out->ints = arena_keep(args, malloc((count ? count : 1) * sizeof(int64_t)));
+    out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
+    if (!out->ints || !out->list) return api_status_error(res, TW_ENOMEM, "parameters");
     const char *cur = v->s;
     for (size_t i = 0; i < count; i++) {
-        long long x = -1;
-        bool ok;
+        long long x;
         if (v->j) {
             const json_t *e = json_array_get(v->j, i);
-            ok = json_is_integer(e);
-            if (ok) x = json_integer_value(e);
+            if (!json_is_integer(e))
+                return api_error(res, 400, "parameter '%s': item %zu is not an integer", p->name, i);
+            x = json_integer_value(e);
         } else {
             const char *end = v->s + v->n, *comma = memchr(cur, ',', (size_t)(end - cur));
             size_t len = comma ? (size_t)(comma - cur) : (size_t)(end - cur);
-            ok = strict_integer(cur, len, &x) == 0;
+            char shown[64];
+            api_quote(shown, sizeof shown, cur, len);
+            if (strict_integer(cur, len, &x) != 0)
+                return api_error(res, 400,
+                                 "parameter '%s': item %zu must be an integer in %" PRId64 "..%" PRId64
+                                 ", got '%s'",
+                                 p->name, i, p->min, hi, shown);
             cur += len + 1;
         }
-        if (!ok)
-            return api_error(res, 400, "parameter '%s': item %zu is not an integer token id in 0..%" PRId64,
-                             p->name, i, vmax);
-        if (x < 0 || x > vmax)
-            return api_error(res, 400, "parameter '%s': item %zu is %lld; token ids are 0..%" PRId64, p->name,
-                             i, x, vmax);
-        out->ids[i] = (int32_t)x;
+        if (x < p->min || x > hi)
+            return api_error(res, 400,
+                             "parameter '%s': item %zu must be in %" PRId64 "..%" PRId64 ", got %lld",
+                             p->name, i, p->min, hi, x);
+        char num[24];
+        int w = snprintf(num, sizeof num, "%lld", x);
+        out->ints[i] = x;
+        if (!(out->list[i] = arena_strndup(args, num, (size_t)w)))
+            return api_status_error(res, TW_ENOMEM, "parameters");
     }
     out->n_list = count;
     return 0;
@@ -543,7 +646,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
     case AP_ENUM:
     case AP_TEXT: return parse_string(app, p, &v, out, args, res);
     case AP_LIST: return parse_list(app, p, &v, out, args, res);
-    case AP_IDS: return parse_ids(app, p, &v, out, args, res);
+    case AP_INTS: return parse_ints(app, p, &v, out, args, res);
     }
     return api_error(res, 500, "unknown parameter type");
 }
@@ -704,8 +807,7 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
         cap += 48 + a->s_len;
-        for (size_t j = 0; a->list && j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
-        if (a->ids) cap += 12 * a->n_list;
+        for (size_t j = 0; j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
     }
     char *k = malloc(cap);
     if (!k) return NULL;
@@ -718,8 +820,7 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
             n += a->s_len;
         }
         n += (size_t)sprintf(k + n, ":%zu", a->n_list);
-        for (size_t j = 0; a->ids && j < a->n_list; j++) n += (size_t)sprintf(k + n, ":%" PRId32, a->ids[j]);
-        for (size_t j = 0; a->list && j < a->n_list; j++) {
+        for (size_t j = 0; j < a->n_list; j++) {
             size_t l = strlen(a->list[j]);
             n += (size_t)sprintf(k + n, ":%zu:", l);
             memcpy(k + n, a->list[j], l);

@@ -60,10 +60,11 @@ static const api_param p_tokenize[] = {
 
 static const api_param p_detokenize[] = {
     {.name = "ids",
-     .type = AP_IDS,
+     .type = AP_INTS,
      .required = true,
-     .min = 1,
-     .max_ref = APB_MAX_TOKENS,
+     .max_ref = APB_LAST_TOKEN,
+     .min_items = 1,
+     .max_items_ref = APB_MAX_TOKENS,
      .doc = "Token ids (comma-separated, or a JSON array in a POST body), each in 0..vocab_size-1."},
     P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
@@ -191,6 +192,155 @@ static const api_param p_layout[] = {
      .max = INT32_MAX,
      .doc = "Points to return, spread evenly over the fitted rows; 0, or more than the layout holds: all of "
             "them."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+/* docs/MATH.md §9-§13 (api/beyond.c) */
+static const char *const mlp_matrices[] = {"both", "in", "out", NULL};
+static const char *const key_methods[] = {"random", "targeted", "none", NULL};
+static const char *const ln_tables[] = {"layers", "lists", "keys", NULL};
+
+#define P_OPT_BLOCK(text)                                                                                    \
+    {                                                                                                        \
+        .name = "block", .type = AP_INT, .max_ref = APB_LAST_LAYER, .doc = (text)                            \
+    }
+#define P_PHRASE(req)                                                                                        \
+    {                                                                                                        \
+        .name = "text", .type = AP_TEXT, .required = (req), .min = 1, .max_ref = APB_MAX_TEXT,               \
+        .doc = "The phrase (UTF-8), encoded as-is; at most max_tokens tokens and the model's n_ctx."         \
+    }
+#define P_SEED(text)                                                                                         \
+    {                                                                                                        \
+        .name = "seed", .type = AP_INT, .def = "0", .max = INT64_C(999999999999999999), .doc = (text)        \
+    }
+
+static const api_param p_mlp_values[] = {
+    P_BLOCK,
+    P_K,
+    {.name = "neurons",
+     .type = AP_INTS,
+     .max_ref = APB_LAST_FF,
+     .min_items = 1,
+     .doc = "MLP neurons (0-based, comma-separated; default: all d_ff of them)."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_svd[] = {
+    P_BLOCK,
+    {.name = "matrix",
+     .type = AP_ENUM,
+     .def = "both",
+     .choices = mlp_matrices,
+     .doc = "in: mlp.c_fc (d x d_ff), out: mlp.c_proj (d_ff x d), or both."},
+    {.name = "top",
+     .type = AP_INT,
+     .def = "20",
+     .max_ref = APB_TOP_MLP,
+     .doc = "Singular directions with token lists (at most max_top and min(d, d_ff); 0: spectra only)."},
+    {.name = "k",
+     .type = AP_INT,
+     .def = "5",
+     .min = 1,
+     .max_ref = APB_MAX_K_FF,
+     .doc = "Tokens (and neurons) per list."},
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "directions",
+     .choices = svd_tables,
+     .doc = "With format=csv: the directions' lists, or the spectra and coverage."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_updates[] = {
+    P_PHRASE(true),
+    P_OPT_BLOCK("One block (default: every block)."),
+    {.name = "top",
+     .type = AP_INT,
+     .def = "10",
+     .min = 1,
+     .max_ref = APB_TOP_FF,
+     .doc = "Sub-updates per token and block (at most max_top and d_ff)."},
+    P_K,
+    P_GELU("GELU form of the forward pass."),
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_search[] = {
+    {.name = "token",
+     .type = AP_TEXT,
+     .required = true,
+     .min = 1,
+     .max_ref = APB_MAX_TEXT,
+     .doc = "A token id (a decimal number), or a text that encodes to exactly one token."},
+    P_OPT_BLOCK("One block (default: every block)."),
+    {.name = "k", .type = AP_INT, .def = "10", .min = 1, .max_ref = APB_MAX_K, .doc = "Neurons to list."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_layernorm[] = {
+    P_PHRASE(false),
+    P_K,
+    {.name = "keys",
+     .type = AP_ENUM,
+     .def = "targeted",
+     .choices = key_methods,
+     .doc =
+         "Unselectable keys: targeted (N drawn keys, each with its own query: an estimate meaningful at any "
+         "N), random (N random unit queries per head: never below 1 - N/V), or none."},
+    {.name = "queries",
+     .type = AP_INT,
+     .def = "256",
+     .min = 1,
+     .max = 65536,
+     .doc = "N, the queries per head of the unselectable-keys estimate (targeted: at most the vocabulary; a "
+            "larger N draws every key)."},
+    {.name = "keys_block",
+     .type = AP_INT,
+     .max_ref = APB_LAST_LAYER,
+     .doc = "The block whose heads get the unselectable-keys estimate (default: every block)."},
+    P_SEED("Seed of the queries (or of the drawn keys)."),
+    P_GELU("GELU form of the forward pass (with a text)."),
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "layers",
+     .choices = ln_tables,
+     .doc = "With format=csv: the statistics per LayerNorm, the token lists, or the keys per head."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_layernorm_sketch[] = {
+    {.name = "block",
+     .type = AP_INT,
+     .def = "0",
+     .max_ref = APB_LAST_LAYER,
+     .doc = "The block: its ln_1 and W_qk."},
+    {.name = "head",
+     .type = AP_INT,
+     .def = "0",
+     .max_ref = APB_LAST_HEAD,
+     .doc = "The head whose W_qk is drawn."},
+    {.name = "dims",
+     .type = AP_INTS,
+     .max_ref = APB_LAST_DIM,
+     .min_items = 2,
+     .max_items = 2,
+     .doc = "The two coordinates i,j (default: the two largest |gamma| of the block's ln_1)."},
+    {.name = "points", .type = AP_INT, .def = "64", .min = 3, .max = 4096, .doc = "Points on the circle."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_selfcheck[] = {
+    P_PHRASE(true),
+    P_OPT_BLOCK("One block (default: every block)."),
+    P_SEED("Seed of the random b_k."),
+    P_GELU("GELU form of the forward pass."),
     P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
@@ -324,10 +474,8 @@ static int tokens_answer(twd_app *app, const api_args *a, const int32_t *ids, si
         }
         return tb_respond(&tb, res, CSV_TYPE);
     }
-    json_t *toks = json_array();
-    for (size_t i = 0; i < n; i++) api_push(toks, api_token_json(app->tok, ids[i]));
     api_put(doc, "n_tokens", json_integer((json_int_t)n));
-    api_put(doc, "tokens", toks);
+    api_put(doc, "tokens", api_tokens_json(app->tok, ids, n));
     return api_json(res, 200, doc);
 }
 
@@ -348,8 +496,14 @@ static int h_detokenize(twd_app *app, const api_args *a, api_response *res)
 {
     const api_arg *ids = api_arg_get(a, "ids");
     char *raw = NULL;
-    long n = tokenizer_decode(app->tok, ids->ids, ids->n_list, &raw);
-    if (n < 0) return api_status_error(res, n == -2 ? TW_ETOKEN : TW_ENOMEM, "detokenizing");
+    int32_t *tok = malloc((ids->n_list ? ids->n_list : 1) * sizeof *tok);
+    if (!tok) return api_status_error(res, TW_ENOMEM, "detokenizing");
+    for (size_t i = 0; i < ids->n_list; i++) tok[i] = (int32_t)ids->ints[i]; /* in 0..vocab_size-1 */
+    long n = tokenizer_decode(app->tok, tok, ids->n_list, &raw);
+    if (n < 0) {
+        free(tok);
+        return api_status_error(res, n == -2 ? TW_ETOKEN : TW_ENOMEM, "detokenizing");
+    }
     size_t tlen = 0;
     char *text = utf8_sanitize(raw, (size_t)n, &tlen);
     json_t *bytes = json_array();
@@ -357,11 +511,11 @@ static int h_detokenize(twd_app *app, const api_args *a, api_response *res)
     free(raw);
     json_t *doc = text ? json_pack("{s:s#,s:o}", "text", text, (int)tlen, "bytes", bytes) : NULL;
     free(text);
-    if (!doc) {
-        json_decref(bytes);
-        return api_status_error(res, TW_ENOMEM, "detokenizing");
-    }
-    return tokens_answer(app, a, ids->ids, ids->n_list, doc, res);
+    int rc = doc ? tokens_answer(app, a, tok, ids->n_list, doc, res)
+                 : api_status_error(res, TW_ENOMEM, "detokenizing");
+    if (!doc) json_decref(bytes);
+    free(tok);
+    return rc;
 }
 
 static int h_metrics(twd_app *app, const api_args *a, api_response *res)
@@ -388,6 +542,16 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
 #define TRAJ_KEYS                                                                                            \
     "state_index: int(0..), state: str, block: int(0..$layer)|null `null for the first three states`, "      \
     "position: int(0..), token_id: int(0..), token_text: str"
+
+/* docs/MATH.md §9-§13: shapes used twice in one answer */
+#define MLP_SVD_FACTOR                                                                                       \
+    "{singular_values: [num(0..)], coverage: [num(0..1)], frac99: num(0..1), directions: [{rank: int(1..), " \
+    "singular_value: num(0..), sign: -1|1, left: [ScoredToken], right: [ScoredToken], "                      \
+    "neuron_side: 'left'|'right' `the side in neuron space`, neurons: [{neuron: int(0..$ff), score: num}] "  \
+    "`that side's largest components`}], definition: str}"
+#define LN_AXIS                                                                                              \
+    "{index: int(0..) `the coordinate`, value: num `gamma_i`, top: [ScoredToken], bottom: [ScoredToken]}"
+#define SC_DIFF "{max_abs_diff: num(0..), max_rel_diff: num(0..)}"
 
 const api_route api_routes[] = {
     {
@@ -727,16 +891,244 @@ const api_route api_routes[] = {
             "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
         .answers =
             (const api_answer[]){{.format = "json",
-                                  .schema = "{block: int(0..$layer), k: int(1..), "
-                                            "heads: [{head: int(0..$head), a: [ScoredToken], "
-                                            "'-a': [ScoredToken], c: [ScoredToken], '-c': [ScoredToken]}], "
-                                            "definition: str}",
+                                  .schema =
+                                      "{block: int(0..$layer), k: int(1..), "
+                                      "heads: [{head: int(0..$head), a: [ScoredToken], "
+                                      "'-a': [ScoredToken], c: [ScoredToken], '-c': [ScoredToken]}], "
+                                      "definition: str, note: str `why the a lists never change a pattern`}",
                                   .doc = "Per head the four probes' top tokens."},
                                  {.format = "csv",
                                   .schema = "{block: int(0..$layer), head: int(0..$head), "
                                             "probe: 'a'|'-a'|'c'|'-c', " HIT_COLUMNS "}",
                                   .doc = "One row per head, probe and rank."},
                                  API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/values",
+        .methods = API_GET,
+        .fn = api_mlp_values,
+        .params = p_mlp_values,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "MLP value vectors and their tokens (docs/MATH.md §9.1)",
+        .description = "For each neuron of the block (all d_ff, or a list), its value vector (row of "
+                       "mlp.c_proj.weight): norm and the top-k and bottom-k tokens against wte.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), k: int(1..), n_neurons: int(0..), neurons: [{neuron: "
+                           "int(0..$ff), "
+                           "norm: num(0..) `||v_i||`, top: [ScoredToken], bottom: [ScoredToken]}], "
+                           "definition: str}",
+                 .doc = "Per neuron its value vector's norm and top and bottom tokens."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), neuron: int(0..$ff), norm: num(0..) `||v_i||`, "
+                           "list: 'top'|'bottom', " HIT_COLUMNS "}",
+                 .doc = "One row per neuron, list and rank."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/svd",
+        .methods = API_GET,
+        .fn = api_mlp_svd,
+        .params = p_mlp_svd,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "SVD of mlp.c_fc and mlp.c_proj (docs/MATH.md §10)",
+        .description =
+            "All singular values, coverage and 99 % fraction, and for the top directions the "
+            "sign-aligned tokens of the left and right singular vectors (the neuron-space side through "
+            "the other half of the MLP) and the neurons of the neuron-space side.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), matrix: 'both'|'in'|'out', top: int(0..), k: int(1..), "
+                           "rank: int(0..) `singular values per matrix, min(d, d_ff)`, "
+                           "matrices: {in?: " MLP_SVD_FACTOR ", out?: " MLP_SVD_FACTOR "}}",
+                 .doc = "Per matrix the spectrum and the top directions."},
+                {.format = "csv",
+                 .table = "directions",
+                 .schema =
+                     "{block: int(0..$layer), matrix: 'in'|'out', direction: int(1..) `1-based rank of the "
+                     "singular direction`, singular_value: num(0..), sign: -1|1 `the sign alignment "
+                     "applied`, "
+                     "side: 'left'|'right' `left or right singular vector`, list: 'tokens'|'neurons', "
+                     "rank: int(1..), id: int(0..)|null `the token (list tokens)`, text: str|null `the "
+                     "token's text (list tokens)`, neuron: int(0..$ff)|null `the neuron (list neurons)`, "
+                     "score: num}",
+                 .doc =
+                     "The default: one row per matrix, direction, side and rank of a token or neuron list."},
+                {.format = "csv",
+                 .table = "spectra",
+                 .schema = "{block: int(0..$layer), matrix: 'in'|'out', rank: int(1..) `1-based rank of the "
+                           "singular value`, singular_value: num(0..), coverage: num(0..1)}",
+                 .doc = "One row per matrix and singular value."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/updates",
+        .methods = API_GET | API_POST,
+        .fn = api_mlp_updates,
+        .params = p_mlp_updates,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The MLP sub-updates of a phrase (docs/MATH.md §11)",
+        .description =
+            "Per block and token, the heaviest sub-updates m_i v_i (GELU activation times value "
+            "vector, ranked by |m_i| ||v_i||), with the coefficient, ||v_i|| and v_i's top tokens.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, gelu: 'tanh'|'erf', top: int(1..), k: int(1..), n_tokens: int(1..), "
+                     "tokens: [Token], blocks: [{block: int(0..$layer), bias_norm: num(0..) `||b_proj||`, "
+                     "positions: [{position: int(0..), token: Token, update_norm: num(0..) "
+                     "`||sum_i m_i v_i||`, updates: [{rank: int(1..), neuron: int(0..$ff), "
+                     "coefficient: num `m_i`, norm: num(0..) `||v_i||`, weight: num(0..) `|m_i| ||v_i||`, "
+                     "top: [ScoredToken] `v_i's top tokens`}]}]}], definition: str}",
+                 .doc = "Per block and position the heaviest sub-updates."},
+                {.format = "csv",
+                 .schema =
+                     "{block: int(0..$layer), position: int(0..), token_id: int(0..), token_text: str, "
+                     "update_norm: num(0..) `||sum_i m_i v_i||`, rank: int(1..) `the sub-update's rank`, "
+                     "neuron: int(0..$ff), coefficient: num `m_i`, norm: num(0..) `||v_i||`, "
+                     "weight: num(0..) `|m_i| ||v_i||`, value_rank: int(1..) `rank of the token in v_i's "
+                     "list`, id: int(0..), text: str, score: num}",
+                 .doc = "One row per block, position, sub-update and token of its list."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/search",
+        .methods = API_GET,
+        .fn = api_mlp_search,
+        .params = p_mlp_search,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The neurons whose value vectors promote a token (docs/MATH.md §9.2)",
+        .description = "The top-k neurons (one block or all) by v_i . E[token], with the token's exact rank "
+                       "among each value vector's own tokens.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{token: Token, block: int(0..$layer)|null `the block asked for; null: every block`, "
+                     "k: int(1..), n_neurons: int(0..) `neurons searched`, neurons: [{rank: int(1..), "
+                     "block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . E[token]`, "
+                     "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                     "tokens`}], definition: str}",
+                 .doc = "The neurons that promote the token most."},
+                {.format = "csv",
+                 .schema = "{rank: int(1..), block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . "
+                           "E[token]`, "
+                           "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                           "tokens`}",
+                 .doc = "One row per neuron found."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/layernorm",
+        .methods = API_GET | API_POST,
+        .fn = api_layernorm,
+        .params = p_layernorm,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Layer normalisation as projection onto a sphere, on the real weights (docs/MATH.md §12)",
+        .description =
+            "Per LayerNorm (every ln_1, ln_2 and ln_f) on the states that reach it (wte's rows, or a "
+            "phrase's states): mean before and after centring, radius, gamma's axes and their tokens, "
+            "beta's tokens, how much gamma and beta change a state; and per head the estimated "
+            "fraction of unselectable keys.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str|null `the phrase, or null for wte's rows`, states: 'wte'|'phrase', "
+                     "k: int(1..), n_states: int(1..), tokens?: [Token] `the phrase's tokens`, "
+                     "layers: [{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null, "
+                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..), mean: {before: num, before_abs: num(0..), "
+                     "after_abs: num(0..), after_max_abs: num(0..)}, radius: {mean: num, std: num}, "
+                     "gamma: {max: " LN_AXIS ", min: " LN_AXIS "}, beta_norm: num(0..), "
+                     "beta: {top: [ScoredToken]}, change: {mean: num, std: num}}], "
+                     "keys: {method: 'random'|'targeted', description: str, queries: int(0..), "
+                     "seed: int(0..), floor: num(0..1), heads: [{block: int(0..$layer), "
+                     "head: int(0..$head), selectable: int(0..), unselectable_fraction: num(0..1)}], "
+                     "definition: str}|null `null with keys=none`, definition: str}",
+                 .doc = "Per LayerNorm its geometry, and the unselectable keys per head."},
+                {.format = "csv",
+                 .table = "layers",
+                 .schema =
+                     "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null `empty for ln_f`, "
+                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..) `states that reach it`, mean_before: num, "
+                     "mean_abs_before: num(0..), mean_abs_after: num(0..), max_abs_after: num(0..), "
+                     "radius_mean: num, radius_std: num, gamma_max_index: int(0..), gamma_max: num, "
+                     "gamma_min_index: int(0..), gamma_min: num, beta_norm: num(0..), change_mean: num, "
+                     "change_std: num}",
+                 .doc = "The default: one row per LayerNorm."},
+                {.format = "csv",
+                 .table = "lists",
+                 .schema = "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, "
+                           "list: "
+                           "'gamma_max_top'|'gamma_max_bottom'|'gamma_min_top'|'gamma_min_bottom'|'beta',"
+                           " " HIT_COLUMNS "}",
+                 .doc = "One row per LayerNorm, token list and rank."},
+                {.format = "csv",
+                 .table = "keys",
+                 .schema = "{block: int(0..$layer), head: int(0..$head), method: 'random'|'targeted', "
+                           "queries: int(0..), selectable: int(0..), unselectable_fraction: num(0..1)}",
+                 .doc = "One row per block and head (no rows with keys=none)."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/layernorm/sketch",
+        .methods = API_GET,
+        .fn = api_layernorm_sketch,
+        .params = p_layernorm_sketch,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The paper's 2D layer-norm sketch on real weights (docs/MATH.md §12.4)",
+        .description = "For two coordinates: the unit circle, its image under gamma, then + beta, then under "
+                       "the head's W_qk restricted to those coordinates.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{block: int(0..$layer), head: int(0..$head), dims: [int(0..); 2] `the coordinates "
+                     "i, j`, default_dims: bool, points: int(3..), gamma: [num; 2], beta: [num; 2], "
+                     "w_qk: [[num; 2]; 2], stages: [{name: 'circle'|'gamma'|'gamma+beta'|'w_qk', "
+                     "points: [[num; 2]]}; 4], definition: str}",
+                 .doc = "The four stages of the sketch."},
+                {.format = "csv",
+                 .schema =
+                     "{stage: 'circle'|'gamma'|'gamma+beta'|'w_qk', point: int(0..), "
+                     "theta: num(0..) `the point's angle on the circle, in radians`, x: num `coordinate i`, "
+                     "y: num `coordinate j`}",
+                 .doc = "One row per stage and point."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/selfcheck",
+        .methods = API_GET | API_POST,
+        .fn = api_selfcheck,
+        .params = p_selfcheck,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Attention rebuilt from the paper's per-head factors (docs/MATH.md §13)",
+        .description =
+            "Per head, scores, patterns and outputs from W_qk,h, W_vo,h and the bias terms, compared "
+            "with the forward pass; and the pattern with b_k randomised, unchanged.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], seed: int(0..), "
+                     "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), scores: " SC_DIFF
+                     ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", bk_randomised: {bk_norm: num(0..), "
+                     "pattern_max_abs_diff: num(0..), pattern_max_abs_diff_exact: num(0..), "
+                     "score_shift_max: num, shift_spread: num}}], total_output: " SC_DIFF "}], "
+                     "max: {scores: " SC_DIFF ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", "
+                     "bk_randomised_pattern_max_abs_diff: num(0..)}, definition: str}",
+                 .doc = "Per block and head the differences from the forward pass, and the largest."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), head: int(0..$head)|null `empty for total_output`, "
+                           "quantity: 'scores'|'patterns'|'outputs'|'bk_randomised_patterns'|"
+                           "'bk_randomised_patterns_exact'|'bk_randomised_score_shift'|"
+                           "'bk_randomised_shift_spread'|'total_output', max_abs_diff: num, "
+                           "max_rel_diff: num|null `empty for the bk_randomised rows`}",
+                 .doc = "One row per block, head and quantity, and the block's total output."},
+                API_ANSWERS_END},
     },
     {.path = NULL},
 };

@@ -39,39 +39,6 @@ static json_t *point_json(const float *p)
     return a;
 }
 
-static gpt2_gelu gelu_of(const api_args *a)
-{
-    return strcmp(api_str(a, "gelu"), "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH;
-}
-
-/* Encodes the 'text' parameter as the phrase of a forward pass: 1 to
- * min(max_tokens, n_ctx) tokens, all inside the model's vocabulary. Returns
- * the token count with the ids in *ids (caller frees), or -1 with *res set. */
-static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids)
-{
-    const gpt2_config *c = &app->model.cfg;
-    long n = api_encode(app, "text", text->s, text->s_len, ids, res);
-    if (n < 0) return -1;
-    long cap = app->set.limits.max_tokens < c->n_ctx ? (long)app->set.limits.max_tokens : c->n_ctx;
-    const char *bad = NULL;
-    char msg[160];
-    if (n == 0)
-        bad = "encodes to no tokens";
-    else if (n > cap) {
-        snprintf(msg, sizeof msg, "is %ld tokens long; the limit is %ld tokens", n, cap);
-        bad = msg;
-    }
-    for (long i = 0; !bad && i < n; i++)
-        if ((*ids)[i] >= c->vocab_size) {
-            snprintf(msg, sizeof msg, ": token %d is outside the model's vocabulary", (*ids)[i]);
-            bad = msg;
-        }
-    if (!bad) return n;
-    free(*ids);
-    *ids = NULL;
-    return api_error(res, 400, "parameter 'text'%s%s", bad[0] == ':' ? "" : " ", bad);
-}
-
 /* What a trajectory answer is made of (docs/MATH.md §7): the S = L + 3
  * states of each of the N tokens, rows r = s * N + t of y (S N, C). */
 typedef struct {
@@ -112,34 +79,6 @@ static void state_name(size_t s, char *out, size_t n)
         snprintf(out, n, "block %zu", s - 3);
 }
 
-/* The 'target' parameter as a token id: digits are an id, anything else
- * must encode to exactly one token. -1 when absent; -2 with *res set. */
-static int32_t target_of(twd_app *app, const api_arg *t, api_response *res)
-{
-    if (!t->present) return -1;
-    int V = app->model.cfg.vocab_size;
-    bool digits = t->s_len > 0 && t->s_len <= 9;
-    for (size_t i = 0; digits && i < t->s_len; i++) digits = t->s[i] >= '0' && t->s[i] <= '9';
-    if (digits) {
-        long id = strtol(t->s, NULL, 10);
-        if (id < V) return (int32_t)id;
-        api_error(res, 400, "parameter 'target': token id %ld is outside 0..%d", id, V - 1);
-        return -2;
-    }
-    int32_t *ids = NULL;
-    long n = api_encode(app, "target", t->s, t->s_len, &ids, res);
-    if (n < 0) return -2;
-    int32_t id = n == 1 ? ids[0] : -1;
-    free(ids);
-    if (n == 1 && id < V) return id;
-    char shown[64];
-    api_quote(shown, sizeof shown, t->s, t->s_len);
-    api_error(res, 400,
-              "parameter 'target' must be a token id or text that is exactly one token; '%s' is %ld tokens",
-              shown, n);
-    return -2;
-}
-
 /* The forward pass and, as asked, the projection and the logit lens.
  * Returns 0, or -1 with *res set. */
 static int traj_compute(twd_app *app, const api_args *a, const int32_t *ids, size_t N, bool points, bool lens,
@@ -155,7 +94,7 @@ static int traj_compute(twd_app *app, const api_args *a, const int32_t *ids, siz
         !layout_points(app->ext->layout, PROJ_UMAP, &dummy, &rc, &progress, msg, sizeof msg))
         return layout_unavailable(res, rc, progress, msg);
     gpt2_forward_opts opts = {
-        .gelu = gelu_of(a), .logits = GPT2_LOGITS_NONE, .skip_attention = 1, .cancel = a->cancel};
+        .gelu = api_gelu(a), .logits = GPT2_LOGITS_NONE, .skip_attention = 1, .cancel = a->cancel};
     gpt2_forward_result *fr = NULL;
     if ((rc = gpt2_forward(&app->model, ids, N, &opts, &fr)) != TW_OK)
         return api_status_error(res, rc, "forward pass");
@@ -223,8 +162,7 @@ static json_t *target_json(const traj_data *d, size_t r, size_t j)
 static json_t *traj_json(twd_app *app, const api_args *a, const traj_data *d, bool vectors)
 {
     size_t N = d->N, C = d->C;
-    json_t *tokens = json_array(), *states = json_array();
-    for (size_t t = 0; t < N; t++) api_push(tokens, api_token_json(app->tok, d->tokens[t]));
+    json_t *tokens = api_tokens_json(app->tok, d->tokens, N), *states = json_array();
     for (size_t s = 0; s < d->S; s++) {
         char name[64];
         state_name(s, name, sizeof name);
@@ -381,11 +319,11 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     bool points = !npy && !(csv && strcmp(table, "points") != 0);
     bool lens = !npy && !(csv && strcmp(table, "vectors") == 0);
     traj_data d = {.C = (size_t)c->n_embd, .S = 3 + (size_t)c->n_layer, .k = (size_t)api_int(a, "k")};
-    d.tid = target_of(app, api_arg_get(a, "target"), res);
+    d.tid = api_token_arg(app, api_arg_get(a, "target"), res);
     if (d.tid == -2) return -1;
     d.nt = d.tid >= 0 ? 2 : 1;
     int32_t *ids = NULL;
-    long n = encode_phrase(app, text, res, &ids);
+    long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
     d.N = (size_t)n;
     double rows = (double)d.S * d.N;
@@ -420,7 +358,7 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
     const gpt2_config *c = &app->model.cfg;
     bool csv = api_format_is(a, "csv");
     int32_t *ids = NULL;
-    long n = encode_phrase(app, text, res, &ids);
+    long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
     int b0 = ba->present ? (int)ba->i : 0, b1 = ba->present ? (int)ba->i + 1 : c->n_layer;
     int h0 = ha->present ? (int)ha->i : 0, h1 = ha->present ? (int)ha->i + 1 : c->n_head;
@@ -433,7 +371,7 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
     }
     /* only the patterns asked for are kept (the whole L x H x n x n tensor
      * is 380 MB for 124M at 774 tokens) */
-    gpt2_forward_opts opts = {.gelu = gelu_of(a),
+    gpt2_forward_opts opts = {.gelu = api_gelu(a),
                               .logits = GPT2_LOGITS_NONE,
                               .att_select =
                                   (ba->present ? GPT2_ATT_BLOCK : 0) | (ha->present ? GPT2_ATT_HEAD : 0),
@@ -467,8 +405,7 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
         gpt2_forward_free(fr);
         return tb_respond(&tb, res, CSV_TYPE);
     }
-    json_t *tokens = json_array(), *blocks = json_array();
-    for (size_t t = 0; t < N; t++) api_push(tokens, api_token_json(app->tok, fr->tokens[t]));
+    json_t *tokens = api_tokens_json(app->tok, fr->tokens, N), *blocks = json_array();
     for (int b = b0; b < b1; b++) {
         json_t *heads = json_array();
         for (int h = h0; h < h1; h++) {

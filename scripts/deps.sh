@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 build_pkgs=(build-essential pkg-config meson ninja-build
             libmicrohttpd-dev libjansson-dev libopenblas-dev liblapacke-dev
-            libpcre2-dev libcurl4-openssl-dev libssl-dev libarpack2-dev zlib1g-dev check curl)
+            libpcre2-dev libcurl4-openssl-dev libssl-dev libarpack2-dev zlib1g-dev libisal-dev check curl)
 # the web page's plotting library comes from the npm registry
 web_pkgs=(nodejs npm)
 # chromium drives the browser test (tests/browser)

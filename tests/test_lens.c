@@ -85,31 +85,30 @@ static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_
     free(want);
 }
 
+/* Uniform data, and integer data with many exact ties (which the rank
+ * breaks by the lower id) over 600 queries, so several GEMM blocks. */
 START_TEST(test_lens_vs_reference)
 {
-    tw_rng r = tt_rng(31);
-    const size_t V = 3000, d = 40, nq = 50;
-    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_uniform(&r, E, V * d, -1, 1);
-    tt_fill_uniform(&r, Q, nq * d, -2, 2);
-    check_lens(E, V, d, Q, nq, 5, &r);
-    free(E);
-    free(Q);
-}
-END_TEST
-
-/* Integer data: many exact ties, which the rank breaks by the lower id; 600
- * queries make several GEMM blocks. */
-START_TEST(test_lens_exact_ties)
-{
-    tw_rng r = tt_rng(32);
-    const size_t V = 2500, d = 8, nq = 600;
-    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_int(&r, E, V * d, -2, 2);
-    tt_fill_int(&r, Q, nq * d, -1, 1);
-    check_lens(E, V, d, Q, nq, 3, &r);
-    free(E);
-    free(Q);
+    static const struct {
+        uint64_t seed;
+        size_t V, d, nq, k;
+        int integers;
+    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tw_rng r = tt_rng(cases[c].seed);
+        size_t V = cases[c].V, d = cases[c].d, nq = cases[c].nq;
+        float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
+        if (cases[c].integers) {
+            tt_fill_int(&r, E, V * d, -2, 2);
+            tt_fill_int(&r, Q, nq * d, -1, 1);
+        } else {
+            tt_fill_uniform(&r, E, V * d, -1, 1);
+            tt_fill_uniform(&r, Q, nq * d, -2, 2);
+        }
+        check_lens(E, V, d, Q, nq, cases[c].k, &r);
+        free(E);
+        free(Q);
+    }
 }
 END_TEST
 
@@ -175,8 +174,8 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_exact_ties,
-                                       test_lens_batch_independent, test_lens_errors, NULL};
+    const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_batch_independent, test_lens_errors,
+                                       NULL};
     const tw_case lens = {"lens", 0, NULL, NULL, lens_tests};
     return tw_check_main("lens", &lens, 1);
 }

@@ -79,6 +79,17 @@ typedef struct {
 int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                   topk_hit *bottom, const topk_opts *opts);
 
+/* For each query q_i of Q (nq, d), the exact 1-based rank of row ids[i] of M
+ * (n, d) in q_i's top list: ranks[i] = 1 + the number of rows j that come
+ * before it in the order of topk_rows (a larger exact score topk_dot(q_i, M_j),
+ * or an equal one and j < ids[i]), i.e. its position in topk_rows's list with
+ * k = n. Screened with the same float GEMM and error bound as topk_rows_opt:
+ * only the rows whose float score lies within the bound of the row's exact
+ * score are rescored exactly, so the rank is exact. opts->cancel is checked
+ * between GEMM blocks. */
+int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
+                   size_t *ranks, const topk_opts *opts);
+
 /* The exact dot product of two float vectors, in double, in a fixed order:
  * the score of every list. */
 double topk_dot(const float *a, const float *b, size_t d);

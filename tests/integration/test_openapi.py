@@ -109,6 +109,38 @@ REQUESTS = [
     ("post", "/attention", {"text": "abc", "format": "csv"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "7"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "5", "format": "csv"}, None),
+    ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "1,2"}, None),
+    ("get", "/mlp/values", {"block": "1", "k": "1"}, None),
+    ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "3", "format": "csv"}, None),
+    ("get", "/mlp/svd", {"block": "0", "top": "2", "k": "2"}, None),
+    ("get", "/mlp/svd", {"block": "1", "matrix": "in", "top": "0"}, None),
+    ("get", "/mlp/svd", {"block": "0", "top": "2", "k": "2", "format": "csv"}, "directions"),
+    ("get", "/mlp/svd", {"block": "0", "matrix": "out", "format": "csv", "table": "spectra"}, "spectra"),
+    ("get", "/mlp/updates", {"text": TEXT, "top": "2", "k": "2"}, None),
+    ("get", "/mlp/updates", {"text": "ab", "block": "1", "top": "1", "k": "1", "format": "csv"}, None),
+    ("post", "/mlp/updates", {"text": "ab", "block": 0, "top": 2, "k": 1, "gelu": "erf"}, None),
+    ("post", "/mlp/updates", {"text": "ab", "top": 1, "k": 1, "format": "csv"}, None),
+    ("get", "/mlp/search", {"token": "e", "k": "3"}, None),
+    ("get", "/mlp/search", {"token": "5", "block": "0", "k": "2"}, None),
+    ("get", "/mlp/search", {"token": "e", "format": "csv"}, None),
+    ("get", "/layernorm", {"k": "2", "keys": "none"}, None),
+    ("get", "/layernorm", {"text": TEXT, "k": "1", "keys": "random", "queries": "16", "keys_block": "0"}, None),
+    ("get", "/layernorm", {"k": "1", "queries": "32", "seed": "3"}, None),
+    ("get", "/layernorm", {"k": "1", "keys": "none", "format": "csv"}, "layers"),
+    ("get", "/layernorm", {"k": "2", "keys": "none", "format": "csv", "table": "lists"}, "lists"),
+    ("get", "/layernorm", {"k": "1", "queries": "16", "format": "csv", "table": "keys"}, "keys"),
+    ("post", "/layernorm", {"text": "ab", "k": 1, "keys": "none"}, None),
+    ("post", "/layernorm", {"k": 1, "keys": "none", "format": "csv"}, "layers"),
+    ("post", "/layernorm", {"text": "ab", "k": 1, "keys": "none", "format": "csv", "table": "lists"}, "lists"),
+    ("post", "/layernorm", {"k": 1, "queries": 8, "keys": "random", "format": "csv", "table": "keys"}, "keys"),
+    ("get", "/layernorm/sketch", {}, None),
+    ("get", "/layernorm/sketch", {"block": "1", "head": "1", "dims": "3,5", "points": "8"}, None),
+    ("get", "/layernorm/sketch", {"points": "4", "format": "csv"}, None),
+    ("get", "/selfcheck", {"text": TEXT}, None),
+    ("get", "/selfcheck", {"text": "ab", "block": "1", "seed": "3", "gelu": "erf"}, None),
+    ("get", "/selfcheck", {"text": "ab", "format": "csv"}, None),
+    ("post", "/selfcheck", {"text": "abc", "block": 0}, None),
+    ("post", "/selfcheck", {"text": "abc", "format": "csv"}, None),
 ]
 
 # Errors: (method, path, query or body, extra headers, status).
@@ -256,8 +288,10 @@ class DocumentTest(unittest.TestCase):
                 self.assertEqual(sec, [] if path == "/health" else [[], ["bearerAuth"]], name)
                 self.assertEqual("401" in op["responses"], path != "/health", name)
                 self.assertEqual("415" in op["responses"], method == "post", name)
-                if method == "post":
-                    self.assertTrue(op["requestBody"]["required"], name)
+                if method == "post":  # required when a parameter is (/layernorm needs none)
+                    body = op["requestBody"]["content"]["application/json"]["schema"]
+                    self.assertEqual(op["requestBody"]["required"], bool(body.get("required")), name)
+                    self.assertFalse(body["additionalProperties"], name)
         self.assertEqual(doc["info"]["license"]["name"], "MIT")  # meson.build's project license
         self.assertEqual(doc["security"], [])
 
@@ -458,22 +492,34 @@ class AnswersTest(unittest.TestCase):
                     checked += 1
                 elif s.get("type") == "array":
                     items = s["items"]
-                    one = "1" if items["type"] == "integer" else "a"
-                    if "maxItems" in s:
-                        hi = s["maxItems"]
-                        held = (f"parameter '{name}' holds",)
-                        self.assertFalse(self.refused(path, {**base, name: ",".join([one] * hi)}, held), where)
-                        self.assertTrue(self.refused(path, {**base, name: ",".join([one] * (hi + 1))}, held), where)
+                    n_min = max(s.get("minItems", 0), 1)
+                    # the fewest items allowed, distinct (two coordinates must differ)
+                    fill = [str(items.get("minimum", 0) + i) if items["type"] == "integer" else "a"
+                            for i in range(n_min)]
+
+                    def first(value):
+                        return ",".join([value] + fill[1:])
+
+                    if "maxItems" in s and s["maxItems"] * 4 < 60000:  # within max_url
+                        hi, held = s["maxItems"], (f"parameter '{name}'", "hold")
+                        self.assertFalse(self.refused(path, {**base, name: ",".join((fill * hi)[:hi])}, held), where)
+                        self.assertTrue(self.refused(path, {**base, name: ",".join((fill * hi)[:hi] + fill[:1])},
+                                                     held), where)
                     self.assertTrue(self.refused(path, {**base, name: ""}, (f"parameter '{name}'",)), where)
+                    item = (f"parameter '{name}': item 0",)
                     if "maximum" in items:
-                        self.assertFalse(self.refused(path, {**base, name: str(items["maximum"])}, (name,)), where)
-                        self.assertTrue(self.refused(path, {**base, name: str(items["maximum"] + 1)}, (name,)),
+                        self.assertFalse(self.refused(path, {**base, name: first(str(items["maximum"]))}, item), where)
+                        self.assertTrue(self.refused(path, {**base, name: first(str(items["maximum"] + 1))}, item),
+                                        where)
+                    if "minimum" in items:
+                        self.assertTrue(self.refused(path, {**base, name: first(str(items["minimum"] - 1))}, item),
                                         where)
                     if "maxLength" in items:
                         over = (f"parameter '{name}'", "longer than")
-                        self.assertFalse(self.refused(path, {**base, name: "a" * items["maxLength"]}, over), where)
-                        self.assertTrue(self.refused(path, {**base, name: "a" * (items["maxLength"] + 1)}, over),
-                                        where)
+                        self.assertFalse(self.refused(path, {**base, name: first("a" * items["maxLength"])}, over),
+                                         where)
+                        self.assertTrue(self.refused(path, {**base, name: first("a" * (items["maxLength"] + 1))},
+                                                     over), where)
                     checked += 1
         self.assertGreater(checked, 30)
 
