@@ -150,7 +150,10 @@ typedef enum {
     APB_LAST_LAYER, /* n_layer - 1 */
     APB_LAST_HEAD,  /* n_head - 1 */
     APB_MAX_K,      /* min(max_k, vocab_size) */
-    APB_MAX_TOP_DH, /* min(max_top, head dimension) */
+    APB_MAX_TOP,    /* max_top */
+    APB_HEAD_DIM,   /* the head dimension n_embd / n_head */
+    APB_MLP_RANK,   /* min(n_embd, n_inner): the rank of c_fc and c_proj */
+    APB_N_INNER,    /* n_inner (d_ff) */
     APB_MAX_WORDS,  /* max_words */
     APB_MAX_TEXT,   /* max_text (bytes) */
     APB_MAX_TOKENS, /* max_tokens */
@@ -158,8 +161,6 @@ typedef enum {
     APB_LAST_FF,    /* n_inner - 1 (an MLP neuron) */
     APB_LAST_DIM,   /* n_embd - 1 (a coordinate of the residual stream) */
     APB_MAX_K_FF,   /* min(max_k, vocab_size, n_inner): lists over tokens and neurons */
-    APB_TOP_MLP,    /* min(max_top, n_embd, n_inner): singular directions of c_fc / c_proj */
-    APB_TOP_FF,     /* min(max_top, n_inner): sub-updates per token */
 } api_bound;
 
 typedef struct {
@@ -169,7 +170,12 @@ typedef struct {
     const char *def; /* default as text, NULL = absent */
     int64_t min;
     api_bound max_ref;
-    int64_t max;                /* when max_ref == APB_CONST */
+    int64_t max; /* when max_ref == APB_CONST */
+    /* AP_INT: a model-dependent count the value is clamped to when larger
+     * (e.g. top: more directions than the head has means all of them); the
+     * client cannot know it in advance, so it is not refused. APB_CONST:
+     * none. */
+    api_bound clamp_ref;
     const char *const *choices; /* AP_ENUM: NULL-terminated */
     const char *doc;
     /* AP_INTS: item count bounds; max_items_ref as max_ref (APB_CONST: max_items, 0 meaning 1 << 20) */

@@ -9,6 +9,7 @@
 #include "api/json.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "base/utf8.h"
 
 void tb_init(textbuf *b)
 {
@@ -29,17 +30,22 @@ static void sep(textbuf *b)
     if (b->cells++) sb_putc(&b->sb, ',');
 }
 
-void tb_csv_str(textbuf *b, const char *s)
+void tb_csv_str(textbuf *b, const char *s) { tb_csv_strn(b, s, strlen(s)); }
+
+void tb_csv_strn(textbuf *b, const char *s, size_t n)
 {
     sep(b);
-    if (!strpbrk(s, ",\"\r\n")) {
-        sb_puts(&b->sb, s);
+    bool quote = false;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n' || !s[i];
+    if (!quote) {
+        sb_putn(&b->sb, s, n);
         return;
     }
     sb_putc(&b->sb, '"');
-    for (const char *p = s; *p; p++) {
-        if (*p == '"') sb_putc(&b->sb, '"');
-        sb_putc(&b->sb, *p);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') sb_putc(&b->sb, '"');
+        sb_putc(&b->sb, s[i]);
     }
     sb_putc(&b->sb, '"');
 }
@@ -61,10 +67,13 @@ void tb_csv_empty(textbuf *b) { sep(b); }
 
 void tb_csv_token(textbuf *b, const tokenizer *tok, int id)
 {
-    char *t = api_token_text(tok, id);
+    size_t n = 0;
+    const uint8_t *bytes = tokenizer_token_bytes(tok, id, &n);
+    size_t len = 0;
+    char *t = utf8_sanitize(bytes ? (const char *)bytes : "", bytes ? n : 0, &len);
     if (!t) api_fault("out of memory");
     tb_csv_int(b, id);
-    tb_csv_str(b, t ? t : "");
+    tb_csv_strn(b, t ? t : "", t ? len : 0); /* by length: GPT-2 has a token of the byte 0 */
     free(t);
 }
 

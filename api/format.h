@@ -27,6 +27,8 @@ void tb_printf(textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2
 /* CSV: one cell (quoted when it holds a comma, quote, CR or LF), a number
  * cell (%.9g), an integer cell, and the end of a row (CRLF, as RFC 4180). */
 void tb_csv_str(textbuf *b, const char *s);
+/* n bytes of s, which may hold NUL bytes (then quoted). */
+void tb_csv_strn(textbuf *b, const char *s, size_t n);
 void tb_csv_num(textbuf *b, double v);
 void tb_csv_int(textbuf *b, long long v);
 void tb_csv_end(textbuf *b);

@@ -348,10 +348,10 @@ static int64_t bound_value(const twd_app *app, api_bound ref, int64_t konst)
     case APB_LAST_LAYER: return m->n_layer - 1;
     case APB_LAST_HEAD: return m->n_head - 1;
     case APB_MAX_K: return c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
-    case APB_MAX_TOP_DH: {
-        int64_t dh = m->n_head > 0 ? m->n_embd / m->n_head : 0;
-        return c->max_top < dh ? c->max_top : dh;
-    }
+    case APB_MAX_TOP: return c->max_top;
+    case APB_HEAD_DIM: return m->n_head > 0 ? m->n_embd / m->n_head : 0;
+    case APB_MLP_RANK: return m->n_embd < m->n_inner ? m->n_embd : m->n_inner;
+    case APB_N_INNER: return m->n_inner;
     case APB_MAX_WORDS: return c->max_words;
     case APB_MAX_TEXT: return c->max_text;
     case APB_MAX_TOKENS: return c->max_tokens;
@@ -366,11 +366,6 @@ static int64_t bound_value(const twd_app *app, api_bound ref, int64_t konst)
         int64_t k = c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
         return k < m->n_inner ? k : m->n_inner;
     }
-    case APB_TOP_MLP: {
-        int64_t r = m->n_embd < m->n_inner ? m->n_embd : m->n_inner;
-        return c->max_top < r ? c->max_top : r;
-    }
-    case APB_TOP_FF: return c->max_top < m->n_inner ? c->max_top : m->n_inner;
     }
     return konst;
 }
@@ -455,6 +450,10 @@ static int parse_int(const twd_app *app, const api_param *p, const raw_value *v,
     if (x < p->min || x > hi)
         return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld", p->name,
                          p->min, hi, x);
+    if (p->clamp_ref != APB_CONST) {
+        int64_t most = bound_value(app, p->clamp_ref, 0);
+        if (x > most) x = most < p->min ? p->min : most;
+    }
     out->i = x;
     return 0;
 }
@@ -800,13 +799,17 @@ const char *api_allow_header(const api_route *r)
 }
 
 /* Canonical key of a request for the answer cache: route and every
- * parameter (defaults included) in table order, length-prefixed. */
+ * parameter (defaults included) in table order, length-prefixed, with
+ * whether it has a value: an optional parameter without a default (head,
+ * block) absent means "all", given as 0 means the first, and both hold
+ * i == 0 and no string. (A default spelled out is the same request.) */
 static char *cache_key(const api_route *r, const api_args *args, size_t *len)
 {
     size_t cap = strlen(r->path) + 16, n = 0;
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
-        cap += 48 + a->s_len;
+        /* "|i:p:int64:size:" + string + ":size": at most 69 bytes + string */
+        cap += 72 + a->s_len;
         for (size_t j = 0; j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
     }
     char *k = malloc(cap);
@@ -814,7 +817,8 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
     n += (size_t)sprintf(k, "%s", r->path);
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
-        n += (size_t)sprintf(k + n, "|%zu:%" PRId64 ":%zu:", i, a->i, a->s ? a->s_len : (size_t)-1);
+        n += (size_t)sprintf(k + n, "|%zu:%d:%" PRId64 ":%zu:", i, a->present || a->spec->def != NULL, a->i,
+                             a->s ? a->s_len : (size_t)-1);
         if (a->s) {
             memcpy(k + n, a->s, a->s_len);
             n += a->s_len;

@@ -1,5 +1,6 @@
 /* The JSON error shape, parameter validation and strict percent-decoding,
- * without a model or sockets. */
+ * without a model or sockets; and, over a tiny synthetic model, the answer
+ * cache. */
 #include <check.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -8,6 +9,7 @@
 
 #include "api/api.h"
 #include "api/openapi.h"
+#include "core/model/synth.h"
 #include "server/config.h"
 #include "server/http.h"
 #include "tests/support/tw_check.h"
@@ -422,6 +424,98 @@ START_TEST(percent_decoding)
 }
 END_TEST
 
+/* ---- with a model: the answer cache ---- */
+
+static char model_tmp[256];
+static twd_app mapp;
+static twd_app *mapp_list[] = {&mapp};
+static api_service msvc = {.models = mapp_list, .n_models = 1};
+
+static void model_setup(void)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(model_tmp, sizeof model_tmp, "%s/twd-api-XXXXXX", base && *base ? base : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(model_tmp));
+    char err[1024];
+    synth_opts o;
+    synth_opts_shape(&o, "tiny");
+    ck_assert_msg(synth_write(model_tmp, &o, err, sizeof err) == 0, "%s", err);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_set(&cfg, "umap", "false", err, sizeof err), 0);
+    api_app_init(&mapp);
+    mapp.svc = &msvc;
+    config_api_settings(&cfg, &mapp.set);
+    ck_assert_msg(gpt2_load(model_tmp, &mapp.model, err, sizeof err) == 0, "%s", err);
+    mapp.tok = tokenizer_load(model_tmp, err, sizeof err);
+    ck_assert_msg(mapp.tok != NULL, "%s", err);
+    ck_assert_msg(api_init(&mapp, err, sizeof err) == 0, "%s", err);
+    atomic_store(&mapp.state, APP_READY);
+}
+
+static void model_teardown(void)
+{
+    api_shutdown(&mapp);
+    tokenizer_free(mapp.tok);
+    gpt2_free(&mapp.model);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", model_tmp);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static json_t *get_json(const char *path, const char *const *kv, size_t n, bool *cached)
+{
+    api_kv q[8];
+    for (size_t i = 0; i < n; i++)
+        q[i] = (api_kv){(char *)kv[2 * i], strlen(kv[2 * i]), (char *)kv[2 * i + 1], strlen(kv[2 * i + 1])};
+    api_request req = {.method = API_GET, .query = q, .n_query = n};
+    api_response res;
+    api_dispatch(&msvc, api_find_route(path), &req, &res);
+    ck_assert_msg(res.status == 200, "%s: %d %s", path, res.status, res.body);
+    json_t *j = json_loadb(res.body, res.len, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    *cached = res.cached;
+    api_response_free(&res);
+    return j;
+}
+
+/* An optional parameter without a default (head, block) given as 0 and
+ * not given at all are different requests; both once had the same cache
+ * key (the value 0, no string), so the second got the first's answer.
+ * Found by tests/fuzz (fuzz_target comparing answers with and without
+ * caches). */
+START_TEST(cache_tells_absent_from_zero)
+{
+    bool cached;
+    const char *one[] = {"block", "1", "top", "2", "k", "3", "head", "0"};
+    json_t *a = get_json("/svd", one, 4, &cached);
+    ck_assert(!cached);
+    ck_assert_int_eq(json_array_size(json_object_get(a, "heads")), 1);
+    const char *all[] = {"block", "1", "top", "2", "k", "3"};
+    json_t *b = get_json("/svd", all, 3, &cached);
+    ck_assert_msg(!cached, "all heads served from the cache of head 0");
+    ck_assert_int_eq(json_array_size(json_object_get(b, "heads")), 2);
+    json_decref(b);
+    b = get_json("/svd", all, 3, &cached);
+    ck_assert(cached); /* the same request again is a hit */
+    json_decref(b);
+    const char *spelled[] = {"block", "1", "top", "2", "k", "3", "matrix", "both"};
+    b = get_json("/svd", spelled, 4, &cached);
+    ck_assert_msg(cached, "a default spelled out is the same request");
+    json_decref(a);
+    json_decref(b);
+
+    const char *block0[] = {"text", "the cat", "block", "0"};
+    a = get_json("/attention", block0, 2, &cached);
+    ck_assert_int_eq(json_array_size(json_object_get(a, "blocks")), 1);
+    const char *blocks[] = {"text", "the cat"};
+    b = get_json("/attention", blocks, 1, &cached);
+    ck_assert(!cached);
+    ck_assert_int_eq(json_array_size(json_object_get(b, "blocks")), 2);
+    json_decref(a);
+    json_decref(b);
+}
+END_TEST
+
 int main(void)
 {
     json_object_seed(0);
@@ -435,6 +529,8 @@ int main(void)
                                       openapi_bounds_follow_the_model,
                                       percent_decoding,
                                       NULL};
-    const tw_case api = {"api", 0, setup, NULL, api_tests};
-    return tw_check_main("api", &api, 1);
+    const TTest *const model_tests[] = {cache_tells_absent_from_zero, NULL};
+    const tw_case cases[] = {{"api", 0, setup, NULL, api_tests},
+                             {"model", 0, model_setup, model_teardown, model_tests}};
+    return tw_check_main("api", cases, 2);
 }

@@ -242,7 +242,13 @@ class AnalysesApiTest(unittest.TestCase):
         error_at(self, self.d, "/svd?block=1&head=4", 400, "'head'", "0..3")
         error_at(self, self.d, "/svd?block=1&k=0", 400, "'k'", "1..50")
         error_at(self, self.d, "/svd?block=1&k=51", 400, "'k'", "1..50")
-        error_at(self, self.d, "/svd?block=1&top=17", 400, "'top'", "0..16")
+        # more directions than the head dimension (16) is all of them: a bound the client
+        # cannot know; more than max_top (the configuration's) is refused
+        st, seventeen = self.d.get_json("/svd", block=1, top=17, k=2)
+        st2, sixteen = self.d.get_json("/svd", block=1, top=16, k=2)
+        self.assertEqual((st, st2, seventeen["top"]), (200, 200, 16))
+        self.assertEqual(seventeen, sixteen)
+        error_at(self, self.d, "/svd?block=1&top=65", 400, "'top'", "0..64")
         error_at(self, self.d, "/svd?block=1&matrix=qv", 400, "'matrix'", "both, qk, vo")
         error_at(self, self.d, "/svd?block=1&format=xml", 400, "'format'", "json, csv, latex")
         error_at(self, self.d, "/embeddings?scheme=cosine", 400, "'scheme'", "norm")
