@@ -231,6 +231,26 @@ enum {
     API_CACHEABLE = 4,   /* finished answers are kept (keyed by route + args) */
 };
 
+/* One kind of 200 answer of a route, as /openapi.json describes it
+ * (api/openapi.c): the answer to format=`format` (NULL: the route has no
+ * format parameter) and, for a CSV answer of several tables, table=`table`.
+ * `schema` is the answer's shape in the notation of api/openapi.h (a JSON
+ * answer's whole document; a CSV table's row, its members the columns in
+ * order); NULL for a text or binary answer, which `doc` describes. */
+typedef struct {
+    const char *format;
+    const char *table;
+    const char *type; /* media type; NULL: the format's (json, csv, latex, npy) */
+    const char *schema;
+    const char *doc; /* what the answer is; NULL ends a table of answers */
+} api_answer;
+
+/* The sentinel row that ends a table of answers. */
+#define API_ANSWERS_END                                                                                      \
+    {                                                                                                        \
+        .doc = NULL                                                                                          \
+    }
+
 typedef struct {
     const char *path;
     int methods; /* API_GET | API_POST ... */
@@ -239,7 +259,7 @@ typedef struct {
     int flags;
     const char *summary;
     const char *description;
-    const char *answer; /* short description of the 200 answer */
+    const api_answer *answers; /* every 200 answer; terminated by API_ANSWERS_END */
 } api_route;
 
 extern const api_route api_routes[];

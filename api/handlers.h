@@ -10,6 +10,9 @@
 /* Adds the state of background work (e.g. the UMAP fit) to the /model answer. */
 void api_ext_model_info(twd_app *app, json_t *model);
 
+/* api/openapi.c: the OpenAPI document of the route table */
+int api_openapi(twd_app *app, const api_args *a, api_response *res);
+
 /* api/analyses.c (docs/MATH.md §3-§6) */
 int api_embeddings(twd_app *app, const api_args *a, api_response *res);
 int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *res);

@@ -780,9 +780,15 @@ static int parse_args(const twd_app *app, const api_route *r, const api_request 
         api_arg *a = &args->v[i];
         if (a->present) continue;
         if (a->spec->required) return api_error(res, 400, "parameter '%s' is required", a->spec->name);
-        if (a->spec->def &&
-            parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0)
+        if (!a->spec->def) continue;
+        if (a->spec->type == AP_INT) {
+            /* a default above a bound that follows the model (top=20 on a
+             * model whose heads have 16 dimensions) is that bound */
+            int64_t d = strtoll(a->spec->def, NULL, 10), hi = api_param_max(app, a->spec);
+            a->i = d < hi ? d : hi;
+        } else if (parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0) {
             return -1;
+        }
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 /* The one route table, and the handlers of the service's own routes
- * (/health, /model, /tokenize, /metrics, /openapi.json). The analyses'
- * handlers live in their own files and are declared in api/handlers.h. */
+ * (/health, /model, /tokenize, /metrics). The analyses' handlers, and
+ * /openapi.json's (api/openapi.c), live in their own files and are declared
+ * in api/handlers.h. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -534,144 +535,27 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     return api_respond(res, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
 }
 
-/* ---------- OpenAPI ---------- */
-
-static json_t *param_schema(const twd_app *app, const api_param *p)
-{
-    json_t *s = json_object();
-    switch (p->type) {
-    case AP_INT: {
-        api_put(s, "type", json_string("integer"));
-        api_put(s, "minimum", json_integer(p->min));
-        /* bounds that follow the model are known once it is loaded */
-        if (p->max_ref == APB_CONST || atomic_load(&app->state) == APP_READY)
-            api_put(s, "maximum", json_integer(api_param_max(app, p)));
-        if (p->def) api_put(s, "default", json_integer(strtoll(p->def, NULL, 10)));
-        break;
-    }
-    case AP_BOOL:
-        api_put(s, "type", json_string("boolean"));
-        if (p->def)
-            api_put(s, "default", json_boolean(strcmp(p->def, "true") == 0 || strcmp(p->def, "1") == 0));
-        break;
-    case AP_ENUM: {
-        api_put(s, "type", json_string("string"));
-        json_t *e = json_array();
-        for (const char *const *c = p->choices; *c; c++) api_push(e, json_string(*c));
-        api_put(s, "enum", e);
-        if (p->def) api_put(s, "default", json_string(p->def));
-        break;
-    }
-    case AP_TEXT:
-        api_put(s, "type", json_string("string"));
-        api_put(s, "minLength", json_integer(p->min));
-        if (p->max_ref == APB_MAX_TEXT) api_put(s, "maxLength", json_integer(api_param_max(app, p)));
-        break;
-    case AP_LIST:
-        api_put(s, "type", json_string("array"));
-        api_put(s, "items", json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
-        api_put(s, "minItems", json_integer(p->min));
-        if (p->max_ref == APB_MAX_WORDS) api_put(s, "maxItems", json_integer(api_param_max(app, p)));
-        break;
-    case AP_INTS: {
-        json_t *item = json_pack("{s:s,s:I}", "type", "integer", "minimum", (json_int_t)p->min);
-        if (p->max_ref == APB_CONST || atomic_load(&app->state) == APP_READY)
-            api_put(item, "maximum", json_integer(api_param_max(app, p)));
-        api_put(s, "type", json_string("array"));
-        api_put(s, "items", item);
-        api_put(s, "minItems", json_integer(p->min_items));
-        if (p->max_items_ref == APB_CONST ? p->max_items > 0 : atomic_load(&app->state) == APP_READY)
-            api_put(s, "maxItems", json_integer(api_param_max_items(app, p)));
-        break;
-    }
-    }
-    return s;
-}
-
-static json_t *error_responses(void)
-{
-    json_t *r = json_object();
-    static const struct {
-        const char *code, *desc;
-    } errs[] = {
-        {"400", "Invalid parameter (the message names it and its allowed range)."},
-        {"404", "No such route."},
-        {"405", "Method not allowed (see the Allow header)."},
-        {"413", "Request target or body too large."},
-        {"503", "The model is still loading, or a background computation is not ready (see Retry-After)."},
-    };
-    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
-        api_put(r, errs[i].code,
-                json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", errs[i].desc, "content", "application/json",
-                          "schema", "$ref", "#/components/schemas/Error"));
-    return r;
-}
-
-static json_t *operation(const twd_app *app, const api_route *r, int method)
-{
-    json_t *op = json_pack("{s:s,s:s}", "summary", r->summary, "description",
-                           r->description ? r->description : r->summary);
-    json_t *responses = error_responses();
-    const char *ctype = strcmp(r->path, "/metrics") == 0 ? "text/plain" : "application/json";
-    api_put(responses, "200",
-            json_pack("{s:s,s:{s:{}}}", "description", r->answer ? r->answer : "OK", "content", ctype));
-    api_put(op, "responses", responses);
-    if (method == API_GET) {
-        json_t *params = json_array();
-        for (const api_param *p = r->params; p && p->name; p++) {
-            json_t *schema =
-                p->type == AP_LIST || p->type == AP_INTS
-                    ? json_pack("{s:s,s:s}", "type", "string", "description", "comma-separated list")
-                    : param_schema(app, p);
-            api_push(params, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", p->name, "in", "query", "required",
-                                       p->required, "description", p->doc, "schema", schema));
-        }
-        api_put(op, "parameters", params);
-    } else {
-        json_t *props = json_object(), *req = json_array();
-        for (const api_param *p = r->params; p && p->name; p++) {
-            json_t *schema = param_schema(app, p);
-            api_put(schema, "description", json_string(p->doc));
-            api_put(props, p->name, schema);
-            if (p->required) api_push(req, json_string(p->name));
-        }
-        json_t *schema =
-            json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
-        if (json_array_size(req))
-            api_put(schema, "required", req);
-        else
-            json_decref(req);
-        api_put(
-            op, "requestBody",
-            json_pack("{s:b,s:{s:{s:o}}}", "required", 0, "content", "application/json", "schema", schema));
-    }
-    return op;
-}
-
-static int h_openapi(twd_app *app, const api_args *a, api_response *res)
-{
-    (void)a;
-    json_t *paths = json_object();
-    for (const api_route *r = api_routes; r->path; r++) {
-        json_t *item = json_object();
-        if (r->methods & API_GET) api_put(item, "get", operation(app, r, API_GET));
-        if (r->methods & API_POST) api_put(item, "post", operation(app, r, API_POST));
-        api_put(paths, r->path, item);
-    }
-    json_t *doc = json_pack(
-        "{s:s,s:{s:s,s:s,s:s},s:[{s:s}],s:o,s:{s:{s:{s:s,s:{s:{s:s,s:{s:{s:s},s:{s:s},s:{s:s}},s:[s,s,s]}},s:"
-        "[s]}}}}",
-        "openapi", "3.0.3", "info", "title", "twd: Traveling Words analysis service", "version", "0.1.0",
-        "description",
-        "GPT-2 analyses of 'Traveling Words: A Geometric Interpretation of Transformers' (arXiv 2309.07315). "
-        "Every error has the shape {\"error\": {\"code\", \"type\", \"message\"}}.",
-        "servers", "url", "/", "paths", paths, "components", "schemas", "Error", "type", "object",
-        "properties", "error", "type", "object", "properties", "code", "type", "integer", "type", "type",
-        "string", "message", "type", "string", "required", "code", "type", "message", "required", "error");
-    return api_json(res, 200, doc);
-}
-
 /* ---------- the table ---------- */
+
+/* Each row's answers are written in the notation of api/openapi.h; the
+ * shared components (Token, ScoredToken, TokenRank, TrajectoryState, ...)
+ * are api/openapi.c's. A CSV table's row lists its columns in order. */
+
+#define TOKEN_COLUMNS "id: int(0..), text: str"
+#define HIT_COLUMNS   "rank: int(1..), id: int(0..), text: str, score: num"
+#define TRAJ_KEYS                                                                                            \
+    "state_index: int(0..), state: str, block: int(0..$layer)|null `null for the first three states`, "      \
+    "position: int(0..), token_id: int(0..), token_text: str"
+
+/* docs/MATH.md §9-§13: shapes used twice in one answer */
+#define MLP_SVD_FACTOR                                                                                       \
+    "{singular_values: [num(0..)], coverage: [num(0..1)], frac99: num(0..1), directions: [{rank: int(1..), " \
+    "singular_value: num(0..), sign: -1|1, left: [ScoredToken], right: [ScoredToken], "                      \
+    "neuron_side: 'left'|'right' `the side in neuron space`, neurons: [{neuron: int(0..$ff), score: num}] "  \
+    "`that side's largest components`}], definition: str}"
+#define LN_AXIS                                                                                              \
+    "{index: int(0..) `the coordinate`, value: num `gamma_i`, top: [ScoredToken], bottom: [ScoredToken]}"
+#define SC_DIFF "{max_abs_diff: num(0..), max_rel_diff: num(0..)}"
 
 const api_route api_routes[] = {
     {
@@ -682,7 +566,10 @@ const api_route api_routes[] = {
         .summary = "Liveness and readiness",
         .description = "200 when the model is loaded; 503 (with Retry-After) while it loads. Never waits "
                        "behind a computation.",
-        .answer = "{status, model, synthetic}",
+        .answers = (const api_answer[]){{.schema = "{status: 'ok', model: str `the default model`, "
+                                                   "synthetic: bool, models: [{name: str, synthetic: bool}]}",
+                                         .doc = "Every model is loaded."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/model",
@@ -693,7 +580,20 @@ const api_route api_routes[] = {
         .summary = "The loaded model",
         .description = "Name, source, whether the weights are synthetic, shapes, parameter count, file size, "
                        "load time, and the state of background work (UMAP fit).",
-        .answer = "model description",
+        .answers =
+            (const api_answer[]){
+                {.schema =
+                     "{name: str, source: str `the checkpoint read`, origin: str `configured, hf-cache, "
+                     "twd-cache, download or demo`, format: 'safetensors'|'nanogpt', dtype: str, "
+                     "synthetic: bool, n_layer: int(1..), n_head: int(1..), n_embd: int(1..), "
+                     "n_inner: int(0..), n_ctx: int(1..), vocab_size: int(1..), vocab_rows: int(0..), "
+                     "padding_rows_excluded: int(0..), tokenizer_vocab_size: int(0..), "
+                     "tokenizer: 'gpt2-bpe'|'characters', bias: bool, n_params: int(0..), "
+                     "file_size: int(0..), gelu_default: 'tanh', note: str, load_seconds: num(0..), "
+                     "layer_norm_epsilon: num, synthetic_seed?: int, corpus?: str, default_phrase?: str, "
+                     "nanogpt?: {iter_num?: int, dataset?: str, compiled: bool}, umap?: UmapStatus}",
+                 .doc = "The model and its shape."},
+                API_ANSWERS_END},
     },
     {
         .path = "/models",
@@ -703,8 +603,14 @@ const api_route api_routes[] = {
         .summary = "The models served",
         .description = "Every model the daemon serves with its name (what model= takes on the other routes), "
                        "state, origin and shape; the first is the default.",
-        .answer = "{models: [{name, default, state, origin, source, synthetic, n_layer, n_head, n_embd, "
-                  "n_ctx, vocab_size, n_params}]}",
+        .answers = (const api_answer[]){{.schema = "{models: [{name: str, default: bool, "
+                                                   "state: 'ready'|'loading'|'failed', origin: str, "
+                                                   "source?: str, synthetic?: bool, n_layer?: int(1..), "
+                                                   "n_head?: int(1..), n_embd?: int(1..), n_ctx?: int(1..), "
+                                                   "vocab_size?: int(1..), n_params?: int(0..)} "
+                                                   "`the shape once the model is ready`]}",
+                                         .doc = "The models, the default first."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/tokenize",
@@ -715,7 +621,13 @@ const api_route api_routes[] = {
         .summary = "GPT-2 tokenization",
         .description = "Byte-level BPE exactly as GPT-2; '<|endoftext|>' is the special token. Each token "
                        "has its id, its text (invalid UTF-8 replaced by U+FFFD) and its exact bytes.",
-        .answer = "{text, n_tokens, tokens: [{id, text, bytes}]}",
+        .answers = (const api_answer[]){{.format = "json",
+                                         .schema = "{text: str, n_tokens: int(0..), tokens: [Token]}",
+                                         .doc = "The text's tokens."},
+                                        {.format = "csv",
+                                         .schema = "{position: int(0..), " TOKEN_COLUMNS "}",
+                                         .doc = "One row per token."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/detokenize",
@@ -726,7 +638,15 @@ const api_route api_routes[] = {
         .summary = "Token ids back to text",
         .description = "Each token with its text and exact bytes, and the decoded text of all of them "
                        "(invalid UTF-8 replaced by U+FFFD in text, exact in bytes).",
-        .answer = "{text, bytes, n_tokens, tokens: [{id, text, bytes}]}",
+        .answers = (const api_answer[]){{.format = "json",
+                                         .schema = "{text: str `the decoded text, invalid UTF-8 replaced`, "
+                                                   "bytes: [int(0..255)] `the decoded bytes`, "
+                                                   "n_tokens: int(1..), tokens: [Token]}",
+                                         .doc = "The tokens and their decoded text."},
+                                        {.format = "csv",
+                                         .schema = "{position: int(0..), " TOKEN_COLUMNS "}",
+                                         .doc = "One row per token."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/metrics",
@@ -736,15 +656,21 @@ const api_route api_routes[] = {
         .summary = "Prometheus metrics",
         .description = "Requests by route and status, latency histogram, in-flight requests, model load "
                        "time, cache use.",
-        .answer = "Prometheus text exposition",
+        .answers =
+            (const api_answer[]){{.type = "text/plain", .doc = "Prometheus text exposition format 0.0.4."},
+                                 API_ANSWERS_END},
     },
     {
         .path = "/openapi.json",
         .methods = API_GET,
-        .fn = h_openapi,
+        .fn = api_openapi,
         .params = p_none,
         .summary = "This API description (OpenAPI 3)",
-        .answer = "OpenAPI document",
+        .answers =
+            (const api_answer[]){{.schema = "{openapi: '3.0.3', info: {title: str, version: str, ...}, "
+                                            "paths: {...}, components: {...}, ...}",
+                                  .doc = "This document (OpenAPI 3.0.3)."},
+                                 API_ANSWERS_END},
     },
     {
         .path = "/embeddings",
@@ -755,7 +681,19 @@ const api_route api_routes[] = {
         .summary = "Embedding norms under ln_f (docs/MATH.md §3.1)",
         .description = "Per scheme the top-k and bottom-k tokens of norm ||E_i||, scaled ||gamma*E_i||, bias "
                        "||E_i|| + beta.E_i and scaled_bias, with their scores.",
-        .answer = "{k, scheme, schemes: {name: {top: [token+score], bottom: [token+score]}}}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{k: int(1..), scheme: 'all'|'norm'|'scaled'|'bias'|'scaled_bias', "
+                     "schemes: {norm?: TokenExtremes, scaled?: TokenExtremes, bias?: TokenExtremes, "
+                     "scaled_bias?: TokenExtremes} `the scheme asked for, or all four`, definition: str}",
+                 .doc = "Per scheme the top and bottom tokens."},
+                {.format = "csv",
+                 .schema =
+                     "{scheme: 'norm'|'scaled'|'bias'|'scaled_bias', list: 'top'|'bottom', " HIT_COLUMNS "}",
+                 .doc = "One row per scheme, list and rank."},
+                API_ANSWERS_END},
     },
     {
         .path = "/embeddings/normalization",
@@ -766,7 +704,19 @@ const api_route api_routes[] = {
         .summary = "Normalisation statistics of the embeddings (docs/MATH.md §3.2)",
         .description =
             "Average row norm, and mean/std of the L2 and cosine distances of E, E-c, sE, s(E-c) to LN_0(E).",
-        .answer = "{avg_norm, scale, rows: [{matrix, l2_mean, l2_std, cos_mean, cos_std}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{avg_norm: num(0..) `average row norm of E`, "
+                           "scale: num|null `s = sqrt(d) / avg_norm; null when every embedding is zero`, "
+                           "rows: [{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, "
+                           "cos_mean: num, cos_std: num}; 4], definition: str}",
+                 .doc = "The statistics of the four matrices."},
+                {.format = "csv",
+                 .schema = "{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, cos_mean: num, "
+                           "cos_std: num}",
+                 .doc = "One row per matrix."},
+                API_ANSWERS_END},
     },
     {
         .path = "/probe",
@@ -777,8 +727,28 @@ const api_route api_routes[] = {
         .summary = "Attention heads as ellipsoids: word probes (docs/MATH.md §4)",
         .description = "For each word, per head the top-k keys (q Wqk_h against LN_b(E)) and values (LN_f(E "
                        "+ u_h + b_o) against E) with ||u_h||, and the same for the layer sum.",
-        .answer = "{block, k, n_heads, leading_space, default_words, skipped: [{word, reason, tokens}], "
-                  "words: [{word, token, heads: [{head, keys, values, norm}], layer: {values, norm}}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), k: int(1..), n_heads: int(1..), leading_space: bool, "
+                           "default_words: bool `the default word list was used`, "
+                           "skipped: [{word: str, reason: str, tokens: [Token] `its token split`}] "
+                           "`the words that are not one token`, "
+                           "words: [{word: str, token: Token, heads: [{head: int(0..$head), "
+                           "keys: [ScoredToken], values: [ScoredToken], norm: num(0..) `||u_h||`}], "
+                           "layer: {values: [ScoredToken], norm: num(0..) `||U||`} `the sum over heads`}]}",
+                 .doc = "Per word the keys and values of every head and of the layer sum."},
+                {.format = "csv",
+                 .schema =
+                     "{block: int(0..$layer), word: str, token_id: int(0..)|null `the word's token; empty "
+                     "for a skipped word`, kind: 'head'|'layer'|'skipped' `a head, the layer sum, or a "
+                     "token of a skipped word's split`, head: int(0..$head)|null, "
+                     "list: 'keys'|'values'|null, rank: int(1..) `in the list, or in the skipped word's "
+                     "split`, id: int(0..), text: str, score: num|null, norm: num(0..)|null `||u_h|| "
+                     "or ||U||, on value rows`}",
+                 .doc = "One row per word, head (or the layer sum), list and rank; a skipped word's token "
+                        "split as rows of kind skipped."},
+                API_ANSWERS_END},
     },
     {
         .path = "/svd",
@@ -790,8 +760,31 @@ const api_route api_routes[] = {
         .description = "All non-zero singular values, the coverage curve and the fraction of directions "
                        "reaching 99 %, and for the top directions the sign-aligned top-k tokens of the left "
                        "and right singular vectors. format=latex gives the paper-style tables.",
-        .answer = "{block, matrix, top, k, dh, heads: [{head, qk|vo: {singular_values, coverage, frac99, "
-                  "directions}}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), matrix: 'both'|'qk'|'vo', top: int(0..), k: int(1..), "
+                           "dh: int(1..) `head dimension`, heads: [{head: int(0..$head), qk?: SvdFactor, "
+                           "vo?: SvdFactor}]}",
+                 .doc = "Per head the spectrum and top directions of each matrix asked for."},
+                {.format = "csv",
+                 .table = "directions",
+                 .schema = "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
+                           "direction: int(1..) `1-based rank of the singular direction`, "
+                           "singular_value: num(0..), sign: -1|1 `the sign alignment applied`, "
+                           "side: 'left'|'right' `left or right singular vector`, " HIT_COLUMNS "}",
+                 .doc =
+                     "The default when top > 0: one row per head, matrix, direction, side and token rank."},
+                {.format = "csv",
+                 .table = "spectra",
+                 .schema = "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
+                           "rank: int(1..) `1-based rank of the singular value`, singular_value: num(0..), "
+                           "coverage: num(0..1)}",
+                 .doc = "The default when top = 0: one row per head, matrix and singular value."},
+                {.format = "latex",
+                 .doc = "Paper-style LaTeX tables (one per head and matrix) of the top directions' top three "
+                        "tokens."},
+                API_ANSWERS_END},
     },
     {
         .path = "/trajectory",
@@ -804,8 +797,37 @@ const api_route api_routes[] = {
             "The phrase's tokens and, for each state (embedding, embedding+position, its ln_f, then ln_f of "
             "the residual stream after every block), the 3D point of every token and its k nearest "
             "vocabulary tokens by dot product with wte (the logit lens), plus the top next tokens.",
-        .answer = "{text, projection, gelu, k, n_tokens, n_states, vectors, tokens, target, states: [{index, "
-                  "name, block, points, nearest, entropy, next, target, vectors}], next_tokens}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, projection: 'umap'|'pca', gelu: 'tanh'|'erf', k: int(1..), "
+                     "n_tokens: int(1..), n_states: int(1..) `n_layer + 3`, vectors: bool, "
+                     "tokens: [Token], target: Token|null `the target= token, or null`, "
+                     "states: [TrajectoryState], next_tokens: [ScoredToken] `the top tokens after the "
+                     "phrase (the logit lens of the last state at the last position)`, definition: str}",
+                 .doc = "Every state of every token: point, logit lens, next and target tokens."},
+                {.format = "csv",
+                 .table = "points",
+                 .schema = "{" TRAJ_KEYS ", x: num, y: num, z: num, entropy: num, "
+                           "next_id: int(0..)|null `the actual next token; empty at the last position`, "
+                           "next_rank: int(1..)|null, next_prob: num(0..1)|null, "
+                           "target_id: int(0..)|null `the target= token; empty without one`, "
+                           "target_rank: int(1..)|null, target_prob: num(0..1)|null}",
+                 .doc = "The default: one row per state and position."},
+                {.format = "csv",
+                 .table = "nearest",
+                 .schema = "{" TRAJ_KEYS ", " HIT_COLUMNS ", prob: num(0..1)}",
+                 .doc = "One row per state, position and rank of the logit lens."},
+                {.format = "csv",
+                 .table = "vectors",
+                 .schema = "{" TRAJ_KEYS ", v#$d: num `one value of the state vector`}",
+                 .doc = "One row per state and position: the state vector, one column v0 .. v(d-1) per "
+                        "value."},
+                {.format = "npy",
+                 .doc = "numpy's .npy (format 1.0): the state vectors as float32, little-endian, shape "
+                        "(states, tokens, d) in C order; read with numpy.load(io.BytesIO(body))."},
+                API_ANSWERS_END},
     },
     {
         .path = "/attention",
@@ -816,7 +838,20 @@ const api_route api_routes[] = {
         .summary = "Attention patterns of a phrase",
         .description = "Per block and head, the causal softmax weights of the forward pass: row t lists the "
                        "weights query t gives to keys 0..t.",
-        .answer = "{text, gelu, n_tokens, tokens, blocks: [{block, heads: [{head, pattern}]}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], "
+                           "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), "
+                           "pattern: [[num(0..1)]] `n_tokens x n_tokens: pattern[t][u] is the weight query t "
+                           "gives key u, 0 for u > t`}]}], definition: str}",
+                 .doc = "The patterns of the blocks and heads asked for."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), head: int(0..$head), query_pos: int(0..) `the query's "
+                           "position`, key_pos: int(0..) `the key's position (at most query_pos)`, "
+                           "weight: num(0..1) `softmax weight`}",
+                 .doc = "One row per block, head, query and key (the causal half)."},
+                API_ANSWERS_END},
     },
     {
         .path = "/umap/layout",
@@ -827,7 +862,15 @@ const api_route api_routes[] = {
         .summary = "The fitted background points",
         .description = "3D coordinates of the vocabulary rows the projection was fitted on, with their token "
                        "ids and texts, for drawing the cloud a trajectory moves through.",
-        .answer = "{projection, rows, n, tokens, points}",
+        .answers = (const api_answer[]){{.format = "json",
+                                         .schema = "{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
+                                                   "n: int(0..) `points returned`, tokens: [Token], "
+                                                   "points: [[num; 3]]}",
+                                         .doc = "The points and their tokens."},
+                                        {.format = "csv",
+                                         .schema = "{" TOKEN_COLUMNS ", x: num, y: num, z: num}",
+                                         .doc = "One row per point."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/umap",
@@ -838,7 +881,8 @@ const api_route api_routes[] = {
         .summary = "State of the UMAP layout",
         .description = "disabled, fitting (with progress and stage), ready (loaded from the disk cache or "
                        "fitted, with the fit time) or failed.",
-        .answer = "{state, progress, stage, rows, from_cache, fit_seconds}",
+        .answers = (const api_answer[]){{.schema = "UmapStatus", .doc = "The state of the layout."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/svd/bias",
@@ -849,7 +893,19 @@ const api_route api_routes[] = {
         .summary = "Bias probes of the attention heads (docs/MATH.md §6)",
         .description =
             "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
-        .answer = "{block, k, heads: [{head, a, -a, c, -c}]}",
+        .answers =
+            (const api_answer[]){{.format = "json",
+                                  .schema =
+                                      "{block: int(0..$layer), k: int(1..), "
+                                      "heads: [{head: int(0..$head), a: [ScoredToken], "
+                                      "'-a': [ScoredToken], c: [ScoredToken], '-c': [ScoredToken]}], "
+                                      "definition: str, note: str `why the a lists never change a pattern`}",
+                                  .doc = "Per head the four probes' top tokens."},
+                                 {.format = "csv",
+                                  .schema = "{block: int(0..$layer), head: int(0..$head), "
+                                            "probe: 'a'|'-a'|'c'|'-c', " HIT_COLUMNS "}",
+                                  .doc = "One row per head, probe and rank."},
+                                 API_ANSWERS_END},
     },
     {
         .path = "/mlp/values",
@@ -860,7 +916,19 @@ const api_route api_routes[] = {
         .summary = "MLP value vectors and their tokens (docs/MATH.md §9.1)",
         .description = "For each neuron of the block (all d_ff, or a list), its value vector (row of "
                        "mlp.c_proj.weight): norm and the top-k and bottom-k tokens against wte.",
-        .answer = "{block, k, n_neurons, neurons: [{neuron, norm, top, bottom}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), k: int(1..), n_neurons: int(0..), neurons: [{neuron: "
+                           "int(0..$ff), "
+                           "norm: num(0..) `||v_i||`, top: [ScoredToken], bottom: [ScoredToken]}], "
+                           "definition: str}",
+                 .doc = "Per neuron its value vector's norm and top and bottom tokens."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), neuron: int(0..$ff), norm: num(0..) `||v_i||`, "
+                           "list: 'top'|'bottom', " HIT_COLUMNS "}",
+                 .doc = "One row per neuron, list and rank."},
+                API_ANSWERS_END},
     },
     {
         .path = "/mlp/svd",
@@ -873,8 +941,31 @@ const api_route api_routes[] = {
             "All singular values, coverage and 99 % fraction, and for the top directions the "
             "sign-aligned tokens of the left and right singular vectors (the neuron-space side through "
             "the other half of the MLP) and the neurons of the neuron-space side.",
-        .answer = "{block, matrix, top, k, rank, matrices: {in|out: {singular_values, coverage, frac99, "
-                  "directions}}}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), matrix: 'both'|'in'|'out', top: int(0..), k: int(1..), "
+                           "rank: int(0..) `singular values per matrix, min(d, d_ff)`, "
+                           "matrices: {in?: " MLP_SVD_FACTOR ", out?: " MLP_SVD_FACTOR "}}",
+                 .doc = "Per matrix the spectrum and the top directions."},
+                {.format = "csv",
+                 .table = "directions",
+                 .schema =
+                     "{block: int(0..$layer), matrix: 'in'|'out', direction: int(1..) `1-based rank of the "
+                     "singular direction`, singular_value: num(0..), sign: -1|1 `the sign alignment "
+                     "applied`, "
+                     "side: 'left'|'right' `left or right singular vector`, list: 'tokens'|'neurons', "
+                     "rank: int(1..), id: int(0..)|null `the token (list tokens)`, text: str|null `the "
+                     "token's text (list tokens)`, neuron: int(0..$ff)|null `the neuron (list neurons)`, "
+                     "score: num}",
+                 .doc =
+                     "The default: one row per matrix, direction, side and rank of a token or neuron list."},
+                {.format = "csv",
+                 .table = "spectra",
+                 .schema = "{block: int(0..$layer), matrix: 'in'|'out', rank: int(1..) `1-based rank of the "
+                           "singular value`, singular_value: num(0..), coverage: num(0..1)}",
+                 .doc = "One row per matrix and singular value."},
+                API_ANSWERS_END},
     },
     {
         .path = "/mlp/updates",
@@ -886,8 +977,26 @@ const api_route api_routes[] = {
         .description =
             "Per block and token, the heaviest sub-updates m_i v_i (GELU activation times value "
             "vector, ranked by |m_i| ||v_i||), with the coefficient, ||v_i|| and v_i's top tokens.",
-        .answer = "{text, gelu, top, k, tokens, blocks: [{block, bias_norm, positions: [{position, token, "
-                  "update_norm, updates: [{rank, neuron, coefficient, norm, weight, top}]}]}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, gelu: 'tanh'|'erf', top: int(1..), k: int(1..), n_tokens: int(1..), "
+                     "tokens: [Token], blocks: [{block: int(0..$layer), bias_norm: num(0..) `||b_proj||`, "
+                     "positions: [{position: int(0..), token: Token, update_norm: num(0..) "
+                     "`||sum_i m_i v_i||`, updates: [{rank: int(1..), neuron: int(0..$ff), "
+                     "coefficient: num `m_i`, norm: num(0..) `||v_i||`, weight: num(0..) `|m_i| ||v_i||`, "
+                     "top: [ScoredToken] `v_i's top tokens`}]}]}], definition: str}",
+                 .doc = "Per block and position the heaviest sub-updates."},
+                {.format = "csv",
+                 .schema =
+                     "{block: int(0..$layer), position: int(0..), token_id: int(0..), token_text: str, "
+                     "update_norm: num(0..) `||sum_i m_i v_i||`, rank: int(1..) `the sub-update's rank`, "
+                     "neuron: int(0..$ff), coefficient: num `m_i`, norm: num(0..) `||v_i||`, "
+                     "weight: num(0..) `|m_i| ||v_i||`, value_rank: int(1..) `rank of the token in v_i's "
+                     "list`, id: int(0..), text: str, score: num}",
+                 .doc = "One row per block, position, sub-update and token of its list."},
+                API_ANSWERS_END},
     },
     {
         .path = "/mlp/search",
@@ -898,7 +1007,23 @@ const api_route api_routes[] = {
         .summary = "The neurons whose value vectors promote a token (docs/MATH.md §9.2)",
         .description = "The top-k neurons (one block or all) by v_i . E[token], with the token's exact rank "
                        "among each value vector's own tokens.",
-        .answer = "{token, block, k, n_neurons, neurons: [{rank, block, neuron, score, norm, token_rank}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{token: Token, block: int(0..$layer)|null `the block asked for; null: every block`, "
+                     "k: int(1..), n_neurons: int(0..) `neurons searched`, neurons: [{rank: int(1..), "
+                     "block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . E[token]`, "
+                     "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                     "tokens`}], definition: str}",
+                 .doc = "The neurons that promote the token most."},
+                {.format = "csv",
+                 .schema = "{rank: int(1..), block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . "
+                           "E[token]`, "
+                           "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                           "tokens`}",
+                 .doc = "One row per neuron found."},
+                API_ANSWERS_END},
     },
     {
         .path = "/layernorm",
@@ -912,8 +1037,45 @@ const api_route api_routes[] = {
             "phrase's states): mean before and after centring, radius, gamma's axes and their tokens, "
             "beta's tokens, how much gamma and beta change a state; and per head the estimated "
             "fraction of unselectable keys.",
-        .answer = "{text, states, n_states, k, layers: [{name, block, kind, rows, mean, radius, gamma, beta, "
-                  "change}], keys: {method, description, queries, seed, floor, heads}}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str|null `the phrase, or null for wte's rows`, states: 'wte'|'phrase', "
+                     "k: int(1..), n_states: int(1..), tokens?: [Token] `the phrase's tokens`, "
+                     "layers: [{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null, "
+                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..), mean: {before: num, before_abs: num(0..), "
+                     "after_abs: num(0..), after_max_abs: num(0..)}, radius: {mean: num, std: num}, "
+                     "gamma: {max: " LN_AXIS ", min: " LN_AXIS "}, beta_norm: num(0..), "
+                     "beta: {top: [ScoredToken]}, change: {mean: num, std: num}}], "
+                     "keys: {method: 'random'|'targeted', description: str, queries: int(0..), "
+                     "seed: int(0..), floor: num(0..1), heads: [{block: int(0..$layer), "
+                     "head: int(0..$head), selectable: int(0..), unselectable_fraction: num(0..1)}], "
+                     "definition: str}|null `null with keys=none`, definition: str}",
+                 .doc = "Per LayerNorm its geometry, and the unselectable keys per head."},
+                {.format = "csv",
+                 .table = "layers",
+                 .schema =
+                     "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null `empty for ln_f`, "
+                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..) `states that reach it`, mean_before: num, "
+                     "mean_abs_before: num(0..), mean_abs_after: num(0..), max_abs_after: num(0..), "
+                     "radius_mean: num, radius_std: num, gamma_max_index: int(0..), gamma_max: num, "
+                     "gamma_min_index: int(0..), gamma_min: num, beta_norm: num(0..), change_mean: num, "
+                     "change_std: num}",
+                 .doc = "The default: one row per LayerNorm."},
+                {.format = "csv",
+                 .table = "lists",
+                 .schema = "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, "
+                           "list: "
+                           "'gamma_max_top'|'gamma_max_bottom'|'gamma_min_top'|'gamma_min_bottom'|'beta',"
+                           " " HIT_COLUMNS "}",
+                 .doc = "One row per LayerNorm, token list and rank."},
+                {.format = "csv",
+                 .table = "keys",
+                 .schema = "{block: int(0..$layer), head: int(0..$head), method: 'random'|'targeted', "
+                           "queries: int(0..), selectable: int(0..), unselectable_fraction: num(0..1)}",
+                 .doc = "One row per block and head (no rows with keys=none)."},
+                API_ANSWERS_END},
     },
     {
         .path = "/layernorm/sketch",
@@ -924,7 +1086,22 @@ const api_route api_routes[] = {
         .summary = "The paper's 2D layer-norm sketch on real weights (docs/MATH.md §12.4)",
         .description = "For two coordinates: the unit circle, its image under gamma, then + beta, then under "
                        "the head's W_qk restricted to those coordinates.",
-        .answer = "{block, head, dims, gamma, beta, w_qk, stages: [{name, points}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{block: int(0..$layer), head: int(0..$head), dims: [int(0..); 2] `the coordinates "
+                     "i, j`, default_dims: bool, points: int(3..), gamma: [num; 2], beta: [num; 2], "
+                     "w_qk: [[num; 2]; 2], stages: [{name: 'circle'|'gamma'|'gamma+beta'|'w_qk', "
+                     "points: [[num; 2]]}; 4], definition: str}",
+                 .doc = "The four stages of the sketch."},
+                {.format = "csv",
+                 .schema =
+                     "{stage: 'circle'|'gamma'|'gamma+beta'|'w_qk', point: int(0..), "
+                     "theta: num(0..) `the point's angle on the circle, in radians`, x: num `coordinate i`, "
+                     "y: num `coordinate j`}",
+                 .doc = "One row per stage and point."},
+                API_ANSWERS_END},
     },
     {
         .path = "/selfcheck",
@@ -936,8 +1113,26 @@ const api_route api_routes[] = {
         .description =
             "Per head, scores, patterns and outputs from W_qk,h, W_vo,h and the bias terms, compared "
             "with the forward pass; and the pattern with b_k randomised, unchanged.",
-        .answer = "{text, gelu, n_tokens, tokens, seed, blocks: [{block, heads: [{head, scores, patterns, "
-                  "outputs, bk_randomised}], total_output}], max}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], seed: int(0..), "
+                     "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), scores: " SC_DIFF
+                     ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", bk_randomised: {bk_norm: num(0..), "
+                     "pattern_max_abs_diff: num(0..), pattern_max_abs_diff_exact: num(0..), "
+                     "score_shift_max: num, shift_spread: num}}], total_output: " SC_DIFF "}], "
+                     "max: {scores: " SC_DIFF ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", "
+                     "bk_randomised_pattern_max_abs_diff: num(0..)}, definition: str}",
+                 .doc = "Per block and head the differences from the forward pass, and the largest."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), head: int(0..$head)|null `empty for total_output`, "
+                           "quantity: 'scores'|'patterns'|'outputs'|'bk_randomised_patterns'|"
+                           "'bk_randomised_patterns_exact'|'bk_randomised_score_shift'|"
+                           "'bk_randomised_shift_spread'|'total_output', max_abs_diff: num, "
+                           "max_rel_diff: num|null `empty for the bk_randomised rows`}",
+                 .doc = "One row per block, head and quantity, and the block's total output."},
+                API_ANSWERS_END},
     },
     {.path = NULL},
 };

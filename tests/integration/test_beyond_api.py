@@ -310,9 +310,11 @@ class BeyondApiTest(unittest.TestCase):
                      "/selfcheck"):
             self.assertIn(path, doc["paths"])
         dims = next(p for p in doc["paths"]["/layernorm/sketch"]["get"]["parameters"] if p["name"] == "dims")
-        self.assertEqual(dims["schema"]["type"], "string")
+        self.assertEqual(dims["schema"]["type"], "array")  # comma-separated: style form, not exploded
+        self.assertEqual((dims["style"], dims["explode"]), ("form", False))
+        self.assertEqual((dims["schema"]["minItems"], dims["schema"]["maxItems"]), (2, 2))
         body = doc["paths"]["/selfcheck"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        self.assertEqual(set(body["properties"]), {"text", "block", "seed", "gelu", "format"})
+        self.assertEqual(set(body["properties"]), {"text", "block", "seed", "gelu", "format", "model"})
         target = "/mlp/values?block=0&k=2&neurons=1,2"
         st, h1, b1 = self.d.request("GET", target)
         st, h2, b2 = self.d.request("GET", "/mlp/values?neurons=1,2&k=2&block=0&format=json")
