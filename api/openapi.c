@@ -552,6 +552,7 @@ static bool param_bound(const api_service *svc, const api_param *p, bool items, 
         if (bound_follows_model(items ? p->max_items_ref : p->max_ref) && atomic_load(&m->state) != APP_READY)
             return false;
         int64_t x = items ? api_param_max_items(m, p) : api_param_max(m, p);
+        if (!items) x = api_param_used(m, p, x);
         if (!any || x > *hi) *hi = x;
         any = true;
     }
@@ -592,9 +593,17 @@ static json_t *param_schema(const api_service *svc, const api_param *p, bool que
                           d);
             api_put(s, "default", json_integer(used));
         }
-        if (p->clamp_ref != APB_CONST)
-            sb_printf(note,
-                      " A value above what the model has (e.g. its head dimension) answers what it has.");
+        if (p->clamp_ref != APB_CONST && has_hi) {
+            /* the server takes up to the configured bound and answers what
+             * the model has: the document's maximum is what it has */
+            int64_t accepted = 0;
+            for (size_t i = 0; i < svc->n_models; i++)
+                if (api_param_max(svc->models[i], p) > accepted) accepted = api_param_max(svc->models[i], p);
+            if (accepted > hi) {
+                api_put(s, "x-twd-accepted-maximum", json_integer(accepted));
+                sb_printf(note, " Values up to %" PRId64 " are taken and answer the maximum.", accepted);
+            }
+        }
         if (bound_follows_model(p->max_ref)) sb_printf(note, " The bounds follow the model.");
         break;
     }

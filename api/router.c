@@ -372,8 +372,7 @@ static int64_t bound_value(const twd_app *app, api_bound ref, int64_t konst)
 
 int64_t api_param_max(const twd_app *app, const api_param *p) { return bound_value(app, p->max_ref, p->max); }
 
-/* x as it is used: at most what the model has (clamp_ref), never below min. */
-static int64_t clamp_value(const twd_app *app, const api_param *p, int64_t x)
+int64_t api_param_used(const twd_app *app, const api_param *p, int64_t x)
 {
     if (p->clamp_ref == APB_CONST) return x;
     int64_t most = bound_value(app, p->clamp_ref, 0);
@@ -384,7 +383,7 @@ static int64_t clamp_value(const twd_app *app, const api_param *p, int64_t x)
 int64_t api_param_default(const twd_app *app, const api_param *p)
 {
     int64_t d = strtoll(p->def, NULL, 10), hi = api_param_max(app, p);
-    return clamp_value(app, p, d < hi ? d : hi);
+    return api_param_used(app, p, d < hi ? d : hi);
 }
 
 int64_t api_param_max_items(const twd_app *app, const api_param *p)
@@ -465,7 +464,7 @@ static int parse_int(const twd_app *app, const api_param *p, const raw_value *v,
     if (x < p->min || x > hi)
         return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld", p->name,
                          p->min, hi, x);
-    out->i = clamp_value(app, p, x);
+    out->i = api_param_used(app, p, x);
     return 0;
 }
 
