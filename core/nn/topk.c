@@ -151,10 +151,10 @@ float topk_max_row_norm(const float *M, size_t n, size_t d)
     return (float)r;
 }
 
-/* Bound on |float GEMM score - exact score| for a query of norm qn against
- * rows of norm at most R: gamma_{d+1} * qn * R, u = 2^-24 (any summation
- * order, with or without FMA), widened by 2 for the float rounding of R. */
-static double screen_error(size_t d, double qn, double R)
+/* gamma_{d+1} * qn * R with u = 2^-24 (any summation order, with or
+ * without FMA), widened by 2 for the float rounding of R and so that it
+ * also covers the double rounding of topk_dot. */
+double topk_screen_error(size_t d, double qn, double R)
 {
     double nu = (double)(d + 1) * 0x1p-24;
     return 2.0 * nu / (1.0 - nu) * qn * R;
@@ -254,7 +254,7 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
     unsigned long long scans = 0;
     for (size_t i = 0; i < nq; i++) {
         const float *q = Q + i * d;
-        double err = screen_error(d, norm2(q, d), R);
+        double err = topk_screen_error(d, norm2(q, d), R);
         if (!(err < INFINITY)) err = INFINITY; /* NaN: never certified */
         if (ht) scans += certify(M, n, d, q, k, kc, 0, err, ht + i * kc, tmp, top + i * k);
         if (hb) scans += certify(M, n, d, q, k, kc, 1, err, hb + i * kc, tmp, bottom + i * k);
