@@ -24,6 +24,11 @@ void tw_progress_add(tw_progress *p, long long n)
     if (p) atomic_fetch_add(&p->done, n);
 }
 
+void tw_progress_set(tw_progress *p, long long n)
+{
+    if (p) atomic_store(&p->done, n);
+}
+
 void tw_progress_read(const tw_progress *p, const char **stage, long long *done, long long *total)
 {
     if (stage) *stage = p ? atomic_load(&p->stage) : "";

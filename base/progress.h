@@ -26,6 +26,9 @@ void tw_progress_stage(tw_progress *p, const char *name, long long total);
 /* done += n. */
 void tw_progress_add(tw_progress *p, long long n);
 
+/* done = n (for a computation that knows its position rather than steps). */
+void tw_progress_set(tw_progress *p, long long n);
+
 /* Reads the stage (NULL before the first; "" for a NULL p), done and total;
  * any output pointer may be NULL. */
 void tw_progress_read(const tw_progress *p, const char **stage, long long *done, long long *total);
