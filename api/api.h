@@ -33,6 +33,8 @@ typedef struct {
     int64_t max_k;             /* tokens per list */
     int64_t max_top;           /* SVD directions per head */
     int64_t max_answer_tokens; /* tokens one answer may list */
+    int64_t max_stats_texts;   /* texts of one /trajectory/stats request */
+    int64_t max_stats_tokens;  /* tokens of all the texts of one /trajectory/stats request */
 } api_limits;
 
 /* Everything the api layer is configured with. */
@@ -41,6 +43,7 @@ typedef struct {
     size_t cache_bytes;        /* budget of the per-block intermediates */
     size_t answer_cache_bytes; /* budget of the finished answers */
     char words_file[4096];     /* default word list of /probe */
+    char corpus_dir[4096];     /* the corpora /trajectory/stats ships with (<name>.txt) */
     layout_settings layout;    /* the background projections (rows, UMAP settings, cache folder) */
 } api_settings;
 
@@ -133,6 +136,7 @@ typedef enum {
     APB_MAX_WORDS,  /* max_words */
     APB_MAX_TEXT,   /* max_text (bytes) */
     APB_UMAP_ROWS,  /* rows the layouts are fitted on */
+    APB_MAX_TEXTS,  /* max_stats_texts */
 } api_bound;
 
 typedef struct {
@@ -145,6 +149,7 @@ typedef struct {
     int64_t max;                /* when max_ref == APB_CONST */
     const char *const *choices; /* AP_ENUM: NULL-terminated */
     const char *doc;
+    api_bound item_ref; /* AP_LIST: bound of an item's length in bytes; APB_CONST: 256 */
 } api_param;
 
 /* The sentinel row that ends a parameter table. */
@@ -174,6 +179,9 @@ typedef struct {
 
 /* The upper bound of a parameter for the loaded model and configuration. */
 int64_t api_param_max(const twd_app *app, const api_param *p);
+
+/* The longest item of an AP_LIST parameter, in bytes. */
+int64_t api_param_item_max(const twd_app *app, const api_param *p);
 
 /* The argument `name` of the route being served. A name the route's table
  * does not have is a bug in the handler: these abort with a message rather

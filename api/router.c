@@ -271,12 +271,13 @@ static void api_args_free(api_args *a)
 
 /* ---------- validation ---------- */
 
-int64_t api_param_max(const twd_app *app, const api_param *p)
+/* The value of bound b (const_max for APB_CONST). */
+static int64_t bound_value(const twd_app *app, api_bound b, int64_t const_max)
 {
     const api_limits *c = &app->set.limits;
     const gpt2_config *m = &app->model.cfg;
-    switch (p->max_ref) {
-    case APB_CONST: return p->max;
+    switch (b) {
+    case APB_CONST: return const_max;
     case APB_LAST_LAYER: return m->n_layer - 1;
     case APB_LAST_HEAD: return m->n_head - 1;
     case APB_MAX_K: return c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
@@ -290,8 +291,16 @@ int64_t api_param_max(const twd_app *app, const api_param *p)
         int64_t rows = (int64_t)app->set.layout.rows;
         return rows < m->vocab_size ? rows : m->vocab_size;
     }
+    case APB_MAX_TEXTS: return c->max_stats_texts;
     }
-    return p->max;
+    return const_max;
+}
+
+int64_t api_param_max(const twd_app *app, const api_param *p) { return bound_value(app, p->max_ref, p->max); }
+
+int64_t api_param_item_max(const twd_app *app, const api_param *p)
+{
+    return bound_value(app, p->item_ref, 256);
 }
 
 static void choices_text(const api_param *p, char *out, size_t n)
@@ -305,11 +314,14 @@ static void choices_text(const api_param *p, char *out, size_t n)
     }
 }
 
-static int word_item_check(api_response *res, const api_param *p, const char *s, size_t n, size_t idx)
+static int word_item_check(const twd_app *app, api_response *res, const api_param *p, const char *s, size_t n,
+                           size_t idx)
 {
+    int64_t max = api_param_item_max(app, p);
     if (n == 0) return api_error(res, 400, "parameter '%s': item %zu is empty", p->name, idx);
-    if (n > 256)
-        return api_error(res, 400, "parameter '%s': item %zu is longer than 256 bytes", p->name, idx);
+    if ((int64_t)n > max)
+        return api_error(res, 400, "parameter '%s': item %zu is longer than %" PRId64 " bytes", p->name, idx,
+                         max);
     if (!utf8_valid(s, n))
         return api_error(res, 400, "parameter '%s': item %zu is not valid UTF-8", p->name, idx);
     if (memchr(s, '\0', n))
@@ -469,7 +481,7 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
         const char *item = NULL;
         size_t len = 0;
         if (list_item(p, v, i, &cur, &item, &len, res) != 0) return -1;
-        if (word_item_check(res, p, item, len, i) != 0) return -1;
+        if (word_item_check(app, res, p, item, len, i) != 0) return -1;
         if (!(out->list[i] = arena_strndup(args, item, len)))
             return api_status_error(res, TW_ENOMEM, "parameters");
     }

@@ -242,9 +242,10 @@ static json_t *param_schema(const twd_app *app, const api_param *p)
     case AP_LIST:
         json_object_set_new(s, "type", json_string("array"));
         json_object_set_new(s, "items",
-                            json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
+                            json_pack("{s:s,s:i,s:I}", "type", "string", "minLength", 1, "maxLength",
+                                      (json_int_t)api_param_item_max(app, p)));
         json_object_set_new(s, "minItems", json_integer(p->min));
-        if (p->max_ref == APB_MAX_WORDS)
+        if (p->max_ref == APB_MAX_WORDS || p->max_ref == APB_MAX_TEXTS)
             json_object_set_new(s, "maxItems", json_integer(api_param_max(app, p)));
         break;
     }
