@@ -125,6 +125,37 @@ static const api_param p_attention[] = {
     API_PARAMS_END,
 };
 
+static const char *const corpora[] = {"kjv-heldout", NULL};
+
+static const api_param p_stats[] = {
+    {.name = "texts",
+     .type = AP_LIST,
+     .min = 1,
+     .max_ref = APB_MAX_TEXTS,
+     .item_ref = APB_MAX_TEXT,
+     .doc = "The texts (UTF-8), each encoded as-is; at most max_stats_texts of them, each at most "
+            "max_tokens tokens and the model's n_ctx, max_stats_tokens in all. Give texts or corpus."},
+    {.name = "corpus",
+     .type = AP_ENUM,
+     .choices = corpora,
+     .doc = "A corpus that ships with twd, one text per line: kjv-heldout (200 King James Bible sentences "
+            "from chapters the demo model was not trained on). Give texts or corpus."},
+    {.name = "limit",
+     .type = AP_INT,
+     .def = "0",
+     .max_ref = APB_MAX_TEXTS,
+     .doc = "Use only the first `limit` texts; 0: all of them."},
+    {.name = "k",
+     .type = AP_INT,
+     .def = "5",
+     .min = 1,
+     .max_ref = APB_MAX_K,
+     .doc = "rank_next.topk is the fraction of positions whose next token ranks within the top k."},
+    P_GELU("GELU form of the forward pass: GPT-2's tanh approximation, or the exact erf form nanoGPT uses."),
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
 static const api_param p_layout[] = {
     {.name = "projection",
      .type = AP_ENUM,
@@ -460,6 +491,23 @@ const api_route api_routes[] = {
         .description = "Per block and head, the causal softmax weights of the forward pass: row t lists the "
                        "weights query t gives to keys 0..t.",
         .answer = "{text, gelu, n_tokens, tokens, blocks: [{block, heads: [{head, pattern}]}]}",
+    },
+    {
+        .path = "/trajectory/stats",
+        .methods = API_POST,
+        .fn = api_trajectory_stats,
+        .params = p_stats,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Trajectory statistics over many texts (docs/MATH.md §14)",
+        .description =
+            "For every trajectory state, over every position of every text that has a next token, "
+            "in the full dimension: the cosines of the state with the next and the current token's "
+            "embedding and with the final state, the exact logit-lens rank of the next token and "
+            "its probability; mean, std and 95% confidence interval, overall and per position "
+            "bucket (first: t = 0, early: 1 <= t < 8, late: t >= 8).",
+        .answer = "{source, corpus, gelu, k, n_states, n_texts, n_texts_skipped, n_tokens, n_positions, "
+                  "buckets, interval, states: [{index, name, block, n_positions, cos_next, cos_self, "
+                  "cos_final, rank_next, prob_next, buckets: {first, early, late}}], definition}",
     },
     {
         .path = "/umap/layout",

@@ -6,10 +6,20 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/nn/topk.h"
+
+void ts_state_name(size_t s, char *out, size_t outlen)
+{
+    static const char *const inputs[3] = {"embedding", "embedding+position", "embedding+position, ln_f"};
+    if (s < 3)
+        snprintf(out, outlen, "%s", inputs[s]);
+    else
+        snprintf(out, outlen, "block %zu", s - 3);
+}
 
 const char *ts_bucket_name(ts_bucket b)
 {

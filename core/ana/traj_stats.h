@@ -55,6 +55,11 @@ static inline ts_bucket ts_bucket_of(size_t t)
     return t == 0 ? TS_BUCKET_FIRST : t < TS_EARLY_END ? TS_BUCKET_EARLY : TS_BUCKET_LATE;
 }
 
+/* The name of trajectory state s (docs/MATH.md §7.3): "embedding",
+ * "embedding+position", "embedding+position, ln_f", then "block l" for
+ * s = 3 + l; into out (at least 32 bytes). */
+void ts_state_name(size_t s, char *out, size_t outlen);
+
 /* "all", "first", "early", "late". */
 const char *ts_bucket_name(ts_bucket b);
 /* "cos_next", "cos_self", "cos_final", "rank_next", "prob_next". */
