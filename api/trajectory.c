@@ -11,6 +11,7 @@
 #include "api/handlers.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
+#include "core/proj/faith.h"
 #include "core/proj/layout.h"
 
 static proj_kind kind_of(const api_args *a)
@@ -68,6 +69,31 @@ static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, 
     return api_error(res, 400, "parameter 'text'%s%s", bad[0] == ':' ? "" : " ", bad);
 }
 
+/* How faithful the picture is (docs/MATH.md §15): the layout's figures and,
+ * for the phrase's states (S states of N positions, state-major), the
+ * fraction of their nearest fitted rows in the full space that stay among
+ * their nearest in 3D, per state and overall. */
+static json_t *faithfulness_json(twd_app *app, proj_kind kind, const double *overlap, size_t S, size_t N)
+{
+    json_t *f = layout_faith_json(app->ext->layout, kind);
+    if (!f) f = json_object();
+    json_t *per = json_array();
+    double all = 0;
+    for (size_t s = 0; s < S; s++) {
+        double m = 0;
+        for (size_t t = 0; t < N; t++) m += overlap[s * N + t];
+        all += m;
+        json_array_append_new(per, json_real(m / (double)N));
+    }
+    json_object_set_new(
+        f, "knn_overlap",
+        json_pack("{s:i,s:f,s:o,s:s}", "k", FAITH_K, "overall", all / (double)(S * N), "states", per,
+                  "definition",
+                  "per state, the mean over positions of the fraction of the k nearest fitted "
+                  "rows in the full space that are also among the k nearest in the layout"));
+    return f;
+}
+
 int api_trajectory(twd_app *app, const api_args *a, api_response *res)
 {
     const api_arg *text = api_arg_get(a, "text");
@@ -122,10 +148,14 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
     free(logits);
     int prc = layout_apply(app->ext->layout, kind, y, rows, pts, &progress, msg, sizeof msg);
     int krc = prc == 0 ? topk_rows(app->model.p.wte, (size_t)c->vocab_size, C, y, rows, k, near, NULL) : 0;
+    double *overlap = prc == 0 && krc == 0 ? malloc(rows * sizeof *overlap) : NULL;
+    if (prc == 0 && krc == 0)
+        krc = overlap ? layout_knn_overlap(app->ext->layout, kind, y, pts, rows, overlap) : TW_ENOMEM;
     free(y);
     if (prc != 0 || krc != 0 || trc != 0) {
         free(pts);
         free(near);
+        free(overlap);
         gpt2_forward_free(fr);
         if (prc == TW_ENOTREADY) return layout_unavailable(res, prc, progress, msg);
         if (prc) return api_error(res, 500, "projection: %s", msg);
@@ -169,8 +199,10 @@ int api_trajectory(twd_app *app, const api_args *a, api_response *res)
         "states: e = wte[t], x0 = e + wpe, LN_f(x0), then LN_f of the residual stream after "
         "each block; points: the projection of each state; nearest: top-k tokens of wte by dot "
         "product with the state (logit lens); next_tokens: top logits at the last position");
+    json_object_set_new(doc, "faithfulness", faithfulness_json(app, kind, overlap, S, N));
     free(pts);
     free(near);
+    free(overlap);
     gpt2_forward_free(fr);
     return api_json(res, 200, doc);
 }
@@ -250,9 +282,11 @@ int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
         json_array_append(texts, json_object_get(tok, "text"));
         json_decref(tok);
     }
-    return api_json(res, 200,
-                    json_pack("{s:s,s:i,s:i,s:o,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap",
-                              "rows", (int)n, "n", (int)limit, "points", points, "ids", ids, "texts", texts));
+    json_t *doc = json_pack("{s:s,s:i,s:i,s:o,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap",
+                            "rows", (int)n, "n", (int)limit, "points", points, "ids", ids, "texts", texts);
+    json_t *f = layout_faith_json(app->ext->layout, kind);
+    if (doc && f) json_object_set_new(doc, "faithfulness", f);
+    return api_json(res, 200, doc);
 }
 
 int api_umap_status(twd_app *app, const api_args *a, api_response *res)

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,10 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/cancel.h"
 #include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "core/proj/faith.h"
 #include "core/proj/pca.h"
 #include "core/proj/umap.h"
 
@@ -40,7 +43,51 @@ struct layout_service {
     double fit_seconds;
     char error[512];
     pthread_mutex_t lock; /* guards error */
+    /* faithfulness (docs/MATH.md §15): the sample of fitted rows, and the
+     * figures of each layout (UMAP's valid once state == U_READY) */
+    size_t *sample, n_sample;
+    layout_faith faith[2];
+    tw_cancel stop; /* raised by layout_stop */
 };
+
+/* The figures of the layout pts (n, 3) of the fitted rows into p->faith[kind]
+ * (NaN figures when they cannot be computed; logged). */
+static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
+{
+    layout_faith *f = &p->faith[kind];
+    f->k = FAITH_K;
+    f->sample_rows = p->n_sample;
+    f->sample_seed = FAITH_SAMPLE_SEED;
+    f->trustworthiness = f->continuity = NAN;
+    if (kind == PROJ_PCA) {
+        f->has_variance_ratio = 1;
+        for (int c = 0; c < 3; c++)
+            f->explained_variance_ratio[c] = p->pca.total_variance > 0 && (size_t)c < p->pca.n_components
+                                                 ? p->pca.variance[c] / p->pca.total_variance
+                                                 : 0.0;
+    }
+    if (!p->sample || p->n_sample <= 2 * FAITH_K) return;
+    const size_t m = p->n_sample, d = p->dim;
+    float *xs = malloc(m * d * sizeof *xs), *ys = malloc(m * 3 * sizeof *ys);
+    int rc = TW_ENOMEM;
+    if (xs && ys) {
+        for (size_t i = 0; i < m; i++) {
+            memcpy(xs + i * d, p->rows + p->sample[i] * d, d * sizeof *xs);
+            memcpy(ys + i * 3, pts + p->sample[i] * 3, 3 * sizeof *ys);
+        }
+        double t0 = tw_now();
+        rc = faith_trust_cont(xs, m, d, ys, 3, FAITH_K, &f->trustworthiness, &f->continuity, &p->stop);
+        if (rc == TW_OK)
+            tw_log("%s: trustworthiness %.4f, continuity %.4f at %d neighbours on %zu rows (%.2f s)",
+                   kind == PROJ_PCA ? "pca" : "umap", f->trustworthiness, f->continuity, FAITH_K, m,
+                   tw_now() - t0);
+    }
+    if (rc != TW_OK && rc != TW_ECANCELED)
+        tw_log("%s: the faithfulness figures could not be computed: %s", kind == PROJ_PCA ? "pca" : "umap",
+               tw_strerror(rc));
+    free(xs);
+    free(ys);
+}
 
 static void set_error(layout_service *p, const char *msg)
 {
@@ -85,6 +132,7 @@ static void *fit_main(void *arg)
     p->fit_seconds = tw_now() - t0;
     m.key = p->key;
     p->model = m;
+    compute_faith(p, PROJ_UMAP, p->model.embedding);
     atomic_store(&p->state, U_READY);
     char serr[512];
     if (!p->path[0])
@@ -140,6 +188,10 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
         return NULL;
     }
     pca_transform(&p->pca, p->rows, p->n, p->pca_points);
+    size_t want = p->n < FAITH_SAMPLE_ROWS ? p->n : FAITH_SAMPLE_ROWS;
+    if ((p->sample = malloc((want ? want : 1) * sizeof *p->sample)))
+        p->n_sample = faith_sample(p->n, FAITH_SAMPLE_ROWS, FAITH_SAMPLE_SEED, p->sample);
+    compute_faith(p, PROJ_PCA, p->pca_points);
 
     umap_params_default(&p->params);
     p->params.n_neighbors = s->umap_neighbors;
@@ -166,6 +218,7 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
         if (rc == TW_OK) {
             p->from_cache = true;
             tw_log("umap: layout loaded from %s", p->path);
+            compute_faith(p, PROJ_UMAP, p->model.embedding);
             atomic_store(&p->state, U_READY);
             return p;
         }
@@ -186,6 +239,7 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
 void layout_stop(layout_service *p)
 {
     if (!p) return;
+    tw_cancel_raise(&p->stop);
     if (p->thread_started) {
         atomic_store(&p->prog.cancel, 1);
         pthread_join(p->thread, NULL);
@@ -193,6 +247,7 @@ void layout_stop(layout_service *p)
     umap_model_free(&p->model);
     pca_free(&p->pca);
     free(p->pca_points);
+    free(p->sample);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -250,6 +305,51 @@ int layout_umap_ready(layout_service *p, double *progress)
     return st == U_READY;
 }
 
+int layout_faithfulness(layout_service *p, proj_kind kind, layout_faith *out)
+{
+    if (kind == PROJ_UMAP && atomic_load(&p->state) != U_READY) {
+        double progress;
+        char msg[8];
+        return not_ready(p, &progress, msg, sizeof msg);
+    }
+    *out = p->faith[kind];
+    return TW_OK;
+}
+
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+json_t *layout_faith_json(layout_service *p, proj_kind kind)
+{
+    layout_faith f;
+    if (layout_faithfulness(p, kind, &f) != TW_OK) return NULL;
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap", "k",
+                          (json_int_t)f.k, "sample_rows", (json_int_t)f.sample_rows, "sample_seed",
+                          (json_int_t)f.sample_seed, "trustworthiness", real_or_null(f.trustworthiness),
+                          "continuity", real_or_null(f.continuity));
+    if (o && f.has_variance_ratio)
+        json_object_set_new(o, "explained_variance_ratio",
+                            json_pack("[o,o,o]", real_or_null(f.explained_variance_ratio[0]),
+                                      real_or_null(f.explained_variance_ratio[1]),
+                                      real_or_null(f.explained_variance_ratio[2])));
+    return o;
+}
+
+int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const float *pts, size_t m,
+                       double *frac)
+{
+    const float *fitted = p->pca_points;
+    if (kind == PROJ_UMAP) {
+        if (atomic_load(&p->state) != U_READY) {
+            double progress;
+            char msg[8];
+            return not_ready(p, &progress, msg, sizeof msg);
+        }
+        fitted = p->model.embedding;
+    }
+    size_t k = p->n < FAITH_K ? p->n : FAITH_K;
+    return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac);
+}
+
 json_t *layout_status_json(layout_service *p)
 {
     static const char *states[] = {"disabled", "fitting", "ready", "failed"};
@@ -275,5 +375,9 @@ json_t *layout_status_json(layout_service *p)
         json_object_set_new(o, "error", json_string(p->error));
         pthread_mutex_unlock(&p->lock);
     }
+    json_t *faith = json_object(), *u = layout_faith_json(p, PROJ_UMAP);
+    if (u) json_object_set_new(faith, "umap", u);
+    json_object_set_new(faith, "pca", layout_faith_json(p, PROJ_PCA));
+    json_object_set_new(o, "faithfulness", faith);
     return o;
 }
