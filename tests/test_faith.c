@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/proj/faith.h"
+#include "core/proj/layout.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
@@ -193,11 +194,69 @@ START_TEST(test_knn_overlap)
 }
 END_TEST
 
+/* The layout service computes PCA's figures at start on its seeded sample
+ * (the same figures as faith_trust_cont on those rows), with the explained
+ * variance ratio; UMAP, disabled, has none. */
+START_TEST(test_layout_service)
+{
+    tw_rng r = tt_rng(44);
+    const size_t n = 2600, d = 10;
+    float *X = malloc(n * d * sizeof *X);
+    tt_fill_normal(&r, X, n * d, 0, 1);
+    for (size_t i = 0; i < n; i++) X[i * d] *= 4; /* one dominant direction */
+    layout_settings s = {.rows = n, .umap = false, .umap_neighbors = 15};
+    char err[256];
+    layout_service *p = layout_start(X, n, d, &s, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    layout_faith f;
+    ck_assert_int_eq(layout_faithfulness(p, PROJ_PCA, &f), TW_OK);
+    ck_assert(f.k == FAITH_K && f.sample_rows == FAITH_SAMPLE_ROWS && f.sample_seed == FAITH_SAMPLE_SEED);
+    ck_assert(f.has_variance_ratio);
+    double sum =
+        f.explained_variance_ratio[0] + f.explained_variance_ratio[1] + f.explained_variance_ratio[2];
+    ck_assert(f.explained_variance_ratio[0] > 0.5 && sum < 1 &&
+              f.explained_variance_ratio[1] <= f.explained_variance_ratio[0]);
+    /* the same sample and figures, recomputed here */
+    size_t *idx = malloc(FAITH_SAMPLE_ROWS * sizeof *idx);
+    size_t m = faith_sample(n, FAITH_SAMPLE_ROWS, FAITH_SAMPLE_SEED, idx);
+    size_t np;
+    int rc;
+    double prog;
+    char msg[64];
+    const float *pts = layout_points(p, PROJ_PCA, &np, &rc, &prog, msg, sizeof msg);
+    float *xs = malloc(m * d * sizeof *xs), *ys = malloc(m * 3 * sizeof *ys);
+    for (size_t i = 0; i < m; i++) {
+        memcpy(xs + i * d, X + idx[i] * d, d * sizeof *xs);
+        memcpy(ys + i * 3, pts + idx[i] * 3, 3 * sizeof *ys);
+    }
+    double t, c;
+    ck_assert_int_eq(faith_trust_cont(xs, m, d, ys, 3, FAITH_K, &t, &c, NULL), TW_OK);
+    ck_assert(t == f.trustworthiness && c == f.continuity);
+    ck_assert_int_ne(layout_faithfulness(p, PROJ_UMAP, &f), TW_OK);
+    ck_assert(layout_faith_json(p, PROJ_UMAP) == NULL);
+    /* the overlap of new points: fitted rows placed by PCA */
+    double frac[4];
+    float q3[12];
+    ck_assert_int_eq(layout_apply(p, PROJ_PCA, X, 4, q3, &prog, msg, sizeof msg), TW_OK);
+    ck_assert_int_eq(layout_knn_overlap(p, PROJ_PCA, X, q3, 4, frac), TW_OK);
+    for (int i = 0; i < 4; i++) ck_assert(frac[i] >= 1.0 / FAITH_K && frac[i] <= 1);
+    free(idx);
+    free(xs);
+    free(ys);
+    layout_stop(p);
+    free(X);
+}
+END_TEST
+
 int main(void)
 {
-    const TTest *const tests[] = {test_trust_cont_random, test_trust_cont_ties,
-                                  test_trust_cont_errors, test_sample,
-                                  test_knn_overlap,       NULL};
+    const TTest *const tests[] = {test_trust_cont_random,
+                                  test_trust_cont_ties,
+                                  test_trust_cont_errors,
+                                  test_sample,
+                                  test_knn_overlap,
+                                  test_layout_service,
+                                  NULL};
     const tw_case c = {"faithfulness", 60, NULL, NULL, tests};
     return tw_check_main("faith", &c, 1);
 }
