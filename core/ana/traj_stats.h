@@ -23,7 +23,10 @@
  * log-sum-exp uses the float GEMM scores (docs/MATH.md §14.3).
  *
  * Threads: like the other analyses (core/ana/common.h); the GEMMs use
- * OpenBLAS's threads, everything else the calling thread. Cancellation is
+ * OpenBLAS's threads, and the scan of each block of scores (one pass per
+ * row: exponentials, counts, the rows to rescore) is split over as many
+ * threads of its own, which run while OpenBLAS's wait; each row is one
+ * thread's, so the answer does not depend on the split. Cancellation is
  * checked between forward passes and between GEMM blocks; progress (stage
  * "logit lens", units: state rows) is reported through ana_progress(x). */
 #ifndef TW_TRAJ_STATS_H
