@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
+#include "api/json.h"
 #include "base/utf8.h"
 
 /* One word per line; blank lines and '#' comments skipped. */
@@ -55,38 +56,75 @@ static int load_words(struct api_ext *x, const char *path, char *err, size_t err
     return rc;
 }
 
-void api_render_metrics(twd_app *app, strbuf *b)
+/* Every printable entry of a character vocabulary, as the default words. */
+static int vocabulary_words(struct api_ext *x, const tokenizer *tok, char *err, size_t errlen)
 {
-    if (atomic_load(&app->state) != APP_READY || !app->ext) return;
-    blockcache_stats s;
-    blockcache_get_stats(app->ext->cache, &s);
-    answer_cache_stats a;
-    answer_cache_get_stats(app->ext->answers, &a);
-    sb_printf(
+    int n = tokenizer_vocab_size(tok);
+    x->default_words = calloc((size_t)n + 1, sizeof *x->default_words);
+    if (!x->default_words) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        const uint8_t *b = tokenizer_token_bytes(tok, i, &len);
+        if (!b || len == 0 || !utf8_valid((const char *)b, len) || memchr(b, '\0', len) ||
+            (len == 1 && (b[0] < 0x20 || b[0] == ',')))
+            continue; /* control characters cannot be given as words either */
+        char *w = malloc(len + 1);
+        if (!w) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(w, b, len);
+        w[len] = '\0';
+        x->default_words[x->n_default_words++] = w;
+    }
+    return 0;
+}
+
+void api_render_metrics(const api_service *svc, strbuf *b)
+{
+    sb_puts(
         b,
         "# HELP twd_cache_bytes Bytes held by a cache.\n# TYPE twd_cache_bytes gauge\n"
-        "twd_cache_bytes{cache=\"intermediates\"} %zu\ntwd_cache_bytes{cache=\"answers\"} %llu\n"
         "# HELP twd_cache_budget_bytes Configured budget of a cache.\n# TYPE twd_cache_budget_bytes gauge\n"
-        "twd_cache_budget_bytes{cache=\"intermediates\"} %zu\ntwd_cache_budget_bytes{cache=\"answers\"} "
-        "%llu\n"
         "# HELP twd_cache_hits_total Lookups served from a cache.\n# TYPE twd_cache_hits_total counter\n"
-        "twd_cache_hits_total{cache=\"intermediates\"} %llu\ntwd_cache_hits_total{cache=\"answers\"} %llu\n"
         "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
-        "twd_cache_misses_total{cache=\"intermediates\"} %llu\ntwd_cache_misses_total{cache=\"answers\"} "
-        "%llu\n"
         "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
-        "# TYPE twd_cache_evictions_total counter\ntwd_cache_evictions_total{cache=\"intermediates\"} %llu\n",
-        s.bytes, (unsigned long long)a.bytes, s.budget, (unsigned long long)a.budget,
-        (unsigned long long)s.hits, (unsigned long long)a.hits, (unsigned long long)s.misses,
-        (unsigned long long)a.misses, (unsigned long long)s.evictions);
-    if (app->ext->layout) {
-        double progress;
-        int ready = layout_umap_ready(app->ext->layout, &progress);
-        sb_printf(b,
-                  "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
-                  "twd_umap_ready %d\n# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n"
-                  "# TYPE twd_umap_progress gauge\ntwd_umap_progress %g\n",
-                  ready, progress);
+        "# TYPE twd_cache_evictions_total counter\n"
+        "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
+        "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n");
+    for (size_t i = 0; i < svc->n_models; i++) {
+        twd_app *app = svc->models[i];
+        if (atomic_load(&app->state) != APP_READY || !app->ext) continue;
+        const char *m = app->model_name;
+        blockcache_stats s;
+        blockcache_get_stats(app->ext->cache, &s);
+        answer_cache_stats a;
+        answer_cache_get_stats(app->ext->answers, &a);
+        const struct {
+            const char *metric, *cache;
+            unsigned long long v;
+        } rows[] = {
+            {"twd_cache_bytes", "intermediates", s.bytes},
+            {"twd_cache_bytes", "answers", a.bytes},
+            {"twd_cache_budget_bytes", "intermediates", s.budget},
+            {"twd_cache_budget_bytes", "answers", a.budget},
+            {"twd_cache_hits_total", "intermediates", s.hits},
+            {"twd_cache_hits_total", "answers", a.hits},
+            {"twd_cache_misses_total", "intermediates", s.misses},
+            {"twd_cache_misses_total", "answers", a.misses},
+            {"twd_cache_evictions_total", "intermediates", s.evictions},
+        };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            sb_printf(b, "%s{model=\"%s\",cache=\"%s\"} %llu\n", rows[r].metric, m, rows[r].cache, rows[r].v);
+        if (app->ext->layout) {
+            double progress;
+            int ready = layout_umap_ready(app->ext->layout, &progress);
+            sb_printf(b, "twd_umap_ready{model=\"%s\"} %d\ntwd_umap_progress{model=\"%s\"} %g\n", m, ready, m,
+                      progress);
+        }
     }
 }
 
@@ -124,7 +162,11 @@ int api_init(twd_app *app, char *err, size_t errlen)
         return -1;
     }
     app->ext = x;
-    if (load_words(x, app->set.words_file, err, errlen) != 0) {
+    /* a character-level model's words are its characters; a BPE model's the
+     * word list (the paper's 100 nouns) */
+    int rc = app->tok && tokenizer_is_chars(app->tok) ? vocabulary_words(x, app->tok, err, errlen)
+                                                      : load_words(x, app->set.words_file, err, errlen);
+    if (rc != 0) {
         api_shutdown(app);
         return -1;
     }

@@ -53,8 +53,8 @@ static int read_corpus(const twd_app *app, const char *name, req_texts *t, api_r
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.txt", app->set.corpus_dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f) return api_error(res, 500, "corpus '%s': cannot open %s", name, path);
+    FILE *f = app->set.corpus_dir[0] ? fopen(path, "r") : NULL;
+    if (!f) return api_error(res, 503, "corpus '%s' is not installed (corpus_dir %s)", name, app->set.corpus_dir);
     char *line = NULL;
     size_t cap = 0, alloc = 0;
     ssize_t len;
@@ -206,7 +206,7 @@ static void csv_num_or_empty(textbuf *tb, double v)
     if (isfinite(v))
         tb_csv_num(tb, v);
     else
-        tb_csv_str(tb, "");
+        tb_csv_empty(tb);
 }
 
 /* One row per (state, statistic, bucket). */
@@ -214,7 +214,8 @@ static int answer_csv(const traj_stats_result *r, api_response *res)
 {
     textbuf tb;
     tb_init(&tb);
-    tb_printf(&tb, "index,name,block,statistic,bucket,n,mean,std,ci95_low,ci95_high,median,top1,topk\r\n");
+    tb_printf(&tb, "state_index,state,block,statistic,bucket,n_positions,mean,std,ci95_low,ci95_high,median,top1,"
+                   "topk\r\n");
     for (size_t s = 0; s < r->n_states; s++) {
         char name[64];
         ts_state_name(s, name, sizeof name);
@@ -227,7 +228,7 @@ static int answer_csv(const traj_stats_result *r, api_response *res)
                 if (s >= 3)
                     tb_csv_int(&tb, (long long)(s - 3));
                 else
-                    tb_csv_str(&tb, "");
+                    tb_csv_empty(&tb);
                 tb_csv_str(&tb, ts_stat_name((ts_stat)st));
                 tb_csv_str(&tb, ts_bucket_name((ts_bucket)b));
                 tb_csv_int(&tb, (long long)m->n);

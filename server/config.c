@@ -6,38 +6,91 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/fs.h"
+#include "core/nn/blas.h"
 
 #define OFF(f)          offsetof(twd_config, f)
 #define SZ(f)           sizeof(((twd_config *)0)->f)
 #define STR(f)          CFG_STRING, OFF(f), SZ(f), 0, 0
 #define INT(f, lo, hi)  CFG_INT, OFF(f), 0, lo, hi
 #define SIZE(f, lo, hi) CFG_SIZE, OFF(f), 0, lo, hi
+#define MIB(f, lo, hi)  CFG_MIB, OFF(f), 0, lo, hi
 #define BOOL(f)         CFG_BOOL, OFF(f), 0, 0, 1
+
+/* blas_coretype: auto, off, or a name this OpenBLAS accepts (it would
+ * otherwise ignore the name silently and keep its own choice). Returns the
+ * value to store, or NULL with the message in err. */
+static const char *check_coretype(const char *v, char *err, size_t errlen)
+{
+    if (strcasecmp(v, "auto") == 0) return "auto";
+    if (strcasecmp(v, "off") == 0) return "off";
+    if (blas_coretype_known(v)) return v;
+    snprintf(err, errlen,
+             "option 'blas_coretype': '%.64s' is not auto, off or a kernel family OpenBLAS accepts (%s)", v,
+             blas_coretype_names());
+    return NULL;
+}
+
+/* listen: an address literal (the HTTP layer binds it as such). */
+static const char *check_listen(const char *v, char *err, size_t errlen)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, v, buf) == 1 || inet_pton(AF_INET6, v, buf) == 1) return v;
+    snprintf(err, errlen,
+             "option 'listen': '%.100s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, 0.0.0.0)", v);
+    return NULL;
+}
+
+/* String options whose values are checked beyond their length. */
+static const struct {
+    const char *name;
+    const char *(*check)(const char *value, char *err, size_t errlen);
+} string_checks[] = {{"blas_coretype", check_coretype}, {"listen", check_listen}};
 
 /* The one table of options: name, type, bounds, default, runtime, doc. */
 const cfg_option cfg_options[] = {
     {"listen", STR(listen), "127.0.0.1", false,
      "Address to listen on. Loopback by default; the service has no authentication."},
     {"port", INT(port, 0, 65535), "8080", false, "TCP port (0: any free port, printed at start)."},
-    {"model", STR(model), "", false,
-     "Hugging Face GPT-2 snapshot folder (config.json, model.safetensors, vocab.json + merges.txt). "
-     "Empty: the cached openai-community/gpt2, downloaded on first start when the hub is reachable, "
-     "else the built-in synthetic demo model."},
+    {"pid_file", STR(pid_file), "", false,
+     "File written once the port is bound, in three lines: the pid, the URL twd listens on and 'listening' "
+     "('stopping' once it is asked to stop); replaced atomically, removed at exit (scripts/up reads it). "
+     "Empty: none."},
+    {"models", STR(models), "", false,
+     "The models to serve, comma-separated (--model may be given several times; 'model' is the same "
+     "option). Each is a folder holding a Hugging Face snapshot (config.json + model.safetensors) or a "
+     "nanoGPT ckpt.pt, the ckpt.pt or model.safetensors file itself, a models--org--name folder of the "
+     "Hugging Face cache, or a hub id such as openai-community/gpt2-medium (looked up in the Hugging Face "
+     "cache, then twd's cache, then downloaded when the hub is reachable). The first is the default of "
+     "model= on every route. Empty: hub_repo the same way, else twd's demo model."},
+    {"revision", STR(revision), "main", false,
+     "Hub revision (a branch, tag or commit) of the models given as hub ids."},
+    {"tokenizer", STR(tokenizer), "", false,
+     "Folder of GPT-2 BPE files (vocab.json + merges.txt, or encoder.json + vocab.bpe) for checkpoints "
+     "that have no tokenizer beside them. Empty: GPT-2's own files that twd ships."},
+    {"demo_model", STR(demo_model), "", false,
+     "The demo model, served when no model is given and none is cached: a small GPT-2-architecture model "
+     "trained by tools/demo-model/train.py. Empty: the one twd ships."},
     {"cache_dir", STR(cache_dir), "", false,
-     "Folder for the downloaded model, the demo model and fitted UMAP layouts. "
+     "Folder for the synthetic demo model and the fitted UMAP layouts (downloads go to the Hugging Face "
+     "cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). "
      "Empty: $XDG_CACHE_HOME/twd or ~/.cache/twd."},
     {"static_dir", STR(static_dir), "", false,
-     "Folder of the web page served under /. Empty: the static/ folder of the source tree."},
+     "Folder of the web page served under /. Empty: static/ of the source tree when twd runs from its build "
+     "directory, else static/ under PREFIX/share/twd (an installed twd); each falls back to the other when "
+     "it has no static/."},
     {"words_file", STR(words_file), "", false,
-     "Default word list of /probe, one word per line. Empty: config/common_nouns.txt of the source tree "
-     "(the paper's 100 most common English nouns)."},
+     "Default word list of /probe, one word per line. Empty: config/common_nouns.txt (the paper's 100 most "
+     "common English nouns), found as static_dir is: the source tree's for a twd run from its build "
+     "directory, else the one under PREFIX/share/twd, each falling back to the other."},
     {"hub_url", STR(hub_url), "https://huggingface.co", false,
      "Base URL of the Hugging Face hub used for the default model."},
     {"hub_repo", STR(hub_repo), "openai-community/gpt2", false, "Hub repository of the default model."},
     {"fetch_timeout", INT(fetch_timeout, 1, 60), "3", false,
-     "Seconds to wait for the hub to answer before falling back to the demo model."},
+     "Seconds the hub has to be reached and answer its first request (connecting and the answer) before "
+     "twd falls back to the demo model; a download under way is only abandoned when it stalls."},
     {"fetch", BOOL(fetch), "true", false, "Try to download the default model when it is not cached."},
     {"threads", INT(threads, 1, 256), "8", false,
      "HTTP threads. They never compute analyses, so /health answers while work runs."},
@@ -47,8 +100,9 @@ const cfg_option cfg_options[] = {
     {"blas_coretype", STR(blas_coretype), "auto", false,
      "OpenBLAS kernel family. auto: when OpenBLAS does not recognise the CPU and would run its generic "
      "kernels on an AVX2/AVX-512 machine, restart once with OPENBLAS_CORETYPE set (about 3x faster GEMM); "
-     "off: leave OpenBLAS alone; or a name such as Haswell or SkylakeX. An OPENBLAS_CORETYPE already in "
-     "the environment always wins."},
+     "off: leave OpenBLAS alone; or a kernel family OpenBLAS accepts, such as Haswell, Zen or SkylakeX (any "
+     "other name is refused at start with the list). An OPENBLAS_CORETYPE already in the environment "
+     "always wins."},
     {"max_body", SIZE(max_body, 1024, 1073741824), "1048576", false,
      "Largest request body in bytes; larger bodies get 413."},
     {"max_url", SIZE(max_url, 256, 1048576), "65536", false,
@@ -62,12 +116,15 @@ const cfg_option cfg_options[] = {
     {"max_answer_tokens", INT(max_answer_tokens, 1000, 100000000), "300000", false,
      "Most tokens one answer may list (e.g. words x heads x k); larger requests get 400 and are not "
      "computed."},
+    {"max_answer_mb", MIB(max_answer_mb, 1, 1048576), "256", false,
+     "Largest answer in MiB, as estimated before computing (vectors, matrices); larger requests get 400 "
+     "and are not computed."},
     {"max_connections", INT(max_connections, 1, 100000), "256", false, "Simultaneous connections."},
     {"timeout", INT(timeout, 1, 86400), "60", false, "Seconds before an idle connection is closed."},
-    {"cache_mb", SIZE(cache_mb, 0, 1048576), "2048", false,
-     "Budget in MiB for cached intermediate matrices (e.g. LN_b(E) per block)."},
-    {"answer_cache_mb", SIZE(answer_cache_mb, 0, 1048576), "256", false,
-     "Budget in MiB for cached finished answers."},
+    {"cache_mb", MIB(cache_mb, 0, 1048576), "2048", false,
+     "Budget in MiB for cached intermediate matrices (e.g. LN_b(E) per block): 2048, or 2g."},
+    {"answer_cache_mb", MIB(answer_cache_mb, 0, 1048576), "256", false,
+     "Budget in MiB for cached finished answers: 256, or 256m."},
     {"access_log", BOOL(access_log), "true", false, "Write one line per request to stderr."},
     {"cors_origin", STR(cors_origin), "", false,
      "The one Origin allowed to read answers cross-site (exact match, never reflected). Empty: none."},
@@ -112,6 +169,7 @@ const size_t cfg_n_options = sizeof(cfg_options) / sizeof(cfg_options[0]);
 
 const cfg_option *config_find(const char *name)
 {
+    if (strcmp(name, "model") == 0) name = "models"; /* the singular reads better with one */
     for (size_t i = 0; i < cfg_n_options; i++)
         if (strcmp(cfg_options[i].name, name) == 0) return &cfg_options[i];
     return NULL;
@@ -133,6 +191,25 @@ static int parse_bool(const char *v, bool *out)
     return -1;
 }
 
+/* A decimal integer, with suffix_ok optionally followed by one binary unit
+ * letter (k, m, g, t; either case) whose power of two goes to *shift. */
+static int parse_number(const char *s, bool suffix_ok, long long *v, int *shift)
+{
+    static const char units[] = "kmgt";
+    char *end = NULL;
+    errno = 0;
+    *v = strtoll(s, &end, 10);
+    *shift = 0;
+    if (end == s || errno == ERANGE) return -1;
+    if (suffix_ok && *end && end[1] == '\0') {
+        const char *u = strchr(units, tolower((unsigned char)*end));
+        if (!u) return -1;
+        *shift = 10 * (int)(u - units + 1);
+        end++;
+    }
+    return *end ? -1 : 0;
+}
+
 int config_set(twd_config *c, const char *name, const char *value, char *err, size_t errlen)
 {
     const cfg_option *o = config_find(name);
@@ -147,7 +224,18 @@ int config_set(twd_config *c, const char *name, const char *value, char *err, si
             snprintf(err, errlen, "option '%s': value longer than %zu bytes", name, o->size - 1);
             return -1;
         }
-        memcpy(field, value, strlen(value) + 1);
+        for (const char *p = value; *p; p++)
+            if ((unsigned char)*p < 0x20 && *p != '\t') {
+                snprintf(err, errlen, "option '%s': the value contains a control character (0x%02x)", name,
+                         (unsigned)(unsigned char)*p);
+                return -1;
+            }
+        for (size_t i = 0; i < sizeof string_checks / sizeof string_checks[0]; i++)
+            if (strcmp(name, string_checks[i].name) == 0 &&
+                !(value = string_checks[i].check(value, err, errlen)))
+                return -1;
+        memset(field, 0, o->size); /* no trace of an earlier value: configurations compare with memcmp */
+        memcpy(field, value, strlen(value));
         return 0;
     case CFG_BOOL:
         if (parse_bool(value, (bool *)field) != 0) {
@@ -156,22 +244,38 @@ int config_set(twd_config *c, const char *name, const char *value, char *err, si
         }
         return 0;
     case CFG_INT:
-    case CFG_SIZE: {
-        errno = 0;
-        char *end = NULL;
-        long long v = strtoll(value, &end, 10);
-        int64_t mul = 1;
-        if (o->type == CFG_SIZE && end != value && *end && end[1] == '\0' && strchr("kKmMgG", *end)) {
-            mul = (*end == 'k' || *end == 'K') ? 1024 : (*end == 'm' || *end == 'M') ? 1048576 : 1073741824;
-            end++;
+    case CFG_SIZE:
+    case CFG_MIB: {
+        long long v = 0;
+        int shift = 0;
+        bool ok = parse_number(value, o->type != CFG_INT, &v, &shift) == 0;
+        if (ok && o->type == CFG_MIB) {
+            /* a plain number is MiB; a suffix gives bytes, which must be whole MiB */
+            if (shift == 10) {
+                if (v % 1024 != 0) {
+                    snprintf(err, errlen,
+                             "option '%s': '%s' is not a whole number of MiB (in MiB, or a multiple of "
+                             "1024k, or with m, g, t)",
+                             name, value);
+                    return -1;
+                }
+                v /= 1024;
+            } else if (shift > 20) {
+                ok = v >= 0 && v <= (o->max >> (shift - 20));
+                v = ok ? v << (shift - 20) : 0;
+            }
+        } else if (ok && shift) {
+            ok = v >= 0 && v <= (o->max >> shift);
+            v = ok ? v << shift : 0;
         }
-        if (end == value || *end || errno == ERANGE || (mul > 1 && v < 0) || v > o->max / mul ||
-            v * mul < o->min) {
+        if (!ok || v < o->min || v > o->max) {
             snprintf(err, errlen, "option '%s': '%s' is not %s in %" PRId64 "..%" PRId64, name, value,
-                     o->type == CFG_SIZE ? "a size (bytes, or with k/m/g)" : "an integer", o->min, o->max);
+                     o->type == CFG_INT    ? "an integer"
+                     : o->type == CFG_SIZE ? "a size in bytes (a number, or with k, m, g, t)"
+                                           : "a size in MiB (a number of MiB, or with k, m, g, t)",
+                     o->min, o->max);
             return -1;
         }
-        v *= mul;
         *(int64_t *)field = v;
         return 0;
     }
@@ -195,8 +299,38 @@ void config_defaults(twd_config *c)
         snprintf(c->cache_dir, sizeof c->cache_dir, "%s/.cache/twd", home);
     else
         snprintf(c->cache_dir, sizeof c->cache_dir, "/tmp/twd-cache");
-    snprintf(c->static_dir, sizeof c->static_dir, "%s/static", TWD_SOURCE_ROOT);
-    snprintf(c->words_file, sizeof c->words_file, "%s/config/common_nouns.txt", TWD_SOURCE_ROOT);
+    if (config_data_path(c->static_dir, sizeof c->static_dir, "static") != 0) c->static_dir[0] = '\0';
+    if (config_data_path(c->words_file, sizeof c->words_file, "config/common_nouns.txt") != 0)
+        c->words_file[0] = '\0';
+}
+
+/* True when this process's executable lies in a meson build directory: its
+ * folder, or that folder's parent, holds build.ninja (build/server/twd,
+ * build/tests/test_config). An installed twd (PREFIX/bin/twd) does not. */
+static bool runs_from_build_dir(void)
+{
+    char dir[4096];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0) return false;
+    dir[n] = '\0';
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(dir, '/'), probe[4200];
+        if (!slash) return false;
+        *slash = '\0';
+        if (fs_path(probe, sizeof probe, "%s/build.ninja", dir) == 0 && fs_is_regular(probe)) return true;
+    }
+    return false;
+}
+
+int config_data_path(char *out, size_t n, const char *rel)
+{
+    char src[4096], inst[4096];
+    if (fs_join(src, sizeof src, TWD_SOURCE_ROOT, rel) != 0 ||
+        fs_join(inst, sizeof inst, TWD_DATADIR, rel) != 0)
+        return -1;
+    bool build = runs_from_build_dir();
+    const char *first = build ? src : inst, *second = build ? inst : src;
+    return fs_path(out, n, "%s", access(first, F_OK) == 0 || access(second, F_OK) != 0 ? first : second);
 }
 
 static char *trim(char *s)
@@ -207,141 +341,315 @@ static char *trim(char *s)
     return s;
 }
 
-int config_load_file(twd_config *c, const char *path, char *err, size_t errlen)
+/* One line of a configuration file (NUL-terminated, no newline). A '#'
+ * before the '=' or after an unquoted value starts a comment; a value in
+ * double quotes is taken as written. 0, or -1 with "FILE:LINE: message". */
+static int load_line(twd_config *c, char *line, const char *path, int lineno, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    char *hash = strchr(line, '#'), *eq = strchr(line, '=');
+    if (hash && (!eq || hash < eq)) {
+        *hash = '\0';
+        eq = NULL;
+    }
+    char *s = trim(line);
+    if (!*s) return 0;
+    if (!eq) {
+        snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
         return -1;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    int lineno = 0, rc = 0;
-    while (getline(&line, &cap, f) != -1) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
-        char *s = trim(line);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
-            rc = -1;
-            break;
-        }
-        *eq = '\0';
-        char *key = trim(s), *val = trim(eq + 1);
-        size_t vl = strlen(val);
-        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
-            val[vl - 1] = '\0';
-            val++;
-        }
-        char msg[512];
-        if (config_set(c, key, val, msg, sizeof msg) != 0) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
-            rc = -1;
-            break;
-        }
+    *eq = '\0';
+    char *key = trim(s), *val = eq + 1;
+    while (isspace((unsigned char)*val)) val++;
+    if (!*key) {
+        snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+        return -1;
     }
-    free(line);
-    fclose(f);
+    if (*val == '"') {
+        char *close = strchr(val + 1, '"');
+        if (!close) {
+            snprintf(err, errlen, "%s:%d: the value of '%s' has no closing quote", path, lineno, key);
+            return -1;
+        }
+        *close = '\0';
+        char *rest = close + 1;
+        while (isspace((unsigned char)*rest)) rest++;
+        if (*rest && *rest != '#') {
+            snprintf(err, errlen, "%s:%d: text after the closing quote of '%s'", path, lineno, key);
+            return -1;
+        }
+        val++;
+    } else {
+        char *h = strchr(val, '#');
+        if (h) *h = '\0';
+        val = trim(val);
+    }
+    char msg[1024];
+    if (config_set(c, key, val, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
+        return -1;
+    }
+    return 0;
+}
+
+#define CONF_MAX_BYTES (1 << 20)
+
+int config_load_file(twd_config *c, const char *path, char *err, size_t errlen)
+{
+    char ferr[1024];
+    size_t len = 0;
+    /* a regular file only: a FIFO or a device must not block or feed start-up */
+    char *text = fs_read_file(path, CONF_MAX_BYTES, &len, ferr, sizeof ferr);
+    if (!text) {
+        snprintf(err, errlen, "config file %s", ferr);
+        return -1;
+    }
+    int lineno = 0, rc = 0;
+    char *p = text, *end = text + len;
+    while (rc == 0 && p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
+        lineno++;
+        if (memchr(p, '\0', (size_t)(eol - p))) {
+            snprintf(err, errlen, "%s:%d: NUL byte (not a text file?)", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eol = '\0';
+        rc = load_line(c, p, path, lineno, err, errlen);
+        p = eol + 1;
+    }
+    free(text);
     return rc;
 }
 
 static void usage(FILE *out)
 {
+    char example[4096];
+    if (config_data_path(example, sizeof example, "config/twd.conf") != 0)
+        snprintf(example, sizeof example, "twd.conf");
     fprintf(out, "usage: twd [--config FILE] [--model DIR] [--listen ADDR] [--port N]\n"
                  "           [--threads N] [--workers N] [--cache-dir DIR] [--static-dir DIR]\n"
-                 "           [--no-fetch] [--set KEY=VALUE ...] [--print-config]\n\n"
+                 "           [--pid-file FILE] [--no-fetch] [--set KEY=VALUE ...]\n"
+                 "           [--print-config] [--version]\n\n"
                  "Traveling Words daemon: serves the analyses of arXiv 2309.07315 on a GPT-2\n"
-                 "checkpoint over HTTP/JSON. Options (config file keys; --set KEY=VALUE):\n\n");
+                 "checkpoint over HTTP/JSON. --config FILE is read first, then the flags apply in\n"
+                 "order (a value may also be given as --flag=VALUE). --print-config prints the\n"
+                 "resulting configuration as a file and exits. Options (config file keys;\n"
+                 "--set KEY=VALUE):\n\n");
     config_print_table(out);
+    fprintf(out, "\nA documented configuration file with every default: %s\n", example);
+}
+
+/* The flags: those with a key set that option; --config and --set are
+ * handled apart. */
+static const struct {
+    const char *flag, *key;
+    bool value;
+} flag_defs[] = {
+    {"--config", NULL, true},
+    {"--set", NULL, true},
+    {"--model", NULL, true},
+    {"--port", "port", true},
+    {"--listen", "listen", true},
+    {"--threads", "threads", true},
+    {"--workers", "workers", true},
+    {"--cache-dir", "cache_dir", true},
+    {"--static-dir", "static_dir", true},
+    {"--pid-file", "pid_file", true},
+    {"--no-fetch", NULL, false},
+    {"--print-config", NULL, false},
+    {"--help", NULL, false},
+    {"-h", NULL, false},
+    {"--version", NULL, false},
+};
+#define N_FLAGS (sizeof flag_defs / sizeof flag_defs[0])
+
+/* argv[*i] as a flag (index into flag_defs) and its value (the next
+ * argument, or the text after '=' in --flag=VALUE); advances *i past the
+ * value. -1 with a message for an unknown flag or a missing value. */
+static int next_flag(int argc, char **argv, int *i, const char **val, char *err, size_t errlen)
+{
+    const char *a = argv[*i], *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    *val = NULL;
+    for (size_t f = 0; f < N_FLAGS; f++) {
+        if (strlen(flag_defs[f].flag) != n || strncmp(a, flag_defs[f].flag, n) != 0) continue;
+        if (!flag_defs[f].value) {
+            if (eq) {
+                snprintf(err, errlen, "%s takes no value", flag_defs[f].flag);
+                return -1;
+            }
+            return (int)f;
+        }
+        if (eq) {
+            *val = eq + 1;
+        } else if (*i + 1 < argc) {
+            *val = argv[++*i];
+        } else {
+            snprintf(err, errlen, "%s needs a value", flag_defs[f].flag);
+            return -1;
+        }
+        return (int)f;
+    }
+    snprintf(err, errlen, "unknown argument '%.200s' (see twd --help)", a);
+    return -1;
+}
+
+static int apply_set(twd_config *c, const char *v, char *err, size_t errlen)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v) {
+        snprintf(err, errlen, "--set needs KEY=VALUE, got '%.200s'", v);
+        return -1;
+    }
+    char name[128];
+    size_t n = (size_t)(eq - v);
+    if (n >= sizeof name) {
+        snprintf(err, errlen, "unknown option '%.100s...'", v);
+        return -1;
+    }
+    memcpy(name, v, n);
+    name[n] = '\0';
+    return config_set(c, name, eq + 1, err, errlen);
+}
+
+/* Appends one model spec to the models list (clearing it first when
+ * `replace`). A spec holding a comma cannot be listed. */
+static int add_model(twd_config *c, const char *spec, bool replace, char *err, size_t errlen)
+{
+    if (!spec[0] || strchr(spec, ',')) {
+        snprintf(err, errlen, "--model '%s': %s", spec, spec[0] ? "a model spec may not contain a comma" : "empty");
+        return -1;
+    }
+    if (replace) c->models[0] = '\0';
+    size_t have = strlen(c->models), add = strlen(spec);
+    if (have + add + 3 > sizeof c->models) {
+        snprintf(err, errlen, "--model: the list of models is longer than %zu bytes", sizeof c->models - 1);
+        return -1;
+    }
+    snprintf(c->models + have, sizeof c->models - have, "%s%s", have ? ", " : "", spec);
+    return 0;
+}
+
+size_t config_model_list(const twd_config *c, char specs[][4096], size_t max)
+{
+    size_t n = 0;
+    const char *p = c->models;
+    while (*p && n < max) {
+        while (*p == ',' || *p == ' ' || *p == '\t') p++;
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        if (len && len < 4096) {
+            memcpy(specs[n], p, len);
+            specs[n++][len] = '\0';
+        }
+        p += e ? (size_t)(e - p) + 1 : strlen(p);
+    }
+    return n;
 }
 
 int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t errlen)
 {
-    static const struct {
-        const char *flag, *key;
-    } flags[] = {
-        {"--model", "model"},           {"--port", "port"},       {"--listen", "listen"},
-        {"--threads", "threads"},       {"--workers", "workers"}, {"--cache-dir", "cache_dir"},
-        {"--static-dir", "static_dir"},
-    };
-    /* --config first, so that flags override the file wherever they stand. */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "--config needs a file");
+    /* Three passes: --help and --version (nothing else matters then), every
+     * --config file, then the flags in order, so that flags override the
+     * file wherever they stand. */
+    bool print = false, models_from_flags = false;
+    for (int pass = 0; pass < 3; pass++) {
+        for (int i = 1; i < argc; i++) {
+            const char *v = NULL;
+            int f = next_flag(argc, argv, &i, &v, err, errlen);
+            if (f < 0) {
+                if (pass == 0) continue; /* reported in the last pass, unless --help comes */
                 return -1;
             }
-            if (config_load_file(c, argv[i + 1], err, errlen) != 0) return -1;
+            const char *flag = flag_defs[f].flag, *key = flag_defs[f].key;
+            if (pass == 0) {
+                if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
+                    usage(stdout);
+                    return 1;
+                }
+                if (strcmp(flag, "--version") == 0) {
+                    printf("twd %s\n", TWD_VERSION);
+                    return 1;
+                }
+            } else if (pass == 1) {
+                if (strcmp(flag, "--config") == 0 && config_load_file(c, v, err, errlen) != 0) return -1;
+            } else if (key) {
+                if (config_set(c, key, v, err, errlen) != 0) return -1;
+            } else if (strcmp(flag, "--set") == 0) {
+                if (apply_set(c, v, err, errlen) != 0) return -1;
+            } else if (strcmp(flag, "--model") == 0) {
+                /* each --model adds one; the flags replace the file's list */
+                if (add_model(c, v, !models_from_flags, err, errlen) != 0) return -1;
+                models_from_flags = true;
+            } else if (strcmp(flag, "--no-fetch") == 0) {
+                c->fetch = false;
+            } else if (strcmp(flag, "--print-config") == 0) {
+                print = true;
+            }
         }
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        if (strcmp(a, "--config") == 0) {
-            i++;
-            continue;
-        }
-        if (strcmp(a, "--no-fetch") == 0) {
-            c->fetch = false;
-            continue;
-        }
-        if (strcmp(a, "--print-config") == 0) {
-            config_print_conf(stdout);
-            return 1;
-        }
-        const char *key = NULL;
-        for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++)
-            if (strcmp(a, flags[f].flag) == 0) key = flags[f].key;
-        if (key || strcmp(a, "--set") == 0) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "%s needs a value", a);
-                return -1;
-            }
-            const char *v = argv[++i];
-            if (key) {
-                if (config_set(c, key, v, err, errlen) != 0) return -1;
-                continue;
-            }
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v) {
-                snprintf(err, errlen, "--set needs KEY=VALUE, got '%s'", v);
-                return -1;
-            }
-            char name[128];
-            size_t n = (size_t)(eq - v);
-            if (n >= sizeof name) n = sizeof name - 1;
-            memcpy(name, v, n);
-            name[n] = '\0';
-            if (config_set(c, name, eq + 1, err, errlen) != 0) return -1;
-            continue;
-        }
-        snprintf(err, errlen, "unknown argument '%s' (see twd --help)", a);
-        return -1;
+    if (print) {
+        config_print_conf(stdout, c);
+        return 1;
     }
     return 0;
 }
 
 void config_print_table(FILE *out)
 {
-    static const char *tn[] = {"int", "size", "string", "bool"};
+    static const char *tn[] = {"int", "size", "string", "bool", "MiB"};
     for (size_t i = 0; i < cfg_n_options; i++) {
         const cfg_option *o = &cfg_options[i];
         fprintf(out, "  %-16s %-6s default %-24s", o->name, tn[o->type], *o->def ? o->def : "\"\"");
-        if (o->type == CFG_INT || o->type == CFG_SIZE)
+        if (o->type == CFG_INT || o->type == CFG_SIZE || o->type == CFG_MIB)
             fprintf(out, " range %" PRId64 "..%" PRId64, o->min, o->max);
         fprintf(out, "\n      %s\n", o->doc);
     }
 }
 
-void config_print_conf(FILE *out)
+/* True when option o has the same value in a and b. */
+static bool same_value(const cfg_option *o, const twd_config *a, const twd_config *b)
 {
-    static const char *tn[] = {"integer", "size in bytes (suffix k, m or g allowed)", "string", "boolean"};
+    const char *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+    switch (o->type) {
+    case CFG_STRING: return strcmp(fa, fb) == 0;
+    case CFG_BOOL: return *(const bool *)fa == *(const bool *)fb;
+    default: return *(const int64_t *)fa == *(const int64_t *)fb;
+    }
+}
+
+/* The `key = value` line of option o as set in c, in the form
+ * config_load_file reads back. */
+static void print_value_line(FILE *out, const cfg_option *o, const twd_config *c)
+{
+    const char *field = (const char *)c + o->offset;
+    if (o->type == CFG_BOOL) {
+        fprintf(out, "%s = %s\n", o->name, *(const bool *)field ? "true" : "false");
+        return;
+    }
+    if (o->type != CFG_STRING) {
+        fprintf(out, "%s = %" PRId64 "\n", o->name, *(const int64_t *)field);
+        return;
+    }
+    size_t n = strlen(field);
+    bool quote = n == 0 || isspace((unsigned char)field[0]) || isspace((unsigned char)field[n - 1]) ||
+                 field[0] == '"' || strchr(field, '#');
+    if (!quote)
+        fprintf(out, "%s = %s\n", o->name, field);
+    else if (!strchr(field, '"'))
+        fprintf(out, "%s = \"%s\"\n", o->name, field);
+    else /* no escapes in this format: say so rather than write a line that reads back differently */
+        fprintf(out, "# %s: the value set (%s) cannot be written in this format\n", o->name, field);
+}
+
+void config_print_conf(FILE *out, const twd_config *c)
+{
+    static const char *tn[] = {"integer", "size in bytes (suffix k, m, g or t allowed)", "string", "boolean",
+                               "size in MiB (a number of MiB, or with suffix k, m, g or t)"};
+    static twd_config defaults; /* large: not on the stack */
+    config_defaults(&defaults);
+    if (!c) c = &defaults;
     fprintf(out, "# twd configuration. Every option, its type, bounds and default; this file is\n"
                  "# generated by `twd --print-config` from the option table in server/config.c and\n"
                  "# a unit test keeps the two identical. Command-line flags override the file:\n"
@@ -350,10 +658,13 @@ void config_print_conf(FILE *out)
     for (size_t i = 0; i < cfg_n_options; i++) {
         const cfg_option *o = &cfg_options[i];
         fprintf(out, "\n# %s\n# type: %s", o->doc, tn[o->type]);
-        if (o->type == CFG_INT || o->type == CFG_SIZE)
+        if (o->type == CFG_INT || o->type == CFG_SIZE || o->type == CFG_MIB)
             fprintf(out, "; range %" PRId64 "..%" PRId64, o->min, o->max);
         fprintf(out, "; default: %s\n", *o->def ? o->def : "(empty)");
-        fprintf(out, "%s%s = %s\n", *o->def ? "" : "# ", o->name, *o->def ? o->def : "");
+        if (same_value(o, c, &defaults))
+            fprintf(out, "%s%s = %s\n", *o->def ? "" : "# ", o->name, *o->def ? o->def : "");
+        else
+            print_value_line(out, o, c);
     }
 }
 
@@ -368,11 +679,12 @@ void config_api_settings(const twd_config *cfg, api_settings *s)
                              .max_top = cfg->max_top,
                              .max_answer_tokens = cfg->max_answer_tokens,
                              .max_stats_texts = cfg->max_stats_texts,
-                             .max_stats_tokens = cfg->max_stats_tokens};
+                             .max_stats_tokens = cfg->max_stats_tokens,
+                             .max_answer_bytes = (double)cfg->max_answer_mb * 1048576.0};
     s->cache_bytes = (size_t)cfg->cache_mb << 20;
     s->answer_cache_bytes = (size_t)cfg->answer_cache_mb << 20;
     snprintf(s->words_file, sizeof s->words_file, "%s", cfg->words_file);
-    snprintf(s->corpus_dir, sizeof s->corpus_dir, "%s/config/corpus", TWD_SOURCE_ROOT);
+    if (config_data_path(s->corpus_dir, sizeof s->corpus_dir, "config/corpus") != 0) s->corpus_dir[0] = '\0';
     layout_settings *l = &s->layout;
     l->rows = (size_t)cfg->umap_rows;
     l->umap = cfg->umap;

@@ -1,6 +1,7 @@
 /* Daemon configuration: one table row per option (name, type, bounds,
  * default, documentation), read from a `key = value` file and overridden by
- * command-line flags. config/twd.conf is the documented example. */
+ * command-line flags. config/twd.conf is the documented example: what
+ * `twd --print-config` prints with no file and no flags. */
 #ifndef TW_CONFIG_H
 #define TW_CONFIG_H
 
@@ -11,18 +12,25 @@
 
 #include "api/api.h"
 
-typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL } cfg_type;
+/* CFG_SIZE: bytes, a plain number or with a binary suffix k, m, g, t.
+ * CFG_MIB: MiB, a plain number of MiB or a size with a binary suffix that is
+ * a whole number of MiB ("2g" = 2048, "512k" is refused). */
+typedef enum { CFG_INT, CFG_SIZE, CFG_STRING, CFG_BOOL, CFG_MIB } cfg_type;
 
 typedef struct twd_config {
     char listen[64]; /* listen address (IPv4 or IPv6 literal) */
     int64_t port;
-    char model[4096];          /* model folder; empty = default model */
+    char pid_file[4096];       /* pid, URL and state, written once listening; empty = none */
+    char models[16384];        /* the models to serve, comma-separated specs; empty = the default model */
+    char revision[256];        /* hub revision (branch, tag or commit) of hub ids */
+    char tokenizer[4096];      /* folder of GPT-2 BPE files for checkpoints that have none beside them */
+    char demo_model[4096];     /* the demo model's folder; empty = the one twd ships */
     char cache_dir[4096];      /* downloads, demo model, UMAP layouts */
     char static_dir[4096];     /* files served under / */
     char words_file[4096];     /* default word list of /probe */
     char hub_url[512];         /* Hugging Face hub base URL for the default model */
     char hub_repo[256];        /* repository of the default model */
-    int64_t fetch_timeout;     /* seconds to give up connecting to the hub */
+    int64_t fetch_timeout;     /* seconds for the hub to be reached and answer */
     bool fetch;                /* try to download the default model at all */
     int64_t threads;           /* HTTP threads (connection handling) */
     int64_t workers;           /* threads computing analyses */
@@ -38,6 +46,7 @@ typedef struct twd_config {
     int64_t max_answer_tokens; /* cap on tokens listed by one answer */
     int64_t max_connections;   /* simultaneous connections */
     int64_t timeout;           /* idle connection timeout, seconds */
+    int64_t max_answer_mb;     /* largest answer, MiB */
     int64_t cache_mb;          /* intermediate-matrix cache budget, MiB */
     int64_t answer_cache_mb;   /* finished-answer cache budget, MiB */
     bool access_log;           /* one line per request on stderr */
@@ -70,7 +79,7 @@ typedef struct {
     cfg_type type;
     size_t offset;    /* into twd_config */
     size_t size;      /* for CFG_STRING: buffer size */
-    int64_t min, max; /* bounds for CFG_INT / CFG_SIZE */
+    int64_t min, max; /* bounds for CFG_INT / CFG_SIZE (bytes) / CFG_MIB (MiB) */
     const char *def;  /* default, as text */
     bool runtime;     /* may change while running (reserved) */
     const char *doc;
@@ -80,21 +89,37 @@ extern const cfg_option cfg_options[];
 extern const size_t cfg_n_options;
 
 /* Fills every option with its default. Defaults that depend on the
- * environment (cache_dir from $XDG_CACHE_HOME or $HOME) are resolved here. */
+ * environment are resolved here: cache_dir from $XDG_CACHE_HOME or $HOME,
+ * static_dir and words_file with config_data_path. */
 void config_defaults(twd_config *c);
+
+/* Where a data file of the distribution is (rel: "static",
+ * "config/common_nouns.txt", "config/twd.conf"): a twd run from its meson
+ * build directory (its executable's folder or that folder's parent holds
+ * build.ninja) prefers the source tree (TWD_SOURCE_ROOT); any other, i.e.
+ * an installed twd, prefers TWD_DATADIR (PREFIX/share/twd). The other place
+ * is used when the preferred one lacks rel, and the preferred path is given
+ * when neither has it (so that a message names it). 0, or -1 when the path
+ * does not fit in out. */
+int config_data_path(char *out, size_t n, const char *rel);
 
 /* Sets one option from text. 0 on success; -1 with a message naming the
  * option and the allowed range/values in err. */
 int config_set(twd_config *c, const char *name, const char *value, char *err, size_t errlen);
 
-/* Reads a `key = value` file ('#' comments, blank lines). 0 on success;
- * -1 with "FILE:LINE: message" in err. */
+/* Reads a `key = value` file ('#' comments, blank lines; a value in double
+ * quotes keeps its spaces and '#'). It must be a regular file of at most
+ * 1 MiB. 0 on success; -1 with "config file FILE: problem" (cannot be read)
+ * or "FILE:LINE: message" in err. */
 int config_load_file(twd_config *c, const char *path, char *err, size_t errlen);
 
 /* Applies argv (after argv[0]): --config FILE is read first, then the other
  * flags in order: --model DIR, --port N, --listen ADDR, --threads N,
- * --workers N, --cache-dir DIR, --static-dir DIR, --set KEY=VALUE, --no-fetch.
- * Returns 0 to run, 1 if help/usage was printed (exit 0), -1 on error (err). */
+ * --workers N, --cache-dir DIR, --static-dir DIR, --pid-file FILE, --set KEY=VALUE,
+ * --no-fetch (a value may also be written --flag=VALUE). --help and
+ * --version print and stop; --print-config prints the effective
+ * configuration once everything is applied. Returns 0 to run, 1 when
+ * something was printed instead (exit 0), -1 on error (one line in err). */
 int config_from_args(twd_config *c, int argc, char **argv, char *err, size_t errlen);
 
 const cfg_option *config_find(const char *name);
@@ -102,9 +127,16 @@ const cfg_option *config_find(const char *name);
 /* Writes the option table as documentation (used by --help and tests). */
 void config_print_table(FILE *out);
 
-/* Writes a complete, commented configuration file with every default
- * (config/twd.conf is this output). */
-void config_print_conf(FILE *out);
+/* Writes a complete, commented configuration file: every option with its
+ * documentation and default, set to its value in c (NULL: the defaults).
+ * Options at their default are written as with no file and no flags, so
+ * config/twd.conf is this output for the defaults. */
+void config_print_conf(FILE *out, const twd_config *c);
+
+/* The models option split into its specs (at most max, each < 4096
+ * bytes, blanks trimmed). Returns how many. */
+#define TWD_MAX_MODELS 16
+size_t config_model_list(const twd_config *c, char specs[][4096], size_t max);
 
 /* Checks that the options make sense together (cors_origin is not "null";
  * a non-loopback listen address has an api_key or insecure). 0, or -1 with

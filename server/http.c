@@ -54,7 +54,7 @@ typedef struct req_state {
 struct http_server {
     struct MHD_Daemon *d;
     guard *guard;
-    twd_app *app;
+    api_service *svc;
     const twd_config *cfg;
     char static_root[PATH_MAX];
     int port;
@@ -378,7 +378,7 @@ static void *worker_main(void *arg)
             api_status_error(&rs->res, why, "request");
         } else {
             rs->call.args.cancel = &rs->cancel;
-            api_compute(srv->app, &rs->call, &rs->res);
+            api_compute(&rs->call, &rs->res);
         }
         pthread_mutex_lock(&srv->qlock);
         unqueue(srv, rs);
@@ -669,7 +669,7 @@ static enum MHD_Result on_complete(req_state *rs)
     }
     api_request req;
     build_request(rs, &req);
-    if (api_prepare(rs->srv->app, rs->route, &req, &rs->call, &rs->res) == API_COMPUTE) return enqueue(rs);
+    if (api_prepare(rs->srv->svc, rs->route, &req, &rs->call, &rs->res) == API_COMPUTE) return enqueue(rs);
     return queue_api_response(rs);
 }
 
@@ -810,14 +810,14 @@ static int listen_socket(const twd_config *cfg, int *port, char *err, size_t err
     return fd;
 }
 
-http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t errlen)
+http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size_t errlen)
 {
     http_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    srv->app = app;
+    srv->svc = svc;
     srv->cfg = cfg;
     if (!realpath(cfg->static_dir, srv->static_root)) {
         tw_log("warning: static_dir %s: %s; the page will not be served", cfg->static_dir, strerror(errno));

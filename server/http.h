@@ -13,7 +13,7 @@
 typedef struct http_server http_server;
 
 /* Binds and starts serving. NULL with a message in err (e.g. port in use). */
-http_server *http_start(twd_app *app, const twd_config *cfg, char *err, size_t errlen);
+http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size_t errlen);
 
 /* The port actually bound (useful with port 0 in tests). */
 int http_port(const http_server *s);

@@ -1,13 +1,12 @@
 /* twd: the Traveling Words daemon.
  *
  * Start-up order: configuration, HTTP (so /health answers 503 at once),
- * then the model is resolved and loaded on a background thread:
- *   1. `model` configured: that folder;
- *   2. else the cached hub snapshot (cache_dir/hub/<repo>), downloaded first
- *      when missing and the hub answers within fetch_timeout;
- *   3. else the built-in demo model, generated once into cache_dir/demo-v1.
- * A checkpoint that fails to load stops the daemon with exit status 1 and one
- * line naming the file and the tensor. SIGINT/SIGTERM stop it cleanly. */
+ * then, on a background thread, every model of the models option in turn is
+ * resolved (server/resolve.c: a path, a hub id through the Hugging Face
+ * cache, twd's cache or a download, or with no model the default hub repo,
+ * else twd's demo model), loaded and prepared. A checkpoint that fails to
+ * load stops the daemon with exit status 1 and one line naming the file and
+ * the tensor. SIGINT/SIGTERM stop it cleanly. */
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
@@ -16,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,123 +32,80 @@
 #include "server/http.h"
 #include "server/hub.h"
 #include "server/metrics.h"
-
-static void set_status(twd_app *app, const char *s) { api_app_set_status(app, "%s", s); }
-
-static void on_fetch_progress(void *ctx, const char *s)
-{
-    set_status(ctx, s);
-    if (isatty(2))
-        fprintf(stderr, "\rtwd: %-70s", s);
-    else if (strstr(s, "0%") || strncmp(s, "verifying", 9) == 0)
-        fprintf(stderr, "twd: %s\n", s);
-}
-
-/* Picks the folder to load (see the comment at the top). */
-static int resolve_model(twd_app *app, const twd_config *cfg, char *dir, size_t dirlen, char *err,
-                         size_t errlen)
-{
-    if (cfg->model[0]) {
-        snprintf(dir, dirlen, "%s", cfg->model);
-        snprintf(app->model_origin, sizeof app->model_origin, "configured");
-        return 0;
-    }
-    char repo[256];
-    snprintf(repo, sizeof repo, "%s", cfg->hub_repo);
-    for (char *p = repo; *p; p++)
-        if (*p == '/') *p = '-';
-    char hub_dir[4096];
-    if (fs_path(hub_dir, sizeof hub_dir, "%s/hub/%s", cfg->cache_dir, repo) != 0) {
-        snprintf(err, errlen, "cache_dir is too long");
-        return -1;
-    }
-    if (!hub_complete(hub_dir) && cfg->fetch) {
-        char ferr[1024];
-        set_status(app, "contacting the model hub");
-        fprintf(stderr, "twd: no model configured; fetching %s from %s into %s\n", cfg->hub_repo,
-                cfg->hub_url, hub_dir);
-        if (hub_fetch(cfg->hub_url, cfg->hub_repo, hub_dir, (long)cfg->fetch_timeout, on_fetch_progress, app,
-                      ferr, sizeof ferr) != 0) {
-            if (isatty(2)) fputc('\n', stderr);
-            fprintf(stderr, "twd: download failed: %s\ntwd: falling back to the synthetic demo model\n",
-                    ferr);
-        } else if (isatty(2)) {
-            fputc('\n', stderr);
-        }
-    }
-    if (hub_complete(hub_dir)) {
-        snprintf(dir, dirlen, "%s", hub_dir);
-        snprintf(app->model_origin, sizeof app->model_origin, "hub-cache");
-        return 0;
-    }
-    /* The demo model: GPT-2 architecture at reduced width, generated once. */
-    char probe[4200];
-    if (fs_path(dir, dirlen, "%s/demo-v1", cfg->cache_dir) != 0 ||
-        fs_path(probe, sizeof probe, "%s/config.json", dir) != 0) {
-        snprintf(err, errlen, "cache_dir is too long");
-        return -1;
-    }
-    snprintf(app->model_origin, sizeof app->model_origin, "demo");
-    if (access(probe, F_OK) == 0) return 0;
-    set_status(app, "generating the synthetic demo model");
-    fprintf(stderr, "twd: generating the synthetic demo model into %s\n", dir);
-    if (fs_mkdir_p(dir) != 0) {
-        snprintf(err, errlen, "%.1500s: %s", dir, strerror(errno));
-        return -1;
-    }
-    synth_opts o;
-    synth_opts_shape(&o, "demo");
-    o.seed = 1;
-    return synth_write(dir, &o, err, errlen);
-}
+#include "server/resolve.h"
 
 typedef struct {
-    twd_app *app;
+    api_service *svc;
     const twd_config *cfg;
+    char specs[TWD_MAX_MODELS][4096];
     char err[2048];
     _Atomic int done;
+    _Atomic int failed;
 } loader;
 
-/* Resolves, loads and prepares the model; one exit path. */
-static void *load_main(void *arg)
+/* A name no other model has: the resolved one, or it with -2, -3 ... */
+static void unique_name(const api_service *svc, size_t upto, const char *want, char *out, size_t n)
 {
-    loader *ld = arg;
-    twd_app *app = ld->app;
-    char dir[4096];
+    snprintf(out, n, "%s", want);
+    for (int k = 2;; k++) {
+        bool taken = false;
+        for (size_t i = 0; i < upto; i++) taken |= strcmp(svc->models[i]->model_name, out) == 0;
+        if (!taken) return;
+        snprintf(out, n, "%.200s-%d", want, k);
+    }
+}
+
+/* Resolves, loads and prepares one model; one exit path. */
+static int load_one(loader *ld, size_t i)
+{
+    twd_app *app = ld->svc->models[i];
+    const twd_config *cfg = ld->cfg;
+    model_source src;
     int ok = 0;
-    if (resolve_model(app, ld->cfg, dir, sizeof dir, ld->err, sizeof ld->err) != 0) goto out;
-    set_status(app, "loading the checkpoint");
+    if (resolve_model(ld->specs[i], cfg, app, &src, ld->err, sizeof ld->err) != 0) goto out;
+    api_app_set_status(app, "loading %s", src.path);
     double t0 = tw_now();
-    if (gpt2_load(dir, &app->model, ld->err, sizeof ld->err) != 0) goto out;
-    if (!(app->tok = tokenizer_load(dir, ld->err, sizeof ld->err))) goto out;
-    if (tokenizer_vocab_size(app->tok) > app->model.cfg.vocab_size) {
-        snprintf(ld->err, sizeof ld->err, "%.1500s: tokenizer has %d ids but wte has only %d rows", dir,
-                 tokenizer_vocab_size(app->tok), app->model.cfg.vocab_size);
+    if (gpt2_load(src.path, &app->model, ld->err, sizeof ld->err) != 0) goto out;
+    if (!(app->tok = resolve_tokenizer(&app->model, cfg, ld->err, sizeof ld->err))) goto out;
+    int tv = tokenizer_vocab_size(app->tok);
+    if (tv > app->model.vocab_rows) {
+        snprintf(ld->err, sizeof ld->err, "%.1500s: the tokenizer has %d ids but wte has only %d rows",
+                 app->model.file, tv, app->model.vocab_rows);
         goto out;
     }
+    gpt2_limit_vocab(&app->model, tv); /* rows beyond the tokenizer are padding, never tokens */
     app->load_seconds = tw_now() - t0;
     char real[4096];
-    snprintf(app->model_source, sizeof app->model_source, "%s", realpath(dir, real) ? real : dir);
-    const char *base = strrchr(app->model_source, '/');
-    if (strcmp(app->model_origin, "hub-cache") == 0)
-        snprintf(app->model_name, sizeof app->model_name, "%.200s", ld->cfg->hub_repo);
-    else if (strcmp(app->model_origin, "demo") == 0)
-        snprintf(app->model_name, sizeof app->model_name, "twd-demo");
-    else
-        snprintf(app->model_name, sizeof app->model_name, "%.200s",
-                 base && base[1] ? base + 1 : app->model_source);
+    snprintf(app->model_source, sizeof app->model_source, "%s", realpath(src.path, real) ? real : src.path);
+    snprintf(app->model_origin, sizeof app->model_origin, "%s", src.origin);
+    unique_name(ld->svc, i, src.name, app->model_name, sizeof app->model_name);
     app->synthetic = app->model.synthetic != 0;
     app->synthetic_seed = app->model.synthetic_seed;
     if (api_init(app, ld->err, sizeof ld->err) != 0) goto out;
-    metrics_set_load_seconds(app->load_seconds);
     ok = 1;
     const gpt2_config *c = &app->model.cfg;
-    tw_log("model %s ready in %.3f s: %d layers, %d heads, width %d, vocab %d, %zu parameters%s",
+    tw_log("model %s ready in %.3f s: %d layers, %d heads, width %d, vocab %d%s, %zu parameters%s",
            app->model_name, app->load_seconds, c->n_layer, c->n_head, c->n_embd, c->vocab_size,
-           app->model.n_params, app->synthetic ? " (SYNTHETIC weights)" : "");
+           app->model.vocab_rows > c->vocab_size ? " (padded rows left out)" : "", app->model.n_params,
+           app->synthetic ? " (SYNTHETIC weights)" : "");
 out:
-    set_status(app, ok ? "ready" : "failed");
+    api_app_set_status(app, ok ? "ready" : "failed");
     atomic_store(&app->state, ok ? APP_READY : APP_FAILED);
+    return ok;
+}
+
+static void *load_main(void *arg)
+{
+    loader *ld = arg;
+    double total = 0;
+    for (size_t i = 0; i < ld->svc->n_models; i++) {
+        if (!load_one(ld, i)) {
+            atomic_store(&ld->failed, 1);
+            break;
+        }
+        total += ld->svc->models[i]->load_seconds;
+    }
+    if (!atomic_load(&ld->failed)) metrics_set_load_seconds(total);
     atomic_store(&ld->done, 1);
     return NULL;
 }
@@ -158,9 +115,10 @@ out:
  * family the CPU supports (see blas_coretype in config/twd.conf). */
 static void maybe_reexec_for_blas(const twd_config *cfg, char **argv)
 {
-    if (getenv("OPENBLAS_CORETYPE") || strcmp(cfg->blas_coretype, "off") == 0) return;
-    const char *want = strcmp(cfg->blas_coretype, "auto") == 0 ? blas_coretype_hint() : cfg->blas_coretype;
-    if (!want || !*want) return;
+    if (getenv("OPENBLAS_CORETYPE") || strcasecmp(cfg->blas_coretype, "off") == 0) return;
+    const char *want =
+        strcasecmp(cfg->blas_coretype, "auto") == 0 ? blas_coretype_hint() : cfg->blas_coretype;
+    if (!want || !*want || strcasecmp(want, blas_corename()) == 0) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
     tw_log("OpenBLAS chose %s kernels on this CPU; restarting with OPENBLAS_CORETYPE=%s", blas_corename(),
            want);
@@ -176,19 +134,57 @@ static void render_metrics(void *ctx, strbuf *b)
     metrics_render(NULL, b);
     guard_stats g;
     http_guard_stats(ctx, &g);
-    sb_printf(b,
-              "# HELP twd_connections Connections by state.\n# TYPE twd_connections gauge\n"
-              "twd_connections{state=\"pending\"} %zu\ntwd_connections{state=\"active\"} %zu\n"
-              "# HELP twd_connections_total Connections accepted, and how the guard ended those it refused.\n"
-              "# TYPE twd_connections_total counter\n"
-              "twd_connections_total{outcome=\"accepted\"} %llu\ntwd_connections_total{outcome=\"garbage\"} %llu\n"
-              "twd_connections_total{outcome=\"per_ip_limit\"} %llu\n"
-              "twd_connections_total{outcome=\"pending_dropped\"} %llu\n"
-              "twd_connections_total{outcome=\"deadline\"} %llu\ntwd_connections_total{outcome=\"evicted\"} %llu\n"
-              "# HELP twd_requests_canceled_total Computations canceled because the client went away.\n"
-              "# TYPE twd_requests_canceled_total counter\ntwd_requests_canceled_total %llu\n",
-              g.pending, g.active, g.accepted, g.rejected_garbage, g.rejected_per_ip, g.dropped_pending, g.timed_out,
-              g.evicted, g.canceled);
+    sb_printf(
+        b,
+        "# HELP twd_connections Connections by state.\n# TYPE twd_connections gauge\n"
+        "twd_connections{state=\"pending\"} %zu\ntwd_connections{state=\"active\"} %zu\n"
+        "# HELP twd_connections_total Connections accepted, and how the guard ended those it refused.\n"
+        "# TYPE twd_connections_total counter\n"
+        "twd_connections_total{outcome=\"accepted\"} %llu\ntwd_connections_total{outcome=\"garbage\"} %llu\n"
+        "twd_connections_total{outcome=\"per_ip_limit\"} %llu\n"
+        "twd_connections_total{outcome=\"pending_dropped\"} %llu\n"
+        "twd_connections_total{outcome=\"deadline\"} %llu\ntwd_connections_total{outcome=\"evicted\"} %llu\n"
+        "# HELP twd_requests_canceled_total Computations canceled because the client went away.\n"
+        "# TYPE twd_requests_canceled_total counter\ntwd_requests_canceled_total %llu\n",
+        g.pending, g.active, g.accepted, g.rejected_garbage, g.rejected_per_ip, g.dropped_pending,
+        g.timed_out, g.evicted, g.canceled);
+}
+
+/* The pid_file option: "<pid>\n<url>\n<state>\n", replaced atomically (a
+ * temporary file beside it, renamed over it), so a reader never sees half
+ * of it. 0, or -1 with one line naming the option and the file. */
+static int write_pid_file(const char *path, const char *url, const char *state, char *err, size_t errlen)
+{
+    char tmp[4200];
+    if (fs_path(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) != 0) {
+        snprintf(err, errlen, "pid_file %.1000s: the path is too long", path);
+        return -1;
+    }
+    FILE *f = fopen(tmp, "we");
+    if (!f) {
+        snprintf(err, errlen, "pid_file %.1000s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "%ld\n%s\n%s\n", (long)getpid(), url, state);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        int e = errno ? errno : EIO;
+        unlink(tmp);
+        snprintf(err, errlen, "pid_file %.1000s: %s", path, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes the pid file at exit, unless another twd has since replaced it. */
+static void remove_pid_file(const char *path)
+{
+    FILE *f = path[0] ? fopen(path, "re") : NULL;
+    long pid = 0;
+    if (!f) return;
+    int ok = fscanf(f, "%ld", &pid) == 1;
+    fclose(f);
+    if (ok && pid == (long)getpid()) unlink(path);
 }
 
 /* Waits for a signal or for the loader to finish; returns the exit code. */
@@ -204,7 +200,7 @@ static int run(loader *ld, pthread_t lt, sigset_t *sigs, bool *joined)
         if (!*joined && atomic_load(&ld->done)) {
             pthread_join(lt, NULL);
             *joined = true;
-            if (atomic_load(&ld->app->state) == APP_FAILED) {
+            if (atomic_load(&ld->failed)) {
                 tw_log("cannot load the model: %s", ld->err);
                 return 1;
             }
@@ -218,13 +214,20 @@ int main(int argc, char **argv)
     char err[2048];
     config_defaults(&cfg);
     int rc = config_from_args(&cfg, argc, argv, err, sizeof err);
-    if (rc == 1) return 0;
+    if (rc == 1) { /* --help, --version or --print-config: its output must have been written */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            tw_log("cannot write to standard output: %s", strerror(errno));
+            return 1;
+        }
+        return 0;
+    }
     if (rc == 0) rc = config_check(&cfg, err, sizeof err);
     if (rc != 0) {
         tw_log("%s", err);
         return 2;
     }
     maybe_reexec_for_blas(&cfg, argv);
+    tw_log("page from %s; default /probe words from %s", cfg.static_dir, cfg.words_file);
     json_object_seed(0); /* before any thread: jansson's hash seed */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     openblas_set_num_threads(cfg.blas_threads > 0 ? (int)cfg.blas_threads : (int)(cores > 0 ? cores : 1));
@@ -237,42 +240,74 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    static twd_app app;
-    api_app_init(&app);
-    config_api_settings(&cfg, &app.set);
+    static loader ld;
+    static twd_app apps[TWD_MAX_MODELS];
+    static twd_app *app_list[TWD_MAX_MODELS];
+    static api_service svc;
+    size_t n_models = config_model_list(&cfg, ld.specs, TWD_MAX_MODELS);
+    if (n_models == 0) ld.specs[0][0] = '\0'; /* the default model */
+    svc.models = app_list;
+    svc.n_models = n_models ? n_models : 1;
+    for (size_t i = 0; i < svc.n_models; i++) {
+        api_app_init(&apps[i]);
+        config_api_settings(&cfg, &apps[i].set);
+        apps[i].svc = &svc;
+        /* a placeholder until resolve_model names it (a spec may be a long path) */
+        snprintf(apps[i].model_name, sizeof apps[i].model_name, "%.*s", (int)sizeof apps[i].model_name - 1,
+                 ld.specs[i][0] ? ld.specs[i] : "default");
+        app_list[i] = &apps[i];
+    }
     metrics_init();
 
-    http_server *srv = http_start(&app, &cfg, err, sizeof err);
+    http_server *srv = http_start(&svc, &cfg, err, sizeof err);
     if (!srv) {
         tw_log("%s", err);
         return 1;
     }
-    app.metrics_ctx = srv;
-    app.metrics_render = render_metrics;
-    tw_log("listening on http://%s%s%s:%d/", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
-           strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
+    svc.metrics_ctx = srv;
+    svc.metrics_render = render_metrics;
+    char url[128];
+    snprintf(url, sizeof url, "http://%s%s%s:%d/", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
+             strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
+    tw_log("listening on %s", url);
+    if (cfg.pid_file[0] && write_pid_file(cfg.pid_file, url, "listening", err, sizeof err) != 0) {
+        tw_log("%s", err);
+        http_stop(srv);
+        return 1;
+    }
 
-    static loader ld;
-    ld.app = &app;
+    ld.svc = &svc;
     ld.cfg = &cfg;
     pthread_t lt;
     if (pthread_create(&lt, NULL, load_main, &ld) != 0) {
         tw_log("cannot start the loader thread");
         http_stop(srv);
+        remove_pid_file(cfg.pid_file);
         return 1;
     }
     bool joined = false;
     int exit_code = run(&ld, lt, &sigs, &joined);
+    /* going away: whoever waits for this twd to stop may now wait for it */
+    if (cfg.pid_file[0] && write_pid_file(cfg.pid_file, url, "stopping", err, sizeof err) != 0)
+        tw_log("%s", err);
     http_stop(srv);
+    if (!joined && atomic_load(&ld.done)) { /* finished just as the signal came */
+        pthread_join(lt, NULL);
+        joined = true;
+    }
     if (!joined) {
         /* Still loading (e.g. a download): the thread holds no lock we need;
          * leave without waiting for it. */
         tw_log("stopped while loading");
+        remove_pid_file(cfg.pid_file);
         return exit_code;
     }
-    api_shutdown(&app);
-    tokenizer_free(app.tok);
-    gpt2_free(&app.model);
+    for (size_t i = 0; i < svc.n_models; i++) {
+        api_shutdown(&apps[i]);
+        tokenizer_free(apps[i].tok);
+        gpt2_free(&apps[i].model);
+    }
+    remove_pid_file(cfg.pid_file);
     tw_log("stopped");
     return exit_code;
 }

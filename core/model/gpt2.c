@@ -8,10 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "base/fs.h"
+#include "core/model/model_internal.h"
 #include "core/model/safetensors.h"
+#include "core/model/torch_ckpt.h"
 
 #define PREFIX "transformer."
 
@@ -137,6 +141,67 @@ out:
     return rc;
 }
 
+/* The provenance keys twd writes into config.json (twd_demo, twd_corpus,
+ * twd_default_phrase); absent keys leave the fields empty. */
+static void read_provenance(const char *path, gpt2_model *m)
+{
+    size_t len = 0;
+    char why[256];
+    char *text = fs_read_file(path, GPT2_MAX_CONFIG_BYTES, &len, why, sizeof why);
+    json_t *root = text ? json_loadb(text, len, 0, NULL) : NULL;
+    free(text);
+    if (!root) return;
+    m->demo = json_is_true(json_object_get(root, "twd_demo"));
+    const char *corpus = json_string_value(json_object_get(root, "twd_corpus"));
+    const char *phrase = json_string_value(json_object_get(root, "twd_default_phrase"));
+    if (corpus) snprintf(m->corpus, sizeof m->corpus, "%s", corpus);
+    if (phrase) snprintf(m->default_phrase, sizeof m->default_phrase, "%s", phrase);
+    json_decref(root);
+}
+
+int gpt2_config_check(const gpt2_config *c, const char *file, char *err, size_t errlen)
+{
+    const struct {
+        const char *name;
+        int v, max;
+    } f[] = {{"n_layer", c->n_layer, GPT2_MAX_LAYER}, {"n_head", c->n_head, GPT2_MAX_HEAD},
+             {"n_embd", c->n_embd, GPT2_MAX_EMBD},    {"n_inner", c->n_inner, GPT2_MAX_INNER},
+             {"n_ctx", c->n_ctx, GPT2_MAX_CTX},       {"vocab_size", c->vocab_size, GPT2_MAX_VOCAB}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].v < 1 || f[i].v > f[i].max) {
+            tw_set_err(err, errlen, "%s: %s is %d, must be 1..%d", file, f[i].name, f[i].v, f[i].max);
+            return -1;
+        }
+    if (c->n_embd % c->n_head != 0) {
+        tw_set_err(err, errlen, "%s: n_embd %d is not divisible by n_head %d", file, c->n_embd, c->n_head);
+        return -1;
+    }
+    if (!(c->ln_eps > 0.0f && c->ln_eps < 1.0f)) {
+        tw_set_err(err, errlen, "%s: layer_norm_epsilon %g must be in (0, 1)", file, (double)c->ln_eps);
+        return -1;
+    }
+    return 0;
+}
+
+int gpt2_limit_vocab(gpt2_model *m, int n)
+{
+    if (n < 1 || n > m->vocab_rows) return -1;
+    m->cfg.vocab_size = n;
+    return 0;
+}
+
+int gpt2_own(gpt2_model *m, float *buf)
+{
+    float **n = realloc(m->owned, (m->n_owned + 1) * sizeof *n);
+    if (!n) {
+        free(buf);
+        return -1;
+    }
+    m->owned = n;
+    m->owned[m->n_owned++] = buf;
+    return 0;
+}
+
 size_t gpt2_param_count(const gpt2_config *c)
 {
     size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
@@ -183,13 +248,21 @@ static size_t first_nonfinite(const float *x, size_t n)
 
 /* Refuses a tensor holding a value that is not a number: every analysis
  * would silently answer garbage from it. */
+int gpt2_check_finite(const float *x, size_t n, const char *file, const char *tensor, char *err,
+                      size_t errlen)
+{
+    size_t i = first_nonfinite(x, n);
+    if (i == n) return 0;
+    tw_set_err(err, errlen, "%s: tensor '%s': element %zu is %s; the checkpoint is corrupt", file, tensor, i,
+               isnan(x[i]) ? "NaN"
+               : x[i] > 0  ? "+Inf"
+                           : "-Inf");
+    return -1;
+}
+
 static int check_finite(const st_file *f, const st_tensor *t, const float *x, char *err, size_t errlen)
 {
-    size_t i = first_nonfinite(x, t->numel);
-    if (i == t->numel) return 0;
-    tw_set_err(err, errlen, "%s: tensor '%s': element %zu is %s; the checkpoint is corrupt", f->path, t->name, i,
-               isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf");
-    return -1;
+    return gpt2_check_finite(x, t->numel, f->path, t->name, err, errlen);
 }
 
 /* Finds `name` or PREFIX`name`, checks dtype and shape, and stores an F32
@@ -243,7 +316,10 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const 
         st_f16_to_f32_n(buf, src, t->numel);
     else
         st_bf16_to_f32_n(buf, src, t->numel);
-    m->owned[m->n_owned++] = buf;
+    if (gpt2_own(m, buf)) {
+        tw_set_err(err, errlen, "%s: tensor '%s': out of memory", f->path, t->name);
+        return -1;
+    }
     *dst = buf;
     return check_finite(f, t, buf, err, errlen);
 }
@@ -270,18 +346,12 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
             int ndim;
             const float **dst;
         } want[] = {
-            {"ln_1.weight", s_c, 1, &h->ln_1_w},
-            {"ln_1.bias", s_c, 1, &h->ln_1_b},
-            {"attn.c_attn.weight", s_c3c, 2, &attn_w},
-            {"attn.c_attn.bias", s_3c, 1, &h->attn_b},
-            {"attn.c_proj.weight", s_cc, 2, &attn_proj_w},
-            {"attn.c_proj.bias", s_c, 1, &h->attn_proj_b},
-            {"ln_2.weight", s_c, 1, &h->ln_2_w},
-            {"ln_2.bias", s_c, 1, &h->ln_2_b},
-            {"mlp.c_fc.weight", s_ci, 2, &fc_w},
-            {"mlp.c_fc.bias", s_i, 1, &h->fc_b},
-            {"mlp.c_proj.weight", s_ic, 2, &fc_proj_w},
-            {"mlp.c_proj.bias", s_c, 1, &h->fc_proj_b},
+            {"ln_1.weight", s_c, 1, &h->ln_1_w},           {"ln_1.bias", s_c, 1, &h->ln_1_b},
+            {"attn.c_attn.weight", s_c3c, 2, &attn_w},     {"attn.c_attn.bias", s_3c, 1, &h->attn_b},
+            {"attn.c_proj.weight", s_cc, 2, &attn_proj_w}, {"attn.c_proj.bias", s_c, 1, &h->attn_proj_b},
+            {"ln_2.weight", s_c, 1, &h->ln_2_w},           {"ln_2.bias", s_c, 1, &h->ln_2_b},
+            {"mlp.c_fc.weight", s_ci, 2, &fc_w},           {"mlp.c_fc.bias", s_i, 1, &h->fc_b},
+            {"mlp.c_proj.weight", s_ic, 2, &fc_proj_w},    {"mlp.c_proj.bias", s_c, 1, &h->fc_proj_b},
         };
         for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
             char name[96];
@@ -300,29 +370,28 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
     return 0;
 }
 
-int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
+static int safetensors_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
 {
-    memset(m, 0, sizeof *m);
-    if (err && errlen) err[0] = '\0';
     char *cfg_path = NULL, *st_path = NULL;
     st_file f;
     memset(&f, 0, sizeof f);
     int rc = -1;
 
-    m->dir = strdup(dir);
+    m->format = GPT2_FORMAT_SAFETENSORS;
+    m->has_bias = 1;
     cfg_path = path_join(dir, "config.json");
     st_path = path_join(dir, "model.safetensors");
-    if (!m->dir || !cfg_path || !st_path) {
+    m->file = st_path ? strdup(st_path) : NULL;
+    if (!m->file || !cfg_path || !st_path) {
         tw_set_err(err, errlen, "%s: out of memory", dir);
         goto out;
     }
     if (gpt2_config_load(cfg_path, &m->cfg, &m->synthetic, &m->synthetic_seed, err, errlen)) goto out;
+    read_provenance(cfg_path, m);
     if (st_open(st_path, &f, err, errlen)) goto out;
 
-    size_t n_tensors = 4 + 12 * (size_t)m->cfg.n_layer;
     m->p.h = calloc((size_t)m->cfg.n_layer, sizeof *m->p.h);
-    m->owned = calloc(n_tensors, sizeof *m->owned);
-    if (!m->p.h || !m->owned) {
+    if (!m->p.h) {
         tw_set_err(err, errlen, "%s: out of memory", st_path);
         goto out;
     }
@@ -332,6 +401,7 @@ int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
     if (!wte) wte = st_find(&f, PREFIX "wte.weight");
     snprintf(m->dtype, sizeof m->dtype, "%s", st_dtype_name(wte->dtype));
     m->n_params = gpt2_param_count(&m->cfg);
+    m->vocab_rows = m->cfg.vocab_size;
     m->file_size = f.size;
     st_release_map(&f, &m->map, &m->map_len);
     /* Ask the kernel to start reading the file in the background; the
@@ -342,7 +412,68 @@ out:
     st_close(&f);
     free(cfg_path);
     free(st_path);
-    if (rc != 0) gpt2_free(m);
+    return rc;
+}
+
+/* "PK\3\4": a ZIP archive, as torch.save writes. */
+static int is_zip(const char *path)
+{
+    struct stat st;
+    char why[256];
+    int fd = fs_open_regular(path, &st, why, sizeof why);
+    if (fd < 0) return 0;
+    unsigned char b[4] = {0};
+    ssize_t n = read(fd, b, 4);
+    close(fd);
+    return n == 4 && b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4;
+}
+
+int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    if (err && errlen) err[0] = '\0';
+    char dir[4096], probe[4200];
+    int rc = -1;
+    if (fs_is_regular(path)) {
+        const char *slash = strrchr(path, '/');
+        size_t dl = slash ? (size_t)(slash - path) : 1;
+        snprintf(dir, sizeof dir, "%.*s", (int)dl, slash ? path : ".");
+        if (dl == 0) snprintf(dir, sizeof dir, "/");
+        m->dir = strdup(dir);
+        if (!m->dir)
+            rc = -1;
+        else if (is_zip(path))
+            rc = nanogpt_load(path, m, err, errlen);
+        else if (strcmp(slash ? slash + 1 : path, "model.safetensors") == 0)
+            rc = safetensors_load(dir, m, err, errlen);
+        else
+            tw_set_err(err, errlen,
+                       "%s: neither a nanoGPT checkpoint (a torch ZIP archive) nor model.safetensors", path);
+    } else {
+        /* a folder: a nanoGPT ckpt.pt when it holds one and no model.safetensors,
+         * else a Hugging Face snapshot (whose loader names what is missing) */
+        snprintf(dir, sizeof dir, "%s", path);
+        m->dir = strdup(dir);
+        char st[4200];
+        int have_st = fs_join(st, sizeof st, dir, "model.safetensors") == 0 && fs_is_regular(st);
+        /* ckpt.pt beside, or in out/ of a nanoGPT folder */
+        int nano = !have_st && ((fs_join(probe, sizeof probe, dir, "ckpt.pt") == 0 && fs_is_regular(probe)) ||
+                                (fs_join(probe, sizeof probe, dir, "out/ckpt.pt") == 0 && fs_is_regular(probe)));
+        if (nano && strstr(probe + strlen(dir), "out/ckpt.pt")) {
+            free(m->dir);
+            m->dir = NULL;
+            snprintf(dir, sizeof dir, "%.*s", (int)(strlen(probe) - strlen("/ckpt.pt")), probe);
+            m->dir = strdup(dir);
+        }
+        rc = !m->dir ? -1
+             : nano  ? nanogpt_load(probe, m, err, errlen)
+                     : safetensors_load(dir, m, err, errlen);
+    }
+    if (rc == 0 && !m->dir) rc = -1;
+    if (rc != 0) {
+        if (err && errlen && !err[0]) tw_set_err(err, errlen, "%s: out of memory", path);
+        gpt2_free(m);
+    }
     return rc;
 }
 
@@ -350,6 +481,11 @@ void gpt2_free(gpt2_model *m)
 {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_len);
+    if (m->ckpt) {
+        torch_ckpt_close(m->ckpt);
+        free(m->ckpt);
+    }
+    free(m->file);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->p.h);

@@ -78,22 +78,46 @@ typedef struct {
     const float *ln_f_b; /* (C), or NULL */
 } gpt2_params;
 
+typedef enum {
+    GPT2_FORMAT_SAFETENSORS = 0, /* a Hugging Face snapshot: config.json + model.safetensors */
+    GPT2_FORMAT_NANOGPT = 1,     /* nanoGPT's ckpt.pt (torch.save of a dict with model_args) */
+} gpt2_format;
+
 typedef struct {
     gpt2_config cfg;
     gpt2_params p;
+    gpt2_format format;
     size_t n_params;    /* number of scalar parameters (buffers excluded) */
-    uint64_t file_size; /* bytes of model.safetensors */
-    char *dir;          /* model folder as given (owned) */
-    /* storage: private to the loader */
+    uint64_t file_size; /* bytes of the checkpoint file */
+    char *dir;          /* folder holding the checkpoint (owned) */
+    char *file;         /* the checkpoint file: model.safetensors or ckpt.pt (owned) */
+    int has_bias;       /* every linear map and LayerNorm has its bias (nanoGPT bias=False: 0) */
+    int vocab_rows;     /* rows of wte; cfg.vocab_size may be fewer (gpt2_limit_vocab) */
+    /* storage: private to the loaders */
     void *map; /* mmap of model.safetensors */
     size_t map_len;
-    float **owned; /* converted F16/BF16 tensors */
+    void *ckpt;    /* the open torch_ckpt of a nanoGPT checkpoint */
+    float **owned; /* converted tensors */
     size_t n_owned;
-    /* provenance, from config.json (written by core/synth) */
-    int synthetic;           /* 1 when "twd_synthetic": true */
+    /* provenance */
+    int synthetic;           /* 1 when config.json says "twd_synthetic": true */
     uint64_t synthetic_seed; /* "twd_seed" when synthetic, else 0 */
     char dtype[8];           /* stored dtype of wte: "F32", "F16" or "BF16" */
+    int has_iter_num;        /* nanoGPT: the training step it was saved at */
+    int64_t iter_num;
+    char dataset[128]; /* nanoGPT: config['dataset'], or empty */
+    int compiled;      /* nanoGPT: saved from a torch.compile'd model (_orig_mod.) */
+    int demo;                 /* config.json: "twd_demo": true (twd's own small trained model) */
+    char corpus[128];         /* config.json "twd_corpus": what the demo model was trained on */
+    char default_phrase[256]; /* config.json "twd_default_phrase": a phrase the model makes sense of */
 } gpt2_model;
+
+/* Only the first n rows of wte are real tokens (nanoGPT pads the vocabulary
+ * to a multiple of 64, e.g. 50304 rows for GPT-2's 50257 tokens): every
+ * analysis and the logits then use those n rows (cfg.vocab_size = n), and
+ * vocab_rows keeps the stored count. 0, or -1 when n is 0 or more than the
+ * rows. */
+int gpt2_limit_vocab(gpt2_model *m, int n);
 
 /* Sanity bounds on config.json values (gpt2-xl is 48/25/1600/1024/50257). */
 #define GPT2_MAX_LAYER        1024
@@ -118,7 +142,14 @@ int gpt2_config_load(const char *path, gpt2_config *cfg, int *synthetic, uint64_
  * every block's weights and biases, ln_f; no buffers, no separate lm_head). */
 size_t gpt2_param_count(const gpt2_config *cfg);
 
-/* Loads the snapshot in `dir` into *m. Returns 0 on success. On failure
+/* Loads a checkpoint into *m: `path` is a folder holding model.safetensors
+ * (with config.json: a Hugging Face snapshot) or ckpt.pt (nanoGPT; also in
+ * out/ of a nanoGPT folder), or the ckpt.pt / model.safetensors file itself. nanoGPT checkpoints are read by
+ * core/model/torch_ckpt.h without Python (nothing in them is executed), their
+ * nn.Linear weights used in place in their (out, in) layout; the
+ * "_orig_mod." prefix of torch.compile, bias=False models (biases NULL), the
+ * causal-mask buffers and the tied lm_head are handled; model_args gives the
+ * shape. Returns 0 on success. On failure
  * returns -1, leaves *m empty (safe to gpt2_free), and writes one line into
  * err naming the file and, where there is one, the tensor, e.g.
  *   "/models/gpt2/model.safetensors: tensor 'h.3.attn.c_attn.weight': shape [768, 2000], expected [768, 2304]"
@@ -136,7 +167,7 @@ size_t gpt2_param_count(const gpt2_config *cfg);
  * 0.1 s for the 124M shape with a warm page cache).
  * Not thread-safe on the same *m; a loaded model is read-only and may be
  * shared between threads. */
-int gpt2_load(const char *dir, gpt2_model *m, char *err, size_t errlen);
+int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen);
 
 /* Releases everything gpt2_load acquired; idempotent. */
 void gpt2_free(gpt2_model *m);

@@ -55,7 +55,8 @@ struct tokenizer {
     pairmap ranks;         /* pair_key(left, right) -> rank */
     uint32_t byte_id[256]; /* id of each single-byte token */
     int eot;               /* id of <|endoftext|>, or -1 */
-    pcre2_code *re;        /* compiled pre-tokenization pattern */
+    pcre2_code *re;        /* compiled pre-tokenization pattern (BPE only) */
+    int chars;             /* a character vocabulary (nanoGPT's meta.pkl): one id per character */
 };
 
 void tokenizer_free(tokenizer *t)
@@ -374,6 +375,78 @@ const char *tokenizer_unicode_version(void)
     return unicode_version;
 }
 
+tokenizer *tokenizer_from_strings(const char *const *strs, const size_t *lens, int n, const char *label, char *err,
+                                  size_t errlen)
+{
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        tw_set_err(err, errlen, "%s: out of memory", label);
+        return NULL;
+    }
+    t->chars = 1;
+    t->eot = -1;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] > MAX_TOKEN_BYTES) {
+            tw_set_err(err, errlen, "%s: entry %d is %zu bytes long; the limit is %d", label, i, lens[i],
+                       MAX_TOKEN_BYTES);
+            tokenizer_free(t);
+            return NULL;
+        }
+        if (strtab_find(&t->vocab, (const uint8_t *)strs[i], lens[i]) != NO_ID) {
+            tw_set_err(err, errlen, "%s: entry %d repeats an earlier entry", label, i);
+            tokenizer_free(t);
+            return NULL;
+        }
+        if (strtab_put(&t->vocab, (uint32_t)i, (const uint8_t *)strs[i], lens[i]) != 0) {
+            tw_set_err(err, errlen, "%s: out of memory", label);
+            tokenizer_free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+int tokenizer_is_chars(const tokenizer *t) { return t->chars; }
+
+/* Length of the UTF-8 character at s (valid UTF-8 assumed), 1 for a stray byte. */
+static size_t char_len(const unsigned char *s, size_t n)
+{
+    size_t l = s[0] < 0x80 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+    return l <= n ? l : 1;
+}
+
+long tokenizer_unknown_char(const tokenizer *t, const char *text, size_t len, size_t *char_len_out)
+{
+    if (!t->chars) return -1;
+    const unsigned char *u = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        size_t l = char_len(u + i, len - i);
+        if (strtab_find(&t->vocab, u + i, l) == NO_ID) {
+            if (char_len_out) *char_len_out = l;
+            return (long)i;
+        }
+        i += l;
+    }
+    return -1;
+}
+
+/* nanoGPT's encode: one id per character, every character in the vocabulary. */
+static long encode_chars(const tokenizer *t, const char *text, size_t len, int32_t **ids)
+{
+    if (!utf8_valid(text, len) || tokenizer_unknown_char(t, text, len, NULL) >= 0) return -2;
+    int32_t *out = malloc((len ? len : 1) * sizeof *out);
+    if (!out) return -1;
+    const unsigned char *u = (const unsigned char *)text;
+    long n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t l = char_len(u + i, len - i);
+        out[n++] = (int32_t)strtab_find(&t->vocab, u + i, l);
+        i += l;
+    }
+    *ids = out;
+    return n;
+}
+
 int tokenizer_vocab_size(const tokenizer *t) { return (int)t->vocab.n; }
 int tokenizer_eot(const tokenizer *t) { return t->eot; }
 
@@ -609,6 +682,7 @@ long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t 
 {
     *ids = NULL;
     if (len == 0) return 0;
+    if (t->chars) return encode_chars(t, text, len, ids);
     char *clean = NULL;
     if (!utf8_valid(text, len)) {
         clean = utf8_sanitize(text, len, &len);

@@ -17,11 +17,27 @@ void tokenizer_free(tokenizer *t);
 int tokenizer_vocab_size(const tokenizer *t); /* number of ids (max id + 1) */
 int tokenizer_eot(const tokenizer *t);        /* id of <|endoftext|>, or -1 */
 
-/* Encodes `len` bytes of UTF-8 text. Invalid UTF-8 is first replaced by
- * U+FFFD. The literal text "<|endoftext|>" becomes the special token.
- * Returns the number of tokens and stores a malloc'd array in *ids (caller
- * frees; NULL when 0 tokens), or -1 on allocation failure (or an internal
- * pattern-matcher error, or one pre-token of 4 GiB or more). Thread-safe. */
+/* A character-level tokenizer (nanoGPT's meta.pkl): id i is the string
+ * strs[i] (lens[i] bytes, usually one UTF-8 character); text is encoded one
+ * id per character. NULL with one line in err (`label` names the source). */
+tokenizer *tokenizer_from_strings(const char *const *strs, const size_t *lens, int n, const char *label, char *err,
+                                  size_t errlen);
+
+/* True for a character-level tokenizer. */
+int tokenizer_is_chars(const tokenizer *t);
+
+/* For a character-level tokenizer: the byte offset of the first character
+ * of text that is not in the vocabulary (its length in *char_len), or -1
+ * when every one is (and always -1 for BPE, which encodes any text). */
+long tokenizer_unknown_char(const tokenizer *t, const char *text, size_t len, size_t *char_len);
+
+/* Encodes `len` bytes of UTF-8 text. BPE: invalid UTF-8 is first replaced by
+ * U+FFFD, and the literal text "<|endoftext|>" becomes the special token.
+ * Characters: one id per character. Returns the number of tokens and stores
+ * a malloc'd array in *ids (caller frees; NULL when 0 tokens), -1 on
+ * allocation failure (or an internal pattern-matcher error, or one pre-token
+ * of 4 GiB or more), -2 when a character-level tokenizer meets a character
+ * (or invalid UTF-8) it does not have. Thread-safe. */
 long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t **ids);
 
 /* The exact bytes of token `id` (not NUL-terminated), or NULL if id is out of

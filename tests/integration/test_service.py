@@ -218,7 +218,7 @@ class ServiceTest(unittest.TestCase):
         for path in ("/health", "/model", "/tokenize", "/metrics", "/openapi.json"):
             self.assertIn(path, doc["paths"])
         tok = doc["paths"]["/tokenize"]
-        self.assertEqual([p["name"] for p in tok["get"]["parameters"]], ["text"])
+        self.assertEqual([p["name"] for p in tok["get"]["parameters"]], ["text", "format", "model"])
         self.assertIn("post", tok)
 
     def test_concurrent_clients(self):
@@ -366,7 +366,8 @@ class BadCheckpointTest(unittest.TestCase):
 
 class DefaultModelTest(unittest.TestCase):
     def test_offline_demo_model(self):
-        """No model configured and no hub: the synthetic demo model, said plainly."""
+        """No model configured and no hub: twd's demo model (a small model trained on the KJV
+        Bible, not GPT-2), said plainly."""
         d = Daemon(env={}, wait_ready=False)
         # point the hub at a closed local port: fails fast, never hangs
         d.args = ["--set", "fetch=true", "--set", "hub_url=http://127.0.0.1:9", "--set", "fetch_timeout=2"]
@@ -377,13 +378,17 @@ class DefaultModelTest(unittest.TestCase):
             st, doc = d.get_json("/model")
             self.assertEqual(st, 200)
             self.assertEqual(doc["origin"], "demo")
-            self.assertTrue(doc["synthetic"])
-            self.assertIn("SYNTHETIC", doc["note"])
-            self.assertEqual((doc["n_layer"], doc["n_head"], doc["n_embd"]), (12, 12, 192))
+            self.assertEqual(doc["name"], "twd-demo")
+            self.assertFalse(doc["synthetic"])
+            self.assertIn("demo model", doc["note"])
+            self.assertIn("not GPT-2", doc["note"])
+            self.assertIn("King James", doc["corpus"])
+            self.assertEqual((doc["n_layer"], doc["n_head"], doc["n_embd"], doc["vocab_size"]), (4, 4, 128, 50257))
+            self.assertEqual(doc["tokenizer"], "gpt2-bpe")
             self.assertLess(time.time() - t0, 60)
         finally:
             self.assertEqual(d.stop(), 0, d.stderr())
-        self.assertIn("falling back to the synthetic demo model", d.stderr())
+        self.assertIn("falling back to the demo model", d.stderr())
 
 
 if __name__ == "__main__":

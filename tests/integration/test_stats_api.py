@@ -125,16 +125,16 @@ class StatsTest(unittest.TestCase):
         self.assertTrue(h["content-type"].startswith("text/csv"))
         rows = list(csv.DictReader(io.StringIO(data.decode())))
         self.assertEqual(len(rows), 6 * 5 * 4)
-        self.assertEqual(list(rows[0]), ["index", "name", "block", "statistic", "bucket", "n", "mean", "std",
+        self.assertEqual(list(rows[0]), ["state_index", "state", "block", "statistic", "bucket", "n_positions", "mean", "std",
                                          "ci95_low", "ci95_high", "median", "top1", "topk"])
         st, doc = self.d.post_json("/trajectory/stats", {"texts": TEXTS[:2], "k": 2})
         for r in rows:
-            s = doc["states"][int(r["index"])]
-            self.assertEqual(r["name"], s["name"])
+            s = doc["states"][int(r["state_index"])]
+            self.assertEqual(r["state"], s["name"])
             self.assertEqual(r["block"], "" if s["block"] is None else str(s["block"]))
             cell = s if r["bucket"] == "all" else s["buckets"][r["bucket"]]
             stat = cell[r["statistic"]]
-            self.assertEqual(int(r["n"]), cell["n_positions"])
+            self.assertEqual(int(r["n_positions"]), cell["n_positions"])
             if stat["mean"] is None:
                 self.assertEqual(r["mean"], "")
             else:
