@@ -1,6 +1,5 @@
-/* Unit tests of core/ana/traj_stats (docs/MATH.md §14): the certified
- * logit-lens ranks and log-sum-exp against a full double-precision scan
- * (random and integer data, with exact ties), Student's t quantiles against
+/* Unit tests of core/ana/traj_stats (docs/MATH.md §14; its logit lens is
+ * core/ana/lens's, tested in test_lens.c): Student's t quantiles against
  * published values, and the whole statistic against a naive double
  * implementation on small models in both weight layouts and without biases,
  * with several chunks, skipped texts, progress and cancellation. */
@@ -46,87 +45,6 @@ static void naive_lens(const float *M, size_t n, size_t d, const float *q, int32
     *st = s[t];
     free(s);
 }
-
-static void check_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *tg,
-                            double lse_tol)
-{
-    int32_t *rank = malloc(nq * sizeof *rank);
-    double *lse = malloc(nq * sizeof *lse), *sc = malloc(nq * sizeof *sc);
-    tw_progress pr;
-    tw_progress_reset(&pr);
-    ck_assert_int_eq(
-        ts_rank_rows(M, n, d, topk_max_row_norm(M, n, d), Q, nq, tg, rank, lse, sc, NULL, &pr, 10), TW_OK);
-    long long done;
-    tw_progress_read(&pr, NULL, &done, NULL);
-    ck_assert_int_eq(done, 10 + (long long)nq);
-    for (size_t i = 0; i < nq; i++) {
-        int32_t r;
-        double l, s;
-        naive_lens(M, n, d, Q + i * d, tg[i], &r, &l, &s);
-        ck_assert_msg(rank[i] == r, "row %zu: rank %d, naive %d", i, rank[i], r);
-        ck_assert(sc[i] == s);
-        ck_assert_msg(fabs(lse[i] - l) <= lse_tol * fmax(1.0, fabs(l)), "row %zu: lse %.12g, naive %.12g", i,
-                      lse[i], l);
-    }
-    free(rank);
-    free(lse);
-    free(sc);
-}
-
-START_TEST(test_rank_rows_random)
-{
-    tw_rng r = tt_rng(21);
-    const size_t n = 3001, d = 37, nq = 150;
-    float *M = malloc(n * d * sizeof *M), *Q = malloc(nq * d * sizeof *Q);
-    int32_t *tg = malloc(nq * sizeof *tg);
-    tt_fill_normal(&r, M, n * d, 0, 1);
-    tt_fill_normal(&r, Q, nq * d, 0, 2);
-    for (size_t i = 0; i < nq; i++) tg[i] = (int32_t)tw_rng_below(&r, (uint32_t)n);
-    /* a few targets whose row is the query itself: rank 1 almost surely */
-    for (size_t i = 0; i < 5; i++) memcpy(Q + i * d, M + (size_t)tg[i] * d, d * sizeof *Q);
-    check_rank_rows(M, n, d, Q, nq, tg, 1e-6);
-    /* one query: one GEMM block over every row */
-    check_rank_rows(M, n, d, Q, 1, tg, 1e-6);
-    free(M);
-    free(Q);
-    free(tg);
-}
-END_TEST
-
-/* Small integers: every score is exact in float, so ties are everywhere and
- * the lower-id rule decides; near-ties fall inside the screening error and
- * are rescored. */
-START_TEST(test_rank_rows_ties)
-{
-    tw_rng r = tt_rng(22);
-    const size_t n = 2500, d = 12, nq = 300;
-    float *M = malloc(n * d * sizeof *M), *Q = malloc(nq * d * sizeof *Q);
-    int32_t *tg = malloc(nq * sizeof *tg);
-    tt_fill_int(&r, M, n * d, -2, 2);
-    tt_fill_int(&r, Q, nq * d, -2, 2);
-    for (size_t i = 0; i < nq; i++) tg[i] = (int32_t)tw_rng_below(&r, (uint32_t)n);
-    /* duplicate rows: equal scores for every query */
-    memcpy(M + 7 * d, M + 2400 * d, d * sizeof *M);
-    tg[0] = 7;
-    tg[1] = 2400;
-    check_rank_rows(M, n, d, Q, nq, tg, 1e-6);
-    free(M);
-    free(Q);
-    free(tg);
-}
-END_TEST
-
-START_TEST(test_rank_rows_errors)
-{
-    float M[6] = {0}, q[2] = {0};
-    int32_t t = 3, rank;
-    ck_assert_int_eq(ts_rank_rows(M, 3, 2, 1, q, 1, &t, &rank, NULL, NULL, NULL, NULL, 0), TW_EINVAL);
-    t = 0;
-    tw_cancel c = {.flag = 1};
-    ck_assert_int_eq(ts_rank_rows(M, 3, 2, 1, q, 1, &t, &rank, NULL, NULL, &c, NULL, 0), TW_ECANCELED);
-    ck_assert_int_eq(ts_rank_rows(M, 3, 2, 1, q, 0, &t, &rank, NULL, NULL, NULL, NULL, 0), TW_OK);
-}
-END_TEST
 
 START_TEST(test_student_t)
 {
@@ -413,10 +331,9 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const lens[] = {test_rank_rows_random, test_rank_rows_ties, test_rank_rows_errors,
-                                 test_student_t, NULL};
+    const TTest *const student[] = {test_student_t, NULL};
     const TTest *const stats[] = {test_stats_hf_layout, test_stats_linear_layout,     test_stats_no_bias,
                                   test_stats_chunks,    test_stats_errors_and_cancel, NULL};
-    const tw_case cases[] = {{"logit lens", 0, NULL, NULL, lens}, {"statistics", 120, NULL, NULL, stats}};
+    const tw_case cases[] = {{"student t", 0, NULL, NULL, student}, {"statistics", 120, NULL, NULL, stats}};
     return tw_check_main("stats", cases, 2);
 }

@@ -13,20 +13,18 @@
  * approximation with Student's t quantile), and for the rank the median,
  * the mean of ln(rank) and the fractions at rank 1 and within the top k.
  *
- * The logit lens is one pass of large float GEMMs: the states of all texts
- * are gathered in chunks of up to TS_CHUNK_ROWS rows, each chunk multiplied
- * by wte block by block. A rank is certified, not estimated: a row whose
- * GEMM score is beyond topk_screen_error of the target's exact score
- * (topk_dot) is decided by the float score, every other row is rescored
- * with topk_dot (docs/MATH.md §2.3, §14.2). So ranks are exact and do not
- * depend on the chunking, the BLAS kernels or the thread count. The
- * log-sum-exp uses the float GEMM scores (docs/MATH.md §14.3).
+ * The logit lens is core/ana/lens.h's lens_rows, one pass of large float
+ * GEMMs: the states of all texts are gathered in chunks of up to
+ * TS_CHUNK_ROWS rows, each chunk multiplied by wte block by block. A rank
+ * is certified, not estimated: a row whose GEMM score is beyond
+ * topk_screen_error of the target's exact score (topk_dot) is decided by
+ * the float score, every other row is rescored with topk_dot (docs/MATH.md
+ * §2.3, §14.2). So ranks are exact and do not depend on the chunking, the
+ * BLAS kernels or the thread count. The log-sum-exp uses the float GEMM
+ * scores (docs/MATH.md §14.3).
  *
- * Threads: like the other analyses (core/ana/common.h); the GEMMs use
- * OpenBLAS's threads, and the scan of each block of scores (one pass per
- * row: exponentials, counts, the rows to rescore) is split over as many
- * threads of its own, which run while OpenBLAS's wait; each row is one
- * thread's, so the answer does not depend on the split. Cancellation is
+ * Threads: like the other analyses (core/ana/common.h) and lens_rows's.
+ * Cancellation is
  * checked between forward passes and between GEMM blocks; progress (stage
  * "logit lens", units: state rows) is reported through ana_progress(x). */
 #ifndef TW_TRAJ_STATS_H
@@ -121,17 +119,6 @@ int traj_stats(const gpt2_model *m, const ana_ctx *x, const ts_text *texts, size
                gpt2_gelu gelu, traj_stats_result *out);
 
 void traj_stats_result_free(traj_stats_result *r);
-
-/* The logit lens of nq rows Q (nq, d) against M (n, d) for one target row
- * each: rank[i] = 1 + #{j : s_j > s_t or (s_j == s_t and j < t)} with
- * s_j = topk_dot(Q_i, M_j) and t = target[i] (exact, certified as above),
- * lse[i] = log sum_j exp(s_j) from the float GEMM scores, and
- * score[i] = s_t. R = topk_max_row_norm(M) (or a bound above it). Any of
- * lse and score may be NULL. progress (may be NULL) advances by nq in all,
- * from `done0`. TW_OK, TW_EINVAL, TW_ENOMEM, or the cancel's code. */
-int ts_rank_rows(const float *M, size_t n, size_t d, float R, const float *Q, size_t nq,
-                 const int32_t *target, int32_t *rank, double *lse, double *score, const tw_cancel *cancel,
-                 tw_progress *progress, long long done0);
 
 /* Student's t distribution with nu > 0 degrees of freedom: the CDF at x,
  * and the quantile of p in (0, 1) (by bisection of the CDF, to about 1e-12
