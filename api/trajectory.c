@@ -182,12 +182,11 @@ static json_t *faithfulness_json(twd_app *app, proj_kind kind, const double *ove
         all += m;
         api_push(per, api_num(m / (double)N));
     }
-    api_put(
-        f, "knn_overlap",
-        json_pack("{s:i,s:f,s:o,s:s}", "k", FAITH_K, "overall", all / (double)(S * N), "states", per,
-                  "definition",
-                  "per state, the mean over positions of the fraction of the k nearest fitted "
-                  "rows in the full space that are also among the k nearest in the layout"));
+    api_put(f, "knn_overlap",
+            json_pack("{s:i,s:f,s:o,s:s}", "k", FAITH_K, "overall", all / (double)(S * N), "states", per,
+                      "definition",
+                      "per state, the mean over positions of the fraction of the k nearest fitted "
+                      "rows in the full space that are also among the k nearest in the layout"));
     return f;
 }
 

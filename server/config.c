@@ -517,7 +517,8 @@ static int apply_set(twd_config *c, const char *v, char *err, size_t errlen)
 static int add_model(twd_config *c, const char *spec, bool replace, char *err, size_t errlen)
 {
     if (!spec[0] || strchr(spec, ',')) {
-        snprintf(err, errlen, "--model '%s': %s", spec, spec[0] ? "a model spec may not contain a comma" : "empty");
+        snprintf(err, errlen, "--model '%s': %s", spec,
+                 spec[0] ? "a model spec may not contain a comma" : "empty");
         return -1;
     }
     if (replace) c->models[0] = '\0';
@@ -707,8 +708,9 @@ static bool loopback_address(const char *a)
 int config_check(const twd_config *c, char *err, size_t errlen)
 {
     if (strcmp(c->cors_origin, "null") == 0) {
-        snprintf(err, errlen, "option 'cors_origin': 'null' is refused: sandboxed pages and local files all send "
-                              "Origin: null, so it would let any of them read answers");
+        snprintf(err, errlen,
+                 "option 'cors_origin': 'null' is refused: sandboxed pages and local files all send "
+                 "Origin: null, so it would let any of them read answers");
         return -1;
     }
     if (!loopback_address(c->listen) && !c->api_key[0] && !c->insecure) {
