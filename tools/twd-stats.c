@@ -287,8 +287,9 @@ static double time_forward(const gpt2_model *m, const ts_text *tx, size_t nt, gp
 }
 
 /* A plain sgemm of the rows against wte in the blocks traj_stats uses
- * (chunks of TS_CHUNK_ROWS rows, wte blocks filling 16 MiB of scores), or
- * as one call into a rows x V matrix. */
+ * (chunks of TS_CHUNK_ROWS rows; its logit lens, lens_rows, multiplies by wte
+ * in topk_rows_opt's blocks, filling 8 MiB of scores), or as one call into a
+ * rows x V matrix. */
 static double time_sgemm(const gpt2_model *m, const float *Q, size_t rows, int one_call)
 {
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
@@ -303,10 +304,11 @@ static double time_sgemm(const gpt2_model *m, const float *Q, size_t rows, int o
         free(S);
         return t;
     }
-    float *S = malloc(((size_t)16 << 20) + 64 * sizeof(float));
+    const size_t block_bytes = (size_t)8 << 20; /* core/nn/topk.c TOPK_SCRATCH_BYTES */
+    float *S = malloc(block_bytes + 64 * sizeof(float));
     for (size_t c0 = 0; c0 < rows; c0 += TS_CHUNK_ROWS) {
         size_t nq = rows - c0 < TS_CHUNK_ROWS ? rows - c0 : TS_CHUNK_ROWS;
-        size_t b = ((size_t)16 << 20) / sizeof(float) / nq / 16 * 16;
+        size_t b = block_bytes / sizeof(float) / nq / 16 * 16;
         if (b < 16) b = 16;
         if (b > V) b = V;
         for (size_t j0 = 0; j0 < V; j0 += b) {
