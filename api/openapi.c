@@ -70,7 +70,8 @@ static const struct {
      " fit_seconds?: num(0..) `wall time of the fit (ready, when fitted now)`, n_epochs?: int(0..), init?: "
      "str,"
      " error?: str `why it failed (failed)`,"
-     " faithfulness: {umap?: Faithfulness `once the layout is ready`, pca: Faithfulness}}"
+     " faithfulness: {umap?: Faithfulness `once the layout is ready`, pca?: Faithfulness}"
+     " `the figures computed so far (they are computed in the background at start)`}"
      " `the state of the background UMAP layout`"},
     {"Faithfulness",
      "{projection: 'umap'|'pca', k: int(1..) `neighbours`, sample_rows: int(0..) `fitted rows sampled`,"

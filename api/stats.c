@@ -285,7 +285,7 @@ typedef struct {
 
 struct api_stats_jobs {
     pthread_mutex_t lock;
-    pthread_cond_t changed; /* a job finished */
+    pthread_cond_t changed;           /* a job finished */
     long long next_job, next_request; /* ids of jobs, of requests (counted apart) */
     stats_job slot[API_STATS_SLOTS];
 };
@@ -382,9 +382,8 @@ static void *job_main(void *arg)
 }
 
 /* Checks and encodes the request's texts into a new slot (RUNNING). NULL
- * with *res set: a bad request (400), or 503 when every slot runs and the
- * caller needs one (need_slot; otherwise *own is filled instead and the
- * computation is not listed). */
+ * with *res set: a bad request (400), or, for a job, 503 when every slot
+ * runs (a request then computes in *own instead, unlisted). */
 static stats_job *slot_start(twd_app *app, const api_args *a, bool sync, stats_job *own, api_response *res)
 {
     req_texts t = {0};
@@ -482,7 +481,6 @@ int api_trajectory_stats_job(twd_app *app, const api_args *a, api_response *res)
     if (!s) return -1;
     api_stats_jobs *j = app->ext->stats_jobs;
     pthread_mutex_lock(&j->lock);
-    s->cancel.deadline = 0;
     int rc = pthread_create(&s->thread, NULL, job_main, s);
     s->joinable = rc == 0;
     if (rc != 0) {

@@ -48,12 +48,17 @@ struct layout_service {
      * figures of each layout (UMAP's valid once state == U_READY) */
     size_t *sample, n_sample;
     layout_faith faith[2];
+    bool faith_ready[2]; /* faith[kind] computed (guarded by faith_lock) */
+    pthread_mutex_t faith_lock;
+    pthread_cond_t faith_done; /* a faith_ready became true */
+    pthread_t faith_thread;    /* PCA's figures, and a loaded UMAP layout's */
+    bool faith_started;
     tw_cancel stop; /* raised by layout_stop */
 };
 
 /* The figures of the layout pts (n, 3) of the fitted rows into p->faith[kind]
  * (NaN figures when they cannot be computed; logged). */
-static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
+static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
 {
     layout_faith *f = &p->faith[kind];
     f->k = FAITH_K;
@@ -88,6 +93,38 @@ static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
                tw_strerror(rc));
     free(xs);
     free(ys);
+}
+
+/* faith_figures, then announced to those who wait for them (always, even
+ * when they could not be computed). */
+static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
+{
+    faith_figures(p, kind, pts);
+    pthread_mutex_lock(&p->faith_lock);
+    p->faith_ready[kind] = true;
+    pthread_cond_broadcast(&p->faith_done);
+    pthread_mutex_unlock(&p->faith_lock);
+}
+
+/* The figures that are not the fit's own, off the path to readiness: PCA's,
+ * and those of a UMAP layout loaded from the disk cache. */
+static void *faith_main(void *arg)
+{
+    layout_service *p = arg;
+    compute_faith(p, PROJ_PCA, p->pca_points);
+    if (p->from_cache) compute_faith(p, PROJ_UMAP, p->model.embedding);
+    return NULL;
+}
+
+/* Whether the figures of kind are there; with wait, waits for them (the
+ * service computes them in the background at start). */
+static bool faith_wait(layout_service *p, proj_kind kind, bool wait)
+{
+    pthread_mutex_lock(&p->faith_lock);
+    while (wait && !p->faith_ready[kind]) pthread_cond_wait(&p->faith_done, &p->faith_lock);
+    bool ready = p->faith_ready[kind];
+    pthread_mutex_unlock(&p->faith_lock);
+    return ready;
 }
 
 static void set_error(layout_service *p, const char *msg)
@@ -170,6 +207,10 @@ static void choose_path(layout_service *p, const char *cache_dir)
     remove_stale_tmp(cache_dir);
 }
 
+/* The UMAP layout: disabled, failed, loaded from the disk cache or fitted
+ * in the background. */
+static void start_umap(layout_service *p, const layout_settings *s);
+
 layout_service *layout_start(const float *data, size_t n, size_t dim, const layout_settings *s, char *err,
                              size_t errlen)
 {
@@ -179,6 +220,8 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
         return NULL;
     }
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->faith_lock, NULL);
+    pthread_cond_init(&p->faith_done, NULL);
     p->dim = dim;
     p->n = s->rows < n ? s->rows : n;
     p->rows = data;
@@ -192,8 +235,14 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
     size_t want = p->n < FAITH_SAMPLE_ROWS ? p->n : FAITH_SAMPLE_ROWS;
     if ((p->sample = malloc((want ? want : 1) * sizeof *p->sample)))
         p->n_sample = faith_sample(p->n, FAITH_SAMPLE_ROWS, FAITH_SAMPLE_SEED, p->sample);
-    compute_faith(p, PROJ_PCA, p->pca_points);
+    start_umap(p, s);
+    p->faith_started = pthread_create(&p->faith_thread, NULL, faith_main, p) == 0;
+    if (!p->faith_started) faith_main(p);
+    return p;
+}
 
+static void start_umap(layout_service *p, const layout_settings *s)
+{
     umap_params_default(&p->params);
     p->params.n_neighbors = s->umap_neighbors;
     p->params.n_epochs = s->umap_epochs;
@@ -202,14 +251,14 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
     p->params.n_threads = s->threads ? s->threads : (size_t)(cores > 0 ? cores : 1);
     if (!s->umap) {
         atomic_store(&p->state, U_DISABLED);
-        return p;
+        return;
     }
     char perr[256];
     if (p->n <= p->params.n_neighbors || umap_params_check(&p->params, p->n, perr, sizeof perr) != TW_OK) {
         snprintf(p->error, sizeof p->error, "UMAP cannot be fitted on %zu rows: %s", p->n,
                  p->n <= p->params.n_neighbors ? "fewer rows than neighbours" : perr);
         atomic_store(&p->state, U_FAILED);
-        return p;
+        return;
     }
     p->key = umap_cache_key(umap_hash_floats(p->rows, p->n * p->dim, 0), &p->params);
     choose_path(p, s->cache_dir);
@@ -219,9 +268,8 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
         if (rc == TW_OK) {
             p->from_cache = true;
             tw_log("umap: layout loaded from %s", p->path);
-            compute_faith(p, PROJ_UMAP, p->model.embedding);
-            atomic_store(&p->state, U_READY);
-            return p;
+            atomic_store(&p->state, U_READY); /* its figures follow (faith_main) */
+            return;
         }
         if (rc != TW_ENOENT) tw_log("umap: ignoring the saved layout: %s", lerr);
     }
@@ -230,11 +278,11 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
     if (pthread_create(&p->thread, NULL, fit_main, p) != 0) {
         snprintf(p->error, sizeof p->error, "cannot start the UMAP thread");
         atomic_store(&p->state, U_FAILED);
-        return p;
+        return;
     }
     p->thread_started = true;
     tw_log("umap: fitting the layout of %zu rows in the background", p->n);
-    return p;
+    return;
 }
 
 void layout_stop(layout_service *p)
@@ -245,10 +293,13 @@ void layout_stop(layout_service *p)
         atomic_store(&p->prog.cancel, 1);
         pthread_join(p->thread, NULL);
     }
+    if (p->faith_started) pthread_join(p->faith_thread, NULL);
     umap_model_free(&p->model);
     pca_free(&p->pca);
     free(p->pca_points);
     free(p->sample);
+    pthread_cond_destroy(&p->faith_done);
+    pthread_mutex_destroy(&p->faith_lock);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -306,23 +357,29 @@ int layout_umap_ready(layout_service *p, double *progress)
     return st == U_READY;
 }
 
-int layout_faithfulness(layout_service *p, proj_kind kind, layout_faith *out)
+static int faithfulness(layout_service *p, proj_kind kind, bool wait, layout_faith *out)
 {
     if (kind == PROJ_UMAP && atomic_load(&p->state) != U_READY) {
         double progress;
         char msg[8];
         return not_ready(p, &progress, msg, sizeof msg);
     }
+    if (!faith_wait(p, kind, wait)) return TW_ENOTREADY;
     *out = p->faith[kind];
     return TW_OK;
 }
 
+int layout_faithfulness(layout_service *p, proj_kind kind, layout_faith *out)
+{
+    return faithfulness(p, kind, true, out);
+}
+
 static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-json_t *layout_faith_json(layout_service *p, proj_kind kind)
+static json_t *faith_json(layout_service *p, proj_kind kind, bool wait)
 {
     layout_faith f;
-    if (layout_faithfulness(p, kind, &f) != TW_OK) return NULL;
+    if (faithfulness(p, kind, wait, &f) != TW_OK) return NULL;
     json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap", "k",
                           (json_int_t)f.k, "sample_rows", (json_int_t)f.sample_rows, "sample_seed",
                           (json_int_t)f.sample_seed, "trustworthiness", real_or_null(f.trustworthiness),
@@ -334,6 +391,8 @@ json_t *layout_faith_json(layout_service *p, proj_kind kind)
                                       real_or_null(f.explained_variance_ratio[2])));
     return o;
 }
+
+json_t *layout_faith_json(layout_service *p, proj_kind kind) { return faith_json(p, kind, true); }
 
 int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const float *pts, size_t m,
                        double *frac)
@@ -376,9 +435,10 @@ json_t *layout_status_json(layout_service *p)
         json_object_set_new(o, "error", json_string(p->error));
         pthread_mutex_unlock(&p->lock);
     }
-    json_t *faith = json_object(), *u = layout_faith_json(p, PROJ_UMAP);
+    /* the figures computed so far: this answer never waits */
+    json_t *faith = json_object(), *u = faith_json(p, PROJ_UMAP, false), *c = faith_json(p, PROJ_PCA, false);
     if (u) json_object_set_new(faith, "umap", u);
-    json_object_set_new(faith, "pca", layout_faith_json(p, PROJ_PCA));
+    if (c) json_object_set_new(faith, "pca", c);
     json_object_set_new(o, "faithfulness", faith);
     return o;
 }

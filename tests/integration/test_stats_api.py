@@ -292,7 +292,9 @@ class Faithfulness(unittest.TestCase):
 
     def test_umap_status(self):
         self.assertEqual(self.status["state"], "ready")
-        f = self.status["faithfulness"]
+        self.d.get_json("/umap/layout", projection="pca", limit=1)  # waits for PCA's figures
+        st, status = self.d.get_json("/umap")
+        f = status["faithfulness"]
         self.check_layout_figures(f["umap"], "umap")
         self.check_layout_figures(f["pca"], "pca")
 
@@ -323,13 +325,13 @@ class Faithfulness(unittest.TestCase):
 
     def test_disabled_umap(self):
         with Daemon(model=MODEL) as d:
+            st, doc = d.get_json("/trajectory", text="time", projection="pca")  # waits for the figures
+            self.assertEqual(st, 200)
+            self.assertEqual(doc["faithfulness"]["sample_rows"], 1024)
             st, stat = d.get_json("/umap")
             self.assertEqual(stat["state"], "disabled")
             self.assertNotIn("umap", stat["faithfulness"])
             self.assertIn("trustworthiness", stat["faithfulness"]["pca"])
-            st, doc = d.get_json("/trajectory", text="time", projection="pca")
-            self.assertEqual(st, 200)
-            self.assertEqual(doc["faithfulness"]["sample_rows"], 1024)
 
 
 if __name__ == "__main__":
