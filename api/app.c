@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
+#include "base/log.h"
 #include "base/utf8.h"
 
 /* One word per line; blank lines and '#' comments skipped. */
@@ -96,7 +97,11 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n");
     for (size_t i = 0; i < svc->n_models; i++) {
         twd_app *app = svc->models[i];
-        if (atomic_load(&app->state) != APP_READY || !app->ext) continue;
+        if (!api_app_acquire(app)) continue;
+        if (!app->ext) {
+            api_app_release(app);
+            continue;
+        }
         const char *m = app->model_name;
         blockcache_stats s;
         blockcache_get_stats(app->ext->cache, &s);
@@ -124,6 +129,7 @@ void api_render_metrics(const api_service *svc, strbuf *b)
             sb_printf(b, "twd_umap_ready{model=\"%s\"} %d\ntwd_umap_progress{model=\"%s\"} %g\n", m, ready, m,
                       progress);
         }
+        api_app_release(app);
     }
 }
 
@@ -143,6 +149,66 @@ void api_app_set_status(twd_app *app, const char *fmt, ...)
     vsnprintf(app->status, sizeof app->status, fmt, ap);
     pthread_mutex_unlock(&app->status_lock);
     va_end(ap);
+}
+
+void api_app_get_status(twd_app *app, char *out, size_t n)
+{
+    pthread_mutex_lock(&app->status_lock);
+    snprintf(out, n, "%s", app->status);
+    pthread_mutex_unlock(&app->status_lock);
+}
+
+/* The reference count and the state are both sequentially consistent: a
+ * reader counts itself, then looks at the state; the reloader changes the
+ * state, then looks at the count. Whichever comes second sees the other,
+ * so a reader that saw READY is always counted by the reloader. */
+bool api_app_acquire(twd_app *app)
+{
+    atomic_fetch_add(&app->refs, 1);
+    if (atomic_load(&app->state) == APP_READY) return true;
+    atomic_fetch_sub(&app->refs, 1);
+    return false;
+}
+
+void api_app_release(twd_app *app) { atomic_fetch_sub(&app->refs, 1); }
+
+bool api_app_mark_changed(twd_app *app, const char *why)
+{
+    int want = APP_READY;
+    if (!atomic_compare_exchange_strong(&app->state, &want, APP_RELOADING)) return false;
+    atomic_store(&app->changed, 1);
+    const char *file = app->model.file ? app->model.file : app->model_source;
+    api_app_set_status(app, "the checkpoint changed; reloading (%s: %s)", file, why);
+    tw_log("model %s: the checkpoint %s changed (%s): it answers 503 until it is reloaded", app->model_name,
+           file, why);
+    return true;
+}
+
+bool api_app_check(twd_app *app)
+{
+    if (atomic_load(&app->changed)) return true;
+    char why[256];
+    if (!gpt2_file_changed(&app->model, why, sizeof why)) return false;
+    api_app_mark_changed(app, why);
+    return true;
+}
+
+void api_app_unavailable(twd_app *app, api_response *res)
+{
+    char status[1024];
+    api_app_get_status(app, status, sizeof status);
+    switch (atomic_load(&app->state)) {
+    case APP_LOADING:
+        api_error(res, 503, "the model is still loading; retry shortly");
+        res->retry_after = 2;
+        return;
+    case APP_RELOADING:
+    case APP_READY: /* changed just now, not yet marked */
+        api_error(res, 503, "model '%s': %s", app->model_name, status);
+        res->retry_after = 2;
+        return;
+    default: api_error(res, 503, "model '%s' is not available: %s", app->model_name, status);
+    }
 }
 
 int api_init(twd_app *app, char *err, size_t errlen)

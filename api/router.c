@@ -692,6 +692,22 @@ void api_call_free(api_call *call)
     free(call->key);
     api_args_free(&call->args);
     call->key = NULL;
+    if (call->held) api_app_release(call->app);
+    call->held = false;
+}
+
+void api_call_link_cancel(const api_call *call, tw_cancel *c)
+{
+    c->shared = call->held ? &call->app->changed : NULL;
+}
+
+void api_call_abandon(api_call *call, int why, api_response *res)
+{
+    if (call->held && atomic_load(&call->app->changed))
+        api_app_unavailable(call->app, res);
+    else
+        api_status_error(res, why, "request");
+    api_call_free(call);
 }
 
 int api_prepare(api_service *svc, const api_route *route, const api_request *req, api_call *call,
@@ -714,12 +730,11 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
     }
     call->app = app;
     if (route->flags & API_NEEDS_MODEL) {
-        int st = atomic_load(&app->state);
-        if (st != APP_READY) {
+        /* held until the call is freed: the model cannot be replaced under it */
+        if (!(call->held = api_app_acquire(app)) || api_app_check(app)) {
             json_decref(body);
-            api_error(res, 503, "the model is %s; retry shortly",
-                      st == APP_LOADING ? "still loading" : "not available");
-            res->retry_after = 2;
+            api_call_free(call);
+            api_app_unavailable(app, res);
             return API_DONE;
         }
     }
@@ -746,6 +761,12 @@ void api_compute(api_call *call, api_response *res)
 {
     twd_app *app = call->app;
     int rc = call->route->fn(app, &call->args, res);
+    /* read from a file that changed meanwhile: the answer may mix old and
+     * new weights (or zeros, after a SIGBUS): never sent, never kept */
+    if (call->held && api_app_check(app)) {
+        api_app_unavailable(app, res);
+        rc = -1;
+    }
     if (rc == 0 && call->key && res->status == 200)
         answer_cache_put(app->ext->answers, call->key, call->klen, res);
     if (!res->content_type) api_error(res, 500, "handler produced no answer");

@@ -157,14 +157,14 @@ static int h_health(twd_app *app, const api_args *a, api_response *res)
             continue;
         }
         json_decref(models);
-        char status[256];
-        pthread_mutex_lock(&m->status_lock);
-        snprintf(status, sizeof status, "%s", m->status);
-        pthread_mutex_unlock(&m->status_lock);
+        char status[1024];
+        api_app_get_status(m, status, sizeof status);
         api_error(res, 503, "%s%s%s: %s",
-                  st == APP_LOADING ? "the model is loading" : "the model failed to load",
+                  st == APP_LOADING     ? "the model is loading"
+                  : st == APP_RELOADING ? "the model is reloading"
+                                        : "the model failed to load",
                   svc->n_models > 1 ? " " : "", svc->n_models > 1 ? m->model_name : "", status);
-        res->retry_after = st == APP_LOADING ? 1 : 0;
+        res->retry_after = st == APP_LOADING || st == APP_RELOADING ? 1 : 0;
         return 0;
     }
     twd_app *first = svc->models[0];
@@ -184,11 +184,17 @@ static int h_models(twd_app *app, const api_args *a, api_response *res)
         int st = atomic_load(&m->state);
         const gpt2_config *c = &m->model.cfg;
         json_t *o = json_pack("{s:s,s:b,s:s,s:s}", "name", m->model_name, "default", i == 0, "state",
-                              st == APP_READY     ? "ready"
-                              : st == APP_LOADING ? "loading"
-                                                  : "failed",
+                              st == APP_READY       ? "ready"
+                              : st == APP_LOADING   ? "loading"
+                              : st == APP_RELOADING ? "reloading"
+                                                    : "failed",
                               "origin", m->model_origin);
-        if (st == APP_READY) {
+        if (st != APP_READY) {
+            char status[1024];
+            api_app_get_status(m, status, sizeof status);
+            json_object_set_new(o, "message", json_string(status));
+        }
+        if (api_app_acquire(m)) { /* the shape, read while the model cannot be replaced */
             json_object_set_new(o, "source", json_string(m->model_source));
             json_object_set_new(o, "synthetic", json_boolean(m->synthetic));
             json_object_set_new(o, "n_layer", json_integer(c->n_layer));
@@ -197,6 +203,7 @@ static int h_models(twd_app *app, const api_args *a, api_response *res)
             json_object_set_new(o, "n_ctx", json_integer(c->n_ctx));
             json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
             json_object_set_new(o, "n_params", json_integer((json_int_t)m->model.n_params));
+            api_app_release(m);
         }
         json_array_append_new(list, o);
     }

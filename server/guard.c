@@ -538,6 +538,14 @@ void gconn_phase_set(guard *g, gconn *c, gconn_phase phase, tw_cancel *cancel)
     pthread_mutex_unlock(&g->lock);
 }
 
+void guard_cancel_all(guard *g)
+{
+    pthread_mutex_lock(&g->lock);
+    for (gconn *c = g->active.head; c; c = c->next)
+        if (c->phase == GC_WORK && c->cancel) tw_cancel_raise(c->cancel);
+    pthread_mutex_unlock(&g->lock);
+}
+
 const char *gconn_addr(const gconn *c) { return c ? c->addr : "-"; }
 
 void guard_get_stats(guard *g, guard_stats *s)

@@ -76,6 +76,9 @@ void gconn_close(guard *g, gconn *c);
  * guard raises *cancel when the client goes away; cancel may be NULL. */
 void gconn_phase_set(guard *g, gconn *c, gconn_phase phase, tw_cancel *cancel);
 
+/* Raises the cancel flag of every request being computed. */
+void guard_cancel_all(guard *g);
+
 /* The client's address as text (for logs and per-client limits). */
 const char *gconn_addr(const gconn *c);
 

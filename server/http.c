@@ -66,6 +66,7 @@ struct http_server {
     req_state *qhead, *qtail;
     size_t queued;   /* heavy requests waiting or running */
     bool stopping;
+    _Atomic bool hurried; /* http_hurry: the computations under way were canceled */
     /* per client address: heavy requests waiting or running (qlock) */
     struct {
         char addr[INET6_ADDRSTRLEN];
@@ -73,6 +74,10 @@ struct http_server {
     } *clients;
     size_t n_clients, cap_clients;
 };
+
+/* The server http_hurry acts on: the one started, until it is freed. */
+static pthread_mutex_t hurry_lock = PTHREAD_MUTEX_INITIALIZER;
+static http_server *hurry_srv;
 
 /* ---------- decoding ---------- */
 
@@ -373,12 +378,16 @@ static void *worker_main(void *arg)
             api_call_free(&rs->call);
             api_error(&rs->res, 503, "the service is shutting down");
         } else if (why != TW_OK) {
-            /* the client went away, or the request waited past its deadline */
-            api_call_free(&rs->call);
-            api_status_error(&rs->res, why, "request");
+            /* the client went away, the request waited past its deadline, or
+             * its model's checkpoint changed */
+            api_call_abandon(&rs->call, why, &rs->res);
         } else {
             rs->call.args.cancel = &rs->cancel;
             api_compute(&rs->call, &rs->res);
+            if (atomic_load(&srv->hurried) && rs->res.status == 503) {
+                api_response_free(&rs->res);
+                api_error(&rs->res, 503, "the service is shutting down");
+            }
         }
         pthread_mutex_lock(&srv->qlock);
         unqueue(srv, rs);
@@ -630,6 +639,7 @@ static enum MHD_Result enqueue(req_state *rs)
     srv->queued++;
     rs->queued = true;
     rs->cancel.deadline = tw_now() + (double)srv->cfg->max_request_seconds;
+    api_call_link_cancel(&rs->call, &rs->cancel); /* stops when the checkpoint changes */
     gconn_phase_set(srv->guard, rs->gc, GC_WORK, &rs->cancel);
     rs->phase = PH_QUEUED;
     MHD_suspend_connection(rs->conn);
@@ -875,6 +885,9 @@ http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size
         http_stop(srv);
         return NULL;
     }
+    pthread_mutex_lock(&hurry_lock);
+    hurry_srv = srv;
+    pthread_mutex_unlock(&hurry_lock);
     return srv;
 }
 
@@ -884,6 +897,17 @@ void http_guard_stats(http_server *srv, guard_stats *st)
 {
     memset(st, 0, sizeof *st);
     if (srv && srv->guard) guard_get_stats(srv->guard, st);
+}
+
+void http_hurry(void)
+{
+    pthread_mutex_lock(&hurry_lock);
+    http_server *srv = hurry_srv;
+    if (srv) {
+        atomic_store(&srv->hurried, true);
+        if (srv->guard) guard_cancel_all(srv->guard);
+    }
+    pthread_mutex_unlock(&hurry_lock);
 }
 
 void http_stop(http_server *srv)
@@ -904,6 +928,9 @@ void http_stop(http_server *srv)
         usleep(10000);
     }
     if (srv->d) MHD_stop_daemon(srv->d);
+    pthread_mutex_lock(&hurry_lock);
+    if (hurry_srv == srv) hurry_srv = NULL;
+    pthread_mutex_unlock(&hurry_lock);
     guard_free(srv->guard);
     free(srv->workers);
     free(srv->clients);
