@@ -24,7 +24,10 @@ static const char *error_type(int status)
     case 405: return "method_not_allowed";
     case 413: return "payload_too_large";
     case 414: return "uri_too_long";
+    case 431: return "headers_too_large";
+    case 501: return "not_implemented";
     case 503: return "unavailable";
+    case 505: return "http_version_not_supported";
     default: return status >= 500 ? "internal_error" : "invalid_request";
     }
 }

@@ -535,8 +535,9 @@ static enum MHD_Result on_headers(req_state *rs, const char *method)
     gconn_phase_set(srv->guard, rs->gc, GC_BODY, NULL);
     char msg[256];
     if (rs->raw_len > (size_t)srv->cfg->max_url) {
-        snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld", rs->raw_len, (long long)srv->cfg->max_url);
-        return reply_error(rs, 413, "request target too long: %s", msg);
+        snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld (max_url)", rs->raw_len,
+                 (long long)srv->cfg->max_url);
+        return reply_error(rs, 414, "request target too long: %s", msg);
     }
     if (parse_target(rs, msg, sizeof msg) != 0) return reply_error(rs, 400, "%s", msg);
     rs->route = api_find_route(rs->path);
@@ -854,6 +855,8 @@ http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_END);
     guard_settings gs = {
+        .max_target = (size_t)cfg->max_url,
+        .max_head = (size_t)cfg->max_url + 32768, /* within the memory pool above */
         .max_connections = (size_t)cfg->max_connections,
         .max_pending = (size_t)cfg->max_pending,
         .max_per_ip = (size_t)cfg->max_connections_per_ip,

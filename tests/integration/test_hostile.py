@@ -172,6 +172,39 @@ class HostileTest(unittest.TestCase):
         resp, _ = raw(self.d.port, b"SSH-2.0-OpenSSH_9.2\r\n")
         self.assertEqual(json_error(resp)[0], 400)
 
+    def test_malformed_heads_are_answered_in_json(self):
+        # what libmicrohttpd would answer with an HTML page of its own
+        host = b"Host: 127.0.0.1\r\n"
+        cases = [
+            (400, b"GET /health HTTP/1.1\r\n" + host + b"this is not a header\r\n\r\n", "malformed header line"),
+            (400, b"GET /health HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n", "malformed header line"),
+            (400, b"POST /tokenize HTTP/1.1\r\n" + host + b"Content-Length: -5\r\n\r\n", "Content-Length"),
+            (400, b"POST /tokenize HTTP/1.1\r\n" + host + b"Content-Length: 12abc\r\n\r\n", "Content-Length"),
+            (413, b"POST /tokenize HTTP/1.1\r\n" + host + b"Content-Length: 99999999999999999999999\r\n\r\n",
+             "body too large"),
+            (414, b"GET /health?" + b"a" * 200000 + b" HTTP/1.1\r\n" + host + b"\r\n", "target too long"),
+            (431, b"GET /health HTTP/1.1\r\n" + host + b"X-Big: " + b"v" * 120000 + b"\r\n\r\n",
+             "headers too large"),
+            (431, b"GET /health HTTP/1.1\r\n" + host
+             + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 1000) for i in range(120)) + b"\r\n", "headers too large"),
+            (501, b"POST /tokenize HTTP/1.1\r\n" + host + b"Transfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding"),
+            (505, b"GET /health HTTP/2.0\r\n\r\n", "HTTP/1.0 and HTTP/1.1"),
+        ]
+        for status, data, words in cases:
+            resp, dt = raw(self.d.port, data)
+            self.assertTrue(resp, data[:60])
+            st, err = json_error(resp)
+            self.assertEqual(st, status, (data[:60], err))
+            self.assertIn(words, err["message"])
+            self.assertLess(dt, 2.0)
+        # heads as large as the limits allow still go through: a 60 kB
+        # target (a 400 from the route: no such parameter) and 30 kB of headers
+        st, _, body = self.d.request("GET", "/health?x=" + "a" * 60000)
+        self.assertEqual(st, 400, body[:200])
+        self.assertIn("unknown parameter", json.loads(body)["error"]["message"])
+        st, _, _ = self.d.request("GET", "/health", headers={"X-Big": "v" * 30000})
+        self.assertEqual(st, 200)
+
     def test_request_smuggling_shapes(self):
         resp, _ = raw(self.d.port, b"POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       b"Content-Type: application/json\r\nContent-Length: 13\r\nContent-Length: 5\r\n\r\n"
