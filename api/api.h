@@ -166,6 +166,17 @@ api_blob *api_blob_ref(api_blob *b);
 void api_blob_unref(api_blob *b); /* frees the bytes with the last reference; NULL ok */
 const char *api_blob_data(const api_blob *b);
 size_t api_blob_len(const api_blob *b);
+/* A blob adopting `len` malloc'd bytes; NULL (bytes freed) when memory runs out. */
+api_blob *api_blob_new(char *bytes, size_t len);
+
+/* A second form of the same bytes kept beside them (the server keeps their
+ * gzip encoding there), made once by whichever thread needs it first and
+ * freed with the blob. api_blob_side: false when none was set yet; true
+ * with *side the one set (NULL: it was found not worth making).
+ * api_blob_set_side adopts `side` (NULL: none) unless one was set first,
+ * and returns the side now kept (owned by b; NULL for none). */
+bool api_blob_side(const api_blob *b, api_blob **side);
+api_blob *api_blob_set_side(api_blob *b, api_blob *side);
 
 /* ---- parameters ---- */
 typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL } api_ptype;

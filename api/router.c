@@ -36,7 +36,10 @@ struct api_blob {
     _Atomic long refs;
     size_t len;
     char *data;
+    _Atomic uintptr_t side; /* 0: not made yet, SIDE_NONE: none, else an api_blob * */
 };
+
+#define SIDE_NONE ((uintptr_t)1)
 
 api_blob *api_blob_ref(api_blob *b)
 {
@@ -47,8 +50,39 @@ api_blob *api_blob_ref(api_blob *b)
 void api_blob_unref(api_blob *b)
 {
     if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
+    uintptr_t side = atomic_load(&b->side);
+    if (side > SIDE_NONE) api_blob_unref((api_blob *)side);
     free(b->data);
     free(b);
+}
+
+api_blob *api_blob_new(char *bytes, size_t len)
+{
+    api_blob *b = bytes ? malloc(sizeof *b) : NULL;
+    if (!b) {
+        free(bytes);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    atomic_init(&b->side, 0);
+    b->len = len;
+    b->data = bytes;
+    return b;
+}
+
+bool api_blob_side(const api_blob *b, api_blob **side)
+{
+    uintptr_t s = atomic_load(&b->side);
+    *side = s > SIDE_NONE ? (api_blob *)s : NULL;
+    return s != 0;
+}
+
+api_blob *api_blob_set_side(api_blob *b, api_blob *side)
+{
+    uintptr_t want = 0, s = side ? (uintptr_t)side : SIDE_NONE;
+    if (atomic_compare_exchange_strong(&b->side, &want, s)) return side;
+    api_blob_unref(side); /* another thread made it first */
+    return want > SIDE_NONE ? (api_blob *)want : NULL;
 }
 
 const char *api_blob_data(const api_blob *b) { return b->data; }
@@ -75,19 +109,15 @@ void api_respond_blob(api_response *res, int status, const char *content_type, a
 /* The answer of last resort, when even an error cannot be allocated. */
 static char oom_text[] =
     "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"out of memory\"}}";
-static api_blob oom_blob = {1, sizeof oom_text - 1, oom_text};
+static api_blob oom_blob = {1, sizeof oom_text - 1, oom_text, SIDE_NONE};
 
 int api_respond(api_response *res, int status, const char *content_type, char *bytes, size_t len)
 {
-    api_blob *b = bytes ? malloc(sizeof *b) : NULL;
+    api_blob *b = api_blob_new(bytes, len);
     if (!b) {
-        free(bytes);
         api_respond_blob(res, 500, "application/json", &oom_blob);
         return -1;
     }
-    atomic_init(&b->refs, 1);
-    b->len = len;
-    b->data = bytes;
     api_response_free(res);
     res->status = status;
     res->content_type = content_type;
