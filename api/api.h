@@ -53,7 +53,6 @@ typedef void (*api_metrics_render_fn)(void *ctx, strbuf *out);
 
 struct api_ext; /* analysis state (caches, layouts), owned by the api layer */
 
-/* Everything a handler may read. The model never changes once READY. */
 struct api_service;
 
 /* One model being served, and everything a handler may read of it.

@@ -1,4 +1,5 @@
 /* Life cycle of the api layer's state (struct api_ext), and its metrics. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,15 +8,21 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/utf8.h"
 
-/* One word per line; blank lines and '#' comments skipped. */
+/* One word per line; blank lines and '#' comments skipped. A regular file
+ * of at most 16 MiB (a FIFO or a device is refused, not read). */
 static int load_words(struct api_ext *x, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
+    char why[1024];
+    size_t size = 0;
+    char *text = fs_read_file(path, (size_t)16 << 20, &size, why, sizeof why);
+    FILE *f = text ? fmemopen(text, size, "r") : NULL;
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open the default word list", path);
+        snprintf(err, errlen, "%s: cannot open the default word list (%s)", path, text ? strerror(errno) : why);
+        free(text);
         return -1;
     }
     char *line = NULL;
@@ -49,6 +56,7 @@ static int load_words(struct api_ext *x, const char *path, char *err, size_t err
     }
     free(line);
     fclose(f);
+    free(text);
     if (rc == 0 && n == 0) {
         snprintf(err, errlen, "%s: the default word list is empty", path);
         rc = -1;
