@@ -254,7 +254,7 @@ int main(int argc, char **argv)
         api_app_init(&apps[i]);
         config_api_settings(&cfg, &apps[i].set);
         apps[i].svc = &svc;
-        snprintf(apps[i].model_name, sizeof apps[i].model_name, "%s",
+        snprintf(apps[i].model_name, sizeof apps[i].model_name, "%.250s",
                  ld.specs[i][0] ? ld.specs[i] : "default");
         app_list[i] = &apps[i];
     }
