@@ -8,6 +8,7 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
+#include "api/json.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/utf8.h"
