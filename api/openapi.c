@@ -558,6 +558,20 @@ static bool param_bound(const api_service *svc, const api_param *p, bool items, 
     return any;
 }
 
+/* The default of an AP_INT parameter as the models served use it (the
+ * largest over them; def itself while a model is loading). */
+static int64_t param_default(const api_service *svc, const api_param *p, int64_t def)
+{
+    int64_t d = 0;
+    for (size_t i = 0; i < svc->n_models; i++) {
+        const twd_app *m = svc->models[i];
+        if (atomic_load(&m->state) != APP_READY) return def;
+        int64_t x = api_param_default(m, p);
+        if (i == 0 || x > d) d = x;
+    }
+    return svc->n_models ? d : def;
+}
+
 /* A parameter's schema and, in *note, what the description adds to the
  * row's doc (how lengths are counted, how lists are written). */
 static json_t *param_schema(const api_service *svc, const api_param *p, bool query, strbuf *note)
@@ -571,15 +585,16 @@ static json_t *param_schema(const api_service *svc, const api_param *p, bool que
         api_put(s, "minimum", json_integer(p->min));
         if (has_hi) api_put(s, "maximum", json_integer(hi));
         if (p->def) {
-            int64_t d = strtoll(p->def, NULL, 10);
-            /* a default above the model's bound is the bound (api/router.c) */
-            if (has_hi && d > hi) {
-                sb_printf(note, " Default %" PRId64 ", or the largest value allowed when that is smaller.",
+            int64_t d = strtoll(p->def, NULL, 10), used = param_default(svc, p, d);
+            if (used != d)
+                sb_printf(note,
+                          " Default %" PRId64 ", or the largest value the model allows when that is smaller.",
                           d);
-                d = hi;
-            }
-            api_put(s, "default", json_integer(d));
+            api_put(s, "default", json_integer(used));
         }
+        if (p->clamp_ref != APB_CONST)
+            sb_printf(note,
+                      " A value above what the model has (e.g. its head dimension) answers what it has.");
         if (bound_follows_model(p->max_ref)) sb_printf(note, " The bounds follow the model.");
         break;
     }

@@ -525,7 +525,7 @@ class AnswersTest(unittest.TestCase):
 
     def test_model_bounds_in_the_document(self):
         params = {p["name"]: p["schema"] for p in self.doc["paths"]["/svd"]["get"]["parameters"]}
-        self.assertEqual(params["top"]["maximum"], 16)  # min(max_top = 64, head dimension 16)
+        self.assertEqual(params["top"]["maximum"], 64)  # max_top; above the head dimension 16 it answers 16
         self.assertEqual(params["top"]["default"], 16)  # 20, bounded by the head dimension
         self.assertEqual(params["block"]["maximum"], 1)
         self.assertEqual(params["head"]["maximum"], 1)
@@ -549,7 +549,8 @@ class SeveralModelsTest(unittest.TestCase):
             self.assertEqual(params["model"]["default"], "m")
             self.assertEqual(params["block"]["maximum"], 2)  # wide's 3 blocks
             self.assertEqual(params["head"]["maximum"], 3)
-            self.assertEqual(params["top"]["maximum"], 16)  # both have 16-dimensional heads
+            self.assertEqual(params["top"]["maximum"], 64)  # max_top
+            self.assertEqual(params["top"]["default"], 16)  # both have 16-dimensional heads
             # the widths differ: the vectors have no one length, the CSV no one set of columns
             state = doc["components"]["schemas"]["TrajectoryState"]["properties"]
             self.assertNotIn("maxItems", state["vectors"]["items"])
