@@ -22,7 +22,8 @@ static int load_words(struct api_ext *x, const char *path, char *err, size_t err
     char *text = fs_read_file(path, (size_t)16 << 20, &size, why, sizeof why);
     FILE *f = text ? fmemopen(text, size, "r") : NULL;
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open the default word list (%s)", path, text ? strerror(errno) : why);
+        snprintf(err, errlen, "%s: cannot open the default word list (%s)", path,
+                 text ? strerror(errno) : why);
         free(text);
         return -1;
     }

@@ -60,8 +60,17 @@ START_TEST(error_shape_for_each_status)
         int code;
         const char *type;
     } cases[] = {
-        {400, "invalid_request"},   {404, "not_found"},   {405, "method_not_allowed"},
-        {413, "payload_too_large"}, {503, "unavailable"}, {500, "internal_error"},
+        {400, "invalid_request"},
+        {404, "not_found"},
+        {405, "method_not_allowed"},
+        {408, "invalid_request"},
+        {413, "payload_too_large"},
+        {414, "uri_too_long"},
+        {431, "headers_too_large"},
+        {503, "unavailable"},
+        {500, "internal_error"},
+        {501, "not_implemented"},
+        {505, "http_version_not_supported"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         api_response res = {0};

@@ -300,9 +300,6 @@ class KeyAndListenTest(unittest.TestCase):
         self.assertIn("cors_origin", str(ctx.exception))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 DEMO = os.path.join(TMP, "demo")
 
@@ -421,3 +418,7 @@ class NonReadingClientsTest(unittest.TestCase):
             # 40 private copies would be 40 x size; one shared buffer costs
             # nothing per connection beyond socket buffers
             self.assertLess(rss1 - rss0, 8 * size, (rss0, rss1, size))
+
+
+if __name__ == "__main__":
+    unittest.main()
