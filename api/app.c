@@ -103,6 +103,10 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
         "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
         "# TYPE twd_cache_evictions_total counter\n"
+        "# HELP twd_cache_room_waits_total Computations that waited for entries in use to leave room.\n"
+        "# TYPE twd_cache_room_waits_total counter\n"
+        "# HELP twd_cache_refused_total Computations refused for want of room in the budget (503).\n"
+        "# TYPE twd_cache_refused_total counter\n"
         "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
         "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n");
     for (size_t i = 0; i < svc->n_models; i++) {
@@ -130,6 +134,8 @@ void api_render_metrics(const api_service *svc, strbuf *b)
             {"twd_cache_misses_total", "intermediates", s.misses},
             {"twd_cache_misses_total", "answers", a.misses},
             {"twd_cache_evictions_total", "intermediates", s.evictions},
+            {"twd_cache_room_waits_total", "intermediates", s.room_waits},
+            {"twd_cache_refused_total", "intermediates", s.refused},
         };
         for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
             sb_printf(b, "%s{model=\"%s\",cache=\"%s\"} %llu\n", rows[r].metric, m, rows[r].cache, rows[r].v);

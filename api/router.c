@@ -198,6 +198,8 @@ int api_status_error(api_response *res, int rc, const char *what)
         api_error(res, 503, "%s: not ready yet; retry shortly", what);
         res->retry_after = 2;
         return -1;
+    case TW_EBUDGET: /* no Retry-After: waiting cannot help */
+        return api_error(res, 503, "%s: needs more intermediate memory than cache_mb allows", what);
     case TW_ECANCELED: return api_error(res, 503, "%s: canceled", what);
     case TW_ETIMEDOUT: return api_error(res, 503, "%s: the computation passed its deadline", what);
     default: return api_error(res, 500, "%s: internal error: %s", what, why);

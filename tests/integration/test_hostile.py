@@ -420,5 +420,21 @@ class NonReadingClientsTest(unittest.TestCase):
             self.assertLess(rss1 - rss0, 8 * size, (rss0, rss1, size))
 
 
+class HardBudgetTest(unittest.TestCase):
+    def test_an_intermediate_larger_than_cache_mb_is_refused(self):
+        # LN_b(E) of the demo shape is 4096 x 192 floats (3 MiB): with
+        # cache_mb=1 it can never fit, so it is refused (not computed beside
+        # the budget), without a Retry-After that could not succeed
+        with Daemon("--set", "cache_mb=1", "--set", "access_log=false", model=demo_model()) as d:
+            st, h, body = d.request("GET", "/probe?block=0&k=3")
+            self.assertEqual(st, 503, body[:300])
+            self.assertIn("cache_mb", json.loads(body)["error"]["message"])
+            self.assertNotIn("retry-after", h)
+            self.assertEqual(metric(d, 'twd_cache_refused_total{model="demo",cache="intermediates"}'), 1)
+            self.assertLessEqual(metric(d, 'twd_cache_bytes{model="demo",cache="intermediates"}'), 1 << 20)
+            st, _, _ = d.request("GET", "/health")
+            self.assertEqual(st, 200)
+
+
 if __name__ == "__main__":
     unittest.main()
