@@ -511,6 +511,18 @@ START_TEST(t_missing_files)
     snprintf(p, sizeof p, "%s/model.safetensors", tmpdir);
     unlink(p);
     expect_st_error("cannot open: No such file or directory");
+    /* issue 9, item 4: a FIFO as the checkpoint or its config.json is refused,
+     * never waited on (a hang here is the test's timeout) */
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    expect_st_error("not a regular file");
+    unlink(p);
+    write_ckpt(&k);
+    snprintf(p, sizeof p, "%s/config.json", tmpdir);
+    unlink(p);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    expect_error_in("config.json", "not a regular file");
+    unlink(p);
+    write_config(&k, 1);
     /* a folder that does not exist at all */
     gpt2_model m;
     char err[512];
