@@ -91,6 +91,20 @@ class WireTest(unittest.TestCase):
         self.assertEqual((st, body2), (200, b"var a = 2;\n"))
         self.assertNotEqual(h2["etag"], h["etag"])
 
+    def test_fifo_in_the_static_dir(self):
+        # issue 9, item 6: a FIFO in static_dir froze every HTTP thread that
+        # opened it, and shutdown with them; it is refused as not a file
+        path = os.path.join(STATIC, "js", "pipe.js")
+        os.mkfifo(path)
+        try:
+            for _ in range(12):  # more than the HTTP threads
+                st, _, body = self.get("/js/pipe.js")
+                self.assertEqual(st, 404, body[:200])
+                self.assertEqual(json.loads(body)["error"]["code"], 404)
+            self.assertEqual(self.get("/health")[0], 200)
+        finally:
+            os.unlink(path)
+
     def test_vendored_files_are_kept_longer(self):
         st, h, _ = self.get("/vendor/lib/lib.js")
         self.assertEqual(st, 200)
