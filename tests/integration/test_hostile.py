@@ -313,6 +313,35 @@ class PerClientLimitTest(unittest.TestCase):
             self.assertEqual(st, 200)
 
 
+class FullTableTest(unittest.TestCase):
+    def test_idle_connections_make_room(self):
+        # issue 9, item 1: when the connection table fills with kept-alive
+        # connections that never send their next request, a new /health
+        # still finds room (the oldest idle ones are closed for it)
+        with Daemon("--set", "max_connections=32", "--set", "max_connections_per_ip=500",
+                    "--set", "access_log=false", model=TINY) as d:
+            socks = []
+            try:
+                for _ in range(60):
+                    s = socket.create_connection(("127.0.0.1", d.port))
+                    s.settimeout(10)
+                    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    got = b""
+                    while b"}" not in got:
+                        part = s.recv(65536)
+                        if not part:
+                            break
+                        got += part
+                    socks.append(s)  # kept alive, idle
+                for _ in range(5):
+                    st, _, _ = d.request("GET", "/health", timeout=10)
+                    self.assertEqual(st, 200)
+                self.assertGreater(metric(d, 'twd_connections_total{outcome="evicted"}') or 0, 0)
+            finally:
+                for s in socks:
+                    s.close()
+
+
 class KeyAndListenTest(unittest.TestCase):
     def test_api_key(self):
         with Daemon("--set", "api_key=s3cret", model=TINY) as d:
