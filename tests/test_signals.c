@@ -3,11 +3,13 @@
  * truncated mapping into zeros and a faulted mark instead of a crash. */
 #include <check.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,9 +126,52 @@ START_TEST(sigbus_reads_zeros)
 }
 END_TEST
 
+/* A SIGBUS from a page that is no checkpoint's is a bug: one line saying
+ * where, then the default action (the process dies of it, no silent zeros). */
+START_TEST(sigbus_elsewhere_is_one_line_and_fatal)
+{
+    char dir[512], path[600];
+    tt_tmpdir(dir, sizeof dir, "bus2");
+    snprintf(path, sizeof path, "%s/other", dir);
+    long ps = sysconf(_SC_PAGESIZE);
+    char *bytes = calloc(4, (size_t)ps);
+    tt_write_file(path, bytes, 4 * (size_t)ps);
+    free(bytes);
+    int err_pipe[2];
+    ck_assert_int_eq(pipe(err_pipe), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        dup2(err_pipe[1], 2);
+        close(err_pipe[0]);
+        char err[256];
+        if (signals_start(err, sizeof err) != 0) _exit(10);
+        int fd = open(path, O_RDONLY);
+        const volatile char *map = mmap(NULL, 4 * (size_t)ps, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED || truncate(path, 0) != 0) _exit(11);
+        char c = map[2 * ps];    /* not registered with tw_map_add */
+        _exit(c == 0 ? 12 : 13); /* reached only if the SIGBUS was swallowed */
+    }
+    close(err_pipe[1]);
+    char out[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof out - 1 && (r = read(err_pipe[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)r;
+    out[n] = '\0';
+    close(err_pipe[0]);
+    int status = 0;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %d, stderr: %s", status, out);
+    ck_assert_msg(strstr(out, "twd: SIGBUS at 0x") && strstr(out, "outside every mapped checkpoint"), "%s",
+                  out);
+    ck_assert_msg(strchr(out, '\n') == out + n - 1, "not one line: %s", out);
+    tt_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
-    const TTest *const tests[] = {file_changes_are_seen, sigbus_reads_zeros, NULL};
+    const TTest *const tests[] = {file_changes_are_seen, sigbus_reads_zeros,
+                                  sigbus_elsewhere_is_one_line_and_fatal, NULL};
     const tw_case c = {"checkpoint_changes", 0, NULL, NULL, tests};
     return tw_check_main("signals", &c, 1);
 }
