@@ -357,6 +357,18 @@ class KeyAndListenTest(unittest.TestCase):
             st, _, _ = d.request("GET", "/")  # the page itself stays reachable
             self.assertEqual(st, 200)
 
+    def test_allowed_hosts(self):
+        # the names the daemon is also reached as (a reverse proxy's, say);
+        # a port, when the Host gives one, must be the daemon's own
+        with Daemon("--set", "allowed_hosts=twd.example, Other.Example", model=TINY) as d:
+            for host in ["twd.example", "twd.example:%d" % d.port, "other.example", "OTHER.example", "localhost"]:
+                st, _, body = d.request("GET", "/model", headers={"Host": host})
+                self.assertEqual(st, 200, (host, body[:200]))
+            for host in ["evil.example", "twd.example.evil.example", "example", "twd.exampl",
+                         "twd.example:%d" % (d.port + 1)]:
+                st, _, body = d.request("GET", "/model", headers={"Host": host})
+                self.assertEqual(st, 421, (host, body[:200]))
+
     def test_non_loopback_needs_a_key(self):
         d = Daemon("--listen", "0.0.0.0", model=TINY, wait_ready=False)
         with self.assertRaises(RuntimeError) as ctx:
