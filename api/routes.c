@@ -611,7 +611,9 @@ const api_route api_routes[] = {
         .description = "Every model the daemon serves with its name (what model= takes on the other routes), "
                        "state, origin and shape; the first is the default.",
         .answers = (const api_answer[]){{.schema = "{models: [{name: str, default: bool, "
-                                                   "state: 'ready'|'loading'|'failed', origin: str, "
+                                                   "state: 'ready'|'loading'|'reloading'|'failed', "
+                                                   "message?: str `why it is not ready (not ready only)`, "
+                                                   "origin: str, "
                                                    "source?: str, synthetic?: bool, n_layer?: int(1..), "
                                                    "n_head?: int(1..), n_embd?: int(1..), n_ctx?: int(1..), "
                                                    "vocab_size?: int(1..), n_params?: int(0..)} "

@@ -106,6 +106,13 @@ class ChangeTests:
                        "--set", "access_log=false").start()
         st, doc = cls.d.get_json("/models")
         cls.names = [m["name"] for m in doc["models"]]
+        st, api = cls.d.get_json("/openapi.json")
+        def resolved(s):
+            while "$ref" in s:
+                s = api["components"]["schemas"][s["$ref"].rsplit("/", 1)[1]]
+            return s
+        ok = resolved(api["paths"]["/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"])
+        cls.model_schema = resolved(ok["properties"]["models"]["items"])
 
     @classmethod
     def tearDownClass(cls):
@@ -145,7 +152,11 @@ class ChangeTests:
     def model_state(self, name):
         st, doc = self.d.get_json("/models")
         self.assertEqual(st, 200)
-        return [m for m in doc["models"] if m["name"] == name][0]
+        m = [m for m in doc["models"] if m["name"] == name][0]
+        # what /openapi.json says of it (test_openapi cannot see a reloading model)
+        self.assertIn(m["state"], self.model_schema["properties"]["state"]["enum"])
+        self.assertEqual(set(m) - set(self.model_schema["properties"]), set(), m)
+        return m
 
     def assert_reloading(self, body):
         err = json.loads(body)["error"]
