@@ -9,6 +9,7 @@
 #include "api/ext.h"
 #include "api/handlers.h"
 #include "api/json.h"
+#include "api/stats.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -108,7 +109,15 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# HELP twd_cache_refused_total Computations refused for want of room in the budget (503).\n"
         "# TYPE twd_cache_refused_total counter\n"
         "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
-        "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n");
+        "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n"
+        "# HELP twd_stats_running Computations of /trajectory/stats in flight (requests and jobs).\n"
+        "# TYPE twd_stats_running gauge\n"
+        "# HELP twd_stats_progress Progress (0..1) of one computation of /trajectory/stats in flight.\n"
+        "# TYPE twd_stats_progress gauge\n"
+        "# HELP twd_stats_rows_done State rows of the current stage done by one computation in flight.\n"
+        "# TYPE twd_stats_rows_done gauge\n"
+        "# HELP twd_stats_rows_total State rows of the current stage of one computation in flight.\n"
+        "# TYPE twd_stats_rows_total gauge\n");
     for (size_t i = 0; i < svc->n_models; i++) {
         twd_app *app = svc->models[i];
         if (!api_app_acquire(app)) continue;
@@ -145,6 +154,7 @@ void api_render_metrics(const api_service *svc, strbuf *b)
             sb_printf(b, "twd_umap_ready{model=\"%s\"} %d\ntwd_umap_progress{model=\"%s\"} %g\n", m, ready, m,
                       progress);
         }
+        api_stats_render_metrics(app, b); /* the reference still held */
         api_app_release(app);
     }
 }
@@ -236,7 +246,8 @@ int api_init(twd_app *app, char *err, size_t errlen)
     }
     x->answers = answer_cache_new(app->set.answer_cache_bytes);
     x->cache = blockcache_new(app->set.cache_bytes);
-    if (!x->answers || !x->cache) {
+    x->stats_jobs = api_stats_jobs_new();
+    if (!x->answers || !x->cache || !x->stats_jobs) {
         snprintf(err, errlen, "out of memory");
         app->ext = x;
         api_shutdown(app);
@@ -264,6 +275,7 @@ void api_shutdown(twd_app *app)
 {
     struct api_ext *x = app->ext;
     if (!x) return;
+    api_stats_jobs_free(x->stats_jobs); /* before what the jobs use */
     layout_stop(x->layout);
     answer_cache_free(x->answers);
     blockcache_free(x->cache);

@@ -69,8 +69,22 @@ static const struct {
      "stage_total?: int(0..),"
      " fit_seconds?: num(0..) `wall time of the fit (ready, when fitted now)`, n_epochs?: int(0..), init?: "
      "str,"
-     " error?: str `why it failed (failed)`}"
+     " error?: str `why it failed (failed)`,"
+     " faithfulness: {umap?: Faithfulness `once the layout is ready`, pca?: Faithfulness}"
+     " `the figures computed so far (they are computed in the background at start)`}"
      " `the state of the background UMAP layout`"},
+    {"Faithfulness",
+     "{projection: 'umap'|'pca', k: int(1..) `neighbours`, sample_rows: int(0..) `fitted rows sampled`,"
+     " sample_seed: int(0..), trustworthiness: num(0..1)|null, continuity: num(0..1)|null,"
+     " explained_variance_ratio?: [num(0..1)|null; 3] `PCA: the share of the variance of each component`}"
+     " `how faithful a 3D layout is to the fitted rows (docs/MATH.md §15)`"},
+    {"TrajectoryFaithfulness",
+     "{projection: 'umap'|'pca', k: int(1..) `neighbours`, sample_rows: int(0..) `fitted rows sampled`,"
+     " sample_seed: int(0..), trustworthiness: num(0..1)|null, continuity: num(0..1)|null,"
+     " explained_variance_ratio?: [num(0..1)|null; 3] `PCA: the share of the variance of each component`,"
+     " knn_overlap: {k: int(1..), overall: num(0..1), states: [num(0..1)] `per state, in trajectory order`,"
+     " definition: str}}"
+     " `the layout's faithfulness and that of the phrase's states (docs/MATH.md §15)`"},
     {"Error", "{error: {code: int(400..599) `the HTTP status`,"
               " type: 'invalid_request'|'not_found'|'method_not_allowed'|'payload_too_large'|'uri_too_long'|"
               "'headers_too_large'|'unavailable'|'internal_error'|'not_implemented'|"
@@ -553,6 +567,7 @@ static bool param_bound(const api_service *svc, const api_param *p, bool items, 
         if (bound_follows_model(items ? p->max_items_ref : p->max_ref) && atomic_load(&m->state) != APP_READY)
             return false;
         int64_t x = items ? api_param_max_items(m, p) : api_param_max(m, p);
+        if (!items) x = api_param_used(m, p, x);
         if (!any || x > *hi) *hi = x;
         any = true;
     }
@@ -593,9 +608,17 @@ static json_t *param_schema(const api_service *svc, const api_param *p, bool que
                           d);
             api_put(s, "default", json_integer(used));
         }
-        if (p->clamp_ref != APB_CONST)
-            sb_printf(note,
-                      " A value above what the model has (e.g. its head dimension) answers what it has.");
+        if (p->clamp_ref != APB_CONST && has_hi) {
+            /* the server takes up to the configured bound and answers what
+             * the model has: the document's maximum is what it has */
+            int64_t accepted = 0;
+            for (size_t i = 0; i < svc->n_models; i++)
+                if (api_param_max(svc->models[i], p) > accepted) accepted = api_param_max(svc->models[i], p);
+            if (accepted > hi) {
+                api_put(s, "x-twd-accepted-maximum", json_integer(accepted));
+                sb_printf(note, " Values up to %" PRId64 " are taken and answer the maximum.", accepted);
+            }
+        }
         if (bound_follows_model(p->max_ref)) sb_printf(note, " The bounds follow the model.");
         break;
     }

@@ -110,6 +110,13 @@ REQUESTS = [
     ("post", "/attention", {"text": "abc", "format": "csv"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "7"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "5", "format": "csv"}, None),
+    ("post", "/trajectory/stats", {"texts": [TEXT, "a b c"], "k": 2}, None),
+    ("post", "/trajectory/stats", {"texts": ["x", "a b"], "gelu": "erf", "format": "csv"}, None),
+    # job 1 of the daemon: started, then asked about
+    ("post", "/trajectory/stats/job", {"texts": [TEXT], "k": 1}, None),
+    ("get", "/trajectory/stats/job/status", {"id": "1"}, None),
+    ("get", "/trajectory/stats/job/result", {"id": "1", "wait": "30"}, None),
+    ("get", "/trajectory/stats/job/result", {"id": "1", "format": "csv"}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "1,2"}, None),
     ("get", "/mlp/values", {"block": "1", "k": "1"}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "3", "format": "csv"}, None),
@@ -495,7 +502,14 @@ class AnswersTest(unittest.TestCase):
                     if "maximum" in s:
                         hi = s["maximum"]
                         self.assertFalse(self.refused(path, {**base, name: str(hi)}, words + ("must be",)), where)
-                        self.assertTrue(self.refused(path, {**base, name: str(hi + 1)}, words), where)
+                        accepted = s.get("x-twd-accepted-maximum")
+                        if accepted is None:
+                            self.assertTrue(self.refused(path, {**base, name: str(hi + 1)}, words), where)
+                        else:  # taken up to the configured bound, answering the maximum
+                            at_hi = send(self.d, "get", path, {**base, name: str(hi)})
+                            self.assertEqual(send(self.d, "get", path, {**base, name: str(hi + 1)}), at_hi, where)
+                            self.assertEqual(send(self.d, "get", path, {**base, name: str(accepted)}), at_hi, where)
+                            self.assertTrue(self.refused(path, {**base, name: str(accepted + 1)}, words), where)
                         checked += 1
                     lo = s["minimum"]
                     self.assertFalse(self.refused(path, {**base, name: str(lo)}, words + ("must be",)), where)
@@ -558,7 +572,8 @@ class AnswersTest(unittest.TestCase):
 
     def test_model_bounds_in_the_document(self):
         params = {p["name"]: p["schema"] for p in self.doc["paths"]["/svd"]["get"]["parameters"]}
-        self.assertEqual(params["top"]["maximum"], 64)  # max_top; above the head dimension 16 it answers 16
+        self.assertEqual(params["top"]["maximum"], 16)  # the head dimension
+        self.assertEqual(params["top"]["x-twd-accepted-maximum"], 64)  # max_top, answering 16
         self.assertEqual(params["top"]["default"], 16)  # 20, bounded by the head dimension
         self.assertEqual(params["block"]["maximum"], 1)
         self.assertEqual(params["head"]["maximum"], 1)
@@ -582,7 +597,7 @@ class SeveralModelsTest(unittest.TestCase):
             self.assertEqual(params["model"]["default"], "m")
             self.assertEqual(params["block"]["maximum"], 2)  # wide's 3 blocks
             self.assertEqual(params["head"]["maximum"], 3)
-            self.assertEqual(params["top"]["maximum"], 64)  # max_top
+            self.assertEqual(params["top"]["maximum"], 16)  # both have 16-dimensional heads
             self.assertEqual(params["top"]["default"], 16)  # both have 16-dimensional heads
             # the widths differ: the vectors have no one length, the CSV no one set of columns
             state = doc["components"]["schemas"]["TrajectoryState"]["properties"]
