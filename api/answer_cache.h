@@ -1,5 +1,6 @@
-/* Finished answers, kept because the model never changes while running:
- * a byte-budgeted LRU map from a request's canonical key to its body. */
+/* Finished answers, kept because the model does not change while it is
+ * READY (a changed checkpoint drops the whole cache with the model): a
+ * byte-budgeted LRU map from a request's canonical key to its body. */
 #ifndef TW_ANSWER_CACHE_H
 #define TW_ANSWER_CACHE_H
 

@@ -23,7 +23,10 @@
 #include "core/proj/layout.h"
 #include "core/tok/tokenizer.h"
 
-typedef enum { APP_LOADING = 0, APP_READY = 1, APP_FAILED = 2 } app_state;
+/* LOADING -> READY or FAILED at start-up; READY -> RELOADING when the
+ * checkpoint file changes underneath (api_app_mark_changed), then READY
+ * again, or FAILED until the file changes again. */
+typedef enum { APP_LOADING = 0, APP_READY = 1, APP_FAILED = 2, APP_RELOADING = 3 } app_state;
 
 /* Bounds on what one request may ask for; the server fills them from its
  * configuration (server/config.c documents each). */
@@ -55,16 +58,25 @@ typedef void (*api_metrics_render_fn)(void *ctx, strbuf *out);
 
 struct api_ext; /* analysis state (caches, layouts), owned by the api layer */
 
-/* Everything a handler may read. The model never changes once READY. */
 struct api_service;
 
-/* One model being served, and everything a handler may read of it. The
- * model never changes once READY. */
+/* One model being served, and everything a handler may read of it.
+ *
+ * Who may read the model (model, tok, ext and what they point to): a
+ * request holding a reference (api_app_acquire, taken by api_prepare for
+ * every route that needs the model and dropped when its call is freed).
+ * The model is only replaced (after its checkpoint changed) once no
+ * reference is held: api_app_mark_changed turns the state away from READY,
+ * so that no new reference is granted, and raises `changed`, which cancels
+ * the computations under way; the reloader (server/reload.c) waits for
+ * refs to reach 0 before freeing anything. */
 typedef struct twd_app {
     api_settings set;
     _Atomic int state;           /* app_state */
+    _Atomic long refs;           /* requests reading the model now */
+    _Atomic int changed;         /* raised when the checkpoint changed; cancels work under way */
     pthread_mutex_t status_lock; /* guards status */
-    char status[256];            /* what loading is doing now */
+    char status[1024];           /* what loading is doing now, or why the model is not available */
     gpt2_model model;
     tokenizer *tok;
     char model_name[256];    /* e.g. "openai-community/gpt2" or the folder's name; unique in the service */
@@ -95,6 +107,23 @@ twd_app *api_find_model(const api_service *svc, const char *name, size_t len);
 void api_app_init(twd_app *app);
 /* Sets the loading status shown by /health (printf-style). Thread-safe. */
 void api_app_set_status(twd_app *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Copies the status. Thread-safe. */
+void api_app_get_status(twd_app *app, char *out, size_t n);
+
+/* A reference on the model for a reader: true when the model is READY
+ * (then api_app_release must follow), false otherwise (nothing held). */
+bool api_app_acquire(twd_app *app);
+void api_app_release(twd_app *app);
+
+/* The checkpoint changed (why: e.g. "truncated from 1.2 MB to 0 bytes"):
+ * READY -> RELOADING, `changed` raised, the status says so, one log line.
+ * True when this call made the change (false when it was not READY). */
+bool api_app_mark_changed(twd_app *app, const char *why);
+
+/* Called with a reference held: has the checkpoint file changed (or a page
+ * of it failed to read)? Then marks the model changed and returns true.
+ * One stat(). */
+bool api_app_check(twd_app *app);
 
 enum { API_GET = 1, API_POST = 2, API_HEAD = 4, API_OPTIONS = 8, API_OTHER = 16 };
 
@@ -141,6 +170,17 @@ api_blob *api_blob_ref(api_blob *b);
 void api_blob_unref(api_blob *b); /* frees the bytes with the last reference; NULL ok */
 const char *api_blob_data(const api_blob *b);
 size_t api_blob_len(const api_blob *b);
+/* A blob adopting `len` malloc'd bytes; NULL (bytes freed) when memory runs out. */
+api_blob *api_blob_new(char *bytes, size_t len);
+
+/* A second form of the same bytes kept beside them (the server keeps their
+ * gzip encoding there), made once by whichever thread needs it first and
+ * freed with the blob. api_blob_side: false when none was set yet; true
+ * with *side the one set (NULL: it was found not worth making).
+ * api_blob_set_side adopts `side` (NULL: none) unless one was set first,
+ * and returns the side now kept (owned by b; NULL for none). */
+bool api_blob_side(const api_blob *b, api_blob **side);
+api_blob *api_blob_set_side(api_blob *b, api_blob *side);
 
 /* ---- parameters ---- */
 /* AP_INTS: a list of integers, comma-separated in a query string or a JSON
@@ -290,6 +330,7 @@ const char *api_allow_header(const api_route *r);
 typedef struct {
     const api_route *route;
     twd_app *app; /* the model it is about */
+    bool held;    /* a reference on app is held (released by api_call_free) */
     api_args args;
     char *key; /* answer-cache key, or NULL */
     size_t klen;
@@ -308,9 +349,20 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
                 api_response *res);
 
 /* Runs the handler of a prepared call, keeps a 200 answer in the answer
- * cache, and frees the call. */
+ * cache, and frees the call. An answer computed while the checkpoint
+ * changed is replaced by the 503 of api_app_unavailable and not kept. */
 void api_compute(api_call *call, api_response *res);
 void api_call_free(api_call *call);
+
+/* Makes c (the request's cancel flag) also stop when the call's model
+ * changes. */
+void api_call_link_cancel(const api_call *call, tw_cancel *c);
+
+/* Answers a prepared call that will not be computed, because its request
+ * was canceled or passed its deadline (why: TW_ECANCELED, TW_ETIMEDOUT),
+ * and frees it; a call whose model changed meanwhile answers as
+ * api_app_unavailable. */
+void api_call_abandon(api_call *call, int why, api_response *res);
 
 /* api_prepare then, when needed, api_compute: a request end to end. */
 void api_dispatch(api_service *svc, const api_route *route, const api_request *req, api_response *res);
@@ -341,6 +393,11 @@ void api_response_free(api_response *res);
  * deadline 503; anything else (a bug, a file fault) 500. The message is
  * "<what>: <reason>". Returns -1 (docs/ARCHITECTURE.md, Errors). */
 int api_status_error(api_response *res, int rc, const char *what);
+
+/* The 503 answer of a model that is not READY: still loading (Retry-After),
+ * reloading after its checkpoint changed (naming the file; Retry-After), or
+ * failed (the loader's message). */
+void api_app_unavailable(twd_app *app, api_response *res);
 
 /* The api layer's gauges (caches, the UMAP fit) in Prometheus text. */
 void api_render_metrics(const api_service *svc, strbuf *out);

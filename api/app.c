@@ -1,4 +1,5 @@
 /* Life cycle of the api layer's state (struct api_ext), and its metrics. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,14 +10,22 @@
 #include "api/handlers.h"
 #include "api/json.h"
 #include "api/stats.h"
+#include "base/fs.h"
+#include "base/log.h"
 #include "base/utf8.h"
 
-/* One word per line; blank lines and '#' comments skipped. */
+/* One word per line; blank lines and '#' comments skipped. A regular file
+ * of at most 16 MiB (a FIFO or a device is refused, not read). */
 static int load_words(struct api_ext *x, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
+    char why[1024];
+    size_t size = 0;
+    char *text = fs_read_file(path, (size_t)16 << 20, &size, why, sizeof why);
+    FILE *f = text ? fmemopen(text, size, "r") : NULL;
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open the default word list", path);
+        snprintf(err, errlen, "%s: cannot open the default word list (%s)", path,
+                 text ? strerror(errno) : why);
+        free(text);
         return -1;
     }
     char *line = NULL;
@@ -50,6 +59,7 @@ static int load_words(struct api_ext *x, const char *path, char *err, size_t err
     }
     free(line);
     fclose(f);
+    free(text);
     if (rc == 0 && n == 0) {
         snprintf(err, errlen, "%s: the default word list is empty", path);
         rc = -1;
@@ -94,6 +104,10 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# HELP twd_cache_misses_total Lookups that computed.\n# TYPE twd_cache_misses_total counter\n"
         "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
         "# TYPE twd_cache_evictions_total counter\n"
+        "# HELP twd_cache_room_waits_total Computations that waited for entries in use to leave room.\n"
+        "# TYPE twd_cache_room_waits_total counter\n"
+        "# HELP twd_cache_refused_total Computations refused for want of room in the budget (503).\n"
+        "# TYPE twd_cache_refused_total counter\n"
         "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
         "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n"
         "# HELP twd_stats_running Computations of /trajectory/stats in flight (requests and jobs).\n"
@@ -106,7 +120,11 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# TYPE twd_stats_rows_total gauge\n");
     for (size_t i = 0; i < svc->n_models; i++) {
         twd_app *app = svc->models[i];
-        if (atomic_load(&app->state) != APP_READY || !app->ext) continue;
+        if (!api_app_acquire(app)) continue;
+        if (!app->ext) {
+            api_app_release(app);
+            continue;
+        }
         const char *m = app->model_name;
         blockcache_stats s;
         blockcache_get_stats(app->ext->cache, &s);
@@ -125,6 +143,8 @@ void api_render_metrics(const api_service *svc, strbuf *b)
             {"twd_cache_misses_total", "intermediates", s.misses},
             {"twd_cache_misses_total", "answers", a.misses},
             {"twd_cache_evictions_total", "intermediates", s.evictions},
+            {"twd_cache_room_waits_total", "intermediates", s.room_waits},
+            {"twd_cache_refused_total", "intermediates", s.refused},
         };
         for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
             sb_printf(b, "%s{model=\"%s\",cache=\"%s\"} %llu\n", rows[r].metric, m, rows[r].cache, rows[r].v);
@@ -134,7 +154,8 @@ void api_render_metrics(const api_service *svc, strbuf *b)
             sb_printf(b, "twd_umap_ready{model=\"%s\"} %d\ntwd_umap_progress{model=\"%s\"} %g\n", m, ready, m,
                       progress);
         }
-        api_stats_render_metrics(app, b);
+        api_stats_render_metrics(app, b); /* the reference still held */
+        api_app_release(app);
     }
 }
 
@@ -154,6 +175,66 @@ void api_app_set_status(twd_app *app, const char *fmt, ...)
     vsnprintf(app->status, sizeof app->status, fmt, ap);
     pthread_mutex_unlock(&app->status_lock);
     va_end(ap);
+}
+
+void api_app_get_status(twd_app *app, char *out, size_t n)
+{
+    pthread_mutex_lock(&app->status_lock);
+    snprintf(out, n, "%s", app->status);
+    pthread_mutex_unlock(&app->status_lock);
+}
+
+/* The reference count and the state are both sequentially consistent: a
+ * reader counts itself, then looks at the state; the reloader changes the
+ * state, then looks at the count. Whichever comes second sees the other,
+ * so a reader that saw READY is always counted by the reloader. */
+bool api_app_acquire(twd_app *app)
+{
+    atomic_fetch_add(&app->refs, 1);
+    if (atomic_load(&app->state) == APP_READY) return true;
+    atomic_fetch_sub(&app->refs, 1);
+    return false;
+}
+
+void api_app_release(twd_app *app) { atomic_fetch_sub(&app->refs, 1); }
+
+bool api_app_mark_changed(twd_app *app, const char *why)
+{
+    int want = APP_READY;
+    if (!atomic_compare_exchange_strong(&app->state, &want, APP_RELOADING)) return false;
+    atomic_store(&app->changed, 1);
+    const char *file = app->model.file ? app->model.file : app->model_source;
+    api_app_set_status(app, "the checkpoint changed; reloading (%s: %s)", file, why);
+    tw_log("model %s: the checkpoint %s changed (%s): it answers 503 until it is reloaded", app->model_name,
+           file, why);
+    return true;
+}
+
+bool api_app_check(twd_app *app)
+{
+    if (atomic_load(&app->changed)) return true;
+    char why[256];
+    if (!gpt2_file_changed(&app->model, why, sizeof why)) return false;
+    api_app_mark_changed(app, why);
+    return true;
+}
+
+void api_app_unavailable(twd_app *app, api_response *res)
+{
+    char status[1024];
+    api_app_get_status(app, status, sizeof status);
+    switch (atomic_load(&app->state)) {
+    case APP_LOADING:
+        api_error(res, 503, "the model is still loading; retry shortly");
+        res->retry_after = 2;
+        return;
+    case APP_RELOADING:
+    case APP_READY: /* changed just now, not yet marked */
+        api_error(res, 503, "model '%s': %s", app->model_name, status);
+        res->retry_after = 2;
+        return;
+    default: api_error(res, 503, "model '%s' is not available: %s", app->model_name, status);
+    }
 }
 
 int api_init(twd_app *app, char *err, size_t errlen)

@@ -87,7 +87,8 @@ static const struct {
      " `the layout's faithfulness and that of the phrase's states (docs/MATH.md §15)`"},
     {"Error", "{error: {code: int(400..599) `the HTTP status`,"
               " type: 'invalid_request'|'not_found'|'method_not_allowed'|'payload_too_large'|'uri_too_long'|"
-              "'unavailable'|'internal_error',"
+              "'headers_too_large'|'unavailable'|'internal_error'|'not_implemented'|"
+              "'http_version_not_supported',"
               " message: str `what is wrong: the parameter and its allowed values, or what to do`}}"
               " `the one shape of every error (docs/ARCHITECTURE.md, Errors)`"},
 };
@@ -941,22 +942,31 @@ static const struct {
 } errors[] = {
     {"400", "BadRequest",
      "A parameter is invalid (the message names it and its allowed values), unknown or given twice; the body "
-     "is not a JSON object; or the request target is malformed (bad percent-encoding, conflicting length "
-     "headers)."},
+     "is not a JSON object; or the request is malformed (not HTTP, a bad header line, bad percent-encoding, "
+     "a Content-Length that is not a number or given twice with different values)."},
     {"401", "Unauthorized",
      "The daemon has an api_key and the request has no 'Authorization: Bearer <api_key>' with it."},
-    {"413", "PayloadTooLarge",
-     "The request target is longer than max_url, or the body larger than max_body."},
+    {"408", "RequestTimeout",
+     "The request's head or body did not arrive within its deadline (first_byte_timeout, header_timeout, "
+     "body_timeout); the connection is closed."},
+    {"413", "PayloadTooLarge", "The body is larger than max_body (or its Content-Length is)."},
+    {"414", "URITooLong", "The request target is longer than max_url."},
     {"415", "UnsupportedMediaType", "A request body that is not sent as Content-Type: application/json."},
     {"421", "MisdirectedRequest",
      "The Host header names a host this daemon does not answer for (see allowed_hosts; a defence against DNS "
      "rebinding)."},
+    {"431", "RequestHeaderFieldsTooLarge",
+     "The request's header lines are larger in all than the daemon takes."},
     {"500", "InternalError", "A bug (the message says what), or no memory left even for the answer."},
+    {"501", "NotImplemented", "A request body sent with a Transfer-Encoding other than chunked."},
     {"503", "Unavailable",
-     "Not now: the model is loading (Retry-After) or failed to load; too many connections or queued requests "
+     "Not now: the model is loading (Retry-After), reloading after its checkpoint file changed (Retry-After) "
+     "or "
+     "failed to load; too many connections or queued requests "
      "(Retry-After); not enough memory for this request (Retry-After); a background result such as the UMAP "
      "layout is being fitted (Retry-After; without one when it will never be there: use projection=pca); the "
      "computation passed its deadline or was canceled; the service is shutting down."},
+    {"505", "HTTPVersionNotSupported", "A request line of an HTTP version other than 1.0 and 1.1."},
 };
 
 static json_t *error_components(void)
@@ -1008,11 +1018,17 @@ static json_t *operation(const api_service *svc, const api_route *r, int method,
     json_t *responses = json_pack("{s:O}", "200", ok);
     add_error(responses, "400");
     if (strcmp(r->path, "/health") != 0) add_error(responses, "401");
+    /* the HTTP layer's own refusals (server/guard.c, server/http.c) */
+    add_error(responses, "408");
     add_error(responses, "413");
+    add_error(responses, "414");
     if (method == API_POST) add_error(responses, "415");
     add_error(responses, "421");
+    add_error(responses, "431");
     add_error(responses, "500");
+    add_error(responses, "501");
     add_error(responses, "503");
+    add_error(responses, "505");
     api_put(op, "responses", responses);
     return op;
 }

@@ -25,7 +25,10 @@ static const char *error_type(int status)
     case 405: return "method_not_allowed";
     case 413: return "payload_too_large";
     case 414: return "uri_too_long";
+    case 431: return "headers_too_large";
+    case 501: return "not_implemented";
     case 503: return "unavailable";
+    case 505: return "http_version_not_supported";
     default: return status >= 500 ? "internal_error" : "invalid_request";
     }
 }
@@ -34,7 +37,10 @@ struct api_blob {
     _Atomic long refs;
     size_t len;
     char *data;
+    _Atomic uintptr_t side; /* 0: not made yet, SIDE_NONE: none, else an api_blob * */
 };
+
+#define SIDE_NONE ((uintptr_t)1)
 
 api_blob *api_blob_ref(api_blob *b)
 {
@@ -45,8 +51,39 @@ api_blob *api_blob_ref(api_blob *b)
 void api_blob_unref(api_blob *b)
 {
     if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
+    uintptr_t side = atomic_load(&b->side);
+    if (side > SIDE_NONE) api_blob_unref((api_blob *)side);
     free(b->data);
     free(b);
+}
+
+api_blob *api_blob_new(char *bytes, size_t len)
+{
+    api_blob *b = bytes ? malloc(sizeof *b) : NULL;
+    if (!b) {
+        free(bytes);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    atomic_init(&b->side, 0);
+    b->len = len;
+    b->data = bytes;
+    return b;
+}
+
+bool api_blob_side(const api_blob *b, api_blob **side)
+{
+    uintptr_t s = atomic_load(&b->side);
+    *side = s > SIDE_NONE ? (api_blob *)s : NULL;
+    return s != 0;
+}
+
+api_blob *api_blob_set_side(api_blob *b, api_blob *side)
+{
+    uintptr_t want = 0, s = side ? (uintptr_t)side : SIDE_NONE;
+    if (atomic_compare_exchange_strong(&b->side, &want, s)) return side;
+    api_blob_unref(side); /* another thread made it first */
+    return want > SIDE_NONE ? (api_blob *)want : NULL;
 }
 
 const char *api_blob_data(const api_blob *b) { return b->data; }
@@ -73,19 +110,15 @@ void api_respond_blob(api_response *res, int status, const char *content_type, a
 /* The answer of last resort, when even an error cannot be allocated. */
 static char oom_text[] =
     "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":\"out of memory\"}}";
-static api_blob oom_blob = {1, sizeof oom_text - 1, oom_text};
+static api_blob oom_blob = {1, sizeof oom_text - 1, oom_text, SIDE_NONE};
 
 int api_respond(api_response *res, int status, const char *content_type, char *bytes, size_t len)
 {
-    api_blob *b = bytes ? malloc(sizeof *b) : NULL;
+    api_blob *b = api_blob_new(bytes, len);
     if (!b) {
-        free(bytes);
         api_respond_blob(res, 500, "application/json", &oom_blob);
         return -1;
     }
-    atomic_init(&b->refs, 1);
-    b->len = len;
-    b->data = bytes;
     api_response_free(res);
     res->status = status;
     res->content_type = content_type;
@@ -165,6 +198,8 @@ int api_status_error(api_response *res, int rc, const char *what)
         api_error(res, 503, "%s: not ready yet; retry shortly", what);
         res->retry_after = 2;
         return -1;
+    case TW_EBUDGET: /* no Retry-After: waiting cannot help */
+        return api_error(res, 503, "%s: needs more intermediate memory than cache_mb allows", what);
     case TW_ECANCELED: return api_error(res, 503, "%s: canceled", what);
     case TW_ETIMEDOUT: return api_error(res, 503, "%s: the computation passed its deadline", what);
     default: return api_error(res, 500, "%s: internal error: %s", what, why);
@@ -856,6 +891,22 @@ void api_call_free(api_call *call)
     free(call->key);
     api_args_free(&call->args);
     call->key = NULL;
+    if (call->held) api_app_release(call->app);
+    call->held = false;
+}
+
+void api_call_link_cancel(const api_call *call, tw_cancel *c)
+{
+    c->shared = call->held ? &call->app->changed : NULL;
+}
+
+void api_call_abandon(api_call *call, int why, api_response *res)
+{
+    if (call->held && atomic_load(&call->app->changed))
+        api_app_unavailable(call->app, res);
+    else
+        api_status_error(res, why, "request");
+    api_call_free(call);
 }
 
 int api_prepare(api_service *svc, const api_route *route, const api_request *req, api_call *call,
@@ -878,12 +929,11 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
     }
     call->app = app;
     if (route->flags & API_NEEDS_MODEL) {
-        int st = atomic_load(&app->state);
-        if (st != APP_READY) {
+        /* held until the call is freed: the model cannot be replaced under it */
+        if (!(call->held = api_app_acquire(app)) || api_app_check(app)) {
             json_decref(body);
-            api_error(res, 503, "the model is %s; retry shortly",
-                      st == APP_LOADING ? "still loading" : "not available");
-            res->retry_after = 2;
+            api_call_free(call);
+            api_app_unavailable(app, res);
             return API_DONE;
         }
     }
@@ -911,6 +961,12 @@ void api_compute(api_call *call, api_response *res)
     twd_app *app = call->app;
     api_fault_take(); /* a mark left by an earlier answer on this thread is not this one's */
     int rc = call->route->fn(app, &call->args, res);
+    /* read from a file that changed meanwhile: the answer may mix old and
+     * new weights (or zeros, after a SIGBUS): never sent, never kept */
+    if (call->held && api_app_check(app)) {
+        api_app_unavailable(app, res);
+        rc = -1;
+    }
     if (rc == 0 && call->key && res->status == 200)
         answer_cache_put(app->ext->answers, call->key, call->klen, res);
     if (!res->content_type) api_error(res, 500, "handler produced no answer");

@@ -417,14 +417,14 @@ static int h_health(twd_app *app, const api_args *a, api_response *res)
             continue;
         }
         json_decref(models);
-        char status[256];
-        pthread_mutex_lock(&m->status_lock);
-        snprintf(status, sizeof status, "%s", m->status);
-        pthread_mutex_unlock(&m->status_lock);
+        char status[1024];
+        api_app_get_status(m, status, sizeof status);
         api_error(res, 503, "%s%s%s: %s",
-                  st == APP_LOADING ? "the model is loading" : "the model failed to load",
+                  st == APP_LOADING     ? "the model is loading"
+                  : st == APP_RELOADING ? "the model is reloading"
+                                        : "the model failed to load",
                   svc->n_models > 1 ? " " : "", svc->n_models > 1 ? m->model_name : "", status);
-        res->retry_after = st == APP_LOADING ? 1 : 0;
+        res->retry_after = st == APP_LOADING || st == APP_RELOADING ? 1 : 0;
         return 0;
     }
     twd_app *first = svc->models[0];
@@ -444,11 +444,17 @@ static int h_models(twd_app *app, const api_args *a, api_response *res)
         int st = atomic_load(&m->state);
         const gpt2_config *c = &m->model.cfg;
         json_t *o = json_pack("{s:s,s:b,s:s,s:s}", "name", m->model_name, "default", i == 0, "state",
-                              st == APP_READY     ? "ready"
-                              : st == APP_LOADING ? "loading"
-                                                  : "failed",
+                              st == APP_READY       ? "ready"
+                              : st == APP_LOADING   ? "loading"
+                              : st == APP_RELOADING ? "reloading"
+                                                    : "failed",
                               "origin", m->model_origin);
-        if (st == APP_READY) {
+        if (st != APP_READY) {
+            char status[1024];
+            api_app_get_status(m, status, sizeof status);
+            api_put(o, "message", json_string(status));
+        }
+        if (api_app_acquire(m)) { /* the shape, read while the model cannot be replaced */
             api_put(o, "source", json_string(m->model_source));
             api_put(o, "synthetic", json_boolean(m->synthetic));
             api_put(o, "n_layer", json_integer(c->n_layer));
@@ -457,6 +463,7 @@ static int h_models(twd_app *app, const api_args *a, api_response *res)
             api_put(o, "n_ctx", json_integer(c->n_ctx));
             api_put(o, "vocab_size", json_integer(c->vocab_size));
             api_put(o, "n_params", json_integer((json_int_t)m->model.n_params));
+            api_app_release(m);
         }
         api_push(list, o);
     }
@@ -685,7 +692,9 @@ const api_route api_routes[] = {
         .description = "Every model the daemon serves with its name (what model= takes on the other routes), "
                        "state, origin and shape; the first is the default.",
         .answers = (const api_answer[]){{.schema = "{models: [{name: str, default: bool, "
-                                                   "state: 'ready'|'loading'|'failed', origin: str, "
+                                                   "state: 'ready'|'loading'|'reloading'|'failed', "
+                                                   "message?: str `why it is not ready (not ready only)`, "
+                                                   "origin: str, "
                                                    "source?: str, synthetic?: bool, n_layer?: int(1..), "
                                                    "n_head?: int(1..), n_embd?: int(1..), n_ctx?: int(1..), "
                                                    "vocab_size?: int(1..), n_params?: int(0..)} "

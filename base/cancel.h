@@ -9,11 +9,13 @@
 #include <stdatomic.h>
 
 typedef struct {
-    _Atomic int flag; /* nonzero: stop (set by any thread) */
-    double deadline;  /* tw_now() seconds after which to stop; 0: none */
+    _Atomic int flag;          /* nonzero: stop (set by any thread) */
+    double deadline;           /* tw_now() seconds after which to stop; 0: none */
+    const _Atomic int *shared; /* a second flag, shared by several requests (e.g. raised when the
+                                  model they read changes); NULL: none */
 } tw_cancel;
 
-/* TW_OK, TW_ECANCELED when the flag is set, TW_ETIMEDOUT past the deadline. */
+/* TW_OK, TW_ECANCELED when a flag is set, TW_ETIMEDOUT past the deadline. */
 int tw_cancel_check(const tw_cancel *c);
 
 /* Raises the flag. */

@@ -8,6 +8,7 @@ const char *tw_strerror(int code)
     case TW_ENOMEM: return "out of memory";
     case TW_ECANCELED: return "canceled";
     case TW_ETIMEDOUT: return "deadline exceeded";
+    case TW_EBUDGET: return "larger than the configured memory budget";
     case TW_EBLOCK: return "block out of range";
     case TW_EHEAD: return "head out of range";
     case TW_EK: return "k out of range";

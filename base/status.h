@@ -16,6 +16,7 @@ enum {
     TW_ENOMEM = -2,    /* allocation failed, or sizes overflow */
     TW_ECANCELED = -3, /* the caller's cancel flag was set (client gone) */
     TW_ETIMEDOUT = -4, /* the computation passed its deadline */
+    TW_EBUDGET = -5,   /* more memory than a configured budget allows, however long one waits */
     /* arguments out of range (the client's parameter) */
     TW_EBLOCK = -10,  /* block outside [0, n_layer) */
     TW_EHEAD = -11,   /* head outside [0, n_head) */

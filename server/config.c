@@ -151,6 +151,9 @@ const cfg_option cfg_options[] = {
      "Heavy requests one client address may have waiting or running; beyond, 503 with Retry-After."},
     {"max_request_seconds", INT(max_request_seconds, 1, 86400), "120", false,
      "Deadline of one computation, from the moment it is queued; past it the work stops with a 503."},
+    {"reload_wait", INT(reload_wait, 0, 3600), "2", false,
+     "Seconds a changed checkpoint file must stay unchanged (size, mtime, inode) before it is loaded "
+     "again; meanwhile its model answers 503."},
     {"allowed_hosts", STR(allowed_hosts), "", false,
      "Host names, besides localhost, 127.0.0.1, ::1 and the listen address, that requests may name in "
      "their Host header (comma-separated); any other Host gets 421 (a defence against DNS rebinding)."},

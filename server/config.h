@@ -65,6 +65,7 @@ typedef struct twd_config {
     int64_t max_queue;      /* heavy requests waiting for a worker */
     int64_t max_queue_per_client; /* of them, from one client address */
     int64_t max_request_seconds; /* deadline of one computation */
+    int64_t reload_wait;         /* seconds a changed checkpoint must stay unchanged before it is reloaded */
     /* who may talk to the daemon */
     char allowed_hosts[1024]; /* extra Host names accepted, comma-separated */
     char api_key[256];      /* bearer token required by every route but /health; empty: none */

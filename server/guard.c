@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -55,6 +56,7 @@ struct guard {
     size_t n_lingering;
     struct MHD_Daemon *d;
     guard_settings s;
+    unsigned char *peek; /* (s.max_head + 1) bytes: a pending connection's head, guard thread only */
     pthread_t thread;
     pthread_mutex_t lock; /* guards everything below */
     gconn_list pending, active;
@@ -134,6 +136,10 @@ static const char *reason_phrase(int status)
     switch (status) {
     case 400: return "Bad Request";
     case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
     case 505: return "HTTP Version Not Supported";
     default: return "Service Unavailable";
     }
@@ -212,15 +218,85 @@ static void linger_sweep(guard *g, bool all)
     }
 }
 
-/* ---- the request line ---- */
+/* ---- the request head ---- */
 
-/* Does b[0..n) begin like an HTTP/1.x request line? 1 yes, 0 not yet known
- * (more bytes needed), -1 no (*status is the answer: 400 or 505). Leading
- * empty lines are allowed, as RFC 9112 asks. */
-static int classify(const unsigned char *b, size_t n, int *status)
+static bool is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* The value of a header line (after the colon), without surrounding spaces. */
+static void header_value(const unsigned char *v, const unsigned char *e, const unsigned char **vs, size_t *vn)
+{
+    while (v < e && (*v == ' ' || *v == '\t')) v++;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
+    *vs = v;
+    *vn = (size_t)(e - v);
+}
+
+static void quote(char *out, size_t n, const unsigned char *s, size_t len)
+{
+    size_t k = len < 32 ? len : 32, o = 0;
+    for (size_t i = 0; i < k && o + 2 < n; i++) out[o++] = s[i] < 0x20 || s[i] >= 0x7f ? '?' : (char)s[i];
+    out[o] = '\0';
+}
+
+/* Checks one header line [l, e) (e at its LF). 0, or -1 with *status and msg. */
+static int check_header(const unsigned char *l, const unsigned char *e, int *status, char *msg, size_t msglen)
+{
+    if (l[0] == ' ' || l[0] == '\t') return 0; /* an obsolete continuation line, as libmicrohttpd takes it */
+    const unsigned char *colon = memchr(l, ':', (size_t)(e - l));
+    const unsigned char *n = l;
+    while (n < e && is_tchar(*n)) n++;
+    if (!colon || colon == l || n != colon) {
+        char shown[48];
+        quote(shown, sizeof shown, l, (size_t)(e - l) - (e > l && e[-1] == '\r'));
+        *status = 400;
+        snprintf(msg, msglen, "malformed header line '%s' (a name, a colon, a value)", shown);
+        return -1;
+    }
+    size_t nl = (size_t)(colon - l), vn;
+    const unsigned char *vs;
+    header_value(colon + 1, e, &vs, &vn);
+    char shown[48];
+    quote(shown, sizeof shown, vs, vn);
+    if (nl == 14 && strncasecmp((const char *)l, "Content-Length", 14) == 0) {
+        size_t i = 0;
+        while (i < vn && vs[i] >= '0' && vs[i] <= '9') i++;
+        if (vn == 0 || i != vn) {
+            *status = 400;
+            snprintf(msg, msglen, "Content-Length must be a number of bytes (digits only), got '%s'", shown);
+            return -1;
+        }
+        if (vn > 18) {
+            *status = 413;
+            snprintf(msg, msglen, "request body too large: Content-Length %s", shown);
+            return -1;
+        }
+    } else if (nl == 17 && strncasecmp((const char *)l, "Transfer-Encoding", 17) == 0) {
+        if (vn != 7 || strncasecmp((const char *)vs, "chunked", 7) != 0) {
+            *status = 501;
+            snprintf(msg, msglen, "Transfer-Encoding '%s' is not supported (only chunked)", shown);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Is b[0..n) the head (request line and headers) of an HTTP/1.x request
+ * that libmicrohttpd will take without an error of its own? 1 yes (the
+ * whole head is in view), 0 not yet known (more bytes needed), -1 no
+ * (*status and msg say why: 400 bad request line or header line, 413 an
+ * impossible Content-Length, 414 target longer than max_target, 431 head
+ * longer than max_head, 501 a Transfer-Encoding other than chunked, 505
+ * another HTTP version). Leading empty lines are allowed, as RFC 9112 asks. */
+static int check_head(const unsigned char *b, size_t n, const guard_settings *s, int *status, char *msg,
+                      size_t msglen)
 {
     size_t i = 0, skipped = 0;
     *status = 400;
+    snprintf(msg, msglen, "not an HTTP request (bad request line)");
     while (i < n && (b[i] == '\r' || b[i] == '\n')) {
         if (++skipped > 4) return -1;
         i++;
@@ -229,18 +305,41 @@ static int classify(const unsigned char *b, size_t n, int *status)
     while (i < n && b[i] >= 'A' && b[i] <= 'Z' && i - m < 24) i++;
     if (i == n) return 0;
     if (i == m || b[i] != ' ') return -1;
-    if (++i == n) return 0;
-    if (b[i] <= ' ' || b[i] >= 0x7f) return -1;
-    /* the version, when the whole line is in view */
-    const unsigned char *nl = memchr(b + i, '\n', n - i);
-    if (!nl) return 1;
-    size_t end = (size_t)(nl - b);
-    if (end > i && b[end - 1] == '\r') end--;
-    if (end - i < 9 || memcmp(b + end - 9, " HTTP/", 6) != 0) return -1;
-    const unsigned char *v = b + end - 3;
-    if (v[0] == '1' && v[1] == '.' && (v[2] == '0' || v[2] == '1')) return 1;
-    *status = 505;
-    return -1;
+    size_t t0 = ++i;
+    while (i < n && b[i] > ' ' && b[i] < 0x7f && i - t0 <= s->max_target) i++;
+    if (i - t0 > s->max_target) {
+        *status = 414;
+        snprintf(msg, msglen, "request target too long: more than %zu bytes (max_url)", s->max_target);
+        return -1;
+    }
+    if (i == n) return 0;
+    if (i == t0 || b[i] != ' ') return -1;
+    /* the version */
+    const unsigned char *v = b + i + 1, *nl = memchr(v, '\n', n - (i + 1));
+    if (!nl) return n - i > 16 ? -1 : 0;
+    const unsigned char *ve = nl > v && nl[-1] == '\r' ? nl - 1 : nl;
+    if (ve - v != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' || v[5] < '0' || v[5] > '9' || v[7] < '0' ||
+        v[7] > '9')
+        return -1;
+    if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) {
+        *status = 505;
+        snprintf(msg, msglen, "only HTTP/1.0 and HTTP/1.1 are served");
+        return -1;
+    }
+    /* the header lines, up to the empty line */
+    for (const unsigned char *l = nl + 1;;) {
+        const unsigned char *e = memchr(l, '\n', n - (size_t)(l - b));
+        size_t upto = e ? (size_t)(e - b) : n;
+        if (upto > s->max_head) {
+            *status = 431;
+            snprintf(msg, msglen, "request headers too large: more than %zu bytes", s->max_head);
+            return -1;
+        }
+        if (!e) return 0;
+        if (e == l || (e == l + 1 && l[0] == '\r')) return 1;
+        if (check_header(l, e, status, msg, msglen) != 0) return -1;
+        l = e + 1;
+    }
 }
 
 /* ---- the guard thread ---- */
@@ -290,12 +389,18 @@ static void hand_over(guard *g, gconn *c)
 
 static void inspect(guard *g, gconn *c)
 {
-    unsigned char buf[1024];
-    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = recv(c->fd, g->peek, g->s.max_head + 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     int status = 400;
-    int r = n > 0 ? classify(buf, (size_t)n, &status) : -1;
-    if (r == 0) return; /* edge-triggered: woken again when more arrives */
+    char msg[256];
+    int r = n > 0 ? check_head(g->peek, (size_t)n, &g->s, &status, msg, sizeof msg) : -1;
+    if (r == 0) {
+        /* begun: the whole head is due within header_timeout of the connection */
+        pthread_mutex_lock(&g->lock);
+        c->deadline = c->since + g->s.header_timeout;
+        pthread_mutex_unlock(&g->lock);
+        return; /* edge-triggered: woken again when more arrives */
+    }
     if (r > 0) {
         hand_over(g, c);
         return;
@@ -305,11 +410,8 @@ static void inspect(guard *g, gconn *c)
     forget_pending(g, c);
     if (n > 0) g->st.rejected_garbage++;
     pthread_mutex_unlock(&g->lock);
-    if (n > 0)
-        refuse(g, c->fd, status,
-               status == 505 ? "only HTTP/1.0 and HTTP/1.1 are served" : "not an HTTP request (bad request line)");
-    else
-        close(c->fd);
+    if (n > 0) refuse(g, c->fd, status, msg);
+    else close(c->fd);
     free(c);
 }
 
@@ -325,6 +427,12 @@ static void accept_all(guard *g)
         }
         char addr[INET6_ADDRSTRLEN];
         addr_text((struct sockaddr *)&sa, addr, sizeof addr);
+        /* room in the receive buffer for a whole head, which is only peeked at */
+        int rcv = 0;
+        socklen_t rl = sizeof rcv;
+        int want = (int)(g->s.max_head + 4096);
+        if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, &rl) == 0 && rcv / 2 < want)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
         gconn *c = calloc(1, sizeof *c);
         pthread_mutex_lock(&g->lock);
         g->st.accepted++;
@@ -382,8 +490,9 @@ static void sweep(guard *g)
     double now = tw_now();
     gconn *expired = NULL;
     pthread_mutex_lock(&g->lock);
-    while (g->pending.head && g->pending.head->deadline < now) {
-        gconn *c = g->pending.head;
+    for (gconn *c = g->pending.head, *next; c; c = next) {
+        next = c->next;
+        if (c->deadline >= now) continue;
         forget_pending(g, c);
         g->st.timed_out++;
         c->next = expired;
@@ -438,6 +547,11 @@ guard *guard_start(int listen_fd, struct MHD_Daemon *d, const guard_settings *s,
     g->lfd = listen_fd;
     g->d = d;
     g->s = *s;
+    if (!(g->peek = malloc(s->max_head + 1))) {
+        snprintf(err, errlen, "out of memory");
+        free(g);
+        return NULL;
+    }
     g->wake[0] = g->wake[1] = -1;
     pthread_mutex_init(&g->lock, NULL);
     g->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -453,6 +567,7 @@ guard *guard_start(int listen_fd, struct MHD_Daemon *d, const guard_settings *s,
             close(g->wake[1]);
         }
         pthread_mutex_destroy(&g->lock);
+        free(g->peek);
         free(g);
         return NULL;
     }
@@ -485,6 +600,7 @@ void guard_free(guard *g)
     if (!g) return;
     while (g->active.head) gconn_close(g, g->active.head);
     free(g->ips);
+    free(g->peek);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
@@ -535,6 +651,14 @@ void gconn_phase_set(guard *g, gconn *c, gconn_phase phase, tw_cancel *cancel)
     c->since = tw_now();
     c->deadline = phase_deadline(g, phase, c->since);
     c->cancel = phase == GC_WORK ? cancel : NULL;
+    pthread_mutex_unlock(&g->lock);
+}
+
+void guard_cancel_all(guard *g)
+{
+    pthread_mutex_lock(&g->lock);
+    for (gconn *c = g->active.head; c; c = c->next)
+        if (c->phase == GC_WORK && c->cancel) tw_cancel_raise(c->cancel);
     pthread_mutex_unlock(&g->lock);
 }
 

@@ -3,12 +3,19 @@
  * watches every connection's deadlines.
  *
  * - Accepted connections wait in a pending pool (bounded; the oldest is
- *   dropped when it is full) until their first bytes show a request line: a
- *   method token, a space, a target. Anything else (binary garbage, another
- *   protocol, an HTTP version other than 1.0/1.1) is answered at once with a
- *   JSON error and closed; a connection that sends nothing is closed after
- *   first_byte_timeout. So silent or garbage connections never occupy
- *   libmicrohttpd's connection table.
+ *   dropped when it is full) until the head of their first request (request
+ *   line and headers) is complete and is one libmicrohttpd takes without an
+ *   error of its own (its own errors are HTML): a method token, a target of
+ *   at most max_target bytes, HTTP/1.0 or 1.1, header lines with a name and
+ *   a colon, a Content-Length of digits, no Transfer-Encoding but chunked, at
+ *   most max_head bytes in all. Anything else (binary garbage, another
+ *   protocol or version, a malformed head) is answered at once with a JSON
+ *   error (400, 413, 414, 431, 501, 505) and closed; a connection that sends
+ *   nothing is closed after first_byte_timeout, one whose head is not
+ *   complete header_timeout after it was accepted gets 408. So silent,
+ *   slow-headed or garbage connections never occupy libmicrohttpd's
+ *   connection table. (Later requests on a kept-alive connection go to
+ *   libmicrohttpd directly: see README, "Security and limits".)
  * - Per client address, at most max_per_ip connections (pending and handed
  *   over together); more get a JSON 503 and are closed.
  * - Once handed over, a connection has a deadline per phase: the request's
@@ -39,6 +46,8 @@ typedef struct {
                                   beyond, for those being shut down) */
     size_t max_pending;        /* accepted, request line not yet seen */
     size_t max_per_ip;         /* per client address, pending + handed over */
+    size_t max_target;         /* bytes of a request target (414 beyond) */
+    size_t max_head;           /* bytes of a request line and headers (431 beyond) */
     double first_byte_timeout; /* seconds for a new connection's request line to begin */
     double header_timeout;     /* seconds from the request line to the end of the headers */
     double body_timeout;       /* seconds from the end of the headers to the end of the body */
@@ -75,6 +84,9 @@ void gconn_close(guard *g, gconn *c);
 /* Enters a phase (its deadline follows from the settings). In GC_WORK the
  * guard raises *cancel when the client goes away; cancel may be NULL. */
 void gconn_phase_set(guard *g, gconn *c, gconn_phase phase, tw_cancel *cancel);
+
+/* Raises the cancel flag of every request being computed. */
+void guard_cancel_all(guard *g);
 
 /* The client's address as text (for logs and per-client limits). */
 const char *gconn_addr(const gconn *c);

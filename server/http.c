@@ -20,7 +20,9 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "server/guard.h"
+#include "server/gzip.h"
 #include "server/metrics.h"
+#include "server/static.h"
 
 enum { PH_NEW, PH_BODY, PH_QUEUED, PH_ANSWERED };
 
@@ -44,6 +46,7 @@ typedef struct req_state {
     int status;
     size_t sent_bytes;
     bool cache_hit;
+    bool gzip_ok;     /* Accept-Encoding accepts gzip */
     gconn *gc;        /* the connection as the guard sees it */
     bool queued;      /* counted in the worker queue */
     tw_cancel cancel; /* raised when the client goes away; the computation's deadline */
@@ -54,6 +57,7 @@ typedef struct req_state {
 struct http_server {
     struct MHD_Daemon *d;
     guard *guard;
+    static_cache *statics; /* the page's files, read and compressed once */
     api_service *svc;
     const twd_config *cfg;
     char static_root[PATH_MAX];
@@ -66,6 +70,7 @@ struct http_server {
     req_state *qhead, *qtail;
     size_t queued;   /* heavy requests waiting or running */
     bool stopping;
+    _Atomic bool hurried; /* http_hurry: the computations under way were canceled */
     /* per client address: heavy requests waiting or running (qlock) */
     struct {
         char addr[INET6_ADDRSTRLEN];
@@ -73,6 +78,10 @@ struct http_server {
     } *clients;
     size_t n_clients, cap_clients;
 };
+
+/* The server http_hurry acts on: the one started, until it is freed. */
+static pthread_mutex_t hurry_lock = PTHREAD_MUTEX_INITIALIZER;
+static http_server *hurry_srv;
 
 /* ---------- decoding ---------- */
 
@@ -198,18 +207,34 @@ static void add_common_headers(http_server *srv, struct MHD_Connection *c, struc
 
 static void unref_blob(void *blob) { api_blob_unref(blob); }
 
+/* Answers larger than GZIP_MIN_BYTES go gzip-compressed to clients that
+ * accept it; the compressed form is made once per answer and kept beside
+ * it, so a cached answer is compressed once however often it is sent. */
 static enum MHD_Result queue_api_response(req_state *rs)
 {
     api_response *res = &rs->res;
     /* the response holds its own reference to the (possibly cached) bytes */
     api_blob *blob = api_blob_ref(res->blob);
+    const char *ct = res->content_type ? res->content_type : "application/json";
+    bool varies = gzip_worth(ct) && res->len > GZIP_MIN_BYTES, gz = false;
+    if (varies && rs->gzip_ok) {
+        api_blob *z = gzip_side(blob);
+        if (z) {
+            api_blob_unref(blob);
+            blob = z;
+            gz = true;
+        }
+    }
+    size_t len = api_blob_len(blob);
     struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
-        res->len, (void *)api_blob_data(blob), unref_blob, blob);
+        len, (void *)api_blob_data(blob), unref_blob, blob);
     if (!r) {
         api_blob_unref(blob);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", res->content_type ? res->content_type : "application/json");
+    MHD_add_response_header(r, "Content-Type", ct);
+    if (varies) MHD_add_response_header(r, "Vary", "Accept-Encoding");
+    if (gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
     MHD_add_response_header(r, "Cache-Control", "no-store");
     if (res->retry_after > 0) {
         char ra[16];
@@ -221,7 +246,7 @@ static enum MHD_Result queue_api_response(req_state *rs)
         MHD_add_response_header(r, "X-Twd-Cache", res->cached ? "hit" : "miss");
     add_common_headers(rs->srv, rs->conn, r);
     rs->status = res->status;
-    rs->sent_bytes = res->len;
+    rs->sent_bytes = len;
     rs->cache_hit = res->cached;
     rs->phase = PH_ANSWERED;
     gconn_phase_set(rs->srv->guard, rs->gc, GC_SEND, NULL);
@@ -291,19 +316,49 @@ static enum MHD_Result serve_static(req_state *rs)
         if (fd >= 0) close(fd);
         return reply_error(rs, 404, "no such file: %s", "(not a regular file)");
     }
-    struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
-    if (!r) {
+    const char *type = mime_type(real);
+    static_file f;
+    if (static_cache_get(srv->statics, real, fd, &st, gzip_worth(type), &f) != 0) {
         close(fd);
+        return reply_error(rs, 500, "cannot read %s", "the file");
+    }
+    bool gz = f.gz && rs->gzip_ok;
+    const char *inm = MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "If-None-Match");
+    bool not_modified = static_etag_matches(&f, inm);
+    struct MHD_Response *r;
+    if (not_modified) {
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        rs->sent_bytes = 0; /* (libmicrohttpd 0.9.75 labels it Content-Length: 0; clients read no body) */
+    } else if (f.plain) {
+        api_blob *b = api_blob_ref(gz ? f.gz : f.plain);
+        r = MHD_create_response_from_buffer_with_free_callback_cls(api_blob_len(b), (void *)api_blob_data(b),
+                                                                   unref_blob, b);
+        if (!r) api_blob_unref(b);
+        rs->sent_bytes = api_blob_len(b);
+    } else { /* too large to keep: from the file, as it is */
+        r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+        fd = r ? -1 : fd;
+        rs->sent_bytes = (size_t)st.st_size;
+    }
+    if (fd >= 0) close(fd);
+    if (!r) {
+        static_file_release(&f);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", mime_type(real));
-    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    if (!not_modified) MHD_add_response_header(r, "Content-Type", type);
+    /* the page revalidates (it changes with twd); the vendored library may be
+     * kept a week: its URL changes only when scripts/deps.sh installs another */
+    MHD_add_response_header(r, "Cache-Control",
+                            strncmp(p, "/vendor/", 8) == 0 ? "public, max-age=604800" : "no-cache");
+    MHD_add_response_header(r, "ETag", gz ? f.etag_gz : f.etag);
+    if (f.gz) MHD_add_response_header(r, "Vary", "Accept-Encoding");
+    if (gz && !not_modified) MHD_add_response_header(r, "Content-Encoding", "gzip");
+    static_file_release(&f);
     add_common_headers(srv, rs->conn, r);
-    rs->status = 200;
-    rs->sent_bytes = (size_t)st.st_size;
+    rs->status = not_modified ? 304 : 200;
     rs->phase = PH_ANSWERED;
     gconn_phase_set(srv->guard, rs->gc, GC_SEND, NULL);
-    enum MHD_Result ret = MHD_queue_response(rs->conn, MHD_HTTP_OK, r);
+    enum MHD_Result ret = MHD_queue_response(rs->conn, (unsigned)rs->status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -373,12 +428,21 @@ static void *worker_main(void *arg)
             api_call_free(&rs->call);
             api_error(&rs->res, 503, "the service is shutting down");
         } else if (why != TW_OK) {
-            /* the client went away, or the request waited past its deadline */
-            api_call_free(&rs->call);
-            api_status_error(&rs->res, why, "request");
+            /* the client went away, the request waited past its deadline, or
+             * its model's checkpoint changed */
+            api_call_abandon(&rs->call, why, &rs->res);
         } else {
             rs->call.args.cancel = &rs->cancel;
+            bool keep = rs->call.key != NULL; /* a cacheable answer: sent again, compressed once */
             api_compute(&rs->call, &rs->res);
+            /* compressed here rather than on an HTTP thread */
+            if ((rs->gzip_ok || keep) && rs->res.status == 200 && rs->res.len > GZIP_MIN_BYTES &&
+                gzip_worth(rs->res.content_type))
+                api_blob_unref(gzip_side(rs->res.blob));
+            if (atomic_load(&srv->hurried) && rs->res.status == 503) {
+                api_response_free(&rs->res);
+                api_error(&rs->res, 503, "the service is shutting down");
+            }
         }
         pthread_mutex_lock(&srv->qlock);
         unqueue(srv, rs);
@@ -523,11 +587,13 @@ static enum MHD_Result on_headers(req_state *rs, const char *method)
     http_server *srv = rs->srv;
     rs->phase = PH_BODY;
     rs->method = method_code(method);
+    rs->gzip_ok = gzip_accepted(MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "Accept-Encoding"));
     gconn_phase_set(srv->guard, rs->gc, GC_BODY, NULL);
     char msg[256];
     if (rs->raw_len > (size_t)srv->cfg->max_url) {
-        snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld", rs->raw_len, (long long)srv->cfg->max_url);
-        return reply_error(rs, 413, "request target too long: %s", msg);
+        snprintf(msg, sizeof msg, "%zu bytes; the limit is %lld (max_url)", rs->raw_len,
+                 (long long)srv->cfg->max_url);
+        return reply_error(rs, 414, "request target too long: %s", msg);
     }
     if (parse_target(rs, msg, sizeof msg) != 0) return reply_error(rs, 400, "%s", msg);
     rs->route = api_find_route(rs->path);
@@ -630,6 +696,7 @@ static enum MHD_Result enqueue(req_state *rs)
     srv->queued++;
     rs->queued = true;
     rs->cancel.deadline = tw_now() + (double)srv->cfg->max_request_seconds;
+    api_call_link_cancel(&rs->call, &rs->cancel); /* stops when the checkpoint changes */
     gconn_phase_set(srv->guard, rs->gc, GC_WORK, &rs->cancel);
     rs->phase = PH_QUEUED;
     MHD_suspend_connection(rs->conn);
@@ -825,6 +892,11 @@ http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size
     }
     pthread_mutex_init(&srv->qlock, NULL);
     pthread_cond_init(&srv->qcond, NULL);
+    if (!(srv->statics = static_cache_new((size_t)64 << 20))) {
+        snprintf(err, errlen, "out of memory");
+        http_stop(srv);
+        return NULL;
+    }
     int lfd = listen_socket(cfg, &srv->port, err, errlen);
     if (lfd < 0) {
         http_stop(srv);
@@ -844,6 +916,8 @@ http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_END);
     guard_settings gs = {
+        .max_target = (size_t)cfg->max_url,
+        .max_head = (size_t)cfg->max_url + 32768, /* within the memory pool above */
         .max_connections = (size_t)cfg->max_connections,
         .max_pending = (size_t)cfg->max_pending,
         .max_per_ip = (size_t)cfg->max_connections_per_ip,
@@ -875,6 +949,9 @@ http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size
         http_stop(srv);
         return NULL;
     }
+    pthread_mutex_lock(&hurry_lock);
+    hurry_srv = srv;
+    pthread_mutex_unlock(&hurry_lock);
     return srv;
 }
 
@@ -884,6 +961,17 @@ void http_guard_stats(http_server *srv, guard_stats *st)
 {
     memset(st, 0, sizeof *st);
     if (srv && srv->guard) guard_get_stats(srv->guard, st);
+}
+
+void http_hurry(void)
+{
+    pthread_mutex_lock(&hurry_lock);
+    http_server *srv = hurry_srv;
+    if (srv) {
+        atomic_store(&srv->hurried, true);
+        if (srv->guard) guard_cancel_all(srv->guard);
+    }
+    pthread_mutex_unlock(&hurry_lock);
 }
 
 void http_stop(http_server *srv)
@@ -904,7 +992,11 @@ void http_stop(http_server *srv)
         usleep(10000);
     }
     if (srv->d) MHD_stop_daemon(srv->d);
+    pthread_mutex_lock(&hurry_lock);
+    if (hurry_srv == srv) hurry_srv = NULL;
+    pthread_mutex_unlock(&hurry_lock);
     guard_free(srv->guard);
+    static_cache_free(srv->statics);
     free(srv->workers);
     free(srv->clients);
     pthread_mutex_destroy(&srv->qlock);

@@ -25,6 +25,12 @@ void http_guard_stats(http_server *s, guard_stats *st);
 /* Stops accepting, answers queued work with 503, joins every thread. */
 void http_stop(http_server *s);
 
+/* Cancels every computation under way of the running server (their
+ * clients get 503): what a third stop signal does while http_stop drains.
+ * Any thread, at any time (nothing happens before http_start or once
+ * http_stop has finished draining). */
+void http_hurry(void);
+
 /* Strict percent-decoding of s[0..n): "%XX" must be two hex digits; with
  * plus_is_space, '+' decodes to ' '. Writes the decoded bytes (never longer
  * than n) to out and their count to *out_len. 0 on success, -1 on a bad

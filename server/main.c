@@ -6,7 +6,9 @@
  * cache, twd's cache or a download, or with no model the default hub repo,
  * else twd's demo model), loaded and prepared. A checkpoint that fails to
  * load stops the daemon with exit status 1 and one line naming the file and
- * the tensor. SIGINT/SIGTERM stop it cleanly. */
+ * the tensor. Once they are loaded, server/reload.c watches their
+ * checkpoints and loads one again when it changes. SIGINT/SIGTERM stop it
+ * cleanly, whatever thread they land on (server/signals.h). */
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
@@ -32,12 +34,15 @@
 #include "server/http.h"
 #include "server/hub.h"
 #include "server/metrics.h"
+#include "server/reload.h"
 #include "server/resolve.h"
+#include "server/signals.h"
 
 typedef struct {
     api_service *svc;
     const twd_config *cfg;
     char specs[TWD_MAX_MODELS][4096];
+    char paths[TWD_MAX_MODELS][4096]; /* each spec as resolved: what a reload reads */
     char err[2048];
     _Atomic int done;
     _Atomic int failed;
@@ -64,24 +69,12 @@ static int load_one(loader *ld, size_t i)
     int ok = 0;
     if (resolve_model(ld->specs[i], cfg, app, &src, ld->err, sizeof ld->err) != 0) goto out;
     api_app_set_status(app, "loading %s", src.path);
-    double t0 = tw_now();
-    if (gpt2_load(src.path, &app->model, ld->err, sizeof ld->err) != 0) goto out;
-    if (!(app->tok = resolve_tokenizer(&app->model, cfg, ld->err, sizeof ld->err))) goto out;
-    int tv = tokenizer_vocab_size(app->tok);
-    if (tv > app->model.vocab_rows) {
-        snprintf(ld->err, sizeof ld->err, "%.1500s: the tokenizer has %d ids but wte has only %d rows",
-                 app->model.file, tv, app->model.vocab_rows);
-        goto out;
-    }
-    gpt2_limit_vocab(&app->model, tv); /* rows beyond the tokenizer are padding, never tokens */
-    app->load_seconds = tw_now() - t0;
+    snprintf(ld->paths[i], sizeof ld->paths[i], "%s", src.path);
     char real[4096];
     snprintf(app->model_source, sizeof app->model_source, "%s", realpath(src.path, real) ? real : src.path);
     snprintf(app->model_origin, sizeof app->model_origin, "%s", src.origin);
     unique_name(ld->svc, i, src.name, app->model_name, sizeof app->model_name);
-    app->synthetic = app->model.synthetic != 0;
-    app->synthetic_seed = app->model.synthetic_seed;
-    if (api_init(app, ld->err, sizeof ld->err) != 0) goto out;
+    if (model_load(app, src.path, cfg, ld->err, sizeof ld->err) != 0) goto out;
     ok = 1;
     const gpt2_config *c = &app->model.cfg;
     tw_log("model %s ready in %.3f s: %d layers, %d heads, width %d, vocab %d%s, %zu parameters%s",
@@ -187,14 +180,15 @@ static void remove_pid_file(const char *path)
     if (ok && pid == (long)getpid()) unlink(path);
 }
 
-/* Waits for a signal or for the loader to finish; returns the exit code. */
-static int run(loader *ld, pthread_t lt, sigset_t *sigs, bool *joined)
+/* Waits for a signal or for the loader to finish; returns the exit code.
+ * Once every model is loaded, starts the checkpoint watcher (*rl). */
+static int run(loader *ld, pthread_t lt, bool *joined, reloader **rl)
 {
     for (;;) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        int sig = sigtimedwait(sigs, NULL, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            tw_log("%s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        int sig = signals_wait_stop(0.05);
+        if (sig) {
+            tw_log("%s received, stopping (a second signal is logged, a third cancels the work under way)",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
             return 0;
         }
         if (!*joined && atomic_load(&ld->done)) {
@@ -204,8 +198,17 @@ static int run(loader *ld, pthread_t lt, sigset_t *sigs, bool *joined)
                 tw_log("cannot load the model: %s", ld->err);
                 return 1;
             }
+            char err[512];
+            if (!(*rl = reloader_start(ld->svc, (const char(*)[4096])ld->paths, ld->cfg, err, sizeof err)))
+                tw_log("warning: %s; a checkpoint that changes underneath will not be reloaded", err);
         }
     }
+}
+
+static void hurry(void *ctx)
+{
+    (void)ctx;
+    http_hurry();
 }
 
 int main(int argc, char **argv)
@@ -232,13 +235,12 @@ int main(int argc, char **argv)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     openblas_set_num_threads(cfg.blas_threads > 0 ? (int)cfg.blas_threads : (int)(cores > 0 ? cores : 1));
 
-    /* Signals are taken synchronously by the main thread only. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* Before any thread of ours: every signal, on whatever thread it lands,
+     * goes through server/signals.c */
+    if (signals_start(err, sizeof err) != 0) {
+        tw_log("%s", err);
+        return 1;
+    }
 
     static loader ld;
     static twd_app apps[TWD_MAX_MODELS];
@@ -266,6 +268,7 @@ int main(int argc, char **argv)
     }
     svc.metrics_ctx = srv;
     svc.metrics_render = render_metrics;
+    signals_on_hurry(hurry, NULL);
     char url[128];
     snprintf(url, sizeof url, "http://%s%s%s:%d/", strchr(cfg.listen, ':') ? "[" : "", cfg.listen,
              strchr(cfg.listen, ':') ? "]" : "", http_port(srv));
@@ -286,11 +289,13 @@ int main(int argc, char **argv)
         return 1;
     }
     bool joined = false;
-    int exit_code = run(&ld, lt, &sigs, &joined);
+    reloader *rl = NULL;
+    int exit_code = run(&ld, lt, &joined, &rl);
     /* going away: whoever waits for this twd to stop may now wait for it */
     if (cfg.pid_file[0] && write_pid_file(cfg.pid_file, url, "stopping", err, sizeof err) != 0)
         tw_log("%s", err);
     http_stop(srv);
+    reloader_stop(rl);
     if (!joined && atomic_load(&ld.done)) { /* finished just as the signal came */
         pthread_join(lt, NULL);
         joined = true;
@@ -302,11 +307,7 @@ int main(int argc, char **argv)
         remove_pid_file(cfg.pid_file);
         return exit_code;
     }
-    for (size_t i = 0; i < svc.n_models; i++) {
-        api_shutdown(&apps[i]);
-        tokenizer_free(apps[i].tok);
-        gpt2_free(&apps[i].model);
-    }
+    for (size_t i = 0; i < svc.n_models; i++) model_unload(&apps[i]);
     remove_pid_file(cfg.pid_file);
     tw_log("stopped");
     return exit_code;

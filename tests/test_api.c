@@ -3,11 +3,14 @@
  * cache. */
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "api/format.h"
+#include "api/json.h"
 #include "api/openapi.h"
 #include "core/model/synth.h"
 #include "server/config.h"
@@ -60,8 +63,17 @@ START_TEST(error_shape_for_each_status)
         int code;
         const char *type;
     } cases[] = {
-        {400, "invalid_request"},   {404, "not_found"},   {405, "method_not_allowed"},
-        {413, "payload_too_large"}, {503, "unavailable"}, {500, "internal_error"},
+        {400, "invalid_request"},
+        {404, "not_found"},
+        {405, "method_not_allowed"},
+        {408, "invalid_request"},
+        {413, "payload_too_large"},
+        {414, "uri_too_long"},
+        {431, "headers_too_large"},
+        {503, "unavailable"},
+        {500, "internal_error"},
+        {501, "not_implemented"},
+        {505, "http_version_not_supported"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         api_response res = {0};
@@ -518,10 +530,48 @@ START_TEST(cache_tells_absent_from_zero)
 }
 END_TEST
 
+/* issue 9, item 5: json_real(NaN) is NULL and the append was silently
+ * dropped (/attention answered "pattern":[[],[]] with 200). A value that is
+ * not a number makes the whole answer a 500 that says so, in JSON and CSV. */
+START_TEST(non_finite_values_fail_loudly)
+{
+    const double bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        api_response res = {0};
+        json_t *row = json_array();
+        api_push(row, api_num(1.5));
+        api_push(row, api_num(bad[i]));
+        api_json(&res, 200, json_pack("{s:o}", "pattern", row));
+        json_t *root;
+        const char *msg = check_error(&res, 500, "internal_error", &root);
+        ck_assert_msg(strstr(msg, "not a finite number"), "%s", msg);
+        json_decref(root);
+        api_response_free(&res);
+
+        textbuf tb;
+        tb_init(&tb);
+        tb_csv_num(&tb, 2.0);
+        tb_csv_num(&tb, bad[i]);
+        tb_csv_end(&tb);
+        tb_respond(&tb, &res, "text/csv");
+        msg = check_error(&res, 500, "internal_error", &root);
+        ck_assert_msg(strstr(msg, "not a finite number"), "%s", msg);
+        json_decref(root);
+        api_response_free(&res);
+    }
+    /* and the mark does not outlive its answer */
+    api_response res = {0};
+    api_json(&res, 200, json_pack("{s:o}", "x", api_num(1.0)));
+    ck_assert_int_eq(res.status, 200);
+    api_response_free(&res);
+}
+END_TEST
+
 int main(void)
 {
     json_object_seed(0);
     const TTest *const api_tests[] = {error_shape_for_each_status,
+                                      non_finite_values_fail_loudly,
                                       health_and_readiness,
                                       method_checks,
                                       parameter_validation,

@@ -1,9 +1,15 @@
 /* Unit tests of base/: the scratch arrays (one failure check, one free). */
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "base/fs.h"
 #include "base/scratch.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
 START_TEST(test_scratch_alloc_and_free)
@@ -43,9 +49,42 @@ START_TEST(test_scratch_failure_is_sticky)
 }
 END_TEST
 
+/* The one reader of the loaders' small files (config.json, vocab.json,
+ * merges.txt, twd.conf, the word list): regular files only (a FIFO is not
+ * waited on, /dev/zero is not read until memory runs out) and at most
+ * max_bytes (issue 9, item 4). */
+START_TEST(test_read_file_regular_and_capped)
+{
+    char dir[512], p[600], err[1024];
+    size_t len = 99;
+    tt_tmpdir(dir, sizeof dir, "fs");
+    snprintf(p, sizeof p, "%s/small", dir);
+    tt_write_file(p, "hello", 5);
+    char *s = fs_read_file(p, 5, &len, err, sizeof err);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_str_eq(s, "hello");
+    free(s);
+    ck_assert_ptr_null(fs_read_file(p, 4, &len, err, sizeof err));
+    ck_assert_msg(strstr(err, p) == err && strstr(err, "limit is 4"), "%s", err);
+    snprintf(p, sizeof p, "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    ck_assert_ptr_null(fs_read_file(p, 1 << 20, &len, err, sizeof err));
+    ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+    snprintf(p, sizeof p, "%s/zero", dir);
+    ck_assert_int_eq(symlink("/dev/zero", p), 0);
+    ck_assert_ptr_null(fs_read_file(p, 1 << 20, &len, err, sizeof err));
+    ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+    ck_assert_ptr_null(fs_read_file(dir, 1 << 20, &len, err, sizeof err));
+    ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+    tt_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const scratch_tests[] = {test_scratch_alloc_and_free, test_scratch_failure_is_sticky, NULL};
-    const tw_case scratch_case = {"scratch", 0, NULL, NULL, scratch_tests};
-    return tw_check_main("base", &scratch_case, 1);
+    const TTest *const fs_tests[] = {test_read_file_regular_and_capped, NULL};
+    const tw_case cases[] = {{"scratch", 0, NULL, NULL, scratch_tests}, {"fs", 0, NULL, NULL, fs_tests}};
+    return tw_check_main("base", cases, 2);
 }

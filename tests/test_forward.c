@@ -391,6 +391,35 @@ START_TEST(test_logits_options)
 }
 END_TEST
 
+/* issue 9, item 2: the forward pass stops between blocks when its request
+ * is canceled or passes its deadline. */
+START_TEST(test_forward_cancel)
+{
+    tt_model tm;
+    model_build(&tm, 7);
+    int32_t tok[T_CTX];
+    tokens_fill(tok, T_CTX, 7);
+    gpt2_forward_result *r = NULL;
+    tw_cancel gone = {0};
+    tw_cancel_raise(&gone);
+    gpt2_forward_opts o = {.cancel = &gone};
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX, &o, &r), TW_ECANCELED);
+    ck_assert_ptr_null(r);
+    tw_cancel late = {.deadline = 1e-9};
+    o.cancel = &late;
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX, &o, &r), TW_ETIMEDOUT);
+    ck_assert_ptr_null(r);
+    _Atomic int changed = 1; /* the model's own flag: its checkpoint changed */
+    tw_cancel shared = {.shared = &changed};
+    o.cancel = &shared;
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX, &o, &r), TW_ECANCELED);
+    o.cancel = NULL;
+    ck_assert_int_eq(gpt2_forward(&tm.m, tok, T_CTX, &o, &r), TW_OK);
+    gpt2_forward_free(r);
+    tt_model_free(&tm);
+}
+END_TEST
+
 START_TEST(test_errors)
 {
     tt_model tm;
@@ -484,10 +513,9 @@ int main(void)
     const TTest *const kernels_tests[] = {test_matmul_blas_vs_naive,    test_gelu_values,
                                           test_attention_blas_vs_naive, test_attention_blocks,
                                           test_attention_large_scores,  NULL};
-    const TTest *const forward_tests[] = {test_fast_vs_naive,       test_embeddings_direct,
-                                          test_causality,           test_gelu_forms,
-                                          test_logits_options,      test_errors,
-                                          test_layouts_and_no_bias, NULL};
+    const TTest *const forward_tests[] = {test_fast_vs_naive,       test_embeddings_direct, test_causality,
+                                          test_gelu_forms,          test_logits_options,    test_errors,
+                                          test_layouts_and_no_bias, test_forward_cancel,    NULL};
     const tw_case cases[] = {
         {"kernels", 0, NULL, NULL, kernels_tests},
         {"forward", 60, NULL, NULL, forward_tests},

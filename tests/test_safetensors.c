@@ -171,6 +171,25 @@ START_TEST(t_malformed_json)
 }
 END_TEST
 
+/* issue 9, item 7: jansson quotes the raw input, newlines included; the
+ * message stays on one line (expect_fail checks it) */
+START_TEST(t_malformed_json_multiline)
+{
+    write_st("{\"a\":\n  {\"dtype\":\n  nope\n}}", 0);
+    expect_fail("not valid JSON", NULL);
+}
+END_TEST
+
+/* issue 9, item 4: a FIFO in place of the file blocked start-up forever;
+ * it is refused at once (a hang here is the test's timeout) */
+START_TEST(t_fifo)
+{
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    expect_fail("not a regular file", NULL);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(t_nul_in_header)
 {
     unsigned char b[8 + 5] = {5, 0, 0, 0, 0, 0, 0, 0, '{', '}', 0, '{', '}'};
@@ -612,6 +631,8 @@ int main(void)
                                         t_length_beyond_file,
                                         t_length_huge,
                                         t_malformed_json,
+                                        t_malformed_json_multiline,
+                                        t_fifo,
                                         t_nul_in_header,
                                         t_duplicate_key,
                                         t_not_object,

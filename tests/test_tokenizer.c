@@ -149,8 +149,8 @@ static void check_ids(const tokenizer *t, const char *text, const int32_t *want,
     char got[512] = "", exp[512] = "";
     for (long i = 0; i < n && strlen(got) < 480; i++) sprintf(got + strlen(got), " %d", ids[i]);
     for (long i = 0; i < nwant && strlen(exp) < 480; i++) sprintf(exp + strlen(exp), " %d", want[i]);
-    ck_assert_msg(n == nwant && ids_equal(ids, want, n),
-                  "encode(\"%s\"): got [%s ] want [%s ]", text, got, exp);
+    ck_assert_msg(n == nwant && ids_equal(ids, want, n), "encode(\"%s\"): got [%s ] want [%s ]", text, got,
+                  exp);
     free(ids);
 }
 
@@ -398,6 +398,21 @@ START_TEST(test_malformed_files)
     ck_assert_ptr_nonnull(strstr(err, "vocab.json"));
     ck_assert_ptr_null(tokenizer_load("/nonexistent/twd", err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent/twd"));
+    /* issue 9, item 4: vocab.json pointing at /dev/zero read until memory
+     * ran out; a FIFO as merges.txt would block: both refused at once */
+    rmdir(p);
+    ck_assert_int_eq(symlink("/dev/zero", p), 0);
+    ck_assert_ptr_null(tokenizer_load(dir, err, sizeof err));
+    ck_assert_msg(strstr(err, "vocab.json") && strstr(err, "not a regular file"), "%s", err);
+    unlink(p);
+    write_tiny(dir, hello_extra, 10, hello_merges, 7);
+    snprintf(p, sizeof p, "%s/merges.txt", dir);
+    unlink(p);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    ck_assert_ptr_null(tokenizer_load(dir, err, sizeof err));
+    ck_assert_msg(strstr(err, "merges.txt") && strstr(err, "not a regular file"), "%s", err);
+    unlink(p);
+    write_tiny(dir, hello_extra, 10, hello_merges, 7);
     ck_assert_ptr_null(tokenizer_load("/nonexistent/twd", err, 4));
     ck_assert_uint_eq(strlen(err), 3);
     ck_assert_ptr_null(tokenizer_load("/nonexistent/twd", NULL, 0));

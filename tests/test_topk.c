@@ -148,10 +148,59 @@ START_TEST(test_topk_errors)
 }
 END_TEST
 
+/* issue 9, item 2: running work stops when its client goes away, not only
+ * queued work. The flag is raised from inside the first block (as the guard
+ * would from its thread): the pass stops before the next GEMM block. */
+typedef struct {
+    tw_cancel *cancel;
+    int blocks;
+} cancel_ctx;
+
+static int raise_on_first_block(void *ctx, const float *S, size_t nq, size_t j0, size_t bj)
+{
+    (void)S, (void)nq, (void)j0, (void)bj;
+    cancel_ctx *c = ctx;
+    if (c->blocks++ == 0) tw_cancel_raise(c->cancel);
+    return 0;
+}
+
+START_TEST(test_topk_cancel_between_blocks)
+{
+    const size_t n = 20000, d = 4, nq = 512, k = 3; /* blocks of 4096 rows: 5 of them */
+    float *M = malloc(n * d * sizeof *M), *Q = malloc(nq * d * sizeof *Q);
+    topk_hit *top = malloc(nq * k * sizeof *top);
+    ck_assert(M && Q && top);
+    tw_rng r = tt_rng(5);
+    for (size_t i = 0; i < n * d; i++) M[i] = (float)tw_rng_normal(&r);
+    for (size_t i = 0; i < nq * d; i++) Q[i] = (float)tw_rng_normal(&r);
+    tw_cancel cancel = {0};
+    cancel_ctx c = {&cancel, 0};
+    topk_opts o = {.cancel = &cancel, .on_block = raise_on_first_block, .ctx = &c};
+    ck_assert_int_eq(topk_rows_opt(M, n, d, Q, nq, k, top, NULL, &o), TW_ECANCELED);
+    ck_assert_int_eq(c.blocks, 1);
+    /* a deadline already passed: not one block */
+    tw_cancel late = {.deadline = 1e-9};
+    c = (cancel_ctx){&late, 0};
+    o.cancel = &late;
+    ck_assert_int_eq(topk_rows_opt(M, n, d, Q, nq, k, top, NULL, &o), TW_ETIMEDOUT);
+    ck_assert_int_eq(c.blocks, 0);
+    /* the same pass without a flag runs every block */
+    cancel = (tw_cancel){0};
+    c = (cancel_ctx){NULL, 0};
+    o.cancel = NULL;
+    o.on_block = NULL;
+    ck_assert_int_eq(topk_rows_opt(M, n, d, Q, nq, k, top, NULL, &o), TW_OK);
+    free(M);
+    free(Q);
+    free(top);
+}
+END_TEST
+
 int main(void)
 {
-    const TTest *const topk_tests[] = {test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
-                                       test_topk_errors, NULL};
+    const TTest *const topk_tests[] = {test_topk_fast_vs_naive,         test_topk_exact_ties,
+                                       test_topk_vec_and_nan,           test_topk_errors,
+                                       test_topk_cancel_between_blocks, NULL};
     const tw_case topk = {"topk", 0, NULL, NULL, topk_tests};
     return tw_check_main("topk", &topk, 1);
 }

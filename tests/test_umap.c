@@ -11,8 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "base/log.h"
+#include "core/proj/layout.h"
 #include "core/proj/pca.h"
 #include "core/proj/umap.h"
 #include "core/proj/umap_internal.h"
@@ -914,6 +919,116 @@ START_TEST(test_pca_against_power_iteration)
 }
 END_TEST
 
+/* ---- the layout service and its cache folder (issue 9, item 8) ---- */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[16384];
+
+static void log_capture(void *ctx, const char *line)
+{
+    (void)ctx;
+    pthread_mutex_lock(&log_mu);
+    size_t n = strlen(log_text);
+    snprintf(log_text + n, sizeof log_text - n, "%s\n", line);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static int logged(const char *what)
+{
+    pthread_mutex_lock(&log_mu);
+    int yes = strstr(log_text, what) != NULL;
+    pthread_mutex_unlock(&log_mu);
+    return yes;
+}
+
+/* Starts the layout of x (n, dim) with cache_dir, waits until the UMAP
+ * layout is ready (it must become ready), stops it. The log is captured. */
+static void fit_layout(const float *x, size_t n, size_t dim, const char *cache_dir)
+{
+    layout_settings s = {.rows = n, .umap = true, .umap_neighbors = 10, .umap_epochs = 30, .threads = 1};
+    snprintf(s.cache_dir, sizeof s.cache_dir, "%s", cache_dir);
+    log_text[0] = '\0';
+    char err[512];
+    layout_service *p = layout_start(x, n, dim, &s, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    double progress = 0;
+    for (int i = 0; i < 6000 && !layout_umap_ready(p, &progress); i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    ck_assert_msg(layout_umap_ready(p, &progress), "the layout never became ready:\n%s", log_text);
+    /* the fit thread logs after it marks the layout ready: stop joins it */
+    layout_stop(p);
+}
+
+static uint64_t layout_key(const float *x, size_t n, size_t dim)
+{
+    umap_params prm;
+    umap_params_default(&prm);
+    prm.n_neighbors = 10;
+    prm.n_epochs = 30;
+    prm.n_threads = 1;
+    prm.seed = 0; /* as layout_settings.umap_seed */
+    return umap_cache_key(umap_hash_floats(x, n * dim, 0), &prm);
+}
+
+START_TEST(test_layout_cache_dir_faults)
+{
+    const size_t n = 200, dim = 6;
+    float *x = make_clusters(4, n / 4, dim, 8.0, 11, NULL);
+    char dir[512], path[1200];
+    tt_tmpdir(dir, sizeof dir, "layout");
+    tw_log_set_sink(log_capture, NULL);
+
+    /* a cache folder that cannot be made (under a regular file): the fit
+     * runs in memory, says so, and the layout becomes ready; it never
+     * stays "failed" (which /trajectory answered with an endless
+     * Retry-After) */
+    snprintf(path, sizeof path, "%s/a-file", dir);
+    tt_write_file(path, "x", 1);
+    snprintf(path, sizeof path, "%s/a-file/cache", dir);
+    fit_layout(x, n, dim, path);
+    ck_assert_msg(logged("cannot write the cache folder") && logged("kept in memory only"), "%s", log_text);
+    ck_assert_msg(!logged("saved to"), "%s", log_text);
+
+    /* a writable folder with the temporary file of a crashed save (its
+     * process is gone), where the save itself fails (a directory is in the
+     * way): the stale file is removed, the failed save does not say "saved
+     * to" */
+    char cache[600];
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    ck_assert_int_eq(mkdir(cache, 0755), 0);
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0); /* a pid that is surely not running */
+    char stale[1400];
+    snprintf(stale, sizeof stale, "%s/0123456789abcdef.umap.tmp.%ld.0", cache, (long)child);
+    tt_write_file(stale, "half a layout", 13);
+    char keep[1400];
+    snprintf(keep, sizeof keep, "%s/%016llx.umap", cache, (unsigned long long)layout_key(x, n, dim));
+    ck_assert_int_eq(mkdir(keep, 0755), 0);
+    fit_layout(x, n, dim, cache);
+    ck_assert_msg(access(stale, F_OK) != 0, "the stale temporary file is still there");
+    ck_assert_msg(logged("left by an interrupted save"), "%s", log_text);
+    ck_assert_msg(logged("it will not be kept"), "%s", log_text);
+    ck_assert_msg(!logged("saved to"), "%s", log_text);
+
+    /* and when the way is clear it is saved, and loaded the next time */
+    ck_assert_int_eq(rmdir(keep), 0);
+    fit_layout(x, n, dim, cache);
+    ck_assert_msg(logged("saved to"), "%s", log_text);
+    struct stat st;
+    ck_assert_int_eq(stat(keep, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    fit_layout(x, n, dim, cache);
+    ck_assert_msg(logged("layout loaded from"), "%s", log_text);
+
+    tw_log_set_sink(NULL, NULL);
+    tt_rmtree(dir);
+    free(x);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const umap_tests[] = {test_find_ab_matches_umap_learn,
@@ -932,6 +1047,7 @@ int main(void)
                                        test_save_load,
                                        test_hash_and_key,
                                        test_pca_against_power_iteration,
+                                       test_layout_cache_dir_faults,
                                        NULL};
     const tw_case umap = {"umap", 120, NULL, NULL, umap_tests};
     return tw_check_main("umap", &umap, 1);

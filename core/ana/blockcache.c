@@ -2,8 +2,10 @@
 #include "core/ana/blockcache.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
 
@@ -21,12 +23,18 @@ struct blockcache_entry {
 struct blockcache {
     pthread_mutex_t mu;
     pthread_cond_t filled; /* broadcast whenever a fill finishes */
+    pthread_cond_t room;   /* broadcast whenever an entry is freed */
     size_t budget;
     size_t bytes; /* sum of bytes of every entry not yet freed */
     size_t entries;
     blockcache_entry *head, *tail;
-    uint64_t hits, misses, waits, evictions, fill_errors;
+    uint64_t hits, misses, waits, evictions, fill_errors, room_waits, refused;
 };
+
+/* Entries of any cache this thread holds (acquired and not yet released, or
+ * being filled): a thread holding one never waits for room, so two holders
+ * never wait for each other. */
+static _Thread_local long held_here;
 
 blockcache *blockcache_new(size_t budget_bytes)
 {
@@ -37,6 +45,12 @@ blockcache *blockcache_new(size_t budget_bytes)
         return NULL;
     }
     if (pthread_cond_init(&c->filled, NULL) != 0) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        return NULL;
+    }
+    if (pthread_cond_init(&c->room, NULL) != 0) {
+        pthread_cond_destroy(&c->filled);
         pthread_mutex_destroy(&c->mu);
         free(c);
         return NULL;
@@ -83,6 +97,7 @@ static void destroy(blockcache *c, blockcache_entry *e)
     c->bytes -= e->bytes;
     c->entries--;
     entry_free(e);
+    pthread_cond_broadcast(&c->room);
 }
 
 /* Evicts unreferenced ready entries, least recently used first, until
@@ -109,6 +124,7 @@ void blockcache_free(blockcache *c)
         entry_free(e);
         e = next;
     }
+    pthread_cond_destroy(&c->room);
     pthread_cond_destroy(&c->filled);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -131,8 +147,27 @@ static blockcache_entry *entry_new(const char *key, size_t bytes)
     return e;
 }
 
+/* Waits (lock held) a little for an entry to be freed. */
+static void wait_room(blockcache *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&c->room, &c->mu, &ts);
+}
+
 int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill, void *ctx,
                        blockcache_entry **out)
+{
+    return blockcache_acquire_within(c, key, bytes, fill, ctx, NULL, out);
+}
+
+int blockcache_acquire_within(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill,
+                              void *ctx, const tw_cancel *cancel, blockcache_entry **out)
 {
     if (!key || !fill || !out || bytes == 0 || bytes > SIZE_MAX - 64 || strlen(key) > BLOCKCACHE_KEY_MAX)
         return TW_EINVAL;
@@ -152,6 +187,8 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
     }
 
     pthread_mutex_lock(&c->mu);
+    bool waited = false;
+retry:
     for (blockcache_entry *e = c->head; e; e = e->next) {
         if (strcmp(e->key, key) != 0) continue;
         if (e->bytes != bytes) {
@@ -175,13 +212,31 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
             push_front(c, e);
         }
         pthread_mutex_unlock(&c->mu);
+        held_here++;
         *out = e;
         return TW_OK;
     }
 
-    // Miss: make room, then fill outside the lock.
-    c->misses++;
+    // Miss: make room (the budget is hard), then fill outside the lock.
+    if (c->budget > 0 && bytes > c->budget) {
+        c->refused++;
+        pthread_mutex_unlock(&c->mu);
+        return TW_EBUDGET;
+    }
     evict_for(c, bytes);
+    if (c->budget > 0 && c->bytes + bytes > c->budget) {
+        int rc = held_here > 0 ? TW_ENOMEM : tw_cancel_check(cancel);
+        if (rc) {
+            if (rc == TW_ENOMEM) c->refused++;
+            pthread_mutex_unlock(&c->mu);
+            return rc;
+        }
+        if (!waited) c->room_waits++;
+        waited = true;
+        wait_room(c);
+        goto retry; // another thread may have filled this key meanwhile
+    }
+    c->misses++;
     blockcache_entry *e = entry_new(key, bytes);
     if (!e) {
         pthread_mutex_unlock(&c->mu);
@@ -192,6 +247,7 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
     c->entries++;
     pthread_mutex_unlock(&c->mu);
 
+    held_here++; // while filling too: the fill may acquire other entries
     int rc = fill(e->data, bytes, ctx);
 
     pthread_mutex_lock(&c->mu);
@@ -203,6 +259,7 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
         if (--e->refs == 0) destroy(c, e);
         pthread_cond_broadcast(&c->filled);
         pthread_mutex_unlock(&c->mu);
+        held_here--;
         return rc;
     }
     e->state = ENTRY_READY;
@@ -223,11 +280,12 @@ void blockcache_release(blockcache *c, blockcache_entry *e)
         entry_free(e);
         return;
     }
+    if (held_here > 0) held_here--;
     pthread_mutex_lock(&c->mu);
     if (--e->refs == 0) {
         if (!e->linked) {
             destroy(c, e);
-        } else if (e->bytes > c->budget) { // can never be kept
+        } else if (e->bytes > c->budget) { // budget 0: nothing is kept
             destroy(c, e);
             c->evictions++;
         } else {
@@ -266,5 +324,7 @@ void blockcache_get_stats(blockcache *c, blockcache_stats *s)
     s->waits = c->waits;
     s->evictions = c->evictions;
     s->fill_errors = c->fill_errors;
+    s->room_waits = c->room_waits;
+    s->refused = c->refused;
     pthread_mutex_unlock(&c->mu);
 }

@@ -10,13 +10,16 @@
  *   cached (the next request tries again).
  * - Acquired entries are reference counted: eviction never frees a buffer
  *   somebody holds.
- * - Budget: before allocating a new entry, and whenever an entry loses its
+ * - Budget, a hard one: the bytes held (cached, in use, filling) never
+ *   exceed it. Before allocating a new entry, and whenever an entry loses its
  *   last reference, unreferenced entries are evicted least recently used first
- *   until the total size fits the budget. An entry that cannot fit (bigger than
- *   the budget, or everything else in use) is still computed and handed out,
- *   and evicted when its last reference goes. So the bytes held never exceed
- *   budget + the bytes of entries currently referenced, and with no entry
- *   referenced they never exceed the budget.
+ *   until the total size fits. When the entries in use leave no room, an
+ *   acquire by a thread that holds no entry of any cache waits for room
+ *   (stopping with the cancel flag's TW_ECANCELED or TW_ETIMEDOUT); one by a
+ *   thread that holds an entry (or is filling one) returns TW_ENOMEM at once,
+ *   so that two holders never wait for each other. An entry larger than the
+ *   whole budget is refused with TW_EBUDGET. Budget 0 is the exception: it
+ *   keeps nothing and bounds nothing (each entry is freed at its last release).
  * - Keys identify contents within one model: use one cache per model.
  * The number of entries is small (a few per block), so lookup is a list scan. */
 #ifndef TW_BLOCKCACHE_H
@@ -25,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cancel.h"
 #include "base/status.h"
 
 typedef struct blockcache blockcache;
@@ -48,6 +52,8 @@ typedef struct {
     uint64_t waits;       /* hits that had to wait for a concurrent fill */
     uint64_t evictions;   /* entries freed to respect the budget */
     uint64_t fill_errors; /* fills that returned an error */
+    uint64_t room_waits;  /* acquires that waited for entries in use to make room */
+    uint64_t refused;     /* acquires refused for want of room (TW_ENOMEM, TW_EBUDGET) */
 } blockcache_stats;
 
 /* A new empty cache that keeps at most budget_bytes of unreferenced entries.
@@ -62,9 +68,15 @@ void blockcache_free(blockcache *c);
  * with fill(data, bytes, ctx) if it is not present. The caller must call
  * blockcache_release once per successful acquire. c may be NULL: then the
  * entry is private to the caller (filled every time, freed at release).
- * Returns 0, a BLOCKCACHE_E* code, or the fill function's error. */
+ * Returns 0, TW_ENOMEM or TW_EBUDGET (see Budget above), TW_EINVAL, or the
+ * fill function's error. Waits for room without a cancel flag. */
 int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill, void *ctx,
                        blockcache_entry **out);
+
+/* The same, waiting for room only until `cancel` stops (NULL: no limit):
+ * then its TW_ECANCELED or TW_ETIMEDOUT. */
+int blockcache_acquire_within(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill,
+                              void *ctx, const tw_cancel *cancel, blockcache_entry **out);
 
 /* The entry's buffer (valid until its release) and its size. */
 const void *blockcache_data(const blockcache_entry *e);

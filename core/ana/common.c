@@ -59,7 +59,8 @@ static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int bloc
     char key[32];
     snprintf(key, sizeof key, "ln%d(E):%d", ln, block);
     ln_ctx fx = {m, block, ln};
-    return blockcache_acquire(ana_cache(x), key, V * d * sizeof(float), fill_ln, &fx, e);
+    return blockcache_acquire_within(ana_cache(x), key, V * d * sizeof(float), fill_ln, &fx, ana_cancel(x),
+                                     e);
 }
 
 int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)

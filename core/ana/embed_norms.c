@@ -69,8 +69,8 @@ int embed_norms(const gpt2_model *m, const ana_ctx *x, size_t k, embed_norms_res
     topk_hit *hits = malloc(2 * EMBED_N_SCHEMES * k * sizeof *hits);
     if (!hits) return TW_ENOMEM;
     blockcache_entry *e = NULL;
-    int rc = blockcache_acquire(c, "embed-scores", EMBED_N_SCHEMES * V * sizeof(double), fill_scores,
-                                (void *)m, &e);
+    int rc = blockcache_acquire_within(c, "embed-scores", EMBED_N_SCHEMES * V * sizeof(double), fill_scores,
+                                       (void *)m, ana_cancel(x), &e);
     *out = (embed_norms_result){.k = k, .top = hits, .bottom = hits + EMBED_N_SCHEMES * k};
     for (int s = 0; s < EMBED_N_SCHEMES && rc == 0; s++) {
         const double *scores = (const double *)blockcache_data(e) + (size_t)s * V;

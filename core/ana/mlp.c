@@ -48,8 +48,8 @@ int mlp_acquire_values(const gpt2_model *m, const ana_ctx *x, int block, blockca
     char key[32];
     snprintf(key, sizeof key, "mlp-v:%d", block);
     block_ctx fx = {m, block};
-    return blockcache_acquire(ana_cache(x), key, values_norm_offset(F, d) + F * sizeof(double), fill_values,
-                              &fx, e);
+    return blockcache_acquire_within(ana_cache(x), key, values_norm_offset(F, d) + F * sizeof(double),
+                                     fill_values, &fx, ana_cancel(x), e);
 }
 
 mlp_values_view mlp_values_of(const gpt2_model *m, const blockcache_entry *e)
@@ -423,7 +423,8 @@ int mlp_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, size_t
     snprintf(key, sizeof key, "mlp-svd-%s:%d", mlp_svd_matrix_name(matrix), block);
     svd_ctx sx = {m, block, matrix};
     blockcache_entry *fe = NULL;
-    rc = blockcache_acquire(ana_cache(x), key, svd_doubles(d, F) * sizeof(double), fill_svd, &sx, &fe);
+    rc = blockcache_acquire_within(ana_cache(x), key, svd_doubles(d, F) * sizeof(double), fill_svd, &sx,
+                                   ana_cancel(x), &fe);
     if (!rc) {
         const double *S = blockcache_data(fe), *U = S + r, *VT = U + d * r;
         svd_spectrum(&res, S);

@@ -106,15 +106,15 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     return info == 0 ? TW_OK : TW_EINVAL;
 }
 
-static int acquire_factors(const gpt2_model *m, blockcache *c, int block, int matrix, int head,
+static int acquire_factors(const gpt2_model *m, const ana_ctx *ax, int block, int matrix, int head,
                            blockcache_entry **e)
 {
     const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
     char key[48];
     snprintf(key, sizeof key, "svd-%s:%d:%d", probe_svd_matrix_name(matrix), block, head);
     factors_ctx x = {m, block, matrix, head};
-    int rc = blockcache_acquire(c, key, factors_doubles(d, dh) * sizeof(double), fill_factors, &x, e);
-    return rc;
+    return blockcache_acquire_within(ana_cache(ax), key, factors_doubles(d, dh) * sizeof(double),
+                                     fill_factors, &x, ana_cancel(ax), e);
 }
 
 /* ---- probe_svd ---- */
@@ -209,7 +209,7 @@ int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int 
     for (size_t i = 0; i < nh && rc == TW_OK; i++) {
         blockcache_entry *fe = NULL;
         if ((rc = tw_cancel_check(ana_cancel(x))) != TW_OK) break;
-        rc = acquire_factors(m, c, block, matrix, h0 + (int)i, &fe);
+        rc = acquire_factors(m, x, block, matrix, h0 + (int)i, &fe);
         if (rc) break;
         svd_factors f;
         factors_view(blockcache_data(fe), d, dh, &f);

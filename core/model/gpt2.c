@@ -13,6 +13,7 @@
 
 #include "base/err.h"
 #include "base/fs.h"
+#include "base/mapreg.h"
 #include "core/model/model_internal.h"
 #include "core/model/safetensors.h"
 #include "core/model/torch_ckpt.h"
@@ -470,6 +471,12 @@ int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
                      : safetensors_load(dir, m, err, errlen);
     }
     if (rc == 0 && !m->dir) rc = -1;
+    char why[256];
+    if (rc == 0 && gpt2_file_changed(m, why, sizeof why)) {
+        /* written to while it was being read: what was checked is not what is there */
+        tw_set_err(err, errlen, "%s: changed while it was being loaded (%s)", m->file, why);
+        rc = -1;
+    }
     if (rc != 0) {
         if (err && errlen && !err[0]) tw_set_err(err, errlen, "%s: out of memory", path);
         gpt2_free(m);
@@ -477,10 +484,59 @@ int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
     return rc;
 }
 
+const void *gpt2_mapping(const gpt2_model *m)
+{
+    if (m->map) return m->map;
+    return m->ckpt ? ((const torch_ckpt *)m->ckpt)->map : NULL;
+}
+
+/* Sizes for messages: "523.7 MB", "12 bytes". */
+static void size_text(char *out, size_t n, uint64_t b)
+{
+    if (b < 10000)
+        snprintf(out, n, "%llu bytes", (unsigned long long)b);
+    else
+        snprintf(out, n, "%.1f MB", (double)b / 1e6);
+}
+
+int gpt2_file_changed(const gpt2_model *m, char *why, size_t n)
+{
+    const void *map = gpt2_mapping(m);
+    tw_file_id then, now;
+    int faulted = 0;
+    if (!map || !m->file || tw_map_info(map, &then, &faulted) != 0) return 0; /* not tracked */
+    struct stat st;
+    char a[32], b[32];
+    const char *fault = faulted ? "; a mapped page could not be read" : "";
+    if (stat(m->file, &st) != 0) {
+        snprintf(why, n, "%s%s", errno == ENOENT ? "removed" : strerror(errno), fault);
+        return 1;
+    }
+    tw_file_id_of(&st, &now);
+    if (tw_file_id_equal(&then, &now)) {
+        if (faulted) snprintf(why, n, "a mapped page could not be read");
+        return faulted;
+    }
+    size_text(a, sizeof a, then.size);
+    size_text(b, sizeof b, now.size);
+    if (now.dev != then.dev || now.ino != then.ino)
+        snprintf(why, n, "replaced by another file of %s%s", b, fault);
+    else if (now.size < then.size)
+        snprintf(why, n, "truncated from %s to %s%s", a, b, fault);
+    else if (now.size > then.size)
+        snprintf(why, n, "grown from %s to %s%s", a, b, fault);
+    else
+        snprintf(why, n, "rewritten in place%s", fault);
+    return 1;
+}
+
 void gpt2_free(gpt2_model *m)
 {
     if (!m) return;
-    if (m->map) munmap(m->map, m->map_len);
+    if (m->map) {
+        tw_map_remove(m->map);
+        munmap(m->map, m->map_len);
+    }
     if (m->ckpt) {
         torch_ckpt_close(m->ckpt);
         free(m->ckpt);

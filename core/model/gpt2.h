@@ -169,6 +169,19 @@ size_t gpt2_param_count(const gpt2_config *cfg);
  * shared between threads. */
 int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen);
 
+/* The mapping of the checkpoint file (its first byte), or NULL. */
+const void *gpt2_mapping(const gpt2_model *m);
+
+/* Has the checkpoint file changed since it was mapped? 0 when it has not
+ * (same device, inode, size and modification time as when it was mapped,
+ * and no page of the mapping failed to read); 1 with what happened in why:
+ * "truncated from 523.7 MB to 0 bytes", "rewritten in place", "replaced by
+ * another file of ...", "removed", "a mapped page could not be read". One
+ * stat() of the file; thread-safe on a loaded model. gpt2_load itself fails
+ * ("changed while it was being loaded") when the file changed during the
+ * load. */
+int gpt2_file_changed(const gpt2_model *m, char *why, size_t n);
+
 /* Releases everything gpt2_load acquired; idempotent. */
 void gpt2_free(gpt2_model *m);
 

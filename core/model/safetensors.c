@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/mapreg.h"
 
 static const struct {
     const char *name;
@@ -65,7 +66,10 @@ static void st_clear(st_file *f) { memset(f, 0, sizeof *f); }
 void st_close(st_file *f)
 {
     if (!f) return;
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->map) {
+        tw_map_remove(f->map);
+        munmap((void *)f->map, f->size);
+    }
     for (size_t i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     free(f->path);
@@ -369,6 +373,9 @@ int st_open(const char *path, st_file *f, char *err, size_t errlen)
     }
     f->map = map;
     f->size = size;
+    tw_file_id id;
+    tw_file_id_of(&sb, &id);
+    (void)tw_map_add(map, size, path, &id); /* untracked when the table is full */
     if (parse_header(f, err, errlen) != 0) {
         st_close(f);
         return -1;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/mapreg.h"
 
 #define ORIG_MOD "_orig_mod."
 
@@ -77,6 +78,9 @@ static int map_file(const char *path, uint64_t max, const uint8_t **map, size_t 
         ck_err(err, errlen, path, NULL, "cannot mmap %zu bytes: %s", n, strerror(errno));
         return -1;
     }
+    tw_file_id id;
+    tw_file_id_of(&sb, &id);
+    (void)tw_map_add(p, n, path, &id); /* untracked when the table is full */
     *map = p;
     *size = n;
     return 0;
@@ -681,6 +685,7 @@ int torch_ckpt_open(const char *path, torch_ckpt *c, char *err, size_t errlen)
     if (map_file(path, TC_MAX_FILE, &map, &size, err, errlen)) return -1;
     int rc = torch_ckpt_open_mem(map, size, path, c, err, errlen);
     if (rc) {
+        tw_map_remove(map);
         munmap((void *)map, size);
         return -1;
     }
@@ -691,7 +696,10 @@ int torch_ckpt_open(const char *path, torch_ckpt *c, char *err, size_t errlen)
 void torch_ckpt_close(torch_ckpt *c)
 {
     if (!c) return;
-    if (c->owns_map && c->map) munmap((void *)c->map, c->size);
+    if (c->owns_map && c->map) {
+        tw_map_remove(c->map);
+        munmap((void *)c->map, c->size);
+    }
     for (size_t i = 0; i < c->n_tensors; i++) free(c->tensors[i].name);
     free(c->tensors);
     free(c->by_name);
@@ -958,6 +966,7 @@ int meta_pkl_load(const char *path, tc_meta *m, char *err, size_t errlen)
     size_t size;
     if (map_file(path, TC_MAX_META, &map, &size, err, errlen)) return -1;
     int rc = meta_pkl_parse(map, size, path, m, err, errlen);
+    tw_map_remove(map);
     munmap((void *)map, size);
     return rc;
 }

@@ -39,7 +39,8 @@ struct layout_service {
     umap_params params;
     umap_model model; /* valid once state == U_READY */
     uint64_t key;
-    char path[4200]; /* where the layout is kept; empty: kept in memory only */
+    uint64_t rows_hash; /* of the rows when the fit began (part of key) */
+    char path[4200];    /* where the layout is kept; empty: kept in memory only */
     bool from_cache;
     double fit_seconds;
     char error[512];
@@ -173,6 +174,13 @@ static void *fit_main(void *arg)
     compute_faith(p, PROJ_UMAP, p->model.embedding);
     atomic_store(&p->state, U_READY);
     char serr[512];
+    /* The rows are the caller's (a mapped checkpoint): if they changed
+     * during the fit, the layout is of no rows anyone has, and must not be
+     * kept under the key of the rows it began with. */
+    if (p->path[0] && umap_hash_floats(p->rows, p->n * p->dim, 0) != p->rows_hash) {
+        tw_log("umap: the rows changed while the layout was fitted; it is not kept");
+        return NULL;
+    }
     if (!p->path[0])
         tw_log("umap: layout of %zu rows fitted in %.1f s (%s); kept in memory only", p->n, p->fit_seconds,
                m.init_note);
@@ -260,7 +268,8 @@ static void start_umap(layout_service *p, const layout_settings *s)
         atomic_store(&p->state, U_FAILED);
         return;
     }
-    p->key = umap_cache_key(umap_hash_floats(p->rows, p->n * p->dim, 0), &p->params);
+    p->rows_hash = umap_hash_floats(p->rows, p->n * p->dim, 0);
+    p->key = umap_cache_key(p->rows_hash, &p->params);
     choose_path(p, s->cache_dir);
     if (p->path[0]) {
         char lerr[512];

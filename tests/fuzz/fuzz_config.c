@@ -40,7 +40,7 @@ static void check_bounds(const twd_config *c)
         switch (o->type) {
         case CFG_INT:
         case CFG_SIZE:
-        case CFG_MIB: {
+        case CFG_MIB: { /* an int64_t in MiB, its bounds in MiB */
             int64_t v;
             memcpy(&v, field, sizeof v);
             FZ_CHECK(v >= o->min && v <= o->max, "%s = %lld outside %lld..%lld", o->name, (long long)v,

@@ -172,6 +172,39 @@ class HostileTest(unittest.TestCase):
         resp, _ = raw(self.d.port, b"SSH-2.0-OpenSSH_9.2\r\n")
         self.assertEqual(json_error(resp)[0], 400)
 
+    def test_malformed_heads_are_answered_in_json(self):
+        # what libmicrohttpd would answer with an HTML page of its own
+        host = b"Host: 127.0.0.1\r\n"
+        cases = [
+            (400, b"GET /health HTTP/1.1\r\n" + host + b"this is not a header\r\n\r\n", "malformed header line"),
+            (400, b"GET /health HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n", "malformed header line"),
+            (400, b"POST /tokenize HTTP/1.1\r\n" + host + b"Content-Length: -5\r\n\r\n", "Content-Length"),
+            (400, b"POST /tokenize HTTP/1.1\r\n" + host + b"Content-Length: 12abc\r\n\r\n", "Content-Length"),
+            (413, b"POST /tokenize HTTP/1.1\r\n" + host + b"Content-Length: 99999999999999999999999\r\n\r\n",
+             "body too large"),
+            (414, b"GET /health?" + b"a" * 200000 + b" HTTP/1.1\r\n" + host + b"\r\n", "target too long"),
+            (431, b"GET /health HTTP/1.1\r\n" + host + b"X-Big: " + b"v" * 120000 + b"\r\n\r\n",
+             "headers too large"),
+            (431, b"GET /health HTTP/1.1\r\n" + host
+             + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 1000) for i in range(120)) + b"\r\n", "headers too large"),
+            (501, b"POST /tokenize HTTP/1.1\r\n" + host + b"Transfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding"),
+            (505, b"GET /health HTTP/2.0\r\n\r\n", "HTTP/1.0 and HTTP/1.1"),
+        ]
+        for status, data, words in cases:
+            resp, dt = raw(self.d.port, data)
+            self.assertTrue(resp, data[:60])
+            st, err = json_error(resp)
+            self.assertEqual(st, status, (data[:60], err))
+            self.assertIn(words, err["message"])
+            self.assertLess(dt, 2.0)
+        # heads as large as the limits allow still go through: a 60 kB
+        # target (a 400 from the route: no such parameter) and 30 kB of headers
+        st, _, body = self.d.request("GET", "/health?x=" + "a" * 60000)
+        self.assertEqual(st, 400, body[:200])
+        self.assertIn("unknown parameter", json.loads(body)["error"]["message"])
+        st, _, _ = self.d.request("GET", "/health", headers={"X-Big": "v" * 30000})
+        self.assertEqual(st, 200)
+
     def test_request_smuggling_shapes(self):
         resp, _ = raw(self.d.port, b"POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       b"Content-Type: application/json\r\nContent-Length: 13\r\nContent-Length: 5\r\n\r\n"
@@ -179,6 +212,50 @@ class HostileTest(unittest.TestCase):
         st, err = json_error(resp)
         self.assertEqual(st, 400)
         self.assertIn("Content-Length", err["message"])
+        # the same in the second request of a kept-alive connection (which
+        # the guard does not see: libmicrohttpd's callback refuses it)
+        for extra in (b"Content-Length: 13\r\nContent-Length: 5\r\n",
+                      b"Content-Length: 13\r\nTransfer-Encoding: chunked\r\n"):
+            s = socket.create_connection(("127.0.0.1", self.d.port))
+            s.settimeout(5)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = s.recv(65536)
+            self.assertIn(b" 200 ", first[:16])
+            s.sendall(b"POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      + extra + b"\r\n" + b'{"text":"a"}\n')
+            resp = b""
+            try:
+                while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
+                    part = s.recv(65536)
+                    if not part:
+                        break
+                    resp += part
+            except socket.timeout:
+                pass
+            s.close()
+            st, err = json_error(resp)
+            self.assertEqual(st, 400, (extra, err))
+            self.assertIn("Content-Length", err["message"])
+
+    def test_integers_are_strict(self):
+        # issue 9, item 7: leading whitespace, '+', an empty value (read as
+        # 0) and text after an embedded NUL (block=0%00garbage answered
+        # block 0) were accepted
+        st, _, body = self.d.request("GET", "/svd?block=0&top=2&k=2")
+        self.assertEqual(st, 200, body[:200])
+        for value in ("0%00garbage", "%200", "0%20", "+0", "", "%090", "0x0", "0.0", "--0", "0e0", "%00"):
+            st, _, body = self.d.request("GET", "/svd?top=2&k=2&block=" + value)
+            self.assertEqual(st, 400, (value, body[:200]))
+            err = json.loads(body)["error"]
+            self.assertIn("parameter 'block' must be an integer", err["message"], value)
+        for value in ("+0", " 0", "0 ", "0", 0.0, True):  # in a JSON body, only a JSON integer
+            st, _, body = self.d.request("POST", "/probe", json.dumps({"block": value, "k": 2}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            self.assertEqual(st, 400, (value, body[:200]))
+            self.assertIn("parameter 'block' must be an integer", json.loads(body)["error"]["message"])
+        st, _, body = self.d.request("POST", "/probe", json.dumps({"block": 0, "k": 2}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 200, body[:200])
 
     def test_host_header(self):
         # DNS rebinding: a page of another site reaching this port names its own host
@@ -236,6 +313,35 @@ class PerClientLimitTest(unittest.TestCase):
             self.assertEqual(st, 200)
 
 
+class FullTableTest(unittest.TestCase):
+    def test_idle_connections_make_room(self):
+        # issue 9, item 1: when the connection table fills with kept-alive
+        # connections that never send their next request, a new /health
+        # still finds room (the oldest idle ones are closed for it)
+        with Daemon("--set", "max_connections=32", "--set", "max_connections_per_ip=500",
+                    "--set", "access_log=false", model=TINY) as d:
+            socks = []
+            try:
+                for _ in range(60):
+                    s = socket.create_connection(("127.0.0.1", d.port))
+                    s.settimeout(10)
+                    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    got = b""
+                    while b"}" not in got:
+                        part = s.recv(65536)
+                        if not part:
+                            break
+                        got += part
+                    socks.append(s)  # kept alive, idle
+                for _ in range(5):
+                    st, _, _ = d.request("GET", "/health", timeout=10)
+                    self.assertEqual(st, 200)
+                self.assertGreater(metric(d, 'twd_connections_total{outcome="evicted"}') or 0, 0)
+            finally:
+                for s in socks:
+                    s.close()
+
+
 class KeyAndListenTest(unittest.TestCase):
     def test_api_key(self):
         with Daemon("--set", "api_key=s3cret", model=TINY) as d:
@@ -250,6 +356,18 @@ class KeyAndListenTest(unittest.TestCase):
             self.assertEqual(st, 200, body)
             st, _, _ = d.request("GET", "/")  # the page itself stays reachable
             self.assertEqual(st, 200)
+
+    def test_allowed_hosts(self):
+        # the names the daemon is also reached as (a reverse proxy's, say);
+        # a port, when the Host gives one, must be the daemon's own
+        with Daemon("--set", "allowed_hosts=twd.example, Other.Example", model=TINY) as d:
+            for host in ["twd.example", "twd.example:%d" % d.port, "other.example", "OTHER.example", "localhost"]:
+                st, _, body = d.request("GET", "/model", headers={"Host": host})
+                self.assertEqual(st, 200, (host, body[:200]))
+            for host in ["evil.example", "twd.example.evil.example", "example", "twd.exampl",
+                         "twd.example:%d" % (d.port + 1)]:
+                st, _, body = d.request("GET", "/model", headers={"Host": host})
+                self.assertEqual(st, 421, (host, body[:200]))
 
     def test_non_loopback_needs_a_key(self):
         d = Daemon("--listen", "0.0.0.0", model=TINY, wait_ready=False)
@@ -266,9 +384,6 @@ class KeyAndListenTest(unittest.TestCase):
             d.start()
         self.assertIn("cors_origin", str(ctx.exception))
 
-
-if __name__ == "__main__":
-    unittest.main()
 
 
 DEMO = os.path.join(TMP, "demo")
@@ -388,3 +503,23 @@ class NonReadingClientsTest(unittest.TestCase):
             # 40 private copies would be 40 x size; one shared buffer costs
             # nothing per connection beyond socket buffers
             self.assertLess(rss1 - rss0, 8 * size, (rss0, rss1, size))
+
+
+class HardBudgetTest(unittest.TestCase):
+    def test_an_intermediate_larger_than_cache_mb_is_refused(self):
+        # LN_b(E) of the demo shape is 4096 x 192 floats (3 MiB): with
+        # cache_mb=1 it can never fit, so it is refused (not computed beside
+        # the budget), without a Retry-After that could not succeed
+        with Daemon("--set", "cache_mb=1", "--set", "access_log=false", model=demo_model()) as d:
+            st, h, body = d.request("GET", "/probe?block=0&k=3")
+            self.assertEqual(st, 503, body[:300])
+            self.assertIn("cache_mb", json.loads(body)["error"]["message"])
+            self.assertNotIn("retry-after", h)
+            self.assertEqual(metric(d, 'twd_cache_refused_total{model="demo",cache="intermediates"}'), 1)
+            self.assertLessEqual(metric(d, 'twd_cache_bytes{model="demo",cache="intermediates"}'), 1 << 20)
+            st, _, _ = d.request("GET", "/health")
+            self.assertEqual(st, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()

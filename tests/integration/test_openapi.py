@@ -9,7 +9,7 @@ table without a request here fails the test), and every answer is validated
 against the schema the document gives for that operation, status and media
 type, with ajv (JSON; CSV rows converted to objects, the header equal to the
 documented columns; .npy and LaTeX by their form). Errors too: 400, 401,
-413, 415, 421, 503 against the document's Error. The bounds the document
+408, 413, 414, 415, 421, 431, 501, 503, 505 against the document's Error. The bounds the document
 gives (maximum, maxLength, maxItems, enums, defaults) are the server's: the
 bound is accepted and one past it refused.
 
@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -156,12 +157,18 @@ ERRORS = [
     ("get", "/health", {"nope": "1"}, {}, 400),
     ("get", "/tokenize", {"text": "x", "model": "nope"}, {}, 400),
     ("post", "/probe", {"block": "x"}, {}, 400),
-    ("get", "/tokenize", {"text": "x" * 70000}, {}, 413),
+    ("get", "/tokenize", {"text": "x" * 70000}, {}, 414),  # longer than max_url
+    ("post", "/tokenize", {"text": "x" * (1 << 20)}, {}, 413),  # larger than max_body
+    ("get", "/health", {}, {"X-Big": "v" * 120000}, 431),
+    ("post", "/tokenize", "x", {"Transfer-Encoding": "gzip"}, 501),
     ("post", "/tokenize", "text=x", {"Content-Type": "text/plain"}, 415),
     ("get", "/model", {}, {"Host": "attacker.example"}, 421),
     ("get", "/trajectory", {"text": TEXT}, {}, 503),  # projection=umap with umap=false
     ("get", "/umap/layout", {"projection": "umap"}, {}, 503),
 ]
+
+
+RAW_NAMES = {408: "RequestTimeout", 505: "HTTPVersionNotSupported"}
 
 
 def setUpModule():
@@ -419,6 +426,32 @@ class AnswersTest(unittest.TestCase):
             v.add(name, pointer(*base, "content", "application/json", "schema"), json.loads(body))
             if "retry-after" in h:
                 self.assertIn("Retry-After", resolve(self.doc, pointer(*base))["headers"], name)
+        v.run(self)
+
+    def test_refusals_before_any_route_are_documented(self):
+        # answered by the connection guard (server/guard.c) before a route is
+        # known: still the Error shape, and documented on every operation
+        v = Validator(self.doc)
+        with Daemon("--set", "first_byte_timeout=1", model=MODEL) as d:
+            for status, data in ((505, b"GET /health HTTP/2.0\r\n\r\n"), (408, b"")):
+                s = socket.create_connection(("127.0.0.1", d.port))
+                s.settimeout(20)
+                s.sendall(data)
+                got = b""
+                while True:
+                    part = s.recv(65536)
+                    if not part:
+                        break
+                    got += part
+                s.close()
+                head, _, body = got.partition(b"\r\n\r\n")
+                self.assertEqual(int(head.split(b" ")[1]), status, got[:300])
+                self.assertIn(b"content-type: application/json", head.lower())
+                for method, path in sorted(self.operations()):
+                    self.response_schema(method, path, status, "application/json")
+                v.add(f"raw {status}", pointer("components", "responses", RAW_NAMES[status], "content",
+                                               "application/json", "schema"), json.loads(body))
+            self.assertEqual(d.stop(), 0, d.stderr())
         v.run(self)
 
     def test_the_key_guards_what_the_document_says(self):

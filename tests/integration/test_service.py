@@ -160,7 +160,7 @@ class ServiceTest(unittest.TestCase):
         self.assertTrue(resp.startswith(b"HTTP/1.1 413"), resp[:200])
         # an oversized request target
         st, h, data = self.d.request("GET", "/tokenize?text=" + "b" * 70000)
-        error_of(self, st, data, 413, ["request target too long"])
+        error_of(self, st, data, 414, ["request target too long"])
         # still serving
         self.assertEqual(self.d.get("/health")[0], 200)
 
