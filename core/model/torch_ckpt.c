@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fs.h"
 #include "base/sort.h"
 
 #define ORIG_MOD "_orig_mod."
@@ -33,54 +34,6 @@ static void ck_err(char *err, size_t errlen, const char *path, const char *tenso
     } else {
         tw_set_err(err, errlen, "%s: %s", path, msg);
     }
-}
-
-/* Maps a regular file of 1..max bytes read-only. A FIFO or device is
- * refused before it could block or have side effects: stat first, then
- * open with O_NONBLOCK and check the opened file again. */
-static int map_file(const char *path, uint64_t max, const uint8_t **map, size_t *size, char *err,
-                    size_t errlen)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        ck_err(err, errlen, path, NULL, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        ck_err(err, errlen, path, NULL, "not a regular file");
-        return -1;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-        ck_err(err, errlen, path, NULL, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        ck_err(err, errlen, path, NULL, "not a regular file");
-        close(fd);
-        return -1;
-    }
-    if (sb.st_size <= 0) {
-        ck_err(err, errlen, path, NULL, "file is empty");
-        close(fd);
-        return -1;
-    }
-    if ((uint64_t)sb.st_size > max || (uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
-        ck_err(err, errlen, path, NULL, "file is %lld bytes, more than the limit of %llu",
-               (long long)sb.st_size, (unsigned long long)max);
-        close(fd);
-        return -1;
-    }
-    size_t n = (size_t)sb.st_size;
-    void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) {
-        ck_err(err, errlen, path, NULL, "cannot mmap %zu bytes: %s", n, strerror(errno));
-        return -1;
-    }
-    *map = p;
-    *size = n;
-    return 0;
 }
 
 /* ---- tensors ----------------------------------------------------------- */
@@ -666,7 +619,7 @@ int torch_ckpt_open(const char *path, torch_ckpt *c, char *err, size_t errlen)
     memset(c, 0, sizeof *c);
     const uint8_t *map;
     size_t size;
-    if (map_file(path, TC_MAX_FILE, &map, &size, err, errlen)) return -1;
+    if (fs_map_file(path, TC_MAX_FILE, (const void **)&map, &size, err, errlen)) return -1;
     int rc = torch_ckpt_open_mem(map, size, path, c, err, errlen);
     if (rc) {
         munmap((void *)map, size);
@@ -923,7 +876,7 @@ int meta_pkl_load(const char *path, tc_meta *m, char *err, size_t errlen)
     memset(m, 0, sizeof *m);
     const uint8_t *map;
     size_t size;
-    if (map_file(path, TC_MAX_META, &map, &size, err, errlen)) return -1;
+    if (fs_map_file(path, TC_MAX_META, (const void **)&map, &size, err, errlen)) return -1;
     int rc = meta_pkl_parse(map, size, path, m, err, errlen);
     munmap((void *)map, size);
     return rc;
