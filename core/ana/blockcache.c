@@ -2,31 +2,33 @@
 #include "core/ana/blockcache.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/lru.h"
 
 enum { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
 
 struct blockcache_entry {
+    tw_lru_node lru; /* first: the cache's list, head = most recently used */
     char key[BLOCKCACHE_KEY_MAX + 1];
     size_t bytes;
-    void *data;                           /* (bytes), 64-byte aligned, owned by the entry */
-    int state;                            /* ENTRY_* */
-    int err;                              /* the fill's error when FAILED */
-    int refs;                             /* outstanding acquires */
-    int linked;                           /* in the cache's list (findable) */
-    struct blockcache_entry *prev, *next; /* list, head = most recently used */
+    void *data; /* (bytes), 64-byte aligned, owned by the entry */
+    int state;  /* ENTRY_* */
+    int err;    /* the fill's error when FAILED */
+    int refs;   /* outstanding acquires */
+    int linked; /* in the cache's list (findable) */
 };
 
 struct blockcache {
     pthread_mutex_t mu;
     pthread_cond_t filled; /* broadcast whenever a fill finishes */
-    size_t budget;
-    size_t bytes; /* sum of bytes of every entry not yet freed */
-    size_t entries;
-    blockcache_entry *head, *tail;
-    uint64_t hits, misses, waits, evictions, fill_errors;
+    blockcache_stats st;   /* st.bytes: of every entry not yet freed */
+    tw_lru list;
 };
+
+#define ENTRY(node) ((blockcache_entry *)(node)) /* lru is the first member */
 
 blockcache *blockcache_new(size_t budget_bytes)
 {
@@ -41,7 +43,7 @@ blockcache *blockcache_new(size_t budget_bytes)
         free(c);
         return NULL;
     }
-    c->budget = budget_bytes;
+    c->st.budget = budget_bytes;
     return c;
 }
 
@@ -54,25 +56,13 @@ static void entry_free(blockcache_entry *e)
 static void unlink_entry(blockcache *c, blockcache_entry *e)
 {
     if (!e->linked) return;
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
+    tw_lru_unlink(&c->list, &e->lru);
     e->linked = 0;
 }
 
 static void push_front(blockcache *c, blockcache_entry *e)
 {
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head) c->head->prev = e;
-    c->head = e;
-    if (!c->tail) c->tail = e;
+    tw_lru_push_front(&c->list, &e->lru);
     e->linked = 1;
 }
 
@@ -80,21 +70,21 @@ static void push_front(blockcache *c, blockcache_entry *e)
 static void destroy(blockcache *c, blockcache_entry *e)
 {
     unlink_entry(c, e);
-    c->bytes -= e->bytes;
-    c->entries--;
+    c->st.bytes -= e->bytes;
+    c->st.entries--;
     entry_free(e);
 }
 
 /* Evicts unreferenced ready entries, least recently used first, until
- * bytes + extra <= budget or none is left. Lock held. */
-static void evict_for(blockcache *c, size_t extra)
+ * bytes + extra <= budget (every one when all) or none is left. Lock held. */
+static void evict(blockcache *c, size_t extra, bool all)
 {
-    blockcache_entry *e = c->tail;
-    while (e && c->bytes + extra > c->budget) {
-        blockcache_entry *prev = e->prev;
+    blockcache_entry *e = ENTRY(c->list.tail);
+    while (e && (all || c->st.bytes + extra > c->st.budget)) {
+        blockcache_entry *prev = ENTRY(e->lru.prev);
         if (e->refs == 0 && e->state == ENTRY_READY) {
             destroy(c, e);
-            c->evictions++;
+            c->st.evictions++;
         }
         e = prev;
     }
@@ -103,11 +93,9 @@ static void evict_for(blockcache *c, size_t extra)
 void blockcache_free(blockcache *c)
 {
     if (!c) return;
-    blockcache_entry *e = c->head;
-    while (e) {
-        blockcache_entry *next = e->next;
+    for (blockcache_entry *e = ENTRY(c->list.head), *next; e; e = next) {
+        next = ENTRY(e->lru.next);
         entry_free(e);
-        e = next;
     }
     pthread_cond_destroy(&c->filled);
     pthread_mutex_destroy(&c->mu);
@@ -152,16 +140,16 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
     }
 
     pthread_mutex_lock(&c->mu);
-    for (blockcache_entry *e = c->head; e; e = e->next) {
+    for (blockcache_entry *e = ENTRY(c->list.head); e; e = ENTRY(e->lru.next)) {
         if (strcmp(e->key, key) != 0) continue;
         if (e->bytes != bytes) {
             pthread_mutex_unlock(&c->mu);
             return TW_EINVAL;
         }
         e->refs++;
-        c->hits++;
+        c->st.hits++;
         if (e->state == ENTRY_FILLING) {
-            c->waits++;
+            c->st.waits++;
             while (e->state == ENTRY_FILLING) pthread_cond_wait(&c->filled, &c->mu);
         }
         if (e->state == ENTRY_FAILED) {
@@ -170,26 +158,23 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
             pthread_mutex_unlock(&c->mu);
             return err;
         }
-        if (e->linked) { // most recently used
-            unlink_entry(c, e);
-            push_front(c, e);
-        }
+        if (e->linked) tw_lru_touch(&c->list, &e->lru); // most recently used
         pthread_mutex_unlock(&c->mu);
         *out = e;
         return TW_OK;
     }
 
     // Miss: make room, then fill outside the lock.
-    c->misses++;
-    evict_for(c, bytes);
+    c->st.misses++;
+    evict(c, bytes, false);
     blockcache_entry *e = entry_new(key, bytes);
     if (!e) {
         pthread_mutex_unlock(&c->mu);
         return TW_ENOMEM;
     }
     push_front(c, e);
-    c->bytes += bytes;
-    c->entries++;
+    c->st.bytes += bytes;
+    c->st.entries++;
     pthread_mutex_unlock(&c->mu);
 
     int rc = fill(e->data, bytes, ctx);
@@ -198,7 +183,7 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
     if (rc) {
         e->state = ENTRY_FAILED;
         e->err = rc;
-        c->fill_errors++;
+        c->st.fill_errors++;
         unlink_entry(c, e); // later requests try again
         if (--e->refs == 0) destroy(c, e);
         pthread_cond_broadcast(&c->filled);
@@ -214,8 +199,6 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
 
 const void *blockcache_data(const blockcache_entry *e) { return e->data; }
 
-size_t blockcache_size(const blockcache_entry *e) { return e->bytes; }
-
 void blockcache_release(blockcache *c, blockcache_entry *e)
 {
     if (!e) return;
@@ -227,11 +210,11 @@ void blockcache_release(blockcache *c, blockcache_entry *e)
     if (--e->refs == 0) {
         if (!e->linked) {
             destroy(c, e);
-        } else if (e->bytes > c->budget) { // can never be kept
+        } else if (e->bytes > c->st.budget) { // can never be kept
             destroy(c, e);
-            c->evictions++;
+            c->st.evictions++;
         } else {
-            evict_for(c, 0);
+            evict(c, 0, false);
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -241,15 +224,7 @@ void blockcache_clear(blockcache *c)
 {
     if (!c) return;
     pthread_mutex_lock(&c->mu);
-    blockcache_entry *e = c->tail;
-    while (e) {
-        blockcache_entry *prev = e->prev;
-        if (e->refs == 0 && e->state == ENTRY_READY) {
-            destroy(c, e);
-            c->evictions++;
-        }
-        e = prev;
-    }
+    evict(c, 0, true);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -258,13 +233,6 @@ void blockcache_get_stats(blockcache *c, blockcache_stats *s)
     memset(s, 0, sizeof *s);
     if (!c) return;
     pthread_mutex_lock(&c->mu);
-    s->bytes = c->bytes;
-    s->budget = c->budget;
-    s->entries = c->entries;
-    s->hits = c->hits;
-    s->misses = c->misses;
-    s->waits = c->waits;
-    s->evictions = c->evictions;
-    s->fill_errors = c->fill_errors;
+    *s = c->st;
     pthread_mutex_unlock(&c->mu);
 }

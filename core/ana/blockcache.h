@@ -66,9 +66,8 @@ void blockcache_free(blockcache *c);
 int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill, void *ctx,
                        blockcache_entry **out);
 
-/* The entry's buffer (valid until its release) and its size. */
+/* The entry's buffer (valid until its release). */
 const void *blockcache_data(const blockcache_entry *e);
-size_t blockcache_size(const blockcache_entry *e);
 
 /* Drops one reference (c as given to acquire, possibly NULL). NULL e ok. */
 void blockcache_release(blockcache *c, blockcache_entry *e);
