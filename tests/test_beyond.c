@@ -45,39 +45,6 @@ static const char *variant_name(int v) { return v == 0 ? "hf" : v == 1 ? "linear
 
 /* ---- naive helpers (double) ---- */
 
-static double dotd(const double *a, const double *b, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static void ln_row(const float *x, const float *g, const float *b, size_t d, double eps, double *out)
-{
-    double s = 0, ss = 0;
-    for (size_t i = 0; i < d; i++) s += x[i];
-    double mean = s / d;
-    for (size_t i = 0; i < d; i++) ss += (x[i] - mean) * (x[i] - mean);
-    double sd = sqrt(ss / d + eps);
-    for (size_t i = 0; i < d; i++) out[i] = (g ? g[i] : 1.0) * (x[i] - mean) / sd + (b ? b[i] : 0.0);
-}
-
-static double *as_double(const float *x, size_t n)
-{
-    double *y = malloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
-    return y;
-}
-
-/* The full sorted list of v against M (n, d), best first (sign -1: of -v). */
-static tt_scored *naive_rank(const double *v, const double *M, size_t n, size_t d, double sign)
-{
-    tt_scored *all = malloc(n * sizeof *all);
-    for (size_t j = 0; j < n; j++) all[j] = (tt_scored){sign * dotd(v, M + j * d, d), (int)j};
-    tt_sort_desc(all, n);
-    return all;
-}
-
 /* Same ids as ref's first k, scores within tol * (1 + max |score|). */
 static void check_list(const char *what, const topk_hit *hits, const tt_scored *ref, size_t k, double tol,
                        double sign)
@@ -125,7 +92,7 @@ START_TEST(test_forward_keeps_mlp_and_mid)
             const gpt2_block *b = &m->p.h[l];
             for (size_t t = 0; t < n; t++) {
                 const float *mid = kept->resid_mid + (l * n + t) * d;
-                ln_row(mid, b->ln_2_w, b->ln_2_b, d, 1e-5, z);
+                tt_layernorm_row(mid, b->ln_2_w, b->ln_2_b, d, 1e-5, z);
                 for (size_t i = 0; i < F; i++) {
                     double s = b->fc_b ? b->fc_b[i] : 0.0;
                     for (size_t j = 0; j < d; j++) s += z[j] * GPT2_AT(b->fc_w, j, i);
@@ -219,7 +186,7 @@ START_TEST(test_mlp_values_vs_naive)
         model_variant(&tm, var, 21);
         const gpt2_model *m = &tm.m;
         const size_t V = B_V, d = B_D, F = B_F, k = 5;
-        double *E = as_double(m->p.wte, V * d), *v = malloc(d * sizeof(double));
+        double *E = tt_to_double(m->p.wte, V * d), *v = malloc(d * sizeof(double));
         blockcache *c = blockcache_new(1 << 24);
         for (int b = 0; b < B_L; b++) {
             mlp_values_result r;
@@ -228,8 +195,8 @@ START_TEST(test_mlp_values_vs_naive)
             for (size_t i = 0; i < F; i++) {
                 ck_assert_int_eq(r.neurons[i], (int)i);
                 value_vec(m, b, i, v);
-                ck_assert_double_eq_tol(r.norm[i], sqrt(dotd(v, v, d)), 1e-12);
-                tt_scored *top = naive_rank(v, E, V, d, 1), *bot = naive_rank(v, E, V, d, -1);
+                ck_assert_double_eq_tol(r.norm[i], sqrt(tt_dot(v, v, d)), 1e-12);
+                tt_scored *top = tt_rank_all(v, E, V, d, 1), *bot = tt_rank_all(v, E, V, d, -1);
                 check_list("values top", r.top + i * k, top, k, 1e-9, 1);
                 check_list("values bottom", r.bottom + i * k, bot, k, 1e-9, -1);
                 free(top);
@@ -271,7 +238,7 @@ START_TEST(test_mlp_search_vs_naive)
         model_variant(&tm, var, 22);
         const gpt2_model *m = &tm.m;
         const size_t V = B_V, d = B_D, F = B_F, k = 7;
-        double *E = as_double(m->p.wte, V * d), *v = malloc(d * sizeof(double));
+        double *E = tt_to_double(m->p.wte, V * d), *v = malloc(d * sizeof(double));
         tt_scored *all = malloc(B_L * F * sizeof *all);
         const int32_t toks[] = {0, 123, 299};
         for (int block = -1; block < B_L; block++)
@@ -285,7 +252,7 @@ START_TEST(test_mlp_search_vs_naive)
                 for (int b = b0; b < b0 + nb; b++)
                     for (size_t i = 0; i < F; i++) {
                         value_vec(m, b, i, v);
-                        all[N] = (tt_scored){dotd(v, E + (size_t)t * d, d), (int)N};
+                        all[N] = (tt_scored){tt_dot(v, E + (size_t)t * d, d), (int)N};
                         N++;
                     }
                 tt_sort_desc(all, N);
@@ -295,8 +262,8 @@ START_TEST(test_mlp_search_vs_naive)
                     ck_assert_int_eq(h->neuron, all[j].id % (int)F);
                     ck_assert_double_eq_tol(h->score, all[j].s, 1e-9);
                     value_vec(m, h->block, (size_t)h->neuron, v);
-                    ck_assert_double_eq_tol(h->norm, sqrt(dotd(v, v, d)), 1e-9);
-                    tt_scored *own = naive_rank(v, E, V, d, 1);
+                    ck_assert_double_eq_tol(h->norm, sqrt(tt_dot(v, v, d)), 1e-9);
+                    tt_scored *own = tt_rank_all(v, E, V, d, 1);
                     size_t want = 0;
                     for (size_t q = 0; q < V; q++)
                         if (own[q].id == t) want = q + 1;
@@ -329,7 +296,7 @@ START_TEST(test_mlp_svd_vs_dense)
         if (var == 3) tm.m.cfg.n_inner = B_D / 2;
         const gpt2_model *m = &tm.m;
         const size_t V = B_V, d = B_D, F = (size_t)m->cfg.n_inner, r = d < F ? d : F, top = 6, k = 4;
-        double *E = as_double(m->p.wte, V * d), *En2 = malloc(V * d * sizeof(double));
+        double *E = tt_to_double(m->p.wte, V * d), *En2 = malloc(V * d * sizeof(double));
         double *A = malloc(d * F * sizeof(double)), *S = malloc(r * sizeof(double));
         double *U = malloc(d * r * sizeof(double)), *VT = malloc(r * F * sizeof(double));
         double *x = malloc(d * sizeof(double)), *y = malloc(F * sizeof(double)),
@@ -338,7 +305,7 @@ START_TEST(test_mlp_svd_vs_dense)
         for (int b = 0; b < B_L; b++) {
             const gpt2_block *blk = &m->p.h[b];
             for (size_t j = 0; j < V; j++)
-                ln_row(m->p.wte + j * d, blk->ln_2_w, blk->ln_2_b, d, 1e-5, En2 + j * d);
+                tt_layernorm_row(m->p.wte + j * d, blk->ln_2_w, blk->ln_2_b, d, 1e-5, En2 + j * d);
             for (int mat = 0; mat < 2; mat++) {
                 mlp_svd_result res;
                 ck_assert_int_eq(mlp_svd(m, ANA_CTX(c), b, mat, top, k, &res), TW_OK);
@@ -366,7 +333,7 @@ START_TEST(test_mlp_svd_vs_dense)
                     for (size_t i = 0; i < d; i++) x[i] = (in ? S[t] : 1.0) * U[i * r + t];
                     for (size_t i = 0; i < F; i++) y[i] = (in ? 1.0 : S[t]) * VT[t * F + i];
                     const double *Mx = in ? En2 : E, *My = in ? E : En2;
-                    tt_scored *p = naive_rank(x, Mx, V, d, 1), *q = naive_rank(x, Mx, V, d, -1);
+                    tt_scored *p = tt_rank_all(x, Mx, V, d, 1), *q = tt_rank_all(x, Mx, V, d, -1);
                     double sg = p[0].s >= q[0].s ? 1 : -1;
                     check_list("svd d side", (in ? res.left : res.right) + t * k, sg > 0 ? p : q, k, 1e-6, 1);
                     /* neurons: the largest components of sg y */
@@ -381,7 +348,7 @@ START_TEST(test_mlp_svd_vs_dense)
                             z[j] +=
                                 sg * y[i] * (in ? GPT2_AT(blk->fc_proj_w, i, j) : GPT2_AT(blk->fc_w, j, i));
                     }
-                    tt_scored *th = naive_rank(z, My, V, d, 1);
+                    tt_scored *th = tt_rank_all(z, My, V, d, 1);
                     check_list("svd through", (in ? res.right : res.left) + t * k, th, k, 1e-6, 1);
                     free(th);
                     free(nr);
@@ -430,7 +397,7 @@ START_TEST(test_mlp_updates_vs_naive)
         mlp_updates_result r;
         ck_assert_int_eq(mlp_updates(m, NULL, fr, top, k, &r), TW_OK);
         ck_assert_uint_eq(r.n_blocks, B_L);
-        double *E = as_double(m->p.wte, V * d), *v = malloc(d * sizeof(double)),
+        double *E = tt_to_double(m->p.wte, V * d), *v = malloc(d * sizeof(double)),
                *u = malloc(d * sizeof(double));
         tt_scored *w = malloc(F * sizeof *w);
         for (size_t b = 0; b < B_L; b++)
@@ -439,11 +406,11 @@ START_TEST(test_mlp_updates_vs_naive)
                 for (size_t j = 0; j < d; j++) u[j] = 0;
                 for (size_t i = 0; i < F; i++) {
                     value_vec(m, (int)b, i, v);
-                    w[i] = (tt_scored){fabs(a[i]) * sqrt(dotd(v, v, d)), (int)i};
+                    w[i] = (tt_scored){fabs(a[i]) * sqrt(tt_dot(v, v, d)), (int)i};
                     for (size_t j = 0; j < d; j++) u[j] += a[i] * v[j];
                 }
-                ck_assert_double_eq_tol(r.update_norm[b * n + t], sqrt(dotd(u, u, d)),
-                                        1e-5 * (1 + sqrt(dotd(u, u, d))));
+                ck_assert_double_eq_tol(r.update_norm[b * n + t], sqrt(tt_dot(u, u, d)),
+                                        1e-5 * (1 + sqrt(tt_dot(u, u, d))));
                 tt_sort_desc(w, F);
                 for (size_t j = 0; j < top; j++) {
                     const mlp_update *up = &r.updates[(b * n + t) * top + j];
@@ -451,8 +418,8 @@ START_TEST(test_mlp_updates_vs_naive)
                     ck_assert_double_eq_tol(up->weight, w[j].s, 1e-9);
                     ck_assert(up->coef == a[w[j].id]);
                     value_vec(m, (int)b, (size_t)up->neuron, v);
-                    ck_assert_double_eq_tol(up->norm, sqrt(dotd(v, v, d)), 1e-9);
-                    tt_scored *own = naive_rank(v, E, V, d, 1);
+                    ck_assert_double_eq_tol(up->norm, sqrt(tt_dot(v, v, d)), 1e-9);
+                    tt_scored *own = tt_rank_all(v, E, V, d, 1);
                     check_list("update tokens", r.tokens + ((b * n + t) * top + j) * k, own, k, 1e-9, 1);
                     free(own);
                 }
@@ -527,7 +494,7 @@ static void check_layers(const gpt2_model *m, const lngeom_result *r, const floa
             stat_add(&mu, mean);
             stat_add(&mua, fabs(mean));
             stat_add(&rad, sqrt(d) * sqrt(var / (var + 1e-5)));
-            ln_row(x, NULL, NULL, d, 1e-5, n);
+            tt_layernorm_row(x, NULL, NULL, d, 1e-5, n);
             double num = 0, den = 0;
             for (size_t i = 0; i < d; i++) {
                 double c = g[i] * n[i] + (b ? b[i] : 0) - n[i];
@@ -569,9 +536,9 @@ static void check_layers(const gpt2_model *m, const lngeom_result *r, const floa
             check_list("axis bottom", lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k, sc, k, 0, -1);
             free(sc);
         }
-        double *bd = malloc(d * sizeof(double)), *E = as_double(m->p.wte, V * d);
+        double *bd = malloc(d * sizeof(double)), *E = tt_to_double(m->p.wte, V * d);
         for (size_t i = 0; i < d; i++) bd[i] = b ? b[i] : 0;
-        tt_scored *br = naive_rank(bd, E, V, d, 1);
+        tt_scored *br = tt_rank_all(bd, E, V, d, 1);
         check_list("beta", lists + LNG_BETA * k, br, k, 1e-9, 1);
         free(br);
         free(bd);
@@ -632,7 +599,7 @@ static double *naive_keys(const gpt2_model *m, int b, int h)
     ana_head hs;
     ana_head_slices(m, b, h, &hs);
     for (size_t j = 0; j < V; j++) {
-        ln_row(m->p.wte + j * d, m->p.h[b].ln_1_w, m->p.h[b].ln_1_b, d, 1e-5, x);
+        tt_layernorm_row(m->p.wte + j * d, m->p.h[b].ln_1_w, m->p.h[b].ln_1_b, d, 1e-5, x);
         for (size_t t = 0; t < dh; t++) {
             double s = hs.bk ? hs.bk[t] : 0;
             for (size_t i = 0; i < d; i++) s += x[i] * GPT2_AT(hs.wk, i, t);
@@ -648,7 +615,7 @@ static int argmax(const double *K, size_t V, size_t dh, const double *q)
     int best = 0;
     double bs = -INFINITY;
     for (size_t j = 0; j < V; j++) {
-        double s = dotd(q, K + j * dh, dh);
+        double s = tt_dot(q, K + j * dh, dh);
         if (s > bs) {
             bs = s;
             best = (int)j;

@@ -31,6 +31,13 @@ static int fill_const(void *data, size_t bytes, void *ctx)
     return 0;
 }
 
+static blockcache_stats stats_of(blockcache *c)
+{
+    blockcache_stats st;
+    blockcache_get_stats(c, &st);
+    return st;
+}
+
 START_TEST(test_cache_budget_lru_refcount)
 {
     const size_t X = 1000;
@@ -49,7 +56,7 @@ START_TEST(test_cache_budget_lru_refcount)
     ck_assert_int_eq(atomic_load(&f.calls), 2);
     ck_assert_int_eq(blockcache_acquire(c, "C", X, fill_const, &f, &e), 0); // evicts B (LRU)
     blockcache_release(c, e);
-    blockcache_get_stats(c, &st);
+    st = stats_of(c);
     ck_assert_uint_le(st.bytes, st.budget);
     ck_assert_uint_eq(st.entries, 2);
     ck_assert_uint_eq(st.evictions, 1);
@@ -63,22 +70,22 @@ START_TEST(test_cache_budget_lru_refcount)
     blockcache_entry *d, *e2;
     ck_assert_int_eq(blockcache_acquire(c, "D", X, fill_const, &f, &d), 0);
     ck_assert_int_eq(blockcache_acquire(c, "E", X, fill_const, &f, &e2), 0);
-    blockcache_get_stats(c, &st);
+    st = stats_of(c);
     ck_assert_uint_eq(st.bytes, 3 * X); // all three referenced
     ck_assert_int_eq(((const unsigned char *)blockcache_data(b))[0], 7);
     blockcache_release(c, d);
     blockcache_release(c, e2);
     blockcache_release(c, b);
-    blockcache_get_stats(c, &st);
+    st = stats_of(c);
     ck_assert_uint_le(st.bytes, st.budget);
     ck_assert_uint_eq(st.hits, 2);
     ck_assert_uint_eq(st.misses, 6);
     // an entry bigger than the budget is served and then dropped
     ck_assert_int_eq(blockcache_acquire(c, "huge", 10 * X, fill_const, &f, &a), 0);
-    blockcache_get_stats(c, &st);
+    st = stats_of(c);
     ck_assert_uint_ge(st.bytes, 10 * X);
     blockcache_release(c, a);
-    blockcache_get_stats(c, &st);
+    st = stats_of(c);
     ck_assert_uint_le(st.bytes, st.budget);
     // same key, other size: refused
     ck_assert_int_eq(blockcache_acquire(c, "F", X, fill_const, &f, &a), 0);
@@ -86,7 +93,7 @@ START_TEST(test_cache_budget_lru_refcount)
     ck_assert_int_eq(blockcache_acquire(c, "F", X + 1, fill_const, &f, &a), TW_EINVAL);
     // clear drops everything unreferenced
     blockcache_clear(c);
-    blockcache_get_stats(c, &st);
+    st = stats_of(c);
     ck_assert_uint_eq(st.bytes, 0);
     ck_assert_uint_eq(st.entries, 0);
     blockcache_free(c);
@@ -130,8 +137,7 @@ START_TEST(test_cache_single_flight)
         ck_assert_int_eq(args[i].rc, 0);
         ck_assert_ptr_eq(args[i].data, args[0].data);
     }
-    blockcache_stats st;
-    blockcache_get_stats(c, &st);
+    blockcache_stats st = stats_of(c);
     ck_assert_uint_eq(st.misses, 1);
     ck_assert_uint_eq(st.hits, NT - 1);
     ck_assert_uint_ge(st.waits, 1);
@@ -150,7 +156,7 @@ START_TEST(test_cache_single_flight)
     for (int i = 0; i < NT; i++) failed += args[i].rc == -42;
     ck_assert_int_eq(failed, NT);
     ck_assert_int_le(atomic_load(&g.calls), NT);
-    blockcache_get_stats(c, &st);
+    st = stats_of(c);
     ck_assert_uint_eq(st.entries, 0);
     ck_assert_uint_eq(st.bytes, 0);
     int before = atomic_load(&g.calls);
