@@ -362,14 +362,15 @@ END_TEST
 
 START_TEST(test_logits_options)
 {
+    static const gpt2_logits mode[3] = {GPT2_LOGITS_ALL, GPT2_LOGITS_LAST, GPT2_LOGITS_NONE};
     enum { n = 6 };
     const size_t C = T_C;
     tt_model tm;
     int32_t tok[n];
     model_and_phrase(&tm, 5, tok, n);
-    gpt2_forward_result *all = run_blas(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_LOGITS_ALL);
-    gpt2_forward_result *last = run_blas(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_LOGITS_LAST);
-    gpt2_forward_result *none = run_blas(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_LOGITS_NONE);
+    gpt2_forward_result *r[3];
+    for (int i = 0; i < 3; i++) r[i] = run_blas(&tm.m, tok, n, GPT2_GELU_TANH, mode[i]);
+    gpt2_forward_result *all = r[0], *last = r[1], *none = r[2];
     ck_assert_int_eq(all->n_logits, (int)n);
     ck_assert_int_eq(all->logits_pos0, 0);
     ck_assert_int_eq(last->n_logits, 1);
@@ -396,9 +397,7 @@ START_TEST(test_logits_options)
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, n, NULL, &d), TW_OK);
     ck_assert_int_eq(d->gelu, GPT2_GELU_TANH);
     ck_assert_mem_eq(d->logits, last->logits, T_V * sizeof(float));
-    gpt2_forward_free(all);
-    gpt2_forward_free(last);
-    gpt2_forward_free(none);
+    for (int i = 0; i < 3; i++) gpt2_forward_free(r[i]);
     gpt2_forward_free(sk);
     gpt2_forward_free(d);
     tt_model_free(&tm);
