@@ -241,7 +241,8 @@ static size_t count_from_shapes(const ckpt *k)
     return s;
 }
 
-static const ckpt base = {.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5};
+#define BASE .L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5
+static const ckpt base = {BASE};
 
 /* The tensors of m in gpt2_params order, matching used_tensors. */
 static int model_ptrs(const gpt2_model *m, const float **out)
@@ -308,43 +309,29 @@ static void check_loaded(const ckpt *k, gpt2_model *m, int expect_in_place)
     free(ptr);
 }
 
-START_TEST(t_load_plain_names)
-{
-    ckpt k = base;
-    k.buffers = 1;
-    write_checkpoint(&k);
-    gpt2_model m;
-    check_loaded(&k, &m, 1);
-    ck_assert_str_eq(m.dtype, "F32");
-    gpt2_free(&m);
-    gpt2_free(&m); /* idempotent */
-    ck_assert_ptr_null(m.map);
-}
-END_TEST
+/* base with the buffers, with them under "transformer." names, and with its
+ * data area 2 bytes off 4-byte alignment (legal, if unusual: F32 tensors
+ * must then be copied, values unchanged) */
+static const struct {
+    ckpt k;
+    int in_place; /* the F32 tensors are used from the mapping */
+} good[] = {
+    {{BASE, .buffers = 1}, 1},
+    {{BASE, .prefix = 1, .buffers = 1}, 1},
+    {{BASE, .misalign = 1}, 0},
+};
 
-START_TEST(t_load_prefixed_names)
+START_TEST(t_load_variants)
 {
-    ckpt k = base;
-    k.prefix = 1;
-    k.buffers = 1;
-    write_checkpoint(&k);
-    gpt2_model m;
-    check_loaded(&k, &m, 1);
-    gpt2_free(&m);
-}
-END_TEST
-
-START_TEST(t_load_unaligned_copies)
-{
-    /* a header whose length leaves the data area 2 bytes off 4-byte
-     * alignment (legal, if unusual): F32 tensors must be copied, values
-     * unchanged */
-    ckpt k = base;
-    k.misalign = 1;
-    write_checkpoint(&k);
-    gpt2_model m;
-    check_loaded(&k, &m, 0);
-    gpt2_free(&m);
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        write_checkpoint(&good[i].k);
+        gpt2_model m;
+        check_loaded(&good[i].k, &m, good[i].in_place);
+        ck_assert_str_eq(m.dtype, "F32");
+        gpt2_free(&m);
+        gpt2_free(&m); /* idempotent */
+        ck_assert_ptr_null(m.map);
+    }
 }
 END_TEST
 
@@ -426,23 +413,36 @@ static void expect_error_in(const char *file, const char *frag)
     gpt2_free(&m);
 }
 
-START_TEST(t_missing_tensor)
-{
-    ckpt k = base;
-    k.drop = "h.1.mlp.c_fc.bias";
-    write_checkpoint(&k);
-    expect_st_error("tensor 'h.1.mlp.c_fc.bias': missing (looked for 'h.1.mlp.c_fc.bias' and "
-                    "'transformer.h.1.mlp.c_fc.bias')");
-}
-END_TEST
+/* Checkpoints that differ from base in one tensor, and the error each
+ * gives in model.safetensors: the whole message (exact) or a fragment. */
+static const struct {
+    ckpt k;
+    int exact;
+    const char *msg;
+} bad_tensors[] = {
+    {{BASE, .drop = "h.1.mlp.c_fc.bias"},
+     1,
+     "tensor 'h.1.mlp.c_fc.bias': missing (looked for 'h.1.mlp.c_fc.bias' and "
+     "'transformer.h.1.mlp.c_fc.bias')"},
+    {{BASE, .prefix = 1, .reshape = "h.2.attn.c_attn.weight"},
+     1,
+     "tensor 'transformer.h.2.attn.c_attn.weight': shape [8, 23], expected [8, 24]"},
+    {{BASE, .reshape = "ln_f.bias"}, 0, "tensor 'ln_f.bias': shape [7], expected [8]"}, /* [8] -> [7] */
+    {{BASE, .dtype_of = "wte.weight", .dtype = "I64"},
+     0,
+     "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)"},
+    {{BASE, .twice = "ln_f.weight"}, 0, "tensor 'ln_f.weight': present both with and without"},
+};
 
-START_TEST(t_wrong_shape)
+START_TEST(t_bad_tensors)
 {
-    ckpt k = base;
-    k.prefix = 1;
-    k.reshape = "h.2.attn.c_attn.weight";
-    write_checkpoint(&k);
-    expect_st_error("tensor 'transformer.h.2.attn.c_attn.weight': shape [8, 23], expected [8, 24]");
+    for (size_t i = 0; i < sizeof bad_tensors / sizeof *bad_tensors; i++) {
+        write_checkpoint(&bad_tensors[i].k);
+        if (bad_tensors[i].exact)
+            expect_st_error(bad_tensors[i].msg);
+        else
+            expect_error_in("model.safetensors", bad_tensors[i].msg);
+    }
 }
 END_TEST
 
@@ -454,34 +454,6 @@ START_TEST(t_wrong_shape_wpe_vs_config)
     k.T = 6;
     write_config(&k, 1);
     expect_st_error("tensor 'wpe.weight': shape [5, 8], expected [6, 8]");
-}
-END_TEST
-
-START_TEST(t_wrong_dims)
-{
-    ckpt k = base;
-    k.reshape = "ln_f.bias"; /* [8] -> [7] */
-    write_checkpoint(&k);
-    expect_error_in("model.safetensors", "tensor 'ln_f.bias': shape [7], expected [8]");
-}
-END_TEST
-
-START_TEST(t_unsupported_dtype)
-{
-    ckpt k = base;
-    k.dtype_of = "wte.weight";
-    k.dtype = "I64";
-    write_checkpoint(&k);
-    expect_error_in("model.safetensors", "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)");
-}
-END_TEST
-
-START_TEST(t_both_prefixes)
-{
-    ckpt k = base;
-    k.twice = "ln_f.weight";
-    write_checkpoint(&k);
-    expect_error_in("model.safetensors", "tensor 'ln_f.weight': present both with and without");
 }
 END_TEST
 
@@ -635,6 +607,36 @@ static void load_sub(const char *sub, gpt2_model *m)
     ck_assert_msg(gpt2_load(d, m, err, sizeof err) == 0, "gpt2_load: %s", err);
 }
 
+/* tmpdir/sub loads with a vocabulary of V. */
+static void expect_vocab(const char *sub, int V)
+{
+    gpt2_model m;
+    load_sub(sub, &m);
+    ck_assert_int_eq(m.cfg.vocab_size, V);
+    gpt2_free(&m);
+}
+
+/* The "tiny" shape, with or without its tokenizer. */
+static synth_opts tiny(int tokenizer)
+{
+    synth_opts o;
+    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
+    o.tokenizer = tokenizer;
+    return o;
+}
+
+/* tiny(tokenizer) with its sizes set. */
+static synth_opts sized(int tokenizer, int n_layer, int n_head, int n_embd, int vocab_size, int n_ctx)
+{
+    synth_opts o = tiny(tokenizer);
+    o.n_layer = n_layer;
+    o.n_head = n_head;
+    o.n_embd = n_embd;
+    o.vocab_size = vocab_size;
+    o.n_ctx = n_ctx;
+    return o;
+}
+
 /* Largest |a - b| - (rel |a| + abs) over all tensors of two models (<= 0
  * when everything is within tolerance); *max_diff receives max |a - b|. */
 static double max_excess(const gpt2_model *a, const gpt2_model *b, double rel, double abs, double *max_diff)
@@ -746,14 +748,7 @@ static void stats(const float *x, size_t n, double *mean, double *sd)
 
 START_TEST(t_synth_init_statistics)
 {
-    synth_opts o;
-    synth_opts_shape(&o, "tiny");
-    o.n_layer = 4;
-    o.n_embd = 64;
-    o.n_head = 4;
-    o.vocab_size = 1000;
-    o.n_ctx = 32;
-    o.tokenizer = 0;
+    synth_opts o = sized(0, 4, 4, 64, 1000, 32);
     synth_into("m", &o);
     gpt2_model m;
     load_sub("m", &m);
@@ -793,9 +788,7 @@ END_TEST
 
 START_TEST(t_synth_file_layout)
 {
-    synth_opts o;
-    synth_opts_shape(&o, "tiny");
-    o.tokenizer = 0;
+    synth_opts o = tiny(0);
     o.prefix = 1;
     synth_into("x", &o);
     char p[512], err[512];
@@ -839,9 +832,7 @@ END_TEST
 
 START_TEST(t_synth_deterministic)
 {
-    synth_opts o;
-    synth_opts_shape(&o, "tiny");
-    o.tokenizer = 0;
+    synth_opts o = tiny(0);
     o.seed = 123;
     synth_into("a", &o);
     synth_into("b", &o);
@@ -938,8 +929,7 @@ START_TEST(t_synth_bad_options)
     /* a file where the folder should be */
     write_file("afile", "x");
     snprintf(d, sizeof d, "%s/afile/sub", tmpdir);
-    synth_opts_shape(&o, "tiny");
-    o.tokenizer = 0;
+    o = tiny(0);
     ck_assert_int_eq(synth_write(d, &o, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "afile") != NULL, "%s", err);
 }
@@ -959,13 +949,7 @@ START_TEST(t_synth_vocab_from)
     fputs("}\n", fp);
     fclose(fp);
     write_file("real/vocab.bpe", "#version: 0.2\nt 0\n");
-    synth_opts o;
-    synth_opts_shape(&o, "tiny");
-    o.vocab_size = 50257;
-    o.n_embd = 4;
-    o.n_head = 1;
-    o.n_layer = 1;
-    o.n_ctx = 4;
+    synth_opts o = sized(1, 1, 1, 4, 50257, 4);
     snprintf(p, sizeof p, "%s/real", tmpdir);
     o.vocab_from = p;
     synth_into("cp", &o);
@@ -982,10 +966,7 @@ START_TEST(t_synth_vocab_from)
     y = tt_read_file(b, &lb);
     ck_assert_str_eq(y, "#version: 0.2\nt 0\n");
     free(y);
-    gpt2_model m;
-    load_sub("cp", &m);
-    ck_assert_int_eq(m.cfg.vocab_size, 50257);
-    gpt2_free(&m);
+    expect_vocab("cp", 50257);
 }
 END_TEST
 
@@ -1001,26 +982,17 @@ START_TEST(t_synth_with_tokenizer)
     ck_assert_int_eq(tokenizer_vocab_size(t), 512);
     ck_assert_int_eq(tokenizer_eot(t), 511);
     tokenizer_free(t);
-    gpt2_model m;
-    load_sub("tok", &m);
-    ck_assert_int_eq(m.cfg.vocab_size, 512);
-    gpt2_free(&m);
+    expect_vocab("tok", 512);
 }
 END_TEST
 
 int main(void)
 {
-    const TTest *const load_tests[] = {t_load_plain_names,
-                                       t_load_prefixed_names,
-                                       t_load_unaligned_copies,
+    const TTest *const load_tests[] = {t_load_variants,
                                        t_load_explicit_n_inner,
                                        t_load_f16_bf16_tensor,
-                                       t_missing_tensor,
-                                       t_wrong_shape,
+                                       t_bad_tensors,
                                        t_wrong_shape_wpe_vs_config,
-                                       t_wrong_dims,
-                                       t_unsupported_dtype,
-                                       t_both_prefixes,
                                        t_corrupt_safetensors,
                                        t_missing_files,
                                        t_bad_config,
