@@ -46,6 +46,5 @@ END_TEST
 int main(void)
 {
     const TTest *const scratch_tests[] = {test_scratch_alloc_and_free, test_scratch_failure_is_sticky, NULL};
-    const tw_case scratch_case = {"scratch", 0, NULL, NULL, scratch_tests};
-    return tw_check_main("base", &scratch_case, 1);
+    return tw_check_one("base", "scratch", 0, scratch_tests);
 }

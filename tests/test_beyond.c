@@ -146,9 +146,8 @@ START_TEST(test_rank_rows_vs_sort)
 {
     const size_t n = 700, d = 24, nq = 9;
     tw_rng r = tt_rng(5);
-    float *M = malloc(n * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_normal(&r, M, n * d, 0, 1);
-    tt_fill_normal(&r, Q, nq * d, 0, 1);
+    float *M = tt_normal(&r, n * d, 0, 1);
+    float *Q = tt_normal(&r, nq * d, 0, 1);
     for (size_t j = 100; j < 110; j++) memcpy(M + j * d, M + 3 * d, d * sizeof(float)); /* exact ties */
     memset(Q + 8 * d, 0, d * sizeof(float));                                            /* all scores equal */
     int32_t ids[9] = {0, 3, 105, 699, 350, 3, 109, 42, 500};

@@ -173,6 +173,5 @@ END_TEST
 int main(void)
 {
     const TTest *const cache_tests[] = {test_cache_budget_lru_refcount, test_cache_single_flight, NULL};
-    const tw_case cache = {"cache", 0, NULL, NULL, cache_tests};
-    return tw_check_main("blockcache", &cache, 1);
+    return tw_check_one("blockcache", "cache", 0, cache_tests);
 }

@@ -97,14 +97,9 @@ START_TEST(test_lens_vs_reference)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         tw_rng r = tt_rng(cases[c].seed);
         size_t V = cases[c].V, d = cases[c].d, nq = cases[c].nq;
-        float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-        if (cases[c].integers) {
-            tt_fill_int(&r, E, V * d, -2, 2);
-            tt_fill_int(&r, Q, nq * d, -1, 1);
-        } else {
-            tt_fill_uniform(&r, E, V * d, -1, 1);
-            tt_fill_uniform(&r, Q, nq * d, -2, 2);
-        }
+        const int ints = cases[c].integers;
+        float *E = ints ? tt_ints(&r, V * d, -2, 2) : tt_uniform(&r, V * d, -1, 1);
+        float *Q = ints ? tt_ints(&r, nq * d, -1, 1) : tt_uniform(&r, nq * d, -2, 2);
         check_lens(E, V, d, Q, nq, cases[c].k, &r);
         free(E);
         free(Q);
@@ -118,9 +113,8 @@ START_TEST(test_lens_batch_independent)
 {
     tw_rng r = tt_rng(33);
     const size_t V = 4000, d = 64, nq = 300, k = 4;
-    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_uniform(&r, E, V * d, -1, 1);
-    tt_fill_uniform(&r, Q, nq * d, -1, 1);
+    float *E = tt_uniform(&r, V * d, -1, 1);
+    float *Q = tt_uniform(&r, nq * d, -1, 1);
     int32_t *tg = malloc(nq * sizeof *tg), *rank = malloc(nq * sizeof *rank);
     double *score = malloc(nq * sizeof *score);
     topk_hit *top = malloc(nq * k * sizeof *top);
@@ -176,6 +170,5 @@ int main(void)
 {
     const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_batch_independent, test_lens_errors,
                                        NULL};
-    const tw_case lens = {"lens", 0, NULL, NULL, lens_tests};
-    return tw_check_main("lens", &lens, 1);
+    return tw_check_one("lens", "lens", 0, lens_tests);
 }

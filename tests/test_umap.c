@@ -933,6 +933,5 @@ int main(void)
                                        test_hash_and_key,
                                        test_pca_against_power_iteration,
                                        NULL};
-    const tw_case umap = {"umap", 120, NULL, NULL, umap_tests};
-    return tw_check_main("umap", &umap, 1);
+    return tw_check_one("umap", "umap", 120, umap_tests);
 }
