@@ -111,8 +111,8 @@ END_TEST
  * inside a batch. */
 START_TEST(test_lens_batch_independent)
 {
-    tw_rng r = tt_rng(33);
     const size_t V = 4000, d = 64, nq = 300, k = 4;
+    tw_rng r = tt_rng(33);
     float *E = tt_uniform(&r, V * d, -1, 1);
     float *Q = tt_uniform(&r, nq * d, -1, 1);
     int32_t *tg = malloc(nq * sizeof *tg), *rank = malloc(nq * sizeof *rank);
