@@ -253,6 +253,16 @@ int api_mlp_svd(twd_app *app, const api_args *a, api_response *res)
     return ret;
 }
 
+/* The forward pass of ids (n of them, freed here) with o: 0 and *fr, or
+ * -1 with the error answer in res. */
+static int forward_ids(twd_app *app, int32_t *ids, long n, const gpt2_forward_opts *o, api_response *res,
+                       gpt2_forward_result **fr)
+{
+    int rc = gpt2_forward(&app->model, ids, (size_t)n, o, fr);
+    free(ids);
+    return rc == TW_OK ? 0 : api_status_error(res, rc, "forward pass");
+}
+
 /* ---------- /mlp/updates (docs/MATH.md §11) ---------- */
 
 int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
@@ -278,12 +288,10 @@ int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
                            .keep_block = block < 0 ? 0 : block,
                            .cancel = a->cancel};
     gpt2_forward_result *fr = NULL;
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, &fr);
-    free(ids);
-    if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
+    if (forward_ids(app, ids, n, &o, res, &fr) != 0) return -1;
     mlp_updates_result r;
     ana_ctx x = ctx_of(app, a);
-    rc = mlp_updates(&app->model, &x, fr, top, k, &r);
+    int rc = mlp_updates(&app->model, &x, fr, top, k, &r);
     if (rc != TW_OK) {
         gpt2_forward_free(fr);
         return api_status_error(res, rc, "MLP sub-updates");
@@ -535,9 +543,7 @@ static int layernorm_states(twd_app *app, const api_args *a, const api_arg *text
                            .skip_attention = 1,
                            .keep_mid = 1,
                            .cancel = a->cancel};
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, fr);
-    free(ids);
-    return rc == TW_OK ? 0 : api_status_error(res, rc, "forward pass");
+    return forward_ids(app, ids, n, &o, res, fr);
 }
 
 int api_layernorm(twd_app *app, const api_args *a, api_response *res)
@@ -686,12 +692,10 @@ int api_selfcheck(twd_app *app, const api_args *a, api_response *res)
                            .att_block = block < 0 ? 0 : block,
                            .cancel = a->cancel};
     gpt2_forward_result *fr = NULL;
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, &fr);
-    free(ids);
-    if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
+    if (forward_ids(app, ids, n, &o, res, &fr) != 0) return -1;
     selfcheck_result r;
     ana_ctx x = ctx_of(app, a);
-    rc = selfcheck(&app->model, &x, fr, seed, &r);
+    int rc = selfcheck(&app->model, &x, fr, seed, &r);
     if (rc != TW_OK) {
         gpt2_forward_free(fr);
         return api_status_error(res, rc, "self-check");

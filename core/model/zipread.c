@@ -339,18 +339,17 @@ static int read_central(zip_archive *z, size_t n, char *err, size_t errlen)
                       (unsigned long long)csize, (unsigned long long)usize);
             return -1;
         }
-        zip_entry *e = &z->entries[i];
         memcpy(z->names + names_used, name, nlen);
         z->names[names_used + nlen] = '\0';
-        e->name = z->names + names_used;
-        e->name_len = nlen;
+        z->entries[i] = (zip_entry){.name = z->names + names_used,
+                                    .name_len = nlen,
+                                    .flags = flags,
+                                    .method = method,
+                                    .crc32 = crc,
+                                    .comp_size = csize,
+                                    .size = usize,
+                                    .header_offset = lho};
         names_used += (size_t)nlen + 1;
-        e->flags = flags;
-        e->method = method;
-        e->crc32 = crc;
-        e->comp_size = csize;
-        e->size = usize;
-        e->header_offset = lho;
         p += total;
     }
     if (p != cd_size) {

@@ -512,35 +512,31 @@ typedef struct {
     uint32_t *sym;         /* (cap) token id at each position, NO_ID when merged away */
     uint32_t *prev, *next; /* (cap) linked list over live positions, NO_ID at the ends */
     uint32_t *merged;      /* (cap) positions merged in the current rank */
-    size_t cap;
-    uint64_t *heap; /* (hcap) (rank << 32) | position, min-heap */
+    size_t cap;            /* the four arrays are one allocation, at sym */
+    uint64_t *heap;        /* (hcap) (rank << 32) | position, min-heap */
     size_t hn, hcap;
 } bpe_scratch;
 
 static void bpe_scratch_free(bpe_scratch *s)
 {
     free(s->sym);
-    free(s->prev);
-    free(s->next);
-    free(s->merged);
     free(s->heap);
     memset(s, 0, sizeof *s);
 }
 
+/* Room for n positions; the arrays' contents are not kept. */
 static int bpe_scratch_reserve(bpe_scratch *s, size_t n)
 {
     if (n <= s->cap) return 0;
     size_t cap = s->cap ? s->cap : 64;
     while (cap < n) cap *= 2;
-    uint32_t *a = realloc(s->sym, cap * sizeof *a);
+    uint32_t *a = malloc(4 * cap * sizeof *a);
     if (!a) return -1;
+    free(s->sym);
     s->sym = a;
-    if (!(a = realloc(s->prev, cap * sizeof *a))) return -1;
-    s->prev = a;
-    if (!(a = realloc(s->next, cap * sizeof *a))) return -1;
-    s->next = a;
-    if (!(a = realloc(s->merged, cap * sizeof *a))) return -1;
-    s->merged = a;
+    s->prev = a + cap;
+    s->next = a + 2 * cap;
+    s->merged = a + 3 * cap;
     s->cap = cap;
     return 0;
 }
