@@ -421,10 +421,17 @@ static void build_ckpt_ex(buf *z, const tspec *ts, int n, const char *prefix, co
     freebuf(&p);
 }
 
-static void build_ckpt(buf *z, zlayout *L)
+/* build_ckpt_ex as a fixture */
+static zfix ckpt_ex(const tspec *ts, int n, const char *prefix, zopts o, size_t st0_len)
 {
-    build_ckpt_ex(z, default_tensors, 4, "archive", &torch_like, L, sizeof st0);
+    zfix f;
+    memset(&f, 0, sizeof f);
+    build_ckpt_ex(&f.z, ts, n, prefix, &o, &f.L, st0_len);
+    return f;
 }
+
+/* The default checkpoint (default_tensors, torch_like) as a fixture. */
+static zfix ckpt_of(void) { return ckpt_ex(default_tensors, 4, "archive", torch_like, sizeof st0); }
 
 /* ---- expectations -------------------------------------------------------- */
 
@@ -1496,11 +1503,9 @@ END_TEST
 
 START_TEST(t_ck_valid)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
+    zfix fx = ckpt_of();
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_str_eq(c.prefix, "archive");
     ck_assert_int_eq(c.format_version, 3);
     ck_assert_uint_eq(c.n_tensors, 4);
@@ -1520,8 +1525,8 @@ START_TEST(t_ck_valid)
     ck_assert_int_eq(w->contiguous, 1);
     ck_assert_uint_eq(w->span_begin, 0);
     ck_assert_uint_eq(w->span_end, 24);
-    ck_assert_ptr_eq(w->data, z.b + L.data[1]);
-    ck_assert_uint_eq(((uintptr_t)w->data - (uintptr_t)z.b) % 64, 0);
+    ck_assert_ptr_eq(w->data, fx.z.b + fx.L.data[1]);
+    ck_assert_uint_eq(((uintptr_t)w->data - (uintptr_t)fx.z.b) % 64, 0);
     ck_assert(memcmp(w->data, st0, sizeof st0) == 0);
 
     const tc_tensor *wt = torch_ckpt_find(&c, "w_t");
@@ -1578,15 +1583,16 @@ START_TEST(t_ck_valid)
         snprintf(path, sizeof path, "%s/zip/handbuilt_ckpt.pt", dir);
         FILE *f = fopen(path, "wb");
         ck_assert_ptr_nonnull(f);
-        ck_assert_uint_eq(fwrite(z.b, 1, z.n, f), z.n);
+        ck_assert_uint_eq(fwrite(fx.z.b, 1, fx.z.n, f), fx.z.n);
         fclose(f);
         snprintf(path, sizeof path, "%s/pickle/handbuilt_data.pkl", dir);
         f = fopen(path, "wb");
         ck_assert_ptr_nonnull(f);
-        ck_assert_uint_eq(fwrite(z.b + L.data[0], 1, L.data[1] - L.data[0], f), L.data[1] - L.data[0]);
+        ck_assert_uint_eq(fwrite(fx.z.b + fx.L.data[0], 1, fx.L.data[1] - fx.L.data[0], f),
+                          fx.L.data[1] - fx.L.data[0]);
         fclose(f);
     }
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -1594,19 +1600,17 @@ START_TEST(t_ck_layouts)
 {
     /* other writers' layouts: no alignment padding (then the F16 storage
      * must still land on an even offset), no descriptors, no ZIP64 */
-    buf z = {0};
-    zlayout L;
-    build_ckpt_ex(&z, default_tensors, 4, "ckpt", &(zopts){.align = 1}, &L, sizeof st0);
+    zfix fx = ckpt_ex(default_tensors, 4, "ckpt", (zopts){.align = 1}, sizeof st0);
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_str_eq(c.prefix, "ckpt");
     torch_ckpt_close(&c);
-    freebuf(&z);
-    build_ckpt_ex(&z, default_tensors, 4, "x", &(zopts){.align = 1, .zip64 = 1, .zip64_extra = 1}, &L,
+    freebuf(&fx.z);
+    build_ckpt_ex(&fx.z, default_tensors, 4, "x", &(zopts){.align = 1, .zip64 = 1, .zip64_extra = 1}, &fx.L,
                   sizeof st0);
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     torch_ckpt_close(&c);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -1677,15 +1681,13 @@ START_TEST(t_ck_bad_tensors)
     ck_tensor_fail(t, 1, 24, "shape and strides overflow", NULL);
     /* an empty tensor may sit at the end of its storage, not past it */
     t[0] = (tspec){"w", "FloatStorage", "0", 6, 6, 2, {0, 3}, {3, 1}};
-    buf z = {0};
-    zlayout L;
-    build_ckpt_ex(&z, t, 1, "archive", &torch_like, &L, 24);
+    zfix fx = ckpt_ex(t, 1, "archive", torch_like, 24);
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_uint_eq(c.tensors[0].numel, 0);
     ck_assert_uint_eq(c.tensors[0].span_begin, 24);
     torch_ckpt_close(&c);
-    freebuf(&z);
+    freebuf(&fx.z);
     t[0].offset = 7;
     ck_tensor_fail(t, 1, 24, "storage offset 7 is past the end", NULL);
     /* a storage the archive does not have */
@@ -1938,49 +1940,45 @@ END_TEST
 
 START_TEST(t_ck_crc)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
-    z.b[L.data[2] + 1] ^= 0x10; /* inside storage '1' (tensor 'b') */
+    zfix fx = ckpt_of();
+    fx.z.b[fx.L.data[2] + 1] ^= 0x10; /* inside storage '1' (tensor 'b') */
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     char err[400];
     ck_assert_int_eq(torch_ckpt_verify_crc(&c, err, sizeof err), -1);
     check_line(err, "mem.pt", "tensor 'b': storage entry 'archive/data/1' fails its CRC-32 check", NULL);
     torch_ckpt_close(&c);
-    z.b[L.data[2] + 1] ^= 0x10;
+    fx.z.b[fx.L.data[2] + 1] ^= 0x10;
     /* a changed letter of config.dataset inside data.pkl: still a valid pickle */
-    uint8_t *ds = memmem(z.b + L.data[0], L.data[1] - L.data[0], "shakespeare", 11);
+    uint8_t *ds = memmem(fx.z.b + fx.L.data[0], fx.L.data[1] - fx.L.data[0], "shakespeare", 11);
     ck_assert_ptr_nonnull(ds);
     ds[0] = 'S';
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_str_eq(c.dataset, "Shakespeare_char");
     ck_assert_int_eq(torch_ckpt_verify_crc(&c, err, sizeof err), -1);
     check_line(err, "mem.pt", "entry 'archive/data.pkl' fails its CRC-32 check", NULL);
     torch_ckpt_close(&c);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
 /* every truncation of a valid checkpoint is refused, never a crash */
 START_TEST(t_ck_truncation)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
-    for (size_t cut = 0; cut < z.n; cut++) {
+    zfix fx = ckpt_of();
+    for (size_t cut = 0; cut < fx.z.n; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1);
-        memcpy(copy, z.b, cut);
+        memcpy(copy, fx.z.b, cut);
         torch_ckpt c;
         char err[400] = "";
         ck_assert_msg(torch_ckpt_open_mem(copy, cut, "mem.pt", &c, err, sizeof err) == -1,
-                      "cut at %zu of %zu opened", cut, z.n);
+                      "cut at %zu of %zu opened", cut, fx.z.n);
         check_line(err, "mem.pt", NULL, NULL);
         zip_archive a;
         ck_assert_int_eq(zip_open_mem(&a, copy, cut, err, sizeof err), -1);
         free(copy);
     }
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -1988,27 +1986,25 @@ END_TEST
  * is one line starting with the label */
 START_TEST(t_ck_mutations)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
+    zfix fx = ckpt_of();
     uint64_t s = 0x9e3779b97f4a7c15ull;
     int opened = 0, refused = 0;
-    uint8_t *copy = malloc(z.n);
+    uint8_t *copy = malloc(fx.z.n);
     for (int it = 0; it < 4000; it++) {
-        memcpy(copy, z.b, z.n);
+        memcpy(copy, fx.z.b, fx.z.n);
         int k = 1 + (int)(it % 4);
         for (int j = 0; j < k; j++) {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
             /* half of the changes inside data.pkl, where they matter most */
-            size_t at =
-                (it & 1) ? L.data[0] + (size_t)(s >> 20) % (L.data[1] - L.data[0]) : (size_t)(s >> 20) % z.n;
+            size_t at = (it & 1) ? fx.L.data[0] + (size_t)(s >> 20) % (fx.L.data[1] - fx.L.data[0])
+                                 : (size_t)(s >> 20) % fx.z.n;
             copy[at] = (uint8_t)(s >> 8);
         }
         torch_ckpt c;
         char err[400] = "";
-        if (torch_ckpt_open_mem(copy, z.n, "mem.pt", &c, err, sizeof err) == 0) {
+        if (torch_ckpt_open_mem(copy, fx.z.n, "mem.pt", &c, err, sizeof err) == 0) {
             opened++;
             (void)torch_ckpt_verify_crc(&c, err, sizeof err);
             for (size_t i = 0; i < c.n_tensors; i++) {
@@ -2025,7 +2021,7 @@ START_TEST(t_ck_mutations)
     free(copy);
     ck_assert_int_gt(refused, 0);
     ck_assert_int_gt(opened, 0);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -2059,10 +2055,8 @@ START_TEST(t_ck_files)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/ckpt.pt", tmpdir);
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
-    write_file(path, z.b, z.n);
+    zfix fx = ckpt_of();
+    write_file(path, fx.z.b, fx.z.n);
     torch_ckpt c;
     char err[600];
     ck_assert_msg(torch_ckpt_open(path, &c, err, sizeof err) == 0, "%s", err);
@@ -2097,7 +2091,7 @@ START_TEST(t_ck_files)
     meta_pkl_free(&m);
     ck_assert_int_eq(meta_pkl_load(tmpdir, &m, err, sizeof err), -1);
     check_line(err, tmpdir, "not a regular file", NULL);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
