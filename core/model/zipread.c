@@ -341,14 +341,15 @@ static int read_central(zip_archive *z, size_t n, char *err, size_t errlen)
         }
         memcpy(z->names + names_used, name, nlen);
         z->names[names_used + nlen] = '\0';
-        z->entries[i] = (zip_entry){.name = z->names + names_used,
-                                    .name_len = nlen,
-                                    .flags = flags,
-                                    .method = method,
-                                    .crc32 = crc,
-                                    .comp_size = csize,
-                                    .size = usize,
-                                    .header_offset = lho};
+        zip_entry *e = &z->entries[i];
+        e->name = z->names + names_used;
+        e->name_len = nlen;
+        e->flags = flags;
+        e->method = method;
+        e->crc32 = crc;
+        e->comp_size = csize;
+        e->size = usize;
+        e->header_offset = lho;
         names_used += (size_t)nlen + 1;
         p += total;
     }
