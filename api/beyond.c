@@ -63,8 +63,7 @@ int api_mlp_values(twd_app *app, const api_args *a, api_response *res)
     if (rc != TW_OK) return api_status_error(res, rc, "value vectors");
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "block,neuron,norm,list,rank,id,text,score\r\n");
+        tb_init_csv(&tb, "block,neuron,norm,list,rank,id,text,score");
         for (size_t i = 0; i < r.n; i++)
             for (int list = 0; list < 2; list++)
                 for (size_t j = 0; j < k; j++) {
@@ -110,8 +109,7 @@ int api_mlp_search(twd_app *app, const api_args *a, api_response *res)
     if (rc != TW_OK) return api_status_error(res, rc, "neuron search");
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "rank,block,neuron,score,norm,token_rank\r\n");
+        tb_init_csv(&tb, "rank,block,neuron,score,norm,token_rank");
         for (size_t i = 0; i < r.k; i++) {
             const mlp_search_hit *h = &r.hits[i];
             tb_csv_int(&tb, (long long)i + 1);
@@ -299,9 +297,8 @@ int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
     const size_t N = (size_t)n;
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "block,position,token_id,token_text,update_norm,rank,neuron,coefficient,norm,weight,"
-                       "value_rank,id,text,score\r\n");
+        tb_init_csv(&tb, "block,position,token_id,token_text,update_norm,rank,neuron,coefficient,norm,weight,"
+                         "value_rank,id,text,score");
         for (size_t b = 0; b < r.n_blocks; b++)
             for (size_t t = 0; t < N; t++)
                 for (size_t j = 0; j < top; j++) {
@@ -618,8 +615,7 @@ int api_layernorm_sketch(twd_app *app, const api_args *a, api_response *res)
     int ret;
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "stage,point,theta,x,y\r\n");
+        tb_init_csv(&tb, "stage,point,theta,x,y");
         for (int s = 0; s < 4; s++)
             for (size_t p = 0; p < npts; p++) {
                 tb_csv_str(&tb, stages[s]);
@@ -704,8 +700,7 @@ int api_selfcheck(twd_app *app, const api_args *a, api_response *res)
     int ret;
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "block,head,quantity,max_abs_diff,max_rel_diff\r\n");
+        tb_init_csv(&tb, "block,head,quantity,max_abs_diff,max_rel_diff");
         for (size_t b = 0; b < r.n_blocks; b++) {
             int bl = r.block0 + (int)b;
             for (size_t h = 0; h < H; h++) {

@@ -25,11 +25,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fz_file_init(&cfg_file, "config.json");
-    fz_file_init(&st_file_in, "model.safetensors");
-    dir = fz_tempdir("gpt2");
-    fz_link(dir, "config.json", &cfg_file);
-    fz_link(dir, "model.safetensors", &st_file_in);
+    dir = fz_folder_of_two("gpt2", &cfg_file, "config.json", &st_file_in, "model.safetensors");
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
     return 0;
