@@ -57,8 +57,7 @@ int api_mlp_values(twd_app *app, const api_args *a, api_response *res)
         for (size_t i = 0; i < n; i++) ids[i] = (int32_t)na->ints[i];
     }
     mlp_values_result r;
-    ana_ctx x = ctx_of(app, a);
-    int rc = mlp_values(&app->model, &x, block, ids, n, k, &r);
+    int rc = mlp_values(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, ids, n, k, &r);
     free(ids);
     if (rc != TW_OK) return api_status_error(res, rc, "value vectors");
     if (api_format_is(a, "csv")) {
@@ -104,8 +103,7 @@ int api_mlp_search(twd_app *app, const api_args *a, api_response *res)
     int32_t token = api_token_arg(app, t, res);
     if (token < 0) return -1;
     mlp_search_result r;
-    ana_ctx x = ctx_of(app, a);
-    int rc = mlp_search(&app->model, &x, block, token, k, &r);
+    int rc = mlp_search(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, token, k, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "neuron search");
     if (api_format_is(a, "csv")) {
         textbuf tb;
@@ -181,9 +179,8 @@ int api_mlp_svd(twd_app *app, const api_args *a, api_response *res)
     if (api_check_answer_size(app, res, (double)nm * (double)top * 2.0 * (double)k, "top or k") != 0)
         return -1;
     mlp_svd_result r[2];
-    ana_ctx x = ctx_of(app, a);
     for (int i = 0; i < nm; i++) {
-        int rc = mlp_svd(&app->model, &x, block, mats[i], top, k, &r[i]);
+        int rc = mlp_svd(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, mats[i], top, k, &r[i]);
         if (rc != TW_OK) {
             for (int j = 0; j < i; j++) mlp_svd_result_free(&r[j]);
             return api_status_error(res, rc, "MLP SVD");
@@ -288,8 +285,7 @@ int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
     gpt2_forward_result *fr = NULL;
     if (forward_ids(app, ids, n, &o, res, &fr) != 0) return -1;
     mlp_updates_result r;
-    ana_ctx x = ctx_of(app, a);
-    int rc = mlp_updates(&app->model, &x, fr, top, k, &r);
+    int rc = mlp_updates(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, fr, top, k, &r);
     if (rc != TW_OK) {
         gpt2_forward_free(fr);
         return api_status_error(res, rc, "MLP sub-updates");
@@ -690,8 +686,7 @@ int api_selfcheck(twd_app *app, const api_args *a, api_response *res)
     gpt2_forward_result *fr = NULL;
     if (forward_ids(app, ids, n, &o, res, &fr) != 0) return -1;
     selfcheck_result r;
-    ana_ctx x = ctx_of(app, a);
-    int rc = selfcheck(&app->model, &x, fr, seed, &r);
+    int rc = selfcheck(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, fr, seed, &r);
     if (rc != TW_OK) {
         gpt2_forward_free(fr);
         return api_status_error(res, rc, "self-check");

@@ -72,11 +72,7 @@ static void check_model(const gpt2_model *m, const gpt2_config *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const uint8_t *cj, *st;
-    size_t ncj, nst;
-    fz_split(data, size, &cj, &ncj, &st, &nst);
-    fz_file_set(&cfg_file, cj, ncj);
-    fz_file_set(&st_file_in, st, nst);
+    fz_split_into(data, size, &cfg_file, &st_file_in);
 
     char err[1024], prefix[700];
     gpt2_config c;

@@ -42,11 +42,7 @@ static void round_trip(const tokenizer *t, const char *text, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const uint8_t *v, *mg;
-    size_t nv, nm;
-    fz_split(data, size, &v, &nv, &mg, &nm);
-    fz_file_set(&vocab, v, nv);
-    fz_file_set(&merges, mg, nm);
+    fz_split_into(data, size, &vocab, &merges);
     char err[1024];
     tokenizer *t = tokenizer_load(dir, err, sizeof err);
     if (!t) {

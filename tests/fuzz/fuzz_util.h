@@ -139,6 +139,16 @@ static inline void fz_split(const uint8_t *data, size_t size, const uint8_t **a,
     *nb = size - n;
 }
 
+/* fz_split of the input into the contents of the two files a and b. */
+static inline void fz_split_into(const uint8_t *data, size_t size, fz_file *a, fz_file *b)
+{
+    const uint8_t *pa, *pb;
+    size_t na, nb;
+    fz_split(data, size, &pa, &na, &pb, &nb);
+    fz_file_set(a, pa, na);
+    fz_file_set(b, pb, nb);
+}
+
 /* err is one line (no newline) starting with prefix. */
 static inline int fz_one_line(const char *err, const char *prefix)
 {
