@@ -248,12 +248,16 @@ int api_mlp_svd(twd_app *app, const api_args *a, api_response *res)
     return ret;
 }
 
-/* The forward pass of ids (n of them, freed here) with o: 0 and *fr, or
- * -1 with the error answer in res. */
-static int forward_ids(twd_app *app, int32_t *ids, long n, const gpt2_forward_opts *o, api_response *res,
-                       gpt2_forward_result **fr)
+/* The forward pass of ids (n of them, freed here) with o, in the request's
+ * GELU form, without logits and stopped by the request's cancel flag: 0 and
+ * *fr, or -1 with the error answer in res. */
+static int forward_ids(twd_app *app, const api_args *a, int32_t *ids, long n, gpt2_forward_opts o,
+                       api_response *res, gpt2_forward_result **fr)
 {
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, o, fr);
+    o.gelu = api_gelu(a);
+    o.logits = GPT2_LOGITS_NONE;
+    o.cancel = a->cancel;
+    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, fr);
     free(ids);
     return rc == TW_OK ? 0 : api_status_error(res, rc, "forward pass");
 }
@@ -275,15 +279,12 @@ int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
         free(ids);
         return -1;
     }
-    gpt2_forward_opts o = {.gelu = api_gelu(a),
-                           .logits = GPT2_LOGITS_NONE,
-                           .skip_attention = 1,
+    gpt2_forward_opts o = {.skip_attention = 1,
                            .keep_mlp = 1,
                            .keep_select = block < 0 ? 0 : GPT2_KEEP_BLOCK,
-                           .keep_block = block < 0 ? 0 : block,
-                           .cancel = a->cancel};
+                           .keep_block = block < 0 ? 0 : block};
     gpt2_forward_result *fr = NULL;
-    if (forward_ids(app, ids, n, &o, res, &fr) != 0) return -1;
+    if (forward_ids(app, a, ids, n, o, res, &fr) != 0) return -1;
     mlp_updates_result r;
     int rc = mlp_updates(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, fr, top, k, &r);
     if (rc != TW_OK) {
@@ -531,12 +532,8 @@ static int layernorm_states(twd_app *app, const api_args *a, const api_arg *text
     int32_t *ids = NULL;
     long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
-    gpt2_forward_opts o = {.gelu = api_gelu(a),
-                           .logits = GPT2_LOGITS_NONE,
-                           .skip_attention = 1,
-                           .keep_mid = 1,
-                           .cancel = a->cancel};
-    return forward_ids(app, ids, n, &o, res, fr);
+    gpt2_forward_opts o = {.skip_attention = 1, .keep_mid = 1};
+    return forward_ids(app, a, ids, n, o, res, fr);
 }
 
 int api_layernorm(twd_app *app, const api_args *a, api_response *res)
@@ -678,13 +675,9 @@ int api_selfcheck(twd_app *app, const api_args *a, api_response *res)
     int32_t *ids = NULL;
     long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
-    gpt2_forward_opts o = {.gelu = api_gelu(a),
-                           .logits = GPT2_LOGITS_NONE,
-                           .att_select = block < 0 ? 0 : GPT2_ATT_BLOCK,
-                           .att_block = block < 0 ? 0 : block,
-                           .cancel = a->cancel};
+    gpt2_forward_opts o = {.att_select = block < 0 ? 0 : GPT2_ATT_BLOCK, .att_block = block < 0 ? 0 : block};
     gpt2_forward_result *fr = NULL;
-    if (forward_ids(app, ids, n, &o, res, &fr) != 0) return -1;
+    if (forward_ids(app, a, ids, n, o, res, &fr) != 0) return -1;
     selfcheck_result r;
     int rc = selfcheck(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, fr, seed, &r);
     if (rc != TW_OK) {
