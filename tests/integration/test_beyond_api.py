@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -326,8 +327,17 @@ class BeyondApiTest(unittest.TestCase):
                   "%d..%d" % (lo, hi))
 
         # /mlp/values
-        for route in ("/mlp/values", "/mlp/svd"):
-            E(route, "'block'", "required")
+        # a missing required parameter, a value outside a choice (the message lists the choices)
+        for route, name in (("/mlp/values", "block"), ("/mlp/svd", "block"), ("/mlp/search", "token"),
+                            ("/mlp/updates", "text"), ("/selfcheck", "text")):
+            E(route, "'%s'" % name, "required")
+        for target, allowed in (("/mlp/values?block=0&format=latex", "json, csv"),
+                                ("/mlp/svd?block=0&matrix=qk", "both, in, out"),
+                                ("/mlp/svd?block=0&table=rows", "directions, spectra"),
+                                ("/mlp/updates?text=hi&gelu=relu", "tanh, erf"),
+                                ("/layernorm?keys=exact", "random, targeted, none"),
+                                ("/layernorm?table=heads", "layers, lists, keys")):
+            E(target, "'%s'" % re.split(r"[?&]", target)[-1].split("=")[0], allowed)  # the last parameter
         for target in ("/mlp/values?block=4", "/mlp/search?token=time&block=4", "/layernorm/sketch?block=4"):
             E(target, "'block'", "0..3")
         for target in ("/mlp/search?token=time&k=0", "/layernorm?k=0"):
@@ -339,37 +349,29 @@ class BeyondApiTest(unittest.TestCase):
         E("/mlp/values?block=0&neurons=1,x", "'neurons'", "item 1", "integer")
         E("/mlp/values?block=0&neurons=1,,2", "'neurons'", "item 1")
         E("/mlp/values?block=0&neurons=", "'neurons'", "1 to")
-        E("/mlp/values?block=0&format=latex", "'format'", "json, csv")
         E("/mlp/values?block=0&neuron=3", "unknown parameter", "neurons")
         E("/mlp/values?block=0&k=50&neurons=" + ",".join(["7"] * 501), "max_answer_tokens")  # 501 x 2 x 50
         E("/mlp/values", "method not allowed", method="POST", body=b"{}", code=405)
         # /mlp/search
-        E("/mlp/search", "'token'", "required")
         E("/mlp/search?token=", "'token'", "empty")
         E("/mlp/search?token=hello%20world%20again", "'token'", "tokens")
         E("/mlp/search?token=4096", "'token'", "0..4095")
         # /mlp/svd
-        E("/mlp/svd?block=0&matrix=qk", "'matrix'", "both, in, out")
         E("/mlp/svd?block=0&top=65", "'top'", "0..64")
         E("/mlp/svd?block=0&top=-1", "'top'")
         E("/mlp/svd?block=0&k=0", "'k'", "1..50")
-        E("/mlp/svd?block=0&table=rows", "'table'", "directions, spectra")
         # /mlp/updates
-        E("/mlp/updates", "'text'", "required")
         E("/mlp/updates?text=%ff", "'text'", "UTF-8")
         outside("/mlp/updates?text=hi", "top", 1, 64)
         E("/mlp/updates?text=hi&block=-1", "'block'")
-        E("/mlp/updates?text=hi&gelu=relu", "'gelu'", "tanh, erf")
         E("/mlp/updates?text=" + "a%20" * 40 + "&top=50&k=50", "max_answer_tokens")
         E("/mlp/updates", "'top'", "integer", method="POST", body=b'{"text": "hi", "top": "3"}')
         E("/mlp/updates", "'text'", "string", method="POST", body=b'{"text": 3}')
         E("/mlp/updates?text=" + "ab%20" * 80, "'text'", "tokens long")  # > n_ctx 64
         # /layernorm
-        E("/layernorm?keys=exact", "'keys'", "random, targeted, none")
         outside("/layernorm?", "queries", 1, 65536)
         E("/layernorm?keys_block=4", "'keys_block'", "0..3")
         E("/layernorm?seed=-1", "'seed'")
-        E("/layernorm?table=heads", "'table'", "layers, lists, keys")
         # /layernorm/sketch
         E("/layernorm/sketch?dims=1", "'dims'", "exactly 2")
         E("/layernorm/sketch?dims=1,2,3", "'dims'", "exactly 2")
@@ -378,7 +380,6 @@ class BeyondApiTest(unittest.TestCase):
         E("/layernorm/sketch?head=4", "'head'", "0..3")
         E("/layernorm/sketch?points=2", "'points'", "3..4096")
         # /selfcheck
-        E("/selfcheck", "'text'", "required")
         E("/selfcheck?text=hi&block=9", "'block'", "0..3")
         E("/selfcheck?text=hi&seed=x", "'seed'", "integer")
         E("/selfcheck?text=hi&format=xml", "'format'")
