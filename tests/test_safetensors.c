@@ -68,6 +68,20 @@ static void expect_fail(const char *frag1, const char *frag2)
     st_close(&f); /* idempotent */
 }
 
+/* The tensor `name` of f exists with dtype, ndim dimensions of the given
+ * shape and numel elements; returns it. */
+static const st_tensor *expect_tensor(const st_file *f, const char *name, st_dtype dtype, int ndim,
+                                      const size_t *shape, size_t numel)
+{
+    const st_tensor *t = st_find(f, name);
+    ck_assert_msg(t != NULL, "no tensor '%s'", name);
+    ck_assert_int_eq(t->dtype, dtype);
+    ck_assert_int_eq(t->ndim, ndim);
+    for (int d = 0; d < ndim; d++) ck_assert_uint_eq(t->shape[d], shape[d]);
+    ck_assert_uint_eq(t->numel, numel);
+    return t;
+}
+
 START_TEST(t_valid)
 {
     /* header padded with spaces as HF does; tensors out of name order in
@@ -85,25 +99,13 @@ START_TEST(t_valid)
     ck_assert_uint_eq(f.n_tensors, 5);
     ck_assert_uint_eq(f.data_start, 8 + strlen(h));
     ck_assert_uint_eq(f.size, 8 + strlen(h) + 48);
-    const st_tensor *b = st_find(&f, "b");
-    ck_assert_ptr_nonnull(b);
-    ck_assert_int_eq(b->dtype, ST_F32);
-    ck_assert_int_eq(b->ndim, 2);
-    ck_assert_uint_eq(b->shape[0], 2);
-    ck_assert_uint_eq(b->shape[1], 3);
-    ck_assert_uint_eq(b->numel, 6);
+    const st_tensor *b = expect_tensor(&f, "b", ST_F32, 2, (const size_t[]){2, 3}, 6);
     ck_assert_uint_eq(b->nbytes, 24);
     ck_assert_uint_eq(b->offset, f.data_start + 8);
     const unsigned char *d = st_data(&f, b);
     for (size_t k = 0; k < 24; k++) ck_assert_uint_eq(d[k], ((8 + k) * 7 + 3) & 0xff);
-    const st_tensor *s = st_find(&f, "s");
-    ck_assert_ptr_nonnull(s);
-    ck_assert_int_eq(s->ndim, 0);
-    ck_assert_uint_eq(s->numel, 1);
-    ck_assert_int_eq(s->dtype, ST_F16);
-    const st_tensor *e = st_find(&f, "e");
-    ck_assert_ptr_nonnull(e);
-    ck_assert_uint_eq(e->numel, 0);
+    expect_tensor(&f, "s", ST_F16, 0, NULL, 1);
+    expect_tensor(&f, "e", ST_I64, 2, (const size_t[]){0, 5}, 0);
     ck_assert_int_eq(st_find(&f, "a")->dtype, ST_BF16);
     ck_assert_int_eq(st_find(&f, "c")->dtype, ST_U8);
     ck_assert_ptr_null(st_find(&f, "__metadata__"));
