@@ -253,7 +253,7 @@ static int parse_bound(parser *P, json_t *s, char end, const char *key, const ch
         if (r) json_object_set_new(s, key, json_integer(v));
     }
     if (!accept(P, sep)) {
-        fail(P, msg);
+        fail(P, "%s", msg);
         return -1;
     }
     return 0;
