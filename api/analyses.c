@@ -29,8 +29,7 @@ int api_embeddings(twd_app *app, const api_args *a, api_response *res)
     textbuf tb;
     bool csv = api_format_is(a, "csv");
     if (csv) {
-        tb_init(&tb);
-        tb_printf(&tb, "scheme,list,rank,id,text,score\r\n");
+        tb_init_csv(&tb, "scheme,list,rank,id,text,score");
     }
     json_t *schemes = json_object();
     for (int s = 0; s < EMBED_N_SCHEMES; s++) {
@@ -70,8 +69,7 @@ int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *
     if (rc != TW_OK) return api_status_error(res, rc, "normalisation statistics");
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "matrix,l2_mean,l2_std,cos_mean,cos_std\r\n");
+        tb_init_csv(&tb, "matrix,l2_mean,l2_std,cos_mean,cos_std");
         for (int i = 0; i < 4; i++) {
             tb_csv_str(&tb, embed_normalization_row_name(i));
             tb_csv_num(&tb, r.rows[i].l2_mean);
@@ -147,8 +145,7 @@ static int probe_csv(twd_app *app, const probe_words_result *r, char **words, co
 {
     size_t H = r->n_head, k = r->k;
     textbuf tb;
-    tb_init(&tb);
-    tb_printf(&tb, "block,word,token_id,kind,head,list,rank,id,text,score,norm\r\n");
+    tb_init_csv(&tb, "block,word,token_id,kind,head,list,rank,id,text,score,norm");
     for (size_t i = 0; i < r->n_words; i++)
         for (size_t h = 0; h <= H; h++)
             for (int list = h == H ? 1 : 0; list < 2; list++) { /* the layer sum has values only */
@@ -239,7 +236,8 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
     long n = ids && which ? probe_encode(app, words, n_words, space, ids, which, skipped, res)
                           : api_status_error(res, TW_ENOMEM, "word probes");
     if (n < 0) goto done;
-    int rc = probe_words(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, ids, (size_t)n, k, &r);
+    int rc = probe_words(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, ids,
+                         (size_t)n, k, &r);
     if (rc != TW_OK) {
         ret = api_status_error(res, rc, "word probes");
         goto done;
@@ -284,6 +282,17 @@ static json_t *svd_json(const tokenizer *tok, const probe_svd_result *r, size_t 
     return o;
 }
 
+/* The columns both SVD tables start with: block, matrix, head, direction
+ * (1-based) and its singular value. */
+static void svd_csv_direction(textbuf *tb, const probe_svd_result *r, const char *mname, size_t i, size_t t)
+{
+    tb_csv_int(tb, r->block);
+    tb_csv_str(tb, mname);
+    tb_csv_int(tb, r->first_head + (long long)i);
+    tb_csv_int(tb, (long long)t + 1);
+    tb_csv_num(tb, r->s[i * r->dh + t]);
+}
+
 /* The directions table: one row per head, matrix, direction, side and
  * token rank. */
 static void svd_csv_directions(textbuf *tb, const tokenizer *tok, const probe_svd_result *r)
@@ -293,11 +302,7 @@ static void svd_csv_directions(textbuf *tb, const tokenizer *tok, const probe_sv
         for (size_t t = 0; t < r->top; t++)
             for (int side = 0; side < 2; side++)
                 for (size_t j = 0; j < r->k; j++) {
-                    tb_csv_int(tb, r->block);
-                    tb_csv_str(tb, mname);
-                    tb_csv_int(tb, r->first_head + (long long)i);
-                    tb_csv_int(tb, (long long)t + 1);
-                    tb_csv_num(tb, r->s[i * r->dh + t]);
+                    svd_csv_direction(tb, r, mname, i, t);
                     tb_csv_int(tb, r->sign[i * r->top + t]);
                     tb_csv_str(tb, side ? "right" : "left");
                     tb_csv_int(tb, (long long)j + 1);
@@ -312,11 +317,7 @@ static void svd_csv_spectra(textbuf *tb, const probe_svd_result *r)
     const char *mname = probe_svd_matrix_name(r->matrix);
     for (size_t i = 0; i < r->n_heads; i++)
         for (size_t t = 0; t < r->dh; t++) {
-            tb_csv_int(tb, r->block);
-            tb_csv_str(tb, mname);
-            tb_csv_int(tb, r->first_head + (long long)i);
-            tb_csv_int(tb, (long long)t + 1);
-            tb_csv_num(tb, r->s[i * r->dh + t]);
+            svd_csv_direction(tb, r, mname, i, t);
             tb_csv_num(tb, r->coverage[i * r->dh + t]);
             tb_csv_end(tb);
         }
@@ -434,8 +435,7 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
     if (rc != TW_OK) return api_status_error(res, rc, "bias probes");
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "block,head,probe,rank,id,text,score\r\n");
+        tb_init_csv(&tb, "block,head,probe,rank,id,text,score");
         for (size_t h = 0; h < r.n_head; h++)
             for (int l = 0; l < PROBE_BIAS_N; l++)
                 for (size_t j = 0; j < k; j++) {

@@ -5,10 +5,11 @@
 #include <string.h>
 
 #include "base/hash.h"
+#include "base/lru.h"
 
 typedef struct entry {
-    struct entry *prev, *next; /* LRU list, most recent at head */
-    struct entry *chain;       /* hash bucket chain */
+    tw_lru_node lru;     /* first: the LRU list, most recent at head */
+    struct entry *chain; /* hash bucket chain */
     uint64_t hash;
     char *key;
     size_t klen;
@@ -21,10 +22,11 @@ struct answer_cache {
     pthread_mutex_t lock;
     entry **buckets;
     size_t n_buckets;
-    entry *head, *tail;
-    size_t bytes, budget, entries;
-    uint64_t hits, misses;
+    tw_lru list;
+    answer_cache_stats st;
 };
+
+#define ENTRY(node) ((entry *)(node)) /* lru is the first member */
 
 static uint64_t key_hash(const char *s, size_t n) { return tw_fnv1a(s, n, TW_FNV1A_INIT); }
 
@@ -40,31 +42,9 @@ answer_cache *answer_cache_new(size_t budget)
         free(c);
         return NULL;
     }
-    c->budget = budget;
+    c->st.budget = budget;
     pthread_mutex_init(&c->lock, NULL);
     return c;
-}
-
-static void unlink_lru(answer_cache *c, entry *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void push_front(answer_cache *c, entry *e)
-{
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head) c->head->prev = e;
-    c->head = e;
-    if (!c->tail) c->tail = e;
 }
 
 static void drop(answer_cache *c, entry *e)
@@ -72,9 +52,9 @@ static void drop(answer_cache *c, entry *e)
     entry **pp = &c->buckets[e->hash % c->n_buckets];
     while (*pp != e) pp = &(*pp)->chain;
     *pp = e->chain;
-    unlink_lru(c, e);
-    c->bytes -= entry_bytes(e);
-    c->entries--;
+    tw_lru_unlink(&c->list, &e->lru);
+    c->st.bytes -= entry_bytes(e);
+    c->st.entries--;
     free(e->key);
     api_blob_unref(e->blob);
     free(e);
@@ -83,7 +63,7 @@ static void drop(answer_cache *c, entry *e)
 void answer_cache_free(answer_cache *c)
 {
     if (!c) return;
-    while (c->head) drop(c, c->head);
+    while (c->list.head) drop(c, ENTRY(c->list.head));
     free(c->buckets);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -104,11 +84,10 @@ int answer_cache_get(answer_cache *c, const char *key, size_t klen, api_response
     entry *e = find(c, h, key, klen);
     if (e) {
         api_respond_blob(res, e->status, e->content_type, e->blob); /* a reference, not a copy */
-        unlink_lru(c, e);
-        push_front(c, e);
-        c->hits++;
+        tw_lru_touch(&c->list, &e->lru);
+        c->st.hits++;
     } else {
-        c->misses++;
+        c->st.misses++;
     }
     pthread_mutex_unlock(&c->lock);
     return e ? 0 : -1;
@@ -131,19 +110,19 @@ void answer_cache_put(answer_cache *c, const char *key, size_t klen, const api_r
     e->content_type = res->content_type;
     e->hash = key_hash(key, klen);
     pthread_mutex_lock(&c->lock);
-    if (entry_bytes(e) > c->budget || find(c, e->hash, key, klen)) {
+    if (entry_bytes(e) > c->st.budget || find(c, e->hash, key, klen)) {
         pthread_mutex_unlock(&c->lock);
         free(e->key);
         api_blob_unref(e->blob);
         free(e);
         return;
     }
-    while (c->bytes + entry_bytes(e) > c->budget && c->tail) drop(c, c->tail);
+    while (c->st.bytes + entry_bytes(e) > c->st.budget && c->list.tail) drop(c, ENTRY(c->list.tail));
     e->chain = c->buckets[e->hash % c->n_buckets];
     c->buckets[e->hash % c->n_buckets] = e;
-    push_front(c, e);
-    c->bytes += entry_bytes(e);
-    c->entries++;
+    tw_lru_push_front(&c->list, &e->lru);
+    c->st.bytes += entry_bytes(e);
+    c->st.entries++;
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -152,10 +131,6 @@ void answer_cache_get_stats(answer_cache *c, answer_cache_stats *s)
     memset(s, 0, sizeof *s);
     if (!c) return;
     pthread_mutex_lock(&c->lock);
-    s->hits = c->hits;
-    s->misses = c->misses;
-    s->entries = c->entries;
-    s->bytes = c->bytes;
-    s->budget = c->budget;
+    *s = c->st;
     pthread_mutex_unlock(&c->lock);
 }

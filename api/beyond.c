@@ -32,7 +32,10 @@ static json_t *neuron_hits_json(const topk_hit *h, size_t k)
     return a;
 }
 
-static ana_ctx ctx_of(twd_app *app, const api_args *a) { return (ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}; }
+static ana_ctx ctx_of(twd_app *app, const api_args *a)
+{
+    return (ana_ctx){.cache = app->ext->cache, .cancel = a->cancel};
+}
 
 /* The optional 'block' parameter: its value, or -1 when absent. */
 static int opt_block(const api_args *a)
@@ -57,14 +60,13 @@ int api_mlp_values(twd_app *app, const api_args *a, api_response *res)
         for (size_t i = 0; i < n; i++) ids[i] = (int32_t)na->ints[i];
     }
     mlp_values_result r;
-    ana_ctx x = ctx_of(app, a);
-    int rc = mlp_values(&app->model, &x, block, ids, n, k, &r);
+    int rc = mlp_values(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, ids, n,
+                        k, &r);
     free(ids);
     if (rc != TW_OK) return api_status_error(res, rc, "value vectors");
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "block,neuron,norm,list,rank,id,text,score\r\n");
+        tb_init_csv(&tb, "block,neuron,norm,list,rank,id,text,score");
         for (size_t i = 0; i < r.n; i++)
             for (int list = 0; list < 2; list++)
                 for (size_t j = 0; j < k; j++) {
@@ -105,13 +107,12 @@ int api_mlp_search(twd_app *app, const api_args *a, api_response *res)
     int32_t token = api_token_arg(app, t, res);
     if (token < 0) return -1;
     mlp_search_result r;
-    ana_ctx x = ctx_of(app, a);
-    int rc = mlp_search(&app->model, &x, block, token, k, &r);
+    int rc = mlp_search(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, token,
+                        k, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "neuron search");
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "rank,block,neuron,score,norm,token_rank\r\n");
+        tb_init_csv(&tb, "rank,block,neuron,score,norm,token_rank");
         for (size_t i = 0; i < r.k; i++) {
             const mlp_search_hit *h = &r.hits[i];
             tb_csv_int(&tb, (long long)i + 1);
@@ -183,9 +184,9 @@ int api_mlp_svd(twd_app *app, const api_args *a, api_response *res)
     if (api_check_answer_size(app, res, (double)nm * (double)top * 2.0 * (double)k, "top or k") != 0)
         return -1;
     mlp_svd_result r[2];
-    ana_ctx x = ctx_of(app, a);
     for (int i = 0; i < nm; i++) {
-        int rc = mlp_svd(&app->model, &x, block, mats[i], top, k, &r[i]);
+        int rc = mlp_svd(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block,
+                         mats[i], top, k, &r[i]);
         if (rc != TW_OK) {
             for (int j = 0; j < i; j++) mlp_svd_result_free(&r[j]);
             return api_status_error(res, rc, "MLP SVD");
@@ -253,6 +254,20 @@ int api_mlp_svd(twd_app *app, const api_args *a, api_response *res)
     return ret;
 }
 
+/* The forward pass of ids (n of them, freed here) with o, in the request's
+ * GELU form, without logits and stopped by the request's cancel flag: 0 and
+ * *fr, or -1 with the error answer in res. */
+static int forward_ids(twd_app *app, const api_args *a, int32_t *ids, long n, gpt2_forward_opts o,
+                       api_response *res, gpt2_forward_result **fr)
+{
+    o.gelu = api_gelu(a);
+    o.logits = GPT2_LOGITS_NONE;
+    o.cancel = a->cancel;
+    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, fr);
+    free(ids);
+    return rc == TW_OK ? 0 : api_status_error(res, rc, "forward pass");
+}
+
 /* ---------- /mlp/updates (docs/MATH.md §11) ---------- */
 
 int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
@@ -270,20 +285,15 @@ int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
         free(ids);
         return -1;
     }
-    gpt2_forward_opts o = {.gelu = api_gelu(a),
-                           .logits = GPT2_LOGITS_NONE,
-                           .skip_attention = 1,
+    gpt2_forward_opts o = {.skip_attention = 1,
                            .keep_mlp = 1,
                            .keep_select = block < 0 ? 0 : GPT2_KEEP_BLOCK,
-                           .keep_block = block < 0 ? 0 : block,
-                           .cancel = a->cancel};
+                           .keep_block = block < 0 ? 0 : block};
     gpt2_forward_result *fr = NULL;
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, &fr);
-    free(ids);
-    if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
+    if (forward_ids(app, a, ids, n, o, res, &fr) != 0) return -1;
     mlp_updates_result r;
-    ana_ctx x = ctx_of(app, a);
-    rc = mlp_updates(&app->model, &x, fr, top, k, &r);
+    int rc =
+        mlp_updates(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, fr, top, k, &r);
     if (rc != TW_OK) {
         gpt2_forward_free(fr);
         return api_status_error(res, rc, "MLP sub-updates");
@@ -291,9 +301,8 @@ int api_mlp_updates(twd_app *app, const api_args *a, api_response *res)
     const size_t N = (size_t)n;
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "block,position,token_id,token_text,update_norm,rank,neuron,coefficient,norm,weight,"
-                       "value_rank,id,text,score\r\n");
+        tb_init_csv(&tb, "block,position,token_id,token_text,update_norm,rank,neuron,coefficient,norm,weight,"
+                         "value_rank,id,text,score");
         for (size_t b = 0; b < r.n_blocks; b++)
             for (size_t t = 0; t < N; t++)
                 for (size_t j = 0; j < top; j++) {
@@ -530,14 +539,8 @@ static int layernorm_states(twd_app *app, const api_args *a, const api_arg *text
     int32_t *ids = NULL;
     long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
-    gpt2_forward_opts o = {.gelu = api_gelu(a),
-                           .logits = GPT2_LOGITS_NONE,
-                           .skip_attention = 1,
-                           .keep_mid = 1,
-                           .cancel = a->cancel};
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, fr);
-    free(ids);
-    return rc == TW_OK ? 0 : api_status_error(res, rc, "forward pass");
+    gpt2_forward_opts o = {.skip_attention = 1, .keep_mid = 1};
+    return forward_ids(app, a, ids, n, o, res, fr);
 }
 
 int api_layernorm(twd_app *app, const api_args *a, api_response *res)
@@ -612,8 +615,7 @@ int api_layernorm_sketch(twd_app *app, const api_args *a, api_response *res)
     int ret;
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "stage,point,theta,x,y\r\n");
+        tb_init_csv(&tb, "stage,point,theta,x,y");
         for (int s = 0; s < 4; s++)
             for (size_t p = 0; p < npts; p++) {
                 tb_csv_str(&tb, stages[s]);
@@ -680,18 +682,11 @@ int api_selfcheck(twd_app *app, const api_args *a, api_response *res)
     int32_t *ids = NULL;
     long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
-    gpt2_forward_opts o = {.gelu = api_gelu(a),
-                           .logits = GPT2_LOGITS_NONE,
-                           .att_select = block < 0 ? 0 : GPT2_ATT_BLOCK,
-                           .att_block = block < 0 ? 0 : block,
-                           .cancel = a->cancel};
+    gpt2_forward_opts o = {.att_select = block < 0 ? 0 : GPT2_ATT_BLOCK, .att_block = block < 0 ? 0 : block};
     gpt2_forward_result *fr = NULL;
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, &o, &fr);
-    free(ids);
-    if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
+    if (forward_ids(app, a, ids, n, o, res, &fr) != 0) return -1;
     selfcheck_result r;
-    ana_ctx x = ctx_of(app, a);
-    rc = selfcheck(&app->model, &x, fr, seed, &r);
+    int rc = selfcheck(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, fr, seed, &r);
     if (rc != TW_OK) {
         gpt2_forward_free(fr);
         return api_status_error(res, rc, "self-check");
@@ -700,8 +695,7 @@ int api_selfcheck(twd_app *app, const api_args *a, api_response *res)
     int ret;
     if (api_format_is(a, "csv")) {
         textbuf tb;
-        tb_init(&tb);
-        tb_printf(&tb, "block,head,quantity,max_abs_diff,max_rel_diff\r\n");
+        tb_init_csv(&tb, "block,head,quantity,max_abs_diff,max_rel_diff");
         for (size_t b = 0; b < r.n_blocks; b++) {
             int bl = r.block0 + (int)b;
             for (size_t h = 0; h < H; h++) {

@@ -17,6 +17,12 @@ void tb_init(textbuf *b)
     b->cells = 0;
 }
 
+void tb_init_csv(textbuf *b, const char *header)
+{
+    tb_init(b);
+    tb_printf(b, "%s\r\n", header);
+}
+
 void tb_printf(textbuf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -22,6 +22,9 @@ typedef struct {
 } textbuf;
 
 void tb_init(textbuf *b);
+/* tb_init, then a CSV table's header row: header (the column names,
+ * comma-separated) and CRLF. */
+void tb_init_csv(textbuf *b, const char *header);
 void tb_printf(textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* CSV: one cell (quoted when it holds a comma, quote, CR or LF), a number

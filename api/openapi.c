@@ -95,9 +95,11 @@ static const struct {
 
 /* What the common CSV columns mean (docs/API.md), for the columns whose row
  * notation gives no description. */
-static const struct {
-    const char *name, *doc;
-} glossary[] = {
+typedef struct {
+    const char *column, *meaning;
+} glossary_row;
+
+static const glossary_row glossary[] = {
     {"block", "0-based transformer block"},
     {"head", "0-based attention head"},
     {"rank", "1-based place in a ranked list"},
@@ -254,32 +256,30 @@ static json_t *component(parser *P, const char *name, size_t n, bool copy)
     return fail(P, "unknown component '%.*s'", (int)n, name);
 }
 
+/* One end of a range: a value unless the next character is `end` (an open
+ * end), stored as `key` of s, then `sep`. 0, or -1 with msg as the error. */
+static int parse_bound(parser *P, json_t *s, char end, const char *key, const char *sep, const char *msg)
+{
+    int64_t v;
+    skip(P);
+    if (*P->p != end) {
+        int r = parse_value(P, false, &v);
+        if (r < 0) return -1;
+        if (r) json_object_set_new(s, key, json_integer(v));
+    }
+    if (!accept(P, sep)) {
+        fail(P, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* (lo..hi) after int or num. */
 static int parse_range(parser *P, json_t *s)
 {
     if (!accept(P, "(")) return 0;
-    int64_t v;
-    skip(P);
-    if (*P->p != '.') {
-        int r = parse_value(P, false, &v);
-        if (r < 0) return -1;
-        if (r) json_object_set_new(s, "minimum", json_integer(v));
-    }
-    if (!accept(P, "..")) {
-        fail(P, "expected '..' in a range");
-        return -1;
-    }
-    skip(P);
-    if (*P->p != ')') {
-        int r = parse_value(P, false, &v);
-        if (r < 0) return -1;
-        if (r) json_object_set_new(s, "maximum", json_integer(v));
-    }
-    if (!accept(P, ")")) {
-        fail(P, "expected ')' after a range");
-        return -1;
-    }
-    return 0;
+    if (parse_bound(P, s, '.', "minimum", "..", "expected '..' in a range") != 0) return -1;
+    return parse_bound(P, s, ')', "maximum", ")", "expected ')' after a range");
 }
 
 static json_t *parse_object(parser *P)
@@ -768,7 +768,7 @@ static const char *column_doc(const char *name, const json_t *col)
     const char *d = json_string_value(json_object_get(col, "description"));
     if (d) return d;
     for (size_t i = 0; i < sizeof glossary / sizeof glossary[0]; i++)
-        if (strcmp(glossary[i].name, name) == 0) return glossary[i].doc;
+        if (strcmp(glossary[i].column, name) == 0) return glossary[i].meaning;
     return NULL;
 }
 

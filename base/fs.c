@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -62,6 +64,52 @@ int fs_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     return fd;
+}
+
+int fs_map_file(const char *path, unsigned long long max, const void **map, size_t *size, char *err,
+                size_t errlen)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        tw_set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        tw_set_err(err, errlen, "%s: not a regular file", path);
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        tw_set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        tw_set_err(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if (sb.st_size <= 0) {
+        tw_set_err(err, errlen, "%s: file is empty", path);
+        close(fd);
+        return -1;
+    }
+    if ((unsigned long long)sb.st_size > max ||
+        (unsigned long long)sb.st_size > (unsigned long long)SIZE_MAX) {
+        tw_set_err(err, errlen, "%s: file is %lld bytes, more than the limit of %llu", path,
+                   (long long)sb.st_size, max);
+        close(fd);
+        return -1;
+    }
+    size_t n = (size_t)sb.st_size;
+    void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        tw_set_err(err, errlen, "%s: cannot mmap %zu bytes: %s", path, n, strerror(errno));
+        return -1;
+    }
+    *map = p;
+    *size = n;
+    return 0;
 }
 
 char *fs_read_file(const char *path, size_t max_bytes, size_t *len, char *err, size_t errlen)

@@ -30,3 +30,18 @@ void scratch_free(scratch *s)
     s->n = 0;
     s->failed = false;
 }
+
+void *tw_grow(void *p, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (need <= *cap && p) return p;
+    size_t c = *cap ? *cap : (first ? first : 1);
+    while (c < need) {
+        if (c > SIZE_MAX / 2) return NULL;
+        c *= 2;
+    }
+    if (size && c > SIZE_MAX / size) return NULL;
+    void *n = realloc(p, c * size);
+    if (!n) return NULL;
+    *cap = c;
+    return n;
+}

@@ -26,4 +26,10 @@ void *scratch_zalloc(scratch *s, size_t count, size_t size);
 /* Frees every array taken and resets s to empty. */
 void scratch_free(scratch *s);
 
+/* A growing array: p (NULL or from malloc) with room for *cap elements of
+ * `size` bytes, given room for at least `need`, the room doubling from
+ * `first`. Returns the array (p itself when it has room) and updates *cap,
+ * or NULL on failure, p then untouched and *cap unchanged. */
+void *tw_grow(void *p, size_t *cap, size_t need, size_t size, size_t first);
+
 #endif

@@ -10,33 +10,17 @@
 static size_t seq_len(const unsigned char *s, size_t n, size_t i, size_t *bad)
 {
     unsigned char c = s[i];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
     if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 1;
-    else if (c == 0xE0) {
-        need = 2;
-        lo = 0xA0;
-    } else if (c >= 0xE1 && c <= 0xEC)
-        need = 2;
-    else if (c == 0xED) {
-        need = 2;
-        hi = 0x9F;
-    } else if (c >= 0xEE && c <= 0xEF)
-        need = 2;
-    else if (c == 0xF0) {
-        need = 3;
-        lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3)
-        need = 3;
-    else if (c == 0xF4) {
-        need = 3;
-        hi = 0x8F;
-    } else {
+    if (c < 0xC2 || c > 0xF4) { /* a continuation byte, an overlong lead or past U+10FFFF */
         *bad = 1;
         return 0;
     }
+    /* Unicode's table of well-formed sequences: continuation bytes are
+     * 80..BF but for the second after E0 (A0..), ED (..9F: no surrogates),
+     * F0 (90..) and F4 (..8F: at most U+10FFFF) */
+    const size_t need = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+    const unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+    const unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
     size_t k;
     for (k = 1; k <= need; k++) {
         if (i + k >= n) {

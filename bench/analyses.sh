@@ -29,20 +29,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/bench/common.sh"
 bench_setup "$build" twd-analyses
 ana="$build/tools/twd-analyses"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-cat "$model/model.safetensors" >/dev/null   # warm page cache: measure compute, not disk
+bench_warm
 
 ids=$(awk 'BEGIN { for (w = 0; w < 100; w++) printf("%s%d", w ? "," : "", (w * 7919 + 13) % 50257) }')
 
-out=$(mktemp)
-"$ana" bench --model "$model" --block 11 --ids "$ids" --k 5 --top 20 --reps 3 | tee "$out"
-hint=$(sed -n 's/.*hint: OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p' "$out")
-rm -f "$out"
-if [ -n "$hint" ]; then
-    echo "== again with OPENBLAS_CORETYPE=$hint"
-    OPENBLAS_CORETYPE=$hint "$ana" bench --model "$model" --block 11 --ids "$ids" --k 5 --top 20 --reps 3
-fi
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_coretype "$ana" bench --model "$model" --block 11 --ids "$ids" --k 5 --top 20 --reps 3
 
 if [ "$ref" = 1 ]; then
     echo "== numpy reference, blocks 0,5,11"

@@ -20,15 +20,6 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/bench/common.sh"
 bench_setup "$build" twd-analyses
 ana="$build/tools/twd-analyses"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-cat "$model/model.safetensors" >/dev/null   # warm page cache: measure compute, not disk
+bench_warm
 
-out=$(mktemp)
-"$ana" bench-mlp --model "$model" --block "$block" --k 5 --reps 3 | tee "$out"
-hint=$(sed -n 's/.*hint: OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p' "$out")
-rm -f "$out"
-if [ -n "$hint" ]; then
-    echo "== again with OPENBLAS_CORETYPE=$hint"
-    OPENBLAS_CORETYPE=$hint "$ana" bench-mlp --model "$model" --block "$block" --k 5 --reps 3
-fi
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_coretype "$ana" bench-mlp --model "$model" --block "$block" --k 5 --reps 3

@@ -18,3 +18,27 @@ bench_setup() {
     fi
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 }
+
+#   bench_warm                      prints the load average and reads the
+#                                   checkpoint once (warm page cache: measure
+#                                   compute, not disk).
+bench_warm() {
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    cat "$model/model.safetensors" >/dev/null
+}
+
+#   bench_coretype CMD...           runs CMD; if its output suggests another
+#                                   OPENBLAS_CORETYPE, runs it again with that
+#                                   one. Sets $hint (empty when none) and prints
+#                                   the load average afterwards.
+bench_coretype() {
+    _out=$(mktemp)
+    "$@" | tee "$_out"
+    hint=$(sed -n 's/.*hint: OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p' "$_out")
+    rm -f "$_out"
+    if [ -n "$hint" ]; then
+        echo "== again with OPENBLAS_CORETYPE=$hint"
+        OPENBLAS_CORETYPE=$hint "$@"
+    fi
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}

@@ -336,6 +336,5 @@ int main(void)
                                          print_conf_round_trip,
                                          shipped_conf_matches_table,
                                          NULL};
-    const tw_case config = {"config", 0, NULL, NULL, config_tests};
-    return tw_check_main("config", &config, 1);
+    return tw_check_one("config", "config", 0, config_tests);
 }

@@ -44,6 +44,20 @@ static gpt2_forward_result *run(const gpt2_model *m, const int32_t *tok, size_t 
     return r;
 }
 
+/* The test model of seed and a phrase of n tokens from the same seed. */
+static void model_and_phrase(tt_model *tm, uint64_t seed, int32_t *tok, size_t n)
+{
+    model_build(tm, seed);
+    tokens_fill(tok, n, seed);
+}
+
+/* The BLAS kernels' pass (the other kernels are compared with it). */
+static gpt2_forward_result *run_blas(const gpt2_model *m, const int32_t *tok, size_t n, gpt2_gelu g,
+                                     gpt2_logits lg)
+{
+    return run(m, tok, n, g, GPT2_KERNELS_BLAS, lg);
+}
+
 /* Max |a-b| over count values, and the scale max(|b|) it is judged against. */
 static double max_abs_diff(const float *a, const float *b, size_t count, double *scale)
 {
@@ -252,7 +266,7 @@ START_TEST(test_embeddings_direct)
     tt_model tm;
     model_build(&tm, 2);
     int32_t tok[4] = {0, 96, 5, 5};
-    gpt2_forward_result *r = run(&tm.m, tok, 4, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_LAST);
+    gpt2_forward_result *r = run_blas(&tm.m, tok, 4, GPT2_GELU_TANH, GPT2_LOGITS_LAST);
     const gpt2_params *p = &tm.m.p;
     for (size_t t = 0; t < 4; t++) {
         double mean = 0, var = 0;
@@ -317,13 +331,13 @@ END_TEST
 
 START_TEST(test_gelu_forms)
 {
+    enum { n = 8 };
+    const size_t C = T_C;
     tt_model tm;
-    model_build(&tm, 4);
-    const size_t n = 8, C = T_C;
-    int32_t tok[8];
-    tokens_fill(tok, n, 4);
-    gpt2_forward_result *t = run(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_LAST);
-    gpt2_forward_result *e = run(&tm.m, tok, n, GPT2_GELU_ERF, GPT2_KERNELS_BLAS, GPT2_LOGITS_LAST);
+    int32_t tok[n];
+    model_and_phrase(&tm, 4, tok, n);
+    gpt2_forward_result *t = run_blas(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_LOGITS_LAST);
+    gpt2_forward_result *e = run_blas(&tm.m, tok, n, GPT2_GELU_ERF, GPT2_LOGITS_LAST);
     ck_assert_int_eq(t->gelu, GPT2_GELU_TANH);
     ck_assert_int_eq(e->gelu, GPT2_GELU_ERF);
     ck_assert_str_eq(gpt2_gelu_name(t->gelu), "tanh");
@@ -348,14 +362,15 @@ END_TEST
 
 START_TEST(test_logits_options)
 {
+    static const gpt2_logits mode[3] = {GPT2_LOGITS_ALL, GPT2_LOGITS_LAST, GPT2_LOGITS_NONE};
+    enum { n = 6 };
+    const size_t C = T_C;
     tt_model tm;
-    model_build(&tm, 5);
-    const size_t n = 6, C = T_C;
-    int32_t tok[6];
-    tokens_fill(tok, n, 5);
-    gpt2_forward_result *all = run(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_ALL);
-    gpt2_forward_result *last = run(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_LAST);
-    gpt2_forward_result *none = run(&tm.m, tok, n, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_NONE);
+    int32_t tok[n];
+    model_and_phrase(&tm, 5, tok, n);
+    gpt2_forward_result *r[3];
+    for (int i = 0; i < 3; i++) r[i] = run_blas(&tm.m, tok, n, GPT2_GELU_TANH, mode[i]);
+    gpt2_forward_result *all = r[0], *last = r[1], *none = r[2];
     ck_assert_int_eq(all->n_logits, (int)n);
     ck_assert_int_eq(all->logits_pos0, 0);
     ck_assert_int_eq(last->n_logits, 1);
@@ -382,9 +397,7 @@ START_TEST(test_logits_options)
     ck_assert_int_eq(gpt2_forward(&tm.m, tok, n, NULL, &d), TW_OK);
     ck_assert_int_eq(d->gelu, GPT2_GELU_TANH);
     ck_assert_mem_eq(d->logits, last->logits, T_V * sizeof(float));
-    gpt2_forward_free(all);
-    gpt2_forward_free(last);
-    gpt2_forward_free(none);
+    for (int i = 0; i < 3; i++) gpt2_forward_free(r[i]);
     gpt2_forward_free(sk);
     gpt2_forward_free(d);
     tt_model_free(&tm);
@@ -468,19 +481,14 @@ START_TEST(test_layouts_and_no_bias)
     tt_model hf, lin, nob;
     tt_model_opts o = {
         .n_layer = T_L, .n_head = T_H, .n_embd = T_C, .n_ctx = T_CTX, .vocab_size = T_V, .seed = 77};
-    tt_model_build(&hf, &o);
-    o.linear_layout = 1;
-    tt_model_build(&lin, &o);
-    o.linear_layout = 0;
-    o.no_bias = 1;
-    tt_model_build(&nob, &o);
+    tt_model_build_layouts(&hf, &lin, &nob, &o);
     int32_t tok[19];
     tokens_fill(tok, 19, 5);
-    gpt2_forward_result *a = run(&hf.m, tok, 19, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_ALL);
-    gpt2_forward_result *b = run(&lin.m, tok, 19, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_ALL);
+    gpt2_forward_result *a = run_blas(&hf.m, tok, 19, GPT2_GELU_TANH, GPT2_LOGITS_ALL);
+    gpt2_forward_result *b = run_blas(&lin.m, tok, 19, GPT2_GELU_TANH, GPT2_LOGITS_ALL);
     expect_close("resid_lnf, (out, in) layout", b->resid_lnf, a->resid_lnf, (size_t)T_L * 19 * T_C, 1e-5);
     expect_close("logits, (out, in) layout", b->logits, a->logits, (size_t)19 * T_V, 1e-5);
-    gpt2_forward_result *c = run(&nob.m, tok, 19, GPT2_GELU_TANH, GPT2_KERNELS_BLAS, GPT2_LOGITS_ALL);
+    gpt2_forward_result *c = run_blas(&nob.m, tok, 19, GPT2_GELU_TANH, GPT2_LOGITS_ALL);
     /* the reference: the biased model with every bias and beta zeroed */
     float *zeros = calloc(4 * T_C, sizeof(float));
     ck_assert_ptr_nonnull(zeros);

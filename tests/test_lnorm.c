@@ -28,6 +28,5 @@ END_TEST
 int main(void)
 {
     const TTest *const lnorm_tests[] = {test_layernorm_rows, NULL};
-    const tw_case lnorm = {"lnorm", 0, NULL, NULL, lnorm_tests};
-    return tw_check_main("lnorm", &lnorm, 1);
+    return tw_check_one("lnorm", "lnorm", 0, lnorm_tests);
 }

@@ -68,6 +68,20 @@ static void expect_fail(const char *frag1, const char *frag2)
     st_close(&f); /* idempotent */
 }
 
+/* The tensor `name` of f exists with dtype, ndim dimensions of the given
+ * shape and numel elements; returns it. */
+static const st_tensor *expect_tensor(const st_file *f, const char *name, st_dtype dtype, int ndim,
+                                      const size_t *shape, size_t numel)
+{
+    const st_tensor *t = st_find(f, name);
+    ck_assert_msg(t != NULL, "no tensor '%s'", name);
+    ck_assert_int_eq(t->dtype, dtype);
+    ck_assert_int_eq(t->ndim, ndim);
+    for (int d = 0; d < ndim; d++) ck_assert_uint_eq(t->shape[d], shape[d]);
+    ck_assert_uint_eq(t->numel, numel);
+    return t;
+}
+
 START_TEST(t_valid)
 {
     /* header padded with spaces as HF does; tensors out of name order in
@@ -85,25 +99,13 @@ START_TEST(t_valid)
     ck_assert_uint_eq(f.n_tensors, 5);
     ck_assert_uint_eq(f.data_start, 8 + strlen(h));
     ck_assert_uint_eq(f.size, 8 + strlen(h) + 48);
-    const st_tensor *b = st_find(&f, "b");
-    ck_assert_ptr_nonnull(b);
-    ck_assert_int_eq(b->dtype, ST_F32);
-    ck_assert_int_eq(b->ndim, 2);
-    ck_assert_uint_eq(b->shape[0], 2);
-    ck_assert_uint_eq(b->shape[1], 3);
-    ck_assert_uint_eq(b->numel, 6);
+    const st_tensor *b = expect_tensor(&f, "b", ST_F32, 2, (const size_t[]){2, 3}, 6);
     ck_assert_uint_eq(b->nbytes, 24);
     ck_assert_uint_eq(b->offset, f.data_start + 8);
     const unsigned char *d = st_data(&f, b);
     for (size_t k = 0; k < 24; k++) ck_assert_uint_eq(d[k], ((8 + k) * 7 + 3) & 0xff);
-    const st_tensor *s = st_find(&f, "s");
-    ck_assert_ptr_nonnull(s);
-    ck_assert_int_eq(s->ndim, 0);
-    ck_assert_uint_eq(s->numel, 1);
-    ck_assert_int_eq(s->dtype, ST_F16);
-    const st_tensor *e = st_find(&f, "e");
-    ck_assert_ptr_nonnull(e);
-    ck_assert_uint_eq(e->numel, 0);
+    expect_tensor(&f, "s", ST_F16, 0, NULL, 1);
+    expect_tensor(&f, "e", ST_I64, 2, (const size_t[]){0, 5}, 0);
     ck_assert_int_eq(st_find(&f, "a")->dtype, ST_BF16);
     ck_assert_int_eq(st_find(&f, "c")->dtype, ST_U8);
     ck_assert_ptr_null(st_find(&f, "__metadata__"));
@@ -493,22 +495,44 @@ static uint32_t fbits(float f)
     return u;
 }
 
-START_TEST(t_f16_to_f32_all)
+/* A 16-bit float format: its conversions, an exact reference decoder, the
+ * bits of +inf and the value one step past the largest finite one. */
+typedef struct {
+    const char *name;
+    float (*to_f32)(uint16_t);
+    uint16_t (*from_f32)(float);
+    double (*ref)(uint16_t);
+    uint32_t inf;
+    double past_max;
+} half_format;
+
+static const half_format f16 = {"F16", st_f16_to_f32, st_f32_to_f16, ref_f16, 0x7c00, 65536.0};
+static const half_format bf16 = {"BF16", st_bf16_to_f32, st_f32_to_bf16, ref_bf16, 0x7f80, 0x1p128};
+
+/* Every 16-bit pattern decodes to the reference's value, signed zeros and
+ * infinities included; NaN stays NaN (with payload: its sign and the top
+ * 10 mantissa bits are kept, as in F16). */
+static void check_decode(const half_format *f, int payload)
 {
     long bad = 0;
     for (uint32_t h = 0; h < 65536; h++) {
-        float got = st_f16_to_f32((uint16_t)h);
-        double want = ref_f16((uint16_t)h);
+        float got = f->to_f32((uint16_t)h);
+        double want = f->ref((uint16_t)h);
         if (isnan(want)) {
-            /* NaN stays NaN, the payload is kept in the top mantissa bits */
-            if (!isnan(got) || ((fbits(got) >> 13) & 0x3ff) != (h & 0x3ff) || (fbits(got) >> 31) != (h >> 15))
+            if (!isnan(got) ||
+                (payload && (((fbits(got) >> 13) & 0x3ff) != (h & 0x3ff) || (fbits(got) >> 31) != (h >> 15))))
                 bad++;
         } else if ((double)got != want || !signbit(got) != !signbit(want)) {
-            if (bad < 5) fprintf(stderr, "f16 %04x: got %a want %a\n", h, got, want);
+            if (bad < 5) fprintf(stderr, "%s %04x: got %a want %a\n", f->name, h, got, want);
             bad++;
         }
     }
-    ck_assert_msg(bad == 0, "%ld of 65536 F16 patterns converted wrongly", bad);
+    ck_assert_msg(bad == 0, "%ld of 65536 %s patterns converted wrongly", bad, f->name);
+}
+
+START_TEST(t_f16_to_f32_all)
+{
+    check_decode(&f16, 1);
     /* the bulk version reads little-endian pairs at any alignment */
     unsigned char raw[7] = {0xff, 0x00, 0x3c, 0x01, 0x00, 0x00, 0xfc};
     float out[3];
@@ -521,18 +545,7 @@ END_TEST
 
 START_TEST(t_bf16_to_f32_all)
 {
-    long bad = 0;
-    for (uint32_t b = 0; b < 65536; b++) {
-        float got = st_bf16_to_f32((uint16_t)b);
-        double want = ref_bf16((uint16_t)b);
-        if (isnan(want)) {
-            if (!isnan(got)) bad++;
-        } else if ((double)got != want || !signbit(got) != !signbit(want)) {
-            if (bad < 5) fprintf(stderr, "bf16 %04x: got %a want %a\n", b, got, want);
-            bad++;
-        }
-    }
-    ck_assert_msg(bad == 0, "%ld of 65536 BF16 patterns converted wrongly", bad);
+    check_decode(&bf16, 0);
     unsigned char raw[5] = {0, 0x80, 0x3f, 0x00, 0xc0};
     float out[2];
     st_bf16_to_f32_n(out, raw + 1, 2);
@@ -541,69 +554,50 @@ START_TEST(t_bf16_to_f32_all)
 }
 END_TEST
 
-/* F32 -> F16: every half value round-trips, and for every pair of
- * neighbouring finite halves the exact midpoint rounds to the even one while
- * the floats just below / above it round down / up. */
-START_TEST(t_f32_to_f16_rounding)
+/* Every value of f round-trips, and for every pair of neighbouring finite
+ * positive values the exact midpoint rounds to the even one while the
+ * floats just below / above it round down / up (negative values mirror). */
+static void check_rounding(const half_format *f)
 {
     long bad = 0;
     for (uint32_t h = 0; h < 65536; h++) {
-        float v = st_f16_to_f32((uint16_t)h);
-        uint16_t back = st_f32_to_f16(v);
-        if (isnan(v) ? !isnan(st_f16_to_f32(back)) : back != h) bad++;
+        float v = f->to_f32((uint16_t)h);
+        uint16_t back = f->from_f32(v);
+        if (isnan(v) ? !isnan(f->to_f32(back)) : back != h) bad++;
     }
-    ck_assert_msg(bad == 0, "%ld half values do not round-trip", bad);
-    for (uint32_t h = 0; h < 0x7c00; h++) { /* positive finite */
-        double a = ref_f16((uint16_t)h);
-        double b = (h + 1 == 0x7c00) ? 65536.0 : ref_f16((uint16_t)(h + 1));
-        /* the half after 65504 would be 65536: its midpoint rounds to inf */
-        float mid = (float)((a + b) / 2); /* exact in F32 */
-        ck_assert((double)mid == (a + b) / 2);
+    ck_assert_msg(bad == 0, "%ld %s values do not round-trip", bad, f->name);
+    for (uint32_t h = 0; h < f->inf; h++) {
+        double a = f->ref((uint16_t)h);
+        double b = h + 1 == f->inf ? f->past_max : f->ref((uint16_t)(h + 1));
+        /* past the largest finite value the midpoint rounds to inf */
+        double m = (a + b) / 2;
+        float mid = (float)m;
+        ck_assert((double)mid == m); /* exact in F32 */
         uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
-        uint16_t lo = st_f32_to_f16(nextafterf(mid, 0.0f));
-        uint16_t mi = st_f32_to_f16(mid);
-        uint16_t hi = st_f32_to_f16(nextafterf(mid, INFINITY));
+        uint16_t lo = f->from_f32(nextafterf(mid, 0.0f));
+        uint16_t mi = f->from_f32(mid);
+        uint16_t hi = f->from_f32(nextafterf(mid, INFINITY));
         if (lo != h || mi != even || hi != h + 1) {
-            if (bad < 5) fprintf(stderr, "half %04x: below %04x mid %04x above %04x\n", h, lo, mi, hi);
+            if (bad < 5) fprintf(stderr, "%s %04x: below %04x mid %04x above %04x\n", f->name, h, lo, mi, hi);
             bad++;
         }
-        /* negative values mirror */
-        if (st_f32_to_f16(-mid) != (uint16_t)(even | 0x8000)) bad++;
+        if (f->from_f32(-mid) != (uint16_t)(even | 0x8000)) bad++;
     }
-    ck_assert_msg(bad == 0, "%ld rounding cases wrong", bad);
+    ck_assert_msg(bad == 0, "%ld %s rounding cases wrong", bad, f->name);
+    ck_assert(isnan(f->to_f32(f->from_f32(NAN))));
+}
+
+START_TEST(t_f32_to_f16_rounding)
+{
+    check_rounding(&f16);
     ck_assert_uint_eq(st_f32_to_f16(1e10f), 0x7c00);
     ck_assert_uint_eq(st_f32_to_f16(-INFINITY), 0xfc00);
     ck_assert_uint_eq(st_f32_to_f16(1e-30f), 0);
     ck_assert_uint_eq(st_f32_to_f16(-0.0f), 0x8000);
-    ck_assert(isnan(st_f16_to_f32(st_f32_to_f16(NAN))));
 }
 END_TEST
 
-START_TEST(t_f32_to_bf16_rounding)
-{
-    long bad = 0;
-    for (uint32_t b = 0; b < 65536; b++) {
-        float v = st_bf16_to_f32((uint16_t)b);
-        uint16_t back = st_f32_to_bf16(v);
-        if (isnan(v) ? !isnan(st_bf16_to_f32(back)) : back != b) bad++;
-    }
-    ck_assert_msg(bad == 0, "%ld bf16 values do not round-trip", bad);
-    for (uint32_t b = 0; b < 0x7f80; b++) {
-        double a = ref_bf16((uint16_t)b);
-        double c = (b + 1 == 0x7f80) ? ldexp(1.0, 128) : ref_bf16((uint16_t)(b + 1));
-        double m = (a + c) / 2; /* for b = 0x7f7f, 0x1.ffp127 rounds to inf */
-        float mid = (float)m;
-        ck_assert((double)mid == m);
-        uint16_t even = (b & 1) ? (uint16_t)(b + 1) : (uint16_t)b;
-        if (st_f32_to_bf16(nextafterf(mid, 0.0f)) != b || st_f32_to_bf16(mid) != even ||
-            st_f32_to_bf16(nextafterf(mid, INFINITY)) != b + 1) {
-            if (bad < 5) fprintf(stderr, "bf16 %04x rounding wrong\n", b);
-            bad++;
-        }
-    }
-    ck_assert_msg(bad == 0, "%ld bf16 rounding cases wrong", bad);
-    ck_assert(isnan(st_bf16_to_f32(st_f32_to_bf16(NAN))));
-}
+START_TEST(t_f32_to_bf16_rounding) { check_rounding(&bf16); }
 END_TEST
 
 START_TEST(t_dtype_table)

@@ -128,6 +128,22 @@ static tokenizer *load_ok(const char *dir)
     return t;
 }
 
+/* A tokenizer of the byte tokens plus extra and merges (write_tiny) in a
+ * new folder, whose name goes to *dir; free both with tiny_free. */
+static tokenizer *tiny_load(char **dir, const char *const *extra, size_t n_extra,
+                            const char *const (*merges)[2], size_t n_merges)
+{
+    *dir = make_tmpdir();
+    write_tiny(*dir, extra, n_extra, merges, n_merges);
+    return load_ok(*dir);
+}
+
+static void tiny_free(tokenizer *t, char *dir)
+{
+    tokenizer_free(t);
+    remove_dir(dir);
+}
+
 static long encode_str(const tokenizer *t, const char *s, size_t len, int32_t **ids)
 {
     long n = tokenizer_encode(t, s, len, ids);
@@ -189,9 +205,8 @@ static const char *const hello_merges[][2] = {
 
 START_TEST(test_known_merges)
 {
-    char *dir = make_tmpdir();
-    write_tiny(dir, hello_extra, 10, hello_merges, 7);
-    tokenizer *t = load_ok(dir);
+    char *dir;
+    tokenizer *t = tiny_load(&dir, hello_extra, 10, hello_merges, 7);
     ck_assert_int_eq(tokenizer_vocab_size(t), 266);
     ck_assert_int_eq(tokenizer_eot(t), 263);
     check_ids(t, "hello", (int32_t[]){259}, 1);
@@ -235,8 +250,7 @@ START_TEST(test_known_merges)
     ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){259, 263, B('\0')}, 3, &out), 19);
     ck_assert_mem_eq(out, "hello<|endoftext|>\0", 19);
     free(out);
-    tokenizer_free(t);
-    remove_dir(dir);
+    tiny_free(t, dir);
 }
 END_TEST
 
@@ -247,9 +261,8 @@ START_TEST(test_merge_order_semantics)
 {
     static const char *const extra[] = {"aa", "aaa"};
     static const char *const merges[][2] = {{"aa", "a"}, {"a", "a"}};
-    char *dir = make_tmpdir();
-    write_tiny(dir, extra, 2, merges, 2);
-    tokenizer *t = load_ok(dir);
+    char *dir;
+    tokenizer *t = tiny_load(&dir, extra, 2, merges, 2);
     ck_assert_int_eq(tokenizer_eot(t), -1);
     check_ids(t, "aa", (int32_t[]){256}, 1);
     check_ids(t, "aaa", (int32_t[]){257}, 1);        /* (a a) a -> (aa a) */
@@ -261,8 +274,7 @@ START_TEST(test_merge_order_semantics)
               (int32_t[]){B('<'), B('|'), B('e'), B('n'), B('d'), B('o'), B('f'), B('t'), B('e'), B('x'),
                           B('t'), B('|'), B('>')},
               13);
-    tokenizer_free(t);
-    remove_dir(dir);
+    tiny_free(t, dir);
 }
 END_TEST
 
@@ -271,14 +283,12 @@ START_TEST(test_merge_left_to_right)
 {
     static const char *const extra[] = {"aa", "aaaa"};
     static const char *const merges[][2] = {{"a", "a"}, {"aa", "aa"}};
-    char *dir = make_tmpdir();
-    write_tiny(dir, extra, 2, merges, 2);
-    tokenizer *t = load_ok(dir);
+    char *dir;
+    tokenizer *t = tiny_load(&dir, extra, 2, merges, 2);
     check_ids(t, "aaa", (int32_t[]){256, B('a')}, 2);
     check_ids(t, "aaaaa", (int32_t[]){257, B('a')}, 2);
     check_ids(t, "aaaaaa", (int32_t[]){257, 256}, 2);
-    tokenizer_free(t);
-    remove_dir(dir);
+    tiny_free(t, dir);
 }
 END_TEST
 
@@ -313,8 +323,7 @@ START_TEST(test_alternate_names_and_gaps)
     check_ids(t, "hello", (int32_t[]){300, B('l'), B('l'), B('o')}, 4);
     char *out;
     ck_assert_int_eq(tokenizer_decode(t, (int32_t[]){280}, 1, &out), -2);
-    tokenizer_free(t);
-    remove_dir(dir);
+    tiny_free(t, dir);
 }
 END_TEST
 
@@ -574,8 +583,7 @@ START_TEST(test_synthetic_nouns_single_tokens)
     long n = encode_str(t, s, strlen(s), &ids);
     ck_assert_int_eq(n, 12);
     free(ids);
-    tokenizer_free(t);
-    remove_dir(dir);
+    tiny_free(t, dir);
 }
 END_TEST
 
@@ -776,9 +784,8 @@ START_TEST(test_long_pretoken_many_merges)
             merges[i][0] = merges[i][1] = k == 1 ? (c ? " " : "a") : tok[i - 2];
         }
     }
-    char *dir = make_tmpdir();
-    write_tiny(dir, extra, 20, (const char *const(*)[2])merges, 20);
-    tokenizer *t = load_ok(dir);
+    char *dir;
+    tokenizer *t = tiny_load(&dir, extra, 20, (const char *const(*)[2])merges, 20);
     size_t n = 1 << 20;
     char *s = malloc(n);
     ck_assert_ptr_nonnull(s);
@@ -804,8 +811,7 @@ START_TEST(test_long_pretoken_many_merges)
     ck_assert_int_eq((long)k, nt - 2);
     free(ids);
     free(s);
-    tokenizer_free(t);
-    remove_dir(dir);
+    tiny_free(t, dir);
 }
 END_TEST
 

@@ -15,9 +15,8 @@ START_TEST(test_topk_fast_vs_naive)
 {
     tw_rng r = tt_rng(11);
     const size_t n = 1500, d = 37, nq = 60;
-    float *M = malloc(n * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_uniform(&r, M, n * d, -1, 1);
-    tt_fill_uniform(&r, Q, nq * d, -1, 1);
+    float *M = tt_uniform(&r, n * d, -1, 1);
+    float *Q = tt_uniform(&r, nq * d, -1, 1);
     const size_t ks[] = {1, 5, 17};
     double worst = 0;
     for (size_t ki = 0; ki < 3; ki++) {
@@ -56,9 +55,8 @@ START_TEST(test_topk_exact_ties)
 {
     tw_rng r = tt_rng(12);
     const size_t n = 2000, d = 16, nq = 2100, k = 7;
-    float *M = malloc(n * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_int(&r, M, n * d, -2, 2);
-    tt_fill_int(&r, Q, nq * d, -2, 2);
+    float *M = tt_ints(&r, n * d, -2, 2);
+    float *Q = tt_ints(&r, nq * d, -2, 2);
     // the best row overall duplicated on both sides of block boundaries
     for (size_t t = 0; t < d; t++) M[1990 * d + t] = M[3 * d + t] = M[1000 * d + t] = 2.0f;
     topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
@@ -201,6 +199,5 @@ int main(void)
     const TTest *const topk_tests[] = {test_topk_fast_vs_naive,         test_topk_exact_ties,
                                        test_topk_vec_and_nan,           test_topk_errors,
                                        test_topk_cancel_between_blocks, NULL};
-    const tw_case topk = {"topk", 0, NULL, NULL, topk_tests};
-    return tw_check_main("topk", &topk, 1);
+    return tw_check_one("topk", "topk", 0, topk_tests);
 }

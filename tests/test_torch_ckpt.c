@@ -341,6 +341,52 @@ static void build_zip(buf *z, const zentry *e, int n, const zopts *o, zlayout *L
 
 static const zopts torch_like = {.align = 1, .descriptor = 1, .zip64 = 1};
 
+/* A built archive and where its parts are. */
+typedef struct {
+    buf z;
+    zlayout L;
+} zfix;
+
+static zfix zip_of(const zentry *e, int n, zopts o)
+{
+    zfix f;
+    memset(&f, 0, sizeof f);
+    build_zip(&f.z, e, n, &o, &f.L);
+    return f;
+}
+
+/* One change to a valid archive: `width` little-endian bytes (1, 2 or 4) at
+ * `at` set to value, and the fragments of the error it must give. */
+typedef struct {
+    size_t at;
+    int width;
+    uint32_t value;
+    const char *frag1, *frag2;
+} zmut;
+
+static void zip_fail(const buf *z, const char *frag1, const char *frag2);
+
+/* Each of m[0..n) applied alone to a copy of f's archive must fail. */
+static void zip_fail_each(const zfix *f, const zmut *m, size_t n)
+{
+    buf y = {0};
+    put(&y, f->z.b, f->z.n);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(y.b, f->z.b, f->z.n);
+        if (m[i].width == 1)
+            y.b[m[i].at] = (uint8_t)m[i].value;
+        else if (m[i].width == 2)
+            set16(&y, m[i].at, m[i].value);
+        else
+            set32(&y, m[i].at, m[i].value);
+        zip_fail(&y, m[i].frag1, m[i].frag2);
+    }
+    freebuf(&y);
+}
+
+/* "hello" and "yo": the entries of most malformed-archive tests */
+static const zentry HELLO_YO[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
+
 /* ---- a small valid checkpoint ----------------------------------------- */
 
 static float st0[6] = {0.5f, -1.0f, 2.0f, 3.25f, -0.0f, 1e-3f}; /* 'w' (2,3) */
@@ -375,10 +421,17 @@ static void build_ckpt_ex(buf *z, const tspec *ts, int n, const char *prefix, co
     freebuf(&p);
 }
 
-static void build_ckpt(buf *z, zlayout *L)
+/* build_ckpt_ex as a fixture */
+static zfix ckpt_ex(const tspec *ts, int n, const char *prefix, zopts o, size_t st0_len)
 {
-    build_ckpt_ex(z, default_tensors, 4, "archive", &torch_like, L, sizeof st0);
+    zfix f;
+    memset(&f, 0, sizeof f);
+    build_ckpt_ex(&f.z, ts, n, prefix, &o, &f.L, st0_len);
+    return f;
 }
+
+/* The default checkpoint (default_tensors, torch_like) as a fixture. */
+static zfix ckpt_of(void) { return ckpt_ex(default_tensors, 4, "archive", torch_like, sizeof st0); }
 
 /* ---- expectations -------------------------------------------------------- */
 
@@ -528,204 +581,164 @@ END_TEST
 START_TEST(t_zip_bad_comment_length)
 {
     zentry e[1] = {{"d/a", "hi", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 1, &(zopts){.comment = "abc"}, &L);
-    set16(&z, L.eocd + 20, 4); /* one more than there is */
-    zip_fail(&z, "no end-of-central-directory record", NULL);
-    set16(&z, L.eocd + 20, 2); /* one less: the record does not end the file */
-    zip_fail(&z, "no end-of-central-directory record", NULL);
-    freebuf(&z);
+    zfix f = zip_of(e, 1, (zopts){.comment = "abc"});
+    set16(&f.z, f.L.eocd + 20, 4); /* one more than there is */
+    zip_fail(&f.z, "no end-of-central-directory record", NULL);
+    set16(&f.z, f.L.eocd + 20, 2); /* one less: the record does not end the file */
+    zip_fail(&f.z, "no end-of-central-directory record", NULL);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_bad_cd_offset)
 {
-    zentry e[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 2, &(zopts){0}, &L);
-    set32(&z, L.eocd + 16, (uint32_t)z.n); /* central directory past the end */
-    zip_fail(&z, "central directory", "does not lie before");
-    set32(&z, L.eocd + 16, (uint32_t)L.cd_offset);
-    set32(&z, L.eocd + 12, 0xfffffff0u); /* size overflows */
-    zip_fail(&z, "central directory", NULL);
-    set32(&z, L.eocd + 12, (uint32_t)L.cd_size);
-    set32(&z, L.eocd + 16, (uint32_t)L.cd_offset + 1); /* misplaced */
-    set32(&z, L.eocd + 12, (uint32_t)L.cd_size - 1);
-    zip_fail(&z, "bad signature", NULL);
-    freebuf(&z);
+    zfix f = zip_of(HELLO_YO, 2, (zopts){0});
+    set32(&f.z, f.L.eocd + 16, (uint32_t)f.z.n); /* central directory past the end */
+    zip_fail(&f.z, "central directory", "does not lie before");
+    set32(&f.z, f.L.eocd + 16, (uint32_t)f.L.cd_offset);
+    set32(&f.z, f.L.eocd + 12, 0xfffffff0u); /* size overflows */
+    zip_fail(&f.z, "central directory", NULL);
+    set32(&f.z, f.L.eocd + 12, (uint32_t)f.L.cd_size);
+    set32(&f.z, f.L.eocd + 16, (uint32_t)f.L.cd_offset + 1); /* misplaced */
+    set32(&f.z, f.L.eocd + 12, (uint32_t)f.L.cd_size - 1);
+    zip_fail(&f.z, "bad signature", NULL);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_entry_count)
 {
-    zentry e[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 2, &(zopts){0}, &L);
-    set16(&z, L.eocd + 8, 3);
-    set16(&z, L.eocd + 10, 3);
-    zip_fail(&z, "cannot hold 3 entries", NULL);
-    set16(&z, L.eocd + 8, 1);
-    set16(&z, L.eocd + 10, 1);
-    zip_fail(&z, "bytes after its 1 entries", NULL);
-    set16(&z, L.eocd + 8, 2);
-    zip_fail(&z, "multi-disk", NULL);
-    freebuf(&z);
+    zfix f = zip_of(HELLO_YO, 2, (zopts){0});
+    set16(&f.z, f.L.eocd + 8, 3);
+    set16(&f.z, f.L.eocd + 10, 3);
+    zip_fail(&f.z, "cannot hold 3 entries", NULL);
+    set16(&f.z, f.L.eocd + 8, 1);
+    set16(&f.z, f.L.eocd + 10, 1);
+    zip_fail(&f.z, "bytes after its 1 entries", NULL);
+    set16(&f.z, f.L.eocd + 8, 2);
+    zip_fail(&f.z, "multi-disk", NULL);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_too_many_entries)
 {
-    zentry e[1] = {{"d/a", "hello", 5, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 1, &(zopts){.zip64 = 1}, &L);
+    zfix f = zip_of(HELLO_YO, 1, (zopts){.zip64 = 1});
     /* the ZIP64 record claims two million entries; the 32-bit fields are
      * saturated so that they do not contradict it */
     for (int i = 0; i < 2; i++) {
-        size_t at = L.eocd64 + 24 + 8 * (size_t)i;
-        set32(&z, at, 2000000);
-        set32(&z, at + 4, 0);
+        size_t at = f.L.eocd64 + 24 + 8 * (size_t)i;
+        set32(&f.z, at, 2000000);
+        set32(&f.z, at + 4, 0);
     }
-    set16(&z, L.eocd + 8, 0xffff);
-    set16(&z, L.eocd + 10, 0xffff);
-    zip_fail(&z, "2000000 entries, more than the limit of 1000000", NULL);
-    freebuf(&z);
+    set16(&f.z, f.L.eocd + 8, 0xffff);
+    set16(&f.z, f.L.eocd + 10, 0xffff);
+    zip_fail(&f.z, "2000000 entries, more than the limit of 1000000", NULL);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip64_records)
 {
-    zentry e[1] = {{"d/a", "hello", 5, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 1, &(zopts){.zip64 = 1}, &L);
-    buf y = {0};
-    put(&y, z.b, z.n);
-    set32(&y, L.eocd64 + 48, (uint32_t)L.cd_offset + 2); /* disagrees with 32-bit record */
-    zip_fail(&y, "ZIP64 and the 32-bit end-of-central-directory records disagree", NULL);
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.eocd - 20 + 8, (uint32_t)z.n); /* locator points past the end */
-    zip_fail(&y, "ZIP64 end-of-central-directory record offset", "out of range");
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.eocd - 20 + 8, (uint32_t)L.cd_offset); /* no record there */
-    zip_fail(&y, "no ZIP64 end-of-central-directory record", NULL);
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.eocd64 + 4, 0x7fffffff); /* record size */
-    zip_fail(&y, "record size", "out of range");
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.eocd - 20 + 16, 2); /* two disks */
-    zip_fail(&y, "multi-disk", NULL);
-    freebuf(&y);
-    freebuf(&z);
+    zfix f = zip_of(HELLO_YO, 1, (zopts){.zip64 = 1});
+    const zmut m[] = {
+        /* disagrees with 32-bit record */
+        {f.L.eocd64 + 48, 4, (uint32_t)f.L.cd_offset + 2,
+         "ZIP64 and the 32-bit end-of-central-directory records disagree", NULL},
+        /* locator points past the end */
+        {f.L.eocd - 20 + 8, 4, (uint32_t)f.z.n, "ZIP64 end-of-central-directory record offset",
+         "out of range"},
+        /* no record there */
+        {f.L.eocd - 20 + 8, 4, (uint32_t)f.L.cd_offset, "no ZIP64 end-of-central-directory record", NULL},
+        /* record size */
+        {f.L.eocd64 + 4, 4, 0x7fffffff, "record size", "out of range"},
+        /* two disks */
+        {f.L.eocd - 20 + 16, 4, 2, "multi-disk", NULL},
+    };
+    zip_fail_each(&f, m, sizeof m / sizeof *m);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip64_extra_missing)
 {
-    zentry e[1] = {{"d/a", "hello", 5, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 1, &(zopts){.zip64_extra = 1}, &L);
-    buf y = {0};
-    put(&y, z.b, z.n);
-    set16(&y, L.central[0] + 46 + 3 + 2, 8); /* ZIP64 record of 8 bytes: 24 needed */
-    zip_fail(&y, "ZIP64 extra field has 8 bytes, 24 needed", NULL);
-    memcpy(y.b, z.b, z.n);
-    set16(&y, L.central[0] + 46 + 3, 0x9999); /* not the ZIP64 id */
-    zip_fail(&y, "saturated size or offset but no ZIP64 extra field", NULL);
-    memcpy(y.b, z.b, z.n);
-    set16(&y, L.central[0] + 46 + 3 + 2, 200); /* runs past the field */
-    zip_fail(&y, "runs past the field", NULL);
-    freebuf(&y);
-    freebuf(&z);
+    zfix f = zip_of(HELLO_YO, 1, (zopts){.zip64_extra = 1});
+    const zmut m[] = {
+        /* ZIP64 record of 8 bytes: 24 needed */
+        {f.L.central[0] + 46 + 3 + 2, 2, 8, "ZIP64 extra field has 8 bytes, 24 needed", NULL},
+        /* not the ZIP64 id */
+        {f.L.central[0] + 46 + 3, 2, 0x9999, "saturated size or offset but no ZIP64 extra field", NULL},
+        /* runs past the field */
+        {f.L.central[0] + 46 + 3 + 2, 2, 200, "runs past the field", NULL},
+    };
+    zip_fail_each(&f, m, sizeof m / sizeof *m);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_local_header_disagrees)
 {
-    zentry e[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 2, &(zopts){0}, &L);
-    buf y = {0};
-    put(&y, z.b, z.n);
-    y.b[L.local[1] + 30 + 2] = 'x'; /* name */
-    zip_fail(&y, "entry 'd/b'", "local header name differs from the central directory");
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.local[0] + 14, 0x12345678); /* CRC */
-    zip_fail(&y, "entry 'd/a'", "disagrees with the central directory");
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.local[0] + 22, 4); /* size */
-    zip_fail(&y, "entry 'd/a'", "disagrees with the central directory");
-    memcpy(y.b, z.b, z.n);
-    set16(&y, L.local[0] + 8, 8); /* method */
-    zip_fail(&y, "local header method 8 differs", NULL);
-    memcpy(y.b, z.b, z.n);
-    set16(&y, L.local[0] + 6, 0x0808); /* descriptor flag only locally */
-    zip_fail(&y, "flags", NULL);
-    memcpy(y.b, z.b, z.n);
-    set16(&y, L.local[1] + 26, 4); /* name length */
-    zip_fail(&y, "local header name differs", NULL);
-    memcpy(y.b, z.b, z.n);
-    y.b[L.local[1]] = 'Q'; /* signature */
-    zip_fail(&y, "no local header at offset", NULL);
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.central[1] + 42, (uint32_t)L.cd_offset - 10); /* offset */
-    zip_fail(&y, "local header offset", "out of range");
-    memcpy(y.b, z.b, z.n);
-    set16(&y, L.local[1] + 28, 60000); /* extra field runs into the directory */
-    zip_fail(&y, "runs into the central directory", NULL);
-    freebuf(&y);
-    freebuf(&z);
+    zfix f = zip_of(HELLO_YO, 2, (zopts){0});
+    const zmut m[] = {
+        /* name */
+        {f.L.local[1] + 30 + 2, 1, 'x', "entry 'd/b'",
+         "local header name differs from the central directory"},
+        /* CRC */
+        {f.L.local[0] + 14, 4, 0x12345678, "entry 'd/a'", "disagrees with the central directory"},
+        /* size */
+        {f.L.local[0] + 22, 4, 4, "entry 'd/a'", "disagrees with the central directory"},
+        /* method */
+        {f.L.local[0] + 8, 2, 8, "local header method 8 differs", NULL},
+        /* descriptor flag only locally */
+        {f.L.local[0] + 6, 2, 0x0808, "flags", NULL},
+        /* name length */
+        {f.L.local[1] + 26, 2, 4, "local header name differs", NULL},
+        /* signature */
+        {f.L.local[1], 1, 'Q', "no local header at offset", NULL},
+        /* offset */
+        {f.L.central[1] + 42, 4, (uint32_t)f.L.cd_offset - 10, "local header offset", "out of range"},
+        /* extra field runs into the directory */
+        {f.L.local[1] + 28, 2, 60000, "runs into the central directory", NULL},
+    };
+    zip_fail_each(&f, m, sizeof m / sizeof *m);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_descriptor_disagrees)
 {
-    zentry e[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 2, &(zopts){.descriptor = 1}, &L);
-    buf y = {0};
-    put(&y, z.b, z.n);
-    set32(&y, L.data[0] + 5 + 4, 0xdeadbeef); /* descriptor CRC */
-    zip_fail(&y, "entry 'd/a'", "data descriptor");
-    memcpy(y.b, z.b, z.n);
-    set32(&y, L.local[0] + 14, 0xdeadbeef); /* local CRC neither 0 nor the right one */
-    zip_fail(&y, "disagrees with the central directory", NULL);
-    freebuf(&y);
-    freebuf(&z);
+    zfix f = zip_of(HELLO_YO, 2, (zopts){.descriptor = 1});
+    const zmut m[] = {
+        /* descriptor CRC */
+        {f.L.data[0] + 5 + 4, 4, 0xdeadbeef, "entry 'd/a'", "data descriptor"},
+        /* local CRC neither 0 nor the right one */
+        {f.L.local[0] + 14, 4, 0xdeadbeef, "disagrees with the central directory", NULL},
+    };
+    zip_fail_each(&f, m, sizeof m / sizeof *m);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_overlap)
 {
-    zentry e[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 2, &(zopts){0}, &L);
+    zfix f = zip_of(HELLO_YO, 2, (zopts){0});
     /* grow d/a's data over d/b's local header, consistently in both headers */
-    uint32_t big = (uint32_t)(L.local[1] - L.data[0] + 4);
+    uint32_t big = (uint32_t)(f.L.local[1] - f.L.data[0] + 4);
     for (int k = 0; k < 2; k++) {
-        set32(&z, L.local[0] + 18 + 4 * (size_t)k, big);
-        set32(&z, L.central[0] + 20 + 4 * (size_t)k, big);
+        set32(&f.z, f.L.local[0] + 18 + 4 * (size_t)k, big);
+        set32(&f.z, f.L.central[0] + 20 + 4 * (size_t)k, big);
     }
-    zip_fail(&z, "entry 'd/b'", "overlaps entry 'd/a'");
-    freebuf(&z);
+    zip_fail(&f.z, "entry 'd/b'", "overlaps entry 'd/a'");
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_duplicate_name)
 {
     zentry e[2] = {{"d/a", "hello", 5, 0}, {"d/a", "yo", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 2, &(zopts){0}, &L);
-    zip_fail(&z, "entry 'd/a'", "appears twice");
-    freebuf(&z);
+    zfix f = zip_of(e, 2, (zopts){0});
+    zip_fail(&f.z, "entry 'd/a'", "appears twice");
+    freebuf(&f.z);
 }
 END_TEST
 
@@ -735,66 +748,59 @@ START_TEST(t_zip_names)
     memset(longname, 'n', 1025);
     longname[1025] = '\0';
     zentry e[1] = {{longname, "x", 1, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 1, &(zopts){0}, &L);
-    zip_fail(&z, "name is 1025 bytes, more than the limit of 1024", "...");
-    freebuf(&z);
+    zfix f = zip_of(e, 1, (zopts){0});
+    zip_fail(&f.z, "name is 1025 bytes, more than the limit of 1024", "...");
+    freebuf(&f.z);
     zentry e2[1] = {{"d/\x01\xff", "x", 1, 0}};
-    build_zip(&z, e2, 1, &(zopts){0}, &L);
-    z.b[L.central[0] + 46 + 1] = 0; /* NUL inside the central name */
-    zip_fail(&z, "NUL", NULL);
-    freebuf(&z);
+    build_zip(&f.z, e2, 1, &(zopts){0}, &f.L);
+    f.z.b[f.L.central[0] + 46 + 1] = 0; /* NUL inside the central name */
+    zip_fail(&f.z, "NUL", NULL);
+    freebuf(&f.z);
     zentry e3[1] = {{"d/x", "x", 1, 0}};
-    build_zip(&z, e3, 1, &(zopts){0}, &L);
-    set16(&z, L.central[0] + 28, 0);
-    zip_fail(&z, "empty name", NULL);
-    freebuf(&z);
+    build_zip(&f.z, e3, 1, &(zopts){0}, &f.L);
+    set16(&f.z, f.L.central[0] + 28, 0);
+    zip_fail(&f.z, "empty name", NULL);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_method_and_encryption)
 {
     zentry e[2] = {{"d/a", "hello", 5, 8}, {"d/b", "yo", 2, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 2, &(zopts){0}, &L);
+    zfix f = zip_of(e, 2, (zopts){0});
     zip_archive a;
     char err[300];
-    ck_assert_int_eq(zip_open_mem(&a, z.b, z.n, err, sizeof err), 0);
+    ck_assert_int_eq(zip_open_mem(&a, f.z.b, f.z.n, err, sizeof err), 0);
     ck_assert_ptr_null(zip_entry_data(&a, zip_find(&a, "d/a"), err, sizeof err));
     check_line(err, NULL, "entry 'd/a': compressed with method 8; only stored entries can be read", NULL);
     ck_assert_int_eq(zip_entry_crc_ok(&a, zip_find(&a, "d/a"), NULL), -1);
     zip_close(&a);
-    set16(&z, L.central[1] + 8, 1);
-    set16(&z, L.local[1] + 6, 1);
-    zip_fail(&z, "entry 'd/b'", "encrypted");
-    freebuf(&z);
+    set16(&f.z, f.L.central[1] + 8, 1);
+    set16(&f.z, f.L.local[1] + 6, 1);
+    zip_fail(&f.z, "entry 'd/b'", "encrypted");
+    freebuf(&f.z);
     /* a stored entry whose two sizes differ */
     zentry e2[1] = {{"d/a", "hello", 5, 0}};
-    build_zip(&z, e2, 1, &(zopts){0}, &L);
-    set32(&z, L.central[0] + 20, 3);
-    zip_fail(&z, "stored entry has compressed size 3 but size 5", NULL);
-    freebuf(&z);
+    build_zip(&f.z, e2, 1, &(zopts){0}, &f.L);
+    set32(&f.z, f.L.central[0] + 20, 3);
+    zip_fail(&f.z, "stored entry has compressed size 3 but size 5", NULL);
+    freebuf(&f.z);
 }
 END_TEST
 
 START_TEST(t_zip_crc)
 {
-    zentry e[1] = {{"d/a", "hello", 5, 0}};
-    buf z = {0};
-    zlayout L;
-    build_zip(&z, e, 1, &torch_like, &L);
-    z.b[L.data[0] + 1] ^= 1;
+    zfix f = zip_of(HELLO_YO, 1, torch_like);
+    f.z.b[f.L.data[0] + 1] ^= 1;
     zip_archive a;
     char err[300];
-    ck_assert_int_eq(zip_open_mem(&a, z.b, z.n, err, sizeof err), 0); /* open does not read data */
+    ck_assert_int_eq(zip_open_mem(&a, f.z.b, f.z.n, err, sizeof err), 0); /* open does not read data */
     uint32_t got;
     ck_assert_int_eq(zip_entry_crc_ok(&a, &a.entries[0], &got), 0);
     ck_assert_uint_ne(got, a.entries[0].crc32);
-    ck_assert_uint_eq(got, (uint32_t)crc32(0, z.b + L.data[0], 5));
+    ck_assert_uint_eq(got, (uint32_t)crc32(0, f.z.b + f.L.data[0], 5));
     zip_close(&a);
-    freebuf(&z);
+    freebuf(&f.z);
 }
 END_TEST
 
@@ -1497,11 +1503,9 @@ END_TEST
 
 START_TEST(t_ck_valid)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
+    zfix fx = ckpt_of();
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_str_eq(c.prefix, "archive");
     ck_assert_int_eq(c.format_version, 3);
     ck_assert_uint_eq(c.n_tensors, 4);
@@ -1521,8 +1525,8 @@ START_TEST(t_ck_valid)
     ck_assert_int_eq(w->contiguous, 1);
     ck_assert_uint_eq(w->span_begin, 0);
     ck_assert_uint_eq(w->span_end, 24);
-    ck_assert_ptr_eq(w->data, z.b + L.data[1]);
-    ck_assert_uint_eq(((uintptr_t)w->data - (uintptr_t)z.b) % 64, 0);
+    ck_assert_ptr_eq(w->data, fx.z.b + fx.L.data[1]);
+    ck_assert_uint_eq(((uintptr_t)w->data - (uintptr_t)fx.z.b) % 64, 0);
     ck_assert(memcmp(w->data, st0, sizeof st0) == 0);
 
     const tc_tensor *wt = torch_ckpt_find(&c, "w_t");
@@ -1579,15 +1583,16 @@ START_TEST(t_ck_valid)
         snprintf(path, sizeof path, "%s/zip/handbuilt_ckpt.pt", dir);
         FILE *f = fopen(path, "wb");
         ck_assert_ptr_nonnull(f);
-        ck_assert_uint_eq(fwrite(z.b, 1, z.n, f), z.n);
+        ck_assert_uint_eq(fwrite(fx.z.b, 1, fx.z.n, f), fx.z.n);
         fclose(f);
         snprintf(path, sizeof path, "%s/pickle/handbuilt_data.pkl", dir);
         f = fopen(path, "wb");
         ck_assert_ptr_nonnull(f);
-        ck_assert_uint_eq(fwrite(z.b + L.data[0], 1, L.data[1] - L.data[0], f), L.data[1] - L.data[0]);
+        ck_assert_uint_eq(fwrite(fx.z.b + fx.L.data[0], 1, fx.L.data[1] - fx.L.data[0], f),
+                          fx.L.data[1] - fx.L.data[0]);
         fclose(f);
     }
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -1595,19 +1600,17 @@ START_TEST(t_ck_layouts)
 {
     /* other writers' layouts: no alignment padding (then the F16 storage
      * must still land on an even offset), no descriptors, no ZIP64 */
-    buf z = {0};
-    zlayout L;
-    build_ckpt_ex(&z, default_tensors, 4, "ckpt", &(zopts){.align = 1}, &L, sizeof st0);
+    zfix fx = ckpt_ex(default_tensors, 4, "ckpt", (zopts){.align = 1}, sizeof st0);
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_str_eq(c.prefix, "ckpt");
     torch_ckpt_close(&c);
-    freebuf(&z);
-    build_ckpt_ex(&z, default_tensors, 4, "x", &(zopts){.align = 1, .zip64 = 1, .zip64_extra = 1}, &L,
+    freebuf(&fx.z);
+    build_ckpt_ex(&fx.z, default_tensors, 4, "x", &(zopts){.align = 1, .zip64 = 1, .zip64_extra = 1}, &fx.L,
                   sizeof st0);
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     torch_ckpt_close(&c);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -1678,15 +1681,13 @@ START_TEST(t_ck_bad_tensors)
     ck_tensor_fail(t, 1, 24, "shape and strides overflow", NULL);
     /* an empty tensor may sit at the end of its storage, not past it */
     t[0] = (tspec){"w", "FloatStorage", "0", 6, 6, 2, {0, 3}, {3, 1}};
-    buf z = {0};
-    zlayout L;
-    build_ckpt_ex(&z, t, 1, "archive", &torch_like, &L, 24);
+    zfix fx = ckpt_ex(t, 1, "archive", torch_like, 24);
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_uint_eq(c.tensors[0].numel, 0);
     ck_assert_uint_eq(c.tensors[0].span_begin, 24);
     torch_ckpt_close(&c);
-    freebuf(&z);
+    freebuf(&fx.z);
     t[0].offset = 7;
     ck_tensor_fail(t, 1, 24, "storage offset 7 is past the end", NULL);
     /* a storage the archive does not have */
@@ -1939,49 +1940,45 @@ END_TEST
 
 START_TEST(t_ck_crc)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
-    z.b[L.data[2] + 1] ^= 0x10; /* inside storage '1' (tensor 'b') */
+    zfix fx = ckpt_of();
+    fx.z.b[fx.L.data[2] + 1] ^= 0x10; /* inside storage '1' (tensor 'b') */
     torch_ckpt c;
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     char err[400];
     ck_assert_int_eq(torch_ckpt_verify_crc(&c, err, sizeof err), -1);
     check_line(err, "mem.pt", "tensor 'b': storage entry 'archive/data/1' fails its CRC-32 check", NULL);
     torch_ckpt_close(&c);
-    z.b[L.data[2] + 1] ^= 0x10;
+    fx.z.b[fx.L.data[2] + 1] ^= 0x10;
     /* a changed letter of config.dataset inside data.pkl: still a valid pickle */
-    uint8_t *ds = memmem(z.b + L.data[0], L.data[1] - L.data[0], "shakespeare", 11);
+    uint8_t *ds = memmem(fx.z.b + fx.L.data[0], fx.L.data[1] - fx.L.data[0], "shakespeare", 11);
     ck_assert_ptr_nonnull(ds);
     ds[0] = 'S';
-    ckpt_ok(&z, &c);
+    ckpt_ok(&fx.z, &c);
     ck_assert_str_eq(c.dataset, "Shakespeare_char");
     ck_assert_int_eq(torch_ckpt_verify_crc(&c, err, sizeof err), -1);
     check_line(err, "mem.pt", "entry 'archive/data.pkl' fails its CRC-32 check", NULL);
     torch_ckpt_close(&c);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
 /* every truncation of a valid checkpoint is refused, never a crash */
 START_TEST(t_ck_truncation)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
-    for (size_t cut = 0; cut < z.n; cut++) {
+    zfix fx = ckpt_of();
+    for (size_t cut = 0; cut < fx.z.n; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1);
-        memcpy(copy, z.b, cut);
+        memcpy(copy, fx.z.b, cut);
         torch_ckpt c;
         char err[400] = "";
         ck_assert_msg(torch_ckpt_open_mem(copy, cut, "mem.pt", &c, err, sizeof err) == -1,
-                      "cut at %zu of %zu opened", cut, z.n);
+                      "cut at %zu of %zu opened", cut, fx.z.n);
         check_line(err, "mem.pt", NULL, NULL);
         zip_archive a;
         ck_assert_int_eq(zip_open_mem(&a, copy, cut, err, sizeof err), -1);
         free(copy);
     }
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -1989,27 +1986,25 @@ END_TEST
  * is one line starting with the label */
 START_TEST(t_ck_mutations)
 {
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
+    zfix fx = ckpt_of();
     uint64_t s = 0x9e3779b97f4a7c15ull;
     int opened = 0, refused = 0;
-    uint8_t *copy = malloc(z.n);
+    uint8_t *copy = malloc(fx.z.n);
     for (int it = 0; it < 4000; it++) {
-        memcpy(copy, z.b, z.n);
+        memcpy(copy, fx.z.b, fx.z.n);
         int k = 1 + (int)(it % 4);
         for (int j = 0; j < k; j++) {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
             /* half of the changes inside data.pkl, where they matter most */
-            size_t at =
-                (it & 1) ? L.data[0] + (size_t)(s >> 20) % (L.data[1] - L.data[0]) : (size_t)(s >> 20) % z.n;
+            size_t at = (it & 1) ? fx.L.data[0] + (size_t)(s >> 20) % (fx.L.data[1] - fx.L.data[0])
+                                 : (size_t)(s >> 20) % fx.z.n;
             copy[at] = (uint8_t)(s >> 8);
         }
         torch_ckpt c;
         char err[400] = "";
-        if (torch_ckpt_open_mem(copy, z.n, "mem.pt", &c, err, sizeof err) == 0) {
+        if (torch_ckpt_open_mem(copy, fx.z.n, "mem.pt", &c, err, sizeof err) == 0) {
             opened++;
             (void)torch_ckpt_verify_crc(&c, err, sizeof err);
             for (size_t i = 0; i < c.n_tensors; i++) {
@@ -2026,7 +2021,7 @@ START_TEST(t_ck_mutations)
     free(copy);
     ck_assert_int_gt(refused, 0);
     ck_assert_int_gt(opened, 0);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 
@@ -2060,10 +2055,8 @@ START_TEST(t_ck_files)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/ckpt.pt", tmpdir);
-    buf z = {0};
-    zlayout L;
-    build_ckpt(&z, &L);
-    write_file(path, z.b, z.n);
+    zfix fx = ckpt_of();
+    write_file(path, fx.z.b, fx.z.n);
     torch_ckpt c;
     char err[600];
     ck_assert_msg(torch_ckpt_open(path, &c, err, sizeof err) == 0, "%s", err);
@@ -2098,7 +2091,7 @@ START_TEST(t_ck_files)
     meta_pkl_free(&m);
     ck_assert_int_eq(meta_pkl_load(tmpdir, &m, err, sizeof err), -1);
     check_line(err, tmpdir, "not a regular file", NULL);
-    freebuf(&z);
+    freebuf(&fx.z);
 }
 END_TEST
 

@@ -547,26 +547,52 @@ static float *transform_data(size_t per, uint64_t seed, int *label, size_t threa
     return x;
 }
 
+/* transform_data of T_PER points a cluster, fitted: the data, their labels
+ * and the model (free x, label and umap_model_free(&m)). */
+typedef struct {
+    float *x;
+    int *label;
+    umap_model m;
+} fitted;
+
+static fitted fit_clusters(uint64_t seed, size_t threads)
+{
+    fitted f;
+    f.label = malloc(T_NL * T_PER * sizeof *f.label);
+    ck_assert_ptr_nonnull(f.label);
+    f.x = transform_data(T_PER, seed, f.label, threads, &f.m);
+    return f;
+}
+
+/* Sorts v[0..n) ascending (insertion sort: the lists are short). */
+static void sort_doubles(double *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+}
+
 START_TEST(test_transform_training_points)
 {
     const size_t n = T_NL * T_PER, dim = T_DIM, nc = 3;
-    int *label = malloc(n * sizeof *label);
-    umap_model m;
     char err[200];
     /* Data seed 42: with the base/rng.h generator, seed 41 puts the largest
      * distance below at 3.11 scales, over the bound of 3; over seeds 1..20 the
      * largest distance ranges from 1.8 to 3.5 scales (3 of 20 over 3). */
-    float *x = transform_data(T_PER, 42, label, 1, &m);
+    fitted f = fit_clusters(42, 1);
     /* every 10th training row, transformed as a new point */
     const size_t mq = n / 10;
     float *q = malloc(mq * dim * sizeof *q), *out = malloc(mq * nc * sizeof *out);
-    for (size_t i = 0; i < mq; i++) memcpy(q + i * dim, x + i * 10 * dim, dim * sizeof *q);
-    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), TW_OK);
+    for (size_t i = 0; i < mq; i++) memcpy(q + i * dim, f.x + i * 10 * dim, dim * sizeof *q);
+    ck_assert_int_eq(umap_transform(&f.m, f.x, q, mq, out, err, sizeof err), TW_OK);
     /* reference scale: median over the layout of the distance from a point
      * to its 5th nearest layout neighbour */
     double *d5 = malloc(n * sizeof *d5), *row = malloc(n * sizeof *row);
     for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < n; j++) row[j] = dist_f(m.embedding + i * nc, m.embedding + j * nc, nc);
+        for (size_t j = 0; j < n; j++) row[j] = dist_f(f.m.embedding + i * nc, f.m.embedding + j * nc, nc);
         for (size_t r = 0; r <= 5; r++) /* partial selection sort */
             for (size_t j = r + 1; j < n; j++)
                 if (row[j] < row[r]) {
@@ -576,28 +602,18 @@ START_TEST(test_transform_training_points)
                 }
         d5[i] = row[5];
     }
-    for (size_t i = 1; i < n; i++) /* insertion sort for the median */
-        for (size_t j = i; j > 0 && d5[j] < d5[j - 1]; j--) {
-            double t = d5[j];
-            d5[j] = d5[j - 1];
-            d5[j - 1] = t;
-        }
+    sort_doubles(d5, n); /* for the median */
     /* umap-learn 0.5.3 on the same kind of data (4 blobs, 400 points, 200
      * epochs): median distance 1.1 and largest 2.6 times this scale; its
      * start is the fitted position and the SGD then moves it a little */
     double scale = d5[n / 2], worst = 0.0, *dd = malloc(mq * sizeof *dd);
     size_t wrong_cluster = 0;
     for (size_t i = 0; i < mq; i++) {
-        dd[i] = dist_f(out + i * nc, m.embedding + i * 10 * nc, nc);
+        dd[i] = dist_f(out + i * nc, f.m.embedding + i * 10 * nc, nc);
         worst = dd[i] > worst ? dd[i] : worst;
-        wrong_cluster += label[nearest(out + i * nc, m.embedding, n, nc, SIZE_MAX)] != label[i * 10];
+        wrong_cluster += f.label[nearest(out + i * nc, f.m.embedding, n, nc, SIZE_MAX)] != f.label[i * 10];
     }
-    for (size_t i = 1; i < mq; i++)
-        for (size_t j = i; j > 0 && dd[j] < dd[j - 1]; j--) {
-            double t = dd[j];
-            dd[j] = dd[j - 1];
-            dd[j - 1] = t;
-        }
+    sort_doubles(dd, mq);
     double median = dd[mq / 2];
     printf("transform of training points: distance to the fitted position "
            "median %.4f, largest %.4f (median 5-NN radius of the layout %.4f); "
@@ -610,26 +626,24 @@ START_TEST(test_transform_training_points)
 
     /* deterministic: a second call gives the same bytes */
     float *out2 = malloc(mq * nc * sizeof *out2);
-    ck_assert_int_eq(umap_transform(&m, x, q, mq, out2, err, sizeof err), TW_OK);
+    ck_assert_int_eq(umap_transform(&f.m, f.x, q, mq, out2, err, sizeof err), TW_OK);
     ck_assert_int_eq(memcmp(out, out2, mq * nc * sizeof *out), 0);
-    umap_model_free(&m);
-    free(x);
+    umap_model_free(&f.m);
+    free(f.x);
     free(q);
     free(out);
     free(out2);
     free(d5);
     free(row);
-    free(label);
+    free(f.label);
 }
 END_TEST
 
 START_TEST(test_transform_new_points_land_in_their_cluster)
 {
     const size_t n = T_NL * T_PER, dim = T_DIM, nc = 3;
-    int *label = malloc(n * sizeof *label);
-    umap_model m;
     char err[200];
-    float *x = transform_data(T_PER, 41, label, 2, &m);
+    fitted f = fit_clusters(41, 2);
     /* the same centres (same seed), fresh points: regenerate 2x and keep the
      * second half */
     int *label2 = malloc(2 * n * sizeof *label2);
@@ -638,17 +652,17 @@ START_TEST(test_transform_new_points_land_in_their_cluster)
     float *out = malloc(mq * nc * sizeof *out);
     const float *q = x2 + (2 * n - mq) * dim;
     const int *ql = label2 + (2 * n - mq);
-    ck_assert_int_eq(umap_transform(&m, x, q, mq, out, err, sizeof err), TW_OK);
+    ck_assert_int_eq(umap_transform(&f.m, f.x, q, mq, out, err, sizeof err), TW_OK);
     size_t right = 0;
     for (size_t i = 0; i < mq; i++)
-        right += label[nearest(out + i * nc, m.embedding, n, nc, SIZE_MAX)] == ql[i];
+        right += f.label[nearest(out + i * nc, f.m.embedding, n, nc, SIZE_MAX)] == ql[i];
     printf("transform of new points: %zu of %zu next to their own cluster\n", right, mq);
     ck_assert_uint_ge(right, 95);
-    umap_model_free(&m);
-    free(x);
+    umap_model_free(&f.m);
+    free(f.x);
     free(x2);
     free(out);
-    free(label);
+    free(f.label);
     free(label2);
 }
 END_TEST
@@ -1049,6 +1063,5 @@ int main(void)
                                        test_pca_against_power_iteration,
                                        test_layout_cache_dir_faults,
                                        NULL};
-    const tw_case umap = {"umap", 120, NULL, NULL, umap_tests};
-    return tw_check_main("umap", &umap, 1);
+    return tw_check_one("umap", "umap", 120, umap_tests);
 }

@@ -134,6 +134,14 @@ int tool_load_model(const char *dir, gpt2_model *m, double *seconds)
     return 0;
 }
 
+int tool_start_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+                     int bad_status, const char *const *dir, gpt2_model *m, double *seconds)
+{
+    int rc = tool_start(prog, argc, argv, parse, args, bad_status);
+    if (rc >= 0) return rc;
+    return tool_load_model(*dir, m, seconds) != 0 ? 1 : -1;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

@@ -72,6 +72,13 @@ int tool_parse_ids(const char *s, int32_t **out, size_t *n);
  * 0, or -1 after logging gpt2_load's one-line error. */
 int tool_load_model(const char *dir, gpt2_model *m, double *seconds);
 
+/* tool_start, then tool_load_model of *dir (a field of args that parse
+ * fills in) into *m, the seconds it took in *seconds. Returns the exit
+ * status to end main with (1 when the model does not load), or -1 to go on
+ * with the model loaded. */
+int tool_start_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+                     int bad_status, const char *const *dir, gpt2_model *m, double *seconds);
+
 typedef struct {
     double min, median, max; /* median: t[n / 2] of the sorted times */
 } tool_times;

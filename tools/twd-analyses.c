@@ -646,12 +646,11 @@ static int run_bench_mlp(const ana_args *a, const gpt2_model *m, blockcache *c)
 
 int main(int argc, char **argv)
 {
-    ana_args a;
-    int rc = tool_start("twd-analyses", argc, argv, parse_args, &a, 2);
-    if (rc >= 0) return rc;
+    ana_args a = {0};
     gpt2_model m;
     double t_load;
-    if (tool_load_model(a.dir, &m, &t_load)) return 1;
+    int rc = tool_start_model("twd-analyses", argc, argv, parse_args, &a, 2, &a.dir, &m, &t_load);
+    if (rc >= 0) return rc;
     const size_t V = (size_t)m.cfg.vocab_size;
     int32_t *ids;
     size_t W = 100 < V ? 100 : V; /* default: 100 ids spread over the vocabulary */

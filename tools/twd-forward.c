@@ -249,12 +249,11 @@ static int run_bench(const fwd_args *a, const gpt2_model *m, const int32_t *tok,
 
 int main(int argc, char **argv)
 {
-    fwd_args a;
-    int rc = tool_start("twd-forward", argc, argv, parse_args, &a, 1);
-    if (rc >= 0) return rc;
+    fwd_args a = {0};
     gpt2_model m;
     double t_load;
-    if (tool_load_model(a.model_dir, &m, &t_load)) return 1;
+    int rc = tool_start_model("twd-forward", argc, argv, parse_args, &a, 1, &a.model_dir, &m, &t_load);
+    if (rc >= 0) return rc;
     size_t n = 0;
     int32_t *tok = phrase(&a, m.cfg.vocab_size, &n);
     int status = !tok ? 1 : a.bench > 0 ? run_bench(&a, &m, tok, n, t_load) : run_once(&a, &m, tok, n);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/scratch.h"
 #include "base/status.h"
 
 /* Four float lanes (GCC/Clang vector extensions: one SSE register on
@@ -108,13 +109,9 @@ typedef struct {
 
 static int near_add(near_list *l, int32_t j)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        int32_t *p = realloc(l->j, cap * sizeof *p);
-        if (!p) return TW_ENOMEM;
-        l->j = p;
-        l->cap = cap;
-    }
+    int32_t *p = tw_grow(l->j, &l->cap, l->n + 1, sizeof *p, 16);
+    if (!p) return TW_ENOMEM;
+    l->j = p;
     l->j[l->n++] = j;
     return TW_OK;
 }

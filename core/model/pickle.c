@@ -914,8 +914,8 @@ static int op_long_n(unpickler *u)
 /* INT, LONG: a decimal line; INT 00 and 01 are False and True. */
 static int op_decimal(unpickler *u)
 {
-    const char *s;
-    size_t n;
+    const char *s = NULL;
+    size_t n = 0;
     int64_t x;
     if (read_line(u, 64, &s, &n)) return -1;
     if (u->op == OP_INT && eq(s, n, "00")) return push(u, u->no);
@@ -1057,8 +1057,8 @@ static int op_memo_bin(unpickler *u)
 /* PUT, GET: a decimal index line. */
 static int op_memo_text(unpickler *u)
 {
-    const char *s;
-    size_t n;
+    const char *s = NULL;
+    size_t n = 0;
     int64_t x;
     if (read_line(u, 32, &s, &n)) return -1;
     if (parse_dec(s, n, &x) != 0 || x < 0) return fail(u, "malformed memo index");
@@ -1072,8 +1072,8 @@ static int op_memoize(unpickler *u) { return memo_put(u, u->memo_count); }
 /* GLOBAL (module and name lines); INST, which would also call it, is refused. */
 static int op_global_text(unpickler *u)
 {
-    const char *m, *nm;
-    size_t ml, nl;
+    const char *m = NULL, *nm = NULL;
+    size_t ml = 0, nl = 0;
     if (read_line(u, 256, &m, &ml) || read_line(u, 256, &nm, &nl)) return -1;
     if (u->op == OP_INST) {
         char pm[100], pn[100];

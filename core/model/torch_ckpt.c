@@ -13,6 +13,8 @@
 
 #include "base/err.h"
 #include "base/mapreg.h"
+#include "base/fs.h"
+#include "base/sort.h"
 
 #define ORIG_MOD "_orig_mod."
 
@@ -267,24 +269,11 @@ static int cmp_key_ref(const void *a, const void *b)
     return x->tensor < y->tensor ? -1 : (x->tensor > y->tensor);
 }
 
-static int cmp_tensor_idx(const void *a, const void *b, const tc_tensor *ts)
+/* tensor indices by name, the tensor table as the context */
+static int cmp_tensor_idx(const void *a, const void *b, const void *ts)
 {
-    return strcmp(ts[*(const size_t *)a].name, ts[*(const size_t *)b].name);
-}
-
-/* sort of tensor indices by name: insertion into a merge sort with the
- * table passed explicitly (qsort has no context argument in C11) */
-static void sort_by_name(size_t *idx, size_t *tmp, size_t n, const tc_tensor *ts)
-{
-    if (n < 2) return;
-    size_t h = n / 2;
-    sort_by_name(idx, tmp, h, ts);
-    sort_by_name(idx + h, tmp, n - h, ts);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) tmp[k++] = cmp_tensor_idx(&idx[j], &idx[i], ts) < 0 ? idx[j++] : idx[i++];
-    while (i < h) tmp[k++] = idx[i++];
-    while (j < n) tmp[k++] = idx[j++];
-    memcpy(idx, tmp, n * sizeof *idx);
+    const tc_tensor *t = ts;
+    return strcmp(t[*(const size_t *)a].name, t[*(const size_t *)b].name);
 }
 
 static const char *kind_of(const pk_value *v) { return pk_kind_name(v->kind); }
@@ -442,7 +431,7 @@ static int read_model(torch_ckpt *c, const pk_value *model, char *err, size_t er
         c->by_name[i] = i;
         refs[i] = (key_ref){v->u.tensor->storage.key, i};
     }
-    sort_by_name(c->by_name, tmp, n, c->tensors);
+    tw_sort(c->by_name, tmp, n, sizeof *c->by_name, cmp_tensor_idx, c->tensors);
     for (size_t i = 1; i < n; i++) {
         if (strcmp(c->tensors[c->by_name[i - 1]].name, c->tensors[c->by_name[i]].name) == 0) {
             ck_err(err, errlen, c->path, c->tensors[c->by_name[i]].name,
@@ -712,20 +701,16 @@ void torch_ckpt_close(torch_ckpt *c)
     memset(c, 0, sizeof *c);
 }
 
+static int cmp_name_idx(const void *name, const void *i, const void *ts)
+{
+    const tc_tensor *t = ts;
+    return strcmp(name, t[*(const size_t *)i].name);
+}
+
 const tc_tensor *torch_ckpt_find(const torch_ckpt *c, const char *name)
 {
-    size_t lo = 0, hi = c->n_tensors;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const tc_tensor *t = &c->tensors[c->by_name[mid]];
-        int r = strcmp(name, t->name);
-        if (r == 0) return t;
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    const size_t *i = tw_search(name, c->by_name, c->n_tensors, sizeof *c->by_name, cmp_name_idx, c->tensors);
+    return i ? &c->tensors[*i] : NULL;
 }
 
 int torch_ckpt_verify_crc(const torch_ckpt *c, char *err, size_t errlen)
@@ -758,49 +743,32 @@ int torch_ckpt_verify_crc(const torch_ckpt *c, char *err, size_t errlen)
 
 /* ---- meta.pkl ---------------------------------------------------------- */
 
-static int cmp_str(const char *a, size_t al, const char *b, size_t bl)
+/* ids by their strings, the vocabulary as the context */
+static int cmp_id(const void *a, const void *b, const void *meta)
 {
-    int c = memcmp(a, b, al < bl ? al : bl);
-    if (c) return c;
-    return al < bl ? -1 : (al > bl);
+    const tc_meta *m = meta;
+    int x = *(const int *)a, y = *(const int *)b;
+    return tw_bytes_cmp(m->itos[x], m->itos_len[x], m->itos[y], m->itos_len[y]);
 }
 
-static void sort_ids(int *ids, int *tmp, size_t n, const tc_meta *m)
+typedef struct {
+    const char *s;
+    size_t len;
+} str_key;
+
+static int cmp_key_id(const void *key, const void *id, const void *meta)
 {
-    if (n < 2) return;
-    size_t h = n / 2;
-    sort_ids(ids, tmp, h, m);
-    sort_ids(ids + h, tmp, n - h, m);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) {
-        int a = ids[i], b = ids[j];
-        if (cmp_str(m->itos[b], m->itos_len[b], m->itos[a], m->itos_len[a]) < 0) {
-            tmp[k++] = b;
-            j++;
-        } else {
-            tmp[k++] = a;
-            i++;
-        }
-    }
-    while (i < h) tmp[k++] = ids[i++];
-    while (j < n) tmp[k++] = ids[j++];
-    memcpy(ids, tmp, n * sizeof *ids);
+    const tc_meta *m = meta;
+    const str_key *k = key;
+    int y = *(const int *)id;
+    return tw_bytes_cmp(k->s, k->len, m->itos[y], m->itos_len[y]);
 }
 
 int meta_pkl_lookup(const tc_meta *m, const char *s, size_t len)
 {
-    size_t lo = 0, hi = (size_t)m->vocab_size;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int id = m->by_str[mid];
-        int r = cmp_str(s, len, m->itos[id], m->itos_len[id]);
-        if (r == 0) return id;
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return -1;
+    const int *id =
+        tw_search(&(str_key){s, len}, m->by_str, (size_t)m->vocab_size, sizeof *m->by_str, cmp_key_id, m);
+    return id ? *id : -1;
 }
 
 void meta_pkl_free(tc_meta *m)
@@ -885,7 +853,7 @@ static int stoi_inverts(const pk_value *stoi, size_t V, const char *label, const
             return -1;
         }
         const pk_value *s = by_id[v->u.i];
-        if (cmp_str(s->u.str.s, s->u.str.len, k->u.str.s, k->u.str.len) != 0) {
+        if (tw_bytes_cmp(s->u.str.s, s->u.str.len, k->u.str.s, k->u.str.len) != 0) {
             char a[ZIP_NAME_BUF], b[ZIP_NAME_BUF];
             zip_printable(a, k->u.str.s, k->u.str.len);
             zip_printable(b, s->u.str.s, s->u.str.len);
@@ -922,7 +890,7 @@ static int meta_fill(tc_meta *m, size_t V, const pk_value *const *by_id, size_t 
         used += m->itos_len[i] + 1;
         m->by_str[i] = (int)i;
     }
-    sort_ids(m->by_str, tmp, V, m);
+    tw_sort(m->by_str, tmp, V, sizeof *m->by_str, cmp_id, m);
     free(tmp);
     return 0;
 }
@@ -964,7 +932,7 @@ int meta_pkl_load(const char *path, tc_meta *m, char *err, size_t errlen)
     memset(m, 0, sizeof *m);
     const uint8_t *map;
     size_t size;
-    if (map_file(path, TC_MAX_META, &map, &size, err, errlen)) return -1;
+    if (fs_map_file(path, TC_MAX_META, (const void **)&map, &size, err, errlen)) return -1;
     int rc = meta_pkl_parse(map, size, path, m, err, errlen);
     tw_map_remove(map);
     munmap((void *)map, size);

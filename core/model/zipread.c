@@ -10,6 +10,7 @@
 #endif
 
 #include "base/err.h"
+#include "base/sort.h"
 
 #define SIG_LOCAL      0x04034b50u
 #define SIG_CENTRAL    0x02014b50u
@@ -338,18 +339,18 @@ static int read_central(zip_archive *z, size_t n, char *err, size_t errlen)
                       (unsigned long long)csize, (unsigned long long)usize);
             return -1;
         }
-        zip_entry *e = &z->entries[i];
         memcpy(z->names + names_used, name, nlen);
         z->names[names_used + nlen] = '\0';
+        zip_entry *e = &z->entries[i];
         e->name = z->names + names_used;
         e->name_len = nlen;
-        names_used += (size_t)nlen + 1;
         e->flags = flags;
         e->method = method;
         e->crc32 = crc;
         e->comp_size = csize;
         e->size = usize;
         e->header_offset = lho;
+        names_used += (size_t)nlen + 1;
         p += total;
     }
     if (p != cd_size) {
@@ -469,10 +470,7 @@ static int cmp_by_name(const void *a, const void *b)
 {
     const zip_entry *x = *(const zip_entry *const *)a;
     const zip_entry *y = *(const zip_entry *const *)b;
-    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-    int c = memcmp(x->name, y->name, n);
-    if (c) return c;
-    return x->name_len < y->name_len ? -1 : (x->name_len > y->name_len);
+    return tw_bytes_cmp(x->name, x->name_len, y->name, y->name_len);
 }
 
 static int cmp_by_offset(const void *a, const void *b)
@@ -528,23 +526,18 @@ fail:
     return -1;
 }
 
+static int cmp_name_entry(const void *name, const void *entry, const void *ctx)
+{
+    (void)ctx;
+    const zip_entry *e = *(const zip_entry *const *)entry;
+    return tw_bytes_cmp(name, strlen(name), e->name, e->name_len);
+}
+
 const zip_entry *zip_find(const zip_archive *z, const char *name)
 {
-    size_t len = strlen(name);
-    size_t lo = 0, hi = z->n_entries;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const zip_entry *e = z->by_name[mid];
-        size_t m = len < e->name_len ? len : e->name_len;
-        int c = memcmp(name, e->name, m);
-        if (c == 0) c = len < e->name_len ? -1 : (len > e->name_len);
-        if (c == 0) return e;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    const zip_entry *const *e =
+        tw_search(name, z->by_name, z->n_entries, sizeof *z->by_name, cmp_name_entry, NULL);
+    return e ? *e : NULL;
 }
 
 const uint8_t *zip_entry_data(const zip_archive *z, const zip_entry *e, char *err, size_t errlen)

@@ -263,6 +263,56 @@ done:
     return rc;
 }
 
+/* Reads and checks the header of an open layout file: magic, version and a
+ * plausible shape; the settings it stores in *p. TW_OK, TW_EFORMAT or
+ * TW_EMISMATCH (another format version), with the message in err. */
+static int read_header(int fd, const char *path, unsigned char *header, umap_params *p, char *err,
+                       size_t errlen)
+{
+    ssize_t got = pread(fd, header, UMAP_HEADER_BYTES, 0);
+    if (got != (ssize_t)UMAP_HEADER_BYTES || memcmp(header, UMAP_FILE_MAGIC, 8) != 0 ||
+        get_u32(header + 12) != UMAP_HEADER_BYTES) {
+        umap_set_err(err, errlen, "umap_load: %s: not a twd UMAP layout file", path);
+        return TW_EFORMAT;
+    }
+    if (get_u32(header + 8) != UMAP_FILE_VERSION) {
+        umap_set_err(err, errlen, "umap_load: %s: format version %u, expected %u", path, get_u32(header + 8),
+                     UMAP_FILE_VERSION);
+        return TW_EMISMATCH;
+    }
+    unpack_params(header + 52, p);
+    uint64_t fn = get_u64(header + 24), fdim = get_u64(header + 32);
+    if (p->n_components < 1 || p->n_components > UMAP_MAX_COMPONENTS || fn == 0 || fn > INT32_MAX ||
+        fdim == 0 || fdim > (1u << 24)) {
+        umap_set_err(err, errlen, "umap_load: %s: implausible header", path);
+        return TW_EFORMAT;
+    }
+    return TW_OK;
+}
+
+/* The len bytes after the header into a new *payload (the caller frees it,
+ * also on failure). TW_OK, TW_ENOMEM or TW_EFORMAT (short read). */
+static int read_payload(int fd, const char *path, size_t len, unsigned char **payload, char *err,
+                        size_t errlen)
+{
+    unsigned char *b = *payload = malloc(len ? len : 1);
+    if (!b) {
+        umap_set_err(err, errlen, "umap_load: out of memory");
+        return TW_ENOMEM;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t r = pread(fd, b + off, len - off, (off_t)(UMAP_HEADER_BYTES + off));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            umap_set_err(err, errlen, "umap_load: %s: short read", path);
+            return TW_EFORMAT;
+        }
+        off += (size_t)r;
+    }
+    return TW_OK;
+}
+
 int umap_load(const char *path, uint64_t key, size_t n, size_t dim, umap_model *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -285,48 +335,20 @@ int umap_load(const char *path, uint64_t key, size_t n, size_t dim, umap_model *
         rc = TW_EIO;
         goto done;
     }
-    ssize_t got = pread(fd, header, sizeof header, 0);
-    if (got != (ssize_t)sizeof header || memcmp(header, UMAP_FILE_MAGIC, 8) != 0 ||
-        get_u32(header + 12) != UMAP_HEADER_BYTES) {
-        umap_set_err(err, errlen, "umap_load: %s: not a twd UMAP layout file", path);
-        goto done;
-    }
-    if (get_u32(header + 8) != UMAP_FILE_VERSION) {
-        umap_set_err(err, errlen, "umap_load: %s: format version %u, expected %u", path, get_u32(header + 8),
-                     UMAP_FILE_VERSION);
-        rc = TW_EMISMATCH;
-        goto done;
-    }
     umap_params p;
-    unpack_params(header + 52, &p);
+    rc = read_header(fd, path, header, &p, err, errlen);
+    if (rc != TW_OK) goto done;
+    rc = TW_EFORMAT;
     uint64_t fkey = get_u64(header + 16), fn = get_u64(header + 24), fdim = get_u64(header + 32);
-    if (p.n_components < 1 || p.n_components > UMAP_MAX_COMPONENTS || fn == 0 || fn > INT32_MAX ||
-        fdim == 0 || fdim > (1u << 24)) {
-        umap_set_err(err, errlen, "umap_load: %s: implausible header", path);
-        goto done;
-    }
     const size_t len = (size_t)fn * p.n_components * 4;
     if ((uint64_t)st.st_size != UMAP_HEADER_BYTES + (uint64_t)len) {
         umap_set_err(err, errlen, "umap_load: %s: %lld bytes, header says %llu", path, (long long)st.st_size,
                      (unsigned long long)(UMAP_HEADER_BYTES + len));
         goto done;
     }
-    payload = malloc(len);
-    if (!payload) {
-        umap_set_err(err, errlen, "umap_load: out of memory");
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t r = pread(fd, payload + off, len - off, (off_t)(UMAP_HEADER_BYTES + off));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            umap_set_err(err, errlen, "umap_load: %s: short read", path);
-            goto done;
-        }
-        off += (size_t)r;
-    }
+    rc = read_payload(fd, path, len, &payload, err, errlen);
+    if (rc != TW_OK) goto done;
+    rc = TW_EFORMAT;
     if (file_checksum(header, payload, len) != get_u64(header + UMAP_CHECKSUM_AT)) {
         umap_set_err(err, errlen, "umap_load: %s: checksum mismatch (corrupt file)", path);
         goto done;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/scratch.h"
 #include "core/proj/umap_internal.h"
 
 /* ---- a, b ------------------------------------------------------------- */
@@ -432,46 +433,43 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g, cons
     if (n_chunks > UMAP_SGD_MAX_CHUNKS) n_chunks = UMAP_SGD_MAX_CHUNKS;
     if (n_threads < 1) n_threads = 1;
     if (n_threads > n_chunks) n_threads = n_chunks;
-    sgd_shared sh;
-    memset(&sh, 0, sizeof sh);
+    sgd_shared sh = {.n = n,
+                     .nc = nc,
+                     .g = g,
+                     .neg_rate = neg_rate,
+                     .n_epochs = n_epochs,
+                     .a = a,
+                     .b = b,
+                     .gamma = gamma,
+                     .alpha0 = alpha0,
+                     .n_chunks = n_chunks,
+                     .n_threads = n_threads,
+                     .prog = prog};
+    /* every array in one scratch, freed together */
+    scratch S = {0};
     /* live positions in a padded copy: the width-3 gather loads 16 bytes
      * per row (UMAP_ROW_PAD floats past the end) */
-    sh.emb = malloc((n * nc + UMAP_ROW_PAD) * sizeof(float));
-    sh.n = n;
-    sh.nc = nc;
-    sh.g = g;
-    sh.n_epochs = n_epochs;
-    sh.a = a;
-    sh.b = b;
-    sh.gamma = gamma;
-    sh.alpha0 = alpha0;
-    sh.n_chunks = n_chunks;
-    sh.n_threads = n_threads;
-    sh.prog = prog;
+    sh.emb = scratch_alloc(&S, n * nc + UMAP_ROW_PAD, sizeof(float));
     atomic_init(&sh.next_chunk[0], 0);
     atomic_init(&sh.next_chunk[1], 0);
     atomic_init(&sh.stop[0], 0);
     atomic_init(&sh.stop[1], 0);
-    sh.wfix = malloc((nnz ? nnz : 1) * sizeof *sh.wfix);
-    sh.due = malloc((nnz ? nnz : 1) * sizeof *sh.due);
-    sh.prev = malloc((nnz ? nnz : 1) * sizeof *sh.prev);
-    sh.snap[0] = malloc((n * nc + UMAP_ROW_PAD) * sizeof(float));
-    sh.snap[1] = malloc((n * nc + UMAP_ROW_PAD) * sizeof(float));
-    size_t *split = malloc((2 * n_chunks + 1) * sizeof *split);
-    size_t *cstart = malloc((n_chunks + 1) * sizeof *cstart);
-    size_t *cmid = malloc(n_chunks * sizeof *cmid);
-    int32_t *head = malloc((nnz ? nnz : 1) * sizeof *head);
-    sh.rng = malloc(2 * n_chunks * sizeof *sh.rng);
-    pthread_t *tid = calloc(n_threads, sizeof *tid);
-    sgd_arg *args = calloc(n_threads, sizeof *args);
-    uint32_t *lists = NULL;
+    sh.wfix = scratch_alloc(&S, nnz, sizeof *sh.wfix);
+    sh.due = scratch_alloc(&S, nnz, sizeof *sh.due);
+    sh.prev = scratch_alloc(&S, nnz, sizeof *sh.prev);
+    sh.snap[0] = scratch_alloc(&S, n * nc + UMAP_ROW_PAD, sizeof(float));
+    sh.snap[1] = scratch_alloc(&S, n * nc + UMAP_ROW_PAD, sizeof(float));
+    size_t *split = scratch_alloc(&S, 2 * n_chunks + 1, sizeof *split);
+    size_t *cstart = scratch_alloc(&S, n_chunks + 1, sizeof *cstart);
+    size_t *cmid = scratch_alloc(&S, n_chunks, sizeof *cmid);
+    int32_t *head = scratch_alloc(&S, nnz, sizeof *head);
+    sh.rng = scratch_alloc(&S, 2 * n_chunks, sizeof *sh.rng);
+    pthread_t *tid = scratch_zalloc(&S, n_threads, sizeof *tid);
+    sgd_arg *args = scratch_zalloc(&S, n_threads, sizeof *args);
     int rc = TW_ENOMEM;
-    if (!sh.emb || !sh.wfix || !sh.due || !sh.prev || !sh.snap[0] || !sh.snap[1] || !split || !cstart ||
-        !cmid || !head || !sh.rng || !tid || !args)
-        goto done;
+    if (S.failed) goto done;
     /* relative weights 1 / eps in 31-bit fixed point; first sample in
      * epoch ceil(eps) (never for eps <= 0) */
-    sh.neg_rate = neg_rate;
     for (size_t i = 0; i < nnz; i++) {
         /* (eps below 1: still once per epoch, as umap-learn) */
         double wf = eps[i] > 0.0 ? 0x1.0p31 / (eps[i] > 1.0 ? eps[i] : 1.0) : 0.0;
@@ -509,7 +507,7 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g, cons
         size_t ne = g->indptr[cstart[c + 1]] - g->indptr[cstart[c]];
         max_edges = ne > max_edges ? ne : max_edges;
     }
-    lists = malloc(n_threads * max_edges * sizeof *lists);
+    uint32_t *lists = scratch_alloc(&S, n_threads * max_edges, sizeof *lists);
     if (!lists) goto done;
     sh.cstart = cstart;
     sh.cmid = cmid;
@@ -549,20 +547,7 @@ int umap_optimize_fit(float *emb, size_t n, size_t nc, const umap_graph *g, cons
     memcpy(emb, sh.emb, n * nc * sizeof(float));
     rc = sh.stopped ? TW_ECANCELED : TW_OK;
 done:
-    free(sh.emb);
-    free(sh.wfix);
-    free(sh.due);
-    free(sh.prev);
-    free(sh.snap[0]);
-    free(sh.snap[1]);
-    free(split);
-    free(cstart);
-    free(cmid);
-    free(head);
-    free(sh.rng);
-    free(lists);
-    free(tid);
-    free(args);
+    scratch_free(&S);
     return rc;
 }
 

@@ -11,6 +11,7 @@
 
 #include "base/err.h"
 #include "base/hash.h"
+#include "base/scratch.h"
 #include "core/tok/tables.h"
 
 /* ------------------------------------------------------ synthetic vocabulary */
@@ -175,13 +176,9 @@ static int synth_add_word(synth_state *S, const uint8_t *p, size_t n, int64_t co
         S->w[wi].count += count;
         return 0;
     }
-    if (S->words.n == S->cap_w) {
-        size_t cap = S->cap_w ? S->cap_w * 2 : 256;
-        synth_word *w = realloc(S->w, cap * sizeof *w);
-        if (!w) return -1;
-        S->w = w;
-        S->cap_w = cap;
-    }
+    synth_word *w = tw_grow(S->w, &S->cap_w, S->words.n + 1, sizeof *w, 256);
+    if (!w) return -1;
+    S->w = w;
     uint32_t *sym = malloc(n * sizeof *sym);
     if (!sym) return -1;
     for (size_t i = 0; i < n; i++) sym[i] = strtab_find(&S->vocab, p + i, 1);
@@ -210,13 +207,9 @@ static int synth_add_merge(synth_state *S, uint32_t a, uint32_t b, uint8_t *tmp)
     size_t na = S->vocab.len[a], nb = S->vocab.len[b];
     memcpy(tmp, strtab_bytes(&S->vocab, a), na);
     memcpy(tmp + na, strtab_bytes(&S->vocab, b), nb);
-    if (S->n_merges == S->cap_merges) {
-        size_t cap = S->cap_merges ? S->cap_merges * 2 : 1024;
-        uint32_t(*m)[2] = realloc(S->merges, cap * sizeof *m);
-        if (!m) return -1;
-        S->merges = m;
-        S->cap_merges = cap;
-    }
+    uint32_t(*m)[2] = tw_grow(S->merges, &S->cap_merges, S->n_merges + 1, sizeof *m, 1024);
+    if (!m) return -1;
+    S->merges = m;
     if (strtab_put(&S->vocab, (uint32_t)S->vocab.n, tmp, na + nb) != 0) return -1;
     S->merges[S->n_merges][0] = a;
     S->merges[S->n_merges][1] = b;

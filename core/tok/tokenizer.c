@@ -39,6 +39,7 @@
 
 #include "base/err.h"
 #include "base/fs.h"
+#include "base/scratch.h"
 #include "base/utf8.h"
 #include "core/tok/tables.h"
 
@@ -375,8 +376,8 @@ const char *tokenizer_unicode_version(void)
     return unicode_version;
 }
 
-tokenizer *tokenizer_from_strings(const char *const *strs, const size_t *lens, int n, const char *label, char *err,
-                                  size_t errlen)
+tokenizer *tokenizer_from_strings(const char *const *strs, const size_t *lens, int n, const char *label,
+                                  char *err, size_t errlen)
 {
     tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
@@ -499,13 +500,9 @@ typedef struct {
 
 static int idbuf_push(idbuf *b, uint32_t id)
 {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        int32_t *v = realloc(b->v, cap * sizeof *v);
-        if (!v) return -1;
-        b->v = v;
-        b->cap = cap;
-    }
+    int32_t *v = tw_grow(b->v, &b->cap, b->n + 1, sizeof *v, 64);
+    if (!v) return -1;
+    b->v = v;
     b->v[b->n++] = (int32_t)id;
     return 0;
 }
@@ -515,48 +512,40 @@ typedef struct {
     uint32_t *sym;         /* (cap) token id at each position, NO_ID when merged away */
     uint32_t *prev, *next; /* (cap) linked list over live positions, NO_ID at the ends */
     uint32_t *merged;      /* (cap) positions merged in the current rank */
-    size_t cap;
-    uint64_t *heap; /* (hcap) (rank << 32) | position, min-heap */
+    size_t cap;            /* the four arrays are one allocation, at sym */
+    uint64_t *heap;        /* (hcap) (rank << 32) | position, min-heap */
     size_t hn, hcap;
 } bpe_scratch;
 
-static void scratch_free(bpe_scratch *s)
+static void bpe_scratch_free(bpe_scratch *s)
 {
     free(s->sym);
-    free(s->prev);
-    free(s->next);
-    free(s->merged);
     free(s->heap);
     memset(s, 0, sizeof *s);
 }
 
-static int scratch_reserve(bpe_scratch *s, size_t n)
+/* Room for n positions; the arrays' contents are not kept. */
+static int bpe_scratch_reserve(bpe_scratch *s, size_t n)
 {
     if (n <= s->cap) return 0;
     size_t cap = s->cap ? s->cap : 64;
     while (cap < n) cap *= 2;
-    uint32_t *a = realloc(s->sym, cap * sizeof *a);
+    uint32_t *a = malloc(4 * cap * sizeof *a);
     if (!a) return -1;
+    free(s->sym);
     s->sym = a;
-    if (!(a = realloc(s->prev, cap * sizeof *a))) return -1;
-    s->prev = a;
-    if (!(a = realloc(s->next, cap * sizeof *a))) return -1;
-    s->next = a;
-    if (!(a = realloc(s->merged, cap * sizeof *a))) return -1;
-    s->merged = a;
+    s->prev = a + cap;
+    s->next = a + 2 * cap;
+    s->merged = a + 3 * cap;
     s->cap = cap;
     return 0;
 }
 
 static int heap_push(bpe_scratch *s, uint64_t v)
 {
-    if (s->hn == s->hcap) {
-        size_t cap = s->hcap ? s->hcap * 2 : 256;
-        uint64_t *h = realloc(s->heap, cap * sizeof *h);
-        if (!h) return -1;
-        s->heap = h;
-        s->hcap = cap;
-    }
+    uint64_t *h = tw_grow(s->heap, &s->hcap, s->hn + 1, sizeof *h, 256);
+    if (!h) return -1;
+    s->heap = h;
     size_t i = s->hn++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -603,7 +592,7 @@ static int queue_pair(const tokenizer *t, bpe_scratch *s, uint32_t p)
 static int bpe_piece(const tokenizer *t, const uint8_t *p, size_t n, bpe_scratch *s, idbuf *out)
 {
     if (n == 1) return idbuf_push(out, t->byte_id[p[0]]);
-    if (n >= NO_ID || scratch_reserve(s, n) != 0) return -1;
+    if (n >= NO_ID || bpe_scratch_reserve(s, n) != 0) return -1;
     for (size_t i = 0; i < n; i++) {
         s->sym[i] = t->byte_id[p[i]];
         s->prev[i] = i ? (uint32_t)(i - 1) : NO_ID;
@@ -703,7 +692,7 @@ long tokenizer_encode(const tokenizer *t, const char *text, size_t len, int32_t 
         pos = e ? end + EOT_LEN : len;
     }
     pcre2_match_data_free(md);
-    scratch_free(&s);
+    bpe_scratch_free(&s);
     free(clean);
     if (rc != 0 || out.n > (size_t)LONG_MAX) {
         free(out.v);

@@ -25,11 +25,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fz_file_init(&cfg_file, "config.json");
-    fz_file_init(&st_file_in, "model.safetensors");
-    dir = fz_tempdir("gpt2");
-    fz_link(dir, "config.json", &cfg_file);
-    fz_link(dir, "model.safetensors", &st_file_in);
+    dir = fz_folder_of_two("gpt2", &cfg_file, "config.json", &st_file_in, "model.safetensors");
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
     return 0;
@@ -76,11 +72,7 @@ static void check_model(const gpt2_model *m, const gpt2_config *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const uint8_t *cj, *st;
-    size_t ncj, nst;
-    fz_split(data, size, &cj, &ncj, &st, &nst);
-    fz_file_set(&cfg_file, cj, ncj);
-    fz_file_set(&st_file_in, st, nst);
+    fz_split_into(data, size, &cfg_file, &st_file_in);
 
     char err[1024], prefix[700];
     gpt2_config c;

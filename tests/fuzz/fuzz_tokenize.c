@@ -15,6 +15,7 @@
 #include "base/utf8.h"
 #include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
+#include "tests/fuzz/fuzz_tok.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static tokenizer *tok;
@@ -56,18 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     long n;
     int32_t *ids = encode(x, size, &n);
-    char *out = NULL;
-    long m = tokenizer_decode(tok, ids, (size_t)n, &out);
-    FZ_CHECK(m >= 0, "decode failed: %ld", m);
     size_t want_len;
-    char *want = utf8_sanitize(x, size, &want_len);
-    FZ_CHECK(want != NULL, "out of memory");
-    if ((size_t)m != want_len || memcmp(out, want, want_len) != 0) {
-        size_t i = 0;
-        while (i < want_len && i < (size_t)m && out[i] == want[i]) i++;
-        FZ_CHECK(0, "decode(encode(x)) differs from utf8_sanitize(x) at byte %zu (%ld vs %zu bytes)", i, m,
-                 want_len);
-    }
+    char *want = fz_check_decodes_to(tok, ids, n, x, size, &want_len);
     /* the special token: as many as the sanitized text has occurrences */
     long eots = 0, found = 0;
     for (long i = 0; i < n; i++) eots += ids[i] == tokenizer_eot(tok);
@@ -90,7 +81,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(i2);
     }
     free(want);
-    free(out);
     free(ids);
     free(x);
     return 0;

@@ -14,6 +14,7 @@
 
 #include "base/utf8.h"
 #include "core/tok/tokenizer.h"
+#include "tests/fuzz/fuzz_tok.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static fz_file vocab, merges;
@@ -23,11 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fz_file_init(&vocab, "vocab.json");
-    fz_file_init(&merges, "merges.txt");
-    dir = fz_tempdir("tok");
-    fz_link(dir, "vocab.json", &vocab);
-    fz_link(dir, "merges.txt", &merges);
+    dir = fz_folder_of_two("tok", &vocab, "vocab.json", &merges, "merges.txt");
     return 0;
 }
 
@@ -38,25 +35,14 @@ static void round_trip(const tokenizer *t, const char *text, size_t len)
     FZ_CHECK(n >= 0, "encode failed");
     for (long i = 0; i < n; i++)
         FZ_CHECK(ids[i] >= 0 && ids[i] < tokenizer_vocab_size(t), "id %d out of range", ids[i]);
-    char *out = NULL;
-    long m = tokenizer_decode(t, ids, (size_t)n, &out);
-    FZ_CHECK(m >= 0, "decode failed: %ld", m);
     size_t want_len;
-    char *want = utf8_sanitize(text, len, &want_len);
-    FZ_CHECK(want != NULL, "out of memory");
-    FZ_CHECK((size_t)m == want_len && memcmp(out, want, want_len) == 0, "decode(encode(x)) != x");
-    free(want);
-    free(out);
+    free(fz_check_decodes_to(t, ids, n, text, len, &want_len));
     free(ids);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const uint8_t *v, *mg;
-    size_t nv, nm;
-    fz_split(data, size, &v, &nv, &mg, &nm);
-    fz_file_set(&vocab, v, nv);
-    fz_file_set(&merges, mg, nm);
+    fz_split_into(data, size, &vocab, &merges);
     char err[1024];
     tokenizer *t = tokenizer_load(dir, err, sizeof err);
     if (!t) {

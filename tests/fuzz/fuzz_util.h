@@ -101,6 +101,20 @@ static inline void fz_link(const char *dir, const char *name, const fz_file *f)
     FZ_CHECK(symlink(f->path, p) == 0, "symlink %s failed", p);
 }
 
+/* A new temporary folder (fz_tempdir(tag)) holding the two files a and b
+ * under the names na and nb (fz_file_init, fz_link): the folder a loader of
+ * two files reads. */
+static inline const char *fz_folder_of_two(const char *tag, fz_file *a, const char *na, fz_file *b,
+                                           const char *nb)
+{
+    fz_file_init(a, na);
+    fz_file_init(b, nb);
+    const char *dir = fz_tempdir(tag);
+    fz_link(dir, na, a);
+    fz_link(dir, nb, b);
+    return dir;
+}
+
 /* ---- splitting the input ---- */
 
 /* The input as [u32 little-endian n][n bytes][the rest]: the first part is
@@ -123,6 +137,16 @@ static inline void fz_split(const uint8_t *data, size_t size, const uint8_t **a,
     *na = n;
     *b = data + n;
     *nb = size - n;
+}
+
+/* fz_split of the input into the contents of the two files a and b. */
+static inline void fz_split_into(const uint8_t *data, size_t size, fz_file *a, fz_file *b)
+{
+    const uint8_t *pa, *pb;
+    size_t na, nb;
+    fz_split(data, size, &pa, &na, &pb, &nb);
+    fz_file_set(a, pa, na);
+    fz_file_set(b, pb, nb);
 }
 
 /* err is one line (no newline) starting with prefix. */

@@ -15,13 +15,12 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, error_at, make_checkpoint  # noqa: E402
+from twd_harness import Daemon, assert_token, error_at, make_checkpoint, stop_clean  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-ana-")
 MODEL = os.path.join(TMP, "small")
 # 4 blocks, 4 heads of width 16, a vocabulary where the common nouns are tokens
 SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--ctx", "64", "--seed", "3")
-TOKEN_KEYS = {"id", "text", "bytes"}
 
 
 def setUpModule():
@@ -40,15 +39,10 @@ class AnalysesApiTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.d.stop()
-        assert rc == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     def assertToken(self, t, score=True):
-        self.assertTrue(TOKEN_KEYS <= set(t), t)
-        self.assertEqual(t["text"], bytes(t["bytes"]).decode("utf-8", "replace"))
-        if score:
-            self.assertIsInstance(t["score"], float)
+        assert_token(self, t, score)
 
     # ---- /embeddings ----
     def test_embeddings(self):

@@ -11,13 +11,14 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, error_at, make_checkpoint  # noqa: E402
+from twd_harness import Daemon, assert_token, error_at, make_checkpoint, stop_clean  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-beyond-")
 MODEL = os.path.join(TMP, "small")
@@ -27,7 +28,6 @@ SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--
 # the 124M model's widths (d 768, 12 heads, d_ff 3072) with 2 blocks and a small vocabulary
 WIDE_SHAPE = ("--layers", "2", "--heads", "12", "--embd", "768", "--vocab", "4096", "--ctx", "64", "--seed", "5")
 PHRASE = "To kill two birds with one stone"
-TOKEN_KEYS = {"id", "text", "bytes"}
 
 
 def setUpModule():
@@ -49,9 +49,7 @@ class BeyondApiTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.d.stop()
-        assert rc == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     def ok_json(self, path, **params):
         st, doc = self.d.get_json(path, **params)
@@ -66,10 +64,7 @@ class BeyondApiTest(unittest.TestCase):
         return rows_of(body)
 
     def assertToken(self, t, score=True):
-        self.assertTrue(TOKEN_KEYS <= set(t), t)
-        self.assertEqual(t["text"], bytes(t["bytes"]).decode("utf-8", "replace"))
-        if score:
-            self.assertIsInstance(t["score"], float)
+        assert_token(self, t, score)
 
     # ---- /mlp/values ----
     def test_values(self):
@@ -325,65 +320,66 @@ class BeyondApiTest(unittest.TestCase):
     # ---- bad input: every parameter ----
     def test_bad_input(self):
         E = lambda target, *words, **kw: error_at(self, self.d, target, kw.pop("code", 400), *words, **kw)
+
+        def outside(target, name, lo, hi):  # name=lo-1 and name=hi+1: 400 naming name and lo..hi
+            for v in (lo - 1, hi + 1):
+                E("%s%s%s=%d" % (target, "" if target.endswith("?") else "&", name, v), "'%s'" % name,
+                  "%d..%d" % (lo, hi))
+
         # /mlp/values
-        E("/mlp/values", "'block'", "required")
-        E("/mlp/values?block=4", "'block'", "0..3")
-        E("/mlp/values?block=0&k=0", "'k'", "1..50")
-        E("/mlp/values?block=0&k=51", "'k'", "1..50")
-        E("/mlp/values?block=0&neurons=256", "'neurons'", "0..255")
-        E("/mlp/values?block=0&neurons=-1", "'neurons'", "0..255")
+        # a missing required parameter, a value outside a choice (the message lists the choices)
+        for route, name in (("/mlp/values", "block"), ("/mlp/svd", "block"), ("/mlp/search", "token"),
+                            ("/mlp/updates", "text"), ("/selfcheck", "text")):
+            E(route, "'%s'" % name, "required")
+        for target, allowed in (("/mlp/values?block=0&format=latex", "json, csv"),
+                                ("/mlp/svd?block=0&matrix=qk", "both, in, out"),
+                                ("/mlp/svd?block=0&table=rows", "directions, spectra"),
+                                ("/mlp/updates?text=hi&gelu=relu", "tanh, erf"),
+                                ("/layernorm?keys=exact", "random, targeted, none"),
+                                ("/layernorm?table=heads", "layers, lists, keys")):
+            E(target, "'%s'" % re.split(r"[?&]", target)[-1].split("=")[0], allowed)  # the last parameter
+        for target in ("/mlp/values?block=4", "/mlp/search?token=time&block=4", "/layernorm/sketch?block=4"):
+            E(target, "'block'", "0..3")
+        for target in ("/mlp/search?token=time&k=0", "/layernorm?k=0"):
+            E(target, "'k'")
+        for target in ("/mlp/updates?text=", "/layernorm?text="):
+            E(target, "'text'", "empty")
+        outside("/mlp/values?block=0", "k", 1, 50)
+        outside("/mlp/values?block=0", "neurons", 0, 255)
         E("/mlp/values?block=0&neurons=1,x", "'neurons'", "item 1", "integer")
         E("/mlp/values?block=0&neurons=1,,2", "'neurons'", "item 1")
         E("/mlp/values?block=0&neurons=", "'neurons'", "1 to")
-        E("/mlp/values?block=0&format=latex", "'format'", "json, csv")
         E("/mlp/values?block=0&neuron=3", "unknown parameter", "neurons")
         E("/mlp/values?block=0&k=50&neurons=" + ",".join(["7"] * 501), "max_answer_tokens")  # 501 x 2 x 50
         E("/mlp/values", "method not allowed", method="POST", body=b"{}", code=405)
         # /mlp/search
-        E("/mlp/search", "'token'", "required")
         E("/mlp/search?token=", "'token'", "empty")
         E("/mlp/search?token=hello%20world%20again", "'token'", "tokens")
         E("/mlp/search?token=4096", "'token'", "0..4095")
-        E("/mlp/search?token=time&block=4", "'block'", "0..3")
-        E("/mlp/search?token=time&k=0", "'k'")
         # /mlp/svd
-        E("/mlp/svd", "'block'", "required")
-        E("/mlp/svd?block=0&matrix=qk", "'matrix'", "both, in, out")
         E("/mlp/svd?block=0&top=65", "'top'", "0..64")
         E("/mlp/svd?block=0&top=-1", "'top'")
         E("/mlp/svd?block=0&k=0", "'k'", "1..50")
-        E("/mlp/svd?block=0&table=rows", "'table'", "directions, spectra")
         # /mlp/updates
-        E("/mlp/updates", "'text'", "required")
-        E("/mlp/updates?text=", "'text'", "empty")
         E("/mlp/updates?text=%ff", "'text'", "UTF-8")
-        E("/mlp/updates?text=hi&top=0", "'top'", "1..64")
-        E("/mlp/updates?text=hi&top=65", "'top'", "1..64")
+        outside("/mlp/updates?text=hi", "top", 1, 64)
         E("/mlp/updates?text=hi&block=-1", "'block'")
-        E("/mlp/updates?text=hi&gelu=relu", "'gelu'", "tanh, erf")
         E("/mlp/updates?text=" + "a%20" * 40 + "&top=50&k=50", "max_answer_tokens")
         E("/mlp/updates", "'top'", "integer", method="POST", body=b'{"text": "hi", "top": "3"}')
         E("/mlp/updates", "'text'", "string", method="POST", body=b'{"text": 3}')
         E("/mlp/updates?text=" + "ab%20" * 80, "'text'", "tokens long")  # > n_ctx 64
         # /layernorm
-        E("/layernorm?text=", "'text'", "empty")
-        E("/layernorm?keys=exact", "'keys'", "random, targeted, none")
-        E("/layernorm?queries=0", "'queries'", "1..65536")
-        E("/layernorm?queries=65537", "'queries'", "1..65536")
+        outside("/layernorm?", "queries", 1, 65536)
         E("/layernorm?keys_block=4", "'keys_block'", "0..3")
         E("/layernorm?seed=-1", "'seed'")
-        E("/layernorm?table=heads", "'table'", "layers, lists, keys")
-        E("/layernorm?k=0", "'k'")
         # /layernorm/sketch
         E("/layernorm/sketch?dims=1", "'dims'", "exactly 2")
         E("/layernorm/sketch?dims=1,2,3", "'dims'", "exactly 2")
         E("/layernorm/sketch?dims=1,64", "'dims'", "0..63")
         E("/layernorm/sketch?dims=3,3", "'dims'", "differ")
         E("/layernorm/sketch?head=4", "'head'", "0..3")
-        E("/layernorm/sketch?block=4", "'block'", "0..3")
         E("/layernorm/sketch?points=2", "'points'", "3..4096")
         # /selfcheck
-        E("/selfcheck", "'text'", "required")
         E("/selfcheck?text=hi&block=9", "'block'", "0..3")
         E("/selfcheck?text=hi&seed=x", "'seed'", "integer")
         E("/selfcheck?text=hi&format=xml", "'format'")

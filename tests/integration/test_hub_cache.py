@@ -177,6 +177,19 @@ class CacheTest(unittest.TestCase):
         self.assertEqual(snap, os.path.join(self.root, "models--gpt2", "snapshots", self.main))
         self.assert_layout("gpt2", self.main, SRC["main"], "main")
 
+    def fetch_and_spoil_weights(self, byte):
+        """Fetches REPO, then replaces its weights' blob by a new file of as
+        many copies of byte; clears the hub's log; returns the blob's name."""
+        self.fetch()
+        model = SRC["main"]["model.safetensors"]
+        e = sha256(model)
+        blob = os.path.join(self.repo_dir(), "blobs", e)
+        os.unlink(blob)
+        with open(blob, "wb") as f:
+            f.write(byte * len(model))
+        self.hub.clear_log()
+        return e
+
     def test_blob_shared_by_two_repos_is_not_downloaded_twice(self):
         self.fetch()
         self.hub.clear_log()
@@ -190,14 +203,8 @@ class CacheTest(unittest.TestCase):
             self.assertEqual((a.st_dev, a.st_ino), (b.st_dev, b.st_ino), name)  # one file, hard-linked
 
     def test_blob_of_another_repo_is_checked_before_it_is_shared(self):
-        self.fetch()
         # a blob whose contents no longer match its name is not borrowed
-        e = sha256(SRC["main"]["model.safetensors"])
-        blob = os.path.join(self.repo_dir(), "blobs", e)
-        os.unlink(blob)
-        with open(blob, "wb") as f:
-            f.write(b"\0" * len(SRC["main"]["model.safetensors"]))
-        self.hub.clear_log()
+        e = self.fetch_and_spoil_weights(b"\0")
         self.fetch(BPE_REPO)
         self.assertEqual(self.hub.downloads(), [e])
         self.assertEqual(read_bytes(os.path.join(self.repo_dir(BPE_REPO), "blobs", e)),
@@ -279,13 +286,7 @@ class CacheTest(unittest.TestCase):
         self.assert_layout(REPO, self.main, SRC["main"], "main")
 
     def test_corrupt_blob_in_place_is_downloaded_again(self):
-        self.fetch()
-        e = sha256(SRC["main"]["model.safetensors"])
-        blob = os.path.join(self.repo_dir(), "blobs", e)
-        os.unlink(blob)
-        with open(blob, "wb") as f:
-            f.write(b"x" * len(SRC["main"]["model.safetensors"]))
-        self.hub.clear_log()
+        e = self.fetch_and_spoil_weights(b"x")
         self.fetch()
         self.assertEqual(self.hub.downloads(), [e])
         self.assert_layout(REPO, self.main, SRC["main"], "main")

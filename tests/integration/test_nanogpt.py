@@ -19,7 +19,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, TWD, Daemon  # noqa: E402
+from twd_harness import TWD, Daemon, stop_clean  # noqa: E402
 
 try:
     import torch
@@ -199,10 +199,7 @@ class SameWeightsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.d.stop()
-        err = cls.d.stderr()
-        assert rc == 0, "twd exited with %s:\n%s" % (rc, err)
-        assert not SANITIZER.search(err), "sanitizer report:\n" + err
+        stop_clean(cls.d)
 
     def test_models_listed(self):
         st, doc = self.d.get_json("/models")

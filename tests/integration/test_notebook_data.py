@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-from twd_harness import SANITIZER, Daemon, error_at, make_checkpoint  # noqa: E402
+from twd_harness import Daemon, error_at, make_checkpoint, stop_clean  # noqa: E402
 from forward_ref import forward  # noqa: E402
 from st_numpy import load_model  # noqa: E402
 
@@ -57,8 +57,7 @@ class NotebookDataTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     def get(self, path, **q):
         st, h, body = self.d.get(path, **q)

@@ -34,7 +34,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
+from twd_harness import Daemon, make_checkpoint, stop_clean  # noqa: E402
 
 NPM = os.environ.get("TWD_NPM", os.path.join(os.path.dirname(__file__), "..", "openapi", "npm"))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -251,20 +251,25 @@ class Validator:
         return len(results)
 
 
+def start_with_document():
+    """(a daemon on MODEL, the bytes of its /openapi.json)"""
+    d = Daemon(model=MODEL).start()
+    st, _, body = d.get("/openapi.json")
+    assert st == 200, body[:300]
+    return d, body
+
+
 class DocumentTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon(model=MODEL).start()
-        st, _, body = cls.d.get("/openapi.json")
-        assert st == 200, body[:300]
+        cls.d, body = start_with_document()
         cls.doc_file = os.path.join(TMP, "openapi.json")
         with open(cls.doc_file, "wb") as f:
             f.write(body)
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     def test_swagger_parser_validates(self):
         r = subprocess.run([NODE, os.path.join(OPENAPI_DIR, "check_doc.js"),
@@ -313,15 +318,12 @@ class DocumentTest(unittest.TestCase):
 class AnswersTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon(model=MODEL).start()
-        st, _, body = cls.d.get("/openapi.json")
-        assert st == 200, body[:300]
+        cls.d, body = start_with_document()
         cls.doc = json.loads(body)
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     def operations(self):
         return {(m, p) for p, item in self.doc["paths"].items() for m in item}

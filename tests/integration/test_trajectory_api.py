@@ -6,7 +6,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, error_at, error_of, make_checkpoint, wait_umap  # noqa: E402
+from twd_harness import SANITIZER, Daemon, error_at, error_of, make_checkpoint, stop_clean, wait_umap  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-traj-")
 MODEL = os.path.join(TMP, "small")
@@ -35,8 +35,7 @@ class TrajectoryTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+        stop_clean(cls.d)
 
     def check_answer(self, doc, text, k):
         st, tok = self.d.get_json("/tokenize", text=text)

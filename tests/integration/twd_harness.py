@@ -43,6 +43,29 @@ def error_at(test, daemon, target, code, *words, method="GET", body=None):
     return error_of(test, st, data, code, words)
 
 
+def stop_clean(daemon):
+    """Stops daemon and asserts that it exited 0 with no sanitizer report in
+    its stderr, which it returns."""
+    rc = daemon.stop()
+    err = daemon.stderr()
+    assert rc == 0, "twd exited with %s:\n%s" % (rc, err)
+    assert not SANITIZER.search(err), "sanitizer report:\n" + err
+    return err
+
+
+# the keys every token object of an answer has (docs/API.md)
+TOKEN_KEYS = {"id", "text", "bytes"}
+
+
+def assert_token(test, t, score=True):
+    """A token object: id, text and bytes, the text being the bytes decoded
+    with invalid UTF-8 replaced; with score, a float score."""
+    test.assertTrue(TOKEN_KEYS <= set(t), t)
+    test.assertEqual(t["text"], bytes(t["bytes"]).decode("utf-8", "replace"))
+    if score:
+        test.assertIsInstance(t["score"], float)
+
+
 def make_checkpoint(folder, shape="tiny", *extra):
     """Writes a synthetic checkpoint with twd-synth; returns the folder."""
     if not os.path.exists(os.path.join(folder, "config.json")):

@@ -25,29 +25,13 @@ swagger_parser=12.1.0 # 13 needs Node.js 22
 redocly=2.77.0
 ajv=8.20.0
 
-unavailable() {
-    if [ -n "${CI:-}" ]; then
-        echo "FAIL: $1 (CI is set, so this test must run; scripts/deps.sh --test installs nodejs and npm)"
-        exit 1
-    fi
-    echo "SKIP: $1"
-    exit 77
-}
-
-command -v node >/dev/null 2>&1 || unavailable "node is not installed"
+. "$root/tests/support/npm_test.sh"
 
 # pin PACKAGE VERSION NAME FILE...: installs PACKAGE under $npm_dir/NAME
 pin() {
     pkg=$1 ver=$2 name=$3
     shift 3
-    "$root/scripts/npm-pin" "$pkg" "$ver" "$npm_dir/$name" "$@"
-    case $? in
-        0) return 0 ;;
-        3) unavailable "npm is not installed" ;;
-    esac
-    npm ping >/dev/null 2>&1 || unavailable "the npm registry cannot be reached"
-    echo "FAIL: could not install $pkg@$ver with npm (see the npm output above)"
-    exit 1
+    npm_need "$pkg" "$ver" "$npm_dir/$name" "$@"
 }
 
 case $mode in

@@ -24,18 +24,16 @@ With --near-tie REL a differing id is tolerated (and reported) when the
 reference scores of the two ids differ by at most REL times the list's
 scale: float32 GEMM scores cannot order rows closer than their rounding.
 """
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_cli import add_check, keep_path, new_parser, parse_ints, run_cases  # noqa: E402
 from st_numpy import load_model  # noqa: E402
 
 TOL = 1e-4
@@ -311,65 +309,44 @@ def report(c):
 
 # ---------------------------------------------------------------- commands
 
-def parse_ints(s):
-    return [int(x) for x in s.split(",") if x != ""] if s else None
-
-
 def default_ids(V, n=10):
     # both ends of the vocabulary and a spread in between
     return sorted(set([0, V - 1] + [(i * 7919 + 13) % V for i in range(n - 2)]))
 
 
 def run_check(args):
-    tmp = tempfile.mkdtemp(prefix="ana-ref-")
-    status = 0
-    try:
-        if args.model:
-            cases = [("given", args.model)]
-        else:
-            cases = []
-            for name, extra in (("tiny f32", ["--shape", "tiny", "--seed", "7"]),
-                                ("small bf16 prefixed", ["--layers", "2", "--heads", "4", "--embd", "64",
-                                                         "--vocab", "1000", "--ctx", "16", "--dtype", "bf16",
-                                                         "--prefix", "--seed", "3"])):
-                d = os.path.join(tmp, name.replace(" ", "_"))
-                subprocess.run([args.synth, "--out", d, "--no-tokenizer", "-q"] + extra, check=True)
-                cases.append((name, d))
-        for name, d in cases:
-            with open(os.path.join(d, "config.json")) as f:
-                cfg = json.load(f)
-            V, L = cfg["vocab_size"], cfg["n_layer"]
-            dh = cfg["n_embd"] // cfg["n_head"]
-            ids = parse_ints(args.ids) or default_ids(V)
-            blocks = parse_ints(args.blocks) or list(range(L))
-            top = min(args.top, dh)
-            cmd = [args.driver, "dump", "--model", d, "--blocks", ",".join(map(str, blocks)),
-                   "--ids", ",".join(map(str, ids)), "--k", str(args.k), "--top", str(top)]
-            t0 = time.time()
-            p = subprocess.run(cmd, check=True, stdout=subprocess.PIPE)
-            t1 = time.time()
-            ours = json.loads(p.stdout)
-            ref = reference(d, blocks, ids, args.k, top)
-            t2 = time.time()
-            print("== %s: %s (L=%d H=%d d=%d V=%d), blocks %s, %d ids, k %d, top %d "
-                  "(C %.1f s, numpy %.1f s)" % (name, d, L, cfg["n_head"], cfg["n_embd"], V,
-                                               blocks, len(ids), args.k, top, t1 - t0, t2 - t1))
-            if args.keep:
-                os.makedirs(args.keep, exist_ok=True)
-                base = os.path.join(args.keep, name.replace(" ", "_"))
-                with open(base + ".ours.json", "w") as f:
-                    json.dump(ours, f)
-                with open(base + ".ref.json", "w") as f:
-                    json.dump(ref, f)
-            status |= report(compare(ours, ref, args.near_tie))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    def check_one(name, d):
+        with open(os.path.join(d, "config.json")) as f:
+            cfg = json.load(f)
+        V, L = cfg["vocab_size"], cfg["n_layer"]
+        dh = cfg["n_embd"] // cfg["n_head"]
+        ids = parse_ints(args.ids) or default_ids(V)
+        blocks = parse_ints(args.blocks) or list(range(L))
+        top = min(args.top, dh)
+        cmd = [args.driver, "dump", "--model", d, "--blocks", ",".join(map(str, blocks)),
+               "--ids", ",".join(map(str, ids)), "--k", str(args.k), "--top", str(top)]
+        t0 = time.time()
+        p = subprocess.run(cmd, check=True, stdout=subprocess.PIPE)
+        t1 = time.time()
+        ours = json.loads(p.stdout)
+        ref = reference(d, blocks, ids, args.k, top)
+        t2 = time.time()
+        print("== %s: %s (L=%d H=%d d=%d V=%d), blocks %s, %d ids, k %d, top %d "
+              "(C %.1f s, numpy %.1f s)" % (name, d, L, cfg["n_head"], cfg["n_embd"], V,
+                                           blocks, len(ids), args.k, top, t1 - t0, t2 - t1))
+        base = keep_path(args, name)
+        if base:
+            with open(base + ".ours.json", "w") as f:
+                json.dump(ours, f)
+            with open(base + ".ref.json", "w") as f:
+                json.dump(ref, f)
+        return report(compare(ours, ref, args.near_tie))
+
+    return run_cases(args, "ana-ref-", check_one)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = new_parser(__doc__)
     r = sub.add_parser("ref")
     r.add_argument("--model", required=True)
     r.add_argument("--blocks")
@@ -380,16 +357,7 @@ def main():
     c.add_argument("ours")
     c.add_argument("ref")
     c.add_argument("--near-tie", type=float, default=0.0)
-    k = sub.add_parser("check")
-    k.add_argument("--driver", required=True)
-    k.add_argument("--synth")
-    k.add_argument("--model")
-    k.add_argument("--blocks")
-    k.add_argument("--ids")
-    k.add_argument("--k", type=int, default=5)
-    k.add_argument("--top", type=int, default=16)
-    k.add_argument("--near-tie", type=float, default=0.0)
-    k.add_argument("--keep")
+    add_check(sub, top=16)
     a = ap.parse_args()
     if a.cmd == "ref":
         with open(os.path.join(a.model, "config.json")) as f:

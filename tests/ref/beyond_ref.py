@@ -20,19 +20,17 @@ differences below 1e-4 and the numpy factored patterns within 1e-4 of the C
 forward pass's. Signs of singular directions are not compared (they depend on
 the solver's orientation; the lists, which are sign-aligned, are).
 """
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from analyses_ref import EXTRA, TOL, Cmp, ln, report, topk  # noqa: E402
+from ref_cli import add_check, keep_path, new_parser, parse_ints, run_cases  # noqa: E402
 from st_numpy import load_model  # noqa: E402
 
 COV_TOL = 1e-6
@@ -375,69 +373,40 @@ def compare(ours, m, blocks, ids, phrase, k, top, N, near_tie):
     return c
 
 
-def parse_ints(s):
-    return [int(x) for x in s.split(",") if x != ""] if s else None
-
-
 def run_check(a):
-    tmp = tempfile.mkdtemp(prefix="beyond-ref-")
-    status = 0
-    try:
-        if a.model:
-            cases = [("given", a.model)]
-        else:
-            cases = []
-            for name, extra in (("tiny f32", ["--shape", "tiny", "--seed", "7"]),
-                                ("small bf16 prefixed", ["--layers", "2", "--heads", "4", "--embd", "64", "--vocab",
-                                                         "1000", "--ctx", "16", "--dtype", "bf16", "--prefix",
-                                                         "--seed", "3"])):
-                d = os.path.join(tmp, name.replace(" ", "_"))
-                subprocess.run([a.synth, "--out", d, "--no-tokenizer", "-q"] + extra, check=True)
-                cases.append((name, d))
-        for name, d in cases:
-            m = Model(d)
-            blocks = parse_ints(a.blocks) or list(range(m.L))
-            ids = parse_ints(a.ids) or [0, m.V - 1, 17 % m.V]
-            phrase = parse_ints(a.phrase) or [(5 + 37 * i) % m.V for i in range(8)]
-            top = min(a.top, m.d, m.F)
-            N = a.queries
-            cmd = [a.driver, "beyond", "--model", d, "--blocks", ",".join(map(str, blocks)), "--ids",
-                   ",".join(map(str, ids)), "--phrase", ",".join(map(str, phrase)), "--k", str(a.k), "--top",
-                   str(top), "--queries", str(N)]
-            t0 = time.time()
-            p = subprocess.run(cmd, check=True, stdout=subprocess.PIPE)
-            t1 = time.time()
-            ours = json.loads(p.stdout)
-            c = compare(ours, m, blocks, ids, phrase, a.k, top, N, a.near_tie)
-            t2 = time.time()
-            print("== %s: %s (L=%d H=%d d=%d d_ff=%d V=%d), blocks %s, k %d, top %d, %d queries "
-                  "(C %.1f s, numpy %.1f s)" % (name, d, m.L, m.H, m.d, m.F, m.V, blocks, a.k, top, N, t1 - t0,
-                                                t2 - t1))
-            if a.keep:
-                os.makedirs(a.keep, exist_ok=True)
-                with open(os.path.join(a.keep, name.replace(" ", "_") + ".ours.json"), "w") as f:
-                    json.dump(ours, f)
-            status |= report(c)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    def check_one(name, d):
+        m = Model(d)
+        blocks = parse_ints(a.blocks) or list(range(m.L))
+        ids = parse_ints(a.ids) or [0, m.V - 1, 17 % m.V]
+        phrase = parse_ints(a.phrase) or [(5 + 37 * i) % m.V for i in range(8)]
+        top = min(a.top, m.d, m.F)
+        N = a.queries
+        cmd = [a.driver, "beyond", "--model", d, "--blocks", ",".join(map(str, blocks)), "--ids",
+               ",".join(map(str, ids)), "--phrase", ",".join(map(str, phrase)), "--k", str(a.k), "--top",
+               str(top), "--queries", str(N)]
+        t0 = time.time()
+        p = subprocess.run(cmd, check=True, stdout=subprocess.PIPE)
+        t1 = time.time()
+        ours = json.loads(p.stdout)
+        c = compare(ours, m, blocks, ids, phrase, a.k, top, N, a.near_tie)
+        t2 = time.time()
+        print("== %s: %s (L=%d H=%d d=%d d_ff=%d V=%d), blocks %s, k %d, top %d, %d queries "
+              "(C %.1f s, numpy %.1f s)" % (name, d, m.L, m.H, m.d, m.F, m.V, blocks, a.k, top, N, t1 - t0,
+                                            t2 - t1))
+        base = keep_path(a, name)
+        if base:
+            with open(base + ".ours.json", "w") as f:
+                json.dump(ours, f)
+        return report(c)
+
+    return run_cases(a, "beyond-ref-", check_one)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    k = sub.add_parser("check")
-    k.add_argument("--driver", required=True)
-    k.add_argument("--synth")
-    k.add_argument("--model")
-    k.add_argument("--blocks")
-    k.add_argument("--ids")
+    ap, sub = new_parser(__doc__)
+    k = add_check(sub, top=6)
     k.add_argument("--phrase")
-    k.add_argument("--k", type=int, default=5)
-    k.add_argument("--top", type=int, default=6)
     k.add_argument("--queries", type=int, default=64)
-    k.add_argument("--near-tie", type=float, default=0.0)
-    k.add_argument("--keep")
     a = ap.parse_args()
     if not a.model and not a.synth:
         ap.error("check needs --synth (or --model)")

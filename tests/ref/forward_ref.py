@@ -18,7 +18,6 @@ logits) must have max |C - numpy| below 1e-4 of its scale (max |numpy|), and
 the top-5 next tokens must be identical. Prints the largest difference of
 each state; exit 1 on failure.
 """
-import argparse
 import json
 import os
 import struct
@@ -29,6 +28,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_cli import add_check, new_parser  # noqa: E402
 from st_numpy import load_model  # noqa: E402
 
 TOL = 1e-4
@@ -272,11 +272,8 @@ def cmd_write(a):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("check")
-    c.add_argument("--driver", required=True)
-    c.add_argument("--synth")
+    ap, sub = new_parser(__doc__)
+    c = add_check(sub, top=None, analyses=False)
     c.add_argument("--shape", default="tiny")
     c.add_argument("--write-own", action="store_true")
     c.add_argument("--model")

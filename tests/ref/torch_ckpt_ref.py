@@ -355,6 +355,16 @@ def entry_data_offset(path, name):
     return info.header_offset + 30 + nlen + elen, info.file_size
 
 
+def save_as(ck, path, how):
+    """torch.save to a path ("path": the record folder is named after the
+    file) or to an open file ("fileobj": the folder is "archive")."""
+    if how == "path":
+        torch.save(ck, path)
+    else:
+        with open(path, "wb") as f:
+            torch.save(ck, f)
+
+
 def check(args):
     driver = os.path.abspath(args.driver)
     tmp = args.keep or tempfile.mkdtemp(prefix="twd-ckpt-ref-")
@@ -370,11 +380,7 @@ def check(args):
         }
         for name, (ck, how) in cases.items():
             p = os.path.join(tmp, name)
-            if how == "path":
-                torch.save(ck, p)
-            else:
-                with open(p, "wb") as f:
-                    torch.save(ck, f)
+            save_as(ck, p, how)
             j = compare_ckpt(driver, p, ck)
             if j is not None:
                 want_prefix = os.path.splitext(name)[0] if how == "path" else "archive"
@@ -423,18 +429,17 @@ def check(args):
         p = os.path.join(tmp, "evil_stack_global.pt")
         zip_with_pickle(p, pickle.dumps({"model": evil}, protocol=4))
         expect_refused(driver, p, ["pickle: global 'posix.system' is not allowed", "STACK_GLOBAL"])
-        p = os.path.join(tmp, "evil_eval.pt")
-        zip_with_pickle(p, b"\x80\x02cbuiltins\neval\nX\x03\x00\x00\x001+1\x85R.")
-        expect_refused(driver, p, ["pickle: global 'builtins.eval' is not allowed"])
-        p = os.path.join(tmp, "evil_os.pt")
-        zip_with_pickle(p, b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.")
-        expect_refused(driver, p, ["pickle: global 'os.system' is not allowed"])
-        p = os.path.join(tmp, "evil_inst.pt")
-        zip_with_pickle(p, b"(X\x04\x00\x00\x00trueios\nsystem\n.")
-        expect_refused(driver, p, ["INST of 'os.system' is not allowed"])
-        p = os.path.join(tmp, "reduce_storage.pt")
-        zip_with_pickle(p, b"\x80\x02ctorch\nFloatStorage\n)R.")
-        expect_refused(driver, p, ["calling 'torch.FloatStorage' is not allowed"])
+        for name, pkl, msg in (
+                ("evil_eval.pt", b"\x80\x02cbuiltins\neval\nX\x03\x00\x00\x001+1\x85R.",
+                 "pickle: global 'builtins.eval' is not allowed"),
+                ("evil_os.pt", b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.",
+                 "pickle: global 'os.system' is not allowed"),
+                ("evil_inst.pt", b"(X\x04\x00\x00\x00trueios\nsystem\n.", "INST of 'os.system' is not allowed"),
+                ("reduce_storage.pt", b"\x80\x02ctorch\nFloatStorage\n)R.",
+                 "calling 'torch.FloatStorage' is not allowed")):
+            p = os.path.join(tmp, name)
+            zip_with_pickle(p, pkl)
+            expect_refused(driver, p, [msg])
         p = os.path.join(tmp, "evil_meta.pkl")
         with open(p, "wb") as f:
             pickle.dump({"vocab_size": 1, "itos": {0: evil}, "stoi": {}}, f)
@@ -499,11 +504,7 @@ def corpus(args):
     ck2 = train_checkpoint(6, False, 8, True, n_layer=1, n_head=1, n_embd=4, block_size=4, steps=1)
     for name, c, how in (("tiny_bias.pt", ck, "path"), ("tiny_compiled.pt", ck2, "fileobj")):
         p = os.path.join(zdir, name)
-        if how == "path":
-            torch.save(c, p)
-        else:
-            with open(p, "wb") as f:
-                torch.save(c, f)
+        save_as(c, p, how)
         with zipfile.ZipFile(p) as z:
             pk = [n for n in z.namelist() if n.endswith("/data.pkl")][0]
             with open(os.path.join(pdir, name.replace(".pt", "_data.pkl")), "wb") as f:

@@ -93,3 +93,16 @@ void tt_model_free(tt_model *tm)
     free(tm->store);
     memset(tm, 0, sizeof *tm);
 }
+
+void tt_model_build_layouts(tt_model *hf, tt_model *linear, tt_model *no_bias, const tt_model_opts *o)
+{
+    tt_model_opts v = *o;
+    v.no_bias = 0;
+    v.linear_layout = 0;
+    tt_model_build(hf, &v);
+    v.linear_layout = 1;
+    tt_model_build(linear, &v);
+    v.linear_layout = 0;
+    v.no_bias = 1;
+    tt_model_build(no_bias, &v);
+}

@@ -29,6 +29,10 @@ typedef struct {
  * Fails the test when memory runs out. */
 void tt_model_build(tt_model *tm, const tt_model_opts *o);
 
+/* The model of o (its layout and bias flags ignored) three times: in the
+ * Hugging Face layout, in nanoGPT's nn.Linear layout, and without biases. */
+void tt_model_build_layouts(tt_model *hf, tt_model *linear, tt_model *no_bias, const tt_model_opts *o);
+
 void tt_model_free(tt_model *tm);
 
 #endif

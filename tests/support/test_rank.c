@@ -1,5 +1,6 @@
 #include "tests/support/test_rank.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 static int cmp_desc(const void *a, const void *b)
@@ -11,3 +12,43 @@ static int cmp_desc(const void *a, const void *b)
 }
 
 void tt_sort_desc(tt_scored *a, size_t n) { qsort(a, n, sizeof *a, cmp_desc); }
+
+double tt_dot(const double *a, const double *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+tt_scored *tt_rank_all(const double *v, const double *M, size_t n, size_t d, double sign)
+{
+    tt_scored *all = malloc(n * sizeof *all);
+    if (!all) return NULL;
+    for (size_t j = 0; j < n; j++) {
+        all[j].s = sign * tt_dot(v, M + j * d, d);
+        all[j].id = (int)j;
+    }
+    tt_sort_desc(all, n);
+    return all;
+}
+
+double *tt_to_double(const float *x, size_t n)
+{
+    double *y = malloc(n * sizeof *y);
+    if (y)
+        for (size_t i = 0; i < n; i++) y[i] = x[i];
+    return y;
+}
+
+void tt_layernorm_row(const float *x, const float *g, const float *b, size_t d, double eps, double *out)
+{
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < d; i++) sum += x[i];
+    const double mean = sum / d;
+    for (size_t i = 0; i < d; i++) {
+        const double c = x[i] - mean;
+        sq += c * c;
+    }
+    const double sd = sqrt(sq / d + eps);
+    for (size_t i = 0; i < d; i++) out[i] = (g ? g[i] : 1.0) * (x[i] - mean) / sd + (b ? b[i] : 0.0);
+}

@@ -1,4 +1,5 @@
-/* Full rankings for checking top-k lists against a plain sort. */
+/* Full rankings for checking top-k lists against a plain sort, and the
+ * plain double-precision arithmetic the references are written in. */
 #ifndef TW_TEST_RANK_H
 #define TW_TEST_RANK_H
 
@@ -12,5 +13,19 @@ typedef struct {
 /* Sorts a[0..n) by score, largest first, equal scores lower id first (the
  * order of core/nn/topk.h). */
 void tt_sort_desc(tt_scored *a, size_t n);
+
+/* sum a[i] b[i] over n, in order. */
+double tt_dot(const double *a, const double *b, size_t n);
+
+/* Every row of M (n, d) scored by sign * (v . row), sorted by
+ * tt_sort_desc: a malloc'd (n) list (NULL when out of memory). */
+tt_scored *tt_rank_all(const double *v, const double *M, size_t n, size_t d, double sign);
+
+/* x (n) as a malloc'd double array. */
+double *tt_to_double(const float *x, size_t n);
+
+/* LayerNorm of one row x (d) in double: (x - mean) / sqrt(var + eps) times
+ * g plus b (NULL g: gains 1; NULL b: no bias); var is the biased variance. */
+void tt_layernorm_row(const float *x, const float *g, const float *b, size_t d, double eps, double *out);
 
 #endif

@@ -21,4 +21,10 @@ void tt_fill_normal(tw_rng *r, float *x, size_t n, double mean, double sd);
 /* x[i] = an integer uniform in [lo, hi], as a float. */
 void tt_fill_int(tw_rng *r, float *x, size_t n, int lo, int hi);
 
+/* The same fills into a new malloc'd array of n floats (the test fails
+ * when memory runs out); free it with free. */
+float *tt_uniform(tw_rng *r, size_t n, double lo, double hi);
+float *tt_normal(tw_rng *r, size_t n, double mean, double sd);
+float *tt_ints(tw_rng *r, size_t n, int lo, int hi);
+
 #endif

@@ -28,3 +28,9 @@ int tw_check_main(const char *name, const tw_case *cases, size_t n)
     }
     return tw_check_run(s);
 }
+
+int tw_check_one(const char *name, const char *tcase, double timeout, const TTest *const *tests)
+{
+    const tw_case c = {tcase, timeout, NULL, NULL, tests};
+    return tw_check_main(name, &c, 1);
+}

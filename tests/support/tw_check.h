@@ -25,4 +25,8 @@ int tw_check_run(Suite *s);
 /* The suite `name` of cases[0..n), run with tw_check_run: a test's main(). */
 int tw_check_main(const char *name, const tw_case *cases, size_t n);
 
+/* tw_check_main of the suite `name` with one case, `tcase`, of the given
+ * timeout (0: check's default), no fixture and the NULL-terminated tests. */
+int tw_check_one(const char *name, const char *tcase, double timeout, const TTest *const *tests);
+
 #endif

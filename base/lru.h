@@ -1,0 +1,48 @@
+/* An intrusive doubly linked list kept in recency order, head = most
+ * recently used: the caches' LRU lists. A node is a member of the element
+ * (put it first so that a node pointer converts to the element). */
+#ifndef TW_BASE_LRU_H
+#define TW_BASE_LRU_H
+
+#include <stddef.h>
+
+typedef struct tw_lru_node {
+    struct tw_lru_node *prev, *next; /* towards head, towards tail */
+} tw_lru_node;
+
+typedef struct {
+    tw_lru_node *head, *tail;
+} tw_lru;
+
+/* Takes n, which is in l, out of l. */
+static inline void tw_lru_unlink(tw_lru *l, tw_lru_node *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        l->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        l->tail = n->prev;
+    n->prev = n->next = NULL;
+}
+
+/* Puts n, which is not in l, at the head of l. */
+static inline void tw_lru_push_front(tw_lru *l, tw_lru_node *n)
+{
+    n->prev = NULL;
+    n->next = l->head;
+    if (l->head) l->head->prev = n;
+    l->head = n;
+    if (!l->tail) l->tail = n;
+}
+
+/* Moves n, which is in l, to the head of l. */
+static inline void tw_lru_touch(tw_lru *l, tw_lru_node *n)
+{
+    tw_lru_unlink(l, n);
+    tw_lru_push_front(l, n);
+}
+
+#endif
