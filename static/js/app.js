@@ -60,7 +60,7 @@ function params(n) {
 }
 
 function describe(m) {
-  const what = m.synthetic ? 'generated weights' : m.origin === 'demo' ? 'twd\'s demo model' : m.format || 'checkpoint';
+  const what = m.synthetic ? 'generated weights' : m.origin === 'demo' || m.corpus ? 'twd\'s demo model' : m.format || 'checkpoint';
   return `${m.name}: ${m.n_layer} layers × ${m.n_head} heads, width ${m.n_embd}, vocabulary ${m.vocab_size}` +
     `${m.tokenizer === 'characters' ? ' characters' : ''}, ${params(m.n_params)} parameters (${what}` +
     `${m.corpus ? `, trained on ${m.corpus}` : ''})`;
@@ -75,7 +75,7 @@ function showModel(m) {
     if (!/synthetic/i.test(note)) note = `SYNTHETIC WEIGHTS: ${note}`;
     b.textContent = `⚠ ${note} The pictures on this page show the geometry of random weights, not of a trained GPT-2.`;
     b.hidden = false;
-  } else if (m.origin === 'demo') {
+  } else if (m.origin === 'demo' || m.corpus) {
     b.textContent = `This is twd's small demo model${m.corpus ? `, trained on ${m.corpus}` : ''}, not GPT-2: ` +
       'start twd with --model to look at your own checkpoint.';
     b.hidden = false;

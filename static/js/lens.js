@@ -12,6 +12,8 @@ import { config, timed } from './plot.js';
 import { longState } from './trajectory.js';
 
 const $ = id => document.getElementById(id);
+// the frame of the cells that predict the actual next token: magenta, apart from viridis' hues
+const NEXT_COLOR = '#e8175d';
 
 const lv = {
   ctx: null, key: '', ans: null, seq: 0, bound: false, tools: null, focus: null,
@@ -74,7 +76,7 @@ function figure() {
   const S = a.n_states, N = a.n_tokens;
   const hasProb = a.states.every(s => s.nearest.every(l => l.length && probOf(l[0]) !== null));
   const z = [], text = [], hover = [], custom = [];
-  const mx = [], my = [], mtext = [];
+  const mx = [], my = [];
   for (let s = 0; s < S; s++) {
     const zr = [], tr = [], hr = [], cr = [];
     for (let t = 0; t < N; t++) {
@@ -85,12 +87,11 @@ function figure() {
       hr.push(cellHover(a, s, t));
       cr.push([s, t]);
       const nx = nextAt(a, s, t);
-      if (nx && top.id === nx.id) { mx.push(t); my.push(s); mtext.push(hr[t]); }
+      if (nx && top.id === nx.id) { mx.push(t); my.push(s); }
     }
     z.push(zr); text.push(tr); hover.push(hr); custom.push(cr);
   }
-  const gd = $('lens-plot');
-  const width = gd.clientWidth || 800;
+  const width = $('lens-plot').clientWidth || 800;
   const cellW = (width - 150) / N;
   const fontSize = Math.max(8, Math.min(13, Math.floor(cellW / 6)));
   const data = [{
@@ -102,19 +103,21 @@ function figure() {
     xgap: 1, ygap: 1,
     meta: { role: 'lens', states: S, tokens: N, shade: hasProb ? 'prob' : 'logit' },
   }, {
-    type: 'scatter', mode: 'markers', uid: 'lens-next', x: mx, y: my, hovertext: mtext,
-    hovertemplate: '%{hovertext}<extra></extra>', name: 'the actual next token',
-    marker: { symbol: 'square-open', size: Math.max(10, Math.min(cellW, (gd.clientHeight || 500) / S) - 4),
-      color: '#e8175d', line: { width: 2.5 } },
-    showlegend: true,
-    meta: { role: 'next', cells: mx.length },
+    // the legend's entry for the frames (drawn as shapes, exactly on the cells)
+    type: 'scatter', mode: 'markers', uid: 'lens-next', x: [null], y: [null], hoverinfo: 'skip',
+    name: 'predicts the actual next token', showlegend: true,
+    marker: { symbol: 'square-open', size: 12, color: NEXT_COLOR, line: { width: 2.5 } },
+    meta: { role: 'next', cells: mx.map((t, i) => [my[i], t]) },
   }];
+  const shapes = mx.map((t, i) => ({ type: 'rect', xref: 'x', yref: 'y', x0: t - 0.47, x1: t + 0.47, y0: my[i] - 0.44, y1: my[i] + 0.44,
+    line: { color: NEXT_COLOR, width: 3 }, fillcolor: 'rgba(0,0,0,0)' }));
   const m = lv.ctx.current;
   const layout = {
     title: { text: `${plotlyText(m.name)} · logit lens of “${plotlyText(a.text.length > 60 ? `${a.text.slice(0, 59)}…` : a.text)}”`,
       x: 0.01, xanchor: 'left', font: { size: 13 } },
     margin: { l: 90, r: 20, t: 40, b: 70 },
-    height: Math.max(320, Math.min(900, 60 + S * 38 + 110)),
+    // rows of 34 to 80 px: the whole grid in the column when it fits
+    height: 150 + S * Math.max(34, Math.min(80, Math.floor((($('lens-plot').parentElement.clientHeight || 600) - 170) / S))),
     xaxis: { tickvals: [...Array(N).keys()], ticktext: a.tokens.map(t => plotlyText(visibleToken(t.text))),
       tickangle: N > 10 ? -45 : 0, title: { text: 'position (the input token there)', font: { size: 11 } },
       showgrid: false, zeroline: false, range: [-0.5, N - 0.5] },
@@ -122,6 +125,7 @@ function figure() {
       showgrid: false, zeroline: false, range: [-0.5, S - 0.5] },
     legend: { orientation: 'h', x: 1, xanchor: 'right', y: 1.01, yanchor: 'bottom', font: { size: 11 } },
     paper_bgcolor: '#ffffff', plot_bgcolor: '#ffffff',
+    shapes,
   };
   return { data, layout };
 }

@@ -168,7 +168,7 @@ function dataCsv() {
       const sc = lists.schemes[key];
       if (!sc) continue;
       for (const end of ['top', 'bottom'])
-        sc[end].slice(0, state.k).forEach((t, j) => rows.push([name, 'list', key, end, j + 1, t.id, t.text, t.score]));
+        sc[end].slice(0, state.k).forEach((t, j) => rows.push([name, 'list', key, end, j + 1, t.id, t.text, t.score, null, null, null, null, null]));
     }
     if (stats) for (const r of stats.rows) rows.push([name, 'normalization', null, null, null, null, null, null, r.matrix, r.l2_mean, r.l2_std, r.cos_mean, r.cos_std]);
   }

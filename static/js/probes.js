@@ -16,6 +16,9 @@ const CHAR_WORDS = ['e', 't', 'a', 'o', 'i', 'n', 's', 'h', 'r', 'd', 'l', 'u'];
 
 const pv = { ctx: null, key: '', ans: null, seq: 0, bound: false, tools: null, cell: null, sent: null };
 
+// twd's demo model (trained on one corpus, said by its config.json)
+export const isDemo = m => m.origin === 'demo' || !!m.corpus;
+
 const headNorm = h => (typeof h.norm === 'number' ? h.norm : h.value_norm);
 
 function charModel() { return pv.ctx.current.tokenizer === 'characters'; }
@@ -26,7 +29,7 @@ function charModel() { return pv.ctx.current.tokenizer === 'characters'; }
 export function leadingSpace() {
   if (charModel()) return false;
   if (state.space !== null) return state.space;
-  return pv.ctx.current.origin === 'demo';
+  return isDemo(pv.ctx.current);
 }
 
 function words() {
@@ -217,7 +220,7 @@ function fillPickers() {
   $('probe-space').disabled = chars;
   $('probe-space').parentElement.hidden = chars;
   const note = $('probe-space-note');
-  note.hidden = !(m.origin === 'demo' || chars);
+  note.hidden = !(isDemo(m) || chars);
   note.textContent = chars ? 'A character-level model: the words are single characters.'
     : 'This model learned its words after a space, as they are in running text: probing " earth" says more than "earth".';
 }
@@ -269,6 +272,8 @@ export async function sync() {
     pv.ans = ans;
     pv.sent = { ...b, leading_space: leadingSpace() };
     pv.key = key;
+    if (!state.words && ans.default_words !== false && ans.words.length)
+      f.words.placeholder = `${ans.words.slice(0, 4).map(w => w.word.trim()).join(', ')}, …`;
     if (!ans.words.length) {
       showMessage($('probe-msg'), { kind: 'error', title: 'None of these words is one token of this model.',
         note: 'Try other words, or the other leading-space choice.' });

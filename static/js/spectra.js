@@ -180,7 +180,7 @@ async function loadBias(block) {
     sv.bkey = key;
     const head = el('tr', {}, el('th', { scope: 'col' }, 'head'),
       BIAS.map(([, , what], i) => el('th', { scope: 'col', title: what }, ['a', '−a', 'c', '−c'][i])));
-    const rows = ans.heads.map(h => el('tr', { class: h.head === sv.head ? 'now' : '' }, el('th', { scope: 'row' }, String(h.head)),
+    const rows = ans.heads.map(h => el('tr', {}, el('th', { scope: 'row' }, String(h.head)),
       BIAS.map(([name]) => el('td', {}, (h[name] || []).map(t => tokenChip(t))))));
     body.replaceChildren(
       el('p', { class: 'hint' }, 'Per head, the tokens the attention biases favour: a = W_q b_k (queries the key bias ' +
@@ -313,4 +313,6 @@ export async function sync() {
   }
   renderHeadButtons();
   await Promise.all([loadDirections(block), loadBias(block), loadVs(block)]);
+  for (const tr of document.querySelectorAll('#svd-bias-body tbody tr'))
+    tr.classList.toggle('now', tr.firstChild.textContent === String(sv.head));
 }

@@ -40,10 +40,13 @@ const st = {
   bound: false,
   drawn: false,       // a figure of `key` is on screen
   narrow: null,
-  lastLayerPush: 0,
+  dragging: false,    // the pointer holds the slider
+  stepping: false,    // a slider step is being drawn
+  dragPushed: false,  // the drag (or play) made its history entry
   camera: '',         // the camera string last applied or read
   firstShown: false,
   tools: null,
+  cloudOff: false,    // the cloud hidden from the legend
 };
 
 // ---------- names ----------
@@ -241,8 +244,8 @@ async function pollUmap(req, seq) {
 }
 
 function markStale(stale) {
-  $('traj-plot').classList.toggle('stale', stale && st.drawn);
-  $('traj-plot').classList.toggle('empty', !st.drawn && !st.results.length);
+  $('traj-stack').classList.toggle('stale', stale && st.drawn);
+  $('traj-stack').classList.toggle('empty', !st.drawn && !st.results.length);
 }
 
 // ---------- figure ----------
@@ -278,7 +281,8 @@ function cloudTrace(c) {
     type: 'scatter3d', mode: 'markers', uid: 'cloud', name: `vocabulary (${c.n} of ${c.rows} rows)`,
     x: pts.map(q => q[0]), y: pts.map(q => q[1]), z: pts.map(q => q[2]),
     hovertext: texts.map(s => plotlyText(visibleToken(s))), hoverinfo: 'text',
-    marker: { size: 2, color: '#8a93a3', opacity: 0.25 },
+    // squares: two triangles a point where a circle takes dozens, for the same 2-pixel dot
+    marker: { size: 2, symbol: 'square', color: '#8a93a3', opacity: 0.3 },
     meta: { role: 'cloud' },
   };
 }
@@ -404,44 +408,83 @@ function title() {
   return `${plotlyText(model)} · ${st.request.projection.toUpperCase()} · ${plotlyText(longState(st.results[0].states[st.layer]))}`;
 }
 
+// The axis ranges and proportions both layers share: PCA framed on the
+// phrases; UMAP on the phrases and the bulk of the cloud (its 0.5 % at
+// either end of each axis, the outliers, left out).
+function sceneBox() {
+  if (st.request.projection === 'pca') return phraseBox();
+  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+  const add = q => { for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], q[a]); hi[a] = Math.max(hi[a], q[a]); } };
+  if (st.cloud && st.cloud.points.length) {
+    const n = st.cloud.points.length;
+    for (let a = 0; a < 3; a++) {
+      const v = st.cloud.points.map(q => q[a]).sort((x, y) => x - y);
+      lo[a] = Math.min(lo[a], v[Math.floor(0.005 * (n - 1))]);
+      hi[a] = Math.max(hi[a], v[Math.ceil(0.995 * (n - 1))]);
+    }
+  }
+  for (const r of st.results) for (const x of r.states) x.points.forEach(add);
+  const range = lo.map((v, a) => {
+    const d = Math.max(hi[a] - v, 1e-6);
+    return [v - d / 20, hi[a] + d / 20];
+  });
+  const len = range.map(r => r[1] - r[0]);
+  const m = Math.max(...len);
+  return { range, ratio: len.map(l => l / m) };
+}
+
+function sceneLayout(box, cam, top) {
+  const proj = st.request.projection.toUpperCase();
+  const axis = (t, a) => (top ? { visible: false, range: box.range[a], autorange: false } : {
+    title: { text: `${proj} ${t}`, font: { size: 11, color: '#5b6475' } }, showticklabels: false, showspikes: false,
+    gridcolor: '#e3e7ee', zeroline: false, showbackground: true, backgroundcolor: '#fbfcfe',
+    range: box.range[a], autorange: false,
+  });
+  return {
+    xaxis: axis('1', 0), yaxis: axis('2', 1), zaxis: axis('3', 2),
+    aspectmode: 'manual', aspectratio: { x: box.ratio[0], y: box.ratio[1], z: box.ratio[2] },
+    camera: cam, domain: { x: [0, 1], y: [st.narrow ? 0.16 : 0.08, 1] },
+    ...(top ? { bgcolor: 'rgba(0,0,0,0)', hovermode: 'closest' } : { hovermode: false, dragmode: false }),
+  };
+}
+
+// The two layers' figures: `cloud` (the vocabulary, drawn once per layout)
+// and `top` (the phrases, the title, the legend).
 function figure() {
   const gd = $('traj-plot');
   st.narrow = gd.clientWidth < 620;
   const data = [];
   if (st.cloud) {
     if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
-    data.push(st.cloudTrace.trace);
+    // the cloud's entry in the legend: a click shows or hides the layer below
+    data.push({
+      type: 'scatter3d', mode: 'markers', uid: 'cloud-key', x: [null], y: [null], z: [null], hoverinfo: 'skip',
+      name: `vocabulary (${st.cloud.n} of ${st.cloud.rows} rows)`, visible: st.cloudOff ? 'legendonly' : true,
+      marker: { size: 6, symbol: 'square', color: '#8a93a3' }, meta: { role: 'cloud-key' },
+    });
   }
   st.results.forEach((r, p) => data.push(...phraseTraces(r, p)));
-  const proj = st.request.projection.toUpperCase();
-  const framed = st.request.projection === 'pca';
-  const box = framed ? phraseBox() : null;
-  const axis = (t, a) => ({
-    title: { text: `${proj} ${t}`, font: { size: 11, color: '#5b6475' } }, showticklabels: false, showspikes: false,
-    gridcolor: '#e3e7ee', zeroline: false, showbackground: true, backgroundcolor: '#fbfcfe',
-    ...(box ? { range: box.range[a], autorange: false } : {}),
-  });
-  const cam = parseCamera(state.camera);
-  const layout = {
-    title: { text: title(), x: 0.01, xanchor: 'left', y: 0.985, yanchor: 'top', font: { size: 13 } },
+  const box = sceneBox();
+  const cam = parseCamera(state.camera) || { eye: st.narrow ? { x: 1.35, y: 1.35, z: 0.9 } : { x: 1.15, y: 1.15, z: 0.75 } };
+  const common = {
     margin: { l: 0, r: 0, t: 28, b: 0 },
-    paper_bgcolor: '#ffffff',
+    // the user's camera survives redraws of the same projection and phrases
+    uirevision: `${st.request.projection}:${st.request.texts.join('\u0000')}:${state.camera}`,
+  };
+  const layout = {
+    ...common,
+    title: { text: title(), x: 0.01, xanchor: 'left', y: 0.985, yanchor: 'top', font: { size: 13 } },
+    paper_bgcolor: 'rgba(0,0,0,0)',
     showlegend: true,
     // below the scene, in one or two short rows: never over it
     legend: { orientation: 'h', x: 0, xanchor: 'left', y: 0, yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.9)',
       font: { size: st.narrow ? 10 : 11 }, itemsizing: 'constant' },
-    scene: {
-      xaxis: axis('1', 0), yaxis: axis('2', 1), zaxis: axis('3', 2), hovermode: 'closest',
-      ...(box ? { aspectmode: 'manual', aspectratio: { x: box.ratio[0], y: box.ratio[1], z: box.ratio[2] } } : { aspectmode: 'data' }),
-      camera: cam || { eye: st.narrow ? { x: 1.35, y: 1.35, z: 0.9 } : { x: 1.15, y: 1.15, z: 0.75 } },
-      domain: { x: [0, 1], y: [st.narrow ? 0.16 : 0.08, 1] },
-    },
+    scene: sceneLayout(box, cam, true),
     hoverlabel: { bgcolor: '#ffffff', bordercolor: '#8a93a3', font: { family: 'DejaVu Sans Mono, monospace', size: 12, color: '#1d2330' }, align: 'left' },
-    // the user's camera survives redraws of the same projection and phrases
-    uirevision: `${st.request.projection}:${st.request.texts.join('\u0000')}:${state.camera}`,
   };
+  const below = { ...common, paper_bgcolor: '#ffffff', showlegend: false, scene: sceneLayout(box, cam, false) };
   st.camera = state.camera;
-  return { data, layout };
+  return { data, layout, below };
 }
 
 // A draw that builds the cloud's buffers is the figure's full draw: timed.
@@ -451,13 +494,21 @@ function drawTimed(seq) {
 }
 
 async function drawAll(seq) {
-  const gd = $('traj-plot');
+  const gd = $('traj-plot'), under = $('traj-cloud');
   st.drawn = true;
   markStale(false);  // shows the figure's box first, so that plotly measures its real size
-  const { data, layout } = figure();
+  const { data, layout, below } = figure();
   await Plotly.react(gd, data, layout, config(fileStem()));
   if (seq !== undefined && seq !== st.seq) return;
-  if (st.cloud) keepTrace(gd, 'cloud');
+  if (st.cloud) {
+    await Plotly.react(under, [st.cloudTrace.trace], below,
+      { ...config(fileStem()), displayModeBar: false, scrollZoom: false, showTips: false });
+    // new ranges for the same cloud keep its buffers
+    keepTrace(under, 'cloud');
+  } else if (under.data) {
+    Plotly.purge(under);
+  }
+  under.classList.toggle('off', !!st.cloudOff);
   if (!st.bound) bindPlotEvents(gd);
   afterDraw();
   if (!st.firstShown) {
@@ -465,6 +516,32 @@ async function drawAll(seq) {
     await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
     try { performance.mark('twd:traj-first-on-screen'); } catch (e) { /* old browsers */ }
   }
+}
+
+// The picture of both layers, as a data URL (png) or SVG text (svg).
+async function figureImage(format) {
+  const gd = $('traj-plot'), under = $('traj-cloud');
+  const size = { width: Math.max(gd.clientWidth, 800), height: Math.max(gd.clientHeight, 500) };
+  const layers = [];
+  if (under.data && !st.cloudOff) layers.push(await Plotly.toImage(under, { format, ...size }));
+  layers.push(await Plotly.toImage(gd, { format, ...size }));
+  if (format === 'svg') {
+    const inner = layers.map(u => decodeURIComponent(u.replace(/^data:image\/svg\+xml,/, '')).replace(/^<\?xml[^>]*>/, ''));
+    return `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${size.width}" ` +
+      `height="${size.height}" viewBox="0 0 ${size.width} ${size.height}">${inner.join('')}</svg>`;
+  }
+  const canvas = document.createElement('canvas');
+  canvas.width = size.width;
+  canvas.height = size.height;
+  const c2 = canvas.getContext('2d');
+  c2.fillStyle = '#ffffff';
+  c2.fillRect(0, 0, size.width, size.height);
+  for (const u of layers) {
+    const img = new Image();
+    await new Promise((res, rej) => { img.onload = res; img.onerror = rej; img.src = u; });
+    c2.drawImage(img, 0, 0, size.width, size.height);
+  }
+  return canvas.toDataURL('image/png');
 }
 
 function afterDraw() {
@@ -493,7 +570,12 @@ async function stepTo(s) {
   });
   $('layer').value = String(s);
   updateLayerLabel();
-  await timed('twd:traj-step', () => Plotly.update(gd, upd, { 'title.text': title() }, idx));
+  st.stepping = true;
+  try {
+    await timed('twd:traj-step', () => Plotly.update(gd, upd, { 'title.text': title() }, idx));
+  } finally {
+    st.stepping = false;
+  }
   afterDraw();
 }
 
@@ -532,15 +614,15 @@ function updateLayerLabel() {
   $('layer-next').disabled = st.layer === r.n_states - 1;
 }
 
-// The user moves the layer: a history entry per deliberate step; a drag or
-// the player replaces the entry it made.
+// The user moves the layer: a history entry per deliberate step (a key, a
+// button, a click); a drag of the slider or the player replaces the entry it
+// made first.
 function userLayer(s, coalesce) {
   if (!st.results.length) return;
   const S = st.results[0].n_states;
   const v = Math.max(0, Math.min(S - 1, s));
-  const now = Date.now();
-  const push = !coalesce && now - st.lastLayerPush > 600;
-  if (push) st.lastLayerPush = now;
+  const push = !coalesce || !st.dragPushed;
+  if (coalesce) st.dragPushed = true;
   setState({ layer: v === S - 1 ? null : v }, { push });
 }
 
@@ -560,17 +642,14 @@ function togglePlay() {
   if (st.playTimer) { stopPlay(); return; }
   if (!st.results.length) return;
   const S = st.results[0].n_states;
-  if (st.layer >= S - 1) userLayer(0, false);
-  else st.lastLayerPush = 0;
+  st.dragPushed = false;
+  if (st.layer >= S - 1) userLayer(0, true);
   $('layer-play').textContent = 'Pause';
   $('layer-play').setAttribute('aria-pressed', 'true');
-  let busy = false;
-  st.playTimer = setInterval(async () => {
-    if (busy) return;  // a step still drawing: wait for it
+  st.playTimer = setInterval(() => {
+    if (st.stepping) return;  // a step still drawing: wait for it
     if (st.layer >= S - 1) { stopPlay(); return; }
-    busy = true;
     userLayer(st.layer + 1, true);
-    busy = false;
     if (st.layer >= S - 1) stopPlay();
   }, PLAY_MS);
 }
@@ -691,16 +770,18 @@ export function init(ctx) {
   });
   for (const r of f.elements.projection) r.addEventListener('change', () => setState({ projection: r.value }));
   for (const p of [0, 1]) $(`highlight-${p}`).addEventListener('change', ev => userToken(p, Number(ev.target.value)));
-  $('layer').addEventListener('input', ev => { stopPlay(); userLayer(Number(ev.target.value), false); });
+  $('layer').addEventListener('pointerdown', () => { st.dragging = true; st.dragPushed = false; });
+  window.addEventListener('pointerup', () => { st.dragging = false; });
+  $('layer').addEventListener('input', ev => { stopPlay(); userLayer(Number(ev.target.value), st.dragging); });
   $('layer-prev').addEventListener('click', () => { stopPlay(); userLayer(st.layer - 1, false); });
   $('layer-next').addEventListener('click', () => { stopPlay(); userLayer(st.layer + 1, false); });
   $('layer-play').addEventListener('click', togglePlay);
   $('traj-plot').addEventListener('keydown', onKeys);
   $('traj-table').addEventListener('keydown', onKeys);
   st.tools = downloadTools($('traj-tools'), {
-    prefix: 'traj', name: 'trajectories', figure: () => $('traj-plot'), stem: fileStem, json: dataDoc, csv: dataCsv,
+    prefix: 'traj', name: 'trajectories', figure: () => $('traj-plot'), image: figureImage, stem: fileStem, json: dataDoc, csv: dataCsv,
   });
-  $('traj-plot').classList.add('empty');
+  $('traj-stack').classList.add('empty');
   let resizeTimer = 0;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
@@ -758,14 +839,38 @@ function bindPlotEvents(gd) {
     const S = st.results[0].n_states;
     setState({ ...(p === 0 ? { token: t } : { token2: t }), layer: s === S - 1 ? null : s });
   });
+  // the layer below follows the camera of the one above, a frame at a time while it turns
+  let pending = null;
+  const follow = () => {
+    const cam = pending;
+    pending = null;
+    const under = $('traj-cloud');
+    if (cam && under.data) Plotly.relayout(under, { 'scene.camera': cam });
+  };
+  gd.on('plotly_relayouting', ev => {
+    const cam = ev && ev['scene.camera'];
+    if (!cam) return;
+    if (!pending) requestAnimationFrame(follow);
+    pending = cam;
+  });
   gd.on('plotly_relayout', ev => {
     const cam = ev && (ev['scene.camera'] || (ev.scene && ev.scene.camera));
     if (!cam) return;
+    pending = cam;
+    follow();
     const s = cameraString(cam);
     if (s && s !== state.camera) {
       st.camera = s;  // already on screen
       setState({ camera: s }, { push: false, silent: true });
     }
+  });
+  gd.on('plotly_legendclick', ev => {
+    const t = ev && ev.data && ev.data[ev.curveNumber];
+    if (!t || t.uid !== 'cloud-key') return true;
+    st.cloudOff = !st.cloudOff;
+    $('traj-cloud').classList.toggle('off', st.cloudOff);
+    Plotly.restyle(gd, { visible: st.cloudOff ? 'legendonly' : true }, [ev.curveNumber]);
+    return false;
   });
 }
 

@@ -42,10 +42,18 @@ export function errorText(e) {
 
 // The download buttons of a view: PNG and SVG of its figure, JSON and CSV of
 // its data. opts: {prefix (ids: PREFIX-png, -svg, -json, -csv), figure: () =>
-// the plotly div, stem: () => file name without extension, json: () => object,
+// the plotly div, image (optional): format => picture, stem: () => file name without extension, json: () => object,
 // csv: () => [header, ...rows]}. Returns {enable(on)}.
 export function downloadTools(box, opts) {
   const buttons = [];
+  // a view with its own picture (several layers) gives opts.image(format):
+  // a PNG data URL, or SVG text
+  const picture = async format => {
+    if (!opts.image) return downloadFigure(opts.figure(), format, opts.stem());
+    const out = await opts.image(format);
+    if (format === 'svg') downloadBlob(new Blob([out], { type: 'image/svg+xml' }), `${opts.stem()}.svg`);
+    else downloadBlob(await (await fetch(out)).blob(), `${opts.stem()}.png`);
+  };
   const add = (what, label, run) => {
     const b = el('button', { type: 'button', id: `${opts.prefix}-${what}`, disabled: true,
       'aria-label': `${label} (${opts.name || 'this view'})`, onclick: run }, label);
@@ -53,8 +61,8 @@ export function downloadTools(box, opts) {
     return b;
   };
   box.replaceChildren(
-    add('png', 'PNG', () => downloadFigure(opts.figure(), 'png', opts.stem())),
-    add('svg', 'SVG', () => downloadFigure(opts.figure(), 'svg', opts.stem())),
+    add('png', 'PNG', () => picture('png')),
+    add('svg', 'SVG', () => picture('svg')),
     add('json', 'Data (JSON)', () => downloadBlob(
       new Blob([JSON.stringify(opts.json(), null, 1)], { type: 'application/json' }), `${opts.stem()}.json`)),
     add('csv', 'Data (CSV)', () => downloadBlob(
