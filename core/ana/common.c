@@ -34,28 +34,40 @@ void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h)
 
 typedef struct {
     const gpt2_model *m;
-    int block;
-} ln1_ctx;
+    int block, ln; /* ln_1 or ln_2 of the block */
+} ln_ctx;
 
-static int fill_ln1(void *data, size_t bytes, void *ctx)
+static int fill_ln(void *data, size_t bytes, void *ctx)
 {
-    const ln1_ctx *x = ctx;
+    const ln_ctx *x = ctx;
     const gpt2_model *m = x->m;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     if (bytes != V * d * sizeof(float)) return TW_EINVAL;
     const gpt2_block *b = &m->p.h[x->block];
-    layernorm_rows(data, m->p.wte, b->ln_1_w, b->ln_1_b, V, d, m->cfg.ln_eps);
+    const float *g = x->ln == 2 ? b->ln_2_w : b->ln_1_w, *beta = x->ln == 2 ? b->ln_2_b : b->ln_1_b;
+    layernorm_rows(data, m->p.wte, g, beta, V, d, m->cfg.ln_eps);
     return TW_OK;
 }
 
-int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
+/* LN(E) through ln_1 or ln_2 of block b, cached under "ln<1|2>(E):<b>". */
+static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int block, int ln,
+                                 blockcache_entry **e)
 {
-    blockcache *c = ana_cache(x);
     if (ana_check_model(m) || !e) return TW_EINVAL;
     if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     char key[32];
-    snprintf(key, sizeof key, "ln1(E):%d", block);
-    ln1_ctx fx = {m, block};
-    return blockcache_acquire(c, key, V * d * sizeof(float), fill_ln1, &fx, e);
+    snprintf(key, sizeof key, "ln%d(E):%d", ln, block);
+    ln_ctx fx = {m, block, ln};
+    return blockcache_acquire(ana_cache(x), key, V * d * sizeof(float), fill_ln, &fx, e);
+}
+
+int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
+{
+    return acquire_ln_embeddings(m, x, block, 1, e);
+}
+
+int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
+{
+    return acquire_ln_embeddings(m, x, block, 2, e);
 }

@@ -60,4 +60,7 @@ void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h);
  * blockcache_release(ana_cache(x), *e). */
 int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 
+/* LN2_b(E): the same through block b's ln_2, cached under "ln2(E):<b>". */
+int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
+
 #endif

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,37 +85,50 @@ static double bottom_key(double s) { return isnan(s) ? -INFINITY : -s; }
 
 /* ---- Scanning one query's scores for one block of rows ---- */
 
-/* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap. The float
- * threshold test passes every candidate that could enter (ties included, NaN
- * included), so the exact test in heap_offer decides. */
-static void scan_top(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
+/* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap (ht) and the
+ * bottom heap (hb), either may be NULL. The float threshold tests pass every
+ * candidate that could enter (ties included, NaN included), so the exact
+ * test in heap_offer decides. Most scores enter neither list: a chunk of
+ * SCAN_CHUNK scores is first tested as a whole against the thresholds as
+ * they stand at its start (thresholds only tighten within a chunk, so a
+ * chunk that passes nothing then passes nothing later either), a branch-free
+ * loop the compiler vectorises. */
+#define SCAN_CHUNK 16
+
+static void scan_one(heap_item *ht, heap_item *hb, size_t k, float v, int32_t id, float *tt, float *tb)
 {
-    float thr = (float)h[0].key; /* exact: keys come from floats or -inf */
-    for (size_t j = 0; j < b; j++) {
-        float v = s[j];
-        if (v >= thr || v != v) {
-            heap_offer(h, k, top_key(v), v, id0 + (int32_t)j);
-            thr = (float)h[0].key;
-        }
+    if (ht && (v >= *tt || v != v)) {
+        heap_offer(ht, k, top_key(v), v, id);
+        *tt = (float)ht[0].key; /* exact: keys come from floats or -inf */
+    }
+    if (hb && (v <= *tb || v != v)) {
+        heap_offer(hb, k, bottom_key(v), v, id);
+        *tb = (float)-hb[0].key;
     }
 }
 
-static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
+static void scan_block(heap_item *ht, heap_item *hb, size_t k, const float *s, size_t b, int32_t id0)
 {
-    float thr = (float)-h[0].key; /* candidates need v <= thr */
-    for (size_t j = 0; j < b; j++) {
-        float v = s[j];
-        if (v <= thr || v != v) {
-            heap_offer(h, k, bottom_key(v), v, id0 + (int32_t)j);
-            thr = (float)-h[0].key;
+    float tt = ht ? (float)ht[0].key : INFINITY;   /* top candidates need v >= tt */
+    float tb = hb ? (float)-hb[0].key : -INFINITY; /* bottom candidates need v <= tb */
+    size_t j = 0;
+    for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
+        int pass = 0;
+        for (size_t u = 0; u < SCAN_CHUNK; u++) {
+            float v = s[j + u];
+            pass |= (v >= tt) | (v <= tb) | (v != v);
         }
+        if (!pass) continue;
+        for (size_t u = 0; u < SCAN_CHUNK; u++)
+            scan_one(ht, hb, k, s[j + u], id0 + (int32_t)(j + u), &tt, &tb);
     }
+    for (; j < b; j++) scan_one(ht, hb, k, s[j], id0 + (int32_t)j, &tt, &tb);
 }
 
 static int check_args(const void *M, size_t n, size_t d, const void *Q, size_t nq, size_t k,
-                      const topk_hit *top, const topk_hit *bottom)
+                      const topk_hit *top, const topk_hit *bottom, bool lists_optional)
 {
-    if (!M || !Q || (!top && !bottom)) return TW_EINVAL;
+    if (!M || !Q || (!top && !bottom && !lists_optional)) return TW_EINVAL;
     if (k < 1 || k > n || n >= (size_t)INT32_MAX) return TW_EINVAL;
     if (d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX) return TW_EINVAL;
     if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return TW_EINVAL;
@@ -154,7 +168,7 @@ float topk_max_row_norm(const float *M, size_t n, size_t d)
 /* Bound on |float GEMM score - exact score| for a query of norm qn against
  * rows of norm at most R: gamma_{d+1} * qn * R, u = 2^-24 (any summation
  * order, with or without FMA), widened by 2 for the float rounding of R. */
-static double screen_error(size_t d, double qn, double R)
+double topk_screen_error(size_t d, double qn, double R)
 {
     double nu = (double)(d + 1) * 0x1p-24;
     return 2.0 * nu / (1.0 - nu) * qn * R;
@@ -179,8 +193,8 @@ static void exact_scan(const float *M, size_t n, size_t d, const float *q, size_
  * worst candidate's float score, moved by the screening error, stays below
  * the k-th exact score. Otherwise the list is computed by an exact scan.
  * Returns 1 when it had to scan. */
-static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom, double err,
-                   heap_item *cand, heap_item *tmp, topk_hit *out)
+static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom,
+                   double err, heap_item *cand, heap_item *tmp, topk_hit *out)
 {
     double worst = cand[0].key; /* the heap root: the worst candidate's key (float score, or its negation) */
     heap_init(tmp, k);
@@ -208,7 +222,7 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
                   topk_hit *bottom, const topk_opts *opts)
 {
     // M (n, d), Q (nq, d); top, bottom (nq, k)
-    int rc = check_args(M, n, d, Q, nq, k, top, bottom);
+    int rc = check_args(M, n, d, Q, nq, k, top, bottom, opts && opts->on_block);
     if (rc) return rc;
     if (nq == 0) return TW_OK;
     const tw_cancel *cancel = opts ? opts->cancel : NULL;
@@ -242,19 +256,20 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
         // S (nq, bj) = Q (nq, d) . M[j0 .. j0+bj)^T (d, bj)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
                     M + j0 * d, (int)d, 0.0f, S, (int)bj);
-        for (size_t i = 0; i < nq; i++) {
+        for (size_t i = 0; i < nq && (ht || hb); i++) {
             const float *s = S + i * bj;
-            if (ht) scan_top(ht + i * kc, kc, s, bj, (int32_t)j0);
-            if (hb) scan_bottom(hb + i * kc, kc, s, bj, (int32_t)j0);
+            scan_block(ht ? ht + i * kc : NULL, hb ? hb + i * kc : NULL, kc, s, bj, (int32_t)j0);
         }
+        if (opts && opts->on_block && (rc = opts->on_block(opts->ctx, S, nq, j0, bj)) != TW_OK) goto out;
     }
+    if (!ht && !hb) goto out;
 
     /* Certification: exact scores of the candidates, the best k of them. */
     double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
     unsigned long long scans = 0;
     for (size_t i = 0; i < nq; i++) {
         const float *q = Q + i * d;
-        double err = screen_error(d, norm2(q, d), R);
+        double err = topk_screen_error(d, norm2(q, d), R);
         if (!(err < INFINITY)) err = INFINITY; /* NaN: never certified */
         if (ht) scans += certify(M, n, d, q, k, kc, 0, err, ht + i * kc, tmp, top + i * k);
         if (hb) scans += certify(M, n, d, q, k, kc, 1, err, hb + i * kc, tmp, bottom + i * k);
@@ -265,6 +280,66 @@ out:
     free(ht);
     free(hb);
     free(tmp);
+    return rc;
+}
+
+int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
+                   size_t *ranks, const topk_opts *opts)
+{
+    if (!M || !Q || (nq && (!ids || !ranks))) return TW_EINVAL;
+    if (n < 1 || n >= (size_t)INT32_MAX || d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX)
+        return TW_EINVAL;
+    for (size_t i = 0; i < nq; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= n) return TW_EINVAL;
+    if (nq == 0) return TW_OK;
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
+    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / nq;
+    b = b / 16 * 16;
+    if (b < 16) b = 16;
+    if (b > n) b = n;
+    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
+    float *S = malloc(nq * b * sizeof(float));
+    double *st = malloc(nq * 2 * sizeof(double)); /* per query: exact score of its row, error bound */
+    if (!S || !st) {
+        free(S);
+        free(st);
+        return TW_ENOMEM;
+    }
+    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = Q + i * d;
+        st[2 * i] = top_key(topk_dot(q, M + (size_t)ids[i] * d, d));
+        double err = topk_screen_error(d, norm2(q, d), R);
+        st[2 * i + 1] = err < INFINITY ? err : INFINITY; /* NaN: every row rescored */
+        ranks[i] = 1;
+    }
+    int rc = TW_OK;
+    for (size_t j0 = 0; j0 < n; j0 += b) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
+        size_t bj = n - j0 < b ? n - j0 : b;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
+                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
+        for (size_t i = 0; i < nq; i++) {
+            const float *s = S + i * bj;
+            const double key = st[2 * i], err = st[2 * i + 1];
+            const int32_t t = ids[i];
+            size_t above = 0;
+            for (size_t j = 0; j < bj; j++) {
+                double f = s[j];
+                int32_t id = (int32_t)(j0 + j);
+                if (id == t) continue;
+                if (f - err > key) { /* surely better (and not NaN) */
+                    above++;
+                } else if (!(f + err < key)) { /* undecided (or NaN): exact */
+                    double e = top_key(topk_dot(Q + i * d, M + (size_t)id * d, d));
+                    above += (size_t)better(e, id, key, t);
+                }
+            }
+            ranks[i] += above;
+        }
+    }
+    free(S);
+    free(st);
     return rc;
 }
 
@@ -279,7 +354,7 @@ int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, siz
 int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                     topk_hit *bottom)
 {
-    int rc = check_args(M, n, d, Q, nq, k, top, bottom);
+    int rc = check_args(M, n, d, Q, nq, k, top, bottom, false);
     if (rc) return rc;
     heap_item *h = malloc(k * sizeof *h);
     if (!h) return TW_ENOMEM;

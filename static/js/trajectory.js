@@ -693,10 +693,10 @@ function renderDetails() {
   if (st.focus) parts.push(el('p', { class: 'hint' }, 'The point under the pointer. Change the layer or the token to go back.'));
   st.results.forEach((r, p) => {
     if (!r.next_tokens || !r.next_tokens.length) return;
-    parts.push(el('h3', {}, st.results.length > 1 ? `${LETTERS[p]} · ` : '', 'next token after the phrase'));
+    parts.push(el('h3', {}, st.results.length > 1 ? `${LETTERS[p]} · ` : '', 'next token after the phrase (logit, probability)'));
     parts.push(el('ol', { class: 'nearest' }, r.next_tokens.slice(0, 5).map(n =>
       el('li', {}, tokenChip(n), el('span', { class: 'score' },
-        typeof n.prob === 'number' ? `p ${fmt(n.prob)}` : `logit ${fmt(n.logit !== undefined ? n.logit : n.score)}`)))));
+        typeof n.prob === 'number' ? `${fmt(n.score)} · p ${fmt(n.prob)}` : fmt(n.score))))));
   });
   box.replaceChildren(...parts);
 }
