@@ -11,9 +11,11 @@ import * as attention from './attention.js';
 import * as probes from './probes.js';
 import * as spectra from './spectra.js';
 import * as norms from './norms.js';
+import * as lnorm from './lnorm.js';
+import * as mlp from './mlp.js';
 
 const $ = id => document.getElementById(id);
-const MODULES = { traj: trajectory, lens, attn: attention, probe: probes, svd: spectra, norms };
+const MODULES = { traj: trajectory, lens, attn: attention, probe: probes, svd: spectra, norms, ln: lnorm, mlp };
 const FALLBACK_PHRASE = 'To kill two birds with one stone';
 
 const ctx = {

@@ -7,7 +7,7 @@
 // a change made by the user is a new history entry (push), a change that only
 // refines what is shown (the camera, a default filled in) replaces the entry.
 
-export const VIEWS = ['traj', 'lens', 'attn', 'probe', 'svd', 'norms'];
+export const VIEWS = ['traj', 'lens', 'attn', 'probe', 'svd', 'norms', 'ln', 'mlp'];
 
 // name -> {def, parse(string) -> value or undefined (invalid: ignored)}
 const int = (lo = 0, hi = Number.MAX_SAFE_INTEGER) => s =>
@@ -36,6 +36,13 @@ const FIELDS = {
   words: { def: '', parse: str },          // comma-separated; '' : the model's default words
   space: { def: null, parse: bool },       // leading space of probe words; null: the model's default
   cell: { def: '', parse: s => (/^\d+,\d+$/.test(s) ? s : undefined) },  // probe cell word,head
+  dims: { def: '', parse: s => (/^\d+,\d+$/.test(s) ? s : undefined) },  // layer-norm sketch coordinates i,j ('' : the largest |gamma|)
+  points: { def: 64, parse: int(3, 4096) },  // points on the sketch's circle
+  mlp: { def: 'values', parse: oneOf(['values', 'search', 'updates']) },  // the MLP view's question
+  neurons: { def: '', parse: s => (/^\d+(,\d+)*$/.test(s) ? s : undefined) },  // MLP neurons listed ('' : all)
+  find: { def: '', parse: str },           // the token whose neurons are searched
+  neuron: { def: null, parse: int(0) },    // the MLP neuron of the block detailed
+  mcell: { def: '', parse: s => (/^\d+,\d+$/.test(s) ? s : undefined) },  // MLP updates cell block,position
 };
 
 export const state = {};

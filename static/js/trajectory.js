@@ -552,6 +552,7 @@ function afterDraw() {
   updateLayerLabel();
   renderDetails();
   renderTable();
+  renderFaithfulness();
 }
 
 // A slider step: only the traces of the shown state and the title change.
@@ -699,6 +700,74 @@ function renderDetails() {
         typeof n.prob === 'number' ? `${fmt(n.score)} · p ${fmt(n.prob)}` : fmt(n.score))))));
   });
   box.replaceChildren(...parts);
+}
+
+// ---------- how faithful the 3D picture is (when the daemon says) ----------
+
+// Known figures of a `faithfulness` object, in the order shown, with what
+// they mean in plain words. Other numeric fields are listed after them.
+const FAITH = [
+  ['trustworthiness', 'trustworthiness', 'near in 3D means near in the full space (1: always)'],
+  ['continuity', 'continuity', 'near in the full space stays near in 3D (1: always)'],
+  ['knn_overlap', 'neighbours kept', 'of the phrase\'s states\' nearest fitted rows in the full space, the share also nearest in 3D'],
+  ['explained_variance', 'variance explained', 'share of the variance the 3 components keep'],
+  ['variance_explained', 'variance explained', 'share of the variance the 3 components keep'],
+];
+const FAITH_QUIET = new Set(['k', 'neighbours', 'neighbors', 'n_neighbors', 'sample', 'n_sample', 'rows', 'seed', 'definition', 'method']);
+
+function faithValue(v) {
+  if (typeof v === 'number') return fmt(v);
+  if (Array.isArray(v) && v.every(x => typeof x === 'number')) {
+    const sum = v.reduce((a, b) => a + b, 0);
+    return `${v.map(x => fmt(x)).join(' + ')}${v.length > 1 ? ` = ${fmt(sum)}` : ''}`;
+  }
+  if (v && typeof v === 'object' && typeof v.value === 'number') return fmt(v.value);
+  if (v && typeof v === 'object' && typeof v.mean === 'number') return fmt(v.mean);
+  return null;
+}
+
+// The rows of one answer's faithfulness: [label, value, what it means].
+export function faithRows(f) {
+  if (!f || typeof f !== 'object') return [];
+  const rows = [];
+  const seen = new Set();
+  for (const [key, label, what] of FAITH) {
+    if (!(key in f) || seen.has(label)) continue;
+    const v = faithValue(f[key]);
+    if (v === null) continue;
+    seen.add(label);
+    rows.push([label, v, what, key]);
+  }
+  for (const [key, val] of Object.entries(f)) {
+    if (FAITH.some(x => x[0] === key) || FAITH_QUIET.has(key)) continue;
+    const v = faithValue(val);
+    if (v !== null) rows.push([key.replace(/_/g, ' '), v, '', key]);
+  }
+  return rows;
+}
+
+function renderFaithfulness() {
+  const box = $('traj-faith');
+  const sets = st.results.map((r, p) => ({ p, f: r.faithfulness })).filter(x => x.f && typeof x.f === 'object');
+  if (!sets.length) { box.hidden = true; return; }
+  const parts = [];
+  const f0 = sets[0].f;
+  const k = f0.k || f0.neighbours || f0.neighbors || f0.n_neighbors;
+  const sample = f0.sample || f0.n_sample || f0.rows;
+  parts.push(el('p', { class: 'hint' }, `How well the ${st.request.projection.toUpperCase()} layout keeps the neighbourhoods of the ` +
+    `full space${k ? ` (${k} nearest neighbours` : ''}${k && typeof sample === 'number' ? `, on ${sample} fitted rows` : ''}${k ? ')' : ''}.`));
+  for (const { p, f } of sets) {
+    const rows = faithRows(f);
+    if (!rows.length) continue;
+    parts.push(el('table', { class: 'data faith', 'data-phrase': String(p) },
+      sets.length > 1 ? el('caption', {}, `phrase ${LETTERS[p]}`) : '',
+      el('tbody', {}, rows.map(([label, v, what, key]) => el('tr', { 'data-key': key, title: what },
+        el('th', { scope: 'row' }, label), el('td', { class: 'num' }, v))))));
+  }
+  parts.push(el('p', { class: 'hint' }, 'Values near 1 mean the picture can be read as it is; lower values mean that ' +
+    'points drawn close together may not be close in the model.'));
+  $('traj-faith-body').replaceChildren(...parts);
+  box.hidden = false;
 }
 
 function renderTable() {
