@@ -900,13 +900,34 @@ function bindPlotEvents(gd) {
     st.focus = { p: d[0], t: d[1], s: d[2] };
     renderDetails();
   });
-  gd.on('plotly_click', ev => {
-    const d = ev.points && ev.points[0] && ev.points[0].customdata;
-    if (!Array.isArray(d)) return;
+  // plotly's 3D scene reports a click while the button is still down, and
+  // again after each redraw under the held pointer (a redraw that moves the
+  // point under it made the page flip between two points for ever): the click
+  // is applied once, when the button comes up without the pointer having moved
+  // (a drag turns the scene instead)
+  let downAt = null, clicked = null, armed = false;
+  const apply = d => {
     const [p, t, s] = d;
     stopPlay();
     const S = st.results[0].n_states;
     setState({ ...(p === 0 ? { token: t } : { token2: t }), layer: s === S - 1 ? null : s });
+  };
+  gd.addEventListener('pointerdown', ev => { downAt = [ev.clientX, ev.clientY]; clicked = null; armed = false; }, true);
+  window.addEventListener('pointerup', ev => {
+    if (!downAt) return;
+    const moved = Math.hypot(ev.clientX - downAt[0], ev.clientY - downAt[1]) >= 5;
+    const d = clicked;
+    downAt = null;
+    clicked = null;
+    if (moved) return;
+    if (d) apply(d);
+    else armed = true;  // plotly may report the click just after the release
+  }, true);
+  gd.on('plotly_click', ev => {
+    const d = ev.points && ev.points[0] && ev.points[0].customdata;
+    if (!Array.isArray(d)) return;
+    if (downAt) { clicked = clicked || d; return; }  // the first point under the pressed button
+    if (armed) { armed = false; apply(d); }        // once per press; never again on the redraws it causes
   });
   // the layer below follows the camera of the one above, a frame at a time while it turns
   let pending = null;

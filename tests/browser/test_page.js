@@ -29,7 +29,8 @@ const MAX_TOKENS = 48;
 const SHAPE = { layers: 4, heads: 4, embd: 64, vocab: 2048, ctx: 64 };
 const SHAPE_B = { layers: 3, heads: 2, embd: 32, vocab: 2048, ctx: 64 };
 const UMAP_ROWS = 600;
-const VIEWS = { traj: 'traj-plot', lens: 'lens-plot', attn: 'attn-plot', probe: 'probe-plot', svd: 'svd-plot', norms: 'norms-plot' };
+const VIEWS = { traj: 'traj-plot', lens: 'lens-plot', attn: 'attn-plot', probe: 'probe-plot', svd: 'svd-plot', norms: 'norms-plot',
+  ln: 'ln-plot', mlp: 'mlp-plot' };
 
 // ---------- reporting ----------
 
@@ -327,6 +328,18 @@ async function main() {
     ok(cloud && cloud.n === layout.n && layout.n === UMAP_ROWS && maxDiff(xyz(cloud), layout.points) <= 1e-9,
       `the background cloud holds the ${UMAP_ROWS} fitted points`, `cloud ${cloud && cloud.n}, layout ${layout.n}`);
     ok(pick(fig, 'highlight').meta.token === N - 2, 'the second-to-last token is followed by default');
+    const faithShown = await page.evaluate(() => ({
+      hidden: document.getElementById('traj-faith').hidden,
+      rows: [...document.querySelectorAll('#traj-faith table[data-phrase="0"] tr')].map(tr => [tr.dataset.key, tr.lastChild.textContent]),
+    }));
+    if (ans.faithfulness && typeof ans.faithfulness === 'object') {
+      const want = ['trustworthiness', 'continuity', 'knn_overlap'].filter(k => typeof ans.faithfulness[k] === 'number');
+      ok(!faithShown.hidden && want.length > 0 && want.every(k => faithShown.rows.some(([key, v]) => key === k &&
+          Math.abs(Number(v) - ans.faithfulness[k]) < 1e-3)),
+        `the projection's faithfulness is shown beside the figure as the daemon gives it (${want.join(', ')})`, JSON.stringify(faithShown));
+    } else {
+      ok(faithShown.hidden, 'without a faithfulness object in the answer the page shows none');
+    }
     ok(await page.getAttribute('#layer', 'max') === String(S - 1) && await page.inputValue('#layer') === String(S - 1),
       `the layer slider spans the ${S} states and starts at the last`);
     ok(await page.locator('#highlight-0 option').count() === N, `the token chooser lists the ${N} tokens`);
@@ -503,16 +516,31 @@ async function main() {
     await shot(page, 'url-state-1280x800');
     // turning the scene: the cloud's layer follows, and the URL keeps the camera
     const sb = await page.locator('#traj-plot').boundingBox();
+    lap('turning the scene');
     await page.mouse.move(sb.x + sb.width * 0.5, sb.y + sb.height * 0.5);
     await page.mouse.down();
     for (let i = 1; i <= 5; i++) await page.mouse.move(sb.x + sb.width * (0.5 + 0.04 * i), sb.y + sb.height * (0.5 - 0.02 * i));
     await page.mouse.up();
+    lap('turned');
     await page.waitForFunction(c => new URLSearchParams(location.hash.slice(1)).get('camera') !== c, cam, { timeout: 20000 });
     await page.waitForTimeout(300);
+    lap('camera in the URL');
     const [ct, cb] = [await figureOf(page, 'traj-plot'), await figureOf(page, 'traj-cloud')];
     const sameEye = ['x', 'y', 'z'].every(a => Math.abs(ct.camera.eye[a] - cb.camera.eye[a]) < 1e-6);
     ok(sameEye && Math.abs(ct.camera.eye.x - 1.7) > 1e-3, 'turning the scene turns the cloud with it, and the URL keeps the camera',
       JSON.stringify({ top: ct.camera.eye, below: cb.camera.eye }));
+    // holding the button on the scene: plotly reports a click at every redraw under the held pointer;
+    // the page follows the point once, on release (it used to flip between two points for ever)
+    const before = await page.evaluate(() => ({ n: history.length, hash: location.hash }));
+    await page.mouse.move(sb.x + sb.width * 0.5, sb.y + sb.height * 0.5);
+    await page.mouse.down();
+    await page.waitForTimeout(1500);
+    const held = await page.evaluate(() => ({ n: history.length, hash: location.hash }));
+    await page.mouse.up();
+    await page.waitForTimeout(1500);
+    const after = await page.evaluate(() => ({ n: history.length, hash: location.hash }));
+    ok(held.hash === before.hash && held.n === before.n && after.n - before.n <= 1,
+      'a press on the scene changes nothing while held and makes at most one history entry on release', JSON.stringify({ before, held, after }));
 
     // ===== 8. an error from the daemon =====
     const long = Array.from({ length: MAX_TOKENS + 8 }, (_, i) => `word${i}`).join(' ');
@@ -743,6 +771,145 @@ async function main() {
     });
     lap('embedding norms');
 
+    // ===== 13b. layer norm: the sketch on the real weights, every LayerNorm =====
+    await page.click('#tab-ln');
+    await waitView(page, 'ln');
+    await page.selectOption('#ln-block', '1');
+    await waitView(page, 'ln', 'return gd.dataset.block === "1"');
+    await page.selectOption('#ln-head', '2');
+    await waitView(page, 'ln', 'return gd.dataset.block === "1" && gd.dataset.head === "2"');
+    const checkSketch = async (params, what) => {
+      const want = (await d.get('/layernorm/sketch', params)).body;
+      const lf2 = await figureOf(page, 'ln-plot');
+      const stages = lf2.traces.filter(t => t.role === 'stage');
+      ok(stages.length === 4 && want.stages.every(stg => {
+        const t = stages.find(x => x.meta.stage === stg.name);
+        return t && t.n === stg.points.length + 1 && maxDiff(t.x.slice(0, -1), stg.points.map(q => q[0])) <= 1e-12 &&
+          maxDiff(t.y.slice(0, -1), stg.points.map(q => q[1])) <= 1e-12;
+      }), `layer norm: ${what}: the four stages (circle, γ, γ+β, W_QK) are the daemon's points`);
+      return want;
+    };
+    const sk1 = await checkSketch({ block: 1, head: 2, points: 64 }, 'block 1, head 2, the default coordinates');
+    ok(sk1.default_dims && (await page.getAttribute('#ln-dim-i', 'placeholder')) === String(sk1.dims[0]),
+      `the default coordinates (the largest |γ|: ${sk1.dims.join(', ')}) are named in the form`);
+    await page.waitForSelector('#ln-layers tbody tr');
+    await page.waitForSelector('#ln-keys tbody tr');
+    const lnWant = (await d.get('/layernorm', { k: 5, keys_block: 1 })).body;
+    const lnRows = await page.$$eval('#ln-layers tbody tr', trs => trs.map(tr => ({ name: tr.dataset.name,
+      beta: Number(tr.children[7].textContent) })));
+    ok(lnRows.length === 2 * nLayer + 1 && lnRows.every((r, i) => r.name === lnWant.layers[i].name &&
+        Math.abs(r.beta - lnWant.layers[i].beta_norm) < 1e-3),
+      `layer norm: the ${2 * nLayer + 1} LayerNorms, in order, with the daemon's ‖β‖`, JSON.stringify(lnRows.slice(0, 3)));
+    const keyRows = await page.$$eval('#ln-keys tbody tr', trs => trs.map(tr => ({ head: Number(tr.dataset.head),
+      frac: parseFloat(tr.lastChild.textContent) })));
+    const keysWant = lnWant.keys.heads.filter(h => h.block === 1);
+    ok(keyRows.length === nHead && keyRows.every((r, i) => r.head === keysWant[i].head &&
+        Math.abs(r.frac - 100 * keysWant[i].unselectable_fraction) < 0.051),
+      `layer norm: the unselectable keys of the ${nHead} heads of block 1 are the daemon's estimate`, JSON.stringify(keyRows));
+    let hl = await hashOf(page);
+    ok(hl.view === 'ln' && hl.block === '1' && hl.head === '2', 'the URL holds the layer-norm view, block and head', JSON.stringify(hl));
+    await shot(page, 'ln-1280x800');
+    await page.fill('#ln-dim-i', '3');
+    await page.fill('#ln-dim-j', '7');
+    await page.click('#ln-submit');
+    await waitView(page, 'ln', 'return gd.dataset.dims === "3,7"');
+    await checkSketch({ block: 1, head: 2, points: 64, dims: '3,7' }, 'coordinates 3 and 7');
+    ok((await hashOf(page)).dims === '3,7', 'the URL holds the chosen coordinates');
+    await page.click('#ln-keys tbody tr[data-head="0"] button');
+    await waitView(page, 'ln', 'return gd.dataset.head === "0"');
+    await checkSketch({ block: 1, head: 0, points: 64, dims: '3,7' }, 'a click on head 0 in the keys table');
+    await page.goBack();
+    await waitView(page, 'ln', 'return gd.dataset.head === "2" && gd.dataset.dims === "3,7"');
+    ok(true, 'Back returns to the previous head of the sketch');
+    const nStats = 1 + Object.keys(lnWant.layers[0].mean).length + 2 + 4 + 1 + 2;
+    await checkDownloads(page, 'ln', {
+      json: doc => doc.sketch.dims.join(',') === '3,7' && doc.layernorm.layers.length === 2 * nLayer + 1,
+      csvHeader: ['kind', 'name', 'block', 'head', 'stage', 'point', 'theta', 'x', 'y', 'statistic', 'value'],
+      csvRows: 4 * 64 + (2 * nLayer + 1) * nStats + 2 * nHead,
+    });
+    lap('layer norm');
+
+    // ===== 13c. MLP neurons: value vectors, search, a phrase's updates =====
+    await page.click('#tab-mlp');
+    await waitView(page, 'mlp', 'return gd.dataset.mode === "values"');
+    const vals = (await d.get('/mlp/values', { block: 1, k: 5 })).body;
+    let mf = await figureOf(page, 'mlp-plot');
+    const nt = pick(mf, 'neurons');
+    ok(nt && nt.meta.block === 1 && nt.n === vals.neurons.length && maxDiff(nt.x, vals.neurons.map(n => n.neuron)) === 0 &&
+       maxDiff(nt.y, vals.neurons.map(n => n.norm)) <= 1e-9,
+      `MLP: the ${vals.neurons.length} value vectors of block 1 with the daemon's norms`);
+    const np = await page.evaluate(i => {
+      const gd = document.getElementById('mlp-plot');
+      const t = gd._fullData[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+      return { x: r.left + xa._offset + xa.l2p(t.x[i]), y: r.top + ya._offset + ya.l2p(t.y[i]), neuron: t.x[i] };
+    }, 10);
+    await page.mouse.move(np.x, np.y);
+    await page.mouse.click(np.x, np.y);
+    await page.waitForSelector(`#mlp-detail[data-neuron="${np.neuron}"]`);
+    await page.waitForFunction(n => new URLSearchParams(location.hash.slice(1)).get('neuron') === String(n), np.neuron);
+    const nl = await page.$$eval('#mlp-detail ol', ols => ols.map(o => [...o.querySelectorAll('.tok')].map(e => Number(/token (\d+)/.exec(e.title)[1]))));
+    const nw = vals.neurons.find(n => n.neuron === np.neuron);
+    ok(JSON.stringify(nl) === JSON.stringify([nw.top.map(t => t.id), nw.bottom.map(t => t.id)]),
+      `clicking neuron ${np.neuron} lists its top and bottom tokens (the daemon's), and the URL holds it`);
+    await shot(page, 'mlp-values-1280x800');
+    await checkDownloads(page, 'mlp', {
+      json: doc => doc.question === 'values' && doc.answer.neurons.length === vals.neurons.length,
+      csvHeader: ['block', 'neuron', 'norm', 'list', 'rank', 'id', 'text', 'score'],
+      csvRows: vals.neurons.length * 2 * 5,
+    });
+    await page.check('#mlp-form input[name="mode"][value="search"]');
+    await waitView(page, 'mlp', 'return gd.dataset.mode === "search"');
+    const searchTok = pca.tok.tokens[pca.tok.n_tokens - 2].id;
+    const found = (await d.get('/mlp/search', { token: String(searchTok), k: 10 })).body;
+    mf = await figureOf(page, 'mlp-plot');
+    const bars = pick(mf, 'found');
+    ok(bars && bars.meta.token === searchTok && maxDiff(bars.x, found.neurons.map(n => n.score)) <= 1e-9 &&
+       JSON.stringify(bars.y) === JSON.stringify(found.neurons.map(n => `block ${n.block} · ${n.neuron}`)),
+      `MLP search: the ${found.neurons.length} neurons that write the followed token most, as the daemon ranks them`);
+    await shot(page, 'mlp-search-1280x800');
+    const bp = await page.evaluate(() => {
+      const gd = document.getElementById('mlp-plot');
+      const t = gd._fullData[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+      return { x: r.left + xa._offset + xa.l2p(t.x[0] / 2), y: r.top + ya._offset + ya.l2p(0) };
+    });
+    await page.mouse.move(bp.x, bp.y);
+    await page.mouse.click(bp.x, bp.y);
+    const f0 = found.neurons[0];
+    await page.waitForSelector(`#mlp-detail[data-neuron="${f0.neuron}"]`, { timeout: 30000 });
+    hl = await hashOf(page);
+    ok(hl.mlp === undefined && hl.block === String(f0.block) && hl.neuron === String(f0.neuron),
+      `clicking the first neuron found opens it (block ${f0.block}, neuron ${f0.neuron}) among its block's neurons`, JSON.stringify(hl));
+    await page.goBack();
+    await waitView(page, 'mlp', 'return gd.dataset.mode === "search"');
+    ok(true, 'Back returns to the search');
+    await page.check('#mlp-form input[name="mode"][value="updates"]');
+    await waitView(page, 'mlp', 'return gd.dataset.mode === "updates"');
+    const upd = (await d.post('/mlp/updates', { text: DEFAULT_PHRASE, top: 10, k: 5 })).body;
+    mf = await figureOf(page, 'mlp-plot');
+    const heat = pick(mf, 'updates');
+    ok(heat && heat.meta.blocks === nLayer && heat.meta.tokens === N &&
+       maxDiff(await page.evaluate(() => document.getElementById('mlp-plot').data[0].z), upd.blocks.map(b => b.positions.map(p => p.update_norm))) <= 1e-9,
+      `MLP updates: ${nLayer} blocks x ${N} positions shaded by the daemon's update norms`);
+    const cp = await page.evaluate(() => {
+      const gd = document.getElementById('mlp-plot');
+      const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+      return { x: r.left + xa._offset + xa.l2p(1), y: r.top + ya._offset + ya.l2p(2) };
+    });
+    await page.mouse.move(cp.x, cp.y);
+    await page.mouse.click(cp.x, cp.y);
+    await page.waitForSelector('#mlp-detail[data-cell="2,1"]');
+    const listedN = await page.$$eval('#mlp-detail li', lis => lis.map(li => Number(li.dataset.neuron)));
+    ok(JSON.stringify(listedN) === JSON.stringify(upd.blocks[2].positions[1].updates.map(u => u.neuron)) && (await hashOf(page)).mcell === '2,1',
+      'clicking a cell lists its heaviest sub-updates (the daemon\'s neurons), and the URL holds the cell');
+    await shot(page, 'mlp-updates-1280x800');
+    await checkDownloads(page, 'mlp', {
+      json: doc => doc.question === 'updates' && doc.answer.blocks.length === nLayer,
+      csvHeader: ['block', 'position', 'token_id', 'token_text', 'update_norm', 'rank', 'neuron', 'coefficient', 'norm', 'weight',
+        'list_rank', 'id', 'text', 'score'],
+      csvRows: upd.blocks.reduce((a, b) => a + b.positions.reduce((x, p) => x + p.updates.reduce((y, u) => y + u.top.length, 0), 0), 0),
+    });
+    lap('MLP');
+
     // ===== 14. URLs of the other views =====
     await page.goto('about:blank');
     await page.goto(d.url('/#view=svd&block=3&head=2&top=4'));
@@ -767,7 +934,7 @@ async function main() {
       await page.waitForTimeout(300);
       await layoutCheck(page, w, h);
       await shot(page, `trajectory-${w}x${h}`);
-      for (const v of ['lens', 'attn', 'probe', 'svd', 'norms']) {
+      for (const v of ['lens', 'attn', 'probe', 'svd', 'norms', 'ln', 'mlp']) {
         await page.click(`#tab-${v}`);
         await waitView(page, v);
         await page.waitForTimeout(200);
@@ -836,7 +1003,8 @@ async function main() {
     await waitView(page, 'svd');
     await page.waitForTimeout(300);
     apiRequests.length = 0;
-    ok(await page.evaluate(() => sessionStorage.getItem('twd-api-key')) === 's3cret-key', 'the key is kept in sessionStorage');
+    ok(await page.evaluate(() => sessionStorage.getItem('twd-api-key')) === 's3cret-key' && !page.url().includes('s3cret'),
+      'the key is kept in sessionStorage, never in the URL');
     ok(await page.isVisible('#model-pick') && await page.locator('#model-pick option').count() === 2, 'a model picker lists the two models');
     await page.selectOption('#model-pick', 'synth-b');
     await waitView(page, 'svd', 'return gd.layout.title.text.includes("synth-b")');
