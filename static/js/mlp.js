@@ -240,7 +240,7 @@ function dataCsv() {
 // ---------- the view ----------
 
 function showMode(mode) {
-  for (const e of document.querySelectorAll('#view-mlp [data-mode]')) e.hidden = e.dataset.mode !== mode;
+  for (const e of document.querySelectorAll('#view-mlp .mode-only, #view-mlp .reading [data-mode]')) e.hidden = e.dataset.mode !== mode;
   for (const r of $('mlp-form').elements.mode) r.checked = r.value === mode;
 }
 
@@ -293,7 +293,7 @@ async function draw() {
   const a = mv.ans;
   const { data, layout } = mv.mode === 'values' ? valuesFigure(a) : mv.mode === 'search' ? searchFigure(a) : updatesFigure(a);
   await timed('twd:mlp-draw', () => Plotly.react(gd, data, layout, config(stem())));
-  gd.dataset.mode = mv.mode;
+  gd.dataset.question = mv.mode;
   if (!mv.bound) {
     mv.bound = true;
     gd.on('plotly_click', ev => {

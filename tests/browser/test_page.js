@@ -831,7 +831,7 @@ async function main() {
 
     // ===== 13c. MLP neurons: value vectors, search, a phrase's updates =====
     await page.click('#tab-mlp');
-    await waitView(page, 'mlp', 'return gd.dataset.mode === "values"');
+    await waitView(page, 'mlp', 'return gd.dataset.question === "values"');
     const vals = (await d.get('/mlp/values', { block: 1, k: 5 })).body;
     let mf = await figureOf(page, 'mlp-plot');
     const nt = pick(mf, 'neurons');
@@ -858,7 +858,7 @@ async function main() {
       csvRows: vals.neurons.length * 2 * 5,
     });
     await page.check('#mlp-form input[name="mode"][value="search"]');
-    await waitView(page, 'mlp', 'return gd.dataset.mode === "search"');
+    await waitView(page, 'mlp', 'return gd.dataset.question === "search"');
     const searchTok = pca.tok.tokens[pca.tok.n_tokens - 2].id;
     const found = (await d.get('/mlp/search', { token: String(searchTok), k: 10 })).body;
     mf = await figureOf(page, 'mlp-plot');
@@ -874,16 +874,17 @@ async function main() {
     });
     await page.mouse.move(bp.x, bp.y);
     await page.mouse.click(bp.x, bp.y);
+    await page.mouse.move(5, 5);   // off the figure: the detail panel follows the pointer while it hovers a neuron
     const f0 = found.neurons[0];
     await page.waitForSelector(`#mlp-detail[data-neuron="${f0.neuron}"]`, { timeout: 30000 });
     hl = await hashOf(page);
     ok(hl.mlp === undefined && hl.block === String(f0.block) && hl.neuron === String(f0.neuron),
       `clicking the first neuron found opens it (block ${f0.block}, neuron ${f0.neuron}) among its block's neurons`, JSON.stringify(hl));
     await page.goBack();
-    await waitView(page, 'mlp', 'return gd.dataset.mode === "search"');
+    await waitView(page, 'mlp', 'return gd.dataset.question === "search"');
     ok(true, 'Back returns to the search');
     await page.check('#mlp-form input[name="mode"][value="updates"]');
-    await waitView(page, 'mlp', 'return gd.dataset.mode === "updates"');
+    await waitView(page, 'mlp', 'return gd.dataset.question === "updates"');
     const upd = (await d.post('/mlp/updates', { text: DEFAULT_PHRASE, top: 10, k: 5 })).body;
     mf = await figureOf(page, 'mlp-plot');
     const heat = pick(mf, 'updates');
