@@ -741,7 +741,7 @@ async function main() {
 
     // ===== 13. embedding norms =====
     await page.click('#tab-norms');
-    await waitView(page, 'norms');
+    await waitView(page, 'norms', 'return gd.dataset.k !== undefined');
     const emb = (await d.get('/embeddings', { k: 5 })).body;
     const stats = (await d.get('/embeddings/normalization')).body;
     const lists = await page.$$eval('#norms-tables section', secs => Object.fromEntries(secs.map(s => [s.dataset.scheme,
@@ -1038,12 +1038,13 @@ async function main() {
       const dm = (await demo.get('/model')).body;
       await page.goto('about:blank');
       await page.goto(demo.url('/#view=lens'));
-      await waitView(page, 'lens');
+      await waitView(page, 'lens', 'return gd.dataset.text !== undefined');
       ok(dm.default_phrase && await page.inputValue('#lens-phrase') === dm.default_phrase &&
          (await figureOf(page, 'lens-plot')).dataset.text === dm.default_phrase,
         `the page starts from the model's default phrase (“${dm.default_phrase}”)`);
       await page.click('#tab-probe');
-      await waitView(page, 'probe');
+      // the figure's data attributes are written when plotly has drawn it
+      await waitView(page, 'probe', 'return gd.dataset.words !== undefined');
       ok(await page.isChecked('#probe-space'), 'the demo model\'s words are probed with a leading space by default');
       const dwords = await page.evaluate(() => Number(document.getElementById('probe-plot').dataset.words));
       ok(dwords > 0, `the demo model's default words are probed (${dwords} of them are one token)`);
