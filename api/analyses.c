@@ -24,7 +24,7 @@ int api_embeddings(twd_app *app, const api_args *a, api_response *res)
     size_t k = (size_t)api_int(a, "k");
     const char *scheme = api_str(a, "scheme");
     embed_norms_result r;
-    int rc = embed_norms(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, k, &r);
+    int rc = embed_norms(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, k, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "embedding norms");
     textbuf tb;
     bool csv = api_format_is(a, "csv");
@@ -239,7 +239,7 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
     long n = ids && which ? probe_encode(app, words, n_words, space, ids, which, skipped, res)
                           : api_status_error(res, TW_ENOMEM, "word probes");
     if (n < 0) goto done;
-    int rc = probe_words(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, ids, (size_t)n, k, &r);
+    int rc = probe_words(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, ids, (size_t)n, k, &r);
     if (rc != TW_OK) {
         ret = api_status_error(res, rc, "word probes");
         goto done;
@@ -375,8 +375,8 @@ int api_svd(twd_app *app, const api_args *a, api_response *res)
     if (strcmp(matrix, "vo") != 0) mats[nm++] = PROBE_SVD_QK;
     if (strcmp(matrix, "qk") != 0) mats[nm++] = PROBE_SVD_VO;
     for (int i = 0; i < nm; i++) {
-        int rc = probe_svd(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, mats[i], head, top, k,
-                           &r[i]);
+        int rc = probe_svd(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block,
+                           mats[i], head, top, k, &r[i]);
         if (rc != TW_OK) {
             for (int j = 0; j < i; j++) probe_svd_result_free(&r[j]);
             return api_status_error(res, rc, "SVD");
@@ -429,7 +429,8 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
     int block = (int)api_int(a, "block");
     size_t k = (size_t)api_int(a, "k");
     probe_bias_result r;
-    int rc = probe_svd_bias(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, k, &r);
+    int rc =
+        probe_svd_bias(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, k, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "bias probes");
     if (api_format_is(a, "csv")) {
         textbuf tb;

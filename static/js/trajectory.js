@@ -710,10 +710,12 @@ const FAITH = [
   ['trustworthiness', 'trustworthiness', 'near in 3D means near in the full space (1: always)'],
   ['continuity', 'continuity', 'near in the full space stays near in 3D (1: always)'],
   ['knn_overlap', 'neighbours kept', 'of the phrase\'s states\' nearest fitted rows in the full space, the share also nearest in 3D'],
+  ['explained_variance_ratio', 'variance explained', 'share of the variance each of the 3 components keeps'],
   ['explained_variance', 'variance explained', 'share of the variance the 3 components keep'],
   ['variance_explained', 'variance explained', 'share of the variance the 3 components keep'],
 ];
-const FAITH_QUIET = new Set(['k', 'neighbours', 'neighbors', 'n_neighbors', 'sample', 'n_sample', 'rows', 'seed', 'definition', 'method']);
+const FAITH_QUIET = new Set(['k', 'neighbours', 'neighbors', 'n_neighbors', 'sample', 'n_sample', 'sample_rows', 'rows', 'seed',
+  'definition', 'method', 'projection', 'state']);
 
 function faithValue(v) {
   if (typeof v === 'number') return fmt(v);
@@ -721,6 +723,7 @@ function faithValue(v) {
     const sum = v.reduce((a, b) => a + b, 0);
     return `${v.map(x => fmt(x)).join(' + ')}${v.length > 1 ? ` = ${fmt(sum)}` : ''}`;
   }
+  if (v && typeof v === 'object' && typeof v.overall === 'number') return fmt(v.overall);
   if (v && typeof v === 'object' && typeof v.value === 'number') return fmt(v.value);
   if (v && typeof v === 'object' && typeof v.mean === 'number') return fmt(v.mean);
   return null;
@@ -748,12 +751,15 @@ export function faithRows(f) {
 
 function renderFaithfulness() {
   const box = $('traj-faith');
-  const sets = st.results.map((r, p) => ({ p, f: r.faithfulness })).filter(x => x.f && typeof x.f === 'object');
+  // the phrase's own figures, else the layout's (the cloud's answer carries them too)
+  const layoutF = st.cloud && st.cloud.faithfulness;
+  const sets = st.results.map((r, p) => ({ p, f: r.faithfulness || (p === 0 ? layoutF : null) }))
+    .filter(x => x.f && typeof x.f === 'object');
   if (!sets.length) { box.hidden = true; return; }
   const parts = [];
   const f0 = sets[0].f;
   const k = f0.k || f0.neighbours || f0.neighbors || f0.n_neighbors;
-  const sample = f0.sample || f0.n_sample || f0.rows;
+  const sample = f0.sample_rows || f0.sample || f0.n_sample || f0.rows;
   parts.push(el('p', { class: 'hint' }, `How well the ${st.request.projection.toUpperCase()} layout keeps the neighbourhoods of the ` +
     `full space${k ? ` (${k} nearest neighbours` : ''}${k && typeof sample === 'number' ? `, on ${sample} fitted rows` : ''}${k ? ')' : ''}.`));
   for (const { p, f } of sets) {

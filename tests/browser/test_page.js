@@ -483,6 +483,16 @@ async function main() {
     const pf = await figureOf(page, 'traj-plot');
     const pcloud = await figureOf(page, 'traj-cloud');
     ok(maxDiff(xyz(pick(pcloud, 'cloud')), pcaLayout.points) <= 1e-9, 'the PCA view draws the PCA background');
+    // how faithful the PCA picture is, beside it (when the daemon gives it)
+    const pf0 = pca.ans.faithfulness || pcaLayout.faithfulness;
+    if (pf0) {
+      const frows = await page.$$eval('#traj-faith table[data-phrase="0"] tr', trs => trs.map(tr => [tr.dataset.key, tr.lastChild.textContent]));
+      const num = key => { const r = frows.find(x => x[0] === key); return r ? Number(r[1].split(' ')[0]) : NaN; };
+      const ev = pf0.explained_variance_ratio;
+      ok(Math.abs(num('trustworthiness') - pf0.trustworthiness) < 1e-3 && Math.abs(num('continuity') - pf0.continuity) < 1e-3 &&
+         (!Array.isArray(ev) || Math.abs(num('explained_variance_ratio') - ev[0]) < 1e-3),
+        'beside the figure: how faithful the PCA picture is (trustworthiness, continuity, explained variance)', JSON.stringify(frows));
+    }
     ok(['x', 'y', 'z'].every(a => maxDiff(pcloud.scene[a], pf.scene[a]) <= 1e-12) && JSON.stringify(pcloud.camera.eye) === JSON.stringify(pf.camera.eye),
       'the cloud\'s layer and the phrases\' layer share their ranges and camera');
     const ph = [pca.ans, (await d.post('/trajectory', { text: SECOND_PHRASE, projection: 'pca', k: 5 })).body]

@@ -39,7 +39,8 @@ static void check_bounds(const twd_config *c)
         const char *field = (const char *)c + o->offset;
         switch (o->type) {
         case CFG_INT:
-        case CFG_SIZE: {
+        case CFG_SIZE:
+        case CFG_MIB: {
             int64_t v;
             memcpy(&v, field, sizeof v);
             FZ_CHECK(v >= o->min && v <= o->max, "%s = %lld outside %lld..%lld", o->name, (long long)v,
