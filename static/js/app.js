@@ -1,11 +1,34 @@
-// Start-up: asks /model (waiting while the model loads), shows the model
-// banner, wires the two views and their tabs.
-import { apiGet, ApiError } from './api.js';
-import { initTrajectory } from './trajectory.js';
-import { initSpectra, showSpectra } from './spectra.js';
-import { fmt } from './text.js';
+// Start-up: asks twd which models it serves (a picker when there are
+// several) and describes the chosen one (waiting while it loads), restores the
+// state from the URL, and shows the view it names. Each view draws lazily,
+// when shown, from the shared state (state.js).
+import { apiGet, ApiError, setKeyPrompt, setModel, loadSpec } from './api.js';
+import { state, setState, subscribe, initHistory, VIEWS } from './state.js';
+import { fmt, el } from './text.js';
+import * as trajectory from './trajectory.js';
+import * as lens from './lens.js';
+import * as attention from './attention.js';
+import * as probes from './probes.js';
+import * as spectra from './spectra.js';
+import * as norms from './norms.js';
+import * as lnorm from './lnorm.js';
+import * as mlp from './mlp.js';
 
 const $ = id => document.getElementById(id);
+const MODULES = { traj: trajectory, lens, attn: attention, probe: probes, svd: spectra, norms, ln: lnorm, mlp };
+const FALLBACK_PHRASE = 'To kill two birds with one stone';
+
+const ctx = {
+  models: [],         // /models list
+  info: new Map(),    // model name -> /model answer
+  current: null,      // /model answer of the chosen model
+  // the /model answer of the model shown beside (state.vs), or null
+  vsInfo: () => (state.vs && ctx.info.get(state.vs)) || null,
+  defaultPhrase: () => (ctx.current && ctx.current.default_phrase) || FALLBACK_PHRASE,
+  phrase: () => state.text || ctx.defaultPhrase(),
+  onUmap: s => showUmap(s),
+  open: patch => setState(patch),
+};
 
 function fatal(text) {
   const b = $('fatal');
@@ -15,14 +38,14 @@ function fatal(text) {
 
 function sleep(ms) { return new Promise(r => setTimeout(r, ms)); }
 
-// /model, retrying while twd answers 503 (model still loading).
-async function loadModel() {
+// /model of one model, retrying while twd answers 503 (model still loading).
+async function loadModel(name) {
   for (;;) {
     try {
-      return await apiGet('/model');
+      return await apiGet('/model', name ? { model: name } : { model: null });
     } catch (e) {
       if (e instanceof ApiError && e.status === 503) {
-        $('model-info').textContent = `Waiting for twd: ${e.message}`;
+        $('model-info').textContent = `Waiting for twd to load the model: ${e.message}`;
         await sleep(Math.max(1, Math.min(e.retryAfter || 1, 5)) * 1000);
         continue;
       }
@@ -38,58 +61,96 @@ function params(n) {
   return String(n);
 }
 
+function describe(m) {
+  const what = m.synthetic ? 'generated weights' : m.origin === 'demo' || m.corpus ? 'twd\'s demo model' : m.format || 'checkpoint';
+  return `${m.name}: ${m.n_layer} layers × ${m.n_head} heads, width ${m.n_embd}, vocabulary ${m.vocab_size}` +
+    `${m.tokenizer === 'characters' ? ' characters' : ''}, ${params(m.n_params)} parameters (${what}` +
+    `${m.corpus ? `, trained on ${m.corpus}` : ''})`;
+}
+
 function showModel(m) {
-  $('model-info').textContent =
-    `${m.name}: ${m.n_layer} layers × ${m.n_head} heads, width ${m.n_embd}, vocabulary ${m.vocab_size}, ` +
-    `${params(m.n_params)} parameters (${m.origin || 'loaded'} from ${m.source}, ${fmt(m.load_seconds, 2)} s)`;
+  $('model-info').textContent = describe(m);
+  $('model-info').title = `${m.source || ''}${m.load_seconds ? ` — loaded in ${fmt(m.load_seconds, 2)} s` : ''}`;
+  const b = $('synthetic-banner');
   if (m.synthetic) {
-    const b = $('synthetic-banner');
     let note = m.note || 'this model was generated from a seed, not trained.';
     if (!/synthetic/i.test(note)) note = `SYNTHETIC WEIGHTS: ${note}`;
     b.textContent = `⚠ ${note} The pictures on this page show the geometry of random weights, not of a trained GPT-2.`;
     b.hidden = false;
+  } else if (m.origin === 'demo' || m.corpus) {
+    b.textContent = `This is twd's small demo model${m.corpus ? `, trained on ${m.corpus}` : ''}, not GPT-2: ` +
+      'start twd with --model to look at your own checkpoint.';
+    b.hidden = false;
+  } else {
+    b.hidden = true;
   }
   if (m.umap) showUmap(m.umap);
 }
 
 let umapTimer = 0;
 
-// The banner's line on the UMAP layout; keeps polling /umap while it is fitted.
+// The header's line on the UMAP layout; keeps polling /umap while it is fitted.
 function showUmap(u) {
   const line = $('umap-info');
+  clearTimeout(umapTimer);
   if (u.state === 'ready') {
-    line.textContent = `UMAP layout ready: ${u.rows} rows` +
+    line.textContent = `3D layout of the vocabulary (UMAP) ready: ${u.rows} rows` +
       (u.from_cache ? ', from the disk cache' : u.fit_seconds ? `, fitted in ${fmt(u.fit_seconds, 1)} s` : '');
   } else if (u.state === 'fitting') {
-    line.textContent = `UMAP layout of ${u.rows} rows being fitted: ${Math.round((u.progress || 0) * 100)} % ` +
-      `(${u.stage || '?'}); PCA is available now.`;
-    clearTimeout(umapTimer);
+    line.textContent = `The UMAP layout of ${u.rows} vocabulary rows is being fitted: ` +
+      `${Math.round((u.progress || 0) * 100)} %. PCA works now.`;
     umapTimer = setTimeout(async () => {
       try { showUmap(await apiGet('/umap')); } catch (e) { /* the views report errors */ }
     }, 1500);
   } else if (u.state === 'disabled') {
-    line.textContent = 'UMAP is off on this daemon (umap = false): the page uses PCA.';
+    line.textContent = 'UMAP is switched off on this daemon: the trajectories use PCA.';
   } else {
-    line.textContent = `UMAP layout failed: ${u.error || 'unknown error'}; the page uses PCA.`;
+    line.textContent = `The UMAP layout could not be fitted (${u.error || 'unknown error'}); the trajectories use PCA.`;
   }
 }
 
-// Tabs: click, or arrow keys / Home / End on the tab list.
+// ---------- the API key ----------
+
+function initKeyPrompt() {
+  const dlg = $('key-dialog');
+  setKeyPrompt((why, serverText) => new Promise(resolve => {
+    $('key-why').textContent = [why, serverText ? `twd says: ${serverText}` : ''].filter(Boolean).join(' ');
+    $('key-input').value = '';
+    const done = () => {
+      dlg.removeEventListener('close', done);
+      resolve(dlg.returnValue === 'ok' ? $('key-input').value.trim() : '');
+    };
+    dlg.addEventListener('close', done);
+    dlg.returnValue = '';
+    if (typeof dlg.showModal === 'function') dlg.showModal();
+    else { resolve(window.prompt('API key of this twd') || ''); return; }
+    $('key-input').focus();
+  }));
+}
+
+// ---------- views and tabs ----------
+
+let shown = null;
+
+function showView(view, focusTab) {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  for (const t of tabs) {
+    const on = t.dataset.view === view;
+    t.setAttribute('aria-selected', on ? 'true' : 'false');
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute('aria-controls')).hidden = !on;
+    if (on && focusTab) t.focus();
+  }
+  document.body.dataset.view = view;
+  if (shown !== view && shown && MODULES[shown].hide) MODULES[shown].hide();
+  shown = view;
+  MODULES[view].sync(null);
+}
+
 function initTabs() {
-  const tabs = [$('tab-traj'), $('tab-svd')];
-  const select = (tab, focus) => {
-    for (const t of tabs) {
-      const on = t === tab;
-      t.setAttribute('aria-selected', on ? 'true' : 'false');
-      t.tabIndex = on ? 0 : -1;
-      $(t.getAttribute('aria-controls')).hidden = !on;
-    }
-    if (focus) tab.focus();
-    if (tab.id === 'tab-svd') showSpectra();
-    else window.dispatchEvent(new Event('resize'));  // the figure may need the new size
-  };
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
   tabs.forEach((t, i) => {
-    t.addEventListener('click', () => select(t, false));
+    t.addEventListener('click', () => setState({ view: t.dataset.view }));
     t.addEventListener('keydown', ev => {
       let j = null;
       if (ev.key === 'ArrowRight') j = (i + 1) % tabs.length;
@@ -98,9 +159,43 @@ function initTabs() {
       else if (ev.key === 'End') j = tabs.length - 1;
       if (j === null) return;
       ev.preventDefault();
-      select(tabs[j], true);
+      setState({ view: tabs[j].dataset.view });
+      tabs[j].focus();
     });
   });
+}
+
+// ---------- models ----------
+
+function fillPickers() {
+  const ready = ctx.models.filter(m => m.state !== 'failed');
+  if (ready.length < 2) return;
+  $('model-pickers').hidden = false;
+  $('model-pick').replaceChildren(...ready.map(m => el('option', { value: m.name }, m.name)));
+  $('model-vs').replaceChildren(el('option', { value: '' }, 'none'),
+    ...ready.map(m => el('option', { value: m.name }, m.name)));
+  $('model-pick').addEventListener('change', ev => setState({ model: ev.target.value === ctx.models[0].name ? '' : ev.target.value }));
+  $('model-vs').addEventListener('change', ev => setState({ vs: ev.target.value }));
+}
+
+function syncPickers() {
+  if ($('model-pickers').hidden) return;
+  $('model-pick').value = state.model || ctx.models[0].name;
+  $('model-vs').value = state.vs || '';
+}
+
+async function chooseModel() {
+  const names = ctx.models.map(m => m.name);
+  const name = state.model && names.includes(state.model) ? state.model : '';
+  if (state.model && !name) setState({ model: '' }, { push: false, silent: true });
+  // with several models every request names its model
+  setModel(ctx.models.length > 1 ? (name || names[0]) : '');
+  const key = name || names[0] || '';
+  if (!ctx.info.has(key)) ctx.info.set(key, await loadModel(name || (ctx.models.length > 1 ? key : '')));
+  ctx.current = ctx.info.get(key);
+  if (state.vs && names.includes(state.vs) && !ctx.info.has(state.vs)) ctx.info.set(state.vs, await loadModel(state.vs));
+  showModel(ctx.current);
+  syncPickers();
 }
 
 async function main() {
@@ -108,18 +203,32 @@ async function main() {
     fatal('The plotting library (plotly.js) is missing from static/vendor: run scripts/deps.sh, then reload this page.');
     return;
   }
-  let m;
+  initHistory();
+  initKeyPrompt();
+  initTabs();
   try {
-    m = await loadModel();
+    const [list] = await Promise.all([apiGet('/models', { model: null }).catch(e => {
+      if (e instanceof ApiError && e.status === 404) return { models: [] };  // an older twd
+      throw e;
+    }), loadSpec()]);
+    ctx.models = list.models || [];
+    fillPickers();
+    await chooseModel();
   } catch (e) {
     $('model-info').textContent = '';
     fatal(`twd did not describe its model: ${e.message}`);
     return;
   }
-  showModel(m);
-  initTabs();
-  initSpectra(m);
-  initTrajectory(m, showUmap);
+  for (const m of Object.values(MODULES)) m.init(ctx);
+  subscribe(async changed => {
+    if (changed.has('model') || changed.has('vs')) {
+      try { await chooseModel(); } catch (e) { fatal(`twd did not describe the model: ${e.message}`); return; }
+      for (const m of Object.values(MODULES)) if (m.modelChanged) m.modelChanged();
+    }
+    if (changed.has('view') || shown !== state.view) showView(state.view, false);
+    else MODULES[shown].sync(changed);
+  });
+  showView(VIEWS.includes(state.view) ? state.view : 'traj', false);
   document.body.dataset.ready = 'true';
 }
 

@@ -1,96 +1,81 @@
 // The head-spectra view: for one block, per head, the coverage curves
 // cumsum(S)/sum(S) of the singular values of W_QK and W_VO (x: % of the
-// directions, y: % of the spectrum, dashed at 99 %), from /svd?top=0; a head's
-// top singular directions with their left and right tokens on request.
-import { apiGet } from './api.js';
-import { showMessage, hideMessage, errorText } from './ui.js';
-import { el, tokenChip, fmt, downloadBlob, plotlyText } from './text.js';
+// directions, y: % of the spectrum, dashed at 99 %), from /svd?top=0; beside
+// them the chosen head's top singular directions with their left and right
+// tokens (/svd?head=); below, the bias probes of the block (/svd/bias).
+// With a second model chosen, its spectra are drawn beside.
+import { getCached } from './api.js';
+import { state, setState } from './state.js';
+import { showMessage, hideMessage, errorText, downloadTools } from './ui.js';
+import { el, tokenChip, fmt, plotlyText } from './text.js';
+import { config, timed } from './plot.js';
 
 const MATRICES = [
-  { key: 'qk', name: 'W<sub>QK</sub>', plain: 'W_QK', color: '#1f6fb4',
+  { key: 'qk', name: 'W<sub>QK</sub>', plain: 'W_QK', color: '#1f5f9e', dash: 'solid',
     left: 'left: query side (ln_1 of the embeddings)', right: 'right: key side (ln_1 of the embeddings)' },
-  { key: 'vo', name: 'W<sub>VO</sub>', plain: 'W_VO', color: '#d9730d',
+  { key: 'vo', name: 'W<sub>VO</sub>', plain: 'W_VO', color: '#d9730d', dash: 'dash',
     left: 'left: what the head reads (ln_1 of the embeddings)', right: 'right: what it writes (the embeddings)' },
+];
+const BIAS = [
+  ['a', 'a = W<sub>q</sub> b<sub>k</sub>', 'query directions the key bias rewards'],
+  ['-a', '−a', 'query directions the key bias penalises'],
+  ['c', 'c = W<sub>k</sub> b<sub>q</sub>', 'key directions the query bias rewards'],
+  ['-c', '−c', 'key directions the query bias penalises'],
 ];
 
 const $ = id => document.getElementById(id);
 
 const sv = {
-  model: null,
-  block: 0,
-  spectra: null,     // /svd?top=0 answer shown
-  head: null,        // head whose directions are listed
-  directions: null,  // /svd?head=... answer listed
-  seq: 0,
-  dseq: 0,
-  loaded: false,
-  bound: false,
+  ctx: null, key: '', spectra: null, head: null, directions: null, dkey: '', bias: null, bkey: '',
+  vs: null, vsKey: '', seq: 0, dseq: 0, bseq: 0, bound: false, tools: null, userHead: false,
 };
 
-// Rows x columns of the small multiples: as square as possible with full rows
-// (the reference's layout); two columns on a narrow window.
 function grid(n, narrow) {
   if (narrow) return [Math.ceil(n / 2), Math.min(n, 2)];
   let cols = Math.ceil(Math.sqrt(n));
   while (n % cols !== 0 && cols < n) cols++;
-  if (cols > 6) cols = Math.ceil(Math.sqrt(n));  // a prime head count: fall back to a ragged grid
+  if (cols > 6) cols = Math.ceil(Math.sqrt(n));
   return [Math.ceil(n / cols), cols];
 }
 
-// x and y of a coverage curve, in %, starting at (0, 0): after r+1 of dh
-// directions the curve holds coverage[r].
 function curve(cov) {
   const dh = cov.length;
   return { x: [0, ...cov.map((_, r) => (100 * (r + 1)) / dh)], y: [0, ...cov.map(c => 100 * c)] };
 }
 
-// Pixel height of a row of heads: the whole grid in the visible column when
-// that leaves each row at least 150 px, never more than 205 px.
-function rowHeight(rows, narrow) {
-  if (narrow) return 190;
-  const stage = $('svd-plot').parentElement.clientHeight - 12;
-  return Math.max(150, Math.min(205, Math.floor((stage - 100) / rows)));
-}
-
-function figure() {
-  const gd = $('svd-plot');
+function figure(gd, spectra, model, chosen) {
   const narrow = gd.clientWidth < 600;
-  const heads = sv.spectra.heads;
+  const heads = spectra.heads;
   const n = heads.length;
   const [rows, cols] = grid(n, narrow);
+  const rowH = narrow ? 170 : Math.max(130, Math.min(190, Math.floor(((gd.parentElement.clientHeight || 700) - 120) / rows)));
   const data = [], shapes = [], annotations = [];
   const layout = {
-    grid: { rows, columns: cols, pattern: 'independent', xgap: 0.12, ygap: narrow ? 0.32 : 0.28 },
-    margin: { l: 48, r: 12, t: 84, b: 44 },
-    height: Math.max(320, rows * rowHeight(rows, narrow) + 100),
+    grid: { rows, columns: cols, pattern: 'independent', xgap: 0.1, ygap: narrow ? 0.34 : 0.3 },
+    margin: { l: 46, r: 10, t: 70, b: 40 },
+    height: Math.max(300, rows * rowH + 100),
     paper_bgcolor: '#ffffff', plot_bgcolor: '#fbfcfe',
     title: {
-      text: narrow ? `block ${sv.spectra.block}: coverage of the spectrum per head`
-        : `${plotlyText(sv.model.name)}${sv.model.synthetic ? ' (synthetic)' : ''} · block ${sv.spectra.block}: ` +
-          'singular value coverage per head',
-      x: 0.01, xanchor: 'left', y: 0.99, yanchor: 'top', yref: 'container', font: { size: 14 },
+      text: `${plotlyText(model.name)}${model.synthetic ? ' (synthetic)' : ''} · block ${spectra.block}` +
+        (narrow ? '' : ': singular value coverage per head'),
+      x: 0.01, xanchor: 'left', y: 0.99, yanchor: 'top', yref: 'container', font: { size: 13 },
     },
-    // between the title and the first row of heads
-    legend: { orientation: 'h', x: narrow ? 0 : 1, xanchor: narrow ? 'left' : 'right', y: 0, yanchor: 'top',
-      yref: 'container', font: { size: 12 } },
-    hovermode: 'closest',
-    showlegend: true,
+    legend: { orientation: 'h', x: 1, xanchor: 'right', y: 1, yanchor: 'bottom', font: { size: 12 } },
+    hovermode: 'closest', showlegend: true,
   };
   heads.forEach((hd, i) => {
     const ax = i === 0 ? '' : String(i + 1);
     const row = Math.floor(i / cols), col = i % cols;
     const bottom = row === rows - 1 || i + cols >= n;
-    layout[`xaxis${ax}`] = {
-      range: [0, 100], dtick: 25, gridcolor: '#e3e7ee', zeroline: false, showticklabels: bottom,
-      title: bottom ? { text: '% of directions', font: { size: 11 } } : undefined, tickfont: { size: 10 },
-    };
-    layout[`yaxis${ax}`] = {
-      range: [0, 102], dtick: 25, gridcolor: '#e3e7ee', zeroline: false, showticklabels: col === 0,
-      title: col === 0 ? { text: '% of spectrum', font: { size: 11 } } : undefined, tickfont: { size: 10 },
-    };
+    layout[`xaxis${ax}`] = { range: [0, 100], dtick: 25, gridcolor: '#e3e7ee', zeroline: false, showticklabels: bottom,
+      title: bottom ? { text: '% of directions', font: { size: 11 } } : undefined, tickfont: { size: 10 } };
+    layout[`yaxis${ax}`] = { range: [0, 102], dtick: 25, gridcolor: '#e3e7ee', zeroline: false, showticklabels: col === 0,
+      title: col === 0 ? { text: '% of spectrum', font: { size: 11 } } : undefined, tickfont: { size: 10 } };
     const xr = `x${ax}`, yr = `y${ax}`;
-    shapes.push({ type: 'line', xref: `${xr} domain`, yref: yr, x0: 0, x1: 1, y0: 99, y1: 99,
-      line: { color: '#8a93a3', width: 1, dash: 'dash' } });
+    shapes.push({ type: 'line', xref: `${xr} domain`, yref: yr, x0: 0, x1: 1, y0: 99, y1: 99, line: { color: '#8a93a3', width: 1, dash: 'dash' } });
+    if (hd.head === chosen)
+      shapes.push({ type: 'rect', xref: `${xr} domain`, yref: `${yr} domain`, x0: 0, x1: 1, y0: 0, y1: 1,
+        line: { color: '#2855c5', width: 2 }, fillcolor: 'rgba(0,0,0,0)' });
     const f99 = [];
     for (const m of MATRICES) {
       const spec = hd[m.key];
@@ -98,8 +83,7 @@ function figure() {
       const c = curve(spec.coverage);
       data.push({
         type: 'scatter', mode: 'lines', xaxis: xr, yaxis: yr, x: c.x, y: c.y,
-        name: m.name, legendgroup: m.key, showlegend: i === 0,
-        line: { color: m.color, width: 2 },
+        name: m.name, legendgroup: m.key, showlegend: i === 0, line: { color: m.color, width: 2, dash: m.dash },
         hovertemplate: `head ${hd.head} · ${m.name}<br>%{x:.1f} % of directions: %{y:.1f} % of the spectrum<extra></extra>`,
         meta: { role: 'coverage', matrix: m.key, head: hd.head },
       });
@@ -107,144 +91,228 @@ function figure() {
         y0: 0, y1: 1, line: { color: m.color, width: 1, dash: 'dot' } });
       f99.push(`${m.key.toUpperCase()} ${Math.round(100 * spec.frac99)}%`);
     }
-    const label = narrow ? `<b>head ${hd.head}</b> ${f99.join(' ')}` : `<b>head ${hd.head}</b>  99 %: ${f99.join(' · ')}`;
     annotations.push({
-      xref: `${xr} domain`, yref: `${yr} domain`, x: 0, y: 1.02, xanchor: 'left', yanchor: 'bottom',
-      showarrow: false, align: 'left', font: { size: 11, color: hd.head === sv.head ? '#2855c5' : '#1d2330' },
-      text: label,
+      xref: `${xr} domain`, yref: `${yr} domain`, x: 0, y: 1.02, xanchor: 'left', yanchor: 'bottom', showarrow: false,
+      align: 'left', font: { size: 11, color: hd.head === chosen ? '#2855c5' : '#1d2330' },
+      text: narrow ? `<b>head ${hd.head}</b> ${f99.join(' ')}` : `<b>head ${hd.head}</b>  99 %: ${f99.join(' · ')}`,
     });
   });
-  layout.legend.y = 1 - 30 / layout.height;  // just under the title
   layout.shapes = shapes;
   layout.annotations = annotations;
   return { data, layout };
 }
 
-function draw() {
+async function draw() {
   const gd = $('svd-plot');
-  gd.classList.remove('empty');
-  const { data, layout } = figure();
-  Plotly.react(gd, data, layout, {
-    displaylogo: false, responsive: true,
-    toImageButtonOptions: { filename: `twd-svd-block${sv.spectra.block}`, format: 'png' },
-  });
+  gd.classList.remove('empty', 'stale');
+  const { data, layout } = figure(gd, sv.spectra, sv.ctx.current, sv.head);
+  await timed('twd:svd-draw', () => Plotly.react(gd, data, layout, config(stem())));
   gd.dataset.block = String(sv.spectra.block);
-  if (!sv.bound) {  // clicking a head's curve lists its directions
+  if (!sv.bound) {
     sv.bound = true;
     gd.on('plotly_click', ev => {
       const meta = ev.points && ev.points[0] && ev.points[0].data.meta;
-      if (meta && typeof meta.head === 'number') selectHead(meta.head);
+      if (meta && typeof meta.head === 'number') { sv.userHead = true; setState({ head: meta.head }); }
     });
   }
 }
 
 function renderHeadButtons() {
-  const box = $('svd-heads');
-  box.replaceChildren(...sv.spectra.heads.map(hd => el('button', {
+  $('svd-heads').replaceChildren(...sv.spectra.heads.map(hd => el('button', {
     type: 'button', 'aria-pressed': hd.head === sv.head ? 'true' : 'false', 'data-head': hd.head,
-    onclick: () => selectHead(hd.head),
+    onclick: () => { sv.userHead = true; setState({ head: hd.head }); },
   }, String(hd.head))));
 }
 
-// Loads the spectra of block b (cheap: top=0) and draws them.
-export async function loadBlock(b) {
-  const seq = ++sv.seq;
-  sv.block = b;
-  $('svd-block').value = String(b);
-  showMessage($('svd-msg'), { kind: 'info', title: `Computing the spectra of block ${b}…` });
-  try {
-    const ans = await apiGet('/svd', { block: b, matrix: 'both', top: 0 });
-    if (seq !== sv.seq) return;
-    sv.spectra = ans;
-    if (sv.head !== null && sv.head >= ans.heads.length) sv.head = null;
-    hideMessage($('svd-msg'));
-    draw();
-    renderHeadButtons();
-    $('svd-png').disabled = false;
-    $('svd-json').disabled = false;
-    if (sv.head !== null) selectHead(sv.head);
-    else $('svd-directions').replaceChildren();
-  } catch (e) {
-    if (seq !== sv.seq) return;
-    showMessage($('svd-msg'), { kind: 'error', title: 'twd could not compute the spectra:', text: errorText(e) });
-  }
-}
-
-function directionsTable(m, spec) {
+function directionsTable(m, spec, d) {
   const head = el('tr', {}, el('th', { scope: 'col' }, 'rank'), el('th', { scope: 'col' }, 'σ'),
     el('th', { scope: 'col' }, 'left tokens'), el('th', { scope: 'col' }, 'right tokens'));
-  const rows = spec.directions.map(d => el('tr', {},
-    el('td', { class: 'num' }, String(d.rank)), el('td', { class: 'num' }, fmt(d.s, 4)),
-    el('td', {}, d.left.map(t => tokenChip(t))), el('td', {}, d.right.map(t => tokenChip(t)))));
+  const rows = spec.directions.map(x => el('tr', {},
+    el('td', { class: 'num' }, String(x.rank)), el('td', { class: 'num' }, fmt(x.s, 4)),
+    el('td', {}, x.left.map(t => tokenChip(t))), el('td', {}, x.right.map(t => tokenChip(t)))));
   return el('section', { 'data-matrix': m.key },
-    el('h2', { class: m.key }, `${m.plain} of head ${sv.directions.heads[0].head}, block ${sv.directions.block}`),
-    el('p', { class: 'hint' }, `${m.left}; ${m.right}. 99 % of the spectrum in ${Math.round(100 * spec.frac99)} % of the ${sv.directions.dh} directions.`),
+    el('h2', { class: m.key }, `${m.plain} of head ${d.heads[0].head}, block ${d.block}`),
+    el('p', { class: 'hint' }, `${m.left}; ${m.right}. 99 % of the spectrum in ${Math.round(100 * spec.frac99)} % of the ${d.dh} directions.`),
     el('table', { class: 'data' }, el('thead', {}, head), el('tbody', {}, rows)));
 }
 
-// Lists the top directions of head h of the current block.
-export async function selectHead(h) {
+async function loadDirections(block) {
+  const top = Math.min(state.top, sv.spectra.dh || state.top);
+  const params = { block, matrix: 'both', top, k: Math.min(20, state.k), head: sv.head };
+  const key = JSON.stringify({ ...params, model: state.model });
+  if (key === sv.dkey) return;
   const seq = ++sv.dseq;
-  sv.head = h;
-  renderHeadButtons();
-  if (sv.spectra) draw();
-  const top = Math.max(1, Number($('svd-top').value) || 10);
-  const k = Math.max(1, Number($('svd-k').value) || 5);
   const box = $('svd-directions');
-  box.replaceChildren(el('p', { class: 'hint' }, `Computing the top directions of head ${h}…`));
+  box.replaceChildren(el('p', { class: 'hint' }, `Computing the top directions of head ${sv.head}…`));
   try {
-    const ans = await apiGet('/svd', { block: sv.block, matrix: 'both', top, k, head: h });
+    const ans = await getCached('/svd', params);
     if (seq !== sv.dseq) return;
     sv.directions = ans;
+    sv.dkey = key;
     const hd = ans.heads[0];
-    box.replaceChildren(...MATRICES.filter(m => hd[m.key]).map(m => directionsTable(m, hd[m.key])));
+    box.replaceChildren(...MATRICES.filter(m => hd[m.key]).map(m => directionsTable(m, hd[m.key], ans)));
+    box.dataset.head = String(hd.head);
+    // on a window too small to show them beside the figure, bring them into view
+    if (sv.userHead) {
+      sv.userHead = false;
+      const r = box.getBoundingClientRect();
+      if (r.top > window.innerHeight - 80 || r.bottom < 0) box.scrollIntoView({ block: 'start', behavior: 'smooth' });
+      box.focus({ preventScroll: true });
+    }
   } catch (e) {
     if (seq !== sv.dseq) return;
     box.replaceChildren();
-    showMessage($('svd-msg'), { kind: 'error', title: `twd could not list the directions of head ${h}:`, text: errorText(e) });
+    showMessage($('svd-msg'), { kind: 'error', title: `twd could not list the directions of head ${sv.head}:`, text: errorText(e) });
   }
 }
 
-function downloadJson() {
-  const doc = {
-    generated_by: 'twd web page', url: location.href, model: sv.model,
-    spectra: sv.spectra, directions: sv.head !== null ? sv.directions : null,
-  };
-  downloadBlob(new Blob([JSON.stringify(doc, null, 1)], { type: 'application/json' }),
-    `twd-svd-block${sv.block}${sv.head !== null ? `-head${sv.head}` : ''}.json`);
+async function loadBias(block) {
+  const params = { block, k: Math.min(20, state.k) };
+  const key = JSON.stringify({ ...params, model: state.model });
+  if (key === sv.bkey) return;
+  const seq = ++sv.bseq;
+  const body = $('svd-bias-body');
+  body.replaceChildren(el('p', { class: 'hint' }, `Computing the bias probes of block ${block}…`));
+  try {
+    const ans = await getCached('/svd/bias', params);
+    if (seq !== sv.bseq) return;
+    sv.bias = ans;
+    sv.bkey = key;
+    const head = el('tr', {}, el('th', { scope: 'col' }, 'head'),
+      BIAS.map(([, , what], i) => el('th', { scope: 'col', title: what }, ['a', '−a', 'c', '−c'][i])));
+    const rows = ans.heads.map(h => el('tr', {}, el('th', { scope: 'row' }, String(h.head)),
+      BIAS.map(([name]) => el('td', {}, (h[name] || []).map(t => tokenChip(t))))));
+    body.replaceChildren(
+      el('p', { class: 'hint' }, 'Per head, the tokens the attention biases favour: a = W_q b_k (queries the key bias ' +
+        'rewards), c = W_k b_q (keys the query bias rewards), and their opposites, against ln_1 of the embeddings.'),
+      el('table', { class: 'data', 'data-block': String(ans.block) }, el('thead', {}, head), el('tbody', {}, rows)));
+  } catch (e) {
+    if (seq !== sv.bseq) return;
+    body.replaceChildren(el('p', { class: 'hint' }, `twd could not compute the bias probes: ${errorText(e)}`));
+  }
 }
 
-// Wires the view to model m; the spectra are fetched the first time the view is shown.
-export function initSpectra(m) {
-  sv.model = m;
-  const sel = $('svd-block');
-  sel.replaceChildren(...Array.from({ length: m.n_layer }, (_, b) => el('option', { value: b }, `block ${b}`)));
+// The second model's spectra of the same block, beside the first.
+async function loadVs(block) {
+  const box = $('svd-vs');
+  const vs = sv.ctx.vsInfo();
+  if (!vs || vs.name === sv.ctx.current.name) { box.hidden = true; sv.vs = null; sv.vsKey = ''; return; }
+  box.hidden = false;
+  if (block >= vs.n_layer) {
+    box.replaceChildren(el('p', { class: 'hint' }, `${vs.name} has ${vs.n_layer} blocks: no block ${block}.`));
+    return;
+  }
+  const key = `${vs.name}:${block}`;
+  if (key === sv.vsKey) return;
+  let gd = $('svd-vs-plot');
+  if (!gd) { gd = el('div', { id: 'svd-vs-plot', class: 'plot plot2d', role: 'img', 'aria-label': `Spectra of ${vs.name}` }); box.replaceChildren(gd); }
+  try {
+    const ans = await getCached('/svd', { block, matrix: 'both', top: 0, model: vs.name });
+    sv.vs = ans;
+    sv.vsKey = key;
+    const { data, layout } = figure(gd, ans, vs, null);
+    await Plotly.react(gd, data, layout, config(`twd-svd-${vs.name}-block${block}`));
+  } catch (e) {
+    box.replaceChildren(el('p', { class: 'hint' }, `twd could not compute the spectra of ${vs.name}: ${errorText(e)}`));
+  }
+}
+
+function stem() { return `twd-svd-block${sv.spectra ? sv.spectra.block : 0}${sv.head !== null ? `-head${sv.head}` : ''}`; }
+
+function dataDoc() {
+  return { generated_by: 'twd web page', url: location.href, model: sv.ctx.current, spectra: sv.spectra,
+    directions: sv.directions, bias: sv.bias, beside: sv.vs ? { model: sv.ctx.vsInfo(), spectra: sv.vs } : null };
+}
+
+// tidy: the coverage curves (kind=coverage), the chosen head's directions
+// (kind=direction) and the bias probes (kind=bias)
+function dataCsv() {
+  const rows = [['kind', 'block', 'head', 'matrix', 'rank', 's', 'coverage', 'side', 'pos', 'id', 'text', 'score']];
+  const b = sv.spectra.block;
+  for (const h of sv.spectra.heads)
+    for (const m of MATRICES) {
+      const spec = h[m.key];
+      if (!spec) continue;
+      spec.coverage.forEach((c, r) => rows.push(['coverage', b, h.head, m.key, r + 1, spec.singular_values[r], c, null, null, null, null, null]));
+    }
+  if (sv.directions)
+    for (const h of sv.directions.heads)
+      for (const m of MATRICES) {
+        const spec = h[m.key];
+        if (!spec) continue;
+        for (const d of spec.directions)
+          for (const side of ['left', 'right'])
+            d[side].forEach((t, j) => rows.push(['direction', b, h.head, m.key, d.rank, d.s, null, side, j + 1, t.id, t.text, t.score]));
+      }
+  if (sv.bias)
+    for (const h of sv.bias.heads)
+      for (const [name] of BIAS)
+        (h[name] || []).forEach((t, j) => rows.push(['bias', sv.bias.block, h.head, name, j + 1, null, null, null, j + 1, t.id, t.text, t.score]));
+  return rows;
+}
+
+function fillPickers() {
+  const m = sv.ctx.current;
+  $('svd-block').replaceChildren(...Array.from({ length: m.n_layer }, (_, b) => el('option', { value: b }, `block ${b}`)));
+}
+
+export function init(ctx) {
+  sv.ctx = ctx;
+  fillPickers();
   $('svd-form').addEventListener('submit', ev => {
     ev.preventDefault();
-    loadBlock(Number(sel.value));
+    const f = ev.target.elements;
+    const top = Number(f.top.value), k = Number(f.k.value);
+    const patch = { block: Number(f.block.value) };
+    if (Number.isInteger(top) && top >= 1) patch.top = top;
+    if (Number.isInteger(k) && k >= 1 && k <= 20) patch.k = k;
+    setState(patch);
   });
-  sel.addEventListener('change', () => loadBlock(Number(sel.value)));
-  $('svd-png').addEventListener('click', () => {
-    const gd = $('svd-plot');
-    Plotly.downloadImage(gd, { format: 'png', filename: `twd-svd-block${sv.block}`,
-      width: Math.max(gd.clientWidth, 800), height: gd.clientHeight });
-  });
-  $('svd-json').addEventListener('click', downloadJson);
+  $('svd-block').addEventListener('change', ev => setState({ block: Number(ev.target.value) }));
+  sv.tools = downloadTools($('svd-tools'), { prefix: 'svd', name: 'head spectra', figure: () => $('svd-plot'), stem, json: dataDoc, csv: dataCsv });
   $('svd-plot').classList.add('empty');
-  let resizeTimer = 0;
+  let t = 0;
   window.addEventListener('resize', () => {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => { if (sv.spectra && !$('view-svd').hidden) draw(); }, 150);
+    clearTimeout(t);
+    t = setTimeout(() => { if (sv.spectra && !$('view-svd').hidden) { draw(); sv.vsKey = ''; loadVs(sv.spectra.block); } }, 200);
   });
 }
 
-// Called when the view becomes visible.
-export function showSpectra() {
-  const gd = $('svd-plot');
-  if (!sv.loaded) {
-    sv.loaded = true;
-    loadBlock(Number($('svd-block').value) || 0);
-  } else if (sv.spectra) {
-    draw();  // the window may have changed while the view was hidden
+export function modelChanged() { fillPickers(); sv.key = ''; sv.dkey = ''; sv.bkey = ''; sv.vsKey = ''; }
+
+export async function sync() {
+  const m = sv.ctx.current;
+  const block = Math.min(state.block, m.n_layer - 1);
+  const head = Math.min(state.head === null ? 0 : state.head, m.n_head - 1);
+  const f = $('svd-form').elements;
+  f.block.value = String(block);
+  f.top.value = String(state.top);
+  f.k.value = String(Math.min(20, state.k));
+  const key = JSON.stringify({ block, model: state.model });
+  if (key !== sv.key || !sv.spectra) {
+    const seq = ++sv.seq;
+    showMessage($('svd-msg'), { kind: 'info', title: `Computing the spectra of block ${block}…` });
+    try {
+      const ans = await getCached('/svd', { block, matrix: 'both', top: 0 });
+      if (seq !== sv.seq) return;
+      sv.spectra = ans;
+      sv.key = key;
+      sv.head = head;
+      hideMessage($('svd-msg'));
+      await draw();
+      sv.tools.enable(true);
+    } catch (e) {
+      if (seq !== sv.seq) return;
+      sv.key = '';
+      showMessage($('svd-msg'), { kind: 'error', title: 'twd could not compute the spectra:', text: errorText(e) });
+      return;
+    }
+  } else if (head !== sv.head) {
+    sv.head = head;
+    await draw();
   }
+  renderHeadButtons();
+  await Promise.all([loadDirections(block), loadBias(block), loadVs(block)]);
+  for (const tr of document.querySelectorAll('#svd-bias-body tbody tr'))
+    tr.classList.toggle('now', tr.firstChild.textContent === String(sv.head));
 }

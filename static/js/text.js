@@ -91,3 +91,13 @@ export function slug(s, max = 32) {
   const t = String(s).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
   return t.slice(0, max) || 'phrase';
 }
+
+// CSV (RFC 4180, CRLF) of rows of cells; numbers as they are, null as empty.
+export function csvText(rows) {
+  const cell = v => {
+    if (v === null || v === undefined) return '';
+    const s = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : '') : String(v);
+    return /[",\r\n]/.test(s) || /^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return rows.map(r => r.map(cell).join(',')).join('\r\n') + '\r\n';
+}

@@ -1,150 +1,175 @@
 // The trajectory view: one 3D figure with the faint vocabulary cloud
 // (/umap/layout), each token's path through the states of /trajectory
-// (coloured by layer), the tokens at the input, the states of the chosen layer,
-// and an optional second phrase drawn alongside.
-import { apiGet, apiPost, ApiError } from './api.js';
-import { showMessage, hideMessage, errorText } from './ui.js';
+// (coloured by layer on viridis), the tokens at the chosen state (each token
+// labelled once, there), and an optional second phrase drawn alongside.
+//
+// Drawing is split by what changes: a new phrase or projection draws the
+// figure (the cloud's buffers are built once per layout and kept, plot.js
+// keepTrace); a slider step updates only the traces of the shown state
+// (Plotly.update); the camera is kept in the URL.
+import { ApiError, apiGet, postCached, getCached } from './api.js';
+import { state, setState } from './state.js';
+import { showMessage, hideMessage, errorText, downloadTools } from './ui.js';
 import {
-  visibleToken, plotlyText, sceneText, el, tokenChip, fmt, shortPhrase, downloadBlob, slug,
+  visibleToken, plotlyText, sceneText, el, tokenChip, fmt, shortPhrase, slug,
 } from './text.js';
+import { LAYER_SCALE, layerColor, config, timed, keepTrace } from './plot.js';
 
-// Layer colours: violet (input) -> blue -> green -> amber -> red (last block);
-// every stop stays readable on white.
-const COLORSCALE = [[0, '#5e3c99'], [0.25, '#3b6fb6'], [0.5, '#1b9e77'], [0.75, '#e69f00'], [1, '#d7301f']];
 const LETTERS = ['A', 'B'];
 const SYMBOLS = ['circle', 'diamond'];
 const DASHES = ['solid', 'dash'];
-const PLAY_MS = 800;
+const PLAY_MS = 700;
 
 const $ = id => document.getElementById(id);
 
 const st = {
-  model: null,
-  request: null,      // the request the figure shows: {texts, projection, gelu, k, limit}
+  ctx: null,
+  key: '',            // the request the figure shows (reqKey)
+  request: null,
   results: [],        // /trajectory answers, phrase A then B
+  pre: [],            // per phrase: hover texts and labels, computed once per answer
   cloud: null,        // /umap/layout answer drawn behind, or null
   cloudKey: '',
-  cloudTrace: null,   // {source, trace}: the plotly trace of `cloud`
-  layer: 0,           // state index shown by the slider
+  cloudTrace: null,   // the plotly trace of `cloud` (the same object while the layout is)
+  layer: 0,           // state index shown
   highlight: [0, 0],  // token index followed in each phrase
   focus: null,        // {p, t, s} of the point the details panel shows (hover), or null
   seq: 0,             // request generation; stale answers are dropped
-  abort: null,
   pollTimer: 0,
   playTimer: 0,
-  bound: false,       // plotly event handlers attached
-  busyTimer: 0,
-  onUmap: () => {},
+  bound: false,
+  drawn: false,       // a figure of `key` is on screen
+  narrow: null,
+  dragging: false,    // the pointer holds the slider
+  stepping: false,    // a slider step is being drawn
+  dragPushed: false,  // the drag (or play) made its history entry
+  camera: '',         // the camera string last applied or read
+  firstShown: false,
+  tools: null,
+  cloudOff: false,    // the cloud hidden from the legend
 };
 
-// ---------- colours and names ----------
+// ---------- names ----------
 
-function hexRgb(h) {
-  return [1, 3, 5].map(i => parseInt(h.slice(i, i + 2), 16));
+function shortState(state_) {
+  if (state_.block !== null && state_.block !== undefined) return `b${state_.block}`;
+  if (state_.name === 'embedding') return 'E';
+  if (state_.name === 'embedding+position') return 'E+P';
+  if (state_.name === 'embedding+position, ln_f') return 'ln_f(E+P)';
+  return state_.name;
 }
 
-// Colour of state s of n on COLORSCALE, as 'rgb(r,g,b)'.
-function layerColor(s, n) {
-  const t = n > 1 ? s / (n - 1) : 0;
-  let i = 0;
-  while (i < COLORSCALE.length - 2 && t > COLORSCALE[i + 1][0]) i++;
-  const [t0, c0] = COLORSCALE[i], [t1, c1] = COLORSCALE[i + 1];
-  const u = Math.max(0, Math.min(1, (t - t0) / (t1 - t0)));
-  const a = hexRgb(c0), b = hexRgb(c1);
-  return `rgb(${a.map((v, k) => Math.round(v + (b[k] - v) * u)).join(',')})`;
+export function longState(state_) {
+  if (state_.block !== null && state_.block !== undefined) return `after block ${state_.block} (ln_f of the residual)`;
+  if (state_.name === 'embedding') return 'input: token embedding';
+  if (state_.name === 'embedding+position') return 'input: embedding + position';
+  if (state_.name === 'embedding+position, ln_f') return 'input: ln_f(embedding + position)';
+  return state_.name;
 }
 
-// Short state names for the colour bar: E, E+P, ln_f(E+P), b0, b1, ...
-function shortState(state) {
-  if (state.block !== null && state.block !== undefined) return `b${state.block}`;
-  if (state.name === 'embedding') return 'E';
-  if (state.name === 'embedding+position') return 'E+P';
-  if (state.name === 'embedding+position, ln_f') return 'ln_f(E+P)';
-  return state.name;
+// ---------- the request the state asks for ----------
+
+function wanted() {
+  const texts = [st.ctx.phrase()];
+  if (state.compare.trim() !== '') texts.push(state.compare);
+  return { texts, projection: state.projection, gelu: state.gelu, k: state.k, limit: state.limit, model: state.model };
 }
 
-// Long state names for the slider and hover: "input embedding", "block 3 (ln_f)".
-function longState(state) {
-  if (state.block !== null && state.block !== undefined) return `block ${state.block} (ln_f of the residual)`;
-  if (state.name === 'embedding') return 'input: token embedding';
-  if (state.name === 'embedding+position') return 'input: embedding + position';
-  if (state.name === 'embedding+position, ln_f') return 'input: ln_f(embedding + position)';
-  return state.name;
-}
+const reqKey = r => JSON.stringify(r);
 
-// ---------- requests ----------
+function fillForm(req) {
+  const f = $('traj-form');
+  if (document.activeElement !== f.elements.text) f.elements.text.value = req.texts[0];
+  if (document.activeElement !== f.elements.text2) f.elements.text2.value = state.compare;
+  for (const r of f.elements.projection) r.checked = r.value === req.projection;
+  f.elements.gelu.value = req.gelu;
+  f.elements.k.value = String(req.k);
+  f.elements.limit.value = String(req.limit);
+}
 
 function readForm() {
   const f = $('traj-form');
-  const texts = [f.elements.text.value];
-  const second = f.elements.text2.value;
-  if (second.trim() !== '') texts.push(second);
   const int = (v, d) => (/^\d+$/.test(String(v).trim()) ? Number(v) : d);
+  const text = f.elements.text.value;
   return {
-    texts,
+    text: text === st.ctx.defaultPhrase() ? '' : text,
+    compare: f.elements.text2.value,
     projection: f.elements.projection.value || 'umap',
     gelu: f.elements.gelu.value,
-    k: int(f.elements.k.value, 5),
+    k: Math.max(1, Math.min(20, int(f.elements.k.value, 5))),
     limit: int(f.elements.limit.value, 0),
   };
 }
 
-function setProjection(p) {
-  for (const r of $('traj-form').elements.projection) r.checked = r.value === p;
-}
+// ---------- fetching ----------
 
 function sameTokens(a, b) {
   return a && b && a.tokens.length === b.tokens.length && a.tokens.every((t, i) => t.id === b.tokens[i].id);
 }
 
-// Asks for the trajectories of req (and the background cloud) and draws them;
-// on failure shows the daemon's message, and while the UMAP layout is fitted,
-// its progress with an offer to use PCA, retrying when the fit is done.
-export async function run(req) {
+// Asks for the trajectories of req and the background cloud; draws the
+// phrase as soon as it is there and the cloud when it comes. While the UMAP
+// layout is fitted, shows its progress and offers PCA, and draws by itself
+// once the fit is done.
+async function run(req) {
   stopPlay();
   clearTimeout(st.pollTimer);
-  if (st.abort) st.abort.abort();
-  const ac = new AbortController();
-  st.abort = ac;
   const seq = ++st.seq;
-  clearTimeout(st.busyTimer);
-  st.busyTimer = setTimeout(() => {
+  const key = reqKey(req);
+  const busyTimer = setTimeout(() => {
     if (seq === st.seq) showMessage($('traj-msg'), { kind: 'info', title: 'Computing the trajectories…' });
-  }, 300);
+  }, 250);
   $('traj-plot').setAttribute('aria-busy', 'true');
+  const cloudKey = `${req.model}:${req.projection}:${req.limit}`;
+  const cloudJob = st.cloud && st.cloudKey === cloudKey ? Promise.resolve(st.cloud)
+    : getCached('/umap/layout', { projection: req.projection, limit: req.limit });
+  let cloudNow = null;
+  cloudJob.then(c => { cloudNow = c; }, () => {});
   try {
-    const cloudKey = `${req.projection}:${req.limit}`;
-    const cloudJob = st.cloud && st.cloudKey === cloudKey
-      ? Promise.resolve(st.cloud)
-      : apiGet('/umap/layout', { projection: req.projection, limit: req.limit }, ac.signal);
-    const jobs = req.texts.map((text, p) => apiPost('/trajectory',
-      { text, projection: req.projection, gelu: req.gelu, k: req.k }, ac.signal)
-      .catch(e => { e.phrase = p; throw e; }));
-    const [cloud, ...results] = await Promise.all([cloudJob, ...jobs]);
+    const results = await Promise.all(req.texts.map((text, p) =>
+      postCached('/trajectory', { text, projection: req.projection, gelu: req.gelu, k: req.k })
+        .catch(e => { e.phrase = p; throw e; })));
     if (seq !== st.seq) return;
+    clearTimeout(busyTimer);
+    hideMessage($('traj-msg'));
     const prev = st.results;
-    st.request = { texts: req.texts, projection: req.projection, gelu: req.gelu, k: req.k, limit: req.limit };
+    st.request = req;
+    st.key = key;
     st.results = results;
-    st.cloud = cloud;
-    st.cloudKey = cloudKey;
+    st.pre = results.map((r, p) => prepare(r, p));
+    if (st.cloudKey !== cloudKey) { st.cloud = null; st.cloudTrace = null; }
+    // the followed tokens and the layer: from the state, else the paper's choice
     results.forEach((r, p) => {
-      if (!sameTokens(prev[p], r)) st.highlight[p] = Math.max(0, r.n_tokens - 2);  // the paper's choice
-      st.highlight[p] = Math.min(st.highlight[p], r.n_tokens - 1);
+      const want = p === 0 ? state.token : state.token2;
+      const keep = sameTokens(prev[p], r) ? st.highlight[p] : null;
+      st.highlight[p] = Math.min(r.n_tokens - 1, want !== null ? want : keep !== null ? keep : Math.max(0, r.n_tokens - 2));
     });
     const S = results[0].n_states;
-    if (!prev.length || prev[0].n_states !== S) st.layer = S - 1;
-    st.layer = Math.min(st.layer, S - 1);
+    st.layer = state.layer === null ? S - 1 : Math.min(state.layer, S - 1);
     st.focus = null;
-    clearTimeout(st.busyTimer);
-    hideMessage($('traj-msg'));
     fillControls();
-    draw();
-    showFaithfulness(results);
-    saveHash(req);
+    // the cloud with the phrase when it is here already, else when it comes
+    if (cloudNow) { st.cloud = cloudNow; st.cloudKey = cloudKey; }
+    await drawTimed(seq);
+    if (seq !== st.seq) return;
+    try {
+      const cloud = await cloudJob;
+      if (seq !== st.seq) return;
+      if (st.cloud !== cloud) {
+        st.cloud = cloud;
+        st.cloudKey = cloudKey;
+        await drawTimed(seq);
+      }
+    } catch (e) {
+      if (seq !== st.seq) return;
+      showMessage($('traj-msg'), {
+        kind: 'error', title: 'The vocabulary cloud could not be loaded:', text: errorText(e),
+        note: 'The trajectories are drawn without it.',
+      });
+    }
   } catch (e) {
-    if (e.name === 'AbortError' || seq !== st.seq) return;
-    clearTimeout(st.busyTimer);
-    ac.abort();
+    clearTimeout(busyTimer);
+    if (seq !== st.seq) return;
     if (e instanceof ApiError && e.status === 503 && req.projection === 'umap') await umapUnavailable(req, e, seq);
     else showFailure(e, req);
   } finally {
@@ -159,27 +184,29 @@ function showFailure(e, req) {
     kind: 'error',
     title: `twd could not compute this${which}${status}:`,
     text: errorText(e),
-    note: st.results.length ? 'The figure below still shows the previous answer.' : '',
+    note: st.results.length ? 'The figure still shows the previous phrase.' : '',
   });
+  st.key = '';
   markStale(true);
 }
 
-// The UMAP layout is not ready: fitting (poll /umap, show progress, retry), or
-// disabled / failed (say so and offer PCA).
+// The UMAP layout is not ready: fitting (poll /umap, show progress, draw when
+// done), or switched off / failed (say so and offer PCA).
 async function umapUnavailable(req, err, seq) {
   let status = null;
   try { status = await apiGet('/umap'); } catch (e) { status = null; }
   if (seq !== st.seq) return;
-  if (status) st.onUmap(status);
-  const usePca = {
-    label: 'Show with PCA instead', id: 'use-pca',
-    onClick: () => { setProjection('pca'); run({ ...req, projection: 'pca' }); },
-  };
-  // the fit may have finished since the request: ask once more
+  if (status) st.ctx.onUmap(status);
+  const usePca = { label: 'Show with PCA instead', id: 'use-pca', onClick: () => setState({ projection: 'pca' }) };
   if (status && status.state === 'ready' && !req.retried) { run({ ...req, retried: true }); return; }
-  if (!status || status.state !== 'fitting') {  // disabled, failed, or another 503
+  st.key = '';
+  if (!status || status.state !== 'fitting') {
     showMessage($('traj-msg'), {
-      kind: 'error', title: 'The UMAP projection is not available on this daemon:', text: errorText(err),
+      kind: 'error',
+      title: status && status.state === 'disabled' ? 'UMAP is switched off on this daemon.'
+        : 'The UMAP layout of the vocabulary is not available:',
+      text: errorText(err),
+      note: 'PCA, a linear projection, works without it.',
       actions: [usePca],
     });
     markStale(true);
@@ -187,15 +214,13 @@ async function umapUnavailable(req, err, seq) {
   }
   showMessage($('traj-msg'), {
     kind: 'wait',
-    title: 'The UMAP layout of the vocabulary is still being fitted.',
-    text: errorText(err),
-    note: `Stage: ${status.stage || '?'}. The figure appears by itself when the fit is done; PCA works now.`,
+    title: 'The 3D layout of the vocabulary (UMAP) is still being fitted.',
+    note: 'This happens once per model and is then kept on disk. The figure appears by itself when ' +
+      'the fit is done; PCA, a quicker linear projection, works now.',
     progress: status.progress,
     actions: [usePca],
   });
   markStale(true);
-  // /umap is cheap: poll it every second (rather than the Retry-After of
-  // /trajectory) so that the progress bar moves
   st.pollTimer = setTimeout(() => pollUmap(req, seq), 1000);
 }
 
@@ -204,10 +229,9 @@ async function pollUmap(req, seq) {
   let status;
   try { status = await apiGet('/umap'); } catch (e) { status = null; }
   if (seq !== st.seq) return;
-  if (status) st.onUmap(status);
+  if (status) st.ctx.onUmap(status);
   if (status && status.state === 'fitting') {
-    const box = $('traj-msg');
-    const bar = box.querySelector('progress');
+    const bar = $('traj-msg').querySelector('progress');
     if (bar) {
       const pct = Math.round(status.progress * 100);
       bar.value = pct;
@@ -216,67 +240,86 @@ async function pollUmap(req, seq) {
     st.pollTimer = setTimeout(() => pollUmap(req, seq), 1000);
     return;
   }
-  run(req);  // ready, failed or disabled: ask again and show what comes back
+  run(req);
 }
 
 function markStale(stale) {
-  $('traj-plot').classList.toggle('stale', stale && st.results.length > 0);
-  $('traj-plot').classList.toggle('empty', st.results.length === 0);
+  $('traj-stack').classList.toggle('stale', stale && st.drawn);
+  $('traj-stack').classList.toggle('empty', !st.drawn && !st.results.length);
 }
 
 // ---------- figure ----------
 
 function hoverText(r, p, t, s) {
   const tok = r.tokens[t];
-  const state = r.states[s];
+  const state_ = r.states[s];
   const lines = [
     `<b>${plotlyText(visibleToken(tok.text))}</b>  token ${t + 1} of ${r.n_tokens}` +
       (st.results.length > 1 ? `, phrase ${LETTERS[p]}` : ''),
-    plotlyText(longState(state)),
+    plotlyText(longState(state_)),
     'nearest vocabulary tokens:',
   ];
-  for (const n of r.states[s].nearest[t]) lines.push(`  ${plotlyText(visibleToken(n.text))}  ${fmt(n.score)}`);
+  for (const n of state_.nearest[t])
+    lines.push(`  ${plotlyText(visibleToken(n.text))}  ${fmt(n.score)}${typeof n.prob === 'number' ? `  p=${fmt(n.prob)}` : ''}`);
   return lines.join('<br>');
 }
 
+// What every draw of an answer needs, computed once.
+function prepare(r, p) {
+  return {
+    labels: r.tokens.map(t => sceneText(visibleToken(t.text))),
+    hover: r.states.map((_, s) => r.tokens.map((__, t) => hoverText(r, p, t, s))),
+    custom: r.states.map((_, s) => r.tokens.map((__, t) => [p, t, s])),
+    xyz: r.states.map(s => [0, 1, 2].map(a => s.points.map(q => q[a]))),
+  };
+}
+
 function cloudTrace(c) {
+  const texts = Array.isArray(c.tokens) ? c.tokens.map(t => t.text) : c.texts;
   const pts = c.points;
   return {
-    type: 'scatter3d', mode: 'markers', name: `vocabulary (${c.n} of ${c.rows} fitted rows)`,
+    type: 'scatter3d', mode: 'markers', uid: 'cloud', name: `vocabulary (${c.n} of ${c.rows} rows)`,
     x: pts.map(q => q[0]), y: pts.map(q => q[1]), z: pts.map(q => q[2]),
-    hovertext: c.tokens.map(t => plotlyText(visibleToken(t.text))), hoverinfo: 'text',
-    marker: { size: 2, color: '#8a93a3', opacity: 0.28 },
+    hovertext: texts.map(s => plotlyText(visibleToken(s))), hoverinfo: 'text',
+    // squares: two triangles a point where a circle takes dozens, for the same 2-pixel dot
+    marker: { size: 2, symbol: 'square', color: '#8a93a3', opacity: 0.3 },
     meta: { role: 'cloud' },
   };
 }
 
-function colorbar(r, narrow) {
+function colorbar(r) {
   const S = r.n_states;
-  const every = Math.max(1, Math.ceil(S / (narrow ? 8 : 16)));
+  const every = Math.max(1, Math.ceil(S / (st.narrow ? 7 : 14)));
   const tickvals = [], ticktext = [];
   r.states.forEach((s, i) => {
     if (i % every === 0 || i === S - 1) { tickvals.push(i); ticktext.push(plotlyText(shortState(s))); }
   });
-  const common = { title: { text: 'state' }, tickvals, ticktext, thickness: 12, outlinewidth: 0 };
-  return narrow
-    ? { ...common, orientation: 'h', x: 0.5, xanchor: 'center', y: 0.01, yanchor: 'bottom', len: 0.94, thickness: 10,
-        title: { text: '' }, tickfont: { size: 10 } }
-    : { ...common, x: 1, xanchor: 'right', len: 0.7 };
+  return { title: { text: st.narrow ? '' : 'state', side: 'top' }, tickvals, ticktext, thickness: 10, outlinewidth: 0,
+    x: 1, xanchor: 'right', y: 0.55, len: st.narrow ? 0.5 : 0.62, tickfont: { size: 10 } };
 }
 
-function phraseTraces(r, p, narrow) {
-  const S = r.n_states, N = r.n_tokens, h = st.highlight[p], L = st.layer;
+// The traces of the shown state: what a slider step changes.
+function nowTrace(r, p) {
+  const S = r.n_states, L = st.layer, h = st.highlight[p];
+  const pre = st.pre[p];
+  const pre2 = st.results.length > 1 ? `${LETTERS[p]}: ` : '';
+  return {
+    x: pre.xyz[L][0], y: pre.xyz[L][1], z: pre.xyz[L][2],
+    hovertext: pre.hover[L], customdata: pre.custom[L],
+    name: `${pre2}tokens at ${plotlyText(shortState(r.states[L]))}`,
+    'marker.color': layerColor(L, S),
+    'marker.size': r.tokens.map((_, t) => (t === h ? 10 : 6)),
+  };
+}
+
+function phraseTraces(r, p) {
+  const S = r.n_states, N = r.n_tokens, h = st.highlight[p];
   const letter = LETTERS[p];
-  // wide: a legend group per phrase with the phrase as its title; narrow: a short
-  // one-line legend (A:/B: prefixes, no group, only the followed path and the layer)
-  const group = narrow
-    ? { showlegend: true }
-    : { legendgroup: letter, legendgrouptitle: { text: `${letter}: “${plotlyText(shortPhrase(r.text))}”` } };
-  const pre = narrow && st.results.length > 1 ? `${letter}: ` : '';
-  const minor = narrow ? { showlegend: false } : {};
-  const labels = r.tokens.map(t => sceneText(visibleToken(t.text)));
+  const pre2 = st.results.length > 1 ? `${letter}: ` : '';
+  const minor = st.narrow ? { showlegend: false } : {};
+  const pre = st.pre[p];
+  const cmap = { colorscale: LAYER_SCALE, cmin: 0, cmax: Math.max(1, S - 1) };
   const pt = (t, s) => r.states[s].points[t];
-  const cmap = { colorscale: COLORSCALE, cmin: 0, cmax: Math.max(1, S - 1) };
 
   // every other token's path, as one trace broken by gaps
   const o = { x: [], y: [], z: [], c: [], h: [], d: [] };
@@ -284,113 +327,257 @@ function phraseTraces(r, p, narrow) {
     if (t === h) continue;
     for (let s = 0; s < S; s++) {
       const q = pt(t, s);
-      o.x.push(q[0]); o.y.push(q[1]); o.z.push(q[2]); o.c.push(s); o.h.push(hoverText(r, p, t, s)); o.d.push([p, t, s]);
+      o.x.push(q[0]); o.y.push(q[1]); o.z.push(q[2]); o.c.push(s); o.h.push(pre.hover[s][t]); o.d.push([p, t, s]);
     }
     o.x.push(null); o.y.push(null); o.z.push(null); o.c.push(0); o.h.push(''); o.d.push(null);
   }
   const traces = [];
-  if (N > 1) {
-    traces.push({
-      type: 'scatter3d', mode: 'lines+markers', name: 'paths of the other tokens', ...group, ...minor,
-      x: o.x, y: o.y, z: o.z, hovertext: o.h, hoverinfo: 'text', customdata: o.d, connectgaps: false,
-      line: { color: o.c, ...cmap, width: 2, dash: DASHES[p] },
-      marker: { color: o.c, ...cmap, size: 2, symbol: SYMBOLS[p] },
-      opacity: 0.45,
-      meta: { role: 'paths', phrase: p, tokens: N - 1, states: S },
-    });
-  }
-  // the followed token's path
+  traces.push({
+    type: 'scatter3d', mode: 'lines+markers', uid: `p${p}-paths`, name: `${pre2}paths of the other tokens`, ...minor,
+    x: o.x, y: o.y, z: o.z, hovertext: o.h, hoverinfo: 'text', customdata: o.d, connectgaps: false,
+    line: { color: o.c, ...cmap, width: 2, dash: DASHES[p] },
+    marker: { color: o.c, ...cmap, size: 2, symbol: SYMBOLS[p] },
+    opacity: 0.5, visible: N > 1,
+    meta: { role: 'paths', phrase: p, tokens: N - 1, states: S },
+  });
   const idx = [...Array(S).keys()];
   traces.push({
-    type: 'scatter3d', mode: 'lines+markers', name: `${pre}path of ${plotlyText(visibleToken(r.tokens[h].text))}`, ...group,
+    type: 'scatter3d', mode: 'lines+markers', uid: `p${p}-path`,
+    name: `${pre2}path of ${plotlyText(visibleToken(r.tokens[h].text))}`,
     x: idx.map(s => pt(h, s)[0]), y: idx.map(s => pt(h, s)[1]), z: idx.map(s => pt(h, s)[2]),
-    hovertext: idx.map(s => hoverText(r, p, h, s)), hoverinfo: 'text', customdata: idx.map(s => [p, h, s]),
+    hovertext: idx.map(s => pre.hover[s][h]), hoverinfo: 'text', customdata: idx.map(s => [p, h, s]),
     line: { color: idx, ...cmap, width: 7, dash: DASHES[p] },
-    marker: { color: idx, ...cmap, size: 4, symbol: SYMBOLS[p], showscale: p === 0, colorbar: colorbar(r, narrow) },
+    marker: { color: idx, ...cmap, size: 4, symbol: SYMBOLS[p], showscale: p === 0, colorbar: colorbar(r) },
     meta: { role: 'highlight', phrase: p, token: h, states: S },
   });
-  // the tokens at the input
+  // the input: markers only (the tokens are labelled once, at the shown state)
   traces.push({
-    type: 'scatter3d', mode: 'markers+text', name: 'tokens at the input', ...group, ...minor,
-    x: r.tokens.map((_, t) => pt(t, 0)[0]), y: r.tokens.map((_, t) => pt(t, 0)[1]), z: r.tokens.map((_, t) => pt(t, 0)[2]),
-    text: labels, textposition: 'top center', textfont: { size: 11, color: layerColor(0, S) },
-    hovertext: r.tokens.map((_, t) => hoverText(r, p, t, 0)), hoverinfo: 'text', customdata: r.tokens.map((_, t) => [p, t, 0]),
+    type: 'scatter3d', mode: 'markers', uid: `p${p}-in`, name: `${pre2}input tokens`, ...minor,
+    x: pre.xyz[0][0], y: pre.xyz[0][1], z: pre.xyz[0][2],
+    hovertext: pre.hover[0], hoverinfo: 'text', customdata: pre.custom[0],
     marker: { size: 3.5, color: layerColor(0, S), symbol: SYMBOLS[p] },
     meta: { role: 'inputs', phrase: p, tokens: N },
   });
-  // the chosen layer's states
-  const cur = r.states[L];
+  const now = nowTrace(r, p);
   traces.push({
-    type: 'scatter3d', mode: 'markers+text', name: `${pre}at ${plotlyText(cur.name)}`, ...group,
-    x: cur.points.map(q => q[0]), y: cur.points.map(q => q[1]), z: cur.points.map(q => q[2]),
-    text: labels, textposition: 'top center', textfont: { size: 12, color: '#1d2330' },
-    hovertext: r.tokens.map((_, t) => hoverText(r, p, t, L)), hoverinfo: 'text', customdata: r.tokens.map((_, t) => [p, t, L]),
-    marker: {
-      size: r.tokens.map((_, t) => (t === h ? 10 : 6.5)), color: layerColor(L, S), symbol: SYMBOLS[p],
-      line: { color: '#1d2330', width: 1 },
-    },
-    meta: { role: 'current', phrase: p, tokens: N, state: L, state_name: cur.name },
+    type: 'scatter3d', mode: 'markers+text', uid: `p${p}-now`, name: now.name,
+    x: now.x, y: now.y, z: now.z, text: pre.labels, textposition: 'top center',
+    textfont: { size: 12, color: '#1d2330' },
+    hovertext: now.hovertext, hoverinfo: 'text', customdata: now.customdata,
+    marker: { size: now['marker.size'], color: now['marker.color'], symbol: SYMBOLS[p], line: { color: '#1d2330', width: 1 } },
+    meta: { role: 'current', phrase: p, tokens: N, state: st.layer, state_name: r.states[st.layer].name },
   });
   return traces;
 }
 
-function isNarrow() {
-  return $('traj-plot').clientWidth < 700;
+// Axis ranges framing the phrases (every state of every token), padded.
+function phraseBox() {
+  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+  for (const r of st.results)
+    for (const s of r.states)
+      for (const q of s.points)
+        for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], q[a]); hi[a] = Math.max(hi[a], q[a]); }
+  const span = lo.map((v, a) => Math.max(hi[a] - v, 1e-6));
+  const big = Math.max(...span);
+  // each axis at least a third of the largest, so that a flat phrase keeps some depth
+  const range = lo.map((v, a) => {
+    const s = Math.max(span[a], big / 3), c = (v + hi[a]) / 2;
+    return [c - 0.6 * s, c + 0.6 * s];
+  });
+  const len = range.map(r => r[1] - r[0]);
+  const m = Math.max(...len);
+  return { range, ratio: len.map(l => l / m) };
 }
 
-function figure() {
-  const narrow = isNarrow();
-  st.narrow = narrow;
-  const data = [];
-  if (st.cloud) {
-    // built once per layout: the same arrays let plotly skip them when redrawing
-    if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
-    data.push(st.cloudTrace.trace);
+function parseCamera(s) {
+  const v = String(s || '').split(',').map(Number);
+  if (v.length !== 9 || v.some(x => !Number.isFinite(x))) return null;
+  return { eye: { x: v[0], y: v[1], z: v[2] }, center: { x: v[3], y: v[4], z: v[5] }, up: { x: v[6], y: v[7], z: v[8] } };
+}
+
+function cameraString(c) {
+  if (!c || !c.eye) return '';
+  const r = x => String(Math.round(x * 1000) / 1000);
+  const e = c.eye, ce = c.center || { x: 0, y: 0, z: 0 }, u = c.up || { x: 0, y: 0, z: 1 };
+  return [e.x, e.y, e.z, ce.x, ce.y, ce.z, u.x, u.y, u.z].map(r).join(',');
+}
+
+function title() {
+  const m = st.ctx.current;
+  const model = m ? `${m.name}${m.synthetic ? ' (synthetic)' : ''}` : '';
+  return `${plotlyText(model)} · ${st.request.projection.toUpperCase()} · ${plotlyText(longState(st.results[0].states[st.layer]))}`;
+}
+
+// The axis ranges and proportions both layers share: PCA framed on the
+// phrases; UMAP on the phrases and the bulk of the cloud (its 0.5 % at
+// either end of each axis, the outliers, left out).
+function sceneBox() {
+  if (st.request.projection === 'pca') return phraseBox();
+  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+  const add = q => { for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], q[a]); hi[a] = Math.max(hi[a], q[a]); } };
+  if (st.cloud && st.cloud.points.length) {
+    const n = st.cloud.points.length;
+    for (let a = 0; a < 3; a++) {
+      const v = st.cloud.points.map(q => q[a]).sort((x, y) => x - y);
+      lo[a] = Math.min(lo[a], v[Math.floor(0.005 * (n - 1))]);
+      hi[a] = Math.max(hi[a], v[Math.ceil(0.995 * (n - 1))]);
+    }
   }
-  st.results.forEach((r, p) => data.push(...phraseTraces(r, p, narrow)));
-  const r0 = st.results[0];
+  for (const r of st.results) for (const x of r.states) x.points.forEach(add);
+  const range = lo.map((v, a) => {
+    const d = Math.max(hi[a] - v, 1e-6);
+    return [v - d / 20, hi[a] + d / 20];
+  });
+  const len = range.map(r => r[1] - r[0]);
+  const m = Math.max(...len);
+  return { range, ratio: len.map(l => l / m) };
+}
+
+function sceneLayout(box, cam, top) {
   const proj = st.request.projection.toUpperCase();
-  const axis = t => ({
+  const axis = (t, a) => (top ? { visible: false, range: box.range[a], autorange: false } : {
     title: { text: `${proj} ${t}`, font: { size: 11, color: '#5b6475' } }, showticklabels: false, showspikes: false,
     gridcolor: '#e3e7ee', zeroline: false, showbackground: true, backgroundcolor: '#fbfcfe',
+    range: box.range[a], autorange: false,
   });
-  const model = st.model ? `${st.model.name}${st.model.synthetic ? ' (synthetic)' : ''}` : '';
-  const layout = {
-    title: {
-      text: `${plotlyText(model)} · ${proj} · ${plotlyText(r0.states[st.layer].name)}`,
-      x: 0.01, xanchor: 'left', font: { size: 14 },
-    },
-    margin: { l: 0, r: 0, t: 34, b: 0 },
-    paper_bgcolor: '#ffffff',
-    showlegend: true,
-    // narrow: the legend above the scene and the colour bar below it, both inside the figure
-    legend: narrow
-      ? { orientation: 'h', x: 0, y: 1, yanchor: 'top', bgcolor: 'rgba(255,255,255,0.85)', font: { size: 10 } }
-      : { x: 0.01, y: 0.97, bgcolor: 'rgba(255,255,255,0.85)', bordercolor: '#d9dde4', borderwidth: 1, font: { size: 11 } },
-    scene: {
-      aspectmode: 'data', xaxis: axis('1'), yaxis: axis('2'), zaxis: axis('3'), hovermode: 'closest',
-      camera: { eye: narrow ? { x: 1.3, y: 1.3, z: 0.9 } : { x: 1.05, y: 1.05, z: 0.7 } },
-      domain: narrow ? { x: [0, 1], y: [0.1, 0.86] } : { x: [0, 1], y: [0, 1] },
-    },
-    hoverlabel: { bgcolor: '#ffffff', bordercolor: '#8a93a3', font: { family: 'DejaVu Sans Mono, monospace', size: 12, color: '#1d2330' }, align: 'left' },
-    uirevision: `${st.request.projection}`,
+  return {
+    xaxis: axis('1', 0), yaxis: axis('2', 1), zaxis: axis('3', 2),
+    aspectmode: 'manual', aspectratio: { x: box.ratio[0], y: box.ratio[1], z: box.ratio[2] },
+    camera: cam, domain: { x: [0, 1], y: [st.narrow ? 0.16 : 0.08, 1] },
+    ...(top ? { bgcolor: 'rgba(0,0,0,0)', hovermode: 'closest' } : { hovermode: false, dragmode: false }),
   };
-  return { data, layout };
 }
 
-function draw() {
+// The two layers' figures: `cloud` (the vocabulary, drawn once per layout)
+// and `top` (the phrases, the title, the legend).
+function figure() {
   const gd = $('traj-plot');
+  st.narrow = gd.clientWidth < 620;
+  const data = [];
+  if (st.cloud) {
+    if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
+    // the cloud's entry in the legend: a click shows or hides the layer below
+    data.push({
+      type: 'scatter3d', mode: 'markers', uid: 'cloud-key', x: [null], y: [null], z: [null], hoverinfo: 'skip',
+      name: `vocabulary (${st.cloud.n} of ${st.cloud.rows} rows)`, visible: st.cloudOff ? 'legendonly' : true,
+      marker: { size: 6, symbol: 'square', color: '#8a93a3' }, meta: { role: 'cloud-key' },
+    });
+  }
+  st.results.forEach((r, p) => data.push(...phraseTraces(r, p)));
+  const box = sceneBox();
+  const cam = parseCamera(state.camera) || { eye: st.narrow ? { x: 1.35, y: 1.35, z: 0.9 } : { x: 1.15, y: 1.15, z: 0.75 } };
+  const common = {
+    margin: { l: 0, r: 0, t: 28, b: 0 },
+    // the user's camera survives redraws of the same projection and phrases
+    uirevision: `${st.request.projection}:${st.request.texts.join('\u0000')}:${state.camera}`,
+  };
+  const layout = {
+    ...common,
+    title: { text: title(), x: 0.01, xanchor: 'left', y: 0.985, yanchor: 'top', font: { size: 13 } },
+    paper_bgcolor: 'rgba(0,0,0,0)',
+    showlegend: true,
+    // below the scene, in one or two short rows: never over it
+    legend: { orientation: 'h', x: 0, xanchor: 'left', y: 0, yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.9)',
+      font: { size: st.narrow ? 10 : 11 }, itemsizing: 'constant' },
+    scene: sceneLayout(box, cam, true),
+    hoverlabel: { bgcolor: '#ffffff', bordercolor: '#8a93a3', font: { family: 'DejaVu Sans Mono, monospace', size: 12, color: '#1d2330' }, align: 'left' },
+  };
+  const below = { ...common, paper_bgcolor: '#ffffff', showlegend: false, scene: sceneLayout(box, cam, false) };
+  st.camera = state.camera;
+  return { data, layout, below };
+}
+
+// A draw that builds the cloud's buffers is the figure's full draw: timed.
+function drawTimed(seq) {
+  const full = st.cloud && (!st.cloudTrace || st.cloudTrace.source !== st.cloud);
+  return full ? timed('twd:traj-full-draw', () => drawAll(seq)) : drawAll(seq);
+}
+
+async function drawAll(seq) {
+  const gd = $('traj-plot'), under = $('traj-cloud');
+  st.drawn = true;
   markStale(false);  // shows the figure's box first, so that plotly measures its real size
-  const { data, layout } = figure();
-  Plotly.react(gd, data, layout, {
-    displaylogo: false, responsive: true,
-    toImageButtonOptions: { filename: fileStem(), format: 'png' },
-  });
+  const { data, layout, below } = figure();
+  await Plotly.react(gd, data, layout, config(fileStem()));
+  if (seq !== undefined && seq !== st.seq) return;
+  if (st.cloud) {
+    await Plotly.react(under, [st.cloudTrace.trace], below,
+      { ...config(fileStem()), displayModeBar: false, scrollZoom: false, showTips: false });
+    // new ranges for the same cloud keep its buffers
+    keepTrace(under, 'cloud');
+  } else if (under.data) {
+    Plotly.purge(under);
+  }
+  under.classList.toggle('off', !!st.cloudOff);
   if (!st.bound) bindPlotEvents(gd);
+  afterDraw();
+  if (!st.firstShown) {
+    st.firstShown = true;
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    try { performance.mark('twd:traj-first-on-screen'); } catch (e) { /* old browsers */ }
+  }
+}
+
+// The picture of both layers, as a data URL (png) or SVG text (svg).
+async function figureImage(format) {
+  const gd = $('traj-plot'), under = $('traj-cloud');
+  const size = { width: Math.max(gd.clientWidth, 800), height: Math.max(gd.clientHeight, 500) };
+  const layers = [];
+  if (under.data && !st.cloudOff) layers.push(await Plotly.toImage(under, { format, ...size }));
+  layers.push(await Plotly.toImage(gd, { format, ...size }));
+  if (format === 'svg') {
+    const inner = layers.map(u => decodeURIComponent(u.replace(/^data:image\/svg\+xml,/, '')).replace(/^<\?xml[^>]*>/, ''));
+    return `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${size.width}" ` +
+      `height="${size.height}" viewBox="0 0 ${size.width} ${size.height}">${inner.join('')}</svg>`;
+  }
+  const canvas = document.createElement('canvas');
+  canvas.width = size.width;
+  canvas.height = size.height;
+  const c2 = canvas.getContext('2d');
+  c2.fillStyle = '#ffffff';
+  c2.fillRect(0, 0, size.width, size.height);
+  for (const u of layers) {
+    const img = new Image();
+    await new Promise((res, rej) => { img.onload = res; img.onerror = rej; img.src = u; });
+    c2.drawImage(img, 0, 0, size.width, size.height);
+  }
+  return canvas.toDataURL('image/png');
+}
+
+function afterDraw() {
+  const gd = $('traj-plot');
   gd.dataset.state = String(st.layer);
   gd.dataset.projection = st.request.projection;
+  gd.dataset.cloud = st.cloud ? String(st.cloud.n) : '0';
+  updateLayerLabel();
   renderDetails();
   renderTable();
+  renderFaithfulness();
+}
+
+// A slider step: only the traces of the shown state and the title change.
+async function stepTo(s) {
+  const gd = $('traj-plot');
+  st.layer = s;
+  st.focus = null;
+  const idx = [], upd = { x: [], y: [], z: [], hovertext: [], customdata: [], name: [], 'marker.color': [], 'marker.size': [], meta: [] };
+  st.results.forEach((r, p) => {
+    const i = gd.data.findIndex(t => t.uid === `p${p}-now`);
+    if (i < 0) return;
+    idx.push(i);
+    const now = nowTrace(r, p);
+    for (const k of Object.keys(upd)) if (k !== 'meta') upd[k].push(now[k]);
+    upd.meta.push({ ...gd.data[i].meta, state: s, state_name: r.states[s].name });
+  });
+  $('layer').value = String(s);
+  updateLayerLabel();
+  st.stepping = true;
+  try {
+    await timed('twd:traj-step', () => Plotly.update(gd, upd, { 'title.text': title() }, idx));
+  } finally {
+    st.stepping = false;
+  }
+  afterDraw();
 }
 
 function fileStem() {
@@ -403,8 +590,7 @@ function fileStem() {
 function fillControls() {
   st.results.forEach((r, p) => {
     const sel = $(`highlight-${p}`);
-    sel.replaceChildren(...r.tokens.map((t, i) =>
-      el('option', { value: i }, `${i + 1}: ${visibleToken(t.text)}`)));
+    sel.replaceChildren(...r.tokens.map((t, i) => el('option', { value: i }, `${i + 1}: ${visibleToken(t.text)}`)));
     sel.value = String(st.highlight[p]);
     sel.disabled = false;
   });
@@ -413,35 +599,43 @@ function fillControls() {
   slider.max = String(st.results[0].n_states - 1);
   slider.value = String(st.layer);
   slider.disabled = false;
-  for (const id of ['layer-prev', 'layer-play', 'layer-next', 'traj-png', 'traj-json']) $(id).disabled = false;
+  for (const id of ['layer-prev', 'layer-play', 'layer-next']) $(id).disabled = false;
+  st.tools.enable(true);
   updateLayerLabel();
 }
 
 function updateLayerLabel() {
   const r = st.results[0];
+  if (!r) return;
   const s = r.states[st.layer];
-  const text = `${longState(s)} — ${st.layer + 1} of ${r.n_states}`;
+  const text = `${longState(s)} — state ${st.layer + 1} of ${r.n_states}`;
   $('layer-name').textContent = text;
   $('layer').setAttribute('aria-valuetext', text);
   $('layer-prev').disabled = st.layer === 0;
   $('layer-next').disabled = st.layer === r.n_states - 1;
 }
 
-export function setLayer(s) {
+// The user moves the layer: a history entry per deliberate step (a key, a
+// button, a click); a drag of the slider or the player replaces the entry it
+// made first.
+function userLayer(s, coalesce) {
   if (!st.results.length) return;
   const S = st.results[0].n_states;
-  st.layer = Math.max(0, Math.min(S - 1, s));
-  $('layer').value = String(st.layer);
-  st.focus = null;
-  updateLayerLabel();
-  draw();
+  const v = Math.max(0, Math.min(S - 1, s));
+  const push = !coalesce || !st.dragPushed;
+  if (coalesce) st.dragPushed = true;
+  setState({ layer: v === S - 1 ? null : v }, { push });
+}
+
+function userToken(p, t) {
+  setState(p === 0 ? { token: t } : { token2: t });
 }
 
 function stopPlay() {
   if (!st.playTimer) return;
   clearInterval(st.playTimer);
   st.playTimer = 0;
-  $('layer-play').textContent = '▶ Play';
+  $('layer-play').textContent = 'Play';
   $('layer-play').setAttribute('aria-pressed', 'false');
 }
 
@@ -449,45 +643,40 @@ function togglePlay() {
   if (st.playTimer) { stopPlay(); return; }
   if (!st.results.length) return;
   const S = st.results[0].n_states;
-  if (st.layer >= S - 1) setLayer(0);
-  $('layer-play').textContent = '⏸ Pause';
+  st.dragPushed = false;
+  if (st.layer >= S - 1) userLayer(0, true);
+  $('layer-play').textContent = 'Pause';
   $('layer-play').setAttribute('aria-pressed', 'true');
   st.playTimer = setInterval(() => {
+    if (st.stepping) return;  // a step still drawing: wait for it
     if (st.layer >= S - 1) { stopPlay(); return; }
-    setLayer(st.layer + 1);
+    userLayer(st.layer + 1, true);
     if (st.layer >= S - 1) stopPlay();
   }, PLAY_MS);
 }
 
-// ---------- how far to trust the picture (docs/MATH.md §15) ----------
-
-function pct(x) { return x === null || x === undefined ? 'n/a' : `${Math.round(100 * x)} %`; }
-
-function showFaithfulness(results) {
-  const box = $('traj-faith');
-  const f = results[0] && results[0].faithfulness;
-  if (!f) { box.hidden = true; return; }
-  const name = f.projection === 'pca' ? 'PCA' : 'UMAP';
-  const parts = [`How faithful this 3D ${name} picture is, at ${f.k} neighbours on ${f.sample_rows} fitted rows: ` +
-    `trustworthiness ${fmt(f.trustworthiness, 3)}, continuity ${fmt(f.continuity, 3)} (1 is perfect).`];
-  if (f.explained_variance_ratio) {
-    parts.push(`The 3 components explain ${f.explained_variance_ratio.map(pct).join(', ')} of the variance.`);
-  }
-  results.forEach((r, p) => {
-    const o = r.faithfulness && r.faithfulness.knn_overlap;
-    if (!o) return;
-    parts.push(`${results.length > 1 ? `Phrase ${LETTERS[p]}: its` : 'The phrase\'s'} states keep ${pct(o.overall)} ` +
-      `of their ${o.k} nearest fitted rows among their ${o.k} nearest in 3D.`);
-  });
-  box.textContent = parts.join(' ');
-  box.hidden = false;
+// Arrow keys on the figure or its table: left/right the state, up/down the
+// followed token of phrase A, Home/End the first and last state.
+function onKeys(ev) {
+  if (!st.results.length) return;
+  const r = st.results[0];
+  let handled = true;
+  if (ev.key === 'ArrowLeft') userLayer(st.layer - 1, false);
+  else if (ev.key === 'ArrowRight') userLayer(st.layer + 1, false);
+  else if (ev.key === 'Home') userLayer(0, false);
+  else if (ev.key === 'End') userLayer(r.n_states - 1, false);
+  else if (ev.key === 'ArrowUp') userToken(0, Math.max(0, st.highlight[0] - 1));
+  else if (ev.key === 'ArrowDown') userToken(0, Math.min(r.n_tokens - 1, st.highlight[0] + 1));
+  else handled = false;
+  if (handled) ev.preventDefault();
 }
 
 // ---------- details and table ----------
 
 function nearestList(list) {
   return el('ol', { class: 'nearest' }, list.map(n =>
-    el('li', {}, tokenChip(n), el('span', { class: 'score' }, fmt(n.score)))));
+    el('li', {}, tokenChip(n), el('span', { class: 'score' },
+      typeof n.prob === 'number' ? `${fmt(n.score)} · p ${fmt(n.prob)}` : fmt(n.score)))));
 }
 
 function renderDetails() {
@@ -507,9 +696,84 @@ function renderDetails() {
     if (!r.next_tokens || !r.next_tokens.length) return;
     parts.push(el('h3', {}, st.results.length > 1 ? `${LETTERS[p]} · ` : '', 'next token after the phrase (logit, probability)'));
     parts.push(el('ol', { class: 'nearest' }, r.next_tokens.slice(0, 5).map(n =>
-      el('li', {}, tokenChip(n), el('span', { class: 'score' }, `${fmt(n.score)} · p ${fmt(n.prob)}`)))));
+      el('li', {}, tokenChip(n), el('span', { class: 'score' },
+        typeof n.prob === 'number' ? `${fmt(n.score)} · p ${fmt(n.prob)}` : fmt(n.score))))));
   });
   box.replaceChildren(...parts);
+}
+
+// ---------- how faithful the 3D picture is (when the daemon says) ----------
+
+// Known figures of a `faithfulness` object, in the order shown, with what
+// they mean in plain words. Other numeric fields are listed after them.
+const FAITH = [
+  ['trustworthiness', 'trustworthiness', 'near in 3D means near in the full space (1: always)'],
+  ['continuity', 'continuity', 'near in the full space stays near in 3D (1: always)'],
+  ['knn_overlap', 'neighbours kept', 'of the phrase\'s states\' nearest fitted rows in the full space, the share also nearest in 3D'],
+  ['explained_variance_ratio', 'variance explained', 'share of the variance each of the 3 components keeps'],
+  ['explained_variance', 'variance explained', 'share of the variance the 3 components keep'],
+  ['variance_explained', 'variance explained', 'share of the variance the 3 components keep'],
+];
+const FAITH_QUIET = new Set(['k', 'neighbours', 'neighbors', 'n_neighbors', 'sample', 'n_sample', 'sample_rows', 'rows', 'seed',
+  'definition', 'method', 'projection', 'state']);
+
+function faithValue(v) {
+  if (typeof v === 'number') return fmt(v);
+  if (Array.isArray(v) && v.every(x => typeof x === 'number')) {
+    const sum = v.reduce((a, b) => a + b, 0);
+    return `${v.map(x => fmt(x)).join(' + ')}${v.length > 1 ? ` = ${fmt(sum)}` : ''}`;
+  }
+  if (v && typeof v === 'object' && typeof v.overall === 'number') return fmt(v.overall);
+  if (v && typeof v === 'object' && typeof v.value === 'number') return fmt(v.value);
+  if (v && typeof v === 'object' && typeof v.mean === 'number') return fmt(v.mean);
+  return null;
+}
+
+// The rows of one answer's faithfulness: [label, value, what it means].
+export function faithRows(f) {
+  if (!f || typeof f !== 'object') return [];
+  const rows = [];
+  const seen = new Set();
+  for (const [key, label, what] of FAITH) {
+    if (!(key in f) || seen.has(label)) continue;
+    const v = faithValue(f[key]);
+    if (v === null) continue;
+    seen.add(label);
+    rows.push([label, v, what, key]);
+  }
+  for (const [key, val] of Object.entries(f)) {
+    if (FAITH.some(x => x[0] === key) || FAITH_QUIET.has(key)) continue;
+    const v = faithValue(val);
+    if (v !== null) rows.push([key.replace(/_/g, ' '), v, '', key]);
+  }
+  return rows;
+}
+
+function renderFaithfulness() {
+  const box = $('traj-faith');
+  // the phrase's own figures, else the layout's (the cloud's answer carries them too)
+  const layoutF = st.cloud && st.cloud.faithfulness;
+  const sets = st.results.map((r, p) => ({ p, f: r.faithfulness || (p === 0 ? layoutF : null) }))
+    .filter(x => x.f && typeof x.f === 'object');
+  if (!sets.length) { box.hidden = true; return; }
+  const parts = [];
+  const f0 = sets[0].f;
+  const k = f0.k || f0.neighbours || f0.neighbors || f0.n_neighbors;
+  const sample = f0.sample_rows || f0.sample || f0.n_sample || f0.rows;
+  parts.push(el('p', { class: 'hint' }, `How well the ${st.request.projection.toUpperCase()} layout keeps the neighbourhoods of the ` +
+    `full space${k ? ` (${k} nearest neighbours` : ''}${k && typeof sample === 'number' ? `, on ${sample} fitted rows` : ''}${k ? ')' : ''}.`));
+  for (const { p, f } of sets) {
+    const rows = faithRows(f);
+    if (!rows.length) continue;
+    parts.push(el('table', { class: 'data faith', 'data-phrase': String(p) },
+      sets.length > 1 ? el('caption', {}, `phrase ${LETTERS[p]}`) : '',
+      el('tbody', {}, rows.map(([label, v, what, key]) => el('tr', { 'data-key': key, title: what },
+        el('th', { scope: 'row' }, label), el('td', { class: 'num' }, v))))));
+  }
+  parts.push(el('p', { class: 'hint' }, 'Values near 1 mean the picture can be read as it is; lower values mean that ' +
+    'points drawn close together may not be close in the model.'));
+  $('traj-faith-body').replaceChildren(...parts);
+  box.hidden = false;
 }
 
 function renderTable() {
@@ -519,12 +783,13 @@ function renderTable() {
     const s = st.layer;
     const head = el('tr', {}, el('th', { scope: 'col' }, '#'), el('th', { scope: 'col' }, 'token'),
       el('th', { scope: 'col' }, `nearest at ${r.states[s].name}`), el('th', { scope: 'col' }, 'x, y, z'));
-    const rows = r.tokens.map((tok, t) => el('tr', {},
+    const rows = r.tokens.map((tok, t) => el('tr', { class: t === st.highlight[p] ? 'now' : '' },
       el('td', { class: 'num' }, String(t + 1)), el('td', {}, tokenChip(tok)),
       el('td', {}, r.states[s].nearest[t].map(n => tokenChip(n))),
       el('td', { class: 'num' }, r.states[s].points[t].map(v => fmt(v, 2)).join(', '))));
     return el('table', { class: 'data' },
-      el('caption', {}, `${st.results.length > 1 ? `Phrase ${LETTERS[p]}: ` : ''}“${r.text}”`),
+      el('caption', {}, `${st.results.length > 1 ? `Phrase ${LETTERS[p]}: ` : ''}“${r.text}” — ${longState(r.states[s])} ` +
+        `(state ${s + 1} of ${r.n_states}); followed: token ${st.highlight[p] + 1}`),
       el('thead', {}, head), el('tbody', {}, rows));
   });
   $('traj-table').replaceChildren(...tables);
@@ -532,94 +797,107 @@ function renderTable() {
 
 // ---------- downloads ----------
 
-function downloadPng() {
-  const gd = $('traj-plot');
-  Plotly.downloadImage(gd, {
-    format: 'png', filename: fileStem(), width: Math.max(gd.clientWidth, 800), height: Math.max(gd.clientHeight, 600),
-  });
-}
-
-function downloadJson() {
-  const doc = {
-    generated_by: 'twd web page',
-    url: location.href,
-    model: st.model,
+function dataDoc() {
+  return {
+    generated_by: 'twd web page', url: location.href, model: st.ctx.current,
     request: st.request,
     shown: {
       state_index: st.layer, state_name: st.results[0].states[st.layer].name,
-      followed_tokens: st.highlight.slice(0, st.results.length),
+      followed_tokens: st.highlight.slice(0, st.results.length), camera: state.camera || null,
     },
     trajectories: st.results,
     background: st.cloud,
   };
-  downloadBlob(new Blob([JSON.stringify(doc, null, 1)], { type: 'application/json' }), `${fileStem()}.json`);
 }
 
-// ---------- URL ----------
-
-function saveHash(req) {
-  const q = new URLSearchParams();
-  q.set('text', req.texts[0]);
-  if (req.texts[1]) q.set('compare', req.texts[1]);
-  q.set('projection', req.projection);
-  if (req.gelu !== 'tanh') q.set('gelu', req.gelu);
-  history.replaceState(null, '', `#${q.toString()}`);
+// tidy: one row per phrase x state x position x rank of the nearest tokens
+function dataCsv() {
+  const rows = [['phrase', 'index', 'name', 'block', 'position', 'token_id', 'token_text', 'x', 'y', 'z',
+    'rank', 'id', 'text', 'score', 'prob']];
+  st.results.forEach((r, p) => r.states.forEach((s, i) => r.tokens.forEach((tok, t) => {
+    const q = s.points[t];
+    s.nearest[t].forEach((n, j) => rows.push([LETTERS[p], i, s.name, s.block, t, tok.id, tok.text, q[0], q[1], q[2],
+      j + 1, n.id, n.text, n.score, typeof n.prob === 'number' ? n.prob : null]));
+  })));
+  return rows;
 }
 
-function loadHash() {
-  const q = new URLSearchParams(location.hash.slice(1));
+// ---------- the view ----------
+
+export function init(ctx) {
+  st.ctx = ctx;
   const f = $('traj-form');
-  if (q.has('text')) f.elements.text.value = q.get('text');
-  if (q.has('compare')) f.elements.text2.value = q.get('compare');
-  if (['umap', 'pca'].includes(q.get('projection'))) setProjection(q.get('projection'));
-  if (['tanh', 'erf'].includes(q.get('gelu'))) f.elements.gelu.value = q.get('gelu');
-  return q.has('projection');
-}
-
-// ---------- set-up ----------
-
-// Wires the view to model m (the /model answer); onUmap(status) is told each
-// /umap status seen. Draws the default phrase at once.
-export function initTrajectory(m, onUmap) {
-  st.model = m;
-  st.onUmap = onUmap || (() => {});
-  const f = $('traj-form');
-  $('nearest-k').max = '20';
-  const explicit = loadHash();
+  const m = ctx.current;
   const umapState = m.umap && m.umap.state;
   if (umapState === 'disabled' || umapState === 'failed') {
     $('umap-note').textContent = umapState === 'disabled' ? ' (off on this daemon)' : ' (failed on this daemon)';
-    if (!explicit) setProjection('pca');
+    if (!/(^|[#&])projection=/.test(location.hash)) setState({ projection: 'pca' }, { push: false, silent: true });
   }
-  f.addEventListener('submit', ev => { ev.preventDefault(); run(readForm()); });
-  for (const r of f.elements.projection) r.addEventListener('change', () => { if (st.results.length) run(readForm()); });
-  for (const p of [0, 1]) {
-    $(`highlight-${p}`).addEventListener('change', ev => {
-      st.highlight[p] = Number(ev.target.value);
-      st.focus = null;
-      draw();
-    });
-  }
-  $('layer').addEventListener('input', ev => { stopPlay(); setLayer(Number(ev.target.value)); });
-  $('layer-prev').addEventListener('click', () => { stopPlay(); setLayer(st.layer - 1); });
-  $('layer-next').addEventListener('click', () => { stopPlay(); setLayer(st.layer + 1); });
+  f.addEventListener('submit', ev => {
+    ev.preventDefault();
+    const v = readForm();
+    const patch = { ...v };
+    if (v.text !== state.text) patch.token = null;
+    if (v.compare !== state.compare) patch.token2 = null;
+    // the same request again (after an error, say): ask once more
+    if (Object.keys(patch).every(k => state[k] === patch[k])) { st.key = ''; sync(null); return; }
+    setState(patch);
+  });
+  for (const r of f.elements.projection) r.addEventListener('change', () => setState({ projection: r.value }));
+  for (const p of [0, 1]) $(`highlight-${p}`).addEventListener('change', ev => userToken(p, Number(ev.target.value)));
+  $('layer').addEventListener('pointerdown', () => { st.dragging = true; st.dragPushed = false; });
+  window.addEventListener('pointerup', () => { st.dragging = false; });
+  $('layer').addEventListener('input', ev => { stopPlay(); userLayer(Number(ev.target.value), st.dragging); });
+  $('layer-prev').addEventListener('click', () => { stopPlay(); userLayer(st.layer - 1, false); });
+  $('layer-next').addEventListener('click', () => { stopPlay(); userLayer(st.layer + 1, false); });
   $('layer-play').addEventListener('click', togglePlay);
-  $('traj-png').addEventListener('click', downloadPng);
-  $('traj-json').addEventListener('click', downloadJson);
-
-  $('traj-plot').classList.add('empty');
-  // legend and colour bar move below the figure on a narrow window
+  $('traj-plot').addEventListener('keydown', onKeys);
+  $('traj-table').addEventListener('keydown', onKeys);
+  st.tools = downloadTools($('traj-tools'), {
+    prefix: 'traj', name: 'trajectories', figure: () => $('traj-plot'), image: figureImage, stem: fileStem, json: dataDoc, csv: dataCsv,
+  });
+  $('traj-stack').classList.add('empty');
   let resizeTimer = 0;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => {
-      if (st.results.length && !$('view-traj').hidden && isNarrow() !== st.narrow) draw();
+      if (st.drawn && !$('view-traj').hidden && ($('traj-plot').clientWidth < 620) !== st.narrow) drawAll();
     }, 150);
   });
-  run(readForm());
 }
 
-// Hover: the details panel shows the point; click: follow that token from that state.
+// Brings the figure to the state: a new request draws anew; a layer, token
+// or camera change updates only what it changes.
+export async function sync() {
+  const req = wanted();
+  fillForm(req);
+  const key = reqKey(req);
+  if (key !== st.key) { await run(req); return; }
+  if (!st.results.length || !st.drawn) return;
+  const S = st.results[0].n_states;
+  const layer = state.layer === null ? S - 1 : Math.min(state.layer, S - 1);
+  const hl = [state.token, state.token2].map((t, p) => {
+    const r = st.results[p];
+    if (!r) return 0;
+    return Math.min(r.n_tokens - 1, t !== null ? t : Math.max(0, r.n_tokens - 2));
+  });
+  const hlChanged = st.results.some((_, p) => hl[p] !== st.highlight[p]);
+  if (hlChanged || state.camera !== st.camera) {
+    st.highlight = hl;
+    st.layer = layer;
+    st.focus = null;
+    st.results.forEach((_, p) => { $(`highlight-${p}`).value = String(st.highlight[p]); });
+    $('layer').value = String(layer);
+    await drawAll();
+  } else if (layer !== st.layer) {
+    await stepTo(layer);
+  }
+}
+
+export function hide() { stopPlay(); }
+
+// Hover: the details panel shows the point; click: follow that token from that
+// state; turning the scene: the camera goes into the URL.
 function bindPlotEvents(gd) {
   st.bound = true;
   gd.on('plotly_hover', ev => {
@@ -628,14 +906,67 @@ function bindPlotEvents(gd) {
     st.focus = { p: d[0], t: d[1], s: d[2] };
     renderDetails();
   });
+  // plotly's 3D scene reports a click while the button is still down, and
+  // again after each redraw under the held pointer (a redraw that moves the
+  // point under it made the page flip between two points for ever): the click
+  // is applied once, when the button comes up without the pointer having moved
+  // (a drag turns the scene instead)
+  let downAt = null, clicked = null, armed = false;
+  const apply = d => {
+    const [p, t, s] = d;
+    stopPlay();
+    const S = st.results[0].n_states;
+    setState({ ...(p === 0 ? { token: t } : { token2: t }), layer: s === S - 1 ? null : s });
+  };
+  gd.addEventListener('pointerdown', ev => { downAt = [ev.clientX, ev.clientY]; clicked = null; armed = false; }, true);
+  window.addEventListener('pointerup', ev => {
+    if (!downAt) return;
+    const moved = Math.hypot(ev.clientX - downAt[0], ev.clientY - downAt[1]) >= 5;
+    const d = clicked;
+    downAt = null;
+    clicked = null;
+    if (moved) return;
+    if (d) apply(d);
+    else armed = true;  // plotly may report the click just after the release
+  }, true);
   gd.on('plotly_click', ev => {
     const d = ev.points && ev.points[0] && ev.points[0].customdata;
     if (!Array.isArray(d)) return;
-    const [p, t, s] = d;
-    st.highlight[p] = t;
-    $(`highlight-${p}`).value = String(t);
-    stopPlay();
-    setLayer(s);
+    if (downAt) { clicked = clicked || d; return; }  // the first point under the pressed button
+    if (armed) { armed = false; apply(d); }        // once per press; never again on the redraws it causes
+  });
+  // the layer below follows the camera of the one above, a frame at a time while it turns
+  let pending = null;
+  const follow = () => {
+    const cam = pending;
+    pending = null;
+    const under = $('traj-cloud');
+    if (cam && under.data) Plotly.relayout(under, { 'scene.camera': cam });
+  };
+  gd.on('plotly_relayouting', ev => {
+    const cam = ev && ev['scene.camera'];
+    if (!cam) return;
+    if (!pending) requestAnimationFrame(follow);
+    pending = cam;
+  });
+  gd.on('plotly_relayout', ev => {
+    const cam = ev && (ev['scene.camera'] || (ev.scene && ev.scene.camera));
+    if (!cam) return;
+    pending = cam;
+    follow();
+    const s = cameraString(cam);
+    if (s && s !== state.camera) {
+      st.camera = s;  // already on screen
+      setState({ camera: s }, { push: false, silent: true });
+    }
+  });
+  gd.on('plotly_legendclick', ev => {
+    const t = ev && ev.data && ev.data[ev.curveNumber];
+    if (!t || t.uid !== 'cloud-key') return true;
+    st.cloudOff = !st.cloudOff;
+    $('traj-cloud').classList.toggle('off', st.cloudOff);
+    Plotly.restyle(gd, { visible: st.cloudOff ? 'legendonly' : true }, [ev.curveNumber]);
+    return false;
   });
 }
 

@@ -1,6 +1,7 @@
 // Messages in place of (or above) a figure: errors from the daemon, waiting
 // for the UMAP fit, work in progress. Built with textContent only.
-import { el } from './text.js';
+import { el, downloadBlob, csvText } from './text.js';
+import { downloadFigure } from './plot.js';
 
 // Shows a message in box `box` (an element with class "message").
 //   kind: 'error' | 'wait' | 'info'; title: bold first line; text: the daemon's
@@ -37,4 +38,42 @@ export function hideMessage(box) {
 export function errorText(e) {
   if (e && typeof e.message === 'string' && e.message) return e.message;
   return String(e);
+}
+
+// The download buttons of a view: PNG and SVG of its figure, JSON and CSV of
+// its data. opts: {prefix (ids: PREFIX-png, -svg, -json, -csv), figure: () =>
+// the plotly div, image (optional): format => picture, stem: () => file name without extension, json: () => object,
+// csv: () => [header, ...rows]}. Returns {enable(on)}.
+export function downloadTools(box, opts) {
+  const buttons = [];
+  // a view with its own picture (several layers) gives opts.image(format):
+  // a PNG data URL, or SVG text
+  const picture = async format => {
+    if (!opts.image) return downloadFigure(opts.figure(), format, opts.stem());
+    const out = await opts.image(format);
+    if (format === 'svg') downloadBlob(new Blob([out], { type: 'image/svg+xml' }), `${opts.stem()}.svg`);
+    else downloadBlob(await (await fetch(out)).blob(), `${opts.stem()}.png`);
+  };
+  const add = (what, label, run) => {
+    const b = el('button', { type: 'button', id: `${opts.prefix}-${what}`, disabled: true,
+      'aria-label': `${label} (${opts.name || 'this view'})`, onclick: run }, label);
+    buttons.push(b);
+    return b;
+  };
+  box.replaceChildren(
+    add('png', 'PNG', () => picture('png')),
+    add('svg', 'SVG', () => picture('svg')),
+    add('json', 'Data (JSON)', () => downloadBlob(
+      new Blob([JSON.stringify(opts.json(), null, 1)], { type: 'application/json' }), `${opts.stem()}.json`)),
+    add('csv', 'Data (CSV)', () => downloadBlob(
+      new Blob([csvText(opts.csv())], { type: 'text/csv' }), `${opts.stem()}.csv`)),
+  );
+  return { enable(on) { for (const b of buttons) b.disabled = !on; } };
+}
+
+// Shows "working" in a message box only when the work takes longer than
+// 250 ms (no flash for cached answers); returns a function that cancels it.
+export function busy(box, title, note = '') {
+  const t = setTimeout(() => showMessage(box, { kind: 'info', title, note }), 250);
+  return () => clearTimeout(t);
 }

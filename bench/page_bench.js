@@ -1,0 +1,67 @@
+'use strict';
+// Page timings on a 124M-shaped checkpoint (bench/page.sh runs this): a twd
+// on MODEL with a persistent cache folder (the UMAP layout fitted once, then
+// read from the disk cache), Debian's headless Chromium opening the page.
+// Prints, for ROUNDS navigations: the first trajectory on screen after
+// navigation (ms), the full draws (the cloud's buffers built) and the slider
+// steps (only the shown state redrawn), and the ratio step / full draw.
+// Numbers, no assertions (the browser test asserts the ratio).
+//
+// Environment: TWD (binary), MODEL (checkpoint folder), CACHE (cache folder),
+// PROJECTION (umap | pca, default umap), ROUNDS (default 3), CHROMIUM.
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const lib = require(path.join(__dirname, '..', 'tests', 'browser', 'lib.js'));
+
+const MODEL = process.env.MODEL;
+const CACHE = process.env.CACHE || path.join(os.tmpdir(), 'twd-page-bench-cache');
+const PROJECTION = process.env.PROJECTION || 'umap';
+const ROUNDS = Number(process.env.ROUNDS || 3);
+
+async function main() {
+  if (!MODEL) throw new Error('MODEL is not set');
+  fs.mkdirSync(CACHE, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twd-page-bench-'));
+  const d = new lib.Daemon('bench', MODEL, PROJECTION === 'pca' ? ['--set', 'umap=false'] : [], { tmp });
+  const t0 = Date.now();
+  await d.start({ cacheDir: CACHE });
+  const info = (await d.get('/model')).body;
+  console.log(`model: ${info.name}, ${info.n_layer} layers, width ${info.n_embd}, vocabulary ${info.vocab_size}`);
+  if (PROJECTION === 'umap') {
+    const u = await d.waitUmap('ready', 3600);
+    console.log(`UMAP layout: ${u.rows} rows, ${u.from_cache ? 'from the disk cache' : `fitted in ${((Date.now() - t0) / 1000).toFixed(0)} s (the next run reads it from ${CACHE})`}`);
+  }
+  const { ctx, page } = await lib.launch(tmp);
+  const firsts = [], fulls = [], steps = [];
+  try {
+    for (let r = 0; r < ROUNDS; r++) {
+      await page.goto('about:blank');
+      await page.goto(d.url(`/#projection=${PROJECTION}`));
+      await page.waitForFunction(() => Number(document.getElementById('traj-plot').dataset.cloud) > 0, null, { timeout: 300000 });
+      await page.waitForTimeout(300);
+      const S = Number(await page.getAttribute('#layer', 'max')) + 1;
+      await page.focus('#layer');
+      for (let s = S - 2; s >= Math.max(0, S - 7); s--) {
+        await page.keyboard.press('ArrowLeft');
+        await page.waitForFunction(v => document.getElementById('traj-plot').dataset.state === String(v), s);
+      }
+      const tm = await lib.timings(page);
+      firsts.push(...(tm['twd:traj-first-on-screen'] || []));
+      fulls.push(...(tm['twd:traj-full-draw'] || []));
+      steps.push(...(tm['twd:traj-step'] || []));
+    }
+  } finally {
+    await ctx.close().catch(() => {});
+    await d.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  const ms = a => a.map(x => x.toFixed(0)).join(', ');
+  console.log(`machine: ${os.cpus().length} cores, load average ${os.loadavg().map(x => x.toFixed(1)).join(' ')}`);
+  console.log(`first trajectory on screen after navigation (ms): ${ms(firsts)}; median ${lib.median(firsts).toFixed(0)}`);
+  console.log(`full draws (ms): ${ms(fulls)}; median ${lib.median(fulls).toFixed(0)}`);
+  console.log(`slider steps (ms): ${ms(steps)}; median ${lib.median(steps).toFixed(0)}`);
+  console.log(`step / full draw: ${(lib.median(steps) / lib.median(fulls)).toFixed(3)}`);
+}
+
+main().catch(e => { console.error(e.stack || String(e)); process.exitCode = 1; });
