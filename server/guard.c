@@ -21,13 +21,13 @@
 
 struct gconn {
     int fd;
-    bool shut;               /* shutdown() issued; libmicrohttpd will close it */
+    bool shut; /* shutdown() issued; libmicrohttpd will close it */
     char addr[INET6_ADDRSTRLEN];
     struct sockaddr_storage sa;
     socklen_t salen;
     gconn_phase phase;
-    double since, deadline;  /* deadline 0: none */
-    tw_cancel *cancel;       /* GC_WORK: raised when the client goes away */
+    double since, deadline; /* deadline 0: none */
+    tw_cancel *cancel;      /* GC_WORK: raised when the client goes away */
     gconn *prev, *next;
 };
 
@@ -71,18 +71,24 @@ static void list_add(gconn_list *l, gconn *c)
 {
     c->prev = l->tail;
     c->next = NULL;
-    if (l->tail) l->tail->next = c;
-    else l->head = c;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
     l->tail = c;
     l->n++;
 }
 
 static void list_remove(gconn_list *l, gconn *c)
 {
-    if (c->prev) c->prev->next = c->next;
-    else l->head = c->next;
-    if (c->next) c->next->prev = c->prev;
-    else l->tail = c->prev;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
     c->prev = c->next = NULL;
     l->n--;
 }
@@ -116,15 +122,18 @@ static void ip_add(guard *g, const char *addr, int delta)
         e->n = 0;
     }
     if (!e) return;
-    if (delta > 0) e->n += (size_t)delta;
-    else if (e->n >= (size_t)-delta) e->n -= (size_t)-delta;
+    if (delta > 0)
+        e->n += (size_t)delta;
+    else if (e->n >= (size_t)-delta)
+        e->n -= (size_t)-delta;
     if (e->n == 0) *e = g->ips[--g->n_ips];
 }
 
 static void addr_text(const struct sockaddr *sa, char *out, size_t n)
 {
     snprintf(out, n, "-");
-    if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
 }
@@ -284,19 +293,23 @@ static int check_header(const unsigned char *l, const unsigned char *e, int *sta
     return 0;
 }
 
-/* Is b[0..n) the head (request line and headers) of an HTTP/1.x request
- * that libmicrohttpd will take without an error of its own? 1 yes (the
- * whole head is in view), 0 not yet known (more bytes needed), -1 no
- * (*status and msg say why: 400 bad request line or header line, 413 an
- * impossible Content-Length, 414 target longer than max_target, 431 head
- * longer than max_head, 501 a Transfer-Encoding other than chunked, 505
- * another HTTP version). Leading empty lines are allowed, as RFC 9112 asks. */
-static int check_head(const unsigned char *b, size_t n, const guard_settings *s, int *status, char *msg,
-                      size_t msglen)
+/* The version of a request line, v[0..ve): -1 when it is not HTTP/d.d,
+ * -2 when it is another version than 1.0 or 1.1, else 0. */
+static int check_version(const unsigned char *v, const unsigned char *ve)
+{
+    if (ve - v != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' || v[5] < '0' || v[5] > '9' || v[7] < '0' ||
+        v[7] > '9')
+        return -1;
+    return v[5] != '1' || (v[7] != '0' && v[7] != '1') ? -2 : 0;
+}
+
+/* The request line of b[0..n), after up to 4 leading empty lines: 1 whole
+ * and good (*rest: the first header line), 0 more bytes needed, -1 bad
+ * (*status, msg as check_head's). */
+static int check_request_line(const unsigned char *b, size_t n, const guard_settings *s, int *status,
+                              char *msg, size_t msglen, const unsigned char **rest)
 {
     size_t i = 0, skipped = 0;
-    *status = 400;
-    snprintf(msg, msglen, "not an HTTP request (bad request line)");
     while (i < n && (b[i] == '\r' || b[i] == '\n')) {
         if (++skipped > 4) return -1;
         i++;
@@ -314,20 +327,34 @@ static int check_head(const unsigned char *b, size_t n, const guard_settings *s,
     }
     if (i == n) return 0;
     if (i == t0 || b[i] != ' ') return -1;
-    /* the version */
     const unsigned char *v = b + i + 1, *nl = memchr(v, '\n', n - (i + 1));
     if (!nl) return n - i > 16 ? -1 : 0;
-    const unsigned char *ve = nl > v && nl[-1] == '\r' ? nl - 1 : nl;
-    if (ve - v != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' || v[5] < '0' || v[5] > '9' || v[7] < '0' ||
-        v[7] > '9')
-        return -1;
-    if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) {
+    int rc = check_version(v, nl > v && nl[-1] == '\r' ? nl - 1 : nl);
+    if (rc == -2) {
         *status = 505;
         snprintf(msg, msglen, "only HTTP/1.0 and HTTP/1.1 are served");
-        return -1;
     }
+    *rest = nl + 1;
+    return rc == 0 ? 1 : -1;
+}
+
+/* Is b[0..n) the head (request line and headers) of an HTTP/1.x request
+ * that libmicrohttpd will take without an error of its own? 1 yes (the
+ * whole head is in view), 0 not yet known (more bytes needed), -1 no
+ * (*status and msg say why: 400 bad request line or header line, 413 an
+ * impossible Content-Length, 414 target longer than max_target, 431 head
+ * longer than max_head, 501 a Transfer-Encoding other than chunked, 505
+ * another HTTP version). Leading empty lines are allowed, as RFC 9112 asks. */
+static int check_head(const unsigned char *b, size_t n, const guard_settings *s, int *status, char *msg,
+                      size_t msglen)
+{
+    *status = 400;
+    snprintf(msg, msglen, "not an HTTP request (bad request line)");
+    const unsigned char *l = NULL;
+    int r = check_request_line(b, n, s, status, msg, msglen, &l);
+    if (r <= 0) return r;
     /* the header lines, up to the empty line */
-    for (const unsigned char *l = nl + 1;;) {
+    for (;;) {
         const unsigned char *e = memchr(l, '\n', n - (size_t)(l - b));
         size_t upto = e ? (size_t)(e - b) : n;
         if (upto > s->max_head) {
@@ -410,8 +437,10 @@ static void inspect(guard *g, gconn *c)
     forget_pending(g, c);
     if (n > 0) g->st.rejected_garbage++;
     pthread_mutex_unlock(&g->lock);
-    if (n > 0) refuse(g, c->fd, status, msg);
-    else close(c->fd);
+    if (n > 0)
+        refuse(g, c->fd, status, msg);
+    else
+        close(c->fd);
     free(c);
 }
 
@@ -529,8 +558,10 @@ static void *guard_main(void *arg)
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &g->wake) return NULL;
-            if (p == &g->lfd) accept_all(g);
-            else if (!is_lingering(g, p)) inspect(g, p);
+            if (p == &g->lfd)
+                accept_all(g);
+            else if (!is_lingering(g, p))
+                inspect(g, p);
         }
         sweep(g);
         linger_sweep(g, false);
