@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/nn/lnorm.h"
+#include "core/nn/par.h"
 #include "core/nn/topk.h"
 
 int ana_check_model(const gpt2_model *m)
@@ -37,14 +38,51 @@ typedef struct {
     int block;
 } ln1_ctx;
 
+/* Bytes of a cached (n, d) float matrix followed by its trailer of `extra`
+ * doubles (8-byte aligned). */
+static size_t rows_bytes(size_t n, size_t d, size_t extra)
+{
+    return (n * d * sizeof(float) + 7) / 8 * 8 + extra * sizeof(double);
+}
+
+const double *ana_rows_trailer(const blockcache_entry *e, size_t n, size_t d)
+{
+    return (const double *)((const char *)blockcache_data(e) + rows_bytes(n, d, 0));
+}
+
+typedef struct {
+    const gpt2_model *m;
+    const gpt2_block *b;
+    float *out;
+    double en_max[NN_MAX_PARTS], e_max[NN_MAX_PARTS];
+} ln1_par;
+
+/* Rows lo..hi of LN_b(E), with the largest row norms of that range. */
+static void ln1_rows(void *ctx, size_t lo, size_t hi, int part)
+{
+    ln1_par *p = ctx;
+    const size_t d = (size_t)p->m->cfg.n_embd;
+    layernorm_rows(p->out + lo * d, p->m->p.wte + lo * d, p->b->ln_1_w, p->b->ln_1_b, hi - lo, d,
+                   p->m->cfg.ln_eps);
+    p->en_max[part] = topk_max_row_norm(p->out + lo * d, hi - lo, d);
+    p->e_max[part] = topk_max_row_norm(p->m->p.wte + lo * d, hi - lo, d);
+}
+
 static int fill_ln1(void *data, size_t bytes, void *ctx)
 {
     const ln1_ctx *x = ctx;
     const gpt2_model *m = x->m;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    if (bytes != V * d * sizeof(float)) return TW_EINVAL;
-    const gpt2_block *b = &m->p.h[x->block];
-    layernorm_rows(data, m->p.wte, b->ln_1_w, b->ln_1_b, V, d, m->cfg.ln_eps);
+    if (bytes != rows_bytes(V, d, 2)) return TW_EINVAL;
+    ln1_par p = {.m = m, .b = &m->p.h[x->block], .out = data};
+    int parts = nn_parts();
+    nn_parallel_rows(V, parts, ln1_rows, &p);
+    double *trailer = (double *)((char *)data + rows_bytes(V, d, 0));
+    trailer[0] = trailer[1] = 0.0;
+    for (int i = 0; i < parts && (size_t)i < V; i++) { /* NaN wins: then nothing is certified */
+        if (!(p.en_max[i] <= trailer[0])) trailer[0] = p.en_max[i];
+        if (!(p.e_max[i] <= trailer[1])) trailer[1] = p.e_max[i];
+    }
     return TW_OK;
 }
 
@@ -57,5 +95,34 @@ int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block,
     char key[32];
     snprintf(key, sizeof key, "ln1(E):%d", block);
     ln1_ctx fx = {m, block};
-    return blockcache_acquire(c, key, V * d * sizeof(float), fill_ln1, &fx, e);
+    return blockcache_acquire(c, key, rows_bytes(V, d, 2), fill_ln1, &fx, e);
+}
+
+float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e)
+{
+    return (float)ana_rows_trailer(e, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd)[0];
+}
+
+float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e)
+{
+    return (float)ana_rows_trailer(e, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd)[1];
+}
+
+static int fill_wte_norm(void *data, size_t bytes, void *ctx)
+{
+    const gpt2_model *m = ctx;
+    if (bytes != sizeof(double)) return TW_EINVAL;
+    *(double *)data = topk_max_row_norm(m->p.wte, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd);
+    return TW_OK;
+}
+
+int ana_wte_max_norm(const gpt2_model *m, const ana_ctx *x, float *out)
+{
+    if (ana_check_model(m) || !out) return TW_EINVAL;
+    blockcache_entry *e = NULL;
+    int rc = blockcache_acquire(ana_cache(x), "maxnorm(E)", sizeof(double), fill_wte_norm, (void *)m, &e);
+    if (rc) return rc;
+    *out = (float)*(const double *)blockcache_data(e);
+    blockcache_release(ana_cache(x), e);
+    return TW_OK;
 }

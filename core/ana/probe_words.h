@@ -41,8 +41,21 @@ typedef struct {
  * result). k in [1, V]. Acquires LN_b(E) from the cache c (NULL: computed
  * privately). Returns TW_OK, or TW_EBLOCK / TW_EK / TW_ETOKEN /
  * TW_EINVAL / TW_ENOMEM with *out left empty (safe to free). */
-int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words, size_t k,
-                probe_words_result *out);
+int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                size_t k, probe_words_result *out);
+
+/* How probe_words_opt screens the keys; the answer is the same bit for bit.
+ *   AUTO      factored when K = LN_b(E) Wk is cached or worth computing
+ *             (W H (d - dh) >= d^2), else direct (what probe_words does)
+ *   DIRECT    every key query q Wqk_h (d) against LN_b(E)
+ *   FACTORED  K (V, d) computed once per block and cached ("keys(En):<b>",
+ *             4 V d bytes), each query qa_h (dh) against K_h, the candidates
+ *             rescored exactly and certified (docs/MATH.md §4.1) */
+enum { PROBE_KEYS_AUTO = 0, PROBE_KEYS_DIRECT = 1, PROBE_KEYS_FACTORED = 2 };
+
+/* probe_words with the choice of key screening (keys_method, above). */
+int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                    size_t k, int keys_method, probe_words_result *out);
 
 void probe_words_result_free(probe_words_result *r);
 

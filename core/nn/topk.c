@@ -86,13 +86,30 @@ static double bottom_key(double s) { return isnan(s) ? -INFINITY : -s; }
 
 /* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap. The float
  * threshold test passes every candidate that could enter (ties included, NaN
- * included), so the exact test in heap_offer decides. */
+ * included: !(v < thr) holds for both), so the exact test in heap_offer
+ * decides. Scores are first tested 16 at a time (a loop the compiler turns
+ * into vector compares): most blocks of 16 hold no candidate. */
+#define SCAN_CHUNK 16
+
 static void scan_top(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
 {
     float thr = (float)h[0].key; /* exact: keys come from floats or -inf */
-    for (size_t j = 0; j < b; j++) {
+    size_t j = 0;
+    for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
+        int any = 0;
+        for (size_t t = 0; t < SCAN_CHUNK; t++) any |= !(s[j + t] < thr);
+        if (!any) continue;
+        for (size_t t = j; t < j + SCAN_CHUNK; t++) {
+            float v = s[t];
+            if (!(v < thr)) {
+                heap_offer(h, k, top_key(v), v, id0 + (int32_t)t);
+                thr = (float)h[0].key;
+            }
+        }
+    }
+    for (; j < b; j++) {
         float v = s[j];
-        if (v >= thr || v != v) {
+        if (!(v < thr)) {
             heap_offer(h, k, top_key(v), v, id0 + (int32_t)j);
             thr = (float)h[0].key;
         }
@@ -102,9 +119,22 @@ static void scan_top(heap_item *h, size_t k, const float *s, size_t b, int32_t i
 static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
 {
     float thr = (float)-h[0].key; /* candidates need v <= thr */
-    for (size_t j = 0; j < b; j++) {
+    size_t j = 0;
+    for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
+        int any = 0;
+        for (size_t t = 0; t < SCAN_CHUNK; t++) any |= !(s[j + t] > thr);
+        if (!any) continue;
+        for (size_t t = j; t < j + SCAN_CHUNK; t++) {
+            float v = s[t];
+            if (!(v > thr)) {
+                heap_offer(h, k, bottom_key(v), v, id0 + (int32_t)t);
+                thr = (float)-h[0].key;
+            }
+        }
+    }
+    for (; j < b; j++) {
         float v = s[j];
-        if (v <= thr || v != v) {
+        if (!(v > thr)) {
             heap_offer(h, k, bottom_key(v), v, id0 + (int32_t)j);
             thr = (float)-h[0].key;
         }
@@ -154,11 +184,13 @@ float topk_max_row_norm(const float *M, size_t n, size_t d)
 /* Bound on |float GEMM score - exact score| for a query of norm qn against
  * rows of norm at most R: gamma_{d+1} * qn * R, u = 2^-24 (any summation
  * order, with or without FMA), widened by 2 for the float rounding of R. */
-static double screen_error(size_t d, double qn, double R)
+double topk_gamma(size_t n)
 {
-    double nu = (double)(d + 1) * 0x1p-24;
-    return 2.0 * nu / (1.0 - nu) * qn * R;
+    double nu = (double)n * 0x1p-24;
+    return nu < 1.0 ? nu / (1.0 - nu) : INFINITY;
 }
+
+static double screen_error(size_t d, double qn, double R) { return 2.0 * topk_gamma(d + 1) * qn * R; }
 
 /* Exact top or bottom list of one query over every row of M (the fallback
  * when screening cannot certify a list, and the naive reference). */
@@ -179,8 +211,8 @@ static void exact_scan(const float *M, size_t n, size_t d, const float *q, size_
  * worst candidate's float score, moved by the screening error, stays below
  * the k-th exact score. Otherwise the list is computed by an exact scan.
  * Returns 1 when it had to scan. */
-static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom, double err,
-                   heap_item *cand, heap_item *tmp, topk_hit *out)
+static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom,
+                   double err, heap_item *cand, heap_item *tmp, topk_hit *out)
 {
     double worst = cand[0].key; /* the heap root: the worst candidate's key (float score, or its negation) */
     heap_init(tmp, k);
@@ -204,12 +236,19 @@ unsigned long long topk_exact_scans(void) { return atomic_load(&exact_scans); }
 /* Scratch target for one GEMM block of scores (nq x b floats). */
 #define TOPK_SCRATCH_BYTES ((size_t)8 << 20)
 
-int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
-                  topk_hit *bottom, const topk_opts *opts)
+int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
+                       const topk_opts *opts)
 {
-    // M (n, d), Q (nq, d); top, bottom (nq, k)
-    int rc = check_args(M, n, d, Q, nq, k, top, bottom);
+    // exact: M (n, d), query i at Q + i * ldq; screening: S (n, ds) rows at
+    // stride lds, query i at P + i * ldp; top, bottom: list i at + i * ldo
+    if (!s) return TW_EINVAL;
+    const size_t n = s->n, d = s->d, ds = s->ds;
+    int rc = check_args(s->M, n, d, s->Q, nq, k, top, bottom);
     if (rc) return rc;
+    if (!s->S || !s->P || ds < 1 || ds > (size_t)INT_MAX || s->lds < ds || s->ldp < ds || s->ldq < d ||
+        ldo < k || s->lds > (size_t)INT_MAX || s->ldp > (size_t)INT_MAX ||
+        (!s->err && (s->S != s->M || ds != d)))
+        return TW_EINVAL;
     if (nq == 0) return TW_OK;
     const tw_cancel *cancel = opts ? opts->cancel : NULL;
     size_t kc = 2 * k + TOPK_MARGIN; /* candidates kept per list */
@@ -225,7 +264,8 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
     heap_item *ht = top ? malloc(nq * kc * sizeof(heap_item)) : NULL;
     heap_item *hb = bottom ? malloc(nq * kc * sizeof(heap_item)) : NULL;
     heap_item *tmp = malloc(k * sizeof(heap_item));
-    if (!S || (top && !ht) || (bottom && !hb) || !tmp) {
+    double *err = s->err ? NULL : malloc(nq * sizeof(double));
+    if (!S || (top && !ht) || (bottom && !hb) || !tmp || (!s->err && !err)) {
         rc = TW_ENOMEM;
         goto out;
     }
@@ -239,25 +279,31 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
     for (size_t j0 = 0; j0 < n; j0 += b) {
         if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
         size_t bj = n - j0 < b ? n - j0 : b;
-        // S (nq, bj) = Q (nq, d) . M[j0 .. j0+bj)^T (d, bj)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
-                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
+        // S (nq, bj) = P (nq, ds) . S[j0 .. j0+bj)^T (ds, bj)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)ds, 1.0f, s->P,
+                    (int)s->ldp, s->S + j0 * s->lds, (int)s->lds, 0.0f, S, (int)bj);
         for (size_t i = 0; i < nq; i++) {
-            const float *s = S + i * bj;
-            if (ht) scan_top(ht + i * kc, kc, s, bj, (int32_t)j0);
-            if (hb) scan_bottom(hb + i * kc, kc, s, bj, (int32_t)j0);
+            const float *sc = S + i * bj;
+            if (ht) scan_top(ht + i * kc, kc, sc, bj, (int32_t)j0);
+            if (hb) scan_bottom(hb + i * kc, kc, sc, bj, (int32_t)j0);
         }
     }
 
+    /* The screening error of the plain problem (S = M, P = Q). */
+    if (err) {
+        double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(s->M, n, d);
+        for (size_t i = 0; i < nq; i++) err[i] = screen_error(d, norm2(s->Q + i * s->ldq, d), R);
+    }
+
     /* Certification: exact scores of the candidates, the best k of them. */
-    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+    const double *e = s->err ? s->err : err;
     unsigned long long scans = 0;
     for (size_t i = 0; i < nq; i++) {
-        const float *q = Q + i * d;
-        double err = screen_error(d, norm2(q, d), R);
-        if (!(err < INFINITY)) err = INFINITY; /* NaN: never certified */
-        if (ht) scans += certify(M, n, d, q, k, kc, 0, err, ht + i * kc, tmp, top + i * k);
-        if (hb) scans += certify(M, n, d, q, k, kc, 1, err, hb + i * kc, tmp, bottom + i * k);
+        const float *q = s->Q + i * s->ldq;
+        double ei = e[i];
+        if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
+        if (ht) scans += certify(s->M, n, d, q, k, kc, 0, ei, ht + i * kc, tmp, top + i * ldo);
+        if (hb) scans += certify(s->M, n, d, q, k, kc, 1, ei, hb + i * kc, tmp, bottom + i * ldo);
     }
     if (scans) atomic_fetch_add(&exact_scans, scans);
 out:
@@ -265,7 +311,17 @@ out:
     free(ht);
     free(hb);
     free(tmp);
+    free(err);
     return rc;
+}
+
+int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
+                  topk_hit *bottom, const topk_opts *opts)
+{
+    // M (n, d), Q (nq, d); top, bottom (nq, k)
+    const topk_screen s = {
+        .M = M, .n = n, .d = d, .Q = Q, .ldq = d, .S = M, .lds = d, .ds = d, .P = Q, .ldp = d};
+    return topk_rows_screened(&s, nq, k, top, bottom, k, opts);
 }
 
 int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,

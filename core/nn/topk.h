@@ -64,13 +64,47 @@ int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, siz
 
 /* Options of topk_rows_opt; a zeroed struct (or NULL) means defaults. */
 typedef struct {
-    float max_row_norm;       /* max_j |M_j| when the caller knows it (> 0); else computed */
-    const tw_cancel *cancel;  /* checked between GEMM blocks; NULL: never stops */
+    float max_row_norm;      /* max_j |M_j| when the caller knows it (> 0); else computed */
+    const tw_cancel *cancel; /* checked between GEMM blocks; NULL: never stops */
 } topk_opts;
 
 /* topk_rows with options. */
 int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                   topk_hit *bottom, const topk_opts *opts);
+
+/* Top-k screened by a cheaper, factored score and certified against the
+ * exact one. The exact problem is that of topk_rows: the scores
+ * topk_dot(Q_i, M_j) of query i (Q + i * ldq, d floats) against the rows of
+ * M (n, d, contiguous). The screening scores are float GEMM products of P_i
+ * (P + i * ldp, ds floats) with S_j (S + j * lds, ds floats), which the
+ * caller guarantees to be within err[i] of the exact score of every row j
+ * (|screen_ij - topk_dot(Q_i, M_j)| <= err[i]). Screening keeps 2k +
+ * TOPK_MARGIN candidates per list, rescoring them exactly and certifying as
+ * topk_rows does, so the lists and scores are those of topk_rows_naive bit
+ * for bit, whatever S and P are (a list that cannot be certified is computed
+ * by an exact scan of M). err NULL means the plain problem: S must be M and
+ * ds = d, and the bound is topk_rows's own (opts->max_row_norm applies).
+ * List i goes to top + i * ldo and bottom + i * ldo (ldo >= k), either NULL
+ * when not wanted (not both). Errors as topk_rows_opt. */
+typedef struct {
+    const float *M; /* (n, d) the exact rows */
+    size_t n, d;
+    const float *Q; /* exact query i at Q + i * ldq */
+    size_t ldq;
+    const float *S; /* screening row j at S + j * lds (ds floats) */
+    size_t lds, ds;
+    const float *P; /* screening query i at P + i * ldp (ds floats) */
+    size_t ldp;
+    const double *err; /* (nq) screening error bound per query, or NULL (see above) */
+} topk_screen;
+
+int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
+                       const topk_opts *opts);
+
+/* gamma_n = n u / (1 - n u), u = 2^-24: the classic bound on the relative
+ * error of a float dot product of length n (|fl(x.y) - x.y| <= gamma_n
+ * sum |x_i y_i|), in any summation order, with or without FMA. */
+double topk_gamma(size_t n);
 
 /* The exact dot product of two float vectors, in double, in a fixed order:
  * the score of every list. */
