@@ -115,7 +115,7 @@ typedef struct api_blob api_blob;
 
 typedef struct {
     int status;
-    const char *body;         /* the answer's bytes, NUL-terminated; inside blob */
+    const char *body; /* the answer's bytes, NUL-terminated; inside blob */
     size_t len;
     api_blob *blob;           /* owns body (one reference) */
     const char *content_type; /* static string */
@@ -138,7 +138,10 @@ const char *api_blob_data(const api_blob *b);
 size_t api_blob_len(const api_blob *b);
 
 /* ---- parameters ---- */
-typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL } api_ptype;
+/* AP_BLOCKS: a block of the model (an integer, as AP_INT) or several: "all"
+ * or a range "A-B" (A <= B, both within the bounds), computed block by block
+ * (api/sweep.c). */
+typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_BLOCKS } api_ptype;
 /* Upper bounds that depend on the model or the configuration. */
 typedef enum {
     APB_CONST,      /* the row's own max */
@@ -174,7 +177,9 @@ typedef struct {
 typedef struct {
     const api_param *spec;
     bool present;  /* given by the client (not defaulted) */
-    int64_t i;     /* AP_INT, AP_BOOL */
+    int64_t i;     /* AP_INT, AP_BOOL; AP_BLOCKS: the first block */
+    int64_t last;  /* AP_BLOCKS: the last block (== i for one block) */
+    bool sweep;    /* AP_BLOCKS: "all" or "A-B" was given (an answer per block) */
     const char *s; /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
     size_t s_len;
     char **list; /* AP_LIST: valid UTF-8 strings */
@@ -186,6 +191,8 @@ typedef struct {
     size_t n;
     void *arena;             /* owns strings; freed with the call */
     const tw_cancel *cancel; /* the request's cancel flag and deadline; NULL: never stops */
+    size_t answer_blocks;    /* blocks the whole answer holds (a sweep's; 0 or 1: one) */
+    bool check_only; /* a sweep asks the handler for its checks only (see api_check_answer_size_for) */
 } api_args;
 
 /* The upper bound of a parameter for the loaded model and configuration. */
@@ -291,11 +298,22 @@ void api_render_metrics(const api_service *svc, strbuf *out);
  * the token count with the ids in *ids (caller frees), or -1 with *res set
  * (400 naming the character a character-level vocabulary lacks; 503 when
  * memory runs out). */
-long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids, api_response *res);
+long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids,
+                api_response *res);
 
 /* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
  * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what);
+
+/* The same for a handler whose one-block answer lists `n` tokens, in a
+ * request that may be a sweep of a->answer_blocks blocks (the limit bounds
+ * the whole answer; "or fewer blocks" is added to what to reduce). Returns
+ * -1 with the 400; 1 when the checks passed and a->check_only asks for
+ * nothing more (the handler then returns 0 without an answer); else 0:
+ *     int c = api_check_answer_size_for(app, a, res, n, "k");
+ *     if (c) return c < 0 ? -1 : 0; */
+int api_check_answer_size_for(const twd_app *app, const api_args *a, api_response *res, double n,
+                              const char *what);
 
 /* Token as {"id", "text" (invalid UTF-8 replaced), "bytes" (array of 0..255)}. */
 struct json_t *api_token_json(const tokenizer *tok, int id);

@@ -93,7 +93,11 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# HELP twd_cache_evictions_total Entries evicted to respect the budget.\n"
         "# TYPE twd_cache_evictions_total counter\n"
         "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
-        "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n");
+        "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n"
+        "# HELP twd_sweeps_running Whole-model sweeps (block=all or A-B) being computed.\n"
+        "# TYPE twd_sweeps_running gauge\n"
+        "# HELP twd_sweep_blocks Blocks of the running sweeps: done and total.\n"
+        "# TYPE twd_sweep_blocks gauge\n");
     for (size_t i = 0; i < svc->n_models; i++) {
         twd_app *app = svc->models[i];
         if (atomic_load(&app->state) != APP_READY || !app->ext) continue;
@@ -118,6 +122,12 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         };
         for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
             sb_printf(b, "%s{model=\"%s\",cache=\"%s\"} %llu\n", rows[r].metric, m, rows[r].cache, rows[r].v);
+        sb_printf(
+            b,
+            "twd_sweeps_running{model=\"%s\"} %lld\ntwd_sweep_blocks{model=\"%s\",state=\"done\"} %lld\n"
+            "twd_sweep_blocks{model=\"%s\",state=\"total\"} %lld\n",
+            m, atomic_load(&app->ext->sweeps_running), m, atomic_load(&app->ext->sweep_blocks_done), m,
+            atomic_load(&app->ext->sweep_blocks_total));
         if (app->ext->layout) {
             double progress;
             int ready = layout_umap_ready(app->ext->layout, &progress);

@@ -2,6 +2,7 @@
 #ifndef TW_API_EXT_H
 #define TW_API_EXT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "api/answer_cache.h"
@@ -14,6 +15,8 @@ struct api_ext {
     char **default_words;  /* the words file (the paper's 100 nouns) */
     size_t n_default_words;
     layout_service *layout; /* PCA and the (background) UMAP layout */
+    /* whole-model sweeps in flight (api/sweep.c): how many, and their blocks */
+    _Atomic long long sweeps_running, sweep_blocks_total, sweep_blocks_done;
 };
 
 #endif

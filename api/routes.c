@@ -41,6 +41,13 @@ static const char *const gelus[] = {"tanh", "erf", NULL};
         .name = "block", .type = AP_INT, .required = true, .max_ref = APB_LAST_LAYER,                        \
         .doc = "Transformer block (0-based)."                                                                \
     }
+#define P_BLOCKS                                                                                             \
+    {                                                                                                        \
+        .name = "block", .type = AP_BLOCKS, .required = true, .max_ref = APB_LAST_LAYER,                     \
+        .doc = "Transformer block (0-based), or several: \"all\" or a range \"A-B\" (A <= B), answered "     \
+               "block by block as {first_block, last_block, n_blocks, blocks: [one-block answers]} (CSV: a " \
+               "first column block)."                                                                        \
+    }
 #define P_FORMAT(list)                                                                                       \
     {                                                                                                        \
         .name = "format", .type = AP_ENUM, .def = "json", .choices = (list), .doc = "Answer format."         \
@@ -65,7 +72,7 @@ static const api_param p_embeddings[] = {
 static const api_param p_format[] = {P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_probe[] = {
-    P_BLOCK,
+    P_BLOCKS,
     P_K,
     {.name = "words",
      .type = AP_LIST,
@@ -78,7 +85,7 @@ static const api_param p_probe[] = {
 };
 
 static const api_param p_svd[] = {
-    P_BLOCK,
+    P_BLOCKS,
     {.name = "matrix", .type = AP_ENUM, .def = "both", .choices = matrices, .doc = "W_qk, W_vo or both."},
     {.name = "top",
      .type = AP_INT,
@@ -92,7 +99,7 @@ static const api_param p_svd[] = {
     API_PARAMS_END,
 };
 
-static const api_param p_svd_bias[] = {P_BLOCK, P_K, P_FORMAT(fmt_json_csv), API_PARAMS_END};
+static const api_param p_svd_bias[] = {P_BLOCKS, P_K, P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_trajectory[] = {
     {.name = "text",
@@ -287,6 +294,15 @@ static json_t *param_schema(const twd_app *app, const api_param *p)
         if (p->max_ref == APB_CONST || atomic_load(&app->state) == APP_READY)
             json_object_set_new(s, "maximum", json_integer(api_param_max(app, p)));
         if (p->def) json_object_set_new(s, "default", json_integer(strtoll(p->def, NULL, 10)));
+        break;
+    }
+    case AP_BLOCKS: {
+        json_t *one = json_pack("{s:s,s:I}", "type", "integer", "minimum", (json_int_t)p->min);
+        if (atomic_load(&app->state) == APP_READY)
+            json_object_set_new(one, "maximum", json_integer(api_param_max(app, p)));
+        json_object_set_new(
+            s, "oneOf",
+            json_pack("[o,{s:s,s:s}]", one, "type", "string", "pattern", "^(all|[0-9]+-[0-9]+)$"));
         break;
     }
     case AP_BOOL:

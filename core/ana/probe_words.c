@@ -103,7 +103,7 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
 /* The keys of block b by the factored screening: for each head, the W
  * screening queries qa_h (dh) against K_h, certified against the exact
  * scores keyq . En_j. Bound on |fl(qa_h . fl(K_h[j])) - keyq . En_j|, with
- * keyq = fl(Wk_h qa_h) and K_h[j] = fl(Wk_h^T En_j) (docs/MATH.md §4.1):
+ * keyq = fl(Wk_h qa_h) and K_h[j] = fl(Wk_h^T En_j) (docs/MATH.md §4.5):
  *   (gamma_dh + gamma_{d+1}) R_En sum_t |qa_t| |Wk[:, t]|   (keyq and K)
  *   + gamma_{dh+1} |qa_h| R_h                               (the screening dot)
  *   + d 2^-52 |keyq| R_En                                   (topk_dot in double)

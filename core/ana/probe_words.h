@@ -50,7 +50,7 @@ int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t 
  *   DIRECT    every key query q Wqk_h (d) against LN_b(E)
  *   FACTORED  K (V, d) computed once per block and cached ("keys(En):<b>",
  *             4 V d bytes), each query qa_h (dh) against K_h, the candidates
- *             rescored exactly and certified (docs/MATH.md §4.1) */
+ *             rescored exactly and certified (docs/MATH.md §4.5) */
 enum { PROBE_KEYS_AUTO = 0, PROBE_KEYS_DIRECT = 1, PROBE_KEYS_FACTORED = 2 };
 
 /* probe_words with the choice of key screening (keys_method, above). */
