@@ -1,6 +1,7 @@
 /* The faster paths of the analyses give the answers of the direct ones,
- * bit for bit: the factored key probes (K = LN_b(E) Wk cached per block,
- * core/ana/probe_words.h) against every key query screened over LN_b(E),
+ * bit for bit: the factored key and value probes (K = LN_b(E) Wk and
+ * G = E diag(gamma_f) Wo^T cached per block, core/ana/probe_words.h) against
+ * every query screened over all d coordinates,
  * in both weight layouts, with and without biases, with exact ties in the
  * vocabulary, from a cold and from a warm cache; and the screened top-k
  * (core/nn/topk.h topk_rows_screened) with a deliberately poor screening
@@ -50,8 +51,12 @@ static int32_t *some_ids(size_t W, size_t V)
     return ids;
 }
 
-/* For each k: DIRECT, FACTORED (cold cache), AUTO (K now cached), and
- * FACTORED without a cache: all four identical. */
+/* The largest screening error seen, as a fraction of its bound. */
+static double worst_ratio;
+
+/* For each k: DIRECT, FACTORED (cold cache), AUTO (K and G now cached),
+ * FACTORED without a cache, and for k = 5 PROBE_CHECK: all identical, and
+ * every row's screening score within its bound. */
 static void check_model(const gpt2_model *m, size_t W)
 {
     const size_t V = (size_t)m->cfg.vocab_size;
@@ -61,18 +66,28 @@ static void check_model(const gpt2_model *m, size_t W)
         for (size_t ki = 0; ki < 3; ki++) {
             blockcache *c = blockcache_new((size_t)1 << 28);
             probe_words_result d, f, a, p;
-            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, W, ks[ki], PROBE_KEYS_DIRECT, &d), 0);
-            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, W, ks[ki], PROBE_KEYS_FACTORED, &f),
-                             0);
+            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, W, ks[ki], PROBE_DIRECT, &d), 0);
+            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, W, ks[ki], PROBE_FACTORED, &f), 0);
             blockcache_stats st;
             blockcache_get_stats(c, &st);
-            ck_assert_uint_eq(st.entries, 2); /* LN_b(E) and K */
-            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, 3, ks[ki], PROBE_KEYS_AUTO, &a), 0);
-            ck_assert_int_eq(probe_words_opt(m, NULL, block, ids, W, ks[ki], PROBE_KEYS_FACTORED, &p), 0);
+            ck_assert_uint_eq(st.entries, 3); /* LN_b(E), K and G */
+            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, 3, ks[ki], PROBE_AUTO, &a), 0);
+            ck_assert_int_eq(probe_words_opt(m, NULL, block, ids, W, ks[ki], PROBE_FACTORED, &p), 0);
             same_probe(&d, &f);
             same_probe(&d, &p);
-            /* AUTO with 3 words uses the cached K: the first 3 words' lists */
+            /* AUTO with 3 words uses the cached K and G: the first 3 words' lists */
             same_hits(d.keys, a.keys, 3 * d.n_head * ks[ki], "auto keys");
+            same_hits(d.values, a.values, 3 * d.n_head * ks[ki], "auto values");
+            same_hits(d.layer_values, a.layer_values, 3 * ks[ki], "auto layer values");
+            if (ki == 1) { /* the bounds themselves, on every row */
+                probe_words_result ck;
+                ck_assert_int_eq(probe_words_opt(m, NULL, block, ids, W, ks[ki], PROBE_CHECK, &ck), 0);
+                same_probe(&d, &ck);
+                ck_assert_msg(ck.screen_worst <= 1.0 && ck.screen_worst > 0.0,
+                              "block %d: screening error / bound reaches %.3g", block, ck.screen_worst);
+                if (ck.screen_worst > worst_ratio) worst_ratio = ck.screen_worst;
+                probe_words_result_free(&ck);
+            }
             probe_words_result_free(&d);
             probe_words_result_free(&f);
             probe_words_result_free(&a);
@@ -99,7 +114,10 @@ START_TEST(test_factored_keys_layouts)
     tt_model_build(&tm, &o);
     check_model(&tm.m, 40);
     tt_model_free(&tm);
-    fprintf(stderr, "factored keys: %llu lists fell back to an exact scan\n", topk_exact_scans() - s0);
+    fprintf(
+        stderr,
+        "factored probes: %llu lists fell back to an exact scan; screening error up to %.3g of its bound\n",
+        topk_exact_scans() - s0, worst_ratio);
 }
 END_TEST
 
@@ -137,10 +155,10 @@ START_TEST(test_factored_keys_cancel)
     tw_cancel cancel = {0};
     tw_cancel_raise(&cancel);
     probe_words_result r, d;
-    ck_assert_int_eq(probe_words_opt(&tm.m, &(ana_ctx){c, &cancel}, 0, ids, 20, 5, PROBE_KEYS_FACTORED, &r),
+    ck_assert_int_eq(probe_words_opt(&tm.m, &(ana_ctx){c, &cancel}, 0, ids, 20, 5, PROBE_FACTORED, &r),
                      TW_ECANCELED);
-    ck_assert_int_eq(probe_words_opt(&tm.m, ANA_CTX(c), 0, ids, 20, 5, PROBE_KEYS_FACTORED, &r), 0);
-    ck_assert_int_eq(probe_words_opt(&tm.m, ANA_CTX(c), 0, ids, 20, 5, PROBE_KEYS_DIRECT, &d), 0);
+    ck_assert_int_eq(probe_words_opt(&tm.m, ANA_CTX(c), 0, ids, 20, 5, PROBE_FACTORED, &r), 0);
+    ck_assert_int_eq(probe_words_opt(&tm.m, ANA_CTX(c), 0, ids, 20, 5, PROBE_DIRECT, &d), 0);
     same_probe(&r, &d);
     probe_words_result_free(&r);
     probe_words_result_free(&d);

@@ -101,6 +101,28 @@ typedef struct {
 int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
                        const topk_opts *opts);
 
+/* The pieces of topk_rows_screened, for a caller whose screening scores are
+ * not one GEMM (core/ana/probe_words.c sums several): candidates per list
+ * for nq queries over n rows (top and/or bottom lists, k of each), fed the
+ * float screening scores block by block, then rescored exactly against M
+ * and certified with the caller's error bound as topk_rows_screened does.
+ *   topk_cands_new      NULL when memory runs out or the arguments are bad
+ *                       (k in 1..n, a list wanted)
+ *   topk_cands_scan     scores s (b) of query i for rows j0 .. j0 + b - 1
+ *   topk_cands_certify  M (n, d), query i at Q + i * ldq, err (nq) bounds on
+ *                       |screening score - topk_dot(Q_i, M_j)| for every j;
+ *                       lists to top/bottom + i * ldo. TW_OK or TW_EINVAL. */
+typedef struct topk_cands topk_cands;
+topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom);
+void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0);
+int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
+                       topk_hit *top, topk_hit *bottom, size_t ldo);
+void topk_cands_free(topk_cands *c);
+
+/* Rows per screening block for nq queries (a multiple of 16, at most n):
+ * the block of scores nq x rows stays within 8 MiB. */
+size_t topk_block_rows(size_t nq, size_t n);
+
 /* gamma_n = n u / (1 - n u), u = 2^-24: the classic bound on the relative
  * error of a float dot product of length n (|fl(x.y) - x.y| <= gamma_n
  * sum |x_i y_i|), in any summation order, with or without FMA. */
