@@ -97,7 +97,14 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# HELP twd_sweeps_running Whole-model sweeps (block=all or A-B) being computed.\n"
         "# TYPE twd_sweeps_running gauge\n"
         "# HELP twd_sweep_blocks Blocks of the running sweeps: done and total.\n"
-        "# TYPE twd_sweep_blocks gauge\n");
+        "# TYPE twd_sweep_blocks gauge\n"
+        "# HELP twd_f16_blocks Blocks of an F16/BF16 checkpoint: left in the file's dtype, and kept "
+        "converted.\n"
+        "# TYPE twd_f16_blocks gauge\n"
+        "# HELP twd_f16_kept_bytes Bytes of F16/BF16 blocks kept converted to float32 (f16_cache_mb).\n"
+        "# TYPE twd_f16_kept_bytes gauge\n"
+        "# HELP twd_f16_conversions_total Conversions of an F16/BF16 block to float32.\n"
+        "# TYPE twd_f16_conversions_total counter\n");
     for (size_t i = 0; i < svc->n_models; i++) {
         twd_app *app = svc->models[i];
         if (atomic_load(&app->state) != APP_READY || !app->ext) continue;
@@ -128,6 +135,13 @@ void api_render_metrics(const api_service *svc, strbuf *b)
             "twd_sweep_blocks{model=\"%s\",state=\"total\"} %lld\n",
             m, atomic_load(&app->ext->sweeps_running), m, atomic_load(&app->ext->sweep_blocks_done), m,
             atomic_load(&app->ext->sweep_blocks_total));
+        gpt2_block_stats bs;
+        gpt2_get_block_stats(&app->model, &bs);
+        sb_printf(b,
+                  "twd_f16_blocks{model=\"%s\",state=\"lazy\"} "
+                  "%zu\ntwd_f16_blocks{model=\"%s\",state=\"kept\"} %zu\n"
+                  "twd_f16_kept_bytes{model=\"%s\"} %zu\ntwd_f16_conversions_total{model=\"%s\"} %llu\n",
+                  m, bs.lazy_blocks, m, bs.kept_blocks, m, bs.kept_bytes, m, bs.conversions);
         if (app->ext->layout) {
             double progress;
             int ready = layout_umap_ready(app->ext->layout, &progress);

@@ -121,6 +121,9 @@ const cfg_option cfg_options[] = {
      "Budget in MiB for cached intermediate matrices (e.g. LN_b(E) per block): 2048, or 2g."},
     {"answer_cache_mb", MIB(answer_cache_mb, 0, 1048576), "256", false,
      "Budget in MiB for cached finished answers: 256, or 256m."},
+    {"f16_cache_mb", MIB(f16_cache_mb, 0, 1048576), "1024", false,
+     "F16/BF16 checkpoints: MiB of block weights kept converted to float32 (the first blocks used); the "
+     "other blocks are converted for each computation that needs them, so no full float32 copy is made."},
     {"access_log", BOOL(access_log), "true", false, "Write one line per request to stderr."},
     {"cors_origin", STR(cors_origin), "", false,
      "The one Origin allowed to read answers cross-site (exact match, never reflected). Empty: none."},
@@ -508,7 +511,8 @@ static int apply_set(twd_config *c, const char *v, char *err, size_t errlen)
 static int add_model(twd_config *c, const char *spec, bool replace, char *err, size_t errlen)
 {
     if (!spec[0] || strchr(spec, ',')) {
-        snprintf(err, errlen, "--model '%s': %s", spec, spec[0] ? "a model spec may not contain a comma" : "empty");
+        snprintf(err, errlen, "--model '%s': %s", spec,
+                 spec[0] ? "a model spec may not contain a comma" : "empty");
         return -1;
     }
     if (replace) c->models[0] = '\0';
@@ -694,8 +698,9 @@ static bool loopback_address(const char *a)
 int config_check(const twd_config *c, char *err, size_t errlen)
 {
     if (strcmp(c->cors_origin, "null") == 0) {
-        snprintf(err, errlen, "option 'cors_origin': 'null' is refused: sandboxed pages and local files all send "
-                              "Origin: null, so it would let any of them read answers");
+        snprintf(err, errlen,
+                 "option 'cors_origin': 'null' is refused: sandboxed pages and local files all send "
+                 "Origin: null, so it would let any of them read answers");
         return -1;
     }
     if (!loopback_address(c->listen) && !c->api_key[0] && !c->insecure) {

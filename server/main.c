@@ -65,7 +65,8 @@ static int load_one(loader *ld, size_t i)
     if (resolve_model(ld->specs[i], cfg, app, &src, ld->err, sizeof ld->err) != 0) goto out;
     api_app_set_status(app, "loading %s", src.path);
     double t0 = tw_now();
-    if (gpt2_load(src.path, &app->model, ld->err, sizeof ld->err) != 0) goto out;
+    const gpt2_load_options lo = {.lazy_blocks = 1, .block_budget = (size_t)cfg->f16_cache_mb << 20};
+    if (gpt2_load_opts(src.path, &app->model, &lo, ld->err, sizeof ld->err) != 0) goto out;
     if (!(app->tok = resolve_tokenizer(&app->model, cfg, ld->err, sizeof ld->err))) goto out;
     int tv = tokenizer_vocab_size(app->tok);
     if (tv > app->model.vocab_rows) {

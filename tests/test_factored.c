@@ -16,7 +16,9 @@
 #include "core/ana/blockcache.h"
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
+#include "core/model/synth.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -227,10 +229,78 @@ START_TEST(test_screened_coarse)
 }
 END_TEST
 
+/* An F16 checkpoint with its block matrices left in the mapping
+ * (gpt2_load_options.lazy_blocks, none kept: each analysis converts what it
+ * needs) answers the probes exactly as the same checkpoint converted whole
+ * at load. */
+START_TEST(test_lazy_f16_same_answers)
+{
+    char dir[256], err[512];
+    tt_tmpdir(dir, sizeof dir, "lazy");
+    synth_opts o;
+    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
+    o.vocab_size = 400;
+    o.n_ctx = 16;
+    o.seed = 5;
+    o.tokenizer = 0;
+    o.dtype = SYNTH_F16;
+    ck_assert_msg(synth_write(dir, &o, err, sizeof err) == 0, "%s", err);
+    gpt2_model e, z;
+    ck_assert_msg(gpt2_load(dir, &e, err, sizeof err) == 0, "%s", err);
+    const gpt2_load_options lo = {.lazy_blocks = 1, .block_budget = 0};
+    ck_assert_msg(gpt2_load_opts(dir, &z, &lo, err, sizeof err) == 0, "%s", err);
+    ck_assert(gpt2_block_is_lazy(&z, 1));
+    const size_t V = (size_t)e.cfg.vocab_size, W = 12;
+    int32_t *ids = some_ids(W, V);
+    for (int block = 0; block < e.cfg.n_layer; block++) {
+        blockcache *ce = blockcache_new((size_t)1 << 26), *cz = blockcache_new((size_t)1 << 26);
+        probe_words_result a, b;
+        ck_assert_int_eq(probe_words_opt(&e, ANA_CTX(ce), block, ids, W, 5, PROBE_FACTORED, &a), 0);
+        ck_assert_int_eq(probe_words_opt(&z, ANA_CTX(cz), block, ids, W, 5, PROBE_FACTORED, &b), 0);
+        same_probe(&a, &b);
+        probe_words_result_free(&b);
+        ck_assert_int_eq(probe_words_opt(&z, ANA_CTX(cz), block, ids, W, 5, PROBE_DIRECT, &b), 0);
+        same_probe(&a, &b);
+        probe_words_result_free(&a);
+        probe_words_result_free(&b);
+        const int mats[2] = {PROBE_SVD_QK, PROBE_SVD_VO};
+        probe_svd_result sa[2], sb[2];
+        ck_assert_int_eq(probe_svd_multi(&e, ANA_CTX(ce), block, mats, 2, -1, 3, 4, sa), 0);
+        ck_assert_int_eq(probe_svd_multi(&z, ANA_CTX(cz), block, mats, 2, -1, 3, 4, sb), 0);
+        for (int i = 0; i < 2; i++) {
+            const size_t nh = sa[i].n_heads;
+            ck_assert_uint_eq(nh, sb[i].n_heads);
+            ck_assert_int_eq(memcmp(sa[i].s, sb[i].s, nh * sa[i].dh * sizeof(double)), 0);
+            same_hits(sa[i].left, sb[i].left, nh * 3 * 4, "svd left");
+            same_hits(sa[i].right, sb[i].right, nh * 3 * 4, "svd right");
+            probe_svd_result_free(&sa[i]);
+            probe_svd_result_free(&sb[i]);
+        }
+        probe_bias_result ba, bb;
+        ck_assert_int_eq(probe_svd_bias(&e, ANA_CTX(ce), block, 4, &ba), 0);
+        ck_assert_int_eq(probe_svd_bias(&z, ANA_CTX(cz), block, 4, &bb), 0);
+        same_hits(ba.hits, bb.hits, ba.n_head * PROBE_BIAS_N * 4, "bias");
+        probe_bias_result_free(&ba);
+        probe_bias_result_free(&bb);
+        blockcache_free(ce);
+        blockcache_free(cz);
+    }
+    gpt2_block_stats st;
+    gpt2_get_block_stats(&z, &st);
+    ck_assert_uint_eq(st.kept_blocks, 0);
+    ck_assert_uint_gt(st.conversions, (unsigned long long)e.cfg.n_layer);
+    free(ids);
+    gpt2_free(&e);
+    gpt2_free(&z);
+    tt_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const tests[] = {test_factored_keys_layouts, test_factored_keys_ties_and_thin_heads,
-                                  test_factored_keys_cancel, test_screened_coarse, NULL};
+                                  test_factored_keys_cancel,  test_screened_coarse,
+                                  test_lazy_f16_same_answers, NULL};
     const tw_case cases[] = {{"factored", 180, NULL, NULL, tests}};
     return tw_check_main("factored", cases, 1);
 }

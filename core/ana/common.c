@@ -20,10 +20,14 @@ int ana_check_model(const gpt2_model *m)
 
 void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h)
 {
+    ana_head_slices_of(m, &m->p.h[block], head, h);
+}
+
+void ana_head_slices_of(const gpt2_model *m, const gpt2_block *b, int head, ana_head *h)
+{
     size_t d = (size_t)m->cfg.n_embd;
     size_t dh = d / (size_t)m->cfg.n_head;
     size_t off = (size_t)head * dh;
-    const gpt2_block *b = &m->p.h[block];
     h->wq = gpt2_mat_at(b->attn_w, 0, off);
     h->wk = gpt2_mat_at(b->attn_w, 0, d + off);
     h->wv = gpt2_mat_at(b->attn_w, 0, 2 * d + off);
@@ -31,6 +35,12 @@ void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h)
     h->bq = b->attn_b ? b->attn_b + off : NULL;
     h->bk = b->attn_b ? b->attn_b + d + off : NULL;
     h->bv = b->attn_b ? b->attn_b + 2 * d + off : NULL;
+}
+
+int ana_block_acquire(const gpt2_model *m, int b, gpt2_block_ref *ref, const gpt2_block **out)
+{
+    *out = gpt2_block_acquire(m, b, ref);
+    return *out ? TW_OK : TW_ENOMEM;
 }
 
 typedef struct {

@@ -50,8 +50,17 @@ typedef struct {
     const float *bq, *bk, *bv;
 } ana_head;
 
-/* Fills *h for head `head` of block `block`; no range check (callers check). */
+/* Fills *h for head `head` of block `block`; no range check (callers check).
+ * The views are m->p.h[block]'s: for a block left in F16/BF16
+ * (gpt2_block_is_lazy) its matrices are NULL, so code that may see such
+ * checkpoints acquires the block (ana_block_acquire) and uses
+ * ana_head_slices_of on what it got. */
 void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h);
+void ana_head_slices_of(const gpt2_model *m, const gpt2_block *b, int head, ana_head *h);
+
+/* Block b with float32 matrices (core/model/gpt2.h gpt2_block_acquire):
+ * TW_OK and *out, valid until gpt2_block_release(ref), or TW_ENOMEM. */
+int ana_block_acquire(const gpt2_model *m, int b, gpt2_block_ref *ref, const gpt2_block **out);
 
 /* Acquires LN_b(E) (V, d) floats for block b (ln_1 of that block, the
  * model's ln_eps), filling it on a miss; 4 V d bytes (154 MB for 124M) and

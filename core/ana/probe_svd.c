@@ -76,8 +76,15 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     if (!work) return TW_ENOMEM;
     double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh, *tau = B + dh * dh, *sup = tau + dh;
 
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(m, x->block, &bref, &blk);
+    if (rc) {
+        free(work);
+        return rc;
+    }
     ana_head hs;
-    ana_head_slices(m, x->block, x->head, &hs);
+    ana_head_slices_of(m, blk, x->head, &hs);
     // X, Y (d, dh) col-major: element (i, j) at [i + j * d]
     if (x->matrix == PROBE_SVD_QK) {
         mat_copy_colmajor(Qx, d, hs.wq, d, dh, 1.0 / sqrt((double)dh));
@@ -87,7 +94,8 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
         for (size_t i = 0; i < d; i++)
             for (size_t j = 0; j < dh; j++) Qy[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
     }
-    int rc = thin_qr(Qx, d, dh, Rx, tau);
+    gpt2_block_release(&bref); /* the slices are in Qx, Qy now */
+    rc = thin_qr(Qx, d, dh, Rx, tau);
     if (!rc) rc = thin_qr(Qy, d, dh, Ry, tau);
     if (rc) {
         free(work);
@@ -354,14 +362,17 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
     topk_hit *tops = malloc(2 * H * k * sizeof(topk_hit));
     topk_hit *bots = malloc(2 * H * k * sizeof(topk_hit));
     blockcache_entry *en_e = NULL;
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = NULL;
     int rc = TW_OK;
     if (!hits || !q || !tops || !bots) {
         rc = TW_ENOMEM;
         goto done;
     }
+    if ((rc = ana_block_acquire(m, block, &bref, &blk)) != TW_OK) goto done;
     for (size_t h = 0; h < H; h++) {
         ana_head hs;
-        ana_head_slices(m, block, (int)h, &hs);
+        ana_head_slices_of(m, blk, (int)h, &hs);
         float *a = q + (2 * h) * d, *cv = q + (2 * h + 1) * d;
         /* a model without biases has a = c = 0 (docs/MATH.md §6) */
         for (size_t i = 0; i < d; i++) {
@@ -374,6 +385,7 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
             cv[i] = (float)sc;
         }
     }
+    gpt2_block_release(&bref);
     rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
     if (rc) goto done;
     rc = topk_rows_opt(blockcache_data(en_e), V, d, q, 2 * H, k, tops, bots,

@@ -72,7 +72,14 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
     float *K = data;
     double *Rk = (double *)((char *)data + (V * d * sizeof(float) + 7) / 8 * 8), *cn = Rk + H;
     for (size_t h = 0; h < H; h++) Rk[h] = 0.0;
-    const gpt2_mat wk = gpt2_mat_at(m->p.h[kx->block].attn_w, 0, d);
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    if ((rc = ana_block_acquire(m, kx->block, &bref, &blk)) != TW_OK) {
+        blockcache_release(ana_cache(kx->x), en_e);
+        free(tmp);
+        return rc;
+    }
+    const gpt2_mat wk = gpt2_mat_at(blk->attn_w, 0, d);
     for (size_t r0 = 0; r0 < V; r0 += KEYS_ROWS) {
         if ((rc = tw_cancel_check(ana_cancel(kx->x))) != TW_OK) break;
         size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
@@ -87,7 +94,10 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
     }
     blockcache_release(ana_cache(kx->x), en_e);
     free(tmp);
-    if (rc) return rc;
+    if (rc) {
+        gpt2_block_release(&bref);
+        return rc;
+    }
     /* column norms, walking the storage in its own order */
     for (size_t t = 0; t < d; t++) cn[t] = 0.0;
     for (size_t a = 0; a < d; a++)
@@ -97,6 +107,7 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
             cn[t] += w * w;
         }
     for (size_t t = 0; t < d; t++) cn[t] = sqrt(cn[t]);
+    gpt2_block_release(&bref);
     return TW_OK;
 }
 
@@ -210,7 +221,10 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     const size_t H = (size_t)m->cfg.n_head, dh = d / H;
     if (bytes != vals_bytes(V, d, H)) return TW_EINVAL;
-    const gpt2_block *blk = &m->p.h[vx->block];
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(m, vx->block, &bref, &blk);
+    if (rc) return rc;
     const float *E = m->p.wte, *g = m->p.ln_f_w, *beta = m->p.ln_f_b, *bo = blk->attn_proj_b;
     const gpt2_mat wo = blk->attn_proj_w;                /* (d, d): row t is head t / dh's */
     float *Wg = malloc(d * d * sizeof(float));           // (d, d) Wg[i][t] = gamma_i Wo[t][i]
@@ -222,6 +236,7 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
         free(tmp);
         free(vec);
         free(out3);
+        gpt2_block_release(&bref);
         return TW_ENOMEM;
     }
     vals_view v;
@@ -237,6 +252,7 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
             w[t] += p * p;
         }
     for (size_t t = 0; t < d; t++) w[t] = sqrt(w[t]);
+    gpt2_block_release(&bref); /* Wo is in Wg now */
     double ng = 0.0, nb = 0.0, ngb = 0.0;
     for (size_t i = 0; i < d; i++) {
         vec[i * 3] = bo ? (float)((double)g[i] * (double)bo[i]) : 0.0f;
@@ -251,7 +267,6 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
     extra[1] = sqrt(nb);
     extra[2] = sqrt(ngb);
     for (size_t h = 0; h < H; h++) RG[h] = 0.0;
-    int rc = TW_OK;
     for (size_t r0 = 0; r0 < V; r0 += KEYS_ROWS) {
         if ((rc = tw_cancel_check(ana_cancel(vx->x))) != TW_OK) break;
         size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
@@ -427,7 +442,8 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
     }
     memcpy(r.ids, ids, W * sizeof *ids);
 
-    const gpt2_block *blk = &m->p.h[block];
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = gpt2_block_acquire(m, block, &bref);
     const float *E = m->p.wte;
     float *qa = malloc(W * d * sizeof(float));             // (W, d) q Wq / sqrt(dh)
     float *va = malloc(W * d * sizeof(float));             // (W, d) q Wv + bv
@@ -436,7 +452,7 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
     topk_hit *vhits = malloc(W * (H + 1) * k * sizeof(topk_hit));
     double *vstat = malloc(6 * W * (H + 1) * sizeof(double)); // (6, W, H+1) see the value screening
     blockcache_entry *en_e = NULL, *keys_e = NULL, *vals_e = NULL;
-    if (!qa || !va || !keyq || !valq || !vhits || !vstat) {
+    if (!blk || !qa || !va || !keyq || !valq || !vhits || !vstat) {
         rc = TW_ENOMEM;
         goto done;
     }
@@ -453,7 +469,7 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
         mat_xm(qaw, q, blk->attn_w, d, d, (float)(1.0 / sqrt((double)dh)), 0.0f);
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
-            ana_head_slices(m, block, (int)h, &hs);
+            ana_head_slices_of(m, blk, (int)h, &hs);
             mat_mx(keyq + (w * H + h) * d, hs.wk, qaw + h * dh, d, dh, 1.0f, 0.0f);
         }
         // values: va (d) = q . Wv (d, d) + bv; u_h = va_h (dh) . Wo_h (dh, d)
@@ -463,7 +479,7 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
         float *rowsw = valq + w * (H + 1) * d; // (H+1, d)
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
-            ana_head_slices(m, block, (int)h, &hs);
+            ana_head_slices_of(m, blk, (int)h, &hs);
             mat_xm(rowsw + h * d, vaw + h * dh, hs.wo, dh, d, 1.0f, 0.0f);
         }
     }
@@ -577,6 +593,7 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
     }
 
 done:
+    gpt2_block_release(&bref);
     blockcache_release(c, vals_e);
     blockcache_release(c, keys_e);
     blockcache_release(c, en_e);

@@ -233,8 +233,11 @@ static int model_usable(const gpt2_model *m)
     if (!p->wte || !p->wpe || !p->h || !p->ln_f_w) return 0;
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_block *b = &p->h[l];
-        /* biases may be absent (bias=False models); weights may not */
-        if (!b->ln_1_w || !b->attn_w.p || !b->attn_proj_w.p || !b->ln_2_w || !b->fc_w.p || !b->fc_proj_w.p)
+        /* biases may be absent (bias=False models); weights may not (those
+         * of an F16/BF16 block are converted when acquired) */
+        if (!b->ln_1_w || !b->ln_2_w) return 0;
+        if (!gpt2_block_is_lazy(m, (int)l) &&
+            (!b->attn_w.p || !b->attn_proj_w.p || !b->fc_w.p || !b->fc_proj_w.p))
             return 0;
     }
     return 1;
@@ -370,7 +373,14 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
     for (size_t l = 0; l < L && rc == TW_OK; l++) {
         float *x = r->resid + l * n * C; /* the residual stream after block l */
         memcpy(x, l ? x - n * C : r->x0, n * C * sizeof(float));
-        block_forward(x, sa[S_ATT], sa, &p->h[l], cfg, n, o.gelu, matmul, attention);
+        gpt2_block_ref bref;
+        const gpt2_block *blk = gpt2_block_acquire(m, (int)l, &bref);
+        if (!blk) {
+            rc = TW_ENOMEM;
+            break;
+        }
+        block_forward(x, sa[S_ATT], sa, blk, cfg, n, o.gelu, matmul, attention);
+        gpt2_block_release(&bref);
         layernorm_rows(r->resid_lnf + l * n * C, x, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
         keep_patterns(r, sa[S_ATT], (int)l);
         rc = tw_cancel_check(o.cancel);
