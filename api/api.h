@@ -19,6 +19,7 @@
 #include "base/status.h"
 #include "base/strbuf.h"
 #include "core/model/gpt2.h"
+#include "core/nn/forward.h"
 #include "core/proj/layout.h"
 #include "core/tok/tokenizer.h"
 
@@ -33,6 +34,7 @@ typedef struct {
     int64_t max_k;             /* tokens per list */
     int64_t max_top;           /* SVD directions per head */
     int64_t max_answer_tokens; /* tokens one answer may list */
+    double max_answer_bytes;   /* bytes of one answer (estimated before computing) */
 } api_limits;
 
 /* Everything the api layer is configured with. */
@@ -140,18 +142,28 @@ size_t api_blob_len(const api_blob *b);
 /* ---- parameters ---- */
 /* AP_BLOCKS: a block of the model (an integer, as AP_INT) or several: "all"
  * or a range "A-B" (A <= B, both within the bounds), computed block by block
- * (api/sweep.c). */
-typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_BLOCKS } api_ptype;
+ * (api/sweep.c).
+ * AP_INTS: a list of integers, comma-separated in a query string or a JSON
+ * array of integers in a body; every item in [min, max], between min_items
+ * and max_items of them. */
+typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_BLOCKS, AP_INTS } api_ptype;
 /* Upper bounds that depend on the model or the configuration. */
 typedef enum {
     APB_CONST,      /* the row's own max */
     APB_LAST_LAYER, /* n_layer - 1 */
     APB_LAST_HEAD,  /* n_head - 1 */
     APB_MAX_K,      /* min(max_k, vocab_size) */
-    APB_MAX_TOP_DH, /* min(max_top, head dimension) */
+    APB_MAX_TOP,    /* max_top */
+    APB_HEAD_DIM,   /* the head dimension n_embd / n_head */
+    APB_MLP_RANK,   /* min(n_embd, n_inner): the rank of c_fc and c_proj */
+    APB_N_INNER,    /* n_inner (d_ff) */
     APB_MAX_WORDS,  /* max_words */
     APB_MAX_TEXT,   /* max_text (bytes) */
-    APB_UMAP_ROWS,  /* rows the layouts are fitted on */
+    APB_MAX_TOKENS, /* max_tokens */
+    APB_LAST_TOKEN, /* the last id both the model and its tokenizer know */
+    APB_LAST_FF,    /* n_inner - 1 (an MLP neuron) */
+    APB_LAST_DIM,   /* n_embd - 1 (a coordinate of the residual stream) */
+    APB_MAX_K_FF,   /* min(max_k, vocab_size, n_inner): lists over tokens and neurons */
 } api_bound;
 
 typedef struct {
@@ -161,9 +173,17 @@ typedef struct {
     const char *def; /* default as text, NULL = absent */
     int64_t min;
     api_bound max_ref;
-    int64_t max;                /* when max_ref == APB_CONST */
+    int64_t max; /* when max_ref == APB_CONST */
+    /* AP_INT: a model-dependent count the value is clamped to when larger
+     * (e.g. top: more directions than the head has means all of them); the
+     * client cannot know it in advance, so it is not refused. APB_CONST:
+     * none. */
+    api_bound clamp_ref;
     const char *const *choices; /* AP_ENUM: NULL-terminated */
     const char *doc;
+    /* AP_INTS: item count bounds; max_items_ref as max_ref (APB_CONST: max_items, 0 meaning 1 << 20) */
+    int64_t min_items, max_items;
+    api_bound max_items_ref;
 } api_param;
 
 /* The sentinel row that ends a parameter table. */
@@ -182,8 +202,9 @@ typedef struct {
     bool sweep;    /* AP_BLOCKS: "all" or "A-B" was given (an answer per block) */
     const char *s; /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
     size_t s_len;
-    char **list; /* AP_LIST: valid UTF-8 strings */
+    char **list; /* AP_LIST: valid UTF-8 strings; AP_INTS: the items in canonical decimal */
     size_t n_list;
+    int64_t *ints; /* AP_INTS: the items (n_list of them) */
 } api_arg;
 
 typedef struct {
@@ -195,8 +216,10 @@ typedef struct {
     bool check_only; /* a sweep asks the handler for its checks only (see api_check_answer_size_for) */
 } api_args;
 
-/* The upper bound of a parameter for the loaded model and configuration. */
+/* The upper bound of a parameter for the loaded model and configuration,
+ * and of an AP_INTS parameter's item count. */
 int64_t api_param_max(const twd_app *app, const api_param *p);
+int64_t api_param_max_items(const twd_app *app, const api_param *p);
 
 /* The argument `name` of the route being served. A name the route's table
  * does not have is a bug in the handler: these abort with a message rather
@@ -215,6 +238,26 @@ enum {
     API_CACHEABLE = 4,   /* finished answers are kept (keyed by route + args) */
 };
 
+/* One kind of 200 answer of a route, as /openapi.json describes it
+ * (api/openapi.c): the answer to format=`format` (NULL: the route has no
+ * format parameter) and, for a CSV answer of several tables, table=`table`.
+ * `schema` is the answer's shape in the notation of api/openapi.h (a JSON
+ * answer's whole document; a CSV table's row, its members the columns in
+ * order); NULL for a text or binary answer, which `doc` describes. */
+typedef struct {
+    const char *format;
+    const char *table;
+    const char *type; /* media type; NULL: the format's (json, csv, latex, npy) */
+    const char *schema;
+    const char *doc; /* what the answer is; NULL ends a table of answers */
+} api_answer;
+
+/* The sentinel row that ends a table of answers. */
+#define API_ANSWERS_END                                                                                      \
+    {                                                                                                        \
+        .doc = NULL                                                                                          \
+    }
+
 typedef struct {
     const char *path;
     int methods; /* API_GET | API_POST ... */
@@ -223,7 +266,7 @@ typedef struct {
     int flags;
     const char *summary;
     const char *description;
-    const char *answer; /* short description of the 200 answer */
+    const api_answer *answers; /* every 200 answer; terminated by API_ANSWERS_END */
 } api_route;
 
 extern const api_route api_routes[];
@@ -301,6 +344,19 @@ void api_render_metrics(const api_service *svc, strbuf *out);
 long api_encode(twd_app *app, const char *param, const char *text, size_t len, int32_t **ids,
                 api_response *res);
 
+/* Encodes the 'text' parameter as the phrase of a forward pass: 1 to
+ * min(max_tokens, n_ctx) tokens, all inside the model's vocabulary. Returns
+ * the token count with the ids in *ids (caller frees), or -1 with *res set. */
+long api_encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids);
+
+/* A parameter naming one token (e.g. 'target', 'token'): digits are an id,
+ * anything else must encode to exactly one token. The id; -1 when absent;
+ * -2 with *res set (400). */
+int32_t api_token_arg(twd_app *app, const api_arg *t, api_response *res);
+
+/* The 'gelu' parameter as the forward pass's GELU form. */
+gpt2_gelu api_gelu(const api_args *a);
+
 /* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
  * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what);
@@ -315,11 +371,10 @@ int api_check_answer_size(const twd_app *app, api_response *res, double n, const
 int api_check_answer_size_for(const twd_app *app, const api_args *a, api_response *res, double n,
                               const char *what);
 
-/* Token as {"id", "text" (invalid UTF-8 replaced), "bytes" (array of 0..255)}. */
-struct json_t *api_token_json(const tokenizer *tok, int id);
-/* The same with one number added under `field` ("score", "logit"); a
- * non-finite value is sent as 0 (JSON has no NaN). */
-struct json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value);
+/* 0 if an answer of about `bytes` bytes (or, for JSON, the memory that
+ * building it takes) is within max_answer_mb; otherwise a 400 naming what to
+ * reduce and -1. */
+int api_check_answer_bytes(const twd_app *app, api_response *res, double bytes, const char *what);
 
 /* Initialisation after the model is READY (caches etc.) and tear-down. */
 int api_init(twd_app *app, char *err, size_t errlen);

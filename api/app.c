@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/handlers.h"
+#include "api/json.h"
 #include "base/utf8.h"
 
 /* One word per line; blank lines and '#' comments skipped. */

@@ -1,10 +1,15 @@
 #include "api/format.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "api/json.h"
+#include "base/log.h"
 #include "base/status.h"
+#include "base/utf8.h"
 
 void tb_init(textbuf *b)
 {
@@ -25,17 +30,22 @@ static void sep(textbuf *b)
     if (b->cells++) sb_putc(&b->sb, ',');
 }
 
-void tb_csv_str(textbuf *b, const char *s)
+void tb_csv_str(textbuf *b, const char *s) { tb_csv_strn(b, s, strlen(s)); }
+
+void tb_csv_strn(textbuf *b, const char *s, size_t n)
 {
     sep(b);
-    if (!strpbrk(s, ",\"\r\n")) {
-        sb_puts(&b->sb, s);
+    bool quote = false;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n' || !s[i];
+    if (!quote) {
+        sb_putn(&b->sb, s, n);
         return;
     }
     sb_putc(&b->sb, '"');
-    for (const char *p = s; *p; p++) {
-        if (*p == '"') sb_putc(&b->sb, '"');
-        sb_putc(&b->sb, *p);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') sb_putc(&b->sb, '"');
+        sb_putc(&b->sb, s[i]);
     }
     sb_putc(&b->sb, '"');
 }
@@ -43,6 +53,7 @@ void tb_csv_str(textbuf *b, const char *s)
 void tb_csv_num(textbuf *b, double v)
 {
     sep(b);
+    if (!isfinite(v)) api_fault("a value that is not a finite number");
     sb_printf(&b->sb, "%.9g", v);
 }
 
@@ -50,6 +61,32 @@ void tb_csv_int(textbuf *b, long long v)
 {
     sep(b);
     sb_printf(&b->sb, "%lld", v);
+}
+
+void tb_csv_empty(textbuf *b) { sep(b); }
+
+void tb_csv_token(textbuf *b, const tokenizer *tok, int id)
+{
+    size_t n = 0;
+    const uint8_t *bytes = tokenizer_token_bytes(tok, id, &n);
+    size_t len = 0;
+    char *t = utf8_sanitize(bytes ? (const char *)bytes : "", bytes ? n : 0, &len);
+    if (!t) api_fault("out of memory");
+    tb_csv_int(b, id);
+    tb_csv_strn(b, t ? t : "", t ? len : 0); /* by length: GPT-2 has a token of the byte 0 */
+    free(t);
+}
+
+void tb_csv_hit(textbuf *b, const tokenizer *tok, const topk_hit *h)
+{
+    tb_csv_token(b, tok, h->id);
+    tb_csv_num(b, h->score);
+}
+
+bool api_format_is(const api_args *a, const char *f)
+{
+    const char *v = api_str(a, "format");
+    return v && strcmp(v, f) == 0;
 }
 
 void tb_csv_end(textbuf *b)
@@ -85,6 +122,13 @@ void tb_latex(textbuf *b, const char *s)
 
 int tb_respond(textbuf *b, api_response *res, const char *content_type)
 {
+    const char *fault = api_fault_take();
+    if (fault) {
+        sb_free(&b->sb);
+        tw_log("could not build a table answer: %s", fault);
+        return api_error(res, 500, "could not build the answer: it holds %s; this is a bug, please report it",
+                         fault);
+    }
     size_t len = 0;
     char *s = sb_take(&b->sb, &len);
     if (!s) return api_status_error(res, TW_ENOMEM, "formatting the answer");

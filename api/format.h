@@ -4,13 +4,17 @@
 #ifndef TW_API_FORMAT_H
 #define TW_API_FORMAT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "api/api.h"
 #include "base/strbuf.h"
+#include "core/nn/topk.h"
+#include "core/tok/tokenizer.h"
 
 #define CSV_TYPE   "text/csv; charset=utf-8"
 #define LATEX_TYPE "application/x-latex; charset=utf-8"
+#define NPY_TYPE   "application/octet-stream"
 
 typedef struct {
     strbuf sb;
@@ -23,9 +27,21 @@ void tb_printf(textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2
 /* CSV: one cell (quoted when it holds a comma, quote, CR or LF), a number
  * cell (%.9g), an integer cell, and the end of a row (CRLF, as RFC 4180). */
 void tb_csv_str(textbuf *b, const char *s);
+/* n bytes of s, which may hold NUL bytes (then quoted). */
+void tb_csv_strn(textbuf *b, const char *s, size_t n);
 void tb_csv_num(textbuf *b, double v);
 void tb_csv_int(textbuf *b, long long v);
 void tb_csv_end(textbuf *b);
+
+/* A token as the cells id, text (invalid UTF-8 replaced; docs/API.md), and
+ * a scored one as id, text, score. */
+void tb_csv_token(textbuf *b, const tokenizer *tok, int id);
+void tb_csv_hit(textbuf *b, const tokenizer *tok, const topk_hit *h);
+/* An empty cell (a value that does not apply to the row). */
+void tb_csv_empty(textbuf *b);
+
+/* Whether the request's `format` parameter is f. */
+bool api_format_is(const api_args *a, const char *f);
 
 /* LaTeX: s with the ten special characters escaped; invalid UTF-8 must have
  * been replaced beforehand. */

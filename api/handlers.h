@@ -10,12 +10,24 @@
 /* Adds the state of background work (e.g. the UMAP fit) to the /model answer. */
 void api_ext_model_info(twd_app *app, json_t *model);
 
+/* api/openapi.c: the OpenAPI document of the route table */
+int api_openapi(twd_app *app, const api_args *a, api_response *res);
+
 /* api/analyses.c (docs/MATH.md §3-§6) */
 int api_embeddings(twd_app *app, const api_args *a, api_response *res);
 int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *res);
 int api_probe(twd_app *app, const api_args *a, api_response *res);
 int api_svd(twd_app *app, const api_args *a, api_response *res);
 int api_svd_bias(twd_app *app, const api_args *a, api_response *res);
+
+/* api/beyond.c (docs/MATH.md §9-§13) */
+int api_mlp_values(twd_app *app, const api_args *a, api_response *res);
+int api_mlp_search(twd_app *app, const api_args *a, api_response *res);
+int api_mlp_svd(twd_app *app, const api_args *a, api_response *res);
+int api_mlp_updates(twd_app *app, const api_args *a, api_response *res);
+int api_layernorm(twd_app *app, const api_args *a, api_response *res);
+int api_layernorm_sketch(twd_app *app, const api_args *a, api_response *res);
+int api_selfcheck(twd_app *app, const api_args *a, api_response *res);
 
 /* api/trajectory.c (docs/MATH.md §7-§8) */
 int api_trajectory(twd_app *app, const api_args *a, api_response *res);

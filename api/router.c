@@ -11,6 +11,7 @@
 #include "api/answer_cache.h"
 #include "api/api.h"
 #include "api/ext.h"
+#include "api/json.h"
 #include "api/sweep.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -107,12 +108,18 @@ int api_text(api_response *res, int status, const char *content_type, const char
 
 int api_json(api_response *res, int status, json_t *root)
 {
-    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    const char *fault = api_fault_take();
+    if (fault || !root) {
+        json_decref(root);
+        tw_log("could not build a JSON answer: %s", fault ? fault : "out of memory");
+        return api_error(res, 500, "could not build the answer: it holds %s; this is a bug, please report it",
+                         fault ? fault : "a value that could not be built (out of memory)");
+    }
+    /* 9 significant digits: what float32 carries (docs/API.md, Numbers) */
+    char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(root);
     if (!s) {
-        /* Only reachable on allocation failure or a NULL built by a handler
-         * (e.g. json_real(NaN)); say so instead of answering nothing. */
-        tw_log("could not build a JSON answer (out of memory, or a value JSON cannot hold)");
+        tw_log("could not serialise a JSON answer (out of memory)");
         static const char fallback[] = "{\"error\":{\"code\":500,\"type\":\"internal_error\",\"message\":"
                                        "\"could not build the answer\"}}";
         api_text(res, 500, "application/json", fallback, sizeof fallback - 1);
@@ -184,6 +191,70 @@ long api_encode(twd_app *app, const char *param, const char *text, size_t len, i
                      param, shown, at);
 }
 
+gpt2_gelu api_gelu(const api_args *a)
+{
+    return strcmp(api_str(a, "gelu"), "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH;
+}
+
+long api_encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids)
+{
+    const gpt2_config *c = &app->model.cfg;
+    long n = api_encode(app, "text", text->s, text->s_len, ids, res);
+    if (n < 0) return -1;
+    long cap = app->set.limits.max_tokens < c->n_ctx ? (long)app->set.limits.max_tokens : c->n_ctx;
+    const char *bad = NULL;
+    char msg[160];
+    if (n == 0)
+        bad = "encodes to no tokens";
+    else if (n > cap) {
+        snprintf(msg, sizeof msg, "is %ld tokens long; the limit is %ld tokens", n, cap);
+        bad = msg;
+    }
+    for (long i = 0; !bad && i < n; i++)
+        if ((*ids)[i] >= c->vocab_size) {
+            snprintf(msg, sizeof msg, ": token %d is outside the model's vocabulary", (*ids)[i]);
+            bad = msg;
+        }
+    if (!bad) return n;
+    free(*ids);
+    *ids = NULL;
+    return api_error(res, 400, "parameter 'text'%s%s", bad[0] == ':' ? "" : " ", bad);
+}
+
+int32_t api_token_arg(twd_app *app, const api_arg *t, api_response *res)
+{
+    if (!t->present) return -1;
+    int V = app->model.cfg.vocab_size;
+    bool digits = t->s_len > 0 && t->s_len <= 9;
+    for (size_t i = 0; digits && i < t->s_len; i++) digits = t->s[i] >= '0' && t->s[i] <= '9';
+    if (digits) {
+        long id = strtol(t->s, NULL, 10);
+        if (id < V) return (int32_t)id;
+        api_error(res, 400, "parameter '%s': token id %ld is outside 0..%d", t->spec->name, id, V - 1);
+        return -2;
+    }
+    int32_t *ids = NULL;
+    long n = api_encode(app, t->spec->name, t->s, t->s_len, &ids, res);
+    if (n < 0) return -2;
+    int32_t id = n == 1 ? ids[0] : -1;
+    free(ids);
+    if (n == 1 && id < V) return id;
+    char shown[64];
+    api_quote(shown, sizeof shown, t->s, t->s_len);
+    api_error(res, 400,
+              "parameter '%s' must be a token id or text that is exactly one token; '%s' is %ld tokens",
+              t->spec->name, shown, n);
+    return -2;
+}
+
+int api_check_answer_bytes(const twd_app *app, api_response *res, double bytes, const char *what)
+{
+    if (bytes <= app->set.limits.max_answer_bytes) return 0;
+    return api_error(res, 400,
+                     "the answer would take about %.0f MiB; the limit is %.0f MiB (max_answer_mb): %s",
+                     bytes / 1048576.0, app->set.limits.max_answer_bytes / 1048576.0, what);
+}
+
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what)
 {
     if (n <= (double)app->set.limits.max_answer_tokens) return 0;
@@ -207,31 +278,6 @@ int api_check_answer_size_for(const twd_app *app, const api_args *a, api_respons
         return -1;
     }
     return a->check_only ? 1 : 0;
-}
-
-json_t *api_scored_token_json(const tokenizer *tok, int id, const char *field, double value)
-{
-    json_t *o = api_token_json(tok, id);
-    json_object_set_new(o, field, json_real(isfinite(value) ? value : 0.0));
-    return o;
-}
-
-json_t *api_token_json(const tokenizer *tok, int id)
-{
-    size_t n = 0;
-    const uint8_t *b = tok ? tokenizer_token_bytes(tok, id, &n) : NULL;
-    json_t *bytes = json_array();
-    char *text = NULL;
-    size_t tlen = 0;
-    if (b) {
-        for (size_t i = 0; i < n; i++) json_array_append_new(bytes, json_integer(b[i]));
-        text = utf8_sanitize((const char *)b, n, &tlen);
-    }
-    /* by length: a token may be a NUL byte */
-    json_t *o = json_pack("{s:i,s:s#,s:o}", "id", id, "text", text ? text : "", (int)(text ? tlen : 0),
-                          "bytes", bytes);
-    free(text);
-    return o;
 }
 
 /* ---------- routes ---------- */
@@ -309,27 +355,44 @@ static void api_args_free(api_args *a)
 
 /* ---------- validation ---------- */
 
-int64_t api_param_max(const twd_app *app, const api_param *p)
+/* The value of bound `ref` for the loaded model and configuration (konst
+ * for APB_CONST). */
+static int64_t bound_value(const twd_app *app, api_bound ref, int64_t konst)
 {
     const api_limits *c = &app->set.limits;
     const gpt2_config *m = &app->model.cfg;
-    switch (p->max_ref) {
-    case APB_CONST: return p->max;
+    switch (ref) {
+    case APB_CONST: return konst;
     case APB_LAST_LAYER: return m->n_layer - 1;
     case APB_LAST_HEAD: return m->n_head - 1;
     case APB_MAX_K: return c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
-    case APB_MAX_TOP_DH: {
-        int64_t dh = m->n_head > 0 ? m->n_embd / m->n_head : 0;
-        return c->max_top < dh ? c->max_top : dh;
-    }
+    case APB_MAX_TOP: return c->max_top;
+    case APB_HEAD_DIM: return m->n_head > 0 ? m->n_embd / m->n_head : 0;
+    case APB_MLP_RANK: return m->n_embd < m->n_inner ? m->n_embd : m->n_inner;
+    case APB_N_INNER: return m->n_inner;
     case APB_MAX_WORDS: return c->max_words;
     case APB_MAX_TEXT: return c->max_text;
-    case APB_UMAP_ROWS: {
-        int64_t rows = (int64_t)app->set.layout.rows;
-        return rows < m->vocab_size ? rows : m->vocab_size;
+    case APB_MAX_TOKENS: return c->max_tokens;
+    case APB_LAST_TOKEN: {
+        int64_t v = m->vocab_size;
+        if (app->tok && tokenizer_vocab_size(app->tok) < v) v = tokenizer_vocab_size(app->tok);
+        return v - 1;
+    }
+    case APB_LAST_FF: return m->n_inner - 1;
+    case APB_LAST_DIM: return m->n_embd - 1;
+    case APB_MAX_K_FF: {
+        int64_t k = c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
+        return k < m->n_inner ? k : m->n_inner;
     }
     }
-    return p->max;
+    return konst;
+}
+
+int64_t api_param_max(const twd_app *app, const api_param *p) { return bound_value(app, p->max_ref, p->max); }
+
+int64_t api_param_max_items(const twd_app *app, const api_param *p)
+{
+    return bound_value(app, p->max_items_ref, p->max_items > 0 ? p->max_items : (int64_t)1 << 20);
 }
 
 static void choices_text(const api_param *p, char *out, size_t n)
@@ -405,6 +468,10 @@ static int parse_int(const twd_app *app, const api_param *p, const raw_value *v,
     if (x < p->min || x > hi)
         return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld", p->name,
                          p->min, hi, x);
+    if (p->clamp_ref != APB_CONST) {
+        int64_t most = bound_value(app, p->clamp_ref, 0);
+        if (x > most) x = most < p->min ? p->min : most;
+    }
     out->i = x;
     return 0;
 }
@@ -548,24 +615,34 @@ static int list_item(const api_param *p, const raw_value *v, size_t i, const cha
     return 0;
 }
 
+/* The item count of a list (a JSON array, or comma-separated text), checked
+ * against the parameter's bounds. */
+static int list_count(const twd_app *app, const api_param *p, const raw_value *v, const char *items,
+                      size_t *count, api_response *res)
+{
+    int64_t hi = api_param_max(app, p);
+    size_t n = 0;
+    if (v->j) {
+        if (!json_is_array(v->j))
+            return api_error(res, 400, "parameter '%s' must be an array of %s", p->name, items);
+        n = json_array_size(v->j);
+    } else if (v->n) {
+        n = 1;
+        for (size_t i = 0; i < v->n; i++) n += v->s[i] == ',';
+    }
+    if ((int64_t)n < p->min)
+        return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
+    if ((int64_t)n > hi)
+        return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, n, hi);
+    *count = n;
+    return 0;
+}
+
 static int parse_list(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
                       api_args *args, api_response *res)
 {
-    int64_t hi = api_param_max(app, p);
     size_t count = 0;
-    if (v->j) {
-        if (!json_is_array(v->j))
-            return api_error(res, 400, "parameter '%s' must be an array of strings", p->name);
-        count = json_array_size(v->j);
-    } else if (v->n) {
-        count = 1;
-        for (size_t i = 0; i < v->n; i++) count += v->s[i] == ',';
-    }
-    if ((int64_t)count < p->min)
-        return api_error(res, 400, "parameter '%s' must hold at least %" PRId64 " item(s)", p->name, p->min);
-    if ((int64_t)count > hi)
-        return api_error(res, 400, "parameter '%s' holds %zu items; the limit is %" PRId64, p->name, count,
-                         hi);
+    if (list_count(app, p, v, "strings", &count, res) != 0) return -1;
     out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
     if (!out->list) return api_status_error(res, TW_ENOMEM, "parameters");
     const char *cur = v->s;
@@ -575,6 +652,65 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
         if (list_item(p, v, i, &cur, &item, &len, res) != 0) return -1;
         if (word_item_check(res, p, item, len, i) != 0) return -1;
         if (!(out->list[i] = arena_strndup(args, item, len)))
+            return api_status_error(res, TW_ENOMEM, "parameters");
+    }
+    out->n_list = count;
+    return 0;
+}
+
+/* AP_INTS: integers in [min, max], min_items..max_items of them, kept as
+ * numbers and as canonical decimal strings (the answer cache's key). */
+static int parse_ints(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
+                      api_args *args, api_response *res)
+{
+    int64_t hi = api_param_max(app, p), most = api_param_max_items(app, p);
+    size_t count = 0;
+    if (v->j) {
+        if (!json_is_array(v->j))
+            return api_error(res, 400, "parameter '%s' must be an array of integers", p->name);
+        count = json_array_size(v->j);
+    } else if (v->n) {
+        count = 1;
+        for (size_t i = 0; i < v->n; i++) count += v->s[i] == ',';
+    }
+    if ((int64_t)count < p->min_items || (int64_t)count > most) {
+        if (p->min_items == most)
+            return api_error(res, 400, "parameter '%s' must hold exactly %" PRId64 " integers", p->name,
+                             most);
+        return api_error(res, 400, "parameter '%s' must hold %" PRId64 " to %" PRId64 " integers, got %zu",
+                         p->name, p->min_items, most, count);
+    }
+    out->ints = arena_keep(args, malloc((count ? count : 1) * sizeof(int64_t)));
+    out->list = arena_keep(args, calloc(count ? count : 1, sizeof(char *)));
+    if (!out->ints || !out->list) return api_status_error(res, TW_ENOMEM, "parameters");
+    const char *cur = v->s;
+    for (size_t i = 0; i < count; i++) {
+        long long x;
+        if (v->j) {
+            const json_t *e = json_array_get(v->j, i);
+            if (!json_is_integer(e))
+                return api_error(res, 400, "parameter '%s': item %zu is not an integer", p->name, i);
+            x = json_integer_value(e);
+        } else {
+            const char *end = v->s + v->n, *comma = memchr(cur, ',', (size_t)(end - cur));
+            size_t len = comma ? (size_t)(comma - cur) : (size_t)(end - cur);
+            char shown[64];
+            api_quote(shown, sizeof shown, cur, len);
+            if (strict_integer(cur, len, &x) != 0)
+                return api_error(res, 400,
+                                 "parameter '%s': item %zu must be an integer in %" PRId64 "..%" PRId64
+                                 ", got '%s'",
+                                 p->name, i, p->min, hi, shown);
+            cur += len + 1;
+        }
+        if (x < p->min || x > hi)
+            return api_error(res, 400,
+                             "parameter '%s': item %zu must be in %" PRId64 "..%" PRId64 ", got %lld",
+                             p->name, i, p->min, hi, x);
+        char num[24];
+        int w = snprintf(num, sizeof num, "%lld", x);
+        out->ints[i] = x;
+        if (!(out->list[i] = arena_strndup(args, num, (size_t)w)))
             return api_status_error(res, TW_ENOMEM, "parameters");
     }
     out->n_list = count;
@@ -594,6 +730,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
     case AP_ENUM:
     case AP_TEXT: return parse_string(app, p, &v, out, args, res);
     case AP_LIST: return parse_list(app, p, &v, out, args, res);
+    case AP_INTS: return parse_ints(app, p, &v, out, args, res);
     }
     return api_error(res, 500, "unknown parameter type");
 }
@@ -728,9 +865,15 @@ static int parse_args(const twd_app *app, const api_route *r, const api_request 
         api_arg *a = &args->v[i];
         if (a->present) continue;
         if (a->spec->required) return api_error(res, 400, "parameter '%s' is required", a->spec->name);
-        if (a->spec->def &&
-            parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0)
+        if (!a->spec->def) continue;
+        if (a->spec->type == AP_INT) {
+            /* a default above a bound that follows the model (top=20 on a
+             * model whose heads have 16 dimensions) is that bound */
+            int64_t d = strtoll(a->spec->def, NULL, 10), hi = api_param_max(app, a->spec);
+            a->i = d < hi ? d : hi;
+        } else if (parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0) {
             return -1;
+        }
     }
     return 0;
 }
@@ -741,12 +884,16 @@ const char *api_allow_header(const api_route *r)
 }
 
 /* Canonical key of a request for the answer cache: route and every
- * parameter (defaults included) in table order, length-prefixed. */
+ * parameter (defaults included) in table order, length-prefixed, with
+ * whether it has a value: an optional parameter without a default (head,
+ * block) absent means "all", given as 0 means the first, and both hold
+ * i == 0 and no string. (A default spelled out is the same request.) */
 char *api_cache_key(const api_route *r, const api_args *args, size_t *len)
 {
     size_t cap = strlen(r->path) + 16, n = 0;
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
+        /* "|i:p:int64:size:" + string + ":size", and for AP_BLOCKS "int64:0:": at most 92 bytes + string */
         cap += 96 + a->s_len;
         for (size_t j = 0; j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
     }
@@ -755,7 +902,8 @@ char *api_cache_key(const api_route *r, const api_args *args, size_t *len)
     n += (size_t)sprintf(k, "%s", r->path);
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
-        n += (size_t)sprintf(k + n, "|%zu:%" PRId64 ":%zu:", i, a->i, a->s ? a->s_len : (size_t)-1);
+        n += (size_t)sprintf(k + n, "|%zu:%d:%" PRId64 ":%zu:", i, a->present || a->spec->def != NULL, a->i,
+                             a->s ? a->s_len : (size_t)-1);
         if (a->spec->type == AP_BLOCKS)
             n += (size_t)sprintf(k + n, "%" PRId64 ":%d:", a->last, (int)a->sweep);
         if (a->s) {
@@ -832,6 +980,7 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
 void api_compute(api_call *call, api_response *res)
 {
     twd_app *app = call->app;
+    api_fault_take(); /* a mark left by an earlier answer on this thread is not this one's */
     int rc = api_sweep_requested(&call->args) ? api_sweep(call, res) : call->route->fn(app, &call->args, res);
     if (rc == 0 && call->key && res->status == 200)
         answer_cache_put(app->ext->answers, call->key, call->klen, res);

@@ -1,6 +1,7 @@
 /* The one route table, and the handlers of the service's own routes
- * (/health, /model, /tokenize, /metrics, /openapi.json). The analyses'
- * handlers live in their own files and are declared in api/handlers.h. */
+ * (/health, /model, /tokenize, /metrics). The analyses' handlers, and
+ * /openapi.json's (api/openapi.c), live in their own files and are declared
+ * in api/handlers.h. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -9,23 +10,20 @@
 
 #include "api/api.h"
 #include "api/ext.h"
+#include "api/format.h"
 #include "api/handlers.h"
+#include "api/json.h"
+#include "base/utf8.h"
 
 /* ---------- parameter tables ---------- */
 
 static const api_param p_none[] = {API_PARAMS_END};
 
-static const api_param p_tokenize[] = {
-    {.name = "text",
-     .type = AP_TEXT,
-     .required = true,
-     .max_ref = APB_MAX_TEXT,
-     .doc = "Text to encode (UTF-8). Invalid UTF-8 is rejected with 400."},
-    API_PARAMS_END,
-};
-
 static const char *const fmt_json_csv[] = {"json", "csv", NULL};
 static const char *const fmt_svd[] = {"json", "csv", "latex", NULL};
+static const char *const svd_tables[] = {"directions", "spectra", NULL};
+static const char *const fmt_traj[] = {"json", "csv", "npy", NULL};
+static const char *const traj_tables[] = {"points", "nearest", "vectors", NULL};
 static const char *const schemes[] = {"all", "norm", "scaled", "bias", "scaled_bias", NULL};
 static const char *const matrices[] = {"both", "qk", "vo", NULL};
 static const char *const projections[] = {"umap", "pca", NULL};
@@ -45,8 +43,8 @@ static const char *const gelus[] = {"tanh", "erf", NULL};
     {                                                                                                        \
         .name = "block", .type = AP_BLOCKS, .required = true, .max_ref = APB_LAST_LAYER,                     \
         .doc = "Transformer block (0-based), or several: \"all\" or a range \"A-B\" (A <= B), answered "     \
-               "block by block as {first_block, last_block, n_blocks, blocks: [one-block answers]} (CSV: a " \
-               "first column block)."                                                                        \
+               "block by block as {first_block, last_block, n_blocks, blocks: [one-block answers]} (CSV: "   \
+               "the one-block rows, each starting with its block)."                                          \
     }
 #define P_FORMAT(list)                                                                                       \
     {                                                                                                        \
@@ -56,6 +54,28 @@ static const char *const gelus[] = {"tanh", "erf", NULL};
     {                                                                                                        \
         .name = "gelu", .type = AP_ENUM, .def = "tanh", .choices = gelus, .doc = (text)                      \
     }
+
+static const api_param p_tokenize[] = {
+    {.name = "text",
+     .type = AP_TEXT,
+     .required = true,
+     .max_ref = APB_MAX_TEXT,
+     .doc = "Text to encode (UTF-8). Invalid UTF-8 is rejected with 400."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_detokenize[] = {
+    {.name = "ids",
+     .type = AP_INTS,
+     .required = true,
+     .max_ref = APB_LAST_TOKEN,
+     .min_items = 1,
+     .max_items_ref = APB_MAX_TOKENS,
+     .doc = "Token ids (comma-separated, or a JSON array in a POST body), each in 0..vocab_size-1."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
 
 static const api_param p_embeddings[] = {
     {.name = "scheme",
@@ -78,8 +98,14 @@ static const api_param p_probe[] = {
      .type = AP_LIST,
      .min = 1,
      .max_ref = APB_MAX_WORDS,
-     .doc = "Words to probe, encoded without a leading space; words that are not one token are skipped and "
-            "listed. Default: the paper's 100 most common English nouns."},
+     .doc = "Words to probe; words that are not one token are skipped and listed with their token split. "
+            "Default: the paper's 100 most common English nouns (or, for a character-level model, its "
+            "characters)."},
+    {.name = "leading_space",
+     .type = AP_BOOL,
+     .def = "false",
+     .doc = "Encode each word with a leading space, as it appears inside a sentence (' idea' is one GPT-2 "
+            "token, 'idea' two). The paper encodes words without one."},
     P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
@@ -90,12 +116,18 @@ static const api_param p_svd[] = {
     {.name = "top",
      .type = AP_INT,
      .def = "20",
-     .max_ref = APB_MAX_TOP_DH,
-     .doc = "Singular directions reported per head (at most the head dimension and max_top; 0: spectra "
-            "only)."},
+     .max_ref = APB_MAX_TOP,
+     .clamp_ref = APB_HEAD_DIM,
+     .doc = "Singular directions reported per head (at most max_top; more than the head dimension means "
+            "all of them; 0: spectra only)."},
     P_K,
     {.name = "head", .type = AP_INT, .max_ref = APB_LAST_HEAD, .doc = "One head (default: all heads)."},
     P_FORMAT(fmt_svd),
+    {.name = "table",
+     .type = AP_ENUM,
+     .choices = svd_tables,
+     .doc = "Which table format=csv answers: directions (the top directions' tokens; the default when "
+            "top > 0) or spectra (every singular value with its coverage; the default when top = 0)."},
     API_PARAMS_END,
 };
 
@@ -116,6 +148,29 @@ static const api_param p_trajectory[] = {
             "(available at once)."},
     P_GELU("GELU form of the forward pass: GPT-2's tanh approximation, or the exact erf form nanoGPT uses."),
     P_K,
+    {.name = "target",
+     .type = AP_TEXT,
+     .min = 1,
+     .max = 256,
+     .doc = "A token whose logit-lens rank and probability are reported at every state and position: its "
+            "id (digits), or text that is exactly one token (e.g. ' Paris')."},
+    {.name = "vectors",
+     .type = AP_BOOL,
+     .def = "false",
+     .doc = "Include every state's full d-dimensional vector per token (bounded by max_answer_mb)."},
+    {.name = "format",
+     .type = AP_ENUM,
+     .def = "json",
+     .choices = fmt_traj,
+     .doc = "json; csv (the table chosen by 'table'); npy (the state vectors only, as a float32 array "
+            "(states, tokens, d) in numpy's .npy format, without projection or logit lens)."},
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "points",
+     .choices = traj_tables,
+     .doc = "Which table format=csv answers: points (one row per state and position: point, entropy, the "
+            "next and target tokens' rank and probability), nearest (one row per state, position and rank "
+            "of the logit lens) or vectors (one row per state and position, d value columns)."},
     API_PARAMS_END,
 };
 
@@ -129,6 +184,7 @@ static const api_param p_attention[] = {
     {.name = "block", .type = AP_INT, .max_ref = APB_LAST_LAYER, .doc = "One block (default: all blocks)."},
     {.name = "head", .type = AP_INT, .max_ref = APB_LAST_HEAD, .doc = "One head (default: all heads)."},
     P_GELU("GELU form of the forward pass."),
+    P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
 
@@ -141,8 +197,162 @@ static const api_param p_layout[] = {
     {.name = "limit",
      .type = AP_INT,
      .def = "0",
-     .max_ref = APB_UMAP_ROWS,
-     .doc = "Points to return, spread evenly over the fitted rows; 0: all of them."},
+     .max = INT32_MAX,
+     .doc = "Points to return, spread evenly over the fitted rows; 0, or more than the layout holds: all of "
+            "them."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+/* docs/MATH.md §9-§13 (api/beyond.c) */
+static const char *const mlp_matrices[] = {"both", "in", "out", NULL};
+static const char *const key_methods[] = {"random", "targeted", "none", NULL};
+static const char *const ln_tables[] = {"layers", "lists", "keys", NULL};
+
+#define P_OPT_BLOCK(text)                                                                                    \
+    {                                                                                                        \
+        .name = "block", .type = AP_INT, .max_ref = APB_LAST_LAYER, .doc = (text)                            \
+    }
+#define P_PHRASE(req)                                                                                        \
+    {                                                                                                        \
+        .name = "text", .type = AP_TEXT, .required = (req), .min = 1, .max_ref = APB_MAX_TEXT,               \
+        .doc = "The phrase (UTF-8), encoded as-is; at most max_tokens tokens and the model's n_ctx."         \
+    }
+#define P_SEED(text)                                                                                         \
+    {                                                                                                        \
+        .name = "seed", .type = AP_INT, .def = "0", .max = INT64_C(999999999999999999), .doc = (text)        \
+    }
+
+static const api_param p_mlp_values[] = {
+    P_BLOCK,
+    P_K,
+    {.name = "neurons",
+     .type = AP_INTS,
+     .max_ref = APB_LAST_FF,
+     .min_items = 1,
+     .doc = "MLP neurons (0-based, comma-separated; default: all d_ff of them)."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_svd[] = {
+    P_BLOCK,
+    {.name = "matrix",
+     .type = AP_ENUM,
+     .def = "both",
+     .choices = mlp_matrices,
+     .doc = "in: mlp.c_fc (d x d_ff), out: mlp.c_proj (d_ff x d), or both."},
+    {.name = "top",
+     .type = AP_INT,
+     .def = "20",
+     .max_ref = APB_MAX_TOP,
+     .clamp_ref = APB_MLP_RANK,
+     .doc = "Singular directions with token lists (at most max_top; more than min(d, d_ff) means all of "
+            "them; 0: spectra only)."},
+    {.name = "k",
+     .type = AP_INT,
+     .def = "5",
+     .min = 1,
+     .max_ref = APB_MAX_K_FF,
+     .doc = "Tokens (and neurons) per list."},
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "directions",
+     .choices = svd_tables,
+     .doc = "With format=csv: the directions' lists, or the spectra and coverage."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_updates[] = {
+    P_PHRASE(true),
+    P_OPT_BLOCK("One block (default: every block)."),
+    {.name = "top",
+     .type = AP_INT,
+     .def = "10",
+     .min = 1,
+     .max_ref = APB_MAX_TOP,
+     .clamp_ref = APB_N_INNER,
+     .doc = "Sub-updates per token and block (at most max_top; more than d_ff means all of them)."},
+    P_K,
+    P_GELU("GELU form of the forward pass."),
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_mlp_search[] = {
+    {.name = "token",
+     .type = AP_TEXT,
+     .required = true,
+     .min = 1,
+     .max_ref = APB_MAX_TEXT,
+     .doc = "A token id (a decimal number), or a text that encodes to exactly one token."},
+    P_OPT_BLOCK("One block (default: every block)."),
+    {.name = "k", .type = AP_INT, .def = "10", .min = 1, .max_ref = APB_MAX_K, .doc = "Neurons to list."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_layernorm[] = {
+    P_PHRASE(false),
+    P_K,
+    {.name = "keys",
+     .type = AP_ENUM,
+     .def = "targeted",
+     .choices = key_methods,
+     .doc =
+         "Unselectable keys: targeted (N drawn keys, each with its own query: an estimate meaningful at any "
+         "N), random (N random unit queries per head: never below 1 - N/V), or none."},
+    {.name = "queries",
+     .type = AP_INT,
+     .def = "256",
+     .min = 1,
+     .max = 65536,
+     .doc = "N, the queries per head of the unselectable-keys estimate (targeted: at most the vocabulary; a "
+            "larger N draws every key)."},
+    {.name = "keys_block",
+     .type = AP_INT,
+     .max_ref = APB_LAST_LAYER,
+     .doc = "The block whose heads get the unselectable-keys estimate (default: every block)."},
+    P_SEED("Seed of the queries (or of the drawn keys)."),
+    P_GELU("GELU form of the forward pass (with a text)."),
+    {.name = "table",
+     .type = AP_ENUM,
+     .def = "layers",
+     .choices = ln_tables,
+     .doc = "With format=csv: the statistics per LayerNorm, the token lists, or the keys per head."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_layernorm_sketch[] = {
+    {.name = "block",
+     .type = AP_INT,
+     .def = "0",
+     .max_ref = APB_LAST_LAYER,
+     .doc = "The block: its ln_1 and W_qk."},
+    {.name = "head",
+     .type = AP_INT,
+     .def = "0",
+     .max_ref = APB_LAST_HEAD,
+     .doc = "The head whose W_qk is drawn."},
+    {.name = "dims",
+     .type = AP_INTS,
+     .max_ref = APB_LAST_DIM,
+     .min_items = 2,
+     .max_items = 2,
+     .doc = "The two coordinates i,j (default: the two largest |gamma| of the block's ln_1)."},
+    {.name = "points", .type = AP_INT, .def = "64", .min = 3, .max = 4096, .doc = "Points on the circle."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
+static const api_param p_selfcheck[] = {
+    P_PHRASE(true),
+    P_OPT_BLOCK("One block (default: every block)."),
+    P_SEED("Seed of the random b_k."),
+    P_GELU("GELU form of the forward pass."),
+    P_FORMAT(fmt_json_csv),
     API_PARAMS_END,
 };
 
@@ -159,8 +369,7 @@ static int h_health(twd_app *app, const api_args *a, api_response *res)
         twd_app *m = svc->models[i];
         int st = atomic_load(&m->state);
         if (st == APP_READY) {
-            json_array_append_new(models,
-                                  json_pack("{s:s,s:b}", "name", m->model_name, "synthetic", m->synthetic));
+            api_push(models, json_pack("{s:s,s:b}", "name", m->model_name, "synthetic", m->synthetic));
             continue;
         }
         json_decref(models);
@@ -196,16 +405,16 @@ static int h_models(twd_app *app, const api_args *a, api_response *res)
                                                   : "failed",
                               "origin", m->model_origin);
         if (st == APP_READY) {
-            json_object_set_new(o, "source", json_string(m->model_source));
-            json_object_set_new(o, "synthetic", json_boolean(m->synthetic));
-            json_object_set_new(o, "n_layer", json_integer(c->n_layer));
-            json_object_set_new(o, "n_head", json_integer(c->n_head));
-            json_object_set_new(o, "n_embd", json_integer(c->n_embd));
-            json_object_set_new(o, "n_ctx", json_integer(c->n_ctx));
-            json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-            json_object_set_new(o, "n_params", json_integer((json_int_t)m->model.n_params));
+            api_put(o, "source", json_string(m->model_source));
+            api_put(o, "synthetic", json_boolean(m->synthetic));
+            api_put(o, "n_layer", json_integer(c->n_layer));
+            api_put(o, "n_head", json_integer(c->n_head));
+            api_put(o, "n_embd", json_integer(c->n_embd));
+            api_put(o, "n_ctx", json_integer(c->n_ctx));
+            api_put(o, "vocab_size", json_integer(c->vocab_size));
+            api_put(o, "n_params", json_integer((json_int_t)m->model.n_params));
         }
-        json_array_append_new(list, o);
+        api_push(list, o);
     }
     return api_json(res, 200, json_pack("{s:o}", "models", list));
 }
@@ -230,30 +439,55 @@ static int h_model(twd_app *app, const api_args *a, api_response *res)
     (void)a;
     const gpt2_model *m = &app->model;
     const gpt2_config *c = &m->cfg;
-    json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:b,s:I,s:I,s:f,s:f,s:s,s:s}",
-        "name", app->model_name, "source", app->model_source, "origin", app->model_origin, "format",
-        m->format == GPT2_FORMAT_NANOGPT ? "nanogpt" : "safetensors", "dtype", m->dtype, "synthetic",
-        app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "n_inner",
-        c->n_inner, "n_ctx", c->n_ctx, "vocab_size", c->vocab_size, "vocab_rows", m->vocab_rows,
-        "padding_rows_excluded", m->vocab_rows - c->vocab_size, "tokenizer_vocab_size",
-        app->tok ? tokenizer_vocab_size(app->tok) : 0, "tokenizer",
-        app->tok && tokenizer_is_chars(app->tok) ? "characters" : "gpt2-bpe", "bias", m->has_bias, "n_params",
-        (json_int_t)m->n_params, "file_size", (json_int_t)m->file_size, "load_seconds", app->load_seconds,
-        "layer_norm_epsilon", (double)c->ln_eps, "gelu_default", "tanh", "note", model_note(app));
-    if (o && app->synthetic)
-        json_object_set_new(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
-    if (o && m->corpus[0]) json_object_set_new(o, "corpus", json_string(m->corpus));
-    if (o && m->default_phrase[0]) json_object_set_new(o, "default_phrase", json_string(m->default_phrase));
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:b,s:I,s:I,s:s,s:s}",
+                  "name", app->model_name, "source", app->model_source, "origin", app->model_origin, "format",
+                  m->format == GPT2_FORMAT_NANOGPT ? "nanogpt" : "safetensors", "dtype", m->dtype,
+                  "synthetic", app->synthetic, "n_layer", c->n_layer, "n_head", c->n_head, "n_embd",
+                  c->n_embd, "n_inner", c->n_inner, "n_ctx", c->n_ctx, "vocab_size", c->vocab_size,
+                  "vocab_rows", m->vocab_rows, "padding_rows_excluded", m->vocab_rows - c->vocab_size,
+                  "tokenizer_vocab_size", app->tok ? tokenizer_vocab_size(app->tok) : 0, "tokenizer",
+                  app->tok && tokenizer_is_chars(app->tok) ? "characters" : "gpt2-bpe", "bias", m->has_bias,
+                  "n_params", (json_int_t)m->n_params, "file_size", (json_int_t)m->file_size, "gelu_default",
+                  "tanh", "note", model_note(app));
+    if (o) {
+        api_put(o, "load_seconds", api_num(app->load_seconds));
+        api_put(o, "layer_norm_epsilon", api_f32(c->ln_eps));
+    }
+    if (o && app->synthetic) api_put(o, "synthetic_seed", json_integer((json_int_t)app->synthetic_seed));
+    if (o && m->corpus[0]) api_put(o, "corpus", json_string(m->corpus));
+    if (o && m->default_phrase[0]) api_put(o, "default_phrase", json_string(m->default_phrase));
     if (o && m->format == GPT2_FORMAT_NANOGPT) {
         json_t *n = json_object();
-        if (m->has_iter_num) json_object_set_new(n, "iter_num", json_integer((json_int_t)m->iter_num));
-        if (m->dataset[0]) json_object_set_new(n, "dataset", json_string(m->dataset));
-        json_object_set_new(n, "compiled", json_boolean(m->compiled));
-        json_object_set_new(o, "nanogpt", n);
+        if (m->has_iter_num) api_put(n, "iter_num", json_integer((json_int_t)m->iter_num));
+        if (m->dataset[0]) api_put(n, "dataset", json_string(m->dataset));
+        api_put(n, "compiled", json_boolean(m->compiled));
+        api_put(o, "nanogpt", n);
     }
     api_ext_model_info(app, o);
     return api_json(res, 200, o);
+}
+
+/* The tokens of ids[0..n) as an answer: JSON {text?, n_tokens, tokens} or
+ * the CSV position,id,text. */
+static int tokens_answer(twd_app *app, const api_args *a, const int32_t *ids, size_t n, json_t *doc,
+                         api_response *res)
+{
+    if (api_format_is(a, "csv")) {
+        json_decref(doc);
+        textbuf tb;
+        tb_init(&tb);
+        tb_printf(&tb, "position,id,text\r\n");
+        for (size_t i = 0; i < n; i++) {
+            tb_csv_int(&tb, (long long)i);
+            tb_csv_token(&tb, app->tok, ids[i]);
+            tb_csv_end(&tb);
+        }
+        return tb_respond(&tb, res, CSV_TYPE);
+    }
+    api_put(doc, "n_tokens", json_integer((json_int_t)n));
+    api_put(doc, "tokens", api_tokens_json(app->tok, ids, n));
+    return api_json(res, 200, doc);
 }
 
 static int h_tokenize(twd_app *app, const api_args *a, api_response *res)
@@ -262,10 +496,37 @@ static int h_tokenize(twd_app *app, const api_args *a, api_response *res)
     int32_t *ids = NULL;
     long n = api_encode(app, "text", t->s, t->s_len, &ids, res);
     if (n < 0) return -1;
-    json_t *toks = json_array();
-    for (long i = 0; i < n; i++) json_array_append_new(toks, api_token_json(app->tok, ids[i]));
+    int rc = tokens_answer(app, a, ids, (size_t)n, json_pack("{s:s#}", "text", t->s, (int)t->s_len), res);
     free(ids);
-    return api_json(res, 200, json_pack("{s:s,s:i,s:o}", "text", t->s, "n_tokens", (int)n, "tokens", toks));
+    return rc;
+}
+
+/* Ids back to text: each token and the whole decoded text, as UTF-8 with
+ * invalid sequences replaced (text) and exactly (bytes). */
+static int h_detokenize(twd_app *app, const api_args *a, api_response *res)
+{
+    const api_arg *ids = api_arg_get(a, "ids");
+    char *raw = NULL;
+    int32_t *tok = malloc((ids->n_list ? ids->n_list : 1) * sizeof *tok);
+    if (!tok) return api_status_error(res, TW_ENOMEM, "detokenizing");
+    for (size_t i = 0; i < ids->n_list; i++) tok[i] = (int32_t)ids->ints[i]; /* in 0..vocab_size-1 */
+    long n = tokenizer_decode(app->tok, tok, ids->n_list, &raw);
+    if (n < 0) {
+        free(tok);
+        return api_status_error(res, n == -2 ? TW_ETOKEN : TW_ENOMEM, "detokenizing");
+    }
+    size_t tlen = 0;
+    char *text = utf8_sanitize(raw, (size_t)n, &tlen);
+    json_t *bytes = json_array();
+    for (long i = 0; i < n; i++) api_push(bytes, json_integer((unsigned char)raw[i]));
+    free(raw);
+    json_t *doc = text ? json_pack("{s:s#,s:o}", "text", text, (int)tlen, "bytes", bytes) : NULL;
+    free(text);
+    int rc = doc ? tokens_answer(app, a, tok, ids->n_list, doc, res)
+                 : api_status_error(res, TW_ENOMEM, "detokenizing");
+    if (!doc) json_decref(bytes);
+    free(tok);
+    return rc;
 }
 
 static int h_metrics(twd_app *app, const api_args *a, api_response *res)
@@ -281,147 +542,27 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     return api_respond(res, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
 }
 
-/* ---------- OpenAPI ---------- */
-
-static json_t *param_schema(const twd_app *app, const api_param *p)
-{
-    json_t *s = json_object();
-    switch (p->type) {
-    case AP_INT: {
-        json_object_set_new(s, "type", json_string("integer"));
-        json_object_set_new(s, "minimum", json_integer(p->min));
-        /* bounds that follow the model are known once it is loaded */
-        if (p->max_ref == APB_CONST || atomic_load(&app->state) == APP_READY)
-            json_object_set_new(s, "maximum", json_integer(api_param_max(app, p)));
-        if (p->def) json_object_set_new(s, "default", json_integer(strtoll(p->def, NULL, 10)));
-        break;
-    }
-    case AP_BLOCKS: {
-        json_t *one = json_pack("{s:s,s:I}", "type", "integer", "minimum", (json_int_t)p->min);
-        if (atomic_load(&app->state) == APP_READY)
-            json_object_set_new(one, "maximum", json_integer(api_param_max(app, p)));
-        json_object_set_new(
-            s, "oneOf",
-            json_pack("[o,{s:s,s:s}]", one, "type", "string", "pattern", "^(all|[0-9]+-[0-9]+)$"));
-        break;
-    }
-    case AP_BOOL:
-        json_object_set_new(s, "type", json_string("boolean"));
-        if (p->def)
-            json_object_set_new(s, "default",
-                                json_boolean(strcmp(p->def, "true") == 0 || strcmp(p->def, "1") == 0));
-        break;
-    case AP_ENUM: {
-        json_object_set_new(s, "type", json_string("string"));
-        json_t *e = json_array();
-        for (const char *const *c = p->choices; *c; c++) json_array_append_new(e, json_string(*c));
-        json_object_set_new(s, "enum", e);
-        if (p->def) json_object_set_new(s, "default", json_string(p->def));
-        break;
-    }
-    case AP_TEXT:
-        json_object_set_new(s, "type", json_string("string"));
-        json_object_set_new(s, "minLength", json_integer(p->min));
-        if (p->max_ref == APB_MAX_TEXT)
-            json_object_set_new(s, "maxLength", json_integer(api_param_max(app, p)));
-        break;
-    case AP_LIST:
-        json_object_set_new(s, "type", json_string("array"));
-        json_object_set_new(s, "items",
-                            json_pack("{s:s,s:i,s:i}", "type", "string", "minLength", 1, "maxLength", 256));
-        json_object_set_new(s, "minItems", json_integer(p->min));
-        if (p->max_ref == APB_MAX_WORDS)
-            json_object_set_new(s, "maxItems", json_integer(api_param_max(app, p)));
-        break;
-    }
-    return s;
-}
-
-static json_t *error_responses(void)
-{
-    json_t *r = json_object();
-    static const struct {
-        const char *code, *desc;
-    } errs[] = {
-        {"400", "Invalid parameter (the message names it and its allowed range)."},
-        {"404", "No such route."},
-        {"405", "Method not allowed (see the Allow header)."},
-        {"413", "Request target or body too large."},
-        {"503", "The model is still loading, or a background computation is not ready (see Retry-After)."},
-    };
-    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
-        json_object_set_new(r, errs[i].code,
-                            json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", errs[i].desc, "content",
-                                      "application/json", "schema", "$ref", "#/components/schemas/Error"));
-    return r;
-}
-
-static json_t *operation(const twd_app *app, const api_route *r, int method)
-{
-    json_t *op = json_pack("{s:s,s:s}", "summary", r->summary, "description",
-                           r->description ? r->description : r->summary);
-    json_t *responses = error_responses();
-    const char *ctype = strcmp(r->path, "/metrics") == 0 ? "text/plain" : "application/json";
-    json_object_set_new(
-        responses, "200",
-        json_pack("{s:s,s:{s:{}}}", "description", r->answer ? r->answer : "OK", "content", ctype));
-    json_object_set_new(op, "responses", responses);
-    if (method == API_GET) {
-        json_t *params = json_array();
-        for (const api_param *p = r->params; p && p->name; p++) {
-            json_t *schema = p->type == AP_LIST ? json_pack("{s:s,s:s}", "type", "string", "description",
-                                                            "comma-separated list")
-                                                : param_schema(app, p);
-            json_array_append_new(params, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", p->name, "in", "query",
-                                                    "required", p->required, "description", p->doc, "schema",
-                                                    schema));
-        }
-        json_object_set_new(op, "parameters", params);
-    } else {
-        json_t *props = json_object(), *req = json_array();
-        for (const api_param *p = r->params; p && p->name; p++) {
-            json_t *schema = param_schema(app, p);
-            json_object_set_new(schema, "description", json_string(p->doc));
-            json_object_set_new(props, p->name, schema);
-            if (p->required) json_array_append_new(req, json_string(p->name));
-        }
-        json_t *schema =
-            json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
-        if (json_array_size(req))
-            json_object_set_new(schema, "required", req);
-        else
-            json_decref(req);
-        json_object_set_new(
-            op, "requestBody",
-            json_pack("{s:b,s:{s:{s:o}}}", "required", 0, "content", "application/json", "schema", schema));
-    }
-    return op;
-}
-
-static int h_openapi(twd_app *app, const api_args *a, api_response *res)
-{
-    (void)a;
-    json_t *paths = json_object();
-    for (const api_route *r = api_routes; r->path; r++) {
-        json_t *item = json_object();
-        if (r->methods & API_GET) json_object_set_new(item, "get", operation(app, r, API_GET));
-        if (r->methods & API_POST) json_object_set_new(item, "post", operation(app, r, API_POST));
-        json_object_set_new(paths, r->path, item);
-    }
-    json_t *doc = json_pack(
-        "{s:s,s:{s:s,s:s,s:s},s:[{s:s}],s:o,s:{s:{s:{s:s,s:{s:{s:s,s:{s:{s:s},s:{s:s},s:{s:s}},s:[s,s,s]}},s:"
-        "[s]}}}}",
-        "openapi", "3.0.3", "info", "title", "twd: Traveling Words analysis service", "version", "0.1.0",
-        "description",
-        "GPT-2 analyses of 'Traveling Words: A Geometric Interpretation of Transformers' (arXiv 2309.07315). "
-        "Every error has the shape {\"error\": {\"code\", \"type\", \"message\"}}.",
-        "servers", "url", "/", "paths", paths, "components", "schemas", "Error", "type", "object",
-        "properties", "error", "type", "object", "properties", "code", "type", "integer", "type", "type",
-        "string", "message", "type", "string", "required", "code", "type", "message", "required", "error");
-    return api_json(res, 200, doc);
-}
-
 /* ---------- the table ---------- */
+
+/* Each row's answers are written in the notation of api/openapi.h; the
+ * shared components (Token, ScoredToken, TokenRank, TrajectoryState, ...)
+ * are api/openapi.c's. A CSV table's row lists its columns in order. */
+
+#define TOKEN_COLUMNS "id: int(0..), text: str"
+#define HIT_COLUMNS   "rank: int(1..), id: int(0..), text: str, score: num"
+#define TRAJ_KEYS                                                                                            \
+    "state_index: int(0..), state: str, block: int(0..$layer)|null `null for the first three states`, "      \
+    "position: int(0..), token_id: int(0..), token_text: str"
+
+/* docs/MATH.md §9-§13: shapes used twice in one answer */
+#define MLP_SVD_FACTOR                                                                                       \
+    "{singular_values: [num(0..)], coverage: [num(0..1)], frac99: num(0..1), directions: [{rank: int(1..), " \
+    "singular_value: num(0..), sign: -1|1, left: [ScoredToken], right: [ScoredToken], "                      \
+    "neuron_side: 'left'|'right' `the side in neuron space`, neurons: [{neuron: int(0..$ff), score: num}] "  \
+    "`that side's largest components`}], definition: str}"
+#define LN_AXIS                                                                                              \
+    "{index: int(0..) `the coordinate`, value: num `gamma_i`, top: [ScoredToken], bottom: [ScoredToken]}"
+#define SC_DIFF "{max_abs_diff: num(0..), max_rel_diff: num(0..)}"
 
 const api_route api_routes[] = {
     {
@@ -432,7 +573,10 @@ const api_route api_routes[] = {
         .summary = "Liveness and readiness",
         .description = "200 when the model is loaded; 503 (with Retry-After) while it loads. Never waits "
                        "behind a computation.",
-        .answer = "{status, model, synthetic}",
+        .answers = (const api_answer[]){{.schema = "{status: 'ok', model: str `the default model`, "
+                                                   "synthetic: bool, models: [{name: str, synthetic: bool}]}",
+                                         .doc = "Every model is loaded."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/model",
@@ -443,7 +587,20 @@ const api_route api_routes[] = {
         .summary = "The loaded model",
         .description = "Name, source, whether the weights are synthetic, shapes, parameter count, file size, "
                        "load time, and the state of background work (UMAP fit).",
-        .answer = "model description",
+        .answers =
+            (const api_answer[]){
+                {.schema =
+                     "{name: str, source: str `the checkpoint read`, origin: str `configured, hf-cache, "
+                     "twd-cache, download or demo`, format: 'safetensors'|'nanogpt', dtype: str, "
+                     "synthetic: bool, n_layer: int(1..), n_head: int(1..), n_embd: int(1..), "
+                     "n_inner: int(0..), n_ctx: int(1..), vocab_size: int(1..), vocab_rows: int(0..), "
+                     "padding_rows_excluded: int(0..), tokenizer_vocab_size: int(0..), "
+                     "tokenizer: 'gpt2-bpe'|'characters', bias: bool, n_params: int(0..), "
+                     "file_size: int(0..), gelu_default: 'tanh', note: str, load_seconds: num(0..), "
+                     "layer_norm_epsilon: num, synthetic_seed?: int, corpus?: str, default_phrase?: str, "
+                     "nanogpt?: {iter_num?: int, dataset?: str, compiled: bool}, umap?: UmapStatus}",
+                 .doc = "The model and its shape."},
+                API_ANSWERS_END},
     },
     {
         .path = "/models",
@@ -453,8 +610,14 @@ const api_route api_routes[] = {
         .summary = "The models served",
         .description = "Every model the daemon serves with its name (what model= takes on the other routes), "
                        "state, origin and shape; the first is the default.",
-        .answer = "{models: [{name, default, state, origin, source, synthetic, n_layer, n_head, n_embd, "
-                  "n_ctx, vocab_size, n_params}]}",
+        .answers = (const api_answer[]){{.schema = "{models: [{name: str, default: bool, "
+                                                   "state: 'ready'|'loading'|'failed', origin: str, "
+                                                   "source?: str, synthetic?: bool, n_layer?: int(1..), "
+                                                   "n_head?: int(1..), n_embd?: int(1..), n_ctx?: int(1..), "
+                                                   "vocab_size?: int(1..), n_params?: int(0..)} "
+                                                   "`the shape once the model is ready`]}",
+                                         .doc = "The models, the default first."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/tokenize",
@@ -465,7 +628,32 @@ const api_route api_routes[] = {
         .summary = "GPT-2 tokenization",
         .description = "Byte-level BPE exactly as GPT-2; '<|endoftext|>' is the special token. Each token "
                        "has its id, its text (invalid UTF-8 replaced by U+FFFD) and its exact bytes.",
-        .answer = "{text, n_tokens, tokens: [{id, text, bytes}]}",
+        .answers = (const api_answer[]){{.format = "json",
+                                         .schema = "{text: str, n_tokens: int(0..), tokens: [Token]}",
+                                         .doc = "The text's tokens."},
+                                        {.format = "csv",
+                                         .schema = "{position: int(0..), " TOKEN_COLUMNS "}",
+                                         .doc = "One row per token."},
+                                        API_ANSWERS_END},
+    },
+    {
+        .path = "/detokenize",
+        .methods = API_GET | API_POST,
+        .fn = h_detokenize,
+        .params = p_detokenize,
+        .flags = API_NEEDS_MODEL,
+        .summary = "Token ids back to text",
+        .description = "Each token with its text and exact bytes, and the decoded text of all of them "
+                       "(invalid UTF-8 replaced by U+FFFD in text, exact in bytes).",
+        .answers = (const api_answer[]){{.format = "json",
+                                         .schema = "{text: str `the decoded text, invalid UTF-8 replaced`, "
+                                                   "bytes: [int(0..255)] `the decoded bytes`, "
+                                                   "n_tokens: int(1..), tokens: [Token]}",
+                                         .doc = "The tokens and their decoded text."},
+                                        {.format = "csv",
+                                         .schema = "{position: int(0..), " TOKEN_COLUMNS "}",
+                                         .doc = "One row per token."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/metrics",
@@ -475,15 +663,21 @@ const api_route api_routes[] = {
         .summary = "Prometheus metrics",
         .description = "Requests by route and status, latency histogram, in-flight requests, model load "
                        "time, cache use.",
-        .answer = "Prometheus text exposition",
+        .answers =
+            (const api_answer[]){{.type = "text/plain", .doc = "Prometheus text exposition format 0.0.4."},
+                                 API_ANSWERS_END},
     },
     {
         .path = "/openapi.json",
         .methods = API_GET,
-        .fn = h_openapi,
+        .fn = api_openapi,
         .params = p_none,
         .summary = "This API description (OpenAPI 3)",
-        .answer = "OpenAPI document",
+        .answers =
+            (const api_answer[]){{.schema = "{openapi: '3.0.3', info: {title: str, version: str, ...}, "
+                                            "paths: {...}, components: {...}, ...}",
+                                  .doc = "This document (OpenAPI 3.0.3)."},
+                                 API_ANSWERS_END},
     },
     {
         .path = "/embeddings",
@@ -494,7 +688,19 @@ const api_route api_routes[] = {
         .summary = "Embedding norms under ln_f (docs/MATH.md §3.1)",
         .description = "Per scheme the top-k and bottom-k tokens of norm ||E_i||, scaled ||gamma*E_i||, bias "
                        "||E_i|| + beta.E_i and scaled_bias, with their scores.",
-        .answer = "{k, scheme, schemes: {name: {top: [token+score], bottom: [token+score]}}}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{k: int(1..), scheme: 'all'|'norm'|'scaled'|'bias'|'scaled_bias', "
+                     "schemes: {norm?: TokenExtremes, scaled?: TokenExtremes, bias?: TokenExtremes, "
+                     "scaled_bias?: TokenExtremes} `the scheme asked for, or all four`, definition: str}",
+                 .doc = "Per scheme the top and bottom tokens."},
+                {.format = "csv",
+                 .schema =
+                     "{scheme: 'norm'|'scaled'|'bias'|'scaled_bias', list: 'top'|'bottom', " HIT_COLUMNS "}",
+                 .doc = "One row per scheme, list and rank."},
+                API_ANSWERS_END},
     },
     {
         .path = "/embeddings/normalization",
@@ -505,7 +711,19 @@ const api_route api_routes[] = {
         .summary = "Normalisation statistics of the embeddings (docs/MATH.md §3.2)",
         .description =
             "Average row norm, and mean/std of the L2 and cosine distances of E, E-c, sE, s(E-c) to LN_0(E).",
-        .answer = "{avg_norm, scale, rows: [{matrix, l2_mean, l2_std, cos_mean, cos_std}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{avg_norm: num(0..) `average row norm of E`, "
+                           "scale: num|null `s = sqrt(d) / avg_norm; null when every embedding is zero`, "
+                           "rows: [{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, "
+                           "cos_mean: num, cos_std: num}; 4], definition: str}",
+                 .doc = "The statistics of the four matrices."},
+                {.format = "csv",
+                 .schema = "{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, cos_mean: num, "
+                           "cos_std: num}",
+                 .doc = "One row per matrix."},
+                API_ANSWERS_END},
     },
     {
         .path = "/probe",
@@ -516,8 +734,28 @@ const api_route api_routes[] = {
         .summary = "Attention heads as ellipsoids: word probes (docs/MATH.md §4)",
         .description = "For each word, per head the top-k keys (q Wqk_h against LN_b(E)) and values (LN_f(E "
                        "+ u_h + b_o) against E) with ||u_h||, and the same for the layer sum.",
-        .answer = "{block, k, n_heads, skipped, words: [{word, token, heads: [{head, keys, values, "
-                  "value_norm}], layer}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), k: int(1..), n_heads: int(1..), leading_space: bool, "
+                           "default_words: bool `the default word list was used`, "
+                           "skipped: [{word: str, reason: str, tokens: [Token] `its token split`}] "
+                           "`the words that are not one token`, "
+                           "words: [{word: str, token: Token, heads: [{head: int(0..$head), "
+                           "keys: [ScoredToken], values: [ScoredToken], norm: num(0..) `||u_h||`}], "
+                           "layer: {values: [ScoredToken], norm: num(0..) `||U||`} `the sum over heads`}]}",
+                 .doc = "Per word the keys and values of every head and of the layer sum."},
+                {.format = "csv",
+                 .schema =
+                     "{block: int(0..$layer), word: str, token_id: int(0..)|null `the word's token; empty "
+                     "for a skipped word`, kind: 'head'|'layer'|'skipped' `a head, the layer sum, or a "
+                     "token of a skipped word's split`, head: int(0..$head)|null, "
+                     "list: 'keys'|'values'|null, rank: int(1..) `in the list, or in the skipped word's "
+                     "split`, id: int(0..), text: str, score: num|null, norm: num(0..)|null `||u_h|| "
+                     "or ||U||, on value rows`}",
+                 .doc = "One row per word, head (or the layer sum), list and rank; a skipped word's token "
+                        "split as rows of kind skipped."},
+                API_ANSWERS_END},
     },
     {
         .path = "/svd",
@@ -529,8 +767,31 @@ const api_route api_routes[] = {
         .description = "All non-zero singular values, the coverage curve and the fraction of directions "
                        "reaching 99 %, and for the top directions the sign-aligned top-k tokens of the left "
                        "and right singular vectors. format=latex gives the paper-style tables.",
-        .answer = "{block, matrix, top, k, dh, heads: [{head, qk|vo: {singular_values, coverage, frac99, "
-                  "directions}}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), matrix: 'both'|'qk'|'vo', top: int(0..), k: int(1..), "
+                           "dh: int(1..) `head dimension`, heads: [{head: int(0..$head), qk?: SvdFactor, "
+                           "vo?: SvdFactor}]}",
+                 .doc = "Per head the spectrum and top directions of each matrix asked for."},
+                {.format = "csv",
+                 .table = "directions",
+                 .schema = "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
+                           "direction: int(1..) `1-based rank of the singular direction`, "
+                           "singular_value: num(0..), sign: -1|1 `the sign alignment applied`, "
+                           "side: 'left'|'right' `left or right singular vector`, " HIT_COLUMNS "}",
+                 .doc =
+                     "The default when top > 0: one row per head, matrix, direction, side and token rank."},
+                {.format = "csv",
+                 .table = "spectra",
+                 .schema = "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
+                           "rank: int(1..) `1-based rank of the singular value`, singular_value: num(0..), "
+                           "coverage: num(0..1)}",
+                 .doc = "The default when top = 0: one row per head, matrix and singular value."},
+                {.format = "latex",
+                 .doc = "Paper-style LaTeX tables (one per head and matrix) of the top directions' top three "
+                        "tokens."},
+                API_ANSWERS_END},
     },
     {
         .path = "/trajectory",
@@ -543,8 +804,37 @@ const api_route api_routes[] = {
             "The phrase's tokens and, for each state (embedding, embedding+position, its ln_f, then ln_f of "
             "the residual stream after every block), the 3D point of every token and its k nearest "
             "vocabulary tokens by dot product with wte (the logit lens), plus the top next tokens.",
-        .answer = "{text, projection, gelu, k, tokens, states: [{index, name, block, points, nearest}], "
-                  "next_tokens}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, projection: 'umap'|'pca', gelu: 'tanh'|'erf', k: int(1..), "
+                     "n_tokens: int(1..), n_states: int(1..) `n_layer + 3`, vectors: bool, "
+                     "tokens: [Token], target: Token|null `the target= token, or null`, "
+                     "states: [TrajectoryState], next_tokens: [ScoredToken] `the top tokens after the "
+                     "phrase (the logit lens of the last state at the last position)`, definition: str}",
+                 .doc = "Every state of every token: point, logit lens, next and target tokens."},
+                {.format = "csv",
+                 .table = "points",
+                 .schema = "{" TRAJ_KEYS ", x: num, y: num, z: num, entropy: num, "
+                           "next_id: int(0..)|null `the actual next token; empty at the last position`, "
+                           "next_rank: int(1..)|null, next_prob: num(0..1)|null, "
+                           "target_id: int(0..)|null `the target= token; empty without one`, "
+                           "target_rank: int(1..)|null, target_prob: num(0..1)|null}",
+                 .doc = "The default: one row per state and position."},
+                {.format = "csv",
+                 .table = "nearest",
+                 .schema = "{" TRAJ_KEYS ", " HIT_COLUMNS ", prob: num(0..1)}",
+                 .doc = "One row per state, position and rank of the logit lens."},
+                {.format = "csv",
+                 .table = "vectors",
+                 .schema = "{" TRAJ_KEYS ", v#$d: num `one value of the state vector`}",
+                 .doc = "One row per state and position: the state vector, one column v0 .. v(d-1) per "
+                        "value."},
+                {.format = "npy",
+                 .doc = "numpy's .npy (format 1.0): the state vectors as float32, little-endian, shape "
+                        "(states, tokens, d) in C order; read with numpy.load(io.BytesIO(body))."},
+                API_ANSWERS_END},
     },
     {
         .path = "/attention",
@@ -555,7 +845,20 @@ const api_route api_routes[] = {
         .summary = "Attention patterns of a phrase",
         .description = "Per block and head, the causal softmax weights of the forward pass: row t lists the "
                        "weights query t gives to keys 0..t.",
-        .answer = "{text, gelu, n_tokens, tokens, blocks: [{block, heads: [{head, pattern}]}]}",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], "
+                           "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), "
+                           "pattern: [[num(0..1)]] `n_tokens x n_tokens: pattern[t][u] is the weight query t "
+                           "gives key u, 0 for u > t`}]}], definition: str}",
+                 .doc = "The patterns of the blocks and heads asked for."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), head: int(0..$head), query_pos: int(0..) `the query's "
+                           "position`, key_pos: int(0..) `the key's position (at most query_pos)`, "
+                           "weight: num(0..1) `softmax weight`}",
+                 .doc = "One row per block, head, query and key (the causal half)."},
+                API_ANSWERS_END},
     },
     {
         .path = "/umap/layout",
@@ -566,7 +869,15 @@ const api_route api_routes[] = {
         .summary = "The fitted background points",
         .description = "3D coordinates of the vocabulary rows the projection was fitted on, with their token "
                        "ids and texts, for drawing the cloud a trajectory moves through.",
-        .answer = "{projection, rows, n, points, ids, texts}",
+        .answers = (const api_answer[]){{.format = "json",
+                                         .schema = "{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
+                                                   "n: int(0..) `points returned`, tokens: [Token], "
+                                                   "points: [[num; 3]]}",
+                                         .doc = "The points and their tokens."},
+                                        {.format = "csv",
+                                         .schema = "{" TOKEN_COLUMNS ", x: num, y: num, z: num}",
+                                         .doc = "One row per point."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/umap",
@@ -577,7 +888,8 @@ const api_route api_routes[] = {
         .summary = "State of the UMAP layout",
         .description = "disabled, fitting (with progress and stage), ready (loaded from the disk cache or "
                        "fitted, with the fit time) or failed.",
-        .answer = "{state, progress, stage, rows, from_cache, fit_seconds}",
+        .answers = (const api_answer[]){{.schema = "UmapStatus", .doc = "The state of the layout."},
+                                        API_ANSWERS_END},
     },
     {
         .path = "/svd/bias",
@@ -588,7 +900,246 @@ const api_route api_routes[] = {
         .summary = "Bias probes of the attention heads (docs/MATH.md §6)",
         .description =
             "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
-        .answer = "{block, k, heads: [{head, a, -a, c, -c}]}",
+        .answers =
+            (const api_answer[]){{.format = "json",
+                                  .schema =
+                                      "{block: int(0..$layer), k: int(1..), "
+                                      "heads: [{head: int(0..$head), a: [ScoredToken], "
+                                      "'-a': [ScoredToken], c: [ScoredToken], '-c': [ScoredToken]}], "
+                                      "definition: str, note: str `why the a lists never change a pattern`}",
+                                  .doc = "Per head the four probes' top tokens."},
+                                 {.format = "csv",
+                                  .schema = "{block: int(0..$layer), head: int(0..$head), "
+                                            "probe: 'a'|'-a'|'c'|'-c', " HIT_COLUMNS "}",
+                                  .doc = "One row per head, probe and rank."},
+                                 API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/values",
+        .methods = API_GET,
+        .fn = api_mlp_values,
+        .params = p_mlp_values,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "MLP value vectors and their tokens (docs/MATH.md §9.1)",
+        .description = "For each neuron of the block (all d_ff, or a list), its value vector (row of "
+                       "mlp.c_proj.weight): norm and the top-k and bottom-k tokens against wte.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), k: int(1..), n_neurons: int(0..), neurons: [{neuron: "
+                           "int(0..$ff), "
+                           "norm: num(0..) `||v_i||`, top: [ScoredToken], bottom: [ScoredToken]}], "
+                           "definition: str}",
+                 .doc = "Per neuron its value vector's norm and top and bottom tokens."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), neuron: int(0..$ff), norm: num(0..) `||v_i||`, "
+                           "list: 'top'|'bottom', " HIT_COLUMNS "}",
+                 .doc = "One row per neuron, list and rank."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/svd",
+        .methods = API_GET,
+        .fn = api_mlp_svd,
+        .params = p_mlp_svd,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "SVD of mlp.c_fc and mlp.c_proj (docs/MATH.md §10)",
+        .description =
+            "All singular values, coverage and 99 % fraction, and for the top directions the "
+            "sign-aligned tokens of the left and right singular vectors (the neuron-space side through "
+            "the other half of the MLP) and the neurons of the neuron-space side.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = "{block: int(0..$layer), matrix: 'both'|'in'|'out', top: int(0..), k: int(1..), "
+                           "rank: int(0..) `singular values per matrix, min(d, d_ff)`, "
+                           "matrices: {in?: " MLP_SVD_FACTOR ", out?: " MLP_SVD_FACTOR "}}",
+                 .doc = "Per matrix the spectrum and the top directions."},
+                {.format = "csv",
+                 .table = "directions",
+                 .schema =
+                     "{block: int(0..$layer), matrix: 'in'|'out', direction: int(1..) `1-based rank of the "
+                     "singular direction`, singular_value: num(0..), sign: -1|1 `the sign alignment "
+                     "applied`, "
+                     "side: 'left'|'right' `left or right singular vector`, list: 'tokens'|'neurons', "
+                     "rank: int(1..), id: int(0..)|null `the token (list tokens)`, text: str|null `the "
+                     "token's text (list tokens)`, neuron: int(0..$ff)|null `the neuron (list neurons)`, "
+                     "score: num}",
+                 .doc =
+                     "The default: one row per matrix, direction, side and rank of a token or neuron list."},
+                {.format = "csv",
+                 .table = "spectra",
+                 .schema = "{block: int(0..$layer), matrix: 'in'|'out', rank: int(1..) `1-based rank of the "
+                           "singular value`, singular_value: num(0..), coverage: num(0..1)}",
+                 .doc = "One row per matrix and singular value."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/updates",
+        .methods = API_GET | API_POST,
+        .fn = api_mlp_updates,
+        .params = p_mlp_updates,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The MLP sub-updates of a phrase (docs/MATH.md §11)",
+        .description =
+            "Per block and token, the heaviest sub-updates m_i v_i (GELU activation times value "
+            "vector, ranked by |m_i| ||v_i||), with the coefficient, ||v_i|| and v_i's top tokens.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, gelu: 'tanh'|'erf', top: int(1..), k: int(1..), n_tokens: int(1..), "
+                     "tokens: [Token], blocks: [{block: int(0..$layer), bias_norm: num(0..) `||b_proj||`, "
+                     "positions: [{position: int(0..), token: Token, update_norm: num(0..) "
+                     "`||sum_i m_i v_i||`, updates: [{rank: int(1..), neuron: int(0..$ff), "
+                     "coefficient: num `m_i`, norm: num(0..) `||v_i||`, weight: num(0..) `|m_i| ||v_i||`, "
+                     "top: [ScoredToken] `v_i's top tokens`}]}]}], definition: str}",
+                 .doc = "Per block and position the heaviest sub-updates."},
+                {.format = "csv",
+                 .schema =
+                     "{block: int(0..$layer), position: int(0..), token_id: int(0..), token_text: str, "
+                     "update_norm: num(0..) `||sum_i m_i v_i||`, rank: int(1..) `the sub-update's rank`, "
+                     "neuron: int(0..$ff), coefficient: num `m_i`, norm: num(0..) `||v_i||`, "
+                     "weight: num(0..) `|m_i| ||v_i||`, value_rank: int(1..) `rank of the token in v_i's "
+                     "list`, id: int(0..), text: str, score: num}",
+                 .doc = "One row per block, position, sub-update and token of its list."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/mlp/search",
+        .methods = API_GET,
+        .fn = api_mlp_search,
+        .params = p_mlp_search,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The neurons whose value vectors promote a token (docs/MATH.md §9.2)",
+        .description = "The top-k neurons (one block or all) by v_i . E[token], with the token's exact rank "
+                       "among each value vector's own tokens.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{token: Token, block: int(0..$layer)|null `the block asked for; null: every block`, "
+                     "k: int(1..), n_neurons: int(0..) `neurons searched`, neurons: [{rank: int(1..), "
+                     "block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . E[token]`, "
+                     "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                     "tokens`}], definition: str}",
+                 .doc = "The neurons that promote the token most."},
+                {.format = "csv",
+                 .schema = "{rank: int(1..), block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . "
+                           "E[token]`, "
+                           "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                           "tokens`}",
+                 .doc = "One row per neuron found."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/layernorm",
+        .methods = API_GET | API_POST,
+        .fn = api_layernorm,
+        .params = p_layernorm,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Layer normalisation as projection onto a sphere, on the real weights (docs/MATH.md §12)",
+        .description =
+            "Per LayerNorm (every ln_1, ln_2 and ln_f) on the states that reach it (wte's rows, or a "
+            "phrase's states): mean before and after centring, radius, gamma's axes and their tokens, "
+            "beta's tokens, how much gamma and beta change a state; and per head the estimated "
+            "fraction of unselectable keys.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str|null `the phrase, or null for wte's rows`, states: 'wte'|'phrase', "
+                     "k: int(1..), n_states: int(1..), tokens?: [Token] `the phrase's tokens`, "
+                     "layers: [{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null, "
+                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..), mean: {before: num, before_abs: num(0..), "
+                     "after_abs: num(0..), after_max_abs: num(0..)}, radius: {mean: num, std: num}, "
+                     "gamma: {max: " LN_AXIS ", min: " LN_AXIS "}, beta_norm: num(0..), "
+                     "beta: {top: [ScoredToken]}, change: {mean: num, std: num}}], "
+                     "keys: {method: 'random'|'targeted', description: str, queries: int(0..), "
+                     "seed: int(0..), floor: num(0..1), heads: [{block: int(0..$layer), "
+                     "head: int(0..$head), selectable: int(0..), unselectable_fraction: num(0..1)}], "
+                     "definition: str}|null `null with keys=none`, definition: str}",
+                 .doc = "Per LayerNorm its geometry, and the unselectable keys per head."},
+                {.format = "csv",
+                 .table = "layers",
+                 .schema =
+                     "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null `empty for ln_f`, "
+                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..) `states that reach it`, mean_before: num, "
+                     "mean_abs_before: num(0..), mean_abs_after: num(0..), max_abs_after: num(0..), "
+                     "radius_mean: num, radius_std: num, gamma_max_index: int(0..), gamma_max: num, "
+                     "gamma_min_index: int(0..), gamma_min: num, beta_norm: num(0..), change_mean: num, "
+                     "change_std: num}",
+                 .doc = "The default: one row per LayerNorm."},
+                {.format = "csv",
+                 .table = "lists",
+                 .schema = "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, "
+                           "list: "
+                           "'gamma_max_top'|'gamma_max_bottom'|'gamma_min_top'|'gamma_min_bottom'|'beta',"
+                           " " HIT_COLUMNS "}",
+                 .doc = "One row per LayerNorm, token list and rank."},
+                {.format = "csv",
+                 .table = "keys",
+                 .schema = "{block: int(0..$layer), head: int(0..$head), method: 'random'|'targeted', "
+                           "queries: int(0..), selectable: int(0..), unselectable_fraction: num(0..1)}",
+                 .doc = "One row per block and head (no rows with keys=none)."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/layernorm/sketch",
+        .methods = API_GET,
+        .fn = api_layernorm_sketch,
+        .params = p_layernorm_sketch,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The paper's 2D layer-norm sketch on real weights (docs/MATH.md §12.4)",
+        .description = "For two coordinates: the unit circle, its image under gamma, then + beta, then under "
+                       "the head's W_qk restricted to those coordinates.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{block: int(0..$layer), head: int(0..$head), dims: [int(0..); 2] `the coordinates "
+                     "i, j`, default_dims: bool, points: int(3..), gamma: [num; 2], beta: [num; 2], "
+                     "w_qk: [[num; 2]; 2], stages: [{name: 'circle'|'gamma'|'gamma+beta'|'w_qk', "
+                     "points: [[num; 2]]}; 4], definition: str}",
+                 .doc = "The four stages of the sketch."},
+                {.format = "csv",
+                 .schema =
+                     "{stage: 'circle'|'gamma'|'gamma+beta'|'w_qk', point: int(0..), "
+                     "theta: num(0..) `the point's angle on the circle, in radians`, x: num `coordinate i`, "
+                     "y: num `coordinate j`}",
+                 .doc = "One row per stage and point."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/selfcheck",
+        .methods = API_GET | API_POST,
+        .fn = api_selfcheck,
+        .params = p_selfcheck,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Attention rebuilt from the paper's per-head factors (docs/MATH.md §13)",
+        .description =
+            "Per head, scores, patterns and outputs from W_qk,h, W_vo,h and the bias terms, compared "
+            "with the forward pass; and the pattern with b_k randomised, unchanged.",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema =
+                     "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], seed: int(0..), "
+                     "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), scores: " SC_DIFF
+                     ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", bk_randomised: {bk_norm: num(0..), "
+                     "pattern_max_abs_diff: num(0..), pattern_max_abs_diff_exact: num(0..), "
+                     "score_shift_max: num, shift_spread: num}}], total_output: " SC_DIFF "}], "
+                     "max: {scores: " SC_DIFF ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", "
+                     "bk_randomised_pattern_max_abs_diff: num(0..)}, definition: str}",
+                 .doc = "Per block and head the differences from the forward pass, and the largest."},
+                {.format = "csv",
+                 .schema = "{block: int(0..$layer), head: int(0..$head)|null `empty for total_output`, "
+                           "quantity: 'scores'|'patterns'|'outputs'|'bk_randomised_patterns'|"
+                           "'bk_randomised_patterns_exact'|'bk_randomised_score_shift'|"
+                           "'bk_randomised_shift_spread'|'total_output', max_abs_diff: num, "
+                           "max_rel_diff: num|null `empty for the bk_randomised rows`}",
+                 .doc = "One row per block, head and quantity, and the block's total output."},
+                API_ANSWERS_END},
     },
     {.path = NULL},
 };

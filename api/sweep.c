@@ -50,18 +50,21 @@ static const char *csv_row_end(const char *p, const char *end)
 }
 
 /* Appends the rows of one block's CSV answer (its header skipped unless
- * `header`, where "block," is put in front), each starting with the block. */
+ * `header`). A table whose first column is already `block` (every table of
+ * the routes with AP_BLOCKS) is appended as it is, so a sweep's CSV has the
+ * one-block columns; any other gets a first column `block`. */
 static void csv_append(strbuf *out, const char *body, size_t len, long long block, bool header)
 {
     const char *p = body, *end = body + len;
     const char *row = csv_row_end(p, end);
+    bool has_block = (size_t)(row - p) >= 6 && memcmp(p, "block", 5) == 0 && (p[5] == ',' || p[5] == '\r');
     if (header) {
-        sb_puts(out, "block,");
+        if (!has_block) sb_puts(out, "block,");
         sb_putn(out, p, (size_t)(row - p));
     }
     for (p = row; p < end; p = row) {
         row = csv_row_end(p, end);
-        sb_printf(out, "%lld,", block);
+        if (!has_block) sb_printf(out, "%lld,", block);
         sb_putn(out, p, (size_t)(row - p));
     }
 }

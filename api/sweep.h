@@ -5,8 +5,9 @@
  * single blocks share their work both ways.
  *
  * The answer: JSON {"first_block", "last_block", "n_blocks", "blocks":
- * [the one-block answers, in order]}; CSV the one-block rows with a first
- * column `block`; LaTeX the one-block documents one after the other. The
+ * [the one-block answers, in order]}; CSV the one-block rows one after
+ * the other (their first column is the block; a table without one would
+ * get it in front); LaTeX the one-block documents one after the other. The
  * size limit (max_answer_tokens) bounds the whole answer: the handler is
  * first called for its checks only, with the number of blocks
  * (api_check_answer_size_for). Between blocks the request's cancel flag

@@ -8,7 +8,10 @@
 
 #include "api/api.h"
 #include "api/ext.h"
+#include "api/format.h"
 #include "api/handlers.h"
+#include "api/json.h"
+#include "core/ana/lens.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
 #include "core/proj/layout.h"
@@ -31,169 +34,344 @@ static int layout_unavailable(api_response *res, int rc, double progress, const 
 
 static json_t *point_json(const float *p)
 {
-    return json_pack("[f,f,f]", isfinite(p[0]) ? p[0] : 0.0, isfinite(p[1]) ? p[1] : 0.0,
-                     isfinite(p[2]) ? p[2] : 0.0);
+    json_t *a = json_array();
+    for (int i = 0; i < 3; i++) api_push(a, api_f32(p[i]));
+    return a;
 }
 
-static gpt2_gelu gelu_of(const api_args *a)
+/* What a trajectory answer is made of (docs/MATH.md §7): the S = L + 3
+ * states of each of the N tokens, rows r = s * N + t of y (S N, C). */
+typedef struct {
+    size_t S, N, C, k, nt; /* nt: targets per row (next token, and the target if asked) */
+    int32_t tid;           /* the asked target, or -1 */
+    int32_t *tokens;       /* (N) */
+    float *y;              /* (S N, C) */
+    float *pts;            /* (S N, 3), or NULL */
+    topk_hit *near;        /* (S N, k), or NULL */
+    double *lse, *entropy; /* (S N) */
+    int32_t *targets;      /* (S N, nt) */
+    int32_t *rank;         /* (S N, nt) */
+    double *score;         /* (S N, nt) */
+    topk_hit next[5];      /* the top next tokens at the last position */
+    size_t n_next;
+    double next_lse;
+} traj_data;
+
+static void traj_free(traj_data *d)
 {
-    return strcmp(api_str(a, "gelu"), "erf") == 0 ? GPT2_GELU_ERF : GPT2_GELU_TANH;
+    free(d->tokens);
+    free(d->y);
+    free(d->pts);
+    free(d->near);
+    free(d->lse);
+    free(d->entropy);
+    free(d->targets);
+    free(d->rank);
+    free(d->score);
 }
 
-/* Encodes the 'text' parameter as the phrase of a forward pass: 1 to
- * min(max_tokens, n_ctx) tokens, all inside the model's vocabulary. Returns
- * the token count with the ids in *ids (caller frees), or -1 with *res set. */
-static long encode_phrase(twd_app *app, const api_arg *text, api_response *res, int32_t **ids)
+static void state_name(size_t s, char *out, size_t n)
+{
+    static const char *const first[] = {"embedding", "embedding+position", "embedding+position, ln_f"};
+    if (s < 3)
+        snprintf(out, n, "%s", first[s]);
+    else
+        snprintf(out, n, "block %zu", s - 3);
+}
+
+/* The forward pass and, as asked, the projection and the logit lens.
+ * Returns 0, or -1 with *res set. */
+static int traj_compute(twd_app *app, const api_args *a, const int32_t *ids, size_t N, bool points, bool lens,
+                        traj_data *d, api_response *res)
 {
     const gpt2_config *c = &app->model.cfg;
-    long n = api_encode(app, "text", text->s, text->s_len, ids, res);
-    if (n < 0) return -1;
-    long cap = app->set.limits.max_tokens < c->n_ctx ? (long)app->set.limits.max_tokens : c->n_ctx;
-    const char *bad = NULL;
-    char msg[160];
-    if (n == 0)
-        bad = "encodes to no tokens";
-    else if (n > cap) {
-        snprintf(msg, sizeof msg, "is %ld tokens long; the limit is %ld tokens", n, cap);
-        bad = msg;
+    proj_kind kind = kind_of(a);
+    double progress;
+    char msg[512];
+    size_t dummy;
+    int rc;
+    if (points && kind == PROJ_UMAP &&
+        !layout_points(app->ext->layout, PROJ_UMAP, &dummy, &rc, &progress, msg, sizeof msg))
+        return layout_unavailable(res, rc, progress, msg);
+    gpt2_forward_opts opts = {
+        .gelu = api_gelu(a), .logits = GPT2_LOGITS_NONE, .skip_attention = 1, .cancel = a->cancel};
+    gpt2_forward_result *fr = NULL;
+    if ((rc = gpt2_forward(&app->model, ids, N, &opts, &fr)) != TW_OK)
+        return api_status_error(res, rc, "forward pass");
+    size_t C = d->C, L = (size_t)c->n_layer, rows = d->S * N, V = (size_t)c->vocab_size;
+    d->tokens = malloc(N * sizeof *d->tokens);
+    d->y = malloc(rows * C * sizeof *d->y);
+    if (!d->tokens || !d->y) {
+        gpt2_forward_free(fr);
+        return api_status_error(res, TW_ENOMEM, "trajectory");
     }
-    for (long i = 0; !bad && i < n; i++)
-        if ((*ids)[i] >= c->vocab_size) {
-            snprintf(msg, sizeof msg, ": token %d is outside the model's vocabulary", (*ids)[i]);
-            bad = msg;
+    memcpy(d->tokens, fr->tokens, N * sizeof *d->tokens);
+    /* states in order: e, x0, LN_f(x0), LN_f(x_l) for each block */
+    memcpy(d->y, fr->emb, N * C * sizeof *d->y);
+    memcpy(d->y + N * C, fr->x0, N * C * sizeof *d->y);
+    memcpy(d->y + 2 * N * C, fr->x0_lnf, N * C * sizeof *d->y);
+    memcpy(d->y + 3 * N * C, fr->resid_lnf, L * N * C * sizeof *d->y);
+    gpt2_forward_free(fr);
+    if (points) {
+        if (!(d->pts = malloc(rows * 3 * sizeof *d->pts)))
+            return api_status_error(res, TW_ENOMEM, "trajectory");
+        rc = layout_apply(app->ext->layout, kind, d->y, rows, d->pts, &progress, msg, sizeof msg);
+        if (rc == TW_ENOTREADY) return layout_unavailable(res, rc, progress, msg);
+        if (rc) return api_error(res, 500, "projection: %s", msg);
+    }
+    if (!lens) return 0;
+    d->near = malloc(rows * d->k * sizeof *d->near);
+    d->lse = malloc(rows * sizeof *d->lse);
+    d->entropy = malloc(rows * sizeof *d->entropy);
+    d->targets = malloc(rows * d->nt * sizeof *d->targets);
+    d->rank = malloc(rows * d->nt * sizeof *d->rank);
+    d->score = malloc(rows * d->nt * sizeof *d->score);
+    if (!d->near || !d->lse || !d->entropy || !d->targets || !d->rank || !d->score)
+        return api_status_error(res, TW_ENOMEM, "logit lens");
+    for (size_t r = 0; r < rows; r++) {
+        size_t t = r % N;
+        d->targets[r * d->nt] = t + 1 < N ? d->tokens[t + 1] : -1; /* the actual next token */
+        if (d->nt > 1) d->targets[r * d->nt + 1] = d->tid;
+    }
+    const float *E = app->model.p.wte;
+    float R = topk_max_row_norm(E, V, C);
+    lens_opts lo = {
+        .k = d->k, .n_targets = d->nt, .targets = d->targets, .max_row_norm = R, .cancel = a->cancel};
+    lens_out out = {.top = d->near, .lse = d->lse, .entropy = d->entropy, .rank = d->rank, .score = d->score};
+    if ((rc = lens_rows(E, V, C, d->y, rows, &lo, &out)) != TW_OK)
+        return api_status_error(res, rc, "logit lens");
+    /* the next tokens: the lens of the last state at the last position */
+    d->n_next = V < 5 ? V : 5;
+    lens_opts ln = {.k = d->n_next, .max_row_norm = R, .cancel = a->cancel};
+    lens_out on = {.top = d->next, .lse = &d->next_lse};
+    if ((rc = lens_rows(E, V, C, d->y + (rows - 1) * C, 1, &ln, &on)) != TW_OK)
+        return api_status_error(res, rc, "next tokens");
+    return 0;
+}
+
+/* {id, rank, prob} of target column j at row r, or null. */
+static json_t *target_json(const traj_data *d, size_t r, size_t j)
+{
+    size_t i = r * d->nt + j;
+    if (d->targets[i] < 0) return json_null();
+    json_t *o = json_pack("{s:i,s:i}", "id", d->targets[i], "rank", d->rank[i]);
+    api_put(o, "prob", api_num(exp(d->score[i] - d->lse[r])));
+    return o;
+}
+
+static json_t *traj_json(twd_app *app, const api_args *a, const traj_data *d, bool vectors)
+{
+    size_t N = d->N, C = d->C;
+    json_t *tokens = api_tokens_json(app->tok, d->tokens, N), *states = json_array();
+    for (size_t s = 0; s < d->S; s++) {
+        char name[64];
+        state_name(s, name, sizeof name);
+        json_t *points = json_array(), *nearest = json_array(), *ent = json_array(), *next = json_array();
+        json_t *target = d->nt > 1 ? json_array() : NULL, *vec = vectors ? json_array() : NULL;
+        for (size_t t = 0; t < N; t++) {
+            size_t r = s * N + t;
+            api_push(points, point_json(d->pts + r * 3));
+            json_t *list = json_array();
+            for (size_t j = 0; j < d->k; j++) {
+                const topk_hit *h = &d->near[r * d->k + j];
+                json_t *o = api_scored_token_json(app->tok, h->id, "score", h->score);
+                api_put(o, "prob", api_num(exp(h->score - d->lse[r])));
+                api_push(list, o);
+            }
+            api_push(nearest, list);
+            api_push(ent, api_num(d->entropy[r]));
+            api_push(next, target_json(d, r, 0));
+            if (target) api_push(target, target_json(d, r, 1));
+            if (vec) {
+                json_t *v = json_array();
+                for (size_t i = 0; i < C; i++) api_push(v, api_num(d->y[r * C + i]));
+                api_push(vec, v);
+            }
         }
-    if (!bad) return n;
-    free(*ids);
-    *ids = NULL;
-    return api_error(res, 400, "parameter 'text'%s%s", bad[0] == ':' ? "" : " ", bad);
+        json_t *st = json_pack("{s:i,s:s,s:o,s:o,s:o,s:o}", "index", (int)s, "name", name, "points", points,
+                               "nearest", nearest, "entropy", ent, "next", next);
+        api_put(st, "block", s >= 3 ? json_integer((json_int_t)(s - 3)) : json_null());
+        if (target) api_put(st, "target", target);
+        if (vec) api_put(st, "vectors", vec);
+        api_push(states, st);
+    }
+    json_t *pred = json_array();
+    for (size_t j = 0; j < d->n_next; j++) {
+        json_t *o = api_scored_token_json(app->tok, d->next[j].id, "score", d->next[j].score);
+        api_put(o, "prob", api_num(exp(d->next[j].score - d->next_lse)));
+        api_push(pred, o);
+    }
+    const api_arg *text = api_arg_get(a, "text");
+    json_t *doc = json_pack(
+        "{s:s,s:s,s:s,s:i,s:i,s:i,s:b,s:o,s:o,s:o,s:s}", "text", text->s, "projection",
+        kind_of(a) == PROJ_PCA ? "pca" : "umap", "gelu", api_str(a, "gelu"), "k", (int)d->k, "n_tokens",
+        (int)N, "n_states", (int)d->S, "vectors", vectors, "tokens", tokens, "states", states, "next_tokens",
+        pred, "definition",
+        "states: e = wte[t], x0 = e + wpe, LN_f(x0), then LN_f of the residual stream after each block; "
+        "points: the projection of each state; the logit lens of a state s: scores s . wte_j, prob their "
+        "softmax over the whole vocabulary, entropy in nats; nearest: the top-k tokens; next: the actual "
+        "next token's rank (1-based) and prob; next_tokens: the top tokens at the last position");
+    api_put(doc, "target", d->tid >= 0 ? api_token_json(app->tok, d->tid) : json_null());
+    return doc;
+}
+
+/* The key columns of a CSV row: state_index, state, block, position,
+ * token_id, token_text. */
+static void traj_csv_keys(textbuf *tb, const tokenizer *tok, const traj_data *d, size_t s, size_t t)
+{
+    char name[64];
+    state_name(s, name, sizeof name);
+    tb_csv_int(tb, (long long)s);
+    tb_csv_str(tb, name);
+    if (s >= 3)
+        tb_csv_int(tb, (long long)s - 3);
+    else
+        tb_csv_empty(tb);
+    tb_csv_int(tb, (long long)t);
+    tb_csv_token(tb, tok, d->tokens[t]);
+}
+
+static void csv_target(textbuf *tb, const traj_data *d, size_t r, size_t j)
+{
+    size_t i = r * d->nt + j;
+    if (j >= d->nt || d->targets[i] < 0) {
+        for (int c = 0; c < 3; c++) tb_csv_empty(tb);
+        return;
+    }
+    tb_csv_int(tb, d->targets[i]);
+    tb_csv_int(tb, d->rank[i]);
+    tb_csv_num(tb, exp(d->score[i] - d->lse[r]));
+}
+
+static int traj_csv(twd_app *app, const char *table, const traj_data *d, api_response *res)
+{
+    textbuf tb;
+    tb_init(&tb);
+    const char *keys = "state_index,state,block,position,token_id,token_text";
+    bool pts = strcmp(table, "points") == 0, near = strcmp(table, "nearest") == 0;
+    if (pts)
+        tb_printf(&tb, "%s,x,y,z,entropy,next_id,next_rank,next_prob,target_id,target_rank,target_prob\r\n",
+                  keys);
+    else if (near)
+        tb_printf(&tb, "%s,rank,id,text,score,prob\r\n", keys);
+    else {
+        tb_printf(&tb, "%s", keys);
+        for (size_t i = 0; i < d->C; i++) tb_printf(&tb, ",v%zu", i);
+        tb_printf(&tb, "\r\n");
+    }
+    for (size_t s = 0; s < d->S; s++)
+        for (size_t t = 0; t < d->N; t++) {
+            size_t r = s * d->N + t;
+            for (size_t j = 0; j < (near ? d->k : 1); j++) {
+                traj_csv_keys(&tb, app->tok, d, s, t);
+                if (pts) {
+                    for (int c = 0; c < 3; c++) tb_csv_num(&tb, d->pts[r * 3 + (size_t)c]);
+                    tb_csv_num(&tb, d->entropy[r]);
+                    csv_target(&tb, d, r, 0);
+                    csv_target(&tb, d, r, 1);
+                } else if (near) {
+                    const topk_hit *h = &d->near[r * d->k + j];
+                    tb_csv_int(&tb, (long long)j + 1);
+                    tb_csv_hit(&tb, app->tok, h);
+                    tb_csv_num(&tb, exp(h->score - d->lse[r]));
+                } else {
+                    for (size_t i = 0; i < d->C; i++) tb_csv_num(&tb, d->y[r * d->C + i]);
+                }
+                tb_csv_end(&tb);
+            }
+        }
+    return tb_respond(&tb, res, CSV_TYPE);
+}
+
+/* The state vectors as numpy's .npy (format 1.0): float32 little-endian,
+ * shape (states, tokens, d), C order. */
+static int traj_npy(const traj_data *d, api_response *res)
+{
+    char hdr[128];
+    int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu, %zu), }",
+                     d->S, d->N, d->C);
+    size_t pre = 10, hl = (size_t)n + 1; /* magic, version, length; the dict and '\n' */
+    hl += (64 - (pre + hl) % 64) % 64;
+    size_t data = d->S * d->N * d->C * sizeof(float), len = pre + hl + data;
+    char *b = malloc(len + 1);
+    if (!b) return api_status_error(res, TW_ENOMEM, "the npy answer");
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (char)(hl & 0xff);
+    b[9] = (char)(hl >> 8);
+    memset(b + pre, ' ', hl);
+    memcpy(b + pre, hdr, (size_t)n);
+    b[pre + hl - 1] = '\n';
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the npy writer assumes a little-endian machine"
+#endif
+    memcpy(b + pre + hl, d->y, data);
+    b[len] = '\0';
+    return api_respond(res, 200, NPY_TYPE, b, len);
 }
 
 int api_trajectory(twd_app *app, const api_args *a, api_response *res)
 {
     const api_arg *text = api_arg_get(a, "text");
-    size_t k = (size_t)api_int(a, "k");
-    proj_kind kind = kind_of(a);
     const gpt2_config *c = &app->model.cfg;
+    const char *fmt = api_str(a, "format"), *table = api_str(a, "table");
+    bool npy = strcmp(fmt, "npy") == 0, csv = strcmp(fmt, "csv") == 0;
+    bool vectors = api_int(a, "vectors") != 0 || npy || (csv && strcmp(table, "vectors") == 0);
+    bool points = !npy && !(csv && strcmp(table, "points") != 0);
+    bool lens = !npy && !(csv && strcmp(table, "vectors") == 0);
+    traj_data d = {.C = (size_t)c->n_embd, .S = 3 + (size_t)c->n_layer, .k = (size_t)api_int(a, "k")};
+    d.tid = api_token_arg(app, api_arg_get(a, "target"), res);
+    if (d.tid == -2) return -1;
+    d.nt = d.tid >= 0 ? 2 : 1;
     int32_t *ids = NULL;
-    long n = encode_phrase(app, text, res, &ids);
+    long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
-    if (api_check_answer_size(app, res, (double)n * (3.0 + c->n_layer) * (double)(k + 1), "the text or k") !=
-        0) {
-        free(ids);
-        return -1;
-    }
-    double progress;
-    char msg[512];
-    size_t dummy;
-    int lrc;
-    if (kind == PROJ_UMAP &&
-        !layout_points(app->ext->layout, PROJ_UMAP, &dummy, &lrc, &progress, msg, sizeof msg)) {
-        free(ids);
-        return layout_unavailable(res, lrc, progress, msg);
-    }
-    gpt2_forward_opts opts = {
-        .gelu = gelu_of(a), .logits = GPT2_LOGITS_LAST, .skip_attention = 1, .cancel = a->cancel};
-    gpt2_forward_result *fr = NULL;
-    int rc = gpt2_forward(&app->model, ids, (size_t)n, &opts, &fr);
+    d.N = (size_t)n;
+    double rows = (double)d.S * d.N;
+    /* bytes per vector value: 4 in npy, about 16 in CSV text, and what
+     * jansson holds while the JSON answer is built */
+    double per_value = npy ? 4 : csv ? 16 : 64;
+    int ret = -1;
+    if (lens && api_check_answer_size(app, res, rows * (double)(d.k + 1), "the text or k") != 0) goto done;
+    if (vectors &&
+        api_check_answer_bytes(app, res, rows * (double)d.C * per_value,
+                               npy ? "shorten the text" : "shorten the text, or use format=npy") != 0)
+        goto done;
+    if (traj_compute(app, a, ids, d.N, points, lens, &d, res) != 0) goto done;
+    if (npy)
+        ret = traj_npy(&d, res);
+    else if (csv)
+        ret = traj_csv(app, table, &d, res);
+    else
+        ret = api_json(res, 200, traj_json(app, a, &d, vectors));
+done:
     free(ids);
-    if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
-
-    size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, S = 3 + L, N = (size_t)n, rows = S * N;
-    float *y = malloc(rows * C * sizeof *y), *pts = malloc(rows * 3 * sizeof *pts);
-    topk_hit *near = malloc(rows * k * sizeof *near);
-    topk_hit next[5];
-    size_t n_next = (size_t)c->vocab_size < 5 ? (size_t)c->vocab_size : 5;
-    double *logits = malloc((size_t)c->vocab_size * sizeof *logits);
-    if (!y || !pts || !near || !logits) {
-        free(y);
-        free(pts);
-        free(near);
-        free(logits);
-        gpt2_forward_free(fr);
-        return api_status_error(res, TW_ENOMEM, "trajectory");
-    }
-    /* states in order: e, x0, LN_f(x0), LN_f(x_l) for each block */
-    memcpy(y, fr->emb, N * C * sizeof *y);
-    memcpy(y + N * C, fr->x0, N * C * sizeof *y);
-    memcpy(y + 2 * N * C, fr->x0_lnf, N * C * sizeof *y);
-    memcpy(y + 3 * N * C, fr->resid_lnf, L * N * C * sizeof *y);
-    for (size_t v = 0; v < (size_t)c->vocab_size; v++) logits[v] = fr->logits[v];
-    int trc = topk_vec(logits, (size_t)c->vocab_size, n_next, next, NULL);
-    free(logits);
-    int prc = layout_apply(app->ext->layout, kind, y, rows, pts, &progress, msg, sizeof msg);
-    int krc = prc == 0 ? topk_rows(app->model.p.wte, (size_t)c->vocab_size, C, y, rows, k, near, NULL) : 0;
-    free(y);
-    if (prc != 0 || krc != 0 || trc != 0) {
-        free(pts);
-        free(near);
-        gpt2_forward_free(fr);
-        if (prc == TW_ENOTREADY) return layout_unavailable(res, prc, progress, msg);
-        if (prc) return api_error(res, 500, "projection: %s", msg);
-        return api_status_error(res, krc ? krc : trc, "nearest tokens");
-    }
-    json_t *tokens = json_array();
-    for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
-    json_t *states = json_array();
-    for (size_t s = 0; s < S; s++) {
-        char name[64];
-        if (s == 0)
-            snprintf(name, sizeof name, "embedding");
-        else if (s == 1)
-            snprintf(name, sizeof name, "embedding+position");
-        else if (s == 2)
-            snprintf(name, sizeof name, "embedding+position, ln_f");
-        else
-            snprintf(name, sizeof name, "block %zu", s - 3);
-        json_t *points = json_array(), *nearest = json_array();
-        for (size_t t = 0; t < N; t++) {
-            json_array_append_new(points, point_json(pts + (s * N + t) * 3));
-            json_t *list = json_array();
-            for (size_t j = 0; j < k; j++) {
-                const topk_hit *h = &near[(s * N + t) * k + j];
-                json_array_append_new(list, api_scored_token_json(app->tok, h->id, "score", h->score));
-            }
-            json_array_append_new(nearest, list);
-        }
-        json_t *st = json_pack("{s:i,s:s,s:o,s:o}", "index", (int)s, "name", name, "points", points,
-                               "nearest", nearest);
-        json_object_set_new(st, "block", s >= 3 ? json_integer((json_int_t)(s - 3)) : json_null());
-        json_array_append_new(states, st);
-    }
-    json_t *pred = json_array();
-    for (size_t j = 0; j < n_next; j++)
-        json_array_append_new(pred, api_scored_token_json(app->tok, next[j].id, "logit", next[j].score));
-    json_t *doc = json_pack(
-        "{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:o,s:s}", "text", text->s, "projection",
-        kind == PROJ_PCA ? "pca" : "umap", "gelu", gpt2_gelu_name(fr->gelu), "k", (int)k, "n_tokens", (int)N,
-        "n_states", (int)S, "tokens", tokens, "states", states, "next_tokens", pred, "definition",
-        "states: e = wte[t], x0 = e + wpe, LN_f(x0), then LN_f of the residual stream after "
-        "each block; points: the projection of each state; nearest: top-k tokens of wte by dot "
-        "product with the state (logit lens); next_tokens: top logits at the last position");
-    free(pts);
-    free(near);
-    gpt2_forward_free(fr);
-    return api_json(res, 200, doc);
+    traj_free(&d);
+    return ret;
 }
 
 /* The causal attention patterns of a phrase: per block and head, the n x n
- * softmax weights (row t: how much query t attends to each key u <= t). */
+ * softmax weights (row t: how much query t attends to each key u; zero for
+ * u > t). */
 int api_attention(twd_app *app, const api_args *a, api_response *res)
 {
     const api_arg *text = api_arg_get(a, "text"), *ba = api_arg_get(a, "block"), *ha = api_arg_get(a, "head");
     const gpt2_config *c = &app->model.cfg;
+    bool csv = api_format_is(a, "csv");
     int32_t *ids = NULL;
-    long n = encode_phrase(app, text, res, &ids);
+    long n = api_encode_phrase(app, text, res, &ids);
     if (n < 0) return -1;
     int b0 = ba->present ? (int)ba->i : 0, b1 = ba->present ? (int)ba->i + 1 : c->n_layer;
     int h0 = ha->present ? (int)ha->i : 0, h1 = ha->present ? (int)ha->i + 1 : c->n_head;
-    if (api_check_answer_size(app, res, (double)(b1 - b0) * (h1 - h0) * (double)n * (double)(n + 1) / 2,
+    /* JSON sends the whole matrix, CSV the causal half */
+    double cells = csv ? (double)n * (double)(n + 1) / 2 : (double)n * (double)n;
+    if (api_check_answer_size(app, res, (double)(b1 - b0) * (h1 - h0) * cells,
                               "the text, or ask for one block or head") != 0) {
         free(ids);
         return -1;
     }
     /* only the patterns asked for are kept (the whole L x H x n x n tensor
      * is 380 MB for 124M at 774 tokens) */
-    gpt2_forward_opts opts = {.gelu = gelu_of(a),
+    gpt2_forward_opts opts = {.gelu = api_gelu(a),
                               .logits = GPT2_LOGITS_NONE,
                               .att_select =
                                   (ba->present ? GPT2_ATT_BLOCK : 0) | (ha->present ? GPT2_ATT_HEAD : 0),
@@ -205,28 +383,48 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
     free(ids);
     if (rc != TW_OK) return api_status_error(res, rc, "forward pass");
     size_t N = (size_t)n;
-    json_t *tokens = json_array(), *blocks = json_array();
-    for (size_t t = 0; t < N; t++) json_array_append_new(tokens, api_token_json(app->tok, fr->tokens[t]));
+#define PATTERN(b, h)                                                                                        \
+    (fr->att + ((size_t)((b)-fr->att_block0) * (size_t)fr->att_heads + (size_t)((h)-fr->att_head0)) * N * N)
+    if (csv) {
+        textbuf tb;
+        tb_init(&tb);
+        tb_printf(&tb, "block,head,query_pos,key_pos,weight\r\n");
+        for (int b = b0; b < b1; b++)
+            for (int h = h0; h < h1; h++) {
+                const float *att = PATTERN(b, h);
+                for (size_t t = 0; t < N; t++)
+                    for (size_t u = 0; u <= t; u++) {
+                        tb_csv_int(&tb, b);
+                        tb_csv_int(&tb, h);
+                        tb_csv_int(&tb, (long long)t);
+                        tb_csv_int(&tb, (long long)u);
+                        tb_csv_num(&tb, att[t * N + u]);
+                        tb_csv_end(&tb);
+                    }
+            }
+        gpt2_forward_free(fr);
+        return tb_respond(&tb, res, CSV_TYPE);
+    }
+    json_t *tokens = api_tokens_json(app->tok, fr->tokens, N), *blocks = json_array();
     for (int b = b0; b < b1; b++) {
         json_t *heads = json_array();
         for (int h = h0; h < h1; h++) {
-            const float *att =
-                fr->att +
-                ((size_t)(b - fr->att_block0) * (size_t)fr->att_heads + (size_t)(h - fr->att_head0)) * N * N;
+            const float *att = PATTERN(b, h);
             json_t *rows = json_array();
             for (size_t t = 0; t < N; t++) {
-                json_t *row = json_array(); /* keys 0..t; later keys are masked (0) */
-                for (size_t u = 0; u <= t; u++) json_array_append_new(row, json_real(att[t * N + u]));
-                json_array_append_new(rows, row);
+                json_t *row = json_array();
+                for (size_t u = 0; u < N; u++) api_push(row, api_num(u <= t ? att[t * N + u] : 0.0));
+                api_push(rows, row);
             }
-            json_array_append_new(heads, json_pack("{s:i,s:o}", "head", h, "pattern", rows));
+            api_push(heads, json_pack("{s:i,s:o}", "head", h, "pattern", rows));
         }
-        json_array_append_new(blocks, json_pack("{s:i,s:o}", "block", b, "heads", heads));
+        api_push(blocks, json_pack("{s:i,s:o}", "block", b, "heads", heads));
     }
-    json_t *doc =
-        json_pack("{s:s,s:s,s:i,s:o,s:o,s:s}", "text", text->s, "gelu", gpt2_gelu_name(fr->gelu), "n_tokens",
-                  (int)N, "tokens", tokens, "blocks", blocks, "definition",
-                  "pattern[t][u]: softmax weight of key u for query t (u <= t; causal), scale 1/sqrt(dh)");
+#undef PATTERN
+    json_t *doc = json_pack("{s:s,s:s,s:i,s:o,s:o,s:s}", "text", text->s, "gelu", gpt2_gelu_name(fr->gelu),
+                            "n_tokens", (int)N, "tokens", tokens, "blocks", blocks, "definition",
+                            "pattern[t][u]: softmax weight of key u for query t, scale 1/sqrt(dh); causal, "
+                            "so zero for u > t");
     gpt2_forward_free(fr);
     return api_json(res, 200, doc);
 }
@@ -240,19 +438,28 @@ int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
     int rc;
     const float *pts = layout_points(app->ext->layout, kind, &n, &rc, &progress, msg, sizeof msg);
     if (!pts) return layout_unavailable(res, rc, progress, msg);
-    if (limit == 0 || limit > n) limit = n;
-    json_t *points = json_array(), *ids = json_array(), *texts = json_array();
+    if (limit == 0 || limit > n) limit = n; /* more than the layout has: all of it */
+    if (api_format_is(a, "csv")) {
+        textbuf tb;
+        tb_init(&tb);
+        tb_printf(&tb, "id,text,x,y,z\r\n");
+        for (size_t i = 0; i < limit; i++) {
+            size_t r = i * n / limit; /* an even spread over the fitted rows */
+            tb_csv_token(&tb, app->tok, (int)r);
+            for (int j = 0; j < 3; j++) tb_csv_num(&tb, pts[r * 3 + (size_t)j]);
+            tb_csv_end(&tb);
+        }
+        return tb_respond(&tb, res, CSV_TYPE);
+    }
+    json_t *points = json_array(), *tokens = json_array();
     for (size_t i = 0; i < limit; i++) {
-        size_t r = i * n / limit; /* an even spread over the fitted rows */
-        json_array_append_new(points, point_json(pts + r * 3));
-        json_array_append_new(ids, json_integer((json_int_t)r));
-        json_t *tok = api_token_json(app->tok, (int)r);
-        json_array_append(texts, json_object_get(tok, "text"));
-        json_decref(tok);
+        size_t r = i * n / limit;
+        api_push(points, point_json(pts + r * 3));
+        api_push(tokens, api_token_json(app->tok, (int)r));
     }
     return api_json(res, 200,
-                    json_pack("{s:s,s:i,s:i,s:o,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap",
-                              "rows", (int)n, "n", (int)limit, "points", points, "ids", ids, "texts", texts));
+                    json_pack("{s:s,s:i,s:i,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap",
+                              "rows", (int)n, "n", (int)limit, "tokens", tokens, "points", points));
 }
 
 int api_umap_status(twd_app *app, const api_args *a, api_response *res)
@@ -263,6 +470,5 @@ int api_umap_status(twd_app *app, const api_args *a, api_response *res)
 
 void api_ext_model_info(twd_app *app, json_t *model)
 {
-    if (app->ext && app->ext->layout)
-        json_object_set_new(model, "umap", layout_status_json(app->ext->layout));
+    if (app->ext && app->ext->layout) api_put(model, "umap", layout_status_json(app->ext->layout));
 }

@@ -14,4 +14,9 @@ void tw_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((f
 void tw_vset_err(char *err, size_t errlen, size_t at, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
 
+/* A printable copy of s[0..len) for a message, in out[outlen] (outlen >= 4):
+ * bytes outside ASCII 0x20..0x7e become '?', and what does not fit in
+ * outlen - 4 bytes is cut with "...". */
+void tw_printable(char *out, size_t outlen, const char *s, size_t len);
+
 #endif

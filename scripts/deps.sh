@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 
 build_pkgs=(build-essential pkg-config meson ninja-build
             libmicrohttpd-dev libjansson-dev libopenblas-dev liblapacke-dev
-            libpcre2-dev libcurl4-openssl-dev libssl-dev libarpack2-dev zlib1g-dev check curl)
+            libpcre2-dev libcurl4-openssl-dev libssl-dev libarpack2-dev zlib1g-dev libisal-dev check curl)
 # the web page's plotting library comes from the npm registry
 web_pkgs=(nodejs npm)
 # chromium drives the browser test (tests/browser)
-test_pkgs=(python3 python3-numpy python3-torch nodejs npm chromium chromium-driver clang)
+test_pkgs=(python3 python3-numpy python3-pandas python3-requests python3-pip python3-torch nodejs npm chromium chromium-driver clang)
 
 # The page's plotting library, served by twd from static/vendor/node_modules
 # (git-ignored; never from a CDN). Exact version, no package.json or lock file.

@@ -74,7 +74,8 @@ const cfg_option cfg_options[] = {
      "The demo model, served when no model is given and none is cached: a small GPT-2-architecture model "
      "trained by tools/demo-model/train.py. Empty: the one twd ships."},
     {"cache_dir", STR(cache_dir), "", false,
-     "Folder for the downloaded model, the demo model and fitted UMAP layouts. "
+     "Folder for the synthetic demo model and the fitted UMAP layouts (downloads go to the Hugging Face "
+     "cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). "
      "Empty: $XDG_CACHE_HOME/twd or ~/.cache/twd."},
     {"static_dir", STR(static_dir), "", false,
      "Folder of the web page served under /. Empty: static/ of the source tree when twd runs from its build "
@@ -115,6 +116,9 @@ const cfg_option cfg_options[] = {
     {"max_answer_tokens", INT(max_answer_tokens, 1000, 100000000), "300000", false,
      "Most tokens one answer may list (e.g. words x heads x k); larger requests get 400 and are not "
      "computed."},
+    {"max_answer_mb", MIB(max_answer_mb, 1, 1048576), "256", false,
+     "Largest answer in MiB, as estimated before computing (vectors, matrices); larger requests get 400 "
+     "and are not computed."},
     {"max_connections", INT(max_connections, 1, 100000), "256", false, "Simultaneous connections."},
     {"timeout", INT(timeout, 1, 86400), "60", false, "Seconds before an idle connection is closed."},
     {"cache_mb", MIB(cache_mb, 0, 1048576), "2048", false,
@@ -672,7 +676,8 @@ void config_api_settings(const twd_config *cfg, api_settings *s)
                              .max_words = cfg->max_words,
                              .max_k = cfg->max_k,
                              .max_top = cfg->max_top,
-                             .max_answer_tokens = cfg->max_answer_tokens};
+                             .max_answer_tokens = cfg->max_answer_tokens,
+                             .max_answer_bytes = (double)cfg->max_answer_mb * 1048576.0};
     s->cache_bytes = (size_t)cfg->cache_mb << 20;
     s->answer_cache_bytes = (size_t)cfg->answer_cache_mb << 20;
     snprintf(s->words_file, sizeof s->words_file, "%s", cfg->words_file);

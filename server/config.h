@@ -46,6 +46,7 @@ typedef struct twd_config {
     int64_t max_answer_tokens; /* cap on tokens listed by one answer */
     int64_t max_connections;   /* simultaneous connections */
     int64_t timeout;           /* idle connection timeout, seconds */
+    int64_t max_answer_mb;     /* largest answer, MiB */
     int64_t cache_mb;          /* intermediate-matrix cache budget, MiB */
     int64_t answer_cache_mb;   /* finished-answer cache budget, MiB */
     int64_t f16_cache_mb;      /* converted F16/BF16 blocks kept, MiB */

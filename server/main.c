@@ -253,7 +253,8 @@ int main(int argc, char **argv)
         api_app_init(&apps[i]);
         config_api_settings(&cfg, &apps[i].set);
         apps[i].svc = &svc;
-        snprintf(apps[i].model_name, sizeof apps[i].model_name, "%s",
+        /* a placeholder until resolve_model names it (a spec may be a long path) */
+        snprintf(apps[i].model_name, sizeof apps[i].model_name, "%.*s", (int)sizeof apps[i].model_name - 1,
                  ld.specs[i][0] ? ld.specs[i] : "default");
         app_list[i] = &apps[i];
     }

@@ -73,40 +73,55 @@ static int looks_like_hub_id(const char *s)
 }
 
 /* twd's own cache of a hub id, from before downloads went into the Hugging
- * Face layout: cache_dir/hub/org-name with a .complete marker. */
+ * Face layout: cache_dir/hub/org-name, finished when .complete is there. */
 static int twd_cached(const twd_config *cfg, const char *repo, char *dir, size_t n)
 {
-    char name[256];
+    char name[256], mark[4200];
     snprintf(name, sizeof name, "%s", repo);
     for (char *p = name; *p; p++)
         if (*p == '/') *p = '-';
     if (fs_path(dir, n, "%s/hub/%s", cfg->cache_dir, name) != 0) return 0;
-    return hub_complete(dir);
+    return fs_join(mark, sizeof mark, dir, ".complete") == 0 && access(mark, F_OK) == 0;
 }
 
-/* A hub id: twd's cache, then a download when the hub answers. 1 found, 0
- * not, -1 error. */
+/* A hub id at cfg->revision: the Hugging Face cache (where huggingface_hub
+ * and twd both download), twd's older cache, then a download into the
+ * Hugging Face cache when the hub answers. 1 found, 0 not, -1 error. */
 static int resolve_hub_id(const char *repo, const twd_config *cfg, twd_app *app, model_source *out, char *err,
                           size_t errlen)
 {
-    (void)err;
-    (void)errlen;
-    if (twd_cached(cfg, repo, out->path, sizeof out->path)) {
-        snprintf(out->origin, sizeof out->origin, "hub-cache");
+    const char *rev = cfg->revision[0] ? cfg->revision : NULL;
+    char root[4096];
+    if (hub_cache_root(root, sizeof root) != 0) {
+        tw_set_err(err, errlen, "the Hugging Face cache folder is not known (set HF_HUB_CACHE or HOME)");
+        return -1;
+    }
+    int rc = hub_cached_snapshot(root, repo, rev, out->path, sizeof out->path, NULL, 0);
+    if (rc < 0) {
+        tw_set_err(err, errlen, "%s%s%s: not a hub repository id and revision", repo, rev ? "@" : "",
+                   rev ? rev : "");
+        return -1;
+    }
+    if (rc == 1) {
+        snprintf(out->origin, sizeof out->origin, "hf-cache");
+        return 1;
+    }
+    if ((!rev || strcmp(rev, "main") == 0) && twd_cached(cfg, repo, out->path, sizeof out->path)) {
+        snprintf(out->origin, sizeof out->origin, "twd-cache");
         return 1;
     }
     if (!cfg->fetch) return 0;
     set_status(app, "contacting the model hub");
-    tw_log("fetching %s from %s into %s", repo, cfg->hub_url, out->path);
+    tw_log("fetching %s%s%s from %s into %s", repo, rev ? "@" : "", rev ? rev : "", cfg->hub_url, root);
     char ferr[1024];
-    int rc = hub_fetch(cfg->hub_url, repo, out->path, (long)cfg->fetch_timeout, on_fetch_progress, app, ferr,
-                       sizeof ferr);
+    rc = hub_fetch(cfg->hub_url, repo, rev, root, (long)cfg->fetch_timeout, on_fetch_progress, app, out->path,
+                   sizeof out->path, ferr, sizeof ferr);
     if (isatty(2)) fputc('\n', stderr);
     if (rc != 0) {
         tw_log("download of %s failed: %s", repo, ferr);
         return 0;
     }
-    snprintf(out->origin, sizeof out->origin, "hub-cache");
+    snprintf(out->origin, sizeof out->origin, "download");
     return 1;
 }
 
@@ -165,6 +180,16 @@ int resolve_model(const char *spec, const twd_config *cfg, twd_app *app, model_s
     }
     snprintf(out->origin, sizeof out->origin, "configured");
     if (access(spec, F_OK) == 0) {
+        /* a models--org--name folder of the Hugging Face cache, or a
+         * snapshot inside one: named by its repository */
+        char repo[256];
+        int hr = hub_repo_of_path(spec, repo, sizeof repo, out->path, sizeof out->path, err, errlen);
+        if (hr < 0) return -1;
+        if (hr == 1) {
+            snprintf(out->name, sizeof out->name, "%s", repo);
+            snprintf(out->origin, sizeof out->origin, "hf-cache");
+            return 0;
+        }
         snprintf(out->path, sizeof out->path, "%s", spec);
         name_of_path(spec, out->name, sizeof out->name);
         return 0;

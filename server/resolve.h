@@ -12,7 +12,8 @@
 typedef struct {
     char path[4096]; /* what gpt2_load reads: a folder or a checkpoint file */
     char name[256];  /* the hub id, or the folder's name (never a commit hash) */
-    char origin[32]; /* "configured", "hub-cache" (downloaded from the hub, now or before), "demo" */
+    char origin[32]; /* "configured", "hf-cache" (the Hugging Face cache), "twd-cache" (twd's older
+                      * cache), "download" (fetched now), "demo" */
 } model_source;
 
 /* Resolves one spec of the models option ("" for the default model). The

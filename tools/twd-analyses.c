@@ -1,10 +1,19 @@
-/* twd-analyses: runs the weight analyses of docs/MATH.md §3-§6 on a
- * checkpoint, for the numpy reference test (JSON on stdout) and for the
- * benchmark (cold / warm timings).
+/* twd-analyses: runs the weight analyses of docs/MATH.md §3-§6 and §9-§13 on
+ * a checkpoint, for the numpy reference tests (JSON on stdout) and for the
+ * benchmarks (cold / warm timings).
  *
  *   twd-analyses dump  --model DIR [--blocks 0,1] [--ids 1,2,3] [--k 5] [--top 20]
  *   twd-analyses bench --model DIR [--block 11] [--ids ...] [--k 5] [--top 20]
  *                      [--budget-mb 2048] [--reps 3]
+ *   twd-analyses beyond --model DIR [--blocks 0,1] [--ids 1,2,3] [--phrase 1,2,3] [--k 5]
+ *                      [--top 6] [--queries 64]
+ *   twd-analyses bench-mlp --model DIR [--block 11] [--k 5] [--reps 3]
+ *
+ * beyond prints one JSON object with the analyses of §9-§13 (value vectors,
+ * search for --ids, SVD of c_fc and c_proj, the sub-updates, layer-norm
+ * geometry and self-check of --phrase, unselectable keys with --queries
+ * queries, the sketch). bench-mlp times /mlp/values for every neuron of one
+ * block, cold, against a plain sgemm of the same size in the same process.
  *
  * dump prints one JSON object: embeddings (top/bottom per scheme),
  * normalization, and per block the word probes of --ids, the SVD of qk and vo
@@ -24,33 +33,45 @@
 #include "base/log.h"
 #include "core/ana/blockcache.h"
 #include "core/ana/embed_norms.h"
+#include "core/ana/lngeom.h"
+#include "core/ana/mlp.h"
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
+#include "core/ana/selfcheck.h"
 #include "core/model/gpt2.h"
 #include "core/nn/blas.h"
+#include "core/nn/forward.h"
 #include "tool_common.h"
 
 static const tool_help help = {
-    "usage: twd-analyses dump|bench --model DIR [options]\n",
-    "Runs the weight analyses (docs/MATH.md §3-§6) on the checkpoint in DIR.\n"
-    "  dump   prints one JSON object: embeddings, normalization and, per block,\n"
-    "         the word probes, the SVD of qk and vo (all heads) and the bias probes\n"
-    "  bench  prints cold (empty block cache) and warm timings of each analysis\n"
+    "usage: twd-analyses dump|bench|beyond|bench-mlp --model DIR [options]\n",
+    "Runs the weight analyses (docs/MATH.md §3-§6, §9-§13) on the checkpoint in DIR.\n"
+    "  dump       prints one JSON object: embeddings, normalization and, per block,\n"
+    "             the word probes, the SVD of qk and vo (all heads) and the bias probes\n"
+    "  bench      prints cold (empty block cache) and warm timings of each analysis\n"
+    "  beyond     prints one JSON object of the analyses of §9-§13 (MLP, layer norm,\n"
+    "             unselectable keys, sketch, self-check)\n"
+    "  bench-mlp  times the value vectors of every neuron of --block, cold, and a\n"
+    "             plain sgemm of the same size\n"
     "\n"
     "  --model DIR       checkpoint folder (required)\n"
     "  --blocks LIST     dump: blocks to analyse, e.g. 0,5,11 (default all)\n"
     "  --block B         bench: the block to time (default the last)\n"
     "  --ids LIST        token ids to probe (default 100 spread over the vocabulary)\n"
+    "  --phrase LIST     beyond: the token ids of the phrase (default 8 spread ids)\n"
+    "  --queries N       beyond: queries of the unselectable-keys estimate (default 64)\n"
     "  --k K             hits per list (default 5)\n"
     "  --top T           SVD directions per head (default 20)\n"
     "  --budget-mb MB    block cache budget (default 2048)\n"
     "  --reps N          bench: best of N (default 3)\n"
     "  -h, --help        this text\n"};
 
+enum { CMD_DUMP, CMD_BENCH, CMD_BEYOND, CMD_BENCH_MLP };
+
 typedef struct {
-    int bench;
-    const char *dir, *blocks_s, *ids_s;
-    size_t k, top, budget_mb;
+    int cmd;
+    const char *dir, *blocks_s, *ids_s, *phrase_s;
+    size_t k, top, budget_mb, queries;
     int block, reps;
 } ana_args;
 
@@ -63,6 +84,8 @@ static int set_option(void *ctx, int c, const char *v)
     case 'm': a->dir = v; return 0;
     case 'B': a->blocks_s = v; return 0;
     case 'i': a->ids_s = v; return 0;
+    case 'p': a->phrase_s = v; return 0;
+    case 'q': return tool_parse_size("--queries", v, (size_t)1 << 20, &a->queries);
     case 'k': return tool_parse_size("--k", v, (size_t)1 << 30, &a->k);
     case 't': return tool_parse_size("--top", v, (size_t)1 << 30, &a->top);
     case 'M': return tool_parse_size("--budget-mb", v, (size_t)1 << 30, &a->budget_mb);
@@ -87,21 +110,26 @@ static int parse_args(int argc, char **argv, void *ctx)
                                          {"blocks", required_argument, NULL, 'B'},
                                          {"block", required_argument, NULL, 'b'},
                                          {"ids", required_argument, NULL, 'i'},
+                                         {"phrase", required_argument, NULL, 'p'},
+                                         {"queries", required_argument, NULL, 'q'},
                                          {"k", required_argument, NULL, 'k'},
                                          {"top", required_argument, NULL, 't'},
                                          {"budget-mb", required_argument, NULL, 'M'},
                                          {"reps", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3};
+    *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3, .queries = 64};
     int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
     const char *cmd = optind < argc ? argv[optind] : "";
-    if (!rc && (optind + 1 != argc || (strcmp(cmd, "dump") && strcmp(cmd, "bench")))) {
+    static const char *const cmds[] = {"dump", "bench", "beyond", "bench-mlp"};
+    a->cmd = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(cmd, cmds[i]) == 0) a->cmd = i;
+    if (!rc && (optind + 1 != argc || a->cmd < 0)) {
         tool_usage(stderr, &help);
         rc = -1;
     }
     if (rc) return rc;
-    a->bench = strcmp(cmd, "bench") == 0;
     if (!a->dir) {
         tw_log("--model DIR is required");
         return -1;
@@ -375,6 +403,271 @@ static int run_bench(const ana_args *aa, const gpt2_model *m, blockcache *c, con
     return 0;
 }
 
+/* ---- beyond: §9-§13 ---- */
+
+static json_t *ints64_json(const int32_t *x, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer(x[i]));
+    return a;
+}
+
+static json_t *values_json(const gpt2_model *m, blockcache *c, int block, size_t k)
+{
+    mlp_values_result r;
+    int rc = mlp_values(m, ANA_CTX(c), block, NULL, 0, k, &r);
+    if (rc) die("mlp_values", rc);
+    json_t *o = json_pack("{s:o,s:o,s:o,s:o}", "neurons", ints64_json(r.neurons, r.n), "norm",
+                          tool_json_doubles(r.norm, r.n), "top", tool_json_hit_lists(r.top, r.n, k), "bottom",
+                          tool_json_hit_lists(r.bottom, r.n, k));
+    mlp_values_result_free(&r);
+    return o;
+}
+
+static json_t *mlp_svd_dump(const gpt2_model *m, blockcache *c, int block, size_t top, size_t k)
+{
+    json_t *o = json_object();
+    for (int mat = 0; mat < 2; mat++) {
+        mlp_svd_result r;
+        int rc = mlp_svd(m, ANA_CTX(c), block, mat, top, k, &r);
+        if (rc) die("mlp_svd", rc);
+        json_object_set_new(o, mlp_svd_matrix_name(mat),
+                            json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "s", tool_json_doubles(r.s, r.r),
+                                      "coverage", tool_json_doubles(r.coverage, r.r), "frac99",
+                                      tool_json_real(r.frac99), "sign", tool_json_ints(r.sign, top), "left",
+                                      tool_json_hit_lists(r.left, top, k), "right",
+                                      tool_json_hit_lists(r.right, top, k), "neurons",
+                                      tool_json_hit_lists(r.neurons, top, k)));
+        mlp_svd_result_free(&r);
+    }
+    return o;
+}
+
+static json_t *keys_dump(const gpt2_model *m, blockcache *c, int block, size_t queries, int method)
+{
+    lngeom_keys_result r;
+    int rc = lngeom_keys(m, ANA_CTX(c), block, queries, method, 11, &r);
+    if (rc) die("lngeom_keys", rc);
+    json_t *sel = json_array();
+    for (size_t i = 0; i < r.n_head; i++)
+        json_array_append_new(sel, json_integer((json_int_t)r.selectable[i]));
+    json_t *o = json_pack("{s:o,s:o}", "selectable", sel, "unselectable",
+                          tool_json_doubles(r.unselectable, r.n_head));
+    if (r.q)
+        json_object_set_new(o, "queries",
+                            tool_json_floats(r.q, r.queries * (size_t)(m->cfg.n_embd / m->cfg.n_head)));
+    if (r.drawn) json_object_set_new(o, "drawn", ints64_json(r.drawn, r.queries));
+    lngeom_keys_result_free(&r);
+    return o;
+}
+
+static json_t *layers_dump(const gpt2_model *m, blockcache *c, const gpt2_forward_result *fr, size_t k)
+{
+    lngeom_result r;
+    int rc = lngeom_layers(m, ANA_CTX(c), fr, k, &r);
+    if (rc) die("lngeom_layers", rc);
+    json_t *layers = json_array();
+    for (size_t li = 0; li < r.n_layers; li++) {
+        const lngeom_layer *l = &r.layers[li];
+        char name[32];
+        lngeom_layer_name(l, name, sizeof name);
+        json_t *lists = json_object();
+        for (int t = 0; t < LNG_N_LISTS; t++)
+            json_object_set_new(lists, lngeom_list_name(t),
+                                tool_json_hits(r.lists + (li * LNG_N_LISTS + (size_t)t) * k, k));
+        json_array_append_new(
+            layers,
+            json_pack("{s:s,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o,s:i,s:o,s:o,s:o,s:o,s:o}", "name", name,
+                      "rows", (json_int_t)l->rows, "mean_mean", tool_json_real(l->mean_mean), "mean_abs",
+                      tool_json_real(l->mean_abs), "after_mean_abs", tool_json_real(l->after_mean_abs),
+                      "after_max_abs", tool_json_real(l->after_max_abs), "radius_mean",
+                      tool_json_real(l->radius_mean), "radius_std", tool_json_real(l->radius_std),
+                      "gmax_index", l->gmax_index, "gmax", tool_json_real(l->gmax), "gmin_index",
+                      l->gmin_index, "gmin", tool_json_real(l->gmin), "beta_norm",
+                      tool_json_real(l->beta_norm), "change_mean", tool_json_real(l->change_mean),
+                      "change_std", tool_json_real(l->change_std), "lists", lists));
+    }
+    lngeom_result_free(&r);
+    return layers;
+}
+
+static json_t *selfcheck_dump(const gpt2_model *m, const gpt2_forward_result *fr)
+{
+    selfcheck_result r;
+    int rc = selfcheck(m, NULL, fr, 5, &r);
+    if (rc) die("selfcheck", rc);
+    json_t *blocks = json_array();
+    for (size_t b = 0; b < r.n_blocks; b++) {
+        json_t *heads = json_array();
+        for (size_t h = 0; h < r.n_head; h++) {
+            const selfcheck_head *s = &r.heads[b * r.n_head + h];
+            json_array_append_new(
+                heads,
+                json_pack("{s:[o,o],s:[o,o],s:[o,o],s:o,s:o,s:o,s:o,s:o}", "scores",
+                          tool_json_real(s->scores.max_abs), tool_json_real(s->scores.max_rel), "patterns",
+                          tool_json_real(s->patterns.max_abs), tool_json_real(s->patterns.max_rel), "outputs",
+                          tool_json_real(s->outputs.max_abs), tool_json_real(s->outputs.max_rel), "bk_norm",
+                          tool_json_real(s->bk_norm), "bk_pattern", tool_json_real(s->bk_pattern_diff),
+                          "bk_pattern_exact", tool_json_real(s->bk_pattern_exact), "bk_shift",
+                          tool_json_real(s->bk_score_shift), "bk_spread",
+                          tool_json_real(s->bk_shift_spread)));
+        }
+        json_array_append_new(blocks, json_pack("{s:i,s:o,s:[o,o]}", "block", r.block0 + (int)b, "heads",
+                                                heads, "total", tool_json_real(r.total[b].max_abs),
+                                                tool_json_real(r.total[b].max_rel)));
+    }
+    selfcheck_result_free(&r);
+    return blocks;
+}
+
+static int run_beyond(const ana_args *a, const gpt2_model *m, blockcache *c, const int32_t *ids, size_t W)
+{
+    const gpt2_config *g = &m->cfg;
+    int32_t *bl, *ph;
+    size_t nb = (size_t)g->n_layer, np = 8;
+    if (a->blocks_s ? parse_list("--blocks", a->blocks_s, &bl, &nb) : !(bl = spread_ids(nb, 0, 1, nb)))
+        return 2;
+    if (a->phrase_s ? parse_list("--phrase", a->phrase_s, &ph, &np)
+                    : !(ph = spread_ids(np, 5, 37, (size_t)g->vocab_size))) {
+        free(bl);
+        return 2;
+    }
+    const size_t k = a->k, dh = (size_t)(g->n_embd / g->n_head);
+    size_t r = g->n_embd < g->n_inner ? (size_t)g->n_embd : (size_t)g->n_inner, top = a->top < r ? a->top : r;
+    json_t *doc =
+        json_pack("{s:{s:i,s:i,s:i,s:i,s:i},s:I,s:I,s:I}", "config", "n_layer", g->n_layer, "n_head",
+                  g->n_head, "n_embd", g->n_embd, "n_inner", g->n_inner, "vocab_size", g->vocab_size, "k",
+                  (json_int_t)k, "top", (json_int_t)top, "queries", (json_int_t)a->queries);
+    json_t *blocks = json_array();
+    for (size_t i = 0; i < nb; i++)
+        json_array_append_new(
+            blocks,
+            json_pack("{s:i,s:o,s:o,s:{s:o,s:o}}", "block", (int)bl[i], "values", values_json(m, c, bl[i], k),
+                      "svd", mlp_svd_dump(m, c, bl[i], top, k), "keys", "random",
+                      keys_dump(m, c, bl[i], a->queries, LNG_KEYS_RANDOM), "targeted",
+                      keys_dump(m, c, bl[i],
+                                a->queries < (size_t)g->vocab_size ? a->queries : (size_t)g->vocab_size,
+                                LNG_KEYS_TARGETED)));
+    json_object_set_new(doc, "blocks", blocks);
+    /* search: every --ids token, in every block and in the first asked */
+    json_t *search = json_array();
+    for (size_t w = 0; w < W; w++)
+        for (int all = 0; all < 2; all++) {
+            int block = all ? -1 : bl[0];
+            mlp_search_result sr;
+            int rc = mlp_search(m, ANA_CTX(c), block, ids[w], k, &sr);
+            if (rc) die("mlp_search", rc);
+            json_t *hits = json_array();
+            for (size_t j = 0; j < sr.k; j++)
+                json_array_append_new(hits, json_pack("[i,i,o,o,I]", sr.hits[j].block, (int)sr.hits[j].neuron,
+                                                      tool_json_real(sr.hits[j].score),
+                                                      tool_json_real(sr.hits[j].norm),
+                                                      (json_int_t)sr.hits[j].rank));
+            json_array_append_new(
+                search, json_pack("{s:i,s:i,s:o}", "token", (int)ids[w], "block", block, "hits", hits));
+            mlp_search_result_free(&sr);
+        }
+    json_object_set_new(doc, "search", search);
+    /* the phrase: sub-updates, layer-norm states, self-check */
+    gpt2_forward_opts o = {.logits = GPT2_LOGITS_NONE, .keep_mlp = 1, .keep_mid = 1};
+    gpt2_forward_result *fr = NULL;
+    int rc = gpt2_forward(m, ph, np, &o, &fr);
+    if (rc) die("gpt2_forward", rc);
+    mlp_updates_result ur;
+    size_t utop = 5 < (size_t)g->n_inner ? 5 : (size_t)g->n_inner;
+    if ((rc = mlp_updates(m, ANA_CTX(c), fr, utop, k, &ur))) die("mlp_updates", rc);
+    json_t *ub = json_array();
+    for (size_t b = 0; b < ur.n_blocks; b++) {
+        json_t *pos = json_array();
+        for (size_t t = 0; t < np; t++) {
+            json_t *ups = json_array();
+            for (size_t j = 0; j < utop; j++) {
+                size_t at = (b * np + t) * utop + j;
+                const mlp_update *u = &ur.updates[at];
+                json_array_append_new(ups,
+                                      json_pack("{s:i,s:o,s:o,s:o,s:o}", "neuron", (int)u->neuron, "coef",
+                                                tool_json_real(u->coef), "norm", tool_json_real(u->norm),
+                                                "weight", tool_json_real(u->weight), "tokens",
+                                                tool_json_hits(ur.tokens + at * k, k)));
+            }
+            json_array_append_new(pos, json_pack("{s:o,s:o}", "update_norm",
+                                                 tool_json_real(ur.update_norm[b * np + t]), "updates", ups));
+        }
+        json_array_append_new(
+            ub, json_pack("{s:o,s:o}", "bias_norm", tool_json_real(ur.bias_norm[b]), "positions", pos));
+    }
+    mlp_updates_result_free(&ur);
+    json_object_set_new(doc, "phrase", ints64_json(ph, np));
+    json_object_set_new(doc, "updates", json_pack("{s:I,s:o}", "top", (json_int_t)utop, "blocks", ub));
+    json_object_set_new(
+        doc, "layernorm",
+        json_pack("{s:o,s:o}", "wte", layers_dump(m, c, NULL, k), "phrase", layers_dump(m, c, fr, k)));
+    json_object_set_new(doc, "selfcheck", selfcheck_dump(m, fr));
+    /* the forward's patterns, for the reference's own comparison */
+    json_object_set_new(doc, "patterns",
+                        tool_json_floats(fr->att, (size_t)fr->att_blocks * (size_t)fr->att_heads * np * np));
+    gpt2_forward_free(fr);
+    /* sketch of block bl[0], head n_head - 1, default dims */
+    int dims[2];
+    lngeom_default_dims(m, bl[0], dims);
+    lngeom_sketch_result sk;
+    if ((rc = lngeom_sketch(m, bl[0], g->n_head - 1, dims, 16, &sk))) die("lngeom_sketch", rc);
+    json_object_set_new(doc, "sketch",
+                        json_pack("{s:i,s:i,s:[i,i],s:[[o,o],[o,o]],s:o}", "block", (int)bl[0], "head",
+                                  g->n_head - 1, "dims", dims[0], dims[1], "w2", tool_json_real(sk.w2[0][0]),
+                                  tool_json_real(sk.w2[0][1]), tool_json_real(sk.w2[1][0]),
+                                  tool_json_real(sk.w2[1][1]), "points",
+                                  tool_json_doubles(sk.pts, 4 * 16 * 2)));
+    lngeom_sketch_result_free(&sk);
+    (void)dh;
+    free(bl);
+    free(ph);
+    return tool_print_json(doc, 0) ? 1 : 0;
+}
+
+/* ---- bench-mlp: value vectors of a whole block against a plain sgemm ---- */
+
+static int run_bench_mlp(const ana_args *a, const gpt2_model *m, blockcache *c)
+{
+    const gpt2_config *g = &m->cfg;
+    const int block = a->block < 0 ? g->n_layer - 1 : a->block;
+    const size_t F = (size_t)g->n_inner, d = (size_t)g->n_embd, V = (size_t)g->vocab_size;
+    const char *hint = blas_coretype_hint();
+    printf("model %s: d=%zu d_ff=%zu V=%zu; OpenBLAS core %s, threads %d%s%s\n", a->dir, d, F, V,
+           blas_corename(), openblas_get_num_threads(), hint ? "; hint: OPENBLAS_CORETYPE=" : "",
+           hint ? hint : "");
+    double flop = 2.0 * (double)F * (double)V * (double)d;
+    float *Q = malloc(F * d * sizeof(float)), *C = malloc(F * V * sizeof(float));
+    if (!Q || !C) die("bench-mlp", TW_ENOMEM);
+    for (size_t i = 0; i < F; i++)
+        for (size_t j = 0; j < d; j++) Q[i * d + j] = GPT2_AT(m->p.h[block].fc_proj_w, i, j);
+    double best_v = 1e30, best_g = 1e30;
+    for (int rep = 0; rep < a->reps; rep++) {
+        /* plain sgemm: C (F, V) = Q (F, d) E^T, the same product in one call */
+        double t0 = tw_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)F, (int)V, (int)d, 1.0f, Q, (int)d,
+                    m->p.wte, (int)d, 0.0f, C, (int)V);
+        double t1 = tw_now();
+        blockcache_clear(c);
+        mlp_values_result r;
+        int rc = mlp_values(m, ANA_CTX(c), block, NULL, 0, a->k, &r);
+        double t2 = tw_now();
+        if (rc) die("mlp_values", rc);
+        mlp_values_result_free(&r);
+        if (t1 - t0 < best_g) best_g = t1 - t0;
+        if (t2 - t1 < best_v) best_v = t2 - t1;
+        printf("rep %d: sgemm %.3f s (%.1f GFLOP/s), mlp_values cold %.3f s, ratio %.2f\n", rep + 1, t1 - t0,
+               flop / (t1 - t0) / 1e9, t2 - t1, (t2 - t1) / (t1 - t0));
+        fflush(stdout);
+    }
+    printf("best: sgemm %.3f s (%.1f GFLOP), mlp_values all %zu neurons of block %d, k %zu, cold %.3f s: "
+           "ratio %.2f\n",
+           best_g, flop / 1e9, F, block, a->k, best_v, best_v / best_g);
+    free(Q);
+    free(C);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     ana_args a;
@@ -392,7 +685,10 @@ int main(int argc, char **argv)
     }
     blockcache *c = blockcache_new(a.budget_mb << 20);
     if (!c) die("blockcache_new", TW_ENOMEM);
-    int status = a.bench ? run_bench(&a, &m, c, ids, W, t_load) : run_dump(&a, &m, c, ids, W);
+    int status = a.cmd == CMD_BENCH       ? run_bench(&a, &m, c, ids, W, t_load)
+                 : a.cmd == CMD_BEYOND    ? run_beyond(&a, &m, c, ids, W)
+                 : a.cmd == CMD_BENCH_MLP ? run_bench_mlp(&a, &m, c)
+                                          : run_dump(&a, &m, c, ids, W);
     blockcache_free(c);
     free(ids);
     gpt2_free(&m);

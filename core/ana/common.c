@@ -45,8 +45,8 @@ int ana_block_acquire(const gpt2_model *m, int b, gpt2_block_ref *ref, const gpt
 
 typedef struct {
     const gpt2_model *m;
-    int block;
-} ln1_ctx;
+    int block, ln; /* ln_1 or ln_2 of the block */
+} ln_ctx;
 
 /* Bytes of a cached (n, d) float matrix followed by its trailer of `extra`
  * doubles (8-byte aligned). */
@@ -62,31 +62,34 @@ const double *ana_rows_trailer(const blockcache_entry *e, size_t n, size_t d)
 
 typedef struct {
     const gpt2_model *m;
-    const gpt2_block *b;
+    const float *g, *beta; /* the LayerNorm's gamma and beta */
     float *out;
     double en_max[NN_MAX_PARTS], e_max[NN_MAX_PARTS];
-} ln1_par;
+} ln_par;
 
-/* Rows lo..hi of LN_b(E), with the largest row norms of that range. */
-static void ln1_rows(void *ctx, size_t lo, size_t hi, int part)
+/* Rows lo..hi of LN(E), with the largest row norms of that range. */
+static void ln_rows(void *ctx, size_t lo, size_t hi, int part)
 {
-    ln1_par *p = ctx;
+    ln_par *p = ctx;
     const size_t d = (size_t)p->m->cfg.n_embd;
-    layernorm_rows(p->out + lo * d, p->m->p.wte + lo * d, p->b->ln_1_w, p->b->ln_1_b, hi - lo, d,
-                   p->m->cfg.ln_eps);
+    layernorm_rows(p->out + lo * d, p->m->p.wte + lo * d, p->g, p->beta, hi - lo, d, p->m->cfg.ln_eps);
     p->en_max[part] = topk_max_row_norm(p->out + lo * d, hi - lo, d);
     p->e_max[part] = topk_max_row_norm(p->m->p.wte + lo * d, hi - lo, d);
 }
 
-static int fill_ln1(void *data, size_t bytes, void *ctx)
+static int fill_ln(void *data, size_t bytes, void *ctx)
 {
-    const ln1_ctx *x = ctx;
+    const ln_ctx *x = ctx;
     const gpt2_model *m = x->m;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     if (bytes != rows_bytes(V, d, 2)) return TW_EINVAL;
-    ln1_par p = {.m = m, .b = &m->p.h[x->block], .out = data};
+    const gpt2_block *b = &m->p.h[x->block];
+    ln_par p = {.m = m,
+                .g = x->ln == 2 ? b->ln_2_w : b->ln_1_w,
+                .beta = x->ln == 2 ? b->ln_2_b : b->ln_1_b,
+                .out = data};
     int parts = nn_parts();
-    nn_parallel_rows(V, parts, ln1_rows, &p);
+    nn_parallel_rows(V, parts, ln_rows, &p);
     double *trailer = (double *)((char *)data + rows_bytes(V, d, 0));
     trailer[0] = trailer[1] = 0.0;
     for (int i = 0; i < parts && (size_t)i < V; i++) { /* NaN wins: then nothing is certified */
@@ -96,16 +99,27 @@ static int fill_ln1(void *data, size_t bytes, void *ctx)
     return TW_OK;
 }
 
-int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
+/* LN(E) through ln_1 or ln_2 of block b, cached under "ln<1|2>(E):<b>". */
+static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int block, int ln,
+                                 blockcache_entry **e)
 {
-    blockcache *c = ana_cache(x);
     if (ana_check_model(m) || !e) return TW_EINVAL;
     if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     char key[32];
-    snprintf(key, sizeof key, "ln1(E):%d", block);
-    ln1_ctx fx = {m, block};
-    return blockcache_acquire(c, key, rows_bytes(V, d, 2), fill_ln1, &fx, e);
+    snprintf(key, sizeof key, "ln%d(E):%d", ln, block);
+    ln_ctx fx = {m, block, ln};
+    return blockcache_acquire(ana_cache(x), key, rows_bytes(V, d, 2), fill_ln, &fx, e);
+}
+
+int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
+{
+    return acquire_ln_embeddings(m, x, block, 1, e);
+}
+
+int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
+{
+    return acquire_ln_embeddings(m, x, block, 2, e);
 }
 
 float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e)

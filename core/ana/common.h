@@ -86,5 +86,7 @@ int ana_wte_max_norm(const gpt2_model *m, const ana_ctx *x, float *out);
  * aligned after the n d floats): the layout of the row-matrix entries of
  * core/ana (LN_b(E), the factored keys). */
 const double *ana_rows_trailer(const blockcache_entry *e, size_t n, size_t d);
+/* LN2_b(E): the same through block b's ln_2, cached under "ln2(E):<b>". */
+int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 
 #endif

@@ -71,23 +71,14 @@ int embed_norms(const gpt2_model *m, const ana_ctx *x, size_t k, embed_norms_res
     blockcache_entry *e = NULL;
     int rc = blockcache_acquire(c, "embed-scores", EMBED_N_SCHEMES * V * sizeof(double), fill_scores,
                                 (void *)m, &e);
-    if (rc) {
-        free(hits);
-        return rc;
+    *out = (embed_norms_result){.k = k, .top = hits, .bottom = hits + EMBED_N_SCHEMES * k};
+    for (int s = 0; s < EMBED_N_SCHEMES && rc == 0; s++) {
+        const double *scores = (const double *)blockcache_data(e) + (size_t)s * V;
+        rc = topk_vec(scores, V, k, out->top + (size_t)s * k, out->bottom + (size_t)s * k);
     }
-    const double *scores = blockcache_data(e);
-    topk_hit *top = hits, *bottom = hits + EMBED_N_SCHEMES * k;
-    for (int s = 0; s < EMBED_N_SCHEMES && rc == 0; s++)
-        rc = topk_vec(scores + (size_t)s * V, V, k, top + (size_t)s * k, bottom + (size_t)s * k);
     blockcache_release(c, e);
-    if (rc) {
-        free(hits);
-        return rc;
-    }
-    out->k = k;
-    out->top = top;
-    out->bottom = bottom;
-    return TW_OK;
+    if (rc) embed_norms_result_free(out);
+    return rc;
 }
 
 /* Mean and unbiased standard deviation of x (n), two passes. */

@@ -74,13 +74,19 @@ size_t pk_doc_values(const pk_doc *d) { return d ? d->n_values : 0; }
 
 /* ---- opcodes ----------------------------------------------------------- */
 
+/* By byte value. Protocols 0 and 1 use printable bytes; 2 and later add
+ * 0x80 and up, and BINBYTES and SHORT_BINBYTES (protocol 3). */
 enum {
     OP_MARK = '(',
+    OP_EMPTY_TUPLE = ')',
     OP_STOP = '.',
     OP_POP = '0',
     OP_POP_MARK = '1',
     OP_DUP = '2',
+    OP_BINBYTES = 'B',
+    OP_SHORT_BINBYTES = 'C',
     OP_FLOAT = 'F',
+    OP_BINFLOAT = 'G',
     OP_INT = 'I',
     OP_BININT = 'J',
     OP_BININT1 = 'K',
@@ -95,27 +101,25 @@ enum {
     OP_SHORT_BINSTRING = 'U',
     OP_UNICODE = 'V',
     OP_BINUNICODE = 'X',
+    OP_EMPTY_LIST = ']',
     OP_APPEND = 'a',
     OP_BUILD = 'b',
     OP_GLOBAL = 'c',
     OP_DICT = 'd',
-    OP_EMPTY_DICT = '}',
     OP_APPENDS = 'e',
     OP_GET = 'g',
     OP_BINGET = 'h',
     OP_INST = 'i',
     OP_LONG_BINGET = 'j',
     OP_LIST = 'l',
-    OP_EMPTY_LIST = ']',
     OP_OBJ = 'o',
     OP_PUT = 'p',
     OP_BINPUT = 'q',
     OP_LONG_BINPUT = 'r',
     OP_SETITEM = 's',
     OP_TUPLE = 't',
-    OP_EMPTY_TUPLE = ')',
     OP_SETITEMS = 'u',
-    OP_BINFLOAT = 'G',
+    OP_EMPTY_DICT = '}',
     OP_PROTO = 0x80,
     OP_NEWOBJ = 0x81,
     OP_EXT1 = 0x82,
@@ -128,8 +132,6 @@ enum {
     OP_NEWFALSE = 0x89,
     OP_LONG1 = 0x8a,
     OP_LONG4 = 0x8b,
-    OP_BINBYTES = 'B',
-    OP_SHORT_BINBYTES = 'C',
     OP_SHORT_BINUNICODE = 0x8c,
     OP_BINUNICODE8 = 0x8d,
     OP_BINBYTES8 = 0x8e,
@@ -145,80 +147,7 @@ enum {
     OP_READONLY_BUFFER = 0x98,
 };
 
-static const char *op_name(int op)
-{
-    switch (op) {
-    case OP_MARK: return "MARK";
-    case OP_STOP: return "STOP";
-    case OP_POP: return "POP";
-    case OP_POP_MARK: return "POP_MARK";
-    case OP_DUP: return "DUP";
-    case OP_FLOAT: return "FLOAT";
-    case OP_INT: return "INT";
-    case OP_BININT: return "BININT";
-    case OP_BININT1: return "BININT1";
-    case OP_LONG: return "LONG";
-    case OP_BININT2: return "BININT2";
-    case OP_NONE: return "NONE";
-    case OP_PERSID: return "PERSID";
-    case OP_BINPERSID: return "BINPERSID";
-    case OP_REDUCE: return "REDUCE";
-    case OP_STRING: return "STRING";
-    case OP_BINSTRING: return "BINSTRING";
-    case OP_SHORT_BINSTRING: return "SHORT_BINSTRING";
-    case OP_UNICODE: return "UNICODE";
-    case OP_BINUNICODE: return "BINUNICODE";
-    case OP_APPEND: return "APPEND";
-    case OP_BUILD: return "BUILD";
-    case OP_GLOBAL: return "GLOBAL";
-    case OP_DICT: return "DICT";
-    case OP_EMPTY_DICT: return "EMPTY_DICT";
-    case OP_APPENDS: return "APPENDS";
-    case OP_GET: return "GET";
-    case OP_BINGET: return "BINGET";
-    case OP_INST: return "INST";
-    case OP_LONG_BINGET: return "LONG_BINGET";
-    case OP_LIST: return "LIST";
-    case OP_EMPTY_LIST: return "EMPTY_LIST";
-    case OP_OBJ: return "OBJ";
-    case OP_PUT: return "PUT";
-    case OP_BINPUT: return "BINPUT";
-    case OP_LONG_BINPUT: return "LONG_BINPUT";
-    case OP_SETITEM: return "SETITEM";
-    case OP_TUPLE: return "TUPLE";
-    case OP_EMPTY_TUPLE: return "EMPTY_TUPLE";
-    case OP_SETITEMS: return "SETITEMS";
-    case OP_BINFLOAT: return "BINFLOAT";
-    case OP_PROTO: return "PROTO";
-    case OP_NEWOBJ: return "NEWOBJ";
-    case OP_EXT1: return "EXT1";
-    case OP_EXT2: return "EXT2";
-    case OP_EXT4: return "EXT4";
-    case OP_TUPLE1: return "TUPLE1";
-    case OP_TUPLE2: return "TUPLE2";
-    case OP_TUPLE3: return "TUPLE3";
-    case OP_NEWTRUE: return "NEWTRUE";
-    case OP_NEWFALSE: return "NEWFALSE";
-    case OP_LONG1: return "LONG1";
-    case OP_LONG4: return "LONG4";
-    case OP_BINBYTES: return "BINBYTES";
-    case OP_SHORT_BINBYTES: return "SHORT_BINBYTES";
-    case OP_SHORT_BINUNICODE: return "SHORT_BINUNICODE";
-    case OP_BINUNICODE8: return "BINUNICODE8";
-    case OP_BINBYTES8: return "BINBYTES8";
-    case OP_EMPTY_SET: return "EMPTY_SET";
-    case OP_ADDITEMS: return "ADDITEMS";
-    case OP_FROZENSET: return "FROZENSET";
-    case OP_NEWOBJ_EX: return "NEWOBJ_EX";
-    case OP_STACK_GLOBAL: return "STACK_GLOBAL";
-    case OP_MEMOIZE: return "MEMOIZE";
-    case OP_FRAME: return "FRAME";
-    case OP_BYTEARRAY8: return "BYTEARRAY8";
-    case OP_NEXT_BUFFER: return "NEXT_BUFFER";
-    case OP_READONLY_BUFFER: return "READONLY_BUFFER";
-    default: return NULL;
-    }
-}
+static const char *op_name(int op);
 
 /* ---- the machine ------------------------------------------------------- */
 
@@ -237,6 +166,7 @@ typedef struct {
     size_t memo_cap, memo_count;
     size_t str_bytes;
     pk_value *none, *yes, *no;
+    int stopped; /* STOP has been run */
     char *err;
     size_t errlen;
 } unpickler;
@@ -258,19 +188,7 @@ static int fail(unpickler *u, const char *fmt, ...)
 }
 
 /* Printable, bounded copy of s[0..n) for messages (out: 100 bytes). */
-static void printable(char *out, const char *s, size_t n)
-{
-    size_t i, keep = 96;
-    for (i = 0; i < n && i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-    }
-    if (i < n) {
-        memcpy(out + i, "...", 3);
-        i += 3;
-    }
-    out[i] = '\0';
-}
+static void printable(char *out, const char *s, size_t n) { tw_printable(out, 100, s, n); }
 
 static node *node_of(const pk_value *v) { return (node *)(void *)v; }
 
@@ -881,240 +799,402 @@ static int validate(unpickler *u, const pk_value *root)
     return rc;
 }
 
+/* ---- the opcodes ------------------------------------------------------- */
+
+/* Each handler runs the opcode u->op, whose byte has been read; it reads
+ * its arguments at u->pos. */
+
+/* An n-byte little-endian argument (n <= 8). */
+static int take_le(unpickler *u, size_t n, uint64_t *x)
+{
+    if (need(u, n)) return -1;
+    *x = le(u->buf + u->pos, (int)n);
+    u->pos += n;
+    return 0;
+}
+
+/* A 4-byte argument that pickle reads as a signed length. */
+static int take_len4(unpickler *u, const char *what, uint64_t *x)
+{
+    if (take_le(u, 4, x)) return -1;
+    if ((int32_t)(uint32_t)*x < 0) return fail(u, "negative %s length", what);
+    return 0;
+}
+
+/* The width of the little-endian argument of a binary opcode. */
+static size_t arg_width(int op)
+{
+    switch (op) {
+    case OP_BININT1:
+    case OP_LONG1:
+    case OP_SHORT_BINUNICODE:
+    case OP_SHORT_BINSTRING:
+    case OP_SHORT_BINBYTES:
+    case OP_BINPUT:
+    case OP_BINGET: return 1;
+    case OP_BININT2: return 2;
+    case OP_BINUNICODE8:
+    case OP_BINBYTES8:
+    case OP_BYTEARRAY8: return 8;
+    default: return 4;
+    }
+}
+
+/* -- framing and the stack -- */
+
+static int op_proto(unpickler *u)
+{
+    if (need(u, 1)) return -1;
+    if (u->buf[u->pos] > 5) return fail(u, "protocol %d is not supported", u->buf[u->pos]);
+    u->pos++;
+    return 0;
+}
+
+static int op_frame(unpickler *u)
+{
+    uint64_t fl;
+    if (take_le(u, 8, &fl)) return -1;
+    if (fl > u->len - u->pos)
+        return fail(u, "truncated: frame of %llu bytes, %zu left", (unsigned long long)fl, u->len - u->pos);
+    return 0;
+}
+
+static int op_stop(unpickler *u)
+{
+    if (u->n_marks) return fail(u, "MARK still open at STOP");
+    if (u->sp != 1) return fail(u, "%zu values on the stack at STOP, 1 expected", u->sp);
+    u->stopped = 1;
+    return 0;
+}
+
+static int op_mark(unpickler *u)
+{
+    if (u->n_marks >= u->o.max_marks) return fail(u, "more than %zu MARKs open", u->o.max_marks);
+    u->marks[u->n_marks++] = u->sp;
+    return 0;
+}
+
+static int op_pop(unpickler *u) { return pop(u) ? 0 : -1; }
+
+static int op_pop_mark(unpickler *u)
+{
+    pk_value **items = NULL;
+    size_t n = 0;
+    return pop_mark(u, &items, &n);
+}
+
+static int op_dup(unpickler *u)
+{
+    pk_value *v = top(u);
+    return v ? push(u, v) : -1;
+}
+
+/* -- numbers -- */
+
+static int op_none(unpickler *u) { return push(u, u->none); }
+
+static int op_bool(unpickler *u) { return push(u, u->op == OP_NEWTRUE ? u->yes : u->no); }
+
+/* BININT (signed 32 bits), BININT1, BININT2 (unsigned). */
+static int op_binint(unpickler *u)
+{
+    uint64_t x;
+    if (take_le(u, arg_width(u->op), &x)) return -1;
+    return push(u, new_int(u, u->op == OP_BININT ? (int32_t)(uint32_t)x : (int64_t)x));
+}
+
+/* LONG1, LONG4: a length, then that many bytes of integer. */
+static int op_long_n(unpickler *u)
+{
+    uint64_t n;
+    if (u->op == OP_LONG1 ? take_le(u, 1, &n) : take_len4(u, "LONG4", &n)) return -1;
+    return op_long_bytes(u, (size_t)n);
+}
+
+/* INT, LONG: a decimal line; INT 00 and 01 are False and True. */
+static int op_decimal(unpickler *u)
+{
+    const char *s;
+    size_t n;
+    int64_t x;
+    if (read_line(u, 64, &s, &n)) return -1;
+    if (u->op == OP_INT && eq(s, n, "00")) return push(u, u->no);
+    if (u->op == OP_INT && eq(s, n, "01")) return push(u, u->yes);
+    if (u->op == OP_LONG && n > 0 && s[n - 1] == 'L') n--;
+    int r = parse_dec(s, n, &x);
+    if (r == -2) return fail(u, "integer does not fit in 64 bits");
+    if (r != 0) return fail(u, "malformed decimal integer");
+    return push(u, new_int(u, x));
+}
+
+/* BINFLOAT: a big-endian IEEE double. */
+static int op_binfloat(unpickler *u)
+{
+    if (need(u, 8)) return -1;
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++) bits = (bits << 8) | u->buf[u->pos + i];
+    u->pos += 8;
+    pk_value *v = new_value(u, PK_FLOAT);
+    if (!v) return -1;
+    memcpy(&v->u.f, &bits, sizeof v->u.f);
+    return push(u, v);
+}
+
+/* -- strings -- */
+
+/* The str and bytes opcodes with a binary length: 1, 4 or 8 bytes of it. */
+static int op_sized_string(unpickler *u)
+{
+    int op = u->op;
+    uint64_t n;
+    if (op == OP_BINSTRING ? take_len4(u, "BINSTRING", &n) : take_le(u, arg_width(op), &n)) return -1;
+    int bytes = op == OP_SHORT_BINBYTES || op == OP_BINBYTES || op == OP_BINBYTES8 || op == OP_BYTEARRAY8;
+    return op_string(u, n, bytes ? PK_BYTES : PK_STR);
+}
+
+/* -- containers -- */
+
+/* The sequence an opcode builds: its kind, and whether it is frozen. */
+static pk_kind seq_kind(int op, int *frozen)
+{
+    switch (op) {
+    case OP_EMPTY_LIST:
+    case OP_LIST: *frozen = 0; return PK_LIST;
+    case OP_EMPTY_SET: *frozen = 0; return PK_SET;
+    case OP_FROZENSET: *frozen = 1; return PK_SET;
+    default: *frozen = 1; return PK_TUPLE;
+    }
+}
+
+/* EMPTY_TUPLE, EMPTY_LIST, EMPTY_SET */
+static int op_empty_seq(unpickler *u)
+{
+    int frozen;
+    pk_kind k = seq_kind(u->op, &frozen);
+    return push(u, new_seq(u, k, NULL, 0, frozen));
+}
+
+/* TUPLE, LIST, FROZENSET: the items above the innermost MARK. */
+static int op_marked_seq(unpickler *u)
+{
+    pk_value **items = NULL;
+    size_t n = 0;
+    int frozen;
+    pk_kind k = seq_kind(u->op, &frozen);
+    if (pop_mark(u, &items, &n)) return -1;
+    return push(u, new_seq(u, k, items, n, frozen));
+}
+
+/* TUPLE1, TUPLE2, TUPLE3: the top 1-3 items. */
+static int op_small_tuple(unpickler *u)
+{
+    size_t k = (size_t)(u->op - OP_TUPLE1 + 1);
+    if (u->sp - fence(u) < k) return fail(u, "stack underflow");
+    u->sp -= k;
+    return push(u, new_seq(u, PK_TUPLE, u->stack + u->sp, k, 1));
+}
+
+static int op_append(unpickler *u)
+{
+    pk_value *x = pop(u), *v;
+    if (!x || !(v = top(u))) return -1;
+    if (v->kind != PK_LIST) return fail(u, "APPEND to a %s", pk_kind_name(v->kind));
+    return seq_extend(u, v, &x, 1);
+}
+
+/* APPENDS (to a list), ADDITEMS (to a set that is not frozen) */
+static int op_extend(unpickler *u)
+{
+    pk_value **items = NULL, *v;
+    size_t n = 0;
+    if (pop_mark(u, &items, &n)) return -1;
+    if (!(v = top(u))) return -1;
+    if (u->op == OP_APPENDS ? v->kind != PK_LIST : (v->kind != PK_SET || node_of(v)->frozen))
+        return fail(u, "%s to a %s", op_name(u->op), v->kind == PK_SET ? "frozenset" : pk_kind_name(v->kind));
+    return seq_extend(u, v, items, n);
+}
+
+static int op_empty_dict(unpickler *u) { return push(u, new_value(u, PK_DICT)); }
+
+static int op_dict(unpickler *u)
+{
+    pk_value **items = NULL, *v;
+    size_t n = 0;
+    if (pop_mark(u, &items, &n)) return -1;
+    if (n % 2) return fail(u, "odd number of items for a dict");
+    if (!(v = new_value(u, PK_DICT))) return -1;
+    if (dict_add(u, v, items, n / 2)) return -1;
+    return push(u, v);
+}
+
+static int op_setitem(unpickler *u)
+{
+    if (u->sp - fence(u) < 3) return fail(u, "stack underflow");
+    u->sp -= 2;
+    return dict_add(u, u->stack[u->sp - 1], u->stack + u->sp, 1);
+}
+
+static int op_setitems(unpickler *u)
+{
+    pk_value **items = NULL, *v;
+    size_t n = 0;
+    if (pop_mark(u, &items, &n)) return -1;
+    if (n % 2) return fail(u, "odd number of items for SETITEMS");
+    if (!(v = top(u))) return -1;
+    return dict_add(u, v, items, n / 2);
+}
+
+/* -- the memo -- */
+
+/* BINPUT, LONG_BINPUT, BINGET, LONG_BINGET: a binary index. */
+static int op_memo_bin(unpickler *u)
+{
+    uint64_t idx;
+    if (take_le(u, arg_width(u->op), &idx)) return -1;
+    return u->op == OP_BINPUT || u->op == OP_LONG_BINPUT ? memo_put(u, idx) : memo_get(u, idx);
+}
+
+/* PUT, GET: a decimal index line. */
+static int op_memo_text(unpickler *u)
+{
+    const char *s;
+    size_t n;
+    int64_t x;
+    if (read_line(u, 32, &s, &n)) return -1;
+    if (parse_dec(s, n, &x) != 0 || x < 0) return fail(u, "malformed memo index");
+    return u->op == OP_PUT ? memo_put(u, (uint64_t)x) : memo_get(u, (uint64_t)x);
+}
+
+static int op_memoize(unpickler *u) { return memo_put(u, u->memo_count); }
+
+/* -- globals and calls -- */
+
+/* GLOBAL (module and name lines); INST, which would also call it, is refused. */
+static int op_global_text(unpickler *u)
+{
+    const char *m, *nm;
+    size_t ml, nl;
+    if (read_line(u, 256, &m, &ml) || read_line(u, 256, &nm, &nl)) return -1;
+    if (u->op == OP_INST) {
+        char pm[100], pn[100];
+        printable(pm, m, ml);
+        printable(pn, nm, nl);
+        return fail(u, "INST of '%s.%s' is not allowed", pm, pn);
+    }
+    return op_global_named(u, m, ml, nm, nl);
+}
+
+static int op_stack_global(unpickler *u)
+{
+    pk_value *nm = pop(u);
+    if (!nm) return -1;
+    pk_value *m = pop(u);
+    if (!m) return -1;
+    if (m->kind != PK_STR || nm->kind != PK_STR)
+        return fail(u, "STACK_GLOBAL module and name are not strings");
+    return op_global_named(u, m->u.str.s, m->u.str.len, nm->u.str.s, nm->u.str.len);
+}
+
+/* Opcodes that would build arbitrary objects or reach outside the pickle. */
+static int op_refused(unpickler *u) { return fail(u, "opcode %s is not allowed", op_name(u->op)); }
+
+/* Protocol 0 text forms that checkpoints do not use. */
+static int op_text_unsupported(unpickler *u)
+{
+    return fail(u, "opcode %s (protocol 0 text) is not supported", op_name(u->op));
+}
+
 /* ---- the loop ---------------------------------------------------------- */
 
-static int step(unpickler *u, int *stopped)
+typedef int op_fn(unpickler *u);
+
+/* Every opcode of protocols 0-5, by its byte: its name and its handler. */
+static const struct {
+    const char *name;
+    op_fn *run;
+} opcodes[256] = {
+    [OP_MARK] = {"MARK", op_mark},
+    [OP_STOP] = {"STOP", op_stop},
+    [OP_POP] = {"POP", op_pop},
+    [OP_POP_MARK] = {"POP_MARK", op_pop_mark},
+    [OP_DUP] = {"DUP", op_dup},
+    [OP_FLOAT] = {"FLOAT", op_text_unsupported},
+    [OP_INT] = {"INT", op_decimal},
+    [OP_BININT] = {"BININT", op_binint},
+    [OP_BININT1] = {"BININT1", op_binint},
+    [OP_LONG] = {"LONG", op_decimal},
+    [OP_BININT2] = {"BININT2", op_binint},
+    [OP_NONE] = {"NONE", op_none},
+    [OP_PERSID] = {"PERSID", op_refused},
+    [OP_BINPERSID] = {"BINPERSID", op_persid},
+    [OP_REDUCE] = {"REDUCE", op_reduce},
+    [OP_STRING] = {"STRING", op_text_unsupported},
+    [OP_BINSTRING] = {"BINSTRING", op_sized_string},
+    [OP_SHORT_BINSTRING] = {"SHORT_BINSTRING", op_sized_string},
+    [OP_UNICODE] = {"UNICODE", op_text_unsupported},
+    [OP_BINUNICODE] = {"BINUNICODE", op_sized_string},
+    [OP_APPEND] = {"APPEND", op_append},
+    [OP_BUILD] = {"BUILD", op_build},
+    [OP_GLOBAL] = {"GLOBAL", op_global_text},
+    [OP_DICT] = {"DICT", op_dict},
+    [OP_EMPTY_DICT] = {"EMPTY_DICT", op_empty_dict},
+    [OP_APPENDS] = {"APPENDS", op_extend},
+    [OP_GET] = {"GET", op_memo_text},
+    [OP_BINGET] = {"BINGET", op_memo_bin},
+    [OP_INST] = {"INST", op_global_text},
+    [OP_LONG_BINGET] = {"LONG_BINGET", op_memo_bin},
+    [OP_LIST] = {"LIST", op_marked_seq},
+    [OP_EMPTY_LIST] = {"EMPTY_LIST", op_empty_seq},
+    [OP_OBJ] = {"OBJ", op_refused},
+    [OP_PUT] = {"PUT", op_memo_text},
+    [OP_BINPUT] = {"BINPUT", op_memo_bin},
+    [OP_LONG_BINPUT] = {"LONG_BINPUT", op_memo_bin},
+    [OP_SETITEM] = {"SETITEM", op_setitem},
+    [OP_TUPLE] = {"TUPLE", op_marked_seq},
+    [OP_EMPTY_TUPLE] = {"EMPTY_TUPLE", op_empty_seq},
+    [OP_SETITEMS] = {"SETITEMS", op_setitems},
+    [OP_BINFLOAT] = {"BINFLOAT", op_binfloat},
+    [OP_PROTO] = {"PROTO", op_proto},
+    [OP_NEWOBJ] = {"NEWOBJ", op_refused},
+    [OP_EXT1] = {"EXT1", op_refused},
+    [OP_EXT2] = {"EXT2", op_refused},
+    [OP_EXT4] = {"EXT4", op_refused},
+    [OP_TUPLE1] = {"TUPLE1", op_small_tuple},
+    [OP_TUPLE2] = {"TUPLE2", op_small_tuple},
+    [OP_TUPLE3] = {"TUPLE3", op_small_tuple},
+    [OP_NEWTRUE] = {"NEWTRUE", op_bool},
+    [OP_NEWFALSE] = {"NEWFALSE", op_bool},
+    [OP_LONG1] = {"LONG1", op_long_n},
+    [OP_LONG4] = {"LONG4", op_long_n},
+    [OP_BINBYTES] = {"BINBYTES", op_sized_string},
+    [OP_SHORT_BINBYTES] = {"SHORT_BINBYTES", op_sized_string},
+    [OP_SHORT_BINUNICODE] = {"SHORT_BINUNICODE", op_sized_string},
+    [OP_BINUNICODE8] = {"BINUNICODE8", op_sized_string},
+    [OP_BINBYTES8] = {"BINBYTES8", op_sized_string},
+    [OP_EMPTY_SET] = {"EMPTY_SET", op_empty_seq},
+    [OP_ADDITEMS] = {"ADDITEMS", op_extend},
+    [OP_FROZENSET] = {"FROZENSET", op_marked_seq},
+    [OP_NEWOBJ_EX] = {"NEWOBJ_EX", op_refused},
+    [OP_STACK_GLOBAL] = {"STACK_GLOBAL", op_stack_global},
+    [OP_MEMOIZE] = {"MEMOIZE", op_memoize},
+    [OP_FRAME] = {"FRAME", op_frame},
+    [OP_BYTEARRAY8] = {"BYTEARRAY8", op_sized_string},
+    [OP_NEXT_BUFFER] = {"NEXT_BUFFER", op_refused},
+    [OP_READONLY_BUFFER] = {"READONLY_BUFFER", op_refused},
+};
+
+static const char *op_name(int op) { return op >= 0 && op < 256 ? opcodes[op].name : NULL; }
+
+/* Reads and runs one opcode. */
+static int step(unpickler *u)
 {
     u->op_pos = u->pos;
     u->op = -1;
     if (u->pos >= u->len) return fail(u, "truncated: no STOP opcode");
     int op = u->buf[u->pos++];
+    if (!opcodes[op].run) return fail(u, "unknown opcode 0x%02x", op);
     u->op = op;
-    const uint8_t *p;
-    pk_value *v = NULL, **items = NULL;
-    size_t n = 0;
-    switch (op) {
-    case OP_PROTO:
-        if (need(u, 1)) return -1;
-        if (u->buf[u->pos] > 5) return fail(u, "protocol %d is not supported", u->buf[u->pos]);
-        u->pos++;
-        return 0;
-    case OP_FRAME: {
-        if (need(u, 8)) return -1;
-        uint64_t fl = le(u->buf + u->pos, 8);
-        u->pos += 8;
-        if (fl > u->len - u->pos)
-            return fail(u, "truncated: frame of %llu bytes, %zu left", (unsigned long long)fl,
-                        u->len - u->pos);
-        return 0;
-    }
-    case OP_STOP:
-        if (u->n_marks) return fail(u, "MARK still open at STOP");
-        if (u->sp != 1) return fail(u, "%zu values on the stack at STOP, 1 expected", u->sp);
-        *stopped = 1;
-        return 0;
-    case OP_MARK:
-        if (u->n_marks >= u->o.max_marks) return fail(u, "more than %zu MARKs open", u->o.max_marks);
-        u->marks[u->n_marks++] = u->sp;
-        return 0;
-    case OP_POP: return pop(u) ? 0 : -1;
-    case OP_POP_MARK: return pop_mark(u, &items, &n);
-    case OP_DUP: return (v = top(u)) ? push(u, v) : -1;
-
-    case OP_NONE: return push(u, u->none);
-    case OP_NEWTRUE: return push(u, u->yes);
-    case OP_NEWFALSE: return push(u, u->no);
-    case OP_BININT:
-        if (need(u, 4)) return -1;
-        p = u->buf + u->pos;
-        u->pos += 4;
-        return push(u, new_int(u, (int32_t)(uint32_t)le(p, 4)));
-    case OP_BININT1:
-        if (need(u, 1)) return -1;
-        return push(u, new_int(u, u->buf[u->pos++]));
-    case OP_BININT2:
-        if (need(u, 2)) return -1;
-        p = u->buf + u->pos;
-        u->pos += 2;
-        return push(u, new_int(u, (int64_t)le(p, 2)));
-    case OP_LONG1:
-        if (need(u, 1)) return -1;
-        return op_long_bytes(u, u->buf[u->pos++]);
-    case OP_LONG4: {
-        if (need(u, 4)) return -1;
-        int32_t l = (int32_t)(uint32_t)le(u->buf + u->pos, 4);
-        u->pos += 4;
-        if (l < 0) return fail(u, "negative LONG4 length");
-        return op_long_bytes(u, (size_t)l);
-    }
-    case OP_INT:
-    case OP_LONG: {
-        const char *s;
-        int64_t x;
-        if (read_line(u, 64, &s, &n)) return -1;
-        if (op == OP_INT && eq(s, n, "00")) return push(u, u->no);
-        if (op == OP_INT && eq(s, n, "01")) return push(u, u->yes);
-        if (op == OP_LONG && n > 0 && s[n - 1] == 'L') n--;
-        int r = parse_dec(s, n, &x);
-        if (r == -2) return fail(u, "integer does not fit in 64 bits");
-        if (r != 0) return fail(u, "malformed decimal integer");
-        return push(u, new_int(u, x));
-    }
-    case OP_BINFLOAT: {
-        if (need(u, 8)) return -1;
-        uint64_t bits = 0;
-        for (int i = 0; i < 8; i++) bits = (bits << 8) | u->buf[u->pos + i];
-        u->pos += 8;
-        if (!(v = new_value(u, PK_FLOAT))) return -1;
-        memcpy(&v->u.f, &bits, sizeof v->u.f);
-        return push(u, v);
-    }
-
-    case OP_SHORT_BINUNICODE:
-    case OP_SHORT_BINSTRING:
-    case OP_SHORT_BINBYTES:
-        if (need(u, 1)) return -1;
-        n = u->buf[u->pos++];
-        return op_string(u, n, op == OP_SHORT_BINBYTES ? PK_BYTES : PK_STR);
-    case OP_BINUNICODE:
-    case OP_BINBYTES:
-        if (need(u, 4)) return -1;
-        n = (size_t)le(u->buf + u->pos, 4);
-        u->pos += 4;
-        return op_string(u, n, op == OP_BINBYTES ? PK_BYTES : PK_STR);
-    case OP_BINSTRING: {
-        if (need(u, 4)) return -1;
-        int32_t l = (int32_t)(uint32_t)le(u->buf + u->pos, 4);
-        u->pos += 4;
-        if (l < 0) return fail(u, "negative BINSTRING length");
-        return op_string(u, (uint64_t)l, PK_STR);
-    }
-    case OP_BINUNICODE8:
-    case OP_BINBYTES8:
-    case OP_BYTEARRAY8: {
-        if (need(u, 8)) return -1;
-        uint64_t l = le(u->buf + u->pos, 8);
-        u->pos += 8;
-        return op_string(u, l, op == OP_BINUNICODE8 ? PK_STR : PK_BYTES);
-    }
-
-    case OP_EMPTY_TUPLE: return push(u, new_seq(u, PK_TUPLE, NULL, 0, 1));
-    case OP_TUPLE1:
-    case OP_TUPLE2:
-    case OP_TUPLE3: {
-        size_t k = (size_t)(op - OP_TUPLE1 + 1);
-        if (u->sp - fence(u) < k) return fail(u, "stack underflow");
-        u->sp -= k;
-        return push(u, new_seq(u, PK_TUPLE, u->stack + u->sp, k, 1));
-    }
-    case OP_TUPLE:
-        if (pop_mark(u, &items, &n)) return -1;
-        return push(u, new_seq(u, PK_TUPLE, items, n, 1));
-    case OP_EMPTY_LIST: return push(u, new_seq(u, PK_LIST, NULL, 0, 0));
-    case OP_LIST:
-        if (pop_mark(u, &items, &n)) return -1;
-        return push(u, new_seq(u, PK_LIST, items, n, 0));
-    case OP_EMPTY_SET: return push(u, new_seq(u, PK_SET, NULL, 0, 0));
-    case OP_FROZENSET:
-        if (pop_mark(u, &items, &n)) return -1;
-        return push(u, new_seq(u, PK_SET, items, n, 1));
-    case OP_APPEND: {
-        pk_value *x = pop(u);
-        if (!x || !(v = top(u))) return -1;
-        if (v->kind != PK_LIST) return fail(u, "APPEND to a %s", pk_kind_name(v->kind));
-        return seq_extend(u, v, &x, 1);
-    }
-    case OP_APPENDS:
-    case OP_ADDITEMS:
-        if (pop_mark(u, &items, &n)) return -1;
-        if (!(v = top(u))) return -1;
-        if (op == OP_APPENDS ? v->kind != PK_LIST : (v->kind != PK_SET || node_of(v)->frozen))
-            return fail(u, "%s to a %s", op_name(op),
-                        v->kind == PK_SET ? "frozenset" : pk_kind_name(v->kind));
-        return seq_extend(u, v, items, n);
-    case OP_EMPTY_DICT: return push(u, new_value(u, PK_DICT));
-    case OP_DICT:
-        if (pop_mark(u, &items, &n)) return -1;
-        if (n % 2) return fail(u, "odd number of items for a dict");
-        if (!(v = new_value(u, PK_DICT))) return -1;
-        if (dict_add(u, v, items, n / 2)) return -1;
-        return push(u, v);
-    case OP_SETITEM:
-        if (u->sp - fence(u) < 3) return fail(u, "stack underflow");
-        u->sp -= 2;
-        return dict_add(u, u->stack[u->sp - 1], u->stack + u->sp, 1);
-    case OP_SETITEMS:
-        if (pop_mark(u, &items, &n)) return -1;
-        if (n % 2) return fail(u, "odd number of items for SETITEMS");
-        if (!(v = top(u))) return -1;
-        return dict_add(u, v, items, n / 2);
-
-    case OP_BINPUT:
-        if (need(u, 1)) return -1;
-        return memo_put(u, u->buf[u->pos++]);
-    case OP_LONG_BINPUT:
-        if (need(u, 4)) return -1;
-        p = u->buf + u->pos;
-        u->pos += 4;
-        return memo_put(u, le(p, 4));
-    case OP_MEMOIZE: return memo_put(u, u->memo_count);
-    case OP_BINGET:
-        if (need(u, 1)) return -1;
-        return memo_get(u, u->buf[u->pos++]);
-    case OP_LONG_BINGET:
-        if (need(u, 4)) return -1;
-        p = u->buf + u->pos;
-        u->pos += 4;
-        return memo_get(u, le(p, 4));
-    case OP_PUT:
-    case OP_GET: {
-        const char *s;
-        int64_t x;
-        if (read_line(u, 32, &s, &n)) return -1;
-        if (parse_dec(s, n, &x) != 0 || x < 0) return fail(u, "malformed memo index");
-        return op == OP_PUT ? memo_put(u, (uint64_t)x) : memo_get(u, (uint64_t)x);
-    }
-
-    case OP_GLOBAL:
-    case OP_INST: {
-        const char *m, *nm;
-        size_t ml, nl;
-        if (read_line(u, 256, &m, &ml) || read_line(u, 256, &nm, &nl)) return -1;
-        if (op == OP_INST) {
-            char pm[100], pn[100];
-            printable(pm, m, ml);
-            printable(pn, nm, nl);
-            return fail(u, "INST of '%s.%s' is not allowed", pm, pn);
-        }
-        return op_global_named(u, m, ml, nm, nl);
-    }
-    case OP_STACK_GLOBAL: {
-        pk_value *nm = pop(u);
-        if (!nm) return -1;
-        pk_value *m = pop(u);
-        if (!m) return -1;
-        if (m->kind != PK_STR || nm->kind != PK_STR)
-            return fail(u, "STACK_GLOBAL module and name are not strings");
-        return op_global_named(u, m->u.str.s, m->u.str.len, nm->u.str.s, nm->u.str.len);
-    }
-    case OP_REDUCE: return op_reduce(u);
-    case OP_BUILD: return op_build(u);
-    case OP_BINPERSID: return op_persid(u);
-
-    case OP_OBJ:
-    case OP_NEWOBJ:
-    case OP_NEWOBJ_EX:
-    case OP_EXT1:
-    case OP_EXT2:
-    case OP_EXT4:
-    case OP_PERSID:
-    case OP_NEXT_BUFFER:
-    case OP_READONLY_BUFFER: return fail(u, "opcode %s is not allowed", op_name(op));
-    case OP_STRING:
-    case OP_UNICODE:
-    case OP_FLOAT: return fail(u, "opcode %s (protocol 0 text) is not supported", op_name(op));
-    default: u->op = -1; return fail(u, "unknown opcode 0x%02x", op);
-    }
+    return opcodes[op].run(u);
 }
 
 static size_t or_default(size_t v, size_t d) { return v ? v : d; }
@@ -1151,9 +1231,8 @@ int pk_parse(const uint8_t *buf, size_t len, const pk_options *opt, pk_doc **out
         !(u.no = new_value(&u, PK_BOOL)))
         goto out;
     u.yes->u.b = 1;
-    int stopped = 0;
-    while (!stopped)
-        if (step(&u, &stopped)) goto out;
+    while (!u.stopped)
+        if (step(&u)) goto out;
     u.op = -1;
     u.op_pos = u.pos;
     if (u.pos != len) {

@@ -39,20 +39,7 @@ int st_dtype_parse(const char *s, st_dtype *d)
     return -1;
 }
 
-void st_printable_name(char *out, const char *name)
-{
-    const size_t keep = ST_NAME_BUF - 4; /* room for "..." and NUL */
-    size_t i;
-    for (i = 0; name[i] && i < keep; i++) {
-        unsigned char c = (unsigned char)name[i];
-        out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-    }
-    if (name[i]) {
-        memcpy(out + i, "...", 3);
-        i += 3;
-    }
-    out[i] = '\0';
-}
+void st_printable_name(char *out, const char *name) { tw_printable(out, ST_NAME_BUF, name, strlen(name)); }
 
 /* Writes "<path>: [tensor '<name>': ]<message>" into err. */
 static void st_error(char *err, size_t errlen, const char *path, const char *tensor, const char *fmt, ...)

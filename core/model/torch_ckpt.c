@@ -805,63 +805,76 @@ void meta_pkl_free(tc_meta *m)
     memset(m, 0, sizeof *m);
 }
 
-static int meta_from_doc(const pk_value *root, const char *label, tc_meta *m, char *err, size_t errlen)
+/* The three entries of meta.pkl: vocab_size in 1..TC_MAX_VOCAB and the
+ * dicts itos and stoi, each of vocab_size entries. */
+static int meta_entries(const pk_value *root, const char *label, size_t *V, const pk_value **itos,
+                        const pk_value **stoi, char *err, size_t errlen)
 {
     if (!pk_is_dict(root)) {
         ck_err(err, errlen, label, NULL, "meta.pkl holds a %s, not a dict", kind_of(root));
         return -1;
     }
     const pk_value *vs = pk_dict_get(root, "vocab_size");
-    const pk_value *itos = pk_dict_get(root, "itos");
-    const pk_value *stoi = pk_dict_get(root, "stoi");
-    if (!vs || !itos || !stoi) {
-        ck_err(err, errlen, label, NULL, "meta.pkl lacks '%s'", !vs ? "vocab_size" : !itos ? "itos" : "stoi");
+    *itos = pk_dict_get(root, "itos");
+    *stoi = pk_dict_get(root, "stoi");
+    if (!vs || !*itos || !*stoi) {
+        ck_err(err, errlen, label, NULL, "meta.pkl lacks '%s'",
+               !vs      ? "vocab_size"
+               : !*itos ? "itos"
+                        : "stoi");
         return -1;
     }
     if (vs->kind != PK_INT || vs->u.i < 1 || vs->u.i > TC_MAX_VOCAB) {
         ck_err(err, errlen, label, NULL, "vocab_size is not an int in 1..%d", TC_MAX_VOCAB);
         return -1;
     }
-    size_t V = (size_t)vs->u.i;
-    if (!pk_is_dict(itos) || !pk_is_dict(stoi)) {
-        const pk_value *bad = pk_is_dict(itos) ? stoi : itos;
-        ck_err(err, errlen, label, NULL, "%s is a %s, not a dict", bad == itos ? "itos" : "stoi",
+    *V = (size_t)vs->u.i;
+    if (!pk_is_dict(*itos) || !pk_is_dict(*stoi)) {
+        const pk_value *bad = pk_is_dict(*itos) ? *stoi : *itos;
+        ck_err(err, errlen, label, NULL, "%s is a %s, not a dict", bad == *itos ? "itos" : "stoi",
                kind_of(bad));
         return -1;
     }
-    if (itos->u.dict.n != V || stoi->u.dict.n != V) {
+    if ((*itos)->u.dict.n != *V || (*stoi)->u.dict.n != *V) {
         ck_err(err, errlen, label, NULL, "itos has %zu entries and stoi %zu, but vocab_size is %zu",
-               itos->u.dict.n, stoi->u.dict.n, V);
+               (*itos)->u.dict.n, (*stoi)->u.dict.n, *V);
         return -1;
     }
-    /* itos: ids 0..V-1 (keys are unique, so V in-range keys are all of them) */
-    const pk_value **by_id = calloc(V, sizeof *by_id);
-    if (!by_id) {
-        ck_err(err, errlen, label, NULL, "out of memory");
-        return -1;
-    }
-    size_t total = 0;
-    int rc = -1;
+    return 0;
+}
+
+/* itos: ids 0..V-1 (keys are unique, so V in-range keys are all of them),
+ * their strings into by_id, the bytes they take with NULs into *total. */
+static int itos_by_id(const pk_value *itos, size_t V, const char *label, const pk_value **by_id,
+                      size_t *total, char *err, size_t errlen)
+{
+    *total = 0;
     for (size_t i = 0; i < V; i++) {
         const pk_value *k = itos->u.dict.keys[i], *v = itos->u.dict.vals[i];
         if (k->kind != PK_INT || k->u.i < 0 || (uint64_t)k->u.i >= V) {
             ck_err(err, errlen, label, NULL, "itos key %zu is not an id in 0..%zu", i, V - 1);
-            goto out;
+            return -1;
         }
         if (v->kind != PK_STR) {
             ck_err(err, errlen, label, NULL, "itos[%lld] is a %s, not a str", (long long)k->u.i, kind_of(v));
-            goto out;
+            return -1;
         }
         by_id[k->u.i] = v;
-        total += v->u.str.len + 1;
+        *total += v->u.str.len + 1;
     }
-    /* stoi: every entry (s, i) has itos[i] == s; with V unique keys that
-     * makes stoi the exact inverse of itos */
+    return 0;
+}
+
+/* stoi: every entry (s, i) has itos[i] == s; with V unique keys that makes
+ * stoi the exact inverse of itos. */
+static int stoi_inverts(const pk_value *stoi, size_t V, const char *label, const pk_value *const *by_id,
+                        char *err, size_t errlen)
+{
     for (size_t i = 0; i < V; i++) {
         const pk_value *k = stoi->u.dict.keys[i], *v = stoi->u.dict.vals[i];
         if (k->kind != PK_STR || v->kind != PK_INT || v->u.i < 0 || (uint64_t)v->u.i >= V) {
             ck_err(err, errlen, label, NULL, "stoi entry %zu is not a str -> id in 0..%zu", i, V - 1);
-            goto out;
+            return -1;
         }
         const pk_value *s = by_id[v->u.i];
         if (cmp_str(s->u.str.s, s->u.str.len, k->u.str.s, k->u.str.len) != 0) {
@@ -870,9 +883,17 @@ static int meta_from_doc(const pk_value *root, const char *label, tc_meta *m, ch
             zip_printable(b, s->u.str.s, s->u.str.len);
             ck_err(err, errlen, label, NULL, "stoi['%s'] is %lld, but itos[%lld] is '%s'", a,
                    (long long)v->u.i, (long long)v->u.i, b);
-            goto out;
+            return -1;
         }
     }
+    return 0;
+}
+
+/* m's strings in one block of `total` bytes, by id, and the ids in string
+ * order for meta_pkl_lookup. */
+static int meta_fill(tc_meta *m, size_t V, const pk_value *const *by_id, size_t total, const char *label,
+                     char *err, size_t errlen)
+{
     m->vocab_size = (int)V;
     m->itos = calloc(V, sizeof *m->itos);
     m->itos_len = malloc(V * sizeof *m->itos_len);
@@ -883,7 +904,7 @@ static int meta_from_doc(const pk_value *root, const char *label, tc_meta *m, ch
         free(block);
         free(tmp);
         ck_err(err, errlen, label, NULL, "out of memory");
-        goto out;
+        return -1;
     }
     size_t used = 0;
     for (size_t i = 0; i < V; i++) {
@@ -895,8 +916,22 @@ static int meta_from_doc(const pk_value *root, const char *label, tc_meta *m, ch
     }
     sort_ids(m->by_str, tmp, V, m);
     free(tmp);
-    rc = 0;
-out:
+    return 0;
+}
+
+static int meta_from_doc(const pk_value *root, const char *label, tc_meta *m, char *err, size_t errlen)
+{
+    size_t V, total;
+    const pk_value *itos, *stoi;
+    if (meta_entries(root, label, &V, &itos, &stoi, err, errlen) != 0) return -1;
+    const pk_value **by_id = calloc(V, sizeof *by_id);
+    if (!by_id) {
+        ck_err(err, errlen, label, NULL, "out of memory");
+        return -1;
+    }
+    int rc = itos_by_id(itos, V, label, by_id, &total, err, errlen);
+    if (rc == 0) rc = stoi_inverts(stoi, V, label, by_id, err, errlen);
+    if (rc == 0) rc = meta_fill(m, V, by_id, total, label, err, errlen);
     free(by_id);
     return rc;
 }

@@ -146,10 +146,10 @@ const char *gpt2_gelu_name(gpt2_gelu g) { return g == GPT2_GELU_ERF ? "erf" : "t
 /* ---- Sizing: one table per allocation, as llm.c sizes its activations ---- */
 
 /* The arrays of a result, in allocation order. */
-enum { R_TOKENS, R_EMB, R_X0, R_X0_LNF, R_RESID, R_RESID_LNF, R_ATT, R_LOGITS, R_N };
+enum { R_TOKENS, R_EMB, R_X0, R_X0_LNF, R_RESID, R_RESID_LNF, R_ATT, R_LOGITS, R_MLP, R_MID, R_N };
 /* The per-block temporaries. */
 enum { S_LN, S_QKV, S_ATY, S_TMP, S_FCH, S_ATT, S_N };
-#define MAX_ARRAYS 8 /* >= R_N and S_N */
+#define MAX_ARRAYS 10 /* >= R_N and S_N */
 
 /* a * b into *r; 0 on overflow. */
 static int mul_ok(size_t a, size_t b, size_t *r)
@@ -197,12 +197,16 @@ static int size_tables(const gpt2_config *c, size_t n, const gpt2_forward_opts *
     if (!mul_ok(nb * nh, n * n, &kept)) return 0;
     rel[R_ATT] = o->skip_attention ? 0 : kept; /* (blocks, heads, n, n) of those kept */
     rel[R_LOGITS] = nlV;                       /* (n_logits, V) */
-    sel[S_LN] = nC;                            /* (n, C)  LN1 or LN2 output */
-    sel[S_QKV] = n3C;                          /* (n, 3C) */
-    sel[S_ATY] = nC;                           /* (n, C)  attention output before c_proj */
-    sel[S_TMP] = nC;                           /* (n, C)  a branch's output before the add */
-    sel[S_FCH] = nI;                           /* (n, I)  MLP hidden */
-    sel[S_ATT] = HnN;                          /* (H, n, n) one block's patterns */
+    size_t kb = (o->keep_select & GPT2_KEEP_BLOCK) ? 1 : L, kI, kC;
+    if (!mul_ok(kb, nI, &kI) || !mul_ok(kb, nC, &kC)) return 0;
+    rel[R_MLP] = o->keep_mlp ? kI : 0; /* (keep_blocks, n, I) */
+    rel[R_MID] = o->keep_mid ? kC : 0; /* (keep_blocks, n, C) */
+    sel[S_LN] = nC;                    /* (n, C)  LN1 or LN2 output */
+    sel[S_QKV] = n3C;                  /* (n, 3C) */
+    sel[S_ATY] = nC;                   /* (n, C)  attention output before c_proj */
+    sel[S_TMP] = nC;                   /* (n, C)  a branch's output before the add */
+    sel[S_FCH] = nI;                   /* (n, I)  MLP hidden */
+    sel[S_ATT] = HnN;                  /* (H, n, n) one block's patterns */
     for (int i = 0; i < R_N; i++)
         if (rel[i] > SIZE_MAX / sizeof(float)) return 0;
     for (int i = 0; i < S_N; i++)
@@ -251,7 +255,8 @@ static int check_args(const gpt2_model *m, const int32_t *tokens, size_t n, cons
         (o->kernels != GPT2_KERNELS_BLAS && o->kernels != GPT2_KERNELS_NAIVE))
         return TW_EINVAL;
     if (((o->att_select & GPT2_ATT_BLOCK) && (o->att_block < 0 || o->att_block >= m->cfg.n_layer)) ||
-        ((o->att_select & GPT2_ATT_HEAD) && (o->att_head < 0 || o->att_head >= m->cfg.n_head)))
+        ((o->att_select & GPT2_ATT_HEAD) && (o->att_head < 0 || o->att_head >= m->cfg.n_head)) ||
+        ((o->keep_select & GPT2_KEEP_BLOCK) && (o->keep_block < 0 || o->keep_block >= m->cfg.n_layer)))
         return TW_ERANGE;
     if (n < 1 || n > (size_t)m->cfg.n_ctx) return TW_ELENGTH;
     for (size_t t = 0; t < n; t++)
@@ -286,9 +291,12 @@ typedef void (*attention_fn)(float *, float *, const float *, size_t, size_t, si
 
 /* One pre-LN block on the residual stream x (n, C), in place:
  *   x += c_proj(attention(c_attn(LN1(x)))),  x += c_proj(GELU(c_fc(LN2(x)))).
- * att (H, n, n) receives the attention probabilities. */
+ * att (H, n, n) receives the attention probabilities; keep_mid (n, C) and
+ * keep_act (n, I), when not NULL, the state between the two halves and the
+ * MLP's hidden activations. */
 static void block_forward(float *x, float *att, void *const *s, const gpt2_block *b, const gpt2_config *c,
-                          size_t n, gpt2_gelu gelu, matmul_fn matmul, attention_fn attention)
+                          size_t n, gpt2_gelu gelu, matmul_fn matmul, attention_fn attention, float *keep_mid,
+                          float *keep_act)
 {
     const size_t C = (size_t)c->n_embd, F = (size_t)c->n_inner, H = (size_t)c->n_head;
     float *ln = s[S_LN], *qkv = s[S_QKV], *aty = s[S_ATY], *tmp = s[S_TMP], *fch = s[S_FCH];
@@ -297,9 +305,11 @@ static void block_forward(float *x, float *att, void *const *s, const gpt2_block
     attention(aty, att, qkv, n, C, H);
     matmul(tmp, aty, b->attn_proj_w, b->attn_proj_b, n, C, C);
     residual_forward(x, tmp, n * C);
+    if (keep_mid) memcpy(keep_mid, x, n * C * sizeof(float));
     layernorm_rows(ln, x, b->ln_2_w, b->ln_2_b, n, C, c->ln_eps);
     matmul(fch, ln, b->fc_w, b->fc_b, n, C, F);
     gelu_forward(fch, fch, n * F, gelu);
+    if (keep_act) memcpy(keep_act, fch, n * F * sizeof(float));
     matmul(tmp, fch, b->fc_proj_w, b->fc_proj_b, n, F, C);
     residual_forward(x, tmp, n * C);
 }
@@ -363,6 +373,11 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
         .n_logits = (int)n_logits,
         .logits_pos0 = o.logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1,
         .logits = ra[R_LOGITS],
+        .n_inner = cfg->n_inner,
+        .keep_block0 = (o.keep_select & GPT2_KEEP_BLOCK) ? o.keep_block : 0,
+        .keep_blocks = (o.keep_select & GPT2_KEEP_BLOCK) ? 1 : (int)L,
+        .mlp_act = ra[R_MLP],
+        .resid_mid = ra[R_MID],
     };
     matmul_fn matmul = naive ? matmul_forward_naive : matmul_forward;
     attention_fn attention = naive ? attention_forward_naive : attention_forward;
@@ -373,13 +388,18 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
     for (size_t l = 0; l < L && rc == TW_OK; l++) {
         float *x = r->resid + l * n * C; /* the residual stream after block l */
         memcpy(x, l ? x - n * C : r->x0, n * C * sizeof(float));
+        /* this block's slot in the kept arrays, if it is kept */
+        int kept = (int)l >= r->keep_block0 && (int)l < r->keep_block0 + r->keep_blocks;
+        size_t kl = kept ? l - (size_t)r->keep_block0 : 0;
+        float *mid = kept && r->resid_mid ? r->resid_mid + kl * n * C : NULL;
+        float *act = kept && r->mlp_act ? r->mlp_act + kl * n * (size_t)cfg->n_inner : NULL;
         gpt2_block_ref bref;
         const gpt2_block *blk = gpt2_block_acquire(m, (int)l, &bref);
         if (!blk) {
             rc = TW_ENOMEM;
             break;
         }
-        block_forward(x, sa[S_ATT], sa, blk, cfg, n, o.gelu, matmul, attention);
+        block_forward(x, sa[S_ATT], sa, blk, cfg, n, o.gelu, matmul, attention, mid, act);
         gpt2_block_release(&bref);
         layernorm_rows(r->resid_lnf + l * n * C, x, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
         keep_patterns(r, sa[S_ATT], (int)l);

@@ -54,9 +54,15 @@ typedef struct {
     int att_block;           /* with GPT2_ATT_BLOCK */
     int att_head;            /* with GPT2_ATT_HEAD */
     const tw_cancel *cancel; /* checked between blocks; NULL: never stops */
+    int keep_mlp;            /* nonzero: keep the MLP hidden activations (mlp_act): L*n*I floats,
+                                151 MB for 124M at n = 1024 */
+    int keep_mid;            /* nonzero: keep the residual stream between attention and MLP (resid_mid) */
+    int keep_select;         /* GPT2_KEEP_BLOCK: keep mlp_act / resid_mid of keep_block only */
+    int keep_block;          /* with GPT2_KEEP_BLOCK */
 } gpt2_forward_opts;
 
 enum { GPT2_ATT_BLOCK = 1, GPT2_ATT_HEAD = 2 };
+enum { GPT2_KEEP_BLOCK = 1 };
 
 /* gpt2_forward returns TW_OK or a base/status.h code: TW_EINVAL (NULL pointer,
  * bad option value, unusable config), TW_ELENGTH (n < 1 or n > n_ctx),
@@ -68,6 +74,7 @@ enum { GPT2_ATT_BLOCK = 1, GPT2_ATT_HEAD = 2 };
  * arrays do not alias the model. */
 typedef struct {
     int n, C, H, L, V;          /* dimensions as above */
+    int n_inner;                /* I, the MLP width */
     gpt2_gelu gelu;             /* which GELU form was used: report it */
     gpt2_kernels kernels;       /* which kernel path was used */
     int32_t *tokens;            /* (n) copy of the input ids */
@@ -86,6 +93,13 @@ typedef struct {
     int n_logits;    /* rows of logits: 1 (last position), n (all) or 0 (none) */
     int logits_pos0; /* position of the first logits row: n-1 (last) or 0 (all) */
     float *logits;   /* (n_logits, V) LN_f(x_L) wte^T, NULL when n_logits = 0 */
+    int keep_block0, keep_blocks; /* the blocks mlp_act and resid_mid hold (all L unless
+                                     opts.keep_select says otherwise) */
+    float *mlp_act;   /* (keep_blocks, n, I) GELU(LN2(x') W_fc + b_fc) of block keep_block0 + b, the
+                         coefficients of the MLP's value vectors (rows of W_proj): element
+                         (b*n + t)*I + i is neuron i at position t. NULL unless opts.keep_mlp. */
+    float *resid_mid; /* (keep_blocks, n, C) x' = x_l + Attn_l(LN1_l(x_l)), the state ln_2 reads.
+                         NULL unless opts.keep_mid. */
 } gpt2_forward_result;
 
 /* Runs the model on tokens[0..n). On success returns TW_OK and stores a

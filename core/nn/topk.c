@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,67 +85,50 @@ static double bottom_key(double s) { return isnan(s) ? -INFINITY : -s; }
 
 /* ---- Scanning one query's scores for one block of rows ---- */
 
-/* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap. The float
- * threshold test passes every candidate that could enter (ties included, NaN
- * included: !(v < thr) holds for both), so the exact test in heap_offer
- * decides. Scores are first tested 16 at a time (a loop the compiler turns
- * into vector compares): most blocks of 16 hold no candidate. */
+/* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap (ht) and the
+ * bottom heap (hb), either may be NULL. The float threshold tests pass every
+ * candidate that could enter (ties included, NaN included), so the exact
+ * test in heap_offer decides. Most scores enter neither list: a chunk of
+ * SCAN_CHUNK scores is first tested as a whole against the thresholds as
+ * they stand at its start (thresholds only tighten within a chunk, so a
+ * chunk that passes nothing then passes nothing later either), a branch-free
+ * loop the compiler vectorises. */
 #define SCAN_CHUNK 16
 
-static void scan_top(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
+static void scan_one(heap_item *ht, heap_item *hb, size_t k, float v, int32_t id, float *tt, float *tb)
 {
-    float thr = (float)h[0].key; /* exact: keys come from floats or -inf */
-    size_t j = 0;
-    for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
-        int any = 0;
-        for (size_t t = 0; t < SCAN_CHUNK; t++) any |= !(s[j + t] < thr);
-        if (!any) continue;
-        for (size_t t = j; t < j + SCAN_CHUNK; t++) {
-            float v = s[t];
-            if (!(v < thr)) {
-                heap_offer(h, k, top_key(v), v, id0 + (int32_t)t);
-                thr = (float)h[0].key;
-            }
-        }
+    if (ht && (v >= *tt || v != v)) {
+        heap_offer(ht, k, top_key(v), v, id);
+        *tt = (float)ht[0].key; /* exact: keys come from floats or -inf */
     }
-    for (; j < b; j++) {
-        float v = s[j];
-        if (!(v < thr)) {
-            heap_offer(h, k, top_key(v), v, id0 + (int32_t)j);
-            thr = (float)h[0].key;
-        }
+    if (hb && (v <= *tb || v != v)) {
+        heap_offer(hb, k, bottom_key(v), v, id);
+        *tb = (float)-hb[0].key;
     }
 }
 
-static void scan_bottom(heap_item *h, size_t k, const float *s, size_t b, int32_t id0)
+static void scan_block(heap_item *ht, heap_item *hb, size_t k, const float *s, size_t b, int32_t id0)
 {
-    float thr = (float)-h[0].key; /* candidates need v <= thr */
+    float tt = ht ? (float)ht[0].key : INFINITY;   /* top candidates need v >= tt */
+    float tb = hb ? (float)-hb[0].key : -INFINITY; /* bottom candidates need v <= tb */
     size_t j = 0;
     for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
-        int any = 0;
-        for (size_t t = 0; t < SCAN_CHUNK; t++) any |= !(s[j + t] > thr);
-        if (!any) continue;
-        for (size_t t = j; t < j + SCAN_CHUNK; t++) {
-            float v = s[t];
-            if (!(v > thr)) {
-                heap_offer(h, k, bottom_key(v), v, id0 + (int32_t)t);
-                thr = (float)-h[0].key;
-            }
+        int pass = 0;
+        for (size_t u = 0; u < SCAN_CHUNK; u++) {
+            float v = s[j + u];
+            pass |= (v >= tt) | (v <= tb) | (v != v);
         }
+        if (!pass) continue;
+        for (size_t u = 0; u < SCAN_CHUNK; u++)
+            scan_one(ht, hb, k, s[j + u], id0 + (int32_t)(j + u), &tt, &tb);
     }
-    for (; j < b; j++) {
-        float v = s[j];
-        if (!(v > thr)) {
-            heap_offer(h, k, bottom_key(v), v, id0 + (int32_t)j);
-            thr = (float)-h[0].key;
-        }
-    }
+    for (; j < b; j++) scan_one(ht, hb, k, s[j], id0 + (int32_t)j, &tt, &tb);
 }
 
 static int check_args(const void *M, size_t n, size_t d, const void *Q, size_t nq, size_t k,
-                      const topk_hit *top, const topk_hit *bottom)
+                      const topk_hit *top, const topk_hit *bottom, bool lists_optional)
 {
-    if (!M || !Q || (!top && !bottom)) return TW_EINVAL;
+    if (!M || !Q || (!top && !bottom && !lists_optional)) return TW_EINVAL;
     if (k < 1 || k > n || n >= (size_t)INT32_MAX) return TW_EINVAL;
     if (d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX) return TW_EINVAL;
     if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return TW_EINVAL;
@@ -190,7 +174,7 @@ double topk_gamma(size_t n)
     return nu < 1.0 ? nu / (1.0 - nu) : INFINITY;
 }
 
-static double screen_error(size_t d, double qn, double R) { return 2.0 * topk_gamma(d + 1) * qn * R; }
+double topk_screen_error(size_t d, double qn, double R) { return 2.0 * topk_gamma(d + 1) * qn * R; }
 
 /* Exact top or bottom list of one query over every row of M (the fallback
  * when screening cannot certify a list, and the naive reference). */
@@ -280,8 +264,7 @@ void topk_cands_free(topk_cands *c)
 
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0)
 {
-    if (c->ht) scan_top(c->ht + i * c->kc, c->kc, s, b, (int32_t)j0);
-    if (c->hb) scan_bottom(c->hb + i * c->kc, c->kc, s, b, (int32_t)j0);
+    scan_block(c->ht ? c->ht + i * c->kc : NULL, c->hb ? c->hb + i * c->kc : NULL, c->kc, s, b, (int32_t)j0);
 }
 
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
@@ -319,7 +302,7 @@ int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top,
     // stride lds, query i at P + i * ldp; top, bottom: list i at + i * ldo
     if (!s) return TW_EINVAL;
     const size_t n = s->n, d = s->d, ds = s->ds;
-    int rc = check_args(s->M, n, d, s->Q, nq, k, top, bottom);
+    int rc = check_args(s->M, n, d, s->Q, nq, k, top, bottom, false);
     if (rc) return rc;
     if (!s->S || !s->P || ds < 1 || ds > (size_t)INT_MAX || s->lds < ds || s->ldp < ds || s->ldq < d ||
         ldo < k || s->lds > (size_t)INT_MAX || s->ldp > (size_t)INT_MAX ||
@@ -352,7 +335,7 @@ int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top,
     /* The screening error of the plain problem (S = M, P = Q). */
     if (err) {
         double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(s->M, n, d);
-        for (size_t i = 0; i < nq; i++) err[i] = screen_error(d, norm2(s->Q + i * s->ldq, d), R);
+        for (size_t i = 0; i < nq; i++) err[i] = topk_screen_error(d, norm2(s->Q + i * s->ldq, d), R);
     }
     rc = topk_cands_certify(c, s->M, d, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
 out:
@@ -366,9 +349,125 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
                   topk_hit *bottom, const topk_opts *opts)
 {
     // M (n, d), Q (nq, d); top, bottom (nq, k)
-    const topk_screen s = {
-        .M = M, .n = n, .d = d, .Q = Q, .ldq = d, .S = M, .lds = d, .ds = d, .P = Q, .ldp = d};
-    return topk_rows_screened(&s, nq, k, top, bottom, k, opts);
+    int rc = check_args(M, n, d, Q, nq, k, top, bottom, opts && opts->on_block);
+    if (rc) return rc;
+    if (nq == 0) return TW_OK;
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
+    size_t kc = 2 * k + TOPK_MARGIN; /* candidates kept per list */
+    if (kc > n) kc = n;
+
+    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / nq;
+    b = b / 16 * 16;
+    if (b < 16) b = 16;
+    if (b > n) b = n;
+    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
+
+    float *S = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
+    heap_item *ht = top ? malloc(nq * kc * sizeof(heap_item)) : NULL;
+    heap_item *hb = bottom ? malloc(nq * kc * sizeof(heap_item)) : NULL;
+    heap_item *tmp = malloc(k * sizeof(heap_item));
+    if (!S || (top && !ht) || (bottom && !hb) || !tmp) {
+        rc = TW_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        if (ht) heap_init(ht + i * kc, kc);
+        if (hb) heap_init(hb + i * kc, kc);
+    }
+
+    /* Screening: float GEMM of a block of rows against every query, the
+     * best kc per list kept. */
+    for (size_t j0 = 0; j0 < n; j0 += b) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
+        size_t bj = n - j0 < b ? n - j0 : b;
+        // S (nq, bj) = Q (nq, d) . M[j0 .. j0+bj)^T (d, bj)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
+                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
+        for (size_t i = 0; i < nq && (ht || hb); i++) {
+            const float *s = S + i * bj;
+            scan_block(ht ? ht + i * kc : NULL, hb ? hb + i * kc : NULL, kc, s, bj, (int32_t)j0);
+        }
+        if (opts && opts->on_block && (rc = opts->on_block(opts->ctx, S, nq, j0, bj)) != TW_OK) goto out;
+    }
+    if (!ht && !hb) goto out;
+
+    /* Certification: exact scores of the candidates, the best k of them. */
+    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+    unsigned long long scans = 0;
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = Q + i * d;
+        double err = topk_screen_error(d, norm2(q, d), R);
+        if (!(err < INFINITY)) err = INFINITY; /* NaN: never certified */
+        if (ht) scans += certify(M, n, d, q, k, kc, 0, err, ht + i * kc, tmp, top + i * k);
+        if (hb) scans += certify(M, n, d, q, k, kc, 1, err, hb + i * kc, tmp, bottom + i * k);
+    }
+    if (scans) atomic_fetch_add(&exact_scans, scans);
+out:
+    free(S);
+    free(ht);
+    free(hb);
+    free(tmp);
+    return rc;
+}
+
+int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
+                   size_t *ranks, const topk_opts *opts)
+{
+    if (!M || !Q || (nq && (!ids || !ranks))) return TW_EINVAL;
+    if (n < 1 || n >= (size_t)INT32_MAX || d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX)
+        return TW_EINVAL;
+    for (size_t i = 0; i < nq; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= n) return TW_EINVAL;
+    if (nq == 0) return TW_OK;
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
+    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / nq;
+    b = b / 16 * 16;
+    if (b < 16) b = 16;
+    if (b > n) b = n;
+    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
+    float *S = malloc(nq * b * sizeof(float));
+    double *st = malloc(nq * 2 * sizeof(double)); /* per query: exact score of its row, error bound */
+    if (!S || !st) {
+        free(S);
+        free(st);
+        return TW_ENOMEM;
+    }
+    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = Q + i * d;
+        st[2 * i] = top_key(topk_dot(q, M + (size_t)ids[i] * d, d));
+        double err = topk_screen_error(d, norm2(q, d), R);
+        st[2 * i + 1] = err < INFINITY ? err : INFINITY; /* NaN: every row rescored */
+        ranks[i] = 1;
+    }
+    int rc = TW_OK;
+    for (size_t j0 = 0; j0 < n; j0 += b) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
+        size_t bj = n - j0 < b ? n - j0 : b;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
+                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
+        for (size_t i = 0; i < nq; i++) {
+            const float *s = S + i * bj;
+            const double key = st[2 * i], err = st[2 * i + 1];
+            const int32_t t = ids[i];
+            size_t above = 0;
+            for (size_t j = 0; j < bj; j++) {
+                double f = s[j];
+                int32_t id = (int32_t)(j0 + j);
+                if (id == t) continue;
+                if (f - err > key) { /* surely better (and not NaN) */
+                    above++;
+                } else if (!(f + err < key)) { /* undecided (or NaN): exact */
+                    double e = top_key(topk_dot(Q + i * d, M + (size_t)id * d, d));
+                    above += (size_t)better(e, id, key, t);
+                }
+            }
+            ranks[i] += above;
+        }
+    }
+    free(S);
+    free(st);
+    return rc;
 }
 
 int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
@@ -382,7 +481,7 @@ int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, siz
 int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                     topk_hit *bottom)
 {
-    int rc = check_args(M, n, d, Q, nq, k, top, bottom);
+    int rc = check_args(M, n, d, Q, nq, k, top, bottom, false);
     if (rc) return rc;
     heap_item *h = malloc(k * sizeof *h);
     if (!h) return TW_ENOMEM;

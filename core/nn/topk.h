@@ -66,9 +66,16 @@ int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, siz
 typedef struct {
     float max_row_norm;      /* max_j |M_j| when the caller knows it (> 0); else computed */
     const tw_cancel *cancel; /* checked between GEMM blocks; NULL: never stops */
+    /* Called with every block of float GEMM scores: S (nq, bj), row i the
+     * scores of query i against rows j0 .. j0 + bj of M. Lets a caller
+     * compute more from the same pass (the logit lens' log-sum-exp); a
+     * non-zero return stops the pass with that code. NULL: none. */
+    int (*on_block)(void *ctx, const float *S, size_t nq, size_t j0, size_t bj);
+    void *ctx;
 } topk_opts;
 
-/* topk_rows with options. */
+/* topk_rows with options. With on_block set, top and bottom may both be
+ * NULL (a pass for the callback alone). */
 int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                   topk_hit *bottom, const topk_opts *opts);
 
@@ -127,10 +134,24 @@ size_t topk_block_rows(size_t nq, size_t n);
  * error of a float dot product of length n (|fl(x.y) - x.y| <= gamma_n
  * sum |x_i y_i|), in any summation order, with or without FMA. */
 double topk_gamma(size_t n);
+/* For each query q_i of Q (nq, d), the exact 1-based rank of row ids[i] of M
+ * (n, d) in q_i's top list: ranks[i] = 1 + the number of rows j that come
+ * before it in the order of topk_rows (a larger exact score topk_dot(q_i, M_j),
+ * or an equal one and j < ids[i]), i.e. its position in topk_rows's list with
+ * k = n. Screened with the same float GEMM and error bound as topk_rows_opt:
+ * only the rows whose float score lies within the bound of the row's exact
+ * score are rescored exactly, so the rank is exact. opts->cancel is checked
+ * between GEMM blocks. */
+int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
+                   size_t *ranks, const topk_opts *opts);
 
 /* The exact dot product of two float vectors, in double, in a fixed order:
  * the score of every list. */
 double topk_dot(const float *a, const float *b, size_t d);
+
+/* The proven bound on |float GEMM score - topk_dot score| for a query of
+ * norm qnorm against rows of norm at most max_row_norm (docs/MATH.md §2). */
+double topk_screen_error(size_t d, double qnorm, double max_row_norm);
 
 /* max_j |M_j| over the n rows of M (n, d) (NaN if a row holds NaN). */
 float topk_max_row_norm(const float *M, size_t n, size_t d);

@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/num.h"
 #include "base/status.h"
 #include "core/proj/pca.h"
 #include "core/proj/umap.h"
@@ -256,10 +257,10 @@ json_t *layout_status_json(layout_service *p)
     static const char *stages[] = {"idle", "knn", "graph", "init", "optimize", "done"};
     int st = atomic_load(&p->state);
     int stage = atomic_load(&p->prog.stage);
-    json_t *o =
-        json_pack("{s:s,s:i,s:i,s:i,s:f,s:b,s:b}", "state", states[st], "rows", (int)p->n, "n_neighbors",
-                  (int)p->params.n_neighbors, "n_components", 3, "min_dist", (double)p->params.min_dist,
-                  "from_cache", p->from_cache, "kept_on_disk", p->path[0] != '\0');
+    json_t *o = json_pack("{s:s,s:i,s:i,s:i,s:f,s:b,s:b}", "state", states[st], "rows", (int)p->n,
+                          "n_neighbors", (int)p->params.n_neighbors, "n_components", 3, "min_dist",
+                          tw_float_decimal(p->params.min_dist), "from_cache", p->from_cache, "kept_on_disk",
+                          p->path[0] != '\0');
     if (st == U_FITTING) {
         json_object_set_new(o, "progress", json_real(umap_progress_fraction(&p->prog)));
         json_object_set_new(o, "stage", json_string(stage >= 0 && stage <= 5 ? stages[stage] : "?"));

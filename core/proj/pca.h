@@ -13,9 +13,9 @@
 typedef struct {
     size_t dim;            /* input width D */
     size_t n_components;   /* k */
-    double *mean;          /* (D) column means, owned */
-    double *components;    /* (k, D) unit rows, by descending variance, owned */
-    double *variance;      /* (k) variance along each component, owned */
+    double *mean;          /* (D) column means; one allocation with the next two, freed by pca_free */
+    double *components;    /* (k, D) unit rows, by descending variance */
+    double *variance;      /* (k) variance along each component */
     double total_variance; /* trace of the covariance */
 } pca_model;
 

@@ -243,7 +243,7 @@ function cloudTrace(c) {
   return {
     type: 'scatter3d', mode: 'markers', name: `vocabulary (${c.n} of ${c.rows} fitted rows)`,
     x: pts.map(q => q[0]), y: pts.map(q => q[1]), z: pts.map(q => q[2]),
-    hovertext: c.texts.map(s => plotlyText(visibleToken(s))), hoverinfo: 'text',
+    hovertext: c.tokens.map(t => plotlyText(visibleToken(t.text))), hoverinfo: 'text',
     marker: { size: 2, color: '#8a93a3', opacity: 0.28 },
     meta: { role: 'cloud' },
   };
@@ -480,9 +480,9 @@ function renderDetails() {
   if (st.focus) parts.push(el('p', { class: 'hint' }, 'The point under the pointer. Change the layer or the token to go back.'));
   st.results.forEach((r, p) => {
     if (!r.next_tokens || !r.next_tokens.length) return;
-    parts.push(el('h3', {}, st.results.length > 1 ? `${LETTERS[p]} · ` : '', 'next token after the phrase (logits)'));
+    parts.push(el('h3', {}, st.results.length > 1 ? `${LETTERS[p]} · ` : '', 'next token after the phrase (logit, probability)'));
     parts.push(el('ol', { class: 'nearest' }, r.next_tokens.slice(0, 5).map(n =>
-      el('li', {}, tokenChip(n), el('span', { class: 'score' }, fmt(n.logit))))));
+      el('li', {}, tokenChip(n), el('span', { class: 'score' }, `${fmt(n.score)} · p ${fmt(n.prob)}`)))));
   });
   box.replaceChildren(...parts);
 }

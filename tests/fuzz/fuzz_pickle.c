@@ -4,10 +4,8 @@
  * and as a meta.pkl. A parsed tree is walked (bounded: values may be shared,
  * so an unbounded walk could take exponential time) to touch every field.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_pickle.c \
- *     core/model/pickle.c core/model/torch_ckpt.c core/model/zipread.c core/errmsg.c \
- *     core/utf8.c core/safetensors.c -ljansson -lz -lm -o /tmp/fuzz_pickle
- *   /tmp/fuzz_pickle -max_total_time=60 tests/fuzz/corpus/pickle
+ * Built with -Dfuzz=true (tests/fuzz/meson.build); run with
+ *   scripts/fuzz 60 pickle
  */
 #include <stdint.h>
 #include <stdlib.h>

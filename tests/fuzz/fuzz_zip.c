@@ -1,10 +1,8 @@
 /* libFuzzer entry point for core/model/zipread and, on top of it,
  * core/model/torch_ckpt (the whole checkpoint reader from memory).
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_zip.c \
- *     core/model/pickle.c core/model/torch_ckpt.c core/model/zipread.c core/errmsg.c \
- *     core/utf8.c core/safetensors.c -ljansson -lz -lm -o /tmp/fuzz_zip
- *   /tmp/fuzz_zip -max_total_time=60 tests/fuzz/corpus/zip
+ * Built with -Dfuzz=true (tests/fuzz/meson.build); run with
+ *   scripts/fuzz 60 zip
  */
 #include <stdint.h>
 #include <stdlib.h>

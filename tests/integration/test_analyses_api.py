@@ -104,8 +104,9 @@ class AnalysesApiTest(unittest.TestCase):
         for h in w["heads"]:
             self.assertEqual(len(h["keys"]), 3)
             self.assertEqual(len(h["values"]), 3)
-            self.assertIsInstance(h["value_norm"], float)
-            self.assertGreater(h["value_norm"], 0)
+            self.assertIsInstance(h["norm"], float)
+            self.assertGreater(h["norm"], 0)
+            self.assertNotIn("value_norm", h)
         self.assertEqual(len(w["layer"]["values"]), 3)
 
     def test_probe_get_post_and_skips(self):
@@ -115,8 +116,15 @@ class AnalysesApiTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(g, p)
         self.assertEqual([w["word"] for w in g["words"]], ["time", "year"])
-        self.assertEqual(g["skipped"][0]["word"], "xqzjv")
-        self.assertGreater(g["skipped"][0]["n_tokens"], 1)
+        sk = g["skipped"][0]
+        self.assertEqual(sk["word"], "xqzjv")
+        self.assertEqual(sk["reason"], "encodes to more than one token")
+        self.assertGreater(len(sk["tokens"]), 1)
+        for t in sk["tokens"]:
+            self.assertToken(t, score=False)
+        # the split is the tokenizer's own
+        st, tk = self.d.get_json("/tokenize", text="xqzjv")
+        self.assertEqual(sk["tokens"], tk["tokens"])
 
     def test_probe_csv(self):
         st, h, body = self.d.get("/probe", block=0, k=2, words="time", format="csv")
@@ -141,8 +149,8 @@ class AnalysesApiTest(unittest.TestCase):
                 self.assertAlmostEqual(h[m]["frac99"], (first + 1) / 16)
                 self.assertEqual(len(h[m]["directions"]), 5)
                 for r, d in enumerate(h[m]["directions"]):
-                    self.assertEqual(d["rank"], r)
-                    self.assertAlmostEqual(d["s"], sv[r])
+                    self.assertEqual(d["rank"], r + 1)  # 1-based, as every rank
+                    self.assertAlmostEqual(d["singular_value"], sv[r])
                     self.assertIn(d["sign"], (1, -1))
                     self.assertEqual(len(d["left"]), 4)
                     for t in d["left"] + d["right"]:
@@ -234,7 +242,13 @@ class AnalysesApiTest(unittest.TestCase):
         error_at(self, self.d, "/svd?block=1&head=4", 400, "'head'", "0..3")
         error_at(self, self.d, "/svd?block=1&k=0", 400, "'k'", "1..50")
         error_at(self, self.d, "/svd?block=1&k=51", 400, "'k'", "1..50")
-        error_at(self, self.d, "/svd?block=1&top=17", 400, "'top'", "0..16")
+        # more directions than the head dimension (16) is all of them: a bound the client
+        # cannot know; more than max_top (the configuration's) is refused
+        st, seventeen = self.d.get_json("/svd", block=1, top=17, k=2)
+        st2, sixteen = self.d.get_json("/svd", block=1, top=16, k=2)
+        self.assertEqual((st, st2, seventeen["top"]), (200, 200, 16))
+        self.assertEqual(seventeen, sixteen)
+        error_at(self, self.d, "/svd?block=1&top=65", 400, "'top'", "0..64")
         error_at(self, self.d, "/svd?block=1&matrix=qv", 400, "'matrix'", "both, qk, vo")
         error_at(self, self.d, "/svd?block=1&format=xml", 400, "'format'", "json, csv, latex")
         error_at(self, self.d, "/embeddings?scheme=cosine", 400, "'scheme'", "norm")

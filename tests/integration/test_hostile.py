@@ -367,7 +367,7 @@ class StormTest(unittest.TestCase):
 
 class NonReadingClientsTest(unittest.TestCase):
     def test_one_copy_of_a_cached_answer(self):
-        with Daemon("--set", "access_log=false", model=demo_model()) as d:
+        with Daemon("--set", "access_log=false", "--set", "max_answer_tokens=1000000", model=demo_model()) as d:
             target = "/attention?text=%s&block=0" % ("word%20" * 200)
             st, _, body = d.request("GET", target)
             self.assertEqual(st, 200)

@@ -1,13 +1,12 @@
-"""The default model's download, against a local stand-in for the hub.
+"""The default model's download, through the daemon, against a local
+stand-in for the hub (hub_standin.py: the real hub's headers, redirects and
+Range behaviour).
 
-The stand-in serves a tiny synthetic checkpoint with the hub's layout
-(/{repo}/resolve/main/{file}; LFS files answer with a redirect that carries
-X-Linked-Size and X-Linked-Etag = SHA-256, and the redirect target honours
-Range). It can cut the first transfer short to test resuming, or announce a
-wrong hash to test verification.
+The download lands in the Hugging Face cache (HF_HUB_CACHE), where a later
+start, or huggingface_hub, finds it; test_hub_cache.py tests the layout
+itself.
 """
 import hashlib
-import http.server
 import os
 import shutil
 import socket
@@ -23,88 +22,13 @@ def read_bytes(path):
         return f.read()
 
 sys.path.insert(0, os.path.dirname(__file__))
+from hub_standin import StandInHub  # noqa: E402
 from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-hub-")
 SRC = os.path.join(TMP, "src")
 REPO = "openai-community/gpt2"
 FILES = ("config.json", "vocab.json", "merges.txt", "model.safetensors")
-
-
-class FakeHub(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.cut_after = None      # bytes after which the next model transfer is cut
-        self.bad_hash = False
-        self.ranges = []           # Range headers seen on the model file
-        self.gets = []
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def _file(self):
-        prefix = "/%s/resolve/main/" % REPO
-        if self.path.startswith(prefix):
-            return self.path[len(prefix):], False
-        if self.path.startswith("/cdn/"):
-            return self.path[5:], True
-        return None, False
-
-    def _lfs_headers(self, name):
-        p = os.path.join(SRC, name)
-        digest = hashlib.sha256(read_bytes(p)).hexdigest()
-        if self.server.bad_hash:
-            digest = "0" * 64
-        self.send_header("X-Linked-Size", str(os.path.getsize(p)))
-        self.send_header("X-Linked-Etag", '"%s"' % digest)
-
-    def do_HEAD(self):
-        self.handle_req(head=True)
-
-    def do_GET(self):
-        self.handle_req(head=False)
-
-    def handle_req(self, head):
-        name, cdn = self._file()
-        if name not in FILES:
-            self.send_response(404)
-            self.end_headers()
-            return
-        if name == "model.safetensors" and not cdn:
-            self.send_response(302)
-            self._lfs_headers(name)
-            self.send_header("Location", "/cdn/" + name)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data = read_bytes(os.path.join(SRC, name))
-        start = 0
-        rng = self.headers.get("Range")
-        if not head:
-            self.server.gets.append(name)
-        if rng and name == "model.safetensors":
-            self.server.ranges.append(rng)
-            start = int(rng.split("=")[1].split("-")[0])
-        body = data[start:]
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if head:
-            return
-        cut = self.server.cut_after
-        if cut is not None and name == "model.safetensors":
-            self.server.cut_after = None
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
 
 
 def setUpModule():
@@ -117,47 +41,84 @@ def tearDownModule():
 
 class HubTest(unittest.TestCase):
     def setUp(self):
-        self.hub = FakeHub()
-        threading.Thread(target=self.hub.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d" % self.hub.server_address[1]
+        self.hub = StandInHub()
+        self.commit = self.hub.add_revision(REPO, "main", {f: read_bytes(os.path.join(SRC, f)) for f in FILES})
+        self.hub.start()
+        self.addCleanup(self.hub.stop)
+        self.url = self.hub.url
 
-    def tearDown(self):
-        self.hub.shutdown()
-        self.hub.server_close()
-
-    def daemon(self, cache):
-        d = Daemon("--set", "fetch=true", "--set", "hub_url=" + self.url, "--set", "fetch_timeout=5")
+    def daemon(self, cache, *args):
+        d = Daemon("--set", "fetch=true", "--set", "hub_url=" + self.url, "--set", "fetch_timeout=5", *args,
+                   env={"HF_HUB_CACHE": os.path.join(cache, "hf")})
         shutil.rmtree(d.cache)
         d.cache = cache
         return d
 
     def test_download_resume_and_reuse(self):
         cache = os.path.join(TMP, "cache-resume")
-        size = os.path.getsize(os.path.join(SRC, "model.safetensors"))
+        model = read_bytes(os.path.join(SRC, "model.safetensors"))
+        size, digest = len(model), hashlib.sha256(model).hexdigest()
+        repo_dir = os.path.join(cache, "hf", "models--openai-community--gpt2")
         self.hub.cut_after = size // 2
         # first start: the transfer is cut; twd falls back to the demo model
         with self.daemon(cache) as d:
             st, doc = d.get_json("/model")
             self.assertEqual(doc["origin"], "demo")
         self.assertIn("partial download kept", d.stderr())
-        part = os.path.join(cache, "hub", "openai-community-gpt2", ".partial", "model.safetensors")
+        part = os.path.join(repo_dir, "blobs", digest + ".incomplete")
         self.assertEqual(os.path.getsize(part), size // 2)
+        self.assertFalse(os.path.exists(os.path.join(repo_dir, "refs", "main")))
         # second start: resumes from the middle, verifies, loads the hub model
         with self.daemon(cache) as d:
             st, doc = d.get_json("/model")
-            self.assertEqual(doc["origin"], "hub-cache")
+            self.assertEqual(doc["origin"], "download")
             self.assertEqual(doc["name"], REPO)
             self.assertEqual(doc["n_embd"], 32)
-        self.assertIn("bytes=%d-" % (size // 2), self.hub.ranges)
-        final = os.path.join(cache, "hub", "openai-community-gpt2")
+        self.assertIn("bytes=%d-" % (size // 2), self.hub.ranges())
+        snap = os.path.join(repo_dir, "snapshots", self.commit)
         for f in FILES:
-            self.assertEqual(read_bytes(os.path.join(final, f)), read_bytes(os.path.join(SRC, f)))
+            self.assertTrue(os.path.islink(os.path.join(snap, f)), f)
+            self.assertEqual(read_bytes(os.path.join(snap, f)), read_bytes(os.path.join(SRC, f)))
+        self.assertEqual(read_bytes(os.path.join(repo_dir, "refs", "main")), self.commit.encode())
         # third start: nothing is downloaded again
-        self.hub.gets.clear()
+        self.hub.clear_log()
         with self.daemon(cache) as d:
-            self.assertEqual(d.get_json("/model")[1]["origin"], "hub-cache")
-        self.assertEqual(self.hub.gets, [])
+            self.assertEqual(d.get_json("/model")[1]["origin"], "hf-cache")
+        self.assertEqual(self.hub.gets(), [])
         self.assertFalse(SANITIZER.search(d.stderr()), d.stderr())
+        # the cache's folders as --model: named by the repository, never by a commit hash
+        for path in (repo_dir, snap):
+            with Daemon("--model", path) as d:
+                st, doc = d.get_json("/model")
+                self.assertEqual((doc["name"], doc["origin"], doc["n_embd"]), (REPO, "hf-cache", 32))
+        # a hub id as --model, offline, from the cache
+        with Daemon("--model", REPO, env={"HF_HUB_CACHE": os.path.join(cache, "hf")}) as d:
+            self.assertEqual(d.get_json("/model")[1]["origin"], "hf-cache")
+
+    def test_revision(self):
+        cache = os.path.join(TMP, "cache-rev")
+        dev = self.hub.add_revision(REPO, "dev", {f: read_bytes(os.path.join(SRC, f)) for f in FILES})
+        with self.daemon(cache, "--set", "revision=dev") as d:
+            self.assertEqual(d.get_json("/model")[1]["origin"], "download")
+        refs = os.path.join(cache, "hf", "models--openai-community--gpt2", "refs")
+        self.assertEqual(read_bytes(os.path.join(refs, "dev")), dev.encode())
+        self.assertFalse(os.path.exists(os.path.join(refs, "main")))
+        self.hub.clear_log()
+        with self.daemon(cache, "--set", "revision=dev") as d:
+            self.assertEqual(d.get_json("/model")[1]["origin"], "hf-cache")
+        self.assertEqual(self.hub.gets(), [])
+
+    def test_twd_older_cache_is_still_read(self):
+        cache = os.path.join(TMP, "cache-old")
+        old = os.path.join(cache, "hub", "openai-community-gpt2")
+        shutil.copytree(SRC, old)
+        open(os.path.join(old, ".complete"), "w").close()
+        d = Daemon(env={"HF_HUB_CACHE": os.path.join(cache, "hf")})
+        shutil.rmtree(d.cache)
+        d.cache = cache
+        with d:
+            st, doc = d.get_json("/model")
+            self.assertEqual((doc["origin"], doc["name"]), ("twd-cache", REPO))
 
     def test_hash_mismatch_is_rejected(self):
         cache = os.path.join(TMP, "cache-bad")
@@ -165,7 +126,9 @@ class HubTest(unittest.TestCase):
         with self.daemon(cache) as d:
             self.assertEqual(d.get_json("/model")[1]["origin"], "demo")
         self.assertIn("does not match", d.stderr())
-        self.assertFalse(os.path.exists(os.path.join(cache, "hub", "openai-community-gpt2", "model.safetensors")))
+        blobs = os.path.join(cache, "hf", "models--openai-community--gpt2", "blobs")
+        self.assertEqual([b for b in os.listdir(blobs) if b.startswith("0" * 64)], [])
+        self.assertFalse(os.path.exists(os.path.join(cache, "hf", "models--openai-community--gpt2", "refs", "main")))
 
 
 class StallingHub:

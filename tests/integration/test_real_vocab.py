@@ -54,6 +54,43 @@ class RealVocabularyTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(len(doc["words"]), 96)
         self.assertEqual(sorted(s["word"] for s in doc["skipped"]), ["idea", "moment", "others", "teacher"])
+        idea = next(s for s in doc["skipped"] if s["word"] == "idea")
+        self.assertEqual(idea["reason"], "encodes to more than one token")
+        self.assertEqual([t["id"] for t in idea["tokens"]], self.ids("idea"))
+        self.assertEqual("".join(t["text"] for t in idea["tokens"]), "idea")
+
+    def test_paper_nouns_with_a_leading_space(self):
+        # mid-sentence every one of the 100 nouns is one GPT-2 token
+        st, doc = self.d.get_json("/probe", block=0, k=1, leading_space="true")
+        self.assertEqual(st, 200)
+        self.assertTrue(doc["leading_space"])
+        self.assertEqual((len(doc["words"]), doc["skipped"]), (100, []))
+        idea = next(w for w in doc["words"] if w["word"] == "idea")
+        self.assertEqual([idea["token"]["id"]], self.ids(" idea"))
+        self.assertEqual(idea["token"]["text"], " idea")
+        # the CSV lists the skipped words too, one row per token of the split
+        st, h, body = self.d.get("/probe", block=0, k=1, words="idea,time", format="csv")
+        self.assertEqual(st, 200)
+        import csv, io
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
+        sk = [r for r in rows if r["kind"] == "skipped"]
+        self.assertEqual([int(r["id"]) for r in sk], self.ids("idea"))
+        self.assertEqual({r["word"] for r in sk}, {"idea"})
+        self.assertEqual([int(r["rank"]) for r in sk], list(range(1, len(sk) + 1)))
+
+    def test_detokenize_round_trip(self):
+        text = "Hello world, ça va? \u2603 <|endoftext|>"
+        ids = self.ids(text)
+        st, doc = self.d.get_json("/detokenize", ids=",".join(map(str, ids)))
+        self.assertEqual(st, 200)
+        self.assertEqual(doc["text"], text)
+        self.assertEqual(bytes(doc["bytes"]), text.encode())
+        self.assertEqual([t["id"] for t in doc["tokens"]], ids)
+        # a partial UTF-8 token: text replaced, bytes exact
+        st, doc = self.d.get_json("/detokenize", ids=str(self.ids("\u2603")[0]))
+        self.assertEqual(st, 200)
+        self.assertIn("\ufffd", doc["text"])
+        self.assertEqual(bytes(doc["bytes"]), "\u2603".encode()[:len(doc["bytes"])])
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ class ServiceTest(unittest.TestCase):
         for path in ("/health", "/model", "/tokenize", "/metrics", "/openapi.json"):
             self.assertIn(path, doc["paths"])
         tok = doc["paths"]["/tokenize"]
-        self.assertEqual([p["name"] for p in tok["get"]["parameters"]], ["text"])
+        self.assertEqual([p["name"] for p in tok["get"]["parameters"]], ["text", "format", "model"])
         self.assertIn("post", tok)
 
     def test_concurrent_clients(self):

@@ -95,7 +95,7 @@ class TrajectoryTest(unittest.TestCase):
         # fitted on: PCA maps it exactly where the layout has that row
         st, doc = self.d.get_json("/trajectory", text="time of day", projection="pca", k=1)
         st, lay = self.d.get_json("/umap/layout", projection="pca")
-        self.assertEqual(lay["ids"], list(range(1024)))
+        self.assertEqual([t["id"] for t in lay["tokens"]], list(range(1024)))
         for t, tok in enumerate(doc["tokens"]):
             for a, b in zip(doc["states"][0]["points"][t], lay["points"][tok["id"]]):
                 self.assertAlmostEqual(a, b, places=4)
@@ -115,12 +115,18 @@ class TrajectoryTest(unittest.TestCase):
     def test_layout(self):
         st, doc = self.d.get_json("/umap/layout", limit=50)
         self.assertEqual(st, 200)
-        self.assertEqual((doc["n"], doc["rows"], len(doc["points"]), len(doc["ids"]), len(doc["texts"])),
-                         (50, 1024, 50, 50, 50))
-        self.assertEqual(doc["ids"], sorted(set(doc["ids"])))
+        self.assertEqual((doc["n"], doc["rows"], len(doc["points"]), len(doc["tokens"])), (50, 1024, 50, 50))
+        ids = [t["id"] for t in doc["tokens"]]
+        self.assertEqual(ids, sorted(set(ids)))
         st, full = self.d.get_json("/umap/layout")
         self.assertEqual(full["n"], 1024)
-        self.assertEqual(full["points"][doc["ids"][7]], doc["points"][7])
+        self.assertEqual(full["points"][ids[7]], doc["points"][7])
+        st, tk = self.d.get_json("/detokenize", ids=str(ids[7]))
+        self.assertEqual(doc["tokens"][7], tk["tokens"][0])  # every token in one shape
+        # more than the layout holds is all of it
+        st, big = self.d.get_json("/umap/layout", limit=5000)
+        self.assertEqual((st, big["n"]), (200, 1024))
+        self.assertEqual(big["points"], full["points"])
 
     def test_model_reports_umap(self):
         st, doc = self.d.get_json("/model")
@@ -138,10 +144,12 @@ class TrajectoryTest(unittest.TestCase):
             self.assertEqual([h["head"] for h in b["heads"]], [0, 1])
             for h in b["heads"]:
                 rows = h["pattern"]
-                self.assertEqual([len(r) for r in rows], list(range(1, n + 1)))  # causal
-                for r in rows:
+                self.assertEqual([len(r) for r in rows], [n] * n)  # the full matrix
+                for t, r in enumerate(rows):
                     self.assertAlmostEqual(sum(r), 1.0, places=5)
                     self.assertTrue(all(w >= 0 for w in r))
+                    self.assertTrue(all(w == 0 for w in r[t + 1:]))  # causal
+                    self.assertGreater(r[0], 0)
         st, one = self.d.get_json("/attention", text="the time of the year", block=2, head=1)
         self.assertEqual(one["blocks"][0]["heads"][0]["pattern"], doc["blocks"][2]["heads"][1]["pattern"])
         error_at(self, self.d, "/attention?text=a&block=3", 400, "0..2")
@@ -156,7 +164,6 @@ class TrajectoryTest(unittest.TestCase):
         error_at(self, self.d, "/trajectory?text=a&projection=tsne", 400, "'projection'", "umap, pca")
         error_at(self, self.d, "/trajectory?text=a&gelu=relu", 400, "'gelu'", "tanh, erf")
         error_at(self, self.d, "/trajectory?text=a&k=0", 400, "'k'")
-        error_at(self, self.d, "/umap/layout?limit=1025", 400, "'limit'", "0..1024")
         error_at(self, self.d, "/umap/layout?limit=-1", 400, "'limit'")
         error_at(self, self.d, "/trajectory", 400, "'text'", method="POST", body=b'{"text": ["a"]}')
 

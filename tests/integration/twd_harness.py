@@ -58,8 +58,11 @@ class Daemon:
         self.args = list(args)
         self.model = model
         self.wait_ready = wait_ready
-        self.env = dict(os.environ, **(env or {}))
         self.cache = tempfile.mkdtemp(prefix="twd-cache-")
+        # the Hugging Face cache twd looks in: a private one, so that a
+        # machine's own ~/.cache/huggingface never changes what a test sees
+        self.env = dict(os.environ, HF_HUB_CACHE=os.path.join(self.cache, "hf"))
+        self.env.update(env or {})
         self.port = None
         self.proc = None
         self.stderr_lines = []

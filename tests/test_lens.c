@@ -1,0 +1,181 @@
+/* Unit tests of core/ana/lens (the logit lens): ranks against a full sort of
+ * exact scores, with exact ties and across GEMM blocks; the log-sum-exp and
+ * entropy against a direct double computation; every output of a query the
+ * same whatever batch it is computed in; the argument errors. */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "core/ana/lens.h"
+#include "core/nn/topk.h"
+#include "tests/support/test_rank.h"
+#include "tests/support/test_rng.h"
+#include "tests/support/tw_check.h"
+
+/* The reference of one query: exact scores, ranks by a full sort, lse and
+ * entropy in double. */
+static void reference(const float *E, size_t V, size_t d, const float *q, const int32_t *tg, size_t nt,
+                      int32_t *rank, double *lse, double *ent)
+{
+    tt_scored *a = malloc(V * sizeof *a);
+    double m = -INFINITY;
+    for (size_t j = 0; j < V; j++) {
+        a[j].s = topk_dot(q, E + j * d, d);
+        a[j].id = (int)j;
+        m = fmax(m, a[j].s);
+    }
+    double sum = 0, wsum = 0;
+    for (size_t j = 0; j < V; j++) {
+        double e = exp(a[j].s - m);
+        sum += e;
+        wsum += e * a[j].s;
+    }
+    *lse = m + log(sum);
+    *ent = *lse - wsum / sum;
+    tt_sort_desc(a, V);
+    for (size_t t = 0; t < nt; t++) {
+        rank[t] = 0;
+        for (size_t r = 0; r < V; r++)
+            if (a[r].id == tg[t]) rank[t] = (int32_t)r + 1;
+    }
+    free(a);
+}
+
+static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_t nq, size_t k, tw_rng *r)
+{
+    const size_t nt = 2;
+    int32_t *tg = malloc(nq * nt * sizeof *tg), *rank = malloc(nq * nt * sizeof *rank);
+    double *lse = malloc(nq * sizeof *lse), *ent = malloc(nq * sizeof *ent);
+    double *score = malloc(nq * nt * sizeof *score);
+    topk_hit *top = malloc(nq * k * sizeof *top), *want = malloc(nq * k * sizeof *want);
+    for (size_t i = 0; i < nq * nt; i++) tg[i] = (int32_t)(tw_rng_next(r) % V);
+    tg[1] = -1; /* no second target for query 0 */
+    lens_opts o = {.k = k, .n_targets = nt, .targets = tg};
+    lens_out out = {.top = top, .lse = lse, .entropy = ent, .rank = rank, .score = score};
+    ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &o, &out), TW_OK);
+    ck_assert_int_eq(topk_rows_naive(E, V, d, Q, nq, k, want, NULL), TW_OK);
+    for (size_t i = 0; i < nq * k; i++) {
+        ck_assert_int_eq(top[i].id, want[i].id);
+        ck_assert(top[i].score == want[i].score);
+    }
+    for (size_t i = 0; i < nq; i++) {
+        int32_t rr[2];
+        double l, e;
+        reference(E, V, d, Q + i * d, tg + i * nt, nt, rr, &l, &e);
+        for (size_t t = 0; t < nt; t++) {
+            if (tg[i * nt + t] < 0) {
+                ck_assert_int_eq(rank[i * nt + t], 0);
+                ck_assert(isnan(score[i * nt + t]));
+                continue;
+            }
+            ck_assert_msg(rank[i * nt + t] == rr[t], "query %zu target %zu: rank %d, reference %d", i, t,
+                          rank[i * nt + t], rr[t]);
+            ck_assert(score[i * nt + t] == topk_dot(Q + i * d, E + (size_t)tg[i * nt + t] * d, d));
+        }
+        ck_assert_msg(fabs(lse[i] - l) <= 1e-5 * fmax(1, fabs(l)), "lse %.9g vs %.9g", lse[i], l);
+        ck_assert_msg(fabs(ent[i] - e) <= 1e-5 * fmax(1, fabs(e)), "entropy %.9g vs %.9g", ent[i], e);
+    }
+    free(tg);
+    free(rank);
+    free(lse);
+    free(ent);
+    free(score);
+    free(top);
+    free(want);
+}
+
+/* Uniform data, and integer data with many exact ties (which the rank
+ * breaks by the lower id) over 600 queries, so several GEMM blocks. */
+START_TEST(test_lens_vs_reference)
+{
+    static const struct {
+        uint64_t seed;
+        size_t V, d, nq, k;
+        int integers;
+    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tw_rng r = tt_rng(cases[c].seed);
+        size_t V = cases[c].V, d = cases[c].d, nq = cases[c].nq;
+        float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
+        if (cases[c].integers) {
+            tt_fill_int(&r, E, V * d, -2, 2);
+            tt_fill_int(&r, Q, nq * d, -1, 1);
+        } else {
+            tt_fill_uniform(&r, E, V * d, -1, 1);
+            tt_fill_uniform(&r, Q, nq * d, -2, 2);
+        }
+        check_lens(E, V, d, Q, nq, cases[c].k, &r);
+        free(E);
+        free(Q);
+    }
+}
+END_TEST
+
+/* A query's top list, ranks and scores are bit for bit the same alone and
+ * inside a batch. */
+START_TEST(test_lens_batch_independent)
+{
+    tw_rng r = tt_rng(33);
+    const size_t V = 4000, d = 64, nq = 300, k = 4;
+    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
+    tt_fill_uniform(&r, E, V * d, -1, 1);
+    tt_fill_uniform(&r, Q, nq * d, -1, 1);
+    int32_t *tg = malloc(nq * sizeof *tg), *rank = malloc(nq * sizeof *rank);
+    double *score = malloc(nq * sizeof *score);
+    topk_hit *top = malloc(nq * k * sizeof *top);
+    for (size_t i = 0; i < nq; i++) tg[i] = (int32_t)(i * 13 % V);
+    lens_opts o = {.k = k, .n_targets = 1, .targets = tg};
+    lens_out out = {.top = top, .rank = rank, .score = score};
+    ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &o, &out), TW_OK);
+    for (size_t i = 0; i < nq; i += 37) {
+        topk_hit one[4];
+        int32_t r1;
+        double s1;
+        lens_opts o1 = {.k = k, .n_targets = 1, .targets = tg + i};
+        lens_out out1 = {.top = one, .rank = &r1, .score = &s1};
+        ck_assert_int_eq(lens_rows(E, V, d, Q + i * d, 1, &o1, &out1), TW_OK);
+        ck_assert_int_eq(r1, rank[i]);
+        ck_assert(s1 == score[i]);
+        for (size_t j = 0; j < k; j++) {
+            ck_assert_int_eq(one[j].id, top[i * k + j].id);
+            ck_assert(one[j].score == top[i * k + j].score);
+        }
+    }
+    free(E);
+    free(Q);
+    free(tg);
+    free(rank);
+    free(score);
+    free(top);
+}
+END_TEST
+
+START_TEST(test_lens_errors)
+{
+    float E[6] = {1, 0, 0, 1, 1, 1}, q[2] = {1, 2};
+    int32_t bad = 3, ok = 2, rank;
+    double lse;
+    topk_hit h[4];
+    lens_out out = {.top = h, .lse = &lse, .rank = &rank};
+    ck_assert_int_eq(lens_rows(E, 3, 2, q, 1, &(lens_opts){.k = 4}, &out), TW_EINVAL);
+    ck_assert_int_eq(lens_rows(E, 3, 2, q, 1, &(lens_opts){.k = 1, .n_targets = 1, .targets = &bad}, &out),
+                     TW_EINVAL);
+    ck_assert_int_eq(
+        lens_rows(E, 3, 2, q, 1, &(lens_opts){.n_targets = LENS_MAX_TARGETS + 1, .targets = &ok}, &out),
+        TW_EINVAL);
+    ck_assert_int_eq(lens_rows(NULL, 3, 2, q, 1, &(lens_opts){.k = 1}, &out), TW_EINVAL);
+    /* k = 0: no list, only the sums and the rank */
+    ck_assert_int_eq(lens_rows(E, 3, 2, q, 1, &(lens_opts){.n_targets = 1, .targets = &ok}, &out), TW_OK);
+    ck_assert_int_eq(rank, 1); /* scores 1, 2, 3: row 2 is the best */
+    ck_assert(fabs(lse - log(exp(1) + exp(2) + exp(3))) < 1e-12);
+}
+END_TEST
+
+int main(void)
+{
+    const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_batch_independent, test_lens_errors,
+                                       NULL};
+    const tw_case lens = {"lens", 0, NULL, NULL, lens_tests};
+    return tw_check_main("lens", &lens, 1);
+}
