@@ -220,6 +220,13 @@ typedef struct {
  * and of an AP_INTS parameter's item count. */
 int64_t api_param_max(const twd_app *app, const api_param *p);
 int64_t api_param_max_items(const twd_app *app, const api_param *p);
+/* An AP_INT value x as it is used: at most what the model has (clamp_ref:
+ * top=20 on 16-dimensional heads answers 16), never below the minimum. */
+int64_t api_param_used(const twd_app *app, const api_param *p, int64_t x);
+/* An AP_INT parameter's default as it is used: above the parameter's bound,
+ * or above what the model has (clamp_ref: top=20 on 16-dimensional heads),
+ * it is that. */
+int64_t api_param_default(const twd_app *app, const api_param *p);
 
 /* The argument `name` of the route being served. A name the route's table
  * does not have is a bug in the handler: these abort with a message rather

@@ -552,10 +552,25 @@ static bool param_bound(const api_service *svc, const api_param *p, bool items, 
         if (bound_follows_model(items ? p->max_items_ref : p->max_ref) && atomic_load(&m->state) != APP_READY)
             return false;
         int64_t x = items ? api_param_max_items(m, p) : api_param_max(m, p);
+        if (!items) x = api_param_used(m, p, x);
         if (!any || x > *hi) *hi = x;
         any = true;
     }
     return any;
+}
+
+/* The default of an AP_INT parameter as the models served use it (the
+ * largest over them; def itself while a model is loading). */
+static int64_t param_default(const api_service *svc, const api_param *p, int64_t def)
+{
+    int64_t d = 0;
+    for (size_t i = 0; i < svc->n_models; i++) {
+        const twd_app *m = svc->models[i];
+        if (atomic_load(&m->state) != APP_READY) return def;
+        int64_t x = api_param_default(m, p);
+        if (i == 0 || x > d) d = x;
+    }
+    return svc->n_models ? d : def;
 }
 
 /* A parameter's schema and, in *note, what the description adds to the
@@ -571,14 +586,23 @@ static json_t *param_schema(const api_service *svc, const api_param *p, bool que
         api_put(s, "minimum", json_integer(p->min));
         if (has_hi) api_put(s, "maximum", json_integer(hi));
         if (p->def) {
-            int64_t d = strtoll(p->def, NULL, 10);
-            /* a default above the model's bound is the bound (api/router.c) */
-            if (has_hi && d > hi) {
-                sb_printf(note, " Default %" PRId64 ", or the largest value allowed when that is smaller.",
+            int64_t d = strtoll(p->def, NULL, 10), used = param_default(svc, p, d);
+            if (used != d)
+                sb_printf(note,
+                          " Default %" PRId64 ", or the largest value the model allows when that is smaller.",
                           d);
-                d = hi;
+            api_put(s, "default", json_integer(used));
+        }
+        if (p->clamp_ref != APB_CONST && has_hi) {
+            /* the server takes up to the configured bound and answers what
+             * the model has: the document's maximum is what it has */
+            int64_t accepted = 0;
+            for (size_t i = 0; i < svc->n_models; i++)
+                if (api_param_max(svc->models[i], p) > accepted) accepted = api_param_max(svc->models[i], p);
+            if (accepted > hi) {
+                api_put(s, "x-twd-accepted-maximum", json_integer(accepted));
+                sb_printf(note, " Values up to %" PRId64 " are taken and answer the maximum.", accepted);
             }
-            api_put(s, "default", json_integer(d));
         }
         if (bound_follows_model(p->max_ref)) sb_printf(note, " The bounds follow the model.");
         break;

@@ -390,6 +390,20 @@ static int64_t bound_value(const twd_app *app, api_bound ref, int64_t konst)
 
 int64_t api_param_max(const twd_app *app, const api_param *p) { return bound_value(app, p->max_ref, p->max); }
 
+int64_t api_param_used(const twd_app *app, const api_param *p, int64_t x)
+{
+    if (p->clamp_ref == APB_CONST) return x;
+    int64_t most = bound_value(app, p->clamp_ref, 0);
+    if (x <= most) return x;
+    return most < p->min ? p->min : most;
+}
+
+int64_t api_param_default(const twd_app *app, const api_param *p)
+{
+    int64_t d = strtoll(p->def, NULL, 10), hi = api_param_max(app, p);
+    return api_param_used(app, p, d < hi ? d : hi);
+}
+
 int64_t api_param_max_items(const twd_app *app, const api_param *p)
 {
     return bound_value(app, p->max_items_ref, p->max_items > 0 ? p->max_items : (int64_t)1 << 20);
@@ -468,11 +482,7 @@ static int parse_int(const twd_app *app, const api_param *p, const raw_value *v,
     if (x < p->min || x > hi)
         return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld", p->name,
                          p->min, hi, x);
-    if (p->clamp_ref != APB_CONST) {
-        int64_t most = bound_value(app, p->clamp_ref, 0);
-        if (x > most) x = most < p->min ? p->min : most;
-    }
-    out->i = x;
+    out->i = api_param_used(app, p, x);
     return 0;
 }
 
@@ -867,10 +877,7 @@ static int parse_args(const twd_app *app, const api_route *r, const api_request 
         if (a->spec->required) return api_error(res, 400, "parameter '%s' is required", a->spec->name);
         if (!a->spec->def) continue;
         if (a->spec->type == AP_INT) {
-            /* a default above a bound that follows the model (top=20 on a
-             * model whose heads have 16 dimensions) is that bound */
-            int64_t d = strtoll(a->spec->def, NULL, 10), hi = api_param_max(app, a->spec);
-            a->i = d < hi ? d : hi;
+            a->i = api_param_default(app, a->spec);
         } else if (parse_value(app, a->spec, a->spec->def, strlen(a->spec->def), NULL, a, args, res) != 0) {
             return -1;
         }

@@ -6,6 +6,8 @@ Prints numbers; asserts nothing (speed targets belong here, not in tests).
 Generates the 124M-shaped synthetic checkpoint (tools/twd-synth --shape 124M)
 into $TWD_BENCH_DIR (default build/bench-models/124M) when --model is not given.
 Each "cold" figure is the first request of its kind after a fresh start.
+--only-npy: only a 1024-token /trajectory?vectors=true&format=npy against the
+same request without vectors (JSON), each on a new text.
 """
 import argparse
 import http.client
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,12 +71,48 @@ class Twd:
         self.proc.wait(60)
 
 
+def phrase_of(d, n_tokens, salt):
+    """A text of exactly n_tokens tokens under the daemon's tokenizer (salt
+    makes each text new, so that no answer comes from the answer cache)."""
+    words = ["w%d" % salt] + ["word"] * n_tokens
+    while True:
+        text = " ".join(words)
+        st, body = d.get("/tokenize?text=" + urllib.parse.quote(text))
+        n = len(json.loads(body)["tokens"])
+        if n == n_tokens:
+            return text
+        if n > n_tokens:
+            words.pop()
+        else:
+            words += ["word"] * max(1, (n_tokens - n) // 2)
+
+
+def npy_rows(d, n_tokens=1024, reps=3):
+    """A long phrase with every state's vectors as .npy against the same
+    request without vectors (JSON): best of `reps`, each on a new text."""
+    out, best = [], {}
+    for rep in range(reps):
+        for label, extra in (("JSON, no vectors", ""), ("vectors=true&format=npy", "&vectors=true&format=npy")):
+            text = phrase_of(d, n_tokens, rep * 2 + (extra != ""))
+            dt, body = d.timed("/trajectory?projection=pca&k=1&text=%s%s" % (urllib.parse.quote(text), extra))
+            if label not in best or dt < best[label][0]:
+                best[label] = (dt, len(body))
+    for label, (dt, size) in best.items():
+        out.append(("/trajectory %d tokens, %s (%.1f MB), best of %d" % (n_tokens, label, size / 1e6, reps),
+                    dt * 1e3, "ms"))
+    ratio = best["vectors=true&format=npy"][0] / best["JSON, no vectors"][0]
+    out.append(("  ratio npy with vectors / without vectors (target <= 2)", ratio, "x"))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--model")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--cache-mb", type=int, default=2048)
+    ap.add_argument("--only-npy", action="store_true",
+                    help="only the 1024-token /trajectory with and without vectors")
     a = ap.parse_args()
     exe = os.path.join(a.build, "server", "twd")
     model = a.model or os.environ.get("TWD_BENCH_DIR") or os.path.join(a.build, "bench-models", "124M")
@@ -89,6 +128,13 @@ def main():
     print("checkpoint %s (%.0f MiB), cache budget %d MiB, %d cores" % (model, size_mb, a.cache_mb, os.cpu_count()))
 
     rows = []
+    if a.only_npy:
+        d = Twd(exe, model, extra + ["--set", "answer_cache_mb=0"])
+        rows = npy_rows(d)
+        d.stop()
+        for label, v, unit in rows:
+            print("%-60s %10.1f %s" % (label, v, unit))
+        return 0
     d = Twd(exe, model, extra)
     rows.append(("ready after start (warm page cache)", d.ready * 1e3, "ms"))
     st, body = d.get("/model")
@@ -132,6 +178,7 @@ def main():
     long_text = "%20".join(["word"] * 200)
     dt, body = d.timed("/trajectory?projection=umap&k=1&text=" + long_text)
     rows.append(("/trajectory umap, %d tokens, cold" % json.loads(body)["n_tokens"], dt * 1e3, "ms"))
+    rows += npy_rows(d)
     d.stop()
     d = Twd(exe, model, ["--set", "umap=true", "--cache-dir", cache])
     rows.append(("ready with the UMAP layout reloaded from disk", d.ready * 1e3, "ms"))

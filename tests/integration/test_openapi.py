@@ -479,7 +479,14 @@ class AnswersTest(unittest.TestCase):
                     if "maximum" in s:
                         hi = s["maximum"]
                         self.assertFalse(self.refused(path, {**base, name: str(hi)}, words + ("must be",)), where)
-                        self.assertTrue(self.refused(path, {**base, name: str(hi + 1)}, words), where)
+                        accepted = s.get("x-twd-accepted-maximum")
+                        if accepted is None:
+                            self.assertTrue(self.refused(path, {**base, name: str(hi + 1)}, words), where)
+                        else:  # taken up to the configured bound, answering the maximum
+                            at_hi = send(self.d, "get", path, {**base, name: str(hi)})
+                            self.assertEqual(send(self.d, "get", path, {**base, name: str(hi + 1)}), at_hi, where)
+                            self.assertEqual(send(self.d, "get", path, {**base, name: str(accepted)}), at_hi, where)
+                            self.assertTrue(self.refused(path, {**base, name: str(accepted + 1)}, words), where)
                         checked += 1
                     lo = s["minimum"]
                     self.assertFalse(self.refused(path, {**base, name: str(lo)}, words + ("must be",)), where)
@@ -542,7 +549,8 @@ class AnswersTest(unittest.TestCase):
 
     def test_model_bounds_in_the_document(self):
         params = {p["name"]: p["schema"] for p in self.doc["paths"]["/svd"]["get"]["parameters"]}
-        self.assertEqual(params["top"]["maximum"], 16)  # min(max_top = 64, head dimension 16)
+        self.assertEqual(params["top"]["maximum"], 16)  # the head dimension
+        self.assertEqual(params["top"]["x-twd-accepted-maximum"], 64)  # max_top, answering 16
         self.assertEqual(params["top"]["default"], 16)  # 20, bounded by the head dimension
         self.assertEqual(params["block"]["oneOf"][0]["maximum"], 1)
         self.assertEqual(params["head"]["maximum"], 1)
@@ -567,6 +575,7 @@ class SeveralModelsTest(unittest.TestCase):
             self.assertEqual(params["block"]["oneOf"][0]["maximum"], 2)  # wide's 3 blocks
             self.assertEqual(params["head"]["maximum"], 3)
             self.assertEqual(params["top"]["maximum"], 16)  # both have 16-dimensional heads
+            self.assertEqual(params["top"]["default"], 16)  # both have 16-dimensional heads
             # the widths differ: the vectors have no one length, the CSV no one set of columns
             state = doc["components"]["schemas"]["TrajectoryState"]["properties"]
             self.assertNotIn("maxItems", state["vectors"]["items"])
