@@ -236,7 +236,7 @@ static const api_param p_mlp_values[] = {
 };
 
 static const api_param p_mlp_svd[] = {
-    P_BLOCK,
+    P_BLOCKS,
     {.name = "matrix",
      .type = AP_ENUM,
      .def = "both",

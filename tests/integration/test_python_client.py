@@ -567,6 +567,9 @@ class PythonClientTest(unittest.TestCase):
             self.assertTrue(df[df["block"] == 1].reset_index(drop=True).equals(method(1, **kw)))
         spectra = self.c.svd("all", top=0)
         self.assertEqual(sorted(set(spectra["block"])), [0, 1])
+        mlp = self.c.mlp_svd("all", top=0, table="spectra")
+        self.assertEqual(sorted(set(mlp["block"])), [0, 1])
+        self.assertTrue(mlp[mlp["block"] == 0].reset_index(drop=True).equals(self.c.mlp_svd(0, top=0, table="spectra")))
         self.assertIn("\\begin{tabular}", self.c.svd_latex("0-1", matrix="qk", top=1, k=1))
 
     KEYS = ["state_index", "state", "block", "position", "token_id", "token_text"]

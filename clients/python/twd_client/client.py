@@ -470,7 +470,8 @@ class Client:
         """GET /mlp/svd (MATH §10): SVD of mlp.c_fc (``matrix`` in) and
         mlp.c_proj (out) [both]; ``top`` directions with lists [20] (0: spectra
         only), ``k`` tokens and neurons per list [5]; ``table``: directions or
-        spectra [directions].
+        spectra [directions]. ``block``: an int, or "all" / "A-B" (a sweep, as
+        probe()).
         directions columns: block, matrix, direction, singular_value, sign, side
         (left|right), list (tokens|neurons), rank, id, text, neuron, score
         (id and text NaN on neuron rows, neuron NaN on token rows).
