@@ -183,8 +183,18 @@ def words_phrase(n, salt):
     return " ".join(base[(i * 7 + salt) % len(base)] for i in range(n - 1)) + " %d" % salt
 
 
+def print_f16(f16):
+    print("F16 checkpoint (%.0f MiB), blocks converted per block (f16_cache_mb %d): ready %.2f s; "
+          "/svd/bias?block=all %.2f s, /svd?block=all&top=0 %.2f s; resident size after them %.0f MiB "
+          "(checkpoint + cache budget + f16 budget = %.0f MiB); %d blocks left F16, %d kept converted "
+          "(%.0f MiB), %d conversions; load %s" % (f16 + (loadavg(),)), flush=True)
+
+
 def run_shape(a, shape, base):
     L, H, d, V, size = SHAPES[shape]
+    if a.f16_only:
+        print_f16(run_f16(a, shape, base, max(2048, int(8 * V * d * 4 / 2**20))))
+        return
     model, real_vocab = checkpoint(a.build, base, shape)
     with open(os.path.join(model, "model.safetensors"), "rb") as f:  # warm the page cache
         while f.read(1 << 26):
@@ -264,10 +274,7 @@ def run_shape(a, shape, base):
           (rss / 2**20, os.path.getsize(os.path.realpath(os.path.join(model, "model.safetensors"))) / 2**20,
            cache_mb), flush=True)
     if f16:
-        print("F16 checkpoint (%.0f MiB), blocks converted per block (f16_cache_mb %d): ready %.2f s; "
-              "/svd/bias?block=all %.2f s, /svd?block=all&top=0 %.2f s; resident size after them %.0f MiB "
-              "(checkpoint + cache budget + f16 budget = %.0f MiB); %d blocks left F16, %d kept converted "
-              "(%.0f MiB), %d conversions" % f16, flush=True)
+        print_f16(f16)
 
 
 def run_f16(a, shape, base, cache_mb):
@@ -295,13 +302,14 @@ def main():
     ap.add_argument("--sgemm-n", type=int, default=4096)
     ap.add_argument("--sweep-probe", action="store_true", help="also /probe?block=all (long on xl)")
     ap.add_argument("--f16", action="store_true", help="also the sweeps' memory on an F16 checkpoint")
+    ap.add_argument("--f16-only", action="store_true", help="only that (the F32 analyses not run)")
     a = ap.parse_args()
     base = os.environ.get("TWD_BENCH_DIR", "/tmp")
     os.makedirs(base, exist_ok=True)
     for shape in a.shapes.split(","):
         if shape not in SHAPES:
             sys.exit("unknown shape %s (one of %s)" % (shape, ", ".join(SHAPES)))
-        raw = os.path.join(base, "twd-bench-%s" % shape, "model.safetensors")
+        raw = os.path.join(base, "twd-bench-%s%s" % (shape, "-f16" if a.f16_only else ""), "model.safetensors")
         free = shutil.disk_usage(base).free if not os.path.exists(raw) else float("inf")
         mem = mem_available()
         # the mapping resident, the cache budget and a few V x d blocks beside it

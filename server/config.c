@@ -94,7 +94,9 @@ const cfg_option cfg_options[] = {
     {"fetch", BOOL(fetch), "true", false, "Try to download the default model when it is not cached."},
     {"threads", INT(threads, 1, 256), "8", false,
      "HTTP threads. They never compute analyses, so /health answers while work runs."},
-    {"workers", INT(workers, 1, 64), "2", false, "Threads that compute analyses concurrently."},
+    {"workers", INT(workers, 1, 64), "2", false,
+     "Threads that compute analyses concurrently; the BLAS threads (blas_threads) are shared among the "
+     "computations running, so two workers never run more threads than one."},
     {"blas_threads", INT(blas_threads, 0, 64), "0", false,
      "OpenBLAS threads used by one computation; 0: one per core. Concurrent computations share them."},
     {"blas_coretype", STR(blas_coretype), "auto", false,
