@@ -53,7 +53,10 @@ class Twd:
         exe = os.path.join(build, "server", "twd")
         self.proc = subprocess.Popen([exe, "--model", model, "--port", "0", "--no-fetch", "--set", "umap=false",
                                       "--set", "access_log=false", "--set", "workers=%d" % workers,
-                                      "--set", "max_connections=256", "--set", "max_request_seconds=3600"],
+                                      "--set", "max_connections=256", "--set", "max_request_seconds=3600",
+                                      # every connection is from 127.0.0.1: the per-client queue limit
+                                      # (16 by default) would refuse the load's cold requests
+                                      "--set", "max_queue_per_client=64"],
                                      stderr=subprocess.PIPE, text=True)
         for line in self.proc.stderr:
             m = re.search(r"listening on http://[^ ]*:(\d+)/", line)

@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -400,6 +403,9 @@ static void *worker_main(void *arg)
             share_cores(srv, 1);
             api_compute(&rs->call, &rs->res);
             share_cores(srv, -1);
+#ifdef __GLIBC__
+            malloc_trim(0); /* what the computation freed goes back to the system */
+#endif
         }
         pthread_mutex_lock(&srv->qlock);
         unqueue(srv, rs);
