@@ -24,7 +24,7 @@ int api_embeddings(twd_app *app, const api_args *a, api_response *res)
     size_t k = (size_t)api_int(a, "k");
     const char *scheme = api_str(a, "scheme");
     embed_norms_result r;
-    int rc = embed_norms(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, k, &r);
+    int rc = embed_norms(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, k, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "embedding norms");
     textbuf tb;
     bool csv = api_format_is(a, "csv");
@@ -239,7 +239,8 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
     long n = ids && which ? probe_encode(app, words, n_words, space, ids, which, skipped, res)
                           : api_status_error(res, TW_ENOMEM, "word probes");
     if (n < 0) goto done;
-    int rc = probe_words(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, ids, (size_t)n, k, &r);
+    int rc = probe_words(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, ids,
+                         (size_t)n, k, &r);
     if (rc != TW_OK) {
         ret = api_status_error(res, rc, "word probes");
         goto done;
@@ -375,8 +376,8 @@ int api_svd(twd_app *app, const api_args *a, api_response *res)
     if (strcmp(matrix, "vo") != 0) mats[nm++] = PROBE_SVD_QK;
     if (strcmp(matrix, "qk") != 0) mats[nm++] = PROBE_SVD_VO;
     /* both matrices' queries share the GEMM passes over LN_b(E) and E */
-    int rc = probe_svd_multi(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, mats, (size_t)nm,
-                             head, top, k, r);
+    int rc = probe_svd_multi(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block,
+                             mats, (size_t)nm, head, top, k, r);
     if (rc != TW_OK) return api_status_error(res, rc, "SVD");
     int ret;
     if (strcmp(fmt, "csv") == 0) {
@@ -428,7 +429,8 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
         api_check_answer_size_for(app, a, res, (double)app->model.cfg.n_head * PROBE_BIAS_N * (double)k, "k");
     if (chk) return chk < 0 ? -1 : 0;
     probe_bias_result r;
-    int rc = probe_svd_bias(&app->model, &(ana_ctx){app->ext->cache, a->cancel}, block, k, &r);
+    int rc =
+        probe_svd_bias(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, k, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "bias probes");
     if (api_format_is(a, "csv")) {
         textbuf tb;

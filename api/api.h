@@ -34,6 +34,8 @@ typedef struct {
     int64_t max_k;             /* tokens per list */
     int64_t max_top;           /* SVD directions per head */
     int64_t max_answer_tokens; /* tokens one answer may list */
+    int64_t max_stats_texts;   /* texts of one /trajectory/stats request */
+    int64_t max_stats_tokens;  /* tokens of all the texts of one /trajectory/stats request */
     double max_answer_bytes;   /* bytes of one answer (estimated before computing) */
 } api_limits;
 
@@ -43,6 +45,7 @@ typedef struct {
     size_t cache_bytes;        /* budget of the per-block intermediates */
     size_t answer_cache_bytes; /* budget of the finished answers */
     char words_file[4096];     /* default word list of /probe */
+    char corpus_dir[4096];     /* the corpora /trajectory/stats ships with (<name>.txt) */
     layout_settings layout;    /* the background projections (rows, UMAP settings, cache folder) */
 } api_settings;
 
@@ -164,6 +167,7 @@ typedef enum {
     APB_LAST_FF,    /* n_inner - 1 (an MLP neuron) */
     APB_LAST_DIM,   /* n_embd - 1 (a coordinate of the residual stream) */
     APB_MAX_K_FF,   /* min(max_k, vocab_size, n_inner): lists over tokens and neurons */
+    APB_MAX_TEXTS,  /* max_stats_texts */
 } api_bound;
 
 typedef struct {
@@ -181,6 +185,7 @@ typedef struct {
     api_bound clamp_ref;
     const char *const *choices; /* AP_ENUM: NULL-terminated */
     const char *doc;
+    api_bound item_ref; /* AP_LIST: bound of an item's length in bytes; APB_CONST: 256 */
     /* AP_INTS: item count bounds; max_items_ref as max_ref (APB_CONST: max_items, 0 meaning 1 << 20) */
     int64_t min_items, max_items;
     api_bound max_items_ref;
@@ -227,6 +232,9 @@ int64_t api_param_used(const twd_app *app, const api_param *p, int64_t x);
  * or above what the model has (clamp_ref: top=20 on 16-dimensional heads),
  * it is that. */
 int64_t api_param_default(const twd_app *app, const api_param *p);
+
+/* The longest item of an AP_LIST parameter, in bytes. */
+int64_t api_param_item_max(const twd_app *app, const api_param *p);
 
 /* The argument `name` of the route being served. A name the route's table
  * does not have is a bug in the handler: these abort with a message rather

@@ -8,6 +8,7 @@
 #include "api/ext.h"
 #include "api/handlers.h"
 #include "api/json.h"
+#include "api/stats.h"
 #include "base/utf8.h"
 
 /* One word per line; blank lines and '#' comments skipped. */
@@ -105,7 +106,15 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# HELP twd_f16_kept_bytes Bytes of F16/BF16 blocks kept converted to float32 (f16_cache_mb).\n"
         "# TYPE twd_f16_kept_bytes gauge\n"
         "# HELP twd_f16_conversions_total Conversions of an F16/BF16 block to float32.\n"
-        "# TYPE twd_f16_conversions_total counter\n");
+        "# TYPE twd_f16_conversions_total counter\n"
+        "# HELP twd_stats_running Computations of /trajectory/stats in flight (requests and jobs).\n"
+        "# TYPE twd_stats_running gauge\n"
+        "# HELP twd_stats_progress Progress (0..1) of one computation of /trajectory/stats in flight.\n"
+        "# TYPE twd_stats_progress gauge\n"
+        "# HELP twd_stats_rows_done State rows of the current stage done by one computation in flight.\n"
+        "# TYPE twd_stats_rows_done gauge\n"
+        "# HELP twd_stats_rows_total State rows of the current stage of one computation in flight.\n"
+        "# TYPE twd_stats_rows_total gauge\n");
     for (size_t i = 0; i < svc->n_models; i++) {
         twd_app *app = svc->models[i];
         if (atomic_load(&app->state) != APP_READY || !app->ext) continue;
@@ -149,6 +158,7 @@ void api_render_metrics(const api_service *svc, strbuf *b)
             sb_printf(b, "twd_umap_ready{model=\"%s\"} %d\ntwd_umap_progress{model=\"%s\"} %g\n", m, ready, m,
                       progress);
         }
+        api_stats_render_metrics(app, b);
     }
 }
 
@@ -179,7 +189,8 @@ int api_init(twd_app *app, char *err, size_t errlen)
     }
     x->answers = answer_cache_new(app->set.answer_cache_bytes);
     x->cache = blockcache_new(app->set.cache_bytes);
-    if (!x->answers || !x->cache) {
+    x->stats_jobs = api_stats_jobs_new();
+    if (!x->answers || !x->cache || !x->stats_jobs) {
         snprintf(err, errlen, "out of memory");
         app->ext = x;
         api_shutdown(app);
@@ -207,6 +218,7 @@ void api_shutdown(twd_app *app)
 {
     struct api_ext *x = app->ext;
     if (!x) return;
+    api_stats_jobs_free(x->stats_jobs); /* before what the jobs use */
     layout_stop(x->layout);
     answer_cache_free(x->answers);
     blockcache_free(x->cache);

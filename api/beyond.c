@@ -32,7 +32,7 @@ static json_t *neuron_hits_json(const topk_hit *h, size_t k)
     return a;
 }
 
-static ana_ctx ctx_of(twd_app *app, const api_args *a) { return (ana_ctx){app->ext->cache, a->cancel}; }
+static ana_ctx ctx_of(twd_app *app, const api_args *a) { return (ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}; }
 
 /* The optional 'block' parameter: its value, or -1 when absent. */
 static int opt_block(const api_args *a)

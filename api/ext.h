@@ -14,7 +14,8 @@ struct api_ext {
     blockcache *cache;     /* per-block intermediates (LN_b(E), SVD factors) */
     char **default_words;  /* the words file (the paper's 100 nouns) */
     size_t n_default_words;
-    layout_service *layout; /* PCA and the (background) UMAP layout */
+    layout_service *layout;            /* PCA and the (background) UMAP layout */
+    struct api_stats_jobs *stats_jobs; /* /trajectory/stats in flight and its jobs (api/stats.h) */
     /* whole-model sweeps in flight (api/sweep.c): how many, and their blocks */
     _Atomic long long sweeps_running, sweep_blocks_total, sweep_blocks_done;
 };

@@ -35,4 +35,10 @@ int api_attention(twd_app *app, const api_args *a, api_response *res);
 int api_umap_layout(twd_app *app, const api_args *a, api_response *res);
 int api_umap_status(twd_app *app, const api_args *a, api_response *res);
 
+/* api/stats.c (docs/MATH.md §14) */
+int api_trajectory_stats(twd_app *app, const api_args *a, api_response *res);
+int api_trajectory_stats_job(twd_app *app, const api_args *a, api_response *res);
+int api_trajectory_stats_job_status(twd_app *app, const api_args *a, api_response *res);
+int api_trajectory_stats_job_result(twd_app *app, const api_args *a, api_response *res);
+
 #endif

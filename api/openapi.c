@@ -69,8 +69,22 @@ static const struct {
      "stage_total?: int(0..),"
      " fit_seconds?: num(0..) `wall time of the fit (ready, when fitted now)`, n_epochs?: int(0..), init?: "
      "str,"
-     " error?: str `why it failed (failed)`}"
+     " error?: str `why it failed (failed)`,"
+     " faithfulness: {umap?: Faithfulness `once the layout is ready`, pca?: Faithfulness}"
+     " `the figures computed so far (they are computed in the background at start)`}"
      " `the state of the background UMAP layout`"},
+    {"Faithfulness",
+     "{projection: 'umap'|'pca', k: int(1..) `neighbours`, sample_rows: int(0..) `fitted rows sampled`,"
+     " sample_seed: int(0..), trustworthiness: num(0..1)|null, continuity: num(0..1)|null,"
+     " explained_variance_ratio?: [num(0..1)|null; 3] `PCA: the share of the variance of each component`}"
+     " `how faithful a 3D layout is to the fitted rows (docs/MATH.md §15)`"},
+    {"TrajectoryFaithfulness",
+     "{projection: 'umap'|'pca', k: int(1..) `neighbours`, sample_rows: int(0..) `fitted rows sampled`,"
+     " sample_seed: int(0..), trustworthiness: num(0..1)|null, continuity: num(0..1)|null,"
+     " explained_variance_ratio?: [num(0..1)|null; 3] `PCA: the share of the variance of each component`,"
+     " knn_overlap: {k: int(1..), overall: num(0..1), states: [num(0..1)] `per state, in trajectory order`,"
+     " definition: str}}"
+     " `the layout's faithfulness and that of the phrase's states (docs/MATH.md §15)`"},
     {"Error", "{error: {code: int(400..599) `the HTTP status`,"
               " type: 'invalid_request'|'not_found'|'method_not_allowed'|'payload_too_large'|'uri_too_long'|"
               "'unavailable'|'internal_error',"

@@ -384,6 +384,7 @@ static int64_t bound_value(const twd_app *app, api_bound ref, int64_t konst)
         int64_t k = c->max_k < m->vocab_size ? c->max_k : m->vocab_size;
         return k < m->n_inner ? k : m->n_inner;
     }
+    case APB_MAX_TEXTS: return c->max_stats_texts;
     }
     return konst;
 }
@@ -409,6 +410,11 @@ int64_t api_param_max_items(const twd_app *app, const api_param *p)
     return bound_value(app, p->max_items_ref, p->max_items > 0 ? p->max_items : (int64_t)1 << 20);
 }
 
+int64_t api_param_item_max(const twd_app *app, const api_param *p)
+{
+    return bound_value(app, p->item_ref, 256);
+}
+
 static void choices_text(const api_param *p, char *out, size_t n)
 {
     out[0] = '\0';
@@ -420,11 +426,14 @@ static void choices_text(const api_param *p, char *out, size_t n)
     }
 }
 
-static int word_item_check(api_response *res, const api_param *p, const char *s, size_t n, size_t idx)
+static int word_item_check(const twd_app *app, api_response *res, const api_param *p, const char *s, size_t n,
+                           size_t idx)
 {
+    int64_t max = api_param_item_max(app, p);
     if (n == 0) return api_error(res, 400, "parameter '%s': item %zu is empty", p->name, idx);
-    if (n > 256)
-        return api_error(res, 400, "parameter '%s': item %zu is longer than 256 bytes", p->name, idx);
+    if ((int64_t)n > max)
+        return api_error(res, 400, "parameter '%s': item %zu is longer than %" PRId64 " bytes", p->name, idx,
+                         max);
     if (!utf8_valid(s, n))
         return api_error(res, 400, "parameter '%s': item %zu is not valid UTF-8", p->name, idx);
     if (memchr(s, '\0', n))
@@ -660,7 +669,7 @@ static int parse_list(const twd_app *app, const api_param *p, const raw_value *v
         const char *item = NULL;
         size_t len = 0;
         if (list_item(p, v, i, &cur, &item, &len, res) != 0) return -1;
-        if (word_item_check(res, p, item, len, i) != 0) return -1;
+        if (word_item_check(app, res, p, item, len, i) != 0) return -1;
         if (!(out->list[i] = arena_strndup(args, item, len)))
             return api_status_error(res, TW_ENOMEM, "parameters");
     }

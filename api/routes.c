@@ -188,6 +188,57 @@ static const api_param p_attention[] = {
     API_PARAMS_END,
 };
 
+static const char *const corpora[] = {"kjv-heldout", NULL};
+
+/* The inputs of a computation of the statistics (docs/MATH.md §14). */
+#define P_STATS_INPUTS                                                                                       \
+    {.name = "texts",                                                                                        \
+     .type = AP_LIST,                                                                                        \
+     .min = 1,                                                                                               \
+     .max_ref = APB_MAX_TEXTS,                                                                               \
+     .item_ref = APB_MAX_TEXT,                                                                               \
+     .doc = "The texts (UTF-8), each encoded as-is; at most max_stats_texts of them, each at most "          \
+            "max_tokens tokens and the model's n_ctx, max_stats_tokens in all. Give texts or corpus."},      \
+        {.name = "corpus",                                                                                   \
+         .type = AP_ENUM,                                                                                    \
+         .choices = corpora,                                                                                 \
+         .doc =                                                                                              \
+             "A corpus that ships with twd, one text per line: kjv-heldout (200 King James Bible sentences " \
+             "from chapters the demo model was not trained on). Give texts or corpus."},                     \
+        {.name = "limit",                                                                                    \
+         .type = AP_INT,                                                                                     \
+         .def = "0",                                                                                         \
+         .max_ref = APB_MAX_TEXTS,                                                                           \
+         .doc = "Use only the first `limit` texts; 0: all of them."},                                        \
+        {.name = "k",                                                                                        \
+         .type = AP_INT,                                                                                     \
+         .def = "5",                                                                                         \
+         .min = 1,                                                                                           \
+         .max_ref = APB_MAX_K,                                                                               \
+         .doc = "rank_next.topk is the fraction of positions whose next token ranks within the top k."},     \
+        P_GELU("GELU form of the forward pass: GPT-2's tanh approximation, or the exact erf form nanoGPT "   \
+               "uses.")
+
+static const api_param p_stats[] = {P_STATS_INPUTS, P_FORMAT(fmt_json_csv), API_PARAMS_END};
+static const api_param p_stats_job[] = {P_STATS_INPUTS, API_PARAMS_END};
+
+#define P_JOB_ID                                                                                             \
+    {                                                                                                        \
+        .name = "id", .type = AP_INT, .required = true, .min = 1, .max = INT32_MAX,                          \
+        .doc = "The job, as POST /trajectory/stats/job answered it."                                         \
+    }
+static const api_param p_job_status[] = {P_JOB_ID, API_PARAMS_END};
+static const api_param p_job_result[] = {
+    P_JOB_ID,
+    {.name = "wait",
+     .type = AP_INT,
+     .def = "0",
+     .max = 30,
+     .doc = "Seconds to wait for a running job to finish before answering 503."},
+    P_FORMAT(fmt_json_csv),
+    API_PARAMS_END,
+};
+
 static const api_param p_layout[] = {
     {.name = "projection",
      .type = AP_ENUM,
@@ -562,6 +613,36 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     "`that side's largest components`}], definition: str}"
 #define LN_AXIS                                                                                              \
     "{index: int(0..) `the coordinate`, value: num `gamma_i`, top: [ScoredToken], bottom: [ScoredToken]}"
+/* docs/MATH.md §14: one statistic, and the statistics of one set of positions */
+#define STATS_STAT                                                                                           \
+    "{mean: num|null, std: num(0..)|null `unbiased`, ci95: [num|null; 2] `95 % interval of the mean`}"
+#define STATS_CELL                                                                                           \
+    "n_positions: int(0..), cos_next: " STATS_STAT ", cos_self: " STATS_STAT ", cos_final: " STATS_STAT      \
+    ", rank_next: {mean: num|null `of ln(rank)`, std: num(0..)|null, ci95: [num|null; 2], "                  \
+    "median: num(1..)|null `the median rank`, top1: num(0..1)|null `fraction at rank 1`, "                   \
+    "topk: num(0..1)|null `fraction within the top k`}, prob_next: " STATS_STAT
+#define STATS_JSON                                                                                           \
+    "{source: 'texts'|'corpus', corpus: str|null `the corpus= name, or null`, "                              \
+    "gelu: 'tanh'|'erf', k: int(1..), n_states: int(1..) `n_layer + 3`, "                                    \
+    "n_texts: int(0..), n_texts_skipped: int(0..) `texts of one token (no next token)`, "                    \
+    "n_texts_truncated: int(0..) `corpus texts cut to the context`, "                                        \
+    "n_tokens: int(0..), n_positions: int(0..) `positions with a next token`, "                              \
+    "buckets: {first: str, early: str, late: str} `the position buckets`, "                                  \
+    "interval: str, states: [{index: int(0..), name: str `as in /trajectory`, "                              \
+    "block: int(0..$layer)|null, " STATS_CELL ", buckets: {first: {" STATS_CELL "}, early: {" STATS_CELL     \
+    "}, late: {" STATS_CELL "}}}], definition: str}"
+#define STATS_CSV                                                                                            \
+    "{state_index: int(0..), state: str, block: int(0..$layer)|null, "                                       \
+    "statistic: 'cos_next'|'cos_self'|'cos_final'|'rank_next'|'prob_next', "                                 \
+    "bucket: 'all'|'first'|'early'|'late', n_positions: int(0..), "                                          \
+    "mean: num|null `of ln(rank) for rank_next`, std: num(0..)|null, ci95_low: num|null, "                   \
+    "ci95_high: num|null, median: num(1..)|null `rank_next only: the median rank`, "                         \
+    "top1: num(0..1)|null `rank_next only`, topk: num(0..1)|null `rank_next only`}"
+#define STATS_JOB                                                                                            \
+    "{job: int(1..), state: 'running'|'done'|'failed', stage: str|null `what it computes now`, "             \
+    "done: int(0..) `units of the stage done`, total: int(0..) `units of the stage`, progress: num(0..1), "  \
+    "n_texts: int(0..), n_tokens: int(0..), seconds: num(0..) `since it started (until it finished)`, "      \
+    "result: str `where its statistics are`, error?: str `why it failed`}"
 #define SC_DIFF "{max_abs_diff: num(0..), max_rel_diff: num(0..)}"
 
 const api_route api_routes[] = {
@@ -812,7 +893,8 @@ const api_route api_routes[] = {
                      "n_tokens: int(1..), n_states: int(1..) `n_layer + 3`, vectors: bool, "
                      "tokens: [Token], target: Token|null `the target= token, or null`, "
                      "states: [TrajectoryState], next_tokens: [ScoredToken] `the top tokens after the "
-                     "phrase (the logit lens of the last state at the last position)`, definition: str}",
+                     "phrase (the logit lens of the last state at the last position)`, definition: str, "
+                     "faithfulness: TrajectoryFaithfulness}",
                  .doc = "Every state of every token: point, logit lens, next and target tokens."},
                 {.format = "csv",
                  .table = "points",
@@ -861,6 +943,68 @@ const api_route api_routes[] = {
                 API_ANSWERS_END},
     },
     {
+        .path = "/trajectory/stats",
+        .methods = API_POST,
+        .fn = api_trajectory_stats,
+        .params = p_stats,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Trajectory statistics over many texts (docs/MATH.md §14)",
+        .description =
+            "For every trajectory state, over every position of every text that has a next token, "
+            "in the full dimension: the cosines of the state with the next and the current token's "
+            "embedding and with the final state, the exact logit-lens rank of the next token and "
+            "its probability; mean, std and 95% confidence interval, overall and per position "
+            "bucket (first: t = 0, early: 1 <= t < 8, late: t >= 8).",
+        .answers =
+            (const api_answer[]){
+                {.format = "json",
+                 .schema = STATS_JSON,
+                 .doc = "Per state, the statistics over every position and per position bucket."},
+                {.format = "csv",
+                 .schema = STATS_CSV,
+                 .doc = "One row per state, statistic and bucket (all: every position)."},
+                API_ANSWERS_END},
+    },
+    {
+        .path = "/trajectory/stats/job",
+        .methods = API_POST,
+        .fn = api_trajectory_stats_job,
+        .params = p_stats_job,
+        .flags = API_NEEDS_MODEL | API_HEAVY,
+        .summary = "Start /trajectory/stats as a job to poll",
+        .description =
+            "Checks the request as /trajectory/stats does (the same 400s), starts the computation in "
+            "the background and answers at once with the job's id and progress; poll "
+            "/trajectory/stats/job/status, fetch /trajectory/stats/job/result.",
+        .answers =
+            (const api_answer[]){{.schema = STATS_JOB, .doc = "The job, just started."}, API_ANSWERS_END},
+    },
+    {
+        .path = "/trajectory/stats/job/status",
+        .methods = API_GET,
+        .fn = api_trajectory_stats_job_status,
+        .params = p_job_status,
+        .flags = API_NEEDS_MODEL,
+        .summary = "Progress of a /trajectory/stats job",
+        .description = "The job's state (running, done, failed), its stage and the units done of it.",
+        .answers = (const api_answer[]){{.schema = STATS_JOB, .doc = "The job."}, API_ANSWERS_END},
+    },
+    {
+        .path = "/trajectory/stats/job/result",
+        .methods = API_GET,
+        .fn = api_trajectory_stats_job_result,
+        .params = p_job_result,
+        .flags = API_NEEDS_MODEL | API_HEAVY,
+        .summary = "The statistics of a finished /trajectory/stats job",
+        .description =
+            "The answer /trajectory/stats gives, in JSON or CSV; 503 with Retry-After while the job "
+            "runs (after waiting up to wait= seconds), the job's error if it failed.",
+        .answers =
+            (const api_answer[]){{.format = "json", .schema = STATS_JSON, .doc = "As /trajectory/stats."},
+                                 {.format = "csv", .schema = STATS_CSV, .doc = "As /trajectory/stats."},
+                                 API_ANSWERS_END},
+    },
+    {
         .path = "/umap/layout",
         .methods = API_GET,
         .fn = api_umap_layout,
@@ -872,7 +1016,7 @@ const api_route api_routes[] = {
         .answers = (const api_answer[]){{.format = "json",
                                          .schema = "{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
                                                    "n: int(0..) `points returned`, tokens: [Token], "
-                                                   "points: [[num; 3]]}",
+                                                   "points: [[num; 3]], faithfulness: Faithfulness}",
                                          .doc = "The points and their tokens."},
                                         {.format = "csv",
                                          .schema = "{" TOKEN_COLUMNS ", x: num, y: num, z: num}",

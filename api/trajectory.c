@@ -14,6 +14,7 @@
 #include "core/ana/lens.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
+#include "core/proj/faith.h"
 #include "core/proj/layout.h"
 
 static proj_kind kind_of(const api_args *a)
@@ -55,6 +56,7 @@ typedef struct {
     topk_hit next[5];      /* the top next tokens at the last position */
     size_t n_next;
     double next_lse;
+    double *overlap; /* (S N) kNN overlap of each state's layout point (§15), or NULL */
 } traj_data;
 
 static void traj_free(traj_data *d)
@@ -68,6 +70,7 @@ static void traj_free(traj_data *d)
     free(d->targets);
     free(d->rank);
     free(d->score);
+    free(d->overlap);
 }
 
 static void state_name(size_t s, char *out, size_t n)
@@ -118,6 +121,10 @@ static int traj_compute(twd_app *app, const api_args *a, const int32_t *ids, siz
         rc = layout_apply(app->ext->layout, kind, d->y, rows, d->pts, &progress, msg, sizeof msg);
         if (rc == TW_ENOTREADY) return layout_unavailable(res, rc, progress, msg);
         if (rc) return api_error(res, 500, "projection: %s", msg);
+        if (!(d->overlap = malloc(rows * sizeof *d->overlap)))
+            return api_status_error(res, TW_ENOMEM, "trajectory");
+        if ((rc = layout_knn_overlap(app->ext->layout, kind, d->y, d->pts, rows, d->overlap)) != TW_OK)
+            return api_status_error(res, rc, "faithfulness");
     }
     if (!lens) return 0;
     d->near = malloc(rows * d->k * sizeof *d->near);
@@ -157,6 +164,30 @@ static json_t *target_json(const traj_data *d, size_t r, size_t j)
     json_t *o = json_pack("{s:i,s:i}", "id", d->targets[i], "rank", d->rank[i]);
     api_put(o, "prob", api_num(exp(d->score[i] - d->lse[r])));
     return o;
+}
+
+/* How faithful the picture is (docs/MATH.md §15): the layout's figures and,
+ * for the phrase's states (S states of N positions, state-major), the
+ * fraction of their nearest fitted rows in the full space that stay among
+ * their nearest in 3D, per state and overall. */
+static json_t *faithfulness_json(twd_app *app, proj_kind kind, const double *overlap, size_t S, size_t N)
+{
+    json_t *f = layout_faith_json(app->ext->layout, kind);
+    if (!f) f = json_object();
+    json_t *per = json_array();
+    double all = 0;
+    for (size_t s = 0; s < S; s++) {
+        double m = 0;
+        for (size_t t = 0; t < N; t++) m += overlap[s * N + t];
+        all += m;
+        api_push(per, api_num(m / (double)N));
+    }
+    api_put(f, "knn_overlap",
+            json_pack("{s:i,s:f,s:o,s:s}", "k", FAITH_K, "overall", all / (double)(S * N), "states", per,
+                      "definition",
+                      "per state, the mean over positions of the fraction of the k nearest fitted "
+                      "rows in the full space that are also among the k nearest in the layout"));
+    return f;
 }
 
 static json_t *traj_json(twd_app *app, const api_args *a, const traj_data *d, bool vectors)
@@ -212,6 +243,7 @@ static json_t *traj_json(twd_app *app, const api_args *a, const traj_data *d, bo
         "softmax over the whole vocabulary, entropy in nats; nearest: the top-k tokens; next: the actual "
         "next token's rank (1-based) and prob; next_tokens: the top tokens at the last position");
     api_put(doc, "target", d->tid >= 0 ? api_token_json(app->tok, d->tid) : json_null());
+    api_put(doc, "faithfulness", faithfulness_json(app, kind_of(a), d->overlap, d->S, N));
     return doc;
 }
 
@@ -457,9 +489,11 @@ int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
         api_push(points, point_json(pts + r * 3));
         api_push(tokens, api_token_json(app->tok, (int)r));
     }
-    return api_json(res, 200,
-                    json_pack("{s:s,s:i,s:i,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap",
-                              "rows", (int)n, "n", (int)limit, "tokens", tokens, "points", points));
+    json_t *doc = json_pack("{s:s,s:i,s:i,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap", "rows",
+                            (int)n, "n", (int)limit, "tokens", tokens, "points", points);
+    json_t *f = layout_faith_json(app->ext->layout, kind);
+    if (doc && f) api_put(doc, "faithfulness", f);
+    return api_json(res, 200, doc);
 }
 
 int api_umap_status(twd_app *app, const api_args *a, api_response *res)

@@ -164,6 +164,11 @@ const cfg_option cfg_options[] = {
      "<api_key>' (401 otherwise)."},
     {"insecure", BOOL(insecure), "false", false,
      "Allow a listen address that is not loopback without api_key (otherwise twd refuses to start)."},
+    {"max_stats_texts", INT(max_stats_texts, 1, 100000), "256", false,
+     "Most texts in one /trajectory/stats request (a shipped corpus counts its texts after 'limit')."},
+    {"max_stats_tokens", INT(max_stats_tokens, 2, 10000000), "8192", false,
+     "Most tokens of all the texts of one /trajectory/stats request together. The logit lens costs "
+     "about 1.2 TFLOP per 1,000 tokens on the GPT-2 124M shape (15 states x 50,257 x 768 x 2)."},
 };
 const size_t cfg_n_options = sizeof(cfg_options) / sizeof(cfg_options[0]);
 
@@ -679,10 +684,13 @@ void config_api_settings(const twd_config *cfg, api_settings *s)
                              .max_k = cfg->max_k,
                              .max_top = cfg->max_top,
                              .max_answer_tokens = cfg->max_answer_tokens,
+                             .max_stats_texts = cfg->max_stats_texts,
+                             .max_stats_tokens = cfg->max_stats_tokens,
                              .max_answer_bytes = (double)cfg->max_answer_mb * 1048576.0};
     s->cache_bytes = (size_t)cfg->cache_mb << 20;
     s->answer_cache_bytes = (size_t)cfg->answer_cache_mb << 20;
     snprintf(s->words_file, sizeof s->words_file, "%s", cfg->words_file);
+    if (config_data_path(s->corpus_dir, sizeof s->corpus_dir, "config/corpus") != 0) s->corpus_dir[0] = '\0';
     layout_settings *l = &s->layout;
     l->rows = (size_t)cfg->umap_rows;
     l->umap = cfg->umap;

@@ -70,6 +70,9 @@ typedef struct twd_config {
     char allowed_hosts[1024]; /* extra Host names accepted, comma-separated */
     char api_key[256];      /* bearer token required by every route but /health; empty: none */
     bool insecure;          /* allow a non-loopback listen address without api_key */
+    /* /trajectory/stats */
+    int64_t max_stats_texts;  /* texts of one request */
+    int64_t max_stats_tokens; /* tokens of all its texts */
 } twd_config;
 
 typedef struct {

@@ -157,8 +157,9 @@ START_TEST(test_factored_keys_cancel)
     tw_cancel cancel = {0};
     tw_cancel_raise(&cancel);
     probe_words_result r, d;
-    ck_assert_int_eq(probe_words_opt(&tm.m, &(ana_ctx){c, &cancel}, 0, ids, 20, 5, PROBE_FACTORED, &r),
-                     TW_ECANCELED);
+    ck_assert_int_eq(
+        probe_words_opt(&tm.m, &(ana_ctx){.cache = c, .cancel = &cancel}, 0, ids, 20, 5, PROBE_FACTORED, &r),
+        TW_ECANCELED);
     ck_assert_int_eq(probe_words_opt(&tm.m, ANA_CTX(c), 0, ids, 20, 5, PROBE_FACTORED, &r), 0);
     ck_assert_int_eq(probe_words_opt(&tm.m, ANA_CTX(c), 0, ids, 20, 5, PROBE_DIRECT, &d), 0);
     same_probe(&r, &d);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "base/progress.h"
 #include "core/ana/lens.h"
 #include "core/nn/topk.h"
 #include "tests/support/test_rank.h"
@@ -42,7 +43,10 @@ static void reference(const float *E, size_t V, size_t d, const float *q, const 
     free(a);
 }
 
-static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_t nq, size_t k, tw_rng *r)
+/* tol: the agreement of lse and entropy with the exact computation, which
+ * the float GEMM's own score errors bound (about |s| 2^-24 sqrt(d)). */
+static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_t nq, size_t k, tw_rng *r,
+                       double tol)
 {
     const size_t nt = 2;
     int32_t *tg = malloc(nq * nt * sizeof *tg), *rank = malloc(nq * nt * sizeof *rank);
@@ -73,8 +77,8 @@ static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_
                           rank[i * nt + t], rr[t]);
             ck_assert(score[i * nt + t] == topk_dot(Q + i * d, E + (size_t)tg[i * nt + t] * d, d));
         }
-        ck_assert_msg(fabs(lse[i] - l) <= 1e-5 * fmax(1, fabs(l)), "lse %.9g vs %.9g", lse[i], l);
-        ck_assert_msg(fabs(ent[i] - e) <= 1e-5 * fmax(1, fabs(e)), "entropy %.9g vs %.9g", ent[i], e);
+        ck_assert_msg(fabs(lse[i] - l) <= tol * fmax(1, fabs(l)), "lse %.9g vs %.9g", lse[i], l);
+        ck_assert_msg(fabs(ent[i] - e) <= tol * fmax(1, fabs(e)), "entropy %.9g vs %.9g", ent[i], e);
     }
     free(tg);
     free(rank);
@@ -105,10 +109,40 @@ START_TEST(test_lens_vs_reference)
             tt_fill_uniform(&r, E, V * d, -1, 1);
             tt_fill_uniform(&r, Q, nq * d, -2, 2);
         }
-        check_lens(E, V, d, Q, nq, cases[c].k, &r);
+        check_lens(E, V, d, Q, nq, cases[c].k, &r, 1e-5);
         free(E);
         free(Q);
     }
+}
+END_TEST
+
+/* Scores that spread far more than e^64 within a row and rise block after
+ * block (the pass changes its reference), and the progress and cancel of a
+ * pass. */
+START_TEST(test_lens_large_scores_progress)
+{
+    tw_rng r = tt_rng(34);
+    const size_t V = 3000, d = 16, nq = 70;
+    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
+    tt_fill_uniform(&r, E, V * d, -1, 1);
+    for (size_t j = 0; j < V; j++) E[j * d] = 4.0f * (float)j / (float)V; /* rising along coordinate 0 */
+    tt_fill_uniform(&r, Q, nq * d, -40, 40);
+    for (size_t i = 0; i < nq; i++) Q[i * d] = 60.0f; /* every score rises with the id */
+    check_lens(E, V, d, Q, nq, 3, &r, 1e-4); /* scores up to about 300 */
+    tw_progress pr;
+    tw_progress_reset(&pr);
+    int32_t tg[70] = {0}, rank[70];
+    lens_opts o = {.n_targets = 1, .targets = tg, .progress = &pr, .progress_done0 = 10};
+    lens_out out = {.rank = rank};
+    ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &o, &out), TW_OK);
+    long long done;
+    tw_progress_read(&pr, NULL, &done, NULL);
+    ck_assert_int_eq(done, 10 + (long long)nq);
+    tw_cancel c = {.flag = 1};
+    o.cancel = &c;
+    ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &o, &out), TW_ECANCELED);
+    free(E);
+    free(Q);
 }
 END_TEST
 
@@ -174,8 +208,8 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_batch_independent, test_lens_errors,
-                                       NULL};
+    const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_large_scores_progress,
+                                       test_lens_batch_independent, test_lens_errors, NULL};
     const tw_case lens = {"lens", 0, NULL, NULL, lens_tests};
     return tw_check_main("lens", &lens, 1);
 }

@@ -10,15 +10,18 @@
  * Files are raw little-endian float32, row-major (numpy's tofile). */
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "core/nn/blas.h"
+#include "core/proj/faith.h"
 #include "core/proj/pca.h"
 #include "core/proj/umap.h"
 #include "tool_common.h"
@@ -38,11 +41,15 @@ static const tool_help help = {
     "                    UMAP settings (core/proj/umap.h; defaults are umap-learn's)\n"
     "  --save FILE       also time saving the layout to FILE and loading it back\n"
     "  --pca             PCA instead of UMAP\n"
+    "  --faith N         then print a second JSON line: trustworthiness and continuity\n"
+    "                    (docs/MATH.md §15) of the layout on a seeded sample of N rows\n"
+    "                    (the rows drawn, too) and, with --query, the kNN overlap of\n"
+    "                    each query row\n"
     "  -h, --help        this text\n"};
 
 typedef struct {
     const char *data, *out, *query, *qout, *save;
-    size_t rows, dim, qrows;
+    size_t rows, dim, qrows, faith;
     int use_pca;
     umap_params p;
 } umap_args;
@@ -61,6 +68,7 @@ static int set_option(void *ctx, int c, const char *v)
     case 'Q': a->qout = v; return 0;
     case 'S': a->save = v; return 0;
     case 'P': a->use_pca = 1; return 0;
+    case 'F': return tool_parse_size("--faith", v, (size_t)1 << 30, &a->faith);
     case 'n': return tool_parse_size("--rows", v, big, &a->rows);
     case 'D': return tool_parse_size("--dim", v, big, &a->dim);
     case 'm': return tool_parse_size("--qrows", v, big, &a->qrows);
@@ -100,6 +108,7 @@ static int parse_args(int argc, char **argv, void *ctx)
         {"min-dist", required_argument, 0, 'M'},
         {"save", required_argument, 0, 'S'},
         {"pca", no_argument, 0, 'P'},
+        {"faith", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -303,6 +312,45 @@ static int run_umap(const umap_args *a, const float *x, const float *q)
     return status;
 }
 
+/* The faithfulness figures of the layout written to a->out (and of the
+ * transformed queries in a->qout), as one more JSON line. */
+static int print_faith(const umap_args *a, const float *x, const float *q)
+{
+    const size_t nc = a->p.n_components, n = a->rows, d = a->dim;
+    float *e = read_f32(a->out, n * nc), *t = q ? read_f32(a->qout, a->qrows * nc) : NULL;
+    size_t *idx = malloc((a->faith < n ? a->faith : n) * sizeof *idx + 1);
+    if (!e || (q && !t) || !idx) return 1;
+    size_t m = faith_sample(n, a->faith, FAITH_SAMPLE_SEED, idx);
+    float *xs = malloc(m * d * sizeof *xs), *es = malloc(m * nc * sizeof *es);
+    double trust = NAN, cont = NAN, *frac = q ? malloc(a->qrows * sizeof *frac) : NULL;
+    int rc = xs && es && (!q || frac) ? TW_OK : TW_ENOMEM;
+    for (size_t i = 0; rc == TW_OK && i < m; i++) {
+        memcpy(xs + i * d, x + idx[i] * d, d * sizeof *xs);
+        memcpy(es + i * nc, e + idx[i] * nc, nc * sizeof *es);
+    }
+    if (rc == TW_OK) rc = faith_trust_cont(xs, m, d, es, nc, FAITH_K, &trust, &cont, NULL);
+    if (rc == TW_OK && q) rc = faith_knn_overlap(x, n, d, e, nc, q, t, a->qrows, FAITH_K, frac);
+    int status = 1;
+    if (rc != TW_OK) {
+        tw_log("faithfulness: %s", tw_strerror(rc));
+    } else {
+        json_t *sample = json_array();
+        for (size_t i = 0; i < m; i++) json_array_append_new(sample, json_integer((json_int_t)idx[i]));
+        json_t *doc =
+            json_pack("{s:i,s:I,s:o,s:o,s:o}", "k", FAITH_K, "seed", (json_int_t)FAITH_SAMPLE_SEED, "sample",
+                      sample, "trustworthiness", tool_json_real(trust), "continuity", tool_json_real(cont));
+        if (q) json_object_set_new(doc, "knn_overlap", tool_json_doubles(frac, a->qrows));
+        status = tool_print_json(doc, 0) != 0;
+    }
+    free(e);
+    free(t);
+    free(idx);
+    free(xs);
+    free(es);
+    free(frac);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     umap_args a;
@@ -311,6 +359,7 @@ int main(int argc, char **argv)
     float *x = read_f32(a.data, a.rows * a.dim);
     float *q = a.query ? read_f32(a.query, a.qrows * a.dim) : NULL;
     int status = !x || (a.query && !q) ? 1 : a.use_pca ? run_pca(&a, x, q) : run_umap(&a, x, q);
+    if (!status && a.faith) status = print_faith(&a, x, q);
     free(x);
     free(q);
     return status;

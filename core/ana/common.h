@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "base/cancel.h"
+#include "base/progress.h"
 #include "base/status.h"
 #include "core/ana/blockcache.h"
 #include "core/model/gpt2.h"
@@ -20,13 +21,15 @@
  * never a crash. */
 
 /* What every analysis runs with: the cache of intermediates it may share
- * with other requests (NULL: private copies, freed at the end) and the
+ * with other requests (NULL: private copies, freed at the end), the
  * request's cancel flag and deadline, checked between blocks of work (NULL:
- * never stops; the analysis then returns TW_ECANCELED or TW_ETIMEDOUT). A
- * NULL ana_ctx means both defaults. */
+ * never stops; the analysis then returns TW_ECANCELED or TW_ETIMEDOUT), and
+ * where a long analysis reports how far it is (NULL: nowhere). A NULL
+ * ana_ctx means all defaults. */
 typedef struct {
     blockcache *cache;
     const tw_cancel *cancel;
+    tw_progress *progress;
 } ana_ctx;
 
 /* A context with only a cache, for tools and tests. */
@@ -35,6 +38,7 @@ typedef struct {
 /* The parts of x, NULL-safe. */
 static inline blockcache *ana_cache(const ana_ctx *x) { return x ? x->cache : NULL; }
 static inline const tw_cancel *ana_cancel(const ana_ctx *x) { return x ? x->cancel : NULL; }
+static inline tw_progress *ana_progress(const ana_ctx *x) { return x ? x->progress : NULL; }
 
 /* TW_OK if the model's config and the pointers the analyses read are usable
  * (dimensions >= 1, n_embd % n_head == 0, wte/ln_f/blocks present). */

@@ -1,11 +1,89 @@
 #include "core/ana/lens.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/status.h"
+
+/* Four float lanes (GCC/Clang vector extensions: one SSE register on
+ * x86-64, one NEON register on arm64). */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f v4f_splat(float x) { return (v4f){x, x, x, x}; }
+static inline v4i v4i_splat(int32_t x) { return (v4i){x, x, x, x}; }
+
+static inline v4f v4f_load(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Lane-wise max(a, b) (b where a is NaN). */
+static inline v4f v4f_max(v4f a, v4f b)
+{
+    v4i m = a > b;
+    return (v4f)((m & (v4i)a) | (~m & (v4i)b));
+}
+
+/* exp(x) lane by lane for x <= 88, with relative error below 2e-7 for
+ * x >= -87 (smaller x gives about exp(-87)): Cody-Waite reduction
+ * x = r ln2 + f, |f| <= ln2/2, a degree-7 Taylor polynomial of exp(f),
+ * and 2^r built in the exponent bits. */
+static inline v4f v4f_exp(v4f x)
+{
+    const v4f magic = v4f_splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+    x = v4f_max(x, v4f_splat(-87.0f));
+    v4f t = x * v4f_splat(1.44269504088896341f) + magic;
+    v4f r = t - magic;
+    v4f f = x - r * v4f_splat(0.693145751953125f); /* ln2 split: exact high part */
+    f = f - r * v4f_splat(1.42860682030941723e-6f);
+    v4f p = v4f_splat(1.0f / 5040.0f);
+    p = p * f + v4f_splat(1.0f / 720.0f);
+    p = p * f + v4f_splat(1.0f / 120.0f);
+    p = p * f + v4f_splat(1.0f / 24.0f);
+    p = p * f + v4f_splat(1.0f / 6.0f);
+    p = p * f + v4f_splat(0.5f);
+    p = p * f + v4f_splat(1.0f);
+    p = p * f + v4f_splat(1.0f);
+    v4i e = ((v4i)t - (v4i)magic + v4i_splat(127)) << 23;
+    return p * (v4f)e;
+}
+
+static inline float v4f_hmax(v4f v)
+{
+    float m = v[0];
+    for (int i = 1; i < 4; i++)
+        if (v[i] > m) m = v[i];
+    return m;
+}
+
+/* Largest float score of a row (NaN ignored unless all are NaN). */
+static float row_max(const float *s, size_t b)
+{
+    size_t j = 0;
+    float m = -INFINITY;
+    if (b >= 8) {
+        v4f m0 = v4f_splat(-INFINITY), m1 = m0;
+        for (; j + 8 <= b; j += 8) {
+            m0 = v4f_max(v4f_load(s + j), m0);
+            m1 = v4f_max(v4f_load(s + j + 4), m1);
+        }
+        m = v4f_hmax(v4f_max(m0, m1));
+    }
+    for (; j < b; j++)
+        if (s[j] > m) m = s[j];
+    return m;
+}
+
+/* Scores per chunk of a row's pass: float partial sums of at most this many
+ * exponentials, and the unit in which scores near a target are looked for. */
+#define LENS_CHUNK 256
 
 /* Rows whose float score is within the error bound of a target's exact
  * score: decided by an exact rescoring after the pass. */
@@ -16,12 +94,16 @@ typedef struct {
 
 typedef struct {
     const float *E, *Q;
-    size_t d, nq, nt;
+    size_t d, nq, nt, V;
     const int32_t *targets;
-    double *t_score, *t_err;  /* (nq, nt) exact target scores and their bounds */
+    float *t_lo, *t_hi;       /* (nq, nt) float scores outside [lo, hi] are decided by the GEMM */
+    double *t_score;          /* (nq, nt) exact target scores */
     int32_t *above;           /* (nq, nt) rows surely above the target */
     near_list *near;          /* (nq, nt) */
-    double *max, *sum, *wsum; /* (nq): running max, sum exp(s - max), sum exp(s - max) s */
+    double *max, *sum, *wsum; /* (nq): reference m (the largest score so far), sum exp(s - m),
+                               * sum exp(s - m) (s - m) */
+    tw_progress *progress;
+    long long done0;
 } lens_pass;
 
 static int near_add(near_list *l, int32_t j)
@@ -37,59 +119,180 @@ static int near_add(near_list *l, int32_t j)
     return TW_OK;
 }
 
-/* One block of GEMM scores: the softmax sums and the rank counts. */
+/* What one pass over a row's scores in one block gives, relative to ref. */
+typedef struct {
+    double sum, wsum; /* sum exp(s - ref), sum exp(s - ref) (s - ref) */
+    float max;        /* the block's largest score */
+} block_sums;
+
+/* sum exp(s_j - ref) and sum exp(s_j - ref) (s_j - ref) over s (b) in one
+ * vector pass (terms of s_j - ref < -87 count as about e^-87 each), with
+ * the largest score. */
+static block_sums row_sums(const float *s, size_t b, float ref)
+{
+    const v4f vref = v4f_splat(ref);
+    v4f vm = v4f_splat(-INFINITY);
+    block_sums o = {0, 0, -INFINITY};
+    for (size_t c0 = 0; c0 < b; c0 += LENS_CHUNK) {
+        size_t end = c0 + LENS_CHUNK < b ? c0 + LENS_CHUNK : b, j = c0;
+        v4f a0 = v4f_splat(0.0f), a1 = a0, w0 = a0, w1 = a0;
+        for (; j + 8 <= end; j += 8) {
+            v4f v = v4f_load(s + j) - vref, w = v4f_load(s + j + 4) - vref;
+            vm = v4f_max(v4f_max(v, w), vm);
+            v4f ev = v4f_exp(v), ew = v4f_exp(w);
+            a0 += ev;
+            a1 += ew;
+            w0 += ev * v;
+            w1 += ew * w;
+        }
+        v4f acc = a0 + a1, wacc = w0 + w1;
+        o.sum += ((double)acc[0] + (double)acc[1]) + ((double)acc[2] + (double)acc[3]);
+        o.wsum += ((double)wacc[0] + (double)wacc[1]) + ((double)wacc[2] + (double)wacc[3]);
+        float tm = v4f_hmax(vm);
+        for (; j < end; j++) {
+            float x = s[j] - ref;
+            double e = exp((double)x);
+            o.sum += e;
+            o.wsum += e * x;
+            if (x > tm) tm = x;
+        }
+        vm = v4f_splat(tm);
+    }
+    o.max = v4f_hmax(vm) + ref;
+    return o;
+}
+
+/* The rank counts of target column it against one row's scores s (b) of
+ * the block starting at j0: the scores surely above it, and the ids within
+ * the error bound into its near list (chunks with none are passed over
+ * after one vector count). */
+static int row_ranks(lens_pass *p, size_t it, const float *s, size_t b, size_t j0)
+{
+    const float lo = p->t_lo[it], hi = p->t_hi[it];
+    const v4f vlo = v4f_splat(lo), vhi = v4f_splat(hi);
+    long above = 0;
+    for (size_t c0 = 0; c0 < b; c0 += LENS_CHUNK) {
+        size_t end = c0 + LENS_CHUNK < b ? c0 + LENS_CHUNK : b, j = c0;
+        v4i ah = v4i_splat(0), al = v4i_splat(0);
+        for (; j + 8 <= end; j += 8) {
+            v4f v = v4f_load(s + j), w = v4f_load(s + j + 4);
+            ah -= (v > vhi) + (w > vhi); /* a true lane is -1 */
+            al -= (v >= vlo) + (w >= vlo);
+        }
+        long nh = (long)ah[0] + ah[1] + ah[2] + ah[3], nl = (long)al[0] + al[1] + al[2] + al[3];
+        for (; j < end; j++) {
+            nh += s[j] > hi;
+            nl += s[j] >= lo;
+        }
+        above += nh;
+        if (nl == nh) continue; /* nothing within the bound in this chunk */
+        for (j = c0; j < end; j++)
+            if (s[j] >= lo && s[j] <= hi && near_add(&p->near[it], (int32_t)(j0 + j)) != TW_OK)
+                return TW_ENOMEM;
+    }
+    p->above[it] += (int32_t)above;
+    return TW_OK;
+}
+
+/* One row's share of a block: the softmax sums against the running
+ * maximum (the block's own on the first block; a block whose scores rise
+ * more than e^64 above the reference is summed again against its maximum,
+ * so float partial sums never overflow), and the rank counts. */
+static int row_block(lens_pass *p, size_t i, const float *s, size_t bj, size_t j0)
+{
+    float ref = p->max[i] > -INFINITY ? (float)p->max[i] : row_max(s, bj);
+    block_sums bs = row_sums(s, bj, ref);
+    if (bs.max > ref + 64.0f) bs = row_sums(s, bj, ref = bs.max);
+    /* fold into the running sums, with the larger of the two references */
+    double m = p->max[i], nm = fmax(m, (double)ref);
+    if (bs.max > nm) nm = bs.max;
+    if (m > -INFINITY && nm > m) { /* rescale what was summed: s - nm = (s - m) + (m - nm) */
+        double f = exp(m - nm);
+        p->wsum[i] = f * (p->wsum[i] + (m - nm) * p->sum[i]);
+        p->sum[i] *= f;
+    }
+    double f = exp((double)ref - nm);
+    p->wsum[i] += f * (bs.wsum + ((double)ref - nm) * bs.sum);
+    p->sum[i] += f * bs.sum;
+    p->max[i] = nm;
+    for (size_t t = 0; t < p->nt; t++) {
+        size_t it = i * p->nt + t;
+        if (p->targets[it] < 0) continue;
+        int rc = row_ranks(p, it, s, bj, j0);
+        if (rc != TW_OK) return rc;
+    }
+    return TW_OK;
+}
+
+/* Rows [i0, i1) of one block of scores. */
+typedef struct {
+    lens_pass *p;
+    const float *S;
+    size_t i0, i1, j0, bj;
+    int rc;
+} block_job;
+
+static void *block_rows(void *arg)
+{
+    block_job *b = arg;
+    for (size_t i = b->i0; i < b->i1 && b->rc == TW_OK; i++)
+        b->rc = row_block(b->p, i, b->S + i * b->bj, b->bj, b->j0);
+    return NULL;
+}
+
+/* Threads for the scan of a block of scores: as many as OpenBLAS uses, which
+ * wait while it runs (at most 16). Each row is one thread's, so the answer
+ * does not depend on the split. */
+#define LENS_MAX_THREADS 16
+
+/* One block of GEMM scores (topk_opts.on_block), split over threads (the
+ * caller is one; a thread that cannot be started leaves its rows to it). */
 static int on_block(void *ctx, const float *S, size_t nq, size_t j0, size_t bj)
 {
     lens_pass *p = ctx;
-    for (size_t i = 0; i < nq; i++) {
-        const float *s = S + i * bj;
-        float bm = -INFINITY;
-        for (size_t j = 0; j < bj; j++) bm = s[j] > bm ? s[j] : bm;
-        if (bm > p->max[i]) { /* a new maximum: rescale what was summed */
-            double f = exp(p->max[i] - bm);
-            p->sum[i] *= f;
-            p->wsum[i] *= f;
-            p->max[i] = bm;
-        }
-        double m = p->max[i], sum = 0, wsum = 0;
-        for (size_t j = 0; j < bj; j++) {
-            double e = exp((double)s[j] - m);
-            sum += e;
-            wsum += e * s[j];
-        }
-        p->sum[i] += sum;
-        p->wsum[i] += wsum;
-        for (size_t t = 0; t < p->nt; t++) {
-            size_t it = i * p->nt + t;
-            if (p->targets[it] < 0) continue;
-            double hi = p->t_score[it] + p->t_err[it], lo = p->t_score[it] - p->t_err[it];
-            int32_t above = 0;
-            for (size_t j = 0; j < bj; j++) {
-                if (s[j] > hi)
-                    above++;
-                else if (s[j] >= lo && near_add(&p->near[it], (int32_t)(j0 + j)) != TW_OK)
-                    return TW_ENOMEM;
-            }
-            p->above[it] += above;
-        }
+    int threads = openblas_get_num_threads();
+    if (threads > LENS_MAX_THREADS) threads = LENS_MAX_THREADS;
+    if (threads < 1 || nq < 64) threads = 1;
+    block_job jobs[LENS_MAX_THREADS];
+    pthread_t th[LENS_MAX_THREADS];
+    bool started[LENS_MAX_THREADS] = {false};
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (block_job){.p = p,
+                              .S = S,
+                              .i0 = nq * (size_t)t / (size_t)threads,
+                              .i1 = nq * (size_t)(t + 1) / (size_t)threads,
+                              .j0 = j0,
+                              .bj = bj};
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&th[t], NULL, block_rows, &jobs[t]) == 0;
+    block_rows(&jobs[0]);
+    int rc = jobs[0].rc;
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            block_rows(&jobs[t]);
+        if (rc == TW_OK) rc = jobs[t].rc;
     }
-    return TW_OK;
+    tw_progress_set(p->progress, p->done0 + (long long)((double)nq * (double)(j0 + bj) / (double)p->V));
+    return rc;
 }
 
 /* Per-row and per-target state of a pass, carved from one allocation. */
 static int pass_alloc(lens_pass *p)
 {
     size_t m = p->nq * (p->nt ? p->nt : 1), nq = p->nq;
-    size_t bytes = m * (2 * sizeof(double) + sizeof(near_list) + sizeof(int32_t)) + 3 * nq * sizeof(double);
+    size_t bytes = m * (sizeof(double) + sizeof(near_list) + sizeof(int32_t) + 2 * sizeof(float)) +
+                   3 * nq * sizeof(double);
     char *b = calloc(1, bytes);
     if (!b) return TW_ENOMEM;
     p->t_score = (double *)b;
-    p->t_err = p->t_score + m;
-    p->max = p->t_err + m;
+    p->max = p->t_score + m;
     p->sum = p->max + nq;
     p->wsum = p->sum + nq;
     p->near = (near_list *)(p->wsum + nq);
     p->above = (int32_t *)(p->near + m);
+    p->t_lo = (float *)(p->above + m);
+    p->t_hi = p->t_lo + m;
     return TW_OK;
 }
 
@@ -100,18 +303,24 @@ static void pass_free(lens_pass *p)
     free(p->t_score);
 }
 
-/* The exact score of every target and the GEMM's error bound around it. */
+/* The exact score of every target and the float thresholds of the GEMM's
+ * error bound around it: a float score above hi is above s_t + err for
+ * certain, one below lo below s_t - err. */
 static void pass_targets(lens_pass *p, float R)
 {
     for (size_t i = 0; i < p->nq; i++) {
         p->max[i] = -INFINITY;
         const float *q = p->Q + i * p->d;
         double err = topk_screen_error(p->d, sqrt(topk_dot(q, q, p->d)), R);
+        if (!(err < INFINITY)) err = INFINITY; /* NaN: every row rescored */
         for (size_t t = 0; t < p->nt; t++) {
-            int32_t id = p->targets[i * p->nt + t];
+            size_t it = i * p->nt + t;
+            int32_t id = p->targets[it];
             if (id < 0) continue;
-            p->t_score[i * p->nt + t] = topk_dot(q, p->E + (size_t)id * p->d, p->d);
-            p->t_err[i * p->nt + t] = err < INFINITY ? err : INFINITY; /* NaN: every row rescored */
+            double st = topk_dot(q, p->E + (size_t)id * p->d, p->d);
+            p->t_score[it] = st;
+            p->t_lo[it] = nextafterf((float)(st - err), -INFINITY);
+            p->t_hi[it] = nextafterf((float)(st + err), INFINITY);
         }
     }
 }
@@ -134,9 +343,8 @@ static int32_t target_rank(const lens_pass *p, size_t i, size_t it)
 static void pass_results(const lens_pass *p, lens_out *out)
 {
     for (size_t i = 0; i < p->nq; i++) {
-        double lse = p->max[i] + log(p->sum[i]);
-        if (out->lse) out->lse[i] = lse;
-        if (out->entropy) out->entropy[i] = lse - p->wsum[i] / p->sum[i];
+        if (out->lse) out->lse[i] = p->max[i] + log(p->sum[i]);
+        if (out->entropy) out->entropy[i] = log(p->sum[i]) - p->wsum[i] / p->sum[i];
         for (size_t t = 0; t < p->nt; t++) {
             size_t it = i * p->nt + t;
             bool none = p->targets[it] < 0;
@@ -164,7 +372,15 @@ int lens_rows(const float *E, size_t V, size_t d, const float *Q, size_t nq, con
     if (rc != TW_OK || nq == 0) return rc;
     size_t nt = o ? o->n_targets : 0, k = o ? o->k : 0;
     float R = o && o->max_row_norm > 0 ? o->max_row_norm : topk_max_row_norm(E, V, d);
-    lens_pass p = {.E = E, .Q = Q, .d = d, .nq = nq, .nt = nt, .targets = nt ? o->targets : NULL};
+    lens_pass p = {.E = E,
+                   .Q = Q,
+                   .d = d,
+                   .nq = nq,
+                   .nt = nt,
+                   .V = V,
+                   .targets = nt ? o->targets : NULL,
+                   .progress = o ? o->progress : NULL,
+                   .done0 = o ? o->progress_done0 : 0};
     if ((rc = pass_alloc(&p)) != TW_OK) return rc;
     pass_targets(&p, R);
     topk_opts to = {.max_row_norm = R, .cancel = o ? o->cancel : NULL, .on_block = on_block, .ctx = &p};

@@ -14,13 +14,18 @@
  *            float score, every other one is rescored exactly, so the rank
  *            is exact whatever the batch, the blocks or the BLAS;
  *   score    s_t, exact.
- * lse and entropy come from the float GEMM scores, summed in double after
- * subtracting the running maximum: they agree with an exact computation to
- * about 1e-6 relative, and may differ in the last printed digits between
- * batches (the scores and ranks never do).
+ * lse and entropy come from the float GEMM scores in one vector pass per
+ * row and block (docs/MATH.md §14.3): exponentials of s_j - m in float
+ * against the running maximum m, partial sums of 256 terms in float, added
+ * in double; they agree with an exact computation to about 1e-6 relative,
+ * and may differ in the last printed digits between batches (the scores
+ * and ranks never do).
  *
- * Threads: the GEMMs use OpenBLAS's threads, the rest the calling thread.
- * Cancellation is checked between GEMM blocks. */
+ * Threads: the GEMMs use OpenBLAS's threads; the scan of each block of
+ * scores (the sums, the rank counts, the rows to rescore) is split over as
+ * many threads of its own, which run while OpenBLAS's wait, each row one
+ * thread's, so the answer does not depend on the split. Cancellation is
+ * checked between GEMM blocks. */
 #ifndef TW_LENS_H
 #define TW_LENS_H
 
@@ -28,6 +33,7 @@
 #include <stdint.h>
 
 #include "base/cancel.h"
+#include "base/progress.h"
 #include "core/nn/topk.h"
 
 /* Targets per row at most. */
@@ -39,6 +45,10 @@ typedef struct {
     const int32_t *targets;  /* (nq, n_targets), each in [0, V) or -1 */
     float max_row_norm;      /* max_j |E_j| if known (> 0), else computed */
     const tw_cancel *cancel; /* NULL: never stops */
+    /* Where the pass reports how far it is: done = progress_done0 + the
+     * rows' share of the pass finished (nq when it ends). NULL: nowhere. */
+    tw_progress *progress;
+    long long progress_done0;
 } lens_opts;
 
 /* Outputs, owned by the caller; any may be NULL when not wanted. */

@@ -149,8 +149,13 @@ int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq
  * the score of every list. */
 double topk_dot(const float *a, const float *b, size_t d);
 
-/* The proven bound on |float GEMM score - topk_dot score| for a query of
- * norm qnorm against rows of norm at most max_row_norm (docs/MATH.md §2). */
+/* The screening error bound: for a query q with |q| = qnorm and any row
+ * M_j with |M_j| <= max_row_norm, the float32 GEMM score of q . M_j (any
+ * BLAS kernel, any summation order, with or without FMA) differs from
+ * topk_dot(q, M_j) by less than this. A row whose GEMM score exceeds a
+ * threshold t by more than the bound has topk_dot > t for certain (and
+ * likewise below), so only rows within the bound of t need rescoring.
+ * NaN or +inf when an input is. */
 double topk_screen_error(size_t d, double qnorm, double max_row_norm);
 
 /* max_j |M_j| over the n rows of M (n, d) (NaN if a row holds NaN). */

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,11 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/cancel.h"
 #include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/num.h"
 #include "base/status.h"
+#include "core/proj/faith.h"
 #include "core/proj/pca.h"
 #include "core/proj/umap.h"
 
@@ -41,7 +44,88 @@ struct layout_service {
     double fit_seconds;
     char error[512];
     pthread_mutex_t lock; /* guards error */
+    /* faithfulness (docs/MATH.md §15): the sample of fitted rows, and the
+     * figures of each layout (UMAP's valid once state == U_READY) */
+    size_t *sample, n_sample;
+    layout_faith faith[2];
+    bool faith_ready[2]; /* faith[kind] computed (guarded by faith_lock) */
+    pthread_mutex_t faith_lock;
+    pthread_cond_t faith_done; /* a faith_ready became true */
+    pthread_t faith_thread;    /* PCA's figures, and a loaded UMAP layout's */
+    bool faith_started;
+    tw_cancel stop; /* raised by layout_stop */
 };
+
+/* The figures of the layout pts (n, 3) of the fitted rows into p->faith[kind]
+ * (NaN figures when they cannot be computed; logged). */
+static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
+{
+    layout_faith *f = &p->faith[kind];
+    f->k = FAITH_K;
+    f->sample_rows = p->n_sample;
+    f->sample_seed = FAITH_SAMPLE_SEED;
+    f->trustworthiness = f->continuity = NAN;
+    if (kind == PROJ_PCA) {
+        f->has_variance_ratio = 1;
+        for (int c = 0; c < 3; c++)
+            f->explained_variance_ratio[c] = p->pca.total_variance > 0 && (size_t)c < p->pca.n_components
+                                                 ? p->pca.variance[c] / p->pca.total_variance
+                                                 : 0.0;
+    }
+    if (!p->sample || p->n_sample <= 2 * FAITH_K) return;
+    const size_t m = p->n_sample, d = p->dim;
+    float *xs = malloc(m * d * sizeof *xs), *ys = malloc(m * 3 * sizeof *ys);
+    int rc = TW_ENOMEM;
+    if (xs && ys) {
+        for (size_t i = 0; i < m; i++) {
+            memcpy(xs + i * d, p->rows + p->sample[i] * d, d * sizeof *xs);
+            memcpy(ys + i * 3, pts + p->sample[i] * 3, 3 * sizeof *ys);
+        }
+        double t0 = tw_now();
+        rc = faith_trust_cont(xs, m, d, ys, 3, FAITH_K, &f->trustworthiness, &f->continuity, &p->stop);
+        if (rc == TW_OK)
+            tw_log("%s: trustworthiness %.4f, continuity %.4f at %d neighbours on %zu rows (%.2f s)",
+                   kind == PROJ_PCA ? "pca" : "umap", f->trustworthiness, f->continuity, FAITH_K, m,
+                   tw_now() - t0);
+    }
+    if (rc != TW_OK && rc != TW_ECANCELED)
+        tw_log("%s: the faithfulness figures could not be computed: %s", kind == PROJ_PCA ? "pca" : "umap",
+               tw_strerror(rc));
+    free(xs);
+    free(ys);
+}
+
+/* faith_figures, then announced to those who wait for them (always, even
+ * when they could not be computed). */
+static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
+{
+    faith_figures(p, kind, pts);
+    pthread_mutex_lock(&p->faith_lock);
+    p->faith_ready[kind] = true;
+    pthread_cond_broadcast(&p->faith_done);
+    pthread_mutex_unlock(&p->faith_lock);
+}
+
+/* The figures that are not the fit's own, off the path to readiness: PCA's,
+ * and those of a UMAP layout loaded from the disk cache. */
+static void *faith_main(void *arg)
+{
+    layout_service *p = arg;
+    compute_faith(p, PROJ_PCA, p->pca_points);
+    if (p->from_cache) compute_faith(p, PROJ_UMAP, p->model.embedding);
+    return NULL;
+}
+
+/* Whether the figures of kind are there; with wait, waits for them (the
+ * service computes them in the background at start). */
+static bool faith_wait(layout_service *p, proj_kind kind, bool wait)
+{
+    pthread_mutex_lock(&p->faith_lock);
+    while (wait && !p->faith_ready[kind]) pthread_cond_wait(&p->faith_done, &p->faith_lock);
+    bool ready = p->faith_ready[kind];
+    pthread_mutex_unlock(&p->faith_lock);
+    return ready;
+}
 
 static void set_error(layout_service *p, const char *msg)
 {
@@ -86,6 +170,7 @@ static void *fit_main(void *arg)
     p->fit_seconds = tw_now() - t0;
     m.key = p->key;
     p->model = m;
+    compute_faith(p, PROJ_UMAP, p->model.embedding);
     atomic_store(&p->state, U_READY);
     char serr[512];
     if (!p->path[0])
@@ -122,6 +207,10 @@ static void choose_path(layout_service *p, const char *cache_dir)
     remove_stale_tmp(cache_dir);
 }
 
+/* The UMAP layout: disabled, failed, loaded from the disk cache or fitted
+ * in the background. */
+static void start_umap(layout_service *p, const layout_settings *s);
+
 layout_service *layout_start(const float *data, size_t n, size_t dim, const layout_settings *s, char *err,
                              size_t errlen)
 {
@@ -131,6 +220,8 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
         return NULL;
     }
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->faith_lock, NULL);
+    pthread_cond_init(&p->faith_done, NULL);
     p->dim = dim;
     p->n = s->rows < n ? s->rows : n;
     p->rows = data;
@@ -141,7 +232,17 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
         return NULL;
     }
     pca_transform(&p->pca, p->rows, p->n, p->pca_points);
+    size_t want = p->n < FAITH_SAMPLE_ROWS ? p->n : FAITH_SAMPLE_ROWS;
+    if ((p->sample = malloc((want ? want : 1) * sizeof *p->sample)))
+        p->n_sample = faith_sample(p->n, FAITH_SAMPLE_ROWS, FAITH_SAMPLE_SEED, p->sample);
+    start_umap(p, s);
+    p->faith_started = pthread_create(&p->faith_thread, NULL, faith_main, p) == 0;
+    if (!p->faith_started) faith_main(p);
+    return p;
+}
 
+static void start_umap(layout_service *p, const layout_settings *s)
+{
     umap_params_default(&p->params);
     p->params.n_neighbors = s->umap_neighbors;
     p->params.n_epochs = s->umap_epochs;
@@ -150,14 +251,14 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
     p->params.n_threads = s->threads ? s->threads : (size_t)(cores > 0 ? cores : 1);
     if (!s->umap) {
         atomic_store(&p->state, U_DISABLED);
-        return p;
+        return;
     }
     char perr[256];
     if (p->n <= p->params.n_neighbors || umap_params_check(&p->params, p->n, perr, sizeof perr) != TW_OK) {
         snprintf(p->error, sizeof p->error, "UMAP cannot be fitted on %zu rows: %s", p->n,
                  p->n <= p->params.n_neighbors ? "fewer rows than neighbours" : perr);
         atomic_store(&p->state, U_FAILED);
-        return p;
+        return;
     }
     p->key = umap_cache_key(umap_hash_floats(p->rows, p->n * p->dim, 0), &p->params);
     choose_path(p, s->cache_dir);
@@ -167,8 +268,8 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
         if (rc == TW_OK) {
             p->from_cache = true;
             tw_log("umap: layout loaded from %s", p->path);
-            atomic_store(&p->state, U_READY);
-            return p;
+            atomic_store(&p->state, U_READY); /* its figures follow (faith_main) */
+            return;
         }
         if (rc != TW_ENOENT) tw_log("umap: ignoring the saved layout: %s", lerr);
     }
@@ -177,23 +278,28 @@ layout_service *layout_start(const float *data, size_t n, size_t dim, const layo
     if (pthread_create(&p->thread, NULL, fit_main, p) != 0) {
         snprintf(p->error, sizeof p->error, "cannot start the UMAP thread");
         atomic_store(&p->state, U_FAILED);
-        return p;
+        return;
     }
     p->thread_started = true;
     tw_log("umap: fitting the layout of %zu rows in the background", p->n);
-    return p;
+    return;
 }
 
 void layout_stop(layout_service *p)
 {
     if (!p) return;
+    tw_cancel_raise(&p->stop);
     if (p->thread_started) {
         atomic_store(&p->prog.cancel, 1);
         pthread_join(p->thread, NULL);
     }
+    if (p->faith_started) pthread_join(p->faith_thread, NULL);
     umap_model_free(&p->model);
     pca_free(&p->pca);
     free(p->pca_points);
+    free(p->sample);
+    pthread_cond_destroy(&p->faith_done);
+    pthread_mutex_destroy(&p->faith_lock);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -251,6 +357,59 @@ int layout_umap_ready(layout_service *p, double *progress)
     return st == U_READY;
 }
 
+static int faithfulness(layout_service *p, proj_kind kind, bool wait, layout_faith *out)
+{
+    if (kind == PROJ_UMAP && atomic_load(&p->state) != U_READY) {
+        double progress;
+        char msg[8];
+        return not_ready(p, &progress, msg, sizeof msg);
+    }
+    if (!faith_wait(p, kind, wait)) return TW_ENOTREADY;
+    *out = p->faith[kind];
+    return TW_OK;
+}
+
+int layout_faithfulness(layout_service *p, proj_kind kind, layout_faith *out)
+{
+    return faithfulness(p, kind, true, out);
+}
+
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *faith_json(layout_service *p, proj_kind kind, bool wait)
+{
+    layout_faith f;
+    if (faithfulness(p, kind, wait, &f) != TW_OK) return NULL;
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:o,s:o}", "projection", kind == PROJ_PCA ? "pca" : "umap", "k",
+                          (json_int_t)f.k, "sample_rows", (json_int_t)f.sample_rows, "sample_seed",
+                          (json_int_t)f.sample_seed, "trustworthiness", real_or_null(f.trustworthiness),
+                          "continuity", real_or_null(f.continuity));
+    if (o && f.has_variance_ratio)
+        json_object_set_new(o, "explained_variance_ratio",
+                            json_pack("[o,o,o]", real_or_null(f.explained_variance_ratio[0]),
+                                      real_or_null(f.explained_variance_ratio[1]),
+                                      real_or_null(f.explained_variance_ratio[2])));
+    return o;
+}
+
+json_t *layout_faith_json(layout_service *p, proj_kind kind) { return faith_json(p, kind, true); }
+
+int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const float *pts, size_t m,
+                       double *frac)
+{
+    const float *fitted = p->pca_points;
+    if (kind == PROJ_UMAP) {
+        if (atomic_load(&p->state) != U_READY) {
+            double progress;
+            char msg[8];
+            return not_ready(p, &progress, msg, sizeof msg);
+        }
+        fitted = p->model.embedding;
+    }
+    size_t k = p->n < FAITH_K ? p->n : FAITH_K;
+    return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac);
+}
+
 json_t *layout_status_json(layout_service *p)
 {
     static const char *states[] = {"disabled", "fitting", "ready", "failed"};
@@ -276,5 +435,10 @@ json_t *layout_status_json(layout_service *p)
         json_object_set_new(o, "error", json_string(p->error));
         pthread_mutex_unlock(&p->lock);
     }
+    /* the figures computed so far: this answer never waits */
+    json_t *faith = json_object(), *u = faith_json(p, PROJ_UMAP, false), *c = faith_json(p, PROJ_PCA, false);
+    if (u) json_object_set_new(faith, "umap", u);
+    if (c) json_object_set_new(faith, "pca", c);
+    json_object_set_new(o, "faithfulness", faith);
     return o;
 }

@@ -52,10 +52,45 @@ const float *layout_points(layout_service *p, proj_kind kind, size_t *n, int *rc
 /* Number of rows the layouts are fitted on. */
 size_t layout_rows(const layout_service *p);
 
-/* {"state", "progress", "stage", "rows", "from_cache", "fit_seconds", ...} */
+/* {"state", "progress", "stage", "rows", "from_cache", "fit_seconds", ...,
+ * "faithfulness": {"umap", "pca"}} with the figures computed so far (it
+ * never waits). */
 json_t *layout_status_json(layout_service *p);
 
 /* 1 when the UMAP layout is ready, and the fit's progress in [0, 1]. */
 int layout_umap_ready(layout_service *p, double *progress);
+
+/* How faithful a layout is to the rows it was fitted on (docs/MATH.md §15),
+ * computed once per layout by the service, never on a request path and
+ * never on the path to readiness: PCA's, and those of a UMAP layout loaded
+ * from the disk cache, in a thread layout_start starts; a fitted UMAP
+ * layout's in the fit thread, before it is announced ready. Trustworthiness and continuity at FAITH_K neighbours on
+ * a seeded sample of min(FAITH_SAMPLE_ROWS, rows) fitted rows (NaN when
+ * the sample has 2 FAITH_K rows or fewer); for PCA also the share of the
+ * rows' total variance each of the 3 components explains. */
+typedef struct {
+    size_t k, sample_rows;
+    uint64_t sample_seed;
+    double trustworthiness, continuity;
+    int has_variance_ratio; /* PCA */
+    double explained_variance_ratio[3];
+} layout_faith;
+
+/* The figures of `kind`, waiting for them while they are computed: TW_OK
+ * with *out filled, or, for a UMAP layout that is not ready, the code of
+ * layout_apply (TW_ENOTREADY while fitting). */
+int layout_faithfulness(layout_service *p, proj_kind kind, layout_faith *out);
+
+/* The same as {"projection", "k", "sample_rows", "sample_seed",
+ * "trustworthiness", "continuity"[, "explained_variance_ratio"]} (NaN as
+ * null), or NULL when not ready. */
+json_t *layout_faith_json(layout_service *p, proj_kind kind);
+
+/* For m new rows y (m, dim) projected to pts (m, 3) by layout_apply: the
+ * fraction of their FAITH_K nearest fitted rows in the full space that are
+ * also among their FAITH_K nearest fitted points in the layout, into frac
+ * (m). TW_OK, TW_ENOMEM, or the layout's code when it is not ready. */
+int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const float *pts, size_t m,
+                       double *frac);
 
 #endif

@@ -139,6 +139,7 @@ export async function run(req) {
     hideMessage($('traj-msg'));
     fillControls();
     draw();
+    showFaithfulness(results);
     saveHash(req);
   } catch (e) {
     if (e.name === 'AbortError' || seq !== st.seq) return;
@@ -456,6 +457,30 @@ function togglePlay() {
     setLayer(st.layer + 1);
     if (st.layer >= S - 1) stopPlay();
   }, PLAY_MS);
+}
+
+// ---------- how far to trust the picture (docs/MATH.md §15) ----------
+
+function pct(x) { return x === null || x === undefined ? 'n/a' : `${Math.round(100 * x)} %`; }
+
+function showFaithfulness(results) {
+  const box = $('traj-faith');
+  const f = results[0] && results[0].faithfulness;
+  if (!f) { box.hidden = true; return; }
+  const name = f.projection === 'pca' ? 'PCA' : 'UMAP';
+  const parts = [`How faithful this 3D ${name} picture is, at ${f.k} neighbours on ${f.sample_rows} fitted rows: ` +
+    `trustworthiness ${fmt(f.trustworthiness, 3)}, continuity ${fmt(f.continuity, 3)} (1 is perfect).`];
+  if (f.explained_variance_ratio) {
+    parts.push(`The 3 components explain ${f.explained_variance_ratio.map(pct).join(', ')} of the variance.`);
+  }
+  results.forEach((r, p) => {
+    const o = r.faithfulness && r.faithfulness.knn_overlap;
+    if (!o) return;
+    parts.push(`${results.length > 1 ? `Phrase ${LETTERS[p]}: its` : 'The phrase\'s'} states keep ${pct(o.overall)} ` +
+      `of their ${o.k} nearest fitted rows among their ${o.k} nearest in 3D.`);
+  });
+  box.textContent = parts.join(' ');
+  box.hidden = false;
 }
 
 // ---------- details and table ----------

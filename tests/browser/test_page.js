@@ -425,6 +425,12 @@ async function main() {
     const pca = await checkFigure(page, d, { text: DEFAULT_PHRASE, projection: 'pca', nLayer });
     const pcaLayout = (await d.get('/umap/layout', { projection: 'pca', limit: 0 })).body;
     ok(maxDiff(xyz(pick(pca.summary, 'cloud')), pcaLayout.points) <= 1e-9, 'the PCA view draws the PCA background');
+    const faith = await page.$eval('#traj-faith', e => (e.hidden ? '' : e.textContent));
+    const ev = pcaLayout.faithfulness.explained_variance_ratio.map(x => `${Math.round(100 * x)} %`).join(', ');
+    ok(faith.includes('trustworthiness ' + pcaLayout.faithfulness.trustworthiness.toFixed(3)) && faith.includes(ev) &&
+       faith.includes('nearest fitted rows'),
+      'beside the figure: how faithful the PCA picture is (trustworthiness, continuity, explained variance, kNN overlap)',
+      faith);
     await shot(page, 'compare-pca-1280x800');
 
     // ===== 8. downloads =====

@@ -66,6 +66,8 @@ twd_app *fz_app(void)
                              .max_k = config_find("max_k")->min,
                              .max_top = config_find("max_top")->min,
                              .max_answer_tokens = config_find("max_answer_tokens")->min,
+                             .max_stats_texts = config_find("max_stats_texts")->min,
+                             .max_stats_tokens = config_find("max_stats_tokens")->min,
                              .max_answer_bytes = (double)config_find("max_answer_mb")->min * 1048576.0};
     limits[2] = (api_limits){.max_text = config_find("max_text")->max,
                              .max_tokens = config_find("max_tokens")->max,
@@ -73,6 +75,8 @@ twd_app *fz_app(void)
                              .max_k = config_find("max_k")->max,
                              .max_top = config_find("max_top")->max,
                              .max_answer_tokens = 5000,
+                             .max_stats_texts = config_find("max_stats_texts")->max,
+                             .max_stats_tokens = config_find("max_stats_tokens")->max,
                              .max_answer_bytes = 16.0 * 1048576.0};
     app.set.limits = limits[0];
     FZ_CHECK(gpt2_load(model, &app.model, err, sizeof err) == 0, "%s", err);

@@ -120,6 +120,13 @@ REQUESTS = [
     ("post", "/attention", {"text": "abc", "format": "csv"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "7"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "5", "format": "csv"}, None),
+    ("post", "/trajectory/stats", {"texts": [TEXT, "a b c"], "k": 2}, None),
+    ("post", "/trajectory/stats", {"texts": ["x", "a b"], "gelu": "erf", "format": "csv"}, None),
+    # job 1 of the daemon: started, then asked about
+    ("post", "/trajectory/stats/job", {"texts": [TEXT], "k": 1}, None),
+    ("get", "/trajectory/stats/job/status", {"id": "1"}, None),
+    ("get", "/trajectory/stats/job/result", {"id": "1", "wait": "30"}, None),
+    ("get", "/trajectory/stats/job/result", {"id": "1", "format": "csv"}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "1,2"}, None),
     ("get", "/mlp/values", {"block": "1", "k": "1"}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "3", "format": "csv"}, None),

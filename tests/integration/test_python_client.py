@@ -163,6 +163,22 @@ def rows_attention(doc):
             for b in doc["blocks"] for h in b["heads"] for q in range(doc["n_tokens"]) for k in range(q + 1)]
 
 
+def rows_trajectory_stats(doc):
+    out = []
+    for s in doc["states"]:
+        for stat in ("cos_next", "cos_self", "cos_final", "rank_next", "prob_next"):
+            for b in ("all", "first", "early", "late"):
+                cell = s if b == "all" else s["buckets"][b]
+                v = cell[stat]
+                rank = stat == "rank_next"
+                out.append(dict(state_index=s["index"], state=s["name"], block=s["block"], statistic=stat, bucket=b,
+                                n_positions=cell["n_positions"], mean=v["mean"], std=v["std"],
+                                ci95_low=v["ci95"][0], ci95_high=v["ci95"][1],
+                                median=v["median"] if rank else None, top1=v["top1"] if rank else None,
+                                topk=v["topk"] if rank else None))
+    return out
+
+
 def rows_mlp_values(doc):
     return [dict(block=doc["block"], neuron=n["neuron"], norm=n["norm"], list=lst, rank=r + 1, **tok_cols(t),
                  score=t["score"])
@@ -594,6 +610,23 @@ class PythonClientTest(unittest.TestCase):
         # without a target those columns are empty
         plain = self.c.trajectory(TEXT, projection="pca", k=1)
         self.assertTrue(plain["target_id"].isna().all())
+
+    def test_trajectory_stats(self):
+        texts = [TEXT, "a b c d e f g h i j", "x"]
+        js = self.c.trajectory_stats(texts, k=2, as_json=True)
+        cols = ["state_index", "state", "block", "statistic", "bucket", "n_positions", "mean", "std", "ci95_low",
+                "ci95_high", "median", "top1", "topk"]
+        df = self.c.trajectory_stats(texts, k=2)
+        self.assertFrame(df, rows_trajectory_stats(js), cols, ints=("state_index", "block", "n_positions"),
+                         texts=("state", "statistic", "bucket"))
+        # the same as a job
+        j = self.c.trajectory_stats_job(texts, k=2)
+        self.assertEqual(self.c.trajectory_stats_job_result(j["job"], wait=30, as_json=True), js)
+        self.assertEqual(self.c.trajectory_stats_job_status(j["job"])["state"], "done")
+        self.assertTrue(self.c.trajectory_stats_job_result(j["job"]).equals(df))
+        with self.assertRaises(TwdError) as e:
+            self.c.trajectory_stats(texts, corpus="kjv-heldout")
+        self.assertEqual(e.exception.status, 400)
 
     def test_trajectory_vectors(self):
         js = self.c.trajectory(TEXT, projection="pca", k=1, vectors=True, as_json=True)

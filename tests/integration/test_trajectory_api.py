@@ -3,11 +3,10 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, error_at, error_of, make_checkpoint  # noqa: E402
+from twd_harness import SANITIZER, Daemon, error_at, error_of, make_checkpoint, wait_umap  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-traj-")
 MODEL = os.path.join(TMP, "small")
@@ -22,16 +21,6 @@ def setUpModule():
 
 def tearDownModule():
     shutil.rmtree(TMP, ignore_errors=True)
-
-
-def wait_umap(d, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st, doc = d.get_json("/umap")
-        if doc["state"] != "fitting":
-            return doc
-        time.sleep(0.1)
-    raise AssertionError("UMAP fit did not finish")
 
 
 class TrajectoryTest(unittest.TestCase):

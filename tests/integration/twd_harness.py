@@ -162,6 +162,17 @@ class Daemon:
         self.stop()
 
 
+def wait_umap(d, timeout=120):
+    """The /umap status once the daemon d's fit is no longer fitting."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, doc = d.get_json("/umap")
+        if doc["state"] != "fitting":
+            return doc
+        time.sleep(0.1)
+    raise AssertionError("UMAP fit did not finish")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

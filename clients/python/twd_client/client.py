@@ -19,7 +19,7 @@ import requests
 # "_text" is text too.
 TEXT_COLUMNS = frozenset(
     {"text", "word", "state", "kind", "list", "side", "probe", "scheme", "matrix", "name", "projection", "stage",
-     "quantity", "method"})
+     "quantity", "method", "statistic", "bucket"})
 
 # Every route of twd and the Client method that asks it (a test checks that
 # every path of the daemon's /openapi.json is here).
@@ -37,6 +37,10 @@ ROUTES = {
     "/svd": "svd",
     "/svd/bias": "svd_bias",
     "/trajectory": "trajectory",
+    "/trajectory/stats": "trajectory_stats",
+    "/trajectory/stats/job": "trajectory_stats_job",
+    "/trajectory/stats/job/status": "trajectory_stats_job_status",
+    "/trajectory/stats/job/result": "trajectory_stats_job_result",
     "/attention": "attention",
     "/umap": "umap",
     "/umap/layout": "umap_layout",
@@ -419,6 +423,45 @@ class Client:
         position, its ln_f, then ln_f of the residual stream after each
         block (MATH §7.3). ``gelu``: tanh or erf [tanh]."""
         return self.request("/trajectory", {"text": text, "gelu": gelu}, "npy", post=True)
+
+    def trajectory_stats(self, texts=None, corpus=None, limit=None, k=None, gelu=None, as_json=False):
+        """POST /trajectory/stats (MATH §14): per trajectory state, over every
+        position of many texts that has a next token, in the full dimension:
+        cos_next, cos_self, cos_final, rank_next (its mean, std and ci95 are
+        of ln(rank)) and prob_next, overall and per position bucket. Give
+        ``texts`` (a list of str) or ``corpus`` (a shipped corpus:
+        kjv-heldout); ``limit``: only the first texts [0: all]; ``k``: the
+        top-k of rank_next.topk [5]; ``gelu``: tanh or erf [tanh].
+        Columns: state_index, state, block, statistic, bucket (all, first,
+        early, late), n_positions, mean, std, ci95_low, ci95_high, median,
+        top1, topk (the last three for rank_next only; NaN elsewhere)."""
+        return self._data("/trajectory/stats", self._stats_params(texts, corpus, limit, k, gelu), as_json,
+                          post="always")
+
+    @staticmethod
+    def _stats_params(texts, corpus, limit, k, gelu):
+        return {"texts": None if texts is None else _listify(texts), "corpus": corpus, "limit": limit, "k": k,
+                "gelu": gelu}
+
+    def trajectory_stats_job(self, texts=None, corpus=None, limit=None, k=None, gelu=None):
+        """POST /trajectory/stats/job: starts the computation of
+        trajectory_stats (the same parameters, checked at once) in the
+        background. A dict: job (its id), state, stage, done, total, progress,
+        n_texts, n_tokens, seconds, result."""
+        return self.request("/trajectory/stats/job", self._stats_params(texts, corpus, limit, k, gelu),
+                            post="always")
+
+    def trajectory_stats_job_status(self, job):
+        """GET /trajectory/stats/job/status: the job's state (running, done,
+        failed), stage and progress. A dict, as trajectory_stats_job's."""
+        return self.request("/trajectory/stats/job/status", {"id": job})
+
+    def trajectory_stats_job_result(self, job, wait=None, as_json=False):
+        """GET /trajectory/stats/job/result: the finished job's statistics, as
+        trajectory_stats answers them. ``wait``: seconds (at most 30) to wait
+        for a running job [0]; a job still running raises TwdError 503 (with
+        retry=True the client waits)."""
+        return self._data("/trajectory/stats/job/result", {"id": job, "wait": wait}, as_json)
 
     def attention(self, text, block=None, head=None, gelu=None, as_json=False):
         """GET/POST /attention: the attention patterns of the forward pass.

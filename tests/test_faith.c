@@ -1,0 +1,262 @@
+/* Unit tests of core/proj/faith (docs/MATH.md §15): trustworthiness and
+ * continuity against a naive double implementation (full rank matrices by
+ * sorting), on random data and on integer data full of exact ties; the
+ * seeded sample; the kNN overlap of new points against brute force. */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/proj/faith.h"
+#include "core/proj/layout.h"
+#include "tests/support/test_rng.h"
+#include "tests/support/tw_check.h"
+
+typedef struct {
+    double d;
+    size_t j;
+} dj;
+
+static int cmp_dj(const void *a, const void *b)
+{
+    const dj *x = a, *y = b;
+    if (x->d != y->d) return x->d < y->d ? -1 : 1;
+    return (x->j > y->j) - (x->j < y->j);
+}
+
+static double sqdist(const float *a, const float *b, size_t d)
+{
+    double s = 0;
+    for (size_t t = 0; t < d; t++) {
+        double u = (double)a[t] - (double)b[t];
+        s += u * u;
+    }
+    return s;
+}
+
+/* rank[i * m + j]: the 1-based rank of j among the rows other than i
+ * (rank[i * m + i] = 0). */
+static size_t *ranks(const float *X, size_t m, size_t d)
+{
+    size_t *r = calloc(m * m, sizeof *r);
+    dj *row = malloc(m * sizeof *row);
+    for (size_t i = 0; i < m; i++) {
+        size_t n = 0;
+        for (size_t j = 0; j < m; j++)
+            if (j != i) row[n++] = (dj){sqdist(X + i * d, X + j * d, d), j};
+        qsort(row, n, sizeof *row, cmp_dj);
+        for (size_t t = 0; t < n; t++) r[i * m + row[t].j] = t + 1;
+    }
+    free(row);
+    return r;
+}
+
+static void naive_tc(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K, double *T,
+                     double *C)
+{
+    size_t *rx = ranks(X, m, d), *ry = ranks(Y, m, e);
+    double st = 0, sc = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < m; j++) {
+            if (j == i) continue;
+            int in_x = rx[i * m + j] <= K, in_y = ry[i * m + j] <= K;
+            if (in_y && !in_x) st += (double)(rx[i * m + j] - K);
+            if (in_x && !in_y) sc += (double)(ry[i * m + j] - K);
+        }
+    double norm = 2.0 / ((double)m * K * (2.0 * m - 3.0 * K - 1.0));
+    *T = 1 - norm * st;
+    *C = 1 - norm * sc;
+    free(rx);
+    free(ry);
+}
+
+static void check_tc(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K)
+{
+    double t, c, nt, nc;
+    ck_assert_int_eq(faith_trust_cont(X, m, d, Y, e, K, &t, &c, NULL), TW_OK);
+    naive_tc(X, m, d, Y, e, K, &nt, &nc);
+    ck_assert_msg(fabs(t - nt) < 1e-12 && fabs(c - nc) < 1e-12, "T %.15g vs %.15g, C %.15g vs %.15g", t, nt,
+                  c, nc);
+    ck_assert(t <= 1 && c <= 1);
+}
+
+START_TEST(test_trust_cont_random)
+{
+    tw_rng r = tt_rng(41);
+    const size_t m = 300, d = 20;
+    float *X = malloc(m * d * sizeof *X), *Y = malloc(m * 3 * sizeof *Y);
+    tt_fill_normal(&r, X, m * d, 0, 1);
+    /* a layout that keeps some structure: the first three coordinates plus noise */
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = 0; c < 3; c++) Y[i * 3 + c] = X[i * d + c] + 0.3f * (float)tw_rng_normal(&r);
+    check_tc(X, m, d, Y, 3, 15);
+    check_tc(X, m, d, Y, 3, 1);
+    check_tc(X, 40, d, Y, 3, 15); /* 2K < m just holds: 30 < 40 */
+    /* a layout identical to the data: no errors at all */
+    double t, c;
+    ck_assert_int_eq(faith_trust_cont(X, m, d, X, d, 15, &t, &c, NULL), TW_OK);
+    ck_assert(t == 1 && c == 1);
+    free(X);
+    free(Y);
+}
+END_TEST
+
+START_TEST(test_trust_cont_ties)
+{
+    tw_rng r = tt_rng(42);
+    const size_t m = 200, d = 6;
+    float *X = malloc(m * d * sizeof *X), *Y = malloc(m * 3 * sizeof *Y);
+    tt_fill_int(&r, X, m * d, -2, 2);
+    tt_fill_int(&r, Y, m * 3, -1, 1);
+    memcpy(X + 5 * d, X + 150 * d, d * sizeof *X); /* a duplicate row: distance 0 */
+    check_tc(X, m, d, Y, 3, 15);
+    check_tc(X, m, d, Y, 3, 7);
+    free(X);
+    free(Y);
+}
+END_TEST
+
+START_TEST(test_trust_cont_errors)
+{
+    float X[60] = {0};
+    double t, c;
+    ck_assert_int_eq(faith_trust_cont(X, 30, 2, X, 2, 15, &t, &c, NULL), TW_EINVAL); /* 2K = m */
+    ck_assert_int_eq(faith_trust_cont(X, 30, 2, X, 2, 0, &t, &c, NULL), TW_EINVAL);
+    tw_cancel stop = {.flag = 1};
+    ck_assert_int_eq(faith_trust_cont(X, 30, 2, X, 2, 3, &t, &c, &stop), TW_ECANCELED);
+}
+END_TEST
+
+START_TEST(test_sample)
+{
+    size_t idx[100], again[100];
+    ck_assert_uint_eq(faith_sample(7, 100, 1, idx), 7);
+    for (size_t i = 0; i < 7; i++) ck_assert_uint_eq(idx[i], i);
+    ck_assert_uint_eq(faith_sample(1000, 100, 5, idx), 100);
+    ck_assert_uint_eq(faith_sample(1000, 100, 5, again), 100);
+    ck_assert(memcmp(idx, again, sizeof idx) == 0); /* seeded */
+    for (size_t i = 0; i < 100; i++) {
+        ck_assert(idx[i] < 1000);
+        if (i) ck_assert(idx[i] > idx[i - 1]); /* ascending, distinct */
+    }
+    faith_sample(1000, 100, 6, again);
+    ck_assert(memcmp(idx, again, sizeof idx) != 0);
+    /* every row can be drawn: over many seeds, both ends appear */
+    int lo = 0, hi = 0;
+    for (uint64_t s = 0; s < 200; s++) {
+        faith_sample(50, 10, s, idx);
+        lo |= idx[0] == 0;
+        hi |= idx[9] == 49;
+    }
+    ck_assert(lo && hi);
+}
+END_TEST
+
+START_TEST(test_knn_overlap)
+{
+    tw_rng r = tt_rng(43);
+    const size_t n = 500, d = 24, m = 40, K = 15;
+    float *X = malloc(n * d * sizeof *X), *Y = malloc(n * 3 * sizeof *Y);
+    float *q = malloc(m * d * sizeof *q), *qy = malloc(m * 3 * sizeof *qy);
+    tt_fill_normal(&r, X, n * d, 0, 1);
+    tt_fill_normal(&r, Y, n * 3, 0, 1);
+    tt_fill_normal(&r, q, m * d, 0, 1);
+    tt_fill_normal(&r, qy, m * 3, 0, 1);
+    memcpy(q, X + 17 * d, d * sizeof *q); /* a new point on a fitted row, placed on its point */
+    memcpy(qy, Y + 17 * 3, 3 * sizeof *qy);
+    double frac[40];
+    ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, K, frac), TW_OK);
+    dj *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    for (size_t i = 0; i < m; i++) {
+        for (size_t j = 0; j < n; j++) {
+            a[j] = (dj){sqdist(q + i * d, X + j * d, d), j};
+            b[j] = (dj){sqdist(qy + i * 3, Y + j * 3, 3), j};
+        }
+        qsort(a, n, sizeof *a, cmp_dj);
+        qsort(b, n, sizeof *b, cmp_dj);
+        size_t both = 0;
+        for (size_t s = 0; s < K; s++)
+            for (size_t t = 0; t < K; t++) both += a[s].j == b[t].j;
+        ck_assert_msg(frac[i] == (double)both / K, "point %zu: %g vs %g", i, frac[i], (double)both / K);
+    }
+    ck_assert(frac[0] >= 1.0 / K); /* row 17 itself, in both lists */
+    /* the layout identical to the data: full overlap */
+    ck_assert_int_eq(faith_knn_overlap(X, n, d, X, d, q, q, m, K, frac), TW_OK);
+    for (size_t i = 0; i < m; i++) ck_assert(frac[i] == 1);
+    ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, n + 1, frac), TW_EINVAL);
+    free(a);
+    free(b);
+    free(X);
+    free(Y);
+    free(q);
+    free(qy);
+}
+END_TEST
+
+/* The layout service computes PCA's figures at start on its seeded sample
+ * (the same figures as faith_trust_cont on those rows), with the explained
+ * variance ratio; UMAP, disabled, has none. */
+START_TEST(test_layout_service)
+{
+    tw_rng r = tt_rng(44);
+    const size_t n = 2600, d = 10;
+    float *X = malloc(n * d * sizeof *X);
+    tt_fill_normal(&r, X, n * d, 0, 1);
+    for (size_t i = 0; i < n; i++) X[i * d] *= 4; /* one dominant direction */
+    layout_settings s = {.rows = n, .umap = false, .umap_neighbors = 15};
+    char err[256];
+    layout_service *p = layout_start(X, n, d, &s, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    layout_faith f;
+    ck_assert_int_eq(layout_faithfulness(p, PROJ_PCA, &f), TW_OK);
+    ck_assert(f.k == FAITH_K && f.sample_rows == FAITH_SAMPLE_ROWS && f.sample_seed == FAITH_SAMPLE_SEED);
+    ck_assert(f.has_variance_ratio);
+    double sum =
+        f.explained_variance_ratio[0] + f.explained_variance_ratio[1] + f.explained_variance_ratio[2];
+    ck_assert(f.explained_variance_ratio[0] > 0.5 && sum < 1 &&
+              f.explained_variance_ratio[1] <= f.explained_variance_ratio[0]);
+    /* the same sample and figures, recomputed here */
+    size_t *idx = malloc(FAITH_SAMPLE_ROWS * sizeof *idx);
+    size_t m = faith_sample(n, FAITH_SAMPLE_ROWS, FAITH_SAMPLE_SEED, idx);
+    size_t np;
+    int rc;
+    double prog;
+    char msg[64];
+    const float *pts = layout_points(p, PROJ_PCA, &np, &rc, &prog, msg, sizeof msg);
+    float *xs = malloc(m * d * sizeof *xs), *ys = malloc(m * 3 * sizeof *ys);
+    for (size_t i = 0; i < m; i++) {
+        memcpy(xs + i * d, X + idx[i] * d, d * sizeof *xs);
+        memcpy(ys + i * 3, pts + idx[i] * 3, 3 * sizeof *ys);
+    }
+    double t, c;
+    ck_assert_int_eq(faith_trust_cont(xs, m, d, ys, 3, FAITH_K, &t, &c, NULL), TW_OK);
+    ck_assert(t == f.trustworthiness && c == f.continuity);
+    ck_assert_int_ne(layout_faithfulness(p, PROJ_UMAP, &f), TW_OK);
+    ck_assert(layout_faith_json(p, PROJ_UMAP) == NULL);
+    /* the overlap of new points: fitted rows placed by PCA */
+    double frac[4];
+    float q3[12];
+    ck_assert_int_eq(layout_apply(p, PROJ_PCA, X, 4, q3, &prog, msg, sizeof msg), TW_OK);
+    ck_assert_int_eq(layout_knn_overlap(p, PROJ_PCA, X, q3, 4, frac), TW_OK);
+    for (int i = 0; i < 4; i++) ck_assert(frac[i] >= 1.0 / FAITH_K && frac[i] <= 1);
+    free(idx);
+    free(xs);
+    free(ys);
+    layout_stop(p);
+    free(X);
+}
+END_TEST
+
+int main(void)
+{
+    const TTest *const tests[] = {test_trust_cont_random,
+                                  test_trust_cont_ties,
+                                  test_trust_cont_errors,
+                                  test_sample,
+                                  test_knn_overlap,
+                                  test_layout_service,
+                                  NULL};
+    const tw_case c = {"faithfulness", 60, NULL, NULL, tests};
+    return tw_check_main("faith", &c, 1);
+}
