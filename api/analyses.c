@@ -224,10 +224,10 @@ int api_probe(twd_app *app, const api_args *a, api_response *res)
     const api_arg *w = api_arg_get(a, "words");
     char **words = w->present ? w->list : app->ext->default_words;
     size_t n_words = w->present ? w->n_list : app->ext->n_default_words;
-    if (api_check_answer_size(app, res,
-                              (double)n_words * (2.0 * app->model.cfg.n_head + 1) * (double)k + n_words,
-                              "the number of words or k") != 0)
-        return -1;
+    int chk = api_check_answer_size_for(
+        app, a, res, (double)n_words * (2.0 * app->model.cfg.n_head + 1) * (double)k + n_words,
+        "the number of words or k");
+    if (chk) return chk < 0 ? -1 : 0;
     int32_t *ids = malloc((n_words ? n_words : 1) * sizeof *ids);
     size_t *which = malloc((n_words ? n_words : 1) * sizeof *which);
     json_t *skipped = json_array();
@@ -368,21 +368,17 @@ int api_svd(twd_app *app, const api_args *a, api_response *res)
     const char *fmt = api_str(a, "format"), *table = api_str(a, "table");
     bool spectra = table ? strcmp(table, "spectra") == 0 : top == 0;
     double heads = head >= 0 ? 1 : app->model.cfg.n_head;
-    if (api_check_answer_size(app, res, heads * 2 * (double)top * 2 * (double)k,
-                              "top, k, or ask for one head") != 0)
-        return -1;
+    int chk = api_check_answer_size_for(app, a, res, heads * 2 * (double)top * 2 * (double)k,
+                                        "top, k, or ask for one head");
+    if (chk) return chk < 0 ? -1 : 0;
     probe_svd_result r[2];
     int mats[2], nm = 0;
     if (strcmp(matrix, "vo") != 0) mats[nm++] = PROBE_SVD_QK;
     if (strcmp(matrix, "qk") != 0) mats[nm++] = PROBE_SVD_VO;
-    for (int i = 0; i < nm; i++) {
-        int rc = probe_svd(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block,
-                           mats[i], head, top, k, &r[i]);
-        if (rc != TW_OK) {
-            for (int j = 0; j < i; j++) probe_svd_result_free(&r[j]);
-            return api_status_error(res, rc, "SVD");
-        }
-    }
+    /* both matrices' queries share the GEMM passes over LN_b(E) and E */
+    int rc = probe_svd_multi(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block,
+                             mats, (size_t)nm, head, top, k, r);
+    if (rc != TW_OK) return api_status_error(res, rc, "SVD");
     int ret;
     if (strcmp(fmt, "csv") == 0) {
         textbuf tb;
@@ -429,6 +425,9 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
 {
     int block = (int)api_int(a, "block");
     size_t k = (size_t)api_int(a, "k");
+    int chk =
+        api_check_answer_size_for(app, a, res, (double)app->model.cfg.n_head * PROBE_BIAS_N * (double)k, "k");
+    if (chk) return chk < 0 ? -1 : 0;
     probe_bias_result r;
     int rc =
         probe_svd_bias(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, k, &r);

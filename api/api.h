@@ -183,10 +183,13 @@ bool api_blob_side(const api_blob *b, api_blob **side);
 api_blob *api_blob_set_side(api_blob *b, api_blob *side);
 
 /* ---- parameters ---- */
-/* AP_INTS: a list of integers, comma-separated in a query string or a JSON
+/* AP_BLOCKS: a block of the model (an integer, as AP_INT) or several: "all"
+ * or a range "A-B" (A <= B, both within the bounds), computed block by block
+ * (api/sweep.c).
+ * AP_INTS: a list of integers, comma-separated in a query string or a JSON
  * array of integers in a body; every item in [min, max], between min_items
  * and max_items of them. */
-typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_INTS } api_ptype;
+typedef enum { AP_INT, AP_ENUM, AP_TEXT, AP_LIST, AP_BOOL, AP_BLOCKS, AP_INTS } api_ptype;
 /* Upper bounds that depend on the model or the configuration. */
 typedef enum {
     APB_CONST,      /* the row's own max */
@@ -239,7 +242,9 @@ typedef struct {
 typedef struct {
     const api_param *spec;
     bool present;  /* given by the client (not defaulted) */
-    int64_t i;     /* AP_INT, AP_BOOL */
+    int64_t i;     /* AP_INT, AP_BOOL; AP_BLOCKS: the first block */
+    int64_t last;  /* AP_BLOCKS: the last block (== i for one block) */
+    bool sweep;    /* AP_BLOCKS: "all" or "A-B" was given (an answer per block) */
     const char *s; /* AP_ENUM, AP_TEXT (NUL-terminated, valid UTF-8) */
     size_t s_len;
     char **list; /* AP_LIST: valid UTF-8 strings; AP_INTS: the items in canonical decimal */
@@ -252,6 +257,8 @@ typedef struct {
     size_t n;
     void *arena;             /* owns strings; freed with the call */
     const tw_cancel *cancel; /* the request's cancel flag and deadline; NULL: never stops */
+    size_t answer_blocks;    /* blocks the whole answer holds (a sweep's; 0 or 1: one) */
+    bool check_only; /* a sweep asks the handler for its checks only (see api_check_answer_size_for) */
 } api_args;
 
 /* The upper bound of a parameter for the loaded model and configuration,
@@ -425,6 +432,16 @@ gpt2_gelu api_gelu(const api_args *a);
 /* 0 if an answer listing `n` tokens is within max_answer_tokens; otherwise a
  * 400 naming what to reduce (`what`, e.g. "words or k") and -1. */
 int api_check_answer_size(const twd_app *app, api_response *res, double n, const char *what);
+
+/* The same for a handler whose one-block answer lists `n` tokens, in a
+ * request that may be a sweep of a->answer_blocks blocks (the limit bounds
+ * the whole answer; "or fewer blocks" is added to what to reduce). Returns
+ * -1 with the 400; 1 when the checks passed and a->check_only asks for
+ * nothing more (the handler then returns 0 without an answer); else 0:
+ *     int c = api_check_answer_size_for(app, a, res, n, "k");
+ *     if (c) return c < 0 ? -1 : 0; */
+int api_check_answer_size_for(const twd_app *app, const api_args *a, api_response *res, double n,
+                              const char *what);
 
 /* 0 if an answer of about `bytes` bytes (or, for JSON, the memory that
  * building it takes) is within max_answer_mb; otherwise a 400 naming what to

@@ -110,6 +110,17 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# TYPE twd_cache_refused_total counter\n"
         "# HELP twd_umap_ready 1 when the UMAP layout is ready.\n# TYPE twd_umap_ready gauge\n"
         "# HELP twd_umap_progress Progress of the UMAP fit (0..1).\n# TYPE twd_umap_progress gauge\n"
+        "# HELP twd_sweeps_running Whole-model sweeps (block=all or A-B) being computed.\n"
+        "# TYPE twd_sweeps_running gauge\n"
+        "# HELP twd_sweep_blocks Blocks of the running sweeps: done and total.\n"
+        "# TYPE twd_sweep_blocks gauge\n"
+        "# HELP twd_f16_blocks Blocks of an F16/BF16 checkpoint: left in the file's dtype, and kept "
+        "converted.\n"
+        "# TYPE twd_f16_blocks gauge\n"
+        "# HELP twd_f16_kept_bytes Bytes of F16/BF16 blocks kept converted to float32 (f16_cache_mb).\n"
+        "# TYPE twd_f16_kept_bytes gauge\n"
+        "# HELP twd_f16_conversions_total Conversions of an F16/BF16 block to float32.\n"
+        "# TYPE twd_f16_conversions_total counter\n"
         "# HELP twd_stats_running Computations of /trajectory/stats in flight (requests and jobs).\n"
         "# TYPE twd_stats_running gauge\n"
         "# HELP twd_stats_progress Progress (0..1) of one computation of /trajectory/stats in flight.\n"
@@ -148,6 +159,19 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         };
         for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
             sb_printf(b, "%s{model=\"%s\",cache=\"%s\"} %llu\n", rows[r].metric, m, rows[r].cache, rows[r].v);
+        sb_printf(
+            b,
+            "twd_sweeps_running{model=\"%s\"} %lld\ntwd_sweep_blocks{model=\"%s\",state=\"done\"} %lld\n"
+            "twd_sweep_blocks{model=\"%s\",state=\"total\"} %lld\n",
+            m, atomic_load(&app->ext->sweeps_running), m, atomic_load(&app->ext->sweep_blocks_done), m,
+            atomic_load(&app->ext->sweep_blocks_total));
+        gpt2_block_stats bs;
+        gpt2_get_block_stats(&app->model, &bs);
+        sb_printf(b,
+                  "twd_f16_blocks{model=\"%s\",state=\"lazy\"} "
+                  "%zu\ntwd_f16_blocks{model=\"%s\",state=\"kept\"} %zu\n"
+                  "twd_f16_kept_bytes{model=\"%s\"} %zu\ntwd_f16_conversions_total{model=\"%s\"} %llu\n",
+                  m, bs.lazy_blocks, m, bs.kept_blocks, m, bs.kept_bytes, m, bs.conversions);
         if (app->ext->layout) {
             double progress;
             int ready = layout_umap_ready(app->ext->layout, &progress);

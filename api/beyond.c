@@ -181,8 +181,8 @@ int api_mlp_svd(twd_app *app, const api_args *a, api_response *res)
     int mats[2], nm = 0;
     if (strcmp(matrix, "out") != 0) mats[nm++] = MLP_SVD_IN;
     if (strcmp(matrix, "in") != 0) mats[nm++] = MLP_SVD_OUT;
-    if (api_check_answer_size(app, res, (double)nm * (double)top * 2.0 * (double)k, "top or k") != 0)
-        return -1;
+    int chk = api_check_answer_size_for(app, a, res, (double)nm * (double)top * 2.0 * (double)k, "top or k");
+    if (chk) return chk < 0 ? -1 : 0;
     mlp_svd_result r[2];
     for (int i = 0; i < nm; i++) {
         int rc = mlp_svd(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block,

@@ -2,6 +2,7 @@
 #ifndef TW_API_EXT_H
 #define TW_API_EXT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "api/answer_cache.h"
@@ -15,6 +16,8 @@ struct api_ext {
     size_t n_default_words;
     layout_service *layout;            /* PCA and the (background) UMAP layout */
     struct api_stats_jobs *stats_jobs; /* /trajectory/stats in flight and its jobs (api/stats.h) */
+    /* whole-model sweeps in flight (api/sweep.c): how many, and their blocks */
+    _Atomic long long sweeps_running, sweep_blocks_total, sweep_blocks_done;
 };
 
 #endif

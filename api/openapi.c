@@ -622,6 +622,15 @@ static json_t *param_schema(const api_service *svc, const api_param *p, bool que
         if (bound_follows_model(p->max_ref)) sb_printf(note, " The bounds follow the model.");
         break;
     }
+    case AP_BLOCKS: {
+        /* one block, or a sweep: "all" or "A-B" (api/sweep.h) */
+        json_t *one = json_pack("{s:s,s:I}", "type", "integer", "minimum", (json_int_t)p->min);
+        if (has_hi) api_put(one, "maximum", json_integer(hi));
+        api_put(s, "oneOf",
+                json_pack("[o,{s:s,s:s}]", one, "type", "string", "pattern", "^(all|[0-9]+-[0-9]+)$"));
+        if (bound_follows_model(p->max_ref)) sb_printf(note, " The bounds follow the model.");
+        break;
+    }
     case AP_BOOL:
         api_put(s, "type", json_string("boolean"));
         if (p->def)
@@ -851,6 +860,36 @@ static int add_csv_table(const api_service *svc, json_t *media, strbuf *desc, co
     return 0;
 }
 
+/* Whether a route's block parameter takes "all" or "A-B" (api/sweep.h). */
+static bool sweeps(const api_route *r)
+{
+    for (const api_param *p = r->params; p && p->name; p++)
+        if (p->type == AP_BLOCKS) return true;
+    return false;
+}
+
+/* The JSON answer of a route with sweeps: the one-block answer `one` (a
+ * $ref, adopted) or, for block=all or A-B, <Name>Sweep: the one-block
+ * answers of the blocks in order. */
+static json_t *sweep_schema(json_t *schemas, const char *name, json_t *one)
+{
+    char comp[128], ref[160];
+    snprintf(comp, sizeof comp, "%sSweep", name);
+    snprintf(ref, sizeof ref, "#/components/schemas/%s", comp);
+    json_t *blk = json_pack("{s:s,s:i}", "type", "integer", "minimum", 0);
+    api_put(
+        schemas, comp,
+        json_pack("{s:s,s:s,s:{s:O,s:O,s:{s:s,s:i},s:{s:s,s:i,s:O}},s:[s,s,s,s],s:b}", "type", "object",
+                  "description",
+                  "A whole-model sweep (block=all or A-B): the one-block answers of blocks first_block .. "
+                  "last_block, in order.",
+                  "properties", "first_block", blk, "last_block", blk, "n_blocks", "type", "integer",
+                  "minimum", 1, "blocks", "type", "array", "minItems", 1, "items", one, "required",
+                  "first_block", "last_block", "n_blocks", "blocks", "additionalProperties", 0));
+    json_decref(blk);
+    return json_pack("{s:[o,{s:s}]}", "anyOf", one, "$ref", ref);
+}
+
 /* The 200 answer of a route: every media type it answers, and the JSON
  * answer's schema added to `schemas` as <Name>Answer. */
 static json_t *ok_response(const api_service *svc, const api_route *r, json_t *schemas, char *err,
@@ -900,6 +939,7 @@ static json_t *ok_response(const api_service *svc, const api_route *r, json_t *s
                 api_put(schemas, comp, s);
                 s = json_pack("{s:s}", "$ref", ref);
             }
+            if (sweeps(r)) s = sweep_schema(schemas, name, s);
             api_put(content, type, json_pack("{s:o}", "schema", s));
         } else if (is_csv) {
             json_t *media = json_object_get(content, type);

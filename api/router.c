@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/json.h"
+#include "api/sweep.h"
 #include "base/log.h"
 #include "base/utf8.h"
 
@@ -297,6 +298,23 @@ int api_check_answer_size(const twd_app *app, api_response *res, double n, const
                      (long long)app->set.limits.max_answer_tokens, what);
 }
 
+int api_check_answer_size_for(const twd_app *app, const api_args *a, api_response *res, double n,
+                              const char *what)
+{
+    size_t blocks = a->answer_blocks > 1 ? a->answer_blocks : 1;
+    if (blocks > 1) {
+        double total = n * (double)blocks;
+        if (total > (double)app->set.limits.max_answer_tokens)
+            return api_error(res, 400,
+                             "the answer would list %.0f tokens (%zu blocks of %.0f); the limit is %lld "
+                             "(max_answer_tokens): reduce %s, or ask for fewer blocks",
+                             total, blocks, n, (long long)app->set.limits.max_answer_tokens, what);
+    } else if (api_check_answer_size(app, res, n, what) != 0) {
+        return -1;
+    }
+    return a->check_only ? 1 : 0;
+}
+
 /* ---------- routes ---------- */
 
 const api_route *api_find_route(const char *path)
@@ -512,6 +530,72 @@ static int parse_int(const twd_app *app, const api_param *p, const raw_value *v,
     return 0;
 }
 
+/* AP_BLOCKS: an integer (one block, as AP_INT), "all", or "A-B". */
+static int parse_blocks(const twd_app *app, const api_param *p, const raw_value *v, api_arg *out,
+                        api_response *res)
+{
+    int64_t hi = api_param_max(app, p);
+    if (v->j && json_is_integer(v->j)) {
+        if (parse_int(app, p, v, out, res) != 0) return -1;
+        out->last = out->i;
+        out->sweep = false;
+        return 0;
+    }
+    const char *s = v->s;
+    size_t n = v->n;
+    char shown[64];
+    if (v->j && !json_is_string(v->j))
+        return api_error(res, 400,
+                         "parameter '%s' must be an integer in %" PRId64 "..%" PRId64
+                         " (one block), \"all\", or a range \"A-B\"",
+                         p->name, p->min, hi);
+    if (v->j) {
+        s = json_string_value(v->j);
+        n = json_string_length(v->j);
+        api_quote(shown, sizeof shown, s, n);
+    } else {
+        snprintf(shown, sizeof shown, "%s", v->shown);
+    }
+    if (n == 3 && memcmp(s, "all", 3) == 0) {
+        out->i = p->min;
+        out->last = hi;
+        out->sweep = true;
+        return 0;
+    }
+    const char *dash = n > 1 ? memchr(s + 1, '-', n - 1) : NULL; /* a leading '-' is a sign */
+    long long a, b;
+    if (!dash) {
+        /* one block: an integer (in a JSON body, a JSON integer, not a string) */
+        if (v->j || strict_integer(s, n, &a) != 0)
+            return api_error(res, 400,
+                             "parameter '%s' must be an integer in %" PRId64 "..%" PRId64
+                             " (one block), \"all\", or a range A-B, got '%s'",
+                             p->name, p->min, hi, shown);
+        if (a < p->min || a > hi)
+            return api_error(res, 400, "parameter '%s' must be in %" PRId64 "..%" PRId64 ", got %lld",
+                             p->name, p->min, hi, a);
+        out->i = out->last = a;
+        out->sweep = false;
+        return 0;
+    }
+    size_t la = (size_t)(dash - s);
+    if (strict_integer(s, la, &a) != 0 || strict_integer(dash + 1, n - la - 1, &b) != 0 || a < 0 || b < 0)
+        return api_error(res, 400,
+                         "parameter '%s' must be an integer in %" PRId64 "..%" PRId64
+                         " (one block), \"all\", or a range A-B of two blocks, got '%s'",
+                         p->name, p->min, hi, shown);
+    if (a > b)
+        return api_error(res, 400, "parameter '%s': the range %lld-%lld is reversed (write %lld-%lld)",
+                         p->name, a, b, b, a);
+    if (a < p->min || b > hi)
+        return api_error(res, 400, "parameter '%s': the range %lld-%lld is outside %" PRId64 "..%" PRId64,
+                         p->name, a, b, p->min, hi);
+    out->i = a;
+    out->last = b;
+    out->sweep = true;
+    return 0;
+}
+
 static int parse_bool(const api_param *p, const raw_value *v, api_arg *out, api_response *res)
 {
     if (v->j) {
@@ -695,6 +779,7 @@ static int parse_value(const twd_app *app, const api_param *p, const char *s, si
     raw_init(&v, s, n, j);
     switch (p->type) {
     case AP_INT: return parse_int(app, p, &v, out, res);
+    case AP_BLOCKS: return parse_blocks(app, p, &v, out, res);
     case AP_BOOL: return parse_bool(p, &v, out, res);
     case AP_ENUM:
     case AP_TEXT: return parse_string(app, p, &v, out, args, res);
@@ -854,13 +939,13 @@ const char *api_allow_header(const api_route *r)
  * whether it has a value: an optional parameter without a default (head,
  * block) absent means "all", given as 0 means the first, and both hold
  * i == 0 and no string. (A default spelled out is the same request.) */
-static char *cache_key(const api_route *r, const api_args *args, size_t *len)
+char *api_cache_key(const api_route *r, const api_args *args, size_t *len)
 {
     size_t cap = strlen(r->path) + 16, n = 0;
     for (size_t i = 0; i < args->n; i++) {
         const api_arg *a = &args->v[i];
-        /* "|i:p:int64:size:" + string + ":size": at most 69 bytes + string */
-        cap += 72 + a->s_len;
+        /* "|i:p:int64:size:" + string + ":size", and for AP_BLOCKS "int64:0:": at most 92 bytes + string */
+        cap += 96 + a->s_len;
         for (size_t j = 0; j < a->n_list; j++) cap += strlen(a->list[j]) + 24;
     }
     char *k = malloc(cap);
@@ -870,6 +955,8 @@ static char *cache_key(const api_route *r, const api_args *args, size_t *len)
         const api_arg *a = &args->v[i];
         n += (size_t)sprintf(k + n, "|%zu:%d:%" PRId64 ":%zu:", i, a->present || a->spec->def != NULL, a->i,
                              a->s ? a->s_len : (size_t)-1);
+        if (a->spec->type == AP_BLOCKS)
+            n += (size_t)sprintf(k + n, "%" PRId64 ":%d:", a->last, (int)a->sweep);
         if (a->s) {
             memcpy(k + n, a->s, a->s_len);
             n += a->s_len;
@@ -944,7 +1031,7 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
         return API_DONE;
     }
     if ((route->flags & API_CACHEABLE) && app->ext) {
-        call->key = cache_key(route, &call->args, &call->klen);
+        call->key = api_cache_key(route, &call->args, &call->klen);
         if (call->key && answer_cache_get(app->ext->answers, call->key, call->klen, res) == 0) {
             res->cached = true;
             api_call_free(call);
@@ -960,7 +1047,7 @@ void api_compute(api_call *call, api_response *res)
 {
     twd_app *app = call->app;
     api_fault_take(); /* a mark left by an earlier answer on this thread is not this one's */
-    int rc = call->route->fn(app, &call->args, res);
+    int rc = api_sweep_requested(&call->args) ? api_sweep(call, res) : call->route->fn(app, &call->args, res);
     /* read from a file that changed meanwhile: the answer may mix old and
      * new weights (or zeros, after a SIGBUS): never sent, never kept */
     if (call->held && api_app_check(app)) {

@@ -39,6 +39,13 @@ static const char *const gelus[] = {"tanh", "erf", NULL};
         .name = "block", .type = AP_INT, .required = true, .max_ref = APB_LAST_LAYER,                        \
         .doc = "Transformer block (0-based)."                                                                \
     }
+#define P_BLOCKS                                                                                             \
+    {                                                                                                        \
+        .name = "block", .type = AP_BLOCKS, .required = true, .max_ref = APB_LAST_LAYER,                     \
+        .doc = "Transformer block (0-based), or several: \"all\" or a range \"A-B\" (A <= B), answered "     \
+               "block by block as {first_block, last_block, n_blocks, blocks: [one-block answers]} (CSV: "   \
+               "the one-block rows, each starting with its block)."                                          \
+    }
 #define P_FORMAT(list)                                                                                       \
     {                                                                                                        \
         .name = "format", .type = AP_ENUM, .def = "json", .choices = (list), .doc = "Answer format."         \
@@ -85,7 +92,7 @@ static const api_param p_embeddings[] = {
 static const api_param p_format[] = {P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_probe[] = {
-    P_BLOCK,
+    P_BLOCKS,
     P_K,
     {.name = "words",
      .type = AP_LIST,
@@ -104,7 +111,7 @@ static const api_param p_probe[] = {
 };
 
 static const api_param p_svd[] = {
-    P_BLOCK,
+    P_BLOCKS,
     {.name = "matrix", .type = AP_ENUM, .def = "both", .choices = matrices, .doc = "W_qk, W_vo or both."},
     {.name = "top",
      .type = AP_INT,
@@ -124,7 +131,7 @@ static const api_param p_svd[] = {
     API_PARAMS_END,
 };
 
-static const api_param p_svd_bias[] = {P_BLOCK, P_K, P_FORMAT(fmt_json_csv), API_PARAMS_END};
+static const api_param p_svd_bias[] = {P_BLOCKS, P_K, P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_trajectory[] = {
     {.name = "text",
@@ -280,7 +287,7 @@ static const api_param p_mlp_values[] = {
 };
 
 static const api_param p_mlp_svd[] = {
-    P_BLOCK,
+    P_BLOCKS,
     {.name = "matrix",
      .type = AP_ENUM,
      .def = "both",

@@ -94,7 +94,9 @@ const cfg_option cfg_options[] = {
     {"fetch", BOOL(fetch), "true", false, "Try to download the default model when it is not cached."},
     {"threads", INT(threads, 1, 256), "8", false,
      "HTTP threads. They never compute analyses, so /health answers while work runs."},
-    {"workers", INT(workers, 1, 64), "2", false, "Threads that compute analyses concurrently."},
+    {"workers", INT(workers, 1, 64), "2", false,
+     "Threads that compute analyses concurrently; the BLAS threads (blas_threads) are shared among the "
+     "computations running, so two workers never run more threads than one."},
     {"blas_threads", INT(blas_threads, 0, 64), "0", false,
      "OpenBLAS threads used by one computation; 0: one per core. Concurrent computations share them."},
     {"blas_coretype", STR(blas_coretype), "auto", false,
@@ -125,6 +127,9 @@ const cfg_option cfg_options[] = {
      "Budget in MiB for cached intermediate matrices (e.g. LN_b(E) per block): 2048, or 2g."},
     {"answer_cache_mb", MIB(answer_cache_mb, 0, 1048576), "256", false,
      "Budget in MiB for cached finished answers: 256, or 256m."},
+    {"f16_cache_mb", MIB(f16_cache_mb, 0, 1048576), "1024", false,
+     "F16/BF16 checkpoints: MiB of block weights kept converted to float32 (the first blocks used); the "
+     "other blocks are converted for each computation that needs them, so no full float32 copy is made."},
     {"access_log", BOOL(access_log), "true", false, "Write one line per request to stderr."},
     {"cors_origin", STR(cors_origin), "", false,
      "The one Origin allowed to read answers cross-site (exact match, never reflected). Empty: none."},

@@ -49,6 +49,7 @@ typedef struct twd_config {
     int64_t max_answer_mb;     /* largest answer, MiB */
     int64_t cache_mb;          /* intermediate-matrix cache budget, MiB */
     int64_t answer_cache_mb;   /* finished-answer cache budget, MiB */
+    int64_t f16_cache_mb;      /* converted F16/BF16 blocks kept, MiB */
     bool access_log;           /* one line per request on stderr */
     char cors_origin[512];     /* exact Origin allowed for CORS; empty = none */
     bool umap;                 /* fit the UMAP layout in the background */

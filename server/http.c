@@ -1,10 +1,14 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -68,14 +72,18 @@ struct http_server {
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
     req_state *qhead, *qtail;
-    size_t queued;   /* heavy requests waiting or running */
+    size_t queued; /* heavy requests waiting or running */
     bool stopping;
     _Atomic bool hurried; /* http_hurry: the computations under way were canceled */
+    /* the cores shared by the computations running (qlock): each gets
+     * blas_budget / computing BLAS threads, so two workers never run more
+     * threads than the budget (OpenBLAS's count at start) */
+    int blas_budget, computing;
     /* per client address: heavy requests waiting or running (qlock) */
     struct {
         char addr[INET6_ADDRSTRLEN];
         size_t n;
-    } *clients;
+    } * clients;
     size_t n_clients, cap_clients;
 };
 
@@ -297,7 +305,8 @@ static enum MHD_Result serve_static(req_state *rs)
     const char *p = rs->path;
     if (p[0] != '/') return reply_error(rs, 404, "no such route: %s", "(relative path)");
     if (strstr(p, "/.") || strstr(p, "//") || strstr(p, "\\"))
-        return reply_error(rs, 404, "no such route: %s", "(dot files and paths outside the web root are not served)");
+        return reply_error(rs, 404, "no such route: %s",
+                           "(dot files and paths outside the web root are not served)");
     char want[PATH_MAX], real[PATH_MAX];
     int w =
         snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
@@ -407,6 +416,19 @@ static void unqueue(http_server *srv, req_state *rs)
     }
 }
 
+/* One computation more (delta 1) or fewer (-1): OpenBLAS's thread count
+ * (and core/nn/par.h's parts, which follow it) becomes the budget shared by
+ * those running, at least 1. A computation already inside a BLAS call keeps
+ * the threads it started with; its next call takes its share. */
+static void share_cores(http_server *srv, int delta)
+{
+    pthread_mutex_lock(&srv->qlock);
+    srv->computing += delta;
+    int t = srv->blas_budget / (srv->computing > 1 ? srv->computing : 1);
+    openblas_set_num_threads(t < 1 ? 1 : t);
+    pthread_mutex_unlock(&srv->qlock);
+}
+
 static void *worker_main(void *arg)
 {
     http_server *srv = arg;
@@ -434,7 +456,9 @@ static void *worker_main(void *arg)
         } else {
             rs->call.args.cancel = &rs->cancel;
             bool keep = rs->call.key != NULL; /* a cacheable answer: sent again, compressed once */
+            share_cores(srv, 1);
             api_compute(&rs->call, &rs->res);
+            share_cores(srv, -1);
             /* compressed here rather than on an HTTP thread */
             if ((rs->gzip_ok || keep) && rs->res.status == 200 && rs->res.len > GZIP_MIN_BYTES &&
                 gzip_worth(rs->res.content_type))
@@ -443,6 +467,9 @@ static void *worker_main(void *arg)
                 api_response_free(&rs->res);
                 api_error(&rs->res, 503, "the service is shutting down");
             }
+#ifdef __GLIBC__
+            malloc_trim(0); /* what the computation freed goes back to the system */
+#endif
         }
         pthread_mutex_lock(&srv->qlock);
         unqueue(srv, rs);
@@ -489,7 +516,8 @@ typedef struct {
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     header_count *h = cls;
-    (void)kind; (void)value;
+    (void)kind;
+    (void)value;
     if (key && strcasecmp(key, h->name) == 0) h->n++;
     return MHD_YES;
 }
@@ -514,8 +542,10 @@ static bool host_allowed(const http_server *srv, const char *host)
     if (name[0] == '[') {
         char *close = strchr(name, ']');
         if (!close) return false;
-        if (close[1] == ':') port = close + 2;
-        else if (close[1]) return false;
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1])
+            return false;
         *close = '\0';
         memmove(name, name + 1, strlen(name + 1) + 1);
     } else if ((port = strchr(name, ':'))) {
@@ -679,11 +709,14 @@ static enum MHD_Result enqueue(req_state *rs)
     const char *addr = gconn_addr(rs->gc);
     pthread_mutex_lock(&srv->qlock);
     size_t *mine = client_slot(srv, addr, false);
-    if (srv->stopping) why = "the service is shutting down";
-    else if (srv->queued >= (size_t)srv->cfg->max_queue) why = "too many requests are waiting (max_queue)";
+    if (srv->stopping)
+        why = "the service is shutting down";
+    else if (srv->queued >= (size_t)srv->cfg->max_queue)
+        why = "too many requests are waiting (max_queue)";
     else if (mine && *mine >= (size_t)srv->cfg->max_queue_per_client)
         why = "this client has too many requests waiting (max_queue_per_client)";
-    else if (!(mine = client_slot(srv, addr, true))) why = "out of memory";
+    else if (!(mine = client_slot(srv, addr, true)))
+        why = "out of memory";
     if (why) {
         pthread_mutex_unlock(&srv->qlock);
         api_call_free(&rs->call);
@@ -701,8 +734,10 @@ static enum MHD_Result enqueue(req_state *rs)
     rs->phase = PH_QUEUED;
     MHD_suspend_connection(rs->conn);
     rs->next_job = NULL;
-    if (srv->qtail) srv->qtail->next_job = rs;
-    else srv->qhead = rs;
+    if (srv->qtail)
+        srv->qtail->next_job = rs;
+    else
+        srv->qhead = rs;
     srv->qtail = rs;
     pthread_cond_signal(&srv->qcond);
     pthread_mutex_unlock(&srv->qlock);
@@ -891,6 +926,7 @@ http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size
         srv->static_root[0] = '\0';
     }
     pthread_mutex_init(&srv->qlock, NULL);
+    srv->blas_budget = openblas_get_num_threads();
     pthread_cond_init(&srv->qcond, NULL);
     if (!(srv->statics = static_cache_new((size_t)64 << 20))) {
         snprintf(err, errlen, "out of memory");
@@ -911,9 +947,8 @@ http_server *http_start(api_service *svc, const twd_config *cfg, char *err, size
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(cfg->max_connections + cfg->max_connections / 4 + 16), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        (unsigned)cfg->timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+        srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_END);
     guard_settings gs = {
         .max_target = (size_t)cfg->max_url,

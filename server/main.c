@@ -12,6 +12,9 @@
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -232,6 +235,13 @@ int main(int argc, char **argv)
     maybe_reexec_for_blas(&cfg, argv);
     tw_log("page from %s; default /probe words from %s", cfg.static_dir, cfg.words_file);
     json_object_seed(0); /* before any thread: jansson's hash seed */
+#ifdef __GLIBC__
+    /* A fixed mmap threshold: glibc's default one rises to 32 MiB after the
+     * first large free, after which the cache's megabyte entries (the /svd
+     * factors) come from the heaps and are kept there after eviction, so the
+     * resident size outgrew the budgets in whole-model sweeps. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     openblas_set_num_threads(cfg.blas_threads > 0 ? (int)cfg.blas_threads : (int)(cores > 0 ? cores : 1));
 

@@ -21,7 +21,9 @@
 int model_load(twd_app *app, const char *path, const twd_config *cfg, char *err, size_t errlen)
 {
     double t0 = tw_now();
-    if (gpt2_load(path, &app->model, err, errlen) != 0) return -1;
+    /* F16/BF16 block matrices converted per block, within f16_cache_mb */
+    const gpt2_load_options lo = {.lazy_blocks = 1, .block_budget = (size_t)cfg->f16_cache_mb << 20};
+    if (gpt2_load_opts(path, &app->model, &lo, err, errlen) != 0) return -1;
     if (!(app->tok = resolve_tokenizer(&app->model, cfg, err, errlen))) goto fail;
     int tv = tokenizer_vocab_size(app->tok);
     if (tv > app->model.vocab_rows) {

@@ -20,6 +20,7 @@
 #include "core/model/gpt2.h"
 #include "core/model/safetensors.h"
 #include "core/model/synth.h"
+#include "core/nn/forward.h"
 #include "core/tok/tokenizer.h"
 #include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
@@ -779,6 +780,99 @@ START_TEST(t_synth_dtypes_and_prefix_agree)
 }
 END_TEST
 
+/* An F16/BF16 checkpoint loaded with lazy_blocks: the block matrices stay
+ * in the mapping (NULL in m->p.h) and gpt2_block_acquire gives the same
+ * float32 values as the eager load, bit for bit, kept within the budget or
+ * converted per caller; the forward pass on it equals the eager one. */
+static void lazy_matches(const char *sub, size_t budget, size_t want_kept)
+{
+    char d[512], err[512];
+    snprintf(d, sizeof d, "%s/%s", tmpdir, sub);
+    gpt2_model e, z;
+    ck_assert_msg(gpt2_load(d, &e, err, sizeof err) == 0, "gpt2_load: %s", err);
+    const gpt2_load_options lo = {.lazy_blocks = 1, .block_budget = budget};
+    ck_assert_msg(gpt2_load_opts(d, &z, &lo, err, sizeof err) == 0, "gpt2_load_opts: %s", err);
+    const size_t C = (size_t)e.cfg.n_embd, I = (size_t)e.cfg.n_inner;
+    const size_t ne[4] = {3 * C * C, C * C, C * I, I * C};
+    gpt2_block_stats st;
+    gpt2_get_block_stats(&z, &st);
+    ck_assert_uint_eq(st.lazy_blocks, (size_t)e.cfg.n_layer);
+    ck_assert_uint_eq(st.kept_blocks, 0);
+    ck_assert_uint_eq(st.conversions, 0);
+    for (int round = 0; round < 2; round++)
+        for (int l = 0; l < e.cfg.n_layer; l++) {
+            ck_assert(gpt2_block_is_lazy(&z, l));
+            ck_assert_ptr_null(z.p.h[l].attn_w.p);
+            ck_assert_ptr_null(z.p.h[l].fc_proj_w.p);
+            gpt2_block_ref ref;
+            const gpt2_block *b = gpt2_block_acquire(&z, l, &ref);
+            ck_assert_ptr_nonnull(b);
+            const gpt2_block *a = &e.p.h[l];
+            const float *pa[4] = {a->attn_w.p, a->attn_proj_w.p, a->fc_w.p, a->fc_proj_w.p};
+            const float *pb[4] = {b->attn_w.p, b->attn_proj_w.p, b->fc_w.p, b->fc_proj_w.p};
+            for (int i = 0; i < 4; i++)
+                ck_assert_msg(memcmp(pa[i], pb[i], ne[i] * sizeof(float)) == 0,
+                              "%s block %d matrix %d differs", sub, l, i);
+            ck_assert_uint_eq(b->attn_w.rs, a->attn_w.rs);
+            ck_assert_uint_eq(b->attn_w.cs, a->attn_w.cs);
+            ck_assert_ptr_eq(b->attn_b, z.p.h[l].attn_b); /* the rest is the model's */
+            gpt2_block_release(&ref);
+        }
+    gpt2_get_block_stats(&z, &st);
+    ck_assert_uint_eq(st.kept_blocks, want_kept);
+    /* kept blocks are converted once; the others on each of the two rounds */
+    ck_assert_uint_eq(st.conversions, want_kept + 2 * ((size_t)e.cfg.n_layer - want_kept));
+    ck_assert(!gpt2_block_is_lazy(&e, 0));
+
+    const int32_t tok[5] = {1, 7, 3, 250, 42};
+    gpt2_forward_result *ra = NULL, *rb = NULL;
+    const gpt2_forward_opts fo = {.logits = GPT2_LOGITS_ALL};
+    ck_assert_int_eq(gpt2_forward(&e, tok, 5, &fo, &ra), TW_OK);
+    ck_assert_int_eq(gpt2_forward(&z, tok, 5, &fo, &rb), TW_OK);
+    ck_assert_int_eq(memcmp(ra->logits, rb->logits, 5 * (size_t)e.cfg.vocab_size * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(ra->resid, rb->resid, (size_t)e.cfg.n_layer * 5 * C * sizeof(float)), 0);
+    gpt2_forward_free(ra);
+    gpt2_forward_free(rb);
+    gpt2_free(&e);
+    gpt2_free(&z);
+}
+
+START_TEST(t_lazy_f16_blocks)
+{
+    synth_opts o;
+    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
+    o.vocab_size = 300;
+    o.n_ctx = 16;
+    o.seed = 11;
+    o.tokenizer = 0;
+    o.dtype = SYNTH_F16;
+    synth_into("lz16", &o);
+    o.dtype = SYNTH_BF16;
+    o.prefix = 1;
+    synth_into("lzbf", &o);
+    const size_t C = 32, blk = 12 * C * C * sizeof(float);
+    lazy_matches("lz16", 0, 0);               /* nothing kept: converted per caller */
+    lazy_matches("lzbf", blk, 1);             /* room for the first block only */
+    lazy_matches("lz16", (size_t)1 << 30, 2); /* every block kept */
+
+    /* an F32 checkpoint has no lazy blocks: acquire is the block itself */
+    o.dtype = SYNTH_F32;
+    synth_into("lz32", &o);
+    gpt2_model m;
+    char d[512], err[512];
+    snprintf(d, sizeof d, "%s/lz32", tmpdir);
+    const gpt2_load_options lo = {.lazy_blocks = 1};
+    ck_assert_msg(gpt2_load_opts(d, &m, &lo, err, sizeof err) == 0, "%s", err);
+    gpt2_block_ref ref;
+    ck_assert_ptr_eq(gpt2_block_acquire(&m, 1, &ref), &m.p.h[1]);
+    gpt2_block_release(&ref);
+    gpt2_block_stats st;
+    gpt2_get_block_stats(&m, &st);
+    ck_assert_uint_eq(st.lazy_blocks, 0);
+    gpt2_free(&m);
+}
+END_TEST
+
 static void stats(const float *x, size_t n, double *mean, double *sd)
 {
     double s = 0, s2 = 0;
@@ -1080,6 +1174,7 @@ int main(void)
                                         t_synth_bad_options,
                                         t_synth_vocab_from,
                                         t_synth_with_tokenizer,
+                                        t_lazy_f16_blocks,
                                         NULL};
     const tw_case cases[] = {
         {"load", 60, setup, teardown, load_tests},

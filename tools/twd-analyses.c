@@ -19,7 +19,9 @@
  * normalization, and per block the word probes of --ids, the SVD of qk and vo
  * for all heads (top directions) and the bias probes. Lists are [id, score]
  * pairs. bench prints one line per measurement: cold = fresh cache (first
- * request of a block after start), warm = the same request again. */
+ * request of a block after start), warm = the same request again (for the
+ * probe: other words, the ids + 1, with k + 5, as a second /probe of the
+ * block). */
 #include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -286,12 +288,12 @@ typedef struct {
 
 static void run_svd_both(const bench_args *a)
 {
-    for (int mat = 0; mat < 2; mat++) {
-        probe_svd_result r;
-        int rc = probe_svd(a->m, ANA_CTX(a->c), a->block, mat, -1, a->top, a->k, &r);
-        if (rc) die("probe_svd", rc);
-        probe_svd_result_free(&r);
-    }
+    static const int mats[2] = {PROBE_SVD_QK, PROBE_SVD_VO};
+    probe_svd_result r[2];
+    int rc = probe_svd_multi(a->m, ANA_CTX(a->c), a->block, mats, 2, -1, a->top, a->k, r);
+    if (rc) die("probe_svd_multi", rc);
+    probe_svd_result_free(&r[0]);
+    probe_svd_result_free(&r[1]);
 }
 
 static void run_probe(const bench_args *a)
@@ -325,8 +327,24 @@ static void run_bias(const bench_args *a)
     probe_bias_result_free(&r);
 }
 
-/* Best of reps of fn on an empty cache (cold) and right after, cached (warm). */
-static void bench_one(const char *name, void (*fn)(const bench_args *), const bench_args *a, int reps)
+/* The probe of other words (the ids shifted by one) with k + 5, on the
+ * block a probe just warmed: what a second /probe of the block costs. */
+static void run_probe_other(const bench_args *a)
+{
+    int32_t *ids = malloc((a->W + 1) * sizeof *ids);
+    if (!ids) die("probe_words", TW_ENOMEM);
+    for (size_t w = 0; w < a->W; w++) ids[w] = (a->ids[w] + 1) % a->m->cfg.vocab_size;
+    probe_words_result r;
+    int rc = probe_words(a->m, ANA_CTX(a->c), a->block, ids, a->W, a->k + 5, &r);
+    free(ids);
+    if (rc) die("probe_words", rc);
+    probe_words_result_free(&r);
+}
+
+/* Best of reps of fn on an empty cache (cold) and right after, cached
+ * (warm: fn again, or `then` when given). */
+static void bench_two(const char *name, void (*fn)(const bench_args *), void (*then)(const bench_args *),
+                      const bench_args *a, int reps)
 {
     double best_cold = 1e30, best_warm = 1e30;
     for (int i = 0; i < reps; i++) {
@@ -334,13 +352,19 @@ static void bench_one(const char *name, void (*fn)(const bench_args *), const be
         double t0 = tw_now();
         fn(a);
         double t1 = tw_now();
-        fn(a);
+        (then ? then : fn)(a);
         double t2 = tw_now();
         if (t1 - t0 < best_cold) best_cold = t1 - t0;
         if (t2 - t1 < best_warm) best_warm = t2 - t1;
     }
-    printf("%-44s cold %8.3f s   warm-cache %8.3f s   (best of %d)\n", name, best_cold, best_warm, reps);
+    printf("%-44s cold %8.3f s   %s %8.3f s   (best of %d)\n", name, best_cold,
+           then ? "then other" : "warm-cache", best_warm, reps);
     fflush(stdout);
+}
+
+static void bench_one(const char *name, void (*fn)(const bench_args *), const bench_args *a, int reps)
+{
+    bench_two(name, fn, NULL, a, reps);
 }
 
 static double peak_rss_mb(void)
@@ -365,7 +389,7 @@ static int run_bench(const ana_args *aa, const gpt2_model *m, blockcache *c, con
     snprintf(name, sizeof name, "svd block %d qk+vo top %zu k %zu", block, a.top, a.k);
     bench_one(name, run_svd_both, &a, aa->reps);
     snprintf(name, sizeof name, "probe block %d, %zu words, k %zu", block, W, a.k);
-    bench_one(name, run_probe, &a, aa->reps);
+    bench_two(name, run_probe, run_probe_other, &a, aa->reps);
     snprintf(name, sizeof name, "embeddings all schemes k %zu", a.k);
     bench_one(name, run_embeddings, &a, aa->reps);
     bench_one("embeddings normalization", run_normalization, &a, aa->reps);

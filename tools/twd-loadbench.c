@@ -57,9 +57,12 @@ static double touch_all(const gpt2_model *m)
     size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
     double s = touch(m->p.wte, (size_t)c->vocab_size * C) + touch(m->p.wpe, (size_t)c->n_ctx * C);
     for (int l = 0; l < c->n_layer; l++) {
-        const gpt2_block *h = &m->p.h[l];
+        gpt2_block_ref ref;
+        const gpt2_block *h = gpt2_block_acquire(m, l, &ref);
+        if (!h) continue;
         s += touch(h->attn_w.p, 3 * C * C) + touch(h->attn_proj_w.p, C * C) + touch(h->fc_w.p, C * I) +
              touch(h->fc_proj_w.p, I * C);
+        gpt2_block_release(&ref);
     }
     return s;
 }

@@ -204,6 +204,11 @@ retry:
         if (e->state == ENTRY_FAILED) {
             int err = e->err;
             if (--e->refs == 0) destroy(c, e);
+            if (err == TW_ECANCELED || err == TW_ETIMEDOUT) {
+                /* the filler's request ended, not ours: fill it ourselves */
+                pthread_mutex_unlock(&c->mu);
+                return blockcache_acquire(c, key, bytes, fill, ctx, out);
+            }
             pthread_mutex_unlock(&c->mu);
             return err;
         }
@@ -267,6 +272,27 @@ retry:
     pthread_mutex_unlock(&c->mu);
     *out = e;
     return TW_OK;
+}
+
+int blockcache_lookup(blockcache *c, const char *key, size_t bytes, blockcache_entry **out)
+{
+    if (!key || !out) return TW_EINVAL;
+    *out = NULL;
+    if (!c) return 1;
+    pthread_mutex_lock(&c->mu);
+    for (blockcache_entry *e = c->head; e; e = e->next) {
+        if (strcmp(e->key, key) != 0 || e->bytes != bytes || e->state != ENTRY_READY) continue;
+        e->refs++;
+        c->hits++;
+        unlink_entry(c, e);
+        push_front(c, e);
+        pthread_mutex_unlock(&c->mu);
+        held_here++; /* released as an acquired entry is */
+        *out = e;
+        return TW_OK;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return 1;
 }
 
 const void *blockcache_data(const blockcache_entry *e) { return e->data; }

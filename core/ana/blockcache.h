@@ -7,7 +7,9 @@
  *   function on it, without holding the cache lock; concurrent requests for
  *   the same key wait on a condition variable and share the result, so a cold
  *   entry is computed once. A failed fill is handed to every waiter and not
- *   cached (the next request tries again).
+ *   cached (the next request tries again), except a fill that stopped because
+ *   the filler's request was canceled or passed its deadline (TW_ECANCELED,
+ *   TW_ETIMEDOUT): a waiter then fills the entry itself.
  * - Acquired entries are reference counted: eviction never frees a buffer
  *   somebody holds.
  * - Budget, a hard one: the bytes held (cached, in use, filling) never
@@ -77,6 +79,12 @@ int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_
  * then its TW_ECANCELED or TW_ETIMEDOUT. */
 int blockcache_acquire_within(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill,
                               void *ctx, const tw_cancel *cancel, blockcache_entry **out);
+/* Acquires the entry `key` of `bytes` bytes only if it is there and ready
+ * (counted as a hit; nothing is filled, no fill is waited for): TW_OK with
+ * *out referenced (release it), or 1 with *out NULL when it is absent (always
+ * for a NULL c). For a caller whose choice of method depends on what is
+ * cached. */
+int blockcache_lookup(blockcache *c, const char *key, size_t bytes, blockcache_entry **out);
 
 /* The entry's buffer (valid until its release) and its size. */
 const void *blockcache_data(const blockcache_entry *e);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/nn/lnorm.h"
+#include "core/nn/par.h"
 #include "core/nn/topk.h"
 
 int ana_check_model(const gpt2_model *m)
@@ -19,10 +20,14 @@ int ana_check_model(const gpt2_model *m)
 
 void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h)
 {
+    ana_head_slices_of(m, &m->p.h[block], head, h);
+}
+
+void ana_head_slices_of(const gpt2_model *m, const gpt2_block *b, int head, ana_head *h)
+{
     size_t d = (size_t)m->cfg.n_embd;
     size_t dh = d / (size_t)m->cfg.n_head;
     size_t off = (size_t)head * dh;
-    const gpt2_block *b = &m->p.h[block];
     h->wq = gpt2_mat_at(b->attn_w, 0, off);
     h->wk = gpt2_mat_at(b->attn_w, 0, d + off);
     h->wv = gpt2_mat_at(b->attn_w, 0, 2 * d + off);
@@ -32,20 +37,65 @@ void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h)
     h->bv = b->attn_b ? b->attn_b + 2 * d + off : NULL;
 }
 
+int ana_block_acquire(const gpt2_model *m, int b, gpt2_block_ref *ref, const gpt2_block **out)
+{
+    *out = gpt2_block_acquire(m, b, ref);
+    return *out ? TW_OK : TW_ENOMEM;
+}
+
 typedef struct {
     const gpt2_model *m;
     int block, ln; /* ln_1 or ln_2 of the block */
 } ln_ctx;
+
+/* Bytes of a cached (n, d) float matrix followed by its trailer of `extra`
+ * doubles (8-byte aligned). */
+static size_t rows_bytes(size_t n, size_t d, size_t extra)
+{
+    return (n * d * sizeof(float) + 7) / 8 * 8 + extra * sizeof(double);
+}
+
+const double *ana_rows_trailer(const blockcache_entry *e, size_t n, size_t d)
+{
+    return (const double *)((const char *)blockcache_data(e) + rows_bytes(n, d, 0));
+}
+
+typedef struct {
+    const gpt2_model *m;
+    const float *g, *beta; /* the LayerNorm's gamma and beta */
+    float *out;
+    double en_max[NN_MAX_PARTS], e_max[NN_MAX_PARTS];
+} ln_par;
+
+/* Rows lo..hi of LN(E), with the largest row norms of that range. */
+static void ln_rows(void *ctx, size_t lo, size_t hi, int part)
+{
+    ln_par *p = ctx;
+    const size_t d = (size_t)p->m->cfg.n_embd;
+    layernorm_rows(p->out + lo * d, p->m->p.wte + lo * d, p->g, p->beta, hi - lo, d, p->m->cfg.ln_eps);
+    p->en_max[part] = topk_max_row_norm(p->out + lo * d, hi - lo, d);
+    p->e_max[part] = topk_max_row_norm(p->m->p.wte + lo * d, hi - lo, d);
+}
 
 static int fill_ln(void *data, size_t bytes, void *ctx)
 {
     const ln_ctx *x = ctx;
     const gpt2_model *m = x->m;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    if (bytes != V * d * sizeof(float)) return TW_EINVAL;
+    if (bytes != rows_bytes(V, d, 2)) return TW_EINVAL;
     const gpt2_block *b = &m->p.h[x->block];
-    const float *g = x->ln == 2 ? b->ln_2_w : b->ln_1_w, *beta = x->ln == 2 ? b->ln_2_b : b->ln_1_b;
-    layernorm_rows(data, m->p.wte, g, beta, V, d, m->cfg.ln_eps);
+    ln_par p = {.m = m,
+                .g = x->ln == 2 ? b->ln_2_w : b->ln_1_w,
+                .beta = x->ln == 2 ? b->ln_2_b : b->ln_1_b,
+                .out = data};
+    int parts = nn_parts();
+    nn_parallel_rows(V, parts, ln_rows, &p);
+    double *trailer = (double *)((char *)data + rows_bytes(V, d, 0));
+    trailer[0] = trailer[1] = 0.0;
+    for (int i = 0; i < parts && (size_t)i < V; i++) { /* NaN wins: then nothing is certified */
+        if (!(p.en_max[i] <= trailer[0])) trailer[0] = p.en_max[i];
+        if (!(p.e_max[i] <= trailer[1])) trailer[1] = p.e_max[i];
+    }
     return TW_OK;
 }
 
@@ -59,8 +109,7 @@ static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int bloc
     char key[32];
     snprintf(key, sizeof key, "ln%d(E):%d", ln, block);
     ln_ctx fx = {m, block, ln};
-    return blockcache_acquire_within(ana_cache(x), key, V * d * sizeof(float), fill_ln, &fx, ana_cancel(x),
-                                     e);
+    return blockcache_acquire_within(ana_cache(x), key, rows_bytes(V, d, 2), fill_ln, &fx, ana_cancel(x), e);
 }
 
 int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
@@ -71,4 +120,33 @@ int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block,
 int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
 {
     return acquire_ln_embeddings(m, x, block, 2, e);
+}
+
+float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e)
+{
+    return (float)ana_rows_trailer(e, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd)[0];
+}
+
+float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e)
+{
+    return (float)ana_rows_trailer(e, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd)[1];
+}
+
+static int fill_wte_norm(void *data, size_t bytes, void *ctx)
+{
+    const gpt2_model *m = ctx;
+    if (bytes != sizeof(double)) return TW_EINVAL;
+    *(double *)data = topk_max_row_norm(m->p.wte, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd);
+    return TW_OK;
+}
+
+int ana_wte_max_norm(const gpt2_model *m, const ana_ctx *x, float *out)
+{
+    if (ana_check_model(m) || !out) return TW_EINVAL;
+    blockcache_entry *e = NULL;
+    int rc = blockcache_acquire(ana_cache(x), "maxnorm(E)", sizeof(double), fill_wte_norm, (void *)m, &e);
+    if (rc) return rc;
+    *out = (float)*(const double *)blockcache_data(e);
+    blockcache_release(ana_cache(x), e);
+    return TW_OK;
 }

@@ -54,16 +54,42 @@ typedef struct {
     const float *bq, *bk, *bv;
 } ana_head;
 
-/* Fills *h for head `head` of block `block`; no range check (callers check). */
+/* Fills *h for head `head` of block `block`; no range check (callers check).
+ * The views are m->p.h[block]'s: for a block left in F16/BF16
+ * (gpt2_block_is_lazy) its matrices are NULL, so code that may see such
+ * checkpoints acquires the block (ana_block_acquire) and uses
+ * ana_head_slices_of on what it got. */
 void ana_head_slices(const gpt2_model *m, int block, int head, ana_head *h);
+void ana_head_slices_of(const gpt2_model *m, const gpt2_block *b, int head, ana_head *h);
+
+/* Block b with float32 matrices (core/model/gpt2.h gpt2_block_acquire):
+ * TW_OK and *out, valid until gpt2_block_release(ref), or TW_ENOMEM. */
+int ana_block_acquire(const gpt2_model *m, int b, gpt2_block_ref *ref, const gpt2_block **out);
 
 /* Acquires LN_b(E) (V, d) floats for block b (ln_1 of that block, the
- * model's ln_eps), filling it on a miss; 4 V d bytes (154 MB for 124M). The
- * buffer is at blockcache_data(*e) until blockcache_release(c, *e). c may be
- * NULL (a private copy). Returns TW_OK, TW_EBLOCK, or TW_ENOMEM. Release with
+ * model's ln_eps), filling it on a miss; 4 V d bytes (154 MB for 124M) and
+ * a trailer holding max_j |LN_b(E)_j| (ana_ln1_max_norm). The matrix is at
+ * blockcache_data(*e) until blockcache_release(c, *e). c may be NULL (a
+ * private copy). Returns TW_OK, TW_EBLOCK, or TW_ENOMEM. Release with
  * blockcache_release(ana_cache(x), *e). */
 int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 
+/* max_j |LN_b(E)_j| of an entry from ana_acquire_ln1_embeddings (what
+ * topk_opts.max_row_norm takes), computed once when the entry was filled;
+ * and max_j |E_j| over wte, kept in the same trailer for the analyses that
+ * also search E. */
+float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e);
+float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e);
+
+/* max_j |E_j| over the rows of wte into *out, computed once per cache
+ * (entry "maxnorm(E)"), for callers that hold no LN_b(E) entry. TW_OK,
+ * TW_EINVAL or TW_ENOMEM. */
+int ana_wte_max_norm(const gpt2_model *m, const ana_ctx *x, float *out);
+
+/* The trailer of doubles that follows a cached (n, d) float matrix (8-byte
+ * aligned after the n d floats): the layout of the row-matrix entries of
+ * core/ana (LN_b(E), the factored keys). */
+const double *ana_rows_trailer(const blockcache_entry *e, size_t n, size_t d);
 /* LN2_b(E): the same through block b's ln_2, cached under "ln2(E):<b>". */
 int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 

@@ -507,13 +507,19 @@ typedef struct {
 static int block_keys(const gpt2_model *m, const ana_ctx *x, int blk, float *K)
 {
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const gpt2_block *gb = &m->p.h[blk];
     blockcache_entry *en = NULL;
     int rc = tw_cancel_check(ana_cancel(x));
     if (!rc) rc = ana_acquire_ln1_embeddings(m, x, blk, &en);
     if (rc) return rc;
+    gpt2_block_ref bref;
+    const gpt2_block *gb;
+    if ((rc = ana_block_acquire(m, blk, &bref, &gb)) != TW_OK) {
+        blockcache_release(ana_cache(x), en);
+        return rc;
+    }
     mat_gemm(K, blockcache_data(en), gpt2_mat_at(gb->attn_w, 0, d), gb->attn_b ? gb->attn_b + d : NULL, V, d,
              d);
+    gpt2_block_release(&bref);
     blockcache_release(ana_cache(x), en);
     return TW_OK;
 }
@@ -612,9 +618,14 @@ int lngeom_sketch(const gpt2_model *m, int block, int head, const int dims[2], s
     if (npts < 3 || npts > 4096) return TW_ERANGE;
     lngeom_sketch_result r = {.block = block, .head = head, .dim = {dims[0], dims[1]}, .npts = npts};
     if (!(r.pts = malloc(4 * npts * 2 * sizeof(double)))) return TW_ENOMEM;
-    const gpt2_block *b = &m->p.h[block];
+    gpt2_block_ref bref;
+    const gpt2_block *b;
+    if (ana_block_acquire(m, block, &bref, &b) != TW_OK) {
+        free(r.pts);
+        return TW_ENOMEM;
+    }
     ana_head hs;
-    ana_head_slices(m, block, head, &hs);
+    ana_head_slices_of(m, b, head, &hs);
     for (int a = 0; a < 2; a++) {
         r.gamma[a] = b->ln_1_w[dims[a]];
         r.beta[a] = b->ln_1_b ? b->ln_1_b[dims[a]] : 0.0;
@@ -625,6 +636,7 @@ int lngeom_sketch(const gpt2_model *m, int block, int head, const int dims[2], s
             r.w2[a][c] = s / sqrt((double)dh);
         }
     }
+    gpt2_block_release(&bref);
     for (size_t p = 0; p < npts; p++) {
         double th = 2.0 * M_PI * (double)p / (double)npts;
         double c[2] = {cos(th), sin(th)};

@@ -25,7 +25,11 @@ static int fill_values(void *data, size_t bytes, void *ctx)
     const block_ctx *x = ctx;
     const size_t F = (size_t)x->m->cfg.n_inner, d = (size_t)x->m->cfg.n_embd;
     if (bytes != values_norm_offset(F, d) + F * sizeof(double)) return TW_EINVAL;
-    gpt2_mat W = x->m->p.h[x->block].fc_proj_w; /* (F, d) */
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(x->m, x->block, &bref, &blk);
+    if (rc) return rc;
+    gpt2_mat W = blk->fc_proj_w; /* (F, d) */
     float *v = data;
     double *norm = (double *)((char *)data + values_norm_offset(F, d));
     /* row i of W is contiguous in the Hugging Face layout, a strided column
@@ -36,6 +40,7 @@ static int fill_values(void *data, size_t bytes, void *ctx)
         for (size_t j = 0; j < d; j++)
             for (size_t i = 0; i < F; i++) v[i * d + j] = GPT2_AT(W, i, j);
     }
+    gpt2_block_release(&bref);
     for (size_t i = 0; i < F; i++) norm[i] = sqrt(topk_dot(v + i * d, v + i * d, d));
     return TW_OK;
 }
@@ -227,13 +232,20 @@ static int fill_svd(void *data, size_t bytes, void *ctx)
     double *B = malloc((d * F + 2 * r * r + r) * sizeof(double));
     if (!B) return TW_ENOMEM;
     double *G = B + d * F, *Q = G + r * r, *w = Q + r * r;
-    const gpt2_block *blk = &x->m->p.h[x->block];
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(x->m, x->block, &bref, &blk);
+    if (rc) {
+        free(B);
+        return rc;
+    }
     if (x->matrix == MLP_SVD_IN) {
         mat_copy_colmajor(B, d, blk->fc_w, d, F, 1.0);
     } else {
         for (size_t j = 0; j < F; j++) /* B (d, F) = W_proj^T */
             for (size_t i = 0; i < d; i++) B[i + j * d] = GPT2_AT(blk->fc_proj_w, j, i);
     }
+    gpt2_block_release(&bref);
     const int wide = d <= F; /* the Gram matrix of the smaller side: B B^T (d, d) or B^T B (F, F) */
     cblas_dsyrk(CblasColMajor, CblasLower, wide ? CblasNoTrans : CblasTrans, (int)r, wide ? (int)F : (int)d,
                 1.0, B, (int)d, 0.0, G, (int)r);
@@ -354,8 +366,8 @@ typedef struct {
 
 /* Direction t: its sign (the larger end of the d-space lists), its d-side
  * list, its neurons, and its neuron-side vector into w->qt. */
-static int svd_direction(const gpt2_model *m, mlp_svd_result *res, const double *S, const double *VT,
-                         size_t t, svd_work *w)
+static int svd_direction(const gpt2_model *m, const gpt2_block *blk, mlp_svd_result *res, const double *S,
+                         const double *VT, size_t t, svd_work *w)
 {
     const size_t d = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner, r = res->r, k = res->k;
     const int in = res->matrix == MLP_SVD_IN;
@@ -372,7 +384,7 @@ static int svd_direction(const gpt2_model *m, mlp_svd_result *res, const double 
     for (size_t i = 0; i < F; i++) w->y[i] = sc * VT[t + i * r];
     int rc = topk_vec(w->y, F, k, res->neurons + t * k, NULL);
     if (rc) return rc;
-    through_other_half(&m->p.h[res->block], in, w->y, F, d, w->z, w->qt + t * d);
+    through_other_half(blk, in, w->y, F, d, w->z, w->qt + t * d);
     return TW_OK;
 }
 
@@ -399,7 +411,11 @@ static int svd_lists(const gpt2_model *m, const ana_ctx *x, mlp_svd_result *res,
     const float *E = m->p.wte, *En2 = blockcache_data(ln2);
     const float *Mx = in ? En2 : E, *My = in ? E : En2; /* references of the two sides */
     rc = topk_rows_opt(Mx, V, d, w.qd, top, k, w.tops, w.bots, &(topk_opts){.cancel = ana_cancel(x)});
-    for (size_t t = 0; t < top && !rc; t++) rc = svd_direction(m, res, S, VT, t, &w);
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = NULL;
+    if (!rc) rc = ana_block_acquire(m, res->block, &bref, &blk);
+    for (size_t t = 0; t < top && !rc; t++) rc = svd_direction(m, blk, res, S, VT, t, &w);
+    gpt2_block_release(&bref);
     if (!rc)
         rc = topk_rows_opt(My, V, d, w.qt, top, k, in ? res->right : res->left, NULL,
                            &(topk_opts){.cancel = ana_cancel(x)});

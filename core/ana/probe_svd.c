@@ -76,8 +76,15 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     if (!work) return TW_ENOMEM;
     double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh, *tau = B + dh * dh, *sup = tau + dh;
 
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(m, x->block, &bref, &blk);
+    if (rc) {
+        free(work);
+        return rc;
+    }
     ana_head hs;
-    ana_head_slices(m, x->block, x->head, &hs);
+    ana_head_slices_of(m, blk, x->head, &hs);
     // X, Y (d, dh) col-major: element (i, j) at [i + j * d]
     if (x->matrix == PROBE_SVD_QK) {
         mat_copy_colmajor(Qx, d, hs.wq, d, dh, 1.0 / sqrt((double)dh));
@@ -87,7 +94,8 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
         for (size_t i = 0; i < d; i++)
             for (size_t j = 0; j < dh; j++) Qy[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
     }
-    int rc = thin_qr(Qx, d, dh, Rx, tau);
+    gpt2_block_release(&bref); /* the slices are in Qx, Qy now */
+    rc = thin_qr(Qx, d, dh, Rx, tau);
     if (!rc) rc = thin_qr(Qy, d, dh, Ry, tau);
     if (rc) {
         free(work);
@@ -156,65 +164,40 @@ static void negate_hits(topk_hit *dst, const topk_hit *src, size_t k)
     }
 }
 
-int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int head, size_t top, size_t k,
-              probe_svd_result *out)
+/* The result arrays of one matrix (n_heads heads, top directions, k). */
+static int svd_result_alloc(probe_svd_result *r, size_t nh, size_t dh, size_t top, size_t k)
 {
-    blockcache *c = ana_cache(x);
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (ana_check_model(m)) return TW_EINVAL;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
-    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    if (matrix != PROBE_SVD_QK && matrix != PROBE_SVD_VO) return TW_EINVAL;
-    if (head < -1 || head >= (int)H) return TW_EHEAD;
-    if (top > dh) return TW_ETOP;
-    if (k < 1 || k > V) return TW_EK;
-
-    const size_t nh = head < 0 ? H : 1;
-    const int h0 = head < 0 ? 0 : head;
-    const size_t nd = nh * top; // directions probed
+    const size_t nd = nh * top;
     size_t bytes = (2 * nh * dh + nh) * sizeof(double) + 2 * nd * k * sizeof(topk_hit) + nd * sizeof(int);
-    probe_svd_result r = {0};
     char *p = malloc(bytes);
     if (!p) return TW_ENOMEM;
-    r.s = (double *)p;
-    r.coverage = r.s + nh * dh;
-    r.frac99 = r.coverage + nh * dh;
-    r.left = (topk_hit *)(r.frac99 + nh);
-    r.right = r.left + nd * k;
-    r.sign = (int *)(r.right + nd * k);
-    r.block = block;
-    r.matrix = matrix;
-    r.first_head = h0;
-    r.n_heads = nh;
-    r.dh = dh;
-    r.top = top;
-    r.k = k;
+    r->s = (double *)p;
+    r->coverage = r->s + nh * dh;
+    r->frac99 = r->coverage + nh * dh;
+    r->left = (topk_hit *)(r->frac99 + nh);
+    r->right = r->left + nd * k;
+    r->sign = (int *)(r->right + nd * k);
+    return TW_OK;
+}
 
-    // Left and right queries (float), rows i * top + r; in one (2 nd, d)
-    // array so that QK can probe both against En in a single pass.
-    float *q = nd ? malloc(2 * nd * d * sizeof(float)) : NULL;
-    double *tmp = malloc(d * sizeof(double));
-    topk_hit *tops = nd ? malloc(2 * nd * k * sizeof(topk_hit)) : NULL;
-    topk_hit *bots = nd ? malloc(2 * nd * k * sizeof(topk_hit)) : NULL;
-    blockcache_entry *en_e = NULL;
+/* Spectra of r's heads, and their first `top` directions as float queries:
+ * left S_t Qx Us[:, t] into ql (nd, d), right Qy Vs[:, t] into qr (nd, d),
+ * row i * top + t. */
+static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, probe_svd_result *r, float *ql,
+                               float *qr, double *tmp)
+{
+    blockcache *c = ana_cache(x);
+    const size_t d = (size_t)m->cfg.n_embd, dh = r->dh, top = r->top;
     int rc = TW_OK;
-    if (!tmp || (nd && (!q || !tops || !bots))) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    float *ql = q, *qr = q ? q + nd * d : NULL;
-
-    for (size_t i = 0; i < nh && rc == TW_OK; i++) {
+    for (size_t i = 0; i < r->n_heads && rc == TW_OK; i++) {
         blockcache_entry *fe = NULL;
         if ((rc = tw_cancel_check(ana_cancel(x))) != TW_OK) break;
-        rc = acquire_factors(m, x, block, matrix, h0 + (int)i, &fe);
+        rc = acquire_factors(m, x, r->block, r->matrix, r->first_head + (int)i, &fe);
         if (rc) break;
         svd_factors f;
         factors_view(blockcache_data(fe), d, dh, &f);
-        memcpy(r.s + i * dh, f.S, dh * sizeof(double));
-        coverage_of(f.S, dh, r.coverage + i * dh, &r.frac99[i]);
+        memcpy(r->s + i * dh, f.S, dh * sizeof(double));
+        coverage_of(f.S, dh, r->coverage + i * dh, &r->frac99[i]);
         for (size_t t = 0; t < top; t++) {
             // left: S_t Qx Us[:, t]
             cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, f.S[t], f.Qx, (int)d, f.Us + t * dh, 1,
@@ -227,47 +210,130 @@ int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int 
         }
         blockcache_release(c, fe);
     }
+    return rc;
+}
+
+/* The sign rule and the reported lists of r's nd directions from the top-k
+ * and bottom-k of the left (lt, lb) and right (rt, rb) queries. */
+static void svd_lists(probe_svd_result *r, const topk_hit *lt, const topk_hit *lb, const topk_hit *rt,
+                      const topk_hit *rb)
+{
+    const size_t nd = r->n_heads * r->top, k = r->k;
+    for (size_t n = 0; n < nd; n++) {
+        // max_j v.Mr_j = rt[0].score; max_j (-v.Mr_j) = -rb[0].score
+        int sgn = rt[n * k].score >= -rb[n * k].score ? 1 : -1;
+        r->sign[n] = sgn;
+        if (sgn > 0) {
+            memcpy(r->left + n * k, lt + n * k, k * sizeof(topk_hit));
+            memcpy(r->right + n * k, rt + n * k, k * sizeof(topk_hit));
+        } else {
+            negate_hits(r->left + n * k, lb + n * k, k);
+            negate_hits(r->right + n * k, rb + n * k, k);
+        }
+    }
+}
+
+int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int head, size_t top, size_t k,
+              probe_svd_result *out)
+{
+    return probe_svd_multi(m, x, block, &matrix, 1, head, top, k, out);
+}
+
+int probe_svd_multi(const gpt2_model *m, const ana_ctx *x, int block, const int *matrices, size_t n_mat,
+                    int head, size_t top, size_t k, probe_svd_result *out)
+{
+    blockcache *c = ana_cache(x);
+    if (!out || !matrices || n_mat < 1 || n_mat > 2) return TW_EINVAL;
+    memset(out, 0, n_mat * sizeof *out);
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    for (size_t i = 0; i < n_mat; i++)
+        if ((matrices[i] != PROBE_SVD_QK && matrices[i] != PROBE_SVD_VO) ||
+            (i == 1 && matrices[1] == matrices[0]))
+            return TW_EINVAL;
+    if (head < -1 || head >= (int)H) return TW_EHEAD;
+    if (top > dh) return TW_ETOP;
+    if (k < 1 || k > V) return TW_EK;
+
+    const size_t nh = head < 0 ? H : 1;
+    const int h0 = head < 0 ? 0 : head;
+    const size_t nd = nh * top; // directions probed per matrix
+    probe_svd_result r[2] = {{0}, {0}};
+    int rc = TW_OK;
+    for (size_t i = 0; i < n_mat && rc == TW_OK; i++) {
+        rc = svd_result_alloc(&r[i], nh, dh, top, k);
+        r[i].block = block;
+        r[i].matrix = matrices[i];
+        r[i].first_head = h0;
+        r[i].n_heads = nh;
+        r[i].dh = dh;
+        r[i].top = top;
+        r[i].k = k;
+    }
+
+    /* Every query of the request against LN_b(E) shares one GEMM pass, and
+     * every one against E another (docs/MATH.md §5): rows of q (2 n_mat nd,
+     * d) are, per matrix in order, its nd left then nd right queries; QK's
+     * left and right and VO's left go against En, VO's right against E.
+     * The En queries are gathered in qen, the E ones in qe. */
+    const size_t nq = 2 * n_mat * nd;
+    float *q = nq ? malloc(nq * d * sizeof(float)) : NULL;
+    float *qen = nq ? malloc(nq * d * sizeof(float)) : NULL;
+    double *tmp = malloc(d * sizeof(double));
+    topk_hit *tops = nq ? malloc(nq * k * sizeof(topk_hit)) : NULL;
+    topk_hit *bots = nq ? malloc(nq * k * sizeof(topk_hit)) : NULL;
+    size_t pos[4]; /* row of each query group (matrix i, side s) in the gathered order: En rows first */
+    blockcache_entry *en_e = NULL;
+    if (rc == TW_OK && (!tmp || (nq && (!q || !qen || !tops || !bots)))) rc = TW_ENOMEM;
+    for (size_t i = 0; i < n_mat && rc == TW_OK; i++)
+        rc = svd_spectra_queries(m, x, &r[i], q ? q + 2 * i * nd * d : NULL,
+                                 q ? q + (2 * i + 1) * nd * d : NULL, tmp);
     if (rc || nd == 0) goto done;
+
+    size_t n_en = 0;
+    for (size_t i = 0; i < n_mat; i++)
+        for (int side = 0; side < 2; side++)
+            if (side == 0 || matrices[i] == PROBE_SVD_QK) {
+                pos[2 * i + (size_t)side] = n_en;
+                memcpy(qen + n_en * d, q + (2 * i + (size_t)side) * nd * d, nd * d * sizeof(float));
+                n_en += nd;
+            }
+    size_t n_e = n_en;
+    for (size_t i = 0; i < n_mat; i++)
+        if (matrices[i] == PROBE_SVD_VO) {
+            pos[2 * i + 1] = n_e;
+            memcpy(qen + n_e * d, q + (2 * i + 1) * nd * d, nd * d * sizeof(float));
+            n_e += nd;
+        }
 
     rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
     if (rc) goto done;
-    const float *En = blockcache_data(en_e);
-    if (matrix == PROBE_SVD_QK) { // left and right both against En
-        rc = topk_rows_opt(En, V, d, q, 2 * nd, k, tops, bots, &(topk_opts){.cancel = ana_cancel(x)});
-    } else {
-        rc = topk_rows_opt(En, V, d, ql, nd, k, tops, bots, &(topk_opts){.cancel = ana_cancel(x)});
-        if (!rc)
-            rc = topk_rows_opt(m->p.wte, V, d, qr, nd, k, tops + nd * k, bots + nd * k,
-                               &(topk_opts){.cancel = ana_cancel(x)});
-    }
+    rc = topk_rows_opt(blockcache_data(en_e), V, d, qen, n_en, k, tops, bots,
+                       &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
+    if (!rc && n_e > n_en)
+        rc = topk_rows_opt(
+            m->p.wte, V, d, qen + n_en * d, n_e - n_en, k, tops + n_en * k, bots + n_en * k,
+            &(topk_opts){.max_row_norm = ana_ln1_wte_max_norm(m, en_e), .cancel = ana_cancel(x)});
     if (rc) goto done;
-
-    for (size_t n = 0; n < nd; n++) {
-        const topk_hit *lt = tops + n * k, *lb = bots + n * k;
-        const topk_hit *rt = tops + (nd + n) * k, *rb = bots + (nd + n) * k;
-        // max_j v.Mr_j = rt[0].score; max_j (-v.Mr_j) = -rb[0].score
-        int sgn = rt[0].score >= -rb[0].score ? 1 : -1;
-        r.sign[n] = sgn;
-        if (sgn > 0) {
-            memcpy(r.left + n * k, lt, k * sizeof(topk_hit));
-            memcpy(r.right + n * k, rt, k * sizeof(topk_hit));
-        } else {
-            negate_hits(r.left + n * k, lb, k);
-            negate_hits(r.right + n * k, rb, k);
-        }
+    for (size_t i = 0; i < n_mat; i++) {
+        size_t pl = pos[2 * i] * k, pr = pos[2 * i + 1] * k;
+        svd_lists(&r[i], tops + pl, bots + pl, tops + pr, bots + pr);
     }
 
 done:
     blockcache_release(c, en_e);
     free(q);
+    free(qen);
     free(tmp);
     free(tops);
     free(bots);
     if (rc) {
-        probe_svd_result_free(&r);
+        for (size_t i = 0; i < n_mat; i++) probe_svd_result_free(&r[i]);
         return rc;
     }
-    *out = r;
+    memcpy(out, r, n_mat * sizeof *out);
     return TW_OK;
 }
 
@@ -296,14 +362,17 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
     topk_hit *tops = malloc(2 * H * k * sizeof(topk_hit));
     topk_hit *bots = malloc(2 * H * k * sizeof(topk_hit));
     blockcache_entry *en_e = NULL;
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = NULL;
     int rc = TW_OK;
     if (!hits || !q || !tops || !bots) {
         rc = TW_ENOMEM;
         goto done;
     }
+    if ((rc = ana_block_acquire(m, block, &bref, &blk)) != TW_OK) goto done;
     for (size_t h = 0; h < H; h++) {
         ana_head hs;
-        ana_head_slices(m, block, (int)h, &hs);
+        ana_head_slices_of(m, blk, (int)h, &hs);
         float *a = q + (2 * h) * d, *cv = q + (2 * h + 1) * d;
         /* a model without biases has a = c = 0 (docs/MATH.md §6) */
         for (size_t i = 0; i < d; i++) {
@@ -316,10 +385,11 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
             cv[i] = (float)sc;
         }
     }
+    gpt2_block_release(&bref);
     rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
     if (rc) goto done;
     rc = topk_rows_opt(blockcache_data(en_e), V, d, q, 2 * H, k, tops, bots,
-                       &(topk_opts){.cancel = ana_cancel(x)});
+                       &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
     if (rc) goto done;
     for (size_t h = 0; h < H; h++) {
         topk_hit *dst = hits + h * PROBE_BIAS_N * k;

@@ -62,6 +62,14 @@ typedef struct {
 int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int head, size_t top, size_t k,
               probe_svd_result *out);
 
+/* probe_svd of n_mat (1 or 2) different matrices of the same block and
+ * heads at once, into out[0 .. n_mat): the same answers, with every query
+ * against LN_b(E) in one GEMM pass and every one against E in another.
+ * Errors as probe_svd (TW_EINVAL for a repeated matrix); on error every
+ * out[i] is empty. */
+int probe_svd_multi(const gpt2_model *m, const ana_ctx *x, int block, const int *matrices, size_t n_mat,
+                    int head, size_t top, size_t k, probe_svd_result *out);
+
 void probe_svd_result_free(probe_svd_result *r);
 
 /* Bias probes, per head h: a_h = Wq_h bk_h (the query direction the key bias

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,13 +34,393 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
     return TW_OK;
 }
 
+/* ---- Factored keys ----
+ * Entry "keys(En):<b>": K = En Wk (V, d), stored head by head: K_h (V, dh)
+ * at K + h V dh, then a trailer of doubles: Rk (H) max_j |K_h[j]| and cn (d)
+ * the column norms |Wk[:, t]|. */
+
+typedef struct {
+    const gpt2_model *m;
+    const ana_ctx *x;
+    int block;
+} keys_ctx;
+
+static size_t keys_bytes(size_t V, size_t d, size_t H)
+{
+    return (V * d * sizeof(float) + 7) / 8 * 8 + (H + d) * sizeof(double);
+}
+
+/* Rows of K computed per GEMM, between cancellation checks. */
+#define KEYS_ROWS 4096
+
+static int fill_keys(void *data, size_t bytes, void *ctx)
+{
+    const keys_ctx *kx = ctx;
+    const gpt2_model *m = kx->m;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    if (bytes != keys_bytes(V, d, H)) return TW_EINVAL;
+    float *tmp = malloc(KEYS_ROWS * d * sizeof(float)); // (KEYS_ROWS, d) rows of En Wk
+    if (!tmp) return TW_ENOMEM;
+    blockcache_entry *en_e = NULL;
+    int rc = ana_acquire_ln1_embeddings(m, kx->x, kx->block, &en_e);
+    if (rc) {
+        free(tmp);
+        return rc;
+    }
+    const float *En = blockcache_data(en_e);
+    float *K = data;
+    double *Rk = (double *)((char *)data + (V * d * sizeof(float) + 7) / 8 * 8), *cn = Rk + H;
+    for (size_t h = 0; h < H; h++) Rk[h] = 0.0;
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    if ((rc = ana_block_acquire(m, kx->block, &bref, &blk)) != TW_OK) {
+        blockcache_release(ana_cache(kx->x), en_e);
+        free(tmp);
+        return rc;
+    }
+    const gpt2_mat wk = gpt2_mat_at(blk->attn_w, 0, d);
+    for (size_t r0 = 0; r0 < V; r0 += KEYS_ROWS) {
+        if ((rc = tw_cancel_check(ana_cancel(kx->x))) != TW_OK) break;
+        size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
+        mat_gemm(tmp, En + r0 * d, wk, NULL, nr, d, d);
+        for (size_t j = 0; j < nr; j++)
+            for (size_t h = 0; h < H; h++) {
+                const float *src = tmp + j * d + h * dh;
+                memcpy(K + (h * V + r0 + j) * dh, src, dh * sizeof(float));
+                double nn = sqrt(topk_dot(src, src, dh));
+                if (!(nn <= Rk[h])) Rk[h] = nn; /* NaN wins: nothing is certified */
+            }
+    }
+    blockcache_release(ana_cache(kx->x), en_e);
+    free(tmp);
+    if (rc) {
+        gpt2_block_release(&bref);
+        return rc;
+    }
+    /* column norms, walking the storage in its own order */
+    for (size_t t = 0; t < d; t++) cn[t] = 0.0;
+    for (size_t a = 0; a < d; a++)
+        for (size_t b = 0; b < d; b++) {
+            size_t i = wk.cs == 1 ? a : b, t = wk.cs == 1 ? b : a;
+            double w = GPT2_AT(wk, i, t);
+            cn[t] += w * w;
+        }
+    for (size_t t = 0; t < d; t++) cn[t] = sqrt(cn[t]);
+    gpt2_block_release(&bref);
+    return TW_OK;
+}
+
+/* The keys of block b by the factored screening: for each head, the W
+ * screening queries qa_h (dh) against K_h, certified against the exact
+ * scores keyq . En_j. Bound on |fl(qa_h . fl(K_h[j])) - keyq . En_j|, with
+ * keyq = fl(Wk_h qa_h) and K_h[j] = fl(Wk_h^T En_j) (docs/MATH.md §4.5):
+ *   (gamma_dh + gamma_{d+1}) R_En sum_t |qa_t| |Wk[:, t]|   (keyq and K)
+ *   + gamma_{dh+1} |qa_h| R_h                               (the screening dot)
+ *   + d 2^-52 |keyq| R_En                                   (topk_dot in double)
+ * doubled, as topk_rows widens its own. */
+static int keys_factored(const gpt2_model *m, const ana_ctx *x, const float *En, float R_en,
+                         const blockcache_entry *ke, const float *qa, const float *keyq, size_t W, size_t k,
+                         topk_hit *keys, double *worst)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    const float *K = blockcache_data(ke);
+    const double *Rk = ana_rows_trailer(ke, V, d), *cn = Rk + H;
+    double *err = malloc(W * sizeof *err);
+    if (!err) return TW_ENOMEM;
+    const double g_a = topk_gamma(dh) + topk_gamma(d + 1), g_s = topk_gamma(dh + 1);
+    int rc = TW_OK;
+    for (size_t h = 0; h < H && rc == TW_OK; h++) {
+        for (size_t w = 0; w < W; w++) {
+            const float *a = qa + w * d + h * dh;
+            const float *kq = keyq + (w * H + h) * d;
+            double s = 0.0;
+            for (size_t t = 0; t < dh; t++) s += fabs((double)a[t]) * cn[h * dh + t];
+            double e = g_a * R_en * s + g_s * sqrt(topk_dot(a, a, dh)) * Rk[h] +
+                       (double)d * 0x1p-52 * sqrt(topk_dot(kq, kq, d)) * R_en;
+            err[w] = 2.0 * e;
+        }
+        const topk_screen sc = {.M = En,
+                                .n = V,
+                                .d = d,
+                                .Q = keyq + h * d,
+                                .ldq = H * d,
+                                .S = K + h * V * dh,
+                                .lds = dh,
+                                .ds = dh,
+                                .P = qa + h * dh,
+                                .ldp = d,
+                                .err = err};
+        rc = topk_rows_screened(&sc, W, k, keys + h * k, NULL, H * k, &(topk_opts){.cancel = ana_cancel(x)});
+        /* PROBE_CHECK: every row's screening score (a float dot product in
+         * another order than the GEMM's: the bound holds for any) against
+         * the exact score */
+        for (size_t w = 0; worst && rc == TW_OK && w < W; w++)
+            for (size_t j = 0; j < V; j++) {
+                const float *a = qa + w * d + h * dh, *kr = K + (h * V + j) * dh;
+                float sf = 0.0f;
+                for (size_t t = 0; t < dh; t++) sf += a[t] * kr[t];
+                double ex = topk_dot(keyq + (w * H + h) * d, En + j * d, d);
+                double ratio = fabs((double)sf - ex) / err[w];
+                if (!(ratio <= *worst)) *worst = ratio;
+            }
+    }
+    free(err);
+    return rc;
+}
+
+/* ---- Factored values ----
+ * Entry "vals(E):<b>": G = E diag(gamma) Wo^T (V, d) with gamma = ln_f's
+ * gain, stored head by head (G_h (V, dh) at G + h V dh: G_h[j]_t =
+ * sum_i E_j,i gamma_i Wo[h dh + t, i]), then three (V) vectors: Bv_j =
+ * fl(gamma o b_o) . E_j, gE_j = gamma . E_j, cE_j = beta . E_j; then a
+ * trailer of doubles: RG (H) max_j |G_h[j]|, w (d) |gamma o Wo[t, :]| per
+ * row t of Wo, and |gamma|, |beta|, |fl(gamma o b_o)|. docs/MATH.md §4.6. */
+
+enum { VALS_TRAILER_EXTRA = 3 };
+
+static size_t vals_floats(size_t V, size_t d) { return V * d + 3 * V; }
+
+static size_t vals_bytes(size_t V, size_t d, size_t H)
+{
+    return (vals_floats(V, d) * sizeof(float) + 7) / 8 * 8 + (H + d + VALS_TRAILER_EXTRA) * sizeof(double);
+}
+
+typedef struct {
+    const float *G, *Bv, *gE, *cE; /* as above */
+    const double *RG, *w;
+    double n_gamma, n_beta, n_gb;
+} vals_view;
+
+static void vals_view_of(const void *data, size_t V, size_t d, size_t H, vals_view *v)
+{
+    const float *f = data;
+    v->G = f;
+    v->Bv = f + V * d;
+    v->gE = v->Bv + V;
+    v->cE = v->gE + V;
+    const double *t = (const double *)((const char *)data + (vals_floats(V, d) * sizeof(float) + 7) / 8 * 8);
+    v->RG = t;
+    v->w = t + H;
+    v->n_gamma = t[H + d];
+    v->n_beta = t[H + d + 1];
+    v->n_gb = t[H + d + 2];
+}
+
+typedef struct {
+    const gpt2_model *m;
+    const ana_ctx *x;
+    int block;
+} vals_ctx;
+
+static int fill_vals(void *data, size_t bytes, void *ctx)
+{
+    const vals_ctx *vx = ctx;
+    const gpt2_model *m = vx->m;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    if (bytes != vals_bytes(V, d, H)) return TW_EINVAL;
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(m, vx->block, &bref, &blk);
+    if (rc) return rc;
+    const float *E = m->p.wte, *g = m->p.ln_f_w, *beta = m->p.ln_f_b, *bo = blk->attn_proj_b;
+    const gpt2_mat wo = blk->attn_proj_w;                /* (d, d): row t is head t / dh's */
+    float *Wg = malloc(d * d * sizeof(float));           // (d, d) Wg[i][t] = gamma_i Wo[t][i]
+    float *tmp = malloc(KEYS_ROWS * d * sizeof(float));  // (KEYS_ROWS, d) rows of E Wg
+    float *vec = malloc(3 * d * sizeof(float));          // (d, 3) fl(gamma o b_o), gamma, beta
+    float *out3 = malloc(KEYS_ROWS * 3 * sizeof(float)); // (KEYS_ROWS, 3)
+    if (!Wg || !tmp || !vec || !out3) {
+        free(Wg);
+        free(tmp);
+        free(vec);
+        free(out3);
+        gpt2_block_release(&bref);
+        return TW_ENOMEM;
+    }
+    vals_view v;
+    vals_view_of(data, V, d, H, &v);
+    float *G = data, *Bv = G + V * d, *gE = Bv + V, *cE = gE + V;
+    double *RG = (double *)v.RG, *w = (double *)v.w;
+    for (size_t t = 0; t < d; t++) w[t] = 0.0;
+    for (size_t a = 0; a < d; a++) /* walk Wo in its storage order */
+        for (size_t b = 0; b < d; b++) {
+            size_t t = wo.cs == 1 ? a : b, i = wo.cs == 1 ? b : a;
+            double p = (double)g[i] * (double)GPT2_AT(wo, t, i);
+            Wg[i * d + t] = (float)p;
+            w[t] += p * p;
+        }
+    for (size_t t = 0; t < d; t++) w[t] = sqrt(w[t]);
+    gpt2_block_release(&bref); /* Wo is in Wg now */
+    double ng = 0.0, nb = 0.0, ngb = 0.0;
+    for (size_t i = 0; i < d; i++) {
+        vec[i * 3] = bo ? (float)((double)g[i] * (double)bo[i]) : 0.0f;
+        vec[i * 3 + 1] = g[i];
+        vec[i * 3 + 2] = beta ? beta[i] : 0.0f;
+        ng += (double)g[i] * g[i];
+        nb += beta ? (double)beta[i] * beta[i] : 0.0;
+        ngb += (double)vec[i * 3] * vec[i * 3];
+    }
+    double *extra = (double *)v.w + d;
+    extra[0] = sqrt(ng);
+    extra[1] = sqrt(nb);
+    extra[2] = sqrt(ngb);
+    for (size_t h = 0; h < H; h++) RG[h] = 0.0;
+    for (size_t r0 = 0; r0 < V; r0 += KEYS_ROWS) {
+        if ((rc = tw_cancel_check(ana_cancel(vx->x))) != TW_OK) break;
+        size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
+        // tmp (nr, d) = E[r0 ..] (nr, d) . Wg (d, d); out3 (nr, 3) = E[r0 ..] . vec (d, 3)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)d, (int)d, 1.0f, E + r0 * d,
+                    (int)d, Wg, (int)d, 0.0f, tmp, (int)d);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, 3, (int)d, 1.0f, E + r0 * d, (int)d,
+                    vec, 3, 0.0f, out3, 3);
+        for (size_t j = 0; j < nr; j++) {
+            for (size_t h = 0; h < H; h++) {
+                const float *src = tmp + j * d + h * dh;
+                memcpy(G + (h * V + r0 + j) * dh, src, dh * sizeof(float));
+                double nn = sqrt(topk_dot(src, src, dh));
+                if (!(nn <= RG[h])) RG[h] = nn; /* NaN wins: nothing is certified */
+            }
+            Bv[r0 + j] = out3[j * 3];
+            gE[r0 + j] = out3[j * 3 + 1];
+            cE[r0 + j] = out3[j * 3 + 2];
+        }
+    }
+    free(Wg);
+    free(tmp);
+    free(vec);
+    free(out3);
+    return rc;
+}
+
+/* What the value screening of one word needs beyond the entry. */
+typedef struct {
+    const float *va;    /* (W, d) q Wv + bv per word */
+    const float *ge;    /* (W, d) fl(gamma o E_id) */
+    const double *mu;   /* (W, H+1) LN_f mean of each value query's input */
+    const double *rstd; /* (W, H+1) its 1 / sqrt(var + eps) */
+    const double *err;  /* (W, H+1) screening bounds */
+    const float *valq;  /* (W, H+1, d) the exact queries, for PROBE_CHECK */
+    double *worst;      /* PROBE_CHECK: the largest |screening - exact| / err seen; NULL otherwise */
+} vals_queries;
+
+/* Screens the W (H + 1) value queries with the factored scores
+ *   rstd (a_h . G_h[j] + A_j + Bv_j - mu gE_j) + cE_j,
+ * A_j = ge . E_j, a_h = va's head-h part (the layer: the sum over heads),
+ * into the candidates c (query w (H+1) + h). */
+static int vals_screen(const gpt2_model *m, const ana_ctx *x, const vals_view *v, const vals_queries *q,
+                       size_t W, topk_cands *c)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    const float *E = m->p.wte;
+    const size_t b = topk_block_rows(3 * W, V);
+    float *A = malloc(W * b * sizeof(float));  // (W, b) ge . E_j, then + Bv_j
+    float *Q = malloc(W * b * sizeof(float));  // (W, b) a_h . G_h[j]
+    float *Qs = malloc(W * b * sizeof(float)); // (W, b) sum over heads
+    float *row = malloc(b * sizeof(float));    // scores of one query
+    int rc = TW_OK;
+    if (!A || !Q || !Qs || !row) rc = TW_ENOMEM;
+    for (size_t j0 = 0; j0 < V && rc == TW_OK; j0 += b) {
+        if ((rc = tw_cancel_check(ana_cancel(x))) != TW_OK) break;
+        const size_t bj = V - j0 < b ? V - j0 : b;
+        const float *Bv = v->Bv + j0, *gE = v->gE + j0, *cE = v->cE + j0;
+        // A (W, bj) = ge (W, d) . E[j0 ..]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)d, 1.0f, q->ge, (int)d,
+                    E + j0 * d, (int)d, 0.0f, A, (int)bj);
+        for (size_t w = 0; w < W; w++)
+            for (size_t j = 0; j < bj; j++) A[w * bj + j] += Bv[j];
+        memset(Qs, 0, W * bj * sizeof(float));
+        for (size_t h = 0; h <= H; h++) {
+            const float *Qh = Qs;
+            if (h < H) {
+                // Q (W, bj) = va_h (W, dh) . G_h[j0 ..]^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)dh, 1.0f,
+                            q->va + h * dh, (int)d, v->G + (h * V + j0) * dh, (int)dh, 0.0f, Q, (int)bj);
+                for (size_t i = 0; i < W * bj; i++) Qs[i] += Q[i];
+                Qh = Q;
+            }
+            for (size_t w = 0; w < W; w++) {
+                const float mu = (float)q->mu[w * (H + 1) + h], rs = (float)q->rstd[w * (H + 1) + h];
+                const float *Qw = Qh + w * bj, *Aw = A + w * bj;
+                for (size_t j = 0; j < bj; j++) row[j] = rs * (Qw[j] + Aw[j] - mu * gE[j]) + cE[j];
+                topk_cands_scan(c, w * (H + 1) + h, row, bj, j0);
+                for (size_t j = 0; q->worst && j < bj; j++) {
+                    const size_t qi = w * (H + 1) + h;
+                    double ex = topk_dot(q->valq + qi * d, E + (j0 + j) * d, d);
+                    double ratio = fabs((double)row[j] - ex) / q->err[qi];
+                    if (!(ratio <= *q->worst)) *q->worst = ratio;
+                }
+            }
+        }
+    }
+    free(A);
+    free(Q);
+    free(Qs);
+    free(row);
+    return rc;
+}
+
+/* The bound of the factored value screening for every query (docs/MATH.md
+ * §4.6): |screening score - topk_dot(LN_f(x), E_j)| <= err for every row j.
+ * vstat as in probe_words_opt: mu, rstd, |gamma o x|, |gamma o U|, |LN_f(x)|. */
+static void vals_errors(const gpt2_model *m, const vals_view *v, double R_e, const float *va, const float *ge,
+                        const double *vstat, size_t W, double *err)
+{
+    const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H, NQ = W * (H + 1);
+    const double *mu = vstat, *rstd = mu + NQ, *gx = rstd + NQ, *gU = gx + NQ, *vn = gU + NQ;
+    const double u = 0x1p-24, g_dh = topk_gamma(dh), g_dh1 = topk_gamma(dh + 1), g_d1 = topk_gamma(d + 1),
+                 g_d2 = topk_gamma(d + 2), g_H = topk_gamma(H + 1);
+    for (size_t w = 0; w < W; w++) {
+        const float *a = va + w * d;
+        double ge_n = sqrt(topk_dot(ge + w * d, ge + w * d, d));
+        double sw_all = 0.0, LR = 0.0; /* sum_t |a_t| w_t over every row; sum_h |a_h| RG_h */
+        for (size_t h = 0; h <= H; h++) {
+            const size_t qi = w * (H + 1) + h;
+            double sw = 0.0, QR; /* the head's sum_t |a_t| w_t; the bound on |a . G[j]| */
+            if (h < H) {
+                for (size_t t = h * dh; t < (h + 1) * dh; t++) sw += fabs((double)a[t]) * v->w[t];
+                QR = sqrt(topk_dot(a + h * dh, a + h * dh, dh)) * v->RG[h];
+                sw_all += sw;
+                LR += QR;
+            } else {
+                sw = sw_all;
+                QR = LR;
+            }
+            const double sd = rstd[qi], amu = fabs(mu[qi]);
+            double t_delta =
+                sd * R_e * (g_dh * sw + u * gx[qi] + (h == H ? u * gU[qi] + 0x1p-50 * (double)H * sw : 0.0));
+            double t_q = sd * (g_dh1 * QR + g_d2 * R_e * sw + (h == H ? g_H * LR * (1.0 + g_dh1) : 0.0));
+            double t_abc = sd * (1.001 * g_d2 * (ge_n + v->n_gb) * R_e + amu * g_d1 * v->n_gamma * R_e) +
+                           g_d1 * v->n_beta * R_e;
+            double M1 = (QR + (ge_n + v->n_gb + amu * v->n_gamma) * R_e) * (1.0 + g_d2);
+            double t_ops = 8.0 * u * (sd * M1 + v->n_beta * R_e) * 1.01;
+            double t_rho = (u + 0x1p-50) * vn[qi] * R_e * 1.001 +
+                           0x1p-50 * (sd * (gx[qi] + amu * v->n_gamma) + v->n_beta) * R_e;
+            double t_dot = (double)d * 0x1p-52 * vn[qi] * R_e;
+            err[qi] = 2.0 * (t_delta + t_q + t_abc + t_ops + t_rho + t_dot);
+        }
+    }
+}
+
 int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
                 size_t k, probe_words_result *out)
+{
+    return probe_words_opt(m, x, block, ids, n_words, k, PROBE_AUTO, out);
+}
+
+int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                    size_t k, int method, probe_words_result *out)
 {
     blockcache *c = ana_cache(x);
     if (!out) return TW_EINVAL;
     memset(out, 0, sizeof *out);
     if (ana_check_model(m) || (n_words && !ids)) return TW_EINVAL;
+    if (method != PROBE_AUTO && method != PROBE_DIRECT && method != PROBE_FACTORED && method != PROBE_CHECK)
+        return TW_EINVAL;
+    double *worst = method == PROBE_CHECK ? &out->screen_worst : NULL;
+    if (method == PROBE_CHECK) method = PROBE_FACTORED;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     const size_t H = (size_t)m->cfg.n_head, dh = d / H, W = n_words;
     if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
@@ -61,14 +442,17 @@ int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t 
     }
     memcpy(r.ids, ids, W * sizeof *ids);
 
-    const gpt2_block *blk = &m->p.h[block];
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = gpt2_block_acquire(m, block, &bref);
     const float *E = m->p.wte;
-    float *qa = malloc(d * sizeof(float));                 // (d) q Wq / sqrt(dh), then q Wv + bv
+    float *qa = malloc(W * d * sizeof(float));             // (W, d) q Wq / sqrt(dh)
+    float *va = malloc(W * d * sizeof(float));             // (W, d) q Wv + bv
     float *keyq = malloc(W * H * d * sizeof(float));       // (W, H, d) q Wqk_h
     float *valq = malloc(W * (H + 1) * d * sizeof(float)); // (W, H+1, d) value queries
     topk_hit *vhits = malloc(W * (H + 1) * k * sizeof(topk_hit));
-    blockcache_entry *en_e = NULL;
-    if (!qa || !keyq || !valq || !vhits) {
+    double *vstat = malloc(6 * W * (H + 1) * sizeof(double)); // (6, W, H+1) see the value screening
+    blockcache_entry *en_e = NULL, *keys_e = NULL, *vals_e = NULL;
+    if (!blk || !qa || !va || !keyq || !valq || !vhits || !vstat) {
         rc = TW_ENOMEM;
         goto done;
     }
@@ -80,40 +464,69 @@ int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t 
      * depend on which other words are probed with it (docs/MATH.md §2). */
     for (size_t w = 0; w < W; w++) {
         const float *q = En + (size_t)ids[w] * d;
+        float *qaw = qa + w * d;
         // keys: qa (d) = q . Wq (d, d) / sqrt(dh); keyq[w, h] = qa_h (dh) . Wk_h^T (dh, d)
-        mat_xm(qa, q, blk->attn_w, d, d, (float)(1.0 / sqrt((double)dh)), 0.0f);
+        mat_xm(qaw, q, blk->attn_w, d, d, (float)(1.0 / sqrt((double)dh)), 0.0f);
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
-            ana_head_slices(m, block, (int)h, &hs);
-            mat_mx(keyq + (w * H + h) * d, hs.wk, qa + h * dh, d, dh, 1.0f, 0.0f);
+            ana_head_slices_of(m, blk, (int)h, &hs);
+            mat_mx(keyq + (w * H + h) * d, hs.wk, qaw + h * dh, d, dh, 1.0f, 0.0f);
         }
-        // values: qa (d) = q . Wv (d, d) + bv; u_h = qa_h (dh) . Wo_h (dh, d)
-        if (blk->attn_b) memcpy(qa, blk->attn_b + 2 * d, d * sizeof(float));
-        mat_xm(qa, q, gpt2_mat_at(blk->attn_w, 0, 2 * d), d, d, 1.0f, blk->attn_b ? 1.0f : 0.0f);
+        // values: va (d) = q . Wv (d, d) + bv; u_h = va_h (dh) . Wo_h (dh, d)
+        float *vaw = va + w * d;
+        if (blk->attn_b) memcpy(vaw, blk->attn_b + 2 * d, d * sizeof(float));
+        mat_xm(vaw, q, gpt2_mat_at(blk->attn_w, 0, 2 * d), d, d, 1.0f, blk->attn_b ? 1.0f : 0.0f);
         float *rowsw = valq + w * (H + 1) * d; // (H+1, d)
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
-            ana_head_slices(m, block, (int)h, &hs);
-            mat_xm(rowsw + h * d, qa + h * dh, hs.wo, dh, d, 1.0f, 0.0f);
+            ana_head_slices_of(m, blk, (int)h, &hs);
+            mat_xm(rowsw + h * d, vaw + h * dh, hs.wo, dh, d, 1.0f, 0.0f);
         }
     }
-    rc = topk_rows_opt(En, V, d, keyq, W * H, k, r.keys, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    /* Keys: the factored screening when K = En Wk is cached, or when
+     * computing it (V d^2 multiply-adds) costs less than what it saves
+     * (W H (d - dh) per row); otherwise every key query against En. */
+    char kkey[32];
+    snprintf(kkey, sizeof kkey, "keys(En):%d", block);
+    size_t kbytes = keys_bytes(V, d, H);
+    int factored = method == PROBE_FACTORED;
+    if (method == PROBE_AUTO)
+        factored = blockcache_lookup(c, kkey, kbytes, &keys_e) == TW_OK ||
+                   (double)W * (double)H * (double)(d - dh) >= (double)d * (double)d;
+    if (factored && !keys_e) {
+        keys_ctx kx = {m, x, block};
+        rc = blockcache_acquire_within(c, kkey, kbytes, fill_keys, &kx, ana_cancel(x), &keys_e);
+        if (rc) goto done;
+    }
+    if (factored)
+        rc = keys_factored(m, x, En, ana_ln1_max_norm(m, en_e), keys_e, qa, keyq, W, k, r.keys, worst);
+    else
+        rc = topk_rows_opt(En, V, d, keyq, W * H, k, r.keys, NULL,
+                           &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
+    const float R_e = ana_ln1_wte_max_norm(m, en_e);
+    blockcache_release(c, keys_e);
+    keys_e = NULL;
     blockcache_release(c, en_e);
     en_e = NULL;
     if (rc) goto done;
-
-    // Norms, layer sum U, then E[id] + u + b_o in place, then LN_f.
-    const float *bo = blk->attn_proj_b;
+    // Norms, layer sum U, then E[id] + u + b_o in place, then LN_f. For the
+    // factored screening (docs/MATH.md §4.6), per query (w, h), in vstat:
+    // [0] LN_f mean and [1] 1/sqrt(var + eps) of its input x, [2] |gamma o x|,
+    // [3] |gamma o U| (the layer's), [4] |LN_f(x)| after rounding.
+    const size_t NQ = W * (H + 1);
+    double *mu = vstat, *rstd = mu + NQ, *gx = rstd + NQ, *gU = gx + NQ, *vn = gU + NQ, *verr = vn + NQ;
+    const float *bo = blk->attn_proj_b, *gam = m->p.ln_f_w;
     for (size_t w = 0; w < W; w++) {
         float *rowsw = valq + w * (H + 1) * d; // (H+1, d)
         float *Urow = rowsw + H * d;
         const float *e = E + (size_t)ids[w] * d;
-        double uu = 0.0;
+        double uu = 0.0, gu = 0.0;
         for (size_t i = 0; i < d; i++) {
             double s = 0.0;
             for (size_t h = 0; h < H; h++) s += rowsw[h * d + i];
             Urow[i] = (float)s;
             uu += s * s;
+            gu += ((double)gam[i] * Urow[i]) * ((double)gam[i] * Urow[i]);
         }
         r.layer_norm[w] = sqrt(uu);
         for (size_t h = 0; h <= H; h++) {
@@ -123,12 +536,56 @@ int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t 
                 for (size_t i = 0; i < d; i++) nn += (double)u[i] * u[i];
                 r.value_norm[w * H + h] = sqrt(nn);
             }
-            for (size_t i = 0; i < d; i++)
+            double gg = 0.0;
+            for (size_t i = 0; i < d; i++) {
                 u[i] = (float)((double)e[i] + (double)u[i] + (bo ? (double)bo[i] : 0.0));
+                gg += ((double)gam[i] * u[i]) * ((double)gam[i] * u[i]);
+            }
+            const size_t qi = w * (H + 1) + h;
+            layernorm_stats(u, d, m->cfg.ln_eps, &mu[qi], &rstd[qi]);
+            gx[qi] = sqrt(gg);
+            gU[qi] = h == H ? sqrt(gu) : 0.0;
         }
     }
-    layernorm_rows(valq, valq, m->p.ln_f_w, m->p.ln_f_b, W * (H + 1), d, m->cfg.ln_eps);
-    rc = topk_rows_opt(E, V, d, valq, W * (H + 1), k, vhits, NULL, &(topk_opts){.cancel = ana_cancel(x)});
+    layernorm_rows(valq, valq, m->p.ln_f_w, m->p.ln_f_b, NQ, d, m->cfg.ln_eps);
+    for (size_t qi = 0; qi < NQ; qi++) vn[qi] = sqrt(topk_dot(valq + qi * d, valq + qi * d, d));
+
+    /* Values: the factored screening when G = E diag(gamma) Wo^T is cached
+     * or worth computing (V d^2 multiply-adds against the W (H - 1) d per
+     * row it saves), else every value query against E. */
+    char vkey[32];
+    snprintf(vkey, sizeof vkey, "vals(E):%d", block);
+    size_t vbytes = vals_bytes(V, d, H);
+    factored = method == PROBE_FACTORED;
+    if (method == PROBE_AUTO)
+        factored =
+            blockcache_lookup(c, vkey, vbytes, &vals_e) == TW_OK || (double)W * (double)(H - 1) >= (double)d;
+    if (factored && !vals_e) {
+        vals_ctx vx = {m, x, block};
+        rc = blockcache_acquire_within(c, vkey, vbytes, fill_vals, &vx, ana_cancel(x), &vals_e);
+        if (rc) goto done;
+    }
+    if (factored) {
+        float *ge = keyq; /* (W, d) fl(gamma o E_id): keyq is free now */
+        for (size_t w = 0; w < W; w++)
+            for (size_t i = 0; i < d; i++)
+                ge[w * d + i] = (float)((double)gam[i] * E[(size_t)ids[w] * d + i]);
+        vals_view v;
+        vals_view_of(blockcache_data(vals_e), V, d, H, &v);
+        vals_errors(m, &v, R_e, va, ge, vstat, W, verr);
+        topk_cands *cand = topk_cands_new(NQ, V, k, 1, 0);
+        if (!cand) {
+            rc = TW_ENOMEM;
+            goto done;
+        }
+        vals_queries vq = {va, ge, mu, rstd, verr, valq, worst};
+        rc = vals_screen(m, x, &v, &vq, W, cand);
+        if (rc == TW_OK) rc = topk_cands_certify(cand, E, d, valq, d, verr, vhits, NULL, k);
+        topk_cands_free(cand);
+    } else {
+        rc = topk_rows_opt(E, V, d, valq, NQ, k, vhits, NULL,
+                           &(topk_opts){.max_row_norm = R_e, .cancel = ana_cancel(x)});
+    }
     if (rc) goto done;
     for (size_t w = 0; w < W; w++) {
         memcpy(r.values + w * H * k, vhits + w * (H + 1) * k, H * k * sizeof(topk_hit));
@@ -136,8 +593,13 @@ int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t 
     }
 
 done:
+    gpt2_block_release(&bref);
+    blockcache_release(c, vals_e);
+    blockcache_release(c, keys_e);
     blockcache_release(c, en_e);
+    free(vstat);
     free(qa);
+    free(va);
     free(keyq);
     free(valq);
     free(vhits);
@@ -145,6 +607,7 @@ done:
         probe_words_result_free(&r);
         return rc;
     }
+    if (worst) r.screen_worst = out->screen_worst;
     *out = r;
     return TW_OK;
 }

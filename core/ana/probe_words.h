@@ -35,14 +35,39 @@ typedef struct {
     double *value_norm;     /* (W, H): ||u_h||, the real value */
     topk_hit *layer_values; /* (W, k) */
     double *layer_norm;     /* (W): ||U|| */
+    double screen_worst;    /* PROBE_CHECK only: max over queries and rows of |screening - exact| / bound */
 } probe_words_result;
 
 /* Probes block `block` with the W token ids `ids` (W may be 0: an empty
  * result). k in [1, V]. Acquires LN_b(E) from the cache c (NULL: computed
  * privately). Returns TW_OK, or TW_EBLOCK / TW_EK / TW_ETOKEN /
  * TW_EINVAL / TW_ENOMEM with *out left empty (safe to free). */
-int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words, size_t k,
-                probe_words_result *out);
+int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                size_t k, probe_words_result *out);
+
+/* How probe_words_opt screens the keys and the values; the answer is the
+ * same bit for bit.
+ *   AUTO      per part, factored when its factor is cached or worth
+ *             computing (keys: W H (d - dh) >= d^2; values: W (H - 1) >= d),
+ *             else direct (what probe_words does)
+ *   DIRECT    every query (q Wqk_h against LN_b(E); LN_f(E_id + u_h + b_o)
+ *             against E) screened over all d coordinates
+ *   FACTORED  keys: K = LN_b(E) Wk (V, d) computed once per block and cached
+ *             ("keys(En):<b>", 4 V d bytes), each query qa_h (dh) against
+ *             K_h (docs/MATH.md §4.5); values: G = E diag(gamma_f) Wo^T
+ *             (V, d) and three V-vectors cached ("vals(E):<b>"), each value
+ *             query screened with dh multiply-adds per row plus one d-long
+ *             product per word (§4.6); the candidates rescored exactly and
+ *             certified (core/nn/topk.h). */
+enum { PROBE_AUTO = 0, PROBE_DIRECT = 1, PROBE_FACTORED = 2, PROBE_CHECK = 3 };
+/* PROBE_CHECK (for tests): FACTORED, and the factored screening score of
+ * every query and row compared with the exact score; the largest ratio of
+ * the difference to the query's bound goes to screen_worst (the bounds hold
+ * when it is at most 1). Costs an exact scan of every row per query. */
+
+/* probe_words with the choice of screening (method, above). */
+int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                    size_t k, int method, probe_words_result *out);
 
 void probe_words_result_free(probe_words_result *r);
 

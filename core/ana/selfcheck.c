@@ -145,17 +145,16 @@ static void standard_pass(const gpt2_model *m, const gpt2_block *b, const float 
 /* The standard pass again with every head's b_k replaced by a seeded
  * random vector rkf (H, dh) of the same norm (1 without biases): patterns
  * into s->att2. */
-static void randomised_bk_pass(const gpt2_model *m, int l, size_t n, uint64_t seed, block_work *s, float *rkf,
-                               selfcheck_head *out)
+static void randomised_bk_pass(const gpt2_model *m, const gpt2_block *b, int l, size_t n, uint64_t seed,
+                               block_work *s, float *rkf, selfcheck_head *out)
 {
     const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
-    const gpt2_block *b = &m->p.h[l];
     memcpy(s->qkv2, s->qkv, 3 * n * d * sizeof(float));
     mat_gemm(s->OhW, s->z, gpt2_mat_at(b->attn_w, 0, d), NULL, n, d, d); /* z W_k, no bias */
     double *rk = s->rk;
     for (size_t h = 0; h < H; h++) {
         ana_head hs;
-        ana_head_slices(m, l, (int)h, &hs);
+        ana_head_slices_of(m, b, (int)h, &hs);
         tw_rng g;
         tw_rng_seed(&g, seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)((size_t)l * H + h + 1)));
         double want = hs.bk ? sqrt(topk_dot(hs.bk, hs.bk, dh)) : 0.0, ss = 0.0;
@@ -296,13 +295,17 @@ static int check_block(const gpt2_model *m, const ana_ctx *x, const gpt2_forward
     const size_t n = (size_t)fr->n, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
     const size_t nn = n * n, nd = n * d;
     const double rs = 1.0 / sqrt((double)dh);
-    const gpt2_block *b = &m->p.h[l];
     const float *xl = l == 0 ? fr->x0 : fr->resid + (size_t)(l - 1) * nd;
     const float *att = fr->att + (size_t)(l - fr->att_block0) * H * nn; /* (H, n, n) */
     float *rkf = malloc(H * dh * sizeof(float));
-    if (!rkf) return TW_ENOMEM;
+    gpt2_block_ref bref;
+    const gpt2_block *b = rkf ? gpt2_block_acquire(m, l, &bref) : NULL;
+    if (!b) {
+        free(rkf);
+        return TW_ENOMEM;
+    }
     standard_pass(m, b, xl, n, s);
-    randomised_bk_pass(m, l, n, seed, s, rkf, out);
+    randomised_bk_pass(m, b, l, n, seed, s, rkf, out);
 
     /* factored, double */
     for (size_t i = 0; i < nd; i++) s->Zd[i] = s->z[i];
@@ -311,7 +314,7 @@ static int check_block(const gpt2_model *m, const ana_ctx *x, const gpt2_forward
     for (size_t h = 0; h < H && rc == TW_OK; h++) {
         if ((rc = tw_cancel_check(ana_cancel(x)))) break;
         ana_head hs;
-        ana_head_slices(m, l, (int)h, &hs);
+        ana_head_slices_of(m, b, (int)h, &hs);
         double beta[2];
         head_factors(&hs, rkf + h * dh, d, dh, rs, s, beta);
         head_scores(n, d, dh, h, rs, beta, s);
@@ -320,6 +323,7 @@ static int check_block(const gpt2_model *m, const ana_ctx *x, const gpt2_forward
         compare_outputs(&hs, n, d, dh, h, s, &out[h]);
     }
     free(rkf);
+    gpt2_block_release(&bref); /* the biases stay the model's */
     if (rc) return rc;
     diff_acc dt = {0};
     for (size_t t = 0; t < n; t++)

@@ -266,10 +266,52 @@ static int check_finite(const st_file *f, const st_tensor *t, const float *x, ch
     return gpt2_check_finite(x, t->numel, f->path, t->name, err, errlen);
 }
 
+/* The same on F16 or BF16 values in place (an exponent of all ones). */
+static int check_finite_half(const st_file *f, const st_tensor *t, const void *src, char *err, size_t errlen)
+{
+    const uint16_t mask = t->dtype == ST_F16 ? 0x7c00u : 0x7f80u;
+    const unsigned char *p = src;
+    const size_t B = 4096;
+    size_t i = 0;
+    for (size_t i0 = 0; i0 < t->numel; i0 += B) { /* blocks tested without a branch: the loop vectorizes */
+        size_t e = t->numel - i0 < B ? t->numel - i0 : B;
+        unsigned bad = 0;
+        for (size_t j = 0; j < e; j++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * (i0 + j), 2); /* little-endian file and host (safetensors.h) */
+            bad |= (h & mask) == mask;
+        }
+        if (bad) {
+            i = i0;
+            break;
+        }
+        i = t->numel;
+    }
+    for (; i < t->numel; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        if ((h & mask) != mask) continue;
+        float v;
+        if (t->dtype == ST_F16)
+            st_f16_to_f32_n(&v, p + 2 * i, 1);
+        else
+            st_bf16_to_f32_n(&v, p + 2 * i, 1);
+        tw_set_err(err, errlen, "%s: tensor '%s': element %zu is %s; the checkpoint is corrupt", f->path,
+                   t->name, i,
+                   isnan(v) ? "NaN"
+                   : v > 0  ? "+Inf"
+                            : "-Inf");
+        return -1;
+    }
+    return 0;
+}
+
 /* Finds `name` or PREFIX`name`, checks dtype and shape, and stores an F32
- * pointer for it in *dst (in place or converted into m->owned). */
-static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const size_t *shape, int ndim,
-                       const float **dst, char *err, size_t errlen)
+ * pointer for it in *dst (in place or converted into m->owned). A block
+ * matrix (lazy_block >= 0, matrix lazy_which) in F16/BF16 is left in the
+ * mapping instead (core/model/blocks.c) and *dst set to NULL. */
+static int bind_tensor_as(gpt2_model *m, const st_file *f, const char *name, const size_t *shape, int ndim,
+                          const float **dst, int lazy_block, int lazy_which, char *err, size_t errlen)
 {
     char pname[256];
     snprintf(pname, sizeof pname, PREFIX "%s", name);
@@ -300,6 +342,15 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const 
         return -1;
     }
     const void *src = st_data(f, t);
+    if (lazy_block >= 0 && t->dtype != ST_F32) {
+        if (check_finite_half(f, t, src, err, errlen)) return -1;
+        if (gpt2_lazy_add(m, lazy_block, lazy_which, src, t->dtype, t->numel)) {
+            tw_set_err(err, errlen, "%s: tensor '%s': out of memory", f->path, t->name);
+            return -1;
+        }
+        *dst = NULL;
+        return 0;
+    }
     if (t->dtype == ST_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
         if (check_finite(f, t, src, err, errlen)) return -1;
         *dst = src;
@@ -325,8 +376,14 @@ static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const 
     return check_finite(f, t, buf, err, errlen);
 }
 
+static int bind_tensor(gpt2_model *m, const st_file *f, const char *name, const size_t *shape, int ndim,
+                       const float **dst, char *err, size_t errlen)
+{
+    return bind_tensor_as(m, f, name, shape, ndim, dst, -1, 0, err, errlen);
+}
+
 /* Binds every tensor of the model; shapes from m->cfg. */
-static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
+static int bind_all(gpt2_model *m, const st_file *f, int lazy, char *err, size_t errlen)
 {
     const size_t C = (size_t)m->cfg.n_embd, I = (size_t)m->cfg.n_inner;
     const size_t V = (size_t)m->cfg.vocab_size, T = (size_t)m->cfg.n_ctx;
@@ -346,18 +403,27 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
             const size_t *shape;
             int ndim;
             const float **dst;
+            int lazy; /* the block matrix it is (0..3), or -1 */
         } want[] = {
-            {"ln_1.weight", s_c, 1, &h->ln_1_w},           {"ln_1.bias", s_c, 1, &h->ln_1_b},
-            {"attn.c_attn.weight", s_c3c, 2, &attn_w},     {"attn.c_attn.bias", s_3c, 1, &h->attn_b},
-            {"attn.c_proj.weight", s_cc, 2, &attn_proj_w}, {"attn.c_proj.bias", s_c, 1, &h->attn_proj_b},
-            {"ln_2.weight", s_c, 1, &h->ln_2_w},           {"ln_2.bias", s_c, 1, &h->ln_2_b},
-            {"mlp.c_fc.weight", s_ci, 2, &fc_w},           {"mlp.c_fc.bias", s_i, 1, &h->fc_b},
-            {"mlp.c_proj.weight", s_ic, 2, &fc_proj_w},    {"mlp.c_proj.bias", s_c, 1, &h->fc_proj_b},
+            {"ln_1.weight", s_c, 1, &h->ln_1_w, -1},
+            {"ln_1.bias", s_c, 1, &h->ln_1_b, -1},
+            {"attn.c_attn.weight", s_c3c, 2, &attn_w, 0},
+            {"attn.c_attn.bias", s_3c, 1, &h->attn_b, -1},
+            {"attn.c_proj.weight", s_cc, 2, &attn_proj_w, 1},
+            {"attn.c_proj.bias", s_c, 1, &h->attn_proj_b, -1},
+            {"ln_2.weight", s_c, 1, &h->ln_2_w, -1},
+            {"ln_2.bias", s_c, 1, &h->ln_2_b, -1},
+            {"mlp.c_fc.weight", s_ci, 2, &fc_w, 2},
+            {"mlp.c_fc.bias", s_i, 1, &h->fc_b, -1},
+            {"mlp.c_proj.weight", s_ic, 2, &fc_proj_w, 3},
+            {"mlp.c_proj.bias", s_c, 1, &h->fc_proj_b, -1},
         };
         for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
             char name[96];
             snprintf(name, sizeof name, "h.%d.%s", l, want[k].suffix);
-            if (bind_tensor(m, f, name, want[k].shape, want[k].ndim, want[k].dst, err, errlen)) return -1;
+            if (bind_tensor_as(m, f, name, want[k].shape, want[k].ndim, want[k].dst,
+                               lazy && want[k].lazy >= 0 ? l : -1, want[k].lazy, err, errlen))
+                return -1;
         }
         /* the Hugging Face layout: Conv1D weights are (in, out) row-major */
         h->attn_w = gpt2_mat_rowmajor(attn_w, 3 * C);
@@ -371,7 +437,8 @@ static int bind_all(gpt2_model *m, const st_file *f, char *err, size_t errlen)
     return 0;
 }
 
-static int safetensors_load(const char *dir, gpt2_model *m, char *err, size_t errlen)
+static int safetensors_load(const char *dir, gpt2_model *m, const gpt2_load_options *o, char *err,
+                            size_t errlen)
 {
     char *cfg_path = NULL, *st_path = NULL;
     st_file f;
@@ -396,7 +463,8 @@ static int safetensors_load(const char *dir, gpt2_model *m, char *err, size_t er
         tw_set_err(err, errlen, "%s: out of memory", st_path);
         goto out;
     }
-    if (bind_all(m, &f, err, errlen)) goto out;
+    if (bind_all(m, &f, o->lazy_blocks, err, errlen)) goto out;
+    if (m->lazy) gpt2_set_block_budget(m, o->block_budget);
 
     const st_tensor *wte = st_find(&f, "wte.weight");
     if (!wte) wte = st_find(&f, PREFIX "wte.weight");
@@ -431,6 +499,11 @@ static int is_zip(const char *path)
 
 int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
 {
+    return gpt2_load_opts(path, m, &(gpt2_load_options){0}, err, errlen);
+}
+
+int gpt2_load_opts(const char *path, gpt2_model *m, const gpt2_load_options *o, char *err, size_t errlen)
+{
     memset(m, 0, sizeof *m);
     if (err && errlen) err[0] = '\0';
     char dir[4096], probe[4200];
@@ -446,7 +519,7 @@ int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
         else if (is_zip(path))
             rc = nanogpt_load(path, m, err, errlen);
         else if (strcmp(slash ? slash + 1 : path, "model.safetensors") == 0)
-            rc = safetensors_load(dir, m, err, errlen);
+            rc = safetensors_load(dir, m, o, err, errlen);
         else
             tw_set_err(err, errlen,
                        "%s: neither a nanoGPT checkpoint (a torch ZIP archive) nor model.safetensors", path);
@@ -458,8 +531,9 @@ int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
         char st[4200];
         int have_st = fs_join(st, sizeof st, dir, "model.safetensors") == 0 && fs_is_regular(st);
         /* ckpt.pt beside, or in out/ of a nanoGPT folder */
-        int nano = !have_st && ((fs_join(probe, sizeof probe, dir, "ckpt.pt") == 0 && fs_is_regular(probe)) ||
-                                (fs_join(probe, sizeof probe, dir, "out/ckpt.pt") == 0 && fs_is_regular(probe)));
+        int nano =
+            !have_st && ((fs_join(probe, sizeof probe, dir, "ckpt.pt") == 0 && fs_is_regular(probe)) ||
+                         (fs_join(probe, sizeof probe, dir, "out/ckpt.pt") == 0 && fs_is_regular(probe)));
         if (nano && strstr(probe + strlen(dir), "out/ckpt.pt")) {
             free(m->dir);
             m->dir = NULL;
@@ -468,7 +542,7 @@ int gpt2_load(const char *path, gpt2_model *m, char *err, size_t errlen)
         }
         rc = !m->dir ? -1
              : nano  ? nanogpt_load(probe, m, err, errlen)
-                     : safetensors_load(dir, m, err, errlen);
+                     : safetensors_load(dir, m, o, err, errlen);
     }
     if (rc == 0 && !m->dir) rc = -1;
     char why[256];
@@ -544,6 +618,7 @@ void gpt2_free(gpt2_model *m)
     free(m->file);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    gpt2_lazy_free(m);
     free(m->p.h);
     free(m->dir);
     memset(m, 0, sizeof *m);

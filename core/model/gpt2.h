@@ -3,7 +3,9 @@
  * The loader reads a Hugging Face GPT-2 snapshot folder (config.json,
  * model.safetensors, and the tokenizer files). F32 tensors are used in place
  * inside a read-only mmap of model.safetensors; F16/BF16 tensors are converted
- * to F32 once at load time into memory owned by the model.
+ * to F32 at load time into memory owned by the model (with lazy_blocks, the
+ * blocks' weight matrices only when a computation needs them:
+ * gpt2_block_acquire).
  *
  * Layout (Conv1D style, `in x out`, applied as y = x W + b), C = n_embd:
  *   attn_w (C, 3C): columns [0,C) query, [C,2C) key, [2C,3C) value;
@@ -99,14 +101,15 @@ typedef struct {
     void *ckpt;    /* the open torch_ckpt of a nanoGPT checkpoint */
     float **owned; /* converted tensors */
     size_t n_owned;
+    struct gpt2_lazy *lazy; /* F16/BF16 block matrices left in the mapping (gpt2_block_acquire), or NULL */
     /* provenance */
     int synthetic;           /* 1 when config.json says "twd_synthetic": true */
     uint64_t synthetic_seed; /* "twd_seed" when synthetic, else 0 */
     char dtype[8];           /* stored dtype of wte: "F32", "F16" or "BF16" */
     int has_iter_num;        /* nanoGPT: the training step it was saved at */
     int64_t iter_num;
-    char dataset[128]; /* nanoGPT: config['dataset'], or empty */
-    int compiled;      /* nanoGPT: saved from a torch.compile'd model (_orig_mod.) */
+    char dataset[128];        /* nanoGPT: config['dataset'], or empty */
+    int compiled;             /* nanoGPT: saved from a torch.compile'd model (_orig_mod.) */
     int demo;                 /* config.json: "twd_demo": true (twd's own small trained model) */
     char corpus[128];         /* config.json "twd_corpus": what the demo model was trained on */
     char default_phrase[256]; /* config.json "twd_default_phrase": a phrase the model makes sense of */
@@ -181,8 +184,59 @@ const void *gpt2_mapping(const gpt2_model *m);
  * ("changed while it was being loaded") when the file changed during the
  * load. */
 int gpt2_file_changed(const gpt2_model *m, char *why, size_t n);
+/* How gpt2_load_opts loads; zeroed, what gpt2_load does. */
+typedef struct {
+    int lazy_blocks;     /* leave the block matrices of an F16/BF16 safetensors checkpoint unconverted
+                            (gpt2_block_acquire converts them when needed) */
+    size_t block_budget; /* with lazy_blocks: bytes of converted blocks kept (gpt2_set_block_budget) */
+} gpt2_load_options;
+
+/* gpt2_load with options. */
+int gpt2_load_opts(const char *path, gpt2_model *m, const gpt2_load_options *o, char *err, size_t errlen);
 
 /* Releases everything gpt2_load acquired; idempotent. */
 void gpt2_free(gpt2_model *m);
+
+/* ---- Blocks of F16/BF16 checkpoints ----
+ * Loaded with gpt2_load_options.lazy_blocks (the daemon does), the four
+ * weight matrices of every block of an F16 or BF16 safetensors checkpoint
+ * (c_attn, attn.c_proj, c_fc, mlp.c_proj: 12 C^2 of the block's 12 C^2 +
+ * 13 C values) are not converted at load: they stay in the file's
+ * dtype in the mapping, and their gpt2_mat.p in m->p.h is NULL. Everything
+ * else (wte, wpe, the biases and LayerNorm parameters) is converted at load.
+ * Code that reads a block's weight matrices gets the block through
+ * gpt2_block_acquire: for an F32 checkpoint that is m->p.h[b] itself (no
+ * copy, no cost); for a lazy block, float32 copies of its matrices, kept
+ * for the model's lifetime while the converted blocks fit its budget (the
+ * first blocks asked for), otherwise converted for this caller alone and
+ * freed at release. So the resident size stays within the mapping, the
+ * budget and the blocks in use. */
+typedef struct {
+    gpt2_block view; /* the block, its matrices in float32 */
+    float *own;      /* a conversion private to this reference, or NULL */
+} gpt2_block_ref;
+
+/* Block b (0 <= b < n_layer) with float32 matrices, valid until
+ * gpt2_block_release(ref); NULL when memory for a conversion runs out.
+ * Thread-safe; a block being converted for the cache is waited for, never
+ * converted twice. */
+const gpt2_block *gpt2_block_acquire(const gpt2_model *m, int b, gpt2_block_ref *ref);
+void gpt2_block_release(gpt2_block_ref *ref);
+
+/* True when block b's matrices are left in F16/BF16 (acquire it to read them). */
+int gpt2_block_is_lazy(const gpt2_model *m, int b);
+
+/* Bytes of converted blocks a model keeps (default GPT2_BLOCK_BUDGET_DEFAULT);
+ * blocks already kept stay. No effect on a model without lazy blocks. */
+#define GPT2_BLOCK_BUDGET_DEFAULT ((size_t)1 << 30)
+void gpt2_set_block_budget(gpt2_model *m, size_t bytes);
+
+typedef struct {
+    size_t lazy_blocks;             /* blocks whose matrices stay F16/BF16 */
+    size_t kept_blocks, kept_bytes; /* converted and kept */
+    size_t budget;
+    unsigned long long conversions; /* block conversions since load (kept or private) */
+} gpt2_block_stats;
+void gpt2_get_block_stats(const gpt2_model *m, gpt2_block_stats *s);
 
 #endif

@@ -18,6 +18,12 @@ int gpt2_check_finite(const float *x, size_t n, const char *file, const char *te
 /* Keeps a buffer the model owns (freed by gpt2_free). 0, or -1 (buf freed). */
 int gpt2_own(gpt2_model *m, float *buf);
 
+/* Leaves matrix `which` (0 attn_w, 1 attn_proj_w, 2 fc_w, 3 fc_proj_w) of
+ * block `block` in the mapping as `dtype` (ST_F16 or ST_BF16), numel values
+ * at src (core/model/blocks.c). 0, or -1 when memory runs out. */
+int gpt2_lazy_add(gpt2_model *m, int block, int which, const void *src, int dtype, size_t numel);
+void gpt2_lazy_free(gpt2_model *m);
+
 /* The nanoGPT loader (core/model/nanogpt.c): `file` is a ckpt.pt. */
 int nanogpt_load(const char *file, gpt2_model *m, char *err, size_t errlen);
 

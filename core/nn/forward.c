@@ -199,14 +199,14 @@ static int size_tables(const gpt2_config *c, size_t n, const gpt2_forward_opts *
     rel[R_LOGITS] = nlV;                       /* (n_logits, V) */
     size_t kb = (o->keep_select & GPT2_KEEP_BLOCK) ? 1 : L, kI, kC;
     if (!mul_ok(kb, nI, &kI) || !mul_ok(kb, nC, &kC)) return 0;
-    rel[R_MLP] = o->keep_mlp ? kI : 0;         /* (keep_blocks, n, I) */
-    rel[R_MID] = o->keep_mid ? kC : 0;         /* (keep_blocks, n, C) */
-    sel[S_LN] = nC;                            /* (n, C)  LN1 or LN2 output */
-    sel[S_QKV] = n3C;                          /* (n, 3C) */
-    sel[S_ATY] = nC;                           /* (n, C)  attention output before c_proj */
-    sel[S_TMP] = nC;                           /* (n, C)  a branch's output before the add */
-    sel[S_FCH] = nI;                           /* (n, I)  MLP hidden */
-    sel[S_ATT] = HnN;                          /* (H, n, n) one block's patterns */
+    rel[R_MLP] = o->keep_mlp ? kI : 0; /* (keep_blocks, n, I) */
+    rel[R_MID] = o->keep_mid ? kC : 0; /* (keep_blocks, n, C) */
+    sel[S_LN] = nC;                    /* (n, C)  LN1 or LN2 output */
+    sel[S_QKV] = n3C;                  /* (n, 3C) */
+    sel[S_ATY] = nC;                   /* (n, C)  attention output before c_proj */
+    sel[S_TMP] = nC;                   /* (n, C)  a branch's output before the add */
+    sel[S_FCH] = nI;                   /* (n, I)  MLP hidden */
+    sel[S_ATT] = HnN;                  /* (H, n, n) one block's patterns */
     for (int i = 0; i < R_N; i++)
         if (rel[i] > SIZE_MAX / sizeof(float)) return 0;
     for (int i = 0; i < S_N; i++)
@@ -237,8 +237,11 @@ static int model_usable(const gpt2_model *m)
     if (!p->wte || !p->wpe || !p->h || !p->ln_f_w) return 0;
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_block *b = &p->h[l];
-        /* biases may be absent (bias=False models); weights may not */
-        if (!b->ln_1_w || !b->attn_w.p || !b->attn_proj_w.p || !b->ln_2_w || !b->fc_w.p || !b->fc_proj_w.p)
+        /* biases may be absent (bias=False models); weights may not (those
+         * of an F16/BF16 block are converted when acquired) */
+        if (!b->ln_1_w || !b->ln_2_w) return 0;
+        if (!gpt2_block_is_lazy(m, (int)l) &&
+            (!b->attn_w.p || !b->attn_proj_w.p || !b->fc_w.p || !b->fc_proj_w.p))
             return 0;
     }
     return 1;
@@ -390,7 +393,14 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
         size_t kl = kept ? l - (size_t)r->keep_block0 : 0;
         float *mid = kept && r->resid_mid ? r->resid_mid + kl * n * C : NULL;
         float *act = kept && r->mlp_act ? r->mlp_act + kl * n * (size_t)cfg->n_inner : NULL;
-        block_forward(x, sa[S_ATT], sa, &p->h[l], cfg, n, o.gelu, matmul, attention, mid, act);
+        gpt2_block_ref bref;
+        const gpt2_block *blk = gpt2_block_acquire(m, (int)l, &bref);
+        if (!blk) {
+            rc = TW_ENOMEM;
+            break;
+        }
+        block_forward(x, sa[S_ATT], sa, blk, cfg, n, o.gelu, matmul, attention, mid, act);
+        gpt2_block_release(&bref);
         layernorm_rows(r->resid_lnf + l * n * C, x, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
         keep_patterns(r, sa[S_ATT], (int)l);
         rc = tw_cancel_check(o.cancel);

@@ -3,6 +3,21 @@
 
 #include <math.h>
 
+void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *rstd)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < d; i++) m += x[i];
+    m /= (double)d;
+    double var = 0.0;
+    for (size_t i = 0; i < d; i++) {
+        double c = (double)x[i] - m;
+        var += c * c;
+    }
+    var /= (double)d;
+    *mean = m;
+    *rstd = 1.0 / sqrt(var + (double)eps);
+}
+
 void layernorm_rows(float *out, const float *in, const float *gamma, const float *beta, size_t rows, size_t d,
                     float eps)
 {
@@ -11,16 +26,8 @@ void layernorm_rows(float *out, const float *in, const float *gamma, const float
     for (size_t r = 0; r < rows; r++) {
         const float *x = in + r * d;
         float *y = out + r * d;
-        double mean = 0.0;
-        for (size_t i = 0; i < d; i++) mean += x[i];
-        mean /= (double)d;
-        double var = 0.0;
-        for (size_t i = 0; i < d; i++) {
-            double c = (double)x[i] - mean;
-            var += c * c;
-        }
-        var /= (double)d;
-        double rstd = 1.0 / sqrt(var + (double)eps);
+        double mean, rstd;
+        layernorm_stats(x, d, eps, &mean, &rstd);
         // x[i] is read before y[i] is written: in place is safe.
         for (size_t i = 0; i < d; i++) {
             double v = ((double)x[i] - mean) * rstd;

@@ -15,4 +15,9 @@
 void layernorm_rows(float *out, const float *in, const float *gamma, const float *beta, size_t rows, size_t d,
                     float eps);
 
+/* The mean and 1 / sqrt(var + eps) of one row x (d >= 1), in double, exactly
+ * as layernorm_rows computes them (it calls this), so that a caller can
+ * write LN(x)_i = gamma_i (x_i - *mean) * *rstd + beta_i. */
+void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *rstd);
+
 #endif

@@ -168,11 +168,13 @@ float topk_max_row_norm(const float *M, size_t n, size_t d)
 /* Bound on |float GEMM score - exact score| for a query of norm qn against
  * rows of norm at most R: gamma_{d+1} * qn * R, u = 2^-24 (any summation
  * order, with or without FMA), widened by 2 for the float rounding of R. */
-double topk_screen_error(size_t d, double qn, double R)
+double topk_gamma(size_t n)
 {
-    double nu = (double)(d + 1) * 0x1p-24;
-    return 2.0 * nu / (1.0 - nu) * qn * R;
+    double nu = (double)n * 0x1p-24;
+    return nu < 1.0 ? nu / (1.0 - nu) : INFINITY;
 }
+
+double topk_screen_error(size_t d, double qn, double R) { return 2.0 * topk_gamma(d + 1) * qn * R; }
 
 /* Exact top or bottom list of one query over every row of M (the fallback
  * when screening cannot certify a list, and the naive reference). */
@@ -217,6 +219,131 @@ unsigned long long topk_exact_scans(void) { return atomic_load(&exact_scans); }
 
 /* Scratch target for one GEMM block of scores (nq x b floats). */
 #define TOPK_SCRATCH_BYTES ((size_t)8 << 20)
+
+/* ---- Candidates of a screening ---- */
+
+struct topk_cands {
+    size_t nq, n, k, kc;
+    heap_item *ht, *hb; /* (nq, kc) heaps, or NULL */
+    heap_item *tmp;     /* (k) */
+};
+
+topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
+{
+    if ((!top && !bottom) || k < 1 || k > n || n >= (size_t)INT32_MAX) return NULL;
+    if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return NULL;
+    topk_cands *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->nq = nq;
+    c->n = n;
+    c->k = k;
+    c->kc = 2 * k + TOPK_MARGIN < n ? 2 * k + TOPK_MARGIN : n;
+    size_t cells = (nq ? nq : 1) * c->kc;
+    c->ht = top ? malloc(cells * sizeof(heap_item)) : NULL;
+    c->hb = bottom ? malloc(cells * sizeof(heap_item)) : NULL;
+    c->tmp = malloc(k * sizeof(heap_item));
+    if ((top && !c->ht) || (bottom && !c->hb) || !c->tmp) {
+        topk_cands_free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        if (c->ht) heap_init(c->ht + i * c->kc, c->kc);
+        if (c->hb) heap_init(c->hb + i * c->kc, c->kc);
+    }
+    return c;
+}
+
+void topk_cands_free(topk_cands *c)
+{
+    if (!c) return;
+    free(c->ht);
+    free(c->hb);
+    free(c->tmp);
+    free(c);
+}
+
+void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0)
+{
+    scan_block(c->ht ? c->ht + i * c->kc : NULL, c->hb ? c->hb + i * c->kc : NULL, c->kc, s, b, (int32_t)j0);
+}
+
+int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
+                       topk_hit *top, topk_hit *bottom, size_t ldo)
+{
+    if (!M || !Q || !err || d < 1 || ldq < d || ldo < c->k || (c->ht && !top) || (c->hb && !bottom))
+        return TW_EINVAL;
+    unsigned long long scans = 0;
+    for (size_t i = 0; i < c->nq; i++) {
+        const float *q = Q + i * ldq;
+        double ei = err[i];
+        if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
+        if (c->ht)
+            scans += certify(M, c->n, d, q, c->k, c->kc, 0, ei, c->ht + i * c->kc, c->tmp, top + i * ldo);
+        if (c->hb)
+            scans += certify(M, c->n, d, q, c->k, c->kc, 1, ei, c->hb + i * c->kc, c->tmp, bottom + i * ldo);
+    }
+    if (scans) atomic_fetch_add(&exact_scans, scans);
+    return TW_OK;
+}
+
+size_t topk_block_rows(size_t nq, size_t n)
+{
+    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / (nq ? nq : 1);
+    b = b / 16 * 16;
+    if (b < 16) b = 16;
+    if (b > n) b = n;
+    return b;
+}
+
+int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
+                       const topk_opts *opts)
+{
+    // exact: M (n, d), query i at Q + i * ldq; screening: S (n, ds) rows at
+    // stride lds, query i at P + i * ldp; top, bottom: list i at + i * ldo
+    if (!s) return TW_EINVAL;
+    const size_t n = s->n, d = s->d, ds = s->ds;
+    int rc = check_args(s->M, n, d, s->Q, nq, k, top, bottom, false);
+    if (rc) return rc;
+    if (!s->S || !s->P || ds < 1 || ds > (size_t)INT_MAX || s->lds < ds || s->ldp < ds || s->ldq < d ||
+        ldo < k || s->lds > (size_t)INT_MAX || s->ldp > (size_t)INT_MAX ||
+        (!s->err && (s->S != s->M || ds != d)))
+        return TW_EINVAL;
+    if (nq == 0) return TW_OK;
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
+    size_t b = topk_block_rows(nq, n);
+    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
+
+    float *S = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
+    topk_cands *c = topk_cands_new(nq, n, k, top != NULL, bottom != NULL);
+    double *err = s->err ? NULL : malloc(nq * sizeof(double));
+    if (!S || !c || (!s->err && !err)) {
+        rc = TW_ENOMEM;
+        goto out;
+    }
+
+    /* Screening: float GEMM of a block of rows against every query, the
+     * best candidates per list kept. */
+    for (size_t j0 = 0; j0 < n; j0 += b) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
+        size_t bj = n - j0 < b ? n - j0 : b;
+        // S (nq, bj) = P (nq, ds) . S[j0 .. j0+bj)^T (ds, bj)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)ds, 1.0f, s->P,
+                    (int)s->ldp, s->S + j0 * s->lds, (int)s->lds, 0.0f, S, (int)bj);
+        for (size_t i = 0; i < nq; i++) topk_cands_scan(c, i, S + i * bj, bj, j0);
+    }
+
+    /* The screening error of the plain problem (S = M, P = Q). */
+    if (err) {
+        double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(s->M, n, d);
+        for (size_t i = 0; i < nq; i++) err[i] = topk_screen_error(d, norm2(s->Q + i * s->ldq, d), R);
+    }
+    rc = topk_cands_certify(c, s->M, d, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
+out:
+    free(S);
+    topk_cands_free(c);
+    free(err);
+    return rc;
+}
 
 int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                   topk_hit *bottom, const topk_opts *opts)

@@ -79,6 +79,61 @@ typedef struct {
 int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
                   topk_hit *bottom, const topk_opts *opts);
 
+/* Top-k screened by a cheaper, factored score and certified against the
+ * exact one. The exact problem is that of topk_rows: the scores
+ * topk_dot(Q_i, M_j) of query i (Q + i * ldq, d floats) against the rows of
+ * M (n, d, contiguous). The screening scores are float GEMM products of P_i
+ * (P + i * ldp, ds floats) with S_j (S + j * lds, ds floats), which the
+ * caller guarantees to be within err[i] of the exact score of every row j
+ * (|screen_ij - topk_dot(Q_i, M_j)| <= err[i]). Screening keeps 2k +
+ * TOPK_MARGIN candidates per list, rescoring them exactly and certifying as
+ * topk_rows does, so the lists and scores are those of topk_rows_naive bit
+ * for bit, whatever S and P are (a list that cannot be certified is computed
+ * by an exact scan of M). err NULL means the plain problem: S must be M and
+ * ds = d, and the bound is topk_rows's own (opts->max_row_norm applies).
+ * List i goes to top + i * ldo and bottom + i * ldo (ldo >= k), either NULL
+ * when not wanted (not both). Errors as topk_rows_opt. */
+typedef struct {
+    const float *M; /* (n, d) the exact rows */
+    size_t n, d;
+    const float *Q; /* exact query i at Q + i * ldq */
+    size_t ldq;
+    const float *S; /* screening row j at S + j * lds (ds floats) */
+    size_t lds, ds;
+    const float *P; /* screening query i at P + i * ldp (ds floats) */
+    size_t ldp;
+    const double *err; /* (nq) screening error bound per query, or NULL (see above) */
+} topk_screen;
+
+int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
+                       const topk_opts *opts);
+
+/* The pieces of topk_rows_screened, for a caller whose screening scores are
+ * not one GEMM (core/ana/probe_words.c sums several): candidates per list
+ * for nq queries over n rows (top and/or bottom lists, k of each), fed the
+ * float screening scores block by block, then rescored exactly against M
+ * and certified with the caller's error bound as topk_rows_screened does.
+ *   topk_cands_new      NULL when memory runs out or the arguments are bad
+ *                       (k in 1..n, a list wanted)
+ *   topk_cands_scan     scores s (b) of query i for rows j0 .. j0 + b - 1
+ *   topk_cands_certify  M (n, d), query i at Q + i * ldq, err (nq) bounds on
+ *                       |screening score - topk_dot(Q_i, M_j)| for every j;
+ *                       lists to top/bottom + i * ldo. TW_OK or TW_EINVAL. */
+typedef struct topk_cands topk_cands;
+topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom);
+void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0);
+int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
+                       topk_hit *top, topk_hit *bottom, size_t ldo);
+void topk_cands_free(topk_cands *c);
+
+/* Rows per screening block for nq queries (a multiple of 16, at most n):
+ * the block of scores nq x rows stays within 8 MiB. */
+size_t topk_block_rows(size_t nq, size_t n);
+
+/* gamma_n = n u / (1 - n u), u = 2^-24: the classic bound on the relative
+ * error of a float dot product of length n (|fl(x.y) - x.y| <= gamma_n
+ * sum |x_i y_i|), in any summation order, with or without FMA. */
+double topk_gamma(size_t n);
 /* For each query q_i of Q (nq, d), the exact 1-based rank of row ids[i] of M
  * (n, d) in q_i's top list: ranks[i] = 1 + the number of rows j that come
  * before it in the order of topk_rows (a larger exact score topk_dot(q_i, M_j),

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/par.h"
 #include "core/proj/umap_internal.h"
 
 /* Extra candidates re-measured exactly, beyond k, against rounding in
@@ -118,6 +119,87 @@ static void cand_offer(cand_lists *c, size_t row, float v, int32_t j)
     if (c->cnt[row] == c->cap) c->thr[row] = c->val[row * c->cap + c->cap - 1];
 }
 
+/* The scan of one same-set panel: gram (rows, cols) = -2 x[i0..] x[i0..n)^T.
+ * Direct: row i0 + r's list takes every column t (but itself); transposed:
+ * row i0 + r is a candidate of every later row's list (columns t >= rows).
+ * The two touch disjoint lists, and a list gets its offers in the same
+ * order whichever part scans it, so splitting the work changes nothing. */
+typedef struct {
+    cand_lists *c;
+    const float *gram, *xn;
+    size_t i0, rows, cols;
+    int direct_parts; /* parts [0, direct_parts) split the rows' direct pass */
+    int parts;
+} panel_scan;
+
+/* Scores are tested 16 at a time before any list is touched (most chunks
+ * hold no candidate; the loop becomes vector compares). */
+#define KNN_CHUNK 16
+
+static void scan_direct(const panel_scan *p, size_t r)
+{
+    cand_lists *c = p->c;
+    const float *g = p->gram + r * p->cols, *xn = p->xn + p->i0;
+    const size_t i = p->i0 + r, cols = p->cols;
+    size_t t = 0;
+    for (; t + KNN_CHUNK <= cols; t += KNN_CHUNK) {
+        const float thr = c->thr[i];
+        int any = 0;
+        for (size_t u = 0; u < KNN_CHUNK; u++) any |= g[t + u] + xn[t + u] < thr;
+        if (!any) continue;
+        for (size_t u = t; u < t + KNN_CHUNK; u++) {
+            float v = g[u] + xn[u];
+            if (v < c->thr[i] && u != r) cand_offer(c, i, v, (int32_t)(p->i0 + u));
+        }
+    }
+    for (; t < cols; t++) {
+        float v = g[t] + xn[t];
+        if (v < c->thr[i] && t != r) cand_offer(c, i, v, (int32_t)(p->i0 + t));
+    }
+}
+
+static void scan_transposed(const panel_scan *p, size_t r, size_t t0, size_t t1)
+{
+    cand_lists *c = p->c;
+    const float *g = p->gram + r * p->cols, *thr = c->thr + p->i0;
+    const size_t i = p->i0 + r;
+    const float xi = p->xn[i];
+    size_t t = t0;
+    for (; t + KNN_CHUNK <= t1; t += KNN_CHUNK) {
+        int any = 0;
+        for (size_t u = 0; u < KNN_CHUNK; u++) any |= g[t + u] + xi < thr[t + u];
+        if (!any) continue;
+        for (size_t u = t; u < t + KNN_CHUNK; u++) {
+            float v = g[u] + xi;
+            if (v < thr[u]) cand_offer(c, p->i0 + u, v, (int32_t)i);
+        }
+    }
+    for (; t < t1; t++) {
+        float v = g[t] + xi;
+        if (v < thr[t]) cand_offer(c, p->i0 + t, v, (int32_t)i);
+    }
+}
+
+static void panel_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    (void)lo;
+    (void)hi;
+    const panel_scan *p = ctx;
+    const int nd = p->direct_parts, nt = p->parts - nd;
+    if (part < nd) {
+        for (size_t r = p->rows * (size_t)part / (size_t)nd; r < p->rows * (size_t)(part + 1) / (size_t)nd;
+             r++)
+            scan_direct(p, r);
+        if (nt > 0) return;
+    }
+    /* transposed: this part's share of the later columns, every row in order */
+    const int tp = nt > 0 ? part - nd : 0, tn = nt > 0 ? nt : 1;
+    const size_t span = p->cols - p->rows;
+    const size_t t0 = p->rows + span * (size_t)tp / (size_t)tn,
+                 t1 = p->rows + span * (size_t)(tp + 1) / (size_t)tn;
+    for (size_t r = 0; r < p->rows; r++) scan_transposed(p, r, t0, t1);
+}
+
 /* Rows per sgemm panel for a panel width of n columns. */
 static size_t panel_rows(size_t n, size_t m)
 {
@@ -184,20 +266,9 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, siz
             const size_t cols = n - i0;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)dim, -2.0f,
                         x + i0 * dim, (int)dim, x + i0 * dim, (int)dim, 0.0f, gram, (int)cols);
-            for (size_t r = 0; r < rows; r++) {
-                const float *g = gram + r * cols;
-                const size_t i = i0 + r;
-                for (size_t t = 0; t < cols; t++) {
-                    float v = g[t] + xn[i0 + t];
-                    if (v < c.thr[i] && t != r) cand_offer(&c, i, v, (int32_t)(i0 + t));
-                }
-                /* transposed: row i as a candidate of every later row */
-                const float xi = xn[i];
-                for (size_t t = rows; t < cols; t++) {
-                    float v = g[t] + xi;
-                    if (v < c.thr[i0 + t]) cand_offer(&c, i0 + t, v, (int32_t)i);
-                }
-            }
+            int parts = nn_parts();
+            panel_scan ps = {&c, gram, xn, i0, rows, cols, parts > 1 ? parts / 2 : 1, parts};
+            nn_parallel_rows((size_t)parts, parts, panel_part, &ps);
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)dim, -2.0f,
                         q + i0 * dim, (int)dim, x, (int)dim, 0.0f, gram, (int)n);

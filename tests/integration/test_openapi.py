@@ -87,6 +87,17 @@ REQUESTS = [
     ("get", "/svd", {"block": "0", "top": "2", "k": "3", "format": "latex"}, None),
     ("get", "/svd/bias", {"block": "0", "k": "2"}, None),
     ("get", "/svd/bias", {"block": "1", "k": "2", "format": "csv"}, None),
+    # whole-model sweeps (api/sweep.h): the JSON wrapper and the one-block CSV tables
+    ("get", "/probe", {"block": "all", "k": "1", "words": "a,bb"}, None),
+    ("post", "/probe", {"block": "0-1", "words": ["a"], "k": 1, "format": "csv"}, None),
+    ("get", "/svd", {"block": "all", "top": "0"}, None),
+    ("get", "/svd", {"block": "0-1", "top": "1", "k": "1", "format": "csv"}, "directions"),
+    ("get", "/svd", {"block": "all", "top": "0", "format": "csv"}, "spectra"),
+    ("get", "/svd", {"block": "0-1", "top": "1", "k": "1", "format": "latex"}, None),
+    ("get", "/svd/bias", {"block": "all", "k": "1"}, None),
+    ("get", "/svd/bias", {"block": "0-1", "k": "1", "format": "csv"}, None),
+    ("get", "/mlp/svd", {"block": "all", "top": "0"}, None),
+    ("get", "/mlp/svd", {"block": "all", "matrix": "out", "format": "csv", "table": "spectra"}, "spectra"),
     ("get", "/trajectory", {"text": TEXT, "projection": "pca", "k": "2"}, None),
     ("get", "/trajectory", {"text": "a", "projection": "pca", "k": "1", "target": "e", "vectors": "true",
                             "gelu": "erf"}, None),
@@ -499,6 +510,14 @@ class AnswersTest(unittest.TestCase):
                 name, s = prm["name"], prm["schema"]
                 base = self.base_request(path)
                 where = f"{path} {name}"
+                if "oneOf" in s:  # block: one block (an integer), or "all" / "A-B" (a sweep)
+                    alts = s["oneOf"]
+                    self.assertEqual([a["type"] for a in alts], ["integer", "string"], where)
+                    s = alts[0]
+                    if "maximum" in s:
+                        hi = s["maximum"]
+                        self.assertFalse(self.refused(path, {**base, name: f"{s['minimum']}-{hi}"}, (name,)), where)
+                        self.assertTrue(self.refused(path, {**base, name: f"0-{hi + 1}"}, (name, "outside")), where)
                 if s.get("type") == "integer":
                     words = (f"parameter '{name}'",)
                     if "maximum" in s:
@@ -577,7 +596,7 @@ class AnswersTest(unittest.TestCase):
         self.assertEqual(params["top"]["maximum"], 16)  # the head dimension
         self.assertEqual(params["top"]["x-twd-accepted-maximum"], 64)  # max_top, answering 16
         self.assertEqual(params["top"]["default"], 16)  # 20, bounded by the head dimension
-        self.assertEqual(params["block"]["maximum"], 1)
+        self.assertEqual(params["block"]["oneOf"][0]["maximum"], 1)
         self.assertEqual(params["head"]["maximum"], 1)
         self.assertEqual(params["k"]["maximum"], 100)  # min(max_k, vocab_size)
         self.assertEqual(params["model"]["enum"], ["m"])
@@ -597,7 +616,7 @@ class SeveralModelsTest(unittest.TestCase):
             params = {p["name"]: p["schema"] for p in doc["paths"]["/svd"]["get"]["parameters"]}
             self.assertEqual(params["model"]["enum"], ["m", "wide"])
             self.assertEqual(params["model"]["default"], "m")
-            self.assertEqual(params["block"]["maximum"], 2)  # wide's 3 blocks
+            self.assertEqual(params["block"]["oneOf"][0]["maximum"], 2)  # wide's 3 blocks
             self.assertEqual(params["head"]["maximum"], 3)
             self.assertEqual(params["top"]["maximum"], 16)  # both have 16-dimensional heads
             self.assertEqual(params["top"]["default"], 16)  # both have 16-dimensional heads

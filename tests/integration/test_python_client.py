@@ -568,6 +568,25 @@ class PythonClientTest(unittest.TestCase):
                                                                        "score"],
                          ints=("block", "head", "rank", "id"), texts=("probe", "text"))
 
+    def test_whole_model_sweeps(self):
+        # block="all" or "A-B": the JSON wraps the one-block answers, the
+        # tables are the one-block tables one after the other
+        for method, kw in ((self.c.probe, dict(words=["time"], k=1)), (self.c.svd, dict(top=1, k=1)),
+                           (self.c.svd_bias, dict(k=1))):
+            js = method("all", as_json=True, **kw)
+            self.assertEqual((js["first_block"], js["last_block"], js["n_blocks"]), (0, 1, 2))
+            self.assertEqual([b["block"] for b in js["blocks"]], [0, 1])
+            self.assertEqual(js["blocks"][1], method(1, as_json=True, **kw))
+            df = method("0-1", **kw)
+            self.assertEqual(sorted(set(df["block"])), [0, 1])
+            self.assertTrue(df[df["block"] == 1].reset_index(drop=True).equals(method(1, **kw)))
+        spectra = self.c.svd("all", top=0)
+        self.assertEqual(sorted(set(spectra["block"])), [0, 1])
+        mlp = self.c.mlp_svd("all", top=0, table="spectra")
+        self.assertEqual(sorted(set(mlp["block"])), [0, 1])
+        self.assertTrue(mlp[mlp["block"] == 0].reset_index(drop=True).equals(self.c.mlp_svd(0, top=0, table="spectra")))
+        self.assertIn("\\begin{tabular}", self.c.svd_latex("0-1", matrix="qk", top=1, k=1))
+
     KEYS = ["state_index", "state", "block", "position", "token_id", "token_text"]
 
     def test_trajectory_tables(self):

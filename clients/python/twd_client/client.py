@@ -352,6 +352,9 @@ class Client:
 
     def probe(self, block, words=None, k=None, leading_space=None, as_json=False):
         """GET/POST /probe (MATH §4): attention heads probed with words.
+        ``block``: an int, or "all" or "A-B" for a whole-model sweep (the
+        JSON {first_block, last_block, n_blocks, blocks: [one-block
+        answers]}; the table: the one-block tables one after the other).
         ``words``: a list (sent by POST, so words may hold commas), or one str
         of comma-separated words [the paper's 100 nouns]; ``k`` [5];
         ``leading_space``: encode " word", as inside a sentence [False]. Words
@@ -365,6 +368,7 @@ class Client:
 
     def svd(self, block, matrix=None, top=None, k=None, head=None, table=None, as_json=False):
         """GET /svd (MATH §5): SVD of W_qk and W_vo per head.
+        ``block``: an int, or "all" / "A-B" (a sweep, as probe()).
         ``matrix``: both, qk or vo [both]; ``top``: directions per head, at most
         the head dimension [20] (0: spectra only); ``k`` tokens per side [5];
         ``head``: one head [all]; ``table``: directions or spectra [directions
@@ -383,7 +387,8 @@ class Client:
 
     def svd_bias(self, block, k=None, as_json=False):
         """GET /svd/bias (MATH §6): per head the tokens of a = W_q b_k, -a,
-        c = W_k b_q, -c; ``k`` [5].
+        c = W_k b_q, -c; ``k`` [5]. ``block``: an int, or "all" / "A-B" (a
+        sweep, as probe()).
         Columns: block, head, probe (a|-a|c|-c), rank, id, text, score."""
         return self._data("/svd/bias", {"block": block, "k": k}, as_json)
 
@@ -508,7 +513,8 @@ class Client:
         """GET /mlp/svd (MATH §10): SVD of mlp.c_fc (``matrix`` in) and
         mlp.c_proj (out) [both]; ``top`` directions with lists [20] (0: spectra
         only), ``k`` tokens and neurons per list [5]; ``table``: directions or
-        spectra [directions].
+        spectra [directions]. ``block``: an int, or "all" / "A-B" (a sweep, as
+        probe()).
         directions columns: block, matrix, direction, singular_value, sign, side
         (left|right), list (tokens|neurons), rank, id, text, neuron, score
         (id and text NaN on neuron rows, neuron NaN on token rows).

@@ -1,0 +1,133 @@
+"""Whole-model sweeps over HTTP: block=all and block=A-B on /svd, /svd/bias
+and /probe (GET and POST), answered as the list of the one-block answers;
+each block kept under its one-block key; progress gauges in /metrics; the
+OpenAPI description; and every bad block value refused with the JSON 400.
+"""
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from twd_harness import SANITIZER, Daemon, error_at, make_checkpoint  # noqa: E402
+
+TMP = tempfile.mkdtemp(prefix="twd-sweep-")
+MODEL = os.path.join(TMP, "small")
+SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--ctx", "64", "--seed", "5")
+L = 4
+
+
+def setUpModule():
+    make_checkpoint(MODEL, "tiny", *SHAPE)
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+class SweepTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon("--set", "max_answer_tokens=20000", model=MODEL).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.d.stop()
+        assert rc == 0, cls.d.stderr()
+        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+
+    def one(self, path, block, **params):
+        st, h, body = self.d.get(path, block=block, **params)
+        self.assertEqual(st, 200, body[:300])
+        return h, body
+
+    def test_json_sweeps_are_the_blocks(self):
+        for path, params, spec, blocks in (
+                ("/svd", {"top": 2, "k": 3}, "all", range(L)),
+                ("/svd", {"top": 0, "k": 1}, "1-3", range(1, 4)),
+                ("/svd/bias", {"k": 2}, "2-2", range(2, 3)),
+                ("/probe", {"k": 2, "words": "time,year,people"}, "0-1", range(2))):
+            st, doc = self.d.get_json(path, block=spec, **params)
+            self.assertEqual(st, 200, doc)
+            self.assertEqual((doc["first_block"], doc["last_block"], doc["n_blocks"]),
+                             (blocks[0], blocks[-1], len(blocks)))
+            self.assertEqual(len(doc["blocks"]), len(blocks))
+            for b, got in zip(blocks, doc["blocks"]):
+                h, body = self.one(path, b, **params)
+                self.assertEqual(h.get("x-twd-cache"), "hit", "%s block %d not kept by the sweep" % (path, b))
+                self.assertEqual(json.loads(body), got)
+                self.assertEqual(got["block"], b)
+
+    def test_post_sweep(self):
+        st, doc = self.d.post_json("/probe", {"block": "all", "k": 1, "words": ["time"]})
+        self.assertEqual(st, 200, doc)
+        self.assertEqual([b["block"] for b in doc["blocks"]], list(range(L)))
+        st, doc = self.d.post_json("/probe", {"block": 2, "k": 1, "words": ["time"]})
+        self.assertEqual((st, doc["block"]), (200, 2))  # one block: the one-block answer
+
+    def test_csv_rows_carry_their_block(self):
+        st, h, body = self.d.get("/probe", block="1-2", k=2, words="time,year", format="csv")
+        self.assertEqual(st, 200)
+        self.assertTrue(h["content-type"].startswith("text/csv"))
+        rows = list(csv.reader(io.StringIO(body.decode())))
+        _, single = self.one("/probe", 1, k=2, words="time,year", format="csv")
+        head = list(csv.reader(io.StringIO(single.decode())))
+        self.assertEqual(head[0][0], "block")  # the one-block table's first column already
+        self.assertEqual(rows[0], head[0])
+        for b in (1, 2):
+            _, single = self.one("/probe", b, k=2, words="time,year", format="csv")
+            mine = [r for r in rows[1:] if r[0] == str(b)]
+            self.assertEqual(mine, list(csv.reader(io.StringIO(single.decode())))[1:])
+        self.assertEqual(len(rows) - 1, sum(1 for r in rows[1:] if r[0] in ("1", "2")))
+
+    def test_metrics_and_openapi(self):
+        st, h, body = self.d.get("/metrics")
+        text = body.decode()
+        for line in ('twd_sweeps_running{model="small"} 0', 'twd_sweep_blocks{model="small",state="done"} 0',
+                     'twd_sweep_blocks{model="small",state="total"} 0'):
+            self.assertIn(line, text)
+        st, doc = self.d.get_json("/openapi.json")
+        params = {p["name"]: p for p in doc["paths"]["/svd"]["get"]["parameters"]}
+        alts = params["block"]["schema"]["oneOf"]
+        self.assertEqual(alts[0]["maximum"], L - 1)
+        self.assertIn("all", alts[1]["pattern"])
+        self.assertIn("A-B", params["block"]["description"])
+
+    def test_bad_blocks(self):
+        for spec, words in (("3-1", ("'block'", "reversed", "1-3")),
+                            ("0-4", ("'block'", "outside", "0..3")),
+                            ("4", ("'block'", "0..3")),
+                            ("-1", ("'block'", "0..3")),
+                            ("x", ("'block'", "integer", "all")),
+                            ("1-", ("'block'", "range")),
+                            ("-1-2", ("'block'", "range")),
+                            ("1--2", ("'block'", "range")),
+                            ("1-2-3", ("'block'", "range")),
+                            ("all-3", ("'block'",)),
+                            ("ALL", ("'block'",)),
+                            ("all%20", ("'block'",)),
+                            ("+1-2", ("'block'",)),
+                            ("", ("'block'",))):
+            for path in ("/svd", "/svd/bias", "/probe"):
+                error_at(self, self.d, "%s?block=%s" % (path, spec), 400, *words)
+        for body in (b'{"block": "3"}', b'{"block": [1, 2]}', b'{"block": 1.5}', b'{"block": "2-1"}',
+                     b'{"block": null}'):
+            error_at(self, self.d, "/probe", 400, "'block'", method="POST", body=body)
+
+    def test_answer_limit_covers_the_sweep(self):
+        # 4 heads x 4 lists x k: k = 1500 is 24,000 per block (over the limit
+        # alone); k = 400 is 6,400 per block and 25,600 for the 4 blocks
+        with Daemon("--set", "max_answer_tokens=20000", "--set", "max_k=2000", model=MODEL) as d:
+            st, _, _ = d.get("/svd/bias", block=0, k=400)
+            self.assertEqual(st, 200)
+            error_at(self, d, "/svd/bias?block=all&k=400", 400, "max_answer_tokens", "fewer blocks")
+            st, _, _ = d.get("/svd/bias", block="0-2", k=400)
+            self.assertEqual(st, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
