@@ -10,15 +10,16 @@ Each "cold" figure is the first request of its kind after a fresh start.
 same request without vectors (JSON), each on a new text.
 """
 import argparse
-import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from twd_daemon import TwdDaemon  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,33 +31,9 @@ def rss_mb(pid):
     return float("nan")
 
 
-class Twd:
+class Twd(TwdDaemon):
     def __init__(self, exe, model, extra):
-        self.proc = subprocess.Popen([exe, "--model", model, "--port", "0", "--no-fetch", "--set", "access_log=false",
-                                      *extra], stderr=subprocess.PIPE, text=True)
-        self.t0 = time.time()
-        self.port = None
-        for line in self.proc.stderr:
-            m = re.search(r"listening on http://[^ ]*:(\d+)/", line)
-            if m:
-                self.port = int(m.group(1))
-                break
-        while True:
-            try:
-                if self.get("/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.005)
-        self.ready = time.time() - self.t0
-
-    def get(self, target):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        c.request("GET", target)
-        r = c.getresponse()
-        body = r.read()
-        c.close()
-        return r.status, body
+        super().__init__(exe, model, extra, poll=0.005)
 
     def timed(self, target):
         t = time.perf_counter()
@@ -66,9 +43,6 @@ class Twd:
             raise RuntimeError("%s -> %d %s" % (target, st, body[:300]))
         return dt, body
 
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(60)
 
 
 def phrase_of(d, n_tokens, salt):

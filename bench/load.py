@@ -25,13 +25,13 @@ import argparse
 import http.client
 import os
 import random
-import re
-import statistics
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from twd_daemon import TwdDaemon  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOUNS = ("time year people way day man thing woman life child world school state family student group "
@@ -48,44 +48,15 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-class Twd:
+class Twd(TwdDaemon):
     def __init__(self, build, model, workers):
-        exe = os.path.join(build, "server", "twd")
-        self.proc = subprocess.Popen([exe, "--model", model, "--port", "0", "--no-fetch", "--set", "umap=false",
-                                      "--set", "access_log=false", "--set", "workers=%d" % workers,
-                                      "--set", "max_connections=256", "--set", "max_request_seconds=3600",
-                                      # every connection is from 127.0.0.1: the per-client queue limit
-                                      # (16 by default) would refuse the load's cold requests
-                                      "--set", "max_queue_per_client=64"],
-                                     stderr=subprocess.PIPE, text=True)
-        for line in self.proc.stderr:
-            m = re.search(r"listening on http://[^ ]*:(\d+)/", line)
-            if m:
-                self.port = int(m.group(1))
-                break
-        else:
-            raise RuntimeError("twd did not start")
-        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
-        while True:
-            try:
-                if self.get("/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.05)
-
-    def get(self, target, conn=None):
-        c = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=3600)
-        c.request("GET", target)
-        r = c.getresponse()
-        body = r.read()
-        if not conn:
-            c.close()
-        return r.status, body
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(120)
+        super().__init__(os.path.join(build, "server", "twd"), model,
+                         ["--set", "umap=false", "--set", "workers=%d" % workers,
+                          "--set", "max_connections=256", "--set", "max_request_seconds=3600",
+                          # every connection is from 127.0.0.1: the per-client queue limit
+                          # (16 by default) would refuse the load's cold requests
+                          "--set", "max_queue_per_client=64"],
+                         drain_stderr=True, poll=0.05)
 
 
 def q(path, **params):

@@ -36,16 +36,17 @@ tokens, as in the paper), else the synthetic one (fewer probe words: the
 flops count the words actually probed).
 """
 import argparse
-import http.client
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from twd_daemon import TwdDaemon  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {  # L, H, d, V, checkpoint bytes (F32)
@@ -111,38 +112,12 @@ def checkpoint(build, base, shape, dtype="f32"):
     return folder, real
 
 
-class Twd:
+class Twd(TwdDaemon):
     def __init__(self, build, model, cache_mb, extra=()):
-        exe = os.path.join(build, "server", "twd")
-        self.proc = subprocess.Popen([exe, "--model", model, "--port", "0", "--no-fetch", "--set", "umap=false",
-                                      "--set", "access_log=false", "--set", "workers=1", "--set",
-                                      "cache_mb=%d" % cache_mb, "--set", "max_request_seconds=3600",
-                                      "--set", "max_answer_tokens=100000000", "--set", "max_k=100", *extra],
-                                     stderr=subprocess.PIPE, text=True)
-        t0 = time.time()
-        for line in self.proc.stderr:
-            m = re.search(r"listening on http://[^ ]*:(\d+)/", line)
-            if m:
-                self.port = int(m.group(1))
-                break
-        else:
-            raise RuntimeError("twd did not start")
-        while True:
-            try:
-                if self.get("/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.02)
-        self.ready = time.time() - t0
-
-    def get(self, target, timeout=7200):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        c.request("GET", target)
-        r = c.getresponse()
-        body = r.read()
-        c.close()
-        return r.status, body
+        super().__init__(os.path.join(build, "server", "twd"), model,
+                         ["--set", "umap=false", "--set", "workers=1", "--set", "cache_mb=%d" % cache_mb,
+                          "--set", "max_request_seconds=3600", "--set", "max_answer_tokens=100000000",
+                          "--set", "max_k=100", *extra])
 
     def timed(self, path, **params):
         target = path + "?" + urllib.parse.urlencode(params)
@@ -164,9 +139,6 @@ class Twd:
                 return float(line.split()[-1])
         return float("nan")
 
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(120)
 
 
 def flops_forward(L, d, V, n):
