@@ -313,10 +313,13 @@ void layout_stop(layout_service *p)
     free(p);
 }
 
+/* Why the UMAP layout cannot answer: TW_ENOTREADY while it is fitted, else
+ * TW_ENUMERIC; the reason in msg unless msg is NULL. */
 static int not_ready(layout_service *p, double *progress, char *msg, size_t msglen)
 {
     int st = atomic_load(&p->state);
     *progress = st == U_FITTING ? umap_progress_fraction(&p->prog) : 0;
+    if (!msg) return st == U_FITTING ? TW_ENOTREADY : TW_ENUMERIC;
     if (st == U_FITTING) {
         snprintf(msg, msglen, "the UMAP layout is being fitted (%.0f%% done)", *progress * 100);
         return TW_ENOTREADY;
@@ -370,8 +373,7 @@ static int faithfulness(layout_service *p, proj_kind kind, bool wait, layout_fai
 {
     if (kind == PROJ_UMAP && atomic_load(&p->state) != U_READY) {
         double progress;
-        char msg[8];
-        return not_ready(p, &progress, msg, sizeof msg);
+        return not_ready(p, &progress, NULL, 0);
     }
     if (!faith_wait(p, kind, wait)) return TW_ENOTREADY;
     *out = p->faith[kind];
@@ -410,8 +412,7 @@ int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const 
     if (kind == PROJ_UMAP) {
         if (atomic_load(&p->state) != U_READY) {
             double progress;
-            char msg[8];
-            return not_ready(p, &progress, msg, sizeof msg);
+            return not_ready(p, &progress, NULL, 0);
         }
         fitted = p->model.embedding;
     }
