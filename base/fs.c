@@ -10,6 +10,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/mapreg.h"
+
 #include "base/err.h"
 
 int fs_path(char *out, size_t n, const char *fmt, ...)
@@ -107,6 +109,9 @@ int fs_map_file(const char *path, unsigned long long max, const void **map, size
         tw_set_err(err, errlen, "%s: cannot mmap %zu bytes: %s", path, n, strerror(errno));
         return -1;
     }
+    tw_file_id id;
+    tw_file_id_of(&sb, &id);
+    (void)tw_map_add(p, n, path, &id); /* untracked when the table is full */
     *map = p;
     *size = n;
     return 0;

@@ -27,8 +27,10 @@ int fs_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
 
 /* Maps a regular file of 1..max bytes read-only (unmap with munmap). A FIFO
  * or device is refused before it could block or have side effects: stat
- * first, then open with O_NONBLOCK and check the opened file again. 0, or
- * -1 with one line "<path>: <problem>" in err. */
+ * first, then open with O_NONBLOCK and check the opened file again. The
+ * mapping is registered (base/mapreg.h: tw_map_remove it before munmap), so
+ * that a SIGBUS from a page of a file truncated underneath is traced to it.
+ * 0, or -1 with one line "<path>: <problem>" in err. */
 int fs_map_file(const char *path, unsigned long long max, const void **map, size_t *size, char *err,
                 size_t errlen);
 

@@ -37,57 +37,6 @@ static void ck_err(char *err, size_t errlen, const char *path, const char *tenso
     }
 }
 
-/* Maps a regular file of 1..max bytes read-only. A FIFO or device is
- * refused before it could block or have side effects: stat first, then
- * open with O_NONBLOCK and check the opened file again. */
-static int map_file(const char *path, uint64_t max, const uint8_t **map, size_t *size, char *err,
-                    size_t errlen)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        ck_err(err, errlen, path, NULL, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        ck_err(err, errlen, path, NULL, "not a regular file");
-        return -1;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-        ck_err(err, errlen, path, NULL, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        ck_err(err, errlen, path, NULL, "not a regular file");
-        close(fd);
-        return -1;
-    }
-    if (sb.st_size <= 0) {
-        ck_err(err, errlen, path, NULL, "file is empty");
-        close(fd);
-        return -1;
-    }
-    if ((uint64_t)sb.st_size > max || (uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
-        ck_err(err, errlen, path, NULL, "file is %lld bytes, more than the limit of %llu",
-               (long long)sb.st_size, (unsigned long long)max);
-        close(fd);
-        return -1;
-    }
-    size_t n = (size_t)sb.st_size;
-    void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) {
-        ck_err(err, errlen, path, NULL, "cannot mmap %zu bytes: %s", n, strerror(errno));
-        return -1;
-    }
-    tw_file_id id;
-    tw_file_id_of(&sb, &id);
-    (void)tw_map_add(p, n, path, &id); /* untracked when the table is full */
-    *map = p;
-    *size = n;
-    return 0;
-}
-
 /* ---- tensors ----------------------------------------------------------- */
 
 const void *tc_tensor_elem(const tc_tensor *t, size_t i)
@@ -671,7 +620,7 @@ int torch_ckpt_open(const char *path, torch_ckpt *c, char *err, size_t errlen)
     memset(c, 0, sizeof *c);
     const uint8_t *map;
     size_t size;
-    if (map_file(path, TC_MAX_FILE, &map, &size, err, errlen)) return -1;
+    if (fs_map_file(path, TC_MAX_FILE, (const void **)&map, &size, err, errlen)) return -1;
     int rc = torch_ckpt_open_mem(map, size, path, c, err, errlen);
     if (rc) {
         tw_map_remove(map);
