@@ -20,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, TWD_SYNTH, Daemon  # noqa: E402
+from twd_harness import TWD_SYNTH, Daemon, stop_clean  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-ckchange-")
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "fuzz", "corpus")
@@ -116,10 +116,7 @@ class ChangeTests:
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.d.stop()
-        err = cls.d.stderr()
-        assert rc == 0, "twd exited with %s:\n%s" % (rc, err)
-        assert not SANITIZER.search(err), "sanitizer report:\n" + err
+        stop_clean(cls.d)
 
     def answers(self, name, fresh=False):
         """The model's answers on a few routes, without the fields that name
