@@ -16,8 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import (Daemon, OneDaemon, json_error, make_checkpoint, metric, module_checkpoint,  # noqa: E402
-                         raw, read_answer)
+from twd_harness import (Daemon, OneDaemon, error_of, json_error, make_checkpoint, metric,  # noqa: E402
+                         module_checkpoint, raw, read_answer, stop_clean)
 
 TMP, TINY, setUpModule, tearDownModule = module_checkpoint("twd-hostile-")
 
@@ -425,6 +425,42 @@ class StormTest(OneDaemon, unittest.TestCase):
         while time.time() < deadline and (metric(self.d, "twd_requests_canceled_total") or 0) <= before:
             time.sleep(0.1)
         self.assertGreater(metric(self.d, "twd_requests_canceled_total"), before)
+
+
+class RunningDeadlineTest(unittest.TestCase):
+    """A computation that runs past max_request_seconds is stopped where it
+    is (not only when it waited in the queue): its client gets the 503 of
+    TW_ETIMEDOUT (docs/ARCHITECTURE.md), the one worker is free again at
+    once, and the daemon goes on serving."""
+
+    def test_running_computation_is_stopped_at_its_deadline(self):
+        # 1,000 probe words with k=100 on 16,384 tokens and 12 heads: far
+        # more than a second of work on any machine (the ~100 default words
+        # alone take about 20 s with k=100 on this machine under load)
+        wide = make_checkpoint(os.path.join(TMP, "wide"), "demo", "--vocab", "16384")
+        with open(os.path.join(wide, "vocab.json")) as f:
+            words = [w for w in json.load(f) if w.isalpha()][:1000]
+        self.assertEqual(len(words), 1000)
+        with Daemon("--set", "models=%s,%s" % (wide, TINY), "--set", "workers=1",
+                    "--set", "max_request_seconds=1", "--set", "max_answer_tokens=5000000",
+                    "--set", "max_k=100") as d:
+            st, h, body = d.request("POST", "/probe?model=wide", json.dumps(
+                {"block": 6, "k": 100, "words": words}).encode(), timeout=300)
+            # named by the computation that stopped ("word probes"), not
+            # "request: ...", the answer of one that expired in the queue:
+            # it was running when it passed its deadline
+            err = error_of(self, st, body, 503, ["word probes: the computation passed its deadline"])
+            self.assertEqual(err["type"], "unavailable")
+            self.assertNotIn("retry-after", h)  # the same request would pass it again
+            st, _, _ = d.request("GET", "/health")
+            self.assertEqual(st, 200)
+            # the one worker is free: a cheap computation behind it answers
+            # (were the stopped work still running, this one would wait
+            # behind it and pass its own deadline in the queue)
+            st, h, body = d.request("GET", "/probe?model=tiny&block=0&k=2")
+            self.assertEqual((st, h.get("x-twd-cache")), (200, "miss"), body[:300])
+            self.assertEqual(json.loads(body)["block"], 0)
+            stop_clean(d)
 
 
 class NonReadingClientsTest(unittest.TestCase):
