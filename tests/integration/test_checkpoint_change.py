@@ -66,6 +66,27 @@ def replace(path, data):
     os.rename(path + ".part", path)
 
 
+def truncate_under(d, target, path):
+    """Asks daemon d for target in the background and, once the computation
+    is under way, truncates path to 4096 bytes; returns, once the request
+    is over, {"answer": (status, headers, body)} or, when the daemon went
+    away under it, {"lost": the OSError}."""
+    got = {}
+
+    def ask():
+        try:
+            got["answer"] = d.request("GET", target, timeout=300)
+        except OSError as e:
+            got["lost"] = e
+    t = threading.Thread(target=ask)
+    t.start()
+    time.sleep(0.3)
+    with open(path, "r+b") as fh:
+        fh.truncate(4096)
+    t.join(300)
+    return got
+
+
 class HealthWatch:
     """Asks /health every 50 ms in the background; every answer must be 200
     or a 503 in the JSON error shape."""
@@ -242,19 +263,7 @@ class InFlightTest(unittest.TestCase):
         with Daemon("--set", "reload_wait=1", "--set", "workers=1", "--set", "access_log=false",
                     model=model) as d:
             target = "/probe?block=7&k=40"
-            got = {}
-
-            def ask():
-                got["t0"] = time.time()
-                got["answer"] = d.request("GET", target, timeout=300)
-                got["t1"] = time.time()
-            t = threading.Thread(target=ask)
-            t.start()
-            time.sleep(0.3)
-            with open(f, "r+b") as fh:
-                fh.truncate(4096)
-            t.join(300)
-            st, _, body = got["answer"]
+            st, _, body = truncate_under(d, target, f)["answer"]
             if st != 200:
                 err = json.loads(body)["error"]
                 self.assertEqual(err["code"], 503)
@@ -303,19 +312,7 @@ class UnreplaceablePageTest(unittest.TestCase):
                 if "deny_remap:" in str(e):
                     self.skipTest(str(e).strip().splitlines()[-1])
                 raise
-            got = {}
-
-            def ask():
-                try:
-                    got["answer"] = d.request("GET", target, timeout=300)
-                except OSError as e:  # the daemon went away under it
-                    got["lost"] = e
-            t = threading.Thread(target=ask)
-            t.start()
-            time.sleep(0.3)
-            with open(f, "r+b") as fh:
-                fh.truncate(4096)
-            t.join(300)
+            got = truncate_under(d, target, f)
             if "answer" in got:
                 # answered: the computation saw the change (503) or had
                 # finished before reading a vanished page; no fault this time
