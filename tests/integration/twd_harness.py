@@ -262,6 +262,9 @@ def raw(port, data, timeout=5.0, read_all=True):
     got, closed = b"", False
     try:
         s.sendall(data)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # answered and closed before it took everything: read what it said
+    try:
         while True:
             part = s.recv(65536)
             if not part:
