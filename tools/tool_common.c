@@ -44,7 +44,7 @@ void tool_usage(FILE *f, const tool_help *h)
 }
 
 int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
-                const tool_help *help, tool_set_fn set, void *ctx)
+                const tool_help *help, tool_set_fn set, void *ctx, int operands)
 {
     int c;
     while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
@@ -57,7 +57,18 @@ int tool_getopt(int argc, char **argv, const char *shortopts, const struct optio
             return -1;
         }
     }
+    if (operands != TOOL_ANY_OPERANDS && argc - optind != operands) {
+        tool_usage(stderr, help);
+        return -1;
+    }
     return 0;
+}
+
+int tool_command(const char *cmd, const char *const *cmds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(cmd, cmds[i]) == 0) return i;
+    return -1;
 }
 
 int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, long long *out)
@@ -70,6 +81,14 @@ int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, l
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int tool_parse_int(const char *flag, const char *s, int lo, int hi, int *out)
+{
+    long long v;
+    if (tool_parse_ll(flag, s, lo, hi, &v) != 0) return -1;
+    *out = (int)v;
     return 0;
 }
 
@@ -134,12 +153,17 @@ int tool_load_model(const char *dir, gpt2_model *m, double *seconds)
     return 0;
 }
 
-int tool_start_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
-                     int bad_status, const char *const *dir, gpt2_model *m, double *seconds)
+int tool_main_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+                    int bad_status, const char *const *dir, tool_run_fn run)
 {
     int rc = tool_start(prog, argc, argv, parse, args, bad_status);
     if (rc >= 0) return rc;
-    return tool_load_model(*dir, m, seconds) != 0 ? 1 : -1;
+    gpt2_model m;
+    double t_load;
+    if (tool_load_model(*dir, &m, &t_load) != 0) return 1;
+    rc = run(args, &m, t_load);
+    gpt2_free(&m);
+    return rc;
 }
 
 static int cmp_double(const void *a, const void *b)

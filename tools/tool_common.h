@@ -5,6 +5,7 @@
 #ifndef TW_TOOL_COMMON_H
 #define TW_TOOL_COMMON_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,8 +27,6 @@ int tool_start(const char *prog, int argc, char **argv, int (*parse)(int, char *
 
 /* ---- arguments ---- */
 
-struct option;
-
 /* What --help prints: the synopsis (also printed on stderr after a usage
  * error) and the details below it. */
 typedef struct {
@@ -41,17 +40,40 @@ void tool_usage(FILE *f, const tool_help *h);
  * after logging what is wrong. */
 typedef int (*tool_set_fn)(void *ctx, int c, const char *arg);
 
+/* Rows of a tool's getopt_long table: an option that takes an argument, a
+ * flag, and the closing rows (-h/--help, then the zero sentinel). */
+#define TOOL_ARG(name, c)                                                                                    \
+    {                                                                                                        \
+        name, required_argument, NULL, c                                                                     \
+    }
+#define TOOL_FLAG(name, c)                                                                                   \
+    {                                                                                                        \
+        name, no_argument, NULL, c                                                                           \
+    }
+#define TOOL_OPTS_END                                                                                        \
+    {"help", no_argument, NULL, 'h'}, { NULL, 0, NULL, 0 }
+
+/* tool_getopt's `operands` when the tool checks its operands itself. */
+#define TOOL_ANY_OPERANDS (-1)
+
 /* The getopt_long loop of a tool: every option goes to set, except -h and
- * --help (which must map to 'h'), which print the help on stdout. 0 when
- * every option was taken (optind then indexes the first operand), 1 after
- * --help, -1 after an unknown option or a failed set (then the synopsis is
- * printed on stderr). */
+ * --help (which must map to 'h'), which print the help on stdout. Then
+ * exactly `operands` operands must follow (unless TOOL_ANY_OPERANDS). 0
+ * when every option was taken (optind then indexes the first operand), 1
+ * after --help, -1 after an unknown option, a failed set or another count
+ * of operands (then the synopsis is printed on stderr). */
 int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
-                const tool_help *help, tool_set_fn set, void *ctx);
+                const tool_help *help, tool_set_fn set, void *ctx, int operands);
+
+/* The index of cmd in cmds[0..n), or -1. */
+int tool_command(const char *cmd, const char *const *cmds, int n);
 
 /* Parses a whole decimal integer in [lo, hi] into *out: 0, or -1 after
  * logging "<flag>: '<s>' is not an integer in <lo>..<hi>". */
 int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, long long *out);
+
+/* The same for an int (lo..hi, within int). */
+int tool_parse_int(const char *flag, const char *s, int lo, int hi, int *out);
 
 /* The same for a size (0..hi). */
 int tool_parse_size(const char *flag, const char *s, size_t hi, size_t *out);
@@ -72,12 +94,15 @@ int tool_parse_ids(const char *s, int32_t **out, size_t *n);
  * 0, or -1 after logging gpt2_load's one-line error. */
 int tool_load_model(const char *dir, gpt2_model *m, double *seconds);
 
-/* tool_start, then tool_load_model of *dir (a field of args that parse
- * fills in) into *m, the seconds it took in *seconds. Returns the exit
- * status to end main with (1 when the model does not load), or -1 to go on
- * with the model loaded. */
-int tool_start_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
-                     int bad_status, const char *const *dir, gpt2_model *m, double *seconds);
+/* What a tool does with its loaded model: the exit status. */
+typedef int (*tool_run_fn)(void *args, gpt2_model *m, double t_load);
+
+/* A whole main of a tool that works on one checkpoint: tool_start, then
+ * tool_load_model of *dir (a field of args that parse fills in), then
+ * run(args, model, seconds the load took), then gpt2_free. The exit
+ * status (1 when the model does not load). */
+int tool_main_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+                    int bad_status, const char *const *dir, tool_run_fn run);
 
 typedef struct {
     double min, median, max; /* median: t[n / 2] of the sorted times */

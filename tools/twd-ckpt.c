@@ -40,21 +40,21 @@ typedef struct {
 static int set_option(void *ctx, int c, const char *arg)
 {
     ckpt_args *a = ctx;
-    if (c == 'v') a->verify = 1;
-    else if (c == 'V') a->values = 1;
-    else if (c == 'm') a->meta = arg;
+    if (c == 'v')
+        a->verify = 1;
+    else if (c == 'V')
+        a->values = 1;
+    else if (c == 'm')
+        a->meta = arg;
     return 0;
 }
 
 static int parse_args(int argc, char **argv, void *ctx)
 {
-    static const struct option opts[] = {{"verify", no_argument, NULL, 'v'},
-                                         {"values", no_argument, NULL, 'V'},
-                                         {"meta", required_argument, NULL, 'm'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {TOOL_FLAG("verify", 'v'), TOOL_FLAG("values", 'V'),
+                                         TOOL_ARG("meta", 'm'), TOOL_OPTS_END};
     ckpt_args *a = ctx;
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     if (optind < argc) a->ckpt = argv[optind++];
     if (optind < argc || !!a->meta == !!a->ckpt) {

@@ -50,14 +50,6 @@ typedef struct {
     gpt2_forward_opts o;
 } fwd_args;
 
-/* Index of v in names[0..n) or -1. */
-static int pick(const char *v, const char *const *names, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(v, names[i])) return i;
-    return -1;
-}
-
 static int set_choice(fwd_args *a, int c, const char *v)
 {
     static const char *const gelu[] = {"tanh", "erf"}, *const kernels[] = {"blas", "naive"},
@@ -66,11 +58,11 @@ static int set_choice(fwd_args *a, int c, const char *v)
     static const gpt2_kernels kernels_v[] = {GPT2_KERNELS_BLAS, GPT2_KERNELS_NAIVE};
     static const gpt2_logits logits_v[] = {GPT2_LOGITS_LAST, GPT2_LOGITS_ALL, GPT2_LOGITS_NONE};
     int i;
-    if (c == 'g' && (i = pick(v, gelu, 2)) >= 0)
+    if (c == 'g' && (i = tool_command(v, gelu, 2)) >= 0)
         a->o.gelu = gelu_v[i];
-    else if (c == 'K' && (i = pick(v, kernels, 2)) >= 0)
+    else if (c == 'K' && (i = tool_command(v, kernels, 2)) >= 0)
         a->o.kernels = kernels_v[i];
-    else if (c == 'l' && (i = pick(v, logits, 3)) >= 0)
+    else if (c == 'l' && (i = tool_command(v, logits, 3)) >= 0)
         a->o.logits = logits_v[i];
     else
         return -1;
@@ -107,24 +99,26 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     fwd_args *a = ctx;
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},    {"tokens", required_argument, NULL, 't'},
-        {"random", required_argument, NULL, 'r'},   {"seed", required_argument, NULL, 's'},
-        {"bench", required_argument, NULL, 'b'},    {"gelu", required_argument, NULL, 'g'},
-        {"kernels", required_argument, NULL, 'K'},  {"logits", required_argument, NULL, 'l'},
-        {"skip-attention", no_argument, NULL, 'A'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
-    };
+    static const struct option opts[] = {TOOL_ARG("model", 'm'),
+                                         TOOL_ARG("tokens", 't'),
+                                         TOOL_ARG("random", 'r'),
+                                         TOOL_ARG("seed", 's'),
+                                         TOOL_ARG("bench", 'b'),
+                                         TOOL_ARG("gelu", 'g'),
+                                         TOOL_ARG("kernels", 'K'),
+                                         TOOL_ARG("logits", 'l'),
+                                         TOOL_FLAG("skip-attention", 'A'),
+                                         TOOL_FLAG("json", 'j'),
+                                         TOOL_OPTS_END};
     *a = (fwd_args){.seed = 1};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
-    if (!rc && (optind < argc || !a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 0);
+    if (!rc && (!a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {
         tool_usage(stderr, &help);
         rc = -1;
     }
     return rc;
 }
 
-/* The phrase: --tokens, or --random N ids of a generator seeded with --seed. */
 static int32_t *phrase(const fwd_args *a, int vocab_size, size_t *n)
 {
     int32_t *tok = NULL;
@@ -247,17 +241,18 @@ static int run_bench(const fwd_args *a, const gpt2_model *m, const int32_t *tok,
     return 0;
 }
 
+static int run(void *args, gpt2_model *m, double t_load)
+{
+    const fwd_args *a = args;
+    size_t n = 0;
+    int32_t *tok = phrase(a, m->cfg.vocab_size, &n);
+    int status = !tok ? 1 : a->bench > 0 ? run_bench(a, m, tok, n, t_load) : run_once(a, m, tok, n);
+    free(tok);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     fwd_args a = {0};
-    gpt2_model m;
-    double t_load;
-    int rc = tool_start_model("twd-forward", argc, argv, parse_args, &a, 1, &a.model_dir, &m, &t_load);
-    if (rc >= 0) return rc;
-    size_t n = 0;
-    int32_t *tok = phrase(&a, m.cfg.vocab_size, &n);
-    int status = !tok ? 1 : a.bench > 0 ? run_bench(&a, &m, tok, n, t_load) : run_once(&a, &m, tok, n);
-    free(tok);
-    gpt2_free(&m);
-    return status;
+    return tool_main_model("twd-forward", argc, argv, parse_args, &a, 1, &a.model_dir, run);
 }

@@ -64,13 +64,10 @@ static int set_option(void *ctx, int c, const char *arg)
 
 static int parse_args(int argc, char **argv, void *ctx)
 {
-    static const struct option opts[] = {{"revision", required_argument, NULL, 'r'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"progress", no_argument, NULL, 'p'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {TOOL_ARG("revision", 'r'), TOOL_ARG("timeout", 't'),
+                                         TOOL_FLAG("progress", 'p'), TOOL_OPTS_END};
     hub_args *a = ctx;
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     a->rest = argv + optind;
     a->nrest = argc - optind;

@@ -87,17 +87,10 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     lb_args *a = ctx;
-    static const struct option longopts[] = {{"cold", no_argument, NULL, 'c'},
-                                             {"repeat", required_argument, NULL, 'r'},
-                                             {"touch", no_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {TOOL_FLAG("cold", 'c'), TOOL_ARG("repeat", 'r'),
+                                             TOOL_FLAG("touch", 't'), TOOL_OPTS_END};
     *a = (lb_args){.repeat = 5};
-    int rc = tool_getopt(argc, argv, "cr:th", longopts, &help, set_option, a);
-    if (!rc && optind + 1 != argc) {
-        tool_usage(stderr, &help);
-        rc = -1;
-    }
+    int rc = tool_getopt(argc, argv, "cr:th", longopts, &help, set_option, a, 1);
     if (!rc) a->dir = argv[optind];
     return rc;
 }

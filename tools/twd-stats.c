@@ -72,10 +72,7 @@ static int set_option(void *ctx, int c, const char *v)
         if (tool_parse_ll("--seed", v, 0, INT64_MAX, &x)) return -1;
         a->seed = (unsigned long long)x;
         return 0;
-    case 'R':
-        if (tool_parse_ll("--reps", v, 1, 1000, &x)) return -1;
-        a->reps = (int)x;
-        return 0;
+    case 'R': return tool_parse_int("--reps", v, 1, 1000, &a->reps);
     case 'g':
         if (!strcmp(v, "tanh") || !strcmp(v, "erf")) {
             a->gelu = !strcmp(v, "erf") ? GPT2_GELU_ERF : GPT2_GELU_TANH;
@@ -90,22 +87,25 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     st_args *a = ctx;
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},  {"texts", required_argument, NULL, 't'},
-        {"random", required_argument, NULL, 'r'}, {"len", required_argument, NULL, 'l'},
-        {"seed", required_argument, NULL, 's'},   {"k", required_argument, NULL, 'k'},
-        {"gelu", required_argument, NULL, 'g'},   {"states", no_argument, NULL, 'S'},
-        {"reps", required_argument, NULL, 'R'},   {"no-big", no_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {TOOL_ARG("model", 'm'),
+                                         TOOL_ARG("texts", 't'),
+                                         TOOL_ARG("random", 'r'),
+                                         TOOL_ARG("len", 'l'),
+                                         TOOL_ARG("seed", 's'),
+                                         TOOL_ARG("k", 'k'),
+                                         TOOL_ARG("gelu", 'g'),
+                                         TOOL_FLAG("states", 'S'),
+                                         TOOL_ARG("reps", 'R'),
+                                         TOOL_FLAG("no-big", 'B'),
+                                         TOOL_OPTS_END};
+    static const char *const cmds[] = {"dump", "bench"};
     *a = (st_args){.k = 5, .len = 20, .seed = 1, .reps = 3};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
-    const char *cmd = optind < argc ? argv[optind] : "";
-    if (!rc && (optind + 1 != argc || (strcmp(cmd, "dump") && strcmp(cmd, "bench")))) {
-        tool_usage(stderr, &help);
-        rc = -1;
-    }
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 1);
     if (rc) return rc;
-    a->bench = strcmp(cmd, "bench") == 0;
+    if ((a->bench = tool_command(argv[optind], cmds, 2)) < 0) {
+        tool_usage(stderr, &help);
+        return -1;
+    }
     if (a->bench && !a->texts && !a->random) a->random = 50;
     if (!a->dir || (!a->texts && !a->random)) {
         tw_log("--model DIR and one of --texts, --random are required");

@@ -102,30 +102,27 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     synth_args *a = ctx;
-    static const struct option longopts[] = {
-        {"out", required_argument, NULL, O_OUT},
-        {"shape", required_argument, NULL, O_SHAPE},
-        {"layers", required_argument, NULL, O_LAYERS},
-        {"heads", required_argument, NULL, O_HEADS},
-        {"embd", required_argument, NULL, O_EMBD},
-        {"vocab", required_argument, NULL, O_VOCAB},
-        {"ctx", required_argument, NULL, O_CTX},
-        {"dtype", required_argument, NULL, O_DTYPE},
-        {"no-prefix", no_argument, NULL, O_NOPREFIX},
-        {"prefix", no_argument, NULL, O_PREFIX},
-        {"no-attn-bias", no_argument, NULL, O_NOBIAS},
-        {"no-tokenizer", no_argument, NULL, O_NOTOK},
-        {"seed", required_argument, NULL, O_SEED},
-        {"vocab-from", required_argument, NULL, O_VOCABFROM},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    static const struct option longopts[] = {TOOL_ARG("out", O_OUT),
+                                             TOOL_ARG("shape", O_SHAPE),
+                                             TOOL_ARG("layers", O_LAYERS),
+                                             TOOL_ARG("heads", O_HEADS),
+                                             TOOL_ARG("embd", O_EMBD),
+                                             TOOL_ARG("vocab", O_VOCAB),
+                                             TOOL_ARG("ctx", O_CTX),
+                                             TOOL_ARG("dtype", O_DTYPE),
+                                             TOOL_FLAG("no-prefix", O_NOPREFIX),
+                                             TOOL_FLAG("prefix", O_PREFIX),
+                                             TOOL_FLAG("no-attn-bias", O_NOBIAS),
+                                             TOOL_FLAG("no-tokenizer", O_NOTOK),
+                                             TOOL_ARG("seed", O_SEED),
+                                             TOOL_ARG("vocab-from", O_VOCABFROM),
+                                             TOOL_FLAG("quiet", 'q'),
+                                             TOOL_OPTS_END};
     static char text[2048];
     snprintf(text, sizeof text, details, synth_shape_names());
     const tool_help help = {"usage: twd-synth --out DIR [options]\n", text};
     *a = (synth_args){.shape = "tiny", .dtype = SYNTH_F32, .attn_bias = 1, .tok = 1};
-    int rc = tool_getopt(argc, argv, "qh", longopts, &help, set_option, a);
+    int rc = tool_getopt(argc, argv, "qh", longopts, &help, set_option, a, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     if (optind < argc) tw_log("unexpected argument '%s'", argv[optind]);
     if (!a->out) tw_log("--out DIR is required");

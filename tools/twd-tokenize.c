@@ -161,14 +161,11 @@ static int set_option(void *ctx, int c, const char *v)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"hex", no_argument, NULL, 'x'},
-                                         {"unicode-version", no_argument, NULL, 'u'},
-                                         {"synthetic", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {TOOL_FLAG("hex", 'x'), TOOL_FLAG("unicode-version", 'u'),
+                                         TOOL_ARG("synthetic", 's'), TOOL_OPTS_END};
     tool_init("twd-tokenize");
     tok_args a = {0};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, &a);
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, &a, TOOL_ANY_OPERANDS);
     if (rc) return rc > 0 ? 0 : 1;
     const int rest = argc - optind, modes = a.hex + a.unicode + (a.synthetic != NULL);
     if (a.unicode && modes == 1 && rest == 0) return puts(tokenizer_unicode_version()) < 0;

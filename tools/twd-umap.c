@@ -92,30 +92,27 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     umap_args *a = ctx;
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},
-        {"rows", required_argument, 0, 'n'},
-        {"dim", required_argument, 0, 'D'},
-        {"out", required_argument, 0, 'o'},
-        {"query", required_argument, 0, 'q'},
-        {"qrows", required_argument, 0, 'm'},
-        {"qout", required_argument, 0, 'Q'},
-        {"threads", required_argument, 0, 't'},
-        {"seed", required_argument, 0, 's'},
-        {"epochs", required_argument, 0, 'e'},
-        {"neighbors", required_argument, 0, 'k'},
-        {"components", required_argument, 0, 'c'},
-        {"min-dist", required_argument, 0, 'M'},
-        {"save", required_argument, 0, 'S'},
-        {"pca", no_argument, 0, 'P'},
-        {"faith", required_argument, 0, 'F'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
+    static const struct option opts[] = {TOOL_ARG("data", 'd'),
+                                         TOOL_ARG("rows", 'n'),
+                                         TOOL_ARG("dim", 'D'),
+                                         TOOL_ARG("out", 'o'),
+                                         TOOL_ARG("query", 'q'),
+                                         TOOL_ARG("qrows", 'm'),
+                                         TOOL_ARG("qout", 'Q'),
+                                         TOOL_ARG("threads", 't'),
+                                         TOOL_ARG("seed", 's'),
+                                         TOOL_ARG("epochs", 'e'),
+                                         TOOL_ARG("neighbors", 'k'),
+                                         TOOL_ARG("components", 'c'),
+                                         TOOL_ARG("min-dist", 'M'),
+                                         TOOL_ARG("save", 'S'),
+                                         TOOL_FLAG("pca", 'P'),
+                                         TOOL_ARG("faith", 'F'),
+                                         TOOL_OPTS_END};
     *a = (umap_args){0};
     umap_params_default(&a->p);
     a->p.n_threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN);
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     if (optind < argc || !a->data || !a->out || a->rows == 0 || a->dim == 0 ||
         (a->query && (!a->qout || a->qrows == 0))) {
