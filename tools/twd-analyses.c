@@ -102,7 +102,8 @@ static int parse_args(int argc, char **argv, void *ctx)
     static const struct option opts[] = {
         TOOL_ARG("model", 'm'),     TOOL_ARG("blocks", 'B'),  TOOL_ARG("block", 'b'), TOOL_ARG("ids", 'i'),
         TOOL_ARG("phrase", 'p'),    TOOL_ARG("queries", 'q'), TOOL_ARG("k", 'k'),     TOOL_ARG("top", 't'),
-        TOOL_ARG("budget-mb", 'M'), TOOL_ARG("reps", 'r'),    TOOL_OPTS_END};
+        TOOL_ARG("budget-mb", 'M'), TOOL_ARG("reps", 'r'),    TOOL_OPTS_END,
+    };
     static const char *const cmds[] = {"dump", "bench", "beyond", "bench-mlp"};
     *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3, .queries = 64};
     int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 1);

@@ -99,17 +99,12 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     fwd_args *a = ctx;
-    static const struct option opts[] = {TOOL_ARG("model", 'm'),
-                                         TOOL_ARG("tokens", 't'),
-                                         TOOL_ARG("random", 'r'),
-                                         TOOL_ARG("seed", 's'),
-                                         TOOL_ARG("bench", 'b'),
-                                         TOOL_ARG("gelu", 'g'),
-                                         TOOL_ARG("kernels", 'K'),
-                                         TOOL_ARG("logits", 'l'),
-                                         TOOL_FLAG("skip-attention", 'A'),
-                                         TOOL_FLAG("json", 'j'),
-                                         TOOL_OPTS_END};
+    static const struct option opts[] = {
+        TOOL_ARG("model", 'm'),   TOOL_ARG("tokens", 't'), TOOL_ARG("random", 'r'),
+        TOOL_ARG("seed", 's'),    TOOL_ARG("bench", 'b'),  TOOL_ARG("gelu", 'g'),
+        TOOL_ARG("kernels", 'K'), TOOL_ARG("logits", 'l'), TOOL_FLAG("skip-attention", 'A'),
+        TOOL_FLAG("json", 'j'),   TOOL_OPTS_END,
+    };
     *a = (fwd_args){.seed = 1};
     int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 0);
     if (!rc && (!a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {

@@ -87,17 +87,11 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     st_args *a = ctx;
-    static const struct option opts[] = {TOOL_ARG("model", 'm'),
-                                         TOOL_ARG("texts", 't'),
-                                         TOOL_ARG("random", 'r'),
-                                         TOOL_ARG("len", 'l'),
-                                         TOOL_ARG("seed", 's'),
-                                         TOOL_ARG("k", 'k'),
-                                         TOOL_ARG("gelu", 'g'),
-                                         TOOL_FLAG("states", 'S'),
-                                         TOOL_ARG("reps", 'R'),
-                                         TOOL_FLAG("no-big", 'B'),
-                                         TOOL_OPTS_END};
+    static const struct option opts[] = {
+        TOOL_ARG("model", 'm'), TOOL_ARG("texts", 't'),   TOOL_ARG("random", 'r'), TOOL_ARG("len", 'l'),
+        TOOL_ARG("seed", 's'),  TOOL_ARG("k", 'k'),       TOOL_ARG("gelu", 'g'),   TOOL_FLAG("states", 'S'),
+        TOOL_ARG("reps", 'R'),  TOOL_FLAG("no-big", 'B'), TOOL_OPTS_END,
+    };
     static const char *const cmds[] = {"dump", "bench"};
     *a = (st_args){.k = 5, .len = 20, .seed = 1, .reps = 3};
     int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 1);

@@ -102,22 +102,24 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     synth_args *a = ctx;
-    static const struct option longopts[] = {TOOL_ARG("out", O_OUT),
-                                             TOOL_ARG("shape", O_SHAPE),
-                                             TOOL_ARG("layers", O_LAYERS),
-                                             TOOL_ARG("heads", O_HEADS),
-                                             TOOL_ARG("embd", O_EMBD),
-                                             TOOL_ARG("vocab", O_VOCAB),
-                                             TOOL_ARG("ctx", O_CTX),
-                                             TOOL_ARG("dtype", O_DTYPE),
-                                             TOOL_FLAG("no-prefix", O_NOPREFIX),
-                                             TOOL_FLAG("prefix", O_PREFIX),
-                                             TOOL_FLAG("no-attn-bias", O_NOBIAS),
-                                             TOOL_FLAG("no-tokenizer", O_NOTOK),
-                                             TOOL_ARG("seed", O_SEED),
-                                             TOOL_ARG("vocab-from", O_VOCABFROM),
-                                             TOOL_FLAG("quiet", 'q'),
-                                             TOOL_OPTS_END};
+    static const struct option longopts[] = {
+        TOOL_ARG("out", O_OUT),
+        TOOL_ARG("shape", O_SHAPE),
+        TOOL_ARG("layers", O_LAYERS),
+        TOOL_ARG("heads", O_HEADS),
+        TOOL_ARG("embd", O_EMBD),
+        TOOL_ARG("vocab", O_VOCAB),
+        TOOL_ARG("ctx", O_CTX),
+        TOOL_ARG("dtype", O_DTYPE),
+        TOOL_FLAG("no-prefix", O_NOPREFIX),
+        TOOL_FLAG("prefix", O_PREFIX),
+        TOOL_FLAG("no-attn-bias", O_NOBIAS),
+        TOOL_FLAG("no-tokenizer", O_NOTOK),
+        TOOL_ARG("seed", O_SEED),
+        TOOL_ARG("vocab-from", O_VOCABFROM),
+        TOOL_FLAG("quiet", 'q'),
+        TOOL_OPTS_END,
+    };
     static char text[2048];
     snprintf(text, sizeof text, details, synth_shape_names());
     const tool_help help = {"usage: twd-synth --out DIR [options]\n", text};

@@ -92,23 +92,25 @@ static int set_option(void *ctx, int c, const char *v)
 static int parse_args(int argc, char **argv, void *ctx)
 {
     umap_args *a = ctx;
-    static const struct option opts[] = {TOOL_ARG("data", 'd'),
-                                         TOOL_ARG("rows", 'n'),
-                                         TOOL_ARG("dim", 'D'),
-                                         TOOL_ARG("out", 'o'),
-                                         TOOL_ARG("query", 'q'),
-                                         TOOL_ARG("qrows", 'm'),
-                                         TOOL_ARG("qout", 'Q'),
-                                         TOOL_ARG("threads", 't'),
-                                         TOOL_ARG("seed", 's'),
-                                         TOOL_ARG("epochs", 'e'),
-                                         TOOL_ARG("neighbors", 'k'),
-                                         TOOL_ARG("components", 'c'),
-                                         TOOL_ARG("min-dist", 'M'),
-                                         TOOL_ARG("save", 'S'),
-                                         TOOL_FLAG("pca", 'P'),
-                                         TOOL_ARG("faith", 'F'),
-                                         TOOL_OPTS_END};
+    static const struct option opts[] = {
+        TOOL_ARG("data", 'd'),
+        TOOL_ARG("rows", 'n'),
+        TOOL_ARG("dim", 'D'),
+        TOOL_ARG("out", 'o'),
+        TOOL_ARG("query", 'q'),
+        TOOL_ARG("qrows", 'm'),
+        TOOL_ARG("qout", 'Q'),
+        TOOL_ARG("threads", 't'),
+        TOOL_ARG("seed", 's'),
+        TOOL_ARG("epochs", 'e'),
+        TOOL_ARG("neighbors", 'k'),
+        TOOL_ARG("components", 'c'),
+        TOOL_ARG("min-dist", 'M'),
+        TOOL_ARG("save", 'S'),
+        TOOL_FLAG("pca", 'P'),
+        TOOL_ARG("faith", 'F'),
+        TOOL_OPTS_END,
+    };
     *a = (umap_args){0};
     umap_params_default(&a->p);
     a->p.n_threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN);
