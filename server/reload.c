@@ -225,10 +225,7 @@ reloader *reloader_start(api_service *svc, const char (*paths)[4096], const twd_
     }
     if (waker_open(&r->wake) != 0 || waker_start(&r->wake, watch_main, r) != 0) {
         snprintf(err, errlen, "cannot start the checkpoint watcher: %s", strerror(errno));
-        waker_stop(&r->wake);
-        if (r->ino >= 0) close(r->ino);
-        free(r->w);
-        free(r);
+        reloader_stop(r);
         return NULL;
     }
     return r;
