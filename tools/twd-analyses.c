@@ -75,38 +75,27 @@ typedef struct {
     int block, reps;
 } ana_args;
 
-/* One option of argv into *a: 0, or -1 (reported). */
-static int set_option(void *ctx, int c, const char *v)
-{
-    ana_args *a = ctx;
-    switch (c) {
-    case 'm': a->dir = v; return 0;
-    case 'B': a->blocks_s = v; return 0;
-    case 'i': a->ids_s = v; return 0;
-    case 'p': a->phrase_s = v; return 0;
-    case 'q': return tool_parse_size("--queries", v, (size_t)1 << 20, &a->queries);
-    case 'k': return tool_parse_size("--k", v, (size_t)1 << 30, &a->k);
-    case 't': return tool_parse_size("--top", v, (size_t)1 << 30, &a->top);
-    case 'M': return tool_parse_size("--budget-mb", v, (size_t)1 << 30, &a->budget_mb);
-    case 'b': return tool_parse_int("--block", v, -1, 1 << 20, &a->block);
-    case 'r': return tool_parse_int("--reps", v, 1, 1000, &a->reps);
-    default: return -1;
-    }
-}
-
 /* 0: run; 1: --help printed; -1: bad arguments (reported). The command
  * (dump, bench, beyond or bench-mlp) is the one operand. */
 static int parse_args(int argc, char **argv, void *ctx)
 {
     ana_args *a = ctx;
-    static const struct option opts[] = {
-        TOOL_ARG("model", 'm'),     TOOL_ARG("blocks", 'B'),  TOOL_ARG("block", 'b'), TOOL_ARG("ids", 'i'),
-        TOOL_ARG("phrase", 'p'),    TOOL_ARG("queries", 'q'), TOOL_ARG("k", 'k'),     TOOL_ARG("top", 't'),
-        TOOL_ARG("budget-mb", 'M'), TOOL_ARG("reps", 'r'),    TOOL_OPTS_END,
-    };
     static const char *const cmds[] = {"dump", "bench", "beyond", "bench-mlp"};
     *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3, .queries = 64};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 1);
+    const tool_opt opts[] = {
+        OPT_STR("model", &a->dir),
+        OPT_STR("blocks", &a->blocks_s),
+        OPT_INT("block", &a->block, -1, 1 << 20),
+        OPT_STR("ids", &a->ids_s),
+        OPT_STR("phrase", &a->phrase_s),
+        OPT_SIZE("queries", &a->queries, (size_t)1 << 20),
+        OPT_SIZE("k", &a->k, (size_t)1 << 30),
+        OPT_SIZE("top", &a->top, (size_t)1 << 30),
+        OPT_SIZE("budget-mb", &a->budget_mb, (size_t)1 << 30),
+        OPT_INT("reps", &a->reps, 1, 1000),
+        OPT_END,
+    };
+    int rc = tool_getopt(argc, argv, opts, &help, 1);
     if (rc) return rc;
     if ((a->cmd = tool_command(argv[optind], cmds, 4)) < 0) {
         tool_usage(stderr, &help);

@@ -45,72 +45,40 @@ static const tool_help help = {
 typedef struct {
     const char *model_dir, *tokens_arg;
     long long random_n, bench;
-    unsigned long long seed;
-    int json;
+    uint64_t seed;
+    int json, gelu, kernels, logits; /* the choices, then copied into o */
     gpt2_forward_opts o;
 } fwd_args;
-
-static int set_choice(fwd_args *a, int c, const char *v)
-{
-    static const char *const gelu[] = {"tanh", "erf"}, *const kernels[] = {"blas", "naive"},
-                             *const logits[] = {"last", "all", "none"};
-    static const gpt2_gelu gelu_v[] = {GPT2_GELU_TANH, GPT2_GELU_ERF};
-    static const gpt2_kernels kernels_v[] = {GPT2_KERNELS_BLAS, GPT2_KERNELS_NAIVE};
-    static const gpt2_logits logits_v[] = {GPT2_LOGITS_LAST, GPT2_LOGITS_ALL, GPT2_LOGITS_NONE};
-    int i;
-    if (c == 'g' && (i = tool_command(v, gelu, 2)) >= 0)
-        a->o.gelu = gelu_v[i];
-    else if (c == 'K' && (i = tool_command(v, kernels, 2)) >= 0)
-        a->o.kernels = kernels_v[i];
-    else if (c == 'l' && (i = tool_command(v, logits, 3)) >= 0)
-        a->o.logits = logits_v[i];
-    else
-        return -1;
-    return 0;
-}
-
-/* One option into *a: 0, or -1 (reported). */
-static int set_option(void *ctx, int c, const char *v)
-{
-    fwd_args *a = ctx;
-    long long x;
-    switch (c) {
-    case 'm': a->model_dir = v; return 0;
-    case 't': a->tokens_arg = v; return 0;
-    case 'j': a->json = 1; return 0;
-    case 'A': a->o.skip_attention = 1; return 0;
-    case 'r': return tool_parse_ll("--random", v, 0, 1 << 30, &a->random_n);
-    case 'b': return tool_parse_ll("--bench", v, 0, 1 << 30, &a->bench);
-    case 's':
-        if (tool_parse_ll("--seed", v, 0, INT64_MAX, &x)) return -1;
-        a->seed = (unsigned long long)x;
-        return 0;
-    case 'g':
-    case 'K':
-    case 'l':
-        if (set_choice(a, c, v) == 0) return 0;
-        tw_log("bad argument --%s %s", c == 'g' ? "gelu" : c == 'K' ? "kernels" : "logits", v);
-        return -1;
-    default: return -1;
-    }
-}
 
 /* 0: run; 1: --help printed; -1: bad arguments (reported, usage on stderr). */
 static int parse_args(int argc, char **argv, void *ctx)
 {
     fwd_args *a = ctx;
-    static const struct option opts[] = {
-        TOOL_ARG("model", 'm'),   TOOL_ARG("tokens", 't'), TOOL_ARG("random", 'r'),
-        TOOL_ARG("seed", 's'),    TOOL_ARG("bench", 'b'),  TOOL_ARG("gelu", 'g'),
-        TOOL_ARG("kernels", 'K'), TOOL_ARG("logits", 'l'), TOOL_FLAG("skip-attention", 'A'),
-        TOOL_FLAG("json", 'j'),   TOOL_OPTS_END,
-    };
+    static const char *const gelu[] = {"tanh", "erf", NULL}, *const kernels[] = {"blas", "naive", NULL},
+                             *const logits[] = {"last", "all", "none", NULL};
+    static const int gelu_v[] = {GPT2_GELU_TANH, GPT2_GELU_ERF};
+    static const int kernels_v[] = {GPT2_KERNELS_BLAS, GPT2_KERNELS_NAIVE};
+    static const int logits_v[] = {GPT2_LOGITS_LAST, GPT2_LOGITS_ALL, GPT2_LOGITS_NONE};
     *a = (fwd_args){.seed = 1};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 0);
+    const tool_opt opts[] = {OPT_STR("model", &a->model_dir),
+                             OPT_STR("tokens", &a->tokens_arg),
+                             OPT_LL("random", &a->random_n, 0, 1 << 30),
+                             OPT_U64("seed", &a->seed),
+                             OPT_LL("bench", &a->bench, 0, 1 << 30),
+                             OPT_CHOICE("gelu", &a->gelu, gelu, gelu_v),
+                             OPT_CHOICE("kernels", &a->kernels, kernels, kernels_v),
+                             OPT_CHOICE("logits", &a->logits, logits, logits_v),
+                             OPT_FLAG("skip-attention", &a->o.skip_attention),
+                             OPT_FLAG("json", &a->json),
+                             OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, 0);
     if (!rc && (!a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {
         tool_usage(stderr, &help);
         rc = -1;
     }
+    a->o.gelu = (gpt2_gelu)a->gelu;
+    a->o.kernels = (gpt2_kernels)a->kernels;
+    a->o.logits = (gpt2_logits)a->logits;
     return rc;
 }
 

@@ -34,24 +34,13 @@ typedef struct {
     long long reps, threads;
 } sgemm_args;
 
-static int set_option(void *ctx, int c, const char *v)
-{
-    sgemm_args *a = ctx;
-    switch (c) {
-    case 'n': return tool_parse_size("--n", v, 32768, &a->n);
-    case 'r': return tool_parse_ll("--reps", v, 1, 1000, &a->reps);
-    case 't': return tool_parse_ll("--threads", v, 1, 256, &a->threads);
-    default: return -1;
-    }
-}
-
 static int parse_args(int argc, char **argv, void *ctx)
 {
     sgemm_args *a = ctx;
-    static const struct option opts[] = {TOOL_ARG("n", 'n'), TOOL_ARG("reps", 'r'), TOOL_ARG("threads", 't'),
-                                         TOOL_OPTS_END};
     *a = (sgemm_args){.n = 4096, .reps = 5, .threads = 0};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a, 0);
+    const tool_opt opts[] = {OPT_SIZE("n", &a->n, 32768), OPT_LL("reps", &a->reps, 1, 1000),
+                             OPT_LL("threads", &a->threads, 1, 256), OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, 0);
     if (!rc && a->n < 16) {
         tw_log("--n must be at least 16");
         rc = -1;
