@@ -594,9 +594,7 @@ guard *guard_start(int listen_fd, struct MHD_Daemon *d, const guard_settings *s,
         snprintf(err, errlen, "cannot start the connection guard: %s", strerror(errno));
         if (g->ep >= 0) close(g->ep);
         waker_stop(&g->wake);
-        pthread_mutex_destroy(&g->lock);
-        free(g->peek);
-        free(g);
+        guard_free(g);
         return NULL;
     }
     return g;
