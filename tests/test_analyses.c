@@ -19,6 +19,7 @@
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/tw_check.h"
@@ -209,9 +210,7 @@ START_TEST(test_embed_normalization_vs_naive)
                           embed_normalization_row_name(k), t, got[t][1], sd);
         }
     }
-    free(c);
-    free(N);
-    free(X);
+    TT_FREE(c, N, X);
     tt_model_free(&tm);
 }
 END_TEST
@@ -321,14 +320,7 @@ START_TEST(test_probe_words_vs_naive)
     ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, 0, k, &r), 0);
     ck_assert_uint_eq(r.n_words, 0);
     probe_words_result_free(&r);
-    free(E);
-    free(Wqk);
-    free(Wvo);
-    free(kq);
-    free(u);
-    free(U);
-    free(x);
-    free(xf);
+    TT_FREE(E, Wqk, Wvo, kq, u, U, x, xf);
     blockcache_free(c);
     tt_model_free(&tm);
 }
@@ -409,9 +401,7 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
                     snprintf(what, sizeof what, "block %d %s head %zu dir %zu left", block,
                              probe_svd_matrix_name(matrix), h, t);
                     check_list(what, r.left + (h * top + t) * k, left, k, 1e-4);
-                    free(rp);
-                    free(rn);
-                    free(left);
+                    TT_FREE(rp, rn, left);
                 }
             }
             // one head alone equals its row of the all-heads answer
@@ -436,13 +426,7 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
     }
     fprintf(stderr, "probe_svd d=%zu H=%zu: largest relative singular value difference %.3g\n", d, H,
             worst_s);
-    free(E);
-    free(A);
-    free(S);
-    free(Ud);
-    free(VTd);
-    free(u);
-    free(v);
+    TT_FREE(E, A, S, Ud, VTd, u, v);
     blockcache_free(c);
 }
 

@@ -19,6 +19,7 @@
 #include "core/ana/selfcheck.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
@@ -137,9 +138,7 @@ static void test_forward_keeps_mlp_and_mid_on(const gpt2_model *m, int var)
     for (size_t i = 0; i < L * n * F; i++)
         ck_assert(fabs(one->mlp_act[i] - kept->mlp_act[i]) <= 1e-4 * (1 + fabs(kept->mlp_act[i])));
     gpt2_forward_free(one);
-    free(z);
-    free(h);
-    free(zf);
+    TT_FREE(z, h, zf);
     gpt2_forward_free(plain);
     gpt2_forward_free(kept);
 }
@@ -176,10 +175,7 @@ START_TEST(test_rank_rows_vs_sort)
     ck_assert_int_eq(top[ranks[1] - 1].id, 3);
     int32_t bad = (int32_t)n;
     ck_assert_int_eq(topk_rank_rows(M, n, d, Q, 1, &bad, ranks, NULL), TW_EINVAL);
-    free(top);
-    free(all);
-    free(M);
-    free(Q);
+    TT_FREE(top, all, M, Q);
 }
 END_TEST
 
@@ -276,9 +272,7 @@ static void test_mlp_search_vs_naive_on(const gpt2_model *m, int var)
     ck_assert_int_eq(mlp_search(m, NULL, 0, (int32_t)V, k, &r), TW_ETOKEN);
     ck_assert_int_eq(mlp_search(m, NULL, B_L, 0, k, &r), TW_EBLOCK);
     ck_assert_int_eq(mlp_search(m, NULL, 0, 0, F + 1, &r), TW_EK);
-    free(all);
-    free(E);
-    free(v);
+    TT_FREE(all, E, v);
 }
 
 START_TEST(test_mlp_search_vs_naive) { for_each_variant(22, test_mlp_search_vs_naive_on); }
@@ -350,10 +344,7 @@ START_TEST(test_mlp_svd_vs_dense)
                     }
                     tt_scored *th = tt_rank_all(z, My, V, d, 1);
                     check_list("svd through", (in ? res.right : res.left) + t * k, th, k, 1e-6, 1);
-                    free(th);
-                    free(nr);
-                    free(p);
-                    free(q);
+                    TT_FREE(th, nr, p, q);
                 }
                 mlp_svd_result_free(&res);
             }
@@ -367,15 +358,7 @@ START_TEST(test_mlp_svd_vs_dense)
         ck_assert_int_eq(mlp_svd(m, NULL, -1, MLP_SVD_IN, 1, 3, &res), TW_EBLOCK);
         ck_assert_int_eq(mlp_svd(m, NULL, 0, MLP_SVD_OUT, 1, 0, &res), TW_EK);
         blockcache_free(c);
-        free(E);
-        free(En2);
-        free(A);
-        free(S);
-        free(U);
-        free(VT);
-        free(x);
-        free(y);
-        free(z);
+        TT_FREE(E, En2, A, S, U, VT, x, y, z);
         tt_model_free(&tm);
     }
 }
@@ -438,10 +421,7 @@ static void test_mlp_updates_vs_naive_on(const gpt2_model *m, int var)
     ck_assert_int_eq(mlp_updates(m, NULL, fr, 0, k, &r), TW_ETOP);
     ck_assert_int_eq(mlp_updates(m, NULL, fr, top, 0, &r), TW_EK);
     gpt2_forward_free(fr);
-    free(E);
-    free(v);
-    free(u);
-    free(w);
+    TT_FREE(E, v, u, w);
 }
 
 START_TEST(test_mlp_updates_vs_naive) { for_each_variant(24, test_mlp_updates_vs_naive_on); }
@@ -537,9 +517,7 @@ static void check_layers(const gpt2_model *m, const lngeom_result *r, const floa
         for (size_t i = 0; i < d; i++) bd[i] = b ? b[i] : 0;
         tt_scored *br = tt_rank_all(bd, E, V, d, 1);
         check_list("beta", lists + LNG_BETA * k, br, k, 1e-9, 1);
-        free(br);
-        free(bd);
-        free(E);
+        TT_FREE(br, bd, E);
     }
     free(n);
     free(col);
@@ -715,11 +693,7 @@ static void test_lngeom_keys_vs_naive_on(const gpt2_model *m, int var)
     lngeom_keys_result_free(&r);
     lngeom_keys_result_free(&t);
     blockcache_free(c);
-    free(q);
-    free(Sg);
-    free(mu);
-    free(rhs);
-    free(hit);
+    TT_FREE(q, Sg, mu, rhs, hit);
 }
 
 START_TEST(test_lngeom_keys_vs_naive) { for_each_variant(32, test_lngeom_keys_vs_naive_on); }

@@ -19,6 +19,7 @@
 #include "core/model/synth.h"
 #include "core/nn/topk.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -218,15 +219,7 @@ START_TEST(test_screened_coarse)
     const topk_screen bad = {
         .M = M, .n = n, .d = d, .Q = Q, .ldq = d, .S = S, .lds = d, .ds = d, .P = P, .ldp = d};
     ck_assert_int_eq(topk_rows_screened(&bad, nq, k, t1, NULL, k, NULL), TW_EINVAL);
-    free(M);
-    free(Q);
-    free(S);
-    free(P);
-    free(err);
-    free(t1);
-    free(b1);
-    free(t2);
-    free(b2);
+    TT_FREE(M, Q, S, P, err, t1, b1, t2, b2);
 }
 END_TEST
 
@@ -238,13 +231,7 @@ START_TEST(test_lazy_f16_same_answers)
 {
     char dir[256], err[512];
     tt_tmpdir(dir, sizeof dir, "lazy");
-    synth_opts o;
-    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
-    o.vocab_size = 400;
-    o.n_ctx = 16;
-    o.seed = 5;
-    o.tokenizer = 0;
-    o.dtype = SYNTH_F16;
+    const synth_opts o = tt_synth_tiny(400, 16, 5, SYNTH_F16);
     ck_assert_msg(synth_write(dir, &o, err, sizeof err) == 0, "%s", err);
     gpt2_model e, z;
     ck_assert_msg(gpt2_load(dir, &e, err, sizeof err) == 0, "%s", err);

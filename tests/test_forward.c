@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/nn/forward.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -203,11 +204,7 @@ START_TEST(test_attention_blocks)
     for (size_t h = 0; h < H; h++)
         for (size_t t = 0; t < N; t++)
             for (size_t u = t + 1; u < N; u++) ck_assert_float_eq(att1[(h * N + t) * N + u], 0.0f);
-    free(qkv);
-    free(out1);
-    free(out2);
-    free(att1);
-    free(att2);
+    TT_FREE(qkv, out1, out2, att1, att2);
 }
 END_TEST
 

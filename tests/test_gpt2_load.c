@@ -23,6 +23,8 @@
 #include "core/nn/forward.h"
 #include "core/tok/tokenizer.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
+#include "tests/support/test_model.h"
 #include "tests/support/tw_check.h"
 
 static char tmpdir[256];
@@ -710,20 +712,13 @@ static double max_excess(const gpt2_model *a, const gpt2_model *b, double rel, d
             double e = d - (rel * fabs(x) + abs);
             if (e > worst) worst = e;
         }
-    free(pa);
-    free(pb);
-    free(ne);
+    TT_FREE(pa, pb, ne);
     return worst;
 }
 
 START_TEST(t_synth_dtypes_and_prefix_agree)
 {
-    synth_opts o;
-    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
-    o.vocab_size = 300;
-    o.n_ctx = 16;
-    o.seed = 7;
-    o.tokenizer = 0;
+    synth_opts o = tt_synth_tiny(300, 16, 7, SYNTH_F32);
     synth_into("f32", &o);
     o.prefix = 1;
     synth_into("f32p", &o);
@@ -839,13 +834,7 @@ static void lazy_matches(const char *sub, size_t budget, size_t want_kept)
 
 START_TEST(t_lazy_f16_blocks)
 {
-    synth_opts o;
-    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
-    o.vocab_size = 300;
-    o.n_ctx = 16;
-    o.seed = 11;
-    o.tokenizer = 0;
-    o.dtype = SYNTH_F16;
+    synth_opts o = tt_synth_tiny(300, 16, 11, SYNTH_F16);
     synth_into("lz16", &o);
     o.dtype = SYNTH_BF16;
     o.prefix = 1;
@@ -1003,9 +992,7 @@ START_TEST(t_synth_deterministic)
     snprintf(p, sizeof p, "%s/a/model.safetensors", tmpdir);
     a = tt_read_file(p, &la);
     ck_assert_int_eq(memcmp(a, c, la), 0);
-    free(a);
-    free(b);
-    free(c);
+    TT_FREE(a, b, c);
 }
 END_TEST
 

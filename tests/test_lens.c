@@ -10,6 +10,7 @@
 #include "base/progress.h"
 #include "core/ana/lens.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -80,13 +81,7 @@ static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_
         ck_assert_msg(fabs(lse[i] - l) <= tol * fmax(1, fabs(l)), "lse %.9g vs %.9g", lse[i], l);
         ck_assert_msg(fabs(ent[i] - e) <= tol * fmax(1, fabs(e)), "entropy %.9g vs %.9g", ent[i], e);
     }
-    free(tg);
-    free(rank);
-    free(lse);
-    free(ent);
-    free(score);
-    free(top);
-    free(want);
+    TT_FREE(tg, rank, lse, ent, score, top, want);
 }
 
 /* Uniform data, and integer data with many exact ties (which the rank
@@ -128,7 +123,7 @@ START_TEST(test_lens_large_scores_progress)
     for (size_t j = 0; j < V; j++) E[j * d] = 4.0f * (float)j / (float)V; /* rising along coordinate 0 */
     tt_fill_uniform(&r, Q, nq * d, -40, 40);
     for (size_t i = 0; i < nq; i++) Q[i * d] = 60.0f; /* every score rises with the id */
-    check_lens(E, V, d, Q, nq, 3, &r, 1e-4); /* scores up to about 300 */
+    check_lens(E, V, d, Q, nq, 3, &r, 1e-4);          /* scores up to about 300 */
     tw_progress pr;
     tw_progress_reset(&pr);
     int32_t tg[70] = {0}, rank[70];
@@ -176,12 +171,7 @@ START_TEST(test_lens_batch_independent)
             ck_assert(one[j].score == top[i * k + j].score);
         }
     }
-    free(E);
-    free(Q);
-    free(tg);
-    free(rank);
-    free(score);
-    free(top);
+    TT_FREE(E, Q, tg, rank, score, top);
 }
 END_TEST
 

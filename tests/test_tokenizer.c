@@ -15,6 +15,7 @@
 #include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/tw_check.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -187,9 +188,7 @@ static void check_round_trip(const tokenizer *t, const char *s, size_t len)
                   "round trip of %zu bytes differs at byte %zu (decoded %ld bytes, expected %zu)", len, first,
                   dl, cl);
     for (long i = 0; i < n; i++) ck_assert_int_lt(ids[i], tokenizer_vocab_size(t));
-    free(clean);
-    free(dec);
-    free(ids);
+    TT_FREE(clean, dec, ids);
 }
 
 #define B(c) byte_gpt2_id[(unsigned char)(c)]
@@ -732,9 +731,7 @@ static void time_long(const char *what, const char *s, size_t len)
     size_t cl;
     char *clean = utf8_sanitize(s, len, &cl);
     ck_assert(cl == (size_t)dl && memcmp(clean, dec, cl) == 0);
-    free(clean);
-    free(dec);
-    free(ids);
+    TT_FREE(clean, dec, ids);
 }
 
 START_TEST(test_long_inputs)

@@ -22,6 +22,7 @@
 #include "core/proj/umap.h"
 #include "core/proj/umap_internal.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
@@ -192,12 +193,7 @@ START_TEST(test_knn_against_naive)
             }
     }
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, n + 1, 1, i1, d1, NULL, err, sizeof err), TW_EINVAL);
-    free(x);
-    free(q);
-    free(i1);
-    free(i2);
-    free(d1);
-    free(d2);
+    TT_FREE(x, q, i1, i2, d1, d2);
 }
 END_TEST
 
@@ -249,9 +245,7 @@ START_TEST(test_fuzzy_graph_dense_reference)
         umap_graph_free(&g);
         free(a);
     }
-    free(x);
-    free(idx);
-    free(dist);
+    TT_FREE(x, idx, dist);
 }
 END_TEST
 
@@ -266,10 +260,7 @@ static void build_graph(const float *x, size_t n, size_t dim, size_t k, umap_gra
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err, sizeof err), TW_OK);
     umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
     ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, 1.0f, g, err, sizeof err), TW_OK);
-    free(idx);
-    free(dist);
-    free(sigma);
-    free(rho);
+    TT_FREE(idx, dist, sigma, rho);
 }
 
 START_TEST(test_spectral_arpack_vs_dense)
@@ -326,10 +317,7 @@ START_TEST(test_spectral_arpack_vs_dense)
     ck_assert_msg(worst_res < 1e-3, "eigen residual %.3e", worst_res);
     ck_assert_msg(worst_diff < 1e-3, "ARPACK vs dense %.3e", worst_diff);
     umap_graph_free(&g);
-    free(deg);
-    free(x);
-    free(e_arpack);
-    free(e_dense);
+    TT_FREE(deg, x, e_arpack, e_dense);
 }
 END_TEST
 
@@ -629,13 +617,7 @@ START_TEST(test_transform_training_points)
     ck_assert_int_eq(umap_transform(&f.m, f.x, q, mq, out2, err, sizeof err), TW_OK);
     ck_assert_int_eq(memcmp(out, out2, mq * nc * sizeof *out), 0);
     umap_model_free(&f.m);
-    free(f.x);
-    free(q);
-    free(out);
-    free(out2);
-    free(d5);
-    free(row);
-    free(f.label);
+    TT_FREE(f.x, q, out, out2, d5, row, f.label);
 }
 END_TEST
 
@@ -659,11 +641,7 @@ START_TEST(test_transform_new_points_land_in_their_cluster)
     printf("transform of new points: %zu of %zu next to their own cluster\n", right, mq);
     ck_assert_uint_ge(right, 95);
     umap_model_free(&f.m);
-    free(f.x);
-    free(x2);
-    free(out);
-    free(f.label);
-    free(label2);
+    TT_FREE(f.x, x2, out, f.label, label2);
 }
 END_TEST
 

@@ -13,10 +13,30 @@ static int cmp_desc(const void *a, const void *b)
 
 void tt_sort_desc(tt_scored *a, size_t n) { qsort(a, n, sizeof *a, cmp_desc); }
 
+static int cmp_asc(const void *a, const void *b)
+{
+    const tt_scored *x = a, *y = b;
+    if (x->s < y->s) return -1;
+    if (x->s > y->s) return 1;
+    return x->id - y->id;
+}
+
+void tt_sort_asc(tt_scored *a, size_t n) { qsort(a, n, sizeof *a, cmp_asc); }
+
 double tt_dot(const double *a, const double *b, size_t n)
 {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+double tt_sqdist(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double u = (double)a[i] - (double)b[i];
+        s += u * u;
+    }
     return s;
 }
 

@@ -14,8 +14,15 @@ typedef struct {
  * order of core/nn/topk.h). */
 void tt_sort_desc(tt_scored *a, size_t n);
 
+/* Sorts a[0..n) by score, smallest first, equal scores lower id first (the
+ * order of nearest neighbours by distance). */
+void tt_sort_asc(tt_scored *a, size_t n);
+
 /* sum a[i] b[i] over n, in order. */
 double tt_dot(const double *a, const double *b, size_t n);
+
+/* sum (a[i] - b[i])^2 over n, in double, in order. */
+double tt_sqdist(const float *a, const float *b, size_t n);
 
 /* Every row of M (n, d) scored by sign * (v . row), sorted by
  * tt_sort_desc: a malloc'd (n) list (NULL when out of memory). */
