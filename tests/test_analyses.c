@@ -22,6 +22,7 @@
 #include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rank.h"
+#include "tests/support/test_thread.h"
 #include "tests/support/tw_check.h"
 
 enum { M_L = 2, M_H = 4, M_D = 48, M_V = 600 };
@@ -520,8 +521,7 @@ START_TEST(test_probe_bias_vs_naive)
     probe_bias_result r;
     ck_assert_int_eq(probe_svd_bias(m, NULL, M_L, k, &r), TW_EBLOCK);
     ck_assert_int_eq(probe_svd_bias(m, NULL, 0, 0, &r), TW_EK);
-    free(a);
-    free(cv);
+    TT_FREE(a, cv);
     tt_model_free(&tm);
 }
 END_TEST
@@ -549,16 +549,10 @@ START_TEST(test_concurrent_probes_share_fill)
     model_build(&tm, M_L, M_H, M_D, 20000, 61); // V large enough to overlap
     blockcache *c = blockcache_new((size_t)1 << 26);
     enum { NT = 4 };
-    pthread_t th[NT];
     probe_arg args[NT];
-    for (int i = 0; i < NT; i++) {
-        args[i] = (probe_arg){&tm.m, c, 1};
-        pthread_create(&th[i], NULL, probe_thread, &args[i]);
-    }
-    for (int i = 0; i < NT; i++) {
-        pthread_join(th[i], NULL);
-        ck_assert_int_eq(args[i].rc, 0);
-    }
+    for (int i = 0; i < NT; i++) args[i] = (probe_arg){&tm.m, c, 1};
+    tt_run_threads(probe_thread, args, sizeof *args, NT);
+    for (int i = 0; i < NT; i++) ck_assert_int_eq(args[i].rc, 0);
     blockcache_stats st;
     blockcache_get_stats(c, &st);
     ck_assert_uint_eq(st.misses, 1);

@@ -198,8 +198,7 @@ static void test_mlp_values_vs_naive_on(const gpt2_model *m, int var)
             tt_scored *top = tt_rank_all(v, E, V, d, 1), *bot = tt_rank_all(v, E, V, d, -1);
             check_list("values top", r.top + i * k, top, k, 1e-9, 1);
             check_list("values bottom", r.bottom + i * k, bot, k, 1e-9, -1);
-            free(top);
-            free(bot);
+            TT_FREE(top, bot);
         }
         /* a subset gives the rows of the whole */
         int32_t sub[] = {F - 1, 0, 17, 17};
@@ -223,8 +222,7 @@ static void test_mlp_values_vs_naive_on(const gpt2_model *m, int var)
     ck_assert_int_eq(mlp_values(m, NULL, 0, &bad, 1, k, &r), TW_ERANGE);
     ck_assert_ptr_null(r.top);
     blockcache_free(c);
-    free(E);
-    free(v);
+    TT_FREE(E, v);
 }
 
 START_TEST(test_mlp_values_vs_naive) { for_each_variant(21, test_mlp_values_vs_naive_on); }
@@ -519,8 +517,7 @@ static void check_layers(const gpt2_model *m, const lngeom_result *r, const floa
         check_list("beta", lists + LNG_BETA * k, br, k, 1e-9, 1);
         TT_FREE(br, bd, E);
     }
-    free(n);
-    free(col);
+    TT_FREE(n, col);
 }
 
 static void test_lngeom_layers_vs_naive_on(const gpt2_model *m, int var)
@@ -625,8 +622,7 @@ static void solve(const double *A0, const double *b0, size_t n, double *x)
         for (size_t j = c + 1; j < n; j++) s -= A[c * n + j] * x[j];
         x[c] = s / A[c * n + c];
     }
-    free(A);
-    free(b);
+    TT_FREE(A, b);
 }
 
 static void test_lngeom_keys_vs_naive_on(const gpt2_model *m, int var)

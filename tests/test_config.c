@@ -8,6 +8,7 @@
 
 #include "server/config.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/tw_check.h"
 
 /* text as a file in a new temporary directory; its path (static storage). */
@@ -319,8 +320,7 @@ START_TEST(shipped_conf_matches_table)
     twd_config d;
     config_defaults(&d);
     ck_assert_msg(memcmp(&c, &d, sizeof c) == 0, "loading the shipped file changes a default");
-    free(gen);
-    free(file);
+    TT_FREE(gen, file);
 }
 END_TEST
 

@@ -289,6 +289,5 @@ int main(void)
     const TTest *const tests[] = {test_factored_keys_layouts, test_factored_keys_ties_and_thin_heads,
                                   test_factored_keys_cancel,  test_screened_coarse,
                                   test_lazy_f16_same_answers, NULL};
-    const tw_case cases[] = {{"factored", 180, NULL, NULL, tests}};
-    return tw_check_main("factored", cases, 1);
+    return tw_check_one("factored", "factored", 180, tests);
 }

@@ -47,8 +47,7 @@ static void naive_tc(const float *X, size_t m, size_t d, const float *Y, size_t 
     double norm = 2.0 / ((double)m * K * (2.0 * m - 3.0 * K - 1.0));
     *T = 1 - norm * st;
     *C = 1 - norm * sc;
-    free(rx);
-    free(ry);
+    TT_FREE(rx, ry);
 }
 
 static void check_tc(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K)
@@ -77,8 +76,7 @@ START_TEST(test_trust_cont_random)
     double t, c;
     ck_assert_int_eq(faith_trust_cont(X, m, d, X, d, 15, &t, &c, NULL), TW_OK);
     ck_assert(t == 1 && c == 1);
-    free(X);
-    free(Y);
+    TT_FREE(X, Y);
 }
 END_TEST
 
@@ -92,8 +90,7 @@ START_TEST(test_trust_cont_ties)
     memcpy(X + 5 * d, X + 150 * d, d * sizeof *X); /* a duplicate row: distance 0 */
     check_tc(X, m, d, Y, 3, 15);
     check_tc(X, m, d, Y, 3, 7);
-    free(X);
-    free(Y);
+    TT_FREE(X, Y);
 }
 END_TEST
 
@@ -230,6 +227,5 @@ int main(void)
                                   test_knn_overlap,
                                   test_layout_service,
                                   NULL};
-    const tw_case c = {"faithfulness", 60, NULL, NULL, tests};
-    return tw_check_main("faith", &c, 1);
+    return tw_check_one("faith", "faithfulness", 60, tests);
 }

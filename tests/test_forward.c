@@ -505,8 +505,7 @@ START_TEST(test_layouts_and_no_bias)
     gpt2_forward_free(b);
     gpt2_forward_free(c);
     gpt2_forward_free(d);
-    free(blocks);
-    free(zeros);
+    TT_FREE(blocks, zeros);
     tt_model_free(&hf);
     tt_model_free(&lin);
     tt_model_free(&nob);

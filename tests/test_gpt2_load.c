@@ -223,8 +223,7 @@ static int write_ckpt(const ckpt *k)
             }
     }
     ck_assert_int_eq(fclose(fp), 0);
-    free(hdr);
-    free(ts);
+    TT_FREE(hdr, ts);
     return n_used;
 }
 
@@ -310,8 +309,7 @@ static void check_loaded(const ckpt *k, gpt2_model *m, int expect_in_place)
         ck_assert_uint_eq(in_place, 0);
         ck_assert_uint_eq(m->n_owned, (size_t)n);
     }
-    free(ts);
-    free(ptr);
+    TT_FREE(ts, ptr);
 }
 
 START_TEST(t_load_plain_names)
@@ -1101,8 +1099,7 @@ START_TEST(t_synth_vocab_from)
     char *x = tt_read_file(a, &la), *y = tt_read_file(b, &lb);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(memcmp(x, y, la), 0);
-    free(x);
-    free(y);
+    TT_FREE(x, y);
     snprintf(b, sizeof b, "%s/cp/merges.txt", tmpdir);
     y = tt_read_file(b, &lb);
     ck_assert_str_eq(y, "#version: 0.2\nt 0\n");

@@ -105,8 +105,7 @@ START_TEST(test_lens_vs_reference)
             tt_fill_uniform(&r, Q, nq * d, -2, 2);
         }
         check_lens(E, V, d, Q, nq, cases[c].k, &r, 1e-5);
-        free(E);
-        free(Q);
+        TT_FREE(E, Q);
     }
 }
 END_TEST
@@ -118,10 +117,9 @@ START_TEST(test_lens_large_scores_progress)
 {
     tw_rng r = tt_rng(34);
     const size_t V = 3000, d = 16, nq = 70;
-    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_uniform(&r, E, V * d, -1, 1);
+    float *E = tt_uniform(&r, V * d, -1, 1);
     for (size_t j = 0; j < V; j++) E[j * d] = 4.0f * (float)j / (float)V; /* rising along coordinate 0 */
-    tt_fill_uniform(&r, Q, nq * d, -40, 40);
+    float *Q = tt_uniform(&r, nq * d, -40, 40);
     for (size_t i = 0; i < nq; i++) Q[i * d] = 60.0f; /* every score rises with the id */
     check_lens(E, V, d, Q, nq, 3, &r, 1e-4);          /* scores up to about 300 */
     tw_progress pr;
@@ -136,8 +134,7 @@ START_TEST(test_lens_large_scores_progress)
     tw_cancel c = {.flag = 1};
     o.cancel = &c;
     ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &o, &out), TW_ECANCELED);
-    free(E);
-    free(Q);
+    TT_FREE(E, Q);
 }
 END_TEST
 
@@ -147,9 +144,7 @@ START_TEST(test_lens_batch_independent)
 {
     tw_rng r = tt_rng(33);
     const size_t V = 4000, d = 64, nq = 300, k = 4;
-    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_uniform(&r, E, V * d, -1, 1);
-    tt_fill_uniform(&r, Q, nq * d, -1, 1);
+    float *E = tt_uniform(&r, V * d, -1, 1), *Q = tt_uniform(&r, nq * d, -1, 1);
     int32_t *tg = malloc(nq * sizeof *tg), *rank = malloc(nq * sizeof *rank);
     double *score = malloc(nq * sizeof *score);
     topk_hit *top = malloc(nq * k * sizeof *top);
@@ -200,6 +195,5 @@ int main(void)
 {
     const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_large_scores_progress,
                                        test_lens_batch_independent, test_lens_errors, NULL};
-    const tw_case lens = {"lens", 0, NULL, NULL, lens_tests};
-    return tw_check_main("lens", &lens, 1);
+    return tw_check_one("lens", "lens", 0, lens_tests);
 }

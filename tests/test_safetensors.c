@@ -11,6 +11,7 @@
 
 #include "core/model/safetensors.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
@@ -459,8 +460,7 @@ START_TEST(t_fuzz_mutations)
     ck_assert_int_gt(failed, 100);
     fprintf(stderr, "fuzz: %d accepted, %d rejected\n", ok, failed);
     ck_assert_int_gt(ok, 0);
-    free(orig);
-    free(buf);
+    TT_FREE(orig, buf);
 }
 END_TEST
 

@@ -172,6 +172,5 @@ int main(void)
 {
     const TTest *const tests[] = {file_changes_are_seen, sigbus_reads_zeros,
                                   sigbus_elsewhere_is_one_line_and_fatal, NULL};
-    const tw_case c = {"checkpoint_changes", 0, NULL, NULL, tests};
-    return tw_check_main("signals", &c, 1);
+    return tw_check_one("signals", "checkpoint_changes", 0, tests);
 }

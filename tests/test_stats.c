@@ -13,6 +13,7 @@
 #include "core/ana/traj_stats.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -228,8 +229,7 @@ static void check_model(const gpt2_model *m, const ts_text *tx, size_t nt, size_
     ck_assert(fabs(r.cells[0].stat[TS_COS_SELF].mean - 1) < 1e-12);
     free(v);
     for (int st = 0; st < TS_N_STATS; st++) free(val[st]);
-    free(rank);
-    free(tpos);
+    TT_FREE(rank, tpos);
     traj_stats_result_free(&r);
 }
 
@@ -275,8 +275,7 @@ static void run_layout(int linear, int no_bias, int many)
     /* a target that is a repeated token: the next token equals the current */
     store[3] = store[2];
     check_model(&tm.m, tx, nt, 3);
-    free(tx);
-    free(store);
+    TT_FREE(tx, store);
     tt_model_free(&tm);
 }
 

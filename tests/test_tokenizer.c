@@ -16,6 +16,7 @@
 #include "core/tok/tokenizer.h"
 #include "tests/support/test_fs.h"
 #include "tests/support/test_mem.h"
+#include "tests/support/test_thread.h"
 #include "tests/support/tw_check.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -459,12 +460,10 @@ START_TEST(test_corrupted_files_fuzz)
             ck_assert_msg(strstr(err, "merges.txt") || strstr(err, "vocab.json"), "error: %s", err);
             ck_assert_ptr_null(strchr(err, '\n'));
         }
-        free(cv);
-        free(cm);
+        TT_FREE(cv, cm);
     }
     printf("corruption fuzz: %d of 300 corrupted vocabularies still loaded\n", loaded);
-    free(v);
-    free(m);
+    TT_FREE(v, m);
     remove_dir(dir);
 }
 END_TEST
@@ -591,8 +590,7 @@ static int same_file(const char *d1, const char *d2, const char *name)
     size_t l1, l2;
     char *a = tt_read_in(d1, name, &l1), *b = tt_read_in(d2, name, &l2);
     int same = l1 == l2 && memcmp(a, b, l1) == 0;
-    free(a);
-    free(b);
+    TT_FREE(a, b);
     return same;
 }
 
@@ -806,8 +804,7 @@ START_TEST(test_long_pretoken_many_merges)
             ck_assert_int_eq(ids[k], 256 + 2 * (bit - 1) + 1);
     for (; run > 0; run--, k++) ck_assert_int_eq(ids[k], B(' '));
     ck_assert_int_eq((long)k, nt - 2);
-    free(ids);
-    free(s);
+    TT_FREE(ids, s);
     tiny_free(t, dir);
 }
 END_TEST
@@ -842,15 +839,11 @@ START_TEST(test_concurrent_encode)
     const char *text =
         "Concurrent users share one tokenizer: it's immutable. 日本語 🙂 <|endoftext|> 42\n\n";
     job jobs[4];
-    pthread_t th[4];
     int32_t *want;
     long nwant = encode_str(synth_tok, text, strlen(text), &want);
+    for (int i = 0; i < 4; i++) jobs[i] = (job){synth_tok, text, strlen(text), NULL, 0};
+    tt_run_threads(encode_job, jobs, sizeof *jobs, 4);
     for (int i = 0; i < 4; i++) {
-        jobs[i] = (job){synth_tok, text, strlen(text), NULL, 0};
-        ck_assert_int_eq(pthread_create(&th[i], NULL, encode_job, &jobs[i]), 0);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
         ck_assert_int_eq(jobs[i].n, nwant);
         ck_assert_mem_eq(jobs[i].ids, want, (size_t)nwant * sizeof *want);
         free(jobs[i].ids);

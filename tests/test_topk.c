@@ -42,8 +42,7 @@ START_TEST(test_topk_fast_vs_naive)
         TT_FREE(ft, fb, nt, nb);
     }
     ck_assert_msg(worst < 1e-5, "largest score difference fast vs naive %.3g", worst);
-    free(M);
-    free(Q);
+    TT_FREE(M, Q);
 }
 END_TEST
 
@@ -120,8 +119,7 @@ START_TEST(test_topk_vec_and_nan)
     ck_assert_int_eq(topk_rows(M, 4, 2, q, 1, 4, t4, NULL), 0);
     ck_assert_int_eq(t4[3].id, 1); // the NaN row comes last
     ck_assert(isnan(t4[3].score));
-    free(s);
-    free(all);
+    TT_FREE(s, all);
 }
 END_TEST
 

@@ -308,8 +308,7 @@ START_TEST(test_spectral_arpack_vs_dense)
             double e = fabs(e_arpack[i * nc + c] - e_dense[i * nc + c]);
             worst_diff = e > worst_diff ? e : worst_diff;
         }
-        free(v);
-        free(mv);
+        TT_FREE(v, mv);
     }
     printf("spectral: ARPACK residual %.2e, largest difference to dense "
            "LAPACK %.2e\n",
@@ -356,8 +355,7 @@ START_TEST(test_spectral_disconnected)
         ck_assert_int_eq(arg, label[i]);
     }
     umap_graph_free(&g);
-    free(x);
-    free(e);
+    TT_FREE(x, e);
 }
 END_TEST
 
@@ -479,8 +477,7 @@ START_TEST(test_fit_separates_clusters)
         ck_assert_msg(same > 0.95, "same-cluster nearest neighbour %.4f", same);
         ck_assert_msg(sep > 2.0, "centroid separation / radius %.3f", sep);
         umap_model_free(&m);
-        free(x);
-        free(label);
+        TT_FREE(x, label);
     }
 }
 END_TEST
@@ -906,8 +903,7 @@ START_TEST(test_pca_against_power_iteration)
     pca_free(&pm);
     ck_assert_int_eq(pca_fit(x, 1, dim, k, &pm, err, sizeof err), -1);
     ck_assert_int_eq(pca_fit(x, n, dim, dim + 1, &pm, err, sizeof err), -1);
-    free(x);
-    free(mix);
+    TT_FREE(x, mix);
 }
 END_TEST
 
