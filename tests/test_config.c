@@ -324,17 +324,6 @@ START_TEST(shipped_conf_matches_table)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const config_tests[] = {defaults_within_bounds,
-                                         set_checks_types_and_bounds,
-                                         mib_options,
-                                         blas_coretype_values,
-                                         file_and_flags,
-                                         config_file_errors,
-                                         file_quoting,
-                                         print_conf_round_trip,
-                                         shipped_conf_matches_table,
-                                         NULL};
-    return tw_check_one("config", "config", 0, config_tests);
-}
+TW_CHECK_ONE_MAIN("config", "config", 0, defaults_within_bounds, set_checks_types_and_bounds, mib_options,
+                  blas_coretype_values, file_and_flags, config_file_errors, file_quoting,
+                  print_conf_round_trip, shipped_conf_matches_table)

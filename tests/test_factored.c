@@ -284,10 +284,6 @@ START_TEST(test_lazy_f16_same_answers)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const tests[] = {test_factored_keys_layouts, test_factored_keys_ties_and_thin_heads,
-                                  test_factored_keys_cancel,  test_screened_coarse,
-                                  test_lazy_f16_same_answers, NULL};
-    return tw_check_one("factored", "factored", 180, tests);
-}
+TW_CHECK_ONE_MAIN("factored", "factored", 180, test_factored_keys_layouts,
+                  test_factored_keys_ties_and_thin_heads, test_factored_keys_cancel, test_screened_coarse,
+                  test_lazy_f16_same_answers)

@@ -218,14 +218,5 @@ START_TEST(test_layout_service)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const tests[] = {test_trust_cont_random,
-                                  test_trust_cont_ties,
-                                  test_trust_cont_errors,
-                                  test_sample,
-                                  test_knn_overlap,
-                                  test_layout_service,
-                                  NULL};
-    return tw_check_one("faith", "faithfulness", 60, tests);
-}
+TW_CHECK_ONE_MAIN("faith", "faithfulness", 60, test_trust_cont_random, test_trust_cont_ties,
+                  test_trust_cont_errors, test_sample, test_knn_overlap, test_layout_service)

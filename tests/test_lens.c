@@ -191,9 +191,5 @@ START_TEST(test_lens_errors)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_large_scores_progress,
-                                       test_lens_batch_independent, test_lens_errors, NULL};
-    return tw_check_one("lens", "lens", 0, lens_tests);
-}
+TW_CHECK_ONE_MAIN("lens", "lens", 0, test_lens_vs_reference, test_lens_large_scores_progress,
+                  test_lens_batch_independent, test_lens_errors)

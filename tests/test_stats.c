@@ -85,14 +85,14 @@ END_TEST
 
 enum { M_L = 2, M_H = 2, M_C = 16, M_CTX = 64, M_V = 300 };
 
-/* Pointer to state s at position p of f (trajectory order). */
+/* Pointer to state s at position p of f, in the trajectory order of
+ * docs/MATH.md §7.3: the embedding, x_0, LN_f(x_0), then LN_f of each block's
+ * residual (resid_lnf holds those blocks one after another). */
 static const float *naive_state(const gpt2_forward_result *f, size_t s, size_t p)
 {
-    const size_t C = (size_t)f->C, n = (size_t)f->n;
-    if (s == 0) return f->emb + p * C;
-    if (s == 1) return f->x0 + p * C;
-    if (s == 2) return f->x0_lnf + p * C;
-    return f->resid_lnf + ((s - 3) * n + p) * C;
+    const float *const first[3] = {f->emb, f->x0, f->x0_lnf};
+    const size_t C = (size_t)f->C, row = s < 3 ? p : (s - 3) * (size_t)f->n + p;
+    return (s < 3 ? first[s] : f->resid_lnf) + row * C;
 }
 
 static double naive_cos(const float *a, const float *b, size_t d)

@@ -183,10 +183,5 @@ START_TEST(test_topk_cancel_between_blocks)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const topk_tests[] = {test_topk_fast_vs_naive,         test_topk_exact_ties,
-                                       test_topk_vec_and_nan,           test_topk_errors,
-                                       test_topk_cancel_between_blocks, NULL};
-    return tw_check_one("topk", "topk", 0, topk_tests);
-}
+TW_CHECK_ONE_MAIN("topk", "topk", 0, test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
+                  test_topk_errors, test_topk_cancel_between_blocks)

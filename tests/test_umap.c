@@ -1017,25 +1017,10 @@ START_TEST(test_layout_cache_dir_faults)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const umap_tests[] = {test_find_ab_matches_umap_learn,
-                                       test_smooth_knn_dist_hand,
-                                       test_knn_against_naive,
-                                       test_fuzzy_graph_dense_reference,
-                                       test_spectral_arpack_vs_dense,
-                                       test_spectral_disconnected,
-                                       test_pow_fast_accuracy,
-                                       test_fit_separates_clusters,
-                                       test_fit_deterministic,
-                                       test_transform_training_points,
-                                       test_transform_new_points_land_in_their_cluster,
-                                       test_cancel,
-                                       test_params_rejected,
-                                       test_save_load,
-                                       test_hash_and_key,
-                                       test_pca_against_power_iteration,
-                                       test_layout_cache_dir_faults,
-                                       NULL};
-    return tw_check_one("umap", "umap", 120, umap_tests);
-}
+TW_CHECK_ONE_MAIN("umap", "umap", 120, test_find_ab_matches_umap_learn, test_smooth_knn_dist_hand,
+                  test_knn_against_naive, test_fuzzy_graph_dense_reference, test_spectral_arpack_vs_dense,
+                  test_spectral_disconnected, test_pow_fast_accuracy, test_fit_separates_clusters,
+                  test_fit_deterministic, test_transform_training_points,
+                  test_transform_new_points_land_in_their_cluster, test_cancel, test_params_rejected,
+                  test_save_load, test_hash_and_key, test_pca_against_power_iteration,
+                  test_layout_cache_dir_faults)

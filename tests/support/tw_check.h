@@ -29,4 +29,13 @@ int tw_check_main(const char *name, const tw_case *cases, size_t n);
  * timeout (0: check's default), no fixture and the NULL-terminated tests. */
 int tw_check_one(const char *name, const char *tcase, double timeout, const TTest *const *tests);
 
+/* The main() of a test program whose suite `name` is one case: tw_check_one
+ * of the START_TEST names that follow the timeout. */
+#define TW_CHECK_ONE_MAIN(name, tcase, timeout, ...)                                                         \
+    int main(void)                                                                                           \
+    {                                                                                                        \
+        const TTest *const tw_tests_[] = {__VA_ARGS__, NULL};                                                \
+        return tw_check_one(name, tcase, timeout, tw_tests_);                                                \
+    }
+
 #endif
