@@ -625,8 +625,8 @@ int main(void)
                                            test_layouts_and_no_bias,  NULL};
     const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
     const tw_case cases[] = {
-        {"analyses", 120, NULL, NULL, analyses_tests},
-        {"cache", 0, NULL, NULL, cache_tests},
+        {.name = "analyses", .timeout = 120, .tests = analyses_tests},
+        {.name = "cache", .tests = cache_tests},
     };
     return tw_check_main("analyses", cases, 2);
 }

@@ -583,7 +583,8 @@ int main(void)
                                       percent_decoding,
                                       NULL};
     const TTest *const model_tests[] = {cache_tells_absent_from_zero, NULL};
-    const tw_case cases[] = {{"api", 0, setup, NULL, api_tests},
-                             {"model", 0, model_setup, model_teardown, model_tests}};
+    const tw_case cases[] = {
+        {.name = "api", .setup = setup, .tests = api_tests},
+        {.name = "model", .setup = model_setup, .teardown = model_teardown, .tests = model_tests}};
     return tw_check_main("api", cases, 2);
 }

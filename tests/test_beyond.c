@@ -833,10 +833,10 @@ int main(void)
                                      test_lngeom_sketch, NULL};
     const TTest *const sc_tests[] = {test_selfcheck, test_cancel, NULL};
     const tw_case cases[] = {
-        {"nn", 60, NULL, NULL, nn_tests},
-        {"mlp", 120, NULL, NULL, mlp_tests},
-        {"layernorm", 120, NULL, NULL, ln_tests},
-        {"selfcheck", 60, NULL, NULL, sc_tests},
+        {.name = "nn", .timeout = 60, .tests = nn_tests},
+        {.name = "mlp", .timeout = 120, .tests = mlp_tests},
+        {.name = "layernorm", .timeout = 120, .tests = ln_tests},
+        {.name = "selfcheck", .timeout = 60, .tests = sc_tests},
     };
     return tw_check_main("beyond", cases, 4);
 }

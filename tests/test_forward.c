@@ -521,8 +521,8 @@ int main(void)
                                           test_gelu_forms,          test_logits_options,    test_errors,
                                           test_layouts_and_no_bias, test_forward_cancel,    NULL};
     const tw_case cases[] = {
-        {"kernels", 0, NULL, NULL, kernels_tests},
-        {"forward", 60, NULL, NULL, forward_tests},
+        {.name = "kernels", .tests = kernels_tests},
+        {.name = "forward", .timeout = 60, .tests = forward_tests},
     };
     return tw_check_main("forward", cases, 2);
 }

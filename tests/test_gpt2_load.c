@@ -1161,8 +1161,8 @@ int main(void)
                                         t_lazy_f16_blocks,
                                         NULL};
     const tw_case cases[] = {
-        {"load", 60, setup, teardown, load_tests},
-        {"synth", 60, setup, teardown, synth_tests},
+        {.name = "load", .timeout = 60, .setup = setup, .teardown = teardown, .tests = load_tests},
+        {.name = "synth", .timeout = 60, .setup = setup, .teardown = teardown, .tests = synth_tests},
     };
     return tw_check_main("gpt2_load", cases, 2);
 }

@@ -333,6 +333,7 @@ int main(void)
     const TTest *const student[] = {test_student_t, NULL};
     const TTest *const stats[] = {test_stats_hf_layout, test_stats_linear_layout,     test_stats_no_bias,
                                   test_stats_chunks,    test_stats_errors_and_cancel, NULL};
-    const tw_case cases[] = {{"student t", 0, NULL, NULL, student}, {"statistics", 120, NULL, NULL, stats}};
+    const tw_case cases[] = {{.name = "student t", .tests = student},
+                             {.name = "statistics", .timeout = 120, .tests = stats}};
     return tw_check_main("stats", cases, 2);
 }

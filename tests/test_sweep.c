@@ -238,6 +238,7 @@ int main(void)
 {
     const TTest *const tests[] = {sweep_json_equals_blocks, sweep_csv_and_latex, sweep_cancel_and_gauges,
                                   sweep_answer_limit, NULL};
-    const tw_case cases[] = {{"sweep", 60, setup, teardown, tests}};
+    const tw_case cases[] = {
+        {.name = "sweep", .timeout = 60, .setup = setup, .teardown = teardown, .tests = tests}};
     return tw_check_main("sweep", cases, 1);
 }
