@@ -37,63 +37,15 @@ static void model_build(tt_model *tm, int L, int H, int d, int V, uint64_t seed)
 
 /* ---- Naive helpers (double) ---- */
 
-/* LN of one row in double, written independently of core/lnorm. */
-static void ln_row(const float *x, const float *g, const float *b, size_t d, double eps, double *out)
-{
-    double s = 0, ss = 0;
-    for (size_t i = 0; i < d; i++) s += x[i];
-    double mean = s / d;
-    for (size_t i = 0; i < d; i++) ss += (x[i] - mean) * (x[i] - mean);
-    double sd = sqrt(ss / d + eps);
-    for (size_t i = 0; i < d; i++) out[i] = (g ? g[i] : 1.0) * (x[i] - mean) / sd + (b ? b[i] : 0.0);
-}
-
 /* En (V, d) double for block b. */
 static double *naive_en(const gpt2_model *m, int block)
 {
     size_t V = m->cfg.vocab_size, d = m->cfg.n_embd;
     double *en = malloc(V * d * sizeof(double));
     for (size_t i = 0; i < V; i++)
-        ln_row(m->p.wte + i * d, m->p.h[block].ln_1_w, m->p.h[block].ln_1_b, d, m->cfg.ln_eps, en + i * d);
+        tt_layernorm_row(m->p.wte + i * d, m->p.h[block].ln_1_w, m->p.h[block].ln_1_b, d, m->cfg.ln_eps,
+                         en + i * d);
     return en;
-}
-
-static double *as_double(const float *x, size_t n)
-{
-    double *y = malloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
-    return y;
-}
-
-/* The sorted list of v against M (n, d) double, best first (sign -1: of -v). */
-static tt_scored *naive_rank(const double *v, const double *M, size_t n, size_t d, double sign)
-{
-    tt_scored *all = malloc(n * sizeof *all);
-    for (size_t j = 0; j < n; j++) {
-        double s = 0;
-        for (size_t t = 0; t < d; t++) s += v[t] * M[j * d + t];
-        all[j].s = sign * s;
-        all[j].id = (int)j;
-    }
-    tt_sort_desc(all, n);
-    return all;
-}
-
-/* Fails unless hits (k) has exactly the ids of ref's first k and scores
- * within tol * (1 + max |score|). Returns the largest score difference. */
-static double check_list(const char *what, const topk_hit *hits, const tt_scored *ref, size_t k, double tol)
-{
-    double scale = 1.0, worst = 0.0;
-    for (size_t t = 0; t < k; t++) scale = fmax(scale, fabs(ref[t].s));
-    for (size_t t = 0; t < k; t++) {
-        double diff = fabs(hits[t].score - ref[t].s);
-        worst = fmax(worst, diff);
-        ck_assert_msg(hits[t].id == ref[t].id, "%s: rank %zu id %d (score %.9g) != reference %d (score %.9g)",
-                      what, t, hits[t].id, hits[t].score, ref[t].id, ref[t].s);
-        ck_assert_msg(diff <= tol * scale, "%s: rank %zu score %.9g vs %.9g (diff %.3g > %.3g)", what, t,
-                      hits[t].score, ref[t].s, diff, tol * scale);
-    }
-    return worst;
 }
 
 /* Exact equality of two hit lists, field by field (not the struct padding). */
@@ -132,11 +84,11 @@ START_TEST(test_embed_norms_vs_naive)
             sc[i] = (tt_scored){v, (int)i};
         }
         tt_sort_desc(sc, V);
-        check_list(embed_scheme_name(s), r.top + s * k, sc, k, 1e-12);
+        tt_check_list(embed_scheme_name(s), r.top + s * k, sc, k, 1e-12, 1);
         for (size_t i = 0; i < V; i++) sc[i].s = -sc[i].s;
         tt_sort_desc(sc, V);
         for (size_t i = 0; i < V; i++) sc[i].s = -sc[i].s;
-        check_list("bottom", r.bottom + s * k, sc, k, 1e-12);
+        tt_check_list("bottom", r.bottom + s * k, sc, k, 1e-12, 1);
     }
     // cached scores give the same answer
     embed_norms_result r2;
@@ -180,7 +132,7 @@ START_TEST(test_embed_normalization_vs_naive)
     double sum[4][2] = {{0}}, sq[4][2] = {{0}};
     for (size_t i = 0; i < V; i++) {
         const float *e = m->p.wte + i * d;
-        ln_row(e, NULL, NULL, d, 1e-5, N);
+        tt_layernorm_row(e, NULL, NULL, d, 1e-5, N);
         for (int k = 0; k < 4; k++) {
             for (size_t j = 0; j < d; j++) {
                 double x = k & 1 ? e[j] - c[j] : e[j];
@@ -227,7 +179,7 @@ START_TEST(test_probe_words_vs_naive)
     const int32_t ids[] = {0, 17, 599, 300, 17, 42};
     const size_t W = 6;
     blockcache *c = blockcache_new((size_t)1 << 24);
-    double *E = as_double(m->p.wte, V * d);
+    double *E = tt_to_double(m->p.wte, V * d);
     double *Wqk = malloc(d * d * sizeof(double)), *Wvo = malloc(d * d * sizeof(double));
     double *kq = malloc(d * sizeof(double)), *u = malloc(d * sizeof(double));
     double *U = malloc(d * sizeof(double)), *x = malloc(d * sizeof(double));
@@ -267,8 +219,8 @@ START_TEST(test_probe_words_vs_naive)
                     u[j] = v;
                     U[j] += v;
                 }
-                tt_scored *rk = naive_rank(kq, En, V, d, 1);
-                check_list("keys", r.keys + (w * H + h) * k, rk, k, 1e-4);
+                tt_scored *rk = tt_rank_all(kq, En, V, d, 1);
+                tt_check_list("keys", r.keys + (w * H + h) * k, rk, k, 1e-4, 1);
                 free(rk);
                 double nn = 0;
                 for (size_t j = 0; j < d; j++) {
@@ -279,9 +231,9 @@ START_TEST(test_probe_words_vs_naive)
                 worst_norm = fmax(worst_norm, fabs(got - sqrt(nn)) / sqrt(nn));
                 ck_assert_msg(fabs(got - sqrt(nn)) <= 1e-5 * sqrt(nn), "value_norm %.9g vs %.9g", got,
                               sqrt(nn));
-                ln_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
-                tt_scored *rv = naive_rank(x, E, V, d, 1);
-                check_list("values", r.values + (w * H + h) * k, rv, k, 1e-4);
+                tt_layernorm_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
+                tt_scored *rv = tt_rank_all(x, E, V, d, 1);
+                tt_check_list("values", r.values + (w * H + h) * k, rv, k, 1e-4, 1);
                 free(rv);
             }
             double nn = 0;
@@ -291,9 +243,9 @@ START_TEST(test_probe_words_vs_naive)
             }
             ck_assert_msg(fabs(r.layer_norm[w] - sqrt(nn)) <= 1e-5 * sqrt(nn), "layer norm %.9g vs %.9g",
                           r.layer_norm[w], sqrt(nn));
-            ln_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
-            tt_scored *rv = naive_rank(x, E, V, d, 1);
-            check_list("layer values", r.layer_values + w * k, rv, k, 1e-4);
+            tt_layernorm_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
+            tt_scored *rv = tt_rank_all(x, E, V, d, 1);
+            tt_check_list("layer values", r.layer_values + w * k, rv, k, 1e-4, 1);
             free(rv);
         }
         // repeated word: identical answers; no cache: identical answers
@@ -350,7 +302,7 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
 {
     const size_t V = m->cfg.vocab_size, d = m->cfg.n_embd, H = m->cfg.n_head, dh = d / H;
     blockcache *c = blockcache_new((size_t)1 << 26);
-    double *E = as_double(m->p.wte, V * d);
+    double *E = tt_to_double(m->p.wte, V * d);
     double *A = malloc(d * d * sizeof(double)), *S = malloc(d * sizeof(double));
     double *Ud = malloc(d * d * sizeof(double)), *VTd = malloc(d * d * sizeof(double));
     double *u = malloc(d * sizeof(double)), *v = malloc(d * sizeof(double));
@@ -391,17 +343,17 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
                         u[i] = S[t] * Ud[i * d + t];
                         v[i] = VTd[t * d + i];
                     }
-                    tt_scored *rp = naive_rank(v, Mr, V, d, 1), *rn = naive_rank(v, Mr, V, d, -1);
+                    tt_scored *rp = tt_rank_all(v, Mr, V, d, 1), *rn = tt_rank_all(v, Mr, V, d, -1);
                     double sign = rp[0].s >= rn[0].s ? 1 : -1;
                     tt_scored *right = sign > 0 ? rp : rn;
-                    tt_scored *left = naive_rank(u, En, V, d, sign);
+                    tt_scored *left = tt_rank_all(u, En, V, d, sign);
                     char what[128];
                     snprintf(what, sizeof what, "block %d %s head %zu dir %zu right", block,
                              probe_svd_matrix_name(matrix), h, t);
-                    check_list(what, r.right + (h * top + t) * k, right, k, 1e-4);
+                    tt_check_list(what, r.right + (h * top + t) * k, right, k, 1e-4, 1);
                     snprintf(what, sizeof what, "block %d %s head %zu dir %zu left", block,
                              probe_svd_matrix_name(matrix), h, t);
-                    check_list(what, r.left + (h * top + t) * k, left, k, 1e-4);
+                    tt_check_list(what, r.left + (h * top + t) * k, left, k, 1e-4, 1);
                     TT_FREE(rp, rn, left);
                 }
             }
@@ -510,8 +462,8 @@ START_TEST(test_probe_bias_vs_naive)
                 }
             }
             for (int list = 0; list < PROBE_BIAS_N; list++) {
-                tt_scored *ref = naive_rank(list < 2 ? a : cv, En, V, d, list % 2 ? -1 : 1);
-                check_list(probe_bias_name(list), r.hits + (h * PROBE_BIAS_N + list) * k, ref, k, 1e-4);
+                tt_scored *ref = tt_rank_all(list < 2 ? a : cv, En, V, d, list % 2 ? -1 : 1);
+                tt_check_list(probe_bias_name(list), r.hits + (h * PROBE_BIAS_N + list) * k, ref, k, 1e-4, 1);
                 free(ref);
             }
         }
@@ -567,14 +519,10 @@ END_TEST
 START_TEST(test_layouts_and_no_bias)
 {
     tt_model hf, lin, nob;
-    tt_model_opts o = {
-        .n_layer = M_L, .n_head = M_H, .n_embd = M_D, .n_ctx = 8, .vocab_size = M_V, .seed = 61};
-    tt_model_build(&hf, &o);
-    o.linear_layout = 1;
-    tt_model_build(&lin, &o);
-    o.linear_layout = 0;
-    o.no_bias = 1;
-    tt_model_build(&nob, &o);
+    tt_model_build_layouts(
+        &hf, &lin, &nob,
+        &(tt_model_opts){
+            .n_layer = M_L, .n_head = M_H, .n_embd = M_D, .n_ctx = 8, .vocab_size = M_V, .seed = 61});
     const int32_t ids[] = {3, 77, 431};
     const size_t W = 3, k = 6, H = M_H;
     for (int block = 0; block < M_L; block++) {

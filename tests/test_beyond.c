@@ -57,20 +57,6 @@ static void for_each_variant(uint64_t seed, void (*check)(const gpt2_model *m, i
 
 /* ---- naive helpers (double) ---- */
 
-/* Same ids as ref's first k, scores within tol * (1 + max |score|). */
-static void check_list(const char *what, const topk_hit *hits, const tt_scored *ref, size_t k, double tol,
-                       double sign)
-{
-    double scale = 1.0;
-    for (size_t t = 0; t < k; t++) scale = fmax(scale, fabs(ref[t].s));
-    for (size_t t = 0; t < k; t++) {
-        ck_assert_msg(hits[t].id == ref[t].id, "%s: rank %zu id %d (%.9g) != reference %d (%.9g)", what, t,
-                      hits[t].id, hits[t].score, ref[t].id, sign * ref[t].s);
-        ck_assert_msg(fabs(hits[t].score - sign * ref[t].s) <= tol * scale, "%s: rank %zu score %.9g vs %.9g",
-                      what, t, hits[t].score, sign * ref[t].s);
-    }
-}
-
 /* Value vector i of block b (double, d). */
 static void value_vec(const gpt2_model *m, int b, size_t i, double *v)
 {
@@ -196,8 +182,8 @@ static void test_mlp_values_vs_naive_on(const gpt2_model *m, int var)
             value_vec(m, b, i, v);
             ck_assert_double_eq_tol(r.norm[i], sqrt(tt_dot(v, v, d)), 1e-12);
             tt_scored *top = tt_rank_all(v, E, V, d, 1), *bot = tt_rank_all(v, E, V, d, -1);
-            check_list("values top", r.top + i * k, top, k, 1e-9, 1);
-            check_list("values bottom", r.bottom + i * k, bot, k, 1e-9, -1);
+            tt_check_list("values top", r.top + i * k, top, k, 1e-9, 1);
+            tt_check_list("values bottom", r.bottom + i * k, bot, k, 1e-9, -1);
             TT_FREE(top, bot);
         }
         /* a subset gives the rows of the whole */
@@ -327,12 +313,13 @@ START_TEST(test_mlp_svd_vs_dense)
                     const double *Mx = in ? En2 : E, *My = in ? E : En2;
                     tt_scored *p = tt_rank_all(x, Mx, V, d, 1), *q = tt_rank_all(x, Mx, V, d, -1);
                     double sg = p[0].s >= q[0].s ? 1 : -1;
-                    check_list("svd d side", (in ? res.left : res.right) + t * k, sg > 0 ? p : q, k, 1e-6, 1);
+                    tt_check_list("svd d side", (in ? res.left : res.right) + t * k, sg > 0 ? p : q, k, 1e-6,
+                                  1);
                     /* neurons: the largest components of sg y */
                     tt_scored *nr = malloc(F * sizeof *nr);
                     for (size_t i = 0; i < F; i++) nr[i] = (tt_scored){sg * y[i], (int)i};
                     tt_sort_desc(nr, F);
-                    check_list("svd neurons", res.neurons + t * k, nr, k, 1e-6, 1);
+                    tt_check_list("svd neurons", res.neurons + t * k, nr, k, 1e-6, 1);
                     /* through the other matrix */
                     for (size_t j = 0; j < d; j++) {
                         z[j] = 0;
@@ -341,7 +328,7 @@ START_TEST(test_mlp_svd_vs_dense)
                                 sg * y[i] * (in ? GPT2_AT(blk->fc_proj_w, i, j) : GPT2_AT(blk->fc_w, j, i));
                     }
                     tt_scored *th = tt_rank_all(z, My, V, d, 1);
-                    check_list("svd through", (in ? res.right : res.left) + t * k, th, k, 1e-6, 1);
+                    tt_check_list("svd through", (in ? res.right : res.left) + t * k, th, k, 1e-6, 1);
                     TT_FREE(th, nr, p, q);
                 }
                 mlp_svd_result_free(&res);
@@ -398,7 +385,7 @@ static void test_mlp_updates_vs_naive_on(const gpt2_model *m, int var)
                 value_vec(m, (int)b, (size_t)up->neuron, v);
                 ck_assert_double_eq_tol(up->norm, sqrt(tt_dot(v, v, d)), 1e-9);
                 tt_scored *own = tt_rank_all(v, E, V, d, 1);
-                check_list("update tokens", r.tokens + ((b * n + t) * top + j) * k, own, k, 1e-9, 1);
+                tt_check_list("update tokens", r.tokens + ((b * n + t) * top + j) * k, own, k, 1e-9, 1);
                 free(own);
             }
         }
@@ -505,16 +492,16 @@ static void check_layers(const gpt2_model *m, const lngeom_result *r, const floa
             size_t i = (size_t)(ax ? imin : imax);
             for (size_t j = 0; j < V; j++) sc[j] = (tt_scored){m->p.wte[j * d + i], (int)j};
             tt_sort_desc(sc, V);
-            check_list("axis top", lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k, sc, k, 0, 1);
+            tt_check_list("axis top", lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k, sc, k, 0, 1);
             for (size_t j = 0; j < V; j++) sc[j] = (tt_scored){-m->p.wte[j * d + i], (int)j};
             tt_sort_desc(sc, V);
-            check_list("axis bottom", lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k, sc, k, 0, -1);
+            tt_check_list("axis bottom", lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k, sc, k, 0, -1);
             free(sc);
         }
         double *bd = malloc(d * sizeof(double)), *E = tt_to_double(m->p.wte, V * d);
         for (size_t i = 0; i < d; i++) bd[i] = b ? b[i] : 0;
         tt_scored *br = tt_rank_all(bd, E, V, d, 1);
-        check_list("beta", lists + LNG_BETA * k, br, k, 1e-9, 1);
+        tt_check_list("beta", lists + LNG_BETA * k, br, k, 1e-9, 1);
         TT_FREE(br, bd, E);
     }
     TT_FREE(n, col);

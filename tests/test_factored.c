@@ -102,21 +102,16 @@ static void check_model(const gpt2_model *m, size_t W)
 
 START_TEST(test_factored_keys_layouts)
 {
-    tt_model_opts o = {.n_layer = 2, .n_head = 4, .n_embd = 64, .n_ctx = 8, .vocab_size = 3000, .seed = 71};
-    tt_model tm;
-    tt_model_build(&tm, &o);
+    tt_model tm[3]; /* Hugging Face layout, nn.Linear layout, no biases */
+    tt_model_build_layouts(
+        &tm[0], &tm[1], &tm[2],
+        &(tt_model_opts){
+            .n_layer = 2, .n_head = 4, .n_embd = 64, .n_ctx = 8, .vocab_size = 3000, .seed = 71});
     unsigned long long s0 = topk_exact_scans();
-    check_model(&tm.m, 40);
-    tt_model_free(&tm);
-    o.linear_layout = 1;
-    tt_model_build(&tm, &o);
-    check_model(&tm.m, 40);
-    tt_model_free(&tm);
-    o.linear_layout = 0;
-    o.no_bias = 1;
-    tt_model_build(&tm, &o);
-    check_model(&tm.m, 40);
-    tt_model_free(&tm);
+    for (int v = 0; v < 3; v++) {
+        check_model(&tm[v].m, 40);
+        tt_model_free(&tm[v]);
+    }
     fprintf(
         stderr,
         "factored probes: %llu lists fell back to an exact scan; screening error up to %.3g of its bound\n",

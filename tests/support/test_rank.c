@@ -1,5 +1,6 @@
 #include "tests/support/test_rank.h"
 
+#include <check.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -50,6 +51,22 @@ tt_scored *tt_rank_all(const double *v, const double *M, size_t n, size_t d, dou
     }
     tt_sort_desc(all, n);
     return all;
+}
+
+double tt_check_list(const char *what, const topk_hit *hits, const tt_scored *ref, size_t k, double tol,
+                     double sign)
+{
+    double scale = 1.0, worst = 0.0;
+    for (size_t t = 0; t < k; t++) scale = fmax(scale, fabs(ref[t].s));
+    for (size_t t = 0; t < k; t++) {
+        const double want = sign * ref[t].s, diff = fabs(hits[t].score - want);
+        worst = fmax(worst, diff);
+        ck_assert_msg(hits[t].id == ref[t].id, "%s: rank %zu id %d (score %.9g) != reference %d (score %.9g)",
+                      what, t, hits[t].id, hits[t].score, ref[t].id, want);
+        ck_assert_msg(diff <= tol * scale, "%s: rank %zu score %.9g vs %.9g (diff %.3g > %.3g)", what, t,
+                      hits[t].score, want, diff, tol * scale);
+    }
+    return worst;
 }
 
 double *tt_to_double(const float *x, size_t n)

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "core/nn/topk.h"
+
 typedef struct {
     double s;
     int id;
@@ -27,6 +29,13 @@ double tt_sqdist(const float *a, const float *b, size_t n);
 /* Every row of M (n, d) scored by sign * (v . row), sorted by
  * tt_sort_desc: a malloc'd (n) list (NULL when out of memory). */
 tt_scored *tt_rank_all(const double *v, const double *M, size_t n, size_t d, double sign);
+
+/* Fails unless hits[0..k) has exactly the ids of ref's first k, in order,
+ * and each score within tol * max(1, max |ref score|) of sign * the
+ * reference score (sign -1: ref ranks -v, the hits are scores of v).
+ * `what` names the list in the messages. Returns the largest difference. */
+double tt_check_list(const char *what, const topk_hit *hits, const tt_scored *ref, size_t k, double tol,
+                     double sign);
 
 /* x (n) as a malloc'd double array. */
 double *tt_to_double(const float *x, size_t n);
