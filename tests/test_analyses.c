@@ -35,6 +35,16 @@ static void model_build(tt_model *tm, int L, int H, int d, int V, uint64_t seed)
         &(tt_model_opts){.n_layer = L, .n_head = H, .n_embd = d, .n_ctx = 8, .vocab_size = V, .seed = seed});
 }
 
+/* Runs check on the analyses' model (M_L blocks, M_H heads, width M_D,
+ * vocabulary M_V) of seed. */
+static void on_model(uint64_t seed, void (*check)(const gpt2_model *m))
+{
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, M_V, seed);
+    check(&tm.m);
+    tt_model_free(&tm);
+}
+
 /* ---- Naive helpers (double) ---- */
 
 /* En (V, d) double for block b. */
@@ -58,11 +68,8 @@ static void assert_hits_equal(const topk_hit *a, const topk_hit *b, size_t n)
 
 /* ---- embedding norms ---- */
 
-START_TEST(test_embed_norms_vs_naive)
+static void check_embed_norms_vs_naive(const gpt2_model *m)
 {
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 21);
-    const gpt2_model *m = &tm.m;
     size_t V = M_V, d = M_D, k = 6;
     embed_norms_result r;
     blockcache *c = blockcache_new(1 << 24);
@@ -103,15 +110,13 @@ START_TEST(test_embed_norms_vs_naive)
     ck_assert_int_eq(embed_norms(m, NULL, V + 1, &r), TW_EK);
     free(sc);
     blockcache_free(c);
-    tt_model_free(&tm);
 }
+
+START_TEST(test_embed_norms_vs_naive) { on_model(21, check_embed_norms_vs_naive); }
 END_TEST
 
-START_TEST(test_embed_normalization_vs_naive)
+static void check_embed_normalization_vs_naive(const gpt2_model *m)
 {
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 22);
-    const gpt2_model *m = &tm.m;
     size_t V = M_V, d = M_D;
     embed_normalization_result r;
     ck_assert_int_eq(embed_normalization(m, &r), 0);
@@ -164,122 +169,12 @@ START_TEST(test_embed_normalization_vs_naive)
         }
     }
     TT_FREE(c, N, X);
-    tt_model_free(&tm);
 }
+
+START_TEST(test_embed_normalization_vs_naive) { on_model(22, check_embed_normalization_vs_naive); }
 END_TEST
 
 /* ---- word probes ---- */
-
-START_TEST(test_probe_words_vs_naive)
-{
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 31);
-    const gpt2_model *m = &tm.m;
-    const size_t V = M_V, d = M_D, H = M_H, dh = d / H, k = 5;
-    const int32_t ids[] = {0, 17, 599, 300, 17, 42};
-    const size_t W = 6;
-    blockcache *c = blockcache_new((size_t)1 << 24);
-    double *E = tt_to_double(m->p.wte, V * d);
-    double *Wqk = malloc(d * d * sizeof(double)), *Wvo = malloc(d * d * sizeof(double));
-    double *kq = malloc(d * sizeof(double)), *u = malloc(d * sizeof(double));
-    double *U = malloc(d * sizeof(double)), *x = malloc(d * sizeof(double));
-    float *xf = malloc(d * sizeof(float));
-    double worst_norm = 0;
-    for (int block = 0; block < M_L; block++) {
-        probe_words_result r;
-        ck_assert_int_eq(probe_words(m, ANA_CTX(c), block, ids, W, k, &r), 0);
-        ck_assert_uint_eq(r.n_words, W);
-        double *En = naive_en(m, block);
-        const gpt2_block *b = &m->p.h[block];
-        for (size_t w = 0; w < W; w++) {
-            const double *q = En + (size_t)ids[w] * d;
-            for (size_t i = 0; i < d; i++) U[i] = 0;
-            for (size_t h = 0; h < H; h++) {
-                ana_head hs;
-                ana_head_slices(m, block, (int)h, &hs);
-                // explicit d x d matrices
-                for (size_t i = 0; i < d; i++)
-                    for (size_t j = 0; j < d; j++) {
-                        double sqk = 0, svo = 0;
-                        for (size_t t = 0; t < dh; t++) {
-                            sqk += (double)GPT2_AT(hs.wq, i, t) * GPT2_AT(hs.wk, j, t);
-                            svo += (double)GPT2_AT(hs.wv, i, t) * GPT2_AT(hs.wo, t, j);
-                        }
-                        Wqk[i * d + j] = sqk / sqrt((double)dh);
-                        Wvo[i * d + j] = svo;
-                    }
-                for (size_t j = 0; j < d; j++) {
-                    double a = 0, v = 0;
-                    for (size_t i = 0; i < d; i++) {
-                        a += q[i] * Wqk[i * d + j];
-                        v += q[i] * Wvo[i * d + j];
-                    }
-                    for (size_t t = 0; t < dh; t++) v += (double)hs.bv[t] * GPT2_AT(hs.wo, t, j);
-                    kq[j] = a;
-                    u[j] = v;
-                    U[j] += v;
-                }
-                tt_scored *rk = tt_rank_all(kq, En, V, d, 1);
-                tt_check_list("keys", r.keys + (w * H + h) * k, rk, k, 1e-4, 1);
-                free(rk);
-                double nn = 0;
-                for (size_t j = 0; j < d; j++) {
-                    nn += u[j] * u[j];
-                    xf[j] = (float)(m->p.wte[(size_t)ids[w] * d + j] + u[j] + b->attn_proj_b[j]);
-                }
-                double got = r.value_norm[w * H + h];
-                worst_norm = fmax(worst_norm, fabs(got - sqrt(nn)) / sqrt(nn));
-                ck_assert_msg(fabs(got - sqrt(nn)) <= 1e-5 * sqrt(nn), "value_norm %.9g vs %.9g", got,
-                              sqrt(nn));
-                tt_layernorm_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
-                tt_scored *rv = tt_rank_all(x, E, V, d, 1);
-                tt_check_list("values", r.values + (w * H + h) * k, rv, k, 1e-4, 1);
-                free(rv);
-            }
-            double nn = 0;
-            for (size_t j = 0; j < d; j++) {
-                nn += U[j] * U[j];
-                xf[j] = (float)(m->p.wte[(size_t)ids[w] * d + j] + U[j] + b->attn_proj_b[j]);
-            }
-            ck_assert_msg(fabs(r.layer_norm[w] - sqrt(nn)) <= 1e-5 * sqrt(nn), "layer norm %.9g vs %.9g",
-                          r.layer_norm[w], sqrt(nn));
-            tt_layernorm_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
-            tt_scored *rv = tt_rank_all(x, E, V, d, 1);
-            tt_check_list("layer values", r.layer_values + w * k, rv, k, 1e-4, 1);
-            free(rv);
-        }
-        // repeated word: identical answers; no cache: identical answers
-        assert_hits_equal(r.keys + 1 * H * k, r.keys + 4 * H * k, H * k);
-        probe_words_result r2;
-        ck_assert_int_eq(probe_words(m, NULL, block, ids, W, k, &r2), 0);
-        assert_hits_equal(r.keys, r2.keys, W * H * k);
-        assert_hits_equal(r.values, r2.values, W * H * k);
-        ck_assert_mem_eq(r.value_norm, r2.value_norm, W * H * sizeof(double));
-        probe_words_result_free(&r2);
-        probe_words_result_free(&r);
-        free(En);
-    }
-    fprintf(stderr, "probe_words: largest relative value_norm difference %.3g\n", worst_norm);
-    // errors
-    probe_words_result r;
-    int32_t bad = (int32_t)V;
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), M_L, ids, W, k, &r), TW_EBLOCK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), -1, ids, W, k, &r), TW_EBLOCK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, 0, &r), TW_EK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, V + 1, &r), TW_EK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, &bad, 1, k, &r), TW_ETOKEN);
-    ck_assert_ptr_null(r.keys);
-    probe_words_result_free(&r);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, 0, k, &r), 0);
-    ck_assert_uint_eq(r.n_words, 0);
-    probe_words_result_free(&r);
-    TT_FREE(E, Wqk, Wvo, kq, u, U, x, xf);
-    blockcache_free(c);
-    tt_model_free(&tm);
-}
-END_TEST
-
-/* ---- SVD ---- */
 
 /* Explicit A (d, d) row-major in double for one head. */
 static void explicit_matrix(const gpt2_model *m, int block, int head, int matrix, double *A)
@@ -297,6 +192,110 @@ static void explicit_matrix(const gpt2_model *m, int block, int head, int matrix
             A[i * d + j] = s;
         }
 }
+
+/* A value vector u (d) added to word id's embedding and the output bias bo:
+ * checks the list `hits` (k) of LN_f(e + u + bo) against E (V, d), and
+ * returns |u|. */
+static double check_values(const gpt2_model *m, const double *E, int32_t id, const float *bo, const double *u,
+                           const char *what, const topk_hit *hits, size_t k)
+{
+    const size_t d = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
+    float *xf = calloc(d, sizeof *xf);
+    double *x = malloc(d * sizeof *x), nn = 0;
+    for (size_t j = 0; j < d; j++) {
+        nn += u[j] * u[j];
+        xf[j] = (float)(m->p.wte[(size_t)id * d + j] + u[j] + bo[j]);
+    }
+    tt_layernorm_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
+    tt_scored *rv = tt_rank_all(x, E, V, d, 1);
+    tt_check_list(what, hits, rv, k, 1e-4, 1);
+    TT_FREE(rv, x, xf);
+    return sqrt(nn);
+}
+
+static void check_probe_words_vs_naive(const gpt2_model *m)
+{
+    const size_t V = M_V, d = M_D, H = M_H, dh = d / H, k = 5;
+    const int32_t ids[] = {0, 17, 599, 300, 17, 42};
+    const size_t W = 6;
+    blockcache *c = blockcache_new((size_t)1 << 24);
+    double *E = tt_to_double(m->p.wte, V * d);
+    double *Wqk = malloc(d * d * sizeof(double)), *Wvo = malloc(d * d * sizeof(double));
+    double *kq = malloc(d * sizeof(double)), *u = malloc(d * sizeof(double));
+    double *U = malloc(d * sizeof(double));
+    double worst_norm = 0;
+    for (int block = 0; block < M_L; block++) {
+        probe_words_result r;
+        ck_assert_int_eq(probe_words(m, ANA_CTX(c), block, ids, W, k, &r), 0);
+        ck_assert_uint_eq(r.n_words, W);
+        double *En = naive_en(m, block);
+        const gpt2_block *b = &m->p.h[block];
+        for (size_t w = 0; w < W; w++) {
+            const double *q = En + (size_t)ids[w] * d;
+            for (size_t i = 0; i < d; i++) U[i] = 0;
+            for (size_t h = 0; h < H; h++) {
+                ana_head hs;
+                ana_head_slices(m, block, (int)h, &hs);
+                explicit_matrix(m, block, (int)h, PROBE_SVD_QK, Wqk);
+                explicit_matrix(m, block, (int)h, PROBE_SVD_VO, Wvo);
+                for (size_t j = 0; j < d; j++) {
+                    double a = 0, v = 0;
+                    for (size_t i = 0; i < d; i++) {
+                        a += q[i] * Wqk[i * d + j];
+                        v += q[i] * Wvo[i * d + j];
+                    }
+                    for (size_t t = 0; t < dh; t++) v += (double)hs.bv[t] * GPT2_AT(hs.wo, t, j);
+                    kq[j] = a;
+                    u[j] = v;
+                    U[j] += v;
+                }
+                tt_scored *rk = tt_rank_all(kq, En, V, d, 1);
+                tt_check_list("keys", r.keys + (w * H + h) * k, rk, k, 1e-4, 1);
+                free(rk);
+                const double norm =
+                    check_values(m, E, ids[w], b->attn_proj_b, u, "values", r.values + (w * H + h) * k, k);
+                double got = r.value_norm[w * H + h];
+                worst_norm = fmax(worst_norm, fabs(got - norm) / norm);
+                ck_assert_msg(fabs(got - norm) <= 1e-5 * norm, "value_norm %.9g vs %.9g", got, norm);
+            }
+            const double norm =
+                check_values(m, E, ids[w], b->attn_proj_b, U, "layer values", r.layer_values + w * k, k);
+            ck_assert_msg(fabs(r.layer_norm[w] - norm) <= 1e-5 * norm, "layer norm %.9g vs %.9g",
+                          r.layer_norm[w], norm);
+        }
+        free(En);
+        // repeated word: identical answers; no cache: identical answers
+        assert_hits_equal(r.keys + 1 * H * k, r.keys + 4 * H * k, H * k);
+        probe_words_result r2;
+        ck_assert_int_eq(probe_words(m, NULL, block, ids, W, k, &r2), 0);
+        assert_hits_equal(r.keys, r2.keys, W * H * k);
+        assert_hits_equal(r.values, r2.values, W * H * k);
+        ck_assert_mem_eq(r.value_norm, r2.value_norm, W * H * sizeof(double));
+        probe_words_result_free(&r2);
+        probe_words_result_free(&r);
+    }
+    fprintf(stderr, "probe_words: largest relative value_norm difference %.3g\n", worst_norm);
+    // errors
+    probe_words_result r;
+    int32_t bad = (int32_t)V;
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), M_L, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), -1, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, 0, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, V + 1, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, &bad, 1, k, &r), TW_ETOKEN);
+    ck_assert_ptr_null(r.keys);
+    probe_words_result_free(&r);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, 0, k, &r), 0);
+    ck_assert_uint_eq(r.n_words, 0);
+    probe_words_result_free(&r);
+    TT_FREE(E, Wqk, Wvo, kq, u, U);
+    blockcache_free(c);
+}
+
+START_TEST(test_probe_words_vs_naive) { on_model(31, check_probe_words_vs_naive); }
+END_TEST
+
+/* ---- SVD ---- */
 
 static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
 {
@@ -396,13 +395,10 @@ START_TEST(test_probe_svd_vs_dense)
 }
 END_TEST
 
-START_TEST(test_probe_svd_sign_rule)
+static void check_probe_svd_sign_rule(const gpt2_model *m)
 {
     // The reported right list's first score is max_j(sign v . Mr_j), which by
     // the rule is >= max_j(-sign v . Mr_j) = -min_j(sign v . Mr_j).
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 43);
-    const gpt2_model *m = &tm.m;
     const size_t top = 12, k = 1, V = M_V;
     int minus = 0;
     for (int matrix = 0; matrix < 2; matrix++) {
@@ -436,15 +432,13 @@ START_TEST(test_probe_svd_sign_rule)
     ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, 0, &r), TW_EK);
     ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, V + 1, &r), TW_EK);
     ck_assert_ptr_null(r.s);
-    tt_model_free(&tm);
 }
+
+START_TEST(test_probe_svd_sign_rule) { on_model(43, check_probe_svd_sign_rule); }
 END_TEST
 
-START_TEST(test_probe_bias_vs_naive)
+static void check_probe_bias_vs_naive(const gpt2_model *m)
 {
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 51);
-    const gpt2_model *m = &tm.m;
     const size_t V = M_V, d = M_D, H = M_H, dh = d / H, k = 5;
     double *a = malloc(d * sizeof(double)), *cv = malloc(d * sizeof(double));
     for (int block = 0; block < M_L; block++) {
@@ -474,8 +468,9 @@ START_TEST(test_probe_bias_vs_naive)
     ck_assert_int_eq(probe_svd_bias(m, NULL, M_L, k, &r), TW_EBLOCK);
     ck_assert_int_eq(probe_svd_bias(m, NULL, 0, 0, &r), TW_EK);
     TT_FREE(a, cv);
-    tt_model_free(&tm);
 }
+
+START_TEST(test_probe_bias_vs_naive) { on_model(51, check_probe_bias_vs_naive); }
 END_TEST
 
 /* Concurrent analyses of one cold block share one LN_b(E) fill. */
