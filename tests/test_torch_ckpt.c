@@ -384,6 +384,19 @@ static void zip_fail_each(const zfix *f, const zmut *m, size_t n)
     freebuf(&y);
 }
 
+/* Offsets in a central directory header: the name length, the compressed
+ * size, the name. */
+enum { ZC_NAME_LEN = 28, ZC_COMPRESSED_SIZE = 20, ZC_NAME = 46 };
+
+/* The archive of the one entry e, with `width` bytes at offset `at` of its
+ * central directory header set to value, must fail with frag1 and frag2. */
+static void zip_fail_one(zentry e, size_t at, int width, uint32_t value, const char *frag1, const char *frag2)
+{
+    zfix f = zip_of(&e, 1, (zopts){0});
+    zip_fail_each(&f, &(zmut){f.L.central[0] + at, width, value, frag1, frag2}, 1);
+    freebuf(&f.z);
+}
+
 /* "hello" and "yo": the entries of most malformed-archive tests */
 static const zentry HELLO_YO[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
 
@@ -755,16 +768,9 @@ START_TEST(t_zip_names)
     zfix f = zip_of(e, 1, (zopts){0});
     zip_fail(&f.z, "name is 1025 bytes, more than the limit of 1024", "...");
     freebuf(&f.z);
-    zentry e2[1] = {{"d/\x01\xff", "x", 1, 0}};
-    build_zip(&f.z, e2, 1, &(zopts){0}, &f.L);
-    f.z.b[f.L.central[0] + 46 + 1] = 0; /* NUL inside the central name */
-    zip_fail(&f.z, "NUL", NULL);
-    freebuf(&f.z);
-    zentry e3[1] = {{"d/x", "x", 1, 0}};
-    build_zip(&f.z, e3, 1, &(zopts){0}, &f.L);
-    set16(&f.z, f.L.central[0] + 28, 0);
-    zip_fail(&f.z, "empty name", NULL);
-    freebuf(&f.z);
+    /* NUL inside the central name; a name length of 0 */
+    zip_fail_one((zentry){"d/\x01\xff", "x", 1, 0}, ZC_NAME + 1, 1, 0, "NUL", NULL);
+    zip_fail_one((zentry){"d/x", "x", 1, 0}, ZC_NAME_LEN, 2, 0, "empty name", NULL);
 }
 END_TEST
 
@@ -784,11 +790,8 @@ START_TEST(t_zip_method_and_encryption)
     zip_fail(&f.z, "entry 'd/b'", "encrypted");
     freebuf(&f.z);
     /* a stored entry whose two sizes differ */
-    zentry e2[1] = {{"d/a", "hello", 5, 0}};
-    build_zip(&f.z, e2, 1, &(zopts){0}, &f.L);
-    set32(&f.z, f.L.central[0] + 20, 3);
-    zip_fail(&f.z, "stored entry has compressed size 3 but size 5", NULL);
-    freebuf(&f.z);
+    zip_fail_one(HELLO_YO[0], ZC_COMPRESSED_SIZE, 4, 3, "stored entry has compressed size 3 but size 5",
+                 NULL);
 }
 END_TEST
 
