@@ -191,5 +191,5 @@ START_TEST(test_lens_errors)
 }
 END_TEST
 
-TW_CHECK_ONE_MAIN("lens", "lens", 0, test_lens_vs_reference, test_lens_large_scores_progress,
+TW_CHECK_ONE_MAIN("lens", "lens", 60, test_lens_vs_reference, test_lens_large_scores_progress,
                   test_lens_batch_independent, test_lens_errors)
