@@ -8,7 +8,6 @@
 #include <check.h>
 #include <lapacke.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

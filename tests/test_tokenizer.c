@@ -3,7 +3,6 @@
  * vocabulary, long inputs and concurrent use. The comparison with the real
  * GPT-2 vocabulary and OpenAI's encoder is tests/tokenizer_ref/. */
 #include <check.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
