@@ -20,6 +20,7 @@
 #include "core/model/pickle.h"
 #include "core/model/torch_ckpt.h"
 #include "core/model/zipread.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
 /* ---- a growable byte buffer -------------------------------------------- */
@@ -2039,18 +2040,12 @@ END_TEST
 
 static char tmpdir[256];
 
-static void setup(void)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/twd-tc-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
+static void setup(void) { tt_tmpdir(tmpdir, sizeof tmpdir, "tc"); }
 
 static void teardown(void)
 {
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    tt_rmtree(tmpdir);
+    ck_assert_int_ne(access(tmpdir, F_OK), 0);
 }
 
 static void write_file(const char *path, const void *p, size_t n)
