@@ -85,6 +85,6 @@ int main(void)
 {
     const TTest *const scratch_tests[] = {test_scratch_alloc_and_free, test_scratch_failure_is_sticky, NULL};
     const TTest *const fs_tests[] = {test_read_file_regular_and_capped, NULL};
-    const tw_case cases[] = {{"scratch", 0, NULL, NULL, scratch_tests}, {"fs", 0, NULL, NULL, fs_tests}};
+    const tw_case cases[] = {{.name = "scratch", .tests = scratch_tests}, {.name = "fs", .tests = fs_tests}};
     return tw_check_main("base", cases, 2);
 }
