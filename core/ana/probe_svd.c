@@ -28,24 +28,30 @@ const char *probe_bias_name(int list)
 /* ---- Per-head factors, cached ----
  * Layout of one cache entry (doubles), col-major matrices:
  *   S   (dh)        singular values, descending
- *   Qx  (d, dh)     orthonormal basis of X's columns
- *   Qy  (d, dh)
+ *   Hx  (d, dh)     X's QR as dgeqrf leaves it: Householder vectors below
+ *                   the diagonal (R on and above it, not used again)
+ *   Hy  (d, dh)
  *   Us  (dh, dh)    left singular vectors of Rx Ry^T
- *   VsT (dh, dh)    right singular vectors, transposed (row r = Vs[:, r]) */
+ *   VsT (dh, dh)    right singular vectors, transposed (row r = Vs[:, r])
+ *   tx, ty (dh)     the reflectors' scalars
+ * Qx is never formed (dorgqr would cost as much as the QR itself, and the
+ * spectra do not need it): Qx z is dormqr applied to (z; 0). */
 
 typedef struct {
-    const double *S, *Qx, *Qy, *Us, *VsT;
+    const double *S, *Hx, *Hy, *Us, *VsT, *tx, *ty;
 } svd_factors;
 
-static size_t factors_doubles(size_t d, size_t dh) { return dh + 2 * d * dh + 2 * dh * dh; }
+static size_t factors_doubles(size_t d, size_t dh) { return 3 * dh + 2 * d * dh + 2 * dh * dh; }
 
 static void factors_view(const double *p, size_t d, size_t dh, svd_factors *f)
 {
     f->S = p;
-    f->Qx = f->S + dh;
-    f->Qy = f->Qx + d * dh;
-    f->Us = f->Qy + d * dh;
+    f->Hx = f->S + dh;
+    f->Hy = f->Hx + d * dh;
+    f->Us = f->Hy + d * dh;
     f->VsT = f->Us + dh * dh;
+    f->tx = f->VsT + dh * dh;
+    f->ty = f->tx + dh;
 }
 
 typedef struct {
@@ -53,16 +59,45 @@ typedef struct {
     int block, matrix, head;
 } factors_ctx;
 
-/* X (d, dh) col-major -> Q in place, R (dh, dh) col-major upper triangular. */
+/* X (d, dh) col-major -> its dgeqrf factorisation in place (tau: dh), R
+ * (dh, dh) col-major upper triangular copied out. */
 static int thin_qr(double *X, size_t d, size_t dh, double *R, double *tau)
 {
     lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, X, (lapack_int)d, tau);
     if (info != 0) return TW_EINVAL;
     for (size_t j = 0; j < dh; j++)
         for (size_t i = 0; i < dh; i++) R[i + j * dh] = i <= j ? X[i + j * d] : 0.0;
-    info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, (lapack_int)dh, X, (lapack_int)d,
-                          tau);
+    return TW_OK;
+}
+
+/* Z (d, n) col-major := Q Z for the Q of a thin_qr (H, tau); only Z's
+ * first dh rows need be set, the others zero. */
+static int apply_q(const double *H, const double *tau, size_t d, size_t dh, double *Z, size_t n)
+{
+    lapack_int info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', (lapack_int)d, (lapack_int)n, (lapack_int)dh,
+                                     H, (lapack_int)d, tau, Z, (lapack_int)d);
     return info == 0 ? TW_OK : TW_EINVAL;
+}
+
+/* X, Y (d, dh) col-major (element (i, j) at [i + j * d]) of a head. */
+static int factors_xy(const factors_ctx *x, size_t d, size_t dh, double *X, double *Y)
+{
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(x->m, x->block, &bref, &blk);
+    if (rc) return rc;
+    ana_head hs;
+    ana_head_slices_of(x->m, blk, x->head, &hs);
+    if (x->matrix == PROBE_SVD_QK) {
+        mat_copy_colmajor(X, d, hs.wq, d, dh, 1.0 / sqrt((double)dh));
+        mat_copy_colmajor(Y, d, hs.wk, d, dh, 1.0);
+    } else {
+        mat_copy_colmajor(X, d, hs.wv, d, dh, 1.0);
+        for (size_t i = 0; i < d; i++)
+            for (size_t j = 0; j < dh; j++) Y[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
+    }
+    gpt2_block_release(&bref); /* the slices are in X, Y now */
+    return TW_OK;
 }
 
 static int fill_factors(void *data, size_t bytes, void *ctx)
@@ -71,33 +106,17 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     const gpt2_model *m = x->m;
     const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
     if (bytes != factors_doubles(d, dh) * sizeof(double)) return TW_EINVAL;
-    double *S = data, *Qx = S + dh, *Qy = Qx + d * dh, *Us = Qy + d * dh, *VsT = Us + dh * dh;
+    svd_factors f;
+    factors_view(data, d, dh, &f);
+    double *S = (double *)f.S, *Hx = (double *)f.Hx, *Hy = (double *)f.Hy, *Us = (double *)f.Us,
+           *VsT = (double *)f.VsT;
 
-    double *work = malloc((3 * dh * dh + 2 * dh) * sizeof(double));
+    double *work = malloc((3 * dh * dh + dh) * sizeof(double));
     if (!work) return TW_ENOMEM;
-    double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh, *tau = B + dh * dh, *sup = tau + dh;
-
-    gpt2_block_ref bref;
-    const gpt2_block *blk;
-    int rc = ana_block_acquire(m, x->block, &bref, &blk);
-    if (rc) {
-        free(work);
-        return rc;
-    }
-    ana_head hs;
-    ana_head_slices_of(m, blk, x->head, &hs);
-    // X, Y (d, dh) col-major: element (i, j) at [i + j * d]
-    if (x->matrix == PROBE_SVD_QK) {
-        mat_copy_colmajor(Qx, d, hs.wq, d, dh, 1.0 / sqrt((double)dh));
-        mat_copy_colmajor(Qy, d, hs.wk, d, dh, 1.0);
-    } else {
-        mat_copy_colmajor(Qx, d, hs.wv, d, dh, 1.0);
-        for (size_t i = 0; i < d; i++)
-            for (size_t j = 0; j < dh; j++) Qy[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
-    }
-    gpt2_block_release(&bref); /* the slices are in Qx, Qy now */
-    rc = thin_qr(Qx, d, dh, Rx, tau);
-    if (!rc) rc = thin_qr(Qy, d, dh, Ry, tau);
+    double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh, *sup = B + dh * dh;
+    int rc = factors_xy(x, d, dh, Hx, Hy);
+    if (!rc) rc = thin_qr(Hx, d, dh, Rx, (double *)f.tx);
+    if (!rc) rc = thin_qr(Hy, d, dh, Ry, (double *)f.ty);
     if (rc) {
         free(work);
         return rc;
@@ -200,8 +219,8 @@ typedef struct {
 
 /* Head i of r: its spectrum, coverage, and its first `top` directions as
  * float queries, left S_t Qx Us[:, t] into ql, right Qy Vs[:, t] into qr,
- * row i * top + t. tmp: d doubles. */
-static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *tmp)
+ * row i * top + t. Z: (d, top) doubles. */
+static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *Z)
 {
     const gpt2_model *m = hc->m;
     probe_svd_result *r = hc->r;
@@ -214,24 +233,30 @@ static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *tmp)
     factors_view(blockcache_data(fe), d, dh, &f);
     memcpy(r->s + i * dh, f.S, dh * sizeof(double));
     coverage_of(f.S, dh, r->coverage + i * dh, &r->frac99[i]);
-    for (size_t t = 0; t < top; t++) {
-        // left: S_t Qx Us[:, t]
-        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, f.S[t], f.Qx, (int)d, f.Us + t * dh, 1, 0.0,
-                    tmp, 1);
-        for (size_t j = 0; j < d; j++) hc->ql[(i * top + t) * d + j] = (float)tmp[j];
-        // right: Qy Vs[:, t], Vs[:, t] = row t of VsT (stride dh)
-        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, 1.0, f.Qy, (int)d, f.VsT + t, (int)dh, 0.0,
-                    tmp, 1);
-        for (size_t j = 0; j < d; j++) hc->qr[(i * top + t) * d + j] = (float)tmp[j];
+    if (top) {
+        // left: Z[:, t] = Qx (S_t Us[:, t]; 0)
+        memset(Z, 0, d * top * sizeof(double));
+        for (size_t t = 0; t < top; t++)
+            for (size_t j = 0; j < dh; j++) Z[j + t * d] = f.S[t] * f.Us[j + t * dh];
+        rc = apply_q(f.Hx, f.tx, d, dh, Z, top);
+        for (size_t t = 0; rc == TW_OK && t < top; t++)
+            for (size_t j = 0; j < d; j++) hc->ql[(i * top + t) * d + j] = (float)Z[j + t * d];
+        // right: Z[:, t] = Qy (Vs[:, t]; 0), Vs[:, t] = row t of VsT (stride dh)
+        memset(Z, 0, d * top * sizeof(double));
+        for (size_t t = 0; t < top; t++)
+            for (size_t j = 0; j < dh; j++) Z[j + t * d] = f.VsT[t + j * dh];
+        if (rc == TW_OK) rc = apply_q(f.Hy, f.ty, d, dh, Z, top);
+        for (size_t t = 0; rc == TW_OK && t < top; t++)
+            for (size_t j = 0; j < d; j++) hc->qr[(i * top + t) * d + j] = (float)Z[j + t * d];
     }
     blockcache_release(ana_cache(hc->x), fe);
-    return TW_OK;
+    return rc;
 }
 
 static void heads_part(void *ctx, size_t lo, size_t hi, int part)
 {
     heads_ctx *hc = ctx;
-    double *tmp = malloc((size_t)hc->m->cfg.n_embd * sizeof(double));
+    double *tmp = malloc(((size_t)hc->m->cfg.n_embd * hc->r->top + 1) * sizeof(double));
     int rc = tmp ? TW_OK : TW_ENOMEM;
     for (size_t i = lo; i < hi && rc == TW_OK; i++) rc = head_spectrum_queries(hc, i, tmp);
     free(tmp);
