@@ -228,6 +228,33 @@ static const api_param p_stats_job[] = {P_STATS_INPUTS, API_PARAMS_END};
         .doc = "The job, as POST /trajectory/stats/job answered it."                                         \
     }
 static const api_param p_job_status[] = {P_JOB_ID, API_PARAMS_END};
+/* The routes whose block parameter sweeps (P_BLOCKS). */
+static const char *const sweep_paths[] = {"/svd", "/svd/bias", "/probe", "/mlp/svd", NULL};
+static const api_param p_sweep_job[] = {
+    {.name = "path", .type = AP_ENUM, .required = true, .choices = sweep_paths, .doc = "The route to sweep."},
+    {.name = "query",
+     .type = AP_TEXT,
+     .required = true,
+     .max = 4096,
+     .doc = "Its parameters as a query string (e.g. block=all&top=0; percent-encoded, '&' between pairs), "
+            "checked as that route checks them; block must be \"all\" or \"A-B\"."},
+    API_PARAMS_END,
+};
+#define P_SWEEP_JOB_ID                                                                                       \
+    {                                                                                                        \
+        .name = "id", .type = AP_INT, .required = true, .min = 1, .max = INT32_MAX,                          \
+        .doc = "The job, as POST /sweep/job answered it."                                                    \
+    }
+static const api_param p_sweep_job_status[] = {P_SWEEP_JOB_ID, API_PARAMS_END};
+static const api_param p_sweep_job_result[] = {
+    P_SWEEP_JOB_ID,
+    {.name = "wait",
+     .type = AP_INT,
+     .def = "0",
+     .max = 30,
+     .doc = "Seconds to wait for a running job to finish before answering 503."},
+    API_PARAMS_END,
+};
 static const api_param p_job_result[] = {
     P_JOB_ID,
     {.name = "wait",
@@ -650,6 +677,12 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     "done: int(0..) `units of the stage done`, total: int(0..) `units of the stage`, progress: num(0..1), "  \
     "n_texts: int(0..), n_tokens: int(0..), seconds: num(0..) `since it started (until it finished)`, "      \
     "result: str `where its statistics are`, error?: str `why it failed`}"
+#define SWEEP_JOB                                                                                            \
+    "{job: int(1..), state: 'running'|'done'|'failed', path: str `the route swept`, stage: str|null "        \
+    "`blocks`, done: int(0..) `blocks answered`, total: int(0..) `blocks of the sweep`, progress: "          \
+    "num(0..1), "                                                                                            \
+    "seconds: num(0..) `since it started (until it finished)`, status: str `where to poll`, result: str "    \
+    "`where its answer is`, error?: str `why it failed`}"
 #define SC_DIFF "{max_abs_diff: num(0..), max_rel_diff: num(0..)}"
 
 const api_route api_routes[] = {
@@ -987,6 +1020,50 @@ const api_route api_routes[] = {
             "/trajectory/stats/job/status, fetch /trajectory/stats/job/result.",
         .answers =
             (const api_answer[]){{.schema = STATS_JOB, .doc = "The job, just started."}, API_ANSWERS_END},
+    },
+    {
+        .path = "/sweep/job",
+        .methods = API_POST,
+        .fn = api_sweep_job,
+        .params = p_sweep_job,
+        .flags = API_NEEDS_MODEL,
+        .summary = "Start a whole-model sweep (block=all or A-B) as a job to poll",
+        .description =
+            "Checks the parameters as the swept route does (the same 400s), starts the sweep in the "
+            "background and answers at once with the job's id and progress (blocks answered); poll "
+            "/sweep/job/status, fetch /sweep/job/result. Each block's answer is kept in the answer cache as "
+            "the one-block request's, and the whole sweep's as its request's. /metrics: "
+            "twd_sweep_job_progress, twd_sweep_blocks.",
+        .answers =
+            (const api_answer[]){{.schema = SWEEP_JOB, .doc = "The job, just started."}, API_ANSWERS_END},
+    },
+    {
+        .path = "/sweep/job/status",
+        .methods = API_GET,
+        .fn = api_sweep_job_status,
+        .params = p_sweep_job_status,
+        .flags = API_NEEDS_MODEL,
+        .summary = "Progress of a /sweep/job",
+        .description = "The job's state (running, done, failed) and the blocks answered of the sweep.",
+        .answers = (const api_answer[]){{.schema = SWEEP_JOB, .doc = "The job."}, API_ANSWERS_END},
+    },
+    {
+        .path = "/sweep/job/result",
+        .methods = API_GET,
+        .fn = api_sweep_job_result,
+        .params = p_sweep_job_result,
+        .flags = API_NEEDS_MODEL | API_HEAVY,
+        .summary = "The answer of a finished /sweep/job",
+        .description = "The answer the swept route gives to the same parameters (JSON, CSV or LaTeX as its "
+                       "format= asked); 503 with Retry-After while the job runs (after waiting up to wait= "
+                       "seconds), the sweep's error answer if it failed.",
+        .answers =
+            (const api_answer[]){{.schema = "{first_block: int(0..$layer), last_block: int(0..$layer), "
+                                            "n_blocks: int(1..), blocks: [any]}",
+                                  .doc = "The swept route's answer: in JSON as here (the one-block "
+                                         "answers in blocks), in CSV or LaTeX when its query's "
+                                         "format= asks for them."},
+                                 API_ANSWERS_END},
     },
     {
         .path = "/trajectory/stats/job/status",
