@@ -9,6 +9,7 @@
 
 #include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
+#include "core/nn/par.h"
 
 void probe_words_result_free(probe_words_result *r)
 {
@@ -50,6 +51,51 @@ static size_t keys_bytes(size_t V, size_t d, size_t H)
     return (V * d * sizeof(float) + 7) / 8 * 8 + (H + d) * sizeof(double);
 }
 
+/* Scatters the nr rows of tmp (nr, d) into the head-major dst: row j's
+ * head-h part goes to dst + (h V + r0 + j) dh; and raises mx[h] to the
+ * largest |part| seen (a NaN stays: nothing is certified then). The rows
+ * are shared among the BLAS threads (nn_parts): this pass is V d of memory
+ * traffic and norms per entry, worth splitting. */
+typedef struct {
+    const float *tmp;
+    float *dst;
+    size_t V, d, H, r0;
+    double *mx; /* (parts, H) */
+} scatter_ctx;
+
+static void raise_max(double *m, double v)
+{
+    if (isnan(*m)) return;
+    if (!(v <= *m)) *m = v;
+}
+
+static void scatter_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    const scatter_ctx *sc = ctx;
+    const size_t d = sc->d, H = sc->H, dh = d / H;
+    double *mx = sc->mx + (size_t)part * H;
+    for (size_t j = lo; j < hi; j++)
+        for (size_t h = 0; h < H; h++) {
+            const float *src = sc->tmp + j * d + h * dh;
+            memcpy(sc->dst + (h * sc->V + sc->r0 + j) * dh, src, dh * sizeof(float));
+            raise_max(&mx[h], sqrt(topk_dot(src, src, dh)));
+        }
+}
+
+static void scatter_heads(const float *tmp, size_t nr, float *dst, size_t V, size_t d, size_t H, size_t r0,
+                          double *mx)
+{
+    int parts = nn_parts();
+    if ((size_t)parts > nr) parts = nr ? (int)nr : 1;
+    double *own = parts > 1 ? calloc((size_t)parts * H, sizeof(double)) : NULL;
+    if (!own) parts = 1; /* in this thread, into mx itself */
+    scatter_ctx sc = {.tmp = tmp, .dst = dst, .V = V, .d = d, .H = H, .r0 = r0, .mx = own ? own : mx};
+    nn_parallel_rows(nr, parts, scatter_part, &sc);
+    for (int p = 0; own && p < parts; p++)
+        for (size_t h = 0; h < H; h++) raise_max(&mx[h], own[(size_t)p * H + h]);
+    free(own);
+}
+
 /* Rows of K computed per GEMM, between cancellation checks. */
 #define KEYS_ROWS 4096
 
@@ -58,7 +104,7 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
     const keys_ctx *kx = ctx;
     const gpt2_model *m = kx->m;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    const size_t H = (size_t)m->cfg.n_head;
     if (bytes != keys_bytes(V, d, H)) return TW_EINVAL;
     float *tmp = malloc(KEYS_ROWS * d * sizeof(float)); // (KEYS_ROWS, d) rows of En Wk
     if (!tmp) return TW_ENOMEM;
@@ -84,13 +130,7 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
         if ((rc = tw_cancel_check(ana_cancel(kx->x))) != TW_OK) break;
         size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
         mat_gemm(tmp, En + r0 * d, wk, NULL, nr, d, d);
-        for (size_t j = 0; j < nr; j++)
-            for (size_t h = 0; h < H; h++) {
-                const float *src = tmp + j * d + h * dh;
-                memcpy(K + (h * V + r0 + j) * dh, src, dh * sizeof(float));
-                double nn = sqrt(topk_dot(src, src, dh));
-                if (!(nn <= Rk[h])) Rk[h] = nn; /* NaN wins: nothing is certified */
-            }
+        scatter_heads(tmp, nr, K, V, d, H, r0, Rk);
     }
     blockcache_release(ana_cache(kx->x), en_e);
     free(tmp);
@@ -219,7 +259,7 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
     const vals_ctx *vx = ctx;
     const gpt2_model *m = vx->m;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    const size_t H = (size_t)m->cfg.n_head;
     if (bytes != vals_bytes(V, d, H)) return TW_EINVAL;
     gpt2_block_ref bref;
     const gpt2_block *blk;
@@ -275,13 +315,8 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
                     (int)d, Wg, (int)d, 0.0f, tmp, (int)d);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, 3, (int)d, 1.0f, E + r0 * d, (int)d,
                     vec, 3, 0.0f, out3, 3);
+        scatter_heads(tmp, nr, G, V, d, H, r0, RG);
         for (size_t j = 0; j < nr; j++) {
-            for (size_t h = 0; h < H; h++) {
-                const float *src = tmp + j * d + h * dh;
-                memcpy(G + (h * V + r0 + j) * dh, src, dh * sizeof(float));
-                double nn = sqrt(topk_dot(src, src, dh));
-                if (!(nn <= RG[h])) RG[h] = nn; /* NaN wins: nothing is certified */
-            }
             Bv[r0 + j] = out3[j * 3];
             gE[r0 + j] = out3[j * 3 + 1];
             cE[r0 + j] = out3[j * 3 + 2];
