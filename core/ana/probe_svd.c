@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ static void factors_view(const double *p, size_t d, size_t dh, svd_factors *f)
 typedef struct {
     const gpt2_model *m;
     int block, matrix, head;
+    const gpt2_block *blk; /* the block, already acquired by the caller; NULL: acquired here */
 } factors_ctx;
 
 /* X (d, dh) col-major -> its dgeqrf factorisation in place (tau: dh), R
@@ -82,9 +84,9 @@ static int apply_q(const double *H, const double *tau, size_t d, size_t dh, doub
 /* X, Y (d, dh) col-major (element (i, j) at [i + j * d]) of a head. */
 static int factors_xy(const factors_ctx *x, size_t d, size_t dh, double *X, double *Y)
 {
-    gpt2_block_ref bref;
-    const gpt2_block *blk;
-    int rc = ana_block_acquire(x->m, x->block, &bref, &blk);
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = x->blk;
+    int rc = blk ? TW_OK : ana_block_acquire(x->m, x->block, &bref, &blk);
     if (rc) return rc;
     ana_head hs;
     ana_head_slices_of(x->m, blk, x->head, &hs);
@@ -134,13 +136,18 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     return info == 0 ? TW_OK : TW_EINVAL;
 }
 
-static int acquire_factors(const gpt2_model *m, const ana_ctx *ax, int block, int matrix, int head,
-                           blockcache_entry **e)
+static void factors_key(char *key, size_t n, int matrix, int block, int head)
+{
+    snprintf(key, n, "svd-%s:%d:%d", probe_svd_matrix_name(matrix), block, head);
+}
+
+static int acquire_factors(const gpt2_model *m, const ana_ctx *ax, const gpt2_block *blk, int block,
+                           int matrix, int head, blockcache_entry **e)
 {
     const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
     char key[48];
-    snprintf(key, sizeof key, "svd-%s:%d:%d", probe_svd_matrix_name(matrix), block, head);
-    factors_ctx x = {m, block, matrix, head};
+    factors_key(key, sizeof key, matrix, block, head);
+    factors_ctx x = {m, block, matrix, head, blk};
     return blockcache_acquire_within(ana_cache(ax), key, factors_doubles(d, dh) * sizeof(double),
                                      fill_factors, &x, ana_cancel(ax), e);
 }
@@ -213,7 +220,8 @@ typedef struct {
     const gpt2_model *m;
     const ana_ctx *x;
     probe_svd_result *r;
-    float *ql, *qr; /* (nd, d) each, or NULL (top 0) */
+    float *ql, *qr;        /* (nd, d) each, or NULL (top 0) */
+    const gpt2_block *blk; /* the block, when a head's factors are to be computed */
     int rc[NN_MAX_PARTS];
 } heads_ctx;
 
@@ -227,7 +235,8 @@ static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *Z)
     const size_t d = (size_t)m->cfg.n_embd, dh = r->dh, top = r->top;
     blockcache_entry *fe = NULL;
     int rc = tw_cancel_check(ana_cancel(hc->x));
-    if (rc == TW_OK) rc = acquire_factors(m, hc->x, r->block, r->matrix, r->first_head + (int)i, &fe);
+    if (rc == TW_OK)
+        rc = acquire_factors(m, hc->x, hc->blk, r->block, r->matrix, r->first_head + (int)i, &fe);
     if (rc) return rc;
     svd_factors f;
     factors_view(blockcache_data(fe), d, dh, &f);
@@ -263,6 +272,21 @@ static void heads_part(void *ctx, size_t lo, size_t hi, int part)
     hc->rc[part] = rc;
 }
 
+/* Whether the factors of some head of r are not in the cache. */
+static bool factors_missing(const gpt2_model *m, const ana_ctx *x, const probe_svd_result *r)
+{
+    const size_t d = (size_t)m->cfg.n_embd;
+    for (size_t i = 0; i < r->n_heads; i++) {
+        char key[48];
+        factors_key(key, sizeof key, r->matrix, r->block, r->first_head + (int)i);
+        blockcache_entry *e = NULL;
+        if (blockcache_lookup(ana_cache(x), key, factors_doubles(d, r->dh) * sizeof(double), &e) != TW_OK)
+            return true;
+        blockcache_release(ana_cache(x), e);
+    }
+    return false;
+}
+
 /* Spectra and queries of every head of r (head_spectrum_queries), the heads
  * shared among nn_parts() threads with one BLAS thread each. OpenBLAS's
  * thread count is process-wide: it is put back to what it was afterwards (a
@@ -272,12 +296,17 @@ static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, probe_svd_
                                float *qr)
 {
     heads_ctx hc = {.m = m, .x = x, .r = r, .ql = ql, .qr = qr};
+    /* the block once for every head whose factors are missing (an F16
+     * block not kept converted is converted once, not once per head) */
+    gpt2_block_ref bref = {0};
+    if (factors_missing(m, x, r) && ana_block_acquire(m, r->block, &bref, &hc.blk) != TW_OK) hc.blk = NULL;
     int parts = nn_parts();
     if ((size_t)parts > r->n_heads) parts = (int)r->n_heads;
     const int saved = openblas_get_num_threads();
     if (saved > 1) openblas_set_num_threads(1);
     nn_parallel_rows(r->n_heads, parts, heads_part, &hc);
     if (saved > 1) openblas_set_num_threads(saved);
+    gpt2_block_release(&bref);
     for (int p = 0; p < parts; p++)
         if (hc.rc[p]) return hc.rc[p];
     return TW_OK;
