@@ -225,7 +225,7 @@ static const api_param p_stats_job[] = {P_STATS_INPUTS, API_PARAMS_END};
 #define P_JOB_ID                                                                                             \
     {                                                                                                        \
         .name = "id", .type = AP_INT, .required = true, .min = 1, .max = INT32_MAX,                          \
-        .doc = "The job, as POST /trajectory/stats/job answered it."                                         \
+        .doc = "The job, as the POST that started it answered it."                                           \
     }
 static const api_param p_job_status[] = {P_JOB_ID, API_PARAMS_END};
 /* The routes whose block parameter sweeps (P_BLOCKS). */
@@ -240,14 +240,8 @@ static const api_param p_sweep_job[] = {
             "checked as that route checks them; block must be \"all\" or \"A-B\"."},
     API_PARAMS_END,
 };
-#define P_SWEEP_JOB_ID                                                                                       \
-    {                                                                                                        \
-        .name = "id", .type = AP_INT, .required = true, .min = 1, .max = INT32_MAX,                          \
-        .doc = "The job, as POST /sweep/job answered it."                                                    \
-    }
-static const api_param p_sweep_job_status[] = {P_SWEEP_JOB_ID, API_PARAMS_END};
 static const api_param p_sweep_job_result[] = {
-    P_SWEEP_JOB_ID,
+    P_JOB_ID,
     {.name = "wait",
      .type = AP_INT,
      .def = "0",
@@ -685,6 +679,14 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     "`where its answer is`, error?: str `why it failed`}"
 #define SC_DIFF "{max_abs_diff: num(0..), max_rel_diff: num(0..)}"
 
+/* The status route of a kind of job (schema: its job's answer). */
+#define JOB_STATUS_ROUTE(path_, fn_, summary_, description_, schema_)                                        \
+    {                                                                                                        \
+        .path = (path_), .methods = API_GET, .fn = (fn_), .params = p_job_status, .flags = API_NEEDS_MODEL,  \
+        .summary = (summary_), .description = (description_),                                                \
+        .answers = (const api_answer[]){{.schema = (schema_), .doc = "The job."}, API_ANSWERS_END},          \
+    }
+
 const api_route api_routes[] = {
     {
         .path = "/health",
@@ -1037,16 +1039,9 @@ const api_route api_routes[] = {
         .answers =
             (const api_answer[]){{.schema = SWEEP_JOB, .doc = "The job, just started."}, API_ANSWERS_END},
     },
-    {
-        .path = "/sweep/job/status",
-        .methods = API_GET,
-        .fn = api_sweep_job_status,
-        .params = p_sweep_job_status,
-        .flags = API_NEEDS_MODEL,
-        .summary = "Progress of a /sweep/job",
-        .description = "The job's state (running, done, failed) and the blocks answered of the sweep.",
-        .answers = (const api_answer[]){{.schema = SWEEP_JOB, .doc = "The job."}, API_ANSWERS_END},
-    },
+    JOB_STATUS_ROUTE("/sweep/job/status", api_sweep_job_status, "Progress of a /sweep/job",
+                     "The job's state (running, done, failed) and the blocks answered of the sweep.",
+                     SWEEP_JOB),
     {
         .path = "/sweep/job/result",
         .methods = API_GET,
@@ -1065,16 +1060,10 @@ const api_route api_routes[] = {
                                          "format= asks for them."},
                                  API_ANSWERS_END},
     },
-    {
-        .path = "/trajectory/stats/job/status",
-        .methods = API_GET,
-        .fn = api_trajectory_stats_job_status,
-        .params = p_job_status,
-        .flags = API_NEEDS_MODEL,
-        .summary = "Progress of a /trajectory/stats job",
-        .description = "The job's state (running, done, failed), its stage and the units done of it.",
-        .answers = (const api_answer[]){{.schema = STATS_JOB, .doc = "The job."}, API_ANSWERS_END},
-    },
+    JOB_STATUS_ROUTE("/trajectory/stats/job/status", api_trajectory_stats_job_status,
+                     "Progress of a /trajectory/stats job",
+                     "The job's state (running, done, failed), its stage and the units done of it.",
+                     STATS_JOB),
     {
         .path = "/trajectory/stats/job/result",
         .methods = API_GET,

@@ -478,27 +478,23 @@ typedef struct {
     float R_e;       /* the largest |E_j| (for the value queries) */
 } words_run;
 
+/* The working arrays, in one allocation (vstat first: the doubles). */
 static int words_run_alloc(words_run *p)
 {
     const size_t W = p->W, d = (size_t)p->m->cfg.n_embd, H = (size_t)p->m->cfg.n_head;
-    p->qa = malloc(W * d * sizeof(float));
-    p->va = malloc(W * d * sizeof(float));
-    p->keyq = malloc(W * H * d * sizeof(float));
-    p->valq = malloc(W * (H + 1) * d * sizeof(float));
-    p->vhits = malloc(W * (H + 1) * p->k * sizeof(topk_hit));
-    p->vstat = malloc(6 * W * (H + 1) * sizeof(double));
-    return p->qa && p->va && p->keyq && p->valq && p->vhits && p->vstat ? TW_OK : TW_ENOMEM;
+    const size_t n_dbl = 6 * W * (H + 1), n_hits = W * (H + 1) * p->k, n_flt = (2 + H + H + 1) * W * d;
+    char *b = malloc(n_dbl * sizeof(double) + n_hits * sizeof(topk_hit) + n_flt * sizeof(float));
+    if (!b) return TW_ENOMEM;
+    p->vstat = (double *)b;
+    p->vhits = (topk_hit *)(p->vstat + n_dbl);
+    p->qa = (float *)(p->vhits + n_hits);
+    p->va = p->qa + W * d;
+    p->keyq = p->va + W * d;
+    p->valq = p->keyq + W * H * d;
+    return TW_OK;
 }
 
-static void words_run_free(words_run *p)
-{
-    free(p->vstat);
-    free(p->qa);
-    free(p->va);
-    free(p->keyq);
-    free(p->valq);
-    free(p->vhits);
-}
+static void words_run_free(words_run *p) { free(p->vstat); }
 
 /* Every word's query vectors, each computed on its own (matrix-vector
  * products, never a GEMM over the batch), so a word's answer does not
