@@ -292,21 +292,16 @@ static bool factors_missing(const gpt2_model *m, const ana_ctx *x, const probe_s
  * thread count is process-wide: it is put back to what it was afterwards (a
  * computation that starts meanwhile on another worker takes its share from
  * the server as usual, and this one's BLAS calls stay single-threaded). */
-static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, probe_svd_result *r, float *ql,
-                               float *qr)
+static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, const gpt2_block *blk,
+                               probe_svd_result *r, float *ql, float *qr)
 {
-    heads_ctx hc = {.m = m, .x = x, .r = r, .ql = ql, .qr = qr};
-    /* the block once for every head whose factors are missing (an F16
-     * block not kept converted is converted once, not once per head) */
-    gpt2_block_ref bref = {0};
-    if (factors_missing(m, x, r) && ana_block_acquire(m, r->block, &bref, &hc.blk) != TW_OK) hc.blk = NULL;
+    heads_ctx hc = {.m = m, .x = x, .r = r, .ql = ql, .qr = qr, .blk = blk};
     int parts = nn_parts();
     if ((size_t)parts > r->n_heads) parts = (int)r->n_heads;
     const int saved = openblas_get_num_threads();
     if (saved > 1) openblas_set_num_threads(1);
     nn_parallel_rows(r->n_heads, parts, heads_part, &hc);
     if (saved > 1) openblas_set_num_threads(saved);
-    gpt2_block_release(&bref);
     for (int p = 0; p < parts; p++)
         if (hc.rc[p]) return hc.rc[p];
     return TW_OK;
@@ -451,9 +446,17 @@ int probe_svd_multi(const gpt2_model *m, const ana_ctx *x, int block, const int 
     }
     svd_queries sq = {0};
     if (rc == TW_OK) rc = svd_queries_alloc(&sq, n_mat, nd, d, k);
+    /* the block once for every head whose factors are missing (an F16
+     * block not kept converted is converted once, not once per head) */
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = NULL;
+    bool missing = false;
+    for (size_t i = 0; i < n_mat && rc == TW_OK; i++) missing = missing || factors_missing(m, x, &r[i]);
+    if (missing && ana_block_acquire(m, block, &bref, &blk) != TW_OK) blk = NULL; /* then per head */
     for (size_t i = 0; i < n_mat && rc == TW_OK; i++)
-        rc = svd_spectra_queries(m, x, &r[i], sq.q ? sq.q + 2 * i * nd * d : NULL,
+        rc = svd_spectra_queries(m, x, blk, &r[i], sq.q ? sq.q + 2 * i * nd * d : NULL,
                                  sq.q ? sq.q + (2 * i + 1) * nd * d : NULL);
+    gpt2_block_release(&bref);
     if (rc == TW_OK && nd) {
         svd_queries_gather(&sq, matrices, n_mat, d);
         rc = svd_queries_probe(m, x, block, &sq, k);
