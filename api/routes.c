@@ -240,25 +240,13 @@ static const api_param p_sweep_job[] = {
             "checked as that route checks them; block must be \"all\" or \"A-B\"."},
     API_PARAMS_END,
 };
-static const api_param p_sweep_job_result[] = {
-    P_JOB_ID,
-    {.name = "wait",
-     .type = AP_INT,
-     .def = "0",
-     .max = 30,
-     .doc = "Seconds to wait for a running job to finish before answering 503."},
-    API_PARAMS_END,
-};
-static const api_param p_job_result[] = {
-    P_JOB_ID,
-    {.name = "wait",
-     .type = AP_INT,
-     .def = "0",
-     .max = 30,
-     .doc = "Seconds to wait for a running job to finish before answering 503."},
-    P_FORMAT(fmt_json_csv),
-    API_PARAMS_END,
-};
+#define P_JOB_WAIT                                                                                           \
+    {                                                                                                        \
+        .name = "wait", .type = AP_INT, .def = "0", .max = 30,                                               \
+        .doc = "Seconds to wait for a running job to finish before answering 503."                           \
+    }
+static const api_param p_sweep_job_result[] = {P_JOB_ID, P_JOB_WAIT, API_PARAMS_END};
+static const api_param p_job_result[] = {P_JOB_ID, P_JOB_WAIT, P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_layout[] = {
     {.name = "projection",
