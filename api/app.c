@@ -125,6 +125,8 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# TYPE twd_stats_running gauge\n"
         "# HELP twd_stats_progress Progress (0..1) of one computation of /trajectory/stats in flight.\n"
         "# TYPE twd_stats_progress gauge\n"
+        "# HELP twd_sweep_job_progress Progress (0..1, blocks answered) of a running POST /sweep/job.\n"
+        "# TYPE twd_sweep_job_progress gauge\n"
         "# HELP twd_stats_rows_done State rows of the current stage done by one computation in flight.\n"
         "# TYPE twd_stats_rows_done gauge\n"
         "# HELP twd_stats_rows_total State rows of the current stage of one computation in flight.\n"

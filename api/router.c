@@ -1043,6 +1043,27 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
     return API_DONE;
 }
 
+int api_prepare_args(twd_app *app, const api_route *route, const api_kv *query, size_t n_query,
+                     api_call *call, api_response *res)
+{
+    memset(call, 0, sizeof *call);
+    call->route = route;
+    call->app = app;
+    if (route->flags & API_NEEDS_MODEL) {
+        if (!(call->held = api_app_acquire(app)) || api_app_check(app)) {
+            api_call_free(call);
+            api_app_unavailable(app, res);
+            return -1;
+        }
+    }
+    api_request req = {.method = API_GET, .query = query, .n_query = n_query};
+    if (parse_args(app, route, &req, NULL, &call->args, res) != 0) {
+        api_call_free(call);
+        return -1;
+    }
+    return 0;
+}
+
 void api_compute(api_call *call, api_response *res)
 {
     twd_app *app = call->app;

@@ -225,19 +225,28 @@ static const api_param p_stats_job[] = {P_STATS_INPUTS, API_PARAMS_END};
 #define P_JOB_ID                                                                                             \
     {                                                                                                        \
         .name = "id", .type = AP_INT, .required = true, .min = 1, .max = INT32_MAX,                          \
-        .doc = "The job, as POST /trajectory/stats/job answered it."                                         \
+        .doc = "The job, as the POST that started it answered it."                                           \
     }
 static const api_param p_job_status[] = {P_JOB_ID, API_PARAMS_END};
-static const api_param p_job_result[] = {
-    P_JOB_ID,
-    {.name = "wait",
-     .type = AP_INT,
-     .def = "0",
-     .max = 30,
-     .doc = "Seconds to wait for a running job to finish before answering 503."},
-    P_FORMAT(fmt_json_csv),
+/* The routes whose block parameter sweeps (P_BLOCKS). */
+static const char *const sweep_paths[] = {"/svd", "/svd/bias", "/probe", "/mlp/svd", NULL};
+static const api_param p_sweep_job[] = {
+    {.name = "path", .type = AP_ENUM, .required = true, .choices = sweep_paths, .doc = "The route to sweep."},
+    {.name = "query",
+     .type = AP_TEXT,
+     .required = true,
+     .max = 4096,
+     .doc = "Its parameters as a query string (e.g. block=all&top=0; percent-encoded, '&' between pairs), "
+            "checked as that route checks them; block must be \"all\" or \"A-B\"."},
     API_PARAMS_END,
 };
+#define P_JOB_WAIT                                                                                           \
+    {                                                                                                        \
+        .name = "wait", .type = AP_INT, .def = "0", .max = 30,                                               \
+        .doc = "Seconds to wait for a running job to finish before answering 503."                           \
+    }
+static const api_param p_sweep_job_result[] = {P_JOB_ID, P_JOB_WAIT, API_PARAMS_END};
+static const api_param p_job_result[] = {P_JOB_ID, P_JOB_WAIT, P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 static const api_param p_layout[] = {
     {.name = "projection",
@@ -660,7 +669,21 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     "done: int(0..) `units of the stage done`, total: int(0..) `units of the stage`, progress: num(0..1), "  \
     "n_texts: int(0..), n_tokens: int(0..), seconds: num(0..) `since it started (until it finished)`, "      \
     "result: str `where its statistics are`, error?: str `why it failed`}"
+#define SWEEP_JOB                                                                                            \
+    "{job: int(1..), state: 'running'|'done'|'failed', path: str `the route swept`, stage: str|null "        \
+    "`blocks`, done: int(0..) `blocks answered`, total: int(0..) `blocks of the sweep`, progress: "          \
+    "num(0..1), "                                                                                            \
+    "seconds: num(0..) `since it started (until it finished)`, status: str `where to poll`, result: str "    \
+    "`where its answer is`, error?: str `why it failed`}"
 #define SC_DIFF "{max_abs_diff: num(0..), max_rel_diff: num(0..)}"
+
+/* The status route of a kind of job (schema: its job's answer). */
+#define JOB_STATUS_ROUTE(path_, fn_, summary_, description_, schema_)                                        \
+    {                                                                                                        \
+        .path = (path_), .methods = API_GET, .fn = (fn_), .params = p_job_status, .flags = API_NEEDS_MODEL,  \
+        .summary = (summary_), .description = (description_),                                                \
+        .answers = ANSWERS({.schema = (schema_), .doc = "The job."}),                                       \
+    }
 
 const api_route api_routes[] = {
     {
@@ -942,15 +965,42 @@ const api_route api_routes[] = {
         .answers = ANSWERS({.schema = STATS_JOB, .doc = "The job, just started."}),
     },
     {
-        .path = "/trajectory/stats/job/status",
-        .methods = API_GET,
-        .fn = api_trajectory_stats_job_status,
-        .params = p_job_status,
+        .path = "/sweep/job",
+        .methods = API_POST,
+        .fn = api_sweep_job,
+        .params = p_sweep_job,
         .flags = API_NEEDS_MODEL,
-        .summary = "Progress of a /trajectory/stats job",
-        .description = "The job's state (running, done, failed), its stage and the units done of it.",
-        .answers = ANSWERS({.schema = STATS_JOB, .doc = "The job."}),
+        .summary = "Start a whole-model sweep (block=all or A-B) as a job to poll",
+        .description =
+            "Checks the parameters as the swept route does (the same 400s), starts the sweep in the "
+            "background and answers at once with the job's id and progress (blocks answered); poll "
+            "/sweep/job/status, fetch /sweep/job/result. Each block's answer is kept in the answer cache as "
+            "the one-block request's, and the whole sweep's as its request's. /metrics: "
+            "twd_sweep_job_progress, twd_sweep_blocks.",
+        .answers = ANSWERS({.schema = SWEEP_JOB, .doc = "The job, just started."}),
     },
+    JOB_STATUS_ROUTE("/sweep/job/status", api_sweep_job_status, "Progress of a /sweep/job",
+                     "The job's state (running, done, failed) and the blocks answered of the sweep.",
+                     SWEEP_JOB),
+    {
+        .path = "/sweep/job/result",
+        .methods = API_GET,
+        .fn = api_sweep_job_result,
+        .params = p_sweep_job_result,
+        .flags = API_NEEDS_MODEL | API_HEAVY,
+        .summary = "The answer of a finished /sweep/job",
+        .description = "The answer the swept route gives to the same parameters (JSON, CSV or LaTeX as its "
+                       "format= asked); 503 with Retry-After while the job runs (after waiting up to wait= "
+                       "seconds), the sweep's error answer if it failed.",
+        .answers = ANSWERS({.schema = "{first_block: int(0..$layer), last_block: int(0..$layer), "
+                                      "n_blocks: int(1..), blocks: [any]}",
+                            .doc = "The swept route's answer: in JSON as here (the one-block answers in "
+                                   "blocks), in CSV or LaTeX when its query's format= asks for them."}),
+    },
+    JOB_STATUS_ROUTE("/trajectory/stats/job/status", api_trajectory_stats_job_status,
+                     "Progress of a /trajectory/stats job",
+                     "The job's state (running, done, failed), its stage and the units done of it.",
+                     STATS_JOB),
     {
         .path = "/trajectory/stats/job/result",
         .methods = API_GET,

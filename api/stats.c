@@ -5,6 +5,7 @@
  * progress of every computation in flight in /metrics. */
 #include "api/stats.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -15,11 +16,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/answer_cache.h"
 #include "api/api.h"
 #include "api/ext.h"
 #include "api/format.h"
 #include "api/handlers.h"
 #include "api/json.h"
+#include "api/sweep.h"
 #include "base/clock.h"
 #include "base/progress.h"
 #include "base/utf8.h"
@@ -262,8 +265,11 @@ static int answer_csv(const traj_stats_result *r, api_response *res)
 
 /* One computation of the statistics: a request being answered (sync), or a
  * job started by POST /trajectory/stats/job and polled by id. The slot
- * owns the token ids and, once done, the result. */
+ * owns the token ids and, once done, the result. The same slots (and ids)
+ * hold the whole-model sweeps started by POST /sweep/job (kind JOB_SWEEP):
+ * the sweep's call while it runs, then its answer. */
 typedef enum { JOB_FREE, JOB_RUNNING, JOB_DONE, JOB_FAILED } job_state;
+typedef enum { JOB_STATS, JOB_SWEEP } job_kind;
 
 typedef struct {
     long long id; /* jobs 1, 2, ... in the order they started; requests likewise, apart */
@@ -281,6 +287,10 @@ typedef struct {
     double started, seconds;
     int rc;              /* TW_OK, or why it failed */
     traj_stats_result r; /* JOB_DONE */
+    job_kind kind;
+    api_call call;    /* JOB_SWEEP: the sweep's call (arguments, model hold) until it ends */
+    api_response res; /* JOB_SWEEP: its answer (or error), once it ended */
+    char path[40];    /* JOB_SWEEP: the route swept */
 } stats_job;
 
 struct api_stats_jobs {
@@ -304,6 +314,8 @@ static void slot_clear(stats_job *s)
 {
     req_texts_free(&s->texts);
     traj_stats_result_free(&s->r);
+    api_call_free(&s->call);
+    api_response_free(&s->res);
     memset(s, 0, sizeof *s);
 }
 
@@ -340,10 +352,12 @@ static stats_job *slot_take(api_stats_jobs *j)
     return old;
 }
 
-static stats_job *slot_find(api_stats_jobs *j, long long id)
+static stats_job *slot_find(api_stats_jobs *j, long long id, job_kind kind)
 {
-    for (size_t i = 0; i < API_STATS_SLOTS; i++)
-        if (j->slot[i].state != JOB_FREE && !j->slot[i].sync && j->slot[i].id == id) return &j->slot[i];
+    for (size_t i = 0; i < API_STATS_SLOTS; i++) {
+        const stats_job *s = &j->slot[i];
+        if (s->state != JOB_FREE && !s->sync && s->kind == kind && s->id == id) return &j->slot[i];
+    }
     return NULL;
 }
 
@@ -373,11 +387,32 @@ static void slot_finish(api_stats_jobs *j, stats_job *s, int rc)
     pthread_mutex_unlock(&j->lock);
 }
 
+/* Runs the sweep of slot s; its call (and the model hold) ends with it. */
+static int sweep_run(stats_job *s)
+{
+    const api_route *r = s->call.route;
+    int rc = api_sweep_requested(&s->call.args) ? api_sweep_run(&s->call, &s->res, &s->progress)
+                                                : r->fn(s->app, &s->call.args, &s->res);
+    if (s->call.held && api_app_check(s->app)) {
+        api_app_unavailable(s->app, &s->res);
+        rc = -1;
+    }
+    if (!s->res.content_type) rc = api_error(&s->res, 500, "handler produced no answer");
+    if (rc == 0 && s->res.status == 200 && s->app->ext) { /* as the request itself would be */
+        size_t klen = 0;
+        char *key = api_cache_key(r, &s->call.args, &klen);
+        if (key) answer_cache_put(s->app->ext->answers, key, klen, &s->res);
+        free(key);
+    }
+    api_call_free(&s->call);
+    return rc == 0 && s->res.status == 200 ? TW_OK : TW_EINVAL; /* the answer says why */
+}
+
 static void *job_main(void *arg)
 {
     stats_job *s = arg;
     api_stats_jobs *j = s->app->ext->stats_jobs;
-    slot_finish(j, s, slot_run(s, &s->cancel));
+    slot_finish(j, s, s->kind == JOB_SWEEP ? sweep_run(s) : slot_run(s, &s->cancel));
     return NULL;
 }
 
@@ -451,10 +486,39 @@ int api_trajectory_stats(twd_app *app, const api_args *a, api_response *res)
     return out;
 }
 
+static const char *const job_states[] = {"free", "running", "done", "failed"};
+
+/* {job, state, path, stage, done, total, progress, seconds, status, result,
+ * error?} of sweep s, under the lock. */
+static json_t *sweep_job_json(const stats_job *s)
+{
+    const char *stage;
+    long long done, total;
+    tw_progress_read(&s->progress, &stage, &done, &total);
+    char status[64], result[64];
+    snprintf(status, sizeof status, "/sweep/job/status?id=%lld", s->id);
+    snprintf(result, sizeof result, "/sweep/job/result?id=%lld", s->id);
+    json_t *o =
+        json_pack("{s:I,s:s,s:s,s:o,s:I,s:I,s:o,s:o,s:s,s:s}", "job", (json_int_t)s->id, "state",
+                  job_states[s->state], "path", s->path, "stage", stage ? json_string(stage) : json_null(),
+                  "done", (json_int_t)done, "total", (json_int_t)total, "progress",
+                  api_num(s->state == JOB_DONE ? 1.0 : tw_progress_fraction(&s->progress)), "seconds",
+                  api_num(s->state == JOB_RUNNING ? tw_now() - s->started : s->seconds), "status", status,
+                  "result", result);
+    if (s->state == JOB_FAILED && s->res.body) {
+        json_t *e = json_loadb(s->res.body, s->res.len, 0, NULL);
+        json_t *m = json_object_get(json_object_get(e, "error"), "message");
+        api_put(o, "error", json_string(json_is_string(m) ? json_string_value(m) : "failed"));
+        json_decref(e);
+    }
+    return o;
+}
+
 /* {job, state, stage, done, total, progress, ...} of s, under the lock. */
 static json_t *job_json(const stats_job *s)
 {
-    static const char *const states[] = {"free", "running", "done", "failed"};
+    if (s->kind == JOB_SWEEP) return sweep_job_json(s);
+    const char *const *states = job_states;
     const char *stage;
     long long done, total;
     tw_progress_read(&s->progress, &stage, &done, &total);
@@ -492,10 +556,127 @@ int api_trajectory_stats_job(twd_app *app, const api_args *a, api_response *res)
     return api_json(res, 200, o);
 }
 
-static stats_job *job_arg(api_stats_jobs *j, const api_args *a, api_response *res)
+/* ---------- whole-model sweeps as jobs (POST /sweep/job) ---------- */
+
+/* Decodes the query string q (pairs separated by '&', '+' for a space,
+ * %XX escapes) into at most cap pairs, their bytes in buf (q's length +
+ * 2 cap). The number of pairs, or -1 when there are more than cap or an
+ * escape is malformed. */
+static long query_pairs(const char *q, size_t len, api_kv *kv, size_t cap, char *buf)
+{
+    size_t n = 0;
+    char *o = buf;
+    for (size_t i = 0; i < len;) {
+        size_t end = i;
+        while (end < len && q[end] != '&') end++;
+        if (end > i) {
+            if (n == cap) return -1;
+            char *start[2] = {o, NULL};
+            size_t part = 0;
+            for (size_t p = i; p < end; p++) {
+                char c = q[p];
+                if (c == '=' && part == 0) {
+                    kv[n].key_len = (size_t)(o - start[0]);
+                    *o++ = 0;
+                    start[1] = o;
+                    part = 1;
+                    continue;
+                }
+                if (c == '%') {
+                    if (p + 2 >= end || !isxdigit((unsigned char)q[p + 1]) ||
+                        !isxdigit((unsigned char)q[p + 2]))
+                        return -1;
+                    char hex[3] = {q[p + 1], q[p + 2], 0};
+                    c = (char)strtol(hex, NULL, 16);
+                    p += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                *o++ = c;
+            }
+            if (part == 0) {
+                kv[n].key_len = (size_t)(o - start[0]);
+                *o++ = 0;
+                start[1] = o;
+            }
+            kv[n].val_len = (size_t)(o - start[1]);
+            *o++ = 0;
+            kv[n].key = start[0];
+            kv[n].val = start[1];
+            n++;
+        }
+        i = end + 1;
+    }
+    return (long)n;
+}
+
+/* The call of the sweep a POST /sweep/job asks for, checked as its own
+ * request would be (the same 400s). 0, or -1 with *res set. */
+static int sweep_call(twd_app *app, const api_args *a, api_call *call, api_response *res)
+{
+    const char *path = api_str(a, "path");
+    const api_arg *qa = api_arg_get(a, "query");
+    const api_route *r = api_find_route(path);
+    if (!r) return api_error(res, 500, "no route %s", path);
+    api_kv kv[API_MAX_PARAMS * 2];
+    char *buf = malloc(qa->s_len + 2 * API_MAX_PARAMS * 2 + 1);
+    if (!buf) return api_status_error(res, TW_ENOMEM, "sweep job");
+    long n = query_pairs(qa->s, qa->s_len, kv, API_MAX_PARAMS * 2, buf);
+    int rc = n < 0 ? api_error(res, 400,
+                               "parameter 'query': not a query string of at most %d parameters (name=value "
+                               "pairs separated by '&', percent-encoded)",
+                               API_MAX_PARAMS * 2)
+                   : api_prepare_args(app, r, kv, (size_t)n, call, res);
+    free(buf);
+    if (rc == 0 && !api_sweep_requested(&call->args)) {
+        api_call_free(call);
+        rc = api_error(res, 400,
+                       "parameter 'query': block must be \"all\" or a range \"A-B\" for a sweep job");
+    }
+    return rc;
+}
+
+int api_sweep_job(twd_app *app, const api_args *a, api_response *res)
+{
+    api_call call;
+    if (sweep_call(app, a, &call, res) != 0) return -1;
+    api_stats_jobs *j = app->ext->stats_jobs;
+    pthread_mutex_lock(&j->lock);
+    stats_job *s = slot_take(j);
+    if (!s) {
+        pthread_mutex_unlock(&j->lock);
+        api_call_free(&call);
+        api_error(res, 503, "%d jobs are running; try again later", API_STATS_SLOTS);
+        res->retry_after = 5;
+        return -1;
+    }
+    memset(s, 0, sizeof *s);
+    s->kind = JOB_SWEEP;
+    s->id = j->next_job++;
+    s->state = JOB_RUNNING;
+    s->app = app;
+    s->call = call;
+    s->call.args.cancel = &s->cancel;
+    api_call_link_cancel(&s->call, &s->cancel);
+    snprintf(s->path, sizeof s->path, "%s", s->call.route->path);
+    s->started = tw_now();
+    tw_progress_reset(&s->progress);
+    int rc = pthread_create(&s->thread, NULL, job_main, s);
+    s->joinable = rc == 0;
+    if (rc != 0) {
+        s->state = JOB_FAILED;
+        api_call_free(&s->call);
+        api_status_error(&s->res, TW_ENOMEM, "sweep job");
+    }
+    json_t *o = job_json(s);
+    pthread_mutex_unlock(&j->lock);
+    return api_json(res, 200, o);
+}
+
+static stats_job *job_arg(api_stats_jobs *j, const api_args *a, job_kind kind, api_response *res)
 {
     long long id = (long long)api_int(a, "id");
-    stats_job *s = slot_find(j, id);
+    stats_job *s = slot_find(j, id, kind);
     if (!s)
         api_error(res, 400,
                   "parameter 'id': there is no job %lld (a finished job is kept until %d newer computations "
@@ -504,22 +685,44 @@ static stats_job *job_arg(api_stats_jobs *j, const api_args *a, api_response *re
     return s;
 }
 
-int api_trajectory_stats_job_status(twd_app *app, const api_args *a, api_response *res)
+static int job_status(twd_app *app, const api_args *a, job_kind kind, api_response *res)
 {
     api_stats_jobs *j = app->ext->stats_jobs;
     pthread_mutex_lock(&j->lock);
-    stats_job *s = job_arg(j, a, res);
+    stats_job *s = job_arg(j, a, kind, res);
     json_t *o = s ? job_json(s) : NULL;
     pthread_mutex_unlock(&j->lock);
     return o ? api_json(res, 200, o) : -1;
 }
 
-int api_trajectory_stats_job_result(twd_app *app, const api_args *a, api_response *res)
+int api_trajectory_stats_job_status(twd_app *app, const api_args *a, api_response *res)
+{
+    return job_status(app, a, JOB_STATS, res);
+}
+
+int api_sweep_job_status(twd_app *app, const api_args *a, api_response *res)
+{
+    return job_status(app, a, JOB_SWEEP, res);
+}
+
+/* The finished job's answer: the statistics, or the sweep's own answer (its
+ * error too). Under the lock. */
+static int job_answer(const stats_job *s, const api_args *a, api_response *res)
+{
+    if (s->kind == JOB_SWEEP) {
+        api_respond_blob(res, s->res.status, s->res.content_type, s->res.blob);
+        return s->res.status == 200 ? 0 : -1;
+    }
+    if (s->state == JOB_FAILED) return api_status_error(res, s->rc, "trajectory statistics");
+    return slot_answer(s, api_str(a, "format"), res);
+}
+
+static int job_result(twd_app *app, const api_args *a, job_kind kind, api_response *res)
 {
     api_stats_jobs *j = app->ext->stats_jobs;
     double until = tw_now() + (double)api_int(a, "wait");
     pthread_mutex_lock(&j->lock);
-    stats_job *s = job_arg(j, a, res);
+    stats_job *s = job_arg(j, a, kind, res);
     const long long id = (long long)api_int(a, "id");
     while (s && s->state == JOB_RUNNING && tw_now() < until && tw_cancel_check(a->cancel) == TW_OK) {
         double now = tw_now(), t = fmin(until, now + 0.25); /* wake to look at the request's cancel */
@@ -533,7 +736,7 @@ int api_trajectory_stats_job_result(twd_app *app, const api_args *a, api_respons
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&j->changed, &j->lock, &ts);
-        if (!(s = slot_find(j, id))) job_arg(j, a, res);
+        if (!(s = slot_find(j, id, kind))) job_arg(j, a, kind, res);
     }
     int out = -1;
     if (!s)
@@ -543,12 +746,20 @@ int api_trajectory_stats_job_result(twd_app *app, const api_args *a, api_respons
         out = api_error(res, 503, "job %lld is still running (%.0f %% done); ask again, or with wait=", s->id,
                         100 * f);
         res->retry_after = 1;
-    } else if (s->state == JOB_FAILED)
-        out = api_status_error(res, s->rc, "trajectory statistics");
-    else
-        out = slot_answer(s, api_str(a, "format"), res);
+    } else
+        out = job_answer(s, a, res);
     pthread_mutex_unlock(&j->lock);
     return out;
+}
+
+int api_trajectory_stats_job_result(twd_app *app, const api_args *a, api_response *res)
+{
+    return job_result(app, a, JOB_STATS, res);
+}
+
+int api_sweep_job_result(twd_app *app, const api_args *a, api_response *res)
+{
+    return job_result(app, a, JOB_SWEEP, res);
 }
 
 void api_stats_render_metrics(const twd_app *app, strbuf *b)
@@ -560,6 +771,11 @@ void api_stats_render_metrics(const twd_app *app, strbuf *b)
     for (size_t i = 0; i < API_STATS_SLOTS; i++) {
         const stats_job *s = &j->slot[i];
         if (s->state != JOB_RUNNING) continue;
+        if (s->kind == JOB_SWEEP) {
+            sb_printf(b, "twd_sweep_job_progress{model=\"%s\",id=\"%lld\",path=\"%s\"} %g\n", app->model_name,
+                      s->id, s->path, tw_progress_fraction(&s->progress));
+            continue;
+        }
         running++;
         long long done, total;
         tw_progress_read(&s->progress, NULL, &done, &total);

@@ -87,35 +87,58 @@ static int block_answer(api_call *call, const api_args *args, api_response *res)
     return rc == 0 && res->status == 200 ? 0 : -1;
 }
 
-int api_sweep(api_call *call, api_response *res)
+/* The checks of the whole answer (args set for the first block): a handler
+ * that answers anyway has answered the first block, which is kept. 0, or
+ * -1 with the error in *res. */
+static int sweep_check(api_call *call, api_args *args, api_response *res)
 {
     twd_app *app = call->app;
-    struct api_ext *x = app->ext;
+    args->check_only = true;
+    api_response probe = {0};
+    int rc = call->route->fn(app, args, &probe);
+    args->check_only = false;
+    if (rc != 0) {
+        if (!probe.content_type) api_error(&probe, 500, "handler produced no answer");
+        *res = probe;
+        return -1;
+    }
+    if (probe.content_type && probe.status == 200 && app->ext) {
+        size_t klen = 0;
+        char *key = api_cache_key(call->route, args, &klen);
+        if (key) answer_cache_put(app->ext->answers, key, klen, &probe);
+        free(key);
+    }
+    api_response_free(&probe);
+    return 0;
+}
+
+/* Appends block blk's answer `one` to the sweep's answer out. */
+static void sweep_append(strbuf *out, const api_response *one, long long blk, long long first, long long last)
+{
+    if (blk == first && is_json(one))
+        sb_printf(out, "{\"first_block\":%lld,\"last_block\":%lld,\"n_blocks\":%lld,\"blocks\":[", first,
+                  last, last - first + 1);
+    if (is_csv(one)) {
+        csv_append(out, one->body, one->len, blk, blk == first);
+    } else {
+        if (is_json(one) && blk != first) sb_puts(out, ",");
+        sb_putn(out, one->body, one->len);
+    }
+}
+
+int api_sweep(api_call *call, api_response *res) { return api_sweep_run(call, res, NULL); }
+
+int api_sweep_run(api_call *call, api_response *res, tw_progress *progress)
+{
+    struct api_ext *x = call->app->ext;
     api_args args = call->args; /* a shallow copy: its arena stays the call's */
     api_arg *b = blocks_arg(&args);
     const long long first = b->i, last = b->last, n = last - first + 1;
     args.answer_blocks = (size_t)n;
     b->sweep = false;
     b->i = b->last = first;
-
-    /* the checks of the whole answer first; a handler that answers anyway
-     * has answered the first block: keep it */
-    args.check_only = true;
-    api_response probe = {0};
-    int rc = call->route->fn(app, &args, &probe);
-    args.check_only = false;
-    if (rc != 0) {
-        if (!probe.content_type) api_error(&probe, 500, "handler produced no answer");
-        *res = probe;
-        return -1;
-    }
-    if (probe.content_type && probe.status == 200 && x) {
-        size_t klen = 0;
-        char *key = api_cache_key(call->route, &args, &klen);
-        if (key) answer_cache_put(x->answers, key, klen, &probe);
-        free(key);
-    }
-    api_response_free(&probe);
+    tw_progress_stage(progress, "blocks", n);
+    if (sweep_check(call, &args, res) != 0) return -1;
 
     if (x) {
         atomic_fetch_add(&x->sweeps_running, 1);
@@ -124,8 +147,8 @@ int api_sweep(api_call *call, api_response *res)
     strbuf out = STRBUF_INIT;
     long long done = 0;
     const char *ctype = NULL;
-    rc = 0;
-    for (long long blk = first; blk <= last; blk++) {
+    int rc = 0;
+    for (long long blk = first; blk <= last && rc == 0; blk++) {
         int crc = tw_cancel_check(args.cancel);
         if (crc != TW_OK) {
             rc = api_status_error(res, crc, "sweep");
@@ -139,20 +162,11 @@ int api_sweep(api_call *call, api_response *res)
             rc = -1;
             break;
         }
-        if (blk == first) {
-            ctype = one.content_type;
-            if (is_json(&one))
-                sb_printf(&out, "{\"first_block\":%lld,\"last_block\":%lld,\"n_blocks\":%lld,\"blocks\":[",
-                          first, last, n);
-        }
-        if (is_csv(&one)) {
-            csv_append(&out, one.body, one.len, blk, blk == first);
-        } else {
-            if (is_json(&one) && blk != first) sb_puts(&out, ",");
-            sb_putn(&out, one.body, one.len);
-        }
+        if (blk == first) ctype = one.content_type;
+        sweep_append(&out, &one, blk, first, last);
         api_response_free(&one);
         done++;
+        tw_progress_set(progress, done);
         if (x) atomic_fetch_add(&x->sweep_blocks_done, 1);
     }
     if (x) {

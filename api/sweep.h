@@ -19,6 +19,7 @@
 #include <stdbool.h>
 
 #include "api/api.h"
+#include "base/progress.h"
 
 /* True when the arguments ask for several blocks ("all" or "A-B"). */
 bool api_sweep_requested(const api_args *a);
@@ -26,6 +27,10 @@ bool api_sweep_requested(const api_args *a);
 /* Answers the sweep of a prepared call into *res (its route's handler per
  * block). Returns 0 for a 200, -1 with an error answer otherwise. */
 int api_sweep(api_call *call, api_response *res);
+
+/* The same, with its progress (stage "blocks": the blocks answered of the
+ * sweep's) in *progress (NULL: none), for a polled job (POST /sweep/job). */
+int api_sweep_run(api_call *call, api_response *res, tw_progress *progress);
 
 /* The answer-cache key of a route and arguments (router.c): malloc'd, its
  * length in *len, or NULL when memory runs out. */

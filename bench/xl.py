@@ -10,7 +10,9 @@ request touched) timing over HTTP:
   second /probe of the same block with other words and k 10, /svd/bias,
   /embeddings, /trajectory of 7 and of 200 tokens (projection=pca),
 and, once, the whole-model sweeps /svd?block=all&top=0 and /svd/bias?block=all
-with the resident size after them (process_resident_memory_bytes).
+with the resident size after them (process_resident_memory_bytes); with
+--sweep-job, /svd?block=all&top=0&matrix=vo as a polled job (POST /sweep/job),
+printing the progress its status showed.
 Every figure is printed as the median of the rounds with the flops the
 direct method needs (the GEMM flops of scoring every query against every
 vocabulary row, and of the forward pass), that divided by the time, and that
@@ -18,7 +20,7 @@ over the sgemm rate; the load average is printed beside them, as the machine
 is shared. Asserts nothing.
 
   /usr/bin/python3 bench/xl.py [--build build] [--shapes xl,124M] [--rounds 3]
-                               [--sweep-probe] [--f16]
+                               [--sweep-probe] [--sweep-job] [--f16]
 
 The second /probe of a block (the same nouns with another k, and other
 words) is printed as a ratio of the cold one's time (the factored keys and
@@ -122,6 +124,15 @@ class Twd(TwdDaemon):
     def timed(self, path, **params):
         return super().timed(path + "?" + urllib.parse.urlencode(params))
 
+    def post(self, path, obj):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=7200)
+        c.request("POST", path, json.dumps(obj), {"Content-Type": "application/json"})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
     def metric(self, name):
         """The value of the first /metrics line of `name` (with or without labels; a
         label selector such as 'state="kept"' may follow the name)."""
@@ -133,6 +144,34 @@ class Twd(TwdDaemon):
                 return float(line.split()[-1])
         return float("nan")
 
+
+
+def job_progress(t, L):
+    """POST /sweep/job of /svd?block=all&top=0&matrix=vo (an answer not yet
+    cached; its factors partly are, from the matrix=both sweep before, as
+    far as the cache budget kept them), polled every 0.5 s: the progress
+    seen, and the time to the answer."""
+    t0 = time.perf_counter()
+    st, body = t.post("/sweep/job", {"path": "/svd", "query": "block=all&top=0&matrix=vo"})
+    job = json.loads(body)
+    if st != 200:
+        raise RuntimeError("/sweep/job -> %d %s" % (st, body[:300]))
+    seen = []
+    while True:
+        doc = json.loads(t.get("/sweep/job/status?id=%d" % job["job"])[1])
+        seen.append((time.perf_counter() - t0, doc["done"], doc["total"]))
+        if doc["state"] != "running":
+            break
+        time.sleep(0.5)
+    st, body = t.get("/sweep/job/result?id=%d&wait=30" % job["job"])
+    dt = time.perf_counter() - t0
+    marks = [s for i, s in enumerate(seen) if i == 0 or s[1] != seen[i - 1][1]]
+    step = max(1, len(marks) // 8)
+    print("POST /sweep/job /svd?block=all&top=0&matrix=vo: %s in %.2f s, %d polls of /sweep/job/status, "
+          "progress (s: blocks done/total) %s; load %s" %
+          ("answered" if st == 200 else "failed %d" % st, dt, len(seen),
+           ", ".join("%.1f: %d/%d" % m for m in marks[::step] + ([marks[-1]] if marks[-1] not in marks[::step] else [])),
+           loadavg()), flush=True)
 
 
 def flops_forward(L, d, V, n):
@@ -212,6 +251,8 @@ def run_shape(a, shape, base):
         dt, body = t.timed("/probe", block="all", k=5)
         W = len(json.loads(body)["blocks"][0]["words"])
         add("/probe?block=all, %d nouns (%d blocks)" % (W, L), dt, L * W * (2 * H + 1) * 2.0 * V * d)
+    if a.sweep_job:
+        job_progress(t, L)
     rss = t.metric("process_resident_memory_bytes")
     t.stop()
     f16 = run_f16(a, shape, base, cache_mb) if a.f16 else None
@@ -267,6 +308,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sgemm-n", type=int, default=4096)
     ap.add_argument("--sweep-probe", action="store_true", help="also /probe?block=all (long on xl)")
+    ap.add_argument("--sweep-job", action="store_true", help="also a sweep as a polled job (POST /sweep/job)")
     ap.add_argument("--f16", action="store_true", help="also the sweeps' memory on an F16 checkpoint")
     ap.add_argument("--f16-only", action="store_true", help="only that (the F32 analyses not run)")
     a = ap.parse_args()

@@ -4,11 +4,13 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/nn/linalg.h"
+#include "core/nn/par.h"
 
 const char *probe_svd_matrix_name(int matrix)
 {
@@ -27,41 +29,77 @@ const char *probe_bias_name(int list)
 /* ---- Per-head factors, cached ----
  * Layout of one cache entry (doubles), col-major matrices:
  *   S   (dh)        singular values, descending
- *   Qx  (d, dh)     orthonormal basis of X's columns
- *   Qy  (d, dh)
+ *   Hx  (d, dh)     X's QR as dgeqrf leaves it: Householder vectors below
+ *                   the diagonal (R on and above it, not used again)
+ *   Hy  (d, dh)
  *   Us  (dh, dh)    left singular vectors of Rx Ry^T
- *   VsT (dh, dh)    right singular vectors, transposed (row r = Vs[:, r]) */
+ *   VsT (dh, dh)    right singular vectors, transposed (row r = Vs[:, r])
+ *   tx, ty (dh)     the reflectors' scalars
+ * Qx is never formed (dorgqr would cost as much as the QR itself, and the
+ * spectra do not need it): Qx z is dormqr applied to (z; 0). */
 
 typedef struct {
-    const double *S, *Qx, *Qy, *Us, *VsT;
+    const double *S, *Hx, *Hy, *Us, *VsT, *tx, *ty;
 } svd_factors;
 
-static size_t factors_doubles(size_t d, size_t dh) { return dh + 2 * d * dh + 2 * dh * dh; }
+static size_t factors_doubles(size_t d, size_t dh) { return 3 * dh + 2 * d * dh + 2 * dh * dh; }
 
 static void factors_view(const double *p, size_t d, size_t dh, svd_factors *f)
 {
     f->S = p;
-    f->Qx = f->S + dh;
-    f->Qy = f->Qx + d * dh;
-    f->Us = f->Qy + d * dh;
+    f->Hx = f->S + dh;
+    f->Hy = f->Hx + d * dh;
+    f->Us = f->Hy + d * dh;
     f->VsT = f->Us + dh * dh;
+    f->tx = f->VsT + dh * dh;
+    f->ty = f->tx + dh;
 }
 
 typedef struct {
     const gpt2_model *m;
     int block, matrix, head;
+    const gpt2_block *blk; /* the block, already acquired by the caller; NULL: acquired here */
 } factors_ctx;
 
-/* X (d, dh) col-major -> Q in place, R (dh, dh) col-major upper triangular. */
+/* X (d, dh) col-major -> its dgeqrf factorisation in place (tau: dh), R
+ * (dh, dh) col-major upper triangular copied out. */
 static int thin_qr(double *X, size_t d, size_t dh, double *R, double *tau)
 {
     lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, X, (lapack_int)d, tau);
     if (info != 0) return TW_EINVAL;
     for (size_t j = 0; j < dh; j++)
         for (size_t i = 0; i < dh; i++) R[i + j * dh] = i <= j ? X[i + j * d] : 0.0;
-    info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, (lapack_int)dh, X, (lapack_int)d,
-                          tau);
+    return TW_OK;
+}
+
+/* Z (d, n) col-major := Q Z for the Q of a thin_qr (H, tau); only Z's
+ * first dh rows need be set, the others zero. */
+static int apply_q(const double *H, const double *tau, size_t d, size_t dh, double *Z, size_t n)
+{
+    lapack_int info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', (lapack_int)d, (lapack_int)n, (lapack_int)dh,
+                                     H, (lapack_int)d, tau, Z, (lapack_int)d);
     return info == 0 ? TW_OK : TW_EINVAL;
+}
+
+/* X, Y (d, dh) col-major (element (i, j) at [i + j * d]) of a head. */
+static int factors_xy(const factors_ctx *x, size_t d, size_t dh, double *X, double *Y)
+{
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = x->blk;
+    int rc = blk ? TW_OK : ana_block_acquire(x->m, x->block, &bref, &blk);
+    if (rc) return rc;
+    ana_head hs;
+    ana_head_slices_of(x->m, blk, x->head, &hs);
+    if (x->matrix == PROBE_SVD_QK) {
+        mat_copy_colmajor(X, d, hs.wq, d, dh, 1.0 / sqrt((double)dh));
+        mat_copy_colmajor(Y, d, hs.wk, d, dh, 1.0);
+    } else {
+        mat_copy_colmajor(X, d, hs.wv, d, dh, 1.0);
+        for (size_t i = 0; i < d; i++)
+            for (size_t j = 0; j < dh; j++) Y[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
+    }
+    gpt2_block_release(&bref); /* the slices are in X, Y now */
+    return TW_OK;
 }
 
 static int fill_factors(void *data, size_t bytes, void *ctx)
@@ -70,33 +108,17 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     const gpt2_model *m = x->m;
     const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
     if (bytes != factors_doubles(d, dh) * sizeof(double)) return TW_EINVAL;
-    double *S = data, *Qx = S + dh, *Qy = Qx + d * dh, *Us = Qy + d * dh, *VsT = Us + dh * dh;
+    svd_factors f;
+    factors_view(data, d, dh, &f);
+    double *S = (double *)f.S, *Hx = (double *)f.Hx, *Hy = (double *)f.Hy, *Us = (double *)f.Us,
+           *VsT = (double *)f.VsT;
 
-    double *work = malloc((3 * dh * dh + 2 * dh) * sizeof(double));
+    double *work = malloc((3 * dh * dh + dh) * sizeof(double));
     if (!work) return TW_ENOMEM;
-    double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh, *tau = B + dh * dh, *sup = tau + dh;
-
-    gpt2_block_ref bref;
-    const gpt2_block *blk;
-    int rc = ana_block_acquire(m, x->block, &bref, &blk);
-    if (rc) {
-        free(work);
-        return rc;
-    }
-    ana_head hs;
-    ana_head_slices_of(m, blk, x->head, &hs);
-    // X, Y (d, dh) col-major: element (i, j) at [i + j * d]
-    if (x->matrix == PROBE_SVD_QK) {
-        mat_copy_colmajor(Qx, d, hs.wq, d, dh, 1.0 / sqrt((double)dh));
-        mat_copy_colmajor(Qy, d, hs.wk, d, dh, 1.0);
-    } else {
-        mat_copy_colmajor(Qx, d, hs.wv, d, dh, 1.0);
-        for (size_t i = 0; i < d; i++)
-            for (size_t j = 0; j < dh; j++) Qy[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
-    }
-    gpt2_block_release(&bref); /* the slices are in Qx, Qy now */
-    rc = thin_qr(Qx, d, dh, Rx, tau);
-    if (!rc) rc = thin_qr(Qy, d, dh, Ry, tau);
+    double *Rx = work, *Ry = Rx + dh * dh, *B = Ry + dh * dh, *sup = B + dh * dh;
+    int rc = factors_xy(x, d, dh, Hx, Hy);
+    if (!rc) rc = thin_qr(Hx, d, dh, Rx, (double *)f.tx);
+    if (!rc) rc = thin_qr(Hy, d, dh, Ry, (double *)f.ty);
     if (rc) {
         free(work);
         return rc;
@@ -114,13 +136,18 @@ static int fill_factors(void *data, size_t bytes, void *ctx)
     return info == 0 ? TW_OK : TW_EINVAL;
 }
 
-static int acquire_factors(const gpt2_model *m, const ana_ctx *ax, int block, int matrix, int head,
-                           blockcache_entry **e)
+static void factors_key(char *key, size_t n, int matrix, int block, int head)
+{
+    snprintf(key, n, "svd-%s:%d:%d", probe_svd_matrix_name(matrix), block, head);
+}
+
+static int acquire_factors(const gpt2_model *m, const ana_ctx *ax, const gpt2_block *blk, int block,
+                           int matrix, int head, blockcache_entry **e)
 {
     const size_t d = (size_t)m->cfg.n_embd, dh = d / (size_t)m->cfg.n_head;
     char key[48];
-    snprintf(key, sizeof key, "svd-%s:%d:%d", probe_svd_matrix_name(matrix), block, head);
-    factors_ctx x = {m, block, matrix, head};
+    factors_key(key, sizeof key, matrix, block, head);
+    factors_ctx x = {m, block, matrix, head, blk};
     return blockcache_acquire_within(ana_cache(ax), key, factors_doubles(d, dh) * sizeof(double),
                                      fill_factors, &x, ana_cancel(ax), e);
 }
@@ -180,37 +207,104 @@ static int svd_result_alloc(probe_svd_result *r, size_t nh, size_t dh, size_t to
     return TW_OK;
 }
 
-/* Spectra of r's heads, and their first `top` directions as float queries:
- * left S_t Qx Us[:, t] into ql (nd, d), right Qy Vs[:, t] into qr (nd, d),
- * row i * top + t. */
-static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, probe_svd_result *r, float *ql,
-                               float *qr, double *tmp)
+/* ---- The per-head steps, several heads at once ----
+ * A head's factors (two thin QRs of d x dh, one dh x dh SVD) and its query
+ * vectors (2 top matrix-vector products of d x dh) are many small LAPACK and
+ * BLAS calls: OpenBLAS's threads cost more in hand-offs there than they save
+ * (on a loaded machine, far more: a whole-model sweep of the spectra spent
+ * minutes in them). So the heads are shared among as many threads as
+ * OpenBLAS has (nn_parts), each calling BLAS with one thread, and every
+ * head's steps stay what they were (the same calls, the same answers). */
+
+typedef struct {
+    const gpt2_model *m;
+    const ana_ctx *x;
+    probe_svd_result *r;
+    float *ql, *qr;        /* (nd, d) each, or NULL (top 0) */
+    const gpt2_block *blk; /* the block, when a head's factors are to be computed */
+    int rc[NN_MAX_PARTS];
+} heads_ctx;
+
+/* Head i of r: its spectrum, coverage, and its first `top` directions as
+ * float queries, left S_t Qx Us[:, t] into ql, right Qy Vs[:, t] into qr,
+ * row i * top + t. Z: (d, top) doubles. */
+static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *Z)
 {
-    blockcache *c = ana_cache(x);
+    const gpt2_model *m = hc->m;
+    probe_svd_result *r = hc->r;
     const size_t d = (size_t)m->cfg.n_embd, dh = r->dh, top = r->top;
-    int rc = TW_OK;
-    for (size_t i = 0; i < r->n_heads && rc == TW_OK; i++) {
-        blockcache_entry *fe = NULL;
-        if ((rc = tw_cancel_check(ana_cancel(x))) != TW_OK) break;
-        rc = acquire_factors(m, x, r->block, r->matrix, r->first_head + (int)i, &fe);
-        if (rc) break;
-        svd_factors f;
-        factors_view(blockcache_data(fe), d, dh, &f);
-        memcpy(r->s + i * dh, f.S, dh * sizeof(double));
-        coverage_of(f.S, dh, r->coverage + i * dh, &r->frac99[i]);
-        for (size_t t = 0; t < top; t++) {
-            // left: S_t Qx Us[:, t]
-            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, f.S[t], f.Qx, (int)d, f.Us + t * dh, 1,
-                        0.0, tmp, 1);
-            for (size_t j = 0; j < d; j++) ql[(i * top + t) * d + j] = (float)tmp[j];
-            // right: Qy Vs[:, t], Vs[:, t] = row t of VsT (stride dh)
-            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)d, (int)dh, 1.0, f.Qy, (int)d, f.VsT + t, (int)dh,
-                        0.0, tmp, 1);
-            for (size_t j = 0; j < d; j++) qr[(i * top + t) * d + j] = (float)tmp[j];
-        }
-        blockcache_release(c, fe);
+    blockcache_entry *fe = NULL;
+    int rc = tw_cancel_check(ana_cancel(hc->x));
+    if (rc == TW_OK)
+        rc = acquire_factors(m, hc->x, hc->blk, r->block, r->matrix, r->first_head + (int)i, &fe);
+    if (rc) return rc;
+    svd_factors f;
+    factors_view(blockcache_data(fe), d, dh, &f);
+    memcpy(r->s + i * dh, f.S, dh * sizeof(double));
+    coverage_of(f.S, dh, r->coverage + i * dh, &r->frac99[i]);
+    if (top) {
+        // left: Z[:, t] = Qx (S_t Us[:, t]; 0)
+        memset(Z, 0, d * top * sizeof(double));
+        for (size_t t = 0; t < top; t++)
+            for (size_t j = 0; j < dh; j++) Z[j + t * d] = f.S[t] * f.Us[j + t * dh];
+        rc = apply_q(f.Hx, f.tx, d, dh, Z, top);
+        for (size_t t = 0; rc == TW_OK && t < top; t++)
+            for (size_t j = 0; j < d; j++) hc->ql[(i * top + t) * d + j] = (float)Z[j + t * d];
+        // right: Z[:, t] = Qy (Vs[:, t]; 0), Vs[:, t] = row t of VsT (stride dh)
+        memset(Z, 0, d * top * sizeof(double));
+        for (size_t t = 0; t < top; t++)
+            for (size_t j = 0; j < dh; j++) Z[j + t * d] = f.VsT[t + j * dh];
+        if (rc == TW_OK) rc = apply_q(f.Hy, f.ty, d, dh, Z, top);
+        for (size_t t = 0; rc == TW_OK && t < top; t++)
+            for (size_t j = 0; j < d; j++) hc->qr[(i * top + t) * d + j] = (float)Z[j + t * d];
     }
+    blockcache_release(ana_cache(hc->x), fe);
     return rc;
+}
+
+static void heads_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    heads_ctx *hc = ctx;
+    double *tmp = malloc(((size_t)hc->m->cfg.n_embd * hc->r->top + 1) * sizeof(double));
+    int rc = tmp ? TW_OK : TW_ENOMEM;
+    for (size_t i = lo; i < hi && rc == TW_OK; i++) rc = head_spectrum_queries(hc, i, tmp);
+    free(tmp);
+    hc->rc[part] = rc;
+}
+
+/* Whether the factors of some head of r are not in the cache. */
+static bool factors_missing(const gpt2_model *m, const ana_ctx *x, const probe_svd_result *r)
+{
+    const size_t d = (size_t)m->cfg.n_embd;
+    for (size_t i = 0; i < r->n_heads; i++) {
+        char key[48];
+        factors_key(key, sizeof key, r->matrix, r->block, r->first_head + (int)i);
+        blockcache_entry *e = NULL;
+        if (blockcache_lookup(ana_cache(x), key, factors_doubles(d, r->dh) * sizeof(double), &e) != TW_OK)
+            return true;
+        blockcache_release(ana_cache(x), e);
+    }
+    return false;
+}
+
+/* Spectra and queries of every head of r (head_spectrum_queries), the heads
+ * shared among nn_parts() threads with one BLAS thread each. OpenBLAS's
+ * thread count is process-wide: it is put back to what it was afterwards (a
+ * computation that starts meanwhile on another worker takes its share from
+ * the server as usual, and this one's BLAS calls stay single-threaded). */
+static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, const gpt2_block *blk,
+                               probe_svd_result *r, float *ql, float *qr)
+{
+    heads_ctx hc = {.m = m, .x = x, .r = r, .ql = ql, .qr = qr, .blk = blk};
+    int parts = nn_parts();
+    if ((size_t)parts > r->n_heads) parts = (int)r->n_heads;
+    const int saved = openblas_get_num_threads();
+    if (saved > 1) openblas_set_num_threads(1);
+    nn_parallel_rows(r->n_heads, parts, heads_part, &hc);
+    if (saved > 1) openblas_set_num_threads(saved);
+    for (int p = 0; p < parts; p++)
+        if (hc.rc[p]) return hc.rc[p];
+    return TW_OK;
 }
 
 /* The sign rule and the reported lists of r's nd directions from the top-k
@@ -239,12 +333,10 @@ int probe_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, int 
     return probe_svd_multi(m, x, block, &matrix, 1, head, top, k, out);
 }
 
-int probe_svd_multi(const gpt2_model *m, const ana_ctx *x, int block, const int *matrices, size_t n_mat,
-                    int head, size_t top, size_t k, probe_svd_result *out)
+/* The checks of probe_svd_multi's arguments. */
+static int svd_check(const gpt2_model *m, int block, const int *matrices, size_t n_mat, int head, size_t top,
+                     size_t k)
 {
-    blockcache *c = ana_cache(x);
-    if (!out || !matrices || n_mat < 1 || n_mat > 2) return TW_EINVAL;
-    memset(out, 0, n_mat * sizeof *out);
     if (ana_check_model(m)) return TW_EINVAL;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     const size_t H = (size_t)m->cfg.n_head, dh = d / H;
@@ -256,79 +348,124 @@ int probe_svd_multi(const gpt2_model *m, const ana_ctx *x, int block, const int 
     if (head < -1 || head >= (int)H) return TW_EHEAD;
     if (top > dh) return TW_ETOP;
     if (k < 1 || k > V) return TW_EK;
+    return TW_OK;
+}
 
+/* The queries of one request and their lists: rows of q (2 n_mat nd, d)
+ * are, per matrix in order, its nd left then nd right queries; they are
+ * gathered into qen with the En queries first (QK's left and right, VO's
+ * left: n_en rows), then the E ones (VO's right), pos[2 i + side] being
+ * where group (matrix i, side) starts there. */
+typedef struct {
+    size_t nd, nq, n_en, n_e;
+    float *q, *qen;
+    topk_hit *tops, *bots;
+    size_t pos[4];
+} svd_queries;
+
+static int svd_queries_alloc(svd_queries *sq, size_t n_mat, size_t nd, size_t d, size_t k)
+{
+    memset(sq, 0, sizeof *sq);
+    sq->nd = nd;
+    sq->nq = 2 * n_mat * nd;
+    if (!sq->nq) return TW_OK;
+    sq->q = malloc(sq->nq * d * sizeof(float));
+    sq->qen = malloc(sq->nq * d * sizeof(float));
+    sq->tops = malloc(sq->nq * k * sizeof(topk_hit));
+    sq->bots = malloc(sq->nq * k * sizeof(topk_hit));
+    return sq->q && sq->qen && sq->tops && sq->bots ? TW_OK : TW_ENOMEM;
+}
+
+static void svd_queries_free(svd_queries *sq)
+{
+    free(sq->q);
+    free(sq->qen);
+    free(sq->tops);
+    free(sq->bots);
+}
+
+static void svd_queries_gather(svd_queries *sq, const int *matrices, size_t n_mat, size_t d)
+{
+    const size_t nd = sq->nd;
+    sq->n_en = 0;
+    for (size_t i = 0; i < n_mat; i++)
+        for (size_t side = 0; side < 2; side++)
+            if (side == 0 || matrices[i] == PROBE_SVD_QK) {
+                sq->pos[2 * i + side] = sq->n_en;
+                memcpy(sq->qen + sq->n_en * d, sq->q + (2 * i + side) * nd * d, nd * d * sizeof(float));
+                sq->n_en += nd;
+            }
+    sq->n_e = sq->n_en;
+    for (size_t i = 0; i < n_mat; i++)
+        if (matrices[i] == PROBE_SVD_VO) {
+            sq->pos[2 * i + 1] = sq->n_e;
+            memcpy(sq->qen + sq->n_e * d, sq->q + (2 * i + 1) * nd * d, nd * d * sizeof(float));
+            sq->n_e += nd;
+        }
+}
+
+/* Every gathered query against LN_b(E) in one GEMM pass, every E one in
+ * another (docs/MATH.md §5). */
+static int svd_queries_probe(const gpt2_model *m, const ana_ctx *x, int block, svd_queries *sq, size_t k)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    blockcache_entry *en_e = NULL;
+    int rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
+    if (rc) return rc;
+    rc = topk_rows_opt(blockcache_data(en_e), V, d, sq->qen, sq->n_en, k, sq->tops, sq->bots,
+                       &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
+    if (!rc && sq->n_e > sq->n_en)
+        rc = topk_rows_opt(
+            m->p.wte, V, d, sq->qen + sq->n_en * d, sq->n_e - sq->n_en, k, sq->tops + sq->n_en * k,
+            sq->bots + sq->n_en * k,
+            &(topk_opts){.max_row_norm = ana_ln1_wte_max_norm(m, en_e), .cancel = ana_cancel(x)});
+    blockcache_release(ana_cache(x), en_e);
+    return rc;
+}
+
+int probe_svd_multi(const gpt2_model *m, const ana_ctx *x, int block, const int *matrices, size_t n_mat,
+                    int head, size_t top, size_t k, probe_svd_result *out)
+{
+    if (!out || !matrices || n_mat < 1 || n_mat > 2) return TW_EINVAL;
+    memset(out, 0, n_mat * sizeof *out);
+    int rc = svd_check(m, block, matrices, n_mat, head, top, k);
+    if (rc) return rc;
+    const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
     const size_t nh = head < 0 ? H : 1;
-    const int h0 = head < 0 ? 0 : head;
     const size_t nd = nh * top; // directions probed per matrix
     probe_svd_result r[2] = {{0}, {0}};
-    int rc = TW_OK;
     for (size_t i = 0; i < n_mat && rc == TW_OK; i++) {
         rc = svd_result_alloc(&r[i], nh, dh, top, k);
         r[i].block = block;
         r[i].matrix = matrices[i];
-        r[i].first_head = h0;
+        r[i].first_head = head < 0 ? 0 : head;
         r[i].n_heads = nh;
         r[i].dh = dh;
         r[i].top = top;
         r[i].k = k;
     }
-
-    /* Every query of the request against LN_b(E) shares one GEMM pass, and
-     * every one against E another (docs/MATH.md §5): rows of q (2 n_mat nd,
-     * d) are, per matrix in order, its nd left then nd right queries; QK's
-     * left and right and VO's left go against En, VO's right against E.
-     * The En queries are gathered in qen, the E ones in qe. */
-    const size_t nq = 2 * n_mat * nd;
-    float *q = nq ? malloc(nq * d * sizeof(float)) : NULL;
-    float *qen = nq ? malloc(nq * d * sizeof(float)) : NULL;
-    double *tmp = malloc(d * sizeof(double));
-    topk_hit *tops = nq ? malloc(nq * k * sizeof(topk_hit)) : NULL;
-    topk_hit *bots = nq ? malloc(nq * k * sizeof(topk_hit)) : NULL;
-    size_t pos[4]; /* row of each query group (matrix i, side s) in the gathered order: En rows first */
-    blockcache_entry *en_e = NULL;
-    if (rc == TW_OK && (!tmp || (nq && (!q || !qen || !tops || !bots)))) rc = TW_ENOMEM;
+    svd_queries sq = {0};
+    if (rc == TW_OK) rc = svd_queries_alloc(&sq, n_mat, nd, d, k);
+    /* the block once for every head whose factors are missing (an F16
+     * block not kept converted is converted once, not once per head) */
+    gpt2_block_ref bref = {0};
+    const gpt2_block *blk = NULL;
+    bool missing = false;
+    for (size_t i = 0; i < n_mat && rc == TW_OK; i++) missing = missing || factors_missing(m, x, &r[i]);
+    if (missing && ana_block_acquire(m, block, &bref, &blk) != TW_OK) blk = NULL; /* then per head */
     for (size_t i = 0; i < n_mat && rc == TW_OK; i++)
-        rc = svd_spectra_queries(m, x, &r[i], q ? q + 2 * i * nd * d : NULL,
-                                 q ? q + (2 * i + 1) * nd * d : NULL, tmp);
-    if (rc || nd == 0) goto done;
-
-    size_t n_en = 0;
-    for (size_t i = 0; i < n_mat; i++)
-        for (int side = 0; side < 2; side++)
-            if (side == 0 || matrices[i] == PROBE_SVD_QK) {
-                pos[2 * i + (size_t)side] = n_en;
-                memcpy(qen + n_en * d, q + (2 * i + (size_t)side) * nd * d, nd * d * sizeof(float));
-                n_en += nd;
-            }
-    size_t n_e = n_en;
-    for (size_t i = 0; i < n_mat; i++)
-        if (matrices[i] == PROBE_SVD_VO) {
-            pos[2 * i + 1] = n_e;
-            memcpy(qen + n_e * d, q + (2 * i + 1) * nd * d, nd * d * sizeof(float));
-            n_e += nd;
+        rc = svd_spectra_queries(m, x, blk, &r[i], sq.q ? sq.q + 2 * i * nd * d : NULL,
+                                 sq.q ? sq.q + (2 * i + 1) * nd * d : NULL);
+    gpt2_block_release(&bref);
+    if (rc == TW_OK && nd) {
+        svd_queries_gather(&sq, matrices, n_mat, d);
+        rc = svd_queries_probe(m, x, block, &sq, k);
+        for (size_t i = 0; i < n_mat && rc == TW_OK; i++) {
+            size_t pl = sq.pos[2 * i] * k, pr = sq.pos[2 * i + 1] * k;
+            svd_lists(&r[i], sq.tops + pl, sq.bots + pl, sq.tops + pr, sq.bots + pr);
         }
-
-    rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
-    if (rc) goto done;
-    rc = topk_rows_opt(blockcache_data(en_e), V, d, qen, n_en, k, tops, bots,
-                       &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
-    if (!rc && n_e > n_en)
-        rc = topk_rows_opt(
-            m->p.wte, V, d, qen + n_en * d, n_e - n_en, k, tops + n_en * k, bots + n_en * k,
-            &(topk_opts){.max_row_norm = ana_ln1_wte_max_norm(m, en_e), .cancel = ana_cancel(x)});
-    if (rc) goto done;
-    for (size_t i = 0; i < n_mat; i++) {
-        size_t pl = pos[2 * i] * k, pr = pos[2 * i + 1] * k;
-        svd_lists(&r[i], tops + pl, bots + pl, tops + pr, bots + pr);
     }
-
-done:
-    blockcache_release(c, en_e);
-    free(q);
-    free(qen);
-    free(tmp);
-    free(tops);
-    free(bots);
+    svd_queries_free(&sq);
     if (rc) {
         for (size_t i = 0; i < n_mat; i++) probe_svd_result_free(&r[i]);
         return rc;

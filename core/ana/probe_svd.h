@@ -5,10 +5,12 @@
  *   QK: X = Wq_h / sqrt(dh), Y = Wk_h     (A = Wqk_h)
  *   VO: X = Wv_h,            Y = Wo_h^T   (A = Wvo_h = Wv_h Wo_h)
  * A has rank <= dh, so never a d x d SVD: thin QR in double X = Qx Rx,
- * Y = Qy Ry (LAPACKE dgeqrf + dorgqr), SVD of the dh x dh matrix
- * Rx Ry^T = Us S Vs^T (dgesdd, dgesvd as fallback), and U = Qx Us, V = Qy Vs
- * (only the requested columns are formed). These factors (Qx, Qy, Us, Vs, S)
- * are cached per (matrix, block, head).
+ * Y = Qy Ry (LAPACKE dgeqrf; Qx, Qy kept as Householder reflectors), SVD of
+ * the dh x dh matrix Rx Ry^T = Us S Vs^T (dgesdd, dgesvd as fallback), and
+ * U = Qx Us, V = Qy Vs (only the requested columns are formed, by dormqr).
+ * These factors (reflectors, Us, Vs, S) are cached per (matrix, block,
+ * head); the heads of a request are computed several at once, one BLAS
+ * thread each.
  *
  * Directions r < top: left u'_r = S_r U[:, r], right v_r = V[:, r];
  * reference matrices Ml = En = LN_b(E) for both, Mr = En for QK and E for VO.

@@ -9,6 +9,7 @@
 
 #include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
+#include "core/nn/par.h"
 
 void probe_words_result_free(probe_words_result *r)
 {
@@ -50,6 +51,51 @@ static size_t keys_bytes(size_t V, size_t d, size_t H)
     return (V * d * sizeof(float) + 7) / 8 * 8 + (H + d) * sizeof(double);
 }
 
+/* Scatters the nr rows of tmp (nr, d) into the head-major dst: row j's
+ * head-h part goes to dst + (h V + r0 + j) dh; and raises mx[h] to the
+ * largest |part| seen (a NaN stays: nothing is certified then). The rows
+ * are shared among the BLAS threads (nn_parts): this pass is V d of memory
+ * traffic and norms per entry, worth splitting. */
+typedef struct {
+    const float *tmp;
+    float *dst;
+    size_t V, d, H, r0;
+    double *mx; /* (parts, H) */
+} scatter_ctx;
+
+static void raise_max(double *m, double v)
+{
+    if (isnan(*m)) return;
+    if (!(v <= *m)) *m = v;
+}
+
+static void scatter_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    const scatter_ctx *sc = ctx;
+    const size_t d = sc->d, H = sc->H, dh = d / H;
+    double *mx = sc->mx + (size_t)part * H;
+    for (size_t j = lo; j < hi; j++)
+        for (size_t h = 0; h < H; h++) {
+            const float *src = sc->tmp + j * d + h * dh;
+            memcpy(sc->dst + (h * sc->V + sc->r0 + j) * dh, src, dh * sizeof(float));
+            raise_max(&mx[h], sqrt(topk_dot(src, src, dh)));
+        }
+}
+
+static void scatter_heads(const float *tmp, size_t nr, float *dst, size_t V, size_t d, size_t H, size_t r0,
+                          double *mx)
+{
+    int parts = nn_parts();
+    if ((size_t)parts > nr) parts = nr ? (int)nr : 1;
+    double *own = parts > 1 ? calloc((size_t)parts * H, sizeof(double)) : NULL;
+    if (!own) parts = 1; /* in this thread, into mx itself */
+    scatter_ctx sc = {.tmp = tmp, .dst = dst, .V = V, .d = d, .H = H, .r0 = r0, .mx = own ? own : mx};
+    nn_parallel_rows(nr, parts, scatter_part, &sc);
+    for (int p = 0; own && p < parts; p++)
+        for (size_t h = 0; h < H; h++) raise_max(&mx[h], own[(size_t)p * H + h]);
+    free(own);
+}
+
 /* Rows of K computed per GEMM, between cancellation checks. */
 #define KEYS_ROWS 4096
 
@@ -58,7 +104,7 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
     const keys_ctx *kx = ctx;
     const gpt2_model *m = kx->m;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    const size_t H = (size_t)m->cfg.n_head;
     if (bytes != keys_bytes(V, d, H)) return TW_EINVAL;
     float *tmp = malloc(KEYS_ROWS * d * sizeof(float)); // (KEYS_ROWS, d) rows of En Wk
     if (!tmp) return TW_ENOMEM;
@@ -84,13 +130,7 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
         if ((rc = tw_cancel_check(ana_cancel(kx->x))) != TW_OK) break;
         size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
         mat_gemm(tmp, En + r0 * d, wk, NULL, nr, d, d);
-        for (size_t j = 0; j < nr; j++)
-            for (size_t h = 0; h < H; h++) {
-                const float *src = tmp + j * d + h * dh;
-                memcpy(K + (h * V + r0 + j) * dh, src, dh * sizeof(float));
-                double nn = sqrt(topk_dot(src, src, dh));
-                if (!(nn <= Rk[h])) Rk[h] = nn; /* NaN wins: nothing is certified */
-            }
+        scatter_heads(tmp, nr, K, V, d, H, r0, Rk);
     }
     blockcache_release(ana_cache(kx->x), en_e);
     free(tmp);
@@ -219,7 +259,7 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
     const vals_ctx *vx = ctx;
     const gpt2_model *m = vx->m;
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
+    const size_t H = (size_t)m->cfg.n_head;
     if (bytes != vals_bytes(V, d, H)) return TW_EINVAL;
     gpt2_block_ref bref;
     const gpt2_block *blk;
@@ -275,13 +315,8 @@ static int fill_vals(void *data, size_t bytes, void *ctx)
                     (int)d, Wg, (int)d, 0.0f, tmp, (int)d);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, 3, (int)d, 1.0f, E + r0 * d, (int)d,
                     vec, 3, 0.0f, out3, 3);
+        scatter_heads(tmp, nr, G, V, d, H, r0, RG);
         for (size_t j = 0; j < nr; j++) {
-            for (size_t h = 0; h < H; h++) {
-                const float *src = tmp + j * d + h * dh;
-                memcpy(G + (h * V + r0 + j) * dh, src, dh * sizeof(float));
-                double nn = sqrt(topk_dot(src, src, dh));
-                if (!(nn <= RG[h])) RG[h] = nn; /* NaN wins: nothing is certified */
-            }
             Bv[r0 + j] = out3[j * 3];
             gE[r0 + j] = out3[j * 3 + 1];
             cE[r0 + j] = out3[j * 3 + 2];
@@ -410,116 +445,136 @@ int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t 
     return probe_words_opt(m, x, block, ids, n_words, k, PROBE_AUTO, out);
 }
 
-int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
-                    size_t k, int method, probe_words_result *out)
+/* The checks of probe_words_opt's arguments (method as given). */
+static int words_check(const gpt2_model *m, int block, const int32_t *ids, size_t W, size_t k, int method)
 {
-    blockcache *c = ana_cache(x);
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (ana_check_model(m) || (n_words && !ids)) return TW_EINVAL;
+    if (ana_check_model(m) || (W && !ids)) return TW_EINVAL;
     if (method != PROBE_AUTO && method != PROBE_DIRECT && method != PROBE_FACTORED && method != PROBE_CHECK)
         return TW_EINVAL;
-    double *worst = method == PROBE_CHECK ? &out->screen_worst : NULL;
-    if (method == PROBE_CHECK) method = PROBE_FACTORED;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H, W = n_words;
+    const size_t V = (size_t)m->cfg.vocab_size;
     if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
     if (k < 1 || k > V) return TW_EK;
     for (size_t w = 0; w < W; w++)
         if (ids[w] < 0 || (size_t)ids[w] >= V) return TW_ETOKEN;
     if (W > (size_t)1 << 20) return TW_EINVAL; // keeps every size below in range
+    return TW_OK;
+}
 
-    probe_words_result r = {0};
-    int rc = result_alloc(&r, W, H, k);
-    if (rc) return rc;
-    r.block = block;
-    r.n_words = W;
-    r.n_head = H;
-    r.k = k;
-    if (W == 0) {
-        *out = r;
-        return TW_OK;
-    }
-    memcpy(r.ids, ids, W * sizeof *ids);
+/* The working state of one probe_words_opt call. */
+typedef struct {
+    const gpt2_model *m;
+    const ana_ctx *x;
+    int block, method; /* PROBE_AUTO, PROBE_DIRECT or PROBE_FACTORED */
+    const int32_t *ids;
+    size_t W, k;
+    double *worst; /* PROBE_CHECK's, or NULL */
+    const gpt2_block *blk;
+    float *qa;       // (W, d) q Wq / sqrt(dh)
+    float *va;       // (W, d) q Wv + bv
+    float *keyq;     // (W, H, d) q Wqk_h
+    float *valq;     // (W, H+1, d) value queries
+    topk_hit *vhits; // (W, H+1, k)
+    double *vstat;   // (6, W, H+1) see words_value_queries
+    float R_e;       /* the largest |E_j| (for the value queries) */
+} words_run;
 
-    gpt2_block_ref bref = {0};
-    const gpt2_block *blk = gpt2_block_acquire(m, block, &bref);
-    const float *E = m->p.wte;
-    float *qa = malloc(W * d * sizeof(float));             // (W, d) q Wq / sqrt(dh)
-    float *va = malloc(W * d * sizeof(float));             // (W, d) q Wv + bv
-    float *keyq = malloc(W * H * d * sizeof(float));       // (W, H, d) q Wqk_h
-    float *valq = malloc(W * (H + 1) * d * sizeof(float)); // (W, H+1, d) value queries
-    topk_hit *vhits = malloc(W * (H + 1) * k * sizeof(topk_hit));
-    double *vstat = malloc(6 * W * (H + 1) * sizeof(double)); // (6, W, H+1) see the value screening
-    blockcache_entry *en_e = NULL, *keys_e = NULL, *vals_e = NULL;
-    if (!blk || !qa || !va || !keyq || !valq || !vhits || !vstat) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
-    if (rc) goto done;
-    const float *En = blockcache_data(en_e);
-    /* Every word's query vectors are computed on their own (matrix-vector
-     * products, never a GEMM over the batch), so a word's answer does not
-     * depend on which other words are probed with it (docs/MATH.md §2). */
-    for (size_t w = 0; w < W; w++) {
-        const float *q = En + (size_t)ids[w] * d;
-        float *qaw = qa + w * d;
+/* The working arrays, in one allocation (vstat first: the doubles). */
+static int words_run_alloc(words_run *p)
+{
+    const size_t W = p->W, d = (size_t)p->m->cfg.n_embd, H = (size_t)p->m->cfg.n_head;
+    const size_t n_dbl = 6 * W * (H + 1), n_hits = W * (H + 1) * p->k, n_flt = (2 + H + H + 1) * W * d;
+    char *b = malloc(n_dbl * sizeof(double) + n_hits * sizeof(topk_hit) + n_flt * sizeof(float));
+    if (!b) return TW_ENOMEM;
+    p->vstat = (double *)b;
+    p->vhits = (topk_hit *)(p->vstat + n_dbl);
+    p->qa = (float *)(p->vhits + n_hits);
+    p->va = p->qa + W * d;
+    p->keyq = p->va + W * d;
+    p->valq = p->keyq + W * H * d;
+    return TW_OK;
+}
+
+static void words_run_free(words_run *p) { free(p->vstat); }
+
+/* Every word's query vectors, each computed on its own (matrix-vector
+ * products, never a GEMM over the batch), so a word's answer does not
+ * depend on which other words are probed with it (docs/MATH.md §2). */
+static void words_queries(words_run *p, const float *En)
+{
+    const gpt2_model *m = p->m;
+    const gpt2_block *blk = p->blk;
+    const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
+    for (size_t w = 0; w < p->W; w++) {
+        const float *q = En + (size_t)p->ids[w] * d;
+        float *qaw = p->qa + w * d;
         // keys: qa (d) = q . Wq (d, d) / sqrt(dh); keyq[w, h] = qa_h (dh) . Wk_h^T (dh, d)
         mat_xm(qaw, q, blk->attn_w, d, d, (float)(1.0 / sqrt((double)dh)), 0.0f);
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
             ana_head_slices_of(m, blk, (int)h, &hs);
-            mat_mx(keyq + (w * H + h) * d, hs.wk, qaw + h * dh, d, dh, 1.0f, 0.0f);
+            mat_mx(p->keyq + (w * H + h) * d, hs.wk, qaw + h * dh, d, dh, 1.0f, 0.0f);
         }
         // values: va (d) = q . Wv (d, d) + bv; u_h = va_h (dh) . Wo_h (dh, d)
-        float *vaw = va + w * d;
+        float *vaw = p->va + w * d;
         if (blk->attn_b) memcpy(vaw, blk->attn_b + 2 * d, d * sizeof(float));
         mat_xm(vaw, q, gpt2_mat_at(blk->attn_w, 0, 2 * d), d, d, 1.0f, blk->attn_b ? 1.0f : 0.0f);
-        float *rowsw = valq + w * (H + 1) * d; // (H+1, d)
+        float *rowsw = p->valq + w * (H + 1) * d; // (H+1, d)
         for (size_t h = 0; h < H; h++) {
             ana_head hs;
             ana_head_slices_of(m, blk, (int)h, &hs);
             mat_xm(rowsw + h * d, vaw + h * dh, hs.wo, dh, d, 1.0f, 0.0f);
         }
     }
-    /* Keys: the factored screening when K = En Wk is cached, or when
-     * computing it (V d^2 multiply-adds) costs less than what it saves
-     * (W H (d - dh) per row); otherwise every key query against En. */
+}
+
+/* Keys: the factored screening when K = En Wk is cached, or when computing
+ * it (V d^2 multiply-adds) costs less than what it saves (W H (d - dh) per
+ * row); otherwise every key query against En. */
+static int words_keys(words_run *p, const blockcache_entry *en_e, topk_hit *keys)
+{
+    const gpt2_model *m = p->m;
+    blockcache *c = ana_cache(p->x);
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const size_t H = (size_t)m->cfg.n_head, dh = d / H, W = p->W;
+    const float *En = blockcache_data(en_e);
     char kkey[32];
-    snprintf(kkey, sizeof kkey, "keys(En):%d", block);
+    snprintf(kkey, sizeof kkey, "keys(En):%d", p->block);
     size_t kbytes = keys_bytes(V, d, H);
-    int factored = method == PROBE_FACTORED;
-    if (method == PROBE_AUTO)
+    blockcache_entry *keys_e = NULL;
+    int rc = TW_OK, factored = p->method == PROBE_FACTORED;
+    if (p->method == PROBE_AUTO)
         factored = blockcache_lookup(c, kkey, kbytes, &keys_e) == TW_OK ||
                    (double)W * (double)H * (double)(d - dh) >= (double)d * (double)d;
     if (factored && !keys_e) {
-        keys_ctx kx = {m, x, block};
-        rc = blockcache_acquire_within(c, kkey, kbytes, fill_keys, &kx, ana_cancel(x), &keys_e);
-        if (rc) goto done;
+        keys_ctx kx = {m, p->x, p->block};
+        rc = blockcache_acquire_within(c, kkey, kbytes, fill_keys, &kx, ana_cancel(p->x), &keys_e);
     }
-    if (factored)
-        rc = keys_factored(m, x, En, ana_ln1_max_norm(m, en_e), keys_e, qa, keyq, W, k, r.keys, worst);
-    else
-        rc = topk_rows_opt(En, V, d, keyq, W * H, k, r.keys, NULL,
-                           &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
-    const float R_e = ana_ln1_wte_max_norm(m, en_e);
+    if (rc == TW_OK && factored)
+        rc = keys_factored(m, p->x, En, ana_ln1_max_norm(m, en_e), keys_e, p->qa, p->keyq, W, p->k, keys,
+                           p->worst);
+    else if (rc == TW_OK)
+        rc = topk_rows_opt(
+            En, V, d, p->keyq, W * H, p->k, keys, NULL,
+            &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(p->x)});
     blockcache_release(c, keys_e);
-    keys_e = NULL;
-    blockcache_release(c, en_e);
-    en_e = NULL;
-    if (rc) goto done;
-    // Norms, layer sum U, then E[id] + u + b_o in place, then LN_f. For the
-    // factored screening (docs/MATH.md §4.6), per query (w, h), in vstat:
-    // [0] LN_f mean and [1] 1/sqrt(var + eps) of its input x, [2] |gamma o x|,
-    // [3] |gamma o U| (the layer's), [4] |LN_f(x)| after rounding.
-    const size_t NQ = W * (H + 1);
-    double *mu = vstat, *rstd = mu + NQ, *gx = rstd + NQ, *gU = gx + NQ, *vn = gU + NQ, *verr = vn + NQ;
-    const float *bo = blk->attn_proj_b, *gam = m->p.ln_f_w;
+    return rc;
+}
+
+/* Norms, layer sum U, then E[id] + u + b_o in place, then LN_f. For the
+ * factored screening (docs/MATH.md §4.6), per query (w, h), in vstat:
+ * [0] LN_f mean and [1] 1/sqrt(var + eps) of its input x, [2] |gamma o x|,
+ * [3] |gamma o U| (the layer's), [4] |LN_f(x)| after rounding; [5] is the
+ * screening bound, set later. */
+static void words_value_queries(words_run *p, probe_words_result *r)
+{
+    const gpt2_model *m = p->m;
+    const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, W = p->W, NQ = W * (H + 1);
+    double *mu = p->vstat, *rstd = mu + NQ, *gx = rstd + NQ, *gU = gx + NQ, *vn = gU + NQ;
+    const float *bo = p->blk->attn_proj_b, *gam = m->p.ln_f_w, *E = m->p.wte;
     for (size_t w = 0; w < W; w++) {
-        float *rowsw = valq + w * (H + 1) * d; // (H+1, d)
+        float *rowsw = p->valq + w * (H + 1) * d; // (H+1, d)
         float *Urow = rowsw + H * d;
-        const float *e = E + (size_t)ids[w] * d;
+        const float *e = E + (size_t)p->ids[w] * d;
         double uu = 0.0, gu = 0.0;
         for (size_t i = 0; i < d; i++) {
             double s = 0.0;
@@ -528,13 +583,13 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
             uu += s * s;
             gu += ((double)gam[i] * Urow[i]) * ((double)gam[i] * Urow[i]);
         }
-        r.layer_norm[w] = sqrt(uu);
+        r->layer_norm[w] = sqrt(uu);
         for (size_t h = 0; h <= H; h++) {
             float *u = rowsw + h * d;
             if (h < H) {
                 double nn = 0.0;
                 for (size_t i = 0; i < d; i++) nn += (double)u[i] * u[i];
-                r.value_norm[w * H + h] = sqrt(nn);
+                r->value_norm[w * H + h] = sqrt(nn);
             }
             double gg = 0.0;
             for (size_t i = 0; i < d; i++) {
@@ -547,67 +602,123 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
             gU[qi] = h == H ? sqrt(gu) : 0.0;
         }
     }
-    layernorm_rows(valq, valq, m->p.ln_f_w, m->p.ln_f_b, NQ, d, m->cfg.ln_eps);
-    for (size_t qi = 0; qi < NQ; qi++) vn[qi] = sqrt(topk_dot(valq + qi * d, valq + qi * d, d));
+    layernorm_rows(p->valq, p->valq, m->p.ln_f_w, m->p.ln_f_b, NQ, d, m->cfg.ln_eps);
+    for (size_t qi = 0; qi < NQ; qi++) vn[qi] = sqrt(topk_dot(p->valq + qi * d, p->valq + qi * d, d));
+}
 
-    /* Values: the factored screening when G = E diag(gamma) Wo^T is cached
-     * or worth computing (V d^2 multiply-adds against the W (H - 1) d per
-     * row it saves), else every value query against E. */
+/* The factored value screening of every value query with the cached G
+ * (vals_e), certified, into vhits. */
+static int words_values_factored(words_run *p, const blockcache_entry *vals_e)
+{
+    const gpt2_model *m = p->m;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
+    const size_t W = p->W, NQ = W * (H + 1);
+    const float *E = m->p.wte, *gam = m->p.ln_f_w;
+    double *mu = p->vstat, *rstd = mu + NQ, *verr = rstd + 4 * NQ;
+    float *ge = p->keyq; /* (W, d) fl(gamma o E_id): keyq is free now */
+    for (size_t w = 0; w < W; w++)
+        for (size_t i = 0; i < d; i++) ge[w * d + i] = (float)((double)gam[i] * E[(size_t)p->ids[w] * d + i]);
+    vals_view v;
+    vals_view_of(blockcache_data(vals_e), V, d, H, &v);
+    vals_errors(m, &v, p->R_e, p->va, ge, p->vstat, W, verr);
+    topk_cands *cand = topk_cands_new(NQ, V, p->k, 1, 0);
+    if (!cand) return TW_ENOMEM;
+    vals_queries vq = {p->va, ge, mu, rstd, verr, p->valq, p->worst};
+    int rc = vals_screen(m, p->x, &v, &vq, W, cand);
+    if (rc == TW_OK) rc = topk_cands_certify(cand, E, d, p->valq, d, verr, p->vhits, NULL, p->k);
+    topk_cands_free(cand);
+    return rc;
+}
+
+/* Values: the factored screening when G = E diag(gamma) Wo^T is cached or
+ * worth computing (V d^2 multiply-adds against the W (H - 1) d per row it
+ * saves), else every value query against E. */
+static int words_values(words_run *p)
+{
+    const gpt2_model *m = p->m;
+    blockcache *c = ana_cache(p->x);
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
+    const size_t W = p->W;
     char vkey[32];
-    snprintf(vkey, sizeof vkey, "vals(E):%d", block);
+    snprintf(vkey, sizeof vkey, "vals(E):%d", p->block);
     size_t vbytes = vals_bytes(V, d, H);
-    factored = method == PROBE_FACTORED;
-    if (method == PROBE_AUTO)
+    blockcache_entry *vals_e = NULL;
+    int rc = TW_OK, factored = p->method == PROBE_FACTORED;
+    if (p->method == PROBE_AUTO)
         factored =
             blockcache_lookup(c, vkey, vbytes, &vals_e) == TW_OK || (double)W * (double)(H - 1) >= (double)d;
     if (factored && !vals_e) {
-        vals_ctx vx = {m, x, block};
-        rc = blockcache_acquire_within(c, vkey, vbytes, fill_vals, &vx, ana_cancel(x), &vals_e);
-        if (rc) goto done;
+        vals_ctx vx = {m, p->x, p->block};
+        rc = blockcache_acquire_within(c, vkey, vbytes, fill_vals, &vx, ana_cancel(p->x), &vals_e);
     }
-    if (factored) {
-        float *ge = keyq; /* (W, d) fl(gamma o E_id): keyq is free now */
-        for (size_t w = 0; w < W; w++)
-            for (size_t i = 0; i < d; i++)
-                ge[w * d + i] = (float)((double)gam[i] * E[(size_t)ids[w] * d + i]);
-        vals_view v;
-        vals_view_of(blockcache_data(vals_e), V, d, H, &v);
-        vals_errors(m, &v, R_e, va, ge, vstat, W, verr);
-        topk_cands *cand = topk_cands_new(NQ, V, k, 1, 0);
-        if (!cand) {
-            rc = TW_ENOMEM;
-            goto done;
-        }
-        vals_queries vq = {va, ge, mu, rstd, verr, valq, worst};
-        rc = vals_screen(m, x, &v, &vq, W, cand);
-        if (rc == TW_OK) rc = topk_cands_certify(cand, E, d, valq, d, verr, vhits, NULL, k);
-        topk_cands_free(cand);
-    } else {
-        rc = topk_rows_opt(E, V, d, valq, NQ, k, vhits, NULL,
-                           &(topk_opts){.max_row_norm = R_e, .cancel = ana_cancel(x)});
-    }
-    if (rc) goto done;
-    for (size_t w = 0; w < W; w++) {
-        memcpy(r.values + w * H * k, vhits + w * (H + 1) * k, H * k * sizeof(topk_hit));
-        memcpy(r.layer_values + w * k, vhits + (w * (H + 1) + H) * k, k * sizeof(topk_hit));
-    }
-
-done:
-    gpt2_block_release(&bref);
+    if (rc == TW_OK && factored)
+        rc = words_values_factored(p, vals_e);
+    else if (rc == TW_OK)
+        rc = topk_rows_opt(m->p.wte, V, d, p->valq, W * (H + 1), p->k, p->vhits, NULL,
+                           &(topk_opts){.max_row_norm = p->R_e, .cancel = ana_cancel(p->x)});
     blockcache_release(c, vals_e);
-    blockcache_release(c, keys_e);
-    blockcache_release(c, en_e);
-    free(vstat);
-    free(qa);
-    free(va);
-    free(keyq);
-    free(valq);
-    free(vhits);
+    return rc;
+}
+
+/* The queries, the keys and the values of p into r. */
+static int words_compute(words_run *p, probe_words_result *r)
+{
+    const size_t H = (size_t)p->m->cfg.n_head, W = p->W, k = p->k;
+    blockcache_entry *en_e = NULL;
+    int rc = words_run_alloc(p);
+    if (rc == TW_OK) rc = ana_acquire_ln1_embeddings(p->m, p->x, p->block, &en_e);
+    if (rc) return rc;
+    words_queries(p, blockcache_data(en_e));
+    rc = words_keys(p, en_e, r->keys);
+    p->R_e = ana_ln1_wte_max_norm(p->m, en_e);
+    blockcache_release(ana_cache(p->x), en_e);
+    if (rc) return rc;
+    words_value_queries(p, r);
+    rc = words_values(p);
+    if (rc) return rc;
+    for (size_t w = 0; w < W; w++) {
+        memcpy(r->values + w * H * k, p->vhits + w * (H + 1) * k, H * k * sizeof(topk_hit));
+        memcpy(r->layer_values + w * k, p->vhits + (w * (H + 1) + H) * k, k * sizeof(topk_hit));
+    }
+    return TW_OK;
+}
+
+int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                    size_t k, int method, probe_words_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    int rc = words_check(m, block, ids, n_words, k, method);
+    if (rc) return rc;
+    const size_t H = (size_t)m->cfg.n_head, W = n_words;
+    probe_words_result r = {0};
+    if ((rc = result_alloc(&r, W, H, k)) != TW_OK) return rc;
+    r.block = block;
+    r.n_words = W;
+    r.n_head = H;
+    r.k = k;
+    if (W == 0) {
+        *out = r;
+        return TW_OK;
+    }
+    memcpy(r.ids, ids, W * sizeof *ids);
+    words_run p = {.m = m,
+                   .x = x,
+                   .block = block,
+                   .method = method == PROBE_CHECK ? PROBE_FACTORED : method,
+                   .ids = ids,
+                   .W = W,
+                   .k = k,
+                   .worst = method == PROBE_CHECK ? &r.screen_worst : NULL};
+    gpt2_block_ref bref = {0};
+    p.blk = gpt2_block_acquire(m, block, &bref);
+    rc = p.blk ? words_compute(&p, &r) : TW_ENOMEM;
+    gpt2_block_release(&bref);
+    words_run_free(&p);
     if (rc) {
         probe_words_result_free(&r);
         return rc;
     }
-    if (worst) r.screen_worst = out->screen_worst;
     *out = r;
     return TW_OK;
 }

@@ -128,6 +128,9 @@ REQUESTS = [
     ("get", "/trajectory/stats/job/status", {"id": "1"}, None),
     ("get", "/trajectory/stats/job/result", {"id": "1", "wait": "30"}, None),
     ("get", "/trajectory/stats/job/result", {"id": "1", "format": "csv"}, None),
+    ("post", "/sweep/job", {"path": "/svd", "query": "block=0-1&top=1&k=1"}, None),
+    ("get", "/sweep/job/status", {"id": "2"}, None),  # job ids count the /trajectory/stats jobs too
+    ("get", "/sweep/job/result", {"id": "2", "wait": "30"}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "1,2"}, None),
     ("get", "/mlp/values", {"block": "1", "k": "1"}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "3", "format": "csv"}, None),

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -99,6 +100,63 @@ class SweepTest(OneDaemon, unittest.TestCase):
         for body in (b'{"block": "3"}', b'{"block": [1, 2]}', b'{"block": 1.5}', b'{"block": "2-1"}',
                      b'{"block": null}'):
             error_at(self, self.d, "/probe", 400, "'block'", method="POST", body=body)
+
+    def wait_job(self, job):
+        for _ in range(600):
+            st, doc = self.d.get_json("/sweep/job/status", id=job)
+            self.assertEqual(st, 200, doc)
+            if doc["state"] != "running":
+                return doc
+            time.sleep(0.05)
+        self.fail("sweep job %d did not finish" % job)
+
+    def test_sweep_job(self):
+        st, job = self.d.post_json("/sweep/job", {"path": "/svd", "query": "block=1-3&top=1&k=2"})
+        self.assertEqual(st, 200, job)
+        self.assertEqual((job["path"], job["status"], job["result"]),
+                         ("/svd", "/sweep/job/status?id=%d" % job["job"], "/sweep/job/result?id=%d" % job["job"]))
+        self.assertIn(job["state"], ("running", "done"))
+        doc = self.wait_job(job["job"])
+        self.assertEqual((doc["state"], doc["stage"], doc["done"], doc["total"], doc["progress"]),
+                         ("done", "blocks", 3, 3, 1))
+        st, got = self.d.get_json("/sweep/job/result", id=job["job"], wait=5)
+        self.assertEqual(st, 200, got)
+        st, h, body = self.d.get("/svd", block="1-3", top=1, k=2)
+        self.assertEqual(json.loads(body), got)
+        self.assertEqual(h.get("x-twd-cache"), "hit", "the finished sweep is kept as its request's answer")
+        for b in (1, 2, 3):
+            h, body = self.one("/svd", b, top=1, k=2)
+            self.assertEqual(h.get("x-twd-cache"), "hit")
+            self.assertEqual(json.loads(body), got["blocks"][b - 1])
+        # CSV, by its query's format, through a GET-style encoded query
+        st, job = self.d.post_json("/sweep/job", {"path": "/probe", "query": "block=all&k=1&words=time%2Cyear&"
+                                                                             "format=csv"})
+        self.assertEqual(st, 200, job)
+        self.wait_job(job["job"])
+        st, h, body = self.d.get("/sweep/job/result", id=job["job"], wait=5)
+        self.assertEqual(st, 200)
+        self.assertTrue(h["content-type"].startswith("text/csv"))
+        self.assertEqual(body, self.d.get("/probe", block="all", k=1, words="time,year", format="csv")[2])
+
+    def test_sweep_job_errors(self):
+        for obj, words in (({"path": "/svd", "query": "block=2"}, ("'query'", "all")),
+                           ({"path": "/svd", "query": "block=all&top=x"}, ("'top'",)),
+                           ({"path": "/svd", "query": "block=all&nope=1"}, ("nope",)),
+                           ({"path": "/svd", "query": "block=all&k=%zz"}, ("'query'", "percent")),
+                           ({"path": "/tokenize", "query": "block=all"}, ("'path'", "/svd")),
+                           ({"query": "block=all"}, ("'path'", "required"))):
+            error_at(self, self.d, "/sweep/job", 400, *words, method="POST", body=json.dumps(obj).encode())
+        # a sweep the size limit refuses fails as a job with that 400 as its answer
+        st, job = self.d.post_json("/sweep/job", {"path": "/svd/bias", "query": "block=all&k=2000"})
+        if st == 200:
+            doc = self.wait_job(job["job"])
+            self.assertEqual(doc["state"], "failed")
+            self.assertIn("error", doc)
+            error_at(self, self.d, "/sweep/job/result?id=%d" % job["job"], 400)
+        else:
+            self.assertEqual(st, 400)
+        error_at(self, self.d, "/sweep/job/status?id=999999", 400, "'id'", "no job")
+        error_at(self, self.d, "/sweep/job/result?id=999999", 400, "'id'", "no job")
 
     def test_answer_limit_covers_the_sweep(self):
         # 4 heads x 4 lists x k: k = 1500 is 24,000 per block (over the limit

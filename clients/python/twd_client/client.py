@@ -41,6 +41,9 @@ ROUTES = {
     "/trajectory/stats/job": "trajectory_stats_job",
     "/trajectory/stats/job/status": "trajectory_stats_job_status",
     "/trajectory/stats/job/result": "trajectory_stats_job_result",
+    "/sweep/job": "sweep_job",
+    "/sweep/job/status": "sweep_job_status",
+    "/sweep/job/result": "sweep_job_result",
     "/attention": "attention",
     "/umap": "umap",
     "/umap/layout": "umap_layout",
@@ -462,6 +465,28 @@ class Client:
         for a running job [0]; a job still running raises TwdError 503 (with
         retry=True the client waits)."""
         return self._data("/trajectory/stats/job/result", {"id": job, "wait": wait}, as_json)
+
+    def sweep_job(self, path, query):
+        """POST /sweep/job: starts the whole-model sweep of ``path`` ("/svd",
+        "/svd/bias", "/probe" or "/mlp/svd") with ``query`` (a dict of its
+        parameters, block "all" or "A-B", or the query string) in the
+        background. A dict: job (its id), state, path, stage, done and total
+        (blocks), progress, seconds, status, result."""
+        if not isinstance(query, str):
+            query = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        return self.request("/sweep/job", {"path": path, "query": query}, post="always")
+
+    def sweep_job_status(self, job):
+        """GET /sweep/job/status: the sweep job's state and the blocks
+        answered so far. A dict, as sweep_job's."""
+        return self.request("/sweep/job/status", {"id": job})
+
+    def sweep_job_result(self, job, wait=None, format="json"):
+        """GET /sweep/job/result: the finished sweep's answer, as its route
+        gives it: decoded JSON, or with format="text" the CSV or LaTeX text
+        its query asked for. ``wait``: seconds (at most 30) to wait for a
+        running job [0]; a job still running raises TwdError 503."""
+        return self.request("/sweep/job/result", {"id": job, "wait": wait}, format)
 
     def attention(self, text, block=None, head=None, gelu=None, as_json=False):
         """GET/POST /attention: the attention patterns of the forward pass.
