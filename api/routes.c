@@ -682,7 +682,7 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     {                                                                                                        \
         .path = (path_), .methods = API_GET, .fn = (fn_), .params = p_job_status, .flags = API_NEEDS_MODEL,  \
         .summary = (summary_), .description = (description_),                                                \
-        .answers = ANSWERS({.schema = (schema_), .doc = "The job."}),                                       \
+        .answers = ANSWERS({.schema = (schema_), .doc = "The job."}),                                        \
     }
 
 const api_route api_routes[] = {
