@@ -1,6 +1,8 @@
-/* An intrusive doubly linked list kept in recency order, head = most
- * recently used: the caches' LRU lists. A node is a member of the element
- * (put it first so that a node pointer converts to the element). */
+/* An intrusive doubly linked list: the caches' LRU lists, kept in recency
+ * order (head = most recently used, tw_lru_push_front and tw_lru_touch), and
+ * the connection guard's queues, kept in arrival order (head = oldest,
+ * tw_lru_push_back). A node is a member of the element (put it first so
+ * that a node pointer converts to the element). */
 #ifndef TW_BASE_LRU_H
 #define TW_BASE_LRU_H
 
@@ -36,6 +38,16 @@ static inline void tw_lru_push_front(tw_lru *l, tw_lru_node *n)
     if (l->head) l->head->prev = n;
     l->head = n;
     if (!l->tail) l->tail = n;
+}
+
+/* Puts n, which is not in l, at the tail of l. */
+static inline void tw_lru_push_back(tw_lru *l, tw_lru_node *n)
+{
+    n->next = NULL;
+    n->prev = l->tail;
+    if (l->tail) l->tail->next = n;
+    l->tail = n;
+    if (!l->head) l->head = n;
 }
 
 /* Moves n, which is in l, to the head of l. */
