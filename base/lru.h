@@ -30,25 +30,27 @@ static inline void tw_lru_unlink(tw_lru *l, tw_lru_node *n)
     n->prev = n->next = NULL;
 }
 
-/* Puts n, which is not in l, at the head of l. */
-static inline void tw_lru_push_front(tw_lru *l, tw_lru_node *n)
+/* Puts n, which is not in l, between prev and next (neighbours in l, or
+ * NULL at an end). */
+static inline void tw_lru_link(tw_lru *l, tw_lru_node *n, tw_lru_node *prev, tw_lru_node *next)
 {
-    n->prev = NULL;
-    n->next = l->head;
-    if (l->head) l->head->prev = n;
-    l->head = n;
-    if (!l->tail) l->tail = n;
+    n->prev = prev;
+    n->next = next;
+    if (prev)
+        prev->next = n;
+    else
+        l->head = n;
+    if (next)
+        next->prev = n;
+    else
+        l->tail = n;
 }
 
+/* Puts n, which is not in l, at the head of l. */
+static inline void tw_lru_push_front(tw_lru *l, tw_lru_node *n) { tw_lru_link(l, n, NULL, l->head); }
+
 /* Puts n, which is not in l, at the tail of l. */
-static inline void tw_lru_push_back(tw_lru *l, tw_lru_node *n)
-{
-    n->next = NULL;
-    n->prev = l->tail;
-    if (l->tail) l->tail->next = n;
-    l->tail = n;
-    if (!l->head) l->head = n;
-}
+static inline void tw_lru_push_back(tw_lru *l, tw_lru_node *n) { tw_lru_link(l, n, l->tail, NULL); }
 
 /* Moves n, which is in l, to the head of l. */
 static inline void tw_lru_touch(tw_lru *l, tw_lru_node *n)

@@ -352,9 +352,11 @@ void blockcache_clear(blockcache *c)
 
 void blockcache_get_stats(blockcache *c, blockcache_stats *s)
 {
-    memset(s, 0, sizeof *s);
-    if (!c) return;
-    pthread_mutex_lock(&c->mu);
-    *s = c->st;
-    pthread_mutex_unlock(&c->mu);
+    blockcache_stats st = {0};
+    if (c) {
+        pthread_mutex_lock(&c->mu);
+        st = c->st;
+        pthread_mutex_unlock(&c->mu);
+    }
+    *s = st;
 }

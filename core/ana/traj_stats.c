@@ -121,15 +121,7 @@ ts_summary ts_summarise(const double *v, size_t n)
 
 /* ---- The statistics ---- */
 
-void traj_stats_result_free(traj_stats_result *r)
-{
-    if (!r) return;
-    free(r->cells);
-    free(r->t);
-    free(r->rank);
-    free(r->values);
-    memset(r, 0, sizeof *r);
-}
+void traj_stats_result_free(traj_stats_result *r) { TW_FREE_FIELDS(r, r->cells, r->t, r->rank, r->values); }
 
 static double cosine(const float *a, const float *b, size_t d)
 {

@@ -1,18 +1,12 @@
 #include "core/model/torch_ckpt.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/err.h"
-#include "base/mapreg.h"
 #include "base/fs.h"
 #include "base/sort.h"
 
@@ -617,31 +611,32 @@ int torch_ckpt_open_mem(const void *buf, size_t len, const char *label, torch_ck
 
 int torch_ckpt_open(const char *path, torch_ckpt *c, char *err, size_t errlen)
 {
+    const void *map = NULL;
+    size_t size = 0;
     memset(c, 0, sizeof *c);
-    const uint8_t *map;
-    size_t size;
-    if (fs_map_file(path, TC_MAX_FILE, (const void **)&map, &size, err, errlen)) return -1;
-    int rc = torch_ckpt_open_mem(map, size, path, c, err, errlen);
-    if (rc) {
-        tw_map_remove(map);
-        munmap((void *)map, size);
+    if (fs_map_file(path, TC_MAX_FILE, &map, &size, err, errlen) ||
+        torch_ckpt_open_mem(map, size, path, c, err, errlen)) {
+        fs_unmap_file(map, size);
         return -1;
     }
     c->owns_map = 1;
     return 0;
 }
 
-void torch_ckpt_close(torch_ckpt *c)
+/* The tensor table: names, entries, the name index and the storages. */
+static void tensor_table_free(torch_ckpt *c)
 {
-    if (!c) return;
-    if (c->owns_map && c->map) {
-        tw_map_remove(c->map);
-        munmap((void *)c->map, c->size);
-    }
     for (size_t i = 0; i < c->n_tensors; i++) free(c->tensors[i].name);
     free(c->tensors);
     free(c->by_name);
     free(c->storages);
+}
+
+void torch_ckpt_close(torch_ckpt *c)
+{
+    if (!c) return;
+    if (c->owns_map) fs_unmap_file(c->map, c->size);
+    tensor_table_free(c);
     free(c->prefix);
     free(c->dataset);
     free(c->path);
@@ -879,11 +874,10 @@ int meta_pkl_parse(const void *buf, size_t len, const char *label, tc_meta *m, c
 int meta_pkl_load(const char *path, tc_meta *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
-    const uint8_t *map;
+    const void *map;
     size_t size;
-    if (fs_map_file(path, TC_MAX_META, (const void **)&map, &size, err, errlen)) return -1;
+    if (fs_map_file(path, TC_MAX_META, &map, &size, err, errlen)) return -1;
     int rc = meta_pkl_parse(map, size, path, m, err, errlen);
-    tw_map_remove(map);
-    munmap((void *)map, size);
+    fs_unmap_file(map, size);
     return rc;
 }
