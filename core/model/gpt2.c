@@ -203,6 +203,13 @@ int gpt2_own(gpt2_model *m, float *buf)
     return 0;
 }
 
+/* Frees what gpt2_own took. */
+static void owned_free(gpt2_model *m)
+{
+    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+}
+
 size_t gpt2_param_count(const gpt2_config *c)
 {
     size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
@@ -611,8 +618,7 @@ void gpt2_free(gpt2_model *m)
         free(m->ckpt);
     }
     free(m->file);
-    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
-    free(m->owned);
+    owned_free(m);
     gpt2_lazy_free(m);
     free(m->p.h);
     free(m->dir);

@@ -221,6 +221,20 @@ static int cmp_tensor_idx(const void *a, const void *b, const void *ts)
 
 static const char *kind_of(const pk_value *v) { return pk_kind_name(v->kind); }
 
+/* The value under key of dict d into *v, NULL when absent: 0, or -1 when it
+ * is there but not of kind want (PK_DICT: a dict or an OrderedDict). `what`
+ * names it and `want_name` the kind in the message ("model_args 'bias' is a
+ * str, not a bool"). */
+static int optional_value(const torch_ckpt *c, const pk_value *d, const char *key, pk_kind want,
+                          const char *what, const char *want_name, const pk_value **v, char *err,
+                          size_t errlen)
+{
+    *v = pk_dict_get(d, key);
+    if (!*v || (want == PK_DICT ? pk_is_dict(*v) : (*v)->kind == want)) return 0;
+    ck_err(err, errlen, c->path, NULL, "%s is a %s, not %s", what, kind_of(*v), want_name);
+    return -1;
+}
+
 static int read_int_arg(const torch_ckpt *c, const pk_value *args, const char *key, unsigned bit,
                         int64_t *out, unsigned *present, char *err, size_t errlen)
 {
@@ -253,12 +267,9 @@ static int read_model_args(torch_ckpt *c, const pk_value *a, char *err, size_t e
         read_int_arg(c, a, "block_size", TC_ARG_BLOCK_SIZE, &m->block_size, &m->present, err, errlen) ||
         read_int_arg(c, a, "vocab_size", TC_ARG_VOCAB_SIZE, &m->vocab_size, &m->present, err, errlen))
         return -1;
-    const pk_value *v = pk_dict_get(a, "bias");
+    const pk_value *v;
+    if (optional_value(c, a, "bias", PK_BOOL, "model_args 'bias'", "a bool", &v, err, errlen)) return -1;
     if (v) {
-        if (v->kind != PK_BOOL) {
-            ck_err(err, errlen, c->path, NULL, "model_args 'bias' is a %s, not a bool", kind_of(v));
-            return -1;
-        }
         m->bias = v->u.b;
         m->present |= TC_ARG_BIAS;
     }
@@ -558,18 +569,11 @@ static int ckpt_parse(torch_ckpt *c, char *err, size_t errlen)
 
     const pk_value *v = pk_dict_get(root, "model_args");
     if (v && read_model_args(c, v, err, errlen)) return -1;
-    v = pk_dict_get(root, "config");
+    if (optional_value(c, root, "config", PK_DICT, "config", "a dict", &v, err, errlen)) return -1;
     if (v) {
-        if (!pk_is_dict(v)) {
-            ck_err(err, errlen, c->path, NULL, "config is a %s, not a dict", kind_of(v));
-            return -1;
-        }
-        const pk_value *ds = pk_dict_get(v, "dataset");
+        const pk_value *ds;
+        if (optional_value(c, v, "dataset", PK_STR, "config 'dataset'", "a str", &ds, err, errlen)) return -1;
         if (ds) {
-            if (ds->kind != PK_STR) {
-                ck_err(err, errlen, c->path, NULL, "config 'dataset' is a %s, not a str", kind_of(ds));
-                return -1;
-            }
             c->dataset = strdup(ds->u.str.s);
             if (!c->dataset) {
                 ck_err(err, errlen, c->path, NULL, "out of memory");
@@ -577,12 +581,8 @@ static int ckpt_parse(torch_ckpt *c, char *err, size_t errlen)
             }
         }
     }
-    v = pk_dict_get(root, "iter_num");
+    if (optional_value(c, root, "iter_num", PK_INT, "iter_num", "an int", &v, err, errlen)) return -1;
     if (v) {
-        if (v->kind != PK_INT) {
-            ck_err(err, errlen, c->path, NULL, "iter_num is a %s, not an int", kind_of(v));
-            return -1;
-        }
         c->iter_num = v->u.i;
         c->has_iter_num = 1;
     }
