@@ -8,7 +8,6 @@
 #include <check.h>
 #include <lapacke.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +18,10 @@
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rank.h"
+#include "tests/support/test_thread.h"
 #include "tests/support/tw_check.h"
 
 enum { M_L = 2, M_H = 4, M_D = 48, M_V = 600 };
@@ -33,18 +34,17 @@ static void model_build(tt_model *tm, int L, int H, int d, int V, uint64_t seed)
         &(tt_model_opts){.n_layer = L, .n_head = H, .n_embd = d, .n_ctx = 8, .vocab_size = V, .seed = seed});
 }
 
-/* ---- Naive helpers (double) ---- */
-
-/* LN of one row in double, written independently of core/lnorm. */
-static void ln_row(const float *x, const float *g, const float *b, size_t d, double eps, double *out)
+/* Runs check on the analyses' model (M_L blocks, M_H heads, width M_D,
+ * vocabulary M_V) of seed. */
+static void on_model(uint64_t seed, void (*check)(const gpt2_model *m))
 {
-    double s = 0, ss = 0;
-    for (size_t i = 0; i < d; i++) s += x[i];
-    double mean = s / d;
-    for (size_t i = 0; i < d; i++) ss += (x[i] - mean) * (x[i] - mean);
-    double sd = sqrt(ss / d + eps);
-    for (size_t i = 0; i < d; i++) out[i] = (g ? g[i] : 1.0) * (x[i] - mean) / sd + (b ? b[i] : 0.0);
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, M_V, seed);
+    check(&tm.m);
+    tt_model_free(&tm);
 }
+
+/* ---- Naive helpers (double) ---- */
 
 /* En (V, d) double for block b. */
 static double *naive_en(const gpt2_model *m, int block)
@@ -52,46 +52,9 @@ static double *naive_en(const gpt2_model *m, int block)
     size_t V = m->cfg.vocab_size, d = m->cfg.n_embd;
     double *en = malloc(V * d * sizeof(double));
     for (size_t i = 0; i < V; i++)
-        ln_row(m->p.wte + i * d, m->p.h[block].ln_1_w, m->p.h[block].ln_1_b, d, m->cfg.ln_eps, en + i * d);
+        tt_layernorm_row(m->p.wte + i * d, m->p.h[block].ln_1_w, m->p.h[block].ln_1_b, d, m->cfg.ln_eps,
+                         en + i * d);
     return en;
-}
-
-static double *as_double(const float *x, size_t n)
-{
-    double *y = malloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
-    return y;
-}
-
-/* The sorted list of v against M (n, d) double, best first (sign -1: of -v). */
-static tt_scored *naive_rank(const double *v, const double *M, size_t n, size_t d, double sign)
-{
-    tt_scored *all = malloc(n * sizeof *all);
-    for (size_t j = 0; j < n; j++) {
-        double s = 0;
-        for (size_t t = 0; t < d; t++) s += v[t] * M[j * d + t];
-        all[j].s = sign * s;
-        all[j].id = (int)j;
-    }
-    tt_sort_desc(all, n);
-    return all;
-}
-
-/* Fails unless hits (k) has exactly the ids of ref's first k and scores
- * within tol * (1 + max |score|). Returns the largest score difference. */
-static double check_list(const char *what, const topk_hit *hits, const tt_scored *ref, size_t k, double tol)
-{
-    double scale = 1.0, worst = 0.0;
-    for (size_t t = 0; t < k; t++) scale = fmax(scale, fabs(ref[t].s));
-    for (size_t t = 0; t < k; t++) {
-        double diff = fabs(hits[t].score - ref[t].s);
-        worst = fmax(worst, diff);
-        ck_assert_msg(hits[t].id == ref[t].id, "%s: rank %zu id %d (score %.9g) != reference %d (score %.9g)",
-                      what, t, hits[t].id, hits[t].score, ref[t].id, ref[t].s);
-        ck_assert_msg(diff <= tol * scale, "%s: rank %zu score %.9g vs %.9g (diff %.3g > %.3g)", what, t,
-                      hits[t].score, ref[t].s, diff, tol * scale);
-    }
-    return worst;
 }
 
 /* Exact equality of two hit lists, field by field (not the struct padding). */
@@ -104,11 +67,8 @@ static void assert_hits_equal(const topk_hit *a, const topk_hit *b, size_t n)
 
 /* ---- embedding norms ---- */
 
-START_TEST(test_embed_norms_vs_naive)
+static void check_embed_norms_vs_naive(const gpt2_model *m)
 {
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 21);
-    const gpt2_model *m = &tm.m;
     size_t V = M_V, d = M_D, k = 6;
     embed_norms_result r;
     blockcache *c = blockcache_new(1 << 24);
@@ -130,11 +90,11 @@ START_TEST(test_embed_norms_vs_naive)
             sc[i] = (tt_scored){v, (int)i};
         }
         tt_sort_desc(sc, V);
-        check_list(embed_scheme_name(s), r.top + s * k, sc, k, 1e-12);
+        tt_check_list(embed_scheme_name(s), r.top + s * k, sc, k, 1e-12, 1);
         for (size_t i = 0; i < V; i++) sc[i].s = -sc[i].s;
         tt_sort_desc(sc, V);
         for (size_t i = 0; i < V; i++) sc[i].s = -sc[i].s;
-        check_list("bottom", r.bottom + s * k, sc, k, 1e-12);
+        tt_check_list("bottom", r.bottom + s * k, sc, k, 1e-12, 1);
     }
     // cached scores give the same answer
     embed_norms_result r2;
@@ -149,15 +109,13 @@ START_TEST(test_embed_norms_vs_naive)
     ck_assert_int_eq(embed_norms(m, NULL, V + 1, &r), TW_EK);
     free(sc);
     blockcache_free(c);
-    tt_model_free(&tm);
 }
+
+START_TEST(test_embed_norms_vs_naive) { on_model(21, check_embed_norms_vs_naive); }
 END_TEST
 
-START_TEST(test_embed_normalization_vs_naive)
+static void check_embed_normalization_vs_naive(const gpt2_model *m)
 {
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 22);
-    const gpt2_model *m = &tm.m;
     size_t V = M_V, d = M_D;
     embed_normalization_result r;
     ck_assert_int_eq(embed_normalization(m, &r), 0);
@@ -178,7 +136,7 @@ START_TEST(test_embed_normalization_vs_naive)
     double sum[4][2] = {{0}}, sq[4][2] = {{0}};
     for (size_t i = 0; i < V; i++) {
         const float *e = m->p.wte + i * d;
-        ln_row(e, NULL, NULL, d, 1e-5, N);
+        tt_layernorm_row(e, NULL, NULL, d, 1e-5, N);
         for (int k = 0; k < 4; k++) {
             for (size_t j = 0; j < d; j++) {
                 double x = k & 1 ? e[j] - c[j] : e[j];
@@ -209,132 +167,13 @@ START_TEST(test_embed_normalization_vs_naive)
                           embed_normalization_row_name(k), t, got[t][1], sd);
         }
     }
-    free(c);
-    free(N);
-    free(X);
-    tt_model_free(&tm);
+    TT_FREE(c, N, X);
 }
+
+START_TEST(test_embed_normalization_vs_naive) { on_model(22, check_embed_normalization_vs_naive); }
 END_TEST
 
 /* ---- word probes ---- */
-
-START_TEST(test_probe_words_vs_naive)
-{
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 31);
-    const gpt2_model *m = &tm.m;
-    const size_t V = M_V, d = M_D, H = M_H, dh = d / H, k = 5;
-    const int32_t ids[] = {0, 17, 599, 300, 17, 42};
-    const size_t W = 6;
-    blockcache *c = blockcache_new((size_t)1 << 24);
-    double *E = as_double(m->p.wte, V * d);
-    double *Wqk = malloc(d * d * sizeof(double)), *Wvo = malloc(d * d * sizeof(double));
-    double *kq = malloc(d * sizeof(double)), *u = malloc(d * sizeof(double));
-    double *U = malloc(d * sizeof(double)), *x = malloc(d * sizeof(double));
-    float *xf = malloc(d * sizeof(float));
-    double worst_norm = 0;
-    for (int block = 0; block < M_L; block++) {
-        probe_words_result r;
-        ck_assert_int_eq(probe_words(m, ANA_CTX(c), block, ids, W, k, &r), 0);
-        ck_assert_uint_eq(r.n_words, W);
-        double *En = naive_en(m, block);
-        const gpt2_block *b = &m->p.h[block];
-        for (size_t w = 0; w < W; w++) {
-            const double *q = En + (size_t)ids[w] * d;
-            for (size_t i = 0; i < d; i++) U[i] = 0;
-            for (size_t h = 0; h < H; h++) {
-                ana_head hs;
-                ana_head_slices(m, block, (int)h, &hs);
-                // explicit d x d matrices
-                for (size_t i = 0; i < d; i++)
-                    for (size_t j = 0; j < d; j++) {
-                        double sqk = 0, svo = 0;
-                        for (size_t t = 0; t < dh; t++) {
-                            sqk += (double)GPT2_AT(hs.wq, i, t) * GPT2_AT(hs.wk, j, t);
-                            svo += (double)GPT2_AT(hs.wv, i, t) * GPT2_AT(hs.wo, t, j);
-                        }
-                        Wqk[i * d + j] = sqk / sqrt((double)dh);
-                        Wvo[i * d + j] = svo;
-                    }
-                for (size_t j = 0; j < d; j++) {
-                    double a = 0, v = 0;
-                    for (size_t i = 0; i < d; i++) {
-                        a += q[i] * Wqk[i * d + j];
-                        v += q[i] * Wvo[i * d + j];
-                    }
-                    for (size_t t = 0; t < dh; t++) v += (double)hs.bv[t] * GPT2_AT(hs.wo, t, j);
-                    kq[j] = a;
-                    u[j] = v;
-                    U[j] += v;
-                }
-                tt_scored *rk = naive_rank(kq, En, V, d, 1);
-                check_list("keys", r.keys + (w * H + h) * k, rk, k, 1e-4);
-                free(rk);
-                double nn = 0;
-                for (size_t j = 0; j < d; j++) {
-                    nn += u[j] * u[j];
-                    xf[j] = (float)(m->p.wte[(size_t)ids[w] * d + j] + u[j] + b->attn_proj_b[j]);
-                }
-                double got = r.value_norm[w * H + h];
-                worst_norm = fmax(worst_norm, fabs(got - sqrt(nn)) / sqrt(nn));
-                ck_assert_msg(fabs(got - sqrt(nn)) <= 1e-5 * sqrt(nn), "value_norm %.9g vs %.9g", got,
-                              sqrt(nn));
-                ln_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
-                tt_scored *rv = naive_rank(x, E, V, d, 1);
-                check_list("values", r.values + (w * H + h) * k, rv, k, 1e-4);
-                free(rv);
-            }
-            double nn = 0;
-            for (size_t j = 0; j < d; j++) {
-                nn += U[j] * U[j];
-                xf[j] = (float)(m->p.wte[(size_t)ids[w] * d + j] + U[j] + b->attn_proj_b[j]);
-            }
-            ck_assert_msg(fabs(r.layer_norm[w] - sqrt(nn)) <= 1e-5 * sqrt(nn), "layer norm %.9g vs %.9g",
-                          r.layer_norm[w], sqrt(nn));
-            ln_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
-            tt_scored *rv = naive_rank(x, E, V, d, 1);
-            check_list("layer values", r.layer_values + w * k, rv, k, 1e-4);
-            free(rv);
-        }
-        // repeated word: identical answers; no cache: identical answers
-        assert_hits_equal(r.keys + 1 * H * k, r.keys + 4 * H * k, H * k);
-        probe_words_result r2;
-        ck_assert_int_eq(probe_words(m, NULL, block, ids, W, k, &r2), 0);
-        assert_hits_equal(r.keys, r2.keys, W * H * k);
-        assert_hits_equal(r.values, r2.values, W * H * k);
-        ck_assert_mem_eq(r.value_norm, r2.value_norm, W * H * sizeof(double));
-        probe_words_result_free(&r2);
-        probe_words_result_free(&r);
-        free(En);
-    }
-    fprintf(stderr, "probe_words: largest relative value_norm difference %.3g\n", worst_norm);
-    // errors
-    probe_words_result r;
-    int32_t bad = (int32_t)V;
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), M_L, ids, W, k, &r), TW_EBLOCK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), -1, ids, W, k, &r), TW_EBLOCK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, 0, &r), TW_EK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, V + 1, &r), TW_EK);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, &bad, 1, k, &r), TW_ETOKEN);
-    ck_assert_ptr_null(r.keys);
-    probe_words_result_free(&r);
-    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, 0, k, &r), 0);
-    ck_assert_uint_eq(r.n_words, 0);
-    probe_words_result_free(&r);
-    free(E);
-    free(Wqk);
-    free(Wvo);
-    free(kq);
-    free(u);
-    free(U);
-    free(x);
-    free(xf);
-    blockcache_free(c);
-    tt_model_free(&tm);
-}
-END_TEST
-
-/* ---- SVD ---- */
 
 /* Explicit A (d, d) row-major in double for one head. */
 static void explicit_matrix(const gpt2_model *m, int block, int head, int matrix, double *A)
@@ -353,11 +192,115 @@ static void explicit_matrix(const gpt2_model *m, int block, int head, int matrix
         }
 }
 
+/* A value vector u (d) added to word id's embedding and the output bias bo:
+ * checks the list `hits` (k) of LN_f(e + u + bo) against E (V, d), and
+ * returns |u|. */
+static double check_values(const gpt2_model *m, const double *E, int32_t id, const float *bo, const double *u,
+                           const char *what, const topk_hit *hits, size_t k)
+{
+    const size_t d = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
+    float *xf = calloc(d, sizeof *xf);
+    double *x = malloc(d * sizeof *x), nn = 0;
+    for (size_t j = 0; j < d; j++) {
+        nn += u[j] * u[j];
+        xf[j] = (float)(m->p.wte[(size_t)id * d + j] + u[j] + bo[j]);
+    }
+    tt_layernorm_row(xf, m->p.ln_f_w, m->p.ln_f_b, d, 1e-5, x);
+    tt_scored *rv = tt_rank_all(x, E, V, d, 1);
+    tt_check_list(what, hits, rv, k, 1e-4, 1);
+    TT_FREE(rv, x, xf);
+    return sqrt(nn);
+}
+
+static void check_probe_words_vs_naive(const gpt2_model *m)
+{
+    const size_t V = M_V, d = M_D, H = M_H, dh = d / H, k = 5;
+    const int32_t ids[] = {0, 17, 599, 300, 17, 42};
+    const size_t W = 6;
+    blockcache *c = blockcache_new((size_t)1 << 24);
+    double *E = tt_to_double(m->p.wte, V * d);
+    double *Wqk = malloc(d * d * sizeof(double)), *Wvo = malloc(d * d * sizeof(double));
+    double *kq = malloc(d * sizeof(double)), *u = malloc(d * sizeof(double));
+    double *U = malloc(d * sizeof(double));
+    double worst_norm = 0;
+    for (int block = 0; block < M_L; block++) {
+        probe_words_result r;
+        ck_assert_int_eq(probe_words(m, ANA_CTX(c), block, ids, W, k, &r), 0);
+        ck_assert_uint_eq(r.n_words, W);
+        double *En = naive_en(m, block);
+        const gpt2_block *b = &m->p.h[block];
+        for (size_t w = 0; w < W; w++) {
+            const double *q = En + (size_t)ids[w] * d;
+            for (size_t i = 0; i < d; i++) U[i] = 0;
+            for (size_t h = 0; h < H; h++) {
+                ana_head hs;
+                ana_head_slices(m, block, (int)h, &hs);
+                explicit_matrix(m, block, (int)h, PROBE_SVD_QK, Wqk);
+                explicit_matrix(m, block, (int)h, PROBE_SVD_VO, Wvo);
+                for (size_t j = 0; j < d; j++) {
+                    double a = 0, v = 0;
+                    for (size_t i = 0; i < d; i++) {
+                        a += q[i] * Wqk[i * d + j];
+                        v += q[i] * Wvo[i * d + j];
+                    }
+                    for (size_t t = 0; t < dh; t++) v += (double)hs.bv[t] * GPT2_AT(hs.wo, t, j);
+                    kq[j] = a;
+                    u[j] = v;
+                    U[j] += v;
+                }
+                tt_scored *rk = tt_rank_all(kq, En, V, d, 1);
+                tt_check_list("keys", r.keys + (w * H + h) * k, rk, k, 1e-4, 1);
+                free(rk);
+                const double norm =
+                    check_values(m, E, ids[w], b->attn_proj_b, u, "values", r.values + (w * H + h) * k, k);
+                double got = r.value_norm[w * H + h];
+                worst_norm = fmax(worst_norm, fabs(got - norm) / norm);
+                ck_assert_msg(fabs(got - norm) <= 1e-5 * norm, "value_norm %.9g vs %.9g", got, norm);
+            }
+            const double norm =
+                check_values(m, E, ids[w], b->attn_proj_b, U, "layer values", r.layer_values + w * k, k);
+            ck_assert_msg(fabs(r.layer_norm[w] - norm) <= 1e-5 * norm, "layer norm %.9g vs %.9g",
+                          r.layer_norm[w], norm);
+        }
+        free(En);
+        // repeated word: identical answers; no cache: identical answers
+        assert_hits_equal(r.keys + 1 * H * k, r.keys + 4 * H * k, H * k);
+        probe_words_result r2;
+        ck_assert_int_eq(probe_words(m, NULL, block, ids, W, k, &r2), 0);
+        assert_hits_equal(r.keys, r2.keys, W * H * k);
+        assert_hits_equal(r.values, r2.values, W * H * k);
+        ck_assert_mem_eq(r.value_norm, r2.value_norm, W * H * sizeof(double));
+        probe_words_result_free(&r2);
+        probe_words_result_free(&r);
+    }
+    fprintf(stderr, "probe_words: largest relative value_norm difference %.3g\n", worst_norm);
+    // errors
+    probe_words_result r;
+    int32_t bad = (int32_t)V;
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), M_L, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), -1, ids, W, k, &r), TW_EBLOCK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, 0, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, W, V + 1, &r), TW_EK);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, &bad, 1, k, &r), TW_ETOKEN);
+    ck_assert_ptr_null(r.keys);
+    probe_words_result_free(&r);
+    ck_assert_int_eq(probe_words(m, ANA_CTX(c), 0, ids, 0, k, &r), 0);
+    ck_assert_uint_eq(r.n_words, 0);
+    probe_words_result_free(&r);
+    TT_FREE(E, Wqk, Wvo, kq, u, U);
+    blockcache_free(c);
+}
+
+START_TEST(test_probe_words_vs_naive) { on_model(31, check_probe_words_vs_naive); }
+END_TEST
+
+/* ---- SVD ---- */
+
 static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
 {
     const size_t V = m->cfg.vocab_size, d = m->cfg.n_embd, H = m->cfg.n_head, dh = d / H;
     blockcache *c = blockcache_new((size_t)1 << 26);
-    double *E = as_double(m->p.wte, V * d);
+    double *E = tt_to_double(m->p.wte, V * d);
     double *A = malloc(d * d * sizeof(double)), *S = malloc(d * sizeof(double));
     double *Ud = malloc(d * d * sizeof(double)), *VTd = malloc(d * d * sizeof(double));
     double *u = malloc(d * sizeof(double)), *v = malloc(d * sizeof(double));
@@ -398,20 +341,18 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
                         u[i] = S[t] * Ud[i * d + t];
                         v[i] = VTd[t * d + i];
                     }
-                    tt_scored *rp = naive_rank(v, Mr, V, d, 1), *rn = naive_rank(v, Mr, V, d, -1);
+                    tt_scored *rp = tt_rank_all(v, Mr, V, d, 1), *rn = tt_rank_all(v, Mr, V, d, -1);
                     double sign = rp[0].s >= rn[0].s ? 1 : -1;
                     tt_scored *right = sign > 0 ? rp : rn;
-                    tt_scored *left = naive_rank(u, En, V, d, sign);
+                    tt_scored *left = tt_rank_all(u, En, V, d, sign);
                     char what[128];
                     snprintf(what, sizeof what, "block %d %s head %zu dir %zu right", block,
                              probe_svd_matrix_name(matrix), h, t);
-                    check_list(what, r.right + (h * top + t) * k, right, k, 1e-4);
+                    tt_check_list(what, r.right + (h * top + t) * k, right, k, 1e-4, 1);
                     snprintf(what, sizeof what, "block %d %s head %zu dir %zu left", block,
                              probe_svd_matrix_name(matrix), h, t);
-                    check_list(what, r.left + (h * top + t) * k, left, k, 1e-4);
-                    free(rp);
-                    free(rn);
-                    free(left);
+                    tt_check_list(what, r.left + (h * top + t) * k, left, k, 1e-4, 1);
+                    TT_FREE(rp, rn, left);
                 }
             }
             // one head alone equals its row of the all-heads answer
@@ -436,13 +377,7 @@ static void check_svd_model(const gpt2_model *m, size_t top, size_t k)
     }
     fprintf(stderr, "probe_svd d=%zu H=%zu: largest relative singular value difference %.3g\n", d, H,
             worst_s);
-    free(E);
-    free(A);
-    free(S);
-    free(Ud);
-    free(VTd);
-    free(u);
-    free(v);
+    TT_FREE(E, A, S, Ud, VTd, u, v);
     blockcache_free(c);
 }
 
@@ -459,13 +394,10 @@ START_TEST(test_probe_svd_vs_dense)
 }
 END_TEST
 
-START_TEST(test_probe_svd_sign_rule)
+static void check_probe_svd_sign_rule(const gpt2_model *m)
 {
     // The reported right list's first score is max_j(sign v . Mr_j), which by
     // the rule is >= max_j(-sign v . Mr_j) = -min_j(sign v . Mr_j).
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 43);
-    const gpt2_model *m = &tm.m;
     const size_t top = 12, k = 1, V = M_V;
     int minus = 0;
     for (int matrix = 0; matrix < 2; matrix++) {
@@ -499,15 +431,13 @@ START_TEST(test_probe_svd_sign_rule)
     ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, 0, &r), TW_EK);
     ck_assert_int_eq(probe_svd(m, NULL, 0, 0, -1, 5, V + 1, &r), TW_EK);
     ck_assert_ptr_null(r.s);
-    tt_model_free(&tm);
 }
+
+START_TEST(test_probe_svd_sign_rule) { on_model(43, check_probe_svd_sign_rule); }
 END_TEST
 
-START_TEST(test_probe_bias_vs_naive)
+static void check_probe_bias_vs_naive(const gpt2_model *m)
 {
-    tt_model tm;
-    model_build(&tm, M_L, M_H, M_D, M_V, 51);
-    const gpt2_model *m = &tm.m;
     const size_t V = M_V, d = M_D, H = M_H, dh = d / H, k = 5;
     double *a = malloc(d * sizeof(double)), *cv = malloc(d * sizeof(double));
     for (int block = 0; block < M_L; block++) {
@@ -525,8 +455,8 @@ START_TEST(test_probe_bias_vs_naive)
                 }
             }
             for (int list = 0; list < PROBE_BIAS_N; list++) {
-                tt_scored *ref = naive_rank(list < 2 ? a : cv, En, V, d, list % 2 ? -1 : 1);
-                check_list(probe_bias_name(list), r.hits + (h * PROBE_BIAS_N + list) * k, ref, k, 1e-4);
+                tt_scored *ref = tt_rank_all(list < 2 ? a : cv, En, V, d, list % 2 ? -1 : 1);
+                tt_check_list(probe_bias_name(list), r.hits + (h * PROBE_BIAS_N + list) * k, ref, k, 1e-4, 1);
                 free(ref);
             }
         }
@@ -536,10 +466,10 @@ START_TEST(test_probe_bias_vs_naive)
     probe_bias_result r;
     ck_assert_int_eq(probe_svd_bias(m, NULL, M_L, k, &r), TW_EBLOCK);
     ck_assert_int_eq(probe_svd_bias(m, NULL, 0, 0, &r), TW_EK);
-    free(a);
-    free(cv);
-    tt_model_free(&tm);
+    TT_FREE(a, cv);
 }
+
+START_TEST(test_probe_bias_vs_naive) { on_model(51, check_probe_bias_vs_naive); }
 END_TEST
 
 /* Concurrent analyses of one cold block share one LN_b(E) fill. */
@@ -565,20 +495,12 @@ START_TEST(test_concurrent_probes_share_fill)
     model_build(&tm, M_L, M_H, M_D, 20000, 61); // V large enough to overlap
     blockcache *c = blockcache_new((size_t)1 << 26);
     enum { NT = 4 };
-    pthread_t th[NT];
     probe_arg args[NT];
-    for (int i = 0; i < NT; i++) {
-        args[i] = (probe_arg){&tm.m, c, 1};
-        pthread_create(&th[i], NULL, probe_thread, &args[i]);
-    }
-    for (int i = 0; i < NT; i++) {
-        pthread_join(th[i], NULL);
-        ck_assert_int_eq(args[i].rc, 0);
-    }
+    for (int i = 0; i < NT; i++) args[i] = (probe_arg){&tm.m, c, 1};
+    tt_run_threads(probe_thread, args, sizeof *args, NT);
+    for (int i = 0; i < NT; i++) ck_assert_int_eq(args[i].rc, 0);
     blockcache_stats st;
-    blockcache_get_stats(c, &st);
-    ck_assert_uint_eq(st.misses, 1);
-    ck_assert_uint_eq(st.hits, NT - 1);
+    tt_expect_one_fill(c, NT, &st);
     ck_assert_uint_eq(st.entries, 1);
     blockcache_free(c);
     tt_model_free(&tm);
@@ -591,14 +513,10 @@ END_TEST
 START_TEST(test_layouts_and_no_bias)
 {
     tt_model hf, lin, nob;
-    tt_model_opts o = {
-        .n_layer = M_L, .n_head = M_H, .n_embd = M_D, .n_ctx = 8, .vocab_size = M_V, .seed = 61};
-    tt_model_build(&hf, &o);
-    o.linear_layout = 1;
-    tt_model_build(&lin, &o);
-    o.linear_layout = 0;
-    o.no_bias = 1;
-    tt_model_build(&nob, &o);
+    tt_model_build_layouts(
+        &hf, &lin, &nob,
+        &(tt_model_opts){
+            .n_layer = M_L, .n_head = M_H, .n_embd = M_D, .n_ctx = 8, .vocab_size = M_V, .seed = 61});
     const int32_t ids[] = {3, 77, 431};
     const size_t W = 3, k = 6, H = M_H;
     for (int block = 0; block < M_L; block++) {
@@ -649,8 +567,8 @@ int main(void)
                                            test_layouts_and_no_bias,  NULL};
     const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
     const tw_case cases[] = {
-        {"analyses", 120, NULL, NULL, analyses_tests},
-        {"cache", 0, NULL, NULL, cache_tests},
+        {.name = "analyses", .timeout = 120, .tests = analyses_tests},
+        {.name = "cache", .tests = cache_tests},
     };
     return tw_check_main("analyses", cases, 2);
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "api/format.h"
@@ -15,6 +16,7 @@
 #include "core/model/synth.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
 static twd_config cfg;
@@ -448,9 +450,7 @@ static api_service msvc = {.models = mapp_list, .n_models = 1};
 
 static void model_setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(model_tmp, sizeof model_tmp, "%s/twd-api-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(model_tmp));
+    tt_tmpdir(model_tmp, sizeof model_tmp, "api");
     char err[1024];
     synth_opts o;
     synth_opts_shape(&o, "tiny");
@@ -472,9 +472,8 @@ static void model_teardown(void)
     api_shutdown(&mapp);
     tokenizer_free(mapp.tok);
     gpt2_free(&mapp.model);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", model_tmp);
-    ck_assert_int_eq(system(cmd), 0);
+    tt_rmtree(model_tmp);
+    ck_assert_int_ne(access(model_tmp, F_OK), 0);
 }
 
 static json_t *get_json(const char *path, const char *const *kv, size_t n, bool *cached)
@@ -583,7 +582,8 @@ int main(void)
                                       percent_decoding,
                                       NULL};
     const TTest *const model_tests[] = {cache_tells_absent_from_zero, NULL};
-    const tw_case cases[] = {{"api", 0, setup, NULL, api_tests},
-                             {"model", 0, model_setup, model_teardown, model_tests}};
+    const tw_case cases[] = {
+        {.name = "api", .setup = setup, .tests = api_tests},
+        {.name = "model", .setup = model_setup, .teardown = model_teardown, .tests = model_tests}};
     return tw_check_main("api", cases, 2);
 }

@@ -172,8 +172,8 @@ int main(void)
                                           test_free_fields, NULL};
     const TTest *const lru_tests[] = {test_lru_orders, NULL};
     const TTest *const fs_tests[] = {test_read_file_regular_and_capped, test_map_and_unmap, NULL};
-    const tw_case cases[] = {{"scratch", 0, NULL, NULL, scratch_tests},
-                             {"lru", 0, NULL, NULL, lru_tests},
-                             {"fs", 0, NULL, NULL, fs_tests}};
+    const tw_case cases[] = {{.name = "scratch", .tests = scratch_tests},
+                             {.name = "lru", .tests = lru_tests},
+                             {.name = "fs", .tests = fs_tests}};
     return tw_check_main("base", cases, 3);
 }

@@ -19,6 +19,7 @@
 #include "core/ana/selfcheck.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
@@ -55,20 +56,6 @@ static void for_each_variant(uint64_t seed, void (*check)(const gpt2_model *m, i
 }
 
 /* ---- naive helpers (double) ---- */
-
-/* Same ids as ref's first k, scores within tol * (1 + max |score|). */
-static void check_list(const char *what, const topk_hit *hits, const tt_scored *ref, size_t k, double tol,
-                       double sign)
-{
-    double scale = 1.0;
-    for (size_t t = 0; t < k; t++) scale = fmax(scale, fabs(ref[t].s));
-    for (size_t t = 0; t < k; t++) {
-        ck_assert_msg(hits[t].id == ref[t].id, "%s: rank %zu id %d (%.9g) != reference %d (%.9g)", what, t,
-                      hits[t].id, hits[t].score, ref[t].id, sign * ref[t].s);
-        ck_assert_msg(fabs(hits[t].score - sign * ref[t].s) <= tol * scale, "%s: rank %zu score %.9g vs %.9g",
-                      what, t, hits[t].score, sign * ref[t].s);
-    }
-}
 
 /* Value vector i of block b (double, d). */
 static void value_vec(const gpt2_model *m, int b, size_t i, double *v)
@@ -137,9 +124,7 @@ static void test_forward_keeps_mlp_and_mid_on(const gpt2_model *m, int var)
     for (size_t i = 0; i < L * n * F; i++)
         ck_assert(fabs(one->mlp_act[i] - kept->mlp_act[i]) <= 1e-4 * (1 + fabs(kept->mlp_act[i])));
     gpt2_forward_free(one);
-    free(z);
-    free(h);
-    free(zf);
+    TT_FREE(z, h, zf);
     gpt2_forward_free(plain);
     gpt2_forward_free(kept);
 }
@@ -176,10 +161,7 @@ START_TEST(test_rank_rows_vs_sort)
     ck_assert_int_eq(top[ranks[1] - 1].id, 3);
     int32_t bad = (int32_t)n;
     ck_assert_int_eq(topk_rank_rows(M, n, d, Q, 1, &bad, ranks, NULL), TW_EINVAL);
-    free(top);
-    free(all);
-    free(M);
-    free(Q);
+    TT_FREE(top, all, M, Q);
 }
 END_TEST
 
@@ -200,10 +182,9 @@ static void test_mlp_values_vs_naive_on(const gpt2_model *m, int var)
             value_vec(m, b, i, v);
             ck_assert_double_eq_tol(r.norm[i], sqrt(tt_dot(v, v, d)), 1e-12);
             tt_scored *top = tt_rank_all(v, E, V, d, 1), *bot = tt_rank_all(v, E, V, d, -1);
-            check_list("values top", r.top + i * k, top, k, 1e-9, 1);
-            check_list("values bottom", r.bottom + i * k, bot, k, 1e-9, -1);
-            free(top);
-            free(bot);
+            tt_check_list("values top", r.top + i * k, top, k, 1e-9, 1);
+            tt_check_list("values bottom", r.bottom + i * k, bot, k, 1e-9, -1);
+            TT_FREE(top, bot);
         }
         /* a subset gives the rows of the whole */
         int32_t sub[] = {F - 1, 0, 17, 17};
@@ -227,8 +208,7 @@ static void test_mlp_values_vs_naive_on(const gpt2_model *m, int var)
     ck_assert_int_eq(mlp_values(m, NULL, 0, &bad, 1, k, &r), TW_ERANGE);
     ck_assert_ptr_null(r.top);
     blockcache_free(c);
-    free(E);
-    free(v);
+    TT_FREE(E, v);
 }
 
 START_TEST(test_mlp_values_vs_naive) { for_each_variant(21, test_mlp_values_vs_naive_on); }
@@ -276,9 +256,7 @@ static void test_mlp_search_vs_naive_on(const gpt2_model *m, int var)
     ck_assert_int_eq(mlp_search(m, NULL, 0, (int32_t)V, k, &r), TW_ETOKEN);
     ck_assert_int_eq(mlp_search(m, NULL, B_L, 0, k, &r), TW_EBLOCK);
     ck_assert_int_eq(mlp_search(m, NULL, 0, 0, F + 1, &r), TW_EK);
-    free(all);
-    free(E);
-    free(v);
+    TT_FREE(all, E, v);
 }
 
 START_TEST(test_mlp_search_vs_naive) { for_each_variant(22, test_mlp_search_vs_naive_on); }
@@ -335,12 +313,13 @@ START_TEST(test_mlp_svd_vs_dense)
                     const double *Mx = in ? En2 : E, *My = in ? E : En2;
                     tt_scored *p = tt_rank_all(x, Mx, V, d, 1), *q = tt_rank_all(x, Mx, V, d, -1);
                     double sg = p[0].s >= q[0].s ? 1 : -1;
-                    check_list("svd d side", (in ? res.left : res.right) + t * k, sg > 0 ? p : q, k, 1e-6, 1);
+                    tt_check_list("svd d side", (in ? res.left : res.right) + t * k, sg > 0 ? p : q, k, 1e-6,
+                                  1);
                     /* neurons: the largest components of sg y */
                     tt_scored *nr = malloc(F * sizeof *nr);
                     for (size_t i = 0; i < F; i++) nr[i] = (tt_scored){sg * y[i], (int)i};
                     tt_sort_desc(nr, F);
-                    check_list("svd neurons", res.neurons + t * k, nr, k, 1e-6, 1);
+                    tt_check_list("svd neurons", res.neurons + t * k, nr, k, 1e-6, 1);
                     /* through the other matrix */
                     for (size_t j = 0; j < d; j++) {
                         z[j] = 0;
@@ -349,11 +328,8 @@ START_TEST(test_mlp_svd_vs_dense)
                                 sg * y[i] * (in ? GPT2_AT(blk->fc_proj_w, i, j) : GPT2_AT(blk->fc_w, j, i));
                     }
                     tt_scored *th = tt_rank_all(z, My, V, d, 1);
-                    check_list("svd through", (in ? res.right : res.left) + t * k, th, k, 1e-6, 1);
-                    free(th);
-                    free(nr);
-                    free(p);
-                    free(q);
+                    tt_check_list("svd through", (in ? res.right : res.left) + t * k, th, k, 1e-6, 1);
+                    TT_FREE(th, nr, p, q);
                 }
                 mlp_svd_result_free(&res);
             }
@@ -367,15 +343,7 @@ START_TEST(test_mlp_svd_vs_dense)
         ck_assert_int_eq(mlp_svd(m, NULL, -1, MLP_SVD_IN, 1, 3, &res), TW_EBLOCK);
         ck_assert_int_eq(mlp_svd(m, NULL, 0, MLP_SVD_OUT, 1, 0, &res), TW_EK);
         blockcache_free(c);
-        free(E);
-        free(En2);
-        free(A);
-        free(S);
-        free(U);
-        free(VT);
-        free(x);
-        free(y);
-        free(z);
+        TT_FREE(E, En2, A, S, U, VT, x, y, z);
         tt_model_free(&tm);
     }
 }
@@ -417,7 +385,7 @@ static void test_mlp_updates_vs_naive_on(const gpt2_model *m, int var)
                 value_vec(m, (int)b, (size_t)up->neuron, v);
                 ck_assert_double_eq_tol(up->norm, sqrt(tt_dot(v, v, d)), 1e-9);
                 tt_scored *own = tt_rank_all(v, E, V, d, 1);
-                check_list("update tokens", r.tokens + ((b * n + t) * top + j) * k, own, k, 1e-9, 1);
+                tt_check_list("update tokens", r.tokens + ((b * n + t) * top + j) * k, own, k, 1e-9, 1);
                 free(own);
             }
         }
@@ -438,10 +406,7 @@ static void test_mlp_updates_vs_naive_on(const gpt2_model *m, int var)
     ck_assert_int_eq(mlp_updates(m, NULL, fr, 0, k, &r), TW_ETOP);
     ck_assert_int_eq(mlp_updates(m, NULL, fr, top, 0, &r), TW_EK);
     gpt2_forward_free(fr);
-    free(E);
-    free(v);
-    free(u);
-    free(w);
+    TT_FREE(E, v, u, w);
 }
 
 START_TEST(test_mlp_updates_vs_naive) { for_each_variant(24, test_mlp_updates_vs_naive_on); }
@@ -527,22 +492,19 @@ static void check_layers(const gpt2_model *m, const lngeom_result *r, const floa
             size_t i = (size_t)(ax ? imin : imax);
             for (size_t j = 0; j < V; j++) sc[j] = (tt_scored){m->p.wte[j * d + i], (int)j};
             tt_sort_desc(sc, V);
-            check_list("axis top", lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k, sc, k, 0, 1);
+            tt_check_list("axis top", lists + (ax ? LNG_GMIN_TOP : LNG_GMAX_TOP) * k, sc, k, 0, 1);
             for (size_t j = 0; j < V; j++) sc[j] = (tt_scored){-m->p.wte[j * d + i], (int)j};
             tt_sort_desc(sc, V);
-            check_list("axis bottom", lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k, sc, k, 0, -1);
+            tt_check_list("axis bottom", lists + (ax ? LNG_GMIN_BOTTOM : LNG_GMAX_BOTTOM) * k, sc, k, 0, -1);
             free(sc);
         }
         double *bd = malloc(d * sizeof(double)), *E = tt_to_double(m->p.wte, V * d);
         for (size_t i = 0; i < d; i++) bd[i] = b ? b[i] : 0;
         tt_scored *br = tt_rank_all(bd, E, V, d, 1);
-        check_list("beta", lists + LNG_BETA * k, br, k, 1e-9, 1);
-        free(br);
-        free(bd);
-        free(E);
+        tt_check_list("beta", lists + LNG_BETA * k, br, k, 1e-9, 1);
+        TT_FREE(br, bd, E);
     }
-    free(n);
-    free(col);
+    TT_FREE(n, col);
 }
 
 static void test_lngeom_layers_vs_naive_on(const gpt2_model *m, int var)
@@ -647,8 +609,7 @@ static void solve(const double *A0, const double *b0, size_t n, double *x)
         for (size_t j = c + 1; j < n; j++) s -= A[c * n + j] * x[j];
         x[c] = s / A[c * n + c];
     }
-    free(A);
-    free(b);
+    TT_FREE(A, b);
 }
 
 static void test_lngeom_keys_vs_naive_on(const gpt2_model *m, int var)
@@ -715,11 +676,7 @@ static void test_lngeom_keys_vs_naive_on(const gpt2_model *m, int var)
     lngeom_keys_result_free(&r);
     lngeom_keys_result_free(&t);
     blockcache_free(c);
-    free(q);
-    free(Sg);
-    free(mu);
-    free(rhs);
-    free(hit);
+    TT_FREE(q, Sg, mu, rhs, hit);
 }
 
 START_TEST(test_lngeom_keys_vs_naive) { for_each_variant(32, test_lngeom_keys_vs_naive_on); }
@@ -863,10 +820,10 @@ int main(void)
                                      test_lngeom_sketch, NULL};
     const TTest *const sc_tests[] = {test_selfcheck, test_cancel, NULL};
     const tw_case cases[] = {
-        {"nn", 60, NULL, NULL, nn_tests},
-        {"mlp", 120, NULL, NULL, mlp_tests},
-        {"layernorm", 120, NULL, NULL, ln_tests},
-        {"selfcheck", 60, NULL, NULL, sc_tests},
+        {.name = "nn", .timeout = 60, .tests = nn_tests},
+        {.name = "mlp", .timeout = 120, .tests = mlp_tests},
+        {.name = "layernorm", .timeout = 120, .tests = ln_tests},
+        {.name = "selfcheck", .timeout = 60, .tests = sc_tests},
     };
     return tw_check_main("beyond", cases, 4);
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/ana/blockcache.h"
+#include "tests/support/test_thread.h"
 #include "tests/support/tw_check.h"
 
 typedef struct {
@@ -201,22 +202,16 @@ START_TEST(test_cache_single_flight)
     enum { NT = 8 };
     blockcache *c = blockcache_new(1 << 20);
     fill_ctx f = {.value = 5, .sleep_ms = 100};
-    pthread_t th[NT];
     thread_arg args[NT];
-    for (int i = 0; i < NT; i++) {
-        args[i] = (thread_arg){.c = c, .f = &f};
-        ck_assert_int_eq(pthread_create(&th[i], NULL, acquire_thread, &args[i]), 0);
-    }
-    for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NT; i++) args[i] = (thread_arg){.c = c, .f = &f};
+    tt_run_threads(acquire_thread, args, sizeof *args, NT);
     ck_assert_int_eq(atomic_load(&f.calls), 1);
     for (int i = 0; i < NT; i++) {
         ck_assert_int_eq(args[i].rc, 0);
         ck_assert_ptr_eq(args[i].data, args[0].data);
     }
     blockcache_stats st;
-    blockcache_get_stats(c, &st);
-    ck_assert_uint_eq(st.misses, 1);
-    ck_assert_uint_eq(st.hits, NT - 1);
+    tt_expect_one_fill(c, NT, &st);
     ck_assert_uint_ge(st.waits, 1);
     blockcache_free(c);
 
@@ -224,11 +219,8 @@ START_TEST(test_cache_single_flight)
     // next request tries again.
     c = blockcache_new(1 << 20);
     fill_ctx g = {.value = 5, .sleep_ms = 100, .fail = 1};
-    for (int i = 0; i < NT; i++) {
-        args[i] = (thread_arg){.c = c, .f = &g};
-        ck_assert_int_eq(pthread_create(&th[i], NULL, acquire_thread, &args[i]), 0);
-    }
-    for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NT; i++) args[i] = (thread_arg){.c = c, .f = &g};
+    tt_run_threads(acquire_thread, args, sizeof *args, NT);
     int failed = 0;
     for (int i = 0; i < NT; i++) failed += args[i].rc == -42;
     ck_assert_int_eq(failed, NT);
@@ -247,10 +239,5 @@ START_TEST(test_cache_single_flight)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const cache_tests[] = {test_cache_budget_lru_refcount, test_cache_budget_is_hard,
-                                        test_cache_single_flight, NULL};
-    const tw_case cache = {"cache", 0, NULL, NULL, cache_tests};
-    return tw_check_main("blockcache", &cache, 1);
-}
+TW_CHECK_ONE_MAIN("blockcache", "cache", 0, test_cache_budget_lru_refcount, test_cache_budget_is_hard,
+                  test_cache_single_flight)

@@ -8,6 +8,7 @@
 
 #include "server/config.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/tw_check.h"
 
 /* text as a file in a new temporary directory; its path (static storage). */
@@ -319,22 +320,10 @@ START_TEST(shipped_conf_matches_table)
     twd_config d;
     config_defaults(&d);
     ck_assert_msg(memcmp(&c, &d, sizeof c) == 0, "loading the shipped file changes a default");
-    free(gen);
-    free(file);
+    TT_FREE(gen, file);
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const config_tests[] = {defaults_within_bounds,
-                                         set_checks_types_and_bounds,
-                                         mib_options,
-                                         blas_coretype_values,
-                                         file_and_flags,
-                                         config_file_errors,
-                                         file_quoting,
-                                         print_conf_round_trip,
-                                         shipped_conf_matches_table,
-                                         NULL};
-    return tw_check_one("config", "config", 0, config_tests);
-}
+TW_CHECK_ONE_MAIN("config", "config", 0, defaults_within_bounds, set_checks_types_and_bounds, mib_options,
+                  blas_coretype_values, file_and_flags, config_file_errors, file_quoting,
+                  print_conf_round_trip, shipped_conf_matches_table)

@@ -19,6 +19,7 @@
 #include "core/model/synth.h"
 #include "core/nn/topk.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -101,21 +102,16 @@ static void check_model(const gpt2_model *m, size_t W)
 
 START_TEST(test_factored_keys_layouts)
 {
-    tt_model_opts o = {.n_layer = 2, .n_head = 4, .n_embd = 64, .n_ctx = 8, .vocab_size = 3000, .seed = 71};
-    tt_model tm;
-    tt_model_build(&tm, &o);
+    tt_model tm[3]; /* Hugging Face layout, nn.Linear layout, no biases */
+    tt_model_build_layouts(
+        &tm[0], &tm[1], &tm[2],
+        &(tt_model_opts){
+            .n_layer = 2, .n_head = 4, .n_embd = 64, .n_ctx = 8, .vocab_size = 3000, .seed = 71});
     unsigned long long s0 = topk_exact_scans();
-    check_model(&tm.m, 40);
-    tt_model_free(&tm);
-    o.linear_layout = 1;
-    tt_model_build(&tm, &o);
-    check_model(&tm.m, 40);
-    tt_model_free(&tm);
-    o.linear_layout = 0;
-    o.no_bias = 1;
-    tt_model_build(&tm, &o);
-    check_model(&tm.m, 40);
-    tt_model_free(&tm);
+    for (int v = 0; v < 3; v++) {
+        check_model(&tm[v].m, 40);
+        tt_model_free(&tm[v]);
+    }
     fprintf(
         stderr,
         "factored probes: %llu lists fell back to an exact scan; screening error up to %.3g of its bound\n",
@@ -218,15 +214,7 @@ START_TEST(test_screened_coarse)
     const topk_screen bad = {
         .M = M, .n = n, .d = d, .Q = Q, .ldq = d, .S = S, .lds = d, .ds = d, .P = P, .ldp = d};
     ck_assert_int_eq(topk_rows_screened(&bad, nq, k, t1, NULL, k, NULL), TW_EINVAL);
-    free(M);
-    free(Q);
-    free(S);
-    free(P);
-    free(err);
-    free(t1);
-    free(b1);
-    free(t2);
-    free(b2);
+    TT_FREE(M, Q, S, P, err, t1, b1, t2, b2);
 }
 END_TEST
 
@@ -238,13 +226,7 @@ START_TEST(test_lazy_f16_same_answers)
 {
     char dir[256], err[512];
     tt_tmpdir(dir, sizeof dir, "lazy");
-    synth_opts o;
-    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
-    o.vocab_size = 400;
-    o.n_ctx = 16;
-    o.seed = 5;
-    o.tokenizer = 0;
-    o.dtype = SYNTH_F16;
+    const synth_opts o = tt_synth_tiny(400, 16, 5, SYNTH_F16);
     ck_assert_msg(synth_write(dir, &o, err, sizeof err) == 0, "%s", err);
     gpt2_model e, z;
     ck_assert_msg(gpt2_load(dir, &e, err, sizeof err) == 0, "%s", err);
@@ -297,11 +279,6 @@ START_TEST(test_lazy_f16_same_answers)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const tests[] = {test_factored_keys_layouts, test_factored_keys_ties_and_thin_heads,
-                                  test_factored_keys_cancel,  test_screened_coarse,
-                                  test_lazy_f16_same_answers, NULL};
-    const tw_case cases[] = {{"factored", 180, NULL, NULL, tests}};
-    return tw_check_main("factored", cases, 1);
-}
+TW_CHECK_ONE_MAIN("factored", "factored", 180, test_factored_keys_layouts,
+                  test_factored_keys_ties_and_thin_heads, test_factored_keys_cancel, test_screened_coarse,
+                  test_lazy_f16_same_answers)

@@ -10,43 +10,23 @@
 
 #include "core/proj/faith.h"
 #include "core/proj/layout.h"
+#include "tests/support/test_mem.h"
+#include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
-
-typedef struct {
-    double d;
-    size_t j;
-} dj;
-
-static int cmp_dj(const void *a, const void *b)
-{
-    const dj *x = a, *y = b;
-    if (x->d != y->d) return x->d < y->d ? -1 : 1;
-    return (x->j > y->j) - (x->j < y->j);
-}
-
-static double sqdist(const float *a, const float *b, size_t d)
-{
-    double s = 0;
-    for (size_t t = 0; t < d; t++) {
-        double u = (double)a[t] - (double)b[t];
-        s += u * u;
-    }
-    return s;
-}
 
 /* rank[i * m + j]: the 1-based rank of j among the rows other than i
  * (rank[i * m + i] = 0). */
 static size_t *ranks(const float *X, size_t m, size_t d)
 {
     size_t *r = calloc(m * m, sizeof *r);
-    dj *row = malloc(m * sizeof *row);
+    tt_scored *row = malloc(m * sizeof *row);
     for (size_t i = 0; i < m; i++) {
         size_t n = 0;
         for (size_t j = 0; j < m; j++)
-            if (j != i) row[n++] = (dj){sqdist(X + i * d, X + j * d, d), j};
-        qsort(row, n, sizeof *row, cmp_dj);
-        for (size_t t = 0; t < n; t++) r[i * m + row[t].j] = t + 1;
+            if (j != i) row[n++] = (tt_scored){tt_sqdist(X + i * d, X + j * d, d), (int)j};
+        tt_sort_asc(row, n);
+        for (size_t t = 0; t < n; t++) r[i * m + (size_t)row[t].id] = t + 1;
     }
     free(row);
     return r;
@@ -67,8 +47,7 @@ static void naive_tc(const float *X, size_t m, size_t d, const float *Y, size_t 
     double norm = 2.0 / ((double)m * K * (2.0 * m - 3.0 * K - 1.0));
     *T = 1 - norm * st;
     *C = 1 - norm * sc;
-    free(rx);
-    free(ry);
+    TT_FREE(rx, ry);
 }
 
 static void check_tc(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K)
@@ -97,8 +76,7 @@ START_TEST(test_trust_cont_random)
     double t, c;
     ck_assert_int_eq(faith_trust_cont(X, m, d, X, d, 15, &t, &c, NULL), TW_OK);
     ck_assert(t == 1 && c == 1);
-    free(X);
-    free(Y);
+    TT_FREE(X, Y);
 }
 END_TEST
 
@@ -112,8 +90,7 @@ START_TEST(test_trust_cont_ties)
     memcpy(X + 5 * d, X + 150 * d, d * sizeof *X); /* a duplicate row: distance 0 */
     check_tc(X, m, d, Y, 3, 15);
     check_tc(X, m, d, Y, 3, 7);
-    free(X);
-    free(Y);
+    TT_FREE(X, Y);
 }
 END_TEST
 
@@ -167,17 +144,17 @@ START_TEST(test_knn_overlap)
     memcpy(qy, Y + 17 * 3, 3 * sizeof *qy);
     double frac[40];
     ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, K, frac), TW_OK);
-    dj *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    tt_scored *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++) {
-            a[j] = (dj){sqdist(q + i * d, X + j * d, d), j};
-            b[j] = (dj){sqdist(qy + i * 3, Y + j * 3, 3), j};
+            a[j] = (tt_scored){tt_sqdist(q + i * d, X + j * d, d), (int)j};
+            b[j] = (tt_scored){tt_sqdist(qy + i * 3, Y + j * 3, 3), (int)j};
         }
-        qsort(a, n, sizeof *a, cmp_dj);
-        qsort(b, n, sizeof *b, cmp_dj);
+        tt_sort_asc(a, n);
+        tt_sort_asc(b, n);
         size_t both = 0;
         for (size_t s = 0; s < K; s++)
-            for (size_t t = 0; t < K; t++) both += a[s].j == b[t].j;
+            for (size_t t = 0; t < K; t++) both += a[s].id == b[t].id;
         ck_assert_msg(frac[i] == (double)both / K, "point %zu: %g vs %g", i, frac[i], (double)both / K);
     }
     ck_assert(frac[0] >= 1.0 / K); /* row 17 itself, in both lists */
@@ -185,12 +162,7 @@ START_TEST(test_knn_overlap)
     ck_assert_int_eq(faith_knn_overlap(X, n, d, X, d, q, q, m, K, frac), TW_OK);
     for (size_t i = 0; i < m; i++) ck_assert(frac[i] == 1);
     ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, n + 1, frac), TW_EINVAL);
-    free(a);
-    free(b);
-    free(X);
-    free(Y);
-    free(q);
-    free(qy);
+    TT_FREE(a, b, X, Y, q, qy);
 }
 END_TEST
 
@@ -240,23 +212,11 @@ START_TEST(test_layout_service)
     ck_assert_int_eq(layout_apply(p, PROJ_PCA, X, 4, q3, &prog, msg, sizeof msg), TW_OK);
     ck_assert_int_eq(layout_knn_overlap(p, PROJ_PCA, X, q3, 4, frac), TW_OK);
     for (int i = 0; i < 4; i++) ck_assert(frac[i] >= 1.0 / FAITH_K && frac[i] <= 1);
-    free(idx);
-    free(xs);
-    free(ys);
+    TT_FREE(idx, xs, ys);
     layout_stop(p);
     free(X);
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const tests[] = {test_trust_cont_random,
-                                  test_trust_cont_ties,
-                                  test_trust_cont_errors,
-                                  test_sample,
-                                  test_knn_overlap,
-                                  test_layout_service,
-                                  NULL};
-    const tw_case c = {"faithfulness", 60, NULL, NULL, tests};
-    return tw_check_main("faith", &c, 1);
-}
+TW_CHECK_ONE_MAIN("faith", "faithfulness", 60, test_trust_cont_random, test_trust_cont_ties,
+                  test_trust_cont_errors, test_sample, test_knn_overlap, test_layout_service)

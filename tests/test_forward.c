@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/nn/forward.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -203,11 +204,7 @@ START_TEST(test_attention_blocks)
     for (size_t h = 0; h < H; h++)
         for (size_t t = 0; t < N; t++)
             for (size_t u = t + 1; u < N; u++) ck_assert_float_eq(att1[(h * N + t) * N + u], 0.0f);
-    free(qkv);
-    free(out1);
-    free(out2);
-    free(att1);
-    free(att2);
+    TT_FREE(qkv, out1, out2, att1, att2);
 }
 END_TEST
 
@@ -508,8 +505,7 @@ START_TEST(test_layouts_and_no_bias)
     gpt2_forward_free(b);
     gpt2_forward_free(c);
     gpt2_forward_free(d);
-    free(blocks);
-    free(zeros);
+    TT_FREE(blocks, zeros);
     tt_model_free(&hf);
     tt_model_free(&lin);
     tt_model_free(&nob);
@@ -525,8 +521,8 @@ int main(void)
                                           test_gelu_forms,          test_logits_options,    test_errors,
                                           test_layouts_and_no_bias, test_forward_cancel,    NULL};
     const tw_case cases[] = {
-        {"kernels", 0, NULL, NULL, kernels_tests},
-        {"forward", 60, NULL, NULL, forward_tests},
+        {.name = "kernels", .tests = kernels_tests},
+        {.name = "forward", .timeout = 60, .tests = forward_tests},
     };
     return tw_check_main("forward", cases, 2);
 }

@@ -23,6 +23,8 @@
 #include "core/nn/forward.h"
 #include "core/tok/tokenizer.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
+#include "tests/support/test_model.h"
 #include "tests/support/tw_check.h"
 
 static char tmpdir[256];
@@ -221,8 +223,7 @@ static int write_ckpt(const ckpt *k)
             }
     }
     ck_assert_int_eq(fclose(fp), 0);
-    free(hdr);
-    free(ts);
+    TT_FREE(hdr, ts);
     return n_used;
 }
 
@@ -308,59 +309,38 @@ static void check_loaded(const ckpt *k, gpt2_model *m, int expect_in_place)
         ck_assert_uint_eq(in_place, 0);
         ck_assert_uint_eq(m->n_owned, (size_t)n);
     }
-    free(ts);
-    free(ptr);
+    TT_FREE(ts, ptr);
 }
 
-START_TEST(t_load_plain_names)
+/* Checkpoints that load: every pointer holds its tensor's tag values, in
+ * place in the mapping unless the data area is misaligned. */
+static const struct {
+    ckpt k;
+    int n_inner_given; /* config.json states n_inner (else null: 4C) */
+    int in_place;
+} loads[] = {
+    /* plain names, with the buffers a loader ignores */
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .buffers = 1}, 0, 1},
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .prefix = 1, .buffers = 1}, 0, 1},
+    /* a header whose length leaves the data area 2 bytes off 4-byte
+     * alignment (legal, if unusual): F32 tensors must be copied, values
+     * unchanged */
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .misalign = 1}, 0, 0},
+    /* n_inner not 4C: config says so explicitly */
+    {{.L = 3, .H = 2, .C = 8, .I = 24, .V = 11, .T = 5}, 1, 1},
+};
+
+START_TEST(t_loads)
 {
-    ckpt k = base;
-    k.buffers = 1;
-    write_checkpoint(&k);
+    const ckpt *k = &loads[_i].k;
+    write_config(k, !loads[_i].n_inner_given);
+    write_ckpt(k);
     gpt2_model m;
-    check_loaded(&k, &m, 1);
+    check_loaded(k, &m, loads[_i].in_place);
     ck_assert_str_eq(m.dtype, "F32");
     gpt2_free(&m);
     gpt2_free(&m); /* idempotent */
     ck_assert_ptr_null(m.map);
-}
-END_TEST
-
-START_TEST(t_load_prefixed_names)
-{
-    ckpt k = base;
-    k.prefix = 1;
-    k.buffers = 1;
-    write_checkpoint(&k);
-    gpt2_model m;
-    check_loaded(&k, &m, 1);
-    gpt2_free(&m);
-}
-END_TEST
-
-START_TEST(t_load_unaligned_copies)
-{
-    /* a header whose length leaves the data area 2 bytes off 4-byte
-     * alignment (legal, if unusual): F32 tensors must be copied, values
-     * unchanged */
-    ckpt k = base;
-    k.misalign = 1;
-    write_checkpoint(&k);
-    gpt2_model m;
-    check_loaded(&k, &m, 0);
-    gpt2_free(&m);
-}
-END_TEST
-
-START_TEST(t_load_explicit_n_inner)
-{
-    ckpt k = base;
-    k.I = 3 * k.C; /* not 4C: config says so explicitly */
-    write_config(&k, 0);
-    write_ckpt(&k);
-    gpt2_model m;
-    check_loaded(&k, &m, 1);
-    gpt2_free(&m);
 }
 END_TEST
 
@@ -459,23 +439,37 @@ START_TEST(t_non_finite_weights)
 }
 END_TEST
 
-START_TEST(t_missing_tensor)
-{
-    ckpt k = base;
-    k.drop = "h.1.mlp.c_fc.bias";
-    write_checkpoint(&k);
-    expect_st_error("tensor 'h.1.mlp.c_fc.bias': missing (looked for 'h.1.mlp.c_fc.bias' and "
-                    "'transformer.h.1.mlp.c_fc.bias')");
-}
-END_TEST
+/* Checkpoints that the loader refuses, with the exact message (after
+ * "<dir>/model.safetensors: ") or a fragment of it. */
+static const struct {
+    ckpt k;
+    const char *says, *frag;
+} refusals[] = {
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .drop = "h.1.mlp.c_fc.bias"},
+     "tensor 'h.1.mlp.c_fc.bias': missing (looked for 'h.1.mlp.c_fc.bias' and "
+     "'transformer.h.1.mlp.c_fc.bias')",
+     NULL},
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .prefix = 1, .reshape = "h.2.attn.c_attn.weight"},
+     "tensor 'transformer.h.2.attn.c_attn.weight': shape [8, 23], expected [8, 24]",
+     NULL},
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .reshape = "ln_f.bias"}, /* [8] -> [7] */
+     NULL,
+     "tensor 'ln_f.bias': shape [7], expected [8]"},
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .dtype_of = "wte.weight", .dtype = "I64"},
+     NULL,
+     "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)"},
+    {{.L = 3, .H = 2, .C = 8, .I = 32, .V = 11, .T = 5, .twice = "ln_f.weight"},
+     NULL,
+     "tensor 'ln_f.weight': present both with and without"},
+};
 
-START_TEST(t_wrong_shape)
+START_TEST(t_refusals)
 {
-    ckpt k = base;
-    k.prefix = 1;
-    k.reshape = "h.2.attn.c_attn.weight";
-    write_checkpoint(&k);
-    expect_st_error("tensor 'transformer.h.2.attn.c_attn.weight': shape [8, 23], expected [8, 24]");
+    write_checkpoint(&refusals[_i].k);
+    if (refusals[_i].says)
+        expect_st_error(refusals[_i].says);
+    else
+        expect_error_in("model.safetensors", refusals[_i].frag);
 }
 END_TEST
 
@@ -487,34 +481,6 @@ START_TEST(t_wrong_shape_wpe_vs_config)
     k.T = 6;
     write_config(&k, 1);
     expect_st_error("tensor 'wpe.weight': shape [5, 8], expected [6, 8]");
-}
-END_TEST
-
-START_TEST(t_wrong_dims)
-{
-    ckpt k = base;
-    k.reshape = "ln_f.bias"; /* [8] -> [7] */
-    write_checkpoint(&k);
-    expect_error_in("model.safetensors", "tensor 'ln_f.bias': shape [7], expected [8]");
-}
-END_TEST
-
-START_TEST(t_unsupported_dtype)
-{
-    ckpt k = base;
-    k.dtype_of = "wte.weight";
-    k.dtype = "I64";
-    write_checkpoint(&k);
-    expect_error_in("model.safetensors", "tensor 'wte.weight': dtype I64 not supported (F32, F16 or BF16)");
-}
-END_TEST
-
-START_TEST(t_both_prefixes)
-{
-    ckpt k = base;
-    k.twice = "ln_f.weight";
-    write_checkpoint(&k);
-    expect_error_in("model.safetensors", "tensor 'ln_f.weight': present both with and without");
 }
 END_TEST
 
@@ -680,6 +646,15 @@ static void load_sub(const char *sub, gpt2_model *m)
     ck_assert_msg(gpt2_load(d, m, err, sizeof err) == 0, "gpt2_load: %s", err);
 }
 
+/* The checkpoint in tmpdir/sub loads, with vocabulary size V. */
+static void expect_vocab_size(const char *sub, int V)
+{
+    gpt2_model m;
+    load_sub(sub, &m);
+    ck_assert_int_eq(m.cfg.vocab_size, V);
+    gpt2_free(&m);
+}
+
 /* Largest |a - b| - (rel |a| + abs) over all tensors of two models (<= 0
  * when everything is within tolerance); *max_diff receives max |a - b|. */
 static double max_excess(const gpt2_model *a, const gpt2_model *b, double rel, double abs, double *max_diff)
@@ -710,20 +685,13 @@ static double max_excess(const gpt2_model *a, const gpt2_model *b, double rel, d
             double e = d - (rel * fabs(x) + abs);
             if (e > worst) worst = e;
         }
-    free(pa);
-    free(pb);
-    free(ne);
+    TT_FREE(pa, pb, ne);
     return worst;
 }
 
 START_TEST(t_synth_dtypes_and_prefix_agree)
 {
-    synth_opts o;
-    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
-    o.vocab_size = 300;
-    o.n_ctx = 16;
-    o.seed = 7;
-    o.tokenizer = 0;
+    synth_opts o = tt_synth_tiny(300, 16, 7, SYNTH_F32);
     synth_into("f32", &o);
     o.prefix = 1;
     synth_into("f32p", &o);
@@ -839,13 +807,7 @@ static void lazy_matches(const char *sub, size_t budget, size_t want_kept)
 
 START_TEST(t_lazy_f16_blocks)
 {
-    synth_opts o;
-    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
-    o.vocab_size = 300;
-    o.n_ctx = 16;
-    o.seed = 11;
-    o.tokenizer = 0;
-    o.dtype = SYNTH_F16;
+    synth_opts o = tt_synth_tiny(300, 16, 11, SYNTH_F16);
     synth_into("lz16", &o);
     o.dtype = SYNTH_BF16;
     o.prefix = 1;
@@ -884,14 +846,10 @@ static void stats(const float *x, size_t n, double *mean, double *sd)
 
 START_TEST(t_synth_init_statistics)
 {
-    synth_opts o;
-    synth_opts_shape(&o, "tiny");
+    synth_opts o = tt_synth_tiny(1000, 32, 0, SYNTH_F32);
     o.n_layer = 4;
     o.n_embd = 64;
     o.n_head = 4;
-    o.vocab_size = 1000;
-    o.n_ctx = 32;
-    o.tokenizer = 0;
     synth_into("m", &o);
     gpt2_model m;
     load_sub("m", &m);
@@ -931,9 +889,7 @@ END_TEST
 
 START_TEST(t_synth_file_layout)
 {
-    synth_opts o;
-    synth_opts_shape(&o, "tiny");
-    o.tokenizer = 0;
+    synth_opts o = tt_synth_tiny(512, 64, 0, SYNTH_F32);
     o.prefix = 1;
     synth_into("x", &o);
     char p[512], err[512];
@@ -977,22 +933,15 @@ END_TEST
 
 START_TEST(t_synth_deterministic)
 {
-    synth_opts o;
-    synth_opts_shape(&o, "tiny");
-    o.tokenizer = 0;
-    o.seed = 123;
+    synth_opts o = tt_synth_tiny(512, 64, 123, SYNTH_F32);
     synth_into("a", &o);
     synth_into("b", &o);
     o.seed = 124;
     synth_into("c", &o);
-    char p[512];
     size_t la, lb, lc;
-    snprintf(p, sizeof p, "%s/a/model.safetensors", tmpdir);
-    char *a = tt_read_file(p, &la);
-    snprintf(p, sizeof p, "%s/b/model.safetensors", tmpdir);
-    char *b = tt_read_file(p, &lb);
-    snprintf(p, sizeof p, "%s/c/model.safetensors", tmpdir);
-    char *c = tt_read_file(p, &lc);
+    char *a = tt_read_in(tmpdir, "a/model.safetensors", &la);
+    char *b = tt_read_in(tmpdir, "b/model.safetensors", &lb);
+    char *c = tt_read_in(tmpdir, "c/model.safetensors", &lc);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(memcmp(a, b, la), 0);
     ck_assert_uint_eq(la, lc);
@@ -1000,12 +949,9 @@ START_TEST(t_synth_deterministic)
     /* rewriting into an existing folder replaces the files */
     synth_into("a", &o);
     free(a);
-    snprintf(p, sizeof p, "%s/a/model.safetensors", tmpdir);
-    a = tt_read_file(p, &la);
+    a = tt_read_in(tmpdir, "a/model.safetensors", &la);
     ck_assert_int_eq(memcmp(a, c, la), 0);
-    free(a);
-    free(b);
-    free(c);
+    TT_FREE(a, b, c);
 }
 END_TEST
 
@@ -1107,23 +1053,15 @@ START_TEST(t_synth_vocab_from)
     snprintf(p, sizeof p, "%s/real", tmpdir);
     o.vocab_from = p;
     synth_into("cp", &o);
-    char a[512], b[512];
     size_t la, lb;
-    snprintf(a, sizeof a, "%s/real/encoder.json", tmpdir);
-    snprintf(b, sizeof b, "%s/cp/vocab.json", tmpdir);
-    char *x = tt_read_file(a, &la), *y = tt_read_file(b, &lb);
+    char *x = tt_read_in(tmpdir, "real/encoder.json", &la), *y = tt_read_in(tmpdir, "cp/vocab.json", &lb);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(memcmp(x, y, la), 0);
-    free(x);
-    free(y);
-    snprintf(b, sizeof b, "%s/cp/merges.txt", tmpdir);
-    y = tt_read_file(b, &lb);
+    TT_FREE(x, y);
+    y = tt_read_in(tmpdir, "cp/merges.txt", &lb);
     ck_assert_str_eq(y, "#version: 0.2\nt 0\n");
     free(y);
-    gpt2_model m;
-    load_sub("cp", &m);
-    ck_assert_int_eq(m.cfg.vocab_size, 50257);
-    gpt2_free(&m);
+    expect_vocab_size("cp", 50257);
 }
 END_TEST
 
@@ -1139,27 +1077,15 @@ START_TEST(t_synth_with_tokenizer)
     ck_assert_int_eq(tokenizer_vocab_size(t), 512);
     ck_assert_int_eq(tokenizer_eot(t), 511);
     tokenizer_free(t);
-    gpt2_model m;
-    load_sub("tok", &m);
-    ck_assert_int_eq(m.cfg.vocab_size, 512);
-    gpt2_free(&m);
+    expect_vocab_size("tok", 512);
 }
 END_TEST
 
 int main(void)
 {
-    const TTest *const load_tests[] = {t_load_plain_names,
-                                       t_load_prefixed_names,
-                                       t_load_unaligned_copies,
-                                       t_load_explicit_n_inner,
-                                       t_load_f16_bf16_tensor,
+    const TTest *const load_tests[] = {t_load_f16_bf16_tensor,
                                        t_non_finite_weights,
-                                       t_missing_tensor,
-                                       t_wrong_shape,
                                        t_wrong_shape_wpe_vs_config,
-                                       t_wrong_dims,
-                                       t_unsupported_dtype,
-                                       t_both_prefixes,
                                        t_corrupt_safetensors,
                                        t_missing_files,
                                        t_bad_config,
@@ -1177,8 +1103,15 @@ int main(void)
                                         t_lazy_f16_blocks,
                                         NULL};
     const tw_case cases[] = {
-        {"load", 60, setup, teardown, load_tests},
-        {"synth", 60, setup, teardown, synth_tests},
+        {.name = "load",
+         .timeout = 60,
+         .setup = setup,
+         .teardown = teardown,
+         .tests = load_tests,
+         .loops = (const tw_loop[]){{t_loads, sizeof loads / sizeof *loads},
+                                    {t_refusals, sizeof refusals / sizeof *refusals},
+                                    {NULL, 0}}},
+        {.name = "synth", .timeout = 60, .setup = setup, .teardown = teardown, .tests = synth_tests},
     };
     return tw_check_main("gpt2_load", cases, 2);
 }

@@ -10,6 +10,7 @@
 #include "base/progress.h"
 #include "core/ana/lens.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -80,13 +81,7 @@ static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_
         ck_assert_msg(fabs(lse[i] - l) <= tol * fmax(1, fabs(l)), "lse %.9g vs %.9g", lse[i], l);
         ck_assert_msg(fabs(ent[i] - e) <= tol * fmax(1, fabs(e)), "entropy %.9g vs %.9g", ent[i], e);
     }
-    free(tg);
-    free(rank);
-    free(lse);
-    free(ent);
-    free(score);
-    free(top);
-    free(want);
+    TT_FREE(tg, rank, lse, ent, score, top, want);
 }
 
 /* Uniform data, and integer data with many exact ties (which the rank
@@ -110,8 +105,7 @@ START_TEST(test_lens_vs_reference)
             tt_fill_uniform(&r, Q, nq * d, -2, 2);
         }
         check_lens(E, V, d, Q, nq, cases[c].k, &r, 1e-5);
-        free(E);
-        free(Q);
+        TT_FREE(E, Q);
     }
 }
 END_TEST
@@ -123,12 +117,11 @@ START_TEST(test_lens_large_scores_progress)
 {
     tw_rng r = tt_rng(34);
     const size_t V = 3000, d = 16, nq = 70;
-    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_uniform(&r, E, V * d, -1, 1);
+    float *E = tt_uniform(&r, V * d, -1, 1);
     for (size_t j = 0; j < V; j++) E[j * d] = 4.0f * (float)j / (float)V; /* rising along coordinate 0 */
-    tt_fill_uniform(&r, Q, nq * d, -40, 40);
+    float *Q = tt_uniform(&r, nq * d, -40, 40);
     for (size_t i = 0; i < nq; i++) Q[i * d] = 60.0f; /* every score rises with the id */
-    check_lens(E, V, d, Q, nq, 3, &r, 1e-4); /* scores up to about 300 */
+    check_lens(E, V, d, Q, nq, 3, &r, 1e-4);          /* scores up to about 300 */
     tw_progress pr;
     tw_progress_reset(&pr);
     int32_t tg[70] = {0}, rank[70];
@@ -141,8 +134,7 @@ START_TEST(test_lens_large_scores_progress)
     tw_cancel c = {.flag = 1};
     o.cancel = &c;
     ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &o, &out), TW_ECANCELED);
-    free(E);
-    free(Q);
+    TT_FREE(E, Q);
 }
 END_TEST
 
@@ -152,9 +144,7 @@ START_TEST(test_lens_batch_independent)
 {
     tw_rng r = tt_rng(33);
     const size_t V = 4000, d = 64, nq = 300, k = 4;
-    float *E = malloc(V * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float));
-    tt_fill_uniform(&r, E, V * d, -1, 1);
-    tt_fill_uniform(&r, Q, nq * d, -1, 1);
+    float *E = tt_uniform(&r, V * d, -1, 1), *Q = tt_uniform(&r, nq * d, -1, 1);
     int32_t *tg = malloc(nq * sizeof *tg), *rank = malloc(nq * sizeof *rank);
     double *score = malloc(nq * sizeof *score);
     topk_hit *top = malloc(nq * k * sizeof *top);
@@ -176,12 +166,7 @@ START_TEST(test_lens_batch_independent)
             ck_assert(one[j].score == top[i * k + j].score);
         }
     }
-    free(E);
-    free(Q);
-    free(tg);
-    free(rank);
-    free(score);
-    free(top);
+    TT_FREE(E, Q, tg, rank, score, top);
 }
 END_TEST
 
@@ -206,10 +191,5 @@ START_TEST(test_lens_errors)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_large_scores_progress,
-                                       test_lens_batch_independent, test_lens_errors, NULL};
-    const tw_case lens = {"lens", 0, NULL, NULL, lens_tests};
-    return tw_check_main("lens", &lens, 1);
-}
+TW_CHECK_ONE_MAIN("lens", "lens", 60, test_lens_vs_reference, test_lens_large_scores_progress,
+                  test_lens_batch_independent, test_lens_errors)

@@ -25,8 +25,4 @@ START_TEST(test_layernorm_rows)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const lnorm_tests[] = {test_layernorm_rows, NULL};
-    return tw_check_one("lnorm", "lnorm", 0, lnorm_tests);
-}
+TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows)

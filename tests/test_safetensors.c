@@ -11,6 +11,7 @@
 
 #include "core/model/safetensors.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
@@ -459,8 +460,7 @@ START_TEST(t_fuzz_mutations)
     ck_assert_int_gt(failed, 100);
     fprintf(stderr, "fuzz: %d accepted, %d rejected\n", ok, failed);
     ck_assert_int_gt(ok, 0);
-    free(orig);
-    free(buf);
+    TT_FREE(orig, buf);
 }
 END_TEST
 
@@ -658,8 +658,8 @@ int main(void)
     const TTest *const convert_tests[] = {t_f16_to_f32_all,       t_bf16_to_f32_all, t_f32_to_f16_rounding,
                                           t_f32_to_bf16_rounding, t_dtype_table,     NULL};
     const tw_case cases[] = {
-        {"parse", 60, setup, teardown, parse_tests},
-        {"convert", 0, NULL, NULL, convert_tests},
+        {.name = "parse", .timeout = 60, .setup = setup, .teardown = teardown, .tests = parse_tests},
+        {.name = "convert", .tests = convert_tests},
     };
     return tw_check_main("safetensors", cases, 2);
 }

@@ -168,10 +168,5 @@ START_TEST(sigbus_elsewhere_is_one_line_and_fatal)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const tests[] = {file_changes_are_seen, sigbus_reads_zeros,
-                                  sigbus_elsewhere_is_one_line_and_fatal, NULL};
-    const tw_case c = {"checkpoint_changes", 0, NULL, NULL, tests};
-    return tw_check_main("signals", &c, 1);
-}
+TW_CHECK_ONE_MAIN("signals", "checkpoint_changes", 0, file_changes_are_seen, sigbus_reads_zeros,
+                  sigbus_elsewhere_is_one_line_and_fatal)

@@ -13,6 +13,7 @@
 #include "core/ana/traj_stats.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -84,14 +85,14 @@ END_TEST
 
 enum { M_L = 2, M_H = 2, M_C = 16, M_CTX = 64, M_V = 300 };
 
-/* Pointer to state s at position p of f (trajectory order). */
+/* Pointer to state s at position p of f, in the trajectory order of
+ * docs/MATH.md §7.3: the embedding, x_0, LN_f(x_0), then LN_f of each block's
+ * residual (resid_lnf holds those blocks one after another). */
 static const float *naive_state(const gpt2_forward_result *f, size_t s, size_t p)
 {
-    const size_t C = (size_t)f->C, n = (size_t)f->n;
-    if (s == 0) return f->emb + p * C;
-    if (s == 1) return f->x0 + p * C;
-    if (s == 2) return f->x0_lnf + p * C;
-    return f->resid_lnf + ((s - 3) * n + p) * C;
+    const float *const first[3] = {f->emb, f->x0, f->x0_lnf};
+    const size_t C = (size_t)f->C, row = s < 3 ? p : (s - 3) * (size_t)f->n + p;
+    return (s < 3 ? first[s] : f->resid_lnf) + row * C;
 }
 
 static double naive_cos(const float *a, const float *b, size_t d)
@@ -228,8 +229,7 @@ static void check_model(const gpt2_model *m, const ts_text *tx, size_t nt, size_
     ck_assert(fabs(r.cells[0].stat[TS_COS_SELF].mean - 1) < 1e-12);
     free(v);
     for (int st = 0; st < TS_N_STATS; st++) free(val[st]);
-    free(rank);
-    free(tpos);
+    TT_FREE(rank, tpos);
     traj_stats_result_free(&r);
 }
 
@@ -275,8 +275,7 @@ static void run_layout(int linear, int no_bias, int many)
     /* a target that is a repeated token: the next token equals the current */
     store[3] = store[2];
     check_model(&tm.m, tx, nt, 3);
-    free(tx);
-    free(store);
+    TT_FREE(tx, store);
     tt_model_free(&tm);
 }
 
@@ -334,6 +333,7 @@ int main(void)
     const TTest *const student[] = {test_student_t, NULL};
     const TTest *const stats[] = {test_stats_hf_layout, test_stats_linear_layout,     test_stats_no_bias,
                                   test_stats_chunks,    test_stats_errors_and_cancel, NULL};
-    const tw_case cases[] = {{"student t", 0, NULL, NULL, student}, {"statistics", 120, NULL, NULL, stats}};
+    const tw_case cases[] = {{.name = "student t", .tests = student},
+                             {.name = "statistics", .timeout = 120, .tests = stats}};
     return tw_check_main("stats", cases, 2);
 }

@@ -16,6 +16,7 @@
 #include "core/tok/tokenizer.h"
 #include "server/config.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_model.h"
 #include "tests/support/tw_check.h"
 
@@ -168,8 +169,7 @@ START_TEST(sweep_csv_and_latex)
         api_response_free(&one);
     }
     ck_assert_str_eq(all, expect);
-    free(all);
-    free(expect);
+    TT_FREE(all, expect);
     api_response_free(&res);
 }
 END_TEST
@@ -238,6 +238,7 @@ int main(void)
 {
     const TTest *const tests[] = {sweep_json_equals_blocks, sweep_csv_and_latex, sweep_cancel_and_gauges,
                                   sweep_answer_limit, NULL};
-    const tw_case cases[] = {{"sweep", 60, setup, teardown, tests}};
+    const tw_case cases[] = {
+        {.name = "sweep", .timeout = 60, .setup = setup, .teardown = teardown, .tests = tests}};
     return tw_check_main("sweep", cases, 1);
 }

@@ -3,7 +3,6 @@
  * vocabulary, long inputs and concurrent use. The comparison with the real
  * GPT-2 vocabulary and OpenAI's encoder is tests/tokenizer_ref/. */
 #include <check.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,8 @@
 #include "core/tok/synth_vocab.h"
 #include "core/tok/tokenizer.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
+#include "tests/support/test_thread.h"
 #include "tests/support/tw_check.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -187,9 +188,7 @@ static void check_round_trip(const tokenizer *t, const char *s, size_t len)
                   "round trip of %zu bytes differs at byte %zu (decoded %ld bytes, expected %zu)", len, first,
                   dl, cl);
     for (long i = 0; i < n; i++) ck_assert_int_lt(ids[i], tokenizer_vocab_size(t));
-    free(clean);
-    free(dec);
-    free(ids);
+    TT_FREE(clean, dec, ids);
 }
 
 #define B(c) byte_gpt2_id[(unsigned char)(c)]
@@ -254,40 +253,52 @@ START_TEST(test_known_merges)
 }
 END_TEST
 
-/* GPT-2 merges every occurrence of the best pair before looking again; a
- * pair created by a merge is considered only after that, even if it has a
- * better rank. Here "aa a" outranks "a a". */
-START_TEST(test_merge_order_semantics)
-{
-    static const char *const extra[] = {"aa", "aaa"};
-    static const char *const merges[][2] = {{"aa", "a"}, {"a", "a"}};
-    char *dir;
-    tokenizer *t = tiny_load(&dir, extra, 2, merges, 2);
-    ck_assert_int_eq(tokenizer_eot(t), -1);
-    check_ids(t, "aa", (int32_t[]){256}, 1);
-    check_ids(t, "aaa", (int32_t[]){257}, 1);        /* (a a) a -> (aa a) */
-    check_ids(t, "aaaa", (int32_t[]){256, 256}, 2);  /* both (a a) first */
-    check_ids(t, "aaaaa", (int32_t[]){256, 257}, 2); /* aa aa a -> aa aaa */
-    check_ids(t, "aaaaaaa", (int32_t[]){256, 256, 257}, 3);
-    /* without an EOT token the text stays text */
-    check_ids(t, "<|endoftext|>",
-              (int32_t[]){B('<'), B('|'), B('e'), B('n'), B('d'), B('o'), B('f'), B('t'), B('e'), B('x'),
-                          B('t'), B('|'), B('>')},
-              13);
-    tiny_free(t, dir);
-}
-END_TEST
+/* A vocabulary of two extra tokens and two merges, none of them an EOT
+ * token, and texts with the ids they encode to. */
+typedef struct {
+    const char *const extra[2];
+    const char *const merges[2][2];
+    struct {
+        const char *text;
+        int32_t ids[13];
+        long n;
+    } enc[6];
+    size_t n_enc;
+} merge_case;
 
-/* Left-to-right, non-overlapping merging of one pair. */
-START_TEST(test_merge_left_to_right)
+enum { N_MERGE_CASES = 2 };
+
+START_TEST(test_merge_semantics)
 {
-    static const char *const extra[] = {"aa", "aaaa"};
-    static const char *const merges[][2] = {{"a", "a"}, {"aa", "aa"}};
+    /* (the ids of single bytes, B, are known only at run time) */
+    const merge_case cases[N_MERGE_CASES] = {
+        /* GPT-2 merges every occurrence of the best pair before looking
+         * again; a pair created by a merge is considered only after that,
+         * even if it has a better rank. Here "aa a" outranks "a a". */
+        {{"aa", "aaa"},
+         {{"aa", "a"}, {"a", "a"}},
+         {{"aa", {256}, 1},
+          {"aaa", {257}, 1},        /* (a a) a -> (aa a) */
+          {"aaaa", {256, 256}, 2},  /* both (a a) first */
+          {"aaaaa", {256, 257}, 2}, /* aa aa a -> aa aaa */
+          {"aaaaaaa", {256, 256, 257}, 3},
+          /* without an EOT token the text stays text */
+          {"<|endoftext|>",
+           {B('<'), B('|'), B('e'), B('n'), B('d'), B('o'), B('f'), B('t'), B('e'), B('x'), B('t'), B('|'),
+            B('>')},
+           13}},
+         6},
+        /* left-to-right, non-overlapping merging of one pair */
+        {{"aa", "aaaa"},
+         {{"a", "a"}, {"aa", "aa"}},
+         {{"aaa", {256, B('a')}, 2}, {"aaaaa", {257, B('a')}, 2}, {"aaaaaa", {257, 256}, 2}},
+         3},
+    };
+    const merge_case *c = &cases[_i];
     char *dir;
-    tokenizer *t = tiny_load(&dir, extra, 2, merges, 2);
-    check_ids(t, "aaa", (int32_t[]){256, B('a')}, 2);
-    check_ids(t, "aaaaa", (int32_t[]){257, B('a')}, 2);
-    check_ids(t, "aaaaaa", (int32_t[]){257, 256}, 2);
+    tokenizer *t = tiny_load(&dir, c->extra, 2, c->merges, 2);
+    ck_assert_int_eq(tokenizer_eot(t), -1);
+    for (size_t k = 0; k < c->n_enc; k++) check_ids(t, c->enc[k].text, c->enc[k].ids, c->enc[k].n);
     tiny_free(t, dir);
 }
 END_TEST
@@ -334,14 +345,14 @@ typedef struct {
     const char *vocab;  /* vocab.json content, NULL: the valid tiny one, "-": absent */
     const char *merges; /* merges.txt content, NULL: the valid tiny one, "-": absent */
     const char *file;   /* the file the error must name */
-    const char *needle; /* further text the error must contain, or NULL */
+    const char *needle; /* further text the error must contain ("": none) */
 } bad_case;
 
 START_TEST(test_malformed_files)
 {
     static const bad_case cases[] = {
-        {"no files", "-", "-", "no tokenizer files", NULL},
-        {"no merges", NULL, "-", "merges.txt", NULL},
+        {"no files", "-", "-", "no tokenizer files", ""},
+        {"no merges", NULL, "-", "merges.txt", ""},
         {"empty vocab", "", NULL, "vocab.json", "invalid JSON"},
         {"truncated vocab", "{\"a\": 1, \"b\"", NULL, "vocab.json", "invalid JSON"},
         {"array vocab", "[1, 2]", NULL, "vocab.json", "object"},
@@ -350,13 +361,13 @@ START_TEST(test_malformed_files)
         {"float id", "{\"a\": 1.5}", NULL, "vocab.json", "not an integer"},
         {"negative id", "{\"a\": -1}", NULL, "vocab.json", "out of range"},
         {"huge id", "{\"a\": 99999999999}", NULL, "vocab.json", "out of range"},
-        {"duplicate key", "{\"a\": 1, \"a\": 2}", NULL, "vocab.json", NULL},
+        {"duplicate key", "{\"a\": 1, \"a\": 2}", NULL, "vocab.json", ""},
         {"duplicate id", "{\"a\": 1, \"b\": 1}", NULL, "vocab.json", "used by two"},
         {"missing bytes", "{\"a\": 0, \"b\": 1}", NULL, "vocab.json", "byte"},
         {"outside alphabet", "{\"\\u65e5\": 0}", NULL, "vocab.json", "alphabet"},
         {"raw space in token", "{\"a b\": 0}", NULL, "vocab.json", "alphabet"},
         {"empty token", "{\"\": 0}", NULL, "vocab.json", "length"},
-        {"binary vocab", "\x01\xff\xfe{\x80", NULL, "vocab.json", NULL},
+        {"binary vocab", "\x01\xff\xfe{\x80", NULL, "vocab.json", ""},
         {"one-token merge", NULL, "#version: 0.2\nh e\nl\n", "merges.txt", "line 3"},
         {"three-token merge", NULL, "#version: 0.2\nh e l\n", "merges.txt", "line 2"},
         {"double space", NULL, "#version: 0.2\nh  e\n", "merges.txt", "line 2"},
@@ -390,8 +401,7 @@ START_TEST(test_malformed_files)
         tokenizer *t = tokenizer_load(dir, err, sizeof err);
         ck_assert_msg(t == NULL, "%s: loaded", c->what);
         ck_assert_msg(strstr(err, c->file) != NULL, "%s: error does not name %s: %s", c->what, c->file, err);
-        ck_assert_msg(!c->needle || strstr(err, c->needle), "%s: error lacks \"%s\": %s", c->what, c->needle,
-                      err);
+        ck_assert_msg(strstr(err, c->needle) != NULL, "%s: error lacks \"%s\": %s", c->what, c->needle, err);
         ck_assert_msg(strchr(err, '\n') == NULL, "%s: error is not one line", c->what);
         ck_assert_msg(utf8_valid(err, strlen(err)), "%s: error is not valid UTF-8", c->what);
         remove_dir(dir);
@@ -460,12 +470,10 @@ START_TEST(test_corrupted_files_fuzz)
             ck_assert_msg(strstr(err, "merges.txt") || strstr(err, "vocab.json"), "error: %s", err);
             ck_assert_ptr_null(strchr(err, '\n'));
         }
-        free(cv);
-        free(cm);
+        TT_FREE(cv, cm);
     }
     printf("corruption fuzz: %d of 300 corrupted vocabularies still loaded\n", loaded);
-    free(v);
-    free(m);
+    TT_FREE(v, m);
     remove_dir(dir);
 }
 END_TEST
@@ -592,8 +600,7 @@ static int same_file(const char *d1, const char *d2, const char *name)
     size_t l1, l2;
     char *a = tt_read_in(d1, name, &l1), *b = tt_read_in(d2, name, &l2);
     int same = l1 == l2 && memcmp(a, b, l1) == 0;
-    free(a);
-    free(b);
+    TT_FREE(a, b);
     return same;
 }
 
@@ -732,9 +739,7 @@ static void time_long(const char *what, const char *s, size_t len)
     size_t cl;
     char *clean = utf8_sanitize(s, len, &cl);
     ck_assert(cl == (size_t)dl && memcmp(clean, dec, cl) == 0);
-    free(clean);
-    free(dec);
-    free(ids);
+    TT_FREE(clean, dec, ids);
 }
 
 START_TEST(test_long_inputs)
@@ -809,8 +814,7 @@ START_TEST(test_long_pretoken_many_merges)
             ck_assert_int_eq(ids[k], 256 + 2 * (bit - 1) + 1);
     for (; run > 0; run--, k++) ck_assert_int_eq(ids[k], B(' '));
     ck_assert_int_eq((long)k, nt - 2);
-    free(ids);
-    free(s);
+    TT_FREE(ids, s);
     tiny_free(t, dir);
 }
 END_TEST
@@ -819,21 +823,19 @@ typedef struct {
     const tokenizer *t;
     const char *text;
     size_t len;
-    int32_t *ids;
     long n;
+    int32_t *ids;
 } job;
 
+/* Encodes j's text 20 times: the first answer in j->ids and j->n, and
+ * j->n = -2 when a later answer differs from it. */
 static void *encode_job(void *arg)
 {
     job *j = arg;
-    for (int rep = 0; rep < 20; rep++) {
+    j->n = tokenizer_encode(j->t, j->text, j->len, &j->ids);
+    for (int rep = 1; rep < 20; rep++) {
         int32_t *ids;
         long n = tokenizer_encode(j->t, j->text, j->len, &ids);
-        if (rep == 0) {
-            j->ids = ids;
-            j->n = n;
-            continue;
-        }
         if (n != j->n || (n > 0 && memcmp(ids, j->ids, (size_t)n * sizeof *ids) != 0)) j->n = -2;
         free(ids);
     }
@@ -845,15 +847,11 @@ START_TEST(test_concurrent_encode)
     const char *text =
         "Concurrent users share one tokenizer: it's immutable. 日本語 🙂 <|endoftext|> 42\n\n";
     job jobs[4];
-    pthread_t th[4];
     int32_t *want;
     long nwant = encode_str(synth_tok, text, strlen(text), &want);
+    for (int i = 0; i < 4; i++) jobs[i] = (job){.t = synth_tok, .text = text, .len = strlen(text)};
+    tt_run_threads(encode_job, jobs, sizeof *jobs, 4);
     for (int i = 0; i < 4; i++) {
-        jobs[i] = (job){synth_tok, text, strlen(text), NULL, 0};
-        ck_assert_int_eq(pthread_create(&th[i], NULL, encode_job, &jobs[i]), 0);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
         ck_assert_int_eq(jobs[i].n, nwant);
         ck_assert_mem_eq(jobs[i].ids, want, (size_t)nwant * sizeof *want);
         free(jobs[i].ids);
@@ -864,21 +862,24 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const handwritten_tests[] = {test_known_merges,
-                                              test_merge_order_semantics,
-                                              test_merge_left_to_right,
-                                              test_alternate_names_and_gaps,
-                                              test_malformed_files,
-                                              test_corrupted_files_fuzz,
-                                              test_long_pretoken_many_merges,
-                                              NULL};
+    const TTest *const handwritten_tests[] = {
+        test_known_merges,         test_alternate_names_and_gaps,  test_malformed_files,
+        test_corrupted_files_fuzz, test_long_pretoken_many_merges, NULL};
     const TTest *const synthetic_tests[] = {test_synthetic_sizes, test_synthetic_nouns_single_tokens,
                                             test_synthetic_deterministic, NULL};
     const TTest *const encode_tests[] = {test_round_trips, test_long_inputs, test_concurrent_encode, NULL};
     const tw_case cases[] = {
-        {"handwritten", 60, init_byte_map, NULL, handwritten_tests},
-        {"synthetic", 60, init_byte_map, NULL, synthetic_tests},
-        {"encode", 100, synth_setup, synth_teardown, encode_tests},
+        {.name = "handwritten",
+         .timeout = 60,
+         .setup = init_byte_map,
+         .tests = handwritten_tests,
+         .loops = (const tw_loop[]){{test_merge_semantics, N_MERGE_CASES}, {NULL, 0}}},
+        {.name = "synthetic", .timeout = 60, .setup = init_byte_map, .tests = synthetic_tests},
+        {.name = "encode",
+         .timeout = 100,
+         .setup = synth_setup,
+         .teardown = synth_teardown,
+         .tests = encode_tests},
     };
     return tw_check_main("tokenizer", cases, 3);
 }

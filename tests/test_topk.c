@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "core/nn/topk.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
@@ -38,14 +39,10 @@ START_TEST(test_topk_fast_vs_naive)
                 ck_assert(ft[i * k + t - 1].score >= ft[i * k + t].score);
                 ck_assert(fb[i * k + t - 1].score <= fb[i * k + t].score);
             }
-        free(ft);
-        free(fb);
-        free(nt);
-        free(nb);
+        TT_FREE(ft, fb, nt, nb);
     }
     ck_assert_msg(worst < 1e-5, "largest score difference fast vs naive %.3g", worst);
-    free(M);
-    free(Q);
+    TT_FREE(M, Q);
 }
 END_TEST
 
@@ -84,12 +81,7 @@ START_TEST(test_topk_exact_ties)
     ck_assert_int_eq(ft[0].id, 3);
     ck_assert_int_eq(ft[1].id, 1000);
     ck_assert_int_eq(ft[2].id, 1990);
-    free(M);
-    free(Q);
-    free(ft);
-    free(fb);
-    free(nt);
-    free(nb);
+    TT_FREE(M, Q, ft, fb, nt, nb);
 }
 END_TEST
 
@@ -127,8 +119,7 @@ START_TEST(test_topk_vec_and_nan)
     ck_assert_int_eq(topk_rows(M, 4, 2, q, 1, 4, t4, NULL), 0);
     ck_assert_int_eq(t4[3].id, 1); // the NaN row comes last
     ck_assert(isnan(t4[3].score));
-    free(s);
-    free(all);
+    TT_FREE(s, all);
 }
 END_TEST
 
@@ -188,16 +179,9 @@ START_TEST(test_topk_cancel_between_blocks)
     o.cancel = NULL;
     o.on_block = NULL;
     ck_assert_int_eq(topk_rows_opt(M, n, d, Q, nq, k, top, NULL, &o), TW_OK);
-    free(M);
-    free(Q);
-    free(top);
+    TT_FREE(M, Q, top);
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const topk_tests[] = {test_topk_fast_vs_naive,         test_topk_exact_ties,
-                                       test_topk_vec_and_nan,           test_topk_errors,
-                                       test_topk_cancel_between_blocks, NULL};
-    return tw_check_one("topk", "topk", 0, topk_tests);
-}
+TW_CHECK_ONE_MAIN("topk", "topk", 0, test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
+                  test_topk_errors, test_topk_cancel_between_blocks)

@@ -20,6 +20,7 @@
 #include "core/model/pickle.h"
 #include "core/model/torch_ckpt.h"
 #include "core/model/zipread.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
 
 /* ---- a growable byte buffer -------------------------------------------- */
@@ -384,6 +385,19 @@ static void zip_fail_each(const zfix *f, const zmut *m, size_t n)
     freebuf(&y);
 }
 
+/* Offsets in a central directory header: the name length, the compressed
+ * size, the name. */
+enum { ZC_NAME_LEN = 28, ZC_COMPRESSED_SIZE = 20, ZC_NAME = 46 };
+
+/* The archive of the one entry e, with `width` bytes at offset `at` of its
+ * central directory header set to value, must fail with frag1 and frag2. */
+static void zip_fail_one(zentry e, size_t at, int width, uint32_t value, const char *frag1, const char *frag2)
+{
+    zfix f = zip_of(&e, 1, (zopts){0});
+    zip_fail_each(&f, &(zmut){f.L.central[0] + at, width, value, frag1, frag2}, 1);
+    freebuf(&f.z);
+}
+
 /* "hello" and "yo": the entries of most malformed-archive tests */
 static const zentry HELLO_YO[2] = {{"d/a", "hello", 5, 0}, {"d/b", "yo", 2, 0}};
 
@@ -606,14 +620,19 @@ START_TEST(t_zip_bad_cd_offset)
 }
 END_TEST
 
+/* The end record's two entry counts (this disk's and the total). */
+static void set_entry_counts(zfix *f, uint16_t n)
+{
+    set16(&f->z, f->L.eocd + 8, n);
+    set16(&f->z, f->L.eocd + 10, n);
+}
+
 START_TEST(t_zip_entry_count)
 {
     zfix f = zip_of(HELLO_YO, 2, (zopts){0});
-    set16(&f.z, f.L.eocd + 8, 3);
-    set16(&f.z, f.L.eocd + 10, 3);
+    set_entry_counts(&f, 3);
     zip_fail(&f.z, "cannot hold 3 entries", NULL);
-    set16(&f.z, f.L.eocd + 8, 1);
-    set16(&f.z, f.L.eocd + 10, 1);
+    set_entry_counts(&f, 1);
     zip_fail(&f.z, "bytes after its 1 entries", NULL);
     set16(&f.z, f.L.eocd + 8, 2);
     zip_fail(&f.z, "multi-disk", NULL);
@@ -631,8 +650,7 @@ START_TEST(t_zip_too_many_entries)
         set32(&f.z, at, 2000000);
         set32(&f.z, at + 4, 0);
     }
-    set16(&f.z, f.L.eocd + 8, 0xffff);
-    set16(&f.z, f.L.eocd + 10, 0xffff);
+    set_entry_counts(&f, 0xffff);
     zip_fail(&f.z, "2000000 entries, more than the limit of 1000000", NULL);
     freebuf(&f.z);
 }
@@ -751,16 +769,9 @@ START_TEST(t_zip_names)
     zfix f = zip_of(e, 1, (zopts){0});
     zip_fail(&f.z, "name is 1025 bytes, more than the limit of 1024", "...");
     freebuf(&f.z);
-    zentry e2[1] = {{"d/\x01\xff", "x", 1, 0}};
-    build_zip(&f.z, e2, 1, &(zopts){0}, &f.L);
-    f.z.b[f.L.central[0] + 46 + 1] = 0; /* NUL inside the central name */
-    zip_fail(&f.z, "NUL", NULL);
-    freebuf(&f.z);
-    zentry e3[1] = {{"d/x", "x", 1, 0}};
-    build_zip(&f.z, e3, 1, &(zopts){0}, &f.L);
-    set16(&f.z, f.L.central[0] + 28, 0);
-    zip_fail(&f.z, "empty name", NULL);
-    freebuf(&f.z);
+    /* NUL inside the central name; a name length of 0 */
+    zip_fail_one((zentry){"d/\x01\xff", "x", 1, 0}, ZC_NAME + 1, 1, 0, "NUL", NULL);
+    zip_fail_one((zentry){"d/x", "x", 1, 0}, ZC_NAME_LEN, 2, 0, "empty name", NULL);
 }
 END_TEST
 
@@ -780,11 +791,8 @@ START_TEST(t_zip_method_and_encryption)
     zip_fail(&f.z, "entry 'd/b'", "encrypted");
     freebuf(&f.z);
     /* a stored entry whose two sizes differ */
-    zentry e2[1] = {{"d/a", "hello", 5, 0}};
-    build_zip(&f.z, e2, 1, &(zopts){0}, &f.L);
-    set32(&f.z, f.L.central[0] + 20, 3);
-    zip_fail(&f.z, "stored entry has compressed size 3 but size 5", NULL);
-    freebuf(&f.z);
+    zip_fail_one(HELLO_YO[0], ZC_COMPRESSED_SIZE, 4, 3, "stored entry has compressed size 3 but size 5",
+                 NULL);
 }
 END_TEST
 
@@ -1765,6 +1773,16 @@ static void ck_pickle_fail(const char *pkl, size_t n, const char *f1, const char
     freebuf(&z);
 }
 
+/* An OrderedDict holding the one tensor 'w' (6 floats of storage "0"). */
+static void p_w_dict(buf *p)
+{
+    p_odict(p);
+    p_str(p, "w");
+    tspec t = {"w", "FloatStorage", "0", 6, 0, 1, {6}, {1}};
+    p_tensor(p, &t);
+    put8(p, 's');
+}
+
 #define CKPF(lit, f1, f2) ck_pickle_fail(lit, sizeof lit - 1, f1, f2)
 
 START_TEST(t_ck_structure)
@@ -1823,11 +1841,7 @@ START_TEST(t_ck_structure)
         p.n = 0;
         puts_(&p, "\x80\x02}(");
         p_str(&p, "model");
-        p_odict(&p);
-        p_str(&p, "w");
-        tspec t = {"w", "FloatStorage", "0", 6, 0, 1, {6}, {1}};
-        p_tensor(&p, &t);
-        put8(&p, 's');
+        p_w_dict(&p);
         put(&p, bad_tail[i].s, bad_tail[i].n);
         puts_(&p, "u.");
         buf z = {0};
@@ -1838,11 +1852,8 @@ START_TEST(t_ck_structure)
     /* a bare state dict */
     p.n = 0;
     puts_(&p, "\x80\x02");
-    p_odict(&p);
-    p_str(&p, "w");
-    tspec t = {"w", "FloatStorage", "0", 6, 0, 1, {6}, {1}};
-    p_tensor(&p, &t);
-    puts_(&p, "s.");
+    p_w_dict(&p);
+    puts_(&p, ".");
     buf z = {0};
     zip_pickle(&z, p.b, p.n, 1);
     torch_ckpt c;
@@ -2029,18 +2040,12 @@ END_TEST
 
 static char tmpdir[256];
 
-static void setup(void)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/twd-tc-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
+static void setup(void) { tt_tmpdir(tmpdir, sizeof tmpdir, "tc"); }
 
 static void teardown(void)
 {
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    tt_rmtree(tmpdir);
+    ck_assert_int_ne(access(tmpdir, F_OK), 0);
 }
 
 static void write_file(const char *path, const void *p, size_t n)
@@ -2097,6 +2102,18 @@ END_TEST
 
 /* ------------------------------------------------------------------ meta */
 
+/* A dict of n pairs, {ids[i]: chars[i]} (ids_first) or {chars[i]: ids[i]}. */
+static void p_pairs(buf *b, const long long *ids, const char *const *chars, int n, int ids_first)
+{
+    puts_(b, "}(");
+    for (int i = 0; i < n; i++) {
+        if (ids_first) p_int(b, ids[i]);
+        p_str(b, chars[i]);
+        if (!ids_first) p_int(b, ids[i]);
+    }
+    puts_(b, "u");
+}
+
 /* {'vocab_size': V, 'itos': {...}, 'stoi': {...}} from explicit pairs */
 static void p_meta(buf *b, long long vocab, const long long *ids, const char *const *chars, int n_itos,
                    const char *const *schars, const long long *sids, int n_stoi)
@@ -2105,19 +2122,10 @@ static void p_meta(buf *b, long long vocab, const long long *ids, const char *co
     p_str(b, "vocab_size");
     p_int(b, vocab);
     p_str(b, "itos");
-    puts_(b, "}(");
-    for (int i = 0; i < n_itos; i++) {
-        p_int(b, ids[i]);
-        p_str(b, chars[i]);
-    }
-    puts_(b, "u");
+    p_pairs(b, ids, chars, n_itos, 1);
     p_str(b, "stoi");
-    puts_(b, "}(");
-    for (int i = 0; i < n_stoi; i++) {
-        p_str(b, schars[i]);
-        p_int(b, sids[i]);
-    }
-    puts_(b, "uu.");
+    p_pairs(b, sids, schars, n_stoi, 0);
+    puts_(b, "u.");
 }
 
 static void meta_fail(const buf *b, const char *frag)
@@ -2141,32 +2149,35 @@ START_TEST(t_meta_validation)
     ck_assert_int_eq(meta_pkl_lookup(&m, "c", 1), 2);
     meta_pkl_free(&m);
 
-    b.n = 0;
-    p_meta(&b, 4, ids, ch, 3, ch, ids, 3);
-    meta_fail(&b, "itos has 3 entries and stoi 3, but vocab_size is 4");
-    const long long gap[] = {0, 1, 3};
-    b.n = 0;
-    p_meta(&b, 3, gap, ch, 3, ch, gap, 3);
-    meta_fail(&b, "itos key 2 is not an id in 0..2");
-    const long long swap[] = {0, 2, 1};
-    b.n = 0;
-    p_meta(&b, 3, ids, ch, 3, ch, swap, 3);
-    meta_fail(&b, "stoi['b'] is 2, but itos[2] is 'c'");
+    /* meta.pkl files that disagree with themselves: vocab_size, itos's keys
+     * and values, stoi's keys and values, and what the error says */
+    const long long gap[] = {0, 1, 3}, swap[] = {0, 2, 1}, twice[] = {0, 1, 1};
     const char *dup[] = {"a", "b", "b"};
-    b.n = 0;
-    p_meta(&b, 3, ids, dup, 3, ch, ids, 3);
-    meta_fail(&b, "stoi['c'] is 2, but itos[2] is 'b'");
-    b.n = 0;
-    p_meta(&b, 0, ids, ch, 0, ch, ids, 0);
-    meta_fail(&b, "vocab_size is not an int in 1..");
-    b.n = 0;
-    p_meta(&b, 3, ids, ch, 3, ch, ids, 2);
-    meta_fail(&b, "itos has 3 entries and stoi 2");
-    /* the dict key check comes from the unpickler */
-    const long long twice[] = {0, 1, 1};
-    b.n = 0;
-    p_meta(&b, 3, twice, ch, 3, ch, ids, 3);
-    meta_fail(&b, "pickle: dict key 1 appears twice");
+    const struct {
+        long long vocab;
+        const long long *itos_ids;
+        const char *const *itos_chars;
+        int n_itos;
+        const char *const *stoi_chars;
+        const long long *stoi_ids;
+        int n_stoi;
+        const char *says;
+    } bad[] = {
+        {4, ids, ch, 3, ch, ids, 3, "itos has 3 entries and stoi 3, but vocab_size is 4"},
+        {3, gap, ch, 3, ch, gap, 3, "itos key 2 is not an id in 0..2"},
+        {3, ids, ch, 3, ch, swap, 3, "stoi['b'] is 2, but itos[2] is 'c'"},
+        {3, ids, dup, 3, ch, ids, 3, "stoi['c'] is 2, but itos[2] is 'b'"},
+        {0, ids, ch, 0, ch, ids, 0, "vocab_size is not an int in 1.."},
+        {3, ids, ch, 3, ch, ids, 2, "itos has 3 entries and stoi 2"},
+        /* the dict key check comes from the unpickler */
+        {3, twice, ch, 3, ch, ids, 3, "pickle: dict key 1 appears twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        b.n = 0;
+        p_meta(&b, bad[i].vocab, bad[i].itos_ids, bad[i].itos_chars, bad[i].n_itos, bad[i].stoi_chars,
+               bad[i].stoi_ids, bad[i].n_stoi);
+        meta_fail(&b, bad[i].says);
+    }
     b.n = 0;
     PUTL(&b, "\x80\x02}(X\x04\x00\x00\x00itos}u.");
     meta_fail(&b, "lacks 'vocab_size'");

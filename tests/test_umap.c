@@ -22,6 +22,7 @@
 #include "core/proj/umap.h"
 #include "core/proj/umap_internal.h"
 #include "tests/support/test_fs.h"
+#include "tests/support/test_mem.h"
 #include "tests/support/test_rng.h"
 #include "tests/support/tw_check.h"
 
@@ -192,12 +193,7 @@ START_TEST(test_knn_against_naive)
             }
     }
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, n + 1, 1, i1, d1, NULL, err, sizeof err), TW_EINVAL);
-    free(x);
-    free(q);
-    free(i1);
-    free(i2);
-    free(d1);
-    free(d2);
+    TT_FREE(x, q, i1, i2, d1, d2);
 }
 END_TEST
 
@@ -249,9 +245,7 @@ START_TEST(test_fuzzy_graph_dense_reference)
         umap_graph_free(&g);
         free(a);
     }
-    free(x);
-    free(idx);
-    free(dist);
+    TT_FREE(x, idx, dist);
 }
 END_TEST
 
@@ -266,10 +260,7 @@ static void build_graph(const float *x, size_t n, size_t dim, size_t k, umap_gra
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, idx, dist, NULL, err, sizeof err), TW_OK);
     umap_smooth_knn_dist(dist, n, k, 1.0f, 1.0f, sigma, rho);
     ck_assert_int_eq(umap_fuzzy_graph(idx, dist, n, k, sigma, rho, 1.0f, g, err, sizeof err), TW_OK);
-    free(idx);
-    free(dist);
-    free(sigma);
-    free(rho);
+    TT_FREE(idx, dist, sigma, rho);
 }
 
 START_TEST(test_spectral_arpack_vs_dense)
@@ -317,8 +308,7 @@ START_TEST(test_spectral_arpack_vs_dense)
             double e = fabs(e_arpack[i * nc + c] - e_dense[i * nc + c]);
             worst_diff = e > worst_diff ? e : worst_diff;
         }
-        free(v);
-        free(mv);
+        TT_FREE(v, mv);
     }
     printf("spectral: ARPACK residual %.2e, largest difference to dense "
            "LAPACK %.2e\n",
@@ -326,10 +316,7 @@ START_TEST(test_spectral_arpack_vs_dense)
     ck_assert_msg(worst_res < 1e-3, "eigen residual %.3e", worst_res);
     ck_assert_msg(worst_diff < 1e-3, "ARPACK vs dense %.3e", worst_diff);
     umap_graph_free(&g);
-    free(deg);
-    free(x);
-    free(e_arpack);
-    free(e_dense);
+    TT_FREE(deg, x, e_arpack, e_dense);
 }
 END_TEST
 
@@ -368,8 +355,7 @@ START_TEST(test_spectral_disconnected)
         ck_assert_int_eq(arg, label[i]);
     }
     umap_graph_free(&g);
-    free(x);
-    free(e);
+    TT_FREE(x, e);
 }
 END_TEST
 
@@ -491,8 +477,7 @@ START_TEST(test_fit_separates_clusters)
         ck_assert_msg(same > 0.95, "same-cluster nearest neighbour %.4f", same);
         ck_assert_msg(sep > 2.0, "centroid separation / radius %.3f", sep);
         umap_model_free(&m);
-        free(x);
-        free(label);
+        TT_FREE(x, label);
     }
 }
 END_TEST
@@ -629,13 +614,7 @@ START_TEST(test_transform_training_points)
     ck_assert_int_eq(umap_transform(&f.m, f.x, q, mq, out2, err, sizeof err), TW_OK);
     ck_assert_int_eq(memcmp(out, out2, mq * nc * sizeof *out), 0);
     umap_model_free(&f.m);
-    free(f.x);
-    free(q);
-    free(out);
-    free(out2);
-    free(d5);
-    free(row);
-    free(f.label);
+    TT_FREE(f.x, q, out, out2, d5, row, f.label);
 }
 END_TEST
 
@@ -659,11 +638,7 @@ START_TEST(test_transform_new_points_land_in_their_cluster)
     printf("transform of new points: %zu of %zu next to their own cluster\n", right, mq);
     ck_assert_uint_ge(right, 95);
     umap_model_free(&f.m);
-    free(f.x);
-    free(x2);
-    free(out);
-    free(f.label);
-    free(label2);
+    TT_FREE(f.x, x2, out, f.label, label2);
 }
 END_TEST
 
@@ -928,8 +903,7 @@ START_TEST(test_pca_against_power_iteration)
     pca_free(&pm);
     ck_assert_int_eq(pca_fit(x, 1, dim, k, &pm, err, sizeof err), -1);
     ck_assert_int_eq(pca_fit(x, n, dim, dim + 1, &pm, err, sizeof err), -1);
-    free(x);
-    free(mix);
+    TT_FREE(x, mix);
 }
 END_TEST
 
@@ -1043,25 +1017,10 @@ START_TEST(test_layout_cache_dir_faults)
 }
 END_TEST
 
-int main(void)
-{
-    const TTest *const umap_tests[] = {test_find_ab_matches_umap_learn,
-                                       test_smooth_knn_dist_hand,
-                                       test_knn_against_naive,
-                                       test_fuzzy_graph_dense_reference,
-                                       test_spectral_arpack_vs_dense,
-                                       test_spectral_disconnected,
-                                       test_pow_fast_accuracy,
-                                       test_fit_separates_clusters,
-                                       test_fit_deterministic,
-                                       test_transform_training_points,
-                                       test_transform_new_points_land_in_their_cluster,
-                                       test_cancel,
-                                       test_params_rejected,
-                                       test_save_load,
-                                       test_hash_and_key,
-                                       test_pca_against_power_iteration,
-                                       test_layout_cache_dir_faults,
-                                       NULL};
-    return tw_check_one("umap", "umap", 120, umap_tests);
-}
+TW_CHECK_ONE_MAIN("umap", "umap", 120, test_find_ab_matches_umap_learn, test_smooth_knn_dist_hand,
+                  test_knn_against_naive, test_fuzzy_graph_dense_reference, test_spectral_arpack_vs_dense,
+                  test_spectral_disconnected, test_pow_fast_accuracy, test_fit_separates_clusters,
+                  test_fit_deterministic, test_transform_training_points,
+                  test_transform_new_points_land_in_their_cluster, test_cancel, test_params_rejected,
+                  test_save_load, test_hash_and_key, test_pca_against_power_iteration,
+                  test_layout_cache_dir_faults)

@@ -106,3 +106,15 @@ void tt_model_build_layouts(tt_model *hf, tt_model *linear, tt_model *no_bias, c
     v.no_bias = 1;
     tt_model_build(no_bias, &v);
 }
+
+synth_opts tt_synth_tiny(int vocab_size, int n_ctx, uint64_t seed, synth_dtype dtype)
+{
+    synth_opts o;
+    ck_assert_int_eq(synth_opts_shape(&o, "tiny"), 0);
+    o.vocab_size = vocab_size;
+    o.n_ctx = n_ctx;
+    o.seed = seed;
+    o.tokenizer = 0;
+    o.dtype = dtype;
+    return o;
+}

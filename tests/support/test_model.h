@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/model/gpt2.h"
+#include "core/model/synth.h"
 
 typedef struct {
     int n_layer, n_head, n_embd; /* n_inner is 4 n_embd */
@@ -34,5 +35,10 @@ void tt_model_build(tt_model *tm, const tt_model_opts *o);
 void tt_model_build_layouts(tt_model *hf, tt_model *linear, tt_model *no_bias, const tt_model_opts *o);
 
 void tt_model_free(tt_model *tm);
+
+/* The synthetic checkpoint options (core/model/synth.h) of the "tiny" shape
+ * with vocab_size V, n_ctx positions, the seed, the dtype and no tokenizer
+ * files: the small on-disk model of the loader and analysis tests. */
+synth_opts tt_synth_tiny(int vocab_size, int n_ctx, uint64_t seed, synth_dtype dtype);
 
 #endif

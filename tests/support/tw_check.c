@@ -23,7 +23,8 @@ int tw_check_main(const char *name, const tw_case *cases, size_t n)
         TCase *tc = tcase_create(c->name);
         if (c->timeout > 0) tcase_set_timeout(tc, c->timeout);
         if (c->setup || c->teardown) tcase_add_checked_fixture(tc, c->setup, c->teardown);
-        for (const TTest *const *t = c->tests; *t; t++) tcase_add_test(tc, *t);
+        for (const TTest *const *t = c->tests; t && *t; t++) tcase_add_test(tc, *t);
+        for (const tw_loop *l = c->loops; l && l->test; l++) tcase_add_loop_test(tc, l->test, 0, l->n);
         suite_add_tcase(s, tc);
     }
     return tw_check_run(s);
@@ -31,6 +32,6 @@ int tw_check_main(const char *name, const tw_case *cases, size_t n)
 
 int tw_check_one(const char *name, const char *tcase, double timeout, const TTest *const *tests)
 {
-    const tw_case c = {tcase, timeout, NULL, NULL, tests};
+    const tw_case c = {.name = tcase, .timeout = timeout, .tests = tests};
     return tw_check_main(name, &c, 1);
 }
