@@ -10,9 +10,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "base/mapreg.h"
-
 #include "base/err.h"
+#include "base/mapreg.h"
 
 int fs_path(char *out, size_t n, const char *fmt, ...)
 {
@@ -115,6 +114,13 @@ int fs_map_file(const char *path, unsigned long long max, const void **map, size
     *map = p;
     *size = n;
     return 0;
+}
+
+void fs_unmap_file(const void *map, size_t size)
+{
+    if (!map) return;
+    tw_map_remove(map);
+    munmap((void *)map, size);
 }
 
 char *fs_read_file(const char *path, size_t max_bytes, size_t *len, char *err, size_t errlen)

@@ -25,7 +25,7 @@ int fs_mkdir_p(const char *path);
  * -1 with one line "<path>: <problem>" in err. */
 int fs_open_regular(const char *path, struct stat *st, char *err, size_t errlen);
 
-/* Maps a regular file of 1..max bytes read-only (unmap with munmap). A FIFO
+/* Maps a regular file of 1..max bytes read-only (unmap with fs_unmap_file). A FIFO
  * or device is refused before it could block or have side effects: stat
  * first, then open with O_NONBLOCK and check the opened file again. The
  * mapping is registered (base/mapreg.h: tw_map_remove it before munmap), so
@@ -33,6 +33,10 @@ int fs_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
  * 0, or -1 with one line "<path>: <problem>" in err. */
 int fs_map_file(const char *path, unsigned long long max, const void **map, size_t *size, char *err,
                 size_t errlen);
+
+/* Undoes fs_map_file: takes the mapping out of the registry, then unmaps
+ * it. NULL map: nothing. */
+void fs_unmap_file(const void *map, size_t size);
 
 /* Reads a whole regular file of at most max_bytes into a malloc'd buffer
  * (NUL-terminated; the length without the NUL in *len). NULL with one line

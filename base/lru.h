@@ -1,6 +1,8 @@
-/* An intrusive doubly linked list kept in recency order, head = most
- * recently used: the caches' LRU lists. A node is a member of the element
- * (put it first so that a node pointer converts to the element). */
+/* An intrusive doubly linked list: the caches' LRU lists, kept in recency
+ * order (head = most recently used, tw_lru_push_front and tw_lru_touch), and
+ * the connection guard's queues, kept in arrival order (head = oldest,
+ * tw_lru_push_back). A node is a member of the element (put it first so
+ * that a node pointer converts to the element). */
 #ifndef TW_BASE_LRU_H
 #define TW_BASE_LRU_H
 
@@ -28,15 +30,27 @@ static inline void tw_lru_unlink(tw_lru *l, tw_lru_node *n)
     n->prev = n->next = NULL;
 }
 
-/* Puts n, which is not in l, at the head of l. */
-static inline void tw_lru_push_front(tw_lru *l, tw_lru_node *n)
+/* Puts n, which is not in l, between prev and next (neighbours in l, or
+ * NULL at an end). */
+static inline void tw_lru_link(tw_lru *l, tw_lru_node *n, tw_lru_node *prev, tw_lru_node *next)
 {
-    n->prev = NULL;
-    n->next = l->head;
-    if (l->head) l->head->prev = n;
-    l->head = n;
-    if (!l->tail) l->tail = n;
+    n->prev = prev;
+    n->next = next;
+    if (prev)
+        prev->next = n;
+    else
+        l->head = n;
+    if (next)
+        next->prev = n;
+    else
+        l->tail = n;
 }
+
+/* Puts n, which is not in l, at the head of l. */
+static inline void tw_lru_push_front(tw_lru *l, tw_lru_node *n) { tw_lru_link(l, n, NULL, l->head); }
+
+/* Puts n, which is not in l, at the tail of l. */
+static inline void tw_lru_push_back(tw_lru *l, tw_lru_node *n) { tw_lru_link(l, n, l->tail, NULL); }
 
 /* Moves n, which is in l, to the head of l. */
 static inline void tw_lru_touch(tw_lru *l, tw_lru_node *n)

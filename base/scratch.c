@@ -24,9 +24,14 @@ void *scratch_alloc(scratch *s, size_t count, size_t size) { return take(s, coun
 
 void *scratch_zalloc(scratch *s, size_t count, size_t size) { return take(s, count, size, true); }
 
+void tw_free_arrays(void *const *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(p[i]);
+}
+
 void scratch_free(scratch *s)
 {
-    for (size_t i = 0; i < s->n; i++) free(s->p[i]);
+    tw_free_arrays(s->p, s->n);
     s->n = 0;
     s->failed = false;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #define SCRATCH_MAX 16
 
@@ -25,6 +26,21 @@ void *scratch_zalloc(scratch *s, size_t count, size_t size);
 
 /* Frees every array taken and resets s to empty. */
 void scratch_free(scratch *s);
+
+/* Frees the n arrays p[0..n). */
+void tw_free_arrays(void *const *p, size_t n);
+
+/* The body of a result's free function: when obj is not NULL, frees the
+ * arrays it owns (its members, named after it) and zeroes *obj, e.g.
+ *   void x_result_free(x_result *r) { TW_FREE_FIELDS(r, r->rows, r->ids); } */
+#define TW_FREE_FIELDS(obj, ...)                                                                             \
+    do {                                                                                                     \
+        if (obj) {                                                                                           \
+            void *const tw_arrays_[] = {__VA_ARGS__};                                                        \
+            tw_free_arrays(tw_arrays_, sizeof tw_arrays_ / sizeof tw_arrays_[0]);                            \
+            memset((obj), 0, sizeof *(obj));                                                                 \
+        }                                                                                                    \
+    } while (0)
 
 /* A growing array: p (NULL or from malloc) with room for *cap elements of
  * `size` bytes, given room for at least `need`, the room doubling from

@@ -18,9 +18,11 @@
 #include "api/api.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/lru.h"
 #include "server/waker.h"
 
 struct gconn {
+    tw_lru_node node; /* first: its list (pending or active) */
     int fd;
     bool shut; /* shutdown() issued; libmicrohttpd will close it */
     char addr[INET6_ADDRSTRLEN];
@@ -29,13 +31,17 @@ struct gconn {
     gconn_phase phase;
     double since, deadline; /* deadline 0: none */
     tw_cancel *cancel;      /* GC_WORK: raised when the client goes away */
-    gconn *prev, *next;
 };
 
+#define GCONN(node) ((gconn *)(node)) /* node is the first member */
+
 typedef struct {
-    gconn *head, *tail; /* oldest first */
+    tw_lru l; /* oldest first */
     size_t n;
 } gconn_list;
+
+static gconn *first(const gconn_list *l) { return GCONN(l->l.head); }
+static gconn *next_of(const gconn *c) { return GCONN(c->node.next); }
 
 typedef struct {
     char addr[INET6_ADDRSTRLEN];
@@ -70,27 +76,13 @@ struct guard {
 
 static void list_add(gconn_list *l, gconn *c)
 {
-    c->prev = l->tail;
-    c->next = NULL;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
+    tw_lru_push_back(&l->l, &c->node);
     l->n++;
 }
 
 static void list_remove(gconn_list *l, gconn *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
+    tw_lru_unlink(&l->l, &c->node);
     l->n--;
 }
 
@@ -385,10 +377,10 @@ static void make_room(guard *g)
     size_t reserve = g->s.max_connections / 16 < 4 ? 4 : g->s.max_connections / 16;
     size_t hi = g->s.max_connections > reserve ? g->s.max_connections - reserve : 0;
     size_t leaving = 0;
-    for (gconn *c = g->active.head; c; c = c->next) leaving += c->shut;
+    for (gconn *c = first(&g->active); c; c = next_of(c)) leaving += c->shut;
     static const gconn_phase order[] = {GC_IDLE, GC_HEADERS, GC_BODY};
     for (size_t k = 0; k < 3 && g->active.n - leaving >= hi; k++)
-        for (gconn *c = g->active.head; c && g->active.n - leaving >= hi; c = c->next)
+        for (gconn *c = first(&g->active); c && g->active.n - leaving >= hi; c = next_of(c))
             if (!c->shut && c->phase == order[k]) {
                 shutdown(c->fd, SHUT_RDWR);
                 c->shut = true;
@@ -404,7 +396,7 @@ static void hand_over(guard *g, gconn *c)
     forget_pending(g, c);
     make_room(g);
     size_t leaving = 0;
-    for (gconn *a = g->active.head; a; a = a->next) leaving += a->shut;
+    for (gconn *a = first(&g->active); a; a = next_of(a)) leaving += a->shut;
     bool full = g->active.n - leaving >= g->s.max_connections;
     pthread_mutex_unlock(&g->lock);
     if (full) {
@@ -470,7 +462,7 @@ static void accept_all(guard *g)
         if (over) g->st.rejected_per_ip++;
         gconn *drop = NULL;
         if (!over && c && g->pending.n >= g->s.max_pending) {
-            drop = g->pending.head;
+            drop = first(&g->pending);
             forget_pending(g, drop);
             g->st.dropped_pending++;
         }
@@ -518,17 +510,16 @@ static bool peer_gone(int fd)
 static void sweep(guard *g)
 {
     double now = tw_now();
-    gconn *expired = NULL;
+    gconn_list expired = {{NULL, NULL}, 0};
     pthread_mutex_lock(&g->lock);
-    for (gconn *c = g->pending.head, *next; c; c = next) {
-        next = c->next;
+    for (gconn *c = first(&g->pending), *next; c; c = next) {
+        next = next_of(c);
         if (c->deadline >= now) continue;
         forget_pending(g, c);
         g->st.timed_out++;
-        c->next = expired;
-        expired = c;
+        list_add(&expired, c);
     }
-    for (gconn *c = g->active.head; c; c = c->next) {
+    for (gconn *c = first(&g->active); c; c = next_of(c)) {
         if (!c->shut && c->deadline > 0 && now > c->deadline) {
             shutdown(c->fd, SHUT_RDWR);
             c->shut = true;
@@ -541,9 +532,8 @@ static void sweep(guard *g)
         }
     }
     pthread_mutex_unlock(&g->lock);
-    while (expired) {
-        gconn *c = expired;
-        expired = c->next;
+    for (gconn *c; (c = first(&expired));) {
+        list_remove(&expired, c);
         epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
         refuse(g, c->fd, 408, "no request arrived in time");
         free(c);
@@ -607,8 +597,7 @@ void guard_stop(guard *g)
     close(g->lfd);
     linger_sweep(g, true);
     pthread_mutex_lock(&g->lock);
-    while (g->pending.head) {
-        gconn *c = g->pending.head;
+    for (gconn *c; (c = first(&g->pending));) {
         forget_pending(g, c);
         close(c->fd);
         free(c);
@@ -620,7 +609,7 @@ void guard_stop(guard *g)
 void guard_free(guard *g)
 {
     if (!g) return;
-    while (g->active.head) gconn_close(g, g->active.head);
+    for (gconn *c; (c = first(&g->active));) gconn_close(g, c);
     free(g->ips);
     free(g->peek);
     pthread_mutex_destroy(&g->lock);
@@ -679,7 +668,7 @@ void gconn_phase_set(guard *g, gconn *c, gconn_phase phase, tw_cancel *cancel)
 void guard_cancel_all(guard *g)
 {
     pthread_mutex_lock(&g->lock);
-    for (gconn *c = g->active.head; c; c = c->next)
+    for (gconn *c = first(&g->active); c; c = next_of(c))
         if (c->phase == GC_WORK && c->cancel) tw_cancel_raise(c->cancel);
     pthread_mutex_unlock(&g->lock);
 }

@@ -1,4 +1,5 @@
-/* Unit tests of base/: the scratch arrays (one failure check, one free). */
+/* Unit tests of base/: the scratch arrays (one failure check, one free),
+ * the intrusive list, the file helpers. */
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "base/lru.h"
 #include "base/scratch.h"
 #include "tests/support/test_fs.h"
 #include "tests/support/tw_check.h"
@@ -49,6 +51,89 @@ START_TEST(test_scratch_failure_is_sticky)
 }
 END_TEST
 
+/* A result's arrays freed and the struct zeroed in one line; NULL is
+ * nothing (ASan reports a leak or a double free if either went wrong). */
+START_TEST(test_free_fields)
+{
+    typedef struct {
+        double *a;
+        int *b;
+        size_t n;
+    } res;
+    res r = {malloc(8 * sizeof(double)), malloc(4 * sizeof(int)), 4}, *rp = &r, *none = NULL;
+    TW_FREE_FIELDS(rp, rp->a, rp->b);
+    ck_assert_ptr_null(r.a);
+    ck_assert_ptr_null(r.b);
+    ck_assert_uint_eq(r.n, 0);
+    TW_FREE_FIELDS(none, NULL);
+}
+END_TEST
+
+typedef struct {
+    tw_lru_node node; /* first */
+    int id;
+} item;
+
+/* The ids from head to tail, checking every back link on the way. */
+static void expect_order(const tw_lru *l, const int *ids, int n)
+{
+    const tw_lru_node *prev = NULL, *p = l->head;
+    for (int i = 0; i < n; i++, prev = p, p = p->next) {
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(((const item *)p)->id, ids[i]);
+        ck_assert_ptr_eq(p->prev, prev);
+    }
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_eq(l->tail, prev);
+}
+
+/* push_front (recency order), push_back (arrival order), touch and unlink
+ * at the head, the tail and the middle. */
+START_TEST(test_lru_orders)
+{
+    item it[4] = {{.id = 0}, {.id = 1}, {.id = 2}, {.id = 3}};
+    tw_lru l = {NULL, NULL};
+    tw_lru_push_back(&l, &it[1].node);
+    tw_lru_push_back(&l, &it[2].node);
+    tw_lru_push_front(&l, &it[0].node);
+    tw_lru_push_back(&l, &it[3].node);
+    expect_order(&l, (const int[]){0, 1, 2, 3}, 4);
+    tw_lru_touch(&l, &it[2].node);
+    expect_order(&l, (const int[]){2, 0, 1, 3}, 4);
+    tw_lru_touch(&l, &it[3].node);
+    expect_order(&l, (const int[]){3, 2, 0, 1}, 4);
+    tw_lru_unlink(&l, &it[2].node);
+    ck_assert_ptr_null(it[2].node.prev);
+    ck_assert_ptr_null(it[2].node.next);
+    expect_order(&l, (const int[]){3, 0, 1}, 3);
+    tw_lru_unlink(&l, &it[1].node);
+    tw_lru_unlink(&l, &it[3].node);
+    expect_order(&l, (const int[]){0}, 1);
+    tw_lru_unlink(&l, &it[0].node);
+    expect_order(&l, NULL, 0);
+}
+END_TEST
+
+/* fs_map_file's mapping is undone by fs_unmap_file (NULL: nothing). */
+START_TEST(test_map_and_unmap)
+{
+    char dir[512], p[600], err[1024];
+    tt_tmpdir(dir, sizeof dir, "map");
+    snprintf(p, sizeof p, "%s/f", dir);
+    tt_write_file(p, "abcdef", 6);
+    const void *map = NULL;
+    size_t size = 0;
+    ck_assert_int_eq(fs_map_file(p, 100, &map, &size, err, sizeof err), 0);
+    ck_assert_uint_eq(size, 6);
+    ck_assert_int_eq(memcmp(map, "abcdef", 6), 0);
+    fs_unmap_file(map, size);
+    fs_unmap_file(NULL, 0);
+    ck_assert_int_eq(fs_map_file(p, 5, &map, &size, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "more than the limit of 5"), "%s", err);
+    tt_rmtree(dir);
+}
+END_TEST
+
 /* The one reader of the loaders' small files (config.json, vocab.json,
  * merges.txt, twd.conf, the word list): regular files only (a FIFO is not
  * waited on, /dev/zero is not read until memory runs out) and at most
@@ -83,8 +168,12 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const scratch_tests[] = {test_scratch_alloc_and_free, test_scratch_failure_is_sticky, NULL};
-    const TTest *const fs_tests[] = {test_read_file_regular_and_capped, NULL};
-    const tw_case cases[] = {{.name = "scratch", .tests = scratch_tests}, {.name = "fs", .tests = fs_tests}};
-    return tw_check_main("base", cases, 2);
+    const TTest *const scratch_tests[] = {test_scratch_alloc_and_free, test_scratch_failure_is_sticky,
+                                          test_free_fields, NULL};
+    const TTest *const lru_tests[] = {test_lru_orders, NULL};
+    const TTest *const fs_tests[] = {test_read_file_regular_and_capped, test_map_and_unmap, NULL};
+    const tw_case cases[] = {{.name = "scratch", .tests = scratch_tests},
+                             {.name = "lru", .tests = lru_tests},
+                             {.name = "fs", .tests = fs_tests}};
+    return tw_check_main("base", cases, 3);
 }

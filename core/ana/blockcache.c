@@ -7,28 +7,29 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/lru.h"
+
 enum { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
 
 struct blockcache_entry {
+    tw_lru_node lru; /* first: the cache's list, head = most recently used */
     char key[BLOCKCACHE_KEY_MAX + 1];
     size_t bytes;
-    void *data;                           /* (bytes), 64-byte aligned, owned by the entry */
-    int state;                            /* ENTRY_* */
-    int err;                              /* the fill's error when FAILED */
-    int refs;                             /* outstanding acquires */
-    int linked;                           /* in the cache's list (findable) */
-    struct blockcache_entry *prev, *next; /* list, head = most recently used */
+    void *data; /* (bytes), 64-byte aligned, owned by the entry */
+    int state;  /* ENTRY_* */
+    int err;    /* the fill's error when FAILED */
+    int refs;   /* outstanding acquires */
+    int linked; /* in the cache's list (findable) */
 };
+
+#define ENTRY(node) ((blockcache_entry *)(node)) /* lru is the first member */
 
 struct blockcache {
     pthread_mutex_t mu;
     pthread_cond_t filled; /* broadcast whenever a fill finishes */
     pthread_cond_t room;   /* broadcast whenever an entry is freed */
-    size_t budget;
-    size_t bytes; /* sum of bytes of every entry not yet freed */
-    size_t entries;
-    blockcache_entry *head, *tail;
-    uint64_t hits, misses, waits, evictions, fill_errors, room_waits, refused;
+    tw_lru list;
+    blockcache_stats st; /* st.bytes: sum of bytes of every entry not yet freed */
 };
 
 /* Entries of any cache this thread holds (acquired and not yet released, or
@@ -55,7 +56,7 @@ blockcache *blockcache_new(size_t budget_bytes)
         free(c);
         return NULL;
     }
-    c->budget = budget_bytes;
+    c->st.budget = budget_bytes;
     return c;
 }
 
@@ -68,25 +69,13 @@ static void entry_free(blockcache_entry *e)
 static void unlink_entry(blockcache *c, blockcache_entry *e)
 {
     if (!e->linked) return;
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
+    tw_lru_unlink(&c->list, &e->lru);
     e->linked = 0;
 }
 
 static void push_front(blockcache *c, blockcache_entry *e)
 {
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head) c->head->prev = e;
-    c->head = e;
-    if (!c->tail) c->tail = e;
+    tw_lru_push_front(&c->list, &e->lru);
     e->linked = 1;
 }
 
@@ -94,35 +83,35 @@ static void push_front(blockcache *c, blockcache_entry *e)
 static void destroy(blockcache *c, blockcache_entry *e)
 {
     unlink_entry(c, e);
-    c->bytes -= e->bytes;
-    c->entries--;
+    c->st.bytes -= e->bytes;
+    c->st.entries--;
     entry_free(e);
     pthread_cond_broadcast(&c->room);
 }
 
-/* Evicts unreferenced ready entries, least recently used first, until
- * bytes + extra <= budget or none is left. Lock held. */
-static void evict_for(blockcache *c, size_t extra)
+/* Evicts unreferenced ready entries, least recently used first: every one
+ * (all), else until bytes + extra <= budget or none is left. Lock held. */
+static void evict(blockcache *c, size_t extra, bool all)
 {
-    blockcache_entry *e = c->tail;
-    while (e && c->bytes + extra > c->budget) {
-        blockcache_entry *prev = e->prev;
+    tw_lru_node *n = c->list.tail;
+    while (n && (all || c->st.bytes + extra > c->st.budget)) {
+        tw_lru_node *prev = n->prev;
+        blockcache_entry *e = ENTRY(n);
         if (e->refs == 0 && e->state == ENTRY_READY) {
             destroy(c, e);
-            c->evictions++;
+            c->st.evictions++;
         }
-        e = prev;
+        n = prev;
     }
 }
 
 void blockcache_free(blockcache *c)
 {
     if (!c) return;
-    blockcache_entry *e = c->head;
-    while (e) {
-        blockcache_entry *next = e->next;
+    while (c->list.head) {
+        blockcache_entry *e = ENTRY(c->list.head);
+        tw_lru_unlink(&c->list, &e->lru);
         entry_free(e);
-        e = next;
     }
     pthread_cond_destroy(&c->room);
     pthread_cond_destroy(&c->filled);
@@ -147,6 +136,14 @@ static blockcache_entry *entry_new(const char *key, size_t bytes)
     return e;
 }
 
+/* The linked entry under key, or NULL. Lock held. */
+static blockcache_entry *find(blockcache *c, const char *key)
+{
+    for (tw_lru_node *n = c->list.head; n; n = n->next)
+        if (strcmp(ENTRY(n)->key, key) == 0) return ENTRY(n);
+    return NULL;
+}
+
 /* Waits (lock held) a little for an entry to be freed. */
 static void wait_room(blockcache *c)
 {
@@ -158,6 +155,117 @@ static void wait_room(blockcache *c)
         ts.tv_nsec -= 1000000000L;
     }
     pthread_cond_timedwait(&c->room, &c->mu, &ts);
+}
+
+/* What an acquire asks for. */
+typedef struct {
+    const char *key;
+    size_t bytes;
+    blockcache_fill_fn fill;
+    void *ctx;
+} request;
+
+/* An entry of no cache (c NULL): filled now, freed at its release. */
+static int acquire_private(const request *q, blockcache_entry **out)
+{
+    blockcache_entry *e = entry_new(q->key, q->bytes);
+    if (!e) return TW_ENOMEM;
+    int rc = q->fill(e->data, q->bytes, q->ctx);
+    if (rc) {
+        entry_free(e);
+        return rc;
+    }
+    e->state = ENTRY_READY;
+    *out = e;
+    return TW_OK;
+}
+
+/* A hit on e: waits for its fill if one is under way. Lock held on entry,
+ * released on return. */
+static int take_hit(blockcache *c, blockcache_entry *e, const request *q, blockcache_entry **out)
+{
+    if (e->bytes != q->bytes) {
+        pthread_mutex_unlock(&c->mu);
+        return TW_EINVAL;
+    }
+    e->refs++;
+    c->st.hits++;
+    if (e->state == ENTRY_FILLING) {
+        c->st.waits++;
+        while (e->state == ENTRY_FILLING) pthread_cond_wait(&c->filled, &c->mu);
+    }
+    if (e->state == ENTRY_FAILED) {
+        int err = e->err;
+        if (--e->refs == 0) destroy(c, e);
+        pthread_mutex_unlock(&c->mu);
+        /* a filler whose request ended (not ours): fill it ourselves */
+        if (err == TW_ECANCELED || err == TW_ETIMEDOUT)
+            return blockcache_acquire(c, q->key, q->bytes, q->fill, q->ctx, out);
+        return err;
+    }
+    if (e->linked) tw_lru_touch(&c->list, &e->lru); // most recently used
+    pthread_mutex_unlock(&c->mu);
+    held_here++;
+    *out = e;
+    return TW_OK;
+}
+
+#define ROOM_WAITED 1
+
+/* Makes room for bytes more (the budget is hard). TW_OK when there is room,
+ * ROOM_WAITED after waiting a little for entries in use (look again: another
+ * thread may have filled the key meanwhile), or an error. Lock held. */
+static int make_room(blockcache *c, size_t bytes, const tw_cancel *cancel, bool *waited)
+{
+    const size_t budget = c->st.budget;
+    if (budget > 0 && bytes > budget) {
+        c->st.refused++;
+        return TW_EBUDGET;
+    }
+    evict(c, bytes, false);
+    if (budget == 0 || c->st.bytes + bytes <= budget) return TW_OK;
+    int rc = held_here > 0 ? TW_ENOMEM : tw_cancel_check(cancel);
+    if (rc == TW_ENOMEM) c->st.refused++;
+    if (rc) return rc;
+    if (!*waited) c->st.room_waits++;
+    *waited = true;
+    wait_room(c);
+    return ROOM_WAITED;
+}
+
+/* A miss: a new entry, filled outside the lock. Lock held on entry,
+ * released on return. */
+static int fill_new(blockcache *c, const request *q, blockcache_entry **out)
+{
+    c->st.misses++;
+    blockcache_entry *e = entry_new(q->key, q->bytes);
+    if (!e) {
+        pthread_mutex_unlock(&c->mu);
+        return TW_ENOMEM;
+    }
+    push_front(c, e);
+    c->st.bytes += q->bytes;
+    c->st.entries++;
+    pthread_mutex_unlock(&c->mu);
+
+    held_here++; // while filling too: the fill may acquire other entries
+    int rc = q->fill(e->data, q->bytes, q->ctx);
+
+    pthread_mutex_lock(&c->mu);
+    if (rc) {
+        e->state = ENTRY_FAILED;
+        e->err = rc;
+        c->st.fill_errors++;
+        unlink_entry(c, e); // later requests try again
+        if (--e->refs == 0) destroy(c, e);
+    } else {
+        e->state = ENTRY_READY;
+        *out = e;
+    }
+    pthread_cond_broadcast(&c->filled);
+    pthread_mutex_unlock(&c->mu);
+    if (rc) held_here--;
+    return rc;
 }
 
 int blockcache_acquire(blockcache *c, const char *key, size_t bytes, blockcache_fill_fn fill, void *ctx,
@@ -172,106 +280,21 @@ int blockcache_acquire_within(blockcache *c, const char *key, size_t bytes, bloc
     if (!key || !fill || !out || bytes == 0 || bytes > SIZE_MAX - 64 || strlen(key) > BLOCKCACHE_KEY_MAX)
         return TW_EINVAL;
     *out = NULL;
-
-    if (!c) { // private entry
-        blockcache_entry *e = entry_new(key, bytes);
-        if (!e) return TW_ENOMEM;
-        int rc = fill(e->data, bytes, ctx);
-        if (rc) {
-            entry_free(e);
-            return rc;
-        }
-        e->state = ENTRY_READY;
-        *out = e;
-        return TW_OK;
-    }
+    const request q = {.key = key, .bytes = bytes, .fill = fill, .ctx = ctx};
+    if (!c) return acquire_private(&q, out);
 
     pthread_mutex_lock(&c->mu);
     bool waited = false;
-retry:
-    for (blockcache_entry *e = c->head; e; e = e->next) {
-        if (strcmp(e->key, key) != 0) continue;
-        if (e->bytes != bytes) {
-            pthread_mutex_unlock(&c->mu);
-            return TW_EINVAL;
-        }
-        e->refs++;
-        c->hits++;
-        if (e->state == ENTRY_FILLING) {
-            c->waits++;
-            while (e->state == ENTRY_FILLING) pthread_cond_wait(&c->filled, &c->mu);
-        }
-        if (e->state == ENTRY_FAILED) {
-            int err = e->err;
-            if (--e->refs == 0) destroy(c, e);
-            if (err == TW_ECANCELED || err == TW_ETIMEDOUT) {
-                /* the filler's request ended, not ours: fill it ourselves */
-                pthread_mutex_unlock(&c->mu);
-                return blockcache_acquire(c, key, bytes, fill, ctx, out);
-            }
-            pthread_mutex_unlock(&c->mu);
-            return err;
-        }
-        if (e->linked) { // most recently used
-            unlink_entry(c, e);
-            push_front(c, e);
-        }
-        pthread_mutex_unlock(&c->mu);
-        held_here++;
-        *out = e;
-        return TW_OK;
-    }
-
-    // Miss: make room (the budget is hard), then fill outside the lock.
-    if (c->budget > 0 && bytes > c->budget) {
-        c->refused++;
-        pthread_mutex_unlock(&c->mu);
-        return TW_EBUDGET;
-    }
-    evict_for(c, bytes);
-    if (c->budget > 0 && c->bytes + bytes > c->budget) {
-        int rc = held_here > 0 ? TW_ENOMEM : tw_cancel_check(cancel);
-        if (rc) {
-            if (rc == TW_ENOMEM) c->refused++;
+    for (;;) {
+        blockcache_entry *e = find(c, key);
+        if (e) return take_hit(c, e, &q, out);
+        int rc = make_room(c, bytes, cancel, &waited);
+        if (rc == TW_OK) return fill_new(c, &q, out);
+        if (rc != ROOM_WAITED) {
             pthread_mutex_unlock(&c->mu);
             return rc;
         }
-        if (!waited) c->room_waits++;
-        waited = true;
-        wait_room(c);
-        goto retry; // another thread may have filled this key meanwhile
     }
-    c->misses++;
-    blockcache_entry *e = entry_new(key, bytes);
-    if (!e) {
-        pthread_mutex_unlock(&c->mu);
-        return TW_ENOMEM;
-    }
-    push_front(c, e);
-    c->bytes += bytes;
-    c->entries++;
-    pthread_mutex_unlock(&c->mu);
-
-    held_here++; // while filling too: the fill may acquire other entries
-    int rc = fill(e->data, bytes, ctx);
-
-    pthread_mutex_lock(&c->mu);
-    if (rc) {
-        e->state = ENTRY_FAILED;
-        e->err = rc;
-        c->fill_errors++;
-        unlink_entry(c, e); // later requests try again
-        if (--e->refs == 0) destroy(c, e);
-        pthread_cond_broadcast(&c->filled);
-        pthread_mutex_unlock(&c->mu);
-        held_here--;
-        return rc;
-    }
-    e->state = ENTRY_READY;
-    pthread_cond_broadcast(&c->filled);
-    pthread_mutex_unlock(&c->mu);
-    *out = e;
-    return TW_OK;
 }
 
 int blockcache_lookup(blockcache *c, const char *key, size_t bytes, blockcache_entry **out)
@@ -280,12 +303,12 @@ int blockcache_lookup(blockcache *c, const char *key, size_t bytes, blockcache_e
     *out = NULL;
     if (!c) return 1;
     pthread_mutex_lock(&c->mu);
-    for (blockcache_entry *e = c->head; e; e = e->next) {
+    for (tw_lru_node *n = c->list.head; n; n = n->next) {
+        blockcache_entry *e = ENTRY(n);
         if (strcmp(e->key, key) != 0 || e->bytes != bytes || e->state != ENTRY_READY) continue;
         e->refs++;
-        c->hits++;
-        unlink_entry(c, e);
-        push_front(c, e);
+        c->st.hits++;
+        tw_lru_touch(&c->list, &e->lru);
         pthread_mutex_unlock(&c->mu);
         held_here++; /* released as an acquired entry is */
         *out = e;
@@ -296,8 +319,6 @@ int blockcache_lookup(blockcache *c, const char *key, size_t bytes, blockcache_e
 }
 
 const void *blockcache_data(const blockcache_entry *e) { return e->data; }
-
-size_t blockcache_size(const blockcache_entry *e) { return e->bytes; }
 
 void blockcache_release(blockcache *c, blockcache_entry *e)
 {
@@ -311,11 +332,11 @@ void blockcache_release(blockcache *c, blockcache_entry *e)
     if (--e->refs == 0) {
         if (!e->linked) {
             destroy(c, e);
-        } else if (e->bytes > c->budget) { // budget 0: nothing is kept
+        } else if (e->bytes > c->st.budget) { // budget 0: nothing is kept
             destroy(c, e);
-            c->evictions++;
+            c->st.evictions++;
         } else {
-            evict_for(c, 0);
+            evict(c, 0, false);
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -325,32 +346,17 @@ void blockcache_clear(blockcache *c)
 {
     if (!c) return;
     pthread_mutex_lock(&c->mu);
-    blockcache_entry *e = c->tail;
-    while (e) {
-        blockcache_entry *prev = e->prev;
-        if (e->refs == 0 && e->state == ENTRY_READY) {
-            destroy(c, e);
-            c->evictions++;
-        }
-        e = prev;
-    }
+    evict(c, 0, true);
     pthread_mutex_unlock(&c->mu);
 }
 
 void blockcache_get_stats(blockcache *c, blockcache_stats *s)
 {
-    memset(s, 0, sizeof *s);
-    if (!c) return;
-    pthread_mutex_lock(&c->mu);
-    s->bytes = c->bytes;
-    s->budget = c->budget;
-    s->entries = c->entries;
-    s->hits = c->hits;
-    s->misses = c->misses;
-    s->waits = c->waits;
-    s->evictions = c->evictions;
-    s->fill_errors = c->fill_errors;
-    s->room_waits = c->room_waits;
-    s->refused = c->refused;
-    pthread_mutex_unlock(&c->mu);
+    blockcache_stats st = {0};
+    if (c) {
+        pthread_mutex_lock(&c->mu);
+        st = c->st;
+        pthread_mutex_unlock(&c->mu);
+    }
+    *s = st;
 }

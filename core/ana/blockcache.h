@@ -86,9 +86,8 @@ int blockcache_acquire_within(blockcache *c, const char *key, size_t bytes, bloc
  * cached. */
 int blockcache_lookup(blockcache *c, const char *key, size_t bytes, blockcache_entry **out);
 
-/* The entry's buffer (valid until its release) and its size. */
+/* The entry's buffer (valid until its release). */
 const void *blockcache_data(const blockcache_entry *e);
-size_t blockcache_size(const blockcache_entry *e);
 
 /* Drops one reference (c as given to acquire, possibly NULL). NULL e ok. */
 void blockcache_release(blockcache *c, blockcache_entry *e);

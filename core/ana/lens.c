@@ -369,15 +369,12 @@ int lens_rows(const float *E, size_t V, size_t d, const float *Q, size_t nq, con
     if (rc != TW_OK || nq == 0) return rc;
     size_t nt = o ? o->n_targets : 0, k = o ? o->k : 0;
     float R = o && o->max_row_norm > 0 ? o->max_row_norm : topk_max_row_norm(E, V, d);
-    lens_pass p = {.E = E,
-                   .Q = Q,
-                   .d = d,
-                   .nq = nq,
-                   .nt = nt,
-                   .V = V,
-                   .targets = nt ? o->targets : NULL,
-                   .progress = o ? o->progress : NULL,
-                   .done0 = o ? o->progress_done0 : 0};
+    lens_pass p = {.E = E, .Q = Q, .d = d, .nq = nq, .nt = nt, .V = V};
+    if (o) { /* what the caller asked for beyond the rows */
+        p.targets = nt ? o->targets : NULL;
+        p.progress = o->progress;
+        p.done0 = o->progress_done0;
+    }
     if ((rc = pass_alloc(&p)) != TW_OK) return rc;
     pass_targets(&p, R);
     topk_opts to = {.max_row_norm = R, .cancel = o ? o->cancel : NULL, .on_block = on_block, .ctx = &p};

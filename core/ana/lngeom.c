@@ -28,13 +28,7 @@ void lngeom_layer_name(const lngeom_layer *l, char *buf, size_t len)
         snprintf(buf, len, "h.%d.%s", l->block, l->kind == LNG_LN1 ? "ln_1" : "ln_2");
 }
 
-void lngeom_result_free(lngeom_result *r)
-{
-    if (!r) return;
-    free(r->layers);
-    free(r->lists);
-    memset(r, 0, sizeof *r);
-}
+void lngeom_result_free(lngeom_result *r) { TW_FREE_FIELDS(r, r->layers, r->lists); }
 
 /* gamma and beta (or NULL) of layer li (h.0.ln_1, h.0.ln_2, ..., ln_f). */
 static void layer_params(const gpt2_model *m, size_t li, const float **g, const float **b)
@@ -348,12 +342,7 @@ int lngeom_layers(const gpt2_model *m, const ana_ctx *x, const gpt2_forward_resu
 
 void lngeom_keys_result_free(lngeom_keys_result *r)
 {
-    if (!r) return;
-    free(r->selectable);
-    free(r->unselectable);
-    free(r->q);
-    free(r->drawn);
-    memset(r, 0, sizeof *r);
+    TW_FREE_FIELDS(r, r->selectable, r->unselectable, r->q, r->drawn);
 }
 
 /* N unit queries of R^dh: normal draws normalised in double. */
@@ -575,12 +564,7 @@ int lngeom_keys(const gpt2_model *m, const ana_ctx *x, int block, size_t queries
 
 /* ---- 2D sketch ---- */
 
-void lngeom_sketch_result_free(lngeom_sketch_result *r)
-{
-    if (!r) return;
-    free(r->pts);
-    memset(r, 0, sizeof *r);
-}
+void lngeom_sketch_result_free(lngeom_sketch_result *r) { TW_FREE_FIELDS(r, r->pts); }
 
 void lngeom_default_dims(const gpt2_model *m, int block, int dims[2])
 {

@@ -69,12 +69,8 @@ static int mlp_model_ok(const gpt2_model *m) { return ana_check_model(m) == TW_O
 
 /* ---- Value vectors ---- */
 
-void mlp_values_result_free(mlp_values_result *r)
-{
-    if (!r) return;
-    free(r->norm); /* the single allocation starts there */
-    memset(r, 0, sizeof *r);
-}
+/* norm: the single allocation starts there */
+void mlp_values_result_free(mlp_values_result *r) { TW_FREE_FIELDS(r, r->norm); }
 
 int mlp_values(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *neurons, size_t n, size_t k,
                mlp_values_result *out)
@@ -126,12 +122,7 @@ done:
 
 /* ---- Search ---- */
 
-void mlp_search_result_free(mlp_search_result *r)
-{
-    if (!r) return;
-    free(r->hits);
-    memset(r, 0, sizeof *r);
-}
+void mlp_search_result_free(mlp_search_result *r) { TW_FREE_FIELDS(r, r->hits); }
 
 int mlp_search(const gpt2_model *m, const ana_ctx *x, int block, int32_t token, size_t k,
                mlp_search_result *out)
@@ -284,12 +275,8 @@ static int fill_svd(void *data, size_t bytes, void *ctx)
     return TW_OK;
 }
 
-void mlp_svd_result_free(mlp_svd_result *r)
-{
-    if (!r) return;
-    free(r->s); /* the single allocation starts there */
-    memset(r, 0, sizeof *r);
-}
+/* s: the single allocation starts there */
+void mlp_svd_result_free(mlp_svd_result *r) { TW_FREE_FIELDS(r, r->s); }
 
 static void negate_hits(topk_hit *dst, const topk_hit *src, size_t k)
 {
@@ -454,12 +441,8 @@ int mlp_svd(const gpt2_model *m, const ana_ctx *x, int block, int matrix, size_t
 
 /* ---- Sub-updates ---- */
 
-void mlp_updates_result_free(mlp_updates_result *r)
-{
-    if (!r) return;
-    free(r->update_norm); /* the single allocation starts there */
-    memset(r, 0, sizeof *r);
-}
+/* update_norm: the single allocation starts there */
+void mlp_updates_result_free(mlp_updates_result *r) { TW_FREE_FIELDS(r, r->update_norm); }
 
 /* TW_OK if mlp_updates can run on these arguments, else TW_EINVAL, TW_ETOP
  * or TW_EK. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/scratch.h"
 #include "core/ana/lens.h"
 #include "core/nn/topk.h"
 
@@ -120,15 +121,7 @@ ts_summary ts_summarise(const double *v, size_t n)
 
 /* ---- The statistics ---- */
 
-void traj_stats_result_free(traj_stats_result *r)
-{
-    if (!r) return;
-    free(r->cells);
-    free(r->t);
-    free(r->rank);
-    free(r->values);
-    memset(r, 0, sizeof *r);
-}
+void traj_stats_result_free(traj_stats_result *r) { TW_FREE_FIELDS(r, r->cells, r->t, r->rank, r->values); }
 
 static double cosine(const float *a, const float *b, size_t d)
 {
@@ -233,20 +226,10 @@ static const float *state_row(const gpt2_forward_result *f, size_t s, size_t p)
     return f->resid_lnf + ((s - 3) * n + p) * C;
 }
 
-int traj_stats(const gpt2_model *m, const ana_ctx *x, const ts_text *texts, size_t n_texts, size_t k,
-               gpt2_gelu gelu, traj_stats_result *out)
+/* Checks the texts and counts them into r: texts, tokens, positions (a text
+ * of fewer than 2 tokens has no next token and is skipped). */
+static int count_texts(const ts_text *texts, size_t n_texts, traj_stats_result *r)
 {
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
-    int rc = ana_check_model(m);
-    if (rc != TW_OK) return rc;
-    if (!texts && n_texts) return TW_EINVAL;
-    const gpt2_config *cfg = &m->cfg;
-    const size_t V = (size_t)cfg->vocab_size, d = (size_t)cfg->n_embd, L = (size_t)cfg->n_layer, S = L + 3;
-    if (k < 1 || k > V) return TW_EK;
-    traj_stats_result *r = out;
-    r->n_states = S;
-    r->k = k;
     for (size_t i = 0; i < n_texts; i++) {
         if (!texts[i].ids && texts[i].n) return TW_EINVAL;
         if (texts[i].n < 2) {
@@ -257,70 +240,119 @@ int traj_stats(const gpt2_model *m, const ana_ctx *x, const ts_text *texts, size
         r->n_tokens += texts[i].n;
         r->n_positions += texts[i].n - 1;
     }
-    const size_t P = r->n_positions;
+    return TW_OK;
+}
+
+/* The arrays of r for its n_states x n_positions cells. */
+static int result_alloc(traj_stats_result *r)
+{
+    const size_t S = r->n_states, P = r->n_positions, P1 = P ? P : 1;
     if (P > (size_t)INT32_MAX / S || P > SIZE_MAX / sizeof(double) / TS_N_STATS / S) return TW_ENOMEM;
-    chunk c = {0};
     r->cells = calloc(S * TS_N_BUCKETS, sizeof *r->cells);
-    r->t = malloc((P ? P : 1) * sizeof *r->t);
-    r->rank = malloc((P ? P : 1) * S * sizeof *r->rank);
-    r->values = malloc((P ? P : 1) * S * TS_N_STATS * sizeof *r->values);
-    size_t ch = TS_CHUNK_ROWS;
-    c.q = malloc(ch * d * sizeof *c.q);
-    c.tgt = malloc(ch * sizeof *c.tgt);
-    c.slot = malloc(ch * sizeof *c.slot);
-    c.rank = malloc(ch * sizeof *c.rank);
-    c.lse = malloc(ch * sizeof *c.lse);
-    c.score = malloc(ch * sizeof *c.score);
-    if (!r->cells || !r->t || !r->rank || !r->values || !c.q || !c.tgt || !c.slot || !c.rank || !c.lse ||
-        !c.score) {
-        rc = TW_ENOMEM;
-        goto out;
+    r->t = malloc(P1 * sizeof *r->t);
+    r->rank = malloc(P1 * S * sizeof *r->rank);
+    r->values = malloc(P1 * S * TS_N_STATS * sizeof *r->values);
+    return r->cells && r->t && r->rank && r->values ? TW_OK : TW_ENOMEM;
+}
+
+/* The arrays of a chunk of TS_CHUNK_ROWS rows of d floats, taken from sc. */
+static int chunk_alloc(chunk *c, size_t d, scratch *sc)
+{
+    const size_t ch = TS_CHUNK_ROWS;
+    *c = (chunk){.q = scratch_alloc(sc, ch * d, sizeof *c->q),
+                 .tgt = scratch_alloc(sc, ch, sizeof *c->tgt),
+                 .slot = scratch_alloc(sc, ch, sizeof *c->slot),
+                 .rank = scratch_alloc(sc, ch, sizeof *c->rank),
+                 .lse = scratch_alloc(sc, ch, sizeof *c->lse),
+                 .score = scratch_alloc(sc, ch, sizeof *c->score)};
+    return sc->failed ? TW_ENOMEM : TW_OK;
+}
+
+/* What the pass over the texts shares. */
+typedef struct {
+    const gpt2_model *m;
+    const ana_ctx *x;
+    traj_stats_result *r;
+    chunk c;
+    float R;        /* max row norm of wte */
+    long long done; /* rows through the lens */
+} ts_pass;
+
+/* The cosines of every state of position p of text tx (forward result f,
+ * global position gp) and its rows queued for the logit lens. */
+static int position_states(ts_pass *t, const ts_text *tx, const gpt2_forward_result *f, size_t p, size_t gp)
+{
+    traj_stats_result *r = t->r;
+    const size_t d = (size_t)t->m->cfg.n_embd, S = r->n_states, P = r->n_positions;
+    const float *e_self = t->m->p.wte + (size_t)tx->ids[p] * d;
+    const float *e_next = t->m->p.wte + (size_t)tx->ids[p + 1] * d;
+    const float *fin = state_row(f, S - 1, p);
+    r->t[gp] = (int32_t)p;
+    for (size_t s = 0; s < S; s++) {
+        const float *y = state_row(f, s, p);
+        const size_t sl = s * P + gp;
+        r->values[(size_t)TS_COS_NEXT * S * P + sl] = cosine(y, e_next, d);
+        r->values[(size_t)TS_COS_SELF * S * P + sl] = cosine(y, e_self, d);
+        r->values[(size_t)TS_COS_FINAL * S * P + sl] = cosine(y, fin, d);
+        chunk *c = &t->c;
+        memcpy(c->q + c->n * d, y, d * sizeof *c->q);
+        c->tgt[c->n] = tx->ids[p + 1];
+        c->slot[c->n] = sl;
+        if (++c->n == TS_CHUNK_ROWS) {
+            int rc = flush_chunk(t->m, t->R, c, r, t->x, &t->done);
+            if (rc != TW_OK) return rc;
+        }
     }
-    const float R = topk_max_row_norm(m->p.wte, V, d);
-    tw_progress_stage(ana_progress(x), "logit lens", (long long)(S * P));
-    long long done = 0;
+    return TW_OK;
+}
+
+/* The forward pass of every text and the statistics of its states. */
+static int texts_pass(ts_pass *t, const ts_text *texts, size_t n_texts, gpt2_gelu gelu)
+{
     gpt2_forward_opts fo = {
-        .gelu = gelu, .logits = GPT2_LOGITS_NONE, .skip_attention = 1, .cancel = ana_cancel(x)};
+        .gelu = gelu, .logits = GPT2_LOGITS_NONE, .skip_attention = 1, .cancel = ana_cancel(t->x)};
+    int rc = TW_OK;
     size_t p0 = 0; /* the first position of the current text */
     for (size_t i = 0; i < n_texts && rc == TW_OK; i++) {
         const ts_text *tx = &texts[i];
         if (tx->n < 2) continue;
         gpt2_forward_result *f = NULL;
-        if ((rc = gpt2_forward(m, tx->ids, tx->n, &fo, &f)) != TW_OK) break;
-        for (size_t p = 0; p + 1 < tx->n && rc == TW_OK; p++) {
-            const size_t gp = p0 + p;
-            r->t[gp] = (int32_t)p;
-            const float *e_self = m->p.wte + (size_t)tx->ids[p] * d;
-            const float *e_next = m->p.wte + (size_t)tx->ids[p + 1] * d;
-            const float *fin = state_row(f, S - 1, p);
-            for (size_t s = 0; s < S; s++) {
-                const float *y = state_row(f, s, p);
-                size_t sl = s * P + gp;
-                r->values[(size_t)TS_COS_NEXT * S * P + sl] = cosine(y, e_next, d);
-                r->values[(size_t)TS_COS_SELF * S * P + sl] = cosine(y, e_self, d);
-                r->values[(size_t)TS_COS_FINAL * S * P + sl] = cosine(y, fin, d);
-                memcpy(c.q + c.n * d, y, d * sizeof *c.q);
-                c.tgt[c.n] = tx->ids[p + 1];
-                c.slot[c.n] = sl;
-                if (++c.n == ch) rc = flush_chunk(m, R, &c, r, x, &done);
-            }
-        }
+        if ((rc = gpt2_forward(t->m, tx->ids, tx->n, &fo, &f)) != TW_OK) break;
+        for (size_t p = 0; p + 1 < tx->n && rc == TW_OK; p++) rc = position_states(t, tx, f, p, p0 + p);
         gpt2_forward_free(f);
         p0 += tx->n - 1;
     }
-    if (rc == TW_OK) rc = flush_chunk(m, R, &c, r, x, &done);
+    if (rc == TW_OK) rc = flush_chunk(t->m, t->R, &t->c, t->r, t->x, &t->done);
+    return rc;
+}
+
+int traj_stats(const gpt2_model *m, const ana_ctx *x, const ts_text *texts, size_t n_texts, size_t k,
+               gpt2_gelu gelu, traj_stats_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    int rc = ana_check_model(m);
+    if (rc != TW_OK) return rc;
+    if (!texts && n_texts) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    if (k < 1 || k > V) return TW_EK;
+    ts_pass t = {.m = m, .x = x, .r = out};
+    out->n_states = (size_t)m->cfg.n_layer + 3;
+    out->k = k;
+    scratch sc = {.n = 0};
+    if ((rc = count_texts(texts, n_texts, out)) != TW_OK) return rc;
+    if ((rc = result_alloc(out)) == TW_OK) rc = chunk_alloc(&t.c, d, &sc);
+    if (rc == TW_OK) {
+        t.R = topk_max_row_norm(m->p.wte, V, d);
+        tw_progress_stage(ana_progress(x), "logit lens", (long long)(out->n_states * out->n_positions));
+        rc = texts_pass(&t, texts, n_texts, gelu);
+    }
     if (rc == TW_OK) {
         tw_progress_stage(ana_progress(x), "summaries", 1);
-        rc = summarise_all(r);
+        rc = summarise_all(out);
         tw_progress_add(ana_progress(x), 1);
     }
-out:
-    free(c.q);
-    free(c.tgt);
-    free(c.slot);
-    free(c.rank);
-    free(c.lse);
-    free(c.score);
-    if (rc != TW_OK) traj_stats_result_free(r);
+    scratch_free(&sc);
+    if (rc != TW_OK) traj_stats_result_free(out);
     return rc;
 }

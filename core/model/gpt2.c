@@ -203,6 +203,13 @@ int gpt2_own(gpt2_model *m, float *buf)
     return 0;
 }
 
+/* Frees what gpt2_own took. */
+static void owned_free(gpt2_model *m)
+{
+    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+}
+
 size_t gpt2_param_count(const gpt2_config *c)
 {
     size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
@@ -398,31 +405,29 @@ static int bind_all(gpt2_model *m, const st_file *f, int lazy, char *err, size_t
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2_block *h = &p->h[l];
         const float *attn_w, *attn_proj_w, *fc_w, *fc_proj_w;
+        /* each sub-module's NAME.weight, then NAME.bias (1-D) */
         const struct {
-            const char *suffix;
-            const size_t *shape;
-            int ndim;
-            const float **dst;
-            int lazy; /* the block matrix it is (0..3), or -1 */
+            const char *name;
+            const size_t *w_shape, *b_shape;
+            int w_ndim;
+            const float **w, **b;
+            int lazy; /* the block matrix its weight is (0..3), or -1 */
         } want[] = {
-            {"ln_1.weight", s_c, 1, &h->ln_1_w, -1},
-            {"ln_1.bias", s_c, 1, &h->ln_1_b, -1},
-            {"attn.c_attn.weight", s_c3c, 2, &attn_w, 0},
-            {"attn.c_attn.bias", s_3c, 1, &h->attn_b, -1},
-            {"attn.c_proj.weight", s_cc, 2, &attn_proj_w, 1},
-            {"attn.c_proj.bias", s_c, 1, &h->attn_proj_b, -1},
-            {"ln_2.weight", s_c, 1, &h->ln_2_w, -1},
-            {"ln_2.bias", s_c, 1, &h->ln_2_b, -1},
-            {"mlp.c_fc.weight", s_ci, 2, &fc_w, 2},
-            {"mlp.c_fc.bias", s_i, 1, &h->fc_b, -1},
-            {"mlp.c_proj.weight", s_ic, 2, &fc_proj_w, 3},
-            {"mlp.c_proj.bias", s_c, 1, &h->fc_proj_b, -1},
+            {"ln_1", s_c, s_c, 1, &h->ln_1_w, &h->ln_1_b, -1},
+            {"attn.c_attn", s_c3c, s_3c, 2, &attn_w, &h->attn_b, 0},
+            {"attn.c_proj", s_cc, s_c, 2, &attn_proj_w, &h->attn_proj_b, 1},
+            {"ln_2", s_c, s_c, 1, &h->ln_2_w, &h->ln_2_b, -1},
+            {"mlp.c_fc", s_ci, s_i, 2, &fc_w, &h->fc_b, 2},
+            {"mlp.c_proj", s_ic, s_c, 2, &fc_proj_w, &h->fc_proj_b, 3},
         };
         for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
-            char name[96];
-            snprintf(name, sizeof name, "h.%d.%s", l, want[k].suffix);
-            if (bind_tensor_as(m, f, name, want[k].shape, want[k].ndim, want[k].dst,
-                               lazy && want[k].lazy >= 0 ? l : -1, want[k].lazy, err, errlen))
+            char w[96], bias[96];
+            snprintf(w, sizeof w, "h.%d.%s.weight", l, want[k].name);
+            snprintf(bias, sizeof bias, "h.%d.%s.bias", l, want[k].name);
+            int lazy_block = lazy && want[k].lazy >= 0 ? l : -1;
+            if (bind_tensor_as(m, f, w, want[k].w_shape, want[k].w_ndim, want[k].w, lazy_block, want[k].lazy,
+                               err, errlen) ||
+                bind_tensor(m, f, bias, want[k].b_shape, 1, want[k].b, err, errlen))
                 return -1;
         }
         /* the Hugging Face layout: Conv1D weights are (in, out) row-major */
@@ -607,17 +612,13 @@ int gpt2_file_changed(const gpt2_model *m, char *why, size_t n)
 void gpt2_free(gpt2_model *m)
 {
     if (!m) return;
-    if (m->map) {
-        tw_map_remove(m->map);
-        munmap(m->map, m->map_len);
-    }
+    fs_unmap_file(m->map, m->map_len);
     if (m->ckpt) {
         torch_ckpt_close(m->ckpt);
         free(m->ckpt);
     }
     free(m->file);
-    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
-    free(m->owned);
+    owned_free(m);
     gpt2_lazy_free(m);
     free(m->p.h);
     free(m->dir);

@@ -1,18 +1,13 @@
 #include "core/model/safetensors.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/err.h"
-#include "base/mapreg.h"
+#include "base/fs.h"
 
 static const struct {
     const char *name;
@@ -66,10 +61,7 @@ static void st_clear(st_file *f) { memset(f, 0, sizeof *f); }
 void st_close(st_file *f)
 {
     if (!f) return;
-    if (f->map) {
-        tw_map_remove(f->map);
-        munmap((void *)f->map, f->size);
-    }
+    fs_unmap_file(f->map, f->size);
     for (size_t i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     free(f->path);
@@ -327,55 +319,20 @@ int st_open(const char *path, st_file *f, char *err, size_t errlen)
         st_error(err, errlen, path, NULL, "out of memory");
         return -1;
     }
-    /* O_NONBLOCK: a FIFO in place of the file must not block start-up; it is
-     * refused as not regular below */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-        st_error(err, errlen, path, NULL, "cannot open: %s", strerror(errno));
-        st_close(f);
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        st_error(err, errlen, path, NULL, "cannot stat: %s", strerror(errno));
-        close(fd);
-        st_close(f);
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st_error(err, errlen, path, NULL, "not a regular file");
-        close(fd);
-        st_close(f);
-        return -1;
-    }
-    if (sb.st_size < 8) {
-        st_error(err, errlen, path, NULL,
-                 sb.st_size == 0 ? "file is empty"
-                                 : "file is %lld bytes, too short for the 8-byte header length",
-                 (long long)sb.st_size);
-        close(fd);
-        st_close(f);
-        return -1;
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
-        st_error(err, errlen, path, NULL, "file too large to map");
-        close(fd);
-        st_close(f);
-        return -1;
-    }
-    size_t size = (size_t)sb.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        st_error(err, errlen, path, NULL, "cannot mmap %zu bytes: %s", size, strerror(errno));
+    /* fs_map_file refuses a FIFO or device before it could block start-up */
+    const void *map;
+    size_t size;
+    if (fs_map_file(path, SIZE_MAX, &map, &size, err, errlen) != 0) {
         st_close(f);
         return -1;
     }
     f->map = map;
     f->size = size;
-    tw_file_id id;
-    tw_file_id_of(&sb, &id);
-    (void)tw_map_add(map, size, path, &id); /* untracked when the table is full */
+    if (size < 8) {
+        st_error(err, errlen, path, NULL, "file is %zu bytes, too short for the 8-byte header length", size);
+        st_close(f);
+        return -1;
+    }
     if (parse_header(f, err, errlen) != 0) {
         st_close(f);
         return -1;

@@ -1,18 +1,12 @@
 #include "core/model/torch_ckpt.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/err.h"
-#include "base/mapreg.h"
 #include "base/fs.h"
 #include "base/sort.h"
 
@@ -227,6 +221,20 @@ static int cmp_tensor_idx(const void *a, const void *b, const void *ts)
 
 static const char *kind_of(const pk_value *v) { return pk_kind_name(v->kind); }
 
+/* The value under key of dict d into *v, NULL when absent: 0, or -1 when it
+ * is there but not of kind want (PK_DICT: a dict or an OrderedDict). `what`
+ * names it and `want_name` the kind in the message ("model_args 'bias' is a
+ * str, not a bool"). */
+static int optional_value(const torch_ckpt *c, const pk_value *d, const char *key, pk_kind want,
+                          const char *what, const char *want_name, const pk_value **v, char *err,
+                          size_t errlen)
+{
+    *v = pk_dict_get(d, key);
+    if (!*v || (want == PK_DICT ? pk_is_dict(*v) : (*v)->kind == want)) return 0;
+    ck_err(err, errlen, c->path, NULL, "%s is a %s, not %s", what, kind_of(*v), want_name);
+    return -1;
+}
+
 static int read_int_arg(const torch_ckpt *c, const pk_value *args, const char *key, unsigned bit,
                         int64_t *out, unsigned *present, char *err, size_t errlen)
 {
@@ -259,12 +267,9 @@ static int read_model_args(torch_ckpt *c, const pk_value *a, char *err, size_t e
         read_int_arg(c, a, "block_size", TC_ARG_BLOCK_SIZE, &m->block_size, &m->present, err, errlen) ||
         read_int_arg(c, a, "vocab_size", TC_ARG_VOCAB_SIZE, &m->vocab_size, &m->present, err, errlen))
         return -1;
-    const pk_value *v = pk_dict_get(a, "bias");
+    const pk_value *v;
+    if (optional_value(c, a, "bias", PK_BOOL, "model_args 'bias'", "a bool", &v, err, errlen)) return -1;
     if (v) {
-        if (v->kind != PK_BOOL) {
-            ck_err(err, errlen, c->path, NULL, "model_args 'bias' is a %s, not a bool", kind_of(v));
-            return -1;
-        }
         m->bias = v->u.b;
         m->present |= TC_ARG_BIAS;
     }
@@ -564,18 +569,11 @@ static int ckpt_parse(torch_ckpt *c, char *err, size_t errlen)
 
     const pk_value *v = pk_dict_get(root, "model_args");
     if (v && read_model_args(c, v, err, errlen)) return -1;
-    v = pk_dict_get(root, "config");
+    if (optional_value(c, root, "config", PK_DICT, "config", "a dict", &v, err, errlen)) return -1;
     if (v) {
-        if (!pk_is_dict(v)) {
-            ck_err(err, errlen, c->path, NULL, "config is a %s, not a dict", kind_of(v));
-            return -1;
-        }
-        const pk_value *ds = pk_dict_get(v, "dataset");
+        const pk_value *ds;
+        if (optional_value(c, v, "dataset", PK_STR, "config 'dataset'", "a str", &ds, err, errlen)) return -1;
         if (ds) {
-            if (ds->kind != PK_STR) {
-                ck_err(err, errlen, c->path, NULL, "config 'dataset' is a %s, not a str", kind_of(ds));
-                return -1;
-            }
             c->dataset = strdup(ds->u.str.s);
             if (!c->dataset) {
                 ck_err(err, errlen, c->path, NULL, "out of memory");
@@ -583,12 +581,8 @@ static int ckpt_parse(torch_ckpt *c, char *err, size_t errlen)
             }
         }
     }
-    v = pk_dict_get(root, "iter_num");
+    if (optional_value(c, root, "iter_num", PK_INT, "iter_num", "an int", &v, err, errlen)) return -1;
     if (v) {
-        if (v->kind != PK_INT) {
-            ck_err(err, errlen, c->path, NULL, "iter_num is a %s, not an int", kind_of(v));
-            return -1;
-        }
         c->iter_num = v->u.i;
         c->has_iter_num = 1;
     }
@@ -617,31 +611,32 @@ int torch_ckpt_open_mem(const void *buf, size_t len, const char *label, torch_ck
 
 int torch_ckpt_open(const char *path, torch_ckpt *c, char *err, size_t errlen)
 {
+    const void *map = NULL;
+    size_t size = 0;
     memset(c, 0, sizeof *c);
-    const uint8_t *map;
-    size_t size;
-    if (fs_map_file(path, TC_MAX_FILE, (const void **)&map, &size, err, errlen)) return -1;
-    int rc = torch_ckpt_open_mem(map, size, path, c, err, errlen);
-    if (rc) {
-        tw_map_remove(map);
-        munmap((void *)map, size);
+    if (fs_map_file(path, TC_MAX_FILE, &map, &size, err, errlen) ||
+        torch_ckpt_open_mem(map, size, path, c, err, errlen)) {
+        fs_unmap_file(map, size);
         return -1;
     }
     c->owns_map = 1;
     return 0;
 }
 
-void torch_ckpt_close(torch_ckpt *c)
+/* The tensor table: names, entries, the name index and the storages. */
+static void tensor_table_free(torch_ckpt *c)
 {
-    if (!c) return;
-    if (c->owns_map && c->map) {
-        tw_map_remove(c->map);
-        munmap((void *)c->map, c->size);
-    }
     for (size_t i = 0; i < c->n_tensors; i++) free(c->tensors[i].name);
     free(c->tensors);
     free(c->by_name);
     free(c->storages);
+}
+
+void torch_ckpt_close(torch_ckpt *c)
+{
+    if (!c) return;
+    if (c->owns_map) fs_unmap_file(c->map, c->size);
+    tensor_table_free(c);
     free(c->prefix);
     free(c->dataset);
     free(c->path);
@@ -879,11 +874,10 @@ int meta_pkl_parse(const void *buf, size_t len, const char *label, tc_meta *m, c
 int meta_pkl_load(const char *path, tc_meta *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
-    const uint8_t *map;
+    const void *map;
     size_t size;
-    if (fs_map_file(path, TC_MAX_META, (const void **)&map, &size, err, errlen)) return -1;
+    if (fs_map_file(path, TC_MAX_META, &map, &size, err, errlen)) return -1;
     int rc = meta_pkl_parse(map, size, path, m, err, errlen);
-    tw_map_remove(map);
-    munmap((void *)map, size);
+    fs_unmap_file(map, size);
     return rc;
 }

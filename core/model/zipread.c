@@ -10,6 +10,7 @@
 #endif
 
 #include "base/err.h"
+#include "base/scratch.h"
 #include "base/sort.h"
 
 #define SIG_LOCAL      0x04034b50u
@@ -60,14 +61,7 @@ static void entry_err(char *err, size_t errlen, const char *name, size_t name_le
     tw_set_err(err, errlen, "entry '%s': %s", nm, msg);
 }
 
-void zip_close(zip_archive *z)
-{
-    if (!z) return;
-    free(z->entries);
-    free(z->by_name);
-    free(z->names);
-    memset(z, 0, sizeof *z);
-}
+void zip_close(zip_archive *z) { TW_FREE_FIELDS(z, z->entries, z->by_name, z->names); }
 
 /* ZIP64 extended information inside an extra-field block. The fields
  * present are those whose 32-bit value is saturated, in this order:

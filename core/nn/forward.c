@@ -323,6 +323,86 @@ static void keep_patterns(gpt2_forward_result *r, const float *att, int l)
     memcpy(dst, att + (size_t)r->att_head0 * nn, (size_t)r->att_heads * nn * sizeof(float));
 }
 
+/* The result's header: shapes, settings and where each kept array lies
+ * (ra, the arrays of alloc_arrays in R_* order). */
+static gpt2_forward_result result_header(const gpt2_config *cfg, const gpt2_forward_opts *o, size_t n,
+                                         size_t n_logits, void *const *ra)
+{
+    const int L = cfg->n_layer, H = cfg->n_head;
+    const int att_block = (o->att_select & GPT2_ATT_BLOCK) != 0,
+              att_head = (o->att_select & GPT2_ATT_HEAD) != 0;
+    const int keep_block = (o->keep_select & GPT2_KEEP_BLOCK) != 0;
+    return (gpt2_forward_result){
+        .n = (int)n,
+        .C = cfg->n_embd,
+        .H = H,
+        .L = L,
+        .V = cfg->vocab_size,
+        .gelu = o->gelu,
+        .kernels = o->kernels,
+        .tokens = ra[R_TOKENS],
+        .emb = ra[R_EMB],
+        .x0 = ra[R_X0],
+        .x0_lnf = ra[R_X0_LNF],
+        .resid = ra[R_RESID],
+        .resid_lnf = ra[R_RESID_LNF],
+        .att = ra[R_ATT],
+        .att_block0 = att_block ? o->att_block : 0,
+        .att_blocks = att_block ? 1 : L,
+        .att_head0 = att_head ? o->att_head : 0,
+        .att_heads = att_head ? 1 : H,
+        .n_logits = (int)n_logits,
+        .logits_pos0 = o->logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1,
+        .logits = ra[R_LOGITS],
+        .n_inner = cfg->n_inner,
+        .keep_block0 = keep_block ? o->keep_block : 0,
+        .keep_blocks = keep_block ? 1 : L,
+        .mlp_act = ra[R_MLP],
+        .resid_mid = ra[R_MID],
+    };
+}
+
+/* The kernels of a pass. */
+typedef struct {
+    matmul_fn matmul;
+    attention_fn attention;
+} kernels;
+
+/* Block l of the pass: x_l = block_l(x_{l-1}) into r->resid, LN_f of it
+ * into r->resid_lnf, what is kept of it copied out. s: the scratch arrays. */
+static int layer_forward(const gpt2_model *m, gpt2_forward_result *r, size_t l, const gpt2_forward_opts *o,
+                         kernels k, void *const *s)
+{
+    const gpt2_config *cfg = &m->cfg;
+    const size_t n = (size_t)r->n, C = (size_t)r->C;
+    float *x = r->resid + l * n * C; /* the residual stream after block l */
+    memcpy(x, l ? x - n * C : r->x0, n * C * sizeof(float));
+    /* this block's slot in the kept arrays, if it is kept */
+    int kept = (int)l >= r->keep_block0 && (int)l < r->keep_block0 + r->keep_blocks;
+    size_t kl = kept ? l - (size_t)r->keep_block0 : 0;
+    float *mid = kept && r->resid_mid ? r->resid_mid + kl * n * C : NULL;
+    float *act = kept && r->mlp_act ? r->mlp_act + kl * n * (size_t)cfg->n_inner : NULL;
+    gpt2_block_ref bref;
+    const gpt2_block *blk = gpt2_block_acquire(m, (int)l, &bref);
+    if (!blk) return TW_ENOMEM;
+    block_forward(x, s[S_ATT], s, blk, cfg, n, o->gelu, k.matmul, k.attention, mid, act);
+    gpt2_block_release(&bref);
+    layernorm_rows(r->resid_lnf + l * n * C, x, m->p.ln_f_w, m->p.ln_f_b, n, C, cfg->ln_eps);
+    keep_patterns(r, s[S_ATT], (int)l);
+    return tw_cancel_check(o->cancel);
+}
+
+/* The tied LM head on LN_f(x_L) at the logits' positions. */
+static void logits_forward(const gpt2_model *m, gpt2_forward_result *r, int naive)
+{
+    const size_t n = (size_t)r->n, C = (size_t)r->C, L = (size_t)r->L, V = (size_t)r->V;
+    const float *lnf = r->resid_lnf + (L - 1) * n * C + (size_t)r->logits_pos0 * C;
+    if (naive)
+        lm_head_forward_naive(r->logits, lnf, m->p.wte, (size_t)r->n_logits, C, V);
+    else
+        lm_head_forward(r->logits, lnf, m->p.wte, (size_t)r->n_logits, C, V);
+}
+
 int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt2_forward_opts *opts,
                  gpt2_forward_result **out)
 {
@@ -333,12 +413,10 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
     int rc = check_args(m, tokens, n, &o);
     if (rc != TW_OK) return rc;
 
+    /* Sizes, then one allocation for the result and one for the scratch. */
     const gpt2_config *cfg = &m->cfg;
-    const gpt2_params *p = &m->p;
-    const size_t L = (size_t)cfg->n_layer, H = (size_t)cfg->n_head, C = (size_t)cfg->n_embd;
+    const size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd;
     const size_t n_logits = o.logits == GPT2_LOGITS_ALL ? n : o.logits == GPT2_LOGITS_LAST ? 1 : 0;
-    const int naive = o.kernels == GPT2_KERNELS_NAIVE;
-
     size_t rel[R_N], sel[S_N];
     void *ra[R_N], *sa[S_N];
     if (!size_tables(cfg, n, &o, n_logits, rel, sel)) return TW_ENOMEM;
@@ -349,75 +427,23 @@ int gpt2_forward(const gpt2_model *m, const int32_t *tokens, size_t n, const gpt
         free(scr);
         return TW_ENOMEM;
     }
-
     gpt2_forward_result *r = (gpt2_forward_result *)mem;
-    *r = (gpt2_forward_result){
-        .n = (int)n,
-        .C = (int)C,
-        .H = (int)H,
-        .L = (int)L,
-        .V = cfg->vocab_size,
-        .gelu = o.gelu,
-        .kernels = o.kernels,
-        .tokens = ra[R_TOKENS],
-        .emb = ra[R_EMB],
-        .x0 = ra[R_X0],
-        .x0_lnf = ra[R_X0_LNF],
-        .resid = ra[R_RESID],
-        .resid_lnf = ra[R_RESID_LNF],
-        .att = ra[R_ATT],
-        .att_block0 = (o.att_select & GPT2_ATT_BLOCK) ? o.att_block : 0,
-        .att_blocks = (o.att_select & GPT2_ATT_BLOCK) ? 1 : (int)L,
-        .att_head0 = (o.att_select & GPT2_ATT_HEAD) ? o.att_head : 0,
-        .att_heads = (o.att_select & GPT2_ATT_HEAD) ? 1 : (int)H,
-        .n_logits = (int)n_logits,
-        .logits_pos0 = o.logits == GPT2_LOGITS_ALL ? 0 : (int)n - 1,
-        .logits = ra[R_LOGITS],
-        .n_inner = cfg->n_inner,
-        .keep_block0 = (o.keep_select & GPT2_KEEP_BLOCK) ? o.keep_block : 0,
-        .keep_blocks = (o.keep_select & GPT2_KEEP_BLOCK) ? 1 : (int)L,
-        .mlp_act = ra[R_MLP],
-        .resid_mid = ra[R_MID],
-    };
-    matmul_fn matmul = naive ? matmul_forward_naive : matmul_forward;
-    attention_fn attention = naive ? attention_forward_naive : attention_forward;
+    *r = result_header(cfg, &o, n, n_logits, ra);
 
+    /* The pass. */
+    const int naive = o.kernels == GPT2_KERNELS_NAIVE;
+    const kernels k = {naive ? matmul_forward_naive : matmul_forward,
+                       naive ? attention_forward_naive : attention_forward};
     memcpy(r->tokens, tokens, n * sizeof(int32_t));
-    embed_forward(r->emb, r->x0, tokens, p->wte, p->wpe, n, C);
-    layernorm_rows(r->x0_lnf, r->x0, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
-    for (size_t l = 0; l < L && rc == TW_OK; l++) {
-        float *x = r->resid + l * n * C; /* the residual stream after block l */
-        memcpy(x, l ? x - n * C : r->x0, n * C * sizeof(float));
-        /* this block's slot in the kept arrays, if it is kept */
-        int kept = (int)l >= r->keep_block0 && (int)l < r->keep_block0 + r->keep_blocks;
-        size_t kl = kept ? l - (size_t)r->keep_block0 : 0;
-        float *mid = kept && r->resid_mid ? r->resid_mid + kl * n * C : NULL;
-        float *act = kept && r->mlp_act ? r->mlp_act + kl * n * (size_t)cfg->n_inner : NULL;
-        gpt2_block_ref bref;
-        const gpt2_block *blk = gpt2_block_acquire(m, (int)l, &bref);
-        if (!blk) {
-            rc = TW_ENOMEM;
-            break;
-        }
-        block_forward(x, sa[S_ATT], sa, blk, cfg, n, o.gelu, matmul, attention, mid, act);
-        gpt2_block_release(&bref);
-        layernorm_rows(r->resid_lnf + l * n * C, x, p->ln_f_w, p->ln_f_b, n, C, cfg->ln_eps);
-        keep_patterns(r, sa[S_ATT], (int)l);
-        rc = tw_cancel_check(o.cancel);
-    }
+    embed_forward(r->emb, r->x0, tokens, m->p.wte, m->p.wpe, n, C);
+    layernorm_rows(r->x0_lnf, r->x0, m->p.ln_f_w, m->p.ln_f_b, n, C, cfg->ln_eps);
+    for (size_t l = 0; l < L && rc == TW_OK; l++) rc = layer_forward(m, r, l, &o, k, sa);
+    if (rc == TW_OK && n_logits) logits_forward(m, r, naive);
+    free(scr);
     if (rc != TW_OK) {
-        free(scr);
         free(mem);
         return rc;
     }
-    if (n_logits) { /* the tied LM head on LN_f(x_L) */
-        const float *lnf = r->resid_lnf + (L - 1) * n * C + (size_t)r->logits_pos0 * C;
-        if (naive)
-            lm_head_forward_naive(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
-        else
-            lm_head_forward(r->logits, lnf, p->wte, n_logits, C, (size_t)cfg->vocab_size);
-    }
-    free(scr);
     *out = r;
     return TW_OK;
 }

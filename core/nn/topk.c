@@ -226,41 +226,30 @@ struct topk_cands {
     size_t nq, n, k, kc;
     heap_item *ht, *hb; /* (nq, kc) heaps, or NULL */
     heap_item *tmp;     /* (k) */
+    heap_item items[];  /* ht, hb and tmp: one allocation */
 };
 
 topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
 {
     if ((!top && !bottom) || k < 1 || k > n || n >= (size_t)INT32_MAX) return NULL;
     if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return NULL;
-    topk_cands *c = calloc(1, sizeof *c);
+    const size_t kc = 2 * k + TOPK_MARGIN < n ? 2 * k + TOPK_MARGIN : n;
+    const size_t cells = (nq ? nq : 1) * kc, lists = (top ? 1u : 0u) + (bottom ? 1u : 0u);
+    if (k > (SIZE_MAX - sizeof(topk_cands)) / sizeof(heap_item) - lists * cells) return NULL;
+    topk_cands *c = malloc(sizeof *c + (lists * cells + k) * sizeof(heap_item));
     if (!c) return NULL;
-    c->nq = nq;
-    c->n = n;
-    c->k = k;
-    c->kc = 2 * k + TOPK_MARGIN < n ? 2 * k + TOPK_MARGIN : n;
-    size_t cells = (nq ? nq : 1) * c->kc;
-    c->ht = top ? malloc(cells * sizeof(heap_item)) : NULL;
-    c->hb = bottom ? malloc(cells * sizeof(heap_item)) : NULL;
-    c->tmp = malloc(k * sizeof(heap_item));
-    if ((top && !c->ht) || (bottom && !c->hb) || !c->tmp) {
-        topk_cands_free(c);
-        return NULL;
-    }
+    *c = (topk_cands){.nq = nq, .n = n, .k = k, .kc = kc};
+    c->ht = top ? c->items : NULL;
+    c->hb = bottom ? c->items + (top ? cells : 0) : NULL;
+    c->tmp = c->items + lists * cells;
     for (size_t i = 0; i < nq; i++) {
-        if (c->ht) heap_init(c->ht + i * c->kc, c->kc);
-        if (c->hb) heap_init(c->hb + i * c->kc, c->kc);
+        if (c->ht) heap_init(c->ht + i * kc, kc);
+        if (c->hb) heap_init(c->hb + i * kc, kc);
     }
     return c;
 }
 
-void topk_cands_free(topk_cands *c)
-{
-    if (!c) return;
-    free(c->ht);
-    free(c->hb);
-    free(c->tmp);
-    free(c);
-}
+void topk_cands_free(topk_cands *c) { free(c); }
 
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0)
 {
@@ -295,54 +284,102 @@ size_t topk_block_rows(size_t nq, size_t n)
     return b;
 }
 
+/* ---- The blocked float GEMM pass ---- */
+
+/* topk_block_rows for nq >= 1 queries, or 0 when a block of scores would
+ * not fit sgemm's int dimensions. */
+static size_t gemm_block_rows(size_t nq, size_t n)
+{
+    size_t b = topk_block_rows(nq, n);
+    return b > (size_t)INT_MAX / nq ? 0 : b;
+}
+
+/* S (nq, bj) = P (nq, ds) . R (bj, ds)^T, query i at P + i * ldp, row j at
+ * R + j * ldr: the float scores of one block. */
+static void gemm_block(const float *P, size_t ldp, const float *R, size_t ldr, size_t nq, size_t bj,
+                       size_t ds, float *S)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)ds, 1.0f, P, (int)ldp, R,
+                (int)ldr, 0.0f, S, (int)bj);
+}
+
+/* max_j |M_j|: the caller's figure when it gave one, else computed. */
+static double row_norm_bound(const float *M, size_t n, size_t d, const topk_opts *opts)
+{
+    return opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+}
+
+/* ---- Screened top-k ---- */
+
+/* The arguments of topk_rows_screened beyond those of topk_rows. */
+static bool screen_args_ok(const topk_screen *s, size_t k, size_t ldo)
+{
+    const size_t big = (size_t)INT_MAX;
+    if (!s->S || !s->P || s->ds < 1 || s->ds > big || ldo < k) return false;
+    if (s->lds < s->ds || s->ldp < s->ds || s->ldq < s->d || s->lds > big || s->ldp > big) return false;
+    return s->err || (s->S == s->M && s->ds == s->d); /* no bound given: the plain problem */
+}
+
+/* Screening: block by block, the float scores of S's rows against every
+ * screening query, offered to the candidates c (if any) and to
+ * opts->on_block (if set). S_blk (nq, b) is the scratch of one block. */
+static int screen_pass(const topk_screen *s, size_t nq, size_t b, float *S_blk, topk_cands *c,
+                       const topk_opts *opts)
+{
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
+    int rc = TW_OK;
+    for (size_t j0 = 0; j0 < s->n && rc == TW_OK; j0 += b) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
+        size_t bj = s->n - j0 < b ? s->n - j0 : b;
+        gemm_block(s->P, s->ldp, s->S + j0 * s->lds, s->lds, nq, bj, s->ds, S_blk);
+        for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, S_blk + i * bj, bj, j0);
+        if (opts && opts->on_block) rc = opts->on_block(opts->ctx, S_blk, nq, j0, bj);
+    }
+    return rc;
+}
+
+/* The screening error bound of each query of the plain problem (S = M,
+ * P = Q): err (nq). */
+static void plain_errors(const topk_screen *s, size_t nq, const topk_opts *opts, double *err)
+{
+    double R = row_norm_bound(s->M, s->n, s->d, opts);
+    for (size_t i = 0; i < nq; i++) err[i] = topk_screen_error(s->d, norm2(s->Q + i * s->ldq, s->d), R);
+}
+
+/* Screens, then certifies the candidates (when a list is wanted): the
+ * common body of topk_rows_opt and topk_rows_screened, arguments checked,
+ * nq >= 1. */
+static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom,
+                              size_t ldo, const topk_opts *opts)
+{
+    const size_t b = gemm_block_rows(nq, s->n);
+    if (!b) return TW_EINVAL;
+    const bool lists = top || bottom;
+    float *S_blk = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
+    topk_cands *c = lists ? topk_cands_new(nq, s->n, k, top != NULL, bottom != NULL) : NULL;
+    double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL;
+    int rc = TW_ENOMEM;
+    if (S_blk && (!lists || (c && (s->err || err)))) rc = screen_pass(s, nq, b, S_blk, c, opts);
+    if (rc == TW_OK && lists) {
+        if (err) plain_errors(s, nq, opts, err);
+        rc = topk_cands_certify(c, s->M, s->d, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
+    }
+    free(S_blk);
+    topk_cands_free(c);
+    free(err);
+    return rc;
+}
+
 int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
                        const topk_opts *opts)
 {
     // exact: M (n, d), query i at Q + i * ldq; screening: S (n, ds) rows at
     // stride lds, query i at P + i * ldp; top, bottom: list i at + i * ldo
     if (!s) return TW_EINVAL;
-    const size_t n = s->n, d = s->d, ds = s->ds;
-    int rc = check_args(s->M, n, d, s->Q, nq, k, top, bottom, false);
+    int rc = check_args(s->M, s->n, s->d, s->Q, nq, k, top, bottom, false);
     if (rc) return rc;
-    if (!s->S || !s->P || ds < 1 || ds > (size_t)INT_MAX || s->lds < ds || s->ldp < ds || s->ldq < d ||
-        ldo < k || s->lds > (size_t)INT_MAX || s->ldp > (size_t)INT_MAX ||
-        (!s->err && (s->S != s->M || ds != d)))
-        return TW_EINVAL;
-    if (nq == 0) return TW_OK;
-    const tw_cancel *cancel = opts ? opts->cancel : NULL;
-    size_t b = topk_block_rows(nq, n);
-    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
-
-    float *S = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
-    topk_cands *c = topk_cands_new(nq, n, k, top != NULL, bottom != NULL);
-    double *err = s->err ? NULL : malloc(nq * sizeof(double));
-    if (!S || !c || (!s->err && !err)) {
-        rc = TW_ENOMEM;
-        goto out;
-    }
-
-    /* Screening: float GEMM of a block of rows against every query, the
-     * best candidates per list kept. */
-    for (size_t j0 = 0; j0 < n; j0 += b) {
-        if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
-        size_t bj = n - j0 < b ? n - j0 : b;
-        // S (nq, bj) = P (nq, ds) . S[j0 .. j0+bj)^T (ds, bj)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)ds, 1.0f, s->P,
-                    (int)s->ldp, s->S + j0 * s->lds, (int)s->lds, 0.0f, S, (int)bj);
-        for (size_t i = 0; i < nq; i++) topk_cands_scan(c, i, S + i * bj, bj, j0);
-    }
-
-    /* The screening error of the plain problem (S = M, P = Q). */
-    if (err) {
-        double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(s->M, n, d);
-        for (size_t i = 0; i < nq; i++) err[i] = topk_screen_error(d, norm2(s->Q + i * s->ldq, d), R);
-    }
-    rc = topk_cands_certify(c, s->M, d, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
-out:
-    free(S);
-    topk_cands_free(c);
-    free(err);
-    return rc;
+    if (!screen_args_ok(s, k, ldo)) return TW_EINVAL;
+    return nq == 0 ? TW_OK : screen_and_certify(s, nq, k, top, bottom, ldo, opts);
 }
 
 int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
@@ -352,121 +389,83 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
     int rc = check_args(M, n, d, Q, nq, k, top, bottom, opts && opts->on_block);
     if (rc) return rc;
     if (nq == 0) return TW_OK;
-    const tw_cancel *cancel = opts ? opts->cancel : NULL;
-    size_t kc = 2 * k + TOPK_MARGIN; /* candidates kept per list */
-    if (kc > n) kc = n;
-
-    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / nq;
-    b = b / 16 * 16;
-    if (b < 16) b = 16;
-    if (b > n) b = n;
-    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
-
-    float *S = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
-    heap_item *ht = top ? malloc(nq * kc * sizeof(heap_item)) : NULL;
-    heap_item *hb = bottom ? malloc(nq * kc * sizeof(heap_item)) : NULL;
-    heap_item *tmp = malloc(k * sizeof(heap_item));
-    if (!S || (top && !ht) || (bottom && !hb) || !tmp) {
-        rc = TW_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < nq; i++) {
-        if (ht) heap_init(ht + i * kc, kc);
-        if (hb) heap_init(hb + i * kc, kc);
-    }
-
-    /* Screening: float GEMM of a block of rows against every query, the
-     * best kc per list kept. */
-    for (size_t j0 = 0; j0 < n; j0 += b) {
-        if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
-        size_t bj = n - j0 < b ? n - j0 : b;
-        // S (nq, bj) = Q (nq, d) . M[j0 .. j0+bj)^T (d, bj)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
-                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
-        for (size_t i = 0; i < nq && (ht || hb); i++) {
-            const float *s = S + i * bj;
-            scan_block(ht ? ht + i * kc : NULL, hb ? hb + i * kc : NULL, kc, s, bj, (int32_t)j0);
-        }
-        if (opts && opts->on_block && (rc = opts->on_block(opts->ctx, S, nq, j0, bj)) != TW_OK) goto out;
-    }
-    if (!ht && !hb) goto out;
-
-    /* Certification: exact scores of the candidates, the best k of them. */
-    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
-    unsigned long long scans = 0;
-    for (size_t i = 0; i < nq; i++) {
-        const float *q = Q + i * d;
-        double err = topk_screen_error(d, norm2(q, d), R);
-        if (!(err < INFINITY)) err = INFINITY; /* NaN: never certified */
-        if (ht) scans += certify(M, n, d, q, k, kc, 0, err, ht + i * kc, tmp, top + i * k);
-        if (hb) scans += certify(M, n, d, q, k, kc, 1, err, hb + i * kc, tmp, bottom + i * k);
-    }
-    if (scans) atomic_fetch_add(&exact_scans, scans);
-out:
-    free(S);
-    free(ht);
-    free(hb);
-    free(tmp);
-    return rc;
+    const topk_screen plain = {
+        .M = M, .n = n, .d = d, .Q = Q, .ldq = d, .S = M, .lds = d, .ds = d, .P = Q, .ldp = d};
+    return screen_and_certify(&plain, nq, k, top, bottom, k, opts);
 }
 
-int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
-                   size_t *ranks, const topk_opts *opts)
+/* ---- Ranks ---- */
+
+static int rank_args(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
+                     const size_t *ranks)
 {
     if (!M || !Q || (nq && (!ids || !ranks))) return TW_EINVAL;
     if (n < 1 || n >= (size_t)INT32_MAX || d < 1 || d > (size_t)INT_MAX || nq > (size_t)INT_MAX)
         return TW_EINVAL;
     for (size_t i = 0; i < nq; i++)
         if (ids[i] < 0 || (size_t)ids[i] >= n) return TW_EINVAL;
-    if (nq == 0) return TW_OK;
-    const tw_cancel *cancel = opts ? opts->cancel : NULL;
-    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / nq;
-    b = b / 16 * 16;
-    if (b < 16) b = 16;
-    if (b > n) b = n;
-    if (b > (size_t)INT_MAX / nq) return TW_EINVAL;
-    float *S = malloc(nq * b * sizeof(float));
-    double *st = malloc(nq * 2 * sizeof(double)); /* per query: exact score of its row, error bound */
-    if (!S || !st) {
+    return TW_OK;
+}
+
+/* One query's ranking target: the exact key of its row and the screening
+ * error bound of its float scores. */
+typedef struct {
+    double key, err;
+} rank_target;
+
+/* The rows among j0 .. j0 + bj - 1 (float scores s) that come before row t
+ * (exact key t_key) in q's order: a float score surely above the bound
+ * counts at once, one within it is decided exactly. */
+static size_t rank_above(const float *M, size_t d, const float *q, const float *s, size_t j0, size_t bj,
+                         int32_t t, rank_target g)
+{
+    size_t above = 0;
+    for (size_t j = 0; j < bj; j++) {
+        double f = s[j];
+        int32_t id = (int32_t)(j0 + j);
+        if (id == t) continue;
+        if (f - g.err > g.key) { /* surely better (and not NaN) */
+            above++;
+        } else if (!(f + g.err < g.key)) { /* undecided (or NaN): exact */
+            double e = top_key(topk_dot(q, M + (size_t)id * d, d));
+            above += (size_t)better(e, id, g.key, t);
+        }
+    }
+    return above;
+}
+
+int topk_rank_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, const int32_t *ids,
+                   size_t *ranks, const topk_opts *opts)
+{
+    int rc = rank_args(M, n, d, Q, nq, ids, ranks);
+    if (rc || nq == 0) return rc;
+    const size_t b = gemm_block_rows(nq, n);
+    if (!b) return TW_EINVAL;
+    float *S = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
+    rank_target *g = malloc(nq * sizeof *g);
+    if (!S || !g) {
         free(S);
-        free(st);
+        free(g);
         return TW_ENOMEM;
     }
-    double R = opts && opts->max_row_norm > 0 ? opts->max_row_norm : topk_max_row_norm(M, n, d);
+    double R = row_norm_bound(M, n, d, opts);
     for (size_t i = 0; i < nq; i++) {
         const float *q = Q + i * d;
-        st[2 * i] = top_key(topk_dot(q, M + (size_t)ids[i] * d, d));
         double err = topk_screen_error(d, norm2(q, d), R);
-        st[2 * i + 1] = err < INFINITY ? err : INFINITY; /* NaN: every row rescored */
+        g[i].key = top_key(topk_dot(q, M + (size_t)ids[i] * d, d));
+        g[i].err = err < INFINITY ? err : INFINITY; /* NaN: every row rescored */
         ranks[i] = 1;
     }
-    int rc = TW_OK;
+    const tw_cancel *cancel = opts ? opts->cancel : NULL;
     for (size_t j0 = 0; j0 < n; j0 += b) {
         if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
         size_t bj = n - j0 < b ? n - j0 : b;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)bj, (int)d, 1.0f, Q, (int)d,
-                    M + j0 * d, (int)d, 0.0f, S, (int)bj);
-        for (size_t i = 0; i < nq; i++) {
-            const float *s = S + i * bj;
-            const double key = st[2 * i], err = st[2 * i + 1];
-            const int32_t t = ids[i];
-            size_t above = 0;
-            for (size_t j = 0; j < bj; j++) {
-                double f = s[j];
-                int32_t id = (int32_t)(j0 + j);
-                if (id == t) continue;
-                if (f - err > key) { /* surely better (and not NaN) */
-                    above++;
-                } else if (!(f + err < key)) { /* undecided (or NaN): exact */
-                    double e = top_key(topk_dot(Q + i * d, M + (size_t)id * d, d));
-                    above += (size_t)better(e, id, key, t);
-                }
-            }
-            ranks[i] += above;
-        }
+        gemm_block(Q, d, M + j0 * d, d, nq, bj, d, S);
+        for (size_t i = 0; i < nq; i++)
+            ranks[i] += rank_above(M, d, Q + i * d, S + i * bj, j0, bj, ids[i], g[i]);
     }
     free(S);
-    free(st);
+    free(g);
     return rc;
 }
 

@@ -92,7 +92,8 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
  * by an exact scan of M). err NULL means the plain problem: S must be M and
  * ds = d, and the bound is topk_rows's own (opts->max_row_norm applies).
  * List i goes to top + i * ldo and bottom + i * ldo (ldo >= k), either NULL
- * when not wanted (not both). Errors as topk_rows_opt. */
+ * when not wanted (not both). opts->on_block, when set, is called with each
+ * block of screening scores (P_i . S_j). Errors as topk_rows_opt. */
 typedef struct {
     const float *M; /* (n, d) the exact rows */
     size_t n, d;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "base/scratch.h"
 #include "core/proj/umap.h"
 
 static int cmp_size(const void *a, const void *b)
@@ -108,29 +109,68 @@ static int member(const size_t *a, size_t K, size_t x)
 /* Rows of X per dgemm block. */
 #define FAITH_BLOCK 128
 
-int faith_trust_cont(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K, double *trust,
-                     double *cont, const tw_cancel *cancel)
+/* xd (m, d) = X in double, nrm (m) the squared norm of each row. */
+static void rows_double(const float *X, size_t m, size_t d, double *xd, double *nrm)
 {
-    if (!X || !Y || !trust || !cont || K < 1 || 2 * K >= m || d < 1 || e < 1 || m > (size_t)INT_MAX ||
-        d > (size_t)INT_MAX)
-        return TW_EINVAL;
-    double *xd = malloc(m * d * sizeof *xd), *nrm = malloc(m * sizeof *nrm);
-    double *G = malloc(FAITH_BLOCK * m * sizeof *G), *dy = malloc(m * sizeof *dy);
-    size_t *nx = malloc(K * sizeof *nx), *ny = malloc(K * sizeof *ny);
-    int rc = TW_OK;
-    if (!xd || !nrm || !G || !dy || !nx || !ny) {
-        rc = TW_ENOMEM;
-        goto out;
-    }
     for (size_t i = 0; i < m * d; i++) xd[i] = X[i];
     for (size_t i = 0; i < m; i++) {
         double s = 0;
         for (size_t t = 0; t < d; t++) s += xd[i * d + t] * xd[i * d + t];
         nrm[i] = s;
     }
+}
+
+/* The squared distances of row i to every row in place of its Gram row g
+ * (m): |x_i|^2 + |x_j|^2 - 2 x_i.x_j, clamped at 0. */
+static void gram_to_dist(double *g, const double *nrm, size_t m, size_t i)
+{
+    for (size_t j = 0; j < m; j++) {
+        double v = nrm[i] + nrm[j] - 2.0 * g[j];
+        g[j] = v > 0 ? v : 0;
+    }
+}
+
+/* dy (m): the squared layout distances of row i of Y (m, e) to every row. */
+static void layout_dist(const float *Y, size_t m, size_t e, size_t i, double *dy)
+{
+    for (size_t j = 0; j < m; j++) {
+        double s = 0;
+        for (size_t t = 0; t < e; t++) {
+            double u = (double)Y[i * e + t] - (double)Y[j * e + t];
+            s += u * u;
+        }
+        dy[j] = s;
+    }
+}
+
+/* Row i's terms of the two sums: the excess ranks (r - K) in the full space
+ * of its layout neighbours that are not full-space neighbours (sum_t), and
+ * the other way round (sum_c). nx, ny (K) scratch. */
+static void row_terms(const double *dx, const double *dy, size_t m, size_t i, size_t K, size_t *nx,
+                      size_t *ny, double *sum_t, double *sum_c)
+{
+    nearest(dx, m, i, K, nx);
+    nearest(dy, m, i, K, ny);
+    for (size_t t = 0; t < K; t++) {
+        if (!member(nx, K, ny[t])) *sum_t += (double)(rank_of(dx, m, i, ny[t]) - K);
+        if (!member(ny, K, nx[t])) *sum_c += (double)(rank_of(dy, m, i, nx[t]) - K);
+    }
+}
+
+int faith_trust_cont(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K, double *trust,
+                     double *cont, const tw_cancel *cancel)
+{
+    if (!X || !Y || !trust || !cont || K < 1 || 2 * K >= m || d < 1 || e < 1) return TW_EINVAL;
+    if (m > (size_t)INT_MAX || d > (size_t)INT_MAX) return TW_EINVAL;
+    scratch s = {.n = 0};
+    double *xd = scratch_alloc(&s, m * d, sizeof *xd), *nrm = scratch_alloc(&s, m, sizeof *nrm);
+    double *G = scratch_alloc(&s, FAITH_BLOCK * m, sizeof *G), *dy = scratch_alloc(&s, m, sizeof *dy);
+    size_t *nx = scratch_alloc(&s, K, sizeof *nx), *ny = scratch_alloc(&s, K, sizeof *ny);
+    int rc = s.failed ? TW_ENOMEM : TW_OK;
+    if (rc == TW_OK) rows_double(X, m, d, xd, nrm);
     double sum_t = 0, sum_c = 0;
-    for (size_t i0 = 0; i0 < m; i0 += FAITH_BLOCK) {
-        if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
+    for (size_t i0 = 0; i0 < m && rc == TW_OK; i0 += FAITH_BLOCK) {
+        if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
         size_t bi = m - i0 < FAITH_BLOCK ? m - i0 : FAITH_BLOCK;
         // G (bi, m) = X[i0 .. i0+bi) X^T
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bi, (int)m, (int)d, 1.0, xd + i0 * d,
@@ -138,36 +178,17 @@ int faith_trust_cont(const float *X, size_t m, size_t d, const float *Y, size_t 
         for (size_t r = 0; r < bi; r++) {
             const size_t i = i0 + r;
             double *dx = G + r * m; /* squared distances from i, in place */
-            for (size_t j = 0; j < m; j++) {
-                double v = nrm[i] + nrm[j] - 2.0 * dx[j];
-                dx[j] = v > 0 ? v : 0;
-            }
-            for (size_t j = 0; j < m; j++) {
-                double s = 0;
-                for (size_t t = 0; t < e; t++) {
-                    double u = (double)Y[i * e + t] - (double)Y[j * e + t];
-                    s += u * u;
-                }
-                dy[j] = s;
-            }
-            nearest(dx, m, i, K, nx);
-            nearest(dy, m, i, K, ny);
-            for (size_t t = 0; t < K; t++) {
-                if (!member(nx, K, ny[t])) sum_t += (double)(rank_of(dx, m, i, ny[t]) - K);
-                if (!member(ny, K, nx[t])) sum_c += (double)(rank_of(dy, m, i, nx[t]) - K);
-            }
+            gram_to_dist(dx, nrm, m, i);
+            layout_dist(Y, m, e, i, dy);
+            row_terms(dx, dy, m, i, K, nx, ny, &sum_t, &sum_c);
         }
     }
-    double norm = 2.0 / ((double)m * (double)K * (2.0 * (double)m - 3.0 * (double)K - 1.0));
-    *trust = 1.0 - norm * sum_t;
-    *cont = 1.0 - norm * sum_c;
-out:
-    free(xd);
-    free(nrm);
-    free(G);
-    free(dy);
-    free(nx);
-    free(ny);
+    if (rc == TW_OK) {
+        double norm = 2.0 / ((double)m * (double)K * (2.0 * (double)m - 3.0 * (double)K - 1.0));
+        *trust = 1.0 - norm * sum_t;
+        *cont = 1.0 - norm * sum_c;
+    }
+    scratch_free(&s);
     return rc;
 }
 

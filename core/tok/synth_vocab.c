@@ -110,21 +110,20 @@ static const char *const synth_corpus[] = {
 };
 
 /* The paper's 100 common nouns (docs/MATH.md §4.1; config/common_nouns.txt). */
-static const char *const synth_nouns[] = {
-    "time",     "year",    "people",      "way",       "day",        "man",    "thing",   "woman",
-    "life",     "child",   "world",       "school",    "state",      "family", "student", "group",
-    "country",  "problem", "hand",        "part",      "place",      "case",   "week",    "company",
-    "system",   "program", "question",    "work",      "government", "number", "night",   "point",
-    "home",     "water",   "room",        "mother",    "area",       "money",  "story",   "fact",
-    "month",    "lot",     "right",       "study",     "book",       "eye",    "job",     "word",
-    "business", "issue",   "side",        "kind",      "head",       "house",  "service", "friend",
-    "father",   "power",   "hour",        "game",      "line",       "end",    "member",  "law",
-    "car",      "city",    "community",   "name",      "president",  "team",   "minute",  "idea",
-    "kid",      "body",    "information", "back",      "parent",     "face",   "others",  "level",
-    "office",   "door",    "health",      "person",    "art",        "war",    "history", "party",
-    "result",   "change",  "morning",     "reason",    "research",   "girl",   "guy",     "moment",
-    "air",      "teacher", "force",       "education",
+/* clang-format off */
+static const char *const synth_nouns[] = { /* ten a line */
+    "time", "year", "people", "way", "day", "man", "thing", "woman", "life", "child",
+    "world", "school", "state", "family", "student", "group", "country", "problem", "hand", "part",
+    "place", "case", "week", "company", "system", "program", "question", "work", "government", "number",
+    "night", "point", "home", "water", "room", "mother", "area", "money", "story", "fact",
+    "month", "lot", "right", "study", "book", "eye", "job", "word", "business", "issue",
+    "side", "kind", "head", "house", "service", "friend", "father", "power", "hour", "game",
+    "line", "end", "member", "law", "car", "city", "community", "name", "president", "team",
+    "minute", "idea", "kid", "body", "information", "back", "parent", "face", "others", "level",
+    "office", "door", "health", "person", "art", "war", "history", "party", "result", "change",
+    "morning", "reason", "research", "girl", "guy", "moment", "air", "teacher", "force", "education",
 };
+/* clang-format on */
 
 /* Common English words, added alone and with a leading space like the nouns
  * (in running text most of them only occur with the space, or capitalized). */
