@@ -53,6 +53,14 @@ class Twd(TwdDaemon):
 
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat): under
+    load the wall time of a request says more about the other processes."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def phrase_of(d, n_tokens, salt):
     """A text of at most n_tokens tokens (as many as whole words allow) under
     the daemon's tokenizer; salt makes each text new, so that no answer comes
@@ -76,16 +84,22 @@ def npy_rows(d, n_tokens=1024, reps=3):
     for rep in range(reps):
         for label, extra in (("JSON, no vectors", ""), ("vectors=true&format=npy", "&vectors=true&format=npy")):
             text = phrase_of(d, n_tokens, rep * 2 + (extra != ""))
+            c0 = cpu_seconds(d.proc.pid)
             dt, body = d.timed("/trajectory?projection=pca&k=1&text=%s%s" % (urllib.parse.quote(text), extra))
+            cpu = cpu_seconds(d.proc.pid) - c0
             if not extra:
                 got = json.loads(body)["n_tokens"]
             if label not in best or dt < best[label][0]:
-                best[label] = (dt, len(body))
-    for label, (dt, size) in best.items():
+                best[label] = (dt, len(body), cpu)
+    for label, (dt, size, cpu) in best.items():
         out.append(("/trajectory %s tokens, %s (%.1f MB), best of %d" % (got, label, size / 1e6, reps),
                     dt * 1e3, "ms"))
+        out.append(("  CPU time of the daemon for it", cpu * 1e3, "ms"))
     ratio = best["vectors=true&format=npy"][0] / best["JSON, no vectors"][0]
     out.append(("  ratio npy with vectors / without vectors (target <= 2)", ratio, "x"))
+    out.append(("  ratio JSON without vectors / npy, wall", 1 / ratio, "x"))
+    out.append(("  ratio JSON without vectors / npy, CPU",
+                best["JSON, no vectors"][2] / best["vectors=true&format=npy"][2], "x"))
     return out
 
 
