@@ -43,14 +43,6 @@ class Twd(TwdDaemon):
     def __init__(self, exe, model, extra):
         super().__init__(exe, model, extra, poll=0.005)
 
-    def timed(self, target):
-        t = time.perf_counter()
-        st, body = self.get(target)
-        dt = time.perf_counter() - t
-        if st != 200:
-            raise RuntimeError("%s -> %d %s" % (target, st, body[:300]))
-        return dt, body
-
 
 
 def cpu_seconds(pid):
