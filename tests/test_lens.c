@@ -99,7 +99,7 @@ START_TEST(test_lens_vs_reference)
         uint64_t seed;
         size_t V, d, nq, k;
         int integers;
-    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}, {35, 700, 12, 2200, 2, 0}};
+    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}, {35, 200, 8, 2100, 2, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         tw_rng r = tt_rng(cases[c].seed);
         size_t V = cases[c].V, d = cases[c].d, nq = cases[c].nq;
@@ -222,6 +222,6 @@ int main(void)
 {
     const TTest *const lens_tests[] = {test_lens_vs_reference, test_lens_large_scores_progress,
                                        test_lens_batch_independent, test_lens_errors, NULL};
-    const tw_case lens = {"lens", 0, NULL, NULL, lens_tests};
+    const tw_case lens = {"lens", 60, NULL, NULL, lens_tests};
     return tw_check_main("lens", &lens, 1);
 }
