@@ -90,6 +90,8 @@ static const api_param p_embeddings[] = {
 };
 
 static const api_param p_format[] = {P_FORMAT(fmt_json_csv), API_PARAMS_END};
+static const char *const fmt_json_csv_npy[] = {"json", "csv", "npy", NULL};
+static const api_param p_embed_scores[] = {P_FORMAT(fmt_json_csv_npy), API_PARAMS_END};
 
 static const api_param p_probe[] = {
     P_BLOCKS,
@@ -802,6 +804,28 @@ const api_route api_routes[] = {
             CSV_ANSWER("{scheme: 'norm'|'scaled'|'bias'|'scaled_bias', list: 'top'|'bottom', " HIT_COLUMNS
                        "}",
                        "One row per scheme, list and rank.")),
+    },
+    {
+        .path = "/embeddings/scores",
+        .methods = API_GET,
+        .fn = api_embeddings_scores,
+        .params = p_embed_scores,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Every token's embedding-norm scores (docs/MATH.md §16)",
+        .description = "The four scores of /embeddings (norm, scaled, bias, scaled_bias) for every token of "
+                       "the vocabulary, in id order: the whole score vectors, e.g. for a scatter.",
+        .answers = ANSWERS(
+            JSON_ANSWER("{n_tokens: int(1..) `vocabulary size`, tokens: [Token] `every token, id order`, "
+                        "scores: {norm: [num(0..)] `||E_i||`, scaled: [num(0..)] `||gamma*E_i||`, "
+                        "bias: [num] `||E_i|| + beta.E_i`, scaled_bias: [num] `||gamma*E_i|| + beta.E_i`} "
+                        "`per scheme, scores[i] belongs to tokens[i]`, definition: str}",
+                        "Every token and, per scheme, its scores in the same order."),
+            CSV_ANSWER("{" TOKEN_COLUMNS ", norm: num(0..), scaled: num(0..), bias: num, scaled_bias: num}",
+                       "One row per token, in id order."),
+            {.format = "npy",
+             .doc =
+                 "numpy's .npy (format 1.0): the scores as float64, little-endian, shape (vocab_size, 4), C "
+                 "order, the columns norm, scaled, bias, scaled_bias (the CSV's); row i is token i."}),
     },
     {
         .path = "/embeddings/normalization",

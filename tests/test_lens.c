@@ -85,14 +85,16 @@ static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_
 }
 
 /* Uniform data, and integer data with many exact ties (which the rank
- * breaks by the lower id) over 600 queries, so several GEMM blocks. */
+ * breaks by the lower id) over 600 queries, so several GEMM blocks; and
+ * 2200 queries, more than one pass over E takes (three passes: the
+ * outputs of each land at its rows, the progress counts every row). */
 START_TEST(test_lens_vs_reference)
 {
     static const struct {
         uint64_t seed;
         size_t V, d, nq, k;
         int integers;
-    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}};
+    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}, {35, 200, 8, 2100, 2, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         tw_rng r = tt_rng(cases[c].seed);
         size_t V = cases[c].V, d = cases[c].d, nq = cases[c].nq;
@@ -105,7 +107,16 @@ START_TEST(test_lens_vs_reference)
             tt_fill_uniform(&r, Q, nq * d, -2, 2);
         }
         check_lens(E, V, d, Q, nq, cases[c].k, &r, 1e-5);
-        TT_FREE(E, Q);
+        tw_progress pr;
+        tw_progress_reset(&pr);
+        double *lse = malloc(nq * sizeof *lse);
+        ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &(lens_opts){.progress = &pr, .progress_done0 = 7},
+                                   &(lens_out){.lse = lse}),
+                         TW_OK);
+        long long done;
+        tw_progress_read(&pr, NULL, &done, NULL);
+        ck_assert_int_eq(done, 7 + (long long)nq);
+        TT_FREE(lse, E, Q);
     }
 }
 END_TEST
