@@ -19,6 +19,28 @@ const CACHE = process.env.CACHE || path.join(os.tmpdir(), 'twd-page-bench-cache'
 const PROJECTION = process.env.PROJECTION || 'umap';
 const ROUNDS = Number(process.env.ROUNDS || 3);
 
+// Where the first navigation's time goes: each request the page made (start
+// and end after navigation, bytes) and the page's own marks.
+async function printLoad(page) {
+  const rows = await page.evaluate(() => {
+    const out = [];
+    const nav = performance.getEntriesByType('navigation')[0];
+    if (nav) out.push(['document', 0, nav.responseEnd, nav.transferSize, nav.domContentLoadedEventEnd]);
+    for (const e of performance.getEntriesByType('resource')) {
+      const u = new URL(e.name);
+      out.push([u.pathname + (u.search.length > 40 ? `${u.search.slice(0, 40)}…` : u.search), e.startTime, e.responseEnd,
+        e.encodedBodySize || e.transferSize, e.responseStart]);
+    }
+    for (const e of performance.getEntriesByType('mark')) out.push([`mark ${e.name}`, e.startTime, e.startTime, 0, null]);
+    for (const e of performance.getEntriesByType('measure')) out.push([`measure ${e.name}`, e.startTime, e.startTime + e.duration, 0, null]);
+    return out.sort((a, b) => a[1] - b[1]);
+  });
+  console.log('first navigation (ms after navigation start: start, first byte, end; bytes):');
+  for (const [what, t0, t1, bytes, ttfb] of rows)
+    console.log(`  ${String(t0.toFixed(0)).padStart(6)} ${ttfb === null ? '      ' : String(ttfb.toFixed(0)).padStart(6)} ` +
+      `${String(t1.toFixed(0)).padStart(6)}  ${bytes ? `${(bytes / 1024).toFixed(0)} KiB`.padStart(9) : ''.padStart(9)}  ${what}`);
+}
+
 async function main() {
   if (!MODEL) throw new Error('MODEL is not set');
   fs.mkdirSync(CACHE, { recursive: true });
@@ -46,6 +68,7 @@ async function main() {
         await page.keyboard.press('ArrowLeft');
         await page.waitForFunction(v => document.getElementById('traj-plot').dataset.state === String(v), s);
       }
+      if (r === 0) await printLoad(page);
       const tm = await lib.timings(page);
       firsts.push(...(tm['twd:traj-first-on-screen'] || []));
       fulls.push(...(tm['twd:traj-full-draw'] || []));

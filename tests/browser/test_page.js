@@ -60,22 +60,13 @@ async function stopDaemon(d) {
 
 // ---------- the page ----------
 
-// The page's own rendering of a token (text.js visibleToken), for comparing labels.
-function visibleToken(text) {
-  const ESC = { '\n': '\\n', '\t': '\\t', '\r': '\\r', '\\': '\\\\' };
-  const INVISIBLE = /[\p{Cc}\p{Cf}\p{Z}\p{Cs}\p{Co}\p{Cn}]/u;
-  let out = '';
-  for (const ch of String(text)) {
-    const cp = ch.codePointAt(0);
-    if (cp === 0x20) out += '\u2423';
-    else if (ESC[ch]) out += ESC[ch];
-    else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) out += `\\x${cp.toString(16).toUpperCase().padStart(2, '0')}`;
-    else if (INVISIBLE.test(ch)) out += `\\u${cp.toString(16).toUpperCase().padStart(4, '0')}`;
-    else out += ch;
-  }
-  return out || '\u2205';
+// The page's own renderings of a token (static/js/text.js, an ES module run
+// here from its source), for comparing labels.
+let visibleToken, plotlyText, sceneText;
+async function loadPageText() {
+  const src = fs.readFileSync(path.join(ROOT, 'static', 'js', 'text.js'));
+  ({ visibleToken, plotlyText, sceneText } = await import(`data:text/javascript;base64,${src.toString('base64')}`));
 }
-const plotlyText = s => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 // What a figure holds, per trace.
 function figureOf(page, id) {
@@ -99,6 +90,17 @@ function figureOf(page, id) {
       })),
     };
   }, id);
+}
+
+// Points at and clicks the cell (x, y) of a 2D figure (data coordinates).
+async function clickCell(page, id, x, y) {
+  const at = await page.evaluate(([id, x, y]) => {
+    const gd = document.getElementById(id);
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+    return { x: r.left + xa._offset + xa.l2p(x), y: r.top + ya._offset + ya.l2p(y) };
+  }, [id, x, y]);
+  await page.mouse.move(at.x, at.y);
+  await page.mouse.click(at.x, at.y);
 }
 
 function pick(fig, role, phrase = 0) {
@@ -175,7 +177,7 @@ async function checkFigure(page, d, { text, projection, nLayer, state, phrase = 
   ok(e3 <= 1e-9, `figure ${tag}: the input tokens sit at the embedding points`, `largest difference ${e3}`);
   const labelled = fig.traces.filter(t => t.phrase === phrase && /text/.test(t.mode || ''));
   ok(labelled.length === 1 && labelled[0].role === 'current' &&
-     JSON.stringify(current.text) === JSON.stringify(tok.tokens.map(t => visibleToken(t.text).replace(/</g, '<\u2060'))),
+     JSON.stringify(current.text) === JSON.stringify(tok.tokens.map(t => sceneText(visibleToken(t.text)))),
     `figure ${tag}: each token is labelled once, at the shown state`, JSON.stringify(labelled.map(t => t.role)));
   return { tok, ans, S, N, fig };
 }
@@ -239,6 +241,7 @@ async function layoutCheck(page, w, h) {
 // ---------- the test ----------
 
 async function main() {
+  await loadPageText();
   console.log(`# artifacts: ${ARTIFACTS}`);
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const synth = (dir, s) => execFileSync(TWD_SYNTH, ['--out', dir, '--layers', String(s.layers), '--heads', String(s.heads),
@@ -663,13 +666,7 @@ async function main() {
       'a cell shows the top key (K) and value (V) tokens', heads.text[0][0]);
     await shot(page, 'probes-1280x800');
     // a click on a cell lists it in full
-    const pc = await page.evaluate(() => {
-      const gd = document.getElementById('probe-plot');
-      const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-      return { x: r.left + xa._offset + xa.l2p(1), y: r.top + ya._offset + ya.l2p(0) };
-    });
-    await page.mouse.move(pc.x, pc.y);
-    await page.mouse.click(pc.x, pc.y);
+    await clickCell(page, 'probe-plot', 1, 0);
     await page.waitForSelector('#probe-cell[data-cell="0,1"] ol');
     const listed = await page.$$eval('#probe-cell ol', ols => ols.map(o => [...o.querySelectorAll('.tok')].map(e => Number(/token (\d+)/.exec(e.title)[1]))));
     ok(JSON.stringify(listed) === JSON.stringify([probeWant.words[0].heads[1].keys.map(t => t.id), probeWant.words[0].heads[1].values.map(t => t.id)]) &&
@@ -901,13 +898,7 @@ async function main() {
     ok(heat && heat.meta.blocks === nLayer && heat.meta.tokens === N &&
        maxDiff(await page.evaluate(() => document.getElementById('mlp-plot').data[0].z), upd.blocks.map(b => b.positions.map(p => p.update_norm))) <= 1e-9,
       `MLP updates: ${nLayer} blocks x ${N} positions shaded by the daemon's update norms`);
-    const cp = await page.evaluate(() => {
-      const gd = document.getElementById('mlp-plot');
-      const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-      return { x: r.left + xa._offset + xa.l2p(1), y: r.top + ya._offset + ya.l2p(2) };
-    });
-    await page.mouse.move(cp.x, cp.y);
-    await page.mouse.click(cp.x, cp.y);
+    await clickCell(page, 'mlp-plot', 1, 2);
     await page.waitForSelector('#mlp-detail[data-cell="2,1"]');
     const listedN = await page.$$eval('#mlp-detail li', lis => lis.map(li => Number(li.dataset.neuron)));
     ok(JSON.stringify(listedN) === JSON.stringify(upd.blocks[2].positions[1].updates.map(u => u.neuron)) && (await hashOf(page)).mcell === '2,1',
