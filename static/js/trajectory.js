@@ -177,6 +177,8 @@ async function run(req) {
     }
   } catch (e) {
     clearTimeout(busyTimer);
+    // an empty scene set up meanwhile does not show under the message
+    warm.then(() => { if (seq === st.seq && !st.drawn) markStale(true); });
     if (seq !== st.seq) return;
     if (e instanceof ApiError && e.status === 503 && req.projection === 'umap') await umapUnavailable(req, e, seq);
     else showFailure(e, req);
