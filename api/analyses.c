@@ -1,5 +1,6 @@
 /* The paper's weight analyses as routes (docs/MATH.md §3-§6):
- *   /embeddings, /embeddings/normalization, /probe, /svd, /svd/bias.
+ *   /embeddings, /embeddings/scores, /embeddings/normalization, /probe, /svd,
+ *   /svd/bias.
  * Parameters are validated by the router before these run; the core
  * functions compute, this file only shapes answers (JSON, CSV, LaTeX). */
 #include <jansson.h>
@@ -60,6 +61,63 @@ int api_embeddings(twd_app *app, const api_args *a, api_response *res)
                               "definition",
                               "norm ||E_i||; scaled ||gamma*E_i||; bias ||E_i|| + beta.E_i; scaled_bias "
                               "||gamma*E_i|| + beta.E_i; gamma, beta of ln_f"));
+}
+
+/* Every token's four scores (docs/MATH.md §16): the score vectors of
+ * /embeddings, whole. JSON and CSV carry the tokens; npy only the scores,
+ * float64 (V, 4) in the CSV's column order. */
+int api_embeddings_scores(twd_app *app, const api_args *a, api_response *res)
+{
+    size_t V = (size_t)app->model.cfg.vocab_size;
+    bool npy = api_format_is(a, "npy"), csv = api_format_is(a, "csv");
+    if (!npy &&
+        api_check_answer_size(app, res, (double)V, "it: format=npy gives the scores without the tokens") != 0)
+        return -1;
+    double *sc = malloc(EMBED_N_SCHEMES * V * sizeof *sc); /* (scheme, V) */
+    if (!sc) return api_status_error(res, TW_ENOMEM, "embedding scores");
+    int rc = embed_scores(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, sc);
+    if (rc != TW_OK) {
+        free(sc);
+        return api_status_error(res, rc, "embedding scores");
+    }
+    int ret;
+    if (npy) {
+        double *rows = malloc(EMBED_N_SCHEMES * V * sizeof *rows); /* (V, scheme) */
+        if (!rows) {
+            free(sc);
+            return api_status_error(res, TW_ENOMEM, "the npy answer");
+        }
+        for (size_t i = 0; i < V; i++)
+            for (size_t s = 0; s < EMBED_N_SCHEMES; s++) rows[i * EMBED_N_SCHEMES + s] = sc[s * V + i];
+        size_t shape[2] = {V, EMBED_N_SCHEMES};
+        ret = api_npy_respond(res, "<f8", shape, 2, rows, EMBED_N_SCHEMES * V * sizeof *rows);
+        free(rows);
+    } else if (csv) {
+        textbuf tb;
+        tb_init_csv(&tb, "id,text,norm,scaled,bias,scaled_bias");
+        for (size_t i = 0; i < V; i++) {
+            tb_csv_token(&tb, app->tok, (int)i);
+            for (size_t s = 0; s < EMBED_N_SCHEMES; s++) tb_csv_num(&tb, sc[s * V + i]);
+            tb_csv_end(&tb);
+        }
+        ret = tb_respond(&tb, res, CSV_TYPE);
+    } else {
+        json_t *tokens = json_array(), *scores = json_object();
+        for (size_t i = 0; i < V; i++) api_push(tokens, api_token_json(app->tok, (int)i));
+        for (int s = 0; s < EMBED_N_SCHEMES; s++) {
+            json_t *v = json_array();
+            for (size_t i = 0; i < V; i++) api_push(v, api_num(sc[(size_t)s * V + i]));
+            api_put(scores, embed_scheme_name(s), v);
+        }
+        ret = api_json(res, 200,
+                       json_pack("{s:i,s:o,s:o,s:s}", "n_tokens", (int)V, "tokens", tokens, "scores", scores,
+                                 "definition",
+                                 "scores[scheme][i] of token i = tokens[i]: norm ||E_i||; scaled "
+                                 "||gamma*E_i||; bias ||E_i|| + beta.E_i; scaled_bias ||gamma*E_i|| + "
+                                 "beta.E_i; gamma, beta of ln_f"));
+    }
+    free(sc);
+    return ret;
 }
 
 int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *res)

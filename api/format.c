@@ -140,3 +140,32 @@ int tb_respond(textbuf *b, api_response *res, const char *content_type)
     if (!s) return api_status_error(res, TW_ENOMEM, "formatting the answer");
     return api_respond(res, 200, content_type, s, len);
 }
+
+int api_npy_respond(api_response *res, const char *descr, const size_t *shape, int ndim, const void *data,
+                    size_t bytes)
+{
+    char dims[128] = "", hdr[256];
+    size_t dl = 0;
+    for (int i = 0; i < ndim && i < 4; i++)
+        dl += (size_t)snprintf(dims + dl, sizeof dims - dl, "%zu,%s", shape[i], i + 1 < ndim ? " " : "");
+    if (ndim > 1) dims[dl - 1] = '\0'; /* (a, b), but (a,) for one dimension */
+    int n =
+        snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
+    size_t pre = 10, hl = (size_t)n + 1; /* magic, version, length; the dict and '\n' */
+    hl += (64 - (pre + hl) % 64) % 64;
+    size_t len = pre + hl + bytes;
+    char *b = malloc(len + 1);
+    if (!b) return api_status_error(res, TW_ENOMEM, "the npy answer");
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (char)(hl & 0xff);
+    b[9] = (char)(hl >> 8);
+    memset(b + pre, ' ', hl);
+    memcpy(b + pre, hdr, (size_t)n);
+    b[pre + hl - 1] = '\n';
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the npy writer assumes a little-endian machine"
+#endif
+    memcpy(b + pre + hl, data, bytes);
+    b[len] = '\0';
+    return api_respond(res, 200, NPY_TYPE, b, len);
+}

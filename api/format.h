@@ -50,6 +50,13 @@ bool api_format_is(const api_args *a, const char *f);
  * been replaced beforehand. */
 void tb_latex(textbuf *b, const char *s);
 
+/* Answers (200) a C-order little-endian array as numpy's .npy (format
+ * 1.0): descr its dtype ("<f4", "<f8"), shape[0..ndim) its dimensions
+ * (1 <= ndim <= 4), data their product of elements. Returns 0 or -1 (a 500
+ * when memory runs out). */
+int api_npy_respond(api_response *res, const char *descr, const size_t *shape, int ndim, const void *data,
+                    size_t bytes);
+
 /* Moves the buffer into res with the given content type (200), or a 500 if
  * an allocation failed. Returns 0 or -1. */
 int tb_respond(textbuf *b, api_response *res, const char *content_type);

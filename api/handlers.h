@@ -15,6 +15,7 @@ int api_openapi(twd_app *app, const api_args *a, api_response *res);
 
 /* api/analyses.c (docs/MATH.md §3-§6) */
 int api_embeddings(twd_app *app, const api_args *a, api_response *res);
+int api_embeddings_scores(twd_app *app, const api_args *a, api_response *res);
 int api_embeddings_normalization(twd_app *app, const api_args *a, api_response *res);
 int api_probe(twd_app *app, const api_args *a, api_response *res);
 int api_svd(twd_app *app, const api_args *a, api_response *res);

@@ -90,6 +90,8 @@ static const api_param p_embeddings[] = {
 };
 
 static const api_param p_format[] = {P_FORMAT(fmt_json_csv), API_PARAMS_END};
+static const char *const fmt_json_csv_npy[] = {"json", "csv", "npy", NULL};
+static const api_param p_embed_scores[] = {P_FORMAT(fmt_json_csv_npy), API_PARAMS_END};
 
 static const api_param p_probe[] = {
     P_BLOCKS,
@@ -606,6 +608,16 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
  * shared components (Token, ScoredToken, TokenRank, TrajectoryState, ...)
  * are api/openapi.c's. A CSV table's row lists its columns in order. */
 
+/* A route's answers, closed by API_ANSWERS_END, and the recurring ones: a
+ * JSON document, a CSV table (of several: table=`table`), each with its
+ * schema and what it is. */
+// clang-format off
+#define ANSWERS(...)                     (const api_answer[]){__VA_ARGS__, API_ANSWERS_END}
+#define JSON_ANSWER(schema_, doc_)       {.format = "json", .schema = schema_, .doc = doc_}
+#define CSV_ANSWER(schema_, doc_)        {.format = "csv", .schema = schema_, .doc = doc_}
+#define CSV_TABLE(table_, schema_, doc_) {.format = "csv", .table = table_, .schema = schema_, .doc = doc_}
+// clang-format on
+
 #define TOKEN_COLUMNS "id: int(0..), text: str"
 #define HIT_COLUMNS   "rank: int(1..), id: int(0..), text: str, score: num"
 #define TRAJ_KEYS                                                                                            \
@@ -661,10 +673,9 @@ const api_route api_routes[] = {
         .summary = "Liveness and readiness",
         .description = "200 when the model is loaded; 503 (with Retry-After) while it loads. Never waits "
                        "behind a computation.",
-        .answers = (const api_answer[]){{.schema = "{status: 'ok', model: str `the default model`, "
-                                                   "synthetic: bool, models: [{name: str, synthetic: bool}]}",
-                                         .doc = "Every model is loaded."},
-                                        API_ANSWERS_END},
+        .answers = ANSWERS({.schema = "{status: 'ok', model: str `the default model`, "
+                                      "synthetic: bool, models: [{name: str, synthetic: bool}]}",
+                            .doc = "Every model is loaded."}),
     },
     {
         .path = "/model",
@@ -675,20 +686,17 @@ const api_route api_routes[] = {
         .summary = "The loaded model",
         .description = "Name, source, whether the weights are synthetic, shapes, parameter count, file size, "
                        "load time, and the state of background work (UMAP fit).",
-        .answers =
-            (const api_answer[]){
-                {.schema =
-                     "{name: str, source: str `the checkpoint read`, origin: str `configured, hf-cache, "
-                     "twd-cache, download or demo`, format: 'safetensors'|'nanogpt', dtype: str, "
-                     "synthetic: bool, n_layer: int(1..), n_head: int(1..), n_embd: int(1..), "
-                     "n_inner: int(0..), n_ctx: int(1..), vocab_size: int(1..), vocab_rows: int(0..), "
-                     "padding_rows_excluded: int(0..), tokenizer_vocab_size: int(0..), "
-                     "tokenizer: 'gpt2-bpe'|'characters', bias: bool, n_params: int(0..), "
-                     "file_size: int(0..), gelu_default: 'tanh', note: str, load_seconds: num(0..), "
-                     "layer_norm_epsilon: num, synthetic_seed?: int, corpus?: str, default_phrase?: str, "
-                     "nanogpt?: {iter_num?: int, dataset?: str, compiled: bool}, umap?: UmapStatus}",
-                 .doc = "The model and its shape."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            {.schema = "{name: str, source: str `the checkpoint read`, origin: str `configured, hf-cache, "
+                       "twd-cache, download or demo`, format: 'safetensors'|'nanogpt', dtype: str, "
+                       "synthetic: bool, n_layer: int(1..), n_head: int(1..), n_embd: int(1..), "
+                       "n_inner: int(0..), n_ctx: int(1..), vocab_size: int(1..), vocab_rows: int(0..), "
+                       "padding_rows_excluded: int(0..), tokenizer_vocab_size: int(0..), "
+                       "tokenizer: 'gpt2-bpe'|'characters', bias: bool, n_params: int(0..), "
+                       "file_size: int(0..), gelu_default: 'tanh', note: str, load_seconds: num(0..), "
+                       "layer_norm_epsilon: num, synthetic_seed?: int, corpus?: str, default_phrase?: str, "
+                       "nanogpt?: {iter_num?: int, dataset?: str, compiled: bool}, umap?: UmapStatus}",
+             .doc = "The model and its shape."}),
     },
     {
         .path = "/models",
@@ -698,16 +706,15 @@ const api_route api_routes[] = {
         .summary = "The models served",
         .description = "Every model the daemon serves with its name (what model= takes on the other routes), "
                        "state, origin and shape; the first is the default.",
-        .answers = (const api_answer[]){{.schema = "{models: [{name: str, default: bool, "
-                                                   "state: 'ready'|'loading'|'reloading'|'failed', "
-                                                   "message?: str `why it is not ready (not ready only)`, "
-                                                   "origin: str, "
-                                                   "source?: str, synthetic?: bool, n_layer?: int(1..), "
-                                                   "n_head?: int(1..), n_embd?: int(1..), n_ctx?: int(1..), "
-                                                   "vocab_size?: int(1..), n_params?: int(0..)} "
-                                                   "`the shape once the model is ready`]}",
-                                         .doc = "The models, the default first."},
-                                        API_ANSWERS_END},
+        .answers = ANSWERS({.schema = "{models: [{name: str, default: bool, "
+                                      "state: 'ready'|'loading'|'reloading'|'failed', "
+                                      "message?: str `why it is not ready (not ready only)`, "
+                                      "origin: str, "
+                                      "source?: str, synthetic?: bool, n_layer?: int(1..), "
+                                      "n_head?: int(1..), n_embd?: int(1..), n_ctx?: int(1..), "
+                                      "vocab_size?: int(1..), n_params?: int(0..)} "
+                                      "`the shape once the model is ready`]}",
+                            .doc = "The models, the default first."}),
     },
     {
         .path = "/tokenize",
@@ -718,13 +725,9 @@ const api_route api_routes[] = {
         .summary = "GPT-2 tokenization",
         .description = "Byte-level BPE exactly as GPT-2; '<|endoftext|>' is the special token. Each token "
                        "has its id, its text (invalid UTF-8 replaced by U+FFFD) and its exact bytes.",
-        .answers = (const api_answer[]){{.format = "json",
-                                         .schema = "{text: str, n_tokens: int(0..), tokens: [Token]}",
-                                         .doc = "The text's tokens."},
-                                        {.format = "csv",
-                                         .schema = "{position: int(0..), " TOKEN_COLUMNS "}",
-                                         .doc = "One row per token."},
-                                        API_ANSWERS_END},
+        .answers =
+            ANSWERS(JSON_ANSWER("{text: str, n_tokens: int(0..), tokens: [Token]}", "The text's tokens."),
+                    CSV_ANSWER("{position: int(0..), " TOKEN_COLUMNS "}", "One row per token.")),
     },
     {
         .path = "/detokenize",
@@ -735,15 +738,11 @@ const api_route api_routes[] = {
         .summary = "Token ids back to text",
         .description = "Each token with its text and exact bytes, and the decoded text of all of them "
                        "(invalid UTF-8 replaced by U+FFFD in text, exact in bytes).",
-        .answers = (const api_answer[]){{.format = "json",
-                                         .schema = "{text: str `the decoded text, invalid UTF-8 replaced`, "
-                                                   "bytes: [int(0..255)] `the decoded bytes`, "
-                                                   "n_tokens: int(1..), tokens: [Token]}",
-                                         .doc = "The tokens and their decoded text."},
-                                        {.format = "csv",
-                                         .schema = "{position: int(0..), " TOKEN_COLUMNS "}",
-                                         .doc = "One row per token."},
-                                        API_ANSWERS_END},
+        .answers = ANSWERS(JSON_ANSWER("{text: str `the decoded text, invalid UTF-8 replaced`, "
+                                       "bytes: [int(0..255)] `the decoded bytes`, "
+                                       "n_tokens: int(1..), tokens: [Token]}",
+                                       "The tokens and their decoded text."),
+                           CSV_ANSWER("{position: int(0..), " TOKEN_COLUMNS "}", "One row per token.")),
     },
     {
         .path = "/metrics",
@@ -753,9 +752,7 @@ const api_route api_routes[] = {
         .summary = "Prometheus metrics",
         .description = "Requests by route and status, latency histogram, in-flight requests, model load "
                        "time, cache use.",
-        .answers =
-            (const api_answer[]){{.type = "text/plain", .doc = "Prometheus text exposition format 0.0.4."},
-                                 API_ANSWERS_END},
+        .answers = ANSWERS({.type = "text/plain", .doc = "Prometheus text exposition format 0.0.4."}),
     },
     {
         .path = "/openapi.json",
@@ -763,11 +760,9 @@ const api_route api_routes[] = {
         .fn = api_openapi,
         .params = p_none,
         .summary = "This API description (OpenAPI 3)",
-        .answers =
-            (const api_answer[]){{.schema = "{openapi: '3.0.3', info: {title: str, version: str, ...}, "
-                                            "paths: {...}, components: {...}, ...}",
-                                  .doc = "This document (OpenAPI 3.0.3)."},
-                                 API_ANSWERS_END},
+        .answers = ANSWERS({.schema = "{openapi: '3.0.3', info: {title: str, version: str, ...}, "
+                                      "paths: {...}, components: {...}, ...}",
+                            .doc = "This document (OpenAPI 3.0.3)."}),
     },
     {
         .path = "/embeddings",
@@ -778,19 +773,36 @@ const api_route api_routes[] = {
         .summary = "Embedding norms under ln_f (docs/MATH.md §3.1)",
         .description = "Per scheme the top-k and bottom-k tokens of norm ||E_i||, scaled ||gamma*E_i||, bias "
                        "||E_i|| + beta.E_i and scaled_bias, with their scores.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema =
-                     "{k: int(1..), scheme: 'all'|'norm'|'scaled'|'bias'|'scaled_bias', "
-                     "schemes: {norm?: TokenExtremes, scaled?: TokenExtremes, bias?: TokenExtremes, "
-                     "scaled_bias?: TokenExtremes} `the scheme asked for, or all four`, definition: str}",
-                 .doc = "Per scheme the top and bottom tokens."},
-                {.format = "csv",
-                 .schema =
-                     "{scheme: 'norm'|'scaled'|'bias'|'scaled_bias', list: 'top'|'bottom', " HIT_COLUMNS "}",
-                 .doc = "One row per scheme, list and rank."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{k: int(1..), scheme: 'all'|'norm'|'scaled'|'bias'|'scaled_bias', "
+                        "schemes: {norm?: TokenExtremes, scaled?: TokenExtremes, bias?: TokenExtremes, "
+                        "scaled_bias?: TokenExtremes} `the scheme asked for, or all four`, definition: str}",
+                        "Per scheme the top and bottom tokens."),
+            CSV_ANSWER("{scheme: 'norm'|'scaled'|'bias'|'scaled_bias', list: 'top'|'bottom', " HIT_COLUMNS
+                       "}",
+                       "One row per scheme, list and rank.")),
+    },
+    {
+        .path = "/embeddings/scores",
+        .methods = API_GET,
+        .fn = api_embeddings_scores,
+        .params = p_embed_scores,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "Every token's embedding-norm scores (docs/MATH.md §16)",
+        .description = "The four scores of /embeddings (norm, scaled, bias, scaled_bias) for every token of "
+                       "the vocabulary, in id order: the whole score vectors, e.g. for a scatter.",
+        .answers = ANSWERS(
+            JSON_ANSWER("{n_tokens: int(1..) `vocabulary size`, tokens: [Token] `every token, id order`, "
+                        "scores: {norm: [num(0..)] `||E_i||`, scaled: [num(0..)] `||gamma*E_i||`, "
+                        "bias: [num] `||E_i|| + beta.E_i`, scaled_bias: [num] `||gamma*E_i|| + beta.E_i`} "
+                        "`per scheme, scores[i] belongs to tokens[i]`, definition: str}",
+                        "Every token and, per scheme, its scores in the same order."),
+            CSV_ANSWER("{" TOKEN_COLUMNS ", norm: num(0..), scaled: num(0..), bias: num, scaled_bias: num}",
+                       "One row per token, in id order."),
+            {.format = "npy",
+             .doc =
+                 "numpy's .npy (format 1.0): the scores as float64, little-endian, shape (vocab_size, 4), C "
+                 "order, the columns norm, scaled, bias, scaled_bias (the CSV's); row i is token i."}),
     },
     {
         .path = "/embeddings/normalization",
@@ -801,19 +813,15 @@ const api_route api_routes[] = {
         .summary = "Normalisation statistics of the embeddings (docs/MATH.md §3.2)",
         .description =
             "Average row norm, and mean/std of the L2 and cosine distances of E, E-c, sE, s(E-c) to LN_0(E).",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema = "{avg_norm: num(0..) `average row norm of E`, "
-                           "scale: num|null `s = sqrt(d) / avg_norm; null when every embedding is zero`, "
-                           "rows: [{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, "
-                           "cos_mean: num, cos_std: num}; 4], definition: str}",
-                 .doc = "The statistics of the four matrices."},
-                {.format = "csv",
-                 .schema = "{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, cos_mean: num, "
-                           "cos_std: num}",
-                 .doc = "One row per matrix."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{avg_norm: num(0..) `average row norm of E`, "
+                        "scale: num|null `s = sqrt(d) / avg_norm; null when every embedding is zero`, "
+                        "rows: [{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, "
+                        "cos_mean: num, cos_std: num}; 4], definition: str}",
+                        "The statistics of the four matrices."),
+            CSV_ANSWER("{matrix: 'E'|'E - c'|'sE'|'s(E - c)', l2_mean: num, l2_std: num, cos_mean: num, "
+                       "cos_std: num}",
+                       "One row per matrix.")),
     },
     {
         .path = "/probe",
@@ -824,28 +832,23 @@ const api_route api_routes[] = {
         .summary = "Attention heads as ellipsoids: word probes (docs/MATH.md §4)",
         .description = "For each word, per head the top-k keys (q Wqk_h against LN_b(E)) and values (LN_f(E "
                        "+ u_h + b_o) against E) with ||u_h||, and the same for the layer sum.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema = "{block: int(0..$layer), k: int(1..), n_heads: int(1..), leading_space: bool, "
-                           "default_words: bool `the default word list was used`, "
-                           "skipped: [{word: str, reason: str, tokens: [Token] `its token split`}] "
-                           "`the words that are not one token`, "
-                           "words: [{word: str, token: Token, heads: [{head: int(0..$head), "
-                           "keys: [ScoredToken], values: [ScoredToken], norm: num(0..) `||u_h||`}], "
-                           "layer: {values: [ScoredToken], norm: num(0..) `||U||`} `the sum over heads`}]}",
-                 .doc = "Per word the keys and values of every head and of the layer sum."},
-                {.format = "csv",
-                 .schema =
-                     "{block: int(0..$layer), word: str, token_id: int(0..)|null `the word's token; empty "
-                     "for a skipped word`, kind: 'head'|'layer'|'skipped' `a head, the layer sum, or a "
-                     "token of a skipped word's split`, head: int(0..$head)|null, "
-                     "list: 'keys'|'values'|null, rank: int(1..) `in the list, or in the skipped word's "
-                     "split`, id: int(0..), text: str, score: num|null, norm: num(0..)|null `||u_h|| "
-                     "or ||U||, on value rows`}",
-                 .doc = "One row per word, head (or the layer sum), list and rank; a skipped word's token "
-                        "split as rows of kind skipped."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{block: int(0..$layer), k: int(1..), n_heads: int(1..), leading_space: bool, "
+                        "default_words: bool `the default word list was used`, "
+                        "skipped: [{word: str, reason: str, tokens: [Token] `its token split`}] "
+                        "`the words that are not one token`, "
+                        "words: [{word: str, token: Token, heads: [{head: int(0..$head), "
+                        "keys: [ScoredToken], values: [ScoredToken], norm: num(0..) `||u_h||`}], "
+                        "layer: {values: [ScoredToken], norm: num(0..) `||U||`} `the sum over heads`}]}",
+                        "Per word the keys and values of every head and of the layer sum."),
+            CSV_ANSWER("{block: int(0..$layer), word: str, token_id: int(0..)|null `the word's token; empty "
+                       "for a skipped word`, kind: 'head'|'layer'|'skipped' `a head, the layer sum, or a "
+                       "token of a skipped word's split`, head: int(0..$head)|null, "
+                       "list: 'keys'|'values'|null, rank: int(1..) `in the list, or in the skipped word's "
+                       "split`, id: int(0..), text: str, score: num|null, norm: num(0..)|null `||u_h|| "
+                       "or ||U||, on value rows`}",
+                       "One row per word, head (or the layer sum), list and rank; a skipped word's token "
+                       "split as rows of kind skipped.")),
     },
     {
         .path = "/svd",
@@ -857,31 +860,25 @@ const api_route api_routes[] = {
         .description = "All non-zero singular values, the coverage curve and the fraction of directions "
                        "reaching 99 %, and for the top directions the sign-aligned top-k tokens of the left "
                        "and right singular vectors. format=latex gives the paper-style tables.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema = "{block: int(0..$layer), matrix: 'both'|'qk'|'vo', top: int(0..), k: int(1..), "
-                           "dh: int(1..) `head dimension`, heads: [{head: int(0..$head), qk?: SvdFactor, "
-                           "vo?: SvdFactor}]}",
-                 .doc = "Per head the spectrum and top directions of each matrix asked for."},
-                {.format = "csv",
-                 .table = "directions",
-                 .schema = "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
-                           "direction: int(1..) `1-based rank of the singular direction`, "
-                           "singular_value: num(0..), sign: -1|1 `the sign alignment applied`, "
-                           "side: 'left'|'right' `left or right singular vector`, " HIT_COLUMNS "}",
-                 .doc =
-                     "The default when top > 0: one row per head, matrix, direction, side and token rank."},
-                {.format = "csv",
-                 .table = "spectra",
-                 .schema = "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
-                           "rank: int(1..) `1-based rank of the singular value`, singular_value: num(0..), "
-                           "coverage: num(0..1)}",
-                 .doc = "The default when top = 0: one row per head, matrix and singular value."},
-                {.format = "latex",
-                 .doc = "Paper-style LaTeX tables (one per head and matrix) of the top directions' top three "
-                        "tokens."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{block: int(0..$layer), matrix: 'both'|'qk'|'vo', top: int(0..), k: int(1..), "
+                        "dh: int(1..) `head dimension`, heads: [{head: int(0..$head), qk?: SvdFactor, "
+                        "vo?: SvdFactor}]}",
+                        "Per head the spectrum and top directions of each matrix asked for."),
+            CSV_TABLE("directions",
+                      "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
+                      "direction: int(1..) `1-based rank of the singular direction`, "
+                      "singular_value: num(0..), sign: -1|1 `the sign alignment applied`, "
+                      "side: 'left'|'right' `left or right singular vector`, " HIT_COLUMNS "}",
+                      "The default when top > 0: one row per head, matrix, direction, side and token rank."),
+            CSV_TABLE("spectra",
+                      "{block: int(0..$layer), matrix: 'qk'|'vo', head: int(0..$head), "
+                      "rank: int(1..) `1-based rank of the singular value`, singular_value: num(0..), "
+                      "coverage: num(0..1)}",
+                      "The default when top = 0: one row per head, matrix and singular value."),
+            {.format = "latex",
+             .doc = "Paper-style LaTeX tables (one per head and matrix) of the top directions' top three "
+                    "tokens."}),
     },
     {
         .path = "/trajectory",
@@ -894,38 +891,29 @@ const api_route api_routes[] = {
             "The phrase's tokens and, for each state (embedding, embedding+position, its ln_f, then ln_f of "
             "the residual stream after every block), the 3D point of every token and its k nearest "
             "vocabulary tokens by dot product with wte (the logit lens), plus the top next tokens.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema =
-                     "{text: str, projection: 'umap'|'pca', gelu: 'tanh'|'erf', k: int(1..), "
-                     "n_tokens: int(1..), n_states: int(1..) `n_layer + 3`, vectors: bool, "
-                     "tokens: [Token], target: Token|null `the target= token, or null`, "
-                     "states: [TrajectoryState], next_tokens: [ScoredToken] `the top tokens after the "
-                     "phrase (the logit lens of the last state at the last position)`, definition: str, "
-                     "faithfulness: TrajectoryFaithfulness}",
-                 .doc = "Every state of every token: point, logit lens, next and target tokens."},
-                {.format = "csv",
-                 .table = "points",
-                 .schema = "{" TRAJ_KEYS ", x: num, y: num, z: num, entropy: num, "
-                           "next_id: int(0..)|null `the actual next token; empty at the last position`, "
-                           "next_rank: int(1..)|null, next_prob: num(0..1)|null, "
-                           "target_id: int(0..)|null `the target= token; empty without one`, "
-                           "target_rank: int(1..)|null, target_prob: num(0..1)|null}",
-                 .doc = "The default: one row per state and position."},
-                {.format = "csv",
-                 .table = "nearest",
-                 .schema = "{" TRAJ_KEYS ", " HIT_COLUMNS ", prob: num(0..1)}",
-                 .doc = "One row per state, position and rank of the logit lens."},
-                {.format = "csv",
-                 .table = "vectors",
-                 .schema = "{" TRAJ_KEYS ", v#$d: num `one value of the state vector`}",
-                 .doc = "One row per state and position: the state vector, one column v0 .. v(d-1) per "
-                        "value."},
-                {.format = "npy",
-                 .doc = "numpy's .npy (format 1.0): the state vectors as float32, little-endian, shape "
-                        "(states, tokens, d) in C order; read with numpy.load(io.BytesIO(body))."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{text: str, projection: 'umap'|'pca', gelu: 'tanh'|'erf', k: int(1..), "
+                        "n_tokens: int(1..), n_states: int(1..) `n_layer + 3`, vectors: bool, "
+                        "tokens: [Token], target: Token|null `the target= token, or null`, "
+                        "states: [TrajectoryState], next_tokens: [ScoredToken] `the top tokens after the "
+                        "phrase (the logit lens of the last state at the last position)`, definition: str, "
+                        "faithfulness: TrajectoryFaithfulness}",
+                        "Every state of every token: point, logit lens, next and target tokens."),
+            CSV_TABLE("points",
+                      "{" TRAJ_KEYS ", x: num, y: num, z: num, entropy: num, "
+                      "next_id: int(0..)|null `the actual next token; empty at the last position`, "
+                      "next_rank: int(1..)|null, next_prob: num(0..1)|null, "
+                      "target_id: int(0..)|null `the target= token; empty without one`, "
+                      "target_rank: int(1..)|null, target_prob: num(0..1)|null}",
+                      "The default: one row per state and position."),
+            CSV_TABLE("nearest", "{" TRAJ_KEYS ", " HIT_COLUMNS ", prob: num(0..1)}",
+                      "One row per state, position and rank of the logit lens."),
+            CSV_TABLE("vectors", "{" TRAJ_KEYS ", v#$d: num `one value of the state vector`}",
+                      "One row per state and position: the state vector, one column v0 .. v(d-1) per "
+                      "value."),
+            {.format = "npy",
+             .doc = "numpy's .npy (format 1.0): the state vectors as float32, little-endian, shape "
+                    "(states, tokens, d) in C order; read with numpy.load(io.BytesIO(body))."}),
     },
     {
         .path = "/attention",
@@ -936,20 +924,16 @@ const api_route api_routes[] = {
         .summary = "Attention patterns of a phrase",
         .description = "Per block and head, the causal softmax weights of the forward pass: row t lists the "
                        "weights query t gives to keys 0..t.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema = "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], "
-                           "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), "
-                           "pattern: [[num(0..1)]] `n_tokens x n_tokens: pattern[t][u] is the weight query t "
-                           "gives key u, 0 for u > t`}]}], definition: str}",
-                 .doc = "The patterns of the blocks and heads asked for."},
-                {.format = "csv",
-                 .schema = "{block: int(0..$layer), head: int(0..$head), query_pos: int(0..) `the query's "
-                           "position`, key_pos: int(0..) `the key's position (at most query_pos)`, "
-                           "weight: num(0..1) `softmax weight`}",
-                 .doc = "One row per block, head, query and key (the causal half)."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], "
+                        "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), "
+                        "pattern: [[num(0..1)]] `n_tokens x n_tokens: pattern[t][u] is the weight query t "
+                        "gives key u, 0 for u > t`}]}], definition: str}",
+                        "The patterns of the blocks and heads asked for."),
+            CSV_ANSWER("{block: int(0..$layer), head: int(0..$head), query_pos: int(0..) `the query's "
+                       "position`, key_pos: int(0..) `the key's position (at most query_pos)`, "
+                       "weight: num(0..1) `softmax weight`}",
+                       "One row per block, head, query and key (the causal half).")),
     },
     {
         .path = "/trajectory/stats",
@@ -964,15 +948,9 @@ const api_route api_routes[] = {
             "embedding and with the final state, the exact logit-lens rank of the next token and "
             "its probability; mean, std and 95% confidence interval, overall and per position "
             "bucket (first: t = 0, early: 1 <= t < 8, late: t >= 8).",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema = STATS_JSON,
-                 .doc = "Per state, the statistics over every position and per position bucket."},
-                {.format = "csv",
-                 .schema = STATS_CSV,
-                 .doc = "One row per state, statistic and bucket (all: every position)."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER(STATS_JSON, "Per state, the statistics over every position and per position bucket."),
+            CSV_ANSWER(STATS_CSV, "One row per state, statistic and bucket (all: every position).")),
     },
     {
         .path = "/trajectory/stats/job",
@@ -985,8 +963,7 @@ const api_route api_routes[] = {
             "Checks the request as /trajectory/stats does (the same 400s), starts the computation in "
             "the background and answers at once with the job's id and progress; poll "
             "/trajectory/stats/job/status, fetch /trajectory/stats/job/result.",
-        .answers =
-            (const api_answer[]){{.schema = STATS_JOB, .doc = "The job, just started."}, API_ANSWERS_END},
+        .answers = ANSWERS({.schema = STATS_JOB, .doc = "The job, just started."}),
     },
     {
         .path = "/trajectory/stats/job/status",
@@ -996,7 +973,7 @@ const api_route api_routes[] = {
         .flags = API_NEEDS_MODEL,
         .summary = "Progress of a /trajectory/stats job",
         .description = "The job's state (running, done, failed), its stage and the units done of it.",
-        .answers = (const api_answer[]){{.schema = STATS_JOB, .doc = "The job."}, API_ANSWERS_END},
+        .answers = ANSWERS({.schema = STATS_JOB, .doc = "The job."}),
     },
     {
         .path = "/trajectory/stats/job/result",
@@ -1008,10 +985,8 @@ const api_route api_routes[] = {
         .description =
             "The answer /trajectory/stats gives, in JSON or CSV; 503 with Retry-After while the job "
             "runs (after waiting up to wait= seconds), the job's error if it failed.",
-        .answers =
-            (const api_answer[]){{.format = "json", .schema = STATS_JSON, .doc = "As /trajectory/stats."},
-                                 {.format = "csv", .schema = STATS_CSV, .doc = "As /trajectory/stats."},
-                                 API_ANSWERS_END},
+        .answers = ANSWERS(JSON_ANSWER(STATS_JSON, "As /trajectory/stats."),
+                           CSV_ANSWER(STATS_CSV, "As /trajectory/stats.")),
     },
     {
         .path = "/umap/layout",
@@ -1022,15 +997,11 @@ const api_route api_routes[] = {
         .summary = "The fitted background points",
         .description = "3D coordinates of the vocabulary rows the projection was fitted on, with their token "
                        "ids and texts, for drawing the cloud a trajectory moves through.",
-        .answers = (const api_answer[]){{.format = "json",
-                                         .schema = "{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
-                                                   "n: int(0..) `points returned`, tokens: [Token], "
-                                                   "points: [[num; 3]], faithfulness: Faithfulness}",
-                                         .doc = "The points and their tokens."},
-                                        {.format = "csv",
-                                         .schema = "{" TOKEN_COLUMNS ", x: num, y: num, z: num}",
-                                         .doc = "One row per point."},
-                                        API_ANSWERS_END},
+        .answers = ANSWERS(JSON_ANSWER("{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
+                                       "n: int(0..) `points returned`, tokens: [Token], "
+                                       "points: [[num; 3]], faithfulness: Faithfulness}",
+                                       "The points and their tokens."),
+                           CSV_ANSWER("{" TOKEN_COLUMNS ", x: num, y: num, z: num}", "One row per point.")),
     },
     {
         .path = "/umap",
@@ -1041,8 +1012,7 @@ const api_route api_routes[] = {
         .summary = "State of the UMAP layout",
         .description = "disabled, fitting (with progress and stage), ready (loaded from the disk cache or "
                        "fitted, with the fit time) or failed.",
-        .answers = (const api_answer[]){{.schema = "UmapStatus", .doc = "The state of the layout."},
-                                        API_ANSWERS_END},
+        .answers = ANSWERS({.schema = "UmapStatus", .doc = "The state of the layout."}),
     },
     {
         .path = "/svd/bias",
@@ -1053,19 +1023,14 @@ const api_route api_routes[] = {
         .summary = "Bias probes of the attention heads (docs/MATH.md §6)",
         .description =
             "Per head the top-k tokens of a = Wq_h bk_h, -a, c = Wk_h bq_h and -c against LN_b(E).",
-        .answers =
-            (const api_answer[]){{.format = "json",
-                                  .schema =
-                                      "{block: int(0..$layer), k: int(1..), "
-                                      "heads: [{head: int(0..$head), a: [ScoredToken], "
-                                      "'-a': [ScoredToken], c: [ScoredToken], '-c': [ScoredToken]}], "
-                                      "definition: str, note: str `why the a lists never change a pattern`}",
-                                  .doc = "Per head the four probes' top tokens."},
-                                 {.format = "csv",
-                                  .schema = "{block: int(0..$layer), head: int(0..$head), "
-                                            "probe: 'a'|'-a'|'c'|'-c', " HIT_COLUMNS "}",
-                                  .doc = "One row per head, probe and rank."},
-                                 API_ANSWERS_END},
+        .answers = ANSWERS(JSON_ANSWER("{block: int(0..$layer), k: int(1..), "
+                                       "heads: [{head: int(0..$head), a: [ScoredToken], "
+                                       "'-a': [ScoredToken], c: [ScoredToken], '-c': [ScoredToken]}], "
+                                       "definition: str, note: str `why the a lists never change a pattern`}",
+                                       "Per head the four probes' top tokens."),
+                           CSV_ANSWER("{block: int(0..$layer), head: int(0..$head), "
+                                      "probe: 'a'|'-a'|'c'|'-c', " HIT_COLUMNS "}",
+                                      "One row per head, probe and rank.")),
     },
     {
         .path = "/mlp/values",
@@ -1076,19 +1041,15 @@ const api_route api_routes[] = {
         .summary = "MLP value vectors and their tokens (docs/MATH.md §9.1)",
         .description = "For each neuron of the block (all d_ff, or a list), its value vector (row of "
                        "mlp.c_proj.weight): norm and the top-k and bottom-k tokens against wte.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema = "{block: int(0..$layer), k: int(1..), n_neurons: int(0..), neurons: [{neuron: "
-                           "int(0..$ff), "
-                           "norm: num(0..) `||v_i||`, top: [ScoredToken], bottom: [ScoredToken]}], "
-                           "definition: str}",
-                 .doc = "Per neuron its value vector's norm and top and bottom tokens."},
-                {.format = "csv",
-                 .schema = "{block: int(0..$layer), neuron: int(0..$ff), norm: num(0..) `||v_i||`, "
-                           "list: 'top'|'bottom', " HIT_COLUMNS "}",
-                 .doc = "One row per neuron, list and rank."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{block: int(0..$layer), k: int(1..), n_neurons: int(0..), neurons: [{neuron: "
+                        "int(0..$ff), "
+                        "norm: num(0..) `||v_i||`, top: [ScoredToken], bottom: [ScoredToken]}], "
+                        "definition: str}",
+                        "Per neuron its value vector's norm and top and bottom tokens."),
+            CSV_ANSWER("{block: int(0..$layer), neuron: int(0..$ff), norm: num(0..) `||v_i||`, "
+                       "list: 'top'|'bottom', " HIT_COLUMNS "}",
+                       "One row per neuron, list and rank.")),
     },
     {
         .path = "/mlp/svd",
@@ -1101,31 +1062,24 @@ const api_route api_routes[] = {
             "All singular values, coverage and 99 % fraction, and for the top directions the "
             "sign-aligned tokens of the left and right singular vectors (the neuron-space side through "
             "the other half of the MLP) and the neurons of the neuron-space side.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema = "{block: int(0..$layer), matrix: 'both'|'in'|'out', top: int(0..), k: int(1..), "
-                           "rank: int(0..) `singular values per matrix, min(d, d_ff)`, "
-                           "matrices: {in?: " MLP_SVD_FACTOR ", out?: " MLP_SVD_FACTOR "}}",
-                 .doc = "Per matrix the spectrum and the top directions."},
-                {.format = "csv",
-                 .table = "directions",
-                 .schema =
-                     "{block: int(0..$layer), matrix: 'in'|'out', direction: int(1..) `1-based rank of the "
-                     "singular direction`, singular_value: num(0..), sign: -1|1 `the sign alignment "
-                     "applied`, "
-                     "side: 'left'|'right' `left or right singular vector`, list: 'tokens'|'neurons', "
-                     "rank: int(1..), id: int(0..)|null `the token (list tokens)`, text: str|null `the "
-                     "token's text (list tokens)`, neuron: int(0..$ff)|null `the neuron (list neurons)`, "
-                     "score: num}",
-                 .doc =
-                     "The default: one row per matrix, direction, side and rank of a token or neuron list."},
-                {.format = "csv",
-                 .table = "spectra",
-                 .schema = "{block: int(0..$layer), matrix: 'in'|'out', rank: int(1..) `1-based rank of the "
-                           "singular value`, singular_value: num(0..), coverage: num(0..1)}",
-                 .doc = "One row per matrix and singular value."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{block: int(0..$layer), matrix: 'both'|'in'|'out', top: int(0..), k: int(1..), "
+                        "rank: int(0..) `singular values per matrix, min(d, d_ff)`, "
+                        "matrices: {in?: " MLP_SVD_FACTOR ", out?: " MLP_SVD_FACTOR "}}",
+                        "Per matrix the spectrum and the top directions."),
+            CSV_TABLE("directions",
+                      "{block: int(0..$layer), matrix: 'in'|'out', direction: int(1..) `1-based rank of the "
+                      "singular direction`, singular_value: num(0..), sign: -1|1 `the sign alignment "
+                      "applied`, "
+                      "side: 'left'|'right' `left or right singular vector`, list: 'tokens'|'neurons', "
+                      "rank: int(1..), id: int(0..)|null `the token (list tokens)`, text: str|null `the "
+                      "token's text (list tokens)`, neuron: int(0..$ff)|null `the neuron (list neurons)`, "
+                      "score: num}",
+                      "The default: one row per matrix, direction, side and rank of a token or neuron list."),
+            CSV_TABLE("spectra",
+                      "{block: int(0..$layer), matrix: 'in'|'out', rank: int(1..) `1-based rank of the "
+                      "singular value`, singular_value: num(0..), coverage: num(0..1)}",
+                      "One row per matrix and singular value.")),
     },
     {
         .path = "/mlp/updates",
@@ -1137,26 +1091,20 @@ const api_route api_routes[] = {
         .description =
             "Per block and token, the heaviest sub-updates m_i v_i (GELU activation times value "
             "vector, ranked by |m_i| ||v_i||), with the coefficient, ||v_i|| and v_i's top tokens.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema =
-                     "{text: str, gelu: 'tanh'|'erf', top: int(1..), k: int(1..), n_tokens: int(1..), "
-                     "tokens: [Token], blocks: [{block: int(0..$layer), bias_norm: num(0..) `||b_proj||`, "
-                     "positions: [{position: int(0..), token: Token, update_norm: num(0..) "
-                     "`||sum_i m_i v_i||`, updates: [{rank: int(1..), neuron: int(0..$ff), "
-                     "coefficient: num `m_i`, norm: num(0..) `||v_i||`, weight: num(0..) `|m_i| ||v_i||`, "
-                     "top: [ScoredToken] `v_i's top tokens`}]}]}], definition: str}",
-                 .doc = "Per block and position the heaviest sub-updates."},
-                {.format = "csv",
-                 .schema =
-                     "{block: int(0..$layer), position: int(0..), token_id: int(0..), token_text: str, "
-                     "update_norm: num(0..) `||sum_i m_i v_i||`, rank: int(1..) `the sub-update's rank`, "
-                     "neuron: int(0..$ff), coefficient: num `m_i`, norm: num(0..) `||v_i||`, "
-                     "weight: num(0..) `|m_i| ||v_i||`, value_rank: int(1..) `rank of the token in v_i's "
-                     "list`, id: int(0..), text: str, score: num}",
-                 .doc = "One row per block, position, sub-update and token of its list."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{text: str, gelu: 'tanh'|'erf', top: int(1..), k: int(1..), n_tokens: int(1..), "
+                        "tokens: [Token], blocks: [{block: int(0..$layer), bias_norm: num(0..) `||b_proj||`, "
+                        "positions: [{position: int(0..), token: Token, update_norm: num(0..) "
+                        "`||sum_i m_i v_i||`, updates: [{rank: int(1..), neuron: int(0..$ff), "
+                        "coefficient: num `m_i`, norm: num(0..) `||v_i||`, weight: num(0..) `|m_i| ||v_i||`, "
+                        "top: [ScoredToken] `v_i's top tokens`}]}]}], definition: str}",
+                        "Per block and position the heaviest sub-updates."),
+            CSV_ANSWER("{block: int(0..$layer), position: int(0..), token_id: int(0..), token_text: str, "
+                       "update_norm: num(0..) `||sum_i m_i v_i||`, rank: int(1..) `the sub-update's rank`, "
+                       "neuron: int(0..$ff), coefficient: num `m_i`, norm: num(0..) `||v_i||`, "
+                       "weight: num(0..) `|m_i| ||v_i||`, value_rank: int(1..) `rank of the token in v_i's "
+                       "list`, id: int(0..), text: str, score: num}",
+                       "One row per block, position, sub-update and token of its list.")),
     },
     {
         .path = "/mlp/search",
@@ -1167,23 +1115,18 @@ const api_route api_routes[] = {
         .summary = "The neurons whose value vectors promote a token (docs/MATH.md §9.2)",
         .description = "The top-k neurons (one block or all) by v_i . E[token], with the token's exact rank "
                        "among each value vector's own tokens.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema =
-                     "{token: Token, block: int(0..$layer)|null `the block asked for; null: every block`, "
-                     "k: int(1..), n_neurons: int(0..) `neurons searched`, neurons: [{rank: int(1..), "
-                     "block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . E[token]`, "
-                     "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
-                     "tokens`}], definition: str}",
-                 .doc = "The neurons that promote the token most."},
-                {.format = "csv",
-                 .schema = "{rank: int(1..), block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . "
-                           "E[token]`, "
-                           "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
-                           "tokens`}",
-                 .doc = "One row per neuron found."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{token: Token, block: int(0..$layer)|null `the block asked for; null: every block`, "
+                        "k: int(1..), n_neurons: int(0..) `neurons searched`, neurons: [{rank: int(1..), "
+                        "block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . E[token]`, "
+                        "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                        "tokens`}], definition: str}",
+                        "The neurons that promote the token most."),
+            CSV_ANSWER("{rank: int(1..), block: int(0..$layer), neuron: int(0..$ff), score: num `v_i . "
+                       "E[token]`, "
+                       "norm: num(0..) `||v_i||`, token_rank: int(1..) `the token's rank among v_i's "
+                       "tokens`}",
+                       "One row per neuron found.")),
     },
     {
         .path = "/layernorm",
@@ -1197,45 +1140,38 @@ const api_route api_routes[] = {
             "phrase's states): mean before and after centring, radius, gamma's axes and their tokens, "
             "beta's tokens, how much gamma and beta change a state; and per head the estimated "
             "fraction of unselectable keys.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema =
-                     "{text: str|null `the phrase, or null for wte's rows`, states: 'wte'|'phrase', "
-                     "k: int(1..), n_states: int(1..), tokens?: [Token] `the phrase's tokens`, "
-                     "layers: [{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null, "
-                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..), mean: {before: num, before_abs: num(0..), "
-                     "after_abs: num(0..), after_max_abs: num(0..)}, radius: {mean: num, std: num}, "
-                     "gamma: {max: " LN_AXIS ", min: " LN_AXIS "}, beta_norm: num(0..), "
-                     "beta: {top: [ScoredToken]}, change: {mean: num, std: num}}], "
-                     "keys: {method: 'random'|'targeted', description: str, queries: int(0..), "
-                     "seed: int(0..), floor: num(0..1), heads: [{block: int(0..$layer), "
-                     "head: int(0..$head), selectable: int(0..), unselectable_fraction: num(0..1)}], "
-                     "definition: str}|null `null with keys=none`, definition: str}",
-                 .doc = "Per LayerNorm its geometry, and the unselectable keys per head."},
-                {.format = "csv",
-                 .table = "layers",
-                 .schema =
-                     "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null `empty for ln_f`, "
-                     "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..) `states that reach it`, mean_before: num, "
-                     "mean_abs_before: num(0..), mean_abs_after: num(0..), max_abs_after: num(0..), "
-                     "radius_mean: num, radius_std: num, gamma_max_index: int(0..), gamma_max: num, "
-                     "gamma_min_index: int(0..), gamma_min: num, beta_norm: num(0..), change_mean: num, "
-                     "change_std: num}",
-                 .doc = "The default: one row per LayerNorm."},
-                {.format = "csv",
-                 .table = "lists",
-                 .schema = "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, "
-                           "list: "
-                           "'gamma_max_top'|'gamma_max_bottom'|'gamma_min_top'|'gamma_min_bottom'|'beta',"
-                           " " HIT_COLUMNS "}",
-                 .doc = "One row per LayerNorm, token list and rank."},
-                {.format = "csv",
-                 .table = "keys",
-                 .schema = "{block: int(0..$layer), head: int(0..$head), method: 'random'|'targeted', "
-                           "queries: int(0..), selectable: int(0..), unselectable_fraction: num(0..1)}",
-                 .doc = "One row per block and head (no rows with keys=none)."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER(
+                "{text: str|null `the phrase, or null for wte's rows`, states: 'wte'|'phrase', "
+                "k: int(1..), n_states: int(1..), tokens?: [Token] `the phrase's tokens`, "
+                "layers: [{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null, "
+                "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..), mean: {before: num, before_abs: num(0..), "
+                "after_abs: num(0..), after_max_abs: num(0..)}, radius: {mean: num, std: num}, "
+                "gamma: {max: " LN_AXIS ", min: " LN_AXIS "}, beta_norm: num(0..), "
+                "beta: {top: [ScoredToken]}, change: {mean: num, std: num}}], "
+                "keys: {method: 'random'|'targeted', description: str, queries: int(0..), "
+                "seed: int(0..), floor: num(0..1), heads: [{block: int(0..$layer), "
+                "head: int(0..$head), selectable: int(0..), unselectable_fraction: num(0..1)}], "
+                "definition: str}|null `null with keys=none`, definition: str}",
+                "Per LayerNorm its geometry, and the unselectable keys per head."),
+            CSV_TABLE("layers",
+                      "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, block: int(0..$layer)|null `empty for ln_f`, "
+                      "kind: 'ln_1'|'ln_2'|'ln_f', rows: int(0..) `states that reach it`, mean_before: num, "
+                      "mean_abs_before: num(0..), mean_abs_after: num(0..), max_abs_after: num(0..), "
+                      "radius_mean: num, radius_std: num, gamma_max_index: int(0..), gamma_max: num, "
+                      "gamma_min_index: int(0..), gamma_min: num, beta_norm: num(0..), change_mean: num, "
+                      "change_std: num}",
+                      "The default: one row per LayerNorm."),
+            CSV_TABLE("lists",
+                      "{name: str `h.N.ln_1, h.N.ln_2 or ln_f`, "
+                      "list: "
+                      "'gamma_max_top'|'gamma_max_bottom'|'gamma_min_top'|'gamma_min_bottom'|'beta',"
+                      " " HIT_COLUMNS "}",
+                      "One row per LayerNorm, token list and rank."),
+            CSV_TABLE("keys",
+                      "{block: int(0..$layer), head: int(0..$head), method: 'random'|'targeted', "
+                      "queries: int(0..), selectable: int(0..), unselectable_fraction: num(0..1)}",
+                      "One row per block and head (no rows with keys=none).")),
     },
     {
         .path = "/layernorm/sketch",
@@ -1246,22 +1182,17 @@ const api_route api_routes[] = {
         .summary = "The paper's 2D layer-norm sketch on real weights (docs/MATH.md §12.4)",
         .description = "For two coordinates: the unit circle, its image under gamma, then + beta, then under "
                        "the head's W_qk restricted to those coordinates.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema =
-                     "{block: int(0..$layer), head: int(0..$head), dims: [int(0..); 2] `the coordinates "
-                     "i, j`, default_dims: bool, points: int(3..), gamma: [num; 2], beta: [num; 2], "
-                     "w_qk: [[num; 2]; 2], stages: [{name: 'circle'|'gamma'|'gamma+beta'|'w_qk', "
-                     "points: [[num; 2]]}; 4], definition: str}",
-                 .doc = "The four stages of the sketch."},
-                {.format = "csv",
-                 .schema =
-                     "{stage: 'circle'|'gamma'|'gamma+beta'|'w_qk', point: int(0..), "
-                     "theta: num(0..) `the point's angle on the circle, in radians`, x: num `coordinate i`, "
-                     "y: num `coordinate j`}",
-                 .doc = "One row per stage and point."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER("{block: int(0..$layer), head: int(0..$head), dims: [int(0..); 2] `the coordinates "
+                        "i, j`, default_dims: bool, points: int(3..), gamma: [num; 2], beta: [num; 2], "
+                        "w_qk: [[num; 2]; 2], stages: [{name: 'circle'|'gamma'|'gamma+beta'|'w_qk', "
+                        "points: [[num; 2]]}; 4], definition: str}",
+                        "The four stages of the sketch."),
+            CSV_ANSWER(
+                "{stage: 'circle'|'gamma'|'gamma+beta'|'w_qk', point: int(0..), "
+                "theta: num(0..) `the point's angle on the circle, in radians`, x: num `coordinate i`, "
+                "y: num `coordinate j`}",
+                "One row per stage and point.")),
     },
     {
         .path = "/selfcheck",
@@ -1273,26 +1204,22 @@ const api_route api_routes[] = {
         .description =
             "Per head, scores, patterns and outputs from W_qk,h, W_vo,h and the bias terms, compared "
             "with the forward pass; and the pattern with b_k randomised, unchanged.",
-        .answers =
-            (const api_answer[]){
-                {.format = "json",
-                 .schema =
-                     "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], seed: int(0..), "
-                     "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), scores: " SC_DIFF
-                     ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", bk_randomised: {bk_norm: num(0..), "
-                     "pattern_max_abs_diff: num(0..), pattern_max_abs_diff_exact: num(0..), "
-                     "score_shift_max: num, shift_spread: num}}], total_output: " SC_DIFF "}], "
-                     "max: {scores: " SC_DIFF ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", "
-                     "bk_randomised_pattern_max_abs_diff: num(0..)}, definition: str}",
-                 .doc = "Per block and head the differences from the forward pass, and the largest."},
-                {.format = "csv",
-                 .schema = "{block: int(0..$layer), head: int(0..$head)|null `empty for total_output`, "
-                           "quantity: 'scores'|'patterns'|'outputs'|'bk_randomised_patterns'|"
-                           "'bk_randomised_patterns_exact'|'bk_randomised_score_shift'|"
-                           "'bk_randomised_shift_spread'|'total_output', max_abs_diff: num, "
-                           "max_rel_diff: num|null `empty for the bk_randomised rows`}",
-                 .doc = "One row per block, head and quantity, and the block's total output."},
-                API_ANSWERS_END},
+        .answers = ANSWERS(
+            JSON_ANSWER(
+                "{text: str, gelu: 'tanh'|'erf', n_tokens: int(1..), tokens: [Token], seed: int(0..), "
+                "blocks: [{block: int(0..$layer), heads: [{head: int(0..$head), scores: " SC_DIFF
+                ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", bk_randomised: {bk_norm: num(0..), "
+                "pattern_max_abs_diff: num(0..), pattern_max_abs_diff_exact: num(0..), "
+                "score_shift_max: num, shift_spread: num}}], total_output: " SC_DIFF "}], "
+                "max: {scores: " SC_DIFF ", patterns: " SC_DIFF ", outputs: " SC_DIFF ", "
+                "bk_randomised_pattern_max_abs_diff: num(0..)}, definition: str}",
+                "Per block and head the differences from the forward pass, and the largest."),
+            CSV_ANSWER("{block: int(0..$layer), head: int(0..$head)|null `empty for total_output`, "
+                       "quantity: 'scores'|'patterns'|'outputs'|'bk_randomised_patterns'|"
+                       "'bk_randomised_patterns_exact'|'bk_randomised_score_shift'|"
+                       "'bk_randomised_shift_spread'|'total_output', max_abs_diff: num, "
+                       "max_rel_diff: num|null `empty for the bk_randomised rows`}",
+                       "One row per block, head and quantity, and the block's total output.")),
     },
     {.path = NULL},
 };

@@ -315,30 +315,11 @@ static int traj_csv(twd_app *app, const char *table, const traj_data *d, api_res
     return tb_respond(&tb, res, CSV_TYPE);
 }
 
-/* The state vectors as numpy's .npy (format 1.0): float32 little-endian,
- * shape (states, tokens, d), C order. */
+/* The state vectors as numpy's .npy: float32, shape (states, tokens, d). */
 static int traj_npy(const traj_data *d, api_response *res)
 {
-    char hdr[128];
-    int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu, %zu), }",
-                     d->S, d->N, d->C);
-    size_t pre = 10, hl = (size_t)n + 1; /* magic, version, length; the dict and '\n' */
-    hl += (64 - (pre + hl) % 64) % 64;
-    size_t data = d->S * d->N * d->C * sizeof(float), len = pre + hl + data;
-    char *b = malloc(len + 1);
-    if (!b) return api_status_error(res, TW_ENOMEM, "the npy answer");
-    memcpy(b, "\x93NUMPY\x01\x00", 8);
-    b[8] = (char)(hl & 0xff);
-    b[9] = (char)(hl >> 8);
-    memset(b + pre, ' ', hl);
-    memcpy(b + pre, hdr, (size_t)n);
-    b[pre + hl - 1] = '\n';
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the npy writer assumes a little-endian machine"
-#endif
-    memcpy(b + pre + hl, d->y, data);
-    b[len] = '\0';
-    return api_respond(res, 200, NPY_TYPE, b, len);
+    size_t shape[3] = {d->S, d->N, d->C};
+    return api_npy_respond(res, "<f4", shape, 3, d->y, d->S * d->N * d->C * sizeof(float));
 }
 
 int api_trajectory(twd_app *app, const api_args *a, api_response *res)

@@ -7,14 +7,22 @@ Generates the 124M-shaped synthetic checkpoint (tools/twd-synth --shape 124M)
 into $TWD_BENCH_DIR (default build/bench-models/124M) when --model is not given.
 Each "cold" figure is the first request of its kind after a fresh start.
 --only-npy: only a 1024-token /trajectory?vectors=true&format=npy against the
-same request without vectors (JSON), each on a new text.
+same request without vectors (JSON), each on a new text (--reps: how many).
+--page: only the page's first requests (as static/js/app.js and trajectory.js
+send them: /models with /openapi.json, /model, then /umap/layout of the whole
+layout beside the default phrase's POST /trajectory), on a daemon that reads
+the UMAP layout from its disk cache (--page-cache; fitted there first if
+absent, which takes minutes); the first trajectory is there when both answer.
 """
 import argparse
+import gzip
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -35,14 +43,14 @@ class Twd(TwdDaemon):
     def __init__(self, exe, model, extra):
         super().__init__(exe, model, extra, poll=0.005)
 
-    def timed(self, target):
-        t = time.perf_counter()
-        st, body = self.get(target)
-        dt = time.perf_counter() - t
-        if st != 200:
-            raise RuntimeError("%s -> %d %s" % (target, st, body[:300]))
-        return dt, body
 
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat): under
+    load the wall time of a request says more about the other processes."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def phrase_of(d, n_tokens, salt):
@@ -68,16 +76,95 @@ def npy_rows(d, n_tokens=1024, reps=3):
     for rep in range(reps):
         for label, extra in (("JSON, no vectors", ""), ("vectors=true&format=npy", "&vectors=true&format=npy")):
             text = phrase_of(d, n_tokens, rep * 2 + (extra != ""))
+            c0 = cpu_seconds(d.proc.pid)
             dt, body = d.timed("/trajectory?projection=pca&k=1&text=%s%s" % (urllib.parse.quote(text), extra))
+            cpu = cpu_seconds(d.proc.pid) - c0
             if not extra:
                 got = json.loads(body)["n_tokens"]
             if label not in best or dt < best[label][0]:
-                best[label] = (dt, len(body))
-    for label, (dt, size) in best.items():
+                best[label] = (dt, len(body), cpu)
+    for label, (dt, size, cpu) in best.items():
         out.append(("/trajectory %s tokens, %s (%.1f MB), best of %d" % (got, label, size / 1e6, reps),
                     dt * 1e3, "ms"))
+        out.append(("  CPU time of the daemon for it", cpu * 1e3, "ms"))
     ratio = best["vectors=true&format=npy"][0] / best["JSON, no vectors"][0]
     out.append(("  ratio npy with vectors / without vectors (target <= 2)", ratio, "x"))
+    out.append(("  ratio JSON without vectors / npy, wall", 1 / ratio, "x"))
+    out.append(("  ratio JSON without vectors / npy, CPU",
+                best["JSON, no vectors"][2] / best["vectors=true&format=npy"][2], "x"))
+    return out
+
+
+def page_request(d, method, target, body=None):
+    """(seconds, status, decoded bytes) of one request as a browser sends it
+    (gzip accepted, JSON body)."""
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=3600)
+    headers = {"Accept-Encoding": "gzip"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    t = time.perf_counter()
+    c.request(method, target, data, headers)
+    r = c.getresponse()
+    raw = r.read()
+    dt = time.perf_counter() - t
+    c.close()
+    if r.getheader("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    if r.status != 200:
+        raise RuntimeError("%s %s -> %d %s" % (method, target, r.status, raw[:300]))
+    return dt, raw
+
+
+def page_rows(exe, model, cache, extra):
+    """The page's first requests, timed from the first one, with the UMAP
+    layout read from the disk cache (fitted into it first when absent)."""
+    args = extra + ["--set", "umap=true", "--cache-dir", cache]
+    d = Twd(exe, model, args)
+    t0 = time.time()
+    while json.loads(d.get("/umap")[1])["state"] == "fitting":
+        time.sleep(0.5)
+    fitted = time.time() - t0
+    d.stop()
+    d = Twd(exe, model, args)
+    out = [("ready, UMAP layout from the disk cache (fit first: %.0f s)" % fitted, d.ready * 1e3, "ms")]
+    state = json.loads(d.get("/umap")[1])
+    if state["state"] != "ready":
+        raise RuntimeError("the layout was not read from the cache: %s" % state)
+    t0 = time.perf_counter()
+    got = {}
+
+    def run(name, method, target, body=None):
+        got[name] = page_request(d, method, target, body)
+
+    ts = [threading.Thread(target=run, args=("/models", "GET", "/models")),
+          threading.Thread(target=run, args=("/openapi.json", "GET", "/openapi.json"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    run("/model", "GET", "/model")
+    phrase = json.loads(got["/model"][1]).get("default_phrase") or "To kill two birds with one stone"
+    t1 = time.perf_counter()
+    ts = [threading.Thread(target=run, args=("/umap/layout", "GET", "/umap/layout?projection=umap&limit=0")),
+          threading.Thread(target=run, args=("/trajectory", "POST", "/trajectory",
+                                             {"text": phrase, "projection": "umap", "gelu": "tanh", "k": 5}))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    t2 = time.perf_counter()
+    for name in ("/models", "/openapi.json", "/model"):
+        out.append(("  %s" % name, got[name][0] * 1e3, "ms"))
+    n = json.loads(got["/trajectory"][1])["n_tokens"]
+    out.append(("  /umap/layout (%d points, %.0f KB), beside" % (
+        json.loads(got["/umap/layout"][1])["n"], len(got["/umap/layout"][1]) / 1e3), got["/umap/layout"][0] * 1e3,
+        "ms"))
+    out.append(("  POST /trajectory, default phrase (%d tokens), umap, k 5" % n, got["/trajectory"][0] * 1e3, "ms"))
+    out.append(("  both answered, from the layout and trajectory requests", (t2 - t1) * 1e3, "ms"))
+    out.append(("first trajectory's data at the page, from /models", (t2 - t0) * 1e3, "ms"))
+    d.stop()
     return out
 
 
@@ -89,6 +176,10 @@ def main():
     ap.add_argument("--cache-mb", type=int, default=2048)
     ap.add_argument("--only-npy", action="store_true",
                     help="only the 1024-token /trajectory with and without vectors")
+    ap.add_argument("--reps", type=int, default=3, help="--only-npy: requests of each kind (the best is shown)")
+    ap.add_argument("--page", action="store_true", help="only the page's first requests")
+    ap.add_argument("--page-cache", default=os.path.join(ROOT, "build", "bench-page-cache"),
+                    help="--page: twd's cache folder (the UMAP layout is kept there)")
     a = ap.parse_args()
     exe = os.path.join(a.build, "server", "twd")
     model = a.model or os.environ.get("TWD_BENCH_DIR") or os.path.join(a.build, "bench-models", "124M")
@@ -106,10 +197,15 @@ def main():
     rows = []
     if a.only_npy:
         d = Twd(exe, model, extra + ["--set", "answer_cache_mb=0", "--set", "max_request_seconds=3600"])
-        rows = npy_rows(d)
+        rows = npy_rows(d, reps=a.reps)
         d.stop()
+    if a.page:
+        rows = page_rows(exe, model, a.page_cache, extra[:2])
+    if rows:
+        w = max(len(r[0]) for r in rows)
         for label, v, unit in rows:
-            print("%-60s %10.1f %s" % (label, v, unit))
+            print("%-*s %10.1f %s" % (w, label, v, unit))
+        print("load average (1, 5, 15 min): %.1f %.1f %.1f" % os.getloadavg())
         return 0
     d = Twd(exe, model, extra)
     rows.append(("ready after start (warm page cache)", d.ready * 1e3, "ms"))

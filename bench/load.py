@@ -31,7 +31,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from twd_daemon import TwdDaemon  # noqa: E402
+from twd_daemon import TwdDaemon, in_threads, loadavg  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOUNS = ("time year people way day man thing woman life child world school state family student group "
@@ -41,11 +41,6 @@ NOUNS = ("time year people way day man thing woman life child world school state
          "city community name president team minute idea kid body information back parent face others level "
          "office door health person art war history party result change morning reason research girl guy "
          "moment air teacher force education").split()
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 class Twd(TwdDaemon):
@@ -64,12 +59,7 @@ def q(path, **params):
 
 
 def timed(t, target):
-    t0 = time.perf_counter()
-    st, body = t.get(target)
-    dt = time.perf_counter() - t0
-    if st != 200:
-        raise RuntimeError("%s -> %d %s" % (target, st, body[:200]))
-    return dt
+    return t.timed(target)[0]
 
 
 def side_by_side(a, model):
@@ -89,13 +79,7 @@ def side_by_side(a, model):
         def run(i, target):
             out[i] = (time.perf_counter(), timed(t, target))
 
-        t0 = time.perf_counter()
-        th = [threading.Thread(target=run, args=(i, g)) for i, g in enumerate(group)]
-        for x in th:
-            x.start()
-        for x in th:
-            x.join()
-        wall = time.perf_counter() - t0
+        wall = in_threads(run, list(enumerate(group)))
         t.stop()
         alone = sum(seq[:len(group)])
         print("%d cold at once (workers=2): wall %.2f s against %.2f s one after the other (%.0f %%); each "
@@ -173,13 +157,7 @@ def load(a, model):
                     errors.append((kind, st, body[:120]))
         c.close()
 
-    t0 = time.time()
-    th = [threading.Thread(target=conn_loop, args=(i,)) for i in range(a.connections)]
-    for x in th:
-        x.start()
-    for x in th:
-        x.join()
-    wall = time.time() - t0
+    wall = in_threads(conn_loop, [(i,) for i in range(a.connections)])
     t.stop()
     total = sum(len(v) for v in lat.values())
     print("%d connections, %.0f s (the last cold requests finishing): %d answers, %.0f answers/s, %d errors "

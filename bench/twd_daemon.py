@@ -3,6 +3,7 @@ stop that the bench/*.py scripts share.
 
     d = TwdDaemon(exe, model, ["--set", "umap=false", ...])
     status, body = d.get("/health")
+    seconds, body = d.timed("/svd?block=0")   # raises unless 200
     d.stop()
 
 The daemon listens on a free port (read from its "listening on" line),
@@ -51,6 +52,34 @@ class TwdDaemon:
             c.close()
         return r.status, body
 
+    def timed(self, target):
+        """(seconds, body) of GET target on a new connection; RuntimeError
+        unless the answer is 200."""
+        t0 = time.perf_counter()
+        st, body = self.get(target)
+        dt = time.perf_counter() - t0
+        if st != 200:
+            raise RuntimeError("%s -> %d %s" % (target, st, body[:300]))
+        return dt, body
+
     def stop(self, wait=120):
         self.proc.terminate()
         self.proc.wait(wait)
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg says them."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def in_threads(fn, args):
+    """fn(*a) for every tuple a of args, each in a thread of its own, all at
+    once; the wall seconds until the last returned."""
+    t0 = time.perf_counter()
+    th = [threading.Thread(target=fn, args=a) for a in args]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join()
+    return time.perf_counter() - t0

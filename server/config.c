@@ -11,13 +11,14 @@
 #include "base/fs.h"
 #include "core/nn/blas.h"
 
-#define OFF(f)          offsetof(twd_config, f)
-#define SZ(f)           sizeof(((twd_config *)0)->f)
-#define STR(f)          CFG_STRING, OFF(f), SZ(f), 0, 0
-#define INT(f, lo, hi)  CFG_INT, OFF(f), 0, lo, hi
-#define SIZE(f, lo, hi) CFG_SIZE, OFF(f), 0, lo, hi
-#define MIB(f, lo, hi)  CFG_MIB, OFF(f), 0, lo, hi
-#define BOOL(f)         CFG_BOOL, OFF(f), 0, 0, 1
+#define OFF(f) offsetof(twd_config, f)
+#define SZ(f)  sizeof(((twd_config *)0)->f)
+/* An option's name (its twd_config field's), type, place and bounds. */
+#define STR(f)          #f, CFG_STRING, OFF(f), SZ(f), 0, 0
+#define INT(f, lo, hi)  #f, CFG_INT, OFF(f), 0, lo, hi
+#define SIZE(f, lo, hi) #f, CFG_SIZE, OFF(f), 0, lo, hi
+#define MIB(f, lo, hi)  #f, CFG_MIB, OFF(f), 0, lo, hi
+#define BOOL(f)         #f, CFG_BOOL, OFF(f), 0, 0, 1
 
 /* blas_coretype: auto, off, or a name this OpenBLAS accepts (it would
  * otherwise ignore the name silently and keep its own choice). Returns the
@@ -49,127 +50,118 @@ static const struct {
     const char *(*check)(const char *value, char *err, size_t errlen);
 } string_checks[] = {{"blas_coretype", check_coretype}, {"listen", check_listen}};
 
-/* The one table of options: name, type, bounds, default, runtime, doc. */
+/* The one table of options: name, type and bounds, default, doc. */
 const cfg_option cfg_options[] = {
-    {"listen", STR(listen), "127.0.0.1", false,
+    {STR(listen), "127.0.0.1",
      "Address to listen on. Loopback by default; the service has no authentication."},
-    {"port", INT(port, 0, 65535), "8080", false, "TCP port (0: any free port, printed at start)."},
-    {"pid_file", STR(pid_file), "", false,
+    {INT(port, 0, 65535), "8080", "TCP port (0: any free port, printed at start)."},
+    {STR(pid_file), "",
      "File written once the port is bound, in three lines: the pid, the URL twd listens on and 'listening' "
      "('stopping' once it is asked to stop); replaced atomically, removed at exit (scripts/up reads it). "
      "Empty: none."},
-    {"models", STR(models), "", false,
+    {STR(models), "",
      "The models to serve, comma-separated (--model may be given several times; 'model' is the same "
      "option). Each is a folder holding a Hugging Face snapshot (config.json + model.safetensors) or a "
      "nanoGPT ckpt.pt, the ckpt.pt or model.safetensors file itself, a models--org--name folder of the "
      "Hugging Face cache, or a hub id such as openai-community/gpt2-medium (looked up in the Hugging Face "
      "cache, then twd's cache, then downloaded when the hub is reachable). The first is the default of "
      "model= on every route. Empty: hub_repo the same way, else twd's demo model."},
-    {"revision", STR(revision), "main", false,
-     "Hub revision (a branch, tag or commit) of the models given as hub ids."},
-    {"tokenizer", STR(tokenizer), "", false,
+    {STR(revision), "main", "Hub revision (a branch, tag or commit) of the models given as hub ids."},
+    {STR(tokenizer), "",
      "Folder of GPT-2 BPE files (vocab.json + merges.txt, or encoder.json + vocab.bpe) for checkpoints "
      "that have no tokenizer beside them. Empty: GPT-2's own files that twd ships."},
-    {"demo_model", STR(demo_model), "", false,
+    {STR(demo_model), "",
      "The demo model, served when no model is given and none is cached: a small GPT-2-architecture model "
      "trained by tools/demo-model/train.py. Empty: the one twd ships."},
-    {"cache_dir", STR(cache_dir), "", false,
+    {STR(cache_dir), "",
      "Folder for the synthetic demo model and the fitted UMAP layouts (downloads go to the Hugging Face "
      "cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). "
      "Empty: $XDG_CACHE_HOME/twd or ~/.cache/twd."},
-    {"static_dir", STR(static_dir), "", false,
+    {STR(static_dir), "",
      "Folder of the web page served under /. Empty: static/ of the source tree when twd runs from its build "
      "directory, else static/ under PREFIX/share/twd (an installed twd); each falls back to the other when "
      "it has no static/."},
-    {"words_file", STR(words_file), "", false,
+    {STR(words_file), "",
      "Default word list of /probe, one word per line. Empty: config/common_nouns.txt (the paper's 100 most "
      "common English nouns), found as static_dir is: the source tree's for a twd run from its build "
      "directory, else the one under PREFIX/share/twd, each falling back to the other."},
-    {"hub_url", STR(hub_url), "https://huggingface.co", false,
-     "Base URL of the Hugging Face hub used for the default model."},
-    {"hub_repo", STR(hub_repo), "openai-community/gpt2", false, "Hub repository of the default model."},
-    {"fetch_timeout", INT(fetch_timeout, 1, 60), "3", false,
+    {STR(hub_url), "https://huggingface.co", "Base URL of the Hugging Face hub used for the default model."},
+    {STR(hub_repo), "openai-community/gpt2", "Hub repository of the default model."},
+    {INT(fetch_timeout, 1, 60), "3",
      "Seconds the hub has to be reached and answer its first request (connecting and the answer) before "
      "twd falls back to the demo model; a download under way is only abandoned when it stalls."},
-    {"fetch", BOOL(fetch), "true", false, "Try to download the default model when it is not cached."},
-    {"threads", INT(threads, 1, 256), "8", false,
+    {BOOL(fetch), "true", "Try to download the default model when it is not cached."},
+    {INT(threads, 1, 256), "8",
      "HTTP threads. They never compute analyses, so /health answers while work runs."},
-    {"workers", INT(workers, 1, 64), "2", false,
+    {INT(workers, 1, 64), "2",
      "Threads that compute analyses concurrently; the BLAS threads (blas_threads) are shared among the "
      "computations running, so two workers never run more threads than one."},
-    {"blas_threads", INT(blas_threads, 0, 64), "0", false,
+    {INT(blas_threads, 0, 64), "0",
      "OpenBLAS threads used by one computation; 0: one per core. Concurrent computations share them."},
-    {"blas_coretype", STR(blas_coretype), "auto", false,
+    {STR(blas_coretype), "auto",
      "OpenBLAS kernel family. auto: when OpenBLAS does not recognise the CPU and would run its generic "
      "kernels on an AVX2/AVX-512 machine, restart once with OPENBLAS_CORETYPE set (about 3x faster GEMM); "
      "off: leave OpenBLAS alone; or a kernel family OpenBLAS accepts, such as Haswell, Zen or SkylakeX (any "
      "other name is refused at start with the list). An OPENBLAS_CORETYPE already in the environment "
      "always wins."},
-    {"max_body", SIZE(max_body, 1024, 1073741824), "1048576", false,
-     "Largest request body in bytes; larger bodies get 413."},
-    {"max_url", SIZE(max_url, 256, 1048576), "65536", false,
+    {SIZE(max_body, 1024, 1073741824), "1048576", "Largest request body in bytes; larger bodies get 413."},
+    {SIZE(max_url, 256, 1048576), "65536",
      "Longest request target (path and query) in bytes; longer ones get 413."},
-    {"max_text", SIZE(max_text, 1, 1048576), "16384", false, "Longest text parameter in bytes."},
-    {"max_tokens", INT(max_tokens, 1, 1048576), "1024", false,
-     "Most tokens in a phrase (also capped by the model's n_ctx)."},
-    {"max_words", INT(max_words, 1, 100000), "1000", false, "Most words in a probe word list."},
-    {"max_k", INT(max_k, 1, 100000), "100", false, "Largest k (tokens per list)."},
-    {"max_top", INT(max_top, 1, 100000), "64", false, "Most SVD directions reported per head."},
-    {"max_answer_tokens", INT(max_answer_tokens, 1000, 100000000), "300000", false,
+    {SIZE(max_text, 1, 1048576), "16384", "Longest text parameter in bytes."},
+    {INT(max_tokens, 1, 1048576), "1024", "Most tokens in a phrase (also capped by the model's n_ctx)."},
+    {INT(max_words, 1, 100000), "1000", "Most words in a probe word list."},
+    {INT(max_k, 1, 100000), "100", "Largest k (tokens per list)."},
+    {INT(max_top, 1, 100000), "64", "Most SVD directions reported per head."},
+    {INT(max_answer_tokens, 1000, 100000000), "300000",
      "Most tokens one answer may list (e.g. words x heads x k); larger requests get 400 and are not "
      "computed."},
-    {"max_answer_mb", MIB(max_answer_mb, 1, 1048576), "256", false,
+    {MIB(max_answer_mb, 1, 1048576), "256",
      "Largest answer in MiB, as estimated before computing (vectors, matrices); larger requests get 400 "
      "and are not computed."},
-    {"max_connections", INT(max_connections, 1, 100000), "256", false, "Simultaneous connections."},
-    {"timeout", INT(timeout, 1, 86400), "60", false, "Seconds before an idle connection is closed."},
-    {"cache_mb", MIB(cache_mb, 0, 1048576), "2048", false,
+    {INT(max_connections, 1, 100000), "256", "Simultaneous connections."},
+    {INT(timeout, 1, 86400), "60", "Seconds before an idle connection is closed."},
+    {MIB(cache_mb, 0, 1048576), "2048",
      "Budget in MiB for cached intermediate matrices (e.g. LN_b(E) per block): 2048, or 2g."},
-    {"answer_cache_mb", MIB(answer_cache_mb, 0, 1048576), "256", false,
-     "Budget in MiB for cached finished answers: 256, or 256m."},
-    {"f16_cache_mb", MIB(f16_cache_mb, 0, 1048576), "1024", false,
+    {MIB(answer_cache_mb, 0, 1048576), "256", "Budget in MiB for cached finished answers: 256, or 256m."},
+    {MIB(f16_cache_mb, 0, 1048576), "1024",
      "F16/BF16 checkpoints: MiB of block weights kept converted to float32 (the first blocks used); the "
      "other blocks are converted for each computation that needs them, so no full float32 copy is made."},
-    {"access_log", BOOL(access_log), "true", false, "Write one line per request to stderr."},
-    {"cors_origin", STR(cors_origin), "", false,
+    {BOOL(access_log), "true", "Write one line per request to stderr."},
+    {STR(cors_origin), "",
      "The one Origin allowed to read answers cross-site (exact match, never reflected). Empty: none."},
-    {"umap", BOOL(umap), "true", false, "Fit the UMAP layout in the background after start-up."},
-    {"umap_rows", INT(umap_rows, 16, 1000000), "10000", false,
-     "Rows of wte (from the first) the UMAP layout is fitted on."},
-    {"umap_neighbors", INT(umap_neighbors, 2, 200), "15", false, "UMAP n_neighbors."},
-    {"umap_epochs", INT(umap_epochs, 0, 10000), "0", false,
-     "UMAP epochs; 0 follows umap-learn (200 above 10,000 rows, else 500)."},
-    {"umap_seed", INT(umap_seed, 0, INT64_MAX), "42", false, "UMAP random seed."},
-    {"max_connections_per_ip", INT(max_connections_per_ip, 1, 100000), "128", false,
+    {BOOL(umap), "true", "Fit the UMAP layout in the background after start-up."},
+    {INT(umap_rows, 16, 1000000), "10000", "Rows of wte (from the first) the UMAP layout is fitted on."},
+    {INT(umap_neighbors, 2, 200), "15", "UMAP n_neighbors."},
+    {INT(umap_epochs, 0, 10000), "0", "UMAP epochs; 0 follows umap-learn (200 above 10,000 rows, else 500)."},
+    {INT(umap_seed, 0, INT64_MAX), "42", "UMAP random seed."},
+    {INT(max_connections_per_ip, 1, 100000), "128",
      "Connections one client address may hold (waiting, being read, computed or answered)."},
-    {"max_pending", INT(max_pending, 1, 100000), "256", false,
+    {INT(max_pending, 1, 100000), "256",
      "Accepted connections whose request line has not begun; beyond, the oldest is dropped."},
-    {"first_byte_timeout", INT(first_byte_timeout, 1, 3600), "5", false,
-     "Seconds a new connection may take to begin its request line."},
-    {"header_timeout", INT(header_timeout, 1, 3600), "10", false,
+    {INT(first_byte_timeout, 1, 3600), "5", "Seconds a new connection may take to begin its request line."},
+    {INT(header_timeout, 1, 3600), "10",
      "Seconds a request may take to send its headers (a deadline, not an idle timeout)."},
-    {"body_timeout", INT(body_timeout, 1, 3600), "30", false,
+    {INT(body_timeout, 1, 3600), "30",
      "Seconds a request may take to send its body once the headers are in."},
-    {"max_queue", INT(max_queue, 1, 100000), "64", false,
-     "Heavy requests waiting for a worker; beyond, 503 with Retry-After."},
-    {"max_queue_per_client", INT(max_queue_per_client, 1, 100000), "16", false,
+    {INT(max_queue, 1, 100000), "64", "Heavy requests waiting for a worker; beyond, 503 with Retry-After."},
+    {INT(max_queue_per_client, 1, 100000), "16",
      "Heavy requests one client address may have waiting or running; beyond, 503 with Retry-After."},
-    {"max_request_seconds", INT(max_request_seconds, 1, 86400), "120", false,
+    {INT(max_request_seconds, 1, 86400), "120",
      "Deadline of one computation, from the moment it is queued; past it the work stops with a 503."},
-    {"reload_wait", INT(reload_wait, 0, 3600), "2", false,
+    {INT(reload_wait, 0, 3600), "2",
      "Seconds a changed checkpoint file must stay unchanged (size, mtime, inode) before it is loaded "
      "again; meanwhile its model answers 503."},
-    {"allowed_hosts", STR(allowed_hosts), "", false,
+    {STR(allowed_hosts), "",
      "Host names, besides localhost, 127.0.0.1, ::1 and the listen address, that requests may name in "
      "their Host header (comma-separated); any other Host gets 421 (a defence against DNS rebinding)."},
-    {"api_key", STR(api_key), "", false,
+    {STR(api_key), "",
      "When set, every route but /health (and the page's static files) needs 'Authorization: Bearer "
      "<api_key>' (401 otherwise)."},
-    {"insecure", BOOL(insecure), "false", false,
+    {BOOL(insecure), "false",
      "Allow a listen address that is not loopback without api_key (otherwise twd refuses to start)."},
-    {"max_stats_texts", INT(max_stats_texts, 1, 100000), "256", false,
+    {INT(max_stats_texts, 1, 100000), "256",
      "Most texts in one /trajectory/stats request (a shipped corpus counts its texts after 'limit')."},
-    {"max_stats_tokens", INT(max_stats_tokens, 2, 10000000), "8192", false,
+    {INT(max_stats_tokens, 2, 10000000), "8192",
      "Most tokens of all the texts of one /trajectory/stats request together. The logit lens costs "
      "about 1.2 TFLOP per 1,000 tokens on the GPT-2 124M shape (15 states x 50,257 x 768 x 2)."},
 };

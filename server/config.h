@@ -59,18 +59,18 @@ typedef struct twd_config {
     int64_t umap_seed;
     /* what a client may hold (docs/ARCHITECTURE.md, server/guard.h) */
     int64_t max_connections_per_ip; /* connections per client address */
-    int64_t max_pending;    /* accepted connections whose request line has not begun */
-    int64_t first_byte_timeout; /* seconds for a new connection's request line to begin */
-    int64_t header_timeout; /* seconds for a request's headers */
-    int64_t body_timeout;   /* seconds for a request's body */
-    int64_t max_queue;      /* heavy requests waiting for a worker */
-    int64_t max_queue_per_client; /* of them, from one client address */
-    int64_t max_request_seconds; /* deadline of one computation */
-    int64_t reload_wait;         /* seconds a changed checkpoint must stay unchanged before it is reloaded */
+    int64_t max_pending;            /* accepted connections whose request line has not begun */
+    int64_t first_byte_timeout;     /* seconds for a new connection's request line to begin */
+    int64_t header_timeout;         /* seconds for a request's headers */
+    int64_t body_timeout;           /* seconds for a request's body */
+    int64_t max_queue;              /* heavy requests waiting for a worker */
+    int64_t max_queue_per_client;   /* of them, from one client address */
+    int64_t max_request_seconds;    /* deadline of one computation */
+    int64_t reload_wait; /* seconds a changed checkpoint must stay unchanged before it is reloaded */
     /* who may talk to the daemon */
     char allowed_hosts[1024]; /* extra Host names accepted, comma-separated */
-    char api_key[256];      /* bearer token required by every route but /health; empty: none */
-    bool insecure;          /* allow a non-loopback listen address without api_key */
+    char api_key[256];        /* bearer token required by every route but /health; empty: none */
+    bool insecure;            /* allow a non-loopback listen address without api_key */
     /* /trajectory/stats */
     int64_t max_stats_texts;  /* texts of one request */
     int64_t max_stats_tokens; /* tokens of all its texts */
@@ -83,7 +83,6 @@ typedef struct {
     size_t size;      /* for CFG_STRING: buffer size */
     int64_t min, max; /* bounds for CFG_INT / CFG_SIZE (bytes) / CFG_MIB (MiB) */
     const char *def;  /* default, as text */
-    bool runtime;     /* may change while running (reserved) */
     const char *doc;
 } cfg_option;
 

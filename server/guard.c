@@ -18,6 +18,7 @@
 #include "api/api.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "server/waker.h"
 
 struct gconn {
     int fd;
@@ -51,13 +52,13 @@ typedef struct linger_fd {
 } linger_fd;
 
 struct guard {
-    int lfd, ep, wake[2];
+    int lfd, ep;
+    waker wake; /* guard_stop wakes the thread through it */
     linger_fd *lingering;
     size_t n_lingering;
     struct MHD_Daemon *d;
     guard_settings s;
-    unsigned char *peek; /* (s.max_head + 1) bytes: a pending connection's head, guard thread only */
-    pthread_t thread;
+    unsigned char *peek;  /* (s.max_head + 1) bytes: a pending connection's head, guard thread only */
     pthread_mutex_t lock; /* guards everything below */
     gconn_list pending, active;
     ip_count *ips;
@@ -571,35 +572,29 @@ static void *guard_main(void *arg)
 guard *guard_start(int listen_fd, struct MHD_Daemon *d, const guard_settings *s, char *err, size_t errlen)
 {
     guard *g = calloc(1, sizeof *g);
-    if (!g) {
+    unsigned char *peek = malloc(s->max_head + 1);
+    if (!g || !peek) {
         snprintf(err, errlen, "out of memory");
+        free(peek);
+        free(g);
         return NULL;
     }
     g->lfd = listen_fd;
     g->d = d;
     g->s = *s;
-    if (!(g->peek = malloc(s->max_head + 1))) {
-        snprintf(err, errlen, "out of memory");
-        free(g);
-        return NULL;
-    }
-    g->wake[0] = g->wake[1] = -1;
+    g->peek = peek;
     pthread_mutex_init(&g->lock, NULL);
-    g->ep = epoll_create1(EPOLL_CLOEXEC);
+    g->ep = -1;
     struct epoll_event le = {.events = EPOLLIN, .data.ptr = &g->lfd};
     struct epoll_event we = {.events = EPOLLIN, .data.ptr = &g->wake};
-    if (g->ep < 0 || pipe2(g->wake, O_CLOEXEC) != 0 || epoll_ctl(g->ep, EPOLL_CTL_ADD, listen_fd, &le) != 0 ||
-        epoll_ctl(g->ep, EPOLL_CTL_ADD, g->wake[0], &we) != 0 ||
-        pthread_create(&g->thread, NULL, guard_main, g) != 0) {
+    if (waker_open(&g->wake) != 0 || (g->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+        epoll_ctl(g->ep, EPOLL_CTL_ADD, listen_fd, &le) != 0 ||
+        epoll_ctl(g->ep, EPOLL_CTL_ADD, g->wake.fd[0], &we) != 0 ||
+        waker_start(&g->wake, guard_main, g) != 0) {
         snprintf(err, errlen, "cannot start the connection guard: %s", strerror(errno));
         if (g->ep >= 0) close(g->ep);
-        if (g->wake[0] >= 0) {
-            close(g->wake[0]);
-            close(g->wake[1]);
-        }
-        pthread_mutex_destroy(&g->lock);
-        free(g->peek);
-        free(g);
+        waker_stop(&g->wake);
+        guard_free(g);
         return NULL;
     }
     return g;
@@ -608,9 +603,7 @@ guard *guard_start(int listen_fd, struct MHD_Daemon *d, const guard_settings *s,
 void guard_stop(guard *g)
 {
     if (!g) return;
-    ssize_t w = write(g->wake[1], "x", 1);
-    (void)w;
-    pthread_join(g->thread, NULL);
+    waker_stop(&g->wake);
     close(g->lfd);
     linger_sweep(g, true);
     pthread_mutex_lock(&g->lock);
@@ -622,8 +615,6 @@ void guard_stop(guard *g)
     }
     pthread_mutex_unlock(&g->lock);
     close(g->ep);
-    close(g->wake[0]);
-    close(g->wake[1]);
 }
 
 void guard_free(guard *g)

@@ -215,6 +215,19 @@ static void add_common_headers(http_server *srv, struct MHD_Connection *c, struc
 
 static void unref_blob(void *blob) { api_blob_unref(blob); }
 
+/* Queues r (with the common headers) as the answer, status `status`, and
+ * releases it; the connection enters its sending phase. */
+static enum MHD_Result send_answer(req_state *rs, int status, struct MHD_Response *r)
+{
+    add_common_headers(rs->srv, rs->conn, r);
+    rs->status = status;
+    rs->phase = PH_ANSWERED;
+    gconn_phase_set(rs->srv->guard, rs->gc, GC_SEND, NULL);
+    enum MHD_Result ret = MHD_queue_response(rs->conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 /* Answers larger than GZIP_MIN_BYTES go gzip-compressed to clients that
  * accept it; the compressed form is made once per answer and kept beside
  * it, so a cached answer is compressed once however often it is sent. */
@@ -252,15 +265,9 @@ static enum MHD_Result queue_api_response(req_state *rs)
     if (res->allow[0]) MHD_add_response_header(r, "Allow", res->allow);
     if (rs->route && (rs->route->flags & API_CACHEABLE))
         MHD_add_response_header(r, "X-Twd-Cache", res->cached ? "hit" : "miss");
-    add_common_headers(rs->srv, rs->conn, r);
-    rs->status = res->status;
     rs->sent_bytes = len;
     rs->cache_hit = res->cached;
-    rs->phase = PH_ANSWERED;
-    gconn_phase_set(rs->srv->guard, rs->gc, GC_SEND, NULL);
-    enum MHD_Result ret = MHD_queue_response(rs->conn, (unsigned)res->status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return send_answer(rs, res->status, r);
 }
 
 static enum MHD_Result reply_error(req_state *rs, int status, const char *fmt, const char *arg)
@@ -298,33 +305,107 @@ static const char *mime_type(const char *path)
     return "application/octet-stream";
 }
 
+/* Why a static file is not served: the answer's status and message. */
+typedef struct {
+    int status;
+    const char *fmt, *arg;
+    char shown[64]; /* the client's path, quoted, when arg names it */
+} refusal;
+
+static int refuse(refusal *why, int status, const char *fmt, const char *arg)
+{
+    *why = (refusal){.status = status, .fmt = fmt, .arg = arg};
+    return -1;
+}
+
+/* The file below the web root that the request path p names ("/" is
+ * index.html), as a real path in real[PATH_MAX]: 0, or -1 with the 404 in
+ * *why. Dot files, "//", backslashes and whatever resolves (through links)
+ * outside the root are refused. */
+static int static_resolve(const http_server *srv, const char *p, char *real, refusal *why)
+{
+    if (p[0] != '/') return refuse(why, 404, "no such route: %s", "(relative path)");
+    if (strstr(p, "/.") || strstr(p, "//") || strstr(p, "\\"))
+        return refuse(why, 404, "no such route: %s",
+                      "(dot files and paths outside the web root are not served)");
+    char want[PATH_MAX];
+    int w =
+        snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
+    if (w < 0 || (size_t)w >= sizeof want || !srv->static_root[0] || !realpath(want, real)) {
+        refuse(why, 404, "no such route or file: %s (see /openapi.json)", why->shown);
+        api_quote(why->shown, sizeof why->shown, p, strlen(p));
+        return -1;
+    }
+    size_t rl = strlen(srv->static_root);
+    if (strncmp(real, srv->static_root, rl) != 0 || real[rl] != '/')
+        return refuse(why, 404, "no such route: %s", "(path outside the web root)");
+    return 0;
+}
+
+/* Opens real for reading (fstat in *st): the descriptor, or -1 with the
+ * 404 in *why when it is not a regular file. O_NONBLOCK: a FIFO must never
+ * block an HTTP thread. */
+static int static_open(const char *real, struct stat *st, refusal *why)
+{
+    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd >= 0 && fstat(fd, st) == 0 && S_ISREG(st->st_mode)) return fd;
+    if (fd >= 0) close(fd);
+    return refuse(why, 404, "no such file: %s", "(not a regular file)");
+}
+
+/* The response's body: none for a 304, the kept bytes (gzip or plain), or
+ * the file itself when it is too large to keep. Takes fd (closes it unless
+ * the response reads from it); sets rs->sent_bytes. NULL when out of
+ * memory. */
+static struct MHD_Response *static_body(req_state *rs, const static_file *f, bool gz, bool not_modified,
+                                        int fd, const struct stat *st)
+{
+    struct MHD_Response *r;
+    if (not_modified) {
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        rs->sent_bytes = 0; /* (libmicrohttpd 0.9.75 labels it Content-Length: 0; clients read no body) */
+    } else if (f->plain) {
+        api_blob *b = api_blob_ref(gz ? f->gz : f->plain);
+        r = MHD_create_response_from_buffer_with_free_callback_cls(api_blob_len(b), (void *)api_blob_data(b),
+                                                                   unref_blob, b);
+        if (!r) api_blob_unref(b);
+        rs->sent_bytes = api_blob_len(b);
+    } else { /* too large to keep: from the file, as it is */
+        r = MHD_create_response_from_fd((uint64_t)st->st_size, fd);
+        fd = r ? -1 : fd;
+        rs->sent_bytes = (size_t)st->st_size;
+    }
+    if (fd >= 0) close(fd);
+    return r;
+}
+
+/* Content type, caching and encoding headers of a static answer. */
+static void static_headers(struct MHD_Response *r, const char *path, const char *type, const static_file *f,
+                           bool gz, bool not_modified)
+{
+    if (!not_modified) MHD_add_response_header(r, "Content-Type", type);
+    /* the page revalidates (it changes with twd); the vendored library may be
+     * kept a week: its URL changes only when scripts/deps.sh installs another */
+    MHD_add_response_header(r, "Cache-Control",
+                            strncmp(path, "/vendor/", 8) == 0 ? "public, max-age=604800" : "no-cache");
+    MHD_add_response_header(r, "ETag", gz ? f->etag_gz : f->etag);
+    if (f->gz) MHD_add_response_header(r, "Vary", "Accept-Encoding");
+    if (gz && !not_modified) MHD_add_response_header(r, "Content-Encoding", "gzip");
+}
+
+/* A page file: resolved below the web root, opened, read through the
+ * static cache, answered 304 when the client's ETag matches, gzip when
+ * the client accepts it and a compressed form is kept. */
 static enum MHD_Result serve_static(req_state *rs)
 {
     http_server *srv = rs->srv;
     rs->label = "static";
-    const char *p = rs->path;
-    if (p[0] != '/') return reply_error(rs, 404, "no such route: %s", "(relative path)");
-    if (strstr(p, "/.") || strstr(p, "//") || strstr(p, "\\"))
-        return reply_error(rs, 404, "no such route: %s",
-                           "(dot files and paths outside the web root are not served)");
-    char want[PATH_MAX], real[PATH_MAX];
-    int w =
-        snprintf(want, sizeof want, "%s%s%s", srv->static_root, p, strcmp(p, "/") == 0 ? "index.html" : "");
-    if (w < 0 || (size_t)w >= sizeof want || !srv->static_root[0] || !realpath(want, real)) {
-        char shown[64];
-        api_quote(shown, sizeof shown, p, strlen(p));
-        return reply_error(rs, 404, "no such route or file: %s (see /openapi.json)", shown);
-    }
-    size_t rl = strlen(srv->static_root);
-    if (strncmp(real, srv->static_root, rl) != 0 || real[rl] != '/')
-        return reply_error(rs, 404, "no such route: %s", "(path outside the web root)");
-    /* O_NONBLOCK: a FIFO must never block an HTTP thread */
-    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    refusal why;
+    char real[PATH_MAX];
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        if (fd >= 0) close(fd);
-        return reply_error(rs, 404, "no such file: %s", "(not a regular file)");
-    }
+    int fd;
+    if (static_resolve(srv, rs->path, real, &why) != 0 || (fd = static_open(real, &st, &why)) < 0)
+        return reply_error(rs, why.status, why.fmt, why.arg);
     const char *type = mime_type(real);
     static_file f;
     if (static_cache_get(srv->statics, real, fd, &st, gzip_worth(type), &f) != 0) {
@@ -334,42 +415,10 @@ static enum MHD_Result serve_static(req_state *rs)
     bool gz = f.gz && rs->gzip_ok;
     const char *inm = MHD_lookup_connection_value(rs->conn, MHD_HEADER_KIND, "If-None-Match");
     bool not_modified = static_etag_matches(&f, inm);
-    struct MHD_Response *r;
-    if (not_modified) {
-        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        rs->sent_bytes = 0; /* (libmicrohttpd 0.9.75 labels it Content-Length: 0; clients read no body) */
-    } else if (f.plain) {
-        api_blob *b = api_blob_ref(gz ? f.gz : f.plain);
-        r = MHD_create_response_from_buffer_with_free_callback_cls(api_blob_len(b), (void *)api_blob_data(b),
-                                                                   unref_blob, b);
-        if (!r) api_blob_unref(b);
-        rs->sent_bytes = api_blob_len(b);
-    } else { /* too large to keep: from the file, as it is */
-        r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
-        fd = r ? -1 : fd;
-        rs->sent_bytes = (size_t)st.st_size;
-    }
-    if (fd >= 0) close(fd);
-    if (!r) {
-        static_file_release(&f);
-        return MHD_NO;
-    }
-    if (!not_modified) MHD_add_response_header(r, "Content-Type", type);
-    /* the page revalidates (it changes with twd); the vendored library may be
-     * kept a week: its URL changes only when scripts/deps.sh installs another */
-    MHD_add_response_header(r, "Cache-Control",
-                            strncmp(p, "/vendor/", 8) == 0 ? "public, max-age=604800" : "no-cache");
-    MHD_add_response_header(r, "ETag", gz ? f.etag_gz : f.etag);
-    if (f.gz) MHD_add_response_header(r, "Vary", "Accept-Encoding");
-    if (gz && !not_modified) MHD_add_response_header(r, "Content-Encoding", "gzip");
+    struct MHD_Response *r = static_body(rs, &f, gz, not_modified, fd, &st);
+    if (r) static_headers(r, rs->path, type, &f, gz, not_modified);
     static_file_release(&f);
-    add_common_headers(srv, rs->conn, r);
-    rs->status = not_modified ? 304 : 200;
-    rs->phase = PH_ANSWERED;
-    gconn_phase_set(srv->guard, rs->gc, GC_SEND, NULL);
-    enum MHD_Result ret = MHD_queue_response(rs->conn, (unsigned)rs->status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return r ? send_answer(rs, not_modified ? 304 : 200, r) : MHD_NO;
 }
 
 /* ---------- workers ---------- */

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/mapreg.h"
 #include "server/resolve.h"
+#include "server/waker.h"
 
 int model_load(twd_app *app, const char *path, const twd_config *cfg, char *err, size_t errlen)
 {
@@ -74,9 +75,8 @@ struct reloader {
     const twd_config *cfg;
     watched *w;
     size_t n;
-    int ino;     /* inotify descriptor, or -1 (then polling only) */
-    int wake[2]; /* reloader_stop writes here */
-    pthread_t thread;
+    int ino;    /* inotify descriptor, or -1 (then polling only) */
+    waker wake; /* reloader_stop wakes the watcher through it */
 };
 
 static file_sig sig_of(const char *file)
@@ -186,7 +186,7 @@ static void *watch_main(void *arg)
 {
     reloader *r = arg;
     for (;;) {
-        struct pollfd p[2] = {{.fd = r->wake[0], .events = POLLIN}, {.fd = r->ino, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = r->wake.fd[0], .events = POLLIN}, {.fd = r->ino, .events = POLLIN}};
         int n = poll(p, r->ino >= 0 ? 2 : 1, 250);
         if (n > 0 && (p[0].revents & POLLIN)) return NULL;
         if (n > 0 && r->ino >= 0 && (p[1].revents & POLLIN)) {
@@ -210,7 +210,6 @@ reloader *reloader_start(api_service *svc, const char (*paths)[4096], const twd_
     }
     r->cfg = cfg;
     r->n = svc->n_models;
-    r->wake[0] = r->wake[1] = -1;
     r->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (r->ino < 0)
         tw_log("warning: inotify is not available (%s); checkpoints are looked at 4 times a second",
@@ -224,15 +223,9 @@ reloader *reloader_start(api_service *svc, const char (*paths)[4096], const twd_
         w->seen = sig_of(w->file);
         watch_file(r, w->file);
     }
-    if (pipe2(r->wake, O_CLOEXEC) != 0 || pthread_create(&r->thread, NULL, watch_main, r) != 0) {
+    if (waker_open(&r->wake) != 0 || waker_start(&r->wake, watch_main, r) != 0) {
         snprintf(err, errlen, "cannot start the checkpoint watcher: %s", strerror(errno));
-        if (r->wake[0] >= 0) {
-            close(r->wake[0]);
-            close(r->wake[1]);
-        }
-        if (r->ino >= 0) close(r->ino);
-        free(r->w);
-        free(r);
+        reloader_stop(r);
         return NULL;
     }
     return r;
@@ -241,11 +234,7 @@ reloader *reloader_start(api_service *svc, const char (*paths)[4096], const twd_
 void reloader_stop(reloader *r)
 {
     if (!r) return;
-    ssize_t w = write(r->wake[1], "x", 1);
-    (void)w;
-    pthread_join(r->thread, NULL);
-    close(r->wake[0]);
-    close(r->wake[1]);
+    waker_stop(&r->wake);
     if (r->ino >= 0) close(r->ino);
     free(r->w);
     free(r);

@@ -90,14 +90,16 @@ static void check_lens(const float *E, size_t V, size_t d, const float *Q, size_
 }
 
 /* Uniform data, and integer data with many exact ties (which the rank
- * breaks by the lower id) over 600 queries, so several GEMM blocks. */
+ * breaks by the lower id) over 600 queries, so several GEMM blocks; and
+ * 2200 queries, more than one pass over E takes (three passes: the
+ * outputs of each land at its rows, the progress counts every row). */
 START_TEST(test_lens_vs_reference)
 {
     static const struct {
         uint64_t seed;
         size_t V, d, nq, k;
         int integers;
-    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}};
+    } cases[] = {{31, 3000, 40, 50, 5, 0}, {32, 2500, 8, 600, 3, 1}, {35, 700, 12, 2200, 2, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         tw_rng r = tt_rng(cases[c].seed);
         size_t V = cases[c].V, d = cases[c].d, nq = cases[c].nq;
@@ -110,6 +112,16 @@ START_TEST(test_lens_vs_reference)
             tt_fill_uniform(&r, Q, nq * d, -2, 2);
         }
         check_lens(E, V, d, Q, nq, cases[c].k, &r, 1e-5);
+        tw_progress pr;
+        tw_progress_reset(&pr);
+        double *lse = malloc(nq * sizeof *lse);
+        ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &(lens_opts){.progress = &pr, .progress_done0 = 7},
+                                   &(lens_out){.lse = lse}),
+                         TW_OK);
+        long long done;
+        tw_progress_read(&pr, NULL, &done, NULL);
+        ck_assert_int_eq(done, 7 + (long long)nq);
+        free(lse);
         free(E);
         free(Q);
     }
@@ -128,7 +140,7 @@ START_TEST(test_lens_large_scores_progress)
     for (size_t j = 0; j < V; j++) E[j * d] = 4.0f * (float)j / (float)V; /* rising along coordinate 0 */
     tt_fill_uniform(&r, Q, nq * d, -40, 40);
     for (size_t i = 0; i < nq; i++) Q[i * d] = 60.0f; /* every score rises with the id */
-    check_lens(E, V, d, Q, nq, 3, &r, 1e-4); /* scores up to about 300 */
+    check_lens(E, V, d, Q, nq, 3, &r, 1e-4);          /* scores up to about 300 */
     tw_progress pr;
     tw_progress_reset(&pr);
     int32_t tg[70] = {0}, rank[70];

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -43,21 +44,94 @@ void tool_usage(FILE *f, const tool_help *h)
     if (f == stdout && h->details) fputs(h->details, f);
 }
 
-int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
-                const tool_help *help, tool_set_fn set, void *ctx)
+/* "--name: 'arg' is not <what>" for a value outside what the option takes. */
+static int parse_choice(const tool_opt *o, const char *flag, const char *v)
 {
+    char list[256] = "";
+    size_t at = 0;
+    for (int i = 0; o->names[i]; i++) {
+        if (strcasecmp(v, o->names[i]) == 0) {
+            *(int *)o->at = o->values[i];
+            return 0;
+        }
+        const char *sep = i == 0 ? "" : o->names[i + 1] ? ", " : " or ";
+        int w = snprintf(list + at, sizeof list - at, "%s%s", sep, o->names[i]);
+        if (w > 0 && (size_t)w < sizeof list - at) at += (size_t)w;
+    }
+    tw_log("%s: '%s' is not %s", flag, v, list);
+    return -1;
+}
+
+/* The value v of option o into its field: 0, or -1 (logged). */
+static int take_option(const tool_opt *o, const char *v)
+{
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", o->name);
+    long long x;
+    double d;
+    switch (o->kind) {
+    case TOOL_O_STR: *(const char **)o->at = v; return 0;
+    case TOOL_O_SET: *(int *)o->at = (int)o->lo; return 0;
+    case TOOL_O_INT: return tool_parse_int(flag, v, (int)o->lo, (int)o->hi, o->at);
+    case TOOL_O_LL: return tool_parse_ll(flag, v, o->lo, o->hi, o->at);
+    case TOOL_O_SIZE: return tool_parse_size(flag, v, (size_t)o->hi, o->at);
+    case TOOL_O_U64:
+        if (tool_parse_ll(flag, v, 0, INT64_MAX, &x) != 0) return -1;
+        *(uint64_t *)o->at = (uint64_t)x;
+        return 0;
+    case TOOL_O_FLOAT:
+        if (tool_parse_double(flag, v, &d) != 0) return -1;
+        *(float *)o->at = (float)d;
+        return 0;
+    case TOOL_O_CHOICE: return parse_choice(o, flag, v);
+    }
+    return -1;
+}
+
+enum { MAX_OPTS = 64 };
+
+int tool_getopt(int argc, char **argv, const tool_opt *opts, const tool_help *help, int operands)
+{
+    struct option lo[MAX_OPTS + 2];
+    char shortopts[2 * MAX_OPTS + 2] = "h";
+    size_t n = 0, ns = 1;
+    for (; n < MAX_OPTS && opts[n].name; n++) {
+        int has_arg = opts[n].kind == TOOL_O_SET ? no_argument : required_argument;
+        lo[n] = (struct option){opts[n].name, has_arg, NULL, opts[n].key ? opts[n].key : 256 + (int)n};
+        if (opts[n].key) {
+            shortopts[ns++] = opts[n].key;
+            if (has_arg == required_argument) shortopts[ns++] = ':';
+        }
+    }
+    shortopts[ns] = '\0';
+    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n + 1] = (struct option){NULL, 0, NULL, 0};
     int c;
-    while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         if (c == 'h') {
             tool_usage(stdout, help);
             return 1;
         }
-        if (c == '?' || set(ctx, c, optarg) != 0) {
+        const tool_opt *o = NULL;
+        for (size_t i = 0; i < n && !o; i++)
+            if (lo[i].val == c) o = &opts[i];
+        if (!o || take_option(o, optarg) != 0) {
             tool_usage(stderr, help);
             return -1;
         }
     }
+    if (operands != TOOL_ANY_OPERANDS && argc - optind != operands) {
+        tool_usage(stderr, help);
+        return -1;
+    }
     return 0;
+}
+
+int tool_command(const char *cmd, const char *const *cmds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(cmd, cmds[i]) == 0) return i;
+    return -1;
 }
 
 int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, long long *out)
@@ -70,6 +144,14 @@ int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, l
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int tool_parse_int(const char *flag, const char *s, int lo, int hi, int *out)
+{
+    long long v;
+    if (tool_parse_ll(flag, s, lo, hi, &v) != 0) return -1;
+    *out = (int)v;
     return 0;
 }
 
@@ -134,12 +216,17 @@ int tool_load_model(const char *dir, gpt2_model *m, double *seconds)
     return 0;
 }
 
-int tool_start_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
-                     int bad_status, const char *const *dir, gpt2_model *m, double *seconds)
+int tool_main_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+                    int bad_status, const char *const *dir, tool_run_fn run)
 {
     int rc = tool_start(prog, argc, argv, parse, args, bad_status);
     if (rc >= 0) return rc;
-    return tool_load_model(*dir, m, seconds) != 0 ? 1 : -1;
+    gpt2_model m;
+    double t_load;
+    if (tool_load_model(*dir, &m, &t_load) != 0) return 1;
+    rc = run(args, &m, t_load);
+    gpt2_free(&m);
+    return rc;
 }
 
 static int cmp_double(const void *a, const void *b)

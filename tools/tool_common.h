@@ -26,8 +26,6 @@ int tool_start(const char *prog, int argc, char **argv, int (*parse)(int, char *
 
 /* ---- arguments ---- */
 
-struct option;
-
 /* What --help prints: the synopsis (also printed on stderr after a usage
  * error) and the details below it. */
 typedef struct {
@@ -37,21 +35,66 @@ typedef struct {
 /* h->synopsis on f, and on stdout also h->details. */
 void tool_usage(FILE *f, const tool_help *h);
 
-/* Takes one option c (its argument arg, NULL for a flag) into ctx: 0, or -1
- * after logging what is wrong. */
-typedef int (*tool_set_fn)(void *ctx, int c, const char *arg);
+/* What an option does with its argument (the field it sets is named by
+ * its tool_opt row). */
+typedef enum {
+    TOOL_O_STR,    /* const char *: the argument itself */
+    TOOL_O_SET,    /* int: set to lo; takes no argument (a flag) */
+    TOOL_O_INT,    /* int: a whole number in lo..hi */
+    TOOL_O_LL,     /* long long: a whole number in lo..hi */
+    TOOL_O_SIZE,   /* size_t: a whole number in 0..hi */
+    TOOL_O_U64,    /* uint64_t: a whole number in 0..INT64_MAX (seeds) */
+    TOOL_O_FLOAT,  /* float: any finite number */
+    TOOL_O_CHOICE, /* int: values[i] for the i-th of names (case-insensitive) */
+} tool_opt_kind;
 
-/* The getopt_long loop of a tool: every option goes to set, except -h and
- * --help (which must map to 'h'), which print the help on stdout. 0 when
- * every option was taken (optind then indexes the first operand), 1 after
- * --help, -1 after an unknown option or a failed set (then the synopsis is
- * printed on stderr). */
-int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
-                const tool_help *help, tool_set_fn set, void *ctx);
+/* One option of a tool: --name (and -key when key is not 0). */
+typedef struct {
+    const char *name;
+    tool_opt_kind kind;
+    void *at; /* the field it sets, of the kind's type */
+    long long lo, hi;
+    const char *const *names; /* TOOL_O_CHOICE: the names, NULL-terminated */
+    const int *values;        /* TOOL_O_CHOICE: what each name stands for */
+    char key;
+} tool_opt;
+
+/* Rows of a tool's option table, each checking the type of its field. */
+// clang-format off
+#define TOOL_FIELD(T, p)                ((void *)(1 ? (p) : (T *)0))
+#define OPT_STR(n, p)                   {n, TOOL_O_STR, TOOL_FIELD(const char *, p), 0, 0, NULL, NULL, 0}
+#define OPT_FLAG(n, p)                  {n, TOOL_O_SET, TOOL_FIELD(int, p), 1, 0, NULL, NULL, 0}
+#define OPT_SET(n, p, v)                {n, TOOL_O_SET, TOOL_FIELD(int, p), v, 0, NULL, NULL, 0}
+#define OPT_INT(n, p, lo, hi)           {n, TOOL_O_INT, TOOL_FIELD(int, p), lo, hi, NULL, NULL, 0}
+#define OPT_LL(n, p, lo, hi)            {n, TOOL_O_LL, TOOL_FIELD(long long, p), lo, hi, NULL, NULL, 0}
+#define OPT_SIZE(n, p, hi)              {n, TOOL_O_SIZE, TOOL_FIELD(size_t, p), 0, hi, NULL, NULL, 0}
+#define OPT_U64(n, p)                   {n, TOOL_O_U64, TOOL_FIELD(uint64_t, p), 0, INT64_MAX, NULL, NULL, 0}
+#define OPT_FLOAT(n, p)                 {n, TOOL_O_FLOAT, TOOL_FIELD(float, p), 0, 0, NULL, NULL, 0}
+#define OPT_CHOICE(n, p, names, values) {n, TOOL_O_CHOICE, TOOL_FIELD(int, p), 0, 0, names, values, 0}
+#define OPT_END                         {NULL, TOOL_O_STR, NULL, 0, 0, NULL, NULL, 0}
+// clang-format on
+
+/* tool_getopt's `operands` when the tool checks its operands itself. */
+#define TOOL_ANY_OPERANDS (-1)
+
+/* Parses the options of argv (getopt_long: --name value, --name=value,
+ * and -key) into the fields that opts[] (closed by OPT_END) names; -h and
+ * --help print the help on stdout. Then exactly `operands` operands must
+ * follow (unless TOOL_ANY_OPERANDS). 0 when every option was taken (optind
+ * then indexes the first operand), 1 after --help, -1 after an unknown
+ * option, a bad value (logged: "--name: ...") or another count of operands
+ * (then the synopsis is printed on stderr). */
+int tool_getopt(int argc, char **argv, const tool_opt *opts, const tool_help *help, int operands);
+
+/* The index of cmd in cmds[0..n), or -1. */
+int tool_command(const char *cmd, const char *const *cmds, int n);
 
 /* Parses a whole decimal integer in [lo, hi] into *out: 0, or -1 after
  * logging "<flag>: '<s>' is not an integer in <lo>..<hi>". */
 int tool_parse_ll(const char *flag, const char *s, long long lo, long long hi, long long *out);
+
+/* The same for an int (lo..hi, within int). */
+int tool_parse_int(const char *flag, const char *s, int lo, int hi, int *out);
 
 /* The same for a size (0..hi). */
 int tool_parse_size(const char *flag, const char *s, size_t hi, size_t *out);
@@ -72,12 +115,15 @@ int tool_parse_ids(const char *s, int32_t **out, size_t *n);
  * 0, or -1 after logging gpt2_load's one-line error. */
 int tool_load_model(const char *dir, gpt2_model *m, double *seconds);
 
-/* tool_start, then tool_load_model of *dir (a field of args that parse
- * fills in) into *m, the seconds it took in *seconds. Returns the exit
- * status to end main with (1 when the model does not load), or -1 to go on
- * with the model loaded. */
-int tool_start_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
-                     int bad_status, const char *const *dir, gpt2_model *m, double *seconds);
+/* What a tool does with its loaded model: the exit status. */
+typedef int (*tool_run_fn)(void *args, gpt2_model *m, double t_load);
+
+/* A whole main of a tool that works on one checkpoint: tool_start, then
+ * tool_load_model of *dir (a field of args that parse fills in), then
+ * run(args, model, seconds the load took), then gpt2_free. The exit
+ * status (1 when the model does not load). */
+int tool_main_model(const char *prog, int argc, char **argv, int (*parse)(int, char **, void *), void *args,
+                    int bad_status, const char *const *dir, tool_run_fn run);
 
 typedef struct {
     double min, median, max; /* median: t[n / 2] of the sorted times */

@@ -75,61 +75,32 @@ typedef struct {
     int block, reps;
 } ana_args;
 
-/* One option of argv into *a: 0, or -1 (reported). */
-static int set_option(void *ctx, int c, const char *v)
-{
-    ana_args *a = ctx;
-    long long x;
-    switch (c) {
-    case 'm': a->dir = v; return 0;
-    case 'B': a->blocks_s = v; return 0;
-    case 'i': a->ids_s = v; return 0;
-    case 'p': a->phrase_s = v; return 0;
-    case 'q': return tool_parse_size("--queries", v, (size_t)1 << 20, &a->queries);
-    case 'k': return tool_parse_size("--k", v, (size_t)1 << 30, &a->k);
-    case 't': return tool_parse_size("--top", v, (size_t)1 << 30, &a->top);
-    case 'M': return tool_parse_size("--budget-mb", v, (size_t)1 << 30, &a->budget_mb);
-    case 'b':
-        if (tool_parse_ll("--block", v, -1, 1 << 20, &x)) return -1;
-        a->block = (int)x;
-        return 0;
-    case 'r':
-        if (tool_parse_ll("--reps", v, 1, 1000, &x)) return -1;
-        a->reps = (int)x;
-        return 0;
-    default: return -1;
-    }
-}
-
 /* 0: run; 1: --help printed; -1: bad arguments (reported). The command
- * (dump or bench) is the one argument that is not an option. */
+ * (dump, bench, beyond or bench-mlp) is the one operand. */
 static int parse_args(int argc, char **argv, void *ctx)
 {
     ana_args *a = ctx;
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"blocks", required_argument, NULL, 'B'},
-                                         {"block", required_argument, NULL, 'b'},
-                                         {"ids", required_argument, NULL, 'i'},
-                                         {"phrase", required_argument, NULL, 'p'},
-                                         {"queries", required_argument, NULL, 'q'},
-                                         {"k", required_argument, NULL, 'k'},
-                                         {"top", required_argument, NULL, 't'},
-                                         {"budget-mb", required_argument, NULL, 'M'},
-                                         {"reps", required_argument, NULL, 'r'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3, .queries = 64};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
-    const char *cmd = optind < argc ? argv[optind] : "";
     static const char *const cmds[] = {"dump", "bench", "beyond", "bench-mlp"};
-    a->cmd = -1;
-    for (int i = 0; i < 4; i++)
-        if (strcmp(cmd, cmds[i]) == 0) a->cmd = i;
-    if (!rc && (optind + 1 != argc || a->cmd < 0)) {
-        tool_usage(stderr, &help);
-        rc = -1;
-    }
+    *a = (ana_args){.k = 5, .top = 20, .budget_mb = 2048, .block = -1, .reps = 3, .queries = 64};
+    const tool_opt opts[] = {
+        OPT_STR("model", &a->dir),
+        OPT_STR("blocks", &a->blocks_s),
+        OPT_INT("block", &a->block, -1, 1 << 20),
+        OPT_STR("ids", &a->ids_s),
+        OPT_STR("phrase", &a->phrase_s),
+        OPT_SIZE("queries", &a->queries, (size_t)1 << 20),
+        OPT_SIZE("k", &a->k, (size_t)1 << 30),
+        OPT_SIZE("top", &a->top, (size_t)1 << 30),
+        OPT_SIZE("budget-mb", &a->budget_mb, (size_t)1 << 30),
+        OPT_INT("reps", &a->reps, 1, 1000),
+        OPT_END,
+    };
+    int rc = tool_getopt(argc, argv, opts, &help, 1);
     if (rc) return rc;
+    if ((a->cmd = tool_command(argv[optind], cmds, 4)) < 0) {
+        tool_usage(stderr, &help);
+        return -1;
+    }
     if (!a->dir) {
         tw_log("--model DIR is required");
         return -1;
@@ -668,28 +639,26 @@ static int run_bench_mlp(const ana_args *a, const gpt2_model *m, blockcache *c)
     return 0;
 }
 
+static int run(void *args, gpt2_model *m, double t_load)
+{
+    const ana_args *a = args;
+    const size_t V = (size_t)m->cfg.vocab_size;
+    int32_t *ids;
+    size_t W = 100 < V ? 100 : V; /* default: 100 ids spread over the vocabulary */
+    if (a->ids_s ? parse_list("--ids", a->ids_s, &ids, &W) : !(ids = spread_ids(W, 13, 7919, V))) return 2;
+    blockcache *c = blockcache_new(a->budget_mb << 20);
+    if (!c) die("blockcache_new", TW_ENOMEM);
+    int status = a->cmd == CMD_BENCH       ? run_bench(a, m, c, ids, W, t_load)
+                 : a->cmd == CMD_BEYOND    ? run_beyond(a, m, c, ids, W)
+                 : a->cmd == CMD_BENCH_MLP ? run_bench_mlp(a, m, c)
+                                           : run_dump(a, m, c, ids, W);
+    blockcache_free(c);
+    free(ids);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     ana_args a = {0};
-    gpt2_model m;
-    double t_load;
-    int rc = tool_start_model("twd-analyses", argc, argv, parse_args, &a, 2, &a.dir, &m, &t_load);
-    if (rc >= 0) return rc;
-    const size_t V = (size_t)m.cfg.vocab_size;
-    int32_t *ids;
-    size_t W = 100 < V ? 100 : V; /* default: 100 ids spread over the vocabulary */
-    if (a.ids_s ? parse_list("--ids", a.ids_s, &ids, &W) : !(ids = spread_ids(W, 13, 7919, V))) {
-        gpt2_free(&m);
-        return 2;
-    }
-    blockcache *c = blockcache_new(a.budget_mb << 20);
-    if (!c) die("blockcache_new", TW_ENOMEM);
-    int status = a.cmd == CMD_BENCH       ? run_bench(&a, &m, c, ids, W, t_load)
-                 : a.cmd == CMD_BEYOND    ? run_beyond(&a, &m, c, ids, W)
-                 : a.cmd == CMD_BENCH_MLP ? run_bench_mlp(&a, &m, c)
-                                          : run_dump(&a, &m, c, ids, W);
-    blockcache_free(c);
-    free(ids);
-    gpt2_free(&m);
-    return status;
+    return tool_main_model("twd-analyses", argc, argv, parse_args, &a, 2, &a.dir, run);
 }

@@ -37,24 +37,12 @@ typedef struct {
     const char *meta, *ckpt;
 } ckpt_args;
 
-static int set_option(void *ctx, int c, const char *arg)
-{
-    ckpt_args *a = ctx;
-    if (c == 'v') a->verify = 1;
-    else if (c == 'V') a->values = 1;
-    else if (c == 'm') a->meta = arg;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, void *ctx)
 {
-    static const struct option opts[] = {{"verify", no_argument, NULL, 'v'},
-                                         {"values", no_argument, NULL, 'V'},
-                                         {"meta", required_argument, NULL, 'm'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     ckpt_args *a = ctx;
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    const tool_opt opts[] = {OPT_FLAG("verify", &a->verify), OPT_FLAG("values", &a->values),
+                             OPT_STR("meta", &a->meta), OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     if (optind < argc) a->ckpt = argv[optind++];
     if (optind < argc || !!a->meta == !!a->ckpt) {

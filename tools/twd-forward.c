@@ -45,86 +45,43 @@ static const tool_help help = {
 typedef struct {
     const char *model_dir, *tokens_arg;
     long long random_n, bench;
-    unsigned long long seed;
-    int json;
+    uint64_t seed;
+    int json, gelu, kernels, logits; /* the choices, then copied into o */
     gpt2_forward_opts o;
 } fwd_args;
-
-/* Index of v in names[0..n) or -1. */
-static int pick(const char *v, const char *const *names, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(v, names[i])) return i;
-    return -1;
-}
-
-static int set_choice(fwd_args *a, int c, const char *v)
-{
-    static const char *const gelu[] = {"tanh", "erf"}, *const kernels[] = {"blas", "naive"},
-                             *const logits[] = {"last", "all", "none"};
-    static const gpt2_gelu gelu_v[] = {GPT2_GELU_TANH, GPT2_GELU_ERF};
-    static const gpt2_kernels kernels_v[] = {GPT2_KERNELS_BLAS, GPT2_KERNELS_NAIVE};
-    static const gpt2_logits logits_v[] = {GPT2_LOGITS_LAST, GPT2_LOGITS_ALL, GPT2_LOGITS_NONE};
-    int i;
-    if (c == 'g' && (i = pick(v, gelu, 2)) >= 0)
-        a->o.gelu = gelu_v[i];
-    else if (c == 'K' && (i = pick(v, kernels, 2)) >= 0)
-        a->o.kernels = kernels_v[i];
-    else if (c == 'l' && (i = pick(v, logits, 3)) >= 0)
-        a->o.logits = logits_v[i];
-    else
-        return -1;
-    return 0;
-}
-
-/* One option into *a: 0, or -1 (reported). */
-static int set_option(void *ctx, int c, const char *v)
-{
-    fwd_args *a = ctx;
-    long long x;
-    switch (c) {
-    case 'm': a->model_dir = v; return 0;
-    case 't': a->tokens_arg = v; return 0;
-    case 'j': a->json = 1; return 0;
-    case 'A': a->o.skip_attention = 1; return 0;
-    case 'r': return tool_parse_ll("--random", v, 0, 1 << 30, &a->random_n);
-    case 'b': return tool_parse_ll("--bench", v, 0, 1 << 30, &a->bench);
-    case 's':
-        if (tool_parse_ll("--seed", v, 0, INT64_MAX, &x)) return -1;
-        a->seed = (unsigned long long)x;
-        return 0;
-    case 'g':
-    case 'K':
-    case 'l':
-        if (set_choice(a, c, v) == 0) return 0;
-        tw_log("bad argument --%s %s", c == 'g' ? "gelu" : c == 'K' ? "kernels" : "logits", v);
-        return -1;
-    default: return -1;
-    }
-}
 
 /* 0: run; 1: --help printed; -1: bad arguments (reported, usage on stderr). */
 static int parse_args(int argc, char **argv, void *ctx)
 {
     fwd_args *a = ctx;
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},    {"tokens", required_argument, NULL, 't'},
-        {"random", required_argument, NULL, 'r'},   {"seed", required_argument, NULL, 's'},
-        {"bench", required_argument, NULL, 'b'},    {"gelu", required_argument, NULL, 'g'},
-        {"kernels", required_argument, NULL, 'K'},  {"logits", required_argument, NULL, 'l'},
-        {"skip-attention", no_argument, NULL, 'A'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
-    };
+    static const char *const gelu[] = {"tanh", "erf", NULL}, *const kernels[] = {"blas", "naive", NULL},
+                             *const logits[] = {"last", "all", "none", NULL};
+    static const int gelu_v[] = {GPT2_GELU_TANH, GPT2_GELU_ERF};
+    static const int kernels_v[] = {GPT2_KERNELS_BLAS, GPT2_KERNELS_NAIVE};
+    static const int logits_v[] = {GPT2_LOGITS_LAST, GPT2_LOGITS_ALL, GPT2_LOGITS_NONE};
     *a = (fwd_args){.seed = 1};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
-    if (!rc && (optind < argc || !a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {
+    const tool_opt opts[] = {OPT_STR("model", &a->model_dir),
+                             OPT_STR("tokens", &a->tokens_arg),
+                             OPT_LL("random", &a->random_n, 0, 1 << 30),
+                             OPT_U64("seed", &a->seed),
+                             OPT_LL("bench", &a->bench, 0, 1 << 30),
+                             OPT_CHOICE("gelu", &a->gelu, gelu, gelu_v),
+                             OPT_CHOICE("kernels", &a->kernels, kernels, kernels_v),
+                             OPT_CHOICE("logits", &a->logits, logits, logits_v),
+                             OPT_FLAG("skip-attention", &a->o.skip_attention),
+                             OPT_FLAG("json", &a->json),
+                             OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, 0);
+    if (!rc && (!a->model_dir || (!a->tokens_arg && a->random_n <= 0))) {
         tool_usage(stderr, &help);
         rc = -1;
     }
+    a->o.gelu = (gpt2_gelu)a->gelu;
+    a->o.kernels = (gpt2_kernels)a->kernels;
+    a->o.logits = (gpt2_logits)a->logits;
     return rc;
 }
 
-/* The phrase: --tokens, or --random N ids of a generator seeded with --seed. */
 static int32_t *phrase(const fwd_args *a, int vocab_size, size_t *n)
 {
     int32_t *tok = NULL;
@@ -247,17 +204,18 @@ static int run_bench(const fwd_args *a, const gpt2_model *m, const int32_t *tok,
     return 0;
 }
 
+static int run(void *args, gpt2_model *m, double t_load)
+{
+    const fwd_args *a = args;
+    size_t n = 0;
+    int32_t *tok = phrase(a, m->cfg.vocab_size, &n);
+    int status = !tok ? 1 : a->bench > 0 ? run_bench(a, m, tok, n, t_load) : run_once(a, m, tok, n);
+    free(tok);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     fwd_args a = {0};
-    gpt2_model m;
-    double t_load;
-    int rc = tool_start_model("twd-forward", argc, argv, parse_args, &a, 1, &a.model_dir, &m, &t_load);
-    if (rc >= 0) return rc;
-    size_t n = 0;
-    int32_t *tok = phrase(&a, m.cfg.vocab_size, &n);
-    int status = !tok ? 1 : a.bench > 0 ? run_bench(&a, &m, tok, n, t_load) : run_once(&a, &m, tok, n);
-    free(tok);
-    gpt2_free(&m);
-    return status;
+    return tool_main_model("twd-forward", argc, argv, parse_args, &a, 1, &a.model_dir, run);
 }

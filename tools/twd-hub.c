@@ -50,27 +50,12 @@ typedef struct {
     int nrest;
 } hub_args;
 
-static int set_option(void *ctx, int c, const char *arg)
-{
-    hub_args *a = ctx;
-    if (c == 'r')
-        a->revision = arg;
-    else if (c == 't')
-        return tool_parse_ll("--timeout", arg, 1, 3600, &a->timeout);
-    else if (c == 'p')
-        a->progress = 1;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, void *ctx)
 {
-    static const struct option opts[] = {{"revision", required_argument, NULL, 'r'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"progress", no_argument, NULL, 'p'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     hub_args *a = ctx;
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    const tool_opt opts[] = {OPT_STR("revision", &a->revision), OPT_LL("timeout", &a->timeout, 1, 3600),
+                             OPT_FLAG("progress", &a->progress), OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     a->rest = argv + optind;
     a->nrest = argc - optind;

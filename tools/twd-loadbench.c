@@ -72,32 +72,18 @@ typedef struct {
     const char *dir;
 } lb_args;
 
-static int set_option(void *ctx, int c, const char *v)
-{
-    lb_args *a = ctx;
-    long long r = 0;
-    if (c == 'r' && tool_parse_ll("--repeat", v, 1, 1000, &r)) return -1;
-    a->cold |= c == 'c';
-    a->touch |= c == 't';
-    if (r) a->repeat = (int)r;
-    return 0;
-}
-
 /* 0: run; 1: --help printed; -1: bad arguments (usage on stderr). */
 static int parse_args(int argc, char **argv, void *ctx)
 {
     lb_args *a = ctx;
-    static const struct option longopts[] = {{"cold", no_argument, NULL, 'c'},
-                                             {"repeat", required_argument, NULL, 'r'},
-                                             {"touch", no_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     *a = (lb_args){.repeat = 5};
-    int rc = tool_getopt(argc, argv, "cr:th", longopts, &help, set_option, a);
-    if (!rc && optind + 1 != argc) {
-        tool_usage(stderr, &help);
-        rc = -1;
-    }
+    /* (-c, -r N and -t too) */
+    const tool_opt opts[] = {
+        {.name = "cold", .kind = TOOL_O_SET, .at = &a->cold, .lo = 1, .key = 'c'},
+        {.name = "repeat", .kind = TOOL_O_INT, .at = &a->repeat, .lo = 1, .hi = 1000, .key = 'r'},
+        {.name = "touch", .kind = TOOL_O_SET, .at = &a->touch, .lo = 1, .key = 't'},
+        OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, 1);
     if (!rc) a->dir = argv[optind];
     return rc;
 }

@@ -34,42 +34,18 @@ typedef struct {
     long long reps, threads;
 } sgemm_args;
 
-static int set_option(void *ctx, int c, const char *v)
-{
-    sgemm_args *a = ctx;
-    switch (c) {
-    case 'n': return tool_parse_size("--n", v, 32768, &a->n);
-    case 'r': return tool_parse_ll("--reps", v, 1, 1000, &a->reps);
-    case 't': return tool_parse_ll("--threads", v, 1, 256, &a->threads);
-    default: return -1;
-    }
-}
-
 static int parse_args(int argc, char **argv, void *ctx)
 {
     sgemm_args *a = ctx;
-    static const struct option opts[] = {{"n", required_argument, NULL, 'n'},
-                                         {"reps", required_argument, NULL, 'r'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     *a = (sgemm_args){.n = 4096, .reps = 5, .threads = 0};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
-    if (!rc && optind != argc) {
-        tool_usage(stderr, &help);
-        rc = -1;
-    }
+    const tool_opt opts[] = {OPT_SIZE("n", &a->n, 32768), OPT_LL("reps", &a->reps, 1, 1000),
+                             OPT_LL("threads", &a->threads, 1, 256), OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, 0);
     if (!rc && a->n < 16) {
         tw_log("--n must be at least 16");
         rc = -1;
     }
     return rc;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
 }
 
 int main(int argc, char **argv)
@@ -98,16 +74,16 @@ int main(int argc, char **argv)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, A, N, B, N, 0.0f, C, N);
         t[i] = tw_now() - t0;
     }
-    qsort(t, (size_t)a.reps, sizeof *t, cmp_double);
+    tool_times s = tool_time_stats(t, (size_t)a.reps);
     double flops = 2.0 * (double)n * (double)n * (double)n;
     const char *hint = blas_coretype_hint();
-    printf("{\"n\":%zu,\"threads\":%d,\"core\":\"%s\",\"hint\":%s%s%s,\"gflops_best\":%.2f,"
-           "\"gflops_median\":%.2f,\"seconds\":%.4f}\n",
-           n, openblas_get_num_threads(), blas_corename(), hint ? "\"" : "", hint ? hint : "null",
-           hint ? "\"" : "", flops / t[0] * 1e-9, flops / t[a.reps / 2] * 1e-9, t[a.reps / 2]);
+    json_t *out =
+        json_pack("{s:I,s:i,s:s,s:o,s:f,s:f,s:f}", "n", (json_int_t)n, "threads", openblas_get_num_threads(),
+                  "core", blas_corename(), "hint", hint ? json_string(hint) : json_null(), "gflops_best",
+                  flops / s.min * 1e-9, "gflops_median", flops / s.median * 1e-9, "seconds", s.median);
     free(A);
     free(B);
     free(C);
     free(t);
-    return 0;
+    return tool_print_json(out, 6) ? 1 : 0;
 }

@@ -52,60 +52,34 @@ typedef struct {
     int bench, states, no_big, reps;
     const char *dir, *texts;
     size_t random, len, k;
-    unsigned long long seed;
-    gpt2_gelu gelu;
+    uint64_t seed;
+    int gelu; /* gpt2_gelu */
 } st_args;
-
-static int set_option(void *ctx, int c, const char *v)
-{
-    st_args *a = ctx;
-    long long x;
-    switch (c) {
-    case 'm': a->dir = v; return 0;
-    case 't': a->texts = v; return 0;
-    case 'S': a->states = 1; return 0;
-    case 'B': a->no_big = 1; return 0;
-    case 'r': return tool_parse_size("--random", v, (size_t)1 << 20, &a->random);
-    case 'l': return tool_parse_size("--len", v, (size_t)1 << 20, &a->len);
-    case 'k': return tool_parse_size("--k", v, (size_t)1 << 30, &a->k);
-    case 's':
-        if (tool_parse_ll("--seed", v, 0, INT64_MAX, &x)) return -1;
-        a->seed = (unsigned long long)x;
-        return 0;
-    case 'R':
-        if (tool_parse_ll("--reps", v, 1, 1000, &x)) return -1;
-        a->reps = (int)x;
-        return 0;
-    case 'g':
-        if (!strcmp(v, "tanh") || !strcmp(v, "erf")) {
-            a->gelu = !strcmp(v, "erf") ? GPT2_GELU_ERF : GPT2_GELU_TANH;
-            return 0;
-        }
-        tw_log("--gelu must be tanh or erf");
-        return -1;
-    default: return -1;
-    }
-}
 
 static int parse_args(int argc, char **argv, void *ctx)
 {
     st_args *a = ctx;
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},  {"texts", required_argument, NULL, 't'},
-        {"random", required_argument, NULL, 'r'}, {"len", required_argument, NULL, 'l'},
-        {"seed", required_argument, NULL, 's'},   {"k", required_argument, NULL, 'k'},
-        {"gelu", required_argument, NULL, 'g'},   {"states", no_argument, NULL, 'S'},
-        {"reps", required_argument, NULL, 'R'},   {"no-big", no_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const char *const cmds[] = {"dump", "bench"};
+    static const char *const gelu[] = {"tanh", "erf", NULL};
+    static const int gelu_v[] = {GPT2_GELU_TANH, GPT2_GELU_ERF};
     *a = (st_args){.k = 5, .len = 20, .seed = 1, .reps = 3};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
-    const char *cmd = optind < argc ? argv[optind] : "";
-    if (!rc && (optind + 1 != argc || (strcmp(cmd, "dump") && strcmp(cmd, "bench")))) {
-        tool_usage(stderr, &help);
-        rc = -1;
-    }
+    const tool_opt opts[] = {OPT_STR("model", &a->dir),
+                             OPT_STR("texts", &a->texts),
+                             OPT_SIZE("random", &a->random, (size_t)1 << 20),
+                             OPT_SIZE("len", &a->len, (size_t)1 << 20),
+                             OPT_U64("seed", &a->seed),
+                             OPT_SIZE("k", &a->k, (size_t)1 << 30),
+                             OPT_CHOICE("gelu", &a->gelu, gelu, gelu_v),
+                             OPT_FLAG("states", &a->states),
+                             OPT_INT("reps", &a->reps, 1, 1000),
+                             OPT_FLAG("no-big", &a->no_big),
+                             OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, 1);
     if (rc) return rc;
-    a->bench = strcmp(cmd, "bench") == 0;
+    if ((a->bench = tool_command(argv[optind], cmds, 2)) < 0) {
+        tool_usage(stderr, &help);
+        return -1;
+    }
     if (a->bench && !a->texts && !a->random) a->random = 50;
     if (!a->dir || (!a->texts && !a->random)) {
         tw_log("--model DIR and one of --texts, --random are required");

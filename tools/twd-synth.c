@@ -39,93 +39,38 @@ typedef struct {
     int dtype, prefix, attn_bias, tok, quiet;
 } synth_args;
 
-enum {
-    O_OUT = 256,
-    O_SHAPE,
-    O_LAYERS,
-    O_HEADS,
-    O_EMBD,
-    O_VOCAB,
-    O_CTX,
-    O_DTYPE,
-    O_NOPREFIX,
-    O_PREFIX,
-    O_NOBIAS,
-    O_NOTOK,
-    O_SEED,
-    O_VOCABFROM
-};
-
 static const char *dtype_name(int dtype)
 {
     return dtype == SYNTH_F16 ? "f16" : dtype == SYNTH_BF16 ? "bf16" : "f32";
-}
-
-static int set_dtype(synth_args *a, const char *v)
-{
-    static const char *const names[] = {"f32", "F32", "f16", "F16", "bf16", "BF16"};
-    static const int dtypes[] = {SYNTH_F32, SYNTH_F32, SYNTH_F16, SYNTH_F16, SYNTH_BF16, SYNTH_BF16};
-    for (int i = 0; i < 6; i++)
-        if (strcmp(v, names[i]) == 0) {
-            a->dtype = dtypes[i];
-            return 0;
-        }
-    tw_log("--dtype: '%s' is not f32, f16 or bf16", v);
-    return -1;
-}
-
-/* One option into *a: 0, or -1 (reported). */
-static int set_option(void *ctx, int c, const char *v)
-{
-    synth_args *a = ctx;
-    switch (c) {
-    case O_OUT: a->out = v; return 0;
-    case O_SHAPE: a->shape = v; return 0;
-    case O_LAYERS: return tool_parse_ll("--layers", v, 1, 1024, &a->layers);
-    case O_HEADS: return tool_parse_ll("--heads", v, 1, 1024, &a->heads);
-    case O_EMBD: return tool_parse_ll("--embd", v, 1, 65536, &a->embd);
-    case O_VOCAB: return tool_parse_ll("--vocab", v, 1, 1 << 24, &a->vocab);
-    case O_CTX: return tool_parse_ll("--ctx", v, 1, 1 << 20, &a->ctx);
-    case O_SEED: return tool_parse_ll("--seed", v, 0, INT64_MAX, &a->seed);
-    case O_DTYPE: return set_dtype(a, v);
-    case O_NOPREFIX: a->prefix = 0; return 0;
-    case O_PREFIX: a->prefix = 1; return 0;
-    case O_NOBIAS: a->attn_bias = 0; return 0;
-    case O_NOTOK: a->tok = 0; return 0;
-    case O_VOCABFROM: a->vocab_from = v; return 0;
-    case 'q': a->quiet = 1; return 0;
-    default: return -1;
-    }
 }
 
 /* 0: run; 1: --help printed; -1: bad arguments (reported). */
 static int parse_args(int argc, char **argv, void *ctx)
 {
     synth_args *a = ctx;
-    static const struct option longopts[] = {
-        {"out", required_argument, NULL, O_OUT},
-        {"shape", required_argument, NULL, O_SHAPE},
-        {"layers", required_argument, NULL, O_LAYERS},
-        {"heads", required_argument, NULL, O_HEADS},
-        {"embd", required_argument, NULL, O_EMBD},
-        {"vocab", required_argument, NULL, O_VOCAB},
-        {"ctx", required_argument, NULL, O_CTX},
-        {"dtype", required_argument, NULL, O_DTYPE},
-        {"no-prefix", no_argument, NULL, O_NOPREFIX},
-        {"prefix", no_argument, NULL, O_PREFIX},
-        {"no-attn-bias", no_argument, NULL, O_NOBIAS},
-        {"no-tokenizer", no_argument, NULL, O_NOTOK},
-        {"seed", required_argument, NULL, O_SEED},
-        {"vocab-from", required_argument, NULL, O_VOCABFROM},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     static char text[2048];
     snprintf(text, sizeof text, details, synth_shape_names());
     const tool_help help = {"usage: twd-synth --out DIR [options]\n", text};
+    static const char *const dtypes[] = {"f32", "f16", "bf16", NULL};
+    static const int dtype_v[] = {SYNTH_F32, SYNTH_F16, SYNTH_BF16};
     *a = (synth_args){.shape = "tiny", .dtype = SYNTH_F32, .attn_bias = 1, .tok = 1};
-    int rc = tool_getopt(argc, argv, "qh", longopts, &help, set_option, a);
+    const tool_opt opts[] = {OPT_STR("out", &a->out),
+                             OPT_STR("shape", &a->shape),
+                             OPT_LL("layers", &a->layers, 1, 1024),
+                             OPT_LL("heads", &a->heads, 1, 1024),
+                             OPT_LL("embd", &a->embd, 1, 65536),
+                             OPT_LL("vocab", &a->vocab, 1, 1 << 24),
+                             OPT_LL("ctx", &a->ctx, 1, 1 << 20),
+                             OPT_CHOICE("dtype", &a->dtype, dtypes, dtype_v),
+                             OPT_SET("no-prefix", &a->prefix, 0),
+                             OPT_SET("prefix", &a->prefix, 1),
+                             OPT_SET("no-attn-bias", &a->attn_bias, 0),
+                             OPT_SET("no-tokenizer", &a->tok, 0),
+                             OPT_LL("seed", &a->seed, 0, INT64_MAX),
+                             OPT_STR("vocab-from", &a->vocab_from),
+                             {.name = "quiet", .kind = TOOL_O_SET, .at = &a->quiet, .lo = 1, .key = 'q'},
+                             OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     if (optind < argc) tw_log("unexpected argument '%s'", argv[optind]);
     if (!a->out) tw_log("--out DIR is required");

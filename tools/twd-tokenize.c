@@ -150,25 +150,13 @@ typedef struct {
     const char *synthetic;
 } tok_args;
 
-static int set_option(void *ctx, int c, const char *v)
-{
-    tok_args *a = ctx;
-    a->hex |= c == 'x';
-    a->unicode |= c == 'u';
-    if (c == 's') a->synthetic = v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"hex", no_argument, NULL, 'x'},
-                                         {"unicode-version", no_argument, NULL, 'u'},
-                                         {"synthetic", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     tool_init("twd-tokenize");
     tok_args a = {0};
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, &a);
+    const tool_opt opts[] = {OPT_FLAG("hex", &a.hex), OPT_FLAG("unicode-version", &a.unicode),
+                             OPT_STR("synthetic", &a.synthetic), OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, TOOL_ANY_OPERANDS);
     if (rc) return rc > 0 ? 0 : 1;
     const int rest = argc - optind, modes = a.hex + a.unicode + (a.synthetic != NULL);
     if (a.unicode && modes == 1 && rest == 0) return puts(tokenizer_unicode_version()) < 0;

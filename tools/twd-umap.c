@@ -54,68 +54,32 @@ typedef struct {
     umap_params p;
 } umap_args;
 
-/* One option into *a: 0, or -1 (reported). */
-static int set_option(void *ctx, int c, const char *v)
-{
-    umap_args *a = ctx;
-    const size_t big = (size_t)1 << 40;
-    long long seed;
-    double md;
-    switch (c) {
-    case 'd': a->data = v; return 0;
-    case 'o': a->out = v; return 0;
-    case 'q': a->query = v; return 0;
-    case 'Q': a->qout = v; return 0;
-    case 'S': a->save = v; return 0;
-    case 'P': a->use_pca = 1; return 0;
-    case 'F': return tool_parse_size("--faith", v, (size_t)1 << 30, &a->faith);
-    case 'n': return tool_parse_size("--rows", v, big, &a->rows);
-    case 'D': return tool_parse_size("--dim", v, big, &a->dim);
-    case 'm': return tool_parse_size("--qrows", v, big, &a->qrows);
-    case 't': return tool_parse_size("--threads", v, big, &a->p.n_threads);
-    case 'e': return tool_parse_size("--epochs", v, big, &a->p.n_epochs);
-    case 'k': return tool_parse_size("--neighbors", v, big, &a->p.n_neighbors);
-    case 'c': return tool_parse_size("--components", v, big, &a->p.n_components);
-    case 's':
-        if (tool_parse_ll("--seed", v, 0, LLONG_MAX, &seed)) return -1;
-        a->p.seed = (uint64_t)seed;
-        return 0;
-    case 'M':
-        if (tool_parse_double("--min-dist", v, &md)) return -1;
-        a->p.min_dist = (float)md;
-        return 0;
-    default: return -1;
-    }
-}
-
 /* 0: run; 1: --help printed; -1: bad arguments (reported). */
 static int parse_args(int argc, char **argv, void *ctx)
 {
     umap_args *a = ctx;
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},
-        {"rows", required_argument, 0, 'n'},
-        {"dim", required_argument, 0, 'D'},
-        {"out", required_argument, 0, 'o'},
-        {"query", required_argument, 0, 'q'},
-        {"qrows", required_argument, 0, 'm'},
-        {"qout", required_argument, 0, 'Q'},
-        {"threads", required_argument, 0, 't'},
-        {"seed", required_argument, 0, 's'},
-        {"epochs", required_argument, 0, 'e'},
-        {"neighbors", required_argument, 0, 'k'},
-        {"components", required_argument, 0, 'c'},
-        {"min-dist", required_argument, 0, 'M'},
-        {"save", required_argument, 0, 'S'},
-        {"pca", no_argument, 0, 'P'},
-        {"faith", required_argument, 0, 'F'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
     *a = (umap_args){0};
     umap_params_default(&a->p);
     a->p.n_threads = (size_t)sysconf(_SC_NPROCESSORS_ONLN);
-    int rc = tool_getopt(argc, argv, "h", opts, &help, set_option, a);
+    const size_t big = (size_t)1 << 40;
+    const tool_opt opts[] = {OPT_STR("data", &a->data),
+                             OPT_SIZE("rows", &a->rows, big),
+                             OPT_SIZE("dim", &a->dim, big),
+                             OPT_STR("out", &a->out),
+                             OPT_STR("query", &a->query),
+                             OPT_SIZE("qrows", &a->qrows, big),
+                             OPT_STR("qout", &a->qout),
+                             OPT_SIZE("threads", &a->p.n_threads, big),
+                             OPT_U64("seed", &a->p.seed),
+                             OPT_SIZE("epochs", &a->p.n_epochs, big),
+                             OPT_SIZE("neighbors", &a->p.n_neighbors, big),
+                             OPT_SIZE("components", &a->p.n_components, big),
+                             OPT_FLOAT("min-dist", &a->p.min_dist),
+                             OPT_STR("save", &a->save),
+                             OPT_FLAG("pca", &a->use_pca),
+                             OPT_SIZE("faith", &a->faith, (size_t)1 << 30),
+                             OPT_END};
+    int rc = tool_getopt(argc, argv, opts, &help, TOOL_ANY_OPERANDS);
     if (rc) return rc;
     if (optind < argc || !a->data || !a->out || a->rows == 0 || a->dim == 0 ||
         (a->query && (!a->qout || a->qrows == 0))) {

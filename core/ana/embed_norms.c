@@ -57,6 +57,25 @@ void embed_norms_result_free(embed_norms_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The cache entry of the four score vectors, computed on first use. */
+static int acquire_scores(const gpt2_model *m, const ana_ctx *x, blockcache_entry **e)
+{
+    size_t V = (size_t)m->cfg.vocab_size;
+    return blockcache_acquire_within(ana_cache(x), "embed-scores", EMBED_N_SCHEMES * V * sizeof(double),
+                                     fill_scores, (void *)m, ana_cancel(x), e);
+}
+
+int embed_scores(const gpt2_model *m, const ana_ctx *x, double *scores)
+{
+    if (ana_check_model(m) || !scores) return TW_EINVAL;
+    blockcache_entry *e = NULL;
+    int rc = acquire_scores(m, x, &e);
+    if (rc == TW_OK)
+        memcpy(scores, blockcache_data(e), EMBED_N_SCHEMES * (size_t)m->cfg.vocab_size * sizeof(double));
+    blockcache_release(ana_cache(x), e);
+    return rc;
+}
+
 int embed_norms(const gpt2_model *m, const ana_ctx *x, size_t k, embed_norms_result *out)
 {
     blockcache *c = ana_cache(x);
@@ -69,8 +88,7 @@ int embed_norms(const gpt2_model *m, const ana_ctx *x, size_t k, embed_norms_res
     topk_hit *hits = malloc(2 * EMBED_N_SCHEMES * k * sizeof *hits);
     if (!hits) return TW_ENOMEM;
     blockcache_entry *e = NULL;
-    int rc = blockcache_acquire_within(c, "embed-scores", EMBED_N_SCHEMES * V * sizeof(double), fill_scores,
-                                       (void *)m, ana_cancel(x), &e);
+    int rc = acquire_scores(m, x, &e);
     *out = (embed_norms_result){.k = k, .top = hits, .bottom = hits + EMBED_N_SCHEMES * k};
     for (int s = 0; s < EMBED_N_SCHEMES && rc == 0; s++) {
         const double *scores = (const double *)blockcache_data(e) + (size_t)s * V;

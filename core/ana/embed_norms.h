@@ -30,6 +30,11 @@ const char *embed_scheme_name(int scheme);
  * caller-owned. One pass over E. Returns TW_OK or TW_EINVAL. */
 int embed_norm_scores(const gpt2_model *m, double *scores);
 
+/* The same four score vectors (EMBED_N_SCHEMES, V) copied into scores
+ * (caller-owned), taken from the cache entry embed_norms uses (computed on
+ * first use; c may be NULL). Returns TW_OK or an ANA_* error. */
+int embed_scores(const gpt2_model *m, const ana_ctx *x, double *scores);
+
 /* Top-k and bottom-k of every scheme. All arrays are owned by the result and
  * released by embed_norms_result_free. */
 typedef struct {

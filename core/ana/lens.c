@@ -362,27 +362,54 @@ static int check_args(const float *E, size_t V, size_t d, const float *Q, size_t
     return nq && k && !out->top ? TW_EINVAL : TW_OK;
 }
 
+/* Query rows per GEMM pass over E. topk_rows_opt gives each pass 8 MiB of
+ * scores, (rows, b): a pass of every row of a long phrase (15 states x 1024
+ * tokens on 124M) would take E 128 rows at a time and pack all of Q again
+ * for each of those thin GEMMs (sgemm's copy routines were a fifth of the
+ * time). Passes of at most this many rows keep each GEMM about square
+ * (1024 x 2048 x d) at the cost of reading E once per pass; a request of
+ * fewer rows is one pass, as before. */
+#define LENS_ROWS_PER_PASS 1024
+
+/* Rows [i0, i0 + nq) of the request: one pass over E. */
+static int lens_pass_rows(const float *E, size_t V, size_t d, const float *Q, size_t i0, size_t nq, float R,
+                          const lens_opts *o, const lens_out *out)
+{
+    size_t nt = o ? o->n_targets : 0, k = o ? o->k : 0;
+    lens_pass p = {.E = E,
+                   .Q = Q + i0 * d,
+                   .d = d,
+                   .nq = nq,
+                   .nt = nt,
+                   .V = V,
+                   .targets = nt ? o->targets + i0 * nt : NULL,
+                   .progress = o ? o->progress : NULL,
+                   .done0 = (o ? o->progress_done0 : 0) + (long long)i0};
+    int rc = pass_alloc(&p);
+    if (rc != TW_OK) return rc;
+    pass_targets(&p, R);
+    topk_opts to = {.max_row_norm = R, .cancel = o ? o->cancel : NULL, .on_block = on_block, .ctx = &p};
+    rc = topk_rows_opt(E, V, d, p.Q, nq, k ? k : 1, k ? out->top + i0 * k : NULL, NULL, &to);
+    if (rc == TW_OK) {
+        lens_out part = {.top = NULL,
+                         .lse = out->lse ? out->lse + i0 : NULL,
+                         .entropy = out->entropy ? out->entropy + i0 : NULL,
+                         .rank = out->rank ? out->rank + i0 * nt : NULL,
+                         .score = out->score ? out->score + i0 * nt : NULL};
+        pass_results(&p, &part);
+    }
+    pass_free(&p);
+    return rc;
+}
+
 int lens_rows(const float *E, size_t V, size_t d, const float *Q, size_t nq, const lens_opts *o,
               lens_out *out)
 {
     int rc = check_args(E, V, d, Q, nq, o, out);
     if (rc != TW_OK || nq == 0) return rc;
-    size_t nt = o ? o->n_targets : 0, k = o ? o->k : 0;
     float R = o && o->max_row_norm > 0 ? o->max_row_norm : topk_max_row_norm(E, V, d);
-    lens_pass p = {.E = E,
-                   .Q = Q,
-                   .d = d,
-                   .nq = nq,
-                   .nt = nt,
-                   .V = V,
-                   .targets = nt ? o->targets : NULL,
-                   .progress = o ? o->progress : NULL,
-                   .done0 = o ? o->progress_done0 : 0};
-    if ((rc = pass_alloc(&p)) != TW_OK) return rc;
-    pass_targets(&p, R);
-    topk_opts to = {.max_row_norm = R, .cancel = o ? o->cancel : NULL, .on_block = on_block, .ctx = &p};
-    rc = topk_rows_opt(E, V, d, Q, nq, k ? k : 1, k ? out->top : NULL, NULL, &to);
-    if (rc == TW_OK) pass_results(&p, out);
-    pass_free(&p);
+    for (size_t i0 = 0; i0 < nq && rc == TW_OK; i0 += LENS_ROWS_PER_PASS)
+        rc = lens_pass_rows(E, V, d, Q, i0, nq - i0 < LENS_ROWS_PER_PASS ? nq - i0 : LENS_ROWS_PER_PASS, R, o,
+                            out);
     return rc;
 }

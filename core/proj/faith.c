@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "core/nn/par.h"
 #include "core/proj/umap.h"
 
 static int cmp_size(const void *a, const void *b)
@@ -108,15 +109,63 @@ static int member(const size_t *a, size_t K, size_t x)
 /* Rows of X per dgemm block. */
 #define FAITH_BLOCK 128
 
+/* The rows [lo, hi) of one dgemm block of faith_trust_cont: each row's
+ * neighbours in both spaces and its share of the two sums. The sums are of
+ * integers (ranks minus K), exact in double, so the split over parts does
+ * not change them. */
+typedef struct {
+    double *G; /* (bi, m) the block's Gram rows, made squared distances in place */
+    const double *nrm;
+    const float *Y;
+    size_t m, e, K, i0;
+    double *dy;      /* (parts, m) */
+    size_t *nx, *ny; /* (parts, K) each */
+    double sum_t[NN_MAX_PARTS], sum_c[NN_MAX_PARTS];
+} trust_scan;
+
+static void trust_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    trust_scan *p = ctx;
+    const size_t m = p->m, e = p->e, K = p->K;
+    double *dy = p->dy + (size_t)part * m;
+    size_t *nx = p->nx + (size_t)part * K, *ny = p->ny + (size_t)part * K;
+    double st = 0, sc = 0;
+    for (size_t r = lo; r < hi; r++) {
+        const size_t i = p->i0 + r;
+        double *dx = p->G + r * m; /* squared distances from i, in place */
+        for (size_t j = 0; j < m; j++) {
+            double v = p->nrm[i] + p->nrm[j] - 2.0 * dx[j];
+            dx[j] = v > 0 ? v : 0;
+        }
+        for (size_t j = 0; j < m; j++) {
+            double s = 0;
+            for (size_t t = 0; t < e; t++) {
+                double u = (double)p->Y[i * e + t] - (double)p->Y[j * e + t];
+                s += u * u;
+            }
+            dy[j] = s;
+        }
+        nearest(dx, m, i, K, nx);
+        nearest(dy, m, i, K, ny);
+        for (size_t t = 0; t < K; t++) {
+            if (!member(nx, K, ny[t])) st += (double)(rank_of(dx, m, i, ny[t]) - K);
+            if (!member(ny, K, nx[t])) sc += (double)(rank_of(dy, m, i, nx[t]) - K);
+        }
+    }
+    p->sum_t[part] += st;
+    p->sum_c[part] += sc;
+}
+
 int faith_trust_cont(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K, double *trust,
                      double *cont, const tw_cancel *cancel)
 {
     if (!X || !Y || !trust || !cont || K < 1 || 2 * K >= m || d < 1 || e < 1 || m > (size_t)INT_MAX ||
         d > (size_t)INT_MAX)
         return TW_EINVAL;
+    int parts = nn_parts();
     double *xd = malloc(m * d * sizeof *xd), *nrm = malloc(m * sizeof *nrm);
-    double *G = malloc(FAITH_BLOCK * m * sizeof *G), *dy = malloc(m * sizeof *dy);
-    size_t *nx = malloc(K * sizeof *nx), *ny = malloc(K * sizeof *ny);
+    double *G = malloc(FAITH_BLOCK * m * sizeof *G), *dy = malloc((size_t)parts * m * sizeof *dy);
+    size_t *nx = malloc((size_t)parts * K * sizeof *nx), *ny = malloc((size_t)parts * K * sizeof *ny);
     int rc = TW_OK;
     if (!xd || !nrm || !G || !dy || !nx || !ny) {
         rc = TW_ENOMEM;
@@ -128,35 +177,20 @@ int faith_trust_cont(const float *X, size_t m, size_t d, const float *Y, size_t 
         for (size_t t = 0; t < d; t++) s += xd[i * d + t] * xd[i * d + t];
         nrm[i] = s;
     }
-    double sum_t = 0, sum_c = 0;
+    trust_scan ts = {.G = G, .nrm = nrm, .Y = Y, .m = m, .e = e, .K = K, .dy = dy, .nx = nx, .ny = ny};
     for (size_t i0 = 0; i0 < m; i0 += FAITH_BLOCK) {
         if ((rc = tw_cancel_check(cancel)) != TW_OK) goto out;
         size_t bi = m - i0 < FAITH_BLOCK ? m - i0 : FAITH_BLOCK;
         // G (bi, m) = X[i0 .. i0+bi) X^T
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bi, (int)m, (int)d, 1.0, xd + i0 * d,
                     (int)d, xd, (int)d, 0.0, G, (int)m);
-        for (size_t r = 0; r < bi; r++) {
-            const size_t i = i0 + r;
-            double *dx = G + r * m; /* squared distances from i, in place */
-            for (size_t j = 0; j < m; j++) {
-                double v = nrm[i] + nrm[j] - 2.0 * dx[j];
-                dx[j] = v > 0 ? v : 0;
-            }
-            for (size_t j = 0; j < m; j++) {
-                double s = 0;
-                for (size_t t = 0; t < e; t++) {
-                    double u = (double)Y[i * e + t] - (double)Y[j * e + t];
-                    s += u * u;
-                }
-                dy[j] = s;
-            }
-            nearest(dx, m, i, K, nx);
-            nearest(dy, m, i, K, ny);
-            for (size_t t = 0; t < K; t++) {
-                if (!member(nx, K, ny[t])) sum_t += (double)(rank_of(dx, m, i, ny[t]) - K);
-                if (!member(ny, K, nx[t])) sum_c += (double)(rank_of(dy, m, i, nx[t]) - K);
-            }
-        }
+        ts.i0 = i0;
+        nn_parallel_rows(bi, parts, trust_part, &ts);
+    }
+    double sum_t = 0, sum_c = 0;
+    for (int t = 0; t < NN_MAX_PARTS; t++) {
+        sum_t += ts.sum_t[t];
+        sum_c += ts.sum_c[t];
     }
     double norm = 2.0 / ((double)m * (double)K * (2.0 * (double)m - 3.0 * (double)K - 1.0));
     *trust = 1.0 - norm * sum_t;
@@ -171,6 +205,43 @@ out:
     return rc;
 }
 
+/* The layout side of faith_knn_overlap for queries [lo, hi): every
+ * distance in double, the K nearest, the share of the full space's. Each
+ * query is its own, so they are split over parts, each with its scratch. */
+typedef struct {
+    const float *Y;
+    size_t e, n;
+    const float *qy;
+    size_t K;
+    const int32_t *ix;
+    double *dy; /* (parts, n) */
+    size_t *ny; /* (parts, K) */
+    double *frac;
+} overlap_scan;
+
+static void overlap_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    const overlap_scan *p = ctx;
+    const size_t n = p->n, e = p->e, K = p->K;
+    double *dy = p->dy + (size_t)part * n;
+    size_t *ny = p->ny + (size_t)part * K;
+    for (size_t i = lo; i < hi; i++) {
+        const float *ay = p->qy + i * e;
+        for (size_t j = 0; j < n; j++) {
+            double s = 0;
+            for (size_t c = 0; c < e; c++) {
+                double u = (double)ay[c] - (double)p->Y[j * e + c];
+                s += u * u;
+            }
+            dy[j] = s;
+        }
+        nearest(dy, n, (size_t)-1, K, ny);
+        size_t both = 0;
+        for (size_t t = 0; t < K; t++) both += (size_t)member(ny, K, (size_t)p->ix[i * K + t]);
+        p->frac[i] = (double)both / (double)K;
+    }
+}
+
 int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t e, const float *q,
                       const float *qy, size_t m, size_t K, double *frac)
 {
@@ -180,10 +251,11 @@ int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t
     if (m == 0) return TW_OK;
     /* the full space: UMAP's exact kNN (float GEMM screening, the best
      * candidates measured again in double; docs/MATH.md §8.1 step 1) */
+    int parts = nn_parts();
     int32_t *ix = malloc(m * K * sizeof *ix);
     float *dist = malloc(m * K * sizeof *dist);
-    double *dy = malloc(n * sizeof *dy);
-    size_t *ny = malloc(K * sizeof *ny);
+    double *dy = malloc((size_t)parts * n * sizeof *dy); /* a part's scratch each */
+    size_t *ny = malloc((size_t)parts * K * sizeof *ny);
     int rc = TW_OK;
     if (!ix || !dist || !dy || !ny) {
         rc = TW_ENOMEM;
@@ -191,22 +263,8 @@ int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t
     }
     char err[256];
     if ((rc = umap_knn(X, n, q, m, d, K, 0, ix, dist, NULL, err, sizeof err)) != TW_OK) goto out;
-    /* the layout: every distance, in double */
-    for (size_t i = 0; i < m; i++) {
-        const float *ay = qy + i * e;
-        for (size_t j = 0; j < n; j++) {
-            double s = 0;
-            for (size_t c = 0; c < e; c++) {
-                double u = (double)ay[c] - (double)Y[j * e + c];
-                s += u * u;
-            }
-            dy[j] = s;
-        }
-        nearest(dy, n, (size_t)-1, K, ny);
-        size_t both = 0;
-        for (size_t t = 0; t < K; t++) both += (size_t)member(ny, K, (size_t)ix[i * K + t]);
-        frac[i] = (double)both / (double)K;
-    }
+    overlap_scan os = {Y, e, n, qy, K, ix, dy, ny, frac};
+    nn_parallel_rows(m, parts, overlap_part, &os);
 out:
     free(ix);
     free(dist);

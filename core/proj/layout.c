@@ -112,8 +112,10 @@ static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
 static void *faith_main(void *arg)
 {
     layout_service *p = arg;
-    compute_faith(p, PROJ_PCA, p->pca_points);
+    /* a layout from the disk cache first: UMAP is the page's first picture,
+     * and its answers wait for these figures */
     if (p->from_cache) compute_faith(p, PROJ_UMAP, p->model.embedding);
+    compute_faith(p, PROJ_PCA, p->pca_points);
     return NULL;
 }
 

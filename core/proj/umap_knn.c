@@ -200,6 +200,34 @@ static void panel_part(void *ctx, size_t lo, size_t hi, int part)
     for (size_t r = 0; r < p->rows; r++) scan_transposed(p, r, t0, t1);
 }
 
+/* The scan of one panel of query rows against every row of x (not the same
+ * set): gram (rows, n) = -2 q[i0..] x^T. Each row's list and answer are its
+ * own, so the rows are split over the parts, each with its own scratch. */
+typedef struct {
+    cand_lists *c;
+    const float *gram, *xn, *x, *q;
+    size_t n, dim, k, i0;
+    knn_cand *tmp; /* (parts, cap) */
+    int32_t *idx;
+    float *dist;
+} query_scan;
+
+static void query_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    const query_scan *p = ctx;
+    cand_lists *c = p->c;
+    knn_cand *tmp = p->tmp + (size_t)part * c->cap;
+    for (size_t r = lo; r < hi; r++) {
+        const float *g = p->gram + r * p->n;
+        c->cnt[r] = 0;
+        c->thr[r] = FLT_MAX;
+        for (size_t j = 0; j < p->n; j++) cand_offer(c, r, g[j] + p->xn[j], (int32_t)j);
+        const size_t qi = p->i0 + r;
+        knn_finish_row(p->x, p->q + qi * p->dim, p->dim, p->k, 0, -1, c->idx + r * c->cap, c->cnt[r], tmp,
+                       p->idx + qi * p->k, p->dist + qi * p->k);
+    }
+}
+
 /* Rows per sgemm panel for a panel width of n columns. */
 static size_t panel_rows(size_t n, size_t m)
 {
@@ -222,7 +250,7 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, siz
     cand_lists c = {cap, NULL, NULL, NULL, NULL};
     float *xn = malloc(n * sizeof *xn);
     float *gram = malloc(bs * n * sizeof *gram);
-    knn_cand *tmp = malloc(cap * sizeof *tmp);
+    knn_cand *tmp = malloc(NN_MAX_PARTS * cap * sizeof *tmp); /* a part's scratch each */
     /* same set: lists for every row, filled over all panels; otherwise one
      * panel's rows at a time */
     const size_t lists = same_set ? n : bs;
@@ -272,14 +300,8 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, siz
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)dim, -2.0f,
                         q + i0 * dim, (int)dim, x, (int)dim, 0.0f, gram, (int)n);
-            for (size_t r = 0; r < rows; r++) {
-                const float *g = gram + r * n;
-                c.cnt[r] = 0;
-                c.thr[r] = FLT_MAX;
-                for (size_t j = 0; j < n; j++) cand_offer(&c, r, g[j] + xn[j], (int32_t)j);
-                knn_finish_row(x, q + (i0 + r) * dim, dim, k, 0, -1, c.idx + r * cap, c.cnt[r], tmp,
-                               idx + (i0 + r) * k, dist + (i0 + r) * k);
-            }
+            query_scan qs = {&c, gram, xn, x, q, n, dim, k, i0, tmp, idx, dist};
+            nn_parallel_rows(rows, nn_parts(), query_part, &qs);
         }
         done_units += (long)(rows * (same_set ? n - i0 : n) / 1024);
         if (prog) atomic_store(&prog->done, done_units);

@@ -8,38 +8,21 @@ import csv
 import io
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import Daemon, assert_token, error_at, make_checkpoint, stop_clean  # noqa: E402
+from twd_harness import OneDaemon, assert_token, error_at, module_checkpoint  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="twd-ana-")
-MODEL = os.path.join(TMP, "small")
 # 4 blocks, 4 heads of width 16, a vocabulary where the common nouns are tokens
 SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--ctx", "64", "--seed", "3")
+TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-ana-", "small", "tiny", *SHAPE)
 
 
-def setUpModule():
-    make_checkpoint(MODEL, "tiny", *SHAPE)
-
-
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-class AnalysesApiTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon("--set", "max_k=50", "--set", "max_words=200", "--set", "max_answer_tokens=50000",
-                       model=MODEL).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        stop_clean(cls.d)
+class AnalysesApiTest(OneDaemon, unittest.TestCase):
+    daemon_args = ("--set", "max_k=50", "--set", "max_words=200", "--set", "max_answer_tokens=50000")
+    daemon_model = MODEL
 
     def assertToken(self, t, score=True):
         assert_token(self, t, score)

@@ -48,11 +48,8 @@ class HubTest(unittest.TestCase):
         self.url = self.hub.url
 
     def daemon(self, cache, *args):
-        d = Daemon("--set", "fetch=true", "--set", "hub_url=" + self.url, "--set", "fetch_timeout=5", *args,
-                   env={"HF_HUB_CACHE": os.path.join(cache, "hf")})
-        shutil.rmtree(d.cache)
-        d.cache = cache
-        return d
+        return Daemon("--set", "fetch=true", "--set", "hub_url=" + self.url, "--set", "fetch_timeout=5", *args,
+                      env={"HF_HUB_CACHE": os.path.join(cache, "hf")}, cache_dir=cache)
 
     def test_download_resume_and_reuse(self):
         cache = os.path.join(TMP, "cache-resume")
@@ -113,10 +110,7 @@ class HubTest(unittest.TestCase):
         old = os.path.join(cache, "hub", "openai-community-gpt2")
         shutil.copytree(SRC, old)
         open(os.path.join(old, ".complete"), "w").close()
-        d = Daemon(env={"HF_HUB_CACHE": os.path.join(cache, "hf")})
-        shutil.rmtree(d.cache)
-        d.cache = cache
-        with d:
+        with Daemon(env={"HF_HUB_CACHE": os.path.join(cache, "hf")}, cache_dir=cache) as d:
             st, doc = d.get_json("/model")
             self.assertEqual((doc["origin"], doc["name"]), ("twd-cache", REPO))
 
@@ -187,10 +181,7 @@ class StalledHubTest(unittest.TestCase):
         # time measured is the hub's, not that of writing 6M weights (slow under ASan)
         make_checkpoint(os.path.join(cache, "demo-v1"), "demo", "--seed", "1")
         def daemon(*args):
-            d = Daemon(*args)
-            shutil.rmtree(d.cache)
-            d.cache = cache
-            return d
+            return Daemon(*args, cache_dir=cache)
 
         base, origin = self.started(daemon("--set", "fetch=false"))
         self.assertEqual(origin, "demo")

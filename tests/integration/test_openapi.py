@@ -46,6 +46,7 @@ MODEL = os.path.join(TMP, "m")
 # 16-dimensional heads: /svd's top is bounded by 16 here, not max_top (64)
 SHAPE = ("--layers", "2", "--heads", "2", "--embd", "32", "--vocab", "512", "--ctx", "32", "--seed", "5")
 N_EMBD = 32
+VOCAB = 512
 TEXT = "the time of the year"
 
 # One or more requests for every operation: (method, path, query or body,
@@ -70,6 +71,9 @@ REQUESTS = [
     ("get", "/embeddings", {"k": "2"}, None),
     ("get", "/embeddings", {"k": "3", "scheme": "scaled_bias"}, None),
     ("get", "/embeddings", {"k": "2", "format": "csv"}, None),
+    ("get", "/embeddings/scores", {}, None),
+    ("get", "/embeddings/scores", {"format": "csv"}, None),
+    ("get", "/embeddings/scores", {"format": "npy", "model": "m"}, None),
     ("get", "/embeddings/normalization", {}, None),
     ("get", "/embeddings/normalization", {"format": "csv"}, None),
     ("get", "/probe", {"block": "0", "k": "2", "words": "a,bb,hello,e"}, None),
@@ -376,16 +380,25 @@ class AnswersTest(unittest.TestCase):
             v.add(f"{name} row {i + 1}", pointer(*base, "content", "text/csv", "x-twd-tables", index, "row"), obj)
         return spec["table"]
 
-    def check_npy(self, name, body):
+    # the array each .npy answer holds: dtype and shape (None: any length)
+    NPY = {"/trajectory": ("<f4", (None, None, N_EMBD)), "/embeddings/scores": ("<f8", (VOCAB, 4))}
+
+    def check_npy(self, name, path, body):
         self.assertEqual(body[:8], b"\x93NUMPY\x01\x00", name)
         hl = body[8] | body[9] << 8
         header = ast.literal_eval(body[10:10 + hl].decode("latin-1"))
-        self.assertEqual(header["descr"], "<f4", name)
+        descr, want = self.NPY[path]
+        self.assertEqual(header["descr"], descr, name)
         self.assertFalse(header["fortran_order"], name)
         shape = header["shape"]
-        self.assertEqual(len(shape), 3, name)
-        self.assertEqual(shape[2], N_EMBD, name)
-        self.assertEqual(len(body), 10 + hl + shape[0] * shape[1] * shape[2] * 4, name)
+        self.assertEqual(len(shape), len(want), name)
+        for got, w in zip(shape, want):
+            if w is not None:
+                self.assertEqual(got, w, name)
+        n = 1
+        for x in shape:
+            n *= x
+        self.assertEqual(len(body), 10 + hl + n * int(descr[2:]), name)
 
     def test_every_operation_answers_as_documented(self):
         v = Validator(self.doc)
@@ -405,7 +418,7 @@ class AnswersTest(unittest.TestCase):
             elif media_type == "text/csv":
                 seen_tables.add((method, path, self.check_csv(v, name, base, media, body, table)))
             elif media_type == "application/octet-stream":
-                self.check_npy(name, body)
+                self.check_npy(name, path, body)
             elif media_type == "application/x-latex":
                 text = body.decode("utf-8")
                 self.assertTrue(text.startswith("% twd:"), name)

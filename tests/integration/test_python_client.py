@@ -503,6 +503,16 @@ class PythonClientTest(unittest.TestCase):
                              ["scheme", "list", "rank", "id", "text", "score"], ints=("rank", "id"),
                              texts=("scheme", "list", "text"))
 
+    def test_embeddings_scores(self):
+        js = self.c.embeddings_scores(as_json=True)
+        names = ["norm", "scaled", "bias", "scaled_bias"]
+        rows = [dict(**tok_cols(t), **{n: js["scores"][n][i] for n in names}) for i, t in enumerate(js["tokens"])]
+        self.assertFrame(self.c.embeddings_scores(), rows, ["id", "text"] + names, ints=("id",), texts=("text",))
+        arr = self.c.embeddings_scores_array()
+        self.assertEqual((arr.dtype, arr.shape), (np.float64, (js["n_tokens"], 4)))
+        for j, n in enumerate(names):
+            self.assertTrue(np.allclose(arr[:, j], js["scores"][n], rtol=2e-8, atol=0), n)
+
     def test_embeddings_normalization(self):
         js = self.c.embeddings_normalization(as_json=True)
         self.assertFrame(self.c.embeddings_normalization(), js["rows"],

@@ -11,38 +11,25 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, TWD, Daemon, error_of, make_checkpoint  # noqa: E402
+from twd_harness import (SANITIZER, TWD, Daemon, OneDaemon, error_of, module_checkpoint,  # noqa: E402
+                         read_answer)
 
-TMP = tempfile.mkdtemp(prefix="twd-it-")
-TINY = os.path.join(TMP, "tiny")
-
-
-def setUpModule():
-    make_checkpoint(TINY, "tiny")
+TMP, TINY, setUpModule, tearDownModule = module_checkpoint("twd-it-")
 
 
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-class ServiceTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon(model=TINY, env={"TWD_TEST": "1"}).start()
+class ServiceTest(OneDaemon, unittest.TestCase):
+    daemon_model = TINY
+    daemon_env = {"TWD_TEST": "1"}
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.d.stop()
-        err = cls.d.stderr()
-        assert rc == 0, "twd exited with %s:\n%s" % (rc, err)
-        assert not SANITIZER.search(err), "sanitizer report:\n" + err
-        assert "twd: stopped" in err, err
+        super().tearDownClass()
+        assert "twd: stopped" in cls.log, cls.log
 
     def test_health(self):
         st, doc = self.d.get_json("/health")
@@ -126,12 +113,7 @@ class ServiceTest(unittest.TestCase):
         conn = socket.create_connection(("127.0.0.1", self.d.port))
         conn.sendall(b"POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n\r\n")
         conn.settimeout(10)
-        resp = b""
-        while not resp.rstrip().endswith(b"}"):
-            part = conn.recv(65536)
-            if not part:
-                break
-            resp += part
+        resp = read_answer(conn)
         conn.close()
         self.assertTrue(resp.startswith(b"HTTP/1.1 413"), resp[:200])
         self.assertIn(b'"payload_too_large"', resp)
@@ -146,16 +128,8 @@ class ServiceTest(unittest.TestCase):
             conn.sendall(b"0\r\n\r\n")
         except OSError:
             pass
-        resp = b""
         conn.settimeout(10)
-        try:
-            while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
-                part = conn.recv(65536)
-                if not part:
-                    break
-                resp += part
-        except OSError:
-            pass
+        resp = read_answer(conn)
         conn.close()
         self.assertTrue(resp.startswith(b"HTTP/1.1 413"), resp[:200])
         # an oversized request target

@@ -11,30 +11,17 @@ Run: TWD=build/server/twd TWD_SYNTH=build/tools/twd-synth /usr/bin/python3 -m un
 """
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, TWD_SYNTH, Daemon  # noqa: E402
+from twd_harness import SANITIZER, Daemon, module_checkpoint  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="twd-shutdown-")
-MODEL = os.path.join(TMP, "wide")
-
-
-def setUpModule():
-    # the demo shape with a 4x vocabulary: a cold /probe takes a while
-    subprocess.run([TWD_SYNTH, "--out", MODEL, "--shape", "demo", "--vocab", "16384"], check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
+# the demo shape with a 4x vocabulary: a cold /probe takes a while
+TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-shutdown-", "wide", "demo", "--vocab", "16384")
 
 
 class ShutdownTest(unittest.TestCase):

@@ -3,19 +3,15 @@ the faithfulness objects of /trajectory, /umap/layout and /umap."""
 import csv
 import io
 import json
-import math
 import os
-import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, error_at, error_of, make_checkpoint, wait_umap  # noqa: E402
+from twd_harness import Daemon, OneDaemon, error_at, module_checkpoint, wait_umap  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="twd-stats-")
-MODEL = os.path.join(TMP, "small")
 SHAPE = ("--layers", "3", "--heads", "2", "--embd", "32", "--vocab", "1024", "--ctx", "64", "--seed", "5")
+TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-stats-", "small", "tiny", *SHAPE)
 NAMES = ["embedding", "embedding+position", "embedding+position, ln_f", "block 0", "block 1", "block 2"]
 STATS = ("cos_next", "cos_self", "cos_final", "rank_next", "prob_next")
 TEXTS = ["In the beginning God created the heaven and the earth.",
@@ -24,25 +20,9 @@ TEXTS = ["In the beginning God created the heaven and the earth.",
          "Let there be light: and there was light."]
 
 
-def setUpModule():
-    make_checkpoint(MODEL, "tiny", *SHAPE)
-
-
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-class StatsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon("--set", "max_tokens=40", "--set", "max_stats_texts=8", "--set", "max_stats_tokens=150",
-                       model=MODEL)
-        cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+class StatsTest(OneDaemon, unittest.TestCase):
+    daemon_args = ("--set", "max_tokens=40", "--set", "max_stats_texts=8", "--set", "max_stats_tokens=150")
+    daemon_model = MODEL
 
     def post(self, body, query=""):
         st, h, data = self.d.request("POST", "/trajectory/stats" + query, json.dumps(body).encode())
@@ -260,20 +240,16 @@ class StatsTest(unittest.TestCase):
         self.assertEqual(h.get("allow"), "POST")
 
 
-class Faithfulness(unittest.TestCase):
+class Faithfulness(OneDaemon, unittest.TestCase):
     """faithfulness objects beside every 3D picture."""
+    daemon_args = ("--set", "umap=true", "--set", "umap_rows=600", "--set", "umap_epochs=60",
+                   "--set", "max_tokens=12")
+    daemon_model = MODEL
 
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon("--set", "umap=true", "--set", "umap_rows=600", "--set", "umap_epochs=60",
-                       "--set", "max_tokens=12", model=MODEL)
-        cls.d.start()
+        super().setUpClass()
         cls.status = wait_umap(cls.d)
-
-    @classmethod
-    def tearDownClass(cls):
-        assert cls.d.stop() == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
 
     def check_layout_figures(self, f, proj):
         self.assertEqual(f["projection"], proj)

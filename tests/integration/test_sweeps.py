@@ -7,38 +7,20 @@ import csv
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, error_at, make_checkpoint  # noqa: E402
+from twd_harness import Daemon, OneDaemon, error_at, module_checkpoint  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="twd-sweep-")
-MODEL = os.path.join(TMP, "small")
 SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--ctx", "64", "--seed", "5")
 L = 4
+TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-sweep-", "small", "tiny", *SHAPE)
 
 
-def setUpModule():
-    make_checkpoint(MODEL, "tiny", *SHAPE)
-
-
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-class SweepTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon("--set", "max_answer_tokens=20000", model=MODEL).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.d.stop()
-        assert rc == 0, cls.d.stderr()
-        assert not SANITIZER.search(cls.d.stderr()), cls.d.stderr()
+class SweepTest(OneDaemon, unittest.TestCase):
+    daemon_args = ("--set", "max_answer_tokens=20000")
+    daemon_model = MODEL
 
     def one(self, path, block, **params):
         st, h, body = self.d.get(path, block=block, **params)

@@ -1,41 +1,24 @@
 """Integration tests of issue 4's routes: /trajectory, /umap/layout, /umap."""
 import os
-import shutil
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, error_at, error_of, make_checkpoint, stop_clean, wait_umap  # noqa: E402
+from twd_harness import Daemon, OneDaemon, error_at, error_of, module_checkpoint, wait_umap  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="twd-traj-")
-MODEL = os.path.join(TMP, "small")
 SHAPE = ("--layers", "3", "--heads", "2", "--embd", "32", "--vocab", "1024", "--ctx", "32", "--seed", "5")
 UMAP = ("--set", "umap=true", "--set", "umap_rows=400")
 FULL = ("--set", "umap=true", "--set", "umap_rows=1024")  # every token of the vocabulary
+TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-traj-", "small", "tiny", *SHAPE)
 
 
-def setUpModule():
-    make_checkpoint(MODEL, "tiny", *SHAPE)
-
-
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-class TrajectoryTest(unittest.TestCase):
+class TrajectoryTest(OneDaemon, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.cache = tempfile.mkdtemp(prefix="twd-traj-cache-", dir=TMP)
-        cls.d = Daemon(*FULL, "--set", "max_tokens=12", model=MODEL)
-        shutil.rmtree(cls.d.cache)
-        cls.d.cache = cls.cache
-        cls.d.start()
+        cls.d = Daemon(*FULL, "--set", "max_tokens=12", model=MODEL, cache_dir=cls.cache).start()
         cls.status = wait_umap(cls.d)
-
-    @classmethod
-    def tearDownClass(cls):
-        stop_clean(cls.d)
 
     def check_answer(self, doc, text, k):
         st, tok = self.d.get_json("/tokenize", text=text)
@@ -160,9 +143,7 @@ class UmapLifecycleTest(unittest.TestCase):
     def test_503_while_fitting_then_cached_across_restart(self):
         cache = tempfile.mkdtemp(prefix="twd-traj-life-", dir=TMP)
         # a deliberately long fit: the answer while it runs is 503 + Retry-After
-        d = Daemon(*UMAP, "--set", "umap_epochs=10000", model=MODEL)
-        shutil.rmtree(d.cache)
-        d.cache = cache
+        d = Daemon(*UMAP, "--set", "umap_epochs=10000", model=MODEL, cache_dir=cache)
         with d:
             st, h, body = d.request("GET", "/trajectory?text=time")
             err = error_of(self, st, body, 503, ["being fitted"])
@@ -178,16 +159,12 @@ class UmapLifecycleTest(unittest.TestCase):
         self.assertEqual(d.proc.returncode, 0, d.stderr())
 
         # a normal fit, then a restart on the same cache reuses the file
-        d1 = Daemon(*UMAP, model=MODEL)
-        shutil.rmtree(d1.cache)
-        d1.cache = cache
+        d1 = Daemon(*UMAP, model=MODEL, cache_dir=cache)
         with d1:
             self.assertEqual(wait_umap(d1)["state"], "ready")
             first = d1.get_json("/umap/layout")[1]
             traj1 = d1.get_json("/trajectory", text="the year")[1]
-        d2 = Daemon(*UMAP, model=MODEL)
-        shutil.rmtree(d2.cache)
-        d2.cache = cache
+        d2 = Daemon(*UMAP, model=MODEL, cache_dir=cache)
         with d2:
             st, status = d2.get_json("/umap")
             self.assertEqual(status["state"], "ready")

@@ -17,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import SANITIZER, Daemon, make_checkpoint  # noqa: E402
+from twd_harness import OneDaemon, make_checkpoint  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="twd-wire-")
 MODEL = os.path.join(TMP, "tiny")
@@ -43,17 +43,9 @@ def tearDownModule():
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-class WireTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon("--static-dir", STATIC, "--set", "access_log=false", model=MODEL).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.d.stop()
-        err = cls.d.stderr()
-        assert rc == 0, "twd exited with %s:\n%s" % (rc, err)
-        assert not SANITIZER.search(err), "sanitizer report:\n" + err
+class WireTest(OneDaemon, unittest.TestCase):
+    daemon_args = ("--static-dir", STATIC, "--set", "access_log=false")
+    daemon_model = MODEL
 
     def get(self, target, method="GET", **headers):
         return self.d.request(method, target, headers=headers)

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -74,14 +75,56 @@ def make_checkpoint(folder, shape="tiny", *extra):
     return folder
 
 
-class Daemon:
-    """One twd process. Use as a context manager."""
+def module_checkpoint(prefix, name="tiny", shape="tiny", *extra):
+    """What a test module needs for one generated checkpoint: (its temporary
+    folder, the checkpoint's folder in it, setUpModule writing the checkpoint,
+    tearDownModule removing the folder). Use as
+        TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-x-")"""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    folder = os.path.join(tmp, name)
 
-    def __init__(self, *args, model=None, wait_ready=True, env=None):
+    def set_up():
+        make_checkpoint(folder, shape, *extra)
+
+    def tear_down():
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tmp, folder, set_up, tear_down
+
+
+class OneDaemon:
+    """Mixin for a unittest.TestCase whose tests share one daemon, cls.d:
+    started by setUpClass with the class's daemon_args, daemon_model and
+    daemon_env, stopped by tearDownClass with stop_clean (its stderr then in
+    cls.log)."""
+    daemon_args = ()
+    daemon_model = None
+    daemon_env = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(*cls.daemon_args, model=cls.daemon_model, env=cls.daemon_env).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.log = stop_clean(cls.d)
+
+
+class Daemon:
+    """One twd process. Use as a context manager.
+
+    cache_dir: its --cache-dir (the caller's, kept); by default a temporary
+    one, removed when the daemon stops unless keep_cache. wrapper: a command
+    twd is run under (its arguments follow)."""
+
+    def __init__(self, *args, model=None, wait_ready=True, env=None, cache_dir=None, keep_cache=False,
+                 wrapper=()):
         self.args = list(args)
         self.model = model
         self.wait_ready = wait_ready
-        self.cache = tempfile.mkdtemp(prefix="twd-cache-")
+        self.wrapper = list(wrapper)
+        self.cache = cache_dir or tempfile.mkdtemp(prefix="twd-cache-")
+        # the temporary folder removed at stop (None: none)
+        self._own_cache = None if cache_dir or keep_cache else self.cache
         # the Hugging Face cache twd looks in: a private one, so that a
         # machine's own ~/.cache/huggingface never changes what a test sees
         self.env = dict(os.environ, HF_HUB_CACHE=os.path.join(self.cache, "hf"))
@@ -93,7 +136,7 @@ class Daemon:
         self._port_seen = threading.Event()
 
     def start(self):
-        cmd = [TWD, "--port", "0", "--cache-dir", self.cache, "--no-fetch", "--set", "umap=false"]
+        cmd = [*self.wrapper, TWD, "--port", "0", "--cache-dir", self.cache, "--no-fetch", "--set", "umap=false"]
         if self.model:
             cmd += ["--model", self.model]
         cmd += self.args
@@ -176,7 +219,10 @@ class Daemon:
             self._reader.join(5)
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
-        return self.proc.returncode
+        if self._own_cache and (not self.proc or self.proc.poll() is not None):
+            shutil.rmtree(self._own_cache, ignore_errors=True)
+            self._own_cache = None
+        return self.proc.returncode if self.proc else None
 
     def __enter__(self):
         return self.start()
@@ -194,6 +240,74 @@ def wait_umap(d, timeout=120):
             return doc
         time.sleep(0.1)
     raise AssertionError("UMAP fit did not finish")
+
+
+def metric(d, name):
+    """The value of the first sample of daemon d's /metrics named `name`
+    (with its labels, as in 'twd_x{a="b"}'), or None."""
+    st, _, body = d.request("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def raw(port, data, timeout=5.0, read_all=True):
+    """Sends data on a new loopback connection to port; returns (the bytes
+    received, whether the server closed the connection). It reads until the
+    server closes it or `timeout` seconds pass without a byte, or, unless
+    read_all, only the first part that comes."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(timeout)
+    got, closed = b"", False
+    try:
+        s.sendall(data)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # answered and closed before it took everything: read what it said
+    try:
+        while True:
+            part = s.recv(65536)
+            if not part:
+                closed = True
+                break
+            got += part
+            if not read_all:
+                break
+    except socket.timeout:
+        pass
+    except (ConnectionResetError, BrokenPipeError):
+        closed = True
+    finally:
+        s.close()
+    return got, closed
+
+
+def read_answer(sock):
+    """Reads from sock until a whole answer with a JSON body has come (a
+    head, and a body ending in '}'), the server closes the connection, it
+    resets it, or the socket's timeout passes; returns the bytes."""
+    resp = b""
+    try:
+        while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
+            part = sock.recv(65536)
+            if not part:
+                break
+            resp += part
+    except OSError:  # a timeout, or the server reset the connection
+        pass
+    return resp
+
+
+def json_error(resp):
+    """The (status, error object) of a raw HTTP answer, asserting that it
+    is in the one JSON error shape."""
+    head, _, body = resp.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    doc = json.loads(body)
+    assert set(doc) == {"error"}, doc
+    assert set(doc["error"]) == {"code", "type", "message"}, doc
+    assert doc["error"]["code"] == status, doc
+    return status, doc["error"]
 
 
 def free_port():

@@ -19,7 +19,6 @@ the data and the written layouts with its own definitions:
 Criteria: the sample is sorted, distinct and of the requested size; T and C
 within 1e-9; overlaps identical. Exit 1 on failure.
 """
-import argparse
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ import sys
 import tempfile
 
 import numpy as np
+
+from ref_cli import new_parser
 
 K = 15
 
@@ -110,10 +111,8 @@ def run(driver, tmp, method, n, d, sample, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    k = sub.add_parser("check")
-    k.add_argument("--driver", required=True)
+    ap, sub = new_parser(__doc__)
+    sub.add_parser("check").add_argument("--driver", required=True)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="faith-ref-")
     fails = []

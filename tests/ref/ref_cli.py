@@ -43,10 +43,10 @@ def add_check(sub, top, analyses=True):
     return k
 
 
-def run_cases(a, prefix, check_one):
+def run_cases(a, prefix, check_one, synth_cases=SYNTH_CASES):
     """Calls check_one(name, folder) on --model, or else on each of
-    SYNTH_CASES written by --synth into a temporary folder; returns the OR of
-    the statuses it returns."""
+    synth_cases (name, twd-synth options) written by --synth into a
+    temporary folder; returns the OR of the statuses it returns."""
     tmp = tempfile.mkdtemp(prefix=prefix)
     status = 0
     try:
@@ -54,7 +54,7 @@ def run_cases(a, prefix, check_one):
             cases = [("given", a.model)]
         else:
             cases = []
-            for name, extra in SYNTH_CASES:
+            for name, extra in synth_cases:
                 d = os.path.join(tmp, name.replace(" ", "_"))
                 subprocess.run([a.synth, "--out", d, "--no-tokenizer", "-q"] + extra, check=True)
                 cases.append((name, d))

@@ -23,19 +23,17 @@ script
 
 exit status 1 on any failure.
 """
-import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from forward_ref import forward  # noqa: E402
+from ref_cli import add_check, new_parser, run_cases  # noqa: E402
 from st_numpy import load_model  # noqa: E402
 
 TOL = 1e-4
@@ -289,32 +287,21 @@ def run_case(args, label, folder, k=3):
     return status
 
 
+# the checkpoints `check` generates: ref_cli's, with 48 positions for the bf16 one
+CASES = (("tiny f32", ["--shape", "tiny", "--seed", "7"]),
+         ("small bf16 prefixed", ["--layers", "2", "--heads", "4", "--embd", "64", "--vocab", "1000", "--ctx", "48",
+                                  "--dtype", "bf16", "--prefix", "--seed", "3"]))
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    k = sub.add_parser("check")
-    k.add_argument("--driver", required=True)
-    k.add_argument("--synth")
+    ap, sub = new_parser(__doc__)
+    k = add_check(sub, 0, analyses=False)
     k.add_argument("--model")
     k.add_argument("--keep")
     a = ap.parse_args()
-    if a.model:
-        return run_case(a, "given", a.model)
-    if not a.synth:
+    if not a.model and not a.synth:
         ap.error("check needs --synth (or --model)")
-    tmp = tempfile.mkdtemp(prefix="stats-ref-")
-    status = 0
-    try:
-        for name, extra in (("tiny f32", ["--shape", "tiny", "--seed", "7"]),
-                            ("small bf16 prefixed", ["--layers", "2", "--heads", "4", "--embd", "64",
-                                                     "--vocab", "1000", "--ctx", "48", "--dtype", "bf16",
-                                                     "--prefix", "--seed", "3"])):
-            d = os.path.join(tmp, name.replace(" ", "_"))
-            subprocess.run([a.synth, "--out", d, "--no-tokenizer", "-q"] + extra, check=True)
-            status |= run_case(a, name, d)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    return run_cases(a, "stats-ref-", lambda name, d: run_case(a, name, d), CASES)
 
 
 if __name__ == "__main__":

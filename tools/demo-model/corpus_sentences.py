@@ -26,14 +26,15 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import kjv  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(HERE))
 N_SENTENCES = 200
 MIN_WORDS, MAX_WORDS = 8, 40
-VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$")
 SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
 
@@ -47,29 +48,10 @@ def held_out_rule():
     return every, offset
 
 
-def chapters():
-    """[(book, chapter, [verse texts])] in canonical order."""
-    out = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, check=True).stdout
-    order, verses = [], {}
-    for line in out.splitlines():
-        m = VERSE.match(line)
-        if not m:
-            raise SystemExit("unexpected line from bible: %r" % line[:80])
-        key = (m.group(1), int(m.group(2)))
-        if key not in verses:
-            order.append(key)
-            verses[key] = []
-        verses[key].append(m.group(4).strip())
-    if len(order) != 1189:
-        raise SystemExit("expected the 1189 chapters of the KJV, got %d" % len(order))
-    return [(b, c, verses[(b, c)]) for b, c in order]
-
-
 def sentences():
     every, offset = held_out_rule()
     seen, cand = set(), []
-    for i, (book, num, vs) in enumerate(chapters()):
+    for i, (book, num, vs) in enumerate(kjv.chapters()):
         if i % every != offset:
             continue
         text = " ".join(vs)

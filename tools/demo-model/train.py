@@ -34,7 +34,6 @@ import os
 import platform
 import re
 import struct
-import subprocess
 import sys
 import time
 
@@ -46,6 +45,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bpe  # noqa: E402
+import kjv  # noqa: E402
 
 ARTIFACT = os.path.join(HERE, "twd-demo")
 WORK = os.path.join(HERE, ".work")
@@ -71,32 +71,11 @@ def load_settings(path, overrides):
 
 # ----------------------------------------------------------------- corpus
 
-VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$")
-
-
-def read_chapters():
-    """[(book, chapter, text)] in canonical order, Genesis 1 first."""
-    raw = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, check=True).stdout
-    chapters, index = [], {}
-    for line in raw.splitlines():
-        m = VERSE.match(line)
-        if not m:
-            raise SystemExit("unexpected line from bible: %r" % line[:80])
-        key = (m.group(1), int(m.group(2)))
-        if key not in index:
-            index[key] = len(chapters)
-            chapters.append([key[0], key[1], []])
-        chapters[index[key]][2].append(m.group(4).strip())
-    return chapters
-
 
 def split_corpus(settings):
     """(train_text, heldout_text, heldout_refs) of the KJV."""
     c = settings["corpus"]
-    chapters = read_chapters()
-    if len(chapters) != 1189:
-        raise SystemExit("expected the 1189 chapters of the KJV, got %d" % len(chapters))
+    chapters = kjv.chapters()
     train, held, refs = [], [], []
     for i, (book, num, verses) in enumerate(chapters):
         text = c["verse_separator"].join(verses)

@@ -32,6 +32,7 @@ ROUTES = {
     "/metrics": "metrics",
     "/openapi.json": "openapi",
     "/embeddings": "embeddings",
+    "/embeddings/scores": "embeddings_scores",
     "/embeddings/normalization": "embeddings_normalization",
     "/probe": "probe",
     "/svd": "svd",
@@ -342,6 +343,19 @@ class Client:
         or scaled_bias [all]; ``k`` [5].
         Columns: scheme, list (top|bottom), rank, id, text, score."""
         return self._data("/embeddings", {"scheme": scheme, "k": k}, as_json)
+
+    def embeddings_scores(self, as_json=False):
+        """GET /embeddings/scores (MATH §16): every token's four scores of
+        /embeddings, in id order.
+        Columns: id, text, norm, scaled, bias, scaled_bias (JSON: tokens and
+        scores per scheme)."""
+        return self._data("/embeddings/scores", {}, as_json)
+
+    def embeddings_scores_array(self):
+        """GET /embeddings/scores?format=npy: the scores alone as a float64
+        array of shape (vocab_size, 4), columns norm, scaled, bias,
+        scaled_bias; row i is token i."""
+        return self.request("/embeddings/scores", {}, "npy")
 
     def embeddings_normalization(self, as_json=False):
         """GET /embeddings/normalization (MATH §3.2): distances of E, E - c, sE,
