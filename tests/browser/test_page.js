@@ -92,14 +92,20 @@ function figureOf(page, id) {
   }, id);
 }
 
-// Points at and clicks the cell (x, y) of a 2D figure (data coordinates).
-async function clickCell(page, id, x, y) {
+// Points at (x, y) of a 2D figure (data coordinates); returns the pixel.
+async function pointAt(page, id, x, y) {
   const at = await page.evaluate(([id, x, y]) => {
     const gd = document.getElementById(id);
     const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
     return { x: r.left + xa._offset + xa.l2p(x), y: r.top + ya._offset + ya.l2p(y) };
   }, [id, x, y]);
   await page.mouse.move(at.x, at.y);
+  return at;
+}
+
+// Points at and clicks the cell (x, y) of a 2D figure.
+async function clickCell(page, id, x, y) {
+  const at = await pointAt(page, id, x, y);
   await page.mouse.click(at.x, at.y);
 }
 
@@ -764,12 +770,27 @@ async function main() {
         Math.abs(Number(r[1]) - stats.rows[i].l2_mean) < 1e-3 && Math.abs(Number(r[3]) - stats.rows[i].cos_mean) < 1e-3),
       'the normalisation statistics are the daemon\'s');
     const nf = await figureOf(page, 'norms-plot');
-    const wide = Number(nf.dataset.k);
-    const embWide = (await d.get('/embeddings', { k: wide })).body;
-    const top = nf.traces.find(t => t.role === 'ranking' && t.meta.scheme === 'scaled' && t.meta.end === 'top');
+    // the whole vocabulary from /embeddings/scores: norm (x) against scaled norm
+    // (y), the bias score in the colour and the hover, each token's text
+    const scores = (await d.get('/embeddings/scores')).body;
     const vocabTrace = nf.traces.find(t => t.role === 'vocabulary');
-    ok(vocabTrace ? vocabTrace.n === info.vocab_size : (top && maxDiff(top.y, embWide.schemes.scaled.top.map(t => t.score)) <= 1e-9),
-      vocabTrace ? 'the figure scatters every token of the vocabulary' : `the figure draws both ends of each ranking as the daemon lists them (${wide} tokens)`);
+    const vocabBias = await page.evaluate(() => document.getElementById('norms-plot').data.find(t => t.meta && t.meta.role === 'vocabulary').customdata);
+    ok(vocabTrace && vocabTrace.n === info.vocab_size && scores.tokens.length === info.vocab_size &&
+       maxDiff(vocabTrace.x, scores.scores.norm) <= 1e-9 && maxDiff(vocabTrace.y, scores.scores.scaled) <= 1e-9 &&
+       maxDiff(vocabBias, scores.scores.bias) <= 1e-9 &&
+       vocabTrace.text.every((t, i) => t === plotlyText(visibleToken(scores.tokens[i].text))),
+      `the figure scatters every token of the vocabulary (${info.vocab_size}) with the numbers of /embeddings/scores`,
+      JSON.stringify({ n: vocabTrace && vocabTrace.n, x0: vocabTrace && vocabTrace.x[0], want: scores.scores && scores.scores.norm[0] }));
+    // the first token's point, hovered: the label names a token (the first, or
+    // one drawn on top of it) with that token's numbers as the route gives them
+    await pointAt(page, 'norms-plot', scores.scores.norm[0], scores.scores.scaled[0]);
+    await page.waitForSelector('#norms-plot .hoverlayer .hovertext', { timeout: 10000 });
+    const normsHover = await page.textContent('#norms-plot .hoverlayer');
+    const hoveredToken = scores.tokens.findIndex(t => normsHover.startsWith(`${visibleToken(t.text)}‖E‖`));
+    // plotly's %{x:.4g}, sign aside (plotly may write U+2212)
+    const g4 = v => String(Number(Math.abs(v).toPrecision(4)));
+    ok(hoveredToken >= 0 && ['norm', 'scaled', 'bias'].every(k => normsHover.includes(g4(scores.scores[k][hoveredToken]))),
+      `hovering the first token's point shows a token's norm, scaled norm and bias score as /embeddings/scores gives them (token ${hoveredToken})`, normsHover);
     await shot(page, 'norms-1280x800');
     await checkDownloads(page, 'norms', {
       json: doc => doc.embeddings.schemes.norm.top.length >= 5 && doc.normalization.rows.length === stats.rows.length,
