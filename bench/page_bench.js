@@ -2,9 +2,12 @@
 // Page timings on a 124M-shaped checkpoint (bench/page.sh runs this): a twd
 // on MODEL with a persistent cache folder (the UMAP layout fitted once, then
 // read from the disk cache), Debian's headless Chromium opening the page.
-// Prints, for ROUNDS navigations: the first trajectory on screen after
-// navigation (ms), the full draws (the cloud's buffers built) and the slider
-// steps (only the shown state redrawn), and the ratio step / full draw.
+// Prints where the first navigation's time goes (each request, the page's
+// marks), then for ROUNDS navigations: the first trajectory on screen after
+// navigation (ms; its paths and points, with the labels plotly has not drawn
+// before a frame later, and the cloud after), the full draws (the cloud's
+// buffers built) and the slider steps (the shown state's traces moved in
+// place), and the ratio step / full draw.
 // Numbers, no assertions (the browser test asserts the ratio).
 //
 // Environment: TWD (binary), MODEL (checkpoint folder), CACHE (cache folder),
@@ -18,6 +21,28 @@ const MODEL = process.env.MODEL;
 const CACHE = process.env.CACHE || path.join(os.tmpdir(), 'twd-page-bench-cache');
 const PROJECTION = process.env.PROJECTION || 'umap';
 const ROUNDS = Number(process.env.ROUNDS || 3);
+
+// Where the first navigation's time goes: each request the page made (start
+// and end after navigation, bytes) and the page's own marks.
+async function printLoad(page) {
+  const rows = await page.evaluate(() => {
+    const out = [];
+    const nav = performance.getEntriesByType('navigation')[0];
+    if (nav) out.push(['document', 0, nav.responseEnd, nav.transferSize, nav.domContentLoadedEventEnd]);
+    for (const e of performance.getEntriesByType('resource')) {
+      const u = new URL(e.name);
+      out.push([u.pathname + (u.search.length > 40 ? `${u.search.slice(0, 40)}…` : u.search), e.startTime, e.responseEnd,
+        e.encodedBodySize || e.transferSize, e.responseStart]);
+    }
+    for (const e of performance.getEntriesByType('mark')) out.push([`mark ${e.name}`, e.startTime, e.startTime, 0, null]);
+    for (const e of performance.getEntriesByType('measure')) out.push([`measure ${e.name}`, e.startTime, e.startTime + e.duration, 0, null]);
+    return out.sort((a, b) => a[1] - b[1]);
+  });
+  console.log('first navigation (ms after navigation start: start, first byte, end; bytes):');
+  for (const [what, t0, t1, bytes, ttfb] of rows)
+    console.log(`  ${String(t0.toFixed(0)).padStart(6)} ${ttfb === null ? '      ' : String(ttfb.toFixed(0)).padStart(6)} ` +
+      `${String(t1.toFixed(0)).padStart(6)}  ${bytes ? `${(bytes / 1024).toFixed(0)} KiB`.padStart(9) : ''.padStart(9)}  ${what}`);
+}
 
 async function main() {
   if (!MODEL) throw new Error('MODEL is not set');
@@ -33,7 +58,7 @@ async function main() {
     console.log(`UMAP layout: ${u.rows} rows, ${u.from_cache ? 'from the disk cache' : `fitted in ${((Date.now() - t0) / 1000).toFixed(0)} s (the next run reads it from ${CACHE})`}`);
   }
   const { ctx, page } = await lib.launch(tmp);
-  const firsts = [], fulls = [], steps = [];
+  const firsts = [], labels = [], fulls = [], steps = [];
   try {
     for (let r = 0; r < ROUNDS; r++) {
       await page.goto('about:blank');
@@ -46,8 +71,10 @@ async function main() {
         await page.keyboard.press('ArrowLeft');
         await page.waitForFunction(v => document.getElementById('traj-plot').dataset.state === String(v), s);
       }
+      if (r === 0) await printLoad(page);
       const tm = await lib.timings(page);
       firsts.push(...(tm['twd:traj-first-on-screen'] || []));
+      labels.push(...(tm['twd:traj-labels'] || []).slice(0, 1));
       fulls.push(...(tm['twd:traj-full-draw'] || []));
       steps.push(...(tm['twd:traj-step'] || []));
     }
@@ -59,6 +86,7 @@ async function main() {
   const ms = a => a.map(x => x.toFixed(0)).join(', ');
   console.log(`machine: ${os.cpus().length} cores, load average ${os.loadavg().map(x => x.toFixed(1)).join(' ')}`);
   console.log(`first trajectory on screen after navigation (ms): ${ms(firsts)}; median ${lib.median(firsts).toFixed(0)}`);
+  console.log(`its token labels on screen (ms): ${ms(labels)}; median ${lib.median(labels).toFixed(0)}`);
   console.log(`full draws (ms): ${ms(fulls)}; median ${lib.median(fulls).toFixed(0)}`);
   console.log(`slider steps (ms): ${ms(steps)}; median ${lib.median(steps).toFixed(0)}`);
   console.log(`step / full draw: ${(lib.median(steps) / lib.median(fulls)).toFixed(3)}`);

@@ -5,6 +5,8 @@
 import { apiGet, ApiError, setKeyPrompt, setModel, loadSpec } from './api.js';
 import { state, setState, subscribe, initHistory, VIEWS } from './state.js';
 import { fmt, el } from './text.js';
+import { loadPlotly } from './plot.js';
+import { buildForms } from './forms.js';
 import * as trajectory from './trajectory.js';
 import * as lens from './lens.js';
 import * as attention from './attention.js';
@@ -144,7 +146,15 @@ function showView(view, focusTab) {
   document.body.dataset.view = view;
   if (shown !== view && shown && MODULES[shown].hide) MODULES[shown].hide();
   shown = view;
-  MODULES[view].sync(null);
+  syncView(view, null);
+}
+
+// The trajectory view asks for its answers at once (and waits for plotly.js
+// only to draw them); the others need the daemon's route table and plotly.js first.
+let specJob = null;
+function syncView(view, changed) {
+  if (view === 'traj') return MODULES.traj.sync(changed);
+  return Promise.all([specJob, loadPlotly()]).then(() => { if (shown === view) MODULES[view].sync(changed); });
 }
 
 function initTabs() {
@@ -184,6 +194,9 @@ function syncPickers() {
   $('model-vs').value = state.vs || '';
 }
 
+// /model of the default model, asked with /models when the URL names none
+let defaultModel = null;
+
 async function chooseModel() {
   const names = ctx.models.map(m => m.name);
   const name = state.model && names.includes(state.model) ? state.model : '';
@@ -191,6 +204,10 @@ async function chooseModel() {
   // with several models every request names its model
   setModel(ctx.models.length > 1 ? (name || names[0]) : '');
   const key = name || names[0] || '';
+  if (!ctx.info.has(key) && !name && defaultModel) {
+    const m = await defaultModel;
+    if (m && (m.name === key || !names.length)) ctx.info.set(key, m);
+  }
   if (!ctx.info.has(key)) ctx.info.set(key, await loadModel(name || (ctx.models.length > 1 ? key : '')));
   ctx.current = ctx.info.get(key);
   if (state.vs && names.includes(state.vs) && !ctx.info.has(state.vs)) ctx.info.set(state.vs, await loadModel(state.vs));
@@ -199,18 +216,18 @@ async function chooseModel() {
 }
 
 async function main() {
-  if (typeof window.Plotly === 'undefined') {
-    fatal('The plotting library (plotly.js) is missing from static/vendor: run scripts/deps.sh, then reload this page.');
-    return;
-  }
+  buildForms();
   initHistory();
   initKeyPrompt();
   initTabs();
+  // every first request at once: the models, the default model, the route table
+  specJob = loadSpec();
+  if (!state.model) defaultModel = loadModel('').catch(() => null);
   try {
-    const [list] = await Promise.all([apiGet('/models', { model: null }).catch(e => {
+    const list = await apiGet('/models', { model: null }).catch(e => {
       if (e instanceof ApiError && e.status === 404) return { models: [] };  // an older twd
       throw e;
-    }), loadSpec()]);
+    });
     ctx.models = list.models || [];
     fillPickers();
     await chooseModel();
@@ -226,13 +243,17 @@ async function main() {
       for (const m of Object.values(MODULES)) if (m.modelChanged) m.modelChanged();
     }
     if (changed.has('view') || shown !== state.view) showView(state.view, false);
-    else MODULES[shown].sync(changed);
+    else syncView(shown, changed);
   });
   showView(VIEWS.includes(state.view) ? state.view : 'traj', false);
+  // the trajectory view's requests are out: now the browser may parse plotly.js
+  if (!(await loadPlotly())) {
+    fatal('The plotting library (plotly.js) is missing from static/vendor: run scripts/deps.sh, then reload this page.');
+    return;
+  }
   document.body.dataset.ready = 'true';
 }
 
-// Plotly is loaded with "defer", which runs before module scripts; wait for the
-// document in any case.
+// Wait for the document in any case.
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', main);
 else main();

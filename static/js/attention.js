@@ -5,9 +5,9 @@
 // the block (all its heads, asked once per phrase and block).
 import { postCached } from './api.js';
 import { state, setState } from './state.js';
-import { showMessage, hideMessage, errorText, downloadTools, busy } from './ui.js';
 import { visibleToken, plotlyText, el, slug, fmt } from './text.js';
-import { config, timed } from './plot.js';
+import { grid } from './plot.js';
+import { viewFrame, ask, numbered, drawFigure, onSubmit } from './view.js';
 
 const $ = id => document.getElementById(id);
 
@@ -18,14 +18,6 @@ const av = { ctx: null, key: '', ans: null, seq: 0, bound: false, tools: null, h
 // (drawn blank).
 export function fullMatrix(pattern, n) {
   return pattern.map((row, t) => Array.from({ length: n }, (_, u) => (u <= t && u < row.length ? row[u] : null)));
-}
-
-function grid(n, narrow) {
-  if (narrow) return [Math.ceil(n / 2), Math.min(n, 2)];
-  let cols = Math.ceil(Math.sqrt(n));
-  while (n % cols !== 0 && cols < n) cols++;
-  if (cols > 6) cols = Math.ceil(Math.sqrt(n));
-  return [Math.ceil(n / cols), cols];
 }
 
 function figure() {
@@ -77,10 +69,7 @@ function figure() {
 }
 
 async function draw() {
-  const gd = $('attn-plot');
-  gd.classList.remove('empty', 'stale');
-  const { data, layout } = figure();
-  await timed('twd:attn-draw', () => Plotly.react(gd, data, layout, config(stem())));
+  const gd = await drawFigure('attn', figure(), stem());
   gd.dataset.block = String(av.block);
   gd.dataset.head = av.head === null ? 'all' : String(av.head);
   if (!av.bound) {
@@ -118,17 +107,15 @@ function dataCsv() {
 
 function fillPickers() {
   const m = av.ctx.current;
-  $('attn-block').replaceChildren(...Array.from({ length: m.n_layer }, (_, b) => el('option', { value: b }, `block ${b}`)));
-  $('attn-head').replaceChildren(el('option', { value: 'all' }, 'every head (small multiples)'),
-    ...Array.from({ length: m.n_head }, (_, h) => el('option', { value: h }, `head ${h}`)));
+  $('attn-block').replaceChildren(...numbered(m.n_layer, 'block'));
+  $('attn-head').replaceChildren(el('option', { value: 'all' }, 'every head (small multiples)'), ...numbered(m.n_head, 'head'));
 }
 
 export function init(ctx) {
   av.ctx = ctx;
   fillPickers();
-  $('attn-form').addEventListener('submit', ev => {
-    ev.preventDefault();
-    const text = ev.target.elements.text.value;
+  onSubmit('attn', f => {
+    const text = f.text.value;
     const patch = { text: text === ctx.defaultPhrase() ? '' : text };
     if (patch.text !== state.text) patch.token = null;
     if (state.text === patch.text) { av.key = ''; sync(); return; }
@@ -136,13 +123,7 @@ export function init(ctx) {
   });
   $('attn-block').addEventListener('change', ev => setState({ block: Number(ev.target.value) }));
   $('attn-head').addEventListener('change', ev => setState({ head: ev.target.value === 'all' ? null : Number(ev.target.value) }));
-  av.tools = downloadTools($('attn-tools'), { prefix: 'attn', name: 'attention', figure: () => $('attn-plot'), stem, json: dataDoc, csv: dataCsv });
-  $('attn-plot').classList.add('empty');
-  let t = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(t);
-    t = setTimeout(() => { if (av.ans && !$('view-attn').hidden) draw(); }, 200);
-  });
+  av.tools = viewFrame('attn', { name: 'attention', drawn: () => !!av.ans, draw, stem, json: dataDoc, csv: dataCsv });
 }
 
 export function modelChanged() { fillPickers(); av.key = ''; }
@@ -161,25 +142,12 @@ export async function sync() {
     if (head !== av.head) { av.head = head; await draw(); }
     return;
   }
-  const seq = ++av.seq;
-  const stop = busy($('attn-msg'), 'Computing the attention patterns…');
-  try {
-    const ans = await postCached('/attention', body);
-    if (seq !== av.seq) return;
-    stop();
-    hideMessage($('attn-msg'));
-    av.ans = ans;
-    av.key = key;
-    av.block = block;
-    av.head = head;
-    await draw();
-    av.tools.enable(true);
-  } catch (e) {
-    stop();
-    if (seq !== av.seq) return;
-    av.key = '';
-    showMessage($('attn-msg'), { kind: 'error', title: 'twd could not compute the attention patterns:', text: errorText(e),
-      note: av.ans ? 'The figure still shows the previous answer.' : '' });
-    $('attn-plot').classList.toggle('stale', !!av.ans);
-  }
+  await ask(av, 'attn', {
+    title: 'Computing the attention patterns…', failed: 'twd could not compute the attention patterns:',
+    job: () => postCached('/attention', body),
+    show: ans => {
+      Object.assign(av, { ans, key, block, head });
+      return draw();
+    },
+  });
 }

@@ -6,10 +6,9 @@
 // trajectory view. Data: /trajectory (its nearest lists are the logit lens).
 import { postCached, isCached } from './api.js';
 import { state, setState } from './state.js';
-import { showMessage, hideMessage, errorText, downloadTools, busy } from './ui.js';
 import { visibleToken, plotlyText, el, tokenChip, fmt, slug } from './text.js';
-import { config, timed } from './plot.js';
-import { longState } from './trajectory.js';
+import { viewFrame, ask, whole, drawFigure, onSubmit } from './view.js';
+import { longState, shortName } from './trajectory.js';
 
 const $ = id => document.getElementById(id);
 // the frame of the cells that predict the actual next token: magenta, apart from viridis' hues
@@ -19,13 +18,7 @@ const lv = {
   ctx: null, key: '', ans: null, seq: 0, bound: false, tools: null, focus: null,
 };
 
-function shortState(s) {
-  if (s.block !== null && s.block !== undefined) return `block ${s.block}`;
-  if (s.name === 'embedding') return 'E';
-  if (s.name === 'embedding+position') return 'E+P';
-  if (s.name === 'embedding+position, ln_f') return 'ln_f(E+P)';
-  return s.name;
-}
+const shortState = s => shortName(s, 'block ');
 
 function request() {
   const text = lv.ctx.phrase();
@@ -131,10 +124,7 @@ function figure() {
 }
 
 async function draw() {
-  const gd = $('lens-plot');
-  gd.classList.remove('empty', 'stale');
-  const { data, layout } = figure();
-  await timed('twd:lens-draw', () => Plotly.react(gd, data, layout, config(stem())));
+  const gd = await drawFigure('lens', figure(), stem());
   gd.dataset.text = lv.ans.text;
   gd.dataset.states = String(lv.ans.n_states);
   if (!lv.bound) {
@@ -220,24 +210,15 @@ function dataCsv() {
 
 export function init(ctx) {
   lv.ctx = ctx;
-  $('lens-form').addEventListener('submit', ev => {
-    ev.preventDefault();
-    const f = ev.target;
-    const text = f.elements.text.value;
-    const k = Number(f.elements.k.value);
-    const patch = { text: text === ctx.defaultPhrase() ? '' : text };
-    if (Number.isInteger(k) && k >= 1 && k <= 20) patch.k = k;
+  onSubmit('lens', f => {
+    const text = f.text.value;
+    const k = whole(f.k.value, 1, 20);
+    const patch = { text: text === ctx.defaultPhrase() ? '' : text, ...(k !== undefined && { k }) };
     if (patch.text !== state.text) { patch.token = null; }
     if (Object.keys(patch).every(kk => state[kk] === patch[kk])) { lv.key = ''; sync(); return; }
     setState(patch);
   });
-  lv.tools = downloadTools($('lens-tools'), { prefix: 'lens', name: 'logit lens', figure: () => $('lens-plot'), stem, json: dataDoc, csv: dataCsv });
-  $('lens-plot').classList.add('empty');
-  let t = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(t);
-    t = setTimeout(() => { if (lv.ans && !$('view-lens').hidden) draw(); }, 200);
-  });
+  lv.tools = viewFrame('lens', { name: 'logit lens', drawn: () => !!lv.ans, draw, stem, json: dataDoc, csv: dataCsv });
 }
 
 export async function sync() {
@@ -247,24 +228,12 @@ export async function sync() {
   const req = request();
   const key = JSON.stringify({ text: req.body.text, gelu: req.body.gelu, k: req.body.k, model: req.model });
   if (key === lv.key && lv.ans) return;
-  const seq = ++lv.seq;
-  const stop = busy($('lens-msg'), 'Computing the logit lens…');
-  try {
-    const ans = await postCached('/trajectory', req.body);
-    if (seq !== lv.seq) return;
-    stop();
-    hideMessage($('lens-msg'));
-    lv.ans = ans;
-    lv.key = key;
-    lv.focus = null;
-    await draw();
-    lv.tools.enable(true);
-  } catch (e) {
-    stop();
-    if (seq !== lv.seq) return;
-    lv.key = '';
-    showMessage($('lens-msg'), { kind: 'error', title: 'twd could not compute the logit lens:', text: errorText(e),
-      note: lv.ans ? 'The figure still shows the previous phrase.' : '' });
-    $('lens-plot').classList.toggle('stale', !!lv.ans);
-  }
+  await ask(lv, 'lens', {
+    title: 'Computing the logit lens…', failed: 'twd could not compute the logit lens:', what: 'phrase',
+    job: () => postCached('/trajectory', req.body),
+    show: ans => {
+      Object.assign(lv, { ans, key, focus: null });
+      return draw();
+    },
+  });
 }

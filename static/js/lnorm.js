@@ -7,9 +7,9 @@
 // block the share of keys that no query can make the most attended.
 import { getCached, paramSchema } from './api.js';
 import { state, setState } from './state.js';
-import { showMessage, hideMessage, errorText, downloadTools, busy } from './ui.js';
+import { errorText } from './ui.js';
 import { plotlyText, el, tokenChip, fmt } from './text.js';
-import { config, timed } from './plot.js';
+import { viewFrame, ask, numbered, whole, drawFigure, onSubmit } from './view.js';
 
 const $ = id => document.getElementById(id);
 
@@ -200,46 +200,35 @@ function dataCsv() {
 
 function fillPickers() {
   const m = nv.ctx.current;
-  $('ln-block').replaceChildren(...Array.from({ length: m.n_layer }, (_, b) => el('option', { value: b }, `block ${b}`)));
-  $('ln-head').replaceChildren(...Array.from({ length: m.n_head }, (_, h) => el('option', { value: h }, `head ${h}`)));
+  $('ln-block').replaceChildren(...numbered(m.n_layer, 'block'));
+  $('ln-head').replaceChildren(...numbered(m.n_head, 'head'));
   for (const id of ['ln-dim-i', 'ln-dim-j']) $(id).max = String(m.n_embd - 1);
 }
 
 export function init(ctx) {
   nv.ctx = ctx;
   fillPickers();
-  $('ln-form').addEventListener('submit', ev => {
-    ev.preventDefault();
-    const f = ev.target.elements;
+  onSubmit('ln', f => {
     const di = f.dim_i.value.trim(), dj = f.dim_j.value.trim();
     const d = nv.ctx.current.n_embd;
     const ok = v => /^\d+$/.test(v) && Number(v) < d;
     const patch = { block: Number(f.block.value), head: Number(f.head.value) };
     patch.dims = ok(di) && ok(dj) && di !== dj ? `${Number(di)},${Number(dj)}` : '';
-    const pts = Number(f.points.value);
-    if (Number.isInteger(pts) && pts >= 3 && pts <= 4096) patch.points = pts;
+    const pts = whole(f.points.value, 3, 4096);
+    if (pts !== undefined) patch.points = pts;
     const before = JSON.stringify(sketchParams());
     const changed = setState(patch);
     if (!changed.size && before) { nv.skey = ''; nv.lkey = ''; sync(); }
   });
   $('ln-block').addEventListener('change', ev => setState({ block: Number(ev.target.value), dims: '' }));
   $('ln-head').addEventListener('change', ev => setState({ head: Number(ev.target.value) }));
-  nv.tools = downloadTools($('ln-tools'), { prefix: 'ln', name: 'layer norm', figure: () => $('ln-plot'), stem, json: dataDoc, csv: dataCsv });
-  $('ln-plot').classList.add('empty');
-  let t = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(t);
-    t = setTimeout(() => { if (nv.sketch && !$('view-ln').hidden) draw(); }, 200);
-  });
+  nv.tools = viewFrame('ln', { name: 'layer norm', drawn: () => !!nv.sketch, draw, stem, json: dataDoc, csv: dataCsv });
 }
 
 export function modelChanged() { fillPickers(); nv.skey = ''; nv.lkey = ''; }
 
 async function draw() {
-  const gd = $('ln-plot');
-  gd.classList.remove('empty', 'stale');
-  const { data, layout } = figure();
-  await timed('twd:ln-draw', () => Plotly.react(gd, data, layout, config(stem())));
+  const gd = await drawFigure('ln', figure(), stem());
   gd.dataset.block = String(nv.sketch.block);
   gd.dataset.head = String(nv.sketch.head);
   gd.dataset.dims = nv.sketch.dims.join(',');
@@ -278,27 +267,17 @@ export async function sync() {
   const key = JSON.stringify({ ...p, model: state.model });
   const layers = loadLayers();
   if (key !== nv.skey || !nv.sketch) {
-    const seq = ++nv.seq;
-    const stop = busy($('ln-msg'), 'Drawing the sketch…');
-    try {
-      const ans = await getCached('/layernorm/sketch', p);
-      if (seq !== nv.seq) return;
-      stop();
-      hideMessage($('ln-msg'));
-      nv.sketch = ans;
-      nv.skey = key;
-      if (!dims) { f.dim_i.placeholder = String(ans.dims[0]); f.dim_j.placeholder = String(ans.dims[1]); }
-      await draw();
-      renderSketchNote();
-      nv.tools.enable(true);
-    } catch (e) {
-      stop();
-      if (seq !== nv.seq) return;
-      nv.skey = '';
-      showMessage($('ln-msg'), { kind: 'error', title: 'twd could not draw the layer-norm sketch:', text: errorText(e),
-        note: nv.sketch ? 'The figure still shows the previous sketch.' : '' });
-      $('ln-plot').classList.toggle('stale', !!nv.sketch);
-    }
+    await ask(nv, 'ln', {
+      title: 'Drawing the sketch…', failed: 'twd could not draw the layer-norm sketch:', what: 'sketch',
+      has: () => !!nv.sketch, key: 'skey',
+      job: () => getCached('/layernorm/sketch', p),
+      show: async ans => {
+        Object.assign(nv, { sketch: ans, skey: key });
+        if (!dims) { f.dim_i.placeholder = String(ans.dims[0]); f.dim_j.placeholder = String(ans.dims[1]); }
+        await draw();
+        renderSketchNote();
+      },
+    });
   }
   await layers;
 }

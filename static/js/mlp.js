@@ -8,9 +8,9 @@
 //    update and its heaviest sub-updates m_i v_i (/mlp/updates), as a grid.
 import { getCached, postCached, paramSchema } from './api.js';
 import { state, setState } from './state.js';
-import { showMessage, hideMessage, errorText, downloadTools, busy } from './ui.js';
 import { visibleToken, plotlyText, el, tokenChip, fmt, slug } from './text.js';
-import { config, timed, CIVIDIS_SCALE } from './plot.js';
+import { CIVIDIS_SCALE } from './plot.js';
+import { viewFrame, ask, numbered, whole, drawFigure } from './view.js';
 
 const $ = id => document.getElementById(id);
 const TABLE_MAX = 200;   // neurons in the table view (largest norms first)
@@ -246,7 +246,7 @@ function showMode(mode) {
 
 function fillPickers() {
   const m = mv.ctx.current;
-  $('mlp-block').replaceChildren(...Array.from({ length: m.n_layer }, (_, b) => el('option', { value: b }, `block ${b}`)));
+  $('mlp-block').replaceChildren(...numbered(m.n_layer, 'block'));
 }
 
 export function init(ctx) {
@@ -259,16 +259,16 @@ export function init(ctx) {
     ev.preventDefault();
     const e = f.elements;
     const patch = { mlp: e.mode.value || 'values' };
-    const k = Number(e.k.value);
-    if (Number.isInteger(k) && k >= 1 && k <= 20) patch.k = k;
+    const k = whole(e.k.value, 1, 20);
+    if (k !== undefined) patch.k = k;
     if (patch.mlp === 'values') {
       patch.block = Number(e.block.value);
       const ns = e.neurons.value.split(',').map(x => x.trim()).filter(Boolean);
       patch.neurons = ns.every(x => /^\d+$/.test(x)) ? ns.map(Number).join(',') : state.neurons;
     } else if (patch.mlp === 'search') {
       patch.find = e.find.value.trim();
-      const top = Number(e.top.value);
-      if (Number.isInteger(top) && top >= 1) patch.top = top;
+      const top = whole(e.top.value, 1);
+      if (top !== undefined) patch.top = top;
     } else {
       const text = e.text.value;
       patch.text = text === ctx.defaultPhrase() ? '' : text;
@@ -276,23 +276,14 @@ export function init(ctx) {
     }
     if (!setState(patch).size) { mv.key = ''; sync(); }
   });
-  mv.tools = downloadTools($('mlp-tools'), { prefix: 'mlp', name: 'MLP neurons', figure: () => $('mlp-plot'), stem, json: dataDoc, csv: dataCsv });
-  $('mlp-plot').classList.add('empty');
-  let t = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(t);
-    t = setTimeout(() => { if (mv.ans && !$('view-mlp').hidden) draw(); }, 200);
-  });
+  mv.tools = viewFrame('mlp', { name: 'MLP neurons', drawn: () => !!mv.ans, draw, stem, json: dataDoc, csv: dataCsv });
 }
 
 export function modelChanged() { fillPickers(); mv.key = ''; }
 
 async function draw() {
-  const gd = $('mlp-plot');
-  gd.classList.remove('empty', 'stale');
   const a = mv.ans;
-  const { data, layout } = mv.mode === 'values' ? valuesFigure(a) : mv.mode === 'search' ? searchFigure(a) : updatesFigure(a);
-  await timed('twd:mlp-draw', () => Plotly.react(gd, data, layout, config(stem())));
+  const gd = await drawFigure('mlp', mv.mode === 'values' ? valuesFigure(a) : mv.mode === 'search' ? searchFigure(a) : updatesFigure(a), stem());
   gd.dataset.question = mv.mode;
   if (!mv.bound) {
     mv.bound = true;
@@ -335,26 +326,17 @@ export async function sync() {
     if (mode === 'values' || mode === 'updates') await draw();
     return;
   }
-  const stop = busy($('mlp-msg'), mode === 'values' ? 'Reading the value vectors…' : mode === 'search' ? 'Searching every block…'
-    : 'Running the phrase through the MLPs…');
-  try {
-    if (!req) req = await request();
-    const ans = req.method === 'GET' ? await getCached(req.path, req.params) : await postCached(req.path, req.params);
-    if (seq !== mv.seq) return;
-    stop();
-    hideMessage($('mlp-msg'));
-    mv.ans = ans;
-    mv.mode = mode;
-    mv.key = key;
-    mv.focus = null;
-    await draw();
-    mv.tools.enable(true);
-  } catch (e) {
-    stop();
-    if (seq !== mv.seq) return;
-    mv.key = '';
-    showMessage($('mlp-msg'), { kind: 'error', title: 'twd could not answer:', text: errorText(e),
-      note: mv.ans ? 'The figure still shows the previous answer.' : '' });
-    $('mlp-plot').classList.toggle('stale', !!mv.ans);
-  }
+  await ask(mv, 'mlp', {
+    title: mode === 'values' ? 'Reading the value vectors…' : mode === 'search' ? 'Searching every block…'
+      : 'Running the phrase through the MLPs…',
+    failed: 'twd could not answer:',
+    job: async () => {
+      if (!req) req = await request();
+      return req.method === 'GET' ? getCached(req.path, req.params) : postCached(req.path, req.params);
+    },
+    show: ans => {
+      Object.assign(mv, { ans, mode, key, focus: null });
+      return draw();
+    },
+  });
 }

@@ -7,9 +7,8 @@
 // otherwise both ends of each ranking, as far as /embeddings lists them.
 import { getCached, hasRoute, paramSchema } from './api.js';
 import { state, setState } from './state.js';
-import { showMessage, hideMessage, errorText, downloadTools, busy } from './ui.js';
 import { visibleToken, plotlyText, el, tokenChip, fmt } from './text.js';
-import { config, timed } from './plot.js';
+import { viewFrame, ask, drawFigure, onSubmit } from './view.js';
 
 const SCHEMES = [
   ['norm', '‖E<sub>i</sub>‖', 'norm ‖E_i‖'],
@@ -143,10 +142,7 @@ function renderStats() {
 }
 
 async function draw() {
-  const gd = $('norms-plot');
-  gd.classList.remove('empty', 'stale');
-  const { data, layout } = figure();
-  await timed('twd:norms-draw', () => Plotly.react(gd, data, layout, config('twd-embedding-norms')));
+  const gd = await drawFigure('norms', figure(), 'twd-embedding-norms');
   gd.dataset.k = String(nv.lists.k);
   renderTables();
   renderStats();
@@ -177,54 +173,39 @@ function dataCsv() {
 
 export function init(ctx) {
   nv.ctx = ctx;
-  const max = paramSchema('/embeddings', 'k');
-  if (max && Number.isFinite(max.maximum)) $('norms-k').max = String(max.maximum);
-  $('norms-form').addEventListener('submit', ev => {
-    ev.preventDefault();
-    const k = Number(ev.target.elements.k.value);
+  onSubmit('norms', f => {
+    const k = Number(f.k.value);
     if (Number.isInteger(k) && k >= 1) setState({ k: Math.min(k, Number($('norms-k').max) || 100) });
   });
-  nv.tools = downloadTools($('norms-tools'), { prefix: 'norms', name: 'embedding norms', figure: () => $('norms-plot'),
+  nv.tools = viewFrame('norms', { name: 'embedding norms', drawn: () => !!nv.lists, draw,
     stem: () => 'twd-embedding-norms', json: dataDoc, csv: dataCsv });
-  $('norms-plot').classList.add('empty');
-  let t = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(t);
-    t = setTimeout(() => { if (nv.lists && !$('view-norms').hidden) draw(); }, 200);
-  });
 }
 
 export function modelChanged() { nv.key = ''; }
 
 export async function sync() {
+  const max = paramSchema('/embeddings', 'k');
+  if (max && Number.isFinite(max.maximum)) $('norms-k').max = String(max.maximum);
   $('norms-k').value = String(state.k);
   const k = wideK();
   const vs = nv.ctx.vsInfo();
   const vsName = vs && vs.name !== nv.ctx.current.name ? vs.name : '';
   const key = JSON.stringify({ k, model: state.model, vs: vsName });
   if (key === nv.key && nv.lists) { renderTables(); return; }
-  const seq = ++nv.seq;
-  const stop = busy($('norms-msg'), 'Scoring the embeddings…');
-  try {
-    const jobs = [getCached('/embeddings', { k }), getCached('/embeddings/normalization')];
-    if (hasRoute('/embeddings/scores')) jobs.push(getCached('/embeddings/scores'));
-    if (vsName) jobs.push(getCached('/embeddings', { k, model: vsName }), getCached('/embeddings/normalization', { model: vsName }));
-    const got = await Promise.all(jobs);
-    if (seq !== nv.seq) return;
-    stop();
-    hideMessage($('norms-msg'));
-    nv.lists = got[0];
-    nv.stats = got[1];
-    let i = 2;
-    nv.scores = hasRoute('/embeddings/scores') ? got[i++] : null;
-    nv.vs = vsName ? { model: vs, lists: got[i], stats: got[i + 1] } : null;
-    nv.key = key;
-    await draw();
-    nv.tools.enable(true);
-  } catch (e) {
-    stop();
-    if (seq !== nv.seq) return;
-    nv.key = '';
-    showMessage($('norms-msg'), { kind: 'error', title: 'twd could not score the embeddings:', text: errorText(e) });
-  }
+  const scored = hasRoute('/embeddings/scores');
+  await ask(nv, 'norms', {
+    title: 'Scoring the embeddings…', failed: 'twd could not score the embeddings:', has: () => false,
+    job: () => {
+      const jobs = [getCached('/embeddings', { k }), getCached('/embeddings/normalization')];
+      if (scored) jobs.push(getCached('/embeddings/scores'));
+      if (vsName) jobs.push(getCached('/embeddings', { k, model: vsName }), getCached('/embeddings/normalization', { model: vsName }));
+      return Promise.all(jobs);
+    },
+    show: got => {
+      const i = scored ? 3 : 2;
+      Object.assign(nv, { lists: got[0], stats: got[1], scores: scored ? got[2] : null, key,
+        vs: vsName ? { model: vs, lists: got[i], stats: got[i + 1] } : null });
+      return draw();
+    },
+  });
 }

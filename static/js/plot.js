@@ -38,6 +38,31 @@ export function textOn(color) {
   return lum > 0.55 ? '#1d2330' : '#ffffff';
 }
 
+// ---------- loading plotly.js ----------
+
+const PLOTLY_SRC = '/vendor/node_modules/plotly.js-dist-min/plotly.min.js';
+let plotlyJob = null;
+
+// Runs plotly.js (once; index.html preloads it): resolves true when window.Plotly is there,
+// false when it could not be loaded. The page asks twd for its first answers
+// before this, so that twd computes while the browser parses the 1.3 MB library.
+export function loadPlotly() {
+  if (!plotlyJob) {
+    plotlyJob = new Promise(resolve => {
+      if (typeof window.Plotly !== 'undefined') { resolve(true); return; }
+      const s = document.createElement('script');
+      s.src = PLOTLY_SRC;
+      s.onload = () => {
+        mark('twd:plotly-ready');
+        resolve(typeof window.Plotly !== 'undefined');
+      };
+      s.onerror = () => resolve(false);
+      document.head.append(s);
+    });
+  }
+  return plotlyJob;
+}
+
 export function config(filename) {
   return {
     displaylogo: false, responsive: true,
@@ -48,14 +73,33 @@ export function config(filename) {
   };
 }
 
+// Rows and columns of a grid of n small multiples (two columns when narrow).
+export function grid(n, narrow) {
+  if (narrow) return [Math.ceil(n / 2), Math.min(n, 2)];
+  let cols = Math.ceil(Math.sqrt(n));
+  while (n % cols !== 0 && cols < n) cols++;
+  if (cols > 6) cols = Math.ceil(Math.sqrt(n));
+  return [Math.ceil(n / cols), cols];
+}
+
 // ---------- timings ----------
+
+// A performance mark (the bench lists them), where the browser has them.
+export function mark(name) {
+  try { performance.mark(name); } catch (e) { /* old browsers */ }
+}
+
+// Resolves when the browser has painted what was drawn before (two frames).
+export function painted() {
+  return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+}
 
 // Runs draw() and records how long until the browser has painted the result:
 // performance measures named `name` (read by the browser test and the bench).
 export async function timed(name, draw) {
   const t0 = performance.now();
   await draw();
-  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  await painted();
   const t1 = performance.now();
   try { performance.measure(name, { start: t0, end: t1 }); } catch (e) { /* old browsers */ }
   return t1 - t0;
@@ -85,6 +129,57 @@ export function keepTrace(gd, uid) {
   };
   obj.__twdKept = true;
   return true;
+}
+
+// ---------- moving a few points of a 3D figure ----------
+
+function setPath(obj, key, v) {
+  const parts = key.split('.');
+  let o = obj;
+  for (const k of parts.slice(0, -1)) {
+    if (!o[k] || typeof o[k] !== 'object') o[k] = {};
+    o = o[k];
+  }
+  o[parts[parts.length - 1]] = v;
+}
+
+// Changes the data of scatter3d traces of gd in place, without plotly's
+// whole pipeline (defaults, calc, every trace's buffers, legend, colour bars):
+// patches is [{uid, set: {key: value}}] with keys as restyle takes them
+// ('x', 'marker.color', ...). Only for changes that keep the scene's scale
+// (points that stay inside the data every trace spans) and the legend's
+// text. gd.data and plotly's full data are patched alike, so that hover,
+// exports and a later Plotly.react see what is drawn. Returns false, having
+// changed nothing, when plotly's scene is not as expected (the caller then
+// restyles).
+export function moveTraces(gd, patches) {
+  const scene = gd._fullLayout && gd._fullLayout.scene && gd._fullLayout.scene._scene;
+  if (!scene || !scene.glplot || !Array.isArray(gd._fullData)) return false;
+  const jobs = [];
+  for (const { uid, set } of patches) {
+    const input = gd.data.find(t => t.uid === uid);
+    const full = gd._fullData.find(t => t.uid === uid);
+    const obj = scene.traces[uid];
+    if (!input || !full || !obj || typeof obj.update !== 'function' || full.type !== 'scatter3d') return false;
+    jobs.push({ input, full, obj, set });
+  }
+  for (const { input, full, obj, set } of jobs) {
+    for (const [k, v] of Object.entries(set)) { setPath(input, k, v); setPath(full, k, v); }
+    obj.update(full);
+  }
+  scene.glplot.redraw();
+  return true;
+}
+
+// Sets the figure's title without a relayout (which redraws the whole 2D
+// layer): the title is one line of plain text (plotlyText-escaped, no tags).
+export function setTitle(gd, text) {
+  const node = gd.querySelector('.gtitle');
+  if (!node || !gd.layout.title || !gd._fullLayout.title) return Plotly.relayout(gd, { 'title.text': text });
+  gd.layout.title.text = text;
+  gd._fullLayout.title.text = text;
+  node.textContent = text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+  return Promise.resolve();
 }
 
 // ---------- downloads ----------

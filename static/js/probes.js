@@ -5,9 +5,10 @@
 // the norm of the update; a click lists the cell in full. Data: /probe.
 import { postCached, hasParam } from './api.js';
 import { state, setState } from './state.js';
-import { showMessage, hideMessage, errorText, downloadTools, busy } from './ui.js';
+import { showMessage } from './ui.js';
 import { visibleToken, plotlyText, el, tokenChip, fmt } from './text.js';
-import { config, timed } from './plot.js';
+import { config } from './plot.js';
+import { viewFrame, ask, numbered, whole, drawFigure, onSubmit } from './view.js';
 
 const $ = id => document.getElementById(id);
 
@@ -122,10 +123,7 @@ function figure() {
 }
 
 async function draw() {
-  const gd = $('probe-plot');
-  gd.classList.remove('empty', 'stale');
-  const { data, layout } = figure();
-  await timed('twd:probe-draw', () => Plotly.react(gd, data, layout, config(stem())));
+  const gd = await drawFigure('probe', figure(), stem());
   gd.dataset.block = String(pv.ans.block);
   gd.dataset.words = String(pv.ans.words.length);
   if (!pv.bound) {
@@ -215,7 +213,7 @@ function dataCsv() {
 
 function fillPickers() {
   const m = pv.ctx.current;
-  $('probe-block').replaceChildren(...Array.from({ length: m.n_layer }, (_, b) => el('option', { value: b }, `block ${b}`)));
+  $('probe-block').replaceChildren(...numbered(m.n_layer, 'block'));
   const chars = charModel();
   $('probe-space').disabled = chars;
   $('probe-space').parentElement.hidden = chars;
@@ -228,26 +226,17 @@ function fillPickers() {
 export function init(ctx) {
   pv.ctx = ctx;
   fillPickers();
-  $('probe-form').addEventListener('submit', ev => {
-    ev.preventDefault();
-    const f = ev.target.elements;
-    const k = Number(f.k.value);
+  onSubmit('probe', f => {
+    const k = whole(f.k.value, 1, 20);
     const patch = { block: Number(f.block.value), words: f.words.value.split(',').map(s => s.trim()).filter(Boolean).join(','),
-      space: f.space.checked === leadingSpace() ? state.space : f.space.checked };
-    if (Number.isInteger(k) && k >= 1 && k <= 20) patch.k = k;
+      space: f.space.checked === leadingSpace() ? state.space : f.space.checked, ...(k !== undefined && { k }) };
     if (patch.words !== state.words) patch.cell = '';
     if (Object.keys(patch).every(kk => state[kk] === patch[kk])) { pv.key = ''; sync(); return; }
     setState(patch);
   });
   $('probe-block').addEventListener('change', ev => setState({ block: Number(ev.target.value) }));
   $('probe-space').addEventListener('change', ev => setState({ space: ev.target.checked, cell: '' }));
-  pv.tools = downloadTools($('probe-tools'), { prefix: 'probe', name: 'word probes', figure: () => $('probe-plot'), stem, json: dataDoc, csv: dataCsv });
-  $('probe-plot').classList.add('empty');
-  let t = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(t);
-    t = setTimeout(() => { if (pv.ans && !$('view-probe').hidden) draw(); }, 200);
-  });
+  pv.tools = viewFrame('probe', { name: 'word probes', drawn: () => !!pv.ans, draw, stem, json: dataDoc, csv: dataCsv });
 }
 
 export function modelChanged() { fillPickers(); pv.key = ''; }
@@ -261,34 +250,25 @@ export async function sync() {
   f.k.value = String(b0.k);
   const key = JSON.stringify({ ...b0, space: leadingSpace(), model: state.model });
   if (key === pv.key && pv.ans) { renderCell(); return; }
-  const seq = ++pv.seq;
-  const stop = busy($('probe-msg'), 'Probing the words…');
-  try {
-    const b = b0.words === null ? await defaultsWithSpace(b0) : b0;
-    const ans = await postCached('/probe', b);
-    if (seq !== pv.seq) return;
-    stop();
-    hideMessage($('probe-msg'));
-    pv.ans = ans;
-    pv.sent = { ...b, leading_space: leadingSpace() };
-    pv.key = key;
-    if (!state.words && ans.default_words !== false && ans.words.length)
-      f.words.placeholder = `${ans.words.slice(0, 4).map(w => w.word.trim()).join(', ')}, …`;
-    if (!ans.words.length) {
-      showMessage($('probe-msg'), { kind: 'error', title: 'None of these words is one token of this model.',
-        note: 'Try other words, or the other leading-space choice.' });
-      $('probe-plot').classList.add('empty');
-      renderSkipped();
-      return;
-    }
-    await draw();
-    pv.tools.enable(true);
-  } catch (e) {
-    stop();
-    if (seq !== pv.seq) return;
-    pv.key = '';
-    showMessage($('probe-msg'), { kind: 'error', title: 'twd could not probe these words:', text: errorText(e),
-      note: pv.ans ? 'The figure still shows the previous answer.' : '' });
-    $('probe-plot').classList.toggle('stale', !!pv.ans);
-  }
+  let b = b0;
+  await ask(pv, 'probe', {
+    title: 'Probing the words…', failed: 'twd could not probe these words:',
+    job: async () => {
+      if (b0.words === null) b = await defaultsWithSpace(b0);
+      return postCached('/probe', b);
+    },
+    show: async ans => {
+      Object.assign(pv, { ans, sent: { ...b, leading_space: leadingSpace() }, key });
+      if (!state.words && ans.default_words !== false && ans.words.length)
+        f.words.placeholder = `${ans.words.slice(0, 4).map(w => w.word.trim()).join(', ')}, …`;
+      if (!ans.words.length) {
+        showMessage($('probe-msg'), { kind: 'error', title: 'None of these words is one token of this model.',
+          note: 'Try other words, or the other leading-space choice.' });
+        $('probe-plot').classList.add('empty');
+        renderSkipped();
+        return false;
+      }
+      return draw();
+    },
+  });
 }

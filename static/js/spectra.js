@@ -6,9 +6,10 @@
 // With a second model chosen, its spectra are drawn beside.
 import { getCached } from './api.js';
 import { state, setState } from './state.js';
-import { showMessage, hideMessage, errorText, downloadTools } from './ui.js';
+import { showMessage, hideMessage, errorText } from './ui.js';
 import { el, tokenChip, fmt, plotlyText } from './text.js';
-import { config, timed } from './plot.js';
+import { config, grid } from './plot.js';
+import { viewFrame, numbered, whole, drawFigure, onSubmit } from './view.js';
 
 const MATRICES = [
   { key: 'qk', name: 'W<sub>QK</sub>', plain: 'W_QK', color: '#1f5f9e', dash: 'solid',
@@ -29,14 +30,6 @@ const sv = {
   ctx: null, key: '', spectra: null, head: null, directions: null, dkey: '', bias: null, bkey: '',
   vs: null, vsKey: '', seq: 0, dseq: 0, bseq: 0, bound: false, tools: null, userHead: false,
 };
-
-function grid(n, narrow) {
-  if (narrow) return [Math.ceil(n / 2), Math.min(n, 2)];
-  let cols = Math.ceil(Math.sqrt(n));
-  while (n % cols !== 0 && cols < n) cols++;
-  if (cols > 6) cols = Math.ceil(Math.sqrt(n));
-  return [Math.ceil(n / cols), cols];
-}
 
 function curve(cov) {
   const dh = cov.length;
@@ -103,10 +96,7 @@ function figure(gd, spectra, model, chosen) {
 }
 
 async function draw() {
-  const gd = $('svd-plot');
-  gd.classList.remove('empty', 'stale');
-  const { data, layout } = figure(gd, sv.spectra, sv.ctx.current, sv.head);
-  await timed('twd:svd-draw', () => Plotly.react(gd, data, layout, config(stem())));
+  const gd = await drawFigure('svd', figure($('svd-plot'), sv.spectra, sv.ctx.current, sv.head), stem());
   gd.dataset.block = String(sv.spectra.block);
   if (!sv.bound) {
     sv.bound = true;
@@ -251,31 +241,18 @@ function dataCsv() {
   return rows;
 }
 
-function fillPickers() {
-  const m = sv.ctx.current;
-  $('svd-block').replaceChildren(...Array.from({ length: m.n_layer }, (_, b) => el('option', { value: b }, `block ${b}`)));
-}
+const fillPickers = () => $('svd-block').replaceChildren(...numbered(sv.ctx.current.n_layer, 'block'));
 
 export function init(ctx) {
   sv.ctx = ctx;
   fillPickers();
-  $('svd-form').addEventListener('submit', ev => {
-    ev.preventDefault();
-    const f = ev.target.elements;
-    const top = Number(f.top.value), k = Number(f.k.value);
-    const patch = { block: Number(f.block.value) };
-    if (Number.isInteger(top) && top >= 1) patch.top = top;
-    if (Number.isInteger(k) && k >= 1 && k <= 20) patch.k = k;
-    setState(patch);
+  onSubmit('svd', f => {
+    const top = whole(f.top.value, 1), k = whole(f.k.value, 1, 20);
+    setState({ block: Number(f.block.value), ...(top !== undefined && { top }), ...(k !== undefined && { k }) });
   });
   $('svd-block').addEventListener('change', ev => setState({ block: Number(ev.target.value) }));
-  sv.tools = downloadTools($('svd-tools'), { prefix: 'svd', name: 'head spectra', figure: () => $('svd-plot'), stem, json: dataDoc, csv: dataCsv });
-  $('svd-plot').classList.add('empty');
-  let t = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(t);
-    t = setTimeout(() => { if (sv.spectra && !$('view-svd').hidden) { draw(); sv.vsKey = ''; loadVs(sv.spectra.block); } }, 200);
-  });
+  sv.tools = viewFrame('svd', { name: 'head spectra', drawn: () => !!sv.spectra, stem, json: dataDoc, csv: dataCsv,
+    draw: () => { draw(); sv.vsKey = ''; loadVs(sv.spectra.block); } });
 }
 
 export function modelChanged() { fillPickers(); sv.key = ''; sv.dkey = ''; sv.bkey = ''; sv.vsKey = ''; }

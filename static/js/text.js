@@ -38,7 +38,7 @@ export function sceneText(s) {
 }
 
 // Creates an element: el('li', {class: 'x', title: t}, child, 'text', ...).
-// Strings become text nodes (never HTML).
+// Strings become text nodes (never HTML); arrays of children, at any depth, are spread.
 export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -48,7 +48,7 @@ export function el(tag, attrs = {}, ...children) {
     else if (k.startsWith('on') && typeof v === 'function') e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }

@@ -13,7 +13,7 @@ import { showMessage, hideMessage, errorText, downloadTools } from './ui.js';
 import {
   visibleToken, plotlyText, sceneText, el, tokenChip, fmt, shortPhrase, slug,
 } from './text.js';
-import { LAYER_SCALE, layerColor, config, timed, keepTrace } from './plot.js';
+import { LAYER_SCALE, layerColor, config, timed, painted, mark, keepTrace, moveTraces, setTitle, loadPlotly } from './plot.js';
 
 const LETTERS = ['A', 'B'];
 const SYMBOLS = ['circle', 'diamond'];
@@ -47,12 +47,15 @@ const st = {
   firstShown: false,
   tools: null,
   cloudOff: false,    // the cloud hidden from the legend
+  seenLabels: new Set(),  // label texts plotly has drawn (and keeps triangulated)
+  labelsLater: false, // this draw's labels come a frame after its points
 };
 
 // ---------- names ----------
 
-function shortState(state_) {
-  if (state_.block !== null && state_.block !== undefined) return `b${state_.block}`;
+// A state's short name: E, E+P, ln_f(E+P), or `block` and the block's number.
+export function shortName(state_, block = 'b') {
+  if (state_.block !== null && state_.block !== undefined) return `${block}${state_.block}`;
   if (state_.name === 'embedding') return 'E';
   if (state_.name === 'embedding+position') return 'E+P';
   if (state_.name === 'embedding+position, ln_f') return 'ln_f(E+P)';
@@ -125,11 +128,13 @@ async function run(req) {
     : getCached('/umap/layout', { projection: req.projection, limit: req.limit });
   let cloudNow = null;
   cloudJob.then(c => { cloudNow = c; }, () => {});
+  const warm = loadPlotly().then(ok => ok && seq === st.seq && warmUp());
   try {
     const results = await Promise.all(req.texts.map((text, p) =>
       postCached('/trajectory', { text, projection: req.projection, gelu: req.gelu, k: req.k })
         .catch(e => { e.phrase = p; throw e; })));
     if (seq !== st.seq) return;
+    if (!st.firstShown) mark('twd:traj-answer');
     clearTimeout(busyTimer);
     hideMessage($('traj-msg'));
     const prev = st.results;
@@ -150,6 +155,9 @@ async function run(req) {
     fillControls();
     // the cloud with the phrase when it is here already, else when it comes
     if (cloudNow) { st.cloud = cloudNow; st.cloudKey = cloudKey; }
+    if (!(await loadPlotly())) return;
+    await warm;
+    if (seq !== st.seq) return;
     await drawTimed(seq);
     if (seq !== st.seq) return;
     try {
@@ -169,6 +177,8 @@ async function run(req) {
     }
   } catch (e) {
     clearTimeout(busyTimer);
+    // an empty scene set up meanwhile does not show under the message
+    warm.then(() => { if (seq === st.seq && !st.drawn) markStale(true); });
     if (seq !== st.seq) return;
     if (e instanceof ApiError && e.status === 503 && req.projection === 'umap') await umapUnavailable(req, e, seq);
     else showFailure(e, req);
@@ -292,7 +302,7 @@ function colorbar(r) {
   const every = Math.max(1, Math.ceil(S / (st.narrow ? 7 : 14)));
   const tickvals = [], ticktext = [];
   r.states.forEach((s, i) => {
-    if (i % every === 0 || i === S - 1) { tickvals.push(i); ticktext.push(plotlyText(shortState(s))); }
+    if (i % every === 0 || i === S - 1) { tickvals.push(i); ticktext.push(plotlyText(shortName(s))); }
   });
   return { title: { text: st.narrow ? '' : 'state', side: 'top' }, tickvals, ticktext, thickness: 10, outlinewidth: 0,
     x: 1, xanchor: 'right', y: 0.55, len: st.narrow ? 0.5 : 0.62, tickfont: { size: 10 } };
@@ -302,11 +312,9 @@ function colorbar(r) {
 function nowTrace(r, p) {
   const S = r.n_states, L = st.layer, h = st.highlight[p];
   const pre = st.pre[p];
-  const pre2 = st.results.length > 1 ? `${LETTERS[p]}: ` : '';
   return {
     x: pre.xyz[L][0], y: pre.xyz[L][1], z: pre.xyz[L][2],
     hovertext: pre.hover[L], customdata: pre.custom[L],
-    name: `${pre2}tokens at ${plotlyText(shortState(r.states[L]))}`,
     'marker.color': layerColor(L, S),
     'marker.size': r.tokens.map((_, t) => (t === h ? 10 : 6)),
   };
@@ -360,12 +368,20 @@ function phraseTraces(r, p) {
   });
   const now = nowTrace(r, p);
   traces.push({
-    type: 'scatter3d', mode: 'markers+text', uid: `p${p}-now`, name: now.name,
+    type: 'scatter3d', mode: st.labelsLater ? 'markers' : 'markers+text', uid: `p${p}-now`, name: `${pre2}tokens at the shown state`, showlegend: false,
     x: now.x, y: now.y, z: now.z, text: pre.labels, textposition: 'top center',
     textfont: { size: 12, color: '#1d2330' },
     hovertext: now.hovertext, hoverinfo: 'text', customdata: now.customdata,
     marker: { size: now['marker.size'], color: now['marker.color'], symbol: SYMBOLS[p], line: { color: '#1d2330', width: 1 } },
     meta: { role: 'current', phrase: p, tokens: N, state: st.layer, state_name: r.states[st.layer].name },
+  });
+  // its legend entry, which a step leaves as it is (the title names the state):
+  // the outlined marker, in no layer's colour
+  traces.push({
+    type: 'scatter3d', mode: 'markers', uid: `p${p}-now-key`, name: `${pre2}tokens at the shown state`,
+    x: [null], y: [null], z: [null], hoverinfo: 'skip',
+    marker: { size: 7, color: '#ffffff', symbol: SYMBOLS[p], line: { color: '#1d2330', width: 1 } },
+    meta: { role: 'current-key', phrase: p },
   });
   return traces;
 }
@@ -487,19 +503,56 @@ function figure() {
   return { data, layout, below };
 }
 
+// While twd computes the first answer: the phrases' 3D scene set up empty
+// (its WebGL context made, its shaders compiled), so that the first draw
+// only fills it. The figure's box shows, empty, under the busy message.
+async function warmUp() {
+  const gd = $('traj-plot');
+  if (gd.data || st.drawn) return;
+  $('traj-stack').classList.remove('empty');
+  const hidden = { visible: false };
+  await Plotly.newPlot(gd, [{ type: 'scatter3d', mode: 'lines+markers+text', x: [null], y: [null], z: [null], text: [''],
+    hoverinfo: 'skip', showlegend: false }], {
+    margin: { l: 0, r: 0, t: 28, b: 0 }, paper_bgcolor: 'rgba(0,0,0,0)', showlegend: false,
+    scene: { xaxis: hidden, yaxis: hidden, zaxis: hidden, bgcolor: 'rgba(0,0,0,0)' },
+  }, { ...config(fileStem()), displayModeBar: false });
+  mark('twd:traj-warm');
+}
+
 // A draw that builds the cloud's buffers is the figure's full draw: timed.
 function drawTimed(seq) {
   const full = st.cloud && (!st.cloudTrace || st.cloudTrace.source !== st.cloud);
   return full ? timed('twd:traj-full-draw', () => drawAll(seq)) : drawAll(seq);
 }
 
+// The phrases' layer first (the first trajectory is on screen without
+// waiting for the cloud's buffers), then the cloud's.
 async function drawAll(seq) {
   const gd = $('traj-plot'), under = $('traj-cloud');
   st.drawn = true;
   markStale(false);  // shows the figure's box first, so that plotly measures its real size
+  // labels never drawn before (plotly triangulates each new text, some 40 ms
+  // a label) follow the paths and points by a frame
+  const labels = st.pre.flatMap(x => x.labels);
+  st.labelsLater = labels.some(l => !st.seenLabels.has(l));
   const { data, layout, below } = figure();
   await Plotly.react(gd, data, layout, config(fileStem()));
   if (seq !== undefined && seq !== st.seq) return;
+  if (!st.bound) bindPlotEvents(gd);
+  afterDraw();
+  if (!st.firstShown || st.labelsLater) await painted();
+  if (!st.firstShown) {
+    st.firstShown = true;
+    mark('twd:traj-first-on-screen');
+  }
+  if (seq !== undefined && seq !== st.seq) return;
+  if (st.labelsLater) {
+    st.labelsLater = false;
+    const now = gd.data.filter(t => t.meta && t.meta.role === 'current').map(t => ({ uid: t.uid, set: { mode: 'markers+text' } }));
+    if (!moveTraces(gd, now)) await Plotly.restyle(gd, { mode: 'markers+text' }, now.map(x => gd.data.findIndex(t => t.uid === x.uid)));
+    for (const l of labels) st.seenLabels.add(l);
+    mark('twd:traj-labels');
+  }
   if (st.cloud) {
     await Plotly.react(under, [st.cloudTrace.trace], below,
       { ...config(fileStem()), displayModeBar: false, scrollZoom: false, showTips: false });
@@ -509,13 +562,7 @@ async function drawAll(seq) {
     Plotly.purge(under);
   }
   under.classList.toggle('off', !!st.cloudOff);
-  if (!st.bound) bindPlotEvents(gd);
-  afterDraw();
-  if (!st.firstShown) {
-    st.firstShown = true;
-    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
-    try { performance.mark('twd:traj-first-on-screen'); } catch (e) { /* old browsers */ }
-  }
+  gd.dataset.cloud = st.cloud ? String(st.cloud.n) : '0';
 }
 
 // The picture of both layers, as a data URL (png) or SVG text (svg).
@@ -548,32 +595,36 @@ function afterDraw() {
   const gd = $('traj-plot');
   gd.dataset.state = String(st.layer);
   gd.dataset.projection = st.request.projection;
-  gd.dataset.cloud = st.cloud ? String(st.cloud.n) : '0';
   updateLayerLabel();
   renderDetails();
   renderTable();
   renderFaithfulness();
 }
 
-// A slider step: only the traces of the shown state and the title change.
+// A slider step: only the traces of the shown state and the title change,
+// moved in place (plot.js moveTraces: no plotly pipeline, no legend or
+// colour bar redrawn, the other traces' buffers kept); a plain restyle when
+// that cannot be done.
 async function stepTo(s) {
   const gd = $('traj-plot');
   st.layer = s;
   st.focus = null;
-  const idx = [], upd = { x: [], y: [], z: [], hovertext: [], customdata: [], name: [], 'marker.color': [], 'marker.size': [], meta: [] };
+  const patches = [];
+  if (!gd.data) return;
   st.results.forEach((r, p) => {
-    const i = gd.data.findIndex(t => t.uid === `p${p}-now`);
-    if (i < 0) return;
-    idx.push(i);
-    const now = nowTrace(r, p);
-    for (const k of Object.keys(upd)) if (k !== 'meta') upd[k].push(now[k]);
-    upd.meta.push({ ...gd.data[i].meta, state: s, state_name: r.states[s].name });
+    const t = gd.data.find(x => x.uid === `p${p}-now`);
+    if (t) patches.push({ uid: t.uid, set: { ...nowTrace(r, p), meta: { ...t.meta, state: s, state_name: r.states[s].name } } });
   });
   $('layer').value = String(s);
   updateLayerLabel();
   st.stepping = true;
   try {
-    await timed('twd:traj-step', () => Plotly.update(gd, upd, { 'title.text': title() }, idx));
+    await timed('twd:traj-step', async () => {
+      if (moveTraces(gd, patches)) { await setTitle(gd, title()); return; }
+      const upd = {};
+      for (const k of Object.keys(patches[0].set)) upd[k] = patches.map(x => x.set[k]);
+      await Plotly.update(gd, upd, { 'title.text': title() }, patches.map(x => gd.data.findIndex(t => t.uid === x.uid)));
+    });
   } finally {
     st.stepping = false;
   }
