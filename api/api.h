@@ -358,8 +358,8 @@ int api_prepare(api_service *svc, const api_route *route, const api_request *req
 /* A call of `route` on app with the arguments of the decoded pairs query
  * (as a GET's query; no answer-cache lookup), for work that runs outside
  * its request (POST /sweep/job). 0, or -1 with *res the 400 or 503. */
-int api_prepare_args(twd_app *app, const api_route *route, const api_kv *query, size_t n_query, api_call *call,
-                     api_response *res);
+int api_prepare_args(twd_app *app, const api_route *route, const api_kv *query, size_t n_query,
+                     api_call *call, api_response *res);
 
 /* Runs the handler of a prepared call, keeps a 200 answer in the answer
  * cache, and frees the call. An answer computed while the checkpoint

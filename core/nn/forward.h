@@ -85,14 +85,14 @@ typedef struct {
     float *resid_lnf;           /* (L, n, C)  LN_f of it */
     int att_block0, att_blocks; /* the blocks and heads whose patterns att holds */
     int att_head0, att_heads;
-    float *att;      /* (att_blocks, att_heads, n, n) attention probabilities: element
+    float *att;                   /* (att_blocks, att_heads, n, n) attention probabilities: element
                    ((b*att_heads + h)*n + t)*n + u is the weight of key u for query t
                    in block att_block0 + b, head att_head0 + h; rows sum to 1 over
                    u <= t, entries u > t are exactly 0. All L x H of them unless
                    opts.att_select says otherwise; NULL when opts.skip_attention. */
-    int n_logits;    /* rows of logits: 1 (last position), n (all) or 0 (none) */
-    int logits_pos0; /* position of the first logits row: n-1 (last) or 0 (all) */
-    float *logits;   /* (n_logits, V) LN_f(x_L) wte^T, NULL when n_logits = 0 */
+    int n_logits;                 /* rows of logits: 1 (last position), n (all) or 0 (none) */
+    int logits_pos0;              /* position of the first logits row: n-1 (last) or 0 (all) */
+    float *logits;                /* (n_logits, V) LN_f(x_L) wte^T, NULL when n_logits = 0 */
     int keep_block0, keep_blocks; /* the blocks mlp_act and resid_mid hold (all L unless
                                      opts.keep_select says otherwise) */
     float *mlp_act;   /* (keep_blocks, n, I) GELU(LN2(x') W_fc + b_fc) of block keep_block0 + b, the

@@ -20,8 +20,8 @@ int tokenizer_eot(const tokenizer *t);        /* id of <|endoftext|>, or -1 */
 /* A character-level tokenizer (nanoGPT's meta.pkl): id i is the string
  * strs[i] (lens[i] bytes, usually one UTF-8 character); text is encoded one
  * id per character. NULL with one line in err (`label` names the source). */
-tokenizer *tokenizer_from_strings(const char *const *strs, const size_t *lens, int n, const char *label, char *err,
-                                  size_t errlen);
+tokenizer *tokenizer_from_strings(const char *const *strs, const size_t *lens, int n, const char *label,
+                                  char *err, size_t errlen);
 
 /* True for a character-level tokenizer. */
 int tokenizer_is_chars(const tokenizer *t);
