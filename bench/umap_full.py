@@ -67,11 +67,6 @@ def wte(path):
         return np.frombuffer(f.read(b - a), dtype=np.float32).reshape(t["shape"])
 
 
-def coretype_env():
-    """OPENBLAS_CORETYPE as twd sets it with blas_coretype=auto (twd-sgemm's hint)."""
-    return dict(os.environ)
-
-
 def sgemm(build, env):
     exe = os.path.join(build, "tools", "twd-sgemm")
     out = json.loads(subprocess.run([exe, "--n", "4096", "--reps", "3"], check=True, capture_output=True,
@@ -86,7 +81,7 @@ def sgemm(build, env):
 def faith(build, X, n, dim, Y, env):
     """(trustworthiness, continuity) of layout file Y of rows X, as twd reports them."""
     r = subprocess.run([os.path.join(build, "tools", "twd-umap"), "--data", X, "--rows", str(n), "--dim",
-                        str(dim), "--faith", Y], capture_output=True, text=True, env=env)
+                        str(dim), "--out", Y, "--faith", "2000", "--no-fit"], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit("twd-umap --faith failed: %s" % r.stderr)
     f = json.loads(r.stdout.strip().splitlines()[-1])
@@ -140,7 +135,7 @@ def main():
         emb, info = reference(a, X, n, dim, digest)
         print(json.dumps(info))
         return 0 if info else 1
-    env = coretype_env()
+    env = dict(os.environ)  # sgemm() adds OPENBLAS_CORETYPE when twd-sgemm hints at it
     sg0 = sgemm(a.build, env)
     print("sgemm %.1f GFLOP/s median, %.1f best (n 4096, %d threads, core %s; load %s)" %
           (sg0["gflops_median"], sg0["gflops_best"], sg0["threads"], sg0["core"], loadavg()), flush=True)

@@ -485,10 +485,9 @@ void umap_smooth_knn_dist(const float *dist, size_t n, size_t k, float local_con
 void umap_graph_free(umap_graph *g)
 {
     if (!g) return;
-    free(g->indptr);
-    free(g->indices);
-    free(g->data);
-    memset(g, 0, sizeof *g);
+    void *arrays[] = {g->indptr, g->indices, g->data};
+    for (size_t t = 0; t < sizeof arrays / sizeof *arrays; t++) free(arrays[t]);
+    *g = (umap_graph){0};
 }
 
 typedef struct {
