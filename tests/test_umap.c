@@ -699,6 +699,29 @@ END_TEST
 
 /* ---- progress and cancel ----------------------------------------------------- */
 
+/* The stages' weights follow the rows: today's 20% kNN when they are not
+ * known (or 10,000), more of the run for the whole vocabulary. */
+START_TEST(test_progress_weights)
+{
+    umap_progress prog;
+    umap_progress_reset(&prog);
+    atomic_store(&prog.stage, UMAP_STAGE_GRAPH);
+    ck_assert(fabs(umap_progress_fraction(&prog) - 0.20) < 1e-12);
+    atomic_store(&prog.rows, 10000);
+    ck_assert(fabs(umap_progress_fraction(&prog) - 0.20) < 1e-12);
+    atomic_store(&prog.rows, 50257);
+    const double s = 50257.0 / 90257.0;
+    ck_assert(fabs(umap_progress_fraction(&prog) - s) < 1e-12);
+    atomic_store(&prog.stage, UMAP_STAGE_OPTIMIZE);
+    atomic_store(&prog.total, 200);
+    atomic_store(&prog.done, 100);
+    const double opt = s + 0.0625 * (1.0 - s);
+    ck_assert(fabs(umap_progress_fraction(&prog) - (opt + 0.5 * (1.0 - opt))) < 1e-12);
+    umap_progress_reset(&prog);
+    ck_assert_int_eq(atomic_load(&prog.rows), 0);
+}
+END_TEST
+
 typedef struct {
     umap_progress *prog;
     int saw_optimize;
@@ -1079,6 +1102,7 @@ int main(void)
                                        test_smooth_knn_dist_hand,
                                        test_knn_against_naive,
                                        test_knn_tiles_against_naive,
+                                       test_progress_weights,
                                        test_fuzzy_graph_dense_reference,
                                        test_spectral_arpack_vs_dense,
                                        test_spectral_disconnected,
