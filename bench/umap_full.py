@@ -165,6 +165,11 @@ def main():
     print("  init: %s" % info["init"])
     tw, co = faith(a.build, X, n, dim, out, env)
     print("  trustworthiness %.4f, continuity %.4f (k 15, twd's 2,000-row sample)" % (tw, co), flush=True)
+    pca = os.path.join(a.work, "P_%d.f32" % n)
+    subprocess.run([os.path.join(a.build, "tools", "twd-umap"), "--pca", "--data", X, "--rows", str(n), "--dim",
+                    str(dim), "--out", pca], check=True, capture_output=True, env=env)
+    ptw, pco = faith(a.build, X, n, dim, pca, env)
+    print("  (PCA on the same rows: trustworthiness %.4f, continuity %.4f)" % (ptw, pco), flush=True)
     emb, ref = reference(a, X, n, dim, digest)
     if ref:
         rtw, rco = faith(a.build, X, n, dim, emb, env)
