@@ -197,6 +197,36 @@ START_TEST(test_knn_against_naive)
 }
 END_TEST
 
+/* Beyond one tile of the fit's product (512 rows x 2048 columns): several
+ * row blocks, blocks with two column tiles, a short last block; the
+ * pipelined scan must still give every row the naive neighbours. */
+START_TEST(test_knn_tiles_against_naive)
+{
+    const size_t n = 2600, dim = 6, k = 12;
+    float *x = make_clusters(13, n / 13, dim, 2.0, 31, NULL);
+    int32_t *i1 = malloc(n * k * sizeof *i1), *i2 = malloc(n * k * sizeof *i2);
+    float *d1 = malloc(n * k * sizeof *d1), *d2 = malloc(n * k * sizeof *d2);
+    char err[200];
+    umap_progress prog;
+    umap_progress_reset(&prog);
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, i1, d1, &prog, err, sizeof err), TW_OK);
+    ck_assert_int_eq(atomic_load(&prog.done), atomic_load(&prog.total));
+    umap_knn_naive(x, n, x, n, dim, k, 1, i2, d2);
+    size_t diff = 0;
+    for (size_t t = 0; t < n * k; t++)
+        diff += i1[t] != i2[t] || fabsf(d1[t] - d2[t]) > 1e-6f * (d2[t] + 1e-6f);
+    ck_assert_uint_eq(diff, 0);
+    /* a cancel set before the call stops it */
+    atomic_store(&prog.cancel, 1);
+    ck_assert_int_eq(umap_knn(x, n, x, n, dim, k, 1, i1, d1, &prog, err, sizeof err), TW_ECANCELED);
+    free(x);
+    free(i1);
+    free(i2);
+    free(d1);
+    free(d2);
+}
+END_TEST
+
 /* ---- fuzzy union ----------------------------------------------------------- */
 
 START_TEST(test_fuzzy_graph_dense_reference)
@@ -644,6 +674,29 @@ END_TEST
 
 /* ---- progress and cancel ----------------------------------------------------- */
 
+/* The stages' weights follow the rows: today's 20% kNN when they are not
+ * known (or 10,000), more of the run for the whole vocabulary. */
+START_TEST(test_progress_weights)
+{
+    umap_progress prog;
+    umap_progress_reset(&prog);
+    atomic_store(&prog.stage, UMAP_STAGE_GRAPH);
+    ck_assert(fabs(umap_progress_fraction(&prog) - 0.20) < 1e-12);
+    atomic_store(&prog.rows, 10000);
+    ck_assert(fabs(umap_progress_fraction(&prog) - 0.20) < 1e-12);
+    atomic_store(&prog.rows, 50257);
+    const double s = 50257.0 / 90257.0;
+    ck_assert(fabs(umap_progress_fraction(&prog) - s) < 1e-12);
+    atomic_store(&prog.stage, UMAP_STAGE_OPTIMIZE);
+    atomic_store(&prog.total, 200);
+    atomic_store(&prog.done, 100);
+    const double opt = s + 0.0625 * (1.0 - s);
+    ck_assert(fabs(umap_progress_fraction(&prog) - (opt + 0.5 * (1.0 - opt))) < 1e-12);
+    umap_progress_reset(&prog);
+    ck_assert_int_eq(atomic_load(&prog.rows), 0);
+}
+END_TEST
+
 typedef struct {
     umap_progress *prog;
     int saw_optimize;
@@ -1018,9 +1071,9 @@ START_TEST(test_layout_cache_dir_faults)
 END_TEST
 
 TW_CHECK_ONE_MAIN("umap", "umap", 120, test_find_ab_matches_umap_learn, test_smooth_knn_dist_hand,
-                  test_knn_against_naive, test_fuzzy_graph_dense_reference, test_spectral_arpack_vs_dense,
-                  test_spectral_disconnected, test_pow_fast_accuracy, test_fit_separates_clusters,
-                  test_fit_deterministic, test_transform_training_points,
-                  test_transform_new_points_land_in_their_cluster, test_cancel, test_params_rejected,
-                  test_save_load, test_hash_and_key, test_pca_against_power_iteration,
-                  test_layout_cache_dir_faults)
+                  test_knn_against_naive, test_knn_tiles_against_naive, test_progress_weights,
+                  test_fuzzy_graph_dense_reference, test_spectral_arpack_vs_dense, test_spectral_disconnected,
+                  test_pow_fast_accuracy, test_fit_separates_clusters, test_fit_deterministic,
+                  test_transform_training_points, test_transform_new_points_land_in_their_cluster,
+                  test_cancel, test_params_rejected, test_save_load, test_hash_and_key,
+                  test_pca_against_power_iteration, test_layout_cache_dir_faults)

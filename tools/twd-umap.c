@@ -5,7 +5,7 @@
  *   twd-umap --data X.f32 --rows N --dim D --out E.f32
  *            [--query Q.f32 --qrows M --qout T.f32] [--threads T]
  *            [--seed S] [--epochs E] [--neighbors K] [--components C]
- *            [--min-dist F] [--save FILE] [--pca]
+ *            [--min-dist F] [--save FILE] [--pca] [--faith N [--no-fit]]
  *
  * Files are raw little-endian float32, row-major (numpy's tofile). */
 #include <getopt.h>
@@ -30,7 +30,7 @@ static const tool_help help = {
     "usage: twd-umap --data X.f32 --rows N --dim D --out E.f32\n"
     "                [--query Q.f32 --qrows M --qout T.f32] [--threads T]\n"
     "                [--seed S] [--epochs E] [--neighbors K] [--components C]\n"
-    "                [--min-dist F] [--save FILE] [--pca]\n",
+    "                [--min-dist F] [--save FILE] [--pca] [--faith N [--no-fit]]\n",
     "Fits UMAP (or PCA) on the N x D float32 matrix in X.f32 (raw, row-major, as\n"
     "numpy's tofile writes it), writes the layout to E.f32 and prints the timings\n"
     "as one JSON line.\n"
@@ -45,11 +45,14 @@ static const tool_help help = {
     "                    (docs/MATH.md §15) of the layout on a seeded sample of N rows\n"
     "                    (the rows drawn, too) and, with --query, the kNN overlap of\n"
     "                    each query row\n"
+    "  --no-fit          with --faith: no fit, the figures of the layout already in\n"
+    "                    --out (e.g. another implementation's)\n"
     "  -h, --help        this text\n"};
 
 typedef struct {
     const char *data, *out, *query, *qout, *save;
     size_t rows, dim, qrows, faith;
+    int no_fit;
     int use_pca;
     umap_params p;
 } umap_args;
@@ -78,6 +81,7 @@ static int parse_args(int argc, char **argv, void *ctx)
                              OPT_STR("save", &a->save),
                              OPT_FLAG("pca", &a->use_pca),
                              OPT_SIZE("faith", &a->faith, (size_t)1 << 30),
+                             OPT_FLAG("no-fit", &a->no_fit),
                              OPT_END};
     int rc = tool_getopt(argc, argv, opts, &help, TOOL_ANY_OPERANDS);
     if (rc) return rc;
@@ -175,7 +179,7 @@ static void *watch(void *arg)
                 if (s >= 0 && w->stage_start[s] == 0.0) w->stage_start[s] = tw_now() - w->t0;
             last = st;
         }
-        usleep(200);
+        usleep(1000);
     }
     return NULL;
 }
@@ -322,7 +326,10 @@ int main(int argc, char **argv)
     if (rc >= 0) return rc;
     float *x = read_f32(a.data, a.rows * a.dim);
     float *q = a.query ? read_f32(a.query, a.qrows * a.dim) : NULL;
-    int status = !x || (a.query && !q) ? 1 : a.use_pca ? run_pca(&a, x, q) : run_umap(&a, x, q);
+    int status = !x || (a.query && !q)             ? 1
+                 : a.no_fit && a.faith && !a.query ? 0
+                 : a.use_pca                       ? run_pca(&a, x, q)
+                                                   : run_umap(&a, x, q);
     if (!status && a.faith) status = print_faith(&a, x, q);
     free(x);
     free(q);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/scratch.h"
 #include "core/proj/umap_internal.h"
 
 /* Graphs up to this many vertices get their eigenvectors from dense LAPACK
@@ -69,15 +70,21 @@ void umap_progress_reset(umap_progress *p)
     atomic_store(&p->done, 0);
     atomic_store(&p->total, 0);
     atomic_store(&p->cancel, 0);
+    atomic_store(&p->rows, 0);
 }
 
 double umap_progress_fraction(const umap_progress *p)
 {
-    /* start of each stage in the overall run (measured on 10,000 x 768,
-     * 2 threads: kNN 13% with OpenBLAS's SkylakeX kernels, 30% with its
-     * generic ones; the epochs nearly all the rest) */
-    static const double begin[] = {0.0, 0.0, 0.20, 0.22, 0.25, 1.0};
+    /* start of each stage in the overall run. The kNN's share s grows
+     * with the rows n (n^2 d flops against the epochs' work in n): measured
+     * on 10,000 x 768, 2 threads, 13% with OpenBLAS's SkylakeX kernels,
+     * 30% with its generic ones; on 50,257 rows 55-72% (Zen kernels, under
+     * load); s = n / (n + 40000) gives 0.20 and 0.56. Of the rest, graph
+     * and initialisation take 2.5% and 3.75%, the epochs the remainder. */
     umap_progress *q = (umap_progress *)p; /* atomic loads of a const view */
+    const long rows = atomic_load(&q->rows);
+    const double s = rows > 0 ? (double)rows / ((double)rows + 40000.0) : 0.20;
+    const double begin[] = {0.0, 0.0, s, s + 0.025 * (1.0 - s), s + 0.0625 * (1.0 - s), 1.0};
     int stage = atomic_load(&q->stage);
     if (stage < UMAP_STAGE_IDLE || stage > UMAP_STAGE_DONE) return 0.0;
     if (stage == UMAP_STAGE_DONE) return 1.0;
@@ -94,6 +101,20 @@ void umap_model_free(umap_model *m)
     if (!m) return;
     free(m->embedding);
     memset(m, 0, sizeof *m);
+}
+
+/* The kNN of n rows and their local scales, in S. */
+typedef struct {
+    int32_t *idx; /* (n, k) */
+    float *dist;  /* (n, k) */
+    float *sigma; /* (n) */
+    float *rho;   /* (n) */
+} knn_rows;
+
+static knn_rows knn_rows_alloc(scratch *S, size_t n, size_t k)
+{
+    return (knn_rows){scratch_alloc(S, n * k, sizeof(int32_t)), scratch_alloc(S, n * k, sizeof(float)),
+                      scratch_alloc(S, n, sizeof(float)), scratch_alloc(S, n, sizeof(float))};
 }
 
 /* umap-learn's epoch rule for a fit of n rows. */
@@ -177,6 +198,7 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p, umap_pr
             umap_set_err(err, errlen, "umap_fit: non-finite value at row %zu", t / dim);
             return TW_EINVAL;
         }
+    if (prog) atomic_store(&prog->rows, (long)n);
     const size_t k = p->n_neighbors, nc = p->n_components;
     const size_t n_epochs = fit_epochs(p, n);
     float a, b;
@@ -185,24 +207,23 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p, umap_pr
                      (double)p->min_dist);
         return TW_ENUMERIC;
     }
-    int32_t *idx = malloc(n * k * sizeof *idx);
-    float *dist = malloc(n * k * sizeof *dist);
-    float *sigma = malloc(n * sizeof *sigma);
-    float *rho = malloc(n * sizeof *rho);
+    scratch S = {0};
+    knn_rows kr = knn_rows_alloc(&S, n, k);
     float *emb = malloc(n * nc * sizeof *emb);
     double *eps = NULL;
     umap_graph g = {0};
-    if (!idx || !dist || !sigma || !rho || !emb) {
+    char note[sizeof out->init_note] = "";
+    if (S.failed || !emb) {
         umap_set_err(err, errlen, "umap_fit: out of memory (n=%zu)", n);
         rc = TW_ENOMEM;
         goto done;
     }
-    rc = umap_knn(x, n, x, n, dim, k, 1, idx, dist, prog, err, errlen);
+    rc = umap_knn(x, n, x, n, dim, k, 1, kr.idx, kr.dist, prog, err, errlen);
     if (rc != TW_OK) goto done;
 
     umap_progress_set(prog, UMAP_STAGE_GRAPH, 0, 1);
-    umap_smooth_knn_dist(dist, n, k, p->local_connectivity, 1.0f, sigma, rho);
-    rc = umap_fuzzy_graph(idx, dist, n, k, sigma, rho, p->set_op_mix_ratio, &g, err, errlen);
+    umap_smooth_knn_dist(kr.dist, n, k, p->local_connectivity, 1.0f, kr.sigma, kr.rho);
+    rc = umap_fuzzy_graph(kr.idx, kr.dist, n, k, kr.sigma, kr.rho, p->set_op_mix_ratio, &g, err, errlen);
     if (rc != TW_OK) goto done;
     graph_prune(&g, n_epochs > 10 ? n_epochs : (n <= 10000 ? 500 : 200));
     if (umap_cancelled(prog)) {
@@ -212,7 +233,7 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p, umap_pr
     }
 
     umap_progress_set(prog, UMAP_STAGE_INIT, 0, 1);
-    rc = initial_layout(&g, x, dim, p, emb, out->init_note, sizeof out->init_note, err, errlen);
+    rc = initial_layout(&g, x, dim, p, emb, note, sizeof note, err, errlen);
     if (rc != TW_OK) goto done;
     if (umap_cancelled(prog)) {
         rc = TW_ECANCELED;
@@ -235,21 +256,13 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p, umap_pr
         umap_set_err(err, errlen, "umap_fit: could not start %zu threads", p->n_threads);
     if (rc != TW_OK) goto done;
 
-    out->params = *p;
-    out->n = n;
-    out->dim = dim;
-    out->n_epochs_fit = n_epochs;
-    out->a = a;
-    out->b = b;
-    out->embedding = emb;
+    *out = (umap_model){
+        .params = *p, .n = n, .dim = dim, .n_epochs_fit = n_epochs, .a = a, .b = b, .embedding = emb};
+    memcpy(out->init_note, note, sizeof note);
     emb = NULL;
     umap_progress_set(prog, UMAP_STAGE_DONE, 1, 1);
 done:
-    if (rc != TW_OK) out->init_note[0] = '\0';
-    free(idx);
-    free(dist);
-    free(sigma);
-    free(rho);
+    scratch_free(&S);
     free(emb);
     free(eps);
     umap_graph_free(&g);
@@ -271,25 +284,25 @@ int umap_transform(const umap_model *model, const float *x_train, const float *y
             umap_set_err(err, errlen, "umap_transform: non-finite value at row %zu", t / dim);
             return TW_EINVAL;
         }
-    int32_t *idx = malloc(m * k * sizeof *idx);
-    float *dist = malloc(m * k * sizeof *dist);
-    float *sigma = malloc(m * sizeof *sigma);
-    float *rho = malloc(m * sizeof *rho);
-    float *w = malloc(m * k * sizeof *w);
-    size_t *indptr = malloc((m + 1) * sizeof *indptr);
-    int32_t *cols = malloc(m * k * sizeof *cols);
-    float *vals = malloc(m * k * sizeof *vals);
-    double *eps = malloc(m * k * sizeof *eps);
+    scratch S = {0};
+    const knn_rows kr = knn_rows_alloc(&S, m, k);
+    const int32_t *idx = kr.idx;
+    const float *dist = kr.dist, *sigma = kr.sigma, *rho = kr.rho;
+    float *w = scratch_alloc(&S, m * k, sizeof *w);
+    size_t *indptr = scratch_alloc(&S, m + 1, sizeof *indptr);
+    int32_t *cols = scratch_alloc(&S, m * k, sizeof *cols);
+    float *vals = scratch_alloc(&S, m * k, sizeof *vals);
+    double *eps = scratch_alloc(&S, m * k, sizeof *eps);
     int rc = TW_ENOMEM;
-    if (!idx || !dist || !sigma || !rho || !w || !indptr || !cols || !vals || !eps) {
+    if (S.failed) {
         umap_set_err(err, errlen, "umap_transform: out of memory (m=%zu)", m);
         goto done;
     }
-    rc = umap_knn(x_train, n, y, m, dim, k, 0, idx, dist, NULL, err, errlen);
+    rc = umap_knn(x_train, n, y, m, dim, k, 0, kr.idx, kr.dist, NULL, err, errlen);
     if (rc != TW_OK) goto done;
     /* umap-learn lowers local_connectivity by one for new points */
     float lc = p->local_connectivity - 1.0f;
-    umap_smooth_knn_dist(dist, m, k, lc > 0.0f ? lc : 0.0f, 1.0f, sigma, rho);
+    umap_smooth_knn_dist(kr.dist, m, k, lc > 0.0f ? lc : 0.0f, 1.0f, kr.sigma, kr.rho);
 
     /* memberships (bipartite: no self edge), start positions */
     for (size_t i = 0; i < m; i++) {
@@ -342,14 +355,6 @@ int umap_transform(const umap_model *model, const float *x_train, const float *y
                             umap_rng_derive(p->seed, 0x7a5f));
     rc = TW_OK;
 done:
-    free(idx);
-    free(dist);
-    free(sigma);
-    free(rho);
-    free(w);
-    free(indptr);
-    free(cols);
-    free(vals);
-    free(eps);
+    scratch_free(&S);
     return rc;
 }

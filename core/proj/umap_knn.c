@@ -2,17 +2,26 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/scratch.h"
 #include "core/nn/par.h"
 #include "core/proj/umap_internal.h"
 
 /* Extra candidates re-measured exactly, beyond k, against rounding in
  * |x|^2 + |y|^2 - 2 x.y. */
 #define KNN_MARGIN 8
-/* Upper bound on the floats of one sgemm block of query rows. */
+/* Upper bound on the floats of one sgemm block of query rows (new points
+ * against the fitted rows). */
 #define KNN_BLOCK_FLOATS ((size_t)1 << 22)
+/* Tiles of a fit's product: row blocks of KNN_TILE_ROWS rows against
+ * KNN_TILE_COLS columns at a time. Large enough that sgemm runs near its
+ * peak and packs each operand once per 1.6 GFLOP, small enough (4 MiB)
+ * that the scan reads a tile from the cache the sgemm just wrote it to. */
+#define KNN_TILE_ROWS 512
+#define KNN_TILE_COLS 2048
 
 /* umap-learn's constants (umap_.py). */
 #define SMOOTH_K_TOLERANCE 1e-5
@@ -49,13 +58,20 @@ typedef struct {
     int32_t j;
 } knn_cand;
 
-/* Ascending by distance, then by index. */
-static int knn_cand_cmp(const void *pa, const void *pb)
+/* Puts c into the list l of *cnt entries (capacity cap), ascending by
+ * distance then index, dropping the last when full. */
+static void cand_push(knn_cand *l, size_t *cnt, size_t cap, knn_cand c)
 {
-    const knn_cand *a = pa, *b = pb;
-    if (a->d < b->d) return -1;
-    if (a->d > b->d) return 1;
-    return (a->j > b->j) - (a->j < b->j);
+    size_t pos = *cnt;
+    if (pos == cap) {
+        if (!(c.d < l[cap - 1].d || (c.d == l[cap - 1].d && c.j < l[cap - 1].j))) return;
+        pos--;
+    } else {
+        (*cnt)++;
+    }
+    for (; pos > 0 && (l[pos - 1].d > c.d || (l[pos - 1].d == c.d && l[pos - 1].j > c.j)); pos--)
+        l[pos] = l[pos - 1];
+    l[pos] = c;
 }
 
 /* Inserts (v, j) into the ascending list val/idx of *cnt entries, capacity
@@ -78,14 +94,12 @@ static void topk_insert(float *val, int32_t *idx, size_t *cnt, size_t cap, float
 static void knn_finish_row(const float *x, const float *qrow, size_t dim, size_t k, int same_set, int32_t qi,
                            const int32_t *cidx, size_t cnt, knn_cand *tmp, int32_t *idx, float *dist)
 {
+    size_t len = 0;
     for (size_t c = 0; c < cnt; c++) {
-        tmp[c].j = cidx[c];
-        if (same_set && cidx[c] == qi)
-            tmp[c].d = -1.0; /* sorts first */
-        else
-            tmp[c].d = sqrt(dist2_double(qrow, x + (size_t)cidx[c] * dim, dim));
+        double d = same_set && cidx[c] == qi ? -1.0 /* sorts first */
+                                             : sqrt(dist2_double(qrow, x + (size_t)cidx[c] * dim, dim));
+        cand_push(tmp, &len, cnt, (knn_cand){d, cidx[c]});
     }
-    qsort(tmp, cnt, sizeof *tmp, knn_cand_cmp);
     for (size_t c = 0; c < k; c++) {
         idx[c] = tmp[c].j;
         dist[c] = tmp[c].d < 0.0 ? 0.0f : (float)tmp[c].d;
@@ -119,122 +133,196 @@ static void cand_offer(cand_lists *c, size_t row, float v, int32_t j)
     if (c->cnt[row] == c->cap) c->thr[row] = c->val[row * c->cap + c->cap - 1];
 }
 
-/* The scan of one same-set panel: gram (rows, cols) = -2 x[i0..] x[i0..n)^T.
- * Direct: row i0 + r's list takes every column t (but itself); transposed:
- * row i0 + r is a candidate of every later row's list (columns t >= rows).
- * The two touch disjoint lists, and a list gets its offers in the same
- * order whichever part scans it, so splitting the work changes nothing. */
-typedef struct {
-    cand_lists *c;
-    const float *gram, *xn;
-    size_t i0, rows, cols;
-    int direct_parts; /* parts [0, direct_parts) split the rows' direct pass */
-    int parts;
-} panel_scan;
-
 /* Scores are tested 16 at a time before any list is touched (most chunks
  * hold no candidate; the loop becomes vector compares). */
 #define KNN_CHUNK 16
 
-static void scan_direct(const panel_scan *p, size_t r)
+/* Row `row`'s list takes the columns of g (cols) as candidates j0 + t
+ * with score g[t] + xn[t], but the column `skip` (the row itself). */
+static void scan_direct(cand_lists *c, size_t row, const float *g, const float *xn, size_t cols, size_t j0,
+                        size_t skip)
 {
-    cand_lists *c = p->c;
-    const float *g = p->gram + r * p->cols, *xn = p->xn + p->i0;
-    const size_t i = p->i0 + r, cols = p->cols;
     size_t t = 0;
     for (; t + KNN_CHUNK <= cols; t += KNN_CHUNK) {
-        const float thr = c->thr[i];
+        const float thr = c->thr[row];
         int any = 0;
         for (size_t u = 0; u < KNN_CHUNK; u++) any |= g[t + u] + xn[t + u] < thr;
         if (!any) continue;
-        for (size_t u = t; u < t + KNN_CHUNK; u++) {
-            float v = g[u] + xn[u];
-            if (v < c->thr[i] && u != r) cand_offer(c, i, v, (int32_t)(p->i0 + u));
-        }
+        for (size_t u = t; u < t + KNN_CHUNK; u++)
+            if (u != skip) cand_offer(c, row, g[u] + xn[u], (int32_t)(j0 + u));
     }
-    for (; t < cols; t++) {
-        float v = g[t] + xn[t];
-        if (v < c->thr[i] && t != r) cand_offer(c, i, v, (int32_t)(p->i0 + t));
-    }
+    for (; t < cols; t++)
+        if (t != skip) cand_offer(c, row, g[t] + xn[t], (int32_t)(j0 + t));
 }
 
-static void scan_transposed(const panel_scan *p, size_t r, size_t t0, size_t t1)
+/* Row i of the tile is a candidate of the lists j0 + t, t in [t0, t1),
+ * with score g[t] + xi. */
+static void scan_transposed(cand_lists *c, const float *g, float xi, int32_t i, size_t j0, size_t t0,
+                            size_t t1)
 {
-    cand_lists *c = p->c;
-    const float *g = p->gram + r * p->cols, *thr = c->thr + p->i0;
-    const size_t i = p->i0 + r;
-    const float xi = p->xn[i];
+    const float *thr = c->thr + j0;
     size_t t = t0;
     for (; t + KNN_CHUNK <= t1; t += KNN_CHUNK) {
         int any = 0;
         for (size_t u = 0; u < KNN_CHUNK; u++) any |= g[t + u] + xi < thr[t + u];
         if (!any) continue;
-        for (size_t u = t; u < t + KNN_CHUNK; u++) {
-            float v = g[u] + xi;
-            if (v < thr[u]) cand_offer(c, p->i0 + u, v, (int32_t)i);
-        }
+        for (size_t u = t; u < t + KNN_CHUNK; u++) cand_offer(c, j0 + u, g[u] + xi, i);
     }
-    for (; t < t1; t++) {
-        float v = g[t] + xi;
-        if (v < thr[t]) cand_offer(c, p->i0 + t, v, (int32_t)i);
-    }
+    for (; t < t1; t++) cand_offer(c, j0 + t, g[t] + xi, i);
 }
 
-static void panel_part(void *ctx, size_t lo, size_t hi, int part)
+/* One tile of a fit's product: gram (rows, cols) = -2 x[i0..] x[j0..]^T,
+ * j0 >= i0. The block's rows take every column (the first tile of a
+ * block holds the block itself: its rows see each other there); the rows
+ * of columns beyond the block take the block's rows (the lower triangle
+ * is never multiplied). Every list thus gets its candidates in ascending
+ * index order, whatever the tiling. */
+typedef struct {
+    size_t i0, rows, j0, cols;
+} knn_tile;
+
+static void scan_tile(cand_lists *c, const float *gram, const float *xn, knn_tile t)
 {
-    (void)lo;
-    (void)hi;
-    const panel_scan *p = ctx;
-    const int nd = p->direct_parts, nt = p->parts - nd;
-    if (part < nd) {
-        for (size_t r = p->rows * (size_t)part / (size_t)nd; r < p->rows * (size_t)(part + 1) / (size_t)nd;
-             r++)
-            scan_direct(p, r);
-        if (nt > 0) return;
-    }
-    /* transposed: this part's share of the later columns, every row in order */
-    const int tp = nt > 0 ? part - nd : 0, tn = nt > 0 ? nt : 1;
-    const size_t span = p->cols - p->rows;
-    const size_t t0 = p->rows + span * (size_t)tp / (size_t)tn,
-                 t1 = p->rows + span * (size_t)(tp + 1) / (size_t)tn;
-    for (size_t r = 0; r < p->rows; r++) scan_transposed(p, r, t0, t1);
+    for (size_t r = 0; r < t.rows; r++)
+        scan_direct(c, t.i0 + r, gram + r * t.cols, xn + t.j0, t.cols, t.j0,
+                    t.i0 + r >= t.j0 ? t.i0 + r - t.j0 : SIZE_MAX);
+    const size_t first = t.j0 < t.i0 + t.rows ? t.i0 + t.rows - t.j0 : 0;
+    if (first < t.cols)
+        for (size_t r = 0; r < t.rows; r++)
+            scan_transposed(c, gram + r * t.cols, xn[t.i0 + r], (int32_t)(t.i0 + r), t.j0, first, t.cols);
 }
 
-/* The scan of one panel of query rows against every row of x (not the same
- * set): gram (rows, n) = -2 q[i0..] x^T. Each row's list and answer are its
- * own, so the rows are split over the parts, each with its own scratch. */
+/* The tiles in order: block by block, columns from the block's first row
+ * on. Returns the count; with out, writes them. */
+static size_t knn_tiles(size_t n, knn_tile *out)
+{
+    size_t cnt = 0;
+    for (size_t i0 = 0; i0 < n; i0 += KNN_TILE_ROWS)
+        for (size_t j0 = i0; j0 < n; j0 += KNN_TILE_COLS, cnt++)
+            if (out)
+                out[cnt] = (knn_tile){i0, n - i0 < KNN_TILE_ROWS ? n - i0 : KNN_TILE_ROWS, j0,
+                                      n - j0 < KNN_TILE_COLS ? n - j0 : KNN_TILE_COLS};
+    return cnt;
+}
+
+/* The fit's kNN as a pipeline: the caller multiplies tile t + 1 (sgemm on
+ * OpenBLAS's threads) while a scanner thread scans tile t, over two
+ * buffers. One scanner, in tile order: the lists see the same offers in
+ * the same order as a sequential run. */
 typedef struct {
     cand_lists *c;
-    const float *gram, *xn, *x, *q;
-    size_t n, dim, k, i0;
-    knn_cand *tmp; /* (parts, cap) */
-    int32_t *idx;
-    float *dist;
-} query_scan;
+    const float *xn;
+    const knn_tile *tiles;
+    float *buf[2];
+    umap_progress *prog;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t produced, consumed; /* tiles multiplied, scanned */
+    int closed;                /* no more tiles will come */
+    long units;                /* progress units scanned (scanner only) */
+} knn_pipe;
 
-static void query_part(void *ctx, size_t lo, size_t hi, int part)
+static void pipe_scan(knn_pipe *p, size_t t)
 {
-    const query_scan *p = ctx;
-    cand_lists *c = p->c;
-    knn_cand *tmp = p->tmp + (size_t)part * c->cap;
-    for (size_t r = lo; r < hi; r++) {
-        const float *g = p->gram + r * p->n;
-        c->cnt[r] = 0;
-        c->thr[r] = FLT_MAX;
-        for (size_t j = 0; j < p->n; j++) cand_offer(c, r, g[j] + p->xn[j], (int32_t)j);
-        const size_t qi = p->i0 + r;
-        knn_finish_row(p->x, p->q + qi * p->dim, p->dim, p->k, 0, -1, c->idx + r * c->cap, c->cnt[r], tmp,
-                       p->idx + qi * p->k, p->dist + qi * p->k);
-    }
+    const knn_tile tl = p->tiles[t];
+    scan_tile(p->c, p->buf[t % 2], p->xn, tl);
+    p->units += (long)(tl.rows * tl.cols / 1024);
+    if (p->prog) atomic_store(&p->prog->done, p->units);
 }
 
-/* Rows per sgemm panel for a panel width of n columns. */
-static size_t panel_rows(size_t n, size_t m)
+static void *pipe_scanner(void *arg)
 {
-    size_t bs = KNN_BLOCK_FLOATS / n;
-    if (bs < 16) bs = 16;
-    if (bs > 512) bs = 512;
-    return bs > m ? m : bs;
+    knn_pipe *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->consumed == p->produced && !p->closed) pthread_cond_wait(&p->cv, &p->mu);
+        if (p->consumed == p->produced) break;
+        const size_t t = p->consumed;
+        pthread_mutex_unlock(&p->mu);
+        pipe_scan(p, t);
+        pthread_mutex_lock(&p->mu);
+        p->consumed++;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Multiplies and scans every tile; TW_OK or TW_ECANCELED. */
+static int knn_fit_tiles(const float *x, size_t dim, knn_pipe *p, size_t n_tiles)
+{
+    pthread_t th;
+    const int threaded = pthread_create(&th, NULL, pipe_scanner, p) == 0;
+    int rc = TW_OK;
+    for (size_t t = 0; t < n_tiles; t++) {
+        if (umap_cancelled(p->prog)) {
+            rc = TW_ECANCELED;
+            break;
+        }
+        if (threaded) { /* buffer t % 2 is free once tile t - 2 is scanned */
+            pthread_mutex_lock(&p->mu);
+            while (p->consumed + 2 <= t) pthread_cond_wait(&p->cv, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        const knn_tile tl = p->tiles[t];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tl.rows, (int)tl.cols, (int)dim, -2.0f,
+                    x + tl.i0 * dim, (int)dim, x + tl.j0 * dim, (int)dim, 0.0f, p->buf[t % 2], (int)tl.cols);
+        if (!threaded) {
+            pipe_scan(p, t);
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        p->produced = t + 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (threaded) {
+        pthread_mutex_lock(&p->mu);
+        p->closed = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(th, NULL);
+    }
+    return rc;
+}
+
+/* Exact re-measuring of every row's candidates, rows split over threads. */
+typedef struct {
+    const float *x, *q;
+    size_t dim, k;
+    int same_set;
+    const cand_lists *c;
+    size_t row0; /* list r is query row row0 + r */
+    int32_t *idx;
+    float *dist;
+    int failed;
+} knn_finish;
+
+static void finish_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    (void)part;
+    knn_finish *f = ctx;
+    const cand_lists *c = f->c;
+    knn_cand *tmp = malloc(c->cap * sizeof *tmp);
+    if (!tmp) {
+        f->failed = 1; /* a plain store: only ever set */
+        return;
+    }
+    for (size_t r = lo; r < hi; r++) {
+        const size_t i = f->row0 + r;
+        knn_finish_row(f->x, f->q + i * f->dim, f->dim, f->k, f->same_set, f->same_set ? (int32_t)i : -1,
+                       c->idx + r * c->cap, c->cnt[r], tmp, f->idx + i * f->k, f->dist + i * f->k);
+    }
+    free(tmp);
+}
+
+/* Empty lists for rows [0, rows). */
+static void lists_clear(cand_lists *c, size_t rows)
+{
+    for (size_t r = 0; r < rows; r++) {
+        c->cnt[r] = 0;
+        c->thr[r] = FLT_MAX;
+    }
 }
 
 int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,
@@ -246,98 +334,88 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, siz
         return TW_EINVAL;
     }
     const size_t cap = k + KNN_MARGIN < n ? k + KNN_MARGIN : n;
-    const size_t bs = panel_rows(n, m);
-    cand_lists c = {cap, NULL, NULL, NULL, NULL};
-    float *xn = malloc(n * sizeof *xn);
-    float *gram = malloc(bs * n * sizeof *gram);
-    knn_cand *tmp = malloc(NN_MAX_PARTS * cap * sizeof *tmp); /* a part's scratch each */
-    /* same set: lists for every row, filled over all panels; otherwise one
-     * panel's rows at a time */
-    const size_t lists = same_set ? n : bs;
-    c.val = malloc(lists * cap * sizeof *c.val);
-    c.idx = malloc(lists * cap * sizeof *c.idx);
-    c.cnt = malloc(lists * sizeof *c.cnt);
-    c.thr = malloc(lists * sizeof *c.thr);
+    /* same set: lists for every row, filled over all tiles; otherwise one
+     * block of query rows at a time against all n columns */
+    const size_t bs =
+        same_set ? KNN_TILE_ROWS * KNN_TILE_COLS : (KNN_BLOCK_FLOATS / n > 16 ? KNN_BLOCK_FLOATS / n : 16);
+    const size_t lists = same_set ? n : (bs < m ? bs : m);
+    const size_t n_tiles = same_set ? knn_tiles(n, NULL) : 0;
+    scratch S = {0};
+    cand_lists c = {cap, scratch_alloc(&S, lists * cap, sizeof(float)),
+                    scratch_alloc(&S, lists * cap, sizeof(int32_t)), scratch_alloc(&S, lists, sizeof(size_t)),
+                    scratch_alloc(&S, lists, sizeof(float))};
+    float *xn = scratch_alloc(&S, n, sizeof *xn);
+    knn_tile *tiles = scratch_alloc(&S, n_tiles, sizeof *tiles);
+    float *gram = scratch_alloc(&S, same_set ? 2 * bs : lists * n, sizeof *gram);
+    knn_finish fin = {x, q, dim, k, same_set, &c, 0, idx, dist, 0};
     int rc = TW_OK;
-    if (!xn || !gram || !tmp || !c.val || !c.idx || !c.cnt || !c.thr) {
-        umap_set_err(err, errlen, "umap_knn: out of memory (%zu x %zu block)", bs, n);
-        rc = TW_ENOMEM;
-        goto done;
+    if (S.failed) {
+        umap_set_err(err, errlen, "umap_knn: out of memory (%zu rows, %zu columns)", m, n);
+        scratch_free(&S);
+        return TW_ENOMEM;
     }
     row_norms(x, n, dim, xn);
-    /* progress in units of computed distances (the same-set path computes
-     * the upper triangle of panels only) */
-    long total = 0;
-    for (size_t i0 = 0; i0 < m; i0 += bs)
-        total += (long)((m - i0 < bs ? m - i0 : bs) * (same_set ? n - i0 : n) / 1024);
-    umap_progress_set(prog, UMAP_STAGE_KNN, 0, total);
-    long done_units = 0;
-    if (same_set)
-        for (size_t i = 0; i < n; i++) {
-            c.cnt[i] = 0;
-            c.thr[i] = FLT_MAX;
-            cand_offer(&c, i, -FLT_MAX, (int32_t)i); /* itself, always first */
-        }
-    for (size_t i0 = 0; i0 < m; i0 += bs) {
-        if (umap_cancelled(prog)) {
-            umap_set_err(err, errlen, "umap_knn: cancelled");
-            rc = TW_ECANCELED;
-            goto done;
-        }
-        const size_t rows = m - i0 < bs ? m - i0 : bs;
-        /* |q|^2 is constant along a row: ranking row r needs only
-         * |x_j|^2 - 2 q_r.x_j */
-        if (same_set) {
-            /* gram (rows, cols) = -2 x[i0..] x[i0..n)^T: the panel's rows
-             * against themselves and every later row; earlier rows reach
-             * these lists through the transposed pass of their panels */
-            const size_t cols = n - i0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)dim, -2.0f,
-                        x + i0 * dim, (int)dim, x + i0 * dim, (int)dim, 0.0f, gram, (int)cols);
-            int parts = nn_parts();
-            panel_scan ps = {&c, gram, xn, i0, rows, cols, parts > 1 ? parts / 2 : 1, parts};
-            nn_parallel_rows((size_t)parts, parts, panel_part, &ps);
-        } else {
+    if (same_set) {
+        knn_tiles(n, tiles);
+        long total = 0;
+        for (size_t t = 0; t < n_tiles; t++) total += (long)(tiles[t].rows * tiles[t].cols / 1024);
+        umap_progress_set(prog, UMAP_STAGE_KNN, 0, total);
+        lists_clear(&c, n);
+        for (size_t i = 0; i < n; i++) cand_offer(&c, i, -FLT_MAX, (int32_t)i); /* itself, always first */
+        knn_pipe p = {.c = &c, .xn = xn, .tiles = tiles, .buf = {gram, gram + bs}, .prog = prog};
+        pthread_mutex_init(&p.mu, NULL);
+        pthread_cond_init(&p.cv, NULL);
+        rc = knn_fit_tiles(x, dim, &p, n_tiles);
+        pthread_mutex_destroy(&p.mu);
+        pthread_cond_destroy(&p.cv);
+        if (rc == TW_OK) nn_parallel_rows(n, nn_parts(), finish_part, &fin);
+    } else {
+        long total = (long)(m * n / 1024), done_units = 0;
+        umap_progress_set(prog, UMAP_STAGE_KNN, 0, total);
+        for (size_t i0 = 0; i0 < m && rc == TW_OK; i0 += lists) {
+            if (umap_cancelled(prog)) {
+                rc = TW_ECANCELED;
+                break;
+            }
+            const size_t rows = m - i0 < lists ? m - i0 : lists;
+            /* |q|^2 is constant along a row: ranking row r needs only
+             * |x_j|^2 - 2 q_r.x_j */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)dim, -2.0f,
                         q + i0 * dim, (int)dim, x, (int)dim, 0.0f, gram, (int)n);
-            query_scan qs = {&c, gram, xn, x, q, n, dim, k, i0, tmp, idx, dist};
-            nn_parallel_rows(rows, nn_parts(), query_part, &qs);
+            lists_clear(&c, rows);
+            for (size_t r = 0; r < rows; r++) scan_direct(&c, r, gram + r * n, xn, n, 0, SIZE_MAX);
+            fin.row0 = i0;
+            finish_part(&fin, 0, rows, 0);
+            done_units += (long)(rows * n / 1024);
+            if (prog) atomic_store(&prog->done, done_units);
         }
-        done_units += (long)(rows * (same_set ? n - i0 : n) / 1024);
-        if (prog) atomic_store(&prog->done, done_units);
     }
-    if (same_set)
-        for (size_t i = 0; i < n; i++)
-            knn_finish_row(x, x + i * dim, dim, k, 1, (int32_t)i, c.idx + i * cap, c.cnt[i], tmp, idx + i * k,
-                           dist + i * k);
-done:
-    free(xn);
-    free(gram);
-    free(tmp);
-    free(c.val);
-    free(c.idx);
-    free(c.cnt);
-    free(c.thr);
+    if (rc == TW_ECANCELED) umap_set_err(err, errlen, "umap_knn: cancelled");
+    if (rc == TW_OK && fin.failed) {
+        umap_set_err(err, errlen, "umap_knn: out of memory");
+        rc = TW_ENOMEM;
+    }
+    scratch_free(&S);
     return rc;
 }
 
 void umap_knn_naive(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,
                     int32_t *idx, float *dist)
 {
-    knn_cand *all = malloc(n * sizeof *all);
-    if (!all) return;
+    knn_cand *best = malloc(k * sizeof *best);
+    if (!best) return;
     for (size_t i = 0; i < m; i++) {
+        size_t cnt = 0;
         for (size_t j = 0; j < n; j++) {
-            all[j].j = (int32_t)j;
-            all[j].d = (same_set && j == i) ? -1.0 : sqrt(dist2_double(q + i * dim, x + j * dim, dim));
+            double d = (same_set && j == i) ? -1.0 : sqrt(dist2_double(q + i * dim, x + j * dim, dim));
+            cand_push(best, &cnt, k, (knn_cand){d, (int32_t)j});
         }
-        qsort(all, n, sizeof *all, knn_cand_cmp);
         for (size_t c = 0; c < k; c++) {
-            idx[i * k + c] = all[c].j;
-            dist[i * k + c] = all[c].d < 0.0 ? 0.0f : (float)all[c].d;
+            idx[i * k + c] = best[c].j;
+            dist[i * k + c] = best[c].d < 0.0 ? 0.0f : (float)best[c].d;
         }
     }
-    free(all);
+    free(best);
 }
 
 void umap_smooth_knn_dist(const float *dist, size_t n, size_t k, float local_connectivity, float bandwidth,
@@ -407,10 +485,9 @@ void umap_smooth_knn_dist(const float *dist, size_t n, size_t k, float local_con
 void umap_graph_free(umap_graph *g)
 {
     if (!g) return;
-    free(g->indptr);
-    free(g->indices);
-    free(g->data);
-    memset(g, 0, sizeof *g);
+    void *arrays[] = {g->indptr, g->indices, g->data};
+    for (size_t t = 0; t < sizeof arrays / sizeof *arrays; t++) free(arrays[t]);
+    *g = (umap_graph){0};
 }
 
 typedef struct {
