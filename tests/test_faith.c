@@ -3,13 +3,20 @@
  * sorting), on random data and on integer data full of exact ties; the
  * seeded sample; the kNN overlap of new points against brute force. */
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "base/status.h"
 #include "core/proj/faith.h"
 #include "core/proj/layout.h"
+#include "tests/support/test_fs.h"
 #include "tests/support/test_mem.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
@@ -218,5 +225,77 @@ START_TEST(test_layout_service)
 }
 END_TEST
 
+/* The UMAP layout's figures are kept beside it (<layout>.faith); a layout
+ * read from the disk cache takes them from there, and a record that is
+ * not whole is ignored: the figures are computed again and kept anew. */
+static layout_faith umap_figures(const float *X, size_t n, size_t d, const char *dir)
+{
+    layout_settings s = {.rows = n, .umap = true, .umap_neighbors = 10, .umap_epochs = 30, .threads = 1};
+    snprintf(s.cache_dir, sizeof s.cache_dir, "%s", dir);
+    char err[256];
+    layout_service *p = layout_start(X, n, d, &s, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    layout_faith f;
+    int rc = TW_ENOTREADY;
+    for (int i = 0; i < 6000 && (rc = layout_faithfulness(p, PROJ_UMAP, &f)) == TW_ENOTREADY; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+    ck_assert_int_eq(rc, TW_OK);
+    layout_stop(p);
+    return f;
+}
+
+/* The path of the one *.faith file in dir into out. */
+static void faith_file(const char *dir, char *out, size_t n)
+{
+    DIR *dp = opendir(dir);
+    ck_assert(dp != NULL);
+    int found = 0;
+    for (struct dirent *e; (e = readdir(dp));) {
+        size_t l = strlen(e->d_name);
+        if (l > 6 && strcmp(e->d_name + l - 6, ".faith") == 0) {
+            snprintf(out, n, "%s/%s", dir, e->d_name);
+            found++;
+        }
+    }
+    closedir(dp);
+    ck_assert_int_eq(found, 1);
+}
+
+START_TEST(test_layout_faith_kept)
+{
+    tw_rng r = tt_rng(45);
+    const size_t n = 300, d = 8;
+    float *X = malloc(n * d * sizeof *X);
+    tt_fill_normal(&r, X, n * d, 0, 1);
+    char dir[512], path[1024];
+    tt_tmpdir(dir, sizeof dir, "faith-kept");
+    const layout_faith f1 = umap_figures(X, n, d, dir); /* fitted: figures computed and kept */
+    ck_assert(isfinite(f1.trustworthiness) && isfinite(f1.continuity) && f1.sample_rows == n);
+    faith_file(dir, path, sizeof path);
+    /* a loaded layout answers the kept figures, not new ones: mark them */
+    unsigned char rec[256];
+    FILE *fp = fopen(path, "rb");
+    size_t len = fread(rec, 1, sizeof rec, fp);
+    fclose(fp);
+    ck_assert(len >= 2 * sizeof(double));
+    double mark = 0.125;
+    memcpy(rec + len - 2 * sizeof(double), &mark, sizeof mark);
+    fp = fopen(path, "wb");
+    ck_assert_uint_eq(fwrite(rec, 1, len, fp), len);
+    fclose(fp);
+    layout_faith f2 = umap_figures(X, n, d, dir);
+    ck_assert(f2.trustworthiness == mark && f2.continuity == f1.continuity && f2.k == f1.k);
+    /* a record cut short: computed again (the first figures) and kept whole */
+    ck_assert_int_eq(truncate(path, (off_t)len - 1), 0);
+    layout_faith f3 = umap_figures(X, n, d, dir);
+    ck_assert(f3.trustworthiness == f1.trustworthiness && f3.continuity == f1.continuity);
+    struct stat st;
+    ck_assert(stat(path, &st) == 0 && (size_t)st.st_size == len);
+    tt_rmtree(dir);
+    free(X);
+}
+END_TEST
+
 TW_CHECK_ONE_MAIN("faith", "faithfulness", 60, test_trust_cont_random, test_trust_cont_ties,
-                  test_trust_cont_errors, test_sample, test_knn_overlap, test_layout_service)
+                  test_trust_cont_errors, test_sample, test_knn_overlap, test_layout_service,
+                  test_layout_faith_kept)

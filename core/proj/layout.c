@@ -96,11 +96,85 @@ static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
     free(ys);
 }
 
+/* The UMAP figures are kept beside the layout (<layout>.faith), so that a
+ * layout read from the disk cache answers at once rather than after the
+ * figures are computed again: a fixed record of the layout's key, the sample
+ * it was measured on and the two figures. A record that is not exactly that
+ * (another key, sample or size) is ignored and the figures are computed. */
+typedef struct {
+    char magic[8];
+    uint64_t key, k, sample_rows, sample_seed;
+    double trustworthiness, continuity;
+} faith_record;
+
+static const char FAITH_MAGIC[8] = "TWDFTH1";
+
+static void faith_path(const layout_service *p, char *out, size_t n, const char *tail)
+{
+    if (fs_path(out, n, "%s%s", p->path, tail) != 0) out[0] = '\0';
+}
+
+static void faith_save(const layout_service *p)
+{
+    const layout_faith *f = &p->faith[PROJ_UMAP];
+    if (!p->path[0] || isnan(f->trustworthiness)) return;
+    faith_record r = {.key = p->key,
+                      .k = f->k,
+                      .sample_rows = f->sample_rows,
+                      .sample_seed = f->sample_seed,
+                      .trustworthiness = f->trustworthiness,
+                      .continuity = f->continuity};
+    memcpy(r.magic, FAITH_MAGIC, sizeof r.magic);
+    char tmp[4400], path[4400], tail[64];
+    snprintf(tail, sizeof tail, ".tmp.%ld.faith", (long)getpid()); /* removed with the layout's stale temps */
+    faith_path(p, tmp, sizeof tmp, tail);
+    faith_path(p, path, sizeof path, ".faith");
+    if (!tmp[0] || !path[0]) return;
+    FILE *fp = fopen(tmp, "wb");
+    bool ok = fp && fwrite(&r, sizeof r, 1, fp) == 1;
+    if (fp && fclose(fp) != 0) ok = false;
+    if (!ok || rename(tmp, path) != 0) {
+        tw_log("umap: the faithfulness figures are not kept beside the layout: %s", strerror(errno));
+        unlink(tmp);
+    }
+}
+
+/* true when <layout>.faith holds the figures of this layout and sample. */
+static bool faith_load(layout_service *p)
+{
+    char path[4400];
+    faith_path(p, path, sizeof path, ".faith");
+    if (!path[0] || !fs_is_regular(path)) return false;
+    size_t len = 0;
+    char err[256];
+    char *buf = fs_read_file(path, sizeof(faith_record), &len, err, sizeof err);
+    faith_record r;
+    bool ok = buf && len == sizeof r;
+    if (ok) memcpy(&r, buf, sizeof r);
+    free(buf);
+    ok = ok && memcmp(r.magic, FAITH_MAGIC, sizeof r.magic) == 0 && r.key == p->key && r.k == FAITH_K &&
+         r.sample_rows == p->n_sample && r.sample_seed == FAITH_SAMPLE_SEED && isfinite(r.trustworthiness) &&
+         isfinite(r.continuity);
+    if (!ok) return false;
+    layout_faith *f = &p->faith[PROJ_UMAP];
+    *f = (layout_faith){.k = FAITH_K,
+                        .sample_rows = p->n_sample,
+                        .sample_seed = FAITH_SAMPLE_SEED,
+                        .trustworthiness = r.trustworthiness,
+                        .continuity = r.continuity};
+    tw_log("umap: trustworthiness %.4f, continuity %.4f read from %s", f->trustworthiness, f->continuity,
+           path);
+    return true;
+}
+
 /* faith_figures, then announced to those who wait for them (always, even
  * when they could not be computed). */
 static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
 {
-    faith_figures(p, kind, pts);
+    if (kind == PROJ_PCA || !p->from_cache || !faith_load(p)) {
+        faith_figures(p, kind, pts);
+        if (kind == PROJ_UMAP) faith_save(p);
+    }
     pthread_mutex_lock(&p->faith_lock);
     p->faith_ready[kind] = true;
     pthread_cond_broadcast(&p->faith_done);
