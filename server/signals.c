@@ -70,6 +70,9 @@ static void on_stop_signal(int sig)
     errno = saved;
 }
 
+/* set by the first thread that exits on a page it cannot replace */
+static atomic_int sigbus_exiting;
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
@@ -97,6 +100,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
     long r = syscall(SYS_mmap, (void *)page, (size_t)(start + len - page), PROT_READ,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0L);
     int again = tw_map_mark_faulted(slot);
+    /* several threads can fault at once on the lost pages: one line, one
+     * exit; the others wait for that exit */
+    if (r != (long)page && atomic_exchange(&sigbus_exiting, 1))
+        for (;;) pause();
     if (r != (long)page || !again) {
         o = put_str(line, o, sizeof line, "reading ");
         o = put_str(line, o, sizeof line, tw_map_path(slot));
