@@ -106,6 +106,7 @@ async function pointAt(page, id, x, y) {
 // Points at and clicks the cell (x, y) of a 2D figure.
 async function clickCell(page, id, x, y) {
   const at = await pointAt(page, id, x, y);
+  await page.mouse.move(at.x, at.y); // plotly takes a click on what the pointer hovers: hover first
   await page.mouse.click(at.x, at.y);
 }
 
