@@ -43,6 +43,8 @@ int api_trajectory_stats_job_status(twd_app *app, const api_args *a, api_respons
 int api_trajectory_stats_job_result(twd_app *app, const api_args *a, api_response *res);
 int api_sweep_job(twd_app *app, const api_args *a, api_response *res);
 int api_sweep_job_status(twd_app *app, const api_args *a, api_response *res);
+int api_sweep_job_cancel(twd_app *app, const api_args *a, api_response *res);
+int api_trajectory_stats_job_cancel(twd_app *app, const api_args *a, api_response *res);
 int api_sweep_job_result(twd_app *app, const api_args *a, api_response *res);
 
 #endif

@@ -989,6 +989,7 @@ static const struct {
     {"408", "RequestTimeout",
      "The request's head or body did not arrive within its deadline (first_byte_timeout, header_timeout, "
      "body_timeout); the connection is closed."},
+    {"410", "Gone", "The job was cancelled (its cancel route) before it finished: it has no answer."},
     {"413", "PayloadTooLarge", "The body is larger than max_body (or its Content-Length is)."},
     {"414", "URITooLong", "The request target is longer than max_url."},
     {"415", "UnsupportedMediaType", "A request body that is not sent as Content-Type: application/json."},
@@ -1060,6 +1061,7 @@ static json_t *operation(const api_service *svc, const api_route *r, int method,
     if (strcmp(r->path, "/health") != 0) add_error(responses, "401");
     /* the HTTP layer's own refusals (server/guard.c, server/http.c) */
     add_error(responses, "408");
+    if (strstr(r->path, "/job/result")) add_error(responses, "410"); /* a cancelled job */
     add_error(responses, "413");
     add_error(responses, "414");
     if (method == API_POST) add_error(responses, "415");

@@ -667,13 +667,14 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
     "ci95_high: num|null, median: num(1..)|null `rank_next only: the median rank`, "                         \
     "top1: num(0..1)|null `rank_next only`, topk: num(0..1)|null `rank_next only`}"
 #define STATS_JOB                                                                                            \
-    "{job: int(1..), state: 'running'|'done'|'failed', stage: str|null `what it computes now`, "             \
+    "{job: int(1..), state: 'running'|'done'|'failed'|'cancelled', stage: str|null `what it computes now`, " \
     "done: int(0..) `units of the stage done`, total: int(0..) `units of the stage`, progress: num(0..1), "  \
     "n_texts: int(0..), n_tokens: int(0..), seconds: num(0..) `since it started (until it finished)`, "      \
     "result: str `where its statistics are`, error?: str `why it failed`}"
 #define SWEEP_JOB                                                                                            \
-    "{job: int(1..), state: 'running'|'done'|'failed', path: str `the route swept`, stage: str|null "        \
-    "`blocks`, done: int(0..) `blocks answered`, total: int(0..) `blocks of the sweep`, progress: "          \
+    "{job: int(1..), state: 'running'|'done'|'failed'|'cancelled', path: str `the route swept`, "            \
+    "stage: str|null `blocks`, done: int(0..) `blocks answered`, total: int(0..) `blocks of the sweep`, "    \
+    "progress: "                                                                                             \
     "num(0..1), "                                                                                            \
     "seconds: num(0..) `since it started (until it finished)`, status: str `where to poll`, result: str "    \
     "`where its answer is`, error?: str `why it failed`}"
@@ -685,6 +686,17 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
         .path = (path_), .methods = API_GET, .fn = (fn_), .params = p_job_status, .flags = API_NEEDS_MODEL,  \
         .summary = (summary_), .description = (description_),                                                \
         .answers = ANSWERS({.schema = (schema_), .doc = "The job."}),                                        \
+    }
+
+/* The cancel route of a kind of job (POST, id= in the query or the body). */
+#define JOB_CANCEL_ROUTE(path_, fn_, what_, schema_)                                                         \
+    {                                                                                                        \
+        .path = (path_), .methods = API_POST, .fn = (fn_), .params = p_job_status, .flags = API_NEEDS_MODEL, \
+        .summary = "Cancel a running " what_,                                                                \
+        .description = "Asks the job to stop: it ends in the state cancelled at its next check (a block of " \
+                       "a sweep, a chunk of the statistics) and its result answers 410. A job that has "     \
+                       "already ended stays as it ended.",                                                   \
+        .answers = ANSWERS({.schema = (schema_), .doc = "The job, asked to stop."}),                         \
     }
 
 const api_route api_routes[] = {
@@ -1003,9 +1015,11 @@ const api_route api_routes[] = {
             "twd_sweep_job_progress, twd_sweep_blocks.",
         .answers = ANSWERS({.schema = SWEEP_JOB, .doc = "The job, just started."}),
     },
-    JOB_STATUS_ROUTE("/sweep/job/status", api_sweep_job_status, "Progress of a /sweep/job",
-                     "The job's state (running, done, failed) and the blocks answered of the sweep.",
-                     SWEEP_JOB),
+    JOB_STATUS_ROUTE(
+        "/sweep/job/status", api_sweep_job_status, "Progress of a /sweep/job",
+        "The job's state (running, done, failed, cancelled) and the blocks answered of the sweep.",
+        SWEEP_JOB),
+    JOB_CANCEL_ROUTE("/sweep/job/cancel", api_sweep_job_cancel, "/sweep/job", SWEEP_JOB),
     {
         .path = "/sweep/job/result",
         .methods = API_GET,
@@ -1021,9 +1035,11 @@ const api_route api_routes[] = {
                             .doc = "The swept route's answer: in JSON as here (the one-block answers in "
                                    "blocks), in CSV or LaTeX when its query's format= asks for them."}),
     },
-    JOB_STATUS_ROUTE("/trajectory/stats/job/status", api_trajectory_stats_job_status,
-                     "Progress of a /trajectory/stats job",
-                     "The job's state (running, done, failed), its stage and the units done of it.",
+    JOB_STATUS_ROUTE(
+        "/trajectory/stats/job/status", api_trajectory_stats_job_status,
+        "Progress of a /trajectory/stats job",
+        "The job's state (running, done, failed, cancelled), its stage and the units done of it.", STATS_JOB),
+    JOB_CANCEL_ROUTE("/trajectory/stats/job/cancel", api_trajectory_stats_job_cancel, "/trajectory/stats job",
                      STATS_JOB),
     {
         .path = "/trajectory/stats/job/result",

@@ -268,7 +268,7 @@ static int answer_csv(const traj_stats_result *r, api_response *res)
  * owns the token ids and, once done, the result. The same slots (and ids)
  * hold the whole-model sweeps started by POST /sweep/job (kind JOB_SWEEP):
  * the sweep's call while it runs, then its answer. */
-typedef enum { JOB_FREE, JOB_RUNNING, JOB_DONE, JOB_FAILED } job_state;
+typedef enum { JOB_FREE, JOB_RUNNING, JOB_DONE, JOB_FAILED, JOB_CANCELLED } job_state;
 typedef enum { JOB_STATS, JOB_SWEEP } job_kind;
 
 typedef struct {
@@ -276,7 +276,8 @@ typedef struct {
     job_state state;
     bool sync;            /* a request's own computation: not kept after it */
     tw_progress progress; /* read by /metrics and the job's status */
-    tw_cancel cancel;     /* a job's (set at shutdown); a request's is its own */
+    tw_cancel cancel;     /* a job's (set at shutdown, or by its cancel route); a request's is its own */
+    bool cancel_asked;    /* its cancel route was called while it ran */
     pthread_t thread;     /* a job's */
     bool joinable;        /* thread is to be joined */
     twd_app *app;         /* the model it runs on */
@@ -382,7 +383,7 @@ static void slot_finish(api_stats_jobs *j, stats_job *s, int rc)
     pthread_mutex_lock(&j->lock);
     s->rc = rc;
     s->seconds = tw_now() - s->started;
-    s->state = rc == TW_OK ? JOB_DONE : JOB_FAILED;
+    s->state = rc == TW_OK ? JOB_DONE : s->cancel_asked ? JOB_CANCELLED : JOB_FAILED;
     pthread_cond_broadcast(&j->changed);
     pthread_mutex_unlock(&j->lock);
 }
@@ -486,7 +487,7 @@ int api_trajectory_stats(twd_app *app, const api_args *a, api_response *res)
     return out;
 }
 
-static const char *const job_states[] = {"free", "running", "done", "failed"};
+static const char *const job_states[] = {"free", "running", "done", "failed", "cancelled"};
 
 /* {job, state, path, stage, done, total, progress, seconds, status, result,
  * error?} of sweep s, under the lock. */
@@ -705,10 +706,41 @@ int api_sweep_job_status(twd_app *app, const api_args *a, api_response *res)
     return job_status(app, a, JOB_SWEEP, res);
 }
 
+/* Asks job id= to stop: its computation sees its cancel flag at the next
+ * check (a block of a sweep, a chunk of the statistics) and the job ends
+ * "cancelled". Answers the job as it is now; one that has already ended
+ * stays as it ended (cancelling is best effort: it may finish first). */
+static int job_cancel(twd_app *app, const api_args *a, job_kind kind, api_response *res)
+{
+    api_stats_jobs *j = app->ext->stats_jobs;
+    pthread_mutex_lock(&j->lock);
+    stats_job *s = job_arg(j, a, kind, res);
+    json_t *o = NULL;
+    if (s && s->state == JOB_RUNNING) {
+        s->cancel_asked = true;
+        atomic_store(&s->cancel.flag, 1);
+    }
+    if (s) o = job_json(s);
+    pthread_mutex_unlock(&j->lock);
+    return o ? api_json(res, 200, o) : -1;
+}
+
+int api_trajectory_stats_job_cancel(twd_app *app, const api_args *a, api_response *res)
+{
+    return job_cancel(app, a, JOB_STATS, res);
+}
+
+int api_sweep_job_cancel(twd_app *app, const api_args *a, api_response *res)
+{
+    return job_cancel(app, a, JOB_SWEEP, res);
+}
+
 /* The finished job's answer: the statistics, or the sweep's own answer (its
  * error too). Under the lock. */
 static int job_answer(const stats_job *s, const api_args *a, api_response *res)
 {
+    if (s->state == JOB_CANCELLED)
+        return api_error(res, 410, "job %lld was cancelled; it has no answer", s->id);
     if (s->kind == JOB_SWEEP) {
         api_respond_blob(res, s->res.status, s->res.content_type, s->res.blob);
         return s->res.status == 200 ? 0 : -1;

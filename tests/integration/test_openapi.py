@@ -135,6 +135,8 @@ REQUESTS = [
     ("post", "/sweep/job", {"path": "/svd", "query": "block=0-1&top=1&k=1"}, None),
     ("get", "/sweep/job/status", {"id": "2"}, None),  # job ids count the /trajectory/stats jobs too
     ("get", "/sweep/job/result", {"id": "2", "wait": "30"}, None),
+    ("post", "/sweep/job/cancel", {"id": 2}, None),  # ended: answered as it ended
+    ("post", "/trajectory/stats/job/cancel", {"id": 1}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "1,2"}, None),
     ("get", "/mlp/values", {"block": "1", "k": "1"}, None),
     ("get", "/mlp/values", {"block": "0", "k": "2", "neurons": "3", "format": "csv"}, None),

@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import Daemon, OneDaemon, error_at, module_checkpoint  # noqa: E402
+from twd_harness import Daemon, OneDaemon, error_at, make_checkpoint, module_checkpoint  # noqa: E402
 
 SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--ctx", "64", "--seed", "5")
 L = 4
@@ -157,6 +157,25 @@ class SweepTest(OneDaemon, unittest.TestCase):
             self.assertEqual(st, 400)
         error_at(self, self.d, "/sweep/job/status?id=999999", 400, "'id'", "no job")
         error_at(self, self.d, "/sweep/job/result?id=999999", 400, "'id'", "no job")
+        error_at(self, self.d, "/sweep/job/cancel?id=999999", 400, "'id'", "no job", method="POST")
+        error_at(self, self.d, "/sweep/job/cancel?id=x", 400, "'id'", method="POST")
+        error_at(self, self.d, "/trajectory/stats/job/cancel?id=999999", 400, "'id'", "no job", method="POST")
+
+    def test_cancel_of_an_ended_job(self):
+        # cancelling is best effort: a job that has ended stays as it ended
+        st, job = self.d.post_json("/sweep/job", {"path": "/svd", "query": "block=0-1&top=1&k=1"})
+        self.assertEqual(st, 200, job)
+        self.wait_job(job["job"])
+        st, doc = self.d.post_json("/sweep/job/cancel", {"id": job["job"]})
+        self.assertEqual((st, doc["state"], doc["done"]), (200, "done", 2), doc)
+        st, got = self.d.get_json("/sweep/job/result", id=job["job"])
+        self.assertEqual((st, got["n_blocks"]), (200, 2))
+        st, job = self.d.post_json("/trajectory/stats/job", {"texts": ["a b c"], "k": 1})
+        self.assertEqual(st, 200, job)
+        st, doc = self.d.get_json("/trajectory/stats/job/result", id=job["job"], wait=30)
+        self.assertEqual(st, 200, doc)
+        st, h, body = self.d.request("POST", "/trajectory/stats/job/cancel?id=%d" % job["job"])
+        self.assertEqual((st, json.loads(body)["state"]), (200, "done"))
 
     def test_answer_limit_covers_the_sweep(self):
         # 4 heads x 4 lists x k: k = 1500 is 24,000 per block (over the limit
@@ -167,6 +186,46 @@ class SweepTest(OneDaemon, unittest.TestCase):
             error_at(self, d, "/svd/bias?block=all&k=400", 400, "max_answer_tokens", "fewer blocks")
             st, _, _ = d.get("/svd/bias", block="0-2", k=400)
             self.assertEqual(st, 200)
+
+
+class CancelTest(unittest.TestCase):
+    """POST /sweep/job/cancel stops a running sweep at its next check: the
+    job ends "cancelled" with blocks left undone, its result answers 410,
+    and the one worker is free for the next request."""
+
+    def test_running_sweep_is_cancelled(self):
+        # some 500 probe words with k=100 on 16,384 tokens and 12 heads, for
+        # each of the 12 blocks: minutes of work on any machine
+        wide = make_checkpoint(os.path.join(TMP, "wide"), "demo", "--vocab", "16384")
+        with open(os.path.join(wide, "vocab.json")) as f:
+            words = [w for w in json.load(f) if w.isalpha()][:1000]
+        with Daemon("--set", "workers=1", "--set", "max_answer_tokens=100000000", "--set", "max_k=100",
+                    model=wide) as d:
+            query = "block=all&k=100&words=" + "%2C".join(words)
+            while len(query.encode()) > 4000:  # the limit of a query= string (bytes)
+                words.pop()
+                query = "block=all&k=100&words=" + "%2C".join(words)
+            self.assertGreater(len(words), 300)
+            st, job = d.post_json("/sweep/job", {"path": "/probe", "query": query})
+            self.assertEqual(st, 200, job)
+            self.assertEqual(job["state"], "running")
+            st, doc = d.post_json("/sweep/job/cancel", {"id": job["job"]})
+            self.assertEqual((st, doc["job"]), (200, job["job"]), doc)
+            self.assertIn(doc["state"], ("running", "cancelled"))
+            for _ in range(1200):
+                st, doc = d.get_json("/sweep/job/status", id=job["job"])
+                if doc["state"] != "running":
+                    break
+                time.sleep(0.05)
+            self.assertEqual(doc["state"], "cancelled", doc)
+            self.assertLess(doc["done"], doc["total"])
+            error_at(self, d, "/sweep/job/result?id=%d" % job["job"], 410, "cancelled")
+            st, doc = d.post_json("/sweep/job/cancel", {"id": job["job"]})
+            self.assertEqual((st, doc["state"]), (200, "cancelled"))
+            # the worker is free: a cheap computation answers
+            st, h, body = d.get("/svd", block=0, top=1, k=1)
+            self.assertEqual((st, h.get("x-twd-cache")), (200, "miss"), body[:300])
+            self.assertIn('twd_sweeps_running{model="wide"} 0', d.get("/metrics")[2].decode())
 
 
 if __name__ == "__main__":
