@@ -63,8 +63,10 @@ class TestBundle(unittest.TestCase):
         self.assertIsNotNone(m, "scripts/deps.sh sets no plotly_bundle")
         version = re.search(r"^plotly_version=([0-9.]+)$", read("scripts", "deps.sh"), re.M).group(1)
         url = m.group(1).replace("$plotly_version", version)
-        self.assertIn('<link rel="preload" href="%s" as="script">' % url, read("static", "index.html"))
-        self.assertIn("const PLOTLY_SRC = '%s';" % url, read("static", "js", "plot.js"))
+        self.assertTrue('<link rel="preload" href="%s" as="script">' % url in read("static", "index.html"),
+                        "static/index.html does not preload %s" % url)
+        self.assertTrue("const PLOTLY_SRC = '%s';" % url in read("static", "js", "plot.js"),
+                        "static/js/plot.js does not load %s" % url)
 
 
 if __name__ == "__main__":
