@@ -34,11 +34,17 @@ async function roundLine(page, r) {
     const js = performance.getEntriesByType('resource').filter(e => /\/js\/[^/]+\.js$/.test(new URL(e.name).pathname));
     out.modules = js.length;
     out.modulesEnd = Math.max(0, ...js.map(e => e.responseEnd));
+    const req = p => performance.getEntriesByType('resource').find(e => new URL(e.name).pathname === p);
+    for (const [k, p] of [['traj', '/trajectory'], ['layout', '/umap/layout']]) {
+      const e = req(p);
+      if (e) { out[`${k}Sent`] = e.startTime; out[`${k}End`] = e.responseEnd; }
+    }
     return out;
   });
   const f = k => (m[k] === undefined ? '-' : m[k].toFixed(0));
   console.log(`  navigation ${r + 1}: ${m.modules} modules loaded by ${f('modulesEnd')}, plotly.js run ${f('twd:plotly-run')}` +
-    ` ready ${f('twd:plotly-ready')}, empty scene ${f('twd:traj-warm')}, answer ${f('twd:traj-answer')},` +
+    ` ready ${f('twd:plotly-ready')}, empty scene ${f('twd:traj-warm')}, /trajectory sent ${f('trajSent')} answered` +
+    ` ${f('trajEnd')} handled ${f('twd:traj-answer')}, /umap/layout answered ${f('layoutEnd')},` +
     ` first on screen ${f('twd:traj-first-on-screen')}, labels ${f('twd:traj-labels')}`);
 }
 
