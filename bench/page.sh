@@ -8,6 +8,8 @@
 # $TWD_BENCH_PAGE_MODEL (default /tmp/twd-bench-124M-page) and keeps twd's
 # cache in $TWD_BENCH_PAGE_CACHE (default /tmp/twd-bench-124M-page-cache): the
 # first run fits the UMAP layout (minutes), later runs read it from disk.
+# TWD_BENCH_PAGE_STATIC: a page folder (static/ of another worktree) served
+# instead of this tree's, for a before/after with the same daemon.
 # Needs Debian's chromium and node (scripts/deps.sh --test) and playwright-core
 # (installed by tests/browser/run.sh).
 set -eu
@@ -23,4 +25,4 @@ if [ ! -f "$model/model.safetensors" ]; then
     "$build/tools/twd-synth" --out "$model" --shape 124M
 fi
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
-TWD="$build/server/twd" MODEL="$model" CACHE="$cache" PROJECTION="$projection" exec node "$here/page_bench.js"
+TWD="$build/server/twd" MODEL="$model" CACHE="$cache" PROJECTION="$projection" STATIC="${TWD_BENCH_PAGE_STATIC:-}" exec node "$here/page_bench.js"

@@ -11,7 +11,9 @@
 // Numbers, no assertions (the browser test asserts the ratio).
 //
 // Environment: TWD (binary), MODEL (checkpoint folder), CACHE (cache folder),
-// PROJECTION (umap | pca, default umap), ROUNDS (default 3), CHROMIUM.
+// PROJECTION (umap | pca, default umap), ROUNDS (default 3), CHROMIUM,
+// STATIC (a page folder to serve instead of the source tree's, e.g. another
+// worktree's static/: the same daemon serving two pages, for a before/after).
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -21,6 +23,30 @@ const MODEL = process.env.MODEL;
 const CACHE = process.env.CACHE || path.join(os.tmpdir(), 'twd-page-bench-cache');
 const PROJECTION = process.env.PROJECTION || 'umap';
 const ROUNDS = Number(process.env.ROUNDS || 3);
+const STATIC = process.env.STATIC || '';
+
+// One navigation's marks (ms after navigation start): when plotly.js was run
+// and ready, the empty scene, twd's answer, the first trajectory on screen.
+async function roundLine(page, r) {
+  const m = await page.evaluate(() => {
+    const out = {};
+    for (const e of performance.getEntriesByType('mark')) if (!(e.name in out)) out[e.name] = e.startTime;
+    const js = performance.getEntriesByType('resource').filter(e => /\/js\/[^/]+\.js$/.test(new URL(e.name).pathname));
+    out.modules = js.length;
+    out.modulesEnd = Math.max(0, ...js.map(e => e.responseEnd));
+    const req = p => performance.getEntriesByType('resource').find(e => new URL(e.name).pathname === p);
+    for (const [k, p] of [['traj', '/trajectory'], ['layout', '/umap/layout']]) {
+      const e = req(p);
+      if (e) { out[`${k}Sent`] = e.startTime; out[`${k}End`] = e.responseEnd; }
+    }
+    return out;
+  });
+  const f = k => (m[k] === undefined ? '-' : m[k].toFixed(0));
+  console.log(`  navigation ${r + 1}: ${m.modules} modules loaded by ${f('modulesEnd')}, plotly.js run ${f('twd:plotly-run')}` +
+    ` ready ${f('twd:plotly-ready')}, empty scene ${f('twd:traj-warm')}, /trajectory sent ${f('trajSent')} answered` +
+    ` ${f('trajEnd')} handled ${f('twd:traj-answer')}, /umap/layout answered ${f('layoutEnd')},` +
+    ` first on screen ${f('twd:traj-first-on-screen')}, labels ${f('twd:traj-labels')}`);
+}
 
 // Where the first navigation's time goes: each request the page made (start
 // and end after navigation, bytes) and the page's own marks.
@@ -48,7 +74,9 @@ async function main() {
   if (!MODEL) throw new Error('MODEL is not set');
   fs.mkdirSync(CACHE, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twd-page-bench-'));
-  const d = new lib.Daemon('bench', MODEL, PROJECTION === 'pca' ? ['--set', 'umap=false'] : [], { tmp });
+  const args = PROJECTION === 'pca' ? ['--set', 'umap=false'] : [];
+  if (STATIC) args.push('--set', `static_dir=${path.resolve(STATIC)}`);
+  const d = new lib.Daemon('bench', MODEL, args, { tmp });
   const t0 = Date.now();
   await d.start({ cacheDir: CACHE });
   const info = (await d.get('/model')).body;
@@ -72,6 +100,7 @@ async function main() {
         await page.waitForFunction(v => document.getElementById('traj-plot').dataset.state === String(v), s);
       }
       if (r === 0) await printLoad(page);
+      await roundLine(page, r);
       const tm = await lib.timings(page);
       firsts.push(...(tm['twd:traj-first-on-screen'] || []));
       labels.push(...(tm['twd:traj-labels'] || []).slice(0, 1));
@@ -84,6 +113,7 @@ async function main() {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
   const ms = a => a.map(x => x.toFixed(0)).join(', ');
+  if (STATIC) console.log(`page served from ${path.resolve(STATIC)}`);
   console.log(`machine: ${os.cpus().length} cores, load average ${os.loadavg().map(x => x.toFixed(1)).join(' ')}`);
   console.log(`first trajectory on screen after navigation (ms): ${ms(firsts)}; median ${lib.median(firsts).toFixed(0)}`);
   console.log(`its token labels on screen (ms): ${ms(labels)}; median ${lib.median(labels).toFixed(0)}`);

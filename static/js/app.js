@@ -8,16 +8,16 @@ import { fmt, el } from './text.js';
 import { loadPlotly } from './plot.js';
 import { buildForms } from './forms.js';
 import * as trajectory from './trajectory.js';
-import * as lens from './lens.js';
-import * as attention from './attention.js';
-import * as probes from './probes.js';
-import * as spectra from './spectra.js';
-import * as norms from './norms.js';
-import * as lnorm from './lnorm.js';
-import * as mlp from './mlp.js';
 
 const $ = id => document.getElementById(id);
-const MODULES = { traj: trajectory, lens, attn: attention, probe: probes, svd: spectra, norms, ln: lnorm, mlp };
+// The other views' modules, loaded when first shown (off the first draw's
+// path: the page starts on the trajectories), by view.
+const LAZY = {
+  lens: './lens.js', attn: './attention.js', probe: './probes.js', svd: './spectra.js', norms: './norms.js',
+  ln: './lnorm.js', mlp: './mlp.js',
+};
+const MODULES = { traj: trajectory };  // the loaded views' modules, each init'ed once
+const loading = {};
 const FALLBACK_PHRASE = 'To kill two birds with one stone';
 
 const ctx = {
@@ -132,6 +132,22 @@ function initKeyPrompt() {
 
 // ---------- views and tabs ----------
 
+// The module of a view, loaded and init'ed on first use.
+function viewModule(view) {
+  if (MODULES[view]) return Promise.resolve(MODULES[view]);
+  if (!loading[view]) {
+    loading[view] = import(LAZY[view]).then(m => {
+      m.init(ctx);
+      MODULES[view] = m;
+      return m;
+    }, e => {
+      delete loading[view];  // a later visit tries again
+      throw e;
+    });
+  }
+  return loading[view];
+}
+
 let shown = null;
 
 function showView(view, focusTab) {
@@ -144,7 +160,7 @@ function showView(view, focusTab) {
     if (on && focusTab) t.focus();
   }
   document.body.dataset.view = view;
-  if (shown !== view && shown && MODULES[shown].hide) MODULES[shown].hide();
+  if (shown !== view && shown && MODULES[shown] && MODULES[shown].hide) MODULES[shown].hide();
   shown = view;
   syncView(view, null);
 }
@@ -154,7 +170,8 @@ function showView(view, focusTab) {
 let specJob = null;
 function syncView(view, changed) {
   if (view === 'traj') return MODULES.traj.sync(changed);
-  return Promise.all([specJob, loadPlotly()]).then(() => { if (shown === view) MODULES[view].sync(changed); });
+  return Promise.all([viewModule(view), specJob, loadPlotly()]).then(([m]) => { if (shown === view) m.sync(changed); },
+    e => fatal(`The page's ${view} view could not be loaded: ${e.message}`));
 }
 
 function initTabs() {
@@ -236,7 +253,7 @@ async function main() {
     fatal(`twd did not describe its model: ${e.message}`);
     return;
   }
-  for (const m of Object.values(MODULES)) m.init(ctx);
+  trajectory.init(ctx);
   subscribe(async changed => {
     if (changed.has('model') || changed.has('vs')) {
       try { await chooseModel(); } catch (e) { fatal(`twd did not describe the model: ${e.message}`); return; }

@@ -40,18 +40,20 @@ export function textOn(color) {
 
 // ---------- loading plotly.js ----------
 
-const PLOTLY_SRC = '/vendor/node_modules/plotly.js-dist-min/plotly.min.js';
+// built by scripts/deps.sh (scripts/plotly-bundle.js); index.html preloads the same URL
+const PLOTLY_SRC = '/vendor/plotly-2.35.3-twd1.min.js';
 let plotlyJob = null;
 
 // Runs plotly.js (once; index.html preloads it): resolves true when window.Plotly is there,
 // false when it could not be loaded. The page asks twd for its first answers
-// before this, so that twd computes while the browser parses the 1.3 MB library.
+// before this, so that twd computes while the browser parses the library.
 export function loadPlotly() {
   if (!plotlyJob) {
     plotlyJob = new Promise(resolve => {
       if (typeof window.Plotly !== 'undefined') { resolve(true); return; }
       const s = document.createElement('script');
       s.src = PLOTLY_SRC;
+      mark('twd:plotly-run');
       s.onload = () => {
         mark('twd:plotly-ready');
         resolve(typeof window.Plotly !== 'undefined');

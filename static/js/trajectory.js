@@ -19,6 +19,7 @@ const LETTERS = ['A', 'B'];
 const SYMBOLS = ['circle', 'diamond'];
 const DASHES = ['solid', 'dash'];
 const PLAY_MS = 700;
+const TEXT_FONT = { size: 12, color: '#1d2330' };  // the labels of the tokens at the shown state
 
 const $ = id => document.getElementById(id);
 
@@ -370,7 +371,7 @@ function phraseTraces(r, p) {
   traces.push({
     type: 'scatter3d', mode: st.labelsLater ? 'markers' : 'markers+text', uid: `p${p}-now`, name: `${pre2}tokens at the shown state`, showlegend: false,
     x: now.x, y: now.y, z: now.z, text: pre.labels, textposition: 'top center',
-    textfont: { size: 12, color: '#1d2330' },
+    textfont: { ...TEXT_FONT },
     hovertext: now.hovertext, hoverinfo: 'text', customdata: now.customdata,
     marker: { size: now['marker.size'], color: now['marker.color'], symbol: SYMBOLS[p], line: { color: '#1d2330', width: 1 } },
     meta: { role: 'current', phrase: p, tokens: N, state: st.layer, state_name: r.states[st.layer].name },
@@ -449,11 +450,32 @@ function sceneBox() {
   return { range, ratio: len.map(l => l / m) };
 }
 
+// Grid lines of an axis: about six, at 1, 2 or 5 times a power of ten.
+function gridTicks([lo, hi]) {
+  const raw = (hi - lo) / 6;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map(m => m * p).find(x => x >= raw);
+  const vals = [];
+  for (let i = Math.ceil(lo / step); i * step <= hi; i++) vals.push(i * step);
+  return vals;
+}
+
+// plotly's 3D axes turn every tick text into triangles (a canvas read back
+// and an exact triangulation, some 75 ms a text on a software renderer under
+// load) even when no tick label is shown, and hidden axes still get ticks: the
+// phrases' layer has axes that draw nothing and have no ticks, the cloud's
+// its grid at given values with empty texts.
+const BARE_AXIS = {
+  title: { text: '' }, showgrid: false, zeroline: false, showline: false, showticklabels: false, ticks: '',
+  showbackground: false, showspikes: false, tickmode: 'array', tickvals: [],
+};
+
 function sceneLayout(box, cam, top) {
   const proj = st.request.projection.toUpperCase();
-  const axis = (t, a) => (top ? { visible: false, range: box.range[a], autorange: false } : {
+  const axis = (t, a) => (top ? { ...BARE_AXIS, range: box.range[a], autorange: false } : {
     title: { text: `${proj} ${t}`, font: { size: 11, color: '#5b6475' } }, showticklabels: false, showspikes: false,
     gridcolor: '#e3e7ee', zeroline: false, showbackground: true, backgroundcolor: '#fbfcfe',
+    tickmode: 'array', tickvals: gridTicks(box.range[a]), ticktext: gridTicks(box.range[a]).map(() => ''),
     range: box.range[a], autorange: false,
   });
   return {
@@ -510,11 +532,15 @@ async function warmUp() {
   const gd = $('traj-plot');
   if (gd.data || st.drawn) return;
   $('traj-stack').classList.remove('empty');
-  const hidden = { visible: false };
-  await Plotly.newPlot(gd, [{ type: 'scatter3d', mode: 'lines+markers+text', x: [null], y: [null], z: [null], text: [''],
+  // one transparent point of each marker symbol the figure draws (phrases A
+  // and B, the cloud's key): plotly triangulates a symbol's glyph once a page
+  // (window.__TEXT_CACHE), here rather than in the first draw
+  const clear = 'rgba(0,0,0,0)';
+  await Plotly.newPlot(gd, [{ type: 'scatter3d', mode: 'lines+markers+text', x: [0, 0, 0], y: [0, 0, 0], z: [0, 0, 0],
+    text: ['', '', ''], marker: { symbol: [...SYMBOLS, 'square'], color: clear }, line: { color: clear },
     hoverinfo: 'skip', showlegend: false }], {
-    margin: { l: 0, r: 0, t: 28, b: 0 }, paper_bgcolor: 'rgba(0,0,0,0)', showlegend: false,
-    scene: { xaxis: hidden, yaxis: hidden, zaxis: hidden, bgcolor: 'rgba(0,0,0,0)' },
+    margin: { l: 0, r: 0, t: 28, b: 0 }, paper_bgcolor: clear, showlegend: false,
+    scene: { xaxis: BARE_AXIS, yaxis: BARE_AXIS, zaxis: BARE_AXIS, bgcolor: clear },
   }, { ...config(fileStem()), displayModeBar: false });
   mark('twd:traj-warm');
 }
@@ -548,7 +574,13 @@ async function drawAll(seq) {
   if (seq !== undefined && seq !== st.seq) return;
   if (st.labelsLater) {
     st.labelsLater = false;
-    const now = gd.data.filter(t => t.meta && t.meta.role === 'current').map(t => ({ uid: t.uid, set: { mode: 'markers+text' } }));
+    // with its text font and position as plotly's defaults make them (a trace
+    // drawn without text has none): the labels are triangulated once, in the font the next
+    // full draw uses (else that draw triangulates them again)
+    const lf = gd._fullLayout.font;
+    const font = { ...TEXT_FONT, family: lf.family, weight: lf.weight, style: lf.style, variant: lf.variant };
+    const now = gd.data.filter(t => t.meta && t.meta.role === 'current')
+      .map(t => ({ uid: t.uid, set: { mode: 'markers+text', textposition: t.textposition, textfont: { ...font } } }));
     if (!moveTraces(gd, now)) await Plotly.restyle(gd, { mode: 'markers+text' }, now.map(x => gd.data.findIndex(t => t.uid === x.uid)));
     for (const l of labels) st.seenLabels.add(l);
     mark('twd:traj-labels');
