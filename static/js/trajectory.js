@@ -464,11 +464,16 @@ function sceneBox() {
   const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
   const add = q => { for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], q[a]); hi[a] = Math.max(hi[a], q[a]); } };
   if (st.cloud && st.cloud.n) {
-    const n = st.cloud.n;
+    const c = st.cloud, n = c.n;
+    if (!c.bulk) {  // once per cloud
+      c.bulk = [0, 1, 2].map(a => {
+        const v = cloudAxis(c, a).sort();
+        return [v[Math.floor(0.005 * (n - 1))], v[Math.ceil(0.995 * (n - 1))]];
+      });
+    }
     for (let a = 0; a < 3; a++) {
-      const v = cloudAxis(st.cloud, a).sort();
-      lo[a] = Math.min(lo[a], v[Math.floor(0.005 * (n - 1))]);
-      hi[a] = Math.max(hi[a], v[Math.ceil(0.995 * (n - 1))]);
+      lo[a] = Math.min(lo[a], c.bulk[a][0]);
+      hi[a] = Math.max(hi[a], c.bulk[a][1]);
     }
   }
   for (const r of st.results) for (const x of r.states) x.points.forEach(add);
@@ -503,7 +508,6 @@ function figure() {
   st.narrow = gd.clientWidth < 620;
   const data = [];
   if (st.cloud) {
-    if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
     // the cloud's entry in the legend: a click shows or hides the layer below
     data.push({
       type: 'scatter3d', mode: 'markers', uid: 'cloud-key', x: [null], y: [null], z: [null], hoverinfo: 'skip',
@@ -586,6 +590,9 @@ async function drawAll(seq) {
     mark('twd:traj-labels');
   }
   if (st.cloud) {
+    // the cloud's trace is built after the phrases are on screen (its 50,257
+    // hover texts and axes for GPT-2), once per cloud
+    if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
     await Plotly.react(under, [st.cloudTrace.trace], below,
       { ...config(fileStem()), displayModeBar: false, scrollZoom: false, showTips: false });
     // new ranges for the same cloud keep its buffers
