@@ -624,6 +624,7 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
 #define JSON_ANSWER(schema_, doc_)       {.format = "json", .schema = schema_, .doc = doc_}
 #define CSV_ANSWER(schema_, doc_)        {.format = "csv", .schema = schema_, .doc = doc_}
 #define CSV_TABLE(table_, schema_, doc_) {.format = "csv", .table = table_, .schema = schema_, .doc = doc_}
+#define NPY_ANSWER(doc_)                 {.format = "npy", .doc = doc_}
 // clang-format on
 
 #define TOKEN_COLUMNS "id: int(0..), text: str"
@@ -1049,16 +1050,15 @@ const api_route api_routes[] = {
             "ids and texts, for drawing the cloud a trajectory moves through. format=npy gives the "
             "points alone and /umap/layout/tokens their tokens alone (the page draws the cloud from "
             "these two).",
-        .answers =
-            ANSWERS(JSON_ANSWER("{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
-                                "n: int(0..) `points returned`, tokens: [Token], "
-                                "points: [[num; 3]], faithfulness: Faithfulness}",
-                                "The points and their tokens."),
-                    CSV_ANSWER("{" TOKEN_COLUMNS ", x: num, y: num, z: num}", "One row per point."),
-                    {.format = "npy",
-                     .doc = "numpy's .npy (format 1.0): the points as float32, little-endian, shape "
-                            "(n, 3) in C order, row i the JSON answer's points[i] (the same values) "
-                            "and /umap/layout/tokens' ids[i]; read with numpy.load(io.BytesIO(body))."}),
+        .answers = ANSWERS(
+            JSON_ANSWER("{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
+                        "n: int(0..) `points returned`, tokens: [Token], "
+                        "points: [[num; 3]], faithfulness: Faithfulness}",
+                        "The points and their tokens."),
+            CSV_ANSWER("{" TOKEN_COLUMNS ", x: num, y: num, z: num}", "One row per point."),
+            NPY_ANSWER("numpy's .npy (format 1.0): the points as float32, little-endian, shape (n, 3) in C "
+                       "order, row i the JSON answer's points[i] (the same values) and "
+                       "/umap/layout/tokens' ids[i]; read with numpy.load(io.BytesIO(body)).")),
     },
     {
         .path = "/umap/layout/tokens",
