@@ -1,5 +1,5 @@
 // The trajectory view: one 3D figure with the faint vocabulary cloud
-// (/umap/layout), each token's path through the states of /trajectory
+// (/umap/layout?format=npy and /umap/layout/tokens), each token's path through the states of /trajectory
 // (coloured by layer on viridis), the tokens at the chosen state (each token
 // labelled once, there), and an optional second phrase drawn alongside.
 //
