@@ -34,6 +34,7 @@ int api_selfcheck(twd_app *app, const api_args *a, api_response *res);
 int api_trajectory(twd_app *app, const api_args *a, api_response *res);
 int api_attention(twd_app *app, const api_args *a, api_response *res);
 int api_umap_layout(twd_app *app, const api_args *a, api_response *res);
+int api_umap_layout_tokens(twd_app *app, const api_args *a, api_response *res);
 int api_umap_status(twd_app *app, const api_args *a, api_response *res);
 
 /* api/stats.c (docs/MATH.md §14) */

@@ -250,21 +250,20 @@ static const api_param p_sweep_job[] = {
 static const api_param p_sweep_job_result[] = {P_JOB_ID, P_JOB_WAIT, API_PARAMS_END};
 static const api_param p_job_result[] = {P_JOB_ID, P_JOB_WAIT, P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
-static const api_param p_layout[] = {
-    {.name = "projection",
-     .type = AP_ENUM,
-     .def = "umap",
-     .choices = projections,
-     .doc = "Which fitted layout."},
-    {.name = "limit",
-     .type = AP_INT,
-     .def = "0",
-     .max = INT32_MAX,
-     .doc = "Points to return, spread evenly over the fitted rows; 0, or more than the layout holds: all of "
-            "them."},
-    P_FORMAT(fmt_json_csv),
-    API_PARAMS_END,
-};
+#define P_LAYOUT_ROWS                                                                                        \
+    {.name = "projection",                                                                                   \
+     .type = AP_ENUM,                                                                                        \
+     .def = "umap",                                                                                          \
+     .choices = projections,                                                                                 \
+     .doc = "Which fitted layout."},                                                                         \
+    {                                                                                                        \
+        .name = "limit", .type = AP_INT, .def = "0", .max = INT32_MAX,                                       \
+        .doc =                                                                                               \
+            "Points to return, spread evenly over the fitted rows; 0, or more than the layout holds: all "   \
+            "of them."                                                                                       \
+    }
+static const api_param p_layout[] = {P_LAYOUT_ROWS, P_FORMAT(fmt_json_csv_npy), API_PARAMS_END};
+static const api_param p_layout_tokens[] = {P_LAYOUT_ROWS, P_FORMAT(fmt_json_csv), API_PARAMS_END};
 
 /* docs/MATH.md §9-§13 (api/beyond.c) */
 static const char *const mlp_matrices[] = {"both", "in", "out", NULL};
@@ -625,6 +624,7 @@ static int h_metrics(twd_app *app, const api_args *a, api_response *res)
 #define JSON_ANSWER(schema_, doc_)       {.format = "json", .schema = schema_, .doc = doc_}
 #define CSV_ANSWER(schema_, doc_)        {.format = "csv", .schema = schema_, .doc = doc_}
 #define CSV_TABLE(table_, schema_, doc_) {.format = "csv", .table = table_, .schema = schema_, .doc = doc_}
+#define NPY_ANSWER(doc_)                 {.format = "npy", .doc = doc_}
 // clang-format on
 
 #define TOKEN_COLUMNS "id: int(0..), text: str"
@@ -1061,13 +1061,38 @@ const api_route api_routes[] = {
         .params = p_layout,
         .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
         .summary = "The fitted background points",
-        .description = "3D coordinates of the vocabulary rows the projection was fitted on, with their token "
-                       "ids and texts, for drawing the cloud a trajectory moves through.",
-        .answers = ANSWERS(JSON_ANSWER("{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
-                                       "n: int(0..) `points returned`, tokens: [Token], "
-                                       "points: [[num; 3]], faithfulness: Faithfulness}",
-                                       "The points and their tokens."),
-                           CSV_ANSWER("{" TOKEN_COLUMNS ", x: num, y: num, z: num}", "One row per point.")),
+        .description =
+            "3D coordinates of the vocabulary rows the projection was fitted on, with their token "
+            "ids and texts, for drawing the cloud a trajectory moves through. format=npy gives the "
+            "points alone and /umap/layout/tokens their tokens alone (the page draws the cloud from "
+            "these two).",
+        .answers = ANSWERS(
+            JSON_ANSWER("{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
+                        "n: int(0..) `points returned`, tokens: [Token], "
+                        "points: [[num; 3]], faithfulness: Faithfulness}",
+                        "The points and their tokens."),
+            CSV_ANSWER("{" TOKEN_COLUMNS ", x: num, y: num, z: num}", "One row per point."),
+            NPY_ANSWER("numpy's .npy (format 1.0): the points as float32, little-endian, shape (n, 3) in C "
+                       "order, row i the JSON answer's points[i] (the same values) and "
+                       "/umap/layout/tokens' ids[i]; read with numpy.load(io.BytesIO(body)).")),
+    },
+    {
+        .path = "/umap/layout/tokens",
+        .methods = API_GET,
+        .fn = api_umap_layout_tokens,
+        .params = p_layout_tokens,
+        .flags = API_NEEDS_MODEL | API_HEAVY | API_CACHEABLE,
+        .summary = "The tokens of the fitted background points",
+        .description = "The token ids and texts of /umap/layout's points (the same projection and limit), "
+                       "row-aligned with them and with its format=npy rows, as two arrays rather than one "
+                       "object per token (no bytes): what labelling the cloud needs, at a fraction of the "
+                       "size.",
+        .answers =
+            ANSWERS(JSON_ANSWER("{projection: 'umap'|'pca', rows: int(0..) `rows fitted`, "
+                                "n: int(0..) `points returned`, ids: [int(0..)] `the token id of point "
+                                "i`, texts: [str] `its text (invalid UTF-8 replaced)`}",
+                                "The ids and texts, in the points' order."),
+                    CSV_ANSWER("{" TOKEN_COLUMNS "}", "One row per point, in the points' order.")),
     },
     {
         .path = "/umap",

@@ -1,5 +1,5 @@
 /* Words travelling through the layers (docs/MATH.md §7-§8): /trajectory, /umap/layout
- * and /umap (the state of the background fit). */
+ * (and its tokens) and /umap (the state of the background fit). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include "api/format.h"
 #include "api/handlers.h"
 #include "api/json.h"
+#include "base/utf8.h"
 #include "core/ana/lens.h"
 #include "core/nn/forward.h"
 #include "core/nn/topk.h"
@@ -442,22 +443,57 @@ int api_attention(twd_app *app, const api_args *a, api_response *res)
     return api_json(res, 200, doc);
 }
 
-int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
+/* The rows a layout answer holds: the fitted points of the asked
+ * projection, *n of them, and *limit spread evenly over them (all of them
+ * for limit=0, or more than there are); row i of the answer is fitted row
+ * (token id) layout_row(i, ...). NULL, with the 503 answered, while the
+ * layout cannot be used. */
+static const float *layout_asked(twd_app *app, const api_args *a, api_response *res, size_t *n, size_t *limit)
 {
-    proj_kind kind = kind_of(a);
-    size_t n = 0, limit = (size_t)api_int(a, "limit");
     double progress;
     char msg[512];
     int rc;
-    const float *pts = layout_points(app->ext->layout, kind, &n, &rc, &progress, msg, sizeof msg);
-    if (!pts) return layout_unavailable(res, rc, progress, msg);
-    if (limit == 0 || limit > n) limit = n; /* more than the layout has: all of it */
+    const float *pts = layout_points(app->ext->layout, kind_of(a), n, &rc, &progress, msg, sizeof msg);
+    if (!pts) {
+        layout_unavailable(res, rc, progress, msg);
+        return NULL;
+    }
+    *limit = (size_t)api_int(a, "limit");
+    if (*limit == 0 || *limit > *n) *limit = *n; /* more than the layout has: all of it */
+    return pts;
+}
+
+static size_t layout_row(size_t i, size_t n, size_t limit) { return i * n / limit; }
+
+/* The points as numpy's .npy: float32, shape (limit, 3), row i the JSON
+ * answer's points[i] (the same float32 values: the JSON prints each as the
+ * shortest decimal that reads back to it). */
+static int layout_npy(const float *pts, size_t n, size_t limit, api_response *res)
+{
+    size_t shape[2] = {limit, 3};
+    if (limit == n) return api_npy_respond(res, "<f4", shape, 2, pts, n * 3 * sizeof *pts);
+    float *sel = malloc((limit ? limit : 1) * 3 * sizeof *sel);
+    if (!sel) return api_status_error(res, TW_ENOMEM, "the npy answer");
+    for (size_t i = 0; i < limit; i++)
+        memcpy(sel + i * 3, pts + layout_row(i, n, limit) * 3, 3 * sizeof *sel);
+    int ret = api_npy_respond(res, "<f4", shape, 2, sel, limit * 3 * sizeof *sel);
+    free(sel);
+    return ret;
+}
+
+int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
+{
+    proj_kind kind = kind_of(a);
+    size_t n = 0, limit = 0;
+    const float *pts = layout_asked(app, a, res, &n, &limit);
+    if (!pts) return -1;
+    if (api_format_is(a, "npy")) return layout_npy(pts, n, limit, res);
     if (api_format_is(a, "csv")) {
         textbuf tb;
         tb_init(&tb);
         tb_printf(&tb, "id,text,x,y,z\r\n");
         for (size_t i = 0; i < limit; i++) {
-            size_t r = i * n / limit; /* an even spread over the fitted rows */
+            size_t r = layout_row(i, n, limit);
             tb_csv_token(&tb, app->tok, (int)r);
             for (int j = 0; j < 3; j++) tb_csv_num(&tb, pts[r * 3 + (size_t)j]);
             tb_csv_end(&tb);
@@ -466,7 +502,7 @@ int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
     }
     json_t *points = json_array(), *tokens = json_array();
     for (size_t i = 0; i < limit; i++) {
-        size_t r = i * n / limit;
+        size_t r = layout_row(i, n, limit);
         api_push(points, point_json(pts + r * 3));
         api_push(tokens, api_token_json(app->tok, (int)r));
     }
@@ -474,6 +510,37 @@ int api_umap_layout(twd_app *app, const api_args *a, api_response *res)
                             (int)n, "n", (int)limit, "tokens", tokens, "points", points);
     json_t *f = layout_faith_json(app->ext->layout, kind);
     if (doc && f) api_put(doc, "faithfulness", f);
+    return api_json(res, 200, doc);
+}
+
+/* The tokens of /umap/layout's rows without their bytes: two arrays, ids
+ * and texts, row-aligned with the points (and with format=npy's rows), for
+ * labelling the cloud at a fraction of the JSON answer's size. */
+int api_umap_layout_tokens(twd_app *app, const api_args *a, api_response *res)
+{
+    size_t n = 0, limit = 0;
+    if (!layout_asked(app, a, res, &n, &limit)) return -1;
+    if (api_format_is(a, "csv")) {
+        textbuf tb;
+        tb_init_csv(&tb, "id,text");
+        for (size_t i = 0; i < limit; i++) {
+            tb_csv_token(&tb, app->tok, (int)layout_row(i, n, limit));
+            tb_csv_end(&tb);
+        }
+        return tb_respond(&tb, res, CSV_TYPE);
+    }
+    json_t *ids = json_array(), *texts = json_array();
+    for (size_t i = 0; i < limit; i++) {
+        int id = (int)layout_row(i, n, limit);
+        size_t len = 0, tlen = 0;
+        const uint8_t *b = tokenizer_token_bytes(app->tok, id, &len);
+        char *t = utf8_sanitize(b ? (const char *)b : "", b ? len : 0, &tlen);
+        api_push(ids, json_integer(id));
+        api_push(texts, t ? json_stringn(t, tlen) : NULL); /* by length: a token may be a NUL byte */
+        free(t);
+    }
+    json_t *doc = json_pack("{s:s,s:i,s:i,s:o,s:o}", "projection", kind_of(a) == PROJ_PCA ? "pca" : "umap",
+                            "rows", (int)n, "n", (int)limit, "ids", ids, "texts", texts);
     return api_json(res, 200, doc);
 }
 

@@ -9,8 +9,9 @@ Each "cold" figure is the first request of its kind after a fresh start.
 --only-npy: only a 1024-token /trajectory?vectors=true&format=npy against the
 same request without vectors (JSON), each on a new text (--reps: how many).
 --page: only the page's first requests (as static/js/app.js and trajectory.js
-send them: /models with /openapi.json, /model, then /umap/layout of the whole
-layout beside the default phrase's POST /trajectory), on a daemon that reads
+send them: /models with /openapi.json, /model, then the whole layout's cloud
+in its compact form, /umap/layout?format=npy and /umap/layout/tokens, beside
+the default phrase's POST /trajectory), on a daemon that reads
 the UMAP layout from its disk cache (--page-cache; fitted there first if
 absent, which takes minutes); the first trajectory is there when both answer.
 """
@@ -147,7 +148,8 @@ def page_rows(exe, model, cache, extra):
     run("/model", "GET", "/model")
     phrase = json.loads(got["/model"][1]).get("default_phrase") or "To kill two birds with one stone"
     t1 = time.perf_counter()
-    ts = [threading.Thread(target=run, args=("/umap/layout", "GET", "/umap/layout?projection=umap&limit=0")),
+    ts = [threading.Thread(target=run, args=("/umap/layout", "GET", "/umap/layout?projection=umap&limit=0&format=npy")),
+          threading.Thread(target=run, args=("/umap/layout/tokens", "GET", "/umap/layout/tokens?projection=umap&limit=0")),
           threading.Thread(target=run, args=("/trajectory", "POST", "/trajectory",
                                              {"text": phrase, "projection": "umap", "gelu": "tanh", "k": 5}))]
     for t in ts:
@@ -158,9 +160,11 @@ def page_rows(exe, model, cache, extra):
     for name in ("/models", "/openapi.json", "/model"):
         out.append(("  %s" % name, got[name][0] * 1e3, "ms"))
     n = json.loads(got["/trajectory"][1])["n_tokens"]
-    out.append(("  /umap/layout (%d points, %.0f KB), beside" % (
-        json.loads(got["/umap/layout"][1])["n"], len(got["/umap/layout"][1]) / 1e3), got["/umap/layout"][0] * 1e3,
-        "ms"))
+    tok = json.loads(got["/umap/layout/tokens"][1])
+    out.append(("  /umap/layout?format=npy (%d points, %.0f KB), beside" % (
+        tok["n"], len(got["/umap/layout"][1]) / 1e3), got["/umap/layout"][0] * 1e3, "ms"))
+    out.append(("  /umap/layout/tokens (%.0f KB), beside" % (len(got["/umap/layout/tokens"][1]) / 1e3),
+                got["/umap/layout/tokens"][0] * 1e3, "ms"))
     out.append(("  POST /trajectory, default phrase (%d tokens), umap, k 5" % n, got["/trajectory"][0] * 1e3, "ms"))
     out.append(("  both answered, from the layout and trajectory requests", (t2 - t1) * 1e3, "ms"))
     out.append(("first trajectory's data at the page, from /models", (t2 - t0) * 1e3, "ms"))

@@ -1,4 +1,5 @@
-// Talking to twd: every answer is JSON; every error has the shape
+// Talking to twd: every answer is JSON (but for the arrays asked as numpy's
+// .npy, apiGetArray); every error has the shape
 // {"error": {"code", "type", "message"}}. Callers get the data, or an ApiError
 // that carries the daemon's own message (shown to the user as it is).
 //
@@ -41,7 +42,32 @@ function storeKey(k) {
   } catch (e) { /* storage off: the key lasts as long as the prompt's answer */ }
 }
 
-async function once(path, init) {
+// numpy's .npy (format 1.0 or 2.0) as { shape, data }: a little-endian
+// float32 or float64 array in C order, data a typed array over the bytes
+// (no copy when the header leaves it aligned, as twd's does). null for
+// anything else.
+export function parseNpy(buf) {
+  const u8 = new Uint8Array(buf);
+  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
+  if (u8.length < 10 || magic.some((b, i) => u8[i] !== b)) return null;
+  const v2 = u8[6] >= 2;
+  const dv = new DataView(buf);
+  const hlen = v2 ? dv.getUint32(8, true) : dv.getUint16(8, true);
+  const start = (v2 ? 12 : 10) + hlen;
+  const header = new TextDecoder('latin1').decode(u8.subarray(v2 ? 12 : 10, start));
+  const descr = /'descr':\s*'([^']*)'/.exec(header);
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header);
+  if (!descr || !shape || /'fortran_order':\s*True/.test(header)) return null;
+  const dims = shape[1].split(',').map(x => x.trim()).filter(x => x).map(Number);
+  const count = dims.reduce((a, b) => a * b, 1);
+  const Type = { '<f4': Float32Array, '<f8': Float64Array }[descr[1]];
+  if (!Type || dims.some(d => !Number.isInteger(d) || d < 0) || start + count * Type.BYTES_PER_ELEMENT > buf.byteLength) return null;
+  const data = start % Type.BYTES_PER_ELEMENT === 0 ? new Type(buf, start, count)
+    : new Type(buf.slice(start, start + count * Type.BYTES_PER_ELEMENT));
+  return { shape: dims, data };
+}
+
+async function once(path, init, binary = false) {
   const key = storedKey();
   const headers = { ...(init.headers || {}) };
   if (key) headers.Authorization = `Bearer ${key}`;
@@ -51,6 +77,11 @@ async function once(path, init) {
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', `twd is not answering (${e.message}). Is the daemon still running?`);
+  }
+  if (binary && res.ok && !/json/.test(res.headers.get('Content-Type') || '')) {
+    const arr = parseNpy(await res.arrayBuffer());
+    if (arr) return arr;
+    throw new ApiError(res.status, 'bad_answer', 'twd sent an answer that is not a float .npy array');
   }
   const text = await res.text();
   let body = null;
@@ -66,10 +97,10 @@ async function once(path, init) {
     retryAfter);
 }
 
-async function request(path, init) {
+async function request(path, init, binary = false) {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await once(path, init);
+      return await once(path, init, binary);
     } catch (e) {
       if (!(e instanceof ApiError) || e.status !== 401 || !askKey || attempt >= 3) throw e;
       // one prompt for every request that met the 401 at the same time
@@ -95,10 +126,20 @@ function query(params) {
 // skipped). The chosen model is added unless params say otherwise
 // (model: null for routes of the service itself).
 export function apiGet(path, params = {}, signal = undefined) {
+  return getAnswer(path, params, signal, false);
+}
+
+// GET path?params of an answer in numpy's .npy (format=npy): { shape, data }
+// with data a Float32Array (or Float64Array) over the answer's bytes.
+export function apiGetArray(path, params = {}, signal = undefined) {
+  return getAnswer(path, { ...params, format: 'npy' }, signal, true);
+}
+
+function getAnswer(path, params, signal, binary) {
   const p = { ...params };
   if (!('model' in p) && modelName) p.model = modelName;
   const qs = query(p).toString();
-  return request(qs ? `${path}?${qs}` : path, { method: 'GET', signal });
+  return request(qs ? `${path}?${qs}` : path, { method: 'GET', signal }, binary);
 }
 
 // POST a JSON body (used for phrases, so that long texts never hit the URL cap).
@@ -143,6 +184,11 @@ function remember(key, make) {
 // The answer of GET path?params, asked once (errors are not kept).
 export function getCached(path, params = {}) {
   return remember(memoKey('GET', path, params), () => apiGet(path, params));
+}
+
+// The array of GET path?params&format=npy, asked once.
+export function getArrayCached(path, params = {}) {
+  return remember(memoKey('GET', path, { ...params, format: 'npy' }), () => apiGetArray(path, params));
 }
 
 // The answer of POST path {body}, asked once.

@@ -1,5 +1,5 @@
 // The trajectory view: one 3D figure with the faint vocabulary cloud
-// (/umap/layout), each token's path through the states of /trajectory
+// (/umap/layout?format=npy and /umap/layout/tokens), each token's path through the states of /trajectory
 // (coloured by layer on viridis), the tokens at the chosen state (each token
 // labelled once, there), and an optional second phrase drawn alongside.
 //
@@ -7,7 +7,7 @@
 // figure (the cloud's buffers are built once per layout and kept, plot.js
 // keepTrace); a slider step updates only the traces of the shown state
 // (Plotly.update); the camera is kept in the URL.
-import { ApiError, apiGet, postCached, getCached } from './api.js';
+import { ApiError, apiGet, postCached, getCached, getArrayCached } from './api.js';
 import { state, setState } from './state.js';
 import { showMessage, hideMessage, errorText, downloadTools } from './ui.js';
 import {
@@ -29,7 +29,7 @@ const st = {
   request: null,
   results: [],        // /trajectory answers, phrase A then B
   pre: [],            // per phrase: hover texts and labels, computed once per answer
-  cloud: null,        // /umap/layout answer drawn behind, or null
+  cloud: null,        // the background cloud drawn behind (layoutCloud), or null
   cloudKey: '',
   cloudTrace: null,   // the plotly trace of `cloud` (the same object while the layout is)
   layer: 0,           // state index shown
@@ -125,8 +125,7 @@ async function run(req) {
   }, 250);
   $('traj-plot').setAttribute('aria-busy', 'true');
   const cloudKey = `${req.model}:${req.projection}:${req.limit}`;
-  const cloudJob = st.cloud && st.cloudKey === cloudKey ? Promise.resolve(st.cloud)
-    : getCached('/umap/layout', { projection: req.projection, limit: req.limit });
+  const cloudJob = st.cloud && st.cloudKey === cloudKey ? Promise.resolve(st.cloud) : layoutCloud(req);
   let cloudNow = null;
   cloudJob.then(c => { cloudNow = c; }, () => {});
   const warm = loadPlotly().then(ok => ok && seq === st.seq && warmUp());
@@ -285,13 +284,46 @@ function prepare(r, p) {
   };
 }
 
+// The background cloud of a request's projection and limit, from the
+// compact answers: the points as float32 (/umap/layout?format=npy, some
+// 0.6 MB for GPT-2's 50,257 rows, read without parsing) and their tokens'
+// ids and texts (/umap/layout/tokens), rather than the JSON answer's token
+// objects (6 MB to parse on the main thread while the phrase is drawn).
+// { projection, rows, n, xyz: Float32Array (n x 3, row-major), ids, texts };
+// the same object for the same answers (the cloud's buffers are kept).
+const clouds = new WeakMap();  // npy answer -> cloud
+async function layoutCloud(req) {
+  const q = { projection: req.projection, limit: req.limit };
+  const [arr, tok] = await Promise.all([getArrayCached('/umap/layout', q), getCached('/umap/layout/tokens', q)]);
+  if (clouds.has(arr)) return clouds.get(arr);
+  const n = arr.shape[0];
+  if (arr.shape.length !== 2 || arr.shape[1] !== 3 || tok.n !== n || tok.texts.length !== n)
+    throw new ApiError(200, 'bad_answer', `the layout's points (${arr.shape.join(' x ')}) and tokens (${tok.n}) do not match`);
+  const c = { projection: tok.projection, rows: tok.rows, n, xyz: arr.data, ids: tok.ids, texts: tok.texts };
+  clouds.set(arr, c);
+  return c;
+}
+
+// One axis of the cloud's points.
+function cloudAxis(c, a) {
+  const v = new Float32Array(c.n);
+  for (let i = 0; i < c.n; i++) v[i] = c.xyz[i * 3 + a];
+  return v;
+}
+
+// The cloud as the JSON download holds it: /umap/layout/tokens with the points.
+function cloudDoc(c) {
+  if (!c) return null;
+  const points = [];
+  for (let i = 0; i < c.n; i++) points.push([c.xyz[i * 3], c.xyz[i * 3 + 1], c.xyz[i * 3 + 2]]);
+  return { projection: c.projection, rows: c.rows, n: c.n, ids: c.ids, texts: c.texts, points };
+}
+
 function cloudTrace(c) {
-  const texts = Array.isArray(c.tokens) ? c.tokens.map(t => t.text) : c.texts;
-  const pts = c.points;
   return {
     type: 'scatter3d', mode: 'markers', uid: 'cloud', name: `vocabulary (${c.n} of ${c.rows} rows)`,
-    x: pts.map(q => q[0]), y: pts.map(q => q[1]), z: pts.map(q => q[2]),
-    hovertext: texts.map(s => plotlyText(visibleToken(s))), hoverinfo: 'text',
+    x: cloudAxis(c, 0), y: cloudAxis(c, 1), z: cloudAxis(c, 2),
+    hovertext: c.texts.map(s => plotlyText(visibleToken(s))), hoverinfo: 'text',
     // squares: two triangles a point where a circle takes dozens, for the same 2-pixel dot
     marker: { size: 2, symbol: 'square', color: '#8a93a3', opacity: 0.3 },
     meta: { role: 'cloud' },
@@ -432,12 +464,17 @@ function sceneBox() {
   if (st.request.projection === 'pca') return phraseBox();
   const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
   const add = q => { for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], q[a]); hi[a] = Math.max(hi[a], q[a]); } };
-  if (st.cloud && st.cloud.points.length) {
-    const n = st.cloud.points.length;
+  if (st.cloud && st.cloud.n) {
+    const c = st.cloud, n = c.n;
+    if (!c.bulk) {  // once per cloud
+      c.bulk = [0, 1, 2].map(a => {
+        const v = cloudAxis(c, a).sort();
+        return [v[Math.floor(0.005 * (n - 1))], v[Math.ceil(0.995 * (n - 1))]];
+      });
+    }
     for (let a = 0; a < 3; a++) {
-      const v = st.cloud.points.map(q => q[a]).sort((x, y) => x - y);
-      lo[a] = Math.min(lo[a], v[Math.floor(0.005 * (n - 1))]);
-      hi[a] = Math.max(hi[a], v[Math.ceil(0.995 * (n - 1))]);
+      lo[a] = Math.min(lo[a], c.bulk[a][0]);
+      hi[a] = Math.max(hi[a], c.bulk[a][1]);
     }
   }
   for (const r of st.results) for (const x of r.states) x.points.forEach(add);
@@ -493,7 +530,6 @@ function figure() {
   st.narrow = gd.clientWidth < 620;
   const data = [];
   if (st.cloud) {
-    if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
     // the cloud's entry in the legend: a click shows or hides the layer below
     data.push({
       type: 'scatter3d', mode: 'markers', uid: 'cloud-key', x: [null], y: [null], z: [null], hoverinfo: 'skip',
@@ -586,6 +622,9 @@ async function drawAll(seq) {
     mark('twd:traj-labels');
   }
   if (st.cloud) {
+    // the cloud's trace is built after the phrases are on screen (its 50,257
+    // hover texts and axes for GPT-2), once per cloud
+    if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
     await Plotly.react(under, [st.cloudTrace.trace], below,
       { ...config(fileStem()), displayModeBar: false, scrollZoom: false, showTips: false });
     // new ranges for the same cloud keep its buffers
@@ -834,8 +873,9 @@ export function faithRows(f) {
 
 function renderFaithfulness() {
   const box = $('traj-faith');
-  // the phrase's own figures, else the layout's (the cloud's answer carries them too)
-  const layoutF = st.cloud && st.cloud.faithfulness;
+  // the phrase's own figures, else the layout's (from /umap, as the page last read it)
+  const u = st.ctx.current && st.ctx.current.umap;
+  const layoutF = u && u.faithfulness ? u.faithfulness[st.request.projection] : null;
   const sets = st.results.map((r, p) => ({ p, f: r.faithfulness || (p === 0 ? layoutF : null) }))
     .filter(x => x.f && typeof x.f === 'object');
   if (!sets.length) { box.hidden = true; return; }
@@ -889,7 +929,7 @@ function dataDoc() {
       followed_tokens: st.highlight.slice(0, st.results.length), camera: state.camera || null,
     },
     trajectories: st.results,
-    background: st.cloud,
+    background: cloudDoc(st.cloud),
   };
 }
 

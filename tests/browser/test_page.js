@@ -85,7 +85,9 @@ function figureOf(page, id) {
       legend: gd._fullLayout && gd._fullLayout.legend ? { y: gd._fullLayout.legend.y, yanchor: gd._fullLayout.legend.yanchor } : null,
       traces: gd.data.map(t => ({
         uid: t.uid, role: t.meta && t.meta.role, phrase: t.meta ? t.meta.phrase : undefined, meta: t.meta || {},
-        n: t.x ? t.x.length : 0, x: t.x, y: t.y, z: t.z, text: t.text, hovertext: t.hovertext, name: t.name, mode: t.mode,
+        // the cloud's axes are typed arrays: as plain arrays here
+        n: t.x ? t.x.length : 0, x: t.x && Array.from(t.x), y: t.y && Array.from(t.y), z: t.z && Array.from(t.z),
+        text: t.text, hovertext: t.hovertext, name: t.name, mode: t.mode,
         type: t.type, visible: t.visible,
       })),
     };
@@ -115,6 +117,8 @@ function pick(fig, role, phrase = 0) {
 }
 
 function xyz(trace) { return trace.x.map((_, i) => [trace.x[i], trace.y[i], trace.z[i]]); }
+// A JSON answer's points as the float32 values they print (the page's cloud is float32).
+function f32(points) { return points.map(q => q.map(Math.fround)); }
 
 async function waitShown(page, { projection, state, phrases, token, timeout = 60000 }) {
   await page.waitForFunction(({ projection, state, phrases, token }) => {
@@ -335,8 +339,17 @@ async function main() {
     await page.waitForFunction(() => Number(document.getElementById('traj-plot').dataset.cloud) > 0, null, { timeout: 30000 });
     const cloud = pick(await figureOf(page, 'traj-cloud'), 'cloud');
     const layout = (await d.get('/umap/layout', { projection: 'umap', limit: 0 })).body;
-    ok(cloud && cloud.n === layout.n && layout.n === UMAP_ROWS && maxDiff(xyz(cloud), layout.points) <= 1e-9,
+    // drawn from the compact answers (float32 points, the tokens' texts), the
+    // same points as the JSON answer's (read as float32) and the same hovers
+    ok(cloud && cloud.n === layout.n && layout.n === UMAP_ROWS && maxDiff(xyz(cloud), f32(layout.points)) === 0,
       `the background cloud holds the ${UMAP_ROWS} fitted points`, `cloud ${cloud && cloud.n}, layout ${layout.n}`);
+    const cloudHover = i => cloud.hovertext[i] === plotlyText(visibleToken(layout.tokens[i].text));
+    ok(cloud && cloud.hovertext.length === layout.n && [0, 1, 7, layout.n - 1].every(cloudHover) && cloud.hovertext.every((_, i) => cloudHover(i)),
+      'hovering a point of the cloud shows its token, as /umap/layout gives it', cloud && JSON.stringify(cloud.hovertext.slice(0, 3)));
+    const asked = await page.evaluate(() => performance.getEntriesByType('resource').map(e => new URL(e.name))
+      .filter(u => u.pathname.startsWith('/umap/layout')).map(u => `${u.pathname}?${u.searchParams.get('format') || ''}`));
+    ok(asked.includes('/umap/layout?npy') && asked.includes('/umap/layout/tokens?') && !asked.includes('/umap/layout?'),
+      'the page asks for the cloud in its compact form (format=npy and /umap/layout/tokens), never for the JSON answer', asked.join(' '));
     ok(pick(fig, 'highlight').meta.token === N - 2, 'the second-to-last token is followed by default');
     const faithShown = await page.evaluate(() => ({
       hidden: document.getElementById('traj-faith').hidden,
@@ -492,7 +505,7 @@ async function main() {
     await page.waitForFunction(() => Number(document.getElementById('traj-plot').dataset.cloud) > 0);
     const pf = await figureOf(page, 'traj-plot');
     const pcloud = await figureOf(page, 'traj-cloud');
-    ok(maxDiff(xyz(pick(pcloud, 'cloud')), pcaLayout.points) <= 1e-9, 'the PCA view draws the PCA background');
+    ok(maxDiff(xyz(pick(pcloud, 'cloud')), f32(pcaLayout.points)) === 0, 'the PCA view draws the PCA background');
     // how faithful the PCA picture is, beside it (when the daemon gives it)
     const pf0 = pca.ans.faithfulness || pcaLayout.faithfulness;
     if (pf0) {

@@ -96,6 +96,42 @@ class NotebookDataTest(unittest.TestCase):
         got = df[["v%d" % i for i in range(32)]].to_numpy(dtype=np.float32).reshape(6, len(ids), 32)
         self.assertTrue(np.array_equal(got, arr))
 
+    def test_layout_npy_and_tokens_are_the_json_answer(self):
+        # the compact forms of /umap/layout: numpy.load of format=npy gives
+        # the JSON answer's points as float32, /umap/layout/tokens its tokens
+        for q in (dict(projection="pca"), dict(projection="pca", limit=10), dict(projection="pca", limit=5000)):
+            with self.subTest(**q):
+                st, doc = self.d.get_json("/umap/layout", **q)
+                self.assertEqual(st, 200, doc)
+                h, body = self.get("/umap/layout", format="npy", **q)
+                self.assertEqual(h["content-type"], "application/octet-stream")
+                arr = np.load(io.BytesIO(body))
+                self.assertEqual((arr.dtype, arr.shape), (np.float32, (doc["n"], 3)))
+                self.assertTrue(np.array_equal(arr, np.array(doc["points"], dtype=np.float32)))
+                st, tok = self.d.get_json("/umap/layout/tokens", **q)
+                self.assertEqual(st, 200, tok)
+                self.assertEqual(sorted(tok), ["ids", "n", "projection", "rows", "texts"])
+                self.assertEqual((tok["projection"], tok["rows"], tok["n"]), ("pca", doc["rows"], doc["n"]))
+                self.assertEqual(tok["ids"], [t["id"] for t in doc["tokens"]])
+                self.assertEqual(tok["texts"], [t["text"] for t in doc["tokens"]])
+                if pd is not None:
+                    h, body = self.get("/umap/layout/tokens", format="csv", **q)
+                    df = read_csv(body)
+                    self.assertEqual(list(df.columns), ["id", "text"])
+                    self.assertEqual(df["id"].tolist(), tok["ids"])
+                    # (pandas reads the one-NUL token's cell as empty: compared without it)
+                    keep = [i for i, t in enumerate(tok["texts"]) if "\x00" not in t]
+                    self.assertGreater(len(keep), len(tok["texts"]) - 2)
+                    self.assertEqual(df["text"][keep].tolist(), [tok["texts"][i] for i in keep])
+        # every token of the vocabulary (1024 rows: PCA is fitted on all of them), in id order
+        self.assertEqual(self.d.get_json("/umap/layout/tokens", projection="pca")[1]["ids"], list(range(1024)))
+        # a token whose text is not valid UTF-8 has the JSON answer's replaced text
+        st, tok = self.d.get_json("/umap/layout/tokens", projection="pca")
+        bad = [i for i, t in enumerate(tok["texts"]) if "\ufffd" in t]
+        if bad:
+            st, dt = self.d.get_json("/detokenize", ids=str(bad[0]))
+            self.assertEqual(tok["texts"][bad[0]], dt["tokens"][0]["text"])
+
     def test_logit_lens_probabilities_entropy_and_ranks(self):
         target = 7
         doc = self.traj(k=4, vectors="true", target=str(target))
@@ -306,8 +342,15 @@ class NotebookDataTest(unittest.TestCase):
         error_at(self, self.d, "/probe?block=0&format=npy", 400, "'format'", "json, csv")
         error_at(self, self.d, "/svd?block=0&table=both", 400, "'table'", "directions, spectra")
         error_at(self, self.d, "/attention?text=a&format=latex", 400, "'format'", "json, csv")
-        error_at(self, self.d, "/umap/layout?format=npy", 400, "'format'")
+        error_at(self, self.d, "/umap/layout?format=latex", 400, "'format'", "json, csv, npy")
         error_at(self, self.d, "/umap/layout?limit=-1", 400, "'limit'")
+        error_at(self, self.d, "/umap/layout?format=npy&limit=x", 400, "'limit'")
+        error_at(self, self.d, "/umap/layout?format=npy&projection=tsne", 400, "'projection'", "umap, pca")
+        error_at(self, self.d, "/umap/layout/tokens?format=npy", 400, "'format'", "json, csv")
+        error_at(self, self.d, "/umap/layout/tokens?limit=-1", 400, "'limit'")
+        error_at(self, self.d, "/umap/layout/tokens?limit=2147483648", 400, "'limit'")
+        error_at(self, self.d, "/umap/layout/tokens?projection=tsne", 400, "'projection'", "umap, pca")
+        error_at(self, self.d, "/umap/layout/tokens?points=3", 400, "'points'")
         error_at(self, self.d, "/tokenize?text=a&format=tsv", 400, "'format'")
 
     def test_vectors_are_bounded_before_computing(self):

@@ -125,6 +125,9 @@ REQUESTS = [
     ("post", "/attention", {"text": "abc", "format": "csv"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "7"}, None),
     ("get", "/umap/layout", {"projection": "pca", "limit": "5", "format": "csv"}, None),
+    ("get", "/umap/layout", {"projection": "pca", "limit": "6", "format": "npy"}, None),
+    ("get", "/umap/layout/tokens", {"projection": "pca", "limit": "7"}, None),
+    ("get", "/umap/layout/tokens", {"projection": "pca", "limit": "5", "format": "csv"}, None),
     ("post", "/trajectory/stats", {"texts": [TEXT, "a b c"], "k": 2}, None),
     ("post", "/trajectory/stats", {"texts": ["x", "a b"], "gelu": "erf", "format": "csv"}, None),
     # job 1 of the daemon: started, then asked about
@@ -185,6 +188,8 @@ ERRORS = [
     ("get", "/model", {}, {"Host": "attacker.example"}, 421),
     ("get", "/trajectory", {"text": TEXT}, {}, 503),  # projection=umap with umap=false
     ("get", "/umap/layout", {"projection": "umap"}, {}, 503),
+    ("get", "/umap/layout", {"projection": "umap", "format": "npy"}, {}, 503),
+    ("get", "/umap/layout/tokens", {"projection": "umap"}, {}, 503),
 ]
 
 
@@ -386,7 +391,8 @@ class AnswersTest(unittest.TestCase):
         return spec["table"]
 
     # the array each .npy answer holds: dtype and shape (None: any length)
-    NPY = {"/trajectory": ("<f4", (None, None, N_EMBD)), "/embeddings/scores": ("<f8", (VOCAB, 4))}
+    NPY = {"/trajectory": ("<f4", (None, None, N_EMBD)), "/embeddings/scores": ("<f8", (VOCAB, 4)),
+           "/umap/layout": ("<f4", (None, 3))}
 
     def check_npy(self, name, path, body):
         self.assertEqual(body[:8], b"\x93NUMPY\x01\x00", name)

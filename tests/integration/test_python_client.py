@@ -678,6 +678,11 @@ class PythonClientTest(unittest.TestCase):
             df = self.c.umap_layout("pca", limit)
             self.assertFrame(df, rows, ["id", "text", "x", "y", "z"], ints=("id",), texts=("text",))
             self.assertEqual(len(df), 5 if limit == 5 else 1024)
+            arr = self.c.umap_layout_array("pca", limit)
+            self.assertEqual((arr.dtype, arr.shape), (np.float32, (len(df), 3)))
+            self.assertTrue(np.array_equal(arr, np.array(js["points"], dtype=np.float32)))
+            tok = self.c.umap_layout_tokens("pca", limit)
+            self.assertFrame(tok, [tok_cols(t) for t in js["tokens"]], ["id", "text"], ints=("id",), texts=("text",))
 
     # ---- beyond the paper (MATH §9-§13) ----
     def test_mlp_values(self):

@@ -1,8 +1,11 @@
-"""Integration tests of issue 4's routes: /trajectory, /umap/layout, /umap."""
+"""Integration tests of issue 4's routes: /trajectory, /umap/layout (and its tokens), /umap."""
+import io
 import os
 import sys
 import tempfile
 import unittest
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from twd_harness import Daemon, OneDaemon, error_at, error_of, module_checkpoint, wait_umap  # noqa: E402
@@ -98,6 +101,16 @@ class TrajectoryTest(OneDaemon, unittest.TestCase):
         st, big = self.d.get_json("/umap/layout", limit=5000)
         self.assertEqual((st, big["n"]), (200, 1024))
         self.assertEqual(big["points"], full["points"])
+        # the compact forms of the UMAP layout: the same rows, points and texts
+        st, tok = self.d.get_json("/umap/layout/tokens", limit=50)
+        self.assertEqual((st, tok["projection"], tok["n"], tok["rows"]), (200, "umap", 50, 1024))
+        self.assertEqual((tok["ids"], tok["texts"]), (ids, [t["text"] for t in doc["tokens"]]))
+        st, h, body = self.d.get("/umap/layout", limit=50, format="npy")
+        arr = np.load(io.BytesIO(body))
+        self.assertEqual((st, arr.dtype, arr.shape), (200, np.float32, (50, 3)))
+        self.assertTrue(np.array_equal(arr, np.array(doc["points"], dtype=np.float32)))
+        st, h, body = self.d.get("/umap/layout", format="npy")
+        self.assertTrue(np.array_equal(np.load(io.BytesIO(body)), np.array(full["points"], dtype=np.float32)))
 
     def test_model_reports_umap(self):
         st, doc = self.d.get_json("/model")
@@ -151,6 +164,11 @@ class UmapLifecycleTest(unittest.TestCase):
             self.assertEqual(err["type"], "unavailable")
             st, h, body = d.request("GET", "/umap/layout")
             self.assertEqual(st, 503)
+            # its compact forms too, with the same JSON error and Retry-After
+            for target in ("/umap/layout?format=npy", "/umap/layout/tokens"):
+                st, h, body = d.request("GET", target)
+                error_of(self, st, body, 503, ["being fitted"])
+                self.assertIn("retry-after", h)
             self.assertEqual(d.get_json("/umap")[1]["state"], "fitting")
             # PCA is there at once
             self.assertEqual(d.get("/trajectory", text="time", projection="pca")[0], 200)

@@ -48,6 +48,7 @@ ROUTES = {
     "/attention": "attention",
     "/umap": "umap",
     "/umap/layout": "umap_layout",
+    "/umap/layout/tokens": "umap_layout_tokens",
     "/mlp/values": "mlp_values",
     "/mlp/svd": "mlp_svd",
     "/mlp/updates": "mlp_updates",
@@ -530,6 +531,18 @@ class Client:
         all].
         Columns: id, text, x, y, z."""
         return self._data("/umap/layout", {"projection": projection, "limit": limit}, as_json)
+
+    def umap_layout_array(self, projection=None, limit=None):
+        """GET /umap/layout?format=npy: the points alone as a float32 array
+        of shape (n, 3); row i is row i of umap_layout (the same values) and
+        of umap_layout_tokens."""
+        return self.request("/umap/layout", {"projection": projection, "limit": limit}, "npy")
+
+    def umap_layout_tokens(self, projection=None, limit=None, as_json=False):
+        """GET /umap/layout/tokens: the ids and texts of the points of
+        umap_layout, in their order (no bytes).
+        Columns: id, text (JSON: ids and texts, two arrays)."""
+        return self._data("/umap/layout/tokens", {"projection": projection, "limit": limit}, as_json)
 
     def umap(self):
         """GET /umap: the state of the background UMAP fit (disabled, fitting
