@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,8 +215,9 @@ typedef struct {
     const float *qy;
     size_t K;
     const int32_t *ix;
-    double *dy; /* (parts, n) */
-    size_t *ny; /* (parts, K) */
+    size_t ldix; /* query i's full-space list at ix + i * ldix */
+    double *dy;  /* (parts, n) */
+    size_t *ny;  /* (parts, K) */
     double *frac;
 } overlap_scan;
 
@@ -237,38 +239,56 @@ static void overlap_part(void *ctx, size_t lo, size_t hi, int part)
         }
         nearest(dy, n, (size_t)-1, K, ny);
         size_t both = 0;
-        for (size_t t = 0; t < K; t++) both += (size_t)member(ny, K, (size_t)p->ix[i * K + t]);
+        for (size_t t = 0; t < K; t++) both += (size_t)member(ny, K, (size_t)p->ix[i * p->ldix + t]);
         p->frac[i] = (double)both / (double)K;
     }
+}
+
+/* The layout side, scratch allocated: TW_OK or TW_ENOMEM. */
+static int overlap_layout(const float *Y, size_t n, size_t e, const float *qy, size_t m, size_t K,
+                          const int32_t *ix, size_t ldix, double *frac)
+{
+    int parts = nn_parts();
+    double *dy = malloc((size_t)parts * n * sizeof *dy); /* a part's scratch each */
+    size_t *ny = malloc((size_t)parts * K * sizeof *ny);
+    int rc = dy && ny ? TW_OK : TW_ENOMEM;
+    if (rc == TW_OK) {
+        overlap_scan os = {Y, e, n, qy, K, ix, ldix, dy, ny, frac};
+        nn_parallel_rows(m, parts, overlap_part, &os);
+    }
+    free(dy);
+    free(ny);
+    return rc;
+}
+
+static bool overlap_args_ok(size_t n, size_t d, const float *Y, size_t e, const float *qy, size_t m, size_t K,
+                            const double *frac)
+{
+    return Y && qy && frac && K >= 1 && K <= n && d >= 1 && e >= 1 && n <= (size_t)INT32_MAX &&
+           m <= (size_t)INT32_MAX;
 }
 
 int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t e, const float *q,
                       const float *qy, size_t m, size_t K, double *frac)
 {
-    if (!X || !Y || !q || !qy || !frac || K < 1 || K > n || d < 1 || e < 1 || n > (size_t)INT32_MAX ||
-        m > (size_t)INT32_MAX)
-        return TW_EINVAL;
+    if (!X || !q || !overlap_args_ok(n, d, Y, e, qy, m, K, frac)) return TW_EINVAL;
     if (m == 0) return TW_OK;
     /* the full space: UMAP's exact kNN (float GEMM screening, the best
      * candidates measured again in double; docs/MATH.md §8.1 step 1) */
-    int parts = nn_parts();
     int32_t *ix = malloc(m * K * sizeof *ix);
     float *dist = malloc(m * K * sizeof *dist);
-    double *dy = malloc((size_t)parts * n * sizeof *dy); /* a part's scratch each */
-    size_t *ny = malloc((size_t)parts * K * sizeof *ny);
-    int rc = TW_OK;
-    if (!ix || !dist || !dy || !ny) {
-        rc = TW_ENOMEM;
-        goto out;
-    }
+    int rc = ix && dist ? TW_OK : TW_ENOMEM;
     char err[256];
-    if ((rc = umap_knn(X, n, q, m, d, K, 0, ix, dist, NULL, err, sizeof err)) != TW_OK) goto out;
-    overlap_scan os = {Y, e, n, qy, K, ix, dy, ny, frac};
-    nn_parallel_rows(m, parts, overlap_part, &os);
-out:
+    if (rc == TW_OK) rc = umap_knn(X, n, q, m, d, K, 0, ix, dist, NULL, err, sizeof err);
+    if (rc == TW_OK) rc = overlap_layout(Y, n, e, qy, m, K, ix, K, frac);
     free(ix);
     free(dist);
-    free(dy);
-    free(ny);
     return rc;
+}
+
+int faith_knn_overlap_given(size_t n, const float *Y, size_t e, const float *qy, size_t m, size_t K,
+                            const int32_t *ix, size_t ldix, double *frac)
+{
+    if (!ix || ldix < K || !overlap_args_ok(n, 1, Y, e, qy, m, K, frac)) return TW_EINVAL;
+    return m == 0 ? TW_OK : overlap_layout(Y, n, e, qy, m, K, ix, ldix, frac);
 }

@@ -54,7 +54,8 @@ struct layout_service {
     pthread_cond_t faith_done; /* a faith_ready became true */
     pthread_t faith_thread;    /* PCA's figures, and a loaded UMAP layout's */
     bool faith_started;
-    tw_cancel stop; /* raised by layout_stop */
+    float *row_norms; /* (n) the fitted rows' squared norms (umap_row_norms), made at first use under lock */
+    tw_cancel stop;   /* raised by layout_stop */
 };
 
 /* The figures of the layout pts (n, 3) of the fitted rows into p->faith[kind]
@@ -383,6 +384,7 @@ void layout_stop(layout_service *p)
     pca_free(&p->pca);
     free(p->pca_points);
     free(p->sample);
+    free(p->row_norms);
     pthread_cond_destroy(&p->faith_done);
     pthread_mutex_destroy(&p->faith_lock);
     pthread_mutex_destroy(&p->lock);
@@ -494,6 +496,86 @@ int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const 
     }
     size_t k = p->n < FAITH_K ? p->n : FAITH_K;
     return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac);
+}
+
+struct layout_knn {
+    layout_service *p;
+    proj_kind kind;
+    const float *y;
+    size_t m, k; /* neighbours in each list: those of the transform and of the overlap */
+    umap_knn_feed *feed;
+    int32_t *idx; /* (m, k) once ended */
+    float *dist;  /* (m, k) */
+};
+
+/* The fitted rows' squared norms, made once. */
+static const float *row_norms(layout_service *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (!p->row_norms && (p->row_norms = malloc((p->n ? p->n : 1) * sizeof *p->row_norms)))
+        umap_row_norms(p->rows, p->n, p->dim, p->row_norms);
+    pthread_mutex_unlock(&p->lock);
+    return p->row_norms;
+}
+
+layout_knn *layout_knn_begin(layout_service *p, proj_kind kind, const float *E, const float *y, size_t m)
+{
+    if (E != p->rows || (kind == PROJ_UMAP && atomic_load(&p->state) != U_READY)) return NULL;
+    size_t k = p->n < FAITH_K ? p->n : FAITH_K;
+    if (kind == PROJ_UMAP && p->model.params.n_neighbors > k) k = p->model.params.n_neighbors;
+    const float *xn = row_norms(p);
+    layout_knn *s = calloc(1, sizeof *s);
+    if (!xn || !s || k > p->n || !(s->feed = umap_knn_feed_new(p->rows, p->n, xn, y, m, p->dim, k))) {
+        free(s);
+        return NULL;
+    }
+    s->p = p;
+    s->kind = kind;
+    s->y = y;
+    s->m = m;
+    s->k = k;
+    return s;
+}
+
+void layout_knn_feed(void *ctx, size_t i, const float *dots, size_t b, size_t j0)
+{
+    layout_knn *s = ctx;
+    umap_knn_feed_dots(s->feed, i, dots, b, j0);
+}
+
+int layout_knn_end(layout_knn *s)
+{
+    size_t cells = (s->m ? s->m : 1) * s->k;
+    if (!(s->idx = malloc(cells * sizeof *s->idx)) || !(s->dist = malloc(cells * sizeof *s->dist)))
+        return TW_ENOMEM;
+    return umap_knn_feed_finish(s->feed, s->idx, s->dist);
+}
+
+int layout_apply_knn(layout_knn *s, float *out, char *msg, size_t msglen)
+{
+    layout_service *p = s->p;
+    if (s->kind == PROJ_PCA) {
+        pca_transform(&p->pca, s->y, s->m, out);
+        return TW_OK;
+    }
+    return umap_transform_knn(&p->model, s->y, s->m, s->idx, s->dist, s->k, out, msg, msglen);
+}
+
+int layout_knn_overlap_knn(layout_knn *s, const float *pts, double *frac)
+{
+    layout_service *p = s->p;
+    const float *fitted = s->kind == PROJ_UMAP ? p->model.embedding : p->pca_points;
+    size_t k = p->n < FAITH_K ? p->n : FAITH_K;
+    return faith_knn_overlap_given(p->n, fitted, 3, pts, s->m, k, s->idx, s->k, frac);
+}
+
+void layout_knn_free(layout_knn *s)
+{
+    if (!s) return;
+    umap_knn_feed_free(s->feed);
+    free(s->idx);
+    free(s->dist);
+    free(s);
 }
 
 json_t *layout_status_json(layout_service *p)
