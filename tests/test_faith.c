@@ -5,6 +5,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,7 +229,7 @@ END_TEST
 /* The UMAP layout's figures are kept beside it (<layout>.faith); a layout
  * read from the disk cache takes them from there, and a record that is
  * not whole is ignored: the figures are computed again and kept anew. */
-static layout_faith umap_figures(const float *X, size_t n, size_t d, const char *dir)
+static layout_faith figures_of(proj_kind kind, const float *X, size_t n, size_t d, const char *dir)
 {
     layout_settings s = {.rows = n, .umap = true, .umap_neighbors = 10, .umap_epochs = 30, .threads = 1};
     snprintf(s.cache_dir, sizeof s.cache_dir, "%s", dir);
@@ -240,25 +241,52 @@ static layout_faith umap_figures(const float *X, size_t n, size_t d, const char 
     for (int i = 0; i < 6000 && (rc = layout_faithfulness(p, PROJ_UMAP, &f)) == TW_ENOTREADY; i++)
         nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
     ck_assert_int_eq(rc, TW_OK);
+    if (kind == PROJ_PCA) ck_assert_int_eq(layout_faithfulness(p, PROJ_PCA, &f), TW_OK);
     layout_stop(p);
     return f;
 }
 
-/* The path of the one *.faith file in dir into out. */
-static void faith_file(const char *dir, char *out, size_t n)
+static layout_faith umap_figures(const float *X, size_t n, size_t d, const char *dir)
+{
+    return figures_of(PROJ_UMAP, X, n, d, dir);
+}
+
+/* The path of the one record of kind in dir (UMAP's *.faith, PCA's
+ * *.pca.faith) into out. */
+static void faith_file_of(proj_kind kind, const char *dir, char *out, size_t n)
 {
     DIR *dp = opendir(dir);
     ck_assert(dp != NULL);
     int found = 0;
     for (struct dirent *e; (e = readdir(dp));) {
         size_t l = strlen(e->d_name);
-        if (l > 6 && strcmp(e->d_name + l - 6, ".faith") == 0) {
+        bool pca = l > 10 && strcmp(e->d_name + l - 10, ".pca.faith") == 0;
+        if (l > 6 && strcmp(e->d_name + l - 6, ".faith") == 0 && pca == (kind == PROJ_PCA)) {
             snprintf(out, n, "%s/%s", dir, e->d_name);
             found++;
         }
     }
     closedir(dp);
     ck_assert_int_eq(found, 1);
+}
+
+static void faith_file(const char *dir, char *out, size_t n) { faith_file_of(PROJ_UMAP, dir, out, n); }
+
+/* A record's last two doubles (trustworthiness, continuity): the first set
+ * to mark; its length returned. */
+static size_t mark_record(const char *path, double mark)
+{
+    unsigned char rec[256];
+    FILE *fp = fopen(path, "rb");
+    ck_assert(fp != NULL);
+    size_t len = fread(rec, 1, sizeof rec, fp);
+    fclose(fp);
+    ck_assert(len >= 2 * sizeof(double));
+    memcpy(rec + len - 2 * sizeof(double), &mark, sizeof mark);
+    fp = fopen(path, "wb");
+    ck_assert_uint_eq(fwrite(rec, 1, len, fp), len);
+    fclose(fp);
+    return len;
 }
 
 START_TEST(test_layout_faith_kept)
@@ -273,16 +301,8 @@ START_TEST(test_layout_faith_kept)
     ck_assert(isfinite(f1.trustworthiness) && isfinite(f1.continuity) && f1.sample_rows == n);
     faith_file(dir, path, sizeof path);
     /* a loaded layout answers the kept figures, not new ones: mark them */
-    unsigned char rec[256];
-    FILE *fp = fopen(path, "rb");
-    size_t len = fread(rec, 1, sizeof rec, fp);
-    fclose(fp);
-    ck_assert(len >= 2 * sizeof(double));
     double mark = 0.125;
-    memcpy(rec + len - 2 * sizeof(double), &mark, sizeof mark);
-    fp = fopen(path, "wb");
-    ck_assert_uint_eq(fwrite(rec, 1, len, fp), len);
-    fclose(fp);
+    size_t len = mark_record(path, mark);
     layout_faith f2 = umap_figures(X, n, d, dir);
     ck_assert(f2.trustworthiness == mark && f2.continuity == f1.continuity && f2.k == f1.k);
     /* a record cut short: computed again (the first figures) and kept whole */
@@ -290,6 +310,19 @@ START_TEST(test_layout_faith_kept)
     layout_faith f3 = umap_figures(X, n, d, dir);
     ck_assert(f3.trustworthiness == f1.trustworthiness && f3.continuity == f1.continuity);
     struct stat st;
+    ck_assert(stat(path, &st) == 0 && (size_t)st.st_size == len);
+    /* PCA's figures are kept beside the layout too (computed at the first
+     * start), read at the next, and computed again when not whole */
+    const layout_faith p1 = figures_of(PROJ_PCA, X, n, d, dir);
+    ck_assert(isfinite(p1.trustworthiness) && p1.has_variance_ratio && p1.sample_rows == n);
+    faith_file_of(PROJ_PCA, dir, path, sizeof path);
+    len = mark_record(path, mark);
+    layout_faith p2 = figures_of(PROJ_PCA, X, n, d, dir);
+    ck_assert(p2.trustworthiness == mark && p2.continuity == p1.continuity && p2.has_variance_ratio);
+    for (int c = 0; c < 3; c++) ck_assert(p2.explained_variance_ratio[c] == p1.explained_variance_ratio[c]);
+    ck_assert_int_eq(truncate(path, (off_t)len - 1), 0);
+    layout_faith p3 = figures_of(PROJ_PCA, X, n, d, dir);
+    ck_assert(p3.trustworthiness == p1.trustworthiness && p3.continuity == p1.continuity);
     ck_assert(stat(path, &st) == 0 && (size_t)st.st_size == len);
     tt_rmtree(dir);
     free(X);
