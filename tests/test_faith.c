@@ -174,6 +174,74 @@ START_TEST(test_knn_overlap)
 }
 END_TEST
 
+/* The K nearest by (distance, index) of a query among Y (n, 3) by every
+ * distance: the reference of the overlap's layout side. */
+static void nearest_ref(const float *Y, size_t n, const float *a, size_t K, size_t *nn)
+{
+    double *nd = malloc(K * sizeof *nd);
+    size_t h = 0;
+    for (size_t j = 0; j < n; j++) {
+        double s = 0;
+        for (size_t c = 0; c < 3; c++) {
+            double u = (double)a[c] - (double)Y[j * 3 + c];
+            s += u * u;
+        }
+        if (h == K && !(s < nd[K - 1] || (s == nd[K - 1] && j < nn[K - 1]))) continue;
+        size_t c = h < K ? h++ : K - 1;
+        for (; c > 0 && (s < nd[c - 1] || (s == nd[c - 1] && j < nn[c - 1])); c--) {
+            nd[c] = nd[c - 1];
+            nn[c] = nn[c - 1];
+        }
+        nd[c] = s;
+        nn[c] = j;
+    }
+    free(nd);
+}
+
+/* The overlap of many fitted points (searched by a grid of cells) is that
+ * of every distance: clustered points, a lattice with many equal distances
+ * and points on the cells' faces, copies of points, queries on points, far
+ * outside and between them. */
+START_TEST(test_knn_overlap_grid)
+{
+    tw_rng r = tt_rng(46);
+    const size_t n = 4000, K = FAITH_K, m = 300;
+    float *Y = malloc(n * 3 * sizeof *Y), *qy = malloc(m * 3 * sizeof *qy);
+    tt_fill_normal(&r, Y, 1500 * 3, 0, 1);
+    for (size_t j = 1500; j < 3500; j++) /* a 20 x 10 x 10 lattice */
+        for (size_t c = 0; c < 3; c++)
+            Y[j * 3 + c] = (float)((c == 0 ? (j - 1500) / 100 : c == 1 ? (j / 10) % 10 : j % 10)) * 0.5f - 2;
+    for (size_t j = 3500; j < n; j++) memcpy(Y + j * 3, Y + (j - 3500) * 7 * 3, 3 * sizeof *Y); /* copies */
+    for (size_t i = 0; i < m; i++) {
+        const float *src = Y + (i * 13 % n) * 3;
+        for (size_t c = 0; c < 3; c++)
+            qy[i * 3 + c] = i % 4 == 0   ? src[c]
+                            : i % 4 == 1 ? src[c] + 0.25f
+                            : i % 4 == 2 ? src[c] * 40
+                                         : src[c] + 0.01f * (float)c;
+    }
+    int32_t *ix = malloc(m * K * sizeof *ix);
+    size_t *nn = malloc(K * sizeof *nn);
+    double *frac = malloc(m * sizeof *frac);
+    for (size_t i = 0; i < m; i++) { /* half of each list the true neighbours, half others */
+        nearest_ref(Y, n, qy + i * 3, K, nn);
+        for (size_t t = 0; t < K; t++)
+            ix[i * K + t] = t % 2 ? (int32_t)nn[t] : (int32_t)((i * 31 + t * 17) % n);
+    }
+    ck_assert_int_eq(faith_knn_overlap_given(n, Y, 3, qy, m, K, ix, K, frac), TW_OK);
+    for (size_t i = 0; i < m; i++) {
+        nearest_ref(Y, n, qy + i * 3, K, nn);
+        size_t both = 0;
+        for (size_t t = 0; t < K; t++)
+            for (size_t u = 0; u < K; u++) both += (size_t)ix[i * K + t] == nn[u];
+        ck_assert_msg(frac[i] == (double)both / (double)K, "query %zu: %g, every distance %g", i, frac[i],
+                      (double)both / (double)K);
+    }
+    ck_assert_int_eq(faith_knn_overlap_given(n, Y, 3, qy, m, K, ix, K - 1, frac), TW_EINVAL);
+    TT_FREE(Y, qy, ix, nn, frac);
+}
+END_TEST
+
 /* The layout service computes PCA's figures at start on its seeded sample
  * (the same figures as faith_trust_cont on those rows), with the explained
  * variance ratio; UMAP, disabled, has none. */
@@ -330,5 +398,5 @@ START_TEST(test_layout_faith_kept)
 END_TEST
 
 TW_CHECK_ONE_MAIN("faith", "faithfulness", 60, test_trust_cont_random, test_trust_cont_ties,
-                  test_trust_cont_errors, test_sample, test_knn_overlap, test_layout_service,
-                  test_layout_faith_kept)
+                  test_trust_cont_errors, test_sample, test_knn_overlap, test_knn_overlap_grid,
+                  test_layout_service, test_layout_faith_kept)
