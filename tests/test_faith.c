@@ -2,6 +2,7 @@
  * continuity against a naive double implementation (full rank matrices by
  * sorting), on random data and on integer data full of exact ties; the
  * seeded sample; the kNN overlap of new points against brute force. */
+#include <cblas.h>
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
@@ -288,6 +289,31 @@ START_TEST(test_layout_service)
     ck_assert_int_eq(layout_apply(p, PROJ_PCA, X, 4, q3, &prog, msg, sizeof msg), TW_OK);
     ck_assert_int_eq(layout_knn_overlap(p, PROJ_PCA, X, q3, 4, frac), TW_OK);
     for (int i = 0; i < 4; i++) ck_assert(frac[i] >= 1.0 / FAITH_K && frac[i] <= 1);
+    /* the same from products fed to layout_knn (as the logit lens feeds
+     * them): new rows, their products with the fitted rows in blocks */
+    const size_t mq = 70;
+    float *yq = malloc(mq * d * sizeof *yq), *dots = malloc(mq * n * sizeof *dots);
+    float *p1 = malloc(mq * 3 * sizeof *p1), *p2 = malloc(mq * 3 * sizeof *p2);
+    double *f1 = malloc(mq * sizeof *f1), *f2 = malloc(mq * sizeof *f2);
+    tt_fill_normal(&r, yq, mq * d, 0, 1.5);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)n, (int)d, 1.0f, yq, (int)d, X, (int)d,
+                0.0f, dots, (int)n);
+    ck_assert_ptr_null(layout_knn_begin(p, PROJ_PCA, yq, yq, mq)); /* not the fitted rows */
+    ck_assert_ptr_null(layout_knn_begin(p, PROJ_UMAP, X, yq, mq)); /* UMAP disabled */
+    layout_knn *kn = layout_knn_begin(p, PROJ_PCA, X, yq, mq);
+    ck_assert_ptr_nonnull(kn);
+    for (size_t j0 = 0; j0 < n; j0 += 1000)
+        for (size_t i = 0; i < mq; i++)
+            layout_knn_feed(kn, i, dots + i * n + j0, n - j0 < 1000 ? n - j0 : 1000, j0);
+    ck_assert_int_eq(layout_knn_end(kn), TW_OK);
+    ck_assert_int_eq(layout_apply_knn(kn, p2, msg, sizeof msg), TW_OK);
+    ck_assert_int_eq(layout_knn_overlap_knn(kn, p2, f2), TW_OK);
+    layout_knn_free(kn);
+    ck_assert_int_eq(layout_apply(p, PROJ_PCA, yq, mq, p1, &prog, msg, sizeof msg), TW_OK);
+    ck_assert_int_eq(layout_knn_overlap(p, PROJ_PCA, yq, p1, mq, f1), TW_OK);
+    ck_assert_int_eq(memcmp(p1, p2, mq * 3 * sizeof *p1), 0);
+    for (size_t i = 0; i < mq; i++) ck_assert(f1[i] == f2[i]);
+    TT_FREE(yq, dots, p1, p2, f1, f2);
     TT_FREE(idx, xs, ys);
     layout_stop(p);
     free(X);
