@@ -341,9 +341,13 @@ def run_trajectory_page(a):
         return TwdDaemon(os.path.join(b, "server", "twd"), a.page_model,
                          ["--cache-dir", caches[b], "--set", "max_request_seconds=3600"], drain_stderr=True)
 
-    for b in builds:  # the untimed first start of each build
+    for b in builds:  # the untimed first start of each build: until both layouts' figures are there
         t = daemon(b)
-        time.sleep(3)
+        for _ in range(1200):
+            faith = json.loads(t.get("/umap")[1]).get("faithfulness", {})
+            if "umap" in faith and "pca" in faith:
+                break
+            time.sleep(0.25)
         t.stop()
     sg0 = sgemm(a.build, a.sgemm_n)
     print("== /trajectory cold on %s (124M shape, UMAP layout of %s); sgemm %.1f GFLOP/s; load %s" %
