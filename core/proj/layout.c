@@ -58,6 +58,19 @@ struct layout_service {
     tw_cancel stop;   /* raised by layout_stop */
 };
 
+static const float *row_norms(layout_service *p);
+
+/* PCA's share of the rows' variance in each component, into its figures. */
+static void pca_ratios(layout_service *p)
+{
+    layout_faith *f = &p->faith[PROJ_PCA];
+    f->has_variance_ratio = 1;
+    for (int c = 0; c < 3; c++)
+        f->explained_variance_ratio[c] = p->pca.total_variance > 0 && (size_t)c < p->pca.n_components
+                                             ? p->pca.variance[c] / p->pca.total_variance
+                                             : 0.0;
+}
+
 /* The figures of the layout pts (n, 3) of the fitted rows into p->faith[kind]
  * (NaN figures when they cannot be computed; logged). */
 static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
@@ -67,13 +80,7 @@ static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
     f->sample_rows = p->n_sample;
     f->sample_seed = FAITH_SAMPLE_SEED;
     f->trustworthiness = f->continuity = NAN;
-    if (kind == PROJ_PCA) {
-        f->has_variance_ratio = 1;
-        for (int c = 0; c < 3; c++)
-            f->explained_variance_ratio[c] = p->pca.total_variance > 0 && (size_t)c < p->pca.n_components
-                                                 ? p->pca.variance[c] / p->pca.total_variance
-                                                 : 0.0;
-    }
+    if (kind == PROJ_PCA) pca_ratios(p);
     if (!p->sample || p->n_sample <= 2 * FAITH_K) return;
     const size_t m = p->n_sample, d = p->dim;
     float *xs = malloc(m * d * sizeof *xs), *ys = malloc(m * 3 * sizeof *ys);
@@ -98,8 +105,8 @@ static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
 }
 
 /* The figures are kept beside the layout (UMAP's in <layout>.faith, PCA's
- * in <layout>.pca.faith: PCA's took 0.4 s of both cores at every start,
- * beside the first requests), so that a daemon that finds them answers at
+ * in <layout>.pca.faith: PCA's, a 2000 x 2000 x d DGEMM and the rank counts,
+ * were computed at every start beside the first requests), so that a daemon that finds them answers at
  * once rather than after the figures are computed again: a fixed record of
  * the layout's key (of the rows and the UMAP settings), the sample it was
  * measured on and the two figures. A record that is not exactly that
@@ -181,15 +188,7 @@ static bool faith_load(layout_service *p, proj_kind kind)
 static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
 {
     bool fresh = kind == PROJ_UMAP && !p->from_cache;
-    if (kind == PROJ_PCA) {
-        /* the variance ratios are PCA's own (faith_figures' first part) */
-        layout_faith *f = &p->faith[PROJ_PCA];
-        f->has_variance_ratio = 1;
-        for (int c = 0; c < 3; c++)
-            f->explained_variance_ratio[c] = p->pca.total_variance > 0 && (size_t)c < p->pca.n_components
-                                                 ? p->pca.variance[c] / p->pca.total_variance
-                                                 : 0.0;
-    }
+    if (kind == PROJ_PCA) pca_ratios(p); /* not in the record: PCA's own */
     if (fresh || !faith_load(p, kind)) {
         faith_figures(p, kind, pts);
         faith_save(p, kind);
@@ -209,6 +208,7 @@ static void *faith_main(void *arg)
      * and its answers wait for these figures */
     if (p->from_cache) compute_faith(p, PROJ_UMAP, p->model.embedding);
     compute_faith(p, PROJ_PCA, p->pca_points);
+    (void)row_norms(p); /* for the first trajectory's layout_knn */
     return NULL;
 }
 
