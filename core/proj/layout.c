@@ -542,16 +542,12 @@ layout_knn *layout_knn_begin(layout_service *p, proj_kind kind, const float *E, 
     size_t k = p->n < FAITH_K ? p->n : FAITH_K;
     if (kind == PROJ_UMAP && p->model.params.n_neighbors > k) k = p->model.params.n_neighbors;
     const float *xn = row_norms(p);
-    layout_knn *s = calloc(1, sizeof *s);
-    if (!xn || !s || k > p->n || !(s->feed = umap_knn_feed_new(p->rows, p->n, xn, y, m, p->dim, k))) {
-        free(s);
-        return NULL;
-    }
-    s->p = p;
-    s->kind = kind;
-    s->y = y;
-    s->m = m;
-    s->k = k;
+    umap_knn_feed *feed = xn && k <= p->n ? umap_knn_feed_new(p->rows, p->n, xn, y, m, p->dim, k) : NULL;
+    layout_knn *s = feed ? malloc(sizeof *s) : NULL;
+    if (s)
+        *s = (layout_knn){.p = p, .kind = kind, .y = y, .m = m, .k = k, .feed = feed};
+    else
+        umap_knn_feed_free(feed);
     return s;
 }
 
