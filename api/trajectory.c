@@ -83,6 +83,75 @@ static void state_name(size_t s, char *out, size_t n)
         snprintf(out, n, "block %zu", s - 3);
 }
 
+/* The logit lens of every state (rows s * N + t), feeding kn (if any) the
+ * products, and the top next tokens at the last position from the same
+ * pass. Returns 0, or -1 with *res set. */
+static int traj_lens(twd_app *app, const api_args *a, traj_data *d, layout_knn *kn, api_response *res)
+{
+    const gpt2_config *c = &app->model.cfg;
+    size_t C = d->C, rows = d->S * d->N, V = (size_t)c->vocab_size;
+    d->n_next = V < 5 ? V : 5;
+    size_t kk = d->k > d->n_next ? d->k : d->n_next; /* the lists also give the next tokens */
+    topk_hit *top = kk == d->k ? NULL : malloc(rows * kk * sizeof *top);
+    d->near = malloc(rows * d->k * sizeof *d->near);
+    d->lse = malloc(rows * sizeof *d->lse);
+    d->entropy = malloc(rows * sizeof *d->entropy);
+    d->targets = malloc(rows * d->nt * sizeof *d->targets);
+    d->rank = malloc(rows * d->nt * sizeof *d->rank);
+    d->score = malloc(rows * d->nt * sizeof *d->score);
+    if (!d->near || !d->lse || !d->entropy || !d->targets || !d->rank || !d->score || (kk != d->k && !top)) {
+        free(top);
+        return api_status_error(res, TW_ENOMEM, "logit lens");
+    }
+    for (size_t r = 0; r < rows; r++) {
+        size_t t = r % d->N;
+        d->targets[r * d->nt] = t + 1 < d->N ? d->tokens[t + 1] : -1; /* the actual next token */
+        if (d->nt > 1) d->targets[r * d->nt + 1] = d->tid;
+    }
+    const float *E = app->model.p.wte;
+    lens_opts lo = {.k = kk,
+                    .n_targets = d->nt,
+                    .targets = d->targets,
+                    .max_row_norm = topk_max_row_norm(E, V, C),
+                    .cancel = a->cancel,
+                    .on_row = kn ? layout_knn_feed : NULL,
+                    .row_ctx = kn};
+    lens_out out = {
+        .top = top ? top : d->near, .lse = d->lse, .entropy = d->entropy, .rank = d->rank, .score = d->score};
+    int rc = lens_rows(E, V, C, d->y, rows, &lo, &out);
+    if (rc == TW_OK) {
+        /* the next tokens: the lens of the last state at the last position
+         * (the exact top lists are prefixes of longer ones) */
+        const topk_hit *last = (top ? top : d->near) + (rows - 1) * kk;
+        memcpy(d->next, last, d->n_next * sizeof *d->next);
+        d->next_lse = d->lse[rows - 1];
+        for (size_t r = 0; top && r < rows; r++) memcpy(d->near + r * d->k, top + r * kk, d->k * sizeof *top);
+    }
+    free(top);
+    return rc == TW_OK ? 0 : api_status_error(res, rc, "logit lens");
+}
+
+/* The projection of every state and the kNN overlap of its point, from kn's
+ * neighbours when the lens found them, else alone. Returns 0, or -1 with
+ * *res set. */
+static int traj_points(twd_app *app, proj_kind kind, traj_data *d, layout_knn *kn, api_response *res)
+{
+    size_t rows = d->S * d->N;
+    double progress = 1;
+    char msg[512] = "";
+    if (!(d->pts = malloc(rows * 3 * sizeof *d->pts)) || !(d->overlap = malloc(rows * sizeof *d->overlap)))
+        return api_status_error(res, TW_ENOMEM, "trajectory");
+    int rc = kn ? layout_knn_end(kn) : TW_OK;
+    if (rc != TW_OK) return api_status_error(res, rc, "projection");
+    rc = kn ? layout_apply_knn(kn, d->pts, msg, sizeof msg)
+            : layout_apply(app->ext->layout, kind, d->y, rows, d->pts, &progress, msg, sizeof msg);
+    if (rc == TW_ENOTREADY) return layout_unavailable(res, rc, progress, msg);
+    if (rc) return api_error(res, 500, "projection: %s", msg);
+    rc = kn ? layout_knn_overlap_knn(kn, d->pts, d->overlap)
+            : layout_knn_overlap(app->ext->layout, kind, d->y, d->pts, rows, d->overlap);
+    return rc == TW_OK ? 0 : api_status_error(res, rc, "faithfulness");
+}
+
 /* The forward pass and, as asked, the projection and the logit lens.
  * Returns 0, or -1 with *res set. */
 static int traj_compute(twd_app *app, const api_args *a, const int32_t *ids, size_t N, bool points, bool lens,
@@ -102,7 +171,7 @@ static int traj_compute(twd_app *app, const api_args *a, const int32_t *ids, siz
     gpt2_forward_result *fr = NULL;
     if ((rc = gpt2_forward(&app->model, ids, N, &opts, &fr)) != TW_OK)
         return api_status_error(res, rc, "forward pass");
-    size_t C = d->C, L = (size_t)c->n_layer, rows = d->S * N, V = (size_t)c->vocab_size;
+    size_t C = d->C, L = (size_t)c->n_layer, rows = d->S * N;
     d->tokens = malloc(N * sizeof *d->tokens);
     d->y = malloc(rows * C * sizeof *d->y);
     if (!d->tokens || !d->y) {
@@ -116,45 +185,18 @@ static int traj_compute(twd_app *app, const api_args *a, const int32_t *ids, siz
     memcpy(d->y + 2 * N * C, fr->x0_lnf, N * C * sizeof *d->y);
     memcpy(d->y + 3 * N * C, fr->resid_lnf, L * N * C * sizeof *d->y);
     gpt2_forward_free(fr);
-    if (points) {
-        if (!(d->pts = malloc(rows * 3 * sizeof *d->pts)))
-            return api_status_error(res, TW_ENOMEM, "trajectory");
-        rc = layout_apply(app->ext->layout, kind, d->y, rows, d->pts, &progress, msg, sizeof msg);
-        if (rc == TW_ENOTREADY) return layout_unavailable(res, rc, progress, msg);
-        if (rc) return api_error(res, 500, "projection: %s", msg);
-        if (!(d->overlap = malloc(rows * sizeof *d->overlap)))
-            return api_status_error(res, TW_ENOMEM, "trajectory");
-        if ((rc = layout_knn_overlap(app->ext->layout, kind, d->y, d->pts, rows, d->overlap)) != TW_OK)
-            return api_status_error(res, rc, "faithfulness");
-    }
-    if (!lens) return 0;
-    d->near = malloc(rows * d->k * sizeof *d->near);
-    d->lse = malloc(rows * sizeof *d->lse);
-    d->entropy = malloc(rows * sizeof *d->entropy);
-    d->targets = malloc(rows * d->nt * sizeof *d->targets);
-    d->rank = malloc(rows * d->nt * sizeof *d->rank);
-    d->score = malloc(rows * d->nt * sizeof *d->score);
-    if (!d->near || !d->lse || !d->entropy || !d->targets || !d->rank || !d->score)
-        return api_status_error(res, TW_ENOMEM, "logit lens");
-    for (size_t r = 0; r < rows; r++) {
-        size_t t = r % N;
-        d->targets[r * d->nt] = t + 1 < N ? d->tokens[t + 1] : -1; /* the actual next token */
-        if (d->nt > 1) d->targets[r * d->nt + 1] = d->tid;
-    }
+    /* the logit lens multiplies every state by wte; the layout's kNN of the
+     * states among its fitted rows (the first rows of wte) is read from the
+     * same products rather than from a GEMM of its own */
     const float *E = app->model.p.wte;
-    float R = topk_max_row_norm(E, V, C);
-    lens_opts lo = {
-        .k = d->k, .n_targets = d->nt, .targets = d->targets, .max_row_norm = R, .cancel = a->cancel};
-    lens_out out = {.top = d->near, .lse = d->lse, .entropy = d->entropy, .rank = d->rank, .score = d->score};
-    if ((rc = lens_rows(E, V, C, d->y, rows, &lo, &out)) != TW_OK)
-        return api_status_error(res, rc, "logit lens");
-    /* the next tokens: the lens of the last state at the last position */
-    d->n_next = V < 5 ? V : 5;
-    lens_opts ln = {.k = d->n_next, .max_row_norm = R, .cancel = a->cancel};
-    lens_out on = {.top = d->next, .lse = &d->next_lse};
-    if ((rc = lens_rows(E, V, C, d->y + (rows - 1) * C, 1, &ln, &on)) != TW_OK)
-        return api_status_error(res, rc, "next tokens");
-    return 0;
+    layout_knn *kn = points && lens ? layout_knn_begin(app->ext->layout, kind, E, d->y, rows) : NULL;
+    if (lens && (rc = traj_lens(app, a, d, kn, res)) != 0) {
+        layout_knn_free(kn);
+        return rc;
+    }
+    if (points) rc = traj_points(app, kind, d, kn, res);
+    layout_knn_free(kn);
+    return rc;
 }
 
 /* {id, rank, prob} of target column j at row r, or null. */

@@ -22,6 +22,16 @@ is shared. Asserts nothing.
   /usr/bin/python3 bench/xl.py [--build build] [--shapes xl,124M] [--rounds 3]
                                [--sweep-probe] [--sweep-job] [--f16]
 
+With --trajectory-page, instead: cold POST /trajectory (a fresh daemon,
+its first request) as the page asks it (projection umap and pca, k 5) for
+the page's default phrase and phrases of 7 and 200 tokens, on the 124M page
+checkpoint with its full-vocabulary UMAP layout (--page-model,
+--page-cache: copied), --build and --baseline alternated round by round,
+each figure with the sgemm rate and the ratio of the two builds:
+
+  /usr/bin/python3 bench/xl.py --trajectory-page --build B --baseline MAIN_B
+                               [--rounds 3] [--page-cases page/umap,200/umap]
+
 The second /probe of a block (the same nouns with another k, and other
 words) is printed as a ratio of the cold one's time (the factored keys and
 values cached per block make it cheaper). With --f16, the same shape is also
@@ -38,6 +48,7 @@ tokens, as in the paper), else the synthetic one (fewer probe words: the
 flops count the words actually probed).
 """
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -301,6 +312,86 @@ def run_f16(a, shape, base, cache_mb):
     return res
 
 
+def page_phrase(n):
+    """The default phrase (n == 0) or one of about n tokens."""
+    return "To kill two birds with one stone" if n == 0 else words_phrase(n, 0)
+
+
+def run_trajectory_page(a):
+    """Cold POST /trajectory (a fresh daemon, its first request) on the
+    124M-shaped page checkpoint with its full-vocabulary UMAP layout, as the
+    page asks it (projection, gelu tanh, k 5), for each build in turn
+    (alternated, so that the load of a shared machine falls on both alike);
+    each build serves a copy of the cache folder of its own (a first, untimed
+    start writes what the build keeps beside the layout)."""
+    import tempfile
+    L, H, d, V, _ = SHAPES["124M"]
+    builds = [b for b in (a.baseline, a.build) if b]
+    work = tempfile.mkdtemp(prefix="twd-bench-traj-")
+    caches = {}
+    for i, b in enumerate(builds):
+        caches[b] = os.path.join(work, "cache%d" % i)
+        shutil.copytree(a.page_cache, caches[b], symlinks=True)
+    cases = [(n, proj) for n in (0, 7, 200) for proj in ("umap", "pca")]
+    if a.page_cases:
+        want = set(a.page_cases.split(","))
+        cases = [c for c in cases if "%s/%s" % (c[0] or "page", c[1]) in want]
+
+    def daemon(b):
+        return TwdDaemon(os.path.join(b, "server", "twd"), a.page_model,
+                         ["--cache-dir", caches[b], "--set", "max_request_seconds=3600"], drain_stderr=True)
+
+    for b in builds:  # the untimed first start of each build: until both layouts' figures are there
+        t = daemon(b)
+        for _ in range(1200):
+            faith = json.loads(t.get("/umap")[1]).get("faithfulness", {})
+            if "umap" in faith and "pca" in faith:
+                break
+            time.sleep(0.25)
+        t.stop()
+    sg0 = sgemm(a.build, a.sgemm_n)
+    print("== /trajectory cold on %s (124M shape, UMAP layout of %s); sgemm %.1f GFLOP/s; load %s" %
+          (a.page_model, a.page_cache, sg0["gflops_median"], loadavg()), flush=True)
+    times, ntok, loads = {}, {}, []
+    for r in range(a.rounds):
+        for n, proj in cases:
+            for b in (builds if r % 2 == 0 else builds[::-1]):
+                t = daemon(b)
+                c = http.client.HTTPConnection("127.0.0.1", t.port, timeout=7200)
+                body = json.dumps({"text": page_phrase(n), "projection": proj, "gelu": "tanh", "k": 5})
+                t0 = time.perf_counter()
+                c.request("POST", "/trajectory", body, {"Content-Type": "application/json"})
+                resp = c.getresponse()
+                out = resp.read()
+                dt = time.perf_counter() - t0
+                t.stop()
+                if resp.status != 200:
+                    raise RuntimeError("/trajectory -> %d %s" % (resp.status, out[:300]))
+                times.setdefault((n, proj, b), []).append(dt)
+                ntok[n] = json.loads(out)["n_tokens"]
+                loads.append(loadavg())
+                print("  round %d %-14s %-4s %-40s %7.3f s  load %s" %
+                      (r + 1, "page phrase" if n == 0 else "%d tokens" % n, proj, b, dt, loads[-1]), flush=True)
+    sg1 = sgemm(a.build, a.sgemm_n)
+    rate = statistics.median([sg0["gflops_median"], sg1["gflops_median"]])
+    print("%-26s %-5s %9s %9s %8s  %s   (sgemm %.1f GFLOP/s: %.1f before, %.1f after; load %s)" %
+          ("cold /trajectory", "proj", "median s", "GFLOP", "/sgemm", "runs", rate, sg0["gflops_median"],
+           sg1["gflops_median"], loadavg()))
+    for n, proj in cases:
+        gf = flops_forward(L, d, V, ntok[n]) * 1e-9
+        meds = []
+        for b in builds:
+            v = times[(n, proj, b)]
+            med = statistics.median(v)
+            meds.append(med)
+            print("%-26s %-5s %9.3f %9.1f %7.1f %%  [%s] %s" %
+                  ("%s (%d tokens)" % ("page phrase" if n == 0 else "phrase", ntok[n]), proj, med, gf,
+                   100 * gf / med / rate, ", ".join("%.2f" % x for x in v), b))
+        if len(builds) == 2:
+            print("%-26s %-5s %9s  %s / %s: %.2f" % ("", "", "", "baseline", "build", meds[0] / meds[1]))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -311,7 +402,18 @@ def main():
     ap.add_argument("--sweep-job", action="store_true", help="also a sweep as a polled job (POST /sweep/job)")
     ap.add_argument("--f16", action="store_true", help="also the sweeps' memory on an F16 checkpoint")
     ap.add_argument("--f16-only", action="store_true", help="only that (the F32 analyses not run)")
+    ap.add_argument("--trajectory-page", action="store_true",
+                    help="instead: cold POST /trajectory as the page asks it, UMAP and PCA, on --page-model "
+                         "with the layout in --page-cache, this build and --baseline alternated")
+    ap.add_argument("--page-model", default="/tmp/twd-bench-124M-page")
+    ap.add_argument("--page-cache", default="/tmp/page-bench-cache2",
+                    help="a cache folder holding the model's UMAP layout (copied, never written)")
+    ap.add_argument("--baseline", default="", help="another build to time beside --build (e.g. main's)")
+    ap.add_argument("--page-cases", default="",
+                    help="comma-separated subset of page/umap,page/pca,7/umap,7/pca,200/umap,200/pca")
     a = ap.parse_args()
+    if a.trajectory_page:
+        return run_trajectory_page(a)
     base = os.environ.get("TWD_BENCH_DIR", "/tmp")
     os.makedirs(base, exist_ok=True)
     for shape in a.shapes.split(","):

@@ -181,6 +181,43 @@ START_TEST(test_lens_batch_independent)
 }
 END_TEST
 
+/* on_row is given every row's scores of every token once, in order of the
+ * tokens within a row, and they are the float products q . E_j (within the
+ * GEMM's error bound), across passes of more than 1024 rows. */
+typedef struct {
+    const float *E, *Q;
+    size_t V, d;
+    size_t *next; /* (nq) the next token each row expects */
+    int bad;
+} row_seen;
+
+static void seen_row(void *ctx, size_t i, const float *s, size_t b, size_t j0)
+{
+    row_seen *w = ctx;
+    if (j0 != w->next[i]) w->bad = 1;
+    w->next[i] = j0 + b;
+    const float *q = w->Q + i * w->d;
+    double err = topk_screen_error(w->d, sqrt(topk_dot(q, q, w->d)), topk_max_row_norm(w->E, w->V, w->d));
+    for (size_t j = 0; j < b; j += 97)
+        if (fabs((double)s[j] - topk_dot(q, w->E + (j0 + j) * w->d, w->d)) > err) w->bad = 1;
+}
+
+START_TEST(test_lens_on_row)
+{
+    tw_rng r = tt_rng(34);
+    const size_t V = 3000, d = 32, nq = 1100;
+    float *E = tt_uniform(&r, V * d, -1, 1), *Q = tt_uniform(&r, nq * d, -1, 1);
+    double *lse = malloc(nq * sizeof *lse);
+    row_seen w = {E, Q, V, d, calloc(nq, sizeof(size_t)), 0};
+    lens_opts o = {.on_row = seen_row, .row_ctx = &w};
+    lens_out out = {.lse = lse};
+    ck_assert_int_eq(lens_rows(E, V, d, Q, nq, &o, &out), TW_OK);
+    ck_assert_int_eq(w.bad, 0);
+    for (size_t i = 0; i < nq; i++) ck_assert_uint_eq(w.next[i], V);
+    TT_FREE(E, Q, lse, w.next);
+}
+END_TEST
+
 START_TEST(test_lens_errors)
 {
     float E[6] = {1, 0, 0, 1, 1, 1}, q[2] = {1, 2};
@@ -203,4 +240,4 @@ START_TEST(test_lens_errors)
 END_TEST
 
 TW_CHECK_ONE_MAIN("lens", "lens", 60, test_lens_vs_reference, test_lens_large_scores_progress,
-                  test_lens_batch_independent, test_lens_errors)
+                  test_lens_batch_independent, test_lens_on_row, test_lens_errors)

@@ -4,6 +4,7 @@
  * eigen-equation residual, a naive power iteration for PCA; layout
  * properties (separated clusters, transform of training points, seeded
  * determinism); file round trip and rejection of bad files. */
+#include <cblas.h>
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
@@ -194,6 +195,41 @@ START_TEST(test_knn_against_naive)
     }
     ck_assert_int_eq(umap_knn(x, n, x, n, dim, n + 1, 1, i1, d1, NULL, err, sizeof err), TW_EINVAL);
     TT_FREE(x, q, i1, i2, d1, d2);
+}
+END_TEST
+
+/* The kNN fed the products block by block (umap_knn_feed) is umap_knn's,
+ * bit for bit, whatever the blocks; columns beyond the n rows are ignored. */
+START_TEST(test_knn_feed)
+{
+    const size_t n = 700, extra = 60, dim = 24, k = 15, m = 90;
+    float *x =
+        make_clusters(4, (n + extra) / 4, dim, 3.0, 11, NULL); /* (n + extra) rows, the first n fitted */
+    float *q = make_clusters(3, m / 3, dim, 3.0, 12, NULL);
+    int32_t *i1 = malloc(m * k * sizeof *i1), *i2 = malloc(m * k * sizeof *i2);
+    float *d1 = malloc(m * k * sizeof *d1), *d2 = malloc(m * k * sizeof *d2), *xn = malloc(n * sizeof *xn);
+    float *dots = malloc(m * (n + extra) * sizeof *dots);
+    char err[200];
+    ck_assert_int_eq(umap_knn(x, n, q, m, dim, k, 0, i1, d1, NULL, err, sizeof err), TW_OK);
+    umap_row_norms(x, n, dim, xn);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)(n + extra), (int)dim, 1.0f, q,
+                (int)dim, x, (int)dim, 0.0f, dots, (int)(n + extra));
+    const size_t blocks[] = {n + extra, 128, 33};
+    for (size_t c = 0; c < sizeof blocks / sizeof *blocks; c++) {
+        umap_knn_feed *f = umap_knn_feed_new(x, n, xn, q, m, dim, k);
+        ck_assert_ptr_nonnull(f);
+        for (size_t j0 = 0; j0 < n + extra; j0 += blocks[c])
+            for (size_t i = m; i-- > 0;) { /* rows in any order */
+                size_t b = n + extra - j0 < blocks[c] ? n + extra - j0 : blocks[c];
+                umap_knn_feed_dots(f, i, dots + i * (n + extra) + j0, b, j0);
+            }
+        ck_assert_int_eq(umap_knn_feed_finish(f, i2, d2), TW_OK);
+        umap_knn_feed_free(f);
+        ck_assert_int_eq(memcmp(i1, i2, m * k * sizeof *i1), 0);
+        ck_assert_int_eq(memcmp(d1, d2, m * k * sizeof *d1), 0);
+    }
+    ck_assert_ptr_null(umap_knn_feed_new(x, n, xn, q, m, dim, n + 1));
+    TT_FREE(x, q, i1, i2, d1, d2, xn, dots);
 }
 END_TEST
 
@@ -648,6 +684,37 @@ START_TEST(test_transform_training_points)
 }
 END_TEST
 
+/* umap_transform_knn with umap_knn's lists (longer ones: their prefix) is
+ * umap_transform, and the SGD split over threads gives the bytes of one
+ * thread. */
+START_TEST(test_transform_knn_threads)
+{
+    const size_t n = T_NL * T_PER, dim = T_DIM, nc = 3, mq = 150, k = 15, kl = 19;
+    char err[200];
+    fitted f = fit_clusters(42, 1);
+    ck_assert_uint_eq(f.m.params.n_neighbors, k);
+    float *q = malloc(mq * dim * sizeof *q), *o1 = malloc(mq * nc * sizeof *o1),
+          *o2 = malloc(mq * nc * sizeof *o2);
+    for (size_t i = 0; i < mq; i++)
+        for (size_t c = 0; c < dim; c++) q[i * dim + c] = f.x[(i * 7 % n) * dim + c] + 0.01f * (float)(i % 5);
+    int32_t *idx = malloc(mq * kl * sizeof *idx);
+    float *dist = malloc(mq * kl * sizeof *dist);
+    int threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    ck_assert_int_eq(umap_transform(&f.m, f.x, q, mq, o1, err, sizeof err), TW_OK);
+    openblas_set_num_threads(2);
+    ck_assert_int_eq(umap_knn(f.x, n, q, mq, dim, kl, 0, idx, dist, NULL, err, sizeof err), TW_OK);
+    ck_assert_int_eq(umap_transform_knn(&f.m, q, mq, idx, dist, kl, o2, err, sizeof err), TW_OK);
+    ck_assert_int_eq(memcmp(o1, o2, mq * nc * sizeof *o1), 0);
+    ck_assert_int_eq(umap_transform(&f.m, f.x, q, mq, o2, err, sizeof err), TW_OK);
+    ck_assert_int_eq(memcmp(o1, o2, mq * nc * sizeof *o1), 0);
+    openblas_set_num_threads(threads);
+    ck_assert_int_eq(umap_transform_knn(&f.m, q, mq, idx, dist, k - 1, o2, err, sizeof err), TW_EINVAL);
+    umap_model_free(&f.m);
+    TT_FREE(f.x, f.label, q, o1, o2, idx, dist);
+}
+END_TEST
+
 START_TEST(test_transform_new_points_land_in_their_cluster)
 {
     const size_t n = T_NL * T_PER, dim = T_DIM, nc = 3;
@@ -1075,5 +1142,6 @@ TW_CHECK_ONE_MAIN("umap", "umap", 120, test_find_ab_matches_umap_learn, test_smo
                   test_fuzzy_graph_dense_reference, test_spectral_arpack_vs_dense, test_spectral_disconnected,
                   test_pow_fast_accuracy, test_fit_separates_clusters, test_fit_deterministic,
                   test_transform_training_points, test_transform_new_points_land_in_their_cluster,
-                  test_cancel, test_params_rejected, test_save_load, test_hash_and_key,
-                  test_pca_against_power_iteration, test_layout_cache_dir_faults)
+                  test_knn_feed, test_transform_knn_threads, test_cancel, test_params_rejected,
+                  test_save_load, test_hash_and_key, test_pca_against_power_iteration,
+                  test_layout_cache_dir_faults)

@@ -105,6 +105,9 @@ typedef struct {
                                * sum exp(s - m) (s - m) */
     tw_progress *progress;
     long long done0;
+    size_t row0; /* the pass's first row in the request */
+    void (*on_row)(void *ctx, size_t i, const float *s, size_t b, size_t j0);
+    void *row_ctx;
 } lens_pass;
 
 static int near_add(near_list *l, int32_t j)
@@ -232,8 +235,11 @@ typedef struct {
 static void *block_rows(void *arg)
 {
     block_job *b = arg;
-    for (size_t i = b->i0; i < b->i1 && b->rc == TW_OK; i++)
+    const lens_pass *p = b->p;
+    for (size_t i = b->i0; i < b->i1 && b->rc == TW_OK; i++) {
         b->rc = row_block(b->p, i, b->S + i * b->bj, b->bj, b->j0);
+        if (p->on_row) p->on_row(p->row_ctx, p->row0 + i, b->S + i * b->bj, b->bj, b->j0);
+    }
     return NULL;
 }
 
@@ -384,7 +390,10 @@ static int lens_pass_rows(const float *E, size_t V, size_t d, const float *Q, si
                    .V = V,
                    .targets = nt ? o->targets + i0 * nt : NULL,
                    .progress = o ? o->progress : NULL,
-                   .done0 = (o ? o->progress_done0 : 0) + (long long)i0};
+                   .done0 = (o ? o->progress_done0 : 0) + (long long)i0,
+                   .row0 = i0,
+                   .on_row = o ? o->on_row : NULL,
+                   .row_ctx = o ? o->row_ctx : NULL};
     int rc = pass_alloc(&p);
     if (rc != TW_OK) return rc;
     pass_targets(&p, R);

@@ -49,6 +49,13 @@ typedef struct {
      * rows' share of the pass finished (nq when it ends). NULL: nowhere. */
     tw_progress *progress;
     long long progress_done0;
+    /* Called with each row's float scores of each block, s (b) for tokens
+     * j0 .. j0 + b - 1 of request row i, from the thread that scans that
+     * row (rows run concurrently, a row's blocks in order), for a caller
+     * that needs the same products (core/proj/layout.h layout_knn_feed).
+     * NULL: none. */
+    void (*on_row)(void *ctx, size_t i, const float *s, size_t b, size_t j0);
+    void *row_ctx;
 } lens_opts;
 
 /* Outputs, owned by the caller; any may be NULL when not wanted. */

@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,17 +206,175 @@ out:
     return rc;
 }
 
-/* The layout side of faith_knn_overlap for queries [lo, hi): every
- * distance in double, the K nearest, the share of the full space's. Each
- * query is its own, so they are split over parts, each with its scratch. */
+/* A uniform grid over 3D layout points, for the K nearest of a new point
+ * without measuring all n: the points sorted by cell (counting sort),
+ * searched in growing cubes of cells around the query's until the K-th
+ * best distance is below the distance to any cell not yet searched. */
+#define GRID_DIM 3
+typedef struct {
+    size_t g; /* cells per axis */
+    double lo[GRID_DIM], w[GRID_DIM];
+    double slack;   /* far above the rounding of a coordinate's cell */
+    size_t *start;  /* (g^3 + 1) first point of each cell in order */
+    int32_t *order; /* (n) point indices by cell, ascending within a cell */
+} layout_grid;
+
+static size_t grid_coord(const layout_grid *gr, int a, double x)
+{
+    double c = (x - gr->lo[a]) / gr->w[a];
+    return c <= 0 ? 0 : c >= (double)(gr->g - 1) ? gr->g - 1 : (size_t)c;
+}
+
+/* The grid of Y (n, 3), or false when a coordinate is not finite (or
+ * memory runs out): then the caller measures every point. */
+static bool grid_build(layout_grid *gr, const float *Y, size_t n)
+{
+    double lo[GRID_DIM], hi[GRID_DIM];
+    for (int a = 0; a < GRID_DIM; a++) lo[a] = hi[a] = n ? Y[a] : 0;
+    for (size_t j = 0; j < n * GRID_DIM; j++) {
+        double x = Y[j];
+        if (!isfinite(x)) return false;
+        int a = (int)(j % GRID_DIM);
+        if (x < lo[a]) lo[a] = x;
+        if (x > hi[a]) hi[a] = x;
+    }
+    gr->slack = 0;
+    for (int a = 0; a < GRID_DIM; a++) gr->slack = fmax(gr->slack, fmax(fabs(lo[a]), fabs(hi[a])));
+    gr->slack *= 1e-7;
+    size_t g = 1;
+    while ((g + 1) * (g + 1) * (g + 1) * 4 <= n) g++; /* about 4 points a cell */
+    gr->g = g;
+    for (int a = 0; a < GRID_DIM; a++) {
+        gr->lo[a] = lo[a];
+        gr->w[a] = hi[a] > lo[a] ? (hi[a] - lo[a]) / (double)g : 1.0;
+    }
+    size_t cells = g * g * g;
+    gr->start = calloc(cells + 1, sizeof *gr->start);
+    gr->order = malloc((n ? n : 1) * sizeof *gr->order);
+    size_t *cell = malloc((n ? n : 1) * sizeof *cell);
+    if (!gr->start || !gr->order || !cell) {
+        free(cell);
+        return false;
+    }
+    for (size_t j = 0; j < n; j++) {
+        const float *y = Y + j * GRID_DIM;
+        cell[j] = (grid_coord(gr, 0, y[0]) * g + grid_coord(gr, 1, y[1])) * g + grid_coord(gr, 2, y[2]);
+        gr->start[cell[j] + 1]++;
+    }
+    for (size_t c = 0; c < cells; c++) gr->start[c + 1] += gr->start[c];
+    size_t *fill = malloc((cells ? cells : 1) * sizeof *fill);
+    if (!fill) {
+        free(cell);
+        return false;
+    }
+    memcpy(fill, gr->start, cells * sizeof *fill);
+    for (size_t j = 0; j < n; j++) gr->order[fill[cell[j]]++] = (int32_t)j;
+    free(fill);
+    free(cell);
+    return true;
+}
+
+static void grid_free(layout_grid *gr)
+{
+    free(gr->start);
+    free(gr->order);
+}
+
+/* The squared distance of the layout side, as faith_knn_overlap has always
+ * measured it. */
+static double dist_layout(const float *ay, const float *y, size_t e)
+{
+    double s = 0;
+    for (size_t c = 0; c < e; c++) {
+        double u = (double)ay[c] - (double)y[c];
+        s += u * u;
+    }
+    return s;
+}
+
+/* Puts (d, j) into the list nn/nd of *h entries, nearest first in the
+ * (distance, index) order, keeping at most K. */
+static void best_push(size_t *nn, double *nd, size_t *h, size_t K, double d, size_t j)
+{
+    size_t c = *h;
+    if (c == K) {
+        if (!closer(d, j, nd[K - 1], nn[K - 1])) return;
+        c--;
+    } else {
+        (*h)++;
+    }
+    for (; c > 0 && closer(d, j, nd[c - 1], nn[c - 1]); c--) {
+        nn[c] = nn[c - 1];
+        nd[c] = nd[c - 1];
+    }
+    nn[c] = j;
+    nd[c] = d;
+}
+
+/* The K nearest points of Y to ay by the grid: the same set as nearest()
+ * over every distance (a point outside the cube searched is farther than
+ * the cube's nearest face, and the search stops only when the K-th best is
+ * closer than that face by a margin far above the rounding of either). */
+static void grid_nearest(const layout_grid *gr, const float *Y, const float *ay, size_t K, size_t *nn,
+                         double *nd)
+{
+    const size_t g = gr->g;
+    size_t h = 0, c0[GRID_DIM];
+    for (int a = 0; a < GRID_DIM; a++) c0[a] = grid_coord(gr, a, ay[a]);
+    for (size_t r = 0;; r++) {
+        size_t lo[GRID_DIM], hi[GRID_DIM];
+        for (int a = 0; a < GRID_DIM; a++) {
+            lo[a] = c0[a] >= r ? c0[a] - r : 0;
+            hi[a] = c0[a] + r < g ? c0[a] + r : g - 1;
+        }
+        /* the shell of ring r: cells at Chebyshev distance r from c0 */
+        for (size_t x = lo[0]; x <= hi[0]; x++)
+            for (size_t y = lo[1]; y <= hi[1]; y++)
+                for (size_t z = lo[2]; z <= hi[2]; z++) {
+                    size_t dx = x > c0[0] ? x - c0[0] : c0[0] - x, dy = y > c0[1] ? y - c0[1] : c0[1] - y;
+                    size_t dz = z > c0[2] ? z - c0[2] : c0[2] - z, m = dx > dy ? dx : dy;
+                    if ((m > dz ? m : dz) != r) continue;
+                    size_t cell = (x * g + y) * g + z;
+                    for (size_t t = gr->start[cell]; t < gr->start[cell + 1]; t++) {
+                        size_t j = (size_t)gr->order[t];
+                        best_push(nn, nd, &h, K, dist_layout(ay, Y + j * GRID_DIM, GRID_DIM), j);
+                    }
+                }
+        /* the distance from ay to the nearest point not searched yet: to the
+         * nearest face of the searched cube that is not the grid's edge */
+        double face = INFINITY;
+        bool all = true;
+        for (int a = 0; a < GRID_DIM; a++) {
+            if (lo[a] > 0) {
+                face = fmin(face, (double)ay[a] - (gr->lo[a] + (double)lo[a] * gr->w[a]));
+                all = false;
+            }
+            if (hi[a] < g - 1) {
+                face = fmin(face, gr->lo[a] + (double)(hi[a] + 1) * gr->w[a] - (double)ay[a]);
+                all = false;
+            }
+        }
+        if (all) return;
+        /* less the rounding of a point's cell (a coordinate's last bits) */
+        face -= gr->slack;
+        if (h == K && face > 0 && nd[K - 1] < face * face * (1 - 1e-9)) return;
+    }
+}
+
+/* The layout side of faith_knn_overlap for queries [lo, hi): each
+ * query's K nearest fitted points (by the grid when there is one, else
+ * every distance in double), the share of the full space's. Each query is
+ * its own, so they are split over parts, each with its scratch. */
 typedef struct {
     const float *Y;
     size_t e, n;
     const float *qy;
     size_t K;
     const int32_t *ix;
-    double *dy; /* (parts, n) */
-    size_t *ny; /* (parts, K) */
+    size_t ldix;             /* query i's full-space list at ix + i * ldix */
+    double *dy;              /* (parts, n) */
+    size_t *ny;              /* (parts, K) */
+    const layout_grid *grid; /* NULL: every distance */
     double *frac;
 } overlap_scan;
 
@@ -227,48 +386,70 @@ static void overlap_part(void *ctx, size_t lo, size_t hi, int part)
     size_t *ny = p->ny + (size_t)part * K;
     for (size_t i = lo; i < hi; i++) {
         const float *ay = p->qy + i * e;
-        for (size_t j = 0; j < n; j++) {
-            double s = 0;
-            for (size_t c = 0; c < e; c++) {
-                double u = (double)ay[c] - (double)p->Y[j * e + c];
-                s += u * u;
-            }
-            dy[j] = s;
+        bool finite = true;
+        for (size_t c = 0; c < e; c++) finite = finite && isfinite(ay[c]);
+        if (p->grid && finite) {
+            grid_nearest(p->grid, p->Y, ay, K, ny, dy);
+        } else {
+            for (size_t j = 0; j < n; j++) dy[j] = dist_layout(ay, p->Y + j * e, e);
+            nearest(dy, n, (size_t)-1, K, ny);
         }
-        nearest(dy, n, (size_t)-1, K, ny);
         size_t both = 0;
-        for (size_t t = 0; t < K; t++) both += (size_t)member(ny, K, (size_t)p->ix[i * K + t]);
+        for (size_t t = 0; t < K; t++) both += (size_t)member(ny, K, (size_t)p->ix[i * p->ldix + t]);
         p->frac[i] = (double)both / (double)K;
     }
+}
+
+/* The layout side, scratch allocated: TW_OK or TW_ENOMEM. */
+static int overlap_layout(const float *Y, size_t n, size_t e, const float *qy, size_t m, size_t K,
+                          const int32_t *ix, size_t ldix, double *frac)
+{
+    int parts = nn_parts();
+    double *dy = malloc((size_t)parts * n * sizeof *dy); /* a part's scratch each */
+    size_t *ny = malloc((size_t)parts * K * sizeof *ny);
+    int rc = dy && ny ? TW_OK : TW_ENOMEM;
+    /* a grid pays for itself once there are many more points than queries
+     * need to look at */
+    layout_grid grid = {0};
+    bool gridded = e == GRID_DIM && n >= 64 * K && grid_build(&grid, Y, n);
+    if (rc == TW_OK) {
+        overlap_scan os = {Y, e, n, qy, K, ix, ldix, dy, ny, gridded ? &grid : NULL, frac};
+        nn_parallel_rows(m, parts, overlap_part, &os);
+    }
+    grid_free(&grid);
+    free(dy);
+    free(ny);
+    return rc;
+}
+
+static bool overlap_args_ok(size_t n, size_t d, const float *Y, size_t e, const float *qy, size_t m, size_t K,
+                            const double *frac)
+{
+    return Y && qy && frac && K >= 1 && K <= n && d >= 1 && e >= 1 && n <= (size_t)INT32_MAX &&
+           m <= (size_t)INT32_MAX;
 }
 
 int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t e, const float *q,
                       const float *qy, size_t m, size_t K, double *frac)
 {
-    if (!X || !Y || !q || !qy || !frac || K < 1 || K > n || d < 1 || e < 1 || n > (size_t)INT32_MAX ||
-        m > (size_t)INT32_MAX)
-        return TW_EINVAL;
+    if (!X || !q || !overlap_args_ok(n, d, Y, e, qy, m, K, frac)) return TW_EINVAL;
     if (m == 0) return TW_OK;
     /* the full space: UMAP's exact kNN (float GEMM screening, the best
      * candidates measured again in double; docs/MATH.md §8.1 step 1) */
-    int parts = nn_parts();
     int32_t *ix = malloc(m * K * sizeof *ix);
     float *dist = malloc(m * K * sizeof *dist);
-    double *dy = malloc((size_t)parts * n * sizeof *dy); /* a part's scratch each */
-    size_t *ny = malloc((size_t)parts * K * sizeof *ny);
-    int rc = TW_OK;
-    if (!ix || !dist || !dy || !ny) {
-        rc = TW_ENOMEM;
-        goto out;
-    }
+    int rc = ix && dist ? TW_OK : TW_ENOMEM;
     char err[256];
-    if ((rc = umap_knn(X, n, q, m, d, K, 0, ix, dist, NULL, err, sizeof err)) != TW_OK) goto out;
-    overlap_scan os = {Y, e, n, qy, K, ix, dy, ny, frac};
-    nn_parallel_rows(m, parts, overlap_part, &os);
-out:
+    if (rc == TW_OK) rc = umap_knn(X, n, q, m, d, K, 0, ix, dist, NULL, err, sizeof err);
+    if (rc == TW_OK) rc = overlap_layout(Y, n, e, qy, m, K, ix, K, frac);
     free(ix);
     free(dist);
-    free(dy);
-    free(ny);
     return rc;
+}
+
+int faith_knn_overlap_given(size_t n, const float *Y, size_t e, const float *qy, size_t m, size_t K,
+                            const int32_t *ix, size_t ldix, double *frac)
+{
+    if (!ix || ldix < K || !overlap_args_ok(n, 1, Y, e, qy, m, K, frac)) return TW_EINVAL;
+    return m == 0 ? TW_OK : overlap_layout(Y, n, e, qy, m, K, ix, ldix, frac);
 }

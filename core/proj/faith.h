@@ -45,4 +45,10 @@ int faith_trust_cont(const float *X, size_t m, size_t d, const float *Y, size_t 
 int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t e, const float *q,
                       const float *qy, size_t m, size_t K, double *frac);
 
+/* faith_knn_overlap with the full-space lists given: query i's K nearest
+ * rows of X (as umap_knn finds them) at ix + i * ldix (ldix >= K; a longer
+ * list's first K), n the rows of X. TW_OK, TW_EINVAL, TW_ENOMEM. */
+int faith_knn_overlap_given(size_t n, const float *Y, size_t e, const float *qy, size_t m, size_t K,
+                            const int32_t *ix, size_t ldix, double *frac);
+
 #endif

@@ -54,8 +54,22 @@ struct layout_service {
     pthread_cond_t faith_done; /* a faith_ready became true */
     pthread_t faith_thread;    /* PCA's figures, and a loaded UMAP layout's */
     bool faith_started;
-    tw_cancel stop; /* raised by layout_stop */
+    float *row_norms; /* (n) the fitted rows' squared norms (umap_row_norms), made at first use under lock */
+    tw_cancel stop;   /* raised by layout_stop */
 };
+
+static const float *row_norms(layout_service *p);
+
+/* PCA's share of the rows' variance in each component, into its figures. */
+static void pca_ratios(layout_service *p)
+{
+    layout_faith *f = &p->faith[PROJ_PCA];
+    f->has_variance_ratio = 1;
+    for (int c = 0; c < 3; c++)
+        f->explained_variance_ratio[c] = p->pca.total_variance > 0 && (size_t)c < p->pca.n_components
+                                             ? p->pca.variance[c] / p->pca.total_variance
+                                             : 0.0;
+}
 
 /* The figures of the layout pts (n, 3) of the fitted rows into p->faith[kind]
  * (NaN figures when they cannot be computed; logged). */
@@ -66,13 +80,7 @@ static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
     f->sample_rows = p->n_sample;
     f->sample_seed = FAITH_SAMPLE_SEED;
     f->trustworthiness = f->continuity = NAN;
-    if (kind == PROJ_PCA) {
-        f->has_variance_ratio = 1;
-        for (int c = 0; c < 3; c++)
-            f->explained_variance_ratio[c] = p->pca.total_variance > 0 && (size_t)c < p->pca.n_components
-                                                 ? p->pca.variance[c] / p->pca.total_variance
-                                                 : 0.0;
-    }
+    if (kind == PROJ_PCA) pca_ratios(p);
     if (!p->sample || p->n_sample <= 2 * FAITH_K) return;
     const size_t m = p->n_sample, d = p->dim;
     float *xs = malloc(m * d * sizeof *xs), *ys = malloc(m * 3 * sizeof *ys);
@@ -96,10 +104,12 @@ static void faith_figures(layout_service *p, proj_kind kind, const float *pts)
     free(ys);
 }
 
-/* The UMAP figures are kept beside the layout (<layout>.faith), so that a
- * layout read from the disk cache answers at once rather than after the
- * figures are computed again: a fixed record of the layout's key, the sample
- * it was measured on and the two figures. A record that is not exactly that
+/* The figures are kept beside the layout (UMAP's in <layout>.faith, PCA's
+ * in <layout>.pca.faith: PCA's, a 2000 x 2000 x d DGEMM and the rank counts,
+ * were computed at every start beside the first requests), so that a daemon that finds them answers at
+ * once rather than after the figures are computed again: a fixed record of
+ * the layout's key (of the rows and the UMAP settings), the sample it was
+ * measured on and the two figures. A record that is not exactly that
  * (another key, sample or size) is ignored and the figures are computed. */
 typedef struct {
     char magic[8];
@@ -107,43 +117,48 @@ typedef struct {
     double trustworthiness, continuity;
 } faith_record;
 
-static const char FAITH_MAGIC[8] = "TWDFTH1";
+static const char FAITH_MAGIC[2][8] = {"TWDFTP1", "TWDFTH1"}; /* PCA's, UMAP's */
+static const char *const FAITH_TAIL[2] = {".pca.faith", ".faith"};
 
 static void faith_path(const layout_service *p, char *out, size_t n, const char *tail)
 {
     if (fs_path(out, n, "%s%s", p->path, tail) != 0) out[0] = '\0';
 }
 
-static void faith_save(const layout_service *p)
+static void faith_save(const layout_service *p, proj_kind kind)
 {
-    const layout_faith *f = &p->faith[PROJ_UMAP];
-    if (!p->path[0] || isnan(f->trustworthiness)) return;
+    const layout_faith *f = &p->faith[kind];
+    if (!p->path[0] || !p->key || isnan(f->trustworthiness)) return;
     faith_record r = {.key = p->key,
                       .k = f->k,
                       .sample_rows = f->sample_rows,
                       .sample_seed = f->sample_seed,
                       .trustworthiness = f->trustworthiness,
                       .continuity = f->continuity};
-    memcpy(r.magic, FAITH_MAGIC, sizeof r.magic);
+    memcpy(r.magic, FAITH_MAGIC[kind], sizeof r.magic);
     char tmp[4400], path[4400], tail[64];
-    snprintf(tail, sizeof tail, ".tmp.%ld.faith", (long)getpid()); /* removed with the layout's stale temps */
+    /* removed with the layout's stale temps */
+    snprintf(tail, sizeof tail, ".tmp.%ld%s", (long)getpid(), FAITH_TAIL[kind]);
     faith_path(p, tmp, sizeof tmp, tail);
-    faith_path(p, path, sizeof path, ".faith");
+    faith_path(p, path, sizeof path, FAITH_TAIL[kind]);
     if (!tmp[0] || !path[0]) return;
     FILE *fp = fopen(tmp, "wb");
     bool ok = fp && fwrite(&r, sizeof r, 1, fp) == 1;
     if (fp && fclose(fp) != 0) ok = false;
     if (!ok || rename(tmp, path) != 0) {
-        tw_log("umap: the faithfulness figures are not kept beside the layout: %s", strerror(errno));
+        tw_log("%s: the faithfulness figures are not kept beside the layout: %s",
+               kind == PROJ_PCA ? "pca" : "umap", strerror(errno));
         unlink(tmp);
     }
 }
 
-/* true when <layout>.faith holds the figures of this layout and sample. */
-static bool faith_load(layout_service *p)
+/* true when the record of kind beside the layout holds the figures of this
+ * layout and sample (then in p->faith[kind], PCA's variance ratios kept). */
+static bool faith_load(layout_service *p, proj_kind kind)
 {
     char path[4400];
-    faith_path(p, path, sizeof path, ".faith");
+    if (!p->path[0] || !p->key) return false;
+    faith_path(p, path, sizeof path, FAITH_TAIL[kind]);
     if (!path[0] || !fs_is_regular(path)) return false;
     size_t len = 0;
     char err[256];
@@ -152,28 +167,31 @@ static bool faith_load(layout_service *p)
     bool ok = buf && len == sizeof r;
     if (ok) memcpy(&r, buf, sizeof r);
     free(buf);
-    ok = ok && memcmp(r.magic, FAITH_MAGIC, sizeof r.magic) == 0 && r.key == p->key && r.k == FAITH_K &&
+    ok = ok && memcmp(r.magic, FAITH_MAGIC[kind], sizeof r.magic) == 0 && r.key == p->key && r.k == FAITH_K &&
          r.sample_rows == p->n_sample && r.sample_seed == FAITH_SAMPLE_SEED && isfinite(r.trustworthiness) &&
          isfinite(r.continuity);
     if (!ok) return false;
-    layout_faith *f = &p->faith[PROJ_UMAP];
-    *f = (layout_faith){.k = FAITH_K,
-                        .sample_rows = p->n_sample,
-                        .sample_seed = FAITH_SAMPLE_SEED,
-                        .trustworthiness = r.trustworthiness,
-                        .continuity = r.continuity};
-    tw_log("umap: trustworthiness %.4f, continuity %.4f read from %s", f->trustworthiness, f->continuity,
-           path);
+    layout_faith *f = &p->faith[kind];
+    f->k = FAITH_K;
+    f->sample_rows = p->n_sample;
+    f->sample_seed = FAITH_SAMPLE_SEED;
+    f->trustworthiness = r.trustworthiness;
+    f->continuity = r.continuity;
+    tw_log("%s: trustworthiness %.4f, continuity %.4f read from %s", kind == PROJ_PCA ? "pca" : "umap",
+           f->trustworthiness, f->continuity, path);
     return true;
 }
 
 /* faith_figures, then announced to those who wait for them (always, even
- * when they could not be computed). */
+ * when they could not be computed). A UMAP layout just fitted is measured;
+ * one from the disk cache, and PCA, read from their records when kept. */
 static void compute_faith(layout_service *p, proj_kind kind, const float *pts)
 {
-    if (kind == PROJ_PCA || !p->from_cache || !faith_load(p)) {
+    bool fresh = kind == PROJ_UMAP && !p->from_cache;
+    if (kind == PROJ_PCA) pca_ratios(p); /* not in the record: PCA's own */
+    if (fresh || !faith_load(p, kind)) {
         faith_figures(p, kind, pts);
-        if (kind == PROJ_UMAP) faith_save(p);
+        faith_save(p, kind);
     }
     pthread_mutex_lock(&p->faith_lock);
     p->faith_ready[kind] = true;
@@ -190,6 +208,7 @@ static void *faith_main(void *arg)
      * and its answers wait for these figures */
     if (p->from_cache) compute_faith(p, PROJ_UMAP, p->model.embedding);
     compute_faith(p, PROJ_PCA, p->pca_points);
+    (void)row_norms(p); /* for the first trajectory's layout_knn */
     return NULL;
 }
 
@@ -383,6 +402,7 @@ void layout_stop(layout_service *p)
     pca_free(&p->pca);
     free(p->pca_points);
     free(p->sample);
+    free(p->row_norms);
     pthread_cond_destroy(&p->faith_done);
     pthread_mutex_destroy(&p->faith_lock);
     pthread_mutex_destroy(&p->lock);
@@ -494,6 +514,82 @@ int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const 
     }
     size_t k = p->n < FAITH_K ? p->n : FAITH_K;
     return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac);
+}
+
+struct layout_knn {
+    layout_service *p;
+    proj_kind kind;
+    const float *y;
+    size_t m, k; /* neighbours in each list: those of the transform and of the overlap */
+    umap_knn_feed *feed;
+    int32_t *idx; /* (m, k) once ended */
+    float *dist;  /* (m, k) */
+};
+
+/* The fitted rows' squared norms, made once. */
+static const float *row_norms(layout_service *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (!p->row_norms && (p->row_norms = malloc((p->n ? p->n : 1) * sizeof *p->row_norms)))
+        umap_row_norms(p->rows, p->n, p->dim, p->row_norms);
+    pthread_mutex_unlock(&p->lock);
+    return p->row_norms;
+}
+
+layout_knn *layout_knn_begin(layout_service *p, proj_kind kind, const float *E, const float *y, size_t m)
+{
+    if (E != p->rows || (kind == PROJ_UMAP && atomic_load(&p->state) != U_READY)) return NULL;
+    size_t k = p->n < FAITH_K ? p->n : FAITH_K;
+    if (kind == PROJ_UMAP && p->model.params.n_neighbors > k) k = p->model.params.n_neighbors;
+    const float *xn = row_norms(p);
+    umap_knn_feed *feed = xn && k <= p->n ? umap_knn_feed_new(p->rows, p->n, xn, y, m, p->dim, k) : NULL;
+    layout_knn *s = feed ? malloc(sizeof *s) : NULL;
+    if (s)
+        *s = (layout_knn){.p = p, .kind = kind, .y = y, .m = m, .k = k, .feed = feed};
+    else
+        umap_knn_feed_free(feed);
+    return s;
+}
+
+void layout_knn_feed(void *ctx, size_t i, const float *dots, size_t b, size_t j0)
+{
+    layout_knn *s = ctx;
+    umap_knn_feed_dots(s->feed, i, dots, b, j0);
+}
+
+int layout_knn_end(layout_knn *s)
+{
+    size_t cells = (s->m ? s->m : 1) * s->k;
+    if (!(s->idx = malloc(cells * sizeof *s->idx)) || !(s->dist = malloc(cells * sizeof *s->dist)))
+        return TW_ENOMEM;
+    return umap_knn_feed_finish(s->feed, s->idx, s->dist);
+}
+
+int layout_apply_knn(layout_knn *s, float *out, char *msg, size_t msglen)
+{
+    layout_service *p = s->p;
+    if (s->kind == PROJ_PCA) {
+        pca_transform(&p->pca, s->y, s->m, out);
+        return TW_OK;
+    }
+    return umap_transform_knn(&p->model, s->y, s->m, s->idx, s->dist, s->k, out, msg, msglen);
+}
+
+int layout_knn_overlap_knn(layout_knn *s, const float *pts, double *frac)
+{
+    layout_service *p = s->p;
+    const float *fitted = s->kind == PROJ_UMAP ? p->model.embedding : p->pca_points;
+    size_t k = p->n < FAITH_K ? p->n : FAITH_K;
+    return faith_knn_overlap_given(p->n, fitted, 3, pts, s->m, k, s->idx, s->k, frac);
+}
+
+void layout_knn_free(layout_knn *s)
+{
+    if (!s) return;
+    umap_knn_feed_free(s->feed);
+    free(s->idx);
+    free(s->dist);
+    free(s);
 }
 
 json_t *layout_status_json(layout_service *p)

@@ -93,4 +93,22 @@ json_t *layout_faith_json(layout_service *p, proj_kind kind);
 int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const float *pts, size_t m,
                        double *frac);
 
+/* The projection and the overlap of m new rows y (m, dim) from one kNN of
+ * them among the fitted rows, for a caller that multiplies y by the fitted
+ * rows anyway (the logit lens of a trajectory, core/ana/lens.c): begun with
+ * E, the matrix whose first rows the layouts were fitted on (NULL when E is
+ * another, when the UMAP layout is not ready, or when memory runs out: then
+ * layout_apply and layout_knn_overlap do it alone), fed the products
+ * y_i . E_j block by block (layout_knn_feed, the lens's on_row: rows may be
+ * fed concurrently), ended, then used as layout_apply and
+ * layout_knn_overlap would be (the same answers: the kNN is umap_knn's).
+ * y must stay valid until layout_knn_free. */
+typedef struct layout_knn layout_knn;
+layout_knn *layout_knn_begin(layout_service *p, proj_kind kind, const float *E, const float *y, size_t m);
+void layout_knn_feed(void *knn, size_t i, const float *dots, size_t b, size_t j0);
+int layout_knn_end(layout_knn *s);
+int layout_apply_knn(layout_knn *s, float *out, char *msg, size_t msglen);
+int layout_knn_overlap_knn(layout_knn *s, const float *pts, double *frac);
+void layout_knn_free(layout_knn *s);
+
 #endif

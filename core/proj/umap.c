@@ -269,21 +269,58 @@ done:
     return rc;
 }
 
-int umap_transform(const umap_model *model, const float *x_train, const float *y, size_t m, float *out,
-                   char *err, size_t errlen)
+/* The arguments and the rows of a transform: TW_OK, or TW_EINVAL with err. */
+static int transform_check(const umap_model *model, const float *y, size_t m, const float *out, char *err,
+                           size_t errlen)
 {
-    if (!model || !model->embedding || !x_train || (!y && m > 0) || (!out && m > 0)) {
+    if (!model || !model->embedding || (!y && m > 0) || (!out && m > 0)) {
         umap_set_err(err, errlen, "umap_transform: bad arguments");
         return TW_EINVAL;
     }
-    if (m == 0) return TW_OK;
-    const umap_params *p = &model->params;
-    const size_t n = model->n, dim = model->dim, k = p->n_neighbors, nc = p->n_components;
-    for (size_t t = 0; t < m * dim; t++)
+    for (size_t t = 0; t < m * model->dim; t++)
         if (!isfinite(y[t])) {
-            umap_set_err(err, errlen, "umap_transform: non-finite value at row %zu", t / dim);
+            umap_set_err(err, errlen, "umap_transform: non-finite value at row %zu", t / model->dim);
             return TW_EINVAL;
         }
+    return TW_OK;
+}
+
+static int transform_rows(const umap_model *model, const float *x_train, const float *y, size_t m,
+                          const int32_t *kidx, const float *kdist, size_t ldk, float *out, char *err,
+                          size_t errlen);
+
+int umap_transform(const umap_model *model, const float *x_train, const float *y, size_t m, float *out,
+                   char *err, size_t errlen)
+{
+    if (!x_train) {
+        umap_set_err(err, errlen, "umap_transform: bad arguments");
+        return TW_EINVAL;
+    }
+    int rc = transform_check(model, y, m, out, err, errlen);
+    return rc != TW_OK || m == 0 ? rc : transform_rows(model, x_train, y, m, NULL, NULL, 0, out, err, errlen);
+}
+
+int umap_transform_knn(const umap_model *model, const float *y, size_t m, const int32_t *idx,
+                       const float *dist, size_t ldk, float *out, char *err, size_t errlen)
+{
+    int rc = transform_check(model, y, m, out, err, errlen);
+    if (rc != TW_OK || m == 0) return rc;
+    if (!idx || !dist || ldk < model->params.n_neighbors) {
+        umap_set_err(err, errlen, "umap_transform: bad arguments");
+        return TW_EINVAL;
+    }
+    return transform_rows(model, NULL, y, m, idx, dist, ldk, out, err, errlen);
+}
+
+/* The transform of m >= 1 checked rows: their kNN among x_train, or the
+ * first n_neighbors of each row of kidx/kdist (stride ldk) when x_train is
+ * NULL. */
+static int transform_rows(const umap_model *model, const float *x_train, const float *y, size_t m,
+                          const int32_t *kidx, const float *kdist, size_t ldk, float *out, char *err,
+                          size_t errlen)
+{
+    const umap_params *p = &model->params;
+    const size_t n = model->n, dim = model->dim, k = p->n_neighbors, nc = p->n_components;
     scratch S = {0};
     const knn_rows kr = knn_rows_alloc(&S, m, k);
     const int32_t *idx = kr.idx;
@@ -298,8 +335,15 @@ int umap_transform(const umap_model *model, const float *x_train, const float *y
         umap_set_err(err, errlen, "umap_transform: out of memory (m=%zu)", m);
         goto done;
     }
-    rc = umap_knn(x_train, n, y, m, dim, k, 0, kr.idx, kr.dist, NULL, err, errlen);
-    if (rc != TW_OK) goto done;
+    if (x_train) {
+        rc = umap_knn(x_train, n, y, m, dim, k, 0, kr.idx, kr.dist, NULL, err, errlen);
+        if (rc != TW_OK) goto done;
+    } else {
+        for (size_t i = 0; i < m; i++) {
+            memcpy(kr.idx + i * k, kidx + i * ldk, k * sizeof *kr.idx);
+            memcpy(kr.dist + i * k, kdist + i * ldk, k * sizeof *kr.dist);
+        }
+    }
     /* umap-learn lowers local_connectivity by one for new points */
     float lc = p->local_connectivity - 1.0f;
     umap_smooth_knn_dist(kr.dist, m, k, lc > 0.0f ? lc : 0.0f, 1.0f, kr.sigma, kr.rho);

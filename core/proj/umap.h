@@ -134,6 +134,13 @@ int umap_fit(const float *x, size_t n, size_t dim, const umap_params *p, umap_pr
 int umap_transform(const umap_model *model, const float *x_train, const float *y, size_t m, float *out,
                    char *err, size_t errlen);
 
+/* umap_transform with the kNN of y among the training rows given: row i's
+ * n_neighbors nearest at idx + i * ldk and dist + i * ldk (ldk >=
+ * n_neighbors; a longer list's first n_neighbors), as umap_knn finds them
+ * (umap_knn_feed). The same layout as umap_transform's. */
+int umap_transform_knn(const umap_model *model, const float *y, size_t m, const int32_t *idx,
+                       const float *dist, size_t ldk, float *out, char *err, size_t errlen);
+
 /* Releases the embedding; idempotent; leaves *m zeroed. */
 void umap_model_free(umap_model *m);
 
@@ -180,6 +187,31 @@ uint64_t umap_cache_key(uint64_t data_hash, const umap_params *p);
  * honoured per panel). */
 int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,
              int32_t *idx, float *dist, umap_progress *prog, char *err, size_t errlen);
+
+/* The same kNN of m new rows q (m, dim) among x (n, dim) as umap_knn with
+ * same_set 0, for a caller that has the products q_i . x_j already (another
+ * analysis's GEMM of the same rows, core/ana/lens.c): fed those block by
+ * block, it keeps the best k + 8 candidates of each row by the float score
+ * |x_j|^2 - 2 q_i . x_j (xn: the squared norms of umap_row_norms) and
+ * measures them again in double, as umap_knn does, so the lists are
+ * umap_knn's.
+ *   umap_knn_feed_new     NULL when memory runs out or arguments are bad
+ *                         (k in 1..n); x, xn and q are kept, not copied
+ *   umap_knn_feed_dots    dots (b) of row i against x_{j0} .. x_{j0+b-1};
+ *                         columns at n and beyond are ignored; calls for
+ *                         different rows may run concurrently
+ *   umap_knn_feed_finish  the lists into idx (m, k) and dist (m, k), rows
+ *                         split over threads; TW_OK or TW_ENOMEM */
+typedef struct umap_knn_feed umap_knn_feed;
+umap_knn_feed *umap_knn_feed_new(const float *x, size_t n, const float *xn, const float *q, size_t m,
+                                 size_t dim, size_t k);
+void umap_knn_feed_dots(umap_knn_feed *f, size_t i, const float *dots, size_t b, size_t j0);
+int umap_knn_feed_finish(umap_knn_feed *f, int32_t *idx, float *dist);
+void umap_knn_feed_free(umap_knn_feed *f);
+
+/* Squared norms of the rows of x (n, dim), accumulated in double, as
+ * umap_knn ranks by. */
+void umap_row_norms(const float *x, size_t n, size_t dim, float *xn);
 
 /* Slow reference: the same result by direct double-precision distances. */
 void umap_knn_naive(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,

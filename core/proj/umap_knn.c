@@ -106,8 +106,7 @@ static void knn_finish_row(const float *x, const float *qrow, size_t dim, size_t
     }
 }
 
-/* Squared norms of the rows of x (n, dim), accumulated in double. */
-static void row_norms(const float *x, size_t n, size_t dim, float *xn)
+void umap_row_norms(const float *x, size_t n, size_t dim, float *xn)
 {
     for (size_t j = 0; j < n; j++) {
         double s = 0.0;
@@ -354,7 +353,7 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, siz
         scratch_free(&S);
         return TW_ENOMEM;
     }
-    row_norms(x, n, dim, xn);
+    umap_row_norms(x, n, dim, xn);
     if (same_set) {
         knn_tiles(n, tiles);
         long total = 0;
@@ -397,6 +396,72 @@ int umap_knn(const float *x, size_t n, const float *q, size_t m, size_t dim, siz
     }
     scratch_free(&S);
     return rc;
+}
+
+struct umap_knn_feed {
+    scratch S;
+    cand_lists c;
+    knn_finish fin;
+    const float *xn;
+    size_t n, m;
+};
+
+umap_knn_feed *umap_knn_feed_new(const float *x, size_t n, const float *xn, const float *q, size_t m,
+                                 size_t dim, size_t k)
+{
+    if (!x || !xn || (!q && m) || n == 0 || dim == 0 || k == 0 || k > n || n > INT32_MAX || m > INT32_MAX)
+        return NULL;
+    umap_knn_feed *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    const size_t cap = k + KNN_MARGIN < n ? k + KNN_MARGIN : n, lists = m ? m : 1;
+    f->c =
+        (cand_lists){cap, scratch_alloc(&f->S, lists * cap, sizeof(float)),
+                     scratch_alloc(&f->S, lists * cap, sizeof(int32_t)),
+                     scratch_alloc(&f->S, lists, sizeof(size_t)), scratch_alloc(&f->S, lists, sizeof(float))};
+    if (f->S.failed) {
+        umap_knn_feed_free(f);
+        return NULL;
+    }
+    lists_clear(&f->c, m);
+    f->fin = (knn_finish){x, q, dim, k, 0, &f->c, 0, NULL, NULL, 0};
+    f->xn = xn;
+    f->n = n;
+    f->m = m;
+    return f;
+}
+
+void umap_knn_feed_dots(umap_knn_feed *f, size_t i, const float *dots, size_t b, size_t j0)
+{
+    if (j0 >= f->n) return;
+    size_t cols = f->n - j0 < b ? f->n - j0 : b, t = 0;
+    cand_lists *c = &f->c;
+    const float *xn = f->xn + j0;
+    /* -2 q.x is exact from q.x, so each score is umap_knn's g + |x|^2 */
+    for (; t + KNN_CHUNK <= cols; t += KNN_CHUNK) {
+        const float thr = c->thr[i];
+        int any = 0;
+        for (size_t u = 0; u < KNN_CHUNK; u++) any |= -2.0f * dots[t + u] + xn[t + u] < thr;
+        if (!any) continue;
+        for (size_t u = t; u < t + KNN_CHUNK; u++)
+            cand_offer(c, i, -2.0f * dots[u] + xn[u], (int32_t)(j0 + u));
+    }
+    for (; t < cols; t++) cand_offer(c, i, -2.0f * dots[t] + xn[t], (int32_t)(j0 + t));
+}
+
+int umap_knn_feed_finish(umap_knn_feed *f, int32_t *idx, float *dist)
+{
+    f->fin.idx = idx;
+    f->fin.dist = dist;
+    f->fin.failed = 0;
+    nn_parallel_rows(f->m, nn_parts(), finish_part, &f->fin);
+    return f->fin.failed ? TW_ENOMEM : TW_OK;
+}
+
+void umap_knn_feed_free(umap_knn_feed *f)
+{
+    if (!f) return;
+    scratch_free(&f->S);
+    free(f);
 }
 
 void umap_knn_naive(const float *x, size_t n, const float *q, size_t m, size_t dim, size_t k, int same_set,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/scratch.h"
+#include "core/nn/par.h"
 #include "core/proj/umap_internal.h"
 
 /* ---- a, b ------------------------------------------------------------- */
@@ -551,11 +552,33 @@ done:
     return rc;
 }
 
-void umap_optimize_transform(float *head, size_t m, const float *tail, size_t n, size_t nc,
-                             const size_t *indptr, const int32_t *indices, const double *eps, size_t n_epochs,
-                             float a, float b, float gamma, float alpha0, size_t neg_rate, uint64_t seed)
+/* The arguments of umap_optimize_transform, for its parts. */
+typedef struct {
+    float *head;
+    const float *tail;
+    size_t n, nc;
+    const size_t *indptr;
+    const int32_t *indices;
+    const double *eps;
+    size_t n_epochs;
+    float a, b, gamma, alpha0;
+    size_t neg_rate;
+    uint64_t seed;
+} transform_sgd;
+
+/* Points [lo, hi) of a transform's SGD (each point its own). */
+static void transform_part(void *ctx, size_t lo, size_t hi, int part)
 {
-    for (size_t j = 0; j < m; j++) {
+    (void)part;
+    const transform_sgd *t = ctx;
+    float *head = t->head;
+    const float *tail = t->tail;
+    const size_t n = t->n, nc = t->nc, *indptr = t->indptr, n_epochs = t->n_epochs, neg_rate = t->neg_rate;
+    const int32_t *indices = t->indices;
+    const double *eps = t->eps;
+    const float a = t->a, b = t->b, gamma = t->gamma, alpha0 = t->alpha0;
+    const uint64_t seed = t->seed;
+    for (size_t j = lo; j < hi; j++) {
         float *cur = head + j * nc;
         uint64_t rng = umap_rng_derive(seed, j);
         const size_t e0 = indptr[j], e1 = indptr[j + 1];
@@ -593,4 +616,15 @@ void umap_optimize_transform(float *head, size_t m, const float *tail, size_t n,
             }
         }
     }
+}
+
+void umap_optimize_transform(float *head, size_t m, const float *tail, size_t n, size_t nc,
+                             const size_t *indptr, const int32_t *indices, const double *eps, size_t n_epochs,
+                             float a, float b, float gamma, float alpha0, size_t neg_rate, uint64_t seed)
+{
+    transform_sgd t = {head,     tail, n, nc,    indptr, indices,  eps,
+                       n_epochs, a,    b, gamma, alpha0, neg_rate, seed};
+    /* the points are independent (a stream each): split over the cores
+     * when there are enough of them to pay for the threads */
+    nn_parallel_rows(m, m >= 64 ? nn_parts() : 1, transform_part, &t);
 }
