@@ -15,9 +15,10 @@ import * as spectra from './spectra.js';
 import * as norms from './norms.js';
 import * as lnorm from './lnorm.js';
 import * as mlp from './mlp.js';
+import * as sweep from './sweep.js';
 
 const $ = id => document.getElementById(id);
-const MODULES = { traj: trajectory, lens, attn: attention, probe: probes, svd: spectra, norms, ln: lnorm, mlp };
+const MODULES = { traj: trajectory, lens, attn: attention, probe: probes, svd: spectra, sweep, norms, ln: lnorm, mlp };
 const FALLBACK_PHRASE = 'To kill two birds with one stone';
 
 const ctx = {
