@@ -38,6 +38,9 @@ const sw = {
 
 function sleep(ms) { return new Promise(r => setTimeout(r, ms)); }
 
+// Seconds for a person: 7.0 s, 0.12 s, under 0.01 s.
+const secs = t => (!(t >= 0.01) ? 'under 0.01 s' : `${t >= 10 ? fmt(t, 0) : t >= 1 ? fmt(t, 1) : fmt(t, 2)} s`);
+
 // The blocks as the route takes them: "all", or "A-B" (a lone number N is N-N).
 function blocksParam() {
   const b = state.blocks;
@@ -94,7 +97,7 @@ function showProgress(st, seq) {
   const total = st.total || 0, done = st.done || 0;
   const what = state.sweep === 'bias' ? 'bias probes' : 'spectra';
   const line = total ? `${done} of ${total} blocks answered` : 'starting';
-  $('sweep-status').textContent = `Job ${st.job} (${st.path}): ${line}, ${fmt(st.seconds || 0, 1)} s.`;
+  $('sweep-status').textContent = `Job ${st.job} (${st.path}): ${line}, ${secs(st.seconds)} so far.`;
   if (st.state === 'running')
     showMessage($('sweep-msg'), { kind: 'info', title: `Sweeping the ${what} of every block…`, note: `${line}.`,
       progress: total ? done / total : 0, progressLabel: 'Blocks of the sweep answered' });
@@ -345,7 +348,7 @@ export async function sync() {
     Object.assign(sw, { ans, job, key, focus: null });
     hideMessage(box);
     $('sweep-status').textContent = `Job ${job.job} (${job.path}?${req.query}): ${job.done} of ${job.total} blocks answered ` +
-      `in ${fmt(job.seconds, 2)} s.`;
+      `in ${secs(job.seconds)}.`;
     $('sweep-status').dataset.state = job.state;
     await draw();
     sw.tools.enable(true);
