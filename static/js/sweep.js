@@ -31,7 +31,7 @@ const POLL_MS = 250;
 const MEMO_MAX = 8;
 
 const sw = {
-  ctx: null, key: '', ans: null, job: null, seq: 0, bound: false, tools: null, focus: null,
+  ctx: null, key: '', ans: null, job: null, seq: 0, bound: false, tools: null, focus: null, shownProgress: '',
   memo: new Map(),   // request key -> {ans, job} of finished sweeps (most recent last)
   running: new Map(), // request key -> Promise of {ans, job} of sweeps under way
 };
@@ -92,12 +92,18 @@ function sweepOf(key, req, progress) {
   return job.promise.finally(() => job.listeners.delete(progress));
 }
 
+// Shows the job's progress (both places are read out by screen readers: they
+// change only when a block is answered).
 function showProgress(st, seq) {
   if (seq !== sw.seq) return;
   const total = st.total || 0, done = st.done || 0;
   const what = state.sweep === 'bias' ? 'bias probes' : 'spectra';
   const line = total ? `${done} of ${total} blocks answered` : 'starting';
-  $('sweep-status').textContent = `Job ${st.job} (${st.path}): ${line}, ${secs(st.seconds)} so far.`;
+  const shown = `${seq} ${st.job} ${st.state} ${line}`;
+  if (shown === sw.shownProgress) return;
+  sw.shownProgress = shown;
+  $('sweep-status').textContent = `Job ${st.job} (${st.path}): ${line}.`;
+  $('sweep-status').dataset.state = st.state;
   if (st.state === 'running')
     showMessage($('sweep-msg'), { kind: 'info', title: `Sweeping the ${what} of every block…`, note: `${line}.`,
       progress: total ? done / total : 0, progressLabel: 'Blocks of the sweep answered' });
