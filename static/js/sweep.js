@@ -156,7 +156,9 @@ function figure() {
   const gd = $('sweep-plot');
   const width = gd.clientWidth || 800;
   const cellW = (width - 140) / H;
-  const height = Math.max(320, Math.min(1400, 130 + B * Math.max(18, Math.min(48, cellW * 0.6))));
+  // rows of 18 to 90 px: the whole model in the column when it fits (48 blocks of gpt2-xl scroll)
+  const avail = (gd.parentElement.clientHeight || 700) - 170;
+  const height = Math.max(320, 130 + B * Math.max(18, Math.min(90, cellW * 0.6, avail / B)));
   const cellH = (height - 130) / B;
   const showText = cellW >= 34 && cellH >= 16;
   const shapes = [];
