@@ -105,7 +105,8 @@ function showProgress(st, seq) {
   $('sweep-status').textContent = `Job ${st.job} (${st.path}): ${line}.`;
   $('sweep-status').dataset.state = st.state;
   if (st.state === 'running')
-    showMessage($('sweep-msg'), { kind: 'info', title: `Sweeping the ${what} of every block…`, note: `${line}.`,
+    showMessage($('sweep-msg'), { kind: 'info', note: `${line}.`,
+      title: `Sweeping the ${what} of ${blocksParam() === 'all' ? 'every block' : `blocks ${blocksParam()}`}…`,
       progress: total ? done / total : 0, progressLabel: 'Blocks of the sweep answered' });
 }
 
@@ -324,8 +325,10 @@ export function init(ctx) {
   onSubmit('sweep', f => {
     const blocks = f.blocks.value.trim().replace(/\s+/g, '');
     const patch = { blocks: blocks === 'all' ? '' : blocks, scell: '' };
-    if (patch.blocks === state.blocks) { sw.key = ''; sync(); return; }   // the same sweep again: ask twd again
-    setState(patch);
+    const again = patch.blocks === state.blocks;   // the same sweep again: a new job (twd answers it from its cache)
+    if (again) { sw.memo.delete(sw.key); sw.key = ''; }
+    if (again && !state.scell) sync();
+    else setState(patch);
   });
   $('sweep-form').addEventListener('change', ev => {
     const t = ev.target;
