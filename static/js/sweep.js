@@ -180,10 +180,11 @@ function figure() {
     meta: { role: 'sweep', analysis: state.sweep, matrix: state.matrix, measure: state.measure, probe: state.probe,
       blocks: B, heads: H, first: a.first_block, last: a.last_block },
   }];
+  const narrow = width < 700;   // the title on two lines
   const layout = {
     title: { text: `${plotlyText(model.name)}${model.synthetic ? ' (synthetic)' : ''} · blocks ${a.first_block}–${a.last_block} × ` +
-      `${H} heads · ${what()}`, x: 0.01, xanchor: 'left', font: { size: 13 } },
-    margin: { l: 70, r: 20, t: 40, b: 50 }, height,
+      `${H} heads${narrow ? '<br>' : ' · '}${what()}`, x: 0.01, xanchor: 'left', font: { size: 13 } },
+    margin: { l: 70, r: 20, t: narrow ? 60 : 40, b: 50 }, height,
     xaxis: { title: { text: 'head', font: { size: 11 } }, tickvals: [...Array(H).keys()], showgrid: false, zeroline: false,
       range: [-0.5, H - 0.5] },
     yaxis: { title: { text: 'block', font: { size: 11 } }, tickvals: a.blocks.map(b => b.block), showgrid: false, zeroline: false,
@@ -194,6 +195,7 @@ function figure() {
 }
 
 async function draw() {
+  $('sweep-plot').classList.remove('empty');   // shown first, so that the figure is laid out at its width
   const gd = await drawFigure('sweep', figure(), stem());
   Object.assign(gd.dataset, { analysis: state.sweep, shown: shownKey(), blocks: String(sw.ans.blocks.length), heads: String(heads()),
     first: String(sw.ans.first_block), job: String(sw.job ? sw.job.job : '') });
