@@ -31,7 +31,7 @@ const POLL_MS = 250;
 const MEMO_MAX = 8;
 
 const sw = {
-  ctx: null, key: '', ans: null, job: null, seq: 0, bound: false, tools: null, focus: null, shownProgress: '',
+  ctx: null, key: '', ans: null, job: null, seq: 0, bound: false, tools: null, focus: null, shownProgress: '', cancelling: 0,
   memo: new Map(),   // request key -> {ans, job} of finished sweeps (most recent last)
   running: new Map(), // request key -> Promise of {ans, job} of sweeps under way
 };
@@ -57,6 +57,11 @@ function request() {
 
 // ---------- the job ----------
 
+// A sweep the person cancelled (status: the job's last status).
+class Cancelled extends Error {
+  constructor(status) { super('cancelled'); this.status = status; }
+}
+
 // Runs the sweep as a job, telling progress(status) what the status route says.
 async function runJob(req, progress) {
   let st = await apiPost('/sweep/job', { path: req.path, query: req.query });
@@ -67,6 +72,7 @@ async function runJob(req, progress) {
     st = await apiGet('/sweep/job/status', { id: started.job });
     progress(st);
   }
+  if (st.state === 'cancelled') throw new Cancelled(st);
   // done: the route's answer; failed: its error answer, thrown as an ApiError
   const ans = await apiGet('/sweep/job/result', { id: started.job, wait: 5 });
   return { ans, job: st };
@@ -107,7 +113,25 @@ function showProgress(st, seq) {
   if (st.state === 'running')
     showMessage($('sweep-msg'), { kind: 'info', note: `${line}.`,
       title: `Sweeping the ${what} of ${blocksParam() === 'all' ? 'every block' : `blocks ${blocksParam()}`}…`,
-      progress: total ? done / total : 0, progressLabel: 'Blocks of the sweep answered' });
+      progress: total ? done / total : 0, progressLabel: 'Blocks of the sweep answered',
+      actions: [{ id: 'sweep-cancel', label: 'Cancel the sweep', onClick: ev => cancelJob(ev.target, st.job) }] });
+  if (st.state === 'running' && sw.cancelling === st.job) cancelling($('sweep-cancel'));
+}
+
+function cancelling(button) {
+  button.disabled = true;
+  button.textContent = 'Cancelling…';
+}
+
+// Asks twd to stop job id at its next block (the poll then sees it cancelled).
+async function cancelJob(button, id) {
+  sw.cancelling = id;
+  cancelling(button);
+  try {
+    await apiPost('/sweep/job/cancel', { id });
+  } catch (e) {
+    showMessage($('sweep-msg'), { kind: 'error', title: 'twd could not cancel the sweep:', text: errorText(e) });
+  }
 }
 
 // ---------- the figure ----------
@@ -368,6 +392,16 @@ export async function sync() {
   } catch (e) {
     if (seq !== sw.seq) return;
     sw.key = '';
+    if (e instanceof Cancelled) {
+      $('sweep-status').textContent = `Job ${e.status.job} cancelled after ${e.status.done} of ${e.status.total} blocks.`;
+      $('sweep-status').dataset.state = 'cancelled';
+      showMessage(box, { kind: 'info', title: 'The sweep was cancelled.',
+        note: `twd answered ${e.status.done} of ${e.status.total} blocks before it stopped; they stay in its cache, so the head ` +
+          'spectra of those blocks open at once, and running the sweep again starts from them.' +
+          (sw.ans ? ' The figure still shows the previous sweep.' : '') });
+      $('sweep-plot').classList.toggle('stale', !!sw.ans);
+      return;
+    }
     const n = sw.ctx.current.n_layer;
     const bad = e instanceof ApiError && e.status === 400;
     $('sweep-status').textContent = bad ? 'Not started: twd refused the request.' : 'The sweep failed.';
