@@ -14,7 +14,7 @@ const $ = id => document.getElementById(id);
 // path: the page starts on the trajectories), by view.
 const LAZY = {
   lens: './lens.js', attn: './attention.js', probe: './probes.js', svd: './spectra.js', norms: './norms.js',
-  ln: './lnorm.js', mlp: './mlp.js',
+  ln: './lnorm.js', mlp: './mlp.js', sweep: './sweep.js',
 };
 const MODULES = { traj: trajectory };  // the loaded views' modules, each init'ed once
 const loading = {};

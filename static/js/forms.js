@@ -50,6 +50,18 @@ const FORMS = {
     tokensPer('svd', 'Tokens per direction'),
     submit('svd-submit', 'Show spectra'),
   ],
+  sweep: () => [
+    radios('Analysis', 'sweep', [['spectra', 'head spectra', true, muted('(/svd, top=0)')], ['bias', 'bias probes', false, muted('(/svd/bias)')]]),
+    el('div', { class: 'mode-only', 'data-mode': 'spectra' },
+      select('sweep-matrix', 'matrix', 'Matrix', '', [['qk', 'W_QK (query–key)', true], ['vo', 'W_VO (value–output)']]),
+      select('sweep-measure', 'measure', 'Each cell shows', '', [['f99', 'directions for 99 %', true],
+        ['first', 'share in the first direction'], ['top10', 'share in the top 10 %']])),
+    el('div', { class: 'mode-only', 'data-mode': 'bias', hidden: true },
+      select('sweep-probe', 'probe', 'Probe', '(its top token\'s score)', [['c', 'c = W_k b_q (keys every query is drawn to)', true],
+        ['-c', '−c (keys pushed away)'], ['a', 'a = W_q b_k (a uniform offset per query)'], ['-a', '−a']])),
+    text('sweep-blocks', 'blocks', 'Blocks', { note: '(all, or a range such as 0-11)', placeholder: 'all' }),
+    submit('sweep-submit', 'Run the sweep'),
+  ],
   norms: () => [tokensPer('norms', 'Tokens per list', 100), submit('norms-submit', 'Show the norms')],
   ln: () => [
     picker('ln', 'block', '(its ln_1)'),
@@ -75,7 +87,7 @@ const FORMS = {
 
 // what each view's download buttons are for
 const TOOLS = { traj: 'the trajectory view', lens: 'the logit lens', attn: 'the attention view', probe: 'the word probes',
-  svd: 'the head spectra', norms: 'the embedding norms', ln: 'the layer-norm view', mlp: 'the MLP view' };
+  svd: 'the head spectra', sweep: 'the whole-model sweep', norms: 'the embedding norms', ln: 'the layer-norm view', mlp: 'the MLP view' };
 
 // Fills every view's form, and adds to each view the download buttons' group
 // (P-tools, after its controls), the message box before its figure (P-msg)

@@ -7,7 +7,7 @@
 // a change made by the user is a new history entry (push), a change that only
 // refines what is shown (the camera, a default filled in) replaces the entry.
 
-export const VIEWS = ['traj', 'lens', 'attn', 'probe', 'svd', 'norms', 'ln', 'mlp'];
+export const VIEWS = ['traj', 'lens', 'attn', 'probe', 'svd', 'sweep', 'norms', 'ln', 'mlp'];
 
 // name -> {def, parse(string) -> value or undefined (invalid: ignored)}
 const int = (lo = 0, hi = Number.MAX_SAFE_INTEGER) => s =>
@@ -43,6 +43,14 @@ const FIELDS = {
   find: { def: '', parse: str },           // the token whose neurons are searched
   neuron: { def: null, parse: int(0) },    // the MLP neuron of the block detailed
   mcell: { def: '', parse: s => (/^\d+,\d+$/.test(s) ? s : undefined) },  // MLP updates cell block,position
+  // the whole-model sweep: what is swept, which number a cell shows, the blocks ('' : all; any short
+  // word is kept so that twd's own 400 names what is wrong), the cell opened (block,head)
+  sweep: { def: 'spectra', parse: oneOf(['spectra', 'bias']) },
+  matrix: { def: 'qk', parse: oneOf(['qk', 'vo']) },
+  measure: { def: 'f99', parse: oneOf(['f99', 'first', 'top10']) },
+  probe: { def: 'c', parse: oneOf(['a', '-a', 'c', '-c']) },
+  blocks: { def: '', parse: s => (s === 'all' ? '' : /^[0-9A-Za-z-]{1,16}$/.test(s) ? s : undefined) },
+  scell: { def: '', parse: s => (/^\d+,\d+$/.test(s) ? s : undefined) },
 };
 
 export const state = {};

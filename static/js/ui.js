@@ -6,8 +6,9 @@ import { downloadFigure } from './plot.js';
 // Shows a message in box `box` (an element with class "message").
 //   kind: 'error' | 'wait' | 'info'; title: bold first line; text: the daemon's
 //   own message (shown verbatim, monospace); note: a plain explanation;
-//   progress: 0..1 or undefined; actions: [{label, onClick, id}].
-export function showMessage(box, { kind = 'info', title = '', text = '', note = '', progress, actions = [] }) {
+//   progress: 0..1 or undefined (progressLabel: what it measures); actions: [{label, onClick, id}].
+export function showMessage(box, { kind = 'info', title = '', text = '', note = '', progress, progressLabel = 'UMAP fit progress',
+  actions = [] }) {
   box.replaceChildren();
   box.className = `message ${kind}`;
   box.setAttribute('role', kind === 'error' ? 'alert' : 'status');
@@ -18,7 +19,7 @@ export function showMessage(box, { kind = 'info', title = '', text = '', note = 
   if (typeof progress === 'number' && Number.isFinite(progress)) {
     const pct = Math.round(Math.max(0, Math.min(1, progress)) * 100);
     box.append(el('p', {},
-      el('progress', { max: 100, value: pct, 'aria-label': 'UMAP fit progress' }), ` ${pct} %`));
+      el('progress', { max: 100, value: pct, 'aria-label': progressLabel }), ` ${pct} %`));
   }
   if (actions.length) {
     const row = el('div', { class: 'buttons' });

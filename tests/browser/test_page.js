@@ -29,7 +29,7 @@ const MAX_TOKENS = 48;
 const SHAPE = { layers: 4, heads: 4, embd: 64, vocab: 2048, ctx: 64 };
 const SHAPE_B = { layers: 3, heads: 2, embd: 32, vocab: 2048, ctx: 64 };
 const UMAP_ROWS = 600;
-const VIEWS = { traj: 'traj-plot', lens: 'lens-plot', attn: 'attn-plot', probe: 'probe-plot', svd: 'svd-plot', norms: 'norms-plot',
+const VIEWS = { traj: 'traj-plot', lens: 'lens-plot', attn: 'attn-plot', probe: 'probe-plot', svd: 'svd-plot', sweep: 'sweep-plot', norms: 'norms-plot',
   ln: 'ln-plot', mlp: 'mlp-plot' };
 
 // ---------- reporting ----------
@@ -766,6 +766,108 @@ async function main() {
     });
     lap('head spectra');
 
+    // ===== 12b. the whole model: a sweep run as a polled job, a blocks x heads heatmap =====
+    const sweepShown = shown => `return gd.dataset.shown === ${JSON.stringify(shown)}`;
+    const sweepZ = () => page.evaluate(() => document.getElementById('sweep-plot').data[0].z);
+    // the daemon's own sweep (its own job) of the same request
+    const daemonSweep = async (p, query) => {
+      const job = (await d.post('/sweep/job', { path: p, query })).body;
+      const res = await d.get('/sweep/job/result', { id: job.job, wait: 30 });
+      ok(res.status === 200 && res.body.blocks.length === res.body.n_blocks, `daemon: the job of ${p}?${query} answers its ${res.body.n_blocks} blocks`,
+        JSON.stringify(res.body).slice(0, 200));
+      return res.body;
+    };
+    let reqMark = apiRequests.length;
+    await page.click('#tab-sweep');
+    await waitView(page, 'sweep', sweepShown('spectra qk:f99 all'));
+    const jobPaths = apiRequests.slice(reqMark).map(r => r.path);
+    ok(jobPaths.includes('/sweep/job') && jobPaths.includes('/sweep/job/result') &&
+       apiRequests.slice(reqMark).some(r => r.path === '/sweep/job' && JSON.parse(r.body).path === '/svd' && /block=all/.test(JSON.parse(r.body).query)),
+      'the whole-model view runs /svd?block=all as a job (POST /sweep/job, then its result)', jobPaths.join(' '));
+    const sweepStatus = await page.textContent('#sweep-status');
+    ok(sweepStatus.includes(`${nLayer} of ${nLayer} blocks answered`) && await page.getAttribute('#sweep-status', 'data-state') === 'done',
+      'the view shows the job\'s progress, here done: every block answered', sweepStatus);
+    const swSvd = await daemonSweep('/svd', 'block=all&matrix=both&top=0');
+    let sz = await sweepZ();
+    ok(sz.length === nLayer && sz.every(r => r.length === nHead) &&
+       maxDiff(sz, swSvd.blocks.map(b => b.heads.map(h => 100 * h.qk.frac99))) <= 1e-9,
+      `the heatmap has ${nLayer} blocks x ${nHead} heads: W_QK's share of directions for 99 % of the spectrum, the daemon's`);
+    // another number of the same answer: drawn without a new job
+    reqMark = apiRequests.length;
+    await page.selectOption('#sweep-matrix', 'vo');
+    await page.selectOption('#sweep-measure', 'first');
+    await waitView(page, 'sweep', sweepShown('spectra vo:first all'));
+    sz = await sweepZ();
+    ok(maxDiff(sz, swSvd.blocks.map(b => b.heads.map(h => 100 * h.vo.coverage[0]))) <= 1e-9 &&
+       !apiRequests.slice(reqMark).some(r => r.path.startsWith('/sweep')),
+      'W_VO\'s share of the spectrum in the first direction, from the same answer (no second job)');
+    await pointAt(page, 'sweep-plot', 2, 1);
+    await page.waitForSelector('#sweep-plot .hoverlayer .hovertext', { timeout: 10000 });
+    const sweepHover = await page.textContent('#sweep-plot .hoverlayer');
+    const want12 = 100 * swSvd.blocks[1].heads[2].vo.coverage[0];
+    ok(sweepHover.includes('block 1 · head 2') && sweepHover.includes(`${want12.toFixed(2)} %`) &&
+       await page.getAttribute('#sweep-cell', 'data-cell') === '1,2',
+      `hovering block 1, head 2 shows its number as the result route gives it (${want12.toFixed(2)} %)`, sweepHover);
+    let sh = await hashOf(page);
+    ok(sh.view === 'sweep' && sh.matrix === 'vo' && sh.measure === 'first', 'the URL holds the view, the matrix and the number shown', JSON.stringify(sh));
+    await shot(page, 'sweep-1280x800');
+    await checkDownloads(page, 'sweep', {
+      json: doc => doc.answer.n_blocks === nLayer && doc.request.path === '/svd' && doc.shown.matrix === 'vo',
+      csvHeader: ['block', 'head', 'matrix', 'd_head', 'frac99', 'coverage_first', 'top10_directions', 'coverage_top10', 's_first', 's_sum'],
+      csvRows: nLayer * nHead * 2,
+    });
+    // a click opens the cell in the head spectra; Back returns to the sweep with the cell framed
+    await clickCell(page, 'sweep-plot', 2, 1);
+    await waitView(page, 'svd', 'return gd.dataset.block === "1"');
+    await page.waitForSelector('#svd-heads button[data-head="2"][aria-pressed="true"]');
+    sh = await hashOf(page);
+    ok(sh.view === 'svd' && sh.block === '1' && sh.head === '2' && sh.scell === '1,2',
+      'clicking a cell opens that block and head in the head spectra', JSON.stringify(sh));
+    await page.goBack();
+    await waitView(page, 'sweep', sweepShown('spectra vo:first all'));
+    const frame = await page.evaluate(() => document.getElementById('sweep-plot').layout.shapes);
+    ok(frame.length === 1 && Math.abs(frame[0].x0 - 1.52) < 1e-9 && Math.abs(frame[0].y0 - 0.54) < 1e-9,
+      'Back returns to the sweep, with the opened cell framed', JSON.stringify(frame));
+    // a range of blocks; a range the model does not have is refused in words
+    await page.fill('#sweep-blocks', '1-2');
+    await page.click('#sweep-submit');
+    await waitView(page, 'sweep', sweepShown('spectra vo:first 1-2'));
+    sz = await sweepZ();
+    ok(sz.length === 2 && maxDiff(sz, swSvd.blocks.slice(1, 3).map(b => b.heads.map(h => 100 * h.vo.coverage[0]))) <= 1e-9 &&
+       (await hashOf(page)).blocks === '1-2' && (await page.textContent('#sweep-status')).includes('2 of 2 blocks'),
+      'blocks 1-2: two rows, the daemon\'s, and the URL holds the range');
+    await page.fill('#sweep-blocks', '0-99');
+    await page.click('#sweep-submit');
+    await page.waitForSelector('#sweep-msg[data-kind="error"]', { timeout: 30000 });
+    const badRange = await d.post('/sweep/job', { path: '/svd', query: 'block=0-99&matrix=both&top=0' });
+    m = await messageOf(page, 'sweep-msg');
+    ok(badRange.status === 400 && m.role === 'alert' && m.text.includes(badRange.body.error.message) &&
+       m.text.includes(`This model has ${nLayer} blocks, numbered 0 to ${nLayer - 1}`),
+      'blocks 0-99: twd\'s 400 is shown with what to write instead', m.text);
+    await page.goBack();
+    await waitView(page, 'sweep', sweepShown('spectra vo:first 1-2'));
+    ok((await messageOf(page, 'sweep-msg')).hidden && (await hashOf(page)).blocks === '1-2', 'Back returns to blocks 1-2 and its figure');
+    // the bias probes' sweep, from a URL
+    const beforeBias = page.url();
+    await page.goto('about:blank');
+    await page.goto(d.url('/#view=sweep&sweep=bias&probe=-c&blocks=0-2'));
+    await waitView(page, 'sweep', sweepShown('bias -c 0-2'));
+    const swBias = await daemonSweep('/svd/bias', 'block=0-2&k=5');
+    sz = await sweepZ();
+    const biasText = await page.evaluate(() => document.getElementById('sweep-plot').data[0].text);
+    const cellText = t => { const v = visibleToken(t.text); return plotlyText(v.length > 7 ? `${v.slice(0, 6)}…` : v); };
+    ok(sz.length === 3 && sz.every(r => r.length === nHead) && maxDiff(sz, swBias.blocks.map(b => b.heads.map(h => h['-c'][0].score))) <= 1e-9 &&
+       JSON.stringify(biasText) === JSON.stringify(swBias.blocks.map(b => b.heads.map(h => cellText(h['-c'][0])))),
+      'a URL opens the bias probes\' sweep of blocks 0-2: per head the score and text of −c\'s top token, the daemon\'s');
+    ok(await page.isChecked('#sweep-form input[name="sweep"][value="bias"]') && await page.inputValue('#sweep-probe') === '-c' &&
+       await page.inputValue('#sweep-blocks') === '0-2' && await page.isVisible('#view-sweep .reading [data-mode="bias"]'),
+      'the form and the reading say what the URL asked for');
+    await shot(page, 'sweep-bias-1280x800');
+    await page.goto('about:blank');
+    await page.goto(beforeBias);   // the state the next views were tested from
+    await waitView(page, 'sweep', sweepShown('spectra vo:first 1-2'));
+    lap('whole-model sweep');
+
     // ===== 13. embedding norms =====
     await page.click('#tab-norms');
     await waitView(page, 'norms', 'return gd.dataset.k !== undefined');
@@ -971,7 +1073,7 @@ async function main() {
       await page.waitForTimeout(300);
       await layoutCheck(page, w, h);
       await shot(page, `trajectory-${w}x${h}`);
-      for (const v of ['lens', 'attn', 'probe', 'svd', 'norms', 'ln', 'mlp']) {
+      for (const v of ['lens', 'attn', 'probe', 'svd', 'sweep', 'norms', 'ln', 'mlp']) {
         await page.click(`#tab-${v}`);
         await waitView(page, v);
         await page.waitForTimeout(200);
