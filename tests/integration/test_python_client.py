@@ -632,7 +632,13 @@ class PythonClientTest(unittest.TestCase):
         j = self.c.trajectory_stats_job(texts, k=2)
         self.assertEqual(self.c.trajectory_stats_job_result(j["job"], wait=30, as_json=True), js)
         self.assertEqual(self.c.trajectory_stats_job_status(j["job"])["state"], "done")
+        self.assertEqual(self.c.trajectory_stats_job_cancel(j["job"])["state"], "done")  # ended: as it ended
         self.assertTrue(self.c.trajectory_stats_job_result(j["job"]).equals(df))
+        # a sweep job likewise
+        j = self.c.sweep_job("/svd", {"block": "0-1", "top": 1, "k": 1})
+        self.assertEqual(self.c.sweep_job_result(j["job"], wait=30)["n_blocks"], 2)
+        self.assertEqual(self.c.sweep_job_status(j["job"])["state"], "done")
+        self.assertEqual(self.c.sweep_job_cancel(j["job"])["state"], "done")
         with self.assertRaises(TwdError) as e:
             self.c.trajectory_stats(texts, corpus="kjv-heldout")
         self.assertEqual(e.exception.status, 400)

@@ -42,9 +42,11 @@ ROUTES = {
     "/trajectory/stats/job": "trajectory_stats_job",
     "/trajectory/stats/job/status": "trajectory_stats_job_status",
     "/trajectory/stats/job/result": "trajectory_stats_job_result",
+    "/trajectory/stats/job/cancel": "trajectory_stats_job_cancel",
     "/sweep/job": "sweep_job",
     "/sweep/job/status": "sweep_job_status",
     "/sweep/job/result": "sweep_job_result",
+    "/sweep/job/cancel": "sweep_job_cancel",
     "/attention": "attention",
     "/umap": "umap",
     "/umap/layout": "umap_layout",
@@ -481,6 +483,12 @@ class Client:
         retry=True the client waits)."""
         return self._data("/trajectory/stats/job/result", {"id": job, "wait": wait}, as_json)
 
+    def trajectory_stats_job_cancel(self, job):
+        """POST /trajectory/stats/job/cancel: asks the running job to stop (it
+        ends "cancelled"; its result then raises TwdError 410). A job that has
+        ended stays as it ended. A dict, as trajectory_stats_job's."""
+        return self.request("/trajectory/stats/job/cancel", {"id": job}, post="always")
+
     def sweep_job(self, path, query):
         """POST /sweep/job: starts the whole-model sweep of ``path`` ("/svd",
         "/svd/bias", "/probe" or "/mlp/svd") with ``query`` (a dict of its
@@ -502,6 +510,13 @@ class Client:
         its query asked for. ``wait``: seconds (at most 30) to wait for a
         running job [0]; a job still running raises TwdError 503."""
         return self.request("/sweep/job/result", {"id": job, "wait": wait}, format)
+
+    def sweep_job_cancel(self, job):
+        """POST /sweep/job/cancel: asks the running sweep to stop at its next
+        block (it ends "cancelled", the blocks answered stay cached; its result
+        then raises TwdError 410). A job that has ended stays as it ended. A
+        dict, as sweep_job's."""
+        return self.request("/sweep/job/cancel", {"id": job}, post="always")
 
     def attention(self, text, block=None, head=None, gelu=None, as_json=False):
         """GET/POST /attention: the attention patterns of the forward pass.
