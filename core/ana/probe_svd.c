@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ana/lnscreen.h"
 #include "core/nn/linalg.h"
 #include "core/nn/par.h"
 
@@ -483,30 +484,15 @@ void probe_bias_result_free(probe_bias_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out)
+/* The queries a_h = Wq_h bk_h and c_h = Wk_h bq_h of every head of block
+ * `block` into q (2H, d): row 2h a_h, row 2h + 1 c_h. */
+static int bias_queries(const gpt2_model *m, int block, float *q)
 {
-    blockcache *c = ana_cache(x);
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (ana_check_model(m)) return TW_EINVAL;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
-    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    if (k < 1 || k > V) return TW_EK;
-
-    topk_hit *hits = malloc(H * PROBE_BIAS_N * k * sizeof(topk_hit));
-    float *q = malloc(2 * H * d * sizeof(float)); // (2H, d): a_h, c_h
-    topk_hit *tops = malloc(2 * H * k * sizeof(topk_hit));
-    topk_hit *bots = malloc(2 * H * k * sizeof(topk_hit));
-    blockcache_entry *en_e = NULL;
+    const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
     gpt2_block_ref bref = {0};
     const gpt2_block *blk = NULL;
-    int rc = TW_OK;
-    if (!hits || !q || !tops || !bots) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    if ((rc = ana_block_acquire(m, block, &bref, &blk)) != TW_OK) goto done;
+    int rc = ana_block_acquire(m, block, &bref, &blk);
+    if (rc) return rc;
     for (size_t h = 0; h < H; h++) {
         ana_head hs;
         ana_head_slices_of(m, blk, (int)h, &hs);
@@ -523,11 +509,13 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
         }
     }
     gpt2_block_release(&bref);
-    rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
-    if (rc) goto done;
-    rc = topk_rows_opt(blockcache_data(en_e), V, d, q, 2 * H, k, tops, bots,
-                       &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
-    if (rc) goto done;
+    return TW_OK;
+}
+
+/* The four lists of every head of one block from the top and bottom lists
+ * (2H, k) of its queries. */
+static void bias_lists(size_t H, size_t k, const topk_hit *tops, const topk_hit *bots, topk_hit *hits)
+{
     for (size_t h = 0; h < H; h++) {
         topk_hit *dst = hits + h * PROBE_BIAS_N * k;
         memcpy(dst + PROBE_BIAS_A * k, tops + (2 * h) * k, k * sizeof(topk_hit));
@@ -535,19 +523,117 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
         memcpy(dst + PROBE_BIAS_C * k, tops + (2 * h + 1) * k, k * sizeof(topk_hit));
         negate_hits(dst + PROBE_BIAS_C_NEG * k, bots + (2 * h + 1) * k, k);
     }
+}
 
-done:
-    blockcache_release(c, en_e);
+int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out)
+{
+    return probe_svd_bias_sweep(m, x, block, block, k, out);
+}
+
+/* ---- A sweep's blocks ahead, kept in the cache ----
+ * "bias:<k>:<b>": block b's hits (H, PROBE_BIAS_N, k), computed in the
+ * GEMM passes of an earlier block of the same sweep. */
+
+static size_t bias_hits_bytes(const gpt2_model *m, size_t k)
+{
+    return (size_t)m->cfg.n_head * PROBE_BIAS_N * k * sizeof(topk_hit);
+}
+
+static void bias_key(char *key, size_t n, size_t k, int block) { snprintf(key, n, "bias:%zu:%d", k, block); }
+
+static int fill_copy(void *data, size_t bytes, void *ctx)
+{
+    memcpy(data, ctx, bytes);
+    return TW_OK;
+}
+
+/* Keeps r's hits for a later call (best effort: no room, no keeping). */
+static void bias_keep(const gpt2_model *m, const ana_ctx *x, const probe_bias_result *r)
+{
+    char key[48];
+    bias_key(key, sizeof key, r->k, r->block);
+    blockcache_entry *e = NULL;
+    if (ana_cache(x) && blockcache_acquire_within(ana_cache(x), key, bias_hits_bytes(m, r->k), fill_copy,
+                                                  r->hits, ana_cancel(x), &e) == TW_OK)
+        blockcache_release(ana_cache(x), e);
+}
+
+/* Block `block`'s hits from the cache into *out: TW_OK, or 1 when absent. */
+static int bias_kept(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out)
+{
+    char key[48];
+    bias_key(key, sizeof key, k, block);
+    blockcache_entry *e = NULL;
+    const size_t bytes = bias_hits_bytes(m, k);
+    if (blockcache_lookup(ana_cache(x), key, bytes, &e) != TW_OK) return 1;
+    *out =
+        (probe_bias_result){.block = block, .n_head = (size_t)m->cfg.n_head, .k = k, .hits = malloc(bytes)};
+    if (out->hits) memcpy(out->hits, blockcache_data(e), bytes);
+    blockcache_release(ana_cache(x), e);
+    return out->hits ? TW_OK : TW_ENOMEM;
+}
+
+/* Queries per screening pass of a sweep (core/ana/lnscreen.c's pass). */
+#define BIAS_PASS_QUERIES 256
+
+int probe_svd_bias_sweep(const gpt2_model *m, const ana_ctx *x, int block, int last, size_t k,
+                         probe_bias_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (ana_check_model(m)) return TW_EINVAL;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (k < 1 || k > (size_t)m->cfg.vocab_size) return TW_EK;
+    int rc = bias_kept(m, x, block, k, out);
+    if (rc != 1) return rc;
+    size_t n = 1, per_pass = BIAS_PASS_QUERIES / (2 * (size_t)m->cfg.n_head);
+    if (ana_cache(x) && last > block && last < m->cfg.n_layer) n = (size_t)(last - block) + 1;
+    if (n > per_pass) n = per_pass > 0 ? per_pass : 1;
+    if (n == 1) return probe_svd_bias_blocks(m, x, block, 1, k, out);
+    probe_bias_result *r = calloc(n, sizeof *r);
+    if (!r) return TW_ENOMEM;
+    rc = probe_svd_bias_blocks(m, x, block, n, k, r);
+    for (size_t b = 1; b < n && rc == TW_OK; b++) bias_keep(m, x, &r[b]);
+    if (rc == TW_OK) *out = r[0];
+    for (size_t b = rc == TW_OK ? 1 : n; b < n; b++) probe_bias_result_free(&r[b]);
+    free(r);
+    return rc;
+}
+
+int probe_svd_bias_blocks(const gpt2_model *m, const ana_ctx *x, int first, size_t n, size_t k,
+                          probe_bias_result *out)
+{
+    if (!out || n < 1) return TW_EINVAL;
+    memset(out, 0, n * sizeof *out);
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
+    if (first < 0 || n > (size_t)m->cfg.n_layer || first > m->cfg.n_layer - (int)n) return TW_EBLOCK;
+    if (k < 1 || k > V) return TW_EK;
+
+    const size_t nq = 2 * H * n; /* the queries of every block, block by block */
+    float *q = malloc(nq * d * sizeof(float));
+    int *blocks = malloc(nq * sizeof(int));
+    topk_hit *tops = malloc(nq * k * sizeof(topk_hit)), *bots = malloc(nq * k * sizeof(topk_hit));
+    int rc = q && blocks && tops && bots ? TW_OK : TW_ENOMEM;
+    for (size_t b = 0; b < n && rc == TW_OK; b++) {
+        rc = bias_queries(m, first + (int)b, q + b * 2 * H * d);
+        for (size_t i = 0; i < 2 * H; i++) blocks[b * 2 * H + i] = first + (int)b;
+    }
+    if (rc == TW_OK) rc = ana_ln1_topk(m, x, blocks, q, nq, k, tops, bots);
+    for (size_t b = 0; b < n && rc == TW_OK; b++) {
+        out[b] = (probe_bias_result){.block = first + (int)b, .n_head = H, .k = k};
+        out[b].hits = malloc(H * PROBE_BIAS_N * k * sizeof(topk_hit));
+        if (!out[b].hits) {
+            rc = TW_ENOMEM;
+            break;
+        }
+        bias_lists(H, k, tops + b * 2 * H * k, bots + b * 2 * H * k, out[b].hits);
+    }
     free(q);
+    free(blocks);
     free(tops);
     free(bots);
-    if (rc) {
-        free(hits);
-        return rc;
-    }
-    out->block = block;
-    out->n_head = H;
-    out->k = k;
-    out->hits = hits;
-    return TW_OK;
+    if (rc)
+        for (size_t b = 0; b < n; b++) probe_bias_result_free(&out[b]);
+    return rc;
 }
