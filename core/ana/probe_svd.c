@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,6 +224,7 @@ typedef struct {
     probe_svd_result *r;
     float *ql, *qr;        /* (nd, d) each, or NULL (top 0) */
     const gpt2_block *blk; /* the block, when a head's factors are to be computed */
+    atomic_size_t next;    /* the next head to take */
     int rc[NN_MAX_PARTS];
 } heads_ctx;
 
@@ -263,12 +265,22 @@ static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *Z)
     return rc;
 }
 
+/* Part `part` of the heads: takes the next head not yet taken until none
+ * is left; a part beyond the BLAS budget stops taking any (a computation
+ * that starts meanwhile takes its share from the server, and this one
+ * shrinks to what is left of it), part 0 always goes on. */
 static void heads_part(void *ctx, size_t lo, size_t hi, int part)
 {
+    (void)lo;
+    (void)hi;
     heads_ctx *hc = ctx;
     double *tmp = malloc(((size_t)hc->m->cfg.n_embd * hc->r->top + 1) * sizeof(double));
     int rc = tmp ? TW_OK : TW_ENOMEM;
-    for (size_t i = lo; i < hi && rc == TW_OK; i++) rc = head_spectrum_queries(hc, i, tmp);
+    while (rc == TW_OK && (part == 0 || part < nn_parts())) {
+        size_t i = atomic_fetch_add(&hc->next, 1);
+        if (i >= hc->r->n_heads) break;
+        rc = head_spectrum_queries(hc, i, tmp);
+    }
     free(tmp);
     hc->rc[part] = rc;
 }
@@ -289,20 +301,20 @@ static bool factors_missing(const gpt2_model *m, const ana_ctx *x, const probe_s
 }
 
 /* Spectra and queries of every head of r (head_spectrum_queries), the heads
- * shared among nn_parts() threads with one BLAS thread each. OpenBLAS's
- * thread count is process-wide: it is put back to what it was afterwards (a
- * computation that starts meanwhile on another worker takes its share from
- * the server as usual, and this one's BLAS calls stay single-threaded). */
+ * shared among the BLAS budget's threads with one BLAS thread each
+ * (nn_blas_single_begin: OpenBLAS's count is process-wide, and the budget
+ * is what the server shares out; when another computation starts meanwhile
+ * it takes its share and the parts beyond this one's stop, and at the end
+ * OpenBLAS gets the budget as it is then, never more). */
 static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, const gpt2_block *blk,
                                probe_svd_result *r, float *ql, float *qr)
 {
     heads_ctx hc = {.m = m, .x = x, .r = r, .ql = ql, .qr = qr, .blk = blk};
-    int parts = nn_parts();
+    atomic_init(&hc.next, 0);
+    int parts = nn_blas_single_begin();
     if ((size_t)parts > r->n_heads) parts = (int)r->n_heads;
-    const int saved = openblas_get_num_threads();
-    if (saved > 1) openblas_set_num_threads(1);
     nn_parallel_rows(r->n_heads, parts, heads_part, &hc);
-    if (saved > 1) openblas_set_num_threads(saved);
+    nn_blas_single_end();
     for (int p = 0; p < parts; p++)
         if (hc.rc[p]) return hc.rc[p];
     return TW_OK;
