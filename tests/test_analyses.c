@@ -473,6 +473,57 @@ static void check_probe_bias_vs_naive(const gpt2_model *m)
 START_TEST(test_probe_bias_vs_naive) { on_model(51, check_probe_bias_vs_naive); }
 END_TEST
 
+/* top 0 answers the spectra from the Gram matrices (nothing cached): the
+ * factors' spectra to 1e-10 of the largest singular value, the same
+ * frac99; a head whose W_q is nearly rank-deficient is left to the factors
+ * (its entry is then cached) and answers their spectrum bit for bit. */
+START_TEST(test_svd_spectra_gram)
+{
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, M_V, 53);
+    const gpt2_model *m = &tm.m;
+    const size_t dh = M_D / M_H;
+    for (int block = 0; block < M_L; block++)
+        for (int mat = 0; mat < 2; mat++) {
+            blockcache *c = blockcache_new((size_t)1 << 26);
+            probe_svd_result r0, r3;
+            ck_assert_int_eq(probe_svd(m, ANA_CTX(c), block, mat, -1, 0, 5, &r0), TW_OK);
+            blockcache_stats st;
+            blockcache_get_stats(c, &st);
+            ck_assert_uint_eq(st.entries, 0);
+            ck_assert_int_eq(probe_svd(m, NULL, block, mat, -1, 3, 5, &r3), TW_OK);
+            for (size_t h = 0; h < M_H; h++) {
+                for (size_t t = 0; t < dh; t++) {
+                    const double a = r0.s[h * dh + t], b = r3.s[h * dh + t];
+                    ck_assert_msg(fabs(a - b) <= 1e-10 * r3.s[h * dh], "block %d head %zu s[%zu] %.17g %.17g",
+                                  block, h, t, a, b);
+                    ck_assert(fabs(r0.coverage[h * dh + t] - r3.coverage[h * dh + t]) <= 1e-10);
+                }
+                ck_assert(r0.frac99[h] == r3.frac99[h]);
+            }
+            probe_svd_result_free(&r0);
+            probe_svd_result_free(&r3);
+            blockcache_free(c);
+        }
+    ana_head hs; /* head 1 of block 0: column 1 of W_q a hair from column 0 */
+    ana_head_slices(m, 0, 1, &hs);
+    for (size_t i = 0; i < M_D; i++)
+        ((float *)hs.wq.p)[i * hs.wq.rs + hs.wq.cs] = GPT2_AT(hs.wq, i, 0) * (1.0f + 0x1p-20f);
+    blockcache *c = blockcache_new((size_t)1 << 26);
+    probe_svd_result r0, r3;
+    ck_assert_int_eq(probe_svd(m, ANA_CTX(c), 0, PROBE_SVD_QK, -1, 0, 5, &r0), TW_OK);
+    blockcache_stats st;
+    blockcache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 1); /* that head's factors */
+    ck_assert_int_eq(probe_svd(m, NULL, 0, PROBE_SVD_QK, -1, 3, 5, &r3), TW_OK);
+    ck_assert_int_eq(memcmp(r0.s + dh, r3.s + dh, dh * sizeof(double)), 0);
+    probe_svd_result_free(&r0);
+    probe_svd_result_free(&r3);
+    blockcache_free(c);
+    tt_model_free(&tm);
+}
+END_TEST
+
 /* Bitwise equality of two bias results' hits. */
 static void same_bias(const probe_bias_result *a, const probe_bias_result *b)
 {
@@ -643,10 +694,11 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const analyses_tests[] = {
-        test_embed_norms_vs_naive, test_embed_normalization_vs_naive, test_probe_words_vs_naive,
-        test_probe_svd_vs_dense,   test_probe_svd_sign_rule,          test_probe_bias_vs_naive,
-        test_bias_shared_ln0,      test_layouts_and_no_bias,          NULL};
+    const TTest *const analyses_tests[] = {test_embed_norms_vs_naive, test_embed_normalization_vs_naive,
+                                           test_probe_words_vs_naive, test_probe_svd_vs_dense,
+                                           test_probe_svd_sign_rule,  test_probe_bias_vs_naive,
+                                           test_bias_shared_ln0,      test_svd_spectra_gram,
+                                           test_layouts_and_no_bias,  NULL};
     const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
     const tw_case cases[] = {
         {.name = "analyses", .timeout = 120, .tests = analyses_tests},

@@ -265,6 +265,74 @@ static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *Z)
     return rc;
 }
 
+/* ---- Spectra alone (top 0) ----
+ * The singular values of W_h = X Y^T are those of Rx Ry^T for any R with
+ * R^T R = X^T X (QR's R up to the signs of its rows, which change no
+ * singular value): from the Cholesky factors of the Gram matrices (one
+ * level-3 dsyrk each, where the unblocked Householder QR of a d x dh
+ * panel is level 2) and a values-only SVD, in a fraction of the factors'
+ * time. Squaring X loses accuracy with its condition: a Gram matrix whose
+ * estimated reciprocal condition is below GRAM_RCOND_MIN (kappa(X) above
+ * about 1e3, where the singular values could move by 1e-10 of the largest)
+ * is left to the factors, and so is a head whose factors are cached. */
+#define GRAM_RCOND_MIN 1e-6
+
+/* R (dh, dh) upper, zero below: the Cholesky factor of X^T X (X (d, dh)
+ * col-major). TW_OK, or 1 when X is too badly conditioned for it. */
+static int gram_factor(const double *X, size_t d, size_t dh, double *R)
+{
+    cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)dh, (int)d, 1.0, X, (int)d, 0.0, R, (int)dh);
+    double anorm = LAPACKE_dlansy(LAPACK_COL_MAJOR, '1', 'U', (lapack_int)dh, R, (lapack_int)dh), rcond = 0.0;
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)dh, R, (lapack_int)dh) != 0) return 1;
+    if (LAPACKE_dpocon(LAPACK_COL_MAJOR, 'U', (lapack_int)dh, R, (lapack_int)dh, anorm, &rcond) != 0 ||
+        !(rcond >= GRAM_RCOND_MIN))
+        return 1;
+    for (size_t j = 0; j < dh; j++)
+        for (size_t i = j + 1; i < dh; i++) R[i + j * dh] = 0.0;
+    return TW_OK;
+}
+
+/* The singular values S (dh) of head `head` of r by the Gram matrices;
+ * work: 2 d dh + 3 dh dh doubles. TW_OK, 1 (use the factors), or an error. */
+static int head_spectrum_gram(const heads_ctx *hc, int head, double *S, double *work)
+{
+    const size_t d = (size_t)hc->m->cfg.n_embd, dh = hc->r->dh;
+    double *X = work, *Y = X + d * dh, *Rx = Y + d * dh, *Ry = Rx + dh * dh, *B = Ry + dh * dh;
+    factors_ctx fx = {hc->m, hc->r->block, hc->r->matrix, head, hc->blk};
+    int rc = factors_xy(&fx, d, dh, X, Y);
+    if (rc) return rc;
+    if (gram_factor(X, d, dh, Rx) || gram_factor(Y, d, dh, Ry)) return 1;
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dh, (int)dh, (int)dh, 1.0, Rx, (int)dh, Ry,
+                (int)dh, 0.0, B, (int)dh);
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)dh, (lapack_int)dh, B, (lapack_int)dh,
+                                     S, NULL, 1, NULL, 1);
+    return info == 0 ? TW_OK : 1;
+}
+
+/* Head i of r with top 0: the cached factors' spectrum when they are
+ * cached, else head_spectrum_gram's, else the factors'. */
+static int head_spectrum_only(const heads_ctx *hc, size_t i, double *work)
+{
+    probe_svd_result *r = hc->r;
+    const size_t d = (size_t)hc->m->cfg.n_embd, dh = r->dh;
+    const int head = r->first_head + (int)i;
+    char key[48];
+    factors_key(key, sizeof key, r->matrix, r->block, head);
+    blockcache_entry *fe = NULL;
+    int rc = tw_cancel_check(ana_cancel(hc->x));
+    if (rc) return rc;
+    if (!hc->blk ||
+        blockcache_lookup(ana_cache(hc->x), key, factors_doubles(d, dh) * sizeof(double), &fe) == TW_OK) {
+        blockcache_release(ana_cache(hc->x), fe);
+        return head_spectrum_queries(hc, i, NULL);
+    }
+    double *S = r->s + i * dh;
+    rc = head_spectrum_gram(hc, head, S, work);
+    if (rc == 1) return head_spectrum_queries(hc, i, NULL);
+    if (rc == TW_OK) coverage_of(S, dh, r->coverage + i * dh, &r->frac99[i]);
+    return rc;
+}
+
 /* Part `part` of the heads: takes the next head not yet taken until none
  * is left; a part beyond the BLAS budget stops taking any (a computation
  * that starts meanwhile takes its share from the server, and this one
@@ -274,12 +342,13 @@ static void heads_part(void *ctx, size_t lo, size_t hi, int part)
     (void)lo;
     (void)hi;
     heads_ctx *hc = ctx;
-    double *tmp = malloc(((size_t)hc->m->cfg.n_embd * hc->r->top + 1) * sizeof(double));
+    const size_t d = (size_t)hc->m->cfg.n_embd, dh = hc->r->dh, top = hc->r->top;
+    double *tmp = malloc((top ? d * top + 1 : 2 * d * dh + 3 * dh * dh) * sizeof(double));
     int rc = tmp ? TW_OK : TW_ENOMEM;
     while (rc == TW_OK && (part == 0 || part < nn_parts())) {
         size_t i = atomic_fetch_add(&hc->next, 1);
         if (i >= hc->r->n_heads) break;
-        rc = head_spectrum_queries(hc, i, tmp);
+        rc = top ? head_spectrum_queries(hc, i, tmp) : head_spectrum_only(hc, i, tmp);
     }
     free(tmp);
     hc->rc[part] = rc;
