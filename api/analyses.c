@@ -487,8 +487,8 @@ int api_svd_bias(twd_app *app, const api_args *a, api_response *res)
         api_check_answer_size_for(app, a, res, (double)app->model.cfg.n_head * PROBE_BIAS_N * (double)k, "k");
     if (chk) return chk < 0 ? -1 : 0;
     probe_bias_result r;
-    int rc =
-        probe_svd_bias(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel}, block, k, &r);
+    int rc = probe_svd_bias_sweep(&app->model, &(ana_ctx){.cache = app->ext->cache, .cancel = a->cancel},
+                                  block, (int)a->sweep_last, k, &r);
     if (rc != TW_OK) return api_status_error(res, rc, "bias probes");
     if (api_format_is(a, "csv")) {
         textbuf tb;

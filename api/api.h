@@ -258,6 +258,7 @@ typedef struct {
     void *arena;             /* owns strings; freed with the call */
     const tw_cancel *cancel; /* the request's cancel flag and deadline; NULL: never stops */
     size_t answer_blocks;    /* blocks the whole answer holds (a sweep's; 0 or 1: one) */
+    int64_t sweep_last;      /* a sweep: the last block it will ask for (a handler may compute ahead) */
     bool check_only; /* a sweep asks the handler for its checks only (see api_check_answer_size_for) */
 } api_args;
 

@@ -135,6 +135,7 @@ int api_sweep_run(api_call *call, api_response *res, tw_progress *progress)
     api_arg *b = blocks_arg(&args);
     const long long first = b->i, last = b->last, n = last - first + 1;
     args.answer_blocks = (size_t)n;
+    args.sweep_last = last;
     b->sweep = false;
     b->i = b->last = first;
     tw_progress_stage(progress, "blocks", n);

@@ -23,6 +23,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "core/nn/par.h"
 #include "server/guard.h"
 #include "server/gzip.h"
 #include "server/metrics.h"
@@ -474,7 +475,7 @@ static void share_cores(http_server *srv, int delta)
     pthread_mutex_lock(&srv->qlock);
     srv->computing += delta;
     int t = srv->blas_budget / (srv->computing > 1 ? srv->computing : 1);
-    openblas_set_num_threads(t < 1 ? 1 : t);
+    nn_blas_set_threads(t < 1 ? 1 : t);
     pthread_mutex_unlock(&srv->qlock);
 }
 

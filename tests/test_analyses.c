@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/ana/blockcache.h"
+#include "core/ana/common.h"
 #include "core/ana/embed_norms.h"
 #include "core/ana/probe_svd.h"
 #include "core/ana/probe_words.h"
@@ -472,6 +473,138 @@ static void check_probe_bias_vs_naive(const gpt2_model *m)
 START_TEST(test_probe_bias_vs_naive) { on_model(51, check_probe_bias_vs_naive); }
 END_TEST
 
+/* top 0 answers the spectra from the Gram matrices (nothing cached): the
+ * factors' spectra to 1e-10 of the largest singular value, the same
+ * frac99; a head whose W_q is nearly rank-deficient is left to the factors
+ * (its entry is then cached) and answers their spectrum bit for bit. */
+START_TEST(test_svd_spectra_gram)
+{
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, M_V, 53);
+    const gpt2_model *m = &tm.m;
+    const size_t dh = M_D / M_H;
+    for (int block = 0; block < M_L; block++)
+        for (int mat = 0; mat < 2; mat++) {
+            blockcache *c = blockcache_new((size_t)1 << 26);
+            probe_svd_result r0, r3;
+            ck_assert_int_eq(probe_svd(m, ANA_CTX(c), block, mat, -1, 0, 5, &r0), TW_OK);
+            blockcache_stats st;
+            blockcache_get_stats(c, &st);
+            ck_assert_uint_eq(st.entries, 0);
+            ck_assert_int_eq(probe_svd(m, NULL, block, mat, -1, 3, 5, &r3), TW_OK);
+            for (size_t h = 0; h < M_H; h++) {
+                for (size_t t = 0; t < dh; t++) {
+                    const double a = r0.s[h * dh + t], b = r3.s[h * dh + t];
+                    ck_assert_msg(fabs(a - b) <= 1e-10 * r3.s[h * dh], "block %d head %zu s[%zu] %.17g %.17g",
+                                  block, h, t, a, b);
+                    ck_assert(fabs(r0.coverage[h * dh + t] - r3.coverage[h * dh + t]) <= 1e-10);
+                }
+                ck_assert(r0.frac99[h] == r3.frac99[h]);
+            }
+            probe_svd_result_free(&r0);
+            probe_svd_result_free(&r3);
+            blockcache_free(c);
+        }
+    ana_head hs; /* head 1 of block 0: column 1 of W_q a hair from column 0 */
+    ana_head_slices(m, 0, 1, &hs);
+    for (size_t i = 0; i < M_D; i++)
+        ((float *)hs.wq.p)[i * hs.wq.rs + hs.wq.cs] = GPT2_AT(hs.wq, i, 0) * (1.0f + 0x1p-20f);
+    blockcache *c = blockcache_new((size_t)1 << 26);
+    probe_svd_result r0, r3;
+    ck_assert_int_eq(probe_svd(m, ANA_CTX(c), 0, PROBE_SVD_QK, -1, 0, 5, &r0), TW_OK);
+    blockcache_stats st;
+    blockcache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 1); /* that head's factors */
+    ck_assert_int_eq(probe_svd(m, NULL, 0, PROBE_SVD_QK, -1, 3, 5, &r3), TW_OK);
+    ck_assert_int_eq(memcmp(r0.s + dh, r3.s + dh, dh * sizeof(double)), 0);
+    probe_svd_result_free(&r0);
+    probe_svd_result_free(&r3);
+    blockcache_free(c);
+    tt_model_free(&tm);
+}
+END_TEST
+
+/* Bitwise equality of two bias results' hits. */
+static void same_bias(const probe_bias_result *a, const probe_bias_result *b)
+{
+    ck_assert_int_eq(a->block, b->block);
+    ck_assert_uint_eq(a->n_head, b->n_head);
+    ck_assert_uint_eq(a->k, b->k);
+    assert_hits_equal(a->hits, b->hits, a->n_head * PROBE_BIAS_N * a->k);
+}
+
+/* Whether the cache holds LN_b(E) of block b. */
+static int has_ln1(const gpt2_model *m, blockcache *c, int b)
+{
+    blockcache_entry *e = NULL;
+    if (ana_lookup_ln1_embeddings(m, ANA_CTX(c), b, &e) != TW_OK) return 0;
+    blockcache_release(c, e);
+    return 1;
+}
+
+/* The bias probes of every block share one LN_0(E) entry, built once (no
+ * LN_b(E) is formed), and answer bit for bit what topk_rows_opt against a
+ * cached LN_b(E) answers; a sweep's blocks ahead are kept and served from
+ * the cache; lists that cannot be certified (rows repeated: exact ties)
+ * fall back to LN_b(E) and still answer the same. */
+static void check_bias_shared_ln0(const gpt2_model *m, int ties)
+{
+    const int L = m->cfg.n_layer;
+    const size_t k = 6;
+    blockcache *c = blockcache_new((size_t)1 << 26), *cd = blockcache_new((size_t)1 << 26);
+    for (int b = 0; b < L; b++) {
+        probe_bias_result r, d;
+        ck_assert_int_eq(probe_svd_bias(m, ANA_CTX(c), b, k, &r), TW_OK);
+        blockcache_entry *en = NULL; /* the direct way: LN_b(E) cached first */
+        ck_assert_int_eq(ana_acquire_ln1_embeddings(m, ANA_CTX(cd), b, &en), TW_OK);
+        blockcache_release(cd, en);
+        ck_assert_int_eq(probe_svd_bias(m, ANA_CTX(cd), b, k, &d), TW_OK);
+        same_bias(&r, &d);
+        ck_assert_int_eq(has_ln1(m, c, b), ties); /* formed only for the fallback */
+        probe_bias_result_free(&r);
+        probe_bias_result_free(&d);
+    }
+    blockcache_stats st;
+    blockcache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 1 + (size_t)(ties ? L : 0));  /* LN_0(E) (+ the fallbacks' LN_b(E)) */
+    ck_assert_uint_eq(st.misses, 1 + (uint64_t)(ties ? L : 0)); /* LN_0(E) built once */
+    ck_assert_uint_ge(st.hits, (uint64_t)L - 1);                /* and shared by the other blocks */
+    /* a sweep: block 0 computes the blocks after it in its passes, keeps them */
+    blockcache *cs = blockcache_new((size_t)1 << 26);
+    probe_bias_result r0, r1, d1;
+    ck_assert_int_eq(probe_svd_bias_sweep(m, ANA_CTX(cs), 0, L - 1, k, &r0), TW_OK);
+    blockcache_get_stats(cs, &st);
+    const uint64_t misses = st.misses;
+    ck_assert_uint_eq(st.entries, (size_t)L + (size_t)(ties ? L : 0)); /* LN_0(E) + L - 1 kept blocks */
+    ck_assert_int_eq(probe_svd_bias_sweep(m, ANA_CTX(cs), 1, L - 1, k, &r1), TW_OK);
+    blockcache_get_stats(cs, &st);
+    ck_assert_uint_eq(st.misses, misses); /* served from what block 0 kept */
+    ck_assert_int_eq(probe_svd_bias(m, NULL, 1, k, &d1), TW_OK);
+    same_bias(&r1, &d1);
+    probe_bias_result_free(&d1);
+    ck_assert_int_eq(probe_svd_bias(m, NULL, 0, k, &d1), TW_OK);
+    same_bias(&r0, &d1);
+    probe_bias_result_free(&r0);
+    probe_bias_result_free(&r1);
+    probe_bias_result_free(&d1);
+    blockcache_free(cs);
+    blockcache_free(c);
+    blockcache_free(cd);
+}
+
+START_TEST(test_bias_shared_ln0)
+{
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, M_V, 52);
+    check_bias_shared_ln0(&tm.m, 0);
+    float *E = (float *)tm.m.p.wte; /* rows repeated: exact ties everywhere */
+    for (size_t j = 3; j < M_V; j++) memcpy(E + j * M_D, E + (j % 3) * M_D, M_D * sizeof(float));
+    check_bias_shared_ln0(&tm.m, 1);
+    check_probe_bias_vs_naive(&tm.m); /* the ties too, against the double ranking */
+    tt_model_free(&tm);
+}
+END_TEST
+
 /* Concurrent analyses of one cold block share one LN_b(E) fill. */
 typedef struct {
     const gpt2_model *m;
@@ -564,6 +697,7 @@ int main(void)
     const TTest *const analyses_tests[] = {test_embed_norms_vs_naive, test_embed_normalization_vs_naive,
                                            test_probe_words_vs_naive, test_probe_svd_vs_dense,
                                            test_probe_svd_sign_rule,  test_probe_bias_vs_naive,
+                                           test_bias_shared_ln0,      test_svd_spectra_gram,
                                            test_layouts_and_no_bias,  NULL};
     const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
     const tw_case cases[] = {

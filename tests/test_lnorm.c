@@ -1,9 +1,12 @@
 /* Unit tests of core/nn/lnorm: layer norm of rows against the formula, with
- * and without gain and bias, and in place. */
+ * and without gain and bias, and in place; and core/nn/par's BLAS thread
+ * budget with single-threaded sections. */
+#include <cblas.h>
 #include <check.h>
 #include <math.h>
 
 #include "core/nn/lnorm.h"
+#include "core/nn/par.h"
 #include "tests/support/tw_check.h"
 
 START_TEST(test_layernorm_rows)
@@ -25,4 +28,32 @@ START_TEST(test_layernorm_rows)
 }
 END_TEST
 
-TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows)
+/* A single-threaded section gives OpenBLAS one thread until the last one
+ * ends, then the budget as it is at that moment: a budget lowered meanwhile
+ * (another computation started) is not raised back to what it was. */
+START_TEST(test_blas_sections)
+{
+    openblas_set_num_threads(2);
+    if (openblas_get_num_threads() < 2) return; /* a one-thread OpenBLAS: nothing to share */
+    ck_assert_int_eq(nn_parts(), 2);            /* no owner yet: OpenBLAS's count */
+    ck_assert_int_eq(nn_blas_single_begin(), 2);
+    ck_assert_int_eq(openblas_get_num_threads(), 1);
+    ck_assert_int_eq(nn_parts(), 2); /* the budget, not OpenBLAS's 1 */
+    ck_assert_int_eq(nn_blas_single_begin(), 2);
+    nn_blas_set_threads(1); /* a second computation: the share is 1 */
+    ck_assert_int_eq(openblas_get_num_threads(), 1);
+    ck_assert_int_eq(nn_parts(), 1);
+    nn_blas_single_end();
+    ck_assert_int_eq(openblas_get_num_threads(), 1);
+    nn_blas_single_end();
+    ck_assert_int_eq(openblas_get_num_threads(), 1); /* not the 2 it was at begin */
+    nn_blas_set_threads(2);
+    ck_assert_int_eq(openblas_get_num_threads(), 2);
+    ck_assert_int_eq(nn_blas_single_begin(), 2);
+    ck_assert_int_eq(openblas_get_num_threads(), 1);
+    nn_blas_single_end();
+    ck_assert_int_eq(openblas_get_num_threads(), 2);
+}
+END_TEST
+
+TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows, test_blas_sections)

@@ -84,10 +84,11 @@ static int fill_ln(void *data, size_t bytes, void *ctx)
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     if (bytes != rows_bytes(V, d, 2)) return TW_EINVAL;
     const gpt2_block *b = &m->p.h[x->block];
-    ln_par p = {.m = m,
-                .g = x->ln == 2 ? b->ln_2_w : b->ln_1_w,
-                .beta = x->ln == 2 ? b->ln_2_b : b->ln_1_b,
-                .out = data};
+    ln_par p = {.m = m, .out = data}; /* ln 0: neither gamma nor beta */
+    if (x->ln > 0) {
+        p.g = x->ln == 2 ? b->ln_2_w : b->ln_1_w;
+        p.beta = x->ln == 2 ? b->ln_2_b : b->ln_1_b;
+    }
     int parts = nn_parts();
     nn_parallel_rows(V, parts, ln_rows, &p);
     double *trailer = (double *)((char *)data + rows_bytes(V, d, 0));
@@ -99,7 +100,17 @@ static int fill_ln(void *data, size_t bytes, void *ctx)
     return TW_OK;
 }
 
-/* LN(E) through ln_1 or ln_2 of block b, cached under "ln<1|2>(E):<b>". */
+/* The key of LN(E) through ln_1 or ln_2 of block b, "ln<1|2>(E):<b>", or
+ * of LN_0(E), "ln0(E)" (no block: one per model). */
+static void ln_key(char *key, size_t n, int block, int ln)
+{
+    if (ln == 0)
+        snprintf(key, n, "ln0(E)");
+    else
+        snprintf(key, n, "ln%d(E):%d", ln, block);
+}
+
+/* LN(E) through ln_1 or ln_2 of block b (ln 0: LN_0(E)), cached under ln_key. */
 static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int block, int ln,
                                  blockcache_entry **e)
 {
@@ -107,7 +118,7 @@ static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int bloc
     if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     char key[32];
-    snprintf(key, sizeof key, "ln%d(E):%d", ln, block);
+    ln_key(key, sizeof key, block, ln);
     ln_ctx fx = {m, block, ln};
     return blockcache_acquire_within(ana_cache(x), key, rows_bytes(V, d, 2), fill_ln, &fx, ana_cancel(x), e);
 }
@@ -115,6 +126,21 @@ static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int bloc
 int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
 {
     return acquire_ln_embeddings(m, x, block, 1, e);
+}
+
+int ana_acquire_ln0_embeddings(const gpt2_model *m, const ana_ctx *x, blockcache_entry **e)
+{
+    return acquire_ln_embeddings(m, x, 0, 0, e);
+}
+
+int ana_lookup_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
+{
+    if (ana_check_model(m) || !e) return TW_EINVAL;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    char key[32];
+    ln_key(key, sizeof key, block, 1);
+    return blockcache_lookup(ana_cache(x), key,
+                             rows_bytes((size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd, 2), e);
 }
 
 int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)

@@ -90,6 +90,15 @@ int ana_wte_max_norm(const gpt2_model *m, const ana_ctx *x, float *out);
  * aligned after the n d floats): the layout of the row-matrix entries of
  * core/ana (LN_b(E), the factored keys). */
 const double *ana_rows_trailer(const blockcache_entry *e, size_t n, size_t d);
+/* LN_0(E): the rows of wte normalised with neither gamma nor beta (what
+ * every LN_b(E) is an affine map of, core/ana/lnscreen.h), (V, d) floats
+ * with the same trailer, cached once per model under "ln0(E)". */
+int ana_acquire_ln0_embeddings(const gpt2_model *m, const ana_ctx *x, blockcache_entry **e);
+
+/* LN_b(E) of ana_acquire_ln1_embeddings only if it is cached and ready
+ * (blockcache_lookup): TW_OK with *e referenced, or 1 with *e NULL. */
+int ana_lookup_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
+
 /* LN2_b(E): the same through block b's ln_2, cached under "ln2(E):<b>". */
 int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 

@@ -4,11 +4,13 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ana/lnscreen.h"
 #include "core/nn/linalg.h"
 #include "core/nn/par.h"
 
@@ -222,6 +224,7 @@ typedef struct {
     probe_svd_result *r;
     float *ql, *qr;        /* (nd, d) each, or NULL (top 0) */
     const gpt2_block *blk; /* the block, when a head's factors are to be computed */
+    atomic_size_t next;    /* the next head to take */
     int rc[NN_MAX_PARTS];
 } heads_ctx;
 
@@ -262,12 +265,91 @@ static int head_spectrum_queries(const heads_ctx *hc, size_t i, double *Z)
     return rc;
 }
 
+/* ---- Spectra alone (top 0) ----
+ * The singular values of W_h = X Y^T are those of Rx Ry^T for any R with
+ * R^T R = X^T X (QR's R up to the signs of its rows, which change no
+ * singular value): from the Cholesky factors of the Gram matrices (one
+ * level-3 dsyrk each, where the unblocked Householder QR of a d x dh
+ * panel is level 2) and a values-only SVD, in a fraction of the factors'
+ * time. Squaring X loses accuracy with its condition: a Gram matrix whose
+ * estimated reciprocal condition is below GRAM_RCOND_MIN (kappa(X) above
+ * about 1e3, where the singular values could move by 1e-10 of the largest)
+ * is left to the factors, and so is a head whose factors are cached. */
+#define GRAM_RCOND_MIN 1e-6
+
+/* R (dh, dh) upper, zero below: the Cholesky factor of X^T X (X (d, dh)
+ * col-major). TW_OK, or 1 when X is too badly conditioned for it. */
+static int gram_factor(const double *X, size_t d, size_t dh, double *R)
+{
+    cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)dh, (int)d, 1.0, X, (int)d, 0.0, R, (int)dh);
+    double anorm = LAPACKE_dlansy(LAPACK_COL_MAJOR, '1', 'U', (lapack_int)dh, R, (lapack_int)dh), rcond = 0.0;
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)dh, R, (lapack_int)dh) != 0) return 1;
+    if (LAPACKE_dpocon(LAPACK_COL_MAJOR, 'U', (lapack_int)dh, R, (lapack_int)dh, anorm, &rcond) != 0 ||
+        !(rcond >= GRAM_RCOND_MIN))
+        return 1;
+    for (size_t j = 0; j < dh; j++)
+        for (size_t i = j + 1; i < dh; i++) R[i + j * dh] = 0.0;
+    return TW_OK;
+}
+
+/* The singular values S (dh) of head `head` of r by the Gram matrices;
+ * work: 2 d dh + 3 dh dh doubles. TW_OK, 1 (use the factors), or an error. */
+static int head_spectrum_gram(const heads_ctx *hc, int head, double *S, double *work)
+{
+    const size_t d = (size_t)hc->m->cfg.n_embd, dh = hc->r->dh;
+    double *X = work, *Y = X + d * dh, *Rx = Y + d * dh, *Ry = Rx + dh * dh, *B = Ry + dh * dh;
+    factors_ctx fx = {hc->m, hc->r->block, hc->r->matrix, head, hc->blk};
+    int rc = factors_xy(&fx, d, dh, X, Y);
+    if (rc) return rc;
+    if (gram_factor(X, d, dh, Rx) || gram_factor(Y, d, dh, Ry)) return 1;
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dh, (int)dh, (int)dh, 1.0, Rx, (int)dh, Ry,
+                (int)dh, 0.0, B, (int)dh);
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)dh, (lapack_int)dh, B, (lapack_int)dh,
+                                     S, NULL, 1, NULL, 1);
+    return info == 0 ? TW_OK : 1;
+}
+
+/* Head i of r with top 0: the cached factors' spectrum when they are
+ * cached, else head_spectrum_gram's, else the factors'. */
+static int head_spectrum_only(const heads_ctx *hc, size_t i, double *work)
+{
+    probe_svd_result *r = hc->r;
+    const size_t d = (size_t)hc->m->cfg.n_embd, dh = r->dh;
+    const int head = r->first_head + (int)i;
+    char key[48];
+    factors_key(key, sizeof key, r->matrix, r->block, head);
+    blockcache_entry *fe = NULL;
+    int rc = tw_cancel_check(ana_cancel(hc->x));
+    if (rc) return rc;
+    if (!hc->blk ||
+        blockcache_lookup(ana_cache(hc->x), key, factors_doubles(d, dh) * sizeof(double), &fe) == TW_OK) {
+        blockcache_release(ana_cache(hc->x), fe);
+        return head_spectrum_queries(hc, i, NULL);
+    }
+    double *S = r->s + i * dh;
+    rc = head_spectrum_gram(hc, head, S, work);
+    if (rc == 1) return head_spectrum_queries(hc, i, NULL);
+    if (rc == TW_OK) coverage_of(S, dh, r->coverage + i * dh, &r->frac99[i]);
+    return rc;
+}
+
+/* Part `part` of the heads: takes the next head not yet taken until none
+ * is left; a part beyond the BLAS budget stops taking any (a computation
+ * that starts meanwhile takes its share from the server, and this one
+ * shrinks to what is left of it), part 0 always goes on. */
 static void heads_part(void *ctx, size_t lo, size_t hi, int part)
 {
+    (void)lo;
+    (void)hi;
     heads_ctx *hc = ctx;
-    double *tmp = malloc(((size_t)hc->m->cfg.n_embd * hc->r->top + 1) * sizeof(double));
+    const size_t d = (size_t)hc->m->cfg.n_embd, dh = hc->r->dh, top = hc->r->top;
+    double *tmp = malloc((top ? d * top + 1 : 2 * d * dh + 3 * dh * dh) * sizeof(double));
     int rc = tmp ? TW_OK : TW_ENOMEM;
-    for (size_t i = lo; i < hi && rc == TW_OK; i++) rc = head_spectrum_queries(hc, i, tmp);
+    while (rc == TW_OK && (part == 0 || part < nn_parts())) {
+        size_t i = atomic_fetch_add(&hc->next, 1);
+        if (i >= hc->r->n_heads) break;
+        rc = top ? head_spectrum_queries(hc, i, tmp) : head_spectrum_only(hc, i, tmp);
+    }
     free(tmp);
     hc->rc[part] = rc;
 }
@@ -288,20 +370,20 @@ static bool factors_missing(const gpt2_model *m, const ana_ctx *x, const probe_s
 }
 
 /* Spectra and queries of every head of r (head_spectrum_queries), the heads
- * shared among nn_parts() threads with one BLAS thread each. OpenBLAS's
- * thread count is process-wide: it is put back to what it was afterwards (a
- * computation that starts meanwhile on another worker takes its share from
- * the server as usual, and this one's BLAS calls stay single-threaded). */
+ * shared among the BLAS budget's threads with one BLAS thread each
+ * (nn_blas_single_begin: OpenBLAS's count is process-wide, and the budget
+ * is what the server shares out; when another computation starts meanwhile
+ * it takes its share and the parts beyond this one's stop, and at the end
+ * OpenBLAS gets the budget as it is then, never more). */
 static int svd_spectra_queries(const gpt2_model *m, const ana_ctx *x, const gpt2_block *blk,
                                probe_svd_result *r, float *ql, float *qr)
 {
     heads_ctx hc = {.m = m, .x = x, .r = r, .ql = ql, .qr = qr, .blk = blk};
-    int parts = nn_parts();
+    atomic_init(&hc.next, 0);
+    int parts = nn_blas_single_begin();
     if ((size_t)parts > r->n_heads) parts = (int)r->n_heads;
-    const int saved = openblas_get_num_threads();
-    if (saved > 1) openblas_set_num_threads(1);
     nn_parallel_rows(r->n_heads, parts, heads_part, &hc);
-    if (saved > 1) openblas_set_num_threads(saved);
+    nn_blas_single_end();
     for (int p = 0; p < parts; p++)
         if (hc.rc[p]) return hc.rc[p];
     return TW_OK;
@@ -483,30 +565,15 @@ void probe_bias_result_free(probe_bias_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out)
+/* The queries a_h = Wq_h bk_h and c_h = Wk_h bq_h of every head of block
+ * `block` into q (2H, d): row 2h a_h, row 2h + 1 c_h. */
+static int bias_queries(const gpt2_model *m, int block, float *q)
 {
-    blockcache *c = ana_cache(x);
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (ana_check_model(m)) return TW_EINVAL;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
-    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
-    if (k < 1 || k > V) return TW_EK;
-
-    topk_hit *hits = malloc(H * PROBE_BIAS_N * k * sizeof(topk_hit));
-    float *q = malloc(2 * H * d * sizeof(float)); // (2H, d): a_h, c_h
-    topk_hit *tops = malloc(2 * H * k * sizeof(topk_hit));
-    topk_hit *bots = malloc(2 * H * k * sizeof(topk_hit));
-    blockcache_entry *en_e = NULL;
+    const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
     gpt2_block_ref bref = {0};
     const gpt2_block *blk = NULL;
-    int rc = TW_OK;
-    if (!hits || !q || !tops || !bots) {
-        rc = TW_ENOMEM;
-        goto done;
-    }
-    if ((rc = ana_block_acquire(m, block, &bref, &blk)) != TW_OK) goto done;
+    int rc = ana_block_acquire(m, block, &bref, &blk);
+    if (rc) return rc;
     for (size_t h = 0; h < H; h++) {
         ana_head hs;
         ana_head_slices_of(m, blk, (int)h, &hs);
@@ -523,11 +590,13 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
         }
     }
     gpt2_block_release(&bref);
-    rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
-    if (rc) goto done;
-    rc = topk_rows_opt(blockcache_data(en_e), V, d, q, 2 * H, k, tops, bots,
-                       &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
-    if (rc) goto done;
+    return TW_OK;
+}
+
+/* The four lists of every head of one block from the top and bottom lists
+ * (2H, k) of its queries. */
+static void bias_lists(size_t H, size_t k, const topk_hit *tops, const topk_hit *bots, topk_hit *hits)
+{
     for (size_t h = 0; h < H; h++) {
         topk_hit *dst = hits + h * PROBE_BIAS_N * k;
         memcpy(dst + PROBE_BIAS_A * k, tops + (2 * h) * k, k * sizeof(topk_hit));
@@ -535,19 +604,117 @@ int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, p
         memcpy(dst + PROBE_BIAS_C * k, tops + (2 * h + 1) * k, k * sizeof(topk_hit));
         negate_hits(dst + PROBE_BIAS_C_NEG * k, bots + (2 * h + 1) * k, k);
     }
+}
 
-done:
-    blockcache_release(c, en_e);
+int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out)
+{
+    return probe_svd_bias_sweep(m, x, block, block, k, out);
+}
+
+/* ---- A sweep's blocks ahead, kept in the cache ----
+ * "bias:<k>:<b>": block b's hits (H, PROBE_BIAS_N, k), computed in the
+ * GEMM passes of an earlier block of the same sweep. */
+
+static size_t bias_hits_bytes(const gpt2_model *m, size_t k)
+{
+    return (size_t)m->cfg.n_head * PROBE_BIAS_N * k * sizeof(topk_hit);
+}
+
+static void bias_key(char *key, size_t n, size_t k, int block) { snprintf(key, n, "bias:%zu:%d", k, block); }
+
+static int fill_copy(void *data, size_t bytes, void *ctx)
+{
+    memcpy(data, ctx, bytes);
+    return TW_OK;
+}
+
+/* Keeps r's hits for a later call (best effort: no room, no keeping). */
+static void bias_keep(const gpt2_model *m, const ana_ctx *x, const probe_bias_result *r)
+{
+    char key[48];
+    bias_key(key, sizeof key, r->k, r->block);
+    blockcache_entry *e = NULL;
+    if (ana_cache(x) && blockcache_acquire_within(ana_cache(x), key, bias_hits_bytes(m, r->k), fill_copy,
+                                                  r->hits, ana_cancel(x), &e) == TW_OK)
+        blockcache_release(ana_cache(x), e);
+}
+
+/* Block `block`'s hits from the cache into *out: TW_OK, or 1 when absent. */
+static int bias_kept(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out)
+{
+    char key[48];
+    bias_key(key, sizeof key, k, block);
+    blockcache_entry *e = NULL;
+    const size_t bytes = bias_hits_bytes(m, k);
+    if (blockcache_lookup(ana_cache(x), key, bytes, &e) != TW_OK) return 1;
+    *out =
+        (probe_bias_result){.block = block, .n_head = (size_t)m->cfg.n_head, .k = k, .hits = malloc(bytes)};
+    if (out->hits) memcpy(out->hits, blockcache_data(e), bytes);
+    blockcache_release(ana_cache(x), e);
+    return out->hits ? TW_OK : TW_ENOMEM;
+}
+
+/* Queries per screening pass of a sweep (core/ana/lnscreen.c's pass). */
+#define BIAS_PASS_QUERIES 256
+
+int probe_svd_bias_sweep(const gpt2_model *m, const ana_ctx *x, int block, int last, size_t k,
+                         probe_bias_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (ana_check_model(m)) return TW_EINVAL;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    if (k < 1 || k > (size_t)m->cfg.vocab_size) return TW_EK;
+    int rc = bias_kept(m, x, block, k, out);
+    if (rc != 1) return rc;
+    size_t n = 1, per_pass = BIAS_PASS_QUERIES / (2 * (size_t)m->cfg.n_head);
+    if (ana_cache(x) && last > block && last < m->cfg.n_layer) n = (size_t)(last - block) + 1;
+    if (n > per_pass) n = per_pass > 0 ? per_pass : 1;
+    if (n == 1) return probe_svd_bias_blocks(m, x, block, 1, k, out);
+    probe_bias_result *r = calloc(n, sizeof *r);
+    if (!r) return TW_ENOMEM;
+    rc = probe_svd_bias_blocks(m, x, block, n, k, r);
+    for (size_t b = 1; b < n && rc == TW_OK; b++) bias_keep(m, x, &r[b]);
+    if (rc == TW_OK) *out = r[0];
+    for (size_t b = rc == TW_OK ? 1 : n; b < n; b++) probe_bias_result_free(&r[b]);
+    free(r);
+    return rc;
+}
+
+int probe_svd_bias_blocks(const gpt2_model *m, const ana_ctx *x, int first, size_t n, size_t k,
+                          probe_bias_result *out)
+{
+    if (!out || n < 1) return TW_EINVAL;
+    memset(out, 0, n * sizeof *out);
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
+    if (first < 0 || n > (size_t)m->cfg.n_layer || first > m->cfg.n_layer - (int)n) return TW_EBLOCK;
+    if (k < 1 || k > V) return TW_EK;
+
+    const size_t nq = 2 * H * n; /* the queries of every block, block by block */
+    float *q = malloc(nq * d * sizeof(float));
+    int *blocks = malloc(nq * sizeof(int));
+    topk_hit *tops = malloc(nq * k * sizeof(topk_hit)), *bots = malloc(nq * k * sizeof(topk_hit));
+    int rc = q && blocks && tops && bots ? TW_OK : TW_ENOMEM;
+    for (size_t b = 0; b < n && rc == TW_OK; b++) {
+        rc = bias_queries(m, first + (int)b, q + b * 2 * H * d);
+        for (size_t i = 0; i < 2 * H; i++) blocks[b * 2 * H + i] = first + (int)b;
+    }
+    if (rc == TW_OK) rc = ana_ln1_topk(m, x, blocks, q, nq, k, tops, bots);
+    for (size_t b = 0; b < n && rc == TW_OK; b++) {
+        out[b] = (probe_bias_result){.block = first + (int)b, .n_head = H, .k = k};
+        out[b].hits = malloc(H * PROBE_BIAS_N * k * sizeof(topk_hit));
+        if (!out[b].hits) {
+            rc = TW_ENOMEM;
+            break;
+        }
+        bias_lists(H, k, tops + b * 2 * H * k, bots + b * 2 * H * k, out[b].hits);
+    }
     free(q);
+    free(blocks);
     free(tops);
     free(bots);
-    if (rc) {
-        free(hits);
-        return rc;
-    }
-    out->block = block;
-    out->n_head = H;
-    out->k = k;
-    out->hits = hits;
-    return TW_OK;
+    if (rc)
+        for (size_t b = 0; b < n; b++) probe_bias_result_free(&out[b]);
+    return rc;
 }

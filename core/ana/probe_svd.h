@@ -92,6 +92,21 @@ typedef struct {
 /* All heads of block `block`; k in [1, V]. Same errors as probe_svd. */
 int probe_svd_bias(const gpt2_model *m, const ana_ctx *x, int block, size_t k, probe_bias_result *out);
 
+/* Block `block`'s lists, in a sweep that will ask for the blocks after it
+ * up to `last` next (last <= block: no sweep, probe_svd_bias): the blocks
+ * after it, as many as share a screening pass (256 queries), are computed
+ * in the same passes and their lists kept in the cache ("bias:<k>:<b>")
+ * for those calls; a block kept so is answered from there. The lists are
+ * probe_svd_bias's, bit for bit. */
+int probe_svd_bias_sweep(const gpt2_model *m, const ana_ctx *x, int block, int last, size_t k,
+                         probe_bias_result *out);
+
+/* The same for the n blocks first .. first + n - 1 into out (n), their
+ * queries screened in shared GEMM passes (core/ana/lnscreen.h): the lists of
+ * n calls of probe_svd_bias, bit for bit. */
+int probe_svd_bias_blocks(const gpt2_model *m, const ana_ctx *x, int first, size_t n, size_t k,
+                          probe_bias_result *out);
+
 void probe_bias_result_free(probe_bias_result *r);
 
 #endif

@@ -4,10 +4,58 @@
 #include <cblas.h>
 #include <pthread.h>
 
+/* ---- OpenBLAS's thread count ----
+ * target: the budget the process owner set with nn_blas_set_threads (0 if
+ * it never did: then OpenBLAS's count as it was when the first running
+ * section began, saved). single: the single-threaded sections running;
+ * while there is one OpenBLAS runs with one thread, and the budget is
+ * applied when the last one ends. */
+static pthread_mutex_t blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int blas_target, blas_single, blas_saved;
+
+static int clamp_parts(int t) { return t < 1 ? 1 : t > NN_MAX_PARTS ? NN_MAX_PARTS : t; }
+
+/* The budget now. Lock held. */
+static int budget(void)
+{
+    if (blas_target) return blas_target;
+    return blas_single ? blas_saved : openblas_get_num_threads();
+}
+
+void nn_blas_set_threads(int t)
+{
+    pthread_mutex_lock(&blas_mu);
+    blas_target = t < 1 ? 1 : t;
+    if (blas_single == 0) openblas_set_num_threads(blas_target);
+    pthread_mutex_unlock(&blas_mu);
+}
+
 int nn_parts(void)
 {
-    int t = openblas_get_num_threads();
-    return t < 1 ? 1 : t > NN_MAX_PARTS ? NN_MAX_PARTS : t;
+    pthread_mutex_lock(&blas_mu);
+    int t = budget();
+    pthread_mutex_unlock(&blas_mu);
+    return clamp_parts(t);
+}
+
+int nn_blas_single_begin(void)
+{
+    pthread_mutex_lock(&blas_mu);
+    if (blas_single++ == 0) {
+        blas_saved = openblas_get_num_threads();
+        if (blas_saved > 1) openblas_set_num_threads(1);
+    }
+    int t = budget();
+    pthread_mutex_unlock(&blas_mu);
+    return clamp_parts(t);
+}
+
+void nn_blas_single_end(void)
+{
+    pthread_mutex_lock(&blas_mu);
+    const int t = budget(); /* counted while this section still runs */
+    if (--blas_single == 0 && t != openblas_get_num_threads()) openblas_set_num_threads(t);
+    pthread_mutex_unlock(&blas_mu);
 }
 
 typedef struct {

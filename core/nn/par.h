@@ -10,8 +10,26 @@
 /* Most parts nn_parallel_rows splits into. */
 #define NN_MAX_PARTS 64
 
-/* The parts a loop is split into: OpenBLAS's thread count, 1..NN_MAX_PARTS. */
+/* The parts a loop is split into: the BLAS thread budget (what the process
+ * owner last gave nn_blas_set_threads, else OpenBLAS's thread count),
+ * 1..NN_MAX_PARTS. */
 int nn_parts(void);
+
+/* The process owner's BLAS thread budget (a server: its share per running
+ * computation): OpenBLAS's thread count from now on, except while a
+ * single-threaded section runs (then from its end). Use this, never
+ * openblas_set_num_threads, once sections may run. */
+void nn_blas_set_threads(int t);
+
+/* A section whose threads each call BLAS with one thread (many small
+ * LAPACK calls, where OpenBLAS's hand-offs cost more than they save):
+ * OpenBLAS's count is 1 from begin until the last such section ends, and
+ * then the budget again, whatever nn_blas_set_threads set meanwhile (so a
+ * section never hands another computation more threads than its share).
+ * begin returns the budget now (the threads the section may use; check
+ * nn_parts again between items to shrink when the budget does). */
+int nn_blas_single_begin(void);
+void nn_blas_single_end(void);
 
 /* Calls fn(ctx, lo, hi, part) for `parts` contiguous ranges [lo, hi) that
  * cover [0, n) in order (part 0 first), each in its own thread, part 0 in
