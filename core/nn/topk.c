@@ -275,6 +275,8 @@ topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
 
 void topk_cands_free(topk_cands *c) { free(c); }
 
+size_t topk_cands_k(const topk_cands *c) { return c->k; }
+
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0)
 {
     scan_block(c->ht ? c->ht + i * c->kc : NULL, c->hb ? c->hb + i * c->kc : NULL, c->kc, s, b, (int32_t)j0);
@@ -344,10 +346,7 @@ int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, 
     return TW_OK;
 }
 
-/* Offers every candidate of src to dst (the same queries, lists and k):
- * dst then holds the best of both, as one scan of both sets of rows would
- * have left it. */
-static void cands_merge(topk_cands *dst, const topk_cands *src)
+void topk_cands_merge(topk_cands *dst, const topk_cands *src)
 {
     const size_t kc = dst->kc;
     for (size_t l = 0; l < 2; l++) {
@@ -469,7 +468,7 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
         openblas_set_num_threads(saved);
         for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
     }
-    for (int p = 1; p < parts && rc == TW_OK; p++) cands_merge(c, t.c[p]);
+    for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
     for (int p = 0; p < parts; p++) {
         free(t.S[p]);
         if (p) topk_cands_free(t.c[p]);

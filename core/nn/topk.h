@@ -117,12 +117,19 @@ int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top,
  *   topk_cands_new      NULL when memory runs out or the arguments are bad
  *                       (k in 1..n, a list wanted)
  *   topk_cands_scan     scores s (b) of query i for rows j0 .. j0 + b - 1
+ *   topk_cands_merge    offers every candidate of src to dst (made with the
+ *                       same nq, n, k and lists): dst then holds what one
+ *                       scan of both's rows would have left (for a pass
+ *                       whose rows are shared among threads, each with
+ *                       its own candidates)
  *   topk_cands_certify  M (n, d), query i at Q + i * ldq, err (nq) bounds on
  *                       |screening score - topk_dot(Q_i, M_j)| for every j;
  *                       lists to top/bottom + i * ldo. TW_OK or TW_EINVAL. */
 typedef struct topk_cands topk_cands;
 topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom);
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0);
+void topk_cands_merge(topk_cands *dst, const topk_cands *src);
+size_t topk_cands_k(const topk_cands *c); /* the k it was made with */
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo);
 void topk_cands_free(topk_cands *c);
