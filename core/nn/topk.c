@@ -439,13 +439,26 @@ typedef struct {
     topk_cands *c[NN_MAX_PARTS];
     float *S[NN_MAX_PARTS];
     atomic_int stop;
+    atomic_size_t next; /* the next block to claim */
     int rc[NN_MAX_PARTS];
 } tiles_ctx;
 
+/* Blocks are claimed one at a time from a shared counter (not a fixed
+ * share per thread): on a loaded machine a thread that gets less of its
+ * core does fewer blocks instead of keeping the other waiting. */
 static void tiles_part(void *ctx, size_t lo, size_t hi, int part)
 {
     tiles_ctx *t = ctx;
-    t->rc[part] = screen_rows(t->s, t->nq, t->b, lo, hi, t->S[part], t->c[part], t->opts, &t->stop);
+    (void)lo;
+    (void)hi;
+    int rc = TW_OK;
+    for (;;) {
+        size_t j0 = atomic_fetch_add(&t->next, 1) * t->b;
+        if (j0 >= t->s->n || rc != TW_OK) break;
+        size_t j1 = t->s->n - j0 < t->b ? t->s->n : j0 + t->b;
+        rc = screen_rows(t->s, t->nq, t->b, j0, j1, t->S[part], t->c[part], t->opts, &t->stop);
+    }
+    t->rc[part] = rc;
 }
 
 /* The tiled screening into c (parts >= 2 threads); TW_ENOMEM when the
@@ -464,7 +477,7 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
     if (rc == TW_OK) {
         const int saved = openblas_get_num_threads();
         openblas_set_num_threads(1);
-        nn_parallel_rows(s->n, parts, tiles_part, &t);
+        nn_parallel_rows((size_t)parts, parts, tiles_part, &t);
         openblas_set_num_threads(saved);
         for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
     }
