@@ -1,6 +1,7 @@
 /* Unit tests of core/nn/topk: the fast path against its naive reference
  * (including exact ties across GEMM blocks), the score-vector selection with
  * NaN and infinities, and the argument errors. */
+#include <cblas.h>
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -183,5 +184,43 @@ START_TEST(test_topk_cancel_between_blocks)
 }
 END_TEST
 
+/* The tiled pass (rows shared among threads, each with its own GEMMs and
+ * candidates, merged afterwards): the same lists as the naive reference,
+ * with exact ties on both sides of the threads' boundary, and a deadline
+ * already passed stops it before one block. */
+START_TEST(test_topk_tiled_vs_naive)
+{
+    const int saved = openblas_get_num_threads();
+    openblas_set_num_threads(2); /* two parts, whatever the machine */
+    tw_rng r = tt_rng(21);
+    const size_t n = 6000, d = 48, nq = 200, k = 6;
+    float *M = tt_ints(&r, n * d, -2, 2);
+    float *Q = tt_ints(&r, nq * d, -2, 2);
+    for (size_t t = 0; t < d; t++) M[2999 * d + t] = M[3000 * d + t] = M[17 * d + t] = 2.0f;
+    for (size_t t = 0; t < d; t++) M[2998 * d + t] = M[5999 * d + t] = -2.0f;
+    topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
+    topk_hit *nt = malloc(nq * k * sizeof *nt), *nb = malloc(nq * k * sizeof *nb);
+    ck_assert_int_eq(topk_rows(M, n, d, Q, nq, k, ft, fb), 0);
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
+    for (size_t i = 0; i < nq * k; i++) {
+        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu: %d vs naive %d", i,
+                      ft[i].id, nt[i].id);
+        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu: %d vs naive %d",
+                      i, fb[i].id, nb[i].id);
+    }
+    for (size_t t = 0; t < d; t++) Q[t] = 1.0f; /* the all-2 rows first, in id order, across the boundary */
+    ck_assert_int_eq(topk_rows(M, n, d, Q, nq, 3, ft, fb), 0);
+    ck_assert_int_eq(ft[0].id, 17);
+    ck_assert_int_eq(ft[1].id, 2999);
+    ck_assert_int_eq(ft[2].id, 3000);
+    ck_assert_int_eq(fb[0].id, 2998);
+    ck_assert_int_eq(fb[1].id, 5999);
+    tw_cancel late = {.deadline = 1e-9};
+    ck_assert_int_eq(topk_rows_opt(M, n, d, Q, nq, k, ft, NULL, &(topk_opts){.cancel = &late}), TW_ETIMEDOUT);
+    openblas_set_num_threads(saved);
+    TT_FREE(M, Q, ft, fb, nt, nb);
+}
+END_TEST
+
 TW_CHECK_ONE_MAIN("topk", "topk", 0, test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
-                  test_topk_errors, test_topk_cancel_between_blocks)
+                  test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive)

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,60 +341,121 @@ typedef struct {
     double *worst;      /* PROBE_CHECK: the largest |screening - exact| / err seen; NULL otherwise */
 } vals_queries;
 
-/* Screens the W (H + 1) value queries with the factored scores
- *   rstd (a_h . G_h[j] + A_j + Bv_j - mu gE_j) + cE_j,
- * A_j = ge . E_j, a_h = va's head-h part (the layer: the sum over heads),
- * into the candidates c (query w (H+1) + h). */
-static int vals_screen(const gpt2_model *m, const ana_ctx *x, const vals_view *v, const vals_queries *q,
-                       size_t W, topk_cands *c)
+/* The scratch of one thread of the value screening: b rows at a time. */
+typedef struct {
+    float *A;   // (W, b) ge . E_j, then + Bv_j
+    float *Q;   // (W, b) a_h . G_h[j]
+    float *Qs;  // (W, b) sum over heads
+    float *row; // (b) scores of one query
+} vals_scratch;
+
+/* The screening of rows j0 .. j0 + bj - 1 (of V) into c; *worst as
+ * vals_queries' (NULL: no check). */
+static void vals_block(const gpt2_model *m, const vals_view *v, const vals_queries *q, size_t W, size_t j0,
+                       size_t bj, const vals_scratch *t, topk_cands *c, double *worst)
 {
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     const size_t H = (size_t)m->cfg.n_head, dh = d / H;
     const float *E = m->p.wte;
-    const size_t b = topk_block_rows(3 * W, V);
-    float *A = malloc(W * b * sizeof(float));  // (W, b) ge . E_j, then + Bv_j
-    float *Q = malloc(W * b * sizeof(float));  // (W, b) a_h . G_h[j]
-    float *Qs = malloc(W * b * sizeof(float)); // (W, b) sum over heads
-    float *row = malloc(b * sizeof(float));    // scores of one query
-    int rc = TW_OK;
-    if (!A || !Q || !Qs || !row) rc = TW_ENOMEM;
-    for (size_t j0 = 0; j0 < V && rc == TW_OK; j0 += b) {
-        if ((rc = tw_cancel_check(ana_cancel(x))) != TW_OK) break;
-        const size_t bj = V - j0 < b ? V - j0 : b;
-        const float *Bv = v->Bv + j0, *gE = v->gE + j0, *cE = v->cE + j0;
-        // A (W, bj) = ge (W, d) . E[j0 ..]^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)d, 1.0f, q->ge, (int)d,
-                    E + j0 * d, (int)d, 0.0f, A, (int)bj);
-        for (size_t w = 0; w < W; w++)
-            for (size_t j = 0; j < bj; j++) A[w * bj + j] += Bv[j];
-        memset(Qs, 0, W * bj * sizeof(float));
-        for (size_t h = 0; h <= H; h++) {
-            const float *Qh = Qs;
-            if (h < H) {
-                // Q (W, bj) = va_h (W, dh) . G_h[j0 ..]^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)dh, 1.0f,
-                            q->va + h * dh, (int)d, v->G + (h * V + j0) * dh, (int)dh, 0.0f, Q, (int)bj);
-                for (size_t i = 0; i < W * bj; i++) Qs[i] += Q[i];
-                Qh = Q;
-            }
-            for (size_t w = 0; w < W; w++) {
-                const float mu = (float)q->mu[w * (H + 1) + h], rs = (float)q->rstd[w * (H + 1) + h];
-                const float *Qw = Qh + w * bj, *Aw = A + w * bj;
-                for (size_t j = 0; j < bj; j++) row[j] = rs * (Qw[j] + Aw[j] - mu * gE[j]) + cE[j];
-                topk_cands_scan(c, w * (H + 1) + h, row, bj, j0);
-                for (size_t j = 0; q->worst && j < bj; j++) {
-                    const size_t qi = w * (H + 1) + h;
-                    double ex = topk_dot(q->valq + qi * d, E + (j0 + j) * d, d);
-                    double ratio = fabs((double)row[j] - ex) / q->err[qi];
-                    if (!(ratio <= *q->worst)) *q->worst = ratio;
-                }
+    const float *Bv = v->Bv + j0, *gE = v->gE + j0, *cE = v->cE + j0;
+    float *A = t->A, *Q = t->Q, *Qs = t->Qs, *row = t->row;
+    // A (W, bj) = ge (W, d) . E[j0 ..]^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)d, 1.0f, q->ge, (int)d,
+                E + j0 * d, (int)d, 0.0f, A, (int)bj);
+    for (size_t w = 0; w < W; w++)
+        for (size_t j = 0; j < bj; j++) A[w * bj + j] += Bv[j];
+    memset(Qs, 0, W * bj * sizeof(float));
+    for (size_t h = 0; h <= H; h++) {
+        const float *Qh = Qs;
+        if (h < H) {
+            // Q (W, bj) = va_h (W, dh) . G_h[j0 ..]^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)dh, 1.0f,
+                        q->va + h * dh, (int)d, v->G + (h * V + j0) * dh, (int)dh, 0.0f, Q, (int)bj);
+            for (size_t i = 0; i < W * bj; i++) Qs[i] += Q[i];
+            Qh = Q;
+        }
+        for (size_t w = 0; w < W; w++) {
+            const size_t qi = w * (H + 1) + h;
+            const float mu = (float)q->mu[qi], rs = (float)q->rstd[qi];
+            const float *Qw = Qh + w * bj, *Aw = A + w * bj;
+            for (size_t j = 0; j < bj; j++) row[j] = rs * (Qw[j] + Aw[j] - mu * gE[j]) + cE[j];
+            topk_cands_scan(c, qi, row, bj, j0);
+            for (size_t j = 0; worst && j < bj; j++) {
+                double ex = topk_dot(q->valq + qi * d, E + (j0 + j) * d, d);
+                double ratio = fabs((double)row[j] - ex) / q->err[qi];
+                if (!(ratio <= *worst)) *worst = ratio;
             }
         }
     }
-    free(A);
-    free(Q);
-    free(Qs);
-    free(row);
+}
+
+/* The value screening of one thread: rows lo .. hi - 1 of V, b at a time,
+ * into c; stop as topk's tiled pass uses it (raised on an error, ends the
+ * pass when another thread raised it). */
+typedef struct {
+    const gpt2_model *m;
+    const ana_ctx *x;
+    const vals_view *v;
+    const vals_queries *q;
+    size_t W, b;
+    topk_cands *c[NN_MAX_PARTS];
+    double worst[NN_MAX_PARTS];
+    atomic_int stop;
+    int rc[NN_MAX_PARTS];
+} vals_pass;
+
+static void vals_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    vals_pass *t = ctx;
+    const size_t W = t->W, b = t->b;
+    vals_scratch sc = {malloc(W * b * sizeof(float)), malloc(W * b * sizeof(float)),
+                       malloc(W * b * sizeof(float)), malloc(b * sizeof(float))};
+    int rc = sc.A && sc.Q && sc.Qs && sc.row ? TW_OK : TW_ENOMEM;
+    for (size_t j0 = lo; j0 < hi && rc == TW_OK && !atomic_load(&t->stop); j0 += b) {
+        if ((rc = tw_cancel_check(ana_cancel(t->x))) != TW_OK) break;
+        vals_block(t->m, t->v, t->q, W, j0, hi - j0 < b ? hi - j0 : b, &sc, t->c[part],
+                   t->q->worst ? &t->worst[part] : NULL);
+    }
+    if (rc) atomic_store(&t->stop, 1);
+    free(sc.A);
+    free(sc.Q);
+    free(sc.Qs);
+    free(sc.row);
+    t->rc[part] = rc;
+}
+
+/* Screens the W (H + 1) value queries with the factored scores
+ *   rstd (a_h . G_h[j] + A_j + Bv_j - mu gE_j) + cE_j,
+ * A_j = ge . E_j, a_h = va's head-h part (the layer: the sum over heads),
+ * into the candidates c (query w (H+1) + h). The rows are shared among
+ * the cores (nn_parts), each thread with its own candidates, GEMMs with
+ * one BLAS thread (H + 2 small GEMMs a block: OpenBLAS's own threads
+ * spent more in hand-offs than in them) and scans; the candidates are
+ * merged afterwards, so the lists do not depend on the split. */
+static int vals_screen(const gpt2_model *m, const ana_ctx *x, const vals_view *v, const vals_queries *q,
+                       size_t W, topk_cands *c)
+{
+    const size_t V = (size_t)m->cfg.vocab_size, H = (size_t)m->cfg.n_head;
+    int parts = nn_parts();
+    if ((size_t)parts * 256 > V) parts = 1;
+    vals_pass t = {.m = m, .x = x, .v = v, .q = q, .W = W, .c = {c}};
+    t.b = topk_block_rows(3 * W, (V + (size_t)parts - 1) / (size_t)parts);
+    int rc = TW_OK;
+    for (int p = 1; p < parts && rc == TW_OK; p++)
+        if (!(t.c[p] = topk_cands_new(W * (H + 1), V, topk_cands_k(c), 1, 0))) rc = TW_ENOMEM;
+    if (rc == TW_OK) {
+        const int saved = openblas_get_num_threads();
+        if (parts > 1) openblas_set_num_threads(1);
+        nn_parallel_rows(V, parts, vals_part, &t);
+        if (parts > 1) openblas_set_num_threads(saved);
+        for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
+    }
+    for (int p = 1; p < parts; p++) {
+        if (rc == TW_OK) topk_cands_merge(c, t.c[p]);
+        topk_cands_free(t.c[p]);
+    }
+    for (int p = 0; q->worst && p < parts; p++)
+        if (!(t.worst[p] <= *q->worst)) *q->worst = t.worst[p];
     return rc;
 }
 

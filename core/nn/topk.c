@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/par.h"
+
 /* ---- Bounded heap of the k best (key, id) seen so far ----
  * "Better" is a total order: larger key, then lower id. The root holds the
  * worst kept item, so a candidate enters only if it beats the root. The heap
@@ -91,8 +93,8 @@ static double bottom_key(double s) { return isnan(s) ? -INFINITY : -s; }
  * test in heap_offer decides. Most scores enter neither list: a chunk of
  * SCAN_CHUNK scores is first tested as a whole against the thresholds as
  * they stand at its start (thresholds only tighten within a chunk, so a
- * chunk that passes nothing then passes nothing later either), a branch-free
- * loop the compiler vectorises. */
+ * chunk that passes nothing then passes nothing later either), with
+ * vector compares. */
 #define SCAN_CHUNK 16
 
 static void scan_one(heap_item *ht, heap_item *hb, size_t k, float v, int32_t id, float *tt, float *tb)
@@ -107,18 +109,32 @@ static void scan_one(heap_item *ht, heap_item *hb, size_t k, float v, int32_t id
     }
 }
 
+/* Four floats, and the lanes of a comparison of them (GCC/Clang vectors:
+ * SSE on any x86-64, NEON on arm64, plain code elsewhere). */
+typedef float scan_v4 __attribute__((vector_size(16)));
+typedef int32_t scan_m4 __attribute__((vector_size(16)));
+
+/* Whether some score of s (SCAN_CHUNK) may enter a list: v >= tt, v <= tb
+ * or NaN, i.e. not (tb < v < tt). */
+static int chunk_passes(const float *s, float tt, float tb)
+{
+    const scan_v4 vt = {tt, tt, tt, tt}, vb = {tb, tb, tb, tb};
+    scan_m4 inside = {-1, -1, -1, -1};
+    for (size_t u = 0; u < SCAN_CHUNK; u += 4) {
+        scan_v4 v;
+        memcpy(&v, s + u, sizeof v);
+        inside &= (v < vt) & (v > vb);
+    }
+    return (inside[0] & inside[1] & inside[2] & inside[3]) == 0;
+}
+
 static void scan_block(heap_item *ht, heap_item *hb, size_t k, const float *s, size_t b, int32_t id0)
 {
     float tt = ht ? (float)ht[0].key : INFINITY;   /* top candidates need v >= tt */
     float tb = hb ? (float)-hb[0].key : -INFINITY; /* bottom candidates need v <= tb */
     size_t j = 0;
     for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
-        int pass = 0;
-        for (size_t u = 0; u < SCAN_CHUNK; u++) {
-            float v = s[j + u];
-            pass |= (v >= tt) | (v <= tb) | (v != v);
-        }
-        if (!pass) continue;
+        if (!chunk_passes(s + j, tt, tb)) continue;
         for (size_t u = 0; u < SCAN_CHUNK; u++)
             scan_one(ht, hb, k, s[j + u], id0 + (int32_t)(j + u), &tt, &tb);
     }
@@ -189,6 +205,13 @@ static void exact_scan(const float *M, size_t n, size_t d, const float *q, size_
     heap_emit(h, k, out);
 }
 
+/* Asks for row r (d floats) in the cache while the previous one is scored:
+ * the candidates' rows are scattered over M. */
+static void prefetch_row(const float *r, size_t d)
+{
+    for (size_t t = 0; t < d; t += 64 / sizeof(float)) __builtin_prefetch(r + t);
+}
+
 /* The screened candidates of one list (kc of them, float scores) become
  * the exact list: every candidate rescored exactly, the best k kept. The
  * list is certified when no row outside the candidates can reach it: the
@@ -202,6 +225,7 @@ static int certify(const float *M, size_t n, size_t d, const float *q, size_t k,
     heap_init(tmp, k);
     for (size_t c = 0; c < kc; c++) {
         if (cand[c].id == INT32_MAX) continue;
+        if (c + 1 < kc && cand[c + 1].id != INT32_MAX) prefetch_row(M + (size_t)cand[c + 1].id * d, d);
         double s = topk_dot(q, M + (size_t)cand[c].id * d, d);
         heap_offer(tmp, k, bottom ? bottom_key(s) : top_key(s), s, cand[c].id);
     }
@@ -251,28 +275,86 @@ topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
 
 void topk_cands_free(topk_cands *c) { free(c); }
 
+size_t topk_cands_k(const topk_cands *c) { return c->k; }
+
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0)
 {
     scan_block(c->ht ? c->ht + i * c->kc : NULL, c->hb ? c->hb + i * c->kc : NULL, c->kc, s, b, (int32_t)j0);
 }
+
+/* The certification of queries lo .. hi - 1 of c, tmp (c->k) its scratch
+ * heap; returns the lists that had to be scanned. */
+static unsigned long long certify_range(topk_cands *c, size_t lo, size_t hi, const float *M, size_t d,
+                                        const float *Q, size_t ldq, const double *err, topk_hit *top,
+                                        topk_hit *bottom, size_t ldo, heap_item *tmp)
+{
+    unsigned long long scans = 0;
+    for (size_t i = lo; i < hi; i++) {
+        const float *q = Q + i * ldq;
+        double ei = err[i];
+        if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
+        if (c->ht) scans += certify(M, c->n, d, q, c->k, c->kc, 0, ei, c->ht + i * c->kc, tmp, top + i * ldo);
+        if (c->hb)
+            scans += certify(M, c->n, d, q, c->k, c->kc, 1, ei, c->hb + i * c->kc, tmp, bottom + i * ldo);
+    }
+    return scans;
+}
+
+/* The certification shared among threads (each list is one thread's, so
+ * the lists do not depend on the split). */
+typedef struct {
+    topk_cands *c;
+    const float *M, *Q;
+    size_t d, ldq, ldo;
+    const double *err;
+    topk_hit *top, *bottom;
+    heap_item *tmp; /* (parts, k) */
+    unsigned long long scans[NN_MAX_PARTS];
+} certify_ctx;
+
+static void certify_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    certify_ctx *x = ctx;
+    x->scans[part] = certify_range(x->c, lo, hi, x->M, x->d, x->Q, x->ldq, x->err, x->top, x->bottom, x->ldo,
+                                   x->tmp + (size_t)part * x->c->k);
+}
+
+/* Multiply-adds below which a pass stays in one thread. */
+#define TOPK_PAR_WORK ((double)(1 << 24))
 
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo)
 {
     if (!M || !Q || !err || d < 1 || ldq < d || ldo < c->k || (c->ht && !top) || (c->hb && !bottom))
         return TW_EINVAL;
+    const double work = (double)c->nq * (double)c->kc * (double)d * ((c->ht ? 1 : 0) + (c->hb ? 1 : 0));
+    int parts = work >= TOPK_PAR_WORK ? nn_parts() : 1;
+    if ((size_t)parts > c->nq) parts = c->nq ? (int)c->nq : 1;
+    certify_ctx x = {
+        .c = c, .M = M, .Q = Q, .d = d, .ldq = ldq, .ldo = ldo, .err = err, .top = top, .bottom = bottom};
+    x.tmp = parts > 1 ? malloc((size_t)parts * c->k * sizeof(heap_item)) : NULL;
+    if (!x.tmp) parts = 1;
     unsigned long long scans = 0;
-    for (size_t i = 0; i < c->nq; i++) {
-        const float *q = Q + i * ldq;
-        double ei = err[i];
-        if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
-        if (c->ht)
-            scans += certify(M, c->n, d, q, c->k, c->kc, 0, ei, c->ht + i * c->kc, c->tmp, top + i * ldo);
-        if (c->hb)
-            scans += certify(M, c->n, d, q, c->k, c->kc, 1, ei, c->hb + i * c->kc, c->tmp, bottom + i * ldo);
+    if (parts > 1) {
+        nn_parallel_rows(c->nq, parts, certify_part, &x);
+        for (int p = 0; p < parts; p++) scans += x.scans[p];
+    } else {
+        scans = certify_range(c, 0, c->nq, M, d, Q, ldq, err, top, bottom, ldo, c->tmp);
     }
+    free(x.tmp);
     if (scans) atomic_fetch_add(&exact_scans, scans);
     return TW_OK;
+}
+
+void topk_cands_merge(topk_cands *dst, const topk_cands *src)
+{
+    const size_t kc = dst->kc;
+    for (size_t l = 0; l < 2; l++) {
+        heap_item *hd = l ? dst->hb : dst->ht;
+        const heap_item *hs = l ? src->hb : src->ht;
+        for (size_t i = 0; hd && i < dst->nq * kc; i++)
+            if (hs[i].id != INT32_MAX) heap_offer(hd + i / kc * kc, kc, hs[i].key, hs[i].score, hs[i].id);
+    }
 }
 
 size_t topk_block_rows(size_t nq, size_t n)
@@ -320,22 +402,103 @@ static bool screen_args_ok(const topk_screen *s, size_t k, size_t ldo)
     return s->err || (s->S == s->M && s->ds == s->d); /* no bound given: the plain problem */
 }
 
-/* Screening: block by block, the float scores of S's rows against every
- * screening query, offered to the candidates c (if any) and to
- * opts->on_block (if set). S_blk (nq, b) is the scratch of one block. */
-static int screen_pass(const topk_screen *s, size_t nq, size_t b, float *S_blk, topk_cands *c,
-                       const topk_opts *opts)
+/* Screening: block by block, the float scores of S's rows lo .. hi - 1
+ * against every screening query, offered to the candidates c (if any) and
+ * to opts->on_block (if set). S_blk (nq, b) is the scratch of one block.
+ * stop, when set, is raised on an error and ends the pass at the next
+ * block when another thread raised it. */
+static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, size_t hi, float *S_blk,
+                       topk_cands *c, const topk_opts *opts, atomic_int *stop)
 {
     const tw_cancel *cancel = opts ? opts->cancel : NULL;
     int rc = TW_OK;
-    for (size_t j0 = 0; j0 < s->n && rc == TW_OK; j0 += b) {
+    for (size_t j0 = lo; j0 < hi && rc == TW_OK; j0 += b) {
+        if (stop && atomic_load(stop)) break;
         if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
-        size_t bj = s->n - j0 < b ? s->n - j0 : b;
+        size_t bj = hi - j0 < b ? hi - j0 : b;
         gemm_block(s->P, s->ldp, s->S + j0 * s->lds, s->lds, nq, bj, s->ds, S_blk);
         for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, S_blk + i * bj, bj, j0);
         if (opts && opts->on_block) rc = opts->on_block(opts->ctx, S_blk, nq, j0, bj);
     }
+    if (rc && stop) atomic_store(stop, 1);
     return rc;
+}
+
+/* ---- The tiled pass ----
+ * One thread per core (nn_parts), each with a contiguous share of the
+ * rows, its own scores and its own candidates, calling the GEMM with one
+ * BLAS thread and scanning each block it computed at once: the scan runs
+ * on every core beside the GEMMs instead of after them in one thread, and
+ * no BLAS hand-off waits on another thread block by block. The candidates
+ * are merged afterwards: a list's candidates are the best of the rows
+ * whoever scanned them, so the lists are those of the plain pass. */
+typedef struct {
+    const topk_screen *s;
+    const topk_opts *opts;
+    size_t nq, b;
+    topk_cands *c[NN_MAX_PARTS];
+    float *S[NN_MAX_PARTS];
+    atomic_int stop;
+    atomic_size_t next; /* the next block to claim */
+    int rc[NN_MAX_PARTS];
+} tiles_ctx;
+
+/* Blocks are claimed one at a time from a shared counter (not a fixed
+ * share per thread): on a loaded machine a thread that gets less of its
+ * core does fewer blocks instead of keeping the other waiting. */
+static void tiles_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    tiles_ctx *t = ctx;
+    (void)lo;
+    (void)hi;
+    int rc = TW_OK;
+    for (;;) {
+        size_t j0 = atomic_fetch_add(&t->next, 1) * t->b;
+        if (j0 >= t->s->n || rc != TW_OK) break;
+        size_t j1 = t->s->n - j0 < t->b ? t->s->n : j0 + t->b;
+        rc = screen_rows(t->s, t->nq, t->b, j0, j1, t->S[part], t->c[part], t->opts, &t->stop);
+    }
+    t->rc[part] = rc;
+}
+
+/* The tiled screening into c (parts >= 2 threads); TW_ENOMEM when the
+ * scratch of a thread cannot be had. */
+static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c, int parts,
+                        const topk_opts *opts)
+{
+    tiles_ctx t = {.s = s, .opts = opts, .nq = nq};
+    t.b = gemm_block_rows(nq, (s->n + (size_t)parts - 1) / (size_t)parts);
+    int rc = TW_OK;
+    for (int p = 0; p < parts && rc == TW_OK; p++) {
+        t.S[p] = malloc(nq * t.b * sizeof(float));
+        t.c[p] = p ? topk_cands_new(nq, s->n, k, c->ht != NULL, c->hb != NULL) : c;
+        if (!t.S[p] || !t.c[p]) rc = TW_ENOMEM;
+    }
+    if (rc == TW_OK) {
+        const int saved = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+        nn_parallel_rows((size_t)parts, parts, tiles_part, &t);
+        openblas_set_num_threads(saved);
+        for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
+    }
+    for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
+    for (int p = 0; p < parts; p++) {
+        free(t.S[p]);
+        if (p) topk_cands_free(t.c[p]);
+    }
+    return rc;
+}
+
+/* Threads for the screening of nq queries over n rows of ds: 1 (the plain
+ * pass, OpenBLAS's own threads) for a pass with a callback, or too small
+ * to be worth splitting. */
+static int screen_parts(const topk_screen *s, size_t nq, const topk_opts *opts)
+{
+    if (opts && opts->on_block) return 1;
+    int parts = nn_parts();
+    if ((double)nq * (double)s->n * (double)s->ds < TOPK_PAR_WORK * parts || s->n < 256 * (size_t)parts)
+        return 1;
+    return parts;
 }
 
 /* The screening error bound of each query of the plain problem (S = M,
@@ -355,11 +518,14 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
     const size_t b = gemm_block_rows(nq, s->n);
     if (!b) return TW_EINVAL;
     const bool lists = top || bottom;
-    float *S_blk = malloc(nq * b * sizeof(float)); // (nq, b) scores of one block
+    const int parts = lists ? screen_parts(s, nq, opts) : 1;
+    float *S_blk = parts == 1 ? malloc(nq * b * sizeof(float)) : NULL; // (nq, b) scores of one block
     topk_cands *c = lists ? topk_cands_new(nq, s->n, k, top != NULL, bottom != NULL) : NULL;
     double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL;
     int rc = TW_ENOMEM;
-    if (S_blk && (!lists || (c && (s->err || err)))) rc = screen_pass(s, nq, b, S_blk, c, opts);
+    if ((S_blk || parts > 1) && (!lists || (c && (s->err || err))))
+        rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts)
+                       : screen_rows(s, nq, b, 0, s->n, S_blk, c, opts, NULL);
     if (rc == TW_OK && lists) {
         if (err) plain_errors(s, nq, opts, err);
         rc = topk_cands_certify(c, s->M, s->d, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);

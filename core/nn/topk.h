@@ -22,12 +22,17 @@
  * every row. So topk_rows gives the same ids and scores as
  * topk_rows_naive, bit for bit, always (docs/MATH.md §2).
  *
- * Threads: topk_rows calls cblas_sgemm, which uses as many OpenBLAS threads
- * as OpenBLAS is configured for (by default every core); the selection after
- * each GEMM block runs in the calling thread. Every function here touches only
- * its arguments, so concurrent calls from several threads are safe (OpenBLAS
- * >= 0.3.7 is thread-safe; concurrent GEMMs share its thread pool). The
- * process owner decides the BLAS thread budget with openblas_set_num_threads.
+ * Threads: the process owner decides the budget with openblas_set_num_threads
+ * (by default every core). A large pass without on_block is shared among
+ * that many threads (core/nn/par.h), each with a contiguous share of M's
+ * rows, its own scores and candidates, calling cblas_sgemm with one BLAS
+ * thread (OpenBLAS's count is set to 1 for the pass and put back after) and
+ * scanning each block it computed; the candidates are merged afterwards, so
+ * the lists never depend on the split. A small pass, or one with on_block,
+ * calls cblas_sgemm with OpenBLAS's own threads and scans in the calling
+ * thread. The certification is shared by query. Every function here touches
+ * only its arguments, so concurrent calls from several threads are safe
+ * (OpenBLAS >= 0.3.7 is thread-safe; concurrent GEMMs share its thread pool).
  *
  * Errors: functions return TW_OK or a base/status.h code (TW_EINVAL,
  * TW_ENOMEM, and TW_ECANCELED / TW_ETIMEDOUT from topk_rows_opt's cancel);
@@ -58,7 +63,7 @@ typedef struct {
  * a time against all queries, so the queries share one pass over M) and keeps
  * a bounded heap per query and list: O(nq * n * d) flops, O(nq * n * log k)
  * worst-case selection, never a sort of n. Allocates about 8 MiB of scratch
- * (freed before returning). */
+ * per thread (freed before returning). */
 int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
               topk_hit *bottom);
 
@@ -117,12 +122,19 @@ int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top,
  *   topk_cands_new      NULL when memory runs out or the arguments are bad
  *                       (k in 1..n, a list wanted)
  *   topk_cands_scan     scores s (b) of query i for rows j0 .. j0 + b - 1
+ *   topk_cands_merge    offers every candidate of src to dst (made with the
+ *                       same nq, n, k and lists): dst then holds what one
+ *                       scan of both's rows would have left (for a pass
+ *                       whose rows are shared among threads, each with
+ *                       its own candidates)
  *   topk_cands_certify  M (n, d), query i at Q + i * ldq, err (nq) bounds on
  *                       |screening score - topk_dot(Q_i, M_j)| for every j;
  *                       lists to top/bottom + i * ldo. TW_OK or TW_EINVAL. */
 typedef struct topk_cands topk_cands;
 topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom);
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0);
+void topk_cands_merge(topk_cands *dst, const topk_cands *src);
+size_t topk_cands_k(const topk_cands *c); /* the k it was made with */
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo);
 void topk_cands_free(topk_cands *c);
