@@ -444,10 +444,9 @@ static int vals_screen(const gpt2_model *m, const ana_ctx *x, const vals_view *v
     for (int p = 1; p < parts && rc == TW_OK; p++)
         if (!(t.c[p] = topk_cands_new(W * (H + 1), V, topk_cands_k(c), 1, 0))) rc = TW_ENOMEM;
     if (rc == TW_OK) {
-        const int saved = openblas_get_num_threads();
-        if (parts > 1) openblas_set_num_threads(1);
+        if (parts > 1) nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
         nn_parallel_rows(V, parts, vals_part, &t);
-        if (parts > 1) openblas_set_num_threads(saved);
+        if (parts > 1) nn_blas_single_end();
         for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
     }
     for (int p = 1; p < parts; p++) {

@@ -475,10 +475,9 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
         if (!t.S[p] || !t.c[p]) rc = TW_ENOMEM;
     }
     if (rc == TW_OK) {
-        const int saved = openblas_get_num_threads();
-        openblas_set_num_threads(1);
+        nn_blas_single_begin(); /* one BLAS thread per part; the server's budget again after */
         nn_parallel_rows((size_t)parts, parts, tiles_part, &t);
-        openblas_set_num_threads(saved);
+        nn_blas_single_end();
         for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
     }
     for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
