@@ -686,11 +686,20 @@ static stats_job *job_arg(api_stats_jobs *j, const api_args *a, job_kind kind, a
     return s;
 }
 
-static int job_status(twd_app *app, const api_args *a, job_kind kind, api_response *res)
+/* Answers job id= as it is now; with cancel, first asks it to stop: its
+ * computation sees its cancel flag at the next check (a block of a sweep, a
+ * chunk of the statistics) and the job ends "cancelled". One that has
+ * already ended stays as it ended (cancelling is best effort: it may finish
+ * first). */
+static int job_status(twd_app *app, const api_args *a, job_kind kind, bool cancel, api_response *res)
 {
     api_stats_jobs *j = app->ext->stats_jobs;
     pthread_mutex_lock(&j->lock);
     stats_job *s = job_arg(j, a, kind, res);
+    if (s && cancel && s->state == JOB_RUNNING) {
+        s->cancel_asked = true;
+        atomic_store(&s->cancel.flag, 1);
+    }
     json_t *o = s ? job_json(s) : NULL;
     pthread_mutex_unlock(&j->lock);
     return o ? api_json(res, 200, o) : -1;
@@ -698,41 +707,22 @@ static int job_status(twd_app *app, const api_args *a, job_kind kind, api_respon
 
 int api_trajectory_stats_job_status(twd_app *app, const api_args *a, api_response *res)
 {
-    return job_status(app, a, JOB_STATS, res);
+    return job_status(app, a, JOB_STATS, false, res);
 }
 
 int api_sweep_job_status(twd_app *app, const api_args *a, api_response *res)
 {
-    return job_status(app, a, JOB_SWEEP, res);
-}
-
-/* Asks job id= to stop: its computation sees its cancel flag at the next
- * check (a block of a sweep, a chunk of the statistics) and the job ends
- * "cancelled". Answers the job as it is now; one that has already ended
- * stays as it ended (cancelling is best effort: it may finish first). */
-static int job_cancel(twd_app *app, const api_args *a, job_kind kind, api_response *res)
-{
-    api_stats_jobs *j = app->ext->stats_jobs;
-    pthread_mutex_lock(&j->lock);
-    stats_job *s = job_arg(j, a, kind, res);
-    json_t *o = NULL;
-    if (s && s->state == JOB_RUNNING) {
-        s->cancel_asked = true;
-        atomic_store(&s->cancel.flag, 1);
-    }
-    if (s) o = job_json(s);
-    pthread_mutex_unlock(&j->lock);
-    return o ? api_json(res, 200, o) : -1;
+    return job_status(app, a, JOB_SWEEP, false, res);
 }
 
 int api_trajectory_stats_job_cancel(twd_app *app, const api_args *a, api_response *res)
 {
-    return job_cancel(app, a, JOB_STATS, res);
+    return job_status(app, a, JOB_STATS, true, res);
 }
 
 int api_sweep_job_cancel(twd_app *app, const api_args *a, api_response *res)
 {
-    return job_cancel(app, a, JOB_SWEEP, res);
+    return job_status(app, a, JOB_SWEEP, true, res);
 }
 
 /* The finished job's answer: the statistics, or the sweep's own answer (its
