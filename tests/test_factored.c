@@ -73,7 +73,9 @@ static void check_model(const gpt2_model *m, size_t W)
             ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, W, ks[ki], PROBE_FACTORED, &f), 0);
             blockcache_stats st;
             blockcache_get_stats(c, &st);
-            ck_assert_uint_eq(st.entries, 3); /* LN_b(E), K and G */
+            ck_assert_uint_eq(st.entries, 4); /* the statistics of E, max |E_j|, K and G */
+            blockcache_entry *en = NULL; /* LN_b(E) is never formed whole */
+            ck_assert_int_eq(ana_lookup_ln1_embeddings(m, ANA_CTX(c), block, &en), 1);
             ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, 3, ks[ki], PROBE_AUTO, &a), 0);
             ck_assert_int_eq(probe_words_opt(m, NULL, block, ids, W, ks[ki], PROBE_FACTORED, &p), 0);
             same_probe(&d, &f);

@@ -2,6 +2,7 @@
 #include "core/ana/common.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "core/nn/lnorm.h"
 #include "core/nn/par.h"
@@ -156,6 +157,80 @@ float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e)
 float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e)
 {
     return (float)ana_rows_trailer(e, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd)[1];
+}
+
+/* ---- LN_b(E) formed row by row ---- */
+
+typedef struct {
+    const gpt2_model *m;
+    double *st; /* (V, 2) */
+} stats_par;
+
+static void stats_rows(void *ctx, size_t lo, size_t hi, int part)
+{
+    (void)part;
+    const stats_par *p = ctx;
+    const size_t d = (size_t)p->m->cfg.n_embd;
+    for (size_t j = lo; j < hi; j++)
+        layernorm_stats(p->m->p.wte + j * d, d, p->m->cfg.ln_eps, &p->st[2 * j], &p->st[2 * j + 1]);
+}
+
+static int fill_stats(void *data, size_t bytes, void *ctx)
+{
+    const gpt2_model *m = ctx;
+    const size_t V = (size_t)m->cfg.vocab_size;
+    if (bytes != 2 * V * sizeof(double)) return TW_EINVAL;
+    stats_par p = {m, data};
+    nn_parallel_rows(V, nn_parts(), stats_rows, &p);
+    return TW_OK;
+}
+
+double ana_ln_rows_form(const ana_ln_rows *r, size_t j0, size_t n, float *out)
+{
+    const size_t d = r->f.d;
+    if (r->f.rows)
+        memcpy(out, r->f.rows + j0 * d, n * d * sizeof(float));
+    else
+        for (size_t j = 0; j < n; j++)
+            layernorm_apply(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d, r->stats[2 * (j0 + j)],
+                            r->stats[2 * (j0 + j) + 1]);
+    return topk_max_row_norm(out, n, d);
+}
+
+static double ln_rows_former(const void *ctx, size_t j0, size_t n, float *out)
+{
+    return ana_ln_rows_form(ctx, j0, n, out);
+}
+
+int ana_ln1_rows_open(const gpt2_model *m, const ana_ctx *x, int block, ana_ln_rows *r)
+{
+    if (!r) return TW_EINVAL;
+    memset(r, 0, sizeof *r);
+    if (ana_check_model(m)) return TW_EINVAL;
+    if (block < 0 || block >= m->cfg.n_layer) return TW_EBLOCK;
+    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
+    const gpt2_block *b = &m->p.h[block];
+    *r = (ana_ln_rows){.f = {.n = V, .d = d, .form = ln_rows_former, .ctx = r},
+                       .m = m,
+                       .gamma = b->ln_1_w,
+                       .beta = b->ln_1_b,
+                       .cache = ana_cache(x)};
+    if (ana_lookup_ln1_embeddings(m, x, block, &r->e) == TW_OK) {
+        r->f.rows = blockcache_data(r->e);
+        r->f.max_row_norm = ana_ln1_max_norm(m, r->e);
+        return TW_OK;
+    }
+    int rc = blockcache_acquire_within(r->cache, "lnstats(E)", 2 * V * sizeof(double), fill_stats, (void *)m,
+                                       ana_cancel(x), &r->e);
+    if (rc == TW_OK) r->stats = blockcache_data(r->e);
+    return rc;
+}
+
+void ana_ln_rows_close(ana_ln_rows *r)
+{
+    if (!r) return;
+    if (r->e) blockcache_release(r->cache, r->e);
+    r->e = NULL;
 }
 
 static int fill_wte_norm(void *data, size_t bytes, void *ctx)

@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "core/ana/blockcache.h"
 #include "core/model/gpt2.h"
+#include "core/nn/topk.h"
 
 /* The analysis functions return TW_OK or a base/status.h code. Range checks
  * belong to the api layer; the range codes (TW_EBLOCK, TW_EHEAD, TW_EK,
@@ -98,6 +99,35 @@ int ana_acquire_ln0_embeddings(const gpt2_model *m, const ana_ctx *x, blockcache
 /* LN_b(E) of ana_acquire_ln1_embeddings only if it is cached and ready
  * (blockcache_lookup): TW_OK with *e referenced, or 1 with *e NULL. */
 int ana_lookup_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
+
+/* LN_b(E) (ln_1 of block b) without forming it whole, for the analyses
+ * that screen against it (docs/MATH.md §2.5): r->f is a topk_former of
+ * LN_b(E) (V, d). When the block's LN_b(E) is cached (ana_lookup_ln1_
+ * embeddings) f has its rows and its max_row_norm; otherwise rows are
+ * formed on demand from the per-model statistics of E (entry "lnstats(E)":
+ * mean and 1 / sqrt(var + eps) of every row of wte, V pairs of doubles,
+ * computed once per model by layernorm_stats), with layernorm_apply, so
+ * every formed row is the same floats as the row of the cached matrix.
+ * The struct is referred to by r->f.ctx: do not copy or move it while
+ * open. TW_OK, TW_EINVAL, TW_EBLOCK, TW_ENOMEM or the cancel's code; close
+ * with ana_ln_rows_close (also after a failed open). */
+typedef struct {
+    topk_former f;
+    /* private */
+    const gpt2_model *m;
+    const float *gamma, *beta;
+    const double *stats; /* (V, 2) of "lnstats(E)", or NULL when f.rows is set */
+    blockcache *cache;
+    blockcache_entry *e; /* the entry held: LN_b(E) or the statistics */
+} ana_ln_rows;
+
+int ana_ln1_rows_open(const gpt2_model *m, const ana_ctx *x, int block, ana_ln_rows *r);
+void ana_ln_rows_close(ana_ln_rows *r);
+
+/* Rows j0 .. j0 + n - 1 of r's LN_b(E) into out (n, d) (copied when
+ * cached, formed otherwise); returns their largest norm as
+ * topk_max_row_norm computes it (NaN when a row holds NaN). r->f.form. */
+double ana_ln_rows_form(const ana_ln_rows *r, size_t j0, size_t n, float *out);
 
 /* LN2_b(E): the same through block b's ln_2, cached under "ln2(E):<b>". */
 int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);

@@ -487,21 +487,22 @@ static void svd_queries_gather(svd_queries *sq, const int *matrices, size_t n_ma
 }
 
 /* Every gathered query against LN_b(E) in one GEMM pass, every E one in
- * another (docs/MATH.md §5). */
+ * another (docs/MATH.md §5): LN_b(E) formed tile by tile unless the block's
+ * matrix is cached (ana_ln1_rows_open). */
 static int svd_queries_probe(const gpt2_model *m, const ana_ctx *x, int block, svd_queries *sq, size_t k)
 {
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    blockcache_entry *en_e = NULL;
-    int rc = ana_acquire_ln1_embeddings(m, x, block, &en_e);
-    if (rc) return rc;
-    rc = topk_rows_opt(blockcache_data(en_e), V, d, sq->qen, sq->n_en, k, sq->tops, sq->bots,
-                       &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(x)});
+    ana_ln_rows en;
+    float r_e = 0.0f;
+    int rc = ana_ln1_rows_open(m, x, block, &en);
+    if (!rc) rc = topk_rows_formed(&en.f, sq->qen, sq->n_en, k, sq->tops, sq->bots,
+                                   &(topk_opts){.cancel = ana_cancel(x)});
+    ana_ln_rows_close(&en);
+    if (!rc && sq->n_e > sq->n_en) rc = ana_wte_max_norm(m, x, &r_e);
     if (!rc && sq->n_e > sq->n_en)
-        rc = topk_rows_opt(
-            m->p.wte, V, d, sq->qen + sq->n_en * d, sq->n_e - sq->n_en, k, sq->tops + sq->n_en * k,
-            sq->bots + sq->n_en * k,
-            &(topk_opts){.max_row_norm = ana_ln1_wte_max_norm(m, en_e), .cancel = ana_cancel(x)});
-    blockcache_release(ana_cache(x), en_e);
+        rc = topk_rows_opt(m->p.wte, V, d, sq->qen + sq->n_en * d, sq->n_e - sq->n_en, k,
+                           sq->tops + sq->n_en * k, sq->bots + sq->n_en * k,
+                           &(topk_opts){.max_row_norm = r_e, .cancel = ana_cancel(x)});
     return rc;
 }
 

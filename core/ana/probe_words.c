@@ -38,18 +38,20 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
 
 /* ---- Factored keys ----
  * Entry "keys(En):<b>": K = En Wk (V, d), stored head by head: K_h (V, dh)
- * at K + h V dh, then a trailer of doubles: Rk (H) max_j |K_h[j]| and cn (d)
- * the column norms |Wk[:, t]|. */
+ * at K + h V dh, then a trailer of doubles: Rk (H) max_j |K_h[j]|, cn (d)
+ * the column norms |Wk[:, t]|, and R_En = max_j |En_j| (measured on the
+ * rows of En as they were formed for the GEMM). */
 
 typedef struct {
     const gpt2_model *m;
     const ana_ctx *x;
     int block;
+    const ana_ln_rows *en; /* LN_b(E), formed tile by tile */
 } keys_ctx;
 
 static size_t keys_bytes(size_t V, size_t d, size_t H)
 {
-    return (V * d * sizeof(float) + 7) / 8 * 8 + (H + d) * sizeof(double);
+    return (V * d * sizeof(float) + 7) / 8 * 8 + (H + d + 1) * sizeof(double);
 }
 
 /* Scatters the nr rows of tmp (nr, d) into the head-major dst: row j's
@@ -107,22 +109,16 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     const size_t H = (size_t)m->cfg.n_head;
     if (bytes != keys_bytes(V, d, H)) return TW_EINVAL;
-    float *tmp = malloc(KEYS_ROWS * d * sizeof(float)); // (KEYS_ROWS, d) rows of En Wk
+    float *tmp = malloc(2 * KEYS_ROWS * d * sizeof(float)); // (KEYS_ROWS, d) rows of En Wk, then of En
     if (!tmp) return TW_ENOMEM;
-    blockcache_entry *en_e = NULL;
-    int rc = ana_acquire_ln1_embeddings(m, kx->x, kx->block, &en_e);
-    if (rc) {
-        free(tmp);
-        return rc;
-    }
-    const float *En = blockcache_data(en_e);
-    float *K = data;
-    double *Rk = (double *)((char *)data + (V * d * sizeof(float) + 7) / 8 * 8), *cn = Rk + H;
+    float *En = tmp + KEYS_ROWS * d, *K = data;
+    double *Rk = (double *)((char *)data + (V * d * sizeof(float) + 7) / 8 * 8), *cn = Rk + H, *R_en = cn + d;
     for (size_t h = 0; h < H; h++) Rk[h] = 0.0;
+    *R_en = 0.0;
     gpt2_block_ref bref;
     const gpt2_block *blk;
-    if ((rc = ana_block_acquire(m, kx->block, &bref, &blk)) != TW_OK) {
-        blockcache_release(ana_cache(kx->x), en_e);
+    int rc = ana_block_acquire(m, kx->block, &bref, &blk);
+    if (rc != TW_OK) {
         free(tmp);
         return rc;
     }
@@ -130,10 +126,10 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
     for (size_t r0 = 0; r0 < V; r0 += KEYS_ROWS) {
         if ((rc = tw_cancel_check(ana_cancel(kx->x))) != TW_OK) break;
         size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
-        mat_gemm(tmp, En + r0 * d, wk, NULL, nr, d, d);
+        raise_max(R_en, ana_ln_rows_form(kx->en, r0, nr, En)); /* rows r0 .. r0 + nr of En */
+        mat_gemm(tmp, En, wk, NULL, nr, d, d);
         scatter_heads(tmp, nr, K, V, d, H, r0, Rk);
     }
-    blockcache_release(ana_cache(kx->x), en_e);
     free(tmp);
     if (rc) {
         gpt2_block_release(&bref);
@@ -160,7 +156,7 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
  *   + gamma_{dh+1} |qa_h| R_h                               (the screening dot)
  *   + d 2^-52 |keyq| R_En                                   (topk_dot in double)
  * doubled, as topk_rows widens its own. */
-static int keys_factored(const gpt2_model *m, const ana_ctx *x, const float *En, float R_en,
+static int keys_factored(const gpt2_model *m, const ana_ctx *x, const ana_ln_rows *en,
                          const blockcache_entry *ke, const float *qa, const float *keyq, size_t W, size_t k,
                          topk_hit *keys, double *worst)
 {
@@ -168,8 +164,14 @@ static int keys_factored(const gpt2_model *m, const ana_ctx *x, const float *En,
     const size_t H = (size_t)m->cfg.n_head, dh = d / H;
     const float *K = blockcache_data(ke);
     const double *Rk = ana_rows_trailer(ke, V, d), *cn = Rk + H;
+    const double R_en = cn[d];
     double *err = malloc(W * sizeof *err);
-    if (!err) return TW_ENOMEM;
+    float *row = worst ? malloc(d * sizeof(float)) : NULL; /* PROBE_CHECK: one row of En */
+    if (!err || (worst && !row)) {
+        free(err);
+        free(row);
+        return TW_ENOMEM;
+    }
     const double g_a = topk_gamma(dh) + topk_gamma(d + 1), g_s = topk_gamma(dh + 1);
     int rc = TW_OK;
     for (size_t h = 0; h < H && rc == TW_OK; h++) {
@@ -182,7 +184,8 @@ static int keys_factored(const gpt2_model *m, const ana_ctx *x, const float *En,
                        (double)d * 0x1p-52 * sqrt(topk_dot(kq, kq, d)) * R_en;
             err[w] = 2.0 * e;
         }
-        const topk_screen sc = {.M = En,
+        const topk_screen sc = {.M = en->f.rows,
+                                .Mf = en->f.rows ? NULL : &en->f,
                                 .n = V,
                                 .d = d,
                                 .Q = keyq + h * d,
@@ -197,17 +200,20 @@ static int keys_factored(const gpt2_model *m, const ana_ctx *x, const float *En,
         /* PROBE_CHECK: every row's screening score (a float dot product in
          * another order than the GEMM's: the bound holds for any) against
          * the exact score */
-        for (size_t w = 0; worst && rc == TW_OK && w < W; w++)
-            for (size_t j = 0; j < V; j++) {
+        for (size_t j = 0; worst && rc == TW_OK && j < V; j++) {
+            ana_ln_rows_form(en, j, 1, row);
+            for (size_t w = 0; w < W; w++) {
                 const float *a = qa + w * d + h * dh, *kr = K + (h * V + j) * dh;
                 float sf = 0.0f;
                 for (size_t t = 0; t < dh; t++) sf += a[t] * kr[t];
-                double ex = topk_dot(keyq + (w * H + h) * d, En + j * d, d);
+                double ex = topk_dot(keyq + (w * H + h) * d, row, d);
                 double ratio = fabs((double)sf - ex) / err[w];
                 if (!(ratio <= *worst)) *worst = ratio;
             }
+        }
     }
     free(err);
+    free(row);
     return rc;
 }
 
@@ -534,6 +540,7 @@ typedef struct {
     float *va;       // (W, d) q Wv + bv
     float *keyq;     // (W, H, d) q Wqk_h
     float *valq;     // (W, H+1, d) value queries
+    float *qrow;     // (d) one row of En
     topk_hit *vhits; // (W, H+1, k)
     double *vstat;   // (6, W, H+1) see words_value_queries
     float R_e;       /* the largest |E_j| (for the value queries) */
@@ -543,7 +550,7 @@ typedef struct {
 static int words_run_alloc(words_run *p)
 {
     const size_t W = p->W, d = (size_t)p->m->cfg.n_embd, H = (size_t)p->m->cfg.n_head;
-    const size_t n_dbl = 6 * W * (H + 1), n_hits = W * (H + 1) * p->k, n_flt = (2 + H + H + 1) * W * d;
+    const size_t n_dbl = 6 * W * (H + 1), n_hits = W * (H + 1) * p->k, n_flt = (2 + H + H + 1) * W * d + d;
     char *b = malloc(n_dbl * sizeof(double) + n_hits * sizeof(topk_hit) + n_flt * sizeof(float));
     if (!b) return TW_ENOMEM;
     p->vstat = (double *)b;
@@ -552,6 +559,7 @@ static int words_run_alloc(words_run *p)
     p->va = p->qa + W * d;
     p->keyq = p->va + W * d;
     p->valq = p->keyq + W * H * d;
+    p->qrow = p->valq + W * (H + 1) * d;
     return TW_OK;
 }
 
@@ -560,13 +568,14 @@ static void words_run_free(words_run *p) { free(p->vstat); }
 /* Every word's query vectors, each computed on its own (matrix-vector
  * products, never a GEMM over the batch), so a word's answer does not
  * depend on which other words are probed with it (docs/MATH.md §2). */
-static void words_queries(words_run *p, const float *En)
+static void words_queries(words_run *p, const ana_ln_rows *en)
 {
     const gpt2_model *m = p->m;
     const gpt2_block *blk = p->blk;
     const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
+    float *q = p->qrow;
     for (size_t w = 0; w < p->W; w++) {
-        const float *q = En + (size_t)p->ids[w] * d;
+        ana_ln_rows_form(en, (size_t)p->ids[w], 1, q); /* En[id] */
         float *qaw = p->qa + w * d;
         // keys: qa (d) = q . Wq (d, d) / sqrt(dh); keyq[w, h] = qa_h (dh) . Wk_h^T (dh, d)
         mat_xm(qaw, q, blk->attn_w, d, d, (float)(1.0 / sqrt((double)dh)), 0.0f);
@@ -591,13 +600,12 @@ static void words_queries(words_run *p, const float *En)
 /* Keys: the factored screening when K = En Wk is cached, or when computing
  * it (V d^2 multiply-adds) costs less than what it saves (W H (d - dh) per
  * row); otherwise every key query against En. */
-static int words_keys(words_run *p, const blockcache_entry *en_e, topk_hit *keys)
+static int words_keys(words_run *p, const ana_ln_rows *en, topk_hit *keys)
 {
     const gpt2_model *m = p->m;
     blockcache *c = ana_cache(p->x);
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
     const size_t H = (size_t)m->cfg.n_head, dh = d / H, W = p->W;
-    const float *En = blockcache_data(en_e);
     char kkey[32];
     snprintf(kkey, sizeof kkey, "keys(En):%d", p->block);
     size_t kbytes = keys_bytes(V, d, H);
@@ -607,16 +615,13 @@ static int words_keys(words_run *p, const blockcache_entry *en_e, topk_hit *keys
         factored = blockcache_lookup(c, kkey, kbytes, &keys_e) == TW_OK ||
                    (double)W * (double)H * (double)(d - dh) >= (double)d * (double)d;
     if (factored && !keys_e) {
-        keys_ctx kx = {m, p->x, p->block};
+        keys_ctx kx = {m, p->x, p->block, en};
         rc = blockcache_acquire_within(c, kkey, kbytes, fill_keys, &kx, ana_cancel(p->x), &keys_e);
     }
     if (rc == TW_OK && factored)
-        rc = keys_factored(m, p->x, En, ana_ln1_max_norm(m, en_e), keys_e, p->qa, p->keyq, W, p->k, keys,
-                           p->worst);
+        rc = keys_factored(m, p->x, en, keys_e, p->qa, p->keyq, W, p->k, keys, p->worst);
     else if (rc == TW_OK)
-        rc = topk_rows_opt(
-            En, V, d, p->keyq, W * H, p->k, keys, NULL,
-            &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en_e), .cancel = ana_cancel(p->x)});
+        rc = topk_rows_formed(&en->f, p->keyq, W * H, p->k, keys, NULL, &(topk_opts){.cancel = ana_cancel(p->x)});
     blockcache_release(c, keys_e);
     return rc;
 }
@@ -725,14 +730,15 @@ static int words_values(words_run *p)
 static int words_compute(words_run *p, probe_words_result *r)
 {
     const size_t H = (size_t)p->m->cfg.n_head, W = p->W, k = p->k;
-    blockcache_entry *en_e = NULL;
+    ana_ln_rows en = {0};
     int rc = words_run_alloc(p);
-    if (rc == TW_OK) rc = ana_acquire_ln1_embeddings(p->m, p->x, p->block, &en_e);
-    if (rc) return rc;
-    words_queries(p, blockcache_data(en_e));
-    rc = words_keys(p, en_e, r->keys);
-    p->R_e = ana_ln1_wte_max_norm(p->m, en_e);
-    blockcache_release(ana_cache(p->x), en_e);
+    if (rc == TW_OK) rc = ana_wte_max_norm(p->m, p->x, &p->R_e);
+    if (rc == TW_OK) rc = ana_ln1_rows_open(p->m, p->x, p->block, &en);
+    if (rc == TW_OK) {
+        words_queries(p, &en);
+        rc = words_keys(p, &en, r->keys);
+    }
+    ana_ln_rows_close(&en);
     if (rc) return rc;
     words_value_queries(p, r);
     rc = words_values(p);

@@ -20,4 +20,10 @@ void layernorm_rows(float *out, const float *in, const float *gamma, const float
  * write LN(x)_i = gamma_i (x_i - *mean) * *rstd + beta_i. */
 void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *rstd);
 
+/* y (d) = LN(x) from the statistics layernorm_stats gave for x: the affine
+ * map of layernorm_rows (which calls this), so a row formed from stored
+ * statistics is the same floats as layernorm_rows's. y may equal x. */
+void layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, size_t d, double mean,
+                     double rstd);
+
 #endif

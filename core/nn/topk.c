@@ -192,14 +192,30 @@ double topk_gamma(size_t n)
 
 double topk_screen_error(size_t d, double qn, double R) { return 2.0 * topk_gamma(d + 1) * qn * R; }
 
-/* Exact top or bottom list of one query over every row of M (the fallback
- * when screening cannot certify a list, and the naive reference). */
-static void exact_scan(const float *M, size_t n, size_t d, const float *q, size_t k, int bottom, heap_item *h,
-                       topk_hit *out)
+/* Where the exact rows come from: stored (M) or formed one at a time (f). */
+typedef struct {
+    const float *M;
+    const topk_former *f;
+    size_t d;
+} rows_src;
+
+/* Row j of src: in M, or formed into buf (d floats). */
+static const float *src_row(const rows_src *src, size_t j, float *buf)
+{
+    if (src->M) return src->M + j * src->d;
+    src->f->form(src->f->ctx, j, 1, buf);
+    return buf;
+}
+
+/* Exact top or bottom list of one query over every row of src (the
+ * fallback when screening cannot certify a list, and the naive reference);
+ * buf (d) the scratch of a formed row. */
+static void exact_scan(const rows_src *src, size_t n, const float *q, size_t k, int bottom, heap_item *h,
+                       float *buf, topk_hit *out)
 {
     heap_init(h, k);
     for (size_t j = 0; j < n; j++) {
-        double s = topk_dot(q, M + j * d, d);
+        double s = topk_dot(q, src_row(src, j, buf), src->d);
         heap_offer(h, k, bottom ? bottom_key(s) : top_key(s), s, (int32_t)j);
     }
     heap_emit(h, k, out);
@@ -218,22 +234,24 @@ static void prefetch_row(const float *r, size_t d)
  * worst candidate's float score, moved by the screening error, stays below
  * the k-th exact score. Otherwise the list is computed by an exact scan.
  * Returns 1 when it had to scan. */
-static int certify(const float *M, size_t n, size_t d, const float *q, size_t k, size_t kc, int bottom,
-                   double err, heap_item *cand, heap_item *tmp, topk_hit *out)
+static int certify(const rows_src *src, size_t n, const float *q, size_t k, size_t kc, int bottom, double err,
+                   heap_item *cand, heap_item *tmp, float *buf, topk_hit *out)
 {
+    const size_t d = src->d;
     double worst = cand[0].key; /* the heap root: the worst candidate's key (float score, or its negation) */
     heap_init(tmp, k);
     for (size_t c = 0; c < kc; c++) {
         if (cand[c].id == INT32_MAX) continue;
-        if (c + 1 < kc && cand[c + 1].id != INT32_MAX) prefetch_row(M + (size_t)cand[c + 1].id * d, d);
-        double s = topk_dot(q, M + (size_t)cand[c].id * d, d);
+        if (src->M && c + 1 < kc && cand[c + 1].id != INT32_MAX)
+            prefetch_row(src->M + (size_t)cand[c + 1].id * d, d);
+        double s = topk_dot(q, src_row(src, (size_t)cand[c].id, buf), d);
         heap_offer(tmp, k, bottom ? bottom_key(s) : top_key(s), s, cand[c].id);
     }
     if (kc >= n || worst + err < tmp[0].key) { /* kc >= n: every row was a candidate */
         heap_emit(tmp, k, out);
         return 0;
     }
-    exact_scan(M, n, d, q, k, bottom, tmp, out);
+    exact_scan(src, n, q, k, bottom, tmp, buf, out);
     return 1;
 }
 
@@ -249,8 +267,7 @@ unsigned long long topk_exact_scans(void) { return atomic_load(&exact_scans); }
 struct topk_cands {
     size_t nq, n, k, kc;
     heap_item *ht, *hb; /* (nq, kc) heaps, or NULL */
-    heap_item *tmp;     /* (k) */
-    heap_item items[];  /* ht, hb and tmp: one allocation */
+    heap_item items[];  /* ht and hb: one allocation */
 };
 
 topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
@@ -259,13 +276,11 @@ topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
     if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return NULL;
     const size_t kc = 2 * k + TOPK_MARGIN < n ? 2 * k + TOPK_MARGIN : n;
     const size_t cells = (nq ? nq : 1) * kc, lists = (top ? 1u : 0u) + (bottom ? 1u : 0u);
-    if (k > (SIZE_MAX - sizeof(topk_cands)) / sizeof(heap_item) - lists * cells) return NULL;
-    topk_cands *c = malloc(sizeof *c + (lists * cells + k) * sizeof(heap_item));
+    topk_cands *c = malloc(sizeof *c + lists * cells * sizeof(heap_item));
     if (!c) return NULL;
     *c = (topk_cands){.nq = nq, .n = n, .k = k, .kc = kc};
     c->ht = top ? c->items : NULL;
     c->hb = bottom ? c->items + (top ? cells : 0) : NULL;
-    c->tmp = c->items + lists * cells;
     for (size_t i = 0; i < nq; i++) {
         if (c->ht) heap_init(c->ht + i * kc, kc);
         if (c->hb) heap_init(c->hb + i * kc, kc);
@@ -283,19 +298,21 @@ void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j
 }
 
 /* The certification of queries lo .. hi - 1 of c, tmp (c->k) its scratch
- * heap; returns the lists that had to be scanned. */
-static unsigned long long certify_range(topk_cands *c, size_t lo, size_t hi, const float *M, size_t d,
+ * heap and buf (d) that of a formed row; returns the lists that had to be
+ * scanned. */
+static unsigned long long certify_range(topk_cands *c, size_t lo, size_t hi, const rows_src *src,
                                         const float *Q, size_t ldq, const double *err, topk_hit *top,
-                                        topk_hit *bottom, size_t ldo, heap_item *tmp)
+                                        topk_hit *bottom, size_t ldo, heap_item *tmp, float *buf)
 {
     unsigned long long scans = 0;
     for (size_t i = lo; i < hi; i++) {
         const float *q = Q + i * ldq;
         double ei = err[i];
         if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
-        if (c->ht) scans += certify(M, c->n, d, q, c->k, c->kc, 0, ei, c->ht + i * c->kc, tmp, top + i * ldo);
+        if (c->ht)
+            scans += certify(src, c->n, q, c->k, c->kc, 0, ei, c->ht + i * c->kc, tmp, buf, top + i * ldo);
         if (c->hb)
-            scans += certify(M, c->n, d, q, c->k, c->kc, 1, ei, c->hb + i * c->kc, tmp, bottom + i * ldo);
+            scans += certify(src, c->n, q, c->k, c->kc, 1, ei, c->hb + i * c->kc, tmp, buf, bottom + i * ldo);
     }
     return scans;
 }
@@ -304,46 +321,59 @@ static unsigned long long certify_range(topk_cands *c, size_t lo, size_t hi, con
  * the lists do not depend on the split). */
 typedef struct {
     topk_cands *c;
-    const float *M, *Q;
-    size_t d, ldq, ldo;
+    const rows_src *src;
+    const float *Q;
+    size_t ldq, ldo;
     const double *err;
     topk_hit *top, *bottom;
     heap_item *tmp; /* (parts, k) */
+    float *buf;     /* (parts, d) */
     unsigned long long scans[NN_MAX_PARTS];
 } certify_ctx;
 
 static void certify_part(void *ctx, size_t lo, size_t hi, int part)
 {
     certify_ctx *x = ctx;
-    x->scans[part] = certify_range(x->c, lo, hi, x->M, x->d, x->Q, x->ldq, x->err, x->top, x->bottom, x->ldo,
-                                   x->tmp + (size_t)part * x->c->k);
+    x->scans[part] = certify_range(x->c, lo, hi, x->src, x->Q, x->ldq, x->err, x->top, x->bottom, x->ldo,
+                                   x->tmp + (size_t)part * x->c->k, x->buf + (size_t)part * x->src->d);
 }
 
 /* Multiply-adds below which a pass stays in one thread. */
 #define TOPK_PAR_WORK ((double)(1 << 24))
+
+/* topk_cands_certify against the rows of src (arguments checked). */
+static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, size_t ldq, const double *err,
+                         topk_hit *top, topk_hit *bottom, size_t ldo)
+{
+    const size_t d = src->d;
+    const double work = (double)c->nq * (double)c->kc * (double)d * ((c->ht ? 1 : 0) + (c->hb ? 1 : 0));
+    int parts = work >= TOPK_PAR_WORK ? nn_parts() : 1;
+    if ((size_t)parts > c->nq) parts = c->nq ? (int)c->nq : 1;
+    certify_ctx x = {
+        .c = c, .src = src, .Q = Q, .ldq = ldq, .ldo = ldo, .err = err, .top = top, .bottom = bottom};
+    x.tmp = malloc((size_t)parts * c->k * sizeof(heap_item));
+    x.buf = src->M ? NULL : malloc((size_t)parts * d * sizeof(float));
+    if (!x.tmp || (!src->M && !x.buf)) {
+        free(x.tmp);
+        free(x.buf);
+        return TW_ENOMEM;
+    }
+    unsigned long long scans = 0;
+    nn_parallel_rows(c->nq, parts, certify_part, &x);
+    for (int p = 0; p < parts; p++) scans += x.scans[p];
+    free(x.tmp);
+    free(x.buf);
+    if (scans) atomic_fetch_add(&exact_scans, scans);
+    return TW_OK;
+}
 
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo)
 {
     if (!M || !Q || !err || d < 1 || ldq < d || ldo < c->k || (c->ht && !top) || (c->hb && !bottom))
         return TW_EINVAL;
-    const double work = (double)c->nq * (double)c->kc * (double)d * ((c->ht ? 1 : 0) + (c->hb ? 1 : 0));
-    int parts = work >= TOPK_PAR_WORK ? nn_parts() : 1;
-    if ((size_t)parts > c->nq) parts = c->nq ? (int)c->nq : 1;
-    certify_ctx x = {
-        .c = c, .M = M, .Q = Q, .d = d, .ldq = ldq, .ldo = ldo, .err = err, .top = top, .bottom = bottom};
-    x.tmp = parts > 1 ? malloc((size_t)parts * c->k * sizeof(heap_item)) : NULL;
-    if (!x.tmp) parts = 1;
-    unsigned long long scans = 0;
-    if (parts > 1) {
-        nn_parallel_rows(c->nq, parts, certify_part, &x);
-        for (int p = 0; p < parts; p++) scans += x.scans[p];
-    } else {
-        scans = certify_range(c, 0, c->nq, M, d, Q, ldq, err, top, bottom, ldo, c->tmp);
-    }
-    free(x.tmp);
-    if (scans) atomic_fetch_add(&exact_scans, scans);
-    return TW_OK;
+    const rows_src src = {.M = M, .d = d};
+    return cands_certify(c, &src, Q, ldq, err, top, bottom, ldo);
 }
 
 void topk_cands_merge(topk_cands *dst, const topk_cands *src)
@@ -399,15 +429,63 @@ static bool screen_args_ok(const topk_screen *s, size_t k, size_t ldo)
     const size_t big = (size_t)INT_MAX;
     if (!s->S || !s->P || s->ds < 1 || s->ds > big || ldo < k) return false;
     if (s->lds < s->ds || s->ldp < s->ds || s->ldq < s->d || s->lds > big || s->ldp > big) return false;
+    if (!s->M && (!s->Mf || s->Mf->n != s->n || s->Mf->d != s->d || (!s->Mf->rows && !s->Mf->form)))
+        return false;
     return s->err || (s->S == s->M && s->ds == s->d); /* no bound given: the plain problem */
 }
 
+/* The screening rows of s are formed (by s->Mf) tile by tile: S is NULL,
+ * the plain problem of topk_rows_formed. */
+static bool formed_pass(const topk_screen *s) { return !s->S; }
+
+/* Largest rows per tile of a formed pass: the tile (b, d) within the
+ * scratch target too. */
+static size_t formed_rows_cap(size_t d)
+{
+    size_t b = TOPK_SCRATCH_BYTES / sizeof(float) / d / 16 * 16;
+    return b < 16 ? 16 : b;
+}
+
+/* Rows per block of a pass of nq queries over (a share of) n rows: 0 when
+ * a block of scores would not fit sgemm's int dimensions. */
+static size_t pass_block_rows(const topk_screen *s, size_t nq, size_t n)
+{
+    size_t b = gemm_block_rows(nq, n), cap = formed_rows_cap(s->d);
+    return formed_pass(s) && b > cap ? cap : b;
+}
+
+/* One thread's scratch of a pass: the scores of a block (nq, b), the rows
+ * of a formed tile (b, d) or NULL, and the largest norm of the rows it
+ * formed (NaN wins). */
+typedef struct {
+    float *S, *R;
+    double rmax;
+} pass_scratch;
+
+static int scratch_alloc(pass_scratch *w, const topk_screen *s, size_t nq, size_t b)
+{
+    *w = (pass_scratch){.S = malloc(nq * b * sizeof(float))};
+    if (formed_pass(s)) w->R = malloc(b * s->d * sizeof(float));
+    return w->S && (w->R || !formed_pass(s)) ? TW_OK : TW_ENOMEM;
+}
+
+static void scratch_free(pass_scratch *w)
+{
+    free(w->S);
+    free(w->R);
+}
+
+static void raise_norm(double *r, double v)
+{
+    if (!(v <= *r) && !isnan(*r)) *r = v;
+}
+
 /* Screening: block by block, the float scores of S's rows lo .. hi - 1
- * against every screening query, offered to the candidates c (if any) and
- * to opts->on_block (if set). S_blk (nq, b) is the scratch of one block.
- * stop, when set, is raised on an error and ends the pass at the next
- * block when another thread raised it. */
-static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, size_t hi, float *S_blk,
+ * (formed into w->R first when the pass is formed) against every
+ * screening query, offered to the candidates c (if any) and to
+ * opts->on_block (if set). stop, when set, is raised on an error and ends
+ * the pass at the next block when another thread raised it. */
+static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, size_t hi, pass_scratch *w,
                        topk_cands *c, const topk_opts *opts, atomic_int *stop)
 {
     const tw_cancel *cancel = opts ? opts->cancel : NULL;
@@ -416,9 +494,16 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
         if (stop && atomic_load(stop)) break;
         if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
         size_t bj = hi - j0 < b ? hi - j0 : b;
-        gemm_block(s->P, s->ldp, s->S + j0 * s->lds, s->lds, nq, bj, s->ds, S_blk);
-        for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, S_blk + i * bj, bj, j0);
-        if (opts && opts->on_block) rc = opts->on_block(opts->ctx, S_blk, nq, j0, bj);
+        const float *R = s->S + j0 * s->lds;
+        size_t ldr = s->lds;
+        if (formed_pass(s)) {
+            raise_norm(&w->rmax, s->Mf->form(s->Mf->ctx, j0, bj, w->R));
+            R = w->R;
+            ldr = s->d;
+        }
+        gemm_block(s->P, s->ldp, R, ldr, nq, bj, s->ds, w->S);
+        for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, w->S + i * bj, bj, j0);
+        if (opts && opts->on_block) rc = opts->on_block(opts->ctx, w->S, nq, j0, bj);
     }
     if (rc && stop) atomic_store(stop, 1);
     return rc;
@@ -437,7 +522,7 @@ typedef struct {
     const topk_opts *opts;
     size_t nq, b;
     topk_cands *c[NN_MAX_PARTS];
-    float *S[NN_MAX_PARTS];
+    pass_scratch w[NN_MAX_PARTS];
     atomic_int stop;
     atomic_size_t next; /* the next block to claim */
     int rc[NN_MAX_PARTS];
@@ -456,23 +541,24 @@ static void tiles_part(void *ctx, size_t lo, size_t hi, int part)
         size_t j0 = atomic_fetch_add(&t->next, 1) * t->b;
         if (j0 >= t->s->n || rc != TW_OK) break;
         size_t j1 = t->s->n - j0 < t->b ? t->s->n : j0 + t->b;
-        rc = screen_rows(t->s, t->nq, t->b, j0, j1, t->S[part], t->c[part], t->opts, &t->stop);
+        rc = screen_rows(t->s, t->nq, t->b, j0, j1, &t->w[part], t->c[part], t->opts, &t->stop);
     }
     t->rc[part] = rc;
 }
 
-/* The tiled screening into c (parts >= 2 threads); TW_ENOMEM when the
- * scratch of a thread cannot be had. */
+/* The tiled screening into c (parts >= 2 threads), raising *rmax to the
+ * norms of the rows formed; TW_ENOMEM when the scratch of a thread cannot
+ * be had. */
 static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c, int parts,
-                        const topk_opts *opts)
+                        const topk_opts *opts, double *rmax)
 {
     tiles_ctx t = {.s = s, .opts = opts, .nq = nq};
-    t.b = gemm_block_rows(nq, (s->n + (size_t)parts - 1) / (size_t)parts);
+    t.b = pass_block_rows(s, nq, (s->n + (size_t)parts - 1) / (size_t)parts);
     int rc = TW_OK;
     for (int p = 0; p < parts && rc == TW_OK; p++) {
-        t.S[p] = malloc(nq * t.b * sizeof(float));
+        rc = scratch_alloc(&t.w[p], s, nq, t.b);
         t.c[p] = p ? topk_cands_new(nq, s->n, k, c->ht != NULL, c->hb != NULL) : c;
-        if (!t.S[p] || !t.c[p]) rc = TW_ENOMEM;
+        if (!t.c[p]) rc = TW_ENOMEM;
     }
     if (rc == TW_OK) {
         nn_blas_single_begin(); /* one BLAS thread per part; the server's budget again after */
@@ -482,7 +568,8 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
     }
     for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
     for (int p = 0; p < parts; p++) {
-        free(t.S[p]);
+        raise_norm(rmax, t.w[p].rmax);
+        scratch_free(&t.w[p]);
         if (p) topk_cands_free(t.c[p]);
     }
     return rc;
@@ -500,36 +587,50 @@ static int screen_parts(const topk_screen *s, size_t nq, const topk_opts *opts)
     return parts;
 }
 
-/* The screening error bound of each query of the plain problem (S = M,
- * P = Q): err (nq). */
-static void plain_errors(const topk_screen *s, size_t nq, const topk_opts *opts, double *err)
+/* The screening error bound of each query of the plain problem (the
+ * screening rows are the exact ones, P = Q) with rows of norm at most R:
+ * err (nq). */
+static void plain_errors(const topk_screen *s, size_t nq, double R, double *err)
 {
-    double R = row_norm_bound(s->M, s->n, s->d, opts);
     for (size_t i = 0; i < nq; i++) err[i] = topk_screen_error(s->d, norm2(s->Q + i * s->ldq, s->d), R);
 }
 
+/* max_j |M_j| of the plain problem: the caller's figure when it gave one,
+ * else the norms measured as a formed pass formed the rows (rmax), else
+ * computed from the stored rows. */
+static double plain_bound(const topk_screen *s, const topk_opts *opts, double rmax)
+{
+    if (s->Mf && s->Mf->max_row_norm > 0) return s->Mf->max_row_norm;
+    if (formed_pass(s)) return rmax;
+    return row_norm_bound(s->M, s->n, s->d, opts);
+}
+
 /* Screens, then certifies the candidates (when a list is wanted): the
- * common body of topk_rows_opt and topk_rows_screened, arguments checked,
- * nq >= 1. */
+ * common body of topk_rows_opt, topk_rows_formed and topk_rows_screened,
+ * arguments checked, nq >= 1. */
 static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom,
                               size_t ldo, const topk_opts *opts)
 {
-    const size_t b = gemm_block_rows(nq, s->n);
+    const size_t b = pass_block_rows(s, nq, s->n);
     if (!b) return TW_EINVAL;
     const bool lists = top || bottom;
     const int parts = lists ? screen_parts(s, nq, opts) : 1;
-    float *S_blk = parts == 1 ? malloc(nq * b * sizeof(float)) : NULL; // (nq, b) scores of one block
+    pass_scratch w = {0};
     topk_cands *c = lists ? topk_cands_new(nq, s->n, k, top != NULL, bottom != NULL) : NULL;
-    double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL;
-    int rc = TW_ENOMEM;
-    if ((S_blk || parts > 1) && (!lists || (c && (s->err || err))))
-        rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts)
-                       : screen_rows(s, nq, b, 0, s->n, S_blk, c, opts, NULL);
-    if (rc == TW_OK && lists) {
-        if (err) plain_errors(s, nq, opts, err);
-        rc = topk_cands_certify(c, s->M, s->d, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
+    double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL, rmax = 0.0;
+    int rc = parts == 1 ? scratch_alloc(&w, s, nq, b) : TW_OK;
+    if (rc == TW_OK && lists && !(c && (s->err || err))) rc = TW_ENOMEM;
+    if (rc == TW_OK) {
+        rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, &rmax)
+                       : screen_rows(s, nq, b, 0, s->n, &w, c, opts, NULL);
+        raise_norm(&rmax, w.rmax);
     }
-    free(S_blk);
+    if (rc == TW_OK && lists) {
+        if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), err);
+        const rows_src src = {.M = s->M ? s->M : s->Mf->rows, .f = s->Mf, .d = s->d};
+        rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
+    }
+    scratch_free(&w);
     topk_cands_free(c);
     free(err);
     return rc;
@@ -538,10 +639,12 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
 int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
                        const topk_opts *opts)
 {
-    // exact: M (n, d), query i at Q + i * ldq; screening: S (n, ds) rows at
-    // stride lds, query i at P + i * ldp; top, bottom: list i at + i * ldo
+    // exact: M (n, d) or formed by Mf, query i at Q + i * ldq; screening: S
+    // (n, ds) rows at stride lds, query i at P + i * ldp; top, bottom: list
+    // i at + i * ldo
     if (!s) return TW_EINVAL;
-    int rc = check_args(s->M, s->n, s->d, s->Q, nq, k, top, bottom, false);
+    int rc = check_args(s->M ? (const void *)s->M : (const void *)s->Mf, s->n, s->d, s->Q, nq, k, top, bottom,
+                        false);
     if (rc) return rc;
     if (!screen_args_ok(s, k, ldo)) return TW_EINVAL;
     return nq == 0 ? TW_OK : screen_and_certify(s, nq, k, top, bottom, ldo, opts);
@@ -557,6 +660,24 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
     const topk_screen plain = {
         .M = M, .n = n, .d = d, .Q = Q, .ldq = d, .S = M, .lds = d, .ds = d, .P = Q, .ldp = d};
     return screen_and_certify(&plain, nq, k, top, bottom, k, opts);
+}
+
+int topk_rows_formed(const topk_former *f, const float *Q, size_t nq, size_t k, topk_hit *top,
+                     topk_hit *bottom, const topk_opts *opts)
+{
+    // f: (n, d) rows; Q (nq, d); top, bottom (nq, k)
+    if (!f || (!f->rows && !f->form)) return TW_EINVAL;
+    if (f->rows) {
+        topk_opts o = opts ? *opts : (topk_opts){0};
+        o.max_row_norm = f->max_row_norm;
+        return topk_rows_opt(f->rows, f->n, f->d, Q, nq, k, top, bottom, &o);
+    }
+    int rc = check_args(f, f->n, f->d, Q, nq, k, top, bottom, opts && opts->on_block);
+    if (rc) return rc;
+    if (nq == 0) return TW_OK;
+    const topk_screen formed = {
+        .Mf = f, .n = f->n, .d = f->d, .Q = Q, .ldq = f->d, .lds = f->d, .ds = f->d, .P = Q, .ldp = f->d};
+    return screen_and_certify(&formed, nq, k, top, bottom, k, opts);
 }
 
 /* ---- Ranks ---- */
@@ -649,9 +770,10 @@ int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t n
     if (rc) return rc;
     heap_item *h = malloc(k * sizeof *h);
     if (!h) return TW_ENOMEM;
+    const rows_src src = {.M = M, .d = d};
     for (size_t i = 0; i < nq; i++) {
-        if (top) exact_scan(M, n, d, Q + i * d, k, 0, h, top + i * k);
-        if (bottom) exact_scan(M, n, d, Q + i * d, k, 1, h, bottom + i * k);
+        if (top) exact_scan(&src, n, Q + i * d, k, 0, h, NULL, top + i * k);
+        if (bottom) exact_scan(&src, n, Q + i * d, k, 1, h, NULL, bottom + i * k);
     }
     free(h);
     return TW_OK;

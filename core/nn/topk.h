@@ -79,6 +79,33 @@ typedef struct {
     void *ctx;
 } topk_opts;
 
+/* A matrix M (n, d) whose rows are stored or formed on demand (LN_b(E),
+ * core/ana/common.h, is formed tile by tile instead of being kept whole).
+ *   rows          (n, d) the stored rows, or NULL: rows are formed by form
+ *   form          writes rows j0 .. j0 + nr - 1 into out (nr, d), row j
+ *                 the same floats whichever range it is formed in, and
+ *                 returns the largest of their norms as topk_max_row_norm
+ *                 computes it (NaN when a row holds NaN); thread-safe
+ *   max_row_norm  max_j |M_j| when known (> 0), else 0: then measured on
+ *                 the rows as a pass forms them (the bound is needed only
+ *                 at certification, after the pass). */
+typedef struct {
+    size_t n, d;
+    const float *rows;
+    double (*form)(const void *ctx, size_t j0, size_t nr, float *out);
+    const void *ctx;
+    float max_row_norm;
+} topk_former;
+
+/* topk_rows_opt against the rows of f: with stored rows, topk_rows_opt
+ * itself; else every GEMM tile's rows formed into per-thread scratch
+ * (about 8 MiB) just before its GEMM, the candidates rescored on rows
+ * formed one at a time, so the matrix is never held whole. The same lists
+ * and scores as topk_rows_naive on the formed matrix, bit for bit.
+ * opts->max_row_norm is not used (f's is). Errors as topk_rows_opt. */
+int topk_rows_formed(const topk_former *f, const float *Q, size_t nq, size_t k, topk_hit *top,
+                     topk_hit *bottom, const topk_opts *opts);
+
 /* topk_rows with options. With on_block set, top and bottom may both be
  * NULL (a pass for the callback alone). */
 int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
@@ -98,9 +125,12 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
  * ds = d, and the bound is topk_rows's own (opts->max_row_norm applies).
  * List i goes to top + i * ldo and bottom + i * ldo (ldo >= k), either NULL
  * when not wanted (not both). opts->on_block, when set, is called with each
- * block of screening scores (P_i . S_j). Errors as topk_rows_opt. */
+ * block of screening scores (P_i . S_j). The exact rows may be formed
+ * (M NULL, Mf set: each candidate's row formed when it is rescored).
+ * Errors as topk_rows_opt. */
 typedef struct {
-    const float *M; /* (n, d) the exact rows */
+    const float *M; /* (n, d) the exact rows, or NULL: formed by Mf */
+    const topk_former *Mf; /* the exact rows when M is NULL (Mf->n = n, Mf->d = d) */
     size_t n, d;
     const float *Q; /* exact query i at Q + i * ldq */
     size_t ldq;
