@@ -546,7 +546,8 @@ static int has_ln1(const gpt2_model *m, blockcache *c, int b)
  * LN_b(E) is formed), and answer bit for bit what topk_rows_opt against a
  * cached LN_b(E) answers; a sweep's blocks ahead are kept and served from
  * the cache; lists that cannot be certified (rows repeated: exact ties)
- * fall back to LN_b(E) and still answer the same. */
+ * fall back to LN_b(E) formed tile by tile (from the statistics of E: one
+ * more entry, no LN_b(E)) and still answer the same. */
 static void check_bias_shared_ln0(const gpt2_model *m, int ties)
 {
     const int L = m->cfg.n_layer;
@@ -560,14 +561,14 @@ static void check_bias_shared_ln0(const gpt2_model *m, int ties)
         blockcache_release(cd, en);
         ck_assert_int_eq(probe_svd_bias(m, ANA_CTX(cd), b, k, &d), TW_OK);
         same_bias(&r, &d);
-        ck_assert_int_eq(has_ln1(m, c, b), ties); /* formed only for the fallback */
+        ck_assert_int_eq(has_ln1(m, c, b), 0); /* not even for the fallback */
         probe_bias_result_free(&r);
         probe_bias_result_free(&d);
     }
     blockcache_stats st;
     blockcache_get_stats(c, &st);
-    ck_assert_uint_eq(st.entries, 1 + (size_t)(ties ? L : 0));  /* LN_0(E) (+ the fallbacks' LN_b(E)) */
-    ck_assert_uint_eq(st.misses, 1 + (uint64_t)(ties ? L : 0)); /* LN_0(E) built once */
+    ck_assert_uint_eq(st.entries, 1 + (size_t)(ties ? 1 : 0));  /* LN_0(E) (+ the fallbacks' lnstats(E)) */
+    ck_assert_uint_eq(st.misses, 1 + (uint64_t)(ties ? 1 : 0)); /* each built once */
     ck_assert_uint_ge(st.hits, (uint64_t)L - 1);                /* and shared by the other blocks */
     /* a sweep: block 0 computes the blocks after it in its passes, keeps them */
     blockcache *cs = blockcache_new((size_t)1 << 26);
@@ -575,7 +576,7 @@ static void check_bias_shared_ln0(const gpt2_model *m, int ties)
     ck_assert_int_eq(probe_svd_bias_sweep(m, ANA_CTX(cs), 0, L - 1, k, &r0), TW_OK);
     blockcache_get_stats(cs, &st);
     const uint64_t misses = st.misses;
-    ck_assert_uint_eq(st.entries, (size_t)L + (size_t)(ties ? L : 0)); /* LN_0(E) + L - 1 kept blocks */
+    ck_assert_uint_eq(st.entries, (size_t)L + (size_t)(ties ? 1 : 0)); /* LN_0(E) + L - 1 kept blocks */
     ck_assert_int_eq(probe_svd_bias_sweep(m, ANA_CTX(cs), 1, L - 1, k, &r1), TW_OK);
     blockcache_get_stats(cs, &st);
     ck_assert_uint_eq(st.misses, misses); /* served from what block 0 kept */
@@ -601,6 +602,80 @@ START_TEST(test_bias_shared_ln0)
     for (size_t j = 3; j < M_V; j++) memcpy(E + j * M_D, E + (j % 3) * M_D, M_D * sizeof(float));
     check_bias_shared_ln0(&tm.m, 1);
     check_probe_bias_vs_naive(&tm.m); /* the ties too, against the double ranking */
+    tt_model_free(&tm);
+}
+END_TEST
+
+/* ---- LN_b(E) formed tile by tile ---- */
+
+/* The formed LN_b(E) is the cached one: the same rows and largest norm,
+ * bit for bit; and the analyses that read it (/svd's both matrices, /probe
+ * by either method) answer bit for bit the same cold (rows formed, no
+ * LN_b(E) entry made) as with the block's LN_b(E) cached first. */
+static void check_formed_as_cached(const gpt2_model *m)
+{
+    const size_t V = m->cfg.vocab_size, d = m->cfg.n_embd, H = m->cfg.n_head, k = 5;
+    const int32_t ids[] = {3, 77, 431, 5, 9, 12, 40, 41};
+    const size_t W = sizeof ids / sizeof ids[0];
+    float *row = malloc(V * d * sizeof(float));
+    for (int block = 0; block < m->cfg.n_layer; block++) {
+        blockcache *cold = blockcache_new((size_t)1 << 26), *warm = blockcache_new((size_t)1 << 26);
+        blockcache_entry *en = NULL;
+        ck_assert_int_eq(ana_acquire_ln1_embeddings(m, ANA_CTX(warm), block, &en), TW_OK);
+        ana_ln_rows lr;
+        ck_assert_int_eq(ana_ln1_rows_open(m, ANA_CTX(cold), block, &lr), TW_OK);
+        ck_assert_ptr_null(lr.f.rows);
+        double mx = ana_ln_rows_form(&lr, 0, V, row);
+        ck_assert_mem_eq(row, blockcache_data(en), V * d * sizeof(float));
+        ck_assert_msg((float)mx == ana_ln1_max_norm(m, en) || (isnan(mx) && isnan(ana_ln1_max_norm(m, en))),
+                      "max norm %.9g vs %.9g", mx, (double)ana_ln1_max_norm(m, en));
+        ana_ln_rows_close(&lr);
+        ck_assert_int_eq(ana_ln1_rows_open(m, ANA_CTX(warm), block, &lr), TW_OK);
+        ck_assert_ptr_eq(lr.f.rows, blockcache_data(en)); /* the cached matrix itself */
+        ana_ln_rows_close(&lr);
+        const int both[2] = {PROBE_SVD_QK, PROBE_SVD_VO};
+        probe_svd_result a[2], b[2];
+        ck_assert_int_eq(probe_svd_multi(m, ANA_CTX(cold), block, both, 2, -1, 6, k, a), TW_OK);
+        ck_assert_int_eq(probe_svd_multi(m, ANA_CTX(warm), block, both, 2, -1, 6, k, b), TW_OK);
+        for (int i = 0; i < 2; i++) {
+            assert_hits_equal(a[i].left, b[i].left, H * 6 * k);
+            assert_hits_equal(a[i].right, b[i].right, H * 6 * k);
+            ck_assert_mem_eq(a[i].sign, b[i].sign, H * 6 * sizeof(int));
+            probe_svd_result_free(&a[i]);
+            probe_svd_result_free(&b[i]);
+        }
+        const int methods[] = {PROBE_DIRECT, PROBE_FACTORED};
+        for (int mi = 0; mi < 2; mi++) {
+            probe_words_result pa, pb;
+            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(cold), block, ids, W, k, methods[mi], &pa), TW_OK);
+            ck_assert_int_eq(probe_words_opt(m, ANA_CTX(warm), block, ids, W, k, methods[mi], &pb), TW_OK);
+            assert_hits_equal(pa.keys, pb.keys, W * H * k);
+            assert_hits_equal(pa.values, pb.values, W * H * k);
+            assert_hits_equal(pa.layer_values, pb.layer_values, W * k);
+            probe_words_result_free(&pa);
+            probe_words_result_free(&pb);
+        }
+        ck_assert_int_eq(has_ln1(m, cold, block), 0); /* never formed whole */
+        blockcache_release(warm, en);
+        blockcache_free(cold);
+        blockcache_free(warm);
+    }
+    free(row);
+}
+
+START_TEST(test_ln_rows_formed_as_cached)
+{
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, M_V, 71);
+    check_formed_as_cached(&tm.m);
+    float *E = (float *)tm.m.p.wte; /* rows repeated: exact ties, the exact fallback over formed rows */
+    for (size_t j = 5; j < M_V; j += 3) memcpy(E + j * M_D, E + 2 * M_D, M_D * sizeof(float));
+    const unsigned long long scans = topk_exact_scans();
+    check_formed_as_cached(&tm.m);
+    ck_assert_uint_gt(topk_exact_scans(), scans);
+    E[100 * M_D + 3] = NAN; /* a NaN row and an infinite one: nothing certified, the same answers */
+    E[200 * M_D + 1] = INFINITY;
+    check_formed_as_cached(&tm.m);
     tt_model_free(&tm);
 }
 END_TEST
@@ -704,7 +779,7 @@ int main(void)
                                            test_probe_words_vs_naive, test_probe_svd_vs_dense,
                                            test_probe_svd_sign_rule,  test_probe_bias_vs_naive,
                                            test_bias_shared_ln0,      test_svd_spectra_gram,
-                                           test_layouts_and_no_bias,  NULL};
+                                           test_layouts_and_no_bias,  test_ln_rows_formed_as_cached, NULL};
     const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
     const tw_case cases[] = {
         {.name = "analyses", .timeout = 120, .tests = analyses_tests},

@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <check.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "core/nn/lnorm.h"
 #include "core/nn/par.h"
@@ -25,6 +27,44 @@ START_TEST(test_layernorm_rows)
     for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(y[i], g[i] * (x[i] - 2.5) / sd + b[i], 1e-6);
     layernorm_rows(x, x, g, b, 2, 4, 1e-5f); // in place gives the same
     for (int i = 0; i < 8; i++) ck_assert_float_eq(x[i], y[i]);
+}
+END_TEST
+
+/* layernorm_stats_rows (four rows' sums interleaved) gives the doubles of
+ * layernorm_stats bit for bit, for any row count (the tail of fewer than
+ * four rows too), with NaN and infinite rows; layernorm_apply from them
+ * gives the floats of layernorm_rows. */
+START_TEST(test_layernorm_stats_rows)
+{
+    enum { R = 11, D = 37 };
+    float x[R * D], y[R * D], z[D], g[D], b[D];
+    uint32_t st = 7;
+    for (size_t i = 0; i < R * D; i++) {
+        st = st * 1664525u + 1013904223u;
+        x[i] = (float)((double)(st >> 8) / 16777216.0 * 6.0 - 2.0);
+    }
+    for (size_t t = 0; t < D; t++) {
+        g[t] = 0.5f + x[t] * 0.25f;
+        b[t] = x[D + t] * 0.1f;
+    }
+    x[3 * D + 5] = NAN;      /* a NaN row */
+    x[6 * D + 1] = INFINITY; /* an infinite one */
+    double mean[R], rstd[R];
+    for (size_t rows = 0; rows <= R; rows++) {
+        layernorm_stats_rows(x, rows, D, 1e-5f, mean, rstd);
+        for (size_t r = 0; r < rows; r++) {
+            double m1, s1;
+            layernorm_stats(x + r * D, D, 1e-5f, &m1, &s1);
+            ck_assert_msg(memcmp(&m1, &mean[r], sizeof m1) == 0 && memcmp(&s1, &rstd[r], sizeof s1) == 0,
+                          "%zu rows, row %zu: mean %.17g / %.17g, rstd %.17g / %.17g", rows, r, mean[r], m1,
+                          rstd[r], s1);
+        }
+    }
+    layernorm_rows(y, x, g, b, R, D, 1e-5f);
+    for (size_t r = 0; r < R; r++) {
+        layernorm_apply(z, x + r * D, g, b, D, mean[r], rstd[r]);
+        ck_assert_mem_eq(z, y + r * D, sizeof z);
+    }
 }
 END_TEST
 
@@ -56,4 +96,4 @@ START_TEST(test_blas_sections)
 }
 END_TEST
 
-TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows, test_blas_sections)
+TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows, test_layernorm_stats_rows, test_blas_sections)

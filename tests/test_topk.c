@@ -5,6 +5,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "core/nn/topk.h"
@@ -222,5 +223,112 @@ START_TEST(test_topk_tiled_vs_naive)
 }
 END_TEST
 
+/* ---- A matrix formed on demand ---- */
+
+/* Rows of M = fl(2 B + 1), formed from B (n, d) as asked; counts the rows
+ * formed. */
+typedef struct {
+    const float *B;
+    size_t d;
+    _Atomic size_t formed;
+} affine_rows;
+
+static double affine_form(const void *ctx, size_t j0, size_t nr, float *out)
+{
+    affine_rows *a = (affine_rows *)ctx;
+    for (size_t i = 0; i < nr * a->d; i++) out[i] = (float)(2.0 * (double)a->B[j0 * a->d + i] + 1.0);
+    a->formed += nr;
+    return topk_max_row_norm(out, nr, a->d);
+}
+
+/* topk_rows_formed of nq queries Q against fl(2 B + 1) is topk_rows_naive
+ * against that matrix, ids and scores bit for bit; every row is formed
+ * once by the pass (never the whole matrix at once beyond a tile) plus
+ * the candidates; the stored form of the same matrix gives the same. */
+static void check_formed(const float *B, size_t n, size_t d, const float *Q, size_t nq, size_t k)
+{
+    float *M = malloc(n * d * sizeof(float));
+    affine_rows a = {.B = B, .d = d};
+    affine_form(&a, 0, n, M);
+    a.formed = 0;
+    const topk_former f = {.n = n, .d = d, .form = affine_form, .ctx = &a};
+    const topk_former fs = {.n = n, .d = d, .rows = M};
+    topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
+    topk_hit *st = malloc(nq * k * sizeof *st), *sb = malloc(nq * k * sizeof *sb);
+    topk_hit *nt = malloc(nq * k * sizeof *nt), *nb = malloc(nq * k * sizeof *nb);
+    ck_assert_int_eq(topk_rows_formed(&f, Q, nq, k, ft, fb, NULL), 0);
+    ck_assert_uint_ge(a.formed, n);
+    ck_assert_int_eq(topk_rows_formed(&fs, Q, nq, k, st, sb, NULL), 0);
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
+    for (size_t i = 0; i < nq * k; i++) {
+        ck_assert_msg(ft[i].id == nt[i].id && !memcmp(&ft[i].score, &nt[i].score, sizeof(double)),
+                      "top item %zu: %d (%.17g) vs naive %d (%.17g)", i, ft[i].id, ft[i].score, nt[i].id,
+                      nt[i].score);
+        ck_assert_msg(fb[i].id == nb[i].id && !memcmp(&fb[i].score, &nb[i].score, sizeof(double)),
+                      "bottom item %zu: %d (%.17g) vs naive %d (%.17g)", i, fb[i].id, fb[i].score, nb[i].id,
+                      nb[i].score);
+        ck_assert(st[i].id == nt[i].id && !memcmp(&st[i].score, &nt[i].score, sizeof(double)));
+        ck_assert(sb[i].id == nb[i].id && !memcmp(&sb[i].score, &nb[i].score, sizeof(double)));
+    }
+    TT_FREE(M, ft, fb, st, sb, nt, nb);
+}
+
+/* The formed pass against the naive reference: random rows, in one thread
+ * and tiled over two; integer rows with exact ties across tiles and the
+ * threads' boundary (lists that cannot be certified: the exact scan over
+ * formed rows); NaN and infinite rows (never certified: every list so
+ * scanned); the screened problem with its exact rows formed; a deadline
+ * already passed; bad arguments. */
+START_TEST(test_topk_formed_vs_naive)
+{
+    const int saved = openblas_get_num_threads();
+    tw_rng r = tt_rng(31);
+    const size_t n = 5000, d = 40, nq = 300;
+    float *B = tt_uniform(&r, n * d, -1, 1), *Q = tt_uniform(&r, nq * d, -1, 1);
+    for (int threads = 1; threads <= 2; threads++) {
+        openblas_set_num_threads(threads);
+        const size_t ks[] = {1, 5, 17};
+        for (size_t ki = 0; ki < 3; ki++) check_formed(B, n, d, Q, nq, ks[ki]);
+    }
+    openblas_set_num_threads(2);
+    const size_t di = 8, ni = 20000; /* few distinct scores: many ties; still a tiled pass */
+    float *Bi = tt_ints(&r, ni * di, -2, 2), *Qi = tt_ints(&r, nq * di, -2, 2);
+    for (size_t t = 0; t < di; t++) Bi[9999 * di + t] = Bi[10000 * di + t] = Bi[17 * di + t] = 2.0f;
+    const unsigned long long scans = topk_exact_scans();
+    check_formed(Bi, ni, di, Qi, nq, 6);
+    ck_assert_uint_gt(topk_exact_scans(), scans); /* the ties forced the exact fallback */
+    B[123 * d + 7] = NAN;
+    B[4000 * d + 2] = INFINITY;
+    const unsigned long long scans2 = topk_exact_scans();
+    check_formed(B, n, d, Q, 40, 5);
+    ck_assert_uint_ge(topk_exact_scans(), scans2 + 2 * 40); /* no list certified */
+    /* the screened problem: screening rows stored, the exact ones formed */
+    B[123 * d + 7] = 0.5f;
+    B[4000 * d + 2] = 0.5f;
+    float *M = malloc(n * d * sizeof(float));
+    affine_rows a = {.B = B, .d = d};
+    const double R = affine_form(&a, 0, n, M);
+    double *err = malloc(nq * sizeof(double));
+    for (size_t i = 0; i < nq; i++)
+        err[i] = topk_screen_error(d, sqrt(topk_dot(Q + i * d, Q + i * d, d)), R);
+    const topk_former f = {.n = n, .d = d, .form = affine_form, .ctx = &a};
+    const topk_screen sc = {
+        .Mf = &f, .n = n, .d = d, .Q = Q, .ldq = d, .S = M, .lds = d, .ds = d, .P = Q, .ldp = d, .err = err};
+    const size_t k = 4;
+    topk_hit *st = malloc(nq * k * sizeof *st), *nt = malloc(nq * k * sizeof *nt);
+    ck_assert_int_eq(topk_rows_screened(&sc, nq, k, st, NULL, k, NULL), 0);
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, NULL), 0);
+    for (size_t i = 0; i < nq * k; i++) ck_assert(st[i].id == nt[i].id && st[i].score == nt[i].score);
+    tw_cancel late = {.deadline = 1e-9};
+    ck_assert_int_eq(topk_rows_formed(&f, Q, nq, k, st, NULL, &(topk_opts){.cancel = &late}), TW_ETIMEDOUT);
+    const topk_former none = {.n = n, .d = d};
+    ck_assert_int_eq(topk_rows_formed(&none, Q, nq, k, st, NULL, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows_formed(NULL, Q, nq, k, st, NULL, NULL), TW_EINVAL);
+    ck_assert_int_eq(topk_rows_formed(&f, Q, nq, n + 1, st, NULL, NULL), TW_EINVAL);
+    openblas_set_num_threads(saved);
+    TT_FREE(B, Q, Bi, Qi, M, err, st, nt);
+}
+END_TEST
+
 TW_CHECK_ONE_MAIN("topk", "topk", 0, test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
-                  test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive)
+                  test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive, test_topk_formed_vs_naive)

@@ -163,7 +163,7 @@ float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e)
 
 typedef struct {
     const gpt2_model *m;
-    double *st; /* (V, 2) */
+    double *mean, *rstd; /* (V) each */
 } stats_par;
 
 static void stats_rows(void *ctx, size_t lo, size_t hi, int part)
@@ -171,8 +171,7 @@ static void stats_rows(void *ctx, size_t lo, size_t hi, int part)
     (void)part;
     const stats_par *p = ctx;
     const size_t d = (size_t)p->m->cfg.n_embd;
-    for (size_t j = lo; j < hi; j++)
-        layernorm_stats(p->m->p.wte + j * d, d, p->m->cfg.ln_eps, &p->st[2 * j], &p->st[2 * j + 1]);
+    layernorm_stats_rows(p->m->p.wte + lo * d, hi - lo, d, p->m->cfg.ln_eps, p->mean + lo, p->rstd + lo);
 }
 
 static int fill_stats(void *data, size_t bytes, void *ctx)
@@ -180,7 +179,7 @@ static int fill_stats(void *data, size_t bytes, void *ctx)
     const gpt2_model *m = ctx;
     const size_t V = (size_t)m->cfg.vocab_size;
     if (bytes != 2 * V * sizeof(double)) return TW_EINVAL;
-    stats_par p = {m, data};
+    stats_par p = {m, data, (double *)data + V};
     nn_parallel_rows(V, nn_parts(), stats_rows, &p);
     return TW_OK;
 }
@@ -192,8 +191,8 @@ double ana_ln_rows_form(const ana_ln_rows *r, size_t j0, size_t n, float *out)
         memcpy(out, r->f.rows + j0 * d, n * d * sizeof(float));
     else
         for (size_t j = 0; j < n; j++)
-            layernorm_apply(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d, r->stats[2 * (j0 + j)],
-                            r->stats[2 * (j0 + j) + 1]);
+            layernorm_apply(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d, r->stats[j0 + j],
+                            r->stats[r->f.n + j0 + j]);
     return topk_max_row_norm(out, n, d);
 }
 

@@ -105,8 +105,8 @@ int ana_lookup_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, 
  * LN_b(E) (V, d). When the block's LN_b(E) is cached (ana_lookup_ln1_
  * embeddings) f has its rows and its max_row_norm; otherwise rows are
  * formed on demand from the per-model statistics of E (entry "lnstats(E)":
- * mean and 1 / sqrt(var + eps) of every row of wte, V pairs of doubles,
- * computed once per model by layernorm_stats), with layernorm_apply, so
+ * mean (V) then 1 / sqrt(var + eps) (V) of the rows of wte, doubles,
+ * computed once per model by layernorm_stats_rows), with layernorm_apply, so
  * every formed row is the same floats as the row of the cached matrix.
  * The struct is referred to by r->f.ctx: do not copy or move it while
  * open. TW_OK, TW_EINVAL, TW_EBLOCK, TW_ENOMEM or the cancel's code; close
@@ -116,7 +116,7 @@ typedef struct {
     /* private */
     const gpt2_model *m;
     const float *gamma, *beta;
-    const double *stats; /* (V, 2) of "lnstats(E)", or NULL when f.rows is set */
+    const double *stats; /* "lnstats(E)": mean (V), rstd (V); NULL when f.rows is set */
     blockcache *cache;
     blockcache_entry *e; /* the entry held: LN_b(E) or the statistics */
 } ana_ln_rows;

@@ -164,10 +164,8 @@ static int screen_pass(screen *s, const ana_ctx *x)
     return TW_OK;
 }
 
-/* Queries i of block `block` (all when block < 0 and every query is of
- * blocks[0]) against the cached LN_b(E) by topk_rows_opt: the fallback of
- * the lists that could not be certified, and the direct way when LN_b(E) is
- * at hand. */
+/* Queries Q (nq, d) against the cached LN_b(E) entry en by topk_rows_opt:
+ * the direct way when LN_b(E) is at hand. */
 static int direct_lists(const gpt2_model *m, const ana_ctx *x, blockcache_entry *en, const float *Q,
                         size_t nq, size_t k, topk_hit *top, topk_hit *bottom)
 {
@@ -176,8 +174,8 @@ static int direct_lists(const gpt2_model *m, const ana_ctx *x, blockcache_entry 
                          &(topk_opts){.max_row_norm = ana_ln1_max_norm(m, en), .cancel = ana_cancel(x)});
 }
 
-/* The failed queries of one pass, block by block, by topk_rows_opt against
- * that block's LN_b(E). */
+/* The failed queries of one pass, block by block, by topk_rows_formed
+ * against that block's LN_b(E) (formed tile by tile, or the cached one). */
 static int redo_failed(const gpt2_model *m, const ana_ctx *x, const int *blocks, const float *Q, size_t nq,
                        size_t k, unsigned char *failed, topk_hit *top, topk_hit *bottom)
 {
@@ -185,14 +183,15 @@ static int redo_failed(const gpt2_model *m, const ana_ctx *x, const int *blocks,
     int rc = TW_OK;
     for (size_t i = 0; i < nq && rc == TW_OK; i++) {
         if (!failed[i]) continue;
-        blockcache_entry *en = NULL;
-        rc = ana_acquire_ln1_embeddings(m, x, blocks[i], &en);
+        ana_ln_rows en;
+        rc = ana_ln1_rows_open(m, x, blocks[i], &en);
         for (size_t j = i; j < nq && rc == TW_OK; j++)
             if (failed[j] && blocks[j] == blocks[i]) {
-                rc = direct_lists(m, x, en, Q + j * d, 1, k, top + j * k, bottom + j * k);
+                rc = topk_rows_formed(&en.f, Q + j * d, 1, k, top + j * k, bottom + j * k,
+                                      &(topk_opts){.cancel = ana_cancel(x)});
                 failed[j] = 0;
             }
-        blockcache_release(ana_cache(x), en);
+        ana_ln_rows_close(&en);
     }
     return rc;
 }

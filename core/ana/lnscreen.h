@@ -8,7 +8,8 @@
  * per list) are rescored against LN_b(E)_j formed row by row exactly as
  * layernorm_rows forms it (the same floats), and a list is certified as
  * topk_rows certifies its lists. A list that cannot be certified (near-ties)
- * is computed by topk_rows_opt against the block's cached LN_b(E). So the
+ * is computed by topk_rows_formed against the block's LN_b(E), formed tile
+ * by tile (ana_ln1_rows_open; the cached matrix when it is there). So the
  * lists and scores are those of topk_rows_opt(LN_b(E)) bit for bit, and a
  * sweep over the blocks reads one V x d matrix instead of forming one per
  * block. Queries of several blocks share one GEMM pass. */

@@ -20,6 +20,11 @@ void layernorm_rows(float *out, const float *in, const float *gamma, const float
  * write LN(x)_i = gamma_i (x_i - *mean) * *rstd + beta_i. */
 void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *rstd);
 
+/* layernorm_stats of each row of x (rows, d) into mean, rstd (rows): the
+ * same doubles, bit for bit, several rows' sums interleaved (independent
+ * chains instead of one latency-bound chain), each in the same order. */
+void layernorm_stats_rows(const float *x, size_t rows, size_t d, float eps, double *mean, double *rstd);
+
 /* y (d) = LN(x) from the statistics layernorm_stats gave for x: the affine
  * map of layernorm_rows (which calls this), so a row formed from stored
  * statistics is the same floats as layernorm_rows's. y may equal x. */
