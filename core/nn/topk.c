@@ -229,25 +229,34 @@ static void prefetch_row(const float *r, size_t d)
 }
 
 /* The screened candidates of one list (kc of them, float scores) become
- * the exact list: every candidate rescored exactly, the best k kept. The
- * list is certified when no row outside the candidates can reach it: the
- * worst candidate's float score, moved by the screening error, stays below
- * the k-th exact score. Otherwise the list is computed by an exact scan.
- * Returns 1 when it had to scan. */
+ * the exact list. They are rescored exactly best first (by float score),
+ * the best k kept, until the next candidate's float score, moved by the
+ * screening error, stays below the k-th exact score: then neither it nor
+ * any row after it (a candidate or not: their float scores are no higher)
+ * can reach the list, which is certified, usually after k + 1 or 2 of the
+ * kc rows. When every candidate was rescored the list is certified if the
+ * worst one stays below so (no row outside the candidates can reach it),
+ * else it is computed by an exact scan. Either way the list is the exact
+ * one, the same as rescoring every candidate. Reorders cand. Returns 1
+ * when it had to scan. */
 static int certify(const rows_src *src, size_t n, const float *q, size_t k, size_t kc, int bottom, double err,
                    heap_item *cand, heap_item *tmp, float *buf, topk_hit *out)
 {
     const size_t d = src->d;
-    double worst = cand[0].key; /* the heap root: the worst candidate's key (float score, or its negation) */
+    qsort(cand, kc, sizeof *cand, cmp_best_first); /* the heap's items, best first (sentinels last) */
     heap_init(tmp, k);
-    for (size_t c = 0; c < kc; c++) {
-        if (cand[c].id == INT32_MAX) continue;
+    bool reached = false; /* a candidate out of reach of the list was met */
+    for (size_t c = 0; c < kc && !reached; c++) {
+        /* a sentinel: fewer rows than kc were offered, every one a candidate */
+        if (cand[c].id == INT32_MAX) break;
+        if ((reached = c >= k && cand[c].key + err < tmp[0].key)) break;
         if (src->M && c + 1 < kc && cand[c + 1].id != INT32_MAX)
             prefetch_row(src->M + (size_t)cand[c + 1].id * d, d);
         double s = topk_dot(q, src_row(src, (size_t)cand[c].id, buf), d);
         heap_offer(tmp, k, bottom ? bottom_key(s) : top_key(s), s, cand[c].id);
     }
-    if (kc >= n || worst + err < tmp[0].key) { /* kc >= n: every row was a candidate */
+    /* kc >= n: every row was a candidate */
+    if (reached || kc >= n || cand[kc - 1].id == INT32_MAX || cand[kc - 1].key + err < tmp[0].key) {
         heap_emit(tmp, k, out);
         return 0;
     }
