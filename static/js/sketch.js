@@ -34,9 +34,10 @@ const SIZE = { paths: 1.4, pathDot: 4, path: 5, followedDot: 12, input: 10, now:
 // figure's top left corner, or null behind the camera.
 export function sceneProjection(width, height, layout) {
   const m = layout.margin, sc = layout.scene;
-  // plotly's plot area, its scene's box in it, and the WebGL canvas over
-  // that box, as large as the box's edges snapped to whole pixels
-  const w = width - m.l - m.r, h = height - m.t - m.b;
+  // plotly's plot area (the figure's size rounded, less the margins), its
+  // scene's box in it, and the WebGL canvas over that box, as large as the
+  // box's edges snapped to whole pixels
+  const w = Math.round(width) - m.l - m.r, h = Math.round(height) - m.t - m.b;
   const dx = sc.domain.x, dy = sc.domain.y;
   const left = m.l + dx[0] * w, top = m.t + (1 - dy[1]) * h;
   const cw = Math.round(left + w * (dx[1] - dx[0])) - Math.round(left);

@@ -1057,7 +1057,7 @@ export async function sync() {
   fillForm(req);
   const key = reqKey(req);
   if (key !== st.key) { await run(req); return; }
-  if (!st.results.length || !st.drawn) return;
+  if (!st.results.length) return;
   const S = st.results[0].n_states;
   const layer = state.layer === null ? S - 1 : Math.min(state.layer, S - 1);
   const hl = [state.token, state.token2].map((t, p) => {
@@ -1066,6 +1066,19 @@ export async function sync() {
     return Math.min(r.n_tokens - 1, t !== null ? t : Math.max(0, r.n_tokens - 2));
   });
   const hlChanged = st.results.some((_, p) => hl[p] !== st.highlight[p]);
+  if (!st.drawn) {
+    // the answer is in but plotly's scene is not drawn yet: the sketch (if
+    // any) follows the layer and the tokens, and the scene is drawn with them
+    if (!hlChanged && layer === st.layer && state.camera === st.camera) return;
+    st.highlight = hl;
+    st.layer = layer;
+    st.focus = null;
+    st.results.forEach((_, p) => { $(`highlight-${p}`).value = String(st.highlight[p]); });
+    $('layer').value = String(layer);
+    updateLayerLabel();
+    if (!$('traj-sketch').hidden) showSketch();
+    return;
+  }
   if (hlChanged || state.camera !== st.camera) {
     st.highlight = hl;
     st.layer = layer;
