@@ -3,7 +3,8 @@
 // scene box that plotly's 3D scene is given for the same figure, drawn while
 // that scene (a WebGL context, its shaders, its first frame: over half a
 // second with software WebGL) is set up behind it, and taken away in the
-// frame the 3D scene shows the same points (docs/ARCHITECTURE.md, the page).
+// frame the 3D scene shows the same points (docs/ARCHITECTURE.md, The page's
+// first draw; the projection: docs/MATH.md §17).
 //
 // Needs no plotly.js: the page draws the sketch as soon as twd's answer is
 // in, while the library may still be parsed.
