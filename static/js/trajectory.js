@@ -170,9 +170,8 @@ async function run(req) {
     fillControls();
     // the cloud with the phrase when it is here already, else when it comes
     if (cloudNow) { st.cloud = cloudNow; st.cloudKey = cloudKey; }
-    if (!st.drawn) {
+    if (!st.drawn && showSketch()) {
       // no 3D figure yet: the phrases sketched in 2D until plotly's scene shows them
-      showSketch();
       await painted();
       if (seq !== st.seq) return;
       if (!st.firstShown) {
@@ -593,19 +592,23 @@ function figure() {
 // The phrases of the answer in, sketched on a 2D canvas over the figure
 // (sketch.js) with the layout the 3D figure gets (figure(): its ranges,
 // proportions and camera), until plotly's scene shows them. The figure's box
-// shows, empty, under it.
+// shows, empty, under it. False when the view is not shown (nothing drawn).
 function showSketch() {
   const gd = $('traj-plot'), canvas = $('traj-sketch');
+  if ($('view-traj').hidden) return false;
   $('traj-stack').classList.remove('empty');
-  const { layout } = figure();
   const cs = getComputedStyle(gd);
+  const width = parseFloat(cs.width), height = parseFloat(cs.height);
+  if (!(width > 0 && height > 0)) return false;
+  const { layout } = figure();
   const phrases = st.results.map((r, p) => ({
     xyz: st.pre[p].xyz, colors: r.states.map((_, s) => layerColor(s, r.n_states)), shown: st.layer,
     followed: st.highlight[p], symbol: SYMBOLS[p], dash: DASHES[p] === 'dash' ? [6, 4] : [],
     labels: r.tokens.map(t => visibleToken(t.text)),
   }));
-  st.sketch = drawSketch(canvas, parseFloat(cs.width), parseFloat(cs.height), layout, phrases, SKETCH_FONT);
+  st.sketch = drawSketch(canvas, width, height, layout, phrases, SKETCH_FONT);
   canvas.hidden = false;
+  return true;
 }
 
 function hideSketch() {
