@@ -144,7 +144,7 @@ async function run(req) {
   // the empty scene is set up while twd computes; with the answer in (a
   // cached one comes before or just after plotly.js is ready), the figure is
   // set up and drawn in one go instead
-  const warm = loadPlotly().then(ok => ok && Promise.race([answers.then(() => true, () => true), sleep(WARM_WAIT_MS)]))
+  const warm = loadPlotly().then(ok => ok && Promise.race([answers.then(() => true, () => true), sleep(WARM_WAIT_MS).then(() => true)]))
     .then(ok => ok && seq === st.seq && !answered && warmUp());
   try {
     const results = await answers;
