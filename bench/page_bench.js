@@ -4,10 +4,13 @@
 // read from the disk cache), Debian's headless Chromium opening the page.
 // Prints where the first navigation's time goes (each request, the page's
 // marks), then for ROUNDS navigations: the first trajectory on screen after
-// navigation (ms; its paths and points, with the labels plotly has not drawn
-// before a frame later, and the cloud after), the full draws (the cloud's
-// buffers built) and the slider steps (the shown state's traces moved in
-// place), and the ratio step / full draw.
+// navigation (ms; its paths, points and labels, sketched in 2D with the 3D
+// scene's projection until that scene shows them: static/js/sketch.js), how
+// far the sketch's points were from the 3D scene's (pixels), the 3D figure
+// on screen (its paths and points, with the labels plotly has not drawn before
+// a frame later, and the cloud after), the full draws (the cloud's buffers
+// built) and the slider steps (the shown state's traces moved in place), and
+// the ratio step / full draw.
 // Numbers, no assertions (the browser test asserts the ratio).
 //
 // Environment: TWD (binary), MODEL (checkpoint folder), CACHE (cache folder),
@@ -45,7 +48,11 @@ async function roundLine(page, r) {
   console.log(`  navigation ${r + 1}: ${m.modules} modules loaded by ${f('modulesEnd')}, plotly.js run ${f('twd:plotly-run')}` +
     ` ready ${f('twd:plotly-ready')}, empty scene ${f('twd:traj-warm')}, /trajectory sent ${f('trajSent')} answered` +
     ` ${f('trajEnd')} handled ${f('twd:traj-answer')}, /umap/layout answered ${f('layoutEnd')},` +
-    ` first on screen ${f('twd:traj-first-on-screen')}, labels ${f('twd:traj-labels')}`);
+    ` first on screen ${f('twd:traj-first-on-screen')}, 3D figure ${f('twd:traj-3d-on-screen')}, its labels ${f('twd:traj-labels')}`);
+  const o = await lib.sketchOffsets(page);
+  console.log(o.sketched ? `    sketch against the 3D scene: ${o.n} points, worst ${o.worst.toFixed(2)} px` +
+    `${o.ranges ? '' : ' (the scene was framed anew after the sketch: the cloud came after the phrase)'}` : '    no sketch drawn');
+  return o;
 }
 
 // Where the first navigation's time goes: each request the page made (start
@@ -86,7 +93,7 @@ async function main() {
     console.log(`UMAP layout: ${u.rows} rows, ${u.from_cache ? 'from the disk cache' : `fitted in ${((Date.now() - t0) / 1000).toFixed(0)} s (the next run reads it from ${CACHE})`}`);
   }
   const { ctx, page } = await lib.launch(tmp);
-  const firsts = [], labels = [], fulls = [], steps = [];
+  const firsts = [], shown3d = [], labels = [], fulls = [], steps = [], worst = [];
   try {
     for (let r = 0; r < ROUNDS; r++) {
       await page.goto('about:blank');
@@ -100,9 +107,11 @@ async function main() {
         await page.waitForFunction(v => document.getElementById('traj-plot').dataset.state === String(v), s);
       }
       if (r === 0) await printLoad(page);
-      await roundLine(page, r);
+      const o = await roundLine(page, r);
+      if (o.sketched) worst.push(o.worst);
       const tm = await lib.timings(page);
       firsts.push(...(tm['twd:traj-first-on-screen'] || []));
+      shown3d.push(...(tm['twd:traj-3d-on-screen'] || []));
       labels.push(...(tm['twd:traj-labels'] || []).slice(0, 1));
       fulls.push(...(tm['twd:traj-full-draw'] || []));
       steps.push(...(tm['twd:traj-step'] || []));
@@ -116,7 +125,9 @@ async function main() {
   if (STATIC) console.log(`page served from ${path.resolve(STATIC)}`);
   console.log(`machine: ${os.cpus().length} cores, load average ${os.loadavg().map(x => x.toFixed(1)).join(' ')}`);
   console.log(`first trajectory on screen after navigation (ms): ${ms(firsts)}; median ${lib.median(firsts).toFixed(0)}`);
-  console.log(`its token labels on screen (ms): ${ms(labels)}; median ${lib.median(labels).toFixed(0)}`);
+  console.log(`sketches' worst offset from the 3D scene (px): ${worst.map(x => x.toFixed(2)).join(', ') || 'none drawn'}`);
+  console.log(`3D figure on screen (ms): ${ms(shown3d)}; median ${lib.median(shown3d).toFixed(0)}`);
+  console.log(`its token labels on screen in 3D (ms): ${ms(labels)}; median ${lib.median(labels).toFixed(0)}`);
   console.log(`full draws (ms): ${ms(fulls)}; median ${lib.median(fulls).toFixed(0)}`);
   console.log(`slider steps (ms): ${ms(steps)}; median ${lib.median(steps).toFixed(0)}`);
   console.log(`step / full draw: ${(lib.median(steps) / lib.median(fulls)).toFixed(3)}`);

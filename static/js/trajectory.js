@@ -14,12 +14,18 @@ import {
   visibleToken, plotlyText, sceneText, el, tokenChip, fmt, shortPhrase, slug,
 } from './text.js';
 import { LAYER_SCALE, layerColor, config, timed, painted, mark, keepTrace, moveTraces, setTitle, loadPlotly } from './plot.js';
+import { drawSketch } from './sketch.js';
 
 const LETTERS = ['A', 'B'];
 const SYMBOLS = ['circle', 'diamond'];
 const DASHES = ['solid', 'dash'];
 const PLAY_MS = 700;
 const TEXT_FONT = { size: 12, color: '#1d2330' };  // the labels of the tokens at the shown state
+// the labels' font in the sketch: plotly's default family (the sketch is drawn before plotly.js runs)
+const SKETCH_FONT = '12px "Open Sans", verdana, arial, sans-serif';
+// how long, once plotly.js is ready, the empty 3D scene waits for twd's
+// answer before being set up without it (a cached answer comes within this)
+const WARM_WAIT_MS = 60;
 
 const $ = id => document.getElementById(id);
 
@@ -45,7 +51,9 @@ const st = {
   stepping: false,    // a slider step is being drawn
   dragPushed: false,  // the drag (or play) made its history entry
   camera: '',         // the camera string last applied or read
-  firstShown: false,
+  firstShown: false,  // the first trajectory has been on screen (sketched or in 3D)
+  shown3d: false,     // the first 3D figure has been on screen
+  sketch: null,       // what the sketch on screen drew where (drawSketch), or null
   tools: null,
   cloudOff: false,    // the cloud hidden from the legend
   seenLabels: new Set(),  // label texts plotly has drawn (and keeps triangulated)
@@ -128,11 +136,18 @@ async function run(req) {
   const cloudJob = st.cloud && st.cloudKey === cloudKey ? Promise.resolve(st.cloud) : layoutCloud(req);
   let cloudNow = null;
   cloudJob.then(c => { cloudNow = c; }, () => {});
-  const warm = loadPlotly().then(ok => ok && seq === st.seq && warmUp());
+  const answers = Promise.all(req.texts.map((text, p) =>
+    postCached('/trajectory', { text, projection: req.projection, gelu: req.gelu, k: req.k })
+      .catch(e => { e.phrase = p; throw e; })));
+  let answered = false;
+  answers.then(() => { answered = true; }, () => { answered = true; });
+  // the empty scene is set up while twd computes; with the answer in (a
+  // cached one comes before or just after plotly.js is ready), the figure is
+  // set up and drawn in one go instead
+  const warm = loadPlotly().then(ok => ok && Promise.race([answers.then(() => true, () => true), sleep(WARM_WAIT_MS).then(() => true)]))
+    .then(ok => ok && seq === st.seq && !answered && warmUp());
   try {
-    const results = await Promise.all(req.texts.map((text, p) =>
-      postCached('/trajectory', { text, projection: req.projection, gelu: req.gelu, k: req.k })
-        .catch(e => { e.phrase = p; throw e; })));
+    const results = await answers;
     if (seq !== st.seq) return;
     if (!st.firstShown) mark('twd:traj-answer');
     clearTimeout(busyTimer);
@@ -155,6 +170,15 @@ async function run(req) {
     fillControls();
     // the cloud with the phrase when it is here already, else when it comes
     if (cloudNow) { st.cloud = cloudNow; st.cloudKey = cloudKey; }
+    if (!st.drawn && showSketch()) {
+      // no 3D figure yet: the phrases sketched in 2D until plotly's scene shows them
+      await painted();
+      if (seq !== st.seq) return;
+      if (!st.firstShown) {
+        st.firstShown = true;
+        mark('twd:traj-first-on-screen');
+      }
+    }
     if (!(await loadPlotly())) return;
     await warm;
     if (seq !== st.seq) return;
@@ -187,7 +211,10 @@ async function run(req) {
   }
 }
 
+function sleep(ms) { return new Promise(r => setTimeout(r, ms)); }
+
 function showFailure(e, req) {
+  hideSketch();
   const which = req.texts.length > 1 && e.phrase !== undefined ? ` (phrase ${LETTERS[e.phrase]})` : '';
   const status = e instanceof ApiError && e.status ? ` — HTTP ${e.status}` : '';
   showMessage($('traj-msg'), {
@@ -254,6 +281,7 @@ async function pollUmap(req, seq) {
 }
 
 function markStale(stale) {
+  if (stale) hideSketch();
   $('traj-stack').classList.toggle('stale', stale && st.drawn);
   $('traj-stack').classList.toggle('empty', !st.drawn && !st.results.length);
 }
@@ -561,6 +589,33 @@ function figure() {
   return { data, layout, below };
 }
 
+// The phrases of the answer in, sketched on a 2D canvas over the figure
+// (sketch.js) with the layout the 3D figure gets (figure(): its ranges,
+// proportions and camera), until plotly's scene shows them. The figure's box
+// shows, empty, under it. False when the view is not shown (nothing drawn).
+function showSketch() {
+  const gd = $('traj-plot'), canvas = $('traj-sketch');
+  if ($('view-traj').hidden) return false;
+  $('traj-stack').classList.remove('empty');
+  const cs = getComputedStyle(gd);
+  const width = parseFloat(cs.width), height = parseFloat(cs.height);
+  if (!(width > 0 && height > 0)) return false;
+  const { layout } = figure();
+  const phrases = st.results.map((r, p) => ({
+    xyz: st.pre[p].xyz, colors: r.states.map((_, s) => layerColor(s, r.n_states)), shown: st.layer,
+    followed: st.highlight[p], symbol: SYMBOLS[p], dash: DASHES[p] === 'dash' ? [6, 4] : [],
+    labels: r.tokens.map(t => visibleToken(t.text)),
+  }));
+  st.sketch = drawSketch(canvas, width, height, layout, phrases, SKETCH_FONT);
+  canvas.hidden = false;
+  return true;
+}
+
+function hideSketch() {
+  const canvas = $('traj-sketch');
+  if (canvas && !canvas.hidden) canvas.hidden = true;
+}
+
 // While twd computes the first answer: the phrases' 3D scene set up empty
 // (its WebGL context made, its shaders compiled), so that the first draw
 // only fills it. The figure's box shows, empty, under the busy message.
@@ -602,7 +657,15 @@ async function drawAll(seq) {
   if (seq !== undefined && seq !== st.seq) return;
   if (!st.bound) bindPlotEvents(gd);
   afterDraw();
-  if (!st.firstShown || st.labelsLater) await painted();
+  // the sketch goes in the task that drew what it shows in 3D (the WebGL
+  // canvas and the page change in the same frame): now, or with the labels
+  if (!st.labelsLater) hideSketch();
+  const first3d = !st.shown3d;
+  if (first3d || st.labelsLater) await painted();
+  if (first3d) {
+    st.shown3d = true;
+    mark('twd:traj-3d-on-screen');
+  }
   if (!st.firstShown) {
     st.firstShown = true;
     mark('twd:traj-first-on-screen');
@@ -619,6 +682,7 @@ async function drawAll(seq) {
       .map(t => ({ uid: t.uid, set: { mode: 'markers+text', textposition: t.textposition, textfont: { ...font } } }));
     if (!moveTraces(gd, now)) await Plotly.restyle(gd, { mode: 'markers+text' }, now.map(x => gd.data.findIndex(t => t.uid === x.uid)));
     for (const l of labels) st.seenLabels.add(l);
+    hideSketch();
     mark('twd:traj-labels');
   }
   if (st.cloud) {
@@ -996,7 +1060,7 @@ export async function sync() {
   fillForm(req);
   const key = reqKey(req);
   if (key !== st.key) { await run(req); return; }
-  if (!st.results.length || !st.drawn) return;
+  if (!st.results.length) return;
   const S = st.results[0].n_states;
   const layer = state.layer === null ? S - 1 : Math.min(state.layer, S - 1);
   const hl = [state.token, state.token2].map((t, p) => {
@@ -1005,6 +1069,19 @@ export async function sync() {
     return Math.min(r.n_tokens - 1, t !== null ? t : Math.max(0, r.n_tokens - 2));
   });
   const hlChanged = st.results.some((_, p) => hl[p] !== st.highlight[p]);
+  if (!st.drawn) {
+    // the answer is in but plotly's scene is not drawn yet: the sketch (if
+    // any) follows the layer and the tokens, and the scene is drawn with them
+    if (!hlChanged && layer === st.layer && state.camera === st.camera) return;
+    st.highlight = hl;
+    st.layer = layer;
+    st.focus = null;
+    st.results.forEach((_, p) => { $(`highlight-${p}`).value = String(st.highlight[p]); });
+    $('layer').value = String(layer);
+    updateLayerLabel();
+    if (!$('traj-sketch').hidden) showSketch();
+    return;
+  }
   if (hlChanged || state.camera !== st.camera) {
     st.highlight = hl;
     st.layer = layer;
@@ -1098,5 +1175,7 @@ export function trajectoryState() {
   return {
     request: st.request, layer: st.layer, highlight: st.highlight.slice(0, st.results.length),
     n_tokens: st.results.map(r => r.n_tokens), n_states: st.results.map(r => r.n_states),
+    // the first frame's sketch: its scene box and every point of the phrases' paths where it drew them
+    sketch: st.sketch,
   };
 }

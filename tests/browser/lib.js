@@ -136,10 +136,46 @@ function timings(page) {
   });
 }
 
+// Where the trajectory view's first-frame sketch (static/js/sketch.js) drew
+// the phrases' points against where plotly's 3D scene shows them now: each
+// point of every token's path in the figure's data, projected with the
+// scene's own matrices (model, view, projection) onto its WebGL canvas, and
+// its distance to the sketch's point. { sketched: false } when no sketch was
+// drawn; else { n, worst (CSS pixels), ranges: whether the scene's axis
+// ranges are still those the sketch drew with }.
+function sketchOffsets(page) {
+  return page.evaluate(async () => {
+    const sk = (await import('/js/trajectory.js')).trajectoryState().sketch;
+    if (!sk) return { sketched: false };
+    const gd = document.getElementById('traj-plot');
+    const scene = gd._fullLayout.scene._scene, cp = scene.glplot.cameraParams, ds = scene.dataScale;
+    const canvas = scene.glplot.canvas, cr = canvas.getBoundingClientRect(), gr = gd.getBoundingClientRect();
+    const mul = (M, v) => [0, 1, 2, 3].map(j => M[j] * v[0] + M[4 + j] * v[1] + M[8 + j] * v[2] + M[12 + j] * v[3]);
+    const trace = (role, p) => gd.data.find(t => t.meta && t.meta.role === role && t.meta.phrase === p);
+    let worst = 0, n = 0;
+    for (const q of sk.points) {
+      const hl = trace('highlight', q.p), paths = trace('paths', q.p);
+      const S = hl.meta.states, h = hl.meta.token;
+      // the followed token's path, else its place in the other tokens' (each path and a gap)
+      const [tr, i] = q.t === h ? [hl, q.s] : [paths, (q.t < h ? q.t : q.t - 1) * (S + 1) + q.s];
+      const c = mul(cp.projection, mul(cp.view, mul(cp.model, [tr.x[i] * ds[0], tr.y[i] * ds[1], tr.z[i] * ds[2], 1])));
+      const x = cr.left - gr.left + (c[0] / c[3] + 1) / 2 * canvas.clientWidth;
+      const y = cr.top - gr.top + (1 - c[1] / c[3]) / 2 * canvas.clientHeight;
+      worst = Math.max(worst, Math.hypot(x - q.x, y - q.y));
+      n++;
+    }
+    const fl = gd._fullLayout.scene;
+    // plotly keeps the ranges through its data scale: equal to rounding
+    const ranges = ['xaxis', 'yaxis', 'zaxis'].every((a, k) => fl[a].range.every((v, j) =>
+      Math.abs(v - sk.ranges[k][j]) <= 1e-9 * Math.abs(sk.ranges[k][1] - sk.ranges[k][0])));
+    return { sketched: true, n, worst, ranges };
+  });
+}
+
 function median(a) {
   if (!a || !a.length) return NaN;
   const s = [...a].sort((x, y) => x - y);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-module.exports = { Daemon, launch, timings, median, maxDiff, sleep, SANITIZER, TWD, CHROMIUM };
+module.exports = { Daemon, launch, timings, sketchOffsets, median, maxDiff, sleep, SANITIZER, TWD, CHROMIUM };

@@ -15,7 +15,7 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { Daemon, launch, timings, median, maxDiff, sleep } = require('./lib.js');
+const { Daemon, launch, timings, sketchOffsets, median, maxDiff, sleep } = require('./lib.js');
 
 const TWD_SYNTH = process.env.TWD_SYNTH || 'build/tools/twd-synth';
 const ARTIFACTS = process.env.ARTIFACTS || fs.mkdtempSync(path.join(os.tmpdir(), 'twd-browser-artifacts-'));
@@ -1196,9 +1196,31 @@ async function main() {
     // a vocabulary of 12,000 rows and its PCA layout of 10,000 (umap off: nothing fitted)
     const timing = await startDaemon('timing', ckptBig, ['--set', 'umap=false', '--set', 'umap_rows=10000']);
     await page.goto('about:blank');
+    // plotly.js held back: the first trajectory is sketched in 2D before the
+    // library runs, and the 3D scene shows its points where the sketch drew them
+    let release = null;  // lets plotly.js through
+    const plotlyHeld = new Promise(r => { release = r; });
+    await page.route(/\/vendor\/plotly-[^/]*\.js$/, async route => { await plotlyHeld; await route.continue(); });
     await page.goto(timing.url('/#projection=pca'));
+    await page.waitForFunction(() => performance.getEntriesByName('twd:traj-first-on-screen').length > 0, null, { timeout: 60000 });
+    const early = await page.evaluate(() => {
+      const c = document.getElementById('traj-sketch'), g = c.getContext('2d');
+      const px = g.getImageData(0, 0, c.width, c.height).data;
+      let inked = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 0) inked++;
+      return { plotly: typeof window.Plotly, figure: !!document.getElementById('traj-plot').data, inked, shown: !c.hidden };
+    });
+    ok(early.plotly === 'undefined' && !early.figure && early.shown && early.inked > 500,
+      'before plotly.js has run the first trajectory is on screen, sketched in 2D', JSON.stringify(early));
+    release();
     await page.waitForFunction(() => document.getElementById('traj-plot').dataset.cloud === '10000', null, { timeout: 120000 });
+    await page.unroute(/\/vendor\/plotly-[^/]*\.js$/);
     const bigAns = (await timing.post('/trajectory', { text: DEFAULT_PHRASE, projection: 'pca', k: 5 })).body;
+    const sk = await sketchOffsets(page);
+    ok(sk.sketched && sk.ranges && sk.n === bigAns.n_states * bigAns.n_tokens && sk.worst < 0.5,
+      `the sketch drew every point of the phrase's paths where the 3D scene shows them (${sk.n} points, worst ${sk.worst && sk.worst.toFixed(2)} px)`,
+      JSON.stringify(sk));
+    ok(await page.evaluate(() => document.getElementById('traj-sketch').hidden), 'the sketch is gone once the 3D figure is drawn');
     await page.focus('#layer');
     for (let s = bigAns.n_states - 2; s >= bigAns.n_states - 6; s--) {
       await page.keyboard.press('ArrowLeft');
