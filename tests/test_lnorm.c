@@ -30,13 +30,13 @@ START_TEST(test_layernorm_rows)
 }
 END_TEST
 
-/* layernorm_stats_rows (four rows' sums interleaved) gives the doubles of
- * layernorm_stats bit for bit, for any row count (the tail of fewer than
- * four rows too), with NaN and infinite rows; layernorm_apply from them
- * gives the floats of layernorm_rows. */
+/* layernorm_stats_rows (sixteen, then four rows' sums interleaved) gives
+ * the doubles of layernorm_stats bit for bit, for any row count (the tails
+ * too), with NaN and infinite rows; layernorm_apply from them gives the
+ * floats of layernorm_rows. */
 START_TEST(test_layernorm_stats_rows)
 {
-    enum { R = 11, D = 37 };
+    enum { R = 39, D = 37 };
     float x[R * D], y[R * D], z[D], g[D], b[D];
     uint32_t st = 7;
     for (size_t i = 0; i < R * D; i++) {
@@ -47,8 +47,10 @@ START_TEST(test_layernorm_stats_rows)
         g[t] = 0.5f + x[t] * 0.25f;
         b[t] = x[D + t] * 0.1f;
     }
-    x[3 * D + 5] = NAN;      /* a NaN row */
-    x[6 * D + 1] = INFINITY; /* an infinite one */
+    x[3 * D + 5] = NAN;       /* a NaN row */
+    x[6 * D + 1] = INFINITY;  /* an infinite one */
+    x[20 * D + 2] = NAN;      /* and in the sixteen-row part */
+    x[25 * D + 9] = -INFINITY;
     double mean[R], rstd[R];
     for (size_t rows = 0; rows <= R; rows++) {
         layernorm_stats_rows(x, rows, D, 1e-5f, mean, rstd);
@@ -65,6 +67,40 @@ START_TEST(test_layernorm_stats_rows)
         layernorm_apply(z, x + r * D, g, b, D, mean[r], rstd[r]);
         ck_assert_mem_eq(z, y + r * D, sizeof z);
     }
+}
+END_TEST
+
+/* layernorm_apply_sumsq writes layernorm_apply's floats bit for bit (the
+ * vector loop and its tail, with and without gain and bias: any d, any
+ * alignment of the rows) and returns the sum of their squares, to double
+ * rounding; NaN when the row holds one. */
+START_TEST(test_layernorm_apply_sumsq)
+{
+    enum { D = 53 };
+    float x[D + 3], g[D + 3], b[D + 3], y[D + 3], z[D + 3];
+    uint32_t st = 11;
+    for (size_t i = 0; i < D + 3; i++) {
+        st = st * 1664525u + 1013904223u;
+        x[i] = (float)((double)(st >> 8) / 16777216.0 * 8.0 - 3.0);
+        g[i] = 0.75f + 0.01f * (float)i;
+        b[i] = -0.2f + 0.005f * (float)i;
+    }
+    for (size_t d = 0; d <= D; d++)
+        for (size_t off = 0; off < 3; off++)
+            for (int v = 0; v < 4; v++) {
+                const float *gv = v & 1 ? g + off : NULL, *bv = v & 2 ? b + off : NULL;
+                double mean = 0.0, rstd = 1.0;
+                if (d) layernorm_stats(x + off, d, 1e-5f, &mean, &rstd);
+                layernorm_apply(z, x + off, gv, bv, d, mean, rstd);
+                double s = layernorm_apply_sumsq(y + off, x + off, gv, bv, d, mean, rstd), want = 0.0;
+                ck_assert_mem_eq(y + off, z, d * sizeof(float));
+                for (size_t i = 0; i < d; i++) want += (double)z[i] * (double)z[i];
+                ck_assert_double_eq_tol(s, want, 1e-12 * (want + 1.0));
+            }
+    x[40] = NAN;
+    double mean, rstd;
+    layernorm_stats(x, D, 1e-5f, &mean, &rstd);
+    ck_assert(isnan(layernorm_apply_sumsq(y, x, g, b, D, 0.0, 1.0)));
 }
 END_TEST
 
@@ -96,4 +132,5 @@ START_TEST(test_blas_sections)
 }
 END_TEST
 
-TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows, test_layernorm_stats_rows, test_blas_sections)
+TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows, test_layernorm_stats_rows, test_layernorm_apply_sumsq,
+                   test_blas_sections)

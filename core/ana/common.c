@@ -1,6 +1,7 @@
 /* Shared pieces of the weight analyses: see ana_common.h. */
 #include "core/ana/common.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -187,13 +188,20 @@ static int fill_stats(void *data, size_t bytes, void *ctx)
 double ana_ln_rows_form(const ana_ln_rows *r, size_t j0, size_t n, float *out)
 {
     const size_t d = r->f.d;
-    if (r->f.rows)
+    if (r->f.rows) {
         memcpy(out, r->f.rows + j0 * d, n * d * sizeof(float));
-    else
-        for (size_t j = 0; j < n; j++)
-            layernorm_apply(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d, r->stats[j0 + j],
-                            r->stats[r->f.n + j0 + j]);
-    return topk_max_row_norm(out, n, d);
+        return topk_max_row_norm(out, n, d);
+    }
+    /* the norms as the rows are formed (one pass over them): the same
+     * figure as topk_max_row_norm's up to the order of a double sum, far
+     * inside the bound's margin (docs/MATH.md §2) */
+    double rmax = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        double v = sqrt(layernorm_apply_sumsq(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d,
+                                              r->stats[j0 + j], r->stats[r->f.n + j0 + j]));
+        if (!(v <= rmax)) rmax = v; /* topk_max_row_norm's rule, so the figure is the cached matrix's */
+    }
+    return rmax;
 }
 
 static double ln_rows_former(const void *ctx, size_t j0, size_t n, float *out)
@@ -232,11 +240,35 @@ void ana_ln_rows_close(ana_ln_rows *r)
     r->e = NULL;
 }
 
+/* max_j |E_j| shared among the cores (a cold request waited for one core
+ * to read all of E): each part's maximum, the largest of them taken after
+ * (the same float as one topk_max_row_norm over every row; NaN wins). */
+typedef struct {
+    const gpt2_model *m;
+    float part_max[NN_MAX_PARTS];
+} wte_norm_par;
+
+static void wte_norm_rows(void *ctx, size_t lo, size_t hi, int part)
+{
+    wte_norm_par *p = ctx;
+    const size_t d = (size_t)p->m->cfg.n_embd;
+    p->part_max[part] = topk_max_row_norm(p->m->p.wte + lo * d, hi - lo, d);
+}
+
 static int fill_wte_norm(void *data, size_t bytes, void *ctx)
 {
     const gpt2_model *m = ctx;
     if (bytes != sizeof(double)) return TW_EINVAL;
-    *(double *)data = topk_max_row_norm(m->p.wte, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd);
+    const size_t V = (size_t)m->cfg.vocab_size;
+    int parts = nn_parts();
+    if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
+    if ((size_t)parts > V) parts = (int)V;
+    wte_norm_par p = {.m = m};
+    nn_parallel_rows(V, parts, wte_norm_rows, &p);
+    float r = 0.0f;
+    for (int i = 0; i < parts; i++)
+        if (!isnan(r) && (isnan(p.part_max[i]) || p.part_max[i] > r)) r = p.part_max[i];
+    *(double *)data = r;
     return TW_OK;
 }
 

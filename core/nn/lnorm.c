@@ -3,6 +3,21 @@
 
 #include <math.h>
 
+/* Clang contracts a * b + c into an FMA within an expression where the
+ * target has one (the AVX2 and AVX-512 versions below); GCC does not in
+ * ISO C mode. Either would change the floats, so never. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+/* Run-time versions of a hot loop where the compiler can make them
+ * (GCC or Clang on x86-64 with ifunc support, i.e. glibc). */
+#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
+#define TW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TW_CLONES
+#endif
+
 void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *rstd)
 {
     double m = 0.0;
@@ -18,10 +33,35 @@ void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *
     *rstd = 1.0 / sqrt(var + (double)eps);
 }
 
+/* Rows whose sums layernorm_stats_rows runs side by side: each chain waits
+ * on its own last addition, so more of them keep the adders busy. */
+#define STATS_ROWS 16
+
 void layernorm_stats_rows(const float *x, size_t rows, size_t d, float eps, double *mean, double *rstd)
 {
     // x (rows, d); mean, rstd (rows)
     size_t r = 0;
+    for (; r + STATS_ROWS <= rows; r += STATS_ROWS) { /* STATS_ROWS rows' chains side by side */
+        const float *row[STATS_ROWS];
+        double m[STATS_ROWS], v[STATS_ROWS];
+        for (size_t t = 0; t < STATS_ROWS; t++) {
+            row[t] = x + (r + t) * d;
+            m[t] = 0.0;
+            v[t] = 0.0;
+        }
+        for (size_t i = 0; i < d; i++)
+            for (size_t t = 0; t < STATS_ROWS; t++) m[t] += row[t][i];
+        for (size_t t = 0; t < STATS_ROWS; t++) m[t] /= (double)d;
+        for (size_t i = 0; i < d; i++)
+            for (size_t t = 0; t < STATS_ROWS; t++) {
+                double c = (double)row[t][i] - m[t];
+                v[t] += c * c;
+            }
+        for (size_t t = 0; t < STATS_ROWS; t++) {
+            mean[r + t] = m[t];
+            rstd[r + t] = 1.0 / sqrt(v[t] / (double)d + (double)eps);
+        }
+    }
     for (; r + 4 <= rows; r += 4) { /* four rows' chains interleaved, each in layernorm_stats's order */
         const float *a = x + r * d, *b = a + d, *c = b + d, *e = c + d;
         double m0 = 0.0, m1 = 0.0, m2 = 0.0, m3 = 0.0;
@@ -62,6 +102,33 @@ void layernorm_apply(float *y, const float *x, const float *gamma, const float *
         if (beta) v += (double)beta[i];
         y[i] = (float)v;
     }
+}
+
+/* Lanes of the sum of squares: independent chains the vector units run side by side. */
+#define SUMSQ_LANES 8
+
+TW_CLONES double layernorm_apply_sumsq(float *restrict y, const float *restrict x, const float *restrict gamma,
+                                       const float *restrict beta, size_t d, double mean, double rstd)
+{
+    double acc[SUMSQ_LANES] = {0};
+    size_t i = 0;
+    if (gamma && beta) /* the usual case, vectorised; per element exactly layernorm_apply's steps */
+        for (; i + SUMSQ_LANES <= d; i += SUMSQ_LANES)
+            for (size_t l = 0; l < SUMSQ_LANES; l++) {
+                double v = ((double)x[i + l] - mean) * rstd;
+                v *= (double)gamma[i + l];
+                v += (double)beta[i + l];
+                const float o = (float)v;
+                y[i + l] = o;
+                acc[l] += (double)o * (double)o;
+            }
+    if (i < d) {
+        layernorm_apply(y + i, x + i, gamma ? gamma + i : NULL, beta ? beta + i : NULL, d - i, mean, rstd);
+        for (; i < d; i++) acc[0] += (double)y[i] * (double)y[i];
+    }
+    double s = 0.0;
+    for (size_t l = 0; l < SUMSQ_LANES; l++) s += acc[l];
+    return s;
 }
 
 void layernorm_rows(float *out, const float *in, const float *gamma, const float *beta, size_t rows, size_t d,

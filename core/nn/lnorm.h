@@ -31,4 +31,14 @@ void layernorm_stats_rows(const float *x, size_t rows, size_t d, float eps, doub
 void layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, size_t d, double mean,
                      double rstd);
 
+/* layernorm_apply (the same floats y, bit for bit) and the sum of the
+ * squares of the floats written, in double (an order of its own: the
+ * products are exact, the sum within d * 2^-53 of the exact one), for a
+ * caller that needs |y| as a bound. y must not overlap x, gamma or beta.
+ * On x86-64 the loop has AVX-512 and AVX2 versions chosen at run time:
+ * the same operations lane for lane, never contracted into FMAs, so the
+ * floats do not depend on the processor. */
+double layernorm_apply_sumsq(float *restrict y, const float *restrict x, const float *restrict gamma,
+                             const float *restrict beta, size_t d, double mean, double rstd);
+
 #endif

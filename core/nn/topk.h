@@ -84,8 +84,9 @@ typedef struct {
  *   rows          (n, d) the stored rows, or NULL: rows are formed by form
  *   form          writes rows j0 .. j0 + nr - 1 into out (nr, d), row j
  *                 the same floats whichever range it is formed in, and
- *                 returns the largest of their norms as topk_max_row_norm
- *                 computes it (NaN when a row holds NaN); thread-safe
+ *                 returns the largest of their norms (the square root of
+ *                 a double sum of the squares of the floats written, in
+ *                 any order; NaN when a row holds NaN); thread-safe
  *   max_row_norm  max_j |M_j| when known (> 0), else 0: then measured on
  *                 the rows as a pass forms them (the bound is needed only
  *                 at certification, after the pass). */
