@@ -89,6 +89,6 @@ api_blob *gzip_side(api_blob *b)
     api_blob *side;
     if (api_blob_side(b, &side)) return api_blob_ref(side);
     size_t n = api_blob_len(b), len = 0;
-    char *z = n > GZIP_MIN_BYTES ? gzip_bytes(api_blob_data(b), n, n > (1u << 20) ? 1 : 6, &len) : NULL;
+    char *z = n > GZIP_MIN_BYTES ? gzip_bytes(api_blob_data(b), n, n > GZIP_FAST_BYTES ? 1 : 6, &len) : NULL;
     return api_blob_ref(api_blob_set_side(b, z ? api_blob_new(z, len) : NULL));
 }

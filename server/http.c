@@ -496,6 +496,8 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&srv->qlock);
 
         int why = stopping ? TW_ECANCELED : tw_cancel_check(&rs->cancel);
+        api_blob *later = NULL; /* an answer to compress once it is on its way */
+        bool computed = false;
         if (stopping) {
             api_call_free(&rs->call);
             api_error(&rs->res, 503, "the service is shutting down");
@@ -509,22 +511,37 @@ static void *worker_main(void *arg)
             share_cores(srv, 1);
             api_compute(&rs->call, &rs->res);
             share_cores(srv, -1);
-            /* compressed here rather than on an HTTP thread */
+            /* compressed here rather than on an HTTP thread: before the
+             * answer goes for a client that takes it compressed, after it
+             * for one that does not (a cacheable answer, for the clients
+             * that get it from the cache later), which so never waits for
+             * bytes it will not use */
             if ((rs->gzip_ok || keep) && rs->res.status == 200 && rs->res.len > GZIP_MIN_BYTES &&
-                gzip_worth(rs->res.content_type))
-                api_blob_unref(gzip_side(rs->res.blob));
+                gzip_worth(rs->res.content_type)) {
+                if (rs->gzip_ok)
+                    api_blob_unref(gzip_side(rs->res.blob));
+                else
+                    later = api_blob_ref(rs->res.blob);
+            }
             if (atomic_load(&srv->hurried) && rs->res.status == 503) {
                 api_response_free(&rs->res);
                 api_error(&rs->res, 503, "the service is shutting down");
             }
-#ifdef __GLIBC__
-            malloc_trim(0); /* what the computation freed goes back to the system */
-#endif
+            computed = true;
         }
         pthread_mutex_lock(&srv->qlock);
         unqueue(srv, rs);
         pthread_mutex_unlock(&srv->qlock);
-        MHD_resume_connection(rs->conn);
+        MHD_resume_connection(rs->conn); /* rs is the HTTP thread's from here on */
+        if (later) {
+            api_blob_unref(gzip_side(later));
+            api_blob_unref(later);
+        }
+#ifdef __GLIBC__
+        if (computed) malloc_trim(0); /* what the computation freed goes back to the system */
+#else
+        (void)computed;
+#endif
     }
 }
 
