@@ -64,10 +64,19 @@ typedef struct {
 } factors_ctx;
 
 /* X (d, dh) col-major -> its dgeqrf factorisation in place (tau: dh), R
- * (dh, dh) col-major upper triangular copied out. */
+ * (dh, dh) col-major upper triangular copied out. X is finite (factors_xy
+ * checked it), so LAPACKE's NaN scan of it is skipped (_work): the same
+ * call of dgeqrf with the workspace it asks for. */
 static int thin_qr(double *X, size_t d, size_t dh, double *R, double *tau)
 {
-    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, X, (lapack_int)d, tau);
+    double wq = 0.0;
+    lapack_int info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, X, (lapack_int)d, tau,
+                                          &wq, -1);
+    lapack_int lwork = info == 0 && wq >= 1.0 ? (lapack_int)wq : (lapack_int)dh;
+    double *work = malloc((size_t)lwork * sizeof(double));
+    if (!work) return TW_ENOMEM;
+    info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)dh, X, (lapack_int)d, tau, work, lwork);
+    free(work);
     if (info != 0) return TW_EINVAL;
     for (size_t j = 0; j < dh; j++)
         for (size_t i = 0; i < dh; i++) R[i + j * dh] = i <= j ? X[i + j * d] : 0.0;
@@ -78,8 +87,16 @@ static int thin_qr(double *X, size_t d, size_t dh, double *R, double *tau)
  * first dh rows need be set, the others zero. */
 static int apply_q(const double *H, const double *tau, size_t d, size_t dh, double *Z, size_t n)
 {
-    lapack_int info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', (lapack_int)d, (lapack_int)n, (lapack_int)dh,
-                                     H, (lapack_int)d, tau, Z, (lapack_int)d);
+    /* H and Z are finite (a finite QR; Z from a converged SVD): no NaN scan (_work) */
+    double wq = 0.0;
+    lapack_int info = LAPACKE_dormqr_work(LAPACK_COL_MAJOR, 'L', 'N', (lapack_int)d, (lapack_int)n,
+                                          (lapack_int)dh, H, (lapack_int)d, tau, Z, (lapack_int)d, &wq, -1);
+    lapack_int lwork = info == 0 && wq >= 1.0 ? (lapack_int)wq : (lapack_int)(n ? n : 1);
+    double *work = malloc((size_t)lwork * sizeof(double));
+    if (!work) return TW_ENOMEM;
+    info = LAPACKE_dormqr_work(LAPACK_COL_MAJOR, 'L', 'N', (lapack_int)d, (lapack_int)n, (lapack_int)dh, H,
+                               (lapack_int)d, tau, Z, (lapack_int)d, work, lwork);
+    free(work);
     return info == 0 ? TW_OK : TW_EINVAL;
 }
 
@@ -97,11 +114,15 @@ static int factors_xy(const factors_ctx *x, size_t d, size_t dh, double *X, doub
         mat_copy_colmajor(Y, d, hs.wk, d, dh, 1.0);
     } else {
         mat_copy_colmajor(X, d, hs.wv, d, dh, 1.0);
-        for (size_t i = 0; i < d; i++)
-            for (size_t j = 0; j < dh; j++) Y[i + j * d] = GPT2_AT(hs.wo, j, i); // Wo_h^T
+        for (size_t j = 0; j < dh; j++) // Wo_h^T, Wo_h's rows read in order
+            for (size_t i = 0; i < d; i++) Y[i + j * d] = GPT2_AT(hs.wo, j, i);
     }
     gpt2_block_release(&bref); /* the slices are in X, Y now */
-    return TW_OK;
+    /* a weight that is not finite has no factors (what LAPACKE's NaN check
+     * of dgeqrf said before the scan was left to this loop) */
+    bool finite = true;
+    for (size_t i = 0; i < d * dh; i++) finite &= isfinite(X[i]) && isfinite(Y[i]);
+    return finite ? TW_OK : TW_EINVAL;
 }
 
 static int fill_factors(void *data, size_t bytes, void *ctx)

@@ -59,6 +59,10 @@ void mat_gemm_naive(float *C, const float *A, gpt2_mat M, const float *bias, siz
 
 void mat_copy_colmajor(double *dst, size_t ld, gpt2_mat M, size_t rows, size_t cols, double alpha)
 {
-    for (size_t j = 0; j < cols; j++)
-        for (size_t i = 0; i < rows; i++) dst[i + j * ld] = alpha * (double)GPT2_AT(M, i, j);
+    if (M.cs == 1) /* M's rows are contiguous: read them in order (a head's slice of W_qkv) */
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++) dst[i + j * ld] = alpha * (double)GPT2_AT(M, i, j);
+    else
+        for (size_t j = 0; j < cols; j++)
+            for (size_t i = 0; i < rows; i++) dst[i + j * ld] = alpha * (double)GPT2_AT(M, i, j);
 }
