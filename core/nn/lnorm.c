@@ -107,8 +107,10 @@ void layernorm_apply(float *y, const float *x, const float *gamma, const float *
 /* Lanes of the sum of squares: independent chains the vector units run side by side. */
 #define SUMSQ_LANES 8
 
-TW_CLONES double layernorm_apply_sumsq(float *restrict y, const float *restrict x, const float *restrict gamma,
-                                       const float *restrict beta, size_t d, double mean, double rstd)
+/* The vector loop of layernorm_apply_sumsq (static: Clang resolves a
+ * multiversioned function only where its callers see the attribute). */
+static TW_CLONES double apply_sumsq(float *restrict y, const float *restrict x, const float *restrict gamma,
+                                    const float *restrict beta, size_t d, double mean, double rstd)
 {
     double acc[SUMSQ_LANES] = {0};
     size_t i = 0;
@@ -129,6 +131,12 @@ TW_CLONES double layernorm_apply_sumsq(float *restrict y, const float *restrict 
     double s = 0.0;
     for (size_t l = 0; l < SUMSQ_LANES; l++) s += acc[l];
     return s;
+}
+
+double layernorm_apply_sumsq(float *restrict y, const float *restrict x, const float *restrict gamma,
+                             const float *restrict beta, size_t d, double mean, double rstd)
+{
+    return apply_sumsq(y, x, gamma, beta, d, mean, rstd);
 }
 
 void layernorm_rows(float *out, const float *in, const float *gamma, const float *beta, size_t rows, size_t d,
