@@ -555,6 +555,20 @@ static void tiles_part(void *ctx, size_t lo, size_t hi, int part)
     t->rc[part] = rc;
 }
 
+/* Rows per block of a tiled pass at most b (a multiple of 16, or n): as
+ * few blocks as b allows, their count rounded up to a multiple of parts so
+ * that on a quiet machine the threads' last blocks end together (one
+ * thread no longer does a whole block alone at the end: 1/19 of a 124M
+ * screening pass, 1/39 of an xl one). */
+static size_t balanced_rows(size_t b, size_t n, int parts)
+{
+    if (!b || n <= b) return b;
+    size_t blocks = (n + b - 1) / b;
+    blocks = (blocks + (size_t)parts - 1) / (size_t)parts * (size_t)parts;
+    size_t nb = ((n + blocks - 1) / blocks + 15) / 16 * 16;
+    return nb < b ? nb : b;
+}
+
 /* The tiled screening into c (parts >= 2 threads), raising *rmax to the
  * norms of the rows formed; TW_ENOMEM when the scratch of a thread cannot
  * be had. */
@@ -562,7 +576,7 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
                         const topk_opts *opts, double *rmax)
 {
     tiles_ctx t = {.s = s, .opts = opts, .nq = nq};
-    t.b = pass_block_rows(s, nq, (s->n + (size_t)parts - 1) / (size_t)parts);
+    t.b = balanced_rows(pass_block_rows(s, nq, (s->n + (size_t)parts - 1) / (size_t)parts), s->n, parts);
     int rc = TW_OK;
     for (int p = 0; p < parts && rc == TW_OK; p++) {
         rc = scratch_alloc(&t.w[p], s, nq, t.b);
