@@ -663,11 +663,36 @@ static void check_formed_as_cached(const gpt2_model *m)
     free(row);
 }
 
+/* max_j |E_j| (ana_wte_max_norm) is topk_max_row_norm's float whether E's
+ * statistics were cached first (their pass measures it) or not (a pass of
+ * its own on every core), and with no cache. */
+static void check_wte_max_norm(const gpt2_model *m)
+{
+    const size_t V = m->cfg.vocab_size, d = m->cfg.n_embd;
+    const float want = topk_max_row_norm(m->p.wte, V, d);
+    float got = 0.0f;
+    ck_assert_int_eq(ana_wte_max_norm(m, ANA_CTX(NULL), &got), TW_OK);
+    ck_assert_float_eq(got, want);
+    blockcache *c = blockcache_new((size_t)1 << 26);
+    ck_assert_int_eq(ana_wte_max_norm(m, ANA_CTX(c), &got), TW_OK);
+    ck_assert_float_eq(got, want);
+    blockcache_free(c);
+    c = blockcache_new((size_t)1 << 26);
+    ana_ln_rows lr;
+    ck_assert_int_eq(ana_ln1_rows_open(m, ANA_CTX(c), 0, &lr), TW_OK); /* the statistics first */
+    ana_ln_rows_close(&lr);
+    got = 0.0f;
+    ck_assert_int_eq(ana_wte_max_norm(m, ANA_CTX(c), &got), TW_OK);
+    ck_assert_float_eq(got, want);
+    blockcache_free(c);
+}
+
 START_TEST(test_ln_rows_formed_as_cached)
 {
     tt_model tm;
     model_build(&tm, M_L, M_H, M_D, M_V, 71);
     check_formed_as_cached(&tm.m);
+    check_wte_max_norm(&tm.m);
     float *E = (float *)tm.m.p.wte; /* rows repeated: exact ties, the exact fallback over formed rows */
     for (size_t j = 5; j < M_V; j += 3) memcpy(E + j * M_D, E + 2 * M_D, M_D * sizeof(float));
     const unsigned long long scans = topk_exact_scans();

@@ -162,26 +162,51 @@ float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e)
 
 /* ---- LN_b(E) formed row by row ---- */
 
+/* Entry "lnstats(E)": mean (V), rstd (V), then max_j |E_j| (1 double):
+ * the norms are taken in the same pass, on rows still in the cache, so a
+ * cold request reads E from memory once for both (ana_wte_max_norm). */
+static size_t stats_doubles(size_t V) { return 2 * V + 1; }
+
+/* Rows per chunk of the statistics pass: their stats, then their norms. */
+#define STATS_CHUNK 64
+
 typedef struct {
     const gpt2_model *m;
     double *mean, *rstd; /* (V) each */
+    float part_max[NN_MAX_PARTS];
 } stats_par;
+
+/* The largest of the norms r (so far) and v: topk_max_row_norm's rule
+ * (v replaces r unless v <= r) except that NaN, once there, stays. */
+static float max_norm(float r, float v) { return isnan(r) || v <= r ? r : v; }
 
 static void stats_rows(void *ctx, size_t lo, size_t hi, int part)
 {
-    (void)part;
-    const stats_par *p = ctx;
+    stats_par *p = ctx;
     const size_t d = (size_t)p->m->cfg.n_embd;
-    layernorm_stats_rows(p->m->p.wte + lo * d, hi - lo, d, p->m->cfg.ln_eps, p->mean + lo, p->rstd + lo);
+    float r = 0.0f;
+    for (size_t j = lo; j < hi; j += STATS_CHUNK) {
+        const size_t n = hi - j < STATS_CHUNK ? hi - j : STATS_CHUNK;
+        const float *x = p->m->p.wte + j * d;
+        layernorm_stats_rows(x, n, d, p->m->cfg.ln_eps, p->mean + j, p->rstd + j);
+        r = max_norm(r, topk_max_row_norm(x, n, d));
+    }
+    p->part_max[part] = r;
 }
 
 static int fill_stats(void *data, size_t bytes, void *ctx)
 {
     const gpt2_model *m = ctx;
     const size_t V = (size_t)m->cfg.vocab_size;
-    if (bytes != 2 * V * sizeof(double)) return TW_EINVAL;
-    stats_par p = {m, data, (double *)data + V};
-    nn_parallel_rows(V, nn_parts(), stats_rows, &p);
+    if (bytes != stats_doubles(V) * sizeof(double)) return TW_EINVAL;
+    int parts = nn_parts();
+    if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
+    if ((size_t)parts > V) parts = V ? (int)V : 1;
+    stats_par p = {.m = m, .mean = data, .rstd = (double *)data + V};
+    nn_parallel_rows(V, parts, stats_rows, &p);
+    float r = 0.0f;
+    for (int i = 0; i < parts; i++) r = max_norm(r, p.part_max[i]);
+    ((double *)data)[2 * V] = r;
     return TW_OK;
 }
 
@@ -227,8 +252,8 @@ int ana_ln1_rows_open(const gpt2_model *m, const ana_ctx *x, int block, ana_ln_r
         r->f.max_row_norm = ana_ln1_max_norm(m, r->e);
         return TW_OK;
     }
-    int rc = blockcache_acquire_within(r->cache, "lnstats(E)", 2 * V * sizeof(double), fill_stats, (void *)m,
-                                       ana_cancel(x), &r->e);
+    int rc = blockcache_acquire_within(r->cache, "lnstats(E)", stats_doubles(V) * sizeof(double), fill_stats,
+                                       (void *)m, ana_cancel(x), &r->e);
     if (rc == TW_OK) r->stats = blockcache_data(r->e);
     return rc;
 }
@@ -242,7 +267,8 @@ void ana_ln_rows_close(ana_ln_rows *r)
 
 /* max_j |E_j| shared among the cores (a cold request waited for one core
  * to read all of E): each part's maximum, the largest of them taken after
- * (the same float as one topk_max_row_norm over every row; NaN wins). */
+ * (the same float as one topk_max_row_norm over every row, NaN aside).
+ * When E's statistics are cached their pass measured it already. */
 typedef struct {
     const gpt2_model *m;
     float part_max[NN_MAX_PARTS];
@@ -255,19 +281,30 @@ static void wte_norm_rows(void *ctx, size_t lo, size_t hi, int part)
     p->part_max[part] = topk_max_row_norm(p->m->p.wte + lo * d, hi - lo, d);
 }
 
+typedef struct {
+    const gpt2_model *m;
+    blockcache *cache;
+} wte_norm_ctx;
+
 static int fill_wte_norm(void *data, size_t bytes, void *ctx)
 {
-    const gpt2_model *m = ctx;
+    const wte_norm_ctx *c = ctx;
+    const gpt2_model *m = c->m;
     if (bytes != sizeof(double)) return TW_EINVAL;
     const size_t V = (size_t)m->cfg.vocab_size;
+    blockcache_entry *st = NULL;
+    if (blockcache_lookup(c->cache, "lnstats(E)", stats_doubles(V) * sizeof(double), &st) == TW_OK) {
+        *(double *)data = ((const double *)blockcache_data(st))[2 * V];
+        blockcache_release(c->cache, st);
+        return TW_OK;
+    }
     int parts = nn_parts();
     if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
-    if ((size_t)parts > V) parts = (int)V;
+    if ((size_t)parts > V) parts = V ? (int)V : 1;
     wte_norm_par p = {.m = m};
     nn_parallel_rows(V, parts, wte_norm_rows, &p);
     float r = 0.0f;
-    for (int i = 0; i < parts; i++)
-        if (!isnan(r) && (isnan(p.part_max[i]) || p.part_max[i] > r)) r = p.part_max[i];
+    for (int i = 0; i < parts; i++) r = max_norm(r, p.part_max[i]);
     *(double *)data = r;
     return TW_OK;
 }
@@ -276,7 +313,8 @@ int ana_wte_max_norm(const gpt2_model *m, const ana_ctx *x, float *out)
 {
     if (ana_check_model(m) || !out) return TW_EINVAL;
     blockcache_entry *e = NULL;
-    int rc = blockcache_acquire(ana_cache(x), "maxnorm(E)", sizeof(double), fill_wte_norm, (void *)m, &e);
+    wte_norm_ctx c = {m, ana_cache(x)};
+    int rc = blockcache_acquire(ana_cache(x), "maxnorm(E)", sizeof(double), fill_wte_norm, &c, &e);
     if (rc) return rc;
     *out = (float)*(const double *)blockcache_data(e);
     blockcache_release(ana_cache(x), e);
