@@ -180,6 +180,14 @@ typedef struct {
  * (v replaces r unless v <= r) except that NaN, once there, stays. */
 static float max_norm(float r, float v) { return isnan(r) || v <= r ? r : v; }
 
+/* The parts nn_parallel_rows makes of n rows (each part's maximum kept). */
+static int rows_parts(size_t n)
+{
+    int parts = nn_parts();
+    if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
+    return (size_t)parts > n ? (n ? (int)n : 1) : parts;
+}
+
 static void stats_rows(void *ctx, size_t lo, size_t hi, int part)
 {
     stats_par *p = ctx;
@@ -199,9 +207,7 @@ static int fill_stats(void *data, size_t bytes, void *ctx)
     const gpt2_model *m = ctx;
     const size_t V = (size_t)m->cfg.vocab_size;
     if (bytes != stats_doubles(V) * sizeof(double)) return TW_EINVAL;
-    int parts = nn_parts();
-    if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
-    if ((size_t)parts > V) parts = V ? (int)V : 1;
+    const int parts = rows_parts(V);
     stats_par p = {.m = m, .mean = data, .rstd = (double *)data + V};
     nn_parallel_rows(V, parts, stats_rows, &p);
     float r = 0.0f;
@@ -298,9 +304,7 @@ static int fill_wte_norm(void *data, size_t bytes, void *ctx)
         blockcache_release(c->cache, st);
         return TW_OK;
     }
-    int parts = nn_parts();
-    if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
-    if ((size_t)parts > V) parts = V ? (int)V : 1;
+    const int parts = rows_parts(V);
     wte_norm_par p = {.m = m};
     nn_parallel_rows(V, parts, wte_norm_rows, &p);
     float r = 0.0f;
