@@ -684,6 +684,11 @@ async function main() {
     const k0 = plotlyText(visibleToken(probeWant.words[0].heads[0].keys[0].text)).slice(0, 10);
     ok(heads.text[0][0].startsWith('K ') && heads.text[0][0].includes(k0) && heads.text[0][0].includes('<br>V '),
       'a cell shows the top key (K) and value (V) tokens', heads.text[0][0]);
+    // the block picker sent a request of its own before the words were in:
+    // that superseded request's "Probing" message must not show up later
+    await page.waitForTimeout(400);
+    const probeMsg = await page.$eval('#probe-msg', b => (b.hidden ? '' : b.textContent));
+    ok(probeMsg === '', 'no message stays over the drawn grid once a superseded request is answered', probeMsg);
     await shot(page, 'probes-1280x800');
     // a click on a cell lists it in full
     await clickCell(page, 'probe-plot', 1, 0);
