@@ -108,7 +108,14 @@ async function pointAt(page, id, x, y) {
 // Points at and clicks the cell (x, y) of a 2D figure.
 async function clickCell(page, id, x, y) {
   const at = await pointAt(page, id, x, y);
-  await page.mouse.move(at.x, at.y); // plotly takes a click on what the pointer hovers: hover first
+  // plotly takes a click on what it last saw hovered, and sees hovers at most
+  // every 50 ms: click once it has seen this figure's point under the pointer
+  // (not the figure drawn before it in the same element)
+  await page.mouse.move(at.x, at.y);
+  await page.waitForFunction(([id, x, y]) => {
+    const gd = document.getElementById(id), h = gd._hoverdata && gd._hoverdata[0];
+    return !!h && h.fullData === gd._fullData[h.curveNumber] && Number(h.x) === x && Number(h.y) === y;
+  }, [id, x, y], { timeout: 10000 }).catch(() => console.log(`# note: plotly saw no hover of cell (${x}, ${y}) of ${id}`));
   await page.mouse.click(at.x, at.y);
 }
 
@@ -1226,6 +1233,27 @@ async function main() {
       `the sketch drew every point of the phrase's paths where the 3D scene shows them (${sk.n} points, worst ${sk.worst && sk.worst.toFixed(2)} px)`,
       JSON.stringify(sk));
     ok(await page.evaluate(() => document.getElementById('traj-sketch').hidden), 'the sketch is gone once the 3D figure is drawn');
+    // twd's answer held back instead: the empty scene is set up first (the
+    // warm-up), and the figure drawn into it is where the sketch drew it
+    // (set up while the busy message above it takes room, as for a slow
+    // answer on a slow machine: plotly.js held until the message shows)
+    let answer = null, plotly = null;
+    const answerHeld = new Promise(r => { answer = r; }), plotlyHeld2 = new Promise(r => { plotly = r; });
+    await page.goto('about:blank');
+    await page.route(/\/trajectory$/, async route => { await answerHeld; await route.continue(); });
+    await page.route(/\/vendor\/plotly-[^/]*\.js$/, async route => { await plotlyHeld2; await route.continue(); });
+    await page.goto(timing.url('/#projection=pca'));
+    await page.waitForFunction(() => !document.getElementById('traj-msg').hidden, null, { timeout: 60000 });
+    plotly();
+    await page.waitForFunction(() => performance.getEntriesByName('twd:traj-warm').length > 0, null, { timeout: 60000 });
+    await page.unroute(/\/vendor\/plotly-[^/]*\.js$/);
+    answer();
+    await page.waitForFunction(() => document.getElementById('traj-plot').dataset.cloud === '10000', null, { timeout: 120000 });
+    await page.unroute(/\/trajectory$/);
+    const skw = await sketchOffsets(page);
+    ok(skw.sketched && skw.ranges && skw.n === bigAns.n_states * bigAns.n_tokens && skw.worst < 0.5,
+      `after the warm-up scene too, the 3D figure shows the points where the sketch drew them (${skw.n} points, worst ${skw.worst && skw.worst.toFixed(2)} px)`,
+      JSON.stringify(skw));
     await page.focus('#layer');
     for (let s = bigAns.n_states - 2; s >= bigAns.n_states - 6; s--) {
       await page.keyboard.press('ArrowLeft');
