@@ -344,7 +344,8 @@ static void certify_part(void *ctx, size_t lo, size_t hi, int part)
 {
     certify_ctx *x = ctx;
     x->scans[part] = certify_range(x->c, lo, hi, x->src, x->Q, x->ldq, x->err, x->top, x->bottom, x->ldo,
-                                   x->tmp + (size_t)part * x->c->k, x->buf + (size_t)part * x->src->d);
+                                   x->tmp + (size_t)part * x->c->k,
+                                   x->buf ? x->buf + (size_t)part * x->src->d : NULL);
 }
 
 /* Multiply-adds below which a pass stays in one thread. */
@@ -503,9 +504,11 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
         if (stop && atomic_load(stop)) break;
         if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
         size_t bj = hi - j0 < b ? hi - j0 : b;
-        const float *R = s->S + j0 * s->lds;
+        const float *R;
         size_t ldr = s->lds;
-        if (formed_pass(s)) {
+        if (!formed_pass(s)) {
+            R = s->S + j0 * s->lds;
+        } else {
             raise_norm(&w->rmax, s->Mf->form(s->Mf->ctx, j0, bj, w->R));
             R = w->R;
             ldr = s->d;
