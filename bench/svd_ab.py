@@ -78,12 +78,14 @@ def main():
         for b in (builds if r % 2 == 0 else builds[::-1]):
             for blk in blocks:
                 t = xl.Twd(b, model, cache_mb)
-                if a.settle:
-                    settle(t)
-                with locked(a.lock):
-                    load = xl.loadavg()
-                    dt, body = t.timed("/svd", block=blk, **params)
-                t.stop()
+                try:
+                    if a.settle:
+                        settle(t)
+                    with locked(a.lock):
+                        load = xl.loadavg()
+                        dt, body = t.timed("/svd", block=blk, **params)
+                finally:
+                    t.stop()
                 times.setdefault(b, []).append(dt)
                 md5s.setdefault(blk, {})[b] = hashlib.md5(body).hexdigest()
                 print("  round %d %-30s block %-3d %7.3f s  md5 %s  load %s" %
