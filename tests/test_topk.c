@@ -125,6 +125,22 @@ START_TEST(test_topk_vec_and_nan)
 }
 END_TEST
 
+/* The largest row norm, the bound of every certification: a NaN row makes
+ * it NaN wherever it lies (then nothing is certified), never a smaller
+ * norm than a real row's. */
+START_TEST(test_topk_max_row_norm_nan)
+{
+    const float rows[][3] = {{5, 1, 0}, {NAN, 0, 0}, {1, 0, 0}}; /* norms sqrt 26, NaN, 1 */
+    ck_assert(isnan(topk_max_row_norm(&rows[0][0], 3, 3)));
+    ck_assert(isnan(topk_max_row_norm(&rows[1][0], 2, 3)));
+    ck_assert(isnan(topk_max_row_norm(&rows[0][0], 2, 3)));
+    ck_assert_float_eq(topk_max_row_norm(&rows[0][0], 1, 3), sqrtf(26.0f));
+    ck_assert_float_eq(topk_max_row_norm(&rows[2][0], 1, 3), 1.0f);
+    const float inf[] = {1, 0, INFINITY, 0, 2, 0};
+    ck_assert(isinf(topk_max_row_norm(inf, 3, 2)));
+}
+END_TEST
+
 START_TEST(test_topk_errors)
 {
     float M[6] = {0}, q[2] = {0};
@@ -331,4 +347,4 @@ START_TEST(test_topk_formed_vs_naive)
 END_TEST
 
 TW_CHECK_ONE_MAIN("topk", "topk", 60, test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
-                  test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive, test_topk_formed_vs_naive)
+                  test_topk_max_row_norm_nan, test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive, test_topk_formed_vs_naive)

@@ -52,6 +52,10 @@ typedef struct {
 
 /* Bytes of a cached (n, d) float matrix followed by its trailer of `extra`
  * doubles (8-byte aligned). */
+/* The largest of the norms r (so far) and v: NaN, once there, stays
+ * (topk_max_row_norm's rule: then nothing is certified). */
+static double max_norm(double r, double v) { return isnan(r) || v <= r ? r : v; }
+
 static size_t rows_bytes(size_t n, size_t d, size_t extra)
 {
     return (n * d * sizeof(float) + 7) / 8 * 8 + extra * sizeof(double);
@@ -96,8 +100,8 @@ static int fill_ln(void *data, size_t bytes, void *ctx)
     double *trailer = (double *)((char *)data + rows_bytes(V, d, 0));
     trailer[0] = trailer[1] = 0.0;
     for (int i = 0; i < parts && (size_t)i < V; i++) { /* NaN wins: then nothing is certified */
-        if (!(p.en_max[i] <= trailer[0])) trailer[0] = p.en_max[i];
-        if (!(p.e_max[i] <= trailer[1])) trailer[1] = p.e_max[i];
+        trailer[0] = max_norm(trailer[0], p.en_max[i]);
+        trailer[1] = max_norm(trailer[1], p.e_max[i]);
     }
     return TW_OK;
 }
@@ -176,9 +180,6 @@ typedef struct {
     float part_max[NN_MAX_PARTS];
 } stats_par;
 
-/* The largest of the norms r (so far) and v: topk_max_row_norm's rule
- * (v replaces r unless v <= r) except that NaN, once there, stays. */
-static float max_norm(float r, float v) { return isnan(r) || v <= r ? r : v; }
 
 /* The parts nn_parallel_rows makes of n rows (each part's maximum kept). */
 static int rows_parts(size_t n)
@@ -230,7 +231,7 @@ double ana_ln_rows_form(const ana_ln_rows *r, size_t j0, size_t n, float *out)
     for (size_t j = 0; j < n; j++) {
         double v = sqrt(layernorm_apply_sumsq(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d,
                                               r->stats[j0 + j], r->stats[r->f.n + j0 + j]));
-        if (!(v <= rmax)) rmax = v; /* topk_max_row_norm's rule, so the figure is the cached matrix's */
+        rmax = max_norm(rmax, v); /* topk_max_row_norm's rule, so the figure is the cached matrix's */
     }
     return rmax;
 }

@@ -176,7 +176,8 @@ float topk_max_row_norm(const float *M, size_t n, size_t d)
     double r = 0.0;
     for (size_t j = 0; j < n; j++) {
         double v = norm2(M + j * d, d);
-        if (!(v <= r)) r = v; /* NaN wins: then nothing is certified */
+        if (isnan(v)) return NAN; /* NaN wins wherever it is: then nothing is certified */
+        if (!(v <= r)) r = v;
     }
     return (float)r;
 }
