@@ -238,15 +238,16 @@ static void prefetch_row(const float *r, size_t d)
  * worst one stays below so (no row outside the candidates can reach it),
  * else it is computed by an exact scan. Either way the list is the exact
  * one, the same as rescoring every candidate. Reorders cand. Returns 1
- * when it had to scan. */
+ * when the list could not be certified: then it was scanned, or with scan
+ * false out is left as it was (the caller computes the list). */
 static int certify(const rows_src *src, size_t n, const float *q, size_t k, size_t kc, int bottom, double err,
-                   heap_item *cand, heap_item *tmp, float *buf, topk_hit *out)
+                   bool scan, heap_item *cand, heap_item *tmp, float *buf, topk_hit *out)
 {
     const size_t d = src->d;
     qsort(cand, kc, sizeof *cand, cmp_best_first); /* the heap's items, best first (sentinels last) */
     heap_init(tmp, k);
     bool reached = false; /* a candidate out of reach of the list was met */
-    for (size_t c = 0; c < kc && !reached; c++) {
+    for (size_t c = 0; c < kc; c++) {
         /* a sentinel: fewer rows than kc were offered, every one a candidate */
         if (cand[c].id == INT32_MAX) break;
         if ((reached = c >= k && cand[c].key + err < tmp[0].key)) break;
@@ -260,7 +261,7 @@ static int certify(const rows_src *src, size_t n, const float *q, size_t k, size
         heap_emit(tmp, k, out);
         return 0;
     }
-    exact_scan(src, n, q, k, bottom, tmp, buf, out);
+    if (scan) exact_scan(src, n, q, k, bottom, tmp, buf, out);
     return 1;
 }
 
@@ -307,21 +308,28 @@ void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j
 }
 
 /* The certification of queries lo .. hi - 1 of c, tmp (c->k) its scratch
- * heap and buf (d) that of a formed row; returns the lists that had to be
- * scanned. */
+ * heap and buf (d) that of a formed row; returns the lists that could not
+ * be certified: scanned exactly, or with failed set only marked there
+ * (failed[i] = 1 when either of query i's lists failed, else 0). */
 static unsigned long long certify_range(topk_cands *c, size_t lo, size_t hi, const rows_src *src,
                                         const float *Q, size_t ldq, const double *err, topk_hit *top,
-                                        topk_hit *bottom, size_t ldo, heap_item *tmp, float *buf)
+                                        topk_hit *bottom, size_t ldo, heap_item *tmp, float *buf,
+                                        unsigned char *failed)
 {
     unsigned long long scans = 0;
+    const bool scan = failed == NULL;
     for (size_t i = lo; i < hi; i++) {
         const float *q = Q + i * ldq;
         double ei = err[i];
         if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
+        int f = 0;
         if (c->ht)
-            scans += certify(src, c->n, q, c->k, c->kc, 0, ei, c->ht + i * c->kc, tmp, buf, top + i * ldo);
+            f += certify(src, c->n, q, c->k, c->kc, 0, ei, scan, c->ht + i * c->kc, tmp, buf, top + i * ldo);
         if (c->hb)
-            scans += certify(src, c->n, q, c->k, c->kc, 1, ei, c->hb + i * c->kc, tmp, buf, bottom + i * ldo);
+            f += certify(src, c->n, q, c->k, c->kc, 1, ei, scan, c->hb + i * c->kc, tmp, buf,
+                         bottom + i * ldo);
+        if (failed) failed[i] = f > 0;
+        scans += (unsigned)f;
     }
     return scans;
 }
@@ -335,31 +343,40 @@ typedef struct {
     size_t ldq, ldo;
     const double *err;
     topk_hit *top, *bottom;
-    heap_item *tmp; /* (parts, k) */
-    float *buf;     /* (parts, d) */
+    heap_item *tmp;        /* (parts, k) */
+    float *buf;            /* (parts, d), or NULL when the rows are stored */
+    unsigned char *failed; /* (nq) or NULL */
     unsigned long long scans[NN_MAX_PARTS];
 } certify_ctx;
 
 static void certify_part(void *ctx, size_t lo, size_t hi, int part)
 {
     certify_ctx *x = ctx;
+    float *buf = x->buf ? x->buf + (size_t)part * x->src->d : NULL;
     x->scans[part] = certify_range(x->c, lo, hi, x->src, x->Q, x->ldq, x->err, x->top, x->bottom, x->ldo,
-                                   x->tmp + (size_t)part * x->c->k, x->buf + (size_t)part * x->src->d);
+                                   x->tmp + (size_t)part * x->c->k, buf, x->failed);
 }
 
 /* Multiply-adds below which a pass stays in one thread. */
 #define TOPK_PAR_WORK ((double)(1 << 24))
 
-/* topk_cands_certify against the rows of src (arguments checked). */
+/* topk_cands_certify_rows against the rows of src (arguments checked). */
 static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, size_t ldq, const double *err,
-                         topk_hit *top, topk_hit *bottom, size_t ldo)
+                         topk_hit *top, topk_hit *bottom, size_t ldo, unsigned char *failed)
 {
     const size_t d = src->d;
     const double work = (double)c->nq * (double)c->kc * (double)d * ((c->ht ? 1 : 0) + (c->hb ? 1 : 0));
     int parts = work >= TOPK_PAR_WORK ? nn_parts() : 1;
     if ((size_t)parts > c->nq) parts = c->nq ? (int)c->nq : 1;
-    certify_ctx x = {
-        .c = c, .src = src, .Q = Q, .ldq = ldq, .ldo = ldo, .err = err, .top = top, .bottom = bottom};
+    certify_ctx x = {.c = c,
+                     .src = src,
+                     .Q = Q,
+                     .ldq = ldq,
+                     .ldo = ldo,
+                     .err = err,
+                     .top = top,
+                     .bottom = bottom,
+                     .failed = failed};
     x.tmp = malloc((size_t)parts * c->k * sizeof(heap_item));
     x.buf = src->M ? NULL : malloc((size_t)parts * d * sizeof(float));
     if (!x.tmp || (!src->M && !x.buf)) {
@@ -372,17 +389,26 @@ static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, siz
     for (int p = 0; p < parts; p++) scans += x.scans[p];
     free(x.tmp);
     free(x.buf);
-    if (scans) atomic_fetch_add(&exact_scans, scans);
+    if (scans && !failed) atomic_fetch_add(&exact_scans, scans);
     return TW_OK;
 }
 
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo)
 {
-    if (!M || !Q || !err || d < 1 || ldq < d || ldo < c->k || (c->ht && !top) || (c->hb && !bottom))
+    if (!c || !M) return TW_EINVAL;
+    const topk_former f = {.n = c->n, .d = d, .rows = M};
+    return topk_cands_certify_rows(c, &f, Q, ldq, err, top, bottom, ldo, NULL);
+}
+
+int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q, size_t ldq, const double *err,
+                            topk_hit *top, topk_hit *bottom, size_t ldo, unsigned char *failed)
+{
+    if (!c || !f || (!f->rows && !f->form) || f->n != c->n || !Q || !err || f->d < 1 || ldq < f->d ||
+        ldo < c->k || (c->ht && !top) || (c->hb && !bottom))
         return TW_EINVAL;
-    const rows_src src = {.M = M, .d = d};
-    return cands_certify(c, &src, Q, ldq, err, top, bottom, ldo);
+    const rows_src src = {.M = f->rows, .f = f, .d = f->d};
+    return cands_certify(c, &src, Q, ldq, err, top, bottom, ldo, failed);
 }
 
 void topk_cands_merge(topk_cands *dst, const topk_cands *src)
@@ -484,11 +510,6 @@ static void scratch_free(pass_scratch *w)
     free(w->R);
 }
 
-static void raise_norm(double *r, double v)
-{
-    if (!(v <= *r) && !isnan(*r)) *r = v;
-}
-
 /* Screening: block by block, the float scores of S's rows lo .. hi - 1
  * (formed into w->R first when the pass is formed) against every
  * screening query, offered to the candidates c (if any) and to
@@ -506,7 +527,7 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
         const float *R = s->S + j0 * s->lds;
         size_t ldr = s->lds;
         if (formed_pass(s)) {
-            raise_norm(&w->rmax, s->Mf->form(s->Mf->ctx, j0, bj, w->R));
+            topk_raise_max(&w->rmax, s->Mf->form(s->Mf->ctx, j0, bj, w->R));
             R = w->R;
             ldr = s->d;
         }
@@ -577,7 +598,7 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
     }
     for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
     for (int p = 0; p < parts; p++) {
-        raise_norm(rmax, t.w[p].rmax);
+        topk_raise_max(rmax, t.w[p].rmax);
         scratch_free(&t.w[p]);
         if (p) topk_cands_free(t.c[p]);
     }
@@ -632,12 +653,12 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
     if (rc == TW_OK) {
         rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, &rmax)
                        : screen_rows(s, nq, b, 0, s->n, &w, c, opts, NULL);
-        raise_norm(&rmax, w.rmax);
+        topk_raise_max(&rmax, w.rmax);
     }
     if (rc == TW_OK && lists) {
         if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), err);
         const rows_src src = {.M = s->M ? s->M : s->Mf->rows, .f = s->Mf, .d = s->d};
-        rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
+        rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, NULL);
     }
     scratch_free(&w);
     topk_cands_free(c);
