@@ -193,8 +193,8 @@ static void keys_screen_rows(keys_pass *kp, int part, const float *R, size_t ldr
         const size_t bj = nr - j < kp->sb ? nr - j : kp->sb;
         for (size_t h = 0; h < H; h++) {
             // S (W, bj) = qa_h (W, dh) . K_h[r0 + j ..]^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)dh, 1.0f, kp->qa + h * dh,
-                        (int)d, R + h * hs + j * ldr, (int)ldr, 0.0f, S, (int)bj);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)dh, 1.0f,
+                        kp->qa + h * dh, (int)d, R + h * hs + j * ldr, (int)ldr, 0.0f, S, (int)bj);
             for (size_t w = 0; w < W; w++) topk_cands_scan(kp->c[part], w * H + h, S + w * bj, bj, r0 + j);
         }
     }
@@ -296,7 +296,8 @@ static void keys_errors(const keys_pass *kp, const double *Rk, const float *keyq
 /* PROBE_CHECK: every row's screening score (a float dot product in another
  * order than the GEMM's: the bound holds for any) against the exact score,
  * the largest ratio of their difference to the bound into *worst. */
-static int keys_check(const keys_pass *kp, const float *K, const float *keyq, const double *err, double *worst)
+static int keys_check(const keys_pass *kp, const float *K, const float *keyq, const double *err,
+                      double *worst)
 {
     const size_t V = kp->V, d = kp->d, H = kp->H, dh = kp->dh;
     float *row = malloc(d * sizeof(float)); /* one row of En */
@@ -501,8 +502,8 @@ static int vals_fill_tile(void *ctx, int part, size_t r0, size_t nr)
     // T (nr, d) = E[r0 ..] (nr, d) . Wg (d, d); out3 (nr, 3) = E[r0 ..] . vec (d, 3)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)d, (int)d, 1.0f, E, (int)d, vp->Wg,
                 (int)d, 0.0f, T, (int)d);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, 3, (int)d, 1.0f, E, (int)d, vp->vec, 3, 0.0f,
-                out3, 3);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, 3, (int)d, 1.0f, E, (int)d, vp->vec, 3,
+                0.0f, out3, 3);
     for (size_t j = 0; j < nr; j++) {
         for (size_t h = 0; h < H; h++) {
             const float *src = T + j * d + h * dh;

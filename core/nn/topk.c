@@ -401,8 +401,9 @@ int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, 
     return topk_cands_certify_rows(c, &f, Q, ldq, err, top, bottom, ldo, NULL);
 }
 
-int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q, size_t ldq, const double *err,
-                            topk_hit *top, topk_hit *bottom, size_t ldo, unsigned char *failed)
+int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q, size_t ldq,
+                            const double *err, topk_hit *top, topk_hit *bottom, size_t ldo,
+                            unsigned char *failed)
 {
     if (!c || !f || (!f->rows && !f->form) || f->n != c->n || !Q || !err || f->d < 1 || ldq < f->d ||
         ldo < c->k || (c->ht && !top) || (c->hb && !bottom))

@@ -130,7 +130,7 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
  * (M NULL, Mf set: each candidate's row formed when it is rescored).
  * Errors as topk_rows_opt. */
 typedef struct {
-    const float *M; /* (n, d) the exact rows, or NULL: formed by Mf */
+    const float *M;        /* (n, d) the exact rows, or NULL: formed by Mf */
     const topk_former *Mf; /* the exact rows when M is NULL (Mf->n = n, Mf->d = d) */
     size_t n, d;
     const float *Q; /* exact query i at Q + i * ldq */
@@ -176,8 +176,9 @@ void topk_cands_merge(topk_cands *dst, const topk_cands *src);
 size_t topk_cands_k(const topk_cands *c); /* the k it was made with */
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo);
-int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q, size_t ldq, const double *err,
-                            topk_hit *top, topk_hit *bottom, size_t ldo, unsigned char *failed);
+int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q, size_t ldq,
+                            const double *err, topk_hit *top, topk_hit *bottom, size_t ldo,
+                            unsigned char *failed);
 void topk_cands_free(topk_cands *c);
 
 /* Rows per screening block for nq queries (a multiple of 16, at most n):
