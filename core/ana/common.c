@@ -232,11 +232,29 @@ void ana_ln_rows_close(ana_ln_rows *r)
     r->e = NULL;
 }
 
+/* max_j |E_j| over rows lo .. hi - 1 of wte, into part[part] (the rows
+ * shared among the cores: one pass over V d floats). */
+typedef struct {
+    const gpt2_model *m;
+    double part[NN_MAX_PARTS];
+} norm_par;
+
+static void norm_rows(void *ctx, size_t lo, size_t hi, int part)
+{
+    norm_par *p = ctx;
+    const size_t d = (size_t)p->m->cfg.n_embd;
+    p->part[part] = topk_max_row_norm(p->m->p.wte + lo * d, hi - lo, d);
+}
+
 static int fill_wte_norm(void *data, size_t bytes, void *ctx)
 {
     const gpt2_model *m = ctx;
     if (bytes != sizeof(double)) return TW_EINVAL;
-    *(double *)data = topk_max_row_norm(m->p.wte, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd);
+    norm_par p = {.m = m};
+    nn_parallel_rows((size_t)m->cfg.vocab_size, nn_parts(), norm_rows, &p);
+    double r = 0.0; /* the largest of the parts' (floats): topk_max_row_norm's over all rows */
+    for (int i = 0; i < NN_MAX_PARTS; i++) topk_raise_max(&r, p.part[i]);
+    *(double *)data = r;
     return TW_OK;
 }
 
