@@ -47,7 +47,9 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
  * screening) runs on the tile while it is in cache. Each thread keeps its
  * own scratch, bounds and candidates; they are merged after the pass, so
  * nothing depends on which thread took which tile. */
+#ifndef TILE_ROWS
 #define TILE_ROWS 512
+#endif
 
 typedef int (*tile_fn)(void *ctx, int part, size_t r0, size_t nr);
 
@@ -175,9 +177,9 @@ typedef struct {
     float *S[NN_MAX_PARTS]; /* (W, sb) scores */
     int screened;           /* the fill screened every row */
     /* the fill */
-    gpt2_mat wk;
-    float *K;                 /* the entry's (H, V, dh) */
-    const float *Kc;          /* the cached entry's, for a screening pass */
+    float *wk;       /* (d, d) Wk, row-major and contiguous (the GEMM's B: a strided one is slower) */
+    float *K;        /* the entry's (H, V, dh) */
+    const float *Kc; /* the cached entry's, for a screening pass */
     float *buf[NN_MAX_PARTS]; /* (TILE_ROWS, d) rows of En, then (TILE_ROWS, d) of En Wk */
     double *mx;               /* (parts, H + 1): max |K_h[j]| per head, then max |En_j| */
 } keys_pass;
@@ -207,7 +209,9 @@ static int keys_fill_tile(void *ctx, int part, size_t r0, size_t nr)
     float *En = kp->buf[part], *T = En + TILE_ROWS * d;
     double *mx = kp->mx + (size_t)part * (H + 1);
     topk_raise_max(&mx[H], ana_ln_rows_form(kp->en, r0, nr, En)); /* rows r0 .. r0 + nr of En */
-    mat_gemm(T, En, kp->wk, NULL, nr, d, d);
+    // T (nr, d) = En[r0 ..] (nr, d) . Wk (d, d)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)d, (int)d, 1.0f, En, (int)d, kp->wk,
+                (int)d, 0.0f, T, (int)d);
     for (size_t j = 0; j < nr; j++)
         for (size_t h = 0; h < H; h++) {
             const float *src = T + j * d + h * dh;
@@ -235,10 +239,21 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
     const gpt2_block *blk;
     int rc = ana_block_acquire(kp->m, kp->block, &bref, &blk);
     if (rc != TW_OK) return rc;
-    kp->wk = gpt2_mat_at(blk->attn_w, 0, d);
+    const gpt2_mat wk = gpt2_mat_at(blk->attn_w, 0, d);
     kp->K = data;
+    kp->wk = malloc(d * d * sizeof(float));
     kp->mx = calloc((size_t)kp->parts * (H + 1), sizeof(double));
-    rc = kp->mx ? TW_OK : TW_ENOMEM;
+    rc = kp->mx && kp->wk ? TW_OK : TW_ENOMEM;
+    /* Wk copied, and its column norms, walking the storage in its own order */
+    for (size_t t = 0; rc == TW_OK && t < d; t++) cn[t] = 0.0;
+    for (size_t a = 0; rc == TW_OK && a < d; a++)
+        for (size_t b = 0; b < d; b++) {
+            size_t i = wk.cs == 1 ? a : b, t = wk.cs == 1 ? b : a;
+            float w = GPT2_AT(wk, i, t);
+            kp->wk[i * d + t] = w;
+            cn[t] += (double)w * w;
+        }
+    gpt2_block_release(&bref); /* Wk is in kp->wk now */
     for (int p = 0; p < kp->parts && rc == TW_OK; p++)
         if (!(kp->buf[p] = malloc(2 * TILE_ROWS * d * sizeof(float)))) rc = TW_ENOMEM;
     if (rc == TW_OK) rc = tile_pass_run(V, kp->parts, ana_cancel(kp->x), keys_fill_tile, kp);
@@ -253,20 +268,13 @@ static int fill_keys(void *data, size_t bytes, void *ctx)
             for (size_t h = 0; h < H; h++) topk_raise_max(&Rk[h], kp->mx[(size_t)p * (H + 1) + h]);
             topk_raise_max(R_en, kp->mx[(size_t)p * (H + 1) + H]);
         }
-        /* column norms, walking the storage in its own order */
-        for (size_t t = 0; t < d; t++) cn[t] = 0.0;
-        for (size_t a = 0; a < d; a++)
-            for (size_t b = 0; b < d; b++) {
-                size_t i = kp->wk.cs == 1 ? a : b, t = kp->wk.cs == 1 ? b : a;
-                double w = GPT2_AT(kp->wk, i, t);
-                cn[t] += w * w;
-            }
         for (size_t t = 0; t < d; t++) cn[t] = sqrt(cn[t]);
         kp->screened = kp->qa != NULL;
     }
     free(kp->mx);
+    free(kp->wk);
     kp->mx = NULL;
-    gpt2_block_release(&bref);
+    kp->wk = NULL;
     return rc;
 }
 
