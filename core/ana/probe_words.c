@@ -3,7 +3,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,45 +52,14 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
 
 typedef int (*tile_fn)(void *ctx, int part, size_t r0, size_t nr);
 
-typedef struct {
-    size_t n;                /* rows */
-    const tw_cancel *cancel; /* checked before each tile */
-    tile_fn tile;            /* rows r0 .. r0 + nr - 1 by thread `part` */
-    void *ctx;
-    atomic_size_t next; /* the next tile to claim */
-    atomic_int stop;    /* raised on an error: the others stop at their next tile */
-    int rc[NN_MAX_PARTS];
-} tile_pass;
-
-static void tile_part(void *ctx, size_t lo, size_t hi, int part)
-{
-    tile_pass *t = ctx;
-    (void)lo;
-    (void)hi;
-    int rc = TW_OK;
-    while (rc == TW_OK && !atomic_load(&t->stop)) {
-        size_t r0 = atomic_fetch_add(&t->next, 1) * TILE_ROWS;
-        if (r0 >= t->n) break;
-        if ((rc = tw_cancel_check(t->cancel)) == TW_OK)
-            rc = t->tile(t->ctx, part, r0, t->n - r0 < TILE_ROWS ? t->n - r0 : TILE_ROWS);
-    }
-    if (rc) atomic_store(&t->stop, 1);
-    t->rc[part] = rc;
-}
-
 /* The pass over n rows on `parts` threads (1 .. NN_MAX_PARTS): TW_OK, or
  * the error of a tile. */
 static int tile_pass_run(size_t n, int parts, const tw_cancel *cancel, tile_fn tile, void *ctx)
 {
-    tile_pass t = {.n = n, .cancel = cancel, .tile = tile, .ctx = ctx};
-    atomic_init(&t.next, 0);
-    atomic_init(&t.stop, 0);
     nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
-    nn_parallel_rows((size_t)parts, parts, tile_part, &t);
+    int rc = nn_parallel_tiles(n, TILE_ROWS, parts, cancel, tile, ctx);
     nn_blas_single_end();
-    for (int p = 0; p < parts; p++)
-        if (t.rc[p]) return t.rc[p];
-    return TW_OK;
+    return rc;
 }
 
 /* The threads of a pass: the budget, at most NN_MAX_PARTS, and at least

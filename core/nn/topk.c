@@ -368,15 +368,9 @@ static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, siz
     const double work = (double)c->nq * (double)c->kc * (double)d * ((c->ht ? 1 : 0) + (c->hb ? 1 : 0));
     int parts = work >= TOPK_PAR_WORK ? nn_parts() : 1;
     if ((size_t)parts > c->nq) parts = c->nq ? (int)c->nq : 1;
-    certify_ctx x = {.c = c,
-                     .src = src,
-                     .Q = Q,
-                     .ldq = ldq,
-                     .ldo = ldo,
-                     .err = err,
-                     .top = top,
-                     .bottom = bottom,
-                     .failed = failed};
+    certify_ctx x = {
+        .c = c, .src = src, .Q = Q, .ldq = ldq, .ldo = ldo, .err = err, .top = top, .bottom = bottom};
+    x.failed = failed;
     x.tmp = malloc((size_t)parts * c->k * sizeof(heap_item));
     x.buf = src->M ? NULL : malloc((size_t)parts * d * sizeof(float));
     if (!x.tmp || (!src->M && !x.buf)) {
@@ -514,15 +508,13 @@ static void scratch_free(pass_scratch *w)
 /* Screening: block by block, the float scores of S's rows lo .. hi - 1
  * (formed into w->R first when the pass is formed) against every
  * screening query, offered to the candidates c (if any) and to
- * opts->on_block (if set). stop, when set, is raised on an error and ends
- * the pass at the next block when another thread raised it. */
+ * opts->on_block (if set). */
 static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, size_t hi, pass_scratch *w,
-                       topk_cands *c, const topk_opts *opts, atomic_int *stop)
+                       topk_cands *c, const topk_opts *opts)
 {
     const tw_cancel *cancel = opts ? opts->cancel : NULL;
     int rc = TW_OK;
     for (size_t j0 = lo; j0 < hi && rc == TW_OK; j0 += b) {
-        if (stop && atomic_load(stop)) break;
         if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
         size_t bj = hi - j0 < b ? hi - j0 : b;
         const float *R = s->S + j0 * s->lds;
@@ -536,45 +528,30 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
         for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, w->S + i * bj, bj, j0);
         if (opts && opts->on_block) rc = opts->on_block(opts->ctx, w->S, nq, j0, bj);
     }
-    if (rc && stop) atomic_store(stop, 1);
     return rc;
 }
 
 /* ---- The tiled pass ----
- * One thread per core (nn_parts), each with a contiguous share of the
- * rows, its own scores and its own candidates, calling the GEMM with one
- * BLAS thread and scanning each block it computed at once: the scan runs
- * on every core beside the GEMMs instead of after them in one thread, and
- * no BLAS hand-off waits on another thread block by block. The candidates
- * are merged afterwards: a list's candidates are the best of the rows
- * whoever scanned them, so the lists are those of the plain pass. */
+ * One thread per core (nn_parts), each with its own scores and its own
+ * candidates, claiming blocks of rows one at a time (nn_parallel_tiles),
+ * calling the GEMM with one BLAS thread and scanning each block it
+ * computed at once: the scan runs on every core beside the GEMMs instead
+ * of after them in one thread, and no BLAS hand-off waits on another
+ * thread block by block. The candidates are merged afterwards: a list's
+ * candidates are the best of the rows whoever scanned them, so the lists
+ * are those of the plain pass. */
 typedef struct {
     const topk_screen *s;
     const topk_opts *opts;
     size_t nq, b;
     topk_cands *c[NN_MAX_PARTS];
     pass_scratch w[NN_MAX_PARTS];
-    atomic_int stop;
-    atomic_size_t next; /* the next block to claim */
-    int rc[NN_MAX_PARTS];
 } tiles_ctx;
 
-/* Blocks are claimed one at a time from a shared counter (not a fixed
- * share per thread): on a loaded machine a thread that gets less of its
- * core does fewer blocks instead of keeping the other waiting. */
-static void tiles_part(void *ctx, size_t lo, size_t hi, int part)
+static int tiles_block(void *ctx, int part, size_t j0, size_t bj)
 {
     tiles_ctx *t = ctx;
-    (void)lo;
-    (void)hi;
-    int rc = TW_OK;
-    for (;;) {
-        size_t j0 = atomic_fetch_add(&t->next, 1) * t->b;
-        if (j0 >= t->s->n || rc != TW_OK) break;
-        size_t j1 = t->s->n - j0 < t->b ? t->s->n : j0 + t->b;
-        rc = screen_rows(t->s, t->nq, t->b, j0, j1, &t->w[part], t->c[part], t->opts, &t->stop);
-    }
-    t->rc[part] = rc;
+    return screen_rows(t->s, t->nq, t->b, j0, j0 + bj, &t->w[part], t->c[part], t->opts);
 }
 
 /* The tiled screening into c (parts >= 2 threads), raising *rmax to the
@@ -593,9 +570,8 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
     }
     if (rc == TW_OK) {
         nn_blas_single_begin(); /* one BLAS thread per part; the server's budget again after */
-        nn_parallel_rows((size_t)parts, parts, tiles_part, &t);
+        rc = nn_parallel_tiles(s->n, t.b, parts, NULL /* screen_rows checks opts->cancel */, tiles_block, &t);
         nn_blas_single_end();
-        for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
     }
     for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
     for (int p = 0; p < parts; p++) {
@@ -653,7 +629,7 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
     if (rc == TW_OK && lists && !(c && (s->err || err))) rc = TW_ENOMEM;
     if (rc == TW_OK) {
         rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, &rmax)
-                       : screen_rows(s, nq, b, 0, s->n, &w, c, opts, NULL);
+                       : screen_rows(s, nq, b, 0, s->n, &w, c, opts);
         topk_raise_max(&rmax, w.rmax);
     }
     if (rc == TW_OK && lists) {
