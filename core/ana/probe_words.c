@@ -63,8 +63,7 @@ typedef int (*tile_fn)(void *ctx, int part, size_t r0, size_t nr);
 static void populate(void *p, size_t bytes)
 {
 #ifdef MADV_POPULATE_WRITE
-    static long page;
-    if (!page) page = sysconf(_SC_PAGESIZE);
+    const long page = sysconf(_SC_PAGESIZE); /* from the auxiliary vector: no system call */
     if (page <= 0) return;
     const uintptr_t pg = (uintptr_t)page, a = ((uintptr_t)p + pg - 1) / pg * pg,
                     b = ((uintptr_t)p + bytes) / pg * pg;
