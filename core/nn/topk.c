@@ -517,9 +517,11 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
     for (size_t j0 = lo; j0 < hi && rc == TW_OK; j0 += b) {
         if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
         size_t bj = hi - j0 < b ? hi - j0 : b;
-        const float *R = s->S + j0 * s->lds;
+        const float *R;
         size_t ldr = s->lds;
-        if (formed_pass(s)) {
+        if (!formed_pass(s)) {
+            R = s->S + j0 * s->lds;
+        } else {
             topk_raise_max(&w->rmax, s->Mf->form(s->Mf->ctx, j0, bj, w->R));
             R = w->R;
             ldr = s->d;

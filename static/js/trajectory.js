@@ -636,6 +636,18 @@ async function warmUp() {
   mark('twd:traj-warm');
 }
 
+// Plotly measures a plot's box only when the plot is made or resized, not in
+// react: a plot made while a message took room (the warm-up scene beside a
+// slow answer) is resized to the box it is now laid out in, the box the
+// sketch and the other layer are drawn for.
+async function fitBox(el) {
+  const fl = el._fullLayout;
+  if (!fl || !el.data) return;
+  const cs = getComputedStyle(el);
+  if (Math.abs(fl.width - parseFloat(cs.width)) > 0.5 || Math.abs(fl.height - parseFloat(cs.height)) > 0.5)
+    await Plotly.Plots.resize(el);
+}
+
 // A draw that builds the cloud's buffers is the figure's full draw: timed.
 function drawTimed(seq) {
   const full = st.cloud && (!st.cloudTrace || st.cloudTrace.source !== st.cloud);
@@ -653,6 +665,7 @@ async function drawAll(seq) {
   const labels = st.pre.flatMap(x => x.labels);
   st.labelsLater = labels.some(l => !st.seenLabels.has(l));
   const { data, layout, below } = figure();
+  await fitBox(gd);
   await Plotly.react(gd, data, layout, config(fileStem()));
   if (seq !== undefined && seq !== st.seq) return;
   if (!st.bound) bindPlotEvents(gd);
@@ -689,6 +702,7 @@ async function drawAll(seq) {
     // the cloud's trace is built after the phrases are on screen (its 50,257
     // hover texts and axes for GPT-2), once per cloud
     if (!st.cloudTrace || st.cloudTrace.source !== st.cloud) st.cloudTrace = { source: st.cloud, trace: cloudTrace(st.cloud) };
+    await fitBox(under);
     await Plotly.react(under, [st.cloudTrace.trace], below,
       { ...config(fileStem()), displayModeBar: false, scrollZoom: false, showTips: false });
     // new ranges for the same cloud keep its buffers

@@ -35,8 +35,8 @@ export async function ask(v, p, { title, failed, job, show, what = 'answer', has
   const stop = busy(box, title);
   try {
     const ans = await job();
+    stop(); // a superseded request's pending message must never show later
     if (seq !== v.seq) return;
-    stop();
     hideMessage(box);
     if ((await show(ans)) !== false) v.tools.enable(true);
   } catch (e) {

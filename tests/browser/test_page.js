@@ -108,7 +108,14 @@ async function pointAt(page, id, x, y) {
 // Points at and clicks the cell (x, y) of a 2D figure.
 async function clickCell(page, id, x, y) {
   const at = await pointAt(page, id, x, y);
-  await page.mouse.move(at.x, at.y); // plotly takes a click on what the pointer hovers: hover first
+  // plotly takes a click on what it last saw hovered, and sees hovers at most
+  // every 50 ms: click once it has seen this figure's point under the pointer
+  // (not the figure drawn before it in the same element)
+  await page.mouse.move(at.x, at.y);
+  await page.waitForFunction(([id, x, y]) => {
+    const gd = document.getElementById(id), h = gd._hoverdata && gd._hoverdata[0];
+    return !!h && h.fullData === gd._fullData[h.curveNumber] && Number(h.x) === x && Number(h.y) === y;
+  }, [id, x, y], { timeout: 10000 }).catch(() => console.log(`# note: plotly saw no hover of cell (${x}, ${y}) of ${id}`));
   await page.mouse.click(at.x, at.y);
 }
 
@@ -684,6 +691,11 @@ async function main() {
     const k0 = plotlyText(visibleToken(probeWant.words[0].heads[0].keys[0].text)).slice(0, 10);
     ok(heads.text[0][0].startsWith('K ') && heads.text[0][0].includes(k0) && heads.text[0][0].includes('<br>V '),
       'a cell shows the top key (K) and value (V) tokens', heads.text[0][0]);
+    // the block picker sent a request of its own before the words were in:
+    // that superseded request's "Probing" message must not show up later
+    await page.waitForTimeout(400);
+    const probeMsg = await page.$eval('#probe-msg', b => (b.hidden ? '' : b.textContent));
+    ok(probeMsg === '', 'no message stays over the drawn grid once a superseded request is answered', probeMsg);
     await shot(page, 'probes-1280x800');
     // a click on a cell lists it in full
     await clickCell(page, 'probe-plot', 1, 0);
@@ -1221,6 +1233,27 @@ async function main() {
       `the sketch drew every point of the phrase's paths where the 3D scene shows them (${sk.n} points, worst ${sk.worst && sk.worst.toFixed(2)} px)`,
       JSON.stringify(sk));
     ok(await page.evaluate(() => document.getElementById('traj-sketch').hidden), 'the sketch is gone once the 3D figure is drawn');
+    // twd's answer held back instead: the empty scene is set up first (the
+    // warm-up), and the figure drawn into it is where the sketch drew it
+    // (set up while the busy message above it takes room, as for a slow
+    // answer on a slow machine: plotly.js held until the message shows)
+    let answer = null, plotly = null;
+    const answerHeld = new Promise(r => { answer = r; }), plotlyHeld2 = new Promise(r => { plotly = r; });
+    await page.goto('about:blank');
+    await page.route(/\/trajectory$/, async route => { await answerHeld; await route.continue(); });
+    await page.route(/\/vendor\/plotly-[^/]*\.js$/, async route => { await plotlyHeld2; await route.continue(); });
+    await page.goto(timing.url('/#projection=pca'));
+    await page.waitForFunction(() => !document.getElementById('traj-msg').hidden, null, { timeout: 60000 });
+    plotly();
+    await page.waitForFunction(() => performance.getEntriesByName('twd:traj-warm').length > 0, null, { timeout: 60000 });
+    await page.unroute(/\/vendor\/plotly-[^/]*\.js$/);
+    answer();
+    await page.waitForFunction(() => document.getElementById('traj-plot').dataset.cloud === '10000', null, { timeout: 120000 });
+    await page.unroute(/\/trajectory$/);
+    const skw = await sketchOffsets(page);
+    ok(skw.sketched && skw.ranges && skw.n === bigAns.n_states * bigAns.n_tokens && skw.worst < 0.5,
+      `after the warm-up scene too, the 3D figure shows the points where the sketch drew them (${skw.n} points, worst ${skw.worst && skw.worst.toFixed(2)} px)`,
+      JSON.stringify(skw));
     await page.focus('#layer');
     for (let s = bigAns.n_states - 2; s >= bigAns.n_states - 6; s--) {
       await page.keyboard.press('ArrowLeft');
