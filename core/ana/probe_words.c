@@ -45,12 +45,19 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
  * thread (nn_blas_single_begin): no hand-off to OpenBLAS's pool tile by
  * tile, none of its threads spinning beside ours, and what follows a
  * tile's GEMM (the scatter into the head-major layout, the bounds, the
- * screening) runs on the tile while it is in cache. Each thread keeps its
- * own scratch, bounds and candidates; they are merged after the pass, so
- * nothing depends on which thread took which tile. */
+ * screening) runs on the tile while it is still in the cache. Each thread
+ * keeps its own scratch, bounds and candidates; they are merged after the
+ * pass, so nothing depends on which thread took which tile. A tile's GEMM
+ * packs all of its d x d B (Wk, Wg) again, so tiles are large: 2048 rows
+ * took about 2 % less CPU than 512 on the xl shape (the same on 124M),
+ * with the screening still in blocks of at most SCREEN_ROWS rows (its
+ * GEMMs against a taller block of K packed more). */
 #ifndef TILE_ROWS
-#define TILE_ROWS 512
+#define TILE_ROWS 2048
 #endif
+/* Rows per block of screening scores within a tile, at most (fewer for
+ * many words: the scores stay within topk_block_rows' 8 MiB). */
+#define SCREEN_ROWS 512
 
 typedef int (*tile_fn)(void *ctx, int part, size_t r0, size_t nr);
 
@@ -74,12 +81,22 @@ static void populate(void *p, size_t bytes)
 #endif
 }
 
+/* Rows per tile of a pass over n rows on `parts` threads: TILE_ROWS, or
+ * fewer (down to 256, a multiple of 16) so that each thread gets two
+ * tiles or more of a small vocabulary. */
+static size_t tile_rows(size_t n, int parts)
+{
+    size_t b = (n / (2 * (size_t)parts) + 15) / 16 * 16;
+    if (b < 256) b = 256;
+    return b < TILE_ROWS ? b : TILE_ROWS; /* never more than the scratch holds */
+}
+
 /* The pass over n rows on `parts` threads (1 .. NN_MAX_PARTS): TW_OK, or
  * the error of a tile. */
 static int tile_pass_run(size_t n, int parts, const tw_cancel *cancel, tile_fn tile, void *ctx)
 {
     nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
-    int rc = nn_parallel_tiles(n, TILE_ROWS, parts, cancel, tile, ctx);
+    int rc = nn_parallel_tiles(n, tile_rows(n, parts), parts, cancel, tile, ctx);
     nn_blas_single_end();
     return rc;
 }
@@ -89,7 +106,7 @@ static int tile_pass_run(size_t n, int parts, const tw_cancel *cancel, tile_fn t
 static int pass_parts(size_t V)
 {
     int parts = nn_parts();
-    while (parts > 1 && (size_t)parts * 2 * TILE_ROWS > V) parts--;
+    while (parts > 1 && (size_t)parts * 2 * 256 > V) parts--;
     return parts;
 }
 
@@ -331,7 +348,7 @@ static int keys_factored(keys_pass *kp, const char *kkey, blockcache_entry *ke, 
     topk_cands *c0 = topk_cands_new(NQ, V, k, 1, 0);
     double *err = malloc(NQ * sizeof *err);
     unsigned char *failed = malloc(NQ);
-    kp->sb = topk_block_rows(W, TILE_ROWS);
+    kp->sb = topk_block_rows(W, SCREEN_ROWS);
     kp->c[0] = c0;
     int rc = c0 && err && failed ? cands_split(kp->c, kp->parts, NQ, V, k) : TW_ENOMEM;
     for (int p = 0; p < kp->parts && rc == TW_OK; p++)
@@ -881,7 +898,7 @@ static int words_values_factored(words_run *p, const char *vkey, blockcache_entr
                     .dh = d / H,
                     .q = p->worst ? NULL : &vq, /* PROBE_CHECK: the screening needs the bounds first */
                     .W = W,
-                    .sb = topk_block_rows(3 * W, TILE_ROWS)};
+                    .sb = topk_block_rows(3 * W, SCREEN_ROWS)};
     topk_cands *c0 = topk_cands_new(NQ, V, p->k, 1, 0);
     unsigned char *failed = malloc(NQ);
     vp.c[0] = c0;
