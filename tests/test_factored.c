@@ -74,7 +74,7 @@ static void check_model(const gpt2_model *m, size_t W)
             blockcache_stats st;
             blockcache_get_stats(c, &st);
             ck_assert_uint_eq(st.entries, 4); /* the statistics of E, max |E_j|, K and G */
-            blockcache_entry *en = NULL; /* LN_b(E) is never formed whole */
+            blockcache_entry *en = NULL;      /* LN_b(E) is never formed whole */
             ck_assert_int_eq(ana_lookup_ln1_embeddings(m, ANA_CTX(c), block, &en), 1);
             ck_assert_int_eq(probe_words_opt(m, ANA_CTX(c), block, ids, 3, ks[ki], PROBE_AUTO, &a), 0);
             ck_assert_int_eq(probe_words_opt(m, NULL, block, ids, W, ks[ki], PROBE_FACTORED, &p), 0);
@@ -220,6 +220,70 @@ START_TEST(test_screened_coarse)
 }
 END_TEST
 
+/* The rows (CERT_D floats each) of a test matrix formed on demand (copied):
+ * a topk_former. */
+#define CERT_D 24
+static double copy_rows(const void *ctx, size_t j0, size_t nr, float *out)
+{
+    const float *M = ctx;
+    memcpy(out, M + j0 * CERT_D, nr * CERT_D * sizeof(float));
+    return topk_max_row_norm(out, nr, CERT_D);
+}
+
+/* topk_cands_certify_rows with failed: lists whose bound is too loose to be
+ * certified by their candidates are marked and left as they were, the
+ * others are topk_rows_naive's; the marked ones, computed by one plain
+ * pass, are too. With stored and with formed rows. */
+START_TEST(test_certify_failed)
+{
+    tw_rng r = tt_rng(76);
+    const size_t n = 2000, d = CERT_D, nq = 40, k = 5;
+    float *M = malloc(n * d * sizeof(float)), *Q = malloc(nq * d * sizeof(float)),
+          *s = malloc(n * sizeof(float));
+    double *err = malloc(nq * sizeof(double));
+    unsigned char *failed = malloc(nq);
+    tt_fill_uniform(&r, M, n * d, -1, 1);
+    tt_fill_uniform(&r, Q, nq * d, -1, 1);
+    const float R = topk_max_row_norm(M, n, d);
+    topk_hit *ref = malloc(nq * k * sizeof *ref), *out = malloc(nq * k * sizeof *out),
+             *fix = malloc(nq * k * sizeof *fix);
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, ref, NULL), 0);
+    for (int formed = 0; formed < 2; formed++) {
+        topk_cands *c = topk_cands_new(nq, n, k, 1, 0);
+        for (size_t i = 0; i < nq; i++) {
+            for (size_t j = 0; j < n; j++) s[j] = (float)topk_dot(Q + i * d, M + j * d, d);
+            topk_cands_scan(c, i, s, n, 0);
+            /* a valid bound for every query; far too loose for every third */
+            err[i] = topk_screen_error(d, sqrt(topk_dot(Q + i * d, Q + i * d, d)), R) * (i % 3 ? 1.0 : 1e6);
+        }
+        for (size_t i = 0; i < nq * k; i++) out[i] = (topk_hit){.id = -7, .score = -7.0};
+        const topk_former f = {.n = n, .d = d, .rows = formed ? NULL : M, .form = copy_rows, .ctx = M};
+        ck_assert_int_eq(topk_cands_certify_rows(c, &f, Q, d, err, out, NULL, k, failed), 0);
+        size_t nf = 0;
+        for (size_t i = 0; i < nq; i++) {
+            if (failed[i]) {
+                nf++;
+                for (size_t t = 0; t < k; t++) ck_assert_int_eq(out[i * k + t].id, -7);
+                ck_assert_int_eq(topk_rows_formed(&f, Q + i * d, 1, k, fix, NULL, NULL), 0);
+                same_hits(fix, ref + i * k, k, "failed list, plain pass");
+            } else {
+                same_hits(out + i * k, ref + i * k, k, "certified list");
+            }
+        }
+        ck_assert_uint_gt(nf, 0);
+        ck_assert_uint_lt(nf, nq);
+        topk_cands_free(c);
+    }
+    /* bad arguments */
+    topk_cands *c = topk_cands_new(nq, n, k, 1, 0);
+    const topk_former short_f = {.n = n - 1, .d = d, .rows = M};
+    ck_assert_int_eq(topk_cands_certify_rows(c, &short_f, Q, d, err, out, NULL, k, failed), TW_EINVAL);
+    ck_assert_int_eq(topk_cands_certify_rows(c, NULL, Q, d, err, out, NULL, k, failed), TW_EINVAL);
+    topk_cands_free(c);
+    TT_FREE(M, Q, s, err, failed, ref, out, fix);
+}
+END_TEST
+
 /* An F16 checkpoint with its block matrices left in the mapping
  * (gpt2_load_options.lazy_blocks, none kept: each analysis converts what it
  * needs) answers the probes exactly as the same checkpoint converted whole
@@ -283,4 +347,4 @@ END_TEST
 
 TW_CHECK_ONE_MAIN("factored", "factored", 180, test_factored_keys_layouts,
                   test_factored_keys_ties_and_thin_heads, test_factored_keys_cancel, test_screened_coarse,
-                  test_lazy_f16_same_answers)
+                  test_certify_failed, test_lazy_f16_same_answers)

@@ -1,12 +1,14 @@
 /* Unit tests of core/nn/lnorm: layer norm of rows against the formula, with
  * and without gain and bias, and in place; and core/nn/par's BLAS thread
- * budget with single-threaded sections. */
+ * budget with single-threaded sections and its tiled loop. */
 #include <cblas.h>
 #include <check.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "base/status.h"
 #include "core/nn/lnorm.h"
 #include "core/nn/par.h"
 #include "tests/support/tw_check.h"
@@ -132,5 +134,44 @@ START_TEST(test_blas_sections)
 }
 END_TEST
 
+/* nn_parallel_tiles: every tile once, the last one shorter; an error (or
+ * the cancel) ends the loop and is returned. */
+typedef struct {
+    unsigned char seen[1000];
+    atomic_int calls;
+    int fail_at; /* the tile starting there returns 7 (-1: none) */
+} tiles_probe;
+
+static int tile_mark(void *ctx, int part, size_t r0, size_t nr)
+{
+    tiles_probe *t = ctx;
+    ck_assert(part >= 0 && part < NN_MAX_PARTS);
+    atomic_fetch_add(&t->calls, 1);
+    for (size_t j = r0; j < r0 + nr; j++) t->seen[j]++;
+    return (int)r0 == t->fail_at ? 7 : 0;
+}
+
+START_TEST(test_parallel_tiles)
+{
+    for (int parts = 1; parts <= 3; parts++) {
+        tiles_probe t = {.fail_at = -1};
+        ck_assert_int_eq(nn_parallel_tiles(1000, 64, parts, NULL, tile_mark, &t), 0);
+        ck_assert_int_eq(atomic_load(&t.calls), 16); /* 15 of 64 rows, one of 40 */
+        for (size_t j = 0; j < 1000; j++) ck_assert_int_eq(t.seen[j], 1);
+        tiles_probe f = {.fail_at = 128};
+        ck_assert_int_eq(nn_parallel_tiles(1000, 64, parts, NULL, tile_mark, &f), 7);
+        for (size_t j = 0; j < 1000; j++) ck_assert_int_le(f.seen[j], 1);
+        tw_cancel cancel = {0};
+        tw_cancel_raise(&cancel);
+        tiles_probe c = {.fail_at = -1};
+        ck_assert_int_eq(nn_parallel_tiles(1000, 64, parts, &cancel, tile_mark, &c), TW_ECANCELED);
+        ck_assert_int_eq(atomic_load(&c.calls), 0);
+    }
+    tiles_probe e = {.fail_at = -1};
+    ck_assert_int_eq(nn_parallel_tiles(0, 64, 2, NULL, tile_mark, &e), 0); /* no rows: no tile */
+    ck_assert_int_eq(atomic_load(&e.calls), 0);
+}
+END_TEST
+
 TW_CHECK_ONE_MAIN("lnorm", "lnorm", 0, test_layernorm_rows, test_layernorm_stats_rows, test_layernorm_apply_sumsq,
-                   test_blas_sections)
+                  test_blas_sections, test_parallel_tiles)

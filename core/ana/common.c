@@ -52,10 +52,6 @@ typedef struct {
 
 /* Bytes of a cached (n, d) float matrix followed by its trailer of `extra`
  * doubles (8-byte aligned). */
-/* The largest of the norms r (so far) and v: NaN, once there, stays
- * (topk_max_row_norm's rule: then nothing is certified). */
-static double max_norm(double r, double v) { return isnan(r) || v <= r ? r : v; }
-
 static size_t rows_bytes(size_t n, size_t d, size_t extra)
 {
     return (n * d * sizeof(float) + 7) / 8 * 8 + extra * sizeof(double);
@@ -100,8 +96,8 @@ static int fill_ln(void *data, size_t bytes, void *ctx)
     double *trailer = (double *)((char *)data + rows_bytes(V, d, 0));
     trailer[0] = trailer[1] = 0.0;
     for (int i = 0; i < parts && (size_t)i < V; i++) { /* NaN wins: then nothing is certified */
-        trailer[0] = max_norm(trailer[0], p.en_max[i]);
-        trailer[1] = max_norm(trailer[1], p.e_max[i]);
+        topk_raise_max(&trailer[0], p.en_max[i]);
+        topk_raise_max(&trailer[1], p.e_max[i]);
     }
     return TW_OK;
 }
@@ -193,14 +189,14 @@ static void stats_rows(void *ctx, size_t lo, size_t hi, int part)
 {
     stats_par *p = ctx;
     const size_t d = (size_t)p->m->cfg.n_embd;
-    float r = 0.0f;
+    double r = 0.0;
     for (size_t j = lo; j < hi; j += STATS_CHUNK) {
         const size_t n = hi - j < STATS_CHUNK ? hi - j : STATS_CHUNK;
         const float *x = p->m->p.wte + j * d;
         layernorm_stats_rows(x, n, d, p->m->cfg.ln_eps, p->mean + j, p->rstd + j);
-        r = max_norm(r, topk_max_row_norm(x, n, d));
+        topk_raise_max(&r, topk_max_row_norm(x, n, d));
     }
-    p->part_max[part] = r;
+    p->part_max[part] = (float)r;
 }
 
 static int fill_stats(void *data, size_t bytes, void *ctx)
@@ -211,8 +207,8 @@ static int fill_stats(void *data, size_t bytes, void *ctx)
     const int parts = rows_parts(V);
     stats_par p = {.m = m, .mean = data, .rstd = (double *)data + V};
     nn_parallel_rows(V, parts, stats_rows, &p);
-    float r = 0.0f;
-    for (int i = 0; i < parts; i++) r = max_norm(r, p.part_max[i]);
+    double r = 0.0;
+    for (int i = 0; i < parts; i++) topk_raise_max(&r, p.part_max[i]);
     ((double *)data)[2 * V] = r;
     return TW_OK;
 }
@@ -231,7 +227,7 @@ double ana_ln_rows_form(const ana_ln_rows *r, size_t j0, size_t n, float *out)
     for (size_t j = 0; j < n; j++) {
         double v = sqrt(layernorm_apply_sumsq(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d,
                                               r->stats[j0 + j], r->stats[r->f.n + j0 + j]));
-        rmax = max_norm(rmax, v); /* topk_max_row_norm's rule, so the figure is the cached matrix's */
+        topk_raise_max(&rmax, v); /* topk_max_row_norm's rule, so the figure is the cached matrix's */
     }
     return rmax;
 }
@@ -308,8 +304,8 @@ static int fill_wte_norm(void *data, size_t bytes, void *ctx)
     const int parts = rows_parts(V);
     wte_norm_par p = {.m = m};
     nn_parallel_rows(V, parts, wte_norm_rows, &p);
-    float r = 0.0f;
-    for (int i = 0; i < parts; i++) r = max_norm(r, p.part_max[i]);
+    double r = 0.0;
+    for (int i = 0; i < parts; i++) topk_raise_max(&r, p.part_max[i]);
     *(double *)data = r;
     return TW_OK;
 }

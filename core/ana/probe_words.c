@@ -3,10 +3,11 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/nn/linalg.h"
 #include "core/nn/lnorm.h"
@@ -36,184 +37,341 @@ static int result_alloc(probe_words_result *r, size_t W, size_t H, size_t k)
     return TW_OK;
 }
 
+/* ---- Tiled passes over the vocabulary ----
+ * The fills of K and G and the screenings against them go over the V rows
+ * in tiles of TILE_ROWS, claimed one at a time from a shared counter by
+ * threads of ours (nn_parts of them; on a loaded machine a thread that
+ * gets less of its core does fewer tiles), each calling BLAS with one
+ * thread (nn_blas_single_begin): no hand-off to OpenBLAS's pool tile by
+ * tile, none of its threads spinning beside ours, and what follows a
+ * tile's GEMM (the scatter into the head-major layout, the bounds, the
+ * screening) runs on the tile while it is still in the cache. Each thread
+ * keeps its own scratch, bounds and candidates; they are merged after the
+ * pass, so nothing depends on which thread took which tile. A tile's GEMM
+ * packs all of its d x d B (Wk, Wg) again, so tiles are large: 2048 rows
+ * took about 2 % less CPU than 512 on the xl shape (the same on 124M),
+ * with the screening still in blocks of at most SCREEN_ROWS rows (its
+ * GEMMs against a taller block of K packed more). */
+#ifndef TILE_ROWS
+#define TILE_ROWS 2048
+#endif
+/* Rows per block of screening scores within a tile, at most (fewer for
+ * many words: the scores stay within topk_block_rows' 8 MiB). */
+#define SCREEN_ROWS 512
+
+typedef int (*tile_fn)(void *ctx, int part, size_t r0, size_t nr);
+
+/* Has the kernel map the whole pages of [p, p + bytes) at once
+ * (MADV_POPULATE_WRITE, Linux 5.14; elsewhere nothing, and the pages come
+ * at their first write as before): a fresh cache entry's pages cost about
+ * half as much so as one fault at a time (321 MB: 0.09-0.10 s against
+ * 0.17-0.19 s here), and the faults of two threads do not overlap anyway.
+ * A tile asks for the pages it is about to write. */
+static void populate(void *p, size_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+    const long page = sysconf(_SC_PAGESIZE); /* from the auxiliary vector: no system call */
+    if (page <= 0) return;
+    const uintptr_t pg = (uintptr_t)page, a = ((uintptr_t)p + pg - 1) / pg * pg,
+                    b = ((uintptr_t)p + bytes) / pg * pg;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+/* Rows per tile of a pass over n rows on `parts` threads: TILE_ROWS, or
+ * fewer (down to 256, a multiple of 16) so that each thread gets two
+ * tiles or more of a small vocabulary. */
+static size_t tile_rows(size_t n, int parts)
+{
+    size_t b = (n / (2 * (size_t)parts) + 15) / 16 * 16;
+    if (b < 256) b = 256;
+    return b < TILE_ROWS ? b : TILE_ROWS; /* never more than the scratch holds */
+}
+
+/* The pass over n rows on `parts` threads (1 .. NN_MAX_PARTS): TW_OK, or
+ * the error of a tile. */
+static int tile_pass_run(size_t n, int parts, const tw_cancel *cancel, tile_fn tile, void *ctx)
+{
+    nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
+    int rc = nn_parallel_tiles(n, tile_rows(n, parts), parts, cancel, tile, ctx);
+    nn_blas_single_end();
+    return rc;
+}
+
+/* The threads of a pass: the budget, at most NN_MAX_PARTS, and at least
+ * two tiles each to be worth it. */
+static int pass_parts(size_t V)
+{
+    int parts = nn_parts();
+    while (parts > 1 && (size_t)parts * 2 * 256 > V) parts--;
+    return parts;
+}
+
+/* Per-thread candidates of a screening: c[0] the caller's, the others new
+ * (NULL on failure). */
+static int cands_split(topk_cands **c, int parts, size_t nq, size_t V, size_t k)
+{
+    for (int p = 1; p < parts; p++)
+        if (!(c[p] = topk_cands_new(nq, V, k, 1, 0))) return TW_ENOMEM;
+    return TW_OK;
+}
+
+/* Merges c[1 ..] into c[0] (when ok) and frees them. */
+static void cands_join(topk_cands **c, int parts, int ok)
+{
+    for (int p = 1; p < parts; p++) {
+        if (ok && c[p]) topk_cands_merge(c[0], c[p]);
+        topk_cands_free(c[p]);
+        c[p] = NULL;
+    }
+}
+
+/* The lists failed[i] of a certification that could not be certified,
+ * computed in one plain pass over the rows of f (topk_rows_formed: a GEMM
+ * of all of them against every row, certified by the float GEMM's own
+ * bound): the exact lists, as an exact scan of each would give, at a
+ * fraction of its cost. Query i at Q + i * ldq (d floats), list i to top
+ * + i * k. */
+static int failed_lists(const topk_former *f, const float *Q, size_t ldq, size_t nq, size_t k,
+                        const unsigned char *failed, topk_hit *top, const tw_cancel *cancel)
+{
+    const size_t d = f->d;
+    size_t nf = 0;
+    for (size_t i = 0; i < nq; i++) nf += failed[i] != 0;
+    if (!nf) return TW_OK;
+    float *Qf = malloc(nf * d * sizeof(float));
+    topk_hit *hf = malloc(nf * k * sizeof *hf);
+    int rc = Qf && hf ? TW_OK : TW_ENOMEM;
+    for (size_t i = 0, j = 0; rc == TW_OK && i < nq; i++)
+        if (failed[i]) memcpy(Qf + j++ * d, Q + i * ldq, d * sizeof(float));
+    if (rc == TW_OK) rc = topk_rows_formed(f, Qf, nf, k, hf, NULL, &(topk_opts){.cancel = cancel});
+    for (size_t i = 0, j = 0; rc == TW_OK && i < nq; i++)
+        if (failed[i]) memcpy(top + i * k, hf + j++ * k, k * sizeof *hf);
+    free(Qf);
+    free(hf);
+    return rc;
+}
+
 /* ---- Factored keys ----
  * Entry "keys(En):<b>": K = En Wk (V, d), stored head by head: K_h (V, dh)
  * at K + h V dh, then a trailer of doubles: Rk (H) max_j |K_h[j]|, cn (d)
  * the column norms |Wk[:, t]|, and R_En = max_j |En_j| (measured on the
  * rows of En as they were formed for the GEMM). */
 
-typedef struct {
-    const gpt2_model *m;
-    const ana_ctx *x;
-    int block;
-    const ana_ln_rows *en; /* LN_b(E), formed tile by tile */
-} keys_ctx;
-
 static size_t keys_bytes(size_t V, size_t d, size_t H)
 {
     return (V * d * sizeof(float) + 7) / 8 * 8 + (H + d + 1) * sizeof(double);
 }
 
-/* Scatters the nr rows of tmp (nr, d) into the head-major dst: row j's
- * head-h part goes to dst + (h V + r0 + j) dh; and raises mx[h] to the
- * largest |part| seen (a NaN stays: nothing is certified then). The rows
- * are shared among the BLAS threads (nn_parts): this pass is V d of memory
- * traffic and norms per entry, worth splitting. */
+/* A pass over K: its fill (K NULL: En formed tile by tile, K = En Wk
+ * scattered into the entry), its screening (qa set: the W H key lists, w H
+ * + h, screened with qa_h against K_h, whether in the fill or over the
+ * cached K), or both. */
 typedef struct {
-    const float *tmp;
-    float *dst;
-    size_t V, d, H, r0;
-    double *mx; /* (parts, H) */
-} scatter_ctx;
+    const gpt2_model *m;
+    const ana_ctx *x;
+    int block;
+    const ana_ln_rows *en; /* LN_b(E), formed tile by tile */
+    int parts;
+    size_t V, d, H, dh;
+    /* the screening, or qa NULL: none */
+    const float *qa; /* (W, d) q Wq / sqrt(dh) */
+    size_t W, sb;    /* words; rows per block of screening scores */
+    topk_cands *c[NN_MAX_PARTS];
+    float *S[NN_MAX_PARTS]; /* (W, sb) scores */
+    int screened;           /* the fill screened every row */
+    /* the fill */
+    float *wk;       /* (d, d) Wk, row-major and contiguous (the GEMM's B: a strided one is slower) */
+    float *K;        /* the entry's (H, V, dh) */
+    const float *Kc; /* the cached entry's, for a screening pass */
+    float *buf[NN_MAX_PARTS]; /* (TILE_ROWS, d) rows of En, then (TILE_ROWS, d) of En Wk */
+    double *mx;               /* (parts, H + 1): max |K_h[j]| per head, then max |En_j| */
+} keys_pass;
 
-static void raise_max(double *m, double v)
+/* Scores of rows r0 .. r0 + nr - 1 against every head's screening
+ * queries into the part's candidates; head h's row j at R + h hs + j ldr. */
+static void keys_screen_rows(keys_pass *kp, int part, const float *R, size_t ldr, size_t hs, size_t r0,
+                             size_t nr)
 {
-    if (isnan(*m)) return;
-    if (!(v <= *m)) *m = v;
-}
-
-static void scatter_part(void *ctx, size_t lo, size_t hi, int part)
-{
-    const scatter_ctx *sc = ctx;
-    const size_t d = sc->d, H = sc->H, dh = d / H;
-    double *mx = sc->mx + (size_t)part * H;
-    for (size_t j = lo; j < hi; j++)
+    const size_t W = kp->W, H = kp->H, dh = kp->dh, d = kp->d;
+    float *S = kp->S[part];
+    for (size_t j = 0; j < nr; j += kp->sb) {
+        const size_t bj = nr - j < kp->sb ? nr - j : kp->sb;
         for (size_t h = 0; h < H; h++) {
-            const float *src = sc->tmp + j * d + h * dh;
-            memcpy(sc->dst + (h * sc->V + sc->r0 + j) * dh, src, dh * sizeof(float));
-            raise_max(&mx[h], sqrt(topk_dot(src, src, dh)));
+            // S (W, bj) = qa_h (W, dh) . K_h[r0 + j ..]^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)dh, 1.0f,
+                        kp->qa + h * dh, (int)d, R + h * hs + j * ldr, (int)ldr, 0.0f, S, (int)bj);
+            for (size_t w = 0; w < W; w++) topk_cands_scan(kp->c[part], w * H + h, S + w * bj, bj, r0 + j);
         }
+    }
 }
 
-static void scatter_heads(const float *tmp, size_t nr, float *dst, size_t V, size_t d, size_t H, size_t r0,
-                          double *mx)
+static int keys_fill_tile(void *ctx, int part, size_t r0, size_t nr)
 {
-    int parts = nn_parts();
-    if ((size_t)parts > nr) parts = nr ? (int)nr : 1;
-    double *own = parts > 1 ? calloc((size_t)parts * H, sizeof(double)) : NULL;
-    if (!own) parts = 1; /* in this thread, into mx itself */
-    scatter_ctx sc = {.tmp = tmp, .dst = dst, .V = V, .d = d, .H = H, .r0 = r0, .mx = own ? own : mx};
-    nn_parallel_rows(nr, parts, scatter_part, &sc);
-    for (int p = 0; own && p < parts; p++)
-        for (size_t h = 0; h < H; h++) raise_max(&mx[h], own[(size_t)p * H + h]);
-    free(own);
-}
-
-/* Rows of K computed per GEMM, between cancellation checks. */
-#define KEYS_ROWS 4096
-
-static int fill_keys(void *data, size_t bytes, void *ctx)
-{
-    const keys_ctx *kx = ctx;
-    const gpt2_model *m = kx->m;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head;
-    if (bytes != keys_bytes(V, d, H)) return TW_EINVAL;
-    float *tmp = malloc(2 * KEYS_ROWS * d * sizeof(float)); // (KEYS_ROWS, d) rows of En Wk, then of En
-    if (!tmp) return TW_ENOMEM;
-    float *En = tmp + KEYS_ROWS * d, *K = data;
-    double *Rk = (double *)((char *)data + (V * d * sizeof(float) + 7) / 8 * 8), *cn = Rk + H, *R_en = cn + d;
-    for (size_t h = 0; h < H; h++) Rk[h] = 0.0;
-    *R_en = 0.0;
-    gpt2_block_ref bref;
-    const gpt2_block *blk;
-    int rc = ana_block_acquire(m, kx->block, &bref, &blk);
-    if (rc != TW_OK) {
-        free(tmp);
-        return rc;
-    }
-    const gpt2_mat wk = gpt2_mat_at(blk->attn_w, 0, d);
-    for (size_t r0 = 0; r0 < V; r0 += KEYS_ROWS) {
-        if ((rc = tw_cancel_check(ana_cancel(kx->x))) != TW_OK) break;
-        size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
-        raise_max(R_en, ana_ln_rows_form(kx->en, r0, nr, En)); /* rows r0 .. r0 + nr of En */
-        mat_gemm(tmp, En, wk, NULL, nr, d, d);
-        scatter_heads(tmp, nr, K, V, d, H, r0, Rk);
-    }
-    free(tmp);
-    if (rc) {
-        gpt2_block_release(&bref);
-        return rc;
-    }
-    /* column norms, walking the storage in its own order */
-    for (size_t t = 0; t < d; t++) cn[t] = 0.0;
-    for (size_t a = 0; a < d; a++)
-        for (size_t b = 0; b < d; b++) {
-            size_t i = wk.cs == 1 ? a : b, t = wk.cs == 1 ? b : a;
-            double w = GPT2_AT(wk, i, t);
-            cn[t] += w * w;
+    keys_pass *kp = ctx;
+    const size_t V = kp->V, d = kp->d, H = kp->H, dh = kp->dh;
+    float *En = kp->buf[part], *T = En + TILE_ROWS * d;
+    double *mx = kp->mx + (size_t)part * (H + 1);
+    topk_raise_max(&mx[H], ana_ln_rows_form(kp->en, r0, nr, En)); /* rows r0 .. r0 + nr of En */
+    // T (nr, d) = En[r0 ..] (nr, d) . Wk (d, d)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)d, (int)d, 1.0f, En, (int)d, kp->wk,
+                (int)d, 0.0f, T, (int)d);
+    for (size_t h = 0; h < H; h++) populate(kp->K + (h * V + r0) * dh, nr * dh * sizeof(float));
+    for (size_t j = 0; j < nr; j++)
+        for (size_t h = 0; h < H; h++) {
+            const float *src = T + j * d + h * dh;
+            memcpy(kp->K + (h * V + r0 + j) * dh, src, dh * sizeof(float));
+            topk_raise_max(&mx[h], sqrt(topk_dot(src, src, dh)));
         }
-    for (size_t t = 0; t < d; t++) cn[t] = sqrt(cn[t]);
-    gpt2_block_release(&bref);
+    if (kp->qa) keys_screen_rows(kp, part, T, d, dh, r0, nr);
     return TW_OK;
 }
 
-/* The keys of block b by the factored screening: for each head, the W
- * screening queries qa_h (dh) against K_h, certified against the exact
- * scores keyq . En_j. Bound on |fl(qa_h . fl(K_h[j])) - keyq . En_j|, with
- * keyq = fl(Wk_h qa_h) and K_h[j] = fl(Wk_h^T En_j) (docs/MATH.md §4.5):
+static int keys_screen_tile(void *ctx, int part, size_t r0, size_t nr)
+{
+    keys_pass *kp = ctx;
+    keys_screen_rows(kp, part, kp->Kc + r0 * kp->dh, kp->dh, kp->V * kp->dh, r0, nr);
+    return TW_OK;
+}
+
+static int fill_keys(void *data, size_t bytes, void *ctx)
+{
+    keys_pass *kp = ctx;
+    const size_t V = kp->V, d = kp->d, H = kp->H;
+    if (bytes != keys_bytes(V, d, H)) return TW_EINVAL;
+    double *Rk = (double *)((char *)data + (V * d * sizeof(float) + 7) / 8 * 8), *cn = Rk + H, *R_en = cn + d;
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(kp->m, kp->block, &bref, &blk);
+    if (rc != TW_OK) return rc;
+    const gpt2_mat wk = gpt2_mat_at(blk->attn_w, 0, d);
+    kp->K = data;
+    kp->wk = malloc(d * d * sizeof(float));
+    kp->mx = calloc((size_t)kp->parts * (H + 1), sizeof(double));
+    rc = kp->mx && kp->wk ? TW_OK : TW_ENOMEM;
+    /* Wk copied, and its column norms, walking the storage in its own order */
+    for (size_t t = 0; rc == TW_OK && t < d; t++) cn[t] = 0.0;
+    for (size_t a = 0; rc == TW_OK && a < d; a++)
+        for (size_t b = 0; b < d; b++) {
+            size_t i = wk.cs == 1 ? a : b, t = wk.cs == 1 ? b : a;
+            float w = GPT2_AT(wk, i, t);
+            kp->wk[i * d + t] = w;
+            cn[t] += (double)w * w;
+        }
+    gpt2_block_release(&bref); /* Wk is in kp->wk now */
+    for (int p = 0; p < kp->parts && rc == TW_OK; p++)
+        if (!(kp->buf[p] = malloc(2 * TILE_ROWS * d * sizeof(float)))) rc = TW_ENOMEM;
+    if (rc == TW_OK) rc = tile_pass_run(V, kp->parts, ana_cancel(kp->x), keys_fill_tile, kp);
+    for (int p = 0; p < kp->parts; p++) {
+        free(kp->buf[p]);
+        kp->buf[p] = NULL;
+    }
+    if (rc == TW_OK) {
+        for (size_t h = 0; h < H; h++) Rk[h] = 0.0;
+        *R_en = 0.0;
+        for (int p = 0; p < kp->parts; p++) {
+            for (size_t h = 0; h < H; h++) topk_raise_max(&Rk[h], kp->mx[(size_t)p * (H + 1) + h]);
+            topk_raise_max(R_en, kp->mx[(size_t)p * (H + 1) + H]);
+        }
+        for (size_t t = 0; t < d; t++) cn[t] = sqrt(cn[t]);
+        kp->screened = kp->qa != NULL;
+    }
+    free(kp->mx);
+    free(kp->wk);
+    kp->mx = NULL;
+    kp->wk = NULL;
+    return rc;
+}
+
+/* The bound of the factored key screening of every list w H + h into err
+ * (W H): on |fl(qa_h . fl(K_h[j])) - keyq . En_j|, with keyq = fl(Wk_h
+ * qa_h) and K_h[j] = fl(Wk_h^T En_j) (docs/MATH.md §4.5):
  *   (gamma_dh + gamma_{d+1}) R_En sum_t |qa_t| |Wk[:, t]|   (keyq and K)
  *   + gamma_{dh+1} |qa_h| R_h                               (the screening dot)
  *   + d 2^-52 |keyq| R_En                                   (topk_dot in double)
  * doubled, as topk_rows widens its own. */
-static int keys_factored(const gpt2_model *m, const ana_ctx *x, const ana_ln_rows *en,
-                         const blockcache_entry *ke, const float *qa, const float *keyq, size_t W, size_t k,
-                         topk_hit *keys, double *worst)
+static void keys_errors(const keys_pass *kp, const double *Rk, const float *keyq, double *err)
 {
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
-    const float *K = blockcache_data(ke);
-    const double *Rk = ana_rows_trailer(ke, V, d), *cn = Rk + H;
-    const double R_en = cn[d];
-    double *err = malloc(W * sizeof *err);
-    float *row = worst ? malloc(d * sizeof(float)) : NULL; /* PROBE_CHECK: one row of En */
-    if (!err || (worst && !row)) {
-        free(err);
-        free(row);
-        return TW_ENOMEM;
-    }
+    const size_t d = kp->d, H = kp->H, dh = kp->dh;
+    const double *cn = Rk + H, R_en = cn[d];
     const double g_a = topk_gamma(dh) + topk_gamma(d + 1), g_s = topk_gamma(dh + 1);
-    int rc = TW_OK;
-    for (size_t h = 0; h < H && rc == TW_OK; h++) {
-        for (size_t w = 0; w < W; w++) {
-            const float *a = qa + w * d + h * dh;
-            const float *kq = keyq + (w * H + h) * d;
+    for (size_t w = 0; w < kp->W; w++)
+        for (size_t h = 0; h < H; h++) {
+            const float *a = kp->qa + w * d + h * dh, *kq = keyq + (w * H + h) * d;
             double s = 0.0;
             for (size_t t = 0; t < dh; t++) s += fabs((double)a[t]) * cn[h * dh + t];
             double e = g_a * R_en * s + g_s * sqrt(topk_dot(a, a, dh)) * Rk[h] +
                        (double)d * 0x1p-52 * sqrt(topk_dot(kq, kq, d)) * R_en;
-            err[w] = 2.0 * e;
+            err[w * H + h] = 2.0 * e;
         }
-        const topk_screen sc = {.M = en->f.rows,
-                                .Mf = en->f.rows ? NULL : &en->f,
-                                .n = V,
-                                .d = d,
-                                .Q = keyq + h * d,
-                                .ldq = H * d,
-                                .S = K + h * V * dh,
-                                .lds = dh,
-                                .ds = dh,
-                                .P = qa + h * dh,
-                                .ldp = d,
-                                .err = err};
-        rc = topk_rows_screened(&sc, W, k, keys + h * k, NULL, H * k, &(topk_opts){.cancel = ana_cancel(x)});
-        /* PROBE_CHECK: every row's screening score (a float dot product in
-         * another order than the GEMM's: the bound holds for any) against
-         * the exact score */
-        for (size_t j = 0; worst && rc == TW_OK && j < V; j++) {
-            ana_ln_rows_form(en, j, 1, row);
-            for (size_t w = 0; w < W; w++) {
-                const float *a = qa + w * d + h * dh, *kr = K + (h * V + j) * dh;
+}
+
+/* PROBE_CHECK: every row's screening score (a float dot product in another
+ * order than the GEMM's: the bound holds for any) against the exact score,
+ * the largest ratio of their difference to the bound into *worst. */
+static int keys_check(const keys_pass *kp, const float *K, const float *keyq, const double *err,
+                      double *worst)
+{
+    const size_t V = kp->V, d = kp->d, H = kp->H, dh = kp->dh;
+    float *row = malloc(d * sizeof(float)); /* one row of En */
+    if (!row) return TW_ENOMEM;
+    for (size_t j = 0; j < V; j++) {
+        ana_ln_rows_form(kp->en, j, 1, row);
+        for (size_t h = 0; h < H; h++)
+            for (size_t w = 0; w < kp->W; w++) {
+                const float *a = kp->qa + w * d + h * dh, *kr = K + (h * V + j) * dh;
                 float sf = 0.0f;
                 for (size_t t = 0; t < dh; t++) sf += a[t] * kr[t];
                 double ex = topk_dot(keyq + (w * H + h) * d, row, d);
-                double ratio = fabs((double)sf - ex) / err[w];
+                double ratio = fabs((double)sf - ex) / err[w * H + h];
                 if (!(ratio <= *worst)) *worst = ratio;
             }
-        }
     }
-    free(err);
     free(row);
+    return TW_OK;
+}
+
+/* The keys of block b by the factored screening: K acquired (filled, and
+ * the lists screened in the same pass, when it is not cached: ke NULL),
+ * else one pass over the cached K screening every head; then one
+ * certification of the W H lists against the exact scores keyq . En_j,
+ * the lists it cannot certify computed together in one plain pass. */
+static int keys_factored(keys_pass *kp, const char *kkey, blockcache_entry *ke, const float *keyq, size_t k,
+                         topk_hit *keys, double *worst)
+{
+    const size_t V = kp->V, d = kp->d, H = kp->H, W = kp->W, NQ = W * H;
+    blockcache *cache = ana_cache(kp->x);
+    const tw_cancel *cancel = ana_cancel(kp->x);
+    topk_cands *c0 = topk_cands_new(NQ, V, k, 1, 0);
+    double *err = malloc(NQ * sizeof *err);
+    unsigned char *failed = malloc(NQ);
+    kp->sb = topk_block_rows(W, SCREEN_ROWS);
+    kp->c[0] = c0;
+    int rc = c0 && err && failed ? cands_split(kp->c, kp->parts, NQ, V, k) : TW_ENOMEM;
+    for (int p = 0; p < kp->parts && rc == TW_OK; p++)
+        if (!(kp->S[p] = malloc(W * kp->sb * sizeof(float)))) rc = TW_ENOMEM;
+    if (rc == TW_OK && !ke)
+        rc = blockcache_acquire_within(cache, kkey, keys_bytes(V, d, H), fill_keys, kp, cancel, &ke);
+    if (rc == TW_OK && !kp->screened) { /* cached, or filled by another request */
+        kp->Kc = blockcache_data(ke);
+        rc = tile_pass_run(V, kp->parts, cancel, keys_screen_tile, kp);
+    }
+    cands_join(kp->c, kp->parts, rc == TW_OK);
+    for (int p = 0; p < kp->parts; p++) free(kp->S[p]);
+    if (rc == TW_OK) {
+        const double *Rk = ana_rows_trailer(ke, V, d);
+        keys_errors(kp, Rk, keyq, err);
+        rc = topk_cands_certify_rows(c0, &kp->en->f, keyq, d, err, keys, NULL, k, failed);
+    }
+    if (rc == TW_OK) rc = failed_lists(&kp->en->f, keyq, d, NQ, k, failed, keys, cancel);
+    if (rc == TW_OK && worst) rc = keys_check(kp, blockcache_data(ke), keyq, err, worst);
+    blockcache_release(cache, ke);
+    topk_cands_free(c0);
+    free(err);
+    free(failed);
     return rc;
 }
 
@@ -255,115 +413,58 @@ static void vals_view_of(const void *data, size_t V, size_t d, size_t H, vals_vi
     v->n_gb = t[H + d + 2];
 }
 
-typedef struct {
-    const gpt2_model *m;
-    const ana_ctx *x;
-    int block;
-} vals_ctx;
-
-static int fill_vals(void *data, size_t bytes, void *ctx)
-{
-    const vals_ctx *vx = ctx;
-    const gpt2_model *m = vx->m;
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head;
-    if (bytes != vals_bytes(V, d, H)) return TW_EINVAL;
-    gpt2_block_ref bref;
-    const gpt2_block *blk;
-    int rc = ana_block_acquire(m, vx->block, &bref, &blk);
-    if (rc) return rc;
-    const float *E = m->p.wte, *g = m->p.ln_f_w, *beta = m->p.ln_f_b, *bo = blk->attn_proj_b;
-    const gpt2_mat wo = blk->attn_proj_w;                /* (d, d): row t is head t / dh's */
-    float *Wg = malloc(d * d * sizeof(float));           // (d, d) Wg[i][t] = gamma_i Wo[t][i]
-    float *tmp = malloc(KEYS_ROWS * d * sizeof(float));  // (KEYS_ROWS, d) rows of E Wg
-    float *vec = malloc(3 * d * sizeof(float));          // (d, 3) fl(gamma o b_o), gamma, beta
-    float *out3 = malloc(KEYS_ROWS * 3 * sizeof(float)); // (KEYS_ROWS, 3)
-    if (!Wg || !tmp || !vec || !out3) {
-        free(Wg);
-        free(tmp);
-        free(vec);
-        free(out3);
-        gpt2_block_release(&bref);
-        return TW_ENOMEM;
-    }
-    vals_view v;
-    vals_view_of(data, V, d, H, &v);
-    float *G = data, *Bv = G + V * d, *gE = Bv + V, *cE = gE + V;
-    double *RG = (double *)v.RG, *w = (double *)v.w;
-    for (size_t t = 0; t < d; t++) w[t] = 0.0;
-    for (size_t a = 0; a < d; a++) /* walk Wo in its storage order */
-        for (size_t b = 0; b < d; b++) {
-            size_t t = wo.cs == 1 ? a : b, i = wo.cs == 1 ? b : a;
-            double p = (double)g[i] * (double)GPT2_AT(wo, t, i);
-            Wg[i * d + t] = (float)p;
-            w[t] += p * p;
-        }
-    for (size_t t = 0; t < d; t++) w[t] = sqrt(w[t]);
-    gpt2_block_release(&bref); /* Wo is in Wg now */
-    double ng = 0.0, nb = 0.0, ngb = 0.0;
-    for (size_t i = 0; i < d; i++) {
-        vec[i * 3] = bo ? (float)((double)g[i] * (double)bo[i]) : 0.0f;
-        vec[i * 3 + 1] = g[i];
-        vec[i * 3 + 2] = beta ? beta[i] : 0.0f;
-        ng += (double)g[i] * g[i];
-        nb += beta ? (double)beta[i] * beta[i] : 0.0;
-        ngb += (double)vec[i * 3] * vec[i * 3];
-    }
-    double *extra = (double *)v.w + d;
-    extra[0] = sqrt(ng);
-    extra[1] = sqrt(nb);
-    extra[2] = sqrt(ngb);
-    for (size_t h = 0; h < H; h++) RG[h] = 0.0;
-    for (size_t r0 = 0; r0 < V; r0 += KEYS_ROWS) {
-        if ((rc = tw_cancel_check(ana_cancel(vx->x))) != TW_OK) break;
-        size_t nr = V - r0 < KEYS_ROWS ? V - r0 : KEYS_ROWS;
-        // tmp (nr, d) = E[r0 ..] (nr, d) . Wg (d, d); out3 (nr, 3) = E[r0 ..] . vec (d, 3)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)d, (int)d, 1.0f, E + r0 * d,
-                    (int)d, Wg, (int)d, 0.0f, tmp, (int)d);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, 3, (int)d, 1.0f, E + r0 * d, (int)d,
-                    vec, 3, 0.0f, out3, 3);
-        scatter_heads(tmp, nr, G, V, d, H, r0, RG);
-        for (size_t j = 0; j < nr; j++) {
-            Bv[r0 + j] = out3[j * 3];
-            gE[r0 + j] = out3[j * 3 + 1];
-            cE[r0 + j] = out3[j * 3 + 2];
-        }
-    }
-    free(Wg);
-    free(tmp);
-    free(vec);
-    free(out3);
-    return rc;
-}
-
 /* What the value screening of one word needs beyond the entry. */
 typedef struct {
     const float *va;    /* (W, d) q Wv + bv per word */
     const float *ge;    /* (W, d) fl(gamma o E_id) */
     const double *mu;   /* (W, H+1) LN_f mean of each value query's input */
     const double *rstd; /* (W, H+1) its 1 / sqrt(var + eps) */
-    const double *err;  /* (W, H+1) screening bounds */
+    const double *err;  /* (W, H+1) screening bounds (PROBE_CHECK) */
     const float *valq;  /* (W, H+1, d) the exact queries, for PROBE_CHECK */
     double *worst;      /* PROBE_CHECK: the largest |screening - exact| / err seen; NULL otherwise */
 } vals_queries;
 
-/* The scratch of one thread of the value screening: b rows at a time. */
+/* The scratch of one thread of the value screening: sb rows at a time. */
 typedef struct {
-    float *A;   // (W, b) ge . E_j, then + Bv_j
-    float *Q;   // (W, b) a_h . G_h[j]
-    float *Qs;  // (W, b) sum over heads
-    float *row; // (b) scores of one query
+    float *A;   // (W, sb) ge . E_j, then + Bv_j
+    float *Q;   // (W, sb) a_h . G_h[j]
+    float *Qs;  // (W, sb) sum over heads
+    float *row; // (sb) scores of one query
 } vals_scratch;
 
-/* The screening of rows j0 .. j0 + bj - 1 (of V) into c; *worst as
- * vals_queries' (NULL: no check). */
-static void vals_block(const gpt2_model *m, const vals_view *v, const vals_queries *q, size_t W, size_t j0,
-                       size_t bj, const vals_scratch *t, topk_cands *c, double *worst)
+/* A pass over G: its fill (G = E Wg scattered into the entry, with Bv, gE,
+ * cE and the bounds RG), its screening of the W (H + 1) value queries
+ * (q set), or both, as keys_pass. */
+typedef struct {
+    const gpt2_model *m;
+    const ana_ctx *x;
+    int block;
+    int parts;
+    size_t V, d, H, dh;
+    /* the screening, or q NULL: none */
+    const vals_queries *q;
+    size_t W, sb; /* words; rows per block of screening scores */
+    topk_cands *c[NN_MAX_PARTS];
+    vals_scratch sc[NN_MAX_PARTS];
+    double worst[NN_MAX_PARTS]; /* PROBE_CHECK's per part */
+    int screened;               /* the fill screened every row */
+    vals_view v;                /* the entry (being filled, or cached) */
+    /* the fill */
+    float *Wg;                /* (d, d) Wg[i][t] = gamma_i Wo[t][i] */
+    float *vec;               /* (d, 3) fl(gamma o b_o), gamma, beta */
+    float *buf[NN_MAX_PARTS]; /* (TILE_ROWS, d) rows of E Wg, then (TILE_ROWS, 3) of E vec */
+    double *mx;               /* (parts, H): max |G_h[j]| per head */
+} vals_pass;
+
+/* The screening of rows j0 .. j0 + bj - 1 (of V) into c, head h's rows of
+ * G at G0 + h hs + j ldg; *worst as vals_queries' (NULL: no check). */
+static void vals_block(const vals_pass *vp, const float *G0, size_t ldg, size_t hs, size_t j0, size_t bj,
+                       const vals_scratch *t, topk_cands *c, double *worst)
 {
-    const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    const size_t H = (size_t)m->cfg.n_head, dh = d / H;
-    const float *E = m->p.wte;
-    const float *Bv = v->Bv + j0, *gE = v->gE + j0, *cE = v->cE + j0;
+    const size_t d = vp->d, H = vp->H, dh = vp->dh, W = vp->W;
+    const vals_queries *q = vp->q;
+    const float *E = vp->m->p.wte;
+    const float *Bv = vp->v.Bv + j0, *gE = vp->v.gE + j0, *cE = vp->v.cE + j0;
     float *A = t->A, *Q = t->Q, *Qs = t->Qs, *row = t->row;
     // A (W, bj) = ge (W, d) . E[j0 ..]^T
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)d, 1.0f, q->ge, (int)d,
@@ -376,7 +477,7 @@ static void vals_block(const gpt2_model *m, const vals_view *v, const vals_queri
         if (h < H) {
             // Q (W, bj) = va_h (W, dh) . G_h[j0 ..]^T
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)W, (int)bj, (int)dh, 1.0f,
-                        q->va + h * dh, (int)d, v->G + (h * V + j0) * dh, (int)dh, 0.0f, Q, (int)bj);
+                        q->va + h * dh, (int)d, G0 + h * hs, (int)ldg, 0.0f, Q, (int)bj);
             for (size_t i = 0; i < W * bj; i++) Qs[i] += Q[i];
             Qh = Q;
         }
@@ -395,73 +496,145 @@ static void vals_block(const gpt2_model *m, const vals_view *v, const vals_queri
     }
 }
 
-/* The value screening of one thread: rows lo .. hi - 1 of V, b at a time,
- * into c; stop as topk's tiled pass uses it (raised on an error, ends the
- * pass when another thread raised it). */
-typedef struct {
-    const gpt2_model *m;
-    const ana_ctx *x;
-    const vals_view *v;
-    const vals_queries *q;
-    size_t W, b;
-    topk_cands *c[NN_MAX_PARTS];
-    double worst[NN_MAX_PARTS];
-    atomic_int stop;
-    int rc[NN_MAX_PARTS];
-} vals_pass;
-
-static void vals_part(void *ctx, size_t lo, size_t hi, int part)
+/* The screening of rows r0 .. r0 + nr - 1, sb at a time, head h's rows
+ * of G at G0 + h hs + j ldg. */
+static void vals_screen_rows(vals_pass *vp, int part, const float *G0, size_t ldg, size_t hs, size_t r0,
+                             size_t nr)
 {
-    vals_pass *t = ctx;
-    const size_t W = t->W, b = t->b;
-    vals_scratch sc = {malloc(W * b * sizeof(float)), malloc(W * b * sizeof(float)),
-                       malloc(W * b * sizeof(float)), malloc(b * sizeof(float))};
-    int rc = sc.A && sc.Q && sc.Qs && sc.row ? TW_OK : TW_ENOMEM;
-    for (size_t j0 = lo; j0 < hi && rc == TW_OK && !atomic_load(&t->stop); j0 += b) {
-        if ((rc = tw_cancel_check(ana_cancel(t->x))) != TW_OK) break;
-        vals_block(t->m, t->v, t->q, W, j0, hi - j0 < b ? hi - j0 : b, &sc, t->c[part],
-                   t->q->worst ? &t->worst[part] : NULL);
-    }
-    if (rc) atomic_store(&t->stop, 1);
-    free(sc.A);
-    free(sc.Q);
-    free(sc.Qs);
-    free(sc.row);
-    t->rc[part] = rc;
+    double *worst = vp->q->worst ? &vp->worst[part] : NULL;
+    for (size_t j = 0; j < nr; j += vp->sb)
+        vals_block(vp, G0 + j * ldg, ldg, hs, r0 + j, nr - j < vp->sb ? nr - j : vp->sb, &vp->sc[part],
+                   vp->c[part], worst);
 }
 
-/* Screens the W (H + 1) value queries with the factored scores
- *   rstd (a_h . G_h[j] + A_j + Bv_j - mu gE_j) + cE_j,
- * A_j = ge . E_j, a_h = va's head-h part (the layer: the sum over heads),
- * into the candidates c (query w (H+1) + h). The rows are shared among
- * the cores (nn_parts), each thread with its own candidates, GEMMs with
- * one BLAS thread (H + 2 small GEMMs a block: OpenBLAS's own threads
- * spent more in hand-offs than in them) and scans; the candidates are
- * merged afterwards, so the lists do not depend on the split. */
-static int vals_screen(const gpt2_model *m, const ana_ctx *x, const vals_view *v, const vals_queries *q,
-                       size_t W, topk_cands *c)
+static int vals_fill_tile(void *ctx, int part, size_t r0, size_t nr)
 {
-    const size_t V = (size_t)m->cfg.vocab_size, H = (size_t)m->cfg.n_head;
-    int parts = nn_parts();
-    if ((size_t)parts * 256 > V) parts = 1;
-    vals_pass t = {.m = m, .x = x, .v = v, .q = q, .W = W, .c = {c}};
-    t.b = topk_block_rows(3 * W, (V + (size_t)parts - 1) / (size_t)parts);
-    int rc = TW_OK;
-    for (int p = 1; p < parts && rc == TW_OK; p++)
-        if (!(t.c[p] = topk_cands_new(W * (H + 1), V, topk_cands_k(c), 1, 0))) rc = TW_ENOMEM;
+    vals_pass *vp = ctx;
+    const size_t V = vp->V, d = vp->d, H = vp->H, dh = vp->dh;
+    const float *E = vp->m->p.wte + r0 * d;
+    float *T = vp->buf[part], *out3 = T + TILE_ROWS * d;
+    float *G = (float *)vp->v.G, *Bv = (float *)vp->v.Bv, *gE = (float *)vp->v.gE, *cE = (float *)vp->v.cE;
+    double *mx = vp->mx + (size_t)part * H;
+    // T (nr, d) = E[r0 ..] (nr, d) . Wg (d, d); out3 (nr, 3) = E[r0 ..] . vec (d, 3)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)d, (int)d, 1.0f, E, (int)d, vp->Wg,
+                (int)d, 0.0f, T, (int)d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, 3, (int)d, 1.0f, E, (int)d, vp->vec, 3,
+                0.0f, out3, 3);
+    for (size_t h = 0; h < H; h++) populate(G + (h * V + r0) * dh, nr * dh * sizeof(float));
+    for (size_t j = 0; j < nr; j++) {
+        for (size_t h = 0; h < H; h++) {
+            const float *src = T + j * d + h * dh;
+            memcpy(G + (h * V + r0 + j) * dh, src, dh * sizeof(float));
+            topk_raise_max(&mx[h], sqrt(topk_dot(src, src, dh)));
+        }
+        Bv[r0 + j] = out3[j * 3];
+        gE[r0 + j] = out3[j * 3 + 1];
+        cE[r0 + j] = out3[j * 3 + 2];
+    }
+    if (vp->q) vals_screen_rows(vp, part, T, d, dh, r0, nr);
+    return TW_OK;
+}
+
+static int vals_screen_tile(void *ctx, int part, size_t r0, size_t nr)
+{
+    vals_pass *vp = ctx;
+    vals_screen_rows(vp, part, vp->v.G + r0 * vp->dh, vp->dh, vp->V * vp->dh, r0, nr);
+    return TW_OK;
+}
+
+/* Wg, the bounds w (d) and vec with their norms (the trailer's extra
+ * three) from block b's Wo and ln_f. */
+static int vals_weights(vals_pass *vp, double *w, double *extra)
+{
+    const gpt2_model *m = vp->m;
+    const size_t d = vp->d;
+    gpt2_block_ref bref;
+    const gpt2_block *blk;
+    int rc = ana_block_acquire(m, vp->block, &bref, &blk);
+    if (rc) return rc;
+    const float *g = m->p.ln_f_w, *beta = m->p.ln_f_b, *bo = blk->attn_proj_b;
+    const gpt2_mat wo = blk->attn_proj_w; /* (d, d): row t is head t / dh's */
+    float *Wg = vp->Wg, *vec = vp->vec;
+    for (size_t t = 0; t < d; t++) w[t] = 0.0;
+    for (size_t a = 0; a < d; a++) /* walk Wo in its storage order */
+        for (size_t b = 0; b < d; b++) {
+            size_t t = wo.cs == 1 ? a : b, i = wo.cs == 1 ? b : a;
+            double p = (double)g[i] * (double)GPT2_AT(wo, t, i);
+            Wg[i * d + t] = (float)p;
+            w[t] += p * p;
+        }
+    for (size_t t = 0; t < d; t++) w[t] = sqrt(w[t]);
+    double ng = 0.0, nb = 0.0, ngb = 0.0;
+    for (size_t i = 0; i < d; i++) {
+        vec[i * 3] = bo ? (float)((double)g[i] * (double)bo[i]) : 0.0f;
+        vec[i * 3 + 1] = g[i];
+        vec[i * 3 + 2] = beta ? beta[i] : 0.0f;
+        ng += (double)g[i] * g[i];
+        nb += beta ? (double)beta[i] * beta[i] : 0.0;
+        ngb += (double)vec[i * 3] * vec[i * 3];
+    }
+    gpt2_block_release(&bref); /* Wo is in Wg now */
+    extra[0] = sqrt(ng);
+    extra[1] = sqrt(nb);
+    extra[2] = sqrt(ngb);
+    return TW_OK;
+}
+
+static int fill_vals(void *data, size_t bytes, void *ctx)
+{
+    vals_pass *vp = ctx;
+    const size_t V = vp->V, d = vp->d, H = vp->H;
+    if (bytes != vals_bytes(V, d, H)) return TW_EINVAL;
+    vals_view_of(data, V, d, H, &vp->v);
+    double *RG = (double *)vp->v.RG, *w = (double *)vp->v.w;
+    vp->Wg = malloc(d * d * sizeof(float));
+    vp->vec = malloc(3 * d * sizeof(float));
+    vp->mx = calloc((size_t)vp->parts * H, sizeof(double));
+    int rc = vp->Wg && vp->vec && vp->mx ? TW_OK : TW_ENOMEM;
+    for (int p = 0; p < vp->parts && rc == TW_OK; p++)
+        if (!(vp->buf[p] = malloc(TILE_ROWS * (d + 3) * sizeof(float)))) rc = TW_ENOMEM;
+    if (rc == TW_OK) rc = vals_weights(vp, w, w + d);
+    if (rc == TW_OK) rc = tile_pass_run(V, vp->parts, ana_cancel(vp->x), vals_fill_tile, vp);
     if (rc == TW_OK) {
-        if (parts > 1) nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
-        nn_parallel_rows(V, parts, vals_part, &t);
-        if (parts > 1) nn_blas_single_end();
-        for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
+        for (size_t h = 0; h < H; h++) RG[h] = 0.0;
+        for (int p = 0; p < vp->parts; p++)
+            for (size_t h = 0; h < H; h++) topk_raise_max(&RG[h], vp->mx[(size_t)p * H + h]);
+        vp->screened = vp->q != NULL;
     }
-    for (int p = 1; p < parts; p++) {
-        if (rc == TW_OK) topk_cands_merge(c, t.c[p]);
-        topk_cands_free(t.c[p]);
+    for (int p = 0; p < vp->parts; p++) {
+        free(vp->buf[p]);
+        vp->buf[p] = NULL;
     }
-    for (int p = 0; q->worst && p < parts; p++)
-        if (!(t.worst[p] <= *q->worst)) *q->worst = t.worst[p];
+    free(vp->Wg);
+    free(vp->vec);
+    free(vp->mx);
+    vp->Wg = vp->vec = NULL;
+    vp->mx = NULL;
     return rc;
+}
+
+/* The value screening's scratch and candidates per part (c[0] given). */
+static int vals_pass_alloc(vals_pass *vp, size_t k)
+{
+    const size_t W = vp->W, sb = vp->sb;
+    int rc = cands_split(vp->c, vp->parts, W * (vp->H + 1), vp->V, k);
+    for (int p = 0; p < vp->parts && rc == TW_OK; p++) {
+        vals_scratch *t = &vp->sc[p];
+        *t = (vals_scratch){malloc(W * sb * sizeof(float)), malloc(W * sb * sizeof(float)),
+                            malloc(W * sb * sizeof(float)), malloc(sb * sizeof(float))};
+        if (!t->A || !t->Q || !t->Qs || !t->row) rc = TW_ENOMEM;
+    }
+    return rc;
+}
+
+static void vals_pass_free(vals_pass *vp)
+{
+    for (int p = 0; p < vp->parts; p++) {
+        free(vp->sc[p].A);
+        free(vp->sc[p].Q);
+        free(vp->sc[p].Qs);
+        free(vp->sc[p].row);
+    }
 }
 
 /* The bound of the factored value screening for every query (docs/MATH.md
@@ -540,7 +713,6 @@ typedef struct {
     float *va;       // (W, d) q Wv + bv
     float *keyq;     // (W, H, d) q Wqk_h
     float *valq;     // (W, H+1, d) value queries
-    float *qrow;     // (d) one row of En
     topk_hit *vhits; // (W, H+1, k)
     double *vstat;   // (6, W, H+1) see words_value_queries
     float R_e;       /* the largest |E_j| (for the value queries) */
@@ -550,7 +722,7 @@ typedef struct {
 static int words_run_alloc(words_run *p)
 {
     const size_t W = p->W, d = (size_t)p->m->cfg.n_embd, H = (size_t)p->m->cfg.n_head;
-    const size_t n_dbl = 6 * W * (H + 1), n_hits = W * (H + 1) * p->k, n_flt = (2 + H + H + 1) * W * d + d;
+    const size_t n_dbl = 6 * W * (H + 1), n_hits = W * (H + 1) * p->k, n_flt = (2 + H + H + 1) * W * d;
     char *b = malloc(n_dbl * sizeof(double) + n_hits * sizeof(topk_hit) + n_flt * sizeof(float));
     if (!b) return TW_ENOMEM;
     p->vstat = (double *)b;
@@ -559,7 +731,6 @@ static int words_run_alloc(words_run *p)
     p->va = p->qa + W * d;
     p->keyq = p->va + W * d;
     p->valq = p->keyq + W * H * d;
-    p->qrow = p->valq + W * (H + 1) * d;
     return TW_OK;
 }
 
@@ -567,15 +738,24 @@ static void words_run_free(words_run *p) { free(p->vstat); }
 
 /* Every word's query vectors, each computed on its own (matrix-vector
  * products, never a GEMM over the batch), so a word's answer does not
- * depend on which other words are probed with it (docs/MATH.md §2). */
-static void words_queries(words_run *p, const ana_ln_rows *en)
+ * depend on which other words are probed with it (docs/MATH.md §2). The
+ * words are shared among the cores, each calling BLAS with one thread. */
+typedef struct {
+    words_run *p;
+    const ana_ln_rows *en;
+    float *rows; /* (parts, d): one row of En per part */
+} queries_ctx;
+
+static void queries_part(void *ctx, size_t lo, size_t hi, int part)
 {
+    const queries_ctx *qc = ctx;
+    words_run *p = qc->p;
     const gpt2_model *m = p->m;
     const gpt2_block *blk = p->blk;
     const size_t d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head, dh = d / H;
-    float *q = p->qrow;
-    for (size_t w = 0; w < p->W; w++) {
-        ana_ln_rows_form(en, (size_t)p->ids[w], 1, q); /* En[id] */
+    float *q = qc->rows + (size_t)part * d;
+    for (size_t w = lo; w < hi; w++) {
+        ana_ln_rows_form(qc->en, (size_t)p->ids[w], 1, q); /* En[id] */
         float *qaw = p->qa + w * d;
         // keys: qa (d) = q . Wq (d, d) / sqrt(dh); keyq[w, h] = qa_h (dh) . Wk_h^T (dh, d)
         mat_xm(qaw, q, blk->attn_w, d, d, (float)(1.0 / sqrt((double)dh)), 0.0f);
@@ -597,6 +777,20 @@ static void words_queries(words_run *p, const ana_ln_rows *en)
     }
 }
 
+static int words_queries(words_run *p, const ana_ln_rows *en)
+{
+    const size_t d = (size_t)p->m->cfg.n_embd;
+    int parts = nn_parts();
+    if ((size_t)parts > p->W) parts = (int)p->W;
+    queries_ctx qc = {p, en, malloc((size_t)parts * d * sizeof(float))};
+    if (!qc.rows) return TW_ENOMEM;
+    nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
+    nn_parallel_rows(p->W, parts, queries_part, &qc);
+    nn_blas_single_end();
+    free(qc.rows);
+    return TW_OK;
+}
+
 /* Keys: the factored screening when K = En Wk is cached, or when computing
  * it (V d^2 multiply-adds) costs less than what it saves (W H (d - dh) per
  * row); otherwise every key query against En. */
@@ -608,22 +802,26 @@ static int words_keys(words_run *p, const ana_ln_rows *en, topk_hit *keys)
     const size_t H = (size_t)m->cfg.n_head, dh = d / H, W = p->W;
     char kkey[32];
     snprintf(kkey, sizeof kkey, "keys(En):%d", p->block);
-    size_t kbytes = keys_bytes(V, d, H);
     blockcache_entry *keys_e = NULL;
-    int rc = TW_OK, factored = p->method == PROBE_FACTORED;
+    int factored = p->method == PROBE_FACTORED;
     if (p->method == PROBE_AUTO)
-        factored = blockcache_lookup(c, kkey, kbytes, &keys_e) == TW_OK ||
+        factored = blockcache_lookup(c, kkey, keys_bytes(V, d, H), &keys_e) == TW_OK ||
                    (double)W * (double)H * (double)(d - dh) >= (double)d * (double)d;
-    if (factored && !keys_e) {
-        keys_ctx kx = {m, p->x, p->block, en};
-        rc = blockcache_acquire_within(c, kkey, kbytes, fill_keys, &kx, ana_cancel(p->x), &keys_e);
-    }
-    if (rc == TW_OK && factored)
-        rc = keys_factored(m, p->x, en, keys_e, p->qa, p->keyq, W, p->k, keys, p->worst);
-    else if (rc == TW_OK)
-        rc = topk_rows_formed(&en->f, p->keyq, W * H, p->k, keys, NULL, &(topk_opts){.cancel = ana_cancel(p->x)});
-    blockcache_release(c, keys_e);
-    return rc;
+    if (!factored)
+        return topk_rows_formed(&en->f, p->keyq, W * H, p->k, keys, NULL,
+                                &(topk_opts){.cancel = ana_cancel(p->x)});
+    keys_pass kp = {.m = m,
+                    .x = p->x,
+                    .block = p->block,
+                    .en = en,
+                    .parts = pass_parts(V),
+                    .V = V,
+                    .d = d,
+                    .H = H,
+                    .dh = dh,
+                    .qa = p->qa,
+                    .W = W};
+    return keys_factored(&kp, kkey, keys_e, p->keyq, p->k, keys, p->worst);
 }
 
 /* Norms, layer sum U, then E[id] + u + b_o in place, then LN_f. For the
@@ -672,11 +870,16 @@ static void words_value_queries(words_run *p, probe_words_result *r)
     for (size_t qi = 0; qi < NQ; qi++) vn[qi] = sqrt(topk_dot(p->valq + qi * d, p->valq + qi * d, d));
 }
 
-/* The factored value screening of every value query with the cached G
- * (vals_e), certified, into vhits. */
-static int words_values_factored(words_run *p, const blockcache_entry *vals_e)
+/* The factored value screening of every value query against G, acquired
+ * (filled, and the queries screened in the same pass, when it is not
+ * cached: vals_e NULL), else one pass over the cached G; certified, the
+ * lists it cannot certify computed together in one plain pass over E;
+ * into vhits. */
+static int words_values_factored(words_run *p, const char *vkey, blockcache_entry *vals_e)
 {
     const gpt2_model *m = p->m;
+    blockcache *cache = ana_cache(p->x);
+    const tw_cancel *cancel = ana_cancel(p->x);
     const size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
     const size_t W = p->W, NQ = W * (H + 1);
     const float *E = m->p.wte, *gam = m->p.ln_f_w;
@@ -684,15 +887,42 @@ static int words_values_factored(words_run *p, const blockcache_entry *vals_e)
     float *ge = p->keyq; /* (W, d) fl(gamma o E_id): keyq is free now */
     for (size_t w = 0; w < W; w++)
         for (size_t i = 0; i < d; i++) ge[w * d + i] = (float)((double)gam[i] * E[(size_t)p->ids[w] * d + i]);
-    vals_view v;
-    vals_view_of(blockcache_data(vals_e), V, d, H, &v);
-    vals_errors(m, &v, p->R_e, p->va, ge, p->vstat, W, verr);
-    topk_cands *cand = topk_cands_new(NQ, V, p->k, 1, 0);
-    if (!cand) return TW_ENOMEM;
-    vals_queries vq = {p->va, ge, mu, rstd, verr, p->valq, p->worst};
-    int rc = vals_screen(m, p->x, &v, &vq, W, cand);
-    if (rc == TW_OK) rc = topk_cands_certify(cand, E, d, p->valq, d, verr, p->vhits, NULL, p->k);
-    topk_cands_free(cand);
+    const vals_queries vq = {p->va, ge, mu, rstd, verr, p->valq, p->worst};
+    vals_pass vp = {.m = m,
+                    .x = p->x,
+                    .block = p->block,
+                    .parts = pass_parts(V),
+                    .V = V,
+                    .d = d,
+                    .H = H,
+                    .dh = d / H,
+                    .q = p->worst ? NULL : &vq, /* PROBE_CHECK: the screening needs the bounds first */
+                    .W = W,
+                    .sb = topk_block_rows(3 * W, SCREEN_ROWS)};
+    topk_cands *c0 = topk_cands_new(NQ, V, p->k, 1, 0);
+    unsigned char *failed = malloc(NQ);
+    vp.c[0] = c0;
+    int rc = c0 && failed ? vals_pass_alloc(&vp, p->k) : TW_ENOMEM;
+    if (rc == TW_OK && !vals_e)
+        rc = blockcache_acquire_within(cache, vkey, vals_bytes(V, d, H), fill_vals, &vp, cancel, &vals_e);
+    if (rc == TW_OK) {
+        vals_view_of(blockcache_data(vals_e), V, d, H, &vp.v);
+        vals_errors(m, &vp.v, p->R_e, p->va, ge, p->vstat, W, verr);
+        if (!vp.screened) { /* cached, filled by another request, or PROBE_CHECK */
+            vp.q = &vq;
+            rc = tile_pass_run(V, vp.parts, cancel, vals_screen_tile, &vp);
+        }
+    }
+    cands_join(vp.c, vp.parts, rc == TW_OK);
+    vals_pass_free(&vp);
+    for (int q = 0; p->worst && q < vp.parts; q++)
+        if (!(vp.worst[q] <= *p->worst)) *p->worst = vp.worst[q];
+    const topk_former ef = {.n = V, .d = d, .rows = E, .max_row_norm = p->R_e};
+    if (rc == TW_OK) rc = topk_cands_certify_rows(c0, &ef, p->valq, d, verr, p->vhits, NULL, p->k, failed);
+    if (rc == TW_OK) rc = failed_lists(&ef, p->valq, d, NQ, p->k, failed, p->vhits, cancel);
+    blockcache_release(cache, vals_e);
+    topk_cands_free(c0);
+    free(failed);
     return rc;
 }
 
@@ -707,23 +937,14 @@ static int words_values(words_run *p)
     const size_t W = p->W;
     char vkey[32];
     snprintf(vkey, sizeof vkey, "vals(E):%d", p->block);
-    size_t vbytes = vals_bytes(V, d, H);
     blockcache_entry *vals_e = NULL;
-    int rc = TW_OK, factored = p->method == PROBE_FACTORED;
+    int factored = p->method == PROBE_FACTORED;
     if (p->method == PROBE_AUTO)
-        factored =
-            blockcache_lookup(c, vkey, vbytes, &vals_e) == TW_OK || (double)W * (double)(H - 1) >= (double)d;
-    if (factored && !vals_e) {
-        vals_ctx vx = {m, p->x, p->block};
-        rc = blockcache_acquire_within(c, vkey, vbytes, fill_vals, &vx, ana_cancel(p->x), &vals_e);
-    }
-    if (rc == TW_OK && factored)
-        rc = words_values_factored(p, vals_e);
-    else if (rc == TW_OK)
-        rc = topk_rows_opt(m->p.wte, V, d, p->valq, W * (H + 1), p->k, p->vhits, NULL,
-                           &(topk_opts){.max_row_norm = p->R_e, .cancel = ana_cancel(p->x)});
-    blockcache_release(c, vals_e);
-    return rc;
+        factored = blockcache_lookup(c, vkey, vals_bytes(V, d, H), &vals_e) == TW_OK ||
+                   (double)W * (double)(H - 1) >= (double)d;
+    if (factored) return words_values_factored(p, vkey, vals_e);
+    return topk_rows_opt(m->p.wte, V, d, p->valq, W * (H + 1), p->k, p->vhits, NULL,
+                         &(topk_opts){.max_row_norm = p->R_e, .cancel = ana_cancel(p->x)});
 }
 
 /* The queries, the keys and the values of p into r. */
@@ -734,10 +955,8 @@ static int words_compute(words_run *p, probe_words_result *r)
     int rc = words_run_alloc(p);
     if (rc == TW_OK) rc = ana_wte_max_norm(p->m, p->x, &p->R_e);
     if (rc == TW_OK) rc = ana_ln1_rows_open(p->m, p->x, p->block, &en);
-    if (rc == TW_OK) {
-        words_queries(p, &en);
-        rc = words_keys(p, &en, r->keys);
-    }
+    if (rc == TW_OK) rc = words_queries(p, &en);
+    if (rc == TW_OK) rc = words_keys(p, &en, r->keys);
     ana_ln_rows_close(&en);
     if (rc) return rc;
     words_value_queries(p, r);

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* ---- OpenBLAS's thread count ----
  * target: the budget the process owner set with nn_blas_set_threads (0 if
@@ -90,4 +91,45 @@ void nn_parallel_rows(size_t n, int parts, void (*fn)(void *ctx, size_t lo, size
         else
             par_main(&jobs[p]);
     }
+}
+
+typedef struct {
+    size_t n, b;
+    const tw_cancel *cancel;
+    int (*tile)(void *ctx, int part, size_t r0, size_t nr);
+    void *ctx;
+    atomic_size_t next; /* the next tile to claim */
+    atomic_int stop;    /* raised on an error */
+    int rc[NN_MAX_PARTS];
+} tiles_job;
+
+static void tiles_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    tiles_job *t = ctx;
+    (void)lo;
+    (void)hi;
+    int rc = 0;
+    while (rc == 0 && !atomic_load(&t->stop)) {
+        size_t i = atomic_fetch_add(&t->next, 1);
+        if (i >= (t->n + t->b - 1) / t->b) break;
+        size_t r0 = i * t->b;
+        if ((rc = tw_cancel_check(t->cancel)) == 0)
+            rc = t->tile(t->ctx, part, r0, t->n - r0 < t->b ? t->n - r0 : t->b);
+    }
+    if (rc) atomic_store(&t->stop, 1);
+    t->rc[part] = rc;
+}
+
+int nn_parallel_tiles(size_t n, size_t b, int parts, const tw_cancel *cancel,
+                      int (*tile)(void *ctx, int part, size_t r0, size_t nr), void *ctx)
+{
+    if (parts < 1) parts = 1;
+    if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
+    tiles_job t = {.n = n, .b = b ? b : 1, .cancel = cancel, .tile = tile, .ctx = ctx};
+    atomic_init(&t.next, 0);
+    atomic_init(&t.stop, 0);
+    nn_parallel_rows((size_t)parts, parts, tiles_part, &t);
+    for (int p = 0; p < parts; p++)
+        if (t.rc[p]) return t.rc[p];
+    return 0;
 }

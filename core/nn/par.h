@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "base/cancel.h"
+
 /* Most parts nn_parallel_rows splits into. */
 #define NN_MAX_PARTS 64
 
@@ -37,5 +39,17 @@ void nn_blas_single_end(void);
  * its range runs in the caller's thread, so every range always runs once.
  * parts is clamped to 1..NN_MAX_PARTS and to n. */
 void nn_parallel_rows(size_t n, int parts, void (*fn)(void *ctx, size_t lo, size_t hi, int part), void *ctx);
+
+/* Calls tile(ctx, part, r0, nr) for the tiles [r0, r0 + nr) of b rows (the
+ * last one shorter) that cover [0, n), claimed one at a time from a shared
+ * counter by `parts` threads (as nn_parallel_rows starts them, part 0 the
+ * caller's): on a loaded machine a thread that gets less of its core does
+ * fewer tiles instead of keeping the others waiting. cancel (NULL: none)
+ * is checked before each tile; a tile's non-zero return, or the cancel's,
+ * ends every thread's work at its next tile. Returns 0 or the first such
+ * code (by part). Each tile runs once at most, and every tile runs when
+ * none fails. b >= 1. */
+int nn_parallel_tiles(size_t n, size_t b, int parts, const tw_cancel *cancel,
+                      int (*tile)(void *ctx, int part, size_t r0, size_t nr), void *ctx);
 
 #endif

@@ -239,15 +239,16 @@ static void prefetch_row(const float *r, size_t d)
  * worst one stays below so (no row outside the candidates can reach it),
  * else it is computed by an exact scan. Either way the list is the exact
  * one, the same as rescoring every candidate. Reorders cand. Returns 1
- * when it had to scan. */
+ * when the list could not be certified: then it was scanned, or with scan
+ * false out is left as it was (the caller computes the list). */
 static int certify(const rows_src *src, size_t n, const float *q, size_t k, size_t kc, int bottom, double err,
-                   heap_item *cand, heap_item *tmp, float *buf, topk_hit *out)
+                   bool scan, heap_item *cand, heap_item *tmp, float *buf, topk_hit *out)
 {
     const size_t d = src->d;
     qsort(cand, kc, sizeof *cand, cmp_best_first); /* the heap's items, best first (sentinels last) */
     heap_init(tmp, k);
     bool reached = false; /* a candidate out of reach of the list was met */
-    for (size_t c = 0; c < kc && !reached; c++) {
+    for (size_t c = 0; c < kc; c++) {
         /* a sentinel: fewer rows than kc were offered, every one a candidate */
         if (cand[c].id == INT32_MAX) break;
         if ((reached = c >= k && cand[c].key + err < tmp[0].key)) break;
@@ -261,7 +262,7 @@ static int certify(const rows_src *src, size_t n, const float *q, size_t k, size
         heap_emit(tmp, k, out);
         return 0;
     }
-    exact_scan(src, n, q, k, bottom, tmp, buf, out);
+    if (scan) exact_scan(src, n, q, k, bottom, tmp, buf, out);
     return 1;
 }
 
@@ -308,21 +309,28 @@ void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j
 }
 
 /* The certification of queries lo .. hi - 1 of c, tmp (c->k) its scratch
- * heap and buf (d) that of a formed row; returns the lists that had to be
- * scanned. */
+ * heap and buf (d) that of a formed row; returns the lists that could not
+ * be certified: scanned exactly, or with failed set only marked there
+ * (failed[i] = 1 when either of query i's lists failed, else 0). */
 static unsigned long long certify_range(topk_cands *c, size_t lo, size_t hi, const rows_src *src,
                                         const float *Q, size_t ldq, const double *err, topk_hit *top,
-                                        topk_hit *bottom, size_t ldo, heap_item *tmp, float *buf)
+                                        topk_hit *bottom, size_t ldo, heap_item *tmp, float *buf,
+                                        unsigned char *failed)
 {
     unsigned long long scans = 0;
+    const bool scan = failed == NULL;
     for (size_t i = lo; i < hi; i++) {
         const float *q = Q + i * ldq;
         double ei = err[i];
         if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
+        int f = 0;
         if (c->ht)
-            scans += certify(src, c->n, q, c->k, c->kc, 0, ei, c->ht + i * c->kc, tmp, buf, top + i * ldo);
+            f += certify(src, c->n, q, c->k, c->kc, 0, ei, scan, c->ht + i * c->kc, tmp, buf, top + i * ldo);
         if (c->hb)
-            scans += certify(src, c->n, q, c->k, c->kc, 1, ei, c->hb + i * c->kc, tmp, buf, bottom + i * ldo);
+            f += certify(src, c->n, q, c->k, c->kc, 1, ei, scan, c->hb + i * c->kc, tmp, buf,
+                         bottom + i * ldo);
+        if (failed) failed[i] = f > 0;
+        scans += (unsigned)f;
     }
     return scans;
 }
@@ -336,25 +344,26 @@ typedef struct {
     size_t ldq, ldo;
     const double *err;
     topk_hit *top, *bottom;
-    heap_item *tmp; /* (parts, k) */
-    float *buf;     /* (parts, d) */
+    heap_item *tmp;        /* (parts, k) */
+    float *buf;            /* (parts, d), or NULL when the rows are stored */
+    unsigned char *failed; /* (nq) or NULL */
     unsigned long long scans[NN_MAX_PARTS];
 } certify_ctx;
 
 static void certify_part(void *ctx, size_t lo, size_t hi, int part)
 {
     certify_ctx *x = ctx;
+    float *buf = x->buf ? x->buf + (size_t)part * x->src->d : NULL;
     x->scans[part] = certify_range(x->c, lo, hi, x->src, x->Q, x->ldq, x->err, x->top, x->bottom, x->ldo,
-                                   x->tmp + (size_t)part * x->c->k,
-                                   x->buf ? x->buf + (size_t)part * x->src->d : NULL);
+                                   x->tmp + (size_t)part * x->c->k, buf, x->failed);
 }
 
 /* Multiply-adds below which a pass stays in one thread. */
 #define TOPK_PAR_WORK ((double)(1 << 24))
 
-/* topk_cands_certify against the rows of src (arguments checked). */
+/* topk_cands_certify_rows against the rows of src (arguments checked). */
 static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, size_t ldq, const double *err,
-                         topk_hit *top, topk_hit *bottom, size_t ldo)
+                         topk_hit *top, topk_hit *bottom, size_t ldo, unsigned char *failed)
 {
     const size_t d = src->d;
     const double work = (double)c->nq * (double)c->kc * (double)d * ((c->ht ? 1 : 0) + (c->hb ? 1 : 0));
@@ -362,6 +371,7 @@ static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, siz
     if ((size_t)parts > c->nq) parts = c->nq ? (int)c->nq : 1;
     certify_ctx x = {
         .c = c, .src = src, .Q = Q, .ldq = ldq, .ldo = ldo, .err = err, .top = top, .bottom = bottom};
+    x.failed = failed;
     x.tmp = malloc((size_t)parts * c->k * sizeof(heap_item));
     x.buf = src->M ? NULL : malloc((size_t)parts * d * sizeof(float));
     if (!x.tmp || (!src->M && !x.buf)) {
@@ -374,17 +384,27 @@ static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, siz
     for (int p = 0; p < parts; p++) scans += x.scans[p];
     free(x.tmp);
     free(x.buf);
-    if (scans) atomic_fetch_add(&exact_scans, scans);
+    if (scans && !failed) atomic_fetch_add(&exact_scans, scans);
     return TW_OK;
 }
 
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo)
 {
-    if (!M || !Q || !err || d < 1 || ldq < d || ldo < c->k || (c->ht && !top) || (c->hb && !bottom))
+    if (!c || !M) return TW_EINVAL;
+    const topk_former f = {.n = c->n, .d = d, .rows = M};
+    return topk_cands_certify_rows(c, &f, Q, ldq, err, top, bottom, ldo, NULL);
+}
+
+int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q, size_t ldq,
+                            const double *err, topk_hit *top, topk_hit *bottom, size_t ldo,
+                            unsigned char *failed)
+{
+    if (!c || !f || (!f->rows && !f->form) || f->n != c->n || !Q || !err || f->d < 1 || ldq < f->d ||
+        ldo < c->k || (c->ht && !top) || (c->hb && !bottom))
         return TW_EINVAL;
-    const rows_src src = {.M = M, .d = d};
-    return cands_certify(c, &src, Q, ldq, err, top, bottom, ldo);
+    const rows_src src = {.M = f->rows, .f = f, .d = f->d};
+    return cands_certify(c, &src, Q, ldq, err, top, bottom, ldo, failed);
 }
 
 void topk_cands_merge(topk_cands *dst, const topk_cands *src)
@@ -486,23 +506,16 @@ static void scratch_free(pass_scratch *w)
     free(w->R);
 }
 
-static void raise_norm(double *r, double v)
-{
-    if (!(v <= *r) && !isnan(*r)) *r = v;
-}
-
 /* Screening: block by block, the float scores of S's rows lo .. hi - 1
  * (formed into w->R first when the pass is formed) against every
  * screening query, offered to the candidates c (if any) and to
- * opts->on_block (if set). stop, when set, is raised on an error and ends
- * the pass at the next block when another thread raised it. */
+ * opts->on_block (if set). */
 static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, size_t hi, pass_scratch *w,
-                       topk_cands *c, const topk_opts *opts, atomic_int *stop)
+                       topk_cands *c, const topk_opts *opts)
 {
     const tw_cancel *cancel = opts ? opts->cancel : NULL;
     int rc = TW_OK;
     for (size_t j0 = lo; j0 < hi && rc == TW_OK; j0 += b) {
-        if (stop && atomic_load(stop)) break;
         if ((rc = tw_cancel_check(cancel)) != TW_OK) break;
         size_t bj = hi - j0 < b ? hi - j0 : b;
         const float *R;
@@ -510,7 +523,7 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
         if (!formed_pass(s)) {
             R = s->S + j0 * s->lds;
         } else {
-            raise_norm(&w->rmax, s->Mf->form(s->Mf->ctx, j0, bj, w->R));
+            topk_raise_max(&w->rmax, s->Mf->form(s->Mf->ctx, j0, bj, w->R));
             R = w->R;
             ldr = s->d;
         }
@@ -518,45 +531,30 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
         for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, w->S + i * bj, bj, j0);
         if (opts && opts->on_block) rc = opts->on_block(opts->ctx, w->S, nq, j0, bj);
     }
-    if (rc && stop) atomic_store(stop, 1);
     return rc;
 }
 
 /* ---- The tiled pass ----
- * One thread per core (nn_parts), each with a contiguous share of the
- * rows, its own scores and its own candidates, calling the GEMM with one
- * BLAS thread and scanning each block it computed at once: the scan runs
- * on every core beside the GEMMs instead of after them in one thread, and
- * no BLAS hand-off waits on another thread block by block. The candidates
- * are merged afterwards: a list's candidates are the best of the rows
- * whoever scanned them, so the lists are those of the plain pass. */
+ * One thread per core (nn_parts), each with its own scores and its own
+ * candidates, claiming blocks of rows one at a time (nn_parallel_tiles),
+ * calling the GEMM with one BLAS thread and scanning each block it
+ * computed at once: the scan runs on every core beside the GEMMs instead
+ * of after them in one thread, and no BLAS hand-off waits on another
+ * thread block by block. The candidates are merged afterwards: a list's
+ * candidates are the best of the rows whoever scanned them, so the lists
+ * are those of the plain pass. */
 typedef struct {
     const topk_screen *s;
     const topk_opts *opts;
     size_t nq, b;
     topk_cands *c[NN_MAX_PARTS];
     pass_scratch w[NN_MAX_PARTS];
-    atomic_int stop;
-    atomic_size_t next; /* the next block to claim */
-    int rc[NN_MAX_PARTS];
 } tiles_ctx;
 
-/* Blocks are claimed one at a time from a shared counter (not a fixed
- * share per thread): on a loaded machine a thread that gets less of its
- * core does fewer blocks instead of keeping the other waiting. */
-static void tiles_part(void *ctx, size_t lo, size_t hi, int part)
+static int tiles_block(void *ctx, int part, size_t j0, size_t bj)
 {
     tiles_ctx *t = ctx;
-    (void)lo;
-    (void)hi;
-    int rc = TW_OK;
-    for (;;) {
-        size_t j0 = atomic_fetch_add(&t->next, 1) * t->b;
-        if (j0 >= t->s->n || rc != TW_OK) break;
-        size_t j1 = t->s->n - j0 < t->b ? t->s->n : j0 + t->b;
-        rc = screen_rows(t->s, t->nq, t->b, j0, j1, &t->w[part], t->c[part], t->opts, &t->stop);
-    }
-    t->rc[part] = rc;
+    return screen_rows(t->s, t->nq, t->b, j0, j0 + bj, &t->w[part], t->c[part], t->opts);
 }
 
 /* Rows per block of a tiled pass at most b (a multiple of 16, or n): as
@@ -589,13 +587,12 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
     }
     if (rc == TW_OK) {
         nn_blas_single_begin(); /* one BLAS thread per part; the server's budget again after */
-        nn_parallel_rows((size_t)parts, parts, tiles_part, &t);
+        rc = nn_parallel_tiles(s->n, t.b, parts, NULL /* screen_rows checks opts->cancel */, tiles_block, &t);
         nn_blas_single_end();
-        for (int p = 0; p < parts && rc == TW_OK; p++) rc = t.rc[p];
     }
     for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
     for (int p = 0; p < parts; p++) {
-        raise_norm(rmax, t.w[p].rmax);
+        topk_raise_max(rmax, t.w[p].rmax);
         scratch_free(&t.w[p]);
         if (p) topk_cands_free(t.c[p]);
     }
@@ -649,13 +646,13 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
     if (rc == TW_OK && lists && !(c && (s->err || err))) rc = TW_ENOMEM;
     if (rc == TW_OK) {
         rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, &rmax)
-                       : screen_rows(s, nq, b, 0, s->n, &w, c, opts, NULL);
-        raise_norm(&rmax, w.rmax);
+                       : screen_rows(s, nq, b, 0, s->n, &w, c, opts);
+        topk_raise_max(&rmax, w.rmax);
     }
     if (rc == TW_OK && lists) {
         if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), err);
         const rows_src src = {.M = s->M ? s->M : s->Mf->rows, .f = s->Mf, .d = s->d};
-        rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo);
+        rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, NULL);
     }
     scratch_free(&w);
     topk_cands_free(c);

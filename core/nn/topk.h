@@ -40,6 +40,7 @@
 #ifndef TW_TOPK_H
 #define TW_TOPK_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -130,7 +131,7 @@ int topk_rows_opt(const float *M, size_t n, size_t d, const float *Q, size_t nq,
  * (M NULL, Mf set: each candidate's row formed when it is rescored).
  * Errors as topk_rows_opt. */
 typedef struct {
-    const float *M; /* (n, d) the exact rows, or NULL: formed by Mf */
+    const float *M;        /* (n, d) the exact rows, or NULL: formed by Mf */
     const topk_former *Mf; /* the exact rows when M is NULL (Mf->n = n, Mf->d = d) */
     size_t n, d;
     const float *Q; /* exact query i at Q + i * ldq */
@@ -160,7 +161,15 @@ int topk_rows_screened(const topk_screen *s, size_t nq, size_t k, topk_hit *top,
  *                       its own candidates)
  *   topk_cands_certify  M (n, d), query i at Q + i * ldq, err (nq) bounds on
  *                       |screening score - topk_dot(Q_i, M_j)| for every j;
- *                       lists to top/bottom + i * ldo. TW_OK or TW_EINVAL. */
+ *                       lists to top/bottom + i * ldo. TW_OK, TW_EINVAL or
+ *                       TW_ENOMEM.
+ *   topk_cands_certify_rows  the same against the rows of f (stored, or
+ *                       formed one at a time: f->n = n), and with failed
+ *                       (nq) set, a list that cannot be certified is not
+ *                       scanned: failed[i] = 1 and query i's lists are left
+ *                       as they were, for the caller to compute (say all
+ *                       the failed queries in one topk_rows_opt pass);
+ *                       failed[i] = 0 for a certified query. */
 typedef struct topk_cands topk_cands;
 topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom);
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0);
@@ -168,6 +177,9 @@ void topk_cands_merge(topk_cands *dst, const topk_cands *src);
 size_t topk_cands_k(const topk_cands *c); /* the k it was made with */
 int topk_cands_certify(topk_cands *c, const float *M, size_t d, const float *Q, size_t ldq, const double *err,
                        topk_hit *top, topk_hit *bottom, size_t ldo);
+int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q, size_t ldq,
+                            const double *err, topk_hit *top, topk_hit *bottom, size_t ldo,
+                            unsigned char *failed);
 void topk_cands_free(topk_cands *c);
 
 /* Rows per screening block for nq queries (a multiple of 16, at most n):
@@ -201,6 +213,13 @@ double topk_dot(const float *a, const float *b, size_t d);
  * likewise below), so only rows within the bound of t need rescoring.
  * NaN or +inf when an input is. */
 double topk_screen_error(size_t d, double qnorm, double max_row_norm);
+
+/* *m = max(*m, v), NaN-sticky: a NaN v or *m leaves *m NaN (a bound
+ * measured on rows one of which holds NaN certifies nothing). */
+static inline void topk_raise_max(double *m, double v)
+{
+    if (!isnan(*m) && !(v <= *m)) *m = v;
+}
 
 /* max_j |M_j| over the n rows of M (n, d) (NaN if a row holds NaN). */
 float topk_max_row_norm(const float *M, size_t n, size_t d);
