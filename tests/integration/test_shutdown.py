@@ -20,8 +20,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from twd_harness import SANITIZER, Daemon, module_checkpoint  # noqa: E402
 
-# the demo shape with a 4x vocabulary: a cold /probe takes a while
-TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-shutdown-", "wide", "demo", "--vocab", "16384")
+# the demo shape with a GPT-2-sized vocabulary: a cold /probe takes a while
+TMP, MODEL, setUpModule, tearDownModule = module_checkpoint("twd-shutdown-", "wide", "demo", "--vocab", "50257")
 
 
 class ShutdownTest(unittest.TestCase):
@@ -36,11 +36,14 @@ class ShutdownTest(unittest.TestCase):
             got["at"] = time.time()
         t = threading.Thread(target=ask)
         t.start()
-        time.sleep(0.3)
+        # the last signal well inside the computation (about 1 s here on
+        # 2 cores, and then 0.5 s of writing its 25 MB answer, which no signal
+        # stops); twd takes signals every 50 ms, so 0.15 s apart never merge
+        time.sleep(0.2)
         for _ in range(signals):
             d.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.2)
-        sent = time.time() - 0.2
+            time.sleep(0.15)
+        sent = time.time() - 0.15
         t.join(300)
         rc = d.proc.wait(120)
         d.stop()
