@@ -36,15 +36,6 @@ def locked(path):
     return f
 
 
-def settle(t):
-    """Until PCA's faithfulness figures are there (the start-up work in the background)."""
-    for _ in range(1000):
-        if "pca" in json.loads(t.get("/umap")[1]).get("faithfulness", {}):
-            break
-        time.sleep(0.02)
-    time.sleep(0.3)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True)
@@ -80,7 +71,7 @@ def main():
                 t = xl.Twd(b, model, cache_mb)
                 try:
                     if a.settle:
-                        settle(t)
+                        xl.settle(t)
                     with locked(a.lock):
                         load = xl.loadavg()
                         dt, body = t.timed("/svd", block=blk, **params)
