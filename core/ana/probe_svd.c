@@ -118,11 +118,11 @@ static int factors_xy(const factors_ctx *x, size_t d, size_t dh, double *X, doub
             for (size_t i = 0; i < d; i++) Y[i + j * d] = GPT2_AT(hs.wo, j, i);
     }
     gpt2_block_release(&bref); /* the slices are in X, Y now */
-    /* a weight that is not finite has no factors (what LAPACKE's NaN check
-     * of dgeqrf said before the scan was left to this loop) */
-    bool finite = true;
-    for (size_t i = 0; i < d * dh; i++) finite &= isfinite(X[i]) && isfinite(Y[i]);
-    return finite ? TW_OK : TW_EINVAL;
+    /* a NaN weight has no factors (what LAPACKE's NaN check of dgeqrf said
+     * before the scan was left to this loop; infinities pass, as there) */
+    bool nan = false;
+    for (size_t i = 0; i < d * dh; i++) nan |= isnan(X[i]) || isnan(Y[i]);
+    return nan ? TW_EINVAL : TW_OK;
 }
 
 static int fill_factors(void *data, size_t bytes, void *ctx)

@@ -95,9 +95,11 @@ static size_t tile_rows(size_t n, int parts)
  * the error of a tile. */
 static int tile_pass_run(size_t n, int parts, const tw_cancel *cancel, tile_fn tile, void *ctx)
 {
-    nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
+    /* one BLAS thread per part, the budget again after; one part keeps the
+     * budget (OpenBLAS's count is the process's: others would be held to 1) */
+    if (parts > 1) nn_blas_single_begin();
     int rc = nn_parallel_tiles(n, tile_rows(n, parts), parts, cancel, tile, ctx);
-    nn_blas_single_end();
+    if (parts > 1) nn_blas_single_end();
     return rc;
 }
 
@@ -192,13 +194,17 @@ typedef struct {
 } keys_pass;
 
 /* Scores of rows r0 .. r0 + nr - 1 against every head's screening
- * queries into the part's candidates; head h's row j at R + h hs + j ldr. */
-static void keys_screen_rows(keys_pass *kp, int part, const float *R, size_t ldr, size_t hs, size_t r0,
-                             size_t nr)
+ * queries into the part's candidates; head h's row j at R + h hs + j ldr.
+ * The request's cancel is checked at each block (a tile of many words is
+ * long work). */
+static int keys_screen_rows(keys_pass *kp, int part, const float *R, size_t ldr, size_t hs, size_t r0,
+                            size_t nr)
 {
     const size_t W = kp->W, H = kp->H, dh = kp->dh, d = kp->d;
     float *S = kp->S[part];
     for (size_t j = 0; j < nr; j += kp->sb) {
+        int rc = tw_cancel_check(ana_cancel(kp->x));
+        if (rc != TW_OK) return rc;
         const size_t bj = nr - j < kp->sb ? nr - j : kp->sb;
         for (size_t h = 0; h < H; h++) {
             // S (W, bj) = qa_h (W, dh) . K_h[r0 + j ..]^T
@@ -207,6 +213,7 @@ static void keys_screen_rows(keys_pass *kp, int part, const float *R, size_t ldr
             for (size_t w = 0; w < W; w++) topk_cands_scan(kp->c[part], w * H + h, S + w * bj, bj, r0 + j);
         }
     }
+    return TW_OK;
 }
 
 static int keys_fill_tile(void *ctx, int part, size_t r0, size_t nr)
@@ -226,15 +233,13 @@ static int keys_fill_tile(void *ctx, int part, size_t r0, size_t nr)
             memcpy(kp->K + (h * V + r0 + j) * dh, src, dh * sizeof(float));
             topk_raise_max(&mx[h], sqrt(topk_dot(src, src, dh)));
         }
-    if (kp->qa) keys_screen_rows(kp, part, T, d, dh, r0, nr);
-    return TW_OK;
+    return kp->qa ? keys_screen_rows(kp, part, T, d, dh, r0, nr) : TW_OK;
 }
 
 static int keys_screen_tile(void *ctx, int part, size_t r0, size_t nr)
 {
     keys_pass *kp = ctx;
-    keys_screen_rows(kp, part, kp->Kc + r0 * kp->dh, kp->dh, kp->V * kp->dh, r0, nr);
-    return TW_OK;
+    return keys_screen_rows(kp, part, kp->Kc + r0 * kp->dh, kp->dh, kp->V * kp->dh, r0, nr);
 }
 
 static int fill_keys(void *data, size_t bytes, void *ctx)
@@ -498,13 +503,19 @@ static void vals_block(const vals_pass *vp, const float *G0, size_t ldg, size_t 
 
 /* The screening of rows r0 .. r0 + nr - 1, sb at a time, head h's rows
  * of G at G0 + h hs + j ldg. */
-static void vals_screen_rows(vals_pass *vp, int part, const float *G0, size_t ldg, size_t hs, size_t r0,
-                             size_t nr)
+/* The value screening of rows r0 .. r0 + nr - 1, block by block, the
+ * request's cancel checked at each (as in keys_screen_rows). */
+static int vals_screen_rows(vals_pass *vp, int part, const float *G0, size_t ldg, size_t hs, size_t r0,
+                            size_t nr)
 {
     double *worst = vp->q->worst ? &vp->worst[part] : NULL;
-    for (size_t j = 0; j < nr; j += vp->sb)
+    for (size_t j = 0; j < nr; j += vp->sb) {
+        int rc = tw_cancel_check(ana_cancel(vp->x));
+        if (rc != TW_OK) return rc;
         vals_block(vp, G0 + j * ldg, ldg, hs, r0 + j, nr - j < vp->sb ? nr - j : vp->sb, &vp->sc[part],
                    vp->c[part], worst);
+    }
+    return TW_OK;
 }
 
 static int vals_fill_tile(void *ctx, int part, size_t r0, size_t nr)
@@ -531,15 +542,13 @@ static int vals_fill_tile(void *ctx, int part, size_t r0, size_t nr)
         gE[r0 + j] = out3[j * 3 + 1];
         cE[r0 + j] = out3[j * 3 + 2];
     }
-    if (vp->q) vals_screen_rows(vp, part, T, d, dh, r0, nr);
-    return TW_OK;
+    return vp->q ? vals_screen_rows(vp, part, T, d, dh, r0, nr) : TW_OK;
 }
 
 static int vals_screen_tile(void *ctx, int part, size_t r0, size_t nr)
 {
     vals_pass *vp = ctx;
-    vals_screen_rows(vp, part, vp->v.G + r0 * vp->dh, vp->dh, vp->V * vp->dh, r0, nr);
-    return TW_OK;
+    return vals_screen_rows(vp, part, vp->v.G + r0 * vp->dh, vp->dh, vp->V * vp->dh, r0, nr);
 }
 
 /* Wg, the bounds w (d) and vec with their norms (the trailer's extra
@@ -784,9 +793,9 @@ static int words_queries(words_run *p, const ana_ln_rows *en)
     if ((size_t)parts > p->W) parts = (int)p->W;
     queries_ctx qc = {p, en, malloc((size_t)parts * d * sizeof(float))};
     if (!qc.rows) return TW_ENOMEM;
-    nn_blas_single_begin(); /* one BLAS thread per part; the budget again after */
+    if (parts > 1) nn_blas_single_begin(); /* as in tile_pass_run */
     nn_parallel_rows(p->W, parts, queries_part, &qc);
-    nn_blas_single_end();
+    if (parts > 1) nn_blas_single_end();
     free(qc.rows);
     return TW_OK;
 }
@@ -953,8 +962,9 @@ static int words_compute(words_run *p, probe_words_result *r)
     const size_t H = (size_t)p->m->cfg.n_head, W = p->W, k = p->k;
     ana_ln_rows en = {0};
     int rc = words_run_alloc(p);
-    if (rc == TW_OK) rc = ana_wte_max_norm(p->m, p->x, &p->R_e);
+    /* E's statistics first: their pass measures max |E_j| too (one read of E) */
     if (rc == TW_OK) rc = ana_ln1_rows_open(p->m, p->x, p->block, &en);
+    if (rc == TW_OK) rc = ana_wte_max_norm(p->m, p->x, &p->R_e);
     if (rc == TW_OK) rc = words_queries(p, &en);
     if (rc == TW_OK) rc = words_keys(p, &en, r->keys);
     ana_ln_rows_close(&en);

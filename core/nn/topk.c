@@ -384,7 +384,7 @@ static int cands_certify(topk_cands *c, const rows_src *src, const float *Q, siz
     for (int p = 0; p < parts; p++) scans += x.scans[p];
     free(x.tmp);
     free(x.buf);
-    if (scans && !failed) atomic_fetch_add(&exact_scans, scans);
+    if (scans) atomic_fetch_add(&exact_scans, scans);
     return TW_OK;
 }
 

@@ -225,7 +225,8 @@ static inline void topk_raise_max(double *m, double v)
 float topk_max_row_norm(const float *M, size_t n, size_t d);
 
 /* How many lists, since the process started, could not be certified from
- * the screened candidates and were recomputed by an exact scan. */
+ * the screened candidates and were recomputed: by an exact scan, or (those
+ * marked failed by topk_cands_certify_rows) by the caller's own pass. */
 unsigned long long topk_exact_scans(void);
 
 /* The slow, obviously-correct reference of topk_rows: every row scored by
