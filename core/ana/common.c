@@ -173,17 +173,8 @@ static size_t stats_doubles(size_t V) { return 2 * V + 1; }
 typedef struct {
     const gpt2_model *m;
     double *mean, *rstd; /* (V) each */
-    float part_max[NN_MAX_PARTS];
+    float part_max[NN_MAX_PARTS]; /* 0 for the parts nn_parallel_rows did not make */
 } stats_par;
-
-
-/* The parts nn_parallel_rows makes of n rows (each part's maximum kept). */
-static int rows_parts(size_t n)
-{
-    int parts = nn_parts();
-    if (parts > NN_MAX_PARTS) parts = NN_MAX_PARTS;
-    return (size_t)parts > n ? (n ? (int)n : 1) : parts;
-}
 
 static void stats_rows(void *ctx, size_t lo, size_t hi, int part)
 {
@@ -204,11 +195,10 @@ static int fill_stats(void *data, size_t bytes, void *ctx)
     const gpt2_model *m = ctx;
     const size_t V = (size_t)m->cfg.vocab_size;
     if (bytes != stats_doubles(V) * sizeof(double)) return TW_EINVAL;
-    const int parts = rows_parts(V);
     stats_par p = {.m = m, .mean = data, .rstd = (double *)data + V};
-    nn_parallel_rows(V, parts, stats_rows, &p);
+    nn_parallel_rows(V, nn_parts(), stats_rows, &p);
     double r = 0.0;
-    for (int i = 0; i < parts; i++) topk_raise_max(&r, p.part_max[i]);
+    for (int i = 0; i < NN_MAX_PARTS; i++) topk_raise_max(&r, p.part_max[i]);
     ((double *)data)[2 * V] = r;
     return TW_OK;
 }
@@ -274,7 +264,7 @@ void ana_ln_rows_close(ana_ln_rows *r)
  * When E's statistics are cached their pass measured it already. */
 typedef struct {
     const gpt2_model *m;
-    float part_max[NN_MAX_PARTS];
+    float part_max[NN_MAX_PARTS]; /* as stats_par's */
 } wte_norm_par;
 
 static void wte_norm_rows(void *ctx, size_t lo, size_t hi, int part)
@@ -301,11 +291,10 @@ static int fill_wte_norm(void *data, size_t bytes, void *ctx)
         blockcache_release(c->cache, st);
         return TW_OK;
     }
-    const int parts = rows_parts(V);
     wte_norm_par p = {.m = m};
-    nn_parallel_rows(V, parts, wte_norm_rows, &p);
+    nn_parallel_rows(V, nn_parts(), wte_norm_rows, &p);
     double r = 0.0;
-    for (int i = 0; i < parts; i++) topk_raise_max(&r, p.part_max[i]);
+    for (int i = 0; i < NN_MAX_PARTS; i++) topk_raise_max(&r, p.part_max[i]);
     *(double *)data = r;
     return TW_OK;
 }
