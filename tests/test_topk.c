@@ -5,9 +5,11 @@
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 
+#include "core/nn/amx.h"
 #include "core/nn/topk.h"
 #include "tests/support/test_mem.h"
 #include "tests/support/test_rank.h"
@@ -45,6 +47,64 @@ START_TEST(test_topk_fast_vs_naive)
     }
     ck_assert_msg(worst < 1e-5, "largest score difference fast vs naive %.3g", worst);
     TT_FREE(M, Q);
+}
+END_TEST
+
+/* The bf16 tile scores (core/nn/amx.h) within their stated bound of the
+ * exact products, at every edge of the tiles: a depth that is not a
+ * multiple of 32, queries and rows that do not fill their tiles, a row
+ * stride beyond the depth; and a pass on the tile unit (enough queries)
+ * gives the naive lists bit for bit, rarely needing an exact scan. */
+START_TEST(test_topk_amx_bound_and_lists)
+{
+    if (!nn_amx_usable()) {
+        fprintf(stderr, "test_topk_amx_bound_and_lists: no tile unit here (or TWD_AMX=0): fp32 path only\n");
+        return;
+    }
+    tw_rng r = tt_rng(77);
+    const size_t nq = 70, bj = 150, ds = 100, ldr = 103, lds = 161;
+    float *P = tt_uniform(&r, nq * ds, -1, 1), *R = tt_uniform(&r, bj * ldr, -3, 3);
+    P[5] = 1e-40f; /* a subnormal, flushed by the conversion */
+    R[7] = 3e4f;
+    float *S = malloc(nq * lds * sizeof *S);
+    uint16_t *Pq = malloc(nn_amx_queries_elems(nq, ds) * sizeof *Pq),
+             *w = malloc(nn_amx_work_elems(ds, nq) * sizeof *w);
+    for (size_t i = 0; i < nq * lds; i++) S[i] = -12345.0f;
+    nn_amx_pack_queries(P, ds, nq, ds, Pq);
+    nn_amx_scores(Pq, nq, R, ldr, bj, ds, S, lds, w);
+    double worst = 0.0, seen = 0.0;
+    for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < bj; j++) {
+            double e = 0.0, pn = 0.0, rn = 0.0;
+            for (size_t t = 0; t < ds; t++) {
+                e += (double)P[i * ds + t] * R[j * ldr + t];
+                pn += (double)P[i * ds + t] * P[i * ds + t];
+                rn += (double)R[j * ldr + t] * R[j * ldr + t];
+            }
+            double off = fabs(S[i * lds + j] - e), bound = nn_amx_error(ds, sqrt(pn), sqrt(rn));
+            worst = fmax(worst, off / bound);
+            seen = fmax(seen, off / (sqrt(pn) * sqrt(rn)));
+        }
+    ck_assert_msg(worst <= 1.0, "a tile score is %.3g bounds off", worst);
+    ck_assert_msg(seen > 1e-4, "the scores look like fp32 ones (%.3g), not bf16", seen);
+    for (size_t i = 0; i < nq; i++) /* nothing written past the block */
+        for (size_t j = bj; j < lds; j++) ck_assert(S[i * lds + j] == -12345.0f);
+    TT_FREE(P, R, S, Pq, w);
+
+    const size_t n = 5000, d = 100, nq2 = 100, k = 10;
+    float *M = tt_uniform(&r, n * d, -1, 1), *Q = tt_uniform(&r, nq2 * d, -1, 1);
+    topk_hit *ft = malloc(nq2 * k * sizeof *ft), *fb = malloc(nq2 * k * sizeof *fb);
+    topk_hit *nt = malloc(nq2 * k * sizeof *nt), *nb = malloc(nq2 * k * sizeof *nb);
+    unsigned long long scans = topk_exact_scans();
+    ck_assert_int_eq(topk_rows(M, n, d, Q, nq2, k, ft, fb), 0);
+    scans = topk_exact_scans() - scans;
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq2, k, nt, nb), 0);
+    for (size_t i = 0; i < nq2 * k; i++) {
+        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu", i);
+        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
+    }
+    ck_assert_msg(scans <= nq2 / 10, "%llu of %zu lists needed an exact scan", scans, 2 * nq2);
+    TT_FREE(M, Q, ft, fb, nt, nb);
 }
 END_TEST
 
@@ -347,4 +407,5 @@ START_TEST(test_topk_formed_vs_naive)
 END_TEST
 
 TW_CHECK_ONE_MAIN("topk", "topk", 60, test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
-                  test_topk_max_row_norm_nan, test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive, test_topk_formed_vs_naive)
+                  test_topk_max_row_norm_nan, test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive,
+                  test_topk_formed_vs_naive, test_topk_amx_bound_and_lists)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/amx.h"
 #include "core/nn/par.h"
 
 /* ---- Bounded heap of the k best (key, id) seen so far ----
@@ -276,20 +277,26 @@ unsigned long long topk_exact_scans(void) { return atomic_load(&exact_scans); }
 /* ---- Candidates of a screening ---- */
 
 struct topk_cands {
-    size_t nq, n, k, kc;
+    size_t nq, n, k, kc, extra;
     heap_item *ht, *hb; /* (nq, kc) heaps, or NULL */
     heap_item items[];  /* ht and hb: one allocation */
 };
 
-topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
+/* Candidates kept beyond 2k + TOPK_MARGIN per list by a pass whose scores
+ * are bf16 tile products (core/nn/amx.h): their bound is some 40 times
+ * the fp32 GEMM's, so more rows lie within reach of a list's k-th. */
+#define AMX_EXTRA 64
+
+/* topk_cands_new keeping 2k + TOPK_MARGIN + extra candidates per list. */
+static topk_cands *cands_new(size_t nq, size_t n, size_t k, size_t extra, int top, int bottom)
 {
     if ((!top && !bottom) || k < 1 || k > n || n >= (size_t)INT32_MAX) return NULL;
-    if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN) / sizeof(heap_item) / 2) return NULL;
-    const size_t kc = 2 * k + TOPK_MARGIN < n ? 2 * k + TOPK_MARGIN : n;
+    if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN + extra) / sizeof(heap_item) / 2) return NULL;
+    const size_t kc = 2 * k + TOPK_MARGIN + extra < n ? 2 * k + TOPK_MARGIN + extra : n;
     const size_t cells = (nq ? nq : 1) * kc, lists = (top ? 1u : 0u) + (bottom ? 1u : 0u);
     topk_cands *c = malloc(sizeof *c + lists * cells * sizeof(heap_item));
     if (!c) return NULL;
-    *c = (topk_cands){.nq = nq, .n = n, .k = k, .kc = kc};
+    *c = (topk_cands){.nq = nq, .n = n, .k = k, .kc = kc, .extra = extra};
     c->ht = top ? c->items : NULL;
     c->hb = bottom ? c->items + (top ? cells : 0) : NULL;
     for (size_t i = 0; i < nq; i++) {
@@ -297,6 +304,11 @@ topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
         if (c->hb) heap_init(c->hb + i * kc, kc);
     }
     return c;
+}
+
+topk_cands *topk_cands_new(size_t nq, size_t n, size_t k, int top, int bottom)
+{
+    return cands_new(nq, n, k, 0, top, bottom);
 }
 
 void topk_cands_free(topk_cands *c) { free(c); }
@@ -487,23 +499,28 @@ static size_t pass_block_rows(const topk_screen *s, size_t nq, size_t n)
 
 /* One thread's scratch of a pass: the scores of a block (nq, b), the rows
  * of a formed tile (b, d) or NULL, and the largest norm of the rows it
- * formed (NaN wins). */
+ * formed (NaN wins); for a pass on the tile unit, the queries packed as
+ * bf16 (shared by the pass's threads) and this thread's tile scratch. */
 typedef struct {
     float *S, *R;
     double rmax;
+    const uint16_t *Pq;
+    uint16_t *aw;
 } pass_scratch;
 
-static int scratch_alloc(pass_scratch *w, const topk_screen *s, size_t nq, size_t b)
+static int scratch_alloc(pass_scratch *w, const topk_screen *s, size_t nq, size_t b, const uint16_t *Pq)
 {
-    *w = (pass_scratch){.S = malloc(nq * b * sizeof(float))};
+    *w = (pass_scratch){.S = malloc(nq * b * sizeof(float)), .Pq = Pq};
     if (formed_pass(s)) w->R = malloc(b * s->d * sizeof(float));
-    return w->S && (w->R || !formed_pass(s)) ? TW_OK : TW_ENOMEM;
+    if (Pq) w->aw = aligned_alloc(64, (nn_amx_work_elems(s->ds, nq) * sizeof(uint16_t) + 63) / 64 * 64);
+    return w->S && (w->R || !formed_pass(s)) && (w->aw || !Pq) ? TW_OK : TW_ENOMEM;
 }
 
 static void scratch_free(pass_scratch *w)
 {
     free(w->S);
     free(w->R);
+    free(w->aw);
 }
 
 /* Screening: block by block, the float scores of S's rows lo .. hi - 1
@@ -527,7 +544,10 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
             R = w->R;
             ldr = s->d;
         }
-        gemm_block(s->P, s->ldp, R, ldr, nq, bj, s->ds, w->S);
+        if (w->Pq)
+            nn_amx_scores(w->Pq, nq, R, ldr, bj, s->ds, w->S, bj, w->aw);
+        else
+            gemm_block(s->P, s->ldp, R, ldr, nq, bj, s->ds, w->S);
         for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, w->S + i * bj, bj, j0);
         if (opts && opts->on_block) rc = opts->on_block(opts->ctx, w->S, nq, j0, bj);
     }
@@ -575,14 +595,14 @@ static size_t balanced_rows(size_t b, size_t n, int parts)
  * norms of the rows formed; TW_ENOMEM when the scratch of a thread cannot
  * be had. */
 static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c, int parts,
-                        const topk_opts *opts, double *rmax)
+                        const topk_opts *opts, const uint16_t *Pq, double *rmax)
 {
     tiles_ctx t = {.s = s, .opts = opts, .nq = nq};
     t.b = balanced_rows(pass_block_rows(s, nq, (s->n + (size_t)parts - 1) / (size_t)parts), s->n, parts);
     int rc = TW_OK;
     for (int p = 0; p < parts && rc == TW_OK; p++) {
-        rc = scratch_alloc(&t.w[p], s, nq, t.b);
-        t.c[p] = p ? topk_cands_new(nq, s->n, k, c->ht != NULL, c->hb != NULL) : c;
+        rc = scratch_alloc(&t.w[p], s, nq, t.b, Pq);
+        t.c[p] = p ? cands_new(nq, s->n, k, c->extra, c->ht != NULL, c->hb != NULL) : c;
         if (!t.c[p]) rc = TW_ENOMEM;
     }
     if (rc == TW_OK) {
@@ -613,10 +633,25 @@ static int screen_parts(const topk_screen *s, size_t nq, const topk_opts *opts)
 
 /* The screening error bound of each query of the plain problem (the
  * screening rows are the exact ones, P = Q) with rows of norm at most R:
- * err (nq). */
-static void plain_errors(const topk_screen *s, size_t nq, double R, double *err)
+ * err (nq); the bf16 tile products' bound when amx. */
+static void plain_errors(const topk_screen *s, size_t nq, double R, bool amx, double *err)
 {
-    for (size_t i = 0; i < nq; i++) err[i] = topk_screen_error(s->d, norm2(s->Q + i * s->ldq, s->d), R);
+    for (size_t i = 0; i < nq; i++) {
+        double qn = norm2(s->Q + i * s->ldq, s->d);
+        err[i] = amx ? nn_amx_error(s->d, qn, R) : topk_screen_error(s->d, qn, R);
+    }
+}
+
+/* Queries below which a pass keeps to the fp32 GEMM: the tile unit takes
+ * them 32 at a time, and a few queries are not worth the packing. */
+#define AMX_MIN_QUERIES 64
+
+/* Whether a pass screens on the tile unit: the plain problem (its own
+ * bound, so the wider one can be used), lists wanted, no callback (which
+ * is owed the fp32 scores), enough queries. */
+static bool amx_pass(const topk_screen *s, size_t nq, bool lists, const topk_opts *opts)
+{
+    return lists && !s->err && !(opts && opts->on_block) && nq >= AMX_MIN_QUERIES && nn_amx_usable();
 }
 
 /* max_j |M_j| of the plain problem: the caller's figure when it gave one,
@@ -637,20 +672,25 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
 {
     const size_t b = pass_block_rows(s, nq, s->n);
     if (!b) return TW_EINVAL;
-    const bool lists = top || bottom;
+    const bool lists = top || bottom, amx = amx_pass(s, nq, lists, opts);
     const int parts = lists ? screen_parts(s, nq, opts) : 1;
     pass_scratch w = {0};
-    topk_cands *c = lists ? topk_cands_new(nq, s->n, k, top != NULL, bottom != NULL) : NULL;
+    topk_cands *c = lists ? cands_new(nq, s->n, k, amx ? AMX_EXTRA : 0, top != NULL, bottom != NULL) : NULL;
     double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL, rmax = 0.0;
-    int rc = parts == 1 ? scratch_alloc(&w, s, nq, b) : TW_OK;
+    uint16_t *Pq = amx ? aligned_alloc(64, (nn_amx_queries_elems(nq, s->ds) * sizeof(uint16_t) + 63) / 64 * 64)
+                       : NULL;
+    int rc = amx && !Pq ? TW_ENOMEM : TW_OK;
+    if (Pq) nn_amx_pack_queries(s->P, s->ldp, nq, s->ds, Pq);
+    if (rc == TW_OK && parts == 1) rc = scratch_alloc(&w, s, nq, b, Pq);
     if (rc == TW_OK && lists && !(c && (s->err || err))) rc = TW_ENOMEM;
     if (rc == TW_OK) {
-        rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, &rmax)
+        rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, Pq, &rmax)
                        : screen_rows(s, nq, b, 0, s->n, &w, c, opts);
         topk_raise_max(&rmax, w.rmax);
     }
+    free(Pq);
     if (rc == TW_OK && lists) {
-        if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), err);
+        if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), amx, err);
         const rows_src src = {.M = s->M ? s->M : s->Mf->rows, .f = s->Mf, .d = s->d};
         rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, NULL);
     }

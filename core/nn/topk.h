@@ -20,7 +20,10 @@
  * error bound of the GEMM (gamma_{d+1} |q| max_j |M_j|); when that cannot be
  * ruled out (near-ties), that one list is recomputed by an exact scan of
  * every row. So topk_rows gives the same ids and scores as
- * topk_rows_naive, bit for bit, always (docs/MATH.md §2).
+ * topk_rows_naive, bit for bit, always (docs/MATH.md §2). A pass of at least
+ * 64 queries without on_block screens with bf16 tile products instead when
+ * the CPU has them (core/nn/amx.h; docs/MATH.md §2.6), with their wider
+ * bound and 64 more candidates per list: the same lists and scores.
  *
  * Threads: the process owner decides the budget with openblas_set_num_threads
  * (by default every core). A large pass without on_block is shared among
