@@ -39,6 +39,8 @@ size_t nn_amx_work_elems(size_t ds, size_t nq)
     return CHUNK_ROWS * nn_amx_depth(ds) + 2 * nqp * CHUNK_ROWS;
 }
 
+uint16_t *nn_amx_alloc(size_t elems) { return aligned_alloc(64, (elems * sizeof(uint16_t) + 63) / 64 * 64); }
+
 double nn_amx_error(size_t ds, double pn, double R)
 {
     const double u = 0x1p-8, s = pn * R;
@@ -176,9 +178,9 @@ typedef struct {
 AMX_TARGET void nn_amx_scores(const uint16_t *Pq, size_t nq, const float *R, size_t ldr, size_t bj, size_t ds,
                               float *S, size_t lds, uint16_t *work)
 {
-    float *acc = (float *)(work + CHUNK_ROWS * nn_amx_depth(ds)); /* (nqp / 16, CHUNK_ROWS / 16) tiles */
     const size_t dp = nn_amx_depth(ds), steps = dp / DEPTH, nqp = nn_amx_queries_elems(nq, ds) / dp;
-    const size_t group_elems = GROUP * dp; /* one packed group of 16 rows */
+    float *acc = (float *)(work + CHUNK_ROWS * dp); /* (nqp / 16, CHUNK_ROWS / 16) tiles */
+    const size_t group_elems = GROUP * dp;          /* one packed group of 16 rows */
     float edge[GROUP * GROUP] __attribute__((aligned(64)));
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);

@@ -15,7 +15,7 @@
  *
  * The unit is used when the CPU has AMX-TILE, AMX-BF16 and AVX512-BF16, the
  * kernel grants the process the tile state (arch_prctl), and TWD_AMX is not
- * "0" in the environment (read once; the tests use it to run both paths).
+ * "0" in the environment (read once per process).
  * Everything here is safe to call from several threads at once. */
 #ifndef TW_AMX_H
 #define TW_AMX_H
@@ -38,6 +38,9 @@ size_t nn_amx_queries_elems(size_t nq, size_t ds);
 /* bf16 elements of one thread's scratch for nn_amx_scores of nq queries
  * (64-byte aligned scratch is best). */
 size_t nn_amx_work_elems(size_t ds, size_t nq);
+
+/* elems bf16 elements, 64-byte aligned (free with free), or NULL. */
+uint16_t *nn_amx_alloc(size_t elems);
 
 /* P (nq, ds), row i at P + i * ldp, rounded to bf16 rows of
  * nn_amx_depth(ds) into out (nn_amx_queries_elems), zero-padded. */

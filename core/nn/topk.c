@@ -512,7 +512,7 @@ static int scratch_alloc(pass_scratch *w, const topk_screen *s, size_t nq, size_
 {
     *w = (pass_scratch){.S = malloc(nq * b * sizeof(float)), .Pq = Pq};
     if (formed_pass(s)) w->R = malloc(b * s->d * sizeof(float));
-    if (Pq) w->aw = aligned_alloc(64, (nn_amx_work_elems(s->ds, nq) * sizeof(uint16_t) + 63) / 64 * 64);
+    if (Pq) w->aw = nn_amx_alloc(nn_amx_work_elems(s->ds, nq));
     return w->S && (w->R || !formed_pass(s)) && (w->aw || !Pq) ? TW_OK : TW_ENOMEM;
 }
 
@@ -677,8 +677,7 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
     pass_scratch w = {0};
     topk_cands *c = lists ? cands_new(nq, s->n, k, amx ? AMX_EXTRA : 0, top != NULL, bottom != NULL) : NULL;
     double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL, rmax = 0.0;
-    uint16_t *Pq = amx ? aligned_alloc(64, (nn_amx_queries_elems(nq, s->ds) * sizeof(uint16_t) + 63) / 64 * 64)
-                       : NULL;
+    uint16_t *Pq = amx ? nn_amx_alloc(nn_amx_queries_elems(nq, s->ds)) : NULL;
     int rc = amx && !Pq ? TW_ENOMEM : TW_OK;
     if (Pq) nn_amx_pack_queries(s->P, s->ldp, nq, s->ds, Pq);
     if (rc == TW_OK && parts == 1) rc = scratch_alloc(&w, s, nq, b, Pq);
