@@ -32,10 +32,14 @@ export function viewFrame(p, { name, drawn, draw, ...files }) {
 export async function ask(v, p, { title, failed, job, show, what = 'answer', has = () => !!v.ans, key = 'key' }) {
   const seq = ++v.seq;
   const box = $(`${p}-msg`);
-  const stop = busy(box, title);
+  // a superseded request's pending message must never show later: the newer
+  // ask cancels the older one's timer, which may otherwise fire after the
+  // newer answer has hidden the box
+  if (v.stopBusy) v.stopBusy();
+  const stop = v.stopBusy = busy(box, title);
   try {
     const ans = await job();
-    stop(); // a superseded request's pending message must never show later
+    stop();
     if (seq !== v.seq) return;
     hideMessage(box);
     if ((await show(ans)) !== false) v.tools.enable(true);
