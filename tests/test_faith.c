@@ -199,9 +199,9 @@ static void nearest_ref(const float *Y, size_t n, const float *a, size_t K, size
     free(nd);
 }
 
-/* The overlap of many fitted points (searched by a grid of cells) is that
+/* The overlap of many fitted points (searched by a k-d tree) is that
  * of every distance: clustered points, a lattice with many equal distances
- * and points on the cells' faces, copies of points, queries on points, far
+ * and points on the boxes' faces, copies of points, queries on points, far
  * outside and between them. */
 START_TEST(test_knn_overlap_grid)
 {

@@ -9,6 +9,7 @@
 
 #include "base/scratch.h"
 #include "base/status.h"
+#include "core/nn/par.h"
 
 /* Four float lanes (GCC/Clang vector extensions: one SSE register on
  * x86-64, one NEON register on arm64). */
@@ -104,8 +105,8 @@ typedef struct {
     double *max, *sum, *wsum; /* (nq): reference m (the largest score so far), sum exp(s - m),
                                * sum exp(s - m) (s - m) */
     tw_progress *progress;
-    long long done0;
-    size_t row0; /* the pass's first row in the request */
+    long long reported; /* the rows' share of the pass added to progress so far */
+    size_t row0;        /* the pass's first row in the request */
     void (*on_row)(void *ctx, size_t i, const float *s, size_t b, size_t j0);
     void *row_ctx;
 } lens_pass;
@@ -276,7 +277,10 @@ static int on_block(void *ctx, const float *S, size_t nq, size_t j0, size_t bj)
             block_rows(&jobs[t]);
         if (rc == TW_OK) rc = jobs[t].rc;
     }
-    tw_progress_set(p->progress, p->done0 + (long long)((double)nq * (double)(j0 + bj) / (double)p->V));
+    /* passes may run side by side (lens_rows): each adds what it did */
+    long long now = (long long)((double)nq * (double)(j0 + bj) / (double)p->V);
+    tw_progress_add(p->progress, now - p->reported);
+    p->reported = now;
     return rc;
 }
 
@@ -390,7 +394,6 @@ static int lens_pass_rows(const float *E, size_t V, size_t d, const float *Q, si
                    .V = V,
                    .targets = nt ? o->targets + i0 * nt : NULL,
                    .progress = o ? o->progress : NULL,
-                   .done0 = (o ? o->progress_done0 : 0) + (long long)i0,
                    .row0 = i0,
                    .on_row = o ? o->on_row : NULL,
                    .row_ctx = o ? o->row_ctx : NULL};
@@ -411,12 +414,58 @@ static int lens_pass_rows(const float *E, size_t V, size_t d, const float *Q, si
     return rc;
 }
 
+/* Rows per pass below which the passes are not run side by side: a GEMM
+ * this thin on one core packs E for too few products. */
+#define LENS_MIN_SIDE_ROWS 64
+
+/* The passes of a request run side by side: pass t is rows
+ * [t per, t per + per) (the last shorter), one thread each. */
+typedef struct {
+    const float *E, *Q;
+    size_t V, d, nq, per;
+    float R;
+    const lens_opts *o;
+    const lens_out *out;
+} lens_run;
+
+static int run_pass(void *ctx, int part, size_t t0, size_t nt)
+{
+    (void)part;
+    const lens_run *r = ctx;
+    int rc = TW_OK;
+    for (size_t t = t0; t < t0 + nt && rc == TW_OK; t++) {
+        size_t i0 = t * r->per, n = r->nq - i0 < r->per ? r->nq - i0 : r->per;
+        rc = lens_pass_rows(r->E, r->V, r->d, r->Q, i0, n, r->R, r->o, r->out);
+    }
+    return rc;
+}
+
+/* The request's rows in passes of at most LENS_ROWS_PER_PASS. With several
+ * cores and enough rows, as many passes as a multiple of the cores run
+ * side by side, each in its own thread calling BLAS with one thread and
+ * scanning its own blocks: one pass whose GEMM used every core and whose
+ * scan was then shared out kept OpenBLAS's threads spinning while the
+ * scan ran (a fifth of the CPU time of a 200-token trajectory). Every row
+ * is one pass's, its lists certified exactly as before, so only the float
+ * sums of the softmax may differ in their last bits with the split. */
 int lens_rows(const float *E, size_t V, size_t d, const float *Q, size_t nq, const lens_opts *o,
               lens_out *out)
 {
     int rc = check_args(E, V, d, Q, nq, o, out);
     if (rc != TW_OK || nq == 0) return rc;
     float R = o && o->max_row_norm > 0 ? o->max_row_norm : topk_max_row_norm(E, V, d);
+    if (o && o->progress) tw_progress_set(o->progress, o->progress_done0);
+    size_t npass = (nq + LENS_ROWS_PER_PASS - 1) / LENS_ROWS_PER_PASS;
+    int parts = nn_parts();
+    if (parts > 1 && nq >= (size_t)parts * LENS_MIN_SIDE_ROWS) {
+        parts = nn_blas_single_begin();
+        npass = (npass + (size_t)parts - 1) / (size_t)parts * (size_t)parts;
+        lens_run r = {.E = E, .Q = Q, .V = V, .d = d, .nq = nq, .per = (nq + npass - 1) / npass, .R = R, .o = o,
+                      .out = out};
+        rc = nn_parallel_tiles((nq + r.per - 1) / r.per, 1, parts, o ? o->cancel : NULL, run_pass, &r);
+        nn_blas_single_end();
+        return rc;
+    }
     for (size_t i0 = 0; i0 < nq && rc == TW_OK; i0 += LENS_ROWS_PER_PASS)
         rc = lens_pass_rows(E, V, d, Q, i0, nq - i0 < LENS_ROWS_PER_PASS ? nq - i0 : LENS_ROWS_PER_PASS, R, o,
                             out);

@@ -206,78 +206,106 @@ out:
     return rc;
 }
 
-/* A uniform grid over 3D layout points, for the K nearest of a new point
- * without measuring all n: the points sorted by cell (counting sort),
- * searched in growing cubes of cells around the query's until the K-th
- * best distance is below the distance to any cell not yet searched. */
-#define GRID_DIM 3
+/* A k-d tree over 3D layout points, for the K nearest of a new point
+ * without measuring all n: node t (children 2t + 1 and 2t + 2) holds the
+ * points order[b, e) of its range, split at the middle of the range along
+ * the axis where its box is widest, with the bounding box of its points.
+ * The shape follows from n alone (a range of more than KD_LEAF points is
+ * halved), so no node stores its range. A query far outside the cloud
+ * (the trajectory's late states under PCA) is answered in a few leaves,
+ * where the uniform grid this replaces searched shell after shell. */
+#define TREE_DIM 3
+#define KD_LEAF 8
 typedef struct {
-    size_t g; /* cells per axis */
-    double lo[GRID_DIM], w[GRID_DIM];
-    double slack;   /* far above the rounding of a coordinate's cell */
-    size_t *start;  /* (g^3 + 1) first point of each cell in order */
-    int32_t *order; /* (n) point indices by cell, ascending within a cell */
-} layout_grid;
+    size_t n, nodes;
+    float (*box)[2][TREE_DIM]; /* (nodes) lo, hi of each node's points */
+    int32_t *order;            /* (n) point indices, each node's a contiguous range */
+} layout_tree;
 
-static size_t grid_coord(const layout_grid *gr, int a, double x)
+static size_t kd_nodes(size_t n)
 {
-    double c = (x - gr->lo[a]) / gr->w[a];
-    return c <= 0 ? 0 : c >= (double)(gr->g - 1) ? gr->g - 1 : (size_t)c;
+    /* the heap-numbered nodes of the shape: ranges halved down to KD_LEAF */
+    size_t levels = 1;
+    for (size_t m = n; m > KD_LEAF; m = (m + 1) / 2) levels++;
+    return ((size_t)1 << levels) - 1;
 }
 
-/* The grid of Y (n, 3), or false when a coordinate is not finite (or
- * memory runs out): then the caller measures every point. */
-static bool grid_build(layout_grid *gr, const float *Y, size_t n)
+/* Reorders order[b, e) so that the m-th by coordinate a (ties by index:
+ * a strict order) is at m, those before it smaller, those after larger
+ * (quickselect, the middle of three as pivot, Lomuto's partition: the
+ * pivot lands where it belongs and the range shrinks past it). */
+static void kd_select(int32_t *order, const float *Y, size_t b, size_t e, size_t m, int a)
 {
-    double lo[GRID_DIM], hi[GRID_DIM];
-    for (int a = 0; a < GRID_DIM; a++) lo[a] = hi[a] = n ? Y[a] : 0;
-    for (size_t j = 0; j < n * GRID_DIM; j++) {
-        double x = Y[j];
-        if (!isfinite(x)) return false;
-        int a = (int)(j % GRID_DIM);
-        if (x < lo[a]) lo[a] = x;
-        if (x > hi[a]) hi[a] = x;
+#define KD_LESS(i, j) (Y[(size_t)(i) * TREE_DIM + a] < Y[(size_t)(j) * TREE_DIM + a] || \
+                       (Y[(size_t)(i) * TREE_DIM + a] == Y[(size_t)(j) * TREE_DIM + a] && (i) < (j)))
+#define KD_SWAP(p, q) do { int32_t t_ = order[p]; order[p] = order[q]; order[q] = t_; } while (0)
+    while (e - b > 1) {
+        size_t mid = b + (e - b) / 2, last = e - 1, pv;
+        int32_t x = order[b], y = order[mid], z = order[last];
+        if (KD_LESS(x, y))
+            pv = KD_LESS(y, z) ? mid : KD_LESS(x, z) ? last : b;
+        else
+            pv = KD_LESS(x, z) ? b : KD_LESS(y, z) ? last : mid;
+        KD_SWAP(pv, last);
+        const int32_t piv = order[last];
+        size_t store = b;
+        for (size_t i = b; i < last; i++)
+            if (KD_LESS(order[i], piv)) {
+                KD_SWAP(i, store);
+                store++;
+            }
+        KD_SWAP(store, last);
+        if (m == store) break;
+        if (m < store)
+            e = store;
+        else
+            b = store + 1;
     }
-    gr->slack = 0;
-    for (int a = 0; a < GRID_DIM; a++) gr->slack = fmax(gr->slack, fmax(fabs(lo[a]), fabs(hi[a])));
-    gr->slack *= 1e-7;
-    size_t g = 1;
-    while ((g + 1) * (g + 1) * (g + 1) * 4 <= n) g++; /* about 4 points a cell */
-    gr->g = g;
-    for (int a = 0; a < GRID_DIM; a++) {
-        gr->lo[a] = lo[a];
-        gr->w[a] = hi[a] > lo[a] ? (hi[a] - lo[a]) / (double)g : 1.0;
-    }
-    size_t cells = g * g * g;
-    gr->start = calloc(cells + 1, sizeof *gr->start);
-    gr->order = malloc((n ? n : 1) * sizeof *gr->order);
-    size_t *cell = malloc((n ? n : 1) * sizeof *cell);
-    if (!gr->start || !gr->order || !cell) {
-        free(cell);
-        return false;
-    }
-    for (size_t j = 0; j < n; j++) {
-        const float *y = Y + j * GRID_DIM;
-        cell[j] = (grid_coord(gr, 0, y[0]) * g + grid_coord(gr, 1, y[1])) * g + grid_coord(gr, 2, y[2]);
-        gr->start[cell[j] + 1]++;
-    }
-    for (size_t c = 0; c < cells; c++) gr->start[c + 1] += gr->start[c];
-    size_t *fill = malloc((cells ? cells : 1) * sizeof *fill);
-    if (!fill) {
-        free(cell);
-        return false;
-    }
-    memcpy(fill, gr->start, cells * sizeof *fill);
-    for (size_t j = 0; j < n; j++) gr->order[fill[cell[j]]++] = (int32_t)j;
-    free(fill);
-    free(cell);
+#undef KD_SWAP
+#undef KD_LESS
+}
+
+static void kd_build(layout_tree *t, const float *Y, size_t node, size_t b, size_t e)
+{
+    float(*bx)[TREE_DIM] = t->box[node];
+    for (int a = 0; a < TREE_DIM; a++) bx[0][a] = bx[1][a] = Y[(size_t)t->order[b] * TREE_DIM + a];
+    for (size_t i = b + 1; i < e; i++)
+        for (int a = 0; a < TREE_DIM; a++) {
+            float v = Y[(size_t)t->order[i] * TREE_DIM + a];
+            if (v < bx[0][a]) bx[0][a] = v;
+            if (v > bx[1][a]) bx[1][a] = v;
+        }
+    if (e - b <= KD_LEAF) return;
+    int w = 0;
+    for (int a = 1; a < TREE_DIM; a++)
+        if ((double)bx[1][a] - bx[0][a] > (double)bx[1][w] - bx[0][w]) w = a;
+    size_t m = b + (e - b + 1) / 2;
+    kd_select(t->order, Y, b, e, m, w);
+    kd_build(t, Y, 2 * node + 1, b, m);
+    kd_build(t, Y, 2 * node + 2, m, e);
+}
+
+/* The tree of Y (n, 3), or false when a coordinate is not finite (or
+ * memory runs out): then the caller measures every point. */
+static bool tree_build(layout_tree *t, const float *Y, size_t n)
+{
+    for (size_t j = 0; j < n * TREE_DIM; j++)
+        if (!isfinite(Y[j])) return false;
+    if (n == 0 || n > (size_t)INT32_MAX) return false;
+    t->n = n;
+    t->nodes = kd_nodes(n);
+    t->box = malloc(t->nodes * sizeof *t->box);
+    t->order = malloc(n * sizeof *t->order);
+    if (!t->box || !t->order) return false;
+    for (size_t j = 0; j < n; j++) t->order[j] = (int32_t)j;
+    kd_build(t, Y, 0, 0, n);
     return true;
 }
 
-static void grid_free(layout_grid *gr)
+static void tree_free(layout_tree *t)
 {
-    free(gr->start);
-    free(gr->order);
+    free(t->box);
+    free(t->order);
 }
 
 /* The squared distance of the layout side, as faith_knn_overlap has always
@@ -311,58 +339,61 @@ static void best_push(size_t *nn, double *nd, size_t *h, size_t K, double d, siz
     nd[c] = d;
 }
 
-/* The K nearest points of Y to ay by the grid: the same set as nearest()
- * over every distance (a point outside the cube searched is farther than
- * the cube's nearest face, and the search stops only when the K-th best is
- * closer than that face by a margin far above the rounding of either). */
-static void grid_nearest(const layout_grid *gr, const float *Y, const float *ay, size_t K, size_t *nn,
-                         double *nd)
+/* The squared distance from ay to node t's box, by dist_layout's
+ * operations on the nearest coordinates of the box: rounding is monotone,
+ * so it is at most dist_layout(ay, y) for every point y in the box. */
+static double kd_gap(const layout_tree *t, size_t node, const float *ay)
 {
-    const size_t g = gr->g;
-    size_t h = 0, c0[GRID_DIM];
-    for (int a = 0; a < GRID_DIM; a++) c0[a] = grid_coord(gr, a, ay[a]);
-    for (size_t r = 0;; r++) {
-        size_t lo[GRID_DIM], hi[GRID_DIM];
-        for (int a = 0; a < GRID_DIM; a++) {
-            lo[a] = c0[a] >= r ? c0[a] - r : 0;
-            hi[a] = c0[a] + r < g ? c0[a] + r : g - 1;
+    const float(*bx)[TREE_DIM] = t->box[node];
+    double s = 0;
+    for (int a = 0; a < TREE_DIM; a++) {
+        float c = ay[a] < bx[0][a] ? bx[0][a] : ay[a] > bx[1][a] ? bx[1][a] : ay[a];
+        double u = (double)ay[a] - (double)c;
+        s += u * u;
+    }
+    return s;
+}
+
+typedef struct {
+    const layout_tree *t;
+    const float *Y, *ay;
+    size_t K, h, *nn;
+    double *nd;
+} kd_query;
+
+static void kd_search(kd_query *q, size_t node, size_t b, size_t e)
+{
+    if (e - b <= KD_LEAF) {
+        for (size_t i = b; i < e; i++) {
+            size_t j = (size_t)q->t->order[i];
+            best_push(q->nn, q->nd, &q->h, q->K, dist_layout(q->ay, q->Y + j * TREE_DIM, TREE_DIM), j);
         }
-        /* the shell of ring r: cells at Chebyshev distance r from c0 */
-        for (size_t x = lo[0]; x <= hi[0]; x++)
-            for (size_t y = lo[1]; y <= hi[1]; y++)
-                for (size_t z = lo[2]; z <= hi[2]; z++) {
-                    size_t dx = x > c0[0] ? x - c0[0] : c0[0] - x, dy = y > c0[1] ? y - c0[1] : c0[1] - y;
-                    size_t dz = z > c0[2] ? z - c0[2] : c0[2] - z, m = dx > dy ? dx : dy;
-                    if ((m > dz ? m : dz) != r) continue;
-                    size_t cell = (x * g + y) * g + z;
-                    for (size_t t = gr->start[cell]; t < gr->start[cell + 1]; t++) {
-                        size_t j = (size_t)gr->order[t];
-                        best_push(nn, nd, &h, K, dist_layout(ay, Y + j * GRID_DIM, GRID_DIM), j);
-                    }
-                }
-        /* the distance from ay to the nearest point not searched yet: to the
-         * nearest face of the searched cube that is not the grid's edge */
-        double face = INFINITY;
-        bool all = true;
-        for (int a = 0; a < GRID_DIM; a++) {
-            if (lo[a] > 0) {
-                face = fmin(face, (double)ay[a] - (gr->lo[a] + (double)lo[a] * gr->w[a]));
-                all = false;
-            }
-            if (hi[a] < g - 1) {
-                face = fmin(face, gr->lo[a] + (double)(hi[a] + 1) * gr->w[a] - (double)ay[a]);
-                all = false;
-            }
-        }
-        if (all) return;
-        /* less the rounding of a point's cell (a coordinate's last bits) */
-        face -= gr->slack;
-        if (h == K && face > 0 && nd[K - 1] < face * face * (1 - 1e-9)) return;
+        return;
+    }
+    size_t m = b + (e - b + 1) / 2, l = 2 * node + 1, r = l + 1;
+    double gl = kd_gap(q->t, l, q->ay), gr = kd_gap(q->t, r, q->ay);
+    /* a box whose gap equals the K-th distance may still hold a point
+     * that ties it with a lower index: only a larger gap is skipped */
+    if (gl <= gr) {
+        if (q->h < q->K || gl <= q->nd[q->K - 1]) kd_search(q, l, b, m);
+        if (q->h < q->K || gr <= q->nd[q->K - 1]) kd_search(q, r, m, e);
+    } else {
+        if (q->h < q->K || gr <= q->nd[q->K - 1]) kd_search(q, r, m, e);
+        if (q->h < q->K || gl <= q->nd[q->K - 1]) kd_search(q, l, b, m);
     }
 }
 
+/* The K nearest points of Y to ay by the tree: the same set as nearest()
+ * over every distance, in the same (distance, index) order. */
+static void tree_nearest(const layout_tree *t, const float *Y, const float *ay, size_t K, size_t *nn,
+                         double *nd)
+{
+    kd_query q = {.t = t, .Y = Y, .ay = ay, .K = K, .h = 0, .nn = nn, .nd = nd};
+    kd_search(&q, 0, 0, t->n);
+}
+
 /* The layout side of faith_knn_overlap for queries [lo, hi): each
- * query's K nearest fitted points (by the grid when there is one, else
+ * query's K nearest fitted points (by the tree when there is one, else
  * every distance in double), the share of the full space's. Each query is
  * its own, so they are split over parts, each with its scratch. */
 typedef struct {
@@ -374,7 +405,7 @@ typedef struct {
     size_t ldix;             /* query i's full-space list at ix + i * ldix */
     double *dy;              /* (parts, n) */
     size_t *ny;              /* (parts, K) */
-    const layout_grid *grid; /* NULL: every distance */
+    const layout_tree *tree; /* NULL: every distance */
     double *frac;
 } overlap_scan;
 
@@ -388,8 +419,8 @@ static void overlap_part(void *ctx, size_t lo, size_t hi, int part)
         const float *ay = p->qy + i * e;
         bool finite = true;
         for (size_t c = 0; c < e; c++) finite = finite && isfinite(ay[c]);
-        if (p->grid && finite) {
-            grid_nearest(p->grid, p->Y, ay, K, ny, dy);
+        if (p->tree && finite) {
+            tree_nearest(p->tree, p->Y, ay, K, ny, dy);
         } else {
             for (size_t j = 0; j < n; j++) dy[j] = dist_layout(ay, p->Y + j * e, e);
             nearest(dy, n, (size_t)-1, K, ny);
@@ -408,15 +439,15 @@ static int overlap_layout(const float *Y, size_t n, size_t e, const float *qy, s
     double *dy = malloc((size_t)parts * n * sizeof *dy); /* a part's scratch each */
     size_t *ny = malloc((size_t)parts * K * sizeof *ny);
     int rc = dy && ny ? TW_OK : TW_ENOMEM;
-    /* a grid pays for itself once there are many more points than queries
+    /* a tree pays for itself once there are many more points than queries
      * need to look at */
-    layout_grid grid = {0};
-    bool gridded = e == GRID_DIM && n >= 64 * K && grid_build(&grid, Y, n);
+    layout_tree tree = {0};
+    bool treed = rc == TW_OK && e == TREE_DIM && n >= 64 * K && tree_build(&tree, Y, n);
     if (rc == TW_OK) {
-        overlap_scan os = {Y, e, n, qy, K, ix, ldix, dy, ny, gridded ? &grid : NULL, frac};
+        overlap_scan os = {Y, e, n, qy, K, ix, ldix, dy, ny, treed ? &tree : NULL, frac};
         nn_parallel_rows(m, parts, overlap_part, &os);
     }
-    grid_free(&grid);
+    tree_free(&tree);
     free(dy);
     free(ny);
     return rc;
