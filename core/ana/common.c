@@ -66,17 +66,31 @@ typedef struct {
     const gpt2_model *m;
     const float *g, *beta; /* the LayerNorm's gamma and beta */
     float *out;
-    double en_max[NN_MAX_PARTS], e_max[NN_MAX_PARTS];
+    double en_max[NN_MAX_PARTS];
 } ln_par;
 
-/* Rows lo..hi of LN(E), with the largest row norms of that range. */
+/* Rows per chunk of LN(E)'s forming: their statistics side by side
+ * (layernorm_stats_rows), then each row normalised with its norm in the
+ * same pass (layernorm_apply_sumsq), the floats of layernorm_rows. */
+#define LN_CHUNK 16
+
+/* Rows lo..hi of LN(E), with the largest row norm of that range (by
+ * ana_ln_rows_form's rule, so a cached matrix and a formed one give the
+ * same figure). */
 static void ln_rows(void *ctx, size_t lo, size_t hi, int part)
 {
     ln_par *p = ctx;
     const size_t d = (size_t)p->m->cfg.n_embd;
-    layernorm_rows(p->out + lo * d, p->m->p.wte + lo * d, p->g, p->beta, hi - lo, d, p->m->cfg.ln_eps);
-    p->en_max[part] = topk_max_row_norm(p->out + lo * d, hi - lo, d);
-    p->e_max[part] = topk_max_row_norm(p->m->p.wte + lo * d, hi - lo, d);
+    double mean[LN_CHUNK], rstd[LN_CHUNK], r = 0.0;
+    for (size_t j = lo; j < hi; j += LN_CHUNK) {
+        const size_t n = hi - j < LN_CHUNK ? hi - j : LN_CHUNK;
+        const float *x = p->m->p.wte + j * d;
+        layernorm_stats_rows(x, n, d, p->m->cfg.ln_eps, mean, rstd);
+        for (size_t t = 0; t < n; t++)
+            topk_raise_max(&r, sqrt(layernorm_apply_sumsq(p->out + (j + t) * d, x + t * d, p->g, p->beta, d,
+                                                          mean[t], rstd[t])));
+    }
+    p->en_max[part] = r;
 }
 
 static int fill_ln(void *data, size_t bytes, void *ctx)
@@ -84,7 +98,7 @@ static int fill_ln(void *data, size_t bytes, void *ctx)
     const ln_ctx *x = ctx;
     const gpt2_model *m = x->m;
     size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.n_embd;
-    if (bytes != rows_bytes(V, d, 2)) return TW_EINVAL;
+    if (bytes != rows_bytes(V, d, 1)) return TW_EINVAL;
     const gpt2_block *b = &m->p.h[x->block];
     ln_par p = {.m = m, .out = data}; /* ln 0: neither gamma nor beta */
     if (x->ln > 0) {
@@ -94,11 +108,9 @@ static int fill_ln(void *data, size_t bytes, void *ctx)
     int parts = nn_parts();
     nn_parallel_rows(V, parts, ln_rows, &p);
     double *trailer = (double *)((char *)data + rows_bytes(V, d, 0));
-    trailer[0] = trailer[1] = 0.0;
-    for (int i = 0; i < parts && (size_t)i < V; i++) { /* NaN wins: then nothing is certified */
+    trailer[0] = 0.0;
+    for (int i = 0; i < parts && (size_t)i < V; i++) /* NaN wins: then nothing is certified */
         topk_raise_max(&trailer[0], p.en_max[i]);
-        topk_raise_max(&trailer[1], p.e_max[i]);
-    }
     return TW_OK;
 }
 
@@ -122,7 +134,7 @@ static int acquire_ln_embeddings(const gpt2_model *m, const ana_ctx *x, int bloc
     char key[32];
     ln_key(key, sizeof key, block, ln);
     ln_ctx fx = {m, block, ln};
-    return blockcache_acquire_within(ana_cache(x), key, rows_bytes(V, d, 2), fill_ln, &fx, ana_cancel(x), e);
+    return blockcache_acquire_within(ana_cache(x), key, rows_bytes(V, d, 1), fill_ln, &fx, ana_cancel(x), e);
 }
 
 int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
@@ -142,7 +154,7 @@ int ana_lookup_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, 
     char key[32];
     ln_key(key, sizeof key, block, 1);
     return blockcache_lookup(ana_cache(x), key,
-                             rows_bytes((size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd, 2), e);
+                             rows_bytes((size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd, 1), e);
 }
 
 int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e)
@@ -153,11 +165,6 @@ int ana_acquire_ln2_embeddings(const gpt2_model *m, const ana_ctx *x, int block,
 float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e)
 {
     return (float)ana_rows_trailer(e, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd)[0];
-}
-
-float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e)
-{
-    return (float)ana_rows_trailer(e, (size_t)m->cfg.vocab_size, (size_t)m->cfg.n_embd)[1];
 }
 
 /* ---- LN_b(E) formed row by row ---- */

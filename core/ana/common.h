@@ -76,11 +76,10 @@ int ana_block_acquire(const gpt2_model *m, int b, gpt2_block_ref *ref, const gpt
 int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block, blockcache_entry **e);
 
 /* max_j |LN_b(E)_j| of an entry from ana_acquire_ln1_embeddings (what
- * topk_opts.max_row_norm takes), computed once when the entry was filled;
- * and max_j |E_j| over wte, kept in the same trailer for the analyses that
- * also search E. */
+ * topk_opts.max_row_norm takes), computed once when the entry was filled
+ * (the square root of each formed row's double sum of squares, as
+ * ana_ln_rows_form measures rows formed on demand). */
 float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e);
-float ana_ln1_wte_max_norm(const gpt2_model *m, const blockcache_entry *e);
 
 /* max_j |E_j| over the rows of wte into *out, computed once per cache
  * (entry "maxnorm(E)"), for callers that hold no LN_b(E) entry. TW_OK,

@@ -124,6 +124,13 @@ static TW_CLONES double apply_sumsq(float *restrict y, const float *restrict x, 
                 y[i + l] = o;
                 acc[l] += (double)o * (double)o;
             }
+    else if (!gamma && !beta) /* LN_0: the same steps without the affine map */
+        for (; i + SUMSQ_LANES <= d; i += SUMSQ_LANES)
+            for (size_t l = 0; l < SUMSQ_LANES; l++) {
+                const float o = (float)(((double)x[i + l] - mean) * rstd);
+                y[i + l] = o;
+                acc[l] += (double)o * (double)o;
+            }
     if (i < d) {
         layernorm_apply(y + i, x + i, gamma ? gamma + i : NULL, beta ? beta + i : NULL, d - i, mean, rstd);
         for (; i < d; i++) acc[0] += (double)y[i] * (double)y[i];
@@ -144,9 +151,14 @@ void layernorm_rows(float *out, const float *in, const float *gamma, const float
 {
     // out, in (rows, d); gamma, beta (d) or NULL
     if (d == 0) return;
-    for (size_t r = 0; r < rows; r++) {
-        double mean, rstd;
-        layernorm_stats(in + r * d, d, eps, &mean, &rstd);
-        layernorm_apply(out + r * d, in + r * d, gamma, beta, d, mean, rstd);
+    /* the statistics of STATS_ROWS rows side by side (the same doubles as
+     * one row at a time), then each row: in place is safe, as its
+     * statistics are taken before it is written */
+    double mean[STATS_ROWS], rstd[STATS_ROWS];
+    for (size_t r = 0; r < rows; r += STATS_ROWS) {
+        const size_t n = rows - r < STATS_ROWS ? rows - r : STATS_ROWS;
+        layernorm_stats_rows(in + r * d, n, d, eps, mean, rstd);
+        for (size_t t = 0; t < n; t++)
+            layernorm_apply(out + (r + t) * d, in + (r + t) * d, gamma, beta, d, mean[t], rstd[t]);
     }
 }

@@ -16,7 +16,8 @@ void layernorm_rows(float *out, const float *in, const float *gamma, const float
                     float eps);
 
 /* The mean and 1 / sqrt(var + eps) of one row x (d >= 1), in double, exactly
- * as layernorm_rows computes them (it calls this), so that a caller can
+ * as layernorm_rows computes them (through layernorm_stats_rows, the same
+ * doubles), so that a caller can
  * write LN(x)_i = gamma_i (x_i - *mean) * *rstd + beta_i. */
 void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *rstd);
 
@@ -35,7 +36,8 @@ void layernorm_apply(float *y, const float *x, const float *gamma, const float *
  * squares of the floats written, in double (an order of its own: the
  * products are exact, the sum within d * 2^-53 of the exact one), for a
  * caller that needs |y| as a bound. y must not overlap x, gamma or beta.
- * On x86-64 the loop has AVX-512 and AVX2 versions chosen at run time:
+ * With gamma and beta both given or both NULL (LN_0), on x86-64 the loop
+ * has AVX-512 and AVX2 versions chosen at run time:
  * the same operations lane for lane, never contracted into FMAs, so the
  * floats do not depend on the processor. */
 double layernorm_apply_sumsq(float *restrict y, const float *restrict x, const float *restrict gamma,
