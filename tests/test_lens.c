@@ -218,6 +218,41 @@ START_TEST(test_lens_on_row)
 }
 END_TEST
 
+/* Rows that are permutations of one another against an all-ones query:
+ * their exact scores are one sum in different orders, so topk_dot's
+ * values differ only in their last bits, and a faster double dot in
+ * another order can rank them otherwise. The ranks still follow topk_dot
+ * (the reference's full sort), so only what near_dot settles beyond its
+ * error bound is taken from it. */
+START_TEST(test_lens_rank_near_ties)
+{
+    tw_rng r = tt_rng(36);
+    const size_t V = 400, d = 48, nq = 3;
+    float *E = malloc(V * d * sizeof *E), *Q = malloc(nq * d * sizeof *Q);
+    for (size_t i = 0; i < d; i++) /* terms of many magnitudes, so the order of the sum tells */
+        E[i] = (float)((tw_rng_next(&r) % 2 ? 1 : -1) * ldexp(1.0 + (double)(tw_rng_next(&r) % 1000) / 1000.0,
+                                                            (int)(tw_rng_next(&r) % 40) - 20));
+    for (size_t j = 1; j < V; j++) {
+        memcpy(E + j * d, E, d * sizeof *E);
+        for (size_t i = d - 1; i > 0; i--) { /* a Fisher-Yates shuffle of row 0 */
+            size_t t = tw_rng_next(&r) % (i + 1);
+            float x = E[j * d + i];
+            E[j * d + i] = E[j * d + t];
+            E[j * d + t] = x;
+        }
+    }
+    for (size_t i = 0; i < nq * d; i++) Q[i] = 1.0f;
+    size_t distinct = 0; /* the test means something only if topk_dot's values differ */
+    for (size_t j = 1; j < V; j++) distinct += topk_dot(Q, E + j * d, d) != topk_dot(Q, E, d);
+    ck_assert_uint_gt(distinct, V / 4);
+    /* the float GEMM's scores of such sums are far from exact (terms of
+     * 2^20 cancel), so lse and entropy are only held to 1: the ranks are
+     * what this checks */
+    check_lens(E, V, d, Q, nq, 3, &r, 1.0);
+    TT_FREE(E, Q);
+}
+END_TEST
+
 START_TEST(test_lens_errors)
 {
     float E[6] = {1, 0, 0, 1, 1, 1}, q[2] = {1, 2};
@@ -240,4 +275,4 @@ START_TEST(test_lens_errors)
 END_TEST
 
 TW_CHECK_ONE_MAIN("lens", "lens", 60, test_lens_vs_reference, test_lens_large_scores_progress,
-                  test_lens_batch_independent, test_lens_on_row, test_lens_errors)
+                  test_lens_batch_independent, test_lens_on_row, test_lens_rank_near_ties, test_lens_errors)

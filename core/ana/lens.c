@@ -97,6 +97,7 @@ typedef struct {
 typedef struct {
     const float *E, *Q;
     size_t d, nq, nt, V;
+    float R;                  /* max_j |E_j| (the bound of the GEMM scores) */
     const int32_t *targets;
     float *t_lo, *t_hi;       /* (nq, nt) float scores outside [lo, hi] are decided by the GEMM */
     double *t_score;          /* (nq, nt) exact target scores */
@@ -332,17 +333,61 @@ static void pass_targets(lens_pass *p, float R)
     }
 }
 
+/* Run-time versions of a hot loop where the compiler can make them (as
+ * core/nn/lnorm.c). */
+#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
+#define LENS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LENS_CLONES
+#endif
+
+/* Partial sums of near_dot: independent chains the vector units run side by side. */
+#define NEAR_LANES 16
+
+/* a . b in double in an order of its own (NEAR_LANES partial sums, any
+ * contraction into FMAs): within gamma_d (u = 2^-53) sum |a_i b_i| of the
+ * exact product, like topk_dot, so the two differ by at most twice that. */
+static LENS_CLONES double near_dot(const float *a, const float *b, size_t d)
+{
+    double acc[NEAR_LANES] = {0};
+    size_t t = 0;
+    for (; t + NEAR_LANES <= d; t += NEAR_LANES)
+        for (size_t l = 0; l < NEAR_LANES; l++) acc[l] += (double)a[t + l] * (double)b[t + l];
+    for (; t < d; t++) acc[0] += (double)a[t] * (double)b[t];
+    double s = 0.0;
+    for (size_t l = 0; l < NEAR_LANES; l++) s += acc[l];
+    return s;
+}
+
 /* The rank of target column it of row i: the rows surely above it, plus
- * those of its near list whose exact score beats it (ties: lower id). */
+ * those of its near list whose exact score (topk_dot) beats it (ties:
+ * lower id). A near row is first scored by near_dot: when that lies more
+ * than twice its error bound from the target's exact score, the order of
+ * the two exact scores is already known, and only the rest are scored by
+ * topk_dot (the near lists of a long phrase's late states on the xl
+ * shape hold about a hundred rows each; topk_dot's four chains were an
+ * eighth of the request). */
 static int32_t target_rank(const lens_pass *p, size_t i, size_t it)
 {
     int32_t id = p->targets[it], above = p->above[it];
+    const float *q = p->Q + i * p->d;
     double ts = p->t_score[it];
+    /* |near_dot - topk_dot| <= 2 gamma_d |q| max_j |E_j|, widened for the
+     * rounding of this product; NaN (or inf) leaves every row to topk_dot */
+    const double u = 0x1p-53, gd = (double)p->d * u / (1.0 - (double)p->d * u);
+    double band = 2.0 * gd * sqrt(topk_dot(q, q, p->d)) * (double)p->R * (1.0 + 1e-6);
+    if (!(band < INFINITY)) band = INFINITY;
     for (size_t c = 0; c < p->near[it].n; c++) {
         int32_t j = p->near[it].j[c];
         if (j == id) continue;
-        double s = topk_dot(p->Q + i * p->d, p->E + (size_t)j * p->d, p->d);
-        above += s > ts || (s == ts && j < id);
+        const float *e = p->E + (size_t)j * p->d;
+        double f = band < INFINITY ? near_dot(q, e, p->d) : NAN;
+        if (f > ts + band) {
+            above++;
+        } else if (!(f < ts - band)) {
+            double s = topk_dot(q, e, p->d);
+            above += s > ts || (s == ts && j < id);
+        }
     }
     return above + 1;
 }
@@ -392,6 +437,7 @@ static int lens_pass_rows(const float *E, size_t V, size_t d, const float *Q, si
                    .nq = nq,
                    .nt = nt,
                    .V = V,
+                   .R = R,
                    .targets = nt ? o->targets + i0 * nt : NULL,
                    .progress = o ? o->progress : NULL,
                    .row0 = i0,
