@@ -152,7 +152,7 @@ START_TEST(test_knn_overlap)
     memcpy(q, X + 17 * d, d * sizeof *q); /* a new point on a fitted row, placed on its point */
     memcpy(qy, Y + 17 * 3, 3 * sizeof *qy);
     double frac[40];
-    ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, K, frac), TW_OK);
+    ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, K, frac, NULL), TW_OK);
     tt_scored *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++) {
@@ -168,9 +168,9 @@ START_TEST(test_knn_overlap)
     }
     ck_assert(frac[0] >= 1.0 / K); /* row 17 itself, in both lists */
     /* the layout identical to the data: full overlap */
-    ck_assert_int_eq(faith_knn_overlap(X, n, d, X, d, q, q, m, K, frac), TW_OK);
+    ck_assert_int_eq(faith_knn_overlap(X, n, d, X, d, q, q, m, K, frac, NULL), TW_OK);
     for (size_t i = 0; i < m; i++) ck_assert(frac[i] == 1);
-    ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, n + 1, frac), TW_EINVAL);
+    ck_assert_int_eq(faith_knn_overlap(X, n, d, Y, 3, q, qy, m, n + 1, frac, NULL), TW_EINVAL);
     TT_FREE(a, b, X, Y, q, qy);
 }
 END_TEST
@@ -229,7 +229,7 @@ START_TEST(test_knn_overlap_grid)
         for (size_t t = 0; t < K; t++)
             ix[i * K + t] = t % 2 ? (int32_t)nn[t] : (int32_t)((i * 31 + t * 17) % n);
     }
-    ck_assert_int_eq(faith_knn_overlap_given(n, Y, 3, qy, m, K, ix, K, frac), TW_OK);
+    ck_assert_int_eq(faith_knn_overlap_given(n, Y, 3, qy, m, K, ix, K, frac, NULL), TW_OK);
     for (size_t i = 0; i < m; i++) {
         nearest_ref(Y, n, qy + i * 3, K, nn);
         size_t both = 0;
@@ -238,8 +238,21 @@ START_TEST(test_knn_overlap_grid)
         ck_assert_msg(frac[i] == (double)both / (double)K, "query %zu: %g, every distance %g", i, frac[i],
                       (double)both / (double)K);
     }
-    ck_assert_int_eq(faith_knn_overlap_given(n, Y, 3, qy, m, K, ix, K - 1, frac), TW_EINVAL);
-    TT_FREE(Y, qy, ix, nn, frac);
+    ck_assert_int_eq(faith_knn_overlap_given(n, Y, 3, qy, m, K, ix, K - 1, frac, NULL), TW_EINVAL);
+    /* a tree made once (as the layout service keeps one) gives the same
+     * overlaps; one of other points is refused; none for NaN or few points */
+    faith_tree *tree = faith_tree_new(Y, n);
+    ck_assert_ptr_nonnull(tree);
+    double *again = malloc(m * sizeof *again);
+    ck_assert_int_eq(faith_knn_overlap_given(n, Y, 3, qy, m, K, ix, K, again, tree), TW_OK);
+    for (size_t i = 0; i < m; i++) ck_assert(again[i] == frac[i]);
+    ck_assert_int_eq(faith_knn_overlap_given(n - 1, Y, 3, qy, m, K, ix, K, again, tree), TW_EINVAL);
+    faith_tree_free(tree);
+    ck_assert_ptr_null(faith_tree_new(Y, 64 * FAITH_K - 1));
+    Y[5] = NAN;
+    ck_assert_ptr_null(faith_tree_new(Y, n));
+    faith_tree_free(NULL);
+    TT_FREE(Y, qy, ix, nn, frac, again);
 }
 END_TEST
 

@@ -297,7 +297,7 @@ static int print_faith(const umap_args *a, const float *x, const float *q)
         memcpy(es + i * nc, e + idx[i] * nc, nc * sizeof *es);
     }
     if (rc == TW_OK) rc = faith_trust_cont(xs, m, d, es, nc, FAITH_K, &trust, &cont, NULL);
-    if (rc == TW_OK && q) rc = faith_knn_overlap(x, n, d, e, nc, q, t, a->qrows, FAITH_K, frac);
+    if (rc == TW_OK && q) rc = faith_knn_overlap(x, n, d, e, nc, q, t, a->qrows, FAITH_K, frac, NULL);
     int status = 1;
     if (rc != TW_OK) {
         tw_log("faithfulness: %s", tw_strerror(rc));

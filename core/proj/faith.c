@@ -216,11 +216,12 @@ out:
  * where the uniform grid this replaces searched shell after shell. */
 #define TREE_DIM 3
 #define KD_LEAF 8
-typedef struct {
+struct faith_tree {
     size_t n, nodes;
     float (*box)[2][TREE_DIM]; /* (nodes) lo, hi of each node's points */
     int32_t *order;            /* (n) point indices, each node's a contiguous range */
-} layout_tree;
+};
+typedef struct faith_tree layout_tree;
 
 static size_t kd_nodes(size_t n)
 {
@@ -306,6 +307,28 @@ static void tree_free(layout_tree *t)
 {
     free(t->box);
     free(t->order);
+}
+
+/* Whether a tree pays for itself: many more points than a query needs to
+ * look at. */
+static bool tree_pays(size_t n, size_t K) { return n >= 64 * K; }
+
+faith_tree *faith_tree_new(const float *Y, size_t n)
+{
+    faith_tree *t = Y && tree_pays(n, FAITH_K) ? calloc(1, sizeof *t) : NULL;
+    if (t && !tree_build(t, Y, n)) {
+        tree_free(t);
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+void faith_tree_free(faith_tree *t)
+{
+    if (!t) return;
+    tree_free(t);
+    free(t);
 }
 
 /* The squared distance of the layout side, as faith_knn_overlap has always
@@ -431,20 +454,21 @@ static void overlap_part(void *ctx, size_t lo, size_t hi, int part)
     }
 }
 
-/* The layout side, scratch allocated: TW_OK or TW_ENOMEM. */
+/* The layout side, scratch allocated: TW_OK or TW_ENOMEM. given: the
+ * caller's tree of Y, or NULL (one is made for the call when it pays). */
 static int overlap_layout(const float *Y, size_t n, size_t e, const float *qy, size_t m, size_t K,
-                          const int32_t *ix, size_t ldix, double *frac)
+                          const int32_t *ix, size_t ldix, double *frac, const faith_tree *given)
 {
     int parts = nn_parts();
     double *dy = malloc((size_t)parts * n * sizeof *dy); /* a part's scratch each */
     size_t *ny = malloc((size_t)parts * K * sizeof *ny);
     int rc = dy && ny ? TW_OK : TW_ENOMEM;
-    /* a tree pays for itself once there are many more points than queries
-     * need to look at */
+    if (given && (e != TREE_DIM || given->n != n)) rc = TW_EINVAL;
     layout_tree tree = {0};
-    bool treed = rc == TW_OK && e == TREE_DIM && n >= 64 * K && tree_build(&tree, Y, n);
+    const layout_tree *use = given;
+    if (rc == TW_OK && !use && e == TREE_DIM && tree_pays(n, K) && tree_build(&tree, Y, n)) use = &tree;
     if (rc == TW_OK) {
-        overlap_scan os = {Y, e, n, qy, K, ix, ldix, dy, ny, treed ? &tree : NULL, frac};
+        overlap_scan os = {Y, e, n, qy, K, ix, ldix, dy, ny, use, frac};
         nn_parallel_rows(m, parts, overlap_part, &os);
     }
     tree_free(&tree);
@@ -461,7 +485,7 @@ static bool overlap_args_ok(size_t n, size_t d, const float *Y, size_t e, const 
 }
 
 int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t e, const float *q,
-                      const float *qy, size_t m, size_t K, double *frac)
+                      const float *qy, size_t m, size_t K, double *frac, const faith_tree *tree)
 {
     if (!X || !q || !overlap_args_ok(n, d, Y, e, qy, m, K, frac)) return TW_EINVAL;
     if (m == 0) return TW_OK;
@@ -472,15 +496,15 @@ int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t
     int rc = ix && dist ? TW_OK : TW_ENOMEM;
     char err[256];
     if (rc == TW_OK) rc = umap_knn(X, n, q, m, d, K, 0, ix, dist, NULL, err, sizeof err);
-    if (rc == TW_OK) rc = overlap_layout(Y, n, e, qy, m, K, ix, K, frac);
+    if (rc == TW_OK) rc = overlap_layout(Y, n, e, qy, m, K, ix, K, frac, tree);
     free(ix);
     free(dist);
     return rc;
 }
 
 int faith_knn_overlap_given(size_t n, const float *Y, size_t e, const float *qy, size_t m, size_t K,
-                            const int32_t *ix, size_t ldix, double *frac)
+                            const int32_t *ix, size_t ldix, double *frac, const faith_tree *tree)
 {
     if (!ix || ldix < K || !overlap_args_ok(n, 1, Y, e, qy, m, K, frac)) return TW_EINVAL;
-    return m == 0 ? TW_OK : overlap_layout(Y, n, e, qy, m, K, ix, ldix, frac);
+    return m == 0 ? TW_OK : overlap_layout(Y, n, e, qy, m, K, ix, ldix, frac, tree);
 }

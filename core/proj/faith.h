@@ -38,17 +38,28 @@ size_t faith_sample(size_t n, size_t m, uint64_t seed, size_t *idx);
 int faith_trust_cont(const float *X, size_t m, size_t d, const float *Y, size_t e, size_t K, double *trust,
                      double *cont, const tw_cancel *cancel);
 
+/* The search structure of the layout side of faith_knn_overlap over 3D
+ * layout points Y (n, 3), for a caller that asks many times of one layout
+ * (it is read-only once made: calls may share it from any thread). NULL
+ * when a coordinate is not finite, n is too small for it to pay (below 64
+ * FAITH_K points), or memory runs out. Y must outlive it. */
+typedef struct faith_tree faith_tree;
+faith_tree *faith_tree_new(const float *Y, size_t n);
+void faith_tree_free(faith_tree *t);
+
 /* For each of the m new points (q (m, d) in the full space, qy (m, e) in the
  * layout): the fraction of its K nearest rows of X (n, d) in the full space
  * that are also among its K nearest points of Y (n, e), the layout of X, in
- * the layout, into frac (m). K <= n. TW_OK, TW_EINVAL, TW_ENOMEM. */
+ * the layout, into frac (m). K <= n. tree: faith_tree_new(Y, n) made once
+ * for many calls, or NULL (then the call makes its own when it pays). TW_OK,
+ * TW_EINVAL, TW_ENOMEM. */
 int faith_knn_overlap(const float *X, size_t n, size_t d, const float *Y, size_t e, const float *q,
-                      const float *qy, size_t m, size_t K, double *frac);
+                      const float *qy, size_t m, size_t K, double *frac, const faith_tree *tree);
 
 /* faith_knn_overlap with the full-space lists given: query i's K nearest
  * rows of X (as umap_knn finds them) at ix + i * ldix (ldix >= K; a longer
  * list's first K), n the rows of X. TW_OK, TW_EINVAL, TW_ENOMEM. */
 int faith_knn_overlap_given(size_t n, const float *Y, size_t e, const float *qy, size_t m, size_t K,
-                            const int32_t *ix, size_t ldix, double *frac);
+                            const int32_t *ix, size_t ldix, double *frac, const faith_tree *tree);
 
 #endif

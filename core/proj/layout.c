@@ -55,6 +55,8 @@ struct layout_service {
     pthread_t faith_thread;    /* PCA's figures, and a loaded UMAP layout's */
     bool faith_started;
     float *row_norms; /* (n) the fitted rows' squared norms (umap_row_norms), made at first use under lock */
+    faith_tree *tree[2]; /* each layout's search tree for the overlap, made at first use under lock */
+    bool tree_tried[2];
     tw_cancel stop;   /* raised by layout_stop */
 };
 
@@ -403,6 +405,7 @@ void layout_stop(layout_service *p)
     free(p->pca_points);
     free(p->sample);
     free(p->row_norms);
+    for (int k = 0; k < 2; k++) faith_tree_free(p->tree[k]);
     pthread_cond_destroy(&p->faith_done);
     pthread_mutex_destroy(&p->faith_lock);
     pthread_mutex_destroy(&p->lock);
@@ -501,6 +504,22 @@ static json_t *faith_json(layout_service *p, proj_kind kind, bool wait)
 
 json_t *layout_faith_json(layout_service *p, proj_kind kind) { return faith_json(p, kind, true); }
 
+/* The search tree of layout kind's fitted points (fixed once the layout is
+ * ready), made at first use: a trajectory's overlap no longer builds one
+ * per request (25 ms for the 50,257 rows of GPT-2). NULL when none pays or
+ * memory ran out: the overlap then makes do without. */
+static const faith_tree *fitted_tree(layout_service *p, proj_kind kind, const float *fitted)
+{
+    pthread_mutex_lock(&p->lock);
+    if (!p->tree_tried[kind]) {
+        p->tree[kind] = faith_tree_new(fitted, p->n);
+        p->tree_tried[kind] = true;
+    }
+    const faith_tree *t = p->tree[kind];
+    pthread_mutex_unlock(&p->lock);
+    return t;
+}
+
 int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const float *pts, size_t m,
                        double *frac)
 {
@@ -513,7 +532,7 @@ int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const 
         fitted = p->model.embedding;
     }
     size_t k = p->n < FAITH_K ? p->n : FAITH_K;
-    return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac);
+    return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac, fitted_tree(p, kind, fitted));
 }
 
 struct layout_knn {
@@ -580,7 +599,8 @@ int layout_knn_overlap_knn(layout_knn *s, const float *pts, double *frac)
     layout_service *p = s->p;
     const float *fitted = s->kind == PROJ_UMAP ? p->model.embedding : p->pca_points;
     size_t k = p->n < FAITH_K ? p->n : FAITH_K;
-    return faith_knn_overlap_given(p->n, fitted, 3, pts, s->m, k, s->idx, s->k, frac);
+    return faith_knn_overlap_given(p->n, fitted, 3, pts, s->m, k, s->idx, s->k, frac,
+                                   fitted_tree(p, s->kind, fitted));
 }
 
 void layout_knn_free(layout_knn *s)
