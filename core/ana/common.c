@@ -74,9 +74,20 @@ typedef struct {
  * same pass (layernorm_apply_sumsq), the floats of layernorm_rows. */
 #define LN_CHUNK 16
 
-/* Rows lo..hi of LN(E), with the largest row norm of that range (by
- * ana_ln_rows_form's rule, so a cached matrix and a formed one give the
- * same figure). */
+/* out (n, d) = the rows x (n, d) normalised with their statistics and
+ * gamma, beta, and the largest norm of the rows written (the square root of
+ * each row's sum of squares, NaN-sticky): the one rule of every formed and
+ * cached LN(E), so both give the same figure. */
+static double form_rows(float *out, const float *x, size_t n, size_t d, const float *g, const float *beta,
+                        const double *mean, const double *rstd)
+{
+    double r = 0.0;
+    for (size_t t = 0; t < n; t++)
+        topk_raise_max(&r, sqrt(layernorm_apply_sumsq(out + t * d, x + t * d, g, beta, d, mean[t], rstd[t])));
+    return r;
+}
+
+/* Rows lo..hi of LN(E), with the largest row norm of that range. */
 static void ln_rows(void *ctx, size_t lo, size_t hi, int part)
 {
     ln_par *p = ctx;
@@ -86,9 +97,7 @@ static void ln_rows(void *ctx, size_t lo, size_t hi, int part)
         const size_t n = hi - j < LN_CHUNK ? hi - j : LN_CHUNK;
         const float *x = p->m->p.wte + j * d;
         layernorm_stats_rows(x, n, d, p->m->cfg.ln_eps, mean, rstd);
-        for (size_t t = 0; t < n; t++)
-            topk_raise_max(&r, sqrt(layernorm_apply_sumsq(p->out + (j + t) * d, x + t * d, p->g, p->beta, d,
-                                                          mean[t], rstd[t])));
+        topk_raise_max(&r, form_rows(p->out + j * d, x, n, d, p->g, p->beta, mean, rstd));
     }
     p->en_max[part] = r;
 }
@@ -217,16 +226,10 @@ double ana_ln_rows_form(const ana_ln_rows *r, size_t j0, size_t n, float *out)
         memcpy(out, r->f.rows + j0 * d, n * d * sizeof(float));
         return topk_max_row_norm(out, n, d);
     }
-    /* the norms as the rows are formed (one pass over them): the same
-     * figure as topk_max_row_norm's up to the order of a double sum, far
-     * inside the bound's margin (docs/MATH.md §2) */
-    double rmax = 0.0;
-    for (size_t j = 0; j < n; j++) {
-        double v = sqrt(layernorm_apply_sumsq(out + j * d, r->m->p.wte + (j0 + j) * d, r->gamma, r->beta, d,
-                                              r->stats[j0 + j], r->stats[r->f.n + j0 + j]));
-        topk_raise_max(&rmax, v); /* topk_max_row_norm's rule, so the figure is the cached matrix's */
-    }
-    return rmax;
+    /* the norms as the rows are formed (one pass over them), by the rule
+     * the cached matrix's figure was measured with */
+    const double *mean = r->stats + j0, *rstd = r->stats + r->f.n + j0;
+    return form_rows(out, r->m->p.wte + j0 * d, n, d, r->gamma, r->beta, mean, rstd);
 }
 
 static double ln_rows_former(const void *ctx, size_t j0, size_t n, float *out)

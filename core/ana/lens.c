@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clones.h"
 #include "base/scratch.h"
 #include "base/status.h"
 #include "core/nn/par.h"
@@ -333,21 +334,13 @@ static void pass_targets(lens_pass *p, float R)
     }
 }
 
-/* Run-time versions of a hot loop where the compiler can make them (as
- * core/nn/lnorm.c). */
-#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
-#define LENS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LENS_CLONES
-#endif
-
 /* Partial sums of near_dot: independent chains the vector units run side by side. */
 #define NEAR_LANES 16
 
 /* a . b in double in an order of its own (NEAR_LANES partial sums, any
  * contraction into FMAs): within gamma_d (u = 2^-53) sum |a_i b_i| of the
  * exact product, like topk_dot, so the two differ by at most twice that. */
-static LENS_CLONES double near_dot(const float *a, const float *b, size_t d)
+static TW_CLONES double near_dot(const float *a, const float *b, size_t d)
 {
     double acc[NEAR_LANES] = {0};
     size_t t = 0;
@@ -506,8 +499,8 @@ int lens_rows(const float *E, size_t V, size_t d, const float *Q, size_t nq, con
     if (parts > 1 && nq >= (size_t)parts * LENS_MIN_SIDE_ROWS) {
         parts = nn_blas_single_begin();
         npass = (npass + (size_t)parts - 1) / (size_t)parts * (size_t)parts;
-        lens_run r = {.E = E, .Q = Q, .V = V, .d = d, .nq = nq, .per = (nq + npass - 1) / npass, .R = R, .o = o,
-                      .out = out};
+        lens_run r = {.E = E, .Q = Q, .V = V, .d = d, .nq = nq, .R = R, .o = o, .out = out};
+        r.per = (nq + npass - 1) / npass;
         rc = nn_parallel_tiles((nq + r.per - 1) / r.per, 1, parts, o ? o->cancel : NULL, run_pass, &r);
         nn_blas_single_end();
         return rc;

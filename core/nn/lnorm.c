@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "base/clones.h"
+
 /* Clang contracts a * b + c into an FMA within an expression where the
  * target has one (the AVX2 and AVX-512 versions below); GCC does not in
  * ISO C mode. Either would change the floats, so never. */
@@ -10,13 +12,6 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* Run-time versions of a hot loop where the compiler can make them
- * (GCC or Clang on x86-64 with ifunc support, i.e. glibc). */
-#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
-#define TW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TW_CLONES
-#endif
 
 void layernorm_stats(const float *x, size_t d, float eps, double *mean, double *rstd)
 {

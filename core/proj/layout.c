@@ -532,7 +532,8 @@ int layout_knn_overlap(layout_service *p, proj_kind kind, const float *y, const 
         fitted = p->model.embedding;
     }
     size_t k = p->n < FAITH_K ? p->n : FAITH_K;
-    return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac, fitted_tree(p, kind, fitted));
+    return faith_knn_overlap(p->rows, p->n, p->dim, fitted, 3, y, pts, m, k, frac,
+                             fitted_tree(p, kind, fitted));
 }
 
 struct layout_knn {
