@@ -800,9 +800,14 @@ static int words_queries(words_run *p, const ana_ln_rows *en)
     return TW_OK;
 }
 
+/* The cost of a direct pass's multiply-adds relative to a factor's fp32
+ * GEMM: less when the pass screens on the tile unit (topk.h). */
+static double direct_scale(size_t nq) { return topk_plain_pass_amx(nq) ? 1.0 / TOPK_AMX_SPEEDUP : 1.0; }
+
 /* Keys: the factored screening when K = En Wk is cached, or when computing
- * it (V d^2 multiply-adds) costs less than what it saves (W H (d - dh) per
- * row); otherwise every key query against En. */
+ * it (V d^2 multiply-adds) and screening against it (W H dh per row) costs
+ * less than the direct pass (W H d per row, scaled by direct_scale);
+ * otherwise every key query against En. */
 static int words_keys(words_run *p, const ana_ln_rows *en, topk_hit *keys)
 {
     const gpt2_model *m = p->m;
@@ -815,7 +820,8 @@ static int words_keys(words_run *p, const ana_ln_rows *en, topk_hit *keys)
     int factored = p->method == PROBE_FACTORED;
     if (p->method == PROBE_AUTO)
         factored = blockcache_lookup(c, kkey, keys_bytes(V, d, H), &keys_e) == TW_OK ||
-                   (double)W * (double)H * (double)(d - dh) >= (double)d * (double)d;
+                   (double)W * (double)H * ((double)d * direct_scale(W * H) - (double)dh) >=
+                       (double)d * (double)d;
     if (!factored)
         return topk_rows_formed(&en->f, p->keyq, W * H, p->k, keys, NULL,
                                 &(topk_opts){.cancel = ana_cancel(p->x)});
@@ -936,8 +942,9 @@ static int words_values_factored(words_run *p, const char *vkey, blockcache_entr
 }
 
 /* Values: the factored screening when G = E diag(gamma) Wo^T is cached or
- * worth computing (V d^2 multiply-adds against the W (H - 1) d per row it
- * saves), else every value query against E. */
+ * worth computing (V d^2 multiply-adds, and about 2 W d per row to screen
+ * against it, against the direct pass's W (H + 1) d per row, scaled by
+ * direct_scale), else every value query against E. */
 static int words_values(words_run *p)
 {
     const gpt2_model *m = p->m;
@@ -950,7 +957,7 @@ static int words_values(words_run *p)
     int factored = p->method == PROBE_FACTORED;
     if (p->method == PROBE_AUTO)
         factored = blockcache_lookup(c, vkey, vals_bytes(V, d, H), &vals_e) == TW_OK ||
-                   (double)W * (double)(H - 1) >= (double)d;
+                   (double)W * ((double)(H + 1) * direct_scale(W * (H + 1)) - 2.0) >= (double)d;
     if (factored) return words_values_factored(p, vkey, vals_e);
     return topk_rows_opt(m->p.wte, V, d, p->valq, W * (H + 1), p->k, p->vhits, NULL,
                          &(topk_opts){.max_row_norm = p->R_e, .cancel = ana_cancel(p->x)});

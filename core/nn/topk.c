@@ -651,8 +651,10 @@ static void plain_errors(const topk_screen *s, size_t nq, double R, bool amx, do
  * is owed the fp32 scores), enough queries. */
 static bool amx_pass(const topk_screen *s, size_t nq, bool lists, const topk_opts *opts)
 {
-    return lists && !s->err && !(opts && opts->on_block) && nq >= AMX_MIN_QUERIES && nn_amx_usable();
+    return lists && !s->err && !(opts && opts->on_block) && topk_plain_pass_amx(nq);
 }
+
+bool topk_plain_pass_amx(size_t nq) { return nq >= AMX_MIN_QUERIES && nn_amx_usable(); }
 
 /* max_j |M_j| of the plain problem: the caller's figure when it gave one,
  * else the norms measured as a formed pass formed the rows (rmax), else

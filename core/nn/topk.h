@@ -44,6 +44,7 @@
 #define TW_TOPK_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -110,6 +111,18 @@ typedef struct {
  * opts->max_row_norm is not used (f's is). Errors as topk_rows_opt. */
 int topk_rows_formed(const topk_former *f, const float *Q, size_t nq, size_t k, topk_hit *top,
                      topk_hit *bottom, const topk_opts *opts);
+
+/* Whether a plain pass of nq queries (topk_rows, topk_rows_opt or
+ * topk_rows_formed with a list wanted and no on_block) screens on the tile
+ * unit here (core/nn/amx.h): then its multiply-adds cost about
+ * TOPK_AMX_SPEEDUP times less than an fp32 sgemm's, which a caller choosing
+ * between such a pass and a factored one weighs (core/ana/probe_words.c). */
+bool topk_plain_pass_amx(size_t nq);
+
+/* The bf16 tile products against the fp32 sgemm, per core, on the same
+ * rows: about 635 against 160 GFLOP/s on a 2-core Sapphire Rapids
+ * (bench/xl.py's direct /probe beside tools/twd-sgemm), kept low. */
+#define TOPK_AMX_SPEEDUP 3.5
 
 /* topk_rows with options. With on_block set, top and bottom may both be
  * NULL (a pass for the callback alone). */
