@@ -6,8 +6,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/nn/amx.h"
 #include "core/nn/topk.h"
@@ -144,6 +144,47 @@ START_TEST(test_topk_exact_ties)
     ck_assert_int_eq(ft[1].id, 1000);
     ck_assert_int_eq(ft[2].id, 1990);
     TT_FREE(M, Q, ft, fb, nt, nb);
+}
+END_TEST
+
+/* The candidates of a screening (topk_cands) keep the best 2k + TOPK_MARGIN
+ * rows of what they were offered, as a bounded heap would: scores with
+ * many exact ties and NaN, offered in blocks of every size, split among
+ * up to three candidate sets that are merged, for row counts below, at and
+ * well above the buffer's compaction point. The rows are 1-vectors (M_j =
+ * s_j, the query 1), so the certified lists must be the naive ones. */
+START_TEST(test_topk_cands_ties_merges)
+{
+    tw_rng r = tt_rng(19);
+    const size_t ns[] = {3, 20, 21, 43, 44, 45, 300, 5000};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t k = 1; k <= 8; k += 7)
+            for (size_t parts = 1; parts <= 3; parts++) {
+                const size_t n = ns[ni];
+                if (k > n) continue;
+                float *M = tt_ints(&r, n, -3, 3), q = 1.0f;
+                for (size_t j = 0; j < n; j += 7) M[j] = NAN;
+                topk_cands *c[3] = {NULL, NULL, NULL};
+                for (size_t p = 0; p < parts; p++)
+                    ck_assert_ptr_nonnull(c[p] = topk_cands_new(1, n, k, 1, 1));
+                for (size_t j0 = 0, b = 1; j0 < n; j0 += b, b = b * 3 % 17 + 1) {
+                    const size_t bj = n - j0 < b ? n - j0 : b;
+                    topk_cands_scan(c[(j0 / 5) % parts], 0, M + j0, bj, j0);
+                }
+                for (size_t p = 1; p < parts; p++) topk_cands_merge(c[0], c[p]);
+                topk_hit top[8], bot[8], nt[8], nb[8];
+                const double err = 0.0; /* the scores are exact */
+                ck_assert_int_eq(topk_cands_certify(c[0], M, 1, &q, 1, &err, top, bot, k), 0);
+                ck_assert_int_eq(topk_rows_naive(M, n, 1, &q, 1, k, nt, nb), 0);
+                for (size_t t = 0; t < k; t++) {
+                    ck_assert_msg(top[t].id == nt[t].id, "n %zu k %zu parts %zu top %zu: %d, naive %d", n, k,
+                                  parts, t, top[t].id, nt[t].id);
+                    ck_assert_msg(bot[t].id == nb[t].id, "n %zu k %zu parts %zu bottom %zu: %d, naive %d", n,
+                                  k, parts, t, bot[t].id, nb[t].id);
+                }
+                for (size_t p = 0; p < parts; p++) topk_cands_free(c[p]);
+                free(M);
+            }
 }
 END_TEST
 
@@ -385,8 +426,7 @@ START_TEST(test_topk_formed_vs_naive)
     affine_rows a = {.B = B, .d = d};
     const double R = affine_form(&a, 0, n, M);
     double *err = malloc(nq * sizeof(double));
-    for (size_t i = 0; i < nq; i++)
-        err[i] = topk_screen_error(d, sqrt(topk_dot(Q + i * d, Q + i * d, d)), R);
+    for (size_t i = 0; i < nq; i++) err[i] = topk_screen_error(d, sqrt(topk_dot(Q + i * d, Q + i * d, d)), R);
     const topk_former f = {.n = n, .d = d, .form = affine_form, .ctx = &a};
     const topk_screen sc = {
         .Mf = &f, .n = n, .d = d, .Q = Q, .ldq = d, .S = M, .lds = d, .ds = d, .P = Q, .ldp = d, .err = err};
@@ -406,6 +446,7 @@ START_TEST(test_topk_formed_vs_naive)
 }
 END_TEST
 
-TW_CHECK_ONE_MAIN("topk", "topk", 60, test_topk_fast_vs_naive, test_topk_exact_ties, test_topk_vec_and_nan,
-                  test_topk_max_row_norm_nan, test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive,
+TW_CHECK_ONE_MAIN("topk", "topk", 60, test_topk_fast_vs_naive, test_topk_exact_ties,
+                  test_topk_cands_ties_merges, test_topk_vec_and_nan, test_topk_max_row_norm_nan,
+                  test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive,
                   test_topk_formed_vs_naive, test_topk_amx_bound_and_lists)

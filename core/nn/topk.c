@@ -86,27 +86,111 @@ static void heap_emit(heap_item *h, size_t k, topk_hit *out)
 static double top_key(double s) { return isnan(s) ? -INFINITY : s; }
 static double bottom_key(double s) { return isnan(s) ? -INFINITY : -s; }
 
+/* ---- A screening's candidates of one list ----
+ * The kc best (key, id) of the rows offered, as heap_offer would keep
+ * them, but gathered unordered in a buffer of CAND_CAP kc items: a row
+ * that beats the bar (the worst of the kc best at the last compaction;
+ * the sentinel before) is appended, and a full buffer is compacted to its
+ * kc best by a selection, raising the bar. A row the heap would turn away
+ * is beaten by kc rows already kept, so it is turned away here too, or
+ * dropped at the next compaction: after cand_finish the buffer's first kc
+ * items are the heap's (sentinels padding when fewer rows were offered).
+ * An offer costs a store and, every kc of them or so, a selection over
+ * CAND_CAP kc items, where the heap's costs about log2 kc moves of its items:
+ * with the tile unit's wider bound (kc 82 for k 5) the heap had taken a
+ * fifth of a /svd's CPU on the 124M shape, the selections take some 13 %.
+ * CAND_CAP 4 was no faster there (fewer selections, more offers). */
+#define CAND_CAP 2
+
+typedef struct {
+    heap_item bar;
+    size_t n;
+} cand_head;
+
+static void cand_init(cand_head *h)
+{
+    h->bar = (heap_item){.key = -INFINITY, .score = NAN, .id = INT32_MAX};
+    h->n = 0;
+}
+
+/* Puts the kth best (k >= 1) of a (n > k) at a[k - 1], the better ones
+ * before it, the worse after (a quickselect in the order of better). */
+static void select_best(heap_item *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        const heap_item piv = a[mid];
+        a[mid] = a[hi];
+        a[hi] = piv;
+        size_t st = lo;
+        for (size_t i = lo; i < hi; i++)
+            if (better(a[i].key, a[i].id, piv.key, piv.id)) {
+                const heap_item t = a[i];
+                a[i] = a[st];
+                a[st++] = t;
+            }
+        a[hi] = a[st];
+        a[st] = piv;
+        if (st == want) return;
+        if (st < want)
+            lo = st + 1;
+        else
+            hi = st - 1;
+    }
+}
+
+/* Keeps the kc best items of the buffer, and raises the bar to the worst of them. */
+static void cand_compact(heap_item *it, cand_head *h, size_t kc)
+{
+    if (h->n <= kc) return;
+    select_best(it, h->n, kc);
+    h->n = kc;
+    h->bar = it[kc - 1];
+}
+
+static inline void cand_offer(heap_item *it, cand_head *h, size_t kc, double key, double score, int32_t id)
+{
+    if (!better(key, id, h->bar.key, h->bar.id)) return;
+    it[h->n++] = (heap_item){.key = key, .score = score, .id = id};
+    if (h->n == CAND_CAP * kc) cand_compact(it, h, kc);
+}
+
+/* The buffer's first kc items become the list's candidates. */
+static void cand_finish(heap_item *it, cand_head *h, size_t kc)
+{
+    cand_compact(it, h, kc);
+    if (h->n < kc) heap_init(it + h->n, kc - h->n);
+    h->n = kc;
+}
+
 /* ---- Scanning one query's scores for one block of rows ---- */
 
-/* Offers scores s (b) of rows id0 .. id0+b-1 to the top heap (ht) and the
- * bottom heap (hb), either may be NULL. The float threshold tests pass every
- * candidate that could enter (ties included, NaN included), so the exact
- * test in heap_offer decides. Most scores enter neither list: a chunk of
- * SCAN_CHUNK scores is first tested as a whole against the thresholds as
- * they stand at its start (thresholds only tighten within a chunk, so a
- * chunk that passes nothing then passes nothing later either), with
- * vector compares. */
+/* Offers scores s (b) of rows id0 .. id0+b-1 to the top list (it, ht) and
+ * the bottom list (ib, hb), either may be NULL. The float threshold tests
+ * pass every candidate that could enter (ties included, NaN included), so
+ * the exact test in cand_offer decides. Most scores enter neither list: a
+ * chunk of SCAN_CHUNK scores is first tested as a whole against the
+ * thresholds as they stand at its start (thresholds only tighten within a
+ * chunk, so a chunk that passes nothing then passes nothing later either),
+ * with vector compares. */
 #define SCAN_CHUNK 16
 
-static void scan_one(heap_item *ht, heap_item *hb, size_t k, float v, int32_t id, float *tt, float *tb)
+typedef struct {
+    heap_item *it, *ib;
+    cand_head *ht, *hb;
+    size_t kc;
+} scan_lists;
+
+static void scan_one(const scan_lists *l, float v, int32_t id, float *tt, float *tb)
 {
-    if (ht && (v >= *tt || v != v)) {
-        heap_offer(ht, k, top_key(v), v, id);
-        *tt = (float)ht[0].key; /* exact: keys come from floats or -inf */
+    if (l->ht && (v >= *tt || v != v)) {
+        cand_offer(l->it, l->ht, l->kc, top_key(v), v, id);
+        *tt = (float)l->ht->bar.key; /* exact: keys come from floats or -inf */
     }
-    if (hb && (v <= *tb || v != v)) {
-        heap_offer(hb, k, bottom_key(v), v, id);
-        *tb = (float)-hb[0].key;
+    if (l->hb && (v <= *tb || v != v)) {
+        cand_offer(l->ib, l->hb, l->kc, bottom_key(v), v, id);
+        *tb = (float)-l->hb->bar.key;
     }
 }
 
@@ -129,17 +213,16 @@ static int chunk_passes(const float *s, float tt, float tb)
     return (inside[0] & inside[1] & inside[2] & inside[3]) == 0;
 }
 
-static void scan_block(heap_item *ht, heap_item *hb, size_t k, const float *s, size_t b, int32_t id0)
+static void scan_block(const scan_lists *l, const float *s, size_t b, int32_t id0)
 {
-    float tt = ht ? (float)ht[0].key : INFINITY;   /* top candidates need v >= tt */
-    float tb = hb ? (float)-hb[0].key : -INFINITY; /* bottom candidates need v <= tb */
+    float tt = l->ht ? (float)l->ht->bar.key : INFINITY;   /* top candidates need v >= tt */
+    float tb = l->hb ? (float)-l->hb->bar.key : -INFINITY; /* bottom candidates need v <= tb */
     size_t j = 0;
     for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
         if (!chunk_passes(s + j, tt, tb)) continue;
-        for (size_t u = 0; u < SCAN_CHUNK; u++)
-            scan_one(ht, hb, k, s[j + u], id0 + (int32_t)(j + u), &tt, &tb);
+        for (size_t u = 0; u < SCAN_CHUNK; u++) scan_one(l, s[j + u], id0 + (int32_t)(j + u), &tt, &tb);
     }
-    for (; j < b; j++) scan_one(ht, hb, k, s[j], id0 + (int32_t)j, &tt, &tb);
+    for (; j < b; j++) scan_one(l, s[j], id0 + (int32_t)j, &tt, &tb);
 }
 
 static int check_args(const void *M, size_t n, size_t d, const void *Q, size_t nq, size_t k,
@@ -278,8 +361,9 @@ unsigned long long topk_exact_scans(void) { return atomic_load(&exact_scans); }
 
 struct topk_cands {
     size_t nq, n, k, kc, extra;
-    heap_item *ht, *hb; /* (nq, kc) heaps, or NULL */
-    heap_item items[];  /* ht and hb: one allocation */
+    heap_item *ht, *hb;   /* (nq, CAND_CAP kc): each list's buffer, or NULL */
+    cand_head *cht, *chb; /* (nq) */
+    heap_item items[];    /* ht and hb, then cht and chb: one allocation */
 };
 
 /* Candidates kept beyond 2k + TOPK_MARGIN per list by a pass whose scores
@@ -291,17 +375,22 @@ struct topk_cands {
 static topk_cands *cands_new(size_t nq, size_t n, size_t k, size_t extra, int top, int bottom)
 {
     if ((!top && !bottom) || k < 1 || k > n || n >= (size_t)INT32_MAX) return NULL;
-    if (nq > SIZE_MAX / (2 * k + TOPK_MARGIN + extra) / sizeof(heap_item) / 2) return NULL;
+    if (nq >
+        SIZE_MAX / (2 * k + TOPK_MARGIN + extra) / (CAND_CAP * sizeof(heap_item) + sizeof(cand_head)) / 2)
+        return NULL;
     const size_t kc = 2 * k + TOPK_MARGIN + extra < n ? 2 * k + TOPK_MARGIN + extra : n;
-    const size_t cells = (nq ? nq : 1) * kc, lists = (top ? 1u : 0u) + (bottom ? 1u : 0u);
-    topk_cands *c = malloc(sizeof *c + lists * cells * sizeof(heap_item));
+    const size_t nl = nq ? nq : 1, cells = nl * CAND_CAP * kc, lists = (top ? 1u : 0u) + (bottom ? 1u : 0u);
+    topk_cands *c = malloc(sizeof *c + lists * (cells * sizeof(heap_item) + nl * sizeof(cand_head)));
     if (!c) return NULL;
     *c = (topk_cands){.nq = nq, .n = n, .k = k, .kc = kc, .extra = extra};
+    cand_head *heads = (cand_head *)(c->items + lists * cells);
     c->ht = top ? c->items : NULL;
     c->hb = bottom ? c->items + (top ? cells : 0) : NULL;
+    c->cht = top ? heads : NULL;
+    c->chb = bottom ? heads + (top ? nl : 0) : NULL;
     for (size_t i = 0; i < nq; i++) {
-        if (c->ht) heap_init(c->ht + i * kc, kc);
-        if (c->hb) heap_init(c->hb + i * kc, kc);
+        if (c->cht) cand_init(c->cht + i);
+        if (c->chb) cand_init(c->chb + i);
     }
     return c;
 }
@@ -315,9 +404,21 @@ void topk_cands_free(topk_cands *c) { free(c); }
 
 size_t topk_cands_k(const topk_cands *c) { return c->k; }
 
+/* List i's buffers and heads in l. */
+static void cands_lists(const topk_cands *c, size_t i, scan_lists *l)
+{
+    l->it = c->ht ? c->ht + i * CAND_CAP * c->kc : NULL;
+    l->ib = c->hb ? c->hb + i * CAND_CAP * c->kc : NULL;
+    l->ht = c->cht ? c->cht + i : NULL;
+    l->hb = c->chb ? c->chb + i : NULL;
+    l->kc = c->kc;
+}
+
 void topk_cands_scan(topk_cands *c, size_t i, const float *s, size_t b, size_t j0)
 {
-    scan_block(c->ht ? c->ht + i * c->kc : NULL, c->hb ? c->hb + i * c->kc : NULL, c->kc, s, b, (int32_t)j0);
+    scan_lists l;
+    cands_lists(c, i, &l);
+    scan_block(&l, s, b, (int32_t)j0);
 }
 
 /* The certification of queries lo .. hi - 1 of c, tmp (c->k) its scratch
@@ -336,11 +437,16 @@ static unsigned long long certify_range(topk_cands *c, size_t lo, size_t hi, con
         double ei = err[i];
         if (!(ei < INFINITY)) ei = INFINITY; /* NaN: never certified */
         int f = 0;
-        if (c->ht)
-            f += certify(src, c->n, q, c->k, c->kc, 0, ei, scan, c->ht + i * c->kc, tmp, buf, top + i * ldo);
-        if (c->hb)
-            f += certify(src, c->n, q, c->k, c->kc, 1, ei, scan, c->hb + i * c->kc, tmp, buf,
-                         bottom + i * ldo);
+        scan_lists l;
+        cands_lists(c, i, &l);
+        if (l.ht) {
+            cand_finish(l.it, l.ht, c->kc);
+            f += certify(src, c->n, q, c->k, c->kc, 0, ei, scan, l.it, tmp, buf, top + i * ldo);
+        }
+        if (l.hb) {
+            cand_finish(l.ib, l.hb, c->kc);
+            f += certify(src, c->n, q, c->k, c->kc, 1, ei, scan, l.ib, tmp, buf, bottom + i * ldo);
+        }
         if (failed) failed[i] = f > 0;
         scans += (unsigned)f;
     }
@@ -419,14 +525,21 @@ int topk_cands_certify_rows(topk_cands *c, const topk_former *f, const float *Q,
     return cands_certify(c, &src, Q, ldq, err, top, bottom, ldo, failed);
 }
 
+/* Offers the n items of src (sentinels skipped) to the list (it, h). */
+static void cand_offer_all(heap_item *it, cand_head *h, size_t kc, const heap_item *src, size_t n)
+{
+    for (size_t u = 0; u < n; u++)
+        if (src[u].id != INT32_MAX) cand_offer(it, h, kc, src[u].key, src[u].score, src[u].id);
+}
+
 void topk_cands_merge(topk_cands *dst, const topk_cands *src)
 {
-    const size_t kc = dst->kc;
-    for (size_t l = 0; l < 2; l++) {
-        heap_item *hd = l ? dst->hb : dst->ht;
-        const heap_item *hs = l ? src->hb : src->ht;
-        for (size_t i = 0; hd && i < dst->nq * kc; i++)
-            if (hs[i].id != INT32_MAX) heap_offer(hd + i / kc * kc, kc, hs[i].key, hs[i].score, hs[i].id);
+    for (size_t i = 0; i < dst->nq; i++) {
+        scan_lists ld, ls;
+        cands_lists(dst, i, &ld);
+        cands_lists(src, i, &ls);
+        if (ld.ht) cand_offer_all(ld.it, ld.ht, dst->kc, ls.it, ls.ht->n);
+        if (ld.hb) cand_offer_all(ld.ib, ld.hb, dst->kc, ls.ib, ls.hb->n);
     }
 }
 
