@@ -66,9 +66,10 @@ typedef struct {
  * caller; either may be NULL if that list is not wanted (not both).
  * Computes M_blk Q^T block by block with cblas_sgemm (a block of rows of M at
  * a time against all queries, so the queries share one pass over M) and keeps
- * a bounded heap per query and list: O(nq * n * d) flops, O(nq * n * log k)
- * worst-case selection, never a sort of n. Allocates about 8 MiB of scratch
- * per thread (freed before returning). */
+ * the best 2k + TOPK_MARGIN candidates per query and list in a buffer of
+ * twice that, compacted by a selection when full: O(nq * n * d) flops,
+ * O(nq * n * k) worst-case selection, never a sort of n. Allocates about
+ * 8 MiB of scratch per thread (freed before returning). */
 int topk_rows(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
               topk_hit *bottom);
 
