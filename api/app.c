@@ -13,6 +13,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/utf8.h"
+#include "core/ana/common.h"
 
 /* One word per line; blank lines and '#' comments skipped. A regular file
  * of at most 16 MiB (a FIFO or a device is refused, not read). */
@@ -288,6 +289,11 @@ int api_init(twd_app *app, char *err, size_t errlen)
         api_shutdown(app);
         return -1;
     }
+    /* the statistics of E every analysis starts from, before the first
+     * request (some 20 ms of 2 cores on GPT-2's 124M shape, 60 on xl's) and
+     * before the layout's start-up work shares the cores; should it fail
+     * (no memory, a cache too small), the first analysis computes them */
+    (void)ana_prepare(&app->model, ANA_CTX(x->cache));
     const gpt2_config *c = &app->model.cfg;
     if (!(x->layout = layout_start(app->model.p.wte, (size_t)c->vocab_size, (size_t)c->n_embd,
                                    &app->set.layout, err, errlen))) {

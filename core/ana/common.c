@@ -309,6 +309,19 @@ static int fill_wte_norm(void *data, size_t bytes, void *ctx)
     return TW_OK;
 }
 
+int ana_prepare(const gpt2_model *m, const ana_ctx *x)
+{
+    if (ana_check_model(m)) return TW_EINVAL;
+    const size_t V = (size_t)m->cfg.vocab_size;
+    blockcache_entry *e = NULL;
+    int rc = blockcache_acquire(ana_cache(x), "lnstats(E)", stats_doubles(V) * sizeof(double), fill_stats,
+                                (void *)m, &e);
+    if (rc) return rc;
+    blockcache_release(ana_cache(x), e);
+    float r;
+    return ana_wte_max_norm(m, x, &r); /* from the statistics' trailer */
+}
+
 int ana_wte_max_norm(const gpt2_model *m, const ana_ctx *x, float *out)
 {
     if (ana_check_model(m) || !out) return TW_EINVAL;

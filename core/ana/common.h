@@ -81,6 +81,13 @@ int ana_acquire_ln1_embeddings(const gpt2_model *m, const ana_ctx *x, int block,
  * ana_ln_rows_form measures rows formed on demand). */
 float ana_ln1_max_norm(const gpt2_model *m, const blockcache_entry *e);
 
+/* What every analysis of the vocabulary needs first, computed into x's
+ * cache ahead of the first request (the daemon calls it at load): the
+ * statistics of E ("lnstats(E)", one read of wte, on every core, which
+ * also maps its pages) and max_j |E_j|. TW_OK, TW_EINVAL or TW_ENOMEM;
+ * without a cache it computes and drops them. */
+int ana_prepare(const gpt2_model *m, const ana_ctx *x);
+
 /* max_j |E_j| over the rows of wte into *out, computed once per cache
  * (entry "maxnorm(E)"), for callers that hold no LN_b(E) entry. TW_OK,
  * TW_EINVAL or TW_ENOMEM. */

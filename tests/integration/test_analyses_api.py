@@ -13,7 +13,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from twd_harness import OneDaemon, assert_token, error_at, module_checkpoint  # noqa: E402
+from twd_harness import Daemon, OneDaemon, assert_token, error_at, module_checkpoint  # noqa: E402
 
 # 4 blocks, 4 heads of width 16, a vocabulary where the common nouns are tokens
 SHAPE = ("--layers", "4", "--heads", "4", "--embd", "64", "--vocab", "4096", "--ctx", "64", "--seed", "3")
@@ -217,6 +217,20 @@ class AnalysesApiTest(OneDaemon, unittest.TestCase):
         probes(2)
         self.assertEqual(results, [200] * 12)
         self.assertEqual(misses() - before, 0)  # nothing per block
+
+    def test_statistics_of_e_ready_at_load(self):
+        """The statistics of E (and max |E_j|) every analysis starts from are in the
+        cache when the daemon is ready, so the first probe computes neither."""
+        def misses(d):
+            text = d.get("/metrics")[2].decode()
+            return int(re.search(r'twd_cache_misses_total\{model="[^"]*",cache="intermediates"\} (\d+)',
+                                 text).group(1))
+
+        with Daemon(model=self.daemon_model) as d:
+            self.assertEqual(misses(d), 2)  # lnstats(E), maxnorm(E): filled at load
+            st, _, _ = d.get("/probe", block=1, k=2, words="time,year")
+            self.assertEqual(st, 200)
+            self.assertEqual(misses(d), 2)
 
     # ---- bad input ----
     def test_bad_input(self):
