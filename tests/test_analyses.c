@@ -705,6 +705,57 @@ START_TEST(test_ln_rows_formed_as_cached)
 }
 END_TEST
 
+static void same_words(const probe_words_result *a, const probe_words_result *b)
+{
+    ck_assert_uint_eq(a->n_words, b->n_words);
+    ck_assert_uint_eq(a->k, b->k);
+    const size_t W = a->n_words, H = a->n_head, k = a->k;
+    ck_assert_mem_eq(a->ids, b->ids, W * sizeof *a->ids);
+    for (size_t i = 0; i < W * H * k; i++) {
+        ck_assert(a->keys[i].id == b->keys[i].id && a->keys[i].score == b->keys[i].score);
+        ck_assert(a->values[i].id == b->values[i].id && a->values[i].score == b->values[i].score);
+    }
+    for (size_t i = 0; i < W * k; i++)
+        ck_assert(a->layer_values[i].id == b->layer_values[i].id &&
+                  a->layer_values[i].score == b->layer_values[i].score);
+    for (size_t i = 0; i < W * H; i++) ck_assert(a->value_norm[i] == b->value_norm[i]);
+    for (size_t i = 0; i < W; i++) ck_assert(a->layer_norm[i] == b->layer_norm[i]);
+}
+
+/* A word's lists are kept per block (with k at least 10): a later probe of
+ * the same words with k up to that is answered from them, only the new
+ * words computed, and the answers are those of an uncached probe bit for
+ * bit (a repeated word included); a larger k computes again. */
+START_TEST(test_word_cache_smaller_k)
+{
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, 3000, 62);
+    blockcache *c = blockcache_new((size_t)1 << 26);
+    const int32_t ids[] = {7, 11, 7, 2999}, more[] = {11, 42};
+    const struct {
+        const int32_t *ids;
+        size_t W, k, new_fills;
+    } steps[] = {{ids, 4, 5, 3},  {ids, 4, 3, 0},  {ids, 4, 10, 0},
+                 {more, 2, 7, 1}, {ids, 4, 12, 3}, {ids, 4, 1, 0}};
+    for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+        blockcache_stats b0, b1;
+        blockcache_get_stats(c, &b0);
+        probe_words_result a, ref;
+        ck_assert_int_eq(probe_words(&tm.m, ANA_CTX(c), 1, steps[s].ids, steps[s].W, steps[s].k, &a), 0);
+        blockcache_get_stats(c, &b1);
+        /* step 0 also fills E's statistics and max |E_j| */
+        ck_assert_msg(b1.misses - b0.misses == steps[s].new_fills + (s == 0 ? 2 : 0), "step %zu: %llu fills",
+                      s, (unsigned long long)(b1.misses - b0.misses));
+        ck_assert_int_eq(probe_words(&tm.m, NULL, 1, steps[s].ids, steps[s].W, steps[s].k, &ref), 0);
+        same_words(&a, &ref);
+        probe_words_result_free(&a);
+        probe_words_result_free(&ref);
+    }
+    blockcache_free(c);
+    tt_model_free(&tm);
+}
+END_TEST
+
 /* Concurrent analyses of one cold block share one fill of each entry they
  * need (the statistics of E and max |E_j|: LN_b(E) itself is never formed
  * whole). */
@@ -736,11 +787,12 @@ START_TEST(test_concurrent_probes_share_fill)
     for (int i = 0; i < NT; i++) ck_assert_int_eq(args[i].rc, 0);
     blockcache_stats st;
     blockcache_get_stats(c, &st);
-    ck_assert_uint_eq(st.entries, 2);
-    ck_assert_uint_eq(st.misses, 2);
-    /* each entry filled once, found by the other threads; and the fill of
+    ck_assert_uint_eq(st.entries, 2 + 3); /* and the three words' kept lists */
+    ck_assert_uint_eq(st.misses, 2 + 3);
+    /* each entry filled once, found by the other threads (a word by its
+     * lookup, or by its store when the lookup came first); and the fill of
      * max |E_j| reads it from E's statistics (one lookup more), no pass of E */
-    ck_assert_uint_eq(st.hits, 2 * (NT - 1) + 1);
+    ck_assert_uint_eq(st.hits, 2 * (NT - 1) + 1 + 3 * (NT - 1));
     blockcache_entry *en = NULL;
     ck_assert_int_eq(ana_lookup_ln1_embeddings(&tm.m, ANA_CTX(c), 1, &en), 1);
     blockcache_free(c);
@@ -802,12 +854,18 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const analyses_tests[] = {test_embed_norms_vs_naive, test_embed_normalization_vs_naive,
-                                           test_probe_words_vs_naive, test_probe_svd_vs_dense,
-                                           test_probe_svd_sign_rule,  test_probe_bias_vs_naive,
-                                           test_bias_shared_ln0,      test_svd_spectra_gram,
-                                           test_layouts_and_no_bias,  test_ln_rows_formed_as_cached, NULL};
-    const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, NULL};
+    const TTest *const analyses_tests[] = {test_embed_norms_vs_naive,
+                                           test_embed_normalization_vs_naive,
+                                           test_probe_words_vs_naive,
+                                           test_probe_svd_vs_dense,
+                                           test_probe_svd_sign_rule,
+                                           test_probe_bias_vs_naive,
+                                           test_bias_shared_ln0,
+                                           test_svd_spectra_gram,
+                                           test_layouts_and_no_bias,
+                                           test_ln_rows_formed_as_cached,
+                                           NULL};
+    const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, test_word_cache_smaller_k, NULL};
     const tw_case cases[] = {
         {.name = "analyses", .timeout = 120, .tests = analyses_tests},
         {.name = "cache", .tests = cache_tests},

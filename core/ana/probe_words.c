@@ -819,9 +819,9 @@ static int words_keys(words_run *p, const ana_ln_rows *en, topk_hit *keys)
     blockcache_entry *keys_e = NULL;
     int factored = p->method == PROBE_FACTORED;
     if (p->method == PROBE_AUTO)
-        factored = blockcache_lookup(c, kkey, keys_bytes(V, d, H), &keys_e) == TW_OK ||
-                   (double)W * (double)H * ((double)d * direct_scale(W * H) - (double)dh) >=
-                       (double)d * (double)d;
+        factored =
+            blockcache_lookup(c, kkey, keys_bytes(V, d, H), &keys_e) == TW_OK ||
+            (double)W * (double)H * ((double)d * direct_scale(W * H) - (double)dh) >= (double)d * (double)d;
     if (!factored)
         return topk_rows_formed(&en->f, p->keyq, W * H, p->k, keys, NULL,
                                 &(topk_opts){.cancel = ana_cancel(p->x)});
@@ -986,13 +986,11 @@ static int words_compute(words_run *p, probe_words_result *r)
     return TW_OK;
 }
 
-int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
-                    size_t k, int method, probe_words_result *out)
+/* probe_words_opt without the word cache (arguments checked). */
+static int words_solve(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                       size_t k, int method, probe_words_result *out)
 {
-    if (!out) return TW_EINVAL;
-    memset(out, 0, sizeof *out);
-    int rc = words_check(m, block, ids, n_words, k, method);
-    if (rc) return rc;
+    int rc;
     const size_t H = (size_t)m->cfg.n_head, W = n_words;
     probe_words_result r = {0};
     if ((rc = result_alloc(&r, W, H, k)) != TW_OK) return rc;
@@ -1024,4 +1022,133 @@ int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int3
     }
     *out = r;
     return TW_OK;
+}
+
+/* ---- The word cache ----
+ * A word's answer on a block does not depend on the other words probed
+ * with it (docs/MATH.md §4.7), so it is kept per (block, token, k) in the
+ * cache ("word:<b>:<id>:<k>"), its lists computed with k at least
+ * PROBE_KEEP_K: a later request of the same word with any k up to that is
+ * the first k of each kept list (the top k of an exact top K are the exact
+ * top k, ties by id alike), and only the words not kept are computed. The
+ * entry: value_norm (H) and layer_norm (1) doubles, then the key lists (H,
+ * K), the value lists (H, K) and the layer list (K). */
+#define PROBE_KEEP_K 10
+
+static size_t word_bytes(size_t H, size_t K)
+{
+    return (H + 1) * sizeof(double) + (2 * H + 1) * K * sizeof(topk_hit);
+}
+
+static void word_key(char *key, size_t len, int block, int32_t id, size_t K)
+{
+    snprintf(key, len, "word:%d:%d:%zu", block, (int)id, K);
+}
+
+/* Word w of r (computed with k = K) into an entry's data, or the entry's
+ * data into word w of r (its k, at most K): the first k of each list. */
+static void word_copy(probe_words_result *r, size_t w, void *data, size_t H, size_t K, int to_entry)
+{
+    double *norms = data;
+    topk_hit *keys = (topk_hit *)(norms + H + 1), *vals = keys + H * K, *layer = vals + H * K;
+    const size_t k = to_entry ? K : r->k;
+    for (size_t h = 0; h < H; h++) {
+        topk_hit *rk = r->keys + (w * H + h) * r->k, *rv = r->values + (w * H + h) * r->k;
+        if (to_entry) {
+            memcpy(keys + h * K, rk, K * sizeof *rk);
+            memcpy(vals + h * K, rv, K * sizeof *rv);
+            norms[h] = r->value_norm[w * H + h];
+        } else {
+            memcpy(rk, keys + h * K, k * sizeof *rk);
+            memcpy(rv, vals + h * K, k * sizeof *rv);
+            r->value_norm[w * H + h] = norms[h];
+        }
+    }
+    if (to_entry) {
+        memcpy(layer, r->layer_values + w * r->k, K * sizeof *layer);
+        norms[H] = r->layer_norm[w];
+    } else {
+        memcpy(r->layer_values + w * r->k, layer, k * sizeof *layer);
+        r->layer_norm[w] = norms[H];
+    }
+}
+
+typedef struct {
+    const void *src;
+    size_t bytes;
+} word_fill_ctx;
+
+static int fill_word(void *data, size_t bytes, void *ctx)
+{
+    const word_fill_ctx *f = ctx;
+    if (bytes != f->bytes) return TW_EINVAL;
+    memcpy(data, f->src, bytes);
+    return TW_OK;
+}
+
+/* probe_words_opt for AUTO with a cache: the kept words from it, the
+ * others computed (with k at least PROBE_KEEP_K) and kept. */
+static int words_cached(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t W,
+                        size_t k, probe_words_result *out)
+{
+    blockcache *c = ana_cache(x);
+    const size_t V = (size_t)m->cfg.vocab_size, H = (size_t)m->cfg.n_head;
+    const size_t K = k < PROBE_KEEP_K ? (PROBE_KEEP_K < V ? PROBE_KEEP_K : V) : k;
+    probe_words_result r = {0}, rm = {0};
+    int rc = result_alloc(&r, W, H, k);
+    size_t *miss = malloc(W * sizeof *miss), nm = 0;
+    int32_t *mids = malloc(W * sizeof *mids);
+    if (rc == TW_OK && !(miss && mids)) rc = TW_ENOMEM;
+    r.block = block;
+    r.n_words = W;
+    r.n_head = H;
+    r.k = k;
+    char key[BLOCKCACHE_KEY_MAX + 1];
+    for (size_t w = 0; rc == TW_OK && w < W; w++) {
+        r.ids[w] = ids[w];
+        blockcache_entry *e = NULL;
+        word_key(key, sizeof key, block, ids[w], K);
+        if (blockcache_lookup(c, key, word_bytes(H, K), &e) == TW_OK) {
+            word_copy(&r, w, (void *)blockcache_data(e), H, K, 0);
+            blockcache_release(c, e);
+        } else {
+            miss[nm] = w;
+            mids[nm++] = ids[w];
+        }
+    }
+    if (rc == TW_OK && nm) rc = words_solve(m, x, block, mids, nm, K, PROBE_AUTO, &rm);
+    void *buf = nm && rc == TW_OK ? malloc(word_bytes(H, K)) : NULL;
+    if (rc == TW_OK && nm && !buf) rc = TW_ENOMEM;
+    for (size_t i = 0; rc == TW_OK && i < nm; i++) {
+        word_copy(&rm, i, buf, H, K, 1);
+        word_copy(&r, miss[i], buf, H, K, 0);
+        /* kept for the next request; a cache that cannot take it changes nothing */
+        blockcache_entry *e = NULL;
+        word_fill_ctx f = {buf, word_bytes(H, K)};
+        word_key(key, sizeof key, block, mids[i], K);
+        if (blockcache_acquire_within(c, key, f.bytes, fill_word, &f, ana_cancel(x), &e) == TW_OK)
+            blockcache_release(c, e);
+    }
+    free(buf);
+    free(miss);
+    free(mids);
+    probe_words_result_free(&rm);
+    if (rc) {
+        probe_words_result_free(&r);
+        return rc;
+    }
+    *out = r;
+    return TW_OK;
+}
+
+int probe_words_opt(const gpt2_model *m, const ana_ctx *x, int block, const int32_t *ids, size_t n_words,
+                    size_t k, int method, probe_words_result *out)
+{
+    if (!out) return TW_EINVAL;
+    memset(out, 0, sizeof *out);
+    int rc = words_check(m, block, ids, n_words, k, method);
+    if (rc) return rc;
+    if (method == PROBE_AUTO && ana_cache(x) && n_words)
+        return words_cached(m, x, block, ids, n_words, k, out);
+    return words_solve(m, x, block, ids, n_words, k, method, out);
 }

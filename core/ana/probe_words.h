@@ -12,7 +12,11 @@
  * then the n_words * H key queries share one blocked GEMM pass over En and
  * the n_words * (H + 1) value queries one pass over E (core/nn/topk.h, whose
  * scores are exact). Tokenising words (and skipping those that are not a
- * single token) is the caller's job: this takes token ids. */
+ * single token) is the caller's job: this takes token ids.
+ *
+ * With a cache, probe_words keeps each word's answer per block (computed
+ * with k at least 10, docs/MATH.md §4.7): a later probe of the same word
+ * with a k up to that is read from it, the same answer bit for bit. */
 #ifndef TW_PROBE_WORDS_H
 #define TW_PROBE_WORDS_H
 

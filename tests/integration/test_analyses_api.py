@@ -211,12 +211,13 @@ class AnalysesApiTest(OneDaemon, unittest.TestCase):
         probes(3)
         self.assertEqual(results, [200] * 6)
         # the intermediates of a two-word probe are the model's statistics of E and
-        # max |E_j| (LN_3(E) is never formed whole): each filled once at most
+        # max |E_j| (computed at load; LN_3(E) is never formed whole) and the two
+        # words' kept lists: each filled once at most
         self.assertLessEqual(misses() - before, 2)
         before = misses()
         probes(2)
         self.assertEqual(results, [200] * 12)
-        self.assertEqual(misses() - before, 0)  # nothing per block
+        self.assertEqual(misses() - before, 2)  # per block only the words' lists
 
     def test_statistics_of_e_ready_at_load(self):
         """The statistics of E (and max |E_j|) every analysis starts from are in the
@@ -230,7 +231,28 @@ class AnalysesApiTest(OneDaemon, unittest.TestCase):
             self.assertEqual(misses(d), 2)  # lnstats(E), maxnorm(E): filled at load
             st, _, _ = d.get("/probe", block=1, k=2, words="time,year")
             self.assertEqual(st, 200)
-            self.assertEqual(misses(d), 2)
+            self.assertEqual(misses(d), 2 + 2)  # only the two words' kept lists
+
+    def test_probe_words_kept(self):
+        """A word's lists are kept per block: the same words with a smaller k, or
+        with some new words, give what a fresh daemon gives, filling only the new
+        words' lists."""
+        def misses(d):
+            text = d.get("/metrics")[2].decode()
+            return int(re.search(r'twd_cache_misses_total\{model="[^"]*",cache="intermediates"\} (\d+)',
+                                 text).group(1))
+
+        with Daemon(model=self.daemon_model) as d, Daemon(model=self.daemon_model) as fresh:
+            st, _, _ = d.get("/probe", block=2, k=6, words="time,year,people")
+            self.assertEqual(st, 200)
+            before = misses(d)
+            for words, k, fills in (("time,year,people", 4, 0), ("year,way,time", 9, 1)):
+                st, _, body = d.get("/probe", block=2, k=k, words=words)
+                self.assertEqual(st, 200)
+                self.assertEqual(misses(d) - before, fills, words)
+                before = misses(d)
+                st, _, ref = fresh.get("/probe", block=2, k=k, words=words)
+                self.assertEqual(body, ref, words)
 
     # ---- bad input ----
     def test_bad_input(self):
