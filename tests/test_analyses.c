@@ -756,6 +756,43 @@ START_TEST(test_word_cache_smaller_k)
 }
 END_TEST
 
+/* A request of so many words that their lists at k 10 would pass 2^20
+ * entries keeps them with its own k: the same request again fills
+ * nothing, a k above it fills again, and the answers are an uncached
+ * probe's (the arrays of the first words come first in the result). */
+START_TEST(test_word_cache_large_request)
+{
+    tt_model tm;
+    model_build(&tm, M_L, M_H, M_D, 3000, 63);
+    blockcache *c = blockcache_new((size_t)1 << 28);
+    const size_t W = ((size_t)1 << 20) / (2 * M_H + 1) / 10 + 1; /* just over */
+    int32_t *ids = malloc(W * sizeof *ids);
+    for (size_t w = 0; w < W; w++) ids[w] = (int32_t)(w % 3000);
+    probe_words_result a, ref;
+    blockcache_stats b0, b1;
+    ck_assert_int_eq(probe_words(&tm.m, ANA_CTX(c), 0, ids, W, 1, &a), 0);
+    probe_words_result_free(&a);
+    blockcache_get_stats(c, &b0);
+    ck_assert_int_eq(probe_words(&tm.m, ANA_CTX(c), 0, ids, W, 1, &a), 0); /* kept at k 1 */
+    blockcache_get_stats(c, &b1);
+    ck_assert_uint_eq(b1.misses, b0.misses);
+    /* a word's answer is its own: the first 50 against an uncached probe of them */
+    ck_assert_int_eq(probe_words(&tm.m, NULL, 0, ids, 50, 1, &ref), 0);
+    a.n_words = 50;
+    same_words(&a, &ref);
+    a.n_words = W;
+    probe_words_result_free(&a);
+    probe_words_result_free(&ref);
+    ck_assert_int_eq(probe_words(&tm.m, ANA_CTX(c), 0, ids, 2, 2, &a), 0); /* not kept at k 10 */
+    blockcache_get_stats(c, &b0);
+    ck_assert_uint_eq(b0.misses, b1.misses + 2);
+    probe_words_result_free(&a);
+    free(ids);
+    blockcache_free(c);
+    tt_model_free(&tm);
+}
+END_TEST
+
 /* Concurrent analyses of one cold block share one fill of each entry they
  * need (the statistics of E and max |E_j|: LN_b(E) itself is never formed
  * whole). */
@@ -865,10 +902,11 @@ int main(void)
                                            test_layouts_and_no_bias,
                                            test_ln_rows_formed_as_cached,
                                            NULL};
-    const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, test_word_cache_smaller_k, NULL};
+    const TTest *const cache_tests[] = {test_concurrent_probes_share_fill, test_word_cache_smaller_k,
+                                        test_word_cache_large_request, NULL};
     const tw_case cases[] = {
         {.name = "analyses", .timeout = 120, .tests = analyses_tests},
-        {.name = "cache", .tests = cache_tests},
+        {.name = "cache", .timeout = 120, .tests = cache_tests},
     };
     return tw_check_main("analyses", cases, 2);
 }

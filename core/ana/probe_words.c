@@ -1028,12 +1028,17 @@ static int words_solve(const gpt2_model *m, const ana_ctx *x, int block, const i
  * A word's answer on a block does not depend on the other words probed
  * with it (docs/MATH.md §4.7), so it is kept per (block, token, k) in the
  * cache ("word:<b>:<id>:<k>"), its lists computed with k at least
- * PROBE_KEEP_K: a later request of the same word with any k up to that is
- * the first k of each kept list (the top k of an exact top K are the exact
- * top k, ties by id alike), and only the words not kept are computed. The
+ * PROBE_KEEP_K (in a request of at most PROBE_KEEP_MAX_HITS list entries):
+ * a later request of the same word with any k up to that is the first k of
+ * each kept list (the top k of an exact top K are the exact top k, ties by
+ * id alike), and only the words not kept are computed. The
  * entry: value_norm (H) and layer_norm (1) doubles, then the key lists (H,
  * K), the value lists (H, K) and the layer list (K). */
 #define PROBE_KEEP_K 10
+/* List entries a request computes at most to keep PROBE_KEEP_K: beyond,
+ * its words are computed and kept with its own k (a request of thousands
+ * of words at k 1 would otherwise hold ten times its candidates). */
+#define PROBE_KEEP_MAX_HITS ((size_t)1 << 20)
 
 static size_t word_bytes(size_t H, size_t K)
 {
@@ -1093,7 +1098,8 @@ static int words_cached(const gpt2_model *m, const ana_ctx *x, int block, const 
 {
     blockcache *c = ana_cache(x);
     const size_t V = (size_t)m->cfg.vocab_size, H = (size_t)m->cfg.n_head;
-    const size_t K = k < PROBE_KEEP_K ? (PROBE_KEEP_K < V ? PROBE_KEEP_K : V) : k;
+    const size_t keep = PROBE_KEEP_K < V ? PROBE_KEEP_K : V;
+    const size_t K = k < keep && W * (2 * H + 1) * keep <= PROBE_KEEP_MAX_HITS ? keep : k;
     probe_words_result r = {0}, rm = {0};
     int rc = result_alloc(&r, W, H, k);
     size_t *miss = malloc(W * sizeof *miss), nm = 0;
