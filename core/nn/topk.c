@@ -361,9 +361,9 @@ unsigned long long topk_exact_scans(void) { return atomic_load(&exact_scans); }
 
 struct topk_cands {
     size_t nq, n, k, kc, extra;
-    heap_item *ht, *hb;   /* (nq, CAND_CAP kc): each list's buffer, or NULL */
-    cand_head *cht, *chb; /* (nq) */
-    heap_item items[];    /* ht and hb, then cht and chb: one allocation */
+    heap_item *it, *ib; /* (nq, CAND_CAP kc): each top / bottom list's buffer, or NULL */
+    cand_head *ht, *hb; /* (nq): their heads, as in scan_lists; NULL when the list is not wanted */
+    heap_item items[];  /* it and ib, then ht and hb: one allocation */
 };
 
 /* Candidates kept beyond 2k + TOPK_MARGIN per list by a pass whose scores
@@ -384,13 +384,13 @@ static topk_cands *cands_new(size_t nq, size_t n, size_t k, size_t extra, int to
     if (!c) return NULL;
     *c = (topk_cands){.nq = nq, .n = n, .k = k, .kc = kc, .extra = extra};
     cand_head *heads = (cand_head *)(c->items + lists * cells);
-    c->ht = top ? c->items : NULL;
-    c->hb = bottom ? c->items + (top ? cells : 0) : NULL;
-    c->cht = top ? heads : NULL;
-    c->chb = bottom ? heads + (top ? nl : 0) : NULL;
+    c->it = top ? c->items : NULL;
+    c->ib = bottom ? c->items + (top ? cells : 0) : NULL;
+    c->ht = top ? heads : NULL;
+    c->hb = bottom ? heads + (top ? nl : 0) : NULL;
     for (size_t i = 0; i < nq; i++) {
-        if (c->cht) cand_init(c->cht + i);
-        if (c->chb) cand_init(c->chb + i);
+        if (c->ht) cand_init(c->ht + i);
+        if (c->hb) cand_init(c->hb + i);
     }
     return c;
 }
@@ -407,10 +407,10 @@ size_t topk_cands_k(const topk_cands *c) { return c->k; }
 /* List i's buffers and heads in l. */
 static void cands_lists(const topk_cands *c, size_t i, scan_lists *l)
 {
-    l->it = c->ht ? c->ht + i * CAND_CAP * c->kc : NULL;
-    l->ib = c->hb ? c->hb + i * CAND_CAP * c->kc : NULL;
-    l->ht = c->cht ? c->cht + i : NULL;
-    l->hb = c->chb ? c->chb + i : NULL;
+    l->it = c->it ? c->it + i * CAND_CAP * c->kc : NULL;
+    l->ib = c->ib ? c->ib + i * CAND_CAP * c->kc : NULL;
+    l->ht = c->ht ? c->ht + i : NULL;
+    l->hb = c->hb ? c->hb + i : NULL;
     l->kc = c->kc;
 }
 
