@@ -11,6 +11,7 @@
 
 #include "core/nn/amx.h"
 #include "core/nn/topk.h"
+#include "core/nn/vnni.h"
 #include "tests/support/test_mem.h"
 #include "tests/support/test_rank.h"
 #include "tests/support/test_rng.h"
@@ -104,6 +105,96 @@ START_TEST(test_topk_amx_bound_and_lists)
         ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
     }
     ck_assert_msg(scans <= nq2 / 10, "%llu of %zu lists needed an exact scan", scans, 2 * nq2);
+    TT_FREE(M, Q, ft, fb, nt, nb);
+}
+END_TEST
+
+/* The 16-bit integer scores (core/nn/vnni.h) within their stated bound of
+ * the exact products, each row's bound taken with its own norm and largest
+ * element, at every edge: a depth that is not a multiple of 32, queries
+ * that do not fill a block of 12, rows past a chunk of 128 and not filling
+ * a pair of panels, a row stride beyond the depth, an outlier, a zero row
+ * and a zero query; the sums of the largest integers at depth 1600 do not
+ * overflow; a NaN row and a tiny one make the scores unbounded; and a
+ * plain pass on the VNNI unit (when it is the one used: no tile unit, or
+ * TWD_AMX=0) gives the naive lists bit for bit, rarely needing an exact
+ * scan. */
+START_TEST(test_topk_vnni_bound_and_lists)
+{
+    if (!nn_vnni_usable()) {
+        fprintf(stderr, "test_topk_vnni_bound_and_lists: no AVX512-VNNI here (or TWD_VNNI=0): fp32 path only\n");
+        return;
+    }
+    tw_rng r = tt_rng(78);
+    const size_t nq = 70, bj = 150, ds = 100, ldr = 103, lds = 161;
+    float *P = tt_uniform(&r, nq * ds, -1, 1), *R = tt_uniform(&r, bj * ldr, -3, 3);
+    R[7] = 3e4f;
+    for (size_t t = 0; t < ds; t++) R[140 * ldr + t] = 0.0f, P[3 * ds + t] = 0.0f;
+    P[5 * ds + 9] = 1e-30f; /* below a step: rounds to 0 */
+    float *S = malloc(nq * lds * sizeof *S);
+    void *Pq = nn_vnni_alloc(nn_vnni_queries_bytes(nq, ds)), *w = nn_vnni_alloc(nn_vnni_work_bytes(ds));
+    for (size_t i = 0; i < nq * lds; i++) S[i] = -12345.0f;
+    nn_vnni_pack_queries(P, ds, nq, ds, Pq);
+    double rinf = nn_vnni_scores(Pq, nq, R, ldr, bj, ds, S, lds, w);
+    ck_assert_msg(rinf == 3e4, "largest element %g", rinf);
+    double worst = 0.0, seen = 0.0;
+    for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < bj; j++) {
+            double e = 0.0, rn = 0.0, rm = 0.0, pn = 0.0;
+            for (size_t t = 0; t < ds; t++) {
+                e += (double)P[i * ds + t] * R[j * ldr + t];
+                pn += (double)P[i * ds + t] * P[i * ds + t];
+                rn += (double)R[j * ldr + t] * R[j * ldr + t];
+                rm = fmax(rm, fabs(R[j * ldr + t]));
+            }
+            double off = fabs(S[i * lds + j] - e), bound = nn_vnni_error(ds, P + i * ds, sqrt(rn), rm);
+            if (j == 140 || i == 3) ck_assert_msg(S[i * lds + j] == 0.0f, "zero row or query scored %g", S[i * lds + j]);
+            worst = fmax(worst, bound > 0 ? off / bound : off > 0 ? INFINITY : 0.0);
+            seen = fmax(seen, off / (sqrt(pn) * sqrt(rn) + 1e-300));
+        }
+    ck_assert_msg(worst <= 1.0, "an integer score is %.3g bounds off", worst);
+    ck_assert_msg(seen > 1e-6, "the scores look like fp32 ones (%.3g), not int16", seen);
+    for (size_t i = 0; i < nq; i++) /* nothing written past the block */
+        for (size_t j = bj; j < lds; j++) ck_assert(S[i * lds + j] == -12345.0f);
+    TT_FREE(P, R, S, Pq, w);
+
+    /* the largest sums the level allows: every product Q^2, at depth 1600 */
+    const size_t dx = 1600, nx = 64, bx = 40;
+    float *Px = malloc(nx * dx * sizeof *Px), *Rx = malloc(bx * dx * sizeof *Rx), *Sx = malloc(nx * bx * sizeof *Sx);
+    for (size_t i = 0; i < nx * dx; i++) Px[i] = (i / dx) % 2 ? -2.0f : 2.0f;
+    for (size_t i = 0; i < bx * dx; i++) Rx[i] = 0.5f;
+    Rx[3 * dx + 5] = NAN; /* row 3 */
+    Pq = nn_vnni_alloc(nn_vnni_queries_bytes(nx, dx));
+    w = nn_vnni_alloc(nn_vnni_work_bytes(dx));
+    nn_vnni_pack_queries(Px, dx, nx, dx, Pq);
+    rinf = nn_vnni_scores(Pq, nx, Rx, dx, bx, dx, Sx, bx, w);
+    ck_assert_msg(isnan(rinf), "a NaN row reported %g", rinf);
+    for (size_t i = 0; i < nx; i++)
+        for (size_t j = 0; j < bx; j++)
+            if (j != 3) /* an overflow would be off by 2^32 steps */
+                ck_assert_msg(fabs(Sx[i * bx + j] - (i % 2 ? -1600.0 : 1600.0)) < 1e-3, "sum %g", Sx[i * bx + j]);
+    for (size_t t = 0; t < dx; t++) Rx[3 * dx + t] = 1e-13f; /* below 2^-40 */
+    rinf = nn_vnni_scores(Pq, nx, Rx, dx, bx, dx, Sx, bx, w);
+    ck_assert_msg(rinf == INFINITY, "a tiny row reported %g", rinf);
+    ck_assert(nn_vnni_error(dx, Px, 100.0, INFINITY) == INFINITY);
+    ck_assert(isfinite(nn_vnni_error(dx, Px, 100.0, 2.0)));
+    TT_FREE(Px, Rx, Sx, Pq, w);
+
+    const size_t n = 5000, d = 100, nq2 = 100, k = 10;
+    float *M = tt_uniform(&r, n * d, -1, 1), *Q = tt_uniform(&r, nq2 * d, -1, 1);
+    topk_hit *ft = malloc(nq2 * k * sizeof *ft), *fb = malloc(nq2 * k * sizeof *fb);
+    topk_hit *nt = malloc(nq2 * k * sizeof *nt), *nb = malloc(nq2 * k * sizeof *nb);
+    unsigned long long scans = topk_exact_scans();
+    ck_assert_int_eq(topk_rows(M, n, d, Q, nq2, k, ft, fb), 0);
+    scans = topk_exact_scans() - scans;
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq2, k, nt, nb), 0);
+    for (size_t i = 0; i < nq2 * k; i++) {
+        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu", i);
+        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
+    }
+    ck_assert_msg(scans <= nq2 / 10, "%llu of %zu lists needed an exact scan", scans, 2 * nq2);
+    fprintf(stderr, "test_topk_vnni_bound_and_lists: lists on the %s unit, %llu exact scans\n",
+            topk_plain_pass_speedup(nq2) == TOPK_VNNI_SPEEDUP ? "VNNI" : "tile", scans);
     TT_FREE(M, Q, ft, fb, nt, nb);
 }
 END_TEST
@@ -449,4 +540,5 @@ END_TEST
 TW_CHECK_ONE_MAIN("topk", "topk", 60, test_topk_fast_vs_naive, test_topk_exact_ties,
                   test_topk_cands_ties_merges, test_topk_vec_and_nan, test_topk_max_row_norm_nan,
                   test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive,
-                  test_topk_formed_vs_naive, test_topk_amx_bound_and_lists)
+                  test_topk_formed_vs_naive, test_topk_amx_bound_and_lists,
+                  test_topk_vnni_bound_and_lists)

@@ -801,8 +801,8 @@ static int words_queries(words_run *p, const ana_ln_rows *en)
 }
 
 /* The cost of a direct pass's multiply-adds relative to a factor's fp32
- * GEMM: less when the pass screens on the tile unit (topk.h). */
-static double direct_scale(size_t nq) { return topk_plain_pass_amx(nq) ? 1.0 / TOPK_AMX_SPEEDUP : 1.0; }
+ * GEMM: less when the pass screens on the tile or VNNI unit (topk.h). */
+static double direct_scale(size_t nq) { return 1.0 / topk_plain_pass_speedup(nq); }
 
 /* Keys: the factored screening when K = En Wk is cached, or when computing
  * it (V d^2 multiply-adds) and screening against it (W H dh per row) costs

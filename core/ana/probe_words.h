@@ -54,8 +54,8 @@ int probe_words(const gpt2_model *m, const ana_ctx *x, int block, const int32_t 
  *   AUTO      per part, factored when its factor is cached or worth
  *             computing (keys: W H (s d - dh) >= d^2; values:
  *             W ((H + 1) s - 2) >= d, where s = 1 for an fp32 direct pass
- *             and 1 / TOPK_AMX_SPEEDUP when the direct pass would screen
- *             on the tile unit, core/nn/topk.h), else direct (what
+ *             and 1 / topk_plain_pass_speedup when the direct pass would
+ *             screen on a faster unit, core/nn/topk.h), else direct (what
  *             probe_words does)
  *   DIRECT    every query (q Wqk_h against LN_b(E); LN_f(E_id + u_h + b_o)
  *             against E) screened over all d coordinates

@@ -17,6 +17,7 @@
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "core/nn/x86_transpose.h"
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif
 
@@ -109,33 +110,6 @@ void nn_amx_pack_queries(const float *P, size_t ldp, size_t nq, size_t ds, uint1
     if (nn_amx_usable()) pack_rows(P, ldp, nq, ds, out);
 }
 
-/* r (16 rows of 16 dwords) transposed in place. */
-AMX_TARGET static inline void transpose16(__m512i r[16])
-{
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    /* u[4 g + c], lane L: rows 4g .. 4g + 3 at column 4 L + c */
-    for (int c = 0; c < 4; c++) {
-        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44),
-                v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
-        __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44),
-                v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
-        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
-        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
-    }
-}
-
 /* Rows j0 .. j0 + nr - 1 of R (nr <= GROUP; missing rows zero) as one
  * group of tile operands: for each depth step s, 16 rows (pair index m of
  * the step) of 16 dwords (row n's bf16 pair 2m, 2m + 1), 512 elements per
@@ -148,7 +122,7 @@ AMX_TARGET static void pack_group(const float *R, size_t ldr, size_t nr, size_t 
         size_t n = ds - t < DEPTH ? ds - t : DEPTH;
         for (size_t i = 0; i < GROUP; i++)
             r[i] = i < nr ? bf16_row(R + i * ldr + t, n) : _mm512_setzero_si512();
-        transpose16(r);
+        nn_transpose16(r);
         for (size_t m = 0; m < GROUP; m++) _mm512_storeu_si512((void *)(out + t * GROUP + m * 32), r[m]);
     }
 }

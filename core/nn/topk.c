@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/nn/amx.h"
+#include "core/nn/vnni.h"
 #include "core/nn/par.h"
 
 /* ---- Bounded heap of the k best (key, id) seen so far ----
@@ -367,9 +368,14 @@ struct topk_cands {
 };
 
 /* Candidates kept beyond 2k + TOPK_MARGIN per list by a pass whose scores
- * are bf16 tile products (core/nn/amx.h): their bound is some 40 times
- * the fp32 GEMM's, so more rows lie within reach of a list's k-th. */
-#define AMX_EXTRA 64
+ * are bf16 tile products (core/nn/amx.h) or 16-bit integer ones
+ * (core/nn/vnni.h): their bound is some 40 (bf16) or 15 (int16) times
+ * the fp32 GEMM's, so more rows lie within reach of a list's k-th. Each
+ * extra candidate costs buffer work in every list (with 64, the scan and
+ * its selections took a fifth of a 124M /svd on the VNNI unit: 0.31 s,
+ * against 0.26 s with 16 and no exact scan either way). */
+#define AMX_EXTRA  64
+#define VNNI_EXTRA 16
 
 /* topk_cands_new keeping 2k + TOPK_MARGIN + extra candidates per list. */
 static topk_cands *cands_new(size_t nq, size_t n, size_t k, size_t extra, int top, int bottom)
@@ -610,23 +616,46 @@ static size_t pass_block_rows(const topk_screen *s, size_t nq, size_t n)
     return formed_pass(s) && b > cap ? cap : b;
 }
 
+/* The unit a pass screens on: the fp32 GEMM, bf16 tile products
+ * (core/nn/amx.h) or 16-bit integer products (core/nn/vnni.h). */
+enum { UNIT_FP32, UNIT_AMX, UNIT_VNNI };
+
+/* The queries of a pass on a low-precision unit, packed for it (shared by
+ * the pass's threads); P NULL for the fp32 GEMM. */
+typedef struct {
+    int unit;
+    void *P;
+} lp_queries;
+
+static int lp_pack(lp_queries *lq, int unit, const topk_screen *s, size_t nq)
+{
+    *lq = (lp_queries){.unit = unit};
+    if (unit == UNIT_AMX && (lq->P = nn_amx_alloc(nn_amx_queries_elems(nq, s->ds))))
+        nn_amx_pack_queries(s->P, s->ldp, nq, s->ds, lq->P);
+    if (unit == UNIT_VNNI && (lq->P = nn_vnni_alloc(nn_vnni_queries_bytes(nq, s->ds))))
+        nn_vnni_pack_queries(s->P, s->ldp, nq, s->ds, lq->P);
+    return unit == UNIT_FP32 || lq->P ? TW_OK : TW_ENOMEM;
+}
+
 /* One thread's scratch of a pass: the scores of a block (nq, b), the rows
- * of a formed tile (b, d) or NULL, and the largest norm of the rows it
- * formed (NaN wins); for a pass on the tile unit, the queries packed as
- * bf16 (shared by the pass's threads) and this thread's tile scratch. */
+ * of a formed tile (b, d) or NULL, the largest norm of the rows it formed
+ * and the largest element of the rows it scored on the VNNI unit (NaN
+ * wins); for a pass on a low-precision unit, the packed queries and this
+ * thread's scratch for that unit. */
 typedef struct {
     float *S, *R;
-    double rmax;
-    const uint16_t *Pq;
-    uint16_t *aw;
+    double rmax, rinf;
+    const lp_queries *lq;
+    void *aw;
 } pass_scratch;
 
-static int scratch_alloc(pass_scratch *w, const topk_screen *s, size_t nq, size_t b, const uint16_t *Pq)
+static int scratch_alloc(pass_scratch *w, const topk_screen *s, size_t nq, size_t b, const lp_queries *lq)
 {
-    *w = (pass_scratch){.S = malloc(nq * b * sizeof(float)), .Pq = Pq};
+    *w = (pass_scratch){.S = malloc(nq * b * sizeof(float)), .lq = lq};
     if (formed_pass(s)) w->R = malloc(b * s->d * sizeof(float));
-    if (Pq) w->aw = nn_amx_alloc(nn_amx_work_elems(s->ds, nq));
-    return w->S && (w->R || !formed_pass(s)) && (w->aw || !Pq) ? TW_OK : TW_ENOMEM;
+    if (lq->unit == UNIT_AMX) w->aw = nn_amx_alloc(nn_amx_work_elems(s->ds, nq));
+    if (lq->unit == UNIT_VNNI) w->aw = nn_vnni_alloc(nn_vnni_work_bytes(s->ds));
+    return w->S && (w->R || !formed_pass(s)) && (w->aw || lq->unit == UNIT_FP32) ? TW_OK : TW_ENOMEM;
 }
 
 static void scratch_free(pass_scratch *w)
@@ -657,8 +686,10 @@ static int screen_rows(const topk_screen *s, size_t nq, size_t b, size_t lo, siz
             R = w->R;
             ldr = s->d;
         }
-        if (w->Pq)
-            nn_amx_scores(w->Pq, nq, R, ldr, bj, s->ds, w->S, bj, w->aw);
+        if (w->lq->unit == UNIT_AMX)
+            nn_amx_scores(w->lq->P, nq, R, ldr, bj, s->ds, w->S, bj, w->aw);
+        else if (w->lq->unit == UNIT_VNNI)
+            topk_raise_max(&w->rinf, nn_vnni_scores(w->lq->P, nq, R, ldr, bj, s->ds, w->S, bj, w->aw));
         else
             gemm_block(s->P, s->ldp, R, ldr, nq, bj, s->ds, w->S);
         for (size_t i = 0; c && i < nq; i++) topk_cands_scan(c, i, w->S + i * bj, bj, j0);
@@ -705,16 +736,17 @@ static size_t balanced_rows(size_t b, size_t n, int parts)
 }
 
 /* The tiled screening into c (parts >= 2 threads), raising *rmax to the
- * norms of the rows formed; TW_ENOMEM when the scratch of a thread cannot
+ * norms of the rows formed and *rinf to the largest element of the rows
+ * scored on the VNNI unit; TW_ENOMEM when the scratch of a thread cannot
  * be had. */
 static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c, int parts,
-                        const topk_opts *opts, const uint16_t *Pq, double *rmax)
+                        const topk_opts *opts, const lp_queries *lq, double *rmax, double *rinf)
 {
     tiles_ctx t = {.s = s, .opts = opts, .nq = nq};
     t.b = balanced_rows(pass_block_rows(s, nq, (s->n + (size_t)parts - 1) / (size_t)parts), s->n, parts);
     int rc = TW_OK;
     for (int p = 0; p < parts && rc == TW_OK; p++) {
-        rc = scratch_alloc(&t.w[p], s, nq, t.b, Pq);
+        rc = scratch_alloc(&t.w[p], s, nq, t.b, lq);
         t.c[p] = p ? cands_new(nq, s->n, k, c->extra, c->ht != NULL, c->hb != NULL) : c;
         if (!t.c[p]) rc = TW_ENOMEM;
     }
@@ -726,6 +758,7 @@ static int screen_tiled(const topk_screen *s, size_t nq, size_t k, topk_cands *c
     for (int p = 1; p < parts && rc == TW_OK; p++) topk_cands_merge(c, t.c[p]);
     for (int p = 0; p < parts; p++) {
         topk_raise_max(rmax, t.w[p].rmax);
+        topk_raise_max(rinf, t.w[p].rinf);
         scratch_free(&t.w[p]);
         if (p) topk_cands_free(t.c[p]);
     }
@@ -745,29 +778,59 @@ static int screen_parts(const topk_screen *s, size_t nq, const topk_opts *opts)
 }
 
 /* The screening error bound of each query of the plain problem (the
- * screening rows are the exact ones, P = Q) with rows of norm at most R:
- * err (nq); the bf16 tile products' bound when amx. */
-static void plain_errors(const topk_screen *s, size_t nq, double R, bool amx, double *err)
+ * screening rows are the exact ones, P = Q) with rows of norm at most R
+ * (and elements at most rinf): err (nq); the bound of the unit's products. */
+static void plain_errors(const topk_screen *s, size_t nq, double R, int unit, double rinf, double *err)
 {
     for (size_t i = 0; i < nq; i++) {
-        double qn = norm2(s->Q + i * s->ldq, s->d);
-        err[i] = amx ? nn_amx_error(s->d, qn, R) : topk_screen_error(s->d, qn, R);
+        const float *q = s->Q + i * s->ldq;
+        if (unit == UNIT_VNNI) {
+            err[i] = nn_vnni_error(s->d, q, R, rinf);
+            continue;
+        }
+        double qn = norm2(q, s->d);
+        err[i] = unit == UNIT_AMX ? nn_amx_error(s->d, qn, R) : topk_screen_error(s->d, qn, R);
     }
 }
 
 /* Queries below which a pass keeps to the fp32 GEMM: the tile unit takes
- * them 32 at a time, and a few queries are not worth the packing. */
-#define AMX_MIN_QUERIES 64
+ * them 32 at a time, the VNNI kernel 12, and a few queries are not worth
+ * the packing. */
+#define LP_MIN_QUERIES 64
 
-/* Whether a pass screens on the tile unit: the plain problem (its own
- * bound, so the wider one can be used), lists wanted, no callback (which
- * is owed the fp32 scores), enough queries. */
-static bool amx_pass(const topk_screen *s, size_t nq, bool lists, const topk_opts *opts)
+/* The unit a plain pass of nq queries would screen on here. */
+static int plain_unit(size_t nq)
 {
-    return lists && !s->err && !(opts && opts->on_block) && topk_plain_pass_amx(nq);
+    if (nq < LP_MIN_QUERIES) return UNIT_FP32;
+    if (nn_amx_usable()) return UNIT_AMX;
+    return nn_vnni_usable() ? UNIT_VNNI : UNIT_FP32;
 }
 
-bool topk_plain_pass_amx(size_t nq) { return nq >= AMX_MIN_QUERIES && nn_amx_usable(); }
+/* The candidates a pass on unit keeps beyond 2k + TOPK_MARGIN per list. */
+static size_t unit_extra(int unit)
+{
+    return unit == UNIT_AMX ? AMX_EXTRA : unit == UNIT_VNNI ? VNNI_EXTRA : 0;
+}
+
+/* The unit a pass screens on: a low-precision one for the plain problem
+ * (its own bound, so a wider one can be used) with lists wanted and no
+ * callback (which is owed the fp32 scores). */
+static int pass_unit(const topk_screen *s, size_t nq, bool lists, const topk_opts *opts)
+{
+    return lists && !s->err && !(opts && opts->on_block) ? plain_unit(nq) : UNIT_FP32;
+}
+
+const char *topk_unit_name(void)
+{
+    static const char *const names[] = {[UNIT_FP32] = "fp32", [UNIT_AMX] = "amx", [UNIT_VNNI] = "vnni"};
+    return names[plain_unit(LP_MIN_QUERIES)];
+}
+
+double topk_plain_pass_speedup(size_t nq)
+{
+    const int unit = plain_unit(nq);
+    return unit == UNIT_AMX ? TOPK_AMX_SPEEDUP : unit == UNIT_VNNI ? TOPK_VNNI_SPEEDUP : 1.0;
+}
 
 /* max_j |M_j| of the plain problem: the caller's figure when it gave one,
  * else the norms measured as a formed pass formed the rows (rmax), else
@@ -787,24 +850,25 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
 {
     const size_t b = pass_block_rows(s, nq, s->n);
     if (!b) return TW_EINVAL;
-    const bool lists = top || bottom, amx = amx_pass(s, nq, lists, opts);
-    const int parts = lists ? screen_parts(s, nq, opts) : 1;
+    const bool lists = top || bottom;
+    const int unit = pass_unit(s, nq, lists, opts), parts = lists ? screen_parts(s, nq, opts) : 1;
     pass_scratch w = {0};
-    topk_cands *c = lists ? cands_new(nq, s->n, k, amx ? AMX_EXTRA : 0, top != NULL, bottom != NULL) : NULL;
-    double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL, rmax = 0.0;
-    uint16_t *Pq = amx ? nn_amx_alloc(nn_amx_queries_elems(nq, s->ds)) : NULL;
-    int rc = amx && !Pq ? TW_ENOMEM : TW_OK;
-    if (Pq) nn_amx_pack_queries(s->P, s->ldp, nq, s->ds, Pq);
-    if (rc == TW_OK && parts == 1) rc = scratch_alloc(&w, s, nq, b, Pq);
+    topk_cands *c =
+        lists ? cands_new(nq, s->n, k, unit_extra(unit), top != NULL, bottom != NULL) : NULL;
+    double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL, rmax = 0.0, rinf = 0.0;
+    lp_queries lq;
+    int rc = lp_pack(&lq, unit, s, nq);
+    if (rc == TW_OK && parts == 1) rc = scratch_alloc(&w, s, nq, b, &lq);
     if (rc == TW_OK && lists && !(c && (s->err || err))) rc = TW_ENOMEM;
     if (rc == TW_OK) {
-        rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, Pq, &rmax)
+        rc = parts > 1 ? screen_tiled(s, nq, k, c, parts, opts, &lq, &rmax, &rinf)
                        : screen_rows(s, nq, b, 0, s->n, &w, c, opts);
         topk_raise_max(&rmax, w.rmax);
+        topk_raise_max(&rinf, w.rinf);
     }
-    free(Pq);
+    free(lq.P);
     if (rc == TW_OK && lists) {
-        if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), amx, err);
+        if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), unit, rinf, err);
         const rows_src src = {.M = s->M ? s->M : s->Mf->rows, .f = s->Mf, .d = s->d};
         rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, NULL);
     }

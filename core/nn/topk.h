@@ -23,7 +23,9 @@
  * topk_rows_naive, bit for bit, always (docs/MATH.md §2). A pass of at least
  * 64 queries without on_block screens with bf16 tile products instead when
  * the CPU has them (core/nn/amx.h; docs/MATH.md §2.6), with their wider
- * bound and 64 more candidates per list: the same lists and scores.
+ * bound and 64 more candidates per list, or 16-bit integer products on
+ * AVX512-VNNI when there is no tile unit (core/nn/vnni.h; docs/MATH.md §18): the same
+ * lists and scores.
  *
  * Threads: the process owner decides the budget with openblas_set_num_threads
  * (by default every core). A large pass without on_block is shared among
@@ -113,17 +115,26 @@ typedef struct {
 int topk_rows_formed(const topk_former *f, const float *Q, size_t nq, size_t k, topk_hit *top,
                      topk_hit *bottom, const topk_opts *opts);
 
-/* Whether a plain pass of nq queries (topk_rows, topk_rows_opt or
- * topk_rows_formed with a list wanted and no on_block) screens on the tile
- * unit here (core/nn/amx.h): then its multiply-adds cost about
- * TOPK_AMX_SPEEDUP times less than an fp32 sgemm's, which a caller choosing
- * between such a pass and a factored one weighs (core/ana/probe_words.c). */
-bool topk_plain_pass_amx(size_t nq);
+/* How many times cheaper a plain pass of nq queries (topk_rows,
+ * topk_rows_opt or topk_rows_formed with a list wanted and no on_block)
+ * makes its multiply-adds here than an fp32 sgemm: TOPK_AMX_SPEEDUP when
+ * it screens on the tile unit (core/nn/amx.h), TOPK_VNNI_SPEEDUP on the
+ * VNNI unit (core/nn/vnni.h), else 1. A caller choosing between such a
+ * pass and a factored one weighs it (core/ana/probe_words.c). */
+double topk_plain_pass_speedup(size_t nq);
+
+/* "amx", "vnni" or "fp32": the unit a plain pass of many queries screens
+ * on here (for /metrics and the log). */
+const char *topk_unit_name(void);
 
 /* The bf16 tile products against the fp32 sgemm, per core, on the same
  * rows: about 635 against 160 GFLOP/s on a 2-core Sapphire Rapids
  * (bench/xl.py's direct /probe beside tools/twd-sgemm), kept low. */
 #define TOPK_AMX_SPEEDUP 3.5
+
+/* The 16-bit integer products against the fp32 sgemm, per core: about
+ * 1.85 times on the same machine (bench/vnni.c), kept low. */
+#define TOPK_VNNI_SPEEDUP 1.6
 
 /* topk_rows with options. With on_block set, top and bottom may both be
  * NULL (a pass for the callback alone). */

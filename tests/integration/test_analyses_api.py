@@ -254,6 +254,32 @@ class AnalysesApiTest(OneDaemon, unittest.TestCase):
                 st, _, ref = fresh.get("/probe", block=2, k=k, words=words)
                 self.assertEqual(body, ref, words)
 
+    def test_screening_units_agree(self):
+        """The lists do not depend on the unit that screens them: the fp32 GEMM, 16-bit
+        integer products on AVX512-VNNI and bf16 tiles on AMX (those this CPU has) give
+        the same bytes, all of their lists certified."""
+        targets = (("/svd", dict(block=1, top=16, k=5)), ("/svd", dict(block=3, matrix="vo", k=7)),
+                   ("/probe", dict(block=2, k=5)), ("/probe", dict(block=0, k=3)))
+        seen = {}
+        for env in ({"TWD_AMX": "0", "TWD_VNNI": "0"}, {"TWD_AMX": "0"}, {}):
+            with Daemon(model=self.daemon_model, env=env) as d:
+                unit = re.search(r'twd_topk_unit\{unit="(\w+)"\} 1', d.get("/metrics")[2].decode()).group(1)
+                if not seen:
+                    self.assertEqual(unit, "fp32")
+                bodies = []
+                for path, params in targets:
+                    st, _, body = d.get(path, **params)
+                    self.assertEqual(st, 200, (unit, path))
+                    bodies.append(body)
+                scans = int(re.search(r"twd_topk_exact_scans_total (\d+)", d.get("/metrics")[2].decode()).group(1))
+                self.assertEqual(scans, 0, unit)
+            if unit in seen:
+                continue
+            seen[unit] = bodies
+            for (path, params), a, b in zip(targets, seen["fp32"], bodies):
+                self.assertEqual(a, b, (unit, path, params))
+        sys.stderr.write("screening units compared: %s\n" % ", ".join(seen))
+
     # ---- bad input ----
     def test_bad_input(self):
         error_at(self, self.d, "/svd", 400, "'block'", "required")
