@@ -95,15 +95,24 @@ def settle(t):
     time.sleep(0.3)
 
 
-def sgemm(build, n):
+def sgemm(build, n, units=0):
+    """twd-sgemm's JSON; with units (a depth), also the screening units' rates on one core."""
     exe = os.path.join(build, "tools", "twd-sgemm")
-    out = json.loads(subprocess.run([exe, "--n", str(n), "--reps", "3"], check=True, capture_output=True,
-                                    text=True).stdout)
+    args = [exe, "--n", str(n), "--reps", "3"] + (["--units", str(units)] if units else [])
+    out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
     if out.get("hint") and "OPENBLAS_CORETYPE" not in os.environ:
         env = dict(os.environ, OPENBLAS_CORETYPE=out["hint"])  # what twd does with blas_coretype=auto
-        out = json.loads(subprocess.run([exe, "--n", str(n), "--reps", "3"], check=True, capture_output=True,
-                                        text=True, env=env).stdout)
+        out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True, env=env).stdout)
     return out
+
+
+def units_line(sg):
+    """The screening units' one-core rates (twd-sgemm --units), the one twd uses first."""
+    u = sg.get("units") or {}
+    rates = [(name, u.get(name + "_gflops")) for name in ("amx", "vnni", "fp32")]
+    used = next(name for name, r in rates if r is not None)
+    return "screening on %s (TWD_AMX / TWD_VNNI); one core, 1024 queries x 8192 rows of %d: %s" % (
+        used, u.get("d", 0), ", ".join("%s %s" % (n, "-" if r is None else "%.0f GFLOP/s" % r) for n, r in rates))
 
 
 def checkpoint(build, base, shape, dtype="f32"):
@@ -231,10 +240,11 @@ def run_shape(a, shape, base):
     def add(name, dt, flops):
         rows.setdefault(name, {"t": [], "flops": flops})["t"].append(dt)
 
-    sg0 = sgemm(a.build, a.sgemm_n)
+    sg0 = sgemm(a.build, a.sgemm_n, units=d)
     print("== %s (L=%d H=%d d=%d V=%d), %s vocabulary; sgemm %.1f GFLOP/s (%s, %d threads); load %s" %
           (shape, L, H, d, V, "GPT-2's" if real_vocab else "a synthetic", sg0["gflops_median"], sg0["core"],
            sg0["threads"], loadavg()), flush=True)
+    print(units_line(sg0), flush=True)
     ready = []
     for r in range(a.rounds):
         t = Twd(a.build, model, cache_mb)
