@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 #define NN_SCRATCH_KEEP  ((size_t)64 << 20)
-#define NN_SCRATCH_SLOTS 8
+#define NN_SCRATCH_SLOTS 16
 
 /* A buffer of at least bytes, 64-byte aligned, or NULL; return it with
  * nn_scratch_put (the same bytes), never with free. */

@@ -230,8 +230,12 @@ __attribute__((target("avx512f"))) static void scan_avx512(const scan_lists *l, 
         const __m512 v = _mm512_loadu_ps(s + j);
         const __mmask16 inside =
             _mm512_cmp_ps_mask(v, _mm512_set1_ps(*tt), _CMP_LT_OQ) & _mm512_cmp_ps_mask(v, _mm512_set1_ps(*tb), _CMP_GT_OQ);
-        if (inside == 0xffff) continue;
-        for (size_t u = 0; u < SCAN_CHUNK; u++) scan_one(l, s[j + u], id0 + (int32_t)(j + u), tt, tb);
+        /* only the lanes outside at the chunk's start: the thresholds only
+         * tighten, and scan_one's own test decides for those */
+        for (unsigned out = (unsigned)(__mmask16)~inside; out; out &= out - 1) {
+            const unsigned u = (unsigned)__builtin_ctz(out);
+            scan_one(l, s[j + u], id0 + (int32_t)(j + u), tt, tb);
+        }
     }
     *done = j;
 }

@@ -229,7 +229,7 @@ VNNI_TARGET double nn_vnni_scores(const void *Pq, size_t nq, const float *R, siz
         const size_t np = (nr + 2 * PANEL - 1) / (2 * PANEL) * 2; /* even: the kernel takes them in pairs */
         for (size_t g = 0; g < np; g++) {
             size_t lo = g * PANEL, n = lo < nr ? (nr - lo < PANEL ? nr - lo : PANEL) : 0;
-            double m = pack_panel(R + (r0 + lo) * ldr, ldr, n, ds, Q, panels + g * panel_elems, steps + lo);
+            double m = pack_panel(n ? R + (r0 + lo) * ldr : R, ldr, n, ds, Q, panels + g * panel_elems, steps + lo);
             if (!(m <= seen)) seen = seen != seen ? seen : m;
         }
         for (size_t q0 = 0; q0 < nqp; q0 += NQB) {
