@@ -537,8 +537,41 @@ START_TEST(test_topk_formed_vs_naive)
 }
 END_TEST
 
+/* A plain pass on a low-precision unit (the tile unit or VNNI, when this
+ * CPU has one) whose bound fails every list (one row holds an element of
+ * 400 among elements of at most 1: the int16 step and the bf16 bound grow
+ * with it, the fp32 bound barely) screens those queries again in fp32:
+ * the naive lists bit for bit, and no list needs an exact scan beyond the
+ * ones marked for the second screening. */
+START_TEST(test_topk_low_precision_rescreened)
+{
+    tw_rng r = tt_rng(79);
+    const size_t n = 5000, d = 100, nq = 100, k = 10;
+    float *M = tt_uniform(&r, n * d, -1, 1), *Q = tt_uniform(&r, nq * d, -1, 1);
+    M[123 * d + 7] = 400.0f;
+    topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
+    topk_hit *nt = malloc(nq * k * sizeof *nt), *nb = malloc(nq * k * sizeof *nb);
+    const unsigned long long scans = topk_exact_scans(), again = topk_rescreened();
+    ck_assert_int_eq(topk_rows(M, n, d, Q, nq, k, ft, fb), 0);
+    const unsigned long long ds = topk_exact_scans() - scans, da = topk_rescreened() - again;
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
+    for (size_t i = 0; i < nq * k; i++) {
+        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu", i);
+        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
+    }
+    if (topk_plain_pass_speedup(nq) > 1.0) {
+        ck_assert_msg(da == nq, "%llu of %zu queries screened again", da, nq);
+        ck_assert_msg(ds <= 2 * nq, "%llu lists left uncertified for %zu queries", ds, nq);
+    } else {
+        ck_assert_msg(da == 0 && ds == 0, "fp32: %llu screened again, %llu scans", da, ds);
+    }
+    fprintf(stderr, "test_topk_low_precision_rescreened: %llu queries screened again, %llu lists marked\n", da, ds);
+    TT_FREE(M, Q, ft, fb, nt, nb);
+}
+END_TEST
+
 TW_CHECK_ONE_MAIN("topk", "topk", 60, test_topk_fast_vs_naive, test_topk_exact_ties,
                   test_topk_cands_ties_merges, test_topk_vec_and_nan, test_topk_max_row_norm_nan,
                   test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive,
                   test_topk_formed_vs_naive, test_topk_amx_bound_and_lists,
-                  test_topk_vnni_bound_and_lists)
+                  test_topk_vnni_bound_and_lists, test_topk_low_precision_rescreened)

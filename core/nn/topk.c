@@ -889,13 +889,64 @@ static double plain_bound(const topk_screen *s, const topk_opts *opts, double rm
 /* Screens, then certifies the candidates (when a list is wanted): the
  * common body of topk_rows_opt, topk_rows_formed and topk_rows_screened,
  * arguments checked, nq >= 1. */
+static _Atomic unsigned long long rescreened;
+
+unsigned long long topk_rescreened(void) { return atomic_load(&rescreened); }
+
+static int screen_on(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
+                     const topk_opts *opts, int unit);
+
+/* The queries of a plain pass on a low-precision unit whose lists its
+ * wider bound left uncertified (failed[i]), screened again together by the
+ * fp32 GEMM, whose bound is 15 to 40 times tighter (§2.4: the same exact
+ * lists either way), instead of an exact scan of every row for each: a
+ * matrix with one outlying element (which widens the int16 bound with
+ * max |M_jt|) or many near-ties costs one more fp32 pass, not nq scans. */
+static int rescreen_failed(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom,
+                           size_t ldo, const topk_opts *opts, const unsigned char *failed)
+{
+    size_t nf = 0;
+    for (size_t i = 0; i < nq; i++) nf += failed[i] != 0;
+    if (!nf) return TW_OK;
+    atomic_fetch_add(&rescreened, nf);
+    const size_t d = s->d;
+    float *Qf = malloc(nf * d * sizeof(float));
+    topk_hit *tf = top ? malloc(nf * k * sizeof(topk_hit)) : NULL, *bf = bottom ? malloc(nf * k * sizeof(topk_hit)) : NULL;
+    int rc = Qf && (tf || !top) && (bf || !bottom) ? TW_OK : TW_ENOMEM;
+    for (size_t i = 0, f = 0; rc == TW_OK && i < nq; i++)
+        if (failed[i]) memcpy(Qf + f++ * d, s->Q + i * s->ldq, d * sizeof(float));
+    if (rc == TW_OK) {
+        topk_screen sf = *s;
+        sf.Q = sf.P = Qf;
+        sf.ldq = sf.ldp = d;
+        rc = screen_on(&sf, nf, k, tf, bf, k, opts, UNIT_FP32);
+    }
+    for (size_t i = 0, f = 0; rc == TW_OK && i < nq; i++) {
+        if (!failed[i]) continue;
+        if (top) memcpy(top + i * ldo, tf + f * k, k * sizeof(topk_hit));
+        if (bottom) memcpy(bottom + i * ldo, bf + f * k, k * sizeof(topk_hit));
+        f++;
+    }
+    free(Qf);
+    free(tf);
+    free(bf);
+    return rc;
+}
+
 static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom,
                               size_t ldo, const topk_opts *opts)
+{
+    return screen_on(s, nq, k, top, bottom, ldo, opts, pass_unit(s, nq, top || bottom, opts));
+}
+
+/* screen_and_certify on unit (fp32 for a pass pass_unit keeps to it). */
+static int screen_on(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom, size_t ldo,
+                     const topk_opts *opts, int unit)
 {
     const size_t b = pass_block_rows(s, nq, s->n);
     if (!b) return TW_EINVAL;
     const bool lists = top || bottom;
-    const int unit = pass_unit(s, nq, lists, opts), parts = lists ? screen_parts(s, nq, opts) : 1;
+    const int parts = lists ? screen_parts(s, nq, opts) : 1;
     pass_scratch w = {0};
     topk_cands *c =
         lists ? cands_new(nq, s->n, k, unit_extra(unit), top != NULL, bottom != NULL) : NULL;
@@ -914,7 +965,15 @@ static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hi
     if (rc == TW_OK && lists) {
         if (err) plain_errors(s, nq, plain_bound(s, opts, rmax), unit, rinf, err);
         const rows_src src = {.M = s->M ? s->M : s->Mf->rows, .f = s->Mf, .d = s->d};
-        rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, NULL);
+        unsigned char *failed = unit != UNIT_FP32 ? calloc(nq, 1) : NULL;
+        rc = unit != UNIT_FP32 && !failed ? TW_ENOMEM : TW_OK;
+        if (rc == TW_OK) rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, failed);
+        scratch_free(&w);
+        w = (pass_scratch){0};
+        topk_cands_free(c);
+        c = NULL;
+        if (rc == TW_OK && failed) rc = rescreen_failed(s, nq, k, top, bottom, ldo, opts, failed);
+        free(failed);
     }
     scratch_free(&w);
     topk_cands_free(c);

@@ -258,6 +258,11 @@ float topk_max_row_norm(const float *M, size_t n, size_t d);
  * marked failed by topk_cands_certify_rows) by the caller's own pass. */
 unsigned long long topk_exact_scans(void);
 
+/* Queries of plain passes on a low-precision unit (amx, vnni) whose lists
+ * that unit's bound left uncertified, screened again together by the fp32
+ * GEMM (for /metrics). */
+unsigned long long topk_rescreened(void);
+
 /* The slow, obviously-correct reference of topk_rows: every row scored by
  * topk_dot. Same contract and the same answer, bit for bit. */
 int topk_rows_naive(const float *M, size_t n, size_t d, const float *Q, size_t nq, size_t k, topk_hit *top,
