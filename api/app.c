@@ -134,18 +134,19 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# TYPE twd_stats_rows_done gauge\n"
         "# HELP twd_stats_rows_total State rows of the current stage of one computation in flight.\n"
         "# TYPE twd_stats_rows_total gauge\n");
-    sb_printf(b,
-              "# HELP twd_topk_unit The unit large top-k screenings use here (amx, vnni or fp32).\n"
-              "# TYPE twd_topk_unit gauge\ntwd_topk_unit{unit=\"%s\"} 1\n"
-              "# HELP twd_topk_exact_scans_total Top-k lists a screening could not certify (scanned exactly, or "
-              "screened again).\n"
-              "# TYPE twd_topk_exact_scans_total counter\ntwd_topk_exact_scans_total %llu\n"
-              "# HELP twd_topk_rescreened_total Queries whose lists the amx or vnni bound left uncertified, "
-              "screened again in fp32.\n"
-              "# TYPE twd_topk_rescreened_total counter\ntwd_topk_rescreened_total %llu\n"
-              "# HELP twd_scratch_kept_bytes Scratch of the top-k passes kept for the next one.\n"
-              "# TYPE twd_scratch_kept_bytes gauge\ntwd_scratch_kept_bytes %zu\n",
-              topk_unit_name(), topk_exact_scans(), topk_rescreened(), nn_scratch_kept_bytes());
+    sb_printf(
+        b,
+        "# HELP twd_topk_unit The unit large top-k screenings use here (amx, vnni or fp32).\n"
+        "# TYPE twd_topk_unit gauge\ntwd_topk_unit{unit=\"%s\"} 1\n"
+        "# HELP twd_topk_exact_scans_total Top-k lists a screening could not certify (scanned exactly, or "
+        "screened again).\n"
+        "# TYPE twd_topk_exact_scans_total counter\ntwd_topk_exact_scans_total %llu\n"
+        "# HELP twd_topk_rescreened_total Queries whose lists the amx or vnni bound left uncertified, "
+        "screened again in fp32.\n"
+        "# TYPE twd_topk_rescreened_total counter\ntwd_topk_rescreened_total %llu\n"
+        "# HELP twd_scratch_kept_bytes Scratch of the top-k passes kept for the next one.\n"
+        "# TYPE twd_scratch_kept_bytes gauge\ntwd_scratch_kept_bytes %zu\n",
+        topk_unit_name(), topk_exact_scans(), topk_rescreened(), nn_scratch_kept_bytes());
     for (size_t i = 0; i < svc->n_models; i++) {
         twd_app *app = svc->models[i];
         if (!api_app_acquire(app)) continue;

@@ -32,8 +32,8 @@
 #include "core/model/gpt2.h"
 #include "core/model/synth.h"
 #include "core/nn/amx.h"
-#include "core/nn/vnni.h"
 #include "core/nn/blas.h"
+#include "core/nn/vnni.h"
 #include "core/tok/tokenizer.h"
 #include "server/config.h"
 #include "server/http.h"
@@ -237,9 +237,10 @@ int main(int argc, char **argv)
     maybe_reexec_for_blas(&cfg, argv);
     tw_log("page from %s; default /probe words from %s", cfg.static_dir, cfg.words_file);
     tw_log("top-k screening: %s",
-           nn_amx_usable()    ? "bf16 on the AMX tile unit (certified; TWD_AMX=0 turns it off)"
-           : nn_vnni_usable() ? "int16 on AVX512-VNNI (certified; no AMX here or TWD_AMX=0; TWD_VNNI=0 turns it off)"
-                              : "fp32 sgemm (no AMX or AVX512-VNNI here, or TWD_AMX=0 and TWD_VNNI=0)");
+           nn_amx_usable() ? "bf16 on the AMX tile unit (certified; TWD_AMX=0 turns it off)"
+           : nn_vnni_usable()
+               ? "int16 on AVX512-VNNI (certified; no AMX here or TWD_AMX=0; TWD_VNNI=0 turns it off)"
+               : "fp32 sgemm (no AMX or AVX512-VNNI here, or TWD_AMX=0 and TWD_VNNI=0)");
     json_object_seed(0); /* before any thread: jansson's hash seed */
 #ifdef __GLIBC__
     /* A fixed mmap threshold: glibc's default one rises to 32 MiB after the

@@ -122,7 +122,8 @@ END_TEST
 START_TEST(test_topk_vnni_bound_and_lists)
 {
     if (!nn_vnni_usable()) {
-        fprintf(stderr, "test_topk_vnni_bound_and_lists: no AVX512-VNNI here (or TWD_VNNI=0): fp32 path only\n");
+        fprintf(stderr,
+                "test_topk_vnni_bound_and_lists: no AVX512-VNNI here (or TWD_VNNI=0): fp32 path only\n");
         return;
     }
     tw_rng r = tt_rng(78);
@@ -148,7 +149,8 @@ START_TEST(test_topk_vnni_bound_and_lists)
                 rm = fmax(rm, fabs(R[j * ldr + t]));
             }
             double off = fabs(S[i * lds + j] - e), bound = nn_vnni_error(ds, P + i * ds, sqrt(rn), rm);
-            if (j == 140 || i == 3) ck_assert_msg(S[i * lds + j] == 0.0f, "zero row or query scored %g", S[i * lds + j]);
+            if (j == 140 || i == 3)
+                ck_assert_msg(S[i * lds + j] == 0.0f, "zero row or query scored %g", S[i * lds + j]);
             worst = fmax(worst, bound > 0 ? off / bound : off > 0 ? INFINITY : 0.0);
             seen = fmax(seen, off / (sqrt(pn) * sqrt(rn) + 1e-300));
         }
@@ -160,7 +162,8 @@ START_TEST(test_topk_vnni_bound_and_lists)
 
     /* the largest sums the level allows: every product Q^2, at depth 1600 */
     const size_t dx = 1600, nx = 64, bx = 40;
-    float *Px = malloc(nx * dx * sizeof *Px), *Rx = malloc(bx * dx * sizeof *Rx), *Sx = malloc(nx * bx * sizeof *Sx);
+    float *Px = malloc(nx * dx * sizeof *Px), *Rx = malloc(bx * dx * sizeof *Rx),
+          *Sx = malloc(nx * bx * sizeof *Sx);
     for (size_t i = 0; i < nx * dx; i++) Px[i] = (i / dx) % 2 ? -2.0f : 2.0f;
     for (size_t i = 0; i < bx * dx; i++) Rx[i] = 0.5f;
     Rx[3 * dx + 5] = NAN; /* row 3 */
@@ -172,7 +175,8 @@ START_TEST(test_topk_vnni_bound_and_lists)
     for (size_t i = 0; i < nx; i++)
         for (size_t j = 0; j < bx; j++)
             if (j != 3) /* an overflow would be off by 2^32 steps */
-                ck_assert_msg(fabs(Sx[i * bx + j] - (i % 2 ? -1600.0 : 1600.0)) < 1e-3, "sum %g", Sx[i * bx + j]);
+                ck_assert_msg(fabs(Sx[i * bx + j] - (i % 2 ? -1600.0 : 1600.0)) < 1e-3, "sum %g",
+                              Sx[i * bx + j]);
     for (size_t t = 0; t < dx; t++) Rx[3 * dx + t] = 1e-13f; /* below 2^-40 */
     rinf = nn_vnni_scores(Pq, nx, Rx, dx, bx, dx, Sx, bx, w);
     ck_assert_msg(rinf == INFINITY, "a tiny row reported %g", rinf);
@@ -565,7 +569,8 @@ START_TEST(test_topk_low_precision_rescreened)
     } else {
         ck_assert_msg(da == 0 && ds == 0, "fp32: %llu screened again, %llu scans", da, ds);
     }
-    fprintf(stderr, "test_topk_low_precision_rescreened: %llu queries screened again, %llu lists marked\n", da, ds);
+    fprintf(stderr, "test_topk_low_precision_rescreened: %llu queries screened again, %llu lists marked\n",
+            da, ds);
     TT_FREE(M, Q, ft, fb, nt, nb);
 }
 END_TEST
@@ -573,5 +578,5 @@ END_TEST
 TW_CHECK_ONE_MAIN("topk", "topk", 60, test_topk_fast_vs_naive, test_topk_exact_ties,
                   test_topk_cands_ties_merges, test_topk_vec_and_nan, test_topk_max_row_norm_nan,
                   test_topk_errors, test_topk_cancel_between_blocks, test_topk_tiled_vs_naive,
-                  test_topk_formed_vs_naive, test_topk_amx_bound_and_lists,
-                  test_topk_vnni_bound_and_lists, test_topk_low_precision_rescreened)
+                  test_topk_formed_vs_naive, test_topk_amx_bound_and_lists, test_topk_vnni_bound_and_lists,
+                  test_topk_low_precision_rescreened)

@@ -111,11 +111,13 @@ static json_t *units_json(size_t d, long long reps)
     const bool usable[3] = {true, nn_amx_usable(), nn_vnni_usable()};
     json_t *rates[3];
     for (int u = 0; u < 3; u++)
-        rates[u] = usable[u] ? json_real(flops / unit_seconds(u, Q, nq, R, nr, d, S, reps) * 1e-9) : json_null();
+        rates[u] =
+            usable[u] ? json_real(flops / unit_seconds(u, Q, nq, R, nr, d, S, reps) * 1e-9) : json_null();
     openblas_set_num_threads(saved);
     free(Q), free(R), free(S);
     return json_pack("{s:I,s:I,s:I,s:o,s:o,s:o}", "d", (json_int_t)d, "queries", (json_int_t)nq, "rows",
-                     (json_int_t)nr, "fp32_gflops", rates[0], "amx_gflops", rates[1], "vnni_gflops", rates[2]);
+                     (json_int_t)nr, "fp32_gflops", rates[0], "amx_gflops", rates[1], "vnni_gflops",
+                     rates[2]);
 }
 
 int main(int argc, char **argv)

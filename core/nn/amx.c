@@ -17,6 +17,7 @@
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
 #include "core/nn/x86_transpose.h"
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif

@@ -47,8 +47,10 @@ void nn_scratch_put(void *p, size_t bytes)
         for (;;) {
             int empty = -1, small = -1;
             for (int i = 0; i < NN_SCRATCH_SLOTS; i++) {
-                if (!slots[i].p) empty = empty < 0 ? i : empty;
-                else if (slots[i].cap < cap && (small < 0 || slots[i].cap < slots[small].cap)) small = i;
+                if (!slots[i].p)
+                    empty = empty < 0 ? i : empty;
+                else if (slots[i].cap < cap && (small < 0 || slots[i].cap < slots[small].cap))
+                    small = i;
             }
             if (empty >= 0 && kept + cap <= NN_SCRATCH_KEEP) {
                 slots[empty] = (slot){p, cap};

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "core/nn/amx.h"
+#include "core/nn/par.h"
 #include "core/nn/scratch.h"
 #include "core/nn/vnni.h"
-#include "core/nn/par.h"
 
 /* ---- Bounded heap of the k best (key, id) seen so far ----
  * "Better" is a total order: larger key, then lower id. The root holds the
@@ -228,8 +228,8 @@ __attribute__((target("avx512f"))) static void scan_avx512(const scan_lists *l, 
     size_t j = 0;
     for (; j + SCAN_CHUNK <= b; j += SCAN_CHUNK) {
         const __m512 v = _mm512_loadu_ps(s + j);
-        const __mmask16 inside =
-            _mm512_cmp_ps_mask(v, _mm512_set1_ps(*tt), _CMP_LT_OQ) & _mm512_cmp_ps_mask(v, _mm512_set1_ps(*tb), _CMP_GT_OQ);
+        const __mmask16 inside = _mm512_cmp_ps_mask(v, _mm512_set1_ps(*tt), _CMP_LT_OQ) &
+                                 _mm512_cmp_ps_mask(v, _mm512_set1_ps(*tb), _CMP_GT_OQ);
         /* only the lanes outside at the chunk's start: the thresholds only
          * tighten, and scan_one's own test decides for those */
         for (unsigned out = (unsigned)(__mmask16)~inside; out; out &= out - 1) {
@@ -693,7 +693,8 @@ typedef struct {
 
 static int scratch_alloc(pass_scratch *w, const topk_screen *s, size_t nq, size_t b, const lp_queries *lq)
 {
-    *w = (pass_scratch){.lq = lq, .nS = nq * b * sizeof(float), .nR = formed_pass(s) ? b * s->d * sizeof(float) : 0};
+    *w = (pass_scratch){
+        .lq = lq, .nS = nq * b * sizeof(float), .nR = formed_pass(s) ? b * s->d * sizeof(float) : 0};
     if (lq->unit == UNIT_AMX) w->nA = nn_amx_work_elems(s->ds, nq) * sizeof(uint16_t);
     if (lq->unit == UNIT_VNNI) w->nA = nn_vnni_work_bytes(s->ds);
     w->S = nn_scratch_get(w->nS);
@@ -886,9 +887,6 @@ static double plain_bound(const topk_screen *s, const topk_opts *opts, double rm
     return row_norm_bound(s->M, s->n, s->d, opts);
 }
 
-/* Screens, then certifies the candidates (when a list is wanted): the
- * common body of topk_rows_opt, topk_rows_formed and topk_rows_screened,
- * arguments checked, nq >= 1. */
 static _Atomic unsigned long long rescreened;
 
 unsigned long long topk_rescreened(void) { return atomic_load(&rescreened); }
@@ -911,7 +909,8 @@ static int rescreen_failed(const topk_screen *s, size_t nq, size_t k, topk_hit *
     atomic_fetch_add(&rescreened, nf);
     const size_t d = s->d;
     float *Qf = malloc(nf * d * sizeof(float));
-    topk_hit *tf = top ? malloc(nf * k * sizeof(topk_hit)) : NULL, *bf = bottom ? malloc(nf * k * sizeof(topk_hit)) : NULL;
+    topk_hit *tf = top ? malloc(nf * k * sizeof(topk_hit)) : NULL,
+             *bf = bottom ? malloc(nf * k * sizeof(topk_hit)) : NULL;
     int rc = Qf && (tf || !top) && (bf || !bottom) ? TW_OK : TW_ENOMEM;
     for (size_t i = 0, f = 0; rc == TW_OK && i < nq; i++)
         if (failed[i]) memcpy(Qf + f++ * d, s->Q + i * s->ldq, d * sizeof(float));
@@ -933,6 +932,9 @@ static int rescreen_failed(const topk_screen *s, size_t nq, size_t k, topk_hit *
     return rc;
 }
 
+/* Screens, then certifies the candidates (when a list is wanted): the
+ * common body of topk_rows_opt, topk_rows_formed and topk_rows_screened,
+ * arguments checked, nq >= 1. */
 static int screen_and_certify(const topk_screen *s, size_t nq, size_t k, topk_hit *top, topk_hit *bottom,
                               size_t ldo, const topk_opts *opts)
 {
@@ -948,8 +950,7 @@ static int screen_on(const topk_screen *s, size_t nq, size_t k, topk_hit *top, t
     const bool lists = top || bottom;
     const int parts = lists ? screen_parts(s, nq, opts) : 1;
     pass_scratch w = {0};
-    topk_cands *c =
-        lists ? cands_new(nq, s->n, k, unit_extra(unit), top != NULL, bottom != NULL) : NULL;
+    topk_cands *c = lists ? cands_new(nq, s->n, k, unit_extra(unit), top != NULL, bottom != NULL) : NULL;
     double *err = lists && !s->err ? malloc(nq * sizeof(double)) : NULL, rmax = 0.0, rinf = 0.0;
     lp_queries lq;
     int rc = lp_pack(&lq, unit, s, nq);
@@ -967,7 +968,8 @@ static int screen_on(const topk_screen *s, size_t nq, size_t k, topk_hit *top, t
         const rows_src src = {.M = s->M ? s->M : s->Mf->rows, .f = s->Mf, .d = s->d};
         unsigned char *failed = unit != UNIT_FP32 ? calloc(nq, 1) : NULL;
         rc = unit != UNIT_FP32 && !failed ? TW_ENOMEM : TW_OK;
-        if (rc == TW_OK) rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, failed);
+        if (rc == TW_OK)
+            rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, failed);
         scratch_free(&w);
         w = (pass_scratch){0};
         topk_cands_free(c);

@@ -43,7 +43,10 @@ size_t nn_vnni_queries_bytes(size_t nq, size_t ds)
 
 /* The packed panels of a chunk (CHUNK_ROWS rows of dp int16), then the
  * rows' steps. */
-size_t nn_vnni_work_bytes(size_t ds) { return CHUNK_ROWS * depth(ds) * sizeof(int16_t) + CHUNK_ROWS * sizeof(float); }
+size_t nn_vnni_work_bytes(size_t ds)
+{
+    return CHUNK_ROWS * depth(ds) * sizeof(int16_t) + CHUNK_ROWS * sizeof(float);
+}
 
 void *nn_vnni_alloc(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
 
@@ -60,7 +63,8 @@ double nn_vnni_error(size_t ds, const float *p, double R, double Rinf)
     if (!(pn * R < 1e36) || !(Rinf <= R) || !(pinf < INFINITY) || (pinf > 0.0 && pinf < TINY))
         return INFINITY;
     const double Q = nn_vnni_level(ds), h = 0.5 + 0x1p-7, u = 0x1p-24;
-    const double E = h / Q * (Rinf * p1 + pinf * sqrt((double)ds) * R) + 3.0 * (double)ds * h * h * pinf * Rinf / (Q * Q);
+    const double E =
+        h / Q * (Rinf * p1 + pinf * sqrt((double)ds) * R) + 3.0 * (double)ds * h * h * pinf * Rinf / (Q * Q);
     /* widened by 1e-6 for the double roundings of this very sum */
     return (E + 5.0001 * u * (pn * R + E)) * (1.0 + 1e-6);
 }
@@ -129,7 +133,8 @@ VNNI_TARGET static inline __m512i int_pairs(const float *x, size_t n, float f)
     const __m512 s = _mm512_set1_ps(f);
     __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m0, x), s));
     __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m1, x + 16), s));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtsepi32_epi16(a)), _mm512_cvtsepi32_epi16(b), 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtsepi32_epi16(a)), _mm512_cvtsepi32_epi16(b),
+                              1);
 }
 
 /* Query rows in blocks of NQB: block b's pair t of query i (int16 2t,
@@ -176,7 +181,8 @@ VNNI_TARGET static double pack_panel(const float *R, size_t ldr, size_t nr, size
     for (size_t t = 0; t < dp; t += DEPTH) {
         __m512i r[16];
         const size_t n = ds - t < DEPTH ? ds - t : DEPTH;
-        for (size_t i = 0; i < PANEL; i++) r[i] = i < nr ? int_pairs(R + i * ldr + t, n, f[i]) : _mm512_setzero_si512();
+        for (size_t i = 0; i < PANEL; i++)
+            r[i] = i < nr ? int_pairs(R + i * ldr + t, n, f[i]) : _mm512_setzero_si512();
         nn_transpose16(r);
         for (size_t m = 0; m < 16; m++) _mm512_store_si512((void *)(out + (t / 2 + m) * PANEL), r[m]);
     }
@@ -189,7 +195,7 @@ VNNI_TARGET static double pack_panel(const float *R, size_t ldr, size_t nr, size
 #define ACC_DECL(i) __m512i a##i##0 = _mm512_setzero_si512(), a##i##1 = _mm512_setzero_si512()
 #define ACC_STEP(i)                                                                                          \
     do {                                                                                                     \
-        const __m512i x_ = _mm512_set1_epi32(qd[t * NQB + (i)]);                                                \
+        const __m512i x_ = _mm512_set1_epi32(qd[t * NQB + (i)]);                                             \
         a##i##0 = _mm512_dpwssd_epi32(a##i##0, r0, x_);                                                      \
         a##i##1 = _mm512_dpwssd_epi32(a##i##1, r1, x_);                                                      \
     } while (0)
@@ -200,18 +206,48 @@ VNNI_TARGET static void kernel(const int16_t *q, size_t dp, const int32_t *b0, c
 {
     const int32_t *qd = (const int32_t *)(const void *)q;
     const size_t hp = dp / 2;
-    ACC_DECL(0); ACC_DECL(1); ACC_DECL(2); ACC_DECL(3); ACC_DECL(4); ACC_DECL(5);
-    ACC_DECL(6); ACC_DECL(7); ACC_DECL(8); ACC_DECL(9); ACC_DECL(10); ACC_DECL(11);
+    ACC_DECL(0);
+    ACC_DECL(1);
+    ACC_DECL(2);
+    ACC_DECL(3);
+    ACC_DECL(4);
+    ACC_DECL(5);
+    ACC_DECL(6);
+    ACC_DECL(7);
+    ACC_DECL(8);
+    ACC_DECL(9);
+    ACC_DECL(10);
+    ACC_DECL(11);
     for (size_t t = 0; t < hp; t++) {
         const __m512i r0 = _mm512_load_si512((const void *)(b0 + t * PANEL)),
                       r1 = _mm512_load_si512((const void *)(b1 + t * PANEL));
         _mm_prefetch((const char *)(b0 + (t + 16) * PANEL), _MM_HINT_T0);
         _mm_prefetch((const char *)(b1 + (t + 16) * PANEL), _MM_HINT_T0);
-        ACC_STEP(0); ACC_STEP(1); ACC_STEP(2); ACC_STEP(3); ACC_STEP(4); ACC_STEP(5);
-        ACC_STEP(6); ACC_STEP(7); ACC_STEP(8); ACC_STEP(9); ACC_STEP(10); ACC_STEP(11);
+        ACC_STEP(0);
+        ACC_STEP(1);
+        ACC_STEP(2);
+        ACC_STEP(3);
+        ACC_STEP(4);
+        ACC_STEP(5);
+        ACC_STEP(6);
+        ACC_STEP(7);
+        ACC_STEP(8);
+        ACC_STEP(9);
+        ACC_STEP(10);
+        ACC_STEP(11);
     }
-    ACC_OUT(0); ACC_OUT(1); ACC_OUT(2); ACC_OUT(3); ACC_OUT(4); ACC_OUT(5);
-    ACC_OUT(6); ACC_OUT(7); ACC_OUT(8); ACC_OUT(9); ACC_OUT(10); ACC_OUT(11);
+    ACC_OUT(0);
+    ACC_OUT(1);
+    ACC_OUT(2);
+    ACC_OUT(3);
+    ACC_OUT(4);
+    ACC_OUT(5);
+    ACC_OUT(6);
+    ACC_OUT(7);
+    ACC_OUT(8);
+    ACC_OUT(9);
+    ACC_OUT(10);
+    ACC_OUT(11);
 }
 
 VNNI_TARGET double nn_vnni_scores(const void *Pq, size_t nq, const float *R, size_t ldr, size_t bj, size_t ds,
@@ -229,7 +265,8 @@ VNNI_TARGET double nn_vnni_scores(const void *Pq, size_t nq, const float *R, siz
         const size_t np = (nr + 2 * PANEL - 1) / (2 * PANEL) * 2; /* even: the kernel takes them in pairs */
         for (size_t g = 0; g < np; g++) {
             size_t lo = g * PANEL, n = lo < nr ? (nr - lo < PANEL ? nr - lo : PANEL) : 0;
-            double m = pack_panel(n ? R + (r0 + lo) * ldr : R, ldr, n, ds, Q, panels + g * panel_elems, steps + lo);
+            double m =
+                pack_panel(n ? R + (r0 + lo) * ldr : R, ldr, n, ds, Q, panels + g * panel_elems, steps + lo);
             if (!(m <= seen)) seen = seen != seen ? seen : m;
         }
         for (size_t q0 = 0; q0 < nqp; q0 += NQB) {
@@ -239,7 +276,8 @@ VNNI_TARGET double nn_vnni_scores(const void *Pq, size_t nq, const float *R, siz
                 for (size_t c = 0; c < 2; c++) {
                     const size_t col = r0 + (g + c) * PANEL;
                     if (col >= r0 + nr) continue;
-                    const __mmask16 k = r0 + nr - col >= PANEL ? 0xffff : (__mmask16)((1u << (r0 + nr - col)) - 1u);
+                    const __mmask16 k =
+                        r0 + nr - col >= PANEL ? 0xffff : (__mmask16)((1u << (r0 + nr - col)) - 1u);
                     const __m512 st = _mm512_load_ps(steps + (g + c) * PANEL);
                     for (size_t i = 0; i < NQB && q0 + i < nq; i++) {
                         const __m512 g2 = _mm512_mul_ps(_mm512_set1_ps(qsteps[q0 + i]), st);
