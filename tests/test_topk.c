@@ -51,6 +51,31 @@ START_TEST(test_topk_fast_vs_naive)
 }
 END_TEST
 
+/* topk_rows of nq random queries against n random rows of d (elements in
+ * [-1, 1]; element 7 of row 123 set to outlier when not 0), k 10, checked
+ * against topk_rows_naive bit for bit: the lists not certified by the
+ * screening (topk_exact_scans) and the queries screened again
+ * (topk_rescreened) it took. */
+static void plain_pass_vs_naive(tw_rng *r, size_t n, size_t d, size_t nq, float outlier,
+                                unsigned long long *scans, unsigned long long *again)
+{
+    const size_t k = 10;
+    float *M = tt_uniform(r, n * d, -1, 1), *Q = tt_uniform(r, nq * d, -1, 1);
+    if (outlier != 0.0f) M[123 * d + 7] = outlier;
+    topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
+    topk_hit *nt = malloc(nq * k * sizeof *nt), *nb = malloc(nq * k * sizeof *nb);
+    const unsigned long long s0 = topk_exact_scans(), a0 = topk_rescreened();
+    ck_assert_int_eq(topk_rows(M, n, d, Q, nq, k, ft, fb), 0);
+    *scans = topk_exact_scans() - s0;
+    *again = topk_rescreened() - a0;
+    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
+    for (size_t i = 0; i < nq * k; i++) {
+        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu", i);
+        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
+    }
+    TT_FREE(M, Q, ft, fb, nt, nb);
+}
+
 /* The bf16 tile scores (core/nn/amx.h) within their stated bound of the
  * exact products, at every edge of the tiles: a depth that is not a
  * multiple of 32, queries and rows that do not fill their tiles, a row
@@ -92,20 +117,9 @@ START_TEST(test_topk_amx_bound_and_lists)
         for (size_t j = bj; j < lds; j++) ck_assert(S[i * lds + j] == -12345.0f);
     TT_FREE(P, R, S, Pq, w);
 
-    const size_t n = 5000, d = 100, nq2 = 100, k = 10;
-    float *M = tt_uniform(&r, n * d, -1, 1), *Q = tt_uniform(&r, nq2 * d, -1, 1);
-    topk_hit *ft = malloc(nq2 * k * sizeof *ft), *fb = malloc(nq2 * k * sizeof *fb);
-    topk_hit *nt = malloc(nq2 * k * sizeof *nt), *nb = malloc(nq2 * k * sizeof *nb);
-    unsigned long long scans = topk_exact_scans();
-    ck_assert_int_eq(topk_rows(M, n, d, Q, nq2, k, ft, fb), 0);
-    scans = topk_exact_scans() - scans;
-    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq2, k, nt, nb), 0);
-    for (size_t i = 0; i < nq2 * k; i++) {
-        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu", i);
-        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
-    }
-    ck_assert_msg(scans <= nq2 / 10, "%llu of %zu lists needed an exact scan", scans, 2 * nq2);
-    TT_FREE(M, Q, ft, fb, nt, nb);
+    unsigned long long scans, again;
+    plain_pass_vs_naive(&r, 5000, 100, 100, 0.0f, &scans, &again);
+    ck_assert_msg(scans <= 10 && again == 0, "%llu of 200 lists needed an exact scan", scans);
 }
 END_TEST
 
@@ -184,22 +198,11 @@ START_TEST(test_topk_vnni_bound_and_lists)
     ck_assert(isfinite(nn_vnni_error(dx, Px, 100.0, 2.0)));
     TT_FREE(Px, Rx, Sx, Pq, w);
 
-    const size_t n = 5000, d = 100, nq2 = 100, k = 10;
-    float *M = tt_uniform(&r, n * d, -1, 1), *Q = tt_uniform(&r, nq2 * d, -1, 1);
-    topk_hit *ft = malloc(nq2 * k * sizeof *ft), *fb = malloc(nq2 * k * sizeof *fb);
-    topk_hit *nt = malloc(nq2 * k * sizeof *nt), *nb = malloc(nq2 * k * sizeof *nb);
-    unsigned long long scans = topk_exact_scans();
-    ck_assert_int_eq(topk_rows(M, n, d, Q, nq2, k, ft, fb), 0);
-    scans = topk_exact_scans() - scans;
-    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq2, k, nt, nb), 0);
-    for (size_t i = 0; i < nq2 * k; i++) {
-        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu", i);
-        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
-    }
-    ck_assert_msg(scans <= nq2 / 10, "%llu of %zu lists needed an exact scan", scans, 2 * nq2);
+    unsigned long long scans, again;
+    plain_pass_vs_naive(&r, 5000, 100, 100, 0.0f, &scans, &again);
+    ck_assert_msg(scans <= 10 && again == 0, "%llu of 200 lists needed an exact scan", scans);
     fprintf(stderr, "test_topk_vnni_bound_and_lists: lists on the %s unit, %llu exact scans\n",
-            topk_plain_pass_speedup(nq2) == TOPK_VNNI_SPEEDUP ? "VNNI" : "tile", scans);
-    TT_FREE(M, Q, ft, fb, nt, nb);
+            topk_plain_pass_speedup(100) == TOPK_VNNI_SPEEDUP ? "VNNI" : "tile", scans);
 }
 END_TEST
 
@@ -550,19 +553,9 @@ END_TEST
 START_TEST(test_topk_low_precision_rescreened)
 {
     tw_rng r = tt_rng(79);
-    const size_t n = 5000, d = 100, nq = 100, k = 10;
-    float *M = tt_uniform(&r, n * d, -1, 1), *Q = tt_uniform(&r, nq * d, -1, 1);
-    M[123 * d + 7] = 400.0f;
-    topk_hit *ft = malloc(nq * k * sizeof *ft), *fb = malloc(nq * k * sizeof *fb);
-    topk_hit *nt = malloc(nq * k * sizeof *nt), *nb = malloc(nq * k * sizeof *nb);
-    const unsigned long long scans = topk_exact_scans(), again = topk_rescreened();
-    ck_assert_int_eq(topk_rows(M, n, d, Q, nq, k, ft, fb), 0);
-    const unsigned long long ds = topk_exact_scans() - scans, da = topk_rescreened() - again;
-    ck_assert_int_eq(topk_rows_naive(M, n, d, Q, nq, k, nt, nb), 0);
-    for (size_t i = 0; i < nq * k; i++) {
-        ck_assert_msg(ft[i].id == nt[i].id && ft[i].score == nt[i].score, "top item %zu", i);
-        ck_assert_msg(fb[i].id == nb[i].id && fb[i].score == nb[i].score, "bottom item %zu", i);
-    }
+    const size_t nq = 100;
+    unsigned long long ds, da;
+    plain_pass_vs_naive(&r, 5000, 100, nq, 400.0f, &ds, &da);
     if (topk_plain_pass_speedup(nq) > 1.0) {
         ck_assert_msg(da == nq, "%llu of %zu queries screened again", da, nq);
         ck_assert_msg(ds <= 2 * nq, "%llu lists left uncertified for %zu queries", ds, nq);
@@ -571,7 +564,6 @@ START_TEST(test_topk_low_precision_rescreened)
     }
     fprintf(stderr, "test_topk_low_precision_rescreened: %llu queries screened again, %llu lists marked\n",
             da, ds);
-    TT_FREE(M, Q, ft, fb, nt, nb);
 }
 END_TEST
 
