@@ -237,10 +237,13 @@ int main(int argc, char **argv)
     maybe_reexec_for_blas(&cfg, argv);
     tw_log("page from %s; default /probe words from %s", cfg.static_dir, cfg.words_file);
     tw_log("top-k screening: %s",
-           nn_amx_usable() ? "bf16 on the AMX tile unit (certified; TWD_AMX=0 turns it off)"
-           : nn_vnni_usable()
-               ? "int16 on AVX512-VNNI (certified; no AMX here or TWD_AMX=0; TWD_VNNI=0 turns it off)"
-               : "fp32 sgemm (no AMX or AVX512-VNNI here, or TWD_AMX=0 and TWD_VNNI=0)");
+           nn_amx_usable()          ? "bf16 on the AMX tile unit (certified; TWD_AMX=0 turns it off)"
+           : nn_vnni_width() == 512 ? "int16 on AVX512-VNNI (certified; no AMX here or TWD_AMX=0; TWD_VNNI=0 "
+                                      "turns it off)"
+           : nn_vnni_width() == 256
+               ? "int16 on AVX-VNNI (certified; no AMX or AVX-512 VNNI here, or TWD_VNNI=256; "
+                 "TWD_VNNI=0 turns it off)"
+               : "fp32 sgemm (no AMX or VNNI here, or TWD_AMX=0 and TWD_VNNI=0)");
     json_object_seed(0); /* before any thread: jansson's hash seed */
 #ifdef __GLIBC__
     /* A fixed mmap threshold: glibc's default one rises to 32 MiB after the

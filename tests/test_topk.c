@@ -201,8 +201,8 @@ START_TEST(test_topk_vnni_bound_and_lists)
     unsigned long long scans, again;
     plain_pass_vs_naive(&r, 5000, 100, 100, 0.0f, &scans, &again);
     ck_assert_msg(scans <= 10 && again == 0, "%llu of 200 lists needed an exact scan", scans);
-    fprintf(stderr, "test_topk_vnni_bound_and_lists: lists on the %s unit, %llu exact scans\n",
-            topk_plain_pass_speedup(100) == TOPK_VNNI_SPEEDUP ? "VNNI" : "tile", scans);
+    fprintf(stderr, "test_topk_vnni_bound_and_lists (width %d): lists on the %s unit, %llu exact scans\n",
+            nn_vnni_width(), nn_amx_usable() ? "tile" : "VNNI", scans);
 }
 END_TEST
 

@@ -868,13 +868,15 @@ static int pass_unit(const topk_screen *s, size_t nq, bool lists, const topk_opt
 const char *topk_unit_name(void)
 {
     static const char *const names[] = {[UNIT_FP32] = "fp32", [UNIT_AMX] = "amx", [UNIT_VNNI] = "vnni"};
-    return names[plain_unit(LP_MIN_QUERIES)];
+    const int unit = plain_unit(LP_MIN_QUERIES);
+    return unit == UNIT_VNNI && nn_vnni_width() == 256 ? "avxvnni" : names[unit];
 }
 
 double topk_plain_pass_speedup(size_t nq)
 {
     const int unit = plain_unit(nq);
-    return unit == UNIT_AMX ? TOPK_AMX_SPEEDUP : unit == UNIT_VNNI ? TOPK_VNNI_SPEEDUP : 1.0;
+    if (unit == UNIT_VNNI) return nn_vnni_width() == 256 ? TOPK_AVX_VNNI_SPEEDUP : TOPK_VNNI_SPEEDUP;
+    return unit == UNIT_AMX ? TOPK_AMX_SPEEDUP : 1.0;
 }
 
 /* max_j |M_j| of the plain problem: the caller's figure when it gave one,

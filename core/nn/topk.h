@@ -118,13 +118,14 @@ int topk_rows_formed(const topk_former *f, const float *Q, size_t nq, size_t k, 
 /* How many times cheaper a plain pass of nq queries (topk_rows,
  * topk_rows_opt or topk_rows_formed with a list wanted and no on_block)
  * makes its multiply-adds here than an fp32 sgemm: TOPK_AMX_SPEEDUP when
- * it screens on the tile unit (core/nn/amx.h), TOPK_VNNI_SPEEDUP on the
- * VNNI unit (core/nn/vnni.h), else 1. A caller choosing between such a
+ * it screens on the tile unit (core/nn/amx.h), TOPK_VNNI_SPEEDUP or
+ * TOPK_AVX_VNNI_SPEEDUP on the VNNI unit (core/nn/vnni.h), else 1. A caller choosing between such a
  * pass and a factored one weighs it (core/ana/probe_words.c). */
 double topk_plain_pass_speedup(size_t nq);
 
-/* "amx", "vnni" or "fp32": the unit a plain pass of many queries screens
- * on here (for /metrics and the log). */
+/* "amx", "vnni" (AVX512-VNNI), "avxvnni" (its 256-bit form) or "fp32":
+ * the unit a plain pass of many queries screens on here (for /metrics and
+ * the log). */
 const char *topk_unit_name(void);
 
 /* The bf16 tile products against the fp32 sgemm, per core, on the same
@@ -136,6 +137,11 @@ const char *topk_unit_name(void);
  * 2.0 times on the same machine (tools/twd-sgemm --units: 307 against 154
  * GFLOP/s at depth 1600, 290 against 148 at 768), kept low. */
 #define TOPK_VNNI_SPEEDUP 1.6
+
+/* The same on the 256-bit AVX-VNNI form, against an AVX2 sgemm: 143
+ * against 111 GFLOP/s at depth 768, 148 against 113 at 1600 (the same
+ * machine with OPENBLAS_CORETYPE=Haswell and TWD_VNNI=256). */
+#define TOPK_AVX_VNNI_SPEEDUP 1.25
 
 /* topk_rows with options. With on_block set, top and bottom may both be
  * NULL (a pass for the callback alone). */

@@ -19,9 +19,10 @@
  * scoring measures and returns). A pass that uses it keeps more candidates
  * per list; the lists and scores it returns are the same, bit for bit.
  *
- * Used when the CPU has AVX512F, AVX512BW and AVX512-VNNI, the OS keeps the
- * AVX-512 state, and TWD_VNNI is not "0" in the environment (read once per
- * process). Safe to call from several threads at once. */
+ * Used when the CPU has AVX512F, AVX512BW and AVX512-VNNI and the OS keeps
+ * the AVX-512 state, or else AVX2 and AVX-VNNI (the same instruction on 256
+ * bits, nn_vnni_width), and TWD_VNNI is not "0" in the environment (read
+ * once per process). Safe to call from several threads at once. */
 #ifndef TW_VNNI_H
 #define TW_VNNI_H
 
@@ -30,6 +31,12 @@
 
 /* Whether the VNNI path runs on this machine (decided once per process). */
 bool nn_vnni_usable(void);
+
+/* Its registers: 512 (AVX512-VNNI), 256 (AVX-VNNI with AVX2: Intel's
+ * Alder Lake and later clients, its E-core Xeons; also chosen with
+ * TWD_VNNI=256 on a CPU with both), or 0 (not usable). The integers, the
+ * scores and the bound are the same on both. */
+int nn_vnni_width(void);
 
 /* The integer level Q of rows of ds elements (above). */
 int nn_vnni_level(size_t ds);

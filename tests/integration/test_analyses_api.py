@@ -256,12 +256,12 @@ class AnalysesApiTest(OneDaemon, unittest.TestCase):
 
     def test_screening_units_agree(self):
         """The lists do not depend on the unit that screens them: the fp32 GEMM, 16-bit
-        integer products on AVX512-VNNI and bf16 tiles on AMX (those this CPU has) give
-        the same bytes, all of their lists certified."""
+        integer products on AVX512-VNNI and on AVX-VNNI, and bf16 tiles on AMX (those this
+        CPU has) give the same bytes, all of their lists certified."""
         targets = (("/svd", dict(block=1, top=16, k=5)), ("/svd", dict(block=3, matrix="vo", k=7)),
                    ("/probe", dict(block=2, k=5)), ("/probe", dict(block=0, k=3)))
         seen = {}
-        for env in ({"TWD_AMX": "0", "TWD_VNNI": "0"}, {"TWD_AMX": "0"}, {}):
+        for env in ({"TWD_AMX": "0", "TWD_VNNI": "0"}, {"TWD_AMX": "0"}, {"TWD_AMX": "0", "TWD_VNNI": "256"}, {}):
             with Daemon(model=self.daemon_model, env=env) as d:
                 unit = re.search(r'twd_topk_unit\{unit="(\w+)"\} 1', d.get("/metrics")[2].decode()).group(1)
                 if not seen:
