@@ -17,6 +17,7 @@
 #include "core/nn/x86_transpose.h"
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define AVX_TARGET  __attribute__((target("avx2,avxvnni")))
+#define AVX2_TARGET __attribute__((target("avx2")))
 #endif
 
 #define DEPTH      32u  /* int16 per step of the packing: 16 pairs, one transpose */
@@ -144,34 +145,12 @@ VNNI_TARGET static inline __m512i int_pairs(const float *x, size_t n, float f)
                               1);
 }
 
-/* Query rows in blocks of NQB: block b's pair t of query i (int16 2t,
- * 2t + 1) is dword (b dp / 2 + t) NQB + i; zero past ds and past nq.
- * Steps after the nqp rows. */
-VNNI_TARGET static void pack_queries512(const float *P, size_t ldp, size_t nq, size_t ds, void *out)
-{
-    const size_t dp = depth(ds), nqp = queries_padded(nq);
-    const int Q = nn_vnni_level(ds);
-    int32_t *q = out;
-    float *steps = (float *)(q + nqp * dp / 2);
-    for (size_t i = 0; i < nq; i++) {
-        double rep;
-        float f = row_scale(row_max(P + i * ldp, ds), Q, &steps[i], &rep);
-        int32_t *blk = q + (i / NQB) * NQB * dp / 2 + i % NQB;
-        for (size_t t = 0; t < dp; t += DEPTH) {
-            int32_t v[16] __attribute__((aligned(64)));
-            _mm512_store_si512((void *)v, int_pairs(P + i * ldp + t, ds - t < DEPTH ? ds - t : DEPTH, f));
-            for (size_t m = 0; m < 16; m++) blk[(t / 2 + m) * NQB] = v[m];
-        }
-    }
-}
-
-static void pack_queries256(const float *P, size_t ldp, size_t nq, size_t ds, void *out);
+static void pack_queries(const float *P, size_t ldp, size_t nq, size_t ds, void *out);
 
 void nn_vnni_pack_queries(const float *P, size_t ldp, size_t nq, size_t ds, void *out)
 {
     memset(out, 0, nn_vnni_queries_bytes(nq, ds));
-    if (nn_vnni_width() == 512) pack_queries512(P, ldp, nq, ds, out);
-    if (nn_vnni_width() == 256) pack_queries256(P, ldp, nq, ds, out);
+    if (nn_vnni_usable()) pack_queries(P, ldp, nq, ds, out);
 }
 
 /* Rows R (nr <= PANEL of them; the rest zero) as one panel: for each pair
@@ -308,7 +287,7 @@ VNNI_TARGET static double scores512(const void *Pq, size_t nq, const float *R, s
  * rounding), so is the bound. */
 
 /* The largest |x_t| of x (n), NaN when x holds one. */
-AVX_TARGET static float row_max256(const float *x, size_t n)
+AVX2_TARGET static float row_max256(const float *x, size_t n)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
@@ -332,7 +311,7 @@ AVX_TARGET static float row_max256(const float *x, size_t n)
 
 /* 32 floats of x (n of them; the rest 0) times f, rounded to the nearest
  * integers as int_pairs does, as 16 dwords of pairs into out. */
-AVX_TARGET static inline void int_pairs256(const float *x, size_t n, float f, int32_t out[16])
+AVX2_TARGET static inline void int_pairs256(const float *x, size_t n, float f, int32_t out[16])
 {
     float tail[32];
     if (n < 32) {
@@ -350,7 +329,10 @@ AVX_TARGET static inline void int_pairs256(const float *x, size_t n, float f, in
     _mm256_storeu_si256((__m256i *)(void *)(out + 8), b);
 }
 
-AVX_TARGET static void pack_queries256(const float *P, size_t ldp, size_t nq, size_t ds, void *out)
+/* Query rows in blocks of NQB, for both widths (a few rows: AVX2 is enough):
+ * block b's pair t of query i (int16 2t, 2t + 1) is dword (b dp / 2 + t)
+ * NQB + i; zero past ds and past nq. Steps after the nqp rows. */
+AVX2_TARGET static void pack_queries(const float *P, size_t ldp, size_t nq, size_t ds, void *out)
 {
     const size_t dp = depth(ds), nqp = queries_padded(nq);
     const int Q = nn_vnni_level(ds);
@@ -369,8 +351,8 @@ AVX_TARGET static void pack_queries256(const float *P, size_t ldp, size_t nq, si
 }
 
 /* pack_panel's panel, made with AVX2. */
-AVX_TARGET static double pack_panel256(const float *R, size_t ldr, size_t nr, size_t ds, int Q, int32_t *out,
-                                       float *steps)
+AVX2_TARGET static double pack_panel256(const float *R, size_t ldr, size_t nr, size_t ds, int Q, int32_t *out,
+                                        float *steps)
 {
     const size_t dp = depth(ds);
     double seen = 0.0;
