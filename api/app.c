@@ -136,7 +136,7 @@ void api_render_metrics(const api_service *svc, strbuf *b)
         "# TYPE twd_stats_rows_total gauge\n");
     sb_printf(
         b,
-        "# HELP twd_topk_unit The unit large top-k screenings use here (amx, vnni or fp32).\n"
+        "# HELP twd_topk_unit The unit large top-k screenings use here (amx, vnni, avxvnni or fp32).\n"
         "# TYPE twd_topk_unit gauge\ntwd_topk_unit{unit=\"%s\"} 1\n"
         "# HELP twd_topk_exact_scans_total Top-k lists a screening could not certify (scanned exactly, or "
         "screened again).\n"
