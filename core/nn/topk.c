@@ -972,6 +972,8 @@ static int screen_on(const topk_screen *s, size_t nq, size_t k, topk_hit *top, t
         rc = unit != UNIT_FP32 && !failed ? TW_ENOMEM : TW_OK;
         if (rc == TW_OK)
             rc = cands_certify(c, &src, s->Q, s->ldq, s->err ? s->err : err, top, bottom, ldo, failed);
+        /* this pass's scratch and candidates go back before the second
+         * screening, which takes its own (from the same kept buffers) */
         scratch_free(&w);
         w = (pass_scratch){0};
         topk_cands_free(c);

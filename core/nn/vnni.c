@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn/topk.h"
+
 /* The VNNI path needs x86-64 and a compiler with the AVX512-VNNI and
  * AVX-VNNI intrinsics (GCC 11, Clang 12). */
 #if defined(__x86_64__) && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11)
@@ -59,7 +61,7 @@ double nn_vnni_error(size_t ds, const float *p, double R, double Rinf)
         double a = fabs((double)p[t]);
         p1 += a;
         pn += a * a;
-        if (!(a <= pinf)) pinf = a; /* NaN wins */
+        topk_raise_max(&pinf, a);
     }
     pn = sqrt(pn);
     if (!(pn * R < 1e36) || !(Rinf <= R) || !(pinf < INFINITY) || (pinf > 0.0 && pinf < TINY))
@@ -165,7 +167,7 @@ VNNI_TARGET static double pack_panel(const float *R, size_t ldr, size_t nr, size
     for (size_t i = 0; i < PANEL; i++) {
         double rep = 0.0;
         f[i] = i < nr ? row_scale(row_max(R + i * ldr, ds), Q, &steps[i], &rep) : (steps[i] = 0.0f);
-        if (!(rep <= seen)) seen = seen != seen ? seen : rep; /* NaN wins */
+        topk_raise_max(&seen, rep);
     }
     for (size_t t = 0; t < dp; t += DEPTH) {
         __m512i r[16];
@@ -256,7 +258,7 @@ VNNI_TARGET static double scores512(const void *Pq, size_t nq, const float *R, s
             size_t lo = g * PANEL, n = lo < nr ? (nr - lo < PANEL ? nr - lo : PANEL) : 0;
             double m =
                 pack_panel(n ? R + (r0 + lo) * ldr : R, ldr, n, ds, Q, panels + g * panel_elems, steps + lo);
-            if (!(m <= seen)) seen = seen != seen ? seen : m;
+            topk_raise_max(&seen, m);
         }
         for (size_t q0 = 0; q0 < nqp; q0 += NQB) {
             for (size_t g = 0; g < np; g += 2) {
@@ -360,7 +362,7 @@ AVX2_TARGET static double pack_panel256(const float *R, size_t ldr, size_t nr, s
         double rep = 0.0;
         const float f =
             i < nr ? row_scale(row_max256(R + i * ldr, ds), Q, &steps[i], &rep) : (steps[i] = 0.0f);
-        if (!(rep <= seen)) seen = seen != seen ? seen : rep; /* NaN wins */
+        topk_raise_max(&seen, rep);
         for (size_t t = 0; t < dp; t += DEPTH) {
             int32_t v[16] = {0};
             if (i < nr) int_pairs256(R + i * ldr + t, ds - t < DEPTH ? ds - t : DEPTH, f, v);
@@ -423,7 +425,7 @@ AVX_TARGET static double scores256(const void *Pq, size_t nq, const float *R, si
             size_t lo = g * PANEL, n = nr - lo < PANEL ? nr - lo : PANEL;
             double m =
                 pack_panel256(R + (r0 + lo) * ldr, ldr, n, ds, Q, panels + g * panel_elems, steps + lo);
-            if (!(m <= seen)) seen = seen != seen ? seen : m;
+            topk_raise_max(&seen, m);
         }
         for (size_t q0 = 0; q0 < nqp; q0 += NQB)
             for (size_t half = 0; half < NQB && q0 + half < nq; half += NQB / 2)
